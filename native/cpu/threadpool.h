@@ -1,0 +1,31 @@
+// The CPU backend's one thread pool, sized to the online cores and reused by every op.
+//
+// Determinism contract: work is split statically. parallel_for(n, fn) always hands thread t the
+// same contiguous range [t*n/T, (t+1)*n/T) for a given thread count T, so an op that reduces within
+// a range and then combines the per-thread partials in thread order is bit-identical run to run.
+// Calls from several Java threads are serialized (the pool is never oversubscribed); a call made
+// from inside a pool task runs inline on the calling thread.
+#pragma once
+#include <cstdint>
+#include <functional>
+
+namespace ath::cpu {
+
+int num_threads();
+// Resizes the pool (n >= 1). Waits for running work to finish first.
+bool set_num_threads(int n);
+
+// Runs fn(tid, nthreads) once on each of the pool's threads (tid 0 is the caller) and waits.
+void run_on_all(const std::function<void(int tid, int nthreads)>& fn);
+
+// Splits [0, n) statically into at most num_threads() contiguous ranges of at least `grain`
+// items each and runs fn(begin, end, tid) for each, waiting for all. tid < num_threads().
+void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t begin, int64_t end, int tid)>& fn);
+
+// The static range of thread `tid` out of `nthreads` over [0, n).
+inline void static_range(int64_t n, int tid, int nthreads, int64_t* begin, int64_t* end) {
+  *begin = n * tid / nthreads;
+  *end = n * (tid + 1) / nthreads;
+}
+
+}  // namespace ath::cpu

@@ -1,0 +1,357 @@
+/*
+ * Athanor native C ABI.
+ *
+ * One set of op signatures, two backends: every op has an argument struct (below) and two entry
+ * points, ath_cpu_<op>(const args*) and ath_cuda_<op>(const args*, ath_stream). The JNI layer only
+ * translates Java arguments into these structs and turns a non-OK status into a Java exception
+ * carrying ath_last_error().
+ *
+ * Conventions shared by every op:
+ *  - Row-major, element strides (not bytes). The innermost dimension is contiguous unless a stride
+ *    for it is given explicitly.
+ *  - Pointers are host pointers for ath_cpu_* and device pointers for ath_cuda_*; scalars by value.
+ *  - Backward ops WRITE input gradients (dx, dq, ...) and ACCUMULATE (+=) parameter gradients
+ *    (dweight, dbias, dtable), which are always F32. This supports gradient accumulation.
+ *  - "dtype" means the dtype of activations/inputs/outputs of that op; statistics saved for the
+ *    backward pass (mean, rstd, lse) are always F32.
+ *  - Ops never abort: a bad argument returns ATH_ERR_INVALID with a message, an unsupported
+ *    combination returns ATH_ERR_UNSUPPORTED, a CUDA failure returns ATH_ERR_CUDA with file, line
+ *    and the CUDA error string in ath_last_error().
+ *  - CPU ops run on the shared thread pool with static partitioning and a fixed reduction order:
+ *    for a fixed thread count their results are bit-identical run to run.
+ *  - CUDA ops are enqueued on the given stream and return without synchronizing.
+ */
+#ifndef ATHANOR_H
+#define ATHANOR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define ATH_API __attribute__((visibility("default")))
+#else
+#define ATH_API
+#endif
+
+/* ------------------------------------------------------------------ status and errors */
+typedef enum ath_status {
+  ATH_OK = 0,
+  ATH_ERR_INVALID = 1,     /* bad argument: shape, dtype, index out of range, null pointer */
+  ATH_ERR_UNSUPPORTED = 2, /* this backend lacks this op or dtype combination */
+  ATH_ERR_CUDA = 3,        /* a CUDA runtime/driver call failed */
+  ATH_ERR_OOM = 4,         /* allocation failed */
+  ATH_ERR_IO = 5,          /* file I/O failed */
+  ATH_ERR_INTERNAL = 6     /* a bug: an invariant did not hold */
+} ath_status;
+
+/* Message of the last non-OK status returned on this thread (never NULL, "" when none). */
+ATH_API const char* ath_last_error(void);
+
+/* ------------------------------------------------------------------ dtypes */
+typedef enum ath_dtype {
+  ATH_F32 = 0,
+  ATH_BF16 = 1,
+  ATH_F16 = 2,
+  ATH_I32 = 3
+} ath_dtype;
+
+/* Size in bytes of one element, 0 for an unknown dtype. */
+ATH_API size_t ath_dtype_size(int dtype);
+
+/* CUDA stream handle (a cudaStream_t); NULL means the legacy default stream. */
+typedef void* ath_stream;
+
+/* ------------------------------------------------------------------ library info */
+ATH_API const char* ath_version(void);
+/* 1 when the library was built with CUDA kernels, else 0. */
+ATH_API int ath_built_with_cuda(void);
+/* Space-separated CPU features detected at run time, e.g. "avx2 fma avx512f avx512bw". */
+ATH_API const char* ath_cpu_features(void);
+/* The ISA the CPU kernels dispatch to: "avx512", "avx2" or "scalar". Overridable with
+ * ath_cpu_set_isa (for tests and benchmarks); returns ATH_ERR_UNSUPPORTED if the CPU lacks it. */
+ATH_API const char* ath_cpu_isa(void);
+ATH_API ath_status ath_cpu_set_isa(const char* isa);
+/* Thread pool: defaults to the number of online cores; may be resized when idle. */
+ATH_API int ath_cpu_threads(void);
+ATH_API ath_status ath_cpu_set_threads(int n);
+/* Names of the kernels this build provides, space separated, per backend ("cpu" / "cuda"). */
+ATH_API const char* ath_kernels(const char* backend);
+
+/* ------------------------------------------------------------------ GEMM
+ * For each batch index b in [0, batch):
+ *   C_b (M, N) = alpha * op(A_b) @ op(B_b) + beta * C_b  (+ bias broadcast over rows)
+ * op(A_b) is (M, K): A_b is stored (M, K) with row stride lda if !trans_a, else (K, M) with lda.
+ * op(B_b) is (K, N): B_b is stored (K, N) with row stride ldb if !trans_b, else (N, K) with ldb.
+ * X_b = X + b * stride_x (elements). beta == 0 means C is not read (may hold NaN).
+ * dtype_ab: F32, BF16 or F16 (A and B share it); dtype_c: F32 or dtype_ab. Accumulation is F32.
+ * bias: NULL or N elements of dtype_c, added after alpha/beta.
+ */
+typedef struct ath_gemm_args {
+  int64_t m, n, k, batch;
+  int dtype_ab, dtype_c;
+  int trans_a, trans_b;
+  const void* a; int64_t lda, stride_a;
+  const void* b; int64_t ldb, stride_b;
+  void* c;       int64_t ldc, stride_c;
+  const void* bias;
+  float alpha, beta;
+} ath_gemm_args;
+
+/* ------------------------------------------------------------------ attention
+ * Scaled dot-product attention, FlashAttention style (never materializes (Tq, Tk) in forward).
+ * q: (B, Hq, Tq, D) addressed by strides q_sb, q_sh, q_st (last dim contiguous); likewise k, v
+ * (B, Hkv, Tk, D) and o (B, Hq, Tq, D). Hq % Hkv == 0 (grouped-query: query head h uses kv head
+ * h / (Hq / Hkv)). D <= 128 (CUDA: D in {32, 64, 96, 128}; CPU: any D <= 256).
+ * causal: query i attends key j iff j <= i + (Tk - Tq) (bottom-right aligned, as in decoding with
+ * a KV cache); a query row with no visible key outputs zeros and lse = -inf.
+ * lse: (B, Hq, Tq) F32 contiguous, log-sum-exp of the scaled scores per row (saved for backward;
+ * may be NULL in forward when not needed).
+ * dtype: F32, BF16 or F16 for q, k, v, o (and do, dq, dk, dv in backward).
+ */
+typedef struct ath_attention_args {
+  int64_t batch, heads_q, heads_kv, tq, tk, head_dim;
+  int dtype;
+  int causal;
+  float scale;
+  const void* q; int64_t q_sb, q_sh, q_st;
+  const void* k; int64_t k_sb, k_sh, k_st;
+  const void* v; int64_t v_sb, v_sh, v_st;
+  void* o;       int64_t o_sb, o_sh, o_st;
+  float* lse;
+  /* backward only: do has the strides of o; dq those of q; dk, dv those of k, v. All written. */
+  const void* dout;
+  void* dq; void* dk; void* dv;
+} ath_attention_args;
+
+/* ------------------------------------------------------------------ normalization
+ * x, out: (rows, cols) contiguous, dtype. weight, bias: (cols), dtype (bias may be NULL; RMSNorm
+ * ignores bias). mean, rstd: (rows) F32 (LayerNorm writes both, RMSNorm only rstd; may be NULL in
+ * forward when not needed).
+ * LayerNorm: out = (x - mean) * rstd * weight + bias,  rstd = 1/sqrt(var + eps) (biased var).
+ * RMSNorm:   out = x * rstd * weight,                  rstd = 1/sqrt(mean(x^2) + eps).
+ * Backward: dout (rows, cols) dtype; writes dx (rows, cols) dtype; accumulates dweight, dbias
+ * (cols) F32 (dbias may be NULL). Uses the saved mean/rstd.
+ */
+typedef struct ath_norm_args {
+  int64_t rows, cols;
+  int dtype;
+  float eps;
+  const void* x; const void* weight; const void* bias;
+  void* out; float* mean; float* rstd;
+  const void* dout; void* dx; float* dweight; float* dbias;
+} ath_norm_args;
+
+/* ------------------------------------------------------------------ activations (elementwise, n elements, contiguous)
+ * GELU (tanh approximation): out = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+ * SiLU: out = x * sigmoid(x)
+ * SwiGLU: out = silu(x) * y   (x is the gate, y the up projection)
+ * Backward writes dx (and dy for SwiGLU) from dout and the forward inputs.
+ */
+typedef enum ath_act { ATH_ACT_GELU_TANH = 0, ATH_ACT_SILU = 1, ATH_ACT_SWIGLU = 2 } ath_act;
+typedef struct ath_act_args {
+  int64_t n;
+  int dtype;
+  int act;
+  const void* x; const void* y;   /* y only for SwiGLU */
+  void* out;
+  const void* dout; void* dx; void* dy;
+} ath_act_args;
+
+/* ------------------------------------------------------------------ softmax + cross-entropy (fused)
+ * logits: (rows, vocab) with row stride ld >= vocab, dtype. targets: (rows) I32; a target < 0 is
+ * ignored (loss 0, gradient 0); a target >= vocab is ATH_ERR_INVALID (CPU) / treated as ignored
+ * (CUDA, which cannot report it synchronously; the Java layer validates host-side targets).
+ * Forward writes losses (rows) F32 = lse - logit[target], and lse (rows) F32 (may be NULL).
+ * Backward: dlosses (rows) F32; writes dlogits (rows, vocab) with stride ld, dtype:
+ *   dlogits[r, j] = dlosses[r] * (softmax(logits[r])[j] - [j == target[r]]) using the saved lse.
+ */
+typedef struct ath_xent_args {
+  int64_t rows, vocab, ld;
+  int dtype;
+  const void* logits; const int32_t* targets;
+  float* losses; float* lse;
+  const float* dlosses; void* dlogits;
+} ath_xent_args;
+
+/* ------------------------------------------------------------------ embedding
+ * ids: (n) I32 in [0, vocab); table: (vocab, dim) dtype; out: (n, dim) dtype (written).
+ * CPU returns ATH_ERR_INVALID naming the first bad id and its position; CUDA writes zeros for a
+ * bad id. Backward: dout (n, dim) dtype; accumulates into dtable (vocab, dim) F32.
+ */
+typedef struct ath_embedding_args {
+  int64_t n, vocab, dim;
+  int dtype;
+  const int32_t* ids;
+  const void* table; void* out;
+  const void* dout; float* dtable;
+} ath_embedding_args;
+
+/* ------------------------------------------------------------------ rotary position embedding
+ * x, out: (B, T, H, D) addressed by strides x_sb, x_st, x_sh (last dim contiguous); out has the
+ * same strides and may alias x. Rotates pairs (i, i + D/2) for i < D/2 (the "rotate_half"
+ * convention of Hugging Face Llama) by angle (pos0 + t) * theta^(-2i/D). inverse != 0 rotates by
+ * the negative angle, which is the backward pass (dx from dout). D must be even.
+ */
+typedef struct ath_rope_args {
+  int64_t batch, seq, heads, head_dim;
+  int dtype;
+  int inverse;
+  int64_t pos0;
+  float theta;
+  const void* x; void* out;
+  int64_t x_sb, x_st, x_sh;
+} ath_rope_args;
+
+/* ------------------------------------------------------------------ elementwise and reductions (n elements, contiguous)
+ * ADD:   out = a + b          MUL: out = a * b
+ * SCALE: out = alpha * a      AXPY: out = out + alpha * a
+ * FILL:  out = alpha          CONVERT: out (dtype_out) = a (dtype) with round-to-nearest-even
+ * All but CONVERT use one dtype. out may alias a or b.
+ */
+typedef enum ath_ew_op {
+  ATH_EW_ADD = 0, ATH_EW_MUL = 1, ATH_EW_SCALE = 2, ATH_EW_AXPY = 3, ATH_EW_FILL = 4,
+  ATH_EW_CONVERT = 5
+} ath_ew_op;
+typedef struct ath_ew_args {
+  int64_t n;
+  int op;
+  int dtype, dtype_out;
+  const void* a; const void* b; void* out;
+  float alpha;
+} ath_ew_args;
+
+/* SUM: out[0] = sum(x); SUM_SQUARES: out[0] = sum(x^2) (for the global gradient norm);
+ * SUM_ROWS: x is (rows, cols) and out (cols) += column sums (bias gradients; n = rows * cols).
+ * out is F32. Reduction order is fixed (deterministic on both backends). */
+typedef enum ath_reduce_op { ATH_RED_SUM = 0, ATH_RED_SUM_SQUARES = 1, ATH_RED_SUM_ROWS = 2 } ath_reduce_op;
+typedef struct ath_reduce_args {
+  int64_t n, rows, cols;
+  int op;
+  int dtype;
+  const void* x;
+  float* out;
+} ath_reduce_args;
+
+/* ------------------------------------------------------------------ AdamW (fused)
+ * params, grads, m, v: (n) F32. step >= 1 (bias correction uses beta^step).
+ *   g = grads * grad_scale
+ *   m = beta1 m + (1 - beta1) g;  v = beta2 v + (1 - beta2) g^2
+ *   params -= lr * ( (m / (1 - beta1^step)) / (sqrt(v / (1 - beta2^step)) + eps) + weight_decay * params )
+ * params_lowp: NULL or (n) of dtype_lowp (BF16/F16) receiving a rounded copy of the new params.
+ */
+typedef struct ath_adamw_args {
+  int64_t n;
+  float* params; const float* grads; float* m; float* v;
+  void* params_lowp; int dtype_lowp;
+  float lr, beta1, beta2, eps, weight_decay, grad_scale;
+  int64_t step;
+} ath_adamw_args;
+
+/* ------------------------------------------------------------------ random fill
+ * Counter-based (Philox-4x32-10) so the stream is identical on every backend and thread count:
+ * element i uses counter i + offset with key seed. UNIFORM: [lo, hi); NORMAL: mean a, std b
+ * (Box-Muller). Integer-exact on both backends for UNIFORM in F32 up to float rounding of the
+ * affine map; NORMAL may differ in the last bits between CPU and CUDA (libm vs device math). */
+typedef enum ath_rand_dist { ATH_RAND_UNIFORM = 0, ATH_RAND_NORMAL = 1 } ath_rand_dist;
+typedef struct ath_rand_args {
+  int64_t n;
+  int dtype;
+  int dist;
+  uint64_t seed, offset;
+  float a, b;
+  void* out;
+} ath_rand_args;
+
+/* ------------------------------------------------------------------ CPU backend ops */
+ATH_API ath_status ath_cpu_gemm(const ath_gemm_args* a);
+ATH_API ath_status ath_cpu_attention_fwd(const ath_attention_args* a);
+ATH_API ath_status ath_cpu_attention_bwd(const ath_attention_args* a);
+ATH_API ath_status ath_cpu_layernorm_fwd(const ath_norm_args* a);
+ATH_API ath_status ath_cpu_layernorm_bwd(const ath_norm_args* a);
+ATH_API ath_status ath_cpu_rmsnorm_fwd(const ath_norm_args* a);
+ATH_API ath_status ath_cpu_rmsnorm_bwd(const ath_norm_args* a);
+ATH_API ath_status ath_cpu_act_fwd(const ath_act_args* a);
+ATH_API ath_status ath_cpu_act_bwd(const ath_act_args* a);
+ATH_API ath_status ath_cpu_xent_fwd(const ath_xent_args* a);
+ATH_API ath_status ath_cpu_xent_bwd(const ath_xent_args* a);
+ATH_API ath_status ath_cpu_embedding_fwd(const ath_embedding_args* a);
+ATH_API ath_status ath_cpu_embedding_bwd(const ath_embedding_args* a);
+ATH_API ath_status ath_cpu_rope(const ath_rope_args* a);
+ATH_API ath_status ath_cpu_elementwise(const ath_ew_args* a);
+ATH_API ath_status ath_cpu_reduce(const ath_reduce_args* a);
+ATH_API ath_status ath_cpu_adamw(const ath_adamw_args* a);
+ATH_API ath_status ath_cpu_rand(const ath_rand_args* a);
+
+/* ------------------------------------------------------------------ CUDA backend ops
+ * Present in every build; in a CPU-only build they return ATH_ERR_UNSUPPORTED. */
+ATH_API ath_status ath_cuda_gemm(const ath_gemm_args* a, ath_stream s);
+ATH_API ath_status ath_cuda_attention_fwd(const ath_attention_args* a, ath_stream s);
+ATH_API ath_status ath_cuda_attention_bwd(const ath_attention_args* a, ath_stream s);
+ATH_API ath_status ath_cuda_layernorm_fwd(const ath_norm_args* a, ath_stream s);
+ATH_API ath_status ath_cuda_layernorm_bwd(const ath_norm_args* a, ath_stream s);
+ATH_API ath_status ath_cuda_rmsnorm_fwd(const ath_norm_args* a, ath_stream s);
+ATH_API ath_status ath_cuda_rmsnorm_bwd(const ath_norm_args* a, ath_stream s);
+ATH_API ath_status ath_cuda_act_fwd(const ath_act_args* a, ath_stream s);
+ATH_API ath_status ath_cuda_act_bwd(const ath_act_args* a, ath_stream s);
+ATH_API ath_status ath_cuda_xent_fwd(const ath_xent_args* a, ath_stream s);
+ATH_API ath_status ath_cuda_xent_bwd(const ath_xent_args* a, ath_stream s);
+ATH_API ath_status ath_cuda_embedding_fwd(const ath_embedding_args* a, ath_stream s);
+ATH_API ath_status ath_cuda_embedding_bwd(const ath_embedding_args* a, ath_stream s);
+ATH_API ath_status ath_cuda_rope(const ath_rope_args* a, ath_stream s);
+ATH_API ath_status ath_cuda_elementwise(const ath_ew_args* a, ath_stream s);
+ATH_API ath_status ath_cuda_reduce(const ath_reduce_args* a, ath_stream s);
+ATH_API ath_status ath_cuda_adamw(const ath_adamw_args* a, ath_stream s);
+ATH_API ath_status ath_cuda_rand(const ath_rand_args* a, ath_stream s);
+
+/* ------------------------------------------------------------------ host memory */
+/* 64-byte aligned host memory; *out NULL on failure (ATH_ERR_OOM). */
+ATH_API ath_status ath_host_alloc(size_t bytes, void** out);
+ATH_API void ath_host_free(void* p);
+
+/* ------------------------------------------------------------------ CUDA runtime (native/cuda)
+ * All return ATH_ERR_UNSUPPORTED in a CPU-only build. ath_cuda_status_reason explains why CUDA is
+ * unusable (no driver, no device, CPU-only build) or returns "" when it is usable. */
+ATH_API int ath_cuda_device_count(void);
+ATH_API const char* ath_cuda_unavailable_reason(void);
+/* Writes a one-line description (name, compute capability, memory, SMs) into buf. */
+ATH_API ath_status ath_cuda_device_info(int device, char* buf, size_t buf_len);
+ATH_API ath_status ath_cuda_set_device(int device);
+ATH_API ath_status ath_cuda_malloc(int device, size_t bytes, void** out);
+ATH_API ath_status ath_cuda_free(int device, void* p);
+ATH_API ath_status ath_cuda_host_alloc(size_t bytes, void** out); /* pinned */
+ATH_API ath_status ath_cuda_host_free(void* p);
+ATH_API ath_status ath_cuda_mem_get_info(int device, size_t* free_bytes, size_t* total_bytes);
+/* kind: 0 host->device, 1 device->host, 2 device->device, 3 host->host (cudaMemcpyDefault). */
+ATH_API ath_status ath_cuda_memcpy(void* dst, const void* src, size_t bytes, int kind);
+ATH_API ath_status ath_cuda_memcpy_async(void* dst, const void* src, size_t bytes, int kind, ath_stream s);
+/* Strided 2-D copy (cudaMemcpy2DAsync): height rows of width bytes. */
+ATH_API ath_status ath_cuda_memcpy2d_async(void* dst, size_t dpitch, const void* src, size_t spitch,
+                                           size_t width, size_t height, int kind, ath_stream s);
+ATH_API ath_status ath_cuda_stream_create(int device, ath_stream* out);
+ATH_API ath_status ath_cuda_stream_destroy(ath_stream s);
+ATH_API ath_status ath_cuda_stream_synchronize(ath_stream s);
+ATH_API ath_status ath_cuda_event_create(int device, void** out);
+ATH_API ath_status ath_cuda_event_destroy(void* e);
+ATH_API ath_status ath_cuda_event_record(void* e, ath_stream s);
+ATH_API ath_status ath_cuda_stream_wait_event(ath_stream s, void* e);
+ATH_API ath_status ath_cuda_event_synchronize(void* e);
+ATH_API ath_status ath_cuda_device_synchronize(int device);
+
+/* ------------------------------------------------------------------ disk I/O (native/io)
+ * Files for the DISK tier. Opened with O_DIRECT when the file system allows it and the
+ * transfer is aligned (4096 bytes), else buffered; fsync on request. */
+ATH_API ath_status ath_file_open(const char* path, int create, int64_t* fd_out);
+ATH_API ath_status ath_file_close(int64_t fd);
+ATH_API ath_status ath_file_write(int64_t fd, const void* src, size_t bytes, int64_t offset);
+ATH_API ath_status ath_file_read(int64_t fd, void* dst, size_t bytes, int64_t offset);
+ATH_API ath_status ath_file_sync(int64_t fd);
+ATH_API ath_status ath_file_truncate(int64_t fd, int64_t bytes);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* ATHANOR_H */
