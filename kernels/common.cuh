@@ -12,11 +12,14 @@
 #include "../native/common/status.h"
 
 // Checks a CUDA runtime call; on failure returns ATH_ERR_CUDA with file:line, the call and the
-// CUDA error string.
+// CUDA error string. A failed call also leaves its error as the thread's "last error"; it is
+// cleared here so that a later ATH_CUDA_CHECK_LAUNCH does not blame an innocent launch for it
+// (sticky errors stay sticky: they come back from the next call anyway).
 #define ATH_CUDA_CHECK(call)                                                                  \
   do {                                                                                        \
     cudaError_t ath_cuda_err_ = (call);                                                       \
     if (ath_cuda_err_ != cudaSuccess) {                                                       \
+      (void)cudaGetLastError();                                                               \
       return ::ath::fail(ATH_ERR_CUDA, "%s:%d: %s failed: %s (%s)", __FILE__, __LINE__, #call, \
                          cudaGetErrorString(ath_cuda_err_), cudaGetErrorName(ath_cuda_err_)); \
     }                                                                                         \

@@ -62,7 +62,10 @@ class Pool {
   void start(int n) {
     n = std::max(1, n);
     quit_ = false;
-    for (int t = 1; t < n; ++t) workers_.emplace_back([this, t] { loop(t); });
+    // Workers start from the generation current now: a job published before a new thread first
+    // takes the lock must still be seen by it (reading generation_ in the thread would miss it).
+    const uint64_t start_gen = generation_;
+    for (int t = 1; t < n; ++t) workers_.emplace_back([this, t, start_gen] { loop(t, start_gen); });
   }
 
   void stop() {
@@ -76,13 +79,8 @@ class Pool {
     workers_.clear();
   }
 
-  void loop(int tid) {
+  void loop(int tid, uint64_t seen) {
     t_in_pool_task = true;
-    uint64_t seen = 0;
-    {
-      std::lock_guard<std::mutex> lk(mutex_);
-      seen = generation_;
-    }
     for (;;) {
       const std::function<void(int, int)>* job;
       int nt;

@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# Prepares the GPU check's payload. Run it HERE, on the build machine (JDK 25 + Maven + network);
+# the GPU machine has nvcc, CMake and Python with PyTorch but no JDK, no Maven and no network.
+#
+#   bash bench/gpu/prepare.sh            # -> bench/gpu/payload/athanor-gpu-payload.tar.gz (git-ignored)
+#
+# The tarball holds everything Java that bench/gpu/run.sh needs on the GPU machine:
+#   runtime/                 a jlink'ed Java 25 runtime (the modules the library, the tests and the
+#                            JUnit launcher use, found with jdeps) with include/jni.h for the native build
+#   athanor.jar              the library jar (its embedded libathanor.so is CPU-only; the GPU machine
+#                            builds its own with CUDA and points -Dathanor.library.path at it)
+#   test-classes/            the Java test suite, compiled, with its resources
+#   lib/                     test-scope dependencies other than JUnit itself (none today, maybe later)
+#   junit-platform-console-standalone.jar   the JUnit launcher, same version as junit-jupiter
+#   jvm-args.txt             the JVM flags surefire uses (property athanor.jvm.args)
+#   MANIFEST.txt             what was packed, from which commit, when
+# It must stay under 40 MB (the device tool carries at most 64 MiB in all): the script fails loudly
+# otherwise.
+#
+# The Maven build runs in a copy of the source under $STAGE (default /tmp/athanor-gpu-prepare), so
+# this script never writes into the working tree's target/ or build/ folders (other builds may be
+# using them); only bench/gpu/payload/ is written. Environment: JDK (default
+# /usr/lib/jvm/temurin-25-jdk-amd64), STAGE, MVN_OPTS_EXTRA (extra Maven flags, e.g. -o).
+set -euo pipefail
+shopt -s nullglob
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+JDK=${JDK:-/usr/lib/jvm/temurin-25-jdk-amd64}
+STAGE=${STAGE:-/tmp/athanor-gpu-prepare}
+PAYLOAD_DIR=$ROOT/bench/gpu/payload
+TARBALL=$PAYLOAD_DIR/athanor-gpu-payload.tar.gz
+MAX_BYTES=$((40 * 1000 * 1000))
+export JAVA_HOME=$JDK
+export PATH=$JDK/bin:$PATH
+
+die() { echo "prepare.sh: ERROR: $*" >&2; exit 1; }
+say() { echo "prepare.sh: $*" >&2; }
+
+[ -x "$JDK/bin/jlink" ] || die "no JDK with jlink at $JDK (set JDK=...)"
+"$JDK/bin/java" -version 2>&1 | grep -q 'version "25' || die "$JDK is not a Java 25 JDK"
+command -v mvn >/dev/null || die "mvn not found"
+
+JUNIT_VERSION=$(sed -n 's:.*<junit.version>\(.*\)</junit.version>.*:\1:p' "$ROOT/pom.xml" | head -1)
+[ -n "$JUNIT_VERSION" ] || die "cannot read junit.version from $ROOT/pom.xml"
+
+rm -rf "$STAGE"
+mkdir -p "$STAGE/src" "$STAGE/payload/lib"
+P=$STAGE/payload
+
+# ---- 1. a clean copy of the sources (no build outputs, no payload, no git metadata)
+say "copying sources to $STAGE/src"
+(cd "$ROOT" && tar cf - --exclude=./.git --exclude='./build' --exclude='*/target' --exclude='./target' \
+   --exclude=./bench/gpu/payload --exclude=./.athanor --exclude=./.gl --exclude=./.whl .) | (cd "$STAGE/src" && tar xf -)
+
+# ---- 2. library jar and compiled tests. CUDA OFF: the GPU machine compiles the CUDA kernels itself.
+say "building the library jar and the test classes (mvn package -DskipTests, CPU-only native build)"
+MVN=(mvn -B -q ${MVN_OPTS_EXTRA:-} -f "$STAGE/src/pom.xml" -pl java -am)
+"${MVN[@]}" -DskipTests -Dathanor.cuda=OFF package > "$STAGE/mvn-package.log" 2>&1 \
+  || { tail -60 "$STAGE/mvn-package.log" >&2; die "Maven build failed (log: $STAGE/mvn-package.log)"; }
+JAR=$(ls "$STAGE"/src/java/target/athanor-*.jar 2>/dev/null | grep -v -e sources -e javadoc | head -1)
+[ -f "$JAR" ] || die "no library jar in $STAGE/src/java/target"
+cp "$JAR" "$P/athanor.jar"
+if [ -d "$STAGE/src/java/target/test-classes" ]; then
+  cp -r "$STAGE/src/java/target/test-classes" "$P/test-classes"
+else
+  say "WARNING: no test classes were compiled (java/src/test is empty?)"
+  mkdir -p "$P/test-classes"
+fi
+
+# Test-scope dependencies other than JUnit's own (the standalone launcher bundles those).
+"${MVN[@]}" dependency:copy-dependencies -DincludeScope=test -DoutputDirectory="$P/lib" \
+  -DexcludeGroupIds=org.junit.jupiter,org.junit.platform,org.opentest4j,org.apiguardian,org.jspecify \
+  > "$STAGE/mvn-deps.log" 2>&1 || { tail -30 "$STAGE/mvn-deps.log" >&2; die "copying test dependencies failed"; }
+# The library module's own jar is not a test dependency; drop anything that slipped in twice.
+rm -f "$P"/lib/athanor-*.jar
+
+# JVM flags surefire passes (kept in one property of the parent pom).
+JVM_ARGS=$(sed -n 's:.*<athanor.jvm.args>\(.*\)</athanor.jvm.args>.*:\1:p' "$ROOT/pom.xml" | head -1)
+echo "${JVM_ARGS:---enable-native-access=ALL-UNNAMED}" > "$P/jvm-args.txt"
+
+# ---- 3. the JUnit launcher
+say "fetching junit-platform-console-standalone $JUNIT_VERSION"
+mvn -B -q ${MVN_OPTS_EXTRA:-} dependency:copy \
+  -Dartifact=org.junit.platform:junit-platform-console-standalone:$JUNIT_VERSION \
+  -DoutputDirectory="$P" > "$STAGE/mvn-junit.log" 2>&1 \
+  || { tail -30 "$STAGE/mvn-junit.log" >&2; die "cannot fetch the JUnit console launcher"; }
+mv "$P/junit-platform-console-standalone-$JUNIT_VERSION.jar" "$P/junit-platform-console-standalone.jar"
+
+# ---- 4. the Java runtime: jdeps finds the modules, jlink links them, headers kept for jni.h.
+CP="$P/athanor.jar:$P/junit-platform-console-standalone.jar"
+for j in "$P"/lib/*.jar; do [ -f "$j" ] && CP="$CP:$j"; done
+DEPS=$("$JDK/bin/jdeps" --print-module-deps --ignore-missing-deps --multi-release 25 -q --class-path "$CP" \
+        "$P/athanor.jar" "$P/junit-platform-console-standalone.jar" "$P/test-classes" "$P"/lib/*.jar 2>"$STAGE/jdeps.err" \
+      || true)
+[ -n "$DEPS" ] || { cat "$STAGE/jdeps.err" >&2; say "WARNING: jdeps found nothing; using the base module set"; }
+MODULES=$(echo "java.base,java.logging,jdk.unsupported,java.management,jdk.management,${DEPS}" | tr ',' '\n' \
+          | grep -v '^$' | sort -u | paste -sd, -)
+say "jlink modules: $MODULES"
+# --strip-debug and --no-man-pages keep it small; NOT --no-header-files: the GPU machine's native
+# build needs include/jni.h from this runtime.
+"$JDK/bin/jlink" --add-modules "$MODULES" --strip-debug --no-man-pages --compress=zip-6 \
+  --output "$P/runtime" > "$STAGE/jlink.log" 2>&1 || { cat "$STAGE/jlink.log" >&2; die "jlink failed"; }
+if [ ! -f "$P/runtime/include/jni.h" ] || [ ! -f "$P/runtime/include/linux/jni_md.h" ]; then
+  say "jlink left out the JNI headers; copying $JDK/include"
+  rm -rf "$P/runtime/include"
+  cp -r "$JDK/include" "$P/runtime/include"
+fi
+"$P/runtime/bin/java" -version > /dev/null 2>&1 || die "the linked runtime does not start"
+
+# ---- 5. manifest, tarball, size check
+{
+  echo "athanor GPU-check payload"
+  echo "created: $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(hostname) ($(uname -m))"
+  echo "source: $(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown)$( [ -n "$(git -C "$ROOT" status --porcelain 2>/dev/null | head -1)" ] && echo ' + uncommitted changes')"
+  echo "jdk: $("$JDK/bin/java" -version 2>&1 | head -1)"
+  echo "modules: $MODULES"
+  echo "junit: $JUNIT_VERSION"
+  echo "jvm-args: $(cat "$P/jvm-args.txt")"
+  echo "test classes: $(find "$P/test-classes" -name '*Test*.class' ! -name '*$*' | wc -l) top-level test classes"
+  echo "lib: $(ls "$P/lib" | tr '\n' ' ')"
+} > "$P/MANIFEST.txt"
+mkdir -p "$PAYLOAD_DIR"
+rm -f "$PAYLOAD_DIR"/*.tar.gz
+tar czf "$TARBALL" -C "$STAGE" payload
+SIZE=$(stat -c %s "$TARBALL")
+if [ "$SIZE" -gt "$MAX_BYTES" ]; then
+  echo "prepare.sh: ERROR: $TARBALL is $SIZE bytes, over the 40 MB limit (contents below)" >&2
+  du -sh "$P"/* >&2
+  rm -f "$TARBALL"
+  exit 1
+fi
+cat "$P/MANIFEST.txt" >&2
+say "OK: $TARBALL ($((SIZE / 1000000)) MB of at most 40)"
+say "run on the GPU machine from the repository root:  bash bench/gpu/run.sh   (carry bench/gpu/payload)"

@@ -1,0 +1,302 @@
+#!/usr/bin/env bash
+# The GPU check. Run it ON the GPU machine, from the repository root, after bench/gpu/prepare.sh
+# made bench/gpu/payload/ here and the device tool carried it there:
+#
+#   bash bench/gpu/run.sh        # device tool: run(command="bash bench/gpu/run.sh", carry=["bench/gpu/payload"])
+#
+# Steps (each time-boxed with `timeout`; a failed step is reported and the rest still run):
+#   unpack        the payload: Java runtime (with include/jni.h), athanor.jar, test classes, JUnit launcher
+#   gpu           nvidia-smi: is there a GPU? (none: CUDA tests skip, benchmarks are skipped, said loudly)
+#   env           versions and machine facts -> env.json
+#   configure     CMake, CUDA ON when nvcc exists, JNI from the unpacked runtime, build dir $ATH_GPU_WORK/build
+#   build         libathanor.so, libathanor_core.a, athanor_native_tests (keep going past errors; if the only
+#                 errors are warnings-as-errors from this machine's host compiler, one retry with -Wno-error)
+#   native-tests  athanor_native_tests: every CUDA op against the CPU op
+#   java-tests    the JUnit suite on the unpacked runtime with the fresh libathanor.so
+#                 (-Dathanor.library.path, --enable-native-access): Java -> JNI -> CUDA
+#   driver        nvcc builds bench/gpu/bench_cuda.cu against libathanor_core.a
+#   bench-ours    bench_cuda: Athanor GEMM and attention fwd/bwd on bench/gpu/cases.txt (restarted past a crash)
+#   bench-peer    bench/gpu/peer.py: PyTorch on the same cases
+#   report        bench/gpu/report.py -> gpu-report.json, gpu-report.md
+#
+# Output: $OUT (the device tool's folder; bench/results/gpu-check-<UTC time>/ when OUT is unset):
+#   gpu-report.md, gpu-report.json, ours.jsonl, peer.jsonl, logs/steps.log (every step's log, long ones
+#   cut in the middle), logs/logs.tar.gz (every log in full, JUnit XML included). At most 8 files, as the
+#   device tool brings back no more.
+# Knobs (environment): ATH_GPU_BUDGET_S (total seconds, default 450 = 7.5 min), ATH_GPU_WORK (work folder,
+#   default /tmp/athanor-gpu), ATH_GPU_CUDA (ON/OFF, default ON when nvcc is found), ATH_GPU_JOBS,
+#   ATH_GPU_BENCH_SECONDS (timed seconds per measurement, default 0.4), ATH_GPU_CASES (cases file),
+#   ATH_GPU_SKIP (space-separated step names to skip, e.g. "java-tests bench-peer"), ATH_GPU_BUILD_S (the
+#   build step's limit, default 300 s; raise it together with ATH_GPU_BUDGET_S on a slow machine).
+set -u -o pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$ROOT" || exit 1
+T_START=$(date +%s)
+BUDGET=${ATH_GPU_BUDGET_S:-450}
+RESERVE=20   # seconds kept for the report at the end
+W=${ATH_GPU_WORK:-/tmp/athanor-gpu}
+R=${OUT:-$ROOT/bench/results/gpu-check-$(date -u +%Y%m%d-%H%M%S)}
+TARBALL=$ROOT/bench/gpu/payload/athanor-gpu-payload.tar.gz
+CASES=${ATH_GPU_CASES:-$ROOT/bench/gpu/cases.txt}
+BENCH_SECONDS=${ATH_GPU_BENCH_SECONDS:-0.4}
+JOBS=${ATH_GPU_JOBS:-$(nproc)}
+SKIP=" ${ATH_GPU_SKIP:-} "
+P=$W/payload
+RT=$P/runtime
+B=$W/build
+LOGS=$W/logs
+export ROOT W R P RT B LOGS CASES BENCH_SECONDS JOBS TARBALL
+
+case "$W" in /tmp/*|"$ROOT"/build/*) ;; *) echo "run.sh: ATH_GPU_WORK must be under /tmp or $ROOT/build" >&2; exit 2;; esac
+rm -rf "$W"
+mkdir -p "$LOGS" "$R/logs"
+: > "$W/steps.tsv"
+: > "$W/notes.txt"
+STEPLOG=$R/logs/steps.log
+: > "$STEPLOG"
+
+say() { echo "run.sh: $*" >&2; }
+note() { echo "$*" >> "$W/notes.txt"; say "NOTE: $*"; }
+left() { echo $((BUDGET - ($(date +%s) - T_START))); }
+record() {  # name rc seconds note
+  printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >> "$W/steps.tsv"
+  say "[$1] exit $2 after $3 s${4:+ — $4}"
+}
+
+# run_step NAME CAP_SECONDS [timeout options] -- COMMAND...
+# Runs COMMAND with stdout+stderr to $LOGS/NAME.log under `timeout`, limited to CAP_SECONDS and to
+# what is left of the budget; records the outcome; appends the log to logs/steps.log.
+run_step() {
+  local name=$1 cap=$2
+  shift 2
+  local topts=()
+  while [ "$1" != "--" ]; do topts+=("$1"); shift; done
+  shift
+  if [[ "$SKIP" == *" $name "* ]]; then record "$name" - 0 "skipped (ATH_GPU_SKIP)"; return 125; fi
+  local lim=$(($(left) - RESERVE))
+  [ "$lim" -gt "$cap" ] && lim=$cap
+  if [ "$lim" -lt 5 ]; then record "$name" 124 0 "skipped: the time budget (${BUDGET}s) is spent"; return 124; fi
+  say "[$name] start (limit ${lim}s): $*"
+  local t0 rc secs msg=""
+  t0=$(date +%s.%N)
+  timeout "${topts[@]}" -k 10 "$lim" "$@" > "$LOGS/$name.log" 2>&1
+  rc=$?
+  secs=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+  if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then msg="TIMED OUT after ${lim}s"; fi
+  record "$name" "$rc" "$secs" "$msg"
+  {
+    echo "==================== $name: exit $rc, ${secs}s ${msg} ===================="
+    echo "\$ $*"
+    local lines
+    lines=$(wc -l < "$LOGS/$name.log")
+    if [ "$lines" -gt 400 ]; then
+      head -n 100 "$LOGS/$name.log"
+      echo "[... $((lines - 400)) lines cut; the whole log is in logs.tar.gz ...]"
+      tail -n 300 "$LOGS/$name.log"
+    else
+      cat "$LOGS/$name.log"
+    fi
+  } >> "$STEPLOG"
+  if [ $rc -ne 0 ]; then tail -n 8 "$LOGS/$name.log" | sed "s/^/  [$name] /" >&2; fi
+  return $rc
+}
+
+# ------------------------------------------------------------------ step bodies (run under timeout)
+do_unpack() {
+  [ -f "$TARBALL" ] || { echo "no payload at $TARBALL: run bench/gpu/prepare.sh on the build machine and carry bench/gpu/payload"; return 1; }
+  tar xzf "$TARBALL" -C "$W" || return 1
+  cat "$P/MANIFEST.txt"
+  "$RT/bin/java" -version
+}
+
+do_env() {
+  python3 - <<'EOF'
+import json, os, re, subprocess, datetime
+def sh(cmd):
+    try:
+        return subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=20).stdout.strip()
+    except Exception as e:
+        return f"({e})"
+smi = sh("nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,power.limit --format=csv,noheader")
+first = smi.splitlines()[0].split(", ") if smi else []
+m = re.search(r"CUDA Version:\s*([\d.]+)", sh("nvidia-smi"))
+manifest = ""
+try:
+    manifest = open(os.path.join(os.environ["P"], "MANIFEST.txt")).read()
+except OSError:
+    pass
+src = re.search(r"^source: (.*)$", manifest, re.M)
+env = dict(
+    date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
+    gpu_present=os.environ.get("GPU_PRESENT") == "1",
+    gpu=first[0] if first else "none", driver=first[1] if len(first) > 1 else "?",
+    gpu_memory=first[2] if len(first) > 2 else "?", gpu_max_sm_clock=first[3] if len(first) > 3 else "?",
+    gpu_power_limit=first[4] if len(first) > 4 else "?",
+    driver_cuda=m.group(1) if m else "?",
+    nvcc=(re.findall(r"release ([\d.]+)", sh("nvcc --version")) or ["not found"])[0],
+    cmake=(sh("cmake --version").splitlines() or ["?"])[0].replace("cmake version ", ""),
+    cxx=(sh("c++ --version").splitlines() or ["?"])[0],
+    python=sh("python3 --version"),
+    host_cpu=(re.findall(r"Model name:\s*(.*)", sh("lscpu")) or ["?"])[0].strip(),
+    host_cores=os.cpu_count(), kernel=sh("uname -r"),
+    source=src.group(1) if src else "unknown (no payload manifest)",
+    payload_manifest=manifest,
+)
+json.dump(env, open(os.path.join(os.environ["W"], "env.json"), "w"), indent=1)
+print(json.dumps(env, indent=1))
+EOF
+}
+
+do_configure() {
+  local gen=() jni=OFF
+  command -v ninja > /dev/null && gen=(-G Ninja)
+  [ -f "$RT/include/jni.h" ] && jni=ON
+  [ "$jni" = OFF ] && echo "no $RT/include/jni.h (payload missing?): building without the JNI library"
+  # nvcc --threads=0: the three architectures of one .cu file compile in parallel (few, large files).
+  local cuda_flags=()
+  [ "$CUDA_MODE" = ON ] && cuda_flags=(-DCMAKE_CUDA_FLAGS=--threads=0)
+  cmake -S "$ROOT" -B "$B" "${gen[@]}" "${cuda_flags[@]}" -DCMAKE_BUILD_TYPE=Release -DATHANOR_CUDA="$CUDA_MODE" \
+    -DATHANOR_JNI=$jni -DATHANOR_JNI_INCLUDE="$RT/include" -DATHANOR_OUTPUT_DIR="$B/lib" ${CMAKE_EXTRA:-}
+}
+
+do_build() {
+  local keep=(-k 0)
+  [ -f "$B/build.ninja" ] || keep=(-k)
+  cmake --build "$B" --parallel "$JOBS" -- "${keep[@]}"
+}
+
+do_java_tests() {
+  cd "$ROOT/java" || return 1
+  local cp="$P/athanor.jar:$P/test-classes"
+  for j in "$P"/lib/*.jar; do [ -f "$j" ] && cp="$cp:$j"; done
+  # --details testfeed: one line per test event, flushed as it happens, so a killed run still shows
+  # what passed and where it hung (report.py reads it when the XML report is missing or partial).
+  # shellcheck disable=SC2046
+  exec "$RT/bin/java" $(cat "$P/jvm-args.txt" 2>/dev/null || echo --enable-native-access=ALL-UNNAMED) \
+    -Dathanor.library.path="$LIB" \
+    -jar "$P/junit-platform-console-standalone.jar" execute \
+    --class-path "$cp" --scan-classpath "$P/test-classes" \
+    --include-classname '^(Test.*|.+[.$]Test.*|.*Tests?|.*TestCase)$' \
+    --reports-dir "$LOGS/junit" --details testfeed --disable-banner --disable-ansi-colors
+}
+
+do_driver() {
+  local src="$ROOT/bench/gpu/bench_cuda.cu" flags=(-std=c++17 -O2 -gencode=arch=compute_80,code=sm_80
+    -gencode=arch=compute_90,code=sm_90 -I"$ROOT/native/include")
+  nvcc "${flags[@]}" "$src" "$B/libathanor_core.a" -o "$W/bench_cuda" -lrt -ldl -lpthread && return 0
+  echo "link failed; retrying with -lcuda (the library may use the driver API)"
+  nvcc "${flags[@]}" "$src" "$B/libathanor_core.a" -o "$W/bench_cuda" -lcuda -lrt -ldl -lpthread
+}
+
+do_bench_ours() {
+  local list n from=0 rc last name
+  list=$("$W/bench_cuda" --cases "$CASES" --list) || return 2
+  n=$(echo "$list" | wc -l)
+  while [ "$from" -lt "$n" ]; do
+    "$W/bench_cuda" --cases "$CASES" --out "$W/ours.jsonl" --from "$from" --seconds "$BENCH_SECONDS"
+    rc=$?
+    [ $rc -eq 0 ] && return 0
+    [ $rc -eq 4 ] && { echo "bench_cuda: no usable CUDA device"; return 4; }
+    last=$(grep -o 'bench_cuda: case [0-9]* ' "$LOGS/bench-ours.log" | tail -1 | awk '{print $3}')
+    [ -n "$last" ] || { echo "bench_cuda failed (exit $rc) before its first case"; return $rc; }
+    name=$(echo "$list" | awk -v i="$last" '$1 == i { print $2 }')
+    echo "run.sh: bench_cuda exited $rc in case $last ($name); restarting at case $((last + 1))"
+    if [ $rc -ne 3 ]; then  # 3: the driver wrote the error record itself
+      printf '{"impl":"athanor","op":"case","key":"%s","error":"bench_cuda died (exit %s) in this case; see logs/steps.log"}\n' \
+        "$name" "$rc" >> "$W/ours.jsonl"
+    fi
+    from=$((last + 1))
+  done
+  return 1
+}
+
+do_bench_peer() {
+  PYTHONUNBUFFERED=1 python3 "$ROOT/bench/gpu/peer.py" --cases "$CASES" --out "$W/peer.jsonl" --seconds "$BENCH_SECONDS"
+}
+export -f do_unpack do_env do_configure do_build do_java_tests do_driver do_bench_ours do_bench_peer
+
+# ------------------------------------------------------------------ the steps
+say "GPU check: root $ROOT, work $W, output $R, budget ${BUDGET}s"
+
+run_step unpack 90 -- bash -c do_unpack || note "payload not unpacked: the Java tests cannot run and the native build has no jni.h (JNI library skipped)"
+
+GPU_PRESENT=0
+if run_step gpu 30 -- nvidia-smi && nvidia-smi -L 2>/dev/null | grep -q '^GPU '; then
+  GPU_PRESENT=1
+else
+  note "NO GPU FOUND (nvidia-smi missing or lists no GPU): CUDA tests will skip and the GPU benchmarks are skipped"
+fi
+export GPU_PRESENT
+run_step env 30 -- bash -c do_env || note "env.json could not be written"
+
+if [ -n "${ATH_GPU_CUDA:-}" ]; then
+  CUDA_MODE=$ATH_GPU_CUDA
+elif command -v nvcc > /dev/null || [ -x /usr/local/cuda/bin/nvcc ]; then
+  CUDA_MODE=ON
+else
+  CUDA_MODE=OFF
+  note "nvcc not found: the library is built without CUDA"
+fi
+export CUDA_MODE
+
+BUILD_OK=0
+if run_step configure 90 -- bash -c do_configure; then
+  if run_step build "${ATH_GPU_BUILD_S:-300}" -- bash -c do_build; then
+    BUILD_OK=1
+  elif grep -q '\[-Werror' "$LOGS/build.log"; then
+    note "the build failed on warnings treated as errors with this machine's host compiler; retried with -Wno-error appended (see the build log)"
+    printf '#!/bin/sh\nexec "$@" -Wno-error\n' > "$W/noerror.sh"
+    chmod +x "$W/noerror.sh"
+    export CMAKE_EXTRA="-DCMAKE_CXX_COMPILER_LAUNCHER=$W/noerror.sh"
+    run_step configure-retry 60 -- bash -c do_configure \
+      && run_step build-retry "${ATH_GPU_BUILD_S:-240}" -- bash -c do_build && BUILD_OK=1
+  fi
+fi
+LIB=""
+for f in "$B/lib/libathanor.so" "$B/libathanor.so"; do [ -f "$f" ] && { LIB=$f; break; }; done
+export LIB
+[ $BUILD_OK -eq 1 ] || note "the native build failed (see the build step's log); whatever did build is still tested"
+
+if [ -x "$B/athanor_native_tests" ]; then
+  run_step native-tests 150 -- "$B/athanor_native_tests"
+else
+  record native-tests - 0 "not run: athanor_native_tests was not built"
+fi
+
+if [ -n "$LIB" ] && [ -x "$RT/bin/java" ]; then
+  run_step java-tests 180 -s QUIT -- bash -c do_java_tests  # SIGQUIT first: a hung JVM prints its threads
+else
+  record java-tests - 0 "not run: $([ -z "$LIB" ] && echo 'libathanor.so was not built' || echo 'no Java runtime (payload)')"
+fi
+
+DRIVER_OK=0
+if [ -f "$B/libathanor_core.a" ] && [ "$CUDA_MODE" = ON ] && command -v nvcc > /dev/null; then
+  run_step driver 120 -- bash -c do_driver && DRIVER_OK=1
+else
+  record driver - 0 "not built: needs libathanor_core.a built with CUDA and nvcc"
+fi
+
+if [ $GPU_PRESENT -eq 1 ]; then
+  if [ $DRIVER_OK -eq 1 ]; then
+    run_step bench-ours 150 -- bash -c do_bench_ours
+  else
+    record bench-ours - 0 "not run: the benchmark driver did not build"
+  fi
+  run_step bench-peer 150 -- bash -c do_bench_peer
+else
+  record bench-ours - 0 "skipped: no GPU"
+  record bench-peer - 0 "skipped: no GPU"
+fi
+
+# ------------------------------------------------------------------ report (always)
+say "writing the report"
+timeout 60 python3 "$ROOT/bench/gpu/report.py" --work "$W" --out-json "$R/gpu-report.json" --out-md "$R/gpu-report.md" \
+  > "$LOGS/report.log" 2>&1 || { say "report.py failed:"; cat "$LOGS/report.log" >&2; }
+for f in ours.jsonl peer.jsonl; do [ -f "$W/$f" ] && cp "$W/$f" "$R/$f"; done
+cp "$W/steps.tsv" "$W/notes.txt" "$LOGS/" 2>/dev/null
+[ -f "$W/env.json" ] && cp "$W/env.json" "$LOGS/"
+tar czf "$R/logs/logs.tar.gz" -C "$W" logs 2>/dev/null
+say "done in $(($(date +%s) - T_START)) s; report: $R/gpu-report.md"
+echo
+cat "$R/gpu-report.md" 2>/dev/null || cat "$W/steps.tsv"

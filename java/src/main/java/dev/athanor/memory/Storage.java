@@ -1,0 +1,410 @@
+package dev.athanor.memory;
+
+import dev.athanor.runtime.Cuda;
+import dev.athanor.runtime.Device;
+import dev.athanor.runtime.NativeException;
+import dev.athanor.runtime.NativeRuntime;
+import java.io.IOException;
+import java.lang.System.Logger.Level;
+import java.lang.foreign.MemorySegment;
+import java.lang.ref.Cleaner;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Objects;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicLong;
+
+/**
+ * A block of bytes in one {@link Tier}: host memory (HOST), page-locked host memory (HOST_PINNED), memory of
+ * one CUDA device (DEVICE) or a file (DISK). Every byte is accounted in {@link MemoryManager#global()}.
+ *
+ * <p><b>Ownership.</b> A storage is reference counted. {@link #allocate} returns it with one reference,
+ * owned by the caller and given back by {@link #close()} (idempotent). Anything else that must keep it alive
+ * (a tensor, a view, an in-flight copy) takes its own reference with {@link #retain()} and gives it back with
+ * {@link #release()}. The memory is freed when the count reaches zero, exactly once, whichever thread gets
+ * there. Any use after that throws {@link IllegalStateException} naming the storage, so a freed pointer never
+ * reaches native code through this class.
+ *
+ * <p><b>Leaks.</b> A storage that becomes unreachable while still holding references is freed by a
+ * {@link Cleaner} and reported as a warning on the System.Logger "dev.athanor.memory.Storage", with the stack
+ * of its allocation when {@code -Dathanor.debug.leaks=true}. That is a safety net, not a way to manage memory.
+ *
+ * <p><b>HOST_PINNED without CUDA.</b> When CUDA is unavailable, HOST_PINNED allocations fall back to ordinary
+ * page-aligned host memory (still accounted as HOST_PINNED; {@link #isPinned()} tells), so code paths that
+ * stage through pinned buffers run unchanged on CPU-only machines.
+ *
+ * <p>Host allocations of 4096 bytes or more are 4096-byte aligned, so DISK-tier transfers into them can use
+ * O_DIRECT.
+ */
+@SuppressWarnings("restricted") // MemorySegment.reinterpret over live native memory this class owns
+public final class Storage implements AutoCloseable {
+  /** System property enabling allocation-site capture for leak reports. */
+  public static final String DEBUG_LEAKS_PROPERTY = "athanor.debug.leaks";
+  private static final boolean DEBUG_LEAKS = Boolean.getBoolean(DEBUG_LEAKS_PROPERTY);
+  private static final System.Logger LOG = System.getLogger("dev.athanor.memory.Storage");
+  private static final Cleaner CLEANER = Cleaner.create();
+  private static final AtomicLong IDS = new AtomicLong();
+  private static final AtomicBoolean PINNED_FALLBACK_LOGGED = new AtomicBoolean();
+  /** Alignment of large host allocations (O_DIRECT needs 4096-byte aligned buffers). */
+  public static final long PAGE = 4096;
+
+  private final long id;
+  private final Tier tier;
+  private final Device device;
+  private final long bytes;
+  private final Resource resource;
+  private final Cleaner.Cleanable cleanable;
+  private final AtomicInteger refs = new AtomicInteger(1);
+  private final AtomicBoolean ownerReleased = new AtomicBoolean();
+
+  private Storage(long id, Tier tier, Device device, long bytes, Resource resource) {
+    this.id = id;
+    this.tier = tier;
+    this.device = device;
+    this.bytes = bytes;
+    this.resource = resource;
+    this.cleanable = CLEANER.register(this, resource);
+  }
+
+  // ------------------------------------------------------------------ allocation
+
+  /** Allocates {@code bytes} in a host tier (HOST, HOST_PINNED or DISK). */
+  public static Storage allocate(Tier tier, long bytes) {
+    if (tier == Tier.DEVICE) {
+      throw new IllegalArgumentException("DEVICE storage needs a CUDA device: use allocate(Tier.DEVICE, Device.cuda(n), bytes)");
+    }
+    return allocate(tier, Device.CPU, bytes);
+  }
+
+  /**
+   * Allocates {@code bytes} (>= 0) in {@code tier}. {@code device} must be a CUDA device for DEVICE and the CPU
+   * for the other tiers. Throws {@link OutOfBudgetException} over the tier's budget and
+   * {@link AllocationFailedException} when the native allocation fails (DEVICE: after asking the reclaimers
+   * to free memory and retrying once).
+   */
+  public static Storage allocate(Tier tier, Device device, long bytes) {
+    Objects.requireNonNull(tier, "tier");
+    Objects.requireNonNull(device, "device");
+    if (bytes < 0) throw new IllegalArgumentException("cannot allocate " + bytes + " bytes in " + tier + ": must be >= 0");
+    if (tier == Tier.DEVICE) {
+      if (!device.isCuda()) {
+        throw new IllegalArgumentException("DEVICE tier needs a CUDA device, got " + device);
+      }
+      Cuda.checkDevice(device);
+    } else if (!device.isCpu()) {
+      throw new IllegalArgumentException(tier + " tier lives on the cpu device, got " + device);
+    }
+    long id = IDS.incrementAndGet();
+    Throwable site = DEBUG_LEAKS ? new Throwable("allocation site of storage#" + id) : null;
+    MemoryManager mm = MemoryManager.global();
+    mm.reserve(tier, device, bytes);
+    Resource r;
+    try {
+      r = switch (tier) {
+        case HOST -> Resource.host(id, Tier.HOST, bytes, hostAlloc(tier, device, bytes), false);
+        case HOST_PINNED -> allocPinned(id, bytes);
+        case DEVICE -> Resource.device(id, device, bytes, deviceAlloc(device, bytes));
+        case DISK -> Resource.disk(id, bytes, createFile(id, bytes));
+      };
+    } catch (Throwable t) {
+      mm.release(tier, device, bytes);
+      throw t;
+    }
+    r.site = site;
+    return new Storage(id, tier, device, bytes, r);
+  }
+
+  private static long hostAlloc(Tier tier, Device device, long bytes) {
+    long n = Math.max(bytes, 1);
+    long align = n >= PAGE ? PAGE : 64;
+    try {
+      return NativeRuntime.hostAllocAligned(n, align);
+    } catch (NativeException e) {
+      throw new AllocationFailedException(tier, device, bytes, tier + " tier: allocating "
+          + MemoryManager.formatBytes(bytes) + " of host memory failed with "
+          + MemoryManager.formatBytes(MemoryManager.global().liveBytes(tier)) + " live in the tier: " + e.getMessage(), e);
+    }
+  }
+
+  private static Resource allocPinned(long id, long bytes) {
+    if (!Cuda.isAvailable()) {
+      if (PINNED_FALLBACK_LOGGED.compareAndSet(false, true)) {
+        LOG.log(Level.DEBUG, "HOST_PINNED allocations use ordinary host memory: CUDA unavailable ({0})",
+            Cuda.unavailableReason());
+      }
+      return Resource.host(id, Tier.HOST_PINNED, bytes, hostAlloc(Tier.HOST_PINNED, Device.CPU, bytes), false);
+    }
+    try {
+      return Resource.host(id, Tier.HOST_PINNED, bytes, NativeRuntime.cudaHostAlloc(Math.max(bytes, 1)), true);
+    } catch (NativeException e) {
+      MemoryManager.global().reclaim(Tier.HOST_PINNED, Device.CPU, bytes);
+      try {
+        return Resource.host(id, Tier.HOST_PINNED, bytes, NativeRuntime.cudaHostAlloc(Math.max(bytes, 1)), true);
+      } catch (NativeException e2) {
+        throw new AllocationFailedException(Tier.HOST_PINNED, Device.CPU, bytes, "HOST_PINNED tier: cudaHostAlloc of "
+            + MemoryManager.formatBytes(bytes) + " failed after one retry with "
+            + MemoryManager.formatBytes(MemoryManager.global().liveBytes(Tier.HOST_PINNED)) + " pinned bytes live: "
+            + e2.getMessage(), e2);
+      }
+    }
+  }
+
+  private static long deviceAlloc(Device device, long bytes) {
+    long n = Math.max(bytes, 1);
+    try {
+      return NativeRuntime.cudaMalloc(device.index(), n);
+    } catch (NativeException e) {
+      if (e.status() != NativeException.OOM) throw e;
+      // Free what caches/planners can give back, then retry exactly once.
+      MemoryManager.global().reclaim(Tier.DEVICE, device, bytes);
+      try {
+        return NativeRuntime.cudaMalloc(device.index(), n);
+      } catch (NativeException e2) {
+        String driver = "";
+        try {
+          long[] info = NativeRuntime.cudaMemGetInfo(device.index());
+          driver = "; the driver reports " + MemoryManager.formatBytes(info[0]) + " free of " + MemoryManager.formatBytes(info[1]);
+        } catch (RuntimeException ignored) {
+          // best effort
+        }
+        throw new AllocationFailedException(Tier.DEVICE, device, bytes, "DEVICE tier (" + device + "): allocating "
+            + MemoryManager.formatBytes(bytes) + " failed after one retry with "
+            + MemoryManager.formatBytes(MemoryManager.global().liveBytes(device)) + " in use by Athanor" + driver
+            + ": " + e2.getMessage(), e2);
+      }
+    }
+  }
+
+  private static Path createFile(long id, long bytes) {
+    Path dir = MemoryManager.global().diskDirectory();
+    Path path = dir.resolve("storage-" + id + "-" + Long.toHexString(System.nanoTime()) + ".bin");
+    long fd;
+    try {
+      fd = NativeRuntime.fileOpen(path.toString(), true);
+    } catch (NativeException e) {
+      throw new AllocationFailedException(Tier.DISK, Device.CPU, bytes, "DISK tier: cannot create " + path + ": " + e.getMessage(), e);
+    }
+    try {
+      NativeRuntime.fileTruncate(fd, bytes);
+    } catch (NativeException e) {
+      try {
+        NativeRuntime.fileClose(fd);
+        Files.deleteIfExists(path);
+      } catch (IOException | RuntimeException ignored) {
+        // reporting the first failure matters more
+      }
+      throw new AllocationFailedException(Tier.DISK, Device.CPU, bytes, "DISK tier: cannot size " + path + " to "
+          + MemoryManager.formatBytes(bytes) + ": " + e.getMessage(), e);
+    }
+    NativeRuntime.fileClose(fd);
+    return path;
+  }
+
+  // ------------------------------------------------------------------ accessors
+
+  public long id() {
+    return id;
+  }
+
+  public Tier tier() {
+    return tier;
+  }
+
+  /** The CUDA device for DEVICE storage, else {@link Device#CPU}. */
+  public Device device() {
+    return device;
+  }
+
+  public long byteSize() {
+    return bytes;
+  }
+
+  /** True for page-locked host memory (HOST_PINNED with CUDA available). */
+  public boolean isPinned() {
+    return resource.pinned;
+  }
+
+  /** Native address (a device pointer for DEVICE). Throws for DISK storage and after the storage was freed. */
+  public long address() {
+    if (tier == Tier.DISK) {
+      throw new IllegalStateException(this + " is on DISK and has no address; move it to another tier first");
+    }
+    checkAlive();
+    return resource.address;
+  }
+
+  /** The file of DISK storage. */
+  public Path path() {
+    if (tier != Tier.DISK) throw new IllegalStateException(this + " is not DISK storage");
+    checkAlive();
+    return resource.path;
+  }
+
+  public boolean isAlive() {
+    return refs.get() > 0;
+  }
+
+  public int refCount() {
+    return refs.get();
+  }
+
+  /** Throws IllegalStateException naming this storage when it has been freed. */
+  public void checkAlive() {
+    if (refs.get() <= 0) throw new IllegalStateException(this + " was used after it was closed (freed)");
+  }
+
+  // ------------------------------------------------------------------ references
+
+  /** Takes one more reference; throws IllegalStateException if the storage is already freed. */
+  public Storage retain() {
+    int n;
+    do {
+      n = refs.get();
+      if (n <= 0) throw new IllegalStateException(this + " was used after it was closed (freed)");
+    } while (!refs.compareAndSet(n, n + 1));
+    return this;
+  }
+
+  /** Gives back one reference; frees the memory when it was the last. */
+  public void release() {
+    int n;
+    do {
+      n = refs.get();
+      if (n <= 0) throw new IllegalStateException(this + " released more often than retained");
+    } while (!refs.compareAndSet(n, n - 1));
+    if (n == 1) {
+      resource.explicit = true;
+      cleanable.clean();
+    }
+  }
+
+  /** Gives back the reference returned by {@link #allocate}; idempotent. */
+  @Override
+  public void close() {
+    if (ownerReleased.compareAndSet(false, true)) release();
+  }
+
+  // ------------------------------------------------------------------ bulk transfers
+
+  /** Copies {@code count} bytes at {@code byteOffset} of this storage into host memory at {@code hostDst}. */
+  public void read(long byteOffset, long hostDst, long count) {
+    transfer(byteOffset, hostDst, count, false);
+  }
+
+  /** Copies {@code count} bytes of host memory at {@code hostSrc} into this storage at {@code byteOffset}. */
+  public void write(long byteOffset, long hostSrc, long count) {
+    transfer(byteOffset, hostSrc, count, true);
+  }
+
+  private void transfer(long off, long host, long count, boolean toStorage) {
+    if (off < 0 || count < 0 || off > bytes - count) {
+      throw new IndexOutOfBoundsException((toStorage ? "write" : "read") + " of " + count + " bytes at offset " + off
+          + " is outside " + this);
+    }
+    if (count == 0) return;
+    if (host == 0) throw new IllegalArgumentException("host address is null");
+    retain(); // keeps the memory alive for the duration, and fails cleanly after close
+    try {
+      long a = resource.address;
+      switch (tier) {
+        case HOST, HOST_PINNED -> {
+          MemorySegment mine = MemorySegment.ofAddress(a + off).reinterpret(count);
+          MemorySegment other = MemorySegment.ofAddress(host).reinterpret(count);
+          if (toStorage) mine.copyFrom(other); else other.copyFrom(mine);
+        }
+        case DEVICE -> {
+          if (toStorage) NativeRuntime.cudaMemcpy(a + off, host, count, NativeRuntime.H2D);
+          else NativeRuntime.cudaMemcpy(host, a + off, count, NativeRuntime.D2H);
+        }
+        case DISK -> {
+          long fd = NativeRuntime.fileOpen(resource.path.toString(), false);
+          try {
+            if (toStorage) NativeRuntime.fileWrite(fd, host, count, off);
+            else NativeRuntime.fileRead(fd, host, count, off);
+          } finally {
+            NativeRuntime.fileClose(fd);
+          }
+        }
+      }
+    } finally {
+      release();
+    }
+  }
+
+  @Override
+  public String toString() {
+    return "storage#" + id + "(" + (tier == Tier.DEVICE ? "DEVICE " + device : tier.toString()) + ", "
+        + MemoryManager.formatBytes(bytes) + ")";
+  }
+
+  // ------------------------------------------------------------------ the native resource (no reference to Storage)
+
+  private static final class Resource implements Runnable {
+    final long id;
+    final Tier tier;
+    final Device device;
+    final long bytes;
+    final long address;
+    final boolean pinned;
+    final Path path;
+    volatile Throwable site;
+    volatile boolean explicit;
+
+    private Resource(long id, Tier tier, Device device, long bytes, long address, boolean pinned, Path path) {
+      this.id = id;
+      this.tier = tier;
+      this.device = device;
+      this.bytes = bytes;
+      this.address = address;
+      this.pinned = pinned;
+      this.path = path;
+    }
+
+    static Resource host(long id, Tier tier, long bytes, long address, boolean pinned) {
+      return new Resource(id, tier, Device.CPU, bytes, address, pinned, null);
+    }
+
+    static Resource device(long id, Device device, long bytes, long address) {
+      return new Resource(id, Tier.DEVICE, device, bytes, address, false, null);
+    }
+
+    static Resource disk(long id, long bytes, Path path) {
+      return new Resource(id, Tier.DISK, Device.CPU, bytes, 0, false, path);
+    }
+
+    @Override
+    public void run() {
+      try {
+        if (path != null) {
+          Files.deleteIfExists(path);
+        } else if (device.isCuda()) {
+          NativeRuntime.cudaFree(device.index(), address);
+        } else if (pinned) {
+          NativeRuntime.cudaHostFree(address);
+        } else {
+          NativeRuntime.hostFreeAligned(address);
+        }
+      } catch (IOException | RuntimeException e) {
+        LOG.log(Level.ERROR, "freeing storage#" + id + " failed", e);
+      } finally {
+        MemoryManager.global().release(tier, device, bytes);
+      }
+      if (!explicit) { // reported after the memory is back, so the accounting agrees with the report
+        MemoryManager.global().countLeak();
+        String what = "storage#" + id + " (" + describeTier() + ", " + MemoryManager.formatBytes(bytes) + ")";
+        Throwable s = site;
+        if (s != null) {
+          LOG.log(Level.WARNING, "LEAK: " + what + " was never closed; the Cleaner freed it", s);
+        } else {
+          LOG.log(Level.WARNING, "LEAK: " + what + " was never closed; the Cleaner freed it (run with -D"
+              + DEBUG_LEAKS_PROPERTY + "=true to record allocation sites)");
+        }
+      }
+    }
+
+    private String describeTier() {
+      return tier == Tier.DEVICE ? "DEVICE " + device : String.valueOf(tier);
+    }
+  }
+}

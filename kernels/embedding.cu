@@ -1,0 +1,279 @@
+// Embedding lookup, forward and backward (ath_cuda_embedding_fwd / ath_cuda_embedding_bwd).
+//
+// Layout: ids (n) I32; table (vocab, dim) dtype F32/BF16/F16; out, dout (n, dim) dtype;
+// dtable (vocab, dim) F32, ACCUMULATED.
+//   forward:  out[i, :] = table[ids[i], :]; a bad id (outside [0, vocab)) writes a zero row (the
+//             CUDA op cannot report it synchronously; the CPU op returns ATH_ERR_INVALID).
+//   backward: dtable[v, :] += sum over i with ids[i] == v of dout[i, :], in increasing i; bad ids
+//             are skipped.
+// Backward is deterministic and uses no atomics and no sort: block (g, c) of the grid owns the
+// vocab rows v with v % groups == g and the column chunk c (blockDim.x * V columns). It scans all
+// ids in tiles of blockDim.x, compacts the positions it owns in increasing order (warp ballots and
+// a block prefix), and then adds those dout rows into its dtable rows one position at a time. Each
+// dtable element is therefore written by exactly one thread, in increasing i: the result is the
+// same bit for bit for every grid shape. Cost: every block reads all n ids (n * 4 bytes, from L2),
+// dout is read once; a very frequent id serializes onto one block.
+#include "common.cuh"
+#include "op_helpers.cuh"
+
+namespace ath::cuda {
+namespace {
+
+constexpr int kMaxThreads = 256;
+
+template <typename T, int V>
+__global__ void embedding_fwd_kernel(const int32_t* __restrict__ ids,  // (n)
+                                     const T* __restrict__ table,      // (vocab, dim)
+                                     T* __restrict__ out,              // (n, dim)
+                                     int64_t n, int64_t vocab, int64_t dim) {
+  const int64_t nvec = dim / V;
+  for (int64_t i = blockIdx.x; i < n; i += gridDim.x) {
+    const int32_t id = ids[i];
+    T* orow = out + i * dim;
+    if (id < 0 || id >= vocab) {
+      const float z[V] = {};
+      for (int64_t j = threadIdx.x; j < nvec; j += blockDim.x) store_vec<T, V>(orow + j * V, z);
+      continue;
+    }
+    const T* trow = table + static_cast<int64_t>(id) * dim;
+    for (int64_t j = threadIdx.x; j < nvec; j += blockDim.x) {
+      *reinterpret_cast<Pack<T, V>*>(orow + j * V) = *reinterpret_cast<const Pack<T, V>*>(trow + j * V);
+    }
+  }
+}
+
+// V floats of dtable (16-byte accesses when V is a multiple of 4; p is then 16-byte aligned).
+template <int V>
+__device__ __forceinline__ void load_f32v(const float* p, float (&v)[V]) {
+  if constexpr (V % 4 == 0) {
+#pragma unroll
+    for (int q = 0; q < V / 4; ++q) {
+      const float4 t = reinterpret_cast<const float4*>(p)[q];
+      v[4 * q + 0] = t.x;
+      v[4 * q + 1] = t.y;
+      v[4 * q + 2] = t.z;
+      v[4 * q + 3] = t.w;
+    }
+  } else {
+#pragma unroll
+    for (int k = 0; k < V; ++k) v[k] = p[k];
+  }
+}
+
+template <int V>
+__device__ __forceinline__ void store_f32v(float* p, const float (&v)[V]) {
+  if constexpr (V % 4 == 0) {
+#pragma unroll
+    for (int q = 0; q < V / 4; ++q)
+      reinterpret_cast<float4*>(p)[q] = make_float4(v[4 * q + 0], v[4 * q + 1], v[4 * q + 2], v[4 * q + 3]);
+  } else {
+#pragma unroll
+    for (int k = 0; k < V; ++k) p[k] = v[k];
+  }
+}
+
+// p[0 .. V) += v, in place.
+template <int V>
+__device__ __forceinline__ void add_f32(float* p, const float (&v)[V]) {
+  if constexpr (V % 4 == 0) {
+#pragma unroll
+    for (int q = 0; q < V / 4; ++q) {
+      float4 t = reinterpret_cast<float4*>(p)[q];
+      t.x += v[4 * q + 0];
+      t.y += v[4 * q + 1];
+      t.z += v[4 * q + 2];
+      t.w += v[4 * q + 3];
+      reinterpret_cast<float4*>(p)[q] = t;
+    }
+  } else {
+#pragma unroll
+    for (int k = 0; k < V; ++k) p[k] += v[k];
+  }
+}
+
+template <typename T, int V>
+__global__ void embedding_bwd_kernel(const int32_t* __restrict__ ids,  // (n)
+                                     const T* __restrict__ dout,       // (n, dim)
+                                     float* __restrict__ dtable,       // (vocab, dim) +=
+                                     int64_t n, int64_t vocab, int64_t dim, int groups) {
+  __shared__ int64_t s_pos[kMaxThreads];
+  __shared__ int32_t s_id[kMaxThreads];
+  __shared__ int s_warp[kMaxThreads / 32];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
+  const int g = static_cast<int>(blockIdx.x);
+  const int64_t col = (static_cast<int64_t>(blockIdx.y) * blockDim.x + threadIdx.x) * V;
+  const bool active = col < dim;
+  for (int64_t base = 0; base < n; base += blockDim.x) {
+    const int64_t i = base + threadIdx.x;
+    const int32_t id = i < n ? ids[i] : -1;
+    const bool mine = id >= 0 && id < vocab && id % groups == g;
+    const unsigned ballot = __ballot_sync(0xffffffffu, mine);
+    if (lane == 0) s_warp[warp] = __popc(ballot);
+    __syncthreads();
+    int offset = 0, total = 0;
+    for (int w = 0; w < nwarps; ++w) {
+      const int c = s_warp[w];
+      offset += w < warp ? c : 0;
+      total += c;
+    }
+    if (mine) {
+      const int slot = offset + __popc(ballot & ((1u << lane) - 1u));
+      s_pos[slot] = i;
+      s_id[slot] = id;
+    }
+    __syncthreads();
+    if (active) {
+      int k = 0;
+      // Batches of 4 positions with 4 distinct ids: their dtable loads may all be in flight at once.
+      // (A repeated id inside a batch falls back to one position at a time, keeping increasing i.)
+      for (; k + 4 <= total; k += 4) {
+        const int32_t i0 = s_id[k], i1 = s_id[k + 1], i2 = s_id[k + 2], i3 = s_id[k + 3];
+        if (i0 != i1 && i0 != i2 && i0 != i3 && i1 != i2 && i1 != i3 && i2 != i3) {
+          float v0[V], v1[V], v2[V], v3[V];
+          load_vec<T, V>(dout + s_pos[k] * dim + col, v0);
+          load_vec<T, V>(dout + s_pos[k + 1] * dim + col, v1);
+          load_vec<T, V>(dout + s_pos[k + 2] * dim + col, v2);
+          load_vec<T, V>(dout + s_pos[k + 3] * dim + col, v3);
+          float* d0 = dtable + static_cast<int64_t>(i0) * dim + col;
+          float* d1 = dtable + static_cast<int64_t>(i1) * dim + col;
+          float* d2 = dtable + static_cast<int64_t>(i2) * dim + col;
+          float* d3 = dtable + static_cast<int64_t>(i3) * dim + col;
+          float t0[V], t1[V], t2[V], t3[V];
+          load_f32v<V>(d0, t0);
+          load_f32v<V>(d1, t1);
+          load_f32v<V>(d2, t2);
+          load_f32v<V>(d3, t3);
+#pragma unroll
+          for (int q = 0; q < V; ++q) {
+            t0[q] += v0[q];
+            t1[q] += v1[q];
+            t2[q] += v2[q];
+            t3[q] += v3[q];
+          }
+          store_f32v<V>(d0, t0);
+          store_f32v<V>(d1, t1);
+          store_f32v<V>(d2, t2);
+          store_f32v<V>(d3, t3);
+        } else {
+          for (int kk = k; kk < k + 4; ++kk) {
+            float v[V];
+            load_vec<T, V>(dout + s_pos[kk] * dim + col, v);
+            add_f32<V>(dtable + static_cast<int64_t>(s_id[kk]) * dim + col, v);
+          }
+        }
+      }
+      for (; k < total; ++k) {
+        float v[V];
+        load_vec<T, V>(dout + s_pos[k] * dim + col, v);
+        add_f32<V>(dtable + static_cast<int64_t>(s_id[k]) * dim + col, v);
+      }
+    }
+    __syncthreads();  // s_pos/s_id/s_warp are rewritten by the next tile
+  }
+}
+
+int threads_for(int64_t nvec) {
+  int64_t t = (nvec + 31) / 32 * 32;
+  if (t > kMaxThreads) t = kMaxThreads;
+  if (t < 32) t = 32;
+  return static_cast<int>(t);
+}
+
+ath_status validate(const char* op, const ath_embedding_args* a, bool backward) {
+  if (a == nullptr) return ::ath::fail(ATH_ERR_INVALID, "%s: args is null", op);
+  if (a->n < 0) return ::ath::fail(ATH_ERR_INVALID, "%s: n=%lld must be >= 0", op, (long long)a->n);
+  if (a->vocab < 1 || a->vocab > INT32_MAX)
+    return ::ath::fail(ATH_ERR_INVALID, "%s: vocab=%lld must be in [1, %d]", op, (long long)a->vocab, INT32_MAX);
+  if (a->dim < 1) return ::ath::fail(ATH_ERR_INVALID, "%s: dim=%lld must be >= 1", op, (long long)a->dim);
+  const int64_t big = a->n > a->vocab ? a->n : a->vocab;
+  if (big > INT64_MAX / a->dim)
+    return ::ath::fail(ATH_ERR_INVALID, "%s: n=%lld / vocab=%lld x dim=%lld overflows", op, (long long)a->n,
+                       (long long)a->vocab, (long long)a->dim);
+  if (a->dtype != ATH_F32 && a->dtype != ATH_BF16 && a->dtype != ATH_F16)
+    return ::ath::fail(ATH_ERR_INVALID, "%s: dtype %d (%s) must be F32, BF16 or F16", op, a->dtype,
+                       dtype_name(a->dtype));
+  if (a->n == 0) return ATH_OK;
+  if (a->ids == nullptr) return ::ath::fail(ATH_ERR_INVALID, "%s: ids is null", op);
+  if (!backward) {
+    if (a->table == nullptr || a->out == nullptr)
+      return ::ath::fail(ATH_ERR_INVALID, "%s: table (%p) and out (%p) must not be null", op, a->table, a->out);
+  } else {
+    if (a->dout == nullptr || a->dtable == nullptr)
+      return ::ath::fail(ATH_ERR_INVALID, "%s: dout (%p) and dtable (%p) must not be null", op, a->dout,
+                         static_cast<void*>(a->dtable));
+  }
+  return ATH_OK;
+}
+
+template <typename T>
+ath_status launch_fwd(const ath_embedding_args* a, cudaStream_t stream, const DeviceProps& props) {
+  constexpr int V = kVec16<T>;
+  const bool vec = a->dim % V == 0 && is_aligned(a->table, 16) && is_aligned(a->out, 16);
+  const T* table = static_cast<const T*>(a->table);
+  T* out = static_cast<T*>(a->out);
+  const int threads = threads_for(vec ? a->dim / V : a->dim);
+  const unsigned grid = grid_for(a->n, 1, props.sm_count, 8 * (kMaxThreads / threads));
+  if (vec) {
+    embedding_fwd_kernel<T, V><<<grid, threads, 0, stream>>>(a->ids, table, out, a->n, a->vocab, a->dim);
+  } else {
+    embedding_fwd_kernel<T, 1><<<grid, threads, 0, stream>>>(a->ids, table, out, a->n, a->vocab, a->dim);
+  }
+  ATH_CUDA_CHECK_LAUNCH("ath_cuda_embedding_fwd");
+  return ATH_OK;
+}
+
+template <typename T, int V>
+ath_status launch_bwd_v(const ath_embedding_args* a, cudaStream_t stream, const DeviceProps& props) {
+  static const char* op = "ath_cuda_embedding_bwd";
+  const int64_t nvec = a->dim / V;
+  const int threads = threads_for(nvec);
+  const int64_t chunks = (nvec + threads - 1) / threads;
+  if (chunks > 65535)
+    return ::ath::fail(ATH_ERR_UNSUPPORTED, "%s: dim=%lld too large (at most %lld)", op, (long long)a->dim,
+                       65535LL * threads * V);
+  // Enough blocks to fill the device; never more vocab groups than vocab rows or positions.
+  const int64_t target = static_cast<int64_t>(props.sm_count > 0 ? props.sm_count : 1) * 8;
+  int64_t groups = (target + chunks - 1) / chunks;
+  if (groups > a->vocab) groups = a->vocab;
+  if (groups > a->n) groups = a->n;
+  if (groups < 1) groups = 1;
+  const dim3 grid(static_cast<unsigned>(groups), static_cast<unsigned>(chunks));
+  embedding_bwd_kernel<T, V><<<grid, threads, 0, stream>>>(a->ids, static_cast<const T*>(a->dout), a->dtable, a->n,
+                                                           a->vocab, a->dim, static_cast<int>(groups));
+  ATH_CUDA_CHECK_LAUNCH(op);
+  return ATH_OK;
+}
+
+template <typename T>
+ath_status launch_bwd(const ath_embedding_args* a, cudaStream_t stream, const DeviceProps& props) {
+  constexpr int V = kVec16<T>;
+  const bool vec = a->dim % V == 0 && is_aligned(a->dout, 16) && is_aligned(a->dtable, 16);
+  return vec ? launch_bwd_v<T, V>(a, stream, props) : launch_bwd_v<T, 1>(a, stream, props);
+}
+
+}  // namespace
+}  // namespace ath::cuda
+
+extern "C" ath_status ath_cuda_embedding_fwd(const ath_embedding_args* a, ath_stream s) {
+  static const char* op = "ath_cuda_embedding_fwd";
+  ATH_GUARD_BEGIN
+  ATH_TRY(ath::cuda::validate(op, a, false));
+  ath::cuda::DeviceProps props;
+  ATH_TRY(ath::cuda::current_device_props(op, &props));
+  if (a->n == 0) return ATH_OK;
+  ATH_DISPATCH_FLOAT(a->dtype, T, op, return ath::cuda::launch_fwd<T>(a, static_cast<cudaStream_t>(s), props));
+  ATH_GUARD_END(op)
+  return ATH_OK;
+}
+
+extern "C" ath_status ath_cuda_embedding_bwd(const ath_embedding_args* a, ath_stream s) {
+  static const char* op = "ath_cuda_embedding_bwd";
+  ATH_GUARD_BEGIN
+  ATH_TRY(ath::cuda::validate(op, a, true));
+  ath::cuda::DeviceProps props;
+  ATH_TRY(ath::cuda::current_device_props(op, &props));
+  if (a->n == 0) return ATH_OK;
+  ATH_DISPATCH_FLOAT(a->dtype, T, op, return ath::cuda::launch_bwd<T>(a, static_cast<cudaStream_t>(s), props));
+  ATH_GUARD_END(op)
+  return ATH_OK;
+}

@@ -1,0 +1,274 @@
+// ath_cuda_gemm: the C ABI entry of the CUDA GEMM (contract in athanor.h, "GEMM").
+//   For each b in [0, batch): C_b (M, N) = alpha * op(A_b) @ op(B_b) + beta * C_b (+ bias over rows)
+//   op(A_b) (M, K): A stored (M, K) with row stride lda, or (K, M) when trans_a.
+//   op(B_b) (K, N): B stored (K, N) with row stride ldb, or (N, K) when trans_b.
+//   X_b = X + b * stride_x (elements). beta == 0: C is not read. F32 accumulation.
+//
+// This file validates the arguments, picks a kernel and launches it on the caller's stream
+// (without synchronizing):
+//   - BF16/F16 with 16-byte aligned A/B and lda, ldb (and batch strides) multiples of 8:
+//     tensor cores, mma.sync (gemm_mma.cu), tile 128x256, 128x128 or 64x64 by problem size;
+//   - F32 with 16-byte aligned A/B and lda, ldb (and strides) multiples of 4: SIMT FP32 with float4
+//     loads (gemm_f32.cu), tile 128x128 or 64x64;
+//   - everything else (odd alignments or leading dimensions, K == 0): the generic kernel
+//     (gemm_generic.cu), which takes any valid argument set.
+// The batch runs in grid z, in launches of at most 65535 batches each.
+//
+// For tests and benchmarks the environment variable ATHANOR_CUDA_GEMM_KERNEL forces a kernel:
+// mma_128x256, mma_128x128, mma_64x64, f32_128x128, f32_64x64 or generic ("auto" or unset: the
+// heuristic). It is read at every call; a forced kernel that cannot take the arguments (wrong
+// dtype, alignment, or too little shared memory on the device) is ignored and the heuristic used.
+#include <climits>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <mutex>
+#include <new>
+
+#include "gemm_internal.cuh"
+
+#define ATH_GEMM_OP "ath_cuda_gemm"
+
+namespace ath::cuda::gemm {
+namespace {
+
+// Largest M, N, K the kernels index with 32-bit ints (leaves room for tile offsets past the end).
+constexpr int64_t kMaxDim = INT_MAX - 1023;
+// Largest grid.z of one launch.
+constexpr int64_t kMaxGridZ = 65535;
+
+struct DeviceProps {
+  int sms = 0;
+  int cc_major = 0, cc_minor = 0;
+  int smem_optin = 0;  // bytes of shared memory one block may opt in to
+};
+
+// Properties of the current device, queried once per device.
+ath_status current_device_props(DeviceProps* out) {
+  static std::mutex mu;
+  static DeviceProps cache[64];
+  static bool valid[64] = {};
+  int dev = 0;
+  ATH_CUDA_CHECK(cudaGetDevice(&dev));
+  if (dev >= 0 && dev < 64) {
+    std::lock_guard<std::mutex> lock(mu);
+    if (valid[dev]) {
+      *out = cache[dev];
+      return ATH_OK;
+    }
+  }
+  DeviceProps p;
+  ATH_CUDA_CHECK(cudaDeviceGetAttribute(&p.sms, cudaDevAttrMultiProcessorCount, dev));
+  ATH_CUDA_CHECK(cudaDeviceGetAttribute(&p.cc_major, cudaDevAttrComputeCapabilityMajor, dev));
+  ATH_CUDA_CHECK(cudaDeviceGetAttribute(&p.cc_minor, cudaDevAttrComputeCapabilityMinor, dev));
+  ATH_CUDA_CHECK(cudaDeviceGetAttribute(&p.smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+  if (dev >= 0 && dev < 64) {
+    std::lock_guard<std::mutex> lock(mu);
+    cache[dev] = p;
+    valid[dev] = true;
+  }
+  *out = p;
+  return ATH_OK;
+}
+
+const char* dtype_name(int dtype) {
+  switch (dtype) {
+    case ATH_F32: return "F32";
+    case ATH_BF16: return "BF16";
+    case ATH_F16: return "F16";
+    case ATH_I32: return "I32";
+    default: return "unknown";
+  }
+}
+
+bool aligned(const void* p, size_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
+
+ath_status validate(const ath_gemm_args& g) {
+  ATH_CHECK_ARG(g.dtype_ab == ATH_F32 || g.dtype_ab == ATH_BF16 || g.dtype_ab == ATH_F16, ATH_GEMM_OP,
+                "dtype_ab=%d (%s) must be F32 (0), BF16 (1) or F16 (2)", g.dtype_ab, dtype_name(g.dtype_ab));
+  ATH_CHECK_ARG(g.dtype_c == ATH_F32 || g.dtype_c == g.dtype_ab, ATH_GEMM_OP,
+                "dtype_c=%d (%s) must be F32 (0) or equal to dtype_ab=%d (%s)", g.dtype_c,
+                dtype_name(g.dtype_c), g.dtype_ab, dtype_name(g.dtype_ab));
+  ATH_CHECK_ARG(g.m >= 0, ATH_GEMM_OP, "m=%lld must be >= 0", (long long)g.m);
+  ATH_CHECK_ARG(g.n >= 0, ATH_GEMM_OP, "n=%lld must be >= 0", (long long)g.n);
+  ATH_CHECK_ARG(g.k >= 0, ATH_GEMM_OP, "k=%lld must be >= 0", (long long)g.k);
+  ATH_CHECK_ARG(g.batch >= 0, ATH_GEMM_OP, "batch=%lld must be >= 0", (long long)g.batch);
+  const int64_t a_cols = g.trans_a ? g.m : g.k, b_cols = g.trans_b ? g.k : g.n;
+  ATH_CHECK_ARG(g.lda >= (a_cols > 1 ? a_cols : 1), ATH_GEMM_OP,
+                "lda=%lld must be >= max(1, %lld), the row length of A stored as %s",
+                (long long)g.lda, (long long)a_cols, g.trans_a ? "(K, M) (trans_a)" : "(M, K)");
+  ATH_CHECK_ARG(g.ldb >= (b_cols > 1 ? b_cols : 1), ATH_GEMM_OP,
+                "ldb=%lld must be >= max(1, %lld), the row length of B stored as %s",
+                (long long)g.ldb, (long long)b_cols, g.trans_b ? "(N, K) (trans_b)" : "(K, N)");
+  ATH_CHECK_ARG(g.ldc >= (g.n > 1 ? g.n : 1), ATH_GEMM_OP, "ldc=%lld must be >= max(1, n=%lld)",
+                (long long)g.ldc, (long long)g.n);
+  ATH_CHECK_ARG(g.stride_a >= 0, ATH_GEMM_OP, "stride_a=%lld must be >= 0", (long long)g.stride_a);
+  ATH_CHECK_ARG(g.stride_b >= 0, ATH_GEMM_OP, "stride_b=%lld must be >= 0", (long long)g.stride_b);
+  ATH_CHECK_ARG(g.stride_c >= 0, ATH_GEMM_OP, "stride_c=%lld must be >= 0", (long long)g.stride_c);
+  if (g.batch > 1 && g.m > 0 && g.n > 0) {
+    // Batches of C are written in parallel, so they must not overlap (A and B may: stride 0
+    // shares one matrix). Accepted: consecutive blocks (stride_c >= (m-1)*ldc + n) or batches
+    // side by side within each row (stride_c >= n and (batch-1)*stride_c + n <= ldc, e.g. heads
+    // of (T, H*D) with stride_c = D, ldc = H*D).
+    int64_t c_span = 0, row_span = 0;
+    const bool span_ok = !__builtin_mul_overflow(g.m - 1, g.ldc, &c_span) && !__builtin_add_overflow(c_span, g.n, &c_span);
+    const bool blocks = span_ok && g.stride_c >= c_span;
+    const bool side_by_side = g.stride_c >= g.n && !__builtin_mul_overflow(g.batch - 1, g.stride_c, &row_span) &&
+                              row_span + g.n <= g.ldc;
+    ATH_CHECK_ARG(blocks || side_by_side, ATH_GEMM_OP,
+                  "stride_c=%lld with ldc=%lld, m=%lld, n=%lld, batch=%lld: batches of C would overlap (need "
+                  "stride_c >= (m-1)*ldc+n, or stride_c >= n and (batch-1)*stride_c+n <= ldc)",
+                  (long long)g.stride_c, (long long)g.ldc, (long long)g.m, (long long)g.n, (long long)g.batch);
+  }
+  if (g.m == 0 || g.n == 0 || g.batch == 0) return ATH_OK;  // nothing to compute or write
+  ATH_CHECK_ARG(g.c != nullptr, ATH_GEMM_OP, "c is NULL (m=%lld, n=%lld)", (long long)g.m, (long long)g.n);
+  if (g.k > 0) {
+    ATH_CHECK_ARG(g.a != nullptr, ATH_GEMM_OP, "a is NULL (k=%lld > 0)", (long long)g.k);
+    ATH_CHECK_ARG(g.b != nullptr, ATH_GEMM_OP, "b is NULL (k=%lld > 0)", (long long)g.k);
+  }
+  const size_t sab = ath_dtype_size(g.dtype_ab), sc = ath_dtype_size(g.dtype_c);
+  ATH_CHECK_ARG(g.k == 0 || (aligned(g.a, sab) && aligned(g.b, sab)), ATH_GEMM_OP,
+                "a=%p and b=%p must be aligned to the %zu-byte element size of %s", g.a, g.b, sab,
+                dtype_name(g.dtype_ab));
+  ATH_CHECK_ARG(aligned(g.c, sc), ATH_GEMM_OP, "c=%p must be aligned to the %zu-byte element size of %s",
+                g.c, sc, dtype_name(g.dtype_c));
+  ATH_CHECK_ARG(g.bias == nullptr || aligned(g.bias, sc), ATH_GEMM_OP,
+                "bias=%p must be aligned to the %zu-byte element size of %s", g.bias, sc, dtype_name(g.dtype_c));
+  if (g.m > kMaxDim || g.n > kMaxDim || g.k > kMaxDim) {
+    return ath::fail(ATH_ERR_UNSUPPORTED, ATH_GEMM_OP ": m=%lld, n=%lld, k=%lld: each must be <= %lld for the CUDA kernels",
+                     (long long)g.m, (long long)g.n, (long long)g.k, (long long)kMaxDim);
+  }
+  return ATH_OK;
+}
+
+enum class Path { kMma, kF32, kGeneric };
+struct Choice {
+  Path path = Path::kGeneric;
+  MmaTile mma = MmaTile::k64x64;
+  F32Tile f32 = F32Tile::k64x64;
+  int bm = 64, bn = 64;  // block tile, for the grid-size check
+};
+
+Choice mma_choice(MmaTile t) {
+  Choice c;
+  c.path = Path::kMma;
+  c.mma = t;
+  c.bm = t == MmaTile::k64x64 ? 64 : 128;
+  c.bn = t == MmaTile::k128x256 ? 256 : t == MmaTile::k128x128 ? 128 : 64;
+  return c;
+}
+
+Choice f32_choice(F32Tile t) {
+  Choice c;
+  c.path = Path::kF32;
+  c.f32 = t;
+  c.bm = c.bn = t == F32Tile::k128x128 ? 128 : 64;
+  return c;
+}
+
+int64_t tiles(int64_t m, int64_t n, int bm, int bn) { return ((m + bm - 1) / bm) * ((n + bn - 1) / bn); }
+
+Choice choose_kernel(const ath_gemm_args& g, const DeviceProps& dev) {
+  const bool batched = g.batch > 1;
+  const bool mma_ok = (g.dtype_ab == ATH_BF16 || g.dtype_ab == ATH_F16) && g.k > 0 && aligned(g.a, 16) &&
+                      aligned(g.b, 16) && g.lda % 8 == 0 && g.ldb % 8 == 0 &&
+                      (!batched || (g.stride_a % 8 == 0 && g.stride_b % 8 == 0));
+  const bool f32_ok = g.dtype_ab == ATH_F32 && g.k > 0 && aligned(g.a, 16) && aligned(g.b, 16) &&
+                      g.lda % 4 == 0 && g.ldb % 4 == 0 && (!batched || (g.stride_a % 4 == 0 && g.stride_b % 4 == 0));
+  auto mma_fits = [&](MmaTile t) { return mma_smem_bytes(t) <= dev.smem_optin; };
+
+  // Forced kernel (tests, benchmarks), when it can take these arguments.
+  const char* force = std::getenv("ATHANOR_CUDA_GEMM_KERNEL");
+  if (force != nullptr && *force != '\0' && std::strcmp(force, "auto") != 0) {
+    if (std::strcmp(force, "generic") == 0) return Choice{};
+    for (MmaTile t : {MmaTile::k128x256, MmaTile::k128x128, MmaTile::k64x64})
+      if (mma_ok && mma_fits(t) && std::strcmp(force, mma_tile_name(t)) == 0) return mma_choice(t);
+    for (F32Tile t : {F32Tile::k128x128, F32Tile::k64x64})
+      if (f32_ok && std::strcmp(force, f32_tile_name(t)) == 0) return f32_choice(t);
+  }
+
+  // Heuristic: the largest tile that still gives every SM at least one block (larger tiles reuse
+  // each loaded element more; below one wave, smaller tiles spread the work over more SMs).
+  // Not yet tuned on hardware.
+  const int64_t sms = dev.sms > 0 ? dev.sms : 1;
+  if (mma_ok) {
+    if (mma_fits(MmaTile::k128x256) && tiles(g.m, g.n, 128, 256) * g.batch >= sms) return mma_choice(MmaTile::k128x256);
+    if (mma_fits(MmaTile::k128x128) && tiles(g.m, g.n, 128, 128) * g.batch >= sms) return mma_choice(MmaTile::k128x128);
+    return mma_choice(MmaTile::k64x64);
+  }
+  if (f32_ok) {
+    if (tiles(g.m, g.n, 128, 128) * g.batch >= sms) return f32_choice(F32Tile::k128x128);
+    return f32_choice(F32Tile::k64x64);
+  }
+  return Choice{};  // generic
+}
+
+ath_status run(const ath_gemm_args* args, ath_stream s) {
+  ATH_CHECK_ARG(args != nullptr, ATH_GEMM_OP, "args is NULL");
+  const ath_gemm_args& g = *args;
+  ATH_TRY(validate(g));
+  if (g.m == 0 || g.n == 0 || g.batch == 0) return ATH_OK;
+
+  DeviceProps dev;
+  ATH_TRY(current_device_props(&dev));
+  if (dev.cc_major < 8) {
+    return ath::fail(ATH_ERR_UNSUPPORTED, ATH_GEMM_OP ": device of compute capability %d.%d; the CUDA kernels need 8.0 or newer",
+                     dev.cc_major, dev.cc_minor);
+  }
+
+  const Choice choice = choose_kernel(g, dev);
+  const int64_t ntiles = tiles(g.m, g.n, choice.bm, choice.bn);
+  if (ntiles > INT_MAX) {
+    return ath::fail(ATH_ERR_UNSUPPORTED, ATH_GEMM_OP ": m=%lld x n=%lld gives %lld tiles of %dx%d, more than one grid holds",
+                     (long long)g.m, (long long)g.n, (long long)ntiles, choice.bm, choice.bn);
+  }
+
+  GemmParams p{};
+  p.a = g.a;
+  p.b = g.b;
+  p.c = g.c;
+  p.bias = g.bias;
+  p.lda = g.lda;
+  p.ldb = g.ldb;
+  p.ldc = g.ldc;
+  // With one batch the strides are never used; zero them so no kernel multiplies by garbage.
+  p.stride_a = g.batch > 1 ? g.stride_a : 0;
+  p.stride_b = g.batch > 1 ? g.stride_b : 0;
+  p.stride_c = g.batch > 1 ? g.stride_c : 0;
+  p.m = static_cast<int>(g.m);
+  p.n = static_cast<int>(g.n);
+  p.k = static_cast<int>(g.k);
+  p.trans_a = g.trans_a != 0;
+  p.trans_b = g.trans_b != 0;
+  p.alpha = g.alpha;
+  p.beta = g.beta;
+  const size_t sc = ath_dtype_size(g.dtype_c);
+  p.c_vec = 1;
+  for (int v : {4, 2}) {
+    if (g.ldc % v == 0 && p.stride_c % v == 0 && aligned(g.c, v * sc)) {
+      p.c_vec = v;
+      break;
+    }
+  }
+
+  cudaStream_t stream = static_cast<cudaStream_t>(s);
+  for (int64_t b0 = 0; b0 < g.batch; b0 += kMaxGridZ) {
+    const int nb = static_cast<int>(g.batch - b0 < kMaxGridZ ? g.batch - b0 : kMaxGridZ);
+    p.batch_base = b0;
+    switch (choice.path) {
+      case Path::kMma: ATH_TRY(launch_gemm_mma(p, choice.mma, g.dtype_ab, g.dtype_c, nb, stream)); break;
+      case Path::kF32: ATH_TRY(launch_gemm_f32(p, choice.f32, nb, stream)); break;
+      case Path::kGeneric: ATH_TRY(launch_gemm_generic(p, g.dtype_ab, g.dtype_c, nb, stream)); break;
+    }
+  }
+  return ATH_OK;
+}
+
+}  // namespace
+}  // namespace ath::cuda::gemm
+
+extern "C" ath_status ath_cuda_gemm(const ath_gemm_args* args, ath_stream s) {
+  ATH_GUARD_BEGIN
+  return ath::cuda::gemm::run(args, s);
+  ATH_GUARD_END(ATH_GEMM_OP)
+}

@@ -1,0 +1,87 @@
+// Internal interface between the GEMM entry point (gemm.cu) and its kernels (gemm_mma.cu,
+// gemm_f32.cu, gemm_generic.cu). Not part of the C ABI.
+//
+// Every kernel computes, for each batch index b handled by its launch:
+//   C_b (M, N) = alpha * op(A_b) (M, K) @ op(B_b) (K, N) + beta * C_b + bias (N, broadcast over rows)
+// with the layouts of ath_gemm_args (row-major, element strides):
+//   op(A) = A        stored (M, K), row stride lda     (trans_a == 0, "K-major": K contiguous)
+//   op(A) = A^T      A stored (K, M), row stride lda   (trans_a == 1, "M-major": M contiguous)
+//   op(B) = B        stored (K, N), row stride ldb     (trans_b == 0, "N-major": N contiguous)
+//   op(B) = B^T      B stored (N, K), row stride ldb   (trans_b == 1, "K-major": K contiguous)
+// Accumulation is F32; beta == 0 means C is never read; bias (dtype_c) is added after alpha/beta.
+// The result is rounded once, to dtype_c, when it is stored.
+#pragma once
+#include "common.cuh"
+
+namespace ath::cuda::gemm {
+
+// Kernel arguments, passed by value. Sizes are validated by gemm.cu to fit in int (M, N, K) and
+// every element offset is computed in int64.
+struct GemmParams {
+  const void* a;     // batch base of A (dtype_ab)
+  const void* b;     // batch base of B (dtype_ab)
+  void* c;           // batch base of C (dtype_c)
+  const void* bias;  // (N) dtype_c or nullptr
+  int64_t lda, ldb, ldc;
+  int64_t stride_a, stride_b, stride_c;
+  int64_t batch_base;  // batch index of blockIdx.z == 0 (the z dimension is tiled by 65535)
+  int m, n, k;
+  int trans_a, trans_b;  // only the generic kernel reads these; the fast kernels are templated
+  float alpha, beta;
+  // Widest element vector (1, 2 or 4) at which every (row, col) of C with col % c_vec == 0 is
+  // aligned for a vector load/store of c_vec elements (depends on c, ldc and stride_c).
+  int c_vec;
+  // Tiles of the launch's kernel: grid.x = tiles_m * tiles_n (linearized, grouped; see
+  // tile_coords), grid.z = batches of this launch.
+  int tiles_m, tiles_n;
+};
+
+// Maps the linear block index to (tile_m, tile_n) so that consecutive blocks sweep a group of
+// kGroupM tile rows column by column: the blocks resident at one time then share both A row panels
+// and B column panels in L2 instead of streaming all of B for each row of tiles.
+__device__ __forceinline__ void tile_coords(int pid, int tiles_m, int tiles_n, int* tm, int* tn) {
+  constexpr int kGroupM = 8;
+  const int per_group = kGroupM * tiles_n;
+  const int group = pid / per_group;
+  const int first_m = group * kGroupM;
+  const int group_rows = min(tiles_m - first_m, kGroupM);
+  const int in_group = pid - group * per_group;
+  *tm = first_m + in_group % group_rows;
+  *tn = in_group / group_rows;
+}
+
+// Final value of one element of C: alpha * acc + beta * C_old + bias[col], rounded to TC.
+// c_old is only read when beta != 0 (C may hold NaN otherwise).
+template <typename TC>
+__device__ __forceinline__ void store_c1(TC* c, int64_t idx, int col, float acc, const GemmParams& p) {
+  float v = p.alpha * acc;
+  if (p.beta != 0.f) v += p.beta * to_f32<TC>(c[idx]);
+  if (p.bias != nullptr) v += to_f32<TC>(static_cast<const TC*>(p.bias)[col]);
+  c[idx] = from_f32<TC>(v);
+}
+
+// ---------------------------------------------------------------- launchers
+// Each launches grid.z = nbatch batches starting at p.batch_base (nbatch <= 65535) on `stream`,
+// fills p.tiles_m / p.tiles_n itself and returns a status naming the failing CUDA call, if any.
+
+// Tensor-core tile configurations for BF16/F16 (gemm_mma.cu).
+enum class MmaTile { k128x256, k128x128, k64x64 };
+// Bytes of dynamic shared memory the configuration needs (to check against the device's opt-in
+// limit before choosing it).
+int mma_smem_bytes(MmaTile tile);
+const char* mma_tile_name(MmaTile tile);
+// Requirements (checked by the caller): dtype_ab BF16/F16; a, b 16-byte aligned; lda, ldb (and
+// stride_a, stride_b when batch > 1) multiples of 8; k > 0.
+ath_status launch_gemm_mma(GemmParams p, MmaTile tile, int dtype_ab, int dtype_c, int nbatch,
+                           cudaStream_t stream);
+
+// FP32 SIMT (gemm_f32.cu). Requirements: dtype F32 for A, B, C; a, b 16-byte aligned; lda, ldb
+// (and strides when batch > 1) multiples of 4; k > 0.
+enum class F32Tile { k128x128, k64x64 };
+const char* f32_tile_name(F32Tile tile);
+ath_status launch_gemm_f32(GemmParams p, F32Tile tile, int nbatch, cudaStream_t stream);
+
+// Generic fallback (gemm_generic.cu): any valid argument set (any alignment, any ld, k >= 0).
+ath_status launch_gemm_generic(GemmParams p, int dtype_ab, int dtype_c, int nbatch, cudaStream_t stream);
+
+}  // namespace ath::cuda::gemm

@@ -1,0 +1,122 @@
+// ath_cpu_act_fwd / ath_cpu_act_bwd: elementwise activations on the CPU, n contiguous elements of
+// dtype F32/BF16/F16, computed in F32 and rounded once on store.
+//   GELU (tanh):  out = 0.5 x (1 + tanh(u)),  u = sqrt(2/pi) (x + 0.044715 x^3)
+//                 dx  = dout * (0.5 (1 + t) + 0.5 x (1 - t^2) sqrt(2/pi) (1 + 3 * 0.044715 x^2)), t = tanh(u)
+//   SiLU:         out = x s,  s = 1 / (1 + exp(-x));   dx = dout * s (1 + x (1 - s))
+//   SwiGLU:       out = silu(x) y (x the gate, y the up projection);
+//                 dx = dout * y * s (1 + x (1 - s)),  dy = dout * silu(x)
+// The backward pass writes dx (and dy) from dout and the forward inputs. Outputs may alias inputs:
+// each block of elements is loaded completely before it is stored.
+#include <cmath>
+
+#include "cpu_common.h"
+
+namespace ath::cpu {
+namespace {
+
+constexpr int64_t kBlock = 1024;
+constexpr float kSqrt2OverPi = 0.7978845608028654f;
+constexpr float kGeluC = 0.044715f;
+
+inline float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
+
+ath_status validate(const ath_act_args* a, bool backward, const char* op) {
+  if (a == nullptr) return fail(ATH_ERR_INVALID, "%s: args is null", op);
+  if (a->n < 0) return fail(ATH_ERR_INVALID, "%s: n=%lld must be >= 0", op, (long long)a->n);
+  if (!is_float_dtype(a->dtype))
+    return fail(ATH_ERR_INVALID, "%s: dtype=%d (%s) must be F32, BF16 or F16", op, a->dtype, dtype_name(a->dtype));
+  if (a->act != ATH_ACT_GELU_TANH && a->act != ATH_ACT_SILU && a->act != ATH_ACT_SWIGLU)
+    return fail(ATH_ERR_INVALID, "%s: act=%d must be 0 (GELU_TANH), 1 (SILU) or 2 (SWIGLU)", op, a->act);
+  if (a->n == 0) return ATH_OK;
+  const bool swiglu = a->act == ATH_ACT_SWIGLU;
+  if (a->x == nullptr) return fail(ATH_ERR_INVALID, "%s: x is null", op);
+  if (swiglu && a->y == nullptr) return fail(ATH_ERR_INVALID, "%s: y is null (required by SWIGLU)", op);
+  if (!backward && a->out == nullptr) return fail(ATH_ERR_INVALID, "%s: out is null", op);
+  if (backward && (a->dout == nullptr || a->dx == nullptr))
+    return fail(ATH_ERR_INVALID, "%s: dout (%p) and dx (%p) must not be null", op, a->dout, a->dx);
+  if (backward && swiglu && a->dy == nullptr) return fail(ATH_ERR_INVALID, "%s: dy is null (required by SWIGLU)", op);
+  return ATH_OK;
+}
+
+}  // namespace
+}  // namespace ath::cpu
+
+extern "C" ath_status ath_cpu_act_fwd(const ath_act_args* a) {
+  static const char* kOp = "ath_cpu_act_fwd";
+  ATH_GUARD_BEGIN
+  using namespace ath::cpu;
+  ATH_TRY(validate(a, false, kOp));
+  const int64_t n = a->n, nblocks = (n + kBlock - 1) / kBlock;
+  parallel_for(nblocks, grain_for(kBlock * 8), [&](int64_t b0, int64_t b1, int) {
+    float x[kBlock], y[kBlock];
+    for (int64_t blk = b0; blk < b1; ++blk) {
+      const int64_t off = blk * kBlock, len = std::min(kBlock, n - off);
+      load_row(a->x, a->dtype, off, len, x);
+      switch (a->act) {
+        case ATH_ACT_GELU_TANH:
+          for (int64_t i = 0; i < len; ++i) {
+            const float v = x[i];
+            x[i] = 0.5f * v * (1.0f + std::tanh(kSqrt2OverPi * (v + kGeluC * v * v * v)));
+          }
+          break;
+        case ATH_ACT_SILU:
+          for (int64_t i = 0; i < len; ++i) x[i] = x[i] * sigmoid(x[i]);
+          break;
+        default:
+          load_row(a->y, a->dtype, off, len, y);
+          for (int64_t i = 0; i < len; ++i) x[i] = x[i] * sigmoid(x[i]) * y[i];
+          break;
+      }
+      store_row(a->out, a->dtype, off, len, x);
+    }
+  });
+  return ATH_OK;
+  ATH_GUARD_END(kOp)
+}
+
+extern "C" ath_status ath_cpu_act_bwd(const ath_act_args* a) {
+  static const char* kOp = "ath_cpu_act_bwd";
+  ATH_GUARD_BEGIN
+  using namespace ath::cpu;
+  ATH_TRY(validate(a, true, kOp));
+  const int64_t n = a->n, nblocks = (n + kBlock - 1) / kBlock;
+  parallel_for(nblocks, grain_for(kBlock * 8), [&](int64_t b0, int64_t b1, int) {
+    float x[kBlock], y[kBlock], g[kBlock];
+    for (int64_t blk = b0; blk < b1; ++blk) {
+      const int64_t off = blk * kBlock, len = std::min(kBlock, n - off);
+      load_row(a->x, a->dtype, off, len, x);
+      load_row(a->dout, a->dtype, off, len, g);
+      switch (a->act) {
+        case ATH_ACT_GELU_TANH:
+          for (int64_t i = 0; i < len; ++i) {
+            const float v = x[i];
+            const float t = std::tanh(kSqrt2OverPi * (v + kGeluC * v * v * v));
+            const float du = kSqrt2OverPi * (1.0f + 3.0f * kGeluC * v * v);
+            g[i] *= 0.5f * (1.0f + t) + 0.5f * v * (1.0f - t * t) * du;
+          }
+          store_row(a->dx, a->dtype, off, len, g);
+          break;
+        case ATH_ACT_SILU:
+          for (int64_t i = 0; i < len; ++i) {
+            const float s = sigmoid(x[i]);
+            g[i] *= s * (1.0f + x[i] * (1.0f - s));
+          }
+          store_row(a->dx, a->dtype, off, len, g);
+          break;
+        default:
+          load_row(a->y, a->dtype, off, len, y);
+          for (int64_t i = 0; i < len; ++i) {
+            const float s = sigmoid(x[i]);
+            const float dxv = g[i] * y[i] * s * (1.0f + x[i] * (1.0f - s));
+            y[i] = g[i] * x[i] * s;  // dy = dout * silu(x)
+            x[i] = dxv;
+          }
+          store_row(a->dx, a->dtype, off, len, x);
+          store_row(a->dy, a->dtype, off, len, y);
+          break;
+      }
+    }
+  });
+  return ATH_OK;
+  ATH_GUARD_END(kOp)
+}

@@ -1,0 +1,5 @@
+// AVX2 instantiation of the CPU attention backward kernels (templates in attention_impl.h; this
+// file is built with the AVX2 flags and only called when ath::cpu::active_isa() allows it).
+#include "attention_impl.h"
+
+ATH_DEFINE_ATTENTION_BWD_ITEMS(avx2, VAvx2)

@@ -1,0 +1,111 @@
+// ath_cpu_xent_fwd / ath_cpu_xent_bwd: fused softmax + cross-entropy on the CPU.
+// logits: (rows, vocab) with row stride ld >= vocab, dtype F32/BF16/F16; targets: (rows) I32.
+// A target < 0 is ignored (loss 0, gradient 0); a target >= vocab is ATH_ERR_INVALID naming the
+// row (checked for every row before anything is written).
+//   forward:  m = max(logits[r]), lse[r] = m + log(sum_j exp(logits[r, j] - m))  (max-subtracted),
+//             losses[r] = lse[r] - logits[r, target[r]]   (losses, lse: (rows) F32; lse may be NULL)
+//   backward: dlogits[r, j] = dlosses[r] * (exp(logits[r, j] - lse[r]) - [j == target[r]])
+//             (written, stride ld, dtype; columns [vocab, ld) are not touched; needs the saved lse)
+// exp is exp_approx (cpu_common.h, ~1-2 ulp, vectorizable); sums use 16 F32 partial sums in a
+// fixed order. Rows are split statically over the pool (each row is independent).
+#include <cmath>
+
+#include "cpu_common.h"
+
+namespace ath::cpu {
+namespace {
+
+ath_status validate(const ath_xent_args* a, bool backward, const char* op) {
+  if (a == nullptr) return fail(ATH_ERR_INVALID, "%s: args is null", op);
+  if (a->rows < 0) return fail(ATH_ERR_INVALID, "%s: rows=%lld must be >= 0", op, (long long)a->rows);
+  if (a->vocab < 1 || a->vocab > INT32_MAX)
+    return fail(ATH_ERR_INVALID, "%s: vocab=%lld must be in [1, %d]", op, (long long)a->vocab, INT32_MAX);
+  if (a->ld < a->vocab)
+    return fail(ATH_ERR_INVALID, "%s: ld=%lld must be >= vocab=%lld", op, (long long)a->ld, (long long)a->vocab);
+  if (!is_float_dtype(a->dtype))
+    return fail(ATH_ERR_INVALID, "%s: dtype=%d (%s) must be F32, BF16 or F16", op, a->dtype, dtype_name(a->dtype));
+  if (a->rows == 0) return ATH_OK;
+  if (a->logits == nullptr || a->targets == nullptr)
+    return fail(ATH_ERR_INVALID, "%s: logits (%p) and targets (%p) must not be null", op, a->logits,
+                static_cast<const void*>(a->targets));
+  if (!backward && a->losses == nullptr) return fail(ATH_ERR_INVALID, "%s: losses is null", op);
+  if (backward && (a->lse == nullptr || a->dlosses == nullptr || a->dlogits == nullptr))
+    return fail(ATH_ERR_INVALID, "%s: lse (%p), dlosses (%p) and dlogits (%p) must not be null", op,
+                static_cast<void*>(a->lse), static_cast<const void*>(a->dlosses), a->dlogits);
+  for (int64_t r = 0; r < a->rows; ++r)
+    if (a->targets[r] >= a->vocab)
+      return fail(ATH_ERR_INVALID, "%s: targets[%lld]=%d must be < vocab=%lld (or < 0 to ignore the row)", op,
+                  (long long)r, a->targets[r], (long long)a->vocab);
+  return ATH_OK;
+}
+
+// max and log-sum-exp of x[0, n)
+float row_lse(const float* x, int64_t n) {
+  float mx[16];
+  for (int j = 0; j < 16; ++j) mx[j] = -INFINITY;
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    for (int j = 0; j < 16; ++j) mx[j] = x[i + j] > mx[j] ? x[i + j] : mx[j];
+  for (int j = 0; i < n; ++i, ++j) mx[j] = x[i] > mx[j] ? x[i] : mx[j];
+  float m = mx[0];
+  for (int j = 1; j < 16; ++j) m = mx[j] > m ? mx[j] : m;
+  if (m == -INFINITY) return -INFINITY;  // every logit is -inf
+  float acc[16] = {};
+  i = 0;
+  for (; i + 16 <= n; i += 16)
+    for (int j = 0; j < 16; ++j) acc[j] += exp_approx(x[i + j] - m);
+  for (int j = 0; i < n; ++i, ++j) acc[j] += exp_approx(x[i] - m);
+  return m + std::log(lane_sum(acc, 16));
+}
+
+}  // namespace
+}  // namespace ath::cpu
+
+extern "C" ath_status ath_cpu_xent_fwd(const ath_xent_args* a) {
+  static const char* kOp = "ath_cpu_xent_fwd";
+  ATH_GUARD_BEGIN
+  using namespace ath::cpu;
+  ATH_TRY(validate(a, false, kOp));
+  const int64_t rows = a->rows, V = a->vocab;
+  if (rows == 0) return ATH_OK;
+  FloatBuf scratch(V * num_threads(), false);
+  parallel_for(rows, grain_for(V), [&](int64_t r0, int64_t r1, int tid) {
+    float* x = scratch.get() + V * tid;  // (vocab)
+    for (int64_t r = r0; r < r1; ++r) {
+      load_row(a->logits, a->dtype, r * a->ld, V, x);
+      const float lse = row_lse(x, V);
+      const int32_t t = a->targets[r];
+      a->losses[r] = t < 0 ? 0.0f : lse - x[t];
+      if (a->lse != nullptr) a->lse[r] = lse;
+    }
+  });
+  return ATH_OK;
+  ATH_GUARD_END(kOp)
+}
+
+extern "C" ath_status ath_cpu_xent_bwd(const ath_xent_args* a) {
+  static const char* kOp = "ath_cpu_xent_bwd";
+  ATH_GUARD_BEGIN
+  using namespace ath::cpu;
+  ATH_TRY(validate(a, true, kOp));
+  const int64_t rows = a->rows, V = a->vocab;
+  if (rows == 0) return ATH_OK;
+  FloatBuf scratch(V * num_threads(), false);
+  parallel_for(rows, grain_for(V), [&](int64_t r0, int64_t r1, int tid) {
+    float* x = scratch.get() + V * tid;  // (vocab)
+    for (int64_t r = r0; r < r1; ++r) {
+      const int32_t t = a->targets[r];
+      if (t < 0) {
+        for (int64_t j = 0; j < V; ++j) x[j] = 0.0f;
+      } else {
+        load_row(a->logits, a->dtype, r * a->ld, V, x);
+        const float lse = a->lse[r], dl = a->dlosses[r];
+        for (int64_t j = 0; j < V; ++j) x[j] = dl * exp_approx(x[j] - lse);
+        x[t] -= dl;
+      }
+      store_row(a->dlogits, a->dtype, r * a->ld, V, x);
+    }
+  });
+  return ATH_OK;
+  ATH_GUARD_END(kOp)
+}

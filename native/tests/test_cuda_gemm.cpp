@@ -1,0 +1,526 @@
+// Tests of ath_cuda_gemm (kernels/gemm*.cu) against ath_cpu_gemm and against an exact float64
+// reference computed here from the same (dtype-rounded) inputs. Only the C ABI is used (device
+// memory through ath_cuda_malloc / ath_cuda_memcpy), so this file needs no CUDA headers.
+//
+// Every case runs with each kernel forced in turn (ATHANOR_CUDA_GEMM_KERNEL, see kernels/gemm.cu)
+// plus the automatic choice, and checks:
+//   - the valid region of C against the float64 reference and against ath_cpu_gemm,
+//   - that every byte of C outside the valid region (row padding, batch gaps, bytes before the
+//     base) is untouched, i.e. no out-of-bounds writes,
+//   - with beta == 0, that C was not read (its valid region starts as NaN).
+// Without a CUDA device every GPU test skips with the reason; argument validation is tested
+// whenever the library was built with CUDA (it runs before any CUDA call).
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "athanor/athanor.h"
+#include "common/dtype.h"
+#include "testing.h"
+
+namespace {
+
+using ath::testing::format;
+
+void require_cuda_device() {
+  if (!ath_built_with_cuda()) ath::testing::skip(std::string("no CUDA device: ") + ath_cuda_unavailable_reason());
+  if (ath_cuda_device_count() <= 0) {
+    ath::testing::skip(std::string("no CUDA device: ") + ath_cuda_unavailable_reason());
+  }
+  ATH_EXPECT(ath_cuda_set_device(0) == ATH_OK, "ath_cuda_set_device(0): %s", ath_last_error());
+}
+
+// Device allocation released on scope exit.
+struct DeviceBuffer {
+  void* ptr = nullptr;
+  explicit DeviceBuffer(size_t bytes) {
+    ath_status st = ath_cuda_malloc(0, bytes > 0 ? bytes : 1, &ptr);
+    if (st != ATH_OK) {
+      ptr = nullptr;
+      ath::testing::record_failure(__FILE__, __LINE__, format("ath_cuda_malloc(%zu): %s", bytes, ath_last_error()));
+    }
+  }
+  ~DeviceBuffer() {
+    if (ptr != nullptr) ath_cuda_free(0, ptr);
+  }
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+};
+
+// Forces a kernel for the calls made while it lives (nullptr or "auto": the heuristic).
+struct ForceKernel {
+  explicit ForceKernel(const char* name) {
+    if (name != nullptr) setenv("ATHANOR_CUDA_GEMM_KERNEL", name, 1);
+    else unsetenv("ATHANOR_CUDA_GEMM_KERNEL");
+  }
+  ~ForceKernel() { unsetenv("ATHANOR_CUDA_GEMM_KERNEL"); }
+};
+
+const char* dtype_str(int dt) { return dt == ATH_F32 ? "f32" : dt == ATH_BF16 ? "bf16" : dt == ATH_F16 ? "f16" : "?"; }
+
+// Kernels worth forcing for an input dtype ("auto" first).
+std::vector<const char*> kernels_for(int dtype_ab) {
+  if (dtype_ab == ATH_F32) return {"auto", "f32_128x128", "f32_64x64", "generic"};
+  return {"auto", "mma_128x256", "mma_128x128", "mma_64x64", "generic"};
+}
+
+struct Setup {
+  int64_t m = 1, n = 1, k = 1, batch = 1;
+  int dtype_ab = ATH_BF16, dtype_c = ATH_F32;
+  int ta = 0, tb = 0;
+  int64_t pad_a = 0, pad_b = 0, pad_c = 0;  // extra elements per row beyond the minimum ld
+  int64_t gap_a = 0, gap_b = 0, gap_c = 0;  // extra elements between batches; gap_a/b < 0: stride 0
+  int64_t off_a = 0, off_b = 0, off_c = 0;  // element offset of the base inside its allocation
+  // Leading dimensions are rounded up to a multiple of this (8: the fast kernels' requirement, so
+  // odd M/N/K exercise their boundary handling instead of routing to the generic kernel).
+  int64_t ld_align = 8;
+  bool c_side_by_side = false;  // batches of C side by side in each row: stride_c = n, ldc = batch * n
+  float alpha = 1.f, beta = 0.f;
+  bool bias = false;
+  bool integers = false;  // small integers: every result is exact
+  uint64_t seed = 1;
+
+  std::string describe() const {
+    return format("m=%lld n=%lld k=%lld batch=%lld %s->%s ta=%d tb=%d pad=(%lld,%lld,%lld) off=(%lld,%lld,%lld) "
+                  "ld_align=%lld alpha=%g beta=%g bias=%d int=%d",
+                  (long long)m, (long long)n, (long long)k, (long long)batch, dtype_str(dtype_ab), dtype_str(dtype_c),
+                  ta, tb, (long long)pad_a, (long long)pad_b, (long long)pad_c, (long long)off_a, (long long)off_b,
+                  (long long)off_c, (long long)ld_align, alpha, beta, bias ? 1 : 0, integers ? 1 : 0);
+  }
+};
+
+// One operand's geometry: `rows` stored rows of `cols` elements, row stride ld, batch stride.
+struct Geometry {
+  int64_t rows, cols, ld, stride, batch, offset;
+  int64_t span() const {  // elements from the base to one past the last element of the last batch
+    if (rows == 0 || cols == 0 || batch == 0) return 0;
+    return stride * (batch - 1) + (rows - 1) * ld + cols;
+  }
+  int64_t total() const { return offset + span(); }
+  int64_t index(int64_t b, int64_t r, int64_t c) const { return offset + b * stride + r * ld + c; }
+};
+
+Geometry operand(int64_t rows, int64_t cols, int64_t pad, int64_t gap, int64_t batch, int64_t offset, int64_t align) {
+  Geometry g;
+  g.rows = rows;
+  g.cols = cols;
+  g.ld = (cols > 1 ? cols : 1) + pad;
+  g.ld = (g.ld + align - 1) / align * align;
+  g.stride = gap < 0 ? 0 : rows * g.ld + gap;
+  g.batch = batch;
+  g.offset = offset;
+  return g;
+}
+
+float round_to(int dtype, float v) {
+  if (dtype == ATH_BF16) return ath::bf16_to_f32(ath::f32_to_bf16(v));
+  if (dtype == ATH_F16) return ath::f16_to_f32(ath::f32_to_f16(v));
+  return v;
+}
+
+// Host buffer of `n` elements of `dtype`.
+struct HostBuffer {
+  int dtype;
+  std::vector<unsigned char> bytes;
+  HostBuffer(int dt, int64_t n) : dtype(dt), bytes(static_cast<size_t>(n) * ath_dtype_size(dt)) {}
+  float get(int64_t i) const { return ath::load_f32(bytes.data(), dtype, i); }
+  void set(int64_t i, float v) { ath::store_f32(bytes.data(), dtype, i, v); }
+  size_t size() const { return bytes.size(); }
+};
+
+// A sentinel pattern for bytes the GEMM must not touch.
+void fill_sentinel(HostBuffer& h) {
+  for (size_t i = 0; i < h.bytes.size(); ++i) h.bytes[i] = static_cast<unsigned char>(0xA5 ^ (i * 7));
+}
+
+struct Tolerance {
+  double atol, rtol;
+};
+
+Tolerance tolerance(const Setup& s) {
+  if (s.integers) return {0.0, 0.0};
+  // F32 accumulation of k products of magnitude <= 1 (|alpha| <= 1), then one rounding to dtype_c.
+  const double acc = 1e-5 + 2e-6 * static_cast<double>(s.k);
+  const double round = s.dtype_c == ATH_BF16 ? 1.0 / 128 : s.dtype_c == ATH_F16 ? 1.0 / 1024 : 1e-5;
+  return {acc, round};
+}
+
+// Runs one setup with every kernel of kernels_for(dtype_ab) and checks the results.
+void run_setup(const Setup& s) {
+  const Geometry ga = operand(s.ta ? s.k : s.m, s.ta ? s.m : s.k, s.pad_a, s.gap_a, s.batch, s.off_a, s.ld_align);
+  const Geometry gb = operand(s.tb ? s.n : s.k, s.tb ? s.k : s.n, s.pad_b, s.gap_b, s.batch, s.off_b, s.ld_align);
+  Geometry gc = operand(s.m, s.n, s.pad_c, s.gap_c < 0 ? 0 : s.gap_c, s.batch, s.off_c, s.ld_align);
+  if (s.c_side_by_side) {
+    gc.ld = s.batch * s.n + s.pad_c;
+    gc.stride = s.n;
+  }
+
+  std::mt19937_64 rng(s.seed);
+  std::uniform_real_distribution<float> uni(-1.f, 1.f);
+  std::uniform_int_distribution<int> ints(-3, 3);
+  auto draw = [&]() { return s.integers ? static_cast<float>(ints(rng)) : uni(rng); };
+
+  HostBuffer ha(s.dtype_ab, ga.total()), hb(s.dtype_ab, gb.total()), hc(s.dtype_c, gc.total());
+  for (int64_t i = 0; i < ga.total(); ++i) ha.set(i, draw());
+  for (int64_t i = 0; i < gb.total(); ++i) hb.set(i, draw());
+  fill_sentinel(hc);
+  for (int64_t b = 0; b < s.batch; ++b)
+    for (int64_t r = 0; r < s.m; ++r)
+      for (int64_t c = 0; c < s.n; ++c) hc.set(gc.index(b, r, c), s.beta != 0.f ? draw() : NAN);
+  HostBuffer hbias(s.dtype_c, s.n);
+  for (int64_t j = 0; j < s.n; ++j) hbias.set(j, draw());
+
+  // float64 reference from the stored (rounded) values.
+  const int64_t count = s.batch * s.m * s.n;
+  std::vector<float> ref(static_cast<size_t>(count));
+  for (int64_t b = 0; b < s.batch; ++b)
+    for (int64_t i = 0; i < s.m; ++i)
+      for (int64_t j = 0; j < s.n; ++j) {
+        double acc = 0;
+        for (int64_t p = 0; p < s.k; ++p) {
+          const double av = ha.get(s.ta ? ga.index(b, p, i) : ga.index(b, i, p));
+          const double bv = hb.get(s.tb ? gb.index(b, j, p) : gb.index(b, p, j));
+          acc += av * bv;
+        }
+        double v = static_cast<double>(s.alpha) * acc;
+        if (s.beta != 0.f) v += static_cast<double>(s.beta) * hc.get(gc.index(b, i, j));
+        if (s.bias) v += hbias.get(j);
+        ref[static_cast<size_t>((b * s.m + i) * s.n + j)] = round_to(s.dtype_c, static_cast<float>(v));
+      }
+
+  auto make_args = [&](const void* a, const void* bm, void* c, const void* bias) {
+    ath_gemm_args g{};
+    g.m = s.m; g.n = s.n; g.k = s.k; g.batch = s.batch;
+    g.dtype_ab = s.dtype_ab; g.dtype_c = s.dtype_c;
+    g.trans_a = s.ta; g.trans_b = s.tb;
+    const size_t eab = ath_dtype_size(s.dtype_ab), ec = ath_dtype_size(s.dtype_c);
+    g.a = static_cast<const unsigned char*>(a) + ga.offset * eab; g.lda = ga.ld; g.stride_a = ga.stride;
+    g.b = static_cast<const unsigned char*>(bm) + gb.offset * eab; g.ldb = gb.ld; g.stride_b = gb.stride;
+    g.c = static_cast<unsigned char*>(c) + gc.offset * ec; g.ldc = gc.ld; g.stride_c = gc.stride;
+    g.bias = s.bias ? bias : nullptr;
+    g.alpha = s.alpha; g.beta = s.beta;
+    return g;
+  };
+  // Valid region of C as floats, and a count of changed bytes outside it.
+  auto extract = [&](const HostBuffer& out, std::vector<float>* vals) {
+    std::vector<unsigned char> inside(out.size(), 0);
+    const size_t ec = ath_dtype_size(s.dtype_c);
+    vals->assign(static_cast<size_t>(count), 0.f);
+    for (int64_t b = 0; b < s.batch; ++b)
+      for (int64_t i = 0; i < s.m; ++i)
+        for (int64_t j = 0; j < s.n; ++j) {
+          const int64_t idx = gc.index(b, i, j);
+          (*vals)[static_cast<size_t>((b * s.m + i) * s.n + j)] = out.get(idx);
+          std::memset(&inside[static_cast<size_t>(idx) * ec], 1, ec);
+        }
+    int64_t changed = 0;
+    for (size_t i = 0; i < out.size(); ++i)
+      if (!inside[i] && out.bytes[i] != hc.bytes[i]) ++changed;
+    return changed;
+  };
+  const Tolerance tol = tolerance(s);
+
+  // CPU reference run.
+  std::vector<float> cpu_vals;
+  {
+    HostBuffer cpu_c = hc;
+    ath_gemm_args g = make_args(ha.bytes.data(), hb.bytes.data(), cpu_c.bytes.data(), hbias.bytes.data());
+    const ath_status st = ath_cpu_gemm(&g);
+    ATH_EXPECT(st == ATH_OK, "ath_cpu_gemm failed (%s): %s", s.describe().c_str(), ath_last_error());
+    if (st == ATH_OK) {
+      extract(cpu_c, &cpu_vals);
+      ATH_EXPECT_CLOSE(cpu_vals.data(), ref.data(), count, tol.atol, tol.rtol,
+                       format("cpu vs float64 reference, %s", s.describe().c_str()).c_str());
+    } else {
+      cpu_vals.clear();
+    }
+  }
+
+  DeviceBuffer da(ha.size()), db(hb.size()), dc(hc.size()), dbias(hbias.size());
+  if (!da.ptr || !db.ptr || !dc.ptr || !dbias.ptr) return;
+  ATH_EXPECT(ath_cuda_memcpy(da.ptr, ha.bytes.data(), ha.size(), 0) == ATH_OK, "memcpy A: %s", ath_last_error());
+  ATH_EXPECT(ath_cuda_memcpy(db.ptr, hb.bytes.data(), hb.size(), 0) == ATH_OK, "memcpy B: %s", ath_last_error());
+  ATH_EXPECT(ath_cuda_memcpy(dbias.ptr, hbias.bytes.data(), hbias.size(), 0) == ATH_OK, "memcpy bias: %s", ath_last_error());
+
+  for (const char* kernel : kernels_for(s.dtype_ab)) {
+    const std::string what = format("[%s] %s", kernel, s.describe().c_str());
+    // Fresh C (NaN in the valid region when beta == 0, sentinel bytes elsewhere).
+    ATH_EXPECT(ath_cuda_memcpy(dc.ptr, hc.bytes.data(), hc.size(), 0) == ATH_OK, "memcpy C: %s", ath_last_error());
+    ath_gemm_args g = make_args(da.ptr, db.ptr, dc.ptr, dbias.ptr);
+    ath_status st;
+    {
+      ForceKernel force(kernel);
+      st = ath_cuda_gemm(&g, nullptr);
+    }
+    ATH_EXPECT(st == ATH_OK, "ath_cuda_gemm failed %s: %s", what.c_str(), ath_last_error());
+    if (st != ATH_OK) continue;
+    st = ath_cuda_device_synchronize(0);
+    ATH_EXPECT(st == ATH_OK, "kernel failed %s: %s", what.c_str(), ath_last_error());
+    if (st != ATH_OK) return;  // a sticky CUDA error: later cases cannot run meaningfully
+    HostBuffer out(s.dtype_c, gc.total());
+    ATH_EXPECT(ath_cuda_memcpy(out.bytes.data(), dc.ptr, out.size(), 1) == ATH_OK, "memcpy back: %s", ath_last_error());
+    std::vector<float> gpu_vals;
+    const int64_t changed = extract(out, &gpu_vals);
+    ATH_EXPECT(changed == 0, "%lld bytes outside C's valid region were modified: %s", (long long)changed, what.c_str());
+    ATH_EXPECT_CLOSE(gpu_vals.data(), ref.data(), count, tol.atol, tol.rtol,
+                     format("cuda vs float64 reference %s", what.c_str()).c_str());
+    if (!cpu_vals.empty()) {
+      // Both round the same F32-accumulated value once: they may differ by one ulp of dtype_c.
+      ATH_EXPECT_CLOSE(gpu_vals.data(), cpu_vals.data(), count, tol.atol, s.integers ? 0.0 : 2 * tol.rtol,
+                       format("cuda vs ath_cpu_gemm %s", what.c_str()).c_str());
+    }
+  }
+}
+
+struct DtypePair {
+  int ab, c;
+};
+const DtypePair kDtypes[] = {{ATH_BF16, ATH_F32}, {ATH_BF16, ATH_BF16}, {ATH_F16, ATH_F32}, {ATH_F16, ATH_F16},
+                             {ATH_F32, ATH_F32}};
+
+}  // namespace
+
+// Awkward shapes x all four layouts x all dtype combinations x every kernel; beta == 0 (C is NaN
+// before the call and must not be read).
+ATH_TEST(cuda_gemm_shapes_layouts_dtypes) {
+  require_cuda_device();
+  const int64_t shapes[][3] = {{1, 1, 1},     {1, 7, 33},     {7, 1, 5},      {33, 127, 65}, {127, 33, 17},
+                               {64, 64, 32},  {128, 128, 32}, {129, 257, 95}, {200, 72, 8},  {16, 300, 129},
+                               {3, 517, 264}, {255, 8, 40}};
+  uint64_t seed = 100;
+  for (const auto& sh : shapes)
+    for (int ta = 0; ta < 2; ++ta)
+      for (int tb = 0; tb < 2; ++tb)
+        for (const DtypePair& dt : kDtypes) {
+          Setup s;
+          s.m = sh[0]; s.n = sh[1]; s.k = sh[2];
+          s.ta = ta; s.tb = tb;
+          s.dtype_ab = dt.ab; s.dtype_c = dt.c;
+          s.seed = ++seed;
+          run_setup(s);
+        }
+}
+
+// alpha, beta and bias in the epilogue; row padding of every operand (ld > minimum).
+ATH_TEST(cuda_gemm_epilogue_alpha_beta_bias) {
+  require_cuda_device();
+  const int64_t shapes[][3] = {{33, 65, 40}, {128, 256, 64}, {5, 130, 17}};
+  const float betas[] = {0.f, 0.75f, -1.f};
+  uint64_t seed = 1000;
+  for (const auto& sh : shapes)
+    for (float beta : betas)
+      for (int bias = 0; bias < 2; ++bias)
+        for (int layout = 0; layout < 4; ++layout)
+          for (const DtypePair& dt : kDtypes) {
+            Setup s;
+            s.m = sh[0]; s.n = sh[1]; s.k = sh[2];
+            s.ta = layout & 1; s.tb = layout >> 1;
+            s.dtype_ab = dt.ab; s.dtype_c = dt.c;
+            s.alpha = 0.5f; s.beta = beta; s.bias = bias != 0;
+            s.pad_a = 8; s.pad_b = 16; s.pad_c = 3;
+            s.seed = ++seed;
+            run_setup(s);
+          }
+}
+
+// Strided batches: padded strides, A shared by every batch (stride 0), gaps in C.
+ATH_TEST(cuda_gemm_batched) {
+  require_cuda_device();
+  uint64_t seed = 2000;
+  for (int layout = 0; layout < 4; ++layout)
+    for (const DtypePair& dt : kDtypes)
+      for (int variant = 0; variant < 3; ++variant) {
+        Setup s;
+        s.m = 37; s.n = 70; s.k = 45; s.batch = 3;
+        s.c_side_by_side = variant == 2;  // e.g. per-head outputs written into (T, H * D)
+        s.ta = layout & 1; s.tb = layout >> 1;
+        s.dtype_ab = dt.ab; s.dtype_c = dt.c;
+        s.gap_a = variant == 0 ? 8 : -1;  // -1: stride_a = 0 (shared A)
+        s.gap_b = 16; s.gap_c = variant == 0 ? 5 : 0;
+        s.beta = variant == 0 ? 0.f : 0.5f;
+        s.bias = variant == 1;
+        s.seed = ++seed;
+        run_setup(s);
+      }
+}
+
+// Small-integer inputs: every product and sum is exact in F32 (and the results fit the 16-bit
+// output formats exactly), so every kernel must match the reference bit for bit.
+ATH_TEST(cuda_gemm_exact_integers) {
+  require_cuda_device();
+  const int64_t shapes[][3] = {{1, 1, 1}, {17, 33, 9}, {130, 260, 28}, {64, 64, 64}, {7, 129, 3}};
+  uint64_t seed = 3000;
+  for (const auto& sh : shapes)
+    for (int layout = 0; layout < 4; ++layout)
+      for (const DtypePair& dt : kDtypes) {
+        Setup s;
+        s.m = sh[0]; s.n = sh[1]; s.k = sh[2];
+        s.ta = layout & 1; s.tb = layout >> 1;
+        s.dtype_ab = dt.ab; s.dtype_c = dt.c;
+        s.integers = true;
+        s.alpha = 2.f; s.beta = layout == 3 ? -1.f : 1.f; s.bias = true;  // |C| <= 2*9*64+3+3 < 2048
+        if (dt.c == ATH_BF16) s.k = s.k > 10 ? 10 : s.k;  // |C| <= 2*9*10+6 = 186 < 256: exact in BF16
+        s.batch = layout == 2 ? 2 : 1;
+        s.seed = ++seed;
+        run_setup(s);
+      }
+}
+
+// Layouts the fast kernels cannot take: odd leading dimensions and bases misaligned for 16-byte
+// loads (the generic kernel must take them), and 16-byte aligned offsets (fast kernels again).
+ATH_TEST(cuda_gemm_unaligned) {
+  require_cuda_device();
+  uint64_t seed = 4000;
+  for (int layout = 0; layout < 4; ++layout)
+    for (const DtypePair& dt : kDtypes)
+      for (int variant = 0; variant < 4; ++variant) {
+        Setup s;
+        s.m = 45; s.n = 67; s.k = 51;
+        s.ta = layout & 1; s.tb = layout >> 1;
+        s.dtype_ab = dt.ab; s.dtype_c = dt.c;
+        switch (variant) {
+          case 0: s.pad_a = 1; s.pad_b = 3; s.pad_c = 1; break;      // odd ld everywhere
+          case 1: s.off_a = 1; s.off_b = 3; s.off_c = 1; break;      // bases off by elements
+          case 2: s.off_a = 8; s.off_b = 16; s.off_c = 4; break;    // 16-byte aligned offsets
+          case 3: s.m = 64; s.n = 64; s.k = 64; s.off_c = 1; s.pad_c = 1; s.beta = 1.f; s.bias = true; break;
+        }
+        s.ld_align = variant == 2 ? 8 : 1;  // variant 2: every ld a multiple of 8
+        s.batch = variant == 1 ? 2 : 1;
+        s.gap_a = s.gap_b = s.gap_c = variant == 1 ? 1 : 0;
+        s.seed = ++seed;
+        run_setup(s);
+      }
+}
+
+// K == 0: C = beta * C + bias (A and B are not read).
+ATH_TEST(cuda_gemm_k_zero) {
+  require_cuda_device();
+  uint64_t seed = 5000;
+  for (const DtypePair& dt : kDtypes)
+    for (int variant = 0; variant < 2; ++variant) {
+      Setup s;
+      s.m = 19; s.n = 41; s.k = 0;
+      s.dtype_ab = dt.ab; s.dtype_c = dt.c;
+      s.beta = variant == 0 ? 0.f : 1.5f;
+      s.bias = variant == 1;
+      s.seed = ++seed;
+      run_setup(s);
+    }
+}
+
+// Larger problems: several waves of the largest tiles on the automatic path.
+ATH_TEST(cuda_gemm_large) {
+  require_cuda_device();
+  uint64_t seed = 6000;
+  const DtypePair dts[] = {{ATH_BF16, ATH_BF16}, {ATH_F16, ATH_F32}, {ATH_F32, ATH_F32}};
+  for (const DtypePair& dt : dts) {
+    Setup s;
+    s.m = 1040; s.n = 2320; s.k = 200;
+    s.ta = dt.ab == ATH_F16; s.tb = dt.ab == ATH_BF16;
+    s.dtype_ab = dt.ab; s.dtype_c = dt.c;
+    s.beta = 0.25f; s.bias = true;
+    s.seed = ++seed;
+    run_setup(s);
+  }
+}
+
+// More batches than one grid's z dimension holds (65535): the launcher must tile z.
+ATH_TEST(cuda_gemm_batch_over_65535) {
+  require_cuda_device();
+  Setup s;
+  s.m = 3; s.n = 5; s.k = 4; s.batch = 70000;
+  s.dtype_ab = ATH_BF16; s.dtype_c = ATH_F32;
+  s.integers = true;
+  s.seed = 7000;
+  run_setup(s);
+}
+
+// The CUDA kernels are deterministic: the same call twice gives identical bytes.
+ATH_TEST(cuda_gemm_deterministic) {
+  require_cuda_device();
+  const int64_t m = 300, n = 264, k = 336;  // ld multiples of 8: the tensor-core path
+  std::mt19937_64 rng(8000);
+  std::uniform_real_distribution<float> uni(-1.f, 1.f);
+  std::vector<uint16_t> a(m * k), b(k * n);
+  for (auto& v : a) v = ath::f32_to_bf16(uni(rng));
+  for (auto& v : b) v = ath::f32_to_bf16(uni(rng));
+  DeviceBuffer da(a.size() * 2), db(b.size() * 2), dc(m * n * 4);
+  if (!da.ptr || !db.ptr || !dc.ptr) return;
+  ath_cuda_memcpy(da.ptr, a.data(), a.size() * 2, 0);
+  ath_cuda_memcpy(db.ptr, b.data(), b.size() * 2, 0);
+  ath_gemm_args g{};
+  g.m = m; g.n = n; g.k = k; g.batch = 1;
+  g.dtype_ab = ATH_BF16; g.dtype_c = ATH_F32;
+  g.a = da.ptr; g.lda = k; g.b = db.ptr; g.ldb = n; g.c = dc.ptr; g.ldc = n;
+  g.alpha = 1.f;
+  std::vector<float> first(m * n), second(m * n);
+  ATH_EXPECT(ath_cuda_gemm(&g, nullptr) == ATH_OK, "%s", ath_last_error());
+  ATH_EXPECT(ath_cuda_memcpy(first.data(), dc.ptr, first.size() * 4, 1) == ATH_OK, "%s", ath_last_error());
+  ATH_EXPECT(ath_cuda_gemm(&g, nullptr) == ATH_OK, "%s", ath_last_error());
+  ATH_EXPECT(ath_cuda_memcpy(second.data(), dc.ptr, second.size() * 4, 1) == ATH_OK, "%s", ath_last_error());
+  ATH_EXPECT(std::memcmp(first.data(), second.data(), first.size() * 4) == 0, "two identical calls differ");
+}
+
+// Argument validation: runs before any CUDA call, so it is tested in every CUDA build, with or
+// without a device. The CPU op must reject the same arguments.
+ATH_TEST(cuda_gemm_invalid_arguments) {
+  if (!ath_built_with_cuda()) ath::testing::skip(std::string("no CUDA device: ") + ath_cuda_unavailable_reason());
+  // Plausible (never dereferenced) pointers: every case below is rejected before any access.
+  alignas(16) static float dummy[64];
+  ath_gemm_args base{};
+  base.m = 4; base.n = 4; base.k = 4; base.batch = 1;
+  base.dtype_ab = ATH_F32; base.dtype_c = ATH_F32;
+  base.a = dummy; base.lda = 4; base.b = dummy; base.ldb = 4; base.c = dummy; base.ldc = 4;
+  base.alpha = 1.f;
+
+  struct Bad {
+    const char* what;
+    void (*mutate)(ath_gemm_args*);
+    bool cpu_too;  // the CPU op must reject it as well
+  };
+  const Bad cases[] = {
+      {"m < 0", [](ath_gemm_args* g) { g->m = -1; }, true},
+      {"n < 0", [](ath_gemm_args* g) { g->n = -2; }, true},
+      {"k < 0", [](ath_gemm_args* g) { g->k = -3; }, true},
+      {"batch < 0", [](ath_gemm_args* g) { g->batch = -1; }, true},
+      {"dtype_ab I32", [](ath_gemm_args* g) { g->dtype_ab = ATH_I32; g->dtype_c = ATH_I32; }, true},
+      {"dtype_ab 99", [](ath_gemm_args* g) { g->dtype_ab = 99; }, true},
+      {"dtype_c BF16 with F32 inputs", [](ath_gemm_args* g) { g->dtype_c = ATH_BF16; }, true},
+      {"dtype_c F16 with BF16 inputs", [](ath_gemm_args* g) { g->dtype_ab = ATH_BF16; g->dtype_c = ATH_F16; }, true},
+      {"lda < k", [](ath_gemm_args* g) { g->lda = 3; }, true},
+      {"lda < m (trans_a)", [](ath_gemm_args* g) { g->trans_a = 1; g->m = 6; g->lda = 5; g->ldc = 4; }, true},
+      {"ldb < n", [](ath_gemm_args* g) { g->ldb = 3; }, true},
+      {"ldb < k (trans_b)", [](ath_gemm_args* g) { g->trans_b = 1; g->k = 6; g->lda = 6; g->ldb = 5; }, true},
+      {"ldc < n", [](ath_gemm_args* g) { g->ldc = 2; }, true},
+      {"a NULL", [](ath_gemm_args* g) { g->a = nullptr; }, true},
+      {"b NULL", [](ath_gemm_args* g) { g->b = nullptr; }, true},
+      {"c NULL", [](ath_gemm_args* g) { g->c = nullptr; }, true},
+      {"stride_a < 0", [](ath_gemm_args* g) { g->batch = 2; g->stride_a = -16; g->stride_b = 16; g->stride_c = 16; }, false},
+      {"overlapping C batches", [](ath_gemm_args* g) { g->batch = 2; g->stride_a = 16; g->stride_b = 16; g->stride_c = 8; }, false},
+      {"misaligned c for F32", [](ath_gemm_args* g) { g->c = reinterpret_cast<char*>(dummy) + 2; }, false},
+  };
+  for (const Bad& bad : cases) {
+    ath_gemm_args g = base;
+    bad.mutate(&g);
+    const ath_status st = ath_cuda_gemm(&g, nullptr);
+    ATH_EXPECT(st == ATH_ERR_INVALID, "%s: ath_cuda_gemm returned %d, expected ATH_ERR_INVALID", bad.what, (int)st);
+    ATH_EXPECT(std::strstr(ath_last_error(), "ath_cuda_gemm") != nullptr, "%s: message '%s' does not name the op",
+               bad.what, ath_last_error());
+    if (bad.cpu_too) {
+      const ath_status cst = ath_cpu_gemm(&g);
+      ATH_EXPECT(cst == ATH_ERR_INVALID, "%s: ath_cpu_gemm returned %d, expected ATH_ERR_INVALID", bad.what, (int)cst);
+    }
+  }
+  ATH_EXPECT(ath_cuda_gemm(nullptr, nullptr) == ATH_ERR_INVALID, "NULL args must be ATH_ERR_INVALID");
+
+  // Empty problems are valid and touch nothing (no device needed: nothing is launched).
+  ath_gemm_args g = base;
+  g.m = 0; g.a = nullptr; g.b = nullptr; g.c = nullptr;
+  ATH_EXPECT(ath_cuda_gemm(&g, nullptr) == ATH_OK, "m == 0 must be OK: %s", ath_last_error());
+  g = base;
+  g.batch = 0;
+  ATH_EXPECT(ath_cuda_gemm(&g, nullptr) == ATH_OK, "batch == 0 must be OK: %s", ath_last_error());
+}
