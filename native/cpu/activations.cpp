@@ -5,6 +5,7 @@
 //   SiLU:         out = x s,  s = 1 / (1 + exp(-x));   dx = dout * s (1 + x (1 - s))
 //   SwiGLU:       out = silu(x) y (x the gate, y the up projection);
 //                 dx = dout * y * s (1 + x (1 - s)),  dy = dout * silu(x)
+// tanh and the sigmoid use exp_approx (about 1e-7 absolute error) instead of libm.
 // The backward pass writes dx (and dy) from dout and the forward inputs. Outputs may alias inputs:
 // each block of elements is loaded completely before it is stored.
 #include <cmath>
@@ -18,7 +19,18 @@ constexpr int64_t kBlock = 1024;
 constexpr float kSqrt2OverPi = 0.7978845608028654f;
 constexpr float kGeluC = 0.044715f;
 
-inline float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
+// 4-lane helpers on exp4 (cpu_common.h): no libm calls, so the loops stay vectorized.
+inline v4f sigmoid4(v4f x) { return 1.0f / (1.0f + exp4(-x)); }
+// tanh(u) = 1 - 2 / (exp(2u) + 1); absolute error ~1e-7, saturates to +-1 beyond |u| = 44.
+inline v4f tanh4(v4f u) { return 1.0f - 2.0f / (exp4(2.0f * u) + 1.0f); }
+inline v4f gelu_u(v4f v) { return kSqrt2OverPi * (v + kGeluC * v * v * v); }
+
+// Zeroes buf[len, round_up(len, 4)) so that whole 4-lane vectors can be processed.
+inline int64_t pad4(int64_t len, float* a, float* b, float* c) {
+  const int64_t n4 = (len + 3) & ~int64_t{3};
+  for (int64_t i = len; i < n4; ++i) a[i] = b[i] = c[i] = 0.0f;
+  return n4;
+}
 
 ath_status validate(const ath_act_args* a, bool backward, const char* op) {
   if (a == nullptr) return fail(ATH_ERR_INVALID, "%s: args is null", op);
@@ -52,20 +64,19 @@ extern "C" ath_status ath_cpu_act_fwd(const ath_act_args* a) {
     for (int64_t blk = b0; blk < b1; ++blk) {
       const int64_t off = blk * kBlock, len = std::min(kBlock, n - off);
       load_row(a->x, a->dtype, off, len, x);
-      switch (a->act) {
-        case ATH_ACT_GELU_TANH:
-          for (int64_t i = 0; i < len; ++i) {
-            const float v = x[i];
-            x[i] = 0.5f * v * (1.0f + std::tanh(kSqrt2OverPi * (v + kGeluC * v * v * v)));
-          }
-          break;
-        case ATH_ACT_SILU:
-          for (int64_t i = 0; i < len; ++i) x[i] = x[i] * sigmoid(x[i]);
-          break;
-        default:
-          load_row(a->y, a->dtype, off, len, y);
-          for (int64_t i = 0; i < len; ++i) x[i] = x[i] * sigmoid(x[i]) * y[i];
-          break;
+      if (a->act == ATH_ACT_SWIGLU) load_row(a->y, a->dtype, off, len, y);
+      const int64_t n4 = pad4(len, x, y, y);
+      for (int64_t i = 0; i < n4; i += 4) {
+        const v4f v = v4_load(x + i);
+        v4f r;
+        if (a->act == ATH_ACT_GELU_TANH) {
+          r = 0.5f * v * (1.0f + tanh4(gelu_u(v)));
+        } else if (a->act == ATH_ACT_SILU) {
+          r = v * sigmoid4(v);
+        } else {
+          r = v * sigmoid4(v) * v4_load(y + i);
+        }
+        v4_store(x + i, r);
       }
       store_row(a->out, a->dtype, off, len, x);
     }
@@ -86,35 +97,25 @@ extern "C" ath_status ath_cpu_act_bwd(const ath_act_args* a) {
       const int64_t off = blk * kBlock, len = std::min(kBlock, n - off);
       load_row(a->x, a->dtype, off, len, x);
       load_row(a->dout, a->dtype, off, len, g);
-      switch (a->act) {
-        case ATH_ACT_GELU_TANH:
-          for (int64_t i = 0; i < len; ++i) {
-            const float v = x[i];
-            const float t = std::tanh(kSqrt2OverPi * (v + kGeluC * v * v * v));
-            const float du = kSqrt2OverPi * (1.0f + 3.0f * kGeluC * v * v);
-            g[i] *= 0.5f * (1.0f + t) + 0.5f * v * (1.0f - t * t) * du;
-          }
-          store_row(a->dx, a->dtype, off, len, g);
-          break;
-        case ATH_ACT_SILU:
-          for (int64_t i = 0; i < len; ++i) {
-            const float s = sigmoid(x[i]);
-            g[i] *= s * (1.0f + x[i] * (1.0f - s));
-          }
-          store_row(a->dx, a->dtype, off, len, g);
-          break;
-        default:
-          load_row(a->y, a->dtype, off, len, y);
-          for (int64_t i = 0; i < len; ++i) {
-            const float s = sigmoid(x[i]);
-            const float dxv = g[i] * y[i] * s * (1.0f + x[i] * (1.0f - s));
-            y[i] = g[i] * x[i] * s;  // dy = dout * silu(x)
-            x[i] = dxv;
-          }
-          store_row(a->dx, a->dtype, off, len, x);
-          store_row(a->dy, a->dtype, off, len, y);
-          break;
+      if (a->act == ATH_ACT_SWIGLU) load_row(a->y, a->dtype, off, len, y);
+      const int64_t n4 = pad4(len, x, y, g);
+      for (int64_t i = 0; i < n4; i += 4) {
+        const v4f v = v4_load(x + i), d = v4_load(g + i);
+        if (a->act == ATH_ACT_GELU_TANH) {
+          const v4f t = tanh4(gelu_u(v));
+          const v4f du = kSqrt2OverPi * (1.0f + 3.0f * kGeluC * v * v);
+          v4_store(x + i, d * (0.5f * (1.0f + t) + 0.5f * v * (1.0f - t * t) * du));
+        } else if (a->act == ATH_ACT_SILU) {
+          const v4f s = sigmoid4(v);
+          v4_store(x + i, d * s * (1.0f + v * (1.0f - s)));
+        } else {
+          const v4f s = sigmoid4(v), yv = v4_load(y + i);
+          v4_store(x + i, d * yv * s * (1.0f + v * (1.0f - s)));
+          v4_store(y + i, d * v * s);  // dy = dout * silu(x)
+        }
       }
+      store_row(a->dx, a->dtype, off, len, x);
+      if (a->act == ATH_ACT_SWIGLU) store_row(a->dy, a->dtype, off, len, y);
     }
   });
   return ATH_OK;

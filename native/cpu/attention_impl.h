@@ -193,7 +193,7 @@ void load_rows_transposed(const void* src, int dtype, int64_t st, int64_t rows, 
 // mask hides (key j > query i + off) become -inf.
 inline void mask_causal_kq(float* S, int64_t ld, int64_t nk, int64_t nqcols, int64_t k0, int64_t q0, int64_t off) {
   for (int64_t jj = 0; jj < nk; ++jj) {
-    const int64_t lim = imin(k0 + jj - off - q0 + 1, nqcols);  // queries ii < lim cannot see key jj
+    const int64_t lim = imin(k0 + jj - off - q0, nqcols);  // queries ii < lim cannot see key jj
     for (int64_t ii = 0; ii < lim; ++ii) S[jj * ld + ii] = kNegInf;
   }
 }

@@ -157,27 +157,41 @@ inline float lane_sum(const float* x, int64_t n) {
   return acc[0];
 }
 
-// exp(x) without a libm call, so that loops over it vectorize: x = n ln2 + r (two-constant
-// Cody-Waite split, |r| <= ln2 / 2), e^r by its degree-7 Taylor polynomial (< 1e-8 relative),
-// times 2^n built in the exponent bits. About 1-2 ulp; x is clamped to [-88, 88] and results below
-// 2^-126 flush to 0 (so exp(-inf) = 0). NaN in gives NaN out.
-inline float exp_approx(float x) {
-  x = x < -88.0f ? -88.0f : x;
-  x = x > 88.0f ? 88.0f : x;
+// 4-lane F32 vectors (GCC/Clang vector extensions; SSE2 on baseline x86-64), for the few baseline
+// ops whose inner loop needs exp: written explicitly because the auto-vectorizer gives up on the
+// clamps of a scalar exp (it turns them into branches).
+typedef float v4f __attribute__((vector_size(16)));
+typedef int32_t v4i __attribute__((vector_size(16)));
+inline v4f v4_load(const float* p) {
+  v4f v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+inline void v4_store(float* p, v4f v) { std::memcpy(p, &v, sizeof v); }
+inline v4f v4_set1(float x) { return v4f{x, x, x, x}; }
+
+// exp(x) per lane without libm: x = n ln2 + r (two-constant Cody-Waite split, |r| <= ln2 / 2),
+// e^r by its degree-7 Taylor polynomial (< 1e-8 relative), times 2^n built in the exponent bits.
+// About 1-2 ulp; x is clamped to [-88, 88] and results below 2^-126 flush to 0 (exp(-inf) = 0).
+inline v4f exp4(v4f x) {
+  const v4f lo = v4_set1(-88.0f), hi = v4_set1(88.0f);
+  x = x < lo ? lo : x;
+  x = x > hi ? hi : x;
   // Round-to-nearest by the 1.5 * 2^23 trick (exact for |v| < 2^22, default rounding mode).
-  const float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-  const float r = (x - n * 0.693145751953125f) - n * 1.42860682030941723e-6f;
-  float p = 1.98412698412698413e-4f;
-  p = p * r + 1.38888888888888889e-3f;
+  const v4f n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+  const v4f r = (x - n * 0.693145751953125f) - n * 1.42860682030941723e-6f;
+  v4f p = r * 1.98412698412698413e-4f + 1.38888888888888889e-3f;
   p = p * r + 8.33333333333333333e-3f;
   p = p * r + 4.16666666666666667e-2f;
   p = p * r + 1.66666666666666667e-1f;
   p = p * r + 0.5f;
   p = p * r + 1.0f;
   p = p * r + 1.0f;
-  const uint32_t bits = static_cast<uint32_t>(static_cast<int32_t>(n) + 127) << 23;
-  return p * bits_f32(bits);
+  const v4i e = (__builtin_convertvector(n, v4i) + 127) << 23;
+  return p * (v4f)e;  // same-size vector cast: reinterprets the bits
 }
+// The same function on one value (bit-identical to a lane of exp4).
+inline float exp_approx(float x) { return exp4(v4_set1(x))[0]; }
 
 // True when the rows (each d contiguous elements) of a (n0, n1, n2) strided tensor never overlap:
 // sorted by stride, each stride must exceed the extent spanned by the smaller dimensions.

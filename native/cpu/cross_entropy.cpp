@@ -6,7 +6,7 @@
 //             losses[r] = lse[r] - logits[r, target[r]]   (losses, lse: (rows) F32; lse may be NULL)
 //   backward: dlogits[r, j] = dlosses[r] * (exp(logits[r, j] - lse[r]) - [j == target[r]])
 //             (written, stride ld, dtype; columns [vocab, ld) are not touched; needs the saved lse)
-// exp is exp_approx (cpu_common.h, ~1-2 ulp, vectorizable); sums use 16 F32 partial sums in a
+// exp is exp4 / exp_approx (cpu_common.h, ~1-2 ulp, 4-lane SIMD); sums use 16 F32 partial sums in a
 // fixed order. Rows are split statically over the pool (each row is independent).
 #include <cmath>
 
@@ -39,23 +39,30 @@ ath_status validate(const ath_xent_args* a, bool backward, const char* op) {
   return ATH_OK;
 }
 
-// max and log-sum-exp of x[0, n)
+// max and log-sum-exp of x[0, n): 16 lanes (4 vectors of 4) of max and of sum, fixed order.
 float row_lse(const float* x, int64_t n) {
-  float mx[16];
-  for (int j = 0; j < 16; ++j) mx[j] = -INFINITY;
+  const v4f ninf = v4_set1(-INFINITY);
+  v4f mx[4] = {ninf, ninf, ninf, ninf};
   int64_t i = 0;
   for (; i + 16 <= n; i += 16)
-    for (int j = 0; j < 16; ++j) mx[j] = x[i + j] > mx[j] ? x[i + j] : mx[j];
-  for (int j = 0; i < n; ++i, ++j) mx[j] = x[i] > mx[j] ? x[i] : mx[j];
-  float m = mx[0];
-  for (int j = 1; j < 16; ++j) m = mx[j] > m ? mx[j] : m;
+    for (int j = 0; j < 4; ++j) {
+      const v4f v = v4_load(x + i + 4 * j);
+      mx[j] = v > mx[j] ? v : mx[j];
+    }
+  float m = -INFINITY;
+  for (int j = 0; j < 4; ++j)
+    for (int k = 0; k < 4; ++k) m = mx[j][k] > m ? mx[j][k] : m;
+  for (; i < n; ++i) m = x[i] > m ? x[i] : m;
   if (m == -INFINITY) return -INFINITY;  // every logit is -inf
-  float acc[16] = {};
+  const v4f mv = v4_set1(m);
+  v4f acc[4] = {};
   i = 0;
   for (; i + 16 <= n; i += 16)
-    for (int j = 0; j < 16; ++j) acc[j] += exp_approx(x[i + j] - m);
-  for (int j = 0; i < n; ++i, ++j) acc[j] += exp_approx(x[i] - m);
-  return m + std::log(lane_sum(acc, 16));
+    for (int j = 0; j < 4; ++j) acc[j] += exp4(v4_load(x + i + 4 * j) - mv);
+  float lanes[16];
+  for (int j = 0; j < 4; ++j) v4_store(lanes + 4 * j, acc[j]);
+  for (int j = 0; i < n; ++i, ++j) lanes[j] += exp_approx(x[i] - m);
+  return m + std::log(lane_sum(lanes, 16));
 }
 
 }  // namespace
@@ -100,7 +107,10 @@ extern "C" ath_status ath_cpu_xent_bwd(const ath_xent_args* a) {
       } else {
         load_row(a->logits, a->dtype, r * a->ld, V, x);
         const float lse = a->lse[r], dl = a->dlosses[r];
-        for (int64_t j = 0; j < V; ++j) x[j] = dl * exp_approx(x[j] - lse);
+        const v4f lv = v4_set1(lse);
+        int64_t j = 0;
+        for (; j + 4 <= V; j += 4) v4_store(x + j, dl * exp4(v4_load(x + j) - lv));
+        for (; j < V; ++j) x[j] = dl * exp_approx(x[j] - lse);
         x[t] -= dl;
       }
       store_row(a->dlogits, a->dtype, r * a->ld, V, x);

@@ -246,16 +246,19 @@ void compute_skinny(const Problem& P, int64_t bi, int64_t n0, int64_t n1) {
   const char* a_b = P.a + bi * P.stride_a * P.esz_ab;
   const char* b_b = P.b + bi * P.stride_b * P.esz_ab;
   char* c_b = P.c + bi * P.stride_c * P.esz_c;
-  // op(A) as F32, row-major (m, k): small, converted once per call.
-  float* a = t_pack_a.get(P.m * P.k);
+  // op(A) as F32 (small: converted once per call): k-major when B is read along rows, else
+  // row-major with rows padded off multiples of 4 KiB so that they do not alias in the caches.
+  const bool k_major = P.b_ws == 1;
+  const int64_t a_is = k_major ? 1 : round_up(P.k, 16) + 16, a_ps = k_major ? P.m : 1;
+  float* a = t_pack_a.get(k_major ? P.m * P.k : P.m * a_is);
   for (int64_t i = 0; i < P.m; ++i)
-    for (int64_t p = 0; p < P.k; ++p) a[i * P.k + p] = load_f32(a_b, P.dt_ab, i * P.a_ws + p * P.a_ks);
+    for (int64_t p = 0; p < P.k; ++p) a[i * a_is + p * a_ps] = load_f32(a_b, P.dt_ab, i * P.a_ws + p * P.a_ks);
   const int64_t slice = std::min(kSkinnySlice, n1 - n0);
   float* out = t_acc.get(P.m * slice);
   for (int64_t j0 = n0; j0 < n1; j0 += slice) {
     const int64_t nc = std::min(slice, n1 - j0);
     const PackSrc sb{b_b + j0 * P.b_ws * P.esz_ab, P.dt_ab, P.b_ws, P.b_ks};
-    P.ks->skinny(P.m, nc, P.k, a, P.k, sb, out, slice);
+    P.ks->skinny(P.m, nc, P.k, a, a_is, a_ps, sb, out, slice);
     switch (P.dt_c) {
       case ATH_BF16: epilogue_block_dt<ATH_BF16>(P, c_b, j0, P.m, nc, out, slice); break;
       case ATH_F16: epilogue_block_dt<ATH_F16>(P, c_b, j0, P.m, nc, out, slice); break;

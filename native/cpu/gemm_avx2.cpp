@@ -4,6 +4,7 @@
 // of B and one broadcast register, within the 16 ymm registers. Per k step: 2 vector loads and 6
 // broadcasts feed 12 FMAs. Edge tiles are instantiations with fewer rows (R < kMR) and fewer
 // vectors (V < 2); the last partial vector uses vmaskmov so nothing outside C is touched.
+// Small M (<= kSkinnyMaxM) reads B in place instead of packing it (see SkinnyFn in gemm_kernels.h).
 //
 // Packing converts BF16/F16 to F32 (BF16: shift into the high half; F16: F16C vcvtph2ps). A source
 // contiguous along the panel width is copied k-row by k-row; one contiguous along k (A not
@@ -26,6 +27,11 @@ constexpr int kNR = 8 * kV;        // columns of the register tile
 constexpr int64_t kKC = 256;       // K block: A micro-panel kMR*kKC*4 = 6 KiB in L1, B micro-panel 16 KiB
 constexpr int64_t kNC = 384;       // B block kKC*kNC*4 = 384 KiB in L2
 constexpr int64_t kMC = 1536;      // A block rows (kMC*kKC*4 = 1.5 MiB, L3)
+// Small M (skinny path, B read in place).
+constexpr int64_t kSkinnyMaxM = 8;
+constexpr int kSkinnyRows = 6;     // B not transposed: 6 rows x 16 columns = 12 accumulators
+constexpr int kSkinnyDotRows = 2;  // B transposed: 2 rows x 4 columns of dot products = 8 accumulators
+constexpr int kSkinnyDots = 4;
 
 inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
@@ -253,7 +259,136 @@ void macro(int64_t mc, int64_t nc, int64_t kc, const float* ap, const float* bp,
   }
 }
 
-const KernelSet kSet = {"avx2", kMR, kNR, kKC, kMC, kNC, &pack<kMR>, &pack<kNR>, &macro, nullptr, 0};
+// ---------------------------------------------------------------- skinny (small M) kernels
+// B not transposed: rows [0, MI) x 16 columns per step, k in order; B rows read in place, A k-major.
+template <int DT, int MI>
+void skinny_rows(int64_t nc, int64_t k, const float* a, int64_t a_ps, const PackSrc& b, float* out, int64_t ldo) {
+  using T = typename Elem<DT>::T;
+  const T* base = static_cast<const T*>(b.base);
+  for (int64_t j0 = 0; j0 < nc; j0 += 16) {
+    const int64_t valid = min64(16, nc - j0);
+    __m256 acc[MI][2];
+#pragma GCC unroll 8
+    for (int i = 0; i < MI; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+    const T* bp = base + j0;
+    const float* ap = a;
+    for (int64_t p = 0; p < k; ++p, bp += b.ks, ap += a_ps) {
+      __m256 b0, b1;
+      if (valid == 16) {
+        b0 = load8<DT>(bp);
+        b1 = load8<DT>(bp + 8);
+      } else {
+        b0 = load_partial<DT>(bp, valid);
+        b1 = load_partial<DT>(bp + 8, valid - 8);
+      }
+#pragma GCC unroll 8
+      for (int i = 0; i < MI; ++i) {
+        const __m256 av = _mm256_broadcast_ss(ap + i);
+        acc[i][0] = _mm256_fmadd_ps(av, b0, acc[i][0]);
+        acc[i][1] = _mm256_fmadd_ps(av, b1, acc[i][1]);
+      }
+    }
+    const __m256i m0 = lane_mask(valid), m1 = lane_mask(valid - 8);
+#pragma GCC unroll 8
+    for (int i = 0; i < MI; ++i) {
+      _mm256_maskstore_ps(out + i * ldo + j0, m0, acc[i][0]);
+      _mm256_maskstore_ps(out + i * ldo + j0 + 8, m1, acc[i][1]);
+    }
+  }
+}
+
+// Sum of the 8 lanes in a fixed order.
+inline float hsum8(__m256 v) {
+  __m128 x = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  x = _mm_add_ps(x, _mm_movehl_ps(x, x));
+  x = _mm_add_ss(x, _mm_movehdup_ps(x));
+  return _mm_cvtss_f32(x);
+}
+
+// B transposed: columns [j0, j0 + kSkinnyDots) x rows [0, MI) as dot products in 8 lanes over k, then
+// hsum8. Columns past nc repeat the last one and are not stored.
+template <int DT, int MI>
+void skinny_dots(int64_t j0, int64_t nc, int64_t k, const float* a, int64_t a_is, const PackSrc& b, float* out,
+                 int64_t ldo) {
+  using T = typename Elem<DT>::T;
+  constexpr int J = kSkinnyDots;
+  const T* br[J];
+  for (int jj = 0; jj < J; ++jj) br[jj] = static_cast<const T*>(b.base) + min64(j0 + jj, nc - 1) * b.ws;
+  __m256 acc[MI][J];
+#pragma GCC unroll 4
+  for (int i = 0; i < MI; ++i)
+#pragma GCC unroll 4
+    for (int jj = 0; jj < J; ++jj) acc[i][jj] = _mm256_setzero_ps();
+  const int64_t k_full = k / 8 * 8;
+  for (int64_t p = 0; p < k_full; p += 8) {
+    __m256 bv[J];
+#pragma GCC unroll 4
+    for (int jj = 0; jj < J; ++jj) bv[jj] = load8<DT>(br[jj] + p);
+#pragma GCC unroll 4
+    for (int i = 0; i < MI; ++i) {
+      const __m256 av = _mm256_loadu_ps(a + i * a_is + p);
+#pragma GCC unroll 4
+      for (int jj = 0; jj < J; ++jj) acc[i][jj] = _mm256_fmadd_ps(av, bv[jj], acc[i][jj]);
+    }
+  }
+  if (k_full < k) {
+    const __m256i km = lane_mask(k - k_full);
+    __m256 bv[J];
+    for (int jj = 0; jj < J; ++jj) bv[jj] = load_partial<DT>(br[jj] + k_full, k - k_full);
+    for (int i = 0; i < MI; ++i) {
+      const __m256 av = _mm256_maskload_ps(a + i * a_is + k_full, km);
+      for (int jj = 0; jj < J; ++jj) acc[i][jj] = _mm256_fmadd_ps(av, bv[jj], acc[i][jj]);
+    }
+  }
+  float sums[MI][J];
+#pragma GCC unroll 4
+  for (int i = 0; i < MI; ++i)
+#pragma GCC unroll 4
+    for (int jj = 0; jj < J; ++jj) sums[i][jj] = hsum8(acc[i][jj]);
+  const int64_t jn = min64(J, nc - j0);
+  for (int i = 0; i < MI; ++i)
+    for (int64_t jj = 0; jj < jn; ++jj) out[i * ldo + j0 + jj] = sums[i][jj];
+}
+
+template <int DT>
+void skinny_dt(int64_t m, int64_t nc, int64_t k, const float* a, int64_t a_is, int64_t a_ps, const PackSrc& b,
+               float* out, int64_t ldo) {
+  if (b.ws == 1) {
+    for (int64_t i0 = 0; i0 < m; i0 += kSkinnyRows) {  // a pass over B per kSkinnyRows rows
+      const float* ai = a + i0 * a_is;
+      float* oi = out + i0 * ldo;
+      switch (min64(kSkinnyRows, m - i0)) {
+#define ATH_SKINNY_ROWS(R) \
+  case R: skinny_rows<DT, R>(nc, k, ai, a_ps, b, oi, ldo); break;
+        ATH_SKINNY_ROWS(1) ATH_SKINNY_ROWS(2) ATH_SKINNY_ROWS(3)
+        ATH_SKINNY_ROWS(4) ATH_SKINNY_ROWS(5) ATH_SKINNY_ROWS(6)
+#undef ATH_SKINNY_ROWS
+      }
+    }
+    return;
+  }
+  // B transposed: for each group of columns (kSkinnyDots rows of B, kept in L1), every row group.
+  for (int64_t j0 = 0; j0 < nc; j0 += kSkinnyDots) {
+    for (int64_t i0 = 0; i0 < m; i0 += kSkinnyDotRows) {
+      const float* ai = a + i0 * a_is;
+      float* oi = out + i0 * ldo;
+      if (m - i0 >= 2) skinny_dots<DT, 2>(j0, nc, k, ai, a_is, b, oi, ldo);
+      else skinny_dots<DT, 1>(j0, nc, k, ai, a_is, b, oi, ldo);
+    }
+  }
+}
+static_assert(kSkinnyRows == 6 && kSkinnyDotRows == 2, "skinny_dt lists one case per row count");
+
+void skinny(int64_t m, int64_t nc, int64_t k, const float* a, int64_t a_is, int64_t a_ps, const PackSrc& b,
+            float* out, int64_t ldo) {
+  switch (b.dtype) {
+    case ATH_BF16: return skinny_dt<ATH_BF16>(m, nc, k, a, a_is, a_ps, b, out, ldo);
+    case ATH_F16: return skinny_dt<ATH_F16>(m, nc, k, a, a_is, a_ps, b, out, ldo);
+    default: return skinny_dt<ATH_F32>(m, nc, k, a, a_is, a_ps, b, out, ldo);
+  }
+}
+
+const KernelSet kSet = {"avx2", kMR, kNR, kKC, kMC, kNC, &pack<kMR>, &pack<kNR>, &macro, &skinny, kSkinnyMaxM};
 
 }  // namespace
 

@@ -6,6 +6,10 @@
 // Edge tiles use the same code instantiated for fewer rows (R < kMR) and fewer vectors (V < kV);
 // the last partial vector is handled with lane masks, so nothing outside C is ever read or written.
 //
+// Small M (<= kSkinnyMaxM) skips packing B, whose cost would match the whole product: B is read in
+// place, either along its rows (B not transposed, broadcasting A) or as dot products along k (B
+// transposed, e.g. x @ W^T in inference), see SkinnyFn in gemm_kernels.h.
+//
 // Packing converts BF16/F16 to F32 (BF16: shift into the high half; F16: vcvtph2ps). A source that
 // is contiguous along the panel width is copied row by row; one contiguous along k (A not
 // transposed, B transposed) is transposed in 16 x 16 register blocks.
@@ -13,10 +17,11 @@
 
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__FMA__) && \
     defined(__F16C__)
-// GCC 12's AVX-512 headers initialize _mm512_undefined_*() from themselves, which -Wmaybe-uninitialized
-// reports at every inlined use (GCC bug 105593); the warning is silenced for the header only.
+// GCC 12's AVX-512 headers initialize _mm512_undefined_*() from themselves, which -W(maybe-)uninitialized
+// reports at every inlined use (GCC bug 105593); the warnings are silenced for the header only.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #include <immintrin.h>
 #pragma GCC diagnostic pop
 
@@ -35,8 +40,8 @@ constexpr int64_t kKC = 384;       // K block: A micro-panel kMR*kKC*4 = 18 KiB,
 constexpr int64_t kNC = 320;       // B block kKC*kNC*4 = 480 KiB stays in L2 (1 MiB)
 constexpr int64_t kMC = 1536;      // A block rows (kMC*kKC*4 = 2.25 MiB, L3)
 // Small M (skinny path, B read in place): up to kSkinnyRows rows of A per pass over B.
-constexpr int64_t kSkinnyMaxM = 16;
-// B not transposed: up to 6 rows x 64 columns or 12 rows x 32 columns = 24 accumulators.
+constexpr int64_t kSkinnyMaxM = 8;   // measured: at M = 8..16 the packed path is as fast
+// B not transposed: up to 12 rows x 32 columns (24 accumulators), fewer rows take wider steps.
 // B transposed: kSkinnyRows rows x kSkinnyDots columns of dot products = 24 accumulators.
 constexpr int kSkinnyRows = 6;
 constexpr int kSkinnyDots = 4;
@@ -260,11 +265,13 @@ void macro(int64_t mc, int64_t nc, int64_t kc, const float* ap, const float* bp,
 }
 
 // ---------------------------------------------------------------- skinny (small M) kernels
-// B not transposed: out rows [0, MI) x 16*V columns per step, k in order; B rows read in place.
-// One pass over B serves all MI rows (MI <= 6 with V = 4, MI <= 12 with V = 2): re-reading B per
-// row group would go to L3, since rows of B lie ldb apart and alias in the caches.
+// B not transposed: rows [0, MI) x 16*V columns per step, k in order; B rows read in place, A
+// k-major (MI consecutive floats per k). One pass over B serves up to 12 rows: re-reading B per row
+// group would go to L3, since rows of B lie ldb apart and alias in the caches. Few rows are
+// latency-bound on the strided B rows, so they take wider steps (more loads in flight): measured
+// on Zen 5, V = 8 for 1-2 rows, 4 for 3-4 rows, 2 beyond.
 template <int DT, int MI, int V>
-void skinny_rows(int64_t nc, int64_t k, const float* a, int64_t lda, const PackSrc& b, float* out, int64_t ldo) {
+void skinny_rows(int64_t nc, int64_t k, const float* a, int64_t a_ps, const PackSrc& b, float* out, int64_t ldo) {
   using T = typename Elem<DT>::T;
   const T* base = static_cast<const T*>(b.base);
   for (int64_t j0 = 0; j0 < nc; j0 += 16 * V) {
@@ -273,84 +280,98 @@ void skinny_rows(int64_t nc, int64_t k, const float* a, int64_t lda, const PackS
     __m512 acc[MI][V];
 #pragma GCC unroll 12
     for (int i = 0; i < MI; ++i)
-#pragma GCC unroll 4
+#pragma GCC unroll 8
       for (int v = 0; v < V; ++v) acc[i][v] = _mm512_setzero_ps();
     const T* bp = base + j0;
-    for (int64_t p = 0; p < k; ++p, bp += b.ks) {
+    const float* ap = a;
+    for (int64_t p = 0; p < k; ++p, bp += b.ks, ap += a_ps) {
       __m512 bv[V];
-#pragma GCC unroll 4
+#pragma GCC unroll 8
       for (int v = 0; v < V; ++v) bv[v] = load16<DT>(bp + 16 * v, m[v]);
 #pragma GCC unroll 12
       for (int i = 0; i < MI; ++i) {
-        const __m512 av = _mm512_set1_ps(a[i * lda + p]);
-#pragma GCC unroll 4
+        const __m512 av = _mm512_set1_ps(ap[i]);
+#pragma GCC unroll 8
         for (int v = 0; v < V; ++v) acc[i][v] = _mm512_fmadd_ps(av, bv[v], acc[i][v]);
       }
     }
 #pragma GCC unroll 12
     for (int i = 0; i < MI; ++i)
-#pragma GCC unroll 4
+#pragma GCC unroll 8
       for (int v = 0; v < V; ++v) _mm512_mask_storeu_ps(out + i * ldo + j0 + 16 * v, m[v], acc[i][v]);
   }
 }
 
-// B transposed (rows of B contiguous along k): kSkinnyDots columns at a time, dot products in 16
-// lanes over k, then a fixed-order lane reduction.
+// One k step (16 lanes, masked by km) of skinny_dots.
 template <int DT, int MI>
-void skinny_dots(int64_t nc, int64_t k, const float* a, int64_t lda, const PackSrc& b, float* out, int64_t ldo) {
-  using T = typename Elem<DT>::T;
-  constexpr int J = kSkinnyDots;
-  const T* base = static_cast<const T*>(b.base);
-  const int64_t k_full = k / 16 * 16;
-  const __mmask16 tail = lane_mask(k - k_full);
-  for (int64_t j0 = 0; j0 < nc; j0 += J) {
-    const T* br[J];
-    for (int jj = 0; jj < J; ++jj) br[jj] = base + min64(j0 + jj, nc - 1) * b.ws;  // edge: repeat the last column
-    __m512 acc[MI][J];
+__attribute__((always_inline)) inline void dots_step(__m512 (&acc)[MI][kSkinnyDots],
+                                                     const typename Elem<DT>::T* const (&br)[kSkinnyDots],
+                                                     const float* a, int64_t a_is, int64_t p, __mmask16 km) {
+  __m512 bv[kSkinnyDots];
+#pragma GCC unroll 4
+  for (int jj = 0; jj < kSkinnyDots; ++jj) bv[jj] = load16<DT>(br[jj] + p, km);
 #pragma GCC unroll 8
-    for (int i = 0; i < MI; ++i)
+  for (int i = 0; i < MI; ++i) {
+    const __m512 av = _mm512_maskz_loadu_ps(km, a + i * a_is + p);
 #pragma GCC unroll 4
-      for (int jj = 0; jj < J; ++jj) acc[i][jj] = _mm512_setzero_ps();
-    auto step = [&](int64_t p, __mmask16 km) __attribute__((always_inline)) {
-      __m512 bv[J];
-#pragma GCC unroll 4
-      for (int jj = 0; jj < J; ++jj) bv[jj] = load16<DT>(br[jj] + p, km);
-#pragma GCC unroll 8
-      for (int i = 0; i < MI; ++i) {
-        const __m512 av = _mm512_maskz_loadu_ps(km, a + i * lda + p);
-#pragma GCC unroll 4
-        for (int jj = 0; jj < J; ++jj) acc[i][jj] = _mm512_fmadd_ps(av, bv[jj], acc[i][jj]);
-      }
-    };
-    for (int64_t p = 0; p < k_full; p += 16) step(p, 0xffff);
-    if (tail) step(k_full, tail);
-    for (int i = 0; i < MI; ++i)
-      for (int jj = 0; jj < J && j0 + jj < nc; ++jj) out[i * ldo + j0 + jj] = _mm512_reduce_add_ps(acc[i][jj]);
+    for (int jj = 0; jj < kSkinnyDots; ++jj) acc[i][jj] = _mm512_fmadd_ps(av, bv[jj], acc[i][jj]);
   }
 }
 
+// B transposed (rows of B contiguous along k): columns [j0, j0 + kSkinnyDots) x rows [0, MI) as dot
+// products in 16 lanes over k, then a fixed-order lane reduction. Columns past nc repeat the last
+// one and are not stored.
+template <int DT, int MI>
+void skinny_dots(int64_t j0, int64_t nc, int64_t k, const float* a, int64_t a_is, const PackSrc& b, float* out,
+                 int64_t ldo) {
+  using T = typename Elem<DT>::T;
+  constexpr int J = kSkinnyDots;
+  const T* br[J];
+  for (int jj = 0; jj < J; ++jj) br[jj] = static_cast<const T*>(b.base) + min64(j0 + jj, nc - 1) * b.ws;
+  __m512 acc[MI][J];
+#pragma GCC unroll 8
+  for (int i = 0; i < MI; ++i)
+#pragma GCC unroll 4
+    for (int jj = 0; jj < J; ++jj) acc[i][jj] = _mm512_setzero_ps();
+  const int64_t k_full = k / 16 * 16;
+  for (int64_t p = 0; p < k_full; p += 16) dots_step<DT, MI>(acc, br, a, a_is, p, static_cast<__mmask16>(0xffff));
+  if (k_full < k) dots_step<DT, MI>(acc, br, a, a_is, k_full, lane_mask(k - k_full));
+  float sums[MI][J];
+#pragma GCC unroll 8
+  for (int i = 0; i < MI; ++i)
+#pragma GCC unroll 4
+    for (int jj = 0; jj < J; ++jj) sums[i][jj] = _mm512_reduce_add_ps(acc[i][jj]);
+  const int64_t jn = min64(J, nc - j0);
+  for (int i = 0; i < MI; ++i)
+    for (int64_t jj = 0; jj < jn; ++jj) out[i * ldo + j0 + jj] = sums[i][jj];
+}
+
 template <int DT>
-void skinny_dt(int64_t m, int64_t nc, int64_t k, const float* a, int64_t lda, const PackSrc& b, float* out,
-               int64_t ldo) {
-  const bool rows = b.ws == 1;
-  const int64_t group = rows ? 12 : kSkinnyRows;  // rows of A per pass over B
-  for (int64_t i0 = 0; i0 < m; i0 += group) {
-    const float* ai = a + i0 * lda;
-    float* oi = out + i0 * ldo;
-    const int64_t r = min64(group, m - i0);
-    if (rows) {
-      switch (r) {
+void skinny_dt(int64_t m, int64_t nc, int64_t k, const float* a, int64_t a_is, int64_t a_ps, const PackSrc& b,
+               float* out, int64_t ldo) {
+  if (b.ws == 1) {
+    for (int64_t i0 = 0; i0 < m; i0 += 12) {  // a pass over B per 12 rows
+      const float* ai = a + i0 * a_is;
+      float* oi = out + i0 * ldo;
+      switch (min64(12, m - i0)) {
 #define ATH_SKINNY_ROWS(R, V) \
-  case R: skinny_rows<DT, R, V>(nc, k, ai, lda, b, oi, ldo); break;
-        ATH_SKINNY_ROWS(1, 4) ATH_SKINNY_ROWS(2, 4) ATH_SKINNY_ROWS(3, 4) ATH_SKINNY_ROWS(4, 4)
-        ATH_SKINNY_ROWS(5, 4) ATH_SKINNY_ROWS(6, 4) ATH_SKINNY_ROWS(7, 2) ATH_SKINNY_ROWS(8, 2)
+  case R: skinny_rows<DT, R, V>(nc, k, ai, a_ps, b, oi, ldo); break;
+        ATH_SKINNY_ROWS(1, 8) ATH_SKINNY_ROWS(2, 8) ATH_SKINNY_ROWS(3, 4) ATH_SKINNY_ROWS(4, 4)
+        ATH_SKINNY_ROWS(5, 2) ATH_SKINNY_ROWS(6, 2) ATH_SKINNY_ROWS(7, 2) ATH_SKINNY_ROWS(8, 2)
         ATH_SKINNY_ROWS(9, 2) ATH_SKINNY_ROWS(10, 2) ATH_SKINNY_ROWS(11, 2) ATH_SKINNY_ROWS(12, 2)
 #undef ATH_SKINNY_ROWS
       }
-    } else {
-      switch (r) {
+    }
+    return;
+  }
+  // B transposed: for each group of columns (kSkinnyDots rows of B, kept in L1), every row group.
+  for (int64_t j0 = 0; j0 < nc; j0 += kSkinnyDots) {
+    for (int64_t i0 = 0; i0 < m; i0 += kSkinnyRows) {
+      const float* ai = a + i0 * a_is;
+      float* oi = out + i0 * ldo;
+      switch (min64(kSkinnyRows, m - i0)) {
 #define ATH_SKINNY_DOTS(R) \
-  case R: skinny_dots<DT, R>(nc, k, ai, lda, b, oi, ldo); break;
+  case R: skinny_dots<DT, R>(j0, nc, k, ai, a_is, b, oi, ldo); break;
         ATH_SKINNY_DOTS(1) ATH_SKINNY_DOTS(2) ATH_SKINNY_DOTS(3)
         ATH_SKINNY_DOTS(4) ATH_SKINNY_DOTS(5) ATH_SKINNY_DOTS(6)
 #undef ATH_SKINNY_DOTS
@@ -360,12 +381,12 @@ void skinny_dt(int64_t m, int64_t nc, int64_t k, const float* a, int64_t lda, co
 }
 static_assert(kSkinnyRows == 6, "skinny_dt lists one case per row count");
 
-void skinny(int64_t m, int64_t nc, int64_t k, const float* a, int64_t lda, const PackSrc& b, float* out,
-            int64_t ldo) {
+void skinny(int64_t m, int64_t nc, int64_t k, const float* a, int64_t a_is, int64_t a_ps, const PackSrc& b,
+            float* out, int64_t ldo) {
   switch (b.dtype) {
-    case ATH_BF16: return skinny_dt<ATH_BF16>(m, nc, k, a, lda, b, out, ldo);
-    case ATH_F16: return skinny_dt<ATH_F16>(m, nc, k, a, lda, b, out, ldo);
-    default: return skinny_dt<ATH_F32>(m, nc, k, a, lda, b, out, ldo);
+    case ATH_BF16: return skinny_dt<ATH_BF16>(m, nc, k, a, a_is, a_ps, b, out, ldo);
+    case ATH_F16: return skinny_dt<ATH_F16>(m, nc, k, a, a_is, a_ps, b, out, ldo);
+    default: return skinny_dt<ATH_F32>(m, nc, k, a, a_is, a_ps, b, out, ldo);
   }
 }
 

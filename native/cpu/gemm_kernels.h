@@ -54,13 +54,16 @@ using MacroFn = void (*)(int64_t mc, int64_t nc, int64_t kc, const float* ap, co
                          int64_t ldc, const Epilogue& ep);
 
 // Small-M GEMM that reads B in place (packing B would cost as much as the whole product):
-//   out (m, nc; row stride ldo) = a (m, k; F32, row stride lda) @ op(B) (k, nc)
-// with op(B)(k, j) at b.base + j * b.ws + k * b.ks (b.dtype). When b.ws == 1 (B not transposed)
-// the kernel vectorizes along j and sums each output over k in order; when b.ks == 1 (B
-// transposed) it computes dot products along k in 16 (8) lanes and then reduces the lanes in a
-// fixed order. Either way an element's summation order depends only on k, never on nc or threads.
-using SkinnyFn = void (*)(int64_t m, int64_t nc, int64_t k, const float* a, int64_t lda, const PackSrc& b,
-                          float* out, int64_t ldo);
+//   out (m, nc; row stride ldo) = op(A) (m, k; F32) @ op(B) (k, nc)
+// with op(B)(k, j) at b.base + j * b.ws + k * b.ks (b.dtype) and op(A)(i, p) at a[i * a_is + p * a_ps]:
+//  - b.ws == 1 (B not transposed): A k-major (a_is = 1, a_ps = m); the kernel vectorizes along j
+//    and sums each output over k in order.
+//  - b.ks == 1 (B transposed): A row-major (a_ps = 1, a_is >= k, padded so rows do not alias in
+//    the caches); the kernel computes dot products along k in vector lanes, then reduces the lanes
+//    in a fixed order.
+// Either way an element's summation order depends only on k, never on nc or the thread.
+using SkinnyFn = void (*)(int64_t m, int64_t nc, int64_t k, const float* a, int64_t a_is, int64_t a_ps,
+                          const PackSrc& b, float* out, int64_t ldo);
 
 struct KernelSet {
   const char* name;

@@ -296,7 +296,7 @@ ATH_TEST(cpu_gemm_exact_small_integers) {
       f.bias = true;
       run_case(f);
       // skinny path (small M)
-      Case sk{11, 75, 333};
+      Case sk{7, 75, 333};
       sk.ta = t & 1;
       sk.tb = t >> 1;
       sk.ints = true;
@@ -365,7 +365,7 @@ ATH_TEST(cpu_gemm_deterministic) {
     IsaScope scope(isa);
     for (int t = 0; t < 8; ++t) {
       Case c{301, 257, 700};
-      if (t >= 4) c = Case{9, 3000, 500};  // skinny path, columns split between threads
+      if (t >= 4) c = Case{5, 3000, 500};  // skinny path, columns split between threads
       c.ta = t & 1;
       c.tb = (t >> 1) & 1;
       c.beta = 0.25f;

@@ -210,6 +210,7 @@ typedef struct ath_rope_args {
  * ADD:   out = a + b          MUL: out = a * b
  * SCALE: out = alpha * a      AXPY: out = out + alpha * a
  * FILL:  out = alpha          CONVERT: out (dtype_out) = a (dtype) with round-to-nearest-even
+ *        (F32/BF16/F16 any to any; also I32 <-> F32, float to int rounding to nearest even)
  * All but CONVERT use one dtype. out may alias a or b.
  */
 typedef enum ath_ew_op {
@@ -313,7 +314,7 @@ ATH_API ath_status ath_host_alloc(size_t bytes, void** out);
 ATH_API void ath_host_free(void* p);
 
 /* ------------------------------------------------------------------ CUDA runtime (native/cuda)
- * All return ATH_ERR_UNSUPPORTED in a CPU-only build. ath_cuda_status_reason explains why CUDA is
+ * All return ATH_ERR_UNSUPPORTED in a CPU-only build. ath_cuda_unavailable_reason explains why CUDA is
  * unusable (no driver, no device, CPU-only build) or returns "" when it is usable. */
 ATH_API int ath_cuda_device_count(void);
 ATH_API const char* ath_cuda_unavailable_reason(void);

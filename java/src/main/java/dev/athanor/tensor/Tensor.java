@@ -31,6 +31,12 @@ import java.util.concurrent.atomic.AtomicBoolean;
  * DISK, CUDA for DEVICE); {@link #tier()} is the memory tier. DISK tensors cannot be addressed or read
  * element-wise; move them first ({@link #to(Tier)}).
  *
+ * <p><b>Copies and streams.</b> All data movement goes through one routine (package-private {@code Copies}):
+ * direct when both sides are host memory or both are contiguous, staged through a temporary host buffer
+ * otherwise. Synchronous copies involving a CUDA device use the legacy default stream, which orders them after
+ * work queued on every blocking stream (the streams of {@link Stream#create}); {@link #toAsync} queues on a
+ * given stream instead.
+ *
  * <p><b>Thread-safety.</b> Tensors are not synchronized for concurrent writes; closing is safe from any
  * thread, and Java-side accessors fail with IllegalStateException rather than touch freed memory. Raw
  * addresses ({@link #address()}) are only valid while the caller keeps the tensor open.

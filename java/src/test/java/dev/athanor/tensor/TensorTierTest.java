@@ -152,6 +152,12 @@ class TensorTierTest {
       IllegalArgumentException e2 = assertThrows(IllegalArgumentException.class,
           () -> Tensor.empty(DType.F32, Device.CPU, Tier.DEVICE, 2));
       assertTrue(e2.getMessage().contains("cpu"), e2.getMessage());
+      if (!dev.athanor.runtime.Cuda.isAvailable()) {
+        dev.athanor.runtime.AthanorException e3 = assertThrows(dev.athanor.runtime.AthanorException.class,
+            () -> Tensor.empty(DType.F32, Device.cuda(0), 4));
+        assertTrue(e3.getMessage().contains(dev.athanor.runtime.Cuda.unavailableReason()), e3.getMessage());
+        assertThrows(dev.athanor.runtime.AthanorException.class, () -> t.to(Device.cuda(0)));
+      }
       Tensor h = t.to(Device.CPU);
       assertTrue(h.sharesStorageWith(t));
       h.close();
