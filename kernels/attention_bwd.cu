@@ -58,10 +58,13 @@ __global__ void __launch_bounds__(32 * kDeltaRows) attention_bwd_delta_kernel(co
 
 // ------------------------------------------------------------------ 2. dK, dV (tensor cores)
 // 4 warps x 16 keys = 64 keys per block; query tiles of kBlockM rows. Per thread:
-//   dK, dV accumulators dk[1][D/8][4], dv[1][D/8][4]  F32 (D floats)
+//   dK, dV accumulators dk[1][D/8][4], dv[1][D/8][4]  F32 (D/2 floats each)
 //   S^T / P^T and dP^T / dS^T tiles st[1][kBlockM/8][4], dpt[1][kBlockM/8][4]  F32
+// Warp w owns keys n0 + 16 w .. n0 + 16 w + 15 (the rows of its S^T tiles); in each 16 x 8 tile
+// this thread holds keys g, g + 8 and queries 2t, 2t + 1 of the 8-query column tile.
 // D <= 64 also keeps the warp's K and V rows as A fragments in registers (kKVInRegs); larger D
 // re-reads them from shared memory per k-step and uses 32-row query tiles to fit the registers.
+// ptxas (CUDA 13, sm_90a, BF16, no spills): D=32 142 regs, D=64 232, D=96 215, D=128 252.
 template <int D>
 struct BwdKVConfig {
   static constexpr int kWarps = 4;
@@ -231,6 +234,8 @@ attention_bwd_dkdv_mma_kernel(const Params p) {
 // 4 warps x 16 query rows = 64 rows per block, key tiles of 64. Per thread:
 //   dQ accumulator dq[1][D/8][4] F32, S / P and dP / dS tiles s[1][8][4], dp[1][8][4] F32.
 // D <= 64 keeps the warp's Q and dO rows as A fragments in registers (kQInRegs).
+// ptxas (CUDA 13, sm_90a, BF16, no spills): D=32 132 regs, D=64 181, D=96 238, D=128 254.
+// Shared memory at D=128 is 102 KB: 2 blocks per SM on Hopper, 1 on A100 (164 KB).
 template <int D>
 struct BwdQConfig {
   static constexpr int kWarps = 4;

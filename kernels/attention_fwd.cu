@@ -10,8 +10,9 @@
 //
 // Two kernels:
 //  - attention_fwd_mma_kernel (BF16/F16, 16-byte aligned layouts): FlashAttention-2. One block
-//    owns kBlockM query rows of one (b, h); the Q tile is loaded once into shared memory; K/V tiles of
-//    kBlockN keys stream through a two-stage cp.async double buffer; S = Q K^T and O += P V run on
+//    owns kBlockM query rows of one (b, h); the Q tile is loaded once into shared memory; K/V
+//    tiles of kBlockN keys stream through a two-stage cp.async double buffer; S = Q K^T and
+//    O += P V run on
 //    tensor cores (mma.sync m16n8k16, F32 accumulation); the softmax is online, in F32 registers,
 //    in the exp2 domain. Causal tiles past the diagonal are never loaded; tiles that straddle it
 //    (or the end of the keys) are masked element-wise.
@@ -32,8 +33,8 @@ constexpr const char* kOpFwd = "ath_cuda_attention_fwd";
 //   O accumulator o[2][D/8][4] F32  (D floats)
 //   S / P tile    s[2][kBlockN/8][4] F32  (kBlockN floats)
 // stay in registers without spilling. Q stays in its shared tile and is re-read per k-step
-// (kQInRegs = true keeps its fragments in registers instead: fewer shared reads, 8*D/16*2 more
-// registers). ptxas (CUDA 13, sm_90a, BF16): D=32 201 regs, D=64 252, D=96 251, D=128 255 with a
+// (kQInRegs = true keeps its fragments in registers instead: fewer shared reads, D/2 more
+// registers per thread). ptxas (CUDA 13, sm_90a, BF16): D=32 201 regs, D=64 252, D=96 251, D=128 255 with a
 // 40-byte spill of epilogue addresses outside the main loop; 2 blocks (8 warps) per SM.
 // Alternatives worth timing on a GPU: 8 warps x 16 rows with __launch_bounds__(256, 2)
 // (<= 128 registers, 16 warps per SM, more shared-memory traffic per FLOP).
@@ -78,6 +79,8 @@ attention_fwd_mma_kernel(const Params p) {
   const int h = blockIdx.y, b = blockIdx.z, hk = h / p.group;
   const int m0 = m_block * BM;
   const int off = p.tk - p.tq;  // causal: query i sees keys j <= i + off
+  // Warp w owns block rows [32 w, 32 w + 32); m-tile mt of the warp covers 16 of them, and in
+  // every 16 x 8 accumulator tile this thread holds rows g and g + 8, columns 2t and 2t + 1.
   const int warp_row0 = warp * Cfg::kWarpRows;
 
   const T* q = static_cast<const T*>(p.q) + b * p.q_sb + h * p.q_sh;    // (Tq, D), row stride q_st

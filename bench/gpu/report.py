@@ -95,7 +95,7 @@ def junit_from_xml(folder):
                 el = case.find("skipped")
                 if el is not None:
                     skipped += 1
-                    why = (el.get("message") or "").strip()[:120]
+                    why = (el.get("message") or (el.text or "").strip().split("\n")[0]).strip()[:160]
                     skip_reasons[why] = skip_reasons.get(why, 0) + 1
     if tests == 0:
         return None
@@ -121,7 +121,7 @@ def junit_from_feed(log):
                 status[name] = st
                 last_name = name if st in ("FAILED", "ABORTED", "SKIPPED") else None
             elif last_name and line.startswith("\t") and status.get(last_name) in ("ABORTED", "SKIPPED"):
-                why = line.strip()[:120]
+                why = line.strip()[:160]
                 reasons[why] = reasons.get(why, 0) + 1
                 last_name = None
     if not order:
@@ -234,8 +234,10 @@ def write_md(rep, path):
             L.append(f"  - {j.get('note')}")
     else:
         L.append(f"- Java: {j.get('note')}")
-    for name in j.get("failed_names", []):
-        L.append(f"  - FAILED {name}")
+    for name in j.get("failed_names", [])[:30]:
+        L.append(f"  - FAILED {name.replace('JUnit Jupiter > ', '')}")
+    if len(j.get("failed_names", [])) > 30:
+        L.append(f"  - ... and more (see logs)")
     for why, count in j.get("skip_reasons", []):
         L.append(f"  - skipped x{count}: {why}")
     L.append("")

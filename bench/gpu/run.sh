@@ -11,10 +11,11 @@
 #   configure     CMake, CUDA ON when nvcc exists, JNI from the unpacked runtime, build dir $ATH_GPU_WORK/build
 #   build         libathanor.so, libathanor_core.a, athanor_native_tests (keep going past errors; if the only
 #                 errors are warnings-as-errors from this machine's host compiler, one retry with -Wno-error)
+#   driver        nvcc builds bench/gpu/bench_cuda.cu against libathanor_core.a
 #   native-tests  athanor_native_tests: every CUDA op against the CPU op
 #   java-tests    the JUnit suite on the unpacked runtime with the fresh libathanor.so
 #                 (-Dathanor.library.path, --enable-native-access): Java -> JNI -> CUDA
-#   driver        nvcc builds bench/gpu/bench_cuda.cu against libathanor_core.a
+#                 (while the two test suites run, 150 s of the budget are held back for the benchmarks)
 #   bench-ours    bench_cuda: Athanor GEMM and attention fwd/bwd on bench/gpu/cases.txt (restarted past a crash)
 #   bench-peer    bench/gpu/peer.py: PyTorch on the same cases
 #   report        bench/gpu/report.py -> gpu-report.json, gpu-report.md
@@ -23,7 +24,7 @@
 #   gpu-report.md, gpu-report.json, ours.jsonl, peer.jsonl, logs/steps.log (every step's log, long ones
 #   cut in the middle), logs/logs.tar.gz (every log in full, JUnit XML included). At most 8 files, as the
 #   device tool brings back no more.
-# Knobs (environment): ATH_GPU_BUDGET_S (total seconds, default 450 = 7.5 min), ATH_GPU_WORK (work folder,
+# Knobs (environment): ATH_GPU_BUDGET_S (total seconds, default 465, under 8 min), ATH_GPU_WORK (work folder,
 #   default /tmp/athanor-gpu), ATH_GPU_CUDA (ON/OFF, default ON when nvcc is found), ATH_GPU_JOBS,
 #   ATH_GPU_BENCH_SECONDS (timed seconds per measurement, default 0.4), ATH_GPU_CASES (cases file),
 #   ATH_GPU_SKIP (space-separated step names to skip, e.g. "java-tests bench-peer"), ATH_GPU_BUILD_S (the
@@ -33,8 +34,8 @@ set -u -o pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$ROOT" || exit 1
 T_START=$(date +%s)
-BUDGET=${ATH_GPU_BUDGET_S:-450}
-RESERVE=20   # seconds kept for the report at the end
+BUDGET=${ATH_GPU_BUDGET_S:-465}
+RESERVE=15   # seconds kept for the report at the end
 W=${ATH_GPU_WORK:-/tmp/athanor-gpu}
 R=${OUT:-$ROOT/bench/results/gpu-check-$(date -u +%Y%m%d-%H%M%S)}
 TARBALL=$ROOT/bench/gpu/payload/athanor-gpu-payload.tar.gz
@@ -74,7 +75,9 @@ run_step() {
   while [ "$1" != "--" ]; do topts+=("$1"); shift; done
   shift
   if [[ "$SKIP" == *" $name "* ]]; then record "$name" - 0 "skipped (ATH_GPU_SKIP)"; return 125; fi
-  local lim=$(($(left) - RESERVE))
+  # HOLD: seconds kept back for later steps (the benchmarks), but never squeezing this step below 30 s.
+  local lim=$(($(left) - RESERVE - ${HOLD:-0}))
+  [ "$lim" -lt 30 ] && lim=$(($(left) - RESERVE < 30 ? $(left) - RESERVE : 30))
   [ "$lim" -gt "$cap" ] && lim=$cap
   if [ "$lim" -lt 5 ]; then record "$name" 124 0 "skipped: the time budget (${BUDGET}s) is spent"; return 124; fi
   say "[$name] start (limit ${lim}s): $*"
@@ -258,6 +261,18 @@ for f in "$B/lib/libathanor.so" "$B/libathanor.so"; do [ -f "$f" ] && { LIB=$f; 
 export LIB
 [ $BUILD_OK -eq 1 ] || note "the native build failed (see the build step's log); whatever did build is still tested"
 
+DRIVER_OK=0
+if [ -f "$B/libathanor_core.a" ] && [ "$CUDA_MODE" = ON ] && command -v nvcc > /dev/null; then
+  run_step driver 120 -- bash -c do_driver && DRIVER_OK=1
+else
+  record driver - 0 "not built: needs libathanor_core.a built with CUDA and nvcc"
+fi
+
+# Time kept back for the benchmarks while the test suites run (they get what the tests leave over).
+HOLD=0
+[ $GPU_PRESENT -eq 1 ] && [ $DRIVER_OK -eq 1 ] && HOLD=150
+export HOLD
+
 if [ -x "$B/athanor_native_tests" ]; then
   run_step native-tests 150 -- "$B/athanor_native_tests"
 else
@@ -270,20 +285,13 @@ else
   record java-tests - 0 "not run: $([ -z "$LIB" ] && echo 'libathanor.so was not built' || echo 'no Java runtime (payload)')"
 fi
 
-DRIVER_OK=0
-if [ -f "$B/libathanor_core.a" ] && [ "$CUDA_MODE" = ON ] && command -v nvcc > /dev/null; then
-  run_step driver 120 -- bash -c do_driver && DRIVER_OK=1
-else
-  record driver - 0 "not built: needs libathanor_core.a built with CUDA and nvcc"
-fi
-
 if [ $GPU_PRESENT -eq 1 ]; then
   if [ $DRIVER_OK -eq 1 ]; then
-    run_step bench-ours 150 -- bash -c do_bench_ours
+    HOLD=60 run_step bench-ours 150 -- bash -c do_bench_ours  # keeps a minute for the PyTorch peer
   else
     record bench-ours - 0 "not run: the benchmark driver did not build"
   fi
-  run_step bench-peer 150 -- bash -c do_bench_peer
+  HOLD=0 run_step bench-peer 150 -- bash -c do_bench_peer
 else
   record bench-ours - 0 "skipped: no GPU"
   record bench-peer - 0 "skipped: no GPU"

@@ -5,12 +5,15 @@
 //   SiLU:         out = x s,  s = 1 / (1 + exp(-x));   dx = dout * s (1 + x (1 - s))
 //   SwiGLU:       out = silu(x) y (x the gate, y the up projection);
 //                 dx = dout * y * s (1 + x (1 - s)),  dy = dout * silu(x)
-// tanh and the sigmoid use exp_approx (about 1e-7 absolute error) instead of libm.
+// tanh and the sigmoid use a polynomial exp (about 1e-7 absolute error) instead of libm. Blocks of
+// 1024 elements are converted to F32 and computed by AVX-512 / AVX2 kernels (activations_avx*.cpp,
+// per the active ISA) or by the 4-lane baseline code below.
 // The backward pass writes dx (and dy) from dout and the forward inputs. Outputs may alias inputs:
 // each block of elements is loaded completely before it is stored.
 #include <cmath>
 
 #include "cpu_common.h"
+#include "rowops_impl.h"
 
 namespace ath::cpu {
 namespace {
@@ -30,6 +33,42 @@ inline int64_t pad4(int64_t len, float* a, float* b, float* c) {
   const int64_t n4 = (len + 3) & ~int64_t{3};
   for (int64_t i = len; i < n4; ++i) a[i] = b[i] = c[i] = 0.0f;
   return n4;
+}
+
+// Baseline (scalar ISA) block kernels: x[0, len) = act(x); backward x = dx, y = dy (SwiGLU).
+void fwd_base(int act, float* x, float* y, int64_t len) {
+  const int64_t n4 = pad4(len, x, y, y);
+  for (int64_t i = 0; i < n4; i += 4) {
+    const v4f v = v4_load(x + i);
+    v4f r;
+    if (act == ATH_ACT_GELU_TANH) {
+      r = 0.5f * v * (1.0f + tanh4(gelu_u(v)));
+    } else if (act == ATH_ACT_SILU) {
+      r = v * sigmoid4(v);
+    } else {
+      r = v * sigmoid4(v) * v4_load(y + i);
+    }
+    v4_store(x + i, r);
+  }
+}
+
+void bwd_base(int act, float* x, float* y, float* g, int64_t len) {
+  const int64_t n4 = pad4(len, x, y, g);
+  for (int64_t i = 0; i < n4; i += 4) {
+    const v4f v = v4_load(x + i), d = v4_load(g + i);
+    if (act == ATH_ACT_GELU_TANH) {
+      const v4f t = tanh4(gelu_u(v));
+      const v4f du = kSqrt2OverPi * (1.0f + 3.0f * kGeluC * v * v);
+      v4_store(x + i, d * (0.5f * (1.0f + t) + 0.5f * v * (1.0f - t * t) * du));
+    } else if (act == ATH_ACT_SILU) {
+      const v4f s = sigmoid4(v);
+      v4_store(x + i, d * s * (1.0f + v * (1.0f - s)));
+    } else {
+      const v4f s = sigmoid4(v), yv = v4_load(y + i);
+      v4_store(x + i, d * yv * s * (1.0f + v * (1.0f - s)));
+      v4_store(y + i, d * v * s);  // dy = dout * silu(x)
+    }
+  }
 }
 
 ath_status validate(const ath_act_args* a, bool backward, const char* op) {
@@ -59,24 +98,19 @@ extern "C" ath_status ath_cpu_act_fwd(const ath_act_args* a) {
   using namespace ath::cpu;
   ATH_TRY(validate(a, false, kOp));
   const int64_t n = a->n, nblocks = (n + kBlock - 1) / kBlock;
+  const Isa isa = active_isa();
   parallel_for(nblocks, grain_for(kBlock * 8), [&](int64_t b0, int64_t b1, int) {
     float x[kBlock], y[kBlock];
     for (int64_t blk = b0; blk < b1; ++blk) {
       const int64_t off = blk * kBlock, len = std::min(kBlock, n - off);
       load_row(a->x, a->dtype, off, len, x);
       if (a->act == ATH_ACT_SWIGLU) load_row(a->y, a->dtype, off, len, y);
-      const int64_t n4 = pad4(len, x, y, y);
-      for (int64_t i = 0; i < n4; i += 4) {
-        const v4f v = v4_load(x + i);
-        v4f r;
-        if (a->act == ATH_ACT_GELU_TANH) {
-          r = 0.5f * v * (1.0f + tanh4(gelu_u(v)));
-        } else if (a->act == ATH_ACT_SILU) {
-          r = v * sigmoid4(v);
-        } else {
-          r = v * sigmoid4(v) * v4_load(y + i);
-        }
-        v4_store(x + i, r);
+      if (isa == Isa::kAvx512) {
+        act_fwd_block_avx512(a->act, x, y, len);
+      } else if (isa == Isa::kAvx2) {
+        act_fwd_block_avx2(a->act, x, y, len);
+      } else {
+        fwd_base(a->act, x, y, len);
       }
       store_row(a->out, a->dtype, off, len, x);
     }
@@ -91,6 +125,7 @@ extern "C" ath_status ath_cpu_act_bwd(const ath_act_args* a) {
   using namespace ath::cpu;
   ATH_TRY(validate(a, true, kOp));
   const int64_t n = a->n, nblocks = (n + kBlock - 1) / kBlock;
+  const Isa isa = active_isa();
   parallel_for(nblocks, grain_for(kBlock * 8), [&](int64_t b0, int64_t b1, int) {
     float x[kBlock], y[kBlock], g[kBlock];
     for (int64_t blk = b0; blk < b1; ++blk) {
@@ -98,21 +133,12 @@ extern "C" ath_status ath_cpu_act_bwd(const ath_act_args* a) {
       load_row(a->x, a->dtype, off, len, x);
       load_row(a->dout, a->dtype, off, len, g);
       if (a->act == ATH_ACT_SWIGLU) load_row(a->y, a->dtype, off, len, y);
-      const int64_t n4 = pad4(len, x, y, g);
-      for (int64_t i = 0; i < n4; i += 4) {
-        const v4f v = v4_load(x + i), d = v4_load(g + i);
-        if (a->act == ATH_ACT_GELU_TANH) {
-          const v4f t = tanh4(gelu_u(v));
-          const v4f du = kSqrt2OverPi * (1.0f + 3.0f * kGeluC * v * v);
-          v4_store(x + i, d * (0.5f * (1.0f + t) + 0.5f * v * (1.0f - t * t) * du));
-        } else if (a->act == ATH_ACT_SILU) {
-          const v4f s = sigmoid4(v);
-          v4_store(x + i, d * s * (1.0f + v * (1.0f - s)));
-        } else {
-          const v4f s = sigmoid4(v), yv = v4_load(y + i);
-          v4_store(x + i, d * yv * s * (1.0f + v * (1.0f - s)));
-          v4_store(y + i, d * v * s);  // dy = dout * silu(x)
-        }
+      if (isa == Isa::kAvx512) {
+        act_bwd_block_avx512(a->act, x, y, g, len);
+      } else if (isa == Isa::kAvx2) {
+        act_bwd_block_avx2(a->act, x, y, g, len);
+      } else {
+        bwd_base(a->act, x, y, g, len);
       }
       store_row(a->dx, a->dtype, off, len, x);
       if (a->act == ATH_ACT_SWIGLU) store_row(a->dy, a->dtype, off, len, y);

@@ -157,6 +157,18 @@ inline float lane_sum(const float* x, int64_t n) {
   return acc[0];
 }
 
+// Dot product of x[0, n) and y[0, n) with 16 partial sums, same combination order as lane_sum.
+inline float lane_dot(const float* x, const float* y, int64_t n) {
+  float acc[16] = {};
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    for (int j = 0; j < 16; ++j) acc[j] += x[i + j] * y[i + j];
+  for (int j = 0; i < n; ++i, ++j) acc[j] += x[i] * y[i];
+  for (int w = 8; w >= 1; w /= 2)
+    for (int j = 0; j < w; ++j) acc[j] += acc[j + w];
+  return acc[0];
+}
+
 // 4-lane F32 vectors (GCC/Clang vector extensions; SSE2 on baseline x86-64), for the few baseline
 // ops whose inner loop needs exp: written explicitly because the auto-vectorizer gives up on the
 // clamps of a scalar exp (it turns them into branches).

@@ -6,11 +6,15 @@
 //             losses[r] = lse[r] - logits[r, target[r]]   (losses, lse: (rows) F32; lse may be NULL)
 //   backward: dlogits[r, j] = dlosses[r] * (exp(logits[r, j] - lse[r]) - [j == target[r]])
 //             (written, stride ld, dtype; columns [vocab, ld) are not touched; needs the saved lse)
-// exp is exp4 / exp_approx (cpu_common.h, ~1-2 ulp, 4-lane SIMD); sums use 16 F32 partial sums in a
-// fixed order. Rows are split statically over the pool (each row is independent).
+// exp is the polynomial exp of cpu_common.h / simd_traits.h (~1-2 ulp, no libm); the row kernels
+// run as AVX-512 or AVX2 (cross_entropy_avx*.cpp) or as 4-lane baseline code below, per the active
+// ISA; sums use partial sums combined in a fixed order. Rows are split statically over the pool
+// (each row is independent). dlogits may be logits itself (same ld): each row is loaded before it
+// is stored.
 #include <cmath>
 
 #include "cpu_common.h"
+#include "rowops_impl.h"
 
 namespace ath::cpu {
 namespace {
@@ -39,6 +43,9 @@ ath_status validate(const ath_xent_args* a, bool backward, const char* op) {
   return ATH_OK;
 }
 
+using LseFn = float (*)(const float*, int64_t);
+using GradFn = void (*)(float*, int64_t, float, float);
+
 // max and log-sum-exp of x[0, n): 16 lanes (4 vectors of 4) of max and of sum, fixed order.
 float row_lse(const float* x, int64_t n) {
   const v4f ninf = v4_set1(-INFINITY);
@@ -65,6 +72,28 @@ float row_lse(const float* x, int64_t n) {
   return m + std::log(lane_sum(lanes, 16));
 }
 
+void grad_row_base(float* x, int64_t n, float lse, float dl) {
+  const v4f lv = v4_set1(lse);
+  int64_t j = 0;
+  for (; j + 4 <= n; j += 4) v4_store(x + j, dl * exp4(v4_load(x + j) - lv));
+  for (; j < n; ++j) x[j] = dl * exp_approx(x[j] - lse);
+}
+
+LseFn pick_lse() {
+  switch (active_isa()) {
+    case Isa::kAvx512: return xent_lse_row_avx512;
+    case Isa::kAvx2: return xent_lse_row_avx2;
+    default: return row_lse;
+  }
+}
+GradFn pick_grad() {
+  switch (active_isa()) {
+    case Isa::kAvx512: return xent_grad_row_avx512;
+    case Isa::kAvx2: return xent_grad_row_avx2;
+    default: return grad_row_base;
+  }
+}
+
 }  // namespace
 }  // namespace ath::cpu
 
@@ -76,11 +105,12 @@ extern "C" ath_status ath_cpu_xent_fwd(const ath_xent_args* a) {
   const int64_t rows = a->rows, V = a->vocab;
   if (rows == 0) return ATH_OK;
   FloatBuf scratch(V * num_threads(), false);
+  const LseFn lse_fn = pick_lse();
   parallel_for(rows, grain_for(V), [&](int64_t r0, int64_t r1, int tid) {
     float* x = scratch.get() + V * tid;  // (vocab)
     for (int64_t r = r0; r < r1; ++r) {
       load_row(a->logits, a->dtype, r * a->ld, V, x);
-      const float lse = row_lse(x, V);
+      const float lse = lse_fn(x, V);
       const int32_t t = a->targets[r];
       a->losses[r] = t < 0 ? 0.0f : lse - x[t];
       if (a->lse != nullptr) a->lse[r] = lse;
@@ -98,6 +128,7 @@ extern "C" ath_status ath_cpu_xent_bwd(const ath_xent_args* a) {
   const int64_t rows = a->rows, V = a->vocab;
   if (rows == 0) return ATH_OK;
   FloatBuf scratch(V * num_threads(), false);
+  const GradFn grad = pick_grad();
   parallel_for(rows, grain_for(V), [&](int64_t r0, int64_t r1, int tid) {
     float* x = scratch.get() + V * tid;  // (vocab)
     for (int64_t r = r0; r < r1; ++r) {
@@ -107,10 +138,7 @@ extern "C" ath_status ath_cpu_xent_bwd(const ath_xent_args* a) {
       } else {
         load_row(a->logits, a->dtype, r * a->ld, V, x);
         const float lse = a->lse[r], dl = a->dlosses[r];
-        const v4f lv = v4_set1(lse);
-        int64_t j = 0;
-        for (; j + 4 <= V; j += 4) v4_store(x + j, dl * exp4(v4_load(x + j) - lv));
-        for (; j < V; ++j) x[j] = dl * exp_approx(x[j] - lse);
+        grad(x, V, lse, dl);
         x[t] -= dl;
       }
       store_row(a->dlogits, a->dtype, r * a->ld, V, x);

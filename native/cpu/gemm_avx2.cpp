@@ -32,6 +32,7 @@ constexpr int64_t kSkinnyMaxM = 8;
 constexpr int kSkinnyRows = 6;     // B not transposed: 6 rows x 16 columns = 12 accumulators
 constexpr int kSkinnyDotRows = 2;  // B transposed: 2 rows x 4 columns of dot products = 8 accumulators
 constexpr int kSkinnyDots = 4;
+constexpr int64_t kSkinnyKB = 256;  // B not transposed: rows of B per sweep across the columns
 
 inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
@@ -261,38 +262,50 @@ void macro(int64_t mc, int64_t nc, int64_t kc, const float* ap, const float* bp,
 
 // ---------------------------------------------------------------- skinny (small M) kernels
 // B not transposed: rows [0, MI) x 16 columns per step, k in order; B rows read in place, A k-major.
+// K is walked in blocks of kSkinnyKB rows of B across all columns (the partial sums wait in `out`,
+// exactly), so that one block's rows stay in the TLB and caches while every column chunk walks them.
 template <int DT, int MI>
 void skinny_rows(int64_t nc, int64_t k, const float* a, int64_t a_ps, const PackSrc& b, float* out, int64_t ldo) {
   using T = typename Elem<DT>::T;
-  const T* base = static_cast<const T*>(b.base);
-  for (int64_t j0 = 0; j0 < nc; j0 += 16) {
-    const int64_t valid = min64(16, nc - j0);
-    __m256 acc[MI][2];
+  for (int64_t k0 = 0; k0 < k; k0 += kSkinnyKB) {
+    const int64_t kb = min64(kSkinnyKB, k - k0);
+    const T* base = static_cast<const T*>(b.base) + k0 * b.ks;
+    for (int64_t j0 = 0; j0 < nc; j0 += 16) {
+      const int64_t valid = min64(16, nc - j0);
+      const __m256i m0 = lane_mask(valid), m1 = lane_mask(valid - 8);
+      __m256 acc[MI][2];
 #pragma GCC unroll 8
-    for (int i = 0; i < MI; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
-    const T* bp = base + j0;
-    const float* ap = a;
-    for (int64_t p = 0; p < k; ++p, bp += b.ks, ap += a_ps) {
-      __m256 b0, b1;
-      if (valid == 16) {
-        b0 = load8<DT>(bp);
-        b1 = load8<DT>(bp + 8);
-      } else {
-        b0 = load_partial<DT>(bp, valid);
-        b1 = load_partial<DT>(bp + 8, valid - 8);
+      for (int i = 0; i < MI; ++i) {
+        if (k0 == 0) {
+          acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+        } else {
+          acc[i][0] = _mm256_maskload_ps(out + i * ldo + j0, m0);
+          acc[i][1] = _mm256_maskload_ps(out + i * ldo + j0 + 8, m1);
+        }
+      }
+      const T* bp = base + j0;
+      const float* ap = a + k0 * a_ps;
+      for (int64_t p = 0; p < kb; ++p, bp += b.ks, ap += a_ps) {
+        __m256 b0, b1;
+        if (valid == 16) {
+          b0 = load8<DT>(bp);
+          b1 = load8<DT>(bp + 8);
+        } else {
+          b0 = load_partial<DT>(bp, valid);
+          b1 = load_partial<DT>(bp + 8, valid - 8);
+        }
+#pragma GCC unroll 8
+        for (int i = 0; i < MI; ++i) {
+          const __m256 av = _mm256_broadcast_ss(ap + i);
+          acc[i][0] = _mm256_fmadd_ps(av, b0, acc[i][0]);
+          acc[i][1] = _mm256_fmadd_ps(av, b1, acc[i][1]);
+        }
       }
 #pragma GCC unroll 8
       for (int i = 0; i < MI; ++i) {
-        const __m256 av = _mm256_broadcast_ss(ap + i);
-        acc[i][0] = _mm256_fmadd_ps(av, b0, acc[i][0]);
-        acc[i][1] = _mm256_fmadd_ps(av, b1, acc[i][1]);
+        _mm256_maskstore_ps(out + i * ldo + j0, m0, acc[i][0]);
+        _mm256_maskstore_ps(out + i * ldo + j0 + 8, m1, acc[i][1]);
       }
-    }
-    const __m256i m0 = lane_mask(valid), m1 = lane_mask(valid - 8);
-#pragma GCC unroll 8
-    for (int i = 0; i < MI; ++i) {
-      _mm256_maskstore_ps(out + i * ldo + j0, m0, acc[i][0]);
-      _mm256_maskstore_ps(out + i * ldo + j0 + 8, m1, acc[i][1]);
     }
   }
 }

@@ -45,6 +45,8 @@ constexpr int64_t kSkinnyMaxM = 8;   // measured: at M = 8..16 the packed path i
 // B transposed: kSkinnyRows rows x kSkinnyDots columns of dot products = 24 accumulators.
 constexpr int kSkinnyRows = 6;
 constexpr int kSkinnyDots = 4;
+constexpr int64_t kSkinnyKB = 256;  // B not transposed: rows of B per sweep across the columns
+constexpr int64_t kSkinnyPrefetch = 16;  // B not transposed: software prefetch distance in rows
 
 inline __mmask16 lane_mask(int64_t n) {
   return n <= 0 ? static_cast<__mmask16>(0)
@@ -273,32 +275,45 @@ void macro(int64_t mc, int64_t nc, int64_t kc, const float* ap, const float* bp,
 template <int DT, int MI, int V>
 void skinny_rows(int64_t nc, int64_t k, const float* a, int64_t a_ps, const PackSrc& b, float* out, int64_t ldo) {
   using T = typename Elem<DT>::T;
-  const T* base = static_cast<const T*>(b.base);
-  for (int64_t j0 = 0; j0 < nc; j0 += 16 * V) {
-    __mmask16 m[V];
-    for (int v = 0; v < V; ++v) m[v] = lane_mask(nc - j0 - 16 * v);
-    __m512 acc[MI][V];
+  // K is walked in blocks of kSkinnyKB rows of B across all columns (the partial sums wait in
+  // `out`, exactly), so that one block's rows stay in the TLB and caches while every column
+  // chunk walks down them.
+  for (int64_t k0 = 0; k0 < k; k0 += kSkinnyKB) {
+    const int64_t kb = min64(kSkinnyKB, k - k0);
+    const T* base = static_cast<const T*>(b.base) + k0 * b.ks;
+    for (int64_t j0 = 0; j0 < nc; j0 += 16 * V) {
+      __mmask16 m[V];
+      for (int v = 0; v < V; ++v) m[v] = lane_mask(nc - j0 - 16 * v);
+      __m512 acc[MI][V];
 #pragma GCC unroll 12
-    for (int i = 0; i < MI; ++i)
+      for (int i = 0; i < MI; ++i)
 #pragma GCC unroll 8
-      for (int v = 0; v < V; ++v) acc[i][v] = _mm512_setzero_ps();
-    const T* bp = base + j0;
-    const float* ap = a;
-    for (int64_t p = 0; p < k; ++p, bp += b.ks, ap += a_ps) {
-      __m512 bv[V];
+        for (int v = 0; v < V; ++v)
+          acc[i][v] = k0 == 0 ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(m[v], out + i * ldo + j0 + 16 * v);
+      const T* bp = base + j0;
+      const float* ap = a + k0 * a_ps;
+      for (int64_t p = 0; p < kb; ++p, bp += b.ks, ap += a_ps) {
+        // Rows of B lie ldb apart, out of reach of the hardware prefetchers: fetch ahead.
+        if (p + kSkinnyPrefetch < kb) {
 #pragma GCC unroll 8
-      for (int v = 0; v < V; ++v) bv[v] = load16<DT>(bp + 16 * v, m[v]);
+          for (int v = 0; v < V; v += 64 / (16 * static_cast<int>(sizeof(T))))
+            _mm_prefetch(reinterpret_cast<const char*>(bp + kSkinnyPrefetch * b.ks + 16 * v), _MM_HINT_T0);
+        }
+        __m512 bv[V];
+#pragma GCC unroll 8
+        for (int v = 0; v < V; ++v) bv[v] = load16<DT>(bp + 16 * v, m[v]);
 #pragma GCC unroll 12
-      for (int i = 0; i < MI; ++i) {
-        const __m512 av = _mm512_set1_ps(ap[i]);
+        for (int i = 0; i < MI; ++i) {
+          const __m512 av = _mm512_set1_ps(ap[i]);
 #pragma GCC unroll 8
-        for (int v = 0; v < V; ++v) acc[i][v] = _mm512_fmadd_ps(av, bv[v], acc[i][v]);
+          for (int v = 0; v < V; ++v) acc[i][v] = _mm512_fmadd_ps(av, bv[v], acc[i][v]);
+        }
       }
-    }
 #pragma GCC unroll 12
-    for (int i = 0; i < MI; ++i)
+      for (int i = 0; i < MI; ++i)
 #pragma GCC unroll 8
-      for (int v = 0; v < V; ++v) _mm512_mask_storeu_ps(out + i * ldo + j0 + 16 * v, m[v], acc[i][v]);
+        for (int v = 0; v < V; ++v) _mm512_mask_storeu_ps(out + i * ldo + j0 + 16 * v, m[v], acc[i][v]);
+    }
   }
 }
 

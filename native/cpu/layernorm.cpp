@@ -16,6 +16,17 @@
 namespace ath::cpu {
 namespace {
 
+// x = xhat = (x - mean) * rstd, g = dy * w, pw += dy * xhat, pb += dy (restrict: vectorizable)
+void bwd_pass1(int64_t n, float mean, float rstd, float* __restrict x, const float* __restrict dy,
+               const float* __restrict w, float* __restrict g, float* __restrict pw, float* __restrict pb) {
+  for (int64_t c = 0; c < n; ++c) {
+    x[c] = (x[c] - mean) * rstd;
+    g[c] = dy[c] * w[c];
+    pw[c] += dy[c] * x[c];
+    pb[c] += dy[c];
+  }
+}
+
 ath_status validate(const ath_norm_args* a, bool backward, const char* op) {
   if (a == nullptr) return fail(ATH_ERR_INVALID, "%s: args is null", op);
   if (a->rows < 0) return fail(ATH_ERR_INVALID, "%s: rows=%lld must be >= 0", op, (long long)a->rows);
@@ -58,12 +69,7 @@ extern "C" ath_status ath_cpu_layernorm_fwd(const ath_norm_args* a) {
       load_row(a->x, a->dtype, r * cols, cols, x);
       const float mean = lane_sum(x, cols) / static_cast<float>(cols);
       for (int64_t c = 0; c < cols; ++c) x[c] -= mean;
-      float acc[16] = {};
-      int64_t c = 0;
-      for (; c + 16 <= cols; c += 16)
-        for (int j = 0; j < 16; ++j) acc[j] += x[c + j] * x[c + j];
-      for (int j = 0; c < cols; ++c, ++j) acc[j] += x[c] * x[c];
-      const float var = lane_sum(acc, 16) / static_cast<float>(cols);
+      const float var = lane_dot(x, x, cols) / static_cast<float>(cols);
       const float rstd = 1.0f / std::sqrt(var + a->eps);
       for (int64_t k = 0; k < cols; ++k) x[k] = x[k] * rstd * w[k] + bias[k];
       store_row(a->out, a->dtype, r * cols, cols, x);
@@ -97,16 +103,8 @@ extern "C" ath_status ath_cpu_layernorm_bwd(const ath_norm_args* a) {
       load_row(a->x, a->dtype, r * cols, cols, x);
       load_row(a->dout, a->dtype, r * cols, cols, dy);
       const float mean = a->mean[r], rstd = a->rstd[r];
-      float sg[16] = {}, sgx[16] = {};
-      for (int64_t c = 0; c < cols; ++c) {
-        x[c] = (x[c] - mean) * rstd;
-        g[c] = dy[c] * w[c];
-        sg[c & 15] += g[c];
-        sgx[c & 15] += g[c] * x[c];
-        pw[c] += dy[c] * x[c];
-        pb[c] += dy[c];
-      }
-      const float mg = lane_sum(sg, 16) * inv_cols, mgx = lane_sum(sgx, 16) * inv_cols;
+      bwd_pass1(cols, mean, rstd, x, dy, w, g, pw, pb);
+      const float mg = lane_sum(g, cols) * inv_cols, mgx = lane_dot(g, x, cols) * inv_cols;
       for (int64_t c = 0; c < cols; ++c) g[c] = rstd * (g[c] - mg - x[c] * mgx);
       store_row(a->dx, a->dtype, r * cols, cols, g);
     }

@@ -14,6 +14,16 @@
 namespace ath::cpu {
 namespace {
 
+// x = xhat = x * rstd, g = dy * w, pw += dy * xhat (restrict: vectorizable)
+void bwd_pass1(int64_t n, float rstd, float* __restrict x, const float* __restrict dy, const float* __restrict w,
+               float* __restrict g, float* __restrict pw) {
+  for (int64_t c = 0; c < n; ++c) {
+    x[c] *= rstd;
+    g[c] = dy[c] * w[c];
+    pw[c] += dy[c] * x[c];
+  }
+}
+
 ath_status validate(const ath_norm_args* a, bool backward, const char* op) {
   if (a == nullptr) return fail(ATH_ERR_INVALID, "%s: args is null", op);
   if (a->rows < 0) return fail(ATH_ERR_INVALID, "%s: rows=%lld must be >= 0", op, (long long)a->rows);
@@ -50,12 +60,7 @@ extern "C" ath_status ath_cpu_rmsnorm_fwd(const ath_norm_args* a) {
     float* x = scratch.get() + cols * tid;  // (cols)
     for (int64_t r = r0; r < r1; ++r) {
       load_row(a->x, a->dtype, r * cols, cols, x);
-      float acc[16] = {};
-      int64_t c = 0;
-      for (; c + 16 <= cols; c += 16)
-        for (int j = 0; j < 16; ++j) acc[j] += x[c + j] * x[c + j];
-      for (int j = 0; c < cols; ++c, ++j) acc[j] += x[c] * x[c];
-      const float rstd = 1.0f / std::sqrt(lane_sum(acc, 16) / static_cast<float>(cols) + a->eps);
+      const float rstd = 1.0f / std::sqrt(lane_dot(x, x, cols) / static_cast<float>(cols) + a->eps);
       for (int64_t k = 0; k < cols; ++k) x[k] = x[k] * rstd * w[k];
       store_row(a->out, a->dtype, r * cols, cols, x);
       if (a->rstd != nullptr) a->rstd[r] = rstd;
@@ -86,14 +91,8 @@ extern "C" ath_status ath_cpu_rmsnorm_bwd(const ath_norm_args* a) {
       load_row(a->x, a->dtype, r * cols, cols, x);
       load_row(a->dout, a->dtype, r * cols, cols, dy);
       const float rstd = a->rstd[r];
-      float sgx[16] = {};
-      for (int64_t c = 0; c < cols; ++c) {
-        x[c] *= rstd;
-        g[c] = dy[c] * w[c];
-        sgx[c & 15] += g[c] * x[c];
-        pw[c] += dy[c] * x[c];
-      }
-      const float mgx = lane_sum(sgx, 16) * inv_cols;
+      bwd_pass1(cols, rstd, x, dy, w, g, pw);
+      const float mgx = lane_dot(g, x, cols) * inv_cols;
       for (int64_t c = 0; c < cols; ++c) g[c] = rstd * (g[c] - x[c] * mgx);
       store_row(a->dx, a->dtype, r * cols, cols, g);
     }

@@ -9,15 +9,19 @@
 // exp2: x is clamped to [-127, 127]; 2^x = 2^n * p(f) with n = nearest integer of x, |f| <= 1/2,
 // p the degree-7 Taylor polynomial of e^(f ln 2) (relative error < 1e-8, about 1 ulp overall).
 // x <= -126.5 (and -inf) gives exactly 0, which the softmax code relies on for masked scores.
+// exp: x clamped to [-88, 88]; x = n ln2 + r by a two-constant Cody-Waite split (|r| <= ln2/2),
+// e^r by its degree-7 Taylor polynomial, times 2^n (results below 2^-126 flush to 0, so
+// exp(-inf) = 0); about 1-2 ulp, the same algorithm as exp4 in cpu_common.h.
 #pragma once
 #include <cstdint>
 #include <cstring>
 
 #if defined(__AVX2__) || defined(__AVX512F__)
-// GCC 12's AVX-512 intrinsics start from _mm512_undefined_*(), which -Wmaybe-uninitialized
+// GCC 12's AVX-512 intrinsics start from _mm512_undefined_*(), which -W(maybe-)uninitialized
 // reports at -O3 once inlined (a known false positive); silence it for the intrinsic headers only.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #include <immintrin.h>
 #pragma GCC diagnostic pop
 #endif
@@ -32,6 +36,9 @@ constexpr float kExp2C5 = 0.00133335581464284434f;
 constexpr float kExp2C6 = 0.000154035303933816099f;
 constexpr float kExp2C7 = 0.0000152527338040598403f;
 constexpr float kNegInf = -__builtin_inff();
+constexpr float kExpLog2e = 1.44269504088896341f, kExpLn2Hi = 0.693145751953125f, kExpLn2Lo = 1.42860682030941723e-6f;
+constexpr float kExpT7 = 1.98412698412698413e-4f, kExpT6 = 1.38888888888888889e-3f, kExpT5 = 8.33333333333333333e-3f;
+constexpr float kExpT4 = 4.16666666666666667e-2f, kExpT3 = 1.66666666666666667e-1f;
 
 inline float scalar_exp2(float x) {
   x = x < -127.0f ? -127.0f : (x > 127.0f ? 127.0f : x);
@@ -45,6 +52,24 @@ inline float scalar_exp2(float x) {
   p = p * f + kExp2C2;
   p = p * f + kExp2C1;
   p = p * f + 1.0f;
+  const uint32_t bits = static_cast<uint32_t>(static_cast<int32_t>(n) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, 4);
+  return p * scale;
+}
+
+inline float scalar_exp(float x) {
+  x = x < -88.0f ? -88.0f : (x > 88.0f ? 88.0f : x);
+  const float n = __builtin_nearbyintf(x * kExpLog2e);
+  const float r = (x - n * kExpLn2Hi) - n * kExpLn2Lo;
+  float p = kExpT7;
+  p = p * r + kExpT6;
+  p = p * r + kExpT5;
+  p = p * r + kExpT4;
+  p = p * r + kExpT3;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
   const uint32_t bits = static_cast<uint32_t>(static_cast<int32_t>(n) + 127) << 23;
   float scale;
   std::memcpy(&scale, &bits, 4);
@@ -129,8 +154,11 @@ struct VScalar {
   static R mul(R a, R b) { return a * b; }
   static R max(R a, R b) { return a > b ? a : b; }
   static R neginf_to_zero(R x) { return x == kNegInf ? 0.0f : x; }
+  static R div(R a, R b) { return a / b; }
   static R exp2(R x) { return scalar_exp2(x); }
+  static R exp(R x) { return scalar_exp(x); }
   static float hsum(R x) { return x; }
+  static float hmax(R x) { return x; }
   // dst[0, n) = src elements [0, n) of dtype, as F32.
   static void cvt_in(const void* src, int dtype, int64_t n, float* dst) {
     if (dtype == kDtBF16) {
@@ -187,6 +215,28 @@ struct VAvx2 {
     p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.0f));
     const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
     return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+  }
+  static R div(R a, R b) { return _mm256_div_ps(a, b); }
+  static R exp(R x) {
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-88.0f)), _mm256_set1_ps(88.0f));
+    const R n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(kExpLog2e)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const R r = _mm256_fnmadd_ps(n, _mm256_set1_ps(kExpLn2Lo), _mm256_fnmadd_ps(n, _mm256_set1_ps(kExpLn2Hi), x));
+    R p = _mm256_set1_ps(kExpT7);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(kExpT6));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(kExpT5));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(kExpT4));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(kExpT3));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+  }
+  static float hmax(R x) {
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_max_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
   }
   static float hsum(R x) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
@@ -282,6 +332,23 @@ struct VAvx512 {
     const __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
     return _mm512_mul_ps(p, _mm512_castsi512_ps(e));
   }
+  static R div(R a, R b) { return _mm512_div_ps(a, b); }
+  static R exp(R x) {
+    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-88.0f)), _mm512_set1_ps(88.0f));
+    const R n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(kExpLog2e)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const R r = _mm512_fnmadd_ps(n, _mm512_set1_ps(kExpLn2Lo), _mm512_fnmadd_ps(n, _mm512_set1_ps(kExpLn2Hi), x));
+    R p = _mm512_set1_ps(kExpT7);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(kExpT6));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(kExpT5));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(kExpT4));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(kExpT3));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    const __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
+    return _mm512_mul_ps(p, _mm512_castsi512_ps(e));
+  }
+  static float hmax(R x) { return _mm512_reduce_max_ps(x); }
   static float hsum(R x) {
     __m256 s8 = _mm256_add_ps(_mm512_castps512_ps256(x), _mm512_extractf32x8_ps(x, 1));
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));

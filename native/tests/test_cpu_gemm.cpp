@@ -267,9 +267,20 @@ ATH_TEST(cpu_gemm_dtypes) {
 }
 
 ATH_TEST(cpu_gemm_large_blocks) {
-  // Crosses the A block (mc = 512/1536 rows) and, with BF16 C, the F32 accumulation chunks.
+  // Crosses the A block (mc = 512/1536 rows) and, with BF16/F16 C, the column chunks of the F32
+  // accumulation buffer (4 MiB per thread: one thread, so that the region is 1200 x 2000).
+  const int threads = ath_cpu_threads();
   for (const std::string& isa : supported_isas()) {
     IsaScope scope(isa);
+    ath_cpu_set_threads(1);
+    Case chunked{1200, 2000, 10};
+    chunked.dt_ab = ATH_F16;
+    chunked.dt_c = ATH_F16;
+    chunked.beta = -1.0f;
+    chunked.bias = true;
+    chunked.tb = 1;
+    run_case(chunked);
+    ath_cpu_set_threads(threads);
     Case tall{1601, 37, 19};
     tall.ta = 1;
     tall.bias = true;

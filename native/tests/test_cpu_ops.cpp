@@ -430,6 +430,54 @@ ATH_TEST(cpu_attention_bwd_matches_reference) {
   });
 }
 
+ATH_TEST(cpu_attention_random_shapes) {
+  // Random shapes, layouts and masks (fixed seed), forward and backward, every ISA.
+  Rng pick(2024);
+  std::vector<AttnShape> shapes;
+  for (int i = 0; i < 8; ++i) {
+    AttnShape s;
+    s.B = 1 + pick.below(2);
+    s.Hkv = 1 + pick.below(3);
+    s.Hq = s.Hkv * (1 + pick.below(3));
+    s.Tq = 1 + pick.below(150);
+    s.Tk = 1 + pick.below(150);
+    s.D = 1 + pick.below(140);
+    s.causal = static_cast<int>(pick.below(2));
+    s.layout = static_cast<int>(pick.below(3));
+    shapes.push_back(s);
+  }
+  for_each_isa([&](const char* isa) {
+    uint64_t seed = 900;
+    for (const AttnShape& s : shapes)
+      for (int dt : {(int)ATH_F32, (int)ATH_BF16}) {
+        AttnData a(s, dt, seed++);
+        ath_attention_args args = a.args();
+        EXPECT_OK(ath_cpu_attention_fwd(&args));
+        EXPECT_OK(ath_cpu_attention_bwd(&args));
+        AttnRef r = make_ref(a);
+        r.forward();
+        r.backward();
+        const std::string what = shape_str(s, dt, isa);
+        const double tol = tol_for(dt, 2e-5);
+        auto o = gather(a.o, a.os, s.B, s.Hq, s.Tq, s.D);
+        auto oref = to_float(r.o);
+        ATH_EXPECT_CLOSE(o.data(), oref.data(), (int64_t)o.size(), tol, tol, (what + " o").c_str());
+        const double gtol = dt == ATH_F32 ? 1e-4 : 3e-2;
+        auto cmp = [&](const TBuf& got_buf, const AttnStrides& st, int64_t H, int64_t T, const std::vector<double>& ref,
+                       const char* name) {
+          auto got = gather(got_buf, st, s.B, H, T, s.D);
+          double mx = 0.05;
+          for (double x : ref) mx = std::max(mx, std::fabs(x));
+          auto rf = to_float(ref);
+          ATH_EXPECT_CLOSE(got.data(), rf.data(), (int64_t)got.size(), gtol * mx, gtol, (what + " " + name).c_str());
+        };
+        cmp(a.dq, a.qs, s.Hq, s.Tq, r.dq, "dq");
+        cmp(a.dk, a.ks, s.Hkv, s.Tk, r.dk, "dk");
+        cmp(a.dv, a.ks, s.Hkv, s.Tk, r.dv, "dv");
+      }
+  });
+}
+
 ATH_TEST(cpu_attention_deterministic) {
   AttnShape s{2, 4, 2, 150, 150, 64, 1, 1};
   for (int dt : kFloatDtypes) {
