@@ -8,7 +8,7 @@
 #
 # Fixed settings: 1 fork per benchmark and parameter set, 3 x 1 s warm-up, 5 x 1 s measurement,
 # throughput mode (ops/s, turned into GFLOP/s by dev.athanor.bench.Report), threads = all cores for
-# both libraries. OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are unset for the run so that OpenBLAS picks
+# both libraries; then three GEMM shapes again on 1 thread each (the kernels alone). OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are unset for the run so that OpenBLAS picks
 # its kernels for this CPU by itself (some machines set them to work around old OpenBLAS bugs; each
 # trial cross-checks Athanor's result against OpenBLAS's, so a wrong result fails loudly), and
 # OPENBLAS_VERBOSE=2 makes it print the core it chose, which goes into the result file.
@@ -41,32 +41,42 @@ BASE=$RESULTS/$STAMP-cpu-$SLUG
 [ -e "$BASE.md" ] && BASE=$BASE-$(date -u +%H%M)
 LOG=$(mktemp /tmp/athanor-run-cpu.XXXXXX.log)
 
-JMH_ARGS=(-f 1 -wi 3 -w 1s -i 5 -r 1s -rf json -rff "$BASE.json")
+COMMON=(-f 1 -wi 3 -w 1s -i 5 -r 1s)
 if [ -n "${ATHANOR_LIBRARY:-}" ]; then
-  JMH_ARGS+=(-jvmArgsPrepend "-Dathanor.library.path=$ATHANOR_LIBRARY")
+  COMMON+=(-jvmArgsPrepend "-Dathanor.library.path=$ATHANOR_LIBRARY")
 fi
-if [ $# -gt 0 ]; then
-  JMH_ARGS+=("$@")
-else
-  JMH_ARGS+=('dev.athanor.bench.(GemmBench|AttentionBench)')
-fi
+jmh() {  # RESULT_FILE JMH_ARGS...
+  local rff=$1
+  shift
+  echo "run-cpu.sh: java -jar $JAR ${COMMON[*]} -rf json -rff $rff $*   (log: $LOG)" >&2
+  env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OPENBLAS_VERBOSE=2 \
+    "$JDK/bin/java" --enable-native-access=ALL-UNNAMED -jar "$JAR" "${COMMON[@]}" -rf json -rff "$rff" "$@" 2>&1 | tee -a "$LOG"
+}
 
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
-echo "run-cpu.sh: java -jar $JAR ${JMH_ARGS[*]}   (log: $LOG)" >&2
-env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OPENBLAS_VERBOSE=2 \
-  "$JDK/bin/java" --enable-native-access=ALL-UNNAMED -jar "$JAR" "${JMH_ARGS[@]}" 2>&1 | tee "$LOG"
+RESULT_FILES=("$BASE.json")
+if [ $# -gt 0 ]; then
+  jmh "$BASE.json" "$@"
+else
+  # 1. every benchmark, all cores; 2. three GEMM shapes on one thread each, where the comparison
+  # measures the kernels alone (no threading, and much less sensitive to other load on the machine).
+  jmh "$BASE.json" 'dev.athanor.bench.(GemmBench|AttentionBench)'
+  jmh "$BASE-1thread.json" 'dev.athanor.bench.GemmBench' -p threads=1 \
+    -p shape=1024x1024x1024:NN,2048x2048x2048:NN,4096x3072x768:NT
+  RESULT_FILES+=("$BASE-1thread.json")
+fi
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 CORES=$(grep -o 'Core: [A-Za-z0-9_]*' "$LOG" | sort -u | sed 's/Core: //' | paste -sd, - || true)
 
 NOTES=(--note "OpenBLAS kernels chosen (OPENBLAS_VERBOSE=2): ${CORES:-not reported}"
        --note "load average (1/5/15 min) before: $LOAD_BEFORE, after: $LOAD_AFTER"
        --note "command: bash bench/run-cpu.sh $*"
-       --note "raw JMH result: $(basename "$BASE.json")")
+       --note "raw JMH results: $(for f in "${RESULT_FILES[@]}"; do basename "$f"; done | paste -sd' ' -)")
 [ -n "${NOTE:-}" ] && NOTES+=(--note "$NOTE")
 env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$JDK/bin/java" --enable-native-access=ALL-UNNAMED \
   ${ATHANOR_LIBRARY:+-Dathanor.library.path=$ATHANOR_LIBRARY} \
-  -cp "$JAR" dev.athanor.bench.Report "$BASE.json" --out "$BASE.md" "${NOTES[@]}" > /dev/null
+  -cp "$JAR" dev.athanor.bench.Report "${RESULT_FILES[@]}" --out "$BASE.md" "${NOTES[@]}" > /dev/null
 { printf '# CPU benchmarks, %s\n\n' "$STAMP"; cat "$BASE.md"; } > "$BASE.md.tmp" && mv "$BASE.md.tmp" "$BASE.md"
 echo >&2
 cat "$BASE.md"
-echo "run-cpu.sh: wrote $BASE.md and $BASE.json" >&2
+echo "run-cpu.sh: wrote $BASE.md and ${RESULT_FILES[*]}" >&2

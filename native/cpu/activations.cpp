@@ -5,7 +5,7 @@
 //   SiLU:         out = x s,  s = 1 / (1 + exp(-x));   dx = dout * s (1 + x (1 - s))
 //   SwiGLU:       out = silu(x) y (x the gate, y the up projection);
 //                 dx = dout * y * s (1 + x (1 - s)),  dy = dout * silu(x)
-// tanh and the sigmoid use a polynomial exp (about 1e-7 absolute error) instead of libm. Blocks of
+// GELU's tanh (as sigmoid(2u)) and the sigmoid use a polynomial exp (about 1e-7 absolute error) instead of libm. Blocks of
 // 1024 elements are converted to F32 and computed by AVX-512 / AVX2 kernels (activations_avx*.cpp,
 // per the active ISA) or by the 4-lane baseline code below.
 // The backward pass writes dx (and dy) from dout and the forward inputs. Outputs may alias inputs:
@@ -24,8 +24,14 @@ constexpr float kGeluC = 0.044715f;
 
 // 4-lane helpers on exp4 (cpu_common.h): no libm calls, so the loops stay vectorized.
 inline v4f sigmoid4(v4f x) { return 1.0f / (1.0f + exp4(-x)); }
-// tanh(u) = 1 - 2 / (exp(2u) + 1); absolute error ~1e-7, saturates to +-1 beyond |u| = 44.
-inline v4f tanh4(v4f u) { return 1.0f - 2.0f / (exp4(2.0f * u) + 1.0f); }
+// GELU via g = sigmoid(2u) = 0.5 (1 + tanh(u)) and 1 - g = e g, e = exp(-2u) (clamped to stay
+// finite): 1 - tanh(u)^2 = 4 g (1 - g) keeps its relative precision where tanh(u) is near +-1.
+inline void gelu_g4(v4f u, v4f* g, v4f* one_minus_g) {
+  const v4f m2u = -2.0f * u;
+  const v4f e = exp4(m2u < 88.0f ? m2u : v4f{88.0f, 88.0f, 88.0f, 88.0f});
+  *g = 1.0f / (1.0f + e);
+  *one_minus_g = e * *g;
+}
 inline v4f gelu_u(v4f v) { return kSqrt2OverPi * (v + kGeluC * v * v * v); }
 
 // Zeroes buf[len, round_up(len, 4)) so that whole 4-lane vectors can be processed.
@@ -42,7 +48,9 @@ void fwd_base(int act, float* x, float* y, int64_t len) {
     const v4f v = v4_load(x + i);
     v4f r;
     if (act == ATH_ACT_GELU_TANH) {
-      r = 0.5f * v * (1.0f + tanh4(gelu_u(v)));
+      v4f g, omg;
+      gelu_g4(gelu_u(v), &g, &omg);
+      r = v * g;
     } else if (act == ATH_ACT_SILU) {
       r = v * sigmoid4(v);
     } else {
@@ -57,9 +65,10 @@ void bwd_base(int act, float* x, float* y, float* g, int64_t len) {
   for (int64_t i = 0; i < n4; i += 4) {
     const v4f v = v4_load(x + i), d = v4_load(g + i);
     if (act == ATH_ACT_GELU_TANH) {
-      const v4f t = tanh4(gelu_u(v));
+      v4f g, omg;
+      gelu_g4(gelu_u(v), &g, &omg);
       const v4f du = kSqrt2OverPi * (1.0f + 3.0f * kGeluC * v * v);
-      v4_store(x + i, d * (0.5f * (1.0f + t) + 0.5f * v * (1.0f - t * t) * du));
+      v4_store(x + i, d * (g + 2.0f * v * g * omg * du));  // 0.5 (1 + t) + 0.5 v (1 - t^2) du
     } else if (act == ATH_ACT_SILU) {
       const v4f s = sigmoid4(v);
       v4_store(x + i, d * s * (1.0f + v * (1.0f - s)));

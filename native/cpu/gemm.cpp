@@ -10,11 +10,15 @@
 // portable scalar kernel set; the vector kernels live in gemm_avx512.cpp / gemm_avx2.cpp behind the
 // interface of gemm_kernels.h, which also describes the blocking scheme.
 //
-// Threading: C is cut into rectangular regions on the register-tile grid (and across batches), and
-// thread t computes a fixed, contiguous range of regions with its own packing buffers. K is never
-// split. Since every element of C is produced by the same k-ordered FMA chain whichever region or
-// thread it lands in, results are bit-identical run to run and across thread counts (for a fixed
-// ISA, which selects the kernels and the K blocking).
+// Small M (<= the kernel set's skinny_max_m) takes the skinny path instead: B is read in place
+// (packing it would cost as much as the product), A converted once, C produced in column slices.
+//
+// Threading: C is cut into rectangular regions on the register-tile grid (columns only on the
+// skinny path; and across batch entries), and thread t computes a fixed, contiguous range of
+// regions with its own packing buffers. K is never split. Every element of C is produced by the
+// same k-ordered chain of FMAs whichever region or thread it lands in, so results are
+// bit-identical run to run and across thread counts (for a fixed ISA, which selects the kernels,
+// the K blocking and the small-M threshold).
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
@@ -155,20 +159,31 @@ struct Problem {
   int64_t kc;  // K block, a function of K and the kernel set only
 };
 
-// C (rows, cols) block at (i0, j0) of batch c_b = acc (rows, cols; ld lda) + beta * C + bias,
-// converted to dtype_c (BF16/F16).
+// C block (rows, cols) at (i0, j0) of one batch entry = alpha * acc (ld lda) + beta * C + bias,
+// stored as dtype_c. The F32 epilogue of the paths that accumulate outside C (16-bit C, skinny).
 template <int DT>
-void finish_block_dt(const Problem& P, char* c_b, int64_t i0, int64_t j0, int64_t rows, int64_t cols,
-                     const float* acc, int64_t lda) {
+void epilogue_block_dt(const Problem& P, char* c_b, int64_t i0, int64_t j0, int64_t rows, int64_t cols,
+                       float alpha, const float* acc, int64_t lda) {
+  using T = std::conditional_t<DT == ATH_F32, float, uint16_t>;
   for (int64_t i = 0; i < rows; ++i) {
-    uint16_t* cr = reinterpret_cast<uint16_t*>(c_b) + (i0 + i) * P.ldc + j0;
+    T* cr = reinterpret_cast<T*>(c_b) + (i0 + i) * P.ldc + j0;
     const float* ar = acc + i * lda;
     for (int64_t j = 0; j < cols; ++j) {
-      float x = ar[j];
+      float x = alpha * ar[j];
       if (P.beta != 0.0f) x += P.beta * load_as_f32<DT>(cr, j);
       if (P.bias) x += load_as_f32<DT>(P.bias, j0 + j);
-      cr[j] = DT == ATH_BF16 ? f32_to_bf16(x) : f32_to_f16(x);
+      if constexpr (DT == ATH_F32) cr[j] = x;
+      else cr[j] = DT == ATH_BF16 ? f32_to_bf16(x) : f32_to_f16(x);
     }
+  }
+}
+
+void epilogue_block(const Problem& P, char* c_b, int64_t i0, int64_t j0, int64_t rows, int64_t cols, float alpha,
+                    const float* acc, int64_t lda) {
+  switch (P.dt_c) {
+    case ATH_BF16: return epilogue_block_dt<ATH_BF16>(P, c_b, i0, j0, rows, cols, alpha, acc, lda);
+    case ATH_F16: return epilogue_block_dt<ATH_F16>(P, c_b, i0, j0, rows, cols, alpha, acc, lda);
+    default: return epilogue_block_dt<ATH_F32>(P, c_b, i0, j0, rows, cols, alpha, acc, lda);
   }
 }
 
@@ -215,28 +230,7 @@ void compute_region(const Problem& P, int64_t bi, int64_t m0, int64_t m1, int64_
           ks.macro(mcb, ncb, kcb, ap, bp, cblk + (jc - jcc), ldcb, ep);
         }
       }
-      if (!direct) {
-        if (P.dt_c == ATH_BF16) finish_block_dt<ATH_BF16>(P, c_b, ic, jcc, mcb, nccb, acc, ldcb);
-        else finish_block_dt<ATH_F16>(P, c_b, ic, jcc, mcb, nccb, acc, ldcb);
-      }
-    }
-  }
-}
-
-// C (rows, cols) block at (0, j0) of batch c_b = alpha * acc (ld lda) + beta * C + bias, for any dtype_c.
-template <int DT>
-void epilogue_block_dt(const Problem& P, char* c_b, int64_t j0, int64_t rows, int64_t cols, const float* acc,
-                       int64_t lda) {
-  using T = std::conditional_t<DT == ATH_F32, float, uint16_t>;
-  for (int64_t i = 0; i < rows; ++i) {
-    T* cr = reinterpret_cast<T*>(c_b) + i * P.ldc + j0;
-    const float* ar = acc + i * lda;
-    for (int64_t j = 0; j < cols; ++j) {
-      float x = P.alpha * ar[j];
-      if (P.beta != 0.0f) x += P.beta * load_as_f32<DT>(cr, j);
-      if (P.bias) x += load_as_f32<DT>(P.bias, j0 + j);
-      if constexpr (DT == ATH_F32) cr[j] = x;
-      else cr[j] = DT == ATH_BF16 ? f32_to_bf16(x) : f32_to_f16(x);
+      if (!direct) epilogue_block(P, c_b, ic, jcc, mcb, nccb, 1.0f, acc, ldcb);  // acc holds alpha * AB
     }
   }
 }
@@ -259,11 +253,7 @@ void compute_skinny(const Problem& P, int64_t bi, int64_t n0, int64_t n1) {
     const int64_t nc = std::min(slice, n1 - j0);
     const PackSrc sb{b_b + j0 * P.b_ws * P.esz_ab, P.dt_ab, P.b_ws, P.b_ks};
     P.ks->skinny(P.m, nc, P.k, a, a_is, a_ps, sb, out, slice);
-    switch (P.dt_c) {
-      case ATH_BF16: epilogue_block_dt<ATH_BF16>(P, c_b, j0, P.m, nc, out, slice); break;
-      case ATH_F16: epilogue_block_dt<ATH_F16>(P, c_b, j0, P.m, nc, out, slice); break;
-      default: epilogue_block_dt<ATH_F32>(P, c_b, j0, P.m, nc, out, slice); break;
-    }
+    epilogue_block(P, c_b, 0, j0, P.m, nc, P.alpha, out, slice);
   }
 }
 
@@ -299,11 +289,11 @@ Partition choose_partition(const Problem& P, int threads) {
   int64_t a = P.batch, b = t;  // g = t / gcd(batch, t): batch * g units split evenly over t threads
   while (b != 0) { const int64_t r = a % b; a = b; b = r; }
   part.g = t / a;
-  const int64_t tiles_m = ceil_div(P.m, P.ks->mr), tiles_n = ceil_div(P.n, P.ks->nr);
   if (skinny(P)) {  // only columns are cut
     part.tn = part.g;
     return part;
   }
+  const int64_t tiles_m = ceil_div(P.m, P.ks->mr), tiles_n = ceil_div(P.n, P.ks->nr);
   double best = -1;
   for (int64_t tm = 1; tm <= part.g; ++tm) {
     if (part.g % tm != 0) continue;

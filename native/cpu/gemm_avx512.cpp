@@ -36,11 +36,12 @@ namespace {
 constexpr int kMR = 12;            // rows of the register tile (broadcast A values)
 constexpr int kV = 2;              // zmm vectors per tile row
 constexpr int kNR = 16 * kV;       // columns of the register tile
-constexpr int64_t kKC = 384;       // K block: A micro-panel kMR*kKC*4 = 18 KiB, B micro-panel 48 KiB
+constexpr int64_t kKC = 384;       // K block: A micro-panel kMR*kKC*4 = 18 KiB (L1), B micro-panels stream from L2
 constexpr int64_t kNC = 320;       // B block kKC*kNC*4 = 480 KiB stays in L2 (1 MiB)
 constexpr int64_t kMC = 1536;      // A block rows (kMC*kKC*4 = 2.25 MiB, L3)
-// Small M (skinny path, B read in place): up to kSkinnyRows rows of A per pass over B.
-constexpr int64_t kSkinnyMaxM = 8;   // measured: at M = 8..16 the packed path is as fast
+// Small M: the skinny path (B read in place) up to kSkinnyMaxM rows; measured on Zen 5, it beats
+// the packed path up to 8 rows and is no better from about 12.
+constexpr int64_t kSkinnyMaxM = 8;
 // B not transposed: up to 12 rows x 32 columns (24 accumulators), fewer rows take wider steps.
 // B transposed: kSkinnyRows rows x kSkinnyDots columns of dot products = 24 accumulators.
 constexpr int kSkinnyRows = 6;

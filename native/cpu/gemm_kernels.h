@@ -17,6 +17,9 @@
 // chain per element, so the value of C(i, j) depends only on the kc blocking of K, never on the
 // tile or thread it was computed in: results are identical for every thread count.
 //
+// Small M (M <= skinny_max_m) skips the packing of B, which would cost as much as the product, and
+// calls `skinny` on slices of columns instead (see SkinnyFn); its order of summation is fixed too.
+//
 // These declarations are plain data and function pointers on purpose: the ISA files are compiled
 // with -mavx512f/-mavx2, and an inline function or template shared between them and baseline code
 // could be emitted once with AVX-512 instructions and then linked into the baseline path. Helpers

@@ -66,16 +66,21 @@ void grad_row(float* x, int64_t n, float lse, float dl) {
   for (; i < n; ++i) x[i] = dl * scalar_exp(x[i] - lse);
 }
 
-// sigmoid(v) = 1 / (1 + exp(-v));  tanh(u) = 1 - 2 / (exp(2u) + 1)
+// sigmoid(v) = 1 / (1 + exp(-v))
 template <class V>
 typename V::R sigmoid_v(typename V::R v) {
   const typename V::R one = V::set1(1.0f);
   return V::div(one, V::add(one, V::exp(V::sub(V::zero(), v))));
 }
+// GELU goes through g = sigmoid(2u) = 0.5 (1 + tanh(u)) and 1 - g = e g with e = exp(-2u), so that
+// 1 - tanh(u)^2 = 4 g (1 - g) keeps its relative precision where tanh(u) is close to +-1 (computing
+// 1 - t*t there cancels). -2u is clamped at 88 so that e stays finite.
 template <class V>
-typename V::R tanh_v(typename V::R u) {
+void gelu_g(typename V::R u, typename V::R* g, typename V::R* one_minus_g) {
   const typename V::R one = V::set1(1.0f);
-  return V::sub(one, V::div(V::set1(2.0f), V::add(V::exp(V::add(u, u)), one)));
+  const typename V::R e = V::exp(V::sub(V::zero(), V::max(V::add(u, u), V::set1(-88.0f))));
+  *g = V::div(one, V::add(one, e));
+  *one_minus_g = V::mul(e, *g);
 }
 template <class V>
 typename V::R gelu_arg(typename V::R v) {  // sqrt(2/pi) (v + 0.044715 v^3)
@@ -87,12 +92,13 @@ template <class V>
 void act_fwd_span(int act, float* x, const float* y, int64_t i0, int64_t i1) {
   using R = typename V::R;
   constexpr int W = V::W;
-  const R half = V::set1(0.5f), one = V::set1(1.0f);
   for (int64_t i = i0; i + W <= i1; i += W) {
     const R v = V::load(x + i);
     R r;
     if (act == 0) {
-      r = V::mul(V::mul(half, v), V::add(one, tanh_v<V>(gelu_arg<V>(v))));
+      R g, omg;
+      gelu_g<V>(gelu_arg<V>(v), &g, &omg);
+      r = V::mul(v, g);  // 0.5 v (1 + tanh(u))
     } else if (act == 1) {
       r = V::mul(v, sigmoid_v<V>(v));
     } else {
@@ -113,15 +119,17 @@ template <class V>
 void act_bwd_span(int act, float* x, float* y, const float* g, int64_t i0, int64_t i1) {
   using R = typename V::R;
   constexpr int W = V::W;
-  const R half = V::set1(0.5f), one = V::set1(1.0f);
+  const R one = V::set1(1.0f);
   for (int64_t i = i0; i + W <= i1; i += W) {
     const R v = V::load(x + i), d = V::load(g + i);
     if (act == 0) {
-      const R t = tanh_v<V>(gelu_arg<V>(v));
+      R sg, omg;  // sigmoid(2u) and 1 - sigmoid(2u)
+      gelu_g<V>(gelu_arg<V>(v), &sg, &omg);
       // du/dv = sqrt(2/pi) (1 + 3 * 0.044715 v^2)
       const R du = V::mul(V::set1(kRowSqrt2OverPi), V::fma(V::set1(3.0f * kRowGeluC), V::mul(v, v), one));
-      const R left = V::mul(half, V::add(one, t));
-      const R right = V::mul(V::mul(V::mul(half, v), V::sub(one, V::mul(t, t))), du);
+      const R left = sg;  // 0.5 (1 + t)
+      // 0.5 v (1 - t^2) du = 2 v sg (1 - sg) du
+      const R right = V::mul(V::mul(V::mul(V::set1(2.0f), v), V::mul(sg, omg)), du);
       V::store(x + i, V::mul(d, V::add(left, right)));
     } else {
       const R s = sigmoid_v<V>(v);

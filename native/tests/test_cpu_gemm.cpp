@@ -171,12 +171,12 @@ struct Shape {
   int64_t m, n, k;
 };
 
-// Awkward sizes around every ISA's register tile (4x8, 6x16, 12x32), the small-M (skinny) path
-// (M <= 16, in row groups of 6) and its boundary, past the K blocks (256/384) and the B block
-// widths (256..384).
-const Shape kShapes[] = {{1, 1, 1},    {7, 33, 127}, {33, 7, 1},   {127, 1, 33},   {1, 127, 7},   {2, 3, 4},
-                         {5, 100, 50}, {16, 65, 33}, {17, 64, 20}, {13, 45, 300},  {64, 64, 64},  {25, 401, 17},
-                         {37, 70, 777}, {12, 32, 385}, {3, 600, 70}};
+// Awkward sizes around every ISA's register tile (4x8, 6x16, 12x32); the small-M (skinny) path
+// (M <= 8: every row-group width, K tails, K past its 256-row sweeps) and its boundary; past the K
+// blocks (256/384) and the B block widths (256..384).
+const Shape kShapes[] = {{1, 1, 1},     {7, 33, 127},  {33, 7, 1},    {127, 1, 33},  {1, 127, 7},  {2, 3, 4},
+                         {4, 130, 16},  {5, 100, 50},  {6, 90, 600},  {8, 300, 64},  {9, 64, 20},  {16, 65, 33},
+                         {13, 45, 300}, {64, 64, 64},  {25, 401, 17}, {37, 70, 777}, {12, 32, 385}, {3, 600, 70}};
 
 }  // namespace
 
@@ -374,9 +374,10 @@ ATH_TEST(cpu_gemm_deterministic) {
   const int threads = ath_cpu_threads();
   for (const std::string& isa : supported_isas()) {
     IsaScope scope(isa);
-    for (int t = 0; t < 8; ++t) {
+    for (int t = 0; t < 10; ++t) {
       Case c{301, 257, 700};
       if (t >= 4) c = Case{5, 3000, 500};  // skinny path, columns split between threads
+      if (t >= 8) c = Case{70, 90, 400, 3};  // batch entries cut into regions
       c.ta = t & 1;
       c.tb = (t >> 1) & 1;
       c.beta = 0.25f;
@@ -385,12 +386,15 @@ ATH_TEST(cpu_gemm_deterministic) {
       const std::vector<float> second = run_case(c, 7);
       ATH_EXPECT(std::memcmp(first.data(), second.data(), first.size() * 4) == 0, "%s: two runs differ",
                  describe(c).c_str());
-      // The partition never changes an element's summation order: 1 thread gives the same bits.
-      ath_cpu_set_threads(1);
-      const std::vector<float> single = run_case(c, 7);
-      ath_cpu_set_threads(threads);
-      ATH_EXPECT(std::memcmp(first.data(), single.data(), first.size() * 4) == 0,
-                 "%s: %d threads and 1 thread differ", describe(c).c_str(), threads);
+      // The partition never changes an element's summation order: any thread count gives the
+      // same bits (odd counts cut C into other grids).
+      for (int n : {1, 3, 7}) {
+        ath_cpu_set_threads(n);
+        const std::vector<float> other = run_case(c, 7);
+        ath_cpu_set_threads(threads);
+        ATH_EXPECT(std::memcmp(first.data(), other.data(), first.size() * 4) == 0,
+                   "%s: %d threads and %d threads differ", describe(c).c_str(), threads, n);
+      }
     }
   }
 }

@@ -20,7 +20,7 @@ import java.util.TreeMap;
  * shape, preceded by a description of the machine and the software.
  *
  * <pre>
- *   java -cp bench/target/benchmarks.jar dev.athanor.bench.Report RESULT.json [--out FILE.md] [--note TEXT]...
+ *   java -cp bench/target/benchmarks.jar dev.athanor.bench.Report RESULT.json [MORE.json...] [--out FILE.md] [--note TEXT]...
  * </pre>
  *
  * GFLOP/s = JMH score (operations per second) x FLOPs per operation / 1e9, with the FLOP formulas of
@@ -30,21 +30,26 @@ public final class Report {
   private Report() {}
 
   public static void main(String[] args) throws IOException {
-    Path in = null, out = null;
+    Path out = null;
+    List<Path> inputs = new ArrayList<>();
     List<String> notes = new ArrayList<>();
     for (int i = 0; i < args.length; i++) {
       switch (args[i]) {
         case "--out" -> out = Path.of(args[++i]);
         case "--note" -> notes.add(args[++i]);
-        default -> in = Path.of(args[i]);
+        default -> inputs.add(Path.of(args[i]));
       }
     }
-    if (in == null) {
-      System.err.println("usage: Report RESULT.json [--out FILE.md] [--note TEXT]...");
+    if (inputs.isEmpty()) {
+      System.err.println("usage: Report RESULT.json [MORE.json...] [--out FILE.md] [--note TEXT]...");
       System.exit(2);
     }
-    Object parsed = new Json(Files.readString(in)).parse();
-    if (!(parsed instanceof List<?> results)) throw new IllegalArgumentException(in + " is not a JMH JSON result (no top-level array)");
+    List<Object> results = new ArrayList<>();
+    for (Path in : inputs) {
+      Object parsed = new Json(Files.readString(in)).parse();
+      if (!(parsed instanceof List<?> list)) throw new IllegalArgumentException(in + " is not a JMH JSON result (no top-level array)");
+      results.addAll(list);
+    }
     String md = render(results, notes);
     System.out.print(md);
     if (out != null) {
