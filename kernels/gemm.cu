@@ -3,6 +3,9 @@
 //   op(A_b) (M, K): A stored (M, K) with row stride lda, or (K, M) when trans_a.
 //   op(B_b) (K, N): B stored (K, N) with row stride ldb, or (N, K) when trans_b.
 //   X_b = X + b * stride_x (elements). beta == 0: C is not read. F32 accumulation.
+//   K == 0 or alpha == 0: C = beta * C + bias, and A and B are not read (as in ath_cpu_gemm).
+//   Argument checks are those of ath_cpu_gemm plus two the GPU needs: pointers aligned to their
+//   element size, and M, N, K < 2^31 - 1024 (ATH_ERR_UNSUPPORTED beyond).
 //
 // This file validates the arguments, picks a kernel and launches it on the caller's stream
 // (without synchronizing):
@@ -89,6 +92,8 @@ ath_status validate(const ath_gemm_args& g) {
   ATH_CHECK_ARG(g.dtype_c == ATH_F32 || g.dtype_c == g.dtype_ab, ATH_GEMM_OP,
                 "dtype_c=%d (%s) must be F32 (0) or equal to dtype_ab=%d (%s)", g.dtype_c,
                 dtype_name(g.dtype_c), g.dtype_ab, dtype_name(g.dtype_ab));
+  ATH_CHECK_ARG(g.trans_a == 0 || g.trans_a == 1, ATH_GEMM_OP, "trans_a=%d must be 0 or 1", g.trans_a);
+  ATH_CHECK_ARG(g.trans_b == 0 || g.trans_b == 1, ATH_GEMM_OP, "trans_b=%d must be 0 or 1", g.trans_b);
   ATH_CHECK_ARG(g.m >= 0, ATH_GEMM_OP, "m=%lld must be >= 0", (long long)g.m);
   ATH_CHECK_ARG(g.n >= 0, ATH_GEMM_OP, "n=%lld must be >= 0", (long long)g.n);
   ATH_CHECK_ARG(g.k >= 0, ATH_GEMM_OP, "k=%lld must be >= 0", (long long)g.k);
@@ -102,23 +107,19 @@ ath_status validate(const ath_gemm_args& g) {
                 (long long)g.ldb, (long long)b_cols, g.trans_b ? "(N, K) (trans_b)" : "(K, N)");
   ATH_CHECK_ARG(g.ldc >= (g.n > 1 ? g.n : 1), ATH_GEMM_OP, "ldc=%lld must be >= max(1, n=%lld)",
                 (long long)g.ldc, (long long)g.n);
-  ATH_CHECK_ARG(g.stride_a >= 0, ATH_GEMM_OP, "stride_a=%lld must be >= 0", (long long)g.stride_a);
-  ATH_CHECK_ARG(g.stride_b >= 0, ATH_GEMM_OP, "stride_b=%lld must be >= 0", (long long)g.stride_b);
-  ATH_CHECK_ARG(g.stride_c >= 0, ATH_GEMM_OP, "stride_c=%lld must be >= 0", (long long)g.stride_c);
-  if (g.batch > 1 && g.m > 0 && g.n > 0) {
-    // Batches of C are written in parallel, so they must not overlap (A and B may: stride 0
-    // shares one matrix). Accepted: consecutive blocks (stride_c >= (m-1)*ldc + n) or batches
-    // side by side within each row (stride_c >= n and (batch-1)*stride_c + n <= ldc, e.g. heads
-    // of (T, H*D) with stride_c = D, ldc = H*D).
-    int64_t c_span = 0, row_span = 0;
-    const bool span_ok = !__builtin_mul_overflow(g.m - 1, g.ldc, &c_span) && !__builtin_add_overflow(c_span, g.n, &c_span);
-    const bool blocks = span_ok && g.stride_c >= c_span;
-    const bool side_by_side = g.stride_c >= g.n && !__builtin_mul_overflow(g.batch - 1, g.stride_c, &row_span) &&
-                              row_span + g.n <= g.ldc;
-    ATH_CHECK_ARG(blocks || side_by_side, ATH_GEMM_OP,
-                  "stride_c=%lld with ldc=%lld, m=%lld, n=%lld, batch=%lld: batches of C would overlap (need "
-                  "stride_c >= (m-1)*ldc+n, or stride_c >= n and (batch-1)*stride_c+n <= ldc)",
-                  (long long)g.stride_c, (long long)g.ldc, (long long)g.m, (long long)g.n, (long long)g.batch);
+  if (g.batch > 1) {  // strides are only used with several batches (as in ath_cpu_gemm)
+    ATH_CHECK_ARG(g.stride_a >= 0, ATH_GEMM_OP, "stride_a=%lld must be >= 0", (long long)g.stride_a);
+    ATH_CHECK_ARG(g.stride_b >= 0, ATH_GEMM_OP, "stride_b=%lld must be >= 0", (long long)g.stride_b);
+    if (g.m > 0 && g.n > 0) {
+      // Batches of C are written in parallel: they must not overlap (A and B may; stride 0 shares
+      // one matrix). Same rule as the CPU op.
+      int64_t c_extent = 0;
+      const bool fits = !__builtin_mul_overflow(g.m - 1, g.ldc, &c_extent) &&
+                        !__builtin_add_overflow(c_extent, g.n, &c_extent);
+      ATH_CHECK_ARG(fits && g.stride_c >= c_extent, ATH_GEMM_OP,
+                    "stride_c=%lld must be >= (m-1)*ldc+n = %lld so that the batch entries of C do not overlap",
+                    (long long)g.stride_c, (long long)c_extent);
+    }
   }
   if (g.m == 0 || g.n == 0 || g.batch == 0) return ATH_OK;  // nothing to compute or write
   ATH_CHECK_ARG(g.c != nullptr, ATH_GEMM_OP, "c is NULL (m=%lld, n=%lld)", (long long)g.m, (long long)g.n);
@@ -216,7 +217,11 @@ ath_status run(const ath_gemm_args* args, ath_stream s) {
                      dev.cc_major, dev.cc_minor);
   }
 
-  const Choice choice = choose_kernel(g, dev);
+  // alpha == 0 (like K == 0) reduces to C = beta * C + bias without reading A and B (as on the
+  // CPU), so Inf/NaN in A or B cannot leak through 0 * Inf; the generic kernel does that pass.
+  ath_gemm_args eff = g;
+  if (eff.alpha == 0.f) eff.k = 0;
+  const Choice choice = choose_kernel(eff, dev);
   const int64_t ntiles = tiles(g.m, g.n, choice.bm, choice.bn);
   if (ntiles > INT_MAX) {
     return ath::fail(ATH_ERR_UNSUPPORTED, ATH_GEMM_OP ": m=%lld x n=%lld gives %lld tiles of %dx%d, more than one grid holds",
@@ -237,7 +242,7 @@ ath_status run(const ath_gemm_args* args, ath_stream s) {
   p.stride_c = g.batch > 1 ? g.stride_c : 0;
   p.m = static_cast<int>(g.m);
   p.n = static_cast<int>(g.n);
-  p.k = static_cast<int>(g.k);
+  p.k = static_cast<int>(eff.k);
   p.trans_a = g.trans_a != 0;
   p.trans_b = g.trans_b != 0;
   p.alpha = g.alpha;

@@ -138,15 +138,44 @@ def junit_from_feed(log):
 
 
 def junit_summary(folder, log):
-    xml = junit_from_xml(folder)
-    if xml:
-        return xml
-    feed = junit_from_feed(log)
-    if feed:
-        feed["note"] = ("INCOMPLETE: the Java suite did not finish" +
-                        (f"; it was in {feed['unfinished'][0]}" if feed["unfinished"] else ""))
-        return feed
-    return dict(ran=False, note="no Java test results (the suite did not run, or died before its first test)")
+    """Java results: one sub-folder per test class (run.sh runs one JVM per class), each with JUnit
+    XML when the class finished and its console feed (feed.log) always; falls back to a flat folder."""
+    parts, incomplete = [], []
+    subdirs = sorted(d for d in glob.glob(os.path.join(folder or "", "*")) if os.path.isdir(d)) if folder else []
+    if subdirs:
+        for d in subdirs:
+            r = junit_from_xml(d)
+            if not r:
+                r = junit_from_feed(os.path.join(d, "feed.log"))
+                name = os.path.basename(d)
+                if r:
+                    incomplete.append(name + (f" (stopped in {r['unfinished'][0]})" if r["unfinished"] else ""))
+                else:
+                    incomplete.append(name + " (no result at all: crashed at start?)")
+                    continue
+            parts.append(r)
+    else:
+        r = junit_from_xml(folder) or junit_from_feed(log)
+        if r:
+            parts.append(r)
+            if not r["complete"]:
+                incomplete.append("the suite" + (f" (stopped in {r['unfinished'][0]})" if r["unfinished"] else ""))
+    if not parts:
+        return dict(ran=False, note="no Java test results (the suite did not run, or died before its first test)")
+    reasons = {}
+    for r in parts:
+        for why, n in r.get("skip_reasons", []):
+            reasons[why] = reasons.get(why, 0) + n
+    out = dict(ran=True, complete=not incomplete,
+               source="JUnit XML" + (" and console feeds of unfinished classes" if incomplete else ""),
+               tests=sum(r["tests"] for r in parts), passed=sum(r["passed"] for r in parts),
+               failed=sum(r["failed"] for r in parts), skipped=sum(r["skipped"] for r in parts),
+               classes=len(subdirs) or None,
+               failed_names=[n for r in parts for n in r["failed_names"]][:50],
+               skip_reasons=sorted(reasons.items(), key=lambda kv: -kv[1])[:8])
+    if incomplete:
+        out["note"] = "INCOMPLETE: did not finish: " + "; ".join(incomplete[:10])
+    return out
 
 
 def join_benchmarks(ours, peer):
@@ -206,7 +235,7 @@ def write_md(rep, path):
         L.append(f"- PyTorch {te.get('torch')} (CUDA {te.get('cuda')}, cuDNN {te.get('cudnn')}), "
                  f"{te.get('sm_count')} SMs, allow_tf32={te.get('allow_tf32')}")
     L.append(f"- host: {env.get('host_cpu', '?')}, {env.get('host_cores', '?')} cores; "
-             f"cmake {env.get('cmake', '?')}, c++ {env.get('cxx', '?')}; source {env.get('source', '?')}")
+             f"cmake {env.get('cmake', '?')}, compiler: {env.get('cxx', '?')}; source {env.get('source', '?')}")
     if rep.get("gpu_present") is False:
         L.append("")
         L.append("**No GPU was found: the CUDA tests skipped and the benchmarks did not run.**")

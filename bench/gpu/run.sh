@@ -14,7 +14,8 @@
 #   driver        nvcc builds bench/gpu/bench_cuda.cu against libathanor_core.a
 #   native-tests  athanor_native_tests: every CUDA op against the CPU op
 #   java-tests    the JUnit suite on the unpacked runtime with the fresh libathanor.so
-#                 (-Dathanor.library.path, --enable-native-access): Java -> JNI -> CUDA
+#                 (-Dathanor.library.path, --enable-native-access): Java -> JNI -> CUDA; one JVM per
+#                 test class as surefire does, 4 at a time
 #                 (while the two test suites run, 150 s of the budget are held back for the benchmarks)
 #   bench-ours    bench_cuda: Athanor GEMM and attention fwd/bwd on bench/gpu/cases.txt (restarted past a crash)
 #   bench-peer    bench/gpu/peer.py: PyTorch on the same cases
@@ -27,6 +28,7 @@
 # Knobs (environment): ATH_GPU_BUDGET_S (total seconds, default 465, under 8 min), ATH_GPU_WORK (work folder,
 #   default /tmp/athanor-gpu), ATH_GPU_CUDA (ON/OFF, default ON when nvcc is found), ATH_GPU_JOBS,
 #   ATH_GPU_BENCH_SECONDS (timed seconds per measurement, default 0.4), ATH_GPU_CASES (cases file),
+#   ATH_GPU_JAVA_PAR (test JVMs at a time, default 4), ATH_GPU_JAVA_CLASS_S (limit per test class, default 120),
 #   ATH_GPU_SKIP (space-separated step names to skip, e.g. "java-tests bench-peer"), ATH_GPU_BUILD_S (the
 #   build step's limit, default 300 s; raise it together with ATH_GPU_BUDGET_S on a slow machine).
 set -u -o pipefail
@@ -169,19 +171,43 @@ do_build() {
   cmake --build "$B" --parallel "$JOBS" -- "${keep[@]}"
 }
 
-do_java_tests() {
-  cd "$ROOT/java" || return 1
+# One JVM per test class, as surefire runs them (tier accounting is process-wide; a JNI crash then
+# takes down one class, not the suite), ATH_GPU_JAVA_PAR classes at a time (default 4).
+run_java_class() {
+  local c=$1 d=$LOGS/junit/$1 rc
+  mkdir -p "$d"
   local cp="$P/athanor.jar:$P/test-classes"
   for j in "$P"/lib/*.jar; do [ -f "$j" ] && cp="$cp:$j"; done
   # --details testfeed: one line per test event, flushed as it happens, so a killed run still shows
-  # what passed and where it hung (report.py reads it when the XML report is missing or partial).
+  # what passed and where it hung (report.py reads it when the XML report is missing).
+  # SIGQUIT first on timeout: a hung JVM prints its threads' stacks into the log.
   # shellcheck disable=SC2046
-  exec "$RT/bin/java" $(cat "$P/jvm-args.txt" 2>/dev/null || echo --enable-native-access=ALL-UNNAMED) \
+  timeout -s QUIT -k 10 "${ATH_GPU_JAVA_CLASS_S:-120}" "$RT/bin/java" \
+    $(cat "$P/jvm-args.txt" 2>/dev/null || echo --enable-native-access=ALL-UNNAMED) \
     -Dathanor.library.path="$LIB" \
     -jar "$P/junit-platform-console-standalone.jar" execute \
-    --class-path "$cp" --scan-classpath "$P/test-classes" \
-    --include-classname '^(Test.*|.+[.$]Test.*|.*Tests?|.*TestCase)$' \
-    --reports-dir "$LOGS/junit" --details testfeed --disable-banner --disable-ansi-colors
+    --class-path "$cp" --select-class "$c" \
+    --reports-dir "$d" --details testfeed --disable-banner --disable-ansi-colors > "$d/feed.log" 2>&1
+  rc=$?
+  echo "$c $rc" >> "$LOGS/java-class-exit-codes.txt"
+  return 0
+}
+
+do_java_tests() {
+  cd "$ROOT/java" || return 1
+  : > "$LOGS/java-class-exit-codes.txt"
+  local classes
+  classes=$(cd "$P/test-classes" && find . -name '*.class' ! -name '*$*' | sed 's|^\./||; s|\.class$||; s|/|.|g' \
+            | grep -E '(^|\.)(Test[^.]*|[^.]*Tests?|[^.]*TestCase)$' | sort)
+  [ -n "$classes" ] || { echo "no test classes in $P/test-classes"; return 1; }
+  echo "$(echo "$classes" | wc -l) test classes, ${ATH_GPU_JAVA_PAR:-4} JVMs at a time"
+  echo "$classes" | xargs -P "${ATH_GPU_JAVA_PAR:-4}" -I{} bash -c 'run_java_class "$1"' _ {}
+  local c
+  for c in $classes; do
+    echo "----- $c (exit $(awk -v c="$c" '$1 == c { print $2 }' "$LOGS/java-class-exit-codes.txt"))"
+    cat "$LOGS/junit/$c/feed.log" 2>/dev/null
+  done
+  ! awk '$2 != 0 { bad = 1 } END { exit !bad }' "$LOGS/java-class-exit-codes.txt"
 }
 
 do_driver() {
@@ -217,7 +243,7 @@ do_bench_ours() {
 do_bench_peer() {
   PYTHONUNBUFFERED=1 python3 "$ROOT/bench/gpu/peer.py" --cases "$CASES" --out "$W/peer.jsonl" --seconds "$BENCH_SECONDS"
 }
-export -f do_unpack do_env do_configure do_build do_java_tests do_driver do_bench_ours do_bench_peer
+export -f do_unpack do_env do_configure do_build run_java_class do_java_tests do_driver do_bench_ours do_bench_peer
 
 # ------------------------------------------------------------------ the steps
 say "GPU check: root $ROOT, work $W, output $R, budget ${BUDGET}s"
@@ -280,7 +306,7 @@ else
 fi
 
 if [ -n "$LIB" ] && [ -x "$RT/bin/java" ]; then
-  run_step java-tests 180 -s QUIT -- bash -c do_java_tests  # SIGQUIT first: a hung JVM prints its threads
+  run_step java-tests 240 -- bash -c do_java_tests
 else
   record java-tests - 0 "not run: $([ -z "$LIB" ] && echo 'libathanor.so was not built' || echo 'no Java runtime (payload)')"
 fi

@@ -77,7 +77,7 @@ struct Setup {
   // Leading dimensions are rounded up to a multiple of this (8: the fast kernels' requirement, so
   // odd M/N/K exercise their boundary handling instead of routing to the generic kernel).
   int64_t ld_align = 8;
-  bool c_side_by_side = false;  // batches of C side by side in each row: stride_c = n, ldc = batch * n
+  bool ab_nan = false;  // A and B hold NaN (with alpha == 0 they must not be read)
   float alpha = 1.f, beta = 0.f;
   bool bias = false;
   bool integers = false;  // small integers: every result is exact
@@ -153,11 +153,7 @@ Tolerance tolerance(const Setup& s) {
 void run_setup(const Setup& s) {
   const Geometry ga = operand(s.ta ? s.k : s.m, s.ta ? s.m : s.k, s.pad_a, s.gap_a, s.batch, s.off_a, s.ld_align);
   const Geometry gb = operand(s.tb ? s.n : s.k, s.tb ? s.k : s.n, s.pad_b, s.gap_b, s.batch, s.off_b, s.ld_align);
-  Geometry gc = operand(s.m, s.n, s.pad_c, s.gap_c < 0 ? 0 : s.gap_c, s.batch, s.off_c, s.ld_align);
-  if (s.c_side_by_side) {
-    gc.ld = s.batch * s.n + s.pad_c;
-    gc.stride = s.n;
-  }
+  const Geometry gc = operand(s.m, s.n, s.pad_c, s.gap_c < 0 ? 0 : s.gap_c, s.batch, s.off_c, s.ld_align);
 
   std::mt19937_64 rng(s.seed);
   std::uniform_real_distribution<float> uni(-1.f, 1.f);
@@ -165,8 +161,8 @@ void run_setup(const Setup& s) {
   auto draw = [&]() { return s.integers ? static_cast<float>(ints(rng)) : uni(rng); };
 
   HostBuffer ha(s.dtype_ab, ga.total()), hb(s.dtype_ab, gb.total()), hc(s.dtype_c, gc.total());
-  for (int64_t i = 0; i < ga.total(); ++i) ha.set(i, draw());
-  for (int64_t i = 0; i < gb.total(); ++i) hb.set(i, draw());
+  for (int64_t i = 0; i < ga.total(); ++i) ha.set(i, s.ab_nan ? NAN : draw());
+  for (int64_t i = 0; i < gb.total(); ++i) hb.set(i, s.ab_nan ? NAN : draw());
   fill_sentinel(hc);
   for (int64_t b = 0; b < s.batch; ++b)
     for (int64_t r = 0; r < s.m; ++r)
@@ -186,7 +182,7 @@ void run_setup(const Setup& s) {
           const double bv = hb.get(s.tb ? gb.index(b, j, p) : gb.index(b, p, j));
           acc += av * bv;
         }
-        double v = static_cast<double>(s.alpha) * acc;
+        double v = s.alpha != 0.f ? static_cast<double>(s.alpha) * acc : 0.0;  // alpha == 0: no A @ B
         if (s.beta != 0.f) v += static_cast<double>(s.beta) * hc.get(gc.index(b, i, j));
         if (s.bias) v += hbias.get(j);
         ref[static_cast<size_t>((b * s.m + i) * s.n + j)] = round_to(s.dtype_c, static_cast<float>(v));
@@ -333,10 +329,9 @@ ATH_TEST(cuda_gemm_batched) {
   uint64_t seed = 2000;
   for (int layout = 0; layout < 4; ++layout)
     for (const DtypePair& dt : kDtypes)
-      for (int variant = 0; variant < 3; ++variant) {
+      for (int variant = 0; variant < 2; ++variant) {
         Setup s;
         s.m = 37; s.n = 70; s.k = 45; s.batch = 3;
-        s.c_side_by_side = variant == 2;  // e.g. per-head outputs written into (T, H * D)
         s.ta = layout & 1; s.tb = layout >> 1;
         s.dtype_ab = dt.ab; s.dtype_c = dt.c;
         s.gap_a = variant == 0 ? 8 : -1;  // -1: stride_a = 0 (shared A)
@@ -399,17 +394,20 @@ ATH_TEST(cuda_gemm_unaligned) {
       }
 }
 
-// K == 0: C = beta * C + bias (A and B are not read).
-ATH_TEST(cuda_gemm_k_zero) {
+// K == 0, and alpha == 0 with NaN in A and B: C = beta * C + bias (A and B are not read).
+ATH_TEST(cuda_gemm_k_zero_alpha_zero) {
   require_cuda_device();
   uint64_t seed = 5000;
   for (const DtypePair& dt : kDtypes)
-    for (int variant = 0; variant < 2; ++variant) {
+    for (int variant = 0; variant < 4; ++variant) {
       Setup s;
-      s.m = 19; s.n = 41; s.k = 0;
+      s.m = 19; s.n = 41;
+      s.k = variant < 2 ? 0 : 72;
+      s.alpha = variant < 2 ? 1.f : 0.f;
+      s.ab_nan = variant >= 2;
       s.dtype_ab = dt.ab; s.dtype_c = dt.c;
-      s.beta = variant == 0 ? 0.f : 1.5f;
-      s.bias = variant == 1;
+      s.beta = variant % 2 == 0 ? 0.f : 1.5f;
+      s.bias = variant % 2 == 1;
       s.seed = ++seed;
       run_setup(s);
     }
@@ -502,8 +500,11 @@ ATH_TEST(cuda_gemm_invalid_arguments) {
       {"a NULL", [](ath_gemm_args* g) { g->a = nullptr; }, true},
       {"b NULL", [](ath_gemm_args* g) { g->b = nullptr; }, true},
       {"c NULL", [](ath_gemm_args* g) { g->c = nullptr; }, true},
-      {"stride_a < 0", [](ath_gemm_args* g) { g->batch = 2; g->stride_a = -16; g->stride_b = 16; g->stride_c = 16; }, false},
-      {"overlapping C batches", [](ath_gemm_args* g) { g->batch = 2; g->stride_a = 16; g->stride_b = 16; g->stride_c = 8; }, false},
+      {"trans_a = 2", [](ath_gemm_args* g) { g->trans_a = 2; }, true},
+      {"trans_b = -1", [](ath_gemm_args* g) { g->trans_b = -1; }, true},
+      {"stride_a < 0", [](ath_gemm_args* g) { g->batch = 2; g->stride_a = -16; g->stride_b = 16; g->stride_c = 16; }, true},
+      {"stride_b < 0", [](ath_gemm_args* g) { g->batch = 2; g->stride_a = 16; g->stride_b = -1; g->stride_c = 16; }, true},
+      {"overlapping C batches", [](ath_gemm_args* g) { g->batch = 2; g->stride_a = 16; g->stride_b = 16; g->stride_c = 8; }, true},
       {"misaligned c for F32", [](ath_gemm_args* g) { g->c = reinterpret_cast<char*>(dummy) + 2; }, false},
   };
   for (const Bad& bad : cases) {
