@@ -258,7 +258,9 @@ def write_md(rep, path):
         L.append(f"  - FAILED {name}")
     if j.get("ran"):
         L.append(f"- Java (JUnit, Java -> JNI -> CUDA): **{j['passed']} passed, {j['failed']} failed, "
-                 f"{j['skipped']} skipped** of {j['tests']} (from the {j['source']})")
+                 f"{j['skipped']} skipped** of {j['tests']}"
+                 + (f" in {j['classes']} test classes, one JVM each" if j.get("classes") else "")
+                 + f" (from the {j['source']})")
         if not j.get("complete"):
             L.append(f"  - {j.get('note')}")
     else:
