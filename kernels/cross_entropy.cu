@@ -197,26 +197,6 @@ ath_status launch_bwd(const ath_xent_args* a, cudaStream_t stream, const DeviceP
 }  // namespace
 }  // namespace ath::cuda
 
-extern "C" ath_status ath_cuda_xent_fwd(const ath_xent_args* a, ath_stream s) {
-  static const char* op = "ath_cuda_xent_fwd";
-  ATH_GUARD_BEGIN
-  ATH_TRY(ath::cuda::validate(op, a, false));
-  ath::cuda::DeviceProps props;
-  ATH_TRY(ath::cuda::current_device_props(op, &props));
-  if (a->rows == 0) return ATH_OK;
-  ATH_DISPATCH_FLOAT(a->dtype, T, op, return ath::cuda::launch_fwd<T>(a, static_cast<cudaStream_t>(s), props));
-  ATH_GUARD_END(op)
-  return ATH_OK;
-}
+ATH_CUDA_ROW_OP_ENTRY(ath_cuda_xent_fwd, ath_xent_args, false, launch_fwd)
 
-extern "C" ath_status ath_cuda_xent_bwd(const ath_xent_args* a, ath_stream s) {
-  static const char* op = "ath_cuda_xent_bwd";
-  ATH_GUARD_BEGIN
-  ATH_TRY(ath::cuda::validate(op, a, true));
-  ath::cuda::DeviceProps props;
-  ATH_TRY(ath::cuda::current_device_props(op, &props));
-  if (a->rows == 0) return ATH_OK;
-  ATH_DISPATCH_FLOAT(a->dtype, T, op, return ath::cuda::launch_bwd<T>(a, static_cast<cudaStream_t>(s), props));
-  ATH_GUARD_END(op)
-  return ATH_OK;
-}
+ATH_CUDA_ROW_OP_ENTRY(ath_cuda_xent_bwd, ath_xent_args, true, launch_bwd)

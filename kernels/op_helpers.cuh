@@ -99,3 +99,21 @@ class StreamWorkspace {
 };
 
 }  // namespace ath::cuda
+
+// Defines the C ABI entry `name` of a row-wise op (norms, cross-entropy): validate the arguments
+// (`backward` selects the backward checks), fetch the current device's properties, return early on
+// zero rows, and dispatch `launcher<T>(args, stream, props)` on the runtime dtype. The including
+// file provides validate(op, args, backward) and the launcher templates in namespace ath::cuda.
+#define ATH_CUDA_ROW_OP_ENTRY(name, args_t, backward, launcher)                                        \
+  extern "C" ath_status name(const args_t* a, ath_stream s) {                                           \
+    static const char* op = #name;                                                                       \
+    ATH_GUARD_BEGIN                                                                                      \
+    ATH_TRY(ath::cuda::validate(op, a, backward));                                                       \
+    ath::cuda::DeviceProps props;                                                                        \
+    ATH_TRY(ath::cuda::current_device_props(op, &props));                                                \
+    if (a->rows == 0) return ATH_OK;                                                                     \
+    ATH_DISPATCH_FLOAT(a->dtype, T, op,                                                                  \
+                       return ath::cuda::launcher<T>(a, static_cast<cudaStream_t>(s), props));          \
+    ATH_GUARD_END(op)                                                                                    \
+    return ATH_OK;                                                                                       \
+  }

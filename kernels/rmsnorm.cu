@@ -207,26 +207,6 @@ ath_status launch_bwd(const ath_norm_args* a, cudaStream_t stream, const DeviceP
 }  // namespace
 }  // namespace ath::cuda
 
-extern "C" ath_status ath_cuda_rmsnorm_fwd(const ath_norm_args* a, ath_stream s) {
-  static const char* op = "ath_cuda_rmsnorm_fwd";
-  ATH_GUARD_BEGIN
-  ATH_TRY(ath::cuda::validate(op, a, false));
-  ath::cuda::DeviceProps props;
-  ATH_TRY(ath::cuda::current_device_props(op, &props));
-  if (a->rows == 0) return ATH_OK;
-  ATH_DISPATCH_FLOAT(a->dtype, T, op, return ath::cuda::launch_fwd<T>(a, static_cast<cudaStream_t>(s), props));
-  ATH_GUARD_END(op)
-  return ATH_OK;
-}
+ATH_CUDA_ROW_OP_ENTRY(ath_cuda_rmsnorm_fwd, ath_norm_args, false, launch_fwd)
 
-extern "C" ath_status ath_cuda_rmsnorm_bwd(const ath_norm_args* a, ath_stream s) {
-  static const char* op = "ath_cuda_rmsnorm_bwd";
-  ATH_GUARD_BEGIN
-  ATH_TRY(ath::cuda::validate(op, a, true));
-  ath::cuda::DeviceProps props;
-  ATH_TRY(ath::cuda::current_device_props(op, &props));
-  if (a->rows == 0) return ATH_OK;
-  ATH_DISPATCH_FLOAT(a->dtype, T, op, return ath::cuda::launch_bwd<T>(a, static_cast<cudaStream_t>(s), props));
-  ATH_GUARD_END(op)
-  return ATH_OK;
-}
+ATH_CUDA_ROW_OP_ENTRY(ath_cuda_rmsnorm_bwd, ath_norm_args, true, launch_bwd)
