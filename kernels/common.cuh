@@ -75,16 +75,6 @@ __device__ __forceinline__ float block_sum(float v, float* scratch) {
   return warp_sum(v);
 }
 
-__device__ __forceinline__ float block_max(float v, float* scratch) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
-  v = warp_max(v);
-  __syncthreads();
-  if (lane == 0) scratch[warp] = v;
-  __syncthreads();
-  v = lane < nwarps ? scratch[lane] : -INFINITY;
-  return warp_max(v);
-}
-
 // Dispatches a templated launcher on the runtime floating dtype:
 //   ATH_DISPATCH_FLOAT(dtype, T, "op", { launch<T>(...); })
 #define ATH_DISPATCH_FLOAT(dtype, T, op, ...)                                                  \

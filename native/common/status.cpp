@@ -17,8 +17,6 @@ ath_status fail(ath_status status, const char* fmt, ...) {
   return status;
 }
 
-void clear_error() { g_message[0] = '\0'; }
-
 }  // namespace ath
 
 extern "C" const char* ath_last_error(void) { return g_message; }

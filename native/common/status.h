@@ -11,8 +11,6 @@ namespace ath {
 
 // Formats the message for the current thread and returns `status`.
 ath_status fail(ath_status status, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
-// Clears the current thread's message.
-void clear_error();
 
 }  // namespace ath
 
