@@ -94,7 +94,9 @@ DEPS=$("$JDK/bin/jdeps" --print-module-deps --ignore-missing-deps --multi-releas
       || true)
 [ -n "$DEPS" ] || { cat "$STAGE/jdeps.err" >&2; say "WARNING: jdeps found nothing; using the base module set"; }
 MODULES=$(echo "java.base,java.logging,jdk.unsupported,java.management,jdk.management,${DEPS}" | tr ',' '\n' \
-          | grep -v '^$' | sort -u | paste -sd, -)
+          | grep -v '^$' | grep -v -x 'java.desktop' | sort -u | paste -sd, -)
+# java.desktop (AWT, only for the loss-curve PNG) is left out: it alone would push the payload past
+# 40 MB. Without it LossPlotTest skips, and `train` prints that no plot was written.
 say "jlink modules: $MODULES"
 # --strip-debug and --no-man-pages keep it small; NOT --no-header-files: the GPU machine's native
 # build needs include/jni.h from this runtime.

@@ -345,6 +345,7 @@ def main():
         tests=dict(native=native_summary(os.path.join(w, "logs", "native-tests.log")),
                    java=junit_summary(os.path.join(w, "logs", "junit"), os.path.join(w, "logs", "java-tests.log"))),
         benchmarks=join_benchmarks(ours, peer),
+        model=join_model(read_jsonl(os.path.join(w, "model-ours.jsonl")), read_jsonl(os.path.join(w, "model-peer.jsonl"))),
         notes=notes,
         formulas=dict(gemm="2*M*N*K", attention_fwd="4*B*H*T*T*D, x0.5 when causal",
                       attention_bwd="2.5 x attention_fwd", ratio="athanor_tflops / torch_tflops"),
@@ -352,7 +353,50 @@ def main():
     with open(args.out_json, "w") as f:
         json.dump(rep, f, indent=1)
     write_md(rep, args.out_md)
+    if rep["model"]:
+        with open(args.out_md, "a") as f:
+            f.write(model_md(rep["model"]))
     return 0
+
+
+def model_key(r):
+    return (r.get("mode"), r.get("batch"), r.get("seq") if r.get("mode") == "train" else r.get("prompt_len"),
+            r.get("decode_tokens"))
+
+
+def join_model(ours, peer):
+    """Pairs Athanor's and PyTorch's whole-model results by (mode, batch, seq/prompt, decode tokens)."""
+    rows = []
+    peers = {model_key(r): r for r in peer if "mode" in r}
+    for o in ours:
+        if "mode" not in o:
+            continue
+        p = peers.get(model_key(o), {})
+        # decode: Athanor times prefill + every new token, which is the peer's end-to-end figure
+        pt = p.get("tokens_per_s") if o["mode"] == "train" else p.get("end_to_end_tokens_per_s")
+        ratio = o["tokens_per_s"] / pt if pt else None
+        rows.append(dict(mode=o["mode"], batch=o.get("batch"), seq=o.get("seq"), prompt_len=o.get("prompt_len"),
+                         decode_tokens=o.get("decode_tokens"), athanor_tokens_per_s=o["tokens_per_s"],
+                         torch_tokens_per_s=pt, ratio=ratio,
+                         athanor_tflops=o.get("achieved_tflops"), torch=p))
+    return rows
+
+
+def model_md(rows):
+    peak = 989.4
+    out = ["", "## GPT-2 124M, whole model (BF16 compute, FP32 master weights)", "",
+           "Ratio = Athanor / PyTorch tokens/s, same job. Training: forward + backward + clip + AdamW per step, median of "
+           "10 steps; MFU from 6N + 6LTC FLOPs per token over the H200's %.1f dense BF16 TFLOP/s. Decode: greedy, KV cache." % peak,
+           "", "| case | Athanor tok/s | PyTorch tok/s | ratio | Athanor MFU |", "| --- | --- | --- | --- | --- |"]
+    for r in rows:
+        case = ("train B=%s T=%s" % (r["batch"], r["seq"])) if r["mode"] == "train" else \
+            ("decode B=%s prompt %s, %s new" % (r["batch"], r["prompt_len"], r["decode_tokens"]))
+        mfu = ("%.1f%%" % (100 * r["athanor_tflops"] / peak)) if r.get("athanor_tflops") else ""
+        tt = r["torch_tokens_per_s"]
+        out.append("| %s | %.0f | %s | %s | %s |" % (case, r["athanor_tokens_per_s"], "%.0f" % tt if tt else "n/a",
+                                                   "%.2f" % r["ratio"] if r["ratio"] else "n/a", mfu))
+    return "\n".join(out) + "\n"
+
 
 
 if __name__ == "__main__":

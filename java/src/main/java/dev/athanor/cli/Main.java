@@ -5,9 +5,8 @@ import java.util.Arrays;
 import java.util.List;
 
 /**
- * The {@code athanor} command line. Subcommands: {@code info} (backends, devices, CPU features,
- * kernels, memory tiers) and {@code help}. The training, generation and scoring commands arrive with
- * the model work.
+ * The {@code athanor} command line: {@code demo}, {@code train}, {@code generate}, {@code score},
+ * {@code info} and {@code help}.
  */
 public final class Main {
   private Main() {}
@@ -24,6 +23,26 @@ public final class Main {
       switch (command) {
         case "info" -> {
           InfoCommand.run(rest, out);
+          return 0;
+        }
+        case "demo" -> {
+          DemoCommand.run(rest, out);
+          return 0;
+        }
+        case "train" -> {
+          TrainCommand.run(rest, out);
+          return 0;
+        }
+        case "generate" -> {
+          GenerateCommand.run(rest, out);
+          return 0;
+        }
+        case "bench" -> {
+          BenchCommand.run(rest, out);
+          return 0;
+        }
+        case "score" -> {
+          ScoreCommand.run(rest, out);
           return 0;
         }
         case "help", "-h", "--help" -> {
@@ -51,8 +70,20 @@ public final class Main {
         usage: athanor <command> [options]
 
         commands:
-          info [--json]   backends, devices, CPU features, kernels available, memory tiers
-          help            this text
+          demo       train a small GPT on the JDK's own Java sources for a few minutes, plot, sample
+                     [--steps N] [--device cpu|cuda[:n]] [--out DIR] [--data PATH] [--prompt TEXT]
+          train      train a model: --data PATH (text file, directory, .zip, or llm.c .bin shards)
+                     model: --preset NAME (gpt2, gpt2-medium, gpt2-tiny, llama-tiny, ...) | --model HF_DIR | --config FILE
+                     --steps --batch --seq --accum --lr --min-lr --warmup --schedule constant|cosine
+                     --weight-decay --beta1 --beta2 --eps --grad-clip --shuffle true|false --seed
+                     --device cpu|cuda[:n] --out DIR (HF model dir) --log FILE (JSON lines; plot next to it)
+                     --max-bytes N (tokenize at most N bytes of text) --recompute --save-dtype F32|BF16
+          generate   --model DIR --prompt TEXT [--max-tokens N --temperature T --top-k K --top-p P --seed S --no-stop]
+          score      --model DIR (--tokens FILE | --text TEXT): per-token log-probabilities and mean loss as JSON
+          bench      model throughput on random tokens as JSON: --mode train|decode, --preset/--config,
+                     --batch --seq --steps --warmup-steps --device --prompt-len --decode-tokens
+          info       [--json] backends, devices, CPU features, kernels available, memory tiers
+          help       this text
 
         (the launcher also takes: ./athanor test — the whole test suite; ./athanor build)""");
   }

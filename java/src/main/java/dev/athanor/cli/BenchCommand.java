@@ -1,0 +1,94 @@
+package dev.athanor.cli;
+
+import dev.athanor.infer.Generator;
+import dev.athanor.infer.SamplingConfig;
+import dev.athanor.nn.ModelConfig;
+import dev.athanor.nn.Transformer;
+import dev.athanor.ops.Ops;
+import dev.athanor.runtime.Cuda;
+import dev.athanor.runtime.Device;
+import dev.athanor.train.AdamW;
+import java.io.PrintStream;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Locale;
+import java.util.SplittableRandom;
+import java.util.Set;
+
+/**
+ * {@code athanor bench}: model throughput on random tokens. {@code --mode train}: full steps (forward,
+ * backward, global-norm clipping, AdamW) at batch x seq, median step time after warm-up steps; {@code
+ * --mode decode}: greedy generation with the KV cache after a prompt, new tokens per second. Prints one
+ * JSON object (the peer is bench/model/torch_train.py with the same flags).
+ */
+final class BenchCommand {
+  static final Set<String> FLAGS = Set.of("preset", "config", "model", "context", "batch", "seq", "steps", "warmup-steps",
+      "mode", "device", "prompt-len", "decode-tokens");
+
+  private BenchCommand() {}
+
+  static void run(List<String> args, PrintStream out) {
+    Flags f = new Flags("bench", args, FLAGS, Set.of());
+    Device device = Models.device(f.str("device", "auto"));
+    ModelConfig mc = Models.config(f);
+    String mode = f.str("mode", "train");
+    int b = f.integer("batch", 8);
+    SplittableRandom rng = new SplittableRandom(1);
+    try (Transformer m = Transformer.create(mc, device)) {
+      m.initialize(1);
+      String common = String.format(Locale.ROOT,
+          "\"impl\":\"athanor\",\"family\":\"%s\",\"layers\":%d,\"hidden\":%d,\"heads\":%d,\"vocab\":%d,\"params\":%d,"
+              + "\"device\":\"%s\",\"dtype\":\"%s\",\"threads\":%d,\"batch\":%d",
+          mc.family().hfModelType(), mc.layers(), mc.hidden(), mc.heads(), mc.vocabSize(), mc.parameterCount(), device,
+          m.computeDtype(), Runtime.getRuntime().availableProcessors(), b);
+      if (mode.equals("train")) {
+        int t = f.integer("seq", Math.min(256, mc.maxSeqLen()));
+        int steps = f.integer("steps", 10), warm = f.integer("warmup-steps", 2);
+        double[] ms = new double[steps];
+        try (AdamW opt = new AdamW(m.parameters())) {
+          for (int s = -warm; s < steps; s++) {
+            int[] in = rng.ints((long) b * t, 0, mc.vocabSize()).toArray();
+            int[] tg = rng.ints((long) b * t, 0, mc.vocabSize()).toArray();
+            long t0 = System.nanoTime();
+            m.parameters().zeroGrad();
+            m.forward(in, tg, b, t);
+            m.backward(1f);
+            float norm = Ops.globalNorm(m.parameters().grads());
+            opt.update(1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, (float) Math.min(1.0, 1.0 / (norm + 1e-6)));
+            if (device.isCuda()) Cuda.synchronize(device.index());
+            if (s >= 0) ms[s] = (System.nanoTime() - t0) / 1e6;
+          }
+        }
+        double med = median(ms);
+        double tps = b * t / (med / 1e3);
+        // FLOPs per token: 6 N (matmul weights incl. the head) + 6 L T C (causal attention: 12 L T C halved)
+        long n = mc.parameterCount() - (mc.family().hfModelType().equals("gpt2") ? (long) mc.maxSeqLen() * mc.hidden() : 0);
+        double flopsPerToken = 6.0 * n + 6.0 * mc.layers() * t * mc.hidden();
+        out.printf(Locale.ROOT, "{%s,\"mode\":\"train\",\"seq\":%d,\"steps\":%d,\"step_ms_median\":%.3f,\"step_ms\":%s,"
+            + "\"tokens_per_s\":%.1f,\"flops_per_token\":%.4g,\"achieved_tflops\":%.3f}%n", common, t, steps, med,
+            Arrays.toString(ms), tps, flopsPerToken, tps * flopsPerToken / 1e12);
+      } else if (mode.equals("decode")) {
+        int p = f.integer("prompt-len", 16), n = f.integer("decode-tokens", 64);
+        int[][] prompts = new int[b][];
+        for (int i = 0; i < b; i++) prompts[i] = rng.ints(p, 0, mc.vocabSize()).toArray();
+        Generator g = new Generator(m);
+        SamplingConfig sc = new SamplingConfig(0f, 0, 1f, 0, n, false);
+        g.generate(List.of(prompts), new SamplingConfig(0f, 0, 1f, 0, Math.min(4, n), false), null);  // warm-up
+        long t0 = System.nanoTime();
+        List<int[]> outs = g.generate(List.of(prompts), sc, null);
+        double secs = (System.nanoTime() - t0) / 1e9;
+        long made = outs.stream().mapToLong(x -> x.length).sum();
+        out.printf(Locale.ROOT, "{%s,\"mode\":\"decode\",\"prompt_len\":%d,\"decode_tokens\":%d,\"seconds\":%.4f,"
+            + "\"tokens_per_s\":%.1f}%n", common, p, n, secs, made / secs);
+      } else {
+        throw new IllegalArgumentException("--mode must be train or decode, got '" + mode + "'");
+      }
+    }
+  }
+
+  static double median(double[] x) {
+    double[] s = x.clone();
+    Arrays.sort(s);
+    return s.length % 2 == 1 ? s[s.length / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+  }
+}

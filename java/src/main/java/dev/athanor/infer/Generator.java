@@ -1,0 +1,93 @@
+package dev.athanor.infer;
+
+import dev.athanor.nn.KvCache;
+import dev.athanor.nn.Transformer;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Objects;
+
+/**
+ * Autoregressive generation with a key/value cache. Prompts of equal length are decoded together as one
+ * batch (one forward per new token for the whole group); each prompt is prefilled in one forward.
+ */
+public final class Generator {
+  private final Transformer model;
+
+  public Generator(Transformer model) {
+    this.model = Objects.requireNonNull(model, "model");
+  }
+
+  /** Generates for one prompt; see {@link #generate(List, SamplingConfig, TokenListener)}. */
+  public int[] generate(int[] prompt, SamplingConfig cfg, TokenListener listener) {
+    return generate(List.of(prompt), cfg, listener).get(0);
+  }
+
+  /**
+   * Generates a continuation of every prompt (new tokens only, EOS included when it stopped there).
+   * {@code listener} (may be null) sees each token as it is produced. A prompt that is empty, holds an id
+   * outside the vocabulary, or leaves no room in the context for one new token is rejected.
+   */
+  public List<int[]> generate(List<int[]> prompts, SamplingConfig cfg, TokenListener listener) {
+    int ctx = model.config().maxSeqLen(), vocab = model.config().vocabSize();
+    for (int i = 0; i < prompts.size(); i++) {
+      int[] p = prompts.get(i);
+      if (p == null || p.length == 0) throw new IllegalArgumentException("prompt " + i + " is empty");
+      if (p.length >= ctx) {
+        throw new IllegalArgumentException("prompt " + i + " has " + p.length + " tokens; the model's context is " + ctx
+            + " tokens, so a prompt may have at most " + (ctx - 1) + " to leave room for generation");
+      }
+      for (int j = 0; j < p.length; j++) {
+        if (p[j] < 0 || p[j] >= vocab) {
+          throw new IllegalArgumentException("prompt " + i + " token " + j + " = " + p[j] + " is outside the vocabulary [0, "
+              + vocab + ")");
+        }
+      }
+    }
+    Map<Integer, List<Integer>> groups = new LinkedHashMap<>();
+    for (int i = 0; i < prompts.size(); i++) groups.computeIfAbsent(prompts.get(i).length, k -> new ArrayList<>()).add(i);
+    List<int[]> out = new ArrayList<>(prompts.size());
+    for (int i = 0; i < prompts.size(); i++) out.add(null);
+    Sampler sampler = new Sampler(cfg);
+    for (Map.Entry<Integer, List<Integer>> g : groups.entrySet()) {
+      int len = g.getKey();
+      List<Integer> members = g.getValue();
+      int b = members.size();
+      int budget = Math.min(cfg.maxTokens(), ctx - len);
+      int[][] made = new int[b][budget];
+      int[] count = new int[b];
+      boolean[] stopped = new boolean[b];
+      if (budget == 0) {
+        for (int s = 0; s < b; s++) out.set(members.get(s), new int[0]);
+        continue;
+      }
+      int eos = model.config().eosTokenId();
+      try (KvCache cache = model.newCache(b, len + budget)) {
+        int[] tokens = new int[b * len];
+        for (int s = 0; s < b; s++) System.arraycopy(prompts.get(members.get(s)), 0, tokens, s * len, len);
+        float[] logits = model.forwardCached(cache, tokens, b, len);
+        for (int t = 0; t < budget; t++) {
+          int[] next = new int[b];
+          boolean any = false;
+          for (int s = 0; s < b; s++) {
+            if (stopped[s]) {
+              next[s] = Math.max(eos, 0);  // keeps the batch shape; never reported
+              continue;
+            }
+            int tok = sampler.sample(logits, s * vocab, vocab);
+            next[s] = tok;
+            made[s][count[s]++] = tok;
+            if (listener != null) listener.onToken(members.get(s), tok);
+            if (cfg.stopAtEos() && tok == eos) stopped[s] = true;
+            else any = true;
+          }
+          if (!any || t == budget - 1) break;
+          logits = model.forwardCached(cache, next, b, 1);
+        }
+      }
+      for (int s = 0; s < b; s++) out.set(members.get(s), java.util.Arrays.copyOf(made[s], count[s]));
+    }
+    return out;
+  }
+}

@@ -1,0 +1,184 @@
+package dev.athanor.nn;
+
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
+
+/**
+ * The architecture of a decoder-only transformer of the GPT-2 or Llama family (see {@link Family}).
+ *
+ * @param family GPT-2 or Llama layout, norms, activation and positions
+ * @param vocabSize tokens in the vocabulary (rows of the embedding and of the output head)
+ * @param maxSeqLen the context length (GPT-2: {@code n_positions}; Llama: {@code max_position_embeddings})
+ * @param layers transformer blocks
+ * @param hidden the model width C
+ * @param heads query heads; the head dimension is {@code hidden / heads}
+ * @param kvHeads key/value heads (grouped-query attention; GPT-2 requires {@code kvHeads == heads})
+ * @param intermediate the MLP's inner width (GPT-2 usually 4C)
+ * @param normEps epsilon of LayerNorm (GPT-2) or RMSNorm (Llama)
+ * @param ropeTheta the rotary base (Llama; ignored for GPT-2)
+ * @param tiedEmbeddings whether the output head reuses the token embedding matrix
+ * @param bosTokenId the beginning-of-sequence token, or -1
+ * @param eosTokenId the end-of-sequence token, or -1
+ */
+public record ModelConfig(Family family, int vocabSize, int maxSeqLen, int layers, int hidden, int heads, int kvHeads,
+    int intermediate, float normEps, float ropeTheta, boolean tiedEmbeddings, int bosTokenId, int eosTokenId) {
+
+  public ModelConfig {
+    if (family == null) throw new IllegalArgumentException("family is null");
+    positive("vocabSize", vocabSize);
+    positive("maxSeqLen", maxSeqLen);
+    positive("layers", layers);
+    positive("hidden", hidden);
+    positive("heads", heads);
+    positive("kvHeads", kvHeads);
+    positive("intermediate", intermediate);
+    if (hidden % heads != 0) {
+      throw new IllegalArgumentException("hidden " + hidden + " is not divisible by heads " + heads);
+    }
+    if (heads % kvHeads != 0) {
+      throw new IllegalArgumentException("heads " + heads + " is not divisible by kvHeads " + kvHeads);
+    }
+    if (family == Family.GPT2 && kvHeads != heads) {
+      throw new IllegalArgumentException("GPT-2 has no grouped-query attention: kvHeads " + kvHeads + " != heads " + heads);
+    }
+    if (family == Family.LLAMA && (hidden / heads) % 2 != 0) {
+      throw new IllegalArgumentException("rotary embeddings need an even head dimension, got " + hidden / heads);
+    }
+    if (!(normEps > 0) || !Float.isFinite(normEps)) throw new IllegalArgumentException("normEps must be > 0, got " + normEps);
+    if (family == Family.LLAMA && (!(ropeTheta > 0) || !Float.isFinite(ropeTheta))) {
+      throw new IllegalArgumentException("ropeTheta must be > 0, got " + ropeTheta);
+    }
+    if (bosTokenId < -1 || bosTokenId >= vocabSize) {
+      throw new IllegalArgumentException("bosTokenId " + bosTokenId + " outside [-1, " + vocabSize + ")");
+    }
+    if (eosTokenId < -1 || eosTokenId >= vocabSize) {
+      throw new IllegalArgumentException("eosTokenId " + eosTokenId + " outside [-1, " + vocabSize + ")");
+    }
+  }
+
+  private static void positive(String name, int v) {
+    if (v <= 0) throw new IllegalArgumentException(name + " must be > 0, got " + v);
+  }
+
+  /** A GPT-2 configuration (tied head, 4C MLP, eps 1e-5, token 50256 as BOS and EOS when the vocab has it). */
+  public static ModelConfig gpt2(int vocabSize, int maxSeqLen, int layers, int hidden, int heads) {
+    int eot = vocabSize > 50256 ? 50256 : -1;
+    return new ModelConfig(Family.GPT2, vocabSize, maxSeqLen, layers, hidden, heads, heads, 4 * hidden, 1e-5f, 0f,
+        true, eot, eot);
+  }
+
+  /** A Llama configuration (RMSNorm eps 1e-5, no BOS/EOS ids). */
+  public static ModelConfig llama(int vocabSize, int maxSeqLen, int layers, int hidden, int heads, int kvHeads,
+      int intermediate, float ropeTheta, boolean tied) {
+    return new ModelConfig(Family.LLAMA, vocabSize, maxSeqLen, layers, hidden, heads, kvHeads, intermediate, 1e-5f,
+        ropeTheta, tied, -1, -1);
+  }
+
+  /** Named presets: sizes people know, and the small model of the CPU demo. */
+  public static Map<String, ModelConfig> presets() {
+    Map<String, ModelConfig> m = new TreeMap<>();
+    m.put("gpt2", gpt2(50257, 1024, 12, 768, 12));
+    m.put("gpt2-medium", gpt2(50257, 1024, 24, 1024, 16));
+    m.put("gpt2-large", gpt2(50257, 1024, 36, 1280, 20));
+    m.put("gpt2-xl", gpt2(50257, 1024, 48, 1600, 25));
+    m.put("gpt2-tiny", gpt2(50257, 256, 4, 256, 4));
+    m.put("llama-tiny", llama(50257, 256, 4, 256, 4, 2, 688, 10000f, true));
+    return m;
+  }
+
+  /** The preset called {@code name}; throws listing the known ones otherwise. */
+  public static ModelConfig preset(String name) {
+    ModelConfig c = presets().get(name);
+    if (c == null) throw new IllegalArgumentException("unknown model preset \"" + name + "\"; known: " + presets().keySet());
+    return c;
+  }
+
+  /** The dimension of one attention head. */
+  public int headDim() {
+    return hidden / heads;
+  }
+
+  /** The width of the key (and value) projection: {@code kvHeads * headDim}. */
+  public int kvDim() {
+    return kvHeads * headDim();
+  }
+
+  /** This config with another context length. */
+  public ModelConfig withMaxSeqLen(int t) {
+    return new ModelConfig(family, vocabSize, t, layers, hidden, heads, kvHeads, intermediate, normEps, ropeTheta,
+        tiedEmbeddings, bosTokenId, eosTokenId);
+  }
+
+  /** This config with another vocabulary size (ids outside it become invalid). */
+  public ModelConfig withVocabSize(int v) {
+    return new ModelConfig(family, v, maxSeqLen, layers, hidden, heads, kvHeads, intermediate, normEps, ropeTheta,
+        tiedEmbeddings, bosTokenId < v ? bosTokenId : -1, eosTokenId < v ? eosTokenId : -1);
+  }
+
+  /** The name prefix of block {@code i}'s tensors, e.g. {@code transformer.h.3.} or {@code model.layers.3.}. */
+  public String blockPrefix(int i) {
+    return (family == Family.GPT2 ? "transformer.h." : "model.layers.") + i + ".";
+  }
+
+  /**
+   * Every parameter in a fixed order (embeddings, blocks in order, final norm, head), with Hugging Face names
+   * and layouts as {@code save_pretrained} writes them today. A tied head has no tensor of its own.
+   */
+  public List<ParamSpec> parameterSpecs() {
+    List<ParamSpec> p = new ArrayList<>();
+    long c = hidden, v = vocabSize, f = intermediate;
+    if (family == Family.GPT2) {
+      p.add(new ParamSpec("transformer.wte.weight", new long[] {v, c}, true));
+      p.add(new ParamSpec("transformer.wpe.weight", new long[] {maxSeqLen, c}, true));
+      for (int i = 0; i < layers; i++) {
+        String b = blockPrefix(i);
+        p.add(new ParamSpec(b + "ln_1.weight", new long[] {c}, false));
+        p.add(new ParamSpec(b + "ln_1.bias", new long[] {c}, false));
+        p.add(new ParamSpec(b + "attn.c_attn.weight", new long[] {c, 3 * c}, true));
+        p.add(new ParamSpec(b + "attn.c_attn.bias", new long[] {3 * c}, false));
+        p.add(new ParamSpec(b + "attn.c_proj.weight", new long[] {c, c}, true));
+        p.add(new ParamSpec(b + "attn.c_proj.bias", new long[] {c}, false));
+        p.add(new ParamSpec(b + "ln_2.weight", new long[] {c}, false));
+        p.add(new ParamSpec(b + "ln_2.bias", new long[] {c}, false));
+        p.add(new ParamSpec(b + "mlp.c_fc.weight", new long[] {c, f}, true));
+        p.add(new ParamSpec(b + "mlp.c_fc.bias", new long[] {f}, false));
+        p.add(new ParamSpec(b + "mlp.c_proj.weight", new long[] {f, c}, true));
+        p.add(new ParamSpec(b + "mlp.c_proj.bias", new long[] {c}, false));
+      }
+      p.add(new ParamSpec("transformer.ln_f.weight", new long[] {c}, false));
+      p.add(new ParamSpec("transformer.ln_f.bias", new long[] {c}, false));
+    } else {
+      long kv = kvDim();
+      p.add(new ParamSpec("model.embed_tokens.weight", new long[] {v, c}, true));
+      for (int i = 0; i < layers; i++) {
+        String b = blockPrefix(i);
+        p.add(new ParamSpec(b + "input_layernorm.weight", new long[] {c}, false));
+        p.add(new ParamSpec(b + "self_attn.q_proj.weight", new long[] {c, c}, true));
+        p.add(new ParamSpec(b + "self_attn.k_proj.weight", new long[] {kv, c}, true));
+        p.add(new ParamSpec(b + "self_attn.v_proj.weight", new long[] {kv, c}, true));
+        p.add(new ParamSpec(b + "self_attn.o_proj.weight", new long[] {c, c}, true));
+        p.add(new ParamSpec(b + "post_attention_layernorm.weight", new long[] {c}, false));
+        p.add(new ParamSpec(b + "mlp.gate_proj.weight", new long[] {f, c}, true));
+        p.add(new ParamSpec(b + "mlp.up_proj.weight", new long[] {f, c}, true));
+        p.add(new ParamSpec(b + "mlp.down_proj.weight", new long[] {c, f}, true));
+      }
+      p.add(new ParamSpec("model.norm.weight", new long[] {c}, false));
+    }
+    if (!tiedEmbeddings) p.add(new ParamSpec("lm_head.weight", new long[] {v, c}, true));
+    return p;
+  }
+
+  /** The number of parameters (a tied head counted once). */
+  public long parameterCount() {
+    long n = 0;
+    for (ParamSpec s : parameterSpecs()) n += s.numel();
+    return n;
+  }
+
+  /** The name of the token embedding tensor. */
+  public String embeddingName() {
+    return family == Family.GPT2 ? "transformer.wte.weight" : "model.embed_tokens.weight";
+  }
+}

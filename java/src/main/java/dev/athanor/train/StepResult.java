@@ -1,0 +1,25 @@
+package dev.athanor.train;
+
+/**
+ * What one optimizer step did.
+ *
+ * @param step the 0-based step index
+ * @param loss mean training loss over the step's micro-batches
+ * @param lr the learning rate used
+ * @param gradNorm the global gradient norm before clipping
+ * @param tokens tokens processed
+ * @param seconds wall time of the step
+ */
+public record StepResult(long step, float loss, float lr, float gradNorm, long tokens, double seconds) {
+  /** Tokens per second of this step. */
+  public double tokensPerSecond() {
+    return seconds > 0 ? tokens / seconds : 0;
+  }
+
+  /** One JSON object (no newline): step, loss, lr, grad_norm, tokens, tokens_per_s, step_ms. */
+  public String toJson() {
+    return "{\"step\":" + step + ",\"loss\":" + loss + ",\"lr\":" + lr + ",\"grad_norm\":" + gradNorm
+        + ",\"tokens\":" + tokens + ",\"tokens_per_s\":" + Math.round(tokensPerSecond())
+        + ",\"step_ms\":" + Math.round(seconds * 1e4) / 10.0 + "}";
+  }
+}

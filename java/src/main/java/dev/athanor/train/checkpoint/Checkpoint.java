@@ -1,0 +1,204 @@
+package dev.athanor.train.checkpoint;
+
+import com.google.gson.JsonObject;
+import com.google.gson.JsonParseException;
+import com.google.gson.JsonParser;
+import dev.athanor.io.data.DataLoader;
+import dev.athanor.io.hf.HfConfig;
+import dev.athanor.io.safetensors.SafetensorsFile;
+import dev.athanor.nn.ModelConfig;
+import dev.athanor.nn.Parameters;
+import dev.athanor.runtime.Device;
+import dev.athanor.tensor.Tensor;
+import dev.athanor.train.TrainConfig;
+import dev.athanor.train.Trainer;
+import java.io.IOException;
+import java.io.InputStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.zip.CRC32C;
+
+/**
+ * A checkpoint directory ({@code step-NNNNNNNN/}) whose manifest and files were verified: every file the
+ * manifest lists exists with its recorded size and CRC32C, and the format version is one this library
+ * reads. {@link #restore(Trainer)} puts the trainer exactly where the checkpoint was taken.
+ */
+public final class Checkpoint {
+  /** The manifest format this library writes and the newest it reads. */
+  public static final int FORMAT_VERSION = 1;
+  static final String MANIFEST = "manifest.json";
+  static final String MODEL_FILE = "model.safetensors";
+  static final String OPTIMIZER_FILE = "optimizer.safetensors";
+
+  private final Path dir;
+  private final JsonObject manifest;
+
+  private Checkpoint(Path dir, JsonObject manifest) {
+    this.dir = dir;
+    this.manifest = manifest;
+  }
+
+  /** Opens and verifies the checkpoint in {@code dir}; throws {@link CheckpointException} naming what is wrong. */
+  public static Checkpoint open(Path dir) {
+    Path mf = dir.resolve(MANIFEST);
+    if (!Files.isDirectory(dir)) throw new CheckpointException("checkpoint " + dir + " is not a directory");
+    if (!Files.isRegularFile(mf)) throw new CheckpointException("checkpoint " + dir + " has no " + MANIFEST + " (incomplete write?)");
+    JsonObject m;
+    try {
+      m = JsonParser.parseString(Files.readString(mf)).getAsJsonObject();
+    } catch (IOException | JsonParseException | IllegalStateException e) {
+      throw new CheckpointException(mf + ": unreadable manifest: " + e.getMessage(), e);
+    }
+    if (!m.has("format_version") || !m.has("files") || !m.has("step")) {
+      throw new CheckpointException(mf + ": not an Athanor checkpoint manifest (format_version, files, step missing)");
+    }
+    try {
+      int version = m.get("format_version").getAsInt();
+      if (version > FORMAT_VERSION) {
+        throw new CheckpointException(mf + ": checkpoint format version " + version + " is newer than this library reads ("
+            + FORMAT_VERSION + "); it was written by Athanor " + str(m, "library_version") + ", upgrade to resume from it");
+      }
+      // everything restore() reads must be present and well-formed, so that a checkpoint that opens also restores
+      JsonObject files = m.getAsJsonObject("files");
+      for (String required : List.of(MODEL_FILE, OPTIMIZER_FILE)) {
+        if (!files.has(required)) throw new CheckpointException(mf + ": the manifest lists no " + required);
+      }
+      m.get("step").getAsLong();
+      m.get("adam_step").getAsLong();
+      Manifests.loaderState(m.getAsJsonObject("data_loader"));
+      Manifests.trainConfig(m.getAsJsonObject("train_config"));
+      HfConfig.parse(m.getAsJsonObject("model_config").toString(), mf + " model_config");
+      for (Map.Entry<String, com.google.gson.JsonElement> e : files.entrySet()) {
+        verifyFile(dir, e.getKey(), e.getValue().getAsJsonObject());
+      }
+    } catch (CheckpointException e) {
+      throw e;
+    } catch (RuntimeException e) {  // a field missing (NPE) or of the wrong type, a bad config value
+      throw new CheckpointException(mf + ": malformed manifest: " + e, e);
+    }
+    return new Checkpoint(dir, m);
+  }
+
+  /** Checks that the file {@code name} of checkpoint {@code dir} has the size and CRC32C the manifest records. */
+  private static void verifyFile(Path dir, String name, JsonObject info) {
+    Path f = dir.resolve(name);
+    if (!dir.equals(f.getParent()) || name.equals("..") || name.equals(".")) {
+      throw new CheckpointException("checkpoint " + dir + ": the manifest names a file outside the checkpoint: " + name);
+    }
+    long bytes = info.get("bytes").getAsLong();
+    String crc = info.get("crc32c").getAsString();
+    if (!Files.isRegularFile(f)) throw new CheckpointException("checkpoint " + dir + ": file " + name + " is missing");
+    try {
+      long size = Files.size(f);
+      if (size != bytes) {
+        throw new CheckpointException("checkpoint " + dir + ": " + name + " has " + size + " bytes, the manifest says "
+            + bytes + " (truncated or overwritten)");
+      }
+      String actual = crc32c(f);
+      if (!actual.equals(crc)) {
+        throw new CheckpointException("checkpoint " + dir + ": " + name + " fails its checksum (CRC32C " + actual
+            + ", manifest " + crc + "): the file is corrupted");
+      }
+    } catch (IOException ex) {
+      throw new CheckpointException("checkpoint " + dir + ": cannot read " + name + ": " + ex.getMessage(), ex);
+    }
+  }
+
+  /** The CRC32C of a file, as 8 hex digits. */
+  static String crc32c(Path f) throws IOException {
+    CRC32C c = new CRC32C();
+    byte[] buf = new byte[1 << 20];
+    try (InputStream in = Files.newInputStream(f)) {
+      for (int n; (n = in.read(buf)) > 0; ) c.update(buf, 0, n);
+    }
+    return String.format("%08x", c.getValue());
+  }
+
+  private static String str(JsonObject o, String k) {
+    return o.has(k) && !o.get(k).isJsonNull() ? o.get(k).getAsString() : "?";
+  }
+
+  /** The verified manifest (not a copy: do not modify). */
+  JsonObject manifest() {
+    return manifest;
+  }
+
+  public Path directory() {
+    return dir;
+  }
+
+  /** The next step to run after restoring (= optimizer steps taken). */
+  public long step() {
+    return manifest.get("step").getAsLong();
+  }
+
+  /** The model configuration the checkpoint was taken with. */
+  public ModelConfig modelConfig() {
+    return HfConfig.parse(manifest.getAsJsonObject("model_config").toString(), dir.resolve(MANIFEST) + " model_config");
+  }
+
+  /** The training configuration the checkpoint was taken with. */
+  public TrainConfig trainConfig() {
+    return Manifests.trainConfig(manifest.getAsJsonObject("train_config"));
+  }
+
+  /**
+   * Restores parameters, optimizer moments and step, the data-loader position and the step counter into
+   * {@code t}. The model config must equal the checkpoint's, and the loader must have the saved batch, seq,
+   * shuffle, seed and data size; otherwise nothing is changed and the error lists the differences.
+   */
+  public void restore(Trainer t) {
+    ModelConfig saved = modelConfig();
+    ModelConfig mine = t.model().config();
+    if (!saved.equals(mine)) {
+      throw new CheckpointException("checkpoint " + dir + " was taken with a different model: saved " + saved + ", this run "
+          + mine);
+    }
+    DataLoader.State ls = Manifests.loaderState(manifest.getAsJsonObject("data_loader"));
+    DataLoader.State current = t.data().state();
+    List<String> diffs = new ArrayList<>();
+    if (ls.batch() != current.batch()) diffs.add("batch " + ls.batch() + " vs " + current.batch());
+    if (ls.seq() != current.seq()) diffs.add("seq " + ls.seq() + " vs " + current.seq());
+    if (ls.shuffle() != current.shuffle()) diffs.add("shuffle " + ls.shuffle() + " vs " + current.shuffle());
+    if (ls.seed() != current.seed()) diffs.add("seed " + ls.seed() + " vs " + current.seed());
+    if (ls.dataTokens() != current.dataTokens()) diffs.add("data tokens " + ls.dataTokens() + " vs " + current.dataTokens());
+    if (!diffs.isEmpty()) {
+      throw new CheckpointException("checkpoint " + dir + " cannot resume this run exactly: " + String.join(", ", diffs)
+          + " (checkpoint vs this run)");
+    }
+    List<Parameters.Param> params = t.model().parameters().list();
+    try (SafetensorsFile model = SafetensorsFile.open(dir.resolve(MODEL_FILE));
+        SafetensorsFile opt = SafetensorsFile.open(dir.resolve(OPTIMIZER_FILE))) {
+      List<Tensor> m = t.optimizer().firstMoments(), v = t.optimizer().secondMoments();
+      for (int i = 0; i < params.size(); i++) {
+        Parameters.Param p = params.get(i);
+        readInto(model, p.name(), p.master());
+        readInto(opt, "m." + p.name(), m.get(i));
+        readInto(opt, "v." + p.name(), v.get(i));
+      }
+    }
+    t.model().parameters().syncCompute();
+    t.optimizer().setStep(manifest.get("adam_step").getAsLong());
+    t.restore(new Trainer.Position(step(), ls));
+  }
+
+  private void readInto(SafetensorsFile f, String name, Tensor dst) {
+    if (!f.contains(name)) throw new CheckpointException("checkpoint " + f.path() + " has no tensor " + name);
+    if (dst.device().isCpu()) {
+      f.readInto(name, dst);
+    } else {
+      try (Tensor host = Tensor.empty(dst.dtype(), Device.CPU, dst.shape())) {
+        f.readInto(name, host);
+        dst.copyFrom(host);
+      }
+    }
+  }
+
+  @Override
+  public String toString() {
+    return "Checkpoint(" + dir + ", step " + step() + ")";
+  }
+}

@@ -1,0 +1,372 @@
+package dev.athanor.train.checkpoint;
+
+import com.google.gson.GsonBuilder;
+import com.google.gson.JsonObject;
+import com.google.gson.JsonParser;
+import dev.athanor.io.hf.HfConfig;
+import dev.athanor.io.safetensors.AtomicFiles;
+import dev.athanor.io.safetensors.SafetensorsWriter;
+import dev.athanor.nn.Parameters;
+import dev.athanor.runtime.Device;
+import dev.athanor.runtime.NativeRuntime;
+import dev.athanor.tensor.Tensor;
+import dev.athanor.train.Trainer;
+import java.io.IOException;
+import java.nio.channels.FileChannel;
+import java.nio.file.AccessDeniedException;
+import java.nio.file.FileSystemException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.nio.file.StandardOpenOption;
+import java.time.Instant;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import java.util.function.Consumer;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+
+/**
+ * Writes checkpoints of a {@link Trainer} into a directory, keeps the newest K, and finds the newest valid
+ * one to resume from.
+ *
+ * <p><b>Layout.</b> {@code DIR/step-00000120/} holds {@code model.safetensors} (FP32 master weights by
+ * Hugging Face name), {@code optimizer.safetensors} ({@code m.<name>}, {@code v.<name>}) and {@code
+ * manifest.json} (format version, library version, the next step, AdamW's step, the model and training
+ * configs, the data loader's state, and each file's size and CRC32C).
+ *
+ * <p><b>Atomic.</b> A checkpoint is written into {@code DIR/.tmp-step-…}, every file and the directory are
+ * fsynced, then it is renamed to {@code step-…} and DIR is fsynced. A crash at any moment leaves either the
+ * old set of checkpoints or the new one; a leftover {@code .tmp-*} directory is never loaded and is removed
+ * by the next manager on that directory.
+ *
+ * <p><b>Asynchronous.</b> {@link #save(Trainer)} copies the state into host memory (the only part the step
+ * loop waits for) and hands the copy to one background writer thread. At most one write is in flight: the
+ * next save first waits for the previous write (back-pressure instead of unbounded memory), and a failed
+ * write is reported by the next call. The host buffers of a snapshot are kept after its write and refilled
+ * by the next save (first-touching fresh memory costs more than the copy), so a manager holds one
+ * checkpoint's worth of host memory from its first save until {@link #close()}.
+ */
+public final class CheckpointManager implements AutoCloseable {
+  private static final Pattern STEP_DIR = Pattern.compile("step-(\\d{8,})");
+  private final Path dir;
+  private final int keep;
+  private final boolean async;
+  private final ExecutorService writer;
+  private Future<Path> inFlight;
+  private volatile Snapshot spare;  // the host buffers of the last written snapshot, reused by the next save
+  private volatile Path lastWritten;
+
+  /** A manager writing into {@code dir} (created if needed), keeping the newest {@code keep} checkpoints. */
+  public CheckpointManager(Path dir, int keep, boolean async) {
+    if (keep < 1) throw new IllegalArgumentException("keep must be >= 1, got " + keep);
+    this.dir = dir;
+    this.keep = keep;
+    this.async = async;
+    try {
+      Files.createDirectories(dir);
+    } catch (IOException e) {
+      throw new CheckpointException("cannot create the checkpoint directory " + dir + ": " + e, e);
+    }
+    if (!Files.isWritable(dir)) throw new CheckpointException("the checkpoint directory " + dir + " is not writable");
+    Path probe = dir.resolve(".write-probe-" + ProcessHandle.current().pid());
+    try {
+      Files.writeString(probe, "probe");
+      Files.delete(probe);
+    } catch (IOException e) {
+      throw new CheckpointException("cannot write into the checkpoint directory " + dir + ": " + e, e);
+    }
+    removeStaleTemporaries();
+    this.writer = async ? Executors.newSingleThreadExecutor(r -> {
+      Thread t = new Thread(r, "athanor-checkpoint-writer");
+      t.setDaemon(false);  // a write in progress keeps the JVM alive until it is done
+      return t;
+    }) : null;
+  }
+
+  public Path directory() {
+    return dir;
+  }
+
+  /**
+   * Snapshots the trainer's consistent state (see {@link Trainer#consistentState()}) and writes it, in the
+   * background when asynchronous. Returns the seconds the caller spent (waiting for a previous write plus
+   * the snapshot; plus the write when synchronous). Throws when the trainer's state is inconsistent or a
+   * previous asynchronous write failed.
+   */
+  public double save(Trainer t) {
+    long t0 = System.nanoTime();
+    awaitWrite();
+    Trainer.Position pos = t.consistentState().orElseThrow(() -> new CheckpointException(
+        "the trainer's state is inconsistent (a step failed during its parameter update); no checkpoint written"));
+    Snapshot s = spare != null ? spare : new Snapshot();
+    spare = null;
+    try {
+      s.fill(t, pos);
+    } catch (RuntimeException e) {
+      s.close();
+      throw e;
+    }
+    if (async) {
+      inFlight = writer.submit(() -> {
+        try {
+          return write(s);
+        } finally {
+          spare = s;  // the next save reuses its host buffers
+        }
+      });
+    } else {
+      try {
+        write(s);
+      } finally {
+        spare = s;
+      }
+    }
+    return (System.nanoTime() - t0) / 1e9;
+  }
+
+  /** Waits for the write in flight (if any); returns the directory it wrote; rethrows its failure. */
+  public Optional<Path> awaitWrite() {
+    Future<Path> f = inFlight;
+    inFlight = null;
+    if (f == null) return Optional.ofNullable(lastWritten);
+    try {
+      return Optional.of(f.get());
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      throw new CheckpointException("interrupted while waiting for a checkpoint write", e);
+    } catch (ExecutionException e) {
+      Throwable c = e.getCause();
+      if (c instanceof CheckpointException ce) throw ce;
+      throw new CheckpointException("checkpoint write failed: " + c, c);
+    }
+  }
+
+  /** The newest checkpoint written by this manager, if any completed. */
+  public Optional<Path> lastWritten() {
+    return Optional.ofNullable(lastWritten);
+  }
+
+  private Path write(Snapshot s) {
+    String name = String.format("step-%08d", s.pos.nextStep());
+    Path target = dir.resolve(name);
+    Path tmp = dir.resolve(".tmp-" + name + "-" + ProcessHandle.current().pid() + "-" + System.nanoTime());
+    try {
+      Files.createDirectory(tmp);
+      SafetensorsWriter.write(tmp.resolve(Checkpoint.MODEL_FILE), s.params, Map.of("format", "pt"));
+      SafetensorsWriter.write(tmp.resolve(Checkpoint.OPTIMIZER_FILE), s.moments, Map.of("format", "athanor-adamw"));
+      JsonObject files = new JsonObject();
+      for (String f : List.of(Checkpoint.MODEL_FILE, Checkpoint.OPTIMIZER_FILE)) {
+        JsonObject info = new JsonObject();
+        info.addProperty("bytes", Files.size(tmp.resolve(f)));
+        info.addProperty("crc32c", Checkpoint.crc32c(tmp.resolve(f)));
+        files.add(f, info);
+      }
+      JsonObject m = new JsonObject();
+      m.addProperty("format", "athanor-checkpoint");
+      m.addProperty("format_version", Checkpoint.FORMAT_VERSION);
+      m.addProperty("library_version", NativeRuntime.version());
+      m.addProperty("created", Instant.now().toString());
+      m.addProperty("step", s.pos.nextStep());
+      m.addProperty("adam_step", s.adamStep);
+      m.add("model_config", JsonParser.parseString(HfConfig.toJson(s.modelConfig)));
+      m.add("train_config", Manifests.trainConfig(s.trainConfig));
+      m.add("data_loader", Manifests.loaderState(s.pos.loader()));
+      JsonObject rng = new JsonObject();
+      rng.addProperty("note", "training draws no random numbers after initialization; shuffling is a pure function of "
+          + "(seed, epoch), saved in data_loader");
+      rng.addProperty("seed", s.trainConfig.seed());
+      m.add("rng", rng);
+      m.add("files", files);
+      AtomicFiles.writeString(tmp.resolve(Checkpoint.MANIFEST), new GsonBuilder().setPrettyPrinting().create().toJson(m));
+      fsyncDir(tmp);
+      crashPointForTests();
+      if (Files.exists(target)) {
+        // The same step saved again (on exit right after a periodic save, or right after resuming from it). A
+        // valid copy of the same state stays: deleting it first would open a window in which a crash loses it.
+        if (holdsSameState(target, m)) {
+          deleteTree(tmp);
+          lastWritten = target;
+          rotate(target);
+          return target;
+        }
+        deleteTree(target);  // corrupted, or a different run's state at this step
+      }
+      Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE);
+      fsyncDir(dir);
+      lastWritten = target;
+      rotate(target);
+      return target;
+    } catch (IOException | RuntimeException e) {
+      try {
+        deleteTree(tmp);
+      } catch (IOException ignored) {
+        // best effort; a leftover temporary is removed by the next manager
+      }
+      String why = e instanceof AccessDeniedException ? "permission denied" : e.toString();
+      throw new CheckpointException("writing checkpoint " + target + " failed: " + why
+          + (e instanceof FileSystemException fe && fe.getReason() != null ? " (" + fe.getReason() + ")" : ""), e);
+    }
+  }
+
+  /** Test hook: -Dathanor.checkpoint.crashBeforeRename=true halts the JVM after the files are written, before the rename. */
+  private static void crashPointForTests() {
+    if (Boolean.getBoolean("athanor.checkpoint.crashBeforeRename")) Runtime.getRuntime().halt(137);
+  }
+
+  /**
+   * Deletes the oldest checkpoints beyond the newest {@code keep} up to and including {@code written}, the one
+   * just written. Checkpoints of later steps (left by a run that was resumed from an earlier checkpoint, e.g.
+   * because they failed to verify) neither count nor are deleted, so they can never push out the new one.
+   */
+  private void rotate(Path written) throws IOException {
+    long newest = stepOf(written);
+    List<Path> all = stepDirs(dir).stream().filter(p -> stepOf(p) <= newest).toList();
+    for (int i = 0; i < all.size() - keep; i++) deleteTree(all.get(i));
+  }
+
+  /** Whether {@code existing} verifies and its manifest records the same step, optimizer step, configs and data position as {@code m}. */
+  private static boolean holdsSameState(Path existing, JsonObject m) {
+    try {
+      JsonObject old = Checkpoint.open(existing).manifest();
+      // as written and read back (nulls dropped, numbers as parsed), so that it compares like old
+      JsonObject now = JsonParser.parseString(new GsonBuilder().create().toJson(m)).getAsJsonObject();
+      for (String k : List.of("step", "adam_step", "model_config", "train_config", "data_loader")) {
+        if (!now.get(k).equals(old.get(k))) return false;
+      }
+      return true;
+    } catch (CheckpointException e) {
+      return false;
+    }
+  }
+
+  private void removeStaleTemporaries() {
+    try (var s = Files.list(dir)) {
+      for (Path p : s.filter(p -> p.getFileName().toString().startsWith(".tmp-step-")).toList()) deleteTree(p);
+    } catch (IOException e) {
+      throw new CheckpointException("cannot clean up " + dir + ": " + e, e);
+    }
+  }
+
+  /** The {@code step-*} directories of {@code dir}, oldest step first. */
+  public static List<Path> stepDirs(Path dir) throws IOException {
+    if (!Files.isDirectory(dir)) return List.of();
+    try (var s = Files.list(dir)) {
+      return s.filter(p -> STEP_DIR.matcher(p.getFileName().toString()).matches() && Files.isDirectory(p))
+          .sorted(Comparator.comparingLong(CheckpointManager::stepOf)).toList();
+    }
+  }
+
+  private static long stepOf(Path p) {
+    Matcher m = STEP_DIR.matcher(p.getFileName().toString());
+    return m.matches() ? Long.parseLong(m.group(1)) : -1;
+  }
+
+  /**
+   * The newest checkpoint in {@code dir} that verifies; each newer one that does not is reported to
+   * {@code warn} by name with the reason. Empty when there is none.
+   */
+  public static Optional<Checkpoint> latestValid(Path dir, Consumer<String> warn) {
+    List<Path> dirs;
+    try {
+      dirs = new ArrayList<>(stepDirs(dir));
+    } catch (IOException e) {
+      throw new CheckpointException("cannot list " + dir + ": " + e, e);
+    }
+    for (int i = dirs.size() - 1; i >= 0; i--) {
+      try {
+        return Optional.of(Checkpoint.open(dirs.get(i)));
+      } catch (CheckpointException e) {
+        warn.accept("skipping invalid checkpoint: " + e.getMessage());
+      }
+    }
+    return Optional.empty();
+  }
+
+  @Override
+  public void close() {
+    try {
+      awaitWrite();
+    } finally {
+      if (writer != null) writer.shutdown();
+      Snapshot s = spare;
+      spare = null;
+      if (s != null) s.close();
+    }
+  }
+
+  static void fsyncDir(Path d) {
+    try (FileChannel ch = FileChannel.open(d, StandardOpenOption.READ)) {
+      ch.force(true);
+    } catch (IOException e) {
+      // some file systems refuse to open or fsync directories; the rename is still atomic there
+    }
+  }
+
+  static void deleteTree(Path p) throws IOException {
+    if (!Files.exists(p)) return;
+    try (var s = Files.walk(p)) {
+      for (Path q : s.sorted(Comparator.reverseOrder()).toList()) Files.deleteIfExists(q);
+    }
+  }
+
+  /**
+   * A host copy of everything a checkpoint holds, taken at a step boundary. Its host tensors are kept and
+   * refilled by the next save: touching freshly allocated memory costs more than the copy itself.
+   */
+  private static final class Snapshot implements AutoCloseable {
+    final Map<String, Tensor> params = new LinkedHashMap<>(), moments = new LinkedHashMap<>();
+    Trainer.Position pos;
+    long adamStep;
+    dev.athanor.nn.ModelConfig modelConfig;
+    dev.athanor.train.TrainConfig trainConfig;
+
+    /** Copies the trainer's state into this snapshot, reusing its host tensors where name, shape and dtype match. */
+    void fill(Trainer t, Trainer.Position pos) {
+      this.pos = pos;
+      this.adamStep = t.optimizer().step();
+      this.modelConfig = t.model().config();
+      this.trainConfig = t.config();
+      List<Parameters.Param> ps = t.model().parameters().list();
+      if (params.size() != ps.size() || !params.containsKey(ps.get(0).name())) close();  // another model: start over
+      List<Tensor> m = t.optimizer().firstMoments(), v = t.optimizer().secondMoments();
+      for (int i = 0; i < ps.size(); i++) {
+        String name = ps.get(i).name();
+        refill(params, name, ps.get(i).master());
+        refill(moments, "m." + name, m.get(i));
+        refill(moments, "v." + name, v.get(i));
+      }
+    }
+
+    private static void refill(Map<String, Tensor> map, String key, Tensor src) {
+      Tensor dst = map.get(key);
+      if (dst != null && dst.dtype() == src.dtype() && java.util.Arrays.equals(dst.shape(), src.shape())) {
+        dst.copyFrom(src);
+        return;
+      }
+      if (dst != null) dst.close();
+      map.remove(key);
+      map.put(key, hostCopy(src));
+    }
+
+    private static Tensor hostCopy(Tensor t) {
+      return (t.device().isCpu() ? t.copy() : t.to(Device.CPU)).detach();
+    }
+
+    @Override
+    public void close() {
+      for (Tensor t : params.values()) t.close();
+      for (Tensor t : moments.values()) t.close();
+      params.clear();
+      moments.clear();
+    }
+  }
+}

@@ -1,0 +1,171 @@
+package dev.athanor.nn;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.athanor.runtime.Device;
+import dev.athanor.tensor.Tensor;
+import java.util.List;
+import java.util.Random;
+import java.util.stream.Stream;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.MethodSource;
+
+/**
+ * The model on the CPU against itself: gradients against central finite differences of the loss, KV-cache
+ * decoding against full recomputation, recomputation against kept activations. (Against an independent
+ * implementation: {@code ModelFixtureTest}.)
+ */
+class TransformerTest {
+  static Stream<ModelConfig> configs() {
+    return Stream.of(
+        new ModelConfig(Family.GPT2, 37, 16, 2, 16, 2, 2, 24, 1e-5f, 0f, true, -1, -1),
+        new ModelConfig(Family.LLAMA, 41, 16, 2, 24, 3, 1, 20, 1e-5f, 10000f, false, -1, -1));
+  }
+
+  static int[] randomIds(Random r, int n, int vocab) {
+    int[] x = new int[n];
+    for (int i = 0; i < n; i++) x[i] = r.nextInt(vocab);
+    return x;
+  }
+
+  @ParameterizedTest
+  @MethodSource("configs")
+  void gradientsMatchFiniteDifferences(ModelConfig cfg) {
+    Random r = new Random(5);
+    int b = 2, t = 7;
+    int[] in = randomIds(r, b * t, cfg.vocabSize());
+    int[] tg = randomIds(r, b * t, cfg.vocabSize());
+    tg[3] = -1;
+    try (Transformer m = Transformer.create(cfg, Device.CPU)) {
+      m.initialize(11);
+      // larger weights than the 0.02 init so every path carries signal (x10 is too nonlinear for differences)
+      for (Parameters.Param p : m.parameters().list()) {
+        float[] w = p.master().toFloatArray();
+        for (int i = 0; i < w.length; i++) w[i] = w[i] * 3 + (p.spec().shape().length == 1 ? (float) r.nextGaussian() * 0.1f : 0f);
+        p.master().copyFrom(w);
+      }
+      m.parameters().zeroGrad();
+      m.forward(in, tg, b, t);
+      m.backward(1f);
+      for (Parameters.Param p : m.parameters().list()) {
+        float[] g = p.grad().toFloatArray();
+        float[] w = p.master().toFloatArray();
+        double gmax = 0;
+        for (float v : g) gmax = Math.max(gmax, Math.abs(v));
+        // probe a few elements, including the largest-gradient one
+        int big = 0;
+        for (int i = 1; i < g.length; i++) if (Math.abs(g[i]) > Math.abs(g[big])) big = i;
+        int[] probes = {big, r.nextInt(w.length), r.nextInt(w.length)};
+        for (int i : probes) {
+          float h = 1e-2f * Math.max(1f, Math.abs(w[i]));
+          float save = w[i];
+          w[i] = save + h;
+          p.master().copyFrom(w);
+          double lp = m.forward(in, tg, b, t);
+          w[i] = save - h;
+          p.master().copyFrom(w);
+          double lm = m.forward(in, tg, b, t);
+          w[i] = save;
+          p.master().copyFrom(w);
+          double fd = (lp - lm) / (2 * h);
+          double tol = 2e-3 + 3e-2 * Math.max(Math.abs(fd), gmax * 0.1);
+          assertEquals(fd, g[i], tol, cfg.family() + " " + p.name() + "[" + i + "] analytic " + g[i] + " vs finite difference " + fd);
+        }
+      }
+    }
+  }
+
+  @ParameterizedTest
+  @MethodSource("configs")
+  void cachedDecodingMatchesFullForward(ModelConfig cfg) {
+    Random r = new Random(6);
+    int b = 2, t = 9;
+    int[] ids = randomIds(r, b * t, cfg.vocabSize());
+    int v = cfg.vocabSize();
+    try (Transformer m = Transformer.create(cfg, Device.CPU)) {
+      m.initialize(3);
+      scaleUp(m, 8f);
+      int[] none = new int[b * t];
+      java.util.Arrays.fill(none, -1);
+      m.forward(ids, none, b, t);
+      float[] full = m.lastLogits();
+      try (KvCache cache = m.newCache(b, t)) {
+        // prefill 4 tokens, then one at a time
+        int pre = 4;
+        int[] first = new int[b * pre];
+        for (int s = 0; s < b; s++) System.arraycopy(ids, s * t, first, s * pre, pre);
+        float[] got = m.forwardCached(cache, first, b, pre);
+        compareRow(full, got, b, t, pre - 1, v);
+        for (int pos = pre; pos < t; pos++) {
+          int[] one = {ids[pos], ids[t + pos]};
+          got = m.forwardCached(cache, one, b, 1);
+          compareRow(full, got, b, t, pos, v);
+        }
+        assertEquals(t, cache.length());
+        assertThrows(IllegalArgumentException.class, () -> m.forwardCached(cache, new int[] {1, 2}, b, 1));
+      }
+    }
+  }
+
+  private static void compareRow(float[] full, float[] got, int b, int t, int pos, int v) {
+    for (int s = 0; s < b; s++) {
+      for (int j = 0; j < v; j++) {
+        float e = full[(s * t + pos) * v + j];
+        assertEquals(e, got[s * v + j], 1e-4f * Math.max(1f, Math.abs(e)), "sequence " + s + " position " + pos + " logit " + j);
+      }
+    }
+  }
+
+  private static void scaleUp(Transformer m, float f) {
+    for (Parameters.Param p : m.parameters().list()) {
+      if (p.spec().shape().length < 2) continue;
+      float[] w = p.master().toFloatArray();
+      for (int i = 0; i < w.length; i++) w[i] *= f;
+      p.master().copyFrom(w);
+    }
+  }
+
+  @ParameterizedTest
+  @MethodSource("configs")
+  void recomputationGivesIdenticalGradients(ModelConfig cfg) {
+    Random r = new Random(7);
+    int b = 3, t = 5;
+    int[] in = randomIds(r, b * t, cfg.vocabSize());
+    int[] tg = randomIds(r, b * t, cfg.vocabSize());
+    try (Transformer m = Transformer.create(cfg, Device.CPU)) {
+      m.initialize(9);
+      scaleUp(m, 5f);
+      float l1 = m.forward(in, tg, b, t);
+      m.backward(1f);
+      List<float[]> g1 = m.parameters().grads().stream().map(Tensor::toFloatArray).toList();
+      m.parameters().zeroGrad();
+      m.setRecompute(true);
+      float l2 = m.forward(in, tg, b, t);
+      m.backward(1f);
+      assertEquals(l1, l2);
+      List<Tensor> g2 = m.parameters().grads();
+      for (int i = 0; i < g1.size(); i++) {
+        assertArrayEquals(g1.get(i), g2.get(i).toFloatArray(), m.parameters().list().get(i).name());
+      }
+      assertTrue(l1 > 0);
+    }
+  }
+
+  @ParameterizedTest
+  @MethodSource("configs")
+  void badInputIsRejectedWithAClearMessage(ModelConfig cfg) {
+    try (Transformer m = Transformer.create(cfg, Device.CPU)) {
+      int v = cfg.vocabSize();
+      var e = assertThrows(IllegalArgumentException.class, () -> m.forward(new int[] {0, v}, new int[] {0, 0}, 1, 2));
+      assertTrue(e.getMessage().contains("inputs[1] = " + v), e.getMessage());
+      e = assertThrows(IllegalArgumentException.class, () -> m.forward(new int[17], new int[17], 1, 17));
+      assertTrue(e.getMessage().contains("exceeds the model's context 16"), e.getMessage());
+      e = assertThrows(IllegalArgumentException.class, () -> m.forward(new int[3], new int[4], 1, 3));
+      assertTrue(e.getMessage().contains("targets has 4 ids"), e.getMessage());
+      assertThrows(IllegalStateException.class, () -> m.backward(1f));
+    }
+  }
+}

@@ -1,0 +1,210 @@
+package dev.athanor.train.checkpoint;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assertions.fail;
+
+import com.google.gson.JsonParser;
+import dev.athanor.cli.Main;
+import dev.athanor.io.data.TokenShardWriter;
+import dev.athanor.io.hf.HfConfig;
+import dev.athanor.nn.ModelConfig;
+import dev.athanor.runtime.NativeLibrary;
+import java.io.ByteArrayOutputStream;
+import java.io.File;
+import java.io.IOException;
+import java.io.PrintStream;
+import java.net.URISyntaxException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Set;
+import java.util.SplittableRandom;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * A tiny training setup for the checkpoint tests: a 2-layer GPT-2 config.json (vocab 300, hidden 64, 2 heads,
+ * context 64) and a token shard of 4000 tokens in {@code dir}, the {@code train} command line over them, and
+ * ways to run it in this JVM ({@link #runInProcess}) or in a child JVM ({@link #startChild}).
+ */
+final class TrainFixture {
+  static final int VOCAB = 300;
+  static final int BATCH = 4;
+  static final int SEQ = 32;
+  /** 4000 tokens = 124 windows of 32: a shuffled run of 60 steps x 4 rows crosses two epoch boundaries. */
+  static final int TOKENS = 4000;
+
+  final Path dir;
+  final Path config;
+  final Path data;
+
+  private TrainFixture(Path dir) {
+    this.dir = dir;
+    this.config = dir.resolve("config.json");
+    this.data = dir.resolve("data.bin");
+  }
+
+  static ModelConfig model() {
+    return ModelConfig.gpt2(VOCAB, 64, 2, 64, 2);
+  }
+
+  /** Writes config.json and data.bin into {@code dir}. */
+  static TrainFixture create(Path dir) throws IOException {
+    TrainFixture f = new TrainFixture(dir);
+    Files.createDirectories(dir);
+    Files.writeString(f.config, HfConfig.toJson(model()));
+    writeTokens(f.data, TOKENS, -1, -1);
+    return f;
+  }
+
+  /**
+   * A shard of {@code n} learnable tokens (a noisy linear recurrence mod the vocabulary); when {@code badAt >= 0},
+   * the token at that position is {@code badId} instead (which may lie outside the model's vocabulary).
+   */
+  static void writeTokens(Path file, int n, int badAt, int badId) {
+    SplittableRandom r = new SplittableRandom(42);
+    try (TokenShardWriter w = TokenShardWriter.create(file, badId >= VOCAB ? badId + 1 : VOCAB)) {
+      int prev = 1;
+      for (int i = 0; i < n; i++) {
+        prev = (prev * 7 + r.nextInt(4)) % VOCAB;
+        w.write(i == badAt ? badId : prev);
+      }
+    }
+  }
+
+  /** {@code train} on the CPU with shuffling, checkpoints into {@code ckpt} every {@code every} steps, and a log. */
+  List<String> trainArgs(Path ckpt, Path log, int steps, int every, String... extra) {
+    List<String> a = new ArrayList<>(List.of("train", "--config", config.toString(), "--data", data.toString(), "--device",
+        "cpu", "--steps", Integer.toString(steps), "--batch", Integer.toString(BATCH), "--seq", Integer.toString(SEQ),
+        "--shuffle", "true", "--warmup", "3", "--log", log.toString(), "--out", dir.resolve("out").toString()));
+    if (ckpt != null) a.addAll(List.of("--checkpoint-dir", ckpt.toString(), "--checkpoint-every", Integer.toString(every)));
+    a.addAll(Arrays.asList(extra));
+    return a;
+  }
+
+  /** What an in-process run printed and returned. */
+  record Run(int exitCode, String out, String err) {
+    String all() {
+      return out + err;
+    }
+  }
+
+  /** Runs {@code dev.athanor.cli.Main.run} in this JVM. */
+  static Run runInProcess(List<String> args) {
+    ByteArrayOutputStream out = new ByteArrayOutputStream(), err = new ByteArrayOutputStream();
+    int rc;
+    try (PrintStream o = new PrintStream(out, true, StandardCharsets.UTF_8);
+        PrintStream e = new PrintStream(err, true, StandardCharsets.UTF_8)) {
+      rc = Main.run(args.toArray(String[]::new), o, e);
+    }
+    return new Run(rc, out.toString(StandardCharsets.UTF_8), err.toString(StandardCharsets.UTF_8));
+  }
+
+  /** Runs {@code args} in this JVM and fails with its output unless it exits with 0. */
+  static Run runOk(List<String> args) {
+    Run r = runInProcess(args);
+    assertEquals(0, r.exitCode(), () -> "train failed:\n" + r.all());
+    return r;
+  }
+
+  /**
+   * Starts {@code dev.athanor.cli.Main args} in a child JVM with this JVM's class path, native access, the
+   * native-library cache in {@code dir}, and {@code props} as extra {@code -D} options; stdout and stderr go to
+   * {@code output}.
+   */
+  Process startChild(List<String> props, List<String> args, Path output) throws IOException {
+    List<String> cmd = new ArrayList<>();
+    cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
+    cmd.add("--enable-native-access=ALL-UNNAMED");
+    cmd.add("-Xmx256m");
+    cmd.add("-XX:TieredStopAtLevel=1");  // a short run: the C1 compiler only starts faster
+    cmd.add("-Dathanor.cache.dir=" + dir.resolve("native-cache"));
+    cmd.add("-Djava.awt.headless=true");
+    cmd.addAll(props);
+    cmd.add("-cp");
+    cmd.add(classPath());
+    cmd.add(Main.class.getName());
+    cmd.addAll(args);
+    return new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(output.toFile()).start();
+  }
+
+  /** Waits up to two minutes for {@code p}; kills it and fails otherwise. Returns the exit code. */
+  static int await(Process p, Path output) throws InterruptedException, IOException {
+    if (!p.waitFor(120, TimeUnit.SECONDS)) {
+      p.destroyForcibly().waitFor();
+      fail("child did not finish in 120 s; output:\n" + Files.readString(output));
+    }
+    return p.exitValue();
+  }
+
+  /**
+   * The class path for a child JVM: this JVM's {@code java.class.path} plus the locations of the classes and the
+   * native library a child needs (a launcher such as the JUnit console puts them on a class loader of its own).
+   */
+  static String classPath() {
+    Set<String> cp = new LinkedHashSet<>();
+    try {
+      for (Class<?> c : List.of(Main.class, JsonParser.class)) {
+        cp.add(Path.of(c.getProtectionDomain().getCodeSource().getLocation().toURI()).toString());
+      }
+      java.net.URL lib = Main.class.getClassLoader().getResource(NativeLibrary.RESOURCE);
+      if (lib != null && lib.getProtocol().equals("file")) {
+        Path p = Path.of(lib.toURI());
+        for (int i = 0; i < NativeLibrary.RESOURCE.split("/").length; i++) p = p.getParent();
+        cp.add(p.toString());
+      } else if (lib != null && lib.getProtocol().equals("jar")) {
+        String s = lib.getPath();
+        cp.add(Path.of(java.net.URI.create(s.substring(0, s.indexOf("!/")))).toString());
+      }
+    } catch (URISyntaxException e) {
+      throw new IllegalStateException("cannot build the child class path: " + e, e);
+    }
+    for (String s : System.getProperty("java.class.path").split(File.pathSeparator)) if (!s.isBlank()) cp.add(s);
+    return String.join(File.pathSeparator, cp);
+  }
+
+  /** The complete lines of a JSON-lines log (a partial last line is not counted); empty if it does not exist. */
+  static List<String> logLines(Path log) throws IOException {
+    if (!Files.exists(log)) return List.of();
+    String s = Files.readString(log, StandardCharsets.UTF_8);
+    int end = s.lastIndexOf('\n');
+    return end < 0 ? List.of() : List.of(s.substring(0, end).split("\n"));
+  }
+
+  /** The "step" and "loss" fields of each log line, as written ("3:5.6912084"). */
+  static List<String> stepLosses(Path log) throws IOException {
+    List<String> r = new ArrayList<>();
+    for (String line : logLines(log)) {
+      var o = JsonParser.parseString(line).getAsJsonObject();
+      r.add(o.get("step").getAsString() + ":" + o.get("loss").getAsString());
+    }
+    return r;
+  }
+
+  /** The step of the newest step-* directory in {@code ckpt}. */
+  static long newestStep(Path ckpt) throws IOException {
+    List<Path> dirs = CheckpointManager.stepDirs(ckpt);
+    assertTrue(!dirs.isEmpty(), "no checkpoint in " + ckpt);
+    return Long.parseLong(dirs.get(dirs.size() - 1).getFileName().toString().substring("step-".length()));
+  }
+
+  /** The names of the step-* directories of {@code ckpt}, oldest first. */
+  static List<String> stepNames(Path ckpt) throws IOException {
+    return CheckpointManager.stepDirs(ckpt).stream().map(p -> p.getFileName().toString()).toList();
+  }
+
+  /** Copies a directory tree. */
+  static void copyTree(Path from, Path to) throws IOException {
+    try (var s = Files.walk(from)) {
+      for (Path p : s.toList()) {
+        Path q = to.resolve(from.relativize(p).toString());
+        if (Files.isDirectory(p)) Files.createDirectories(q);
+        else Files.copy(p, q);
+      }
+    }
+  }
+}
