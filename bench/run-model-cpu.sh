@@ -17,7 +17,7 @@ for c in /usr/bin/python3 python3; do
 done
 [ -n "$PY" ] || { echo "run-model-cpu.sh: no Python with PyTorch found (set PYTHON=...)" >&2; exit 2; }
 ./athanor build >/dev/null
-CPU=$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //; s/(R)//g; s/(TM)//g' | awk '{print tolower($1"-"$2"-"$3)}' | tr -c 'a-z0-9-\n' '-')
+CPU=$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //; s/(R)//g; s/(TM)//g' | awk '{print tolower($1"-"$2"-"$3)}' | tr -c 'a-z0-9-\n' '-' | sed 's/-*$//')
 STAMP=$(date -u +%Y-%m-%d)-cpu-model-$CPU-$(date -u +%H%M)
 OUT=bench/results/$STAMP
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -47,7 +47,11 @@ out = ["# CPU whole-model throughput: Athanor vs PyTorch (same run)", "",
            open("/proc/cpuinfo").read().split("model name")[1].split(":")[1].split("\n")[0].strip(), sys.argv[5],
            sys.argv[3], sys.argv[4]),
        "- model: GPT-2 family, 4 layers, width 256, 4 heads, vocab 50257, context 256 (16.1M parameters), FP32",
-       "- peer: bench/model/torch_train.py, PyTorch %s (%s attention)" % (peer[0].get("torch"), peer[0].get("attention")),
+       "- peer: bench/model/torch_train.py, PyTorch %s (%s attention; build: BLAS %s, CPU capability %s)" % (
+           peer[0].get("torch"), peer[0].get("attention"), peer[0].get("torch_build", {}).get("BLAS_INFO"),
+           peer[0].get("torch_build", {}).get("cpu_capability")),
+       "- a PyTorch built with BLAS `generic` has no optimized GEMM: the training ratio then mostly measures that build;"
+       " the kernel-level comparison with an optimized BLAS is the GEMM table of the CPU benchmark (OpenBLAS)",
        "- training: forward + backward + global-norm clip + AdamW per step, median step time; decode: greedy, KV cache,"
        " prompt 16, 64 new tokens, prefill included", "",
        "| case | Athanor tok/s | PyTorch tok/s | ratio |", "| --- | --- | --- | --- |"]

@@ -360,7 +360,7 @@ def main():
 
 
 def model_key(r):
-    return (r.get("mode"), r.get("batch"), r.get("seq") if r.get("mode") == "train" else r.get("prompt_len"),
+    return ("cpu" if str(r.get("device", "")).startswith("cpu") else "cuda", r.get("mode"), r.get("batch"), r.get("seq") if r.get("mode") == "train" else r.get("prompt_len"),
             r.get("decode_tokens"))
 
 
@@ -375,7 +375,7 @@ def join_model(ours, peer):
         # decode: Athanor times prefill + every new token, which is the peer's end-to-end figure
         pt = p.get("tokens_per_s") if o["mode"] == "train" else p.get("end_to_end_tokens_per_s")
         ratio = o["tokens_per_s"] / pt if pt else None
-        rows.append(dict(mode=o["mode"], batch=o.get("batch"), seq=o.get("seq"), prompt_len=o.get("prompt_len"),
+        rows.append(dict(device=o.get("device"), threads=o.get("threads"), mode=o["mode"], batch=o.get("batch"), seq=o.get("seq"), prompt_len=o.get("prompt_len"),
                          decode_tokens=o.get("decode_tokens"), athanor_tokens_per_s=o["tokens_per_s"],
                          torch_tokens_per_s=pt, ratio=ratio,
                          athanor_tflops=o.get("achieved_tflops"), torch=p))
@@ -389,6 +389,12 @@ def model_md(rows):
            "10 steps; MFU from 6N + 6LTC FLOPs per token over the H200's %.1f dense BF16 TFLOP/s. Decode: greedy, KV cache." % peak,
            "", "| case | Athanor tok/s | PyTorch tok/s | ratio | Athanor MFU |", "| --- | --- | --- | --- | --- |"]
     for r in rows:
+        if str(r.get("device", "")).startswith("cpu"):
+            case = "CPU (host, %s threads, FP32, gpt2-tiny 16M) train B=%s T=%s" % (r.get("threads"), r["batch"], r["seq"])
+            tt = r["torch_tokens_per_s"]
+            out.append("| %s | %.0f | %s | %s | |" % (case, r["athanor_tokens_per_s"], "%.0f" % tt if tt else "n/a",
+                                                      "%.2f" % r["ratio"] if r["ratio"] else "n/a"))
+            continue
         case = ("train B=%s T=%s" % (r["batch"], r["seq"])) if r["mode"] == "train" else \
             ("decode B=%s prompt %s, %s new" % (r["batch"], r["prompt_len"], r["decode_tokens"]))
         mfu = ("%.1f%%" % (100 * r["athanor_tflops"] / peak)) if r.get("athanor_tflops") else ""

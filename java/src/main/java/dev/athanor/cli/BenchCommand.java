@@ -23,13 +23,14 @@ import java.util.Set;
  */
 final class BenchCommand {
   static final Set<String> FLAGS = Set.of("preset", "config", "model", "context", "batch", "seq", "steps", "warmup-steps",
-      "mode", "device", "prompt-len", "decode-tokens");
+      "mode", "device", "prompt-len", "decode-tokens", "threads");
 
   private BenchCommand() {}
 
   static void run(List<String> args, PrintStream out) {
     Flags f = new Flags("bench", args, FLAGS, Set.of());
     Device device = Models.device(f.str("device", "auto"));
+    Models.cpuThreads(f);
     ModelConfig mc = Models.config(f);
     String mode = f.str("mode", "train");
     int b = f.integer("batch", 8);
@@ -40,7 +41,7 @@ final class BenchCommand {
           "\"impl\":\"athanor\",\"family\":\"%s\",\"layers\":%d,\"hidden\":%d,\"heads\":%d,\"vocab\":%d,\"params\":%d,"
               + "\"device\":\"%s\",\"dtype\":\"%s\",\"threads\":%d,\"batch\":%d",
           mc.family().hfModelType(), mc.layers(), mc.hidden(), mc.heads(), mc.vocabSize(), mc.parameterCount(), device,
-          m.computeDtype(), Runtime.getRuntime().availableProcessors(), b);
+          m.computeDtype(), dev.athanor.runtime.NativeRuntime.cpuThreads(), b);
       if (mode.equals("train")) {
         int t = f.integer("seq", Math.min(256, mc.maxSeqLen()));
         int steps = f.integer("steps", 10), warm = f.integer("warmup-steps", 2);

@@ -77,11 +77,12 @@ public final class Main {
                      --steps --batch --seq --accum --lr --min-lr --warmup --schedule constant|cosine
                      --weight-decay --beta1 --beta2 --eps --grad-clip --shuffle true|false --seed
                      --device cpu|cuda[:n] --out DIR (HF model dir) --log FILE (JSON lines; plot next to it)
-                     --max-bytes N (tokenize at most N bytes of text) --recompute --save-dtype F32|BF16
+                     --max-bytes N (tokenize at most N bytes of text) --recompute --save-dtype F32|BF16 --threads N
+                     checkpoints: --checkpoint-dir DIR --checkpoint-every N --keep K --resume DIR|auto --checkpoint-sync
           generate   --model DIR --prompt TEXT [--max-tokens N --temperature T --top-k K --top-p P --seed S --no-stop]
           score      --model DIR (--tokens FILE | --text TEXT): per-token log-probabilities and mean loss as JSON
           bench      model throughput on random tokens as JSON: --mode train|decode, --preset/--config,
-                     --batch --seq --steps --warmup-steps --device --prompt-len --decode-tokens
+                     --batch --seq --steps --warmup-steps --device --threads --prompt-len --decode-tokens
           info       [--json] backends, devices, CPU features, kernels available, memory tiers
           help       this text
 

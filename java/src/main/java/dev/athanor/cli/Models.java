@@ -29,6 +29,14 @@ final class Models {
     return d;
   }
 
+  /** Applies --threads N (the CPU backend's thread count; default: all cores). */
+  static void cpuThreads(Flags f) {
+    if (!f.has("threads")) return;
+    int n = f.integer("threads", 0);
+    if (n < 1) throw new IllegalArgumentException("--threads must be >= 1, got " + n);
+    dev.athanor.runtime.NativeRuntime.setCpuThreads(n);
+  }
+
   /** A model loaded from a Hugging Face directory onto {@code device}. */
   static Transformer load(Path dir, Device device) {
     try (HfModelDir.Loaded loaded = HfModelDir.load(dir)) {

@@ -38,7 +38,7 @@ final class TrainCommand {
   static final Set<String> FLAGS = Set.of("model", "config", "preset", "context", "data", "steps", "batch", "seq", "lr",
       "min-lr", "warmup", "schedule", "weight-decay", "beta1", "beta2", "eps", "grad-clip", "accum", "shuffle", "seed",
       "device", "out", "log", "max-bytes", "recompute", "save-dtype", "checkpoint-dir", "checkpoint-every", "keep", "resume",
-      "checkpoint-sync");
+      "checkpoint-sync", "threads");
 
   private TrainCommand() {}
 
@@ -48,6 +48,7 @@ final class TrainCommand {
   static Result run(List<String> args, PrintStream out) {
     Flags f = new Flags("train", args, FLAGS, Set.of("recompute", "checkpoint-sync"));
     Device device = Models.device(f.str("device", "auto"));
+    Models.cpuThreads(f);
     Path ckptDir = f.path("checkpoint-dir", null);
     Checkpoint resume = resumeFrom(f, ckptDir, out);
     // resuming always restores through the checkpoint manager; without --checkpoint-dir, continue in the resumed set
@@ -205,6 +206,8 @@ final class TrainCommand {
             r = trainer.step();
           } catch (RuntimeException e) {
             throw saveOnFailure(e, trainer, mgr, ck, bar);
+          } catch (OutOfMemoryError e) {  // Java heap: the model's native memory is intact, so the state can be saved
+            throw saveOnFailure(new IllegalStateException("out of Java heap memory: " + e.getMessage(), e), trainer, mgr, ck, bar);
           }
           results.add(r);
           w.write(r.toJson());

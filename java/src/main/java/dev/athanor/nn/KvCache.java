@@ -14,6 +14,7 @@ public final class KvCache implements AutoCloseable {
   private final Tensor[] keys, values;
   private final int batch, capacity;
   private int length;
+  private final java.util.Map<Integer, InferenceStep.Buffers> buffers = new java.util.HashMap<>();
 
   KvCache(ModelConfig c, Device device, DType dtype, int batch, int capacity) {
     if (batch <= 0 || capacity <= 0) {
@@ -60,12 +61,31 @@ public final class KvCache implements AutoCloseable {
     return values[layer];
   }
 
+  /** The step buffers for n new tokens per sequence, made on first use and kept until close. */
+  InferenceStep.Buffers buffers(int n, java.util.function.Supplier<InferenceStep.Buffers> make) {
+    InferenceStep.Buffers b = buffers.get(n);
+    if (b == null) {
+      if (buffers.size() >= 4) {  // prompts of many lengths: keep the decode (n = 1) buffers, drop the rest
+        buffers.entrySet().removeIf(e -> {
+          if (e.getKey() == 1) return false;
+          e.getValue().close();
+          return true;
+        });
+      }
+      b = make.get();
+      buffers.put(n, b);
+    }
+    return b;
+  }
+
   void advance(int n) {
     length += n;
   }
 
   @Override
   public void close() {
+    for (InferenceStep.Buffers b : buffers.values()) b.close();
+    buffers.clear();
     for (Tensor[] ts : new Tensor[][] {keys, values}) {
       for (Tensor t : ts) {
         if (t != null) t.close();

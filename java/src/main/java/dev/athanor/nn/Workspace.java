@@ -72,15 +72,15 @@ final class Workspace implements AutoCloseable {
       dF1 = own(Tensor.empty(dt, dev, n, F));
       dF2 = own(Tensor.empty(dt, dev, n, F));
       int h = c.heads(), kv = c.kvHeads(), d = c.headDim();
-      dAtth = own(dAtt.view(batch, seq, h, d).permute(0, 2, 1, 3));
+      dAtth = own(own(dAtt.view(batch, seq, h, d)).permute(0, 2, 1, 3));
       if (gpt2) {
         dF3 = null;
         dQkv = own(Tensor.empty(dt, dev, n, 3 * C));
         Tensor q5 = own(dQkv.view(batch, seq, 3, h, d));
         dQ = dK = dV = null;
-        dQh = own(q5.select(2, 0).permute(0, 2, 1, 3));
-        dKh = own(q5.select(2, 1).permute(0, 2, 1, 3));
-        dVh = own(q5.select(2, 2).permute(0, 2, 1, 3));
+        dQh = own(own(q5.select(2, 0)).permute(0, 2, 1, 3));
+        dKh = own(own(q5.select(2, 1)).permute(0, 2, 1, 3));
+        dVh = own(own(q5.select(2, 2)).permute(0, 2, 1, 3));
         dQ4 = dK4 = null;
       } else {
         dF3 = own(Tensor.empty(dt, dev, n, F));
@@ -92,7 +92,7 @@ final class Workspace implements AutoCloseable {
         dK4 = own(dK.view(batch, seq, kv, d));
         dQh = own(dQ4.permute(0, 2, 1, 3));
         dKh = own(dK4.permute(0, 2, 1, 3));
-        dVh = own(dV.view(batch, seq, kv, d).permute(0, 2, 1, 3));
+        dVh = own(own(dV.view(batch, seq, kv, d)).permute(0, 2, 1, 3));
       }
     } catch (RuntimeException e) {
       close();
@@ -144,7 +144,7 @@ final class Workspace implements AutoCloseable {
         mean1 = gpt2 ? own(Tensor.empty(DType.F32, dev, n)) : null;
         rstd1 = own(Tensor.empty(DType.F32, dev, n));
         att = own(Tensor.empty(dt, dev, n, C));
-        atth = own(att.view(b, t, h, d).permute(0, 2, 1, 3));
+        atth = own(own(att.view(b, t, h, d)).permute(0, 2, 1, 3));
         lse = own(Tensor.empty(DType.F32, dev, b, h, t));
         x2 = own(Tensor.empty(dt, dev, n, C));
         n2 = own(Tensor.empty(dt, dev, n, C));
@@ -153,9 +153,9 @@ final class Workspace implements AutoCloseable {
         if (gpt2) {
           qkv = own(Tensor.empty(dt, dev, n, 3 * C));
           Tensor q5 = own(qkv.view(b, t, 3, h, d));
-          qh = own(q5.select(2, 0).permute(0, 2, 1, 3));
-          kh = own(q5.select(2, 1).permute(0, 2, 1, 3));
-          vh = own(q5.select(2, 2).permute(0, 2, 1, 3));
+          qh = own(own(q5.select(2, 0)).permute(0, 2, 1, 3));
+          kh = own(own(q5.select(2, 1)).permute(0, 2, 1, 3));
+          vh = own(own(q5.select(2, 2)).permute(0, 2, 1, 3));
           q = k = v = q4 = k4 = null;
           fc = own(Tensor.empty(dt, dev, n, F));
           gelu = own(Tensor.empty(dt, dev, n, F));
@@ -169,7 +169,7 @@ final class Workspace implements AutoCloseable {
           k4 = own(k.view(b, t, kv, d));
           qh = own(q4.permute(0, 2, 1, 3));
           kh = own(k4.permute(0, 2, 1, 3));
-          vh = own(v.view(b, t, kv, d).permute(0, 2, 1, 3));
+          vh = own(own(v.view(b, t, kv, d)).permute(0, 2, 1, 3));
           fc = gelu = null;
           gate = own(Tensor.empty(dt, dev, n, F));
           up = own(Tensor.empty(dt, dev, n, F));
