@@ -118,6 +118,7 @@ public final class CheckpointBench {
         CheckpointManager sync = new CheckpointManager(work.resolve("sync"), 1, false);
         CheckpointManager async = new CheckpointManager(work.resolve("async"), 1, true)) {
       model.initialize(1);
+      async.prepare(t);  // as `train` does: the first snapshot's host buffers are allocated in the background
       t.step();  // warm-up: workspace allocated, optimizer moments non-zero
       double[] idleSteps = new double[3];
       for (int i = 0; i < idleSteps.length; i++) idleSteps[i] = t.step().seconds();
@@ -231,8 +232,9 @@ public final class CheckpointBench {
         - **sync stall**: time `save()` blocks the loop with `--checkpoint-sync`: snapshot, write, fsync of files and \
         directory, CRC32C, rename, rotation (keep 1: the previous checkpoint is deleted).
         - **async stall**: time `save()` blocks the loop by default: the snapshot into host memory (no write was in \
-        flight); median of the saves after the first. The **first save** also allocates the host buffers, which \
-        later saves reuse (first touch of new memory costs more than the copy).
+        flight); median of the saves after the first. The host buffers are allocated (and first touched) in the \
+        background by `prepare()` while the warm-up steps run, as `train` does; the **first save** column includes \
+        waiting for that if it is not done.
         - **background write**: from `save()` returning to the write being done, while training steps run alongside \
         (they share the CPU with the writer).
         - **write bandwidth**: checkpoint bytes / background write time (async), or / sync stall (sync).

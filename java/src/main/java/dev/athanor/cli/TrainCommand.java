@@ -190,6 +190,7 @@ final class TrainCommand {
     try (CheckpointManager mgr = ck == null ? null : new CheckpointManager(ck.dir(), ck.keep(), ck.async());
         Trainer trainer = new Trainer(model, tc, loader)) {
       if (ck != null && ck.resume() != null) ck.resume().restore(trainer);
+      if (mgr != null) mgr.prepare(trainer);  // host buffers for the first snapshot, allocated in the background
       if (mgr != null) Runtime.getRuntime().addShutdownHook(hook);
       try (BufferedWriter w = Files.newBufferedWriter(log, StandardCharsets.UTF_8);
           ProgressBar bar = ProgressBar.create("train", tc.steps())) {

@@ -102,6 +102,30 @@ public final class CheckpointManager implements AutoCloseable {
    * the snapshot; plus the write when synchronous). Throws when the trainer's state is inconsistent or a
    * previous asynchronous write failed.
    */
+  /**
+   * Allocates (and touches) the host buffers of the first snapshot on the writer thread while training
+   * runs, so that the first {@link #save} only pays for the copy. A no-op when synchronous or already done.
+   */
+  public void prepare(Trainer t) {
+    if (!async || spare != null || inFlight != null) return;
+    List<Parameters.Param> ps = t.model().parameters().list();
+    inFlight = writer.submit(() -> {
+      Snapshot s = new Snapshot();
+      try {
+        for (Parameters.Param p : ps) {
+          s.params.put(p.name(), Tensor.zeros(p.master().dtype(), Device.CPU, p.spec().shape()).detach());
+          s.moments.put("m." + p.name(), Tensor.zeros(dev.athanor.tensor.DType.F32, Device.CPU, p.spec().shape()).detach());
+          s.moments.put("v." + p.name(), Tensor.zeros(dev.athanor.tensor.DType.F32, Device.CPU, p.spec().shape()).detach());
+        }
+      } catch (RuntimeException e) {
+        s.close();
+        return lastWritten;  // the first save allocates instead
+      }
+      spare = s;
+      return lastWritten;
+    });
+  }
+
   public double save(Trainer t) {
     long t0 = System.nanoTime();
     awaitWrite();
@@ -139,7 +163,7 @@ public final class CheckpointManager implements AutoCloseable {
     inFlight = null;
     if (f == null) return Optional.ofNullable(lastWritten);
     try {
-      return Optional.of(f.get());
+      return Optional.ofNullable(f.get());
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
       throw new CheckpointException("interrupted while waiting for a checkpoint write", e);
