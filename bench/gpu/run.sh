@@ -270,8 +270,8 @@ do_model_ours() {
   # the CPU bar (issue 3): the demo model, B=8, T=256, 2 threads, both pinned to the same two cores
   echo "== athanor bench --preset gpt2-tiny --device cpu --threads 2 (cores 0,1)"
   timeout 150 taskset -c 0,1 "$RT/bin/java" --enable-native-access=ALL-UNNAMED -Dathanor.library.path="$LIB" -cp "$cp" \
-    dev.athanor.cli.Main bench --preset gpt2-tiny --device cpu --threads 2 --mode train --batch 8 --seq 256 --steps 5 \
-    --warmup-steps 1 | tee -a "$W/model-ours.jsonl"
+    dev.athanor.cli.Main bench --preset gpt2-tiny --device cpu --threads 2 --mode train --batch 8 --seq 256 --steps 6 \
+    --warmup-steps 3 | tee -a "$W/model-ours.jsonl"
 }
 do_model_peer() {
   local c GPT2_124M="--layers 12 --hidden 768 --heads 12 --vocab 50257"
@@ -290,8 +290,8 @@ do_model_peer() {
   done
   echo "== torch_train.py CPU, 2 threads (cores 0,1)"
   timeout 150 taskset -c 0,1 python3 "$ROOT/bench/model/torch_train.py" --family gpt2 --layers 4 --hidden 256 --heads 4 \
-    --vocab 50257 --seq-len-max 256 --device cpu --dtype f32 --threads 2 --mode train --batch 8 --seq 256 --steps 5 \
-    --warmup-steps 1 --json "$W/model-peer-last.json" > "$W/model-peer-one.out" 2>&1
+    --vocab 50257 --seq-len-max 256 --device cpu --dtype f32 --threads 2 --mode train --batch 8 --seq 256 --steps 6 \
+    --warmup-steps 3 --json "$W/model-peer-last.json" > "$W/model-peer-one.out" 2>&1
   cat "$W/model-peer-one.out"
   [ -f "$W/model-peer-last.json" ] && python3 -c 'import json,sys; print(json.dumps(json.load(open(sys.argv[1]))))' \
     "$W/model-peer-last.json" >> "$W/model-peer.jsonl"

@@ -33,11 +33,13 @@ final class DemoCommand {
     out.println("athanor demo: training a small GPT on the JDK's Java sources (" + data + "), then sampling from it");
     TrainCommand.Result r = TrainCommand.run(train, out);
     out.println();
+    // A Javadoc prompt: after a few minutes the model writes comment-like prose and tags; from a code prompt it
+    // mostly predicts indentation (GPT-2's BPE spends one token per space of it).
     out.println("sample (temperature 0.8, top-k 40):");
     out.println("----");
     try (Transformer model = Models.load(r.modelDir(), Models.device(device))) {
       GenerateCommand.generate(model, Models.tokenizer(r.modelDir(), model.config()),
-          f.str("prompt", "public static void main(String[] args) {"), new SamplingConfig(0.8f, 40, 0.95f, 7, 120, true), out);
+          f.str("prompt", "/**\n * Returns the"), new SamplingConfig(0.8f, 40, 0.95f, 7, 120, true), out);
     }
     out.println("----");
     out.printf("done: loss %.3f -> %.3f; model %s; loss curve %s; log %s%n", r.firstLoss(), r.lastLoss(), r.modelDir(),
