@@ -1,0 +1,7 @@
+/**
+ * Generation: {@link dev.athanor.infer.Generator} (prompts grouped by length into batches, one prefill
+ * forward, then one cached forward per new token, streaming each token to a {@link
+ * dev.athanor.infer.TokenListener}) and {@link dev.athanor.infer.Sampler} (greedy, temperature, top-k, top-p,
+ * seeded).
+ */
+package dev.athanor.infer;
