@@ -44,7 +44,7 @@ final class DemoCommand {
     out.println("----");
     out.printf("done: loss %.3f -> %.3f; model %s; loss curve %s; log %s%n", r.firstLoss(), r.lastLoss(), r.modelDir(),
         r.plot() != null ? r.plot() : "(not drawn)", r.log());
-    out.println("next: ./athanor generate --model " + r.modelDir() + " --prompt \"class Foo\"");
+    out.println("next: ./athanor generate --model " + r.modelDir() + " --prompt \"/** Creates a\"");
   }
 
   /** The JDK's own source archive, or this repository's Java sources when the JDK ships none. */
