@@ -71,29 +71,19 @@ final class Workspace implements AutoCloseable {
       scratch = own(Tensor.empty(dt, dev, n, C));
       dF1 = own(Tensor.empty(dt, dev, n, F));
       dF2 = own(Tensor.empty(dt, dev, n, F));
-      int h = c.heads(), kv = c.kvHeads(), d = c.headDim();
+      int h = c.heads(), d = c.headDim();
       dAtth = own(own(dAtt.view(batch, seq, h, d)).permute(0, 2, 1, 3));
-      if (gpt2) {
-        dF3 = null;
-        dQkv = own(Tensor.empty(dt, dev, n, 3 * C));
-        Tensor q5 = own(dQkv.view(batch, seq, 3, h, d));
-        dQ = dK = dV = null;
-        dQh = own(own(q5.select(2, 0)).permute(0, 2, 1, 3));
-        dKh = own(own(q5.select(2, 1)).permute(0, 2, 1, 3));
-        dVh = own(own(q5.select(2, 2)).permute(0, 2, 1, 3));
-        dQ4 = dK4 = null;
-      } else {
-        dF3 = own(Tensor.empty(dt, dev, n, F));
-        dQkv = null;
-        dQ = own(Tensor.empty(dt, dev, n, C));
-        dK = own(Tensor.empty(dt, dev, n, c.kvDim()));
-        dV = own(Tensor.empty(dt, dev, n, c.kvDim()));
-        dQ4 = own(dQ.view(batch, seq, h, d));
-        dK4 = own(dK.view(batch, seq, kv, d));
-        dQh = own(dQ4.permute(0, 2, 1, 3));
-        dKh = own(dK4.permute(0, 2, 1, 3));
-        dVh = own(own(dV.view(batch, seq, kv, d)).permute(0, 2, 1, 3));
-      }
+      dF3 = gpt2 ? null : own(Tensor.empty(dt, dev, n, F));
+      Heads g = Heads.allocate(c, dev, dt, batch, seq, this::own);
+      dQkv = g.qkv();
+      dQ = g.q();
+      dK = g.k();
+      dV = g.v();
+      dQh = g.qh();
+      dKh = g.kh();
+      dVh = g.vh();
+      dQ4 = g.q4();
+      dK4 = g.k4();
     } catch (RuntimeException e) {
       close();
       throw e;
@@ -121,6 +111,32 @@ final class Workspace implements AutoCloseable {
     owned.clear();
   }
 
+  /**
+   * The query/key/value buffers of one block (activations or their gradients) and their views: GPT-2 keeps q,
+   * k, v interleaved per row in one (N, 3C) buffer (as {@code c_attn} produces them); Llama has separate (N, C),
+   * (N, KVD), (N, KVD) buffers and (B, T, H, D) views for RoPE. qh, kh, vh are the (B, H, T, D) views attention
+   * takes. Unused members are null.
+   */
+  record Heads(Tensor qkv, Tensor q, Tensor k, Tensor v, Tensor qh, Tensor kh, Tensor vh, Tensor q4, Tensor k4) {
+    static Heads allocate(ModelConfig c, Device dev, DType dt, int b, int t, java.util.function.UnaryOperator<Tensor> own) {
+      long n = (long) b * t, C = c.hidden();
+      int h = c.heads(), kv = c.kvHeads(), d = c.headDim();
+      if (c.family() == Family.GPT2) {
+        Tensor qkv = own.apply(Tensor.empty(dt, dev, n, 3 * C));
+        Tensor q5 = own.apply(qkv.view(b, t, 3, h, d));
+        Tensor[] hv = new Tensor[3];
+        for (int i = 0; i < 3; i++) hv[i] = own.apply(own.apply(q5.select(2, i)).permute(0, 2, 1, 3));
+        return new Heads(qkv, null, null, null, hv[0], hv[1], hv[2], null, null);
+      }
+      Tensor q = own.apply(Tensor.empty(dt, dev, n, C));
+      Tensor k = own.apply(Tensor.empty(dt, dev, n, c.kvDim()));
+      Tensor v = own.apply(Tensor.empty(dt, dev, n, c.kvDim()));
+      Tensor q4 = own.apply(q.view(b, t, h, d)), k4 = own.apply(k.view(b, t, kv, d));
+      return new Heads(null, q, k, v, own.apply(q4.permute(0, 2, 1, 3)), own.apply(k4.permute(0, 2, 1, 3)),
+          own.apply(own.apply(v.view(b, t, kv, d)).permute(0, 2, 1, 3)), q4, k4);
+    }
+  }
+
   /** The activations one block saves for its backward, and views of them in attention's layout. */
   static final class BlockActs implements AutoCloseable {
     private final List<Tensor> owned = new ArrayList<>();
@@ -138,7 +154,7 @@ final class Workspace implements AutoCloseable {
     BlockActs(ModelConfig c, Device dev, DType dt, int b, int t) {
       boolean gpt2 = c.family() == Family.GPT2;
       long n = (long) b * t, C = c.hidden(), F = c.intermediate();
-      int h = c.heads(), kv = c.kvHeads(), d = c.headDim();
+      int h = c.heads(), d = c.headDim();
       try {
         n1 = own(Tensor.empty(dt, dev, n, C));
         mean1 = gpt2 ? own(Tensor.empty(DType.F32, dev, n)) : null;
@@ -150,31 +166,21 @@ final class Workspace implements AutoCloseable {
         n2 = own(Tensor.empty(dt, dev, n, C));
         mean2 = gpt2 ? own(Tensor.empty(DType.F32, dev, n)) : null;
         rstd2 = own(Tensor.empty(DType.F32, dev, n));
-        if (gpt2) {
-          qkv = own(Tensor.empty(dt, dev, n, 3 * C));
-          Tensor q5 = own(qkv.view(b, t, 3, h, d));
-          qh = own(own(q5.select(2, 0)).permute(0, 2, 1, 3));
-          kh = own(own(q5.select(2, 1)).permute(0, 2, 1, 3));
-          vh = own(own(q5.select(2, 2)).permute(0, 2, 1, 3));
-          q = k = v = q4 = k4 = null;
-          fc = own(Tensor.empty(dt, dev, n, F));
-          gelu = own(Tensor.empty(dt, dev, n, F));
-          gate = up = act = null;
-        } else {
-          qkv = null;
-          q = own(Tensor.empty(dt, dev, n, C));
-          k = own(Tensor.empty(dt, dev, n, c.kvDim()));
-          v = own(Tensor.empty(dt, dev, n, c.kvDim()));
-          q4 = own(q.view(b, t, h, d));
-          k4 = own(k.view(b, t, kv, d));
-          qh = own(q4.permute(0, 2, 1, 3));
-          kh = own(k4.permute(0, 2, 1, 3));
-          vh = own(own(v.view(b, t, kv, d)).permute(0, 2, 1, 3));
-          fc = gelu = null;
-          gate = own(Tensor.empty(dt, dev, n, F));
-          up = own(Tensor.empty(dt, dev, n, F));
-          act = own(Tensor.empty(dt, dev, n, F));
-        }
+        Heads hd = Heads.allocate(c, dev, dt, b, t, this::own);
+        qkv = hd.qkv();
+        q = hd.q();
+        k = hd.k();
+        v = hd.v();
+        qh = hd.qh();
+        kh = hd.kh();
+        vh = hd.vh();
+        q4 = hd.q4();
+        k4 = hd.k4();
+        fc = gpt2 ? own(Tensor.empty(dt, dev, n, F)) : null;
+        gelu = gpt2 ? own(Tensor.empty(dt, dev, n, F)) : null;
+        gate = gpt2 ? null : own(Tensor.empty(dt, dev, n, F));
+        up = gpt2 ? null : own(Tensor.empty(dt, dev, n, F));
+        act = gpt2 ? null : own(Tensor.empty(dt, dev, n, F));
       } catch (RuntimeException e) {
         close();
         throw e;
