@@ -1,0 +1,122 @@
+package dev.athanor.cli;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import com.google.gson.JsonArray;
+import com.google.gson.JsonObject;
+import com.google.gson.JsonParser;
+import dev.athanor.infer.Generator;
+import dev.athanor.infer.SamplingConfig;
+import dev.athanor.io.hf.HfModelDir;
+import dev.athanor.io.tokenizer.Tokenizer;
+import dev.athanor.io.tokenizer.Tokenizers;
+import dev.athanor.nn.ModelConfig;
+import dev.athanor.nn.Parameters;
+import dev.athanor.nn.Transformer;
+import dev.athanor.runtime.Device;
+import dev.athanor.tensor.DType;
+import java.io.ByteArrayOutputStream;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** The score and generate commands against the library they wrap, and the CLI's handling of bad input. */
+class CommandsTest {
+  @TempDir static Path tmp;
+  static Path modelDir;
+  static final ModelConfig CFG = ModelConfig.gpt2(50257, 48, 1, 32, 1);
+
+  record Out(int code, String out, String err) {}
+
+  static Out run(String... args) {
+    ByteArrayOutputStream o = new ByteArrayOutputStream(), e = new ByteArrayOutputStream();
+    int code = Main.run(args, new PrintStream(o, true, StandardCharsets.UTF_8), new PrintStream(e, true, StandardCharsets.UTF_8));
+    return new Out(code, o.toString(StandardCharsets.UTF_8), e.toString(StandardCharsets.UTF_8));
+  }
+
+  @BeforeAll
+  static void saveAModel() {
+    modelDir = tmp.resolve("model");
+    try (Transformer m = Transformer.create(CFG, Device.CPU)) {
+      m.initialize(3);
+      for (Parameters.Param p : m.parameters().list()) {  // peaked predictions
+        if (p.spec().shape().length < 2) continue;
+        float[] w = p.master().toFloatArray();
+        for (int i = 0; i < w.length; i++) w[i] *= 20;
+        p.master().copyFrom(w);
+      }
+      HfModelDir.save(modelDir, CFG, m.weights(), DType.F32);
+    }
+  }
+
+  @Test
+  void scorePrintsTheModelsLogProbabilities() throws Exception {
+    Path ids = tmp.resolve("ids.txt");
+    Files.writeString(ids, "464 2068 7586 21831 18045 625 262\n");
+    Out r = run("score", "--model", modelDir.toString(), "--tokens", ids.toString(), "--device", "cpu");
+    assertEquals(0, r.code(), r.err());
+    JsonObject j = JsonParser.parseString(r.out().trim()).getAsJsonObject();
+    assertEquals(7, j.get("tokens").getAsInt());
+    assertEquals(6, j.get("scored").getAsInt());
+    JsonArray lp = j.getAsJsonArray("logprobs");
+    int[] in = {464, 2068, 7586, 21831, 18045, 625}, tg = {2068, 7586, 21831, 18045, 625, 262};
+    try (HfModelDir.Loaded l = HfModelDir.load(modelDir); Transformer m = Transformer.create(l.config(), Device.CPU)) {
+      m.loadWeights(l.tensors());
+      m.forward(in, tg, 1, 6);
+      float[] losses = m.tokenLosses();
+      double mean = 0;
+      for (int i = 0; i < 6; i++) {
+        assertEquals(-losses[i], lp.get(i).getAsFloat(), "log-probability of token " + (i + 1));
+        mean += losses[i] / 6;
+      }
+      assertEquals(mean, j.get("mean_loss").getAsDouble(), 1e-5);
+    }
+  }
+
+  @Test
+  void generateStreamsWhatTheGeneratorProduces() {
+    Tokenizer tok = Tokenizers.gpt2();
+    String prompt = "The furnace";
+    Out r = run("generate", "--model", modelDir.toString(), "--prompt", prompt, "--temperature", "0", "--max-tokens", "12",
+        "--no-stop", "--device", "cpu");
+    assertEquals(0, r.code(), r.err());
+    try (HfModelDir.Loaded l = HfModelDir.load(modelDir); Transformer m = Transformer.create(l.config(), Device.CPU)) {
+      m.loadWeights(l.tensors());
+      int[] ids = new Generator(m).generate(tok.encode(prompt), new SamplingConfig(0f, 0, 1f, 0, 12, false), null);
+      assertEquals(12, ids.length);
+      assertEquals(prompt + tok.decode(ids), r.out().stripTrailing());
+    }
+  }
+
+  @Test
+  void badInputGivesAClearMessageAndAUsageExitCode() {
+    Out r = run("train", "--steps", "5");
+    assertEquals(2, r.code());
+    assertTrue(r.err().contains("needs --data"), r.err());
+    r = run("train", "--data", tmp.toString(), "--stpes", "5");
+    assertEquals(2, r.code());
+    assertTrue(r.err().contains("unknown flag --stpes"), r.err());
+    r = run("generate", "--model", tmp.resolve("nowhere").toString(), "--prompt", "x");
+    assertTrue(r.code() != 0 && r.err().contains("nowhere"), r.err());
+    r = run("train", "--preset", "gpt3", "--data", tmp.toString());
+    assertEquals(2, r.code());
+    assertTrue(r.err().contains("unknown model preset \"gpt3\""), r.err());
+    r = run("score", "--model", modelDir.toString(), "--text", "hi", "--tokens", "x");
+    assertEquals(2, r.code());
+    assertTrue(r.err().contains("exactly one of --tokens"), r.err());
+    r = run("bench", "--mode", "sprint", "--device", "cpu", "--preset", "gpt2-tiny");
+    assertEquals(2, r.code());
+    assertTrue(r.err().contains("--mode must be train or decode"), r.err());
+    r = run("frobnicate");
+    assertEquals(2, r.code());
+    assertTrue(r.err().contains("unknown command 'frobnicate'"), r.err());
+    assertTrue(List.of(r.err().split("\n")).stream().anyMatch(s -> s.contains("generate")), "usage is printed");
+  }
+
+}
