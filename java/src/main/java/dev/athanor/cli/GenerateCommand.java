@@ -31,7 +31,7 @@ final class GenerateCommand {
 
   /** Streams the prompt and its continuation to {@code out}; returns the generated text. */
   static String generate(Transformer model, Tokenizer tok, String prompt, SamplingConfig sc, PrintStream out) {
-    int[] ids = tok.encode(prompt);
+    int[] ids = Models.withBos(model.config(), tok, tok.encode(prompt));
     if (ids.length == 0) {
       if (tok.bosToken().isEmpty() && tok.eosToken().isEmpty()) throw new IllegalArgumentException("--prompt is empty");
       ids = new int[] {tok.bosToken().orElse(tok.eosToken().getAsInt())};

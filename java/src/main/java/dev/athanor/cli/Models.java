@@ -79,6 +79,21 @@ final class Models {
     return Tokenizers.gpt2();
   }
 
+  /**
+   * Llama-family models are trained with a beginning-of-sequence token in front of every text (their
+   * tokenizer.json adds it in a post-processor, which our tokenizers do not run): prepends it when the model
+   * is a Llama, the tokenizer has one, and the text does not already start with it.
+   */
+  static int[] withBos(ModelConfig c, Tokenizer tok, int[] ids) {
+    if (c.family() != dev.athanor.nn.Family.LLAMA || tok.bosToken().isEmpty()) return ids;
+    int bos = tok.bosToken().getAsInt();
+    if (bos >= c.vocabSize() || ids.length > 0 && ids[0] == bos) return ids;
+    int[] out = new int[ids.length + 1];
+    out[0] = bos;
+    System.arraycopy(ids, 0, out, 1, ids.length);
+    return out;
+  }
+
   /** Copies the tokenizer files of {@code from} (when any) into the saved model directory {@code to}. */
   static void copyTokenizerFiles(Path from, Path to) throws IOException {
     if (from == null) return;

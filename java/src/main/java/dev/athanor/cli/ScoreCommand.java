@@ -25,7 +25,7 @@ final class ScoreCommand {
     if (f.has("tokens") == f.has("text")) throw new IllegalArgumentException("give exactly one of --tokens FILE and --text TEXT");
     try (Transformer model = Models.load(dir, Models.device(f.str("device", "auto")))) {
       int[] ids = f.has("tokens") ? TokenFiles.readIds(Path.of(f.required("tokens")))
-          : Models.tokenizer(dir, model.config()).encode(f.required("text"));
+          : textIds(model, Models.tokenizer(dir, model.config()), f.required("text"));
       if (ids.length < 2) throw new IllegalArgumentException("need at least 2 tokens to score, got " + ids.length);
       float[] logprobs = score(model, ids);
       double sum = 0;
@@ -38,6 +38,10 @@ final class ScoreCommand {
       sb.append("]}");
       out.println(sb);
     }
+  }
+
+  private static int[] textIds(Transformer model, dev.athanor.io.tokenizer.Tokenizer tok, String text) {
+    return Models.withBos(model.config(), tok, tok.encode(text));
   }
 
   /** log p(ids[i+1] | ids[..i]) for every scored position, window by window. */
