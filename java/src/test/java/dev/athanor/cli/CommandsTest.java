@@ -95,6 +95,27 @@ class CommandsTest {
   }
 
   @Test
+  void llamaTextGetsItsBosTokenOnce() {
+    Tokenizer withBos = new Tokenizer() {
+      public String id() { return "stub"; }
+      public int vocabSize() { return 10; }
+      public int[] encode(String text) { return new int[] {5, 6}; }
+      public String decode(int[] ids) { return ""; }
+      public java.util.OptionalInt eosToken() { return java.util.OptionalInt.of(2); }
+      public java.util.OptionalInt bosToken() { return java.util.OptionalInt.of(1); }
+      public byte[] tokenBytes(int id) { return new byte[0]; }
+    };
+    ModelConfig llama = ModelConfig.llama(10, 8, 1, 8, 1, 1, 8, 10000f, true);
+    assertEquals(List.of(1, 5, 6), boxed(Models.withBos(llama, withBos, new int[] {5, 6})));
+    assertEquals(List.of(1, 5), boxed(Models.withBos(llama, withBos, new int[] {1, 5})));
+    assertEquals(List.of(5, 6), boxed(Models.withBos(ModelConfig.gpt2(10, 8, 1, 8, 1), withBos, new int[] {5, 6})));
+  }
+
+  static List<Integer> boxed(int[] a) {
+    return java.util.Arrays.stream(a).boxed().toList();
+  }
+
+  @Test
   void badInputGivesAClearMessageAndAUsageExitCode() {
     Out r = run("train", "--steps", "5");
     assertEquals(2, r.code());
