@@ -19,6 +19,9 @@
 #                 (while the two test suites run, 150 s of the budget are held back for the benchmarks)
 #   bench-ours    bench_cuda: Athanor GEMM and attention fwd/bwd on bench/gpu/cases.txt (restarted past a crash)
 #   bench-peer    bench/gpu/peer.py: PyTorch on the same cases
+#   model-ours    GPT-2 124M training/decode on the GPU and the CPU bar on the host (athanor bench)
+#   model-peer    the same with bench/model/torch_train.py (PyTorch)
+#   cli-gpu       `train` (tokenize, 40 steps, checkpoints, save), `train --resume auto`, `generate`, all on CUDA
 #   report        bench/gpu/report.py -> gpu-report.json, gpu-report.md
 #
 # Output: $OUT (the device tool's folder; bench/results/gpu-check-<UTC time>/ when OUT is unset):
@@ -296,7 +299,22 @@ do_model_peer() {
   [ -f "$W/model-peer-last.json" ] && python3 -c 'import json,sys; print(json.dumps(json.load(open(sys.argv[1]))))' \
     "$W/model-peer-last.json" >> "$W/model-peer.jsonl"
 }
-export -f model_cases do_model_ours do_model_peer
+# The main job's path on the GPU, end to end through the CLI: tokenize this repository's Java sources, train the
+# demo model for 40 steps on CUDA with checkpoints, save, resume from the last checkpoint for 10 more steps,
+# then generate from the saved model. Prints the first and last log lines.
+do_cli_gpu() {
+  local cp="$P/athanor.jar" j o="$W/cli-gpu"
+  for j in "$P"/lib/*.jar; do [ -f "$j" ] && cp="$cp:$j"; done
+  local java=("$RT/bin/java" --enable-native-access=ALL-UNNAMED -Dathanor.library.path="$LIB"
+              -Dathanor.cache.dir="$o/cache" -cp "$cp" dev.athanor.cli.Main)
+  local args=(--preset gpt2-tiny --data "$ROOT/java/src/main/java" --batch 16 --seq 256 --device cuda
+              --out "$o/model" --log "$o/log.jsonl" --checkpoint-dir "$o/ckpt" --checkpoint-every 20)
+  "${java[@]}" train "${args[@]}" --steps 40 || return 1
+  "${java[@]}" train "${args[@]}" --steps 50 --resume auto || return 2
+  head -1 "$o/log.jsonl"; tail -1 "$o/log.jsonl"
+  "${java[@]}" generate --model "$o/model" --prompt "public final class" --max-tokens 40 --device cuda || return 3
+}
+export -f model_cases do_model_ours do_model_peer do_cli_gpu
 export -f do_unpack do_env do_configure do_build run_java_class do_java_tests do_driver do_bench_ours do_bench_peer
 
 # ------------------------------------------------------------------ the steps
@@ -376,6 +394,9 @@ if [ $GPU_PRESENT -eq 1 ]; then
     HOLD=0 run_step model-ours 200 -- bash -c do_model_ours
   fi
   HOLD=0 run_step model-peer 200 -- bash -c do_model_peer
+  if [ -n "$LIB" ] && [ -x "$RT/bin/java" ]; then
+    HOLD=0 run_step cli-gpu 120 -- bash -c do_cli_gpu
+  fi
 else
   record bench-ours - 0 "skipped: no GPU"
   record bench-peer - 0 "skipped: no GPU"
