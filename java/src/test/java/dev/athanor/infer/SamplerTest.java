@@ -57,6 +57,33 @@ class SamplerTest {
   }
 
   @Test
+  void topKRankingMatchesAStableSortByLogit() {
+    java.util.Random r = new java.util.Random(9);
+    for (int trial = 0; trial < 50; trial++) {
+      int v = 1 + r.nextInt(300), k = 1 + r.nextInt(v);
+      float[] x = new float[v + 3];
+      for (int i = 0; i < x.length; i++) {
+        // few distinct values so ties are common; negatives, zeros of both signs, large magnitudes
+        x[i] = switch (r.nextInt(6)) {
+          case 0 -> 0f;
+          case 1 -> -0f;
+          case 2 -> (float) r.nextInt(5) - 2;
+          case 3 -> (float) (r.nextGaussian() * 1e30);
+          default -> (float) r.nextGaussian();
+        };
+      }
+      Integer[] naive = new Integer[v];
+      for (int i = 0; i < v; i++) naive[i] = i;
+      java.util.Arrays.sort(naive, (a, b) -> {
+        int c = Float.compare(x[3 + b], x[3 + a]);
+        return c != 0 ? c : Integer.compare(a, b);
+      });
+      int[] got = Sampler.topK(x, 3, v, k);
+      for (int i = 0; i < k; i++) assertEquals(naive[i], got[i], "trial " + trial + " rank " + i);
+    }
+  }
+
+  @Test
   void badSettingsAreRejected() {
     assertThrows(IllegalArgumentException.class, () -> new SamplingConfig(-1f, 0, 1f, 0, 1, true));
     assertThrows(IllegalArgumentException.class, () -> new SamplingConfig(1f, -1, 1f, 0, 1, true));
