@@ -1,5 +1,6 @@
 package dev.athanor.nn;
 
+import dev.athanor.memory.Tier;
 import dev.athanor.ops.Ops;
 import dev.athanor.runtime.Device;
 import dev.athanor.tensor.DType;
@@ -20,6 +21,7 @@ final class InferenceStep {
     private final java.util.List<Tensor> owned = new java.util.ArrayList<>();
     final int b, n;
     final Tensor ids, posIds, x, tmp, n1, q, att, f1, f2, f3, stats, stats2, n13, qh, q4, atth, lastRows, logits;
+    final Tensor logitsHost;  // CUDA: a pinned (B, V) staging buffer, so a step's logits reach the host in one DMA
 
     Buffers(ModelConfig c, Device dev, DType dt, int b, int n) {
       this.b = b;
@@ -46,6 +48,8 @@ final class InferenceStep {
         atth = own(own(att.view(b, n, h, d)).permute(0, 2, 1, 3));
         lastRows = own(n13.select(1, n - 1));                        // (B, C), row stride n*C
         logits = own(Tensor.empty(DType.F32, dev, b, c.vocabSize())); // (B, V) FP32
+        logitsHost = dev.isCuda()
+            ? own(Tensor.empty(DType.F32, Device.CPU, Tier.HOST_PINNED, b, c.vocabSize())) : null;
       } catch (RuntimeException e) {
         close();
         throw e;
@@ -133,7 +137,9 @@ final class InferenceStep {
       }
       Ops.gemm(w.lastRows, false, p.w(m.headName()), true, 1f, 0f, null, w.logits);  // (B, V) = x_last @ W^T
       cache.advance(n);
-      return w.logits.toFloatArray();
+      if (w.logitsHost == null) return w.logits.toFloatArray();
+      w.logitsHost.copyFrom(w.logits);  // device -> pinned host, no allocation per step
+      return w.logitsHost.toFloatArray();
     }
   }
 }
