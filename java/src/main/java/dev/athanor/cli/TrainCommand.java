@@ -75,7 +75,11 @@ final class TrainCommand {
         f.bool("shuffle", false), f.longValue("seed", d.seed()));
     Path outDir = f.path("out", Path.of("runs", "train"));
     Path log = f.path("log", outDir.resolve("train-log.jsonl"));
-    DType saveDtype = DType.valueOf(f.str("save-dtype", "F32").toUpperCase(Locale.ROOT));
+    String sd = f.str("save-dtype", "F32").toUpperCase(Locale.ROOT);
+    if (!List.of("F32", "BF16", "F16").contains(sd)) {
+      throw new IllegalArgumentException("--save-dtype must be F32, BF16 or F16, got '" + f.str("save-dtype", "") + "'");
+    }
+    DType saveDtype = DType.valueOf(sd);
 
     out.printf("athanor train: %s model, %d layers, hidden %d, %d heads, vocab %d, %.1fM parameters, on %s%n",
         mc.family().hfModelType(), mc.layers(), mc.hidden(), mc.heads(), mc.vocabSize(), mc.parameterCount() / 1e6, device);
