@@ -2,22 +2,31 @@ package dev.athanor.cli;
 
 import dev.athanor.infer.Generator;
 import dev.athanor.infer.SamplingConfig;
+import dev.athanor.io.AtomicFiles;
+import dev.athanor.io.data.DataLoader;
+import dev.athanor.io.data.TokenDataset;
+import dev.athanor.io.data.TokenShardWriter;
 import dev.athanor.nn.ModelConfig;
 import dev.athanor.nn.Transformer;
-import dev.athanor.ops.Ops;
 import dev.athanor.runtime.Cuda;
 import dev.athanor.runtime.Device;
-import dev.athanor.train.AdamW;
+import dev.athanor.train.Schedule;
+import dev.athanor.train.TrainConfig;
+import dev.athanor.train.Trainer;
+import java.io.IOException;
 import java.io.PrintStream;
+import java.io.UncheckedIOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Locale;
-import java.util.SplittableRandom;
 import java.util.Set;
+import java.util.SplittableRandom;
 
 /**
- * {@code athanor bench}: model throughput on random tokens. {@code --mode train}: full steps (forward,
- * backward, global-norm clipping, AdamW) at batch x seq, median step time after warm-up steps; {@code
+ * {@code athanor bench}: model throughput on random tokens. {@code --mode train}: full {@link Trainer} steps
+ * (forward, backward, global-norm clipping, AdamW) at batch x seq, median step time after warm-up steps; {@code
  * --mode decode}: greedy generation with the KV cache after a prompt, new tokens per second. Prints one
  * JSON object (the peer is bench/model/torch_train.py with the same flags).
  */
@@ -45,21 +54,7 @@ final class BenchCommand {
       if (mode.equals("train")) {
         int t = f.integer("seq", Math.min(256, mc.maxSeqLen()));
         int steps = f.integer("steps", 10), warm = f.integer("warmup-steps", 2);
-        double[] ms = new double[steps];
-        try (AdamW opt = new AdamW(m.parameters())) {
-          for (int s = -warm; s < steps; s++) {
-            int[] in = rng.ints((long) b * t, 0, mc.vocabSize()).toArray();
-            int[] tg = rng.ints((long) b * t, 0, mc.vocabSize()).toArray();
-            long t0 = System.nanoTime();
-            m.parameters().zeroGrad();
-            m.forward(in, tg, b, t);
-            m.backward(1f);
-            float norm = Ops.globalNorm(m.parameters().grads());
-            opt.update(1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, (float) Math.min(1.0, 1.0 / (norm + 1e-6)));
-            if (device.isCuda()) Cuda.synchronize(device.index());
-            if (s >= 0) ms[s] = (System.nanoTime() - t0) / 1e6;
-          }
-        }
+        double[] ms = trainStepMillis(m, b, t, steps, warm, rng);
         double med = median(ms);
         double tps = b * t / (med / 1e3);
         // FLOPs per token: 6 N (matmul weights incl. the head) + 6 L T C (causal attention: 12 L T C halved)
@@ -83,6 +78,46 @@ final class BenchCommand {
             + "\"tokens_per_s\":%.1f}%n", common, p, n, secs, made / secs);
       } else {
         throw new IllegalArgumentException("--mode must be train or decode, got '" + mode + "'");
+      }
+    }
+  }
+
+  /**
+   * Milliseconds of {@code steps} {@link Trainer} steps (forward, backward, clipping, AdamW) after {@code warm}
+   * untimed ones, on a sequential loader over a temporary shard of uniformly random tokens.
+   */
+  static double[] trainStepMillis(Transformer m, int b, int t, int steps, int warm, SplittableRandom rng) {
+    ModelConfig mc = m.config();
+    int total = steps + warm;
+    TrainConfig tc = new TrainConfig(total, b, t, 1, 1e-4f, 1e-4f, 0, Schedule.CONSTANT, 0.1f, 0.9f, 0.95f, 1e-8f, 1f,
+        false, 1);
+    Path dir = null;
+    try {
+      dir = Files.createTempDirectory("athanor-bench");
+      Path shard = dir.resolve("random.bin");
+      try (TokenShardWriter w = TokenShardWriter.create(shard, mc.vocabSize())) {
+        w.write(rng.ints((long) total * b * t + 1, 0, mc.vocabSize()).toArray());
+      }
+      double[] ms = new double[steps];
+      try (TokenDataset data = TokenDataset.open(shard);
+          Trainer trainer = new Trainer(m, tc, new DataLoader(data, b, t, false, 1))) {
+        for (int s = -warm; s < steps; s++) {
+          long t0 = System.nanoTime();
+          trainer.step();
+          if (m.device().isCuda()) Cuda.synchronize(m.device().index());
+          if (s >= 0) ms[s] = (System.nanoTime() - t0) / 1e6;
+        }
+      }
+      return ms;
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
+    } finally {
+      if (dir != null) {
+        try {
+          AtomicFiles.deleteTree(dir);
+        } catch (IOException ignored) {
+          // a temporary directory
+        }
       }
     }
   }

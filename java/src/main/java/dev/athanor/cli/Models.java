@@ -39,17 +39,9 @@ final class Models {
 
   /** A model loaded from a Hugging Face directory onto {@code device}. */
   static Transformer load(Path dir, Device device) {
-    try (HfModelDir.Loaded loaded = HfModelDir.load(dir)) {
-      Transformer m = Transformer.create(loaded.config(), device);
-      try {
-        m.loadWeights(loaded.tensors());
-        return m;
-      } catch (RuntimeException e) {
-        m.close();
-        throw e;
-      }
-    }
+    return HfModelDir.loadModel(dir, device);
   }
+
 
   /** The model configuration named by --model DIR, --config FILE or --preset NAME (default gpt2-tiny). */
   static ModelConfig config(Flags f) {

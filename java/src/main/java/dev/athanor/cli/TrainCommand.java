@@ -86,7 +86,7 @@ final class TrainCommand {
     try (Transformer model = modelDir != null && resume == null ? Models.load(modelDir, device) : Transformer.create(mc, device)) {
       if (modelDir == null && resume == null) model.initialize(tc.seed());
       model.setRecompute(f.bool("recompute", false));
-      Tokenizer tok = isTokenShards(data) ? null : Models.tokenizer(modelDir, model.config());
+      Tokenizer tok = TextCorpus.isShardInput(data) ? null : Models.tokenizer(modelDir, model.config());
       TextCorpus.Options opts = TextCorpus.Options.defaults();
       if (f.has("max-bytes")) {
         opts = new TextCorpus.Options(opts.cacheDir(), f.longValue("max-bytes", 0), opts.extensions(), opts.threads(),
@@ -122,16 +122,6 @@ final class TrainCommand {
       }
     } catch (IOException e) {
       throw new UncheckedIOException(e);
-    }
-  }
-
-  static boolean isTokenShards(Path data) {
-    if (Files.isRegularFile(data)) return data.getFileName().toString().endsWith(".bin");
-    if (!Files.isDirectory(data)) return false;
-    try (var s = Files.list(data)) {
-      return s.anyMatch(p -> p.getFileName().toString().endsWith(".bin"));
-    } catch (IOException e) {
-      return false;
     }
   }
 

@@ -254,8 +254,8 @@ public final class Transformer implements AutoCloseable {
     float eps = cfg.normEps();
     if (cfg.family() == Family.GPT2) {
       Ops.layerNorm(x, params.w(p + "ln_1.weight"), params.w(p + "ln_1.bias"), eps, a.n1, a.mean1, a.rstd1);
-      Ops.gemm(a.n1, false, params.w(p + "attn.c_attn.weight"), false, 1f, 0f, params.w(p + "attn.c_attn.bias"), a.qkv);
-      Ops.attention(a.qh, a.kh, a.vh, a.atth, a.lse, true, scale);
+      Ops.gemm(a.n1, false, params.w(p + "attn.c_attn.weight"), false, 1f, 0f, params.w(p + "attn.c_attn.bias"), a.heads.qkv());
+      Ops.attention(a.heads.qh(), a.heads.kh(), a.heads.vh(), a.atth, a.lse, true, scale);
       Ops.gemm(a.att, false, params.w(p + "attn.c_proj.weight"), false, 1f, 0f, params.w(p + "attn.c_proj.bias"), tmp);
       Ops.add(x, tmp, a.x2);
       Ops.layerNorm(a.x2, params.w(p + "ln_2.weight"), params.w(p + "ln_2.bias"), eps, a.n2, a.mean2, a.rstd2);
@@ -265,12 +265,12 @@ public final class Transformer implements AutoCloseable {
       Ops.add(a.x2, tmp, out);
     } else {
       Ops.rmsNorm(x, params.w(p + "input_layernorm.weight"), eps, a.n1, a.rstd1);
-      Ops.gemm(a.n1, false, params.w(p + "self_attn.q_proj.weight"), true, 1f, 0f, null, a.q);
-      Ops.gemm(a.n1, false, params.w(p + "self_attn.k_proj.weight"), true, 1f, 0f, null, a.k);
-      Ops.gemm(a.n1, false, params.w(p + "self_attn.v_proj.weight"), true, 1f, 0f, null, a.v);
-      Ops.rope(a.q4, a.q4, 0, cfg.ropeTheta(), false);
-      Ops.rope(a.k4, a.k4, 0, cfg.ropeTheta(), false);
-      Ops.attention(a.qh, a.kh, a.vh, a.atth, a.lse, true, scale);
+      Ops.gemm(a.n1, false, params.w(p + "self_attn.q_proj.weight"), true, 1f, 0f, null, a.heads.q());
+      Ops.gemm(a.n1, false, params.w(p + "self_attn.k_proj.weight"), true, 1f, 0f, null, a.heads.k());
+      Ops.gemm(a.n1, false, params.w(p + "self_attn.v_proj.weight"), true, 1f, 0f, null, a.heads.v());
+      Ops.rope(a.heads.q4(), a.heads.q4(), 0, cfg.ropeTheta(), false);
+      Ops.rope(a.heads.k4(), a.heads.k4(), 0, cfg.ropeTheta(), false);
+      Ops.attention(a.heads.qh(), a.heads.kh(), a.heads.vh(), a.atth, a.lse, true, scale);
       Ops.gemm(a.att, false, params.w(p + "self_attn.o_proj.weight"), true, 1f, 0f, null, tmp);
       Ops.add(x, tmp, a.x2);
       Ops.rmsNorm(a.x2, params.w(p + "post_attention_layernorm.weight"), eps, a.n2, a.rstd2);
@@ -301,10 +301,11 @@ public final class Transformer implements AutoCloseable {
     Ops.gemm(a.att, true, w.d2, false, 1f, 1f, null, params.g(p + "attn.c_proj.weight"));      // (C, C)
     Ops.sumRows(w.d2, params.g(p + "attn.c_proj.bias"));
     Ops.gemm(w.d2, false, params.w(p + "attn.c_proj.weight"), true, 1f, 0f, null, w.dAtt);     // (N, C)
-    Ops.attentionBackward(a.qh, a.kh, a.vh, a.atth, a.lse, w.dAtth, w.dQh, w.dKh, w.dVh, true, scale);
-    Ops.gemm(a.n1, true, w.dQkv, false, 1f, 1f, null, params.g(p + "attn.c_attn.weight"));     // (C, 3C)
-    Ops.sumRows(w.dQkv, params.g(p + "attn.c_attn.bias"));
-    Ops.gemm(w.dQkv, false, params.w(p + "attn.c_attn.weight"), true, 1f, 0f, null, w.d1);    // (N, C)
+    Ops.attentionBackward(a.heads.qh(), a.heads.kh(), a.heads.vh(), a.atth, a.lse, w.dAtth, w.dHeads.qh(),
+        w.dHeads.kh(), w.dHeads.vh(), true, scale);
+    Ops.gemm(a.n1, true, w.dHeads.qkv(), false, 1f, 1f, null, params.g(p + "attn.c_attn.weight"));     // (C, 3C)
+    Ops.sumRows(w.dHeads.qkv(), params.g(p + "attn.c_attn.bias"));
+    Ops.gemm(w.dHeads.qkv(), false, params.w(p + "attn.c_attn.weight"), true, 1f, 0f, null, w.d1);    // (N, C)
     Ops.layerNormBackward(w.d1, x, params.w(p + "ln_1.weight"), a.mean1, a.rstd1, dout,
         params.g(p + "ln_1.weight"), params.g(p + "ln_1.bias"));
     Ops.add(dout, w.d2, dout);
@@ -328,15 +329,16 @@ public final class Transformer implements AutoCloseable {
     // attention: x2 = x + att Wo^T
     Ops.gemm(w.d2, true, a.att, false, 1f, 1f, null, params.g(p + "self_attn.o_proj.weight"));  // (C, C)
     Ops.gemm(w.d2, false, params.w(p + "self_attn.o_proj.weight"), false, 1f, 0f, null, w.dAtt);
-    Ops.attentionBackward(a.qh, a.kh, a.vh, a.atth, a.lse, w.dAtth, w.dQh, w.dKh, w.dVh, true, scale);
-    Ops.rope(w.dQ4, w.dQ4, 0, cfg.ropeTheta(), true);
-    Ops.rope(w.dK4, w.dK4, 0, cfg.ropeTheta(), true);
-    Ops.gemm(w.dQ, true, a.n1, false, 1f, 1f, null, params.g(p + "self_attn.q_proj.weight"));
-    Ops.gemm(w.dK, true, a.n1, false, 1f, 1f, null, params.g(p + "self_attn.k_proj.weight"));
-    Ops.gemm(w.dV, true, a.n1, false, 1f, 1f, null, params.g(p + "self_attn.v_proj.weight"));
-    Ops.gemm(w.dQ, false, params.w(p + "self_attn.q_proj.weight"), false, 1f, 0f, null, w.d1);
-    Ops.gemm(w.dK, false, params.w(p + "self_attn.k_proj.weight"), false, 1f, 1f, null, w.d1);
-    Ops.gemm(w.dV, false, params.w(p + "self_attn.v_proj.weight"), false, 1f, 1f, null, w.d1);
+    Ops.attentionBackward(a.heads.qh(), a.heads.kh(), a.heads.vh(), a.atth, a.lse, w.dAtth, w.dHeads.qh(),
+        w.dHeads.kh(), w.dHeads.vh(), true, scale);
+    Ops.rope(w.dHeads.q4(), w.dHeads.q4(), 0, cfg.ropeTheta(), true);
+    Ops.rope(w.dHeads.k4(), w.dHeads.k4(), 0, cfg.ropeTheta(), true);
+    Ops.gemm(w.dHeads.q(), true, a.n1, false, 1f, 1f, null, params.g(p + "self_attn.q_proj.weight"));
+    Ops.gemm(w.dHeads.k(), true, a.n1, false, 1f, 1f, null, params.g(p + "self_attn.k_proj.weight"));
+    Ops.gemm(w.dHeads.v(), true, a.n1, false, 1f, 1f, null, params.g(p + "self_attn.v_proj.weight"));
+    Ops.gemm(w.dHeads.q(), false, params.w(p + "self_attn.q_proj.weight"), false, 1f, 0f, null, w.d1);
+    Ops.gemm(w.dHeads.k(), false, params.w(p + "self_attn.k_proj.weight"), false, 1f, 1f, null, w.d1);
+    Ops.gemm(w.dHeads.v(), false, params.w(p + "self_attn.v_proj.weight"), false, 1f, 1f, null, w.d1);
     Ops.rmsNormBackward(w.d1, x, params.w(p + "input_layernorm.weight"), a.rstd1, dout,
         params.g(p + "input_layernorm.weight"));
     Ops.add(dout, w.d2, dout);

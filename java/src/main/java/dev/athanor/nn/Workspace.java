@@ -29,10 +29,8 @@ final class Workspace implements AutoCloseable {
   // gradient scratch (compute dtype)
   final Tensor dres, d1, d2, dAtt;        // (N, C)
   final Tensor dF1, dF2, dF3;             // (N, F) (dF3: Llama only)
-  final Tensor dQkv;                      // (N, 3C) GPT-2 (q | k | v per row)
-  final Tensor dQ, dK, dV;                // Llama (N, C), (N, KVD), (N, KVD); GPT-2: views into dQkv
-  final Tensor dQh, dKh, dVh, dAtth;      // (B, H, T, D) / (B, KV, T, D) views of the above
-  final Tensor dQ4, dK4;                  // Llama (B, T, H, D) / (B, T, KV, D) views for the inverse RoPE
+  final Heads dHeads;                     // gradients of q, k, v and their views (Llama: q4, k4 for the inverse RoPE)
+  final Tensor dAtth;                     // (B, H, T, D) view of dAtt
   final Tensor scratch;                   // (N, C)
 
   Workspace(ModelConfig c, Device dev, DType dt, int batch, int seq, boolean recompute) {
@@ -74,16 +72,7 @@ final class Workspace implements AutoCloseable {
       int h = c.heads(), d = c.headDim();
       dAtth = own(own(dAtt.view(batch, seq, h, d)).permute(0, 2, 1, 3));
       dF3 = gpt2 ? null : own(Tensor.empty(dt, dev, n, F));
-      Heads g = Heads.allocate(c, dev, dt, batch, seq, this::own);
-      dQkv = g.qkv();
-      dQ = g.q();
-      dK = g.k();
-      dV = g.v();
-      dQh = g.qh();
-      dKh = g.kh();
-      dVh = g.vh();
-      dQ4 = g.q4();
-      dK4 = g.k4();
+      dHeads = Heads.allocate(c, dev, dt, batch, seq, this::own);
     } catch (RuntimeException e) {
       close();
       throw e;
@@ -141,10 +130,7 @@ final class Workspace implements AutoCloseable {
   static final class BlockActs implements AutoCloseable {
     private final List<Tensor> owned = new ArrayList<>();
     final Tensor n1, mean1, rstd1;   // first norm: (N, C), (N) F32 (mean: GPT-2 only), (N) F32
-    final Tensor qkv;                // GPT-2 (N, 3C) after bias
-    final Tensor q, k, v;            // Llama (N, C), (N, KVD), (N, KVD) (q, k after RoPE)
-    final Tensor qh, kh, vh;         // (B, H, T, D), (B, KV, T, D) views for attention
-    final Tensor q4, k4;             // Llama (B, T, H, D), (B, T, KV, D) views for RoPE
+    final Heads heads;               // q, k, v (GPT-2: one (N, 3C) buffer after bias; Llama: q, k after RoPE) and views
     final Tensor att, atth, lse;     // attention output (N, C), its (B, H, T, D) view, lse (B, H, T) F32
     final Tensor x2;                 // residual after attention (N, C)
     final Tensor n2, mean2, rstd2;   // second norm
@@ -166,16 +152,7 @@ final class Workspace implements AutoCloseable {
         n2 = own(Tensor.empty(dt, dev, n, C));
         mean2 = gpt2 ? own(Tensor.empty(DType.F32, dev, n)) : null;
         rstd2 = own(Tensor.empty(DType.F32, dev, n));
-        Heads hd = Heads.allocate(c, dev, dt, b, t, this::own);
-        qkv = hd.qkv();
-        q = hd.q();
-        k = hd.k();
-        v = hd.v();
-        qh = hd.qh();
-        kh = hd.kh();
-        vh = hd.vh();
-        q4 = hd.q4();
-        k4 = hd.k4();
+        heads = Heads.allocate(c, dev, dt, b, t, this::own);
         fc = gpt2 ? own(Tensor.empty(dt, dev, n, F)) : null;
         gelu = gpt2 ? own(Tensor.empty(dt, dev, n, F)) : null;
         gate = gpt2 ? null : own(Tensor.empty(dt, dev, n, F));

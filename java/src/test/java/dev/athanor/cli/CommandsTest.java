@@ -66,8 +66,7 @@ class CommandsTest {
     assertEquals(6, j.get("scored").getAsInt());
     JsonArray lp = j.getAsJsonArray("logprobs");
     int[] in = {464, 2068, 7586, 21831, 18045, 625}, tg = {2068, 7586, 21831, 18045, 625, 262};
-    try (HfModelDir.Loaded l = HfModelDir.load(modelDir); Transformer m = Transformer.create(l.config(), Device.CPU)) {
-      m.loadWeights(l.tensors());
+    try (Transformer m = HfModelDir.loadModel(modelDir, Device.CPU)) {
       m.forward(in, tg, 1, 6);
       float[] losses = m.tokenLosses();
       double mean = 0;
@@ -86,8 +85,7 @@ class CommandsTest {
     Out r = run("generate", "--model", modelDir.toString(), "--prompt", prompt, "--temperature", "0", "--max-tokens", "12",
         "--no-stop", "--device", "cpu");
     assertEquals(0, r.code(), r.err());
-    try (HfModelDir.Loaded l = HfModelDir.load(modelDir); Transformer m = Transformer.create(l.config(), Device.CPU)) {
-      m.loadWeights(l.tensors());
+    try (Transformer m = HfModelDir.loadModel(modelDir, Device.CPU)) {
       int[] ids = new Generator(m).generate(tok.encode(prompt), new SamplingConfig(0f, 0, 1f, 0, 12, false), null);
       assertEquals(12, ids.length);
       assertEquals(prompt + tok.decode(ids), r.out().stripTrailing());

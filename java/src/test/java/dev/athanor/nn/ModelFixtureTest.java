@@ -70,12 +70,9 @@ class ModelFixtureTest {
   }
 
   static Transformer load(Path dir, Device dev, DType dtype) {
-    try (HfModelDir.Loaded l = HfModelDir.load(dir)) {
-      Transformer m = new Transformer(l.config(), dev, dtype);
-      m.loadWeights(l.tensors());
-      return m;
-    }
+    return HfModelDir.loadModel(dir, dev, dtype);
   }
+
 
   /** max |a - e| <= atol + rtol * max |e| (a tolerance relative to the tensor's scale), with a message. */
   static void close(String what, float[] e, float[] a, double rtol, double atol) {

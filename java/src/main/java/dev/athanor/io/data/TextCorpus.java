@@ -5,6 +5,7 @@ import com.google.gson.GsonBuilder;
 import com.google.gson.JsonArray;
 import com.google.gson.JsonObject;
 import com.google.gson.JsonParser;
+import dev.athanor.io.AtomicFiles;
 import dev.athanor.io.tokenizer.Tokenizer;
 import java.io.ByteArrayInputStream;
 import java.io.FilterInputStream;
@@ -22,13 +23,10 @@ import java.nio.charset.CharsetDecoder;
 import java.nio.charset.CodingErrorAction;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.AtomicMoveNotSupportedException;
-import java.nio.file.FileVisitResult;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.SimpleFileVisitor;
 import java.nio.file.StandardCopyOption;
 import java.nio.file.StandardOpenOption;
-import java.nio.file.attribute.BasicFileAttributes;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
 import java.util.ArrayDeque;
@@ -260,8 +258,11 @@ public final class TextCorpus {
     }
   }
 
-  /** A .bin file, or a directory with a top-level .bin file that starts with a shard magic. */
-  static boolean isShardInput(Path p) {
+  /**
+   * Whether {@code p} is token shards rather than text: a .bin file, or a directory with a top-level .bin file
+   * that starts with a shard magic ({@link #prepare} then opens it as is, without tokenizing).
+   */
+  public static boolean isShardInput(Path p) {
     if (Files.isRegularFile(p)) return p.getFileName().toString().toLowerCase(Locale.ROOT).endsWith(".bin");
     if (!Files.isDirectory(p)) return false;
     for (Path f : TokenDataset.binFiles(p)) {
@@ -364,7 +365,7 @@ public final class TextCorpus {
         s = run.execute();
       }
       writeManifest(tmp, input, tok, key, s);
-      TokenShardWriter.syncDirectory(tmp);
+      AtomicFiles.forceDirectory(tmp);
       published = publish(tmp, dir);
       return new Summary(input, dir, Source.TOKENIZED, s.documents(), s.skippedBinary(), s.skippedInvalidUtf8(),
           s.textBytes(), s.tokens(), s.shards());
@@ -399,7 +400,7 @@ public final class TextCorpus {
         } catch (AtomicMoveNotSupportedException e) {
           Files.move(tmp, dir);
         }
-        TokenShardWriter.syncDirectory(dir.getParent());
+        AtomicFiles.forceDirectory(dir.getParent());
         return true;
       } catch (IOException e) {
         last = e;
@@ -465,22 +466,10 @@ public final class TextCorpus {
     return String.format(Locale.ROOT, "shard_%06d.bin", i);
   }
 
+  /** Best-effort removal of a temporary or stale cache directory. */
   static void deleteTree(Path root) {
-    if (!Files.exists(root)) return;
     try {
-      Files.walkFileTree(root, new SimpleFileVisitor<>() {
-        @Override
-        public FileVisitResult visitFile(Path f, BasicFileAttributes a) throws IOException {
-          Files.deleteIfExists(f);
-          return FileVisitResult.CONTINUE;
-        }
-
-        @Override
-        public FileVisitResult postVisitDirectory(Path d, IOException e) throws IOException {
-          Files.deleteIfExists(d);
-          return FileVisitResult.CONTINUE;
-        }
-      });
+      AtomicFiles.deleteTree(root);
     } catch (IOException ignored) {
       // best effort
     }

@@ -1,5 +1,6 @@
 package dev.athanor.io.data;
 
+import dev.athanor.io.AtomicFiles;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.ByteBuffer;
@@ -186,20 +187,11 @@ public final class TokenShardWriter implements AutoCloseable {
       } catch (AtomicMoveNotSupportedException e) {
         Files.move(temp, path, StandardCopyOption.REPLACE_EXISTING);
       }
-      syncDirectory(path.toAbsolutePath().getParent());
+      AtomicFiles.forceDirectory(path.toAbsolutePath().getParent());
     } catch (IOException e) {
       finished = false;
       abort();
       throw new UncheckedIOException("cannot finish token shard " + path + ": " + e, e);
-    }
-  }
-
-  /** fsyncs a directory so a rename in it is durable (best effort: not every platform allows it). */
-  static void syncDirectory(Path dir) {
-    try (FileChannel ch = FileChannel.open(dir, StandardOpenOption.READ)) {
-      ch.force(true);
-    } catch (IOException | UnsupportedOperationException ignored) {
-      // best effort
     }
   }
 }

@@ -11,7 +11,7 @@ import com.google.gson.JsonPrimitive;
 import com.google.gson.Strictness;
 import com.google.gson.stream.JsonReader;
 import com.google.gson.stream.JsonToken;
-import dev.athanor.io.safetensors.AtomicFiles;
+import dev.athanor.io.AtomicFiles;
 import dev.athanor.nn.Family;
 import dev.athanor.nn.ModelConfig;
 import dev.athanor.tensor.DType;

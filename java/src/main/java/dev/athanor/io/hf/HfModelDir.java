@@ -2,7 +2,7 @@ package dev.athanor.io.hf;
 
 import com.google.gson.GsonBuilder;
 import com.google.gson.JsonObject;
-import dev.athanor.io.safetensors.AtomicFiles;
+import dev.athanor.io.AtomicFiles;
 import dev.athanor.io.safetensors.SafetensorsException;
 import dev.athanor.io.safetensors.SafetensorsSet;
 import dev.athanor.io.safetensors.SafetensorsWriter;
@@ -10,6 +10,8 @@ import dev.athanor.io.safetensors.TensorEntry;
 import dev.athanor.nn.Family;
 import dev.athanor.nn.ModelConfig;
 import dev.athanor.nn.ParamSpec;
+import dev.athanor.nn.Transformer;
+import dev.athanor.runtime.Device;
 import dev.athanor.tensor.DType;
 import dev.athanor.tensor.Tensor;
 import java.io.IOException;
@@ -195,6 +197,29 @@ public final class HfModelDir {
   }
 
   // ------------------------------------------------------------------ saving
+
+  /** A model on {@code device} in its default compute dtype, with the weights of the directory {@code dir}. */
+  public static Transformer loadModel(Path dir, Device device) {
+    return loadModel(dir, c -> Transformer.create(c, device));
+  }
+
+  /** A model on {@code device} computing in {@code computeDtype}, with the weights of the directory {@code dir}. */
+  public static Transformer loadModel(Path dir, Device device, DType computeDtype) {
+    return loadModel(dir, c -> new Transformer(c, device, computeDtype));
+  }
+
+  private static Transformer loadModel(Path dir, java.util.function.Function<ModelConfig, Transformer> make) {
+    try (Loaded loaded = load(dir)) {
+      Transformer m = make.apply(loaded.config());
+      try {
+        m.loadWeights(loaded.tensors());
+        return m;
+      } catch (RuntimeException e) {
+        m.close();
+        throw e;
+      }
+    }
+  }
 
   /** Saves with the default shard limit ({@value #DEFAULT_MAX_SHARD_BYTES} bytes). */
   public static void save(Path dir, ModelConfig config, Map<String, Tensor> tensors, DType dtype) {

@@ -1,5 +1,6 @@
 package dev.athanor.io.safetensors;
 
+import dev.athanor.io.AtomicFiles;
 import com.google.gson.stream.JsonWriter;
 import dev.athanor.runtime.Device;
 import dev.athanor.tensor.DType;

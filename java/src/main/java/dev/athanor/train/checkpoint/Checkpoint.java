@@ -8,7 +8,6 @@ import dev.athanor.io.hf.HfConfig;
 import dev.athanor.io.safetensors.SafetensorsFile;
 import dev.athanor.nn.ModelConfig;
 import dev.athanor.nn.Parameters;
-import dev.athanor.runtime.Device;
 import dev.athanor.tensor.Tensor;
 import dev.athanor.train.TrainConfig;
 import dev.athanor.train.Trainer;
@@ -187,14 +186,7 @@ public final class Checkpoint {
 
   private void readInto(SafetensorsFile f, String name, Tensor dst) {
     if (!f.contains(name)) throw new CheckpointException("checkpoint " + f.path() + " has no tensor " + name);
-    if (dst.device().isCpu()) {
-      f.readInto(name, dst);
-    } else {
-      try (Tensor host = Tensor.empty(dst.dtype(), Device.CPU, dst.shape())) {
-        f.readInto(name, host);
-        dst.copyFrom(host);
-      }
-    }
+    f.readInto(name, dst);  // stages through host memory when dst lives on a GPU
   }
 
   @Override

@@ -4,7 +4,7 @@ import com.google.gson.GsonBuilder;
 import com.google.gson.JsonObject;
 import com.google.gson.JsonParser;
 import dev.athanor.io.hf.HfConfig;
-import dev.athanor.io.safetensors.AtomicFiles;
+import dev.athanor.io.AtomicFiles;
 import dev.athanor.io.safetensors.SafetensorsWriter;
 import dev.athanor.nn.Parameters;
 import dev.athanor.runtime.Device;
@@ -12,13 +12,11 @@ import dev.athanor.runtime.NativeRuntime;
 import dev.athanor.tensor.Tensor;
 import dev.athanor.train.Trainer;
 import java.io.IOException;
-import java.nio.channels.FileChannel;
 import java.nio.file.AccessDeniedException;
 import java.nio.file.FileSystemException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
-import java.nio.file.StandardOpenOption;
 import java.time.Instant;
 import java.util.ArrayList;
 import java.util.Comparator;
@@ -97,12 +95,6 @@ public final class CheckpointManager implements AutoCloseable {
   }
 
   /**
-   * Snapshots the trainer's consistent state (see {@link Trainer#consistentState()}) and writes it, in the
-   * background when asynchronous. Returns the seconds the caller spent (waiting for a previous write plus
-   * the snapshot; plus the write when synchronous). Throws when the trainer's state is inconsistent or a
-   * previous asynchronous write failed.
-   */
-  /**
    * Allocates (and touches) the host buffers of the first snapshot on the writer thread while training
    * runs, so that the first {@link #save} only pays for the copy. A no-op when synchronous or already done.
    */
@@ -126,6 +118,12 @@ public final class CheckpointManager implements AutoCloseable {
     });
   }
 
+  /**
+   * Snapshots the trainer's consistent state (see {@link Trainer#consistentState()}) and writes it, in the
+   * background when asynchronous. Returns the seconds the caller spent (waiting for a previous write plus
+   * the snapshot; plus the write when synchronous). Throws when the trainer's state is inconsistent or a
+   * previous asynchronous write failed.
+   */
   public double save(Trainer t) {
     long t0 = System.nanoTime();
     awaitWrite();
@@ -211,27 +209,27 @@ public final class CheckpointManager implements AutoCloseable {
       m.add("rng", rng);
       m.add("files", files);
       AtomicFiles.writeString(tmp.resolve(Checkpoint.MANIFEST), new GsonBuilder().setPrettyPrinting().create().toJson(m));
-      fsyncDir(tmp);
+      AtomicFiles.forceDirectory(tmp);
       crashPointForTests();
       if (Files.exists(target)) {
         // The same step saved again (on exit right after a periodic save, or right after resuming from it). A
         // valid copy of the same state stays: deleting it first would open a window in which a crash loses it.
         if (holdsSameState(target, m)) {
-          deleteTree(tmp);
+          AtomicFiles.deleteTree(tmp);
           lastWritten = target;
           rotate(target);
           return target;
         }
-        deleteTree(target);  // corrupted, or a different run's state at this step
+        AtomicFiles.deleteTree(target);  // corrupted, or a different run's state at this step
       }
       Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE);
-      fsyncDir(dir);
+      AtomicFiles.forceDirectory(dir);
       lastWritten = target;
       rotate(target);
       return target;
     } catch (IOException | RuntimeException e) {
       try {
-        deleteTree(tmp);
+        AtomicFiles.deleteTree(tmp);
       } catch (IOException ignored) {
         // best effort; a leftover temporary is removed by the next manager
       }
@@ -254,7 +252,7 @@ public final class CheckpointManager implements AutoCloseable {
   private void rotate(Path written) throws IOException {
     long newest = stepOf(written);
     List<Path> all = stepDirs(dir).stream().filter(p -> stepOf(p) <= newest).toList();
-    for (int i = 0; i < all.size() - keep; i++) deleteTree(all.get(i));
+    for (int i = 0; i < all.size() - keep; i++) AtomicFiles.deleteTree(all.get(i));
   }
 
   /** Whether {@code existing} verifies and its manifest records the same step, optimizer step, configs and data position as {@code m}. */
@@ -274,7 +272,7 @@ public final class CheckpointManager implements AutoCloseable {
 
   private void removeStaleTemporaries() {
     try (var s = Files.list(dir)) {
-      for (Path p : s.filter(p -> p.getFileName().toString().startsWith(".tmp-step-")).toList()) deleteTree(p);
+      for (Path p : s.filter(p -> p.getFileName().toString().startsWith(".tmp-step-")).toList()) AtomicFiles.deleteTree(p);
     } catch (IOException e) {
       throw new CheckpointException("cannot clean up " + dir + ": " + e, e);
     }
@@ -324,21 +322,6 @@ public final class CheckpointManager implements AutoCloseable {
       Snapshot s = spare;
       spare = null;
       if (s != null) s.close();
-    }
-  }
-
-  static void fsyncDir(Path d) {
-    try (FileChannel ch = FileChannel.open(d, StandardOpenOption.READ)) {
-      ch.force(true);
-    } catch (IOException e) {
-      // some file systems refuse to open or fsync directories; the rename is still atomic there
-    }
-  }
-
-  static void deleteTree(Path p) throws IOException {
-    if (!Files.exists(p)) return;
-    try (var s = Files.walk(p)) {
-      for (Path q : s.sorted(Comparator.reverseOrder()).toList()) Files.deleteIfExists(q);
     }
   }
 

@@ -1,5 +1,6 @@
 package dev.athanor.io.safetensors;
 
+import dev.athanor.io.AtomicFiles;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;

@@ -1,4 +1,4 @@
-package dev.athanor.io.safetensors;
+package dev.athanor.io;
 
 import java.io.IOException;
 import java.nio.ByteBuffer;
@@ -18,8 +18,8 @@ import java.util.concurrent.ThreadLocalRandom;
  * in one atomic step, and the directory is then forced so the rename itself survives a crash. On failure the
  * temporary file is removed and the target is left as it was.
  *
- * <p>Used for safetensors files, {@code config.json} and shard indexes; nothing here is specific to
- * safetensors.
+ * <p>Used for safetensors files, {@code config.json}, shard indexes, token shards and checkpoints; also holds the
+ * directory sync and recursive delete those writers need.
  */
 public final class AtomicFiles {
   private AtomicFiles() {}
@@ -92,11 +92,31 @@ public final class AtomicFiles {
   }
 
   /** Forces a directory's entries to disk; silently does nothing where the file system refuses. */
-  static void forceDirectory(Path dir) {
+  public static void forceDirectory(Path dir) {
     try (FileChannel d = FileChannel.open(dir, StandardOpenOption.READ)) {
       d.force(true);
     } catch (IOException | UnsupportedOperationException ignored) {
       // some platforms and file systems cannot open or sync directories; the rename is still atomic there
     }
+  }
+
+  /** Deletes {@code root} and everything under it (symbolic links are deleted, not followed); absent is fine. */
+  public static void deleteTree(Path root) throws IOException {
+    if (!Files.exists(root, java.nio.file.LinkOption.NOFOLLOW_LINKS)) return;
+    Files.walkFileTree(root, new java.nio.file.SimpleFileVisitor<>() {
+      @Override
+      public java.nio.file.FileVisitResult visitFile(Path f, java.nio.file.attribute.BasicFileAttributes a)
+          throws IOException {
+        Files.deleteIfExists(f);
+        return java.nio.file.FileVisitResult.CONTINUE;
+      }
+
+      @Override
+      public java.nio.file.FileVisitResult postVisitDirectory(Path d, IOException e) throws IOException {
+        if (e != null) throw e;
+        Files.deleteIfExists(d);
+        return java.nio.file.FileVisitResult.CONTINUE;
+      }
+    });
   }
 }
