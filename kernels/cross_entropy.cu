@@ -1,4 +1,4 @@
-// Fused softmax + cross-entropy, forward and backward (ath_cuda_xent_fwd / ath_cuda_xent_bwd).
+// Fused softmax + cross-entropy, forward and backward (ath_cuda_cross_entropy_fwd / ath_cuda_cross_entropy_bwd).
 //
 // Layout: logits, dlogits (rows, vocab) with row stride ld >= vocab, dtype F32/BF16/F16; targets
 // (rows) I32; losses, lse, dlosses (rows) F32. Arithmetic in F32.
@@ -133,7 +133,7 @@ int threads_for(int64_t nvec) {
   return static_cast<int>(t);
 }
 
-ath_status validate(const char* op, const ath_xent_args* a, bool backward) {
+ath_status validate(const char* op, const ath_cross_entropy_args* a, bool backward) {
   if (a == nullptr) return ::ath::fail(ATH_ERR_INVALID, "%s: args is null", op);
   if (a->rows < 0) return ::ath::fail(ATH_ERR_INVALID, "%s: rows=%lld must be >= 0", op, (long long)a->rows);
   if (a->vocab < 1 || a->vocab > INT32_MAX)
@@ -160,7 +160,7 @@ ath_status validate(const char* op, const ath_xent_args* a, bool backward) {
 }
 
 template <typename T>
-ath_status launch_fwd(const ath_xent_args* a, cudaStream_t stream, const DeviceProps& props) {
+ath_status launch_fwd(const ath_cross_entropy_args* a, cudaStream_t stream, const DeviceProps& props) {
   constexpr int V = kVec16<T>;
   const bool vec = a->ld % V == 0 && is_aligned(a->logits, 16);
   const T* logits = static_cast<const T*>(a->logits);
@@ -171,12 +171,12 @@ ath_status launch_fwd(const ath_xent_args* a, cudaStream_t stream, const DeviceP
   } else {
     xent_fwd_kernel<T, 1><<<grid, threads, 0, stream>>>(logits, a->targets, a->losses, a->lse, a->rows, a->vocab, a->ld);
   }
-  ATH_CUDA_CHECK_LAUNCH("ath_cuda_xent_fwd");
+  ATH_CUDA_CHECK_LAUNCH("ath_cuda_cross_entropy_fwd");
   return ATH_OK;
 }
 
 template <typename T>
-ath_status launch_bwd(const ath_xent_args* a, cudaStream_t stream, const DeviceProps& props) {
+ath_status launch_bwd(const ath_cross_entropy_args* a, cudaStream_t stream, const DeviceProps& props) {
   constexpr int V = kVec16<T>;
   const bool vec = a->ld % V == 0 && is_aligned(a->logits, 16) && is_aligned(a->dlogits, 16);
   const T* logits = static_cast<const T*>(a->logits);
@@ -190,13 +190,13 @@ ath_status launch_bwd(const ath_xent_args* a, cudaStream_t stream, const DeviceP
     xent_bwd_kernel<T, 1><<<grid, threads, 0, stream>>>(logits, a->targets, a->lse, a->dlosses, dlogits, a->rows,
                                                         a->vocab, a->ld);
   }
-  ATH_CUDA_CHECK_LAUNCH("ath_cuda_xent_bwd");
+  ATH_CUDA_CHECK_LAUNCH("ath_cuda_cross_entropy_bwd");
   return ATH_OK;
 }
 
 }  // namespace
 }  // namespace ath::cuda
 
-ATH_CUDA_ROW_OP_ENTRY(ath_cuda_xent_fwd, ath_xent_args, false, launch_fwd)
+ATH_CUDA_ROW_OP_ENTRY(ath_cuda_cross_entropy_fwd, ath_cross_entropy_args, false, launch_fwd)
 
-ATH_CUDA_ROW_OP_ENTRY(ath_cuda_xent_bwd, ath_xent_args, true, launch_bwd)
+ATH_CUDA_ROW_OP_ENTRY(ath_cuda_cross_entropy_bwd, ath_cross_entropy_args, true, launch_bwd)

@@ -53,7 +53,7 @@ __global__ void ew_kernel(int64_t n, const TA* a, const TA* b, TO* out, float al
 }
 
 template <typename TA, typename TO, int OP>
-ath_status launch(const ath_ew_args* e, cudaStream_t stream, const DeviceProps& props) {
+ath_status launch(const ath_elementwise_args* e, cudaStream_t stream, const DeviceProps& props) {
   constexpr int V = static_cast<int>(16 / (sizeof(TA) > sizeof(TO) ? sizeof(TA) : sizeof(TO)));
   const bool vec = is_aligned(e->a, V * sizeof(TA)) && is_aligned(e->b, V * sizeof(TA)) &&
                    is_aligned(e->out, V * sizeof(TO));
@@ -97,7 +97,7 @@ __global__ void convert_int_kernel(int64_t n, const TA* a, TO* out) {
 }
 
 template <typename TA, typename TO>
-ath_status launch_convert_int(const ath_ew_args* e, cudaStream_t stream, const DeviceProps& props) {
+ath_status launch_convert_int(const ath_elementwise_args* e, cudaStream_t stream, const DeviceProps& props) {
   constexpr int V = 4;
   const TA* a = static_cast<const TA*>(e->a);
   TO* out = static_cast<TO*>(e->out);
@@ -113,7 +113,7 @@ ath_status launch_convert_int(const ath_ew_args* e, cudaStream_t stream, const D
 }
 
 template <typename T>
-ath_status launch_same(const ath_ew_args* e, cudaStream_t stream, const DeviceProps& props) {
+ath_status launch_same(const ath_elementwise_args* e, cudaStream_t stream, const DeviceProps& props) {
   switch (e->op) {
     case ATH_EW_ADD: return launch<T, T, ATH_EW_ADD>(e, stream, props);
     case ATH_EW_MUL: return launch<T, T, ATH_EW_MUL>(e, stream, props);
@@ -124,7 +124,7 @@ ath_status launch_same(const ath_ew_args* e, cudaStream_t stream, const DevicePr
 }
 
 template <typename TA>
-ath_status launch_convert(const ath_ew_args* e, cudaStream_t stream, const DeviceProps& props) {
+ath_status launch_convert(const ath_elementwise_args* e, cudaStream_t stream, const DeviceProps& props) {
   ATH_DISPATCH_FLOAT(e->dtype_out, TO, "ath_cuda_elementwise",
                      return launch<TA, TO, ATH_EW_CONVERT>(e, stream, props));
   return ATH_OK;
@@ -133,7 +133,7 @@ ath_status launch_convert(const ath_ew_args* e, cudaStream_t stream, const Devic
 bool is_float(int d) { return d == ATH_F32 || d == ATH_BF16 || d == ATH_F16; }
 bool is_convert_dtype(int d) { return is_float(d) || d == ATH_I32; }
 
-ath_status validate(const char* op, const ath_ew_args* e) {
+ath_status validate(const char* op, const ath_elementwise_args* e) {
   if (e == nullptr) return ::ath::fail(ATH_ERR_INVALID, "%s: args is null", op);
   if (e->n < 0) return ::ath::fail(ATH_ERR_INVALID, "%s: n=%lld must be >= 0", op, (long long)e->n);
   if (e->op < ATH_EW_ADD || e->op > ATH_EW_CONVERT)
@@ -173,7 +173,7 @@ ath_status validate(const char* op, const ath_ew_args* e) {
 }  // namespace
 }  // namespace ath::cuda
 
-extern "C" ath_status ath_cuda_elementwise(const ath_ew_args* e, ath_stream s) {
+extern "C" ath_status ath_cuda_elementwise(const ath_elementwise_args* e, ath_stream s) {
   static const char* op = "ath_cuda_elementwise";
   ATH_GUARD_BEGIN
   ATH_TRY(ath::cuda::validate(op, e));
@@ -181,7 +181,7 @@ extern "C" ath_status ath_cuda_elementwise(const ath_ew_args* e, ath_stream s) {
   ATH_TRY(ath::cuda::current_device_props(op, &props));
   if (e->n == 0) return ATH_OK;
   // Operands the op does not read are ignored (nulled so they do not affect the alignment test).
-  ath_ew_args f = *e;
+  ath_elementwise_args f = *e;
   if (f.op == ATH_EW_FILL) f.a = nullptr;
   if (f.op != ATH_EW_ADD && f.op != ATH_EW_MUL) f.b = nullptr;
   const cudaStream_t stream = static_cast<cudaStream_t>(s);

@@ -1,4 +1,4 @@
-// ath_cpu_xent_fwd / ath_cpu_xent_bwd: fused softmax + cross-entropy on the CPU.
+// ath_cpu_cross_entropy_fwd / ath_cpu_cross_entropy_bwd: fused softmax + cross-entropy on the CPU.
 // logits: (rows, vocab) with row stride ld >= vocab, dtype F32/BF16/F16; targets: (rows) I32.
 // A target < 0 is ignored (loss 0, gradient 0); a target >= vocab is ATH_ERR_INVALID naming the
 // row (checked for every row before anything is written).
@@ -19,7 +19,7 @@
 namespace ath::cpu {
 namespace {
 
-ath_status validate(const ath_xent_args* a, bool backward, const char* op) {
+ath_status validate(const ath_cross_entropy_args* a, bool backward, const char* op) {
   if (a == nullptr) return fail(ATH_ERR_INVALID, "%s: args is null", op);
   if (a->rows < 0) return fail(ATH_ERR_INVALID, "%s: rows=%lld must be >= 0", op, (long long)a->rows);
   if (a->vocab < 1 || a->vocab > INT32_MAX)
@@ -97,8 +97,8 @@ GradFn pick_grad() {
 }  // namespace
 }  // namespace ath::cpu
 
-extern "C" ath_status ath_cpu_xent_fwd(const ath_xent_args* a) {
-  static const char* kOp = "ath_cpu_xent_fwd";
+extern "C" ath_status ath_cpu_cross_entropy_fwd(const ath_cross_entropy_args* a) {
+  static const char* kOp = "ath_cpu_cross_entropy_fwd";
   ATH_GUARD_BEGIN
   using namespace ath::cpu;
   ATH_TRY(validate(a, false, kOp));
@@ -120,8 +120,8 @@ extern "C" ath_status ath_cpu_xent_fwd(const ath_xent_args* a) {
   ATH_GUARD_END(kOp)
 }
 
-extern "C" ath_status ath_cpu_xent_bwd(const ath_xent_args* a) {
-  static const char* kOp = "ath_cpu_xent_bwd";
+extern "C" ath_status ath_cpu_cross_entropy_bwd(const ath_cross_entropy_args* a) {
+  static const char* kOp = "ath_cpu_cross_entropy_bwd";
   ATH_GUARD_BEGIN
   using namespace ath::cpu;
   ATH_TRY(validate(a, true, kOp));

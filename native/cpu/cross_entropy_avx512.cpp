@@ -1,4 +1,4 @@
-// AVX512 row kernels of ath_cpu_xent_fwd/bwd (log-sum-exp of a row, softmax gradient of a row);
+// AVX512 row kernels of ath_cpu_cross_entropy_fwd/bwd (log-sum-exp of a row, softmax gradient of a row);
 // templates in rowops_impl.h, built with the AVX512 flags, called from cross_entropy.cpp when
 // ath::cpu::active_isa() allows it.
 #include "rowops_impl.h"

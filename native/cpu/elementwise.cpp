@@ -20,7 +20,7 @@ constexpr int64_t kBlock = 1024;
 
 bool is_convert_dtype(int dt) { return is_float_dtype(dt) || dt == ATH_I32; }
 
-ath_status validate(const ath_ew_args* e, const char* op) {
+ath_status validate(const ath_elementwise_args* e, const char* op) {
   if (e == nullptr) return fail(ATH_ERR_INVALID, "%s: args is null", op);
   if (e->n < 0) return fail(ATH_ERR_INVALID, "%s: n=%lld must be >= 0", op, (long long)e->n);
   if (e->op < ATH_EW_ADD || e->op > ATH_EW_CONVERT)
@@ -66,7 +66,7 @@ inline int32_t f32_to_i32(float v) {
 }  // namespace
 }  // namespace ath::cpu
 
-extern "C" ath_status ath_cpu_elementwise(const ath_ew_args* e) {
+extern "C" ath_status ath_cpu_elementwise(const ath_elementwise_args* e) {
   static const char* kOp = "ath_cpu_elementwise";
   ATH_GUARD_BEGIN
   using namespace ath::cpu;

@@ -1,6 +1,6 @@
 // Row kernels of the cross-entropy and activation ops, written once over a SIMD traits struct
-// (simd_traits.h) and instantiated in cross_entropy_{avx2,avx512}.cpp and activations_{avx2,avx512}.cpp.
-// They work on F32 rows that the baseline entry points (cross_entropy.cpp, activations.cpp) have
+// (simd_traits.h) and instantiated in cross_entropy_{avx2,avx512}.cpp and activation_{avx2,avx512}.cpp.
+// They work on F32 rows that the baseline entry points (cross_entropy.cpp, activation.cpp) have
 // already converted; those files keep a 4-lane baseline version for the scalar ISA. Formulas are
 // the ones documented in those files; exp is V::exp (about 1-2 ulp). Reductions use 4 vector
 // accumulators combined in a fixed order, then the scalar tail.

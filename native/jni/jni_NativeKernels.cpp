@@ -133,39 +133,39 @@ void JNICALL rmsNormBackward(JNIEnv* env, jclass, jint device, jlong stream, jlo
 // ------------------------------------------------------------------ activations
 void JNICALL activationForward(JNIEnv* env, jclass, jint device, jlong stream, jlong n, jint dtype, jint act,
                                jlong x, jlong y, jlong out) {
-  ath_act_args a{};
+  ath_activation_args a{};
   a.n = n; a.dtype = dtype; a.act = act;
   a.x = cptr(x); a.y = cptr(y); a.out = mptr(out);
-  dispatch(env, device, stream, a, ath_cpu_act_fwd, ath_cuda_act_fwd);
+  dispatch(env, device, stream, a, ath_cpu_activation_fwd, ath_cuda_activation_fwd);
 }
 
 void JNICALL activationBackward(JNIEnv* env, jclass, jint device, jlong stream, jlong n, jint dtype, jint act,
                                 jlong x, jlong y, jlong dout, jlong dx, jlong dy) {
-  ath_act_args a{};
+  ath_activation_args a{};
   a.n = n; a.dtype = dtype; a.act = act;
   a.x = cptr(x); a.y = cptr(y);
   a.dout = cptr(dout); a.dx = mptr(dx); a.dy = mptr(dy);
-  dispatch(env, device, stream, a, ath_cpu_act_bwd, ath_cuda_act_bwd);
+  dispatch(env, device, stream, a, ath_cpu_activation_bwd, ath_cuda_activation_bwd);
 }
 
 // ------------------------------------------------------------------ cross-entropy
 void JNICALL crossEntropyForward(JNIEnv* env, jclass, jint device, jlong stream, jlong rows, jlong vocab, jlong ld,
                                  jint dtype, jlong logits, jlong targets, jlong losses, jlong lse) {
-  ath_xent_args a{};
+  ath_cross_entropy_args a{};
   a.rows = rows; a.vocab = vocab; a.ld = ld; a.dtype = dtype;
   a.logits = cptr(logits); a.targets = static_cast<const int32_t*>(cptr(targets));
   a.losses = static_cast<float*>(mptr(losses)); a.lse = static_cast<float*>(mptr(lse));
-  dispatch(env, device, stream, a, ath_cpu_xent_fwd, ath_cuda_xent_fwd);
+  dispatch(env, device, stream, a, ath_cpu_cross_entropy_fwd, ath_cuda_cross_entropy_fwd);
 }
 
 void JNICALL crossEntropyBackward(JNIEnv* env, jclass, jint device, jlong stream, jlong rows, jlong vocab, jlong ld,
                                   jint dtype, jlong logits, jlong targets, jlong lse, jlong dlosses, jlong dlogits) {
-  ath_xent_args a{};
+  ath_cross_entropy_args a{};
   a.rows = rows; a.vocab = vocab; a.ld = ld; a.dtype = dtype;
   a.logits = cptr(logits); a.targets = static_cast<const int32_t*>(cptr(targets));
   a.lse = static_cast<float*>(mptr(lse));
   a.dlosses = static_cast<const float*>(cptr(dlosses)); a.dlogits = mptr(dlogits);
-  dispatch(env, device, stream, a, ath_cpu_xent_bwd, ath_cuda_xent_bwd);
+  dispatch(env, device, stream, a, ath_cpu_cross_entropy_bwd, ath_cuda_cross_entropy_bwd);
 }
 
 // ------------------------------------------------------------------ embedding
@@ -201,7 +201,7 @@ void JNICALL rope(JNIEnv* env, jclass, jint device, jlong stream, jlong batch, j
 // ------------------------------------------------------------------ elementwise, reductions
 void JNICALL elementwise(JNIEnv* env, jclass, jint device, jlong stream, jlong n, jint op, jint dtype,
                          jint dtype_out, jlong a, jlong b, jlong out, jfloat alpha) {
-  ath_ew_args e{};
+  ath_elementwise_args e{};
   e.n = n; e.op = op; e.dtype = dtype; e.dtype_out = dtype_out;
   e.a = cptr(a); e.b = cptr(b); e.out = mptr(out); e.alpha = alpha;
   dispatch(env, device, stream, e, ath_cpu_elementwise, ath_cuda_elementwise);

@@ -791,11 +791,11 @@ ATH_TEST(cpu_activations_match_reference) {
           x.fill_uniform(rng, -6, 6);
           y.fill_uniform(rng, -2, 2);
           dout.fill_uniform(rng, -1, 1);
-          ath_act_args a{};
+          ath_activation_args a{};
           a.n = n; a.dtype = dt; a.act = act; a.x = x.data(); a.y = y.data(); a.out = out.data();
           a.dout = dout.data(); a.dx = dx.data(); a.dy = dy.data();
-          EXPECT_OK(ath_cpu_act_fwd(&a));
-          EXPECT_OK(ath_cpu_act_bwd(&a));
+          EXPECT_OK(ath_cpu_activation_fwd(&a));
+          EXPECT_OK(ath_cpu_activation_bwd(&a));
           std::vector<float> ro(static_cast<size_t>(n)), rdx(ro.size()), rdy(ro.size());
           for (int64_t i = 0; i < n; ++i) {
             double gx, gy;
@@ -816,23 +816,23 @@ ATH_TEST(cpu_activations_match_reference) {
           TBuf xi = x;
           a.out = xi.data();
           a.x = xi.data();
-          EXPECT_OK(ath_cpu_act_fwd(&a));
+          EXPECT_OK(ath_cpu_activation_fwd(&a));
           ATH_EXPECT(xi.same_bits(out), "%s: in-place forward differs", what.c_str());
         }
   });
-  ath_act_args a{};
+  ath_activation_args a{};
   a.n = 4; a.dtype = ATH_F32; a.act = 5;
   float buf[4] = {0, 0, 0, 0};
   a.x = buf; a.y = buf; a.out = buf; a.dout = buf; a.dx = buf; a.dy = buf;
-  EXPECT_INVALID(ath_cpu_act_fwd(&a), "act 5");
+  EXPECT_INVALID(ath_cpu_activation_fwd(&a), "act 5");
   a.act = ATH_ACT_SWIGLU; a.y = nullptr;
-  EXPECT_INVALID(ath_cpu_act_fwd(&a), "swiglu without y");
+  EXPECT_INVALID(ath_cpu_activation_fwd(&a), "swiglu without y");
   a.y = buf; a.dy = nullptr;
-  EXPECT_INVALID(ath_cpu_act_bwd(&a), "swiglu bwd without dy");
+  EXPECT_INVALID(ath_cpu_activation_bwd(&a), "swiglu bwd without dy");
   a.dy = buf; a.n = -1;
-  EXPECT_INVALID(ath_cpu_act_fwd(&a), "n -1");
+  EXPECT_INVALID(ath_cpu_activation_fwd(&a), "n -1");
   a.n = 4; a.dtype = ATH_I32;
-  EXPECT_INVALID(ath_cpu_act_fwd(&a), "dtype I32");
+  EXPECT_INVALID(ath_cpu_activation_fwd(&a), "dtype I32");
 }
 
 // ------------------------------------------------------------------ cross-entropy
@@ -856,12 +856,12 @@ ATH_TEST(cpu_cross_entropy_matches_reference) {
           targets[static_cast<size_t>(r)] = (r % 3 == 2) ? -1 : static_cast<int32_t>(rng.below(c.vocab));
           dl[static_cast<size_t>(r)] = static_cast<float>(rng.uniform(0.1, 2.0));
         }
-        ath_xent_args a{};
+        ath_cross_entropy_args a{};
         a.rows = c.rows; a.vocab = c.vocab; a.ld = c.ld; a.dtype = dt;
         a.logits = logits.data(); a.targets = targets.data(); a.losses = losses.data(); a.lse = lse.data();
         a.dlosses = dl.data(); a.dlogits = dlogits.data();
-        EXPECT_OK(ath_cpu_xent_fwd(&a));
-        EXPECT_OK(ath_cpu_xent_bwd(&a));
+        EXPECT_OK(ath_cpu_cross_entropy_fwd(&a));
+        EXPECT_OK(ath_cpu_cross_entropy_bwd(&a));
         std::vector<float> rl(targets.size()), rlse(targets.size()), rd(static_cast<size_t>(c.rows * c.ld));
         for (int64_t r = 0; r < c.rows; ++r) {
           double m = -INFINITY, s = 0;
@@ -896,13 +896,13 @@ ATH_TEST(cpu_cross_entropy_gradient_matches_finite_differences) {
   for (auto& v : logits) v = static_cast<float>(rng.uniform(-2, 2));
   std::vector<int32_t> targets = {2, -1, 5};
   std::vector<float> losses(rows), lse(rows), dlogits(logits.size());
-  ath_xent_args a{};
+  ath_cross_entropy_args a{};
   a.rows = rows; a.vocab = V; a.ld = V; a.dtype = ATH_F32; a.logits = logits.data(); a.targets = targets.data();
   a.losses = losses.data(); a.lse = lse.data(); a.dlosses = dl.data(); a.dlogits = dlogits.data();
-  EXPECT_OK(ath_cpu_xent_fwd(&a));
-  EXPECT_OK(ath_cpu_xent_bwd(&a));
+  EXPECT_OK(ath_cpu_cross_entropy_fwd(&a));
+  EXPECT_OK(ath_cpu_cross_entropy_bwd(&a));
   auto total = [&]() {
-    EXPECT_OK(ath_cpu_xent_fwd(&a));
+    EXPECT_OK(ath_cpu_cross_entropy_fwd(&a));
     double s = 0;
     for (int64_t r = 0; r < rows; ++r) s += static_cast<double>(dl[static_cast<size_t>(r)]) * losses[static_cast<size_t>(r)];
     return s;
@@ -923,20 +923,20 @@ ATH_TEST(cpu_cross_entropy_gradient_matches_finite_differences) {
 ATH_TEST(cpu_cross_entropy_rejects_bad_targets) {
   std::vector<float> logits(12, 0.0f), losses(3), lse(3), dl(3, 1.0f), dlog(12);
   std::vector<int32_t> targets = {1, 4, 0};
-  ath_xent_args a{};
+  ath_cross_entropy_args a{};
   a.rows = 3; a.vocab = 4; a.ld = 4; a.dtype = ATH_F32; a.logits = logits.data(); a.targets = targets.data();
   a.losses = losses.data(); a.lse = lse.data(); a.dlosses = dl.data(); a.dlogits = dlog.data();
-  EXPECT_INVALID(ath_cpu_xent_fwd(&a), "target 4 >= vocab 4");
+  EXPECT_INVALID(ath_cpu_cross_entropy_fwd(&a), "target 4 >= vocab 4");
   const std::string msg = ath_last_error();
   ATH_EXPECT(msg.find("targets[1]=4") != std::string::npos, "message should name the row: %s", msg.c_str());
-  EXPECT_INVALID(ath_cpu_xent_bwd(&a), "bwd target 4 >= vocab 4");
+  EXPECT_INVALID(ath_cpu_cross_entropy_bwd(&a), "bwd target 4 >= vocab 4");
   targets[1] = -7;  // ignored
-  EXPECT_OK(ath_cpu_xent_fwd(&a));
-  ath_xent_args b = a; b.ld = 3; EXPECT_INVALID(ath_cpu_xent_fwd(&b), "ld < vocab");
-  b = a; b.vocab = 0; EXPECT_INVALID(ath_cpu_xent_fwd(&b), "vocab 0");
-  b = a; b.lse = nullptr; EXPECT_INVALID(ath_cpu_xent_bwd(&b), "bwd without lse");
-  b = a; b.losses = nullptr; EXPECT_INVALID(ath_cpu_xent_fwd(&b), "fwd without losses");
-  b = a; b.dtype = 7; EXPECT_INVALID(ath_cpu_xent_fwd(&b), "dtype 7");
+  EXPECT_OK(ath_cpu_cross_entropy_fwd(&a));
+  ath_cross_entropy_args b = a; b.ld = 3; EXPECT_INVALID(ath_cpu_cross_entropy_fwd(&b), "ld < vocab");
+  b = a; b.vocab = 0; EXPECT_INVALID(ath_cpu_cross_entropy_fwd(&b), "vocab 0");
+  b = a; b.lse = nullptr; EXPECT_INVALID(ath_cpu_cross_entropy_bwd(&b), "bwd without lse");
+  b = a; b.losses = nullptr; EXPECT_INVALID(ath_cpu_cross_entropy_fwd(&b), "fwd without losses");
+  b = a; b.dtype = 7; EXPECT_INVALID(ath_cpu_cross_entropy_fwd(&b), "dtype 7");
 }
 
 // ------------------------------------------------------------------ embedding
@@ -1108,7 +1108,7 @@ ATH_TEST(cpu_elementwise_ops_round_once) {
           }
           expect.set(i, r);
         }
-        ath_ew_args e{};
+        ath_elementwise_args e{};
         e.n = n; e.op = op; e.dtype = dt; e.dtype_out = dt; e.a = a.data(); e.b = b.data(); e.out = out.data(); e.alpha = alpha;
         EXPECT_OK(ath_cpu_elementwise(&e));
         ATH_EXPECT(out.same_bits(expect), "%s: result is not the F32 result rounded once", what.c_str());
@@ -1131,7 +1131,7 @@ ATH_TEST(cpu_elementwise_convert) {
         a.fill_uniform(rng, -70000, 70000);  // F16 overflows to inf beyond 65504
         if (n > 5) { a.set(1, 1e-6f); a.set(2, -3.0e-5f); a.set(3, INFINITY); a.set(4, 0.0f); }
         for (int64_t i = 0; i < n; ++i) expect.set(i, a.get(i));
-        ath_ew_args e{};
+        ath_elementwise_args e{};
         e.n = n; e.op = ATH_EW_CONVERT; e.dtype = from; e.dtype_out = to; e.a = a.data(); e.out = out.data();
         EXPECT_OK(ath_cpu_elementwise(&e));
         ATH_EXPECT(out.same_bits(expect), "%s -> %s n=%lld: not round-to-nearest-even", dname(from), dname(to), (long long)n);
@@ -1140,7 +1140,7 @@ ATH_TEST(cpu_elementwise_convert) {
   std::vector<int32_t> iv = {0, -5, 16777217, 2147483647, -2147483647 - 1};
   std::vector<float> fv(iv.size()), expect_f(iv.size());
   for (size_t i = 0; i < iv.size(); ++i) expect_f[i] = static_cast<float>(iv[i]);
-  ath_ew_args e{};
+  ath_elementwise_args e{};
   e.n = (int64_t)iv.size(); e.op = ATH_EW_CONVERT; e.dtype = ATH_I32; e.dtype_out = ATH_F32; e.a = iv.data(); e.out = fv.data();
   EXPECT_OK(ath_cpu_elementwise(&e));
   ATH_EXPECT(fv == expect_f, "I32 -> F32");

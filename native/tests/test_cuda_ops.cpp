@@ -1,5 +1,5 @@
 // Tests of the CUDA host runtime (native/cuda/runtime.cu) and of the CUDA non-GEMM, non-attention
-// ops (kernels/{layernorm,rmsnorm,activations,cross_entropy,embedding,rope,elementwise,reduce,
+// ops (kernels/{layernorm,rmsnorm,activation,cross_entropy,embedding,rope,elementwise,reduce,
 // adamw,rand}.cu).
 //
 // Every op is compared with its CPU twin (ath_cpu_*) on the same random inputs (generated in F32,
@@ -206,7 +206,7 @@ ATH_TEST(cuda_runtime_reports_availability) {
     ATH_EXPECT(ath_cuda_device_synchronize(0) != ATH_OK, "device_synchronize succeeded without a device");
     // A well-formed op fails cleanly instead of crashing.
     float x[4] = {1, 2, 3, 4};
-    ath_ew_args e{};
+    ath_elementwise_args e{};
     e.n = 4;
     e.op = ATH_EW_SCALE;
     e.dtype = ATH_F32;
@@ -313,7 +313,7 @@ ATH_TEST(cuda_runtime_out_of_memory_is_reported_and_recoverable) {
              "OOM message lacks the request or free/total: %s", msg.c_str());
   // The failed allocation must not poison the next launch's error check.
   DTensor x(ATH_F32, 1000, 0);
-  ath_ew_args e{};
+  ath_elementwise_args e{};
   e.n = 1000;
   e.op = ATH_EW_FILL;
   e.dtype = ATH_F32;
@@ -332,8 +332,8 @@ ATH_TEST(cuda_ops_validate_arguments) {
   // The ops validate their arguments before touching CUDA, so this runs without a GPU too.
   ATH_EXPECT(ath_cuda_layernorm_fwd(nullptr, nullptr) == ATH_ERR_INVALID, "null args");
   ATH_EXPECT(ath_cuda_rmsnorm_bwd(nullptr, nullptr) == ATH_ERR_INVALID, "null args");
-  ATH_EXPECT(ath_cuda_act_fwd(nullptr, nullptr) == ATH_ERR_INVALID, "null args");
-  ATH_EXPECT(ath_cuda_xent_fwd(nullptr, nullptr) == ATH_ERR_INVALID, "null args");
+  ATH_EXPECT(ath_cuda_activation_fwd(nullptr, nullptr) == ATH_ERR_INVALID, "null args");
+  ATH_EXPECT(ath_cuda_cross_entropy_fwd(nullptr, nullptr) == ATH_ERR_INVALID, "null args");
   ATH_EXPECT(ath_cuda_embedding_bwd(nullptr, nullptr) == ATH_ERR_INVALID, "null args");
   ATH_EXPECT(ath_cuda_rope(nullptr, nullptr) == ATH_ERR_INVALID, "null args");
   ATH_EXPECT(ath_cuda_elementwise(nullptr, nullptr) == ATH_ERR_INVALID, "null args");
@@ -359,21 +359,21 @@ ATH_TEST(cuda_ops_validate_arguments) {
     expect_invalid(ath_cuda_layernorm_bwd(&a, nullptr), "layernorm bwd null mean");
   }
   {
-    ath_act_args a{};
+    ath_activation_args a{};
     a.n = 4; a.dtype = ATH_F32; a.act = 7; a.x = dummy; a.out = dummy;
-    expect_invalid(ath_cuda_act_fwd(&a, nullptr), "act 7");
+    expect_invalid(ath_cuda_activation_fwd(&a, nullptr), "act 7");
     a.act = ATH_ACT_SWIGLU;
-    expect_invalid(ath_cuda_act_fwd(&a, nullptr), "swiglu without y");
+    expect_invalid(ath_cuda_activation_fwd(&a, nullptr), "swiglu without y");
     a.n = -1; a.act = ATH_ACT_SILU;
-    expect_invalid(ath_cuda_act_fwd(&a, nullptr), "n<0");
+    expect_invalid(ath_cuda_activation_fwd(&a, nullptr), "n<0");
   }
   {
     int32_t t[2] = {0, 1};
-    ath_xent_args a{};
+    ath_cross_entropy_args a{};
     a.rows = 2; a.vocab = 8; a.ld = 4; a.dtype = ATH_F32; a.logits = dummy; a.targets = t; a.losses = dummy;
-    expect_invalid(ath_cuda_xent_fwd(&a, nullptr), "ld < vocab");
+    expect_invalid(ath_cuda_cross_entropy_fwd(&a, nullptr), "ld < vocab");
     a.ld = 8; a.vocab = 0;
-    expect_invalid(ath_cuda_xent_fwd(&a, nullptr), "vocab 0");
+    expect_invalid(ath_cuda_cross_entropy_fwd(&a, nullptr), "vocab 0");
   }
   {
     int32_t ids[2] = {0, 1};
@@ -390,7 +390,7 @@ ATH_TEST(cuda_ops_validate_arguments) {
     expect_invalid(ath_cuda_rope(&a, nullptr), "theta 0");
   }
   {
-    ath_ew_args a{};
+    ath_elementwise_args a{};
     a.n = 4; a.op = 9; a.dtype = ATH_F32; a.a = dummy; a.b = dummy; a.out = dummy;
     expect_invalid(ath_cuda_elementwise(&a, nullptr), "ew op 9");
     a.op = ATH_EW_CONVERT; a.dtype_out = 9;
@@ -552,29 +552,29 @@ ATH_TEST(cuda_activations_match_cpu) {
           x.fill_uniform(g, -6.f, 6.f);
           y.fill_uniform(g, -2.f, 2.f);
           dout.fill_uniform(g, -1.f, 1.f);
-          ath_act_args a{};
+          ath_activation_args a{};
           a.n = n;
           a.dtype = dt;
           a.act = act;
           a.x = x.data();
           a.y = sw ? y.data() : nullptr;
           a.out = out_c.data();
-          ok(ath_cpu_act_fwd(&a), what + " cpu fwd");
+          ok(ath_cpu_activation_fwd(&a), what + " cpu fwd");
           a.dout = dout.data();
           a.dx = dx_c.data();
           a.dy = sw ? dy_c.data() : nullptr;
-          ok(ath_cpu_act_bwd(&a), what + " cpu bwd");
+          ok(ath_cpu_activation_bwd(&a), what + " cpu bwd");
 
           DTensor xd(x, off), yd(y, off), doutd(dout, off), outd(dt, n, off), dxd(dt, n, off), dyd(dt, n, off);
-          ath_act_args c = a;
+          ath_activation_args c = a;
           c.x = xd.ptr();
           c.y = sw ? yd.ptr() : nullptr;
           c.out = outd.ptr();
           c.dout = doutd.ptr();
           c.dx = dxd.ptr();
           c.dy = sw ? dyd.ptr() : nullptr;
-          ok(ath_cuda_act_fwd(&c, nullptr), what + " cuda fwd");
-          ok(ath_cuda_act_bwd(&c, nullptr), what + " cuda bwd");
+          ok(ath_cuda_activation_fwd(&c, nullptr), what + " cuda fwd");
+          ok(ath_cuda_activation_bwd(&c, nullptr), what + " cuda bwd");
           sync(what.c_str());
           expect_close(outd.get(), out_c, out_tol(dt, 4.0), what + " out");
           expect_close(dxd.get(), dx_c, out_tol(dt, 4.0), what + " dx");
@@ -583,17 +583,17 @@ ATH_TEST(cuda_activations_match_cpu) {
   // In place: out == x.
   HBuf x(ATH_BF16, 1001), ref(ATH_BF16, 1001);
   x.fill_uniform(g, -3.f, 3.f);
-  ath_act_args a{};
+  ath_activation_args a{};
   a.n = 1001;
   a.dtype = ATH_BF16;
   a.act = ATH_ACT_GELU_TANH;
   a.x = x.data();
   a.out = ref.data();
-  ok(ath_cpu_act_fwd(&a), "cpu gelu");
+  ok(ath_cpu_activation_fwd(&a), "cpu gelu");
   DTensor xd(x, 0);
   a.x = xd.ptr();
   a.out = xd.ptr();
-  ok(ath_cuda_act_fwd(&a, nullptr), "cuda gelu in place");
+  ok(ath_cuda_activation_fwd(&a, nullptr), "cuda gelu in place");
   sync("gelu in place");
   expect_close(xd.get(), ref, out_tol(ATH_BF16, 4.0), "gelu in place");
 }
@@ -622,7 +622,7 @@ ATH_TEST(cuda_cross_entropy_matches_cpu) {
         std::vector<float> loss_c(sh.rows), lse_c(sh.rows);
         HBuf dlog_c(dt, n);
         dlog_c.fill(7.f);  // sentinel in the [vocab, ld) gap
-        ath_xent_args a{};
+        ath_cross_entropy_args a{};
         a.rows = sh.rows;
         a.vocab = sh.vocab;
         a.ld = sh.ld;
@@ -631,10 +631,10 @@ ATH_TEST(cuda_cross_entropy_matches_cpu) {
         a.targets = targets.data();
         a.losses = loss_c.data();
         a.lse = lse_c.data();
-        ok(ath_cpu_xent_fwd(&a), what + " cpu fwd");
+        ok(ath_cpu_cross_entropy_fwd(&a), what + " cpu fwd");
         a.dlosses = dl.data();
         a.dlogits = dlog_c.data();
-        ok(ath_cpu_xent_bwd(&a), what + " cpu bwd");
+        ok(ath_cpu_cross_entropy_bwd(&a), what + " cpu bwd");
 
         DTensor ld_(logits, off);
         DBuf td(sh.rows * 4), lossd(sh.rows * 4), lsed(sh.rows * 4), dld(sh.rows * 4);
@@ -645,14 +645,14 @@ ATH_TEST(cuda_cross_entropy_matches_cpu) {
         HBuf sentinel(dt, n);
         sentinel.fill(7.f);
         DTensor dlogd(sentinel, off);
-        ath_xent_args c = a;
+        ath_cross_entropy_args c = a;
         c.logits = ld_.ptr();
         c.targets = td.ptr<int32_t>();
         c.losses = lossd.ptr<float>();
         c.lse = lsed.ptr<float>();
         c.dlosses = nullptr;
         c.dlogits = nullptr;
-        ok(ath_cuda_xent_fwd(&c, nullptr), what + " cuda fwd");
+        ok(ath_cuda_cross_entropy_fwd(&c, nullptr), what + " cuda fwd");
         sync(what.c_str());
         expect_close(dl_f32(lossd, sh.rows), loss_c, {2e-5, 2e-5}, what + " losses");
         std::vector<float> lse_g = dl_f32(lsed, sh.rows), lse_gv, lse_cv;
@@ -666,7 +666,7 @@ ATH_TEST(cuda_cross_entropy_matches_cpu) {
         ul_f32(lsed, lse_c);
         c.dlosses = dld.ptr<float>();
         c.dlogits = dlogd.ptr();
-        ok(ath_cuda_xent_bwd(&c, nullptr), what + " cuda bwd");
+        ok(ath_cuda_cross_entropy_bwd(&c, nullptr), what + " cuda bwd");
         sync(what.c_str());
         expect_close(dlogd.get(), dlog_c, out_tol(dt, 1e-2), what + " dlogits (incl. untouched gap)");
       }
@@ -683,7 +683,7 @@ ATH_TEST(cuda_cross_entropy_out_of_range_target_is_ignored) {
   td.upload(targets.data(), 8);
   ul_f32(dld, {1.f, 1.f});
   dlogd.poison();
-  ath_xent_args c{};
+  ath_cross_entropy_args c{};
   c.rows = rows;
   c.vocab = vocab;
   c.ld = vocab;
@@ -694,8 +694,8 @@ ATH_TEST(cuda_cross_entropy_out_of_range_target_is_ignored) {
   c.lse = lsed.ptr<float>();
   c.dlosses = dld.ptr<float>();
   c.dlogits = dlogd.ptr();
-  ok(ath_cuda_xent_fwd(&c, nullptr), "fwd");
-  ok(ath_cuda_xent_bwd(&c, nullptr), "bwd");
+  ok(ath_cuda_cross_entropy_fwd(&c, nullptr), "fwd");
+  ok(ath_cuda_cross_entropy_bwd(&c, nullptr), "bwd");
   sync("xent");
   auto loss = dl_f32(lossd, 2);
   auto lse = dl_f32(lsed, 2);
@@ -877,7 +877,7 @@ ATH_TEST(cuda_elementwise_matches_cpu) {
             b.fill_uniform(g, -3.f, 3.f);
             out_c.fill_uniform(g, -3.f, 3.f);  // AXPY reads it
             HBuf out0 = out_c;
-            ath_ew_args e{};
+            ath_elementwise_args e{};
             e.n = n;
             e.op = op;
             e.dtype = dt;
@@ -888,7 +888,7 @@ ATH_TEST(cuda_elementwise_matches_cpu) {
             e.alpha = -1.75f;
             ok(ath_cpu_elementwise(&e), what + " cpu");
             DTensor ad(a, off), bd(b, off), outd(out0, off);
-            ath_ew_args c = e;
+            ath_elementwise_args c = e;
             c.a = ad.ptr();
             c.b = bd.ptr();
             c.out = outd.ptr();
@@ -914,7 +914,7 @@ ATH_TEST(cuda_elementwise_matches_cpu) {
             std::memcpy(&in[i], &v, 4);
           }
         }
-        ath_ew_args e{};
+        ath_elementwise_args e{};
         e.n = n;
         e.op = ATH_EW_CONVERT;
         e.dtype = din;
@@ -937,7 +937,7 @@ ATH_TEST(cuda_elementwise_matches_cpu) {
   HBuf a(ATH_F16, 5001), b(ATH_F16, 5001), r1(ATH_F16, 5001), r2(ATH_F16, 5001);
   a.fill_uniform(g, -2.f, 2.f);
   b.fill_uniform(g, -2.f, 2.f);
-  ath_ew_args e{};
+  ath_elementwise_args e{};
   e.n = 5001;
   e.dtype = ATH_F16;
   e.op = ATH_EW_ADD;

@@ -151,15 +151,15 @@ typedef struct ath_norm_args {
  * SwiGLU: out = silu(x) * y   (x is the gate, y the up projection)
  * Backward writes dx (and dy for SwiGLU) from dout and the forward inputs.
  */
-typedef enum ath_act { ATH_ACT_GELU_TANH = 0, ATH_ACT_SILU = 1, ATH_ACT_SWIGLU = 2 } ath_act;
-typedef struct ath_act_args {
+typedef enum ath_activation { ATH_ACT_GELU_TANH = 0, ATH_ACT_SILU = 1, ATH_ACT_SWIGLU = 2 } ath_activation;
+typedef struct ath_activation_args {
   int64_t n;
   int dtype;
   int act;
   const void* x; const void* y;   /* y only for SwiGLU */
   void* out;
   const void* dout; void* dx; void* dy;
-} ath_act_args;
+} ath_activation_args;
 
 /* ------------------------------------------------------------------ softmax + cross-entropy (fused)
  * logits: (rows, vocab) with row stride ld >= vocab, dtype. targets: (rows) I32; a target < 0 is
@@ -169,13 +169,13 @@ typedef struct ath_act_args {
  * Backward: dlosses (rows) F32; writes dlogits (rows, vocab) with stride ld, dtype:
  *   dlogits[r, j] = dlosses[r] * (softmax(logits[r])[j] - [j == target[r]]) using the saved lse.
  */
-typedef struct ath_xent_args {
+typedef struct ath_cross_entropy_args {
   int64_t rows, vocab, ld;
   int dtype;
   const void* logits; const int32_t* targets;
   float* losses; float* lse;
   const float* dlosses; void* dlogits;
-} ath_xent_args;
+} ath_cross_entropy_args;
 
 /* ------------------------------------------------------------------ embedding
  * ids: (n) I32 in [0, vocab); table: (vocab, dim) dtype; out: (n, dim) dtype (written).
@@ -213,17 +213,17 @@ typedef struct ath_rope_args {
  *        (F32/BF16/F16 any to any; also I32 <-> F32, float to int rounding to nearest even)
  * All but CONVERT use one dtype. out may alias a or b.
  */
-typedef enum ath_ew_op {
+typedef enum ath_elementwise_op {
   ATH_EW_ADD = 0, ATH_EW_MUL = 1, ATH_EW_SCALE = 2, ATH_EW_AXPY = 3, ATH_EW_FILL = 4,
   ATH_EW_CONVERT = 5
-} ath_ew_op;
-typedef struct ath_ew_args {
+} ath_elementwise_op;
+typedef struct ath_elementwise_args {
   int64_t n;
   int op;
   int dtype, dtype_out;
   const void* a; const void* b; void* out;
   float alpha;
-} ath_ew_args;
+} ath_elementwise_args;
 
 /* SUM: out[0] = sum(x); SUM_SQUARES: out[0] = sum(x^2) (for the global gradient norm);
  * SUM_ROWS: x is (rows, cols) and out (cols) += column sums (bias gradients; n = rows * cols).
@@ -275,14 +275,14 @@ ATH_API ath_status ath_cpu_layernorm_fwd(const ath_norm_args* a);
 ATH_API ath_status ath_cpu_layernorm_bwd(const ath_norm_args* a);
 ATH_API ath_status ath_cpu_rmsnorm_fwd(const ath_norm_args* a);
 ATH_API ath_status ath_cpu_rmsnorm_bwd(const ath_norm_args* a);
-ATH_API ath_status ath_cpu_act_fwd(const ath_act_args* a);
-ATH_API ath_status ath_cpu_act_bwd(const ath_act_args* a);
-ATH_API ath_status ath_cpu_xent_fwd(const ath_xent_args* a);
-ATH_API ath_status ath_cpu_xent_bwd(const ath_xent_args* a);
+ATH_API ath_status ath_cpu_activation_fwd(const ath_activation_args* a);
+ATH_API ath_status ath_cpu_activation_bwd(const ath_activation_args* a);
+ATH_API ath_status ath_cpu_cross_entropy_fwd(const ath_cross_entropy_args* a);
+ATH_API ath_status ath_cpu_cross_entropy_bwd(const ath_cross_entropy_args* a);
 ATH_API ath_status ath_cpu_embedding_fwd(const ath_embedding_args* a);
 ATH_API ath_status ath_cpu_embedding_bwd(const ath_embedding_args* a);
 ATH_API ath_status ath_cpu_rope(const ath_rope_args* a);
-ATH_API ath_status ath_cpu_elementwise(const ath_ew_args* a);
+ATH_API ath_status ath_cpu_elementwise(const ath_elementwise_args* a);
 ATH_API ath_status ath_cpu_reduce(const ath_reduce_args* a);
 ATH_API ath_status ath_cpu_adamw(const ath_adamw_args* a);
 ATH_API ath_status ath_cpu_rand(const ath_rand_args* a);
@@ -296,14 +296,14 @@ ATH_API ath_status ath_cuda_layernorm_fwd(const ath_norm_args* a, ath_stream s);
 ATH_API ath_status ath_cuda_layernorm_bwd(const ath_norm_args* a, ath_stream s);
 ATH_API ath_status ath_cuda_rmsnorm_fwd(const ath_norm_args* a, ath_stream s);
 ATH_API ath_status ath_cuda_rmsnorm_bwd(const ath_norm_args* a, ath_stream s);
-ATH_API ath_status ath_cuda_act_fwd(const ath_act_args* a, ath_stream s);
-ATH_API ath_status ath_cuda_act_bwd(const ath_act_args* a, ath_stream s);
-ATH_API ath_status ath_cuda_xent_fwd(const ath_xent_args* a, ath_stream s);
-ATH_API ath_status ath_cuda_xent_bwd(const ath_xent_args* a, ath_stream s);
+ATH_API ath_status ath_cuda_activation_fwd(const ath_activation_args* a, ath_stream s);
+ATH_API ath_status ath_cuda_activation_bwd(const ath_activation_args* a, ath_stream s);
+ATH_API ath_status ath_cuda_cross_entropy_fwd(const ath_cross_entropy_args* a, ath_stream s);
+ATH_API ath_status ath_cuda_cross_entropy_bwd(const ath_cross_entropy_args* a, ath_stream s);
 ATH_API ath_status ath_cuda_embedding_fwd(const ath_embedding_args* a, ath_stream s);
 ATH_API ath_status ath_cuda_embedding_bwd(const ath_embedding_args* a, ath_stream s);
 ATH_API ath_status ath_cuda_rope(const ath_rope_args* a, ath_stream s);
-ATH_API ath_status ath_cuda_elementwise(const ath_ew_args* a, ath_stream s);
+ATH_API ath_status ath_cuda_elementwise(const ath_elementwise_args* a, ath_stream s);
 ATH_API ath_status ath_cuda_reduce(const ath_reduce_args* a, ath_stream s);
 ATH_API ath_status ath_cuda_adamw(const ath_adamw_args* a, ath_stream s);
 ATH_API ath_status ath_cuda_rand(const ath_rand_args* a, ath_stream s);

@@ -85,24 +85,24 @@ public interface Backend {
         dweight);
   }
 
-  /** {@code ath_*_act_fwd}: {@code act} is one of the ACT_ codes; y only for SwiGLU. */
+  /** {@code ath_*_activation_fwd}: {@code act} is one of the ACT_ codes; y only for SwiGLU. */
   default void activationForward(long n, int dtype, int act, long x, long y, long out) {
     NativeKernels.activationForward(nativeDevice(), stream(), n, dtype, act, x, y, out);
   }
 
-  /** {@code ath_*_act_bwd}: writes dx (and dy for SwiGLU). */
+  /** {@code ath_*_activation_bwd}: writes dx (and dy for SwiGLU). */
   default void activationBackward(long n, int dtype, int act, long x, long y, long dout, long dx, long dy) {
     NativeKernels.activationBackward(nativeDevice(), stream(), n, dtype, act, x, y, dout, dx, dy);
   }
 
-  /** {@code ath_*_xent_fwd}: writes losses and (when non-zero) lse. */
+  /** {@code ath_*_cross_entropy_fwd}: writes losses and (when non-zero) lse. */
   default void crossEntropyForward(long rows, long vocab, long ld, int dtype, long logits, long targets,
       long losses, long lse) {
     NativeKernels.crossEntropyForward(nativeDevice(), stream(), rows, vocab, ld, dtype, logits, targets,
         losses, lse);
   }
 
-  /** {@code ath_*_xent_bwd}: writes dlogits (row stride ld). */
+  /** {@code ath_*_cross_entropy_bwd}: writes dlogits (row stride ld). */
   default void crossEntropyBackward(long rows, long vocab, long ld, int dtype, long logits, long targets,
       long lse, long dlosses, long dlogits) {
     NativeKernels.crossEntropyBackward(nativeDevice(), stream(), rows, vocab, ld, dtype, logits, targets, lse,

@@ -23,14 +23,14 @@ public final class NativeKernels {
   /** Device argument selecting the CPU backend. */
   public static final int CPU = -1;
 
-  /** {@code ath_act}: GELU, tanh approximation. */
+  /** {@code ath_activation}: GELU, tanh approximation. */
   public static final int ACT_GELU_TANH = 0;
-  /** {@code ath_act}: SiLU. */
+  /** {@code ath_activation}: SiLU. */
   public static final int ACT_SILU = 1;
-  /** {@code ath_act}: SwiGLU, {@code silu(x) * y}. */
+  /** {@code ath_activation}: SwiGLU, {@code silu(x) * y}. */
   public static final int ACT_SWIGLU = 2;
 
-  /** {@code ath_ew_op} codes. */
+  /** {@code ath_elementwise_op} codes. */
   public static final int EW_ADD = 0, EW_MUL = 1, EW_SCALE = 2, EW_AXPY = 3, EW_FILL = 4, EW_CONVERT = 5;
   /** {@code ath_reduce_op} codes. */
   public static final int RED_SUM = 0, RED_SUM_SQUARES = 1, RED_SUM_ROWS = 2;
@@ -83,19 +83,19 @@ public final class NativeKernels {
   public static native void rmsNormBackward(int device, long stream, long rows, long cols, int dtype, float eps,
       long x, long weight, long rstd, long dout, long dx, long dweight);
 
-  /** {@code ath_*_act_fwd}: {@code act} is one of the ACT_ codes; y only for SwiGLU. */
+  /** {@code ath_*_activation_fwd}: {@code act} is one of the ACT_ codes; y only for SwiGLU. */
   public static native void activationForward(int device, long stream, long n, int dtype, int act,
       long x, long y, long out);
 
-  /** {@code ath_*_act_bwd}: writes dx (and dy for SwiGLU). */
+  /** {@code ath_*_activation_bwd}: writes dx (and dy for SwiGLU). */
   public static native void activationBackward(int device, long stream, long n, int dtype, int act,
       long x, long y, long dout, long dx, long dy);
 
-  /** {@code ath_*_xent_fwd}: writes losses and (when non-zero) lse. */
+  /** {@code ath_*_cross_entropy_fwd}: writes losses and (when non-zero) lse. */
   public static native void crossEntropyForward(int device, long stream, long rows, long vocab, long ld, int dtype,
       long logits, long targets, long losses, long lse);
 
-  /** {@code ath_*_xent_bwd}: writes dlogits (row stride ld). */
+  /** {@code ath_*_cross_entropy_bwd}: writes dlogits (row stride ld). */
   public static native void crossEntropyBackward(int device, long stream, long rows, long vocab, long ld, int dtype,
       long logits, long targets, long lse, long dlosses, long dlogits);
 

@@ -1,4 +1,4 @@
-// Elementwise activations, forward and backward (ath_cuda_act_fwd / ath_cuda_act_bwd).
+// Elementwise activations, forward and backward (ath_cuda_activation_fwd / ath_cuda_activation_bwd).
 //
 // Layout: x, y, out, dout, dx, dy (n) contiguous, one dtype F32/BF16/F16; arithmetic in F32.
 //   GELU (tanh): out = 0.5 x (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3)
@@ -82,7 +82,7 @@ __global__ void act_kernel(int64_t n, const T* x, const T* y, T* out, const T* d
 }
 
 template <typename T, int ACT, bool BWD>
-ath_status launch(const ath_act_args* a, cudaStream_t stream, const DeviceProps& props, const char* op) {
+ath_status launch(const ath_activation_args* a, cudaStream_t stream, const DeviceProps& props, const char* op) {
   constexpr int V = kVec16<T>;
   const bool vec = is_aligned(a->x, 16) && is_aligned(a->y, 16) && is_aligned(a->out, 16) &&
                    is_aligned(a->dout, 16) && is_aligned(a->dx, 16) && is_aligned(a->dy, 16);
@@ -104,7 +104,7 @@ ath_status launch(const ath_act_args* a, cudaStream_t stream, const DeviceProps&
 }
 
 template <typename T, bool BWD>
-ath_status launch_act(const ath_act_args* a, cudaStream_t stream, const DeviceProps& props, const char* op) {
+ath_status launch_act(const ath_activation_args* a, cudaStream_t stream, const DeviceProps& props, const char* op) {
   switch (a->act) {
     case ATH_ACT_GELU_TANH: return launch<T, ATH_ACT_GELU_TANH, BWD>(a, stream, props, op);
     case ATH_ACT_SILU: return launch<T, ATH_ACT_SILU, BWD>(a, stream, props, op);
@@ -112,7 +112,7 @@ ath_status launch_act(const ath_act_args* a, cudaStream_t stream, const DevicePr
   }
 }
 
-ath_status validate(const char* op, const ath_act_args* a, bool backward) {
+ath_status validate(const char* op, const ath_activation_args* a, bool backward) {
   if (a == nullptr) return ::ath::fail(ATH_ERR_INVALID, "%s: args is null", op);
   if (a->n < 0) return ::ath::fail(ATH_ERR_INVALID, "%s: n=%lld must be >= 0", op, (long long)a->n);
   if (a->dtype != ATH_F32 && a->dtype != ATH_BF16 && a->dtype != ATH_F16)
@@ -135,13 +135,13 @@ ath_status validate(const char* op, const ath_act_args* a, bool backward) {
 }
 
 template <bool BWD>
-ath_status run(const char* op, const ath_act_args* a, ath_stream s) {
+ath_status run(const char* op, const ath_activation_args* a, ath_stream s) {
   ATH_TRY(validate(op, a, BWD));
   DeviceProps props;
   ATH_TRY(current_device_props(op, &props));
   if (a->n == 0) return ATH_OK;
   // Pointers the op does not use are ignored (nulled so they do not affect the alignment test).
-  ath_act_args b = *a;
+  ath_activation_args b = *a;
   if (b.act != ATH_ACT_SWIGLU) { b.y = nullptr; b.dy = nullptr; }
   if (BWD) b.out = nullptr; else { b.dout = nullptr; b.dx = nullptr; b.dy = nullptr; }
   ATH_DISPATCH_FLOAT(b.dtype, T, op, return launch_act<T, BWD>(&b, static_cast<cudaStream_t>(s), props, op));
@@ -151,14 +151,14 @@ ath_status run(const char* op, const ath_act_args* a, ath_stream s) {
 }  // namespace
 }  // namespace ath::cuda
 
-extern "C" ath_status ath_cuda_act_fwd(const ath_act_args* a, ath_stream s) {
+extern "C" ath_status ath_cuda_activation_fwd(const ath_activation_args* a, ath_stream s) {
   ATH_GUARD_BEGIN
-  return ath::cuda::run<false>("ath_cuda_act_fwd", a, s);
-  ATH_GUARD_END("ath_cuda_act_fwd")
+  return ath::cuda::run<false>("ath_cuda_activation_fwd", a, s);
+  ATH_GUARD_END("ath_cuda_activation_fwd")
 }
 
-extern "C" ath_status ath_cuda_act_bwd(const ath_act_args* a, ath_stream s) {
+extern "C" ath_status ath_cuda_activation_bwd(const ath_activation_args* a, ath_stream s) {
   ATH_GUARD_BEGIN
-  return ath::cuda::run<true>("ath_cuda_act_bwd", a, s);
-  ATH_GUARD_END("ath_cuda_act_bwd")
+  return ath::cuda::run<true>("ath_cuda_activation_bwd", a, s);
+  ATH_GUARD_END("ath_cuda_activation_bwd")
 }

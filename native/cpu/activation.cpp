@@ -1,4 +1,4 @@
-// ath_cpu_act_fwd / ath_cpu_act_bwd: elementwise activations on the CPU, n contiguous elements of
+// ath_cpu_activation_fwd / ath_cpu_activation_bwd: elementwise activations on the CPU, n contiguous elements of
 // dtype F32/BF16/F16, computed in F32 and rounded once on store.
 //   GELU (tanh):  out = 0.5 x (1 + tanh(u)),  u = sqrt(2/pi) (x + 0.044715 x^3)
 //                 dx  = dout * (0.5 (1 + t) + 0.5 x (1 - t^2) sqrt(2/pi) (1 + 3 * 0.044715 x^2)), t = tanh(u)
@@ -6,7 +6,7 @@
 //   SwiGLU:       out = silu(x) y (x the gate, y the up projection);
 //                 dx = dout * y * s (1 + x (1 - s)),  dy = dout * silu(x)
 // GELU's tanh (as sigmoid(2u)) and the sigmoid use a polynomial exp (about 1e-7 absolute error) instead of libm. Blocks of
-// 1024 elements are converted to F32 and computed by AVX-512 / AVX2 kernels (activations_avx*.cpp,
+// 1024 elements are converted to F32 and computed by AVX-512 / AVX2 kernels (activation_avx*.cpp,
 // per the active ISA) or by the 4-lane baseline code below.
 // The backward pass writes dx (and dy) from dout and the forward inputs. Outputs may alias inputs:
 // each block of elements is loaded completely before it is stored.
@@ -80,7 +80,7 @@ void bwd_base(int act, float* x, float* y, float* g, int64_t len) {
   }
 }
 
-ath_status validate(const ath_act_args* a, bool backward, const char* op) {
+ath_status validate(const ath_activation_args* a, bool backward, const char* op) {
   if (a == nullptr) return fail(ATH_ERR_INVALID, "%s: args is null", op);
   if (a->n < 0) return fail(ATH_ERR_INVALID, "%s: n=%lld must be >= 0", op, (long long)a->n);
   if (!is_float_dtype(a->dtype))
@@ -101,8 +101,8 @@ ath_status validate(const ath_act_args* a, bool backward, const char* op) {
 }  // namespace
 }  // namespace ath::cpu
 
-extern "C" ath_status ath_cpu_act_fwd(const ath_act_args* a) {
-  static const char* kOp = "ath_cpu_act_fwd";
+extern "C" ath_status ath_cpu_activation_fwd(const ath_activation_args* a) {
+  static const char* kOp = "ath_cpu_activation_fwd";
   ATH_GUARD_BEGIN
   using namespace ath::cpu;
   ATH_TRY(validate(a, false, kOp));
@@ -128,8 +128,8 @@ extern "C" ath_status ath_cpu_act_fwd(const ath_act_args* a) {
   ATH_GUARD_END(kOp)
 }
 
-extern "C" ath_status ath_cpu_act_bwd(const ath_act_args* a) {
-  static const char* kOp = "ath_cpu_act_bwd";
+extern "C" ath_status ath_cpu_activation_bwd(const ath_activation_args* a) {
+  static const char* kOp = "ath_cpu_activation_bwd";
   ATH_GUARD_BEGIN
   using namespace ath::cpu;
   ATH_TRY(validate(a, true, kOp));

@@ -1,6 +1,0 @@
-// AVX512 block kernels of ath_cpu_act_fwd/bwd (GELU tanh, SiLU, SwiGLU on F32 blocks); templates in
-// rowops_impl.h, built with the AVX512 flags, called from activations.cpp when
-// ath::cpu::active_isa() allows it.
-#include "rowops_impl.h"
-
-ATH_DEFINE_ACT_BLOCKS(avx512, VAvx512)
