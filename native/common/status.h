@@ -12,6 +12,9 @@ namespace ath {
 // Formats the message for the current thread and returns `status`.
 ath_status fail(ath_status status, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
 
+// Returns ATH_ERR_SCRATCH with a message naming `op`, and sets ath_scratch_needed() to `bytes`.
+ath_status need_scratch(const char* op, size_t bytes, size_t available);
+
 }  // namespace ath
 
 // Evaluates an expression returning ath_status and propagates a failure.

@@ -10,7 +10,7 @@ ath_status no_cuda(const char* fn) {
 }  // namespace
 
 #define ATH_STUB_OP(name, args_t) \
-  extern "C" ath_status name(const args_t*, ath_stream) { return no_cuda(#name); }
+  extern "C" ath_status name(const args_t*, const ath_cuda_ctx*) { return no_cuda(#name); }
 ATH_STUB_OP(ath_cuda_gemm, ath_gemm_args)
 ATH_STUB_OP(ath_cuda_attention_fwd, ath_attention_args)
 ATH_STUB_OP(ath_cuda_attention_bwd, ath_attention_args)
@@ -29,6 +29,8 @@ ATH_STUB_OP(ath_cuda_elementwise, ath_elementwise_args)
 ATH_STUB_OP(ath_cuda_reduce, ath_reduce_args)
 ATH_STUB_OP(ath_cuda_adamw, ath_adamw_args)
 ATH_STUB_OP(ath_cuda_rand, ath_rand_args)
+ATH_STUB_OP(ath_cuda_copy, ath_copy_args)
+ATH_STUB_OP(ath_cuda_memset, ath_memset_args)
 
 extern "C" {
 int ath_cuda_device_count(void) { return 0; }
@@ -46,7 +48,9 @@ ath_status ath_cuda_memcpy2d_async(void*, size_t, const void*, size_t, size_t, s
 ath_status ath_cuda_stream_create(int, ath_stream* out) { if (out) *out = nullptr; return no_cuda("ath_cuda_stream_create"); }
 ath_status ath_cuda_stream_destroy(ath_stream) { return no_cuda("ath_cuda_stream_destroy"); }
 ath_status ath_cuda_stream_synchronize(ath_stream) { return no_cuda("ath_cuda_stream_synchronize"); }
-ath_status ath_cuda_event_create(int, void** out) { if (out) *out = nullptr; return no_cuda("ath_cuda_event_create"); }
+ath_status ath_cuda_event_create(int, int, void** out) { if (out) *out = nullptr; return no_cuda("ath_cuda_event_create"); }
+ath_status ath_cuda_event_elapsed(void*, void*, float* ms) { if (ms) *ms = 0; return no_cuda("ath_cuda_event_elapsed"); }
+ath_status ath_cuda_event_query(void*, int* done) { if (done) *done = 0; return no_cuda("ath_cuda_event_query"); }
 ath_status ath_cuda_event_destroy(void*) { return no_cuda("ath_cuda_event_destroy"); }
 ath_status ath_cuda_event_record(void*, ath_stream) { return no_cuda("ath_cuda_event_record"); }
 ath_status ath_cuda_stream_wait_event(ath_stream, void*) { return no_cuda("ath_cuda_stream_wait_event"); }

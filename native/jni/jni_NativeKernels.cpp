@@ -13,18 +13,18 @@ namespace {
 
 inline const void* cptr(jlong v) { return reinterpret_cast<const void*>(static_cast<intptr_t>(v)); }
 inline void* mptr(jlong v) { return reinterpret_cast<void*>(static_cast<intptr_t>(v)); }
-inline ath_stream sptr(jlong v) { return reinterpret_cast<ath_stream>(static_cast<intptr_t>(v)); }
+inline const ath_cuda_ctx* ctxptr(jlong v) { return reinterpret_cast<const ath_cuda_ctx*>(static_cast<intptr_t>(v)); }
 
 // Runs the CPU or the CUDA entry point of one op and throws on a non-OK status.
 template <typename Args>
 void dispatch(JNIEnv* env, jint device, jlong stream, const Args& args,
-              ath_status (*cpu)(const Args*), ath_status (*cuda)(const Args*, ath_stream)) {
+              ath_status (*cpu)(const Args*), ath_status (*cuda)(const Args*, const ath_cuda_ctx*)) {
   ath_status st;
   if (device < 0) {
     st = cpu(&args);
   } else {
     st = ath_cuda_set_device(device);
-    if (st == ATH_OK) st = cuda(&args, sptr(stream));
+    if (st == ATH_OK) st = cuda(&args, ctxptr(stream));  // TODO(runtime): the Java side passes an ath_cuda_ctx*
   }
   ath_jni::throw_status(env, st);
 }

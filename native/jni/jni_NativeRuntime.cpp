@@ -320,7 +320,7 @@ void cudaStreamSynchronize0(JNIEnv* env, jclass, jlong s) {
 
 jlong cudaEventCreate0(JNIEnv* env, jclass, jint device) {
   void* e = nullptr;
-  if (ath_jni::throw_status(env, ath_cuda_event_create(device, &e))) return 0;
+  if (ath_jni::throw_status(env, ath_cuda_event_create(device, 0, &e))) return 0;
   return jl(e);
 }
 

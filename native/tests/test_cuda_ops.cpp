@@ -261,7 +261,7 @@ ATH_TEST(cuda_runtime_memory_streams_events) {
   ok(ath_cuda_host_alloc(n, &pinned), "host_alloc");
   std::memcpy(pinned, h.data(), n);
   void* ev = nullptr;
-  ok(ath_cuda_event_create(0, &ev), "event_create");
+  ok(ath_cuda_event_create(0, 0, &ev), "event_create");
   ok(ath_cuda_memcpy_async(d2.p, pinned, n, 0, s1), "memcpy_async H2D");
   ok(ath_cuda_event_record(ev, s1), "event_record");
   ok(ath_cuda_stream_wait_event(s2, ev), "stream_wait_event");

@@ -19,7 +19,9 @@
  *    and the CUDA error string in ath_last_error().
  *  - CPU ops run on the shared thread pool with static partitioning and a fixed reduction order:
  *    for a fixed thread count their results are bit-identical run to run.
- *  - CUDA ops are enqueued on the given stream and return without synchronizing.
+ *  - CUDA ops run in an execution context (ath_cuda_ctx below): they are enqueued on its stream,
+ *    take their temporary buffers from its scratch arena, and return without synchronizing. No op
+ *    uses the legacy default stream.
  */
 #ifndef ATHANOR_H
 #define ATHANOR_H
@@ -45,11 +47,15 @@ typedef enum ath_status {
   ATH_ERR_CUDA = 3,        /* a CUDA runtime/driver call failed */
   ATH_ERR_OOM = 4,         /* allocation failed */
   ATH_ERR_IO = 5,          /* file I/O failed */
-  ATH_ERR_INTERNAL = 6     /* a bug: an invariant did not hold */
+  ATH_ERR_INTERNAL = 6,    /* a bug: an invariant did not hold */
+  ATH_ERR_SCRATCH = 7      /* the context's scratch arena is too small: nothing was enqueued;
+                              ath_scratch_needed() gives the bytes the op needs */
 } ath_status;
 
 /* Message of the last non-OK status returned on this thread (never NULL, "" when none). */
 ATH_API const char* ath_last_error(void);
+/* After ATH_ERR_SCRATCH on this thread: the scratch bytes the failed op needs (0 otherwise). */
+ATH_API size_t ath_scratch_needed(void);
 
 /* ------------------------------------------------------------------ dtypes */
 typedef enum ath_dtype {
@@ -62,8 +68,24 @@ typedef enum ath_dtype {
 /* Size in bytes of one element, 0 for an unknown dtype. */
 ATH_API size_t ath_dtype_size(int dtype);
 
-/* CUDA stream handle (a cudaStream_t); NULL means the legacy default stream. */
+/* CUDA stream handle (a cudaStream_t). Streams made by ath_cuda_stream_create are non-blocking
+ * (they do not synchronize with the legacy default stream, which no op uses). */
 typedef void* ath_stream;
+
+/* ------------------------------------------------------------------ execution context (CUDA)
+ * Where a CUDA op runs. device: the CUDA device of every pointer of the op (made current on the
+ * calling thread only when it is not already). stream: a stream of that device (never NULL).
+ * scratch: device memory of scratch_bytes owned by the caller, from which the op takes its
+ * temporaries (reduction partials, attention workspaces); the next op on the same stream may reuse
+ * it, stream order makes that safe. An op needing more than scratch_bytes enqueues nothing and
+ * returns ATH_ERR_SCRATCH with ath_scratch_needed() set; the caller grows the arena and retries.
+ * scratch may be NULL when scratch_bytes is 0. */
+typedef struct ath_cuda_ctx {
+  int device;
+  ath_stream stream;
+  void* scratch;
+  size_t scratch_bytes;
+} ath_cuda_ctx;
 
 /* ------------------------------------------------------------------ library info */
 ATH_API const char* ath_version(void);
@@ -267,6 +289,27 @@ typedef struct ath_rand_args {
   void* out;
 } ath_rand_args;
 
+/* ------------------------------------------------------------------ strided copy and memset
+ * copy: dst[i] = src[i] for every index i of `shape` (rank in [0, 8]; rank 0 is one element),
+ * elements of elem_size bytes (1, 2, 4 or 8) addressed by element strides (>= 0) from dst / src.
+ * Any view to any view of the same shape: transposes, slices, broadcast sources (stride 0).
+ * dst must not overlap src, and dst's elements must be distinct (no stride-0 dimension of size > 1).
+ * CPU: host memory. CUDA: device memory of ctx->device (use the memcpy functions below for
+ * host <-> device). memset: bytes bytes at dst set to value (0..255). */
+#define ATH_MAX_RANK 8
+typedef struct ath_copy_args {
+  int rank;
+  int elem_size;
+  int64_t shape[ATH_MAX_RANK];
+  void* dst;       int64_t dst_strides[ATH_MAX_RANK];
+  const void* src; int64_t src_strides[ATH_MAX_RANK];
+} ath_copy_args;
+typedef struct ath_memset_args {
+  void* dst;
+  int64_t bytes;
+  int value;
+} ath_memset_args;
+
 /* ------------------------------------------------------------------ CPU backend ops */
 ATH_API ath_status ath_cpu_gemm(const ath_gemm_args* a);
 ATH_API ath_status ath_cpu_attention_fwd(const ath_attention_args* a);
@@ -286,27 +329,31 @@ ATH_API ath_status ath_cpu_elementwise(const ath_elementwise_args* a);
 ATH_API ath_status ath_cpu_reduce(const ath_reduce_args* a);
 ATH_API ath_status ath_cpu_adamw(const ath_adamw_args* a);
 ATH_API ath_status ath_cpu_rand(const ath_rand_args* a);
+ATH_API ath_status ath_cpu_copy(const ath_copy_args* a);
+ATH_API ath_status ath_cpu_memset(const ath_memset_args* a);
 
 /* ------------------------------------------------------------------ CUDA backend ops
  * Present in every build; in a CPU-only build they return ATH_ERR_UNSUPPORTED. */
-ATH_API ath_status ath_cuda_gemm(const ath_gemm_args* a, ath_stream s);
-ATH_API ath_status ath_cuda_attention_fwd(const ath_attention_args* a, ath_stream s);
-ATH_API ath_status ath_cuda_attention_bwd(const ath_attention_args* a, ath_stream s);
-ATH_API ath_status ath_cuda_layernorm_fwd(const ath_norm_args* a, ath_stream s);
-ATH_API ath_status ath_cuda_layernorm_bwd(const ath_norm_args* a, ath_stream s);
-ATH_API ath_status ath_cuda_rmsnorm_fwd(const ath_norm_args* a, ath_stream s);
-ATH_API ath_status ath_cuda_rmsnorm_bwd(const ath_norm_args* a, ath_stream s);
-ATH_API ath_status ath_cuda_activation_fwd(const ath_activation_args* a, ath_stream s);
-ATH_API ath_status ath_cuda_activation_bwd(const ath_activation_args* a, ath_stream s);
-ATH_API ath_status ath_cuda_cross_entropy_fwd(const ath_cross_entropy_args* a, ath_stream s);
-ATH_API ath_status ath_cuda_cross_entropy_bwd(const ath_cross_entropy_args* a, ath_stream s);
-ATH_API ath_status ath_cuda_embedding_fwd(const ath_embedding_args* a, ath_stream s);
-ATH_API ath_status ath_cuda_embedding_bwd(const ath_embedding_args* a, ath_stream s);
-ATH_API ath_status ath_cuda_rope(const ath_rope_args* a, ath_stream s);
-ATH_API ath_status ath_cuda_elementwise(const ath_elementwise_args* a, ath_stream s);
-ATH_API ath_status ath_cuda_reduce(const ath_reduce_args* a, ath_stream s);
-ATH_API ath_status ath_cuda_adamw(const ath_adamw_args* a, ath_stream s);
-ATH_API ath_status ath_cuda_rand(const ath_rand_args* a, ath_stream s);
+ATH_API ath_status ath_cuda_gemm(const ath_gemm_args* a, const ath_cuda_ctx* ctx);
+ATH_API ath_status ath_cuda_attention_fwd(const ath_attention_args* a, const ath_cuda_ctx* ctx);
+ATH_API ath_status ath_cuda_attention_bwd(const ath_attention_args* a, const ath_cuda_ctx* ctx);
+ATH_API ath_status ath_cuda_layernorm_fwd(const ath_norm_args* a, const ath_cuda_ctx* ctx);
+ATH_API ath_status ath_cuda_layernorm_bwd(const ath_norm_args* a, const ath_cuda_ctx* ctx);
+ATH_API ath_status ath_cuda_rmsnorm_fwd(const ath_norm_args* a, const ath_cuda_ctx* ctx);
+ATH_API ath_status ath_cuda_rmsnorm_bwd(const ath_norm_args* a, const ath_cuda_ctx* ctx);
+ATH_API ath_status ath_cuda_activation_fwd(const ath_activation_args* a, const ath_cuda_ctx* ctx);
+ATH_API ath_status ath_cuda_activation_bwd(const ath_activation_args* a, const ath_cuda_ctx* ctx);
+ATH_API ath_status ath_cuda_cross_entropy_fwd(const ath_cross_entropy_args* a, const ath_cuda_ctx* ctx);
+ATH_API ath_status ath_cuda_cross_entropy_bwd(const ath_cross_entropy_args* a, const ath_cuda_ctx* ctx);
+ATH_API ath_status ath_cuda_embedding_fwd(const ath_embedding_args* a, const ath_cuda_ctx* ctx);
+ATH_API ath_status ath_cuda_embedding_bwd(const ath_embedding_args* a, const ath_cuda_ctx* ctx);
+ATH_API ath_status ath_cuda_rope(const ath_rope_args* a, const ath_cuda_ctx* ctx);
+ATH_API ath_status ath_cuda_elementwise(const ath_elementwise_args* a, const ath_cuda_ctx* ctx);
+ATH_API ath_status ath_cuda_reduce(const ath_reduce_args* a, const ath_cuda_ctx* ctx);
+ATH_API ath_status ath_cuda_adamw(const ath_adamw_args* a, const ath_cuda_ctx* ctx);
+ATH_API ath_status ath_cuda_rand(const ath_rand_args* a, const ath_cuda_ctx* ctx);
+ATH_API ath_status ath_cuda_copy(const ath_copy_args* a, const ath_cuda_ctx* ctx);
+ATH_API ath_status ath_cuda_memset(const ath_memset_args* a, const ath_cuda_ctx* ctx);
 
 /* ------------------------------------------------------------------ host memory */
 /* 64-byte aligned host memory; *out NULL on failure (ATH_ERR_OOM). */
@@ -335,7 +382,12 @@ ATH_API ath_status ath_cuda_memcpy2d_async(void* dst, size_t dpitch, const void*
 ATH_API ath_status ath_cuda_stream_create(int device, ath_stream* out);
 ATH_API ath_status ath_cuda_stream_destroy(ath_stream s);
 ATH_API ath_status ath_cuda_stream_synchronize(ath_stream s);
-ATH_API ath_status ath_cuda_event_create(int device, void** out);
+/* timing != 0 makes an event usable with ath_cuda_event_elapsed (slightly costlier to record). */
+ATH_API ath_status ath_cuda_event_create(int device, int timing, void** out);
+/* Milliseconds between two recorded, completed timing events (ATH_ERR_CUDA while not complete). */
+ATH_API ath_status ath_cuda_event_elapsed(void* start, void* end, float* ms);
+/* 1 when every piece of work before the event has completed, 0 while not (never blocks). */
+ATH_API ath_status ath_cuda_event_query(void* e, int* done);
 ATH_API ath_status ath_cuda_event_destroy(void* e);
 ATH_API ath_status ath_cuda_event_record(void* e, ath_stream s);
 ATH_API ath_status ath_cuda_stream_wait_event(ath_stream s, void* e);
