@@ -1,8 +1,13 @@
 package dev.athanor.nn;
 
+import dev.athanor.memory.Tier;
 import dev.athanor.runtime.Device;
 import dev.athanor.tensor.DType;
 import dev.athanor.tensor.Tensor;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
 
 /**
  * Keys and values of every layer for {@code batch} sequences of up to {@code capacity} tokens: per layer
@@ -12,22 +17,27 @@ import dev.athanor.tensor.Tensor;
  */
 public final class KvCache implements AutoCloseable {
   private final Tensor[] keys, values;
-  private final int batch, capacity;
+  private final int batch, capacity, kvHeads, headDim, firstLayer;
+  private final DType dtype;
   private int length;
-  private final java.util.Map<Integer, InferenceStep.Buffers> buffers = new java.util.HashMap<>();
+  private final Map<Integer, Step> steps = new HashMap<>();
 
-  KvCache(ModelConfig c, Device device, DType dtype, int batch, int capacity) {
+  KvCache(ModelConfig c, Stage stage, Device device, DType dtype, int batch, int capacity) {
     if (batch <= 0 || capacity <= 0) {
       throw new IllegalArgumentException("cache batch " + batch + " and capacity " + capacity + " must be > 0");
     }
     this.batch = batch;
     this.capacity = capacity;
-    keys = new Tensor[c.layers()];
-    values = new Tensor[c.layers()];
+    this.kvHeads = c.kvHeads();
+    this.headDim = c.headDim();
+    this.firstLayer = stage.firstBlock();
+    this.dtype = dtype;
+    keys = new Tensor[stage.blocks()];
+    values = new Tensor[stage.blocks()];
     try {
-      for (int l = 0; l < c.layers(); l++) {
-        keys[l] = Tensor.empty(dtype, device, batch, capacity, c.kvHeads(), c.headDim()).detach();
-        values[l] = Tensor.empty(dtype, device, batch, capacity, c.kvHeads(), c.headDim()).detach();
+      for (int l = 0; l < keys.length; l++) {
+        keys[l] = Tensor.empty(dtype, device, batch, capacity, kvHeads, headDim).detach();
+        values[l] = Tensor.empty(dtype, device, batch, capacity, kvHeads, headDim).detach();
       }
     } catch (RuntimeException e) {
       close();
@@ -53,27 +63,46 @@ public final class KvCache implements AutoCloseable {
     length = 0;
   }
 
-  Tensor keys(int layer) {
-    return keys[layer];
-  }
-
-  Tensor values(int layer) {
-    return values[layer];
+  /**
+   * Copies block {@code layer}'s new keys and values (B, KV, n, D) (any strides) into positions
+   * [length, length + n) and returns views of everything cached so far, (B, KV, length + n, D) each, which the
+   * caller closes.
+   */
+  Tensor[] append(int layer, Tensor k, Tensor v) {
+    int l = layer - firstLayer;
+    long n = k.size(2), kvd = (long) kvHeads * headDim, tk = length + n;
+    long[] strides = {capacity * kvd, headDim, kvd, 1};
+    Tensor[] all = new Tensor[2];
+    Tensor[] src = {k, v};
+    Tensor[] dst = {keys[l], values[l]};
+    try {
+      for (int i = 0; i < 2; i++) {
+        try (Tensor rows = Tensor.wrap(dst[i].storage(), dtype, new long[] {batch, kvHeads, n, headDim}, strides,
+            length * kvd)) {
+          rows.copyFrom(src[i]);
+        }
+        all[i] = Tensor.wrap(dst[i].storage(), dtype, new long[] {batch, kvHeads, tk, headDim}, strides, 0);
+      }
+      return all;
+    } catch (RuntimeException e) {
+      for (Tensor t : all) if (t != null) t.close();
+      throw e;
+    }
   }
 
   /** The step buffers for n new tokens per sequence, made on first use and kept until close. */
-  InferenceStep.Buffers buffers(int n, java.util.function.Supplier<InferenceStep.Buffers> make) {
-    InferenceStep.Buffers b = buffers.get(n);
+  Step step(int n, java.util.function.Supplier<Step> make) {
+    Step b = steps.get(n);
     if (b == null) {
-      if (buffers.size() >= 4) {  // prompts of many lengths: keep the decode (n = 1) buffers, drop the rest
-        buffers.entrySet().removeIf(e -> {
+      if (steps.size() >= 4) {  // prompts of many lengths: keep the decode (n = 1) buffers, drop the rest
+        steps.entrySet().removeIf(e -> {
           if (e.getKey() == 1) return false;
           e.getValue().close();
           return true;
         });
       }
       b = make.get();
-      buffers.put(n, b);
+      steps.put(n, b);
     }
     return b;
   }
@@ -84,12 +113,61 @@ public final class KvCache implements AutoCloseable {
 
   @Override
   public void close() {
-    for (InferenceStep.Buffers b : buffers.values()) b.close();
-    buffers.clear();
+    for (Step b : steps.values()) b.close();
+    steps.clear();
     for (Tensor[] ts : new Tensor[][] {keys, values}) {
       for (Tensor t : ts) {
         if (t != null) t.close();
       }
+    }
+  }
+
+  /**
+   * The buffers of one cached step shape (B sequences x n new tokens), reused by every step of that shape: the
+   * block activations (transient here), the residual stream and the head's last-position logits.
+   */
+  static final class Step implements AutoCloseable {
+    private final List<Tensor> owned = new ArrayList<>();
+    final int b, n;
+    final BlockActs acts;                          // (B*n rows)
+    final Tensor ids, posIds, x, tmp, stats, stats2, lastRows, logits;
+    final Tensor logitsHost;  // CUDA: a pinned (B, V) staging buffer, so a step's logits reach the host in one DMA
+
+    Step(ModelConfig c, Device dev, DType dt, int b, int n) {
+      this.b = b;
+      this.n = n;
+      long rows = (long) b * n, C = c.hidden();
+      BlockActs a = null;
+      try {
+        a = new BlockActs(c, dev, dt, b, n);
+        ids = own(Tensor.zeros(DType.I32, dev, rows));
+        posIds = c.family() == Family.GPT2 ? own(Tensor.zeros(DType.I32, dev, rows)) : null;
+        x = own(Tensor.empty(dt, dev, rows, C));                      // residual (N, C)
+        tmp = own(Tensor.empty(dt, dev, rows, C));
+        stats = own(Tensor.empty(DType.F32, dev, rows));
+        stats2 = own(Tensor.empty(DType.F32, dev, rows));
+        lastRows = own(own(a.n1.view(b, n, C)).select(1, n - 1));     // (B, C), row stride n*C
+        logits = own(Tensor.empty(DType.F32, dev, b, c.vocabSize())); // (B, V) FP32
+        logitsHost = dev.isCuda()
+            ? own(Tensor.empty(DType.F32, Device.CPU, Tier.HOST_PINNED, b, c.vocabSize())) : null;
+      } catch (RuntimeException e) {
+        if (a != null) a.close();
+        close();
+        throw e;
+      }
+      this.acts = a;
+    }
+
+    private Tensor own(Tensor t) {
+      owned.add(t.detach());
+      return t;
+    }
+
+    @Override
+    public void close() {
+      for (int i = owned.size() - 1; i >= 0; i--) owned.get(i).close();
+      owned.clear();
+      if (acts != null) acts.close();
     }
   }
 }

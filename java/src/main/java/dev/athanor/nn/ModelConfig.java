@@ -1,6 +1,8 @@
 package dev.athanor.nn;
 
+import dev.athanor.params.ParamSpec;
 import java.util.ArrayList;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.TreeMap;
@@ -168,6 +170,56 @@ public record ModelConfig(Family family, int vocabSize, int maxSeqLen, int layer
     }
     if (!tiedEmbeddings) p.add(new ParamSpec("lm_head.weight", new long[] {v, c}, true));
     return p;
+  }
+
+  /**
+   * The parameters of {@code stage} grouped into units, in layout order: {@code embedding} (token and, for GPT-2,
+   * position embeddings) when the stage has it, {@code block.<i>} for each of its blocks, and {@code head} (the final
+   * norm, the untied output head, and the token embedding when the head is tied but the stage has no embedding).
+   */
+  public Map<String, List<ParamSpec>> parameterUnits(Stage stage) {
+    if (stage.endBlock() > layers) {
+      throw new IllegalArgumentException("stage " + stage + " exceeds the model's " + layers + " blocks");
+    }
+    Map<String, List<ParamSpec>> units = new LinkedHashMap<>();
+    List<ParamSpec> all = parameterSpecs();
+    String emb = embeddingName();
+    for (ParamSpec s : all) {
+      String unit = unitOf(s.name());
+      boolean keep;
+      if (unit.equals(EMBEDDING_UNIT)) {
+        keep = stage.embedding();
+      } else if (unit.equals(HEAD_UNIT)) {
+        keep = stage.head();
+      } else {
+        int b = Integer.parseInt(unit.substring(BLOCK_UNIT_PREFIX.length()));
+        keep = b >= stage.firstBlock() && b < stage.endBlock();
+      }
+      if (keep) units.computeIfAbsent(unit, k -> new ArrayList<>()).add(s);
+    }
+    if (stage.head() && tiedEmbeddings && !stage.embedding()) {
+      ParamSpec wte = all.stream().filter(s -> s.name().equals(emb)).findFirst().orElseThrow();
+      units.computeIfAbsent(HEAD_UNIT, k -> new ArrayList<>()).add(wte);  // the head's copy of the tied matrix
+    }
+    return units;
+  }
+
+  /** Unit names of {@link #parameterUnits}. */
+  public static final String EMBEDDING_UNIT = "embedding", HEAD_UNIT = "head", BLOCK_UNIT_PREFIX = "block.";
+
+  /** The unit of block {@code i}. */
+  public static String blockUnit(int i) {
+    return BLOCK_UNIT_PREFIX + i;
+  }
+
+  private String unitOf(String name) {
+    String prefix = family == Family.GPT2 ? "transformer.h." : "model.layers.";
+    if (name.startsWith(prefix)) {
+      int dot = name.indexOf('.', prefix.length());
+      return BLOCK_UNIT_PREFIX + name.substring(prefix.length(), dot);
+    }
+    if (name.equals(embeddingName()) || name.equals("transformer.wpe.weight")) return EMBEDDING_UNIT;
+    return HEAD_UNIT;
   }
 
   /** The number of parameters (a tied head counted once). */

@@ -1,36 +1,58 @@
 package dev.athanor.nn;
 
-import dev.athanor.nn.Workspace.BlockActs;
+import dev.athanor.nn.BlockHooks.Pass;
 import dev.athanor.ops.Ops;
+import dev.athanor.params.ParamSpec;
+import dev.athanor.params.ParameterStore;
+import dev.athanor.params.Role;
+import dev.athanor.params.Unit;
 import dev.athanor.runtime.Device;
 import dev.athanor.tensor.DType;
 import dev.athanor.tensor.Tensor;
+import java.util.Arrays;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
 
 /**
- * A decoder-only transformer of the GPT-2 or Llama family on one device, with an explicit forward and
- * backward per block (llm.c style): every activation a block's backward needs is a named buffer of
- * {@link Workspace}, so lifetimes are known before a step runs.
+ * A decoder-only transformer of the GPT-2 or Llama family on one device, or one {@link Stage} of it (a range of
+ * blocks with or without the embeddings and the head), with an explicit forward and backward per block (llm.c
+ * style): every activation a block's backward needs is a named buffer ({@link BlockActs}), so lifetimes are known
+ * before a step runs. Parameters, gradients and optimizer state live in one {@link ParameterStore}; one
+ * {@link Block} implementation per family serves training and cached decoding; {@link BlockHooks} are called at
+ * every unit boundary.
  *
  * <p>Training: {@link #forward(int[], int[], int, int)} returns the mean loss over the targets that are
- * {@code >= 0} and keeps the activations; {@link #backward(float)} then accumulates parameter gradients
- * into {@link Parameters#grads()}. On the CPU everything is FP32; on CUDA weights are used in BF16 (copies
- * of the FP32 masters), activations are BF16, and gradients of parameters, norms' statistics and the loss
- * are FP32. Inference: {@link #newCache(int, int)} and {@link #forwardCached(KvCache, int[], int, int)}.
+ * {@code >= 0} and keeps the activations; {@link #backward(float)} then accumulates parameter gradients into the
+ * store's {@link Role#GRAD} buffer. A stage without the embeddings takes its input as hidden states
+ * ({@link #forward(Tensor, int[], int, int)}) and gives their gradient ({@link #inputGradient()}); a stage without
+ * the head gives its output ({@link #output()}) and takes its gradient ({@link #backward(Tensor)}). On the CPU
+ * everything is FP32 by default; on CUDA weights are used in BF16 (copies of the FP32 masters), activations are
+ * BF16, and gradients of parameters, norms' statistics and the loss are FP32. Inference: {@link #newCache(int, int)}
+ * and {@link #forwardCached(KvCache, int[], int, int)}.
  *
  * <p>Not thread-safe: one step at a time.
  */
 public final class Transformer implements AutoCloseable {
   private final ModelConfig cfg;
+  private final Stage stage;
   private final Device device;
   private final DType dt;
-  private final Parameters params;
-  private final float scale;
+  private final ParameterStore store;
+  private BlockHooks hooks = BlockHooks.NONE;
   private boolean recompute;
   private Workspace ws;
   private int validTargets = -1;  // of the last forward; -1 when there is none to backpropagate
+  private boolean backwardDone;   // the last backward ran (inputGradient() is valid)
+
+  // bound to the store's buffers of generation `bound`
+  private int bound = -1;
+  private Block[] blocks;
+  private Weight tokenEmbedding, positionEmbedding, headWeight;
+  private Norm finalNorm;
+  private Unit embeddingUnit, headUnit;
 
   /**
    * A model with all-zero parameters on {@code device}, computing in {@code computeDtype}: F32, BF16 or F16 on
@@ -38,16 +60,21 @@ public final class Transformer implements AutoCloseable {
    * checked without a GPU; it is not faster there).
    */
   public Transformer(ModelConfig config, Device device, DType computeDtype) {
+    this(config, device, computeDtype, Stage.whole(config));
+  }
+
+  /** One stage of a model with all-zero parameters (see {@link #Transformer(ModelConfig, Device, DType)}). */
+  public Transformer(ModelConfig config, Device device, DType computeDtype, Stage stage) {
     this.cfg = Objects.requireNonNull(config, "config");
     this.device = Objects.requireNonNull(device, "device");
     this.dt = Objects.requireNonNull(computeDtype, "computeDtype");
+    this.stage = Objects.requireNonNull(stage, "stage");
     if (dt == DType.I32) throw new IllegalArgumentException("compute dtype must be floating, got " + dt);
     if (device.isCuda() && !List.of(32, 64, 96, 128).contains(config.headDim())) {
       throw new IllegalArgumentException("CUDA attention supports head dims 32, 64, 96 and 128; this model has "
           + config.headDim() + " (hidden " + config.hidden() + " / heads " + config.heads() + ")");
     }
-    this.params = new Parameters(config.parameterSpecs(), device, dt);
-    this.scale = (float) (1.0 / Math.sqrt(config.headDim()));
+    this.store = new ParameterStore(config.parameterUnits(stage), device, dt);
   }
 
   /** A model on {@code device} in its default compute dtype: F32 on the CPU, BF16 on CUDA. */
@@ -59,6 +86,10 @@ public final class Transformer implements AutoCloseable {
     return cfg;
   }
 
+  public Stage stage() {
+    return stage;
+  }
+
   public Device device() {
     return device;
   }
@@ -67,8 +98,14 @@ public final class Transformer implements AutoCloseable {
     return dt;
   }
 
-  public Parameters parameters() {
-    return params;
+  /** The parameter store: weights, masters, gradients and optimizer state in flat buffers per role. */
+  public ParameterStore parameters() {
+    return store;
+  }
+
+  /** Sets the hooks called at unit boundaries ({@link BlockHooks#NONE} to remove them). */
+  public void setHooks(BlockHooks hooks) {
+    this.hooks = Objects.requireNonNull(hooks, "hooks");
   }
 
   /**
@@ -86,30 +123,61 @@ public final class Transformer implements AutoCloseable {
     return recompute;
   }
 
+  /** Resolves the typed weights of every unit from the store's current buffers (after they changed). */
+  private void bind() {
+    if (bound == store.generation()) return;
+    blocks = new Block[stage.blocks()];
+    for (int i = 0; i < blocks.length; i++) blocks[i] = Block.bind(cfg, stage.firstBlock() + i, store);
+    boolean gpt2 = cfg.family() == Family.GPT2;
+    if (stage.embedding()) {
+      embeddingUnit = store.unit(ModelConfig.EMBEDDING_UNIT);
+      tokenEmbedding = Weight.of(store, cfg.embeddingName());
+      positionEmbedding = gpt2 ? Weight.of(store, "transformer.wpe.weight") : Weight.NONE;
+    }
+    if (stage.head()) {
+      headUnit = store.unit(ModelConfig.HEAD_UNIT);
+      finalNorm = gpt2
+          ? Norm.of(cfg, Weight.of(store, "transformer.ln_f.weight"), Weight.of(store, "transformer.ln_f.bias"))
+          : Norm.of(cfg, Weight.of(store, "model.norm.weight"), Weight.NONE);
+      headWeight = Weight.of(store, headName());
+    }
+    bound = store.generation();
+  }
+
+  /** Name of the output head's weight: the token embedding when tied. */
+  String headName() {
+    return cfg.tiedEmbeddings() ? cfg.embeddingName() : "lm_head.weight";
+  }
+
   // ------------------------------------------------------------------ weights
 
   /**
    * Seeded initialization: weights and embeddings from N(0, 0.02), the residual projections (GPT-2's
    * {@code c_proj}, Llama's {@code o_proj} and {@code down_proj}) from N(0, 0.02 / sqrt(2 layers)), biases
-   * 0, norm weights 1. Each tensor draws from its own range of the counter-based stream, so the result
-   * does not depend on the device's thread count.
+   * 0, norm weights 1. Each tensor draws from its own range of the counter-based stream (its place in the whole
+   * model, so a stage initializes its tensors as the whole model would), and the result does not depend on the
+   * device's thread count.
    */
   public void initialize(long seed) {
     double resStd = 0.02 / Math.sqrt(2.0 * cfg.layers());
+    Map<String, Long> offsets = new HashMap<>();
     long offset = 0;
-    for (Parameters.Param p : params.list()) {
+    for (ParamSpec s : cfg.parameterSpecs()) {
+      offsets.put(s.name(), offset);
+      offset += 2 * s.numel();
+    }
+    for (ParameterStore.Param p : store.list()) {
       String name = p.name();
       if (p.spec().shape().length >= 2) {
         boolean residual = name.endsWith("c_proj.weight") || name.endsWith("o_proj.weight")
             || name.endsWith("down_proj.weight");
-        Ops.randNormal(p.master(), seed, offset, 0f, (float) (residual ? resStd : 0.02));
+        Ops.randNormal(p.master(), seed, offsets.get(name), 0f, (float) (residual ? resStd : 0.02));
       } else {
         Ops.fill(p.master(), name.endsWith(".bias") ? 0f : 1f);
       }
-      offset += 2 * p.spec().numel();
     }
-    params.syncCompute();
-    params.zeroGrad();
+    store.syncWeights();
+    if (store.has(Role.GRAD)) store.zero(Role.GRAD);
   }
 
   /**
@@ -117,12 +185,12 @@ public final class Transformer implements AutoCloseable {
    * floating dtype, on any device (e.g. host tensors from a safetensors file).
    */
   public void loadWeights(Map<String, Tensor> weights) {
-    for (Parameters.Param p : params.list()) {
+    for (ParameterStore.Param p : store.list()) {
       Tensor src = weights.get(p.name());
       if (src == null) throw new IllegalArgumentException("missing weight \"" + p.name() + "\"");
-      if (!java.util.Arrays.equals(src.shape(), p.spec().shape())) {
-        throw new IllegalArgumentException("weight \"" + p.name() + "\" has shape " + java.util.Arrays.toString(src.shape())
-            + ", expected " + java.util.Arrays.toString(p.spec().shape()));
+      if (!Arrays.equals(src.shape(), p.spec().shape())) {
+        throw new IllegalArgumentException("weight \"" + p.name() + "\" has shape " + Arrays.toString(src.shape())
+            + ", expected " + Arrays.toString(p.spec().shape()));
       }
       if (!src.dtype().isFloating()) throw new IllegalArgumentException("weight \"" + p.name() + "\" is " + src.dtype());
       try (Tensor onDevice = src.device().equals(device) ? null : src.to(device)) {
@@ -134,12 +202,14 @@ public final class Transformer implements AutoCloseable {
         }
       }
     }
-    params.syncCompute();
+    store.syncWeights();
   }
 
-  /** The FP32 master weights by Hugging Face name (owned by the model: do not close them). */
+  /** The FP32 master weights by Hugging Face name, in layout order (owned by the model: do not close them). */
   public Map<String, Tensor> weights() {
-    return params.masters();
+    Map<String, Tensor> m = new LinkedHashMap<>();
+    for (ParameterStore.Param p : store.list()) m.put(p.name(), p.master());
+    return m;
   }
 
   // ------------------------------------------------------------------ training forward / backward
@@ -147,18 +217,75 @@ public final class Transformer implements AutoCloseable {
   /**
    * Forward pass over {@code inputs} (B x T token ids, row-major) computing the mean cross-entropy
    * against {@code targets} (B x T; a negative target is ignored). Keeps the activations for
-   * {@link #backward(float)}. Returns 0 when every target is ignored.
+   * {@link #backward(float)}. Returns 0 when every target is ignored. A stage without the head takes
+   * {@code targets == null} and returns NaN; its result is {@link #output()}.
    */
   public float forward(int[] inputs, int[] targets, int batch, int seq) {
+    if (!stage.embedding()) {
+      throw new IllegalStateException("stage " + stage + " has no embeddings: pass its input hidden states to forward(Tensor, ...)");
+    }
     checkTokens("inputs", inputs, batch, seq, false);
-    checkTokens("targets", targets, batch, seq, true);
-    Workspace w = workspace(batch, seq);
+    Workspace w = prepare(targets, batch, seq);
     w.ids.copyFrom(inputs);
-    w.targets.copyFrom(targets);
+    return runForward(w, targets);
+  }
+
+  /**
+   * Forward pass of a stage without the embeddings: {@code hidden} (B*T, C) in the compute dtype is the output of
+   * the stage before. Otherwise as {@link #forward(int[], int[], int, int)}.
+   */
+  public float forward(Tensor hidden, int[] targets, int batch, int seq) {
+    if (stage.embedding()) throw new IllegalStateException("stage " + stage + " starts with the embeddings: pass token ids");
+    Objects.requireNonNull(hidden, "hidden");
+    if (batch <= 0 || seq <= 0) throw new IllegalArgumentException("batch " + batch + " and seq " + seq + " must be > 0");
+    long[] want = {(long) batch * seq, cfg.hidden()};
+    if (!Arrays.equals(hidden.shape(), want) || hidden.dtype() != dt) {
+      throw new IllegalArgumentException("hidden must be " + Arrays.toString(want) + " " + dt + ", got "
+          + Arrays.toString(hidden.shape()) + " " + hidden.dtype());
+    }
+    Workspace w = prepare(targets, batch, seq);
+    w.residual[0].copyFrom(hidden);
+    return runForward(w, targets);
+  }
+
+  private Workspace prepare(int[] targets, int batch, int seq) {
+    if (seq > cfg.maxSeqLen()) {
+      throw new IllegalArgumentException("sequence length " + seq + " exceeds the model's context " + cfg.maxSeqLen());
+    }
+    if (stage.head()) {
+      checkTokens("targets", targets, batch, seq, true);
+    } else if (targets != null) {
+      throw new IllegalArgumentException("stage " + stage + " has no head: targets must be null");
+    }
+    validTargets = -1;
+    backwardDone = false;
+    bind();
+    Workspace w = workspace(batch, seq);
+    if (targets != null) w.targets.copyFrom(targets);
+    return w;
+  }
+
+  private float runForward(Workspace w, int[] targets) {
+    if (stage.embedding()) embeddingForward(w.ids, w.positions, w.residual[0], w.scratch);
+    for (int i = 0; i < blocks.length; i++) {
+      Block b = blocks[i];
+      BlockActs a = w.acts(i);
+      hooks.beforeWeights(b.unit, Pass.FORWARD);
+      b.forward(w.residual[i], a, w.residual[i + 1], w.scratch, null);
+      if (!recompute) hooks.saveActivations(b.index, a);
+      hooks.afterWeights(b.unit, Pass.FORWARD);
+    }
+    if (!stage.head()) {
+      validTargets = 0;
+      return Float.NaN;
+    }
+    beforeHead(Pass.FORWARD);
+    finalNorm.forward(w.residual[blocks.length], w.normOut, w.normMean, w.normRstd);
+    Ops.gemm(w.normOut, false, headWeight.w(), true, 1f, 0f, null, w.logits);  // (N, V) = x @ W^T
+    afterHead(Pass.FORWARD);
+    Ops.crossEntropy(w.logits, w.targets, w.losses, w.lse);
     int valid = 0;
     for (int t : targets) if (t >= 0) valid++;
-    runForward(w);
-    Ops.crossEntropy(w.logits, w.targets, w.losses, w.lse);
     validTargets = valid;
     if (valid == 0) return 0f;
     float[] l = w.losses.toFloatArray();
@@ -167,51 +294,127 @@ public final class Transformer implements AutoCloseable {
     return (float) (sum / valid);
   }
 
+  /** x0 (N, C) = token embeddings of ids (+ position embeddings for GPT-2; tmp (N, C) is scratch). */
+  private void embeddingForward(Tensor ids, Tensor positions, Tensor x0, Tensor tmp) {
+    hooks.beforeWeights(embeddingUnit, Pass.FORWARD);
+    Ops.embedding(ids, tokenEmbedding.w(), x0);
+    if (positionEmbedding.w() != null) {
+      Ops.embedding(positions, positionEmbedding.w(), tmp);
+      Ops.add(x0, tmp, x0);
+    }
+    hooks.afterWeights(embeddingUnit, Pass.FORWARD);
+  }
+
+  private void beforeHead(Pass pass) {
+    hooks.beforeWeights(headUnit, pass);
+    if (cfg.tiedEmbeddings() && stage.embedding()) hooks.beforeWeights(embeddingUnit, pass);
+  }
+
+  private void afterHead(Pass pass) {
+    if (cfg.tiedEmbeddings() && stage.embedding()) hooks.afterWeights(embeddingUnit, pass);
+    hooks.afterWeights(headUnit, pass);
+  }
+
   /**
    * Backward pass of the last {@link #forward}: accumulates {@code gradScale * d(mean loss)/d(param)}
-   * into the parameter gradients (use {@code 1 / accumulationSteps} for gradient accumulation).
+   * into the store's {@link Role#GRAD} buffer (allocated, zero, on first use; use {@code 1 / accumulationSteps}
+   * for gradient accumulation).
    */
   public void backward(float gradScale) {
-    if (validTargets < 0 || ws == null) throw new IllegalStateException("backward() needs a forward() first");
-    Workspace w = ws;
+    if (!stage.head()) throw new IllegalStateException("stage " + stage + " has no head: pass d(output) to backward(Tensor)");
+    Workspace w = startBackward();
     int valid = validTargets;
     validTargets = -1;
-    if (valid == 0) return;
-    Ops.fill(w.dlosses, gradScale / valid);
+    if (valid > 0) {
+      Ops.fill(w.dlosses, gradScale / valid);
+      headBackward(w);
+    } else {
+      Ops.fill(w.dres, 0f);  // no target: every gradient is zero
+    }
+    blocksBackward(w);
+  }
+
+  /**
+   * Backward pass of a stage without the head: {@code dOutput} (B*T, C) in the compute dtype is the gradient of
+   * {@link #output()} from the stage after. Accumulates into the {@link Role#GRAD} buffer.
+   */
+  public void backward(Tensor dOutput) {
+    if (stage.head()) throw new IllegalStateException("stage " + stage + " ends with the head: use backward(gradScale)");
+    Workspace w = startBackward();
+    validTargets = -1;
+    w.dres.copyFrom(dOutput);
+    blocksBackward(w);
+  }
+
+  private Workspace startBackward() {
+    if (validTargets < 0 || ws == null) throw new IllegalStateException("backward() needs a forward() first");
+    if (!store.has(Role.GRAD)) store.allocate(Role.GRAD);
+    bind();
+    return ws;
+  }
+
+  private void headBackward(Workspace w) {
+    beforeHead(Pass.BACKWARD);
     // logits -> dlogits in place
     Ops.crossEntropyBackward(w.logits, w.targets, w.lse, w.dlosses, w.logits);
-    Parameters.Param head = params.get(headName());
-    Ops.gemm(w.logits, true, w.normOut, false, 1f, 1f, null, head.grad());          // (V, C) += dlogits^T @ x
-    Ops.gemm(w.logits, false, head.compute(), false, 1f, 0f, null, w.d1);           // (N, C) = dlogits @ W
-    Tensor last = w.residual[cfg.layers()];
-    if (cfg.family() == Family.GPT2) {
-      Ops.layerNormBackward(w.d1, last, params.w("transformer.ln_f.weight"), w.normMean, w.normRstd, w.dres,
-          params.g("transformer.ln_f.weight"), params.g("transformer.ln_f.bias"));
-    } else {
-      Ops.rmsNormBackward(w.d1, last, params.w("model.norm.weight"), w.normRstd, w.dres, params.g("model.norm.weight"));
-    }
-    for (int l = cfg.layers() - 1; l >= 0; l--) {
-      BlockActs a = w.acts(l);
-      if (recompute) blockForward(l, w.residual[l], a, w.scratch, w.batch, w.seq, w.scratch);
-      if (cfg.family() == Family.GPT2) {
-        gpt2BlockBackward(l, w.residual[l], a, w);
+    Ops.gemm(w.logits, true, w.normOut, false, 1f, 1f, null, headWeight.g());     // (V, C) += dlogits^T @ x
+    Ops.gemm(w.logits, false, headWeight.w(), false, 1f, 0f, null, w.d1);         // (N, C) = dlogits @ W
+    finalNorm.backward(w.d1, w.residual[blocks.length], w.normMean, w.normRstd, w.dres);
+    afterHead(Pass.BACKWARD);
+    hooks.afterGradients(headUnit);
+  }
+
+  private void blocksBackward(Workspace w) {
+    for (int i = blocks.length - 1; i >= 0; i--) {
+      Block b = blocks[i];
+      BlockActs a = w.acts(i);
+      hooks.beforeWeights(b.unit, Pass.BACKWARD);
+      if (recompute) {
+        b.forward(w.residual[i], a, w.scratch, w.scratch, null);
       } else {
-        llamaBlockBackward(l, w.residual[l], a, w);
+        hooks.restoreActivations(b.index, a);
       }
+      b.backward(w.residual[i], a, w);
+      hooks.afterWeights(b.unit, Pass.BACKWARD);
+      hooks.afterGradients(b.unit);
     }
-    Ops.embeddingBackward(w.ids, w.dres, params.g(cfg.embeddingName()));
-    if (cfg.family() == Family.GPT2) Ops.embeddingBackward(w.positions, w.dres, params.g("transformer.wpe.weight"));
+    if (stage.embedding()) {
+      hooks.beforeWeights(embeddingUnit, Pass.BACKWARD);
+      // each row of the table gets the sum of its tokens' gradients added once, after the tied head's contribution
+      Ops.embeddingBackward(w.ids, w.dres, tokenEmbedding.g());
+      if (positionEmbedding.g() != null) Ops.embeddingBackward(w.positions, w.dres, positionEmbedding.g());
+      hooks.afterWeights(embeddingUnit, Pass.BACKWARD);
+      hooks.afterGradients(embeddingUnit);
+    }
+    backwardDone = true;
+  }
+
+  /** The last forward's output, (B*T, C) hidden states, of a stage without the head (owned by the model). */
+  public Tensor output() {
+    if (stage.head()) throw new IllegalStateException("stage " + stage + " ends with the head: its output is the loss");
+    if (ws == null || validTargets < 0) throw new IllegalStateException("no forward has run");
+    return ws.residual[blocks.length];
+  }
+
+  /**
+   * The gradient of the last backward with respect to the stage's input hidden states, (B*T, C), for a stage
+   * without the embeddings (owned by the model; valid until the next forward).
+   */
+  public Tensor inputGradient() {
+    if (stage.embedding()) throw new IllegalStateException("stage " + stage + " starts with the embeddings: its input is token ids");
+    if (ws == null || !backwardDone) throw new IllegalStateException("no backward has run");
+    return ws.dres;
   }
 
   /** Per-token losses of the last forward, (B x T) row-major: {@code -log p(target)} (0 where ignored). */
   public float[] tokenLosses() {
-    if (ws == null) throw new IllegalStateException("no forward has run");
+    if (ws == null || ws.losses == null) throw new IllegalStateException("no forward has run");
     return ws.losses.toFloatArray();
   }
 
   /** Logits of the last forward as a host array (B x T x V, row-major). */
   public float[] lastLogits() {
-    if (ws == null) throw new IllegalStateException("no forward has run");
+    if (ws == null || ws.logits == null) throw new IllegalStateException("no forward has run");
     if (validTargets < 0) {
       // after backward the buffer holds gradients
       throw new IllegalStateException("the logits buffer was overwritten by backward(); call forward() again");
@@ -221,129 +424,6 @@ public final class Transformer implements AutoCloseable {
     }
   }
 
-  private void runForward(Workspace w) {
-    Tensor x0 = w.residual[0];
-    Ops.embedding(w.ids, params.w(cfg.embeddingName()), x0);
-    if (cfg.family() == Family.GPT2) {
-      Ops.embedding(w.positions, params.w("transformer.wpe.weight"), w.scratch);
-      Ops.add(x0, w.scratch, x0);
-    }
-    for (int l = 0; l < cfg.layers(); l++) {
-      blockForward(l, w.residual[l], w.acts(l), w.residual[l + 1], w.batch, w.seq, w.scratch);
-    }
-    Tensor last = w.residual[cfg.layers()];
-    if (cfg.family() == Family.GPT2) {
-      Ops.layerNorm(last, params.w("transformer.ln_f.weight"), params.w("transformer.ln_f.bias"), cfg.normEps(),
-          w.normOut, w.normMean, w.normRstd);
-    } else {
-      Ops.rmsNorm(last, params.w("model.norm.weight"), cfg.normEps(), w.normOut, w.normRstd);
-    }
-    Ops.gemm(w.normOut, false, params.w(headName()), true, 1f, 0f, null, w.logits);  // (N, V) = x @ W^T
-  }
-
-  /** Name of the output head's weight: the token embedding when tied. */
-  String headName() {
-    return cfg.tiedEmbeddings() ? cfg.embeddingName() : "lm_head.weight";
-  }
-
-  // ------------------------------------------------------------------ blocks
-
-  /** Block l: x (N, C) -> out (N, C), saving its activations in a. tmp (N, C) is scratch. */
-  private void blockForward(int l, Tensor x, BlockActs a, Tensor out, int b, int t, Tensor tmp) {
-    String p = cfg.blockPrefix(l);
-    float eps = cfg.normEps();
-    if (cfg.family() == Family.GPT2) {
-      Ops.layerNorm(x, params.w(p + "ln_1.weight"), params.w(p + "ln_1.bias"), eps, a.n1, a.mean1, a.rstd1);
-      Ops.gemm(a.n1, false, params.w(p + "attn.c_attn.weight"), false, 1f, 0f, params.w(p + "attn.c_attn.bias"), a.heads.qkv());
-      Ops.attention(a.heads.qh(), a.heads.kh(), a.heads.vh(), a.atth, a.lse, true, scale);
-      Ops.gemm(a.att, false, params.w(p + "attn.c_proj.weight"), false, 1f, 0f, params.w(p + "attn.c_proj.bias"), tmp);
-      Ops.add(x, tmp, a.x2);
-      Ops.layerNorm(a.x2, params.w(p + "ln_2.weight"), params.w(p + "ln_2.bias"), eps, a.n2, a.mean2, a.rstd2);
-      Ops.gemm(a.n2, false, params.w(p + "mlp.c_fc.weight"), false, 1f, 0f, params.w(p + "mlp.c_fc.bias"), a.fc);
-      Ops.gelu(a.fc, a.gelu);
-      Ops.gemm(a.gelu, false, params.w(p + "mlp.c_proj.weight"), false, 1f, 0f, params.w(p + "mlp.c_proj.bias"), tmp);
-      Ops.add(a.x2, tmp, out);
-    } else {
-      Ops.rmsNorm(x, params.w(p + "input_layernorm.weight"), eps, a.n1, a.rstd1);
-      Ops.gemm(a.n1, false, params.w(p + "self_attn.q_proj.weight"), true, 1f, 0f, null, a.heads.q());
-      Ops.gemm(a.n1, false, params.w(p + "self_attn.k_proj.weight"), true, 1f, 0f, null, a.heads.k());
-      Ops.gemm(a.n1, false, params.w(p + "self_attn.v_proj.weight"), true, 1f, 0f, null, a.heads.v());
-      Ops.rope(a.heads.q4(), a.heads.q4(), 0, cfg.ropeTheta(), false);
-      Ops.rope(a.heads.k4(), a.heads.k4(), 0, cfg.ropeTheta(), false);
-      Ops.attention(a.heads.qh(), a.heads.kh(), a.heads.vh(), a.atth, a.lse, true, scale);
-      Ops.gemm(a.att, false, params.w(p + "self_attn.o_proj.weight"), true, 1f, 0f, null, tmp);
-      Ops.add(x, tmp, a.x2);
-      Ops.rmsNorm(a.x2, params.w(p + "post_attention_layernorm.weight"), eps, a.n2, a.rstd2);
-      Ops.gemm(a.n2, false, params.w(p + "mlp.gate_proj.weight"), true, 1f, 0f, null, a.gate);
-      Ops.gemm(a.n2, false, params.w(p + "mlp.up_proj.weight"), true, 1f, 0f, null, a.up);
-      Ops.swiglu(a.gate, a.up, a.act);
-      Ops.gemm(a.act, false, params.w(p + "mlp.down_proj.weight"), true, 1f, 0f, null, tmp);
-      Ops.add(a.x2, tmp, out);
-    }
-  }
-
-  /** GPT-2 block backward: w.dres holds d(out) on entry and d(x) on exit. */
-  private void gpt2BlockBackward(int l, Tensor x, BlockActs a, Workspace w) {
-    String p = cfg.blockPrefix(l);
-    Tensor dout = w.dres;
-    // MLP: out = x2 + gelu(fc) @ Wp + bp
-    Ops.gemm(a.gelu, true, dout, false, 1f, 1f, null, params.g(p + "mlp.c_proj.weight"));     // (F, C)
-    Ops.sumRows(dout, params.g(p + "mlp.c_proj.bias"));
-    Ops.gemm(dout, false, params.w(p + "mlp.c_proj.weight"), true, 1f, 0f, null, w.dF1);       // (N, F)
-    Ops.geluBackward(a.fc, w.dF1, w.dF2);
-    Ops.gemm(a.n2, true, w.dF2, false, 1f, 1f, null, params.g(p + "mlp.c_fc.weight"));         // (C, F)
-    Ops.sumRows(w.dF2, params.g(p + "mlp.c_fc.bias"));
-    Ops.gemm(w.dF2, false, params.w(p + "mlp.c_fc.weight"), true, 1f, 0f, null, w.d1);         // (N, C)
-    Ops.layerNormBackward(w.d1, a.x2, params.w(p + "ln_2.weight"), a.mean2, a.rstd2, w.d2,
-        params.g(p + "ln_2.weight"), params.g(p + "ln_2.bias"));
-    Ops.add(w.d2, dout, w.d2);                                                                 // d(x2)
-    // attention: x2 = x + att @ Wo + bo
-    Ops.gemm(a.att, true, w.d2, false, 1f, 1f, null, params.g(p + "attn.c_proj.weight"));      // (C, C)
-    Ops.sumRows(w.d2, params.g(p + "attn.c_proj.bias"));
-    Ops.gemm(w.d2, false, params.w(p + "attn.c_proj.weight"), true, 1f, 0f, null, w.dAtt);     // (N, C)
-    Ops.attentionBackward(a.heads.qh(), a.heads.kh(), a.heads.vh(), a.atth, a.lse, w.dAtth, w.dHeads.qh(),
-        w.dHeads.kh(), w.dHeads.vh(), true, scale);
-    Ops.gemm(a.n1, true, w.dHeads.qkv(), false, 1f, 1f, null, params.g(p + "attn.c_attn.weight"));     // (C, 3C)
-    Ops.sumRows(w.dHeads.qkv(), params.g(p + "attn.c_attn.bias"));
-    Ops.gemm(w.dHeads.qkv(), false, params.w(p + "attn.c_attn.weight"), true, 1f, 0f, null, w.d1);    // (N, C)
-    Ops.layerNormBackward(w.d1, x, params.w(p + "ln_1.weight"), a.mean1, a.rstd1, dout,
-        params.g(p + "ln_1.weight"), params.g(p + "ln_1.bias"));
-    Ops.add(dout, w.d2, dout);
-  }
-
-  /** Llama block backward: w.dres holds d(out) on entry and d(x) on exit. */
-  private void llamaBlockBackward(int l, Tensor x, BlockActs a, Workspace w) {
-    String p = cfg.blockPrefix(l);
-    Tensor dout = w.dres;
-    // MLP: out = x2 + swiglu(n2 Wg^T, n2 Wu^T) Wd^T
-    Ops.gemm(dout, true, a.act, false, 1f, 1f, null, params.g(p + "mlp.down_proj.weight"));    // (C, F)
-    Ops.gemm(dout, false, params.w(p + "mlp.down_proj.weight"), false, 1f, 0f, null, w.dF1);   // (N, F)
-    Ops.swigluBackward(a.gate, a.up, w.dF1, w.dF2, w.dF3);
-    Ops.gemm(w.dF2, true, a.n2, false, 1f, 1f, null, params.g(p + "mlp.gate_proj.weight"));    // (F, C)
-    Ops.gemm(w.dF3, true, a.n2, false, 1f, 1f, null, params.g(p + "mlp.up_proj.weight"));
-    Ops.gemm(w.dF2, false, params.w(p + "mlp.gate_proj.weight"), false, 1f, 0f, null, w.d1);   // (N, C)
-    Ops.gemm(w.dF3, false, params.w(p + "mlp.up_proj.weight"), false, 1f, 1f, null, w.d1);
-    Ops.rmsNormBackward(w.d1, a.x2, params.w(p + "post_attention_layernorm.weight"), a.rstd2, w.d2,
-        params.g(p + "post_attention_layernorm.weight"));
-    Ops.add(w.d2, dout, w.d2);                                                                 // d(x2)
-    // attention: x2 = x + att Wo^T
-    Ops.gemm(w.d2, true, a.att, false, 1f, 1f, null, params.g(p + "self_attn.o_proj.weight"));  // (C, C)
-    Ops.gemm(w.d2, false, params.w(p + "self_attn.o_proj.weight"), false, 1f, 0f, null, w.dAtt);
-    Ops.attentionBackward(a.heads.qh(), a.heads.kh(), a.heads.vh(), a.atth, a.lse, w.dAtth, w.dHeads.qh(),
-        w.dHeads.kh(), w.dHeads.vh(), true, scale);
-    Ops.rope(w.dHeads.q4(), w.dHeads.q4(), 0, cfg.ropeTheta(), true);
-    Ops.rope(w.dHeads.k4(), w.dHeads.k4(), 0, cfg.ropeTheta(), true);
-    Ops.gemm(w.dHeads.q(), true, a.n1, false, 1f, 1f, null, params.g(p + "self_attn.q_proj.weight"));
-    Ops.gemm(w.dHeads.k(), true, a.n1, false, 1f, 1f, null, params.g(p + "self_attn.k_proj.weight"));
-    Ops.gemm(w.dHeads.v(), true, a.n1, false, 1f, 1f, null, params.g(p + "self_attn.v_proj.weight"));
-    Ops.gemm(w.dHeads.q(), false, params.w(p + "self_attn.q_proj.weight"), false, 1f, 0f, null, w.d1);
-    Ops.gemm(w.dHeads.k(), false, params.w(p + "self_attn.k_proj.weight"), false, 1f, 1f, null, w.d1);
-    Ops.gemm(w.dHeads.v(), false, params.w(p + "self_attn.v_proj.weight"), false, 1f, 1f, null, w.d1);
-    Ops.rmsNormBackward(w.d1, x, params.w(p + "input_layernorm.weight"), a.rstd1, dout,
-        params.g(p + "input_layernorm.weight"));
-    Ops.add(dout, w.d2, dout);
-  }
-
   // ------------------------------------------------------------------ inference
 
   /** A key/value cache for {@code batch} sequences of up to {@code maxLen} tokens. */
@@ -351,7 +431,7 @@ public final class Transformer implements AutoCloseable {
     if (maxLen > cfg.maxSeqLen()) {
       throw new IllegalArgumentException("cache length " + maxLen + " exceeds the model's context " + cfg.maxSeqLen());
     }
-    return new KvCache(cfg, device, dt, batch, maxLen);
+    return new KvCache(cfg, stage, device, dt, batch, maxLen);
   }
 
   /**
@@ -360,6 +440,7 @@ public final class Transformer implements AutoCloseable {
    * cache, and returns the logits of the last position of each sequence as a host array (B x V, FP32).
    */
   public float[] forwardCached(KvCache cache, int[] tokens, int batch, int n) {
+    if (!stage.isWhole(cfg)) throw new IllegalStateException("cached decoding needs the whole model, this is stage " + stage);
     if (batch != cache.batch()) throw new IllegalArgumentException("batch " + batch + " != cache batch " + cache.batch());
     checkTokens("tokens", tokens, batch, n, false);
     int pos = cache.length();
@@ -367,18 +448,37 @@ public final class Transformer implements AutoCloseable {
       throw new IllegalArgumentException("sequence of " + (pos + n) + " tokens exceeds the cache capacity "
           + cache.capacity() + " (model context " + cfg.maxSeqLen() + ")");
     }
-    return InferenceStep.run(this, cache, tokens, batch, n, pos);
+    bind();
+    KvCache.Step s = cache.step(n, () -> new KvCache.Step(cfg, device, dt, batch, n));
+    s.ids.copyFrom(tokens);
+    if (s.posIds != null) {
+      int[] posIds = new int[batch * n];
+      for (int i = 0; i < posIds.length; i++) posIds[i] = pos + i % n;
+      s.posIds.copyFrom(posIds);
+    }
+    hooks.beforeWeights(embeddingUnit, Pass.DECODE);
+    Ops.embedding(s.ids, tokenEmbedding.w(), s.x);
+    if (positionEmbedding.w() != null) {
+      Ops.embedding(s.posIds, positionEmbedding.w(), s.tmp);
+      Ops.add(s.x, s.tmp, s.x);
+    }
+    hooks.afterWeights(embeddingUnit, Pass.DECODE);
+    for (Block b : blocks) {
+      hooks.beforeWeights(b.unit, Pass.DECODE);
+      b.forward(s.x, s.acts, s.x, s.tmp, cache);
+      hooks.afterWeights(b.unit, Pass.DECODE);
+    }
+    beforeHead(Pass.DECODE);
+    finalNorm.forward(s.x, s.acts.n1, s.stats, s.stats2);
+    Ops.gemm(s.lastRows, false, headWeight.w(), true, 1f, 0f, null, s.logits);  // (B, V) = x_last @ W^T
+    afterHead(Pass.DECODE);
+    cache.advance(n);
+    if (s.logitsHost == null) return s.logits.toFloatArray();
+    s.logitsHost.copyFrom(s.logits);  // device -> pinned host, no allocation per step
+    return s.logitsHost.toFloatArray();
   }
 
   // ------------------------------------------------------------------ helpers
-
-  Parameters params() {
-    return params;
-  }
-
-  float attentionScale() {
-    return scale;
-  }
 
   private void checkTokens(String what, int[] ids, int batch, int seq, boolean allowNegative) {
     Objects.requireNonNull(ids, what);
@@ -401,7 +501,7 @@ public final class Transformer implements AutoCloseable {
   private Workspace workspace(int batch, int seq) {
     if (ws != null && ws.batch == batch && ws.seq == seq) return ws;
     releaseWorkspace();
-    ws = new Workspace(cfg, device, dt, batch, seq, recompute);
+    ws = new Workspace(cfg, stage, device, dt, batch, seq, recompute);
     return ws;
   }
 
@@ -412,11 +512,12 @@ public final class Transformer implements AutoCloseable {
       ws = null;
     }
     validTargets = -1;
+    backwardDone = false;
   }
 
   @Override
   public void close() {
     releaseWorkspace();
-    params.close();
+    store.close();
   }
 }

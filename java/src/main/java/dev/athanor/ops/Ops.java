@@ -1088,39 +1088,51 @@ public final class Ops {
     be.reduce(x.numel(), Args.rows(x), cols, NativeKernels.RED_SUM_ROWS, x.dtype().code(), x.address(), out.address());
   }
 
+  /** Elements per partial sum of {@link #sumSquaresPartials} and {@link #globalNorm}. */
+  public static final long NORM_CHUNK = 1L << 20;
+
   /**
-   * The global L2 norm {@code sqrt(sum over tensors of sum(t^2))} of a list of tensors (e.g. all
-   * gradients, for clipping). The per-tensor sums of squares are computed on each tensor's device
-   * (deterministically) and added on the host in double, in list order. Synchronizes.
+   * The sums of squares of consecutive chunks of {@link #NORM_CHUNK} elements of {@code x} (the last chunk may be
+   * shorter), each formed on x's device in a fixed order and rounded to F32 once, returned to the host in chunk
+   * order. A chunk's partial depends only on its elements, so any split of a flat buffer at chunk boundaries (a
+   * shard, an offload unit) yields the same partials. Synchronizes.
+   */
+  public static float[] sumSquaresPartials(Tensor x) {
+    final String op = "sumSquaresPartials";
+    Args.need(op, "x", x);
+    Args.floating(op, "x", x);
+    Args.contiguous(op, "x", x);
+    long n = x.numel();
+    int chunks = (int) ((n + NORM_CHUNK - 1) / NORM_CHUNK);
+    if (chunks == 0) return new float[0];
+    try (Tensor flat = x.view(n); Tensor sums = Tensor.empty(DType.F32, x.device(), chunks)) {
+      for (int j = 0; j < chunks; j++) {
+        long start = j * NORM_CHUNK;
+        try (Tensor part = flat.slice(0, start, Math.min(n, start + NORM_CHUNK)); Tensor out = sums.slice(0, j, j + 1)) {
+          sumSquares(part, out);
+        }
+      }
+      return sums.toFloatArray();
+    }
+  }
+
+  /**
+   * The global L2 norm {@code sqrt(sum over tensors of sum(t^2))} of a list of tensors (e.g. all gradients, for
+   * clipping): the {@link #sumSquaresPartials} of each tensor, added on the host in double in list and chunk
+   * order. Synchronizes.
    */
   public static float globalNorm(List<Tensor> tensors) {
     final String op = "globalNorm";
     if (tensors == null) throw bad(op, "tensors is null");
-    Map<Device, List<Integer>> byDevice = new LinkedHashMap<>();
     for (int i = 0; i < tensors.size(); i++) {
       Tensor t = Args.need(op, "tensors[" + i + "]", tensors.get(i));
       Args.floating(op, "tensors[" + i + "]", t);
       Args.contiguous(op, "tensors[" + i + "]", t);
-      byDevice.computeIfAbsent(t.device(), d -> new ArrayList<>()).add(i);
-    }
-    double[] partial = new double[tensors.size()];
-    for (Map.Entry<Device, List<Integer>> e : byDevice.entrySet()) {
-      List<Integer> idx = e.getValue();
-      Backend be = Backend.of(e.getKey());
-      try (Tensor sums = Tensor.zeros(DType.F32, e.getKey(), idx.size())) {
-        long base = sums.address();
-        for (int j = 0; j < idx.size(); j++) {
-          Tensor t = tensors.get(idx.get(j));
-          if (t.numel() == 0) continue;
-          be.reduce(t.numel(), 1, t.numel(), NativeKernels.RED_SUM_SQUARES, t.dtype().code(), t.address(),
-              base + 4L * j);
-        }
-        float[] host = sums.toFloatArray();
-        for (int j = 0; j < idx.size(); j++) partial[idx.get(j)] = host[j];
-      }
     }
     double total = 0;
-    for (double p : partial) total += p;
+    for (Tensor t : tensors) {
+      for (float p : sumSquaresPartials(t)) total += p;
+    }
     return (float) Math.sqrt(total);
   }
 

@@ -3,18 +3,33 @@ package dev.athanor.train;
 import dev.athanor.io.data.DataLoader;
 import dev.athanor.nn.Transformer;
 import dev.athanor.ops.Ops;
+import dev.athanor.params.ParameterStore;
+import dev.athanor.params.Role;
+import java.util.List;
 import java.util.Objects;
 
 /**
- * The training loop's step: {@code accum} micro-batches of forward + backward (gradients averaged),
- * global-norm clipping, the scheduled learning rate and one AdamW update. The caller drives the loop
- * (progress, logging, checkpoints) and owns the model and the data loader.
+ * The training loop's step, in explicit phases that later code extends:
+ * <ol>
+ *   <li><b>micro-batches</b>: {@code accum} forward + backward passes; each micro-batch's gradient is formed on its
+ *       own (in {@link Role#GRAD}, from zero) and then added to the step's gradient once, micro-batch by micro-batch
+ *       ({@code acc + g_i}, in {@link Role#GRAD_ACC}; with one micro-batch the step's gradient is {@link Role#GRAD}).
+ *       Each micro-batch's loss is scaled by {@code 1 / accum}, so the step's gradient is the mean;
+ *   <li><b>gradient reduction</b> across replicas ({@link GradientReducer}; nothing in one process);
+ *   <li><b>clipping</b>: the global norm from per-chunk partial sums combined in a fixed order;
+ *   <li><b>update</b>: AdamW over the parameters' range with the scheduled learning rate.
+ * </ol>
+ * A NaN/inf loss or norm stops the step before the update. The caller drives the loop (progress, logging,
+ * checkpoints) and owns the model and the data loader.
  */
 public final class Trainer implements AutoCloseable {
   private final Transformer model;
   private final TrainConfig cfg;
   private final DataLoader data;
   private final AdamW optimizer;
+  private final ParameterStore store;
+  private final Role stepGrad;               // where the step's gradient is: GRAD, or GRAD_ACC with accumulation
+  private GradientReducer reducer = GradientReducer.NONE;
   private long step;
   private DataLoader.State stateBeforeStep;  // the loader's state when the current/last step began
   private boolean stepFailed;                // the last step threw before its update began
@@ -27,7 +42,21 @@ public final class Trainer implements AutoCloseable {
     if (cfg.seq() > model.config().maxSeqLen()) {
       throw new IllegalArgumentException("seq " + cfg.seq() + " exceeds the model's context " + model.config().maxSeqLen());
     }
-    this.optimizer = new AdamW(model.parameters());
+    this.store = model.parameters();
+    this.optimizer = new AdamW(store);
+    store.allocate(Role.GRAD);
+    this.stepGrad = cfg.accum() > 1 ? Role.GRAD_ACC : Role.GRAD;
+    store.allocate(stepGrad);
+  }
+
+  /** Sets the gradient-reduction phase (e.g. data parallelism); {@link GradientReducer#NONE} by default. */
+  public void setGradientReducer(GradientReducer reducer) {
+    this.reducer = Objects.requireNonNull(reducer, "reducer");
+  }
+
+  /** The role holding a step's gradient after the micro-batches: GRAD, or GRAD_ACC with gradient accumulation. */
+  public Role stepGradient() {
+    return stepGrad;
   }
 
   public Transformer model() {
@@ -67,28 +96,45 @@ public final class Trainer implements AutoCloseable {
     if (!stepFailed) stateBeforeStep = data.state();
     else data.restore(stateBeforeStep);  // retrying a failed step reads the same batches
     stepFailed = true;
-    model.parameters().zeroGrad();
-    double lossSum = 0;
-    long tokens = 0;
-    for (int i = 0; i < cfg.accum(); i++) {
-      DataLoader.Batch b = data.next();
-      float loss = model.forward(b.inputs(), b.targets(), b.batch(), b.seq());
-      if (!Float.isFinite(loss)) throw new NonFiniteException(step, "the loss", loss);
-      model.backward(1f / cfg.accum());
-      lossSum += loss;
-      tokens += (long) b.batch() * b.seq();
-    }
-    float norm = Ops.globalNorm(model.parameters().grads());
+    MicroBatches mb = microBatches();
+    reducer.reduce(store, stepGrad);
+    float norm = Ops.globalNorm(List.of(store.flat(stepGrad)));
     if (!Float.isFinite(norm)) throw new NonFiniteException(step, "the gradient norm", norm);
     float clip = cfg.gradClip() > 0 ? (float) Math.min(1.0, cfg.gradClip() / (norm + 1e-6)) : 1f;
     float lr = cfg.lrAt(step);
     updateFailed = true;
-    optimizer.update(lr, cfg.beta1(), cfg.beta2(), cfg.eps(), cfg.weightDecay(), clip);
+    optimizer.beginStep();
+    optimizer.update(store.all(), stepGrad, lr, cfg.beta1(), cfg.beta2(), cfg.eps(), cfg.weightDecay(), clip);
     updateFailed = false;
     stepFailed = false;
-    StepResult r = new StepResult(step, (float) (lossSum / cfg.accum()), lr, norm, tokens, (System.nanoTime() - t0) / 1e9);
+    StepResult r = new StepResult(step, (float) (mb.lossSum() / cfg.accum()), lr, norm, mb.tokens(), (System.nanoTime() - t0) / 1e9);
     step++;
     return r;
+  }
+
+  private record MicroBatches(double lossSum, long tokens) {}
+
+  /** Phase 1: forward and backward of each micro-batch, its gradient added to the step's gradient once. */
+  private MicroBatches microBatches() {
+    double lossSum = 0;
+    long tokens = 0;
+    for (int i = 0; i < cfg.accum(); i++) {
+      DataLoader.Batch b = data.next();
+      store.zero(Role.GRAD);
+      float loss = model.forward(b.inputs(), b.targets(), b.batch(), b.seq());
+      if (!Float.isFinite(loss)) throw new NonFiniteException(step, "the loss", loss);
+      model.backward(1f / cfg.accum());
+      if (stepGrad == Role.GRAD_ACC) {
+        if (i == 0) {
+          store.flat(Role.GRAD_ACC).copyFrom(store.flat(Role.GRAD));
+        } else {
+          Ops.add(store.flat(Role.GRAD_ACC), store.flat(Role.GRAD), store.flat(Role.GRAD_ACC));
+        }
+      }
+      lossSum += loss;
+      tokens += (long) b.batch() * b.seq();
+    }
+    return new MicroBatches(lossSum, tokens);
   }
 
   /**
@@ -112,8 +158,11 @@ public final class Trainer implements AutoCloseable {
     updateFailed = false;
   }
 
+  /** Releases the optimizer state and gradients the trainer allocated in the model's store. */
   @Override
   public void close() {
-    optimizer.close();
+    if (!store.isClosed()) {
+      for (Role r : new Role[] {Role.ADAM_M, Role.ADAM_V, Role.GRAD_ACC}) store.release(r);
+    }
   }
 }

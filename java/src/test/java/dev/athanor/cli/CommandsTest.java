@@ -12,7 +12,7 @@ import dev.athanor.io.hf.HfModelDir;
 import dev.athanor.io.tokenizer.Tokenizer;
 import dev.athanor.io.tokenizer.Tokenizers;
 import dev.athanor.nn.ModelConfig;
-import dev.athanor.nn.Parameters;
+import dev.athanor.params.ParameterStore;
 import dev.athanor.nn.Transformer;
 import dev.athanor.runtime.Device;
 import dev.athanor.tensor.DType;
@@ -45,7 +45,7 @@ class CommandsTest {
     modelDir = tmp.resolve("model");
     try (Transformer m = Transformer.create(CFG, Device.CPU)) {
       m.initialize(3);
-      for (Parameters.Param p : m.parameters().list()) {  // peaked predictions
+      for (ParameterStore.Param p : m.parameters().list()) {  // peaked predictions
         if (p.spec().shape().length < 2) continue;
         float[] w = p.master().toFloatArray();
         for (int i = 0; i < w.length; i++) w[i] *= 20;

@@ -7,7 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.athanor.nn.Family;
 import dev.athanor.nn.ModelConfig;
-import dev.athanor.nn.Parameters;
+import dev.athanor.params.ParameterStore;
 import dev.athanor.nn.Transformer;
 import dev.athanor.runtime.Device;
 import java.util.ArrayList;
@@ -21,7 +21,7 @@ class GeneratorTest {
   static Transformer model() {
     Transformer m = Transformer.create(CFG, Device.CPU);
     m.initialize(4);
-    for (Parameters.Param p : m.parameters().list()) {  // larger weights: peaked, varied predictions
+    for (ParameterStore.Param p : m.parameters().list()) {  // larger weights: peaked, varied predictions
       if (p.spec().shape().length < 2) continue;
       float[] w = p.master().toFloatArray();
       for (int i = 0; i < w.length; i++) w[i] *= 30;

@@ -1,5 +1,6 @@
 package dev.athanor.nn;
 
+import dev.athanor.params.ParameterStore;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
@@ -109,9 +110,9 @@ class ModelFixtureTest {
       // BF16: activations are rounded to 8 bits of mantissa after every op; on the H200 the llama fixture
       // (weights up to std 0.3, untied head, logits up to 11) landed 3.7% of the logit scale off, gpt2 less.
       close(name + " logits", floats(exp, "logits"), m.lastLogits(), bf16 ? 5e-2 : 2e-5, 0);
-      m.parameters().zeroGrad();
+      m.parameters().zeroGradients();
       m.backward(1f);
-      for (Parameters.Param p : m.parameters().list()) {
+      for (ParameterStore.Param p : m.parameters().list()) {
         // BF16: on the H200 the llama embedding gradient (rows summed over every position, through both
         // blocks' BF16 backward) landed 8.1% of its scale off; with BF16 on the CPU the worst llama gradient
         // (layer 0's input norm weight, a sum over every row) lands 10.2% off; loss and the 10 steps stay within 2-3%.
@@ -158,7 +159,7 @@ class ModelFixtureTest {
       HfModelDir.save(tmp, m.config(), m.weights(), DType.F32);
       try (Transformer back = load(tmp, Device.CPU)) {
         assertEquals(m.config(), back.config());
-        for (Parameters.Param p : m.parameters().list()) {
+        for (ParameterStore.Param p : m.parameters().list()) {
           float[] a = p.master().toFloatArray(), c = back.parameters().get(p.name()).master().toFloatArray();
           assertTrue(java.util.Arrays.equals(a, c), p.name() + " differs after save/load");
         }

@@ -1,5 +1,6 @@
 package dev.athanor.nn;
 
+import dev.athanor.params.ParameterStore;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
@@ -42,15 +43,15 @@ class TransformerTest {
     try (Transformer m = Transformer.create(cfg, Device.CPU)) {
       m.initialize(11);
       // larger weights than the 0.02 init so every path carries signal (x10 is too nonlinear for differences)
-      for (Parameters.Param p : m.parameters().list()) {
+      for (ParameterStore.Param p : m.parameters().list()) {
         float[] w = p.master().toFloatArray();
         for (int i = 0; i < w.length; i++) w[i] = w[i] * 3 + (p.spec().shape().length == 1 ? (float) r.nextGaussian() * 0.1f : 0f);
         p.master().copyFrom(w);
       }
-      m.parameters().zeroGrad();
+      m.parameters().zeroGradients();
       m.forward(in, tg, b, t);
       m.backward(1f);
-      for (Parameters.Param p : m.parameters().list()) {
+      for (ParameterStore.Param p : m.parameters().list()) {
         float[] g = p.grad().toFloatArray();
         float[] w = p.master().toFloatArray();
         double gmax = 0;
@@ -134,7 +135,7 @@ class TransformerTest {
       try (Transformer m = new Transformer(cfg, device, dev.athanor.tensor.DType.BF16)) {
         m.initialize(3);
         scaleUp(m, 8f);
-        m.parameters().syncCompute();
+        m.parameters().syncWeights();
         int[] none = new int[b * t];
         java.util.Arrays.fill(none, -1);
         m.forward(ids, none, b, t);
@@ -175,7 +176,7 @@ class TransformerTest {
   }
 
   private static void scaleUp(Transformer m, float f) {
-    for (Parameters.Param p : m.parameters().list()) {
+    for (ParameterStore.Param p : m.parameters().list()) {
       if (p.spec().shape().length < 2) continue;
       float[] w = p.master().toFloatArray();
       for (int i = 0; i < w.length; i++) w[i] *= f;
@@ -195,13 +196,13 @@ class TransformerTest {
       scaleUp(m, 5f);
       float l1 = m.forward(in, tg, b, t);
       m.backward(1f);
-      List<float[]> g1 = m.parameters().grads().stream().map(Tensor::toFloatArray).toList();
-      m.parameters().zeroGrad();
+      List<float[]> g1 = m.parameters().list().stream().map(ParameterStore.Param::grad).toList().stream().map(Tensor::toFloatArray).toList();
+      m.parameters().zeroGradients();
       m.setRecompute(true);
       float l2 = m.forward(in, tg, b, t);
       m.backward(1f);
       assertEquals(l1, l2);
-      List<Tensor> g2 = m.parameters().grads();
+      List<Tensor> g2 = m.parameters().list().stream().map(ParameterStore.Param::grad).toList();
       for (int i = 0; i < g1.size(); i++) {
         assertArrayEquals(g1.get(i), g2.get(i).toFloatArray(), m.parameters().list().get(i).name());
       }

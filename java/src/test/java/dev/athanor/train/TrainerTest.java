@@ -8,7 +8,11 @@ import dev.athanor.io.data.TokenDataset;
 import dev.athanor.io.data.TokenShardWriter;
 import dev.athanor.nn.ModelConfig;
 import dev.athanor.nn.Transformer;
+import dev.athanor.params.ParameterStore;
+import dev.athanor.params.Role;
 import dev.athanor.runtime.Device;
+import dev.athanor.runtime.NativeRuntime;
+import java.util.List;
 import java.nio.file.Path;
 import java.util.SplittableRandom;
 import org.junit.jupiter.api.Test;
@@ -61,5 +65,70 @@ class TrainerTest {
     assertThrows(IllegalArgumentException.class, () -> new TrainConfig(1, 1, 1, 1, 1f, 2f, 0, Schedule.COSINE, 0f, 0.9f,
         0.95f, 1e-8f, 0f, false, 0));
     assertThrows(IllegalArgumentException.class, () -> Schedule.parse("linear"));
+  }
+
+  /**
+   * With accumulation, each micro-batch's gradient is formed on its own (from zero) and added to the step's gradient
+   * once: the step's gradient is exactly g0 + g1, which is what a data-parallel sum in rank order reproduces.
+   */
+  @Test
+  void accumulatedGradientIsEachMicroBatchFormedAloneThenAddedOnce(@TempDir Path tmp) {
+    Path data = shard(tmp);
+    TrainConfig tc = new TrainConfig(1, 2, 16, 2, 0f, 0f, 0, Schedule.CONSTANT, 0f, 0.9f, 0.95f, 1e-8f, 0f, false, 0);
+    try (TokenDataset d = TokenDataset.open(data); Transformer a = Transformer.create(CFG, Device.CPU);
+        Transformer b = Transformer.create(CFG, Device.CPU);
+        Trainer t = new Trainer(a, tc, new DataLoader(d, 2, 16, false, 0))) {
+      a.initialize(8);
+      b.initialize(8);
+      assertEquals(Role.GRAD_ACC, t.stepGradient());
+      t.step();
+      DataLoader loader = new DataLoader(d, 2, 16, false, 0);
+      ParameterStore s = b.parameters();
+      float[][] g = new float[2][];
+      for (int i = 0; i < 2; i++) {
+        DataLoader.Batch batch = loader.next();
+        s.zeroGradients();
+        b.forward(batch.inputs(), batch.targets(), 2, 16);
+        b.backward(0.5f);
+        g[i] = s.flat(Role.GRAD).toFloatArray();
+      }
+      float[] acc = a.parameters().flat(Role.GRAD_ACC).toFloatArray();
+      for (int i = 0; i < acc.length; i++) {
+        if (Float.floatToIntBits(acc[i]) != Float.floatToIntBits(g[0][i] + g[1][i])) {
+          throw new AssertionError("element " + i + ": " + acc[i] + " != " + g[0][i] + " + " + g[1][i]);
+        }
+      }
+    }
+  }
+
+  /** Whole training steps give the same bits at any CPU thread count: losses, gradient norms and final weights. */
+  @Test
+  void trainingIsBitIdenticalForAnyThreadCount(@TempDir Path tmp) {
+    Path data = shard(tmp);
+    List<ModelConfig> configs = List.of(CFG, ModelConfig.llama(97, 32, 2, 48, 4, 2, 40, 10000f, false));
+    TrainConfig tc = new TrainConfig(3, 3, 16, 2, 1e-2f, 1e-3f, 1, Schedule.COSINE, 0.1f, 0.9f, 0.95f, 1e-8f, 1f, true, 5);
+    int before = NativeRuntime.cpuThreads();
+    java.util.Map<ModelConfig, String> reference = new java.util.HashMap<>();
+    try {
+      for (int threads : new int[] {1, 2, 3}) {
+        NativeRuntime.setCpuThreads(threads);
+        for (ModelConfig cfg : configs) {
+          StringBuilder bits = new StringBuilder();
+          try (TokenDataset d = TokenDataset.open(data); Transformer m = Transformer.create(cfg, Device.CPU);
+              Trainer t = new Trainer(m, tc, new DataLoader(d, 3, 16, true, 5))) {
+            m.initialize(8);
+            while (!t.done()) {
+              StepResult r = t.step();
+              bits.append(Float.floatToIntBits(r.loss())).append('/').append(Float.floatToIntBits(r.gradNorm())).append(' ');
+            }
+            bits.append(java.util.Arrays.hashCode(m.parameters().flat(Role.MASTER).toFloatArray()));
+          }
+          String want = reference.putIfAbsent(cfg, bits.toString());
+          if (want != null) assertEquals(want, bits.toString(), cfg.family() + " at " + threads + " threads");
+        }
+      }
+    } finally {
+      NativeRuntime.setCpuThreads(before);
+    }
   }
 }

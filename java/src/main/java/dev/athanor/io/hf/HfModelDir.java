@@ -9,7 +9,7 @@ import dev.athanor.io.safetensors.SafetensorsWriter;
 import dev.athanor.io.safetensors.TensorEntry;
 import dev.athanor.nn.Family;
 import dev.athanor.nn.ModelConfig;
-import dev.athanor.nn.ParamSpec;
+import dev.athanor.params.ParamSpec;
 import dev.athanor.nn.Transformer;
 import dev.athanor.runtime.Device;
 import dev.athanor.tensor.DType;

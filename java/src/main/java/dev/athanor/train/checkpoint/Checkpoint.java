@@ -7,7 +7,7 @@ import dev.athanor.io.data.DataLoader;
 import dev.athanor.io.hf.HfConfig;
 import dev.athanor.io.safetensors.SafetensorsFile;
 import dev.athanor.nn.ModelConfig;
-import dev.athanor.nn.Parameters;
+import dev.athanor.params.ParameterStore;
 import dev.athanor.tensor.Tensor;
 import dev.athanor.train.TrainConfig;
 import dev.athanor.train.Trainer;
@@ -168,18 +168,18 @@ public final class Checkpoint {
       throw new CheckpointException("checkpoint " + dir + " cannot resume this run exactly: " + String.join(", ", diffs)
           + " (checkpoint vs this run)");
     }
-    List<Parameters.Param> params = t.model().parameters().list();
+    List<ParameterStore.Param> params = t.model().parameters().list();
     try (SafetensorsFile model = SafetensorsFile.open(dir.resolve(MODEL_FILE));
         SafetensorsFile opt = SafetensorsFile.open(dir.resolve(OPTIMIZER_FILE))) {
       List<Tensor> m = t.optimizer().firstMoments(), v = t.optimizer().secondMoments();
       for (int i = 0; i < params.size(); i++) {
-        Parameters.Param p = params.get(i);
+        ParameterStore.Param p = params.get(i);
         readInto(model, p.name(), p.master());
         readInto(opt, "m." + p.name(), m.get(i));
         readInto(opt, "v." + p.name(), v.get(i));
       }
     }
-    t.model().parameters().syncCompute();
+    t.model().parameters().syncWeights();
     t.optimizer().setStep(manifest.get("adam_step").getAsLong());
     t.restore(new Trainer.Position(step(), ls));
   }

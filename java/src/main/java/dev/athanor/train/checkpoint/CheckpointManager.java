@@ -6,7 +6,7 @@ import com.google.gson.JsonParser;
 import dev.athanor.io.hf.HfConfig;
 import dev.athanor.io.AtomicFiles;
 import dev.athanor.io.safetensors.SafetensorsWriter;
-import dev.athanor.nn.Parameters;
+import dev.athanor.params.ParameterStore;
 import dev.athanor.runtime.Device;
 import dev.athanor.runtime.NativeRuntime;
 import dev.athanor.tensor.Tensor;
@@ -100,11 +100,11 @@ public final class CheckpointManager implements AutoCloseable {
    */
   public void prepare(Trainer t) {
     if (!async || spare != null || inFlight != null) return;
-    List<Parameters.Param> ps = t.model().parameters().list();
+    List<ParameterStore.Param> ps = t.model().parameters().list();
     inFlight = writer.submit(() -> {
       Snapshot s = new Snapshot();
       try {
-        for (Parameters.Param p : ps) {
+        for (ParameterStore.Param p : ps) {
           s.params.put(p.name(), Tensor.zeros(p.master().dtype(), Device.CPU, p.spec().shape()).detach());
           s.moments.put("m." + p.name(), Tensor.zeros(dev.athanor.tensor.DType.F32, Device.CPU, p.spec().shape()).detach());
           s.moments.put("v." + p.name(), Tensor.zeros(dev.athanor.tensor.DType.F32, Device.CPU, p.spec().shape()).detach());
@@ -342,7 +342,7 @@ public final class CheckpointManager implements AutoCloseable {
       this.adamStep = t.optimizer().step();
       this.modelConfig = t.model().config();
       this.trainConfig = t.config();
-      List<Parameters.Param> ps = t.model().parameters().list();
+      List<ParameterStore.Param> ps = t.model().parameters().list();
       if (params.size() != ps.size() || !params.containsKey(ps.get(0).name())) close();  // another model: start over
       List<Tensor> m = t.optimizer().firstMoments(), v = t.optimizer().secondMoments();
       for (int i = 0; i < ps.size(); i++) {

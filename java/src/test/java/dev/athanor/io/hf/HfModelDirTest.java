@@ -12,7 +12,7 @@ import dev.athanor.io.safetensors.SafetensorsFile;
 import dev.athanor.io.safetensors.SafetensorsSet;
 import dev.athanor.io.safetensors.SafetensorsWriter;
 import dev.athanor.nn.ModelConfig;
-import dev.athanor.nn.ParamSpec;
+import dev.athanor.params.ParamSpec;
 import dev.athanor.runtime.Device;
 import dev.athanor.tensor.DType;
 import dev.athanor.tensor.HalfFloats;

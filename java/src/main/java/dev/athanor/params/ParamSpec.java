@@ -1,4 +1,4 @@
-package dev.athanor.nn;
+package dev.athanor.params;
 
 import java.util.Arrays;
 

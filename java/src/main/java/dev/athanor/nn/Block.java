@@ -1,0 +1,67 @@
+package dev.athanor.nn;
+
+import dev.athanor.ops.Ops;
+import dev.athanor.params.ParameterStore;
+import dev.athanor.params.Unit;
+import dev.athanor.tensor.Tensor;
+
+/**
+ * One transformer block of a family ({@link Gpt2Block}, {@link LlamaBlock}), its weights and gradients resolved
+ * once from the {@link ParameterStore} into typed fields. The same {@link #forward} serves training (saving its
+ * activations) and cached decoding (appending keys and values to a {@link KvCache} and attending over it); the
+ * {@link #backward} accumulates its parameter gradients. Rows: N = B*T, C hidden (shapes as in {@link BlockActs}).
+ */
+abstract sealed class Block permits Gpt2Block, LlamaBlock {
+  final ModelConfig cfg;
+  final int index;       // the block's index in the whole model
+  final Unit unit;       // its parameters in the store
+  final float scale;     // attention scale 1 / sqrt(D)
+
+  Block(ModelConfig cfg, int index, ParameterStore store) {
+    this.cfg = cfg;
+    this.index = index;
+    this.unit = store.unit(ModelConfig.blockUnit(index));
+    this.scale = (float) (1.0 / Math.sqrt(cfg.headDim()));
+  }
+
+  /** The block of {@code cfg}'s family at {@code index}, bound to the store's current buffers. */
+  static Block bind(ModelConfig cfg, int index, ParameterStore store) {
+    return cfg.family() == Family.GPT2 ? new Gpt2Block(cfg, index, store) : new LlamaBlock(cfg, index, store);
+  }
+
+  /** The name of this block's parameter {@code suffix}, e.g. {@code transformer.h.3.} + suffix. */
+  String name(String suffix) {
+    return cfg.blockPrefix(index) + suffix;
+  }
+
+  /**
+   * x (N, C) -> out (N, C) (out may be x), keeping the activations in {@code a}; tmp (N, C) is scratch. With a
+   * cache (decoding), the block's new keys and values are appended at the cache's current length and attention
+   * covers everything cached; without one (training), attention covers this call's own keys and values.
+   */
+  abstract void forward(Tensor x, BlockActs a, Tensor out, Tensor tmp, KvCache cache);
+
+  /** Backward of the last forward from x and a: w.dres holds d(out) on entry and d(x) on exit. */
+  abstract void backward(Tensor x, BlockActs a, Workspace w);
+
+  /** Causal attention of the queries in a over their own keys and values, or over the cache's. */
+  void attend(BlockActs a, KvCache cache) {
+    if (cache == null) {
+      Ops.attention(a.heads.qh(), a.heads.kh(), a.heads.vh(), a.atth, a.lse, true, scale);
+      return;
+    }
+    Tensor[] kv = cache.append(index, a.heads.kh(), a.heads.vh());  // (B, KV, pos + n, D) each
+    try {
+      Ops.attention(a.heads.qh(), kv[0], kv[1], a.atth, null, true, scale);
+    } finally {
+      kv[0].close();
+      kv[1].close();
+    }
+  }
+
+  /** Backward of {@link #attend} in training: d(attention output) in w.dAtth -> w.dHeads. */
+  void attendBackward(BlockActs a, Workspace w) {
+    Ops.attentionBackward(a.heads.qh(), a.heads.kh(), a.heads.vh(), a.atth, a.lse, w.dAtth, w.dHeads.qh(),
+        w.dHeads.kh(), w.dHeads.vh(), true, scale);
+  }
+}

@@ -1,0 +1,99 @@
+package dev.athanor.nn;
+
+import dev.athanor.runtime.Device;
+import dev.athanor.tensor.DType;
+import dev.athanor.tensor.Tensor;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.function.UnaryOperator;
+
+/**
+ * The activations one block saves in its forward for its backward (or, in cached decoding, the step's transient
+ * buffers), for N = B*T rows: C hidden, F intermediate, H query heads, KV key/value heads, D head dim. Views in
+ * attention's (B, H, T, D) layout alias the row-major buffers.
+ */
+public final class BlockActs implements AutoCloseable {
+  private final List<Tensor> owned = new ArrayList<>();
+  final int batch, seq;
+  final Tensor n1, mean1, rstd1;   // first norm: (N, C), (N) F32 (mean: GPT-2 only), (N) F32
+  final Heads heads;               // q, k, v (GPT-2: one (N, 3C) buffer after bias; Llama: q, k after RoPE) and views
+  final Tensor att, atth, lse;     // attention output (N, C), its (B, H, T, D) view, lse (B, H, T) F32
+  final Tensor x2;                 // residual after attention (N, C)
+  final Tensor n2, mean2, rstd2;   // second norm
+  final Tensor fc, gelu;           // GPT-2 (N, F) pre- and post-activation
+  final Tensor gate, up, act;      // Llama (N, F)
+
+  BlockActs(ModelConfig c, Device dev, DType dt, int b, int t) {
+    this.batch = b;
+    this.seq = t;
+    boolean gpt2 = c.family() == Family.GPT2;
+    long n = (long) b * t, C = c.hidden(), F = c.intermediate();
+    int h = c.heads(), d = c.headDim();
+    try {
+      n1 = own(Tensor.empty(dt, dev, n, C));
+      mean1 = gpt2 ? own(Tensor.empty(DType.F32, dev, n)) : null;
+      rstd1 = own(Tensor.empty(DType.F32, dev, n));
+      att = own(Tensor.empty(dt, dev, n, C));
+      atth = own(own(att.view(b, t, h, d)).permute(0, 2, 1, 3));
+      lse = own(Tensor.empty(DType.F32, dev, b, h, t));
+      x2 = own(Tensor.empty(dt, dev, n, C));
+      n2 = own(Tensor.empty(dt, dev, n, C));
+      mean2 = gpt2 ? own(Tensor.empty(DType.F32, dev, n)) : null;
+      rstd2 = own(Tensor.empty(DType.F32, dev, n));
+      heads = Heads.allocate(c, dev, dt, b, t, this::own);
+      fc = gpt2 ? own(Tensor.empty(dt, dev, n, F)) : null;
+      gelu = gpt2 ? own(Tensor.empty(dt, dev, n, F)) : null;
+      gate = gpt2 ? null : own(Tensor.empty(dt, dev, n, F));
+      up = gpt2 ? null : own(Tensor.empty(dt, dev, n, F));
+      act = gpt2 ? null : own(Tensor.empty(dt, dev, n, F));
+    } catch (RuntimeException e) {
+      close();
+      throw e;
+    }
+  }
+
+  private Tensor own(Tensor t) {
+    owned.add(t.detach());
+    return t;
+  }
+
+  /** The buffers themselves, one per allocation (views excluded), e.g. for a hook that spills activations. */
+  public List<Tensor> buffers() {
+    List<Tensor> b = new ArrayList<>();
+    java.util.Set<Object> seen = java.util.Collections.newSetFromMap(new java.util.IdentityHashMap<>());
+    for (Tensor t : owned) if (seen.add(t.storage())) b.add(t);  // a buffer is owned before its views
+    return b;
+  }
+
+  @Override
+  public void close() {
+    for (int i = owned.size() - 1; i >= 0; i--) owned.get(i).close();
+    owned.clear();
+  }
+
+  /**
+   * The query/key/value buffers of one block (activations or their gradients) and their views: GPT-2 keeps q,
+   * k, v interleaved per row in one (N, 3C) buffer (as {@code c_attn} produces them); Llama has separate (N, C),
+   * (N, KVD), (N, KVD) buffers and (B, T, H, D) views for RoPE. qh, kh, vh are the (B, H, T, D) views attention
+   * takes. Unused members are null.
+   */
+  record Heads(Tensor qkv, Tensor q, Tensor k, Tensor v, Tensor qh, Tensor kh, Tensor vh, Tensor q4, Tensor k4) {
+    static Heads allocate(ModelConfig c, Device dev, DType dt, int b, int t, UnaryOperator<Tensor> own) {
+      long n = (long) b * t, C = c.hidden();
+      int h = c.heads(), kv = c.kvHeads(), d = c.headDim();
+      if (c.family() == Family.GPT2) {
+        Tensor qkv = own.apply(Tensor.empty(dt, dev, n, 3 * C));
+        Tensor q5 = own.apply(qkv.view(b, t, 3, h, d));
+        Tensor[] hv = new Tensor[3];
+        for (int i = 0; i < 3; i++) hv[i] = own.apply(own.apply(q5.select(2, i)).permute(0, 2, 1, 3));
+        return new Heads(qkv, null, null, null, hv[0], hv[1], hv[2], null, null);
+      }
+      Tensor q = own.apply(Tensor.empty(dt, dev, n, C));
+      Tensor k = own.apply(Tensor.empty(dt, dev, n, c.kvDim()));
+      Tensor v = own.apply(Tensor.empty(dt, dev, n, c.kvDim()));
+      Tensor q4 = own.apply(q.view(b, t, h, d)), k4 = own.apply(k.view(b, t, kv, d));
+      return new Heads(null, q, k, v, own.apply(q4.permute(0, 2, 1, 3)), own.apply(k4.permute(0, 2, 1, 3)),
+          own.apply(own.apply(v.view(b, t, kv, d)).permute(0, 2, 1, 3)), q4, k4);
+    }
+  }
+}

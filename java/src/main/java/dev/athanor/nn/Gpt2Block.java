@@ -1,0 +1,69 @@
+package dev.athanor.nn;
+
+import dev.athanor.ops.Ops;
+import dev.athanor.params.ParameterStore;
+import dev.athanor.tensor.Tensor;
+
+/**
+ * A GPT-2 block: x2 = x + c_proj(attention(c_attn(ln_1(x)))), out = x2 + mlp.c_proj(gelu(c_fc(ln_2(x2)))). Linear
+ * weights in Hugging Face's Conv1D layout (in, out), every linear layer with a bias; q, k, v interleaved per row in
+ * one (N, 3C) buffer as {@code c_attn} produces them.
+ */
+final class Gpt2Block extends Block {
+  private final Norm ln1, ln2;
+  private final Weight attn, attnBias, attnProj, attnProjBias;  // (C, 3C), (3C), (C, C), (C)
+  private final Weight fc, fcBias, proj, projBias;              // (C, F), (F), (F, C), (C)
+
+  Gpt2Block(ModelConfig cfg, int index, ParameterStore s) {
+    super(cfg, index, s);
+    ln1 = Norm.of(cfg, Weight.of(s, name("ln_1.weight")), Weight.of(s, name("ln_1.bias")));
+    ln2 = Norm.of(cfg, Weight.of(s, name("ln_2.weight")), Weight.of(s, name("ln_2.bias")));
+    attn = Weight.of(s, name("attn.c_attn.weight"));
+    attnBias = Weight.of(s, name("attn.c_attn.bias"));
+    attnProj = Weight.of(s, name("attn.c_proj.weight"));
+    attnProjBias = Weight.of(s, name("attn.c_proj.bias"));
+    fc = Weight.of(s, name("mlp.c_fc.weight"));
+    fcBias = Weight.of(s, name("mlp.c_fc.bias"));
+    proj = Weight.of(s, name("mlp.c_proj.weight"));
+    projBias = Weight.of(s, name("mlp.c_proj.bias"));
+  }
+
+  @Override
+  void forward(Tensor x, BlockActs a, Tensor out, Tensor tmp, KvCache cache) {
+    ln1.forward(x, a.n1, a.mean1, a.rstd1);
+    Ops.gemm(a.n1, false, attn.w(), false, 1f, 0f, attnBias.w(), a.heads.qkv());      // (N, 3C)
+    attend(a, cache);
+    Ops.gemm(a.att, false, attnProj.w(), false, 1f, 0f, attnProjBias.w(), tmp);         // (N, C)
+    Ops.add(x, tmp, a.x2);
+    ln2.forward(a.x2, a.n2, a.mean2, a.rstd2);
+    Ops.gemm(a.n2, false, fc.w(), false, 1f, 0f, fcBias.w(), a.fc);                     // (N, F)
+    Ops.gelu(a.fc, a.gelu);
+    Ops.gemm(a.gelu, false, proj.w(), false, 1f, 0f, projBias.w(), tmp);                // (N, C)
+    Ops.add(a.x2, tmp, out);
+  }
+
+  @Override
+  void backward(Tensor x, BlockActs a, Workspace w) {
+    Tensor dout = w.dres;
+    // MLP: out = x2 + gelu(fc) @ Wp + bp
+    Ops.gemm(a.gelu, true, dout, false, 1f, 1f, null, proj.g());          // (F, C)
+    Ops.sumRows(dout, projBias.g());
+    Ops.gemm(dout, false, proj.w(), true, 1f, 0f, null, w.dF1);           // (N, F)
+    Ops.geluBackward(a.fc, w.dF1, w.dF2);
+    Ops.gemm(a.n2, true, w.dF2, false, 1f, 1f, null, fc.g());             // (C, F)
+    Ops.sumRows(w.dF2, fcBias.g());
+    Ops.gemm(w.dF2, false, fc.w(), true, 1f, 0f, null, w.d1);             // (N, C)
+    ln2.backward(w.d1, a.x2, a.mean2, a.rstd2, w.d2);
+    Ops.add(w.d2, dout, w.d2);                                            // d(x2)
+    // attention: x2 = x + att @ Wo + bo
+    Ops.gemm(a.att, true, w.d2, false, 1f, 1f, null, attnProj.g());       // (C, C)
+    Ops.sumRows(w.d2, attnProjBias.g());
+    Ops.gemm(w.d2, false, attnProj.w(), true, 1f, 0f, null, w.dAtt);      // (N, C)
+    attendBackward(a, w);
+    Ops.gemm(a.n1, true, w.dHeads.qkv(), false, 1f, 1f, null, attn.g());  // (C, 3C)
+    Ops.sumRows(w.dHeads.qkv(), attnBias.g());
+    Ops.gemm(w.dHeads.qkv(), false, attn.w(), true, 1f, 0f, null, w.d1);  // (N, C)
+    ln1.backward(w.d1, x, a.mean1, a.rstd1, dout);
+    Ops.add(dout, w.d2, dout);
+  }
+}

@@ -1,0 +1,424 @@
+package dev.athanor.params;
+
+import dev.athanor.memory.Tier;
+import dev.athanor.ops.Ops;
+import dev.athanor.runtime.Device;
+import dev.athanor.tensor.DType;
+import dev.athanor.tensor.Tensor;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Collections;
+import java.util.EnumMap;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Objects;
+
+/**
+ * The parameters of a model (or of one pipeline stage) in flat buffers, one per {@link Role}: compute
+ * weights, FP32 masters, gradients, accumulated gradients, AdamW moments. Every role has the same layout: each
+ * parameter at a fixed element offset (aligned to {@link #ALIGN} elements, padding zero), parameters grouped into
+ * {@link Unit}s (embeddings, blocks, head) that are contiguous {@link Range}s. A range is the unit of sharding
+ * and of offload; the optimizer and the gradient norm work on ranges.
+ *
+ * <p>Each role has a {@link Placement}; {@link #place} moves a role's buffer (the default: the model's device).
+ * WEIGHT and MASTER share one buffer when the compute dtype is F32 and they are placed together. MASTER and WEIGHT
+ * exist from construction (zeros); the other roles are allocated on demand ({@link #allocate}) and can be
+ * released. Named views ({@link #view}) alias the flat buffers and are owned by the store: do not close them; they
+ * are replaced when a role moves or is reallocated, which bumps {@link #generation()}.
+ *
+ * <p>Not thread-safe.
+ */
+public final class ParameterStore implements AutoCloseable {
+  /** Element alignment of every parameter in the flat layout (256 bytes of F32). */
+  public static final long ALIGN = 64;
+
+  private final List<ParamSpec> specs;
+  private final Map<String, Integer> byName = new HashMap<>();
+  private final long[] offsets;
+  private final long numel;
+  private final List<Unit> units;
+  private final DType computeDtype;
+  private final EnumMap<Role, Placement> placements = new EnumMap<>(Role.class);
+  private final EnumMap<Role, Tensor> flat = new EnumMap<>(Role.class);
+  private final EnumMap<Role, Tensor[]> views = new EnumMap<>(Role.class);
+  private final List<Param> params;
+  private int generation;
+  private boolean closed;
+
+  /**
+   * A store for {@code units} (name to the parameters of that unit, in order) on {@code device}, computing in
+   * {@code computeDtype}. MASTER and WEIGHT are allocated (zeros) on the device's default placement.
+   */
+  public ParameterStore(Map<String, List<ParamSpec>> units, Device device, DType computeDtype) {
+    Objects.requireNonNull(units, "units");
+    Objects.requireNonNull(device, "device");
+    this.computeDtype = Objects.requireNonNull(computeDtype, "computeDtype");
+    if (!computeDtype.isFloating()) throw new IllegalArgumentException("compute dtype must be floating, got " + computeDtype);
+    List<ParamSpec> all = new ArrayList<>();
+    List<Unit> us = new ArrayList<>();
+    List<Long> offs = new ArrayList<>();
+    long at = 0;
+    for (Map.Entry<String, List<ParamSpec>> e : units.entrySet()) {
+      int first = all.size();
+      long unitStart = at;
+      for (ParamSpec s : e.getValue()) {
+        if (byName.putIfAbsent(s.name(), all.size()) != null) {
+          throw new IllegalArgumentException("parameter \"" + s.name() + "\" appears twice");
+        }
+        all.add(s);
+        offs.add(at);
+        at = Math.addExact(at, align(s.numel()));
+      }
+      us.add(new Unit(e.getKey(), us.size(), first, all.size(), new Range(unitStart, at)));
+    }
+    this.specs = List.copyOf(all);
+    this.offsets = offs.stream().mapToLong(Long::longValue).toArray();
+    this.numel = at;
+    this.units = List.copyOf(us);
+    List<Param> ps = new ArrayList<>(specs.size());
+    for (int i = 0; i < specs.size(); i++) ps.add(new Param(this, i));
+    this.params = Collections.unmodifiableList(ps);
+    Placement home = Placement.of(device);
+    for (Role r : Role.values()) placements.put(r, home);
+    try {
+      allocate(Role.MASTER);
+      allocate(Role.WEIGHT);
+    } catch (RuntimeException e) {
+      close();
+      throw e;
+    }
+  }
+
+  private static long align(long n) {
+    return (n + ALIGN - 1) / ALIGN * ALIGN;
+  }
+
+  // ------------------------------------------------------------------ layout
+
+  /** Every parameter, in layout order. */
+  public List<Param> list() {
+    return params;
+  }
+
+  public int size() {
+    return specs.size();
+  }
+
+  /** The parameter called {@code name}. */
+  public Param get(String name) {
+    return params.get(indexOf(name));
+  }
+
+  public int indexOf(String name) {
+    Integer i = byName.get(name);
+    if (i == null) throw new IllegalArgumentException("no parameter named \"" + name + "\"");
+    return i;
+  }
+
+  public boolean contains(String name) {
+    return byName.containsKey(name);
+  }
+
+  /** The elements of parameter {@code i} (without its alignment padding). */
+  public Range range(int i) {
+    return new Range(offsets[i], offsets[i] + specs.get(i).numel());
+  }
+
+  /** Everything: {@code [0, numel())}. */
+  public Range all() {
+    return new Range(0, numel);
+  }
+
+  /** Elements of the flat layout, padding included. */
+  public long numel() {
+    return numel;
+  }
+
+  /** Elements that belong to parameters (padding excluded). */
+  public long parameterCount() {
+    long n = 0;
+    for (ParamSpec s : specs) n += s.numel();
+    return n;
+  }
+
+  public List<Unit> units() {
+    return units;
+  }
+
+  /** The unit called {@code name}. */
+  public Unit unit(String name) {
+    for (Unit u : units) if (u.name().equals(name)) return u;
+    throw new IllegalArgumentException("no unit named \"" + name + "\"; units: " + units.stream().map(Unit::name).toList());
+  }
+
+  public DType computeDtype() {
+    return computeDtype;
+  }
+
+  /** Bytes of one role's buffer (counted once when WEIGHT shares MASTER's). */
+  public long bytes(Role role) {
+    return numel * role.dtype(computeDtype).byteSize();
+  }
+
+  /** Bumped whenever a buffer is allocated, moved or released: views taken before are stale. */
+  public int generation() {
+    return generation;
+  }
+
+  // ------------------------------------------------------------------ buffers
+
+  public Placement placement(Role role) {
+    return placements.get(role);
+  }
+
+  public boolean has(Role role) {
+    return flat.containsKey(role);
+  }
+
+  /** Whether WEIGHT is MASTER's buffer (F32 compute, placed together). */
+  public boolean weightsAreMasters() {
+    return computeDtype == DType.F32 && placements.get(Role.WEIGHT).equals(placements.get(Role.MASTER));
+  }
+
+  /** Allocates a role's buffer (zeros) at its placement; nothing when it exists. */
+  public void allocate(Role role) {
+    checkOpen();
+    if (has(role)) return;
+    if (role == Role.WEIGHT && weightsAreMasters()) {
+      install(role, flat.get(Role.MASTER));
+      return;
+    }
+    Placement p = placements.get(role);
+    install(role, Tensor.zeros(role.dtype(computeDtype), p.device(), p.tier(), numel).detach());
+  }
+
+  /** Frees a role's buffer (not MASTER or WEIGHT). */
+  public void release(Role role) {
+    checkOpen();
+    if (role == Role.MASTER || role == Role.WEIGHT) throw new IllegalArgumentException(role + " cannot be released");
+    uninstall(role);
+  }
+
+  /**
+   * Moves a role's buffer to {@code to} (copying its contents when allocated); later allocations use it. Moving
+   * MASTER or WEIGHT of an F32 model apart gives WEIGHT a buffer of its own; moving them together shares one.
+   */
+  public void place(Role role, Placement to) {
+    checkOpen();
+    Objects.requireNonNull(to, "placement");
+    if (placements.get(role).equals(to)) return;
+    placements.put(role, to);
+    if (!has(role)) return;
+    if ((role == Role.WEIGHT || role == Role.MASTER) && weightsAreMasters()) {
+      uninstall(role);  // now placed with its twin: share the twin's buffer
+      install(role, flat.get(role == Role.WEIGHT ? Role.MASTER : Role.WEIGHT));
+      return;
+    }
+    Tensor moved = copyTo(flat.get(role), to);  // a buffer shared with the twin stays with the twin
+    uninstall(role);
+    install(role, moved);
+  }
+
+  private Tensor copyTo(Tensor src, Placement to) {
+    Tensor t = Tensor.empty(src.dtype(), to.device(), to.tier(), numel).detach();
+    try {
+      t.copyFrom(src);
+      return t;
+    } catch (RuntimeException e) {
+      t.close();
+      throw e;
+    }
+  }
+
+  private void install(Role role, Tensor buffer) {
+    flat.put(role, buffer);
+    Tensor[] v = new Tensor[specs.size()];
+    try {
+      for (int i = 0; i < v.length; i++) {
+        long[] shape = specs.get(i).shape();
+        v[i] = Tensor.wrap(buffer.storage(), buffer.dtype(), shape, Tensor.contiguousStrides(shape), offsets[i]).detach();
+      }
+    } catch (RuntimeException e) {
+      for (Tensor t : v) if (t != null) t.close();
+      throw e;
+    }
+    views.put(role, v);
+    generation++;
+  }
+
+  private void uninstall(Role role) {
+    Tensor buffer = flat.remove(role);
+    Tensor[] v = views.remove(role);
+    if (v != null) for (Tensor t : v) t.close();
+    if (buffer != null && !flat.containsValue(buffer)) buffer.close();
+    generation++;
+  }
+
+  /** A role's whole flat buffer, 1-D of {@link #numel()} elements (owned by the store: do not close). */
+  public Tensor flat(Role role) {
+    Tensor t = flat.get(role);
+    if (t == null) throw notAllocated(role);
+    return t;
+  }
+
+  /** Parameter {@code i} of a role, in its shape (owned by the store: do not close). */
+  public Tensor view(Role role, int i) {
+    Tensor[] v = views.get(role);
+    if (v == null) throw notAllocated(role);
+    return v[i];
+  }
+
+  /** Parameter {@code name} of a role, in its shape (owned by the store: do not close). */
+  public Tensor view(Role role, String name) {
+    return view(role, indexOf(name));
+  }
+
+  /** A 1-D view of {@code range} of a role's buffer: a new reference the caller closes. */
+  public Tensor slice(Role role, Range range) {
+    checkRange(range);
+    return flat(role).slice(0, range.start(), range.end());
+  }
+
+  private void checkRange(Range r) {
+    if (r.end() > numel) throw new IllegalArgumentException("range " + r + " exceeds the store's " + numel + " elements");
+  }
+
+  private IllegalStateException notAllocated(Role role) {
+    checkOpen();
+    return new IllegalStateException(role + " buffer is not allocated" + (role == Role.GRAD || role == Role.GRAD_ACC
+        ? " (no backward pass has run)" : ""));
+  }
+
+  /** Sets a range of a role to zero. */
+  public void zero(Role role, Range range) {
+    if (range.isEmpty()) return;
+    try (Tensor s = slice(role, range)) {
+      Ops.fill(s, 0f);
+    }
+  }
+
+  /** Sets a whole role to zero. */
+  public void zero(Role role) {
+    Ops.fill(flat(role), 0f);
+  }
+
+  /** Sets the micro-batch gradient ({@link Role#GRAD}) to zero, allocating it when there is none. */
+  public void zeroGradients() {
+    if (has(Role.GRAD)) {
+      zero(Role.GRAD);
+    } else {
+      allocate(Role.GRAD);
+    }
+  }
+
+  /** Refreshes WEIGHT from MASTER over {@code range} (rounding to the compute dtype); nothing when they are one buffer. */
+  public void syncWeights(Range range) {
+    if (weightsAreMasters() || range.isEmpty()) return;
+    try (Tensor m = slice(Role.MASTER, range); Tensor w = slice(Role.WEIGHT, range)) {
+      if (m.tier() != Tier.DISK && w.tier() != Tier.DISK && m.device().equals(w.device())) {
+        Ops.convert(m, w);
+        return;
+      }
+      try (Tensor host = m.to(Tier.HOST); Tensor low = Ops.convert(host, computeDtype)) {
+        w.copyFrom(low);  // rounded on the host, then moved where WEIGHT lives
+      }
+    }
+  }
+
+  /** Refreshes all of WEIGHT from MASTER. */
+  public void syncWeights() {
+    syncWeights(all());
+  }
+
+  public boolean isClosed() {
+    return closed;
+  }
+
+  private void checkOpen() {
+    if (closed) throw new IllegalStateException("parameter store is closed");
+  }
+
+  @Override
+  public void close() {
+    if (closed) return;
+    for (Role r : Role.values()) uninstall(r);
+    closed = true;
+  }
+
+  @Override
+  public String toString() {
+    StringBuilder sb = new StringBuilder("ParameterStore(" + specs.size() + " parameters, " + numel + " elements, "
+        + units.size() + " units;");
+    for (Role r : Role.values()) if (has(r)) sb.append(' ').append(r).append('@').append(placements.get(r));
+    return sb.append(')').toString();
+  }
+
+  /** A handle on one parameter: its spec, range and views of each role. */
+  public static final class Param {
+    private final ParameterStore store;
+    private final int index;
+
+    private Param(ParameterStore store, int index) {
+      this.store = store;
+      this.index = index;
+    }
+
+    public int index() {
+      return index;
+    }
+
+    public ParamSpec spec() {
+      return store.specs.get(index);
+    }
+
+    public String name() {
+      return spec().name();
+    }
+
+    public Range range() {
+      return store.range(index);
+    }
+
+    /** The view of this parameter in {@code role} (owned by the store). */
+    public Tensor get(Role role) {
+      return store.view(role, index);
+    }
+
+    /** FP32 master weights. */
+    public Tensor master() {
+      return get(Role.MASTER);
+    }
+
+    /** The weights in the compute dtype (the master when computing in F32). */
+    public Tensor compute() {
+      return get(Role.WEIGHT);
+    }
+
+    /** The current micro-batch's gradient (FP32). */
+    public Tensor grad() {
+      return get(Role.GRAD);
+    }
+
+    @Override
+    public String toString() {
+      return spec() + "@" + range();
+    }
+  }
+
+  /** Groups {@code specs} by unit name in order, for the constructor. */
+  public static Map<String, List<ParamSpec>> group(List<ParamSpec> specs, java.util.function.Function<ParamSpec, String> unitOf) {
+    Map<String, List<ParamSpec>> m = new LinkedHashMap<>();
+    String last = null;
+    for (ParamSpec s : specs) {
+      String u = unitOf.apply(s);
+      if (m.containsKey(u) && !u.equals(last)) {
+        throw new IllegalArgumentException("unit \"" + u + "\" is not contiguous at " + s.name() + " in " + Arrays.toString(specs.toArray()));
+      }
+      m.computeIfAbsent(u, k -> new ArrayList<>()).add(s);
+      last = u;
+    }
+    return m;
+  }
+}
