@@ -84,7 +84,9 @@ class ParameterStoreTest {
       int g0 = s.generation();
       s.allocate(Role.GRAD);
       assertNotEquals(g0, s.generation());
-      assertEquals(0f, Ops.sumSquares(s.flat(Role.GRAD)).item());
+      try (Tensor sq = Ops.sumSquares(s.flat(Role.GRAD))) {
+        assertEquals(0f, sq.item());
+      }
       s.release(Role.GRAD);
       assertFalse(s.has(Role.GRAD));
       assertThrows(IllegalArgumentException.class, () -> s.release(Role.MASTER));
