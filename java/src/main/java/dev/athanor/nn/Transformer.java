@@ -325,12 +325,8 @@ public final class Transformer implements AutoCloseable {
     Workspace w = startBackward();
     int valid = validTargets;
     validTargets = -1;
-    if (valid > 0) {
-      Ops.fill(w.dlosses, gradScale / valid);
-      headBackward(w);
-    } else {
-      Ops.fill(w.dres, 0f);  // no target: every gradient is zero
-    }
+    Ops.fill(w.dlosses, valid == 0 ? 0f : gradScale / valid);  // no valid target: every gradient is zero
+    headBackward(w);
     blocksBackward(w);
   }
 
