@@ -1,6 +1,7 @@
 // Internal helpers shared by the CPU ops (not part of the C ABI): dtype names for messages, row
 // conversions between the activation dtypes (F32/BF16/F16) and F32 work buffers, 64-byte aligned
-// scratch buffers, and the static cost-balanced work partition used by the attention kernels.
+// scratch buffers, the static cost-balanced work partition used by the attention kernels, and the
+// chunk-order combination of the reductions over rows (sum_partials).
 //
 // Everything here is compiled into baseline (non-ISA-flagged) translation units only; the SIMD
 // files (*_avx2.cpp, *_avx512.cpp) use simd_traits.h instead, so no inline function of this
@@ -226,6 +227,36 @@ inline int64_t grain_for(int64_t work_per_item, int64_t min_work = 32768) {
   if (work_per_item <= 0) work_per_item = 1;
   int64_t g = min_work / work_per_item;
   return g < 1 ? 1 : g;
+}
+
+// ---------------------------------------------------------------- reductions over rows
+// Thread-count independence of a reduction over rows (norm parameter gradients, SUM_ROWS): the
+// rows are cut into chunks of a fixed number of rows (a constant of the op, never derived from the
+// pool size); each chunk is summed, row by row in order, into its own partial row; the partials are
+// then combined in chunk order, total[j] = ((p_0[j] + p_1[j]) + p_2[j]) + ..., and each total is
+// added into the accumulated output once. Threads only decide who computes which chunk.
+
+// Chunk-order column totals of partials (nchunks, width), chunk-major with row stride `width`:
+// calls emit(j0, j1, total) once per block of columns [j0, j1) covering [0, width), total[0, j1 -
+// j0) being ((p_0 + p_1) + p_2) + ... over those columns (p_0 itself when nchunks == 1). Blocks run
+// in parallel; each column's sum has the same order whichever thread computes it. emit must not
+// throw (it runs on pool threads).
+template <class T, class Emit>
+void sum_partials(const T* partials, int64_t nchunks, int64_t width, const Emit& emit) {
+  constexpr int64_t kBlock = 256;
+  const int64_t nblocks = (width + kBlock - 1) / kBlock;
+  parallel_for(nblocks, grain_for(kBlock * nchunks), [&](int64_t b0, int64_t b1, int) {
+    T total[kBlock];
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t j0 = b * kBlock, len = std::min(kBlock, width - j0);
+      std::memcpy(total, partials + j0, static_cast<size_t>(len) * sizeof(T));
+      for (int64_t c = 1; c < nchunks; ++c) {
+        const T* p = partials + c * width + j0;
+        for (int64_t j = 0; j < len; ++j) total[j] += p[j];
+      }
+      emit(j0, j0 + len, static_cast<const T*>(total));
+    }
+  });
 }
 
 }  // namespace ath::cpu

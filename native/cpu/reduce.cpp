@@ -1,13 +1,16 @@
 // ath_cpu_reduce: reductions to F32 on the CPU; x has dtype F32/BF16/F16, out is F32.
 //   SUM:         out[0] = sum(x[0, n))                (written)
 //   SUM_SQUARES: out[0] = sum(x[0, n)^2)              (written; for the global gradient norm)
-//   SUM_ROWS:    x is (rows, cols), n = rows * cols;  out[0, cols) += column sums (accumulated;
-//                bias gradients)
-// Accumulation is in double. SUM / SUM_SQUARES: each thread sums a static range of blocks with 8
-// partial sums, the per-thread doubles are added in thread order and rounded to F32 once.
-// SUM_ROWS: wide rows are split by columns (each thread walks all rows for its columns), narrow
-// rows by rows (per-thread double column sums added in thread order); the choice depends only on
-// the shape and the thread count, so results are bit-identical run to run.
+//   SUM_ROWS:    x is (rows, cols), n = rows * cols;  out[0, cols) += S, S the column sums
+//                (accumulated; bias gradients): S is formed first and added once, so out ends as
+//                H + S for the H it held
+// Accumulation is in double, rounded to F32 once. The order of every sum is a function of the
+// shape only, so results are bit-identical for any thread count:
+//   SUM / SUM_SQUARES: blocks of 2048 elements, each summed with 8 partial sums; the block sums
+//     are added in block order.
+//   SUM_ROWS: tiles of 256 rows x 256 columns; each tile sums its rows in order per column; the
+//     tiles of a column are combined in row-chunk order (cpu_common.h, sum_partials).
+// Threads only decide who computes which block or tile.
 #include <vector>
 
 #include "cpu_common.h"
@@ -15,8 +18,9 @@
 namespace ath::cpu {
 namespace {
 
-constexpr int64_t kBlock = 2048;
-constexpr int64_t kColChunk = 256;
+constexpr int64_t kBlock = 2048;    // SUM / SUM_SQUARES: elements per block
+constexpr int64_t kRowChunk = 256;  // SUM_ROWS: rows per tile (a constant: fixes the summation order)
+constexpr int64_t kColChunk = 256;  // SUM_ROWS: columns per tile
 
 ath_status validate(const ath_reduce_args* a, const char* op) {
   if (a == nullptr) return fail(ATH_ERR_INVALID, "%s: args is null", op);
@@ -56,18 +60,15 @@ inline double block_sum(const float* x, int64_t n, bool squares) {
 
 void reduce_all(const ath_reduce_args* a) {
   const int64_t n = a->n, nblocks = (n + kBlock - 1) / kBlock;
-  const int nt = num_threads();
-  std::vector<double> partial(static_cast<size_t>(nt), 0.0);
+  std::vector<double> partial(static_cast<size_t>(nblocks), 0.0);  // (nblocks) block sums
   const bool squares = a->op == ATH_RED_SUM_SQUARES;
-  parallel_for(nblocks, 8, [&](int64_t b0, int64_t b1, int tid) {
+  parallel_for(nblocks, 8, [&](int64_t b0, int64_t b1, int) {
     float x[kBlock];
-    double s = 0;
     for (int64_t blk = b0; blk < b1; ++blk) {
       const int64_t off = blk * kBlock, len = std::min(kBlock, n - off);
       load_row(a->x, a->dtype, off, len, x);
-      s += block_sum(x, len, squares);
+      partial[static_cast<size_t>(blk)] = block_sum(x, len, squares);
     }
-    partial[static_cast<size_t>(tid)] = s;
   });
   double total = 0;
   for (double p : partial) total += p;
@@ -77,41 +78,26 @@ void reduce_all(const ath_reduce_args* a) {
 void sum_rows(const ath_reduce_args* a) {
   const int64_t rows = a->rows, cols = a->cols;
   if (rows == 0) return;
-  const int nt = num_threads();
-  const int64_t col_units = (cols + kColChunk - 1) / kColChunk;
-  if (col_units >= nt || nt == 1 || rows < 4 * nt) {
-    // Column ranges: each thread walks all rows for its columns.
-    parallel_for(col_units, 1, [&](int64_t u0, int64_t u1, int) {
-      float x[kColChunk];
-      double acc[kColChunk];
-      for (int64_t u = u0; u < u1; ++u) {
-        const int64_t c0 = u * kColChunk, len = std::min(kColChunk, cols - c0);
-        for (int64_t c = 0; c < len; ++c) acc[c] = 0.0;
-        for (int64_t r = 0; r < rows; ++r) {
-          load_row(a->x, a->dtype, r * cols + c0, len, x);
-          for (int64_t c = 0; c < len; ++c) acc[c] += x[c];
-        }
-        for (int64_t c = 0; c < len; ++c) a->out[c0 + c] += static_cast<float>(acc[c]);
+  const int64_t row_chunks = (rows + kRowChunk - 1) / kRowChunk, col_chunks = (cols + kColChunk - 1) / kColChunk;
+  std::vector<double> partial(static_cast<size_t>(row_chunks * cols));  // (row_chunks, cols), every element written
+  // Tiles in row-chunk-major order: tile t covers row chunk t / col_chunks, column chunk t % col_chunks.
+  parallel_for(row_chunks * col_chunks, grain_for(kRowChunk * kColChunk), [&](int64_t t0, int64_t t1, int) {
+    float x[kColChunk];
+    double acc[kColChunk];
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t rc = t / col_chunks, c0 = (t % col_chunks) * kColChunk, len = std::min(kColChunk, cols - c0);
+      const int64_t r1 = std::min(rows, (rc + 1) * kRowChunk);
+      for (int64_t c = 0; c < len; ++c) acc[c] = 0.0;
+      for (int64_t r = rc * kRowChunk; r < r1; ++r) {
+        load_row(a->x, a->dtype, r * cols + c0, len, x);
+        for (int64_t c = 0; c < len; ++c) acc[c] += x[c];
       }
-    });
-    return;
-  }
-  // Row ranges with per-thread double column sums, combined in thread order.
-  std::vector<double> partial(static_cast<size_t>(nt * cols), 0.0);
-  FloatBuf scratch(cols * nt);
-  parallel_for(rows, grain_for(cols), [&](int64_t r0, int64_t r1, int tid) {
-    float* x = scratch.get() + cols * tid;
-    double* acc = partial.data() + cols * tid;
-    for (int64_t r = r0; r < r1; ++r) {
-      load_row(a->x, a->dtype, r * cols, cols, x);
-      for (int64_t c = 0; c < cols; ++c) acc[c] += x[c];
+      std::memcpy(partial.data() + rc * cols + c0, acc, static_cast<size_t>(len) * sizeof(double));
     }
   });
-  for (int64_t c = 0; c < cols; ++c) {
-    double s = 0;
-    for (int t = 0; t < nt; ++t) s += partial[static_cast<size_t>(t * cols + c)];
-    a->out[c] += static_cast<float>(s);
-  }
+  sum_partials(partial.data(), row_chunks, cols, [&](int64_t j0, int64_t j1, const double* total) {
+    for (int64_t j = j0; j < j1; ++j) a->out[j] += static_cast<float>(total[j - j0]);
+  });
 }
 
 }  // namespace

@@ -2,10 +2,12 @@
 // caller publishes a job, every worker runs its slice, and the caller waits for the count to drop.
 #include "threadpool.h"
 
+#include <sched.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <condition_variable>
 #include <mutex>
 #include <thread>
@@ -110,13 +112,35 @@ class Pool {
   bool quit_ = false;
 };
 
-int default_threads() {
+}  // namespace
+
+// The CPUs this process may run on (its affinity mask: taskset, cgroup cpusets, a launcher pinning
+// ranks to cores), so that processes pinned to disjoint cores do not oversubscribe them; the
+// online cores when the mask cannot be read.
+int default_num_threads() {
+  for (int cpus = 1024; cpus <= (1 << 20); cpus *= 2) {  // the mask may be wider than a cpu_set_t
+    cpu_set_t* set = CPU_ALLOC(cpus);
+    if (set == nullptr) break;
+    const size_t bytes = CPU_ALLOC_SIZE(cpus);
+    CPU_ZERO_S(bytes, set);
+    const int rc = sched_getaffinity(0, bytes, set);
+    const int err = errno;
+    const int n = rc == 0 ? CPU_COUNT_S(bytes, set) : 0;
+    CPU_FREE(set);
+    if (rc == 0) {
+      if (n > 0) return n;
+      break;
+    }
+    if (err != EINVAL) break;
+  }
   long n = sysconf(_SC_NPROCESSORS_ONLN);
   return n > 0 ? static_cast<int>(n) : 1;
 }
 
+namespace {
+
 Pool& pool() {
-  static Pool* p = new Pool(default_threads());  // never destroyed: avoids joins during exit
+  static Pool* p = new Pool(default_num_threads());  // never destroyed: avoids joins during exit
   return *p;
 }
 

@@ -18,17 +18,10 @@
 namespace {
 
 using ath::testing::format;
-
-// Raw storage for a buffer of any floating dtype, addressed by element index.
-struct Buffer {
-  int dtype = ATH_F32;
-  std::vector<unsigned char> bytes;
-  Buffer(int dt, int64_t n) : dtype(dt), bytes(static_cast<size_t>(n) * ath_dtype_size(dt)) {}
-  void* data() { return bytes.data(); }
-  int64_t size() const { return static_cast<int64_t>(bytes.size() / ath_dtype_size(dtype)); }
-  float get(int64_t i) const { return ath::load_f32(bytes.data(), dtype, i); }
-  void set(int64_t i, float v) { ath::store_f32(bytes.data(), dtype, i, v); }
-};
+using ath::testing::HostBuf;
+using ath::testing::IsaScope;
+using ath::testing::supported_isas;
+using ath::testing::ThreadsScope;
 
 struct Case {
   int64_t m, n, k;
@@ -43,13 +36,11 @@ struct Case {
   bool ints = false;      // small integers: the result must be exact
 };
 
-const char* dt_name(int dt) { return dt == ATH_F32 ? "f32" : dt == ATH_BF16 ? "bf16" : "f16"; }
-
 std::string describe(const Case& c) {
   return format("%s m=%lld n=%lld k=%lld batch=%lld ta=%d tb=%d ab=%s c=%s alpha=%g beta=%g bias=%d pad=%lld%s%s",
                 ath_cpu_isa(), (long long)c.m, (long long)c.n, (long long)c.k, (long long)c.batch, c.ta, c.tb,
-                dt_name(c.dt_ab), dt_name(c.dt_c), c.alpha, c.beta, c.bias ? 1 : 0, (long long)c.pad,
-                c.broadcast_b ? " broadcast_b" : "", c.ints ? " ints" : "");
+                ath::testing::dtype_name(c.dt_ab), ath::testing::dtype_name(c.dt_c), c.alpha, c.beta, c.bias ? 1 : 0,
+                (long long)c.pad, c.broadcast_b ? " broadcast_b" : "", c.ints ? " ints" : "");
 }
 
 // Runs one case and checks it; returns C (all of its storage, as floats) for determinism checks.
@@ -69,19 +60,19 @@ std::vector<float> run_case(const Case& c, uint32_t seed = 1) {
   const int64_t stride_c = c.m * ldc + c.batch_pad;
   const int64_t b_entries = c.broadcast_b ? 1 : c.batch;
 
-  Buffer A(c.dt_ab, std::max<int64_t>(1, c.batch * stride_a));
-  Buffer B(c.dt_ab, std::max<int64_t>(1, b_entries * (b_rows * ldb + c.batch_pad)));
-  Buffer C(c.dt_c, std::max<int64_t>(1, c.batch * stride_c));
-  Buffer bias(c.dt_c, std::max<int64_t>(1, c.n));
-  for (int64_t i = 0; i < A.size(); ++i) A.set(i, value());
-  for (int64_t i = 0; i < B.size(); ++i) B.set(i, value());
-  for (int64_t i = 0; i < bias.size(); ++i) bias.set(i, value());
+  HostBuf A(c.dt_ab, std::max<int64_t>(1, c.batch * stride_a));
+  HostBuf B(c.dt_ab, std::max<int64_t>(1, b_entries * (b_rows * ldb + c.batch_pad)));
+  HostBuf C(c.dt_c, std::max<int64_t>(1, c.batch * stride_c));
+  HostBuf bias(c.dt_c, std::max<int64_t>(1, c.n));
+  for (int64_t i = 0; i < A.n; ++i) A.set(i, value());
+  for (int64_t i = 0; i < B.n; ++i) B.set(i, value());
+  for (int64_t i = 0; i < bias.n; ++i) bias.set(i, value());
   // C: NaN where it must not be read (beta == 0), a sentinel in the padding that must survive.
-  for (int64_t i = 0; i < C.size(); ++i) C.set(i, -99.0f);
+  for (int64_t i = 0; i < C.n; ++i) C.set(i, -99.0f);
   for (int64_t b = 0; b < c.batch; ++b)
     for (int64_t i = 0; i < c.m; ++i)
       for (int64_t j = 0; j < c.n; ++j) C.set(b * stride_c + i * ldc + j, c.beta == 0.0f ? NAN : value());
-  const Buffer C0 = C;
+  const HostBuf C0 = C;
 
   ath_gemm_args g{};
   g.m = c.m; g.n = c.n; g.k = c.k; g.batch = c.batch;
@@ -140,7 +131,7 @@ std::vector<float> run_case(const Case& c, uint32_t seed = 1) {
 
   // The padding of C (right of column n, between batch entries) must be untouched.
   int64_t touched = 0;
-  for (int64_t idx = 0; idx < C.size(); ++idx) {
+  for (int64_t idx = 0; idx < C.n; ++idx) {
     const int64_t b = idx / stride_c, r = idx % stride_c, i = r / ldc, j = r % ldc;
     const bool inside = b < c.batch && i < c.m && j < c.n;
     const size_t esz = ath_dtype_size(c.dt_c);
@@ -148,24 +139,10 @@ std::vector<float> run_case(const Case& c, uint32_t seed = 1) {
   }
   ATH_EXPECT(touched == 0, "%s: %lld padding elements of C were overwritten", what.c_str(), (long long)touched);
 
-  std::vector<float> out(static_cast<size_t>(C.size()));
-  for (int64_t i = 0; i < C.size(); ++i) out[i] = C.get(i);
+  std::vector<float> out(static_cast<size_t>(C.n));
+  for (int64_t i = 0; i < C.n; ++i) out[i] = C.get(i);
   return out;
 }
-
-// The ISAs this CPU supports; each test runs under every one and restores "auto".
-std::vector<std::string> supported_isas() {
-  std::vector<std::string> out;
-  for (const char* isa : {"scalar", "avx2", "avx512"})
-    if (ath_cpu_set_isa(isa) == ATH_OK) out.push_back(isa);
-  ath_cpu_set_isa("auto");
-  return out;
-}
-
-struct IsaScope {
-  explicit IsaScope(const std::string& isa) { ath_cpu_set_isa(isa.c_str()); }
-  ~IsaScope() { ath_cpu_set_isa("auto"); }
-};
 
 struct Shape {
   int64_t m, n, k;
@@ -269,18 +246,18 @@ ATH_TEST(cpu_gemm_dtypes) {
 ATH_TEST(cpu_gemm_large_blocks) {
   // Crosses the A block (mc = 512/1536 rows) and, with BF16/F16 C, the column chunks of the F32
   // accumulation buffer (4 MiB per thread: one thread, so that the region is 1200 x 2000).
-  const int threads = ath_cpu_threads();
   for (const std::string& isa : supported_isas()) {
     IsaScope scope(isa);
-    ath_cpu_set_threads(1);
-    Case chunked{1200, 2000, 10};
-    chunked.dt_ab = ATH_F16;
-    chunked.dt_c = ATH_F16;
-    chunked.beta = -1.0f;
-    chunked.bias = true;
-    chunked.tb = 1;
-    run_case(chunked);
-    ath_cpu_set_threads(threads);
+    {
+      ThreadsScope one(1);
+      Case chunked{1200, 2000, 10};
+      chunked.dt_ab = ATH_F16;
+      chunked.dt_c = ATH_F16;
+      chunked.beta = -1.0f;
+      chunked.bias = true;
+      chunked.tb = 1;
+      run_case(chunked);
+    }
     Case tall{1601, 37, 19};
     tall.ta = 1;
     tall.bias = true;
@@ -371,7 +348,7 @@ ATH_TEST(cpu_gemm_k_zero_and_alpha_zero) {
 }
 
 ATH_TEST(cpu_gemm_deterministic) {
-  const int threads = ath_cpu_threads();
+  const int threads = ath_cpu_threads();  // the count `first` ran with
   for (const std::string& isa : supported_isas()) {
     IsaScope scope(isa);
     for (int t = 0; t < 10; ++t) {
@@ -389,9 +366,11 @@ ATH_TEST(cpu_gemm_deterministic) {
       // The partition never changes an element's summation order: any thread count gives the
       // same bits (odd counts cut C into other grids).
       for (int n : {1, 3, 7}) {
-        ath_cpu_set_threads(n);
-        const std::vector<float> other = run_case(c, 7);
-        ath_cpu_set_threads(threads);
+        std::vector<float> other;
+        {
+          ThreadsScope scope(n);
+          other = run_case(c, 7);
+        }
         ATH_EXPECT(std::memcmp(first.data(), other.data(), first.size() * 4) == 0,
                    "%s: %d threads and %d threads differ", describe(c).c_str(), threads, n);
       }

@@ -18,55 +18,15 @@
 
 namespace {
 
+using ath::testing::dtype_name;
+using ath::testing::for_each_isa;
 using ath::testing::format;
+using ath::testing::HostBuf;
+using ath::testing::kFloatDtypes;
+using ath::testing::Rng;
+using ath::testing::with_threads;
 
 // ------------------------------------------------------------------ helpers
-
-struct Rng {
-  uint64_t s;
-  explicit Rng(uint64_t seed) : s(seed * 0x9E3779B97F4A7C15ull + 1) {}
-  uint64_t next() {
-    s += 0x9E3779B97F4A7C15ull;
-    uint64_t z = s;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
-  double uniform(double lo, double hi) { return lo + (hi - lo) * static_cast<double>(next() >> 11) * 0x1.0p-53; }
-  int64_t below(int64_t n) { return static_cast<int64_t>(next() % static_cast<uint64_t>(n)); }
-};
-
-const int kFloatDtypes[] = {ATH_F32, ATH_BF16, ATH_F16};
-
-const char* dname(int dt) { return dt == ATH_F32 ? "F32" : dt == ATH_BF16 ? "BF16" : dt == ATH_F16 ? "F16" : "I32"; }
-
-// A host buffer of one dtype with element access as float.
-struct TBuf {
-  int dtype = ATH_F32;
-  int64_t n = 0;
-  std::vector<unsigned char> bytes;
-  TBuf() = default;
-  TBuf(int dt, int64_t count) : dtype(dt), n(count), bytes(static_cast<size_t>(std::max<int64_t>(count, 1)) * ath_dtype_size(dt)) {}
-  void* data() { return bytes.data(); }
-  const void* data() const { return bytes.data(); }
-  float get(int64_t i) const {
-    if (dtype == ATH_I32) return static_cast<float>(reinterpret_cast<const int32_t*>(bytes.data())[i]);
-    return ath::load_f32(bytes.data(), dtype, i);
-  }
-  void set(int64_t i, float v) { ath::store_f32(bytes.data(), dtype, i, v); }
-  std::vector<float> f32() const {
-    std::vector<float> r(static_cast<size_t>(n));
-    for (int64_t i = 0; i < n; ++i) r[static_cast<size_t>(i)] = get(i);
-    return r;
-  }
-  void fill_uniform(Rng& rng, double lo, double hi) {
-    for (int64_t i = 0; i < n; ++i) set(i, static_cast<float>(rng.uniform(lo, hi)));
-  }
-  void fill(float v) {
-    for (int64_t i = 0; i < n; ++i) set(i, v);
-  }
-  bool same_bits(const TBuf& o) const { return bytes == o.bytes; }
-};
 
 std::vector<float> to_float(const std::vector<double>& v) { return std::vector<float>(v.begin(), v.end()); }
 
@@ -76,38 +36,6 @@ bool f32_bits_equal(float a, float b) { return std::memcmp(&a, &b, sizeof(float)
 double tol_for(int dt, double f32_tol) {
   return dt == ATH_F32 ? f32_tol : dt == ATH_BF16 ? 1.6e-2 : 2.5e-3;
 }
-
-// Runs `body` once for each ISA the CPU supports, with that ISA forced.
-void for_each_isa(const std::function<void(const char*)>& body) {
-  const char* isas[] = {"scalar", "avx2", "avx512"};
-  for (const char* isa : isas) {
-    if (ath_cpu_set_isa(isa) != ATH_OK) continue;
-    body(isa);
-  }
-  ath_cpu_set_isa("auto");
-}
-
-// Runs fn with the thread pool resized to n threads, restoring the previous size.
-void with_threads(int n, const std::function<void()>& fn) {
-  const int prev = ath_cpu_threads();
-  ath_cpu_set_threads(n);
-  fn();
-  ath_cpu_set_threads(prev);
-}
-
-#define EXPECT_OK(expr)                                                                      \
-  do {                                                                                       \
-    ath_status st_ = (expr);                                                                 \
-    ATH_EXPECT(st_ == ATH_OK, "status %d: %s", static_cast<int>(st_), ath_last_error());     \
-  } while (0)
-
-#define EXPECT_INVALID(expr, what)                                                           \
-  do {                                                                                       \
-    ath_status st_ = (expr);                                                                 \
-    ATH_EXPECT(st_ == ATH_ERR_INVALID, "%s: expected ATH_ERR_INVALID, got %d (%s)", (what),   \
-               static_cast<int>(st_), ath_last_error());                                     \
-    ATH_EXPECT(std::strlen(ath_last_error()) > 0, "%s: empty error message", (what));        \
-  } while (0)
 
 // ------------------------------------------------------------------ attention
 
@@ -137,7 +65,7 @@ struct AttnData {
   int dtype;
   float scale;
   AttnStrides qs, ks, os;
-  TBuf q, k, v, o, dout, dq, dk, dv;
+  HostBuf q, k, v, o, dout, dq, dk, dv;
   std::vector<float> lse;
 
   AttnData(const AttnShape& shape, int dt, uint64_t seed) : s(shape), dtype(dt) {
@@ -145,14 +73,14 @@ struct AttnData {
     ks = attn_strides(s.layout, s.B, s.Hkv, s.Tk, s.D);
     os = qs;
     scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(s.D)));
-    q = TBuf(dt, qs.total);
-    k = TBuf(dt, ks.total);
-    v = TBuf(dt, ks.total);
-    o = TBuf(dt, os.total);
-    dout = TBuf(dt, os.total);
-    dq = TBuf(dt, qs.total);
-    dk = TBuf(dt, ks.total);
-    dv = TBuf(dt, ks.total);
+    q = HostBuf(dt, qs.total);
+    k = HostBuf(dt, ks.total);
+    v = HostBuf(dt, ks.total);
+    o = HostBuf(dt, os.total);
+    dout = HostBuf(dt, os.total);
+    dq = HostBuf(dt, qs.total);
+    dk = HostBuf(dt, ks.total);
+    dv = HostBuf(dt, ks.total);
     Rng rng(seed);
     // Larger q/k spread than N(0,1)/sqrt(D) makes the softmax peaky enough to test the max logic.
     q.fill_uniform(rng, -2.0, 2.0);
@@ -304,7 +232,7 @@ AttnRef make_ref(const AttnData& a) {
 }
 
 // Gathers a strided (B, H, T, D) tensor into dense order as floats.
-std::vector<float> gather(const TBuf& x, const AttnStrides& st, int64_t B, int64_t H, int64_t T, int64_t D) {
+std::vector<float> gather(const HostBuf& x, const AttnStrides& st, int64_t B, int64_t H, int64_t T, int64_t D) {
   std::vector<float> r;
   r.reserve(static_cast<size_t>(B * H * T * D));
   for (int64_t b = 0; b < B; ++b)
@@ -322,7 +250,7 @@ const AttnShape kAttnShapes[] = {
 };
 
 std::string shape_str(const AttnShape& s, int dt, const char* isa) {
-  return format("%s %s B=%lld Hq=%lld Hkv=%lld Tq=%lld Tk=%lld D=%lld causal=%d layout=%d", isa, dname(dt),
+  return format("%s %s B=%lld Hq=%lld Hkv=%lld Tq=%lld Tk=%lld D=%lld causal=%d layout=%d", isa, dtype_name(dt),
                 (long long)s.B, (long long)s.Hq, (long long)s.Hkv, (long long)s.Tq, (long long)s.Tk, (long long)s.D,
                 s.causal, s.layout);
 }
@@ -334,7 +262,7 @@ ATH_TEST(cpu_attention_fwd_matches_reference) {
       for (int dt : kFloatDtypes) {
         AttnData a(s, dt, seed++);
         ath_attention_args args = a.args();
-        EXPECT_OK(ath_cpu_attention_fwd(&args));
+        ATH_EXPECT_OK(ath_cpu_attention_fwd(&args));
         AttnRef r = make_ref(a);
         r.forward();
         const std::string what = shape_str(s, dt, isa);
@@ -354,12 +282,12 @@ ATH_TEST(cpu_attention_fwd_no_visible_key_gives_zero_and_neg_inf) {
   for (int dt : kFloatDtypes) {
     AttnData a(s, dt, 7);
     ath_attention_args args = a.args();
-    EXPECT_OK(ath_cpu_attention_fwd(&args));
+    ATH_EXPECT_OK(ath_cpu_attention_fwd(&args));
     for (int64_t h = 0; h < 2; ++h)
       for (int64_t i = 0; i < 9; ++i) {
         const float l = a.lse[static_cast<size_t>(h * 9 + i)];
         if (i < 5) {
-          ATH_EXPECT(std::isinf(l) && l < 0, "%s row %lld: lse %g, expected -inf", dname(dt), (long long)i, l);
+          ATH_EXPECT(std::isinf(l) && l < 0, "%s row %lld: lse %g, expected -inf", dtype_name(dt), (long long)i, l);
           for (int64_t d = 0; d < 16; ++d)
             ATH_EXPECT(a.o.get(a.qi(0, h, i, d)) == 0.0f, "row %lld not zero", (long long)i);
         } else {
@@ -368,7 +296,7 @@ ATH_TEST(cpu_attention_fwd_no_visible_key_gives_zero_and_neg_inf) {
       }
     // lse may be NULL in the forward pass
     args.lse = nullptr;
-    EXPECT_OK(ath_cpu_attention_fwd(&args));
+    ATH_EXPECT_OK(ath_cpu_attention_fwd(&args));
   }
 }
 
@@ -408,14 +336,14 @@ ATH_TEST(cpu_attention_bwd_matches_reference) {
       for (int dt : kFloatDtypes) {
         AttnData a(s, dt, seed++);
         ath_attention_args args = a.args();
-        EXPECT_OK(ath_cpu_attention_fwd(&args));
-        EXPECT_OK(ath_cpu_attention_bwd(&args));
+        ATH_EXPECT_OK(ath_cpu_attention_fwd(&args));
+        ATH_EXPECT_OK(ath_cpu_attention_bwd(&args));
         AttnRef r = make_ref(a);  // o_in = the o the op produced (rounded to dtype)
         r.backward();
         const std::string what = shape_str(s, dt, isa);
         // Gradients sum many terms; scale the tolerance by their typical size.
         const double tol = dt == ATH_F32 ? 1e-4 : dt == ATH_BF16 ? 3e-2 : 5e-3;
-        auto cmp = [&](const TBuf& got_buf, const AttnStrides& st, int64_t H, int64_t T, const std::vector<double>& ref,
+        auto cmp = [&](const HostBuf& got_buf, const AttnStrides& st, int64_t H, int64_t T, const std::vector<double>& ref,
                        const char* name) {
           auto got = gather(got_buf, st, s.B, H, T, s.D);
           double mx = 0.05;  // floor: a gradient that is 0 exactly (Tk = 1) still carries rounding noise
@@ -452,8 +380,8 @@ ATH_TEST(cpu_attention_random_shapes) {
       for (int dt : {(int)ATH_F32, (int)ATH_BF16}) {
         AttnData a(s, dt, seed++);
         ath_attention_args args = a.args();
-        EXPECT_OK(ath_cpu_attention_fwd(&args));
-        EXPECT_OK(ath_cpu_attention_bwd(&args));
+        ATH_EXPECT_OK(ath_cpu_attention_fwd(&args));
+        ATH_EXPECT_OK(ath_cpu_attention_bwd(&args));
         AttnRef r = make_ref(a);
         r.forward();
         r.backward();
@@ -463,7 +391,7 @@ ATH_TEST(cpu_attention_random_shapes) {
         auto oref = to_float(r.o);
         ATH_EXPECT_CLOSE(o.data(), oref.data(), (int64_t)o.size(), tol, tol, (what + " o").c_str());
         const double gtol = dt == ATH_F32 ? 1e-4 : 3e-2;
-        auto cmp = [&](const TBuf& got_buf, const AttnStrides& st, int64_t H, int64_t T, const std::vector<double>& ref,
+        auto cmp = [&](const HostBuf& got_buf, const AttnStrides& st, int64_t H, int64_t T, const std::vector<double>& ref,
                        const char* name) {
           auto got = gather(got_buf, st, s.B, H, T, s.D);
           double mx = 0.05;
@@ -483,29 +411,29 @@ ATH_TEST(cpu_attention_deterministic) {
   for (int dt : kFloatDtypes) {
     AttnData a(s, dt, 5), b2(s, dt, 5);
     ath_attention_args x = a.args(), y = b2.args();
-    EXPECT_OK(ath_cpu_attention_fwd(&x));
-    EXPECT_OK(ath_cpu_attention_bwd(&x));
+    ATH_EXPECT_OK(ath_cpu_attention_fwd(&x));
+    ATH_EXPECT_OK(ath_cpu_attention_bwd(&x));
     with_threads(1, [&] {
-      EXPECT_OK(ath_cpu_attention_fwd(&y));
-      EXPECT_OK(ath_cpu_attention_bwd(&y));
+      ATH_EXPECT_OK(ath_cpu_attention_fwd(&y));
+      ATH_EXPECT_OK(ath_cpu_attention_bwd(&y));
     });
-    ATH_EXPECT(a.o.same_bits(b2.o), "%s: o differs between runs / thread counts", dname(dt));
-    ATH_EXPECT(a.lse == b2.lse, "%s: lse differs", dname(dt));
-    ATH_EXPECT(a.dq.same_bits(b2.dq) && a.dk.same_bits(b2.dk) && a.dv.same_bits(b2.dv), "%s: grads differ", dname(dt));
+    ATH_EXPECT(a.o.same_bits(b2.o), "%s: o differs between runs / thread counts", dtype_name(dt));
+    ATH_EXPECT(a.lse == b2.lse, "%s: lse differs", dtype_name(dt));
+    ATH_EXPECT(a.dq.same_bits(b2.dq) && a.dk.same_bits(b2.dk) && a.dv.same_bits(b2.dv), "%s: grads differ", dtype_name(dt));
   }
 }
 
 ATH_TEST(cpu_attention_rejects_bad_arguments) {
   AttnShape s{1, 4, 2, 8, 8, 16, 1, 0};
   AttnData a(s, ATH_F32, 3);
-  EXPECT_INVALID(ath_cpu_attention_fwd(nullptr), "null args");
+  ATH_EXPECT_INVALID(ath_cpu_attention_fwd(nullptr), "null args");
   auto bad = [&](const char* what, const std::function<void(ath_attention_args&)>& mutate, bool bwd) {
     ath_attention_args x = a.args();
     mutate(x);
     if (bwd) {
-      EXPECT_INVALID(ath_cpu_attention_bwd(&x), what);
+      ATH_EXPECT_INVALID(ath_cpu_attention_bwd(&x), what);
     } else {
-      EXPECT_INVALID(ath_cpu_attention_fwd(&x), what);
+      ATH_EXPECT_INVALID(ath_cpu_attention_fwd(&x), what);
     }
   };
   bad("Hq % Hkv", [](ath_attention_args& x) { x.heads_kv = 3; }, false);
@@ -601,7 +529,7 @@ struct NormRef {
   }
 };
 
-std::vector<double> to_double(const TBuf& b) {
+std::vector<double> to_double(const HostBuf& b) {
   std::vector<double> r(static_cast<size_t>(b.n));
   for (int64_t i = 0; i < b.n; ++i) r[static_cast<size_t>(i)] = b.get(i);
   return r;
@@ -614,11 +542,11 @@ void run_norm_test(bool rms) {
       for (int dt : kFloatDtypes)
         for (int with_bias = 0; with_bias < (rms ? 1 : 2); ++with_bias) {
           const std::string what =
-              format("%s %s %s rows=%lld cols=%lld bias=%d", rms ? "rmsnorm" : "layernorm", isa, dname(dt),
+              format("%s %s %s rows=%lld cols=%lld bias=%d", rms ? "rmsnorm" : "layernorm", isa, dtype_name(dt),
                      (long long)nc.rows, (long long)nc.cols, with_bias);
           Rng rng(seed++);
           const int64_t n = nc.rows * nc.cols;
-          TBuf x(dt, n), w(dt, nc.cols), b(dt, nc.cols), out(dt, n), dout(dt, n), dx(dt, n);
+          HostBuf x(dt, n), w(dt, nc.cols), b(dt, nc.cols), out(dt, n), dout(dt, n), dx(dt, n);
           x.fill_uniform(rng, -2.0, 3.0);  // non-zero mean
           w.fill_uniform(rng, 0.5, 1.5);
           b.fill_uniform(rng, -0.5, 0.5);
@@ -632,8 +560,8 @@ void run_norm_test(bool rms) {
           a.x = x.data(); a.weight = w.data(); a.bias = with_bias ? b.data() : nullptr;
           a.out = out.data(); a.mean = mean.data(); a.rstd = rstd.data();
           a.dout = dout.data(); a.dx = dx.data(); a.dweight = dw.data(); a.dbias = with_bias ? db.data() : nullptr;
-          EXPECT_OK(rms ? ath_cpu_rmsnorm_fwd(&a) : ath_cpu_layernorm_fwd(&a));
-          EXPECT_OK(rms ? ath_cpu_rmsnorm_bwd(&a) : ath_cpu_layernorm_bwd(&a));
+          ATH_EXPECT_OK(rms ? ath_cpu_rmsnorm_fwd(&a) : ath_cpu_layernorm_fwd(&a));
+          ATH_EXPECT_OK(rms ? ath_cpu_rmsnorm_bwd(&a) : ath_cpu_layernorm_bwd(&a));
           NormRef r;
           r.rows = nc.rows; r.cols = nc.cols; r.rms = rms; r.has_bias = with_bias != 0; r.eps = 1e-5;
           r.x = to_double(x); r.w = to_double(w); r.b = to_double(b); r.dout = to_double(dout);
@@ -702,21 +630,21 @@ ATH_TEST(cpu_norm_deterministic_and_validates) {
   const int64_t rows = 300, cols = 96;
   for (int rms = 0; rms < 2; ++rms) {
     Rng rng(9);
-    TBuf x(ATH_BF16, rows * cols), w(ATH_BF16, cols), dout(ATH_BF16, rows * cols);
+    HostBuf x(ATH_BF16, rows * cols), w(ATH_BF16, cols), dout(ATH_BF16, rows * cols);
     x.fill_uniform(rng, -1, 1);
     w.fill_uniform(rng, 0, 1);
     dout.fill_uniform(rng, -1, 1);
-    auto run = [&](std::vector<float>& dw, TBuf& out, TBuf& dx) {
+    auto run = [&](std::vector<float>& dw, HostBuf& out, HostBuf& dx) {
       std::vector<float> mean(rows), rstd(rows), db(cols, 0.0f);
       ath_norm_args a{};
       a.rows = rows; a.cols = cols; a.dtype = ATH_BF16; a.eps = 1e-6f;
       a.x = x.data(); a.weight = w.data(); a.bias = w.data(); a.out = out.data(); a.mean = mean.data();
       a.rstd = rstd.data(); a.dout = dout.data(); a.dx = dx.data(); a.dweight = dw.data(); a.dbias = db.data();
-      EXPECT_OK(rms ? ath_cpu_rmsnorm_fwd(&a) : ath_cpu_layernorm_fwd(&a));
-      EXPECT_OK(rms ? ath_cpu_rmsnorm_bwd(&a) : ath_cpu_layernorm_bwd(&a));
+      ATH_EXPECT_OK(rms ? ath_cpu_rmsnorm_fwd(&a) : ath_cpu_layernorm_fwd(&a));
+      ATH_EXPECT_OK(rms ? ath_cpu_rmsnorm_bwd(&a) : ath_cpu_layernorm_bwd(&a));
     };
     std::vector<float> dw1(cols, 0.0f), dw2(cols, 0.0f);
-    TBuf o1(ATH_BF16, rows * cols), o2(ATH_BF16, rows * cols), dx1(ATH_BF16, rows * cols), dx2(ATH_BF16, rows * cols);
+    HostBuf o1(ATH_BF16, rows * cols), o2(ATH_BF16, rows * cols), dx1(ATH_BF16, rows * cols), dx2(ATH_BF16, rows * cols);
     run(dw1, o1, dx1);
     run(dw2, o2, dx2);
     ATH_EXPECT(dw1 == dw2 && o1.same_bits(o2) && dx1.same_bits(dx2), "%s: results differ between runs", rms ? "rms" : "ln");
@@ -726,14 +654,14 @@ ATH_TEST(cpu_norm_deterministic_and_validates) {
     a.x = x.data(); a.weight = w.data(); a.out = o1.data();
     auto fwd = rms ? ath_cpu_rmsnorm_fwd : ath_cpu_layernorm_fwd;
     auto bwd = rms ? ath_cpu_rmsnorm_bwd : ath_cpu_layernorm_bwd;
-    EXPECT_INVALID(fwd(nullptr), "null args");
-    ath_norm_args b = a; b.cols = 0; EXPECT_INVALID(fwd(&b), "cols 0");
-    b = a; b.rows = -1; EXPECT_INVALID(fwd(&b), "rows -1");
-    b = a; b.dtype = ATH_I32; EXPECT_INVALID(fwd(&b), "dtype I32");
-    b = a; b.eps = -1; EXPECT_INVALID(fwd(&b), "eps -1");
-    b = a; b.x = nullptr; EXPECT_INVALID(fwd(&b), "null x");
-    b = a; b.out = nullptr; EXPECT_INVALID(fwd(&b), "null out");
-    b = a; EXPECT_INVALID(bwd(&b), "bwd without dout/dx/dweight/rstd");
+    ATH_EXPECT_INVALID(fwd(nullptr), "null args");
+    ath_norm_args b = a; b.cols = 0; ATH_EXPECT_INVALID(fwd(&b), "cols 0");
+    b = a; b.rows = -1; ATH_EXPECT_INVALID(fwd(&b), "rows -1");
+    b = a; b.dtype = ATH_I32; ATH_EXPECT_INVALID(fwd(&b), "dtype I32");
+    b = a; b.eps = -1; ATH_EXPECT_INVALID(fwd(&b), "eps -1");
+    b = a; b.x = nullptr; ATH_EXPECT_INVALID(fwd(&b), "null x");
+    b = a; b.out = nullptr; ATH_EXPECT_INVALID(fwd(&b), "null out");
+    b = a; ATH_EXPECT_INVALID(bwd(&b), "bwd without dout/dx/dweight/rstd");
   }
 }
 
@@ -785,17 +713,17 @@ ATH_TEST(cpu_activations_match_reference) {
     for (int64_t n : sizes)
       for (int dt : kFloatDtypes)
         for (int act = 0; act < 3; ++act) {
-          const std::string what = format("%s %s act=%d n=%lld", isa, dname(dt), act, (long long)n);
+          const std::string what = format("%s %s act=%d n=%lld", isa, dtype_name(dt), act, (long long)n);
           Rng rng(seed++);
-          TBuf x(dt, n), y(dt, n), out(dt, n), dout(dt, n), dx(dt, n), dy(dt, n);
+          HostBuf x(dt, n), y(dt, n), out(dt, n), dout(dt, n), dx(dt, n), dy(dt, n);
           x.fill_uniform(rng, -6, 6);
           y.fill_uniform(rng, -2, 2);
           dout.fill_uniform(rng, -1, 1);
           ath_activation_args a{};
           a.n = n; a.dtype = dt; a.act = act; a.x = x.data(); a.y = y.data(); a.out = out.data();
           a.dout = dout.data(); a.dx = dx.data(); a.dy = dy.data();
-          EXPECT_OK(ath_cpu_activation_fwd(&a));
-          EXPECT_OK(ath_cpu_activation_bwd(&a));
+          ATH_EXPECT_OK(ath_cpu_activation_fwd(&a));
+          ATH_EXPECT_OK(ath_cpu_activation_bwd(&a));
           std::vector<float> ro(static_cast<size_t>(n)), rdx(ro.size()), rdy(ro.size());
           for (int64_t i = 0; i < n; ++i) {
             double gx, gy;
@@ -813,10 +741,10 @@ ATH_TEST(cpu_activations_match_reference) {
             ATH_EXPECT_CLOSE(gdy.data(), rdy.data(), n, tol, tol, (what + " dy").c_str());
           }
           // in place: out == x
-          TBuf xi = x;
+          HostBuf xi = x;
           a.out = xi.data();
           a.x = xi.data();
-          EXPECT_OK(ath_cpu_activation_fwd(&a));
+          ATH_EXPECT_OK(ath_cpu_activation_fwd(&a));
           ATH_EXPECT(xi.same_bits(out), "%s: in-place forward differs", what.c_str());
         }
   });
@@ -824,15 +752,15 @@ ATH_TEST(cpu_activations_match_reference) {
   a.n = 4; a.dtype = ATH_F32; a.act = 5;
   float buf[4] = {0, 0, 0, 0};
   a.x = buf; a.y = buf; a.out = buf; a.dout = buf; a.dx = buf; a.dy = buf;
-  EXPECT_INVALID(ath_cpu_activation_fwd(&a), "act 5");
+  ATH_EXPECT_INVALID(ath_cpu_activation_fwd(&a), "act 5");
   a.act = ATH_ACT_SWIGLU; a.y = nullptr;
-  EXPECT_INVALID(ath_cpu_activation_fwd(&a), "swiglu without y");
+  ATH_EXPECT_INVALID(ath_cpu_activation_fwd(&a), "swiglu without y");
   a.y = buf; a.dy = nullptr;
-  EXPECT_INVALID(ath_cpu_activation_bwd(&a), "swiglu bwd without dy");
+  ATH_EXPECT_INVALID(ath_cpu_activation_bwd(&a), "swiglu bwd without dy");
   a.dy = buf; a.n = -1;
-  EXPECT_INVALID(ath_cpu_activation_fwd(&a), "n -1");
+  ATH_EXPECT_INVALID(ath_cpu_activation_fwd(&a), "n -1");
   a.n = 4; a.dtype = ATH_I32;
-  EXPECT_INVALID(ath_cpu_activation_fwd(&a), "dtype I32");
+  ATH_EXPECT_INVALID(ath_cpu_activation_fwd(&a), "dtype I32");
 }
 
 // ------------------------------------------------------------------ cross-entropy
@@ -844,10 +772,10 @@ ATH_TEST(cpu_cross_entropy_matches_reference) {
     uint64_t seed = 700;
     for (const Case& c : cases)
       for (int dt : kFloatDtypes) {
-        const std::string what = format("%s %s rows=%lld vocab=%lld ld=%lld", isa, dname(dt), (long long)c.rows,
+        const std::string what = format("%s %s rows=%lld vocab=%lld ld=%lld", isa, dtype_name(dt), (long long)c.rows,
                                         (long long)c.vocab, (long long)c.ld);
         Rng rng(seed++);
-        TBuf logits(dt, c.rows * c.ld), dlogits(dt, c.rows * c.ld);
+        HostBuf logits(dt, c.rows * c.ld), dlogits(dt, c.rows * c.ld);
         logits.fill_uniform(rng, -8, 8);
         dlogits.fill(777.0f);  // sentinel: columns >= vocab must stay
         std::vector<int32_t> targets(static_cast<size_t>(c.rows));
@@ -860,8 +788,8 @@ ATH_TEST(cpu_cross_entropy_matches_reference) {
         a.rows = c.rows; a.vocab = c.vocab; a.ld = c.ld; a.dtype = dt;
         a.logits = logits.data(); a.targets = targets.data(); a.losses = losses.data(); a.lse = lse.data();
         a.dlosses = dl.data(); a.dlogits = dlogits.data();
-        EXPECT_OK(ath_cpu_cross_entropy_fwd(&a));
-        EXPECT_OK(ath_cpu_cross_entropy_bwd(&a));
+        ATH_EXPECT_OK(ath_cpu_cross_entropy_fwd(&a));
+        ATH_EXPECT_OK(ath_cpu_cross_entropy_bwd(&a));
         std::vector<float> rl(targets.size()), rlse(targets.size()), rd(static_cast<size_t>(c.rows * c.ld));
         for (int64_t r = 0; r < c.rows; ++r) {
           double m = -INFINITY, s = 0;
@@ -899,10 +827,10 @@ ATH_TEST(cpu_cross_entropy_gradient_matches_finite_differences) {
   ath_cross_entropy_args a{};
   a.rows = rows; a.vocab = V; a.ld = V; a.dtype = ATH_F32; a.logits = logits.data(); a.targets = targets.data();
   a.losses = losses.data(); a.lse = lse.data(); a.dlosses = dl.data(); a.dlogits = dlogits.data();
-  EXPECT_OK(ath_cpu_cross_entropy_fwd(&a));
-  EXPECT_OK(ath_cpu_cross_entropy_bwd(&a));
+  ATH_EXPECT_OK(ath_cpu_cross_entropy_fwd(&a));
+  ATH_EXPECT_OK(ath_cpu_cross_entropy_bwd(&a));
   auto total = [&]() {
-    EXPECT_OK(ath_cpu_cross_entropy_fwd(&a));
+    ATH_EXPECT_OK(ath_cpu_cross_entropy_fwd(&a));
     double s = 0;
     for (int64_t r = 0; r < rows; ++r) s += static_cast<double>(dl[static_cast<size_t>(r)]) * losses[static_cast<size_t>(r)];
     return s;
@@ -926,17 +854,17 @@ ATH_TEST(cpu_cross_entropy_rejects_bad_targets) {
   ath_cross_entropy_args a{};
   a.rows = 3; a.vocab = 4; a.ld = 4; a.dtype = ATH_F32; a.logits = logits.data(); a.targets = targets.data();
   a.losses = losses.data(); a.lse = lse.data(); a.dlosses = dl.data(); a.dlogits = dlog.data();
-  EXPECT_INVALID(ath_cpu_cross_entropy_fwd(&a), "target 4 >= vocab 4");
+  ATH_EXPECT_INVALID(ath_cpu_cross_entropy_fwd(&a), "target 4 >= vocab 4");
   const std::string msg = ath_last_error();
   ATH_EXPECT(msg.find("targets[1]=4") != std::string::npos, "message should name the row: %s", msg.c_str());
-  EXPECT_INVALID(ath_cpu_cross_entropy_bwd(&a), "bwd target 4 >= vocab 4");
+  ATH_EXPECT_INVALID(ath_cpu_cross_entropy_bwd(&a), "bwd target 4 >= vocab 4");
   targets[1] = -7;  // ignored
-  EXPECT_OK(ath_cpu_cross_entropy_fwd(&a));
-  ath_cross_entropy_args b = a; b.ld = 3; EXPECT_INVALID(ath_cpu_cross_entropy_fwd(&b), "ld < vocab");
-  b = a; b.vocab = 0; EXPECT_INVALID(ath_cpu_cross_entropy_fwd(&b), "vocab 0");
-  b = a; b.lse = nullptr; EXPECT_INVALID(ath_cpu_cross_entropy_bwd(&b), "bwd without lse");
-  b = a; b.losses = nullptr; EXPECT_INVALID(ath_cpu_cross_entropy_fwd(&b), "fwd without losses");
-  b = a; b.dtype = 7; EXPECT_INVALID(ath_cpu_cross_entropy_fwd(&b), "dtype 7");
+  ATH_EXPECT_OK(ath_cpu_cross_entropy_fwd(&a));
+  ath_cross_entropy_args b = a; b.ld = 3; ATH_EXPECT_INVALID(ath_cpu_cross_entropy_fwd(&b), "ld < vocab");
+  b = a; b.vocab = 0; ATH_EXPECT_INVALID(ath_cpu_cross_entropy_fwd(&b), "vocab 0");
+  b = a; b.lse = nullptr; ATH_EXPECT_INVALID(ath_cpu_cross_entropy_bwd(&b), "bwd without lse");
+  b = a; b.losses = nullptr; ATH_EXPECT_INVALID(ath_cpu_cross_entropy_fwd(&b), "fwd without losses");
+  b = a; b.dtype = 7; ATH_EXPECT_INVALID(ath_cpu_cross_entropy_fwd(&b), "dtype 7");
 }
 
 // ------------------------------------------------------------------ embedding
@@ -944,10 +872,10 @@ ATH_TEST(cpu_cross_entropy_rejects_bad_targets) {
 ATH_TEST(cpu_embedding_forward_and_backward) {
   for (int64_t dim : {1, 8, 100, 300}) {
     for (int dt : kFloatDtypes) {
-      const std::string what = format("%s dim=%lld", dname(dt), (long long)dim);
+      const std::string what = format("%s dim=%lld", dtype_name(dt), (long long)dim);
       const int64_t vocab = 37, n = 211;
       Rng rng(static_cast<uint64_t>(dim * 10 + dt));
-      TBuf table(dt, vocab * dim), out(dt, n * dim), dout(dt, n * dim);
+      HostBuf table(dt, vocab * dim), out(dt, n * dim), dout(dt, n * dim);
       table.fill_uniform(rng, -1, 1);
       dout.fill_uniform(rng, -1, 1);
       std::vector<int32_t> ids(static_cast<size_t>(n));
@@ -955,7 +883,7 @@ ATH_TEST(cpu_embedding_forward_and_backward) {
       ath_embedding_args a{};
       a.n = n; a.vocab = vocab; a.dim = dim; a.dtype = dt; a.ids = ids.data(); a.table = table.data(); a.out = out.data();
       a.dout = dout.data();
-      EXPECT_OK(ath_cpu_embedding_fwd(&a));
+      ATH_EXPECT_OK(ath_cpu_embedding_fwd(&a));
       bool same = true;
       for (int64_t i = 0; i < n && same; ++i)
         same = std::memcmp(static_cast<const char*>(out.data()) + i * dim * ath_dtype_size(dt),
@@ -965,10 +893,10 @@ ATH_TEST(cpu_embedding_forward_and_backward) {
       // backward: accumulate onto a non-zero dtable; 1 thread and N threads must agree bit for bit
       std::vector<float> d1(static_cast<size_t>(vocab * dim), 0.5f), d2(d1);
       a.dtable = d1.data();
-      EXPECT_OK(ath_cpu_embedding_bwd(&a));
+      ATH_EXPECT_OK(ath_cpu_embedding_bwd(&a));
       with_threads(1, [&] {
         a.dtable = d2.data();
-        EXPECT_OK(ath_cpu_embedding_bwd(&a));
+        ATH_EXPECT_OK(ath_cpu_embedding_bwd(&a));
       });
       ATH_EXPECT(d1 == d2, "%s: backward differs between thread counts", what.c_str());
       std::vector<double> ref(d1.size(), 0.5);
@@ -984,17 +912,17 @@ ATH_TEST(cpu_embedding_forward_and_backward) {
   ath_embedding_args a{};
   a.n = 4; a.vocab = 4; a.dim = 2; a.dtype = ATH_F32; a.ids = ids.data(); a.table = table.data(); a.out = out.data();
   a.dout = out.data(); a.dtable = dt.data();
-  EXPECT_INVALID(ath_cpu_embedding_fwd(&a), "id 4 >= vocab 4");
+  ATH_EXPECT_INVALID(ath_cpu_embedding_fwd(&a), "id 4 >= vocab 4");
   const std::string msg = ath_last_error();
   ATH_EXPECT(msg.find("ids[2]=4") != std::string::npos, "message should name position and id: %s", msg.c_str());
-  EXPECT_INVALID(ath_cpu_embedding_bwd(&a), "bwd bad id");
+  ATH_EXPECT_INVALID(ath_cpu_embedding_bwd(&a), "bwd bad id");
   ATH_EXPECT(dt[0] == 0.0f, "dtable was modified although an id was bad");
   ids[2] = 1;
-  EXPECT_INVALID(ath_cpu_embedding_fwd(&a), "id -1");
+  ATH_EXPECT_INVALID(ath_cpu_embedding_fwd(&a), "id -1");
   ids[3] = 0;
-  EXPECT_OK(ath_cpu_embedding_fwd(&a));
+  ATH_EXPECT_OK(ath_cpu_embedding_fwd(&a));
   a.dim = 0;
-  EXPECT_INVALID(ath_cpu_embedding_fwd(&a), "dim 0");
+  ATH_EXPECT_INVALID(ath_cpu_embedding_fwd(&a), "dim 0");
 }
 
 // ------------------------------------------------------------------ rope
@@ -1006,7 +934,7 @@ ATH_TEST(cpu_rope_matches_reference_and_inverts) {
     uint64_t seed = 800;
     for (const Case& c : cases)
       for (int dt : kFloatDtypes) {
-        const std::string what = format("%s %s B=%lld T=%lld H=%lld D=%lld pos0=%lld layout=%d", isa, dname(dt), (long long)c.B,
+        const std::string what = format("%s %s B=%lld T=%lld H=%lld D=%lld pos0=%lld layout=%d", isa, dtype_name(dt), (long long)c.B,
                                         (long long)c.T, (long long)c.H, (long long)c.D, (long long)c.pos0, c.layout);
         // layout 0: (B, T, H, D); 1: (B, H, T, D) through strides; 2: padded rows
         int64_t sb, st, sh, total;
@@ -1015,14 +943,14 @@ ATH_TEST(cpu_rope_matches_reference_and_inverts) {
         else { sh = c.D + 2; st = c.H * sh + 1; sb = c.T * st + 3; }
         total = c.B * sb;
         Rng rng(seed++);
-        TBuf x(dt, total), out(dt, total), y(dt, total), back(dt, total);
+        HostBuf x(dt, total), out(dt, total), y(dt, total), back(dt, total);
         x.fill_uniform(rng, -1, 1);
         y.fill_uniform(rng, -1, 1);
         out = x;  // padding of layout 2 must stay as it is
         ath_rope_args a{};
         a.batch = c.B; a.seq = c.T; a.heads = c.H; a.head_dim = c.D; a.dtype = dt; a.inverse = 0; a.pos0 = c.pos0;
         a.theta = 10000.0f; a.x = x.data(); a.out = out.data(); a.x_sb = sb; a.x_st = st; a.x_sh = sh;
-        EXPECT_OK(ath_cpu_rope(&a));
+        ATH_EXPECT_OK(ath_cpu_rope(&a));
         std::vector<float> got, ref;
         const int64_t half = c.D / 2;
         for (int64_t b = 0; b < c.B; ++b)
@@ -1046,7 +974,7 @@ ATH_TEST(cpu_rope_matches_reference_and_inverts) {
         // Backward (inverse) is the adjoint: <rope(x), y> == <x, rope_inv(y)>.
         if (dt == ATH_F32) {
           a.inverse = 1; a.x = y.data(); a.out = back.data();
-          EXPECT_OK(ath_cpu_rope(&a));
+          ATH_EXPECT_OK(ath_cpu_rope(&a));
           double lhs = 0, rhs = 0;
           for (int64_t b = 0; b < c.B; ++b)
             for (int64_t t = 0; t < c.T; ++t)
@@ -1058,12 +986,12 @@ ATH_TEST(cpu_rope_matches_reference_and_inverts) {
                 }
           ATH_EXPECT(std::fabs(lhs - rhs) < 1e-4 * (1 + std::fabs(lhs)), "%s: adjoint mismatch %.9g vs %.9g", what.c_str(), lhs, rhs);
           // in place forward then inverse gives back x
-          TBuf z = x;
+          HostBuf z = x;
           a.inverse = 0; a.x = z.data(); a.out = z.data();
-          EXPECT_OK(ath_cpu_rope(&a));
+          ATH_EXPECT_OK(ath_cpu_rope(&a));
           ATH_EXPECT(z.same_bits(out), "%s: in-place result differs from out-of-place", what.c_str());
           a.inverse = 1;
-          EXPECT_OK(ath_cpu_rope(&a));
+          ATH_EXPECT_OK(ath_cpu_rope(&a));
           auto zf = z.f32(), xf = x.f32();
           ATH_EXPECT_CLOSE(zf.data(), xf.data(), total, 1e-5, 1e-5, (what + " inverse(forward(x))").c_str());
         }
@@ -1073,13 +1001,13 @@ ATH_TEST(cpu_rope_matches_reference_and_inverts) {
   ath_rope_args a{};
   a.batch = 1; a.seq = 2; a.heads = 1; a.head_dim = 3; a.dtype = ATH_F32; a.theta = 10000; a.x = buf; a.out = buf;
   a.x_sb = 8; a.x_st = 4; a.x_sh = 4;
-  EXPECT_INVALID(ath_cpu_rope(&a), "odd head_dim");
+  ATH_EXPECT_INVALID(ath_cpu_rope(&a), "odd head_dim");
   a.head_dim = 4; a.theta = 0;
-  EXPECT_INVALID(ath_cpu_rope(&a), "theta 0");
+  ATH_EXPECT_INVALID(ath_cpu_rope(&a), "theta 0");
   a.theta = 10000; a.x_st = 2;
-  EXPECT_INVALID(ath_cpu_rope(&a), "overlapping rows");
+  ATH_EXPECT_INVALID(ath_cpu_rope(&a), "overlapping rows");
   a.x_st = 4; a.x = nullptr;
-  EXPECT_INVALID(ath_cpu_rope(&a), "null x");
+  ATH_EXPECT_INVALID(ath_cpu_rope(&a), "null x");
 }
 
 // ------------------------------------------------------------------ elementwise
@@ -1089,9 +1017,9 @@ ATH_TEST(cpu_elementwise_ops_round_once) {
   for (int64_t n : sizes)
     for (int dt : kFloatDtypes)
       for (int op = ATH_EW_ADD; op <= ATH_EW_FILL; ++op) {
-        const std::string what = format("%s op=%d n=%lld", dname(dt), op, (long long)n);
+        const std::string what = format("%s op=%d n=%lld", dtype_name(dt), op, (long long)n);
         Rng rng(static_cast<uint64_t>(n * 31 + dt * 7 + op));
-        TBuf a(dt, n), b(dt, n), out(dt, n), expect(dt, n);
+        HostBuf a(dt, n), b(dt, n), out(dt, n), expect(dt, n);
         a.fill_uniform(rng, -3, 3);
         b.fill_uniform(rng, -3, 3);
         out.fill_uniform(rng, -3, 3);
@@ -1110,12 +1038,12 @@ ATH_TEST(cpu_elementwise_ops_round_once) {
         }
         ath_elementwise_args e{};
         e.n = n; e.op = op; e.dtype = dt; e.dtype_out = dt; e.a = a.data(); e.b = b.data(); e.out = out.data(); e.alpha = alpha;
-        EXPECT_OK(ath_cpu_elementwise(&e));
+        ATH_EXPECT_OK(ath_cpu_elementwise(&e));
         ATH_EXPECT(out.same_bits(expect), "%s: result is not the F32 result rounded once", what.c_str());
         if (op == ATH_EW_ADD || op == ATH_EW_MUL) {  // out aliases b
-          TBuf bb = b;
+          HostBuf bb = b;
           e.b = bb.data(); e.out = bb.data();
-          EXPECT_OK(ath_cpu_elementwise(&e));
+          ATH_EXPECT_OK(ath_cpu_elementwise(&e));
           ATH_EXPECT(bb.same_bits(expect), "%s: aliased result differs", what.c_str());
         }
       }
@@ -1127,14 +1055,14 @@ ATH_TEST(cpu_elementwise_convert) {
     for (int from : all)
       for (int to : all) {
         Rng rng(static_cast<uint64_t>(n + from * 3 + to));
-        TBuf a(from, n), out(to, n), expect(to, n);
+        HostBuf a(from, n), out(to, n), expect(to, n);
         a.fill_uniform(rng, -70000, 70000);  // F16 overflows to inf beyond 65504
         if (n > 5) { a.set(1, 1e-6f); a.set(2, -3.0e-5f); a.set(3, INFINITY); a.set(4, 0.0f); }
         for (int64_t i = 0; i < n; ++i) expect.set(i, a.get(i));
         ath_elementwise_args e{};
         e.n = n; e.op = ATH_EW_CONVERT; e.dtype = from; e.dtype_out = to; e.a = a.data(); e.out = out.data();
-        EXPECT_OK(ath_cpu_elementwise(&e));
-        ATH_EXPECT(out.same_bits(expect), "%s -> %s n=%lld: not round-to-nearest-even", dname(from), dname(to), (long long)n);
+        ATH_EXPECT_OK(ath_cpu_elementwise(&e));
+        ATH_EXPECT(out.same_bits(expect), "%s -> %s n=%lld: not round-to-nearest-even", dtype_name(from), dtype_name(to), (long long)n);
       }
   // I32 <-> F32
   std::vector<int32_t> iv = {0, -5, 16777217, 2147483647, -2147483647 - 1};
@@ -1142,12 +1070,12 @@ ATH_TEST(cpu_elementwise_convert) {
   for (size_t i = 0; i < iv.size(); ++i) expect_f[i] = static_cast<float>(iv[i]);
   ath_elementwise_args e{};
   e.n = (int64_t)iv.size(); e.op = ATH_EW_CONVERT; e.dtype = ATH_I32; e.dtype_out = ATH_F32; e.a = iv.data(); e.out = fv.data();
-  EXPECT_OK(ath_cpu_elementwise(&e));
+  ATH_EXPECT_OK(ath_cpu_elementwise(&e));
   ATH_EXPECT(fv == expect_f, "I32 -> F32");
   std::vector<float> fin = {2.5f, -3.5f, 1e10f, -1e10f, NAN, 7.49f};
   std::vector<int32_t> iout(fin.size()), iexp = {2, -4, 2147483647, -2147483647 - 1, 0, 7};
   e.n = (int64_t)fin.size(); e.dtype = ATH_F32; e.dtype_out = ATH_I32; e.a = fin.data(); e.out = iout.data();
-  EXPECT_OK(ath_cpu_elementwise(&e));
+  ATH_EXPECT_OK(ath_cpu_elementwise(&e));
   ATH_EXPECT(iout == iexp, "F32 -> I32 (nearest even, saturated): got %d %d %d %d %d %d", iout[0], iout[1], iout[2], iout[3], iout[4], iout[5]);
   e.dtype_out = ATH_BF16; e.dtype = ATH_I32; e.a = iv.data(); e.out = fv.data();
   ath_status st = ath_cpu_elementwise(&e);
@@ -1155,21 +1083,21 @@ ATH_TEST(cpu_elementwise_convert) {
   // overlapping convert with different sizes
   std::vector<float> buf(16, 1.0f);
   e.n = 8; e.dtype = ATH_F32; e.dtype_out = ATH_BF16; e.a = buf.data(); e.out = buf.data() + 1;
-  EXPECT_INVALID(ath_cpu_elementwise(&e), "overlapping F32 -> BF16");
+  ATH_EXPECT_INVALID(ath_cpu_elementwise(&e), "overlapping F32 -> BF16");
   e.out = buf.data();
-  EXPECT_INVALID(ath_cpu_elementwise(&e), "in-place F32 -> BF16");
+  ATH_EXPECT_INVALID(ath_cpu_elementwise(&e), "in-place F32 -> BF16");
   // exact in-place for equal sizes
-  TBuf h(ATH_BF16, 5), expect(ATH_F16, 5);
+  HostBuf h(ATH_BF16, 5), expect(ATH_F16, 5);
   for (int i = 0; i < 5; ++i) { h.set(i, 0.1f * (float)i - 0.2f); expect.set(i, h.get(i)); }
   e.n = 5; e.dtype = ATH_BF16; e.dtype_out = ATH_F16; e.a = h.data(); e.out = h.data();
-  EXPECT_OK(ath_cpu_elementwise(&e));
+  ATH_EXPECT_OK(ath_cpu_elementwise(&e));
   ATH_EXPECT(h.bytes == expect.bytes, "in-place BF16 -> F16");
   e.op = 6;
-  EXPECT_INVALID(ath_cpu_elementwise(&e), "op 6");
+  ATH_EXPECT_INVALID(ath_cpu_elementwise(&e), "op 6");
   e.op = ATH_EW_ADD; e.dtype = ATH_I32;
-  EXPECT_INVALID(ath_cpu_elementwise(&e), "ADD on I32");
+  ATH_EXPECT_INVALID(ath_cpu_elementwise(&e), "ADD on I32");
   e.dtype = ATH_F32; e.b = nullptr;
-  EXPECT_INVALID(ath_cpu_elementwise(&e), "ADD without b");
+  ATH_EXPECT_INVALID(ath_cpu_elementwise(&e), "ADD without b");
 }
 
 // ------------------------------------------------------------------ reduce
@@ -1179,18 +1107,18 @@ ATH_TEST(cpu_reduce_matches_reference) {
     for (int dt : kFloatDtypes)
       for (int op : {(int)ATH_RED_SUM, (int)ATH_RED_SUM_SQUARES}) {
         Rng rng(static_cast<uint64_t>(n + dt + 10 * op));
-        TBuf x(dt, n);
+        HostBuf x(dt, n);
         x.fill_uniform(rng, -1, 2);
         double ref = 0;
         for (int64_t i = 0; i < n; ++i) ref += op == ATH_RED_SUM ? (double)x.get(i) : (double)x.get(i) * x.get(i);
         float out = NAN, out2 = NAN;
         ath_reduce_args a{};
         a.n = n; a.op = op; a.dtype = dt; a.x = x.data(); a.out = &out;
-        EXPECT_OK(ath_cpu_reduce(&a));
+        ATH_EXPECT_OK(ath_cpu_reduce(&a));
         a.out = &out2;
-        EXPECT_OK(ath_cpu_reduce(&a));
+        ATH_EXPECT_OK(ath_cpu_reduce(&a));
         const float rf = static_cast<float>(ref);
-        ATH_EXPECT(out == rf || std::fabs(out - ref) <= 1e-6 * std::fabs(ref), "%s op=%d n=%lld: got %.9g ref %.9g", dname(dt), op,
+        ATH_EXPECT(out == rf || std::fabs(out - ref) <= 1e-6 * std::fabs(ref), "%s op=%d n=%lld: got %.9g ref %.9g", dtype_name(dt), op,
                    (long long)n, out, ref);
         ATH_EXPECT(f32_bits_equal(out, out2), "run-to-run difference");
       }
@@ -1198,33 +1126,33 @@ ATH_TEST(cpu_reduce_matches_reference) {
   for (const Case& c : {Case{1, 1}, Case{7, 3}, Case{1000, 5}, Case{33, 700}, Case{5, 1031}, Case{0, 4}})
     for (int dt : kFloatDtypes) {
       Rng rng(static_cast<uint64_t>(c.rows * 7 + c.cols + dt));
-      TBuf x(dt, c.rows * c.cols);
+      HostBuf x(dt, c.rows * c.cols);
       x.fill_uniform(rng, -1, 1);
       std::vector<float> out(static_cast<size_t>(c.cols), 1.5f), out2(out);
       ath_reduce_args a{};
       a.n = c.rows * c.cols; a.rows = c.rows; a.cols = c.cols; a.op = ATH_RED_SUM_ROWS; a.dtype = dt; a.x = x.data();
       a.out = out.data();
-      EXPECT_OK(ath_cpu_reduce(&a));
+      ATH_EXPECT_OK(ath_cpu_reduce(&a));
       a.out = out2.data();
-      EXPECT_OK(ath_cpu_reduce(&a));
+      ATH_EXPECT_OK(ath_cpu_reduce(&a));
       std::vector<float> ref(out.size());
       for (int64_t col = 0; col < c.cols; ++col) {
         double s = 0;
         for (int64_t r = 0; r < c.rows; ++r) s += x.get(r * c.cols + col);
         ref[static_cast<size_t>(col)] = static_cast<float>(1.5 + s);
       }
-      const std::string what = format("SUM_ROWS %s rows=%lld cols=%lld", dname(dt), (long long)c.rows, (long long)c.cols);
+      const std::string what = format("SUM_ROWS %s rows=%lld cols=%lld", dtype_name(dt), (long long)c.rows, (long long)c.cols);
       ATH_EXPECT_CLOSE(out.data(), ref.data(), c.cols, 1e-5, 1e-6, what.c_str());
       ATH_EXPECT(out == out2, "%s: run-to-run difference", what.c_str());
     }
   float out = 0;
   ath_reduce_args a{};
   a.n = 6; a.rows = 2; a.cols = 4; a.op = ATH_RED_SUM_ROWS; a.dtype = ATH_F32; a.x = &out; a.out = &out;
-  EXPECT_INVALID(ath_cpu_reduce(&a), "n != rows * cols");
+  ATH_EXPECT_INVALID(ath_cpu_reduce(&a), "n != rows * cols");
   a.op = 9;
-  EXPECT_INVALID(ath_cpu_reduce(&a), "op 9");
+  ATH_EXPECT_INVALID(ath_cpu_reduce(&a), "op 9");
   a.op = ATH_RED_SUM; a.out = nullptr;
-  EXPECT_INVALID(ath_cpu_reduce(&a), "null out");
+  ATH_EXPECT_INVALID(ath_cpu_reduce(&a), "null out");
 }
 
 // ------------------------------------------------------------------ adamw
@@ -1239,14 +1167,14 @@ ATH_TEST(cpu_adamw_matches_formula) {
       g[static_cast<size_t>(i)] = static_cast<float>(rng.uniform(-0.1, 0.1));
     }
     std::vector<double> rp(p.begin(), p.end()), rm(n, 0.0), rv(n, 0.0);
-    TBuf low(lowp ? lowp : ATH_BF16, n);
+    HostBuf low(lowp ? lowp : ATH_BF16, n);
     ath_adamw_args a{};
     a.n = n; a.params = p.data(); a.grads = g.data(); a.m = m.data(); a.v = v.data();
     a.params_lowp = lowp ? low.data() : nullptr; a.dtype_lowp = lowp;
     a.lr = 1e-3f; a.beta1 = 0.9f; a.beta2 = 0.95f; a.eps = 1e-8f; a.weight_decay = 0.1f; a.grad_scale = 0.5f;
     for (int64_t step = 1; step <= 5; ++step) {
       a.step = step;
-      EXPECT_OK(ath_cpu_adamw(&a));
+      ATH_EXPECT_OK(ath_cpu_adamw(&a));
       const double b1 = 0.9f, b2 = 0.95f;
       for (int64_t i = 0; i < n; ++i) {
         const size_t k = static_cast<size_t>(i);
@@ -1262,22 +1190,22 @@ ATH_TEST(cpu_adamw_matches_formula) {
     ATH_EXPECT_CLOSE(m.data(), rmf.data(), n, 1e-8, 1e-5, "m");
     ATH_EXPECT_CLOSE(v.data(), rvf.data(), n, 1e-10, 1e-5, "v");
     if (lowp) {
-      TBuf expect(lowp, n);
+      HostBuf expect(lowp, n);
       for (int64_t i = 0; i < n; ++i) expect.set(i, p[static_cast<size_t>(i)]);
-      ATH_EXPECT(low.same_bits(expect), "%s copy is not the rounded params", dname(lowp));
+      ATH_EXPECT(low.same_bits(expect), "%s copy is not the rounded params", dtype_name(lowp));
     }
   }
   float x = 0;
   ath_adamw_args a{};
   a.n = 1; a.params = &x; a.grads = &x; a.m = &x; a.v = &x; a.lr = 1e-3f; a.beta1 = 0.9f; a.beta2 = 0.99f; a.eps = 1e-8f;
   a.grad_scale = 1; a.step = 0;
-  EXPECT_INVALID(ath_cpu_adamw(&a), "step 0");
+  ATH_EXPECT_INVALID(ath_cpu_adamw(&a), "step 0");
   a.step = 1; a.beta1 = 1.0f;
-  EXPECT_INVALID(ath_cpu_adamw(&a), "beta1 1");
+  ATH_EXPECT_INVALID(ath_cpu_adamw(&a), "beta1 1");
   a.beta1 = 0.9f; a.params_lowp = &x; a.dtype_lowp = ATH_F32;
-  EXPECT_INVALID(ath_cpu_adamw(&a), "lowp F32");
+  ATH_EXPECT_INVALID(ath_cpu_adamw(&a), "lowp F32");
   a.params_lowp = nullptr; a.grads = nullptr;
-  EXPECT_INVALID(ath_cpu_adamw(&a), "null grads");
+  ATH_EXPECT_INVALID(ath_cpu_adamw(&a), "null grads");
 }
 
 // ------------------------------------------------------------------ rand
@@ -1290,10 +1218,10 @@ ATH_TEST(cpu_rand_follows_philox_formula) {
     std::vector<float> out(n), out1(n);
     ath_rand_args r{};
     r.n = n; r.dtype = ATH_F32; r.dist = dist; r.seed = seed; r.offset = offset; r.a = a; r.b = b; r.out = out.data();
-    EXPECT_OK(ath_cpu_rand(&r));
+    ATH_EXPECT_OK(ath_cpu_rand(&r));
     with_threads(1, [&] {
       r.out = out1.data();
-      EXPECT_OK(ath_cpu_rand(&r));
+      ATH_EXPECT_OK(ath_cpu_rand(&r));
     });
     ATH_EXPECT(out == out1, "dist %d: values depend on the thread count", dist);
     double sum = 0, sq = 0, worst = 0;
@@ -1319,26 +1247,26 @@ ATH_TEST(cpu_rand_follows_philox_formula) {
     // the stream is addressed by counter: a fill at offset + 10 equals the tail of this one
     std::vector<float> tail(n - 10);
     r.n = n - 10; r.offset = offset + 10; r.out = tail.data();
-    EXPECT_OK(ath_cpu_rand(&r));
+    ATH_EXPECT_OK(ath_cpu_rand(&r));
     ATH_EXPECT(std::equal(tail.begin(), tail.end(), out.begin() + 10), "dist %d: offset does not shift the stream", dist);
     // BF16/F16 are the F32 values rounded once
     for (int dt : {(int)ATH_BF16, (int)ATH_F16}) {
-      TBuf low(dt, n), expect(dt, n);
+      HostBuf low(dt, n), expect(dt, n);
       r.n = n; r.offset = offset; r.dtype = dt; r.out = low.data();
-      EXPECT_OK(ath_cpu_rand(&r));
+      ATH_EXPECT_OK(ath_cpu_rand(&r));
       for (int64_t i = 0; i < n; ++i) expect.set(i, out[static_cast<size_t>(i)]);
-      ATH_EXPECT(low.same_bits(expect), "dist %d %s: not the rounded F32 values", dist, dname(dt));
+      ATH_EXPECT(low.same_bits(expect), "dist %d %s: not the rounded F32 values", dist, dtype_name(dt));
       r.dtype = ATH_F32;
     }
   }
   ath_rand_args r{};
   float x;
   r.n = 1; r.dtype = ATH_I32; r.out = &x; r.b = 1;
-  EXPECT_INVALID(ath_cpu_rand(&r), "I32");
+  ATH_EXPECT_INVALID(ath_cpu_rand(&r), "I32");
   r.dtype = ATH_F32; r.dist = 3;
-  EXPECT_INVALID(ath_cpu_rand(&r), "dist 3");
+  ATH_EXPECT_INVALID(ath_cpu_rand(&r), "dist 3");
   r.dist = 0; r.out = nullptr;
-  EXPECT_INVALID(ath_cpu_rand(&r), "null out");
+  ATH_EXPECT_INVALID(ath_cpu_rand(&r), "null out");
 }
 
 }  // namespace

@@ -4,6 +4,8 @@
 #include <cstdarg>
 #include <cstring>
 
+#include "common/dtype.h"
+
 namespace ath::testing {
 namespace {
 struct SkipSignal {
@@ -53,6 +55,63 @@ ErrorStats compare(const float* got, const float* ref, int64_t n, double atol, d
   }
   if (s.worst_index < 0 && n > 0) s.worst_index = 0;
   return s;
+}
+
+const int kFloatDtypes[3] = {ATH_F32, ATH_BF16, ATH_F16};
+
+const char* dtype_name(int dt) {
+  switch (dt) {
+    case ATH_F32: return "F32";
+    case ATH_BF16: return "BF16";
+    case ATH_F16: return "F16";
+    case ATH_I32: return "I32";
+    default: return "?";
+  }
+}
+
+HostBuf::HostBuf(int dt, int64_t count)
+    : dtype(dt), n(count), bytes(static_cast<size_t>(std::max<int64_t>(count, 1)) * ath_dtype_size(dt)) {}
+
+float HostBuf::get(int64_t i) const {
+  if (dtype == ATH_I32) return static_cast<float>(reinterpret_cast<const int32_t*>(bytes.data())[i]);
+  return ath::load_f32(bytes.data(), dtype, i);
+}
+
+void HostBuf::set(int64_t i, float v) {
+  if (dtype == ATH_I32) {
+    reinterpret_cast<int32_t*>(bytes.data())[i] = static_cast<int32_t>(v);
+    return;
+  }
+  ath::store_f32(bytes.data(), dtype, i, v);
+}
+
+std::vector<float> HostBuf::f32() const {
+  std::vector<float> r(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) r[static_cast<size_t>(i)] = get(i);
+  return r;
+}
+
+void HostBuf::fill_uniform(Rng& rng, double lo, double hi) {
+  for (int64_t i = 0; i < n; ++i) set(i, static_cast<float>(rng.uniform(lo, hi)));
+}
+
+void HostBuf::fill(float v) {
+  for (int64_t i = 0; i < n; ++i) set(i, v);
+}
+
+std::vector<std::string> supported_isas() {
+  std::vector<std::string> out;
+  for (const char* isa : {"scalar", "avx2", "avx512"})
+    if (ath_cpu_set_isa(isa) == ATH_OK) out.push_back(isa);
+  ath_cpu_set_isa("auto");
+  return out;
+}
+
+void for_each_isa(const std::function<void(const char*)>& body) {
+  for (const std::string& isa : supported_isas()) {
+    IsaScope scope(isa);
+    body(isa.c_str());
+  }
 }
 
 }  // namespace ath::testing

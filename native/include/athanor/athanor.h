@@ -11,14 +11,19 @@
  *    for it is given explicitly.
  *  - Pointers are host pointers for ath_cpu_* and device pointers for ath_cuda_*; scalars by value.
  *  - Backward ops WRITE input gradients (dx, dq, ...) and ACCUMULATE (+=) parameter gradients
- *    (dweight, dbias, dtable), which are always F32. This supports gradient accumulation.
+ *    (dweight, dbias, dtable), which are always F32. This supports gradient accumulation. An
+ *    accumulated output receives the op's contribution formed first and added once: it ends as
+ *    H + S for the H it held, S being the op's sum on its own (never ((H + s_1) + s_2) + ...,
+ *    e.g. when the gradient already holds a tied output head's contribution).
  *  - "dtype" means the dtype of activations/inputs/outputs of that op; statistics saved for the
  *    backward pass (mean, rstd, lse) are always F32.
  *  - Ops never abort: a bad argument returns ATH_ERR_INVALID with a message, an unsupported
  *    combination returns ATH_ERR_UNSUPPORTED, a CUDA failure returns ATH_ERR_CUDA with file, line
  *    and the CUDA error string in ath_last_error().
- *  - CPU ops run on the shared thread pool with static partitioning and a fixed reduction order:
- *    for a fixed thread count their results are bit-identical run to run.
+ *  - CPU ops run on the shared thread pool and give bit-identical results for ANY thread count
+ *    (and run to run, for a fixed ISA): a reduction sums fixed-size chunks (a constant of the op,
+ *    never derived from the thread count) in a fixed order and combines the chunks in chunk order;
+ *    threads only decide who computes which chunk.
  *  - CUDA ops run in an execution context (ath_cuda_ctx below): they are enqueued on its stream,
  *    take their temporary buffers from its scratch arena, and return without synchronizing. No op
  *    uses the legacy default stream.
@@ -97,7 +102,9 @@ ATH_API const char* ath_cpu_features(void);
  * ath_cpu_set_isa (for tests and benchmarks); returns ATH_ERR_UNSUPPORTED if the CPU lacks it. */
 ATH_API const char* ath_cpu_isa(void);
 ATH_API ath_status ath_cpu_set_isa(const char* isa);
-/* Thread pool: defaults to the number of online cores; may be resized when idle. */
+/* Thread pool: defaults to the number of CPUs in the process's affinity mask (sched_getaffinity;
+ * the online cores when it cannot be read), so processes pinned to disjoint cores do not
+ * oversubscribe them; may be resized when idle. Results do not depend on it. */
 ATH_API int ath_cpu_threads(void);
 ATH_API ath_status ath_cpu_set_threads(int n);
 /* Names of the kernels this build provides, space separated, per backend ("cpu" / "cuda"). */
@@ -156,7 +163,8 @@ typedef struct ath_attention_args {
  * LayerNorm: out = (x - mean) * rstd * weight + bias,  rstd = 1/sqrt(var + eps) (biased var).
  * RMSNorm:   out = x * rstd * weight,                  rstd = 1/sqrt(mean(x^2) + eps).
  * Backward: dout (rows, cols) dtype; writes dx (rows, cols) dtype; accumulates dweight, dbias
- * (cols) F32 (dbias may be NULL). Uses the saved mean/rstd.
+ * (cols) F32 (dbias may be NULL): their sums over the rows are formed, then added once. Uses the
+ * saved mean/rstd.
  */
 typedef struct ath_norm_args {
   int64_t rows, cols;
@@ -202,7 +210,12 @@ typedef struct ath_cross_entropy_args {
 /* ------------------------------------------------------------------ embedding
  * ids: (n) I32 in [0, vocab); table: (vocab, dim) dtype; out: (n, dim) dtype (written).
  * CPU returns ATH_ERR_INVALID naming the first bad id and its position; CUDA writes zeros for a
- * bad id. Backward: dout (n, dim) dtype; accumulates into dtable (vocab, dim) F32.
+ * bad id. Backward: dout (n, dim) dtype; accumulates into dtable (vocab, dim) F32, per row, the sum
+ * of its tokens' gradients formed in token order, added once: dtable[v] ends as
+ * H + (dout[i_1] + dout[i_2] + ...) for the tokens i_1 < i_2 < ... with id v and the H it held
+ * (a tied output head's gradient is not summed into token by token); rows of absent ids are not
+ * touched. (CPU; the CUDA backend currently adds the token rows into dtable one at a time in token
+ * order, which is deterministic but not "added once".)
  */
 typedef struct ath_embedding_args {
   int64_t n, vocab, dim;
@@ -248,8 +261,10 @@ typedef struct ath_elementwise_args {
 } ath_elementwise_args;
 
 /* SUM: out[0] = sum(x); SUM_SQUARES: out[0] = sum(x^2) (for the global gradient norm);
- * SUM_ROWS: x is (rows, cols) and out (cols) += column sums (bias gradients; n = rows * cols).
- * out is F32. Reduction order is fixed (deterministic on both backends). */
+ * SUM_ROWS: x is (rows, cols) and out (cols) += column sums (bias gradients; n = rows * cols),
+ * the sums formed first, then added once.
+ * out is F32. Reduction order is fixed (deterministic on both backends; on the CPU independent of
+ * the thread count). */
 typedef enum ath_reduce_op { ATH_RED_SUM = 0, ATH_RED_SUM_SQUARES = 1, ATH_RED_SUM_ROWS = 2 } ath_reduce_op;
 typedef struct ath_reduce_args {
   int64_t n, rows, cols;
