@@ -6,11 +6,9 @@ import dev.athanor.runtime.Device;
 import dev.athanor.tensor.DType;
 import dev.athanor.tensor.Tensor;
 import java.util.ArrayList;
-import java.util.Arrays;
 import java.util.Collections;
 import java.util.EnumMap;
 import java.util.HashMap;
-import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
@@ -405,20 +403,5 @@ public final class ParameterStore implements AutoCloseable {
     public String toString() {
       return spec() + "@" + range();
     }
-  }
-
-  /** Groups {@code specs} by unit name in order, for the constructor. */
-  public static Map<String, List<ParamSpec>> group(List<ParamSpec> specs, java.util.function.Function<ParamSpec, String> unitOf) {
-    Map<String, List<ParamSpec>> m = new LinkedHashMap<>();
-    String last = null;
-    for (ParamSpec s : specs) {
-      String u = unitOf.apply(s);
-      if (m.containsKey(u) && !u.equals(last)) {
-        throw new IllegalArgumentException("unit \"" + u + "\" is not contiguous at " + s.name() + " in " + Arrays.toString(specs.toArray()));
-      }
-      m.computeIfAbsent(u, k -> new ArrayList<>()).add(s);
-      last = u;
-    }
-    return m;
   }
 }
