@@ -13,6 +13,7 @@ import java.util.TreeMap;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.atomic.AtomicLong;
+import java.util.function.ToLongFunction;
 
 /**
  * Budgets and live/peak byte accounting per memory tier, and per CUDA device for {@link Tier#DEVICE}; the caching
@@ -148,50 +149,46 @@ public final class MemoryManager {
    * by the caching allocators, which is what their budgets limit; for HOST and DISK the live bytes.
    */
   public long reservedBytes(Tier tier) {
-    return switch (tier) {
-      case DEVICE -> deviceAllocators.values().stream().mapToLong(CachingAllocator::reservedBytes).sum();
-      case HOST_PINNED -> pinnedAllocator == null ? 0 : pinnedAllocator.reservedBytes();
-      default -> liveBytes(tier);
-    };
+    return ofAllocators(tier, CachingAllocator::reservedBytes, liveBytes(tier));
   }
 
   /** {@link #reservedBytes(Tier)} of one CUDA device (0 for the CPU device). */
   public long reservedBytes(Device device) {
-    CachingAllocator a = device.isCuda() ? deviceAllocators.get(device.index()) : null;
-    return a == null ? 0 : a.reservedBytes();
+    return ofDevice(device, CachingAllocator::reservedBytes);
   }
 
   /** Bytes of freed blocks kept for reuse in a tier (0 for HOST and DISK, which are not cached). */
   public long cachedBytes(Tier tier) {
-    return switch (tier) {
-      case DEVICE -> deviceAllocators.values().stream().mapToLong(CachingAllocator::cachedBytes).sum();
-      case HOST_PINNED -> pinnedAllocator == null ? 0 : pinnedAllocator.cachedBytes();
-      default -> 0;
-    };
+    return ofAllocators(tier, CachingAllocator::cachedBytes, 0);
   }
 
   /** {@link #cachedBytes(Tier)} of one CUDA device. */
   public long cachedBytes(Device device) {
-    CachingAllocator a = device.isCuda() ? deviceAllocators.get(device.index()) : null;
-    return a == null ? 0 : a.cachedBytes();
+    return ofDevice(device, CachingAllocator::cachedBytes);
   }
 
   /** Native allocations made for a tier since start (cudaMalloc, cudaHostAlloc, host malloc, files). */
   public long nativeAllocations(Tier tier) {
-    return switch (tier) {
-      case DEVICE -> deviceAllocators.values().stream().mapToLong(CachingAllocator::nativeAllocations).sum();
-      case HOST_PINNED -> pinnedAllocator == null ? 0 : pinnedAllocator.nativeAllocations();
-      default -> tiers.get(tier).nativeAllocations.get();
-    };
+    return ofAllocators(tier, CachingAllocator::nativeAllocations, tiers.get(tier).nativeAllocations.get());
   }
 
   /** Native frees made for a tier since start. */
   public long nativeFrees(Tier tier) {
+    return ofAllocators(tier, CachingAllocator::nativeFrees, tiers.get(tier).nativeFrees.get());
+  }
+
+  /** A count of the caching allocators of a cached tier (summed over devices), else {@code uncached}. */
+  private long ofAllocators(Tier tier, ToLongFunction<CachingAllocator> count, long uncached) {
     return switch (tier) {
-      case DEVICE -> deviceAllocators.values().stream().mapToLong(CachingAllocator::nativeFrees).sum();
-      case HOST_PINNED -> pinnedAllocator == null ? 0 : pinnedAllocator.nativeFrees();
-      default -> tiers.get(tier).nativeFrees.get();
+      case DEVICE -> deviceAllocators.values().stream().mapToLong(count).sum();
+      case HOST_PINNED -> pinnedAllocator == null ? 0 : count.applyAsLong(pinnedAllocator);
+      default -> uncached;
     };
+  }
+
+  private long ofDevice(Device device, ToLongFunction<CachingAllocator> count) {
+    CachingAllocator a = device.isCuda() ? deviceAllocators.get(device.index()) : null;
+    return a == null ? 0 : count.applyAsLong(a);
   }
 
   /** Frees every cached block of every caching allocator (waits for the devices first); returns the bytes freed. */

@@ -165,63 +165,77 @@ final class Copies {
   }
 
   private static void hostToDevice(Layout dst, Layout src, long[] shape, int es) {
-    ExecutionContext ctx = ExecutionContext.current(dst.storage().device());
-    Stream stream = ctx.computeStream();
-    long bytes = Tensor.product(shape) * es;
-    Staging staging = null;
-    Storage deviceTmp = null;
-    try {
-      long from;
-      boolean wait;
-      if (src.contiguous(shape)) {
-        from = src.address(es);
-        wait = src.callersPinned();
-      } else {
-        staging = Staging.allocate(bytes);
-        hostToHost(Layout.raw(staging.address, shape), src, shape, es);
-        from = staging.address;
+    try (Transfer t = new Transfer(dst.storage().device(), shape, es)) {
+      long from = src.address(es);
+      boolean wait = src.callersPinned(); // the caller may change its pinned memory once this returns
+      if (!src.contiguous(shape)) {
+        from = t.staging();
+        hostToHost(Layout.raw(from, shape), src, shape, es);
         wait = false;
       }
-      long to;
-      if (dst.contiguous(shape)) {
-        to = dst.address(es);
-      } else {
-        deviceTmp = Storage.allocate(stream, bytes);
-        to = deviceTmp.address();
+      long to = dst.contiguous(shape) ? dst.address(es) : t.deviceTemporary();
+      NativeRuntime.cudaMemcpyAsync(to, from, t.bytes, NativeRuntime.H2D, t.stream.handle());
+      if (t.deviceTmp != null) {
+        stridedCopy(t.ctx, dst.address(es), dst.strides(), to, Tensor.contiguousStrides(shape), shape, es);
       }
-      NativeRuntime.cudaMemcpyAsync(to, from, bytes, NativeRuntime.H2D, stream.handle());
-      if (deviceTmp != null) {
-        stridedCopy(ctx, dst.address(es), dst.strides(), to, Tensor.contiguousStrides(shape), shape, es);
-      }
-      if (staging != null) staging.releaseAfter(stream);
-      if (wait) stream.synchronize();
-    } finally {
-      if (staging != null) staging.close();
-      if (deviceTmp != null) deviceTmp.close(); // reused in stream order
+      if (t.pinned != null) t.pinned.recordStream(t.stream); // not reused before the copy has read it
+      if (wait) t.stream.synchronize();
     }
   }
 
   private static void deviceToHost(Layout dst, Layout src, long[] shape, int es) {
-    ExecutionContext ctx = ExecutionContext.current(src.storage().device());
-    Stream stream = ctx.computeStream();
-    long bytes = Tensor.product(shape) * es;
-    Storage deviceTmp = null;
-    Staging staging = null;
-    try {
+    try (Transfer t = new Transfer(src.storage().device(), shape, es)) {
       long from = src.address(es);
       if (!src.contiguous(shape)) {
-        deviceTmp = Storage.allocate(stream, bytes);
-        stridedCopy(ctx, deviceTmp.address(), Tensor.contiguousStrides(shape), from, src.strides(), shape, es);
-        from = deviceTmp.address();
+        long packed = t.deviceTemporary();
+        stridedCopy(t.ctx, packed, Tensor.contiguousStrides(shape), from, src.strides(), shape, es);
+        from = packed;
       }
       boolean direct = dst.contiguous(shape);
-      if (!direct) staging = Staging.allocate(bytes);
-      NativeRuntime.cudaMemcpyAsync(direct ? dst.address(es) : staging.address, from, bytes, NativeRuntime.D2H,
-          stream.handle());
-      stream.synchronize(); // the host reads the result
-      if (!direct) hostToHost(dst, Layout.raw(staging.address, shape), shape, es);
-    } finally {
-      if (staging != null) staging.close();
+      long to = direct ? dst.address(es) : t.staging();
+      NativeRuntime.cudaMemcpyAsync(to, from, t.bytes, NativeRuntime.D2H, t.stream.handle());
+      t.stream.synchronize(); // the host reads the result
+      if (!direct) hostToHost(dst, Layout.raw(to, shape), shape, es);
+    }
+  }
+
+  /**
+   * The compute stream of one host <-> device transfer and its temporaries, freed at close: a contiguous host
+   * staging buffer (HOST_PINNED storage, accounted and cached; ordinary host memory when the pinned budget
+   * refuses it) and a contiguous device buffer (reused in stream order once freed).
+   */
+  private static final class Transfer implements AutoCloseable {
+    final ExecutionContext ctx;
+    final Stream stream;
+    final long bytes;
+    Storage pinned, deviceTmp;
+    long pageable;
+
+    Transfer(Device device, long[] shape, int es) {
+      ctx = ExecutionContext.current(device);
+      stream = ctx.computeStream();
+      bytes = Tensor.product(shape) * es;
+    }
+
+    long staging() {
+      try {
+        pinned = Storage.allocate(Tier.HOST_PINNED, bytes);
+        return pinned.address();
+      } catch (AllocationFailedException e) { // over the pinned budget: pageable staging still works
+        pageable = alloc(bytes);
+        return pageable;
+      }
+    }
+
+    long deviceTemporary() {
+      deviceTmp = Storage.allocate(stream, bytes);
+      return deviceTmp.address();
+    }
+
+    @Override
+    public void close() {
+      if (pinned != null) pinned.close();
+      if (pageable != 0) NativeRuntime.hostFreeAligned(pageable);
       if (deviceTmp != null) deviceTmp.close();
     }
   }
@@ -303,37 +317,6 @@ final class Copies {
   }
 
   // ------------------------------------------------------------------ helpers
-
-  /** A contiguous host buffer for staging: HOST_PINNED storage, or ordinary host memory when that is refused. */
-  private static final class Staging implements AutoCloseable {
-    final Storage pinned; // null: ordinary host memory at address
-    final long address;
-
-    private Staging(Storage pinned, long address) {
-      this.pinned = pinned;
-      this.address = address;
-    }
-
-    static Staging allocate(long bytes) {
-      try {
-        Storage s = Storage.allocate(Tier.HOST_PINNED, bytes);
-        return new Staging(s, s.address());
-      } catch (AllocationFailedException e) { // over the pinned budget: pageable staging still works
-        return new Staging(null, alloc(bytes));
-      }
-    }
-
-    /** A pinned buffer read by a copy queued on {@code stream} is reused only after the copy has run. */
-    void releaseAfter(Stream stream) {
-      if (pinned != null) pinned.recordStream(stream);
-    }
-
-    @Override
-    public void close() {
-      if (pinned != null) pinned.close();
-      else NativeRuntime.hostFreeAligned(address);
-    }
-  }
 
   /**
    * One strided copy ({@code ath_cpu_copy} / {@code ath_cuda_copy}) in {@code ctx}. Size-1 dimensions are
