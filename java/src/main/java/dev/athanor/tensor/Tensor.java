@@ -449,6 +449,7 @@ public final class Tensor implements AutoCloseable {
    * whose contents are valid once the stream's work up to here has completed (synchronize the stream, or record
    * an {@link dev.athanor.runtime.Event} after this and wait on it). CUDA targets get DEVICE memory; a CPU target
    * gets HOST_PINNED memory so the copy is truly asynchronous; the stream must be on the CUDA device involved.
+   * New DEVICE memory belongs to {@code stream} and is recorded as used by the current compute stream too.
    * The source must not be modified until the copy has run; both memories stay allocated until then even if
    * closed ({@link #copyFromAsync}). Sources that are not contiguous or on DISK, and host-to-host moves, are
    * copied synchronously. May share when already on {@code target}.
@@ -467,7 +468,18 @@ public final class Tensor implements AutoCloseable {
           + streamDevice + ", got " + stream);
     }
     if (!isContiguous() || tier() == Tier.DISK || !(target.isCuda() || tier() == Tier.DEVICE)) return to(target);
-    Tensor out = target.isCuda() ? emptyLike(Tier.DEVICE, target) : emptyLike(Tier.HOST_PINNED, Device.CPU);
+    Tensor out;
+    if (target.isCuda() && stream.device().equals(target)) {
+      // Owned by the copy's stream, so the allocator does not hand it memory the compute stream may still be
+      // using; used next by the compute stream, which is recorded so its work is waited for before reuse.
+      try (Storage st = Storage.allocate(stream, byteSize())) {
+        out = new Tensor(st, dtype, shape.clone(), contiguousStrides(shape), 0, home);
+      }
+      Stream compute = ExecutionContext.current(target).computeStream();
+      if (compute != stream) out.storage.recordStream(compute);
+    } else {
+      out = target.isCuda() ? emptyLike(Tier.DEVICE, target) : emptyLike(Tier.HOST_PINNED, Device.CPU);
+    }
     try {
       Copies.copyAsync(out, this, stream);
       return out;

@@ -42,8 +42,11 @@ class EventTest {
         ExecutionContext.Current current = ctx.makeCurrent(); Event copied = Event.create(device)) {
       assertEquals(scope, Scope.current());
       Tensor pinned = Tensor.of(data).to(Tier.HOST_PINNED);     // host side, allocated ahead of time
-      Tensor dst = Tensor.zeros(DType.F32, device, n);           // the buffer the kernel reads
+      Tensor dst = Tensor.empty(DType.F32, device, n);           // the buffer the kernel reads
       long allocations = MemoryManager.global().nativeAllocations(Tier.DEVICE);
+      try (Event free = Event.create(device)) { // dst's memory may have been in use by the compute stream
+        free.record(ctx.computeStream()).wait(ctx.copyStream(1));
+      }
       dst.copyFromAsync(pinned, ctx.copyStream(1));
       copied.record(ctx.copyStream(1));
       copied.wait(ctx.computeStream());
