@@ -61,7 +61,8 @@ final class CachingAllocator {
   private final Device device;
   private final RawMemory raw;
   private final MemoryManager mm;
-  private final TreeSet<Block> cache = new TreeSet<>(Comparator.<Block>comparingLong(b -> b.size).thenComparingLong(b -> b.seq));
+  private final TreeSet<Block> cache =
+      new TreeSet<>(Comparator.<Block>comparingLong(b -> b.size).thenComparingLong(b -> b.seq));
   private final AtomicLong seqs = new AtomicLong();
   private long reserved, cached, nativeAllocations, nativeFrees;
 

@@ -379,10 +379,11 @@ public final class MemoryManager {
     StringBuilder sb = new StringBuilder("memory tiers:\n");
     for (Tier t : Tier.values()) {
       boolean cachedTier = t == Tier.DEVICE || t == Tier.HOST_PINNED;
+      String reserved = cachedTier
+          ? "reserved " + formatBytes(reservedBytes(t)) + " (cached " + formatBytes(cachedBytes(t)) + "), " : "";
       sb.append(String.format(Locale.ROOT, "  %-11s live %s, peak %s, %sbudget %s, native allocations %d, frees %d%n",
-          t, formatBytes(liveBytes(t)), formatBytes(peakBytes(t)),
-          cachedTier ? "reserved " + formatBytes(reservedBytes(t)) + " (cached " + formatBytes(cachedBytes(t)) + "), " : "",
-          formatBytes(budgetBytes(t)), nativeAllocations(t), nativeFrees(t)));
+          t, formatBytes(liveBytes(t)), formatBytes(peakBytes(t)), reserved, formatBytes(budgetBytes(t)),
+          nativeAllocations(t), nativeFrees(t)));
     }
     Map<Integer, Account> sorted = new TreeMap<>(devices);
     for (Map.Entry<Integer, Account> e : sorted.entrySet()) {

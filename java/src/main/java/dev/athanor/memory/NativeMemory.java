@@ -61,7 +61,8 @@ final class NativeMemory {
     public String pressure() {
       try {
         long[] info = NativeRuntime.cudaMemGetInfo(device.index());
-        return "; the driver reports " + MemoryManager.formatBytes(info[0]) + " free of " + MemoryManager.formatBytes(info[1]);
+        return "; the driver reports " + MemoryManager.formatBytes(info[0]) + " free of "
+            + MemoryManager.formatBytes(info[1]);
       } catch (RuntimeException e) {
         return "";
       }

@@ -21,9 +21,9 @@ import java.util.Arrays;
  * <ul>
  *   <li>host and host (HOST, HOST_PINNED, raw buffers): a memcpy when both are contiguous, else one strided copy
  *       ({@code ath_cpu_copy}); overlapping ranges go through a packed temporary;
- *   <li>device and device, same device: {@code cudaMemcpyAsync} when both are contiguous, else one
- *       {@code ath_cuda_copy} (any views, no host staging), on the compute stream of the calling thread's current
- *       context; overlapping ranges go through a device temporary;
+ *   <li>device and device, same device: one {@code ath_cuda_copy} (any views, no host staging; a memcpy when both
+ *       are contiguous), on the compute stream of the calling thread's current context; overlapping ranges go
+ *       through a device temporary;
  *   <li>host and device: one contiguous {@code cudaMemcpyAsync} on that compute stream. A non-contiguous side is
  *       packed first: on the host into a HOST_PINNED staging buffer (accounted, cached; ordinary host memory
  *       when the budget refuses it), on the device into a temporary with {@code ath_cuda_copy}. Device to host
@@ -156,10 +156,7 @@ final class Copies {
         deviceToDevice(packed, src, shape, es);
         deviceToDevice(dst, packed, shape, es);
       }
-    } else if (dst.contiguous(shape) && src.contiguous(shape)) {
-      NativeRuntime.cudaMemcpyAsync(dst.address(es), src.address(es), Tensor.product(shape) * es, NativeRuntime.D2D,
-          ctx.computeStream().handle());
-    } else {
+    } else { // ath_cuda_copy turns a contiguous copy into one memcpy itself
       stridedCopy(ctx, dst.address(es), dst.strides(), src.address(es), src.strides(), shape, es);
     }
   }
