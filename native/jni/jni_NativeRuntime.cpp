@@ -1,16 +1,14 @@
-// JNI for dev.athanor.runtime.NativeRuntime: library info, host memory (plus an aligned allocator and a host
-// strided copy), the CUDA runtime and DISK-tier file I/O. Each function translates Java arguments, calls
-// the C ABI and turns a non-OK status into NativeException (ath_jni::throw_status). Argument validation
+// JNI for dev.athanor.runtime.NativeRuntime: library info, host memory (plus an aligned allocator), the CUDA
+// runtime (devices, memory, asynchronous copies, streams, events) and DISK-tier file I/O. Each function
+// translates Java arguments, calls the C ABI and turns a non-OK status into NativeException (ath_jni::throw_status). Argument validation
 // that protects native memory (null pointers, negative sizes, ranks) happens in NativeRuntime.java first;
 // the checks here are the last line, so a bad call from elsewhere still cannot crash the JVM through them.
-#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <vector>
 
 #include "common/status.h"
-#include "cpu/threadpool.h"
 #include "io/file_io.h"
 #include "jni_common.h"
 
@@ -89,158 +87,6 @@ jlong hostAllocAligned0(JNIEnv* env, jclass, jlong bytes, jlong alignment) {
 
 void hostFreeAligned0(JNIEnv*, jclass, jlong p) { std::free(ptr(p)); }
 
-// Copies n elements of es bytes with byte strides dsb/ssb.
-inline void copy_row(char* d, int64_t dsb, const char* s, int64_t ssb, int64_t n, int es) {
-  if (dsb == es && ssb == es) {
-    std::memcpy(d, s, static_cast<size_t>(n * es));
-    return;
-  }
-  switch (es) {  // fixed-size memcpy compiles to one load and one store
-    case 2:
-      for (int64_t j = 0; j < n; j++) std::memcpy(d + j * dsb, s + j * ssb, 2);
-      break;
-    case 4:
-      for (int64_t j = 0; j < n; j++) std::memcpy(d + j * dsb, s + j * ssb, 4);
-      break;
-    case 8:
-      for (int64_t j = 0; j < n; j++) std::memcpy(d + j * dsb, s + j * ssb, 8);
-      break;
-    default:
-      for (int64_t j = 0; j < n; j++) std::memcpy(d + j * dsb, s + j * ssb, static_cast<size_t>(es));
-      break;
-  }
-}
-
-// dst[sum(i*ds)] = src[sum(i*ss)] for every index i of shape; strides in elements, es bytes per element.
-//
-// Plan: drop size-1 dims and merge dims that are contiguous with their inner neighbour in both layouts; the
-// last remaining dim is copied as rows (memcpy when unit stride in both). When the last dim has unit stride
-// in only one layout and some other dim k has unit stride in the other (a transpose), the (k, last) plane is
-// copied in kTile x kTile tiles so both sides touch whole cache lines. Large copies are split over the CPU
-// thread pool along the outer iteration space.
-void strided_copy(char* dst, const int64_t* ds_in, const char* src, const int64_t* ss_in, const int64_t* shape_in,
-                  int rank, int es) {
-  constexpr int64_t kTile = 32;
-  std::vector<int64_t> shape, ds, ss;
-  int64_t numel = 1;
-  for (int i = 0; i < rank; i++) {
-    numel *= shape_in[i];
-    if (shape_in[i] == 1) continue;
-    if (!shape.empty() && ds.back() == ds_in[i] * shape_in[i] && ss.back() == ss_in[i] * shape_in[i]) {
-      shape.back() *= shape_in[i];
-      ds.back() = ds_in[i];
-      ss.back() = ss_in[i];
-    } else {
-      shape.push_back(shape_in[i]);
-      ds.push_back(ds_in[i]);
-      ss.push_back(ss_in[i]);
-    }
-  }
-  if (shape.empty()) {
-    std::memcpy(dst, src, static_cast<size_t>(es));
-    return;
-  }
-  const int r = static_cast<int>(shape.size());
-  const int last = r - 1;
-  int k = -1;  // the dim tiled together with `last`, if any
-  if (r >= 2 && shape[last] >= 8 && (ds[last] == 1) != (ss[last] == 1)) {
-    for (int i = 0; i < last; i++) {
-      if ((ds[last] == 1 ? ss[i] : ds[i]) == 1 && shape[i] >= 8) {
-        k = i;
-        break;
-      }
-    }
-  }
-  // Outer iteration space: every dim but `last` and `k`, then (innermost) the tiles of k.
-  std::vector<int> outer;
-  for (int i = 0; i < last; i++)
-    if (i != k) outer.push_back(i);
-  const int64_t kblocks = k >= 0 ? (shape[k] + kTile - 1) / kTile : 1;
-  int64_t n_items = kblocks;
-  for (int i : outer) n_items *= shape[i];
-  const int64_t dlb = ds[last] * es, slb = ss[last] * es;
-
-  auto body = [&](int64_t begin, int64_t end, int) {
-    if (begin >= end) return;
-    const int no = static_cast<int>(outer.size());
-    std::vector<int64_t> idx(static_cast<size_t>(no), 0);
-    int64_t rem = begin / kblocks, kb = begin % kblocks;
-    for (int j = no - 1; j >= 0; j--) {
-      idx[static_cast<size_t>(j)] = rem % shape[outer[j]];
-      rem /= shape[outer[j]];
-    }
-    for (int64_t it = begin; it < end; it++) {
-      int64_t doff = 0, soff = 0;
-      for (int j = 0; j < no; j++) {
-        doff += idx[static_cast<size_t>(j)] * ds[outer[j]];
-        soff += idx[static_cast<size_t>(j)] * ss[outer[j]];
-      }
-      if (k < 0) {
-        copy_row(dst + doff * es, dlb, src + soff * es, slb, shape[last], es);
-      } else {
-        const int64_t k0 = kb * kTile, k1 = std::min(k0 + kTile, shape[k]);
-        for (int64_t j0 = 0; j0 < shape[last]; j0 += kTile) {
-          const int64_t n = std::min(kTile, shape[last] - j0);
-          for (int64_t kk = k0; kk < k1; kk++) {
-            copy_row(dst + (doff + kk * ds[k] + j0 * ds[last]) * es, dlb, src + (soff + kk * ss[k] + j0 * ss[last]) * es,
-                     slb, n, es);
-          }
-        }
-      }
-      if (++kb == kblocks) {  // advance the odometer
-        kb = 0;
-        for (int j = no - 1; j >= 0; j--) {
-          if (++idx[static_cast<size_t>(j)] < shape[outer[j]]) break;
-          idx[static_cast<size_t>(j)] = 0;
-        }
-      }
-    }
-  };
-  const int64_t bytes = numel * es;
-  if (bytes >= (int64_t{4} << 20) && n_items > 1) {
-    ath::cpu::parallel_for(n_items, 1, body);
-  } else {
-    body(0, n_items, 0);
-  }
-}
-
-void stridedCopy0(JNIEnv* env, jclass, jlong dst, jlongArray dstStrides, jlong src, jlongArray srcStrides,
-                  jlongArray shape, jint elemSize) {
-  if (dstStrides == nullptr || srcStrides == nullptr || shape == nullptr) {
-    ath_jni::throw_status(env, ath::fail(ATH_ERR_INVALID, "stridedCopy: null array argument"));
-    return;
-  }
-  jsize rank = env->GetArrayLength(shape);
-  if (env->GetArrayLength(dstStrides) != rank || env->GetArrayLength(srcStrides) != rank) {
-    ath_jni::throw_status(env, ath::fail(ATH_ERR_INVALID, "stridedCopy: shape and strides differ in rank"));
-    return;
-  }
-  std::vector<int64_t> sh(static_cast<size_t>(rank)), ds(static_cast<size_t>(rank)), ss(static_cast<size_t>(rank));
-  if (rank > 0) {
-    env->GetLongArrayRegion(shape, 0, rank, reinterpret_cast<jlong*>(sh.data()));
-    env->GetLongArrayRegion(dstStrides, 0, rank, reinterpret_cast<jlong*>(ds.data()));
-    env->GetLongArrayRegion(srcStrides, 0, rank, reinterpret_cast<jlong*>(ss.data()));
-  }
-  int64_t n = 1;
-  for (jsize i = 0; i < rank; i++) {
-    if (sh[i] < 0 || ds[i] < 0 || ss[i] < 0) {
-      ath_jni::throw_status(env, ath::fail(ATH_ERR_INVALID, "stridedCopy: dim %d has size %lld, strides %lld/%lld (need >= 0)",
-                                           static_cast<int>(i), static_cast<long long>(sh[i]),
-                                           static_cast<long long>(ds[i]), static_cast<long long>(ss[i])));
-      return;
-    }
-    n *= sh[i];
-  }
-  if (n == 0) return;
-  if (dst == 0 || src == 0 || !(elemSize == 1 || elemSize == 2 || elemSize == 4 || elemSize == 8)) {
-    ath_jni::throw_status(env, ath::fail(ATH_ERR_INVALID, "stridedCopy: null pointer or elemSize=%d not in {1,2,4,8}",
-                                         static_cast<int>(elemSize)));
-    return;
-  }
-  strided_copy(static_cast<char*>(ptr(dst)), ds.data(), static_cast<const char*>(ptr(src)), ss.data(), sh.data(),
-               static_cast<int>(rank), elemSize);
-}
-
 // ------------------------------------------------------------------ CUDA runtime
 jint cudaDeviceCount0(JNIEnv*, jclass) { return ath_cuda_device_count(); }
 jstring cudaUnavailableReason0(JNIEnv* env, jclass) { return new_string(env, ath_cuda_unavailable_reason()); }
@@ -250,8 +96,6 @@ jstring cudaDeviceInfo0(JNIEnv* env, jclass, jint device) {
   if (ath_jni::throw_status(env, ath_cuda_device_info(device, buf, sizeof buf))) return nullptr;
   return new_string(env, buf);
 }
-
-void cudaSetDevice0(JNIEnv* env, jclass, jint device) { ath_jni::throw_status(env, ath_cuda_set_device(device)); }
 
 jlong cudaMalloc0(JNIEnv* env, jclass, jint device, jlong bytes) {
   if (!check_nonneg(env, bytes, "cudaMalloc: bytes")) return 0;
@@ -281,27 +125,10 @@ jlongArray cudaMemGetInfo0(JNIEnv* env, jclass, jint device) {
   return r;
 }
 
-void cudaMemcpy0(JNIEnv* env, jclass, jlong dst, jlong src, jlong bytes, jint kind) {
-  if (!check_nonneg(env, bytes, "cudaMemcpy: bytes")) return;
-  ath_jni::throw_status(env, ath_cuda_memcpy(ptr(dst), ptr(src), static_cast<size_t>(bytes), kind));
-}
-
 void cudaMemcpyAsync0(JNIEnv* env, jclass, jlong dst, jlong src, jlong bytes, jint kind, jlong stream) {
   if (!check_nonneg(env, bytes, "cudaMemcpyAsync: bytes")) return;
   ath_jni::throw_status(env, ath_cuda_memcpy_async(ptr(dst), ptr(src), static_cast<size_t>(bytes), kind,
                                                    static_cast<ath_stream>(ptr(stream))));
-}
-
-void cudaMemcpy2dAsync0(JNIEnv* env, jclass, jlong dst, jlong dpitch, jlong src, jlong spitch, jlong width,
-                        jlong height, jint kind, jlong stream) {
-  if (!check_nonneg(env, dpitch, "cudaMemcpy2dAsync: dpitch") || !check_nonneg(env, spitch, "cudaMemcpy2dAsync: spitch") ||
-      !check_nonneg(env, width, "cudaMemcpy2dAsync: width") || !check_nonneg(env, height, "cudaMemcpy2dAsync: height")) {
-    return;
-  }
-  ath_jni::throw_status(env, ath_cuda_memcpy2d_async(ptr(dst), static_cast<size_t>(dpitch), ptr(src),
-                                                     static_cast<size_t>(spitch), static_cast<size_t>(width),
-                                                     static_cast<size_t>(height), kind,
-                                                     static_cast<ath_stream>(ptr(stream))));
 }
 
 jlong cudaStreamCreate0(JNIEnv* env, jclass, jint device) {
@@ -318,10 +145,22 @@ void cudaStreamSynchronize0(JNIEnv* env, jclass, jlong s) {
   ath_jni::throw_status(env, ath_cuda_stream_synchronize(static_cast<ath_stream>(ptr(s))));
 }
 
-jlong cudaEventCreate0(JNIEnv* env, jclass, jint device) {
+jlong cudaEventCreate0(JNIEnv* env, jclass, jint device, jboolean timing) {
   void* e = nullptr;
-  if (ath_jni::throw_status(env, ath_cuda_event_create(device, 0, &e))) return 0;
+  if (ath_jni::throw_status(env, ath_cuda_event_create(device, timing ? 1 : 0, &e))) return 0;
   return jl(e);
+}
+
+jboolean cudaEventQuery0(JNIEnv* env, jclass, jlong e) {
+  int done = 0;
+  if (ath_jni::throw_status(env, ath_cuda_event_query(ptr(e), &done))) return JNI_FALSE;
+  return done ? JNI_TRUE : JNI_FALSE;
+}
+
+jfloat cudaEventElapsed0(JNIEnv* env, jclass, jlong start, jlong end) {
+  float ms = 0;
+  if (ath_jni::throw_status(env, ath_cuda_event_elapsed(ptr(start), ptr(end), &ms))) return 0;
+  return ms;
 }
 
 void cudaEventDestroy0(JNIEnv* env, jclass, jlong e) { ath_jni::throw_status(env, ath_cuda_event_destroy(ptr(e))); }
@@ -395,23 +234,21 @@ const JNINativeMethod kMethods[] = {
     M(hostFree0, "(J)V"),
     M(hostAllocAligned0, "(JJ)J"),
     M(hostFreeAligned0, "(J)V"),
-    M(stridedCopy0, "(J[JJ[J[JI)V"),
     M(cudaDeviceCount0, "()I"),
     M(cudaUnavailableReason0, "()Ljava/lang/String;"),
     M(cudaDeviceInfo0, "(I)Ljava/lang/String;"),
-    M(cudaSetDevice0, "(I)V"),
     M(cudaMalloc0, "(IJ)J"),
     M(cudaFree0, "(IJ)V"),
     M(cudaHostAlloc0, "(J)J"),
     M(cudaHostFree0, "(J)V"),
     M(cudaMemGetInfo0, "(I)[J"),
-    M(cudaMemcpy0, "(JJJI)V"),
     M(cudaMemcpyAsync0, "(JJJIJ)V"),
-    M(cudaMemcpy2dAsync0, "(JJJJJJIJ)V"),
     M(cudaStreamCreate0, "(I)J"),
     M(cudaStreamDestroy0, "(J)V"),
     M(cudaStreamSynchronize0, "(J)V"),
-    M(cudaEventCreate0, "(I)J"),
+    M(cudaEventCreate0, "(IZ)J"),
+    M(cudaEventQuery0, "(J)Z"),
+    M(cudaEventElapsed0, "(JJ)F"),
     M(cudaEventDestroy0, "(J)V"),
     M(cudaEventRecord0, "(JJ)V"),
     M(cudaStreamWaitEvent0, "(JJ)V"),

@@ -13,16 +13,25 @@ import java.util.TreeMap;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.atomic.AtomicLong;
+import java.util.function.ToLongFunction;
 
 /**
- * Budgets and live/peak byte accounting per memory tier, and per CUDA device for {@link Tier#DEVICE}.
+ * Budgets and live/peak byte accounting per memory tier, and per CUDA device for {@link Tier#DEVICE}; the caching
+ * allocators of DEVICE and HOST_PINNED memory.
  *
  * <p>Budgets come from the system properties {@code athanor.budget.device}, {@code athanor.budget.host_pinned},
  * {@code athanor.budget.host} and {@code athanor.budget.disk} ("8g", "512m", "64k", a byte count, or
  * "unlimited", the default) and can be changed at run time with {@link #setBudget}. The DEVICE budget applies
- * to each device separately. Storage reserves its bytes here before allocating natively and returns them
- * when freed; a reservation beyond the budget first asks the registered {@link Reclaimer}s to free memory,
- * then fails with {@link OutOfBudgetException}.
+ * to each device separately.
+ *
+ * <p><b>Live and reserved bytes.</b> {@link #liveBytes} counts the bytes of storages in use (what they asked
+ * for). HOST and DISK allocate natively per storage, so their budget applies to the live bytes: a reservation
+ * beyond it first asks the registered {@link Reclaimer}s to free memory, then fails with
+ * {@link OutOfBudgetException}. DEVICE and HOST_PINNED memory comes from a {@link CachingAllocator} per device
+ * (freed blocks are cached and reused without a native call, see there for the rules); their budget applies to
+ * the {@link #reservedBytes} (blocks in use, rounded up to 512 bytes, plus {@link #cachedBytes}), and scratch
+ * arenas and staging buffers are such blocks too. {@link #nativeAllocations} counts the native allocations per
+ * tier, so "no allocation inside a step after warm-up" is a test. {@link #emptyCache()} frees the caches.
  *
  * <p>DISK-tier files live in {@link #diskDirectory()}: the system property {@code athanor.disk.dir}, or
  * {@code <java.io.tmpdir>/athanor-disk-<pid>} (created on first use, removed at exit when empty).
@@ -47,11 +56,15 @@ public final class MemoryManager {
   private static final class Account {
     final AtomicLong live = new AtomicLong();
     final AtomicLong peak = new AtomicLong();
+    final AtomicLong nativeAllocations = new AtomicLong(); // uncached tiers
+    final AtomicLong nativeFrees = new AtomicLong();
   }
 
   private final EnumMap<Tier, AtomicLong> budgets = new EnumMap<>(Tier.class);
   private final EnumMap<Tier, Account> tiers = new EnumMap<>(Tier.class);
   private final ConcurrentHashMap<Integer, Account> devices = new ConcurrentHashMap<>();
+  private final ConcurrentHashMap<Integer, CachingAllocator> deviceAllocators = new ConcurrentHashMap<>();
+  private volatile CachingAllocator pinnedAllocator;
   private final List<Reclaimer> reclaimers = new CopyOnWriteArrayList<>();
   private final AtomicLong leaks = new AtomicLong();
   private final AtomicLong allocations = new AtomicLong();
@@ -59,10 +72,15 @@ public final class MemoryManager {
   private String configError;
 
   private MemoryManager() {
+    this(true);
+  }
+
+  /** A manager with the budgets of the system properties, or (for tests) all unlimited. */
+  MemoryManager(boolean fromProperties) {
     for (Tier t : Tier.values()) {
       tiers.put(t, new Account());
       String prop = "athanor.budget." + t.propertyName();
-      String v = System.getProperty(prop);
+      String v = fromProperties ? System.getProperty(prop) : null;
       long budget = UNLIMITED;
       if (v != null && !v.isBlank()) {
         try {
@@ -100,7 +118,7 @@ public final class MemoryManager {
   }
 
   // ------------------------------------------------------------------ accounting
-  /** Bytes currently allocated in a tier (DEVICE: summed over devices). */
+  /** Bytes of the storages in use in a tier (DEVICE: summed over devices). */
   public long liveBytes(Tier tier) {
     return tiers.get(tier).live.get();
   }
@@ -119,6 +137,86 @@ public final class MemoryManager {
   public long peakBytes(Device device) {
     Account a = device.isCuda() ? devices.get(device.index()) : null;
     return a == null ? 0 : a.peak.get();
+  }
+
+  /** Live bytes of {@code tier}, on {@code device} for DEVICE. */
+  long liveBytes(Tier tier, Device device) {
+    return tier == Tier.DEVICE ? liveBytes(device) : liveBytes(tier);
+  }
+
+  /**
+   * Bytes held natively in a tier: for DEVICE (summed over devices) and HOST_PINNED the blocks in use and cached
+   * by the caching allocators, which is what their budgets limit; for HOST and DISK the live bytes.
+   */
+  public long reservedBytes(Tier tier) {
+    return ofAllocators(tier, CachingAllocator::reservedBytes, liveBytes(tier));
+  }
+
+  /** {@link #reservedBytes(Tier)} of one CUDA device (0 for the CPU device). */
+  public long reservedBytes(Device device) {
+    return ofDevice(device, CachingAllocator::reservedBytes);
+  }
+
+  /** Bytes of freed blocks kept for reuse in a tier (0 for HOST and DISK, which are not cached). */
+  public long cachedBytes(Tier tier) {
+    return ofAllocators(tier, CachingAllocator::cachedBytes, 0);
+  }
+
+  /** {@link #cachedBytes(Tier)} of one CUDA device. */
+  public long cachedBytes(Device device) {
+    return ofDevice(device, CachingAllocator::cachedBytes);
+  }
+
+  /** Native allocations made for a tier since start (cudaMalloc, cudaHostAlloc, host malloc, files). */
+  public long nativeAllocations(Tier tier) {
+    return ofAllocators(tier, CachingAllocator::nativeAllocations, tiers.get(tier).nativeAllocations.get());
+  }
+
+  /** Native frees made for a tier since start. */
+  public long nativeFrees(Tier tier) {
+    return ofAllocators(tier, CachingAllocator::nativeFrees, tiers.get(tier).nativeFrees.get());
+  }
+
+  /** A count of the caching allocators of a cached tier (summed over devices), else {@code uncached}. */
+  private long ofAllocators(Tier tier, ToLongFunction<CachingAllocator> count, long uncached) {
+    return switch (tier) {
+      case DEVICE -> deviceAllocators.values().stream().mapToLong(count).sum();
+      case HOST_PINNED -> pinnedAllocator == null ? 0 : count.applyAsLong(pinnedAllocator);
+      default -> uncached;
+    };
+  }
+
+  private long ofDevice(Device device, ToLongFunction<CachingAllocator> count) {
+    CachingAllocator a = device.isCuda() ? deviceAllocators.get(device.index()) : null;
+    return a == null ? 0 : count.applyAsLong(a);
+  }
+
+  /** Frees every cached block of every caching allocator (waits for the devices first); returns the bytes freed. */
+  public long emptyCache() {
+    long freed = 0;
+    for (CachingAllocator a : deviceAllocators.values()) freed += a.emptyCache();
+    CachingAllocator p = pinnedAllocator;
+    if (p != null) freed += p.emptyCache();
+    return freed;
+  }
+
+  /** The caching allocator of DEVICE memory of a CUDA device, or of HOST_PINNED memory. */
+  CachingAllocator allocator(Tier tier, Device device) {
+    if (tier == Tier.DEVICE) {
+      return deviceAllocators.computeIfAbsent(device.index(),
+          i -> new CachingAllocator(Tier.DEVICE, device, new NativeMemory.CudaDevice(device), this));
+    }
+    if (tier != Tier.HOST_PINNED) throw new IllegalArgumentException(tier + " memory is not cached");
+    CachingAllocator p = pinnedAllocator;
+    if (p == null) {
+      synchronized (this) {
+        if (pinnedAllocator == null) {
+          pinnedAllocator = new CachingAllocator(Tier.HOST_PINNED, Device.CPU, new NativeMemory.PinnedHost(), this);
+        }
+        p = pinnedAllocator;
+      }
+    }
+    return p;
   }
 
   /** Resets every peak to the current live value. */
@@ -161,15 +259,19 @@ public final class MemoryManager {
    * {@link OutOfBudgetException} when that would exceed the budget even after asking the reclaimers once.
    */
   void reserve(Tier tier, Device device, long bytes) {
-    if (tryReserve(tier, device, bytes)) return;
+    if (tryReserve(tier, device, bytes, true)) return;
     reclaim(tier, device, bytes);
-    if (tryReserve(tier, device, bytes)) return;
-    long live = tier == Tier.DEVICE ? liveBytes(device) : liveBytes(tier);
-    throw new OutOfBudgetException(tier, device, bytes, budgetBytes(tier), live);
+    if (tryReserve(tier, device, bytes, true)) return;
+    throw new OutOfBudgetException(tier, device, bytes, budgetBytes(tier), liveBytes(tier, device));
   }
 
-  private boolean tryReserve(Tier tier, Device device, long bytes) {
-    long budget = budgetBytes(tier);
+  /** Accounts {@code bytes} of a cached tier as live; its budget is checked by the caching allocator. */
+  void addLive(Tier tier, Device device, long bytes) {
+    tryReserve(tier, device, bytes, false);
+  }
+
+  private boolean tryReserve(Tier tier, Device device, long bytes, boolean checkBudget) {
+    long budget = checkBudget ? budgetBytes(tier) : UNLIMITED;
     Account a = tier == Tier.DEVICE ? deviceAccount(device) : tiers.get(tier);
     long cur;
     do {
@@ -183,13 +285,15 @@ public final class MemoryManager {
       t.peak.accumulateAndGet(now, Math::max);
     }
     allocations.incrementAndGet();
+    if (checkBudget) tiers.get(tier).nativeAllocations.incrementAndGet();
     return true;
   }
 
-  /** Returns bytes reserved with {@link #reserve}. */
+  /** Returns bytes accounted with {@link #reserve} or {@link #addLive}. */
   void release(Tier tier, Device device, long bytes) {
     if (tier == Tier.DEVICE) deviceAccount(device).live.addAndGet(-bytes);
     tiers.get(tier).live.addAndGet(-bytes);
+    if (tier == Tier.HOST || tier == Tier.DISK) tiers.get(tier).nativeFrees.incrementAndGet();
   }
 
   void countLeak() {
@@ -267,17 +371,26 @@ public final class MemoryManager {
     return u < 0 ? human : human + " (" + bytes + " bytes)";
   }
 
-  /** A multi-line summary: per tier budget, live and peak; per device live and peak. */
+  /**
+   * A multi-line summary: per tier live, peak, budget and native allocations (DEVICE and HOST_PINNED also
+   * reserved and cached bytes); per device the same.
+   */
   public String report() {
     StringBuilder sb = new StringBuilder("memory tiers:\n");
     for (Tier t : Tier.values()) {
-      sb.append(String.format(Locale.ROOT, "  %-11s live %s, peak %s, budget %s%n", t, formatBytes(liveBytes(t)),
-          formatBytes(peakBytes(t)), formatBytes(budgetBytes(t))));
+      boolean cachedTier = t == Tier.DEVICE || t == Tier.HOST_PINNED;
+      String reserved = cachedTier
+          ? "reserved " + formatBytes(reservedBytes(t)) + " (cached " + formatBytes(cachedBytes(t)) + "), " : "";
+      sb.append(String.format(Locale.ROOT, "  %-11s live %s, peak %s, %sbudget %s, native allocations %d, frees %d%n",
+          t, formatBytes(liveBytes(t)), formatBytes(peakBytes(t)), reserved, formatBytes(budgetBytes(t)),
+          nativeAllocations(t), nativeFrees(t)));
     }
     Map<Integer, Account> sorted = new TreeMap<>(devices);
     for (Map.Entry<Integer, Account> e : sorted.entrySet()) {
-      sb.append(String.format(Locale.ROOT, "  cuda:%d     live %s, peak %s%n", e.getKey(),
-          formatBytes(e.getValue().live.get()), formatBytes(e.getValue().peak.get())));
+      Device d = Device.cuda(e.getKey());
+      sb.append(String.format(Locale.ROOT, "  %-11s live %s, peak %s, reserved %s (cached %s)%n", d,
+          formatBytes(e.getValue().live.get()), formatBytes(e.getValue().peak.get()), formatBytes(reservedBytes(d)),
+          formatBytes(cachedBytes(d))));
     }
     if (leaks.get() > 0) sb.append("  leaked storages freed by the Cleaner: ").append(leaks.get()).append('\n');
     return sb.toString();

@@ -2,8 +2,10 @@ package dev.athanor.memory;
 
 import dev.athanor.runtime.Cuda;
 import dev.athanor.runtime.Device;
+import dev.athanor.runtime.ExecutionContext;
 import dev.athanor.runtime.NativeException;
 import dev.athanor.runtime.NativeRuntime;
+import dev.athanor.runtime.Stream;
 import java.io.IOException;
 import java.lang.System.Logger.Level;
 import java.lang.foreign.MemorySegment;
@@ -29,6 +31,12 @@ import java.util.concurrent.atomic.AtomicLong;
  * <p><b>Leaks.</b> A storage that becomes unreachable while still holding references is freed by a
  * {@link Cleaner} and reported as a warning on the System.Logger "dev.athanor.memory.Storage", with the stack
  * of its allocation when {@code -Dathanor.debug.leaks=true}. That is a safety net, not a way to manage memory.
+ *
+ * <p><b>Caching.</b> DEVICE and HOST_PINNED storage comes from the {@link CachingAllocator} of its device: freeing
+ * returns the block to a cache, from which later allocations are served without cudaMalloc / cudaHostAlloc. A
+ * DEVICE block belongs to the stream it was allocated on, by default the compute stream of the calling thread's
+ * {@link ExecutionContext}; memory also used on another stream (a copy stream, another context) must be
+ * announced with {@link #recordStream}, so that it is not reused before that stream's work at free time is done.
  *
  * <p><b>HOST_PINNED without CUDA.</b> When CUDA is unavailable, HOST_PINNED allocations fall back to ordinary
  * page-aligned host memory (still accounted as HOST_PINNED; {@link #isPinned()} tells), so code paths that
@@ -78,12 +86,26 @@ public final class Storage implements AutoCloseable {
   }
 
   /**
-   * Allocates {@code bytes} (>= 0) in {@code tier}. {@code device} must be a CUDA device for DEVICE and the CPU
-   * for the other tiers. Throws {@link OutOfBudgetException} over the tier's budget and
-   * {@link AllocationFailedException} when the native allocation fails (DEVICE: after asking the reclaimers
-   * to free memory and retrying once).
+   * Allocates {@code bytes} (>= 0) in {@code tier}. {@code device} must be a CUDA device for DEVICE (the block
+   * belongs to the compute stream of the calling thread's current context) and the CPU for the other tiers.
+   * Throws {@link OutOfBudgetException} over the tier's budget and {@link AllocationFailedException} when the
+   * native allocation fails (DEVICE and HOST_PINNED: after asking the reclaimers, emptying the cache and
+   * retrying once).
    */
   public static Storage allocate(Tier tier, Device device, long bytes) {
+    if (tier == Tier.DEVICE && device != null && device.isCuda()) {
+      return allocate(tier, device, bytes, ExecutionContext.current(device).computeStream());
+    }
+    return allocate(tier, device, bytes, null);
+  }
+
+  /** DEVICE storage on {@code stream}'s CUDA device, belonging to {@code stream} (e.g. a copy stream's buffers). */
+  public static Storage allocate(Stream stream, long bytes) {
+    Objects.requireNonNull(stream, "stream");
+    return allocate(Tier.DEVICE, stream.device(), bytes, stream);
+  }
+
+  private static Storage allocate(Tier tier, Device device, long bytes, Stream stream) {
     Objects.requireNonNull(tier, "tier");
     Objects.requireNonNull(device, "device");
     if (bytes < 0) throw new IllegalArgumentException("cannot allocate " + bytes + " bytes in " + tier + ": must be >= 0");
@@ -98,18 +120,23 @@ public final class Storage implements AutoCloseable {
     long id = IDS.incrementAndGet();
     Throwable site = DEBUG_LEAKS ? new Throwable("allocation site of storage#" + id) : null;
     MemoryManager mm = MemoryManager.global();
-    mm.reserve(tier, device, bytes);
     Resource r;
-    try {
-      r = switch (tier) {
-        case HOST -> Resource.host(id, Tier.HOST, bytes, hostAlloc(tier, device, bytes), false);
-        case HOST_PINNED -> allocPinned(id, bytes);
-        case DEVICE -> Resource.device(id, device, bytes, deviceAlloc(device, bytes));
-        case DISK -> Resource.disk(id, bytes, createFile(id, bytes));
-      };
-    } catch (Throwable t) {
-      mm.release(tier, device, bytes);
-      throw t;
+    if (tier == Tier.DEVICE || tier == Tier.HOST_PINNED) {
+      if (tier == Tier.HOST_PINNED) logPinnedFallback();
+      CachingAllocator a = mm.allocator(tier, device);
+      CachingAllocator.Block b = a.allocate(bytes, stream);
+      mm.addLive(tier, device, bytes);
+      r = new Resource(id, tier, device, bytes, b.address, a.pinned(), null, a, b);
+    } else {
+      mm.reserve(tier, device, bytes);
+      try {
+        r = tier == Tier.HOST
+            ? new Resource(id, tier, device, bytes, hostAlloc(tier, device, bytes), false, null, null, null)
+            : new Resource(id, tier, device, bytes, 0, false, createFile(id, bytes), null, null);
+      } catch (Throwable t) {
+        mm.release(tier, device, bytes);
+        throw t;
+      }
     }
     r.site = site;
     return new Storage(id, tier, device, bytes, r);
@@ -127,52 +154,10 @@ public final class Storage implements AutoCloseable {
     }
   }
 
-  private static Resource allocPinned(long id, long bytes) {
-    if (!Cuda.isAvailable()) {
-      if (PINNED_FALLBACK_LOGGED.compareAndSet(false, true)) {
-        LOG.log(Level.DEBUG, "HOST_PINNED allocations use ordinary host memory: CUDA unavailable ({0})",
-            Cuda.unavailableReason());
-      }
-      return Resource.host(id, Tier.HOST_PINNED, bytes, hostAlloc(Tier.HOST_PINNED, Device.CPU, bytes), false);
-    }
-    try {
-      return Resource.host(id, Tier.HOST_PINNED, bytes, NativeRuntime.cudaHostAlloc(Math.max(bytes, 1)), true);
-    } catch (NativeException e) {
-      MemoryManager.global().reclaim(Tier.HOST_PINNED, Device.CPU, bytes);
-      try {
-        return Resource.host(id, Tier.HOST_PINNED, bytes, NativeRuntime.cudaHostAlloc(Math.max(bytes, 1)), true);
-      } catch (NativeException e2) {
-        throw new AllocationFailedException(Tier.HOST_PINNED, Device.CPU, bytes, "HOST_PINNED tier: cudaHostAlloc of "
-            + MemoryManager.formatBytes(bytes) + " failed after one retry with "
-            + MemoryManager.formatBytes(MemoryManager.global().liveBytes(Tier.HOST_PINNED)) + " pinned bytes live: "
-            + e2.getMessage(), e2);
-      }
-    }
-  }
-
-  private static long deviceAlloc(Device device, long bytes) {
-    long n = Math.max(bytes, 1);
-    try {
-      return NativeRuntime.cudaMalloc(device.index(), n);
-    } catch (NativeException e) {
-      if (e.status() != NativeException.OOM) throw e;
-      // Free what caches/planners can give back, then retry exactly once.
-      MemoryManager.global().reclaim(Tier.DEVICE, device, bytes);
-      try {
-        return NativeRuntime.cudaMalloc(device.index(), n);
-      } catch (NativeException e2) {
-        String driver = "";
-        try {
-          long[] info = NativeRuntime.cudaMemGetInfo(device.index());
-          driver = "; the driver reports " + MemoryManager.formatBytes(info[0]) + " free of " + MemoryManager.formatBytes(info[1]);
-        } catch (RuntimeException ignored) {
-          // best effort
-        }
-        throw new AllocationFailedException(Tier.DEVICE, device, bytes, "DEVICE tier (" + device + "): allocating "
-            + MemoryManager.formatBytes(bytes) + " failed after one retry with "
-            + MemoryManager.formatBytes(MemoryManager.global().liveBytes(device)) + " in use by Athanor" + driver
-            + ": " + e2.getMessage(), e2);
-      }
+  private static void logPinnedFallback() {
+    if (!Cuda.isAvailable() && PINNED_FALLBACK_LOGGED.compareAndSet(false, true)) {
+      LOG.log(Level.DEBUG, "HOST_PINNED allocations use ordinary host memory: CUDA unavailable ({0})",
+          Cuda.unavailableReason());
     }
   }
 
@@ -223,6 +208,18 @@ public final class Storage implements AutoCloseable {
   /** True for page-locked host memory (HOST_PINNED with CUDA available). */
   public boolean isPinned() {
     return resource.pinned;
+  }
+
+  /**
+   * Announces that {@code stream} uses this memory (besides the stream it was allocated on): when the storage is
+   * freed, its block is reused only after the work queued on {@code stream} by then has completed. Needed for
+   * DEVICE and HOST_PINNED memory used by kernels or copies on another stream; does nothing for HOST and DISK,
+   * whose copies complete before they return.
+   */
+  public void recordStream(Stream stream) {
+    Objects.requireNonNull(stream, "stream");
+    checkAlive();
+    if (resource.allocator != null) resource.allocator.recordStream(resource.block, stream);
   }
 
   /** Native address (a device pointer for DEVICE). Throws for DISK storage and after the storage was freed. */
@@ -287,7 +284,10 @@ public final class Storage implements AutoCloseable {
 
   // ------------------------------------------------------------------ bulk transfers
 
-  /** Copies {@code count} bytes at {@code byteOffset} of this storage into host memory at {@code hostDst}. */
+  /**
+   * Copies {@code count} bytes at {@code byteOffset} of this storage into host memory at {@code hostDst}
+   * (DEVICE: on the compute stream of the calling thread's current context, which is then synchronized).
+   */
   public void read(long byteOffset, long hostDst, long count) {
     transfer(byteOffset, hostDst, count, false);
   }
@@ -313,9 +313,11 @@ public final class Storage implements AutoCloseable {
           MemorySegment other = MemorySegment.ofAddress(host).reinterpret(count);
           if (toStorage) mine.copyFrom(other); else other.copyFrom(mine);
         }
-        case DEVICE -> {
-          if (toStorage) NativeRuntime.cudaMemcpy(a + off, host, count, NativeRuntime.H2D);
-          else NativeRuntime.cudaMemcpy(host, a + off, count, NativeRuntime.D2H);
+        case DEVICE -> { // on the current context's compute stream, so it is ordered after the ops queued there
+          Stream s = ExecutionContext.current(device).computeStream();
+          if (toStorage) NativeRuntime.cudaMemcpyAsync(a + off, host, count, NativeRuntime.H2D, s.handle());
+          else NativeRuntime.cudaMemcpyAsync(host, a + off, count, NativeRuntime.D2H, s.handle());
+          s.synchronize(); // the host memory may be reused (or read) as soon as this returns
         }
         case DISK -> {
           long fd = NativeRuntime.fileOpen(resource.path.toString(), false);
@@ -348,10 +350,13 @@ public final class Storage implements AutoCloseable {
     final long address;
     final boolean pinned;
     final Path path;
+    final CachingAllocator allocator; // DEVICE and HOST_PINNED: where the block goes back
+    final CachingAllocator.Block block;
     volatile Throwable site;
     volatile boolean explicit;
 
-    private Resource(long id, Tier tier, Device device, long bytes, long address, boolean pinned, Path path) {
+    Resource(long id, Tier tier, Device device, long bytes, long address, boolean pinned, Path path,
+        CachingAllocator allocator, CachingAllocator.Block block) {
       this.id = id;
       this.tier = tier;
       this.device = device;
@@ -359,18 +364,8 @@ public final class Storage implements AutoCloseable {
       this.address = address;
       this.pinned = pinned;
       this.path = path;
-    }
-
-    static Resource host(long id, Tier tier, long bytes, long address, boolean pinned) {
-      return new Resource(id, tier, Device.CPU, bytes, address, pinned, null);
-    }
-
-    static Resource device(long id, Device device, long bytes, long address) {
-      return new Resource(id, Tier.DEVICE, device, bytes, address, false, null);
-    }
-
-    static Resource disk(long id, long bytes, Path path) {
-      return new Resource(id, Tier.DISK, Device.CPU, bytes, 0, false, path);
+      this.allocator = allocator;
+      this.block = block;
     }
 
     @Override
@@ -378,10 +373,8 @@ public final class Storage implements AutoCloseable {
       try {
         if (path != null) {
           Files.deleteIfExists(path);
-        } else if (device.isCuda()) {
-          NativeRuntime.cudaFree(device.index(), address);
-        } else if (pinned) {
-          NativeRuntime.cudaHostFree(address);
+        } else if (allocator != null) {
+          allocator.free(block);
         } else {
           NativeRuntime.hostFreeAligned(address);
         }

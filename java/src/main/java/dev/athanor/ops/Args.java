@@ -1,8 +1,8 @@
 package dev.athanor.ops;
 
 import dev.athanor.memory.Tier;
-import dev.athanor.runtime.Backend;
 import dev.athanor.runtime.Device;
+import dev.athanor.runtime.ExecutionContext;
 import dev.athanor.tensor.DType;
 import dev.athanor.tensor.Tensor;
 import java.util.Arrays;
@@ -114,10 +114,10 @@ final class Args {
   }
 
   /**
-   * The backend of the tensors' common device. {@code pairs} alternate names and tensors; null
-   * tensors are skipped. Throws when the tensors are on different devices.
+   * The current execution context of the tensors' common device. {@code pairs} alternate names and
+   * tensors; null tensors are skipped. Throws when the tensors are on different devices.
    */
-  static Backend backend(String op, Object... pairs) {
+  static ExecutionContext context(String op, Object... pairs) {
     Device device = null;
     String firstName = null;
     Tensor first = null;
@@ -134,7 +134,7 @@ final class Args {
       }
     }
     if (device == null) throw bad(op, "no tensor given");
-    return Backend.of(device);
+    return ExecutionContext.current(device);
   }
 
   static void positive(String op, String what, long v) {

@@ -3,9 +3,10 @@ package dev.athanor.ops;
 import static dev.athanor.ops.Args.bad;
 import static dev.athanor.ops.Args.describe;
 
-import dev.athanor.runtime.Backend;
 import dev.athanor.runtime.Device;
-import dev.athanor.runtime.NativeKernels;
+import dev.athanor.runtime.ExecutionContext;
+import dev.athanor.runtime.Kernel;
+import dev.athanor.runtime.KernelArgs;
 import dev.athanor.tensor.DType;
 import dev.athanor.tensor.Tensor;
 import java.util.ArrayList;
@@ -14,9 +15,10 @@ import java.util.List;
 import java.util.Map;
 
 /**
- * The tensor operations: validated at this boundary, then dispatched to the backend of the tensors'
- * device ({@link Backend#of}) with exactly one native call per op. Semantics, layouts and dtypes are
- * those of the C ABI ({@code native/include/athanor/athanor.h}).
+ * The tensor operations: validated at this boundary, then run in the current {@link ExecutionContext}
+ * of the tensors' device ({@link ExecutionContext#current}) with exactly one native call per op
+ * ({@link ExecutionContext#run}). Semantics, layouts and dtypes are those of the C ABI
+ * ({@code native/include/athanor/athanor.h}).
  *
  * <p>Each op comes in two forms: one that allocates its outputs on the inputs' device (the caller
  * owns and closes them; inside a {@link dev.athanor.tensor.Scope} they belong to the scope), and an
@@ -32,9 +34,10 @@ import java.util.Map;
  * and a sync: the CUDA kernels treat a bad id as described in the header). Failures inside a kernel
  * surface as {@link dev.athanor.runtime.NativeException}.
  *
- * <p>CPU ops have finished when they return. CUDA ops are enqueued on the device's default stream and
- * return at once; reading a result from the host ({@code toFloatArray}, {@code to(Device.CPU)})
- * synchronizes.
+ * <p>CPU ops have finished when they return. CUDA ops are enqueued on the compute stream of the
+ * calling thread's current context for the device and return at once; reading a result from the host
+ * ({@code toFloatArray}, {@code to(Device.CPU)}) waits for that stream. Another thread (another
+ * context) sees the results after an {@link dev.athanor.runtime.Event} recorded on that stream.
  */
 public final class Ops {
   private Ops() {}
@@ -56,7 +59,7 @@ public final class Ops {
     final String op = "matmul";
     Args.need(op, "a", a);
     Args.need(op, "b", b);
-    Args.backend(op, "a", a, "b", b);
+    Args.context(op, "a", a, "b", b);
     Args.floating(op, "a", a);
     Args.sameDtype(op, "b", b, "a", a);
     Mat ma = Mat.of(op, "a", a, transA);
@@ -98,7 +101,7 @@ public final class Ops {
     Args.need(op, "b", b);
     Args.need(op, "out", out);
     Args.optional(op, "bias", bias);
-    Backend be = Args.backend(op, "a", a, "b", b, "out", out, "bias", bias);
+    var ctx = Args.context(op, "a", a, "b", b, "out", out, "bias", bias);
     Args.floating(op, "a", a);
     Args.sameDtype(op, "b", b, "a", a);
     if (out.dtype() != DType.F32 && out.dtype() != a.dtype()) {
@@ -141,9 +144,9 @@ public final class Ops {
       strideA = 0;
       strideC = 0;
     }
-    be.gemm(m, n, k, batch, a.dtype().code(), out.dtype().code(), ma.trans, mb.trans,
+    ctx.run(Kernel.GEMM, new KernelArgs.Gemm(m, n, k, batch, a.dtype().code(), out.dtype().code(), ma.trans, mb.trans,
         a.address(), ma.ld, strideA, b.address(), mb.ld, strideB, out.address(), mc.ld, strideC,
-        bias == null ? 0 : bias.address(), alpha, beta);
+        bias == null ? 0 : bias.address(), alpha, beta));
   }
 
   /**
@@ -206,7 +209,7 @@ public final class Ops {
     final String op = "attention";
     Args.need(op, "q", q);
     Args.rank(op, "q", q, 4, "(batch, heads, seq, headDim)");
-    Args.backend(op, "q", q, "k", k, "v", v);
+    Args.context(op, "q", q, "k", k, "v", v);
     long[] s = q.shape();
     Tensor out = Tensor.empty(q.dtype(), q.device(), s);
     Tensor lse = null;
@@ -225,11 +228,12 @@ public final class Ops {
    */
   public static void attention(Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse, boolean causal, float scale) {
     final String op = "attention";
-    Backend be = checkAttention(op, q, k, v, out, lse, causal, scale);
+    var ctx = checkAttention(op, q, k, v, out, lse, causal, scale);
     long[] qs = q.strides(), ks = k.strides(), vs = v.strides(), os = out.strides();
-    be.attentionForward(q.size(0), q.size(1), k.size(1), q.size(2), k.size(2), q.size(3), q.dtype().code(), causal,
-        scale, q.address(), qs[0], qs[1], qs[2], k.address(), ks[0], ks[1], ks[2], v.address(), vs[0], vs[1], vs[2],
-        out.address(), os[0], os[1], os[2], lse == null ? 0 : lse.address());
+    ctx.run(Kernel.ATTENTION_FWD, new KernelArgs.Attention(q.size(0), q.size(1), k.size(1), q.size(2), k.size(2),
+        q.size(3), q.dtype().code(), causal, scale, q.address(), qs[0], qs[1], qs[2], k.address(), ks[0], ks[1], ks[2],
+        v.address(), vs[0], vs[1], vs[2], out.address(), os[0], os[1], os[2], lse == null ? 0 : lse.address(), 0, 0, 0,
+        0));
   }
 
   /**
@@ -243,7 +247,7 @@ public final class Ops {
     Args.need(op, "q", q);
     Args.need(op, "k", k);
     Args.need(op, "v", v);
-    Args.backend(op, "q", q, "k", k, "v", v);
+    Args.context(op, "q", q, "k", k, "v", v);
     Tensor dq = null, dk = null, dv = null;
     try {
       dq = Layouts.emptyLike(op, "q", q);
@@ -268,16 +272,17 @@ public final class Ops {
     Args.need(op, "dq", dq);
     Args.need(op, "dk", dk);
     Args.need(op, "dv", dv);
-    Backend be = checkAttention(op, q, k, v, out, lse, causal, scale);
-    Args.backend(op, "q", q, "dout", dout, "dq", dq, "dk", dk, "dv", dv);
+    var ctx = checkAttention(op, q, k, v, out, lse, causal, scale);
+    Args.context(op, "q", q, "dout", dout, "dq", dq, "dk", dk, "dv", dv);
     checkGrad(op, "dout", dout, "out", out);
     checkGrad(op, "dq", dq, "q", q);
     checkGrad(op, "dk", dk, "k", k);
     checkGrad(op, "dv", dv, "v", v);
     long[] qs = q.strides(), ks = k.strides(), vs = v.strides(), os = out.strides();
-    be.attentionBackward(q.size(0), q.size(1), k.size(1), q.size(2), k.size(2), q.size(3), q.dtype().code(), causal,
-        scale, q.address(), qs[0], qs[1], qs[2], k.address(), ks[0], ks[1], ks[2], v.address(), vs[0], vs[1], vs[2],
-        out.address(), os[0], os[1], os[2], lse.address(), dout.address(), dq.address(), dk.address(), dv.address());
+    ctx.run(Kernel.ATTENTION_BWD, new KernelArgs.Attention(q.size(0), q.size(1), k.size(1), q.size(2), k.size(2),
+        q.size(3), q.dtype().code(), causal, scale, q.address(), qs[0], qs[1], qs[2], k.address(), ks[0], ks[1], ks[2],
+        v.address(), vs[0], vs[1], vs[2], out.address(), os[0], os[1], os[2], lse.address(), dout.address(),
+        dq.address(), dk.address(), dv.address()));
   }
 
   private static void checkGrad(String op, String name, Tensor g, String refName, Tensor ref) {
@@ -286,14 +291,14 @@ public final class Ops {
     Args.sameStrides(op, name, g, refName, ref);
   }
 
-  private static Backend checkAttention(String op, Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse,
+  private static ExecutionContext checkAttention(String op, Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse,
       boolean causal, float scale) {
     Args.need(op, "q", q);
     Args.need(op, "k", k);
     Args.need(op, "v", v);
     Args.need(op, "out", out);
     Args.optional(op, "lse", lse);
-    Backend be = Args.backend(op, "q", q, "k", k, "v", v, "out", out, "lse", lse);
+    var ctx = Args.context(op, "q", q, "k", k, "v", v, "out", out, "lse", lse);
     String layout = "(batch, heads, seq, headDim)";
     Args.rank(op, "q", q, 4, layout);
     Args.rank(op, "k", k, 4, layout);
@@ -324,7 +329,7 @@ public final class Ops {
       Args.contiguous(op, "lse", lse);
     }
     if (!Float.isFinite(scale) || scale <= 0) throw bad(op, "scale = " + scale + " must be finite and > 0");
-    return be;
+    return ctx;
   }
 
   // ================================================================== normalization
@@ -355,10 +360,10 @@ public final class Ops {
   /** LayerNorm into caller-provided outputs; mean and rstd may be null when the backward is not needed. */
   public static void layerNorm(Tensor x, Tensor weight, Tensor bias, float eps, Tensor out, Tensor mean, Tensor rstd) {
     final String op = "layerNorm";
-    Backend be = checkNormForward(op, x, weight, bias, eps, out, mean, rstd);
+    var ctx = checkNormForward(op, x, weight, bias, eps, out, mean, rstd);
     if (x.numel() == 0) return;
-    be.layerNormForward(Args.rows(x), x.size(-1), x.dtype().code(), eps, x.address(), weight.address(),
-        addr(bias), out.address(), addr(mean), addr(rstd));
+    ctx.run(Kernel.LAYERNORM_FWD, KernelArgs.Norm.forward(Args.rows(x), x.size(-1), x.dtype().code(), eps, x.address(),
+        weight.address(), addr(bias), out.address(), addr(mean), addr(rstd)));
   }
 
   /**
@@ -382,10 +387,11 @@ public final class Ops {
       Tensor dweight, Tensor dbias) {
     final String op = "layerNormBackward";
     Args.need(op, "mean", mean);
-    Backend be = checkNormBackward(op, dout, x, weight, mean, rstd, dx, dweight, dbias);
+    var ctx = checkNormBackward(op, dout, x, weight, mean, rstd, dx, dweight, dbias);
     if (x.numel() == 0) return;
-    be.layerNormBackward(Args.rows(x), x.size(-1), x.dtype().code(), 0f, x.address(), weight.address(),
-        mean.address(), rstd.address(), dout.address(), dx.address(), dweight.address(), addr(dbias));
+    ctx.run(Kernel.LAYERNORM_BWD, KernelArgs.Norm.backward(Args.rows(x), x.size(-1), x.dtype().code(), x.address(),
+        weight.address(), mean.address(), rstd.address(), dout.address(), dx.address(), dweight.address(),
+        addr(dbias)));
   }
 
   /**
@@ -410,10 +416,10 @@ public final class Ops {
   /** RMSNorm into caller-provided outputs; rstd may be null when the backward is not needed. */
   public static void rmsNorm(Tensor x, Tensor weight, float eps, Tensor out, Tensor rstd) {
     final String op = "rmsNorm";
-    Backend be = checkNormForward(op, x, weight, null, eps, out, null, rstd);
+    var ctx = checkNormForward(op, x, weight, null, eps, out, null, rstd);
     if (x.numel() == 0) return;
-    be.rmsNormForward(Args.rows(x), x.size(-1), x.dtype().code(), eps, x.address(), weight.address(), out.address(),
-        addr(rstd));
+    ctx.run(Kernel.RMSNORM_FWD, KernelArgs.Norm.forward(Args.rows(x), x.size(-1), x.dtype().code(), eps, x.address(),
+        weight.address(), 0, out.address(), 0, addr(rstd)));
   }
 
   /** RMSNorm backward from the saved rstd: returns dx and accumulates into dweight (C) F32. */
@@ -431,21 +437,21 @@ public final class Ops {
   /** RMSNorm backward into dx (written); accumulates dweight. */
   public static void rmsNormBackward(Tensor dout, Tensor x, Tensor weight, Tensor rstd, Tensor dx, Tensor dweight) {
     final String op = "rmsNormBackward";
-    Backend be = checkNormBackward(op, dout, x, weight, null, rstd, dx, dweight, null);
+    var ctx = checkNormBackward(op, dout, x, weight, null, rstd, dx, dweight, null);
     if (x.numel() == 0) return;
-    be.rmsNormBackward(Args.rows(x), x.size(-1), x.dtype().code(), 0f, x.address(), weight.address(),
-        rstd.address(), dout.address(), dx.address(), dweight.address());
+    ctx.run(Kernel.RMSNORM_BWD, KernelArgs.Norm.backward(Args.rows(x), x.size(-1), x.dtype().code(), x.address(),
+        weight.address(), 0, rstd.address(), dout.address(), dx.address(), dweight.address(), 0));
   }
 
-  private static Backend checkNormForward(String op, Tensor x, Tensor weight, Tensor bias, float eps, Tensor out,
-      Tensor mean, Tensor rstd) {
+  private static ExecutionContext checkNormForward(String op, Tensor x, Tensor weight, Tensor bias, float eps,
+      Tensor out, Tensor mean, Tensor rstd) {
     Args.need(op, "x", x);
     Args.need(op, "weight", weight);
     Args.optional(op, "bias", bias);
     Args.need(op, "out", out);
     Args.optional(op, "mean", mean);
     Args.optional(op, "rstd", rstd);
-    Backend be = Args.backend(op, "x", x, "weight", weight, "bias", bias, "out", out, "mean", mean, "rstd", rstd);
+    var ctx = Args.context(op, "x", x, "weight", weight, "bias", bias, "out", out, "mean", mean, "rstd", rstd);
     checkNormInput(op, x, weight);
     if (bias != null) checkParam(op, "bias", bias, x);
     Args.sameDtype(op, "out", out, "x", x);
@@ -454,10 +460,10 @@ public final class Ops {
     checkStat(op, "mean", mean, x);
     checkStat(op, "rstd", rstd, x);
     if (!Float.isFinite(eps) || eps < 0) throw bad(op, "eps = " + eps + " must be finite and >= 0");
-    return be;
+    return ctx;
   }
 
-  private static Backend checkNormBackward(String op, Tensor dout, Tensor x, Tensor weight, Tensor mean,
+  private static ExecutionContext checkNormBackward(String op, Tensor dout, Tensor x, Tensor weight, Tensor mean,
       Tensor rstd, Tensor dx, Tensor dweight, Tensor dbias) {
     Args.need(op, "dout", dout);
     Args.need(op, "x", x);
@@ -466,7 +472,7 @@ public final class Ops {
     Args.need(op, "dx", dx);
     Args.need(op, "dweight", dweight);
     Args.optional(op, "dbias", dbias);
-    Backend be = Args.backend(op, "dout", dout, "x", x, "weight", weight, "mean", mean, "rstd", rstd, "dx", dx,
+    var ctx = Args.context(op, "dout", dout, "x", x, "weight", weight, "mean", mean, "rstd", rstd, "dx", dx,
         "dweight", dweight, "dbias", dbias);
     checkNormInput(op, x, weight);
     for (String name : new String[] {"dout", "dx"}) {
@@ -479,7 +485,7 @@ public final class Ops {
     checkStat(op, "rstd", rstd, x);
     checkParamGrad(op, "dweight", dweight, x.size(-1));
     if (dbias != null) checkParamGrad(op, "dbias", dbias, x.size(-1));
-    return be;
+    return ctx;
   }
 
   private static void checkNormInput(String op, Tensor x, Tensor weight) {
@@ -517,52 +523,52 @@ public final class Ops {
 
   /** GELU, tanh approximation: {@code 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))}. */
   public static Tensor gelu(Tensor x) {
-    return activation("gelu", NativeKernels.ACT_GELU_TANH, x, null);
+    return activation("gelu", KernelArgs.ACT_GELU_TANH, x, null);
   }
 
   /** GELU into out (x's shape and dtype, contiguous). */
   public static void gelu(Tensor x, Tensor out) {
-    activation("gelu", NativeKernels.ACT_GELU_TANH, x, null, out);
+    activation("gelu", KernelArgs.ACT_GELU_TANH, x, null, out);
   }
 
   /** GELU backward: returns dx from the forward input x and dout. */
   public static Tensor geluBackward(Tensor x, Tensor dout) {
-    return activationBackward("geluBackward", NativeKernels.ACT_GELU_TANH, x, dout);
+    return activationBackward("geluBackward", KernelArgs.ACT_GELU_TANH, x, dout);
   }
 
   /** GELU backward into dx. */
   public static void geluBackward(Tensor x, Tensor dout, Tensor dx) {
-    activationBackward("geluBackward", NativeKernels.ACT_GELU_TANH, x, null, dout, dx, null);
+    activationBackward("geluBackward", KernelArgs.ACT_GELU_TANH, x, null, dout, dx, null);
   }
 
   /** SiLU: {@code x * sigmoid(x)}. */
   public static Tensor silu(Tensor x) {
-    return activation("silu", NativeKernels.ACT_SILU, x, null);
+    return activation("silu", KernelArgs.ACT_SILU, x, null);
   }
 
   /** SiLU into out. */
   public static void silu(Tensor x, Tensor out) {
-    activation("silu", NativeKernels.ACT_SILU, x, null, out);
+    activation("silu", KernelArgs.ACT_SILU, x, null, out);
   }
 
   /** SiLU backward: returns dx. */
   public static Tensor siluBackward(Tensor x, Tensor dout) {
-    return activationBackward("siluBackward", NativeKernels.ACT_SILU, x, dout);
+    return activationBackward("siluBackward", KernelArgs.ACT_SILU, x, dout);
   }
 
   /** SiLU backward into dx. */
   public static void siluBackward(Tensor x, Tensor dout, Tensor dx) {
-    activationBackward("siluBackward", NativeKernels.ACT_SILU, x, null, dout, dx, null);
+    activationBackward("siluBackward", KernelArgs.ACT_SILU, x, null, dout, dx, null);
   }
 
   /** SwiGLU: {@code silu(gate) * up}, gate and up of one shape and dtype. */
   public static Tensor swiglu(Tensor gate, Tensor up) {
-    return activation("swiglu", NativeKernels.ACT_SWIGLU, gate, up);
+    return activation("swiglu", KernelArgs.ACT_SWIGLU, gate, up);
   }
 
   /** SwiGLU into out. */
   public static void swiglu(Tensor gate, Tensor up, Tensor out) {
-    activation("swiglu", NativeKernels.ACT_SWIGLU, gate, up, out);
+    activation("swiglu", KernelArgs.ACT_SWIGLU, gate, up, out);
   }
 
   /** SwiGLU backward: returns (dgate, dup). */
@@ -573,7 +579,7 @@ public final class Ops {
     try {
       dg = Tensor.empty(gate.dtype(), gate.device(), gate.shape());
       du = Tensor.empty(gate.dtype(), gate.device(), gate.shape());
-      activationBackward(op, NativeKernels.ACT_SWIGLU, gate, up, dout, dg, du);
+      activationBackward(op, KernelArgs.ACT_SWIGLU, gate, up, dout, dg, du);
       return new GluGrads(dg, du);
     } catch (RuntimeException e) {
       throw Closing.closeAfter(e, dg, du);
@@ -582,11 +588,11 @@ public final class Ops {
 
   /** SwiGLU backward into dgate and dup (both written). */
   public static void swigluBackward(Tensor gate, Tensor up, Tensor dout, Tensor dgate, Tensor dup) {
-    activationBackward("swigluBackward", NativeKernels.ACT_SWIGLU, gate, up, dout, dgate, dup);
+    activationBackward("swigluBackward", KernelArgs.ACT_SWIGLU, gate, up, dout, dgate, dup);
   }
 
   private static Tensor activation(String op, int act, Tensor x, Tensor y) {
-    Args.need(op, act == NativeKernels.ACT_SWIGLU ? "gate" : "x", x);
+    Args.need(op, act == KernelArgs.ACT_SWIGLU ? "gate" : "x", x);
     Tensor out = Tensor.empty(x.dtype(), x.device(), x.shape());
     try {
       activation(op, act, x, y, out);
@@ -597,11 +603,12 @@ public final class Ops {
   }
 
   private static void activation(String op, int act, Tensor x, Tensor y, Tensor out) {
-    boolean glu = act == NativeKernels.ACT_SWIGLU;
+    boolean glu = act == KernelArgs.ACT_SWIGLU;
     String xn = glu ? "gate" : "x";
-    Backend be = checkElementwise(op, xn, x, glu ? "up" : null, y, "out", out);
+    var ctx = checkElementwise(op, xn, x, glu ? "up" : null, y, "out", out);
     if (x.numel() == 0) return;
-    be.activationForward(x.numel(), x.dtype().code(), act, x.address(), addr(y), out.address());
+    ctx.run(Kernel.ACTIVATION_FWD, new KernelArgs.Activation(x.numel(), x.dtype().code(), act, x.address(), addr(y),
+        out.address(), 0, 0, 0));
   }
 
   private static Tensor activationBackward(String op, int act, Tensor x, Tensor dout) {
@@ -616,35 +623,36 @@ public final class Ops {
   }
 
   private static void activationBackward(String op, int act, Tensor x, Tensor y, Tensor dout, Tensor dx, Tensor dy) {
-    boolean glu = act == NativeKernels.ACT_SWIGLU;
+    boolean glu = act == KernelArgs.ACT_SWIGLU;
     String xn = glu ? "gate" : "x";
-    Backend be = checkElementwise(op, xn, x, glu ? "up" : null, y, "dout", dout);
+    var ctx = checkElementwise(op, xn, x, glu ? "up" : null, y, "dout", dout);
     Args.need(op, glu ? "dgate" : "dx", dx);
-    Args.backend(op, xn, x, glu ? "dgate" : "dx", dx, "dup", dy);
+    Args.context(op, xn, x, glu ? "dgate" : "dx", dx, "dup", dy);
     checkLike(op, glu ? "dgate" : "dx", dx, xn, x);
     if (glu) {
       Args.need(op, "dup", dy);
       checkLike(op, "dup", dy, xn, x);
     }
     if (x.numel() == 0) return;
-    be.activationBackward(x.numel(), x.dtype().code(), act, x.address(), addr(y), dout.address(), dx.address(),
-        addr(dy));
+    ctx.run(Kernel.ACTIVATION_BWD, new KernelArgs.Activation(x.numel(), x.dtype().code(), act, x.address(), addr(y), 0,
+        dout.address(), dx.address(), addr(dy)));
   }
 
   /**
    * Checks a same-shape elementwise op: x floating and contiguous; y (when its name is non-null)
    * and the third tensor of x's shape and dtype, contiguous. Returns the backend.
    */
-  private static Backend checkElementwise(String op, String xn, Tensor x, String yn, Tensor y, String zn, Tensor z) {
+  private static ExecutionContext checkElementwise(String op, String xn, Tensor x, String yn, Tensor y, String zn,
+      Tensor z) {
     Args.need(op, xn, x);
     if (yn != null) Args.need(op, yn, y);
     Args.need(op, zn, z);
-    Backend be = Args.backend(op, xn, x, yn == null ? "y" : yn, yn == null ? null : y, zn, z);
+    var ctx = Args.context(op, xn, x, yn == null ? "y" : yn, yn == null ? null : y, zn, z);
     Args.floating(op, xn, x);
     Args.contiguous(op, xn, x);
     if (yn != null) checkLike(op, yn, y, xn, x);
     checkLike(op, zn, z, xn, x);
-    return be;
+    return ctx;
   }
 
   /** t has ref's shape and dtype and is contiguous. */
@@ -685,13 +693,13 @@ public final class Ops {
     Args.need(op, "losses", losses);
     Args.optional(op, "lse", lse);
     Logits lg = Logits.of(op, logits, targets);
-    Backend be = Args.backend(op, "logits", logits, "targets", targets, "losses", losses, "lse", lse);
+    var ctx = Args.context(op, "logits", logits, "targets", targets, "losses", losses, "lse", lse);
     checkRowVector(op, "losses", losses, lg.rows, "logits", logits);
     if (lse != null) checkRowVector(op, "lse", lse, lg.rows, "logits", logits);
     checkTargets(op, targets, lg.vocab);
     if (lg.rows == 0) return;
-    be.crossEntropyForward(lg.rows, lg.vocab, lg.ld, logits.dtype().code(), logits.address(), targets.address(),
-        losses.address(), addr(lse));
+    ctx.run(Kernel.CROSS_ENTROPY_FWD, new KernelArgs.CrossEntropy(lg.rows, lg.vocab, lg.ld, logits.dtype().code(),
+        logits.address(), targets.address(), losses.address(), addr(lse), 0, 0));
   }
 
   /**
@@ -718,7 +726,7 @@ public final class Ops {
     Args.need(op, "dlosses", dlosses);
     Args.need(op, "dlogits", dlogits);
     Logits lg = Logits.of(op, logits, targets);
-    Backend be = Args.backend(op, "logits", logits, "targets", targets, "lse", lse, "dlosses", dlosses,
+    var ctx = Args.context(op, "logits", logits, "targets", targets, "lse", lse, "dlosses", dlosses,
         "dlogits", dlogits);
     checkRowVector(op, "lse", lse, lg.rows, "logits", logits);
     checkRowVector(op, "dlosses", dlosses, lg.rows, "logits", logits);
@@ -727,8 +735,8 @@ public final class Ops {
     Args.sameStrides(op, "dlogits", dlogits, "logits", logits);
     checkTargets(op, targets, lg.vocab);
     if (lg.rows == 0) return;
-    be.crossEntropyBackward(lg.rows, lg.vocab, lg.ld, logits.dtype().code(), logits.address(), targets.address(),
-        lse.address(), dlosses.address(), dlogits.address());
+    ctx.run(Kernel.CROSS_ENTROPY_BWD, new KernelArgs.CrossEntropy(lg.rows, lg.vocab, lg.ld, logits.dtype().code(),
+        logits.address(), targets.address(), 0, lse.address(), dlosses.address(), dlogits.address()));
   }
 
   /** Logits as (rows, vocab) with row stride ld. */
@@ -815,7 +823,7 @@ public final class Ops {
     Args.need(op, "ids", ids);
     Args.need(op, "table", table);
     Args.need(op, "out", out);
-    Backend be = Args.backend(op, "ids", ids, "table", table, "out", out);
+    var ctx = Args.context(op, "ids", ids, "table", table, "out", out);
     checkIds(op, ids);
     Args.rank(op, "table", table, 2, "(vocab, dim)");
     Args.floating(op, "table", table);
@@ -827,8 +835,8 @@ public final class Ops {
     Args.contiguous(op, "out", out);
     checkIdRange(op, ids, vocab);
     if (ids.numel() == 0) return;
-    be.embeddingForward(ids.numel(), vocab, dim, table.dtype().code(), ids.address(), table.address(),
-        out.address());
+    ctx.run(Kernel.EMBEDDING_FWD, new KernelArgs.Embedding(ids.numel(), vocab, dim, table.dtype().code(),
+        ids.address(), table.address(), out.address(), 0, 0));
   }
 
   /**
@@ -842,7 +850,7 @@ public final class Ops {
     Args.need(op, "ids", ids);
     Args.need(op, "dout", dout);
     Args.need(op, "dtable", dtable);
-    Backend be = Args.backend(op, "ids", ids, "dout", dout, "dtable", dtable);
+    var ctx = Args.context(op, "ids", ids, "dout", dout, "dtable", dtable);
     checkIds(op, ids);
     Args.rank(op, "dtable", dtable, 2, "(vocab, dim)");
     Args.dtype(op, "dtable", dtable, DType.F32);
@@ -854,8 +862,8 @@ public final class Ops {
     Args.contiguous(op, "dout", dout);
     checkIdRange(op, ids, vocab);
     if (ids.numel() == 0) return;
-    be.embeddingBackward(ids.numel(), vocab, dim, dout.dtype().code(), ids.address(), dout.address(),
-        dtable.address());
+    ctx.run(Kernel.EMBEDDING_BWD, new KernelArgs.Embedding(ids.numel(), vocab, dim, dout.dtype().code(), ids.address(),
+        0, 0, dout.address(), dtable.address()));
   }
 
   private static void checkIds(String op, Tensor ids) {
@@ -915,7 +923,7 @@ public final class Ops {
     final String op = inverse ? "ropeBackward" : "rope";
     Args.need(op, "x", x);
     Args.need(op, "out", out);
-    Backend be = Args.backend(op, "x", x, "out", out);
+    var ctx = Args.context(op, "x", x, "out", out);
     Args.rank(op, "x", x, 4, "(batch, seq, heads, headDim)");
     Args.floating(op, "x", x);
     Args.innerContiguous(op, "x", x);
@@ -930,30 +938,30 @@ public final class Ops {
     if (!Float.isFinite(theta) || theta <= 0) throw bad(op, "theta = " + theta + " must be finite and > 0");
     if (x.numel() == 0) return;
     long[] s = x.strides();
-    be.rope(x.size(0), x.size(1), x.size(2), d, x.dtype().code(), inverse, pos0, theta, x.address(), out.address(),
-        s[0], s[1], s[2]);
+    ctx.run(Kernel.ROPE, new KernelArgs.Rope(x.size(0), x.size(1), x.size(2), d, x.dtype().code(), inverse, pos0,
+        theta, x.address(), out.address(), s[0], s[1], s[2]));
   }
 
   // ================================================================== elementwise
 
   /** {@code a + b}, same shape and dtype, contiguous. */
   public static Tensor add(Tensor a, Tensor b) {
-    return binary("add", NativeKernels.EW_ADD, a, b);
+    return binary("add", KernelArgs.EW_ADD, a, b);
   }
 
   /** {@code out = a + b}; out may be a or b. */
   public static void add(Tensor a, Tensor b, Tensor out) {
-    binary("add", NativeKernels.EW_ADD, a, b, out);
+    binary("add", KernelArgs.EW_ADD, a, b, out);
   }
 
   /** {@code a * b}, same shape and dtype, contiguous. */
   public static Tensor mul(Tensor a, Tensor b) {
-    return binary("mul", NativeKernels.EW_MUL, a, b);
+    return binary("mul", KernelArgs.EW_MUL, a, b);
   }
 
   /** {@code out = a * b}; out may be a or b. */
   public static void mul(Tensor a, Tensor b, Tensor out) {
-    binary("mul", NativeKernels.EW_MUL, a, b, out);
+    binary("mul", KernelArgs.EW_MUL, a, b, out);
   }
 
   /** {@code alpha * a}. */
@@ -972,33 +980,33 @@ public final class Ops {
   /** {@code out = alpha * a}; out may be a. */
   public static void scale(Tensor a, float alpha, Tensor out) {
     final String op = "scale";
-    Backend be = checkElementwise(op, "a", a, null, null, "out", out);
+    var ctx = checkElementwise(op, "a", a, null, null, "out", out);
     Args.finite(op, "alpha", alpha);
     if (a.numel() == 0) return;
-    be.elementwise(a.numel(), NativeKernels.EW_SCALE, a.dtype().code(), a.dtype().code(), a.address(), 0,
-        out.address(), alpha);
+    ctx.run(Kernel.ELEMENTWISE, new KernelArgs.Elementwise(a.numel(), KernelArgs.EW_SCALE, a.dtype().code(),
+        a.dtype().code(), a.address(), 0, out.address(), alpha));
   }
 
   /** {@code out += alpha * a} in place. */
   public static void axpy(Tensor out, float alpha, Tensor a) {
     final String op = "axpy";
-    Backend be = checkElementwise(op, "a", a, null, null, "out", out);
+    var ctx = checkElementwise(op, "a", a, null, null, "out", out);
     Args.finite(op, "alpha", alpha);
     if (a.numel() == 0) return;
-    be.elementwise(a.numel(), NativeKernels.EW_AXPY, a.dtype().code(), a.dtype().code(), a.address(), 0,
-        out.address(), alpha);
+    ctx.run(Kernel.ELEMENTWISE, new KernelArgs.Elementwise(a.numel(), KernelArgs.EW_AXPY, a.dtype().code(),
+        a.dtype().code(), a.address(), 0, out.address(), alpha));
   }
 
   /** Sets every element of out (contiguous, floating) to value (rounded to out's dtype). */
   public static void fill(Tensor out, float value) {
     final String op = "fill";
     Args.need(op, "out", out);
-    Backend be = Args.backend(op, "out", out);
+    var ctx = Args.context(op, "out", out);
     Args.floating(op, "out", out);
     Args.contiguous(op, "out", out);
     if (out.numel() == 0) return;
-    be.elementwise(out.numel(), NativeKernels.EW_FILL, out.dtype().code(), out.dtype().code(), 0, 0, out.address(),
-        value);
+    ctx.run(Kernel.ELEMENTWISE, new KernelArgs.Elementwise(out.numel(), KernelArgs.EW_FILL, out.dtype().code(),
+        out.dtype().code(), 0, 0, out.address(), value));
   }
 
   /** A copy of a converted to dtype (round-to-nearest-even). */
@@ -1020,13 +1028,13 @@ public final class Ops {
     final String op = "convert";
     Args.need(op, "a", a);
     Args.need(op, "out", out);
-    Backend be = Args.backend(op, "a", a, "out", out);
+    var ctx = Args.context(op, "a", a, "out", out);
     Args.contiguous(op, "a", a);
     Args.sameShape(op, "out", out, "a", a);
     Args.contiguous(op, "out", out);
     if (a.numel() == 0) return;
-    be.elementwise(a.numel(), NativeKernels.EW_CONVERT, a.dtype().code(), out.dtype().code(), a.address(), 0,
-        out.address(), 0f);
+    ctx.run(Kernel.ELEMENTWISE, new KernelArgs.Elementwise(a.numel(), KernelArgs.EW_CONVERT, a.dtype().code(),
+        out.dtype().code(), a.address(), 0, out.address(), 0f));
   }
 
   private static Tensor binary(String op, int code, Tensor a, Tensor b) {
@@ -1041,31 +1049,32 @@ public final class Ops {
   }
 
   private static void binary(String op, int code, Tensor a, Tensor b, Tensor out) {
-    Backend be = checkElementwise(op, "a", a, "b", b, "out", out);
+    var ctx = checkElementwise(op, "a", a, "b", b, "out", out);
     if (a.numel() == 0) return;
-    be.elementwise(a.numel(), code, a.dtype().code(), a.dtype().code(), a.address(), b.address(), out.address(), 0f);
+    ctx.run(Kernel.ELEMENTWISE, new KernelArgs.Elementwise(a.numel(), code, a.dtype().code(), a.dtype().code(),
+        a.address(), b.address(), out.address(), 0f));
   }
 
   // ================================================================== reductions
 
   /** {@code sum(x)} over all elements, as a one-element F32 tensor on x's device (no host sync). */
   public static Tensor sum(Tensor x) {
-    return reduceToScalar("sum", NativeKernels.RED_SUM, x);
+    return reduceToScalar("sum", KernelArgs.RED_SUM, x);
   }
 
   /** Writes {@code sum(x)} into out, a one-element F32 tensor. */
   public static void sum(Tensor x, Tensor out) {
-    reduceToScalar("sum", NativeKernels.RED_SUM, x, out);
+    reduceToScalar("sum", KernelArgs.RED_SUM, x, out);
   }
 
   /** {@code sum(x^2)} over all elements, as a one-element F32 tensor on x's device. */
   public static Tensor sumSquares(Tensor x) {
-    return reduceToScalar("sumSquares", NativeKernels.RED_SUM_SQUARES, x);
+    return reduceToScalar("sumSquares", KernelArgs.RED_SUM_SQUARES, x);
   }
 
   /** Writes {@code sum(x^2)} into out, a one-element F32 tensor. */
   public static void sumSquares(Tensor x, Tensor out) {
-    reduceToScalar("sumSquares", NativeKernels.RED_SUM_SQUARES, x, out);
+    reduceToScalar("sumSquares", KernelArgs.RED_SUM_SQUARES, x, out);
   }
 
   /**
@@ -1076,7 +1085,7 @@ public final class Ops {
     final String op = "sumRows";
     Args.need(op, "x", x);
     Args.need(op, "out", out);
-    Backend be = Args.backend(op, "x", x, "out", out);
+    var ctx = Args.context(op, "x", x, "out", out);
     if (x.rank() < 1) throw bad(op, describe("x", x) + " must be (rows, cols)");
     Args.floating(op, "x", x);
     Args.contiguous(op, "x", x);
@@ -1085,7 +1094,8 @@ public final class Ops {
     Args.shape(op, "out", out, new long[] {cols}, "(one sum per column of x)");
     Args.contiguous(op, "out", out);
     if (x.numel() == 0) return;
-    be.reduce(x.numel(), Args.rows(x), cols, NativeKernels.RED_SUM_ROWS, x.dtype().code(), x.address(), out.address());
+    ctx.run(Kernel.REDUCE, new KernelArgs.Reduce(x.numel(), Args.rows(x), cols, KernelArgs.RED_SUM_ROWS,
+        x.dtype().code(), x.address(), out.address()));
   }
 
   /** Elements per partial sum of {@link #sumSquaresPartials} and {@link #globalNorm}. */
@@ -1102,15 +1112,15 @@ public final class Ops {
     Args.need(op, "x", x);
     Args.floating(op, "x", x);
     Args.contiguous(op, "x", x);
-    long n = x.numel();
+    var ctx = Args.context(op, "x", x);
+    long n = x.numel(), es = x.dtype().byteSize();
     int chunks = (int) ((n + NORM_CHUNK - 1) / NORM_CHUNK);
     if (chunks == 0) return new float[0];
-    try (Tensor flat = x.view(n); Tensor sums = Tensor.empty(DType.F32, x.device(), chunks)) {
+    try (Tensor sums = Tensor.empty(DType.F32, x.device(), chunks)) {
       for (int j = 0; j < chunks; j++) {
-        long start = j * NORM_CHUNK;
-        try (Tensor part = flat.slice(0, start, Math.min(n, start + NORM_CHUNK)); Tensor out = sums.slice(0, j, j + 1)) {
-          sumSquares(part, out);
-        }
+        long start = j * NORM_CHUNK, len = Math.min(NORM_CHUNK, n - start);
+        ctx.run(Kernel.REDUCE, new KernelArgs.Reduce(len, 1, len, KernelArgs.RED_SUM_SQUARES, x.dtype().code(),
+            x.address() + start * es, sums.address() + 4L * j));
       }
       return sums.toFloatArray();
     }
@@ -1150,16 +1160,18 @@ public final class Ops {
   private static void reduceToScalar(String op, int code, Tensor x, Tensor out) {
     Args.need(op, "x", x);
     Args.need(op, "out", out);
-    Backend be = Args.backend(op, "x", x, "out", out);
+    var ctx = Args.context(op, "x", x, "out", out);
     Args.floating(op, "x", x);
     Args.contiguous(op, "x", x);
     Args.dtype(op, "out", out, DType.F32);
     if (out.numel() != 1) throw bad(op, describe("out", out) + " must hold exactly one element");
     if (x.numel() == 0) {
-      be.elementwise(1, NativeKernels.EW_FILL, DType.F32.code(), DType.F32.code(), 0, 0, out.address(), 0f);
+      ctx.run(Kernel.ELEMENTWISE, new KernelArgs.Elementwise(1, KernelArgs.EW_FILL, DType.F32.code(), DType.F32.code(),
+          0, 0, out.address(), 0f));
       return;
     }
-    be.reduce(x.numel(), 1, x.numel(), code, x.dtype().code(), x.address(), out.address());
+    ctx.run(Kernel.REDUCE, new KernelArgs.Reduce(x.numel(), 1, x.numel(), code, x.dtype().code(), x.address(),
+        out.address()));
   }
 
   // ================================================================== optimizer
@@ -1186,7 +1198,7 @@ public final class Ops {
     Args.need(op, "m", m);
     Args.need(op, "v", v);
     Args.optional(op, "paramsLowp", paramsLowp);
-    Backend be = Args.backend(op, "params", params, "grads", grads, "m", m, "v", v, "paramsLowp", paramsLowp);
+    var ctx = Args.context(op, "params", params, "grads", grads, "m", m, "v", v, "paramsLowp", paramsLowp);
     Args.dtype(op, "params", params, DType.F32);
     Args.contiguous(op, "params", params);
     for (String name : new String[] {"grads", "m", "v"}) {
@@ -1210,9 +1222,9 @@ public final class Ops {
     }
     Args.finite(op, "gradScale", gradScale);
     if (params.numel() == 0) return;
-    be.adamw(params.numel(), params.address(), grads.address(), m.address(), v.address(), addr(paramsLowp),
-        paramsLowp == null ? DType.BF16.code() : paramsLowp.dtype().code(), lr, beta1, beta2, eps, weightDecay,
-        gradScale, step);
+    ctx.run(Kernel.ADAMW, new KernelArgs.Adamw(params.numel(), params.address(), grads.address(), m.address(),
+        v.address(), addr(paramsLowp), paramsLowp == null ? DType.BF16.code() : paramsLowp.dtype().code(), lr, beta1,
+        beta2, eps, weightDecay, gradScale, step));
   }
 
   // ================================================================== random fill
@@ -1227,7 +1239,7 @@ public final class Ops {
     Args.finite(op, "lo", lo);
     Args.finite(op, "hi", hi);
     if (!(lo < hi)) throw bad(op, "lo = " + lo + " must be < hi = " + hi);
-    rand(op, NativeKernels.RAND_UNIFORM, out, seed, offset, lo, hi);
+    rand(op, KernelArgs.RAND_UNIFORM, out, seed, offset, lo, hi);
   }
 
   /** Fills out with normal values (Box-Muller on the Philox stream, as {@link #randUniform}). */
@@ -1235,17 +1247,18 @@ public final class Ops {
     final String op = "randNormal";
     Args.finite(op, "mean", mean);
     if (!Float.isFinite(std) || std < 0) throw bad(op, "std = " + std + " must be finite and >= 0");
-    rand(op, NativeKernels.RAND_NORMAL, out, seed, offset, mean, std);
+    rand(op, KernelArgs.RAND_NORMAL, out, seed, offset, mean, std);
   }
 
   private static void rand(String op, int dist, Tensor out, long seed, long offset, float a, float b) {
     Args.need(op, "out", out);
-    Backend be = Args.backend(op, "out", out);
+    var ctx = Args.context(op, "out", out);
     Args.floating(op, "out", out);
     Args.contiguous(op, "out", out);
     if (offset < 0) throw bad(op, "offset = " + offset + " must be >= 0");
     if (out.numel() == 0) return;
-    be.rand(out.numel(), out.dtype().code(), dist, seed, offset, a, b, out.address());
+    ctx.run(Kernel.RAND, new KernelArgs.Rand(out.numel(), out.dtype().code(), dist, seed, offset, a, b,
+        out.address()));
   }
 
   // ================================================================== helpers

@@ -7,7 +7,7 @@ package dev.athanor.runtime;
  */
 public class NativeException extends AthanorException {
   /** The {@code ath_status} codes of native/include/athanor/athanor.h. */
-  public static final int OK = 0, INVALID = 1, UNSUPPORTED = 2, CUDA = 3, OOM = 4, IO = 5, INTERNAL = 6;
+  public static final int OK = 0, INVALID = 1, UNSUPPORTED = 2, CUDA = 3, OOM = 4, IO = 5, INTERNAL = 6, SCRATCH = 7;
 
   private final int status;
 
@@ -31,6 +31,7 @@ public class NativeException extends AthanorException {
       case OOM -> "ATH_ERR_OOM";
       case IO -> "ATH_ERR_IO";
       case INTERNAL -> "ATH_ERR_INTERNAL";
+      case SCRATCH -> "ATH_ERR_SCRATCH";
       default -> "ath_status(" + status + ")";
     };
   }

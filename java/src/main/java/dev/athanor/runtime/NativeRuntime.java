@@ -5,7 +5,7 @@ import java.nio.charset.StandardCharsets;
 
 /**
  * Thin bindings to the runtime part of the C ABI (native/include/athanor/athanor.h): library info, host
- * memory, the CUDA runtime, disk I/O, plus a host strided copy. JNI: native/jni/jni_NativeRuntime.cpp.
+ * memory, the CUDA runtime, disk I/O. JNI: native/jni/jni_NativeRuntime.cpp.
  *
  * <p>Every method loads the library on first use ({@link NativeLibrary#load()}) and turns a non-OK status
  * into a {@link NativeException} carrying {@code ath_last_error()}. These are raw bindings: pointers are
@@ -27,7 +27,7 @@ public final class NativeRuntime {
     }
   }
 
-  /** Copy directions of {@link #cudaMemcpy}: the {@code kind} argument of ath_cuda_memcpy. */
+  /** Copy directions of {@link #cudaMemcpyAsync}: the {@code kind} argument of ath_cuda_memcpy_async. */
   public static final int H2D = 0, D2H = 1, D2D = 2, DEFAULT = 3;
 
   // ------------------------------------------------------------------ library info
@@ -108,31 +108,6 @@ public final class NativeRuntime {
     if (address != 0) hostFreeAligned0(address);
   }
 
-  /**
-   * Host strided copy of an n-d block of {@code elemSize}-byte elements: for every index i of {@code shape},
-   * dst[sum(i*dstStrides)] = src[sum(i*srcStrides)]. Addresses point at element [0,...,0]; strides are in
-   * elements (>= 0). The caller guarantees both blocks lie inside live host memory.
-   */
-  public static void stridedCopy(long dst, long[] dstStrides, long src, long[] srcStrides, long[] shape, int elemSize) {
-    NativeLibrary.load();
-    if (shape.length != dstStrides.length || shape.length != srcStrides.length) {
-      throw new IllegalArgumentException("stridedCopy: rank mismatch shape=" + shape.length + " dstStrides="
-          + dstStrides.length + " srcStrides=" + srcStrides.length);
-    }
-    long n = 1;
-    for (long s : shape) {
-      if (s < 0) throw new IllegalArgumentException("stridedCopy: negative dimension " + s);
-      n *= s;
-    }
-    if (n == 0) return;
-    checkPtr(dst, "stridedCopy dst");
-    checkPtr(src, "stridedCopy src");
-    if (elemSize != 1 && elemSize != 2 && elemSize != 4 && elemSize != 8) {
-      throw new IllegalArgumentException("stridedCopy: elemSize=" + elemSize + " must be 1, 2, 4 or 8");
-    }
-    stridedCopy0(dst, dstStrides, src, srcStrides, shape, elemSize);
-  }
-
   // ------------------------------------------------------------------ CUDA runtime
   public static int cudaDeviceCount() {
     NativeLibrary.load();
@@ -148,11 +123,6 @@ public final class NativeRuntime {
   public static String cudaDeviceInfo(int device) {
     NativeLibrary.load();
     return cudaDeviceInfo0(device);
-  }
-
-  public static void cudaSetDevice(int device) {
-    NativeLibrary.load();
-    cudaSetDevice0(device);
   }
 
   public static long cudaMalloc(int device, long bytes) {
@@ -184,40 +154,19 @@ public final class NativeRuntime {
     return cudaMemGetInfo0(device);
   }
 
-  /** Synchronous copy; {@code kind} is {@link #H2D}, {@link #D2H}, {@link #D2D} or {@link #DEFAULT}. */
-  public static void cudaMemcpy(long dst, long src, long bytes, int kind) {
-    NativeLibrary.load();
-    checkBytes(bytes, "cudaMemcpy");
-    if (bytes == 0) return;
-    checkPtr(dst, "cudaMemcpy dst");
-    checkPtr(src, "cudaMemcpy src");
-    checkKind(kind);
-    cudaMemcpy0(dst, src, bytes, kind);
-  }
-
+  /**
+   * cudaMemcpyAsync on {@code stream}; {@code kind} is {@link #H2D}, {@link #D2H}, {@link #D2D} or
+   * {@link #DEFAULT}. Returns at once (from pageable host memory: once the source has been staged).
+   */
   public static void cudaMemcpyAsync(long dst, long src, long bytes, int kind, long stream) {
     NativeLibrary.load();
     checkBytes(bytes, "cudaMemcpyAsync");
     if (bytes == 0) return;
     checkPtr(dst, "cudaMemcpyAsync dst");
     checkPtr(src, "cudaMemcpyAsync src");
+    checkPtr(stream, "cudaMemcpyAsync stream (0 would be the legacy default stream, which Athanor never uses)");
     checkKind(kind);
     cudaMemcpyAsync0(dst, src, bytes, kind, stream);
-  }
-
-  /** cudaMemcpy2DAsync: {@code height} rows of {@code width} bytes, row pitches in bytes. */
-  public static void cudaMemcpy2dAsync(long dst, long dpitch, long src, long spitch, long width, long height,
-      int kind, long stream) {
-    NativeLibrary.load();
-    if (width < 0 || height < 0 || dpitch < width || spitch < width) {
-      throw new IllegalArgumentException("cudaMemcpy2dAsync: width=" + width + " height=" + height + " dpitch="
-          + dpitch + " spitch=" + spitch + " (need width, height >= 0 and pitches >= width)");
-    }
-    if (width == 0 || height == 0) return;
-    checkPtr(dst, "cudaMemcpy2dAsync dst");
-    checkPtr(src, "cudaMemcpy2dAsync src");
-    checkKind(kind);
-    cudaMemcpy2dAsync0(dst, dpitch, src, spitch, width, height, kind, stream);
   }
 
   public static long cudaStreamCreate(int device) {
@@ -232,12 +181,29 @@ public final class NativeRuntime {
 
   public static void cudaStreamSynchronize(long stream) {
     NativeLibrary.load();
+    checkPtr(stream, "cudaStreamSynchronize stream (0 would be the legacy default stream)");
     cudaStreamSynchronize0(stream);
   }
 
-  public static long cudaEventCreate(int device) {
+  /** A CUDA event; {@code timing} makes it usable with {@link #cudaEventElapsed}. */
+  public static long cudaEventCreate(int device, boolean timing) {
     NativeLibrary.load();
-    return cudaEventCreate0(device);
+    return cudaEventCreate0(device, timing);
+  }
+
+  /** Whether all work before the event has completed (never blocks). */
+  public static boolean cudaEventQuery(long event) {
+    NativeLibrary.load();
+    checkPtr(event, "cudaEventQuery event");
+    return cudaEventQuery0(event);
+  }
+
+  /** Milliseconds between two recorded, completed timing events. */
+  public static float cudaEventElapsed(long start, long end) {
+    NativeLibrary.load();
+    checkPtr(start, "cudaEventElapsed start");
+    checkPtr(end, "cudaEventElapsed end");
+    return cudaEventElapsed0(start, end);
   }
 
   public static void cudaEventDestroy(long event) {
@@ -248,11 +214,13 @@ public final class NativeRuntime {
   public static void cudaEventRecord(long event, long stream) {
     NativeLibrary.load();
     checkPtr(event, "cudaEventRecord event");
+    checkPtr(stream, "cudaEventRecord stream (0 would be the legacy default stream)");
     cudaEventRecord0(event, stream);
   }
 
   public static void cudaStreamWaitEvent(long stream, long event) {
     NativeLibrary.load();
+    checkPtr(stream, "cudaStreamWaitEvent stream (0 would be the legacy default stream)");
     checkPtr(event, "cudaStreamWaitEvent event");
     cudaStreamWaitEvent0(stream, event);
   }
@@ -348,24 +316,22 @@ public final class NativeRuntime {
   private static native void hostFree0(long address);
   private static native long hostAllocAligned0(long bytes, long alignment);
   private static native void hostFreeAligned0(long address);
-  private static native void stridedCopy0(long dst, long[] dstStrides, long src, long[] srcStrides, long[] shape, int elemSize);
 
   private static native int cudaDeviceCount0();
   private static native String cudaUnavailableReason0();
   private static native String cudaDeviceInfo0(int device);
-  private static native void cudaSetDevice0(int device);
   private static native long cudaMalloc0(int device, long bytes);
   private static native void cudaFree0(int device, long address);
   private static native long cudaHostAlloc0(long bytes);
   private static native void cudaHostFree0(long address);
   private static native long[] cudaMemGetInfo0(int device);
-  private static native void cudaMemcpy0(long dst, long src, long bytes, int kind);
   private static native void cudaMemcpyAsync0(long dst, long src, long bytes, int kind, long stream);
-  private static native void cudaMemcpy2dAsync0(long dst, long dpitch, long src, long spitch, long width, long height, int kind, long stream);
   private static native long cudaStreamCreate0(int device);
   private static native void cudaStreamDestroy0(long stream);
   private static native void cudaStreamSynchronize0(long stream);
-  private static native long cudaEventCreate0(int device);
+  private static native long cudaEventCreate0(int device, boolean timing);
+  private static native boolean cudaEventQuery0(long event);
+  private static native float cudaEventElapsed0(long start, long end);
   private static native void cudaEventDestroy0(long event);
   private static native void cudaEventRecord0(long event, long stream);
   private static native void cudaStreamWaitEvent0(long stream, long event);

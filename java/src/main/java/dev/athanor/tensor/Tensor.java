@@ -4,6 +4,9 @@ import dev.athanor.memory.MemoryManager;
 import dev.athanor.memory.Storage;
 import dev.athanor.memory.Tier;
 import dev.athanor.runtime.Device;
+import dev.athanor.runtime.ExecutionContext;
+import dev.athanor.runtime.Kernel;
+import dev.athanor.runtime.KernelArgs;
 import dev.athanor.runtime.NativeRuntime;
 import dev.athanor.runtime.Stream;
 import java.lang.foreign.MemorySegment;
@@ -31,11 +34,13 @@ import java.util.concurrent.atomic.AtomicBoolean;
  * DISK, CUDA for DEVICE); {@link #tier()} is the memory tier. DISK tensors cannot be addressed or read
  * element-wise; move them first ({@link #to(Tier)}).
  *
- * <p><b>Copies and streams.</b> All data movement goes through one routine (package-private {@code Copies}):
- * direct when both sides are host memory or both are contiguous, staged through a temporary host buffer
- * otherwise. Synchronous copies involving a CUDA device use the legacy default stream, which orders them after
- * work queued on every blocking stream (the streams of {@link Stream#create}); {@link #toAsync} queues on a
- * given stream instead.
+ * <p><b>Copies and streams.</b> All data movement goes through one routine (package-private {@code Copies}).
+ * Copies involving a CUDA device run on the compute stream of the calling thread's current
+ * {@link ExecutionContext} for that device, so they are ordered after the ops queued there: device to device
+ * copies of any two views without host staging, host and device through one contiguous transfer; they return
+ * once the data is where the caller can use it (a device-to-host copy waits for the stream). Work on other
+ * streams or threads is ordered with {@link dev.athanor.runtime.Event}s. {@link #copyFromAsync} and
+ * {@link #toAsync} enqueue on a given stream (e.g. a context's copy stream) and return at once.
  *
  * <p><b>Thread-safety.</b> Tensors are not synchronized for concurrent writes; closing is safe from any
  * thread, and Java-side accessors fail with IllegalStateException rather than touch freed memory. Raw
@@ -440,12 +445,14 @@ public final class Tensor implements AutoCloseable {
   }
 
   /**
-   * Starts copying this tensor to {@code target} on {@code stream} and returns the destination, which is
-   * valid once the stream has been synchronized (or an event recorded after it has completed). The source
-   * must stay open and unmodified until then. CUDA targets get DEVICE memory; a CPU target gets HOST_PINNED
-   * memory so the copy is truly asynchronous. The stream must belong to the CUDA device involved (the target
-   * for host->device, the source for device->host). Sources that are not contiguous or on DISK, and
-   * host->host moves, are copied synchronously. May share when already on {@code target}.
+   * Starts copying this tensor to {@code target} on {@code stream} and returns the destination, new memory
+   * whose contents are valid once the stream's work up to here has completed (synchronize the stream, or record
+   * an {@link dev.athanor.runtime.Event} after this and wait on it). CUDA targets get DEVICE memory; a CPU target
+   * gets HOST_PINNED memory so the copy is truly asynchronous; the stream must be on the CUDA device involved.
+   * New DEVICE memory belongs to {@code stream} and is recorded as used by the current compute stream too.
+   * The source must not be modified until the copy has run; both memories stay allocated until then even if
+   * closed ({@link #copyFromAsync}). Sources that are not contiguous or on DISK, and host-to-host moves, are
+   * copied synchronously. May share when already on {@code target}.
    */
   public Tensor toAsync(Device target, Stream stream) {
     checkOpen();
@@ -460,18 +467,72 @@ public final class Tensor implements AutoCloseable {
       throw new IllegalArgumentException("toAsync(" + target + ") of " + describe() + " needs a stream on "
           + streamDevice + ", got " + stream);
     }
-    if (!isContiguous() || tier() == Tier.DISK || !(target.isCuda() || tier() == Tier.DEVICE)) {
-      return to(target);
+    if (!isContiguous() || tier() == Tier.DISK || !(target.isCuda() || tier() == Tier.DEVICE)) return to(target);
+    Tensor out;
+    if (target.isCuda() && stream.device().equals(target)) {
+      // Owned by the copy's stream, so the allocator does not hand it memory the compute stream may still be
+      // using; used next by the compute stream, which is recorded so its work is waited for before reuse.
+      try (Storage st = Storage.allocate(stream, byteSize())) {
+        out = new Tensor(st, dtype, shape.clone(), contiguousStrides(shape), 0, home);
+      }
+      Stream compute = ExecutionContext.current(target).computeStream();
+      if (compute != stream) out.storage.recordStream(compute);
+    } else {
+      out = target.isCuda() ? emptyLike(Tier.DEVICE, target) : emptyLike(Tier.HOST_PINNED, Device.CPU);
     }
-    Tensor out = target.isCuda() ? emptyLike(Tier.DEVICE, target) : emptyLike(Tier.HOST_PINNED, Device.CPU);
     try {
-      int kind = tier() == Tier.DEVICE ? (target.isCuda() ? NativeRuntime.D2D : NativeRuntime.D2H) : NativeRuntime.H2D;
-      NativeRuntime.cudaMemcpyAsync(out.address(), address(), byteSize(), kind, stream.handle());
+      Copies.copyAsync(out, this, stream);
       return out;
     } catch (RuntimeException e) {
       out.close();
       throw e;
     }
+  }
+
+  /**
+   * Enqueues a copy of {@code src} into this tensor on {@code stream} and returns at once: into buffers
+   * allocated ahead of time, e.g. a prefetch on a copy stream that the compute stream then waits for with an
+   * {@link dev.athanor.runtime.Event}. Both tensors must be contiguous with the same shape and dtype; on a CUDA
+   * stream one of them is DEVICE memory of the stream's device and the other DEVICE memory of that device or
+   * HOST_PINNED memory; on a CPU stream both are host memory and the copy is done when this returns. The
+   * source must not be modified, nor the destination read, until the copy has run; both storages stay
+   * allocated until then even if the tensors are closed. Ordering with the work of other streams is the
+   * caller's (events); for example, a destination still read by queued compute work must not be overwritten.
+   *
+   * @throws IllegalArgumentException naming the offending tensor or stream
+   */
+  public void copyFromAsync(Tensor src, Stream stream) {
+    checkOpen();
+    Objects.requireNonNull(src, "src");
+    Objects.requireNonNull(stream, "stream");
+    src.checkOpen();
+    checkSameShape("copyFromAsync", src);
+    for (Tensor t : new Tensor[] {this, src}) {
+      if (!t.isContiguous()) {
+        throw new IllegalArgumentException("copyFromAsync: " + t.describe() + " is not contiguous; use contiguous() first");
+      }
+    }
+    if (!stream.device().isCuda()) {
+      if (!tier().isHostAddressable() || !src.tier().isHostAddressable()) {
+        throw new IllegalArgumentException("copyFromAsync on " + stream + " needs host memory on both sides, got "
+            + src.describe() + " -> " + describe() + "; use a stream of the CUDA device");
+      }
+      Copies.copy(this, src);
+      return;
+    }
+    for (Tensor t : new Tensor[] {this, src}) {
+      boolean ok = t.tier() == Tier.DEVICE ? t.device().equals(stream.device()) : t.tier() == Tier.HOST_PINNED;
+      if (!ok) {
+        throw new IllegalArgumentException("copyFromAsync on " + stream + ": " + t.describe() + " must be DEVICE memory"
+            + " of " + stream.device() + " or HOST_PINNED memory (page-locked, for a truly asynchronous copy)");
+      }
+    }
+    if (tier() != Tier.DEVICE && src.tier() != Tier.DEVICE) {
+      throw new IllegalArgumentException("copyFromAsync on " + stream + ": one side must be DEVICE memory, got "
+          + src.describe() + " -> " + describe());
+    }
+    if (numel == 0) return;
+    Copies.copyAsync(this, src, stream);
   }
 
   /**
@@ -491,20 +552,28 @@ public final class Tensor implements AutoCloseable {
     return fill(emptyLike(target, Device.CPU));
   }
 
-  /** Copies {@code src} (same shape and dtype; any tier, device or layout) into this tensor. */
+  /**
+   * Copies {@code src} (same shape and dtype; any tier, device or layout) into this tensor. Returns once the
+   * data is in place as far as the calling thread can tell: device copies are enqueued on the current context's
+   * compute stream, so later ops there see them; a copy into host memory has completed.
+   */
   public void copyFrom(Tensor src) {
     checkOpen();
     Objects.requireNonNull(src, "src");
     src.checkOpen();
+    checkSameShape("copyFrom", src);
+    Copies.copy(this, src);
+  }
+
+  private void checkSameShape(String op, Tensor src) {
     if (src.dtype != dtype) {
-      throw new IllegalArgumentException("copyFrom: dtype " + src.dtype + " of the source does not match " + dtype
+      throw new IllegalArgumentException(op + ": dtype " + src.dtype + " of the source does not match " + dtype
           + " of the destination (convert with Ops.convert)");
     }
     if (!Arrays.equals(src.shape, shape)) {
-      throw new IllegalArgumentException("copyFrom: source shape " + Arrays.toString(src.shape)
+      throw new IllegalArgumentException(op + ": source shape " + Arrays.toString(src.shape)
           + " does not match destination shape " + Arrays.toString(shape));
     }
-    Copies.copy(this, src);
   }
 
   /** Writes {@code data} (row-major, length numel) into this tensor, rounding to nearest even for BF16/F16. */
@@ -693,18 +762,8 @@ public final class Tensor implements AutoCloseable {
       case DISK -> {
         // New files are created sparse and read as zeros; nothing to write.
       }
-      case DEVICE -> {
-        long chunk = Math.min(bytes, 8L << 20);
-        long zeros = NativeRuntime.hostAllocAligned(chunk, Storage.PAGE);
-        try {
-          MemorySegment.ofAddress(zeros).reinterpret(chunk).fill((byte) 0);
-          for (long off = 0; off < bytes; off += chunk) {
-            storage.write(offset * dtype.byteSize() + off, zeros, Math.min(chunk, bytes - off));
-          }
-        } finally {
-          NativeRuntime.hostFreeAligned(zeros);
-        }
-      }
+      case DEVICE -> // a memset on the current context's compute stream (a new tensor is contiguous)
+          ExecutionContext.current(device()).run(Kernel.MEMSET, new KernelArgs.Memset(address(), bytes, 0));
     }
   }
 

@@ -49,6 +49,7 @@ class MemoryManagerTest {
 
   @Test
   void overBudgetNamesTierRequestBudgetAndLive() {
+    mm.emptyCache(); // HOST_PINNED is cached: the budget counts cached blocks too, so start without any
     long saved = mm.budgetBytes(Tier.HOST_PINNED);
     long live0 = mm.liveBytes(Tier.HOST_PINNED);
     mm.setBudget(Tier.HOST_PINNED, live0 + 6000);
@@ -68,6 +69,33 @@ class MemoryManagerTest {
       mm.setBudget(Tier.HOST_PINNED, saved);
     }
     assertEquals(live0, mm.liveBytes(Tier.HOST_PINNED));
+  }
+
+  @Test
+  void pinnedMemoryIsCachedAndCounted() {
+    mm.emptyCache();
+    long allocs0 = mm.nativeAllocations(Tier.HOST_PINNED), frees0 = mm.nativeFrees(Tier.HOST_PINNED);
+    long live0 = mm.liveBytes(Tier.HOST_PINNED);
+    for (int i = 0; i < 5; i++) {
+      try (Storage s = Storage.allocate(Tier.HOST_PINNED, 1000)) {
+        assertEquals(live0 + 1000, mm.liveBytes(Tier.HOST_PINNED), "live counts what was asked for");
+        assertTrue(s.address() % 512 == 0, "blocks start native allocations");
+      }
+    }
+    assertEquals(allocs0 + 1, mm.nativeAllocations(Tier.HOST_PINNED), "one native allocation, then the cache");
+    assertEquals(1024, mm.cachedBytes(Tier.HOST_PINNED));
+    assertEquals(mm.liveBytes(Tier.HOST_PINNED) == 0 ? 1024 : mm.reservedBytes(Tier.HOST_PINNED),
+        mm.reservedBytes(Tier.HOST_PINNED));
+    String r = mm.report();
+    assertTrue(r.contains("HOST_PINNED") && r.contains("(cached 1.0 KiB (1024 bytes))"), r);
+    assertTrue(r.contains("native allocations"), r);
+    assertEquals(1024, mm.emptyCache());
+    assertEquals(0, mm.cachedBytes(Tier.HOST_PINNED));
+    assertEquals(frees0 + 1, mm.nativeFrees(Tier.HOST_PINNED));
+    long host0 = mm.nativeAllocations(Tier.HOST);
+    Storage.allocate(Tier.HOST, 10).close();
+    assertEquals(host0 + 1, mm.nativeAllocations(Tier.HOST), "HOST is not cached: one native allocation each");
+    assertEquals(0, mm.cachedBytes(Tier.HOST));
   }
 
   @Test

@@ -9,7 +9,9 @@ import dev.athanor.memory.Tier;
 import dev.athanor.runtime.Cuda;
 import dev.athanor.runtime.Device;
 import dev.athanor.runtime.NativeException;
-import dev.athanor.runtime.NativeKernels;
+import dev.athanor.runtime.ExecutionContext;
+import dev.athanor.runtime.Kernel;
+import dev.athanor.runtime.KernelArgs;
 import dev.athanor.tensor.DType;
 import dev.athanor.tensor.Scope;
 import dev.athanor.tensor.Tensor;
@@ -142,17 +144,18 @@ class BadInputTest {
     try (Scope _ = Scope.open()) {
       Tensor table = f32(10, 4), out = f32(3, 4);
       Tensor ids = Tensor.of(new int[] {1, 12, 3}, 3);
-      NativeException e = fails(NativeException.class, () -> NativeKernels.embeddingForward(NativeKernels.CPU, 0, 3, 10,
-          4, DType.F32.code(), ids.address(), table.address(), out.address()), "12");
+      ExecutionContext cpu = ExecutionContext.current(Device.CPU);
+      NativeException e = fails(NativeException.class, () -> cpu.run(Kernel.EMBEDDING_FWD, new KernelArgs.Embedding(3,
+          10, 4, DType.F32.code(), ids.address(), table.address(), out.address(), 0, 0)), "12");
       assertEquals(NativeException.INVALID, e.status());
       Tensor logits = f32(3, 5), losses = f32(3);
       Tensor targets = Tensor.of(new int[] {0, 7, 1}, 3);
-      e = fails(NativeException.class, () -> NativeKernels.crossEntropyForward(NativeKernels.CPU, 0, 3, 5, 5,
-          DType.F32.code(), logits.address(), targets.address(), losses.address(), 0), "7");
+      e = fails(NativeException.class, () -> cpu.run(Kernel.CROSS_ENTROPY_FWD, new KernelArgs.CrossEntropy(3, 5, 5,
+          DType.F32.code(), logits.address(), targets.address(), losses.address(), 0, 0, 0)), "7");
       assertEquals(NativeException.INVALID, e.status());
       // and a plain bad argument: a null output pointer
-      e = fails(NativeException.class, () -> NativeKernels.elementwise(NativeKernels.CPU, 0, 3, NativeKernels.EW_ADD,
-          DType.F32.code(), DType.F32.code(), losses.address(), losses.address(), 0, 0f));
+      e = fails(NativeException.class, () -> cpu.run(Kernel.ELEMENTWISE, new KernelArgs.Elementwise(3,
+          KernelArgs.EW_ADD, DType.F32.code(), DType.F32.code(), losses.address(), losses.address(), 0, 0f)));
       assertEquals(NativeException.INVALID, e.status());
     }
   }

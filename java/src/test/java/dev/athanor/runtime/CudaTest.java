@@ -32,14 +32,16 @@ class CudaTest {
 
   @Test
   void cpuStreamsAndEventsAreNoOps() {
-    Stream s = Stream.defaultFor(Device.CPU);
+    Stream s = Stream.current(Device.CPU);
     assertEquals(0L, s.handle());
     s.synchronize();
-    s.close();
+    s.close(); // a context's stream: closing it does nothing
+    assertFalse(s.isClosed());
     try (Stream t = Stream.create(Device.CPU); Event e = Event.create(Device.CPU)) {
       e.record(t);
       e.wait(t);
       e.synchronize();
+      assertTrue(e.isComplete());
     }
   }
 
@@ -55,11 +57,11 @@ class CudaTest {
     try (Stream s = Stream.create(Device.cuda(0)); Event e = Event.create(Device.cuda(0))) {
       assertTrue(s.handle() != 0);
       e.record(s);
-      e.wait(Stream.defaultFor(Device.cuda(0)));
+      e.wait(Stream.current(Device.cuda(0)));
       e.synchronize();
       s.synchronize();
     }
-    Stream.defaultFor(Device.cuda(0)).synchronize();
+    Stream.current(Device.cuda(0)).synchronize();
     Cuda.synchronize(0);
   }
 }

@@ -51,24 +51,27 @@ class NativeRuntimeTest {
 
   @Test
   void stridedCopyTransposesAndCoalesces() {
-    // src (3, 4) row-major; dst = its transpose (4, 3) written contiguously.
+    // src (3, 4) row-major; dst = its transpose (4, 3) written contiguously (ath_cpu_copy).
     long src = NativeRuntime.hostAllocAligned(48, 64), dst = NativeRuntime.hostAllocAligned(48, 64);
+    ExecutionContext cpu = ExecutionContext.current(Device.CPU);
     try {
       for (int i = 0; i < 12; i++) seg(src, 48).setAtIndex(ValueLayout.JAVA_INT, i, i);
-      NativeRuntime.stridedCopy(dst, new long[] {1, 3}, src, new long[] {4, 1}, new long[] {3, 4}, 4);
+      cpu.run(Kernel.COPY, new KernelArgs.Copy(2, 4, new long[] {3, 4}, dst, new long[] {1, 3}, src, new long[] {4, 1}));
       int[] out = seg(dst, 48).toArray(ValueLayout.JAVA_INT);
       // dst[j * 3 + i] = src[i * 4 + j]
       assertArrayEquals(new int[] {0, 4, 8, 1, 5, 9, 2, 6, 10, 3, 7, 11}, out);
       // 2-byte elements, contiguous in both (coalesces to one memcpy), with a size-1 dim in the middle.
       seg(dst, 48).fill((byte) 0);
-      NativeRuntime.stridedCopy(dst, new long[] {12, 99, 1}, src, new long[] {12, 7, 1}, new long[] {2, 1, 12}, 2);
+      cpu.run(Kernel.COPY, new KernelArgs.Copy(3, 2, new long[] {2, 1, 12}, dst, new long[] {12, 99, 1}, src,
+          new long[] {12, 7, 1}));
       assertArrayEquals(seg(src, 48).toArray(ValueLayout.JAVA_SHORT), seg(dst, 48).toArray(ValueLayout.JAVA_SHORT));
     } finally {
       NativeRuntime.hostFreeAligned(src);
       NativeRuntime.hostFreeAligned(dst);
     }
-    assertThrows(IllegalArgumentException.class,
-        () -> NativeRuntime.stridedCopy(0, new long[] {1}, 8, new long[] {1}, new long[] {2}, 4));
+    NativeException e = assertThrows(NativeException.class, () -> cpu.run(Kernel.COPY,
+        new KernelArgs.Copy(1, 4, new long[] {2}, 0, new long[] {1}, 8, new long[] {1})));
+    assertEquals(NativeException.INVALID, e.status());
   }
 
   @Test
@@ -141,6 +144,6 @@ class NativeRuntimeTest {
     org.junit.jupiter.api.Assumptions.assumeFalse(Cuda.isAvailable(), "CUDA is available here");
     NativeException e = assertThrows(NativeException.class, () -> NativeRuntime.cudaMalloc(0, 16));
     assertTrue(e.getMessage().contains("cudaMalloc") || e.getMessage().contains("cuda"), e.getMessage());
-    assertThrows(IllegalArgumentException.class, () -> NativeRuntime.cudaMemcpy(0, 8, 8, NativeRuntime.H2D));
+    assertThrows(IllegalArgumentException.class, () -> NativeRuntime.cudaMemcpyAsync(0, 8, 8, NativeRuntime.H2D, 1));
   }
 }

@@ -89,7 +89,7 @@ class CudaTensorTest {
       stream.synchronize();
       assertArrayEquals(data, back.toFloatArray());
       IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
-          () -> pinned.toAsync(GPU, Stream.defaultFor(Device.CPU)));
+          () -> pinned.toAsync(GPU, Stream.current(Device.CPU)));
       assertTrue(e.getMessage().contains("needs a stream on cuda:0"), e.getMessage());
     }
   }

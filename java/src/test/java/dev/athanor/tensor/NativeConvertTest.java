@@ -5,7 +5,9 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import dev.athanor.runtime.Device;
 import dev.athanor.runtime.NativeException;
-import dev.athanor.runtime.NativeKernels;
+import dev.athanor.runtime.ExecutionContext;
+import dev.athanor.runtime.Kernel;
+import dev.athanor.runtime.KernelArgs;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import org.junit.jupiter.api.Test;
@@ -34,8 +36,8 @@ class NativeConvertTest {
       for (DType d : new DType[] {DType.BF16, DType.F16}) {
         Tensor dst = Tensor.empty(d, Device.CPU, n);
         try {
-          NativeKernels.elementwise(NativeKernels.CPU, 0, n, NativeKernels.EW_CONVERT, DType.F32.code(), d.code(),
-              src.address(), 0, dst.address(), 0f);
+          ExecutionContext.current(Device.CPU).run(Kernel.ELEMENTWISE, new KernelArgs.Elementwise(n,
+              KernelArgs.EW_CONVERT, DType.F32.code(), d.code(), src.address(), 0, dst.address(), 0f));
         } catch (NativeException e) {
           assumeTrue(e.status() != NativeException.UNSUPPORTED, "native CONVERT unavailable: " + e.getMessage());
           throw e;
