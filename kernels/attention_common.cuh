@@ -36,6 +36,7 @@
 #include <type_traits>
 
 #include "common.cuh"
+#include "context.cuh"
 
 namespace ath::cuda::attn {
 
@@ -384,28 +385,5 @@ __device__ __forceinline__ void gemm_pv(float (&acc)[MT][N / 8][4], const float 
     }
   }
 }
-
-// Workspace from the stream-ordered allocator. release() frees it (checked) on the success
-// path; the destructor frees it unchecked on early error returns.
-struct AsyncWorkspace {
-  void* ptr = nullptr;
-  cudaStream_t stream = nullptr;
-  explicit AsyncWorkspace(cudaStream_t s) : stream(s) {}
-  AsyncWorkspace(const AsyncWorkspace&) = delete;
-  AsyncWorkspace& operator=(const AsyncWorkspace&) = delete;
-  ~AsyncWorkspace() {
-    if (ptr != nullptr) (void)cudaFreeAsync(ptr, stream);
-  }
-  ath_status allocate(size_t bytes) {
-    ATH_CUDA_CHECK(cudaMallocAsync(&ptr, bytes, stream));
-    return ATH_OK;
-  }
-  ath_status release() {
-    void* p = ptr;
-    ptr = nullptr;
-    if (p != nullptr) ATH_CUDA_CHECK(cudaFreeAsync(p, stream));
-    return ATH_OK;
-  }
-};
 
 }  // namespace ath::cuda::attn
