@@ -124,8 +124,8 @@ attention_bwd_dkdv_mma_kernel(const Params p) {
     for (int r = tid; r < BM; r += NT) {  // rows past Tq: zero-filled (and masked below)
       const bool ok = m0 + r < p.tq;
       const int64_t src = row0 + (ok ? m0 + r : 0);
-      cp_async_4(smem_addr(lse_s + buf * BM + r), p.lse + src, ok);
-      cp_async_4(smem_addr(dlt_s + buf * BM + r), p.delta + src, ok);
+      cp_async_4(smem_addr(lse_s + buf * BM + r), p.lse + src, ok ? 4 : 0);
+      cp_async_4(smem_addr(dlt_s + buf * BM + r), p.delta + src, ok ? 4 : 0);
     }
   };
 

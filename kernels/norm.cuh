@@ -224,17 +224,11 @@ ath_status validate(const char* op, const ath_norm_args* a, bool backward) {
     return ::ath::fail(ATH_ERR_INVALID, "%s: x (%p) and weight (%p) must not be null", op, a->x, a->weight);
   if (!backward) {
     if (a->out == nullptr) return ::ath::fail(ATH_ERR_INVALID, "%s: out is null", op);
-  } else if (kLayer) {
-    if (a->dout == nullptr || a->dx == nullptr || a->dweight == nullptr || a->mean == nullptr ||
-        a->rstd == nullptr)
-      return ::ath::fail(ATH_ERR_INVALID,
-                         "%s: dout (%p), dx (%p), dweight (%p), mean (%p) and rstd (%p) must not be null", op,
-                         a->dout, a->dx, static_cast<void*>(a->dweight), static_cast<void*>(a->mean),
-                         static_cast<void*>(a->rstd));
-  } else {
-    if (a->dout == nullptr || a->dx == nullptr || a->dweight == nullptr || a->rstd == nullptr)
-      return ::ath::fail(ATH_ERR_INVALID, "%s: dout (%p), dx (%p), dweight (%p) and rstd (%p) must not be null", op,
-                         a->dout, a->dx, static_cast<void*>(a->dweight), static_cast<void*>(a->rstd));
+  } else if (a->dout == nullptr || a->dx == nullptr || a->dweight == nullptr || a->rstd == nullptr ||
+             (kLayer && a->mean == nullptr)) {
+    return ::ath::fail(ATH_ERR_INVALID, "%s: dout (%p), dx (%p), dweight (%p)%s and rstd (%p) must not be null", op,
+                       a->dout, a->dx, static_cast<void*>(a->dweight), kLayer ? ", mean" : "",
+                       static_cast<void*>(a->rstd));
   }
   return ATH_OK;
 }

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <random>
 #include <string>
 #include <utility>
 
@@ -13,17 +14,11 @@
 
 namespace ath::testing::copy {
 
+// Random draws for the view generator.
 struct Rng {
-  uint64_t s;
-  explicit Rng(uint64_t seed) : s(seed * 0x9E3779B97F4A7C15ull + 3) {}
-  uint64_t next() {
-    s += 0x9E3779B97F4A7C15ull;
-    uint64_t z = s;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
-  int64_t below(int64_t n) { return static_cast<int64_t>(next() % static_cast<uint64_t>(n)); }
+  std::mt19937_64 engine;
+  explicit Rng(uint64_t seed) : engine(seed) {}
+  int64_t below(int64_t n) { return static_cast<int64_t>(engine() % static_cast<uint64_t>(n)); }
 };
 
 // A strided view over a byte buffer: shape, element strides, and the element offset of its origin.
@@ -145,6 +140,20 @@ inline RandomCase random_case(Rng& g) {
   c.src = make_view(rank, shape, sorder, spad, bcast, g.below(5));
   c.misalign = g.below(4) == 0 ? static_cast<int>(g.below(c.elem_size)) : 0;
   return c;
+}
+
+// Runs `iters` random cases from `seed` through run(dst, src, elem_size, misalign, what) -> bool
+// (false on a mismatch, already recorded), stopping after 5 failures.
+template <typename F>
+void run_random_cases(uint64_t seed, int iters, F run) {
+  Rng g(seed);
+  int failures = 0;
+  for (int iter = 0; iter < iters && failures < 5; ++iter) {
+    const RandomCase c = random_case(g);
+    if (!run(c.dst, c.src, c.elem_size, c.misalign,
+             format("random #%d %s misalign=%d", iter, describe(c.dst, c.src, c.elem_size).c_str(), c.misalign)))
+      ++failures;
+  }
 }
 
 }  // namespace ath::testing::copy

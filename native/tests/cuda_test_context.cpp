@@ -5,6 +5,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "testing.h"
+
 namespace ath::testing {
 namespace {
 
@@ -86,5 +88,13 @@ ath_status cuda_download(void* dst, const void* src, size_t bytes) {
 }
 
 ath_status cuda_sync() { return cuda_test_context().sync(); }
+
+void require_gpu() {
+  if (ath_cuda_device_count() <= 0) skip(std::string("no usable CUDA device: ") + ath_cuda_unavailable_reason());
+}
+
+void ok(ath_status st, const std::string& what) {
+  if (st != ATH_OK) throw std::runtime_error(format("%s: status %d: %s", what.c_str(), (int)st, ath_last_error()));
+}
 
 }  // namespace ath::testing

@@ -9,11 +9,14 @@
 //   cuda_upload / cuda_download    synchronous copies ordered with the shared stream
 //   cuda_sync()                    waits for the shared stream
 //   CudaTestContext(bytes)         a private context, e.g. starting with an empty arena
+//   require_gpu()                  skips the test, with the reason, when no usable GPU exists
+//   ok(status, what)               throws (a recorded failure) on a non-OK status
 // Without a usable GPU the shared context is a placeholder whose stream handle is never passed to
 // CUDA (every CUDA call fails first with ATH_ERR_UNSUPPORTED), so tests of argument validation
 // still run; GPU tests skip before using it.
 #pragma once
 #include <cstddef>
+#include <string>
 
 #include "athanor/athanor.h"
 
@@ -67,5 +70,9 @@ ath_status cuda_run(ath_status (*op)(const A*, const ath_cuda_ctx*), const A* ar
 ath_status cuda_upload(void* dst, const void* src, size_t bytes);
 ath_status cuda_download(void* dst, const void* src, size_t bytes);
 ath_status cuda_sync();
+
+void require_gpu();
+// Fatal check inside a test: the runner records the exception as a failure and moves on.
+void ok(ath_status st, const std::string& what);
 
 }  // namespace ath::testing

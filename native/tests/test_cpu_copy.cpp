@@ -103,16 +103,7 @@ ATH_TEST(cpu_copy_transposes_slices_and_broadcasts) {
   }
 }
 
-ATH_TEST(cpu_copy_random_views) {
-  Rng g(42);
-  int failures = 0;
-  for (int iter = 0; iter < 600 && failures < 5; ++iter) {
-    const RandomCase c = random_case(g);
-    if (!run_case(c.dst, c.src, c.elem_size, c.misalign,
-                  format("random #%d %s misalign=%d", iter, describe(c.dst, c.src, c.elem_size).c_str(), c.misalign)))
-      ++failures;
-  }
-}
+ATH_TEST(cpu_copy_random_views) { run_random_cases(42, 600, run_case); }
 
 ATH_TEST(cpu_copy_large_is_thread_count_independent) {
   // 3-D (64, 96, 130) F32-sized elements: permuted source (strided runs) and row slices (memcpy

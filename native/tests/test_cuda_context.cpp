@@ -30,10 +30,8 @@ using ath::testing::cuda_download;
 using ath::testing::cuda_run;
 using ath::testing::cuda_upload;
 using ath::testing::format;
-
-void ok(ath_status st, const std::string& what) {
-  if (st != ATH_OK) throw std::runtime_error(format("%s: status %d: %s", what.c_str(), (int)st, ath_last_error()));
-}
+using ath::testing::ok;
+using ath::testing::require_gpu;
 
 size_t round256(size_t b) { return (b + 255) / 256 * 256; }
 
@@ -268,11 +266,6 @@ void check_scratch_case(const ScratchCase& c) {
   ok(empty.sync(), c.name + ": synchronize");
   ATH_EXPECT(c.outputs() == want, "%s: results with a grown arena differ from the large arena's", c.name.c_str());
   ATH_EXPECT(empty.grows() == 1, "%s: %d grows", c.name.c_str(), empty.grows());
-}
-
-void require_gpu() {
-  if (ath_cuda_device_count() <= 0)
-    ath::testing::skip(std::string("no usable CUDA device: ") + ath_cuda_unavailable_reason());
 }
 
 }  // namespace

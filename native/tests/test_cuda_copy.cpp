@@ -24,16 +24,9 @@ using ath::testing::cuda_download;
 using ath::testing::cuda_run;
 using ath::testing::cuda_upload;
 using ath::testing::format;
+using ath::testing::ok;
+using ath::testing::require_gpu;
 using namespace ath::testing::copy;
-
-void require_gpu() {
-  if (ath_cuda_device_count() <= 0)
-    ath::testing::skip(std::string("no usable CUDA device: ") + ath_cuda_unavailable_reason());
-}
-
-void ok(ath_status st, const std::string& what) {
-  if (st != ATH_OK) throw std::runtime_error(format("%s: status %d: %s", what.c_str(), (int)st, ath_last_error()));
-}
 
 // Device memory of device 0 (256-byte aligned from ath_cuda_malloc).
 struct DeviceBytes {
@@ -119,14 +112,7 @@ ATH_TEST(cuda_copy_paths_match_cpu) {
 
 ATH_TEST(cuda_copy_random_views_match_cpu) {
   require_gpu();
-  Rng g(4242);
-  int failures = 0;
-  for (int iter = 0; iter < 300 && failures < 5; ++iter) {
-    const RandomCase c = random_case(g);
-    if (!run_case(c.dst, c.src, c.elem_size, c.misalign,
-                  format("random #%d %s misalign=%d", iter, describe(c.dst, c.src, c.elem_size).c_str(), c.misalign)))
-      ++failures;
-  }
+  run_random_cases(4242, 300, run_case);
 }
 
 ATH_TEST(cuda_memset_matches_cpu) {

@@ -34,6 +34,8 @@ using ath::testing::cuda_run;
 using ath::testing::cuda_sync;
 using ath::testing::cuda_upload;
 using ath::testing::format;
+using ath::testing::ok;
+using ath::testing::require_gpu;
 
 // ------------------------------------------------------------------ helpers
 
@@ -59,15 +61,6 @@ const char* dname(int dt) {
   return dt == ATH_F32 ? "F32" : dt == ATH_BF16 ? "BF16" : dt == ATH_F16 ? "F16" : dt == ATH_I32 ? "I32" : "?";
 }
 
-// Fatal check inside a test: the runner records the exception as a failure and moves on.
-void ok(ath_status st, const std::string& what) {
-  if (st != ATH_OK) throw std::runtime_error(format("%s: status %d: %s", what.c_str(), (int)st, ath_last_error()));
-}
-
-void require_gpu() {
-  if (ath_cuda_device_count() <= 0)
-    ath::testing::skip(std::string("no usable CUDA device: ") + ath_cuda_unavailable_reason());
-}
 
 // A host buffer of one dtype with element access as float.
 struct HBuf {
