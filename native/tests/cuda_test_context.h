@@ -40,16 +40,23 @@ class CudaTestContext {
   ath_status grow(size_t bytes);
   ath_status sync() const;
 
-  // op(args, ctx); on ATH_ERR_SCRATCH grows the arena to ath_scratch_needed() and runs op again.
-  template <typename A>
-  ath_status run(ath_status (*op)(const A*, const ath_cuda_ctx*), const A* args) {
-    ath_status st = op(args, &ctx_);
+  // call(ctx) -> ath_status; on ATH_ERR_SCRATCH grows the arena to ath_scratch_needed() and calls
+  // again.
+  template <typename F>
+  ath_status run_call(F call) {
+    ath_status st = call(get());
     if (st == ATH_ERR_SCRATCH) {
       const ath_status g = grow(ath_scratch_needed());
       if (g != ATH_OK) return g;
-      st = op(args, &ctx_);
+      st = call(get());
     }
     return st;
+  }
+
+  // op(args, ctx), through run_call.
+  template <typename A>
+  ath_status run(ath_status (*op)(const A*, const ath_cuda_ctx*), const A* args) {
+    return run_call([&](const ath_cuda_ctx* c) { return op(args, c); });
   }
 
  private:

@@ -231,7 +231,7 @@ struct ScratchCase {
 void check_scratch_case(const ScratchCase& c) {
   // Reference: the tests' large arena.
   c.reset();
-  ok(c.call(cuda_ctx()), c.name + " with the large arena");
+  ok(ath::testing::cuda_test_context().run_call(c.call), c.name + " with the large arena");
   ok(ath::testing::cuda_sync(), c.name + ": synchronize");
   const std::vector<unsigned char> want = c.outputs();
 
