@@ -45,30 +45,34 @@ struct CopyParams {
   int64_t src_strides[kMaxDims];  // units
 };
 
-// Copies unit i of the plan's row-major order for every i in [0, count); I is the index type
-// (uint32_t when count <= INT32_MAX, so i + the grid's stride never wraps; else int64_t).
+// Copies unit i (0 <= i < p.count) of the plan's row-major order: its multi-index, outer to inner,
+// gives the unit offsets on both sides. I is the index type (see strided_copy_kernel).
+template <typename U, typename I>
+__host__ __device__ __forceinline__ void copy_unit(const CopyParams& p, I i) {
+  I rem = i;
+  int64_t doff = 0, soff = 0;
+  for (int d = p.rank - 1; d > 0; --d) {
+    const I len = static_cast<I>(p.shape[d]);
+    const I q = rem / len;
+    const int64_t c = static_cast<int64_t>(rem - q * len);
+    rem = q;
+    doff += c * p.dst_strides[d];
+    soff += c * p.src_strides[d];
+  }
+  doff += static_cast<int64_t>(rem) * p.dst_strides[0];  // rem < shape[0]
+  soff += static_cast<int64_t>(rem) * p.src_strides[0];
+  reinterpret_cast<U*>(p.dst)[doff] = reinterpret_cast<const U*>(p.src)[soff];
+}
+
+// Grid-stride loop over [0, p.count). I: uint32_t when count <= INT32_MAX (i + the grid's stride
+// then never wraps), else int64_t.
 template <typename U, typename I>
 __global__ void __launch_bounds__(kThreads) strided_copy_kernel(const CopyParams p) {
-  U* dst = reinterpret_cast<U*>(p.dst);
-  const U* src = reinterpret_cast<const U*>(p.src);
   const I count = static_cast<I>(p.count);
   const I step = static_cast<I>(gridDim.x) * static_cast<I>(blockDim.x);
   for (I i = static_cast<I>(blockIdx.x) * static_cast<I>(blockDim.x) + static_cast<I>(threadIdx.x); i < count;
-       i += step) {
-    I rem = i;
-    int64_t doff = 0, soff = 0;
-    for (int d = p.rank - 1; d > 0; --d) {
-      const I len = static_cast<I>(p.shape[d]);
-      const I q = rem / len;
-      const int64_t c = static_cast<int64_t>(rem - q * len);
-      rem = q;
-      doff += c * p.dst_strides[d];
-      soff += c * p.src_strides[d];
-    }
-    doff += static_cast<int64_t>(rem) * p.dst_strides[0];  // rem < shape[0]
-    soff += static_cast<int64_t>(rem) * p.src_strides[0];
-    dst[doff] = src[soff];
-  }
+       i += step)
+    copy_unit<U, I>(p, i);
 }
 
 CopyParams params_of(const ath::CopyPlan& plan) {
@@ -136,38 +140,68 @@ ath_status launch(const CopyParams& p, const OpContext& oc) {
   return ATH_OK;
 }
 
-ath_status run_copy(const ath::CopyPlan& plan, const OpContext& oc) {
+// How a plan is carried out (chosen on the host, before anything is enqueued).
+enum class CopyPath { kMemcpy, kMemcpy2D, kKernel };
+struct CopyLaunch {
+  CopyPath path = CopyPath::kKernel;
+  size_t bytes = 0;                                   // kMemcpy
+  size_t dpitch = 0, spitch = 0, width = 0, height = 0;  // kMemcpy2D (bytes; height rows)
+  CopyParams params{};                                // kKernel, in units of `unit` bytes
+  int unit = 1;                                       // kKernel: 1, 2, 4, 8 or 16
+};
+
+CopyLaunch choose_launch(const ath::CopyPlan& plan) {
+  CopyLaunch l;
   const int es = plan.elem_size;
   if (plan.rank == 0 || (plan.rank == 1 && plan.inner_contiguous())) {
-    ATH_CUDA_CHECK(cudaMemcpyAsync(plan.dst, plan.src, static_cast<size_t>(plan.count) * es, cudaMemcpyDeviceToDevice,
-                                   oc.stream));
-    return ATH_OK;
+    l.path = CopyPath::kMemcpy;
+    l.bytes = static_cast<size_t>(plan.count) * es;
+    return l;
   }
   if (plan.rank == 2 && plan.inner_contiguous()) {
     const int64_t width = plan.shape[1] * es, dpitch = plan.dst_strides[0] * es, spitch = plan.src_strides[0] * es;
     if (dpitch >= width && spitch >= width && dpitch <= INT_MAX && spitch <= INT_MAX) {
-      ATH_CUDA_CHECK(cudaMemcpy2DAsync(plan.dst, static_cast<size_t>(dpitch), plan.src, static_cast<size_t>(spitch),
-                                       static_cast<size_t>(width), static_cast<size_t>(plan.shape[0]),
-                                       cudaMemcpyDeviceToDevice, oc.stream));
-      return ATH_OK;
+      l.path = CopyPath::kMemcpy2D;
+      l.dpitch = static_cast<size_t>(dpitch);
+      l.spitch = static_cast<size_t>(spitch);
+      l.width = static_cast<size_t>(width);
+      l.height = static_cast<size_t>(plan.shape[0]);
+      return l;
     }
   }
-  CopyParams p = params_of(plan);
-  int unit = es;
+  l.path = CopyPath::kKernel;
+  l.params = params_of(plan);
+  l.unit = es;
   if (plan.inner_contiguous()) {
-    unit = widest_unit(p, es);
-    widen(&p, es, unit);
+    l.unit = widest_unit(l.params, es);
+    widen(&l.params, es, l.unit);
   } else if (!is_aligned(plan.dst, es) || !is_aligned(plan.src, es)) {
-    split_bytes(&p, es);
-    unit = widest_unit(p, 1);
-    widen(&p, 1, unit);
+    split_bytes(&l.params, es);
+    l.unit = widest_unit(l.params, 1);
+    widen(&l.params, 1, l.unit);
   }
-  switch (unit) {
-    case 1: return launch<uint8_t>(p, oc);
-    case 2: return launch<uint16_t>(p, oc);
-    case 4: return launch<uint32_t>(p, oc);
-    case 8: return launch<uint2>(p, oc);
-    default: return launch<uint4>(p, oc);
+  return l;
+}
+
+ath_status run_copy(const ath::CopyPlan& plan, const OpContext& oc) {
+  const CopyLaunch l = choose_launch(plan);
+  switch (l.path) {
+    case CopyPath::kMemcpy:
+      ATH_CUDA_CHECK(cudaMemcpyAsync(plan.dst, plan.src, l.bytes, cudaMemcpyDeviceToDevice, oc.stream));
+      return ATH_OK;
+    case CopyPath::kMemcpy2D:
+      ATH_CUDA_CHECK(cudaMemcpy2DAsync(plan.dst, l.dpitch, plan.src, l.spitch, l.width, l.height,
+                                       cudaMemcpyDeviceToDevice, oc.stream));
+      return ATH_OK;
+    default:
+      break;
+  }
+  switch (l.unit) {
+    case 1: return launch<uint8_t>(l.params, oc);
+    case 2: return launch<uint16_t>(l.params, oc);
+    case 4: return launch<uint32_t>(l.params, oc);
+    case 8: return launch<uint2>(l.params, oc);
+    default: return launch<uint4>(l.params, oc);
   }
 }
 
