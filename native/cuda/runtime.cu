@@ -288,9 +288,10 @@ ath_status ath_cuda_set_device(int device) {
 // cudaMalloc; on out-of-memory: synchronize the device, return whatever the device's default
 // stream-ordered pool still caches to the driver, and retry once. Athanor's ops take nothing from
 // that pool (their temporaries come from the caller's scratch arena); the trim frees what other
-// code in the process (a library using cudaMallocAsync) left cached. Caches of the caller (the Java
-// caching allocator) are the caller's to free before retrying. A second failure is ATH_ERR_OOM
-// naming the request and the device's free/total memory. bytes == 0 succeeds with *out == NULL.
+// code in the process (a library using the stream-ordered allocator) left cached. Caches of the
+// caller (the Java caching allocator) are the caller's to free before retrying. A second failure
+// is ATH_ERR_OOM naming the request and the device's free/total memory. bytes == 0 succeeds with
+// *out == NULL.
 ath_status ath_cuda_malloc(int device, size_t bytes, void** out) {
   static const char* op = "ath_cuda_malloc";
   ATH_CHECK_ARG(out != nullptr, "ath_cuda_malloc", "out is null");
