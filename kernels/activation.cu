@@ -135,30 +135,31 @@ ath_status validate(const char* op, const ath_activation_args* a, bool backward)
 }
 
 template <bool BWD>
-ath_status run(const char* op, const ath_activation_args* a, ath_stream s) {
+ath_status run(const char* op, const ath_activation_args* a, const ath_cuda_ctx* ctx) {
   ATH_TRY(validate(op, a, BWD));
-  DeviceProps props;
-  ATH_TRY(current_device_props(op, &props));
+  ATH_TRY(check_context(op, ctx));
   if (a->n == 0) return ATH_OK;
+  OpContext oc;
+  ATH_TRY(enter(op, ctx, &oc));
   // Pointers the op does not use are ignored (nulled so they do not affect the alignment test).
   ath_activation_args b = *a;
   if (b.act != ATH_ACT_SWIGLU) { b.y = nullptr; b.dy = nullptr; }
   if (BWD) b.out = nullptr; else { b.dout = nullptr; b.dx = nullptr; b.dy = nullptr; }
-  ATH_DISPATCH_FLOAT(b.dtype, T, op, return launch_act<T, BWD>(&b, static_cast<cudaStream_t>(s), props, op));
+  ATH_DISPATCH_FLOAT(b.dtype, T, op, return launch_act<T, BWD>(&b, oc.stream, oc.props, op));
   return ATH_OK;
 }
 
 }  // namespace
 }  // namespace ath::cuda
 
-extern "C" ath_status ath_cuda_activation_fwd(const ath_activation_args* a, ath_stream s) {
+extern "C" ath_status ath_cuda_activation_fwd(const ath_activation_args* a, const ath_cuda_ctx* ctx) {
   ATH_GUARD_BEGIN
-  return ath::cuda::run<false>("ath_cuda_activation_fwd", a, s);
+  return ath::cuda::run<false>("ath_cuda_activation_fwd", a, ctx);
   ATH_GUARD_END("ath_cuda_activation_fwd")
 }
 
-extern "C" ath_status ath_cuda_activation_bwd(const ath_activation_args* a, ath_stream s) {
+extern "C" ath_status ath_cuda_activation_bwd(const ath_activation_args* a, const ath_cuda_ctx* ctx) {
   ATH_GUARD_BEGIN
-  return ath::cuda::run<true>("ath_cuda_activation_bwd", a, s);
+  return ath::cuda::run<true>("ath_cuda_activation_bwd", a, ctx);
   ATH_GUARD_END("ath_cuda_activation_bwd")
 }

@@ -104,13 +104,14 @@ ath_status validate(const char* op, const ath_adamw_args* a) {
 }  // namespace
 }  // namespace ath::cuda
 
-extern "C" ath_status ath_cuda_adamw(const ath_adamw_args* a, ath_stream s) {
+extern "C" ath_status ath_cuda_adamw(const ath_adamw_args* a, const ath_cuda_ctx* ctx) {
   static const char* op = "ath_cuda_adamw";
   ATH_GUARD_BEGIN
   ATH_TRY(ath::cuda::validate(op, a));
-  ath::cuda::DeviceProps props;
-  ATH_TRY(ath::cuda::current_device_props(op, &props));
+  ATH_TRY(ath::cuda::check_context(op, ctx));
   if (a->n == 0) return ATH_OK;
+  ath::cuda::OpContext oc;
+  ATH_TRY(ath::cuda::enter(op, ctx, &oc));
   ath::cuda::AdamHyper h;
   h.lr = a->lr;
   h.beta1 = a->beta1;
@@ -122,9 +123,8 @@ extern "C" ath_status ath_cuda_adamw(const ath_adamw_args* a, ath_stream s) {
   h.grad_scale = a->grad_scale;
   h.bc1 = static_cast<float>(1.0 - std::pow(static_cast<double>(a->beta1), static_cast<double>(a->step)));
   h.bc2 = static_cast<float>(1.0 - std::pow(static_cast<double>(a->beta2), static_cast<double>(a->step)));
-  const cudaStream_t stream = static_cast<cudaStream_t>(s);
-  if (a->params_lowp == nullptr) return ath::cuda::launch<float>(a, h, stream, props);
-  if (a->dtype_lowp == ATH_BF16) return ath::cuda::launch<__nv_bfloat16>(a, h, stream, props);
-  return ath::cuda::launch<__half>(a, h, stream, props);
+  if (a->params_lowp == nullptr) return ath::cuda::launch<float>(a, h, oc.stream, oc.props);
+  if (a->dtype_lowp == ATH_BF16) return ath::cuda::launch<__nv_bfloat16>(a, h, oc.stream, oc.props);
+  return ath::cuda::launch<__half>(a, h, oc.stream, oc.props);
   ATH_GUARD_END(op)
 }

@@ -9,7 +9,8 @@
 //
 // FlashAttention-2 structure, made deterministic (no atomics, fixed summation order, so results
 // are bit-reproducible run to run) by splitting the work in three launches:
-//  1. delta kernel: delta (B, Hq, Tq) F32 = rowsum(dO * O), a stream-ordered workspace.
+//  1. delta kernel: delta (B, Hq, Tq) F32 = rowsum(dO * O), in the context's scratch arena
+//     (the op's only scratch: 4 * B * Hq * Tq bytes).
 //  2. dK/dV kernel: one block per (key block, kv head, batch); K and V tiles stay in shared memory
 //     while the block loops over the query heads of its group and over the query blocks that can
 //     see its keys (Q, dO, lse, delta double-buffered with cp.async), recomputing P from lse.
@@ -123,8 +124,8 @@ attention_bwd_dkdv_mma_kernel(const Params p) {
     for (int r = tid; r < BM; r += NT) {  // rows past Tq: zero-filled (and masked below)
       const bool ok = m0 + r < p.tq;
       const int64_t src = row0 + (ok ? m0 + r : 0);
-      cp_async_4(smem_addr(lse_s + buf * BM + r), p.lse + src, ok);
-      cp_async_4(smem_addr(dlt_s + buf * BM + r), p.delta + src, ok);
+      cp_async_4(smem_addr(lse_s + buf * BM + r), p.lse + src, ok ? 4 : 0);
+      cp_async_4(smem_addr(dlt_s + buf * BM + r), p.delta + src, ok ? 4 : 0);
     }
   };
 
@@ -573,31 +574,26 @@ ath_status launch_simt(const Params& p, cudaStream_t stream) {
   return ATH_OK;
 }
 
+// delta: (B, Hq, Tq) F32 scratch, written by the delta kernel when tq > 0.
 template <typename T, int D>
-ath_status run(Params p, bool tensor_cores, cudaStream_t stream) {
-  AsyncWorkspace ws(stream);
+ath_status run(Params p, float* delta, bool tensor_cores, cudaStream_t stream) {
   if (p.tq > 0) {
-    ATH_TRY(ws.allocate(sizeof(float) * static_cast<size_t>(p.batch) * p.heads_q * p.tq));
-    p.delta = static_cast<const float*>(ws.ptr);
-    ATH_TRY((launch_delta<T, D>(p, static_cast<float*>(ws.ptr), stream)));
+    p.delta = delta;
+    ATH_TRY((launch_delta<T, D>(p, delta, stream)));
   }
   if constexpr (!std::is_same_v<T, float>) {
-    if (tensor_cores) {
-      ATH_TRY((launch_mma<T, D>(p, stream)));
-      return ws.release();
-    }
+    if (tensor_cores) return launch_mma<T, D>(p, stream);
   }
-  ATH_TRY((launch_simt<T, D>(p, stream)));
-  return ws.release();
+  return launch_simt<T, D>(p, stream);
 }
 
 template <typename T>
-ath_status run_for_dim(const Params& p, int64_t head_dim, bool tensor_cores, cudaStream_t stream) {
+ath_status run_for_dim(const Params& p, float* delta, int64_t head_dim, bool tensor_cores, cudaStream_t stream) {
   switch (head_dim) {
-    case 32: return run<T, 32>(p, tensor_cores, stream);
-    case 64: return run<T, 64>(p, tensor_cores, stream);
-    case 96: return run<T, 96>(p, tensor_cores, stream);
-    case 128: return run<T, 128>(p, tensor_cores, stream);
+    case 32: return run<T, 32>(p, delta, tensor_cores, stream);
+    case 64: return run<T, 64>(p, delta, tensor_cores, stream);
+    case 96: return run<T, 96>(p, delta, tensor_cores, stream);
+    case 128: return run<T, 128>(p, delta, tensor_cores, stream);
     default:
       return ::ath::fail(ATH_ERR_UNSUPPORTED, "%s: head_dim=%lld is not supported on CUDA (supported: 32, 64, 96, 128)",
                          kOpBwd, (long long)head_dim);
@@ -607,15 +603,20 @@ ath_status run_for_dim(const Params& p, int64_t head_dim, bool tensor_cores, cud
 }  // namespace
 }  // namespace ath::cuda::attn
 
-extern "C" ath_status ath_cuda_attention_bwd(const ath_attention_args* a, ath_stream s) {
+extern "C" ath_status ath_cuda_attention_bwd(const ath_attention_args* a, const ath_cuda_ctx* ctx) {
   using namespace ath::cuda::attn;
   ATH_GUARD_BEGIN
   ATH_TRY(validate(a, kOpBwd, true));
+  ATH_TRY(ath::cuda::check_context(kOpBwd, ctx));
   if (a->batch == 0) return ATH_OK;
+  ath::cuda::OpContext oc;
+  ATH_TRY(ath::cuda::enter(kOpBwd, ctx, &oc));
+  ath::cuda::Scratch scratch = oc.arena();
+  float* delta = scratch.take<float>(static_cast<size_t>(a->batch * a->heads_q * a->tq));  // (B, Hq, Tq)
+  ATH_TRY(scratch.fits(kOpBwd));
   const Params p = make_params(*a);
-  const cudaStream_t stream = static_cast<cudaStream_t>(s);
   const bool tc = a->dtype != ATH_F32 && tensor_core_layout_ok(*a, true);
-  ATH_DISPATCH_FLOAT(a->dtype, T, kOpBwd, { return run_for_dim<T>(p, a->head_dim, tc, stream); })
+  ATH_DISPATCH_FLOAT(a->dtype, T, kOpBwd, { return run_for_dim<T>(p, delta, a->head_dim, tc, oc.stream); })
   ATH_GUARD_END(kOpBwd)
   return ATH_OK;
 }

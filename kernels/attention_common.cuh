@@ -3,26 +3,16 @@
 //    layout contract: q (B, Hq, Tq, D), k/v (B, Hkv, Tk, D), o (B, Hq, Tq, D) addressed by
 //    batch/head/seq element strides with a contiguous last dim; lse (B, Hq, Tq) F32 contiguous);
 //  - argument validation shared by forward and backward;
-//  - the warp-level tensor-core building blocks (cp.async, ldmatrix, mma.sync m16n8k16) and the
-//    two warp GEMM shapes every attention matmul reduces to.
+//  - tile movement (cp.async) and the two warp GEMM shapes every attention matmul reduces to, on
+//    the PTX wrappers of ptx.cuh (cp.async, ldmatrix, mma.sync m16n8k16; fragment layouts there).
 //
-// Fragment layouts of mma.sync.m16n8k16 (PTX ISA, "Matrix fragments for mma.m16n8k16"), with
-// lane = 4 * g + t (g = "groupID" 0..7, t = "thread in group" 0..3):
-//   A (16 x 16, row-major), 4 x b32 registers each holding 2 consecutive-k halves:
-//     a[0] = A[g][2t, 2t+1]      a[1] = A[g+8][2t, 2t+1]
-//     a[2] = A[g][2t+8, 2t+9]    a[3] = A[g+8][2t+8, 2t+9]
-//   B (16 x 8, "col": element pairs run along k), 2 x b32:
-//     b[0] = B[2t, 2t+1][g]      b[1] = B[2t+8, 2t+9][g]
-//   C/D (16 x 8, F32), 4 floats:
-//     c[0], c[1] = C[g][2t, 2t+1]   c[2], c[3] = C[g+8][2t, 2t+1]
-// Two consecutive C tiles (columns 0-7 and 8-15) therefore hold exactly the A fragment of a
-// 16 x 16 tile once packed to 16-bit pairs: this is how P (softmax probabilities) and dS go from
-// the accumulator of one matmul straight into the A operand of the next without shared memory.
+// With the fragment layouts of mma.sync.m16n8k16 (ptx.cuh), two consecutive C tiles (columns 0-7
+// and 8-15) hold exactly the A fragment of a 16 x 16 tile once packed to 16-bit pairs: this is how
+// P (softmax probabilities) and dS go from the accumulator of one matmul straight into the A
+// operand of the next without shared memory.
 //
-// ldmatrix.x4 loads four 8x8 16-bit matrices; lanes 8i..8i+7 supply the 8 row addresses of
-// matrix i, and every lane receives from matrix i the pair at (row g, cols 2t, 2t+1), or with
-// .trans the pair at (rows 2t, 2t+1, col g). The address patterns below pick the four matrices so
-// that the registers land in the A / B layouts above.
+// The ldmatrix address patterns below pick the four 8x8 matrices so that the registers land in
+// the A / B fragment layouts.
 //
 // Shared-memory tiles are row-major with a row stride of D + kSmemPad elements: the 16-byte pad
 // shifts consecutive rows by 4 banks, so the 8 row addresses of every ldmatrix phase (and the
@@ -36,6 +26,8 @@
 #include <type_traits>
 
 #include "common.cuh"
+#include "context.cuh"
+#include "ptx.cuh"
 
 namespace ath::cuda::attn {
 
@@ -151,61 +143,7 @@ inline bool tensor_core_layout_ok(const ath_attention_args& a, bool backward) {
   return ok;
 }
 
-// ------------------------------------------------------------------ PTX wrappers
-__device__ __forceinline__ uint32_t smem_addr(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-
-// 16-byte global -> shared copy that bypasses L1; pred == false zero-fills the 16 bytes without
-// reading src (src must still be a valid address expression).
-__device__ __forceinline__ void cp_async_16(uint32_t dst, const void* src, bool pred) {
-  const int bytes = pred ? 16 : 0;
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(bytes));
-}
-
-// 4-byte variant (per-row statistics lse / delta); pred == false zero-fills.
-__device__ __forceinline__ void cp_async_4(uint32_t dst, const void* src, bool pred) {
-  const int bytes = pred ? 4 : 0;
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src), "r"(bytes));
-}
-
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-
-// Waits until at most N of this thread's committed cp.async groups are still in flight.
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
-}
-
-__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], uint32_t addr) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(addr));
-}
-
-__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], uint32_t addr) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(addr));
-}
-
-// d (16x8 F32) += a (16x16) * b (16x8), T = __nv_bfloat16 or __half.
-template <typename T>
-__device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
-    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-        "{%0, %1, %2, %3};\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-  } else {
-    static_assert(std::is_same_v<T, __half>, "mma_16816: T must be __nv_bfloat16 or __half");
-    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-        "{%0, %1, %2, %3};\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-  }
-}
-
+// ------------------------------------------------------------------ register helpers
 // Two floats -> one b32 register of two 16-bit values (lo in the low half), round to nearest.
 template <typename T>
 __device__ __forceinline__ uint32_t pack2(float lo, float hi) {
@@ -246,7 +184,7 @@ __device__ __forceinline__ void load_tile_async(T* smem, const T* base, int64_t 
       const int r = c / kChunksPerRow, cc = c % kChunksPerRow;
       const bool valid = row0 + r < rows_total;
       const T* src = valid ? base + (row0 + r) * ld + cc * 8 : base;
-      cp_async_16(smem_addr(smem + r * kStride + cc * 8), src, valid);
+      cp_async_16(smem_addr(smem + r * kStride + cc * 8), src, valid ? 16 : 0);
     }
   }
 }
@@ -384,28 +322,5 @@ __device__ __forceinline__ void gemm_pv(float (&acc)[MT][N / 8][4], const float 
     }
   }
 }
-
-// Workspace from the stream-ordered allocator. release() frees it (checked) on the success
-// path; the destructor frees it unchecked on early error returns.
-struct AsyncWorkspace {
-  void* ptr = nullptr;
-  cudaStream_t stream = nullptr;
-  explicit AsyncWorkspace(cudaStream_t s) : stream(s) {}
-  AsyncWorkspace(const AsyncWorkspace&) = delete;
-  AsyncWorkspace& operator=(const AsyncWorkspace&) = delete;
-  ~AsyncWorkspace() {
-    if (ptr != nullptr) (void)cudaFreeAsync(ptr, stream);
-  }
-  ath_status allocate(size_t bytes) {
-    ATH_CUDA_CHECK(cudaMallocAsync(&ptr, bytes, stream));
-    return ATH_OK;
-  }
-  ath_status release() {
-    void* p = ptr;
-    ptr = nullptr;
-    if (p != nullptr) ATH_CUDA_CHECK(cudaFreeAsync(p, stream));
-    return ATH_OK;
-  }
-};
 
 }  // namespace ath::cuda::attn

@@ -353,13 +353,16 @@ ath_status launch_for_dim(const Params& p, int64_t head_dim, bool tensor_cores, 
 }  // namespace
 }  // namespace ath::cuda::attn
 
-extern "C" ath_status ath_cuda_attention_fwd(const ath_attention_args* a, ath_stream s) {
+extern "C" ath_status ath_cuda_attention_fwd(const ath_attention_args* a, const ath_cuda_ctx* ctx) {
   using namespace ath::cuda::attn;
   ATH_GUARD_BEGIN
   ATH_TRY(validate(a, kOpFwd, false));
+  ATH_TRY(ath::cuda::check_context(kOpFwd, ctx));
   if (a->batch == 0 || a->tq == 0) return ATH_OK;
+  ath::cuda::OpContext oc;
+  ATH_TRY(ath::cuda::enter(kOpFwd, ctx, &oc));
+  const cudaStream_t stream = oc.stream;
   const Params p = make_params(*a);
-  const cudaStream_t stream = static_cast<cudaStream_t>(s);
   const bool tc = a->dtype != ATH_F32 && tensor_core_layout_ok(*a, false);
   ATH_DISPATCH_FLOAT(a->dtype, T, kOpFwd, { return launch_for_dim<T>(p, a->head_dim, tc, stream); })
   ATH_GUARD_END(kOpFwd)

@@ -160,7 +160,9 @@ ath_status validate(const char* op, const ath_cross_entropy_args* a, bool backwa
 }
 
 template <typename T>
-ath_status launch_fwd(const ath_cross_entropy_args* a, cudaStream_t stream, const DeviceProps& props) {
+ath_status launch_fwd(const ath_cross_entropy_args* a, const OpContext& oc) {
+  const cudaStream_t stream = oc.stream;
+  const DeviceProps& props = oc.props;
   constexpr int V = kVec16<T>;
   const bool vec = a->ld % V == 0 && is_aligned(a->logits, 16);
   const T* logits = static_cast<const T*>(a->logits);
@@ -176,7 +178,9 @@ ath_status launch_fwd(const ath_cross_entropy_args* a, cudaStream_t stream, cons
 }
 
 template <typename T>
-ath_status launch_bwd(const ath_cross_entropy_args* a, cudaStream_t stream, const DeviceProps& props) {
+ath_status launch_bwd(const ath_cross_entropy_args* a, const OpContext& oc) {
+  const cudaStream_t stream = oc.stream;
+  const DeviceProps& props = oc.props;
   constexpr int V = kVec16<T>;
   const bool vec = a->ld % V == 0 && is_aligned(a->logits, 16) && is_aligned(a->dlogits, 16);
   const T* logits = static_cast<const T*>(a->logits);

@@ -173,18 +173,20 @@ ath_status validate(const char* op, const ath_elementwise_args* e) {
 }  // namespace
 }  // namespace ath::cuda
 
-extern "C" ath_status ath_cuda_elementwise(const ath_elementwise_args* e, ath_stream s) {
+extern "C" ath_status ath_cuda_elementwise(const ath_elementwise_args* e, const ath_cuda_ctx* ctx) {
   static const char* op = "ath_cuda_elementwise";
   ATH_GUARD_BEGIN
   ATH_TRY(ath::cuda::validate(op, e));
-  ath::cuda::DeviceProps props;
-  ATH_TRY(ath::cuda::current_device_props(op, &props));
+  ATH_TRY(ath::cuda::check_context(op, ctx));
   if (e->n == 0) return ATH_OK;
+  ath::cuda::OpContext oc;
+  ATH_TRY(ath::cuda::enter(op, ctx, &oc));
+  const cudaStream_t stream = oc.stream;
+  const ath::cuda::DeviceProps& props = oc.props;
   // Operands the op does not read are ignored (nulled so they do not affect the alignment test).
   ath_elementwise_args f = *e;
   if (f.op == ATH_EW_FILL) f.a = nullptr;
   if (f.op != ATH_EW_ADD && f.op != ATH_EW_MUL) f.b = nullptr;
-  const cudaStream_t stream = static_cast<cudaStream_t>(s);
   if (f.op == ATH_EW_CONVERT && (f.dtype == ATH_I32 || f.dtype_out == ATH_I32)) {
     if (f.dtype == ATH_I32 && f.dtype_out == ATH_I32)
       return ath::cuda::launch_convert_int<int32_t, int32_t>(&f, stream, props);

@@ -254,26 +254,28 @@ ath_status launch_bwd(const ath_embedding_args* a, cudaStream_t stream, const De
 }  // namespace
 }  // namespace ath::cuda
 
-extern "C" ath_status ath_cuda_embedding_fwd(const ath_embedding_args* a, ath_stream s) {
+extern "C" ath_status ath_cuda_embedding_fwd(const ath_embedding_args* a, const ath_cuda_ctx* ctx) {
   static const char* op = "ath_cuda_embedding_fwd";
   ATH_GUARD_BEGIN
   ATH_TRY(ath::cuda::validate(op, a, false));
-  ath::cuda::DeviceProps props;
-  ATH_TRY(ath::cuda::current_device_props(op, &props));
+  ATH_TRY(ath::cuda::check_context(op, ctx));
   if (a->n == 0) return ATH_OK;
-  ATH_DISPATCH_FLOAT(a->dtype, T, op, return ath::cuda::launch_fwd<T>(a, static_cast<cudaStream_t>(s), props));
+  ath::cuda::OpContext oc;
+  ATH_TRY(ath::cuda::enter(op, ctx, &oc));
+  ATH_DISPATCH_FLOAT(a->dtype, T, op, return ath::cuda::launch_fwd<T>(a, oc.stream, oc.props));
   ATH_GUARD_END(op)
   return ATH_OK;
 }
 
-extern "C" ath_status ath_cuda_embedding_bwd(const ath_embedding_args* a, ath_stream s) {
+extern "C" ath_status ath_cuda_embedding_bwd(const ath_embedding_args* a, const ath_cuda_ctx* ctx) {
   static const char* op = "ath_cuda_embedding_bwd";
   ATH_GUARD_BEGIN
   ATH_TRY(ath::cuda::validate(op, a, true));
-  ath::cuda::DeviceProps props;
-  ATH_TRY(ath::cuda::current_device_props(op, &props));
+  ATH_TRY(ath::cuda::check_context(op, ctx));
   if (a->n == 0) return ATH_OK;
-  ATH_DISPATCH_FLOAT(a->dtype, T, op, return ath::cuda::launch_bwd<T>(a, static_cast<cudaStream_t>(s), props));
+  ath::cuda::OpContext oc;
+  ATH_TRY(ath::cuda::enter(op, ctx, &oc));
+  ATH_DISPATCH_FLOAT(a->dtype, T, op, return ath::cuda::launch_bwd<T>(a, oc.stream, oc.props));
   ATH_GUARD_END(op)
   return ATH_OK;
 }

@@ -7,8 +7,8 @@
 //   Argument checks are those of ath_cpu_gemm plus two the GPU needs: pointers aligned to their
 //   element size, and M, N, K < 2^31 - 1024 (ATH_ERR_UNSUPPORTED beyond).
 //
-// This file validates the arguments, picks a kernel and launches it on the caller's stream
-// (without synchronizing):
+// This file validates the arguments and the execution context, picks a kernel and launches it on
+// the context's stream (without synchronizing; no scratch is used):
 //   - BF16/F16 with 16-byte aligned A/B and lda, ldb (and batch strides) multiples of 8:
 //     tensor cores, mma.sync (gemm_mma.cu), tile 128x256, 128x128 or 64x64 by problem size;
 //   - F32 with 16-byte aligned A/B and lda, ldb (and strides) multiples of 4: SIMT FP32 with float4
@@ -25,9 +25,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
-#include <mutex>
 #include <new>
 
+#include "context.cuh"
 #include "gemm_internal.cuh"
 
 #define ATH_GEMM_OP "ath_cuda_gemm"
@@ -39,40 +39,6 @@ namespace {
 constexpr int64_t kMaxDim = INT_MAX - 1023;
 // Largest grid.z of one launch.
 constexpr int64_t kMaxGridZ = 65535;
-
-struct DeviceProps {
-  int sms = 0;
-  int cc_major = 0, cc_minor = 0;
-  int smem_optin = 0;  // bytes of shared memory one block may opt in to
-};
-
-// Properties of the current device, queried once per device.
-ath_status current_device_props(DeviceProps* out) {
-  static std::mutex mu;
-  static DeviceProps cache[64];
-  static bool valid[64] = {};
-  int dev = 0;
-  ATH_CUDA_CHECK(cudaGetDevice(&dev));
-  if (dev >= 0 && dev < 64) {
-    std::lock_guard<std::mutex> lock(mu);
-    if (valid[dev]) {
-      *out = cache[dev];
-      return ATH_OK;
-    }
-  }
-  DeviceProps p;
-  ATH_CUDA_CHECK(cudaDeviceGetAttribute(&p.sms, cudaDevAttrMultiProcessorCount, dev));
-  ATH_CUDA_CHECK(cudaDeviceGetAttribute(&p.cc_major, cudaDevAttrComputeCapabilityMajor, dev));
-  ATH_CUDA_CHECK(cudaDeviceGetAttribute(&p.cc_minor, cudaDevAttrComputeCapabilityMinor, dev));
-  ATH_CUDA_CHECK(cudaDeviceGetAttribute(&p.smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
-  if (dev >= 0 && dev < 64) {
-    std::lock_guard<std::mutex> lock(mu);
-    cache[dev] = p;
-    valid[dev] = true;
-  }
-  *out = p;
-  return ATH_OK;
-}
 
 const char* dtype_name(int dtype) {
   switch (dtype) {
@@ -176,7 +142,7 @@ Choice choose_kernel(const ath_gemm_args& g, const DeviceProps& dev) {
                       (!batched || (g.stride_a % 8 == 0 && g.stride_b % 8 == 0));
   const bool f32_ok = g.dtype_ab == ATH_F32 && g.k > 0 && aligned(g.a, 16) && aligned(g.b, 16) &&
                       g.lda % 4 == 0 && g.ldb % 4 == 0 && (!batched || (g.stride_a % 4 == 0 && g.stride_b % 4 == 0));
-  auto mma_fits = [&](MmaTile t) { return mma_smem_bytes(t) <= dev.smem_optin; };
+  auto mma_fits = [&](MmaTile t) { return mma_smem_bytes(t) <= dev.max_smem_optin; };
 
   // Forced kernel (tests, benchmarks), when it can take these arguments.
   const char* force = std::getenv("ATHANOR_CUDA_GEMM_KERNEL");
@@ -191,7 +157,7 @@ Choice choose_kernel(const ath_gemm_args& g, const DeviceProps& dev) {
   // Heuristic: the largest tile that still gives every SM at least one block (larger tiles reuse
   // each loaded element more; below one wave, smaller tiles spread the work over more SMs).
   // Not yet tuned on hardware.
-  const int64_t sms = dev.sms > 0 ? dev.sms : 1;
+  const int64_t sms = dev.sm_count > 0 ? dev.sm_count : 1;
   if (mma_ok) {
     if (mma_fits(MmaTile::k128x256) && tiles(g.m, g.n, 128, 256) * g.batch >= sms) return mma_choice(MmaTile::k128x256);
     if (mma_fits(MmaTile::k128x128) && tiles(g.m, g.n, 128, 128) * g.batch >= sms) return mma_choice(MmaTile::k128x128);
@@ -204,14 +170,16 @@ Choice choose_kernel(const ath_gemm_args& g, const DeviceProps& dev) {
   return Choice{};  // generic
 }
 
-ath_status run(const ath_gemm_args* args, ath_stream s) {
+ath_status run(const ath_gemm_args* args, const ath_cuda_ctx* ctx) {
   ATH_CHECK_ARG(args != nullptr, ATH_GEMM_OP, "args is NULL");
   const ath_gemm_args& g = *args;
   ATH_TRY(validate(g));
+  ATH_TRY(check_context(ATH_GEMM_OP, ctx));
   if (g.m == 0 || g.n == 0 || g.batch == 0) return ATH_OK;
 
-  DeviceProps dev;
-  ATH_TRY(current_device_props(&dev));
+  OpContext oc;
+  ATH_TRY(enter(ATH_GEMM_OP, ctx, &oc));
+  const DeviceProps& dev = oc.props;
   if (dev.cc_major < 8) {
     return ath::fail(ATH_ERR_UNSUPPORTED, ATH_GEMM_OP ": device of compute capability %d.%d; the CUDA kernels need 8.0 or newer",
                      dev.cc_major, dev.cc_minor);
@@ -256,7 +224,7 @@ ath_status run(const ath_gemm_args* args, ath_stream s) {
     }
   }
 
-  cudaStream_t stream = static_cast<cudaStream_t>(s);
+  const cudaStream_t stream = oc.stream;
   for (int64_t b0 = 0; b0 < g.batch; b0 += kMaxGridZ) {
     const int nb = static_cast<int>(g.batch - b0 < kMaxGridZ ? g.batch - b0 : kMaxGridZ);
     p.batch_base = b0;
@@ -272,8 +240,8 @@ ath_status run(const ath_gemm_args* args, ath_stream s) {
 }  // namespace
 }  // namespace ath::cuda::gemm
 
-extern "C" ath_status ath_cuda_gemm(const ath_gemm_args* args, ath_stream s) {
+extern "C" ath_status ath_cuda_gemm(const ath_gemm_args* args, const ath_cuda_ctx* ctx) {
   ATH_GUARD_BEGIN
-  return ath::cuda::gemm::run(args, s);
+  return ath::cuda::gemm::run(args, ctx);
   ATH_GUARD_END(ATH_GEMM_OP)
 }

@@ -27,7 +27,7 @@
 // Zeros in the K tail contribute nothing; rows/columns outside M/N are simply not stored.
 #pragma once
 #include "gemm_internal.cuh"
-#include "gemm_ptx.cuh"
+#include "ptx.cuh"
 
 namespace ath::cuda::gemm {
 
@@ -285,7 +285,7 @@ __global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS) gemm_mma_kernel
 #pragma unroll
       for (int i = 0; i < MI; ++i)
 #pragma unroll
-        for (int j = 0; j < NI; ++j) MmaOp<T>::run(acc[i][j], fa[i], fb[j]);
+        for (int j = 0; j < NI; ++j) mma_16816<T>(acc[i][j], fa[i], fb[j][0], fb[j][1]);
     }
     read_stage = read_stage + 1 == STAGES ? 0 : read_stage + 1;
     write_stage = write_stage + 1 == STAGES ? 0 : write_stage + 1;

@@ -1,7 +1,7 @@
 // Helpers shared by the launchers in kernels/*.cu of the non-GEMM ops: 16-byte vector packs
 // (load/store V elements as F32), alignment tests that pick the vector or scalar kernel, grid
-// sizing for grid-stride loops, a stream-ordered workspace (cudaMallocAsync) with RAII, and the
-// deterministic column-partials reduction used by norm backward and reduce(SUM_ROWS).
+// sizing for grid-stride loops, and the C ABI entry of the row-wise ops (norms, cross-entropy).
+// Scratch memory comes from the op's execution context (context.cuh).
 #pragma once
 #include <cuda_runtime.h>
 
@@ -10,7 +10,7 @@
 #include <new>
 
 #include "common.cuh"
-#include "cuda/runtime.h"
+#include "context.cuh"
 
 namespace ath::cuda {
 
@@ -63,57 +63,23 @@ inline const char* dtype_name(int dtype) {
   }
 }
 
-// Stream-ordered scratch memory: allocated with cudaMallocAsync on the op's stream and released
-// with cudaFreeAsync on the same stream when the launcher returns (the kernels that use it are
-// already enqueued before it, so the release is ordered after them).
-class StreamWorkspace {
- public:
-  StreamWorkspace() = default;
-  StreamWorkspace(const StreamWorkspace&) = delete;
-  StreamWorkspace& operator=(const StreamWorkspace&) = delete;
-  ~StreamWorkspace() {
-    if (p_ != nullptr && cudaFreeAsync(p_, stream_) != cudaSuccess) (void)cudaGetLastError();
-  }
-  ath_status alloc(const char* op, size_t bytes, cudaStream_t stream) {
-    stream_ = stream;
-    cudaError_t e = cudaMallocAsync(&p_, bytes, stream);
-    if (e == cudaErrorMemoryAllocation) {
-      (void)cudaGetLastError();
-      p_ = nullptr;
-      return ::ath::fail(ATH_ERR_OOM, "%s: could not allocate a %zu-byte device workspace (cudaMallocAsync)", op, bytes);
-    }
-    if (e != cudaSuccess) {
-      (void)cudaGetLastError();
-      p_ = nullptr;
-      return ::ath::fail(ATH_ERR_CUDA, "%s:%d: %s: cudaMallocAsync(%zu bytes) failed: %s (%s)", __FILE__, __LINE__, op,
-                         bytes, cudaGetErrorString(e), cudaGetErrorName(e));
-    }
-    return ATH_OK;
-  }
-  template <typename U>
-  U* as() const { return static_cast<U*>(p_); }
-
- private:
-  void* p_ = nullptr;
-  cudaStream_t stream_ = nullptr;
-};
-
 }  // namespace ath::cuda
 
 // Defines the C ABI entry `name` of a row-wise op (norms, cross-entropy): validate the arguments
-// (`backward` selects the backward checks), fetch the current device's properties, return early on
-// zero rows, and dispatch `launcher<T>(args, stream, props)` on the runtime dtype. The including
-// file provides validate(op, args, backward) and the launcher templates in namespace ath::cuda.
+// (`backward` selects the backward checks) and the execution context, return early on zero rows,
+// enter the context, and dispatch `launcher<T>(args, op_context)` on the runtime dtype. The
+// including file provides validate(op, args, backward) and the launcher templates in namespace
+// ath::cuda.
 #define ATH_CUDA_ROW_OP_ENTRY(name, args_t, backward, launcher)                                        \
-  extern "C" ath_status name(const args_t* a, ath_stream s) {                                           \
+  extern "C" ath_status name(const args_t* a, const ath_cuda_ctx* ctx) {                                \
     static const char* op = #name;                                                                       \
     ATH_GUARD_BEGIN                                                                                      \
     ATH_TRY(ath::cuda::validate(op, a, backward));                                                       \
-    ath::cuda::DeviceProps props;                                                                        \
-    ATH_TRY(ath::cuda::current_device_props(op, &props));                                                \
+    ATH_TRY(ath::cuda::check_context(op, ctx));                                                          \
     if (a->rows == 0) return ATH_OK;                                                                     \
-    ATH_DISPATCH_FLOAT(a->dtype, T, op,                                                                  \
-                       return ath::cuda::launcher<T>(a, static_cast<cudaStream_t>(s), props));          \
+    ath::cuda::OpContext oc;                                                                             \
+    ATH_TRY(ath::cuda::enter(op, ctx, &oc));                                                             \
+    ATH_DISPATCH_FLOAT(a->dtype, T, op, return ath::cuda::launcher<T>(a, oc));                           \
     ATH_GUARD_END(op)                                                                                    \
     return ATH_OK;                                                                                       \
   }

@@ -80,14 +80,15 @@ ath_status validate(const char* op, const ath_rand_args* r) {
 }  // namespace
 }  // namespace ath::cuda
 
-extern "C" ath_status ath_cuda_rand(const ath_rand_args* r, ath_stream s) {
+extern "C" ath_status ath_cuda_rand(const ath_rand_args* r, const ath_cuda_ctx* ctx) {
   static const char* op = "ath_cuda_rand";
   ATH_GUARD_BEGIN
   ATH_TRY(ath::cuda::validate(op, r));
-  ath::cuda::DeviceProps props;
-  ATH_TRY(ath::cuda::current_device_props(op, &props));
+  ATH_TRY(ath::cuda::check_context(op, ctx));
   if (r->n == 0) return ATH_OK;
-  ATH_DISPATCH_FLOAT(r->dtype, T, op, return ath::cuda::launch<T>(r, static_cast<cudaStream_t>(s), props));
+  ath::cuda::OpContext oc;
+  ATH_TRY(ath::cuda::enter(op, ctx, &oc));
+  ATH_DISPATCH_FLOAT(r->dtype, T, op, return ath::cuda::launch<T>(r, oc.stream, oc.props));
   ATH_GUARD_END(op)
   return ATH_OK;
 }

@@ -7,11 +7,14 @@
 //                (accumulated: bias gradients)
 // x: dtype F32/BF16/F16; out F32; F32 accumulation.
 // SUM / SUM_SQUARES: a grid of G = min(1024, ceil(n / 8192)) blocks (a function of n only) each
-// sums a grid-stride slice into one partial (per-thread, then block tree), the partials go to a
-// cudaMallocAsync'd workspace, and one block adds the G partials in a fixed tree order.
+// sums a grid-stride slice into one partial (per-thread, then block tree), the partials go to the
+// context's scratch arena, and one block adds the G partials in a fixed tree order.
 // SUM_ROWS: blocks of 32 columns x 8 row lanes sum a chunk of rows per column; the chunks' partial
-// column sums go to a workspace and col_partials_finalize adds them in a fixed order into out
+// column sums go to the scratch arena and col_partials_finalize adds them in a fixed order into out
 // (a single chunk adds into out directly).
+// Scratch: SUM / SUM_SQUARES 4 * G bytes (G as above, so at most 4 KiB); SUM_ROWS 4 * chunks * cols
+// bytes when chunks > 1, else none (chunks: about 1024 / ceil(cols / 32) row chunks of at least 64
+// rows, see launch_sum_rows).
 #include "col_reduce.cuh"
 #include "common.cuh"
 #include "op_helpers.cuh"
@@ -85,15 +88,16 @@ __global__ void sum_rows_kernel(const T* __restrict__ x, int64_t rows, int64_t c
 }
 
 template <typename T>
-ath_status launch_sum(const ath_reduce_args* a, cudaStream_t stream, bool squares) {
+ath_status launch_sum(const ath_reduce_args* a, const OpContext& oc, bool squares) {
   static const char* op = "ath_cuda_reduce";
   constexpr int V = kVec16<T>;
+  const cudaStream_t stream = oc.stream;
   int64_t g = (a->n + kElemsPerBlock - 1) / kElemsPerBlock;
   if (g > kMaxPartials) g = kMaxPartials;
   if (g < 1) g = 1;
-  StreamWorkspace ws;
-  ATH_TRY(ws.alloc(op, static_cast<size_t>(g) * sizeof(float), stream));
-  float* partials = ws.as<float>();
+  Scratch scratch = oc.arena();
+  float* partials = scratch.take<float>(static_cast<size_t>(g));  // (g)
+  ATH_TRY(scratch.fits(op));
   const T* x = static_cast<const T*>(a->x);
   const unsigned grid = static_cast<unsigned>(g);
   // The vector and scalar kernels visit elements in different orders; the choice depends only on
@@ -112,8 +116,9 @@ ath_status launch_sum(const ath_reduce_args* a, cudaStream_t stream, bool square
 }
 
 template <typename T>
-ath_status launch_sum_rows(const ath_reduce_args* a, cudaStream_t stream) {
+ath_status launch_sum_rows(const ath_reduce_args* a, const OpContext& oc) {
   static const char* op = "ath_cuda_reduce";
+  const cudaStream_t stream = oc.stream;
   const int64_t col_tiles = (a->cols + kColTileX - 1) / kColTileX;
   if (col_tiles > 0x7fffffff) return ::ath::fail(ATH_ERR_INVALID, "%s: cols=%lld too large", op, (long long)a->cols);
   // Chunks of rows: about 1024 blocks in all, at least 64 rows per chunk (shape-only choice).
@@ -131,11 +136,12 @@ ath_status launch_sum_rows(const ath_reduce_args* a, cudaStream_t stream) {
     ATH_CUDA_CHECK_LAUNCH(op);
     return ATH_OK;
   }
-  StreamWorkspace ws;
-  ATH_TRY(ws.alloc(op, static_cast<size_t>(chunks) * static_cast<size_t>(a->cols) * sizeof(float), stream));
-  sum_rows_kernel<T><<<grid, block, 0, stream>>>(x, a->rows, a->cols, rows_per_chunk, ws.as<float>(), 0);
+  Scratch scratch = oc.arena();
+  float* partial = scratch.take<float>(static_cast<size_t>(chunks) * static_cast<size_t>(a->cols));  // (chunks, cols)
+  ATH_TRY(scratch.fits(op));
+  sum_rows_kernel<T><<<grid, block, 0, stream>>>(x, a->rows, a->cols, rows_per_chunk, partial, 0);
   ATH_CUDA_CHECK_LAUNCH(op);
-  return col_partials_finalize(op, ws.as<float>(), chunks, a->cols, a->cols, 1, a->out, stream);
+  return col_partials_finalize(op, partial, chunks, a->cols, a->cols, 1, a->out, stream);
 }
 
 ath_status validate(const char* op, const ath_reduce_args* a) {
@@ -162,22 +168,23 @@ ath_status validate(const char* op, const ath_reduce_args* a) {
 }  // namespace
 }  // namespace ath::cuda
 
-extern "C" ath_status ath_cuda_reduce(const ath_reduce_args* a, ath_stream s) {
+extern "C" ath_status ath_cuda_reduce(const ath_reduce_args* a, const ath_cuda_ctx* ctx) {
   static const char* op = "ath_cuda_reduce";
   ATH_GUARD_BEGIN
   ATH_TRY(ath::cuda::validate(op, a));
-  ATH_TRY(ath::cuda::require_cuda(op));
-  const cudaStream_t stream = static_cast<cudaStream_t>(s);
+  ATH_TRY(ath::cuda::check_context(op, ctx));
+  if (a->op == ATH_RED_SUM_ROWS && a->n == 0) return ATH_OK;  // out += nothing
+  ath::cuda::OpContext oc;
+  ATH_TRY(ath::cuda::enter(op, ctx, &oc));
   if (a->op == ATH_RED_SUM_ROWS) {
-    if (a->n == 0) return ATH_OK;  // out += nothing
-    ATH_DISPATCH_FLOAT(a->dtype, T, op, return ath::cuda::launch_sum_rows<T>(a, stream));
+    ATH_DISPATCH_FLOAT(a->dtype, T, op, return ath::cuda::launch_sum_rows<T>(a, oc));
   } else {
     if (a->n == 0) {
-      ATH_CUDA_CHECK(cudaMemsetAsync(a->out, 0, sizeof(float), stream));
+      ATH_CUDA_CHECK(cudaMemsetAsync(a->out, 0, sizeof(float), oc.stream));
       return ATH_OK;
     }
     const bool squares = a->op == ATH_RED_SUM_SQUARES;
-    ATH_DISPATCH_FLOAT(a->dtype, T, op, return ath::cuda::launch_sum<T>(a, stream, squares));
+    ATH_DISPATCH_FLOAT(a->dtype, T, op, return ath::cuda::launch_sum<T>(a, oc, squares));
   }
   ATH_GUARD_END(op)
   return ATH_OK;

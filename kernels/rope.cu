@@ -146,14 +146,15 @@ ath_status launch(const ath_rope_args* a, cudaStream_t stream, const DeviceProps
 }  // namespace
 }  // namespace ath::cuda
 
-extern "C" ath_status ath_cuda_rope(const ath_rope_args* a, ath_stream s) {
+extern "C" ath_status ath_cuda_rope(const ath_rope_args* a, const ath_cuda_ctx* ctx) {
   static const char* op = "ath_cuda_rope";
   ATH_GUARD_BEGIN
   ATH_TRY(ath::cuda::validate(op, a));
-  ath::cuda::DeviceProps props;
-  ATH_TRY(ath::cuda::current_device_props(op, &props));
+  ATH_TRY(ath::cuda::check_context(op, ctx));
   if (a->batch == 0 || a->seq == 0) return ATH_OK;
-  ATH_DISPATCH_FLOAT(a->dtype, T, op, return ath::cuda::launch<T>(a, static_cast<cudaStream_t>(s), props));
+  ath::cuda::OpContext oc;
+  ATH_TRY(ath::cuda::enter(op, ctx, &oc));
+  ATH_DISPATCH_FLOAT(a->dtype, T, op, return ath::cuda::launch<T>(a, oc.stream, oc.props));
   ATH_GUARD_END(op)
   return ATH_OK;
 }

@@ -1,5 +1,6 @@
 // GPU benchmark driver for the GPU check (bench/gpu/run.sh): times Athanor's CUDA GEMM and attention
-// forward/backward through the C ABI (ath_cuda_gemm, ath_cuda_attention_fwd/bwd) with CUDA events,
+// forward/backward through the C ABI (ath_cuda_gemm, ath_cuda_attention_fwd/bwd, in an execution
+// context on a non-blocking stream) with CUDA events,
 // on the shapes listed in bench/gpu/cases.txt, and spot-checks every result against a float64
 // reference computed on the host from the same inputs. bench/gpu/peer.py times PyTorch on the
 // same cases; bench/gpu/report.py joins the two.
@@ -143,6 +144,25 @@ struct DevBuf {
   DevBuf& operator=(const DevBuf&) = delete;
 };
 
+// The execution context of every op call (athanor.h, ath_cuda_ctx): device 0, the driver's
+// non-blocking stream, and a scratch arena grown to what an op asks for when it returns
+// ATH_ERR_SCRATCH. The untimed calls before each timing size it, so no timed launch reallocates.
+ath_cuda_ctx g_ctx{};
+
+template <typename A>
+ath_status run_op(ath_status (*op)(const A*, const ath_cuda_ctx*), const A* args) {
+  const ath_status st = op(args, &g_ctx);
+  if (st != ATH_ERR_SCRATCH) return st;
+  const size_t need = ath_scratch_needed();
+  CK(cudaStreamSynchronize(static_cast<cudaStream_t>(g_ctx.stream)));  // the old arena may be in use
+  if (g_ctx.scratch != nullptr) CK(cudaFree(g_ctx.scratch));
+  g_ctx.scratch = nullptr;
+  g_ctx.scratch_bytes = 0;
+  CK(cudaMalloc(&g_ctx.scratch, need));
+  g_ctx.scratch_bytes = need;
+  return op(args, &g_ctx);
+}
+
 // Fills n elements with uniform values in [-1, 1) from a counter hash (splitmix64), so inputs
 // are random, reproducible, and never zeros (zeros can time faster than real data).
 __global__ void fill_uniform(void* out, int64_t n, int bf16, uint64_t seed) {
@@ -271,7 +291,7 @@ void run_gemm(const Case& c, const char* out, double seconds, cudaStream_t s) {
     g.a = A.p; g.lda = c.k; g.b = B.p; g.ldb = c.n; g.c = C.p; g.ldc = c.n;
     g.alpha = 1.0f; g.beta = 0.0f;
     // Check first, from the poisoned output, on one launch.
-    ath_status st = ath_cuda_gemm(&g, s);
+    ath_status st = run_op(ath_cuda_gemm, &g);
     if (st != ATH_OK) { r.error = std::string("ath_cuda_gemm: ") + ath_last_error(); write_record(out, r); return; }
     CK(cudaStreamSynchronize(s));
     RelErr err;
@@ -294,7 +314,7 @@ void run_gemm(const Case& c, const char* out, double seconds, cudaStream_t s) {
     r.check_limit = bf ? 1e-2 : 1e-4;
     r.check_ok = r.check_rel_err <= r.check_limit;
     std::string terr;
-    Timing t = time_op([&] { return ath_cuda_gemm(&g, s); }, s, seconds, &terr);
+    Timing t = time_op([&] { return run_op(ath_cuda_gemm, &g); }, s, seconds, &terr);
     r.error = terr;
     r.ms_median = t.median_ms; r.ms_min = t.min_ms; r.reps = t.reps;
   } catch (const CudaError& e) {
@@ -389,7 +409,7 @@ void run_attention(const Case& c, const char* out, double seconds, cudaStream_t 
     a.dout = dout.p; a.dq = dq.p; a.dk = dk.p; a.dv = dv.p;
 
     // ---- forward: check one launch from poisoned outputs, then time.
-    ath_status st_f = ath_cuda_attention_fwd(&a, s);
+    ath_status st_f = run_op(ath_cuda_attention_fwd, &a);
     if (st_f != ATH_OK) {
       f.error = std::string("ath_cuda_attention_fwd: ") + ath_last_error();
       bw.error = "skipped: forward failed";
@@ -428,7 +448,7 @@ void run_attention(const Case& c, const char* out, double seconds, cudaStream_t 
     f.check_limit = bf ? 2e-2 : 1e-4;
     f.check_ok = f.check_rel_err <= f.check_limit;
     std::string terr;
-    Timing t = time_op([&] { return ath_cuda_attention_fwd(&a, s); }, s, seconds, &terr);
+    Timing t = time_op([&] { return run_op(ath_cuda_attention_fwd, &a); }, s, seconds, &terr);
     f.error = terr; f.ms_median = t.median_ms; f.ms_min = t.min_ms; f.reps = t.reps;
     write_record(out, f);
     fwd_written = true;
@@ -437,7 +457,7 @@ void run_attention(const Case& c, const char* out, double seconds, cudaStream_t 
     CK(cudaMemsetAsync(dq.p, 0xff, dq.bytes, s));
     CK(cudaMemsetAsync(dk.p, 0xff, dk.bytes, s));
     CK(cudaMemsetAsync(dv.p, 0xff, dv.bytes, s));
-    ath_status st_b = ath_cuda_attention_bwd(&a, s);
+    ath_status st_b = run_op(ath_cuda_attention_bwd, &a);
     if (st_b != ATH_OK) { bw.error = std::string("ath_cuda_attention_bwd: ") + ath_last_error(); write_record(out, bw); return; }
     CK(cudaStreamSynchronize(s));
     RelErr eq, ek, ev;
@@ -458,7 +478,7 @@ void run_attention(const Case& c, const char* out, double seconds, cudaStream_t 
     bw.check_limit = bf ? 3e-2 : 1e-4;
     bw.check_ok = bw.check_rel_err <= bw.check_limit;
     terr.clear();
-    t = time_op([&] { return ath_cuda_attention_bwd(&a, s); }, s, seconds, &terr);
+    t = time_op([&] { return run_op(ath_cuda_attention_bwd, &a); }, s, seconds, &terr);
     bw.error = terr; bw.ms_median = t.median_ms; bw.ms_min = t.min_ms; bw.reps = t.reps;
     write_record(out, bw);
   } catch (const CudaError& e) {
@@ -506,6 +526,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "bench_cuda: cannot create a stream\n");
     return 4;
   }
+  g_ctx.device = 0;
+  g_ctx.stream = s;
   for (size_t i = (size_t)std::max(from, 0); i < cases.size(); ++i) {
     auto t0 = std::chrono::steady_clock::now();
     std::fprintf(stderr, "bench_cuda: case %zu %s\n", i, cases[i].name().c_str());
@@ -514,6 +536,8 @@ int main(int argc, char** argv) {
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::fprintf(stderr, "bench_cuda: case %zu done in %.1f s\n", i, secs);
   }
+  cudaStreamSynchronize(s);
+  if (g_ctx.scratch != nullptr) cudaFree(g_ctx.scratch);
   cudaStreamDestroy(s);
   return 0;
 }

@@ -43,6 +43,9 @@ ath_status plan_copy(const char* op, const ath_copy_args* a, CopyPlan* plan) {
       return fail(ATH_ERR_INVALID, "%s: the element count of shape overflows int64 (at shape[%d]=%lld)", op, d,
                   (long long)a->shape[d]);
   }
+  int64_t total_bytes = 0;
+  if (__builtin_mul_overflow(count, static_cast<int64_t>(a->elem_size), &total_bytes))
+    return fail(ATH_ERR_INVALID, "%s: %lld elements of %d bytes overflow int64", op, (long long)count, a->elem_size);
   if (count > 0) {
     for (int d = 0; d < a->rank; ++d) {
       if (a->dst_strides[d] == 0 && a->shape[d] > 1)

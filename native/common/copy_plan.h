@@ -33,8 +33,8 @@ struct CopyPlan {
   bool inner_contiguous() const { return rank >= 1 && dst_strides[rank - 1] == 1 && src_strides[rank - 1] == 1; }
 };
 
-// Validates `a` for op `op` (ATH_ERR_INVALID naming the field) and fills `plan`. Offsets of every
-// element, in bytes, are checked to fit in int64.
+// Validates `a` for op `op` (ATH_ERR_INVALID naming the field) and fills `plan`. The byte offset
+// of every element on either side, and the copy's total bytes, are checked to fit in int64.
 ath_status plan_copy(const char* op, const ath_copy_args* a, CopyPlan* plan);
 
 // Validates ath_memset_args: non-null args, bytes >= 0, value in [0, 255], dst non-null when

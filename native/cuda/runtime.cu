@@ -1,5 +1,7 @@
 // CUDA host runtime behind the C ABI (ath_cuda_device_count ... ath_cuda_device_synchronize):
-// device discovery, device memory, pinned host memory, copies, streams and events.
+// device discovery, device memory, pinned host memory, copies, streams and events; and, for the
+// op launchers in kernels/*.cu, cached device properties and the check of an op's execution
+// context (ath::cuda::enter_context, see cuda/runtime.h).
 //
 // Contract (see athanor.h): every function returns an ath_status; CUDA failures become
 // ATH_ERR_CUDA with file:line, the call and the CUDA error string (ATH_CUDA_CHECK). libathanor
@@ -10,8 +12,12 @@
 // that reason instead of touching CUDA.
 //
 // Functions taking a device index make that device current only for the duration of the call and
-// restore the caller's current device afterwards. Streams are created blocking (they synchronize
-// with the legacy default stream, which is what NULL means in this ABI), events without timing.
+// restore the caller's current device afterwards (an op's execution context, in contrast, leaves
+// its device current). Streams are created non-blocking: they never synchronize with the legacy
+// default stream, which no op uses. The functions below that still accept a NULL stream (copies,
+// event record, synchronize) mean the legacy default stream by it, and ath_cuda_memcpy runs on it:
+// work on the non-blocking streams is not ordered with them (order it with events or synchronize
+// the stream first). Events are created with or without timing, as asked.
 //
 // This file replaces native/cuda/cpu_only_stubs.cpp in CUDA builds and defines every runtime
 // symbol that file defines (the op entry points live in kernels/*.cu).
@@ -194,33 +200,53 @@ ath_status require_cuda(const char* op) {
   return ath::fail(ATH_ERR_UNSUPPORTED, "%s: CUDA is unavailable: %s", op, p.reason.c_str());
 }
 
-ath_status current_device_props(const char* op, DeviceProps* out) {
-  ATH_TRY(require_cuda(op));
-  int dev = 0;
-  ATH_CUDA_CHECK(cudaGetDevice(&dev));
+ath_status device_props(const char* op, int device, DeviceProps* out) {
+  ATH_TRY(check_device(op, device));
   static std::mutex mu;
   static std::vector<DeviceProps> cache;  // indexed by device; device == -1 until filled
   {
     std::lock_guard<std::mutex> lock(mu);
-    if (dev < static_cast<int>(cache.size()) && cache[dev].device == dev) {
-      *out = cache[dev];
+    if (device < static_cast<int>(cache.size()) && cache[device].device == device) {
+      *out = cache[device];
       return ATH_OK;
     }
   }
   DeviceProps p;
-  p.device = dev;
-  ATH_CUDA_CHECK(cudaDeviceGetAttribute(&p.sm_count, cudaDevAttrMultiProcessorCount, dev));
-  ATH_CUDA_CHECK(cudaDeviceGetAttribute(&p.max_smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
-  ATH_CUDA_CHECK(cudaDeviceGetAttribute(&p.cc_major, cudaDevAttrComputeCapabilityMajor, dev));
-  ATH_CUDA_CHECK(cudaDeviceGetAttribute(&p.cc_minor, cudaDevAttrComputeCapabilityMinor, dev));
+  p.device = device;
+  ATH_CUDA_CHECK(cudaDeviceGetAttribute(&p.sm_count, cudaDevAttrMultiProcessorCount, device));
+  ATH_CUDA_CHECK(cudaDeviceGetAttribute(&p.max_smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  ATH_CUDA_CHECK(cudaDeviceGetAttribute(&p.cc_major, cudaDevAttrComputeCapabilityMajor, device));
+  ATH_CUDA_CHECK(cudaDeviceGetAttribute(&p.cc_minor, cudaDevAttrComputeCapabilityMinor, device));
   try {
     std::lock_guard<std::mutex> lock(mu);
-    if (dev >= static_cast<int>(cache.size())) cache.resize(dev + 1);
-    cache[dev] = p;
+    if (device >= static_cast<int>(cache.size())) cache.resize(device + 1);
+    cache[device] = p;
   } catch (...) {
     // Caching is an optimization; the queried values are still valid.
   }
   *out = p;
+  return ATH_OK;
+}
+
+ath_status check_context(const char* op, const ath_cuda_ctx* ctx) {
+  if (ctx == nullptr) return ath::fail(ATH_ERR_INVALID, "%s: the execution context (ctx) is NULL", op);
+  if (ctx->stream == nullptr)
+    return ath::fail(ATH_ERR_INVALID,
+                     "%s: ctx->stream is NULL: ops run on a stream of the context (ath_cuda_stream_create); the "
+                     "legacy default stream is not used",
+                     op);
+  if (ctx->scratch == nullptr && ctx->scratch_bytes > 0)
+    return ath::fail(ATH_ERR_INVALID, "%s: ctx->scratch is NULL with ctx->scratch_bytes=%zu", op, ctx->scratch_bytes);
+  if (ctx->device < 0) return ath::fail(ATH_ERR_INVALID, "%s: ctx->device=%d must be >= 0", op, ctx->device);
+  return ATH_OK;
+}
+
+ath_status enter_context(const char* op, const ath_cuda_ctx* ctx, DeviceProps* props) {
+  ATH_TRY(check_context(op, ctx));
+  ATH_TRY(device_props(op, ctx->device, props));  // checks the device index first
+  int current = -1;
+  ATH_CUDA_CHECK(cudaGetDevice(&current));
+  if (current != ctx->device) ATH_CUDA_CHECK(cudaSetDevice(ctx->device));
   return ATH_OK;
 }
 
@@ -259,10 +285,13 @@ ath_status ath_cuda_set_device(int device) {
   return ATH_OK;
 }
 
-// cudaMalloc; on out-of-memory: synchronize the device, return the stream-ordered pool's cached
-// memory to the driver (workspaces of the ops come from cudaMallocAsync), and retry once. Athanor
-// keeps no other cache here to free. A second failure is ATH_ERR_OOM naming the request and the
-// device's free/total memory. bytes == 0 succeeds with *out == NULL.
+// cudaMalloc; on out-of-memory: synchronize the device, return whatever the device's default
+// stream-ordered pool still caches to the driver, and retry once. Athanor's ops take nothing from
+// that pool (their temporaries come from the caller's scratch arena); the trim frees what other
+// code in the process (a library using the stream-ordered allocator) left cached. Caches of the
+// caller (the Java caching allocator) are the caller's to free before retrying. A second failure
+// is ATH_ERR_OOM naming the request and the device's free/total memory. bytes == 0 succeeds with
+// *out == NULL.
 ath_status ath_cuda_malloc(int device, size_t bytes, void** out) {
   static const char* op = "ath_cuda_malloc";
   ATH_CHECK_ARG(out != nullptr, "ath_cuda_malloc", "out is null");
@@ -392,7 +421,7 @@ ath_status ath_cuda_stream_create(int device, ath_stream* out) {
   DeviceScope scope;
   ATH_TRY(scope.enter(device));
   cudaStream_t st = nullptr;
-  ATH_CUDA_CHECK(cudaStreamCreate(&st));
+  ATH_CUDA_CHECK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
   *out = st;
   return ATH_OK;
 }
@@ -410,15 +439,42 @@ ath_status ath_cuda_stream_synchronize(ath_stream s) {
   return ATH_OK;
 }
 
-ath_status ath_cuda_event_create(int device, void** out) {
+ath_status ath_cuda_event_create(int device, int timing, void** out) {
   ATH_CHECK_ARG(out != nullptr, "ath_cuda_event_create", "out is null");
   *out = nullptr;
   ATH_TRY(check_device("ath_cuda_event_create", device));
   DeviceScope scope;
   ATH_TRY(scope.enter(device));
   cudaEvent_t e = nullptr;
-  ATH_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+  ATH_CUDA_CHECK(cudaEventCreateWithFlags(&e, timing != 0 ? cudaEventDefault : cudaEventDisableTiming));
   *out = e;
+  return ATH_OK;
+}
+
+// cudaEventElapsedTime: fails (ATH_ERR_CUDA) while either event has not completed, and for events
+// created without timing.
+ath_status ath_cuda_event_elapsed(void* start, void* end, float* ms) {
+  ATH_CHECK_ARG(ms != nullptr, "ath_cuda_event_elapsed", "ms is null");
+  *ms = 0.f;
+  ATH_CHECK_ARG(start != nullptr && end != nullptr, "ath_cuda_event_elapsed",
+                "start (%p) and end (%p) must not be null", start, end);
+  ATH_TRY(ath::cuda::require_cuda("ath_cuda_event_elapsed"));
+  ATH_CUDA_CHECK(cudaEventElapsedTime(ms, static_cast<cudaEvent_t>(start), static_cast<cudaEvent_t>(end)));
+  return ATH_OK;
+}
+
+ath_status ath_cuda_event_query(void* e, int* done) {
+  ATH_CHECK_ARG(done != nullptr, "ath_cuda_event_query", "done is null");
+  *done = 0;
+  ATH_CHECK_ARG(e != nullptr, "ath_cuda_event_query", "event is null");
+  ATH_TRY(ath::cuda::require_cuda("ath_cuda_event_query"));
+  const cudaError_t r = cudaEventQuery(static_cast<cudaEvent_t>(e));
+  if (r == cudaErrorNotReady) {
+    (void)cudaGetLastError();  // "not ready" is an answer, not an error: leave no error behind
+    return ATH_OK;
+  }
+  if (r != cudaSuccess) return cuda_failure(r, __FILE__, __LINE__, "cudaEventQuery(e)");
+  *done = 1;
   return ATH_OK;
 }
 

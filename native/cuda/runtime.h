@@ -1,6 +1,7 @@
 // Internal helpers of the CUDA host runtime (native/cuda/runtime.cu) shared with the kernel
-// launchers in kernels/*.cu: whether CUDA is usable at all (probed once, thread-safe) and cached
-// properties of the calling thread's current device. Not part of the C ABI.
+// launchers in kernels/*.cu: whether CUDA is usable at all (probed once, thread-safe), cached
+// device properties, and the check of an op's execution context (ath_cuda_ctx). Not part of the
+// C ABI.
 #pragma once
 #include "athanor/athanor.h"
 
@@ -17,7 +18,17 @@ struct DeviceProps {
 // unavailable: <reason>" (the reason of ath_cuda_unavailable_reason()).
 ath_status require_cuda(const char* op);
 
-// Properties of the calling thread's current device (cached per device after the first query).
-ath_status current_device_props(const char* op, DeviceProps* out);
+// Properties of `device` (queried once per device, then cached; thread-safe).
+ath_status device_props(const char* op, int device, DeviceProps* out);
+
+// Checks an op's execution context without calling CUDA: ctx not NULL, ctx->stream not NULL (the
+// legacy default stream is not used), ctx->scratch not NULL when scratch_bytes > 0, ctx->device
+// >= 0. ATH_ERR_INVALID naming the op otherwise.
+ath_status check_context(const char* op, const ath_cuda_ctx* ctx);
+
+// check_context, then: CUDA usable (ATH_ERR_UNSUPPORTED otherwise), ctx->device in range, and
+// ctx->device made current on the calling thread when cudaGetDevice says it is not (it stays
+// current afterwards). *props gets the device's properties.
+ath_status enter_context(const char* op, const ath_cuda_ctx* ctx, DeviceProps* props);
 
 }  // namespace ath::cuda

@@ -21,10 +21,13 @@
 
 #include "athanor/athanor.h"
 #include "../common/dtype.h"
+#include "cuda_test_context.h"
 #include "testing.h"
 
 namespace {
 
+using ath::testing::cuda_ctx;
+using ath::testing::cuda_run;
 using ath::testing::format;
 
 constexpr int kDevice = 0;
@@ -47,10 +50,10 @@ struct DeviceBuffer {
     if (ptr != nullptr) ath_cuda_free(kDevice, ptr);
   }
   void upload(const void* src) {
-    if (ath_cuda_memcpy(ptr, src, bytes, 0) != ATH_OK) throw std::runtime_error(std::string("upload: ") + ath_last_error());
+    if (ath::testing::cuda_upload(ptr, src, bytes) != ATH_OK) throw std::runtime_error(std::string("upload: ") + ath_last_error());
   }
   void download(void* dst) const {
-    if (ath_cuda_memcpy(dst, ptr, bytes, 1) != ATH_OK) throw std::runtime_error(std::string("download: ") + ath_last_error());
+    if (ath::testing::cuda_download(dst, ptr, bytes) != ATH_OK) throw std::runtime_error(std::string("download: ") + ath_last_error());
   }
   void poison() {
     std::vector<unsigned char> nan(bytes, 0xff);  // NaN in F32, BF16 and F16
@@ -59,8 +62,8 @@ struct DeviceBuffer {
 };
 
 void sync_device() {
-  if (ath_cuda_device_synchronize(kDevice) != ATH_OK)
-    throw std::runtime_error(std::string("ath_cuda_device_synchronize: ") + ath_last_error());
+  if (ath::testing::cuda_sync() != ATH_OK)
+    throw std::runtime_error(std::string("synchronize the test stream: ") + ath_last_error());
 }
 
 enum class Layout {
@@ -219,11 +222,11 @@ struct DeviceCase {
   bool run(const Case& c, float scale) {
     for (DeviceBuffer* b : {&o_buf, &lse_buf, &dq_buf, &dk_buf, &dv_buf}) b->poison();
     ath_attention_args a = args(c, scale);
-    if (ath_cuda_attention_fwd(&a, nullptr) != ATH_OK) {
+    if (cuda_run(ath_cuda_attention_fwd, &a) != ATH_OK) {
       ATH_EXPECT(false, "ath_cuda_attention_fwd: %s", ath_last_error());
       return false;
     }
-    if (ath_cuda_attention_bwd(&a, nullptr) != ATH_OK) {
+    if (cuda_run(ath_cuda_attention_bwd, &a) != ATH_OK) {
       ATH_EXPECT(false, "ath_cuda_attention_bwd: %s", ath_last_error());
       return false;
     }
@@ -364,34 +367,34 @@ ATH_TEST(cuda_attention_rejects_bad_arguments) {
 
   ath_attention_args bad = a;
   bad.head_dim = 48;
-  ATH_EXPECT(ath_cuda_attention_fwd(&bad, nullptr) == ATH_ERR_UNSUPPORTED, "head_dim 48 must be unsupported");
+  ATH_EXPECT(ath_cuda_attention_fwd(&bad, cuda_ctx()) == ATH_ERR_UNSUPPORTED, "head_dim 48 must be unsupported");
   ATH_EXPECT(std::strstr(ath_last_error(), "48") != nullptr, "message must name 48: %s", ath_last_error());
-  ATH_EXPECT(ath_cuda_attention_bwd(&bad, nullptr) == ATH_ERR_UNSUPPORTED, "bwd head_dim 48 must be unsupported");
+  ATH_EXPECT(ath_cuda_attention_bwd(&bad, cuda_ctx()) == ATH_ERR_UNSUPPORTED, "bwd head_dim 48 must be unsupported");
 
   bad = a;
   bad.heads_kv = 3;
-  ATH_EXPECT(ath_cuda_attention_fwd(&bad, nullptr) == ATH_ERR_INVALID, "heads_kv 3 of 4 must be invalid");
+  ATH_EXPECT(ath_cuda_attention_fwd(&bad, cuda_ctx()) == ATH_ERR_INVALID, "heads_kv 3 of 4 must be invalid");
   ATH_EXPECT(std::strstr(ath_last_error(), "heads_kv=3") != nullptr, "message: %s", ath_last_error());
 
   bad = a;
   bad.dtype = ATH_I32;
-  ATH_EXPECT(ath_cuda_attention_fwd(&bad, nullptr) == ATH_ERR_INVALID, "I32 must be invalid");
+  ATH_EXPECT(ath_cuda_attention_fwd(&bad, cuda_ctx()) == ATH_ERR_INVALID, "I32 must be invalid");
 
   bad = a;
   bad.tq = -1;
-  ATH_EXPECT(ath_cuda_attention_fwd(&bad, nullptr) == ATH_ERR_INVALID, "tq -1 must be invalid");
+  ATH_EXPECT(ath_cuda_attention_fwd(&bad, cuda_ctx()) == ATH_ERR_INVALID, "tq -1 must be invalid");
 
   bad = a;
   bad.q = nullptr;
-  ATH_EXPECT(ath_cuda_attention_fwd(&bad, nullptr) == ATH_ERR_INVALID, "NULL q must be invalid");
+  ATH_EXPECT(ath_cuda_attention_fwd(&bad, cuda_ctx()) == ATH_ERR_INVALID, "NULL q must be invalid");
 
   bad = a;
   bad.lse = nullptr;
-  ATH_EXPECT(ath_cuda_attention_bwd(&bad, nullptr) == ATH_ERR_INVALID, "backward needs lse");
+  ATH_EXPECT(ath_cuda_attention_bwd(&bad, cuda_ctx()) == ATH_ERR_INVALID, "backward needs lse");
 
   bad = a;
   bad.k_st = -64;
-  ATH_EXPECT(ath_cuda_attention_fwd(&bad, nullptr) == ATH_ERR_INVALID, "negative stride must be invalid");
+  ATH_EXPECT(ath_cuda_attention_fwd(&bad, cuda_ctx()) == ATH_ERR_INVALID, "negative stride must be invalid");
 
-  ATH_EXPECT(ath_cuda_attention_fwd(nullptr, nullptr) == ATH_ERR_INVALID, "NULL args must be invalid");
+  ATH_EXPECT(ath_cuda_attention_fwd(nullptr, cuda_ctx()) == ATH_ERR_INVALID, "NULL args must be invalid");
 }

@@ -19,10 +19,15 @@
 
 #include "athanor/athanor.h"
 #include "common/dtype.h"
+#include "cuda_test_context.h"
 #include "testing.h"
 
 namespace {
 
+using ath::testing::cuda_ctx;
+using ath::testing::cuda_download;
+using ath::testing::cuda_run;
+using ath::testing::cuda_upload;
 using ath::testing::format;
 
 void require_cuda_device() {
@@ -238,19 +243,19 @@ void run_setup(const Setup& s) {
 
   DeviceBuffer da(ha.size()), db(hb.size()), dc(hc.size()), dbias(hbias.size());
   if (!da.ptr || !db.ptr || !dc.ptr || !dbias.ptr) return;
-  ATH_EXPECT(ath_cuda_memcpy(da.ptr, ha.bytes.data(), ha.size(), 0) == ATH_OK, "memcpy A: %s", ath_last_error());
-  ATH_EXPECT(ath_cuda_memcpy(db.ptr, hb.bytes.data(), hb.size(), 0) == ATH_OK, "memcpy B: %s", ath_last_error());
-  ATH_EXPECT(ath_cuda_memcpy(dbias.ptr, hbias.bytes.data(), hbias.size(), 0) == ATH_OK, "memcpy bias: %s", ath_last_error());
+  ATH_EXPECT(cuda_upload(da.ptr, ha.bytes.data(), ha.size()) == ATH_OK, "memcpy A: %s", ath_last_error());
+  ATH_EXPECT(cuda_upload(db.ptr, hb.bytes.data(), hb.size()) == ATH_OK, "memcpy B: %s", ath_last_error());
+  ATH_EXPECT(cuda_upload(dbias.ptr, hbias.bytes.data(), hbias.size()) == ATH_OK, "memcpy bias: %s", ath_last_error());
 
   for (const char* kernel : kernels_for(s.dtype_ab)) {
     const std::string what = format("[%s] %s", kernel, s.describe().c_str());
     // Fresh C (NaN in the valid region when beta == 0, sentinel bytes elsewhere).
-    ATH_EXPECT(ath_cuda_memcpy(dc.ptr, hc.bytes.data(), hc.size(), 0) == ATH_OK, "memcpy C: %s", ath_last_error());
+    ATH_EXPECT(cuda_upload(dc.ptr, hc.bytes.data(), hc.size()) == ATH_OK, "memcpy C: %s", ath_last_error());
     ath_gemm_args g = make_args(da.ptr, db.ptr, dc.ptr, dbias.ptr);
     ath_status st;
     {
       ForceKernel force(kernel);
-      st = ath_cuda_gemm(&g, nullptr);
+      st = cuda_run(ath_cuda_gemm, &g);
     }
     ATH_EXPECT(st == ATH_OK, "ath_cuda_gemm failed %s: %s", what.c_str(), ath_last_error());
     if (st != ATH_OK) continue;
@@ -258,7 +263,7 @@ void run_setup(const Setup& s) {
     ATH_EXPECT(st == ATH_OK, "kernel failed %s: %s", what.c_str(), ath_last_error());
     if (st != ATH_OK) return;  // a sticky CUDA error: later cases cannot run meaningfully
     HostBuffer out(s.dtype_c, gc.total());
-    ATH_EXPECT(ath_cuda_memcpy(out.bytes.data(), dc.ptr, out.size(), 1) == ATH_OK, "memcpy back: %s", ath_last_error());
+    ATH_EXPECT(cuda_download(out.bytes.data(), dc.ptr, out.size()) == ATH_OK, "memcpy back: %s", ath_last_error());
     std::vector<float> gpu_vals;
     const int64_t changed = extract(out, &gpu_vals);
     ATH_EXPECT(changed == 0, "%lld bytes outside C's valid region were modified: %s", (long long)changed, what.c_str());
@@ -451,18 +456,18 @@ ATH_TEST(cuda_gemm_deterministic) {
   for (auto& v : b) v = ath::f32_to_bf16(uni(rng));
   DeviceBuffer da(a.size() * 2), db(b.size() * 2), dc(m * n * 4);
   if (!da.ptr || !db.ptr || !dc.ptr) return;
-  ath_cuda_memcpy(da.ptr, a.data(), a.size() * 2, 0);
-  ath_cuda_memcpy(db.ptr, b.data(), b.size() * 2, 0);
+  cuda_upload(da.ptr, a.data(), a.size() * 2);
+  cuda_upload(db.ptr, b.data(), b.size() * 2);
   ath_gemm_args g{};
   g.m = m; g.n = n; g.k = k; g.batch = 1;
   g.dtype_ab = ATH_BF16; g.dtype_c = ATH_F32;
   g.a = da.ptr; g.lda = k; g.b = db.ptr; g.ldb = n; g.c = dc.ptr; g.ldc = n;
   g.alpha = 1.f;
   std::vector<float> first(m * n), second(m * n);
-  ATH_EXPECT(ath_cuda_gemm(&g, nullptr) == ATH_OK, "%s", ath_last_error());
-  ATH_EXPECT(ath_cuda_memcpy(first.data(), dc.ptr, first.size() * 4, 1) == ATH_OK, "%s", ath_last_error());
-  ATH_EXPECT(ath_cuda_gemm(&g, nullptr) == ATH_OK, "%s", ath_last_error());
-  ATH_EXPECT(ath_cuda_memcpy(second.data(), dc.ptr, second.size() * 4, 1) == ATH_OK, "%s", ath_last_error());
+  ATH_EXPECT(cuda_run(ath_cuda_gemm, &g) == ATH_OK, "%s", ath_last_error());
+  ATH_EXPECT(cuda_download(first.data(), dc.ptr, first.size() * 4) == ATH_OK, "%s", ath_last_error());
+  ATH_EXPECT(cuda_run(ath_cuda_gemm, &g) == ATH_OK, "%s", ath_last_error());
+  ATH_EXPECT(cuda_download(second.data(), dc.ptr, second.size() * 4) == ATH_OK, "%s", ath_last_error());
   ATH_EXPECT(std::memcmp(first.data(), second.data(), first.size() * 4) == 0, "two identical calls differ");
 }
 
@@ -510,7 +515,7 @@ ATH_TEST(cuda_gemm_invalid_arguments) {
   for (const Bad& bad : cases) {
     ath_gemm_args g = base;
     bad.mutate(&g);
-    const ath_status st = ath_cuda_gemm(&g, nullptr);
+    const ath_status st = ath_cuda_gemm(&g, cuda_ctx());
     ATH_EXPECT(st == ATH_ERR_INVALID, "%s: ath_cuda_gemm returned %d, expected ATH_ERR_INVALID", bad.what, (int)st);
     ATH_EXPECT(std::strstr(ath_last_error(), "ath_cuda_gemm") != nullptr, "%s: message '%s' does not name the op",
                bad.what, ath_last_error());
@@ -519,13 +524,13 @@ ATH_TEST(cuda_gemm_invalid_arguments) {
       ATH_EXPECT(cst == ATH_ERR_INVALID, "%s: ath_cpu_gemm returned %d, expected ATH_ERR_INVALID", bad.what, (int)cst);
     }
   }
-  ATH_EXPECT(ath_cuda_gemm(nullptr, nullptr) == ATH_ERR_INVALID, "NULL args must be ATH_ERR_INVALID");
+  ATH_EXPECT(ath_cuda_gemm(nullptr, cuda_ctx()) == ATH_ERR_INVALID, "NULL args must be ATH_ERR_INVALID");
 
   // Empty problems are valid and touch nothing (no device needed: nothing is launched).
   ath_gemm_args g = base;
   g.m = 0; g.a = nullptr; g.b = nullptr; g.c = nullptr;
-  ATH_EXPECT(ath_cuda_gemm(&g, nullptr) == ATH_OK, "m == 0 must be OK: %s", ath_last_error());
+  ATH_EXPECT(ath_cuda_gemm(&g, cuda_ctx()) == ATH_OK, "m == 0 must be OK: %s", ath_last_error());
   g = base;
   g.batch = 0;
-  ATH_EXPECT(ath_cuda_gemm(&g, nullptr) == ATH_OK, "batch == 0 must be OK: %s", ath_last_error());
+  ATH_EXPECT(ath_cuda_gemm(&g, cuda_ctx()) == ATH_OK, "batch == 0 must be OK: %s", ath_last_error());
 }

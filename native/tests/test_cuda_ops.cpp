@@ -23,11 +23,19 @@
 
 #include "../common/dtype.h"
 #include "athanor/athanor.h"
+#include "cuda_test_context.h"
 #include "testing.h"
 
 namespace {
 
+using ath::testing::cuda_ctx;
+using ath::testing::cuda_download;
+using ath::testing::cuda_run;
+using ath::testing::cuda_sync;
+using ath::testing::cuda_upload;
 using ath::testing::format;
+using ath::testing::ok;
+using ath::testing::require_gpu;
 
 // ------------------------------------------------------------------ helpers
 
@@ -53,15 +61,6 @@ const char* dname(int dt) {
   return dt == ATH_F32 ? "F32" : dt == ATH_BF16 ? "BF16" : dt == ATH_F16 ? "F16" : dt == ATH_I32 ? "I32" : "?";
 }
 
-// Fatal check inside a test: the runner records the exception as a failure and moves on.
-void ok(ath_status st, const std::string& what) {
-  if (st != ATH_OK) throw std::runtime_error(format("%s: status %d: %s", what.c_str(), (int)st, ath_last_error()));
-}
-
-void require_gpu() {
-  if (ath_cuda_device_count() <= 0)
-    ath::testing::skip(std::string("no usable CUDA device: ") + ath_cuda_unavailable_reason());
-}
 
 // A host buffer of one dtype with element access as float.
 struct HBuf {
@@ -106,8 +105,8 @@ struct DBuf {
   }
   template <typename P = void>
   P* ptr() const { return reinterpret_cast<P*>(p); }
-  void upload(const void* h, size_t n) { ok(ath_cuda_memcpy(p, h, n, 0), "upload"); }
-  void download(void* h, size_t n) const { ok(ath_cuda_memcpy(h, p, n, 1), "download"); }
+  void upload(const void* h, size_t n) { ok(cuda_upload(p, h, n), "upload"); }
+  void download(void* h, size_t n) const { ok(cuda_download(h, p, n), "download"); }
   void poison() {  // all bits set: NaN in F32, BF16 and F16
     std::vector<unsigned char> ff(bytes, 0xff);
     upload(ff.data(), bytes);
@@ -134,7 +133,7 @@ struct DTensor {
   }
 };
 
-void sync(const char* what) { ok(ath_cuda_stream_synchronize(nullptr), std::string(what) + ": synchronize"); }
+void sync(const char* what) { ok(cuda_sync(), std::string(what) + ": synchronize"); }
 
 struct Tol {
   double atol, rtol;
@@ -213,7 +212,7 @@ ATH_TEST(cuda_runtime_reports_availability) {
     e.a = x;
     e.out = x;
     e.alpha = 2.f;
-    ATH_EXPECT(ath_cuda_elementwise(&e, nullptr) != ATH_OK, "an op succeeded without a device");
+    ATH_EXPECT(ath_cuda_elementwise(&e, cuda_ctx()) != ATH_OK, "an op succeeded without a device");
   } else {
     ATH_EXPECT(reason[0] == '\0', "count %d but reason '%s'", count, reason);
   }
@@ -286,6 +285,30 @@ ATH_TEST(cuda_runtime_memory_streams_events) {
   ATH_EXPECT(ath_cuda_memcpy2d_async(d1.p, 64, h.data(), spitch, width, rows, 0, s1) == ATH_ERR_INVALID,
              "width > dpitch accepted");
 
+  // Timing events around a device-to-device copy; query never blocks; an event made without timing
+  // cannot be timed.
+  void* t0 = nullptr;
+  void* t1 = nullptr;
+  ok(ath_cuda_event_create(0, 1, &t0), "event_create with timing");
+  ok(ath_cuda_event_create(0, 1, &t1), "event_create with timing");
+  ok(ath_cuda_event_record(t0, s1), "event_record t0");
+  ok(ath_cuda_memcpy_async(d1.p, d2.p, n, 2, s1), "memcpy_async D2D");
+  ok(ath_cuda_event_record(t1, s1), "event_record t1");
+  int done = -1;
+  ok(ath_cuda_event_query(t1, &done), "event_query");
+  ATH_EXPECT(done == 0 || done == 1, "event_query gave %d", done);
+  ok(ath_cuda_event_synchronize(t1), "event_synchronize t1");
+  ok(ath_cuda_event_query(t1, &done), "event_query after synchronize");
+  ATH_EXPECT(done == 1, "event_query after synchronize gave %d", done);
+  float ms = -1.f;
+  ok(ath_cuda_event_elapsed(t0, t1, &ms), "event_elapsed");
+  ATH_EXPECT(ms >= 0.f && ms < 60000.f, "elapsed %g ms", ms);
+  ATH_EXPECT(ath_cuda_event_elapsed(ev, t1, &ms) == ATH_ERR_CUDA, "an event made without timing was timed");
+  ATH_EXPECT(ath_cuda_event_elapsed(t0, nullptr, &ms) == ATH_ERR_INVALID, "NULL end event accepted");
+  ATH_EXPECT(ath_cuda_event_query(nullptr, &done) == ATH_ERR_INVALID, "NULL event queried");
+  ok(ath_cuda_event_destroy(t0), "event_destroy");
+  ok(ath_cuda_event_destroy(t1), "event_destroy");
+
   ok(ath_cuda_event_destroy(ev), "event_destroy");
   ok(ath_cuda_stream_destroy(s1), "stream_destroy");
   ok(ath_cuda_stream_destroy(s2), "stream_destroy");
@@ -319,7 +342,7 @@ ATH_TEST(cuda_runtime_out_of_memory_is_reported_and_recoverable) {
   e.dtype = ATH_F32;
   e.out = x.ptr();
   e.alpha = 3.f;
-  ok(ath_cuda_elementwise(&e, nullptr), "fill after OOM");
+  ok(cuda_run(ath_cuda_elementwise, &e), "fill after OOM");
   sync("fill after OOM");
   HBuf h = x.get();
   ATH_EXPECT(h.get(0) == 3.f && h.get(999) == 3.f, "fill after OOM wrote %g %g", h.get(0), h.get(999));
@@ -330,16 +353,16 @@ ATH_TEST(cuda_runtime_out_of_memory_is_reported_and_recoverable) {
 ATH_TEST(cuda_ops_validate_arguments) {
   if (!ath_built_with_cuda()) ath::testing::skip("CPU-only build: the CUDA ops are stubs");
   // The ops validate their arguments before touching CUDA, so this runs without a GPU too.
-  ATH_EXPECT(ath_cuda_layernorm_fwd(nullptr, nullptr) == ATH_ERR_INVALID, "null args");
-  ATH_EXPECT(ath_cuda_rmsnorm_bwd(nullptr, nullptr) == ATH_ERR_INVALID, "null args");
-  ATH_EXPECT(ath_cuda_activation_fwd(nullptr, nullptr) == ATH_ERR_INVALID, "null args");
-  ATH_EXPECT(ath_cuda_cross_entropy_fwd(nullptr, nullptr) == ATH_ERR_INVALID, "null args");
-  ATH_EXPECT(ath_cuda_embedding_bwd(nullptr, nullptr) == ATH_ERR_INVALID, "null args");
-  ATH_EXPECT(ath_cuda_rope(nullptr, nullptr) == ATH_ERR_INVALID, "null args");
-  ATH_EXPECT(ath_cuda_elementwise(nullptr, nullptr) == ATH_ERR_INVALID, "null args");
-  ATH_EXPECT(ath_cuda_reduce(nullptr, nullptr) == ATH_ERR_INVALID, "null args");
-  ATH_EXPECT(ath_cuda_adamw(nullptr, nullptr) == ATH_ERR_INVALID, "null args");
-  ATH_EXPECT(ath_cuda_rand(nullptr, nullptr) == ATH_ERR_INVALID, "null args");
+  ATH_EXPECT(ath_cuda_layernorm_fwd(nullptr, cuda_ctx()) == ATH_ERR_INVALID, "null args");
+  ATH_EXPECT(ath_cuda_rmsnorm_bwd(nullptr, cuda_ctx()) == ATH_ERR_INVALID, "null args");
+  ATH_EXPECT(ath_cuda_activation_fwd(nullptr, cuda_ctx()) == ATH_ERR_INVALID, "null args");
+  ATH_EXPECT(ath_cuda_cross_entropy_fwd(nullptr, cuda_ctx()) == ATH_ERR_INVALID, "null args");
+  ATH_EXPECT(ath_cuda_embedding_bwd(nullptr, cuda_ctx()) == ATH_ERR_INVALID, "null args");
+  ATH_EXPECT(ath_cuda_rope(nullptr, cuda_ctx()) == ATH_ERR_INVALID, "null args");
+  ATH_EXPECT(ath_cuda_elementwise(nullptr, cuda_ctx()) == ATH_ERR_INVALID, "null args");
+  ATH_EXPECT(ath_cuda_reduce(nullptr, cuda_ctx()) == ATH_ERR_INVALID, "null args");
+  ATH_EXPECT(ath_cuda_adamw(nullptr, cuda_ctx()) == ATH_ERR_INVALID, "null args");
+  ATH_EXPECT(ath_cuda_rand(nullptr, cuda_ctx()) == ATH_ERR_INVALID, "null args");
   float dummy[16] = {};
   auto expect_invalid = [](ath_status st, const char* what) {
     ATH_EXPECT(st == ATH_ERR_INVALID, "%s: status %d (%s)", what, (int)st, ath_last_error());
@@ -348,82 +371,82 @@ ATH_TEST(cuda_ops_validate_arguments) {
   {
     ath_norm_args a{};
     a.rows = 2; a.cols = 0; a.dtype = ATH_F32; a.eps = 1e-5f; a.x = dummy; a.weight = dummy; a.out = dummy;
-    expect_invalid(ath_cuda_layernorm_fwd(&a, nullptr), "layernorm cols=0");
+    expect_invalid(ath_cuda_layernorm_fwd(&a, cuda_ctx()), "layernorm cols=0");
     a.cols = 4; a.dtype = ATH_I32;
-    expect_invalid(ath_cuda_layernorm_fwd(&a, nullptr), "layernorm dtype I32");
+    expect_invalid(ath_cuda_layernorm_fwd(&a, cuda_ctx()), "layernorm dtype I32");
     a.dtype = ATH_F32; a.eps = -1.f;
-    expect_invalid(ath_cuda_rmsnorm_fwd(&a, nullptr), "rmsnorm eps<0");
+    expect_invalid(ath_cuda_rmsnorm_fwd(&a, cuda_ctx()), "rmsnorm eps<0");
     a.eps = 1e-5f; a.out = nullptr;
-    expect_invalid(ath_cuda_rmsnorm_fwd(&a, nullptr), "rmsnorm null out");
+    expect_invalid(ath_cuda_rmsnorm_fwd(&a, cuda_ctx()), "rmsnorm null out");
     a.out = dummy; a.dout = dummy; a.dx = dummy; a.rstd = dummy; a.mean = nullptr; a.dweight = dummy;
-    expect_invalid(ath_cuda_layernorm_bwd(&a, nullptr), "layernorm bwd null mean");
+    expect_invalid(ath_cuda_layernorm_bwd(&a, cuda_ctx()), "layernorm bwd null mean");
   }
   {
     ath_activation_args a{};
     a.n = 4; a.dtype = ATH_F32; a.act = 7; a.x = dummy; a.out = dummy;
-    expect_invalid(ath_cuda_activation_fwd(&a, nullptr), "act 7");
+    expect_invalid(ath_cuda_activation_fwd(&a, cuda_ctx()), "act 7");
     a.act = ATH_ACT_SWIGLU;
-    expect_invalid(ath_cuda_activation_fwd(&a, nullptr), "swiglu without y");
+    expect_invalid(ath_cuda_activation_fwd(&a, cuda_ctx()), "swiglu without y");
     a.n = -1; a.act = ATH_ACT_SILU;
-    expect_invalid(ath_cuda_activation_fwd(&a, nullptr), "n<0");
+    expect_invalid(ath_cuda_activation_fwd(&a, cuda_ctx()), "n<0");
   }
   {
     int32_t t[2] = {0, 1};
     ath_cross_entropy_args a{};
     a.rows = 2; a.vocab = 8; a.ld = 4; a.dtype = ATH_F32; a.logits = dummy; a.targets = t; a.losses = dummy;
-    expect_invalid(ath_cuda_cross_entropy_fwd(&a, nullptr), "ld < vocab");
+    expect_invalid(ath_cuda_cross_entropy_fwd(&a, cuda_ctx()), "ld < vocab");
     a.ld = 8; a.vocab = 0;
-    expect_invalid(ath_cuda_cross_entropy_fwd(&a, nullptr), "vocab 0");
+    expect_invalid(ath_cuda_cross_entropy_fwd(&a, cuda_ctx()), "vocab 0");
   }
   {
     int32_t ids[2] = {0, 1};
     ath_embedding_args a{};
     a.n = 2; a.vocab = 4; a.dim = 0; a.dtype = ATH_F32; a.ids = ids; a.table = dummy; a.out = dummy;
-    expect_invalid(ath_cuda_embedding_fwd(&a, nullptr), "dim 0");
+    expect_invalid(ath_cuda_embedding_fwd(&a, cuda_ctx()), "dim 0");
   }
   {
     ath_rope_args a{};
     a.batch = 1; a.seq = 2; a.heads = 1; a.head_dim = 3; a.dtype = ATH_F32; a.theta = 10000.f; a.x = dummy;
     a.out = dummy; a.x_sb = 6; a.x_st = 3; a.x_sh = 3;
-    expect_invalid(ath_cuda_rope(&a, nullptr), "odd head_dim");
+    expect_invalid(ath_cuda_rope(&a, cuda_ctx()), "odd head_dim");
     a.head_dim = 4; a.theta = 0.f;
-    expect_invalid(ath_cuda_rope(&a, nullptr), "theta 0");
+    expect_invalid(ath_cuda_rope(&a, cuda_ctx()), "theta 0");
   }
   {
     ath_elementwise_args a{};
     a.n = 4; a.op = 9; a.dtype = ATH_F32; a.a = dummy; a.b = dummy; a.out = dummy;
-    expect_invalid(ath_cuda_elementwise(&a, nullptr), "ew op 9");
+    expect_invalid(ath_cuda_elementwise(&a, cuda_ctx()), "ew op 9");
     a.op = ATH_EW_CONVERT; a.dtype_out = 9;
-    expect_invalid(ath_cuda_elementwise(&a, nullptr), "convert to dtype 9");
+    expect_invalid(ath_cuda_elementwise(&a, cuda_ctx()), "convert to dtype 9");
     a.dtype = ATH_BF16; a.dtype_out = ATH_I32;
-    ATH_EXPECT(ath_cuda_elementwise(&a, nullptr) == ATH_ERR_UNSUPPORTED, "convert BF16 -> I32: %s", ath_last_error());
+    ATH_EXPECT(ath_cuda_elementwise(&a, cuda_ctx()) == ATH_ERR_UNSUPPORTED, "convert BF16 -> I32: %s", ath_last_error());
     a.dtype = ATH_F32; a.dtype_out = ATH_BF16; a.out = dummy + 1;
-    expect_invalid(ath_cuda_elementwise(&a, nullptr), "convert with partially overlapping out");
+    expect_invalid(ath_cuda_elementwise(&a, cuda_ctx()), "convert with partially overlapping out");
     a.out = dummy; a.dtype = ATH_F32;
     a.op = ATH_EW_ADD; a.b = nullptr;
-    expect_invalid(ath_cuda_elementwise(&a, nullptr), "add without b");
+    expect_invalid(ath_cuda_elementwise(&a, cuda_ctx()), "add without b");
   }
   {
     ath_reduce_args a{};
     a.n = 10; a.rows = 3; a.cols = 3; a.op = ATH_RED_SUM_ROWS; a.dtype = ATH_F32; a.x = dummy; a.out = dummy;
-    expect_invalid(ath_cuda_reduce(&a, nullptr), "n != rows*cols");
+    expect_invalid(ath_cuda_reduce(&a, cuda_ctx()), "n != rows*cols");
     a.op = 5;
-    expect_invalid(ath_cuda_reduce(&a, nullptr), "reduce op 5");
+    expect_invalid(ath_cuda_reduce(&a, cuda_ctx()), "reduce op 5");
   }
   {
     ath_adamw_args a{};
     a.n = 4; a.params = dummy; a.grads = dummy; a.m = dummy; a.v = dummy; a.lr = 1e-3f; a.beta1 = 0.9f;
     a.beta2 = 0.999f; a.eps = 1e-8f; a.grad_scale = 1.f; a.step = 0;
-    expect_invalid(ath_cuda_adamw(&a, nullptr), "step 0");
+    expect_invalid(ath_cuda_adamw(&a, cuda_ctx()), "step 0");
     a.step = 1; a.beta2 = 1.f;
-    expect_invalid(ath_cuda_adamw(&a, nullptr), "beta2 1");
+    expect_invalid(ath_cuda_adamw(&a, cuda_ctx()), "beta2 1");
     a.beta2 = 0.999f; a.params_lowp = dummy; a.dtype_lowp = ATH_F32;
-    expect_invalid(ath_cuda_adamw(&a, nullptr), "lowp F32");
+    expect_invalid(ath_cuda_adamw(&a, cuda_ctx()), "lowp F32");
   }
   {
     ath_rand_args a{};
     a.n = 4; a.dtype = ATH_F32; a.dist = 5; a.out = dummy;
-    expect_invalid(ath_cuda_rand(&a, nullptr), "dist 5");
+    expect_invalid(ath_cuda_rand(&a, cuda_ctx()), "dist 5");
   }
 }
 
@@ -482,7 +505,7 @@ void run_norm_case(bool layer, int dt, NormShape sh, int off, bool with_bias, Rn
   c.rstd = rstdd.ptr<float>();
   c.dout = c.dx = nullptr;
   c.dweight = c.dbias = nullptr;
-  ok(layer ? ath_cuda_layernorm_fwd(&c, nullptr) : ath_cuda_rmsnorm_fwd(&c, nullptr), what + " cuda fwd");
+  ok(cuda_run(layer ? ath_cuda_layernorm_fwd : ath_cuda_rmsnorm_fwd, &c), what + " cuda fwd");
   sync(what.c_str());
   expect_close(outd.get(), out_c, out_tol(dt, 4.0), what + " out");
   if (layer) expect_close(dl_f32(meand, sh.rows), mean_c, {1e-5, 1e-5}, what + " mean");
@@ -497,7 +520,7 @@ void run_norm_case(bool layer, int dt, NormShape sh, int off, bool with_bias, Rn
   c.dx = dxd.ptr();
   c.dweight = dwd.ptr<float>();
   c.dbias = (layer && with_bias) ? dbd.ptr<float>() : nullptr;
-  ok(layer ? ath_cuda_layernorm_bwd(&c, nullptr) : ath_cuda_rmsnorm_bwd(&c, nullptr), what + " cuda bwd");
+  ok(cuda_run(layer ? ath_cuda_layernorm_bwd : ath_cuda_rmsnorm_bwd, &c), what + " cuda bwd");
   sync(what.c_str());
   expect_close(dxd.get(), dx_c, out_tol(dt, 8.0), what + " dx");
   const double scale = std::sqrt(static_cast<double>(sh.rows));
@@ -513,7 +536,7 @@ void run_norm_case(bool layer, int dt, NormShape sh, int off, bool with_bias, Rn
   std::vector<float> dw1 = dl_f32(dwd, sh.cols);
   ul_f32(dwd, dw0);
   ul_f32(dbd, db0);
-  ok(layer ? ath_cuda_layernorm_bwd(&c, nullptr) : ath_cuda_rmsnorm_bwd(&c, nullptr), what + " cuda bwd 2");
+  ok(cuda_run(layer ? ath_cuda_layernorm_bwd : ath_cuda_rmsnorm_bwd, &c), what + " cuda bwd 2");
   sync(what.c_str());
   expect_bits_equal(dxd.get(), dx1, what + " dx rerun");
   std::vector<float> dw2 = dl_f32(dwd, sh.cols);
@@ -573,8 +596,8 @@ ATH_TEST(cuda_activations_match_cpu) {
           c.dout = doutd.ptr();
           c.dx = dxd.ptr();
           c.dy = sw ? dyd.ptr() : nullptr;
-          ok(ath_cuda_activation_fwd(&c, nullptr), what + " cuda fwd");
-          ok(ath_cuda_activation_bwd(&c, nullptr), what + " cuda bwd");
+          ok(cuda_run(ath_cuda_activation_fwd, &c), what + " cuda fwd");
+          ok(cuda_run(ath_cuda_activation_bwd, &c), what + " cuda bwd");
           sync(what.c_str());
           expect_close(outd.get(), out_c, out_tol(dt, 4.0), what + " out");
           expect_close(dxd.get(), dx_c, out_tol(dt, 4.0), what + " dx");
@@ -593,7 +616,7 @@ ATH_TEST(cuda_activations_match_cpu) {
   DTensor xd(x, 0);
   a.x = xd.ptr();
   a.out = xd.ptr();
-  ok(ath_cuda_activation_fwd(&a, nullptr), "cuda gelu in place");
+  ok(cuda_run(ath_cuda_activation_fwd, &a), "cuda gelu in place");
   sync("gelu in place");
   expect_close(xd.get(), ref, out_tol(ATH_BF16, 4.0), "gelu in place");
 }
@@ -652,7 +675,7 @@ ATH_TEST(cuda_cross_entropy_matches_cpu) {
         c.lse = lsed.ptr<float>();
         c.dlosses = nullptr;
         c.dlogits = nullptr;
-        ok(ath_cuda_cross_entropy_fwd(&c, nullptr), what + " cuda fwd");
+        ok(cuda_run(ath_cuda_cross_entropy_fwd, &c), what + " cuda fwd");
         sync(what.c_str());
         expect_close(dl_f32(lossd, sh.rows), loss_c, {2e-5, 2e-5}, what + " losses");
         std::vector<float> lse_g = dl_f32(lsed, sh.rows), lse_gv, lse_cv;
@@ -666,7 +689,7 @@ ATH_TEST(cuda_cross_entropy_matches_cpu) {
         ul_f32(lsed, lse_c);
         c.dlosses = dld.ptr<float>();
         c.dlogits = dlogd.ptr();
-        ok(ath_cuda_cross_entropy_bwd(&c, nullptr), what + " cuda bwd");
+        ok(cuda_run(ath_cuda_cross_entropy_bwd, &c), what + " cuda bwd");
         sync(what.c_str());
         expect_close(dlogd.get(), dlog_c, out_tol(dt, 1e-2), what + " dlogits (incl. untouched gap)");
       }
@@ -694,8 +717,8 @@ ATH_TEST(cuda_cross_entropy_out_of_range_target_is_ignored) {
   c.lse = lsed.ptr<float>();
   c.dlosses = dld.ptr<float>();
   c.dlogits = dlogd.ptr();
-  ok(ath_cuda_cross_entropy_fwd(&c, nullptr), "fwd");
-  ok(ath_cuda_cross_entropy_bwd(&c, nullptr), "bwd");
+  ok(cuda_run(ath_cuda_cross_entropy_fwd, &c), "fwd");
+  ok(cuda_run(ath_cuda_cross_entropy_bwd, &c), "bwd");
   sync("xent");
   auto loss = dl_f32(lossd, 2);
   auto lse = dl_f32(lsed, 2);
@@ -752,8 +775,8 @@ ATH_TEST(cuda_embedding_matches_cpu) {
         float* dtp = dtd.ptr<float>() + off;
         c.dtable = dtp;
         ok(ath_cuda_memcpy(dtp, dt0.data(), dt0.size() * 4, 0), "upload dtable");
-        ok(ath_cuda_embedding_fwd(&c, nullptr), what + " cuda fwd");
-        ok(ath_cuda_embedding_bwd(&c, nullptr), what + " cuda bwd");
+        ok(cuda_run(ath_cuda_embedding_fwd, &c), what + " cuda fwd");
+        ok(cuda_run(ath_cuda_embedding_bwd, &c), what + " cuda bwd");
         sync(what.c_str());
         expect_bits_equal(outd.get(), out_c, what + " out (a copy)");
         std::vector<float> got(dt0.size());
@@ -762,7 +785,7 @@ ATH_TEST(cuda_embedding_matches_cpu) {
         // Deterministic: the same accumulation again gives the same bits.
         std::vector<float> again(dt0.size());
         ok(ath_cuda_memcpy(dtp, dt0.data(), dt0.size() * 4, 0), "upload dtable");
-        ok(ath_cuda_embedding_bwd(&c, nullptr), what + " cuda bwd 2");
+        ok(cuda_run(ath_cuda_embedding_bwd, &c), what + " cuda bwd 2");
         sync(what.c_str());
         ok(ath_cuda_memcpy(again.data(), dtp, again.size() * 4, 1), "download dtable");
         ATH_EXPECT(std::memcmp(again.data(), got.data(), got.size() * 4) == 0, "%s: dtable not deterministic",
@@ -794,8 +817,8 @@ ATH_TEST(cuda_embedding_bad_id_writes_zeros) {
   c.out = outd.ptr();
   c.dout = doutd.ptr();
   c.dtable = dtab.ptr<float>();
-  ok(ath_cuda_embedding_fwd(&c, nullptr), "fwd");
-  ok(ath_cuda_embedding_bwd(&c, nullptr), "bwd");
+  ok(cuda_run(ath_cuda_embedding_fwd, &c), "fwd");
+  ok(cuda_run(ath_cuda_embedding_bwd, &c), "bwd");
   sync("embedding bad ids");
   auto out = dl_f32(outd, 4 * dim);
   auto grad = dl_f32(dtab, vocab * dim);
@@ -849,10 +872,10 @@ ATH_TEST(cuda_rope_matches_cpu) {
           ath_rope_args c = a;
           c.x = xd.ptr();
           c.out = outd.ptr();
-          ok(ath_cuda_rope(&c, nullptr), what + " cuda");
+          ok(cuda_run(ath_cuda_rope, &c), what + " cuda");
           // in place on xd
           c.out = xd.ptr();
-          ok(ath_cuda_rope(&c, nullptr), what + " cuda in place");
+          ok(cuda_run(ath_cuda_rope, &c), what + " cuda in place");
           sync(what.c_str());
           expect_close(outd.get(), out_c, out_tol(dt, 2.0), what);
           expect_close(xd.get(), out_c, out_tol(dt, 2.0), what + " in place");
@@ -892,7 +915,7 @@ ATH_TEST(cuda_elementwise_matches_cpu) {
             c.a = ad.ptr();
             c.b = bd.ptr();
             c.out = outd.ptr();
-            ok(ath_cuda_elementwise(&c, nullptr), what + " cuda");
+            ok(cuda_run(ath_cuda_elementwise, &c), what + " cuda");
             sync(what.c_str());
             // Each result is one rounding of an exact F32 expression on both backends.
             expect_close(outd.get(), out_c, op == ATH_EW_AXPY ? out_tol(dto, 4.0) : Tol{0, 0}, what);
@@ -927,7 +950,7 @@ ATH_TEST(cuda_elementwise_matches_cpu) {
         outd.poison();
         e.a = ind.ptr();
         e.out = outd.ptr();
-        ok(ath_cuda_elementwise(&e, nullptr), what + " cuda");
+        ok(cuda_run(ath_cuda_elementwise, &e), what + " cuda");
         sync(what.c_str());
         std::vector<int32_t> got(static_cast<size_t>(n));
         outd.download(got.data(), n * 4);
@@ -953,12 +976,12 @@ ATH_TEST(cuda_elementwise_matches_cpu) {
   e.a = ad.ptr();
   e.b = bd.ptr();
   e.out = ad.ptr();
-  ok(ath_cuda_elementwise(&e, nullptr), "cuda add in place");
+  ok(cuda_run(ath_cuda_elementwise, &e), "cuda add in place");
   DTensor a2(a, 0);
   e.op = ATH_EW_MUL;
   e.a = a2.ptr();
   e.out = bd.ptr();
-  ok(ath_cuda_elementwise(&e, nullptr), "cuda mul in place");
+  ok(cuda_run(ath_cuda_elementwise, &e), "cuda mul in place");
   sync("ew alias");
   expect_close(ad.get(), r1, Tol{0, 0}, "add out==a");
   expect_close(bd.get(), r2, Tol{0, 0}, "mul out==b");
@@ -990,12 +1013,12 @@ ATH_TEST(cuda_reduce_matches_cpu_and_is_deterministic) {
           ath_reduce_args c = r;
           c.x = xd.ptr();
           c.out = od.ptr<float>();
-          ok(ath_cuda_reduce(&c, nullptr), what + " cuda");
+          ok(cuda_run(ath_cuda_reduce, &c), what + " cuda");
           sync(what.c_str());
           const float got = dl_f32(od, 1)[0];
           const double tol = 2e-7 * std::max<double>(1.0, static_cast<double>(n)) + 1e-5 * std::fabs(ref);
           ATH_EXPECT(std::fabs(got - ref) <= tol, "%s: got %.9g ref %.9g", what.c_str(), got, ref);
-          ok(ath_cuda_reduce(&c, nullptr), what + " cuda 2");
+          ok(cuda_run(ath_cuda_reduce, &c), what + " cuda 2");
           sync(what.c_str());
           const float again = dl_f32(od, 1)[0];
           ATH_EXPECT(std::memcmp(&got, &again, 4) == 0, "%s: %.9g then %.9g", what.c_str(), got, again);
@@ -1025,13 +1048,13 @@ ATH_TEST(cuda_reduce_matches_cpu_and_is_deterministic) {
         ath_reduce_args c = r;
         c.x = xd.ptr();
         c.out = od.ptr<float>();
-        ok(ath_cuda_reduce(&c, nullptr), what + " cuda");
+        ok(cuda_run(ath_cuda_reduce, &c), what + " cuda");
         sync(what.c_str());
         const auto got = dl_f32(od, sh.cols);
         const double scale = std::sqrt(static_cast<double>(sh.rows));
         expect_close(got, ref, {2e-5 * scale, 1e-5}, what + " (accumulated)");
         ul_f32(od, out0);
-        ok(ath_cuda_reduce(&c, nullptr), what + " cuda 2");
+        ok(cuda_run(ath_cuda_reduce, &c), what + " cuda 2");
         sync(what.c_str());
         const auto again = dl_f32(od, sh.cols);
         ATH_EXPECT(std::memcmp(got.data(), again.data(), got.size() * 4) == 0, "%s: not deterministic", what.c_str());
@@ -1081,7 +1104,7 @@ ATH_TEST(cuda_adamw_matches_cpu) {
           c.m = md.ptr<float>();
           c.v = vd.ptr<float>();
           c.params_lowp = lowp < 0 ? nullptr : lowd.ptr();
-          ok(ath_cuda_adamw(&c, nullptr), what + " cuda");
+          ok(cuda_run(ath_cuda_adamw, &c), what + " cuda");
         }
         sync(what.c_str());
         expect_close(dl_f32(pd, n), p, {1e-5, 1e-5}, what + " params");
@@ -1114,7 +1137,7 @@ ATH_TEST(cuda_rand_matches_cpu) {
           DTensor od(dt, n, off);
           ath_rand_args c = r;
           c.out = od.ptr();
-          ok(ath_cuda_rand(&c, nullptr), what + " cuda");
+          ok(cuda_run(ath_cuda_rand, &c), what + " cuda");
           sync(what.c_str());
           if (dist == ATH_RAND_UNIFORM) {
             // The same Philox words and the same affine map, rounded the same way: bit-identical.

@@ -2,9 +2,9 @@
  * Athanor native C ABI.
  *
  * One set of op signatures, two backends: every op has an argument struct (below) and two entry
- * points, ath_cpu_<op>(const args*) and ath_cuda_<op>(const args*, ath_stream). The JNI layer only
- * translates Java arguments into these structs and turns a non-OK status into a Java exception
- * carrying ath_last_error().
+ * points, ath_cpu_<op>(const args*) and ath_cuda_<op>(const args*, const ath_cuda_ctx*). The JNI
+ * layer only translates Java arguments into these structs and turns a non-OK status into a Java
+ * exception carrying ath_last_error().
  *
  * Conventions shared by every op:
  *  - Row-major, element strides (not bytes). The innermost dimension is contiguous unless a stride
@@ -84,7 +84,10 @@ typedef void* ath_stream;
  * temporaries (reduction partials, attention workspaces); the next op on the same stream may reuse
  * it, stream order makes that safe. An op needing more than scratch_bytes enqueues nothing and
  * returns ATH_ERR_SCRATCH with ath_scratch_needed() set; the caller grows the arena and retries.
- * scratch may be NULL when scratch_bytes is 0. */
+ * scratch may be NULL when scratch_bytes is 0. The op's buffers are laid out from the arena's
+ * first 256-byte aligned address: an arena from cudaMalloc needs exactly ath_scratch_needed()
+ * bytes; for an unaligned one, ath_scratch_needed() includes 255 bytes of slack. The bytes an op
+ * needs depend only on its shape and the device, never on the arena it was given. */
 typedef struct ath_cuda_ctx {
   int device;
   ath_stream stream;
