@@ -216,9 +216,9 @@ typedef struct ath_cross_entropy_args {
  * bad id. Backward: dout (n, dim) dtype; accumulates into dtable (vocab, dim) F32, per row, the sum
  * of its tokens' gradients formed in token order, added once: dtable[v] ends as
  * H + (dout[i_1] + dout[i_2] + ...) for the tokens i_1 < i_2 < ... with id v and the H it held
- * (a tied output head's gradient is not summed into token by token); rows of absent ids are not
- * touched. (CPU; the CUDA backend currently adds the token rows into dtable one at a time in token
- * order, which is deterministic but not "added once".)
+ * (a tied output head's gradient is not summed into token by token). Rows of absent ids are not
+ * touched on the CPU; CUDA forms the sums in a zeroed window of up to 64 MiB of its scratch arena
+ * and adds whole windows (absent rows get +0.0 added).
  */
 typedef struct ath_embedding_args {
   int64_t n, vocab, dim;
