@@ -7,10 +7,15 @@ what is missing instead of failing. Python standard library only.
 
 TFLOP/s = FLOPs / median time; FLOPs: GEMM 2*M*N*K; attention forward 4*B*H*T*T*D (x0.5 causal),
 backward 2.5 x forward. Ratio = Athanor TFLOP/s / PyTorch TFLOP/s (above 1: Athanor is faster).
+
+Also logs/overlap.json (`athanor bench --mode overlap`: host->device copies on a copy stream behind GEMMs on
+the compute stream, and the same work serialized): its numbers go into the report with a text timeline, and
+its timeline is drawn as an SVG (--out-svg, default <work>/logs/overlap.svg, so it travels in logs.tar.gz).
 """
 import argparse
 import glob
 import json
+import math
 import os
 import re
 import sys
@@ -322,6 +327,7 @@ def main():
     ap.add_argument("--work", required=True, help="run.sh's work folder")
     ap.add_argument("--out-json", required=True)
     ap.add_argument("--out-md", required=True)
+    ap.add_argument("--out-svg", default=None, help="the overlap timeline (default: <work>/logs/overlap.svg)")
     args = ap.parse_args()
     w = args.work
     env = {}
@@ -346,6 +352,7 @@ def main():
                    java=junit_summary(os.path.join(w, "logs", "junit"), os.path.join(w, "logs", "java-tests.log"))),
         benchmarks=join_benchmarks(ours, peer),
         model=join_model(read_jsonl(os.path.join(w, "model-ours.jsonl")), read_jsonl(os.path.join(w, "model-peer.jsonl"))),
+        overlap=read_overlap(os.path.join(w, "logs", "overlap.json")),
         notes=notes,
         formulas=dict(gemm="2*M*N*K", attention_fwd="4*B*H*T*T*D, x0.5 when causal",
                       attention_bwd="2.5 x attention_fwd", ratio="athanor_tflops / torch_tflops"),
@@ -356,6 +363,21 @@ def main():
     if rep["model"]:
         with open(args.out_md, "a") as f:
             f.write(model_md(rep["model"]))
+    ov = rep["overlap"]
+    if ov:
+        svg = args.out_svg or os.path.join(w, "logs", "overlap.svg")
+        if ov.get("overlapped"):
+            try:
+                os.makedirs(os.path.dirname(os.path.abspath(svg)), exist_ok=True)
+                with open(svg, "w") as f:
+                    f.write(overlap_svg(ov))
+            except (OSError, KeyError, TypeError, ValueError) as e:
+                svg = None
+                ov["svg_error"] = str(e)
+        else:
+            svg = None
+        with open(args.out_md, "a") as f:
+            f.write(overlap_md(ov, svg))
     return 0
 
 
@@ -403,6 +425,172 @@ def model_md(rows):
                                                    "%.2f" % r["ratio"] if r["ratio"] else "n/a", mfu))
     return "\n".join(out) + "\n"
 
+
+
+# ------------------------------------------------------------------ copy/compute overlap (athanor bench --mode overlap)
+
+def read_overlap(path):
+    """The last `bench --mode overlap` record of the file, or a note saying why there is none."""
+    if not os.path.exists(path):
+        return dict(missing="no overlap result (the overlap step did not run or failed; see logs/steps.log)")
+    recs = [r for r in read_jsonl(path) if r.get("mode") == "overlap"]
+    if not recs:
+        return dict(missing=f"{os.path.basename(path)} holds no overlap record")
+    return recs[-1]
+
+
+def _lanes(run):
+    """(lane label, [intervals]) for copies and GEMMs of one run, whatever stream they ran on."""
+    ivs = run.get("intervals", [])
+    return [("copy (h2d)", [x for x in ivs if x.get("op") == "h2d"]),
+            ("compute (gemm)", [x for x in ivs if x.get("op") == "gemm"])]
+
+
+def _streams(run, op):
+    return sorted({x.get("stream", "?") for x in run.get("intervals", []) if x.get("op") == op})
+
+
+def _esc(text):
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+
+
+def overlap_svg(ov):
+    """A hand-written SVG (no dependencies): per run (overlapped, serialized) one lane for copies and one for
+    GEMMs, a bar per op on one time axis shared by both runs, the hidden fraction in the title."""
+    runs = [("overlapped: copies on the copy stream, GEMMs on the compute stream", ov["overlapped"]),
+            ("serialized: copies and GEMMs on one stream", ov["serialized"])]
+    t_max = max([r.get("wall_ms", 0) for _, r in runs] + [x["end_ms"] for _, r in runs for x in r.get("intervals", [])]
+                + [1e-6])
+    W, left, right, lane_h, gap = 1000, 210, 20, 26, 8
+    plot_w = W - left - right
+    colors = {"h2d": "#4e79a7", "gemm": "#f28e2b"}
+    y = 0
+    out = []
+    title = (f"Copy/compute overlap on {ov.get('device', '?')}: {100 * ov.get('hidden_fraction', 0):.1f}% of copy "
+             f"time hidden behind compute")
+    sub = (f"{ov.get('chunks')} chunks of {ov.get('chunk_bytes', 0) / 2**20:.0f} MiB host->device "
+           f"({'pinned, async' if ov.get('async_copies') else 'synchronous copies'}), {ov.get('chunks')} "
+           f"{ov.get('dtype')} GEMMs {'x'.join(str(v) for v in ov.get('gemm', []))}; wall {ov.get('overlapped_wall_ms', 0):.2f} ms "
+           f"overlapped vs {ov.get('serialized_wall_ms', 0):.2f} ms serialized (x{ov.get('speedup', 0):.2f}); "
+           f"copy {ov.get('copy_gb_per_s', 0):.1f} GB/s")
+    out.append(f'<text x="{W / 2}" y="22" text-anchor="middle" font-size="16" font-weight="bold">{_esc(title)}</text>')
+    out.append(f'<text x="{W / 2}" y="42" text-anchor="middle" font-size="12">{_esc(sub)}</text>')
+    y = 60
+    for name, run in runs:
+        out.append(f'<text x="10" y="{y + 14}" font-size="13" font-weight="bold">{_esc(name)} '
+                   f'(wall {run.get("wall_ms", 0):.2f} ms)</text>')
+        y += 22
+        for label, ivs in _lanes(run):
+            op = "h2d" if label.startswith("copy") else "gemm"
+            streams = "/".join(_streams(run, op)) or "-"
+            out.append(f'<text x="{left - 8}" y="{y + lane_h / 2 + 4}" text-anchor="end" font-size="12">'
+                       f'{op} on the {_esc(streams)} stream</text>')
+            out.append(f'<rect x="{left}" y="{y}" width="{plot_w}" height="{lane_h}" fill="#f4f4f4"/>')
+            for x in ivs:
+                x0 = left + plot_w * x["start_ms"] / t_max
+                w = max(plot_w * (x["end_ms"] - x["start_ms"]) / t_max, 0.5)
+                dur = x["end_ms"] - x["start_ms"]
+                rate = ""
+                if dur > 0 and x.get("bytes"):
+                    rate = f", {x['bytes'] / (dur * 1e6):.1f} GB/s"
+                elif dur > 0 and x.get("flops"):
+                    rate = f", {x['flops'] / (dur * 1e9):.1f} TFLOP/s"
+                tip = f"{op} {x.get('i')} on the {x.get('stream')} stream: {x['start_ms']:.3f} to {x['end_ms']:.3f} ms{rate}"
+                out.append(f'<rect x="{x0:.2f}" y="{y + 2}" width="{w:.2f}" height="{lane_h - 4}" fill="{colors[op]}" '
+                           f'stroke="white" stroke-width="0.5"><title>{_esc(tip)}</title></rect>')
+                if w > 14:
+                    out.append(f'<text x="{x0 + w / 2:.2f}" y="{y + lane_h / 2 + 4}" text-anchor="middle" font-size="11" '
+                               f'fill="white">{x.get("i")}</text>')
+            y += lane_h + 4
+        y += gap
+    # time axis
+    out.append(f'<line x1="{left}" y1="{y}" x2="{left + plot_w}" y2="{y}" stroke="black"/>')
+    step = _nice_step(t_max / 8)
+    t = 0.0
+    while t <= t_max * 1.0001:
+        x = left + plot_w * t / t_max
+        out.append(f'<line x1="{x:.2f}" y1="{y}" x2="{x:.2f}" y2="{y + 5}" stroke="black"/>')
+        out.append(f'<text x="{x:.2f}" y="{y + 18}" text-anchor="middle" font-size="11">{t:g}</text>')
+        t += step
+    out.append(f'<text x="{left + plot_w / 2}" y="{y + 36}" text-anchor="middle" font-size="12">milliseconds from the '
+               f'run\'s start event</text>')
+    h = y + 48
+    head = (f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{h}" viewBox="0 0 {W} {h}" '
+            f'font-family="sans-serif">\n<rect width="{W}" height="{h}" fill="white"/>')
+    return head + "\n" + "\n".join(out) + "\n</svg>\n"
+
+
+def _nice_step(raw):
+    if raw <= 0:
+        return 1.0
+    p = 10 ** math.floor(math.log10(raw))
+    for m in (1, 2, 5, 10):
+        if raw <= m * p:
+            return m * p
+    return 10 * p
+
+
+def overlap_text_timeline(ov, cols=72):
+    """Lanes of characters on one time scale: the op's index (mod 10) where it runs, '.' where the lane is idle."""
+    runs = [("overlapped", ov["overlapped"]), ("serialized", ov["serialized"])]
+    t_max = max([r.get("wall_ms", 0) for _, r in runs] + [1e-6])
+    lines = []
+    for name, run in runs:
+        for label, ivs in _lanes(run):
+            row = ["."] * cols
+            for x in ivs:
+                a = int(cols * x["start_ms"] / t_max)
+                b = max(a + 1, int(round(cols * x["end_ms"] / t_max)))
+                for c in range(max(a, 0), min(b, cols)):
+                    row[c] = str(x.get("i", 0) % 10)
+            lines.append(f"{name:<11} {label.split()[0]:<8}|{''.join(row)}|")
+    lines.append(f"{'':<20}0{'ms':>{cols - 6}} {t_max:.2f}")
+    return "\n".join(lines)
+
+
+def overlap_md(ov, svg_path):
+    out = ["", "## Copies hidden behind compute (two streams)", ""]
+    if ov.get("missing"):
+        return "\n".join(out + [f"Not measured: {ov['missing']}.", ""])
+    out.append(
+        f"`athanor bench --mode overlap` on {ov.get('device')}: {ov.get('chunks')} host->device copies of "
+        f"{ov.get('chunk_bytes', 0) / 2**20:.0f} MiB from "
+        f"{'pinned' if ov.get('pinned') else 'pageable (not pinned)'} memory on a copy stream while {ov.get('chunks')} "
+        f"{ov.get('dtype')} GEMMs {'x'.join(str(v) for v in ov.get('gemm', []))} run on the compute stream; GEMM i "
+        f"waits for chunk i's copy-done event, then {'multiplies chunk i (its left operand)' if ov.get('gemm_reads_chunk') else 'multiplies resident matrices'}; "
+        f"chunk i+1 is copied meanwhile. Baseline: the same work on one stream. Median of {ov.get('repeats')} runs each (by wall time). "
+        f"Hidden = (copy + compute - overlapped wall) / copy, copy and compute summed over the overlapped run's ops "
+        f"(the copy time that ran behind a GEMM, from one run's timeline); vs serialized: the same with the serialized "
+        f"run's op sums (the time actually saved, counting any slowdown of ops sharing the GPU and run-to-run noise).")
+    out.append("")
+    out.append("| hidden | hidden vs serialized | overlapped wall ms | serialized wall ms | speedup | copy ms | "
+               "compute ms | copy GB/s alone | copy GB/s during compute | GEMM TFLOP/s alone | copy time concurrent with a GEMM |")
+    out.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    out.append(f"| **{100 * ov.get('hidden_fraction', 0):.1f}%** | {100 * ov.get('hidden_fraction_vs_serialized', 0):.1f}% | "
+               f"{ov.get('overlapped_wall_ms', 0):.3f} | {ov.get('serialized_wall_ms', 0):.3f} | {ov.get('speedup', 0):.2f} | "
+               f"{ov.get('copy_total_ms', 0):.3f} | {ov.get('compute_total_ms', 0):.3f} | {ov.get('copy_gb_per_s', 0):.1f} | "
+               f"{ov.get('copy_gb_per_s_during_compute', 0):.1f} | {ov.get('gemm_tflops', 0):.1f} | "
+               f"{100 * ov.get('copy_concurrent_fraction', 0):.0f}% |")
+    out.append("")
+    out.append("copy ms and compute ms: sums over the overlapped run's ops.")
+    if not ov.get("async_copies"):
+        out.append("")
+        out.append(f"Copies were not asynchronous: {ov.get('note', '')}.")
+    if ov.get("overlapped") and ov.get("serialized"):
+        out.append("")
+        out.append("Timeline (each character is the op's index mod 10; '.' idle; one time scale for both runs):")
+        out.append("")
+        out.append("```")
+        out.append(overlap_text_timeline(ov))
+        out.append("```")
+    out.append("")
+    if svg_path:
+        out.append(f"Figure: `logs/{os.path.basename(svg_path)}` inside `logs/logs.tar.gz` (one lane per stream, a bar per "
+                   "op, both runs on one time axis); every interval is in `gpu-report.json` under `overlap`.")
+    elif ov.get("svg_error"):
+        out.append(f"The SVG could not be written: {ov['svg_error']}")
+    out.append("")
+    return "\n".join(out)
 
 
 if __name__ == "__main__":

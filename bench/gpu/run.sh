@@ -20,14 +20,18 @@
 #   bench-ours    bench_cuda: Athanor GEMM and attention fwd/bwd on bench/gpu/cases.txt (restarted past a crash)
 #   bench-peer    bench/gpu/peer.py: PyTorch on the same cases
 #   model-ours    GPT-2 124M training/decode on the GPU and the CPU bar on the host (athanor bench)
+#   overlap       host->device copies on a copy stream hidden behind GEMMs on the compute stream, against the same
+#                 work on one stream (athanor bench --mode overlap) -> logs/overlap.json; report.py draws the
+#                 timeline as logs/overlap.svg (both inside logs.tar.gz) and summarizes it in gpu-report.md
 #   model-peer    the same with bench/model/torch_train.py (PyTorch)
 #   cli-gpu       `train` (tokenize, 40 steps, checkpoints, save), `train --resume auto`, `generate`, all on CUDA
 #   report        bench/gpu/report.py -> gpu-report.json, gpu-report.md
 #
 # Output: $OUT (the device tool's folder; bench/results/gpu-check-<UTC time>/ when OUT is unset):
 #   gpu-report.md, gpu-report.json, ours.jsonl, peer.jsonl, logs/steps.log (every step's log, long ones
-#   cut in the middle), logs/logs.tar.gz (every log in full, JUnit XML included). At most 8 files, as the
-#   device tool brings back no more.
+#   cut in the middle), logs/logs.tar.gz (every log in full, JUnit XML included, and overlap.json/.svg). At
+#   most 8 files, as the device tool brings back no more (with model-ours/-peer.jsonl that is 8 already:
+#   anything new goes inside logs.tar.gz).
 # Knobs (environment): ATH_GPU_BUDGET_S (total seconds, default 465, under 8 min), ATH_GPU_WORK (work folder,
 #   default /tmp/athanor-gpu), ATH_GPU_CUDA (ON/OFF, default ON when nvcc is found), ATH_GPU_JOBS,
 #   ATH_GPU_BENCH_SECONDS (timed seconds per measurement, default 0.4), ATH_GPU_CASES (cases file),
@@ -314,7 +318,16 @@ do_cli_gpu() {
   head -1 "$o/log.jsonl"; tail -1 "$o/log.jsonl"
   "${java[@]}" generate --model "$o/model" --prompt "public final class" --max-tokens 40 --device cuda || return 3
 }
-export -f model_cases do_model_ours do_model_peer do_cli_gpu
+# Copies hidden behind compute on two streams (pinned host chunks of 128 MiB, BF16 8192^3 GEMMs each reading the
+# chunk copied just before it; see OverlapBench): one JSON line into logs/ (not a file of its own in $R: at most 8).
+do_overlap() {
+  local cp="$P/athanor.jar" j
+  for j in "$P"/lib/*.jar; do [ -f "$j" ] && cp="$cp:$j"; done
+  "$RT/bin/java" --enable-native-access=ALL-UNNAMED -Dathanor.library.path="$LIB" -cp "$cp" \
+    dev.athanor.cli.Main bench --mode overlap --device cuda:0 --chunks 8 --chunk-mib 128 --gemm 8192 --repeats 3 \
+    --json "$LOGS/overlap.json"
+}
+export -f model_cases do_model_ours do_model_peer do_cli_gpu do_overlap
 export -f do_unpack do_env do_configure do_build run_java_class do_java_tests do_driver do_bench_ours do_bench_peer
 
 # ------------------------------------------------------------------ the steps
@@ -391,7 +404,8 @@ if [ $GPU_PRESENT -eq 1 ]; then
   fi
   HOLD=0 run_step bench-peer 150 -- bash -c do_bench_peer
   if [ -n "$LIB" ] && [ -x "$RT/bin/java" ]; then
-    HOLD=0 run_step model-ours 200 -- bash -c do_model_ours
+    HOLD=0 run_step model-ours 170 -- bash -c do_model_ours  # was 200; it took 18 s on the H200: 30 s to overlap
+    HOLD=0 run_step overlap 30 -- bash -c do_overlap
   fi
   HOLD=0 run_step model-peer 200 -- bash -c do_model_peer
   if [ -n "$LIB" ] && [ -x "$RT/bin/java" ]; then

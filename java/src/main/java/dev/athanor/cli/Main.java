@@ -83,6 +83,8 @@ public final class Main {
           score      --model DIR (--tokens FILE | --text TEXT): per-token log-probabilities and mean loss as JSON
           bench      model throughput on random tokens as JSON: --mode train|decode, --preset/--config,
                      --batch --seq --steps --warmup-steps --device --threads --prompt-len --decode-tokens
+                     --mode overlap: host->device copies on a copy stream behind GEMMs, vs serialized
+                     [--chunks K --chunk-mib M --gemm N --dtype f32|bf16|f16 --repeats R --warmup W --json PATH]
           info       [--json] backends, devices, CPU features, kernels available, memory tiers
           help       this text
 
