@@ -3,8 +3,6 @@ package dev.athanor.nn;
 import dev.athanor.runtime.Device;
 import dev.athanor.tensor.DType;
 import dev.athanor.tensor.Tensor;
-import java.util.ArrayList;
-import java.util.List;
 import java.util.function.UnaryOperator;
 
 /**
@@ -12,8 +10,7 @@ import java.util.function.UnaryOperator;
  * buffers), for N = B*T rows: C hidden, F intermediate, H query heads, KV key/value heads, D head dim. Views in
  * attention's (B, H, T, D) layout alias the row-major buffers.
  */
-public final class BlockActs implements AutoCloseable {
-  private final List<Tensor> owned = new ArrayList<>();
+public final class BlockActs extends TensorGroup {
   final int batch, seq;
   final Tensor n1, mean1, rstd1;   // first norm: (N, C), (N) F32 (mean: GPT-2 only), (N) F32
   final Heads heads;               // q, k, v (GPT-2: one (N, 3C) buffer after bias; Llama: q, k after RoPE) and views
@@ -50,25 +47,6 @@ public final class BlockActs implements AutoCloseable {
       close();
       throw e;
     }
-  }
-
-  private Tensor own(Tensor t) {
-    owned.add(t.detach());
-    return t;
-  }
-
-  /** The buffers themselves, one per allocation (views excluded), e.g. for a hook that spills activations. */
-  public List<Tensor> buffers() {
-    List<Tensor> b = new ArrayList<>();
-    java.util.Set<Object> seen = java.util.Collections.newSetFromMap(new java.util.IdentityHashMap<>());
-    for (Tensor t : owned) if (seen.add(t.storage())) b.add(t);  // a buffer is owned before its views
-    return b;
-  }
-
-  @Override
-  public void close() {
-    for (int i = owned.size() - 1; i >= 0; i--) owned.get(i).close();
-    owned.clear();
   }
 
   /**

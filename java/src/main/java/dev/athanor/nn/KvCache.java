@@ -4,9 +4,7 @@ import dev.athanor.memory.Tier;
 import dev.athanor.runtime.Device;
 import dev.athanor.tensor.DType;
 import dev.athanor.tensor.Tensor;
-import java.util.ArrayList;
 import java.util.HashMap;
-import java.util.List;
 import java.util.Map;
 
 /**
@@ -126,8 +124,7 @@ public final class KvCache implements AutoCloseable {
    * The buffers of one cached step shape (B sequences x n new tokens), reused by every step of that shape: the
    * block activations (transient here), the residual stream and the head's last-position logits.
    */
-  static final class Step implements AutoCloseable {
-    private final List<Tensor> owned = new ArrayList<>();
+  static final class Step extends TensorGroup {
     final int b, n;
     final BlockActs acts;                          // (B*n rows)
     final Tensor ids, posIds, x, tmp, stats, stats2, lastRows, logits;
@@ -158,15 +155,9 @@ public final class KvCache implements AutoCloseable {
       this.acts = a;
     }
 
-    private Tensor own(Tensor t) {
-      owned.add(t.detach());
-      return t;
-    }
-
     @Override
     public void close() {
-      for (int i = owned.size() - 1; i >= 0; i--) owned.get(i).close();
-      owned.clear();
+      super.close();
       if (acts != null) acts.close();
     }
   }

@@ -3,8 +3,6 @@ package dev.athanor.nn;
 import dev.athanor.runtime.Device;
 import dev.athanor.tensor.DType;
 import dev.athanor.tensor.Tensor;
-import java.util.ArrayList;
-import java.util.List;
 
 /**
  * The activation and gradient buffers of one stage for one training shape (B, T), allocated once and reused by
@@ -18,9 +16,8 @@ import java.util.List;
  * is one shared {@code BlockActs}, refilled from {@code residual[i]} just before block i's backward); the
  * gradient buffers live within one backward, and {@code dres} holds the gradient of the stage's input after it.
  */
-final class Workspace implements AutoCloseable {
+final class Workspace extends TensorGroup {
   final int batch, seq, rows;
-  private final List<Tensor> owned = new ArrayList<>();
 
   final Tensor ids, positions;            // (N) I32 (positions: GPT-2 only, t of each row); embedding only
   final Tensor targets;                   // (N) I32; head only
@@ -83,11 +80,6 @@ final class Workspace implements AutoCloseable {
     }
   }
 
-  private Tensor own(Tensor t) {
-    owned.add(t.detach());
-    return t;
-  }
-
   /** The saved activations of the stage's i-th block. */
   BlockActs acts(int i) {
     return blocks[blocks.length == 1 ? 0 : i];
@@ -100,7 +92,6 @@ final class Workspace implements AutoCloseable {
         if (b != null) b.close();
       }
     }
-    for (int i = owned.size() - 1; i >= 0; i--) owned.get(i).close();
-    owned.clear();
+    super.close();
   }
 }
