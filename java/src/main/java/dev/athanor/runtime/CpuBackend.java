@@ -1,8 +1,10 @@
 package dev.athanor.runtime;
 
 /**
- * The native CPU kernels ({@code ath_cpu_*}): run on the library's shared thread pool with static
- * partitioning, so for a fixed thread count results are bit-identical run to run. Every op has
+ * The native CPU kernels ({@code ath_cpu_*}): run on the library's shared thread pool (sized by
+ * default to the CPUs of the process's affinity mask), with results bit-identical for any thread
+ * count and run to run (for a fixed ISA): reductions sum fixed-size chunks in a fixed order, and
+ * accumulated gradients receive their contribution formed first and added once. Every op has
  * finished when its method returns.
  */
 public final class CpuBackend implements Backend {
