@@ -238,19 +238,20 @@ inline int64_t grain_for(int64_t work_per_item, int64_t min_work = 32768) {
 
 // Chunk-order column totals of partials (nchunks, width), chunk-major with row stride `width`:
 // calls emit(j0, j1, total) once per block of columns [j0, j1) covering [0, width), total[0, j1 -
-// j0) being ((p_0 + p_1) + p_2) + ... over those columns (p_0 itself when nchunks == 1). Blocks run
-// in parallel; each column's sum has the same order whichever thread computes it. emit must not
-// throw (it runs on pool threads).
+// j0) being ((p_0 + p_first) + p_first+1) + ... + p_nchunks-1 over those columns (p_0 itself when
+// first >= nchunks). first > 1 when the producer already folded chunks [1, first) into p_0 in
+// order (the same arithmetic as first == 1). Blocks run in parallel; each column's sum has the
+// same order whichever thread computes it. emit must not throw (it runs on pool threads).
 template <class T, class Emit>
-void sum_partials(const T* partials, int64_t nchunks, int64_t width, const Emit& emit) {
+void sum_partials(const T* partials, int64_t first, int64_t nchunks, int64_t width, const Emit& emit) {
   constexpr int64_t kBlock = 256;
   const int64_t nblocks = (width + kBlock - 1) / kBlock;
-  parallel_for(nblocks, grain_for(kBlock * nchunks), [&](int64_t b0, int64_t b1, int) {
+  parallel_for(nblocks, grain_for(kBlock * (nchunks - first + 1)), [&](int64_t b0, int64_t b1, int) {
     T total[kBlock];
     for (int64_t b = b0; b < b1; ++b) {
       const int64_t j0 = b * kBlock, len = std::min(kBlock, width - j0);
       std::memcpy(total, partials + j0, static_cast<size_t>(len) * sizeof(T));
-      for (int64_t c = 1; c < nchunks; ++c) {
+      for (int64_t c = first; c < nchunks; ++c) {
         const T* p = partials + c * width + j0;
         for (int64_t j = 0; j < len; ++j) total[j] += p[j];
       }

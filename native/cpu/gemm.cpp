@@ -7,8 +7,9 @@
 // and B are not read.
 //
 // This file holds the C ABI entry (validation, dispatch), the BLIS-style blocking driver and the
-// portable scalar kernel set; the vector kernels live in gemm_avx512.cpp / gemm_avx2.cpp behind the
-// interface of gemm_kernels.h, which also describes the blocking scheme.
+// portable scalar kernel set; the vector kernels (gemm_impl.h, one template over the ISA traits,
+// instantiated in gemm_avx512.cpp / gemm_avx2.cpp) sit behind the interface of gemm_kernels.h,
+// which also describes the blocking scheme.
 //
 // Small M (<= the kernel set's skinny_max_m) takes the skinny path instead: B is read in place
 // (packing it would cost as much as the product), A converted once, C produced in column slices.
@@ -28,6 +29,7 @@
 
 #include "../common/dtype.h"
 #include "../common/status.h"
+#include "cpu_common.h"
 #include "cpu_info.h"
 #include "gemm_kernels.h"
 #include "threadpool.h"
@@ -114,7 +116,6 @@ const KernelSet kScalarSet = {"scalar", kScalarMR, kScalarNR, kScalarKC, kScalar
 
 // ---------------------------------------------------------------- helpers
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
 
 // Splits n into ceil(n / cap) nearly equal pieces, each rounded up to a multiple of unit.
 inline int64_t balanced_block(int64_t n, int64_t cap, int64_t unit) {
@@ -366,16 +367,6 @@ const KernelSet* select_kernels() {
       [[fallthrough]];
     default:
       return kernels_scalar();
-  }
-}
-
-const char* dtype_name(int dt) {
-  switch (dt) {
-    case ATH_F32: return "F32";
-    case ATH_BF16: return "BF16";
-    case ATH_F16: return "F16";
-    case ATH_I32: return "I32";
-    default: return "unknown";
   }
 }
 

@@ -1,5 +1,6 @@
-// Internal interface between the CPU GEMM driver (gemm.cpp) and its per-ISA kernels
-// (gemm_avx512.cpp, gemm_avx2.cpp, and the portable scalar set inside gemm.cpp).
+// Internal interface between the CPU GEMM driver (gemm.cpp) and its per-ISA kernels: the vector
+// kernels written once in gemm_impl.h and instantiated in gemm_avx512.cpp / gemm_avx2.cpp, and the
+// portable scalar set inside gemm.cpp.
 //
 // The driver works in the BLIS/Goto style on F32 panels. Everything dtype-specific happens while
 // packing; the microkernels only ever see F32:
@@ -22,8 +23,9 @@
 //
 // These declarations are plain data and function pointers on purpose: the ISA files are compiled
 // with -mavx512f/-mavx2, and an inline function or template shared between them and baseline code
-// could be emitted once with AVX-512 instructions and then linked into the baseline path. Helpers
-// inside the ISA files therefore live in anonymous namespaces.
+// could be emitted once with AVX-512 instructions and then linked into the baseline path. The
+// kernel templates (gemm_impl.h) and the vector traits (simd_traits.h) therefore live in anonymous
+// namespaces: every ISA file gets its own copy.
 #pragma once
 #include <cstdint>
 

@@ -22,8 +22,8 @@ namespace norm_detail {
 
 // LayerNorm: x = xhat = (x - mean) * rstd, g = dy * w, pw += dy * xhat, pb += dy.
 // RMSNorm:   x = xhat = x * rstd,          g = dy * w, pw += dy * xhat.
-// (restrict: vectorizable)
-template <bool kLayer>
+// kFirst (the first row of a chunk): pw = dy * xhat, pb = dy instead. (restrict: vectorizable)
+template <bool kLayer, bool kFirst>
 void bwd_pass1(int64_t n, float mean, float rstd, float* __restrict x, const float* __restrict dy,
                const float* __restrict w, float* __restrict g, float* __restrict pw, float* __restrict pb) {
   for (int64_t c = 0; c < n; ++c) {
@@ -33,8 +33,13 @@ void bwd_pass1(int64_t n, float mean, float rstd, float* __restrict x, const flo
       x[c] *= rstd;
     }
     g[c] = dy[c] * w[c];
-    pw[c] += dy[c] * x[c];
-    if constexpr (kLayer) pb[c] += dy[c];
+    if constexpr (kFirst) {
+      pw[c] = dy[c] * x[c];
+      if constexpr (kLayer) pb[c] = dy[c];
+    } else {
+      pw[c] += dy[c] * x[c];
+      if constexpr (kLayer) pb[c] += dy[c];
+    }
   }
 }
 
@@ -102,7 +107,11 @@ void norm_bwd(const ath_norm_args* a) {
   const int64_t nchunks = (rows + kNormRowChunk - 1) / kNormRowChunk;
   const int64_t width = kLayer ? 2 * cols : cols;  // a chunk's partial: dweight (cols) [, dbias (cols)]
   FloatBuf params(cols), scratch(3 * cols * nt);
-  float* partials = thread_scratch(0, nchunks * width);  // (nchunks, width), each zeroed by its chunk
+  // (nchunks, width): chunk c's partial in row c, its first row's terms, then += the next rows'. The thread
+  // that owns chunk 0 folds its later chunks into row 0 as it goes (p_0 + p_1, then + p_2, ...:
+  // the order of the final fold), reusing row 1 for them, so one thread stores no partials at all.
+  float* partials = thread_scratch(0, nchunks * width);
+  int64_t folded_until = 1;  // chunks [1, folded_until) are already folded into row 0
   float* w = params.get();
   load_row(a->weight, a->dtype, 0, cols, w);
   const float inv_cols = 1.0f / static_cast<float>(cols);
@@ -110,16 +119,17 @@ void norm_bwd(const ath_norm_args* a) {
     float* x = scratch.get() + 3 * cols * tid;  // (cols) x, then xhat
     float* dy = x + cols;                       // (cols) dout
     float* g = dy + cols;                       // (cols) dout * weight, then dx
+    const bool fold = c0 == 0;
     for (int64_t chunk = c0; chunk < c1; ++chunk) {
-      float* pw = partials + chunk * width;  // (cols)
+      float* pw = partials + (fold ? std::min<int64_t>(chunk, 1) : chunk) * width;  // (cols)
       float* pb = kLayer ? pw + cols : nullptr;
-      std::memset(pw, 0, static_cast<size_t>(width) * sizeof(float));
-      const int64_t r1 = std::min(rows, (chunk + 1) * kNormRowChunk);
-      for (int64_t r = chunk * kNormRowChunk; r < r1; ++r) {
+      const int64_t r0 = chunk * kNormRowChunk, r1 = std::min(rows, r0 + kNormRowChunk);
+      for (int64_t r = r0; r < r1; ++r) {
         load_row(a->x, a->dtype, r * cols, cols, x);
         load_row(a->dout, a->dtype, r * cols, cols, dy);
-        const float rstd = a->rstd[r];
-        norm_detail::bwd_pass1<kLayer>(cols, kLayer ? a->mean[r] : 0.0f, rstd, x, dy, w, g, pw, pb);
+        const float mean = kLayer ? a->mean[r] : 0.0f, rstd = a->rstd[r];
+        if (r == r0) norm_detail::bwd_pass1<kLayer, true>(cols, mean, rstd, x, dy, w, g, pw, pb);
+        else norm_detail::bwd_pass1<kLayer, false>(cols, mean, rstd, x, dy, w, g, pw, pb);
         const float mgx = lane_dot(g, x, cols) * inv_cols;
         if constexpr (kLayer) {
           const float mg = lane_sum(g, cols) * inv_cols;
@@ -129,10 +139,14 @@ void norm_bwd(const ath_norm_args* a) {
         }
         store_row(a->dx, a->dtype, r * cols, cols, g);
       }
+      if (fold && chunk > 0) {
+        for (int64_t j = 0; j < width; ++j) partials[j] += pw[j];
+      }
     }
+    if (fold) folded_until = c1;  // read after the pool has joined
   });
   float* dbias = kLayer ? a->dbias : nullptr;
-  sum_partials(partials, nchunks, width, [&](int64_t j0, int64_t j1, const float* total) {
+  sum_partials(partials, folded_until, nchunks, width, [&](int64_t j0, int64_t j1, const float* total) {
     for (int64_t j = j0; j < j1; ++j) {
       if (j < cols) a->dweight[j] += total[j - j0];
       else if (dbias != nullptr) dbias[j - cols] += total[j - j0];

@@ -95,7 +95,7 @@ void sum_rows(const ath_reduce_args* a) {
       std::memcpy(partial.data() + rc * cols + c0, acc, static_cast<size_t>(len) * sizeof(double));
     }
   });
-  sum_partials(partial.data(), row_chunks, cols, [&](int64_t j0, int64_t j1, const double* total) {
+  sum_partials(partial.data(), 1, row_chunks, cols, [&](int64_t j0, int64_t j1, const double* total) {
     for (int64_t j = j0; j < j1; ++j) a->out[j] += static_cast<float>(total[j - j0]);
   });
 }

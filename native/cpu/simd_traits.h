@@ -1,10 +1,16 @@
 // SIMD vector traits for the CPU kernels that are written once as templates and compiled per ISA
-// (attention_impl.h). Each traits struct wraps one register type:
+// (attention_impl.h, gemm_impl.h, rowops_impl.h). Each traits struct wraps one register type:
 //   VScalar  (W = 1)  plain floats, any CPU;
 //   VAvx2    (W = 8)  __m256, needs AVX2 + FMA + F16C (only defined in *_avx2.cpp / *_avx512.cpp);
 //   VAvx512  (W = 16) __m512, needs AVX-512 F/BW/VL/DQ (only defined in *_avx512.cpp).
 // Everything lives in an anonymous namespace: each translation unit gets its own copy, so code
 // compiled with AVX-512 flags can never be merged by the linker into a baseline caller.
+// ATH_SIMD_AVX2 / ATH_SIMD_AVX512 are defined to 1 where VAvx2 / VAvx512 exist.
+//
+// Besides arithmetic, VAvx2 and VAvx512 offer what the GEMM packers and kernels need: partial
+// vectors (Mask: lanes [0, n); masked loads read nothing outside the mask and give 0 there, masked
+// stores write nothing outside it), loads converting F32/BF16/F16 to F32 (load_cvt), a broadcast
+// from memory, an in-register W x W transpose, and hsum (a fixed order: halves, then quarters, ...).
 //
 // exp2: x is clamped to [-127, 127]; 2^x = 2^n * p(f) with n = nearest integer of x, |f| <= 1/2,
 // p the degree-7 Taylor polynomial of e^(f ln 2) (relative error < 1e-8, about 1 ulp overall).
@@ -141,6 +147,14 @@ inline uint16_t scalar_f32_to_f16(float f) {
 // dtype codes as in athanor.h (kept literal so this header needs nothing else).
 constexpr int kDtF32 = 0, kDtBF16 = 1, kDtF16 = 2;
 
+// Storage type of one element of a floating dtype code.
+template <int DT>
+struct DtElem { using T = uint16_t; };
+template <>
+struct DtElem<kDtF32> { using T = float; };
+
+inline int64_t clamp_lanes(int64_t n, int w) { return n <= 0 ? 0 : n >= w ? w : n; }
+
 struct VScalar {
   using R = float;
   static constexpr int W = 1;
@@ -185,10 +199,64 @@ struct VScalar {
 };
 
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#define ATH_SIMD_AVX2 1
 struct VAvx2 {
   using R = __m256;
   static constexpr int W = 8;
+  // Lanes [0, n) of a vector, n clamped to [0, 8]; whole vectors take the plain loads and stores.
+  struct Mask {
+    __m256i m;
+    int n;
+  };
+  static Mask mask(int64_t n) {
+    const int c = static_cast<int>(clamp_lanes(n, W));
+    return {_mm256_cmpgt_epi32(_mm256_set1_epi32(c), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)), c};
+  }
   static R load(const float* p) { return _mm256_loadu_ps(p); }
+  static R load_aligned(const float* p) { return _mm256_load_ps(p); }
+  static R broadcast(const float* p) { return _mm256_broadcast_ss(p); }
+  static R load_masked(const float* p, const Mask& m) { return m.n == W ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, m.m); }
+  static void store_masked(float* p, const Mask& m, R x) {
+    if (m.n == W) _mm256_storeu_ps(p, x);
+    else _mm256_maskstore_ps(p, m.m, x);
+  }
+  // 8 consecutive elements of dtype DT as F32.
+  template <int DT>
+  static R load_cvt(const typename DtElem<DT>::T* p) {
+    if constexpr (DT == kDtF32) return _mm256_loadu_ps(p);
+    else if constexpr (DT == kDtBF16) return load_bf16(p);
+    else return load_f16(p);
+  }
+  // The lanes of m (others 0; 16-bit sources go through a zero-padded staging buffer).
+  template <int DT>
+  static R load_cvt(const typename DtElem<DT>::T* p, const Mask& m) {
+    if constexpr (DT == kDtF32) {
+      return load_masked(p, m);
+    } else {
+      if (m.n == W) return load_cvt<DT>(p);
+      uint16_t tmp[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+      for (int i = 0; i < m.n; ++i) tmp[i] = p[i];
+      return load_cvt<DT>(tmp);
+    }
+  }
+  // In-register transpose of an 8 x 8 block: r[t] lane j -> r[j] lane t.
+  static void transpose(R r[8]) {
+    R t[8], u[8];
+    for (int q = 0; q < 8; q += 2) {
+      t[q] = _mm256_unpacklo_ps(r[q], r[q + 1]);
+      t[q + 1] = _mm256_unpackhi_ps(r[q], r[q + 1]);
+    }
+    for (int g = 0; g < 2; ++g) {
+      u[4 * g + 0] = _mm256_shuffle_ps(t[4 * g], t[4 * g + 2], 0x44);
+      u[4 * g + 1] = _mm256_shuffle_ps(t[4 * g], t[4 * g + 2], 0xEE);
+      u[4 * g + 2] = _mm256_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
+      u[4 * g + 3] = _mm256_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xEE);
+    }
+    for (int c = 0; c < 4; ++c) {
+      r[c] = _mm256_permute2f128_ps(u[c], u[4 + c], 0x20);
+      r[4 + c] = _mm256_permute2f128_ps(u[c], u[4 + c], 0x31);
+    }
+  }
   static void store(float* p, R x) { _mm256_storeu_ps(p, x); }
   static R set1(float x) { return _mm256_set1_ps(x); }
   static R zero() { return _mm256_setzero_ps(); }
@@ -301,10 +369,58 @@ struct VAvx2 {
 #endif
 
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__AVX512DQ__)
+#define ATH_SIMD_AVX512 1
 struct VAvx512 {
   using R = __m512;
   static constexpr int W = 16;
+  using Mask = __mmask16;  // lanes [0, n)
+  static Mask mask(int64_t n) {
+    const int64_t c = clamp_lanes(n, W);
+    return c == W ? static_cast<Mask>(0xffff) : static_cast<Mask>((1u << c) - 1u);
+  }
   static R load(const float* p) { return _mm512_loadu_ps(p); }
+  static R load_aligned(const float* p) { return _mm512_load_ps(p); }
+  static R broadcast(const float* p) { return _mm512_set1_ps(*p); }
+  static R load_masked(const float* p, Mask m) { return _mm512_maskz_loadu_ps(m, p); }
+  static void store_masked(float* p, Mask m, R x) { _mm512_mask_storeu_ps(p, m, x); }
+  // 16 consecutive elements of dtype DT as F32.
+  template <int DT>
+  static R load_cvt(const typename DtElem<DT>::T* p) {
+    if constexpr (DT == kDtF32) return _mm512_loadu_ps(p);
+    else return from_u16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)), DT);
+  }
+  // The lanes of m (others 0, their memory untouched).
+  template <int DT>
+  static R load_cvt(const typename DtElem<DT>::T* p, Mask m) {
+    if constexpr (DT == kDtF32) return _mm512_maskz_loadu_ps(m, p);
+    else return from_u16(_mm256_maskz_loadu_epi16(m, p), DT);
+  }
+  // In-register transpose of a 16 x 16 block: r[t] lane j -> r[j] lane t.
+  static void transpose(R r[16]) {
+    R t[16];
+    for (int q = 0; q < 16; q += 2) {  // interleave row pairs within 128-bit lanes
+      t[q] = _mm512_unpacklo_ps(r[q], r[q + 1]);
+      t[q + 1] = _mm512_unpackhi_ps(r[q], r[q + 1]);
+    }
+    R u[16];  // u[4g + c], 128-bit lane L: column 4L + c of rows 4g .. 4g+3
+    for (int g = 0; g < 4; ++g) {
+      u[4 * g + 0] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0x44);
+      u[4 * g + 1] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0xEE);
+      u[4 * g + 2] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
+      u[4 * g + 3] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xEE);
+    }
+    for (int c = 0; c < 4; ++c) {
+      // v: lanes {L0, L2} of rows 0-3 and 4-7 (resp. 8-11, 12-15); w: lanes {L1, L3}
+      const R v0 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0x88);
+      const R w0 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xDD);
+      const R v1 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0x88);
+      const R w1 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0xDD);
+      r[c] = _mm512_shuffle_f32x4(v0, v1, 0x88);
+      r[4 + c] = _mm512_shuffle_f32x4(w0, w1, 0x88);
+      r[8 + c] = _mm512_shuffle_f32x4(v0, v1, 0xDD);
+      r[12 + c] = _mm512_shuffle_f32x4(w0, w1, 0xDD);
+    }
+  }
   static void store(float* p, R x) { _mm512_storeu_ps(p, x); }
   static R set1(float x) { return _mm512_set1_ps(x); }
   static R zero() { return _mm512_setzero_ps(); }

@@ -14,16 +14,17 @@
  *    (dweight, dbias, dtable), which are always F32. This supports gradient accumulation. An
  *    accumulated output receives the op's contribution formed first and added once: it ends as
  *    H + S for the H it held, S being the op's sum on its own (never ((H + s_1) + s_2) + ...,
- *    e.g. when the gradient already holds a tied output head's contribution).
+ *    e.g. when the gradient already holds a tied output head's contribution). All CPU ops; on
+ *    CUDA all but the embedding backward (see there).
  *  - "dtype" means the dtype of activations/inputs/outputs of that op; statistics saved for the
  *    backward pass (mean, rstd, lse) are always F32.
  *  - Ops never abort: a bad argument returns ATH_ERR_INVALID with a message, an unsupported
  *    combination returns ATH_ERR_UNSUPPORTED, a CUDA failure returns ATH_ERR_CUDA with file, line
  *    and the CUDA error string in ath_last_error().
- *  - CPU ops run on the shared thread pool and give bit-identical results for ANY thread count
- *    (and run to run, for a fixed ISA): a reduction sums fixed-size chunks (a constant of the op,
- *    never derived from the thread count) in a fixed order and combines the chunks in chunk order;
- *    threads only decide who computes which chunk.
+ *  - CPU ops run on the shared thread pool and give bit-identical results run to run and for ANY
+ *    thread count (on a given ISA; the kernels of different ISAs round differently): a reduction
+ *    sums fixed-size chunks (a constant of the op, never derived from the thread count) in a fixed
+ *    order and combines the chunks in chunk order; threads only decide who computes which chunk.
  *  - CUDA ops run in an execution context (ath_cuda_ctx below): they are enqueued on its stream,
  *    take their temporary buffers from its scratch arena, and return without synchronizing. No op
  *    uses the legacy default stream.

@@ -29,7 +29,10 @@ final class Models {
     return d;
   }
 
-  /** Applies --threads N (the CPU backend's thread count; default: all cores). */
+  /**
+   * Applies --threads N (the CPU backend's thread count; default: the CPUs this process may run on,
+   * its affinity mask). Results do not depend on it.
+   */
   static void cpuThreads(Flags f) {
     if (!f.has("threads")) return;
     int n = f.integer("threads", 0);

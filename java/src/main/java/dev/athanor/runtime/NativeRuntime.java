@@ -60,11 +60,16 @@ public final class NativeRuntime {
     setCpuIsa0(isa);
   }
 
+  /**
+   * The CPU backend's thread count: by default the CPUs in the process's affinity mask (so processes
+   * pinned to disjoint cores do not oversubscribe them). CPU results do not depend on it.
+   */
   public static int cpuThreads() {
     NativeLibrary.load();
     return cpuThreads0();
   }
 
+  /** Resizes the CPU backend's thread pool (n >= 1); waits for running work. Results do not change. */
   public static void setCpuThreads(int n) {
     NativeLibrary.load();
     setCpuThreads0(n);

@@ -79,7 +79,7 @@ final class Check {
     close(what, new double[] {expected}, new double[] {actual}, tol);
   }
 
-  /** Bit-identical float arrays (determinism). */
+  /** Bit-identical float arrays (determinism; an exact expected result): first is the reference. */
   static void identical(String what, float[] first, float[] second) {
     if (first.length != second.length) fail(what + ": lengths differ " + first.length + " vs " + second.length);
     int bad = 0;
@@ -90,7 +90,7 @@ final class Check {
         bad++;
       }
     }
-    if (bad > 0) fail(what + ": " + bad + " of " + first.length + " elements differ between two runs:" + sb);
+    if (bad > 0) fail(what + ": " + bad + " of " + first.length + " elements differ (first vs second):" + sb);
   }
 
   static String index(int flat, long[] shape) {

@@ -10,6 +10,7 @@
  * <p>Write protocol: temporary directory, every file and the directory fsynced, atomic rename, parent
  * fsynced, then rotation; verification on load (sizes, checksums, every field the restore needs). The step
  * loop pays for a snapshot into reused host buffers; one background thread writes, one write in flight.
- * Exactness rests on the CPU kernels being deterministic for a fixed thread count.
+ * Exactness rests on the CPU kernels being deterministic (bit-identical for any thread count, for a
+ * fixed ISA).
  */
 package dev.athanor.train.checkpoint;
