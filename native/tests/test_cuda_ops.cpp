@@ -39,28 +39,10 @@ using ath::testing::require_gpu;
 
 // ------------------------------------------------------------------ helpers
 
-struct Rng {
-  uint64_t s;
-  explicit Rng(uint64_t seed) : s(seed * 0x9E3779B97F4A7C15ull + 7) {}
-  uint64_t next() {
-    s += 0x9E3779B97F4A7C15ull;
-    uint64_t z = s;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
-  float uniform(float lo, float hi) {
-    return lo + (hi - lo) * static_cast<float>(static_cast<double>(next() >> 11) * 0x1.0p-53);
-  }
-  int64_t below(int64_t n) { return static_cast<int64_t>(next() % static_cast<uint64_t>(n)); }
-};
+using ath::testing::kFloatDtypes;
+using ath::testing::Rng;
 
-const int kFloatDtypes[] = {ATH_F32, ATH_BF16, ATH_F16};
-
-const char* dname(int dt) {
-  return dt == ATH_F32 ? "F32" : dt == ATH_BF16 ? "BF16" : dt == ATH_F16 ? "F16" : dt == ATH_I32 ? "I32" : "?";
-}
-
+const char* dname(int dt) { return ath::testing::dtype_name(dt); }
 
 // A host buffer of one dtype with element access as float.
 struct HBuf {
