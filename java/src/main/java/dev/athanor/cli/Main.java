@@ -83,6 +83,7 @@ public final class Main {
           score      --model DIR (--tokens FILE | --text TEXT): per-token log-probabilities and mean loss as JSON
           bench      model throughput on random tokens as JSON: --mode train|decode, --preset/--config,
                      --batch --seq --steps --warmup-steps --device --threads --prompt-len --decode-tokens
+                     (decode: --steps timed rounds after --warmup-steps untimed ones; prefill and per-token medians)
           info       [--json] backends, devices, CPU features, kernels available, memory tiers
           help       this text
 
