@@ -16,7 +16,10 @@
 # timing is never used.
 #
 # The peer is PyTorch (bench/model/torch_train.py), run with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset
-# (they can force slow OpenBLAS kernels); it records which BLAS library it loaded and the GFLOP/s of a 2048^3
+# (they can force slow OpenBLAS kernels) and OMP_WAIT_POLICY=PASSIVE (PEER_OMP_WAIT_POLICY): torch's OpenMP
+# workers otherwise spin against OpenBLAS's own pthreads on the same cores, which made every small op take
+# milliseconds (decode B=8: 124 ms per step with the default policy, 14 ms with PASSIVE; training the same
+# within the noise, both measured on this machine 2026-12-03 at load 2 to 5); it records which BLAS library it loaded and the GFLOP/s of a 2048^3
 # FP32 matmul, which the report prints, with a loud warning under 50 GFLOP/s (no optimized BLAS: then the
 # training ratio measures that PyTorch build, not our kernels). Debian: apt-get install python3-torch
 # libopenblas0-pthread (python3-torch calls whatever libblas.so.3 is installed).
@@ -29,7 +32,7 @@
 #   BASELINE_JAR  an older Athanor jar to measure as "before" (its lib/ folder next to it); or
 #   BASELINE_REF  a git ref (e.g. main): checked out detached at BASELINE_DIR (default /tmp/athanor-baseline)
 #                 with `git worktree add` if not there yet, built CPU-only there, used as BASELINE_JAR
-#   REPS (3), WARMUP_STEPS (train, 2), ROUNDS (decode, 5), WARMUP_ROUNDS (decode, 2), THREADS (nproc),
+#   PEER_OMP_WAIT_POLICY (PASSIVE), REPS (3), WARMUP_STEPS (train, 2), ROUNDS (decode, 5), WARMUP_ROUNDS (decode, 2), THREADS (nproc),
 #   PYTHON (a python with torch; default /usr/bin/python3, then python3), JAVA_HOME (JDK 25; javac needed
 #   for the before/after decode harness)
 set -euo pipefail
@@ -118,7 +121,8 @@ athanor_decode() {  # build case rep batch
 peer() {  # case rep torch-args
   LOAD1=$(cut -d' ' -f1 /proc/loadavg)
   # shellcheck disable=SC2086
-  env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$PY" bench/model/torch_train.py --family gpt2 $MODEL --seq-len-max 256 \
+  env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OMP_WAIT_POLICY="${PEER_OMP_WAIT_POLICY:-PASSIVE}" \
+    "$PY" bench/model/torch_train.py --family gpt2 $MODEL --seq-len-max 256 \
     --device cpu --dtype f32 --threads "$THREADS" $3 --json "$TMP/peer.json" > /dev/null
   "$PY" -c 'import json,sys; print(json.dumps(json.load(open(sys.argv[1]))))' "$TMP/peer.json" | tag peer "$1" "$2"
 }
@@ -163,9 +167,11 @@ if base_jar:
     out.append("- Athanor \"before\": `%s`, built from %s" % (base_jar, base_desc))
 blas = p0.get("blas_runtime") or ["(not recorded)"]
 out += ["- peer: bench/model/torch_train.py, PyTorch %s (%s attention); build info: BLAS_INFO %s, CPU capability %s; "
-        "BLAS library loaded at run time: %s; OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset for the peer" % (
+        "BLAS library loaded at run time: %s; OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset for the peer, "
+        "OMP_WAIT_POLICY=%s" % (
             p0.get("torch"), p0.get("attention"), p0.get("torch_build", {}).get("BLAS_INFO"),
-            p0.get("torch_build", {}).get("cpu_capability"), ", ".join("`%s`" % b for b in blas))]
+            p0.get("torch_build", {}).get("cpu_capability"), ", ".join("`%s`" % b for b in blas),
+            p0.get("thread_env", {}).get("OMP_WAIT_POLICY"))]
 if mm:
     out.append("- the peer's 2048^3 FP32 matmul (torch.matmul, %s threads, median of 5 after 2 warm-ups, once per peer "
                "run): %.1f GFLOP/s (median of %d runs; range %.1f to %.1f)" % (threads, med(mm), len(mm), min(mm), max(mm)))

@@ -355,7 +355,7 @@ def main(argv=None):
         "torch": torch.__version__,
         "torch_build": torch_build(),
         "thread_env": {v: os.environ.get(v) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                                                      "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")},
+                                                      "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_WAIT_POLICY")},
         "python": platform.python_version(),
     }
     if device.type == "cpu" and a.matmul_check:
