@@ -394,13 +394,15 @@ def join_model(ours, peer):
         if "mode" not in o:
             continue
         p = peers.get(model_key(o), {})
-        # decode: Athanor times prefill + every new token, which is the peer's end-to-end figure
-        pt = p.get("tokens_per_s") if o["mode"] == "train" else p.get("end_to_end_tokens_per_s")
+        # decode: both sides report tokens_per_s = decode_tokens_per_s = batch / median decode-step seconds, measured
+        # the same way (DecodeBench.java / torch_train.py: warm-up rounds, prefill and every step timed apart)
+        pt = p.get("tokens_per_s") if o["mode"] == "train" else p.get("decode_tokens_per_s")
         ratio = o["tokens_per_s"] / pt if pt else None
         rows.append(dict(device=o.get("device"), threads=o.get("threads"), mode=o["mode"], batch=o.get("batch"), seq=o.get("seq"), prompt_len=o.get("prompt_len"),
                          decode_tokens=o.get("decode_tokens"), athanor_tokens_per_s=o["tokens_per_s"],
                          torch_tokens_per_s=pt, ratio=ratio,
-                         athanor_tflops=o.get("achieved_tflops"), torch=p))
+                         athanor_tflops=o.get("achieved_tflops"), athanor_prefill_ms=o.get("prefill_ms_median"),
+                         torch_prefill_ms=p.get("prefill_ms_median"), torch=p))
     return rows
 
 
@@ -408,7 +410,9 @@ def model_md(rows):
     peak = 989.4
     out = ["", "## GPT-2 124M, whole model (BF16 compute, FP32 master weights)", "",
            "Ratio = Athanor / PyTorch tokens/s, same job. Training: forward + backward + clip + AdamW per step, median of "
-           "10 steps; MFU from 6N + 6LTC FLOPs per token over the H200's %.1f dense BF16 TFLOP/s. Decode: greedy, KV cache." % peak,
+           "10 steps; MFU from 6N + 6LTC FLOPs per token over the H200's %.1f dense BF16 TFLOP/s. Decode: greedy, KV cache, "
+           "tokens/s = batch / median decode step (every step of 5 rounds after 2 warm-up rounds, prefill timed apart "
+           "and given as median ms)." % peak,
            "", "| case | Athanor tok/s | PyTorch tok/s | ratio | Athanor MFU |", "| --- | --- | --- | --- | --- |"]
     for r in rows:
         if str(r.get("device", "")).startswith("cpu"):
@@ -418,7 +422,9 @@ def model_md(rows):
                                                       "%.2f" % r["ratio"] if r["ratio"] else "n/a"))
             continue
         case = ("train B=%s T=%s" % (r["batch"], r["seq"])) if r["mode"] == "train" else \
-            ("decode B=%s prompt %s, %s new" % (r["batch"], r["prompt_len"], r["decode_tokens"]))
+            ("decode B=%s prompt %s, %s new (prefill %s vs %s ms)" % (
+                r["batch"], r["prompt_len"], r["decode_tokens"], fmt(r.get("athanor_prefill_ms"), ".2f"),
+                fmt(r.get("torch_prefill_ms"), ".2f")))
         mfu = ("%.1f%%" % (100 * r["athanor_tflops"] / peak)) if r.get("athanor_tflops") else ""
         tt = r["torch_tokens_per_s"]
         out.append("| %s | %.0f | %s | %s | %s |" % (case, r["athanor_tokens_per_s"], "%.0f" % tt if tt else "n/a",

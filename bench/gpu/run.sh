@@ -260,8 +260,8 @@ do_bench_peer() {
 # PyTorch, autocast BF16, SDPA) in the same job. One JSON object per line in model-*.jsonl.
 model_cases() {
   echo "--mode train --batch 16 --seq 1024 --steps 10 --warmup-steps 2"
-  echo "--mode decode --batch 1 --prompt-len 64 --decode-tokens 128"
-  echo "--mode decode --batch 16 --prompt-len 64 --decode-tokens 128"
+  echo "--mode decode --batch 1 --prompt-len 64 --decode-tokens 128 --steps 5 --warmup-steps 2"
+  echo "--mode decode --batch 16 --prompt-len 64 --decode-tokens 128 --steps 5 --warmup-steps 2"
 }
 do_model_ours() {
   local cp="$P/athanor.jar" c

@@ -14,9 +14,18 @@ train mode: from-scratch init (seeded), random token batches (seeded, made befor
   with the peak from --peak-flops (defaults on CUDA: H200 dense BF16 989.4e12, FP32 67e12; on CPU no
   default, so MFU is null unless given).
 decode mode: a random prompt (B, --prompt-len), then greedy generation of --decode-tokens tokens with a
-  preallocated KV cache; the prefill and the per-token decode steps are timed separately; reports decode
-  tokens/s = B * (decode_tokens - 1) / decode time (the first token comes from the prefill) and the
-  end-to-end rate. --warmup-steps untimed rounds, then --steps timed rounds (median).
+  preallocated KV cache, measured exactly as Athanor's `bench --mode decode` (DecodeBench.java): --warmup-steps
+  (>= 1) untimed full rounds, then --steps timed rounds; the prefill (prompt forward + argmax, the first new
+  token) and every decode step (one token forward + argmax) are timed on their own. Reports the median prefill,
+  the median step over all timed steps, decode tokens/s = B / median step seconds (also as tokens_per_s),
+  prefill tokens/s = B * prompt / median prefill, end-to-end tokens/s = B * decode_tokens / median round, and
+  the raw lists.
+
+On the CPU the JSON also records which BLAS library the process actually loaded (blas_runtime: Debian's
+python3-torch reports BLAS_INFO=generic at build time but calls whatever libblas.so.3 is installed, e.g.
+OpenBLAS) and the measured speed of one 2048^3 FP32 matmul at the run's thread count (matmul_2048: median of
+5 after 2 warm-ups, GFLOP/s = 2*2048^3 / seconds). Below 50 GFLOP/s on a modern x86 core pair the peer has no
+optimized BLAS (unset OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE, which can force slow kernels).
 
 --dtype bf16: train = autocast to bfloat16 on CUDA with FP32 master weights and an FP32 loss; decode = the
 model converted to bfloat16. f32 on CUDA runs strict FP32 (TF32 off).
@@ -92,6 +101,8 @@ def parse_args(argv=None):
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--peak-flops", type=float, default=None)
     ap.add_argument("--json", default=None, help="also write the result here")
+    ap.add_argument("--matmul-check", action=argparse.BooleanOptionalAction, default=True,
+                    help="on the CPU, time one 2048^3 FP32 matmul first and record its GFLOP/s (default on)")
     return ap.parse_args(argv)
 
 
@@ -132,6 +143,45 @@ def torch_build():
     if m:
         out["cpu_capability"] = m.group(1)
     return out
+
+
+def blas_runtime():
+    """Shared libraries of a BLAS that this process has mapped (Linux /proc/self/maps): which BLAS torch calls."""
+    libs = []
+    try:
+        with open("/proc/self/maps") as f:
+            for line in f:
+                path = line.split()[-1] if len(line.split()) >= 6 else ""
+                name = os.path.basename(path).lower()
+                if any(k in name for k in ("blas", "mkl", "blis", "lapack")) and path not in libs:
+                    libs.append(path)
+    except OSError:
+        pass
+    real = []
+    for path in libs:
+        r = os.path.realpath(path)
+        real.append(path if r == path else f"{path} -> {r}")
+    return real
+
+
+def matmul_check(device, n=2048, reps=5):
+    """GFLOP/s of one n^3 FP32 matmul (median of reps after 2 warm-ups): is the BLAS behind torch optimized?"""
+    g = torch.Generator().manual_seed(7)
+    x = torch.rand((n, n), generator=g).to(device)
+    y = torch.rand((n, n), generator=g).to(device)
+    out = torch.empty((n, n), device=device)
+    for _ in range(2):
+        torch.matmul(x, y, out=out)
+    times = []
+    for _ in range(reps):
+        sync(device)
+        t0 = time.perf_counter()
+        torch.matmul(x, y, out=out)
+        sync(device)
+        times.append(time.perf_counter() - t0)
+    med = statistics.median(times)
+    return {"n": n, "reps": reps, "median_ms": med * 1e3, "gflops": 2.0 * n ** 3 / med / 1e9,
+            "gflops_all": [2.0 * n ** 3 / t / 1e9 for t in times]}
 
 
 def stats_ms(times):
@@ -193,6 +243,10 @@ def run_train(a, cfg, model, device, result):
 
 @torch.no_grad()
 def run_decode(a, cfg, model, device, result):
+    """Measured exactly as Athanor's DecodeBench (java/src/main/java/dev/athanor/cli/DecodeBench.java): one cache,
+    --warmup-steps untimed full rounds (at least one), then --steps timed rounds; a round = the prefill (the whole
+    prompt in one forward + argmax: the first new token) and decode_tokens - 1 steps (one token + argmax), each
+    timed on its own (CUDA synchronized at both ends); medians over rounds (prefill) and over every timed step."""
     if a.dtype == "bf16":
         model.to(torch.bfloat16)
     model.eval()
@@ -201,33 +255,49 @@ def run_decode(a, cfg, model, device, result):
         raise SystemExit(f"prompt {p} + decode tokens {n} exceed --seq-len-max {cfg.max_seq_len}")
     if n < 2:
         raise SystemExit("--decode-tokens must be >= 2")
+    if a.warmup_steps < 1:
+        raise SystemExit("--warmup-steps must be >= 1 for decode (one full untimed round)")
     g = torch.Generator().manual_seed(a.seed + 2)
     prompt = torch.randint(0, cfg.vocab_size, (a.batch, p), generator=g).to(device)
     cache = model.new_cache(a.batch, p + n)
-    prefill, decode = [], []
+    prefill, steps, rounds = [], [], []
     for r in range(a.warmup_steps + a.steps):
+        timed = r >= a.warmup_steps
         sync(device)
         t0 = time.perf_counter()
         nxt = model.forward_cached(prompt, cache, 0)[:, -1].argmax(-1, keepdim=True)
         sync(device)
         t1 = time.perf_counter()
+        total = t1 - t0
         for i in range(1, n):
+            s0 = time.perf_counter()
             nxt = model.forward_cached(nxt, cache, p + i - 1)[:, -1].argmax(-1, keepdim=True)
-        sync(device)
-        t2 = time.perf_counter()
-        if r >= a.warmup_steps:
+            sync(device)
+            s1 = time.perf_counter()
+            total += s1 - s0
+            if timed:
+                steps.append(s1 - s0)
+        if timed:
             prefill.append(t1 - t0)
-            decode.append(t2 - t1)
-    sp, sd = stats_ms(prefill), stats_ms(decode)
+            rounds.append(total)
+    sp, sd, sr = stats_ms(prefill), stats_ms(steps), stats_ms(rounds)
+    decode_tps = a.batch / (sd["median_ms"] / 1e3)
     result.update({
         "precision": "bf16 weights and activations" if a.dtype == "bf16" else "fp32",
         "prompt_len": p,
         "decode_tokens": n,
+        "prefill_ms_median": sp["median_ms"],
+        "decode_ms_per_token_median": sd["median_ms"],
+        "decode_tokens_per_s": decode_tps,
+        "prefill_tokens_per_s": a.batch * p / (sp["median_ms"] / 1e3),
+        "end_to_end_tokens_per_s": a.batch * n / (sr["median_ms"] / 1e3),
+        "tokens_per_s": decode_tps,
         "prefill_time": sp,
-        "decode_time": sd,
-        "decode_tokens_per_s": a.batch * (n - 1) / (sd["median_ms"] / 1e3),
-        "decode_ms_per_token": sd["median_ms"] / (n - 1),
-        "end_to_end_tokens_per_s": a.batch * n / ((sp["median_ms"] + sd["median_ms"]) / 1e3),
+        "decode_step_time": sd,
+        "round_time": sr,
+        "prefill_ms": [t * 1e3 for t in prefill],
+        "round_ms": [t * 1e3 for t in rounds],
+        "decode_step_ms": [t * 1e3 for t in steps],
     })
 
 
@@ -284,9 +354,14 @@ def main(argv=None):
         "seed": a.seed,
         "torch": torch.__version__,
         "torch_build": torch_build(),
-        "thread_env": {v: os.environ.get(v) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")},
+        "thread_env": {v: os.environ.get(v) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                                                      "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_WAIT_POLICY")},
         "python": platform.python_version(),
     }
+    if device.type == "cpu" and a.matmul_check:
+        result["matmul_2048"] = matmul_check(device)
+    if device.type == "cpu":
+        result["blas_runtime"] = blas_runtime()
     if a.mode == "train":
         model.train()
         run_train(a, cfg, model, device, result)

@@ -1,7 +1,5 @@
 package dev.athanor.cli;
 
-import dev.athanor.infer.Generator;
-import dev.athanor.infer.SamplingConfig;
 import dev.athanor.io.AtomicFiles;
 import dev.athanor.io.data.DataLoader;
 import dev.athanor.io.data.TokenDataset;
@@ -27,8 +25,10 @@ import java.util.SplittableRandom;
 /**
  * {@code athanor bench}: model throughput on random tokens. {@code --mode train}: full {@link Trainer} steps
  * (forward, backward, global-norm clipping, AdamW) at batch x seq, median step time after warm-up steps; {@code
- * --mode decode}: greedy generation with the KV cache after a prompt, new tokens per second. Prints one
- * JSON object (the peer is bench/model/torch_train.py with the same flags).
+ * --mode decode}: greedy decoding with the KV cache after a random prompt, {@code --warmup-steps} untimed rounds
+ * then {@code --steps} timed ones, the prefill and every decode step timed separately ({@link DecodeBench}:
+ * median prefill, median step, decode tokens/s = batch / median step seconds). Prints one JSON object (the peer
+ * is bench/model/torch_train.py with the same flags, measuring the same way).
  */
 final class BenchCommand {
   static final Set<String> FLAGS = Set.of("preset", "config", "model", "context", "batch", "seq", "steps", "warmup-steps",
@@ -69,19 +69,12 @@ final class BenchCommand {
             Arrays.toString(ms), tps, flopsPerToken, tps * flopsPerToken / 1e12);
       } else if (mode.equals("decode")) {
         int p = f.integer("prompt-len", 16), n = f.integer("decode-tokens", 64);
-        int[][] prompts = new int[b][];
-        for (int i = 0; i < b; i++) prompts[i] = rng.ints(p, 0, mc.vocabSize()).toArray();
-        Generator g = new Generator(m);
-        SamplingConfig sc = new SamplingConfig(0f, 0, 1f, 0, n, false);
-        g.generate(List.of(prompts), new SamplingConfig(0f, 0, 1f, 0, Math.min(4, n), false), null);  // warm-up
-        long t0 = System.nanoTime();
-        List<int[]> outs = g.generate(List.of(prompts), sc, null);
-        double secs = (System.nanoTime() - t0) / 1e9;
-        long made = outs.stream().mapToLong(x -> x.length).sum();
-        out.printf(Locale.ROOT, "{%s,\"mode\":\"decode\",\"prompt_len\":%d,\"decode_tokens\":%d,\"seconds\":%.4f,"
-            + "\"tokens_per_s\":%.1f}%n", common, p, n, secs, made / secs);
+        int rounds = f.integer("steps", 5), warm = f.integer("warmup-steps", 2);
+        if (warm < 1) throw new IllegalArgumentException("--warmup-steps must be >= 1 for decode (one full untimed round), got " + warm);
+        int[] prompts = DecodeBench.randomPrompts(mc.vocabSize(), b, p, 1);
+        out.println(DecodeBench.json(m, device, DecodeBench.measure(m, prompts, b, p, n, warm, rounds)));
       } else {
-        throw new IllegalArgumentException("--mode must be train or decode, got '" + mode + "'");
+        throw new IllegalArgumentException("--mode must be train, decode or overlap, got '" + mode + "'");
       }
     }
   }
@@ -127,8 +120,6 @@ final class BenchCommand {
   }
 
   static double median(double[] x) {
-    double[] s = x.clone();
-    Arrays.sort(s);
-    return s.length % 2 == 1 ? s[s.length / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+    return DecodeBench.median(x);
   }
 }

@@ -81,8 +81,9 @@ public final class Main {
                      checkpoints: --checkpoint-dir DIR --checkpoint-every N --keep K --resume DIR|auto --checkpoint-sync
           generate   --model DIR --prompt TEXT [--max-tokens N --temperature T --top-k K --top-p P --seed S --no-stop]
           score      --model DIR (--tokens FILE | --text TEXT): per-token log-probabilities and mean loss as JSON
-          bench      model throughput on random tokens as JSON: --mode train|decode, --preset/--config,
+          bench      model throughput on random tokens as JSON: --mode train|decode|overlap, --preset/--config,
                      --batch --seq --steps --warmup-steps --device --threads --prompt-len --decode-tokens
+                     (decode: --steps timed rounds after --warmup-steps untimed ones; prefill and per-token medians)
                      --mode overlap: host->device copies on a copy stream behind GEMMs, vs serialized
                      [--chunks K --chunk-mib M --gemm N --dtype f32|bf16|f16 --repeats R --warmup W --json PATH]
           info       [--json] backends, devices, CPU features, kernels available, memory tiers

@@ -93,6 +93,57 @@ class CommandsTest {
   }
 
   @Test
+  void benchDecodeReportsPrefillAndPerTokenMediansAsJson() {
+    int batch = 2, prompt = 5, newTokens = 4, rounds = 3;
+    Out r = run("bench", "--mode", "decode", "--model", modelDir.toString(), "--device", "cpu", "--batch", "" + batch,
+        "--prompt-len", "" + prompt, "--decode-tokens", "" + newTokens, "--steps", "" + rounds, "--warmup-steps", "1");
+    assertEquals(0, r.code(), r.err());
+    JsonObject j = JsonParser.parseString(r.out().trim()).getAsJsonObject();
+    assertEquals("athanor", j.get("impl").getAsString());
+    assertEquals("decode", j.get("mode").getAsString());
+    assertEquals(batch, j.get("batch").getAsInt());
+    assertEquals(prompt, j.get("prompt_len").getAsInt());
+    assertEquals(newTokens, j.get("decode_tokens").getAsInt());
+    assertEquals(rounds, j.get("steps").getAsInt());
+    assertEquals(1, j.get("warmup_steps").getAsInt());
+    assertEquals(rounds, j.getAsJsonArray("prefill_ms").size());
+    assertEquals(rounds, j.getAsJsonArray("round_ms").size());
+    assertEquals(rounds * (newTokens - 1), j.getAsJsonArray("decode_step_ms").size(), "every decode step of every round");
+    for (String k : List.of("prefill_ms", "round_ms", "decode_step_ms")) {
+      for (var e : j.getAsJsonArray(k)) assertTrue(e.getAsDouble() > 0, k + " holds " + e);
+    }
+    for (String k : List.of("prefill_ms_median", "decode_ms_per_token_median", "decode_tokens_per_s",
+        "prefill_tokens_per_s", "end_to_end_tokens_per_s", "tokens_per_s")) {
+      double v = j.get(k).getAsDouble();
+      assertTrue(v > 0 && Double.isFinite(v), k + " = " + v);
+    }
+    // decode tokens/s = batch / median step seconds (both printed rounded: compare loosely)
+    double perToken = j.get("decode_ms_per_token_median").getAsDouble();
+    assertEquals(batch / (perToken / 1e3), j.get("decode_tokens_per_s").getAsDouble(), 1e-3 * batch / (perToken / 1e3));
+    assertEquals(j.get("decode_tokens_per_s").getAsDouble(), j.get("tokens_per_s").getAsDouble());
+    r = run("bench", "--mode", "decode", "--model", modelDir.toString(), "--device", "cpu", "--warmup-steps", "0");
+    assertEquals(2, r.code());
+    assertTrue(r.err().contains("--warmup-steps must be >= 1"), r.err());
+  }
+
+  @Test
+  void decodeBenchDecodesGreedilyLikeTheGenerator() {
+    int batch = 2, prompt = 6, newTokens = 5;
+    try (Transformer m = HfModelDir.loadModel(modelDir, Device.CPU)) {
+      int[] prompts = DecodeBench.randomPrompts(CFG.vocabSize(), batch, prompt, 7);
+      DecodeBench.Result r = DecodeBench.measure(m, prompts, batch, prompt, newTokens, 1, 2);
+      List<int[]> ps = List.of(java.util.Arrays.copyOfRange(prompts, 0, prompt),
+          java.util.Arrays.copyOfRange(prompts, prompt, 2 * prompt));
+      List<int[]> made = new Generator(m).generate(ps, new SamplingConfig(0f, 0, 1f, 0, newTokens, false), null);
+      long h = 17;
+      for (int t = 0; t < newTokens; t++) {
+        for (int b = 0; b < batch; b++) h = h * 31 + made.get(b)[t];
+      }
+      assertEquals(h, r.tokensChecksum(), "the bench decodes the same tokens as greedy generation");
+    }
+  }
+
+  @Test
   void llamaTextGetsItsBosTokenOnce() {
     Tokenizer withBos = new Tokenizer() {
       public String id() { return "stub"; }
@@ -131,7 +182,7 @@ class CommandsTest {
     assertTrue(r.err().contains("exactly one of --tokens"), r.err());
     r = run("bench", "--mode", "sprint", "--device", "cpu", "--preset", "gpt2-tiny");
     assertEquals(2, r.code());
-    assertTrue(r.err().contains("--mode must be train or decode"), r.err());
+    assertTrue(r.err().contains("--mode must be train, decode or overlap"), r.err());
     r = run("frobnicate");
     assertEquals(2, r.code());
     assertTrue(r.err().contains("unknown command 'frobnicate'"), r.err());

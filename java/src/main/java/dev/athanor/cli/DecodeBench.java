@@ -1,0 +1,194 @@
+package dev.athanor.cli;
+
+import dev.athanor.nn.KvCache;
+import dev.athanor.nn.ModelConfig;
+import dev.athanor.nn.Transformer;
+import dev.athanor.runtime.Device;
+import dev.athanor.runtime.NativeRuntime;
+import java.util.Arrays;
+import java.util.Locale;
+import java.util.SplittableRandom;
+
+/**
+ * Greedy KV-cache decoding, timed as prefill and per-token decode steps. The measuring code behind {@code athanor
+ * bench --mode decode}, and a stand-alone main for comparing two builds with the same code.
+ *
+ * <p>Method (bench/model/torch_train.py's decode mode does the same in PyTorch): one cache for {@code batch}
+ * sequences of {@code promptLen + newTokens}, made once and reset before each round. A round is the prefill (the
+ * whole random prompt in one {@link Transformer#forwardCached} call plus the argmax of its logits: the first new
+ * token) followed by {@code newTokens - 1} decode steps (one token per sequence through {@code forwardCached}
+ * plus the argmax). Every prefill and every decode step is timed on its own ({@link System#nanoTime}; the logits
+ * come back to the host, so each call is complete when it returns). {@code warmup} untimed rounds (at least one,
+ * so every buffer and JIT path is exercised) come before {@code rounds} timed ones. Reported: the median prefill,
+ * the median decode step over all timed steps of all rounds, decode tokens/s = batch / median step seconds,
+ * prefill tokens/s = batch * promptLen / median prefill seconds, end-to-end tokens/s = batch * newTokens / median
+ * round seconds (a round's prefill plus its steps), and the raw lists.
+ *
+ * <p>It uses only public API that has been stable across the model redesign ({@code Transformer.create},
+ * {@code initialize}, {@code newCache}, {@code forwardCached}, {@code KvCache.reset}), so bench/run-model-cpu.sh
+ * compiles this one file against an older jar too and times both builds with identical code. Keep it that way.
+ */
+public final class DecodeBench {
+  private DecodeBench() {}
+
+  /** The timings of one measurement, in milliseconds. */
+  public record Result(int batch, int promptLen, int newTokens, int warmup, double[] prefillMs, double[] stepMs,
+      double[] roundMs, long tokensChecksum) {
+    public double prefillMsMedian() {
+      return median(prefillMs);
+    }
+
+    public double stepMsMedian() {
+      return median(stepMs);
+    }
+
+    /** New tokens per second in steady decoding: batch / median step seconds. */
+    public double decodeTokensPerS() {
+      return batch / (stepMsMedian() / 1e3);
+    }
+
+    public double prefillTokensPerS() {
+      return (double) batch * promptLen / (prefillMsMedian() / 1e3);
+    }
+
+    /** batch * newTokens / median round seconds (prefill + all decode steps of a round). */
+    public double endToEndTokensPerS() {
+      return (double) batch * newTokens / (median(roundMs) / 1e3);
+    }
+  }
+
+  /**
+   * Times {@code rounds} rounds after {@code warmup} (>= 1) untimed ones; {@code prompts} is batch x promptLen,
+   * row-major. {@code tokensChecksum} hashes every token of the last round (equal across builds whose numerics
+   * agree).
+   */
+  public static Result measure(Transformer m, int[] prompts, int batch, int promptLen, int newTokens, int warmup,
+      int rounds) {
+    if (warmup < 1) throw new IllegalArgumentException("warm-up rounds must be >= 1, got " + warmup);
+    if (rounds < 1) throw new IllegalArgumentException("timed rounds must be >= 1, got " + rounds);
+    if (newTokens < 2) throw new IllegalArgumentException("new tokens must be >= 2 (one from the prefill, then steps), got " + newTokens);
+    if (promptLen < 1) throw new IllegalArgumentException("prompt length must be >= 1, got " + promptLen);
+    if (prompts.length != batch * promptLen) {
+      throw new IllegalArgumentException("prompts hold " + prompts.length + " ids, expected " + batch + " x " + promptLen);
+    }
+    int ctx = m.config().maxSeqLen();
+    if (promptLen + newTokens > ctx) {
+      throw new IllegalArgumentException("prompt " + promptLen + " + new tokens " + newTokens + " exceed the model's context " + ctx);
+    }
+    int vocab = m.config().vocabSize(), steps = newTokens - 1;
+    double[] prefill = new double[rounds], step = new double[rounds * steps], round = new double[rounds];
+    long checksum = 0;
+    int[] next = new int[batch];
+    try (KvCache cache = m.newCache(batch, promptLen + newTokens)) {
+      for (int r = -warmup; r < rounds; r++) {
+        cache.reset();
+        checksum = 17;
+        long t0 = System.nanoTime();
+        argmax(m.forwardCached(cache, prompts, batch, promptLen), batch, vocab, next);
+        long t1 = System.nanoTime();
+        checksum = hash(checksum, next);
+        if (r >= 0) prefill[r] = (t1 - t0) / 1e6;
+        long sum = t1 - t0;
+        for (int i = 0; i < steps; i++) {
+          long s0 = System.nanoTime();
+          argmax(m.forwardCached(cache, next, batch, 1), batch, vocab, next);
+          long s1 = System.nanoTime();
+          checksum = hash(checksum, next);
+          sum += s1 - s0;
+          if (r >= 0) step[r * steps + i] = (s1 - s0) / 1e6;
+        }
+        if (r >= 0) round[r] = sum / 1e6;
+      }
+    }
+    return new Result(batch, promptLen, newTokens, warmup, prefill, step, round, checksum);
+  }
+
+  /** Uniformly random prompts (batch x promptLen), the same for a given seed in every build. */
+  public static int[] randomPrompts(int vocab, int batch, int promptLen, long seed) {
+    return new SplittableRandom(seed).ints((long) batch * promptLen, 0, vocab).toArray();
+  }
+
+  /** One JSON object (no newline): the model, the settings, the medians and the raw lists. */
+  public static String json(Transformer m, Device device, Result r) {
+    ModelConfig mc = m.config();
+    return String.format(Locale.ROOT,
+        "{\"impl\":\"athanor\",\"family\":\"%s\",\"layers\":%d,\"hidden\":%d,\"heads\":%d,\"vocab\":%d,\"params\":%d,"
+            + "\"device\":\"%s\",\"dtype\":\"%s\",\"threads\":%d,\"batch\":%d,\"mode\":\"decode\",\"prompt_len\":%d,"
+            + "\"decode_tokens\":%d,\"warmup_steps\":%d,\"steps\":%d,\"prefill_ms_median\":%.4f,"
+            + "\"decode_ms_per_token_median\":%.4f,\"decode_tokens_per_s\":%.2f,\"prefill_tokens_per_s\":%.1f,"
+            + "\"end_to_end_tokens_per_s\":%.2f,\"tokens_per_s\":%.2f,\"tokens_checksum\":%d,\"prefill_ms\":%s,"
+            + "\"round_ms\":%s,\"decode_step_ms\":%s}",
+        mc.family().hfModelType(), mc.layers(), mc.hidden(), mc.heads(), mc.vocabSize(), mc.parameterCount(), device,
+        m.computeDtype(), NativeRuntime.cpuThreads(), r.batch(), r.promptLen(), r.newTokens(), r.warmup(),
+        r.prefillMs().length, r.prefillMsMedian(), r.stepMsMedian(), r.decodeTokensPerS(), r.prefillTokensPerS(),
+        r.endToEndTokensPerS(), r.decodeTokensPerS(), r.tokensChecksum(), list(r.prefillMs()), list(r.roundMs()),
+        list(r.stepMs()));
+  }
+
+  /** Builds the model, measures, returns the JSON line (what {@code bench --mode decode} prints). */
+  public static String run(ModelConfig mc, Device device, int batch, int promptLen, int newTokens, int warmup, int rounds) {
+    try (Transformer m = Transformer.create(mc, device)) {
+      m.initialize(1);
+      int[] prompts = randomPrompts(mc.vocabSize(), batch, promptLen, 1);
+      return json(m, device, measure(m, prompts, batch, promptLen, newTokens, warmup, rounds));
+    }
+  }
+
+  /**
+   * Stand-alone use, for timing another build with this same code (bench/run-model-cpu.sh compiles this file
+   * against that build's jar): {@code --preset NAME --device cpu|cuda[:N] --threads N --batch B --prompt-len P
+   * --decode-tokens N --steps R --warmup-steps W}.
+   */
+  public static void main(String[] args) {
+    String preset = "gpt2-tiny", device = "cpu";
+    int threads = 0, batch = 1, promptLen = 16, newTokens = 64, rounds = 5, warmup = 1;
+    for (int i = 0; i < args.length; i += 2) {
+      if (i + 1 >= args.length) throw new IllegalArgumentException("flag " + args[i] + " needs a value");
+      String v = args[i + 1];
+      switch (args[i]) {
+        case "--preset" -> preset = v;
+        case "--device" -> device = v;
+        case "--threads" -> threads = Integer.parseInt(v);
+        case "--batch" -> batch = Integer.parseInt(v);
+        case "--prompt-len" -> promptLen = Integer.parseInt(v);
+        case "--decode-tokens" -> newTokens = Integer.parseInt(v);
+        case "--steps" -> rounds = Integer.parseInt(v);
+        case "--warmup-steps" -> warmup = Integer.parseInt(v);
+        default -> throw new IllegalArgumentException("unknown flag " + args[i]);
+      }
+    }
+    if (threads > 0) NativeRuntime.setCpuThreads(threads);
+    System.out.println(run(ModelConfig.preset(preset), Device.parse(device), batch, promptLen, newTokens, warmup, rounds));
+  }
+
+  private static void argmax(float[] logits, int batch, int vocab, int[] out) {
+    for (int b = 0; b < batch; b++) {
+      int best = 0, o = b * vocab;
+      float bv = logits[o];
+      for (int v = 1; v < vocab; v++) {
+        if (logits[o + v] > bv) {
+          bv = logits[o + v];
+          best = v;
+        }
+      }
+      out[b] = best;
+    }
+  }
+
+  private static long hash(long h, int[] tokens) {
+    for (int t : tokens) h = h * 31 + t;
+    return h;
+  }
+
+  static double median(double[] x) {
+    double[] s = x.clone();
+    Arrays.sort(s);
+    return s.length % 2 == 1 ? s[s.length / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+  }
+
+  private static String list(double[] x) {
+    StringBuilder sb = new StringBuilder("[");
+    for (int i = 0; i < x.length; i++) sb.append(i == 0 ? "" : ",").append(String.format(Locale.ROOT, "%.4f", x[i]));
+    return sb.append(']').toString();
+  }
+}
