@@ -5,6 +5,7 @@ import java.io.PrintStream;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Locale;
 import java.util.Objects;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.function.LongSupplier;
@@ -44,7 +45,9 @@ final class Progress implements AutoCloseable {
     this.total = new AtomicLong(total);
     b.setInitialMax(total > 0 ? total : -1).startsFrom(initial, Duration.ZERO).continuousUpdate();
     if (interactive) {
-      b.setStyle(ProgressBarStyle.UNICODE_BLOCK).setUpdateIntervalMillis(TERMINAL_INTERVAL_MS);
+      String charset = String.valueOf(System.getProperty("stderr.encoding", System.getProperty("native.encoding")));
+      b.setStyle(charset.toUpperCase(Locale.ROOT).contains("UTF") ? ProgressBarStyle.UNICODE_BLOCK : ProgressBarStyle.ASCII)
+          .setUpdateIntervalMillis(TERMINAL_INTERVAL_MS);
       lines = null;
     } else {
       lines = new LogLines(out, LOG_WIDTH, System::nanoTime, this.done::get, this.total::get);
