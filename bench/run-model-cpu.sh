@@ -85,14 +85,16 @@ OUT=bench/results/$STAMP
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 
-# the decode harness: DecodeBench.java compiled against each jar
+# the decode harness: DecodeBench.java compiled against each jar, with this build's picocli (its command line)
 HARNESS_SRC=java/src/main/java/dev/athanor/cli/DecodeBench.java
+PICOCLI=$(ls "$(dirname "$JAR")"/lib/picocli-*.jar 2>/dev/null | head -n1)
+[ -n "$PICOCLI" ] || { echo "run-model-cpu.sh: no picocli jar in $(dirname "$JAR")/lib (build with ./athanor build)" >&2; exit 2; }
 declare -A HARNESS
 compile_harness() {  # label jar
   mkdir -p "$TMP/harness-$1"
-  "$JAVAC" -nowarn -d "$TMP/harness-$1" -cp "$2" "$HARNESS_SRC" ||
+  "$JAVAC" -nowarn -d "$TMP/harness-$1" -cp "$2:$PICOCLI" "$HARNESS_SRC" ||
     { echo "run-model-cpu.sh: $HARNESS_SRC does not compile against $2 (the shared public API changed?)" >&2; exit 2; }
-  HARNESS[$1]="$TMP/harness-$1:$2"
+  HARNESS[$1]="$TMP/harness-$1:$2:$PICOCLI"
 }
 compile_harness after "$JAR"
 [ -n "${BASELINE_JAR:-}" ] && compile_harness before "$BASELINE_JAR"

@@ -1,5 +1,6 @@
 package dev.athanor.cli;
 
+import dev.athanor.cli.Options.Range;
 import dev.athanor.io.AtomicFiles;
 import dev.athanor.io.data.DataLoader;
 import dev.athanor.io.data.TokenDataset;
@@ -12,15 +13,24 @@ import dev.athanor.train.Schedule;
 import dev.athanor.train.TrainConfig;
 import dev.athanor.train.Trainer;
 import java.io.IOException;
-import java.io.PrintStream;
 import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Locale;
+import java.util.Map;
 import java.util.Set;
 import java.util.SplittableRandom;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.ArgGroup;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Model.OptionSpec;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.ParentCommand;
+import picocli.CommandLine.Spec;
 
 /**
  * {@code athanor bench}: model throughput on random tokens. {@code --mode train}: full {@link Trainer} steps
@@ -30,52 +40,144 @@ import java.util.SplittableRandom;
  * median prefill, median step, decode tokens/s = batch / median step seconds). Prints one JSON object (the peer
  * is bench/model/torch_train.py with the same flags, measuring the same way).
  */
-final class BenchCommand {
-  static final Set<String> FLAGS = Set.of("preset", "config", "model", "context", "batch", "seq", "steps", "warmup-steps",
-      "mode", "device", "prompt-len", "decode-tokens", "threads");
+@Command(name = "bench", sortOptions = false, abbreviateSynopsis = true,
+    description = "Throughput of a model on random tokens, or of copies behind compute, as one JSON line on stdout.",
+    footer = {"%nExamples:", "  athanor bench --preset gpt2 --mode train --batch 16 --seq 1024 --device cuda",
+        "  athanor bench --mode decode --preset gpt2-tiny --batch 8 --threads 2",
+        "  athanor bench --mode overlap --device cuda --json overlap.json"})
+final class BenchCommand implements Callable<Integer> {
+  @Spec CommandSpec spec;
+  @ParentCommand Main main;
 
-  private BenchCommand() {}
+  /** What to measure. */
+  enum Mode {
+    TRAIN, DECODE, OVERLAP;
 
-  static void run(List<String> args, PrintStream out) {
-    if (OverlapBench.requested(args)) { // copies hidden behind compute: its own flags, see OverlapBench
-      OverlapBench.run(args, out);
-      return;
+    @Override
+    public String toString() {
+      return name().toLowerCase(Locale.ROOT);
     }
-    Flags f = new Flags("bench", args, FLAGS, Set.of());
-    Device device = Models.device(f.str("device", "auto"));
-    Models.cpuThreads(f);
-    ModelConfig mc = Models.config(f);
-    String mode = f.str("mode", "train");
-    int b = f.integer("batch", 8);
-    SplittableRandom rng = new SplittableRandom(1);
+  }
+
+  @Option(names = "--mode", paramLabel = "MODE", defaultValue = "train", description = {"${COMPLETION-CANDIDATES}. Default: ${DEFAULT-VALUE}",
+      "train: full training steps (forward, backward, clipping, AdamW), median step time after warm-up steps",
+      "decode: greedy KV-cache decoding after a random prompt, median prefill and per-token step",
+      "overlap: host->device copies on a copy stream behind GEMMs, against the same work on one stream"})
+  Mode mode;
+
+  @ArgGroup(exclusive = false, validate = false, heading = "%nModel (train, decode; one of --preset, --config, --model):%n", order = 1)
+  Options.ModelOptions model = new Options.ModelOptions();
+
+  @ArgGroup(exclusive = false, validate = false, heading = "%nSteps (train, decode):%n", order = 2)
+  Steps steps = new Steps();
+
+  @ArgGroup(exclusive = false, validate = false, heading = "%nTrain (--mode train):%n", order = 3)
+  Train train = new Train();
+
+  @ArgGroup(exclusive = false, validate = false, heading = "%nDecode (--mode decode):%n", order = 4)
+  Decode decode = new Decode();
+
+  @ArgGroup(exclusive = false, validate = false, heading = "%nOverlap (--mode overlap):%n", order = 5)
+  OverlapBench.Args overlap = new OverlapBench.Args();
+
+  @ArgGroup(exclusive = false, validate = false, heading = "%nRuntime:%n", order = 6)
+  Options.RuntimeOptions runtime = new Options.RuntimeOptions();
+
+  /** Batch and rounds of train and decode. */
+  static final class Steps {
+    @Option(names = "--batch", paramLabel = "N", defaultValue = "8", description = "sequences. Default: ${DEFAULT-VALUE}")
+    @Range(min = 1)
+    int batch;
+
+    @Option(names = "--steps", paramLabel = "N", description = "timed steps (train, default 10) or rounds (decode, default 5)")
+    @Range(min = 1)
+    Integer steps;
+
+    @Option(names = "--warmup-steps", paramLabel = "N", defaultValue = "2",
+        description = "untimed steps or rounds first (decode: at least 1). Default: ${DEFAULT-VALUE}")
+    @Range(min = 0)
+    int warmup;
+  }
+
+  /** Training-step shape. */
+  static final class Train {
+    @Option(names = "--seq", paramLabel = "TOKENS", description = "tokens per sequence (default: 256, or the context if shorter)")
+    @Range(min = 1)
+    Integer seq;
+  }
+
+  /** Decoding shape. */
+  static final class Decode {
+    @Option(names = "--prompt-len", paramLabel = "TOKENS", defaultValue = "16", description = "random prompt tokens. Default: ${DEFAULT-VALUE}")
+    @Range(min = 1)
+    int promptLen;
+
+    @Option(names = "--decode-tokens", paramLabel = "N", defaultValue = "64",
+        description = "new tokens per round: one from the prefill, then steps. Default: ${DEFAULT-VALUE}")
+    @Range(min = 2)
+    int newTokens;
+  }
+
+  /** The option groups each mode takes (options of any other group are usage errors). */
+  private static final Map<Mode, Set<Class<?>>> GROUPS = Map.of(
+      Mode.TRAIN, Set.of(Options.ModelOptions.class, Steps.class, Train.class),
+      Mode.DECODE, Set.of(Options.ModelOptions.class, Steps.class, Decode.class),
+      Mode.OVERLAP, Set.of(OverlapBench.Args.class));
+
+  @Override
+  public Integer call() {
+    checkModeOptions();
+    Device device = runtime.apply();
+    if (mode == Mode.OVERLAP) { // copies hidden behind compute, see OverlapBench
+      OverlapBench.run(overlap, device, main.out);
+      return 0;
+    }
+    if (mode == Mode.DECODE && steps.warmup < 1) {
+      throw Options.usage(spec, "--warmup-steps must be >= 1 for decode (one full untimed round), got " + steps.warmup);
+    }
+    ModelConfig mc = model.config(spec);
+    int b = steps.batch;
     try (Transformer m = Transformer.create(mc, device)) {
       m.initialize(1);
-      String common = String.format(Locale.ROOT,
-          "\"impl\":\"athanor\",\"family\":\"%s\",\"layers\":%d,\"hidden\":%d,\"heads\":%d,\"vocab\":%d,\"params\":%d,"
-              + "\"device\":\"%s\",\"dtype\":\"%s\",\"threads\":%d,\"batch\":%d",
-          mc.family().hfModelType(), mc.layers(), mc.hidden(), mc.heads(), mc.vocabSize(), mc.parameterCount(), device,
-          m.computeDtype(), dev.athanor.runtime.NativeRuntime.cpuThreads(), b);
-      if (mode.equals("train")) {
-        int t = f.integer("seq", Math.min(256, mc.maxSeqLen()));
-        int steps = f.integer("steps", 10), warm = f.integer("warmup-steps", 2);
-        double[] ms = trainStepMillis(m, b, t, steps, warm, rng);
+      if (mode == Mode.TRAIN) {
+        int t = train.seq != null ? train.seq : Math.min(256, mc.maxSeqLen());
+        int n = steps.steps != null ? steps.steps : 10;
+        String common = String.format(Locale.ROOT,
+            "\"impl\":\"athanor\",\"family\":\"%s\",\"layers\":%d,\"hidden\":%d,\"heads\":%d,\"vocab\":%d,\"params\":%d,"
+                + "\"device\":\"%s\",\"dtype\":\"%s\",\"threads\":%d,\"batch\":%d",
+            mc.family().hfModelType(), mc.layers(), mc.hidden(), mc.heads(), mc.vocabSize(), mc.parameterCount(), device,
+            m.computeDtype(), dev.athanor.runtime.NativeRuntime.cpuThreads(), b);
+        double[] ms = trainStepMillis(m, b, t, n, steps.warmup, new SplittableRandom(1));
         double med = median(ms);
         double tps = b * t / (med / 1e3);
         // FLOPs per token: 6 N (matmul weights incl. the head) + 6 L T C (causal attention: 12 L T C halved)
-        long n = mc.parameterCount() - (mc.family().hfModelType().equals("gpt2") ? (long) mc.maxSeqLen() * mc.hidden() : 0);
-        double flopsPerToken = 6.0 * n + 6.0 * mc.layers() * t * mc.hidden();
-        out.printf(Locale.ROOT, "{%s,\"mode\":\"train\",\"seq\":%d,\"steps\":%d,\"step_ms_median\":%.3f,\"step_ms\":%s,"
-            + "\"tokens_per_s\":%.1f,\"flops_per_token\":%.4g,\"achieved_tflops\":%.3f}%n", common, t, steps, med,
+        long params = mc.parameterCount() - (mc.family().hfModelType().equals("gpt2") ? (long) mc.maxSeqLen() * mc.hidden() : 0);
+        double flopsPerToken = 6.0 * params + 6.0 * mc.layers() * t * mc.hidden();
+        main.out.printf(Locale.ROOT, "{%s,\"mode\":\"train\",\"seq\":%d,\"steps\":%d,\"step_ms_median\":%.3f,\"step_ms\":%s,"
+            + "\"tokens_per_s\":%.1f,\"flops_per_token\":%.4g,\"achieved_tflops\":%.3f}%n", common, t, n, med,
             Arrays.toString(ms), tps, flopsPerToken, tps * flopsPerToken / 1e12);
-      } else if (mode.equals("decode")) {
-        int p = f.integer("prompt-len", 16), n = f.integer("decode-tokens", 64);
-        int rounds = f.integer("steps", 5), warm = f.integer("warmup-steps", 2);
-        if (warm < 1) throw new IllegalArgumentException("--warmup-steps must be >= 1 for decode (one full untimed round), got " + warm);
-        int[] prompts = DecodeBench.randomPrompts(mc.vocabSize(), b, p, 1);
-        out.println(DecodeBench.json(m, device, DecodeBench.measure(m, prompts, b, p, n, warm, rounds)));
       } else {
-        throw new IllegalArgumentException("--mode must be train, decode or overlap, got '" + mode + "'");
+        int p = decode.promptLen, rounds = steps.steps != null ? steps.steps : 5;
+        int[] prompts = DecodeBench.randomPrompts(mc.vocabSize(), b, p, 1);
+        main.out.println(DecodeBench.json(m, device, DecodeBench.measure(m, prompts, b, p, decode.newTokens, steps.warmup, rounds)));
       }
+    }
+    return 0;
+  }
+
+  /** Usage error for an option of a group that does not belong to --mode (e.g. --batch with --mode overlap). */
+  private void checkModeOptions() {
+    Set<Class<?>> allowed = GROUPS.get(mode);
+    for (OptionSpec o : spec.commandLine().getParseResult().matchedOptions()) {
+      if (o.group() == null) continue;
+      Class<?> g = o.group().typeInfo().getType();
+      if (allowed.contains(g) || GROUPS.values().stream().noneMatch(s -> s.contains(g))) continue;
+      List<String> takes = new ArrayList<>();
+      for (OptionSpec x : spec.options()) {
+        if (x.group() != null && allowed.contains(x.group().typeInfo().getType())) takes.add(x.longestName());
+      }
+      throw Options.usage(spec, "option '" + o.longestName() + "' does not apply to --mode " + mode + " (it takes "
+          + String.join(", ", takes) + ", and --device, --threads, --mem-*)");
     }
   }
 

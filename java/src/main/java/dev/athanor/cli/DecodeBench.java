@@ -8,6 +8,10 @@ import dev.athanor.runtime.NativeRuntime;
 import java.util.Arrays;
 import java.util.Locale;
 import java.util.SplittableRandom;
+import java.util.concurrent.Callable;
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
 
 /**
  * Greedy KV-cache decoding, timed as prefill and per-token decode steps. The measuring code behind {@code athanor
@@ -136,29 +140,46 @@ public final class DecodeBench {
 
   /**
    * Stand-alone use, for timing another build with this same code (bench/run-model-cpu.sh compiles this file
-   * against that build's jar): {@code --preset NAME --device cpu|cuda[:N] --threads N --batch B --prompt-len P
-   * --decode-tokens N --steps R --warmup-steps W}.
+   * against that build's jar, with picocli on the class path); {@code --help} lists the options.
    */
   public static void main(String[] args) {
-    String preset = "gpt2-tiny", device = "cpu";
-    int threads = 0, batch = 1, promptLen = 16, newTokens = 64, rounds = 5, warmup = 1;
-    for (int i = 0; i < args.length; i += 2) {
-      if (i + 1 >= args.length) throw new IllegalArgumentException("flag " + args[i] + " needs a value");
-      String v = args[i + 1];
-      switch (args[i]) {
-        case "--preset" -> preset = v;
-        case "--device" -> device = v;
-        case "--threads" -> threads = Integer.parseInt(v);
-        case "--batch" -> batch = Integer.parseInt(v);
-        case "--prompt-len" -> promptLen = Integer.parseInt(v);
-        case "--decode-tokens" -> newTokens = Integer.parseInt(v);
-        case "--steps" -> rounds = Integer.parseInt(v);
-        case "--warmup-steps" -> warmup = Integer.parseInt(v);
-        default -> throw new IllegalArgumentException("unknown flag " + args[i]);
-      }
+    System.exit(new CommandLine(new Standalone()).execute(args));
+  }
+
+  /** The stand-alone command line: the decode options of {@code athanor bench --mode decode}, with its defaults here. */
+  @Command(name = "DecodeBench", mixinStandardHelpOptions = true,
+      description = "Greedy KV-cache decoding of random prompts, timed as prefill and per-token steps; one JSON line.")
+  static final class Standalone implements Callable<Integer> {
+    @Option(names = "--preset", defaultValue = "gpt2-tiny", description = "model preset. Default: ${DEFAULT-VALUE}")
+    String preset;
+
+    @Option(names = "--device", defaultValue = "cpu", description = "cpu, cuda or cuda:N. Default: ${DEFAULT-VALUE}")
+    String device;
+
+    @Option(names = "--threads", defaultValue = "0", description = "CPU threads (0: the default)")
+    int threads;
+
+    @Option(names = "--batch", defaultValue = "1", description = "Default: ${DEFAULT-VALUE}")
+    int batch;
+
+    @Option(names = "--prompt-len", defaultValue = "16", description = "Default: ${DEFAULT-VALUE}")
+    int promptLen;
+
+    @Option(names = "--decode-tokens", defaultValue = "64", description = "Default: ${DEFAULT-VALUE}")
+    int newTokens;
+
+    @Option(names = "--steps", defaultValue = "5", description = "timed rounds. Default: ${DEFAULT-VALUE}")
+    int rounds;
+
+    @Option(names = "--warmup-steps", defaultValue = "1", description = "untimed rounds first. Default: ${DEFAULT-VALUE}")
+    int warmup;
+
+    @Override
+    public Integer call() {
+      if (threads > 0) NativeRuntime.setCpuThreads(threads);
+      System.out.println(run(ModelConfig.preset(preset), Device.parse(device), batch, promptLen, newTokens, warmup, rounds));
+      return 0;
     }
-    if (threads > 0) NativeRuntime.setCpuThreads(threads);
-    System.out.println(run(ModelConfig.preset(preset), Device.parse(device), batch, promptLen, newTokens, warmup, rounds));
   }
 
   private static void argmax(float[] logits, int batch, int vocab, int[] out) {

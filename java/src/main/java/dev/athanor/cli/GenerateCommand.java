@@ -1,5 +1,6 @@
 package dev.athanor.cli;
 
+import dev.athanor.cli.Options.Range;
 import dev.athanor.infer.Generator;
 import dev.athanor.infer.SamplingConfig;
 import dev.athanor.io.tokenizer.StreamDecoder;
@@ -7,26 +8,58 @@ import dev.athanor.io.tokenizer.Tokenizer;
 import dev.athanor.nn.Transformer;
 import java.io.PrintStream;
 import java.nio.file.Path;
-import java.util.List;
-import java.util.Set;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.ArgGroup;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.ParentCommand;
 
 /** {@code athanor generate}: continue a prompt with a saved model, streaming the text as it is produced. */
-final class GenerateCommand {
-  static final Set<String> FLAGS = Set.of("model", "prompt", "max-tokens", "temperature", "top-k", "top-p", "seed",
-      "device", "no-stop");
+@Command(name = "generate", sortOptions = false, abbreviateSynopsis = true,
+    description = "Continue a prompt with a saved model (a Hugging Face directory), streaming the text to stdout.",
+    footer = {"%nExample:", "  athanor generate --model runs/mine --prompt \"public static\" --max-tokens 200"})
+final class GenerateCommand implements Callable<Integer> {
+  @ParentCommand Main main;
 
-  private GenerateCommand() {}
+  @Option(names = "--model", required = true, paramLabel = "DIR", description = "a Hugging Face model directory")
+  Path model;
 
-  static String run(List<String> args, PrintStream out) {
-    Flags f = new Flags("generate", args, FLAGS, Set.of("no-stop"));
-    Path dir = Path.of(f.required("model"));
-    String prompt = f.required("prompt");
-    SamplingConfig sc = new SamplingConfig(f.number("temperature", 0.8f), f.integer("top-k", 40), f.number("top-p", 0.95f),
-        f.longValue("seed", 0), f.integer("max-tokens", 200), !f.bool("no-stop", false));
-    try (Transformer model = Models.load(dir, Models.device(f.str("device", "auto")))) {
-      Tokenizer tok = Models.tokenizer(dir, model.config());
-      return generate(model, tok, prompt, sc, out);
+  @Option(names = "--prompt", required = true, paramLabel = "TEXT", description = "the text to continue")
+  String prompt;
+
+  @Option(names = "--max-tokens", paramLabel = "N", defaultValue = "200", description = "tokens to generate. Default: ${DEFAULT-VALUE}")
+  @Range(min = 0)
+  int maxTokens;
+
+  @Option(names = "--temperature", paramLabel = "T", defaultValue = "0.8",
+      description = "sampling temperature (0 = greedy). Default: ${DEFAULT-VALUE}")
+  @Range(min = 0)
+  float temperature;
+
+  @Option(names = "--top-k", paramLabel = "K", defaultValue = "40", description = "sample from the K likeliest tokens (0 = all). Default: ${DEFAULT-VALUE}")
+  @Range(min = 0)
+  int topK;
+
+  @Option(names = "--top-p", paramLabel = "P", defaultValue = "0.95", description = "nucleus sampling mass. Default: ${DEFAULT-VALUE}")
+  @Range(min = 0, minExclusive = true, max = 1)
+  float topP;
+
+  @Option(names = "--seed", paramLabel = "SEED", defaultValue = "0", description = "sampling seed. Default: ${DEFAULT-VALUE}")
+  long seed;
+
+  @Option(names = "--no-stop", paramLabel = "BOOL", arity = "0..1", fallbackValue = "true", description = "keep going past the end-of-text token")
+  boolean noStop;
+
+  @ArgGroup(exclusive = false, validate = false, heading = "%nRuntime:%n")
+  Options.RuntimeOptions runtime = new Options.RuntimeOptions();
+
+  @Override
+  public Integer call() {
+    SamplingConfig sc = new SamplingConfig(temperature, topK, topP, seed, maxTokens, !noStop);
+    try (Transformer m = Models.load(model, runtime.apply())) {
+      generate(m, Models.tokenizer(model, m.config()), prompt, sc, main.out);
     }
+    return 0;
   }
 
   /** Streams the prompt and its continuation to {@code out}; returns the generated text. */

@@ -5,24 +5,28 @@ import dev.athanor.memory.Tier;
 import dev.athanor.runtime.Cuda;
 import dev.athanor.runtime.NativeLibrary;
 import dev.athanor.runtime.NativeRuntime;
-import java.io.PrintStream;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.ParentCommand;
 
 /** {@code athanor info}: what this machine and this build of Athanor can do. */
-final class InfoCommand {
-  private InfoCommand() {}
+@Command(name = "info", description = "Backends, devices, CPU features, the kernels available, memory tiers and budgets.")
+final class InfoCommand implements Callable<Integer> {
+  @ParentCommand Main main;
 
-  static void run(List<String> args, PrintStream out) {
-    boolean json = false;
-    for (String a : args) {
-      if (a.equals("--json")) json = true;
-      else throw new IllegalArgumentException("unknown option '" + a + "' (expected --json)");
-    }
+  @Option(names = "--json", description = "one JSON object instead of text")
+  boolean json;
+
+  @Override
+  public Integer call() {
     Map<String, Object> info = collect();
-    out.println(json ? Json.write(info) : text(info));
+    main.out.println(json ? Json.write(info) : text(info));
+    return 0;
   }
 
   static Map<String, Object> collect() {

@@ -1,6 +1,5 @@
 package dev.athanor.cli;
 
-import dev.athanor.io.hf.HfConfig;
 import dev.athanor.io.hf.HfModelDir;
 import dev.athanor.io.tokenizer.Tokenizer;
 import dev.athanor.io.tokenizer.Tokenizers;
@@ -8,11 +7,13 @@ import dev.athanor.nn.ModelConfig;
 import dev.athanor.nn.Transformer;
 import dev.athanor.runtime.Cuda;
 import dev.athanor.runtime.Device;
+import dev.athanor.tensor.DType;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
+import java.util.Locale;
 
 /** Shared by the commands: picking the device, building or loading a model, finding its tokenizer. */
 final class Models {
@@ -29,34 +30,25 @@ final class Models {
     return d;
   }
 
-  /**
-   * Applies --threads N (the CPU backend's thread count; default: the CPUs this process may run on,
-   * its affinity mask). Results do not depend on it.
-   */
-  static void cpuThreads(Flags f) {
-    if (!f.has("threads")) return;
-    int n = f.integer("threads", 0);
-    if (n < 1) throw new IllegalArgumentException("--threads must be >= 1, got " + n);
-    dev.athanor.runtime.NativeRuntime.setCpuThreads(n);
-  }
-
   /** A model loaded from a Hugging Face directory onto {@code device}. */
   static Transformer load(Path dir, Device device) {
     return HfModelDir.loadModel(dir, device);
   }
 
+  /** A floating-point dtype named on the command line: f32, bf16 or f16 (any case). */
+  enum FloatType {
+    F32, BF16, F16;
 
-  /** The model configuration named by --model DIR, --config FILE or --preset NAME (default gpt2-tiny). */
-  static ModelConfig config(Flags f) {
-    int given = (f.has("model") ? 1 : 0) + (f.has("config") ? 1 : 0) + (f.has("preset") ? 1 : 0);
-    if (given > 1) throw new IllegalArgumentException("give only one of --model, --config and --preset");
-    ModelConfig c;
-    if (f.has("model")) c = HfConfig.read(f.path("model", null).resolve(HfConfig.FILE_NAME));
-    else if (f.has("config")) c = HfConfig.read(f.path("config", null));
-    else c = ModelConfig.preset(f.str("preset", "gpt2-tiny"));
-    if (f.has("context")) c = c.withMaxSeqLen(f.integer("context", c.maxSeqLen()));
-    return c;
+    DType dtype() {
+      return DType.valueOf(name());
+    }
+
+    @Override
+    public String toString() {
+      return name().toLowerCase(Locale.ROOT);
+    }
   }
+
 
   /** The tokenizer of a model directory (its tokenizer.json, or GPT-2's r50k_base), or GPT-2's for a fresh model. */
   static Tokenizer tokenizer(Path modelDir, ModelConfig c) {

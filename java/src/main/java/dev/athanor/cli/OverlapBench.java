@@ -1,5 +1,6 @@
 package dev.athanor.cli;
 
+import dev.athanor.cli.Options.Range;
 import dev.athanor.memory.Storage;
 import dev.athanor.memory.Tier;
 import dev.athanor.ops.Ops;
@@ -20,9 +21,8 @@ import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.LinkedHashMap;
 import java.util.List;
-import java.util.Locale;
 import java.util.Map;
-import java.util.Set;
+import picocli.CommandLine.Option;
 
 /**
  * {@code athanor bench --mode overlap}: host-to-device copies on a copy stream hidden behind GEMMs on the compute
@@ -59,20 +59,47 @@ import java.util.Set;
  * hidden fraction is about 0. That is the honest CPU answer; the JSON says {@code "async_copies": false}.
  */
 final class OverlapBench {
-  static final Set<String> FLAGS = Set.of("mode", "device", "chunks", "chunk-mib", "gemm", "dtype", "repeats", "warmup",
-      "json", "threads");
-
   private OverlapBench() {}
 
-  /** Whether {@code args} ask for {@code --mode overlap}. */
-  static boolean requested(List<String> args) {
-    for (int i = 0; i < args.size(); i++) {
-      String a = args.get(i);
-      if (a.equals("--mode=overlap") || a.equals("--mode") && i + 1 < args.size() && args.get(i + 1).equals("overlap")) {
-        return true;
-      }
+  /** The options of {@code bench --mode overlap} (an argument group of {@link BenchCommand}); null: the device's default. */
+  static final class Args {
+    @Option(names = "--chunks", paramLabel = "K", description = "host->device copies and GEMMs (default: 8 on CUDA, 4 on the CPU)")
+    @Range(min = 1, max = 4096)
+    Integer chunks;
+
+    @Option(names = "--chunk-mib", paramLabel = "MIB", description = "MiB per copy (default: 128 on CUDA, 64 on the CPU)")
+    @Range(min = 0, minExclusive = true, max = 1 << 20)
+    Float chunkMib;
+
+    @Option(names = "--gemm", paramLabel = "N", description = "each GEMM is N x N x N (default: 8192 on CUDA, 512 on the CPU)")
+    @Range(min = 1, max = 65536)
+    Integer gemm;
+
+    @Option(names = "--dtype", paramLabel = "DTYPE",
+        description = "GEMM and chunk dtype: ${COMPLETION-CANDIDATES} (default: bf16 on CUDA, f32 on the CPU)")
+    Models.FloatType dtype;
+
+    @Option(names = "--repeats", paramLabel = "R", defaultValue = "3",
+        description = "timed runs of each mode, alternating; the median is reported. Default: ${DEFAULT-VALUE}")
+    @Range(min = 1, max = 100)
+    int repeats;
+
+    @Option(names = "--warmup", paramLabel = "W", defaultValue = "1", description = "untimed rounds of both modes first. Default: ${DEFAULT-VALUE}")
+    @Range(min = 0, max = 100)
+    int warmup;
+
+    @Option(names = "--json", paramLabel = "FILE", description = "also write the JSON line to FILE")
+    Path json;
+
+    /** The run these options describe on {@code device}. */
+    Config config(Device device) {
+      boolean cuda = device.isCuda();
+      DType dt = (dtype != null ? dtype : cuda ? Models.FloatType.BF16 : Models.FloatType.F32).dtype();
+      float mib = chunkMib != null ? chunkMib : cuda ? 128 : 64;
+      long chunkBytes = Math.max(dt.byteSize(), Math.round(mib * (1 << 20) / dt.byteSize()) * dt.byteSize());
+      return new Config(device, chunks != null ? chunks : cuda ? 8 : 4, chunkBytes, gemm != null ? gemm : cuda ? 8192 : 512,
+          dt, repeats, warmup);
     }
-    return false;
   }
 
   /** What to run: {@code chunks} copies of {@code chunkBytes} and as many n^3 GEMMs in {@code dtype}. */
@@ -153,25 +180,11 @@ final class OverlapBench {
 
   static final String COPY = "h2d", GEMM = "gemm";
 
-  static void run(List<String> args, PrintStream out) {
-    Flags f = new Flags("bench", args, FLAGS, Set.of());
-    Device device = Models.device(f.str("device", "auto"));
-    Models.cpuThreads(f);
-    boolean cuda = device.isCuda();
-    DType dtype = switch (f.str("dtype", cuda ? "bf16" : "f32").toLowerCase(Locale.ROOT)) {
-      case "f32" -> DType.F32;
-      case "bf16" -> DType.BF16;
-      case "f16" -> DType.F16;
-      default -> throw new IllegalArgumentException("--dtype must be f32, bf16 or f16, got '" + f.str("dtype", "") + "'");
-    };
-    float mib = f.number("chunk-mib", cuda ? 128 : 64);
-    if (!(mib > 0) || mib > 1 << 20) throw new IllegalArgumentException("--chunk-mib = " + mib + " must be in (0, 1048576]");
-    long chunkBytes = Math.max(dtype.byteSize(), Math.round(mib * (1 << 20) / dtype.byteSize()) * dtype.byteSize());
-    Config c = new Config(device, f.integer("chunks", cuda ? 8 : 4), chunkBytes, f.integer("gemm", cuda ? 8192 : 512),
-        dtype, f.integer("repeats", 3), f.integer("warmup", 1));
-    String line = Json.write(measure(c));
-    if (f.has("json")) {
-      Path p = f.path("json", null);
+  /** Measures, prints the JSON line to {@code out} and writes it to --json FILE when given. */
+  static void run(Args o, Device device, PrintStream out) {
+    String line = Json.write(measure(o.config(device)));
+    if (o.json != null) {
+      Path p = o.json;
       try {
         if (p.toAbsolutePath().getParent() != null) Files.createDirectories(p.toAbsolutePath().getParent());
         Files.writeString(p, line + "\n", StandardCharsets.UTF_8);

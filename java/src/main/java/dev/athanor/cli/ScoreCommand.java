@@ -2,32 +2,52 @@ package dev.athanor.cli;
 
 import dev.athanor.io.data.TokenFiles;
 import dev.athanor.nn.Transformer;
-import java.io.PrintStream;
 import java.nio.file.Path;
 import java.util.Arrays;
-import java.util.List;
 import java.util.Locale;
-import java.util.Set;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.ArgGroup;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.ParentCommand;
 
 /**
  * {@code athanor score}: the log-probability a model gives each next token of a sequence, and their mean
  * loss, as JSON. Sequences longer than the context are scored in consecutive windows of the context length
  * (each window's first token is context only, as in llm.c's evaluation).
  */
-final class ScoreCommand {
-  static final Set<String> FLAGS = Set.of("model", "tokens", "text", "device");
+@Command(name = "score", sortOptions = false, abbreviateSynopsis = true,
+    description = {"The log-probability a model gives each next token of a text or a token file, and their mean loss, "
+        + "as one JSON object on stdout. Longer than the context: scored in consecutive windows of the context length."},
+    footer = {"%nExample:", "  athanor score --model runs/mine --text \"int x = 1;\""})
+final class ScoreCommand implements Callable<Integer> {
+  @ParentCommand Main main;
 
-  private ScoreCommand() {}
+  @Option(names = "--model", required = true, paramLabel = "DIR", description = "a Hugging Face model directory")
+  Path model;
 
-  static void run(List<String> args, PrintStream out) {
-    Flags f = new Flags("score", args, FLAGS, Set.of());
-    Path dir = Path.of(f.required("model"));
-    if (f.has("tokens") == f.has("text")) throw new IllegalArgumentException("give exactly one of --tokens FILE and --text TEXT");
-    try (Transformer model = Models.load(dir, Models.device(f.str("device", "auto")))) {
-      int[] ids = f.has("tokens") ? TokenFiles.readIds(Path.of(f.required("tokens")))
-          : textIds(model, Models.tokenizer(dir, model.config()), f.required("text"));
+  @ArgGroup(exclusive = true, multiplicity = "1", heading = "%nInput (exactly one):%n")
+  Input input;
+
+  /** What to score. */
+  static final class Input {
+    @Option(names = "--tokens", paramLabel = "FILE", description = "token ids (whitespace- or comma-separated text, or an llm.c .bin shard)")
+    Path tokens;
+
+    @Option(names = "--text", paramLabel = "TEXT", description = "text, tokenized with the model's tokenizer")
+    String text;
+  }
+
+  @ArgGroup(exclusive = false, validate = false, heading = "%nRuntime:%n")
+  Options.RuntimeOptions runtime = new Options.RuntimeOptions();
+
+  @Override
+  public Integer call() {
+    try (Transformer m = Models.load(model, runtime.apply())) {
+      int[] ids = input.tokens != null ? TokenFiles.readIds(input.tokens)
+          : textIds(m, Models.tokenizer(model, m.config()), input.text);
       if (ids.length < 2) throw new IllegalArgumentException("need at least 2 tokens to score, got " + ids.length);
-      float[] logprobs = score(model, ids);
+      float[] logprobs = score(m, ids);
       double sum = 0;
       for (float lp : logprobs) sum -= lp;
       StringBuilder sb = new StringBuilder();
@@ -36,8 +56,9 @@ final class ScoreCommand {
       sb.append(",\"logprobs\":[");
       for (int i = 0; i < logprobs.length; i++) sb.append(i == 0 ? "" : ",").append(logprobs[i]);
       sb.append("]}");
-      out.println(sb);
+      main.out.println(sb);
     }
+    return 0;
   }
 
   private static int[] textIds(Transformer model, dev.athanor.io.tokenizer.Tokenizer tok, String text) {

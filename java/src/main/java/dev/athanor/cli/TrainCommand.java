@@ -1,5 +1,6 @@
 package dev.athanor.cli;
 
+import dev.athanor.cli.Options.Range;
 import dev.athanor.io.data.DataLoader;
 import dev.athanor.io.data.TextCorpus;
 import dev.athanor.io.data.TokenDataset;
@@ -23,92 +24,250 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Iterator;
 import java.util.List;
 import java.util.Locale;
-import java.util.Set;
+import java.util.concurrent.Callable;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
+import picocli.CommandLine;
+import picocli.CommandLine.ArgGroup;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.ParentCommand;
+import picocli.CommandLine.Spec;
 
 /**
- * {@code athanor train}: train a model from a preset, a config.json or a Hugging Face directory on text or
- * token shards, with a progress bar, a JSON-lines log, a loss plot and an HF-format model at the end.
+ * {@code athanor train}: train a model from a preset, a config.json or a Hugging Face directory on text or token shards,
+ * with a progress bar, a JSON-lines log, a loss plot and an HF-format model at the end.
  */
-final class TrainCommand {
-  static final Set<String> FLAGS = Set.of("model", "config", "preset", "context", "data", "steps", "batch", "seq", "lr",
-      "min-lr", "warmup", "schedule", "weight-decay", "beta1", "beta2", "eps", "grad-clip", "accum", "shuffle", "seed",
-      "device", "out", "log", "max-bytes", "recompute", "save-dtype", "checkpoint-dir", "checkpoint-every", "keep", "resume",
-      "checkpoint-sync", "threads");
+@Command(name = "train", sortOptions = false, abbreviateSynopsis = true,
+    description = "Train a model from a preset, a config.json or a Hugging Face directory on text or llm.c token shards: "
+        + "a progress bar, a JSON-lines log, a loss plot, and a Hugging Face model directory at the end.",
+    footer = {"%nExamples:",
+        "  athanor train --preset gpt2-tiny --data corpus/ --steps 2000 --out runs/mine \\",
+        "                --checkpoint-dir runs/ck",
+        "  athanor train --model hf-gpt2/ --data more.txt --lr 1e-4 --steps 100",
+        "  athanor train @mine.args --resume auto     (options from a file; # comments)"})
+final class TrainCommand implements Callable<Integer> {
+  @Spec CommandSpec spec;
+  @ParentCommand Main main;
 
-  private TrainCommand() {}
+  @Option(names = "--data", required = true, paramLabel = "PATH",
+      description = "text file, directory, .zip of text files, or llm.c .bin token shard(s)")
+  Path data;
+
+  @ArgGroup(exclusive = false, validate = false, heading = "%nModel (one of --preset, --config, --model):%n", order = 1)
+  Options.ModelOptions model = new Options.ModelOptions();
+
+  @ArgGroup(exclusive = false, validate = false, heading = "%nSteps and optimizer:%n", order = 2)
+  Optimizer opt = new Optimizer();
+
+  @ArgGroup(exclusive = false, validate = false, heading = "%nOutput:%n", order = 3)
+  Output output = new Output();
+
+  @ArgGroup(exclusive = false, validate = false, heading = "%nCheckpoints:%n", order = 4)
+  Checkpoints ckpt = new Checkpoints();
+
+  @ArgGroup(exclusive = false, validate = false, heading = "%nRuntime:%n", order = 5)
+  Options.RuntimeOptions runtime = new Options.RuntimeOptions();
+
+  /** What to train for, and how (defaults: {@link TrainConfig#defaults}). */
+  static final class Optimizer {
+    @Option(names = "--steps", paramLabel = "N", defaultValue = "1000", description = "optimizer steps. Default: ${DEFAULT-VALUE}")
+    @Range(min = 1)
+    int steps;
+
+    @Option(names = "--batch", paramLabel = "N", defaultValue = "8", description = "sequences per micro-batch. Default: ${DEFAULT-VALUE}")
+    @Range(min = 1)
+    int batch;
+
+    @Option(names = "--seq", paramLabel = "TOKENS", description = "tokens per sequence (default: 256, or the context if shorter)")
+    @Range(min = 1)
+    Integer seq;
+
+    @Option(names = "--accum", paramLabel = "N", defaultValue = "1", description = "micro-batches per step. Default: ${DEFAULT-VALUE}")
+    @Range(min = 1)
+    int accum;
+
+    @Option(names = "--lr", paramLabel = "LR", defaultValue = "6e-4", description = "peak learning rate. Default: ${DEFAULT-VALUE}")
+    @Range(min = 0)
+    float lr;
+
+    @Option(names = "--min-lr", paramLabel = "LR", description = "final learning rate of the cosine schedule (default: lr/10)")
+    @Range(min = 0)
+    Float minLr;
+
+    @Option(names = "--warmup", paramLabel = "STEPS", description = "linear warmup steps (default: 10%% of the steps, at most 700)")
+    @Range(min = 0)
+    Integer warmup;
+
+    @Option(names = "--schedule", paramLabel = "SHAPE", defaultValue = "cosine", completionCandidates = ScheduleNames.class,
+        description = "learning-rate schedule: ${COMPLETION-CANDIDATES}. Default: ${DEFAULT-VALUE}")
+    Schedule schedule;
+
+    @Option(names = "--weight-decay", paramLabel = "WD", defaultValue = "0.1",
+        description = "AdamW weight decay, on matrices only. Default: ${DEFAULT-VALUE}")
+    @Range(min = 0)
+    float weightDecay;
+
+    @Option(names = "--beta1", paramLabel = "BETA", defaultValue = "0.9", description = "AdamW beta1. Default: ${DEFAULT-VALUE}")
+    @Range(min = 0, max = 1, maxExclusive = true)
+    float beta1;
+
+    @Option(names = "--beta2", paramLabel = "BETA", defaultValue = "0.95", description = "AdamW beta2. Default: ${DEFAULT-VALUE}")
+    @Range(min = 0, max = 1, maxExclusive = true)
+    float beta2;
+
+    @Option(names = "--eps", paramLabel = "EPS", defaultValue = "1e-8", description = "AdamW epsilon. Default: ${DEFAULT-VALUE}")
+    @Range(min = 0, minExclusive = true)
+    float eps;
+
+    @Option(names = "--grad-clip", paramLabel = "NORM", defaultValue = "1",
+        description = "clip the gradient's global norm (0 = off). Default: ${DEFAULT-VALUE}")
+    @Range(min = 0)
+    float gradClip;
+
+    @Option(names = "--shuffle", paramLabel = "BOOL", arity = "1", defaultValue = "false", converter = Options.Bool.class,
+        description = "true: a seeded permutation of windows; false: sequential batches (llm.c). Default: ${DEFAULT-VALUE}")
+    boolean shuffle;
+
+    @Option(names = "--seed", paramLabel = "SEED", defaultValue = "1337", description = "initialization and shuffling seed. Default: ${DEFAULT-VALUE}")
+    long seed;
+
+    @Option(names = "--max-bytes", paramLabel = "SIZE", converter = Options.Size.class,
+        description = "tokenize at most this much text (e.g. 24000000 or 512m)")
+    Long maxBytes;
+
+    @Option(names = "--recompute", paramLabel = "BOOL", arity = "0..1", fallbackValue = "true",
+        description = "keep one block's activations and recompute the rest in the backward pass")
+    boolean recompute;
+  }
+
+  /** Where the results go. */
+  static final class Output {
+    @Option(names = "--out", paramLabel = "DIR", defaultValue = "runs/train",
+        description = "the trained model as a Hugging Face directory. Default: ${DEFAULT-VALUE}")
+    Path out;
+
+    @Option(names = "--log", paramLabel = "FILE", description = "JSON lines, one per step, the plot next to it "
+        + "(default: OUT/train-log.jsonl)")
+    Path log;
+
+    @Option(names = "--save-dtype", paramLabel = "DTYPE", defaultValue = "f32",
+        description = "dtype of the saved weights: ${COMPLETION-CANDIDATES}. Default: ${DEFAULT-VALUE}")
+    Models.FloatType saveDtype;
+  }
+
+  /** Checkpoints and resuming. */
+  static final class Checkpoints {
+    @Option(names = "--checkpoint-dir", paramLabel = "DIR", description = "write checkpoints (step-NNNNNNNN/) here")
+    Path dir;
+
+    @Option(names = "--checkpoint-every", paramLabel = "STEPS",
+        description = "steps between checkpoints (default: 100 with --checkpoint-dir; 0 = only at the end)")
+    @Range(min = 0)
+    Integer every;
+
+    @Option(names = "--keep", paramLabel = "K", defaultValue = "3", description = "newest checkpoints kept. Default: ${DEFAULT-VALUE}")
+    @Range(min = 1)
+    int keep;
+
+    @Option(names = "--resume", paramLabel = "DIR|auto",
+        description = "continue exactly from a checkpoint, a directory of them, or auto: the newest valid one in --checkpoint-dir")
+    String resume;
+
+    @Option(names = "--checkpoint-sync", paramLabel = "BOOL", arity = "0..1", fallbackValue = "true",
+        description = "write checkpoints in the step loop instead of in the background")
+    boolean sync;
+  }
+
+  /** The schedule names in lower case, for help and completion. */
+  static final class ScheduleNames implements Iterable<String> {
+    @Override
+    public Iterator<String> iterator() {
+      return Arrays.stream(Schedule.values()).map(x -> x.name().toLowerCase(Locale.ROOT)).iterator();
+    }
+  }
 
   /** What a run produced. */
   record Result(Path modelDir, Path log, Path plot, float firstLoss, float lastLoss, double tokensPerSecond, long steps) {}
 
-  static Result run(List<String> args, PrintStream out) {
-    Flags f = new Flags("train", args, FLAGS, Set.of("recompute", "checkpoint-sync"));
-    Device device = Models.device(f.str("device", "auto"));
-    Models.cpuThreads(f);
-    Path ckptDir = f.path("checkpoint-dir", null);
-    Checkpoint resume = resumeFrom(f, ckptDir, out);
+  @Override
+  public Integer call() {
+    run(main.out);
+    return 0;
+  }
+
+  /** A train command made from {@code args} as on the command line, checked like one (for {@code demo}). */
+  static TrainCommand parse(Main main, String... args) {
+    TrainCommand t = new TrainCommand();
+    CommandLine cl = Main.configure(new CommandLine(t));
+    cl.parseArgs(args);
+    Options.check(cl.getCommandSpec());
+    t.main = main;
+    return t;
+  }
+
+  /** The optimizer settings: the options over {@link TrainConfig#defaults} for {@code mc}. */
+  TrainConfig trainConfig(ModelConfig mc) {
+    int seq = opt.seq != null ? opt.seq : Math.min(256, mc.maxSeqLen());
+    TrainConfig d = TrainConfig.defaults(opt.steps, opt.batch, seq);
+    float minLr = opt.minLr != null ? opt.minLr : opt.lr == d.lr() ? d.minLr() : opt.lr / 10;
+    return new TrainConfig(opt.steps, opt.batch, seq, opt.accum, opt.lr, minLr,
+        opt.warmup != null ? opt.warmup : d.warmup(), opt.schedule, opt.weightDecay, opt.beta1, opt.beta2, opt.eps,
+        opt.gradClip, opt.shuffle, opt.seed);
+  }
+
+  Result run(PrintStream out) {
+    Device device = runtime.apply();
+    Path ckptDir = ckpt.dir;
+    Checkpoint resume = resumeFrom(ckpt.resume, ckptDir, out);
     // resuming always restores through the checkpoint manager; without --checkpoint-dir, continue in the resumed set
     if (resume != null && ckptDir == null) ckptDir = resume.directory().toAbsolutePath().getParent();
-    ModelConfig mc = resume != null ? resume.modelConfig() : Models.config(f);
-    if (resume != null && (f.has("model") || f.has("config") || f.has("preset") || f.has("context"))) {
-      ModelConfig asked = Models.config(f);
+    ModelConfig mc = resume != null ? resume.modelConfig() : model.config(spec);
+    if (resume != null && model.given()) {
+      ModelConfig asked = model.config(spec);
       if (!asked.equals(mc)) {
         throw new IllegalArgumentException("--resume: checkpoint " + resume.directory() + " was taken with a different model: "
             + "saved " + mc + ", this run " + asked);
       }
     }
-    Path modelDir = f.path("model", null);
-    Path data = Path.of(f.required("data"));
+    Path modelDir = model.model;
     if (!Files.exists(data)) throw new IllegalArgumentException("--data " + data + " does not exist");
-    int steps = f.integer("steps", 1000);
-    int batch = f.integer("batch", 8);
-    int seq = f.integer("seq", Math.min(256, mc.maxSeqLen()));
-    TrainConfig d = TrainConfig.defaults(Math.max(1, steps), Math.max(1, batch), Math.max(1, seq));
-    TrainConfig tc = new TrainConfig(steps, batch, seq, f.integer("accum", 1), f.number("lr", d.lr()),
-        f.number("min-lr", f.has("lr") ? f.number("lr", d.lr()) / 10 : d.minLr()), f.integer("warmup", d.warmup()),
-        Schedule.parse(f.str("schedule", "cosine")), f.number("weight-decay", d.weightDecay()), f.number("beta1", d.beta1()),
-        f.number("beta2", d.beta2()), f.number("eps", d.eps()), f.number("grad-clip", d.gradClip()),
-        f.bool("shuffle", false), f.longValue("seed", d.seed()));
-    Path outDir = f.path("out", Path.of("runs", "train"));
-    Path log = f.path("log", outDir.resolve("train-log.jsonl"));
-    String sd = f.str("save-dtype", "F32").toUpperCase(Locale.ROOT);
-    if (!List.of("F32", "BF16", "F16").contains(sd)) {
-      throw new IllegalArgumentException("--save-dtype must be F32, BF16 or F16, got '" + f.str("save-dtype", "") + "'");
-    }
-    DType saveDtype = DType.valueOf(sd);
+    TrainConfig tc = trainConfig(mc);
+    Path outDir = output.out;
+    Path log = output.log != null ? output.log : outDir.resolve("train-log.jsonl");
+    DType saveDtype = output.saveDtype.dtype();
 
     out.printf("athanor train: %s model, %d layers, hidden %d, %d heads, vocab %d, %.1fM parameters, on %s%n",
         mc.family().hfModelType(), mc.layers(), mc.hidden(), mc.heads(), mc.vocabSize(), mc.parameterCount() / 1e6, device);
     try (Transformer model = modelDir != null && resume == null ? Models.load(modelDir, device) : Transformer.create(mc, device)) {
       if (modelDir == null && resume == null) model.initialize(tc.seed());
-      model.setRecompute(f.bool("recompute", false));
+      model.setRecompute(opt.recompute);
       Tokenizer tok = TextCorpus.isShardInput(data) ? null : Models.tokenizer(modelDir, model.config());
       TextCorpus.Options opts = TextCorpus.Options.defaults();
-      if (f.has("max-bytes")) {
-        opts = new TextCorpus.Options(opts.cacheDir(), f.longValue("max-bytes", 0), opts.extensions(), opts.threads(),
-            opts.shardTokens());
+      if (opt.maxBytes != null) {
+        opts = new TextCorpus.Options(opts.cacheDir(), opt.maxBytes, opts.extensions(), opts.threads(), opts.shardTokens());
       }
       TokenDataset dataset;
-      try (ProgressBar bar = ProgressBar.create("tokenize", 0)) {
-        TextCorpus.ProgressListener pl = (done, total, tokens) -> bar.update(done,
-            ProgressBar.formatCount(tokens) + " tokens" + (total > 0 ? " of ~" + ProgressBar.formatCount(total) + " B" : ""));
+      try (Progress bar = Progress.bytes("tokenize")) {
+        TextCorpus.ProgressListener pl = (done, total, tokens) -> bar.update(done, total, Counts.format(tokens) + " tokens");
         dataset = tok == null ? TokenDataset.open(data) : TextCorpus.prepare(data, tok, opts, pl);
       }
       try (dataset) {
         dataset.checkVocab(model.config().vocabSize());
         out.printf("data: %s tokens from %s; %d steps x %d tokens (batch %d, seq %d, accum %d), lr %s %s, warmup %d%n",
-            ProgressBar.formatCount(dataset.size()), data, tc.steps(), tc.tokensPerStep(), tc.batch(), tc.seq(), tc.accum(),
+            Counts.format(dataset.size()), data, tc.steps(), tc.tokensPerStep(), tc.batch(), tc.seq(), tc.accum(),
             tc.lr(), tc.schedule().name().toLowerCase(Locale.ROOT), tc.warmup());
         DataLoader loader = new DataLoader(dataset, tc.batch(), tc.seq(), tc.shuffle(), tc.seed());
-        int every = f.integer("checkpoint-every", ckptDir != null ? 100 : 0);
-        if (every < 0) throw new IllegalArgumentException("--checkpoint-every must be >= 0, got " + every);
-        if (every > 0 && ckptDir == null) throw new IllegalArgumentException("--checkpoint-every needs --checkpoint-dir");
+        int every = ckpt.every != null ? ckpt.every : ckptDir != null ? 100 : 0;
+        if (every > 0 && ckptDir == null) throw Options.usage(spec, "--checkpoint-every needs --checkpoint-dir");
         Checkpointing ck = ckptDir == null ? null
-            : new Checkpointing(ckptDir, every, f.integer("keep", 3), !f.bool("checkpoint-sync", false), resume, args);
+            : new Checkpointing(ckptDir, every, ckpt.keep, !ckpt.sync, resume, spec.commandLine().getParseResult().expandedArgs());
         List<StepResult> results = trainLoop(model, tc, loader, log, ck, out);
         Files.createDirectories(outDir);
         HfModelDir.save(outDir, model.config(), model.weights(), saveDtype);
@@ -117,7 +276,7 @@ final class TrainCommand {
         StepResult first = results.get(0), last = results.get(results.size() - 1);
         double tps = meanTokensPerSecond(results);
         out.printf("loss %.4f -> %.4f over %d steps, %s tokens/s; model saved to %s, log %s%s%n", first.loss(), last.loss(),
-            results.size(), ProgressBar.formatRate(tps), outDir, log, plot != null ? ", plot " + plot : "");
+            results.size(), Counts.rate(tps), outDir, log, plot != null ? ", plot " + plot : "");
         return new Result(outDir, log, plot, first.loss(), last.loss(), tps, results.size());
       }
     } catch (IOException e) {
@@ -129,9 +288,8 @@ final class TrainCommand {
   record Checkpointing(Path dir, int every, int keep, boolean async, Checkpoint resume, List<String> args) {}
 
   /** The checkpoint named by --resume (a checkpoint, a directory of them, or "auto" = the newest valid in --checkpoint-dir). */
-  static Checkpoint resumeFrom(Flags f, Path ckptDir, PrintStream out) {
-    if (!f.has("resume")) return null;
-    String r = f.str("resume", "");
+  static Checkpoint resumeFrom(String r, Path ckptDir, PrintStream out) {
+    if (r == null) return null;
     Path where = r.equals("auto") ? ckptDir : Path.of(r);
     if (where == null) throw new IllegalArgumentException("--resume auto needs --checkpoint-dir");
     Checkpoint c = Files.isRegularFile(where.resolve("manifest.json")) ? Checkpoint.open(where)
@@ -187,13 +345,12 @@ final class TrainCommand {
       if (mgr != null) mgr.prepare(trainer);  // host buffers for the first snapshot, allocated in the background
       if (mgr != null) Runtime.getRuntime().addShutdownHook(hook);
       try (BufferedWriter w = Files.newBufferedWriter(log, StandardCharsets.UTF_8);
-          ProgressBar bar = ProgressBar.create("train", tc.steps())) {
+          Progress bar = Progress.steps("train", tc.steps(), trainer.nextStep())) {
         for (String line : kept) {
           w.write(line);
           w.newLine();
         }
         w.flush();
-        bar.update(trainer.nextStep(), "");
         double ema = Double.NaN, stall = 0;
         while (!trainer.done() && !stop.get()) {
           StepResult r;
@@ -213,7 +370,7 @@ final class TrainCommand {
           }
           ema = Double.isNaN(ema) ? r.loss() : 0.9 * ema + 0.1 * r.loss();
           bar.update(r.step() + 1, String.format(Locale.ROOT, "loss %.3f (avg %.3f) | %s tok/s%s", r.loss(), ema,
-              ProgressBar.formatRate(r.tokensPerSecond()), stall > 0 ? String.format(Locale.ROOT, " | ckpt %.0f ms", stall * 1e3) : ""));
+              Counts.rate(r.tokensPerSecond()), stall > 0 ? String.format(Locale.ROOT, " | ckpt %.0f ms", stall * 1e3) : ""));
         }
         if (mgr != null) {
           mgr.save(trainer);
@@ -241,7 +398,7 @@ final class TrainCommand {
 
   /** Saves the last consistent state after a failed step (when checkpointing) and returns the exception to throw. */
   private static RuntimeException saveOnFailure(RuntimeException e, Trainer trainer, CheckpointManager mgr, Checkpointing ck,
-      ProgressBar bar) {
+      Progress bar) {
     if (mgr == null) return e;
     try {
       mgr.awaitWrite();

@@ -43,6 +43,6 @@ class MainTest {
     assertTrue(r.err().contains("unknown command 'frobnicate'"), r.err());
     Result o = run("info", "--bogus");
     assertEquals(2, o.code());
-    assertTrue(o.err().contains("unknown option '--bogus'"), o.err());
+    assertTrue(o.err().contains("Unknown option: '--bogus'"), o.err());
   }
 }

@@ -45,7 +45,7 @@ class RotationTest {
       throw new AssertionError(e);
     }
     assertEquals(2, r.exitCode(), r.all());
-    assertTrue(r.err().contains("keep must be >= 1, got 0"), r.err());
+    assertTrue(r.err().contains("Invalid value for option '--keep': 0 is out of range (expected an integer >= 1)"), r.err());
   }
 
   /**

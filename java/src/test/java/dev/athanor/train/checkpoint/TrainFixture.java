@@ -148,7 +148,8 @@ final class TrainFixture {
   static String classPath() {
     Set<String> cp = new LinkedHashSet<>();
     try {
-      for (Class<?> c : List.of(Main.class, JsonParser.class)) {
+      for (Class<?> c : List.of(Main.class, JsonParser.class, picocli.CommandLine.class, me.tongfei.progressbar.ProgressBar.class,
+          org.jline.terminal.Terminal.class)) {
         cp.add(Path.of(c.getProtectionDomain().getCodeSource().getLocation().toURI()).toString());
       }
       java.net.URL lib = Main.class.getClassLoader().getResource(NativeLibrary.RESOURCE);
