@@ -12,7 +12,7 @@ import java.util.Set;
 /**
  * {@code athanor demo}: the README's main job. Trains a small GPT-2-style model (4 layers, 256 wide, GPT-2
  * vocabulary) from scratch on the Java sources in the running JDK's {@code lib/src.zip} (java.base first;
- * no download), shows the loss falling, saves the model, plots the curve and generates a sample.
+ * no download), shows the loss falling, saves the model, writes the charts and the run report and generates a sample.
  */
 final class DemoCommand {
   static final Set<String> FLAGS = Set.of("steps", "device", "out", "data", "max-bytes", "batch", "seq", "prompt");
@@ -42,8 +42,8 @@ final class DemoCommand {
           f.str("prompt", "/**\n * Returns the"), new SamplingConfig(0.8f, 40, 0.95f, 7, 120, true), out);
     }
     out.println("----");
-    out.printf("done: loss %.3f -> %.3f; model %s; loss curve %s; log %s%n", r.firstLoss(), r.lastLoss(), r.modelDir(),
-        r.plot() != null ? r.plot() : "(not drawn)", r.log());
+    out.printf("done: loss %.3f -> %.3f; model %s; loss curve %s; report %s; log %s%n", r.firstLoss(), r.lastLoss(),
+        r.modelDir(), r.plot() != null ? r.plot() : "(not drawn)", r.report() != null ? r.report() : "(not written)", r.log());
     out.println("next: ./athanor generate --model " + r.modelDir() + " --prompt \"/** Creates a\"");
   }
 

@@ -14,6 +14,7 @@ import dev.athanor.train.StepResult;
 import dev.athanor.train.TrainConfig;
 import dev.athanor.train.Trainer;
 import dev.athanor.train.checkpoint.Checkpoint;
+import dev.athanor.train.checkpoint.CheckpointEvent;
 import dev.athanor.train.checkpoint.CheckpointManager;
 import java.io.BufferedWriter;
 import java.io.IOException;
@@ -32,7 +33,7 @@ import java.util.concurrent.atomic.AtomicBoolean;
 
 /**
  * {@code athanor train}: train a model from a preset, a config.json or a Hugging Face directory on text or
- * token shards, with a progress bar, a JSON-lines log, a loss plot and an HF-format model at the end.
+ * token shards, with a progress bar, a JSON-lines log, charts, a run report and an HF-format model at the end.
  */
 final class TrainCommand {
   static final Set<String> FLAGS = Set.of("model", "config", "preset", "context", "data", "steps", "batch", "seq", "lr",
@@ -43,7 +44,8 @@ final class TrainCommand {
   private TrainCommand() {}
 
   /** What a run produced. */
-  record Result(Path modelDir, Path log, Path plot, float firstLoss, float lastLoss, double tokensPerSecond, long steps) {}
+  record Result(Path modelDir, Path log, Path plot, Path report, float firstLoss, float lastLoss, double tokensPerSecond,
+      long steps) {}
 
   static Result run(List<String> args, PrintStream out) {
     Flags f = new Flags("train", args, FLAGS, Set.of("recompute", "checkpoint-sync"));
@@ -113,20 +115,30 @@ final class TrainCommand {
         Files.createDirectories(outDir);
         HfModelDir.save(outDir, model.config(), model.weights(), saveDtype);
         Models.copyTokenizerFiles(modelDir, outDir);
-        Path plot = plot(log, results);
+        RunOutputs written = RunOutputs.write(log, results, model.config(), tc, device, data, dataset.size(), outDir, args,
+            ck == null ? List.of() : ck.events(), System.err);
         StepResult first = results.get(0), last = results.get(results.size() - 1);
         double tps = meanTokensPerSecond(results);
         out.printf("loss %.4f -> %.4f over %d steps, %s tokens/s; model saved to %s, log %s%s%n", first.loss(), last.loss(),
-            results.size(), ProgressBar.formatRate(tps), outDir, log, plot != null ? ", plot " + plot : "");
-        return new Result(outDir, log, plot, first.loss(), last.loss(), tps, results.size());
+            results.size(), ProgressBar.formatRate(tps), outDir, log,
+            written.report() != null ? ", report " + written.report() : "");
+        return new Result(outDir, log, written.lossPlot(), written.report(), first.loss(), last.loss(), tps, results.size());
       }
     } catch (IOException e) {
       throw new UncheckedIOException(e);
     }
   }
 
-  /** Checkpoint settings of a run: where, how often, how many to keep, async or not, and what it resumes from. */
-  record Checkpointing(Path dir, int every, int keep, boolean async, Checkpoint resume, List<String> args) {}
+  /**
+   * Checkpoint settings of a run: where, how often, how many to keep, async or not, and what it resumes from; the
+   * saves of the run are added to {@code events} (for the report).
+   */
+  record Checkpointing(Path dir, int every, int keep, boolean async, Checkpoint resume, List<String> args,
+      List<CheckpointEvent> events) {
+    Checkpointing(Path dir, int every, int keep, boolean async, Checkpoint resume, List<String> args) {
+      this(dir, every, keep, async, resume, args, new ArrayList<>());
+    }
+  }
 
   /** The checkpoint named by --resume (a checkpoint, a directory of them, or "auto" = the newest valid in --checkpoint-dir). */
   static Checkpoint resumeFrom(Flags f, Path ckptDir, PrintStream out) {
@@ -218,6 +230,7 @@ final class TrainCommand {
         if (mgr != null) {
           mgr.save(trainer);
           Path last = mgr.awaitWrite().orElseThrow();
+          ck.events().addAll(mgr.events());
           if (stop.get()) {
             bar.message("stopped by a termination signal at step " + trainer.nextStep() + "; state saved to " + last
                 + "; resume with: athanor train " + String.join(" ", resumeArgs(ck)));
@@ -288,25 +301,5 @@ final class TrainCommand {
       secs += rs.get(i).seconds();
     }
     return secs > 0 ? tokens / secs : 0;
-  }
-
-  /** Writes the loss curve next to the log (log name with .png); prints a warning and returns null if AWT is unavailable. */
-  static Path plot(Path log, List<StepResult> results) {
-    String name = log.getFileName().toString();
-    int dot = name.lastIndexOf('.');
-    Path png = log.resolveSibling((dot > 0 ? name.substring(0, dot) : name) + ".png");
-    long[] x = new long[results.size()];
-    double[] y = new double[results.size()];
-    for (int i = 0; i < x.length; i++) {
-      x[i] = results.get(i).step();
-      y[i] = results.get(i).loss();
-    }
-    try {
-      LossPlot.writeLoss(png, "training loss", x, y);
-      return png;
-    } catch (IOException | RuntimeException | LinkageError e) {
-      System.err.println("athanor train: no plot written (" + e + ")");
-      return null;
-    }
   }
 }
