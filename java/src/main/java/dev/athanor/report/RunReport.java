@@ -55,6 +55,8 @@ public final class RunReport {
       Objects.requireNonNull(title, "title");
       Objects.requireNonNull(version, "version");
       Objects.requireNonNull(finished, "finished");
+      Objects.requireNonNull(model, "model");
+      Objects.requireNonNull(train, "train");
       details = details == null ? Map.of() : java.util.Collections.unmodifiableMap(new LinkedHashMap<>(details));
       steps = List.copyOf(steps);
       charts = charts == null ? List.of() : List.copyOf(charts);
