@@ -95,8 +95,8 @@ DEPS=$("$JDK/bin/jdeps" --print-module-deps --ignore-missing-deps --multi-releas
 [ -n "$DEPS" ] || { cat "$STAGE/jdeps.err" >&2; say "WARNING: jdeps found nothing; using the base module set"; }
 MODULES=$(echo "java.base,java.logging,jdk.unsupported,java.management,jdk.management,${DEPS}" | tr ',' '\n' \
           | grep -v '^$' | grep -v -x 'java.desktop' | sort -u | paste -sd, -)
-# java.desktop (AWT, only for the loss-curve PNG) is left out: it alone would push the payload past
-# 40 MB. Without it LossPlotTest skips, and `train` prints that no plot was written.
+# java.desktop (AWT, only for the training charts) is left out: it alone would push the payload past
+# 40 MB. Without it the chart tests skip, and `train` writes its report without charts (and says so).
 say "jlink modules: $MODULES"
 # --strip-debug and --no-man-pages keep it small; NOT --no-header-files: the GPU machine's native
 # build needs include/jni.h from this runtime.

@@ -16,7 +16,7 @@ import picocli.CommandLine.ParentCommand;
 /**
  * {@code athanor demo}: the README's main job. Trains a small GPT-2-style model (4 layers, 256 wide, GPT-2
  * vocabulary) from scratch on the Java sources in the running JDK's {@code lib/src.zip} (java.base first;
- * no download), shows the loss falling, saves the model, plots the curve and generates a sample.
+ * no download), shows the loss falling, saves the model, writes the charts and the run report and generates a sample.
  */
 @Command(name = "demo", sortOptions = false, abbreviateSynopsis = true,
     description = {"Train a small GPT (4 layers, width 256, GPT-2's vocabulary) from scratch on the Java sources of the "
@@ -77,8 +77,8 @@ final class DemoCommand implements Callable<Integer> {
           new SamplingConfig(0.8f, 40, 0.95f, 7, 120, true), o);
     }
     o.println("----");
-    o.printf("done: loss %.3f -> %.3f; model %s; loss curve %s; log %s%n", r.firstLoss(), r.lastLoss(), r.modelDir(),
-        r.plot() != null ? r.plot() : "(not drawn)", r.log());
+    o.printf("done: loss %.3f -> %.3f; model %s; loss curve %s; report %s; log %s%n", r.firstLoss(), r.lastLoss(),
+        r.modelDir(), r.plot() != null ? r.plot() : "(not drawn)", r.report() != null ? r.report() : "(not written)", r.log());
     o.println("next: ./athanor generate --model " + r.modelDir() + " --prompt \"/** Creates a\"");
     return 0;
   }

@@ -15,6 +15,7 @@ import dev.athanor.train.StepResult;
 import dev.athanor.train.TrainConfig;
 import dev.athanor.train.Trainer;
 import dev.athanor.train.checkpoint.Checkpoint;
+import dev.athanor.train.checkpoint.CheckpointEvent;
 import dev.athanor.train.checkpoint.CheckpointManager;
 import java.io.BufferedWriter;
 import java.io.IOException;
@@ -41,12 +42,12 @@ import picocli.CommandLine.ParentCommand;
 import picocli.CommandLine.Spec;
 
 /**
- * {@code athanor train}: train a model from a preset, a config.json or a Hugging Face directory on text or token shards,
- * with a progress bar, a JSON-lines log, a loss plot and an HF-format model at the end.
+ * {@code athanor train}: train a model from a preset, a config.json or a Hugging Face directory on text or
+ * token shards, with a progress bar, a JSON-lines log, charts, a run report and an HF-format model at the end.
  */
 @Command(name = "train", sortOptions = false, abbreviateSynopsis = true,
     description = "Train a model from a preset, a config.json or a Hugging Face directory on text or llm.c token shards: "
-        + "a progress bar, a JSON-lines log, a loss plot, and a Hugging Face model directory at the end.",
+        + "a progress bar, a JSON-lines log, charts, an HTML run report, and a Hugging Face model directory at the end.",
     footer = {"%nExamples:",
         "  athanor train --preset gpt2-tiny --data corpus/ --steps 2000 --out runs/mine \\",
         "                --checkpoint-dir runs/ck",
@@ -153,7 +154,7 @@ final class TrainCommand implements Callable<Integer> {
         description = "the trained model as a Hugging Face directory. Default: ${DEFAULT-VALUE}")
     Path out;
 
-    @Option(names = "--log", paramLabel = "FILE", description = "JSON lines, one per step, the plot next to it "
+    @Option(names = "--log", paramLabel = "FILE", description = "JSON lines, one per step; the charts and the report go next to it "
         + "(default: OUT/train-log.jsonl)")
     Path log;
 
@@ -194,7 +195,8 @@ final class TrainCommand implements Callable<Integer> {
   }
 
   /** What a run produced. */
-  record Result(Path modelDir, Path log, Path plot, float firstLoss, float lastLoss, double tokensPerSecond, long steps) {}
+  record Result(Path modelDir, Path log, Path plot, Path report, float firstLoss, float lastLoss, double tokensPerSecond,
+      long steps) {}
 
   @Override
   public Integer call() {
@@ -266,26 +268,36 @@ final class TrainCommand implements Callable<Integer> {
         DataLoader loader = new DataLoader(dataset, tc.batch(), tc.seq(), tc.shuffle(), tc.seed());
         int every = ckpt.every != null ? ckpt.every : ckptDir != null ? 100 : 0;
         if (every > 0 && ckptDir == null) throw Options.usage(spec, "--checkpoint-every needs --checkpoint-dir");
-        Checkpointing ck = ckptDir == null ? null
-            : new Checkpointing(ckptDir, every, ckpt.keep, !ckpt.sync, resume, spec.commandLine().getParseResult().expandedArgs());
+        List<String> args = spec.commandLine().getParseResult().expandedArgs();
+        Checkpointing ck = ckptDir == null ? null : new Checkpointing(ckptDir, every, ckpt.keep, !ckpt.sync, resume, args);
         List<StepResult> results = trainLoop(model, tc, loader, log, ck, out);
         Files.createDirectories(outDir);
         HfModelDir.save(outDir, model.config(), model.weights(), saveDtype);
         Models.copyTokenizerFiles(modelDir, outDir);
-        Path plot = plot(log, results);
+        RunOutputs written = RunOutputs.write(log, results, model.config(), tc, device, data, dataset.size(), outDir, args,
+            ck == null ? List.of() : ck.events(), System.err);
         StepResult first = results.get(0), last = results.get(results.size() - 1);
         double tps = meanTokensPerSecond(results);
         out.printf("loss %.4f -> %.4f over %d steps, %s tokens/s; model saved to %s, log %s%s%n", first.loss(), last.loss(),
-            results.size(), Counts.rate(tps), outDir, log, plot != null ? ", plot " + plot : "");
-        return new Result(outDir, log, plot, first.loss(), last.loss(), tps, results.size());
+            results.size(), Counts.rate(tps), outDir, log,
+            written.report() != null ? ", report " + written.report() : "");
+        return new Result(outDir, log, written.lossPlot(), written.report(), first.loss(), last.loss(), tps, results.size());
       }
     } catch (IOException e) {
       throw new UncheckedIOException(e);
     }
   }
 
-  /** Checkpoint settings of a run: where, how often, how many to keep, async or not, and what it resumes from. */
-  record Checkpointing(Path dir, int every, int keep, boolean async, Checkpoint resume, List<String> args) {}
+  /**
+   * Checkpoint settings of a run: where, how often, how many to keep, async or not, and what it resumes from; the
+   * saves of the run are added to {@code events} (for the report).
+   */
+  record Checkpointing(Path dir, int every, int keep, boolean async, Checkpoint resume, List<String> args,
+      List<CheckpointEvent> events) {
+    Checkpointing(Path dir, int every, int keep, boolean async, Checkpoint resume, List<String> args) {
+      this(dir, every, keep, async, resume, args, new ArrayList<>());
+    }
+  }
 
   /** The checkpoint named by --resume (a checkpoint, a directory of them, or "auto" = the newest valid in --checkpoint-dir). */
   static Checkpoint resumeFrom(String r, Path ckptDir, PrintStream out) {
@@ -375,6 +387,7 @@ final class TrainCommand implements Callable<Integer> {
         if (mgr != null) {
           mgr.save(trainer);
           Path last = mgr.awaitWrite().orElseThrow();
+          ck.events().addAll(mgr.events());
           if (stop.get()) {
             bar.message("stopped by a termination signal at step " + trainer.nextStep() + "; state saved to " + last
                 + "; resume with: athanor train " + String.join(" ", resumeArgs(ck)));
@@ -445,25 +458,5 @@ final class TrainCommand implements Callable<Integer> {
       secs += rs.get(i).seconds();
     }
     return secs > 0 ? tokens / secs : 0;
-  }
-
-  /** Writes the loss curve next to the log (log name with .png); prints a warning and returns null if AWT is unavailable. */
-  static Path plot(Path log, List<StepResult> results) {
-    String name = log.getFileName().toString();
-    int dot = name.lastIndexOf('.');
-    Path png = log.resolveSibling((dot > 0 ? name.substring(0, dot) : name) + ".png");
-    long[] x = new long[results.size()];
-    double[] y = new double[results.size()];
-    for (int i = 0; i < x.length; i++) {
-      x[i] = results.get(i).step();
-      y[i] = results.get(i).loss();
-    }
-    try {
-      LossPlot.writeLoss(png, "training loss", x, y);
-      return png;
-    } catch (IOException | RuntimeException | LinkageError e) {
-      System.err.println("athanor train: no plot written (" + e + ")");
-      return null;
-    }
   }
 }

@@ -52,6 +52,9 @@ import java.util.regex.Pattern;
  * write is reported by the next call. The host buffers of a snapshot are kept after its write and refilled
  * by the next save (first-touching fresh memory costs more than the copy), so a manager holds one
  * checkpoint's worth of host memory from its first save until {@link #close()}.
+ *
+ * <p><b>History.</b> Every write, successful or not, is recorded as a {@link CheckpointEvent} (step, directory,
+ * the loop's stall, the write's duration, bytes, failure): {@link #events()}.
  */
 public final class CheckpointManager implements AutoCloseable {
   private static final Pattern STEP_DIR = Pattern.compile("step-(\\d{8,})");
@@ -62,6 +65,7 @@ public final class CheckpointManager implements AutoCloseable {
   private Future<Path> inFlight;
   private volatile Snapshot spare;  // the host buffers of the last written snapshot, reused by the next save
   private volatile Path lastWritten;
+  private final List<CheckpointEvent> events = new java.util.concurrent.CopyOnWriteArrayList<>();
 
   /** A manager writing into {@code dir} (created if needed), keeping the newest {@code keep} checkpoints. */
   public CheckpointManager(Path dir, int keep, boolean async) {
@@ -138,16 +142,17 @@ public final class CheckpointManager implements AutoCloseable {
       throw e;
     }
     if (async) {
+      double stall = (System.nanoTime() - t0) / 1e9;  // the loop waits for nothing more than this
       inFlight = writer.submit(() -> {
         try {
-          return write(s);
+          return write(s, t0, stall);
         } finally {
           spare = s;  // the next save reuses its host buffers
         }
       });
     } else {
       try {
-        write(s);
+        write(s, t0, Double.NaN);
       } finally {
         spare = s;
       }
@@ -172,14 +177,58 @@ public final class CheckpointManager implements AutoCloseable {
     }
   }
 
+  /**
+   * Every save of this manager so far, oldest first, once its write has finished (an asynchronous write in flight
+   * appears after {@link #awaitWrite()}).
+   */
+  public List<CheckpointEvent> events() {
+    return List.copyOf(events);
+  }
+
   /** The newest checkpoint written by this manager, if any completed. */
   public Optional<Path> lastWritten() {
     return Optional.ofNullable(lastWritten);
   }
 
-  private Path write(Snapshot s) {
+  /**
+   * Writes the snapshot and records the event; {@code stall} is the loop's wait in {@link #save} when asynchronous,
+   * NaN when synchronous (the loop then waits for the whole save, from {@code saveStart} to the end of the write).
+   */
+  private Path write(Snapshot s, long saveStart, double stall) {
+    long t0 = System.nanoTime();
     String name = String.format("step-%08d", s.pos.nextStep());
     Path target = dir.resolve(name);
+    try {
+      Path written = write(s, target);
+      events.add(event(s, written, saveStart, t0, stall, bytes(written), null));
+      return written;
+    } catch (RuntimeException e) {
+      events.add(event(s, target, saveStart, t0, stall, 0, e.getMessage()));
+      throw e;
+    }
+  }
+
+  private static CheckpointEvent event(Snapshot s, Path dir, long saveStart, long writeStart, double stall, long bytes,
+      String failure) {
+    long end = System.nanoTime();
+    return new CheckpointEvent(s.pos.nextStep(), dir, Double.isNaN(stall) ? (end - saveStart) / 1e9 : stall,
+        (end - writeStart) / 1e9, bytes, failure);
+  }
+
+  private static long bytes(Path checkpoint) {
+    long n = 0;
+    for (String f : List.of(Checkpoint.MODEL_FILE, Checkpoint.OPTIMIZER_FILE, Checkpoint.MANIFEST)) {
+      try {
+        n += Files.size(checkpoint.resolve(f));
+      } catch (IOException e) {
+        // unreadable: count what is there
+      }
+    }
+    return n;
+  }
+
+  private Path write(Snapshot s, Path target) {
+    String name = target.getFileName().toString();
     Path tmp = dir.resolve(".tmp-" + name + "-" + ProcessHandle.current().pid() + "-" + System.nanoTime());
     try {
       Files.createDirectory(tmp);

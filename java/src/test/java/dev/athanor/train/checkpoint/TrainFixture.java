@@ -149,7 +149,7 @@ final class TrainFixture {
     Set<String> cp = new LinkedHashSet<>();
     try {
       for (Class<?> c : List.of(Main.class, JsonParser.class, picocli.CommandLine.class, me.tongfei.progressbar.ProgressBar.class,
-          org.jline.terminal.Terminal.class)) {
+          org.jline.terminal.Terminal.class, org.knowm.xchart.XYChart.class, org.jfree.svg.SVGGraphics2D.class)) {
         cp.add(Path.of(c.getProtectionDomain().getCodeSource().getLocation().toURI()).toString());
       }
       java.net.URL lib = Main.class.getClassLoader().getResource(NativeLibrary.RESOURCE);
