@@ -44,7 +44,10 @@ import java.util.Optional;
  * <p><b>Agreement</b>: the free-running greedy tokens of every round are compared (within each side: determinism;
  * across sides: the first divergence, if any). Then one untimed teacher-forced pass: Jlama is fed Athanor's tokens,
  * so the logits of both are compared at every position with the same prefix: max |difference|, the argmax
- * disagreements, and Athanor's smallest top-1 / top-2 margin (how close the run came to a tie).
+ * disagreements, and Athanor's smallest top-1 / top-2 margin (how close the run came to a tie); the logits right
+ * after the prefill are reported apart from those of the decode steps. A second teacher-forced Jlama pass feeds the
+ * prompt one token at a time ({@code forward} per token instead of {@code batchForward}), which tells an error of
+ * the batched prefill from a general one.
  *
  * <p><b>Jlama's path</b>: {@code --jlama-ops panama} (default) sets {@code jlama.force_panama_tensor_operations},
  * so its pure-Java Vector API operations run even when jlama-native is on the class path; {@code native} leaves the
