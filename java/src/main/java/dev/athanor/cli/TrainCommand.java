@@ -16,6 +16,7 @@ import dev.athanor.train.TrainConfig;
 import dev.athanor.train.Trainer;
 import dev.athanor.train.checkpoint.Checkpoint;
 import dev.athanor.train.checkpoint.CheckpointEvent;
+import dev.athanor.train.checkpoint.CheckpointException;
 import dev.athanor.train.checkpoint.CheckpointManager;
 import java.io.BufferedWriter;
 import java.io.IOException;
@@ -177,9 +178,16 @@ final class TrainCommand implements Callable<Integer> {
     @Range(min = 1)
     int keep;
 
-    @Option(names = "--resume", paramLabel = "DIR|auto",
-        description = "continue exactly from a checkpoint, a directory of them, or auto: the newest valid one in --checkpoint-dir")
+    @Option(names = "--resume", paramLabel = "DIR|auto|auto-or-new",
+        description = "continue exactly from a checkpoint or the newest valid one in a directory of them; auto: the newest "
+            + "valid one in --checkpoint-dir (an error when it holds none); auto-or-new: the same, or a new run when "
+            + "--checkpoint-dir holds no checkpoint yet. When checkpoints exist but none is valid, both refuse and leave them")
     String resume;
+
+    @Option(names = "--overwrite-checkpoints",
+        description = "delete the checkpoints of other runs in --checkpoint-dir when training starts (without it, a "
+            + "directory holding another run's checkpoints is refused)")
+    boolean overwrite;
 
     @Option(names = "--checkpoint-sync", paramLabel = "BOOL", arity = "0..1", fallbackValue = "true",
         description = "write checkpoints in the step loop instead of in the background")
@@ -198,9 +206,26 @@ final class TrainCommand implements Callable<Integer> {
   record Result(Path modelDir, Path log, Path plot, Path report, float firstLoss, float lastLoss, double tokensPerSecond,
       long steps) {}
 
+  /** The exit code of a run stopped by SIGTERM: 128 + 15, as a shell reports a process ended by that signal. */
+  static final int TERMINATED = 128 + 15;
+
+  /** The run was stopped by a termination signal (after its state was saved, when checkpointing). */
+  static final class Stopped extends IllegalStateException {
+    private static final long serialVersionUID = 1L;
+
+    Stopped(String message) {
+      super(message);
+    }
+  }
+
   @Override
   public Integer call() {
-    run(main.out);
+    try {
+      run(main.out);
+    } catch (Stopped e) {
+      main.err.println("athanor train: " + e.getMessage());
+      return TERMINATED;
+    }
     return 0;
   }
 
@@ -226,10 +251,15 @@ final class TrainCommand implements Callable<Integer> {
 
   Result run(PrintStream out) {
     Device device = runtime.apply();
+    PrintStream err = main != null ? main.err : System.err;
     Path ckptDir = ckpt.dir;
-    Checkpoint resume = resumeFrom(ckpt.resume, ckptDir, out);
+    Checkpoint resume = resumeFrom(ckpt.resume, ckptDir, out, err);
     // resuming always restores through the checkpoint manager; without --checkpoint-dir, continue in the resumed set
     if (resume != null && ckptDir == null) ckptDir = resume.directory().toAbsolutePath().getParent();
+    if (ckpt.overwrite && ckptDir == null) throw Options.usage(spec, "--overwrite-checkpoints needs --checkpoint-dir");
+    String runId = resume != null ? resume.runId() : CheckpointManager.newRunId();
+    List<CheckpointManager.Run> others = ckptDir == null ? List.of() : otherRuns(ckptDir, runId, resume == null);
+    if (!others.isEmpty() && !ckpt.overwrite) throw new IllegalArgumentException(mixedRunsMessage(ckptDir, others, resume));
     ModelConfig mc = resume != null ? resume.modelConfig() : model.config(spec);
     if (resume != null && model.given()) {
       ModelConfig asked = model.config(spec);
@@ -269,7 +299,12 @@ final class TrainCommand implements Callable<Integer> {
         int every = ckpt.every != null ? ckpt.every : ckptDir != null ? 100 : 0;
         if (every > 0 && ckptDir == null) throw Options.usage(spec, "--checkpoint-every needs --checkpoint-dir");
         List<String> args = spec.commandLine().getParseResult().expandedArgs();
-        Checkpointing ck = ckptDir == null ? null : new Checkpointing(ckptDir, every, ckpt.keep, !ckpt.sync, resume, args);
+        Checkpointing ck = ckptDir == null ? null
+            : new Checkpointing(ckptDir, every, ckpt.keep, !ckpt.sync, resume, runId, args);
+        for (CheckpointManager.Run o : others) {  // only with --overwrite-checkpoints; as late as possible
+          CheckpointManager.delete(o);
+          err.println("athanor train: --overwrite-checkpoints: deleted the checkpoints of " + o.describe() + " from " + ckptDir);
+        }
         List<StepResult> results = trainLoop(model, tc, loader, log, ck, out);
         Files.createDirectories(outDir);
         HfModelDir.save(outDir, model.config(), model.weights(), saveDtype);
@@ -289,32 +324,87 @@ final class TrainCommand implements Callable<Integer> {
   }
 
   /**
-   * Checkpoint settings of a run: where, how often, how many to keep, async or not, and what it resumes from; the
-   * saves of the run are added to {@code events} (for the report).
+   * Checkpoint settings of a run: where, how often, how many to keep, async or not, what it resumes from and the run's
+   * id; the saves of the run are added to {@code events} (for the report).
    */
-  record Checkpointing(Path dir, int every, int keep, boolean async, Checkpoint resume, List<String> args,
+  record Checkpointing(Path dir, int every, int keep, boolean async, Checkpoint resume, String runId, List<String> args,
       List<CheckpointEvent> events) {
-    Checkpointing(Path dir, int every, int keep, boolean async, Checkpoint resume, List<String> args) {
-      this(dir, every, keep, async, resume, args, new ArrayList<>());
+    Checkpointing(Path dir, int every, int keep, boolean async, Checkpoint resume, String runId, List<String> args) {
+      this(dir, every, keep, async, resume, runId, args, new ArrayList<>());
     }
   }
 
-  /** The checkpoint named by --resume (a checkpoint, a directory of them, or "auto" = the newest valid in --checkpoint-dir). */
-  static Checkpoint resumeFrom(String r, Path ckptDir, PrintStream out) {
+  /**
+   * The checkpoint named by --resume: a checkpoint, the newest valid one in a directory of them, or with "auto" and
+   * "auto-or-new" the newest valid one in --checkpoint-dir; null for a new run ("auto-or-new" when there is no
+   * checkpoint). Refuses when checkpoints exist but none is valid, listing why each is not, and touches none of them.
+   * Invalid newer checkpoints that were skipped are reported on {@code err}.
+   */
+  static Checkpoint resumeFrom(String r, Path ckptDir, PrintStream out, PrintStream err) {
     if (r == null) return null;
-    Path where = r.equals("auto") ? ckptDir : Path.of(r);
-    if (where == null) throw new IllegalArgumentException("--resume auto needs --checkpoint-dir");
-    Checkpoint c = Files.isRegularFile(where.resolve("manifest.json")) ? Checkpoint.open(where)
-        : CheckpointManager.latestValid(where, msg -> out.println("athanor train: " + msg)).orElse(null);
-    if (c == null) {
-      if (r.equals("auto")) {
-        out.println("athanor train: no valid checkpoint in " + where + "; starting from scratch");
-        return null;
+    boolean auto = r.equals("auto"), orNew = r.equals("auto-or-new");
+    String flag = "--resume " + r;
+    Path where = auto || orNew ? ckptDir : Path.of(r);
+    if (where == null) throw new IllegalArgumentException(flag + " needs --checkpoint-dir DIR, the directory to resume from");
+    Checkpoint c;
+    if (!auto && !orNew && Files.isRegularFile(where.resolve("manifest.json"))) {
+      c = Checkpoint.open(where);
+    } else {
+      List<Path> dirs;
+      try {
+        dirs = CheckpointManager.stepDirs(where);
+      } catch (IOException e) {
+        throw new UncheckedIOException("cannot list " + where + ": " + e.getMessage(), e);
       }
-      throw new IllegalArgumentException("--resume " + r + ": no valid checkpoint there");
+      if (dirs.isEmpty()) {
+        if (orNew) {
+          err.println("athanor train: no checkpoint in " + where + " yet; starting a new run (--resume auto-or-new)");
+          return null;
+        }
+        String what = !Files.exists(where) ? where + " does not exist" : Files.isDirectory(where)
+            ? "there is no checkpoint (step-NNNNNNNN/) in " + where : where + " is not a directory";
+        throw new IllegalArgumentException(flag + ": " + what + ", so there is nothing to resume"
+            + (auto ? "; to start a new run when there is no checkpoint yet, use --resume auto-or-new" : ""));
+      }
+      List<String> invalid = new ArrayList<>();
+      c = CheckpointManager.latestValid(where, invalid::add).orElse(null);
+      if (c == null) {
+        throw new CheckpointException(flag + ": none of the " + dirs.size() + " checkpoints in " + where + " is valid, so "
+            + "there is nothing to resume; they were left untouched:\n  " + String.join("\n  ", invalid)
+            + "\nRepair or move them away to resume from another copy, or use another --checkpoint-dir to start a new run. "
+            + "Training without --resume and with --overwrite-checkpoints deletes them.");
+      }
+      for (String why : invalid) err.println("athanor train: skipping invalid checkpoint: " + why);
+    }
+    if (c.legacy()) {
+      err.println("athanor train: note: " + c.directory() + " was written by an older Athanor (checkpoint format 1): its "
+          + "manifest has no checksum, so only its data files were verified; its run continues as run '" + c.runId() + "'");
     }
     out.println("athanor train: resuming from " + c.directory() + " (step " + c.step() + ")");
     return c;
+  }
+
+  /**
+   * The runs in {@code dir} other than {@code runId}: a run must not mix its checkpoints with them. For a new run every
+   * checkpoint there is another run's; a resumed run ignores those whose run cannot be read (invalid checkpoints,
+   * reported when resuming).
+   */
+  static List<CheckpointManager.Run> otherRuns(Path dir, String runId, boolean newRun) {
+    return CheckpointManager.runs(dir).stream()
+        .filter(x -> !runId.equals(x.runId()) && (newRun || x.runId() != null)).toList();
+  }
+
+  /** Why a run refuses {@code dir}: the runs there, and the ways out. */
+  private static String mixedRunsMessage(Path dir, List<CheckpointManager.Run> others, Checkpoint resume) {
+    StringBuilder b = new StringBuilder("--checkpoint-dir " + dir + " holds checkpoints of another run");
+    if (resume != null) b.append(" than the one resumed (run ").append(resume.runId()).append(")");
+    b.append(":");
+    for (CheckpointManager.Run o : others) b.append("\n  ").append(o.describe());
+    b.append("\nThis run would mix its checkpoints with them (--keep does not apply to them, and a later --resume auto "
+        + "could pick theirs). Use another --checkpoint-dir");
+    if (resume == null) b.append(", continue that run with --resume auto");
+    b.append(", or pass --overwrite-checkpoints to delete them when training starts.");
+    return b.toString();
   }
 
   /**
@@ -351,11 +441,11 @@ final class TrainCommand implements Callable<Integer> {
         Thread.currentThread().interrupt();
       }
     }, "athanor-sigterm");
-    try (CheckpointManager mgr = ck == null ? null : new CheckpointManager(ck.dir(), ck.keep(), ck.async());
+    try (CheckpointManager mgr = ck == null ? null : new CheckpointManager(ck.dir(), ck.keep(), ck.async(), ck.runId());
         Trainer trainer = new Trainer(model, tc, loader)) {
       if (ck != null && ck.resume() != null) ck.resume().restore(trainer);
       if (mgr != null) mgr.prepare(trainer);  // host buffers for the first snapshot, allocated in the background
-      if (mgr != null) Runtime.getRuntime().addShutdownHook(hook);
+      Runtime.getRuntime().addShutdownHook(hook);  // with or without checkpoints: never end silently
       try (BufferedWriter w = Files.newBufferedWriter(log, StandardCharsets.UTF_8);
           Progress bar = Progress.steps("train", tc.steps(), trainer.nextStep())) {
         for (String line : kept) {
@@ -392,17 +482,21 @@ final class TrainCommand implements Callable<Integer> {
             bar.message("stopped by a termination signal at step " + trainer.nextStep() + "; state saved to " + last
                 + "; resume with: athanor train " + String.join(" ", resumeArgs(ck)));
           }
+        } else if (stop.get()) {
+          bar.message("stopped by a termination signal at step " + trainer.nextStep() + " of " + tc.steps()
+              + "; nothing was saved: without --checkpoint-dir a run keeps no state to resume from. To be able to stop "
+              + "and resume, train with --checkpoint-dir DIR (a stopped run then continues with --resume auto).");
         }
       }
-      if (stop.get()) throw new IllegalStateException("training stopped by a termination signal (state saved)");
+      if (stop.get()) {
+        throw new Stopped("training stopped by a termination signal" + (mgr != null ? " (state saved)" : " (nothing saved)"));
+      }
     } finally {
       finished.countDown();
-      if (ck != null) {
-        try {
-          Runtime.getRuntime().removeShutdownHook(hook);
-        } catch (IllegalStateException | IllegalArgumentException ignored) {
-          // the JVM is already shutting down, or the hook was never added
-        }
+      try {
+        Runtime.getRuntime().removeShutdownHook(hook);
+      } catch (IllegalStateException | IllegalArgumentException ignored) {
+        // the JVM is already shutting down, or the hook was never added
       }
     }
     if (results.isEmpty()) throw new IllegalStateException("no step was run (the checkpoint is already at step " + tc.steps() + ")");

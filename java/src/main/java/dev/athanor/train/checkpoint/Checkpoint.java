@@ -21,13 +21,19 @@ import java.util.Map;
 import java.util.zip.CRC32C;
 
 /**
- * A checkpoint directory ({@code step-NNNNNNNN/}) whose manifest and files were verified: every file the
- * manifest lists exists with its recorded size and CRC32C, and the format version is one this library
- * reads. {@link #restore(Trainer)} puts the trainer exactly where the checkpoint was taken.
+ * A checkpoint directory ({@code step-NNNNNNNN/}) whose manifest and files were verified: the manifest matches
+ * its own checksum, every file it lists exists with its recorded size and CRC32C, and the format version is one
+ * this library reads. {@link #restore(Trainer)} puts the trainer exactly where the checkpoint was taken.
+ *
+ * <p>Format version 2 added the manifest's checksum ({@code manifest_crc32c}) and the run id ({@code run_id}).
+ * Version 1 checkpoints are still read ({@link #legacy()}): their data files are verified but their manifest cannot
+ * be, and their run id is {@link #LEGACY_RUN_ID}.
  */
 public final class Checkpoint {
   /** The manifest format this library writes and the newest it reads. */
-  public static final int FORMAT_VERSION = 1;
+  public static final int FORMAT_VERSION = 2;
+  /** The run id of checkpoints written before runs had ids (format version 1): all of them count as one run. */
+  public static final String LEGACY_RUN_ID = "legacy";
   static final String MANIFEST = "manifest.json";
   static final String MODEL_FILE = "model.safetensors";
   static final String OPTIMIZER_FILE = "optimizer.safetensors";
@@ -48,8 +54,12 @@ public final class Checkpoint {
     JsonObject m;
     try {
       m = JsonParser.parseString(Files.readString(mf)).getAsJsonObject();
-    } catch (IOException | JsonParseException | IllegalStateException e) {
-      throw new CheckpointException(mf + ": unreadable manifest: " + e.getMessage(), e);
+    } catch (IOException e) {
+      throw new CheckpointException(mf + ": cannot read the manifest: " + e.getMessage(), e);
+    } catch (JsonParseException e) {
+      throw new CheckpointException(mf + ": unreadable manifest: not valid JSON" + jsonDetail(e), e);
+    } catch (IllegalStateException e) {  // valid JSON, but not an object
+      throw new CheckpointException(mf + ": unreadable manifest: not a JSON object", e);
     }
     if (!m.has("format_version") || !m.has("files") || !m.has("step")) {
       throw new CheckpointException(mf + ": not an Athanor checkpoint manifest (format_version, files, step missing)");
@@ -59,6 +69,20 @@ public final class Checkpoint {
       if (version > FORMAT_VERSION) {
         throw new CheckpointException(mf + ": checkpoint format version " + version + " is newer than this library reads ("
             + FORMAT_VERSION + "); it was written by Athanor " + str(m, "library_version") + ", upgrade to resume from it");
+      }
+      if (version >= 2) {
+        if (!m.has(Manifests.CHECKSUM)) {
+          throw new CheckpointException(mf + ": the manifest has no checksum (" + Manifests.CHECKSUM + "), which format version "
+              + version + " requires: it was edited or cut short");
+        }
+        String recorded = m.get(Manifests.CHECKSUM).getAsString(), actual = Manifests.checksum(m);
+        if (!actual.equals(recorded)) {
+          throw new CheckpointException(mf + ": the manifest fails its checksum (CRC32C " + actual + ", recorded " + recorded
+              + "): it was edited or corrupted");
+        }
+        if (!m.has("run_id") || m.get("run_id").getAsString().isBlank()) {
+          throw new CheckpointException(mf + ": the manifest has no run_id, which format version " + version + " requires");
+        }
       }
       // everything restore() reads must be present and well-formed, so that a checkpoint that opens also restores
       JsonObject files = m.getAsJsonObject("files");
@@ -75,8 +99,12 @@ public final class Checkpoint {
       }
     } catch (CheckpointException e) {
       throw e;
-    } catch (RuntimeException e) {  // a field missing (NPE) or of the wrong type, a bad config value
-      throw new CheckpointException(mf + ": malformed manifest: " + e, e);
+    } catch (NumberFormatException e) {
+      throw new CheckpointException(mf + ": malformed manifest: a number field holds something else (" + e.getMessage() + ")", e);
+    } catch (IllegalArgumentException e) {  // a bad config value: the message says which
+      throw new CheckpointException(mf + ": malformed manifest: " + e.getMessage(), e);
+    } catch (RuntimeException e) {  // a field missing (NPE) or of the wrong type
+      throw new CheckpointException(mf + ": malformed manifest: a field is missing or has the wrong type", e);
     }
     return new Checkpoint(dir, m);
   }
@@ -116,6 +144,15 @@ public final class Checkpoint {
     return String.format("%08x", c.getValue());
   }
 
+  /** Gson's description of a JSON syntax error, without the exception's class name and the troubleshooting link. */
+  private static String jsonDetail(JsonParseException e) {
+    String m = e.getMessage() == null ? "" : e.getMessage();
+    int see = m.indexOf("\nSee ");
+    if (see >= 0) m = m.substring(0, see);
+    m = m.replaceFirst("^[\\w.$]+(Exception|Error): ", "").strip();
+    return m.isEmpty() ? "" : " (" + m + ")";
+  }
+
   private static String str(JsonObject o, String k) {
     return o.has(k) && !o.get(k).isJsonNull() ? o.get(k).getAsString() : "?";
   }
@@ -127,6 +164,16 @@ public final class Checkpoint {
 
   public Path directory() {
     return dir;
+  }
+
+  /** The id of the run that wrote this checkpoint, kept across resumes; {@link #LEGACY_RUN_ID} for format version 1. */
+  public String runId() {
+    return manifest.has("run_id") ? manifest.get("run_id").getAsString() : LEGACY_RUN_ID;
+  }
+
+  /** Whether this checkpoint has format version 1: no manifest checksum (its manifest was not verified), no run id. */
+  public boolean legacy() {
+    return manifest.get("format_version").getAsInt() < 2;
   }
 
   /** The next step to run after restoring (= optimizer steps taken). */

@@ -1,5 +1,6 @@
 package dev.athanor.train.checkpoint;
 
+import com.google.gson.Gson;
 import com.google.gson.GsonBuilder;
 import com.google.gson.JsonObject;
 import com.google.gson.JsonParser;
@@ -15,9 +16,12 @@ import java.io.IOException;
 import java.nio.file.AccessDeniedException;
 import java.nio.file.FileSystemException;
 import java.nio.file.Files;
+import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
 import java.time.Instant;
+import java.time.ZoneOffset;
+import java.time.format.DateTimeFormatter;
 import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.LinkedHashMap;
@@ -28,6 +32,7 @@ import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
+import java.util.concurrent.ThreadLocalRandom;
 import java.util.function.Consumer;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
@@ -38,8 +43,13 @@ import java.util.regex.Pattern;
  *
  * <p><b>Layout.</b> {@code DIR/step-00000120/} holds {@code model.safetensors} (FP32 master weights by
  * Hugging Face name), {@code optimizer.safetensors} ({@code m.<name>}, {@code v.<name>}) and {@code
- * manifest.json} (format version, library version, the next step, AdamW's step, the model and training
- * configs, the data loader's state, and each file's size and CRC32C).
+ * manifest.json} (format version, library version, run id, the next step, AdamW's step, the model and training
+ * configs, the data loader's state, each file's size and CRC32C, and the manifest's own CRC32C).
+ *
+ * <p><b>Runs.</b> Every checkpoint records the id of the run that wrote it ({@link #newRunId()} for a new run; a
+ * resumed run keeps the id of the checkpoint it resumed from). A manager only ever deletes (rotates away or
+ * replaces) its own run's checkpoints; {@link #runs(Path)} tells which runs a directory holds, so that a caller can
+ * refuse to mix two runs in one directory.
  *
  * <p><b>Atomic.</b> A checkpoint is written into {@code DIR/.tmp-step-…}, every file and the directory are
  * fsynced, then it is renamed to {@code step-…} and DIR is fsynced. A crash at any moment leaves either the
@@ -60,6 +70,7 @@ public final class CheckpointManager implements AutoCloseable {
   private static final Pattern STEP_DIR = Pattern.compile("step-(\\d{8,})");
   private final Path dir;
   private final int keep;
+  private final String runId;
   private final boolean async;
   private final ExecutorService writer;
   private Future<Path> inFlight;
@@ -67,10 +78,20 @@ public final class CheckpointManager implements AutoCloseable {
   private volatile Path lastWritten;
   private final List<CheckpointEvent> events = new java.util.concurrent.CopyOnWriteArrayList<>();
 
-  /** A manager writing into {@code dir} (created if needed), keeping the newest {@code keep} checkpoints. */
+  /** A manager of a new run (a fresh {@link #newRunId()}) writing into {@code dir}; see the other constructor. */
   public CheckpointManager(Path dir, int keep, boolean async) {
+    this(dir, keep, async, newRunId());
+  }
+
+  /**
+   * A manager writing checkpoints of run {@code runId} into {@code dir} (created if needed), keeping the newest
+   * {@code keep} of that run's checkpoints. To continue a run, pass the {@link Checkpoint#runId()} it resumes from.
+   */
+  public CheckpointManager(Path dir, int keep, boolean async, String runId) {
     if (keep < 1) throw new IllegalArgumentException("keep must be >= 1, got " + keep);
+    if (runId == null || runId.isBlank()) throw new IllegalArgumentException("a run id is required");
     this.dir = dir;
+    this.runId = runId;
     this.keep = keep;
     this.async = async;
     try {
@@ -96,6 +117,17 @@ public final class CheckpointManager implements AutoCloseable {
 
   public Path directory() {
     return dir;
+  }
+
+  /** The id of the run whose checkpoints this manager writes. */
+  public String runId() {
+    return runId;
+  }
+
+  /** A new run id: the UTC start time and 24 random bits, e.g. {@code 20260301-142501-3fa9c2}. */
+  public static String newRunId() {
+    String time = DateTimeFormatter.ofPattern("yyyyMMdd-HHmmss").withZone(ZoneOffset.UTC).format(Instant.now());
+    return time + "-" + String.format("%06x", ThreadLocalRandom.current().nextInt(1 << 24));
   }
 
   /**
@@ -245,6 +277,7 @@ public final class CheckpointManager implements AutoCloseable {
       m.addProperty("format", "athanor-checkpoint");
       m.addProperty("format_version", Checkpoint.FORMAT_VERSION);
       m.addProperty("library_version", NativeRuntime.version());
+      m.addProperty("run_id", runId);
       m.addProperty("created", Instant.now().toString());
       m.addProperty("step", s.pos.nextStep());
       m.addProperty("adam_step", s.adamStep);
@@ -257,7 +290,10 @@ public final class CheckpointManager implements AutoCloseable {
       rng.addProperty("seed", s.trainConfig.seed());
       m.add("rng", rng);
       m.add("files", files);
-      AtomicFiles.writeString(tmp.resolve(Checkpoint.MANIFEST), new GsonBuilder().setPrettyPrinting().create().toJson(m));
+      Gson pretty = new GsonBuilder().setPrettyPrinting().create();
+      // checksummed as it will be read back (numbers as written)
+      m.addProperty(Manifests.CHECKSUM, Manifests.checksum(JsonParser.parseString(pretty.toJson(m)).getAsJsonObject()));
+      AtomicFiles.writeString(tmp.resolve(Checkpoint.MANIFEST), pretty.toJson(m));
       AtomicFiles.forceDirectory(tmp);
       crashPointForTests();
       if (Files.exists(target)) {
@@ -269,7 +305,12 @@ public final class CheckpointManager implements AutoCloseable {
           rotate(target);
           return target;
         }
-        AtomicFiles.deleteTree(target);  // corrupted, or a different run's state at this step
+        String owner = runIdOf(target);
+        if (owner != null && !owner.equals(runId)) {
+          throw new CheckpointException(target + " holds a checkpoint of another run (" + owner + "), which this run ("
+              + runId + ") does not replace; move it away");
+        }
+        AtomicFiles.deleteTree(target);  // this run's state at this step, but corrupted or different; or unidentifiable
       }
       Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE);
       AtomicFiles.forceDirectory(dir);
@@ -282,9 +323,12 @@ public final class CheckpointManager implements AutoCloseable {
       } catch (IOException ignored) {
         // best effort; a leftover temporary is removed by the next manager
       }
-      String why = e instanceof AccessDeniedException ? "permission denied" : e.toString();
+      String why = e instanceof AccessDeniedException ? "permission denied"
+          : e instanceof NoSuchFileException ? "no such file or directory: " + e.getMessage()
+          : e.getMessage() != null ? e.getMessage() : e.getClass().getSimpleName();
       throw new CheckpointException("writing checkpoint " + target + " failed: " + why
-          + (e instanceof FileSystemException fe && fe.getReason() != null ? " (" + fe.getReason() + ")" : ""), e);
+          + (e instanceof FileSystemException fe && fe.getReason() != null && !why.contains(fe.getReason())
+              ? " (" + fe.getReason() + ")" : ""), e);
     }
   }
 
@@ -294,13 +338,14 @@ public final class CheckpointManager implements AutoCloseable {
   }
 
   /**
-   * Deletes the oldest checkpoints beyond the newest {@code keep} up to and including {@code written}, the one
-   * just written. Checkpoints of later steps (left by a run that was resumed from an earlier checkpoint, e.g.
-   * because they failed to verify) neither count nor are deleted, so they can never push out the new one.
+   * Deletes the oldest of this run's checkpoints beyond the newest {@code keep} up to and including {@code written},
+   * the one just written. Checkpoints of later steps (left by a run that was resumed from an earlier checkpoint, e.g.
+   * because they failed to verify) neither count nor are deleted, so they can never push out the new one; nor do
+   * those of other runs, or those whose run cannot be read.
    */
   private void rotate(Path written) throws IOException {
     long newest = stepOf(written);
-    List<Path> all = stepDirs(dir).stream().filter(p -> stepOf(p) <= newest).toList();
+    List<Path> all = stepDirs(dir).stream().filter(p -> stepOf(p) <= newest && runId.equals(runIdOf(p))).toList();
     for (int i = 0; i < all.size() - keep; i++) AtomicFiles.deleteTree(all.get(i));
   }
 
@@ -310,7 +355,7 @@ public final class CheckpointManager implements AutoCloseable {
       JsonObject old = Checkpoint.open(existing).manifest();
       // as written and read back (nulls dropped, numbers as parsed), so that it compares like old
       JsonObject now = JsonParser.parseString(new GsonBuilder().create().toJson(m)).getAsJsonObject();
-      for (String k : List.of("step", "adam_step", "model_config", "train_config", "data_loader")) {
+      for (String k : List.of("run_id", "step", "adam_step", "model_config", "train_config", "data_loader")) {
         if (!now.get(k).equals(old.get(k))) return false;
       }
       return true;
@@ -342,8 +387,117 @@ public final class CheckpointManager implements AutoCloseable {
   }
 
   /**
+   * The run id a checkpoint directory's manifest records ({@link Checkpoint#LEGACY_RUN_ID} for format version 1),
+   * without verifying anything else; null when the manifest is missing or unreadable.
+   */
+  static String runIdOf(Path stepDir) {
+    JsonObject m = readManifest(stepDir);
+    if (m == null) return null;
+    try {
+      if (m.has("run_id")) return m.get("run_id").getAsString();
+      return m.has("format_version") && m.get("format_version").getAsInt() == 1 ? Checkpoint.LEGACY_RUN_ID : null;
+    } catch (RuntimeException e) {
+      return null;
+    }
+  }
+
+  /** The parsed manifest of a checkpoint directory, unverified; null when missing or not a JSON object. */
+  private static JsonObject readManifest(Path stepDir) {
+    Path mf = stepDir.resolve(Checkpoint.MANIFEST);
+    if (!Files.isRegularFile(mf)) return null;
+    try {
+      return JsonParser.parseString(Files.readString(mf)).getAsJsonObject();
+    } catch (IOException | RuntimeException e) {
+      return null;
+    }
+  }
+
+  /**
+   * The checkpoints of one run in a directory, as {@link #runs(Path)} finds them.
+   *
+   * @param runId the run's id, or null for checkpoint directories whose manifest is missing or unreadable
+   * @param directories its {@code step-*} directories, oldest step first
+   * @param firstCreated when the oldest was written, as its manifest says (null when unknown)
+   * @param lastCreated when the newest was written (null when unknown)
+   */
+  public record Run(String runId, List<Path> directories, String firstCreated, String lastCreated) {
+    /** E.g. "run 20260301-142501-3fa9c2: steps 2 to 8 (4 checkpoints, written 2026-03-01T14:25:03Z to ...)". */
+    public String describe() {
+      String steps = directories.size() == 1 ? "step " + stepOf(directories.get(0))
+          : "steps " + stepOf(directories.get(0)) + " to " + stepOf(directories.get(directories.size() - 1));
+      String count = directories.size() + (directories.size() == 1 ? " checkpoint" : " checkpoints");
+      if (runId == null) {
+        return "checkpoints of an unknown run (manifest missing or unreadable): " + steps + " (" + count + ")";
+      }
+      String first = seconds(firstCreated), last = seconds(lastCreated);
+      String when = first == null ? "" : first.equals(last) || last == null ? ", written " + first
+          : ", written " + first + " to " + last;
+      String name = runId.equals(Checkpoint.LEGACY_RUN_ID) ? "a run of an older Athanor (no run id)" : "run " + runId;
+      return name + ": " + steps + " (" + count + when + ")";
+    }
+
+    /** An ISO-8601 instant to the second (as written: a manifest's "created" is not verified here). */
+    private static String seconds(String instant) {
+      if (instant == null) return null;
+      try {
+        return Instant.parse(instant).truncatedTo(java.time.temporal.ChronoUnit.SECONDS).toString();
+      } catch (java.time.format.DateTimeParseException e) {
+        return instant;
+      }
+    }
+  }
+
+  /**
+   * The runs whose checkpoints {@code dir} holds (grouped by the run id in their manifests, unverified), in the order
+   * of their oldest checkpoint; empty when {@code dir} holds none or does not exist.
+   */
+  public static List<Run> runs(Path dir) {
+    Map<String, List<Path>> byRun = new LinkedHashMap<>();
+    Map<String, List<String>> created = new LinkedHashMap<>();
+    List<Path> dirs;
+    try {
+      dirs = stepDirs(dir);
+    } catch (IOException e) {
+      throw new CheckpointException("cannot list " + dir + ": " + e.getMessage(), e);
+    }
+    for (Path p : dirs) {
+      JsonObject m = readManifest(p);
+      String id = runIdOf(p);
+      byRun.computeIfAbsent(id, k -> new ArrayList<>()).add(p);
+      String when = null;
+      try {
+        when = m != null && m.has("created") ? m.get("created").getAsString() : null;
+      } catch (RuntimeException e) {
+        // not a string: unknown
+      }
+      if (when != null) created.computeIfAbsent(id, k -> new ArrayList<>()).add(when);
+    }
+    List<Run> runs = new ArrayList<>();
+    for (Map.Entry<String, List<Path>> e : byRun.entrySet()) {
+      List<String> times = created.getOrDefault(e.getKey(), List.of()).stream().sorted().toList();
+      runs.add(new Run(e.getKey(), List.copyOf(e.getValue()), times.isEmpty() ? null : times.get(0),
+          times.isEmpty() ? null : times.get(times.size() - 1)));
+    }
+    return runs;
+  }
+
+  /** Deletes the checkpoint directories of {@code run} (e.g. another run's, when the user asked to overwrite them). */
+  public static void delete(Run run) {
+    Path parent = null;
+    for (Path p : run.directories()) {
+      try {
+        AtomicFiles.deleteTree(p);
+      } catch (IOException e) {
+        throw new CheckpointException("cannot delete " + p + ": " + e.getMessage(), e);
+      }
+      parent = p.getParent();
+    }
+    if (parent != null) AtomicFiles.forceDirectory(parent);
+  }
+
+  /**
    * The newest checkpoint in {@code dir} that verifies; each newer one that does not is reported to
-   * {@code warn} by name with the reason. Empty when there is none.
+   * {@code warn} with the reason (which names it). Empty when there is none.
    */
   public static Optional<Checkpoint> latestValid(Path dir, Consumer<String> warn) {
     List<Path> dirs;
@@ -356,7 +510,7 @@ public final class CheckpointManager implements AutoCloseable {
       try {
         return Optional.of(Checkpoint.open(dirs.get(i)));
       } catch (CheckpointException e) {
-        warn.accept("skipping invalid checkpoint: " + e.getMessage());
+        warn.accept(e.getMessage());
       }
     }
     return Optional.empty();

@@ -1,13 +1,32 @@
 package dev.athanor.train.checkpoint;
 
+import com.google.gson.Gson;
 import com.google.gson.JsonObject;
 import dev.athanor.io.data.DataLoader;
 import dev.athanor.train.Schedule;
 import dev.athanor.train.TrainConfig;
+import java.nio.charset.StandardCharsets;
+import java.util.zip.CRC32C;
 
 /** JSON forms of the configs and states a checkpoint manifest holds. */
 final class Manifests {
+  /** The manifest's own checksum: the CRC32C of the manifest's other members (format version 2 on). */
+  static final String CHECKSUM = "manifest_crc32c";
+
   private Manifests() {}
+
+  /**
+   * The checksum of manifest {@code m} as 8 hex digits: the CRC32C of its compact JSON (Gson's, members in the order
+   * written, numbers as written) without the {@link #CHECKSUM} member. Layout and whitespace do not count; any change
+   * of a name or value does.
+   */
+  static String checksum(JsonObject m) {
+    JsonObject rest = m.deepCopy();
+    rest.remove(CHECKSUM);
+    CRC32C c = new CRC32C();
+    c.update(new Gson().toJson(rest).getBytes(StandardCharsets.UTF_8));
+    return String.format("%08x", c.getValue());
+  }
 
   static JsonObject trainConfig(TrainConfig c) {
     JsonObject o = new JsonObject();

@@ -3,12 +3,13 @@
  *
  * <p>Format: {@code step-NNNNNNNN/} with {@code model.safetensors} (FP32 masters by Hugging Face name),
  * {@code optimizer.safetensors} ({@code m.<name>}, {@code v.<name>}) and {@code manifest.json} (format and
- * library versions, next step, AdamW step, model and training configs, data-loader state, size and CRC32C of
- * every file). Training draws no random numbers after initialization and shuffling is a pure function of
+ * library versions, run id, next step, AdamW step, model and training configs, data-loader state, size and CRC32C
+ * of every file, and the CRC32C of the manifest itself). Training draws no random numbers after initialization and shuffling is a pure function of
  * (seed, epoch), so the loader state is the whole RNG state.
  *
  * <p>Write protocol: temporary directory, every file and the directory fsynced, atomic rename, parent
- * fsynced, then rotation; verification on load (sizes, checksums, every field the restore needs). The step
+ * fsynced, then rotation of the run's own checkpoints only; verification on load (the manifest's checksum, sizes,
+ * checksums, every field the restore needs). The step
  * loop pays for a snapshot into reused host buffers; one background thread writes, one write in flight.
  * Exactness rests on the CPU kernels being deterministic (bit-identical for any thread count, for a
  * fixed ISA).

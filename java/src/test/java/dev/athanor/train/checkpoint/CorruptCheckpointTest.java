@@ -29,22 +29,19 @@ class CorruptCheckpointTest {
   @BeforeAll
   static void train() throws IOException {
     fx = TrainFixture.create(shared);
-    base = shared.resolve("base-ck");
-    Path log = shared.resolve("base.jsonl");
-    TrainFixture.runOk(fx.trainArgs(base, log, 8, 2, "--keep", "10"));
-    baseLosses = TrainFixture.stepLosses(log);
+    TrainFixture.Finished run = fx.finishedRun(8, 2);
+    base = run.checkpoints();
+    baseLosses = run.losses();
     assertEquals(List.of("step-00000002", "step-00000004", "step-00000006", "step-00000008"), TrainFixture.stepNames(base));
   }
 
   /** A fresh copy of the base checkpoints. */
   private static Path copy(Path tmp) throws IOException {
-    Path d = tmp.resolve("ck");
-    TrainFixture.copyTree(base, d);
-    return d;
+    return new TrainFixture.Finished(base, null, baseLosses).copyTo(tmp);
   }
 
   private static Path step(Path ck, int s) {
-    return ck.resolve(String.format("step-%08d", s));
+    return TrainFixture.step(ck, s);
   }
 
   private static String openFails(Path dir) {
@@ -63,14 +60,7 @@ class CorruptCheckpointTest {
   @Test
   void aFlippedByteFailsTheChecksum(@TempDir Path tmp) throws IOException {
     Path ck = copy(tmp);
-    Path f = step(ck, 8).resolve("model.safetensors");
-    try (RandomAccessFile raf = new RandomAccessFile(f.toFile(), "rw")) {
-      long at = raf.length() / 2;
-      raf.seek(at);
-      int b = raf.read();
-      raf.seek(at);
-      raf.write(b ^ 0x10);
-    }
+    TrainFixture.flipByte(step(ck, 8).resolve("model.safetensors"));
     String msg = openFails(step(ck, 8));
     assertTrue(msg.contains("model.safetensors") && msg.contains("checksum") && msg.contains("step-00000008"), msg);
     assertFallsBackTo(ck, 6, "step-00000008");
@@ -152,9 +142,10 @@ class CorruptCheckpointTest {
     List<String> args = new ArrayList<>(fx.trainArgs(ck, log, 8, 2, "--keep", "10"));
     args.addAll(List.of("--resume", "auto"));
     TrainFixture.Run r = TrainFixture.runOk(args);
-    assertTrue(r.out().contains("skipping invalid checkpoint") && r.out().contains("step-00000008")
-        && r.out().contains("checksum"), r.out());
-    assertTrue(r.out().contains("step-00000006") && r.out().contains("missing"), r.out());
+    assertTrue(r.err().contains("skipping invalid checkpoint") && r.err().contains("step-00000008")
+        && r.err().contains("checksum"), r.err());
+    assertTrue(r.err().contains("step-00000006") && r.err().contains("missing"), r.err());
+    assertTrue(!r.out().contains("skipping"), "warnings go to standard error: " + r.out());
     assertTrue(r.out().contains("resuming from " + step(ck, 4) + " (step 4)"), r.out());
     assertEquals(baseLosses, TrainFixture.stepLosses(log), "steps 4..7 redone with the same losses, 0..3 kept");
     for (int s = 2; s <= 8; s += 2) Checkpoint.open(step(ck, s));  // the corrupt ones were replaced by good ones

@@ -64,11 +64,11 @@ class CrashDuringWriteTest {
     assertEquals(137, rc, () -> read(out));
     assertEquals(List.of(), TrainFixture.stepNames(ck));
     assertTrue(CheckpointManager.latestValid(ck, w -> {}).isEmpty());
-    // --resume auto then starts from scratch instead of failing
+    // --resume auto-or-new then starts a new run instead of failing
     List<String> args = new ArrayList<>(fx.trainArgs(ck, tmp.resolve("log.jsonl"), 4, 3));
-    args.addAll(List.of("--resume", "auto"));
+    args.addAll(List.of("--resume", "auto-or-new"));
     TrainFixture.Run r = TrainFixture.runOk(args);
-    assertTrue(r.out().contains("no valid checkpoint in " + ck + "; starting from scratch"), r.out());
+    assertTrue(r.err().contains("no checkpoint in " + ck + " yet; starting a new run"), r.err());
     assertEquals(List.of("step-00000003", "step-00000004"), TrainFixture.stepNames(ck));
     try (var s = Files.list(ck)) {
       assertEquals(0, s.filter(p -> p.getFileName().toString().startsWith(".tmp-")).count(), "the leftover was removed");

@@ -65,7 +65,7 @@ class RotationTest {
     try (TokenDataset data = TokenDataset.open(fx.data);
         Transformer model = Transformer.create(from.modelConfig(), Device.CPU);
         Trainer t = new Trainer(model, tc, new DataLoader(data, tc.batch(), tc.seq(), tc.shuffle(), tc.seed()));
-        CheckpointManager m = new CheckpointManager(ck, 1, false)) {
+        CheckpointManager m = new CheckpointManager(ck, 1, false, from.runId())) {
       from.restore(t);
       t.step();
       m.save(t);

@@ -1,7 +1,6 @@
 package dev.athanor.train.checkpoint;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
-import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.nio.file.Files;
@@ -22,14 +21,9 @@ class SigtermTest {
     Path log = tmp.resolve("log.jsonl");
     Path out = tmp.resolve("child.out");
     int steps = 3000;  // far more than it gets to do
-    Process p = fx.startChild(List.of(), fx.trainArgs(ck, log, steps, 50), out);
-    long deadline = System.nanoTime() + 120_000_000_000L;
-    while (p.isAlive() && TrainFixture.logLines(log).size() < 6 && System.nanoTime() < deadline) Thread.sleep(5);
-    assertTrue(p.isAlive(), () -> "the child ended early:\n" + read(out));
-    p.destroy();  // SIGTERM on Linux
-    int rc = TrainFixture.await(p, out);
-    String text = read(out);
-    assertNotEquals(0, rc, text);
+    int rc = TrainFixture.terminateAfter(fx.startChild(List.of(), fx.trainArgs(ck, log, steps, 50), out), log, 6, out);
+    String text = TrainFixture.readOrWhy(out);
+    assertEquals(143, rc, "128 + SIGTERM, as for any process the signal ends:\n" + text);
     int lines = TrainFixture.logLines(log).size();
     assertTrue(lines >= 6 && lines < steps, "stopped after " + lines + " steps:\n" + text);
     assertTrue(text.contains("stopped by a termination signal at step " + lines), text);
@@ -39,14 +33,6 @@ class SigtermTest {
     assertEquals(lines, c.step());
     try (var s = Files.list(ck)) {
       assertEquals(0, s.filter(f -> f.getFileName().toString().startsWith(".tmp-")).count(), "no write left half-done");
-    }
-  }
-
-  private static String read(Path p) {
-    try {
-      return Files.readString(p);
-    } catch (Exception e) {
-      return "(" + e + ")";
     }
   }
 }

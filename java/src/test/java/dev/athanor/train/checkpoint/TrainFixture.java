@@ -14,6 +14,7 @@ import java.io.ByteArrayOutputStream;
 import java.io.File;
 import java.io.IOException;
 import java.io.PrintStream;
+import java.io.RandomAccessFile;
 import java.net.URISyntaxException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -196,6 +197,60 @@ final class TrainFixture {
   /** The names of the step-* directories of {@code ckpt}, oldest first. */
   static List<String> stepNames(Path ckpt) throws IOException {
     return CheckpointManager.stepDirs(ckpt).stream().map(p -> p.getFileName().toString()).toList();
+  }
+
+  /** The checkpoints (all kept), log and losses of a finished run, for tests that copy and alter them. */
+  record Finished(Path checkpoints, Path log, List<String> losses) {
+    /** A fresh copy of the checkpoints, as {@code tmp/ck}. */
+    Path copyTo(Path tmp) throws IOException {
+      Path d = tmp.resolve("ck");
+      copyTree(checkpoints, d);
+      return d;
+    }
+  }
+
+  /** Runs {@code steps} steps with a checkpoint every {@code every}, all kept, into {@code base-ck} of this fixture. */
+  Finished finishedRun(int steps, int every) throws IOException {
+    Path ck = dir.resolve("base-ck"), log = dir.resolve("base.jsonl");
+    runOk(trainArgs(ck, log, steps, every, "--keep", "10"));
+    return new Finished(ck, log, stepLosses(log));
+  }
+
+  /** The directory of step {@code s} in {@code ckpt}. */
+  static Path step(Path ckpt, long s) {
+    return ckpt.resolve(String.format("step-%08d", s));
+  }
+
+  /** Flips one bit in the middle of {@code f}. */
+  static void flipByte(Path f) throws IOException {
+    try (RandomAccessFile raf = new RandomAccessFile(f.toFile(), "rw")) {
+      long at = raf.length() / 2;
+      raf.seek(at);
+      int b = raf.read();
+      raf.seek(at);
+      raf.write(b ^ 0x10);
+    }
+  }
+
+  /**
+   * Waits until the child {@code p} has logged {@code lines} steps into {@code log}, sends it SIGTERM and waits for it
+   * to end; fails when it ends before. Returns its exit code.
+   */
+  static int terminateAfter(Process p, Path log, int lines, Path output) throws InterruptedException, IOException {
+    long deadline = System.nanoTime() + 120_000_000_000L;
+    while (p.isAlive() && logLines(log).size() < lines && System.nanoTime() < deadline) Thread.sleep(5);
+    assertTrue(p.isAlive(), () -> "the child ended early:\n" + readOrWhy(output));
+    p.destroy();  // SIGTERM on Linux
+    return await(p, output);
+  }
+
+  /** The text of {@code f}, or why it cannot be read (for failure messages). */
+  static String readOrWhy(Path f) {
+    try {
+      return Files.readString(f);
+    } catch (IOException e) {
+      return "(" + f + ": " + e.getMessage() + ")";
+    }
   }
 
   /** Copies a directory tree. */
