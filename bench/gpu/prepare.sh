@@ -10,7 +10,7 @@
 #   athanor.jar              the library jar (its embedded libathanor.so is CPU-only; the GPU machine
 #                            builds its own with CUDA and points -Dathanor.library.path at it)
 #   test-classes/            the Java test suite, compiled, with its resources
-#   lib/                     test-scope dependencies other than JUnit itself (none today, maybe later)
+#   lib/                     the other dependencies (compile and test scope) but JUnit's own and DJL's tokenizers
 #   junit-platform-console-standalone.jar   the JUnit launcher, same version as junit-jupiter
 #   jvm-args.txt             the JVM flags surefire uses (property athanor.jvm.args)
 #   MANIFEST.txt             what was packed, from which commit, when
@@ -67,9 +67,11 @@ else
   mkdir -p "$P/test-classes"
 fi
 
-# Test-scope dependencies other than JUnit's own (the standalone launcher bundles those).
+# Test-scope dependencies other than JUnit's own (the standalone launcher bundles those). Hugging Face's
+# tokenizers (DJL's jar: 18 MB, natives for four platforms) are left out too: they run on the CPU and are tested
+# there; without them the tokenizer.json tests skip with the reason, and nothing else needs them.
 "${MVN[@]}" dependency:copy-dependencies -DincludeScope=test -DoutputDirectory="$P/lib" \
-  -DexcludeGroupIds=org.junit.jupiter,org.junit.platform,org.opentest4j,org.apiguardian,org.jspecify \
+  -DexcludeGroupIds=org.junit.jupiter,org.junit.platform,org.opentest4j,org.apiguardian,org.jspecify,ai.djl,ai.djl.huggingface \
   > "$STAGE/mvn-deps.log" 2>&1 || { tail -30 "$STAGE/mvn-deps.log" >&2; die "copying test dependencies failed"; }
 # The library module's own jar is not a test dependency; drop anything that slipped in twice.
 rm -f "$P"/lib/athanor-*.jar
@@ -89,10 +91,16 @@ mv "$P/junit-platform-console-standalone-$JUNIT_VERSION.jar" "$P/junit-platform-
 # ---- 4. the Java runtime: jdeps finds the modules, jlink links them, headers kept for jni.h.
 CP="$P/athanor.jar:$P/junit-platform-console-standalone.jar"
 for j in "$P"/lib/*.jar; do [ -f "$j" ] && CP="$CP:$j"; done
-DEPS=$("$JDK/bin/jdeps" --print-module-deps --ignore-missing-deps --multi-release 25 -q --class-path "$CP" \
-        "$P/athanor.jar" "$P/junit-platform-console-standalone.jar" "$P/test-classes" "$P"/lib/*.jar 2>"$STAGE/jdeps.err" \
-      || true)
-[ -n "$DEPS" ] || { cat "$STAGE/jdeps.err" >&2; say "WARNING: jdeps found nothing; using the base module set"; }
+# --module-path: a dependency that is a named module (progressbar) has its own requirements (org.jline.terminal)
+# resolved there. jdeps reports errors on stdout, so anything but a list of module names is an error.
+DEPS=$("$JDK/bin/jdeps" --print-module-deps --ignore-missing-deps --multi-release 25 -q --module-path "$P/lib" \
+        --class-path "$CP" "$P/athanor.jar" "$P/junit-platform-console-standalone.jar" "$P/test-classes" "$P"/lib/*.jar \
+        2>"$STAGE/jdeps.err" || true)
+if ! [[ "$DEPS" =~ ^[A-Za-z0-9_.]+(,[A-Za-z0-9_.]+)*$ ]]; then
+  { echo "$DEPS"; cat "$STAGE/jdeps.err"; } >&2
+  say "WARNING: jdeps gave no module list; using the base module set"
+  DEPS=
+fi
 MODULES=$(echo "java.base,java.logging,jdk.unsupported,java.management,jdk.management,${DEPS}" | tr ',' '\n' \
           | grep -v '^$' | grep -v -x 'java.desktop' | sort -u | paste -sd, -)
 # java.desktop (AWT, only for the training charts) is left out: it alone would push the payload past

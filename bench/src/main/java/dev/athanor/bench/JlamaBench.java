@@ -230,7 +230,7 @@ public final class JlamaBench {
     prompt[0] = mc.bosTokenId();
     System.arraycopy(text, 0, prompt, 1, promptLen - 1);
 
-    try (AthanorSide a = new AthanorSide(dir, promptLen + newTokens); JlamaSide j = new JlamaSide(dir, threads)) {
+    try (tok; AthanorSide a = new AthanorSide(dir, promptLen + newTokens); JlamaSide j = new JlamaSide(dir, threads)) {
       String jlamaOps = TensorOperationsProvider.get().name() + " (" + TensorOperationsProvider.get().getClass().getName() + ")";
       long[] jlamaEnc = j.model.getTokenizer().encode(PROMPT_TEXT);
       boolean tokenizersAgree = Arrays.equals(Arrays.stream(jlamaEnc).mapToInt(x -> (int) x).toArray(), text);

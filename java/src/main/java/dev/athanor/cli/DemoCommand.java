@@ -2,6 +2,7 @@ package dev.athanor.cli;
 
 import dev.athanor.cli.Options.Range;
 import dev.athanor.infer.SamplingConfig;
+import dev.athanor.io.tokenizer.Tokenizer;
 import dev.athanor.nn.Transformer;
 import dev.athanor.runtime.Device;
 import java.io.PrintStream;
@@ -72,9 +73,9 @@ final class DemoCommand implements Callable<Integer> {
     // mostly predicts indentation (GPT-2's BPE spends one token per space of it).
     o.println("sample (temperature 0.8, top-k 40):");
     o.println("----");
-    try (Transformer model = Models.load(r.modelDir(), device)) {
-      GenerateCommand.generate(model, Models.tokenizer(r.modelDir(), model.config()), prompt,
-          new SamplingConfig(0.8f, 40, 0.95f, 7, 120, true), o);
+    try (Transformer model = Models.load(r.modelDir(), device);
+        Tokenizer tok = Models.tokenizer(r.modelDir(), model.config())) {
+      GenerateCommand.generate(model, tok, prompt, new SamplingConfig(0.8f, 40, 0.95f, 7, 120, true), o);
     }
     o.println("----");
     o.printf("done: loss %.3f -> %.3f; model %s; loss curve %s; report %s; log %s%n", r.firstLoss(), r.lastLoss(),

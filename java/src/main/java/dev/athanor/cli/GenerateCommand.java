@@ -56,8 +56,8 @@ final class GenerateCommand implements Callable<Integer> {
   @Override
   public Integer call() {
     SamplingConfig sc = new SamplingConfig(temperature, topK, topP, seed, maxTokens, !noStop);
-    try (Transformer m = Models.load(model, runtime.apply())) {
-      generate(m, Models.tokenizer(model, m.config()), prompt, sc, main.out);
+    try (Transformer m = Models.load(model, runtime.apply()); Tokenizer tok = Models.tokenizer(model, m.config())) {
+      generate(m, tok, prompt, sc, main.out);
     }
     return 0;
   }
@@ -69,7 +69,7 @@ final class GenerateCommand implements Callable<Integer> {
       if (tok.bosToken().isEmpty() && tok.eosToken().isEmpty()) throw new IllegalArgumentException("--prompt is empty");
       ids = new int[] {tok.bosToken().orElse(tok.eosToken().getAsInt())};
     }
-    StreamDecoder dec = tok.streamDecoder();
+    StreamDecoder dec = tok.streamDecoder(ids); // in the prompt's context: the first new token keeps its space
     StringBuilder text = new StringBuilder();
     out.print(prompt);
     out.flush();

@@ -1,6 +1,7 @@
 package dev.athanor.cli;
 
 import dev.athanor.io.data.TokenFiles;
+import dev.athanor.io.tokenizer.Tokenizer;
 import dev.athanor.nn.Transformer;
 import java.nio.file.Path;
 import java.util.Arrays;
@@ -44,8 +45,14 @@ final class ScoreCommand implements Callable<Integer> {
   @Override
   public Integer call() {
     try (Transformer m = Models.load(model, runtime.apply())) {
-      int[] ids = input.tokens != null ? TokenFiles.readIds(input.tokens)
-          : textIds(m, Models.tokenizer(model, m.config()), input.text);
+      int[] ids;
+      if (input.tokens != null) {
+        ids = TokenFiles.readIds(input.tokens);
+      } else {
+        try (Tokenizer tok = Models.tokenizer(model, m.config())) {
+          ids = textIds(m, tok, input.text);
+        }
+      }
       if (ids.length < 2) throw new IllegalArgumentException("need at least 2 tokens to score, got " + ids.length);
       float[] logprobs = score(m, ids);
       double sum = 0;
@@ -61,7 +68,7 @@ final class ScoreCommand implements Callable<Integer> {
     return 0;
   }
 
-  private static int[] textIds(Transformer model, dev.athanor.io.tokenizer.Tokenizer tok, String text) {
+  private static int[] textIds(Transformer model, Tokenizer tok, String text) {
     return Models.withBos(model.config(), tok, tok.encode(text));
   }
 

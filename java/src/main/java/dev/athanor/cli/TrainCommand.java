@@ -280,15 +280,18 @@ final class TrainCommand implements Callable<Integer> {
     try (Transformer model = modelDir != null && resume == null ? Models.load(modelDir, device) : Transformer.create(mc, device)) {
       if (modelDir == null && resume == null) model.initialize(tc.seed());
       model.setRecompute(opt.recompute);
-      Tokenizer tok = TextCorpus.isShardInput(data) ? null : Models.tokenizer(modelDir, model.config());
       TextCorpus.Options opts = TextCorpus.Options.defaults();
       if (opt.maxBytes != null) {
         opts = new TextCorpus.Options(opts.cacheDir(), opt.maxBytes, opts.extensions(), opts.threads(), opts.shardTokens());
       }
       TokenDataset dataset;
-      try (Progress bar = Progress.bytes("tokenize")) {
-        TextCorpus.ProgressListener pl = (done, total, tokens) -> bar.update(done, total, Counts.format(tokens) + " tokens");
-        dataset = tok == null ? TokenDataset.open(data) : TextCorpus.prepare(data, tok, opts, pl);
+      if (TextCorpus.isShardInput(data)) {
+        dataset = TokenDataset.open(data);
+      } else {
+        try (Tokenizer tok = Models.tokenizer(modelDir, model.config()); Progress bar = Progress.bytes("tokenize")) {
+          TextCorpus.ProgressListener pl = (done, total, tokens) -> bar.update(done, total, Counts.format(tokens) + " tokens");
+          dataset = TextCorpus.prepare(data, tok, opts, pl);
+        }
       }
       try (dataset) {
         dataset.checkVocab(model.config().vocabSize());

@@ -250,25 +250,52 @@ public final class NativeLibrary {
     return new AthanorException(sb.toString());
   }
 
+  /**
+   * Extracts another bundled native library (e.g. a dependency's) the way this class extracts libathanor: to
+   * {@code <cache>/<version>-<sha256 prefix>/<fileName>} in the first of the cache directories described in the
+   * class comment that works, reusing a copy whose size and SHA-256 match. Does not load it.
+   *
+   * @return the extracted file
+   * @throws IOException naming every directory tried and why it failed
+   */
+  public static Path extractToCache(URL resource, String fileName, String version) throws IOException {
+    Objects.requireNonNull(resource, "resource");
+    List<String> tried = new ArrayList<>();
+    for (Path dir : Config.fromSystem().cacheDirs()) {
+      try {
+        return extract(resource, dir, version, fileName).path();
+      } catch (IOException | RuntimeException e) {
+        tried.add(dir + ": " + describe(e));
+      }
+    }
+    throw new IOException("cannot extract " + resource + " (" + fileName + "); directories tried: "
+        + String.join("; ", tried));
+  }
+
   /** Result of {@link #extract}: where the library is, and whether it had to be (re)written. */
   record Extraction(Path path, boolean extracted) {}
 
+  /** {@link #extract(URL, Path, String, String)} of libathanor.so. */
+  static Extraction extract(URL resource, Path baseDir, String version) throws IOException {
+    return extract(resource, baseDir, version, "libathanor.so");
+  }
+
   /**
-   * Makes sure {@code <baseDir>/<version>-<sha256[0..16]>/libathanor.so} holds the resource's bytes: reuses
+   * Makes sure {@code <baseDir>/<version>-<sha256[0..16]>/<fileName>} holds the resource's bytes: reuses
    * it when its size and SHA-256 match, else writes a temporary file next to it and renames it atomically.
    */
-  static Extraction extract(URL resource, Path baseDir, String version) throws IOException {
+  static Extraction extract(URL resource, Path baseDir, String version, String fileName) throws IOException {
     Objects.requireNonNull(resource, "resource");
     Digest res = digest(resource);
     Path dir = baseDir.resolve(version + "-" + res.hex().substring(0, 16));
     Files.createDirectories(dir);
-    Path target = dir.resolve("libathanor.so");
+    Path target = dir.resolve(fileName);
     if (Files.isRegularFile(target) && Files.size(target) == res.size()) {
       try (InputStream in = Files.newInputStream(target)) {
         if (digest(in).equals(res)) return new Extraction(target, false);
       }
     }
-    Path tmp = Files.createTempFile(dir, ".libathanor-", ".tmp");
+    Path tmp = Files.createTempFile(dir, "." + fileName + "-", ".tmp");
     try {
       Digest written;
       try (InputStream in = resource.openStream(); OutputStream out = Files.newOutputStream(tmp)) {

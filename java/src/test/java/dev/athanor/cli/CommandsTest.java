@@ -2,6 +2,7 @@ package dev.athanor.cli;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import com.google.gson.JsonArray;
 import com.google.gson.JsonObject;
@@ -9,14 +10,17 @@ import com.google.gson.JsonParser;
 import dev.athanor.infer.Generator;
 import dev.athanor.infer.SamplingConfig;
 import dev.athanor.io.hf.HfModelDir;
+import dev.athanor.io.tokenizer.HfTokenizer;
 import dev.athanor.io.tokenizer.Tokenizer;
 import dev.athanor.io.tokenizer.Tokenizers;
+import dev.athanor.nn.Family;
 import dev.athanor.nn.ModelConfig;
 import dev.athanor.params.ParameterStore;
 import dev.athanor.nn.Transformer;
 import dev.athanor.runtime.Device;
 import dev.athanor.tensor.DType;
 import java.io.ByteArrayOutputStream;
+import java.io.InputStream;
 import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -143,6 +147,57 @@ class CommandsTest {
     }
   }
 
+  /**
+   * A Llama with a Llama-2-style tokenizer.json (Prepend/Replace normalizer, Strip decoder) whose head makes "▁the"
+   * the greedy choice after the prompt: the CLI prints "Train the", not "Trainthe" (decoded alone, the token loses
+   * its space to the decoder's Strip), and what it prints is the decoded whole minus the decoded prompt.
+   */
+  @Test
+  void generateWithALlama2TokenizerKeepsTheSpaceOfTheFirstNewToken() throws Exception {
+    assumeTrue(HfTokenizer.isAvailable(), HfTokenizer.unavailableReason());
+    Path dir = tmp.resolve("llama2");
+    Files.createDirectories(dir);
+    try (InputStream in = CommandsTest.class.getResourceAsStream("/tokenizers/llama2-style.json")) {
+      Files.copy(in, dir.resolve("tokenizer.json"));
+    }
+    ModelConfig cfg = new ModelConfig(Family.LLAMA, 1640, 32, 1, 16, 2, 1, 32, 1e-5f, 10000f, false, 1, 2);
+    String prompt = "Train";
+    int[] promptIds;
+    int the;
+    try (Tokenizer tok = Tokenizers.forModelDir(dir, cfg)) {
+      the = ((HfTokenizer) tok).tokenId("▁the").getAsInt();
+      assertEquals("the", tok.decode(new int[] {the}), "decoded alone, the Strip decoder drops the space");
+      promptIds = Models.withBos(cfg, tok, tok.encode(prompt));
+    }
+    SamplingConfig greedy = new SamplingConfig(0f, 0, 1f, 0, 4, false);
+    try (Transformer m = Transformer.create(cfg, Device.CPU)) {
+      m.initialize(11);
+      // the head's only non-zero row is "▁the": its logit is the only one that is not 0; flip it if it is negative
+      ParameterStore.Param head = m.parameters().get("lm_head.weight");
+      float[] w = new float[head.master().toFloatArray().length];
+      for (int k = 0; k < cfg.hidden(); k++) w[the * cfg.hidden() + k] = 10 * (k % 3 - 1) + 1;
+      head.master().copyFrom(w);
+      m.parameters().syncWeights();
+      if (new Generator(m).generate(promptIds, greedy, null)[0] != the) {
+        for (int k = 0; k < w.length; k++) w[k] = -w[k];
+        head.master().copyFrom(w);
+        m.parameters().syncWeights();
+      }
+      HfModelDir.save(dir, cfg, m.weights(), DType.F32);
+    }
+    Out r = run("generate", "--model", dir.toString(), "--prompt", prompt, "--temperature", "0", "--max-tokens", "4",
+        "--no-stop", "--device", "cpu");
+    assertEquals(0, r.code(), r.err());
+    assertTrue(r.out().startsWith("Train the"), r.out());
+    try (Transformer m = HfModelDir.loadModel(dir, Device.CPU); Tokenizer tok = Tokenizers.forModelDir(dir, cfg)) {
+      int[] made = new Generator(m).generate(promptIds, greedy, null);
+      assertEquals(the, made[0]);
+      int[] all = java.util.stream.IntStream.concat(java.util.Arrays.stream(promptIds), java.util.Arrays.stream(made)).toArray();
+      String before = tok.decode(promptIds);
+      assertEquals(prompt + tok.decode(all).substring(before.length()), r.out().stripTrailing());
+    }
+  }
+
   @Test
   void llamaTextGetsItsBosTokenOnce() {
     Tokenizer withBos = new Tokenizer() {
@@ -152,7 +207,6 @@ class CommandsTest {
       public String decode(int[] ids) { return ""; }
       public java.util.OptionalInt eosToken() { return java.util.OptionalInt.of(2); }
       public java.util.OptionalInt bosToken() { return java.util.OptionalInt.of(1); }
-      public byte[] tokenBytes(int id) { return new byte[0]; }
     };
     ModelConfig llama = ModelConfig.llama(10, 8, 1, 8, 1, 1, 8, 10000f, true);
     assertEquals(List.of(1, 5, 6), boxed(Models.withBos(llama, withBos, new int[] {5, 6})));

@@ -8,6 +8,7 @@ import dev.athanor.io.data.DataLoader;
 import dev.athanor.io.data.TextCorpus;
 import dev.athanor.io.data.TokenDataset;
 import dev.athanor.io.hf.HfModelDir;
+import dev.athanor.io.tokenizer.StreamDecoder;
 import dev.athanor.io.tokenizer.Tokenizer;
 import dev.athanor.io.tokenizer.Tokenizers;
 import dev.athanor.nn.ModelConfig;
@@ -51,8 +52,11 @@ class ReadmeModelExampleTest {
         losses.add(r.loss());
       }
       HfModelDir.save(out, model.config(), model.weights(), DType.F32);  // config.json + model.safetensors
-      new Generator(model).generate(tok.encode("public class"), SamplingConfig.defaults(20, 7),
-          (sequence, token) -> sample.append(tok.decode(new int[] {token})));  // streamed token by token
+      int[] prompt = tok.encode("public class");
+      StreamDecoder text = tok.streamDecoder(prompt);                    // decodes in the prompt's context
+      new Generator(model).generate(prompt, SamplingConfig.defaults(20, 7),
+          (sequence, token) -> sample.append(text.push(token)));          // streamed, whole characters only
+      sample.append(text.flush());
     }
     // --- README snippet ends
     assertTrue(losses.size() == steps && losses.get(0) > 5, "losses " + losses);

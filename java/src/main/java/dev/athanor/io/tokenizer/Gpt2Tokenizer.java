@@ -11,7 +11,8 @@ import java.util.OptionalInt;
 /**
  * GPT-2's tokenizer: OpenAI's {@code r50k_base} byte-level BPE (50,257 tokens, the last being
  * {@code <|endoftext|>}, which serves as both BOS and EOS), through JTokkit. Immutable and thread-safe; use the
- * shared {@link #instance()}.
+ * shared {@link #instance()} ({@link #close()} does nothing). {@link #encode(String)} is tiktoken's
+ * {@code encode_ordinary}: {@code <|endoftext|>} in the text is encoded as plain text.
  */
 public final class Gpt2Tokenizer implements Tokenizer {
   /** The number of tokens. */
@@ -83,7 +84,7 @@ public final class Gpt2Tokenizer implements Tokenizer {
     return OptionalInt.of(END_OF_TEXT);
   }
 
-  @Override
+  /** The raw bytes of one token (a copy). */
   public byte[] tokenBytes(int id) {
     return bytesOf(id).clone();
   }

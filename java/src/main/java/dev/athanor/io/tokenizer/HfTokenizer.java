@@ -1,88 +1,121 @@
 package dev.athanor.io.tokenizer;
 
+import ai.djl.huggingface.tokenizers.jni.TokenizersLibrary;
+import com.google.gson.JsonArray;
+import com.google.gson.JsonElement;
+import com.google.gson.JsonObject;
+import com.google.gson.JsonParser;
 import java.io.IOException;
+import java.lang.ref.Cleaner;
+import java.lang.ref.Reference;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
-import java.util.ArrayList;
+import java.util.BitSet;
+import java.util.HashMap;
 import java.util.HexFormat;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
 import java.util.OptionalInt;
+import java.util.concurrent.locks.ReentrantReadWriteLock;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 
 /**
- * A tokenizer read from a Hugging Face {@code tokenizer.json} whose model is BPE, in one of two styles:
+ * A tokenizer read from a Hugging Face {@code tokenizer.json}, run by Hugging Face's own tokenizers library (the Rust
+ * crate behind Python's {@code tokenizers} and {@code transformers}, through DJL's JNI binding; see {@link HfLibrary}).
+ * Every normalizer, pre-tokenizer, model (BPE, Unigram, WordPiece, WordLevel), added token and decoder therefore
+ * behaves exactly as in Python.
+ *
+ * <p>Semantics, as Python's {@code tokenizer.encode(text, add_special_tokens=False)} and {@code
+ * tokenizer.decode(ids, skip_special_tokens=False)}:
  *
  * <ul>
- *   <li><b>byte-level</b> (GPT-2, Llama 3, Qwen): a {@code ByteLevel} pre-tokenizer (alone, or last in a
- *       {@code Sequence} after {@code Split} patterns), vocabulary strings written in GPT-2's byte alphabet, a
- *       {@code ByteLevel} decoder;
- *   <li><b>SentencePiece-style</b> (Llama 2, TinyLlama, Mistral): spaces turned into "▁" by a normalizer
- *       ({@code Prepend} + {@code Replace}) or a {@code Metaspace} pre-tokenizer, byte fallback to {@code <0xNN>}
- *       tokens and/or an unknown token, a decoder that turns "▁" back into spaces and strips the leading one.
+ *   <li>{@link #encode(String)} adds no special tokens: the post-processor (e.g. Llama's BOS) is not applied; callers
+ *       that want BOS add {@link #bosToken()} themselves. Added tokens, special or not, are recognised in the text
+ *       (so {@code "</s>"} in the text becomes the EOS token, as in Python).
+ *   <li>{@link #decode(int[])} writes special tokens as their text; ids outside the vocabulary are rejected.
+ *   <li>{@link #vocabSize()} is one more than the largest id of the model's vocabulary and the added tokens.
  * </ul>
  *
- * <p>Supported components: normalizers Sequence, Prepend, Replace, NFC, NFD, NFKC, NFKD, Lowercase, Strip;
- * pre-tokenizers Sequence, Split, ByteLevel, Metaspace, Digits; decoders ByteLevel, Metaspace, and Sequence of
- * Replace (literal), ByteFallback, Fuse, Strip (leading spaces, after Fuse), ByteLevel, Metaspace. Merges may be
- * written as {@code "a b"} strings or {@code ["a", "b"]} pairs. Anything else is refused by {@link #load(Path)}
- * with a message naming the file and the component. The post-processor is ignored: {@link #encode(String)}
- * never adds BOS/EOS (see {@link #bosToken()}).
- *
- * <p>Added tokens: special ones are not recognised in text given to {@link #encode(String)} (their text is
- * encoded like any other text); non-special ones are matched in the raw text (longest first; {@code lstrip} and
- * {@code rstrip} absorb neighbouring white space, {@code single_word} requires non-word neighbours), as Hugging
- * Face does. {@link #decode(int[])} writes every added token as its content.
- *
- * <p>Immutable and thread-safe.
+ * <p>The tokenizer holds native memory: {@link #close()} frees it (idempotent; a use after close throws); an
+ * unreachable tokenizer that was not closed is freed by a {@link Cleaner}. Thread-safe: any number of threads may
+ * encode and decode at once (results do not depend on the thread), and close waits for calls in flight.
  */
 public final class HfTokenizer implements Tokenizer {
   private static final long MAX_FILE_BYTES = 1L << 29;
+  /** Token ids above this are refused: no real vocabulary comes near (the largest have about 2^18 tokens). */
+  static final int MAX_TOKEN_ID = (1 << 24) - 1;
   private static final List<String> EOS_NAMES = List.of("</s>", "<|end_of_text|>", "<|endoftext|>");
   private static final List<String> BOS_NAMES = List.of("<s>", "<|begin_of_text|>", "<|endoftext|>");
+  private static final Cleaner CLEANER = Cleaner.create();
+  /** Where a JSON error of the library is ("... at line 3 column 17"), and how much text before it to quote. */
+  private static final Pattern POSITION = Pattern.compile("line (\\d{1,9}) column (\\d{1,9})");
+  private static final int NEAR_CHARS = 80;
 
   private final String source;
   private final String id;
-  private final HfNormalizer normalizer;
-  private final HfPreTokenizer preTokenizer;
-  private final BpeModel model;
-  private final Pattern addedPattern;
-  private final int[] addedGroupIds;
-  private final byte[][] tokenBytes;
-  private final String[] tokenStrings;
+  private final int vocabSize;
+  private final BitSet known;
   private final Map<String, Integer> tokenIds;
-  private final int stripLeadingSpaces;
   private final int bos;
   private final int eos;
+  private final TokenizersLibrary lib;
+  private final Native handle;
+  private final Cleaner.Cleanable cleanable;
+  private final ReentrantReadWriteLock lock = new ReentrantReadWriteLock();
 
-  private HfTokenizer(HfTokenizerFile.Parsed p, String id, int bos, int eos) {
-    this.source = p.source;
+  /** The native tokenizer; freed once, by close() or by the Cleaner. */
+  private static final class Native implements Runnable {
+    final TokenizersLibrary lib;
+    long pointer;
+
+    Native(TokenizersLibrary lib, long pointer) {
+      this.lib = lib;
+      this.pointer = pointer;
+    }
+
+    @Override
+    public void run() {
+      if (pointer != 0) lib.deleteTokenizer(pointer);
+      pointer = 0;
+    }
+  }
+
+  private HfTokenizer(String source, String id, Vocabulary v, int bos, int eos, TokenizersLibrary lib, long pointer) {
+    this.source = source;
     this.id = id;
-    this.normalizer = p.normalizer;
-    this.preTokenizer = p.preTokenizer;
-    this.model = p.model;
-    this.addedPattern = p.addedPattern;
-    this.addedGroupIds = p.addedGroupIds;
-    this.tokenBytes = p.tokenBytes;
-    this.tokenStrings = p.tokenStrings;
-    this.tokenIds = p.tokenIds;
-    this.stripLeadingSpaces = p.decoder.stripLeadingSpaces();
+    this.vocabSize = v.size;
+    this.known = v.known;
+    this.tokenIds = v.ids;
     this.bos = bos;
     this.eos = eos;
+    this.lib = lib;
+    this.handle = new Native(lib, pointer);
+    this.cleanable = CLEANER.register(this, handle);
+  }
+
+  /** Whether tokenizer.json files can be read here: the tokenizers library loads (loading it if needed). */
+  public static boolean isAvailable() {
+    return HfLibrary.unavailableReason() == null;
+  }
+
+  /** Why {@link #isAvailable()} is false (naming the platform or the missing jar), or null when it is true. */
+  public static String unavailableReason() {
+    return HfLibrary.unavailableReason();
   }
 
   /**
    * Reads {@code tokenizerJson}, guessing the BOS and EOS tokens from their names ({@code </s>},
    * {@code <|end_of_text|>}, {@code <|endoftext|>} for EOS; {@code <s>}, {@code <|begin_of_text|>},
-   * {@code <|endoftext|>} for BOS; the first present wins).
+   * {@code <|endoftext|>} for BOS; the first present wins, added tokens first).
    *
    * @throws IOException if the file cannot be read
-   * @throws IllegalArgumentException naming the file if it is malformed or uses an unsupported component
+   * @throws IllegalArgumentException naming the file if the tokenizers library (or a JSON parser) rejects it
+   * @throws IllegalStateException if the tokenizers library is not available here ({@link #unavailableReason()})
    */
   public static HfTokenizer load(Path tokenizerJson) throws IOException {
     return read(tokenizerJson, -2, -2);
@@ -92,8 +125,9 @@ public final class HfTokenizer implements Tokenizer {
    * Reads {@code tokenizerJson} with the BOS and EOS ids of the model's {@code config.json} (-1: none).
    *
    * @throws IOException if the file cannot be read
-   * @throws IllegalArgumentException naming the file if it is malformed or uses an unsupported component, or if
-   *     {@code bosId}/{@code eosId} are not -1 and not tokens of the file
+   * @throws IllegalArgumentException naming the file if it is rejected, or if {@code bosId}/{@code eosId} are not -1
+   *     and not tokens of the file
+   * @throws IllegalStateException if the tokenizers library is not available here ({@link #unavailableReason()})
    */
   public static HfTokenizer load(Path tokenizerJson, int bosId, int eosId) throws IOException {
     Objects.requireNonNull(tokenizerJson, "tokenizerJson");
@@ -109,40 +143,145 @@ public final class HfTokenizer implements Tokenizer {
       throw new IllegalArgumentException(file + " is " + size + " bytes; a tokenizer.json of more than " + MAX_FILE_BYTES
           + " bytes is not plausible");
     }
+    String reason = HfLibrary.unavailableReason();
+    if (reason != null) throw new IllegalStateException("cannot read " + file + ": " + reason);
     byte[] bytes = Files.readAllBytes(file);
-    return parse(new String(bytes, StandardCharsets.UTF_8), file.toString(), "hf-" + shortHash(bytes), bosId, eosId);
+    String json = new String(bytes, StandardCharsets.UTF_8);
+    TokenizersLibrary lib = HfLibrary.lib();
+    long pointer;
+    try {
+      pointer = lib.createTokenizerFromString(json);
+    } catch (RuntimeException e) {
+      throw new IllegalArgumentException(file + ": rejected by the tokenizers library: " + e.getMessage()
+          + near(json, e.getMessage()), e);
+    }
+    try {
+      // the file decides nothing about lengths here: no truncation, no padding (encode returns every token)
+      lib.disableTruncation(pointer);
+      lib.disablePadding(pointer);
+      Vocabulary v = Vocabulary.parse(json, file.toString());
+      int bos = bosId == -2 ? v.guess(BOS_NAMES) : v.check(bosId, "bos");
+      int eos = eosId == -2 ? v.guess(EOS_NAMES) : v.check(eosId, "eos");
+      return new HfTokenizer(file.toString(), "hf-" + HfLibrary.version() + "-" + shortHash(bytes), v, bos, eos, lib,
+          pointer);
+    } catch (RuntimeException e) {
+      lib.deleteTokenizer(pointer);
+      throw e;
+    }
+  }
+
+  /** The ids of a file's tokens: the model's vocabulary and the added tokens (the native side has no such query). */
+  private record Vocabulary(int size, BitSet known, Map<String, Integer> ids, Map<String, Integer> added,
+      String source) {
+    static Vocabulary parse(String json, String source) {
+      Vocabulary v;
+      try {
+        v = parse(JsonParser.parseString(json).getAsJsonObject(), source);
+      } catch (BadId e) {
+        throw e;
+      } catch (RuntimeException e) {
+        throw new IllegalArgumentException(source + ": cannot read the vocabulary (" + e + ")", e);
+      }
+      if (v.known.isEmpty()) throw new IllegalArgumentException(source + ": the vocabulary is empty");
+      return v;
+    }
+
+    private static Vocabulary parse(JsonObject root, String source) {
+      Map<String, Integer> ids = new HashMap<>();
+      Map<String, Integer> added = new HashMap<>();
+      BitSet known = new BitSet();
+      JsonElement model = root.get("model");
+      JsonElement vocab = model != null && model.isJsonObject() ? model.getAsJsonObject().get("vocab") : null;
+      if (vocab != null && vocab.isJsonObject()) { // BPE, WordPiece, WordLevel: {"token": id}
+        for (Map.Entry<String, JsonElement> e : vocab.getAsJsonObject().entrySet()) {
+          int id = checkedId(e.getValue().getAsLong(), e.getKey(), source);
+          ids.put(e.getKey(), id);
+          known.set(id);
+        }
+      } else if (vocab != null && vocab.isJsonArray()) { // Unigram: [["piece", score], ...], the id is the position
+        JsonArray a = vocab.getAsJsonArray();
+        if (!a.isEmpty()) checkedId(a.size() - 1L, "(the last piece)", source);
+        for (int i = 0; i < a.size(); i++) {
+          ids.putIfAbsent(a.get(i).getAsJsonArray().get(0).getAsString(), i);
+          known.set(i);
+        }
+      }
+      JsonElement at = root.get("added_tokens");
+      if (at != null && at.isJsonArray()) {
+        for (JsonElement e : at.getAsJsonArray()) {
+          JsonObject o = e.getAsJsonObject();
+          String content = o.get("content").getAsString();
+          // as in Hugging Face, an added token that the model's vocabulary already has keeps the vocabulary's id
+          int id = ids.getOrDefault(content, checkedId(o.get("id").getAsLong(), content, source));
+          ids.put(content, id);
+          added.put(content, id);
+          known.set(id);
+        }
+      }
+      return new Vocabulary(known.length(), known, ids, added, source);
+    }
+
+    /** A token id out of range (its message names the file, the token and the id). */
+    private static final class BadId extends IllegalArgumentException {
+      BadId(String message) {
+        super(message);
+      }
+    }
+
+    private static int checkedId(long id, String token, String source) {
+      if (id < 0 || id > MAX_TOKEN_ID) {
+        throw new BadId(source + ": token " + token + " has id " + id + ", outside [0, " + MAX_TOKEN_ID
+            + "]");
+      }
+      return (int) id;
+    }
+
+    int guess(List<String> names) {
+      for (String n : names) {
+        Integer i = added.get(n);
+        if (i != null) return i;
+      }
+      for (String n : names) {
+        Integer i = ids.get(n);
+        if (i != null) return i;
+      }
+      return -1;
+    }
+
+    int check(int id, String what) {
+      if (id != -1 && !known.get(id)) {
+        throw new IllegalArgumentException(what + " token id " + id + " is not a token of " + source + " (vocabulary size "
+            + size + ")");
+      }
+      return id;
+    }
   }
 
   /**
-   * Parses the text of a {@code tokenizer.json}; {@code source} names it in messages. BOS/EOS ids of -2 are guessed
-   * by name, -1 means none.
+   * The text up to the position a JSON error names ("... at line 1 column 404"), white space squeezed, as
+   * {@code " (near: ...)"}: the library's message names the kind of component it could not read, this shows which
+   * one. Empty when the message names no position.
    */
-  static HfTokenizer parse(String json, String source, String id, int bosId, int eosId) {
-    HfTokenizerFile.Parsed p = new HfTokenizerFile(source).parse(json);
-    int bos = bosId == -2 ? guess(p, BOS_NAMES) : checkSpecial(p, bosId, "bos");
-    int eos = eosId == -2 ? guess(p, EOS_NAMES) : checkSpecial(p, eosId, "eos");
-    return new HfTokenizer(p, id, bos, eos);
-  }
-
-  private static int guess(HfTokenizerFile.Parsed p, List<String> names) {
-    for (String n : names) {
-      Integer i = p.addedIds.get(n);
-      if (i != null) return i;
+  static String near(String json, String message) {
+    if (message == null) return "";
+    Matcher m = POSITION.matcher(message);
+    if (!m.find()) return "";
+    int line = Integer.parseInt(m.group(1)), column = Integer.parseInt(m.group(2));
+    int at = 0; // where the line starts
+    for (int l = 1; l < line; l++) {
+      int newline = json.indexOf('\n', at);
+      if (newline < 0) return "";
+      at = newline + 1;
     }
-    for (String n : names) {
-      Integer i = p.tokenIds.get(n);
-      if (i != null) return i;
+    int end = at; // the column counts UTF-8 bytes
+    for (int bytes = 0; end < json.length() && bytes < column; ) {
+      int c = json.codePointAt(end);
+      bytes += c < 0x80 ? 1 : c < 0x800 ? 2 : c < 0x10000 ? 3 : 4;
+      end += Character.charCount(c);
     }
-    return -1;
-  }
-
-  private static int checkSpecial(HfTokenizerFile.Parsed p, int id, String what) {
-    if (id == -1) return -1;
-    if (id >= p.tokenBytes.length || p.tokenBytes[id] == null) {
-      throw new IllegalArgumentException(what + " token id " + id + " is not a token of " + p.source + " (vocabulary size "
-          + p.tokenBytes.length + ")");
-    }
-    return id;
+    String before = json.substring(Math.max(0, end - NEAR_CHARS), end).replaceAll("\\s+", " ").strip();
+    if (before.isEmpty()) return "";
+    return " (near: " + (end > NEAR_CHARS ? "..." : "") + before + ")";
   }
 
   private static String shortHash(byte[] bytes) {
@@ -164,12 +303,7 @@ public final class HfTokenizer implements Tokenizer {
     return i == null ? OptionalInt.empty() : OptionalInt.of(i);
   }
 
-  /** The string of token {@code id} as the file writes it (byte-level tokens in GPT-2's byte alphabet). */
-  public String tokenString(int id) {
-    checkId(id);
-    return tokenStrings[id];
-  }
-
+  /** {@code hf-<library version>-<SHA-256 prefix of the file>}: a new library version gives new corpus caches. */
   @Override
   public String id() {
     return id;
@@ -177,61 +311,58 @@ public final class HfTokenizer implements Tokenizer {
 
   @Override
   public int vocabSize() {
-    return tokenBytes.length;
+    return vocabSize;
   }
 
   @Override
   public int[] encode(String text) {
     Objects.requireNonNull(text, "text");
-    IntList out = new IntList(text.length() / 3 + 4);
-    if (addedPattern == null) {
-      encodeSegment(text, true, out);
-    } else {
-      Matcher m = addedPattern.matcher(text);
-      int last = 0;
-      while (m.find()) {
-        if (m.start() > last) encodeSegment(text.substring(last, m.start()), last == 0, out);
-        for (int g = 1; g <= addedGroupIds.length; g++) {
-          if (m.start(g) >= 0) {
-            out.add(addedGroupIds[g - 1]);
-            break;
-          }
-        }
-        last = m.end();
+    long[] ids;
+    ReentrantReadWriteLock.ReadLock r = lock.readLock();
+    r.lock();
+    try {
+      long p = pointer();
+      long encoding;
+      try {
+        encoding = lib.encode(p, text, false);
+      } catch (RuntimeException e) {
+        throw new IllegalArgumentException(source + ": the tokenizers library cannot encode the text: " + e.getMessage(), e);
       }
-      if (last < text.length()) encodeSegment(text.substring(last), last == 0, out);
+      try {
+        ids = lib.getTokenIds(encoding);
+      } finally {
+        lib.deleteEncoding(encoding);
+      }
+    } finally {
+      r.unlock();
+      Reference.reachabilityFence(this);
     }
-    return out.toArray();
-  }
-
-  private void encodeSegment(String s, boolean first, IntList out) {
-    if (normalizer != null) s = normalizer.apply(s);
-    if (preTokenizer == null) {
-      model.encode(s, out);
-      return;
-    }
-    List<String> pieces = new ArrayList<>();
-    preTokenizer.split(s, first, pieces);
-    for (String piece : pieces) model.encode(piece, out);
+    int[] out = new int[ids.length];
+    for (int i = 0; i < ids.length; i++) out[i] = Math.toIntExact(ids[i]);
+    return out;
   }
 
   @Override
   public String decode(int[] ids) {
-    int total = 0;
-    for (int i : ids) {
-      checkId(i);
-      total += tokenBytes[i].length;
+    long[] l = new long[ids.length];
+    for (int i = 0; i < ids.length; i++) {
+      checkId(ids[i]);
+      l[i] = ids[i];
     }
-    byte[] all = new byte[total];
-    int k = 0;
-    for (int i : ids) {
-      byte[] b = tokenBytes[i];
-      System.arraycopy(b, 0, all, k, b.length);
-      k += b.length;
+    ReentrantReadWriteLock.ReadLock r = lock.readLock();
+    r.lock();
+    try {
+      return lib.decode(pointer(), l, false);
+    } finally {
+      r.unlock();
+      Reference.reachabilityFence(this);
     }
-    int from = 0;
-    while (from < stripLeadingSpaces && from < total && all[from] == ' ') from++;
-    return new String(all, from, total - from, StandardCharsets.UTF_8);
+  }
+
+  private long pointer() {
+    long p = handle.pointer;
+    if (p == 0) throw new IllegalStateException("tokenizer of " + source + " is closed");
+    return p;
   }
 
   @Override
@@ -244,36 +375,30 @@ public final class HfTokenizer implements Tokenizer {
     return bos < 0 ? OptionalInt.empty() : OptionalInt.of(bos);
   }
 
+  /** Frees the native tokenizer (idempotent; waits for encode/decode calls in flight; later calls throw). */
   @Override
-  public byte[] tokenBytes(int id) {
-    checkId(id);
-    return tokenBytes[id].clone();
-  }
-
-  @Override
-  public int leadingSpacesStripped() {
-    return stripLeadingSpaces;
+  public void close() {
+    ReentrantReadWriteLock.WriteLock w = lock.writeLock();
+    w.lock();
+    try {
+      cleanable.clean();
+    } finally {
+      w.unlock();
+    }
   }
 
   private void checkId(int id) {
-    if (id < 0 || id >= tokenBytes.length) {
-      throw new IllegalArgumentException("token id " + id + " is outside the vocabulary [0, " + tokenBytes.length
-          + ") of " + source);
+    if (id < 0 || id >= vocabSize) {
+      throw new IllegalArgumentException("token id " + id + " is outside the vocabulary [0, " + vocabSize + ") of " + source);
     }
-    if (tokenBytes[id] == null) {
+    if (!known.get(id)) {
       throw new IllegalArgumentException("token id " + id + " has no token in " + source + " (the ids of its "
           + "vocabulary have gaps)");
     }
   }
 
-  /** The underlying BPE model (for tests). */
-  BpeModel model() {
-    return model;
-  }
-
   @Override
   public String toString() {
-    return "HfTokenizer[" + source + ", " + tokenBytes.length + " tokens, " + model.mergeCount() + " merges, "
-        + (model.byteLevel() ? "byte-level" : "character-level") + "]";
+    return "HfTokenizer[" + source + ", " + vocabSize + " tokens]";
   }
 }

@@ -3,19 +3,30 @@ package dev.athanor.io.tokenizer;
 import java.util.OptionalInt;
 
 /**
- * Text to token ids and back. Implementations are immutable and thread-safe.
+ * Text to token ids and back. Implementations are thread-safe. Some hold native memory ({@link HfTokenizer}):
+ * {@link #close()} frees it; for the others it does nothing.
  */
-public interface Tokenizer {
+public interface Tokenizer extends AutoCloseable {
   /** A short stable identifier of the vocabulary and rules (e.g. {@code gpt2-r50k_base}); keys token caches. */
   String id();
 
   /** The number of token ids this tokenizer can produce (ids are in {@code [0, vocabSize())}). */
   int vocabSize();
 
-  /** Encodes ordinary text; special-token strings in it are encoded as plain text. */
+  /**
+   * Encodes text without adding special tokens (no BOS/EOS: callers add {@link #bosToken()} where the model wants
+   * it). Whether special-token strings inside the text become special tokens is the tokenizer's own rule: a Hugging
+   * Face tokenizer.json recognises its added tokens as Hugging Face does; GPT-2's r50k_base encodes them as plain
+   * text.
+   */
   int[] encode(String text);
 
-  /** Decodes ids to text; byte sequences that are not valid UTF-8 become U+FFFD. */
+  /**
+   * Decodes ids to text (special tokens are written as their text); byte sequences that are not valid UTF-8 become
+   * U+FFFD.
+   *
+   * @throws IllegalArgumentException if an id is not a token of this tokenizer
+   */
   String decode(int[] ids);
 
   /** The end-of-text / end-of-sequence token, if the vocabulary has one. */
@@ -26,25 +37,22 @@ public interface Tokenizer {
     return OptionalInt.empty();
   }
 
-  /** The raw bytes of one token (for streaming decoders that must not split a UTF-8 sequence). */
-  byte[] tokenBytes(int id);
-
-  /**
-   * How many leading spaces {@link #decode(int[])} removes from the start of the decoded text: SentencePiece-style
-   * tokenizers mark the start of every word, the first included, with a space that the original text did not have,
-   * and their decoders drop it again (at most this many spaces, and only at the very start of the text). The
-   * concatenated {@link #tokenBytes(int)} of a sequence are the decoded text before this stripping; {@link
-   * StreamDecoder} strips the same way. 0 (the default) for byte-level tokenizers such as GPT-2's.
-   */
-  default int leadingSpacesStripped() {
-    return 0;
-  }
-
-  /**
-   * A decoder for a stream of tokens: {@link StreamDecoder#push(int)} returns the text that became complete
-   * with that token (possibly empty while a multi-byte UTF-8 character is still open).
-   */
+  /** A decoder for a stream of tokens that starts the text (see {@link #streamDecoder(int[])}). */
   default StreamDecoder streamDecoder() {
-    return new StreamDecoder(this);
+    return new StreamDecoder(this, new int[0]);
   }
+
+  /**
+   * A decoder for a stream of tokens that continue {@code context} (e.g. the prompt's ids):
+   * {@link StreamDecoder#push(int)} returns the text that became complete with that token, decoded in context, so
+   * that a space or character the new tokens share with the context comes out as it does in {@link #decode(int[])}
+   * of the whole sequence.
+   */
+  default StreamDecoder streamDecoder(int[] context) {
+    return new StreamDecoder(this, context);
+  }
+
+  /** Frees what the tokenizer holds (nothing by default). Idempotent. */
+  @Override
+  default void close() {}
 }

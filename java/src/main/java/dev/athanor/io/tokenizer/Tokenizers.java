@@ -21,14 +21,17 @@ public final class Tokenizers {
    * tokens.
    *
    * @throws IOException if {@code tokenizer.json} cannot be read
-   * @throws IllegalArgumentException if there is no tokenizer for the model, if {@code tokenizer.json} is malformed
-   *     or unsupported, or if it has more tokens than the model's vocabulary
+   * @throws IllegalArgumentException if there is no tokenizer for the model, if {@code tokenizer.json} is malformed,
+   *     or if it has more tokens than the model's vocabulary
+   * @throws IllegalStateException if {@code tokenizer.json} exists but Hugging Face's tokenizers library cannot be
+   *     loaded here (the message names the platform)
    */
   public static Tokenizer forModelDir(Path dir, ModelConfig config) throws IOException {
     Path json = dir.resolve("tokenizer.json");
     if (Files.isRegularFile(json)) {
       HfTokenizer t = HfTokenizer.load(json, config.bosTokenId(), config.eosTokenId());
       if (t.vocabSize() > config.vocabSize()) {
+        t.close();
         throw new IllegalArgumentException(json + " has " + t.vocabSize() + " token ids but the model's vocabulary has "
             + "only " + config.vocabSize() + " rows");
       }

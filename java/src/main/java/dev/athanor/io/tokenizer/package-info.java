@@ -3,10 +3,11 @@
  *
  * <ul>
  *   <li>{@link dev.athanor.io.tokenizer.Tokenizer}: the interface every model uses; {@link
- *       dev.athanor.io.tokenizer.StreamDecoder} turns generated ids into text without splitting characters.
+ *       dev.athanor.io.tokenizer.StreamDecoder} turns generated ids into text as they come, decoded in the context of
+ *       the prompt and without splitting characters.
  *   <li>{@link dev.athanor.io.tokenizer.Gpt2Tokenizer}: GPT-2's r50k_base through JTokkit.
- *   <li>{@link dev.athanor.io.tokenizer.HfTokenizer}: BPE tokenizers read from a Hugging Face
- *       {@code tokenizer.json}, byte-level (GPT-2, Llama 3, Qwen) or SentencePiece-style (Llama 2, Mistral).
+ *   <li>{@link dev.athanor.io.tokenizer.HfTokenizer}: any Hugging Face {@code tokenizer.json}, run by Hugging Face's
+ *       own tokenizers library (Rust, through DJL's JNI binding), so it behaves exactly as in Python.
  *   <li>{@link dev.athanor.io.tokenizer.Tokenizers#forModelDir}: the tokenizer of a model directory.
  * </ul>
  */

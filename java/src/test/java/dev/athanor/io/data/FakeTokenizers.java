@@ -57,8 +57,7 @@ final class FakeTokenizers {
       return withEos ? OptionalInt.of(256) : OptionalInt.empty();
     }
 
-    @Override
-    public byte[] tokenBytes(int id) {
+    byte[] tokenBytes(int id) {
       return id == 256 ? "<|eos|>".getBytes(StandardCharsets.UTF_8) : new byte[] {(byte) id};
     }
   }
@@ -92,13 +91,6 @@ final class FakeTokenizers {
     @Override
     public OptionalInt eosToken() {
       return OptionalInt.of(50256);
-    }
-
-    @Override
-    public byte[] tokenBytes(int id) {
-      IntArrayList l = new IntArrayList(1);
-      l.add(id);
-      return ENC.decodeBytes(l);
     }
   }
 
@@ -137,11 +129,6 @@ final class FakeTokenizers {
     @Override
     public OptionalInt eosToken() {
       return inner.eosToken();
-    }
-
-    @Override
-    public byte[] tokenBytes(int id) {
-      return inner.tokenBytes(id);
     }
   }
 }

@@ -30,7 +30,8 @@ class Gpt2TokenizerTest {
     assertEquals(50257, gpt2.vocabSize());
     assertEquals(OptionalInt.of(50256), gpt2.eosToken());
     assertEquals(OptionalInt.of(50256), gpt2.bosToken());
-    assertEquals(0, gpt2.leadingSpacesStripped());
+    gpt2.close(); // the shared instance holds nothing native: close does nothing
+    assertEquals(15496, gpt2.encode("Hello")[0]);
     assertArrayEquals("<|endoftext|>".getBytes(StandardCharsets.US_ASCII), gpt2.tokenBytes(50256));
     assertEquals("<|endoftext|>", gpt2.decode(new int[] {50256}));
   }
@@ -136,6 +137,34 @@ class Gpt2TokenizerTest {
       assertEquals(s, out.toString(), () -> "streamed " + escape(s));
     }
     assertTrue(heldBack > 10, "some characters were split across tokens (emoji, CJK): " + heldBack);
+  }
+
+  @Test
+  void streamDecoderInContextNeverPrintsBrokenCharacters() {
+    // continuations of a prompt, cut at every token: what streams out is decode(prompt + rest) minus decode(prompt)
+    List<String> texts = new ArrayList<>(SampleTexts.randomStrings(8, 60, 80, -1));
+    texts.add("价格是 €5 🎉🎉 — naïve 👨‍👩‍👧‍👦!");
+    int split = 0;
+    for (String s : texts) {
+      int[] ids = gpt2.encode(s);
+      for (int cut = 0; cut <= ids.length; cut += Math.max(1, ids.length / 7)) {
+        int[] prompt = Arrays.copyOfRange(ids, 0, cut);
+        StreamDecoder d = gpt2.streamDecoder(prompt);
+        StringBuilder out = new StringBuilder();
+        for (int i = cut; i < ids.length; i++) {
+          String piece = d.push(ids[i]);
+          if (piece.isEmpty()) split++;
+          assertFalse(piece.contains("\uFFFD"), () -> "broken character streamed for " + escape(s));
+          out.append(piece);
+        }
+        out.append(d.flush());
+        String all = gpt2.decode(ids), before = gpt2.decode(prompt);
+        // a cut inside a character: the prompt's decoding ends in U+FFFD, the continuation completes it
+        String expected = all.startsWith(before) ? all.substring(before.length()) : null;
+        if (expected != null) assertEquals(expected, out.toString(), () -> "streamed " + escape(s));
+      }
+    }
+    assertTrue(split > 10, "characters were split across tokens: " + split);
   }
 
   @Test

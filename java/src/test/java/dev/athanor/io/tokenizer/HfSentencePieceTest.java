@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import com.google.gson.JsonArray;
 import com.google.gson.JsonObject;
@@ -14,12 +15,18 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.OptionalInt;
+import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 /** A small hand-written SentencePiece-style (Llama 2 layout) tokenizer.json with byte fallback. */
 class HfSentencePieceTest {
   @TempDir Path dir;
+
+  @BeforeAll
+  static void library() {
+    assumeTrue(HfTokenizer.isAvailable(), HfTokenizer.unavailableReason());
+  }
 
   // ids: <unk> 0, <s> 1, </s> 2, <0x00>..<0xFF> 3..258, then these
   static final String[] PIECES = {"▁", "h", "e", "l", "o", "w", "r", "d", "el", "▁h", "lo", "ello", "▁hello", "▁w",
@@ -125,8 +132,10 @@ class HfSentencePieceTest {
     assertEquals("hi", t.decode(new int[] {H_, byteId('i')}));
     assertEquals("é", t.decode(new int[] {SPACE, byteId(0xC3), byteId(0xA9)}));
     assertEquals("\uFFFD", t.decode(new int[] {byteId(0xC3)}));
-    // special-token text is plain text
-    assertArrayEquals(new int[] {SPACE, byteId('<'), byteId('s'), byteId('>')}, t.encode("<s>"));
+    // added tokens in the text are recognised, special ones too, as in Python (the old hand-written tokenizer
+    // encoded special-token text as plain text)
+    assertArrayEquals(new int[] {1}, t.encode("<s>"));
+    assertArrayEquals(new int[] {H_, byteId('i'), 2, SPACE, WORLD}, t.encode("hi</s> world"));
   }
 
   @Test
@@ -164,11 +173,9 @@ class HfSentencePieceTest {
     HfTokenizer t = standard();
     assertEquals(OptionalInt.of(1), t.bosToken());
     assertEquals(OptionalInt.of(2), t.eosToken());
-    assertEquals(1, t.leadingSpacesStripped());
     assertEquals("<s> hello", t.decode(new int[] {1, HELLO}));
     assertEquals("hello</s>", t.decode(new int[] {HELLO, 2}));
     assertEquals(OptionalInt.of(HELLO), t.tokenId("▁hello"));
-    assertEquals("▁hello", t.tokenString(HELLO));
     Path p = dir.resolve("explicit.json");
     Files.writeString(p, json(false, true, true).toString());
     HfTokenizer explicit = HfTokenizer.load(p, -1, 2);
@@ -184,7 +191,7 @@ class HfSentencePieceTest {
     HfTokenizer strings = load(json(false, true, true), "strings.json");
     HfTokenizer pairs = load(json(true, true, true), "pairs.json");
     assertNotEquals(strings.id(), pairs.id(), "the id hashes the file's content");
-    assertTrue(strings.id().startsWith("hf-") && strings.id().length() == 15, strings.id());
+    assertTrue(strings.id().matches("hf-[0-9.]+-[0-9.]+-[0-9a-f]{12}"), strings.id());
     for (String s : SampleTexts.randomStrings(11, 100, 60, '▁')) {
       assertArrayEquals(strings.encode(s), pairs.encode(s));
     }
@@ -202,23 +209,6 @@ class HfSentencePieceTest {
     HfTokenizer spaced = load(j, "spaced.json");
     assertEquals(303, spaced.vocabSize());
     assertEquals(OptionalInt.of(300), spaced.tokenId("a b"));
-  }
-
-  @Test
-  void longTextsCutAtWordStartsGiveTheSameIds() throws Exception {
-    HfTokenizer cut = standard();
-    // a token with "▁" after another character (unreachable: no merge makes it) forbids cutting
-    JsonObject j = json(false, true, true);
-    j.getAsJsonObject("model").getAsJsonObject("vocab").addProperty("o▁", 400);
-    HfTokenizer whole = load(j, "whole.json");
-    List<String> texts = new ArrayList<>();
-    for (String s : SampleTexts.randomStrings(31, 40, 600, '▁')) texts.add(s + " hello world  hello   lll llo".repeat(5) + s);
-    texts.add("hello world ".repeat(100));
-    texts.add(" ".repeat(500) + "hello");
-    for (String s : texts) {
-      assertTrue(s.length() > 128);
-      assertArrayEquals(whole.encode(s), cut.encode(s), () -> Gpt2TokenizerTest.escape(s));
-    }
   }
 
   @Test

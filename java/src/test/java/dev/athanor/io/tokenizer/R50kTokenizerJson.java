@@ -68,7 +68,27 @@ final class R50kTokenizerJson {
   }
 
   private static String alphabet(String latin1) {
-    return ByteLevelAlphabet.encode(latin1.getBytes(StandardCharsets.ISO_8859_1));
+    return alphabet(latin1.getBytes(StandardCharsets.ISO_8859_1));
+  }
+
+  /**
+   * GPT-2's byte alphabet (its {@code bytes_to_unicode}): the printable bytes ! to ~, ¡ to ¬ and ® to ÿ stand for
+   * themselves; the other 68 bytes, in order, for U+0100, U+0101, ...
+   */
+  static char alphabet(int b) {
+    if (b >= '!' && b <= '~' || b >= 0xa1 && b <= 0xac || b >= 0xae && b <= 0xff) return (char) b;
+    int n = 0;
+    for (int c = 0; c < b; c++) {
+      if (!(c >= '!' && c <= '~' || c >= 0xa1 && c <= 0xac || c >= 0xae && c <= 0xff)) n++;
+    }
+    return (char) (256 + n);
+  }
+
+  /** Bytes written in GPT-2's byte alphabet, as byte-level vocabularies write their tokens. */
+  static String alphabet(byte[] bytes) {
+    StringBuilder sb = new StringBuilder(bytes.length);
+    for (byte x : bytes) sb.append(alphabet(x & 0xff));
+    return sb.toString();
   }
 
   /** The tokenizer.json text; merges as {@code ["a", "b"]} pairs or {@code "a b"} strings. */
@@ -76,13 +96,17 @@ final class R50kTokenizerJson {
     byte[][] tokens = tokenBytes();
     int[] unreachable = new int[1];
     List<String[]> merges = reconstructMerges(tokens, unreachable);
-    return build(tokens, merges, unreachable[0], pairFormat, ignoreMerges);
+    return build(tokens, merges, unreachable[0], pairFormat, ignoreMerges, true);
   }
 
-  /** The tokenizer.json text for merges already reconstructed. */
-  static Built build(byte[][] tokens, List<String[]> merges, int unreachable, boolean pairFormat, boolean ignoreMerges) {
+  /**
+   * The tokenizer.json text for merges already reconstructed; {@code useRegex} false makes the ByteLevel
+   * pre-tokenizer keep the text whole (pure BPE over all of it).
+   */
+  static Built build(byte[][] tokens, List<String[]> merges, int unreachable, boolean pairFormat, boolean ignoreMerges,
+      boolean useRegex) {
     JsonObject vocab = new JsonObject();
-    for (int i = 0; i < tokens.length; i++) vocab.addProperty(ByteLevelAlphabet.encode(tokens[i]), i);
+    for (int i = 0; i < tokens.length; i++) vocab.addProperty(alphabet(tokens[i]), i);
     vocab.addProperty("<|endoftext|>", Gpt2Tokenizer.END_OF_TEXT);
     JsonArray m = new JsonArray();
     for (String[] p : merges) {
@@ -110,7 +134,7 @@ final class R50kTokenizerJson {
     pre.addProperty("type", "ByteLevel");
     pre.addProperty("add_prefix_space", false);
     pre.addProperty("trim_offsets", true);
-    pre.addProperty("use_regex", true);
+    pre.addProperty("use_regex", useRegex);
     JsonObject dec = new JsonObject();
     dec.addProperty("type", "ByteLevel");
     dec.addProperty("add_prefix_space", true);

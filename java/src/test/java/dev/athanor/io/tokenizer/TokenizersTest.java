@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertInstanceOf;
 import static org.junit.jupiter.api.Assertions.assertSame;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import dev.athanor.nn.Family;
 import dev.athanor.nn.ModelConfig;
@@ -23,23 +24,26 @@ class TokenizersTest {
 
   @Test
   void tokenizerJsonWins() throws Exception {
+    assumeTrue(HfTokenizer.isAvailable(), HfTokenizer.unavailableReason());
     Files.writeString(dir.resolve("tokenizer.json"), HfSentencePieceTest.json(false, true, true).toString());
-    Tokenizer t = Tokenizers.forModelDir(dir, llama(300, 1, 2));
-    HfTokenizer hf = assertInstanceOf(HfTokenizer.class, t);
-    assertEquals(OptionalInt.of(1), hf.bosToken());
-    assertEquals(OptionalInt.of(2), hf.eosToken());
-    assertEquals("hello world", t.decode(t.encode("hello world")));
-    // the config's ids, not guessed ones
-    Tokenizer none = Tokenizers.forModelDir(dir, llama(300, -1, -1));
-    assertEquals(OptionalInt.empty(), none.bosToken());
-    assertEquals(OptionalInt.empty(), none.eosToken());
-    // a GPT-2 model with its own tokenizer.json uses it too
-    Tokenizer g = Tokenizers.forModelDir(dir, ModelConfig.gpt2(50257, 64, 1, 16, 2).withVocabSize(300));
-    assertInstanceOf(HfTokenizer.class, g);
+    try (Tokenizer t = Tokenizers.forModelDir(dir, llama(300, 1, 2));
+        Tokenizer none = Tokenizers.forModelDir(dir, llama(300, -1, -1));
+        Tokenizer g = Tokenizers.forModelDir(dir, ModelConfig.gpt2(50257, 64, 1, 16, 2).withVocabSize(300))) {
+      HfTokenizer hf = assertInstanceOf(HfTokenizer.class, t);
+      assertEquals(OptionalInt.of(1), hf.bosToken());
+      assertEquals(OptionalInt.of(2), hf.eosToken());
+      assertEquals("hello world", t.decode(t.encode("hello world")));
+      // the config's ids, not guessed ones
+      assertEquals(OptionalInt.empty(), none.bosToken());
+      assertEquals(OptionalInt.empty(), none.eosToken());
+      // a GPT-2 model with its own tokenizer.json uses it too
+      assertInstanceOf(HfTokenizer.class, g);
+    }
   }
 
   @Test
   void tokenizerLargerThanTheModelIsRejected() throws Exception {
+    assumeTrue(HfTokenizer.isAvailable(), HfTokenizer.unavailableReason());
     Files.writeString(dir.resolve("tokenizer.json"), HfSentencePieceTest.json(false, true, true).toString());
     IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
         () -> Tokenizers.forModelDir(dir, llama(100, 1, 2)));
