@@ -26,7 +26,8 @@ import java.util.function.ToLongFunction;
  * {@code athanor.budget.host} and {@code athanor.budget.disk} ("8g", "512m", "64k", a byte count, or
  * "unlimited") and can be changed at run time with {@link #setBudget}. The DEVICE budget applies to each device
  * separately. <b>Defaults:</b> HOST follows the machine: {@value #DEFAULT_HOST_PERCENT}% of the host memory available
- * when the manager starts ({@code MemAvailable} in {@code /proc/meminfo}; unlimited where that cannot be read); the
+ * when the manager starts ({@code MemAvailable} in {@code /proc/meminfo}, less the room the Java heap may still grow
+ * into; unlimited where that cannot be read); the
  * other tiers are unlimited (DEVICE memory is limited by the device itself, whose allocations fail cleanly). A value
  * that is not a size, or an {@code athanor.budget.*} property that names no tier (a misspelling), is a configuration
  * error: {@link #global()} throws it, naming the property, and {@link #configurationError()} gives it without
@@ -112,12 +113,16 @@ public final class MemoryManager {
 
   /**
    * The default budget of a tier: for HOST {@value #DEFAULT_HOST_PERCENT}% of the host memory available now
-   * ({@link SystemMemory#hostAvailableBytes()}), unlimited when that is unknown; unlimited for the other tiers.
+   * ({@link SystemMemory#hostAvailableBytes()}) less the room the Java heap may still grow into (up to its
+   * {@code -Xmx}), unlimited when that is unknown; unlimited for the other tiers.
    */
   public static long defaultBudget(Tier tier) {
     if (tier != Tier.HOST) return UNLIMITED;
     long available = SystemMemory.hostAvailableBytes();
-    return available < 0 ? UNLIMITED : available / 100 * DEFAULT_HOST_PERCENT;
+    if (available < 0) return UNLIMITED;
+    Runtime rt = Runtime.getRuntime();
+    long heapGrowth = rt.maxMemory() == Long.MAX_VALUE ? 0 : Math.max(0, rt.maxMemory() - rt.totalMemory());
+    return Math.max(0, available - heapGrowth) / 100 * DEFAULT_HOST_PERCENT;
   }
 
   /**
