@@ -5,6 +5,7 @@ import dev.athanor.io.AtomicFiles;
 import dev.athanor.io.data.DataLoader;
 import dev.athanor.io.data.TokenDataset;
 import dev.athanor.io.data.TokenShardWriter;
+import dev.athanor.nn.Footprint;
 import dev.athanor.nn.ModelConfig;
 import dev.athanor.nn.Transformer;
 import dev.athanor.runtime.Cuda;
@@ -137,10 +138,18 @@ final class BenchCommand implements Callable<Integer> {
     }
     ModelConfig mc = model.config(spec);
     int b = steps.batch;
+    int t = train.seq != null ? train.seq : Math.min(256, mc.maxSeqLen());
+    if (mode == Mode.TRAIN) {
+      MemoryCheck.requireTraining(mc, device, benchConfig(b, t, 1), false, false, false, false);
+    } else {
+      int capacity = (int) Math.min(mc.maxSeqLen(), (long) decode.promptLen + decode.newTokens);
+      MemoryCheck.require(Footprint.decoding(mc, device, Transformer.defaultComputeDtype(device), b,
+          Math.min(decode.promptLen, capacity), capacity), "decode with this model", "use a smaller --batch, --prompt-len or "
+          + "--decode-tokens (the KV cache grows with batch x (prompt + new tokens))", "use a smaller model");
+    }
     try (Transformer m = Transformer.create(mc, device)) {
       m.initialize(1);
       if (mode == Mode.TRAIN) {
-        int t = train.seq != null ? train.seq : Math.min(256, mc.maxSeqLen());
         int n = steps.steps != null ? steps.steps : 10;
         String common = String.format(Locale.ROOT,
             "\"impl\":\"athanor\",\"family\":\"%s\",\"layers\":%d,\"hidden\":%d,\"heads\":%d,\"vocab\":%d,\"params\":%d,"
@@ -188,8 +197,7 @@ final class BenchCommand implements Callable<Integer> {
   static double[] trainStepMillis(Transformer m, int b, int t, int steps, int warm, SplittableRandom rng) {
     ModelConfig mc = m.config();
     int total = steps + warm;
-    TrainConfig tc = new TrainConfig(total, b, t, 1, 1e-4f, 1e-4f, 0, Schedule.CONSTANT, 0.1f, 0.9f, 0.95f, 1e-8f, 1f,
-        false, 1);
+    TrainConfig tc = benchConfig(b, t, total);
     Path dir = null;
     try {
       dir = Files.createTempDirectory("athanor-bench");
@@ -219,6 +227,11 @@ final class BenchCommand implements Callable<Integer> {
         }
       }
     }
+  }
+
+  /** The training settings of {@code --mode train}: constant lr 1e-4, sequential batches. */
+  static TrainConfig benchConfig(int batch, int seq, int steps) {
+    return new TrainConfig(steps, batch, seq, 1, 1e-4f, 1e-4f, 0, Schedule.CONSTANT, 0.1f, 0.9f, 0.95f, 1e-8f, 1f, false, 1);
   }
 
   static double median(double[] x) {

@@ -4,8 +4,12 @@ import dev.athanor.cli.Options.Range;
 import dev.athanor.infer.Generator;
 import dev.athanor.infer.SamplingConfig;
 import dev.athanor.io.tokenizer.StreamDecoder;
+import dev.athanor.io.hf.HfModelDir;
 import dev.athanor.io.tokenizer.Tokenizer;
+import dev.athanor.nn.Footprint;
+import dev.athanor.nn.ModelConfig;
 import dev.athanor.nn.Transformer;
+import dev.athanor.runtime.Device;
 import java.io.PrintStream;
 import java.nio.file.Path;
 import java.util.concurrent.Callable;
@@ -56,8 +60,17 @@ final class GenerateCommand implements Callable<Integer> {
   @Override
   public Integer call() {
     SamplingConfig sc = new SamplingConfig(temperature, topK, topP, seed, maxTokens, !noStop);
-    try (Transformer m = Models.load(model, runtime.apply()); Tokenizer tok = Models.tokenizer(model, m.config())) {
-      generate(m, tok, prompt, sc, main.out);
+    Device device = runtime.apply();
+    ModelConfig mc = HfModelDir.readConfig(model);
+    try (Tokenizer tok = Models.tokenizer(model, mc)) {
+      int promptLen = Math.max(1, Models.withBos(mc, tok, tok.encode(prompt)).length);
+      int capacity = (int) Math.min(mc.maxSeqLen(), (long) promptLen + maxTokens);
+      MemoryCheck.require(Footprint.decoding(mc, device, Transformer.defaultComputeDtype(device), 1,
+          Math.min(promptLen, capacity), capacity).withLoading(), "generate with this model",
+          "use a smaller --max-tokens or a shorter --prompt (the KV cache grows with both)", "use a smaller model");
+      try (Transformer m = Models.load(model, device)) {
+        generate(m, tok, prompt, sc, main.out);
+      }
     }
     return 0;
   }

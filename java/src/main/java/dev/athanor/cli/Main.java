@@ -1,5 +1,6 @@
 package dev.athanor.cli;
 
+import dev.athanor.memory.MemoryManager;
 import dev.athanor.runtime.NativeLibrary;
 import dev.athanor.runtime.NativeRuntime;
 import java.io.PrintStream;
@@ -67,6 +68,13 @@ public final class Main implements Runnable {
     cl.setExecutionStrategy(parsed -> {
       Integer help = CommandLine.executeHelpRequest(parsed);
       if (help != null) return help;
+      String budgets = MemoryManager.configurationError();  // a bad -Dathanor.budget.* property: one line, before any work
+      if (budgets != null) {
+        CommandLine last = parsed.asCommandLineList().get(parsed.asCommandLineList().size() - 1);
+        last.getErr().println(last.getCommandSpec().qualifiedName() + ": " + budgets);
+        last.getErr().flush();
+        return USAGE;
+      }
       for (CommandLine c : parsed.asCommandLineList()) Options.check(c.getCommandSpec());
       return new CommandLine.RunLast().execute(parsed);
     });

@@ -204,7 +204,8 @@ final class Options {
     Long memPinned;
 
     @Option(names = "--mem-host", paramLabel = "SIZE", converter = Size.class,
-        description = "budget of host memory (e.g. 12g)")
+        description = "budget of host memory (e.g. 12g; default: " + MemoryManager.DEFAULT_HOST_PERCENT
+            + "%% of the memory available at start, or -Dathanor.budget.host)")
     Long memHost;
 
     @Option(names = "--mem-disk", paramLabel = "SIZE", converter = Size.class,

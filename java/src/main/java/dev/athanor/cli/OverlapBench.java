@@ -1,8 +1,10 @@
 package dev.athanor.cli;
 
 import dev.athanor.cli.Options.Range;
+import dev.athanor.memory.MemoryManager;
 import dev.athanor.memory.Storage;
 import dev.athanor.memory.Tier;
+import dev.athanor.nn.Footprint;
 import dev.athanor.ops.Ops;
 import dev.athanor.runtime.Device;
 import dev.athanor.runtime.Event;
@@ -118,6 +120,18 @@ final class OverlapBench {
     long flopsPerGemm() {
       return 2L * n * n * n;
     }
+
+    /** The buffers {@link #measure} allocates: the pinned host chunks, their device copies, and the GEMM operands. */
+    Footprint footprint() {
+      Tier tier = device.isCuda() ? Tier.DEVICE : Tier.HOST;
+      long chunk = MemoryManager.reservedSize(tier, chunkBytes);
+      long matrix = MemoryManager.reservedSize(tier, (long) n * n * dtype.byteSize());
+      boolean readsChunk = chunkBytes / dtype.byteSize() >= (long) n * n;
+      return Footprint.of(device, List.of(
+          new Footprint.Part(Footprint.Component.BUFFERS, Tier.HOST_PINNED,
+              chunks * MemoryManager.reservedSize(Tier.HOST_PINNED, chunkBytes)),
+          new Footprint.Part(Footprint.Component.BUFFERS, tier, chunks * chunk + (readsChunk ? 2 : 3) * matrix)));
+    }
   }
 
   /** One op on the timeline: milliseconds from the run's start event. */
@@ -182,7 +196,9 @@ final class OverlapBench {
 
   /** Measures, prints the JSON line to {@code out} and writes it to --json FILE when given. */
   static void run(Args o, Device device, PrintStream out) {
-    String line = Json.write(measure(o.config(device)));
+    Config c = o.config(device);
+    MemoryCheck.require(c.footprint(), "run this benchmark", "use fewer --chunks or a smaller --chunk-mib or --gemm", "");
+    String line = Json.write(measure(c));
     if (o.json != null) {
       Path p = o.json;
       try {

@@ -1,8 +1,12 @@
 package dev.athanor.cli;
 
 import dev.athanor.io.data.TokenFiles;
+import dev.athanor.io.hf.HfModelDir;
 import dev.athanor.io.tokenizer.Tokenizer;
+import dev.athanor.nn.Footprint;
+import dev.athanor.nn.ModelConfig;
 import dev.athanor.nn.Transformer;
+import dev.athanor.runtime.Device;
 import java.nio.file.Path;
 import java.util.Arrays;
 import java.util.Locale;
@@ -44,16 +48,21 @@ final class ScoreCommand implements Callable<Integer> {
 
   @Override
   public Integer call() {
-    try (Transformer m = Models.load(model, runtime.apply())) {
-      int[] ids;
-      if (input.tokens != null) {
-        ids = TokenFiles.readIds(input.tokens);
-      } else {
-        try (Tokenizer tok = Models.tokenizer(model, m.config())) {
-          ids = textIds(m, tok, input.text);
-        }
+    Device device = runtime.apply();
+    ModelConfig mc = HfModelDir.readConfig(model);
+    int[] ids;
+    if (input.tokens != null) {
+      ids = TokenFiles.readIds(input.tokens);
+    } else {
+      try (Tokenizer tok = Models.tokenizer(model, mc)) {
+        ids = textIds(mc, tok, input.text);
       }
-      if (ids.length < 2) throw new IllegalArgumentException("need at least 2 tokens to score, got " + ids.length);
+    }
+    if (ids.length < 2) throw new IllegalArgumentException("need at least 2 tokens to score, got " + ids.length);
+    MemoryCheck.require(Footprint.forward(mc, device, Transformer.defaultComputeDtype(device), 1,
+        Math.min(mc.maxSeqLen(), ids.length - 1)).withLoading(), "score with this model", "score a shorter text "
+        + "(it is scored in windows of up to the model's context, " + mc.maxSeqLen() + " tokens)", "use a smaller model");
+    try (Transformer m = Models.load(model, device)) {
       float[] logprobs = score(m, ids);
       double sum = 0;
       for (float lp : logprobs) sum -= lp;
@@ -68,8 +77,8 @@ final class ScoreCommand implements Callable<Integer> {
     return 0;
   }
 
-  private static int[] textIds(Transformer model, Tokenizer tok, String text) {
-    return Models.withBos(model.config(), tok, tok.encode(text));
+  private static int[] textIds(ModelConfig mc, Tokenizer tok, String text) {
+    return Models.withBos(mc, tok, tok.encode(text));
   }
 
   /** log p(ids[i+1] | ids[..i]) for every scored position, window by window. */

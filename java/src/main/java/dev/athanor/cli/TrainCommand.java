@@ -271,6 +271,7 @@ final class TrainCommand implements Callable<Integer> {
     Path modelDir = model.model;
     if (!Files.exists(data)) throw new IllegalArgumentException("--data " + data + " does not exist");
     TrainConfig tc = trainConfig(mc);
+    MemoryCheck.requireTraining(mc, device, tc, opt.recompute, true, modelDir != null && resume == null, ckptDir != null);
     Path outDir = output.out;
     Path log = output.log != null ? output.log : outDir.resolve("train-log.jsonl");
     DType saveDtype = output.saveDtype.dtype();

@@ -79,7 +79,7 @@ final class CachingAllocator {
   }
 
   static long roundUp(long bytes) {
-    return Math.ceilDiv(Math.max(bytes, 1), GRANULE) * GRANULE;
+    return Math.multiplyExact(Math.ceilDiv(Math.max(bytes, 1), GRANULE), GRANULE);
   }
 
   boolean pinned() {

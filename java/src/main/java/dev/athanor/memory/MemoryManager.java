@@ -5,11 +5,14 @@ import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.Arrays;
+import java.util.Collection;
 import java.util.EnumMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 import java.util.TreeMap;
+import java.util.TreeSet;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.atomic.AtomicLong;
@@ -21,8 +24,14 @@ import java.util.function.ToLongFunction;
  *
  * <p>Budgets come from the system properties {@code athanor.budget.device}, {@code athanor.budget.host_pinned},
  * {@code athanor.budget.host} and {@code athanor.budget.disk} ("8g", "512m", "64k", a byte count, or
- * "unlimited", the default) and can be changed at run time with {@link #setBudget}. The DEVICE budget applies
- * to each device separately.
+ * "unlimited") and can be changed at run time with {@link #setBudget}. The DEVICE budget applies to each device
+ * separately. <b>Defaults:</b> HOST follows the machine: {@value #DEFAULT_HOST_PERCENT}% of the host memory available
+ * when the manager starts ({@code MemAvailable} in {@code /proc/meminfo}, less the room the Java heap may still grow
+ * into; unlimited where that cannot be read); the
+ * other tiers are unlimited (DEVICE memory is limited by the device itself, whose allocations fail cleanly). A value
+ * that is not a size, or an {@code athanor.budget.*} property that names no tier (a misspelling), is a configuration
+ * error: {@link #global()} throws it, naming the property, and {@link #configurationError()} gives it without
+ * throwing.
  *
  * <p><b>Live and reserved bytes.</b> {@link #liveBytes} counts the bytes of storages in use (what they asked
  * for). HOST and DISK allocate natively per storage, so their budget applies to the live bytes: a reservation
@@ -40,6 +49,10 @@ public final class MemoryManager {
   /** Budget value meaning "no limit". */
   public static final long UNLIMITED = Long.MAX_VALUE;
   public static final String DISK_DIR_PROPERTY = "athanor.disk.dir";
+  /** The prefix of the budget properties: {@code athanor.budget.<tier>} with {@link Tier#propertyName()}. */
+  public static final String BUDGET_PROPERTY_PREFIX = "athanor.budget.";
+  /** The default HOST budget, in percent of the host memory available at start. */
+  public static final int DEFAULT_HOST_PERCENT = 90;
 
   private static final MemoryManager GLOBAL = new MemoryManager();
 
@@ -75,29 +88,95 @@ public final class MemoryManager {
     this(true);
   }
 
-  /** A manager with the budgets of the system properties, or (for tests) all unlimited. */
+  /** A manager with the budgets of the system properties and the defaults, or (for tests) all unlimited. */
   MemoryManager(boolean fromProperties) {
     for (Tier t : Tier.values()) {
       tiers.put(t, new Account());
-      String prop = "athanor.budget." + t.propertyName();
+      String prop = BUDGET_PROPERTY_PREFIX + t.propertyName();
       String v = fromProperties ? System.getProperty(prop) : null;
-      long budget = UNLIMITED;
+      long budget = fromProperties ? defaultBudget(t) : UNLIMITED;
       if (v != null && !v.isBlank()) {
         try {
           budget = parseBytes(v);
         } catch (IllegalArgumentException e) {
           // Reported by every global() call rather than as an ExceptionInInitializerError once.
-          configError = "-D" + prop + "=" + v + ": " + e.getMessage();
+          if (configError == null) {
+            configError = "-D" + prop + "=" + v + " is not a size: expected a byte count with an optional binary unit "
+                + "(123, 64k, 512m, 8g, 1t) or unlimited";
+          }
         }
       }
       budgets.put(t, new AtomicLong(budget));
     }
+    if (fromProperties && configError == null) configError = unknownBudgetProperty(System.getProperties().stringPropertyNames());
   }
 
-  /** The process-wide manager. */
+  /**
+   * The default budget of a tier: for HOST {@value #DEFAULT_HOST_PERCENT}% of the host memory available now
+   * ({@link SystemMemory#hostAvailableBytes()}) less the room the Java heap may still grow into (up to its
+   * {@code -Xmx}), unlimited when that is unknown; unlimited for the other tiers.
+   */
+  public static long defaultBudget(Tier tier) {
+    if (tier != Tier.HOST) return UNLIMITED;
+    long available = SystemMemory.hostAvailableBytes();
+    if (available < 0) return UNLIMITED;
+    Runtime rt = Runtime.getRuntime();
+    long heapGrowth = rt.maxMemory() == Long.MAX_VALUE ? 0 : Math.max(0, rt.maxMemory() - rt.totalMemory());
+    return Math.max(0, available - heapGrowth) / 100 * DEFAULT_HOST_PERCENT;
+  }
+
+  /**
+   * The error for the first {@code athanor.budget.*} name among {@code propertyNames} that names no tier (with the
+   * closest valid name when one is close), or null when there is none.
+   */
+  static String unknownBudgetProperty(Collection<String> propertyNames) {
+    List<String> valid = Arrays.stream(Tier.values()).map(t -> BUDGET_PROPERTY_PREFIX + t.propertyName()).toList();
+    for (String name : new TreeSet<>(propertyNames)) {
+      if (!name.startsWith(BUDGET_PROPERTY_PREFIX) || valid.contains(name)) continue;
+      String closest = null;
+      int best = 3;  // at most two edits away
+      for (String v : valid) {
+        int d = editDistance(name, v);
+        if (d < best) {
+          best = d;
+          closest = v;
+        }
+      }
+      return "unknown memory budget property -D" + name + (closest == null ? "" : " (did you mean -D" + closest + "?)")
+          + "; the budget properties are " + String.join(", ", valid);
+    }
+    return null;
+  }
+
+  /** Levenshtein distance of two short strings. */
+  private static int editDistance(String a, String b) {
+    int[] prev = new int[b.length() + 1], cur = new int[b.length() + 1];
+    for (int j = 0; j <= b.length(); j++) prev[j] = j;
+    for (int i = 1; i <= a.length(); i++) {
+      cur[0] = i;
+      for (int j = 1; j <= b.length(); j++) {
+        int sub = prev[j - 1] + (a.charAt(i - 1) == b.charAt(j - 1) ? 0 : 1);
+        cur[j] = Math.min(sub, Math.min(prev[j], cur[j - 1]) + 1);
+      }
+      int[] t = prev;
+      prev = cur;
+      cur = t;
+    }
+    return prev[b.length()];
+  }
+
+  /** The process-wide manager; throws {@link IllegalArgumentException} with {@link #configurationError()}. */
   public static MemoryManager global() {
-    if (GLOBAL.configError != null) throw new IllegalArgumentException("bad memory budget: " + GLOBAL.configError);
+    if (GLOBAL.configError != null) throw new IllegalArgumentException(GLOBAL.configError);
     return GLOBAL;
+  }
+
+  /**
+   * What is wrong with the budget properties (a value that is not a size, or a property that names no tier), in one
+   * line naming the property; null when nothing is.
+   */
+  public static String configurationError() {
+    return GLOBAL.configError;
   }
 
   // ------------------------------------------------------------------ budgets
@@ -255,8 +334,9 @@ public final class MemoryManager {
   }
 
   /**
-   * Accounts {@code bytes} in {@code tier} (and on {@code device} for DEVICE), or throws
-   * {@link OutOfBudgetException} when that would exceed the budget even after asking the reclaimers once.
+   * Accounts {@code bytes} in {@code tier} (and on {@code device} for DEVICE) as live, or throws
+   * {@link OutOfBudgetException} when that would exceed the budget even after asking the reclaimers once. The caller
+   * then allocates natively and calls {@link #commit} when that worked, {@link #cancel} when it failed.
    */
   void reserve(Tier tier, Device device, long bytes) {
     if (tryReserve(tier, device, bytes, true)) return;
@@ -265,9 +345,28 @@ public final class MemoryManager {
     throw new OutOfBudgetException(tier, device, bytes, budgetBytes(tier), liveBytes(tier, device));
   }
 
+  /** A {@link #reserve}d native allocation succeeded: counts it and updates the peaks. */
+  void commit(Tier tier, Device device, long bytes) {
+    Account a = tier == Tier.DEVICE ? deviceAccount(device) : tiers.get(tier);
+    a.peak.accumulateAndGet(a.live.get(), Math::max);
+    if (tier == Tier.DEVICE) {
+      Account t = tiers.get(tier);
+      t.peak.accumulateAndGet(t.live.get(), Math::max);
+    }
+    allocations.incrementAndGet();
+    if (tier == Tier.HOST || tier == Tier.DISK) tiers.get(tier).nativeAllocations.incrementAndGet();
+  }
+
+  /** A {@link #reserve}d native allocation failed: the bytes were never live (nor counted in a peak). */
+  void cancel(Tier tier, Device device, long bytes) {
+    if (tier == Tier.DEVICE) deviceAccount(device).live.addAndGet(-bytes);
+    tiers.get(tier).live.addAndGet(-bytes);
+  }
+
   /** Accounts {@code bytes} of a cached tier as live; its budget is checked by the caching allocator. */
   void addLive(Tier tier, Device device, long bytes) {
     tryReserve(tier, device, bytes, false);
+    commit(tier, device, bytes);
   }
 
   private boolean tryReserve(Tier tier, Device device, long bytes, boolean checkBudget) {
@@ -278,18 +377,11 @@ public final class MemoryManager {
       cur = a.live.get();
       if (bytes > budget || cur > budget - bytes) return false;
     } while (!a.live.compareAndSet(cur, cur + bytes));
-    a.peak.accumulateAndGet(cur + bytes, Math::max);
-    if (tier == Tier.DEVICE) {
-      Account t = tiers.get(tier);
-      long now = t.live.addAndGet(bytes);
-      t.peak.accumulateAndGet(now, Math::max);
-    }
-    allocations.incrementAndGet();
-    if (checkBudget) tiers.get(tier).nativeAllocations.incrementAndGet();
+    if (tier == Tier.DEVICE) tiers.get(tier).live.addAndGet(bytes);
     return true;
   }
 
-  /** Returns bytes accounted with {@link #reserve} or {@link #addLive}. */
+  /** Returns bytes accounted with {@link #reserve} (and committed) or {@link #addLive}. */
   void release(Tier tier, Device device, long bytes) {
     if (tier == Tier.DEVICE) deviceAccount(device).live.addAndGet(-bytes);
     tiers.get(tier).live.addAndGet(-bytes);
@@ -357,18 +449,30 @@ public final class MemoryManager {
     }
   }
 
+  /**
+   * The bytes an allocation of {@code bytes} takes from {@code tier}'s budget when nothing cached fits it: rounded up
+   * to the caching allocator's 512-byte granule for DEVICE and HOST_PINNED, as requested for HOST and DISK.
+   */
+  public static long reservedSize(Tier tier, long bytes) {
+    return tier == Tier.DEVICE || tier == Tier.HOST_PINNED ? CachingAllocator.roundUp(bytes) : bytes;
+  }
+
   /** "1.5 MiB (1572864 bytes)", or "unlimited". */
   public static String formatBytes(long bytes) {
     if (bytes == UNLIMITED) return "unlimited";
-    String[] units = {"KiB", "MiB", "GiB", "TiB"};
+    return Math.abs(bytes) < 1024 ? bytes + " B" : formatSize(bytes) + " (" + bytes + " bytes)";
+  }
+
+  /** "512 B", "1.5 MiB", "37.3 GiB": one decimal, binary units up to EiB. */
+  public static String formatSize(long bytes) {
+    String[] units = {"KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
     double v = bytes;
     int u = -1;
     while (Math.abs(v) >= 1024 && u < units.length - 1) {
       v /= 1024;
       u++;
     }
-    String human = u < 0 ? bytes + " B" : String.format(Locale.ROOT, "%.1f %s", v, units[u]);
-    return u < 0 ? human : human + " (" + bytes + " bytes)";
+    return u < 0 ? bytes + " B" : String.format(Locale.ROOT, "%.1f %s", v, units[u]);
   }
 
   /**

@@ -131,27 +131,29 @@ public final class Storage implements AutoCloseable {
       mm.reserve(tier, device, bytes);
       try {
         r = tier == Tier.HOST
-            ? new Resource(id, tier, device, bytes, hostAlloc(tier, device, bytes), false, null, null, null)
+            ? new Resource(id, tier, device, bytes, NativeRuntime.hostAllocAligned(Math.max(bytes, 1), hostAlign(bytes)),
+                false, null, null, null)
             : new Resource(id, tier, device, bytes, 0, false, createFile(id, bytes), null, null);
       } catch (Throwable t) {
-        mm.release(tier, device, bytes);
+        mm.cancel(tier, device, bytes);  // never live: the message below and the peak do not count it
+        if (t instanceof NativeException e && tier == Tier.HOST) {
+          long available = SystemMemory.hostAvailableBytes();
+          throw new AllocationFailedException(tier, device, bytes, tier + " tier: the system could not allocate "
+              + MemoryManager.formatBytes(bytes) + " of host memory (" + MemoryManager.formatBytes(mm.liveBytes(tier))
+              + " live in the tier" + (available < 0 ? "" : ", " + MemoryManager.formatBytes(available)
+              + " available on the machine") + ")", e);
+        }
         throw t;
       }
+      mm.commit(tier, device, bytes);
     }
     r.site = site;
     return new Storage(id, tier, device, bytes, r);
   }
 
-  private static long hostAlloc(Tier tier, Device device, long bytes) {
-    long n = Math.max(bytes, 1);
-    long align = n >= PAGE ? PAGE : 64;
-    try {
-      return NativeRuntime.hostAllocAligned(n, align);
-    } catch (NativeException e) {
-      throw new AllocationFailedException(tier, device, bytes, tier + " tier: allocating "
-          + MemoryManager.formatBytes(bytes) + " of host memory failed with "
-          + MemoryManager.formatBytes(MemoryManager.global().liveBytes(tier)) + " live in the tier: " + e.getMessage(), e);
-    }
+  /** The alignment of a host allocation: a page from one page on, else 64 bytes. */
+  private static long hostAlign(long bytes) {
+    return Math.max(bytes, 1) >= PAGE ? PAGE : 64;
   }
 
   private static void logPinnedFallback() {

@@ -49,6 +49,19 @@ public final class BlockActs extends TensorGroup {
     }
   }
 
+  /** The bytes the constructor allocates (see {@link BufferSizes}). */
+  static long bytes(ModelConfig c, Device dev, DType dt, int b, int t) {
+    boolean gpt2 = c.family() == Family.GPT2;
+    long n = (long) b * t, C = c.hidden(), F = c.intermediate();
+    return new BufferSizes(dev)
+        .add(4, dt, n, C)                         // n1, att, x2, n2
+        .add(gpt2 ? 4 : 2, DType.F32, n)          // rstd1, rstd2 (GPT-2: mean1, mean2)
+        .add(DType.F32, b, c.heads(), t)          // lse
+        .add(1, Heads.bytes(c, dev, dt, b, t))
+        .add(gpt2 ? 2 : 3, dt, n, F)              // fc, gelu or gate, up, act
+        .total();
+  }
+
   /**
    * The query/key/value buffers of one block (activations or their gradients) and their views: GPT-2 keeps q,
    * k, v interleaved per row in one (N, 3C) buffer (as {@code c_attn} produces them); Llama has separate (N, C),
@@ -56,6 +69,13 @@ public final class BlockActs extends TensorGroup {
    * takes. Unused members are null.
    */
   record Heads(Tensor qkv, Tensor q, Tensor k, Tensor v, Tensor qh, Tensor kh, Tensor vh, Tensor q4, Tensor k4) {
+    /** The bytes {@link #allocate} allocates. */
+    static long bytes(ModelConfig c, Device dev, DType dt, int b, int t) {
+      long n = (long) b * t, C = c.hidden();
+      if (c.family() == Family.GPT2) return new BufferSizes(dev).add(dt, n, 3 * C).total();
+      return new BufferSizes(dev).add(dt, n, C).add(2, dt, n, c.kvDim()).total();
+    }
+
     static Heads allocate(ModelConfig c, Device dev, DType dt, int b, int t, UnaryOperator<Tensor> own) {
       long n = (long) b * t, C = c.hidden();
       int h = c.heads(), kv = c.kvHeads(), d = c.headDim();

@@ -43,6 +43,11 @@ public final class KvCache implements AutoCloseable {
     }
   }
 
+  /** The bytes of the keys and values the constructor allocates (see {@link BufferSizes}). */
+  static long bytes(ModelConfig c, Stage stage, Device device, DType dtype, int batch, int capacity) {
+    return new BufferSizes(device).add(2L * stage.blocks(), dtype, batch, capacity, c.kvHeads(), c.headDim()).total();
+  }
+
   public int batch() {
     return batch;
   }
@@ -129,6 +134,23 @@ public final class KvCache implements AutoCloseable {
     final BlockActs acts;                          // (B*n rows)
     final Tensor ids, posIds, x, tmp, stats, stats2, lastRows, logits;
     final Tensor logitsHost;  // CUDA: a pinned (B, V) staging buffer, so a step's logits reach the host in one DMA
+
+    /** The bytes the constructor allocates in the device's tier (see {@link BufferSizes}). */
+    static long bytes(ModelConfig c, Device dev, DType dt, int b, int n) {
+      long rows = (long) b * n;
+      return new BufferSizes(dev)
+          .add(1, BlockActs.bytes(c, dev, dt, b, n))
+          .add(c.family() == Family.GPT2 ? 2 : 1, DType.I32, rows)  // ids, posIds
+          .add(2, dt, rows, c.hidden())                             // x, tmp
+          .add(2, DType.F32, rows)                                  // stats, stats2
+          .add(DType.F32, b, c.vocabSize())                         // logits
+          .total();
+    }
+
+    /** The bytes of the constructor's pinned host buffer (CUDA only). */
+    static long pinnedBytes(ModelConfig c, Device dev, int b) {
+      return dev.isCuda() ? new BufferSizes(Tier.HOST_PINNED).add(DType.F32, b, c.vocabSize()).total() : 0;
+    }
 
     Step(ModelConfig c, Device dev, DType dt, int b, int n) {
       this.b = b;

@@ -27,7 +27,8 @@ import java.util.TreeMap;
 public record ModelConfig(Family family, int vocabSize, int maxSeqLen, int layers, int hidden, int heads, int kvHeads,
     int intermediate, float normEps, float ropeTheta, boolean tiedEmbeddings, int bosTokenId, int eosTokenId) {
 
-  public ModelConfig {
+  public ModelConfig(Family family, int vocabSize, int maxSeqLen, int layers, int hidden, int heads, int kvHeads,
+      int intermediate, float normEps, float ropeTheta, boolean tiedEmbeddings, int bosTokenId, int eosTokenId) {
     if (family == null) throw new IllegalArgumentException("family is null");
     positive("vocabSize", vocabSize);
     positive("maxSeqLen", maxSeqLen);
@@ -58,6 +59,25 @@ public record ModelConfig(Family family, int vocabSize, int maxSeqLen, int layer
     if (eosTokenId < -1 || eosTokenId >= vocabSize) {
       throw new IllegalArgumentException("eosTokenId " + eosTokenId + " outside [-1, " + vocabSize + ")");
     }
+    this.family = family;
+    this.vocabSize = vocabSize;
+    this.maxSeqLen = maxSeqLen;
+    this.layers = layers;
+    this.hidden = hidden;
+    this.heads = heads;
+    this.kvHeads = kvHeads;
+    this.intermediate = intermediate;
+    this.normEps = normEps;
+    this.ropeTheta = ropeTheta;
+    this.tiedEmbeddings = tiedEmbeddings;
+    this.bosTokenId = bosTokenId;
+    this.eosTokenId = eosTokenId;
+    try {
+      parameterCount();  // from the fields: one block's shapes times the layers
+    } catch (ArithmeticException e) {
+      throw new IllegalArgumentException("the model is too large: its parameter count does not fit in 64 bits (" + layers
+          + " layers, hidden " + hidden + ", intermediate " + intermediate + ", vocab " + vocabSize + ")");
+    }
   }
 
   private static void positive(String name, int v) {
@@ -66,6 +86,10 @@ public record ModelConfig(Family family, int vocabSize, int maxSeqLen, int layer
 
   /** A GPT-2 configuration (tied head, 4C MLP, eps 1e-5, token 50256 as BOS and EOS when the vocab has it). */
   public static ModelConfig gpt2(int vocabSize, int maxSeqLen, int layers, int hidden, int heads) {
+    if (hidden > Integer.MAX_VALUE / 4) {
+      throw new IllegalArgumentException("hidden " + hidden + " is too large: the MLP's width 4 x hidden = " + 4L * hidden
+          + " exceeds the largest width, " + Integer.MAX_VALUE);
+    }
     int eot = vocabSize > 50256 ? 50256 : -1;
     return new ModelConfig(Family.GPT2, vocabSize, maxSeqLen, layers, hidden, heads, heads, 4 * hidden, 1e-5f, 0f,
         true, eot, eot);
@@ -129,43 +153,62 @@ public record ModelConfig(Family family, int vocabSize, int maxSeqLen, int layer
    * and layouts as {@code save_pretrained} writes them today. A tied head has no tensor of its own.
    */
   public List<ParamSpec> parameterSpecs() {
+    List<ParamSpec> p = new ArrayList<>(embeddingSpecs());
+    for (int i = 0; i < layers; i++) p.addAll(blockSpecs(i));
+    p.addAll(headSpecs());
+    return p;
+  }
+
+  /** The parameters in front of the blocks: the token embedding (and GPT-2's position embedding). */
+  public List<ParamSpec> embeddingSpecs() {
+    long c = hidden, v = vocabSize;
     List<ParamSpec> p = new ArrayList<>();
-    long c = hidden, v = vocabSize, f = intermediate;
+    p.add(new ParamSpec(embeddingName(), new long[] {v, c}, true));
+    if (family == Family.GPT2) p.add(new ParamSpec("transformer.wpe.weight", new long[] {maxSeqLen, c}, true));
+    return p;
+  }
+
+  /** The parameters of block {@code i} (every block has the same shapes). */
+  public List<ParamSpec> blockSpecs(int i) {
+    List<ParamSpec> p = new ArrayList<>();
+    long c = hidden, f = intermediate;
+    String b = blockPrefix(i);
     if (family == Family.GPT2) {
-      p.add(new ParamSpec("transformer.wte.weight", new long[] {v, c}, true));
-      p.add(new ParamSpec("transformer.wpe.weight", new long[] {maxSeqLen, c}, true));
-      for (int i = 0; i < layers; i++) {
-        String b = blockPrefix(i);
-        p.add(new ParamSpec(b + "ln_1.weight", new long[] {c}, false));
-        p.add(new ParamSpec(b + "ln_1.bias", new long[] {c}, false));
-        p.add(new ParamSpec(b + "attn.c_attn.weight", new long[] {c, 3 * c}, true));
-        p.add(new ParamSpec(b + "attn.c_attn.bias", new long[] {3 * c}, false));
-        p.add(new ParamSpec(b + "attn.c_proj.weight", new long[] {c, c}, true));
-        p.add(new ParamSpec(b + "attn.c_proj.bias", new long[] {c}, false));
-        p.add(new ParamSpec(b + "ln_2.weight", new long[] {c}, false));
-        p.add(new ParamSpec(b + "ln_2.bias", new long[] {c}, false));
-        p.add(new ParamSpec(b + "mlp.c_fc.weight", new long[] {c, f}, true));
-        p.add(new ParamSpec(b + "mlp.c_fc.bias", new long[] {f}, false));
-        p.add(new ParamSpec(b + "mlp.c_proj.weight", new long[] {f, c}, true));
-        p.add(new ParamSpec(b + "mlp.c_proj.bias", new long[] {c}, false));
-      }
+      p.add(new ParamSpec(b + "ln_1.weight", new long[] {c}, false));
+      p.add(new ParamSpec(b + "ln_1.bias", new long[] {c}, false));
+      p.add(new ParamSpec(b + "attn.c_attn.weight", new long[] {c, 3 * c}, true));
+      p.add(new ParamSpec(b + "attn.c_attn.bias", new long[] {3 * c}, false));
+      p.add(new ParamSpec(b + "attn.c_proj.weight", new long[] {c, c}, true));
+      p.add(new ParamSpec(b + "attn.c_proj.bias", new long[] {c}, false));
+      p.add(new ParamSpec(b + "ln_2.weight", new long[] {c}, false));
+      p.add(new ParamSpec(b + "ln_2.bias", new long[] {c}, false));
+      p.add(new ParamSpec(b + "mlp.c_fc.weight", new long[] {c, f}, true));
+      p.add(new ParamSpec(b + "mlp.c_fc.bias", new long[] {f}, false));
+      p.add(new ParamSpec(b + "mlp.c_proj.weight", new long[] {f, c}, true));
+      p.add(new ParamSpec(b + "mlp.c_proj.bias", new long[] {c}, false));
+    } else {
+      long kv = kvDim();
+      p.add(new ParamSpec(b + "input_layernorm.weight", new long[] {c}, false));
+      p.add(new ParamSpec(b + "self_attn.q_proj.weight", new long[] {c, c}, true));
+      p.add(new ParamSpec(b + "self_attn.k_proj.weight", new long[] {kv, c}, true));
+      p.add(new ParamSpec(b + "self_attn.v_proj.weight", new long[] {kv, c}, true));
+      p.add(new ParamSpec(b + "self_attn.o_proj.weight", new long[] {c, c}, true));
+      p.add(new ParamSpec(b + "post_attention_layernorm.weight", new long[] {c}, false));
+      p.add(new ParamSpec(b + "mlp.gate_proj.weight", new long[] {f, c}, true));
+      p.add(new ParamSpec(b + "mlp.up_proj.weight", new long[] {f, c}, true));
+      p.add(new ParamSpec(b + "mlp.down_proj.weight", new long[] {c, f}, true));
+    }
+    return p;
+  }
+
+  /** The parameters behind the blocks: the final norm and, when untied, the output head. */
+  public List<ParamSpec> headSpecs() {
+    long c = hidden, v = vocabSize;
+    List<ParamSpec> p = new ArrayList<>();
+    if (family == Family.GPT2) {
       p.add(new ParamSpec("transformer.ln_f.weight", new long[] {c}, false));
       p.add(new ParamSpec("transformer.ln_f.bias", new long[] {c}, false));
     } else {
-      long kv = kvDim();
-      p.add(new ParamSpec("model.embed_tokens.weight", new long[] {v, c}, true));
-      for (int i = 0; i < layers; i++) {
-        String b = blockPrefix(i);
-        p.add(new ParamSpec(b + "input_layernorm.weight", new long[] {c}, false));
-        p.add(new ParamSpec(b + "self_attn.q_proj.weight", new long[] {c, c}, true));
-        p.add(new ParamSpec(b + "self_attn.k_proj.weight", new long[] {kv, c}, true));
-        p.add(new ParamSpec(b + "self_attn.v_proj.weight", new long[] {kv, c}, true));
-        p.add(new ParamSpec(b + "self_attn.o_proj.weight", new long[] {c, c}, true));
-        p.add(new ParamSpec(b + "post_attention_layernorm.weight", new long[] {c}, false));
-        p.add(new ParamSpec(b + "mlp.gate_proj.weight", new long[] {f, c}, true));
-        p.add(new ParamSpec(b + "mlp.up_proj.weight", new long[] {f, c}, true));
-        p.add(new ParamSpec(b + "mlp.down_proj.weight", new long[] {c, f}, true));
-      }
       p.add(new ParamSpec("model.norm.weight", new long[] {c}, false));
     }
     if (!tiedEmbeddings) p.add(new ParamSpec("lm_head.weight", new long[] {v, c}, true));
@@ -222,10 +265,18 @@ public record ModelConfig(Family family, int vocabSize, int maxSeqLen, int layer
     return HEAD_UNIT;
   }
 
-  /** The number of parameters (a tied head counted once). */
+  /**
+   * The number of parameters (a tied head counted once), from one block's shapes times the layers, so it costs the
+   * same for any depth. The constructor checks that it fits in a long.
+   */
   public long parameterCount() {
+    return Math.addExact(Math.addExact(numel(embeddingSpecs()), Math.multiplyExact(layers, numel(blockSpecs(0)))),
+        numel(headSpecs()));
+  }
+
+  private static long numel(List<ParamSpec> specs) {
     long n = 0;
-    for (ParamSpec s : parameterSpecs()) n += s.numel();
+    for (ParamSpec s : specs) n = Math.addExact(n, s.numel());
     return n;
   }
 

@@ -79,7 +79,12 @@ public final class Transformer implements AutoCloseable {
 
   /** A model on {@code device} in its default compute dtype: F32 on the CPU, BF16 on CUDA. */
   public static Transformer create(ModelConfig config, Device device) {
-    return new Transformer(config, device, device.isCuda() ? DType.BF16 : DType.F32);
+    return new Transformer(config, device, defaultComputeDtype(device));
+  }
+
+  /** The compute dtype of {@link #create}: F32 on the CPU, BF16 on CUDA. */
+  public static DType defaultComputeDtype(Device device) {
+    return device.isCuda() ? DType.BF16 : DType.F32;
   }
 
   public ModelConfig config() {

@@ -39,7 +39,7 @@ final class Workspace extends TensorGroup {
     this.rows = batch * seq;
     boolean gpt2 = c.family() == Family.GPT2;
     long n = rows, C = c.hidden(), F = c.intermediate(), V = c.vocabSize();
-    long vp = dev.isCuda() ? (V + 127) / 128 * 128 : V;
+    long vp = paddedVocab(dev, V);
     boolean head = stage.head();
     try {
       ids = stage.embedding() ? own(Tensor.zeros(DType.I32, dev, n)) : null;
@@ -78,6 +78,40 @@ final class Workspace extends TensorGroup {
       close();
       throw e;
     }
+  }
+
+  /**
+   * The bytes of the activations the constructor allocates: the residual streams and the blocks' saved activations
+   * (one block's when recomputing). See {@link BufferSizes}.
+   */
+  static long activationBytes(ModelConfig c, Stage stage, Device dev, DType dt, int batch, int seq, boolean recompute) {
+    long n = (long) batch * seq;
+    int acts = recompute ? Math.min(1, stage.blocks()) : stage.blocks();
+    return new BufferSizes(dev)
+        .add(stage.blocks() + 1L, dt, n, c.hidden())                      // residual
+        .add(acts, BlockActs.bytes(c, dev, dt, batch, seq))               // blocks
+        .total();
+  }
+
+  /** The bytes of every other buffer the constructor allocates: ids, the head's, the gradient scratch. */
+  static long bufferBytes(ModelConfig c, Stage stage, Device dev, DType dt, int batch, int seq) {
+    boolean gpt2 = c.family() == Family.GPT2, head = stage.head(), emb = stage.embedding();
+    long n = (long) batch * seq, C = c.hidden(), F = c.intermediate(), V = c.vocabSize();
+    long vp = paddedVocab(dev, V);
+    BufferSizes s = new BufferSizes(dev)
+        .add((emb ? 1 : 0) + (gpt2 && emb ? 1 : 0) + (head ? 1 : 0), DType.I32, n)  // ids, positions, targets
+        .add(5, dt, n, C)                                                            // dres, d1, d2, dAtt, scratch
+        .add(gpt2 ? 2 : 3, dt, n, F)                                                 // dF1, dF2, dF3
+        .add(1, BlockActs.Heads.bytes(c, dev, dt, batch, seq));                      // dHeads
+    if (head) {
+      s.add(dt, n, C).add(5, DType.F32, n).add(dt, n, vp);  // normOut; normMean, normRstd, losses, lse, dlosses; logits
+    }
+    return s.total();
+  }
+
+  /** The row stride of the logits: the vocabulary, padded to a multiple of 128 on CUDA. */
+  private static long paddedVocab(Device dev, long vocab) {
+    return dev.isCuda() ? (vocab + 127) / 128 * 128 : vocab;
   }
 
   /** The saved activations of the stage's i-th block. */

@@ -21,10 +21,10 @@ public record ParamSpec(String name, long[] shape, boolean decay) {
     return shape.clone();
   }
 
-  /** The number of elements. */
+  /** The number of elements; throws {@link ArithmeticException} when it does not fit in a long. */
   public long numel() {
     long n = 1;
-    for (long s : shape) n *= s;
+    for (long s : shape) n = Math.multiplyExact(n, s);
     return n;
   }
 

@@ -6,6 +6,7 @@ import dev.athanor.runtime.Device;
 import dev.athanor.tensor.DType;
 import dev.athanor.tensor.Tensor;
 import java.util.ArrayList;
+import java.util.Collection;
 import java.util.Collections;
 import java.util.EnumMap;
 import java.util.HashMap;
@@ -90,7 +91,17 @@ public final class ParameterStore implements AutoCloseable {
   }
 
   private static long align(long n) {
-    return (n + ALIGN - 1) / ALIGN * ALIGN;
+    return Math.multiplyExact(Math.ceilDiv(n, ALIGN), ALIGN);
+  }
+
+  /**
+   * Elements of a flat layout of {@code specs}, padding included (each parameter rounded up to {@link #ALIGN}, as the
+   * constructor lays them out); throws {@link ArithmeticException} when that does not fit in a long.
+   */
+  public static long layoutNumel(Collection<ParamSpec> specs) {
+    long n = 0;
+    for (ParamSpec s : specs) n = Math.addExact(n, align(s.numel()));
+    return n;
   }
 
   // ------------------------------------------------------------------ layout

@@ -1,6 +1,5 @@
 package dev.athanor.tensor;
 
-import dev.athanor.memory.MemoryManager;
 import dev.athanor.memory.Storage;
 import dev.athanor.memory.Tier;
 import dev.athanor.runtime.Device;
@@ -995,10 +994,5 @@ public final class Tensor implements AutoCloseable {
       throw new IndexOutOfBoundsException("dim " + dim + " out of range [" + (-rank) + ", " + rank + ") for rank " + rank);
     }
     return d;
-  }
-
-  static {
-    // MemoryManager is referenced so its budget properties are parsed (and reported) on first tensor use.
-    Objects.requireNonNull(MemoryManager.global());
   }
 }

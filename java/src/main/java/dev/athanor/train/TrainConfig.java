@@ -27,6 +27,10 @@ public record TrainConfig(int steps, int batch, int seq, int accum, float lr, fl
     if (batch <= 0) throw new IllegalArgumentException("batch must be > 0, got " + batch);
     if (seq <= 0) throw new IllegalArgumentException("seq must be > 0, got " + seq);
     if (accum <= 0) throw new IllegalArgumentException("accum must be > 0, got " + accum);
+    if ((long) batch * seq > Integer.MAX_VALUE) {
+      throw new IllegalArgumentException("batch " + batch + " x seq " + seq + " = " + (long) batch * seq
+          + " tokens per micro-batch exceeds " + Integer.MAX_VALUE + "; use a smaller batch or seq");
+    }
     if (!(lr >= 0) || !Float.isFinite(lr)) throw new IllegalArgumentException("lr must be finite and >= 0, got " + lr);
     if (!(minLr >= 0) || minLr > lr) throw new IllegalArgumentException("min-lr must be in [0, lr=" + lr + "], got " + minLr);
     if (warmup < 0) throw new IllegalArgumentException("warmup must be >= 0, got " + warmup);

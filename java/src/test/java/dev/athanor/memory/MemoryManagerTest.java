@@ -1,10 +1,13 @@
 package dev.athanor.memory;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.athanor.runtime.Device;
+import java.util.List;
 import java.util.concurrent.atomic.AtomicLong;
 import org.junit.jupiter.api.Test;
 
@@ -136,5 +139,55 @@ class MemoryManagerTest {
     assertTrue(e.getMessage().contains("cuda:0"), e.getMessage());
     e = assertThrows(IllegalArgumentException.class, () -> Storage.allocate(Tier.HOST, -5));
     assertTrue(e.getMessage().contains("-5"), e.getMessage());
+  }
+
+  @Test
+  void failedAllocationIsNotCountedAsLive() {
+    long saved = mm.budgetBytes(Tier.HOST);
+    try (Storage held = Storage.allocate(Tier.HOST, 4000)) {
+      long live0 = mm.liveBytes(Tier.HOST), allocations0 = mm.allocationCount();
+      mm.resetPeak();
+      // within an unlimited budget, but more than any machine's address space: the native allocation fails
+      mm.setBudget(Tier.HOST, MemoryManager.UNLIMITED);
+      AllocationFailedException e = assertThrows(AllocationFailedException.class, () -> Storage.allocate(Tier.HOST, 1L << 60));
+      String m = e.getMessage();
+      assertTrue(m.contains("could not allocate " + MemoryManager.formatBytes(1L << 60)), m);
+      assertTrue(m.contains("(" + MemoryManager.formatBytes(live0) + " live in the tier"), m);
+      assertFalse(m.contains("ATH_ERR") || m.contains("Exception"), m);
+      assertEquals(live0, mm.liveBytes(Tier.HOST), "the failed request is not live");
+      assertEquals(live0, mm.peakBytes(Tier.HOST), "nor part of the peak");
+      assertEquals(allocations0, mm.allocationCount(), "nor counted as an allocation");
+
+      // over the budget: the message's live bytes are those before the request
+      mm.setBudget(Tier.HOST, live0 + 1000);
+      OutOfBudgetException o = assertThrows(OutOfBudgetException.class, () -> Storage.allocate(Tier.HOST, 3000));
+      assertTrue(o.getMessage().contains("with " + MemoryManager.formatBytes(live0) + " live"), o.getMessage());
+      assertEquals(live0, o.liveBytes());
+      assertEquals(live0, mm.liveBytes(Tier.HOST));
+      assertTrue(held.isAlive());
+    } finally {
+      mm.setBudget(Tier.HOST, saved);
+    }
+  }
+
+  @Test
+  void budgetPropertiesAreCheckedByName() {
+    assertNull(MemoryManager.unknownBudgetProperty(List.of("athanor.budget.host", "athanor.budget.host_pinned",
+        "athanor.budget.device", "athanor.budget.disk", "java.home", "athanor.disk.dir")));
+    assertEquals("unknown memory budget property -Dathanor.budget.hots (did you mean -Dathanor.budget.host?); the budget "
+        + "properties are athanor.budget.device, athanor.budget.host_pinned, athanor.budget.host, athanor.budget.disk",
+        MemoryManager.unknownBudgetProperty(List.of("athanor.budget.hots", "athanor.budget.host")));
+    String far = MemoryManager.unknownBudgetProperty(List.of("athanor.budget.gpu"));
+    assertTrue(far.startsWith("unknown memory budget property -Dathanor.budget.gpu; the budget properties are "), far);
+  }
+
+  @Test
+  void machineMemoryIsReadFromMeminfo() {
+    List<String> meminfo = List.of("MemTotal:       24683756 kB", "MemFree:        22929292 kB",
+        "MemAvailable:   23965356 kB");
+    assertEquals(23965356L * 1024, SystemMemory.parseMeminfo(meminfo, "MemAvailable"));
+    assertEquals(24683756L * 1024, SystemMemory.parseMeminfo(meminfo, "MemTotal"));
+    assertEquals(-1, SystemMemory.parseMeminfo(meminfo, "SwapTotal"));
+    assertEquals(-1, SystemMemory.parseMeminfo(List.of("MemAvailable: lots"), "MemAvailable"));
   }
 }

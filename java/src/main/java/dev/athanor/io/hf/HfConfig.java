@@ -149,6 +149,11 @@ public final class HfConfig {
     int bos = k.tokenId("bos_token_id", eot, vocab);
     int eos = k.tokenId("eos_token_id", eot, vocab);
     float theta = k.optFloat("rope_theta", 0f);
+    divisible(k, "n_embd", hidden, "n_head", heads);
+    if (inner == null && 4L * hidden > Integer.MAX_VALUE) {
+      throw k.fail("n_embd " + hidden + " is too large: the MLP's inner width 4 x n_embd = " + 4L * hidden
+          + " exceeds the largest width, " + Integer.MAX_VALUE);
+    }
     return new ModelConfig(Family.GPT2, vocab, positive(k, "n_positions", positions), layers, hidden, heads, heads,
         inner == null ? 4 * hidden : positive(k, "n_inner", inner), eps, theta, tied, bos, eos);
   }
@@ -161,6 +166,8 @@ public final class HfConfig {
     int heads = k.posInt("num_attention_heads");
     Integer kvOpt = k.optInt("num_key_value_heads");
     int kv = kvOpt == null ? heads : positive(k, "num_key_value_heads", kvOpt);
+    divisible(k, "hidden_size", hidden, "num_attention_heads", heads);
+    divisible(k, "num_attention_heads", heads, "num_key_value_heads", kv);
     Integer headDim = k.optInt("head_dim");
     if (headDim != null && (hidden % heads != 0 || headDim != hidden / heads)) {
       throw k.fail("head_dim " + headDim + " differs from hidden_size / num_attention_heads = " + hidden + " / " + heads
@@ -215,6 +222,11 @@ public final class HfConfig {
     return brief(scaling);
   }
 
+  /** Checks that key {@code a} is a multiple of key {@code b} (in the file's names, before ModelConfig checks it). */
+  private static void divisible(Keys k, String a, int av, String b, int bv) {
+    if (av % bv != 0) throw k.fail(a + " " + av + " is not divisible by " + b + " " + bv);
+  }
+
   private static int positive(Keys k, String key, int v) {
     if (v <= 0) throw k.fail(key + " must be > 0, got " + v);
     return v;
@@ -247,7 +259,7 @@ public final class HfConfig {
       m.put("n_embd", num(c.hidden()));
       m.put("n_layer", num(c.layers()));
       m.put("n_head", num(c.heads()));
-      m.put("n_inner", c.intermediate() == 4 * c.hidden() ? JsonNull.INSTANCE : num(c.intermediate()));
+      m.put("n_inner", c.intermediate() == 4L * c.hidden() ? JsonNull.INSTANCE : num(c.intermediate()));
       m.put("layer_norm_epsilon", num(c.normEps()));
       m.put("attn_pdrop", num(0f));
       m.put("embd_pdrop", num(0f));

@@ -293,10 +293,34 @@ class HfConfigTest {
 
   @Test
   void rejectsInvalidModels() {
-    rejects(with(GPT2_HUB, "n_head", "7"), "invalid model", "not divisible by heads 7");
-    rejects(with(TINYLLAMA_HUB, "num_key_value_heads", "5"), "invalid model", "kvHeads 5");
+    rejects(with(GPT2_HUB, "n_head", "7"), "n_embd 768 is not divisible by n_head 7");
+    rejects(with(TINYLLAMA_HUB, "num_attention_heads", "7"), "hidden_size 2048 is not divisible by num_attention_heads 7");
+    rejects(with(TINYLLAMA_HUB, "num_key_value_heads", "5"), "num_attention_heads 32 is not divisible by num_key_value_heads 5");
     rejects(with(TINYLLAMA_HUB, "rms_norm_eps", "0"), "invalid model", "normEps");
     rejects(with(TINYLLAMA_HUB, "hidden_size", "2080"), "invalid model"); // head dim 65: odd, no rotary
+  }
+
+  @Test
+  void configSizesDoNotOverflow() {
+    String wide = with(GPT2_HUB, "n_embd", "1610612736");  // 12 heads divide it; 4 x n_embd does not fit in an int
+    rejects(wide, "n_embd 1610612736 is too large: the MLP's inner width 4 x n_embd = 6442450944 exceeds the largest "
+        + "width, 2147483647");
+    HfFormatException e = assertThrows(HfFormatException.class, () -> HfConfig.parse(wide, "config.json"));
+    assertFalse(e.getMessage().contains("-2147483648") || e.getMessage().contains("must be > 0"), e.getMessage());
+    // with n_inner given the widths fit, but one block's parameters do not fit in a long
+    rejects(with(wide, "n_inner", "1"), "invalid model: the model is too large: its parameter count does not fit in 64 bits");
+    rejects(with(TINYLLAMA_HUB, "hidden_size", "2147483520"), "the model is too large");
+    rejects(with(GPT2_HUB, "n_embd", "4294967296"), "n_embd must be an integer in int range, got 4294967296");
+    // huge but countable: valid configs (whether they fit in memory is checked when they are used)
+    ModelConfig deep = HfConfig.parse(with(GPT2_HUB, "n_layer", "2147483647"), "config.json");
+    assertEquals(2147483647L * (12L * 768 * 768 + 13 * 768) + 50257L * 768 + 1024 * 768 + 2 * 768, deep.parameterCount());
+    ModelConfig vocab = HfConfig.parse(with(GPT2_HUB, "vocab_size", "2147483647"), "config.json");
+    assertTrue(vocab.parameterCount() > 2147483647L * 768, "" + vocab.parameterCount());
+    // the API reports the same in its own names
+    IllegalArgumentException a = assertThrows(IllegalArgumentException.class,
+        () -> ModelConfig.gpt2(50257, 1024, 12, 1610612736, 12));
+    assertEquals("hidden 1610612736 is too large: the MLP's width 4 x hidden = 6442450944 exceeds the largest width, "
+        + "2147483647", a.getMessage());
   }
 
   @Test

@@ -1,0 +1,103 @@
+package dev.athanor.cli;
+
+import dev.athanor.memory.InsufficientMemoryException;
+import dev.athanor.memory.MemoryManager;
+import dev.athanor.memory.Tier;
+import dev.athanor.nn.Footprint;
+import dev.athanor.nn.Footprint.Component;
+import dev.athanor.nn.Footprint.Shortfall;
+import dev.athanor.nn.ModelConfig;
+import dev.athanor.nn.Transformer;
+import dev.athanor.runtime.Device;
+import dev.athanor.tensor.DType;
+import dev.athanor.train.TrainConfig;
+import java.util.EnumSet;
+import java.util.Set;
+
+/**
+ * The commands' check that a job fits in memory before anything large is allocated: one message saying what is
+ * needed (per component), what is there, and what to do, and exit code 1 (a failure, not a usage error: the same
+ * command works on a machine with more memory).
+ */
+final class MemoryCheck {
+  private MemoryCheck() {}
+
+  /** The components that do not shrink with the batch or the sequence. */
+  private static final Set<Component> FIXED = EnumSet.of(Component.WEIGHTS, Component.GRADIENTS, Component.OPTIMIZER,
+      Component.LOADING, Component.CHECKPOINT);
+
+  /**
+   * Throws {@link InsufficientMemoryException} when {@code need} does not fit: "not enough memory to {@code job}: it
+   * needs ... but ...", then what to do: {@code fixedAdvice} when the parts that do not depend on the tokens at once
+   * (weights, gradients, optimizer state) alone do not fit, else {@code tokenAdvice}; and, when a budget is what
+   * limits, the flag that raises it.
+   */
+  static void require(Footprint need, String job, String tokenAdvice, String fixedAdvice) {
+    MemoryManager mm = MemoryManager.global();
+    Shortfall s = need.worstShortfall(mm);
+    if (s == null) return;
+    long fixed = 0;
+    for (Component c : FIXED) fixed += need.bytes(c, s.tiers());
+    StringBuilder m = new StringBuilder("not enough memory to " + job + ": it " + need.describe(s) + ". ");
+    if (fixed > s.available()) {
+      m.append("The ").append(fixedParts(need, s)).append(" alone need ").append(Footprint.size(fixed)).append(": ")
+          .append(fixedAdvice);
+    } else {
+      m.append(Character.toUpperCase(tokenAdvice.charAt(0))).append(tokenAdvice.substring(1));
+    }
+    if (s.limit() == Footprint.Limit.BUDGET && need.shortfalls(mm).stream().noneMatch(x -> x.limit() == Footprint.Limit.MACHINE)) {
+      Tier t = s.tiers().iterator().next();  // the machine has room: the budget is what stops it
+      m.append(", or raise the ").append(t).append(" budget with ").append(flag(t));
+      if (t == Tier.HOST) {
+        m.append(" (by default ").append(MemoryManager.DEFAULT_HOST_PERCENT).append("% of the host memory available at start)");
+      }
+    }
+    throw new InsufficientMemoryException(m.append('.').toString());
+  }
+
+  /**
+   * Training ({@code train}, {@code bench --mode train}): {@code tc}'s batch, sequence and accumulation, with or without
+   * recomputation, plus reading the weights from a Hugging Face directory ({@code loading}) and the host buffers of
+   * checkpoints ({@code checkpoints}). The advice names --recompute (with what the activations would then need) when
+   * {@code canRecompute} and it is off.
+   */
+  static void requireTraining(ModelConfig mc, Device device, TrainConfig tc, boolean recompute, boolean canRecompute,
+      boolean loading, boolean checkpoints) {
+    DType dt = Transformer.defaultComputeDtype(device);
+    Footprint need = Footprint.training(mc, device, dt, tc.batch(), tc.seq(), tc.accum(), recompute);
+    if (loading) need = need.withLoading();
+    if (checkpoints) need = need.withCheckpoints();
+    String advice = "use a smaller --batch or --seq (activations and workspace grow with batch x seq)";
+    if (canRecompute && !recompute && mc.layers() > 1) {
+      Footprint r = Footprint.training(mc, device, dt, tc.batch(), tc.seq(), tc.accum(), true);
+      Set<Tier> all = EnumSet.allOf(Tier.class);
+      advice += ", or --recompute (activations then need " + Footprint.size(r.bytes(Component.ACTIVATIONS, all))
+          + " instead of " + Footprint.size(need.bytes(Component.ACTIVATIONS, all)) + ")";
+    }
+    require(need, "train this model", advice, "use a smaller model");
+  }
+
+  /** "weights, gradients and AdamW state": the fixed components present in the shortfall's tiers. */
+  private static String fixedParts(Footprint need, Shortfall s) {
+    StringBuilder b = new StringBuilder();
+    int n = 0, count = 0;
+    for (Component c : FIXED) if (need.bytes(c, s.tiers()) > 0) count++;
+    for (Component c : FIXED) {
+      if (need.bytes(c, s.tiers()) == 0) continue;
+      n++;
+      if (n > 1) b.append(n == count ? " and " : ", ");
+      b.append(c.label());
+    }
+    return b.toString();
+  }
+
+  /** The flag of a tier's budget. */
+  static String flag(Tier t) {
+    return switch (t) {
+      case DEVICE -> "--mem-device";
+      case HOST_PINNED -> "--mem-pinned";
+      case HOST -> "--mem-host";
+      case DISK -> "--mem-disk";
+    };
+  }
+}

@@ -1,0 +1,359 @@
+package dev.athanor.nn;
+
+import dev.athanor.memory.InsufficientMemoryException;
+import dev.athanor.memory.MemoryManager;
+import dev.athanor.memory.SystemMemory;
+import dev.athanor.memory.Tier;
+import dev.athanor.params.ParamSpec;
+import dev.athanor.params.ParameterStore;
+import dev.athanor.params.Role;
+import dev.athanor.runtime.Device;
+import dev.athanor.runtime.ExecutionContext;
+import dev.athanor.tensor.DType;
+import java.util.ArrayList;
+import java.util.EnumSet;
+import java.util.List;
+import java.util.Locale;
+import java.util.Objects;
+import java.util.Set;
+import java.util.function.LongSupplier;
+
+/**
+ * The memory one job on a whole model needs, per component and tier, known before anything is allocated: so that a
+ * model that cannot fit is refused at once instead of dying halfway (the kernel's out-of-memory killer gives no
+ * message). The sizes come from the code that allocates: the parameter store's layout
+ * ({@link ParameterStore#layoutNumel}, one block's parameters times the layers, so any depth costs the same),
+ * the workspace's, the blocks' saved activations' and the KV cache's size methods next to their constructors; the
+ * tests check them against what allocating reserves. Kernel scratch on CUDA is an upper estimate from the kernels'
+ * documented needs. Sums that overflow a long saturate at {@link Long#MAX_VALUE} (more than any machine has).
+ *
+ * <p>{@link #shortfalls} compares a footprint with each tier's budget (less what is in use), the host memory the
+ * machine has available ({@link SystemMemory#hostAvailableBytes()}) and the free memory of the CUDA device.
+ *
+ * @param config the model, or null for memory that belongs to no model ({@link #of})
+ * @param device where it runs
+ * @param computeDtype the model's compute dtype (null without a model)
+ * @param parts bytes per component and tier (components may appear in several tiers)
+ */
+public record Footprint(ModelConfig config, Device device, DType computeDtype, List<Part> parts) {
+
+  /** What the bytes are for. */
+  public enum Component {
+    WEIGHTS("weights", false),
+    GRADIENTS("gradients", false),
+    OPTIMIZER("AdamW state", false),
+    ACTIVATIONS("activations", true),
+    WORKSPACE("workspace", true),
+    SCRATCH("kernel scratch", true),
+    KV_CACHE("KV cache", true),
+    BUFFERS("buffers", true),
+    LOADING("weights read from the files", false),
+    CHECKPOINT("checkpoint buffers", false);
+
+    private final String label;
+    private final boolean perToken;
+
+    Component(String label, boolean perToken) {
+      this.label = label;
+      this.perToken = perToken;
+    }
+
+    /** How messages name it ("AdamW state"). */
+    public String label() {
+      return label;
+    }
+
+    /** Whether it grows with the tokens processed at once (batch x sequence), not with the model alone. */
+    public boolean perToken() {
+      return perToken;
+    }
+  }
+
+  /** {@code bytes} of {@code component} in {@code tier}. */
+  public record Part(Component component, Tier tier, long bytes) {
+    public Part {
+      Objects.requireNonNull(component, "component");
+      Objects.requireNonNull(tier, "tier");
+      if (bytes < 0) throw new IllegalArgumentException("bytes must be >= 0, got " + bytes);
+    }
+  }
+
+  /** What limits the memory a footprint may use: a tier's budget, or what the machine has. */
+  public enum Limit {
+    BUDGET, MACHINE
+  }
+
+  /**
+   * A footprint does not fit: {@code needed} bytes of {@code tiers} against {@code available}.
+   *
+   * @param tiers the tiers the need is summed over: one tier against its budget; HOST and HOST_PINNED together
+   *     against the machine's host memory; DEVICE against the device's free memory
+   * @param needed the bytes needed there
+   * @param available the bytes there: the budget less what is in use, or the machine's available memory
+   * @param limit which of the two
+   * @param budget the tier's budget, for {@link Limit#BUDGET} (else -1)
+   */
+  public record Shortfall(Set<Tier> tiers, long needed, long available, Limit limit, long budget) {
+    public Shortfall {
+      tiers = Set.copyOf(tiers);
+    }
+  }
+
+  public Footprint {
+    Objects.requireNonNull(device, "device");
+    parts = List.copyOf(parts);
+  }
+
+  /** Memory that belongs to no model, e.g. a benchmark's {@link Component#BUFFERS}. */
+  public static Footprint of(Device device, List<Part> parts) {
+    return new Footprint(null, device, null, parts);
+  }
+
+  // ------------------------------------------------------------------ jobs
+
+  /** The weights alone: FP32 masters and, unless the compute dtype is F32 (then they are one buffer), the compute copy. */
+  public static Footprint weights(ModelConfig c, Device device, DType dt) {
+    Tier tier = tier(device);
+    long numel = saturate(() -> layoutNumel(c));
+    long bytes = add(role(tier, numel, Role.MASTER.dtype(dt)), dt == DType.F32 ? 0 : role(tier, numel, Role.WEIGHT.dtype(dt)));
+    return new Footprint(c, device, dt, List.of(new Part(Component.WEIGHTS, tier, bytes)));
+  }
+
+  /**
+   * Training steps of {@code batch} sequences of {@code seq} tokens ({@code Trainer}): weights, gradients (the
+   * micro-batch's, plus the step's sum when {@code accum > 1}), AdamW's two moments, the activations (every block's,
+   * or one block's when recomputing, plus the residual streams) and the workspace; on CUDA, kernel scratch.
+   */
+  public static Footprint training(ModelConfig c, Device device, DType dt, int batch, int seq, int accum, boolean recompute) {
+    Tier tier = tier(device);
+    Stage whole = Stage.whole(c);
+    long numel = saturate(() -> layoutNumel(c));
+    long grad = role(tier, numel, Role.GRAD.dtype(dt));
+    return weights(c, device, dt)
+        .plus(Component.GRADIENTS, tier, accum > 1 ? add(grad, grad) : grad)
+        .plus(Component.OPTIMIZER, tier, add(role(tier, numel, Role.ADAM_M.dtype(dt)), role(tier, numel, Role.ADAM_V.dtype(dt))))
+        .plus(Component.ACTIVATIONS, tier, saturate(() -> Workspace.activationBytes(c, whole, device, dt, batch, seq, recompute)))
+        .plus(Component.WORKSPACE, tier, saturate(() -> Workspace.bufferBytes(c, whole, device, dt, batch, seq)))
+        .plus(Component.SCRATCH, tier, device.isCuda() ? saturate(() -> trainingScratch(c, batch, seq)) : 0);
+  }
+
+  /**
+   * A forward pass over {@code batch} sequences of {@code seq} tokens without training (e.g. scoring): the weights, and
+   * the workspace a forward allocates (every block's activations and the gradient buffers, as for training).
+   */
+  public static Footprint forward(ModelConfig c, Device device, DType dt, int batch, int seq) {
+    Tier tier = tier(device);
+    Stage whole = Stage.whole(c);
+    return weights(c, device, dt)
+        .plus(Component.ACTIVATIONS, tier, saturate(() -> Workspace.activationBytes(c, whole, device, dt, batch, seq, false)))
+        .plus(Component.WORKSPACE, tier, saturate(() -> Workspace.bufferBytes(c, whole, device, dt, batch, seq)));
+  }
+
+  /**
+   * Cached decoding of {@code batch} sequences: a KV cache of {@code capacity} tokens, the step buffers of the
+   * {@code promptLen}-token prefill and of one-token steps (on CUDA with a pinned copy of the logits each).
+   */
+  public static Footprint decoding(ModelConfig c, Device device, DType dt, int batch, int promptLen, int capacity) {
+    Tier tier = tier(device);
+    int shapes = promptLen == 1 ? 1 : 2;
+    return weights(c, device, dt)
+        .plus(Component.KV_CACHE, tier, saturate(() -> KvCache.bytes(c, Stage.whole(c), device, dt, batch, capacity)))
+        .plus(Component.WORKSPACE, tier, saturate(() -> Math.addExact(KvCache.Step.bytes(c, device, dt, batch, promptLen),
+            promptLen == 1 ? 0 : KvCache.Step.bytes(c, device, dt, batch, 1))))
+        .plus(Component.WORKSPACE, Tier.HOST_PINNED, saturate(() -> Math.multiplyExact(shapes,
+            KvCache.Step.pinnedBytes(c, device, batch))));
+  }
+
+  /**
+   * This footprint plus loading the weights from a Hugging Face directory: every parameter read into an FP32 host
+   * tensor before the model is built (and, on CUDA, one at a time copied to the device).
+   */
+  public Footprint withLoading() {
+    Objects.requireNonNull(config, "loading needs a model");
+    long host = saturate(() -> Math.multiplyExact(config.parameterCount(), (long) DType.F32.byteSize()));
+    Footprint f = plus(Component.LOADING, Tier.HOST, host);
+    if (!device.isCuda()) return f;
+    return f.plus(Component.LOADING, Tier.DEVICE, saturate(() -> {
+      long largest = 0;
+      for (List<ParamSpec> specs : List.of(config.embeddingSpecs(), config.blockSpecs(0), config.headSpecs())) {
+        for (ParamSpec s : specs) largest = Math.max(largest, s.numel());
+      }
+      return MemoryManager.reservedSize(Tier.DEVICE, Math.multiplyExact(largest, (long) DType.F32.byteSize()));
+    }));
+  }
+
+  /** This footprint plus the host snapshot a checkpoint is written from: FP32 weights and both AdamW moments. */
+  public Footprint withCheckpoints() {
+    Objects.requireNonNull(config, "checkpoints need a model");
+    return plus(Component.CHECKPOINT, Tier.HOST,
+        saturate(() -> Math.multiplyExact(config.parameterCount(), 3L * DType.F32.byteSize())));
+  }
+
+  /** This footprint with {@code bytes} more of {@code component} in {@code tier} (nothing when 0). */
+  public Footprint plus(Component component, Tier tier, long bytes) {
+    if (bytes == 0) return this;
+    List<Part> p = new ArrayList<>(parts);
+    p.add(new Part(component, tier, bytes));
+    return new Footprint(config, device, computeDtype, p);
+  }
+
+  // ------------------------------------------------------------------ sums
+
+  /** Bytes in {@code tier}. */
+  public long bytes(Tier tier) {
+    long n = 0;
+    for (Part p : parts) if (p.tier() == tier) n = add(n, p.bytes());
+    return n;
+  }
+
+  /** Bytes of {@code component} in any of {@code tiers}. */
+  public long bytes(Component component, Set<Tier> tiers) {
+    long n = 0;
+    for (Part p : parts) if (p.component() == component && tiers.contains(p.tier())) n = add(n, p.bytes());
+    return n;
+  }
+
+  /** Bytes in any of {@code tiers}. */
+  public long bytes(Set<Tier> tiers) {
+    long n = 0;
+    for (Tier t : tiers) n = add(n, bytes(t));
+    return n;
+  }
+
+  /** Bytes in every tier. */
+  public long total() {
+    return bytes(EnumSet.allOf(Tier.class));
+  }
+
+  // ------------------------------------------------------------------ fitting
+
+  /**
+   * Where this footprint does not fit: each tier against its budget less what is in use there (for DEVICE: on this
+   * footprint's device; cached blocks count as free, since the cache is emptied under pressure), HOST and HOST_PINNED
+   * together against the host memory the machine has available, and DEVICE against the device's free memory (plus
+   * what this process caches there). Empty when it fits.
+   */
+  public List<Shortfall> shortfalls(MemoryManager mm) {
+    List<Shortfall> out = new ArrayList<>();
+    for (Tier t : Tier.values()) {
+      long need = bytes(t), budget = mm.budgetBytes(t);
+      if (need == 0 || budget == MemoryManager.UNLIMITED) continue;
+      long inUse = switch (t) {
+        case DEVICE -> mm.reservedBytes(device) - mm.cachedBytes(device);
+        case HOST_PINNED -> mm.reservedBytes(t) - mm.cachedBytes(t);
+        default -> mm.liveBytes(t);
+      };
+      long left = Math.max(0, budget - inUse);
+      if (need > left) out.add(new Shortfall(Set.of(t), need, left, Limit.BUDGET, budget));
+    }
+    Set<Tier> host = EnumSet.of(Tier.HOST, Tier.HOST_PINNED);
+    long hostNeed = bytes(host), hostAvailable = SystemMemory.hostAvailableBytes();
+    if (hostNeed > 0 && hostAvailable >= 0 && hostNeed > hostAvailable) {
+      host.removeIf(t -> bytes(t) == 0);
+      out.add(new Shortfall(host, hostNeed, hostAvailable, Limit.MACHINE, -1));
+    }
+    long deviceNeed = bytes(Tier.DEVICE), deviceFree = SystemMemory.deviceFreeBytes(device);
+    if (deviceNeed > 0 && deviceFree >= 0) {
+      long free = add(deviceFree, mm.cachedBytes(device));
+      if (deviceNeed > free) out.add(new Shortfall(Set.of(Tier.DEVICE), deviceNeed, free, Limit.MACHINE, -1));
+    }
+    return out;
+  }
+
+  /** The shortfall that binds hardest (the least available per byte needed), or null when it fits. */
+  public Shortfall worstShortfall(MemoryManager mm) {
+    Shortfall worst = null;
+    for (Shortfall s : shortfalls(mm)) {
+      if (worst == null || (double) s.available() / s.needed() < (double) worst.available() / worst.needed()) worst = s;
+    }
+    return worst;
+  }
+
+  /**
+   * Throws {@link InsufficientMemoryException} when this footprint does not fit ({@link #worstShortfall}), with the
+   * message of {@link #describe}.
+   */
+  public void require(MemoryManager mm) {
+    Shortfall s = worstShortfall(mm);
+    if (s != null) throw new InsufficientMemoryException("not enough memory: " + describe(s));
+  }
+
+  /**
+   * One sentence for a shortfall: what is needed, per component, and what is there, e.g. "needs 37.5 GiB of host
+   * memory (weights 9.3 GiB, ...) but the HOST budget allows 20.1 GiB".
+   */
+  public String describe(Shortfall s) {
+    List<String> items = new ArrayList<>();
+    for (Component c : Component.values()) {
+      long b = bytes(c, s.tiers());
+      if (b > 0) items.add(c.label() + " " + size(b));
+    }
+    String memory = s.tiers().contains(Tier.DEVICE) ? "memory of " + device
+        : s.tiers().equals(Set.of(Tier.HOST_PINNED)) ? "pinned host memory" : "host memory";
+    String there = switch (s.limit()) {
+      case BUDGET -> "the " + s.tiers().iterator().next() + " budget " + (s.available() == s.budget()
+          ? "is " + size(s.budget()) : "of " + size(s.budget()) + " has " + size(s.available()) + " left");
+      case MACHINE -> s.tiers().contains(Tier.DEVICE) ? device + " has " + size(s.available()) + " free"
+          : "the machine has " + size(s.available()) + " available";
+    };
+    return "needs " + size(s.needed()) + " of " + memory + " (" + String.join(", ", items) + ") but " + there;
+  }
+
+  /** "37.5 GiB"; a saturated sum reads "more than 8 EiB". */
+  public static String size(long bytes) {
+    return bytes == Long.MAX_VALUE ? "more than 8 EiB" : MemoryManager.formatSize(bytes);
+  }
+
+  // ------------------------------------------------------------------ arithmetic
+
+  /** Elements of the whole model's flat parameter layout: one block's times the layers, plus the rest. */
+  static long layoutNumel(ModelConfig c) {
+    return Math.addExact(Math.addExact(ParameterStore.layoutNumel(c.embeddingSpecs()),
+        Math.multiplyExact(c.layers(), ParameterStore.layoutNumel(c.blockSpecs(0)))), ParameterStore.layoutNumel(c.headSpecs()));
+  }
+
+  /**
+   * Scratch arena of a CUDA training step, an upper estimate from the kernels' needs: the embedding backward's F32
+   * window (at most 64 MiB), attention backward's (B, H, T) F32 row sums, the norms' backward partial sums (at
+   * most 256 MiB), in 1 MiB steps.
+   */
+  private static long trainingScratch(ModelConfig c, int batch, int seq) {
+    long f32 = DType.F32.byteSize(), rows = (long) batch * seq;
+    long embedding = Math.min(64L << 20, Math.multiplyExact(Math.multiplyExact((long) c.vocabSize(), c.hidden()), f32));
+    long attention = Math.multiplyExact(Math.multiplyExact(rows, c.heads()), f32);
+    long norms = Math.min(256L << 20, Math.multiplyExact(Math.min(rows, 4096L) * 2 * f32, c.hidden()));
+    long need = Math.max(embedding, Math.max(attention, norms));
+    return Math.multiplyExact(Math.ceilDiv(need, ExecutionContext.SCRATCH_GRANULE), ExecutionContext.SCRATCH_GRANULE);
+  }
+
+  private static Tier tier(Device device) {
+    return device.isCuda() ? Tier.DEVICE : Tier.HOST;
+  }
+
+  /** One role's flat buffer of {@code numel} elements. */
+  private static long role(Tier tier, long numel, DType dt) {
+    return saturate(() -> MemoryManager.reservedSize(tier, Math.multiplyExact(numel, (long) dt.byteSize())));
+  }
+
+  private static long saturate(LongSupplier bytes) {
+    try {
+      return bytes.getAsLong();
+    } catch (ArithmeticException e) {
+      return Long.MAX_VALUE;
+    }
+  }
+
+  private static long add(long a, long b) {
+    long s = a + b;
+    return ((a ^ s) & (b ^ s)) < 0 ? Long.MAX_VALUE : s;
+  }
+
+  @Override
+  public String toString() {
+    StringBuilder sb = new StringBuilder("Footprint(" + device
+        + (computeDtype == null ? "" : ", " + computeDtype.name().toLowerCase(Locale.ROOT)) + ":");
+    for (Part p : parts) sb.append(' ').append(p.component().label()).append(' ').append(p.tier()).append(' ').append(size(p.bytes())).append(',');
+    sb.setLength(sb.length() - 1);
+    return sb.append(')').toString();
+  }
+}
