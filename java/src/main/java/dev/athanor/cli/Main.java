@@ -51,7 +51,10 @@ public final class Main implements Runnable {
   }
 
   public static void main(String[] args) {
-    System.exit(run(args, System.out, System.err));
+    Termination.install(args.length > 0 ? args[0] : null, System.err);
+    int code = run(args, System.out, System.err);
+    Termination.finished();
+    System.exit(code);
   }
 
   /** Runs one command and returns the process exit code (0 success, 1 failure, 2 usage error). */

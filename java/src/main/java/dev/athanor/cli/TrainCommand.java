@@ -276,6 +276,9 @@ final class TrainCommand implements Callable<Integer> {
     Path log = output.log != null ? output.log : outDir.resolve("train-log.jsonl");
     DType saveDtype = output.saveDtype.dtype();
 
+    Termination.phase("preparing the run, before its first step; nothing was saved" + (ckptDir == null
+        ? " (to be able to stop and resume a run, train with --checkpoint-dir DIR)"
+        : resume != null ? "; the checkpoints in " + ckptDir + " are as they were" : ""));
     out.printf("athanor train: %s model, %d layers, hidden %d, %d heads, vocab %d, %.1fM parameters, on %s%n",
         mc.family().hfModelType(), mc.layers(), mc.hidden(), mc.heads(), mc.vocabSize(), mc.parameterCount() / 1e6, device);
     try (Transformer model = modelDir != null && resume == null ? Models.load(modelDir, device) : Transformer.create(mc, device)) {
@@ -310,9 +313,12 @@ final class TrainCommand implements Callable<Integer> {
           err.println("athanor train: --overwrite-checkpoints: deleted the checkpoints of " + o.describe() + " from " + ckptDir);
         }
         List<StepResult> results = trainLoop(model, tc, loader, log, ck, out);
+        Termination.phase("saving the trained model to " + outDir + ": it may be incomplete there" + (ck == null ? ""
+            : "; the checkpoints in " + ck.dir() + " are complete (the last one holds the final step)"));
         Files.createDirectories(outDir);
         HfModelDir.save(outDir, model.config(), model.weights(), saveDtype);
         Models.copyTokenizerFiles(modelDir, outDir);
+        Termination.phase(null);  // the model is complete: charts and the report are no loss
         RunOutputs written = RunOutputs.write(log, results, model.config(), tc, device, data, dataset.size(), outDir, args,
             ck == null ? List.of() : ck.events(), System.err);
         StepResult first = results.get(0), last = results.get(results.size() - 1);
@@ -450,6 +456,7 @@ final class TrainCommand implements Callable<Integer> {
       if (ck != null && ck.resume() != null) ck.resume().restore(trainer);
       if (mgr != null) mgr.prepare(trainer);  // host buffers for the first snapshot, allocated in the background
       Runtime.getRuntime().addShutdownHook(hook);  // with or without checkpoints: never end silently
+      Termination.handledBy(true);
       try (BufferedWriter w = Files.newBufferedWriter(log, StandardCharsets.UTF_8);
           Progress bar = Progress.steps("train", tc.steps(), trainer.nextStep())) {
         for (String line : kept) {
@@ -496,6 +503,7 @@ final class TrainCommand implements Callable<Integer> {
         throw new Stopped("training stopped by a termination signal" + (mgr != null ? " (state saved)" : " (nothing saved)"));
       }
     } finally {
+      Termination.handledBy(false);
       finished.countDown();
       try {
         Runtime.getRuntime().removeShutdownHook(hook);
