@@ -57,12 +57,21 @@ final class GenerateCommand implements Callable<Integer> {
   public Integer call() {
     SamplingConfig sc = new SamplingConfig(temperature, topK, topP, seed, maxTokens, !noStop);
     try (Transformer m = Models.load(model, runtime.apply())) {
-      generate(m, Models.tokenizer(model, m.config()), prompt, sc, main.out);
+      Tokenizer tok = Models.tokenizer(model, m.config());
+      int vocab = m.config().vocabSize(), sampled = Models.sampledVocab(tok, m.config());
+      if (sampled < vocab) {
+        main.err.println("athanor generate: note: the tokenizer has " + sampled + " token ids and the model's vocabulary "
+            + vocab + " rows; ids " + sampled + " to " + (vocab - 1) + " have no text and are never generated");
+      }
+      generate(m, tok, prompt, sc, main.out);
     }
     return 0;
   }
 
-  /** Streams the prompt and its continuation to {@code out}; returns the generated text. */
+  /**
+   * Streams the prompt and its continuation to {@code out}; returns the generated text. Only the tokenizer's ids are
+   * generated ({@link Models#sampledVocab}).
+   */
   static String generate(Transformer model, Tokenizer tok, String prompt, SamplingConfig sc, PrintStream out) {
     int[] ids = Models.withBos(model.config(), tok, tok.encode(prompt));
     if (ids.length == 0) {
@@ -74,7 +83,7 @@ final class GenerateCommand implements Callable<Integer> {
     out.print(prompt);
     out.flush();
     int eos = model.config().eosTokenId();
-    new Generator(model).generate(ids, sc, (s, t) -> {
+    new Generator(model, Models.sampledVocab(tok, model.config())).generate(ids, sc, (s, t) -> {
       if (t == eos && sc.stopAtEos()) return;
       String piece = dec.push(t);
       text.append(piece);

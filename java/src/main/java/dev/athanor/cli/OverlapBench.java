@@ -1,6 +1,7 @@
 package dev.athanor.cli;
 
 import dev.athanor.cli.Options.Range;
+import dev.athanor.io.FileProblems;
 import dev.athanor.memory.Storage;
 import dev.athanor.memory.Tier;
 import dev.athanor.ops.Ops;
@@ -189,7 +190,7 @@ final class OverlapBench {
         if (p.toAbsolutePath().getParent() != null) Files.createDirectories(p.toAbsolutePath().getParent());
         Files.writeString(p, line + "\n", StandardCharsets.UTF_8);
       } catch (IOException e) {
-        throw new UncheckedIOException("--json " + p + ": " + e.getMessage(), e);
+        throw new UncheckedIOException("--json " + p + ": " + FileProblems.reason(e), e);
       }
     }
     out.println(line);

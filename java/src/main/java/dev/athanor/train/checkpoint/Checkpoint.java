@@ -3,6 +3,8 @@ package dev.athanor.train.checkpoint;
 import com.google.gson.JsonObject;
 import com.google.gson.JsonParseException;
 import com.google.gson.JsonParser;
+import dev.athanor.io.FileProblems;
+import dev.athanor.io.JsonErrors;
 import dev.athanor.io.data.DataLoader;
 import dev.athanor.io.hf.HfConfig;
 import dev.athanor.io.safetensors.SafetensorsFile;
@@ -49,7 +51,8 @@ public final class Checkpoint {
     try {
       m = JsonParser.parseString(Files.readString(mf)).getAsJsonObject();
     } catch (IOException | JsonParseException | IllegalStateException e) {
-      throw new CheckpointException(mf + ": unreadable manifest: " + e.getMessage(), e);
+      throw new CheckpointException(mf + ": unreadable manifest: " + (e instanceof IOException io ? FileProblems.reason(io)
+          : JsonErrors.message(e)), e);
     }
     if (!m.has("format_version") || !m.has("files") || !m.has("step")) {
       throw new CheckpointException(mf + ": not an Athanor checkpoint manifest (format_version, files, step missing)");
@@ -76,7 +79,9 @@ public final class Checkpoint {
     } catch (CheckpointException e) {
       throw e;
     } catch (RuntimeException e) {  // a field missing (NPE) or of the wrong type, a bad config value
-      throw new CheckpointException(mf + ": malformed manifest: " + e, e);
+      boolean typeOrAbsence = e instanceof NullPointerException || e instanceof ClassCastException || e.getMessage() == null;
+      throw new CheckpointException(mf + ": malformed manifest: " + (typeOrAbsence ? "a field is missing or has the wrong type"
+          : JsonErrors.message(e)), e);
     }
     return new Checkpoint(dir, m);
   }
