@@ -128,6 +128,7 @@ final class BenchCommand implements Callable<Integer> {
   @Override
   public Integer call() {
     checkModeOptions();
+    if (overlap.json != null) OutputPaths.file(spec, "--json", overlap.json);
     Device device = runtime.apply();
     if (mode == Mode.OVERLAP) { // copies hidden behind compute, see OverlapBench
       OverlapBench.run(overlap, device, main.out);
@@ -151,20 +152,22 @@ final class BenchCommand implements Callable<Integer> {
       m.initialize(1);
       if (mode == Mode.TRAIN) {
         int n = steps.steps != null ? steps.steps : 10;
-        String common = String.format(Locale.ROOT,
-            "\"impl\":\"athanor\",\"family\":\"%s\",\"layers\":%d,\"hidden\":%d,\"heads\":%d,\"vocab\":%d,\"params\":%d,"
-                + "\"device\":\"%s\",\"dtype\":\"%s\",\"threads\":%d,\"batch\":%d",
-            mc.family().hfModelType(), mc.layers(), mc.hidden(), mc.heads(), mc.vocabSize(), mc.parameterCount(), device,
-            m.computeDtype(), dev.athanor.runtime.NativeRuntime.cpuThreads(), b);
         double[] ms = trainStepMillis(m, b, t, n, steps.warmup, new SplittableRandom(1));
         double med = median(ms);
         double tps = b * t / (med / 1e3);
         // FLOPs per token: 6 N (matmul weights incl. the head) + 6 L T C (causal attention: 12 L T C halved)
         long params = mc.parameterCount() - (mc.family().hfModelType().equals("gpt2") ? (long) mc.maxSeqLen() * mc.hidden() : 0);
         double flopsPerToken = 6.0 * params + 6.0 * mc.layers() * t * mc.hidden();
-        main.out.printf(Locale.ROOT, "{%s,\"mode\":\"train\",\"seq\":%d,\"steps\":%d,\"step_ms_median\":%.3f,\"step_ms\":%s,"
-            + "\"tokens_per_s\":%.1f,\"flops_per_token\":%.4g,\"achieved_tflops\":%.3f}%n", common, t, n, med,
-            Arrays.toString(ms), tps, flopsPerToken, tps * flopsPerToken / 1e12);
+        Map<String, Object> j = DecodeBench.header(m, device, b);
+        j.put("mode", "train");
+        j.put("seq", t);
+        j.put("steps", n);
+        j.put("step_ms_median", Json.round(med, 3));
+        j.put("step_ms", Arrays.stream(ms).boxed().toList());
+        j.put("tokens_per_s", Json.round(tps, 1));
+        j.put("flops_per_token", Json.significant(flopsPerToken, 4));
+        j.put("achieved_tflops", Json.round(tps * flopsPerToken / 1e12, 3));
+        main.out.println(Json.write(j));
       } else {
         int p = decode.promptLen, rounds = steps.steps != null ? steps.steps : 5;
         int[] prompts = DecodeBench.randomPrompts(mc.vocabSize(), b, p, 1);

@@ -6,7 +6,8 @@ import dev.athanor.nn.Transformer;
 import dev.athanor.runtime.Device;
 import dev.athanor.runtime.NativeRuntime;
 import java.util.Arrays;
-import java.util.Locale;
+import java.util.LinkedHashMap;
+import java.util.Map;
 import java.util.SplittableRandom;
 import java.util.concurrent.Callable;
 import picocli.CommandLine;
@@ -114,19 +115,41 @@ public final class DecodeBench {
 
   /** One JSON object (no newline): the model, the settings, the medians and the raw lists. */
   public static String json(Transformer m, Device device, Result r) {
+    Map<String, Object> j = header(m, device, r.batch());
+    j.put("mode", "decode");
+    j.put("prompt_len", r.promptLen());
+    j.put("decode_tokens", r.newTokens());
+    j.put("warmup_steps", r.warmup());
+    j.put("steps", r.prefillMs().length);
+    j.put("prefill_ms_median", Json.round(r.prefillMsMedian(), 4));
+    j.put("decode_ms_per_token_median", Json.round(r.stepMsMedian(), 4));
+    j.put("decode_tokens_per_s", Json.round(r.decodeTokensPerS(), 2));
+    j.put("prefill_tokens_per_s", Json.round(r.prefillTokensPerS(), 1));
+    j.put("end_to_end_tokens_per_s", Json.round(r.endToEndTokensPerS(), 2));
+    j.put("tokens_per_s", Json.round(r.decodeTokensPerS(), 2));
+    j.put("tokens_checksum", r.tokensChecksum());
+    j.put("prefill_ms", Json.round(r.prefillMs(), 4));
+    j.put("round_ms", Json.round(r.roundMs(), 4));
+    j.put("decode_step_ms", Json.round(r.stepMs(), 4));
+    return Json.write(j);
+  }
+
+  /** The fields every bench line starts with: the implementation, the model, the device and the batch. */
+  static Map<String, Object> header(Transformer m, Device device, int batch) {
     ModelConfig mc = m.config();
-    return String.format(Locale.ROOT,
-        "{\"impl\":\"athanor\",\"family\":\"%s\",\"layers\":%d,\"hidden\":%d,\"heads\":%d,\"vocab\":%d,\"params\":%d,"
-            + "\"device\":\"%s\",\"dtype\":\"%s\",\"threads\":%d,\"batch\":%d,\"mode\":\"decode\",\"prompt_len\":%d,"
-            + "\"decode_tokens\":%d,\"warmup_steps\":%d,\"steps\":%d,\"prefill_ms_median\":%.4f,"
-            + "\"decode_ms_per_token_median\":%.4f,\"decode_tokens_per_s\":%.2f,\"prefill_tokens_per_s\":%.1f,"
-            + "\"end_to_end_tokens_per_s\":%.2f,\"tokens_per_s\":%.2f,\"tokens_checksum\":%d,\"prefill_ms\":%s,"
-            + "\"round_ms\":%s,\"decode_step_ms\":%s}",
-        mc.family().hfModelType(), mc.layers(), mc.hidden(), mc.heads(), mc.vocabSize(), mc.parameterCount(), device,
-        m.computeDtype(), NativeRuntime.cpuThreads(), r.batch(), r.promptLen(), r.newTokens(), r.warmup(),
-        r.prefillMs().length, r.prefillMsMedian(), r.stepMsMedian(), r.decodeTokensPerS(), r.prefillTokensPerS(),
-        r.endToEndTokensPerS(), r.decodeTokensPerS(), r.tokensChecksum(), list(r.prefillMs()), list(r.roundMs()),
-        list(r.stepMs()));
+    Map<String, Object> j = new LinkedHashMap<>();
+    j.put("impl", "athanor");
+    j.put("family", mc.family().hfModelType());
+    j.put("layers", mc.layers());
+    j.put("hidden", mc.hidden());
+    j.put("heads", mc.heads());
+    j.put("vocab", mc.vocabSize());
+    j.put("params", mc.parameterCount());
+    j.put("device", device.toString());
+    j.put("dtype", m.computeDtype().toString());
+    j.put("threads", NativeRuntime.cpuThreads());
+    j.put("batch", batch);
+    return j;
   }
 
   /** Builds the model, measures, returns the JSON line (what {@code bench --mode decode} prints). */
@@ -205,11 +228,5 @@ public final class DecodeBench {
     double[] s = x.clone();
     Arrays.sort(s);
     return s.length % 2 == 1 ? s[s.length / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-  }
-
-  private static String list(double[] x) {
-    StringBuilder sb = new StringBuilder("[");
-    for (int i = 0; i < x.length; i++) sb.append(i == 0 ? "" : ",").append(String.format(Locale.ROOT, "%.4f", x[i]));
-    return sb.append(']').toString();
   }
 }

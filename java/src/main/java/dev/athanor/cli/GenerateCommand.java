@@ -63,11 +63,16 @@ final class GenerateCommand implements Callable<Integer> {
     Device device = runtime.apply();
     ModelConfig mc = HfModelDir.readConfig(model);
     try (Tokenizer tok = Models.tokenizer(model, mc)) {
+      int vocab = mc.vocabSize(), sampled = Models.sampledVocab(tok, mc);
       int promptLen = Math.max(1, Models.withBos(mc, tok, tok.encode(prompt)).length);
       int capacity = (int) Math.min(mc.maxSeqLen(), (long) promptLen + maxTokens);
       MemoryCheck.require(Footprint.decoding(mc, device, Transformer.defaultComputeDtype(device), 1,
           Math.min(promptLen, capacity), capacity).withLoading(), "generate with this model",
           "use a smaller --max-tokens or a shorter --prompt (the KV cache grows with both)", "use a smaller model");
+      if (sampled < vocab) {
+        main.err.println("athanor generate: note: the tokenizer has " + sampled + " token ids and the model's vocabulary "
+            + vocab + " rows; ids " + sampled + " to " + (vocab - 1) + " have no text and are never generated");
+      }
       try (Transformer m = Models.load(model, device)) {
         generate(m, tok, prompt, sc, main.out);
       }
@@ -75,7 +80,10 @@ final class GenerateCommand implements Callable<Integer> {
     return 0;
   }
 
-  /** Streams the prompt and its continuation to {@code out}; returns the generated text. */
+  /**
+   * Streams the prompt and its continuation to {@code out}; returns the generated text. Only the tokenizer's ids are
+   * generated ({@link Models#sampledVocab}).
+   */
   static String generate(Transformer model, Tokenizer tok, String prompt, SamplingConfig sc, PrintStream out) {
     int[] ids = Models.withBos(model.config(), tok, tok.encode(prompt));
     if (ids.length == 0) {
@@ -87,7 +95,7 @@ final class GenerateCommand implements Callable<Integer> {
     out.print(prompt);
     out.flush();
     int eos = model.config().eosTokenId();
-    new Generator(model).generate(ids, sc, (s, t) -> {
+    new Generator(model, Models.sampledVocab(tok, model.config())).generate(ids, sc, (s, t) -> {
       if (t == eos && sc.stopAtEos()) return;
       String piece = dec.push(t);
       text.append(piece);

@@ -1,11 +1,35 @@
 package dev.athanor.cli;
 
+import java.math.BigDecimal;
+import java.math.MathContext;
+import java.math.RoundingMode;
+import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 
-/** A minimal JSON writer for the CLI's machine-readable output (maps, lists, strings, numbers, booleans). */
+/**
+ * A minimal JSON writer for the CLI's machine-readable output (maps, lists, strings, numbers, booleans). The output is
+ * standard JSON (RFC 8259): NaN and infinite numbers, which it has no spelling for, are written as {@code null}.
+ */
 final class Json {
   private Json() {}
+
+  /** {@code x} rounded to {@code decimals} places, written as such (e.g. 12.3400); NaN and infinities stay (null). */
+  static Number round(double x, int decimals) {
+    return Double.isFinite(x) ? new BigDecimal(x).setScale(decimals, RoundingMode.HALF_EVEN) : x;
+  }
+
+  /** Each of {@code xs} rounded as by {@link #round(double, int)}. */
+  static List<Number> round(double[] xs, int decimals) {
+    List<Number> l = new ArrayList<>(xs.length);
+    for (double x : xs) l.add(round(x, decimals));
+    return l;
+  }
+
+  /** {@code x} to {@code digits} significant digits (e.g. 1.235E+9); NaN and infinities stay (null). */
+  static Number significant(double x, int digits) {
+    return Double.isFinite(x) ? new BigDecimal(x).round(new MathContext(digits, RoundingMode.HALF_EVEN)) : x;
+  }
 
   static String write(Object value) {
     StringBuilder sb = new StringBuilder();
@@ -36,6 +60,8 @@ final class Json {
         }
         sb.append(']');
       }
+      case Double d when !Double.isFinite(d) -> sb.append("null"); // NaN and infinities are not JSON
+      case Float f when !Float.isFinite(f) -> sb.append("null");
       case Number n -> sb.append(n);
       case Boolean b -> sb.append(b);
       default -> string(value.toString(), sb);

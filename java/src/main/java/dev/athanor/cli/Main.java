@@ -84,8 +84,7 @@ public final class Main implements Runnable {
     cl.setParameterExceptionHandler(Main::usageError);
     cl.setExecutionExceptionHandler((e, c, parsed) -> {
       PrintWriter w = c.getErr();
-      String m = e.getMessage() != null ? e.getMessage() : e.toString();
-      w.println(c.getCommandSpec().qualifiedName() + ": " + m);
+      w.println(c.getCommandSpec().qualifiedName() + ": " + Messages.of(e));
       if (Boolean.getBoolean("athanor.debug")) e.printStackTrace(w);
       w.flush();
       return e instanceof IllegalArgumentException ? USAGE : 1;
@@ -115,7 +114,7 @@ public final class Main implements Runnable {
     UnmatchedArgumentException u = e instanceof UnmatchedArgumentException x ? x : null;
     boolean unknownCommand = u != null && !u.isUnknownOption() && !c.getSubcommands().isEmpty();
     if (unknownCommand) w.println(name + ": unknown command '" + u.getUnmatched().get(0) + "'");
-    else w.println(name + ": " + e.getMessage());
+    else w.println(name + ": " + Messages.clean(e.getMessage()));
     List<String> suggestions = u == null ? List.of() : u.getSuggestions();
     if (!suggestions.isEmpty()) {
       w.println("Did you mean: " + (unknownCommand ? name + " " : "") + String.join(" or ", suggestions) + "?");

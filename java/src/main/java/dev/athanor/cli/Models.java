@@ -1,5 +1,7 @@
 package dev.athanor.cli;
 
+import dev.athanor.io.FileProblems;
+import dev.athanor.io.hf.HfFormatException;
 import dev.athanor.io.hf.HfModelDir;
 import dev.athanor.io.tokenizer.Tokenizer;
 import dev.athanor.io.tokenizer.Tokenizers;
@@ -50,13 +52,22 @@ final class Models {
   }
 
 
+  /** The tokenizer files of a model directory (read by the tokenizer, copied with a saved model). */
+  private static final String[] TOKENIZER_FILES =
+      {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"};
+
   /** The tokenizer of a model directory (its tokenizer.json, or GPT-2's r50k_base), or GPT-2's for a fresh model. */
   static Tokenizer tokenizer(Path modelDir, ModelConfig c) {
     if (modelDir != null) {
+      for (String name : TOKENIZER_FILES) {  // a FIFO would block the reader, a device never end
+        Path p = modelDir.resolve(name);
+        String problem = Files.exists(p) ? FileProblems.notRegularFile(p) : null;
+        if (problem != null) throw new HfFormatException(p + " " + problem + " (expected the tokenizer's JSON file)");
+      }
       try {
         return Tokenizers.forModelDir(modelDir, c);
       } catch (IOException e) {
-        throw new UncheckedIOException("cannot read the tokenizer of " + modelDir + ": " + e.getMessage(), e);
+        throw new UncheckedIOException("cannot read the tokenizer of " + modelDir + ": " + FileProblems.reason(e), e);
       }
     }
     if (c.vocabSize() < 50257) {
@@ -64,6 +75,20 @@ final class Models {
           + " vocab >= 50257; train on token shards (.bin) instead of text, or load a --model directory with a tokenizer.json");
     }
     return Tokenizers.gpt2();
+  }
+
+  /**
+   * How many of the model's ids may be generated: the tokenizer's ids. A vocabulary padded beyond the tokenizer's
+   * (GPT-2's 50,257 tokens in 50,304 rows) has ids with no text, which are never sampled; a tokenizer with more ids
+   * than the model has rows does not belong to the model.
+   */
+  static int sampledVocab(Tokenizer tok, ModelConfig c) {
+    if (tok.vocabSize() > c.vocabSize()) {
+      throw new HfFormatException("the tokenizer (" + tok.id() + ") has " + tok.vocabSize() + " token ids but the model's "
+          + "vocabulary has only " + c.vocabSize() + " rows: it is not this model's tokenizer; use the tokenizer.json the "
+          + "model was trained with");
+    }
+    return tok.vocabSize();
   }
 
   /**
@@ -84,7 +109,7 @@ final class Models {
   /** Copies the tokenizer files of {@code from} (when any) into the saved model directory {@code to}. */
   static void copyTokenizerFiles(Path from, Path to) throws IOException {
     if (from == null) return;
-    for (String name : new String[] {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"}) {
+    for (String name : TOKENIZER_FILES) {
       Path src = from.resolve(name);
       if (Files.isRegularFile(src) && !src.toAbsolutePath().normalize().equals(to.resolve(name).toAbsolutePath().normalize())) {
         Files.copy(src, to.resolve(name), StandardCopyOption.REPLACE_EXISTING);

@@ -83,6 +83,25 @@ final class Options {
     }
   }
 
+  /** A CPU thread count: from 1 to 4 per CPU this process may run on (at most {@link NativeRuntime#MAX_CPU_THREADS}). */
+  static final class Threads implements ITypeConverter<Integer> {
+    @Override
+    public Integer convert(String v) {
+      int n = parseInt(v);
+      int cpus = Runtime.getRuntime().availableProcessors();
+      int max = maxThreads();
+      if (n < 1 || n > max) {
+        throw new TypeConversionException(n + " is out of range (expected an integer in [1, " + max + "]: at most 4 threads per "
+            + "CPU, and this process may run on " + cpus + (cpus == 1 ? " CPU)" : " CPUs)"));
+      }
+      return n;
+    }
+
+    static int maxThreads() {
+      return (int) Math.min(NativeRuntime.MAX_CPU_THREADS, 4L * Runtime.getRuntime().availableProcessors());
+    }
+  }
+
   /** true/false, also yes/no, on/off, 1/0 (for options that take a value, such as {@code --shuffle true}). */
   static final class Bool implements ITypeConverter<Boolean> {
     @Override
@@ -190,9 +209,9 @@ final class Options {
         description = "auto (CUDA when available, else the CPU), cpu, cuda or cuda:N. Default: ${DEFAULT-VALUE}")
     String device;
 
-    @Option(names = "--threads", paramLabel = "N",
-        description = "CPU backend threads (default: the CPUs this process may run on); results do not depend on it")
-    @Range(min = 1, max = 4096)
+    @Option(names = "--threads", paramLabel = "N", converter = Threads.class,
+        description = "CPU backend threads, at most 4 per CPU (default: the CPUs this process may run on); results do "
+            + "not depend on it")
     Integer threads;
 
     @Option(names = "--mem-device", paramLabel = "SIZE", converter = Size.class,

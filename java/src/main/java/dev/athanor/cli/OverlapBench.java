@@ -1,6 +1,7 @@
 package dev.athanor.cli;
 
 import dev.athanor.cli.Options.Range;
+import dev.athanor.io.FileProblems;
 import dev.athanor.memory.MemoryManager;
 import dev.athanor.memory.Storage;
 import dev.athanor.memory.Tier;
@@ -205,7 +206,7 @@ final class OverlapBench {
         if (p.toAbsolutePath().getParent() != null) Files.createDirectories(p.toAbsolutePath().getParent());
         Files.writeString(p, line + "\n", StandardCharsets.UTF_8);
       } catch (IOException e) {
-        throw new UncheckedIOException("--json " + p + ": " + e.getMessage(), e);
+        throw new UncheckedIOException("--json " + p + ": " + FileProblems.reason(e), e);
       }
     }
     out.println(line);

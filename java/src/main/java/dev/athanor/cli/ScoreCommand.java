@@ -1,5 +1,6 @@
 package dev.athanor.cli;
 
+import dev.athanor.infer.NonFiniteLogitsException;
 import dev.athanor.io.data.TokenFiles;
 import dev.athanor.io.hf.HfModelDir;
 import dev.athanor.io.tokenizer.Tokenizer;
@@ -8,8 +9,11 @@ import dev.athanor.nn.ModelConfig;
 import dev.athanor.nn.Transformer;
 import dev.athanor.runtime.Device;
 import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.Arrays;
-import java.util.Locale;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.ArgGroup;
 import picocli.CommandLine.Command;
@@ -66,13 +70,14 @@ final class ScoreCommand implements Callable<Integer> {
       float[] logprobs = score(m, ids);
       double sum = 0;
       for (float lp : logprobs) sum -= lp;
-      StringBuilder sb = new StringBuilder();
-      sb.append("{\"tokens\":").append(ids.length).append(",\"scored\":").append(logprobs.length);
-      sb.append(",\"mean_loss\":").append(String.format(Locale.ROOT, "%.6f", sum / logprobs.length));
-      sb.append(",\"logprobs\":[");
-      for (int i = 0; i < logprobs.length; i++) sb.append(i == 0 ? "" : ",").append(logprobs[i]);
-      sb.append("]}");
-      main.out.println(sb);
+      Map<String, Object> json = new LinkedHashMap<>();
+      json.put("tokens", ids.length);
+      json.put("scored", logprobs.length);
+      json.put("mean_loss", Json.round(sum / logprobs.length, 6));
+      List<Float> lp = new ArrayList<>(logprobs.length);
+      for (float x : logprobs) lp.add(x);
+      json.put("logprobs", lp);
+      main.out.println(Json.write(json));
     }
     return 0;
   }
@@ -81,7 +86,11 @@ final class ScoreCommand implements Callable<Integer> {
     return Models.withBos(mc, tok, tok.encode(text));
   }
 
-  /** log p(ids[i+1] | ids[..i]) for every scored position, window by window. */
+  /**
+   * log p(ids[i+1] | ids[..i]) for every scored position, window by window.
+   *
+   * @throws NonFiniteLogitsException at the first position whose loss is NaN or infinite (non-finite logits)
+   */
   static float[] score(Transformer model, int[] ids) {
     int ctx = model.config().maxSeqLen();
     float[] result = new float[ids.length - 1];
@@ -92,7 +101,10 @@ final class ScoreCommand implements Callable<Integer> {
       int[] tg = Arrays.copyOfRange(ids, start + 1, start + 1 + len);
       model.forward(in, tg, 1, len);
       float[] losses = model.tokenLosses();
-      for (int i = 0; i < len; i++) result[done++] = -losses[i];
+      for (int i = 0; i < len; i++) {
+        if (!Float.isFinite(losses[i])) throw new NonFiniteLogitsException("the loss", 0, start + i, losses[i]);
+        result[done++] = -losses[i];
+      }
     }
     return result;
   }

@@ -1,6 +1,7 @@
 package dev.athanor.cli;
 
 import dev.athanor.cli.Options.Range;
+import dev.athanor.io.FileProblems;
 import dev.athanor.io.data.DataLoader;
 import dev.athanor.io.data.TextCorpus;
 import dev.athanor.io.data.TokenDataset;
@@ -250,6 +251,7 @@ final class TrainCommand implements Callable<Integer> {
   }
 
   Result run(PrintStream out) {
+    checkBeforeWork();
     Device device = runtime.apply();
     PrintStream err = main != null ? main.err : System.err;
     Path ckptDir = ckpt.dir;
@@ -269,8 +271,11 @@ final class TrainCommand implements Callable<Integer> {
       }
     }
     Path modelDir = model.model;
-    if (!Files.exists(data)) throw new IllegalArgumentException("--data " + data + " does not exist");
     TrainConfig tc = trainConfig(mc);
+    if (tc.seq() > mc.maxSeqLen()) {
+      throw Options.usage(spec, "--seq " + tc.seq() + " exceeds the model's context of " + mc.maxSeqLen() + " tokens; give --seq "
+          + mc.maxSeqLen() + " or less" + (resume == null && modelDir == null ? " (or a longer --context)" : ""));
+    }
     MemoryCheck.requireTraining(mc, device, tc, opt.recompute, true, modelDir != null && resume == null, ckptDir != null);
     Path outDir = output.out;
     Path log = output.log != null ? output.log : outDir.resolve("train-log.jsonl");
@@ -304,7 +309,6 @@ final class TrainCommand implements Callable<Integer> {
             tc.lr(), tc.schedule().name().toLowerCase(Locale.ROOT), tc.warmup());
         DataLoader loader = new DataLoader(dataset, tc.batch(), tc.seq(), tc.shuffle(), tc.seed());
         int every = ckpt.every != null ? ckpt.every : ckptDir != null ? 100 : 0;
-        if (every > 0 && ckptDir == null) throw Options.usage(spec, "--checkpoint-every needs --checkpoint-dir");
         List<String> args = spec.commandLine().getParseResult().expandedArgs();
         Checkpointing ck = ckptDir == null ? null
             : new Checkpointing(ckptDir, every, ckpt.keep, !ckpt.sync, resume, runId, args);
@@ -329,7 +333,25 @@ final class TrainCommand implements Callable<Integer> {
         return new Result(outDir, log, written.lossPlot(), written.report(), first.loss(), last.loss(), tps, results.size());
       }
     } catch (IOException e) {
-      throw new UncheckedIOException(e);
+      throw new UncheckedIOException(FileProblems.describe(e), e);
+    }
+  }
+
+  /**
+   * What can be checked before any work (building the model, tokenizing): that --data is a file or a directory, that
+   * every output can be written, and the flags that need others. Usage errors name the flag and the value.
+   */
+  void checkBeforeWork() {
+    String problem = Files.isDirectory(data) ? null : FileProblems.notRegularFile(data);
+    if (problem != null) {
+      throw Options.usage(spec, "--data " + data + " " + problem
+          + (problem.equals("does not exist") ? "" : " (expected a text file, a directory, a .zip or .bin token shards)"));
+    }
+    OutputPaths.directory(spec, "--out", output.out);
+    OutputPaths.file(spec, "--log", output.log != null ? output.log : output.out.resolve("train-log.jsonl"));
+    if (ckpt.dir != null) OutputPaths.directory(spec, "--checkpoint-dir", ckpt.dir);
+    if (ckpt.every != null && ckpt.every > 0 && ckpt.dir == null && ckpt.resume == null) {
+      throw Options.usage(spec, "--checkpoint-every " + ckpt.every + " needs --checkpoint-dir (where to write them)");
     }
   }
 
@@ -428,7 +450,8 @@ final class TrainCommand implements Callable<Integer> {
     List<String> kept = new ArrayList<>();
     if (ck != null && ck.resume() != null && Files.isRegularFile(log)) {
       // keep the log of the steps before the checkpoint; the rest is redone
-      for (String line : Files.readAllLines(log, StandardCharsets.UTF_8)) {
+      // bytes that are not UTF-8 (a damaged log) read as U+FFFD
+      for (String line : new String(Files.readAllBytes(log), StandardCharsets.UTF_8).split("\\R")) {
         int i = line.indexOf("\"step\":");
         int end = i < 0 ? -1 : line.indexOf(',', i);
         if (end < 0 || !line.endsWith("}")) continue;  // not a step line, or cut short by a crash

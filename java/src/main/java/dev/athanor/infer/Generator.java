@@ -14,9 +14,27 @@ import java.util.Objects;
  */
 public final class Generator {
   private final Transformer model;
+  private final int sampled;
 
+  /** A generator that may produce every id of the model's vocabulary. */
   public Generator(Transformer model) {
+    this(model, Objects.requireNonNull(model, "model").config().vocabSize());
+  }
+
+  /**
+   * A generator that produces only ids below {@code sampledVocab}: a model's vocabulary may be padded beyond its
+   * tokenizer's (GPT-2's 50,257 tokens in 50,304 rows), and those padding ids have no text. They are never
+   * sampled (as if their logits were -infinity).
+   *
+   * @param sampledVocab in [1, the model's vocabulary size]
+   */
+  public Generator(Transformer model, int sampledVocab) {
     this.model = Objects.requireNonNull(model, "model");
+    int vocab = model.config().vocabSize();
+    if (sampledVocab < 1 || sampledVocab > vocab) {
+      throw new IllegalArgumentException("sampledVocab must be in [1, " + vocab + "] (the model's vocabulary), got " + sampledVocab);
+    }
+    this.sampled = sampledVocab;
   }
 
   /** Generates for one prompt; see {@link #generate(List, SamplingConfig, TokenListener)}. */
@@ -28,6 +46,8 @@ public final class Generator {
    * Generates a continuation of every prompt (new tokens only, EOS included when it stopped there).
    * {@code listener} (may be null) sees each token as it is produced. A prompt that is empty, holds an id
    * outside the vocabulary, or leaves no room in the context for one new token is rejected.
+   *
+   * @throws NonFiniteLogitsException at the first NaN or infinite logit, naming the prompt and the position
    */
   public List<int[]> generate(List<int[]> prompts, SamplingConfig cfg, TokenListener listener) {
     int ctx = model.config().maxSeqLen(), vocab = model.config().vocabSize();
@@ -75,7 +95,8 @@ public final class Generator {
               next[s] = Math.max(eos, 0);  // keeps the batch shape; never reported
               continue;
             }
-            int tok = sampler.sample(logits, s * vocab, vocab);
+            NonFiniteLogitsException.check(logits, s * vocab, vocab, members.get(s), len - 1 + t);
+            int tok = sampler.sample(logits, s * vocab, sampled);
             next[s] = tok;
             made[s][count[s]++] = tok;
             if (listener != null) listener.onToken(members.get(s), tok);

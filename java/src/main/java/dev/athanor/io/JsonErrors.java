@@ -6,10 +6,14 @@ public final class JsonErrors {
 
   /** Gson's message without the exception class, the lenient-parsing advice or the troubleshooting link. */
   public static String message(Exception e) {
-    String m = String.valueOf(e.getMessage());
-    int see = m.indexOf("\nSee https://");
-    if (see >= 0) m = m.substring(0, see);
+    return clean(String.valueOf(e.getMessage()));
+  }
+
+  /** {@code m} without Gson's exception class names, lenient-parsing advice and troubleshooting link. */
+  public static String clean(String m) {
+    m = m.replaceAll("\\s*See https?://[^\\s)]+", "");
     m = m.replace("com.google.gson.stream.MalformedJsonException: ", "").replace("java.io.EOFException: ", "");
-    return m.replace("Use JsonReader.setStrictness(Strictness.LENIENT) to accept malformed JSON", "malformed JSON");
+    m = m.replace("Use JsonReader.setStrictness(Strictness.LENIENT) to accept malformed JSON", "malformed JSON");
+    return m.replaceAll("( path \\S{60})\\S{20,}", "$1..."); // a path 255 levels deep
   }
 }

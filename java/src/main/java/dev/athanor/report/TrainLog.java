@@ -20,8 +20,9 @@ import java.util.List;
  * last process's memory, is the whole run.
  *
  * <p>Lenient where a log can be imperfect: lines that are blank, cut short by a crash, not JSON, or not a step
- * (no {@code loss}) are skipped; {@code NaN} and {@code Infinity} (what {@link Float#toString} writes) are read as
- * such. {@code step_ms} has a resolution of 0.1 ms, so {@link StepResult#seconds()} does too.
+ * (no {@code loss}) are skipped; {@code null} (what {@link StepResult#toJson()} writes for a value that is not
+ * finite) reads as NaN, and the {@code NaN} or {@code Infinity} of older logs as such. {@code step_ms} has a
+ * resolution of 0.1 ms, so {@link StepResult#seconds()} does too.
  */
 public final class TrainLog {
   private TrainLog() {}
@@ -58,7 +59,7 @@ public final class TrainLog {
     try {
       if (!o.has("step") || !o.has("loss")) return null;
       return new StepResult(o.get("step").getAsLong(), number(o, "loss"), number(o, "lr"), number(o, "grad_norm"),
-          o.has("tokens") ? o.get("tokens").getAsLong() : 0, o.has("step_ms") ? o.get("step_ms").getAsDouble() / 1e3 : 0);
+          o.has("tokens") ? o.get("tokens").getAsLong() : 0, o.has("step_ms") ? number(o, "step_ms") / 1e3 : 0);
     } catch (RuntimeException e) {  // a field of the wrong type
       return null;
     }

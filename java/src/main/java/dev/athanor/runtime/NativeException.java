@@ -10,10 +10,17 @@ public class NativeException extends AthanorException {
   public static final int OK = 0, INVALID = 1, UNSUPPORTED = 2, CUDA = 3, OOM = 4, IO = 5, INTERNAL = 6, SCRATCH = 7;
 
   private final int status;
+  private final String detail;
 
   public NativeException(int status, String message) {
     super(statusName(status) + ": " + message);
     this.status = status;
+    this.detail = message;
+  }
+
+  /** The native message without the status name (for people; the status is in {@link #status()}). */
+  public String detail() {
+    return detail;
   }
 
   /** The {@code ath_status} code. */

@@ -69,8 +69,14 @@ public final class NativeRuntime {
     return cpuThreads0();
   }
 
+  /** The most CPU backend threads (ath_cpu_set_threads' limit). */
+  public static final int MAX_CPU_THREADS = 4096;
+
   /** Resizes the CPU backend's thread pool (n >= 1); waits for running work. Results do not change. */
   public static void setCpuThreads(int n) {
+    if (n < 1 || n > MAX_CPU_THREADS) {
+      throw new IllegalArgumentException("CPU threads must be in [1, " + MAX_CPU_THREADS + "], got " + n);
+    }
     NativeLibrary.load();
     setCpuThreads0(n);
   }

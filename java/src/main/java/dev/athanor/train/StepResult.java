@@ -16,10 +16,17 @@ public record StepResult(long step, float loss, float lr, float gradNorm, long t
     return seconds > 0 ? tokens / seconds : 0;
   }
 
-  /** One JSON object (no newline): step, loss, lr, grad_norm, tokens, tokens_per_s, step_ms. */
+  /**
+   * One JSON object (no newline): step, loss, lr, grad_norm, tokens, tokens_per_s, step_ms. Standard JSON: a NaN or
+   * infinite value is written as {@code null}.
+   */
   public String toJson() {
-    return "{\"step\":" + step + ",\"loss\":" + loss + ",\"lr\":" + lr + ",\"grad_norm\":" + gradNorm
-        + ",\"tokens\":" + tokens + ",\"tokens_per_s\":" + Math.round(tokensPerSecond())
-        + ",\"step_ms\":" + Math.round(seconds * 1e4) / 10.0 + "}";
+    return "{\"step\":" + step + ",\"loss\":" + number(loss) + ",\"lr\":" + number(lr) + ",\"grad_norm\":"
+        + number(gradNorm) + ",\"tokens\":" + tokens + ",\"tokens_per_s\":" + Math.round(tokensPerSecond())
+        + ",\"step_ms\":" + (Double.isFinite(seconds) ? Double.toString(Math.round(seconds * 1e4) / 10.0) : "null") + "}";
+  }
+
+  private static String number(float v) {
+    return Float.isFinite(v) ? Float.toString(v) : "null";
   }
 }

@@ -123,7 +123,7 @@ class CliTest {
       "--beta1|1|1.0 is out of range (expected a number in [0, 1))",
       "--eps|0|0.0 is out of range (expected a number > 0)",
       "--lr|NaN|'NaN' is not a finite number",
-      "--threads|0|0 is out of range (expected an integer in [1, 4096])",
+      "--threads|0|0 is out of range (expected an integer in [1, ",
       "--mem-host|12q|'12q' is not a size (expected e.g. 123, 64k, 512m, 12g or unlimited)",
       "--max-bytes|lots|'lots' is not a size",
       "--schedule|linear|expected one of [CONSTANT, COSINE] (case-insensitive) but was 'linear'",

@@ -1,5 +1,6 @@
 package dev.athanor.io.data;
 
+import dev.athanor.io.FileProblems;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.UncheckedIOException;
@@ -62,13 +63,17 @@ final class CorpusSource implements AutoCloseable {
   static CorpusSource open(Path input, Set<String> extensions, Path exclude) {
     try {
       if (Files.isDirectory(input)) return directory(input, extensions, exclude);
+      String problem = FileProblems.notRegularFile(input);
+      if (problem != null) {
+        throw new IllegalArgumentException("text input " + input + " " + problem + " (expected a text file, a directory or a .zip)");
+      }
       BasicFileAttributes a = Files.readAttributes(input, BasicFileAttributes.class);
       String stamp = a.size() + "\t" + a.lastModifiedTime().toMillis();
       if (isArchive(input)) return archive(input, extensions, stamp);
       Doc d = fileDoc(input, input.getFileName().toString(), a);
       return new CorpusSource(input, "file", List.of(d), stamp, null);
     } catch (IOException e) {
-      throw new UncheckedIOException("cannot read text input " + input + ": " + e, e);
+      throw new UncheckedIOException("cannot read text input " + input + ": " + FileProblems.reason(e), e);
     }
   }
 
@@ -122,7 +127,7 @@ final class CorpusSource implements AutoCloseable {
 
       @Override
       public FileVisitResult visitFileFailed(Path f, IOException e) throws IOException {
-        throw new IOException("cannot read " + f + ": " + e.getMessage(), e);
+        throw new IOException("cannot read " + f + ": " + FileProblems.reason(e), e);
       }
     });
     found.sort(Comparator.comparing(Found::rel));

@@ -6,6 +6,7 @@ import com.google.gson.JsonArray;
 import com.google.gson.JsonObject;
 import com.google.gson.JsonParser;
 import dev.athanor.io.AtomicFiles;
+import dev.athanor.io.FileProblems;
 import dev.athanor.io.tokenizer.Tokenizer;
 import java.io.ByteArrayInputStream;
 import java.io.FilterInputStream;
@@ -224,7 +225,7 @@ public final class TextCorpus {
     try {
       real = input.toRealPath();
     } catch (IOException e) {
-      throw new UncheckedIOException("cannot resolve text input " + input + ": " + e, e);
+      throw new UncheckedIOException("cannot resolve text input " + input + ": " + FileProblems.reason(e), e);
     }
     if (isShardInput(real)) {
       TokenDataset d = TokenDataset.open(input);
@@ -271,7 +272,7 @@ public final class TextCorpus {
         while (b.hasRemaining() && ch.read(b) >= 0) {}
         if (!b.hasRemaining() && TokenShard.isMagic(b.getInt(0))) return true;
       } catch (IOException e) {
-        throw new UncheckedIOException("cannot read " + f + ": " + e, e);
+        throw new UncheckedIOException("cannot read " + f + ": " + FileProblems.reason(e), e);
       }
     }
     return false;
@@ -356,7 +357,7 @@ public final class TextCorpus {
       deleteStale(opts.cacheDir(), key);
       Files.createDirectory(tmp);
     } catch (IOException e) {
-      throw new UncheckedIOException("cannot create token cache directory " + tmp + ": " + e, e);
+      throw new UncheckedIOException("cannot create token cache directory " + tmp + ": " + FileProblems.reason(e), e);
     }
     boolean published = false;
     try {
@@ -418,7 +419,7 @@ public final class TextCorpus {
       }
     }
     if (complete(dir)) return false;
-    throw new UncheckedIOException("cannot move token cache " + tmp + " to " + dir + ": " + last, last);
+    throw new UncheckedIOException("cannot move token cache " + tmp + " to " + dir + ": " + FileProblems.reason(last), last);
   }
 
   /** Whether {@code dir} is a complete, readable cache entry. */
@@ -458,7 +459,7 @@ public final class TextCorpus {
       while (b.hasRemaining()) ch.write(b);
       ch.force(true);
     } catch (IOException e) {
-      throw new UncheckedIOException("cannot write " + f + ": " + e, e);
+      throw new UncheckedIOException("cannot write " + f + ": " + FileProblems.reason(e), e);
     }
   }
 
@@ -599,7 +600,7 @@ public final class TextCorpus {
           return new Text(null, in.count);
         }
       } catch (IOException e) {
-        throw new UncheckedIOException("cannot read " + d + ": " + e, e);
+        throw new UncheckedIOException("cannot read " + d + ": " + FileProblems.reason(e), e);
       }
     }
 

@@ -1,5 +1,6 @@
 package dev.athanor.io.data;
 
+import dev.athanor.io.FileProblems;
 import java.io.BufferedReader;
 import java.io.IOException;
 import java.io.InputStream;
@@ -28,10 +29,8 @@ public final class TokenFiles {
    */
   public static int[] readIds(Path path) {
     if (path == null) throw new IllegalArgumentException("token file path is null");
-    if (!Files.isRegularFile(path)) {
-      throw new IllegalArgumentException("token file " + path + (Files.exists(path) ? " is not a regular file"
-          : " does not exist"));
-    }
+    String problem = FileProblems.notRegularFile(path);
+    if (problem != null) throw new IllegalArgumentException("token file " + path + " " + problem);
     if (path.getFileName().toString().toLowerCase(java.util.Locale.ROOT).endsWith(".bin") || startsWithMagic(path)) {
       try (TokenShard shard = TokenShard.open(path)) {
         if (shard.size() == 0) throw new IllegalArgumentException("token shard " + path + " holds no tokens");
@@ -58,7 +57,7 @@ public final class TokenFiles {
       byte[] b = in.readNBytes(4);
       return b.length == 4 && TokenShard.isMagic(ByteBuffer.wrap(b).order(ByteOrder.LITTLE_ENDIAN).getInt());
     } catch (IOException e) {
-      throw new UncheckedIOException("cannot read token file " + path + ": " + e, e);
+      throw new UncheckedIOException("cannot read token file " + path + ": " + FileProblems.reason(e), e);
     }
   }
 
@@ -108,7 +107,7 @@ public final class TokenFiles {
     } catch (NoSuchFileException e) {
       throw new IllegalArgumentException("token file " + path + " does not exist", e);
     } catch (IOException e) {
-      throw new UncheckedIOException("cannot read token file " + path + ": " + e, e);
+      throw new UncheckedIOException("cannot read token file " + path + ": " + FileProblems.reason(e), e);
     }
     if (open && !closed) throw new IllegalArgumentException("token file " + path + " has a '[' without a ']'");
     if (n == 0) throw new IllegalArgumentException("token file " + path + " contains no token ids");

@@ -1,5 +1,6 @@
 package dev.athanor.io.data;
 
+import dev.athanor.io.FileProblems;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.lang.foreign.Arena;
@@ -68,6 +69,8 @@ public final class TokenShard implements AutoCloseable {
     if (Files.isDirectory(path)) {
       throw new IllegalArgumentException("token shard " + path + " is a directory, not a .bin file");
     }
+    String problem = FileProblems.notRegularFile(path);
+    if (problem != null && Files.exists(path)) throw new IllegalArgumentException("token shard " + path + " " + problem);
     try (FileChannel ch = FileChannel.open(path, StandardOpenOption.READ)) {
       long length = ch.size();
       if (length < HEADER_BYTES) {
@@ -100,7 +103,7 @@ public final class TokenShard implements AutoCloseable {
     } catch (NoSuchFileException e) {
       throw new IllegalArgumentException("token shard " + path + " does not exist", e);
     } catch (IOException e) {
-      throw new UncheckedIOException("cannot read token shard " + path + ": " + e.getMessage(), e);
+      throw new UncheckedIOException("cannot read token shard " + path + ": " + FileProblems.reason(e), e);
     }
   }
 

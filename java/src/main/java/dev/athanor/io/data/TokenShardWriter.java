@@ -1,6 +1,7 @@
 package dev.athanor.io.data;
 
 import dev.athanor.io.AtomicFiles;
+import dev.athanor.io.FileProblems;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.ByteBuffer;
@@ -73,7 +74,7 @@ public final class TokenShardWriter implements AutoCloseable {
       }
       return w;
     } catch (IOException e) {
-      throw new UncheckedIOException("cannot create token shard " + path + ": " + e, e);
+      throw new UncheckedIOException("cannot create token shard " + path + ": " + FileProblems.reason(e), e);
     }
   }
 

@@ -12,6 +12,7 @@ import com.google.gson.Strictness;
 import com.google.gson.stream.JsonReader;
 import com.google.gson.stream.JsonToken;
 import dev.athanor.io.AtomicFiles;
+import dev.athanor.io.FileProblems;
 import dev.athanor.nn.Family;
 import dev.athanor.nn.ModelConfig;
 import dev.athanor.tensor.DType;
@@ -64,6 +65,9 @@ public final class HfConfig {
   /** The file name of a model's configuration. */
   public static final String FILE_NAME = "config.json";
 
+  /** The largest {@code config.json} read, in bytes. */
+  static final long MAX_BYTES = 16L << 20;
+
   private static final Set<String> TANH_GELUS = Set.of("gelu_new", "gelu_pytorch_tanh", "gelu_fast");
 
   private HfConfig() {}
@@ -76,15 +80,24 @@ public final class HfConfig {
   public static ModelConfig read(Path configJson) {
     Objects.requireNonNull(configJson, "configJson");
     String src = configJson.toString();
+    String problem = FileProblems.notRegularFile(configJson);
+    if (problem != null && Files.exists(configJson)) {
+      throw new HfFormatException(src + " " + problem + " (expected a JSON model configuration)");
+    }
     String text;
     try {
+      long size = Files.size(configJson);
+      if (size > MAX_BYTES) {
+        throw new HfFormatException(src + ": " + size + " bytes is too large for a model configuration (limit " + MAX_BYTES
+            + "; a config.json has a few kilobytes)");
+      }
       text = Files.readString(configJson, StandardCharsets.UTF_8);
     } catch (NoSuchFileException e) {
       throw new HfFormatException(src + ": no such file");
     } catch (MalformedInputException e) {
       throw new HfFormatException(src + ": not valid UTF-8", e);
     } catch (IOException e) {
-      throw new HfFormatException(src + ": cannot read: " + e, e);
+      throw new HfFormatException(src + ": cannot read: " + FileProblems.reason(e), e);
     }
     return parse(text, src);
   }
@@ -303,7 +316,7 @@ public final class HfConfig {
     try {
       AtomicFiles.writeString(configJson, text);
     } catch (IOException e) {
-      throw new HfFormatException(configJson + ": cannot write: " + e, e);
+      throw new HfFormatException(configJson + ": cannot write: " + FileProblems.reason(e), e);
     }
   }
 

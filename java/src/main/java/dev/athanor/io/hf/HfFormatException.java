@@ -1,5 +1,6 @@
 package dev.athanor.io.hf;
 
+import dev.athanor.io.FileProblems;
 import dev.athanor.runtime.AthanorException;
 
 /**
@@ -9,10 +10,10 @@ import dev.athanor.runtime.AthanorException;
  */
 public class HfFormatException extends AthanorException {
   public HfFormatException(String message) {
-    super(message);
+    super(FileProblems.printable(message));
   }
 
   public HfFormatException(String message, Throwable cause) {
-    super(message, cause);
+    super(FileProblems.printable(message), cause);
   }
 }

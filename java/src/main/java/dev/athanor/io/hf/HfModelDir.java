@@ -3,6 +3,7 @@ package dev.athanor.io.hf;
 import com.google.gson.GsonBuilder;
 import com.google.gson.JsonObject;
 import dev.athanor.io.AtomicFiles;
+import dev.athanor.io.FileProblems;
 import dev.athanor.io.safetensors.SafetensorsException;
 import dev.athanor.io.safetensors.SafetensorsSet;
 import dev.athanor.io.safetensors.SafetensorsWriter;
@@ -16,6 +17,7 @@ import dev.athanor.tensor.DType;
 import dev.athanor.tensor.Tensor;
 import java.io.IOException;
 import java.nio.file.Files;
+import java.nio.file.LinkOption;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -56,6 +58,8 @@ public final class HfModelDir {
   private static final Pattern SHARD_NAME = Pattern.compile("model-\\d{5}-of-\\d{5}\\.safetensors");
   private static final String HEAD = "lm_head.weight";
   private static final int LIST_MAX = 8;
+  /** More missing tensors than this are reported as a count, not looked up one by one. */
+  private static final long MANY_MISSING = 100_000;
 
   private HfModelDir() {}
 
@@ -106,8 +110,13 @@ public final class HfModelDir {
     Objects.requireNonNull(dtype, "dtype");
     if (!dtype.isFloating()) throw new IllegalArgumentException("model parameters load as F32, BF16 or F16, not " + dtype);
     ModelConfig config = readConfig(dir);
-    List<ParamSpec> specs = config.parameterSpecs();
     try (SafetensorsSet set = SafetensorsSet.open(dir)) {
+      long expected = tensorCount(config);
+      if (expected - set.entries().size() > MANY_MISSING) { // listing them would take longer than it is worth
+        throw new HfFormatException(dir + ": the weights do not match " + configFile(dir) + ": it describes " + expected
+            + " tensors (" + config.layers() + " layers), the weights hold " + set.entries().size());
+      }
+      List<ParamSpec> specs = config.parameterSpecs();
       Map<String, String> fileName = resolve(dir, config, specs, set);
       for (ParamSpec s : specs) {
         String fn = fileName.get(s.name());
@@ -132,6 +141,17 @@ public final class HfModelDir {
     } catch (SafetensorsException e) {
       throw new HfFormatException(e.getMessage(), e);
     }
+  }
+
+  /** The number of parameter tensors of {@code c}, without listing them (a config may claim millions of layers). */
+  static long tensorCount(ModelConfig c) {
+    int one = withLayers(c, 1).parameterSpecs().size(), two = withLayers(c, 2).parameterSpecs().size();
+    return one + (long) (two - one) * (c.layers() - 1);
+  }
+
+  private static ModelConfig withLayers(ModelConfig c, int layers) {
+    return new ModelConfig(c.family(), c.vocabSize(), c.maxSeqLen(), layers, c.hidden(), c.heads(), c.kvHeads(),
+        c.intermediate(), c.normEps(), c.ropeTheta(), c.tiedEmbeddings(), c.bosTokenId(), c.eosTokenId());
   }
 
   /** Maps each canonical name to the name it has in the files; throws listing missing and extra tensors. */
@@ -189,10 +209,12 @@ public final class HfModelDir {
     if (!Files.exists(dir)) throw new HfFormatException(dir + ": no such model directory");
     if (!Files.isDirectory(dir)) throw new HfFormatException(dir + ": not a directory (expected a model directory)");
     Path c = dir.resolve(HfConfig.FILE_NAME);
-    if (!Files.isRegularFile(c)) {
+    String problem = FileProblems.notRegularFile(c);
+    if (problem != null && !Files.exists(c, LinkOption.NOFOLLOW_LINKS)) {
       throw new HfFormatException(dir + ": no " + HfConfig.FILE_NAME + " (expected a Hugging Face model directory with "
           + HfConfig.FILE_NAME + " and " + SafetensorsSet.SINGLE + ")");
     }
+    if (problem != null) throw new HfFormatException(c + " " + problem + " (expected the model's JSON configuration)");
     return c;
   }
 
@@ -247,7 +269,7 @@ public final class HfModelDir {
     try {
       Files.createDirectories(dir);
     } catch (IOException e) {
-      throw new HfFormatException(dir + ": cannot create the model directory: " + e, e);
+      throw new HfFormatException(dir + ": cannot create the model directory: " + FileProblems.reason(e), e);
     }
     List<Map<String, Tensor>> shards = split(ordered, dtype, maxShardBytes);
     Map<String, String> meta = Map.of("format", "pt");
@@ -275,7 +297,7 @@ public final class HfModelDir {
         deleteStaleShards(dir, names);
       }
     } catch (IOException e) {
-      throw new HfFormatException(dir + ": cannot write the weights: " + e, e);
+      throw new HfFormatException(dir + ": cannot write the weights: " + FileProblems.reason(e), e);
     } catch (SafetensorsException e) {
       throw new HfFormatException(e.getMessage(), e);
     }

@@ -55,7 +55,7 @@ record Header(Map<String, TensorEntry> entries, Map<String, String> metadata) {
           .decode(ByteBuffer.wrap(json))
           .toString();
     } catch (CharacterCodingException e) {
-      throw fail(source, "header is not valid UTF-8 (" + e + ")");
+      throw fail(source, "header is not valid UTF-8 text (corrupted, or not a safetensors file?)");
     }
     Map<String, TensorEntry> entries = new LinkedHashMap<>();
     Map<String, String> metadata = Map.of();

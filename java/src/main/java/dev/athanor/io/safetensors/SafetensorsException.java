@@ -1,5 +1,6 @@
 package dev.athanor.io.safetensors;
 
+import dev.athanor.io.FileProblems;
 import dev.athanor.runtime.AthanorException;
 
 /**
@@ -8,10 +9,10 @@ import dev.athanor.runtime.AthanorException;
  */
 public class SafetensorsException extends AthanorException {
   public SafetensorsException(String message) {
-    super(message);
+    super(FileProblems.printable(message));
   }
 
   public SafetensorsException(String message, Throwable cause) {
-    super(message, cause);
+    super(FileProblems.printable(message), cause);
   }
 }

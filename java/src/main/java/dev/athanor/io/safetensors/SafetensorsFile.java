@@ -1,5 +1,6 @@
 package dev.athanor.io.safetensors;
 
+import dev.athanor.io.FileProblems;
 import dev.athanor.runtime.Device;
 import dev.athanor.tensor.DType;
 import dev.athanor.tensor.Tensor;
@@ -68,14 +69,16 @@ public final class SafetensorsFile implements AutoCloseable {
     Objects.requireNonNull(file, "file");
     requireLittleEndianHost();
     String src = file.toString();
-    if (Files.isDirectory(file)) throw Header.fail(src, "is a directory, not a safetensors file");
+    String problem = FileProblems.notRegularFile(file);
+    if (problem != null && Files.isDirectory(file)) throw Header.fail(src, "is a directory, not a safetensors file");
+    if (problem != null && !problem.equals("does not exist")) throw new SafetensorsException(src + " " + problem);
     FileChannel ch;
     try {
       ch = FileChannel.open(file, StandardOpenOption.READ);
     } catch (NoSuchFileException e) {
       throw Header.fail(src, "no such file");
     } catch (IOException | SecurityException e) {
-      throw new SafetensorsException(src + ": cannot open: " + e, e);
+      throw new SafetensorsException(src + ": cannot open: " + FileProblems.reason(e), e);
     }
     try {
       long size = ch.size();
@@ -99,7 +102,7 @@ public final class SafetensorsFile implements AutoCloseable {
       return new SafetensorsFile(file, ch, 8 + n, h);
     } catch (IOException e) {
       closeQuietly(ch);
-      throw new SafetensorsException(src + ": cannot read: " + e, e);
+      throw new SafetensorsException(src + ": cannot read: " + FileProblems.reason(e), e);
     } catch (RuntimeException e) {
       closeQuietly(ch);
       throw e;
@@ -276,7 +279,7 @@ public final class SafetensorsFile implements AutoCloseable {
       }
     } catch (IOException ex) {
       if (closed.get()) throw new IllegalStateException(this + " was closed while reading \"" + e.name() + "\"", ex);
-      throw new SafetensorsException(where(e) + ": cannot read: " + ex, ex);
+      throw new SafetensorsException(where(e) + ": cannot read: " + FileProblems.reason(ex), ex);
     }
   }
 

@@ -7,6 +7,7 @@ import com.google.gson.JsonParser;
 import com.google.gson.Strictness;
 import com.google.gson.stream.JsonReader;
 import com.google.gson.stream.JsonToken;
+import dev.athanor.io.FileProblems;
 import dev.athanor.tensor.DType;
 import dev.athanor.tensor.Tensor;
 import java.io.IOException;
@@ -85,10 +86,11 @@ public final class SafetensorsSet implements AutoCloseable {
       byShard.computeIfAbsent(e.getValue(), k -> new ArrayList<>()).add(e.getKey());
     }
     for (Map.Entry<String, List<String>> s : byShard.entrySet()) {
-      Path p = dir.resolve(s.getKey());
-      if (!Files.isRegularFile(p)) {
+      String problem = FileProblems.notRegularFile(dir.resolve(s.getKey()));
+      if (problem != null) {
         throw new SafetensorsException(src + ": shard " + s.getKey() + " (said to hold " + s.getValue().size()
-            + " tensors, e.g. \"" + s.getValue().get(0) + "\") does not exist in " + dir + " (or is not a regular file)");
+            + " tensors, e.g. \"" + s.getValue().get(0) + "\") " + (problem.equals("does not exist")
+                ? "does not exist in " + dir : "in " + dir + " " + problem));
       }
     }
     List<SafetensorsFile> files = new ArrayList<>();
@@ -131,11 +133,18 @@ public final class SafetensorsSet implements AutoCloseable {
   /** Parses the {@code weight_map} of an index file, checking that each shard is a plain file name. */
   private static Map<String, String> readWeightMap(Path index) {
     String src = index.toString();
+    String problem = FileProblems.notRegularFile(index);
+    if (problem != null) throw new SafetensorsException(src + " " + problem);
     String text;
     try {
+      long size = Files.size(index);
+      if (size > Header.MAX_HEADER_BYTES) {
+        throw new SafetensorsException(src + ": " + size + " bytes is too large for a shard index (limit "
+            + Header.MAX_HEADER_BYTES + ")");
+      }
       text = Files.readString(index, StandardCharsets.UTF_8);
     } catch (IOException e) {
-      throw new SafetensorsException(src + ": cannot read: " + e, e);
+      throw new SafetensorsException(src + ": cannot read: " + FileProblems.reason(e), e);
     }
     JsonElement root;
     try (JsonReader r = new JsonReader(new StringReader(text))) {

@@ -1,6 +1,7 @@
 package dev.athanor.io.safetensors;
 
 import dev.athanor.io.AtomicFiles;
+import dev.athanor.io.FileProblems;
 import com.google.gson.stream.JsonWriter;
 import dev.athanor.runtime.Device;
 import dev.athanor.tensor.DType;
@@ -64,9 +65,9 @@ public final class SafetensorsWriter {
         for (Item it : items) writeData(ch, it);
       });
     } catch (IOException e) {
-      throw new SafetensorsException(file + ": cannot write: " + e, e);
+      throw new SafetensorsException(file + ": cannot write: " + FileProblems.reason(e), e);
     } catch (UncheckedIOException e) {
-      throw new SafetensorsException(file + ": cannot write: " + e.getCause(), e.getCause());
+      throw new SafetensorsException(file + ": cannot write: " + FileProblems.reason(e.getCause()), e.getCause());
     }
   }
 

@@ -3,6 +3,8 @@ package dev.athanor.train.checkpoint;
 import com.google.gson.JsonObject;
 import com.google.gson.JsonParseException;
 import com.google.gson.JsonParser;
+import dev.athanor.io.FileProblems;
+import dev.athanor.io.JsonErrors;
 import dev.athanor.io.data.DataLoader;
 import dev.athanor.io.hf.HfConfig;
 import dev.athanor.io.safetensors.SafetensorsFile;
@@ -54,12 +56,9 @@ public final class Checkpoint {
     JsonObject m;
     try {
       m = JsonParser.parseString(Files.readString(mf)).getAsJsonObject();
-    } catch (IOException e) {
-      throw new CheckpointException(mf + ": cannot read the manifest: " + e.getMessage(), e);
-    } catch (JsonParseException e) {
-      throw new CheckpointException(mf + ": unreadable manifest: not valid JSON" + jsonDetail(e), e);
-    } catch (IllegalStateException e) {  // valid JSON, but not an object
-      throw new CheckpointException(mf + ": unreadable manifest: not a JSON object", e);
+    } catch (IOException | JsonParseException | IllegalStateException e) {
+      throw new CheckpointException(mf + ": unreadable manifest: " + (e instanceof IOException io ? FileProblems.reason(io)
+          : JsonErrors.message(e)), e);
     }
     if (!m.has("format_version") || !m.has("files") || !m.has("step")) {
       throw new CheckpointException(mf + ": not an Athanor checkpoint manifest (format_version, files, step missing)");
@@ -99,12 +98,10 @@ public final class Checkpoint {
       }
     } catch (CheckpointException e) {
       throw e;
-    } catch (NumberFormatException e) {
-      throw new CheckpointException(mf + ": malformed manifest: a number field holds something else (" + e.getMessage() + ")", e);
-    } catch (IllegalArgumentException e) {  // a bad config value: the message says which
-      throw new CheckpointException(mf + ": malformed manifest: " + e.getMessage(), e);
-    } catch (RuntimeException e) {  // a field missing (NPE) or of the wrong type
-      throw new CheckpointException(mf + ": malformed manifest: a field is missing or has the wrong type", e);
+    } catch (RuntimeException e) {  // a field missing (NPE) or of the wrong type, a bad config value
+      boolean typeOrAbsence = e instanceof NullPointerException || e instanceof ClassCastException || e.getMessage() == null;
+      throw new CheckpointException(mf + ": malformed manifest: " + (typeOrAbsence ? "a field is missing or has the wrong type"
+          : JsonErrors.message(e)), e);
     }
     return new Checkpoint(dir, m);
   }
@@ -142,15 +139,6 @@ public final class Checkpoint {
       for (int n; (n = in.read(buf)) > 0; ) c.update(buf, 0, n);
     }
     return String.format("%08x", c.getValue());
-  }
-
-  /** Gson's description of a JSON syntax error, without the exception's class name and the troubleshooting link. */
-  private static String jsonDetail(JsonParseException e) {
-    String m = e.getMessage() == null ? "" : e.getMessage();
-    int see = m.indexOf("\nSee ");
-    if (see >= 0) m = m.substring(0, see);
-    m = m.replaceFirst("^[\\w.$]+(Exception|Error): ", "").strip();
-    return m.isEmpty() ? "" : " (" + m + ")";
   }
 
   private static String str(JsonObject o, String k) {

@@ -6,6 +6,7 @@ import com.google.gson.JsonObject;
 import com.google.gson.JsonParser;
 import dev.athanor.io.hf.HfConfig;
 import dev.athanor.io.AtomicFiles;
+import dev.athanor.io.FileProblems;
 import dev.athanor.io.safetensors.SafetensorsWriter;
 import dev.athanor.params.ParameterStore;
 import dev.athanor.runtime.Device;
@@ -13,10 +14,7 @@ import dev.athanor.runtime.NativeRuntime;
 import dev.athanor.tensor.Tensor;
 import dev.athanor.train.Trainer;
 import java.io.IOException;
-import java.nio.file.AccessDeniedException;
-import java.nio.file.FileSystemException;
 import java.nio.file.Files;
-import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
 import java.time.Instant;
@@ -97,7 +95,7 @@ public final class CheckpointManager implements AutoCloseable {
     try {
       Files.createDirectories(dir);
     } catch (IOException e) {
-      throw new CheckpointException("cannot create the checkpoint directory " + dir + ": " + e, e);
+      throw new CheckpointException("cannot create the checkpoint directory " + dir + ": " + FileProblems.reason(e), e);
     }
     if (!Files.isWritable(dir)) throw new CheckpointException("the checkpoint directory " + dir + " is not writable");
     Path probe = dir.resolve(".write-probe-" + ProcessHandle.current().pid());
@@ -105,7 +103,7 @@ public final class CheckpointManager implements AutoCloseable {
       Files.writeString(probe, "probe");
       Files.delete(probe);
     } catch (IOException e) {
-      throw new CheckpointException("cannot write into the checkpoint directory " + dir + ": " + e, e);
+      throw new CheckpointException("cannot write into the checkpoint directory " + dir + ": " + FileProblems.reason(e), e);
     }
     removeStaleTemporaries();
     this.writer = async ? Executors.newSingleThreadExecutor(r -> {
@@ -323,12 +321,8 @@ public final class CheckpointManager implements AutoCloseable {
       } catch (IOException ignored) {
         // best effort; a leftover temporary is removed by the next manager
       }
-      String why = e instanceof AccessDeniedException ? "permission denied"
-          : e instanceof NoSuchFileException ? "no such file or directory: " + e.getMessage()
-          : e.getMessage() != null ? e.getMessage() : e.getClass().getSimpleName();
-      throw new CheckpointException("writing checkpoint " + target + " failed: " + why
-          + (e instanceof FileSystemException fe && fe.getReason() != null && !why.contains(fe.getReason())
-              ? " (" + fe.getReason() + ")" : ""), e);
+      String why = e instanceof IOException io ? FileProblems.reason(io) : String.valueOf(e.getMessage());
+      throw new CheckpointException("writing checkpoint " + target + " failed: " + why, e);
     }
   }
 
@@ -368,7 +362,7 @@ public final class CheckpointManager implements AutoCloseable {
     try (var s = Files.list(dir)) {
       for (Path p : s.filter(p -> p.getFileName().toString().startsWith(".tmp-step-")).toList()) AtomicFiles.deleteTree(p);
     } catch (IOException e) {
-      throw new CheckpointException("cannot clean up " + dir + ": " + e, e);
+      throw new CheckpointException("cannot clean up " + dir + ": " + FileProblems.reason(e), e);
     }
   }
 
@@ -504,7 +498,7 @@ public final class CheckpointManager implements AutoCloseable {
     try {
       dirs = new ArrayList<>(stepDirs(dir));
     } catch (IOException e) {
-      throw new CheckpointException("cannot list " + dir + ": " + e, e);
+      throw new CheckpointException("cannot list " + dir + ": " + FileProblems.reason(e), e);
     }
     for (int i = dirs.size() - 1; i >= 0; i--) {
       try {

@@ -150,8 +150,9 @@ class BadInputTest {
     Files.writeString(file, "x");
     for (Path bad : List.of(file, file.resolve("ck"))) {
       TrainFixture.Run r = TrainFixture.runInProcess(fx.trainArgs(bad, tmp.resolve("log.jsonl"), 4, 2));
-      assertEquals(1, r.exitCode(), r.all());
-      assertTrue(r.err().contains("cannot create the checkpoint directory " + bad), r.err());
+      assertEquals(2, r.exitCode(), r.all());  // checked before any work, as a bad flag value
+      assertTrue(r.err().contains("--checkpoint-dir " + bad + (bad.equals(file) ? " is a file, not a directory"
+          : " cannot be created: " + file + " is a file, not a directory")), r.err());
     }
     assertEquals("x", Files.readString(file));
   }
@@ -164,7 +165,7 @@ class BadInputTest {
     String msg = assertThrows(CheckpointException.class, () -> new CheckpointManager(c, 3, true)).getMessage();
     assertTrue(msg.contains("not writable") && msg.contains(c.toString()), msg);
     TrainFixture.Run r = TrainFixture.runInProcess(resumeArgs(c, tmp.resolve("log.jsonl")));
-    assertEquals(1, r.exitCode(), r.all());
-    assertTrue(r.err().contains("is not writable"), r.err());
+    assertEquals(2, r.exitCode(), r.all());  // checked before any work, as a bad flag value
+    assertTrue(r.err().contains("--checkpoint-dir " + c + " is a directory that is not writable"), r.err());
   }
 }
