@@ -91,7 +91,7 @@ class ReadableMessagesTest {
   void case7MalformedJsonHasNoClassNameAndNoLink() throws IOException {
     byte[] cut = "{\"model_type\": \"gpt2\", \"n_embd\": [1, 2".getBytes(StandardCharsets.UTF_8);
     scoreFails(modelWith("cut-config", "config.json", cut), "config.json", "malformed JSON: End of input at line 1 column");
-    scoreFails(modelWith("cut-tokenizer", "tokenizer.json", cut), "tokenizer.json", "JSON");
+    scoreFails(modelWith("cut-tokenizer", "tokenizer.json", cut), "tokenizer.json", "line 1 column");
     Path d = modelWith("cut-index", SafetensorsSet.INDEX, cut);
     Files.delete(d.resolve("model.safetensors"));
     scoreFails(d, SafetensorsSet.INDEX, "not valid JSON: End of input");
