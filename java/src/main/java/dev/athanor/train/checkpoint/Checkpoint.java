@@ -16,6 +16,7 @@ import dev.athanor.train.Trainer;
 import java.io.IOException;
 import java.io.InputStream;
 import java.nio.file.Files;
+import java.nio.file.LinkOption;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
@@ -52,7 +53,11 @@ public final class Checkpoint {
   public static Checkpoint open(Path dir) {
     Path mf = dir.resolve(MANIFEST);
     if (!Files.isDirectory(dir)) throw new CheckpointException("checkpoint " + dir + " is not a directory");
-    if (!Files.isRegularFile(mf)) throw new CheckpointException("checkpoint " + dir + " has no " + MANIFEST + " (incomplete write?)");
+    String mfProblem = FileProblems.notRegularFile(mf);
+    if (mfProblem != null) {
+      throw new CheckpointException("checkpoint " + dir + ": " + MANIFEST + " " + mfProblem
+          + (Files.exists(mf, LinkOption.NOFOLLOW_LINKS) ? "" : " (incomplete write?)"));
+    }
     JsonObject m;
     try {
       m = JsonParser.parseString(Files.readString(mf)).getAsJsonObject();
@@ -114,7 +119,10 @@ public final class Checkpoint {
     }
     long bytes = info.get("bytes").getAsLong();
     String crc = info.get("crc32c").getAsString();
-    if (!Files.isRegularFile(f)) throw new CheckpointException("checkpoint " + dir + ": file " + name + " is missing");
+    String problem = FileProblems.notRegularFile(f);
+    if (problem != null) {
+      throw new CheckpointException("checkpoint " + dir + ": file " + name + (problem.equals("does not exist") ? " is missing" : " " + problem));
+    }
     try {
       long size = Files.size(f);
       if (size != bytes) {
