@@ -568,6 +568,7 @@ public final class CheckpointManager implements AutoCloseable {
     }
 
     private static Tensor hostCopy(Tensor t) {
+      if (t.tier() == dev.athanor.memory.Tier.DISK) return t.to(dev.athanor.memory.Tier.HOST).detach();  // offloaded moments
       return (t.device().isCpu() ? t.copy() : t.to(Device.CPU)).detach();
     }
 
