@@ -243,8 +243,22 @@ class OffloadedOptimizerTest {
           CheckpointManager cm = new CheckpointManager(ck, 2, true)) {
         model.initialize(8);
         for (int s = 0; s < 3; s++) t.step();
+        // the snapshot and the write of the DISK moments go through host memory one tensor at a time
+        MemoryManager mm = MemoryManager.global();
+        long before = mm.liveBytes(Tier.HOST);
+        mm.resetPeak();
+        cm.prepare(t);
         cm.save(t);
         cm.awaitWrite();
+        ParameterStore ps = model.parameters();
+        long largest = 0;
+        for (ParameterStore.Param p : ps.list()) largest = Math.max(largest, p.spec().numel() * 4);
+        long state = ps.bytes(Role.ADAM_M) + ps.bytes(Role.ADAM_V), masters = ps.parameterCount() * 4;
+        long extra = mm.peakBytes(Tier.HOST) - before;
+        assertTrue(4 * largest < state, "the bound below is tighter than the state");
+        assertTrue(extra <= masters + 4 * largest, "a checkpoint of " + cfg.family() + " took " + extra
+            + " bytes of HOST memory: more than the weights' " + masters + " plus 4 tensors of " + largest + " (state "
+            + state + ")");
       }
       // resume with the moments on DISK, and also with them in memory: the same checkpoint serves both
       for (OffloadConfig resumeWith : List.of(disk, OffloadConfig.NONE)) {
