@@ -28,8 +28,8 @@ import java.util.Set;
 public record OffloadConfig(Set<Role> diskRoles, Path directory, long chunkBytes) {
   /** Host staging slots per streamed role: read-ahead, compute, write-behind. */
   public static final int STAGING_SLOTS = 3;
-  /** The default chunk: 16 MiB per role. */
-  public static final long DEFAULT_CHUNK_BYTES = 16L << 20;
+  /** The default chunk: 4 MiB per role (24 MiB of staging for both moments). */
+  public static final long DEFAULT_CHUNK_BYTES = 4L << 20;
   /** Everything in memory (no offload). */
   public static final OffloadConfig NONE = new OffloadConfig(Set.of(), null, DEFAULT_CHUNK_BYTES);
 
