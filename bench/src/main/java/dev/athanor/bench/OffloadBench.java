@@ -52,7 +52,7 @@ public final class OffloadBench {
       }
     }
     Files.createDirectories(dir);
-    String loadBefore = loadAverage();
+    String loadBefore = CheckpointBench.loadAverage();
     ModelConfig cfg = ModelConfig.preset(preset);
     List<Double> host = new ArrayList<>(), disk = new ArrayList<>();
     long bytes;
@@ -83,7 +83,7 @@ public final class OffloadBench {
     sb.append("- CPU threads: ").append(NativeRuntime.cpuThreads()).append('\n');
     sb.append("- offload directory: ").append(dir.toAbsolutePath()).append(" (").append(Files.getFileStore(dir).type())
         .append(")\n");
-    sb.append("- load average (1/5/15 min) before: ").append(loadBefore).append(", after: ").append(loadAverage()).append('\n');
+    sb.append("- load average (1/5/15 min) before: ").append(loadBefore).append(", after: ").append(CheckpointBench.loadAverage()).append('\n');
     sb.append("- moments: ").append(MemoryManager.formatBytes(bytes)).append("; chunk ").append(MemoryManager.formatBytes(chunk))
         .append(" per role; staging ").append(MemoryManager.formatBytes(staging)).append(" of HOST\n");
     sb.append("- rounds: ").append(rounds).append(" (after one warm-up), medians\n\n");
@@ -108,14 +108,5 @@ public final class OffloadBench {
 
   private static String fmt(List<Double> v) {
     return Arrays.toString(v.stream().map(x -> String.format(Locale.ROOT, "%.3f", x)).toArray());
-  }
-
-  private static String loadAverage() {
-    try {
-      String[] f = Files.readString(Path.of("/proc/loadavg")).trim().split("\\s+");
-      return f[0] + " / " + f[1] + " / " + f[2];
-    } catch (IOException | RuntimeException e) {
-      return "unknown";
-    }
   }
 }
