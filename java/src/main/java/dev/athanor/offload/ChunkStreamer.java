@@ -15,7 +15,9 @@ import java.util.List;
 import java.util.Map;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
-import java.util.concurrent.Executors;
+import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.ThreadPoolExecutor;
+import java.util.concurrent.TimeUnit;
 import java.util.concurrent.Future;
 import java.util.concurrent.atomic.AtomicInteger;
 
@@ -59,11 +61,14 @@ public final class ChunkStreamer implements AutoCloseable {
     long maxUnit = 1;
     for (Unit u : files.store().units()) maxUnit = Math.max(maxUnit, u.elements().length());
     this.chunkElements = Math.min(Math.max(1, chunkBytes / 4), maxUnit);
-    this.io = Executors.newFixedThreadPool(IO_THREADS, r -> {
-      Thread t = new Thread(r, "athanor-offload-io-" + THREADS.incrementAndGet());
-      t.setDaemon(true);
-      return t;
-    });
+    ThreadPoolExecutor pool = new ThreadPoolExecutor(IO_THREADS, IO_THREADS, 30, TimeUnit.SECONDS,
+        new LinkedBlockingQueue<>(), r -> {
+          Thread t = new Thread(r, "athanor-offload-io-" + THREADS.incrementAndGet());
+          t.setDaemon(true);
+          return t;
+        });
+    pool.allowCoreThreadTimeOut(true);  // idle between optimizer steps that are far apart: no threads held
+    this.io = pool;
   }
 
   /** Elements of one role per chunk (at most the largest unit). */

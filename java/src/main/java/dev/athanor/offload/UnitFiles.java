@@ -87,7 +87,7 @@ public final class UnitFiles implements AutoCloseable {
       throw new AllocationFailedException(Tier.DISK, Device.CPU, bytes, what + ": " + e.getMessage(), e);
     } catch (RuntimeException e) {
       close();
-      if (e instanceof AllocationFailedException) {
+      if (e instanceof AllocationFailedException && !(e instanceof dev.athanor.memory.OutOfBudgetException)) {
         throw new AllocationFailedException(Tier.DISK, Device.CPU, bytes, what + ": " + e.getMessage(), e);
       }
       throw e;

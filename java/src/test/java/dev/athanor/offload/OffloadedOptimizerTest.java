@@ -303,6 +303,26 @@ class OffloadedOptimizerTest {
   }
 
   @Test
+  void aDiskBudgetBelowTheMomentsFailsBeforeTrainingAndLeavesNothing(@TempDir Path tmp) throws IOException {
+    Path data = shard(tmp);
+    MemoryManager mm = MemoryManager.global();
+    long budget = mm.budgetBytes(Tier.DISK);
+    try (TokenDataset d = TokenDataset.open(data); Transformer model = Transformer.create(GPT2, Device.CPU)) {
+      long m = model.parameters().bytes(Role.ADAM_M);
+      mm.setBudget(Tier.DISK, mm.liveBytes(Tier.DISK) + m + m / 2);  // room for one moment, not both
+      var e = assertThrows(dev.athanor.memory.OutOfBudgetException.class, () -> new Trainer(model, tc(2, 1),
+          new DataLoader(d, 3, 16, true, 5), OffloadConfig.optimizerStateOnDisk(tmp.resolve("offload"))));
+      assertEquals(Tier.DISK, e.tier());
+      assertTrue(e.getMessage().contains("DISK"), e.getMessage());
+      try (Stream<Path> left = Files.list(tmp.resolve("offload"))) {
+        assertEquals(List.of(), left.toList(), "no offload file or directory left behind");
+      }
+    } finally {
+      mm.setBudget(Tier.DISK, budget);
+    }
+  }
+
+  @Test
   void aTruncatedOrDeletedStateFileIsAClearErrorNamingIt(@TempDir Path tmp) throws IOException {
     Path data = shard(tmp);
     for (boolean delete : new boolean[] {false, true}) {
