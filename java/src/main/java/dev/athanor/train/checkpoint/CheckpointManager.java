@@ -566,7 +566,11 @@ public final class CheckpointManager implements AutoCloseable {
       Tensor dst = map.get(key);
       if (dst != null && dst.dtype() == src.dtype() && java.util.Arrays.equals(dst.shape(), src.shape())
           && (dst.tier() == Tier.DISK) == (src.tier() == Tier.DISK)) {
-        dst.copyFrom(src);
+        if (src.tier() == Tier.DISK) {
+          diskToDisk(dst, src);
+        } else {
+          dst.copyFrom(src);
+        }
         return;
       }
       if (dst != null) dst.close();
@@ -579,11 +583,18 @@ public final class CheckpointManager implements AutoCloseable {
      * on DISK by the optimizer: copied through a host temporary of one tensor, and written to the checkpoint the same
      * way, so a checkpoint of an offloaded run needs host memory for one tensor, not for the state).
      */
+    /** DISK to DISK through a HOST tensor of one parameter, so that the host memory it takes is accounted. */
+    private static void diskToDisk(Tensor dst, Tensor src) {
+      try (Tensor h = src.to(Tier.HOST)) {
+        dst.copyFrom(h);
+      }
+    }
+
     private static Tensor hostCopy(Tensor t) {
       if (t.tier() == Tier.DISK) {
         Tensor c = Tensor.empty(t.dtype(), Device.CPU, Tier.DISK, t.shape()).detach();
         try {
-          c.copyFrom(t);
+          diskToDisk(c, t);
           return c;
         } catch (RuntimeException e) {
           c.close();
