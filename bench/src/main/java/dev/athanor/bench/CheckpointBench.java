@@ -254,7 +254,8 @@ public final class CheckpointBench {
     return sb.toString();
   }
 
-  private static String loadAverage() {
+  /** The 1, 5 and 15-minute load averages, or "unknown" (also used by OffloadBench). */
+  static String loadAverage() {
     try {
       String[] f = Files.readString(Path.of("/proc/loadavg")).trim().split("\\s+");
       return f[0] + " " + f[1] + " " + f[2];

@@ -151,6 +151,49 @@ public final class Storage implements AutoCloseable {
     return new Storage(id, tier, device, bytes, r);
   }
 
+  /**
+   * DISK storage of {@code bytes} in a file at exactly {@code path} (named by the caller, e.g. after the parameters
+   * and the role it holds), accounted in the DISK tier like {@link #allocate(Tier, long)}. The file must not exist
+   * yet (it is created, sized sparse, and deleted when the storage is freed), so two owners never share one file.
+   * Throws {@link OutOfBudgetException} over the DISK budget and {@link AllocationFailedException} naming the tier,
+   * the file and the bytes when the file cannot be created or sized.
+   */
+  public static Storage allocateFile(Path path, long bytes) {
+    Objects.requireNonNull(path, "path");
+    if (bytes < 0) throw new IllegalArgumentException("cannot allocate " + bytes + " bytes in DISK: must be >= 0");
+    Path file = path.toAbsolutePath();
+    MemoryManager mm = MemoryManager.global();
+    long id = IDS.incrementAndGet();
+    Throwable site = DEBUG_LEAKS ? new Throwable("allocation site of storage#" + id) : null;
+    mm.reserve(Tier.DISK, Device.CPU, bytes);
+    Resource r;
+    try {
+      try {
+        Files.createFile(file);  // fails when it exists: never two owners of one file
+      } catch (IOException e) {
+        throw new AllocationFailedException(Tier.DISK, Device.CPU, bytes, "DISK tier: cannot create " + file + " for "
+            + MemoryManager.formatBytes(bytes) + ": " + e, e);
+      }
+      try {
+        sizeFile(file, bytes);
+      } catch (RuntimeException e) {
+        try {
+          Files.deleteIfExists(file);
+        } catch (IOException ignored) {
+          // the sizing failure is the one to report
+        }
+        throw e;
+      }
+      r = new Resource(id, Tier.DISK, Device.CPU, bytes, 0, false, file, null, null);
+    } catch (Throwable t) {
+      mm.cancel(Tier.DISK, Device.CPU, bytes);
+      throw t;
+    }
+    mm.commit(Tier.DISK, Device.CPU, bytes);
+    r.site = site;
+    return new Storage(id, Tier.DISK, Device.CPU, bytes, r);
+  }
+
   /** The alignment of a host allocation: a page from one page on, else 64 bytes. */
   private static long hostAlign(long bytes) {
     return Math.max(bytes, 1) >= PAGE ? PAGE : 64;
@@ -165,7 +208,11 @@ public final class Storage implements AutoCloseable {
 
   private static Path createFile(long id, long bytes) {
     Path dir = MemoryManager.global().diskDirectory();
-    Path path = dir.resolve("storage-" + id + "-" + Long.toHexString(System.nanoTime()) + ".bin");
+    return sizeFile(dir.resolve("storage-" + id + "-" + Long.toHexString(System.nanoTime()) + ".bin"), bytes);
+  }
+
+  /** Creates (when missing) the file at {@code path} and sizes it to {@code bytes}; deletes it when that fails. */
+  private static Path sizeFile(Path path, long bytes) {
     long fd;
     try {
       fd = NativeRuntime.fileOpen(path.toString(), true);

@@ -1,5 +1,8 @@
 package dev.athanor.train;
 
+import dev.athanor.offload.ChunkStreamer;
+import dev.athanor.offload.OffloadConfig;
+import dev.athanor.offload.UnitFiles;
 import dev.athanor.ops.Ops;
 import dev.athanor.params.ParameterStore;
 import dev.athanor.params.Range;
@@ -8,6 +11,8 @@ import dev.athanor.tensor.DType;
 import dev.athanor.tensor.Tensor;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
+import java.util.Objects;
 
 /**
  * AdamW over a {@link ParameterStore}: FP32 moments in the store's {@link Role#ADAM_M} and {@link Role#ADAM_V}
@@ -15,16 +20,68 @@ import java.util.List;
  * compute-dtype weights refreshed by the same fused kernel. Updates work on a {@link Range} of the flat layout (a
  * shard, an offload unit, or everything): the update is elementwise, so updating a range in pieces gives the
  * same bits as updating it at once.
+ *
+ * <p><b>Moments on DISK.</b> With an {@link OffloadConfig} that places ADAM_M and/or ADAM_V on DISK (CPU backend
+ * only), those moments live in one file per unit and role ({@link UnitFiles}) instead of the store, and
+ * {@link #update} streams them chunk by chunk through host staging slots ({@link ChunkStreamer}): each chunk runs
+ * the same kernel on the same elements as the in-memory update, so the results are bit-identical. The masters
+ * (the compute weights on the CPU) and the gradients stay in the store. Close the optimizer to delete the files.
  */
-public final class AdamW {
+public final class AdamW implements AutoCloseable {
   private final ParameterStore store;
+  private final UnitFiles files;          // the moments on DISK, or null
+  private final ChunkStreamer streamer;   // streams them, or null
   private long step;
 
   /** AdamW over {@code store}, allocating its moments (zeros) when the store has none. */
   public AdamW(ParameterStore store) {
-    this.store = store;
-    store.allocate(Role.ADAM_M);
-    store.allocate(Role.ADAM_V);
+    this(store, OffloadConfig.NONE);
+  }
+
+  /**
+   * AdamW over {@code store} with the moments {@code offload} puts on DISK in new files there (zeros), the others in
+   * the store. Throws {@link dev.athanor.memory.AllocationFailedException} naming the tier, the directory and the
+   * bytes when the offload directory cannot hold them.
+   */
+  public AdamW(ParameterStore store, OffloadConfig offload) {
+    this.store = Objects.requireNonNull(store, "store");
+    Objects.requireNonNull(offload, "offload");
+    if (offload.enabled()) {
+      if (!store.placement(Role.MASTER).device().isCpu()) {
+        throw new IllegalArgumentException("AdamW moments on DISK need the masters in host memory (the CPU backend); "
+            + "this store's masters are on " + store.placement(Role.MASTER));
+      }
+      for (Role r : offload.diskRoles()) {
+        if (store.has(r)) throw new IllegalArgumentException(r + " is already allocated in the store; cannot also keep it on DISK");
+      }
+      UnitFiles f = new UnitFiles(store, offload.diskRoles(), offload.resolvedDirectory());
+      try {
+        this.streamer = new ChunkStreamer(f, offload.chunkBytes());
+      } catch (RuntimeException e) {
+        f.close();
+        throw e;
+      }
+      this.files = f;
+    } else {
+      this.files = null;
+      this.streamer = null;
+    }
+    for (Role r : new Role[] {Role.ADAM_M, Role.ADAM_V}) if (!onDisk(r)) store.allocate(r);
+  }
+
+  /** Whether {@code role} (ADAM_M or ADAM_V) lives in offload files on DISK rather than in the store. */
+  public boolean onDisk(Role role) {
+    return files != null && files.holds(role);
+  }
+
+  /** The offload files of the moments on DISK, or null when none are. */
+  public UnitFiles offloadFiles() {
+    return files;
+  }
+
+  /** The host bytes of the staging slots that stream the moments on DISK (0 when none are, or before the first update). */
+  public long stagingBytes() {
+    return streamer == null ? 0 : streamer.stagingBytes();
   }
 
   /** Steps taken so far (the next update uses step() + 1 for bias correction). */
@@ -32,17 +89,18 @@ public final class AdamW {
     return step;
   }
 
-  /** The first moments, in parameter order (views owned by the store: do not close). */
+  /** The first moments, in parameter order (views owned by the store, or DISK views of the offload files: do not close). */
   public List<Tensor> firstMoments() {
     return views(Role.ADAM_M);
   }
 
-  /** The second moments, in parameter order (views owned by the store: do not close). */
+  /** The second moments, in parameter order (views owned by the store, or DISK views of the offload files: do not close). */
   public List<Tensor> secondMoments() {
     return views(Role.ADAM_V);
   }
 
   private List<Tensor> views(Role role) {
+    if (onDisk(role)) return files.views(role);
     List<Tensor> l = new ArrayList<>(store.size());
     for (int i = 0; i < store.size(); i++) l.add(store.view(role, i));
     return l;
@@ -67,22 +125,49 @@ public final class AdamW {
       float gradScale) {
     if (step == 0) throw new IllegalStateException("update() before beginStep()");
     boolean lowp = !store.weightsAreMasters() && store.computeDtype() != DType.F32;
+    if (streamer == null) {
+      updateChunk(range, gradRole, Map.of(), 0, lowp, lr, beta1, beta2, eps, weightDecay, gradScale);
+    } else {
+      streamer.run(range, (chunk, staged) -> updateChunk(chunk, gradRole, staged, chunk.start(), lowp, lr, beta1, beta2,
+          eps, weightDecay, gradScale));
+    }
+    if (!lowp) store.syncWeights(range);  // F32 weights kept apart from the masters (nothing when they are one buffer)
+  }
+
+  /**
+   * The kernel over each parameter's part of {@code range}: moments from {@code staged} (1-D, element 0 at flat
+   * element {@code stagedStart}) where a role is there, else from the store.
+   */
+  private void updateChunk(Range range, Role gradRole, Map<Role, Tensor> staged, long stagedStart, boolean lowp,
+      float lr, float beta1, float beta2, float eps, float weightDecay, float gradScale) {
     for (ParameterStore.Param p : store.list()) {
       Range r = p.range().intersect(range);
       if (r.isEmpty()) continue;
       float wd = p.spec().decay() ? weightDecay : 0f;
       try (Tensor master = store.slice(Role.MASTER, r); Tensor grad = store.slice(gradRole, r);
-          Tensor m = store.slice(Role.ADAM_M, r); Tensor v = store.slice(Role.ADAM_V, r);
+          Tensor m = moment(Role.ADAM_M, r, staged, stagedStart); Tensor v = moment(Role.ADAM_V, r, staged, stagedStart);
           Tensor weight = lowp ? store.slice(Role.WEIGHT, r) : null) {
         Ops.adamw(master, grad, m, v, weight, lr, beta1, beta2, eps, wd, gradScale, step);
       }
     }
-    if (!lowp) store.syncWeights(range);  // F32 weights kept apart from the masters (nothing when they are one buffer)
+  }
+
+  private Tensor moment(Role role, Range r, Map<Role, Tensor> staged, long stagedStart) {
+    Tensor s = staged.get(role);
+    if (s == null) return store.slice(role, r);
+    return s.slice(0, r.start() - stagedStart, r.end() - stagedStart);
   }
 
   /** One whole update ({@link #beginStep()} then {@link #update} over everything) from {@link Role#GRAD}. */
   public void update(float lr, float beta1, float beta2, float eps, float weightDecay, float gradScale) {
     beginStep();
     update(store.all(), Role.GRAD, lr, beta1, beta2, eps, weightDecay, gradScale);
+  }
+
+  /** Deletes the offload files and frees the staging slots (nothing when no moment is on DISK); idempotent. */
+  @Override
+  public void close() {
+    if (streamer != null) streamer.close();
+    if (files != null) files.close();
   }
 }

@@ -2,6 +2,7 @@ package dev.athanor.train;
 
 import dev.athanor.io.data.DataLoader;
 import dev.athanor.nn.Transformer;
+import dev.athanor.offload.OffloadConfig;
 import dev.athanor.ops.Ops;
 import dev.athanor.params.ParameterStore;
 import dev.athanor.params.Role;
@@ -36,6 +37,16 @@ public final class Trainer implements AutoCloseable {
   private boolean updateFailed;              // the last step threw during its update (state inconsistent)
 
   public Trainer(Transformer model, TrainConfig cfg, DataLoader data) {
+    this(model, cfg, data, OffloadConfig.NONE);
+  }
+
+  /**
+   * A trainer whose optimizer keeps the roles {@code offload} names on DISK (see {@link AdamW}); the offload
+   * directory is checked and the files are created here, before any step. Gradients, weights and masters stay in
+   * the model's store, so the forward, backward and clipping are those of an in-memory run.
+   */
+  public Trainer(Transformer model, TrainConfig cfg, DataLoader data, OffloadConfig offload) {
+    Objects.requireNonNull(offload, "offload");
     this.model = Objects.requireNonNull(model, "model");
     this.cfg = Objects.requireNonNull(cfg, "cfg");
     this.data = Objects.requireNonNull(data, "data");
@@ -43,10 +54,15 @@ public final class Trainer implements AutoCloseable {
       throw new IllegalArgumentException("seq " + cfg.seq() + " exceeds the model's context " + model.config().maxSeqLen());
     }
     this.store = model.parameters();
-    this.optimizer = new AdamW(store);
-    store.allocate(Role.GRAD);
-    this.stepGrad = cfg.accum() > 1 ? Role.GRAD_ACC : Role.GRAD;
-    store.allocate(stepGrad);
+    this.optimizer = new AdamW(store, offload);
+    try {
+      store.allocate(Role.GRAD);
+      this.stepGrad = cfg.accum() > 1 ? Role.GRAD_ACC : Role.GRAD;
+      store.allocate(stepGrad);
+    } catch (RuntimeException e) {
+      optimizer.close();
+      throw e;
+    }
   }
 
   /** Sets the gradient-reduction phase (e.g. data parallelism); {@link GradientReducer#NONE} by default. */
@@ -158,11 +174,15 @@ public final class Trainer implements AutoCloseable {
     updateFailed = false;
   }
 
-  /** Releases the optimizer state and gradients the trainer allocated in the model's store. */
+  /** Releases the optimizer state and gradients the trainer allocated in the model's store, and deletes offload files. */
   @Override
   public void close() {
-    if (!store.isClosed()) {
-      for (Role r : new Role[] {Role.ADAM_M, Role.ADAM_V, Role.GRAD_ACC}) store.release(r);
+    try {
+      if (!store.isClosed()) {
+        for (Role r : new Role[] {Role.ADAM_M, Role.ADAM_V, Role.GRAD_ACC}) store.release(r);
+      }
+    } finally {
+      optimizer.close();
     }
   }
 }

@@ -18,10 +18,11 @@ import java.util.SplittableRandom;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
-class TrainerTest {
+public class TrainerTest {
   static final ModelConfig CFG = ModelConfig.gpt2(97, 32, 2, 32, 2);
 
-  static Path shard(Path dir) {
+  /** A shard of 3000 seeded random tokens of {@link #CFG}'s vocabulary (also used by the offload tests). */
+  public static Path shard(Path dir) {
     Path p = dir.resolve("t.bin");
     SplittableRandom r = new SplittableRandom(3);
     try (TokenShardWriter w = TokenShardWriter.create(p, CFG.vocabSize())) {

@@ -8,9 +8,12 @@ import dev.athanor.io.hf.HfConfig;
 import dev.athanor.io.AtomicFiles;
 import dev.athanor.io.FileProblems;
 import dev.athanor.io.safetensors.SafetensorsWriter;
+import dev.athanor.memory.Tier;
 import dev.athanor.params.ParameterStore;
+import dev.athanor.params.Role;
 import dev.athanor.runtime.Device;
 import dev.athanor.runtime.NativeRuntime;
+import dev.athanor.tensor.DType;
 import dev.athanor.tensor.Tensor;
 import dev.athanor.train.Trainer;
 import java.io.IOException;
@@ -135,13 +138,16 @@ public final class CheckpointManager implements AutoCloseable {
   public void prepare(Trainer t) {
     if (!async || spare != null || inFlight != null) return;
     List<ParameterStore.Param> ps = t.model().parameters().list();
+    // moments that live on DISK are snapshot on DISK: host memory stays bounded by one tensor
+    Tier mTier = t.optimizer().onDisk(Role.ADAM_M) ? Tier.DISK : Tier.HOST;
+    Tier vTier = t.optimizer().onDisk(Role.ADAM_V) ? Tier.DISK : Tier.HOST;
     inFlight = writer.submit(() -> {
       Snapshot s = new Snapshot();
       try {
         for (ParameterStore.Param p : ps) {
           s.params.put(p.name(), Tensor.zeros(p.master().dtype(), Device.CPU, p.spec().shape()).detach());
-          s.moments.put("m." + p.name(), Tensor.zeros(dev.athanor.tensor.DType.F32, Device.CPU, p.spec().shape()).detach());
-          s.moments.put("v." + p.name(), Tensor.zeros(dev.athanor.tensor.DType.F32, Device.CPU, p.spec().shape()).detach());
+          s.moments.put("m." + p.name(), Tensor.zeros(DType.F32, Device.CPU, mTier, p.spec().shape()).detach());
+          s.moments.put("v." + p.name(), Tensor.zeros(DType.F32, Device.CPU, vTier, p.spec().shape()).detach());
         }
       } catch (RuntimeException e) {
         s.close();
@@ -552,8 +558,13 @@ public final class CheckpointManager implements AutoCloseable {
 
     private static void refill(Map<String, Tensor> map, String key, Tensor src) {
       Tensor dst = map.get(key);
-      if (dst != null && dst.dtype() == src.dtype() && java.util.Arrays.equals(dst.shape(), src.shape())) {
-        dst.copyFrom(src);
+      if (dst != null && dst.dtype() == src.dtype() && java.util.Arrays.equals(dst.shape(), src.shape())
+          && (dst.tier() == Tier.DISK) == (src.tier() == Tier.DISK)) {
+        if (src.tier() == Tier.DISK) {
+          diskToDisk(dst, src);
+        } else {
+          dst.copyFrom(src);
+        }
         return;
       }
       if (dst != null) dst.close();
@@ -561,7 +572,29 @@ public final class CheckpointManager implements AutoCloseable {
       map.put(key, hostCopy(src));
     }
 
+    /**
+     * A copy of {@code t} that a later step cannot change: in host memory, or on DISK for a DISK tensor (moments kept
+     * on DISK by the optimizer: copied through a host temporary of one tensor, and written to the checkpoint the same
+     * way, so a checkpoint of an offloaded run needs host memory for one tensor, not for the state).
+     */
+    /** DISK to DISK through a HOST tensor of one parameter, so that the host memory it takes is accounted. */
+    private static void diskToDisk(Tensor dst, Tensor src) {
+      try (Tensor h = src.to(Tier.HOST)) {
+        dst.copyFrom(h);
+      }
+    }
+
     private static Tensor hostCopy(Tensor t) {
+      if (t.tier() == Tier.DISK) {
+        Tensor c = Tensor.empty(t.dtype(), Device.CPU, Tier.DISK, t.shape()).detach();
+        try {
+          diskToDisk(c, t);
+          return c;
+        } catch (RuntimeException e) {
+          c.close();
+          throw e;
+        }
+      }
       return (t.device().isCpu() ? t.copy() : t.to(Device.CPU)).detach();
     }
 

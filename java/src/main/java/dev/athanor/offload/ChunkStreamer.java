@@ -1,0 +1,224 @@
+package dev.athanor.offload;
+
+import dev.athanor.memory.Storage;
+import dev.athanor.memory.Tier;
+import dev.athanor.params.ParameterStore;
+import dev.athanor.params.Range;
+import dev.athanor.params.Role;
+import dev.athanor.params.Unit;
+import dev.athanor.runtime.Device;
+import dev.athanor.tensor.DType;
+import dev.athanor.tensor.Tensor;
+import java.util.ArrayList;
+import java.util.EnumMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.ThreadPoolExecutor;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.Future;
+import java.util.concurrent.atomic.AtomicInteger;
+
+/**
+ * Streams DISK-resident roles ({@link UnitFiles}) through a bounded set of host staging buffers: a range is cut into
+ * chunks (within one unit each, at most {@code chunkBytes} per role, ends anywhere, also inside a tensor); each
+ * chunk's bytes are read from the unit files into a staging slot, handed to a computation, and written back. With
+ * {@value OffloadConfig#STAGING_SLOTS} slots the next chunk is being read while the current one computes and the
+ * previous one is being written, on a small pool of I/O threads (the native file I/O uses O_DIRECT where address,
+ * offset and length allow). Chunks compute in order on the calling thread, so the results do not depend on the I/O
+ * timing or on the thread counts.
+ *
+ * <p>The staging slots are HOST tensors, allocated on first use (and so counted in the HOST budget and peak) and kept
+ * until {@link #close()}. An I/O failure (a file deleted or truncated under the run, a full disk) stops the pass after
+ * the transfers in flight have ended and throws {@link OffloadIOException} naming the file.
+ */
+public final class ChunkStreamer implements AutoCloseable {
+  /** Runs on one chunk: its range of the flat layout and one staging tensor per streamed role (1-D, its length). */
+  @FunctionalInterface
+  public interface ChunkAction {
+    void apply(Range chunk, Map<Role, Tensor> staged);
+  }
+
+  private static final AtomicInteger THREADS = new AtomicInteger();
+  private static final int IO_THREADS = 2;
+
+  private final UnitFiles files;
+  private final List<Role> roles;
+  private final long chunkElements;
+  private final ExecutorService io;
+  private final List<EnumMap<Role, Tensor>> slots = new ArrayList<>();
+  private boolean closed;
+
+  /** A streamer over {@code files} with chunks of at most {@code chunkBytes} per role. */
+  public ChunkStreamer(UnitFiles files, long chunkBytes) {
+    this.files = files;
+    this.roles = List.copyOf(new java.util.TreeSet<>(files.roles()));
+    for (Role r : roles) {
+      if (r.dtype(files.store().computeDtype()) != DType.F32) throw new IllegalArgumentException("only F32 roles stream, not " + r);
+    }
+    long maxUnit = 1;
+    for (Unit u : files.store().units()) maxUnit = Math.max(maxUnit, u.elements().length());
+    this.chunkElements = Math.min(Math.max(1, chunkBytes / 4), maxUnit);
+    ThreadPoolExecutor pool = new ThreadPoolExecutor(IO_THREADS, IO_THREADS, 30, TimeUnit.SECONDS,
+        new LinkedBlockingQueue<>(), r -> {
+          Thread t = new Thread(r, "athanor-offload-io-" + THREADS.incrementAndGet());
+          t.setDaemon(true);
+          return t;
+        });
+    pool.allowCoreThreadTimeOut(true);  // idle between optimizer steps that are far apart: no threads held
+    this.io = pool;
+  }
+
+  /** Elements of one role per chunk (at most the largest unit). */
+  public long chunkElements() {
+    return chunkElements;
+  }
+
+  /** Host bytes the staging slots take once allocated. */
+  public long stagingBytes() {
+    return OffloadConfig.STAGING_SLOTS * roles.size() * chunkElements * 4;
+  }
+
+  /** The chunks of {@code range}: unit by unit, each unit's part cut every {@link #chunkElements()} elements. */
+  public List<Range> chunks(Range range) {
+    List<Range> out = new ArrayList<>();
+    for (Unit u : files.store().units()) {
+      Range r = u.elements().intersect(range);
+      for (long s = r.start(); s < r.end(); s += chunkElements) out.add(new Range(s, Math.min(r.end(), s + chunkElements)));
+    }
+    return out;
+  }
+
+  /**
+   * Reads, updates with {@code action} and writes back every chunk of {@code range}, in order. The staged tensors
+   * passed to {@code action} are valid only during the call.
+   */
+  public void run(Range range, ChunkAction action) {
+    if (closed) throw new IllegalStateException("the chunk streamer is closed");
+    List<Range> chunks = chunks(range);
+    if (chunks.isEmpty()) return;
+    allocateSlots();
+    int n = chunks.size(), nslots = slots.size();
+    @SuppressWarnings("unchecked")
+    Future<?>[] reads = new Future<?>[nslots], writes = new Future<?>[nslots];
+    Throwable failure = null;
+    try {
+      for (int i = 0; i < Math.min(nslots - 1, n); i++) reads[i] = submit(chunks.get(i), i % nslots, false);
+      for (int i = 0; i < n; i++) {
+        int slot = i % nslots;
+        await(reads[slot]);
+        reads[slot] = null;
+        Range c = chunks.get(i);
+        EnumMap<Role, Tensor> staged = new EnumMap<>(Role.class);
+        try {
+          for (Role r : roles) staged.put(r, slots.get(slot).get(r).slice(0, 0, c.length()));
+          action.apply(c, staged);
+        } finally {
+          for (Tensor t : staged.values()) t.close();
+        }
+        writes[slot] = submit(c, slot, true);
+        int next = i + nslots - 1;
+        if (next < n) {
+          int ns = next % nslots;
+          await(writes[ns]);  // the slot's last chunk is on disk before the slot is refilled
+          writes[ns] = null;
+          reads[ns] = submit(chunks.get(next), ns, false);
+        }
+      }
+    } catch (Throwable t) {
+      failure = t;
+    }
+    for (int s = 0; s < nslots; s++) {  // nothing may be in flight on the slots when this returns
+      for (Future<?> f : new Future<?>[] {reads[s], writes[s]}) {
+        if (f == null) continue;
+        try {
+          await(f);
+        } catch (Throwable t) {
+          if (failure == null) failure = t;
+          else if (failure != t) failure.addSuppressed(t);
+        }
+      }
+    }
+    if (failure instanceof RuntimeException e) throw e;
+    if (failure instanceof Error e) throw e;
+    if (failure != null) throw new IllegalStateException(failure);
+  }
+
+  private Future<?> submit(Range chunk, int slot, boolean write) {
+    Unit u = unitOf(chunk);
+    EnumMap<Role, Tensor> s = slots.get(slot);
+    return io.submit(() -> {
+      for (Role r : roles) {
+        Storage file = files.storage(r, u);
+        long off = (chunk.start() - u.elements().start()) * 4, bytes = chunk.length() * 4;
+        long host = s.get(r).address();
+        try {
+          if (write) file.write(off, host, bytes);
+          else file.read(off, host, bytes);
+        } catch (RuntimeException e) {
+          throw new OffloadIOException(file.path(), (write ? "writing " : "reading ") + r + " of unit " + u.name()
+              + " (" + bytes + " bytes at offset " + off + ") " + (write ? "to " : "from ") + file.path()
+              + " on the DISK tier failed: " + e.getMessage(), e);
+        }
+      }
+      return null;
+    });
+  }
+
+  private Unit unitOf(Range chunk) {
+    for (Unit u : files.store().units()) if (u.elements().contains(chunk)) return u;
+    throw new IllegalArgumentException("chunk " + chunk + " is not inside one unit");
+  }
+
+  private static void await(Future<?> f) {
+    if (f == null) return;
+    boolean interrupted = false;
+    try {
+      while (true) {
+        try {
+          f.get();
+          return;
+        } catch (InterruptedException e) {
+          interrupted = true;  // the transfer must end before its buffer can be reused: keep waiting
+        } catch (ExecutionException e) {
+          Throwable c = e.getCause();
+          if (c instanceof RuntimeException r) throw r;
+          if (c instanceof Error err) throw err;
+          throw new IllegalStateException(c);
+        }
+      }
+    } finally {
+      if (interrupted) Thread.currentThread().interrupt();
+    }
+  }
+
+  private void allocateSlots() {
+    if (!slots.isEmpty()) return;
+    try {
+      for (int s = 0; s < OffloadConfig.STAGING_SLOTS; s++) {
+        EnumMap<Role, Tensor> m = new EnumMap<>(Role.class);
+        slots.add(m);
+        for (Role r : roles) m.put(r, Tensor.empty(DType.F32, Device.CPU, Tier.HOST, chunkElements).detach());
+      }
+    } catch (RuntimeException e) {
+      freeSlots();
+      throw e;
+    }
+  }
+
+  private void freeSlots() {
+    for (EnumMap<Role, Tensor> m : slots) for (Tensor t : m.values()) t.close();
+    slots.clear();
+  }
+
+  /** Frees the staging slots and stops the I/O threads (the unit files belong to the caller). */
+  @Override
+  public void close() {
+    if (closed) return;
+    closed = true;
+    io.shutdownNow();
+    freeSlots();
+  }
+}

@@ -1,0 +1,160 @@
+package dev.athanor.offload;
+
+import dev.athanor.memory.AllocationFailedException;
+import dev.athanor.memory.MemoryManager;
+import dev.athanor.memory.Storage;
+import dev.athanor.memory.Tier;
+import dev.athanor.params.ParameterStore;
+import dev.athanor.params.Role;
+import dev.athanor.params.Unit;
+import dev.athanor.runtime.Device;
+import dev.athanor.tensor.Tensor;
+import java.io.IOException;
+import java.nio.file.FileStore;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.EnumMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Set;
+import java.util.concurrent.atomic.AtomicLong;
+
+/**
+ * Roles of a {@link ParameterStore} kept on the DISK tier, one file per unit and role, in the store's flat layout
+ * restricted to the unit (the unit's first element at byte 0; padding reads as zeros). Files are named after the
+ * unit and the role ({@code block.3.adam_m.bin}), never after an object's identity, inside a subdirectory of the
+ * offload directory that belongs to this object ({@code athanor-offload-<pid>-<n>}) and is removed with its files
+ * on {@link #close()}. Every file is DISK storage accounted in {@link MemoryManager}.
+ *
+ * <p>The directory is checked when this is built, before anything trains: it must be creatable and writable and its
+ * file system must have room for every file (they are created sparse, so that is checked up front); otherwise an
+ * {@link AllocationFailedException} names the tier, the directory and the bytes.
+ */
+public final class UnitFiles implements AutoCloseable {
+  private static final AtomicLong SEQ = new AtomicLong();
+
+  private final ParameterStore store;
+  private final Set<Role> roles;
+  private final Path dir;
+  private final EnumMap<Role, Storage[]> files = new EnumMap<>(Role.class);
+  private final EnumMap<Role, Tensor[]> views = new EnumMap<>(Role.class);
+  private boolean closed;
+
+  /** Creates the files (reading as zeros) of {@code roles} for every unit of {@code store} under {@code directory}. */
+  public UnitFiles(ParameterStore store, Set<Role> roles, Path directory) {
+    this.store = store;
+    this.roles = Set.copyOf(roles);
+    long bytes = 0;
+    for (Role r : roles) bytes = Math.addExact(bytes, store.bytes(r));
+    Path parent = directory.toAbsolutePath();
+    this.dir = parent.resolve("athanor-offload-" + ProcessHandle.current().pid() + "-" + SEQ.incrementAndGet());
+    String what = "DISK tier: cannot keep " + MemoryManager.formatBytes(bytes) + " of " + new java.util.TreeSet<>(roles)
+        + " in the offload directory " + parent;
+    try {
+      Files.createDirectories(parent);
+      Files.createDirectory(dir);
+    } catch (IOException | RuntimeException e) {
+      throw new AllocationFailedException(Tier.DISK, Device.CPU, bytes, what + ": cannot create a directory there ("
+          + e + ")", e);
+    }
+    try {
+      if (!Files.isWritable(dir)) throw new IOException(dir + " is not writable");
+      FileStore fs = Files.getFileStore(dir);
+      long free = fs.getUsableSpace();
+      if (free < bytes) {
+        throw new IOException("its file system has " + MemoryManager.formatBytes(free) + " free, "
+            + MemoryManager.formatBytes(bytes - free) + " short");
+      }
+      for (Role r : roles) {
+        Storage[] s = new Storage[store.units().size()];
+        files.put(r, s);
+        for (Unit u : store.units()) {
+          long unitBytes = u.elements().length() * r.dtype(store.computeDtype()).byteSize();
+          s[u.index()] = Storage.allocateFile(dir.resolve(fileName(u, r)), unitBytes);
+        }
+        Tensor[] v = new Tensor[store.size()];
+        views.put(r, v);
+        for (Unit u : store.units()) {
+          for (int i = u.firstParam(); i < u.endParam(); i++) {
+            long[] shape = store.list().get(i).spec().shape();
+            v[i] = Tensor.wrap(s[u.index()], r.dtype(store.computeDtype()), shape, Tensor.contiguousStrides(shape),
+                store.range(i).start() - u.elements().start()).detach();
+          }
+        }
+      }
+    } catch (IOException e) {
+      close();
+      throw new AllocationFailedException(Tier.DISK, Device.CPU, bytes, what + ": " + e.getMessage(), e);
+    } catch (RuntimeException e) {
+      close();
+      if (e instanceof AllocationFailedException && !(e instanceof dev.athanor.memory.OutOfBudgetException)) {
+        throw new AllocationFailedException(Tier.DISK, Device.CPU, bytes, what + ": " + e.getMessage(), e);
+      }
+      throw e;
+    }
+  }
+
+  /** The file name of a unit's role: the unit's name (characters other than letters, digits, '.', '-' as '_'). */
+  static String fileName(Unit u, Role r) {
+    return u.name().replaceAll("[^A-Za-z0-9.-]", "_") + "." + r.name().toLowerCase(Locale.ROOT) + ".bin";
+  }
+
+  /** The subdirectory holding the files. */
+  public Path directory() {
+    return dir;
+  }
+
+  public Set<Role> roles() {
+    return roles;
+  }
+
+  public boolean holds(Role role) {
+    return roles.contains(role);
+  }
+
+  /** The DISK storage of {@code unit}'s {@code role} (owned by this object). */
+  public Storage storage(Role role, Unit unit) {
+    checkOpen();
+    Storage[] s = files.get(role);
+    if (s == null) throw new IllegalArgumentException(role + " is not on DISK here; roles on DISK: " + roles);
+    return s[unit.index()];
+  }
+
+  /** The file of {@code unit}'s {@code role}. */
+  public Path file(Role role, Unit unit) {
+    return storage(role, unit).path();
+  }
+
+  /** DISK views of every parameter of {@code role}, in parameter order (owned by this object: do not close). */
+  public List<Tensor> views(Role role) {
+    checkOpen();
+    Tensor[] v = views.get(role);
+    if (v == null) throw new IllegalArgumentException(role + " is not on DISK here; roles on DISK: " + roles);
+    return List.of(v);
+  }
+
+  /** The store whose layout the files follow. */
+  public ParameterStore store() {
+    return store;
+  }
+
+  private void checkOpen() {
+    if (closed) throw new IllegalStateException("the offload files in " + dir + " are closed");
+  }
+
+  /** Deletes the files and their subdirectory; idempotent. */
+  @Override
+  public void close() {
+    if (closed) return;
+    closed = true;
+    for (Tensor[] v : views.values()) for (Tensor t : v) if (t != null) t.close();
+    for (Storage[] s : files.values()) for (Storage st : s) if (st != null) st.close();
+    views.clear();
+    files.clear();
+    try {
+      Files.deleteIfExists(dir);
+    } catch (IOException ignored) {
+      // a file someone else put there keeps the directory; nothing of ours is left in it
+    }
+  }
+}
