@@ -45,8 +45,8 @@ import org.junit.jupiter.api.io.TempDir;
  */
 class OffloadedOptimizerTest {
   static final ModelConfig GPT2 = ModelConfig.gpt2(97, 32, 2, 32, 2);
-  /** BOS/EOS ids set: a Llama config without them does not survive a checkpoint's config.json (it reads back 1 and 2). */
-  static final ModelConfig LLAMA = new ModelConfig(dev.athanor.nn.Family.LLAMA, 97, 32, 2, 48, 4, 2, 40, 1e-5f, 10000f, false, 1, 2);
+  /** Without BOS/EOS ids (-1): the checkpoint's manifest keeps them as null, so the config reads back equal. */
+  static final ModelConfig LLAMA = ModelConfig.llama(97, 32, 2, 48, 4, 2, 40, 10000f, false);
   /** 1000 elements per chunk: not a multiple of the 64-element alignment, so chunks end inside tensors. */
   static final long SMALL_CHUNK = 4000;
 

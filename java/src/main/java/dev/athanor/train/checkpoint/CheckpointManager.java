@@ -294,7 +294,7 @@ public final class CheckpointManager implements AutoCloseable {
       rng.addProperty("seed", s.trainConfig.seed());
       m.add("rng", rng);
       m.add("files", files);
-      Gson pretty = new GsonBuilder().setPrettyPrinting().create();
+      Gson pretty = new GsonBuilder().setPrettyPrinting().serializeNulls().create();  // null = no BOS/EOS id
       // checksummed as it will be read back (numbers as written)
       m.addProperty(Manifests.CHECKSUM, Manifests.checksum(JsonParser.parseString(pretty.toJson(m)).getAsJsonObject()));
       AtomicFiles.writeString(tmp.resolve(Checkpoint.MANIFEST), pretty.toJson(m));
@@ -353,8 +353,8 @@ public final class CheckpointManager implements AutoCloseable {
   private static boolean holdsSameState(Path existing, JsonObject m) {
     try {
       JsonObject old = Checkpoint.open(existing).manifest();
-      // as written and read back (nulls dropped, numbers as parsed), so that it compares like old
-      JsonObject now = JsonParser.parseString(new GsonBuilder().create().toJson(m)).getAsJsonObject();
+      // as written and read back (numbers as parsed), so that it compares like old
+      JsonObject now = JsonParser.parseString(new GsonBuilder().serializeNulls().create().toJson(m)).getAsJsonObject();
       for (String k : List.of("run_id", "step", "adam_step", "model_config", "train_config", "data_loader")) {
         if (!now.get(k).equals(old.get(k))) return false;
       }
