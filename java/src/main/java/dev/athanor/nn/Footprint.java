@@ -189,6 +189,37 @@ public record Footprint(ModelConfig config, Device device, DType computeDtype, L
         saturate(() -> Math.multiplyExact(config.parameterCount(), 3L * DType.F32.byteSize())));
   }
 
+  /**
+   * This training footprint with {@code roles} (AdamW moments) kept on the DISK tier instead of in HOST memory, plus
+   * {@code stagingBytes} of HOST memory for the buffers they are streamed through (counted as AdamW state). Only on
+   * the CPU, where the moments are in HOST memory.
+   */
+  public Footprint withOptimizerStateOnDisk(Set<Role> roles, long stagingBytes) {
+    Objects.requireNonNull(config, "offload needs a model");
+    if (device.isCuda()) throw new IllegalArgumentException("offload on " + device + " is not supported yet: only on the CPU");
+    if (stagingBytes < 0) throw new IllegalArgumentException("stagingBytes must be >= 0, got " + stagingBytes);
+    long moved = 0;
+    for (Role r : roles) {
+      if (r != Role.ADAM_M && r != Role.ADAM_V) throw new IllegalArgumentException("only AdamW's moments can be on DISK, not " + r);
+      moved = add(moved, role(Tier.HOST, saturate(() -> layoutNumel(config)), r.dtype(computeDtype)));
+    }
+    if (moved == 0) return this;
+    List<Part> p = new ArrayList<>();
+    long left = moved;
+    for (Part part : parts) {
+      if (left > 0 && part.component() == Component.OPTIMIZER && part.tier() == Tier.HOST) {
+        long take = Math.min(left, part.bytes());
+        left -= take;
+        if (part.bytes() > take) p.add(new Part(Component.OPTIMIZER, Tier.HOST, part.bytes() - take));
+      } else {
+        p.add(part);
+      }
+    }
+    if (left > 0) throw new IllegalArgumentException("this footprint holds less AdamW state in HOST memory than " + roles + " take");
+    return new Footprint(config, device, computeDtype, p).plus(Component.OPTIMIZER, Tier.DISK, moved)
+        .plus(Component.OPTIMIZER, Tier.HOST, stagingBytes);
+  }
+
   /** This footprint with {@code bytes} more of {@code component} in {@code tier} (nothing when 0). */
   public Footprint plus(Component component, Tier tier, long bytes) {
     if (bytes == 0) return this;

@@ -60,7 +60,7 @@ public final class ChunkStreamer implements AutoCloseable {
     }
     long maxUnit = 1;
     for (Unit u : files.store().units()) maxUnit = Math.max(maxUnit, u.elements().length());
-    this.chunkElements = Math.min(Math.max(1, chunkBytes / 4), maxUnit);
+    this.chunkElements = OffloadConfig.chunkElements(chunkBytes, maxUnit);
     ThreadPoolExecutor pool = new ThreadPoolExecutor(IO_THREADS, IO_THREADS, 30, TimeUnit.SECONDS,
         new LinkedBlockingQueue<>(), r -> {
           Thread t = new Thread(r, "athanor-offload-io-" + THREADS.incrementAndGet());

@@ -78,4 +78,20 @@ public record OffloadConfig(Set<Role> diskRoles, Path directory, long chunkBytes
   public long stagingBytes() {
     return STAGING_SLOTS * diskRoles.size() * chunkBytes;
   }
+
+  /**
+   * Elements of one role per chunk when the largest unit has {@code largestUnit} elements: the chunk, but no more
+   * than that unit (at least 1).
+   */
+  public static long chunkElements(long chunkBytes, long largestUnit) {
+    return Math.min(Math.max(1, chunkBytes / 4), Math.max(1, largestUnit));
+  }
+
+  /**
+   * The host bytes the staging slots take when the largest unit has {@code largestUnit} elements: slots x roles x
+   * {@link #chunkElements} x 4 bytes (what the optimizer's streamer allocates).
+   */
+  public long stagingBytes(long largestUnit) {
+    return Math.multiplyExact(STAGING_SLOTS * (long) diskRoles.size(), Math.multiplyExact(chunkElements(chunkBytes, largestUnit), 4L));
+  }
 }

@@ -1,0 +1,136 @@
+package dev.athanor.offload;
+
+import dev.athanor.memory.InsufficientMemoryException;
+import dev.athanor.memory.MemoryManager;
+import dev.athanor.nn.Footprint;
+import dev.athanor.nn.Footprint.Shortfall;
+import dev.athanor.nn.ModelConfig;
+import dev.athanor.nn.Transformer;
+import dev.athanor.params.Role;
+import dev.athanor.runtime.Device;
+import dev.athanor.tensor.DType;
+import dev.athanor.train.TrainConfig;
+import java.util.EnumSet;
+import java.util.List;
+import java.util.Objects;
+import java.util.Set;
+
+/**
+ * Chooses where a training job's AdamW moments live so that the job fits its memory budgets, before anything is
+ * allocated.
+ *
+ * <p>The policy, for what can be offloaded today (AdamW's moments, on the CPU, per role for every unit):
+ * <ol>
+ *   <li>everything in memory, if that fits;
+ *   <li>else the first moment ({@link Role#ADAM_M}) on DISK, if that fits;
+ *   <li>else both moments on DISK, if that fits;
+ *   <li>else no plan: {@link Result#failure()} names the tier that is short, by how much with both moments on DISK,
+ *       and the parts that cannot be offloaded yet (weights, gradients, activations: later parts of issue 9).
+ * </ol>
+ * Moving moments role by role (not unit by unit, largest first or in execution order) follows {@link OffloadConfig},
+ * which places a role on DISK for every unit: the optimizer's streamer is bit-identical to the in-memory update for
+ * that selection, and a per-unit selection is not built yet. Each step costs DISK traffic of twice the bytes on DISK
+ * (each moment read and written once) and adds the staging buffers to HOST, so the planner offloads no more than it
+ * must. A job that does not fit in memory on CUDA gets no plan: offload is CPU-only for now.
+ *
+ * <p>"Fits" is {@link Footprint#worstShortfall}: every tier against its budget less what is in use, and host memory
+ * against what the machine has available.
+ */
+public final class OffloadPlanner {
+  private OffloadPlanner() {}
+
+  /**
+   * A training job to plan.
+   *
+   * @param model the model
+   * @param device where it trains
+   * @param train batch, sequence and accumulation (the rest is not used)
+   * @param recompute whether activations are recomputed in the backward pass
+   * @param loading whether the weights are first read from a Hugging Face directory ({@link Footprint#withLoading})
+   * @param checkpoints whether it writes checkpoints ({@link Footprint#withCheckpoints}: counted with every moment in
+   *     host memory, an upper estimate when moments are on DISK, whose snapshot goes one tensor at a time)
+   * @param chunkBytes bytes of one role the optimizer streams per chunk
+   */
+  public record Job(ModelConfig model, Device device, TrainConfig train, boolean recompute, boolean loading,
+      boolean checkpoints, long chunkBytes) {
+    public Job {
+      Objects.requireNonNull(model, "model");
+      Objects.requireNonNull(device, "device");
+      Objects.requireNonNull(train, "train");
+      new OffloadConfig(Set.of(), null, chunkBytes);  // checks the chunk
+    }
+
+    /** The same job with the default chunk ({@link OffloadConfig#DEFAULT_CHUNK_BYTES}). */
+    public Job(ModelConfig model, Device device, TrainConfig train, boolean recompute, boolean loading, boolean checkpoints) {
+      this(model, device, train, recompute, loading, checkpoints, OffloadConfig.DEFAULT_CHUNK_BYTES);
+    }
+
+    /** The compute dtype the trainer uses on {@link #device}. */
+    public DType dtype() {
+      return Transformer.defaultComputeDtype(device);
+    }
+
+    /** The job's memory with everything in memory. */
+    public Footprint inMemory() {
+      Footprint f = Footprint.training(model, device, dtype(), train.batch(), train.seq(), train.accum(), recompute);
+      if (loading) f = f.withLoading();
+      if (checkpoints) f = f.withCheckpoints();
+      return f;
+    }
+  }
+
+  /** A plan, or why there is none (exactly one of the two is non-null). */
+  public record Result(OffloadPlan plan, String failure) {
+    public Result {
+      if ((plan == null) == (failure == null)) throw new IllegalArgumentException("exactly one of plan and failure");
+    }
+
+    /** The plan; throws {@link InsufficientMemoryException} with {@link #failure()} when there is none. */
+    public OffloadPlan orThrow() {
+      if (plan == null) throw new InsufficientMemoryException(failure);
+      return plan;
+    }
+  }
+
+  /** The placements the planner tries, in order. */
+  static final List<Set<Role>> STEPS = List.of(Set.of(), Set.of(Role.ADAM_M), Set.of(Role.ADAM_M, Role.ADAM_V));
+
+  /** {@code job} with {@code diskRoles} on DISK, whether or not it fits. */
+  public static OffloadPlan place(Job job, Set<Role> diskRoles) {
+    Objects.requireNonNull(job, "job");
+    OffloadConfig oc = new OffloadConfig(diskRoles, null, job.chunkBytes());
+    Footprint f = job.inMemory();
+    if (oc.enabled()) {
+      if (job.device().isCuda()) {
+        throw new IllegalArgumentException("offload on " + job.device() + " is not supported yet: AdamW's moments can be on "
+            + "DISK only when training on the CPU");
+      }
+      f = f.withOptimizerStateOnDisk(oc.diskRoles(), oc.stagingBytes(OffloadPlan.largestUnit(job.model())));
+    }
+    return new OffloadPlan(job.model(), job.device(), oc.diskRoles(), job.chunkBytes(), f);
+  }
+
+  /** The plan of {@code job} under {@code mm}'s budgets (see the class comment), or why there is none. */
+  public static Result plan(Job job, MemoryManager mm) {
+    Objects.requireNonNull(mm, "mm");
+    OffloadPlan last = null;
+    Shortfall lastShort = null;
+    for (Set<Role> roles : STEPS) {
+      if (!roles.isEmpty() && job.device().isCuda()) break;
+      last = place(job, roles.isEmpty() ? Set.of() : EnumSet.copyOf(roles));
+      lastShort = last.footprint().worstShortfall(mm);
+      if (lastShort == null) return new Result(last, null);
+    }
+    Footprint f = last.footprint();
+    String tier = lastShort.tiers().size() == 1 ? lastShort.tiers().iterator().next() + " tier"
+        : "host memory (" + String.join(" and ", lastShort.tiers().stream().map(Enum::name).sorted().toList()) + ")";
+    String shortBy = Footprint.size(lastShort.needed() - lastShort.available());
+    if (job.device().isCuda()) {
+      return new Result(null, "no offload plan fits: the " + tier + " is " + shortBy + " short: it " + f.describe(lastShort)
+          + "; offload on " + job.device() + " is not supported yet (AdamW's moments can be on DISK only when training on "
+          + "the CPU)");
+    }
+    return new Result(null, "no offload plan fits: even with AdamW's moments on DISK the " + tier + " is " + shortBy
+        + " short: it " + f.describe(lastShort) + "; weights, gradients and activations cannot be offloaded yet");
+  }
+}

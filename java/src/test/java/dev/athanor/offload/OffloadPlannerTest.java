@@ -1,0 +1,161 @@
+package dev.athanor.offload;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNotNull;
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.athanor.memory.InsufficientMemoryException;
+import dev.athanor.memory.MemoryManager;
+import dev.athanor.memory.Tier;
+import dev.athanor.nn.Footprint;
+import dev.athanor.nn.ModelConfig;
+import dev.athanor.nn.Transformer;
+import dev.athanor.params.Role;
+import dev.athanor.params.Unit;
+import dev.athanor.runtime.Device;
+import dev.athanor.train.TrainConfig;
+import java.nio.file.Path;
+import java.util.EnumSet;
+import java.util.List;
+import java.util.Set;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** Issue 9: the offload planner keeps everything in memory when it fits, moves AdamW's moments to DISK when not. */
+class OffloadPlannerTest {
+  private static final MemoryManager MM = MemoryManager.global();
+  static final ModelConfig GPT2 = OffloadedOptimizerTest.GPT2;
+  static final ModelConfig LLAMA = OffloadedOptimizerTest.LLAMA;
+
+  static OffloadPlanner.Job job(ModelConfig mc, TrainConfig tc) {
+    return new OffloadPlanner.Job(mc, Device.CPU, tc, false, false, false, OffloadedOptimizerTest.SMALL_CHUNK);
+  }
+
+  /** Plans {@code job} with the HOST budget at what is live now plus {@code room}. */
+  static OffloadPlanner.Result planWithRoom(OffloadPlanner.Job job, long room) {
+    long budget = MM.budgetBytes(Tier.HOST);
+    try {
+      MM.setBudget(Tier.HOST, MM.liveBytes(Tier.HOST) + room);
+      return OffloadPlanner.plan(job, MM);
+    } finally {
+      MM.setBudget(Tier.HOST, budget);
+    }
+  }
+
+  @Test
+  void unitsAreTheParameterStoresUnits() {
+    for (ModelConfig mc : List.of(GPT2, LLAMA, ModelConfig.preset("llama-tiny"))) {
+      try (Transformer model = Transformer.create(mc, Device.CPU)) {
+        List<Unit> units = model.parameters().units();
+        List<OffloadPlan.UnitSize> planned = OffloadPlan.units(mc);
+        assertEquals(units.size(), planned.size(), mc.toString());
+        long largest = 0;
+        for (int i = 0; i < units.size(); i++) {
+          assertEquals(units.get(i).name(), planned.get(i).name());
+          assertEquals(units.get(i).elements().length(), planned.get(i).elements(), units.get(i).name());
+          largest = Math.max(largest, units.get(i).elements().length());
+        }
+        assertEquals(largest, OffloadPlan.largestUnit(mc));
+      }
+    }
+  }
+
+  @Test
+  void aJobThatFitsKeepsEverythingInMemory() {
+    OffloadPlanner.Job j = job(GPT2, OffloadedOptimizerTest.tc(2, 1));
+    OffloadPlan p = planWithRoom(j, j.inMemory().bytes(Tier.HOST)).orThrow();
+    assertFalse(p.offloads());
+    assertEquals(j.inMemory().bytes(Tier.HOST), p.bytes(Tier.HOST));
+    assertEquals(0, p.bytes(Tier.DISK));
+    assertEquals(0, p.diskTrafficPerStep());
+    assertTrue(p.placements().stream().allMatch(x -> x.tier() == Tier.HOST));
+    assertEquals(OffloadConfig.NONE, p.config(null));
+  }
+
+  @Test
+  void aTightHostBudgetMovesMomentsToDiskRoleByRole() {
+    OffloadPlanner.Job j = job(GPT2, OffloadedOptimizerTest.tc(2, 1));
+    long inMemory = j.inMemory().bytes(Tier.HOST);
+    OffloadPlan one = OffloadPlanner.place(j, Set.of(Role.ADAM_M)), both = OffloadPlanner.place(j, EnumSet.of(Role.ADAM_M, Role.ADAM_V));
+    long moment = one.bytes(Tier.DISK);
+    long staging1 = 3 * OffloadedOptimizerTest.SMALL_CHUNK;  // 3 slots x one role x a chunk (units are larger here)
+    assertEquals(2 * moment, both.bytes(Tier.DISK));
+    assertEquals(inMemory - moment + staging1, one.bytes(Tier.HOST));
+    assertEquals(inMemory - 2 * moment + 2 * staging1, both.bytes(Tier.HOST));
+    assertEquals(staging1, one.stagingBytes());
+    assertEquals(4 * moment, both.diskTrafficPerStep(), "both moments read and written once per step");
+
+    OffloadPlan p = planWithRoom(j, inMemory - 1).orThrow();
+    assertEquals(Set.of(Role.ADAM_M), p.diskRoles());
+    assertTrue(p.bytes(Tier.HOST) <= inMemory - 1);
+    p = planWithRoom(j, one.bytes(Tier.HOST) - 1).orThrow();
+    assertEquals(Set.of(Role.ADAM_M, Role.ADAM_V), p.diskRoles());
+    assertEquals(both.bytes(Tier.HOST), p.bytes(Tier.HOST));
+    assertTrue(p.bytes(Tier.HOST) < one.bytes(Tier.HOST));
+    for (OffloadPlan.Placement x : p.placements()) assertEquals(Tier.DISK, x.tier(), x.toString());
+    long sum = p.placements().stream().mapToLong(OffloadPlan.Placement::bytes).sum();
+    assertEquals(p.diskStateBytes(), sum, "the placements add up to the DISK state");
+    assertEquals(EnumSet.of(Role.ADAM_M, Role.ADAM_V), p.config(null).diskRoles());
+    assertEquals(OffloadedOptimizerTest.SMALL_CHUNK, p.config(null).chunkBytes());
+  }
+
+  @Test
+  void aJobThatCannotFitNamesTheTierTheShortfallAndWhatCannotMoveYet() {
+    OffloadPlanner.Job j = job(GPT2, OffloadedOptimizerTest.tc(2, 1));
+    OffloadPlan both = OffloadPlanner.place(j, EnumSet.of(Role.ADAM_M, Role.ADAM_V));
+    long room = both.bytes(Tier.HOST) - 12345;
+    OffloadPlanner.Result r = planWithRoom(j, room);
+    assertNull(r.plan());
+    String m = r.failure();
+    assertTrue(m.startsWith("no offload plan fits: even with AdamW's moments on DISK the HOST tier is "
+        + Footprint.size(12345) + " short: it needs " + Footprint.size(both.bytes(Tier.HOST)) + " of host memory"), m);
+    assertTrue(m.endsWith("weights, gradients and activations cannot be offloaded yet"), m);
+    InsufficientMemoryException e = assertThrows(InsufficientMemoryException.class, r::orThrow);
+    assertEquals(m, e.getMessage());
+  }
+
+  @Test
+  void cudaGetsNoOffload() {
+    OffloadPlanner.Job j = new OffloadPlanner.Job(GPT2, Device.parse("cuda"), OffloadedOptimizerTest.tc(2, 1), false, false, false);
+    IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> OffloadPlanner.place(j, Set.of(Role.ADAM_M)));
+    assertTrue(e.getMessage().contains("offload on cuda:0 is not supported yet"), e.getMessage());
+    assertFalse(OffloadPlanner.place(j, Set.of()).offloads());
+    long budget = MM.budgetBytes(Tier.DEVICE);
+    try {
+      MM.setBudget(Tier.DEVICE, 1000);
+      OffloadPlanner.Result r = OffloadPlanner.plan(j, MM);
+      assertNull(r.plan());
+      assertTrue(r.failure().contains("the DEVICE tier is ") && r.failure().contains("offload on cuda:0 is not supported yet"),
+          r.failure());
+    } finally {
+      MM.setBudget(Tier.DEVICE, budget);
+    }
+  }
+
+  /** The plan's staging and HOST figures are what the trainer allocates, and a plan with one moment on DISK is exact. */
+  @Test
+  void aPlanTrainsBitIdenticallyWithTheStagingItPredicts(@TempDir Path tmp) {
+    Path data = OffloadedOptimizerTest.shard(tmp);
+    for (ModelConfig mc : List.of(GPT2, LLAMA)) {
+      TrainConfig tc = OffloadedOptimizerTest.tc(3, 2);
+      OffloadedOptimizerTest.Run host = OffloadedOptimizerTest.train(data, mc, tc, OffloadConfig.NONE);
+      for (Set<Role> roles : List.of(Set.of(Role.ADAM_M), Set.of(Role.ADAM_V), Set.of(Role.ADAM_M, Role.ADAM_V))) {
+        OffloadPlan p = OffloadPlanner.place(job(mc, tc), roles);
+        OffloadedOptimizerTest.Run disk = OffloadedOptimizerTest.train(data, mc, tc, p.config(tmp.resolve("off")));
+        OffloadedOptimizerTest.assertSameBits(host, disk, mc.family() + " " + roles);
+        assertEquals(p.stagingBytes(), disk.stagingBytes(), "staging of " + roles);
+        assertNotNull(p.footprint());
+      }
+    }
+  }
+
+  @Test
+  void badJobsAreRefusedAtTheBoundary() {
+    TrainConfig tc = OffloadedOptimizerTest.tc(2, 1);
+    assertThrows(IllegalArgumentException.class, () -> new OffloadPlanner.Job(GPT2, Device.CPU, tc, false, false, false, 6));
+    assertThrows(IllegalArgumentException.class, () -> OffloadPlanner.place(job(GPT2, tc), Set.of(Role.GRAD)));
+  }
+}
