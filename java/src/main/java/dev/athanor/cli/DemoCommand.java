@@ -8,6 +8,8 @@ import dev.athanor.runtime.Device;
 import java.io.PrintStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.ArgGroup;
 import picocli.CommandLine.Command;
@@ -55,13 +57,19 @@ final class DemoCommand implements Callable<Integer> {
   @ArgGroup(exclusive = false, validate = false, heading = "%nRuntime:%n")
   Options.RuntimeOptions runtime = new Options.RuntimeOptions();
 
+  @ArgGroup(exclusive = false, validate = false, heading = "%nOffload (CPU only: AdamW's moments on DISK):%n")
+  Options.OffloadOptions offload = new Options.OffloadOptions();
+
   @Override
   public Integer call() {
     PrintStream o = main.out;
     Path corpus = data != null ? data : defaultCorpus();
     Device device = runtime.apply();
     boolean gpu = device.isCuda();
-    TrainCommand train = TrainCommand.parse(main, "--preset", "gpt2-tiny", "--data", corpus.toString(), "--max-bytes",
+    List<String> offloadArgs = new ArrayList<>(List.of("--offload", offload.offload));
+    if (offload.dir != null) offloadArgs.addAll(List.of("--offload-dir", offload.dir.toString()));
+    if (offload.chunk != null) offloadArgs.addAll(List.of("--offload-chunk", offload.chunk.toString()));
+    TrainCommand train = TrainCommand.parse(main, offloadArgs, "--preset", "gpt2-tiny", "--data", corpus.toString(), "--max-bytes",
         Long.toString(maxBytes), "--steps", Integer.toString(steps != null ? steps : gpu ? 2000 : 300), "--batch",
         Integer.toString(batch != null ? batch : gpu ? 32 : 8), "--seq", Integer.toString(seq), "--lr", "1e-3", "--min-lr",
         "1e-4", "--warmup", "30", "--shuffle", "true", "--device", runtime.device, "--out", out.resolve("model").toString(),

@@ -29,7 +29,7 @@ import picocli.CommandLine.UnmatchedArgumentException;
 @Command(name = "athanor", scope = ScopeType.INHERIT, mixinStandardHelpOptions = true, versionProvider = Main.Version.class,
     description = "Train and run GPT-2 and Llama models on CPUs and CUDA GPUs.",
     synopsisSubcommandLabel = "COMMAND",
-    subcommands = {DemoCommand.class, TrainCommand.class, GenerateCommand.class, ScoreCommand.class, BenchCommand.class,
+    subcommands = {DemoCommand.class, TrainCommand.class, PlanCommand.class, GenerateCommand.class, ScoreCommand.class, BenchCommand.class,
         InfoCommand.class, Main.Completion.class, HelpCommand.class})
 public final class Main implements Runnable {
   /** Exit code of a usage error. */

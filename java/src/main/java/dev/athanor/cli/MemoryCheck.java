@@ -8,6 +8,8 @@ import dev.athanor.nn.Footprint.Component;
 import dev.athanor.nn.Footprint.Shortfall;
 import dev.athanor.nn.ModelConfig;
 import dev.athanor.nn.Transformer;
+import dev.athanor.offload.OffloadPlan;
+import dev.athanor.offload.OffloadPlanner;
 import dev.athanor.runtime.Device;
 import dev.athanor.tensor.DType;
 import dev.athanor.train.TrainConfig;
@@ -63,10 +65,29 @@ final class MemoryCheck {
    */
   static void requireTraining(ModelConfig mc, Device device, TrainConfig tc, boolean recompute, boolean canRecompute,
       boolean loading, boolean checkpoints) {
+    requireTraining(new OffloadPlanner.Job(mc, device, tc, recompute, loading, checkpoints), canRecompute, false);
+  }
+
+  /**
+   * The same for a planner's job, with everything in memory; when {@code canOffload} and the planner finds a placement
+   * that fits (AdamW's moments on DISK), the advice also names {@code --offload auto} and what host memory then needs.
+   */
+  static void requireTraining(OffloadPlanner.Job job, boolean canRecompute, boolean canOffload) {
+    ModelConfig mc = job.model();
+    Device device = job.device();
+    TrainConfig tc = job.train();
+    boolean recompute = job.recompute();
     DType dt = Transformer.defaultComputeDtype(device);
-    Footprint need = Footprint.training(mc, device, dt, tc.batch(), tc.seq(), tc.accum(), recompute);
-    if (loading) need = need.withLoading();
-    if (checkpoints) need = need.withCheckpoints();
+    Footprint need = job.inMemory();
+    String offload = "";
+    if (canOffload && need.worstShortfall(MemoryManager.global()) != null) {
+      OffloadPlan p = OffloadPlanner.plan(job, MemoryManager.global()).plan();
+      if (p != null && p.offloads()) {
+        offload = ", or --offload auto (AdamW's " + (p.diskRoles().size() == 2 ? "moments" : "first moment")
+            + " then go to DISK: " + Footprint.size(p.bytes(Tier.HOST)) + " of host memory and "
+            + Footprint.size(p.bytes(Tier.DISK)) + " on DISK)";
+      }
+    }
     String advice = "use a smaller --batch or --seq (activations and workspace grow with batch x seq)";
     if (canRecompute && !recompute && mc.layers() > 1) {
       Footprint r = Footprint.training(mc, device, dt, tc.batch(), tc.seq(), tc.accum(), true);
@@ -74,7 +95,17 @@ final class MemoryCheck {
       advice += ", or --recompute (activations then need " + Footprint.size(r.bytes(Component.ACTIVATIONS, all))
           + " instead of " + Footprint.size(need.bytes(Component.ACTIVATIONS, all)) + ")";
     }
-    require(need, "train this model", advice, "use a smaller model");
+    require(need, "train this model", advice + offload, "use a smaller model" + offload);
+  }
+
+  /**
+   * The refusal of a job no offload plan fits ({@code failure}, from {@link OffloadPlanner#plan}), with what still
+   * helps: fewer tokens at once, --recompute when it is off, a smaller model, a larger budget.
+   */
+  static InsufficientMemoryException offloadRefusal(OffloadPlanner.Job job, String failure) {
+    return new InsufficientMemoryException("not enough memory to train this model: " + failure + ". What still helps: a "
+        + "smaller --batch or --seq" + (job.recompute() || job.model().layers() < 2 ? "" : ", --recompute")
+        + ", a smaller model, or a larger budget (--mem-host).");
   }
 
   /** "weights, gradients and AdamW state": the fixed components present in the shortfall's tiers. */

@@ -4,6 +4,7 @@ import dev.athanor.io.hf.HfConfig;
 import dev.athanor.memory.MemoryManager;
 import dev.athanor.memory.Tier;
 import dev.athanor.nn.ModelConfig;
+import dev.athanor.offload.OffloadConfig;
 import dev.athanor.runtime.Device;
 import dev.athanor.runtime.NativeRuntime;
 import java.lang.annotation.ElementType;
@@ -280,6 +281,63 @@ final class Options {
     /** Whether any model option was given. */
     boolean given() {
       return model != null || config != null || preset != null || context != null;
+    }
+  }
+
+  /** Where a training job's AdamW moments live: {@code --offload} and {@code --offload-dir} (an argument group). */
+  static final class OffloadOptions {
+    @Option(names = "--offload", paramLabel = "off|auto|PLAN.json", defaultValue = "off",
+        description = "off: everything in memory; auto: plan from the budgets (AdamW's moments to DISK when the job does "
+            + "not fit in HOST memory otherwise; the plan is printed); PLAN.json: a plan written by athanor plan --json. "
+            + "CPU only. Default: ${DEFAULT-VALUE}")
+    String offload;
+
+    @Option(names = "--offload-dir", paramLabel = "DIR",
+        description = "where the DISK tier's files go (default: the DISK tier's directory, under java.io.tmpdir unless "
+            + "-Dathanor.disk.dir says otherwise)")
+    Path dir;
+
+    @Option(names = "--offload-chunk", paramLabel = "SIZE", converter = Size.class,
+        description = "bytes of one moment the optimizer streams from DISK at a time, through 3 host buffers per moment "
+            + "(default: 4m; with --offload PLAN.json the plan's)")
+    Long chunk;
+
+    /** Whether --offload is off. */
+    boolean off() {
+      return offload == null || offload.equalsIgnoreCase("off");
+    }
+
+    /** Whether --offload is auto. */
+    boolean auto() {
+      return "auto".equalsIgnoreCase(offload);
+    }
+
+    /**
+     * Checks the flags that need others, and the chunk: --offload-dir and --offload-chunk need offload on,
+     * --offload-chunk is not for a plan file (which has its own), and a chunk is a positive multiple of 4 bytes.
+     */
+    void check(CommandSpec spec) {
+      if (off() && dir != null) {
+        throw usage(spec, "--offload-dir " + dir + " needs --offload auto or --offload PLAN.json (with --offload off nothing "
+            + "goes to DISK)");
+      }
+      if (chunk != null && !auto()) {
+        throw usage(spec, "--offload-chunk " + chunk + " needs --offload auto" + (off() ? "" : " (the plan file "
+            + offload + " has its own chunk_bytes)"));
+      }
+      checkChunk(spec, chunk);
+    }
+
+    /** The chunk for --offload auto. */
+    long chunkBytes() {
+      return chunk != null ? chunk : OffloadConfig.DEFAULT_CHUNK_BYTES;
+    }
+
+    /** A usage error unless {@code chunk} (null: the default) is a positive multiple of 4 bytes. */
+    static void checkChunk(CommandSpec spec, Long chunk) {
+      if (chunk != null && (chunk < 4 || chunk % 4 != 0)) {
+        throw usage(spec, "--offload-chunk " + chunk + " must be a positive multiple of 4 bytes (whole F32 elements)");
+      }
     }
   }
 }

@@ -8,7 +8,11 @@ import dev.athanor.io.data.TokenDataset;
 import dev.athanor.io.hf.HfModelDir;
 import dev.athanor.io.tokenizer.Tokenizer;
 import dev.athanor.nn.ModelConfig;
+import dev.athanor.memory.MemoryManager;
 import dev.athanor.nn.Transformer;
+import dev.athanor.offload.OffloadConfig;
+import dev.athanor.offload.OffloadPlan;
+import dev.athanor.offload.OffloadPlanner;
 import dev.athanor.runtime.Device;
 import dev.athanor.tensor.DType;
 import dev.athanor.train.Schedule;
@@ -77,6 +81,9 @@ final class TrainCommand implements Callable<Integer> {
 
   @ArgGroup(exclusive = false, validate = false, heading = "%nRuntime:%n", order = 5)
   Options.RuntimeOptions runtime = new Options.RuntimeOptions();
+
+  @ArgGroup(exclusive = false, validate = false, heading = "%nOffload (CPU only: AdamW's moments on DISK):%n", order = 6)
+  Options.OffloadOptions offload = new Options.OffloadOptions();
 
   /** What to train for, and how (defaults: {@link TrainConfig#defaults}). */
   static final class Optimizer {
@@ -230,11 +237,13 @@ final class TrainCommand implements Callable<Integer> {
     return 0;
   }
 
-  /** A train command made from {@code args} as on the command line, checked like one (for {@code demo}). */
-  static TrainCommand parse(Main main, String... args) {
+  /** A train command made from {@code args} then {@code more} as on the command line, checked like one (for {@code demo}). */
+  static TrainCommand parse(Main main, List<String> more, String... args) {
     TrainCommand t = new TrainCommand();
     CommandLine cl = Main.configure(new CommandLine(t));
-    cl.parseArgs(args);
+    List<String> all = new ArrayList<>(Arrays.asList(args));
+    all.addAll(more);
+    cl.parseArgs(all.toArray(String[]::new));
     Options.check(cl.getCommandSpec());
     t.main = main;
     return t;
@@ -276,7 +285,9 @@ final class TrainCommand implements Callable<Integer> {
       throw Options.usage(spec, "--seq " + tc.seq() + " exceeds the model's context of " + mc.maxSeqLen() + " tokens; give --seq "
           + mc.maxSeqLen() + " or less" + (resume == null && modelDir == null ? " (or a longer --context)" : ""));
     }
-    MemoryCheck.requireTraining(mc, device, tc, opt.recompute, true, modelDir != null && resume == null, ckptDir != null);
+    OffloadPlanner.Job job = new OffloadPlanner.Job(mc, device, tc, opt.recompute, modelDir != null && resume == null,
+        ckptDir != null);
+    OffloadPlan plan = offloadPlan(spec, offload, job);
     Path outDir = output.out;
     Path log = output.log != null ? output.log : outDir.resolve("train-log.jsonl");
     DType saveDtype = output.saveDtype.dtype();
@@ -286,6 +297,8 @@ final class TrainCommand implements Callable<Integer> {
         : resume != null ? "; the checkpoints in " + ckptDir + " are as they were" : ""));
     out.printf("athanor train: %s model, %d layers, hidden %d, %d heads, vocab %d, %.1fM parameters, on %s%n",
         mc.family().hfModelType(), mc.layers(), mc.hidden(), mc.heads(), mc.vocabSize(), mc.parameterCount() / 1e6, device);
+    if (plan != null) PlanFile.print(plan, out);
+    OffloadConfig offloadConfig = plan != null ? plan.config(offload.dir) : OffloadConfig.NONE;
     try (Transformer model = modelDir != null && resume == null ? Models.load(modelDir, device) : Transformer.create(mc, device)) {
       if (modelDir == null && resume == null) model.initialize(tc.seed());
       model.setRecompute(opt.recompute);
@@ -316,7 +329,7 @@ final class TrainCommand implements Callable<Integer> {
           CheckpointManager.delete(o);
           err.println("athanor train: --overwrite-checkpoints: deleted the checkpoints of " + o.describe() + " from " + ckptDir);
         }
-        List<StepResult> results = trainLoop(model, tc, loader, log, ck, out);
+        List<StepResult> results = trainLoop(model, tc, loader, log, ck, offloadConfig, out);
         Termination.phase("saving the trained model to " + outDir + ": it may be incomplete there" + (ck == null ? ""
             : "; the checkpoints in " + ck.dir() + " are complete (the last one holds the final step)"));
         Files.createDirectories(outDir);
@@ -338,6 +351,40 @@ final class TrainCommand implements Callable<Integer> {
   }
 
   /**
+   * The offload plan of {@code job} that {@code o} asks for, after checking that the job fits with it: null with
+   * --offload off (everything in memory; a job that does not fit is refused, with --offload auto in the advice when
+   * that would fit); with auto the planner's ({@link OffloadPlanner#plan}); with a file, the placement it names (a
+   * usage error naming the file and the entry when it is not a valid plan for this model and device).
+   */
+  static OffloadPlan offloadPlan(CommandSpec spec, Options.OffloadOptions o, OffloadPlanner.Job job) {
+    if (o.off()) {
+      MemoryCheck.requireTraining(job, true, !job.device().isCuda());
+      return null;
+    }
+    if (o.auto()) {
+      OffloadPlanner.Job sized = new OffloadPlanner.Job(job.model(), job.device(), job.train(), job.recompute(), job.loading(),
+          job.checkpoints(), o.chunkBytes());
+      OffloadPlanner.Result r = OffloadPlanner.plan(sized, MemoryManager.global());
+      if (r.plan() == null) throw MemoryCheck.offloadRefusal(sized, r.failure());
+      return r.plan();
+    }
+    Path file = Path.of(o.offload);
+    PlanFile.Request req = PlanFile.read(spec, "--offload", file, OffloadPlan.units(job.model()), job.inMemory());
+    OffloadPlanner.Job sized = new OffloadPlanner.Job(job.model(), job.device(), job.train(), job.recompute(), job.loading(),
+        job.checkpoints(), req.chunkBytes());
+    OffloadPlan plan;
+    try {
+      plan = OffloadPlanner.place(sized, req.diskRoles());
+    } catch (IllegalArgumentException e) {
+      throw Options.usage(spec, "--offload " + file + ": " + e.getMessage());
+    }
+    MemoryCheck.require(plan.footprint(), "train this model with the plan " + file,
+        "use a smaller --batch or --seq (activations and workspace grow with batch x seq), or --offload auto",
+        "use a smaller model, or --offload auto");
+    return plan;
+  }
+
+  /**
    * What can be checked before any work (building the model, tokenizing): that --data is a file or a directory, that
    * every output can be written, and the flags that need others. Usage errors name the flag and the value.
    */
@@ -350,6 +397,7 @@ final class TrainCommand implements Callable<Integer> {
     OutputPaths.directory(spec, "--out", output.out);
     OutputPaths.file(spec, "--log", output.log != null ? output.log : output.out.resolve("train-log.jsonl"));
     if (ckpt.dir != null) OutputPaths.directory(spec, "--checkpoint-dir", ckpt.dir);
+    offload.check(spec);
     if (ckpt.every != null && ckpt.every > 0 && ckpt.dir == null && ckpt.resume == null) {
       throw Options.usage(spec, "--checkpoint-every " + ckpt.every + " needs --checkpoint-dir (where to write them)");
     }
@@ -444,7 +492,7 @@ final class TrainCommand implements Callable<Integer> {
    * checkpoints; on a failure or SIGTERM the last consistent state is saved before the error propagates.
    */
   static List<StepResult> trainLoop(Transformer model, TrainConfig tc, DataLoader loader, Path log, Checkpointing ck,
-      PrintStream out) throws IOException {
+      OffloadConfig offloadConfig, PrintStream out) throws IOException {
     List<StepResult> results = new ArrayList<>();
     if (log.getParent() != null) Files.createDirectories(log.getParent());
     List<String> kept = new ArrayList<>();
@@ -475,7 +523,7 @@ final class TrainCommand implements Callable<Integer> {
       }
     }, "athanor-sigterm");
     try (CheckpointManager mgr = ck == null ? null : new CheckpointManager(ck.dir(), ck.keep(), ck.async(), ck.runId());
-        Trainer trainer = new Trainer(model, tc, loader)) {
+        Trainer trainer = new Trainer(model, tc, loader, offloadConfig)) {
       if (ck != null && ck.resume() != null) ck.resume().restore(trainer);
       if (mgr != null) mgr.prepare(trainer);  // host buffers for the first snapshot, allocated in the background
       Runtime.getRuntime().addShutdownHook(hook);  // with or without checkpoints: never end silently

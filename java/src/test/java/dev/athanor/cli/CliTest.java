@@ -47,7 +47,7 @@ class CliTest {
   }
 
   @ParameterizedTest
-  @ValueSource(strings = {"demo", "train", "generate", "score", "bench", "info", "completion", "help"})
+  @ValueSource(strings = {"demo", "train", "plan", "generate", "score", "bench", "info", "completion", "help"})
   void everyCommandHasItsOwnHelpAndExitsZero(String command) {
     for (String flag : new String[] {"--help", "-h"}) {
       Out r = run(command, flag);

@@ -1,0 +1,100 @@
+package dev.athanor.cli;
+
+import dev.athanor.memory.MemoryManager;
+import dev.athanor.nn.ModelConfig;
+import dev.athanor.offload.OffloadConfig;
+import dev.athanor.offload.OffloadPlan;
+import dev.athanor.offload.OffloadPlanner;
+import dev.athanor.runtime.Device;
+import dev.athanor.train.TrainConfig;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.ArgGroup;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.ParentCommand;
+import picocli.CommandLine.Spec;
+
+/**
+ * {@code athanor plan}: where a training job's AdamW moments would live under the memory budgets, without data and
+ * without allocating the model: the table {@code train --offload auto} prints, and the plan as JSON for
+ * {@code train --offload PLAN.json}.
+ */
+@Command(name = "plan", sortOptions = false, abbreviateSynopsis = true,
+    description = "Plan where a training job's memory goes (AdamW's moments in memory or on DISK) from the model, the "
+        + "batch and the budgets, without data or allocating the model: print the table, and with --json write the plan "
+        + "that train --offload PLAN.json reads. Fails (exit 1) when no placement fits, naming the tier and the shortfall.",
+    footer = {"%nExamples:",
+        "  athanor plan --preset gpt2 --batch 8 --seq 1024 --mem-host 6g",
+        "  athanor plan --preset gpt2 --mem-host 6g --json plan.json && athanor train --offload plan.json ..."})
+final class PlanCommand implements Callable<Integer> {
+  @Spec CommandSpec spec;
+  @ParentCommand Main main;
+
+  @ArgGroup(exclusive = false, validate = false, heading = "%nModel (one of --preset, --config, --model):%n", order = 1)
+  Options.ModelOptions model = new Options.ModelOptions();
+
+  @ArgGroup(exclusive = false, validate = false, heading = "%nSteps and optimizer (batch, seq, accum, recompute count here):%n",
+      order = 2)
+  TrainCommand.Optimizer opt = new TrainCommand.Optimizer();
+
+  @ArgGroup(exclusive = false, validate = false, heading = "%nRuntime:%n", order = 3)
+  Options.RuntimeOptions runtime = new Options.RuntimeOptions();
+
+  @Option(names = "--json", paramLabel = "FILE", description = "write the plan as JSON to FILE (- for stdout, then without the table)")
+  String json;
+
+  @Option(names = "--checkpoints", description = "count the host buffers checkpoints are written from (train with --checkpoint-dir)")
+  boolean checkpoints;
+
+  @Option(names = "--offload-chunk", paramLabel = "SIZE", converter = Options.Size.class,
+      description = "bytes of one moment the optimizer streams from DISK at a time, through 3 host buffers per moment "
+          + "(default: 4m)")
+  Long chunk;
+
+  @Override
+  public Integer call() {
+    Path file = json == null || json.equals("-") ? null : Path.of(json);
+    if (file != null) OutputPaths.file(spec, "--json", file);
+    Options.OffloadOptions.checkChunk(spec, chunk);
+    long chunkBytes = chunk != null ? chunk : OffloadConfig.DEFAULT_CHUNK_BYTES;
+    Device device = runtime.apply();
+    ModelConfig mc = model.config(spec);
+    TrainCommand t = new TrainCommand();
+    t.opt = opt;
+    TrainConfig tc = t.trainConfig(mc);
+    if (tc.seq() > mc.maxSeqLen()) {
+      throw Options.usage(spec, "--seq " + tc.seq() + " exceeds the model's context of " + mc.maxSeqLen() + " tokens");
+    }
+    OffloadPlanner.Job job = new OffloadPlanner.Job(mc, device, tc, opt.recompute, model.model != null, checkpoints, chunkBytes);
+    OffloadPlanner.Result r = OffloadPlanner.plan(job, MemoryManager.global());
+    if (r.plan() == null) throw MemoryCheck.offloadRefusal(job, r.failure());
+    OffloadPlan p = r.plan();
+    boolean jsonOnly = "-".equals(json);
+    if (!jsonOnly) {
+      main.out.printf("athanor plan: %s model, %d layers, hidden %d, %.1fM parameters, batch %d x seq %d, accum %d%s, on %s%n",
+          mc.family().hfModelType(), mc.layers(), mc.hidden(), mc.parameterCount() / 1e6, tc.batch(), tc.seq(), tc.accum(),
+          opt.recompute ? ", recompute" : "", device);
+      PlanFile.print(p, main.out);
+    }
+    String text = PlanFile.json(p);
+    if (jsonOnly) {
+      main.out.print(text);
+    } else if (file != null) {
+      try {
+        if (file.toAbsolutePath().getParent() != null) Files.createDirectories(file.toAbsolutePath().getParent());
+        Files.writeString(file, text, StandardCharsets.UTF_8);
+      } catch (IOException e) {
+        throw new UncheckedIOException("cannot write " + file + ": " + e.getMessage(), e);
+      }
+      main.out.println("plan written to " + file + " (train with --offload " + file + ")");
+    }
+    main.out.flush();
+    return 0;
+  }
+}

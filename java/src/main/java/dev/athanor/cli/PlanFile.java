@@ -1,0 +1,242 @@
+package dev.athanor.cli;
+
+import com.google.gson.JsonArray;
+import com.google.gson.JsonElement;
+import com.google.gson.JsonObject;
+import com.google.gson.JsonParseException;
+import com.google.gson.JsonPrimitive;
+import com.google.gson.Strictness;
+import com.google.gson.stream.JsonReader;
+import dev.athanor.io.FileProblems;
+import dev.athanor.memory.Tier;
+import dev.athanor.nn.Footprint;
+import dev.athanor.nn.Footprint.Component;
+import dev.athanor.offload.OffloadPlan;
+import dev.athanor.params.Role;
+import java.io.IOException;
+import java.io.PrintStream;
+import java.io.StringReader;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.EnumSet;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.Set;
+import picocli.CommandLine.Model.CommandSpec;
+
+/**
+ * Offload plans on the command line: the table {@code train --offload auto} and {@code plan} print, and the JSON file
+ * {@code plan --json} writes and {@code train --offload PLAN.json} reads back (checked strictly against the model).
+ *
+ * <p>The file: {@code {"format": "athanor-offload-plan", "version": 1, "chunk_bytes": N, "placements": [{"unit":
+ * "embedding", "role": "adam_m", "tier": "DISK", "bytes": N}, ...], "totals": {...}, "disk_traffic_per_step": N}}.
+ * Reading uses the placements and the chunk; the totals and the traffic are recomputed for the run (the file's are
+ * for people).
+ */
+final class PlanFile {
+  private PlanFile() {}
+
+  static final String FORMAT = "athanor-offload-plan";
+  static final int VERSION = 1;
+  private static final Set<String> KEYS = Set.of("format", "version", "chunk_bytes", "placements", "totals",
+      "disk_traffic_per_step");
+  private static final Set<String> ENTRY_KEYS = Set.of("unit", "role", "tier", "bytes");
+
+  /** The plan as a table: unit, role, tier, bytes; totals per tier; DISK traffic per step. */
+  static void print(OffloadPlan p, PrintStream out) {
+    out.println(p.offloads() ? "offload plan: AdamW's " + roles(p.diskRoles()) + " on DISK, streamed in chunks of "
+        + Footprint.size(p.chunkBytes()) + " per moment" : "offload plan: everything in memory (it fits)");
+    List<OffloadPlan.Placement> rows = p.placements();
+    int w = "unit".length();
+    for (OffloadPlan.Placement x : rows) w = Math.max(w, x.unit().length());
+    String f = "  %-" + w + "s  %-6s  %-4s  %10s%n";
+    out.printf(Locale.ROOT, f, "unit", "role", "tier", "bytes");
+    for (OffloadPlan.Placement x : rows) out.printf(Locale.ROOT, f, x.unit(), name(x.role()), x.tier(), Footprint.size(x.bytes()));
+    for (Tier t : Tier.values()) {
+      long b = p.bytes(t);
+      if (b == 0) continue;
+      List<String> parts = new ArrayList<>();
+      for (Component c : Component.values()) {
+        long cb = p.footprint().bytes(c, Set.of(t));
+        if (cb > 0) parts.add(c.label() + " " + Footprint.size(cb));
+      }
+      out.printf(Locale.ROOT, "  total %-4s %s (%s)%n", t, Footprint.size(b), String.join(", ", parts));
+    }
+    out.println("  DISK traffic per step: " + Footprint.size(p.diskTrafficPerStep())
+        + (p.offloads() ? " (each moment on DISK read and written once; staging " + Footprint.size(p.stagingBytes())
+            + " of HOST memory)" : ""));
+  }
+
+  private static String roles(Set<Role> roles) {
+    if (roles.size() == 2) return "moments (adam_m, adam_v)";
+    return roles.contains(Role.ADAM_M) ? "first moment (adam_m)" : "second moment (adam_v)";
+  }
+
+  static String name(Role r) {
+    return r.name().toLowerCase(Locale.ROOT);
+  }
+
+  /** The plan as JSON text. */
+  static String json(OffloadPlan p) {
+    Map<String, Object> m = new LinkedHashMap<>();
+    m.put("format", FORMAT);
+    m.put("version", VERSION);
+    m.put("chunk_bytes", p.chunkBytes());
+    List<Object> rows = new ArrayList<>();
+    for (OffloadPlan.Placement x : p.placements()) {
+      Map<String, Object> r = new LinkedHashMap<>();
+      r.put("unit", x.unit());
+      r.put("role", name(x.role()));
+      r.put("tier", x.tier().name());
+      r.put("bytes", x.bytes());
+      rows.add(r);
+    }
+    m.put("placements", rows);
+    Map<String, Object> totals = new LinkedHashMap<>();
+    for (Tier t : Tier.values()) if (p.bytes(t) > 0) totals.put(t.name(), p.bytes(t));
+    m.put("totals", totals);
+    m.put("disk_traffic_per_step", p.diskTrafficPerStep());
+    return new com.google.gson.GsonBuilder().setPrettyPrinting().disableHtmlEscaping().create().toJson(m) + "\n";
+  }
+
+  /** What a plan file asks for: the moments on DISK and the chunk. */
+  record Request(Set<Role> diskRoles, long chunkBytes) {}
+
+  /**
+   * Reads {@code file} and checks it against {@code units} (the model's units in layout order): every unit has both
+   * moments, once, on HOST or DISK, with the model's bytes, a moment on the same tier for every unit. Any problem is a
+   * usage error naming the file and the entry.
+   */
+  static Request read(CommandSpec spec, String flag, Path file, List<OffloadPlan.UnitSize> units, Footprint inMemory) {
+    String where = flag + " " + file;
+    String text;
+    try {
+      text = Files.readString(file, StandardCharsets.UTF_8);
+    } catch (IOException e) {
+      throw Options.usage(spec, where + ": cannot read the plan: " + FileProblems.describe(e));
+    }
+    JsonElement root;
+    try {
+      JsonReader reader = new JsonReader(new StringReader(text));
+      reader.setStrictness(Strictness.STRICT);
+      root = com.google.gson.JsonParser.parseReader(reader);
+    } catch (JsonParseException e) {
+      throw Options.usage(spec, where + " is not valid JSON: " + Messages.of(e));
+    }
+    if (!root.isJsonObject()) throw Options.usage(spec, where + ": expected a JSON object (an offload plan), got " + root);
+    JsonObject o = root.getAsJsonObject();
+    for (String k : o.keySet()) {
+      if (!KEYS.contains(k)) throw Options.usage(spec, where + ": unknown key \"" + k + "\" (expected " + sorted(KEYS) + ")");
+    }
+    String format = string(spec, where, o, "format");
+    if (!format.equals(FORMAT)) throw Options.usage(spec, where + ": format is \"" + format + "\", expected \"" + FORMAT + "\"");
+    long version = number(spec, where, o, "version");
+    if (version != VERSION) throw Options.usage(spec, where + ": version " + version + " is not supported (expected " + VERSION + ")");
+    long chunk = number(spec, where, o, "chunk_bytes");
+    if (chunk < 4 || chunk % 4 != 0) {
+      throw Options.usage(spec, where + ": chunk_bytes " + chunk + " must be a positive multiple of 4 (whole F32 elements)");
+    }
+    JsonElement pe = o.get("placements");
+    if (pe == null || !pe.isJsonArray()) throw Options.usage(spec, where + ": \"placements\" must be an array of entries");
+    JsonArray placements = pe.getAsJsonArray();
+    Map<String, Long> unitElements = new LinkedHashMap<>();
+    for (OffloadPlan.UnitSize u : units) unitElements.put(u.name(), u.elements());
+    Map<Role, Tier> tierOf = new HashMap<>();
+    Map<Role, String> firstUnit = new HashMap<>();
+    Set<String> seen = new java.util.HashSet<>();
+    for (int i = 0; i < placements.size(); i++) {
+      String entry = where + ": placement " + (i + 1);
+      if (!placements.get(i).isJsonObject()) throw Options.usage(spec, entry + " must be an object, got " + placements.get(i));
+      JsonObject e = placements.get(i).getAsJsonObject();
+      for (String k : e.keySet()) {
+        if (!ENTRY_KEYS.contains(k)) throw Options.usage(spec, entry + ": unknown key \"" + k + "\" (expected " + sorted(ENTRY_KEYS) + ")");
+      }
+      String unit = string(spec, entry, e, "unit"), roleName = string(spec, entry, e, "role"),
+          tierName = string(spec, entry, e, "tier");
+      entry += " (" + unit + " " + roleName + ")";
+      if (!unitElements.containsKey(unit)) {
+        throw Options.usage(spec, entry + ": unknown unit \"" + unit + "\": this model's units are embedding, block.0 to block."
+            + (units.size() - 3) + " and head");
+      }
+      Role role = role(spec, entry, roleName);
+      Tier tier;
+      try {
+        tier = Tier.valueOf(tierName.toUpperCase(Locale.ROOT));
+      } catch (IllegalArgumentException x) {
+        throw Options.usage(spec, entry + ": unknown tier \"" + tierName + "\" (expected HOST or DISK)");
+      }
+      if (tier != Tier.HOST && tier != Tier.DISK) {
+        throw Options.usage(spec, entry + ": tier " + tier + " is not supported by a plan yet (expected HOST or DISK)");
+      }
+      if (e.has("bytes")) {
+        long bytes = number(spec, entry, e, "bytes");
+        long want = unitElements.get(unit) * role.dtype(inMemory.computeDtype()).byteSize();
+        if (bytes != want) {
+          throw Options.usage(spec, entry + ": bytes " + bytes + ", but this model's " + unit + " " + roleName + " is " + want
+              + " bytes: the plan was made for another model");
+        }
+      }
+      if (!seen.add(unit + " " + role)) throw Options.usage(spec, entry + ": " + unit + " " + roleName + " is placed twice");
+      Tier before = tierOf.putIfAbsent(role, tier);
+      firstUnit.putIfAbsent(role, unit);
+      if (before != null && before != tier) {
+        throw Options.usage(spec, entry + ": " + roleName + " is on " + tier + " here but on " + before + " for "
+            + firstUnit.get(role) + ": a moment is on DISK for every unit or for none (placing units separately is not "
+            + "supported yet)");
+      }
+    }
+    for (OffloadPlan.UnitSize u : units) {
+      for (Role r : OffloadPlan.ROLES) {
+        if (!seen.contains(u.name() + " " + r)) {
+          throw Options.usage(spec, where + ": no placement for " + u.name() + " " + name(r) + " (every unit needs adam_m and adam_v)");
+        }
+      }
+    }
+    Set<Role> disk = EnumSet.noneOf(Role.class);
+    for (Map.Entry<Role, Tier> x : tierOf.entrySet()) if (x.getValue() == Tier.DISK) disk.add(x.getKey());
+    return new Request(disk, chunk);
+  }
+
+  private static Role role(CommandSpec spec, String entry, String name) {
+    Role r;
+    try {
+      r = Role.valueOf(name.toUpperCase(Locale.ROOT));
+    } catch (IllegalArgumentException x) {
+      throw Options.usage(spec, entry + ": unknown role \"" + name + "\" (expected adam_m or adam_v)");
+    }
+    if (!OffloadPlan.ROLES.contains(r)) {
+      throw Options.usage(spec, entry + ": role " + name + " cannot be placed by a plan yet: only AdamW's moments (adam_m, "
+          + "adam_v) can; weights, gradients and activations stay in memory");
+    }
+    return r;
+  }
+
+  private static String sorted(Set<String> s) {
+    return String.join(", ", new java.util.TreeSet<>(s));
+  }
+
+  private static String string(CommandSpec spec, String where, JsonObject o, String key) {
+    JsonElement e = o.get(key);
+    if (e == null) throw Options.usage(spec, where + ": missing \"" + key + "\"");
+    if (!(e instanceof JsonPrimitive p) || !p.isString()) throw Options.usage(spec, where + ": \"" + key + "\" must be a string, got " + e);
+    return p.getAsString();
+  }
+
+  private static long number(CommandSpec spec, String where, JsonObject o, String key) {
+    JsonElement e = o.get(key);
+    if (e == null) throw Options.usage(spec, where + ": missing \"" + key + "\"");
+    if (e instanceof JsonPrimitive p && p.isNumber()) {
+      try {
+        return p.getAsBigDecimal().longValueExact();
+      } catch (ArithmeticException x) {
+        // below
+      }
+    }
+    throw Options.usage(spec, where + ": \"" + key + "\" must be a whole number, got " + e);
+  }
+}

@@ -1,0 +1,237 @@
+package dev.athanor.cli;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.athanor.io.data.TokenShardWriter;
+import dev.athanor.io.hf.HfConfig;
+import dev.athanor.memory.MemoryManager;
+import dev.athanor.memory.Tier;
+import dev.athanor.nn.ModelConfig;
+import dev.athanor.offload.OffloadPlan;
+import dev.athanor.offload.OffloadPlanner;
+import dev.athanor.params.Role;
+import dev.athanor.runtime.Device;
+import dev.athanor.train.TrainConfig;
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.EnumSet;
+import java.util.List;
+import java.util.Set;
+import java.util.SplittableRandom;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** Issue 9: --offload off|auto|PLAN.json on train, and the plan command. */
+class OffloadCommandsTest {
+  private static final MemoryManager MM = MemoryManager.global();
+  static final ModelConfig MODEL = ModelConfig.gpt2(300, 64, 8, 64, 2);  // 8 blocks: moments well above the staging
+  /** 1000 elements per chunk: staging far smaller than the moments of this small model. */
+  static final long CHUNK = 4000;
+
+  @TempDir Path tmp;
+  Path config, data;
+  long hostBudget;
+
+  @BeforeEach
+  void fixture() throws IOException {
+    hostBudget = MM.budgetBytes(Tier.HOST);
+    config = tmp.resolve("config.json");
+    Files.writeString(config, HfConfig.toJson(MODEL));
+    data = tmp.resolve("data.bin");
+    SplittableRandom r = new SplittableRandom(42);
+    try (TokenShardWriter w = TokenShardWriter.create(data, 300)) {
+      int prev = 1;
+      for (int i = 0; i < 4000; i++) w.write(prev = (prev * 7 + r.nextInt(4)) % 300);
+    }
+  }
+
+  @AfterEach
+  void restoreBudget() {
+    MM.setBudget(Tier.HOST, hostBudget);  // --mem-host sets the process's budget
+  }
+
+  List<String> shape() {
+    return List.of("--config", config.toString(), "--device", "cpu", "--steps", "4", "--batch", "4", "--seq", "32",
+        "--warmup", "1");
+  }
+
+  List<String> train(String out, String... extra) {
+    List<String> a = new ArrayList<>(List.of("train", "--data", data.toString(), "--out", tmp.resolve(out).toString(),
+        "--shuffle", "true"));
+    a.addAll(shape());
+    a.addAll(Arrays.asList(extra));
+    return a;
+  }
+
+  List<String> plan(String... extra) {
+    List<String> a = new ArrayList<>(List.of("plan"));
+    a.addAll(shape());
+    a.addAll(Arrays.asList(extra));
+    return a;
+  }
+
+  static CliTest.Out run(List<String> args) {
+    return CliTest.run(args.toArray(String[]::new));
+  }
+
+  /** The job the command lines above describe, for the expected sizes. */
+  OffloadPlanner.Job job(long chunk) {
+    TrainConfig tc = CliTest.parseTrain(train("x").toArray(String[]::new)).trainConfig(MODEL);
+    return new OffloadPlanner.Job(MODEL, Device.CPU, tc, false, false, false, chunk);
+  }
+
+  /** A --mem-host value (bytes) between the HOST needs of both moments on DISK and of only the first one. */
+  String tightBudget(long chunk) {
+    OffloadPlanner.Job j = job(chunk);
+    long both = OffloadPlanner.place(j, EnumSet.of(Role.ADAM_M, Role.ADAM_V)).bytes(Tier.HOST);
+    long one = OffloadPlanner.place(j, Set.of(Role.ADAM_M)).bytes(Tier.HOST);
+    assertTrue(both < one && one < j.inMemory().bytes(Tier.HOST), both + " " + one + " " + j.inMemory() + " live " + MM.liveBytes(Tier.HOST));
+    return Long.toString(MM.liveBytes(Tier.HOST) + (both + one) / 2);
+  }
+
+  static List<String> losses(Path log) throws IOException {
+    List<String> out = new ArrayList<>();
+    Matcher m = Pattern.compile("\"loss\":([^,]+),").matcher(Files.readString(log, StandardCharsets.UTF_8));
+    while (m.find()) out.add(m.group(1));
+    return out;
+  }
+
+  @Test
+  void autoTrainsUnderABudgetOnlyOffloadFitsAndMatchesTheRunInMemory() throws IOException {
+    CliTest.Out mem = run(train("mem"));
+    assertEquals(0, mem.code(), mem.err());
+    assertFalse(mem.out().contains("offload plan"), mem.out());
+    String budget = tightBudget(dev.athanor.offload.OffloadConfig.DEFAULT_CHUNK_BYTES);
+
+    CliTest.Out refused = run(train("refused", "--mem-host", budget));
+    assertEquals(1, refused.code(), refused.err());
+    assertTrue(refused.err().contains("not enough memory to train this model") && refused.err().contains(
+        "or --offload auto (AdamW's moments then go to DISK: "), refused.err());
+    MM.setBudget(Tier.HOST, hostBudget);
+
+    Path offDir = tmp.resolve("offload-files");
+    CliTest.Out auto = run(train("auto", "--mem-host", budget, "--offload", "auto", "--offload-dir", offDir.toString()));
+    assertEquals(0, auto.code(), auto.err());
+    String o = auto.out();
+    assertTrue(o.contains("offload plan: AdamW's moments (adam_m, adam_v) on DISK"), o);
+    assertTrue(o.contains("block.1") && o.contains("adam_v") && o.contains("total HOST") && o.contains("total DISK")
+        && o.contains("DISK traffic per step: "), o);
+    List<String> want = losses(tmp.resolve("mem/train-log.jsonl"));
+    assertEquals(4, want.size());
+    assertEquals(want, losses(tmp.resolve("auto/train-log.jsonl")), "per-step losses bit for bit");
+    assertTrue(Files.isDirectory(offDir), "the files went to --offload-dir");
+    try (var s = Files.list(offDir)) {
+      assertEquals(0, s.count(), "the run's offload files are removed when it ends");
+    }
+  }
+
+  @Test
+  void aPlanFileRoundTripsThroughTrain() throws IOException {
+    String budget = tightBudget(CHUNK);
+    Path file = tmp.resolve("plans/p.json");
+    CliTest.Out p = run(plan("--mem-host", budget, "--json", file.toString(), "--offload-chunk", "4000"));
+    assertEquals(0, p.code(), p.err());
+    assertTrue(p.out().contains("plan written to " + file) && p.out().contains("offload plan: AdamW's moments"), p.out());
+    MM.setBudget(Tier.HOST, hostBudget);
+    CliTest.Out stdout = run(plan("--mem-host", budget, "--json", "-", "--offload-chunk", "4000"));
+    assertEquals(Files.readString(file), stdout.out(), "--json - writes the same plan, and only it");
+    MM.setBudget(Tier.HOST, hostBudget);
+
+    CliTest.Out t = run(train("fromfile", "--mem-host", budget, "--offload", file.toString()));
+    assertEquals(0, t.code(), t.err());
+    assertTrue(t.out().contains("offload plan: AdamW's moments (adam_m, adam_v) on DISK"), t.out());
+    MM.setBudget(Tier.HOST, hostBudget);
+    CliTest.Out mem = run(train("mem"));
+    assertEquals(losses(tmp.resolve("mem/train-log.jsonl")), losses(tmp.resolve("fromfile/train-log.jsonl")));
+
+    // without a budget the planner keeps everything in memory, and that plan file trains too
+    CliTest.Out none = run(plan("--json", "-"));
+    assertEquals(0, none.code(), none.err());
+    Path inMemory = tmp.resolve("none.json");
+    Files.writeString(inMemory, none.out());
+    assertFalse(none.out().contains("\"DISK\""), none.out());
+    CliTest.Out t2 = run(train("none", "--offload", inMemory.toString()));
+    assertEquals(0, t2.code(), t2.err());
+    assertTrue(t2.out().contains("offload plan: everything in memory"), t2.out());
+  }
+
+  @Test
+  void badPlanFilesAreUsageErrorsNamingTheProblem() throws IOException {
+    CliTest.Out p = run(plan("--json", "-"));
+    assertEquals(0, p.code(), p.err());
+    String good = p.out().replace("\"HOST\"", "\"DISK\"").replace("\"totals\": {\n    \"DISK\"", "\"totals\": {\n    \"HOST\"");
+    String[][] cases = {
+        {"{ not json", "is not valid JSON"},
+        {"[]", "expected a JSON object"},
+        {good.replace("\"format\": \"athanor-offload-plan\"", "\"format\": \"other\""), "format is \"other\""},
+        {good.replace("\"version\": 1", "\"version\": 7"), "version 7 is not supported"},
+        {good.replace("\"chunk_bytes\"", "\"extra\": 1,\n  \"chunk_bytes\""), "unknown key \"extra\""},
+        {good.replaceFirst("\"unit\": \"block.1\"", "\"unit\": \"block.19\""), "placement 5 (block.19 adam_m): unknown unit \"block.19\""},
+        {good.replaceFirst("\"role\": \"adam_v\"", "\"role\": \"weight\""), "placement 2 (embedding weight): role weight cannot be placed by a plan yet"},
+        {good.replaceFirst("\"role\": \"adam_v\"", "\"role\": \"momentum\""), "unknown role \"momentum\""},
+        {good.replaceFirst("\"tier\": \"DISK\"", "\"tier\": \"DEVICE\""), "placement 1 (embedding adam_m): tier DEVICE is not supported"},
+        {good.replaceFirst("\"tier\": \"DISK\"", "\"tier\": \"HOST\""), "placement 3 (block.0 adam_m): adam_m is on DISK here but on HOST for embedding"},
+        {good.replaceFirst("\"role\": \"adam_v\"", "\"role\": \"adam_m\""), "embedding adam_m is placed twice"},
+        {good.replaceFirst("\"bytes\": \\d+", "\"bytes\": 12"), "bytes 12, but this model's embedding adam_m is"},
+        {good.replaceFirst("\"chunk_bytes\": \\d+", "\"chunk_bytes\": 6"), "chunk_bytes 6 must be a positive multiple of 4"},
+        {good.replaceFirst("\"chunk_bytes\": \\d+", "\"chunk_bytes\": 1.5"), "\"chunk_bytes\" must be a whole number"},
+    };
+    for (int i = 0; i < cases.length; i++) {
+      Path f = tmp.resolve("bad-" + i + ".json");
+      Files.writeString(f, cases[i][0]);
+      CliTest.Out r = run(train("bad" + i, "--offload", f.toString()));
+      assertEquals(2, r.code(), cases[i][1] + ": " + r.err());
+      assertTrue(r.err().startsWith("athanor train: --offload " + f), r.err());
+      assertTrue(r.err().contains(cases[i][1]), cases[i][1] + " in: " + r.err());
+      assertFalse(Files.exists(tmp.resolve("bad" + i)), "nothing written");
+    }
+    // a plan missing a unit's entry
+    String cut = good.replaceFirst("(?s)\\{\\s*\"unit\": \"head\",\\s*\"role\": \"adam_v\",[^}]*},?", "")
+        .replaceFirst(",(\\s*])", "$1");
+    Path f = tmp.resolve("missing.json");
+    Files.writeString(f, cut);
+    CliTest.Out r = run(train("missing", "--offload", f.toString()));
+    assertEquals(2, r.code(), r.err());
+    assertTrue(r.err().contains("no placement for head adam_v"), r.err());
+    Path absent = tmp.resolve("absent.json");
+    r = run(train("absent", "--offload", absent.toString()));
+    assertEquals(2, r.code(), r.err());
+    assertTrue(r.err().contains("--offload " + absent + ": cannot read the plan"), r.err());
+    r = run(train("dir", "--offload-dir", tmp.toString()));
+    assertEquals(2, r.code(), r.err());
+    assertTrue(r.err().contains("--offload-dir " + tmp + " needs --offload auto"), r.err());
+    r = run(train("chunk", "--offload", "auto", "--offload-chunk", "6"));
+    assertEquals(2, r.code(), r.err());
+    assertTrue(r.err().contains("--offload-chunk 6 must be a positive multiple of 4 bytes"), r.err());
+    r = run(train("chunk", "--offload-chunk", "4k"));
+    assertEquals(2, r.code(), r.err());
+    assertTrue(r.err().contains("--offload-chunk 4096 needs --offload auto"), r.err());
+  }
+
+  @Test
+  void planRefusesAJobThatCannotFitEvenWithOffload() {
+    OffloadPlan both = OffloadPlanner.place(job(CHUNK), EnumSet.of(Role.ADAM_M, Role.ADAM_V));
+    CliTest.Out r = run(plan("--mem-host", Long.toString(MM.liveBytes(Tier.HOST) + both.bytes(Tier.HOST) - 1000), "--offload-chunk", "4000"));
+    assertEquals(1, r.code(), r.err());
+    assertTrue(r.err().startsWith("athanor plan: not enough memory to train this model: no offload plan fits: even with AdamW's moments on DISK the HOST tier is "
+        + "1000 B short"), r.err());
+    assertTrue(r.err().contains("weights, gradients and activations cannot be offloaded yet. What still helps: a smaller "
+        + "--batch or --seq, --recompute, a smaller model, or a larger budget (--mem-host)."), r.err());
+    MM.setBudget(Tier.HOST, hostBudget);
+    CliTest.Out h = run(List.of("plan", "--help"));
+    assertEquals(0, h.code());
+    for (String flag : List.of("--preset", "--batch", "--seq", "--accum", "--recompute", "--mem-host", "--json")) {
+      assertTrue(h.out().contains(flag), flag);
+    }
+  }
+}
