@@ -16,7 +16,10 @@ import dev.athanor.nn.Transformer;
 import dev.athanor.params.Role;
 import dev.athanor.params.Unit;
 import dev.athanor.runtime.Device;
+import dev.athanor.io.data.DataLoader;
+import dev.athanor.io.data.TokenDataset;
 import dev.athanor.train.TrainConfig;
+import dev.athanor.train.Trainer;
 import java.nio.file.Path;
 import java.util.EnumSet;
 import java.util.List;
@@ -148,6 +151,32 @@ class OffloadPlannerTest {
         OffloadedOptimizerTest.assertSameBits(host, disk, mc.family() + " " + roles);
         assertEquals(p.stagingBytes(), disk.stagingBytes(), "staging of " + roles);
         assertNotNull(p.footprint());
+      }
+    }
+  }
+
+  /** With moments on DISK, the plan's HOST and DISK bytes are what a training step holds, to the byte. */
+  @Test
+  void aPlansBytesAreWhatTrainingHolds(@TempDir Path tmp) {
+    Path data = OffloadedOptimizerTest.shard(tmp);
+    for (ModelConfig mc : List.of(GPT2, LLAMA)) {
+      for (int accum : new int[] {1, 2}) {
+        TrainConfig tc = OffloadedOptimizerTest.tc(2, accum);
+        for (Set<Role> roles : List.of(Set.<Role>of(), Set.of(Role.ADAM_V), Set.of(Role.ADAM_M, Role.ADAM_V))) {
+          OffloadPlan p = OffloadPlanner.place(job(mc, tc), roles);
+          String what = mc.family() + ", accum " + accum + ", " + roles;
+          try (TokenDataset d = TokenDataset.open(data)) {
+            long host0 = MM.liveBytes(Tier.HOST), disk0 = MM.liveBytes(Tier.DISK);
+            try (Transformer model = Transformer.create(mc, Device.CPU);
+                Trainer t = new Trainer(model, tc, new DataLoader(d, tc.batch(), tc.seq(), tc.shuffle(), tc.seed()),
+                    p.config(tmp.resolve("off")))) {
+              model.initialize(3);
+              t.step();  // the staging buffers are allocated by the first update and kept
+              assertEquals(p.bytes(Tier.HOST), MM.liveBytes(Tier.HOST) - host0, what + ": HOST");
+              assertEquals(p.bytes(Tier.DISK), MM.liveBytes(Tier.DISK) - disk0, what + ": DISK");
+            }
+          }
+        }
       }
     }
   }
