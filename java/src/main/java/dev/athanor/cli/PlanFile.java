@@ -109,10 +109,11 @@ final class PlanFile {
 
   /**
    * Reads {@code file} and checks it against {@code units} (the model's units in layout order): every unit has both
-   * moments, once, on HOST or DISK, with the model's bytes, a moment on the same tier for every unit. Any problem is a
+   * moments, once, in memory (HOST, or DEVICE on CUDA) or on DISK, with the model's bytes, a moment on the same tier for every unit. Any problem is a
    * usage error naming the file and the entry.
    */
   static Request read(CommandSpec spec, String flag, Path file, List<OffloadPlan.UnitSize> units, Footprint inMemory) {
+    Tier memory = inMemory.device().isCuda() ? Tier.DEVICE : Tier.HOST;  // where this job keeps what is not on DISK
     String where = flag + " " + file;
     String text;
     try {
@@ -168,10 +169,11 @@ final class PlanFile {
       try {
         tier = Tier.valueOf(tierName.toUpperCase(Locale.ROOT));
       } catch (IllegalArgumentException x) {
-        throw Options.usage(spec, entry + ": unknown tier \"" + tierName + "\" (expected HOST or DISK)");
+        throw Options.usage(spec, entry + ": unknown tier \"" + tierName + "\" (expected " + memory + " or DISK)");
       }
-      if (tier != Tier.HOST && tier != Tier.DISK) {
-        throw Options.usage(spec, entry + ": tier " + tier + " is not supported by a plan yet (expected HOST or DISK)");
+      if (tier != memory && tier != Tier.DISK) {
+        throw Options.usage(spec, entry + ": tier " + tier + " is not supported here (expected " + memory + " or DISK on "
+            + inMemory.device() + ")");
       }
       if (e.has("bytes")) {
         long bytes = number(spec, entry, e, "bytes");
