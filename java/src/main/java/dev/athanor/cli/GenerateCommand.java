@@ -64,7 +64,8 @@ final class GenerateCommand implements Callable<Integer> {
     ModelConfig mc = HfModelDir.readConfig(model);
     try (Tokenizer tok = Models.tokenizer(model, mc)) {
       int vocab = mc.vocabSize(), sampled = Models.sampledVocab(tok, mc);
-      int promptLen = Math.max(1, Models.withBos(mc, tok, tok.encode(prompt)).length);
+      int[] ids = promptIds(mc, tok, prompt);
+      int promptLen = ids.length;
       int capacity = (int) Math.min(mc.maxSeqLen(), (long) promptLen + maxTokens);
       MemoryCheck.require(Footprint.decoding(mc, device, Transformer.defaultComputeDtype(device), 1,
           Math.min(promptLen, capacity), capacity).withLoading(), "generate with this model",
@@ -74,7 +75,7 @@ final class GenerateCommand implements Callable<Integer> {
             + vocab + " rows; ids " + sampled + " to " + (vocab - 1) + " have no text and are never generated");
       }
       try (Transformer m = Models.load(model, device)) {
-        generate(m, tok, prompt, sc, main.out);
+        generate(m, tok, prompt, ids, sc, main.out);
       }
     }
     return 0;
@@ -85,11 +86,22 @@ final class GenerateCommand implements Callable<Integer> {
    * generated ({@link Models#sampledVocab}).
    */
   static String generate(Transformer model, Tokenizer tok, String prompt, SamplingConfig sc, PrintStream out) {
-    int[] ids = Models.withBos(model.config(), tok, tok.encode(prompt));
+    return generate(model, tok, prompt, promptIds(model.config(), tok, prompt), sc, out);
+  }
+
+  /** The ids generation starts from: the prompt's (with BOS when the model wants it), or BOS/EOS alone for an empty one. */
+  static int[] promptIds(ModelConfig mc, Tokenizer tok, String prompt) {
+    int[] ids = Models.withBos(mc, tok, tok.encode(prompt));
     if (ids.length == 0) {
       if (tok.bosToken().isEmpty() && tok.eosToken().isEmpty()) throw new IllegalArgumentException("--prompt is empty");
       ids = new int[] {tok.bosToken().orElse(tok.eosToken().getAsInt())};
     }
+    return ids;
+  }
+
+  /** As {@link #generate(Transformer, Tokenizer, String, SamplingConfig, PrintStream)} from {@code ids}, the prompt's ids. */
+  private static String generate(Transformer model, Tokenizer tok, String prompt, int[] ids, SamplingConfig sc,
+      PrintStream out) {
     StreamDecoder dec = tok.streamDecoder(ids); // in the prompt's context: the first new token keeps its space
     StringBuilder text = new StringBuilder();
     out.print(prompt);
