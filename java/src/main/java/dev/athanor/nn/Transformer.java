@@ -1,5 +1,6 @@
 package dev.athanor.nn;
 
+import dev.athanor.memory.Tier;
 import dev.athanor.nn.BlockHooks.Pass;
 import dev.athanor.ops.Ops;
 import dev.athanor.params.ParamSpec;
@@ -173,16 +174,22 @@ public final class Transformer implements AutoCloseable {
     }
     for (ParameterStore.Param p : store.list()) {
       String name = p.name();
-      if (p.spec().shape().length >= 2) {
-        boolean residual = name.endsWith("c_proj.weight") || name.endsWith("o_proj.weight")
-            || name.endsWith("down_proj.weight");
-        Ops.randNormal(p.master(), seed, offsets.get(name), 0f, (float) (residual ? resStd : 0.02));
-      } else {
-        Ops.fill(p.master(), name.endsWith(".bias") ? 0f : 1f);
+      Tensor master = p.master();
+      // masters paged to DISK (offload) are drawn in host memory one tensor at a time, then written
+      try (Tensor host = master.tier() == Tier.DISK ? Tensor.empty(DType.F32, Device.CPU, master.shape()) : null) {
+        Tensor dst = host != null ? host : master;
+        if (p.spec().shape().length >= 2) {
+          boolean residual = name.endsWith("c_proj.weight") || name.endsWith("o_proj.weight")
+              || name.endsWith("down_proj.weight");
+          Ops.randNormal(dst, seed, offsets.get(name), 0f, (float) (residual ? resStd : 0.02));
+        } else {
+          Ops.fill(dst, name.endsWith(".bias") ? 0f : 1f);
+        }
+        if (host != null) master.copyFrom(host);
       }
     }
     store.syncWeights();
-    if (store.has(Role.GRAD)) store.zero(Role.GRAD);
+    if (store.has(Role.GRAD) && !store.isPaged(Role.GRAD)) store.zero(Role.GRAD);
   }
 
   /**
@@ -202,6 +209,10 @@ public final class Transformer implements AutoCloseable {
         Tensor s = onDevice == null ? src : onDevice;
         if (s.dtype() == DType.F32) {
           p.master().copyFrom(s);
+        } else if (p.master().tier() == Tier.DISK) {  // masters paged to DISK: converted in host memory, then written
+          try (Tensor c = s.contiguous(); Tensor f = Ops.convert(c, DType.F32)) {
+            p.master().copyFrom(f);
+          }
         } else {
           Ops.convert(s.contiguous(), p.master());
         }

@@ -1,6 +1,5 @@
 package dev.athanor.offload;
 
-import dev.athanor.memory.Storage;
 import dev.athanor.memory.Tier;
 import dev.athanor.params.ParameterStore;
 import dev.athanor.params.Range;
@@ -46,15 +45,25 @@ public final class ChunkStreamer implements AutoCloseable {
 
   private final UnitFiles files;
   private final List<Role> roles;
+  private final java.util.Set<Role> readOnly;
   private final long chunkElements;
   private final ExecutorService io;
   private final List<EnumMap<Role, Tensor>> slots = new ArrayList<>();
   private boolean closed;
 
-  /** A streamer over {@code files} with chunks of at most {@code chunkBytes} per role. */
+  /** A streamer over every role of {@code files} with chunks of at most {@code chunkBytes} per role, all written back. */
   public ChunkStreamer(UnitFiles files, long chunkBytes) {
+    this(files, chunkBytes, java.util.Set.of());
+  }
+
+  /**
+   * A streamer over every role of {@code files} with chunks of at most {@code chunkBytes} per role; the roles in
+   * {@code readOnly} (e.g. gradients the optimizer reads) are read and not written back.
+   */
+  public ChunkStreamer(UnitFiles files, long chunkBytes, java.util.Set<Role> readOnly) {
     this.files = files;
     this.roles = List.copyOf(new java.util.TreeSet<>(files.roles()));
+    this.readOnly = java.util.Set.copyOf(readOnly);
     for (Role r : roles) {
       if (r.dtype(files.store().computeDtype()) != DType.F32) throw new IllegalArgumentException("only F32 roles stream, not " + r);
     }
@@ -108,7 +117,7 @@ public final class ChunkStreamer implements AutoCloseable {
       for (int i = 0; i < Math.min(nslots - 1, n); i++) reads[i] = submit(chunks.get(i), i % nslots, false);
       for (int i = 0; i < n; i++) {
         int slot = i % nslots;
-        await(reads[slot]);
+        awaitCounted(reads[slot], chunks.get(i), "read");
         reads[slot] = null;
         Range c = chunks.get(i);
         EnumMap<Role, Tensor> staged = new EnumMap<>(Role.class);
@@ -122,7 +131,7 @@ public final class ChunkStreamer implements AutoCloseable {
         int next = i + nslots - 1;
         if (next < n) {
           int ns = next % nslots;
-          await(writes[ns]);  // the slot's last chunk is on disk before the slot is refilled
+          awaitCounted(writes[ns], chunks.get(next), "write");  // the slot's last chunk is on disk before it is refilled
           writes[ns] = null;
           reads[ns] = submit(chunks.get(next), ns, false);
         }
@@ -151,17 +160,9 @@ public final class ChunkStreamer implements AutoCloseable {
     EnumMap<Role, Tensor> s = slots.get(slot);
     return io.submit(() -> {
       for (Role r : roles) {
-        Storage file = files.storage(r, u);
+        if (write && readOnly.contains(r)) continue;
         long off = (chunk.start() - u.elements().start()) * 4, bytes = chunk.length() * 4;
-        long host = s.get(r).address();
-        try {
-          if (write) file.write(off, host, bytes);
-          else file.read(off, host, bytes);
-        } catch (RuntimeException e) {
-          throw new OffloadIOException(file.path(), (write ? "writing " : "reading ") + r + " of unit " + u.name()
-              + " (" + bytes + " bytes at offset " + off + ") " + (write ? "to " : "from ") + file.path()
-              + " on the DISK tier failed: " + e.getMessage(), e);
-        }
+        files.transfer(r, u, write, off, s.get(r).address(), bytes);
       }
       return null;
     });
@@ -172,7 +173,30 @@ public final class ChunkStreamer implements AutoCloseable {
     throw new IllegalArgumentException("chunk " + chunk + " is not inside one unit");
   }
 
-  private static void await(Future<?> f) {
+  /** {@link #await}, counting the time the computing thread waits as a stall. */
+  private void awaitCounted(Future<?> f, Range chunk, String reason) {
+    if (f == null) return;
+    if (f.isDone()) {
+      await(f);
+      return;
+    }
+    OffloadEvents.Stall ev = new OffloadEvents.Stall();
+    ev.begin();
+    long t0 = System.nanoTime();
+    try {
+      await(f);
+    } finally {
+      files.stats().stalled(System.nanoTime() - t0);
+      if (ev.shouldCommit()) {
+        ev.unit = unitOf(chunk).name();
+        ev.role = "optimizer state";
+        ev.reason = reason;
+        ev.commit();
+      }
+    }
+  }
+
+  static void await(Future<?> f) {
     if (f == null) return;
     boolean interrupted = false;
     try {

@@ -8,39 +8,50 @@ import java.util.Objects;
 import java.util.Set;
 
 /**
- * Which parameter-store roles live on the DISK tier, where their files go, and how much of a unit the optimizer
- * streams through host memory at a time.
+ * Which parameter-store roles live on the DISK tier, where their files go, how much of a unit the optimizer streams
+ * through host memory at a time, and whether the next unit's data is read ahead.
  *
- * <p>This is the first slice of tiered offload: only AdamW's moments ({@link Role#ADAM_M}, {@link Role#ADAM_V}) can
- * be placed on DISK, on the CPU backend. Compute weights (which are the FP32 masters on the CPU), gradients and
- * accumulated gradients stay in HOST memory, so the forward, backward and global-norm clipping are unchanged. The
- * optimizer step then streams the moments unit by unit in chunks of at most {@code chunkBytes} per role through
+ * <p>On the CPU backend four roles can be placed on DISK, each for every unit (one file per unit and role,
+ * {@link UnitFiles}):
+ * <ul>
+ *   <li>{@link Role#MASTER}: the FP32 weights (on the CPU also the compute weights). A {@link UnitPager} reads a
+ *       unit's weights into a host window before the unit runs and frees the window after; the next unit in the
+ *       model's execution order is read ahead while the current one computes.
+ *   <li>{@link Role#GRAD}: the gradients. A unit's micro-batch gradient is formed in a host window during its
+ *       backward and written behind (added to the step's gradient read back from DISK with accumulation); the step's
+ *       gradient stays on DISK, and the clipping norm streams it.
+ *   <li>{@link Role#ADAM_M}, {@link Role#ADAM_V}: AdamW's moments.
+ * </ul>
+ * The optimizer step streams every DISK role unit by unit in chunks of at most {@code chunkBytes} per role through
  * {@value #STAGING_SLOTS} host staging slots (one being read ahead, one being updated, one being written behind),
- * which count in the HOST budget.
+ * which count in the HOST budget. Every path runs the same kernels on the same elements as the in-memory run, so
+ * the results are bit-identical.
  *
- * @param diskRoles the roles kept on DISK (a subset of ADAM_M and ADAM_V; empty: no offload)
+ * @param diskRoles the roles kept on DISK (a subset of MASTER, GRAD, ADAM_M and ADAM_V; empty: no offload)
  * @param directory where the offload files go (null: {@link MemoryManager#diskDirectory()}, under
- *     {@code java.io.tmpdir} unless {@code -Dathanor.disk.dir} says otherwise); each optimizer makes its own
+ *     {@code java.io.tmpdir} unless {@code -Dathanor.disk.dir} says otherwise); each trainer makes its own
  *     subdirectory there and removes it on close
  * @param chunkBytes bytes of one role streamed per chunk (a multiple of 4, at least 4; a unit larger than this is
  *     split into several chunks, which need not end at tensor boundaries)
+ * @param prefetch whether the next unit's weights are read while the current unit computes (off: each unit is read
+ *     when it is needed, which shows what the overlap is worth)
  */
-public record OffloadConfig(Set<Role> diskRoles, Path directory, long chunkBytes) {
+public record OffloadConfig(Set<Role> diskRoles, Path directory, long chunkBytes, boolean prefetch) {
   /** Host staging slots per streamed role: read-ahead, compute, write-behind. */
   public static final int STAGING_SLOTS = 3;
-  /** The default chunk: 4 MiB per role (24 MiB of staging for both moments). */
+  /** The default chunk: 4 MiB per role. */
   public static final long DEFAULT_CHUNK_BYTES = 4L << 20;
   /** Everything in memory (no offload). */
-  public static final OffloadConfig NONE = new OffloadConfig(Set.of(), null, DEFAULT_CHUNK_BYTES);
-
-  private static final Set<Role> OFFLOADABLE = EnumSet.of(Role.ADAM_M, Role.ADAM_V);
+  public static final OffloadConfig NONE = new OffloadConfig(Set.of(), null, DEFAULT_CHUNK_BYTES, true);
+  /** The roles that can be placed on DISK. */
+  public static final Set<Role> OFFLOADABLE = Set.copyOf(EnumSet.of(Role.MASTER, Role.GRAD, Role.ADAM_M, Role.ADAM_V));
 
   public OffloadConfig {
     Objects.requireNonNull(diskRoles, "diskRoles");
     for (Role r : diskRoles) {
       if (!OFFLOADABLE.contains(Objects.requireNonNull(r, "role"))) {
-        throw new IllegalArgumentException("role " + r + " cannot be placed on DISK yet: only the AdamW moments "
-            + OFFLOADABLE + " can (weights, masters and gradients stay in memory in this version)");
+        throw new IllegalArgumentException("role " + r + " cannot be placed on DISK: only " + new java.util.TreeSet<>(OFFLOADABLE)
+            + " can (" + r + " follows " + (r == Role.WEIGHT ? "MASTER" : "GRAD") + ")");
       }
     }
     diskRoles = diskRoles.isEmpty() ? Set.of() : Set.copyOf(EnumSet.copyOf(diskRoles));
@@ -49,14 +60,29 @@ public record OffloadConfig(Set<Role> diskRoles, Path directory, long chunkBytes
     }
   }
 
+  /** {@code diskRoles} on DISK in {@code directory}, with read-ahead. */
+  public OffloadConfig(Set<Role> diskRoles, Path directory, long chunkBytes) {
+    this(diskRoles, directory, chunkBytes, true);
+  }
+
   /** AdamW's moments on DISK in {@code directory} (null: the DISK tier's directory), in default-sized chunks. */
   public static OffloadConfig optimizerStateOnDisk(Path directory) {
     return new OffloadConfig(EnumSet.of(Role.ADAM_M, Role.ADAM_V), directory, DEFAULT_CHUNK_BYTES);
   }
 
+  /** Every offloadable role (weights, gradients, moments) on DISK in {@code directory}, in default-sized chunks. */
+  public static OffloadConfig allOnDisk(Path directory) {
+    return new OffloadConfig(OFFLOADABLE, directory, DEFAULT_CHUNK_BYTES);
+  }
+
   /** The same with {@code bytes} per role per chunk. */
   public OffloadConfig withChunkBytes(long bytes) {
-    return new OffloadConfig(diskRoles, directory, bytes);
+    return new OffloadConfig(diskRoles, directory, bytes, prefetch);
+  }
+
+  /** The same with read-ahead on or off. */
+  public OffloadConfig withPrefetch(boolean on) {
+    return new OffloadConfig(diskRoles, directory, chunkBytes, on);
   }
 
   /** Whether {@code role} lives on DISK. */
@@ -67,6 +93,11 @@ public record OffloadConfig(Set<Role> diskRoles, Path directory, long chunkBytes
   /** Whether anything is offloaded. */
   public boolean enabled() {
     return !diskRoles.isEmpty();
+  }
+
+  /** Whether weights or gradients are paged unit by unit during the forward and backward ({@link UnitPager}). */
+  public boolean pagesUnits() {
+    return onDisk(Role.MASTER) || onDisk(Role.GRAD);
   }
 
   /** The directory offload files go to: {@link #directory()}, or the DISK tier's directory when that is null. */
@@ -88,8 +119,8 @@ public record OffloadConfig(Set<Role> diskRoles, Path directory, long chunkBytes
   }
 
   /**
-   * The host bytes the staging slots take when the largest unit has {@code largestUnit} elements: slots x roles x
-   * {@link #chunkElements} x 4 bytes (what the optimizer's streamer allocates).
+   * The host bytes the optimizer's staging slots take when the largest unit has {@code largestUnit} elements: slots x
+   * roles x {@link #chunkElements} x 4 bytes (what the optimizer's streamer allocates).
    */
   public long stagingBytes(long largestUnit) {
     return Math.multiplyExact(STAGING_SLOTS * (long) diskRoles.size(), Math.multiplyExact(chunkElements(chunkBytes, largestUnit), 4L));

@@ -38,7 +38,8 @@ public final class UnitFiles implements AutoCloseable {
   private final Path dir;
   private final EnumMap<Role, Storage[]> files = new EnumMap<>(Role.class);
   private final EnumMap<Role, Tensor[]> views = new EnumMap<>(Role.class);
-  private boolean closed;
+  private final TransferStats stats = new TransferStats();
+  private volatile boolean closed;
 
   /** Creates the files (reading as zeros) of {@code roles} for every unit of {@code store} under {@code directory}. */
   public UnitFiles(ParameterStore store, Set<Role> roles, Path directory) {
@@ -131,6 +132,43 @@ public final class UnitFiles implements AutoCloseable {
     Tensor[] v = views.get(role);
     if (v == null) throw new IllegalArgumentException(role + " is not on DISK here; roles on DISK: " + roles);
     return List.of(v);
+  }
+
+  /** The traffic to and from these files so far, and the time the computation waited for it. */
+  public TransferStats stats() {
+    return stats;
+  }
+
+  /**
+   * Moves {@code bytes} between host memory at {@code host} and {@code unit}'s file of {@code role} at byte
+   * {@code offset}: writes to the file when {@code write}, else reads from it. Counted in {@link #stats()} and
+   * recorded as a JDK Flight Recorder event. A failure (the file deleted or truncated under the run, a full disk)
+   * throws {@link OffloadIOException} naming the tier, the file, the unit, the role and the bytes. Thread-safe.
+   */
+  public void transfer(Role role, Unit unit, boolean write, long offset, long host, long bytes) {
+    Storage file = storage(role, unit);
+    OffloadEvents.Transfer ev = new OffloadEvents.Transfer();
+    ev.begin();
+    long t0 = System.nanoTime();
+    try {
+      if (write) {
+        file.write(offset, host, bytes);
+      } else {
+        file.read(offset, host, bytes);
+      }
+    } catch (RuntimeException e) {
+      throw new OffloadIOException(file.path(), (write ? "writing " : "reading ") + role + " of unit " + unit.name() + " ("
+          + bytes + " bytes at offset " + offset + ") " + (write ? "to " : "from ") + file.path()
+          + " on the DISK tier failed: " + e.getMessage(), e);
+    }
+    stats.transferred(write, bytes, System.nanoTime() - t0);
+    if (ev.shouldCommit()) {
+      ev.unit = unit.name();
+      ev.role = role.name();
+      ev.direction = write ? "host to disk" : "disk to host";
+      ev.bytes = bytes;
+      ev.commit();
+    }
   }
 
   /** The store whose layout the files follow. */

@@ -27,6 +27,13 @@ import java.util.Objects;
  * released. Named views ({@link #view}) alias the flat buffers and are owned by the store: do not close them; they
  * are replaced when a role moves or is reallocated, which bumps {@link #generation()}.
  *
+ * <p><b>Paging.</b> A role can be <i>paged</i> ({@link #page}): it then has no flat buffer; its data lives elsewhere
+ * (offload files on DISK, one per unit) and the views of a unit's parameters are those files' DISK views, except
+ * while a host window holding that unit is {@link #map mapped}, when they alias the window, so that kernels can
+ * read and write them. Offload ({@code dev.athanor.offload.UnitPager}) maps a unit's weights before the unit runs
+ * and its gradients while its backward runs. Layer code that takes its views through {@link #view} at each use
+ * reads whatever is mapped. WEIGHT follows MASTER when they are one buffer.
+ *
  * <p>Not thread-safe.
  */
 public final class ParameterStore implements AutoCloseable {
@@ -43,6 +50,8 @@ public final class ParameterStore implements AutoCloseable {
   private final EnumMap<Role, Tensor> flat = new EnumMap<>(Role.class);
   private final EnumMap<Role, Tensor[]> views = new EnumMap<>(Role.class);
   private final List<Param> params;
+  private final EnumMap<Role, Tensor[]> backing = new EnumMap<>(Role.class);  // a paged role's views when unmapped (not owned)
+  private final EnumMap<Role, Tensor[]> windows = new EnumMap<>(Role.class);  // a paged role's mapped window per unit
   private int generation;
   private boolean closed;
 
@@ -182,8 +191,14 @@ public final class ParameterStore implements AutoCloseable {
     return placements.get(role);
   }
 
+  /** Whether the role exists: a flat buffer, or paged ({@link #isPaged}). */
   public boolean has(Role role) {
-    return flat.containsKey(role);
+    return flat.containsKey(role) || backing.containsKey(role);
+  }
+
+  /** Whether the role is paged: no flat buffer, unit views on DISK unless a host window is {@link #map mapped}. */
+  public boolean isPaged(Role role) {
+    return backing.containsKey(role);
   }
 
   /** Whether WEIGHT is MASTER's buffer (F32 compute, placed together). */
@@ -207,7 +222,126 @@ public final class ParameterStore implements AutoCloseable {
   public void release(Role role) {
     checkOpen();
     if (role == Role.MASTER || role == Role.WEIGHT) throw new IllegalArgumentException(role + " cannot be released");
+    if (isPaged(role)) {
+      unpageViews(role);
+      return;
+    }
     uninstall(role);
+  }
+
+  // ------------------------------------------------------------------ paging
+
+  /**
+   * Pages {@code role} (MASTER, which takes WEIGHT with it and needs {@link #weightsAreMasters()}, or GRAD): its flat
+   * buffer is freed without being copied anywhere (the caller has saved what it needs) and its views become
+   * {@code diskViews}, one per parameter in layout order, owned by the caller, who keeps them open until
+   * {@link #unpage} or {@link #release}. Kernels cannot address them: {@link #map} a unit's window first.
+   */
+  public void page(Role role, List<Tensor> diskViews) {
+    checkOpen();
+    Objects.requireNonNull(diskViews, "diskViews");
+    if (role != Role.MASTER && role != Role.GRAD) {
+      throw new IllegalArgumentException("only MASTER (with WEIGHT) and GRAD can be paged, not " + role);
+    }
+    if (role == Role.MASTER && !weightsAreMasters()) {
+      throw new IllegalArgumentException("MASTER can be paged only when WEIGHT is the same buffer (F32 compute, placed "
+          + "together); this store computes in " + computeDtype + " with WEIGHT@" + placements.get(Role.WEIGHT));
+    }
+    if (isPaged(role)) throw new IllegalStateException(role + " is already paged");
+    if (diskViews.size() != specs.size()) {
+      throw new IllegalArgumentException("diskViews has " + diskViews.size() + " tensors, the store " + specs.size() + " parameters");
+    }
+    Tensor[] b = diskViews.toArray(new Tensor[0]);
+    for (int i = 0; i < b.length; i++) {
+      if (!java.util.Arrays.equals(b[i].shape(), specs.get(i).shape()) || b[i].dtype() != role.dtype(computeDtype)) {
+        throw new IllegalArgumentException("diskViews[" + i + "] is " + b[i] + ", parameter " + specs.get(i) + " needs "
+            + role.dtype(computeDtype));
+      }
+    }
+    List<Role> roles = role == Role.MASTER ? List.of(Role.MASTER, Role.WEIGHT) : List.of(role);
+    for (Role r : roles) {
+      uninstall(r);
+      backing.put(r, b);
+      windows.put(r, new Tensor[units.size()]);
+      views.put(r, b.clone());
+    }
+    generation++;
+  }
+
+  /**
+   * Ends paging of {@code role} (MASTER takes WEIGHT with it): every window must be unmapped; the role gets a flat
+   * buffer again (zeros) for the caller to fill, e.g. from the files it paged to.
+   */
+  public void unpage(Role role) {
+    checkOpen();
+    if (!isPaged(role)) throw new IllegalStateException(role + " is not paged");
+    unpageViews(role);
+    allocate(role);
+    if (role == Role.MASTER) allocate(Role.WEIGHT);
+  }
+
+  private void unpageViews(Role role) {
+    List<Role> roles = role == Role.MASTER || role == Role.WEIGHT ? List.of(Role.MASTER, Role.WEIGHT) : List.of(role);
+    for (Role r : roles) {
+      Tensor[] w = windows.get(r);
+      if (w != null) for (Tensor t : w) if (t != null) throw new IllegalStateException(r + " still has a mapped window");
+    }
+    for (Role r : roles) {
+      backing.remove(r);
+      windows.remove(r);
+      views.remove(r);
+    }
+    generation++;
+  }
+
+  /** Whether {@code unit}'s window of the paged {@code role} is mapped. */
+  public boolean isMapped(Role role, Unit unit) {
+    Tensor[] w = windows.get(role);
+    return w != null && w[unit.index()] != null;
+  }
+
+  /**
+   * Maps {@code window} (1-D, addressable, the role's dtype, exactly the unit's elements, in the flat layout restricted
+   * to the unit) as {@code unit}'s part of the paged {@code role}: the unit's views alias it until {@link #unmap}. The
+   * caller owns the window and fills it (or not) before kernels read it.
+   */
+  public void map(Role role, Unit unit, Tensor window) {
+    checkOpen();
+    Objects.requireNonNull(window, "window");
+    if (!isPaged(role)) throw new IllegalStateException(role + " is not paged");
+    if (window.tier() == Tier.DISK || window.rank() != 1 || window.numel() != unit.elements().length()
+        || window.dtype() != role.dtype(computeDtype) || !window.isContiguous()) {
+      throw new IllegalArgumentException("the window of " + role + " of unit " + unit.name() + " must be an addressable 1-D "
+          + role.dtype(computeDtype) + " tensor of " + unit.elements().length() + " elements, got " + window);
+    }
+    if (isMapped(role, unit)) throw new IllegalStateException(role + " of unit " + unit.name() + " is already mapped");
+    List<Role> roles = role == Role.MASTER || role == Role.WEIGHT ? List.of(Role.MASTER, Role.WEIGHT) : List.of(role);
+    Tensor[] v = views.get(role);
+    long base = window.offset() - unit.elements().start();
+    for (int i = unit.firstParam(); i < unit.endParam(); i++) {
+      long[] shape = specs.get(i).shape();
+      v[i] = Tensor.wrap(window.storage(), window.dtype(), shape, Tensor.contiguousStrides(shape), base + offsets[i]).detach();
+    }
+    for (Role r : roles) {
+      windows.get(r)[unit.index()] = window;
+      if (views.get(r) != v) System.arraycopy(v, unit.firstParam(), views.get(r), unit.firstParam(), unit.endParam() - unit.firstParam());
+    }
+  }
+
+  /** Unmaps {@code unit}'s window of the paged {@code role}: its views are the DISK views again. */
+  public void unmap(Role role, Unit unit) {
+    checkOpen();
+    if (!isMapped(role, unit)) throw new IllegalStateException(role + " of unit " + unit.name() + " is not mapped");
+    List<Role> roles = role == Role.MASTER || role == Role.WEIGHT ? List.of(Role.MASTER, Role.WEIGHT) : List.of(role);
+    Tensor[] v = views.get(role), b = backing.get(role);
+    for (int i = unit.firstParam(); i < unit.endParam(); i++) {
+      v[i].close();
+      v[i] = b[i];
+    }
+    for (Role r : roles) {
+      windows.get(r)[unit.index()] = null;
+      if (views.get(r) != v) System.arraycopy(b, unit.firstParam(), views.get(r), unit.firstParam(), unit.endParam() - unit.firstParam());
+    }
   }
 
   /**
@@ -268,6 +402,9 @@ public final class ParameterStore implements AutoCloseable {
   /** A role's whole flat buffer, 1-D of {@link #numel()} elements (owned by the store: do not close). */
   public Tensor flat(Role role) {
     Tensor t = flat.get(role);
+    if (t == null && isPaged(role)) {
+      throw new IllegalStateException(role + " is paged to DISK unit by unit and has no flat buffer");
+    }
     if (t == null) throw notAllocated(role);
     return t;
   }
@@ -287,6 +424,17 @@ public final class ParameterStore implements AutoCloseable {
   /** A 1-D view of {@code range} of a role's buffer: a new reference the caller closes. */
   public Tensor slice(Role role, Range range) {
     checkRange(range);
+    if (isPaged(role)) {
+      for (Unit u : units) {
+        if (!u.elements().contains(range)) continue;
+        if (!isMapped(role, u)) {
+          throw new IllegalStateException(role + " of unit " + u.name() + " is paged to DISK and not mapped; range " + range);
+        }
+        long s0 = u.elements().start();
+        return windows.get(role)[u.index()].slice(0, range.start() - s0, range.end() - s0);
+      }
+      throw new IllegalArgumentException("range " + range + " of the paged " + role + " is not inside one unit");
+    }
     return flat(role).slice(0, range.start(), range.end());
   }
 
@@ -352,6 +500,11 @@ public final class ParameterStore implements AutoCloseable {
   @Override
   public void close() {
     if (closed) return;
+    for (Role r : Role.values()) {
+      Tensor[] w = windows.get(r);
+      if (w != null) for (Unit u : units) if (w[u.index()] != null) unmap(r, u);
+    }
+    for (Role r : List.copyOf(backing.keySet())) if (backing.containsKey(r)) unpageViews(r);
     for (Role r : Role.values()) uninstall(r);
     closed = true;
   }
@@ -360,7 +513,9 @@ public final class ParameterStore implements AutoCloseable {
   public String toString() {
     StringBuilder sb = new StringBuilder("ParameterStore(" + specs.size() + " parameters, " + numel + " elements, "
         + units.size() + " units;");
-    for (Role r : Role.values()) if (has(r)) sb.append(' ').append(r).append('@').append(placements.get(r));
+    for (Role r : Role.values()) {
+      if (has(r)) sb.append(' ').append(r).append('@').append(isPaged(r) ? "paged" : placements.get(r));
+    }
     return sb.append(')').toString();
   }
 

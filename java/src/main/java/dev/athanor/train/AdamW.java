@@ -29,7 +29,8 @@ import java.util.Objects;
  */
 public final class AdamW implements AutoCloseable {
   private final ParameterStore store;
-  private final UnitFiles files;          // the moments on DISK, or null
+  private final UnitFiles files;          // the roles on DISK, or null
+  private final boolean ownsFiles;        // made (and deleted) by this optimizer
   private final ChunkStreamer streamer;   // streams them, or null
   private long step;
 
@@ -66,6 +67,24 @@ public final class AdamW implements AutoCloseable {
       this.files = null;
       this.streamer = null;
     }
+    this.ownsFiles = true;
+    for (Role r : new Role[] {Role.ADAM_M, Role.ADAM_V}) if (!onDisk(r)) store.allocate(r);
+  }
+
+  /**
+   * AdamW over {@code store} streaming every role of {@code files} (owned by the caller, which closes them after this
+   * optimizer) in chunks of at most {@code chunkBytes} per role: the masters and moments there are read and written
+   * back, the gradients ({@link Role#GRAD}) only read. The moments not there are allocated in the store.
+   */
+  public AdamW(ParameterStore store, UnitFiles files, long chunkBytes) {
+    this.store = Objects.requireNonNull(store, "store");
+    this.files = Objects.requireNonNull(files, "files");
+    if (files.store() != store) throw new IllegalArgumentException("the offload files belong to another parameter store");
+    for (Role r : files.roles()) {
+      if (r == Role.WEIGHT || r == Role.GRAD_ACC) throw new IllegalArgumentException(r + " cannot be streamed by the optimizer");
+    }
+    this.ownsFiles = false;
+    this.streamer = new ChunkStreamer(files, chunkBytes, java.util.Set.of(Role.GRAD));
     for (Role r : new Role[] {Role.ADAM_M, Role.ADAM_V}) if (!onDisk(r)) store.allocate(r);
   }
 
@@ -135,8 +154,8 @@ public final class AdamW implements AutoCloseable {
   }
 
   /**
-   * The kernel over each parameter's part of {@code range}: moments from {@code staged} (1-D, element 0 at flat
-   * element {@code stagedStart}) where a role is there, else from the store.
+   * The kernel over each parameter's part of {@code range}: each role from {@code staged} (1-D, element 0 at flat
+   * element {@code stagedStart}) where it is there, else from the store.
    */
   private void updateChunk(Range range, Role gradRole, Map<Role, Tensor> staged, long stagedStart, boolean lowp,
       float lr, float beta1, float beta2, float eps, float weightDecay, float gradScale) {
@@ -144,15 +163,15 @@ public final class AdamW implements AutoCloseable {
       Range r = p.range().intersect(range);
       if (r.isEmpty()) continue;
       float wd = p.spec().decay() ? weightDecay : 0f;
-      try (Tensor master = store.slice(Role.MASTER, r); Tensor grad = store.slice(gradRole, r);
-          Tensor m = moment(Role.ADAM_M, r, staged, stagedStart); Tensor v = moment(Role.ADAM_V, r, staged, stagedStart);
+      try (Tensor master = part(Role.MASTER, r, staged, stagedStart); Tensor grad = part(gradRole, r, staged, stagedStart);
+          Tensor m = part(Role.ADAM_M, r, staged, stagedStart); Tensor v = part(Role.ADAM_V, r, staged, stagedStart);
           Tensor weight = lowp ? store.slice(Role.WEIGHT, r) : null) {
         Ops.adamw(master, grad, m, v, weight, lr, beta1, beta2, eps, wd, gradScale, step);
       }
     }
   }
 
-  private Tensor moment(Role role, Range r, Map<Role, Tensor> staged, long stagedStart) {
+  private Tensor part(Role role, Range r, Map<Role, Tensor> staged, long stagedStart) {
     Tensor s = staged.get(role);
     if (s == null) return store.slice(role, r);
     return s.slice(0, r.start() - stagedStart, r.end() - stagedStart);
@@ -168,6 +187,6 @@ public final class AdamW implements AutoCloseable {
   @Override
   public void close() {
     if (streamer != null) streamer.close();
-    if (files != null) files.close();
+    if (files != null && ownsFiles) files.close();
   }
 }

@@ -3,6 +3,9 @@ package dev.athanor.train;
 import dev.athanor.io.data.DataLoader;
 import dev.athanor.nn.Transformer;
 import dev.athanor.offload.OffloadConfig;
+import dev.athanor.offload.TransferStats;
+import dev.athanor.offload.UnitFiles;
+import dev.athanor.offload.UnitPager;
 import dev.athanor.ops.Ops;
 import dev.athanor.params.ParameterStore;
 import dev.athanor.params.Role;
@@ -29,6 +32,8 @@ public final class Trainer implements AutoCloseable {
   private final DataLoader data;
   private final AdamW optimizer;
   private final ParameterStore store;
+  private final UnitFiles files;             // every role on DISK when weights or gradients are, or null
+  private final UnitPager pager;             // pages weights and gradients unit by unit, or null
   private final Role stepGrad;               // where the step's gradient is: GRAD, or GRAD_ACC with accumulation
   private GradientReducer reducer = GradientReducer.NONE;
   private long step;
@@ -41,9 +46,13 @@ public final class Trainer implements AutoCloseable {
   }
 
   /**
-   * A trainer whose optimizer keeps the roles {@code offload} names on DISK (see {@link AdamW}); the offload
-   * directory is checked and the files are created here, before any step. Gradients, weights and masters stay in
-   * the model's store, so the forward, backward and clipping are those of an in-memory run.
+   * A trainer that keeps the roles {@code offload} names on DISK; the offload directory is checked and the files
+   * are created here, before any step. With only AdamW's moments there, the optimizer streams them ({@link AdamW})
+   * and the forward, backward and clipping are those of an in-memory run. With the weights ({@link Role#MASTER}) or
+   * the gradients ({@link Role#GRAD}) there too, a {@link UnitPager} becomes the model's hooks and pages them unit by
+   * unit through host windows during the forward and backward, the clipping norm streams the step's gradient, and
+   * the optimizer streams every role on DISK; the results are those of the in-memory run, bit for bit. Closing the
+   * trainer reads the weights back into memory.
    */
   public Trainer(Transformer model, TrainConfig cfg, DataLoader data, OffloadConfig offload) {
     Objects.requireNonNull(offload, "offload");
@@ -54,20 +63,63 @@ public final class Trainer implements AutoCloseable {
       throw new IllegalArgumentException("seq " + cfg.seq() + " exceeds the model's context " + model.config().maxSeqLen());
     }
     this.store = model.parameters();
-    this.optimizer = new AdamW(store, offload);
+    if (!offload.pagesUnits()) {
+      this.files = null;
+      this.pager = null;
+      this.optimizer = new AdamW(store, offload);
+    } else {
+      if (!model.device().isCpu()) {
+        throw new IllegalArgumentException("weights and gradients on DISK need the CPU backend; this model is on " + model.device());
+      }
+      for (Role r : offload.diskRoles()) {
+        if ((r == Role.ADAM_M || r == Role.ADAM_V) && store.has(r)) {
+          throw new IllegalArgumentException(r + " is already allocated in the store; cannot also keep it on DISK");
+        }
+      }
+      UnitFiles f = new UnitFiles(store, offload.diskRoles(), offload.resolvedDirectory());
+      UnitPager p = null;
+      AdamW o = null;
+      try {
+        p = new UnitPager(model, f, offload.prefetch());
+        o = new AdamW(store, f, offload.chunkBytes());
+      } catch (RuntimeException e) {
+        if (p != null) p.close(model);
+        f.close();
+        throw e;
+      }
+      this.files = f;
+      this.pager = p;
+      this.optimizer = o;
+    }
     try {
-      store.allocate(Role.GRAD);
-      this.stepGrad = cfg.accum() > 1 ? Role.GRAD_ACC : Role.GRAD;
-      store.allocate(stepGrad);
+      boolean pagedGrads = store.isPaged(Role.GRAD);
+      if (!pagedGrads) store.allocate(Role.GRAD);
+      this.stepGrad = cfg.accum() > 1 && !pagedGrads ? Role.GRAD_ACC : Role.GRAD;
+      if (!pagedGrads) store.allocate(stepGrad);
     } catch (RuntimeException e) {
       optimizer.close();
+      closeOffload();
       throw e;
     }
   }
 
+  /** The DISK traffic and stalls of this trainer's offload so far ({@link TransferStats.Snapshot#ZERO} without offload). */
+  public TransferStats.Snapshot transfers() {
+    TransferStats.Snapshot s = TransferStats.Snapshot.ZERO;
+    if (files != null) s = s.plus(files.stats().snapshot());
+    if (optimizer.offloadFiles() != null && optimizer.offloadFiles() != files) {
+      s = s.plus(optimizer.offloadFiles().stats().snapshot());
+    }
+    return s;
+  }
+
   /** Sets the gradient-reduction phase (e.g. data parallelism); {@link GradientReducer#NONE} by default. */
   public void setGradientReducer(GradientReducer reducer) {
-    this.reducer = Objects.requireNonNull(reducer, "reducer");
+    Objects.requireNonNull(reducer, "reducer");
+    if (reducer != GradientReducer.NONE && store.isPaged(Role.GRAD)) {
+      throw new IllegalArgumentException("gradient reduction across replicas needs the gradients in memory; they are on DISK here");
+    }
+    this.reducer = reducer;
   }
 
   /** The role holding a step's gradient after the micro-batches: GRAD, or GRAD_ACC with gradient accumulation. */
@@ -112,9 +164,16 @@ public final class Trainer implements AutoCloseable {
     if (!stepFailed) stateBeforeStep = data.state();
     else data.restore(stateBeforeStep);  // retrying a failed step reads the same batches
     stepFailed = true;
-    MicroBatches mb = microBatches();
+    MicroBatches mb;
+    try {
+      mb = microBatches();
+      if (pager != null) pager.flush();
+    } catch (RuntimeException | Error e) {
+      if (pager != null) pager.discard();
+      throw e;
+    }
     reducer.reduce(store, stepGrad);
-    float norm = Ops.globalNorm(List.of(store.flat(stepGrad)));
+    float norm = store.isPaged(stepGrad) ? pager.globalNorm() : Ops.globalNorm(List.of(store.flat(stepGrad)));
     if (!Float.isFinite(norm)) throw new NonFiniteException(step, "the gradient norm", norm);
     float clip = cfg.gradClip() > 0 ? (float) Math.min(1.0, cfg.gradClip() / (norm + 1e-6)) : 1f;
     float lr = cfg.lrAt(step);
@@ -136,7 +195,12 @@ public final class Trainer implements AutoCloseable {
     long tokens = 0;
     for (int i = 0; i < cfg.accum(); i++) {
       DataLoader.Batch b = data.next();
-      store.zero(Role.GRAD);
+      boolean paged = store.isPaged(Role.GRAD);
+      if (paged) {
+        pager.beginMicroBatch(i);  // each unit's gradient window starts at zero; the pager accumulates on DISK
+      } else {
+        store.zero(Role.GRAD);
+      }
       float loss = model.forward(b.inputs(), b.targets(), b.batch(), b.seq());
       if (!Float.isFinite(loss)) throw new NonFiniteException(step, "the loss", loss);
       model.backward(1f / cfg.accum());
@@ -174,7 +238,10 @@ public final class Trainer implements AutoCloseable {
     updateFailed = false;
   }
 
-  /** Releases the optimizer state and gradients the trainer allocated in the model's store, and deletes offload files. */
+  /**
+   * Releases the optimizer state and gradients the trainer allocated in the model's store, reads weights kept on DISK
+   * back into memory, and deletes offload files.
+   */
   @Override
   public void close() {
     try {
@@ -182,7 +249,20 @@ public final class Trainer implements AutoCloseable {
         for (Role r : new Role[] {Role.ADAM_M, Role.ADAM_V, Role.GRAD_ACC}) store.release(r);
       }
     } finally {
-      optimizer.close();
+      try {
+        optimizer.close();
+      } finally {
+        closeOffload();
+      }
+    }
+  }
+
+  private void closeOffload() {
+    try {
+      if (pager != null && !store.isClosed()) pager.close(model);
+      else if (pager != null) pager.close();
+    } finally {
+      if (files != null) files.close();
     }
   }
 }

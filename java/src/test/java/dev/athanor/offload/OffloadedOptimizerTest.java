@@ -220,10 +220,10 @@ class OffloadedOptimizerTest {
 
   @Test
   void configurationIsValidatedNamingTheValue() {
-    var e = assertThrows(IllegalArgumentException.class, () -> new OffloadConfig(Set.of(Role.GRAD), null, 4096));
-    assertTrue(e.getMessage().contains("GRAD"), e.getMessage());
-    e = assertThrows(IllegalArgumentException.class, () -> new OffloadConfig(Set.of(Role.MASTER), null, 4096));
-    assertTrue(e.getMessage().contains("MASTER"), e.getMessage());
+    var e = assertThrows(IllegalArgumentException.class, () -> new OffloadConfig(Set.of(Role.GRAD_ACC), null, 4096));
+    assertTrue(e.getMessage().contains("GRAD_ACC") && e.getMessage().contains("follows GRAD"), e.getMessage());
+    e = assertThrows(IllegalArgumentException.class, () -> new OffloadConfig(Set.of(Role.WEIGHT), null, 4096));
+    assertTrue(e.getMessage().contains("WEIGHT") && e.getMessage().contains("follows MASTER"), e.getMessage());
     e = assertThrows(IllegalArgumentException.class, () -> OffloadConfig.optimizerStateOnDisk(null).withChunkBytes(6));
     assertTrue(e.getMessage().contains("6"), e.getMessage());
     assertFalse(OffloadConfig.NONE.enabled());

@@ -1,0 +1,555 @@
+package dev.athanor.offload;
+
+import dev.athanor.memory.Tier;
+import dev.athanor.nn.BlockHooks;
+import dev.athanor.nn.ModelConfig;
+import dev.athanor.nn.Stage;
+import dev.athanor.nn.Transformer;
+import dev.athanor.ops.Ops;
+import dev.athanor.params.ParameterStore;
+import dev.athanor.params.Range;
+import dev.athanor.params.Role;
+import dev.athanor.params.Unit;
+import dev.athanor.runtime.Device;
+import dev.athanor.tensor.DType;
+import dev.athanor.tensor.Tensor;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Objects;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Future;
+import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.ThreadPoolExecutor;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
+
+/**
+ * Pages a model's weights and gradients between their offload files on DISK ({@link UnitFiles}) and host windows,
+ * one unit (embeddings, a block, the head) at a time, through the model's {@link BlockHooks}.
+ *
+ * <p><b>Weights</b> ({@link Role#MASTER}, which on the CPU are also the compute weights): before a unit runs its
+ * weights are read into a window of exactly the unit's size and mapped into the {@link ParameterStore}
+ * ({@link ParameterStore#map}); after it ran the window is freed, unless the unit is one of the next two the model
+ * will run. The order is known without tracing: forward (embeddings, blocks, head, the embeddings again when the
+ * head is tied to them), then backward (head, tied embeddings, blocks in reverse, embeddings), then the next
+ * micro-batch; decoding runs the forward order per token. With read-ahead on, the next unit in that order is read
+ * on an I/O thread while the current one computes. Weights are only read: the optimizer writes them, after
+ * {@link #flush()} has dropped every window.
+ *
+ * <p><b>Gradients</b> ({@link Role#GRAD}): a unit's micro-batch gradient is formed in a zeroed window mapped at its
+ * first backward use and unmapped when it is complete ({@link #afterGradients}). The first micro-batch of a step
+ * writes it to the unit's file behind the computation; a later one adds it to the step's gradient read back from
+ * the file (read ahead when the unit's backward starts) with the same kernel and order as the in-memory trainer
+ * ({@code acc + g}), and writes the sum. {@link #globalNorm()} then streams the step's gradient in the fixed chunks
+ * of {@link Ops#sumSquaresPartials}, so the clipping norm has the in-memory bits.
+ *
+ * <p>Windows are HOST tensors allocated and freed per use, so the HOST peak holds at most a few units of each paged
+ * role (see {@link #windowBound}). Every wait of the computing thread for a transfer is a stall in
+ * {@link UnitFiles#stats()}. Not thread-safe: one model, one computing thread.
+ */
+public final class UnitPager implements BlockHooks, AutoCloseable {
+  private static final AtomicInteger THREADS = new AtomicInteger();
+  /** Units that stay mapped after use when the model runs them again within this many units. */
+  private static final int KEEP_AHEAD = 2;
+  /** Gradient windows being written behind at most (a new one waits for the oldest). */
+  private static final int MAX_WRITES = 2;
+
+  private final ParameterStore store;
+  private final UnitFiles files;
+  private final boolean pageWeights, pageGrads, prefetch;
+  private final List<Unit> training, decoding;  // execution order per cycle
+  private final Window[] weights, grads, sums;  // per unit index
+  private final List<Window> writes = new ArrayList<>();  // gradient windows being written behind
+  private final ExecutorService io;
+  private List<Unit> cycle;
+  private int cursor;
+  private int micro;
+  private boolean closed;
+
+  /** A host window of one unit and the transfer filling or emptying it. */
+  private static final class Window {
+    final Role role;
+    final Unit unit;
+    final Tensor buf;
+    Future<?> transfer;
+    boolean mapped;
+    int refs;
+
+    Window(Role role, Unit unit, Tensor buf) {
+      this.role = role;
+      this.unit = unit;
+      this.buf = buf;
+    }
+  }
+
+  /**
+   * Pages the roles of {@code files} among MASTER and GRAD of {@code model}'s store: their current contents are
+   * written to the files (unit by unit), their flat buffers freed, and the pager installed as the model's hooks.
+   * With {@code prefetch}, the next unit's weights are read while the current one computes.
+   */
+  public UnitPager(Transformer model, UnitFiles files, boolean prefetch) {
+    Objects.requireNonNull(model, "model");
+    this.files = Objects.requireNonNull(files, "files");
+    this.store = model.parameters();
+    if (files.store() != store) throw new IllegalArgumentException("the offload files belong to another parameter store");
+    if (!model.device().isCpu()) {
+      throw new IllegalArgumentException("weights and gradients on DISK need the CPU backend; this model is on " + model.device());
+    }
+    this.pageWeights = files.holds(Role.MASTER);
+    this.pageGrads = files.holds(Role.GRAD);
+    if (!pageWeights && !pageGrads) throw new IllegalArgumentException("neither MASTER nor GRAD is on DISK: nothing to page");
+    if (pageWeights && !store.weightsAreMasters()) {
+      throw new IllegalArgumentException("weights on DISK need F32 compute (the masters are the compute weights); this model "
+          + "computes in " + store.computeDtype());
+    }
+    this.prefetch = prefetch;
+    int n = store.units().size();
+    this.weights = new Window[n];
+    this.grads = new Window[n];
+    this.sums = new Window[n];
+    this.training = order(model, false);
+    this.decoding = order(model, true);
+    this.cycle = training;
+    ThreadPoolExecutor pool = new ThreadPoolExecutor(2, 2, 30, TimeUnit.SECONDS, new LinkedBlockingQueue<>(), r -> {
+      Thread t = new Thread(r, "athanor-pager-io-" + THREADS.incrementAndGet());
+      t.setDaemon(true);
+      return t;
+    });
+    pool.allowCoreThreadTimeOut(true);
+    this.io = pool;
+    try {
+      if (pageWeights) {
+        saveAll(Role.MASTER);
+        store.page(Role.MASTER, files.views(Role.MASTER));
+      }
+      if (pageGrads) {
+        if (store.has(Role.GRAD)) store.release(Role.GRAD);
+        store.page(Role.GRAD, files.views(Role.GRAD));
+      }
+    } catch (RuntimeException e) {
+      io.shutdownNow();
+      throw e;
+    }
+    model.setHooks(this);
+  }
+
+  /** The units of {@code model}'s stage in the order one cycle runs them (training: forward then backward). */
+  static List<Unit> order(Transformer model, boolean decode) {
+    ParameterStore s = model.parameters();
+    Stage st = model.stage();
+    ModelConfig c = model.config();
+    boolean tied = c.tiedEmbeddings() && st.embedding() && st.head();
+    List<Unit> fwd = new ArrayList<>();
+    Unit emb = st.embedding() ? s.unit(ModelConfig.EMBEDDING_UNIT) : null;
+    Unit head = st.head() ? s.unit(ModelConfig.HEAD_UNIT) : null;
+    if (emb != null) fwd.add(emb);
+    for (int b = st.firstBlock(); b < st.firstBlock() + st.blocks(); b++) fwd.add(s.unit(ModelConfig.blockUnit(b)));
+    if (head != null) fwd.add(head);
+    if (tied) fwd.add(emb);
+    if (decode) return List.copyOf(fwd);
+    List<Unit> all = new ArrayList<>(fwd);
+    if (head != null) all.add(head);
+    if (tied) all.add(emb);
+    for (int b = st.firstBlock() + st.blocks() - 1; b >= st.firstBlock(); b--) all.add(s.unit(ModelConfig.blockUnit(b)));
+    if (emb != null) all.add(emb);
+    return List.copyOf(all);
+  }
+
+  /**
+   * An upper bound of the host bytes the windows take at once, for a model whose units have {@code unitElements}
+   * elements (any order): weights, the current unit, the one read ahead and the tied embeddings, at most the three
+   * largest units; gradients, the unit being formed, the one being written behind, the tied embeddings and, with
+   * accumulation, the step's gradient read back for each of them: the three largest units, twice with accumulation.
+   */
+  public static long windowBound(List<Long> unitElements, boolean weightsOnDisk, boolean gradsOnDisk, boolean accumulate) {
+    List<Long> sorted = new ArrayList<>(unitElements);
+    sorted.sort(java.util.Comparator.reverseOrder());
+    long three = 0;
+    for (int i = 0; i < Math.min(3, sorted.size()); i++) three = Math.addExact(three, sorted.get(i));
+    long elements = 0;
+    if (weightsOnDisk) elements += three;
+    if (gradsOnDisk) elements += accumulate ? 2 * three : three;
+    return Math.multiplyExact(elements, 4L);
+  }
+
+  // ------------------------------------------------------------------ hooks
+
+  @Override
+  public void beforeWeights(Unit unit, Pass pass) {
+    checkOpen();
+    if (pageWeights) {
+      advance(unit, pass == Pass.DECODE ? decoding : training);
+      Window w = weights[unit.index()];
+      if (w == null) w = weights[unit.index()] = read(Role.MASTER, unit);
+      if (!w.mapped) {
+        awaitStall(w, "weights");
+        store.map(Role.MASTER, unit, w.buf);
+        w.mapped = true;
+      }
+      w.refs++;
+      if (prefetch) {
+        Unit next = cycle.get(cursor % cycle.size());
+        if (weights[next.index()] == null) weights[next.index()] = read(Role.MASTER, next);
+      }
+    }
+    if (pageGrads && pass == Pass.BACKWARD && grads[unit.index()] == null) {
+      Window g = new Window(Role.GRAD, unit, Tensor.zeros(DType.F32, Device.CPU, Tier.HOST, unit.elements().length()).detach());
+      grads[unit.index()] = g;
+      store.map(Role.GRAD, unit, g.buf);
+      g.mapped = true;
+      if (micro > 0) {
+        awaitWriteOf(unit);  // the last micro-batch's sum of this unit is on disk before it is read back
+        sums[unit.index()] = read(Role.GRAD, unit);
+      }
+    }
+  }
+
+  @Override
+  public void afterWeights(Unit unit, Pass pass) {
+    if (!pageWeights) return;
+    Window w = weights[unit.index()];
+    if (w == null || w.refs == 0) throw new IllegalStateException("afterWeights(" + unit.name() + ") without beforeWeights");
+    if (--w.refs > 0) return;
+    for (int k = 0; k < KEEP_AHEAD; k++) if (cycle.get((cursor + k) % cycle.size()) == unit) return;  // needed again soon
+    drop(w);
+  }
+
+  @Override
+  public void afterGradients(Unit unit) {
+    if (!pageGrads) return;
+    Window g = grads[unit.index()];
+    if (g == null) throw new IllegalStateException("afterGradients(" + unit.name() + ") without a backward");
+    grads[unit.index()] = null;
+    store.unmap(Role.GRAD, unit);
+    g.mapped = false;
+    Window out = g;
+    if (micro > 0) {
+      Window acc = sums[unit.index()];
+      sums[unit.index()] = null;
+      try {
+        awaitStall(acc, "the step's gradient");
+        Ops.add(acc.buf, g.buf, acc.buf);  // acc + g_i, as the in-memory trainer forms it
+      } catch (RuntimeException e) {
+        acc.buf.close();
+        g.buf.close();
+        throw e;
+      }
+      g.buf.close();
+      out = acc;
+    }
+    reapWrites();
+    Window w = out;
+    try {
+      w.transfer = io.submit(() -> {
+        files.transfer(Role.GRAD, unit, true, 0, w.buf.address(), w.buf.byteSize());
+        return null;
+      });
+    } catch (RuntimeException e) {
+      w.buf.close();
+      throw e;
+    }
+    writes.add(w);
+  }
+
+  /**
+   * Frees the windows whose gradient is written, and waits for the oldest while more than {@link #MAX_WRITES} are in
+   * flight, so that written-behind windows do not pile up in host memory when the disk is slower than the backward.
+   */
+  private void reapWrites() {
+    while (writes.size() >= MAX_WRITES) {
+      Window oldest = writes.remove(0);
+      try {
+        awaitStall(oldest, "gradient written");
+      } finally {
+        oldest.buf.close();
+      }
+    }
+    for (java.util.Iterator<Window> it = writes.iterator(); it.hasNext(); ) {
+      Window w = it.next();
+      if (w.transfer == null || !w.transfer.isDone()) continue;
+      it.remove();
+      try {
+        ChunkStreamer.await(w.transfer);
+      } finally {
+        w.buf.close();
+      }
+    }
+  }
+
+  // ------------------------------------------------------------------ steps
+
+  /** The trainer starts micro-batch {@code index} (0-based) of a step: the first one writes, later ones accumulate. */
+  public void beginMicroBatch(int index) {
+    checkOpen();
+    if (index < 0) throw new IllegalArgumentException("micro-batch index must be >= 0, got " + index);
+    micro = index;
+  }
+
+  /**
+   * Ends the passes of a step: waits until every gradient is written and drops every weight window (the optimizer is
+   * about to change the weights on DISK). The next forward reads them again.
+   */
+  public void flush() {
+    checkOpen();
+    RuntimeException failure = null;
+    for (Window w : writes) {
+      try {
+        awaitStall(w, "gradient written");
+      } catch (RuntimeException e) {
+        if (failure == null) failure = e;
+      } finally {
+        w.buf.close();
+      }
+    }
+    writes.clear();
+    for (Window[] ws : new Window[][] {weights, grads, sums}) {
+      for (int i = 0; i < ws.length; i++) {
+        Window w = ws[i];
+        if (w == null) continue;
+        ws[i] = null;
+        try {
+          quiet(w);
+        } catch (RuntimeException e) {
+          if (failure == null) failure = e;
+        }
+      }
+    }
+    cursor = 0;
+    cycle = training;
+    if (failure != null) throw failure;
+  }
+
+  /**
+   * The L2 norm of the step's gradient on DISK, as {@link Ops#globalNorm} forms it over the flat layout: the file
+   * pieces of each chunk of {@link Ops#NORM_CHUNK} elements are read into one host buffer (the next chunk while the
+   * current one is summed), each chunk's partial formed by the same kernel and the partials added in order. Call
+   * after {@link #flush()}.
+   */
+  public float globalNorm() {
+    checkOpen();
+    if (!pageGrads) throw new IllegalStateException("the gradients are not on DISK");
+    if (!writes.isEmpty()) throw new IllegalStateException("gradients are still being written: flush() first");
+    long n = store.numel(), chunk = Ops.NORM_CHUNK;
+    int chunks = (int) ((n + chunk - 1) / chunk);
+    if (chunks == 0) return 0f;
+    long len = Math.min(chunk, n);
+    double total = 0;
+    try (Tensor a = Tensor.empty(DType.F32, Device.CPU, Tier.HOST, len); Tensor b = Tensor.empty(DType.F32, Device.CPU, Tier.HOST, len)) {
+      Tensor[] buf = {a, b};
+      Future<?>[] pending = new Future<?>[2];
+      pending[0] = readFlat(new Range(0, len), a);
+      try {
+        for (int j = 0; j < chunks; j++) {
+          Range r = new Range(j * chunk, Math.min(n, (j + 1) * chunk));
+          if (j + 1 < chunks) {
+            Range next = new Range((j + 1) * chunk, Math.min(n, (j + 2) * chunk));
+            pending[(j + 1) % 2] = readFlat(next, buf[(j + 1) % 2]);
+          }
+          stall(pending[j % 2], null, "gradient norm");
+          pending[j % 2] = null;
+          try (Tensor part = buf[j % 2].slice(0, 0, r.length())) {
+            total += Ops.sumSquaresPartials(part)[0];
+          }
+        }
+      } finally {
+        for (Future<?> f : pending) {
+          try {
+            ChunkStreamer.await(f);
+          } catch (RuntimeException ignored) {
+            // the first failure is already on its way out
+          }
+        }
+      }
+    }
+    return (float) Math.sqrt(total);
+  }
+
+  /** Reads the flat range {@code r} of the step's gradient (pieces of one or more unit files) into {@code dst}. */
+  private Future<?> readFlat(Range r, Tensor dst) {
+    return io.submit(() -> {
+      for (Unit u : store.units()) {
+        Range p = u.elements().intersect(r);
+        if (p.isEmpty()) continue;
+        files.transfer(Role.GRAD, u, false, (p.start() - u.elements().start()) * 4, dst.address() + (p.start() - r.start()) * 4,
+            p.length() * 4);
+      }
+      return null;
+    });
+  }
+
+  /**
+   * Forgets a step that failed part-way (an exception in the forward or backward): waits for transfers in flight,
+   * unmaps and frees every window. The step's gradient on DISK is then incomplete; a retried step rewrites it.
+   */
+  public void discard() {
+    if (closed) return;
+    for (Window w : writes) {
+      try {
+        ChunkStreamer.await(w.transfer);
+      } catch (RuntimeException ignored) {
+        // discarding: the step is being abandoned
+      }
+      w.buf.close();
+    }
+    writes.clear();
+    for (Window[] ws : new Window[][] {weights, grads, sums}) {
+      for (int i = 0; i < ws.length; i++) {
+        if (ws[i] == null) continue;
+        try {
+          quiet(ws[i]);
+        } catch (RuntimeException ignored) {
+          // discarding
+        }
+        ws[i] = null;
+      }
+    }
+    cursor = 0;
+    cycle = training;
+  }
+
+  // ------------------------------------------------------------------ internals
+
+  /** Moves the cursor past {@code unit} in {@code order}; a unit out of the predicted order drops unused windows. */
+  private void advance(Unit unit, List<Unit> order) {
+    if (order != cycle) {
+      cycle = order;
+      cursor = 0;
+    }
+    int n = cycle.size();
+    for (int k = 0; k < n; k++) {
+      int i = (cursor + k) % n;
+      if (cycle.get(i) == unit) {
+        if (k > 0) dropUnused(unit);  // not where we expected to be (a new pass, another stage): stop guessing
+        cursor = i + 1;
+        return;
+      }
+    }
+    throw new IllegalStateException("unit " + unit.name() + " is not part of this model's stage");
+  }
+
+  private void dropUnused(Unit keep) {
+    for (int i = 0; i < weights.length; i++) {
+      Window w = weights[i];
+      if (w != null && w.refs == 0 && w.unit != keep) {
+        weights[i] = null;
+        quiet(w);
+      }
+    }
+  }
+
+  private Window read(Role role, Unit unit) {
+    Window w = new Window(role, unit, Tensor.empty(DType.F32, Device.CPU, Tier.HOST, unit.elements().length()).detach());
+    try {
+      w.transfer = io.submit(() -> {
+        files.transfer(role, unit, false, 0, w.buf.address(), w.buf.byteSize());
+        return null;
+      });
+    } catch (RuntimeException e) {
+      w.buf.close();
+      throw e;
+    }
+    return w;
+  }
+
+  /** Unmaps (when mapped) and frees a weight window that nothing uses. */
+  private void drop(Window w) {
+    weights[w.unit.index()] = null;
+    quiet(w);
+  }
+
+  /** Waits for the window's transfer (errors propagate), unmaps it and frees it. */
+  private void quiet(Window w) {
+    try {
+      ChunkStreamer.await(w.transfer);
+    } finally {
+      if (w.mapped) {
+        store.unmap(w.role, w.unit);
+        w.mapped = false;
+      }
+      w.buf.close();
+    }
+  }
+
+  private void awaitWriteOf(Unit unit) {
+    for (Window w : writes) if (w.unit == unit) awaitStall(w, "gradient written");
+  }
+
+  private void awaitStall(Window w, String reason) {
+    stall(w.transfer, w.unit, reason);
+    w.transfer = null;
+  }
+
+  private void stall(Future<?> f, Unit unit, String reason) {
+    if (f == null) return;
+    if (f.isDone()) {
+      ChunkStreamer.await(f);
+      return;
+    }
+    OffloadEvents.Stall ev = new OffloadEvents.Stall();
+    ev.begin();
+    long t0 = System.nanoTime();
+    try {
+      ChunkStreamer.await(f);
+    } finally {
+      files.stats().stalled(System.nanoTime() - t0);
+      if (ev.shouldCommit()) {
+        ev.unit = unit == null ? "" : unit.name();
+        ev.role = reason.startsWith("weights") ? "MASTER" : "GRAD";
+        ev.reason = reason;
+        ev.commit();
+      }
+    }
+  }
+
+  /** Writes the store's current flat buffer of {@code role} to the files, unit by unit. */
+  private void saveAll(Role role) {
+    for (Unit u : store.units()) {
+      try (Tensor s = store.slice(role, u.elements())) {
+        files.transfer(role, u, true, 0, s.address(), s.byteSize());
+      }
+    }
+  }
+
+  /** Reads every unit's file of {@code role} into the store's (new) flat buffer. */
+  private void loadAll(Role role) {
+    for (Unit u : store.units()) {
+      try (Tensor s = store.slice(role, u.elements())) {
+        files.transfer(role, u, false, 0, s.address(), s.byteSize());
+      }
+    }
+  }
+
+  private void checkOpen() {
+    if (closed) throw new IllegalStateException("the unit pager is closed");
+  }
+
+  /**
+   * Stops paging: the weights are read back into a flat buffer in host memory (so the model works as before
+   * offload; this needs host memory for all of them), the paged gradients are released, and the model's hooks are
+   * reset. The files belong to the caller.
+   */
+  public void close(Transformer model) {
+    if (closed) return;
+    try {
+      discard();
+      if (pageGrads && store.isPaged(Role.GRAD)) store.release(Role.GRAD);
+      if (pageWeights && store.isPaged(Role.MASTER)) {
+        store.unpage(Role.MASTER);
+        loadAll(Role.MASTER);
+      }
+    } finally {
+      closed = true;
+      io.shutdownNow();
+      model.setHooks(BlockHooks.NONE);
+    }
+  }
+
+  /** Stops the I/O threads without restoring anything (see {@link #close(Transformer)}). */
+  @Override
+  public void close() {
+    if (closed) return;
+    discard();
+    closed = true;
+    io.shutdownNow();
+  }
+}

@@ -1,0 +1,197 @@
+package dev.athanor.offload;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.athanor.io.data.DataLoader;
+import dev.athanor.io.data.TokenDataset;
+import dev.athanor.memory.MemoryManager;
+import dev.athanor.memory.Tier;
+import dev.athanor.nn.ModelConfig;
+import dev.athanor.nn.Transformer;
+import dev.athanor.params.ParameterStore;
+import dev.athanor.params.Role;
+import dev.athanor.runtime.Device;
+import dev.athanor.runtime.NativeRuntime;
+import dev.athanor.tensor.Tensor;
+import dev.athanor.train.Schedule;
+import dev.athanor.train.StepResult;
+import dev.athanor.train.TrainConfig;
+import dev.athanor.train.Trainer;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.EnumSet;
+import java.util.List;
+import java.util.Set;
+import java.util.stream.Stream;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * Weights and gradients on the DISK tier, paged unit by unit through host windows by a {@link UnitPager} during the
+ * forward and backward, with the moments streamed by the optimizer: the same bits as the run with everything in
+ * memory (losses, gradient norms, final weights, moments), for GPT-2 (tied head) and Llama (untied), 1 and 2
+ * threads, with and without accumulation and read-ahead; and a model whose training state is more than 8 times the
+ * HOST budget trains within that budget.
+ */
+class PagedTrainingTest {
+  static final ModelConfig GPT2 = OffloadedOptimizerTest.GPT2;
+  static final ModelConfig LLAMA = ModelConfig.llama(97, 32, 3, 48, 4, 2, 40, 10000f, false);
+
+  static TrainConfig tc(int steps, int accum) {
+    return OffloadedOptimizerTest.tc(steps, accum);
+  }
+
+  /** What a run produced, as raw bits, and its traffic. */
+  record Run(int[] losses, int[] norms, byte[] masters, byte[] m, byte[] v, TransferStats.Snapshot traffic, long peakHost) {
+    OffloadedOptimizerTest.Run bits() {
+      return new OffloadedOptimizerTest.Run(losses, norms, masters, m, v, peakHost, 0);
+    }
+  }
+
+  static Run train(Path data, ModelConfig cfg, TrainConfig tc, OffloadConfig off) {
+    MemoryManager.global().resetPeak();
+    long diskBefore = MemoryManager.global().liveBytes(Tier.DISK);
+    try (TokenDataset d = TokenDataset.open(data); Transformer model = Transformer.create(cfg, Device.CPU);
+        Trainer t = new Trainer(model, tc, new DataLoader(d, tc.batch(), tc.seq(), tc.shuffle(), tc.seed()), off)) {
+      model.initialize(8);  // after the trainer: the masters are already on DISK when offloaded
+      ParameterStore s = model.parameters();
+      assertEquals(off.onDisk(Role.MASTER), s.isPaged(Role.MASTER), "MASTER paged");
+      assertEquals(off.onDisk(Role.GRAD), s.isPaged(Role.GRAD), "GRAD paged");
+      List<Integer> losses = new ArrayList<>(), norms = new ArrayList<>();
+      while (!t.done()) {
+        StepResult r = t.step();
+        losses.add(Float.floatToRawIntBits(r.loss()));
+        norms.add(Float.floatToRawIntBits(r.gradNorm()));
+      }
+      long peak = MemoryManager.global().peakBytes(Tier.HOST);
+      byte[] masters = OffloadedOptimizerTest.bytes(new ArrayList<>(model.weights().values()));  // DISK views when paged
+      Run run = new Run(losses.stream().mapToInt(Integer::intValue).toArray(), norms.stream().mapToInt(Integer::intValue).toArray(),
+          masters, OffloadedOptimizerTest.bytes(t.optimizer().firstMoments()),
+          OffloadedOptimizerTest.bytes(t.optimizer().secondMoments()), t.transfers(), peak);
+      t.close();
+      // closing the trainer reads the weights back into memory: the model is as an in-memory run leaves it
+      assertFalse(s.isPaged(Role.MASTER));
+      assertArrayEquals(masters, OffloadedOptimizerTest.bytes(new ArrayList<>(model.weights().values())), "weights after close");
+      return run;
+    } finally {
+      assertEquals(diskBefore, MemoryManager.global().liveBytes(Tier.DISK), "DISK bytes given back on close");
+    }
+  }
+
+  static void assertSameBits(Run want, Run got, String what) {
+    OffloadedOptimizerTest.assertSameBits(want.bits(), got.bits(), what);
+  }
+
+  @Test
+  void weightsGradientsAndMomentsOnDiskTrainBitIdenticallyToMemory(@TempDir Path tmp) {
+    Path data = OffloadedOptimizerTest.shard(tmp);
+    Path dir = tmp.resolve("offload");
+    OffloadConfig all = OffloadConfig.allOnDisk(dir);
+    int before = NativeRuntime.cpuThreads();
+    try {
+      for (int threads : new int[] {1, 2}) {
+        NativeRuntime.setCpuThreads(threads);
+        for (ModelConfig cfg : List.of(GPT2, LLAMA)) {
+          for (int accum : new int[] {1, 3}) {
+            String what = cfg.family() + ", " + threads + " threads, accum " + accum;
+            Run host = train(data, cfg, tc(3, accum), OffloadConfig.NONE);
+            Run disk = train(data, cfg, tc(3, accum), all);
+            assertSameBits(host, disk, what + ", everything on DISK");
+            assertTrue(disk.traffic().diskToHost() > 0 && disk.traffic().hostToDisk() > 0, what + ": traffic " + disk.traffic());
+            assertEquals(TransferStats.Snapshot.ZERO, host.traffic(), what + ": no traffic in memory");
+            assertSameBits(host, train(data, cfg, tc(3, accum), all.withPrefetch(false).withChunkBytes(4000)),
+                what + ", no read-ahead, small chunks");
+            assertSameBits(host, train(data, cfg, tc(3, accum), new OffloadConfig(Set.of(Role.MASTER), dir, 4000)),
+                what + ", weights only");
+            assertSameBits(host, train(data, cfg, tc(3, accum), new OffloadConfig(EnumSet.of(Role.GRAD, Role.ADAM_V), dir, 4000)),
+                what + ", gradients and ADAM_V");
+          }
+        }
+      }
+    } finally {
+      NativeRuntime.setCpuThreads(before);
+    }
+    try (Stream<Path> left = Files.list(dir)) {
+      assertEquals(0, left.count(), "offload files deleted");
+    } catch (java.io.IOException e) {
+      throw new java.io.UncheckedIOException(e);
+    }
+  }
+
+  /**
+   * A model whose weights, gradients and moments are more than 8 times the HOST budget trains within it (the budget
+   * is enforced by the allocator: going over it throws), with the in-memory run's bits.
+   */
+  @Test
+  void stateEightTimesTheHostBudgetTrainsWithinIt(@TempDir Path tmp) {
+    Path data = OffloadedOptimizerTest.shard(tmp);
+    ModelConfig cfg = ModelConfig.gpt2(97, 16, 24, 256, 4);  // 24 blocks of 0.79M parameters: 19M in all
+    TrainConfig tc = new TrainConfig(2, 1, 16, 1, 1e-2f, 1e-3f, 1, Schedule.COSINE, 0.1f, 0.9f, 0.95f, 1e-8f, 1f, true, 5);
+    Run host = train(data, cfg, tc, OffloadConfig.NONE);
+    OffloadConfig all = OffloadConfig.allOnDisk(tmp.resolve("offload")).withChunkBytes(256 << 10);
+    MemoryManager mm = MemoryManager.global();
+    long state, budget;
+    try (Transformer probe = Transformer.create(cfg, Device.CPU)) {
+      state = 4 * probe.parameters().bytes(Role.MASTER);  // weights, gradients, two moments
+    }
+    budget = state / 8;
+    long liveBefore = mm.liveBytes(Tier.HOST), oldBudget = mm.budgetBytes(Tier.HOST);
+    Run disk;
+    try (TokenDataset d = TokenDataset.open(data); Transformer model = Transformer.create(cfg, Device.CPU);
+        Trainer t = new Trainer(model, tc, new DataLoader(d, tc.batch(), tc.seq(), tc.shuffle(), tc.seed()), all)) {
+      model.initialize(8);
+      // from here on: the flat masters the model was built with are on DISK; hold every step to the budget
+      mm.setBudget(Tier.HOST, mm.liveBytes(Tier.HOST) + budget);
+      mm.resetPeak();
+      long base = mm.liveBytes(Tier.HOST);
+      List<Integer> losses = new ArrayList<>(), norms = new ArrayList<>();
+      while (!t.done()) {
+        StepResult r = t.step();
+        losses.add(Float.floatToRawIntBits(r.loss()));
+        norms.add(Float.floatToRawIntBits(r.gradNorm()));
+      }
+      long used = mm.peakBytes(Tier.HOST) - base;
+      mm.setBudget(Tier.HOST, oldBudget);
+      assertTrue(used <= budget, "HOST peak " + used + " within the budget " + budget);
+      assertTrue(state >= 8 * budget, "state " + state + " >= 8 x budget " + budget);
+      byte[] masters = OffloadedOptimizerTest.bytes(new ArrayList<>(model.weights().values()));
+      disk = new Run(losses.stream().mapToInt(Integer::intValue).toArray(), norms.stream().mapToInt(Integer::intValue).toArray(),
+          masters, OffloadedOptimizerTest.bytes(t.optimizer().firstMoments()),
+          OffloadedOptimizerTest.bytes(t.optimizer().secondMoments()), t.transfers(), used);
+    } finally {
+      mm.setBudget(Tier.HOST, oldBudget);
+    }
+    assertSameBits(host, disk, "19M parameters, state 8x the HOST budget");
+    assertTrue(liveBefore >= 0);
+  }
+
+  @Test
+  void pagedRolesRefuseWhatTheyCannotDo(@TempDir Path tmp) {
+    try (Transformer model = Transformer.create(GPT2, Device.CPU);
+        UnitFiles f = new UnitFiles(model.parameters(), Set.of(Role.MASTER, Role.GRAD), tmp)) {
+      ParameterStore s = model.parameters();
+      UnitPager p = new UnitPager(model, f, true);
+      try {
+        var e = assertThrows(IllegalStateException.class, () -> s.flat(Role.MASTER));
+        assertTrue(e.getMessage().contains("paged"), e.getMessage());
+        var unit = s.unit(ModelConfig.blockUnit(0));
+        e = assertThrows(IllegalStateException.class, () -> s.slice(Role.MASTER, unit.elements()));
+        assertTrue(e.getMessage().contains("block.0") && e.getMessage().contains("not mapped"), e.getMessage());
+        assertEquals(Tier.DISK, s.view(Role.MASTER, unit.firstParam()).tier());
+        try (Tensor w = Tensor.zeros(dev.athanor.tensor.DType.F32, Device.CPU, 7)) {
+          var bad = assertThrows(IllegalArgumentException.class, () -> s.map(Role.MASTER, unit, w));
+          assertTrue(bad.getMessage().contains(Long.toString(unit.elements().length())), bad.getMessage());
+        }
+      } finally {
+        p.close(model);
+      }
+      assertFalse(s.isPaged(Role.MASTER));
+      assertFalse(s.isPaged(Role.GRAD));
+    }
+  }
+}
