@@ -57,7 +57,7 @@ final class DemoCommand implements Callable<Integer> {
   @ArgGroup(exclusive = false, validate = false, heading = "%nRuntime:%n")
   Options.RuntimeOptions runtime = new Options.RuntimeOptions();
 
-  @ArgGroup(exclusive = false, validate = false, heading = "%nOffload (CPU only: AdamW's moments on DISK):%n")
+  @ArgGroup(exclusive = false, validate = false, heading = "%nOffload (CPU only: weights, gradients and AdamW state on DISK):%n")
   Options.OffloadOptions offload = new Options.OffloadOptions();
 
   @Override

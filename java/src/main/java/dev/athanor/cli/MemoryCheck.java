@@ -70,7 +70,7 @@ final class MemoryCheck {
 
   /**
    * The same for a planner's job, with everything in memory; when {@code canOffload} and the planner finds a placement
-   * that fits (AdamW's moments on DISK), the advice also names {@code --offload auto} and what host memory then needs.
+   * that fits (state on DISK), the advice also names {@code --offload auto} and what host memory then needs.
    */
   static void requireTraining(OffloadPlanner.Job job, boolean canRecompute, boolean canOffload) {
     ModelConfig mc = job.model();
@@ -83,7 +83,7 @@ final class MemoryCheck {
     if (canOffload && need.worstShortfall(MemoryManager.global()) != null) {
       OffloadPlan p = OffloadPlanner.plan(job, MemoryManager.global()).plan();
       if (p != null && p.offloads()) {
-        offload = ", or --offload auto (AdamW's " + (p.diskRoles().size() == 2 ? "moments" : "first moment")
+        offload = ", or --offload auto (" + OffloadPlan.describe(p.diskRoles())
             + " then go to DISK: " + Footprint.size(p.bytes(Tier.HOST)) + " of host memory and "
             + Footprint.size(p.bytes(Tier.DISK)) + " on DISK)";
       }

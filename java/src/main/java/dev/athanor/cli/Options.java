@@ -284,11 +284,11 @@ final class Options {
     }
   }
 
-  /** Where a training job's AdamW moments live: {@code --offload} and {@code --offload-dir} (an argument group). */
+  /** Where a training job's state lives: {@code --offload}, {@code --offload-dir}, {@code --offload-chunk} (an argument group). */
   static final class OffloadOptions {
     @Option(names = "--offload", paramLabel = "off|auto|PLAN.json", defaultValue = "off",
-        description = "off: everything in memory; auto: plan from the budgets (AdamW's moments to DISK when the job does "
-            + "not fit in HOST memory otherwise; the plan is printed); PLAN.json: a plan written by athanor plan --json. "
+        description = "off: everything in memory; auto: plan from the budgets (AdamW's moments, then the gradients, "
+            + "then the weights to DISK, as far as the job needs to fit in HOST memory; the plan is printed); PLAN.json: a plan written by athanor plan --json. "
             + "CPU only. Default: ${DEFAULT-VALUE}")
     String offload;
 
@@ -298,7 +298,7 @@ final class Options {
     Path dir;
 
     @Option(names = "--offload-chunk", paramLabel = "SIZE", converter = Size.class,
-        description = "bytes of one moment the optimizer streams from DISK at a time, through 3 host buffers per moment "
+        description = "bytes of one role the optimizer streams from DISK at a time, through 3 host buffers per role "
             + "(default: 4m; with --offload PLAN.json the plan's)")
     Long chunk;
 

@@ -21,12 +21,12 @@ import picocli.CommandLine.ParentCommand;
 import picocli.CommandLine.Spec;
 
 /**
- * {@code athanor plan}: where a training job's AdamW moments would live under the memory budgets, without data and
+ * {@code athanor plan}: where a training job's weights, gradients and AdamW moments would live under the memory budgets, without data and
  * without allocating the model: the table {@code train --offload auto} prints, and the plan as JSON for
  * {@code train --offload PLAN.json}.
  */
 @Command(name = "plan", sortOptions = false, abbreviateSynopsis = true,
-    description = "Plan where a training job's memory goes (AdamW's moments in memory or on DISK) from the model, the "
+    description = "Plan where a training job's memory goes (weights, gradients and AdamW's moments in memory or on DISK) from the model, the "
         + "batch and the budgets, without data or allocating the model: print the table, and with --json write the plan "
         + "that train --offload PLAN.json reads. Fails (exit 1) when no placement fits, naming the tier and the shortfall.",
     footer = {"%nExamples:",

@@ -49,8 +49,8 @@ final class PlanFile {
 
   /** The plan as a table: unit, role, tier, bytes; totals per tier; DISK traffic per step. */
   static void print(OffloadPlan p, PrintStream out) {
-    out.println(p.offloads() ? "offload plan: AdamW's " + roles(p.diskRoles()) + " on DISK, streamed in chunks of "
-        + Footprint.size(p.chunkBytes()) + " per moment" : "offload plan: everything in memory (it fits)");
+    out.println(p.offloads() ? "offload plan: " + OffloadPlan.describe(p.diskRoles()) + " on DISK, streamed by the optimizer "
+        + "in chunks of " + Footprint.size(p.chunkBytes()) + " per role" : "offload plan: everything in memory (it fits)");
     List<OffloadPlan.Placement> rows = p.placements();
     int w = "unit".length();
     for (OffloadPlan.Placement x : rows) w = Math.max(w, x.unit().length());
@@ -68,13 +68,10 @@ final class PlanFile {
       out.printf(Locale.ROOT, "  total %-4s %s (%s)%n", t, Footprint.size(b), String.join(", ", parts));
     }
     out.println("  DISK traffic per step: " + Footprint.size(p.diskTrafficPerStep())
-        + (p.offloads() ? " (each moment on DISK read and written once; staging " + Footprint.size(p.stagingBytes())
-            + " of HOST memory)" : ""));
-  }
-
-  private static String roles(Set<Role> roles) {
-    if (roles.size() == 2) return "moments (adam_m, adam_v)";
-    return roles.contains(Role.ADAM_M) ? "first moment (adam_m)" : "second moment (adam_v)";
+        + (p.offloads() ? " (optimizer staging " + Footprint.size(p.stagingBytes()) + " of HOST memory"
+            + (p.diskRoles().contains(Role.MASTER) || p.diskRoles().contains(Role.GRAD)
+                ? "; weights and gradients paged through host windows of a few units, the next unit read ahead" : "")
+            + ")" : ""));
   }
 
   static String name(Role r) {
@@ -104,7 +101,7 @@ final class PlanFile {
     return new com.google.gson.GsonBuilder().setPrettyPrinting().disableHtmlEscaping().create().toJson(m) + "\n";
   }
 
-  /** What a plan file asks for: the moments on DISK and the chunk. */
+  /** What a plan file asks for: the roles on DISK and the chunk. */
   record Request(Set<Role> diskRoles, long chunkBytes) {}
 
   /**
@@ -188,14 +185,16 @@ final class PlanFile {
       firstUnit.putIfAbsent(role, unit);
       if (before != null && before != tier) {
         throw Options.usage(spec, entry + ": " + roleName + " is on " + tier + " here but on " + before + " for "
-            + firstUnit.get(role) + ": a moment is on DISK for every unit or for none (placing units separately is not "
+            + firstUnit.get(role) + ": a role is on DISK for every unit or for none (placing units separately is not "
             + "supported yet)");
       }
     }
     for (OffloadPlan.UnitSize u : units) {
       for (Role r : OffloadPlan.ROLES) {
-        if (!seen.contains(u.name() + " " + r)) {
-          throw Options.usage(spec, where + ": no placement for " + u.name() + " " + name(r) + " (every unit needs adam_m and adam_v)");
+        // a role no entry names stays in memory (plans written before weights and gradients could be placed)
+        if (tierOf.containsKey(r) && !seen.contains(u.name() + " " + r)) {
+          throw Options.usage(spec, where + ": no placement for " + u.name() + " " + name(r) + " (a role placed for one unit "
+              + "needs a placement for every unit)");
         }
       }
     }
@@ -209,11 +208,11 @@ final class PlanFile {
     try {
       r = Role.valueOf(name.toUpperCase(Locale.ROOT));
     } catch (IllegalArgumentException x) {
-      throw Options.usage(spec, entry + ": unknown role \"" + name + "\" (expected adam_m or adam_v)");
+      throw Options.usage(spec, entry + ": unknown role \"" + name + "\" (expected master, grad, adam_m or adam_v)");
     }
     if (!OffloadPlan.ROLES.contains(r)) {
-      throw Options.usage(spec, entry + ": role " + name + " cannot be placed by a plan yet: only AdamW's moments (adam_m, "
-          + "adam_v) can; weights, gradients and activations stay in memory");
+      throw Options.usage(spec, entry + ": role " + name + " cannot be placed by a plan: master, grad, adam_m and adam_v can ("
+          + "weight follows master, grad_acc follows grad; activations stay in memory)");
     }
     return r;
   }

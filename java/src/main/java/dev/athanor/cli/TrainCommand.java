@@ -82,7 +82,7 @@ final class TrainCommand implements Callable<Integer> {
   @ArgGroup(exclusive = false, validate = false, heading = "%nRuntime:%n", order = 5)
   Options.RuntimeOptions runtime = new Options.RuntimeOptions();
 
-  @ArgGroup(exclusive = false, validate = false, heading = "%nOffload (CPU only: AdamW's moments on DISK):%n", order = 6)
+  @ArgGroup(exclusive = false, validate = false, heading = "%nOffload (CPU only: weights, gradients and AdamW state on DISK):%n", order = 6)
   Options.OffloadOptions offload = new Options.OffloadOptions();
 
   /** What to train for, and how (defaults: {@link TrainConfig#defaults}). */

@@ -195,29 +195,65 @@ public record Footprint(ModelConfig config, Device device, DType computeDtype, L
    * the CPU, where the moments are in HOST memory.
    */
   public Footprint withOptimizerStateOnDisk(Set<Role> roles, long stagingBytes) {
+    for (Role r : roles) {
+      if (r != Role.ADAM_M && r != Role.ADAM_V) throw new IllegalArgumentException("only AdamW's moments can be on DISK here, not " + r);
+    }
+    return withStateOnDisk(roles, stagingBytes, 0, 0);
+  }
+
+  /**
+   * This training footprint (on the CPU) with {@code roles} kept on the DISK tier instead of in HOST memory:
+   * {@link Role#MASTER} moves the weights (F32 compute only, where the masters are the compute weights),
+   * {@link Role#GRAD} the gradients (the micro-batch's and, with accumulation, the step's sum: one step gradient on
+   * DISK), {@link Role#ADAM_M} and {@link Role#ADAM_V} AdamW's moments. HOST memory added back: {@code stagingBytes}
+   * for the optimizer's staging (counted as AdamW state), {@code weightWindowBytes} for the weights' windows (as
+   * weights) and {@code gradWindowBytes} for the gradients' windows and the norm's buffers (as gradients).
+   */
+  public Footprint withStateOnDisk(Set<Role> roles, long stagingBytes, long weightWindowBytes, long gradWindowBytes) {
     Objects.requireNonNull(config, "offload needs a model");
     if (device.isCuda()) throw new IllegalArgumentException("offload on " + device + " is not supported yet: only on the CPU");
-    if (stagingBytes < 0) throw new IllegalArgumentException("stagingBytes must be >= 0, got " + stagingBytes);
-    long moved = 0;
-    for (Role r : roles) {
-      if (r != Role.ADAM_M && r != Role.ADAM_V) throw new IllegalArgumentException("only AdamW's moments can be on DISK, not " + r);
-      moved = add(moved, role(Tier.HOST, saturate(() -> layoutNumel(config)), r.dtype(computeDtype)));
+    if (stagingBytes < 0 || weightWindowBytes < 0 || gradWindowBytes < 0) {
+      throw new IllegalArgumentException("host bytes must be >= 0, got staging " + stagingBytes + ", weight windows "
+          + weightWindowBytes + ", gradient windows " + gradWindowBytes);
     }
-    if (moved == 0) return this;
+    if (roles.isEmpty()) return this;
+    long numel = saturate(() -> layoutNumel(config));
+    Footprint f = this;
+    for (Role r : new java.util.TreeSet<>(roles)) {
+      switch (r) {
+        case MASTER -> {
+          if (computeDtype != DType.F32) {
+            throw new IllegalArgumentException("weights can be on DISK only when computing in F32, not " + computeDtype);
+          }
+          f = f.move(Component.WEIGHTS, role(Tier.HOST, numel, DType.F32), role(Tier.HOST, numel, DType.F32), r);
+        }
+        case GRAD -> f = f.move(Component.GRADIENTS, f.bytes(Component.GRADIENTS, Set.of(Tier.HOST)),
+            role(Tier.HOST, numel, DType.F32), r);
+        case ADAM_M, ADAM_V -> f = f.move(Component.OPTIMIZER, role(Tier.HOST, numel, DType.F32), role(Tier.HOST, numel, DType.F32), r);
+        default -> throw new IllegalArgumentException(r + " cannot be on DISK");
+      }
+    }
+    return f.plus(Component.OPTIMIZER, Tier.HOST, stagingBytes).plus(Component.WEIGHTS, Tier.HOST, weightWindowBytes)
+        .plus(Component.GRADIENTS, Tier.HOST, gradWindowBytes);
+  }
+
+  /** {@code hostBytes} of {@code component} taken out of HOST and {@code diskBytes} of it put on DISK. */
+  private Footprint move(Component component, long hostBytes, long diskBytes, Role role) {
     List<Part> p = new ArrayList<>();
-    long left = moved;
+    long left = hostBytes;
     for (Part part : parts) {
-      if (left > 0 && part.component() == Component.OPTIMIZER && part.tier() == Tier.HOST) {
+      if (left > 0 && part.component() == component && part.tier() == Tier.HOST) {
         long take = Math.min(left, part.bytes());
         left -= take;
-        if (part.bytes() > take) p.add(new Part(Component.OPTIMIZER, Tier.HOST, part.bytes() - take));
+        if (part.bytes() > take) p.add(new Part(component, Tier.HOST, part.bytes() - take));
       } else {
         p.add(part);
       }
     }
-    if (left > 0) throw new IllegalArgumentException("this footprint holds less AdamW state in HOST memory than " + roles + " take");
-    return new Footprint(config, device, computeDtype, p).plus(Component.OPTIMIZER, Tier.DISK, moved)
-        .plus(Component.OPTIMIZER, Tier.HOST, stagingBytes);
+    if (left > 0) {
+      throw new IllegalArgumentException("this footprint holds less " + component.label() + " in HOST memory than " + role + " takes");
+    }
+    return new Footprint(config, device, computeDtype, p).plus(component, Tier.DISK, diskBytes);
   }
 
   /** This footprint with {@code bytes} more of {@code component} in {@code tier} (nothing when 0). */

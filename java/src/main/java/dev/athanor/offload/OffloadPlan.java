@@ -14,23 +14,26 @@ import java.util.Objects;
 import java.util.Set;
 
 /**
- * Where a training job keeps the parts of its parameter store that can be placed today: a tier per (unit, role) for
- * AdamW's two moments, the job's bytes per tier with that placement, and the DISK traffic of one optimizer step.
+ * Where a training job keeps its parameter-store roles: a tier per (unit, role) for the weights (FP32 masters, which
+ * on the CPU are the compute weights), the gradients and AdamW's two moments, the job's bytes per tier with that
+ * placement, and the DISK traffic of one optimizer step.
  *
- * <p>The placement is per role: a moment is on DISK for every unit or for none ({@link OffloadConfig} selects roles,
- * not units), so {@link #placements()} lists each unit with its role's tier. Weights, masters, gradients and
- * activations are always in memory (HOST on the CPU) in this version.
+ * <p>The placement is per role: a role is on DISK for every unit or for none ({@link OffloadConfig} selects roles,
+ * not units), so {@link #placements()} lists each unit with its role's tier. Activations and workspace are always in
+ * memory (HOST on the CPU).
  *
  * @param model the model the plan is for (its units and their sizes)
  * @param device where the job runs
- * @param diskRoles the moments on DISK (a subset of ADAM_M and ADAM_V; empty: everything in memory)
+ * @param diskRoles the roles on DISK (a subset of MASTER, GRAD, ADAM_M and ADAM_V; empty: everything in memory)
  * @param chunkBytes bytes of one role the optimizer streams per chunk ({@link OffloadConfig#chunkBytes()})
- * @param footprint the job's memory with this placement, per component and tier (the moments on DISK counted in the
- *     DISK tier, their staging buffers in HOST)
+ * @param footprint the job's memory with this placement, per component and tier (the roles on DISK counted in the
+ *     DISK tier, their windows and staging buffers in HOST)
+ * @param accum micro-batches per step (the gradients' and weights' DISK traffic grows with it)
  */
-public record OffloadPlan(ModelConfig model, Device device, Set<Role> diskRoles, long chunkBytes, Footprint footprint) {
-  /** The roles a plan places. */
-  public static final List<Role> ROLES = List.of(Role.ADAM_M, Role.ADAM_V);
+public record OffloadPlan(ModelConfig model, Device device, Set<Role> diskRoles, long chunkBytes, Footprint footprint,
+    int accum) {
+  /** The roles a plan places, in the order its table lists them per unit. */
+  public static final List<Role> ROLES = List.of(Role.MASTER, Role.GRAD, Role.ADAM_M, Role.ADAM_V);
 
   /** One unit's role: its tier and bytes (the unit's padded elements x the role's element size). */
   public record Placement(String unit, Role role, Tier tier, long bytes) {
@@ -51,9 +54,22 @@ public record OffloadPlan(ModelConfig model, Device device, Set<Role> diskRoles,
     Objects.requireNonNull(footprint, "footprint");
     diskRoles = Set.copyOf(new OffloadConfig(diskRoles, null, chunkBytes).diskRoles());  // checks roles and chunk
     if (!diskRoles.isEmpty() && device.isCuda()) {
-      throw new IllegalArgumentException("offload on " + device + " is not supported yet: AdamW's moments can be on DISK only "
+      throw new IllegalArgumentException("offload on " + device + " is not supported yet: state can be on DISK only "
           + "when training on the CPU");
     }
+    if (accum < 1) throw new IllegalArgumentException("accum must be >= 1, got " + accum);
+  }
+
+  /** A plan of one micro-batch per step. */
+  public OffloadPlan(ModelConfig model, Device device, Set<Role> diskRoles, long chunkBytes, Footprint footprint) {
+    this(model, device, diskRoles, chunkBytes, footprint, 1);
+  }
+
+  /** Elements of {@code model}'s flat layout, padding included (every unit's). */
+  public static long layoutElements(ModelConfig model) {
+    long n = 0;
+    for (UnitSize u : units(model)) n = Math.addExact(n, u.elements());
+    return n;
   }
 
   /**
@@ -75,7 +91,7 @@ public record OffloadPlan(ModelConfig model, Device device, Set<Role> diskRoles,
         Math.max(ParameterStore.layoutNumel(model.blockSpecs(0)), ParameterStore.layoutNumel(model.headSpecs())));
   }
 
-  /** A tier per (unit, role), unit by unit in layout order, ADAM_M before ADAM_V. */
+  /** A tier per (unit, role), unit by unit in layout order, roles in {@link #ROLES} order. */
   public List<Placement> placements() {
     List<Placement> out = new ArrayList<>();
     Tier memory = device.isCuda() ? Tier.DEVICE : Tier.HOST;
@@ -98,26 +114,55 @@ public record OffloadPlan(ModelConfig model, Device device, Set<Role> diskRoles,
     return footprint.bytes(tier);
   }
 
-  /** Bytes of the moments on DISK (every unit's). */
+  /** Bytes of the roles on DISK (every unit's). */
   public long diskStateBytes() {
-    return footprint.bytes(Footprint.Component.OPTIMIZER, Set.of(Tier.DISK));
+    return footprint.bytes(Tier.DISK);
   }
 
-  /** Host bytes of the staging buffers the moments on DISK are streamed through. */
+  /** Host bytes of the staging buffers the optimizer streams the roles on DISK through. */
   public long stagingBytes() {
     return new OffloadConfig(diskRoles, null, chunkBytes).stagingBytes(largestUnit(model));
   }
 
   /**
-   * Bytes read from and written to DISK per optimizer step: each moment on DISK read once and written once
-   * (2 x {@link #diskStateBytes()}); the staging buffers are reused in memory, so they add no DISK traffic.
+   * Bytes read from and written to DISK per optimizer step: each moment read and written once by the optimizer; the
+   * gradients written once per micro-batch, read back before each later micro-batch adds to them, read for the
+   * clipping norm and by the optimizer; the weights read in the forward and the backward of each micro-batch (the
+   * embeddings of a tied head once more in each), then read and written by the optimizer. The staging buffers and
+   * windows are reused in memory, so they add no DISK traffic.
    */
   public long diskTrafficPerStep() {
-    return Math.multiplyExact(2L, diskStateBytes());
+    long role = Math.multiplyExact(layoutElements(model), 4L);
+    long t = 0;
+    for (Role r : diskRoles) {
+      t = Math.addExact(t, switch (r) {
+        case ADAM_M, ADAM_V -> Math.multiplyExact(2L, role);
+        case GRAD -> Math.multiplyExact(2L * accum + 1, role);  // accum writes, accum - 1 reads, norm, optimizer
+        case MASTER -> {
+          long tiedExtra = model.tiedEmbeddings() ? Math.multiplyExact(4L, units(model).get(0).elements()) : 0;
+          yield Math.addExact(Math.multiplyExact(2L * accum + 2, role), Math.multiplyExact((long) accum, tiedExtra));
+        }
+        default -> 0L;
+      });
+    }
+    return t;
   }
 
   /** The trainer's offload configuration for this plan, with its files in {@code directory} (null: the DISK tier's). */
   public OffloadConfig config(Path directory) {
     return diskRoles.isEmpty() ? OffloadConfig.NONE : new OffloadConfig(EnumSet.copyOf(diskRoles), directory, chunkBytes);
+  }
+
+  /** What the roles on DISK are, in words: e.g. "weights, gradients and AdamW's moments". */
+  public static String describe(Set<Role> roles) {
+    List<String> w = new ArrayList<>();
+    if (roles.contains(Role.MASTER)) w.add("weights (master)");
+    if (roles.contains(Role.GRAD)) w.add("gradients (grad)");
+    if (roles.contains(Role.ADAM_M) && roles.contains(Role.ADAM_V)) w.add("AdamW's moments (adam_m, adam_v)");
+    else if (roles.contains(Role.ADAM_M)) w.add("AdamW's first moment (adam_m)");
+    else if (roles.contains(Role.ADAM_V)) w.add("AdamW's second moment (adam_v)");
+    if (w.isEmpty()) return "nothing";
+    if (w.size() == 1) return w.get(0);
+    return String.join(", ", w.subList(0, w.size() - 1)) + " and " + w.get(w.size() - 1);
   }
 }

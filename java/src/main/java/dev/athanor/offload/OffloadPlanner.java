@@ -16,22 +16,24 @@ import java.util.Objects;
 import java.util.Set;
 
 /**
- * Chooses where a training job's AdamW moments live so that the job fits its memory budgets, before anything is
- * allocated.
+ * Chooses where a training job's parameter-store roles live so that the job fits its memory budgets, before anything
+ * is allocated.
  *
- * <p>The policy, for what can be offloaded today (AdamW's moments, on the CPU, per role for every unit):
+ * <p>The policy, for what can be offloaded (on the CPU, per role for every unit), from the cheapest traffic up:
  * <ol>
  *   <li>everything in memory, if that fits;
- *   <li>else the first moment ({@link Role#ADAM_M}) on DISK, if that fits;
- *   <li>else both moments on DISK, if that fits;
- *   <li>else no plan: {@link Result#failure()} names the tier that is short, by how much with both moments on DISK,
- *       and the parts that cannot be offloaded yet (weights, gradients, activations: later parts of issue 9).
+ *   <li>else the first moment ({@link Role#ADAM_M}) on DISK (read and written once per step), if that fits;
+ *   <li>else both moments;
+ *   <li>else the gradients too (written per micro-batch, read back to accumulate, read for the clipping norm and by
+ *       the optimizer);
+ *   <li>else the weights too (read per unit in the forward and the backward of every micro-batch, read and written
+ *       by the optimizer);
+ *   <li>else no plan: {@link Result#failure()} names the tier that is short, by how much with everything on DISK,
+ *       and what still has to be in memory (activations, workspace, the windows of the units being computed).
  * </ol>
- * Moving moments role by role (not unit by unit, largest first or in execution order) follows {@link OffloadConfig},
- * which places a role on DISK for every unit: the optimizer's streamer is bit-identical to the in-memory update for
- * that selection, and a per-unit selection is not built yet. Each step costs DISK traffic of twice the bytes on DISK
- * (each moment read and written once) and adds the staging buffers to HOST, so the planner offloads no more than it
- * must. A job that does not fit in memory on CUDA gets no plan: offload is CPU-only for now.
+ * Each step on DISK adds its host windows and staging buffers to HOST ({@link UnitPager#windowBound}), so the
+ * planner offloads no more than it must. A job that does not fit in memory on CUDA gets no plan: offload is CPU-only
+ * for now.
  *
  * <p>"Fits" is {@link Footprint#worstShortfall}: every tier against its budget less what is in use, and host memory
  * against what the machine has available.
@@ -93,7 +95,8 @@ public final class OffloadPlanner {
   }
 
   /** The placements the planner tries, in order. */
-  static final List<Set<Role>> STEPS = List.of(Set.of(), Set.of(Role.ADAM_M), Set.of(Role.ADAM_M, Role.ADAM_V));
+  static final List<Set<Role>> STEPS = List.of(Set.of(), Set.of(Role.ADAM_M), Set.of(Role.ADAM_M, Role.ADAM_V),
+      Set.of(Role.ADAM_M, Role.ADAM_V, Role.GRAD), Set.of(Role.ADAM_M, Role.ADAM_V, Role.GRAD, Role.MASTER));
 
   /** {@code job} with {@code diskRoles} on DISK, whether or not it fits. */
   public static OffloadPlan place(Job job, Set<Role> diskRoles) {
@@ -102,35 +105,48 @@ public final class OffloadPlanner {
     Footprint f = job.inMemory();
     if (oc.enabled()) {
       if (job.device().isCuda()) {
-        throw new IllegalArgumentException("offload on " + job.device() + " is not supported yet: AdamW's moments can be on "
-            + "DISK only when training on the CPU");
+        throw new IllegalArgumentException("offload on " + job.device() + " is not supported yet: state can be on DISK only "
+            + "when training on the CPU");
       }
-      f = f.withOptimizerStateOnDisk(oc.diskRoles(), oc.stagingBytes(OffloadPlan.largestUnit(job.model())));
+      List<Long> units = OffloadPlan.units(job.model()).stream().map(OffloadPlan.UnitSize::elements).toList();
+      boolean w = oc.onDisk(Role.MASTER), g = oc.onDisk(Role.GRAD);
+      long weightWindows = w ? UnitPager.windowBound(units, true, false, false) : 0;
+      long gradWindows = g ? Math.addExact(UnitPager.windowBound(units, false, true, job.train().accum() > 1),
+          UnitPager.normBufferBytes(OffloadPlan.layoutElements(job.model()))) : 0;
+      f = f.withStateOnDisk(oc.diskRoles(), oc.stagingBytes(OffloadPlan.largestUnit(job.model())), weightWindows, gradWindows);
     }
-    return new OffloadPlan(job.model(), job.device(), oc.diskRoles(), job.chunkBytes(), f);
+    return new OffloadPlan(job.model(), job.device(), oc.diskRoles(), job.chunkBytes(), f, job.train().accum());
   }
 
-  /** The plan of {@code job} under {@code mm}'s budgets (see the class comment), or why there is none. */
+  /**
+   * The plan of {@code job} under {@code mm}'s budgets (see the class comment), or why there is none: then the
+   * placement that came closest (the smallest shortfall) is the one described.
+   */
   public static Result plan(Job job, MemoryManager mm) {
     Objects.requireNonNull(mm, "mm");
-    OffloadPlan last = null;
-    Shortfall lastShort = null;
+    OffloadPlan best = null;
+    Shortfall bestShort = null;
     for (Set<Role> roles : STEPS) {
       if (!roles.isEmpty() && job.device().isCuda()) break;
-      last = place(job, roles.isEmpty() ? Set.of() : EnumSet.copyOf(roles));
-      lastShort = last.footprint().worstShortfall(mm);
-      if (lastShort == null) return new Result(last, null);
+      OffloadPlan p = place(job, roles.isEmpty() ? Set.of() : EnumSet.copyOf(roles));
+      Shortfall s = p.footprint().worstShortfall(mm);
+      if (s == null) return new Result(p, null);
+      if (bestShort == null || s.needed() - s.available() < bestShort.needed() - bestShort.available()) {
+        best = p;
+        bestShort = s;
+      }
     }
-    Footprint f = last.footprint();
-    String tier = lastShort.tiers().size() == 1 ? lastShort.tiers().iterator().next() + " tier"
-        : "host memory (" + String.join(" and ", lastShort.tiers().stream().map(Enum::name).sorted().toList()) + ")";
-    String shortBy = Footprint.size(lastShort.needed() - lastShort.available());
+    Footprint f = best.footprint();
+    String tier = bestShort.tiers().size() == 1 ? bestShort.tiers().iterator().next() + " tier"
+        : "host memory (" + String.join(" and ", bestShort.tiers().stream().map(Enum::name).sorted().toList()) + ")";
+    String shortBy = Footprint.size(bestShort.needed() - bestShort.available());
     if (job.device().isCuda()) {
-      return new Result(null, "no offload plan fits: the " + tier + " is " + shortBy + " short: it " + f.describe(lastShort)
-          + "; offload on " + job.device() + " is not supported yet (AdamW's moments can be on DISK only when training on "
-          + "the CPU)");
+      return new Result(null, "no offload plan fits: the " + tier + " is " + shortBy + " short: it " + f.describe(bestShort)
+          + "; offload on " + job.device() + " is not supported yet (state can be on DISK only when training on the CPU)");
     }
-    return new Result(null, "no offload plan fits: even with AdamW's moments on DISK the " + tier + " is " + shortBy
-        + " short: it " + f.describe(lastShort) + "; weights, gradients and activations cannot be offloaded yet");
+    return new Result(null, "no offload plan fits: the closest, with " + OffloadPlan.describe(best.diskRoles()) + " on DISK"
+        + (best.offloads() ? "" : " (everything in memory)") + ", leaves the " + tier + " " + shortBy + " short: it "
+        + f.describe(bestShort) + "; what stays in memory is the activations and workspace (smaller with --batch, --seq or "
+        + "--recompute) and the windows of the units being computed");
   }
 }

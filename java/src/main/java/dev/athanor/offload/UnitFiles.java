@@ -23,8 +23,9 @@ import java.util.concurrent.atomic.AtomicLong;
  * Roles of a {@link ParameterStore} kept on the DISK tier, one file per unit and role, in the store's flat layout
  * restricted to the unit (the unit's first element at byte 0; padding reads as zeros). Files are named after the
  * unit and the role ({@code block.3.adam_m.bin}), never after an object's identity, inside a subdirectory of the
- * offload directory that belongs to this object ({@code athanor-offload-<pid>-<n>}) and is removed with its files
- * on {@link #close()}. Every file is DISK storage accounted in {@link MemoryManager}.
+ * offload directory that belongs to this object ({@code athanor-offload-<host>-<pid>-<n>}) and is removed with its
+ * files on {@link #close()}. A run that was killed cannot remove its directory: the next one on the same machine and
+ * directory does, once that process is gone. Every file is DISK storage accounted in {@link MemoryManager}.
  *
  * <p>The directory is checked when this is built, before anything trains: it must be creatable and writable and its
  * file system must have room for every file (they are created sparse, so that is checked up front); otherwise an
@@ -32,6 +33,50 @@ import java.util.concurrent.atomic.AtomicLong;
  */
 public final class UnitFiles implements AutoCloseable {
   private static final AtomicLong SEQ = new AtomicLong();
+  private static final String PREFIX = "athanor-offload-";
+  /** This machine's name as the kernel has it (letters, digits, '.', '-'), so that a shared directory's owners differ. */
+  private static final String HOST = hostName();
+  private static final java.util.regex.Pattern OURS = java.util.regex.Pattern.compile(
+      java.util.regex.Pattern.quote(PREFIX + HOST) + "-(\\d+)-\\d+");
+
+  private static String hostName() {
+    try {
+      String h = Files.readString(Path.of("/proc/sys/kernel/hostname")).strip().replaceAll("[^A-Za-z0-9.-]", "_");
+      return h.isEmpty() ? "host" : h;
+    } catch (IOException | RuntimeException e) {
+      return "host";
+    }
+  }
+
+  /**
+   * Deletes what runs on this machine that ended without closing their files (killed) left in {@code parent}: the
+   * directories named after this machine and a process id that is no longer running, with the unit files in them.
+   * Anything else there (another machine's directories, files not named like ours) is left alone.
+   */
+  static int removeStale(Path parent) {
+    int removed = 0;
+    try (java.nio.file.DirectoryStream<Path> ds = Files.newDirectoryStream(parent, PREFIX + "*")) {
+      for (Path d : ds) {
+        java.util.regex.Matcher m = OURS.matcher(d.getFileName().toString());
+        if (!m.matches() || !Files.isDirectory(d, java.nio.file.LinkOption.NOFOLLOW_LINKS)) continue;
+        long pid;
+        try {
+          pid = Long.parseLong(m.group(1));
+        } catch (NumberFormatException e) {
+          continue;
+        }
+        if (pid == ProcessHandle.current().pid() || ProcessHandle.of(pid).map(ProcessHandle::isAlive).orElse(false)) continue;
+        try (java.nio.file.DirectoryStream<Path> fs = Files.newDirectoryStream(d, "*.bin")) {
+          for (Path f : fs) if (Files.isRegularFile(f, java.nio.file.LinkOption.NOFOLLOW_LINKS)) Files.deleteIfExists(f);
+        }
+        Files.deleteIfExists(d);  // fails when something else is in it: then it stays
+        removed++;
+      }
+    } catch (IOException | RuntimeException e) {
+      // best effort: leftovers of killed runs only cost disk space
+    }
+    return removed;
+  }
 
   private final ParameterStore store;
   private final Set<Role> roles;
@@ -48,11 +93,12 @@ public final class UnitFiles implements AutoCloseable {
     long bytes = 0;
     for (Role r : roles) bytes = Math.addExact(bytes, store.bytes(r));
     Path parent = directory.toAbsolutePath();
-    this.dir = parent.resolve("athanor-offload-" + ProcessHandle.current().pid() + "-" + SEQ.incrementAndGet());
+    this.dir = parent.resolve(PREFIX + HOST + "-" + ProcessHandle.current().pid() + "-" + SEQ.incrementAndGet());
     String what = "DISK tier: cannot keep " + MemoryManager.formatBytes(bytes) + " of " + new java.util.TreeSet<>(roles)
         + " in the offload directory " + parent;
     try {
       Files.createDirectories(parent);
+      removeStale(parent);
       Files.createDirectory(dir);
     } catch (IOException | RuntimeException e) {
       throw new AllocationFailedException(Tier.DISK, Device.CPU, bytes, what + ": cannot create a directory there ("

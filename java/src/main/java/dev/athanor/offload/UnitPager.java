@@ -172,6 +172,16 @@ public final class UnitPager implements BlockHooks, AutoCloseable {
     return Math.multiplyExact(elements, 4L);
   }
 
+  /**
+   * Host bytes of {@link #globalNorm()}'s buffers for a flat layout of {@code numel} elements: one chunk of
+   * {@link Ops#NORM_CHUNK} F32 elements (or the whole layout when smaller), two when there are several chunks (the
+   * next is read while the current one is summed).
+   */
+  public static long normBufferBytes(long numel) {
+    long len = Math.min(Ops.NORM_CHUNK, Math.max(1, numel));
+    return Math.multiplyExact(numel > Ops.NORM_CHUNK ? 8L : 4L, len);
+  }
+
   // ------------------------------------------------------------------ hooks
 
   @Override
@@ -334,7 +344,8 @@ public final class UnitPager implements BlockHooks, AutoCloseable {
     if (chunks == 0) return 0f;
     long len = Math.min(chunk, n);
     double total = 0;
-    try (Tensor a = Tensor.empty(DType.F32, Device.CPU, Tier.HOST, len); Tensor b = Tensor.empty(DType.F32, Device.CPU, Tier.HOST, len)) {
+    try (Tensor a = Tensor.empty(DType.F32, Device.CPU, Tier.HOST, len);
+        Tensor b = chunks > 1 ? Tensor.empty(DType.F32, Device.CPU, Tier.HOST, len) : null) {
       Tensor[] buf = {a, b};
       Future<?>[] pending = new Future<?>[2];
       pending[0] = readFlat(new Range(0, len), a);

@@ -116,7 +116,7 @@ class OffloadCommandsTest {
     CliTest.Out refused = run(train("refused", "--mem-host", budget));
     assertEquals(1, refused.code(), refused.err());
     assertTrue(refused.err().contains("not enough memory to train this model") && refused.err().contains(
-        "or --offload auto (AdamW's moments then go to DISK: "), refused.err());
+        "or --offload auto (AdamW's moments (adam_m, adam_v) then go to DISK: "), refused.err());
     MM.setBudget(Tier.HOST, hostBudget);
 
     Path offDir = tmp.resolve("offload-files");
@@ -165,6 +165,30 @@ class OffloadCommandsTest {
     assertTrue(t2.out().contains("offload plan: everything in memory"), t2.out());
   }
 
+  /** A plan file that puts every role on DISK trains through the CLI with the in-memory run's losses. */
+  @Test
+  void aPlanWithEverythingOnDiskTrainsLikeMemory() throws IOException {
+    CliTest.Out p = run(plan("--json", "-"));
+    assertEquals(0, p.code(), p.err());
+    String all = p.out().replace("\"HOST\"", "\"DISK\"").replace("\"totals\": {\n    \"DISK\"", "\"totals\": {\n    \"HOST\"");
+    Path f = tmp.resolve("all.json");
+    Files.writeString(f, all);
+    Path offDir = tmp.resolve("offload-all");
+    CliTest.Out t = run(train("all", "--offload", f.toString(), "--offload-dir", offDir.toString()));
+    assertEquals(0, t.code(), t.err());
+    assertTrue(t.out().contains("offload plan: weights (master), gradients (grad) and AdamW's moments (adam_m, adam_v) on DISK"),
+        t.out());
+    assertTrue(t.out().contains("weights and gradients paged through host windows"), t.out());
+    CliTest.Out mem = run(train("mem"));
+    assertEquals(0, mem.code(), mem.err());
+    List<String> want = losses(tmp.resolve("mem/train-log.jsonl"));
+    assertFalse(want.isEmpty());
+    assertEquals(want, losses(tmp.resolve("all/train-log.jsonl")), "per-step losses bit for bit");
+    try (var s = Files.list(offDir)) {
+      assertEquals(0, s.count(), "the run's offload files are removed when it ends");
+    }
+  }
+
   @Test
   void badPlanFilesAreUsageErrorsNamingTheProblem() throws IOException {
     CliTest.Out p = run(plan("--json", "-"));
@@ -176,13 +200,13 @@ class OffloadCommandsTest {
         {good.replace("\"format\": \"athanor-offload-plan\"", "\"format\": \"other\""), "format is \"other\""},
         {good.replace("\"version\": 1", "\"version\": 7"), "version 7 is not supported"},
         {good.replace("\"chunk_bytes\"", "\"extra\": 1,\n  \"chunk_bytes\""), "unknown key \"extra\""},
-        {good.replaceFirst("\"unit\": \"block.1\"", "\"unit\": \"block.19\""), "placement 5 (block.19 adam_m): unknown unit \"block.19\""},
-        {good.replaceFirst("\"role\": \"adam_v\"", "\"role\": \"weight\""), "placement 2 (embedding weight): role weight cannot be placed by a plan yet"},
+        {good.replaceFirst("\"unit\": \"block.1\"", "\"unit\": \"block.19\""), "placement 9 (block.19 master): unknown unit \"block.19\""},
+        {good.replaceFirst("\"role\": \"adam_v\"", "\"role\": \"weight\""), "placement 4 (embedding weight): role weight cannot be placed by a plan"},
         {good.replaceFirst("\"role\": \"adam_v\"", "\"role\": \"momentum\""), "unknown role \"momentum\""},
-        {good.replaceFirst("\"tier\": \"DISK\"", "\"tier\": \"DEVICE\""), "placement 1 (embedding adam_m): tier DEVICE is not supported"},
-        {good.replaceFirst("\"tier\": \"DISK\"", "\"tier\": \"HOST\""), "placement 3 (block.0 adam_m): adam_m is on DISK here but on HOST for embedding"},
+        {good.replaceFirst("\"tier\": \"DISK\"", "\"tier\": \"DEVICE\""), "placement 1 (embedding master): tier DEVICE is not supported"},
+        {good.replaceFirst("\"tier\": \"DISK\"", "\"tier\": \"HOST\""), "placement 5 (block.0 master): master is on DISK here but on HOST for embedding"},
         {good.replaceFirst("\"role\": \"adam_v\"", "\"role\": \"adam_m\""), "embedding adam_m is placed twice"},
-        {good.replaceFirst("\"bytes\": \\d+", "\"bytes\": 12"), "bytes 12, but this model's embedding adam_m is"},
+        {good.replaceFirst("\"bytes\": \\d+", "\"bytes\": 12"), "bytes 12, but this model's embedding master is"},
         {good.replaceFirst("\"chunk_bytes\": \\d+", "\"chunk_bytes\": 6"), "chunk_bytes 6 must be a positive multiple of 4"},
         {good.replaceFirst("\"chunk_bytes\": \\d+", "\"chunk_bytes\": 1.5"), "\"chunk_bytes\" must be a whole number"},
     };
@@ -220,12 +244,17 @@ class OffloadCommandsTest {
 
   @Test
   void planRefusesAJobThatCannotFitEvenWithOffload() {
-    OffloadPlan both = OffloadPlanner.place(job(CHUNK), EnumSet.of(Role.ADAM_M, Role.ADAM_V));
-    CliTest.Out r = run(plan("--mem-host", Long.toString(MM.liveBytes(Tier.HOST) + both.bytes(Tier.HOST) - 1000), "--offload-chunk", "4000"));
+    OffloadPlan closest = null;
+    for (EnumSet<Role> roles : List.of(EnumSet.noneOf(Role.class), EnumSet.of(Role.ADAM_M), EnumSet.of(Role.ADAM_M, Role.ADAM_V),
+        EnumSet.of(Role.ADAM_M, Role.ADAM_V, Role.GRAD), EnumSet.of(Role.ADAM_M, Role.ADAM_V, Role.GRAD, Role.MASTER))) {
+      OffloadPlan p = OffloadPlanner.place(job(CHUNK), roles);
+      if (closest == null || p.bytes(Tier.HOST) < closest.bytes(Tier.HOST)) closest = p;
+    }
+    CliTest.Out r = run(plan("--mem-host", Long.toString(MM.liveBytes(Tier.HOST) + closest.bytes(Tier.HOST) - 1000), "--offload-chunk", "4000"));
     assertEquals(1, r.code(), r.err());
-    assertTrue(r.err().startsWith("athanor plan: not enough memory to train this model: no offload plan fits: even with AdamW's moments on DISK the HOST tier is "
-        + "1000 B short"), r.err());
-    assertTrue(r.err().contains("weights, gradients and activations cannot be offloaded yet. What still helps: a smaller "
+    assertTrue(r.err().startsWith("athanor plan: not enough memory to train this model: no offload plan fits: the closest, with "
+        + OffloadPlan.describe(closest.diskRoles()) + " on DISK, leaves the HOST tier 1000 B short"), r.err());
+    assertTrue(r.err().contains("the windows of the units being computed. What still helps: a smaller "
         + "--batch or --seq, --recompute, a smaller model, or a larger budget (--mem-host)."), r.err());
     MM.setBudget(Tier.HOST, hostBudget);
     CliTest.Out h = run(List.of("plan", "--help"));

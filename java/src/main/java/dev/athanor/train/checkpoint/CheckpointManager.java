@@ -141,11 +141,12 @@ public final class CheckpointManager implements AutoCloseable {
     // moments that live on DISK are snapshot on DISK: host memory stays bounded by one tensor
     Tier mTier = t.optimizer().onDisk(Role.ADAM_M) ? Tier.DISK : Tier.HOST;
     Tier vTier = t.optimizer().onDisk(Role.ADAM_V) ? Tier.DISK : Tier.HOST;
+    Tier pTier = t.model().parameters().isPaged(Role.MASTER) ? Tier.DISK : Tier.HOST;  // weights offloaded: the same
     inFlight = writer.submit(() -> {
       Snapshot s = new Snapshot();
       try {
         for (ParameterStore.Param p : ps) {
-          s.params.put(p.name(), Tensor.zeros(p.master().dtype(), Device.CPU, p.spec().shape()).detach());
+          s.params.put(p.name(), Tensor.zeros(p.master().dtype(), Device.CPU, pTier, p.spec().shape()).detach());
           s.moments.put("m." + p.name(), Tensor.zeros(DType.F32, Device.CPU, mTier, p.spec().shape()).detach());
           s.moments.put("v." + p.name(), Tensor.zeros(DType.F32, Device.CPU, vTier, p.spec().shape()).detach());
         }

@@ -22,8 +22,30 @@ class ResumeAfterKillTest {
 
   @Test
   void sigkillAtARandomStepThenResumeReproducesTheUninterruptedLosses(@TempDir Path tmp) throws Exception {
-    TrainFixture fx = TrainFixture.create(tmp);
+    killAndResume(tmp, TrainFixture.create(tmp), List.of(), 0x5EEDL);
+  }
 
+  /**
+   * The same with run B's weights, gradients and AdamW moments on the DISK tier (a plan file that places every role
+   * there): B, killed and resumed, logs the losses of the in-memory run A; the files the killed process left are
+   * removed by the resumed one, whose own are removed when it ends.
+   */
+  @Test
+  void anOffloadedRunKilledAndResumedReproducesTheInMemoryLosses(@TempDir Path tmp) throws Exception {
+    TrainFixture fx = TrainFixture.create(tmp);
+    Path plan = tmp.resolve("plan.json");
+    TrainFixture.runOk(List.of("plan", "--config", fx.config.toString(), "--batch", Integer.toString(TrainFixture.BATCH), "--seq",
+        Integer.toString(TrainFixture.SEQ), "--json", plan.toString()));
+    Files.writeString(plan, Files.readString(plan).replace("\"HOST\"", "\"DISK\"")
+        .replace("\"totals\": {\n    \"DISK\"", "\"totals\": {\n    \"HOST\""));
+    Path offDir = tmp.resolve("offload");
+    killAndResume(tmp, fx, List.of("--offload", plan.toString(), "--offload-dir", offDir.toString()), 0x0FF10ADL);
+    try (var left = Files.list(offDir)) {
+      assertEquals(List.of(), left.toList(), "no offload files left: the killed run's removed, the resumed run's deleted");
+    }
+  }
+
+  private static void killAndResume(Path tmp, TrainFixture fx, List<String> extraB, long seed) throws Exception {
     // A: uninterrupted
     Path logA = tmp.resolve("a.jsonl");
     Path outA = tmp.resolve("a.out");
@@ -33,10 +55,10 @@ class ResumeAfterKillTest {
     assertEquals(STEPS, a.size(), "run A logs every step");
 
     // B: killed with SIGKILL once its log has a seeded-random number of lines, then resumed
-    int killAt = new Random(0x5EEDL).nextInt(8, 51);
+    int killAt = new Random(seed).nextInt(8, 51);
     Path ckB = tmp.resolve("ckB");
     Path logB = tmp.resolve("b.jsonl");
-    List<String> argsB = fx.trainArgs(ckB, logB, STEPS, EVERY);
+    List<String> argsB = fx.trainArgs(ckB, logB, STEPS, EVERY, extraB.toArray(String[]::new));
     Path outB1 = tmp.resolve("b1.out");
     Process b = fx.startChild(List.of(), argsB, outB1);
     long deadline = System.nanoTime() + 120_000_000_000L;
