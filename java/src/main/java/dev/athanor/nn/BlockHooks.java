@@ -38,4 +38,47 @@ public interface BlockHooks {
 
   /** Hooks that do nothing. */
   BlockHooks NONE = new BlockHooks() {};
+
+  /**
+   * {@code first}, then {@code second} at every seam (the calls that end something, {@code afterWeights},
+   * {@code afterGradients} and {@code restoreActivations}, in the reverse order, so that the pair nests); either may
+   * be {@link #NONE}.
+   */
+  static BlockHooks both(BlockHooks first, BlockHooks second) {
+    java.util.Objects.requireNonNull(first, "first");
+    java.util.Objects.requireNonNull(second, "second");
+    if (first == NONE) return second;
+    if (second == NONE) return first;
+    return new BlockHooks() {
+      @Override
+      public void beforeWeights(Unit unit, Pass pass) {
+        first.beforeWeights(unit, pass);
+        second.beforeWeights(unit, pass);
+      }
+
+      @Override
+      public void afterWeights(Unit unit, Pass pass) {
+        second.afterWeights(unit, pass);
+        first.afterWeights(unit, pass);
+      }
+
+      @Override
+      public void afterGradients(Unit unit) {
+        second.afterGradients(unit);
+        first.afterGradients(unit);
+      }
+
+      @Override
+      public void saveActivations(int block, BlockActs acts) {
+        first.saveActivations(block, acts);
+        second.saveActivations(block, acts);
+      }
+
+      @Override
+      public void restoreActivations(int block, BlockActs acts) {
+        second.restoreActivations(block, acts);
+        first.restoreActivations(block, acts);
+      }
+    };
+  }
 }

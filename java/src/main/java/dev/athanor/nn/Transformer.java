@@ -66,6 +66,19 @@ public final class Transformer implements AutoCloseable {
 
   /** One stage of a model with all-zero parameters (see {@link #Transformer(ModelConfig, Device, DType)}). */
   public Transformer(ModelConfig config, Device device, DType computeDtype, Stage stage) {
+    this(config, device, computeDtype, stage, true);
+  }
+
+  /**
+   * A model on {@code device} in its default compute dtype whose weights are not allocated: they are to live
+   * elsewhere from the start (e.g. on the DISK tier, {@code dev.athanor.offload.OffloadedWeights}), so a model larger
+   * than memory never holds them all. Page them in before any other use.
+   */
+  public static Transformer withoutWeights(ModelConfig config, Device device) {
+    return new Transformer(config, device, defaultComputeDtype(device), Stage.whole(config), false);
+  }
+
+  private Transformer(ModelConfig config, Device device, DType computeDtype, Stage stage, boolean allocateWeights) {
     this.cfg = Objects.requireNonNull(config, "config");
     this.device = Objects.requireNonNull(device, "device");
     this.dt = Objects.requireNonNull(computeDtype, "computeDtype");
@@ -75,7 +88,7 @@ public final class Transformer implements AutoCloseable {
       throw new IllegalArgumentException("CUDA attention supports head dims 32, 64, 96 and 128; this model has "
           + config.headDim() + " (hidden " + config.hidden() + " / heads " + config.heads() + ")");
     }
-    this.store = new ParameterStore(config.parameterUnits(stage), device, dt);
+    this.store = new ParameterStore(config.parameterUnits(stage), device, dt, allocateWeights);
   }
 
   /** A model on {@code device} in its default compute dtype: F32 on the CPU, BF16 on CUDA. */
@@ -112,6 +125,11 @@ public final class Transformer implements AutoCloseable {
   /** Sets the hooks called at unit boundaries ({@link BlockHooks#NONE} to remove them). */
   public void setHooks(BlockHooks hooks) {
     this.hooks = Objects.requireNonNull(hooks, "hooks");
+  }
+
+  /** The hooks called at unit boundaries ({@link BlockHooks#NONE} when none are set). */
+  public BlockHooks hooks() {
+    return hooks;
   }
 
   /**

@@ -43,7 +43,8 @@ public final class ChunkStreamer implements AutoCloseable {
   private static final AtomicInteger THREADS = new AtomicInteger();
   private static final int IO_THREADS = 2;
 
-  private final UnitFiles files;
+  private final java.util.Map<Role, UnitFiles> files;  // the files of each streamed role
+  private final ParameterStore store;
   private final List<Role> roles;
   private final java.util.Set<Role> readOnly;
   private final long chunkElements;
@@ -53,22 +54,37 @@ public final class ChunkStreamer implements AutoCloseable {
 
   /** A streamer over every role of {@code files} with chunks of at most {@code chunkBytes} per role, all written back. */
   public ChunkStreamer(UnitFiles files, long chunkBytes) {
-    this(files, chunkBytes, java.util.Set.of());
+    this(byRole(List.of(files)), chunkBytes, java.util.Set.of());
+  }
+
+  /** Every role of each of {@code files} (a role in one of them only), mapped to its files. */
+  public static java.util.Map<Role, UnitFiles> byRole(List<UnitFiles> files) {
+    java.util.Map<Role, UnitFiles> m = new EnumMap<>(Role.class);
+    for (UnitFiles f : files) {
+      for (Role r : f.roles()) {
+        if (m.put(r, f) != null) throw new IllegalArgumentException(r + " is in two sets of offload files");
+        if (f.store() != files.get(0).store()) throw new IllegalArgumentException("offload files of different parameter stores");
+      }
+    }
+    return m;
   }
 
   /**
-   * A streamer over every role of {@code files} with chunks of at most {@code chunkBytes} per role; the roles in
-   * {@code readOnly} (e.g. gradients the optimizer reads) are read and not written back.
+   * A streamer over every role of {@code files} (role to its offload files, all of one store) with chunks of at most
+   * {@code chunkBytes} per role; the roles in {@code readOnly} (e.g. gradients the optimizer reads) are read and not
+   * written back.
    */
-  public ChunkStreamer(UnitFiles files, long chunkBytes, java.util.Set<Role> readOnly) {
-    this.files = files;
-    this.roles = List.copyOf(new java.util.TreeSet<>(files.roles()));
+  public ChunkStreamer(java.util.Map<Role, UnitFiles> files, long chunkBytes, java.util.Set<Role> readOnly) {
+    if (files.isEmpty()) throw new IllegalArgumentException("no offload files to stream");
+    this.files = new EnumMap<>(files);
+    this.store = files.values().iterator().next().store();
+    this.roles = List.copyOf(new java.util.TreeSet<>(files.keySet()));
     this.readOnly = java.util.Set.copyOf(readOnly);
     for (Role r : roles) {
-      if (r.dtype(files.store().computeDtype()) != DType.F32) throw new IllegalArgumentException("only F32 roles stream, not " + r);
+      if (r.dtype(store.computeDtype()) != DType.F32) throw new IllegalArgumentException("only F32 roles stream, not " + r);
     }
     long maxUnit = 1;
-    for (Unit u : files.store().units()) maxUnit = Math.max(maxUnit, u.elements().length());
+    for (Unit u : store.units()) maxUnit = Math.max(maxUnit, u.elements().length());
     this.chunkElements = OffloadConfig.chunkElements(chunkBytes, maxUnit);
     ThreadPoolExecutor pool = new ThreadPoolExecutor(IO_THREADS, IO_THREADS, 30, TimeUnit.SECONDS,
         new LinkedBlockingQueue<>(), r -> {
@@ -93,7 +109,7 @@ public final class ChunkStreamer implements AutoCloseable {
   /** The chunks of {@code range}: unit by unit, each unit's part cut every {@link #chunkElements()} elements. */
   public List<Range> chunks(Range range) {
     List<Range> out = new ArrayList<>();
-    for (Unit u : files.store().units()) {
+    for (Unit u : store.units()) {
       Range r = u.elements().intersect(range);
       for (long s = r.start(); s < r.end(); s += chunkElements) out.add(new Range(s, Math.min(r.end(), s + chunkElements)));
     }
@@ -162,14 +178,14 @@ public final class ChunkStreamer implements AutoCloseable {
       for (Role r : roles) {
         if (write && readOnly.contains(r)) continue;
         long off = (chunk.start() - u.elements().start()) * 4, bytes = chunk.length() * 4;
-        files.transfer(r, u, write, off, s.get(r).address(), bytes);
+        files.get(r).transfer(r, u, write, off, s.get(r).address(), bytes);
       }
       return null;
     });
   }
 
   private Unit unitOf(Range chunk) {
-    for (Unit u : files.store().units()) if (u.elements().contains(chunk)) return u;
+    for (Unit u : store.units()) if (u.elements().contains(chunk)) return u;
     throw new IllegalArgumentException("chunk " + chunk + " is not inside one unit");
   }
 
@@ -186,7 +202,7 @@ public final class ChunkStreamer implements AutoCloseable {
     try {
       await(f);
     } finally {
-      files.stats().stalled(System.nanoTime() - t0);
+      files.get(roles.get(0)).stats().stalled(System.nanoTime() - t0);
       if (ev.shouldCommit()) {
         ev.unit = unitOf(chunk).name();
         ev.role = "optimizer state";

@@ -83,9 +83,10 @@ public final class UnitPager implements BlockHooks, AutoCloseable {
   }
 
   /**
-   * Pages the roles of {@code files} among MASTER and GRAD of {@code model}'s store: their current contents are
-   * written to the files (unit by unit), their flat buffers freed, and the pager installed as the model's hooks.
-   * With {@code prefetch}, the next unit's weights are read while the current one computes.
+   * Pages the roles of {@code files} among MASTER and GRAD of {@code model}'s store: their current contents (when
+   * allocated) are written to the files, unit by unit, and their flat buffers freed. With {@code prefetch}, the next
+   * unit's weights are read while the current one computes. The owner installs the pager among the model's hooks
+   * ({@link BlockHooks#both}).
    */
   public UnitPager(Transformer model, UnitFiles files, boolean prefetch) {
     Objects.requireNonNull(model, "model");
@@ -119,7 +120,7 @@ public final class UnitPager implements BlockHooks, AutoCloseable {
     this.io = pool;
     try {
       if (pageWeights) {
-        saveAll(Role.MASTER);
+        if (store.has(Role.MASTER)) saveAll(Role.MASTER);  // a model built without weights: the files start as zeros
         store.page(Role.MASTER, files.views(Role.MASTER));
       }
       if (pageGrads) {
@@ -130,7 +131,6 @@ public final class UnitPager implements BlockHooks, AutoCloseable {
       io.shutdownNow();
       throw e;
     }
-    model.setHooks(this);
   }
 
   /** The units of {@code model}'s stage in the order one cycle runs them (training: forward then backward). */
@@ -535,32 +535,30 @@ public final class UnitPager implements BlockHooks, AutoCloseable {
   }
 
   /**
-   * Stops paging: the weights are read back into a flat buffer in host memory (so the model works as before
-   * offload; this needs host memory for all of them), the paged gradients are released, and the model's hooks are
-   * reset. The files belong to the caller.
+   * Stops paging: the paged gradients are released; the weights are read back into a flat buffer in host memory
+   * when {@code restoreWeights} (so the model works as before offload; this needs host memory for all of them), else
+   * left unallocated. The files and the hooks belong to the caller.
    */
-  public void close(Transformer model) {
+  public void close(boolean restoreWeights) {
     if (closed) return;
     try {
       discard();
-      if (pageGrads && store.isPaged(Role.GRAD)) store.release(Role.GRAD);
-      if (pageWeights && store.isPaged(Role.MASTER)) {
-        store.unpage(Role.MASTER);
-        loadAll(Role.MASTER);
+      if (!store.isClosed()) {
+        if (pageGrads && store.isPaged(Role.GRAD)) store.release(Role.GRAD);
+        if (pageWeights && store.isPaged(Role.MASTER)) {
+          store.unpage(Role.MASTER, restoreWeights);
+          if (restoreWeights) loadAll(Role.MASTER);
+        }
       }
     } finally {
       closed = true;
       io.shutdownNow();
-      model.setHooks(BlockHooks.NONE);
     }
   }
 
-  /** Stops the I/O threads without restoring anything (see {@link #close(Transformer)}). */
+  /** {@link #close(boolean)} with the weights read back into memory. */
   @Override
   public void close() {
-    if (closed) return;
-    discard();
-    closed = true;
-    io.shutdownNow();
+    close(true);
   }
 }

@@ -60,6 +60,14 @@ public final class ParameterStore implements AutoCloseable {
    * {@code computeDtype}. MASTER and WEIGHT are allocated (zeros) on the device's default placement.
    */
   public ParameterStore(Map<String, List<ParamSpec>> units, Device device, DType computeDtype) {
+    this(units, device, computeDtype, true);
+  }
+
+  /**
+   * A store as {@link #ParameterStore(Map, Device, DType)}; without {@code allocateWeights}, MASTER and WEIGHT are not
+   * allocated either, for weights that will live elsewhere from the start ({@link #page} them before use).
+   */
+  public ParameterStore(Map<String, List<ParamSpec>> units, Device device, DType computeDtype, boolean allocateWeights) {
     Objects.requireNonNull(units, "units");
     Objects.requireNonNull(device, "device");
     this.computeDtype = Objects.requireNonNull(computeDtype, "computeDtype");
@@ -91,8 +99,10 @@ public final class ParameterStore implements AutoCloseable {
     Placement home = Placement.of(device);
     for (Role r : Role.values()) placements.put(r, home);
     try {
-      allocate(Role.MASTER);
-      allocate(Role.WEIGHT);
+      if (allocateWeights) {
+        allocate(Role.MASTER);
+        allocate(Role.WEIGHT);
+      }
     } catch (RuntimeException e) {
       close();
       throw e;
@@ -273,9 +283,19 @@ public final class ParameterStore implements AutoCloseable {
    * buffer again (zeros) for the caller to fill, e.g. from the files it paged to.
    */
   public void unpage(Role role) {
+    unpage(role, true);
+  }
+
+  /**
+   * Ends paging of {@code role} (MASTER takes WEIGHT with it): every window must be unmapped; with {@code allocate}
+   * the role gets a flat buffer again (zeros) for the caller to fill, else it is left unallocated (weights that were
+   * never in memory, of a model being discarded).
+   */
+  public void unpage(Role role, boolean allocate) {
     checkOpen();
     if (!isPaged(role)) throw new IllegalStateException(role + " is not paged");
     unpageViews(role);
+    if (!allocate) return;
     allocate(role);
     if (role == Role.MASTER) allocate(Role.WEIGHT);
   }

@@ -29,7 +29,8 @@ import java.util.Objects;
  */
 public final class AdamW implements AutoCloseable {
   private final ParameterStore store;
-  private final UnitFiles files;          // the roles on DISK, or null
+  private final UnitFiles files;          // the moments on DISK in files of this optimizer's own, or null
+  private final Map<Role, UnitFiles> moments;  // where each moment on DISK is (its own files or the caller's)
   private final boolean ownsFiles;        // made (and deleted) by this optimizer
   private final ChunkStreamer streamer;   // streams them, or null
   private long step;
@@ -67,33 +68,40 @@ public final class AdamW implements AutoCloseable {
       this.files = null;
       this.streamer = null;
     }
+    this.moments = new java.util.EnumMap<>(Role.class);
+    if (files != null) for (Role r : files.roles()) moments.put(r, files);
     this.ownsFiles = true;
     for (Role r : new Role[] {Role.ADAM_M, Role.ADAM_V}) if (!onDisk(r)) store.allocate(r);
   }
 
   /**
-   * AdamW over {@code store} streaming every role of {@code files} (owned by the caller, which closes them after this
-   * optimizer) in chunks of at most {@code chunkBytes} per role: the masters and moments there are read and written
-   * back, the gradients ({@link Role#GRAD}) only read. The moments not there are allocated in the store.
+   * AdamW over {@code store} streaming every role of {@code files} (each set owned by the caller, who closes it after
+   * this optimizer) in chunks of at most {@code chunkBytes} per role: the masters and moments there are read and
+   * written back, the gradients ({@link Role#GRAD}) only read. The moments in none of them are allocated in the store.
    */
-  public AdamW(ParameterStore store, UnitFiles files, long chunkBytes) {
+  public AdamW(ParameterStore store, List<UnitFiles> files, long chunkBytes) {
     this.store = Objects.requireNonNull(store, "store");
-    this.files = Objects.requireNonNull(files, "files");
-    if (files.store() != store) throw new IllegalArgumentException("the offload files belong to another parameter store");
-    for (Role r : files.roles()) {
-      if (r == Role.WEIGHT || r == Role.GRAD_ACC) throw new IllegalArgumentException(r + " cannot be streamed by the optimizer");
+    Map<Role, UnitFiles> byRole = ChunkStreamer.byRole(files);
+    for (Map.Entry<Role, UnitFiles> e : byRole.entrySet()) {
+      if (e.getValue().store() != store) throw new IllegalArgumentException("the offload files belong to another parameter store");
+      if (e.getKey() == Role.WEIGHT || e.getKey() == Role.GRAD_ACC) {
+        throw new IllegalArgumentException(e.getKey() + " cannot be streamed by the optimizer");
+      }
     }
+    this.moments = new java.util.EnumMap<>(Role.class);
+    for (Role r : new Role[] {Role.ADAM_M, Role.ADAM_V}) if (byRole.containsKey(r)) moments.put(r, byRole.get(r));
+    this.files = null;
     this.ownsFiles = false;
-    this.streamer = new ChunkStreamer(files, chunkBytes, java.util.Set.of(Role.GRAD));
+    this.streamer = new ChunkStreamer(byRole, chunkBytes, java.util.Set.of(Role.GRAD));
     for (Role r : new Role[] {Role.ADAM_M, Role.ADAM_V}) if (!onDisk(r)) store.allocate(r);
   }
 
   /** Whether {@code role} (ADAM_M or ADAM_V) lives in offload files on DISK rather than in the store. */
   public boolean onDisk(Role role) {
-    return files != null && files.holds(role);
+    return moments.containsKey(role);
   }
 
-  /** The offload files of the moments on DISK, or null when none are. */
+  /** The offload files this optimizer made for its moments on DISK, or null (none, or in files of the caller's). */
   public UnitFiles offloadFiles() {
     return files;
   }
@@ -119,7 +127,7 @@ public final class AdamW implements AutoCloseable {
   }
 
   private List<Tensor> views(Role role) {
-    if (onDisk(role)) return files.views(role);
+    if (onDisk(role)) return moments.get(role).views(role);
     List<Tensor> l = new ArrayList<>(store.size());
     for (int i = 0; i < store.size(); i++) l.add(store.view(role, i));
     return l;

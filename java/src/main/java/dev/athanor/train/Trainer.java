@@ -2,7 +2,9 @@ package dev.athanor.train;
 
 import dev.athanor.io.data.DataLoader;
 import dev.athanor.nn.Transformer;
+import dev.athanor.nn.BlockHooks;
 import dev.athanor.offload.OffloadConfig;
+import dev.athanor.offload.OffloadedWeights;
 import dev.athanor.offload.TransferStats;
 import dev.athanor.offload.UnitFiles;
 import dev.athanor.offload.UnitPager;
@@ -32,8 +34,11 @@ public final class Trainer implements AutoCloseable {
   private final DataLoader data;
   private final AdamW optimizer;
   private final ParameterStore store;
-  private final UnitFiles files;             // every role on DISK when weights or gradients are, or null
-  private final UnitPager pager;             // pages weights and gradients unit by unit, or null
+  private final OffloadedWeights weights;    // the model's weights on DISK, or null
+  private final boolean ownsWeights;         // moved there by this trainer (and read back when it closes)
+  private final UnitFiles files;             // the other roles on DISK when weights or gradients are, or null
+  private final UnitPager pager;             // pages the gradients unit by unit, or null
+  private final BlockHooks hooksBefore;      // the model's hooks before this trainer added its pager
   private final Role stepGrad;               // where the step's gradient is: GRAD, or GRAD_ACC with accumulation
   private GradientReducer reducer = GradientReducer.NONE;
   private long step;
@@ -48,13 +53,23 @@ public final class Trainer implements AutoCloseable {
   /**
    * A trainer that keeps the roles {@code offload} names on DISK; the offload directory is checked and the files
    * are created here, before any step. With only AdamW's moments there, the optimizer streams them ({@link AdamW})
-   * and the forward, backward and clipping are those of an in-memory run. With the weights ({@link Role#MASTER}) or
-   * the gradients ({@link Role#GRAD}) there too, a {@link UnitPager} becomes the model's hooks and pages them unit by
-   * unit through host windows during the forward and backward, the clipping norm streams the step's gradient, and
-   * the optimizer streams every role on DISK; the results are those of the in-memory run, bit for bit. Closing the
-   * trainer reads the weights back into memory.
+   * and the forward, backward and clipping are those of an in-memory run. With the weights ({@link Role#MASTER})
+   * there, the trainer moves them to DISK ({@link OffloadedWeights}) and reads them back into memory when it is
+   * closed; with the gradients ({@link Role#GRAD}) there, a {@link UnitPager} joins the model's hooks and forms each
+   * unit's gradient in a host window that is written behind, the clipping norm streams the step's gradient, and the
+   * optimizer streams every role on DISK. The results are those of the in-memory run, bit for bit.
    */
   public Trainer(Transformer model, TrainConfig cfg, DataLoader data, OffloadConfig offload) {
+    this(model, cfg, data, offload, null);
+  }
+
+  /**
+   * A trainer as {@link #Trainer(Transformer, TrainConfig, DataLoader, OffloadConfig)} for a model whose weights are
+   * already on DISK in {@code weights} (owned by the caller, who closes it after the trainer; null: none are). This is
+   * how a model larger than memory trains: built without weights ({@link Transformer#withoutWeights}), attached to
+   * its files, filled, then trained.
+   */
+  public Trainer(Transformer model, TrainConfig cfg, DataLoader data, OffloadConfig offload, OffloadedWeights weights) {
     Objects.requireNonNull(offload, "offload");
     this.model = Objects.requireNonNull(model, "model");
     this.cfg = Objects.requireNonNull(cfg, "cfg");
@@ -63,9 +78,12 @@ public final class Trainer implements AutoCloseable {
       throw new IllegalArgumentException("seq " + cfg.seq() + " exceeds the model's context " + model.config().maxSeqLen());
     }
     this.store = model.parameters();
-    if (!offload.pagesUnits()) {
+    if (!offload.pagesUnits() && weights == null) {
+      this.weights = null;
+      this.ownsWeights = false;
       this.files = null;
       this.pager = null;
+      this.hooksBefore = null;
       this.optimizer = new AdamW(store, offload);
     } else {
       if (!model.device().isCpu()) {
@@ -76,19 +94,36 @@ public final class Trainer implements AutoCloseable {
           throw new IllegalArgumentException(r + " is already allocated in the store; cannot also keep it on DISK");
         }
       }
-      UnitFiles f = new UnitFiles(store, offload.diskRoles(), offload.resolvedDirectory());
+      boolean own = weights == null && offload.onDisk(Role.MASTER);
+      OffloadedWeights w = own ? OffloadedWeights.attach(model, offload.resolvedDirectory(), offload.prefetch()) : weights;
+      java.util.EnumSet<Role> mine = java.util.EnumSet.noneOf(Role.class);
+      for (Role r : offload.diskRoles()) if (r != Role.MASTER) mine.add(r);
+      UnitFiles f = null;
       UnitPager p = null;
-      AdamW o = null;
+      BlockHooks before = model.hooks();
+      AdamW o;
       try {
-        p = new UnitPager(model, f, offload.prefetch());
-        o = new AdamW(store, f, offload.chunkBytes());
+        if (!mine.isEmpty()) f = new UnitFiles(store, mine, offload.resolvedDirectory());
+        if (mine.contains(Role.GRAD)) {
+          p = new UnitPager(model, f, offload.prefetch());
+          model.setHooks(BlockHooks.both(before, p));
+        }
+        List<UnitFiles> streamed = new java.util.ArrayList<>();
+        if (w != null) streamed.add(w.files());
+        if (f != null) streamed.add(f);
+        o = new AdamW(store, streamed, offload.chunkBytes());
       } catch (RuntimeException e) {
-        if (p != null) p.close(model);
-        f.close();
+        model.setHooks(before);
+        if (p != null) p.close(false);
+        if (f != null) f.close();
+        if (own) w.close();
         throw e;
       }
+      this.weights = w;
+      this.ownsWeights = own;
       this.files = f;
       this.pager = p;
+      this.hooksBefore = before;
       this.optimizer = o;
     }
     try {
@@ -106,10 +141,9 @@ public final class Trainer implements AutoCloseable {
   /** The DISK traffic and stalls of this trainer's offload so far ({@link TransferStats.Snapshot#ZERO} without offload). */
   public TransferStats.Snapshot transfers() {
     TransferStats.Snapshot s = TransferStats.Snapshot.ZERO;
+    if (weights != null) s = s.plus(weights.transfers());
     if (files != null) s = s.plus(files.stats().snapshot());
-    if (optimizer.offloadFiles() != null && optimizer.offloadFiles() != files) {
-      s = s.plus(optimizer.offloadFiles().stats().snapshot());
-    }
+    if (optimizer.offloadFiles() != null) s = s.plus(optimizer.offloadFiles().stats().snapshot());
     return s;
   }
 
@@ -168,8 +202,10 @@ public final class Trainer implements AutoCloseable {
     try {
       mb = microBatches();
       if (pager != null) pager.flush();
+      if (weights != null) weights.flush();  // the optimizer is about to rewrite the weights on DISK
     } catch (RuntimeException | Error e) {
       if (pager != null) pager.discard();
+      if (weights != null) weights.pager().discard();
       throw e;
     }
     reducer.reduce(store, stepGrad);
@@ -259,10 +295,16 @@ public final class Trainer implements AutoCloseable {
 
   private void closeOffload() {
     try {
-      if (pager != null && !store.isClosed()) pager.close(model);
-      else if (pager != null) pager.close();
+      if (pager != null) {
+        pager.close(false);
+        model.setHooks(hooksBefore);
+      }
     } finally {
-      if (files != null) files.close();
+      try {
+        if (files != null) files.close();
+      } finally {
+        if (ownsWeights) weights.close();  // reads them back into memory (when the model is still open)
+      }
     }
   }
 }
