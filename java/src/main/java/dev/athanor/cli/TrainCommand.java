@@ -13,6 +13,8 @@ import dev.athanor.nn.Transformer;
 import dev.athanor.offload.OffloadConfig;
 import dev.athanor.offload.OffloadPlan;
 import dev.athanor.offload.OffloadPlanner;
+import dev.athanor.offload.OffloadedWeights;
+import dev.athanor.params.Role;
 import dev.athanor.runtime.Device;
 import dev.athanor.tensor.DType;
 import dev.athanor.train.Schedule;
@@ -299,8 +301,20 @@ final class TrainCommand implements Callable<Integer> {
         mc.family().hfModelType(), mc.layers(), mc.hidden(), mc.heads(), mc.vocabSize(), mc.parameterCount() / 1e6, device);
     if (plan != null) PlanFile.print(plan, out);
     OffloadConfig offloadConfig = plan != null ? plan.config(offload.dir) : OffloadConfig.NONE;
-    try (Transformer model = modelDir != null && resume == null ? Models.load(modelDir, device) : Transformer.create(mc, device)) {
-      if (modelDir == null && resume == null) model.initialize(tc.seed());
+    // weights on DISK: the model is built without them and they go to their files tensor by tensor, so a model larger
+    // than memory never holds them all
+    boolean weightsOnDisk = offloadConfig.onDisk(Role.MASTER);
+    try (Transformer model = weightsOnDisk ? Transformer.withoutWeights(mc, device)
+            : modelDir != null && resume == null ? Models.load(modelDir, device) : Transformer.create(mc, device);
+        OffloadedWeights weights = weightsOnDisk
+            ? OffloadedWeights.attach(model, offloadConfig.resolvedDirectory(), offloadConfig.prefetch()) : null) {
+      if (weightsOnDisk && modelDir != null && resume == null) {
+        try (HfModelDir.Loaded loaded = HfModelDir.load(modelDir)) {
+          model.loadWeights(loaded.tensors());
+        }
+      } else if (modelDir == null && resume == null) {
+        model.initialize(tc.seed());
+      }
       model.setRecompute(opt.recompute);
       TextCorpus.Options opts = TextCorpus.Options.defaults();
       if (opt.maxBytes != null) {
@@ -329,7 +343,7 @@ final class TrainCommand implements Callable<Integer> {
           CheckpointManager.delete(o);
           err.println("athanor train: --overwrite-checkpoints: deleted the checkpoints of " + o.describe() + " from " + ckptDir);
         }
-        List<StepResult> results = trainLoop(model, tc, loader, log, ck, offloadConfig, out);
+        List<StepResult> results = trainLoop(model, tc, loader, log, ck, offloadConfig, weights, out);
         Termination.phase("saving the trained model to " + outDir + ": it may be incomplete there" + (ck == null ? ""
             : "; the checkpoints in " + ck.dir() + " are complete (the last one holds the final step)"));
         Files.createDirectories(outDir);
@@ -492,7 +506,7 @@ final class TrainCommand implements Callable<Integer> {
    * checkpoints; on a failure or SIGTERM the last consistent state is saved before the error propagates.
    */
   static List<StepResult> trainLoop(Transformer model, TrainConfig tc, DataLoader loader, Path log, Checkpointing ck,
-      OffloadConfig offloadConfig, PrintStream out) throws IOException {
+      OffloadConfig offloadConfig, OffloadedWeights weights, PrintStream out) throws IOException {
     List<StepResult> results = new ArrayList<>();
     if (log.getParent() != null) Files.createDirectories(log.getParent());
     List<String> kept = new ArrayList<>();
@@ -523,7 +537,7 @@ final class TrainCommand implements Callable<Integer> {
       }
     }, "athanor-sigterm");
     try (CheckpointManager mgr = ck == null ? null : new CheckpointManager(ck.dir(), ck.keep(), ck.async(), ck.runId());
-        Trainer trainer = new Trainer(model, tc, loader, offloadConfig)) {
+        Trainer trainer = new Trainer(model, tc, loader, offloadConfig, weights)) {
       if (ck != null && ck.resume() != null) ck.resume().restore(trainer);
       if (mgr != null) mgr.prepare(trainer);  // host buffers for the first snapshot, allocated in the background
       Runtime.getRuntime().addShutdownHook(hook);  // with or without checkpoints: never end silently
