@@ -14,6 +14,8 @@ import java.io.PrintStream;
 import java.nio.file.Path;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.ArgGroup;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Spec;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.ParentCommand;
@@ -57,6 +59,11 @@ final class GenerateCommand implements Callable<Integer> {
   @ArgGroup(exclusive = false, validate = false, heading = "%nRuntime:%n")
   Options.RuntimeOptions runtime = new Options.RuntimeOptions();
 
+  @ArgGroup(exclusive = false, validate = false, heading = "%nOffload (CPU only: the weights on DISK, read unit by unit):%n")
+  Options.OffloadOptions offload = new Options.OffloadOptions();
+
+  @Spec CommandSpec spec;
+
   @Override
   public Integer call() {
     SamplingConfig sc = new SamplingConfig(temperature, topK, topP, seed, maxTokens, !noStop);
@@ -67,15 +74,17 @@ final class GenerateCommand implements Callable<Integer> {
       int[] ids = promptIds(mc, tok, prompt);
       int promptLen = ids.length;
       int capacity = (int) Math.min(mc.maxSeqLen(), (long) promptLen + maxTokens);
-      MemoryCheck.require(Footprint.decoding(mc, device, Transformer.defaultComputeDtype(device), 1,
-          Math.min(promptLen, capacity), capacity).withLoading(), "generate with this model",
-          "use a smaller --max-tokens or a shorter --prompt (the KV cache grows with both)", "use a smaller model");
+      boolean disk = InferenceOffload.weightsOnDisk(spec, offload, Footprint.decoding(mc, device,
+          Transformer.defaultComputeDtype(device), 1, Math.min(promptLen, capacity), capacity).withLoading(),
+          "generate with this model", "use a smaller --max-tokens or a shorter --prompt (the KV cache grows with both)",
+          "use a smaller model");
       if (sampled < vocab) {
         main.err.println("athanor generate: note: the tokenizer has " + sampled + " token ids and the model's vocabulary "
             + vocab + " rows; ids " + sampled + " to " + (vocab - 1) + " have no text and are never generated");
       }
-      try (Transformer m = Models.load(model, device)) {
-        generate(m, tok, prompt, ids, sc, main.out);
+      try (InferenceOffload.Opened m = InferenceOffload.open(model, device, disk, offload.dir)) {
+        generate(m.model(), tok, prompt, ids, sc, main.out);
+        if (disk) main.err.println("athanor generate: " + m.traffic());
       }
     }
     return 0;

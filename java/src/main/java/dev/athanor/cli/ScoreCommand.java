@@ -16,6 +16,8 @@ import java.util.List;
 import java.util.Map;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.ArgGroup;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Spec;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.ParentCommand;
@@ -50,6 +52,11 @@ final class ScoreCommand implements Callable<Integer> {
   @ArgGroup(exclusive = false, validate = false, heading = "%nRuntime:%n")
   Options.RuntimeOptions runtime = new Options.RuntimeOptions();
 
+  @ArgGroup(exclusive = false, validate = false, heading = "%nOffload (CPU only: the weights on DISK, read unit by unit):%n")
+  Options.OffloadOptions offload = new Options.OffloadOptions();
+
+  @Spec CommandSpec spec;
+
   @Override
   public Integer call() {
     Device device = runtime.apply();
@@ -63,11 +70,13 @@ final class ScoreCommand implements Callable<Integer> {
       }
     }
     if (ids.length < 2) throw new IllegalArgumentException("need at least 2 tokens to score, got " + ids.length);
-    MemoryCheck.require(Footprint.forward(mc, device, Transformer.defaultComputeDtype(device), 1,
-        Math.min(mc.maxSeqLen(), ids.length - 1)).withLoading(), "score with this model", "score a shorter text "
-        + "(it is scored in windows of up to the model's context, " + mc.maxSeqLen() + " tokens)", "use a smaller model");
-    try (Transformer m = Models.load(model, device)) {
-      float[] logprobs = score(m, ids);
+    boolean disk = InferenceOffload.weightsOnDisk(spec, offload, Footprint.forward(mc, device,
+        Transformer.defaultComputeDtype(device), 1, Math.min(mc.maxSeqLen(), ids.length - 1)).withLoading(),
+        "score with this model", "score a shorter text (it is scored in windows of up to the model's context, "
+        + mc.maxSeqLen() + " tokens)", "use a smaller model");
+    try (InferenceOffload.Opened opened = InferenceOffload.open(model, device, disk, offload.dir)) {
+      float[] logprobs = score(opened.model(), ids);
+      if (disk) main.err.println("athanor score: " + opened.traffic());
       double sum = 0;
       for (float lp : logprobs) sum -= lp;
       Map<String, Object> json = new LinkedHashMap<>();

@@ -309,9 +309,7 @@ final class TrainCommand implements Callable<Integer> {
         OffloadedWeights weights = weightsOnDisk
             ? OffloadedWeights.attach(model, offloadConfig.resolvedDirectory(), offloadConfig.prefetch()) : null) {
       if (weightsOnDisk && modelDir != null && resume == null) {
-        try (HfModelDir.Loaded loaded = HfModelDir.load(modelDir)) {
-          model.loadWeights(loaded.tensors());
-        }
+        HfModelDir.loadInto(modelDir, model);  // one tensor at a time
       } else if (modelDir == null && resume == null) {
         model.initialize(tc.seed());
       }

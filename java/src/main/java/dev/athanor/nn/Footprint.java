@@ -182,6 +182,56 @@ public record Footprint(ModelConfig config, Device device, DType computeDtype, L
     }));
   }
 
+  /**
+   * This footprint with the checkpoint snapshot of {@code onDisk} of its three parts (FP32 weights, AdamW's two
+   * moments) on DISK: a snapshot keeps a role where the role lives, copying a DISK role through host memory one tensor
+   * at a time. Replaces {@link #withCheckpoints()}'s HOST part.
+   */
+  public Footprint withCheckpointPartsOnDisk(int onDisk) {
+    Objects.requireNonNull(config, "checkpoints need a model");
+    if (onDisk < 0 || onDisk > 3) throw new IllegalArgumentException("onDisk must be 0 to 3, got " + onDisk);
+    List<Part> p = new ArrayList<>();
+    boolean had = false;
+    for (Part part : parts) {
+      if (part.component() == Component.CHECKPOINT && part.tier() == Tier.HOST) had = true;
+      else p.add(part);
+    }
+    if (!had) return this;
+    long each = saturate(() -> Math.multiplyExact(config.parameterCount(), (long) DType.F32.byteSize()));
+    long host = saturate(() -> Math.multiplyExact(3L - onDisk, each));
+    if (onDisk > 0) host = add(host, Math.multiplyExact(largestTensor(config), (long) DType.F32.byteSize()));
+    return new Footprint(config, device, computeDtype, p).plus(Component.CHECKPOINT, Tier.HOST, host)
+        .plus(Component.CHECKPOINT, Tier.DISK, saturate(() -> Math.multiplyExact((long) onDisk, each)));
+  }
+
+  private static long largestTensor(ModelConfig config) {
+    long largest = 0;
+    for (List<ParamSpec> specs : List.of(config.embeddingSpecs(), config.blockSpecs(0), config.headSpecs())) {
+      for (ParamSpec s : specs) largest = Math.max(largest, s.numel());
+    }
+    return largest;
+  }
+
+  /**
+   * This footprint with its {@link Component#LOADING} in HOST memory cut to the largest tensor: the weights are read
+   * one tensor at a time ({@code HfModelDir.loadInto}, for weights that live on DISK).
+   */
+  public Footprint withStreamedLoading() {
+    Objects.requireNonNull(config, "loading needs a model");
+    long one = Math.multiplyExact(largestTensor(config), (long) DType.F32.byteSize());
+    List<Part> p = new ArrayList<>();
+    boolean had = false;
+    for (Part part : parts) {
+      if (part.component() == Component.LOADING && part.tier() == Tier.HOST) {
+        had = true;
+      } else {
+        p.add(part);
+      }
+    }
+    Footprint f = new Footprint(config, device, computeDtype, p);
+    return had ? f.plus(Component.LOADING, Tier.HOST, one) : f;
+  }
+
   /** This footprint plus the host snapshot a checkpoint is written from: FP32 weights and both AdamW moments. */
   public Footprint withCheckpoints() {
     Objects.requireNonNull(config, "checkpoints need a model");

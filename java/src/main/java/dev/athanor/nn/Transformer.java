@@ -216,27 +216,41 @@ public final class Transformer implements AutoCloseable {
    */
   public void loadWeights(Map<String, Tensor> weights) {
     for (ParameterStore.Param p : store.list()) {
-      Tensor src = weights.get(p.name());
-      if (src == null) throw new IllegalArgumentException("missing weight \"" + p.name() + "\"");
-      if (!Arrays.equals(src.shape(), p.spec().shape())) {
-        throw new IllegalArgumentException("weight \"" + p.name() + "\" has shape " + Arrays.toString(src.shape())
-            + ", expected " + Arrays.toString(p.spec().shape()));
-      }
-      if (!src.dtype().isFloating()) throw new IllegalArgumentException("weight \"" + p.name() + "\" is " + src.dtype());
-      try (Tensor onDevice = src.device().equals(device) ? null : src.to(device)) {
-        Tensor s = onDevice == null ? src : onDevice;
-        if (s.dtype() == DType.F32) {
-          p.master().copyFrom(s);
-        } else if (p.master().tier() == Tier.DISK) {  // masters paged to DISK: converted in host memory, then written
-          try (Tensor c = s.contiguous(); Tensor f = Ops.convert(c, DType.F32)) {
-            p.master().copyFrom(f);
-          }
-        } else {
-          Ops.convert(s.contiguous(), p.master());
+      if (weights.get(p.name()) == null) throw new IllegalArgumentException("missing weight \"" + p.name() + "\"");
+    }
+    for (ParameterStore.Param p : store.list()) copyWeight(p, weights.get(p.name()));
+    store.syncWeights();
+  }
+
+  /**
+   * Copies one parameter's weights into the model ({@code src} with its exact shape, any floating dtype, on any
+   * device), e.g. while streaming a model's files one tensor at a time.
+   */
+  public void loadWeight(String name, Tensor src) {
+    ParameterStore.Param p = store.get(name);
+    copyWeight(p, src);
+    store.syncWeights(p.range());
+  }
+
+  private void copyWeight(ParameterStore.Param p, Tensor src) {
+    Objects.requireNonNull(src, p.name());
+    if (!Arrays.equals(src.shape(), p.spec().shape())) {
+      throw new IllegalArgumentException("weight \"" + p.name() + "\" has shape " + Arrays.toString(src.shape())
+          + ", expected " + Arrays.toString(p.spec().shape()));
+    }
+    if (!src.dtype().isFloating()) throw new IllegalArgumentException("weight \"" + p.name() + "\" is " + src.dtype());
+    try (Tensor onDevice = src.device().equals(device) ? null : src.to(device)) {
+      Tensor s = onDevice == null ? src : onDevice;
+      if (s.dtype() == DType.F32) {
+        p.master().copyFrom(s);
+      } else if (p.master().tier() == Tier.DISK) {  // masters paged to DISK: converted in host memory, then written
+        try (Tensor c = s.contiguous(); Tensor f = Ops.convert(c, DType.F32)) {
+          p.master().copyFrom(f);
         }
+      } else {
+        Ops.convert(s.contiguous(), p.master());
       }
     }
-    store.syncWeights();
   }
 
   /** The FP32 master weights by Hugging Face name, in layout order (owned by the model: do not close them). */

@@ -114,6 +114,11 @@ public final class OffloadPlanner {
       long gradWindows = g ? Math.addExact(UnitPager.windowBound(units, false, true, job.train().accum() > 1),
           UnitPager.normBufferBytes(OffloadPlan.layoutElements(job.model()))) : 0;
       f = f.withStateOnDisk(oc.diskRoles(), oc.stagingBytes(OffloadPlan.largestUnit(job.model())), weightWindows, gradWindows);
+      if (w && job.loading()) f = f.withStreamedLoading();  // the weights go to DISK one tensor at a time
+      if (job.checkpoints()) {
+        int parts = (w ? 1 : 0) + (oc.onDisk(Role.ADAM_M) ? 1 : 0) + (oc.onDisk(Role.ADAM_V) ? 1 : 0);
+        f = f.withCheckpointPartsOnDisk(parts);
+      }
     }
     return new OffloadPlan(job.model(), job.device(), oc.diskRoles(), job.chunkBytes(), f, job.train().accum());
   }

@@ -143,6 +143,39 @@ public final class HfModelDir {
     }
   }
 
+  /**
+   * Reads the weights of {@code dir} into {@code model} one tensor at a time (each read into host memory as F32 and
+   * copied to the model, then freed), so that loading holds one tensor besides the model: what a model whose weights
+   * live on DISK needs ({@link Transformer#withoutWeights}). The directory is checked as {@link #load} checks it, and
+   * its config must be the model's.
+   */
+  public static void loadInto(Path dir, Transformer model) {
+    Objects.requireNonNull(model, "model");
+    ModelConfig config = readConfig(dir);
+    if (!config.equals(model.config())) {
+      throw new IllegalArgumentException(dir + " holds another model: " + config + "; this model is " + model.config());
+    }
+    try (SafetensorsSet set = SafetensorsSet.open(dir)) {
+      List<ParamSpec> specs = config.parameterSpecs();
+      Map<String, String> fileName = resolve(dir, config, specs, set);
+      for (ParamSpec s : specs) {
+        String fn = fileName.get(s.name());
+        TensorEntry e = set.entry(fn);
+        if (!Arrays.equals(e.shape(), s.shape())) {
+          throw new HfFormatException(set.fileOf(fn) + ": tensor \"" + fn + "\" has shape " + Arrays.toString(e.shape())
+              + ", expected " + Arrays.toString(s.shape()) + " for the model of " + configFile(dir));
+        }
+      }
+      for (ParamSpec s : specs) {
+        try (Tensor t = set.read(fileName.get(s.name()), DType.F32)) {
+          model.loadWeight(s.name(), t);
+        }
+      }
+    } catch (SafetensorsException e) {
+      throw new HfFormatException(e.getMessage(), e);
+    }
+  }
+
   /** The number of parameter tensors of {@code c}, without listing them (a config may claim millions of layers). */
   static long tensorCount(ModelConfig c) {
     int one = withLayers(c, 1).parameterSpecs().size(), two = withLayers(c, 2).parameterSpecs().size();
