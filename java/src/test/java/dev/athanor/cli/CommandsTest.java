@@ -47,15 +47,20 @@ class CommandsTest {
   @BeforeAll
   static void saveAModel() {
     modelDir = tmp.resolve("model");
-    try (Transformer m = Transformer.create(CFG, Device.CPU)) {
-      m.initialize(3);
-      for (ParameterStore.Param p : m.parameters().list()) {  // peaked predictions
+    savePeakedModel(modelDir, CFG, 3);
+  }
+
+  /** A model of {@code cfg} with seeded weights scaled so that its predictions are peaked, saved to {@code dir}. */
+  static void savePeakedModel(Path dir, ModelConfig cfg, long seed) {
+    try (Transformer m = Transformer.create(cfg, Device.CPU)) {
+      m.initialize(seed);
+      for (ParameterStore.Param p : m.parameters().list()) {
         if (p.spec().shape().length < 2) continue;
         float[] w = p.master().toFloatArray();
         for (int i = 0; i < w.length; i++) w[i] *= 20;
         p.master().copyFrom(w);
       }
-      HfModelDir.save(modelDir, CFG, m.weights(), DType.F32);
+      HfModelDir.save(dir, cfg, m.weights(), DType.F32);
     }
   }
 

@@ -4,14 +4,9 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import dev.athanor.io.hf.HfModelDir;
 import dev.athanor.memory.MemoryManager;
 import dev.athanor.memory.Tier;
 import dev.athanor.nn.ModelConfig;
-import dev.athanor.nn.Transformer;
-import dev.athanor.params.ParameterStore;
-import dev.athanor.runtime.Device;
-import dev.athanor.tensor.DType;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
@@ -33,16 +28,7 @@ class InferenceOffloadTest {
   @BeforeAll
   static void saveAModelAndAPlan() throws Exception {
     modelDir = tmp.resolve("model");
-    try (Transformer m = Transformer.create(CFG, Device.CPU)) {
-      m.initialize(5);
-      for (ParameterStore.Param p : m.parameters().list()) {  // peaked predictions
-        if (p.spec().shape().length < 2) continue;
-        float[] w = p.master().toFloatArray();
-        for (int i = 0; i < w.length; i++) w[i] *= 20;
-        p.master().copyFrom(w);
-      }
-      HfModelDir.save(modelDir, CFG, m.weights(), DType.F32);
-    }
+    CommandsTest.savePeakedModel(modelDir, CFG, 5);
     CommandsTest.Out p = CommandsTest.run("plan", "--model", modelDir.toString(), "--batch", "1", "--seq", "16", "--json", "-");
     assertEquals(0, p.code(), p.err());
     // every role on DISK; generate and score use the weights' placement

@@ -117,19 +117,7 @@ public final class HfModelDir {
             + " tensors (" + config.layers() + " layers), the weights hold " + set.entries().size());
       }
       List<ParamSpec> specs = config.parameterSpecs();
-      Map<String, String> fileName = resolve(dir, config, specs, set);
-      for (ParamSpec s : specs) {
-        String fn = fileName.get(s.name());
-        TensorEntry e = set.entry(fn);
-        if (!Arrays.equals(e.shape(), s.shape())) {
-          throw new HfFormatException(set.fileOf(fn) + ": tensor \"" + fn + "\" has shape " + Arrays.toString(e.shape())
-              + ", expected " + Arrays.toString(s.shape()) + " for the model of " + configFile(dir));
-        }
-        if (!Set.of("F32", "F16", "BF16", "F64").contains(e.dtype())) {
-          throw new HfFormatException(set.fileOf(fn) + ": tensor \"" + fn + "\" has dtype " + e.dtype()
-              + "; model parameters must be floating point (F32, F16, BF16, F64)");
-        }
-      }
+      Map<String, String> fileName = checked(dir, config, specs, set);
       Map<String, Tensor> out = new LinkedHashMap<>();
       try {
         for (ParamSpec s : specs) out.put(s.name(), set.read(fileName.get(s.name()), dtype));
@@ -157,15 +145,7 @@ public final class HfModelDir {
     }
     try (SafetensorsSet set = SafetensorsSet.open(dir)) {
       List<ParamSpec> specs = config.parameterSpecs();
-      Map<String, String> fileName = resolve(dir, config, specs, set);
-      for (ParamSpec s : specs) {
-        String fn = fileName.get(s.name());
-        TensorEntry e = set.entry(fn);
-        if (!Arrays.equals(e.shape(), s.shape())) {
-          throw new HfFormatException(set.fileOf(fn) + ": tensor \"" + fn + "\" has shape " + Arrays.toString(e.shape())
-              + ", expected " + Arrays.toString(s.shape()) + " for the model of " + configFile(dir));
-        }
-      }
+      Map<String, String> fileName = checked(dir, config, specs, set);
       for (ParamSpec s : specs) {
         try (Tensor t = set.read(fileName.get(s.name()), DType.F32)) {
           model.loadWeight(s.name(), t);
@@ -174,6 +154,27 @@ public final class HfModelDir {
     } catch (SafetensorsException e) {
       throw new HfFormatException(e.getMessage(), e);
     }
+  }
+
+  /**
+   * Each parameter's name in the files ({@link #resolve}), after checking that every tensor has its parameter's shape
+   * and a floating dtype.
+   */
+  private static Map<String, String> checked(Path dir, ModelConfig config, List<ParamSpec> specs, SafetensorsSet set) {
+    Map<String, String> fileName = resolve(dir, config, specs, set);
+    for (ParamSpec s : specs) {
+      String fn = fileName.get(s.name());
+      TensorEntry e = set.entry(fn);
+      if (!Arrays.equals(e.shape(), s.shape())) {
+        throw new HfFormatException(set.fileOf(fn) + ": tensor \"" + fn + "\" has shape " + Arrays.toString(e.shape())
+            + ", expected " + Arrays.toString(s.shape()) + " for the model of " + configFile(dir));
+      }
+      if (!Set.of("F32", "F16", "BF16", "F64").contains(e.dtype())) {
+        throw new HfFormatException(set.fileOf(fn) + ": tensor \"" + fn + "\" has dtype " + e.dtype()
+            + "; model parameters must be floating point (F32, F16, BF16, F64)");
+      }
+    }
+    return fileName;
   }
 
   /** The number of parameter tensors of {@code c}, without listing them (a config may claim millions of layers). */
