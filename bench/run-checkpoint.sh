@@ -16,11 +16,7 @@
 # half the cores, the result file says so.
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-JDK=${JDK:-/usr/lib/jvm/temurin-25-jdk-amd64}
-export JAVA_HOME=$JDK
-RESULTS=${RESULTS:-$ROOT/bench/results}
-JAR=$ROOT/bench/target/benchmarks.jar
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"  # ROOT, JDK (JAVA_HOME), RESULTS, JAR
 CKPT_DIR=${CKPT_DIR:-$ROOT/bench/target/checkpoint-bench}
 
 if [ -n "${BENCH_CP:-}" ]; then

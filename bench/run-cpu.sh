@@ -20,11 +20,7 @@
 # folder, default bench/results).
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-JDK=${JDK:-/usr/lib/jvm/temurin-25-jdk-amd64}
-export JAVA_HOME=$JDK
-RESULTS=${RESULTS:-$ROOT/bench/results}
-JAR=$ROOT/bench/target/benchmarks.jar
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"  # ROOT, JDK (JAVA_HOME), RESULTS, JAR
 NATIVE_DIR=${ATHANOR_NATIVE_DIR:-$ROOT/build/native-bench}
 
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
