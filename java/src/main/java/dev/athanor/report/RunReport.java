@@ -232,7 +232,8 @@ public final class RunReport {
       }
       h.append("</tbody>\n</table>\n");
     }
-    h.append("<p class=\"note\">Peaks are the process's highest live bytes per tier. Budgets come from ")
+    h.append("<p class=\"note\">Peaks are the highest live bytes per tier since the allocator's peaks were last reset ("
+        + "<code>train</code> resets them when its step loop begins). Budgets come from ")
         .append("<code>--mem-host</code>, <code>--mem-device</code> and the other budget flags, or ")
         .append("<code>-Dathanor.budget.&lt;tier&gt;</code>. <code>train</code> prints its offload plan (the tier of each ")
         .append("unit and role) before it starts.</p>\n");
