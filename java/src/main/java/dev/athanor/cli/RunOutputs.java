@@ -34,16 +34,17 @@ record RunOutputs(Path lossPlot, Path report) {
   static RunOutputs write(Path log, List<StepResult> results, ModelConfig model, TrainConfig train, Device device,
       Path data, long dataTokens, Path modelDir, List<String> args, List<CheckpointEvent> checkpoints, PrintStream err) {
     List<StepResult> steps;
+    TrainLog.Contents contents;
     try {
-      steps = TrainLog.read(log);
-      if (steps.isEmpty()) steps = results;
+      contents = TrainLog.readAll(log);
     } catch (IOException e) {
-      steps = results;
+      contents = new TrainLog.Contents(results, List.of(), null);
     }
+    steps = contents.steps().isEmpty() ? results : contents.steps();
     List<TrainingCharts.Chart> charts = List.of();
     String chartsMissing = null;
     try {
-      charts = TrainingCharts.write(log, steps);
+      charts = TrainingCharts.write(log, steps, contents.traffic());
     } catch (IOException | RuntimeException | LinkageError e) {
       chartsMissing = e instanceof TrainingCharts.ChartsUnavailableException ? e.getMessage() : e.toString();
       err.println("athanor train: no charts written (" + chartsMissing + ")");
@@ -60,7 +61,7 @@ record RunOutputs(Path lossPlot, Path report) {
     try {
       RunReport.write(report, new RunReport.Run("athanor train", NativeLibrary.javaVersion(), Instant.now(), model,
           model.parameterCount(), train, details, steps, charts, chartsMissing, RunReport.TierUse.of(MemoryManager.global()),
-          checkpoints));
+          checkpoints, contents.traffic(), contents.summary()));
     } catch (IOException | RuntimeException e) {
       err.println("athanor train: no report written (" + e + ")");
       report = null;

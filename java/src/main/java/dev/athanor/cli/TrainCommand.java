@@ -14,7 +14,10 @@ import dev.athanor.offload.OffloadConfig;
 import dev.athanor.offload.OffloadPlan;
 import dev.athanor.offload.OffloadPlanner;
 import dev.athanor.offload.OffloadedWeights;
+import dev.athanor.offload.TransferStats;
 import dev.athanor.params.Role;
+import dev.athanor.report.RunSummary;
+import dev.athanor.report.StepTraffic;
 import dev.athanor.runtime.Device;
 import dev.athanor.tensor.DType;
 import dev.athanor.train.Schedule;
@@ -515,6 +518,7 @@ final class TrainCommand implements Callable<Integer> {
         int i = line.indexOf("\"step\":");
         int end = i < 0 ? -1 : line.indexOf(',', i);
         if (end < 0 || !line.endsWith("}")) continue;  // not a step line, or cut short by a crash
+        if (RunSummary.isSummaryLine(line)) continue;  // the old run's summary: this run writes its own
         long st;
         try {
           st = Long.parseLong(line.substring(i + 7, end));
@@ -548,8 +552,14 @@ final class TrainCommand implements Callable<Integer> {
         }
         w.flush();
         double ema = Double.NaN, stall = 0;
+        // the summary's peaks: the highest live bytes per tier from here on, so what is live now (weights, gradients,
+        // moments in memory, offload staging, the model's buffers) plus what the steps and checkpoint saves allocate
+        // (activations, workspace, paging windows, snapshot copies); not what loading or restoring held before the loop
+        MemoryManager.global().resetPeak();
+        TransferStats.Snapshot loopStart = trainer.transfers();
         while (!trainer.done() && !stop.get()) {
           StepResult r;
+          TransferStats.Snapshot before = trainer.transfers();
           try {
             r = trainer.step();
           } catch (RuntimeException e) {
@@ -558,7 +568,8 @@ final class TrainCommand implements Callable<Integer> {
             throw saveOnFailure(new IllegalStateException("out of Java heap memory: " + e.getMessage(), e), trainer, mgr, ck, bar);
           }
           results.add(r);
-          w.write(r.toJson());
+          // an offloaded run's line also carries the step's DISK traffic and stalls (checkpoint saves are not in it)
+          w.write(offloadConfig.enabled() ? StepTraffic.of(r.step(), trainer.transfers().minus(before)).appendTo(r) : r.toJson());
           w.newLine();
           w.flush();
           if (mgr != null && ck.every() > 0 && trainer.nextStep() % ck.every() == 0 && !trainer.done()) {
@@ -581,6 +592,7 @@ final class TrainCommand implements Callable<Integer> {
               + "; nothing was saved: without --checkpoint-dir a run keeps no state to resume from. To be able to stop "
               + "and resume, train with --checkpoint-dir DIR (a stopped run then continues with --resume auto).");
         }
+        summary(w, results.size(), trainer.transfers().minus(loopStart));
       }
       if (stop.get()) {
         throw new Stopped("training stopped by a termination signal" + (mgr != null ? " (state saved)" : " (nothing saved)"));
@@ -596,6 +608,16 @@ final class TrainCommand implements Callable<Integer> {
     }
     if (results.isEmpty()) throw new IllegalStateException("no step was run (the checkpoint is already at step " + tc.steps() + ")");
     return results;
+  }
+
+  /**
+   * Ends the log with the run's summary line ({@link RunSummary}): the steps this process ran, the allocator's peak
+   * bytes per tier since the loop began, and {@code moved}, the DISK traffic of the loop (the final save included).
+   */
+  private static void summary(BufferedWriter w, int steps, TransferStats.Snapshot moved) throws IOException {
+    w.write(RunSummary.of(steps, MemoryManager.global(), moved).toJson());
+    w.newLine();
+    w.flush();
   }
 
   /** Saves the last consistent state after a failed step (when checkpointing) and returns the exception to throw. */

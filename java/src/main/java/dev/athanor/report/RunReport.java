@@ -47,10 +47,12 @@ public final class RunReport {
    * @param chartsMissing why there are no charts (shown instead), or null
    * @param memory per-tier memory use at the end of the run
    * @param checkpoints the checkpoints written (and failed writes), oldest first
+   * @param traffic the offload figures of the steps (empty when the run kept everything in memory)
+   * @param summary the log's summary line, or null when it has none
    */
   public record Run(String title, String version, Instant finished, ModelConfig model, long parameters, TrainConfig train,
       Map<String, String> details, List<StepResult> steps, List<TrainingCharts.Chart> charts, String chartsMissing,
-      List<TierUse> memory, List<CheckpointEvent> checkpoints) {
+      List<TierUse> memory, List<CheckpointEvent> checkpoints, List<StepTraffic> traffic, RunSummary summary) {
     public Run {
       Objects.requireNonNull(title, "title");
       Objects.requireNonNull(version, "version");
@@ -62,6 +64,15 @@ public final class RunReport {
       charts = charts == null ? List.of() : List.copyOf(charts);
       memory = memory == null ? List.of() : List.copyOf(memory);
       checkpoints = checkpoints == null ? List.of() : List.copyOf(checkpoints);
+      traffic = traffic == null ? List.of() : List.copyOf(traffic);
+    }
+
+    /** A run without offload figures or summary line. */
+    public Run(String title, String version, Instant finished, ModelConfig model, long parameters, TrainConfig train,
+        Map<String, String> details, List<StepResult> steps, List<TrainingCharts.Chart> charts, String chartsMissing,
+        List<TierUse> memory, List<CheckpointEvent> checkpoints) {
+      this(title, version, finished, model, parameters, train, details, steps, charts, chartsMissing, memory, checkpoints,
+          List.of(), null);
     }
   }
 
@@ -159,9 +170,34 @@ public final class RunReport {
       rows.put("tokens", String.format(Locale.ROOT, "%s in %s of steps (%s tokens/s overall)", grouped(tokens),
           duration(seconds), grouped(seconds > 0 ? tokens / seconds : 0)));
     }
+    offload(rows, run);
     h.append("<section id=\"summary\">\n<h2>Summary</h2>\n");
     table(h, null, rows);
     h.append("</section>\n");
+  }
+
+  /** The offload rows of the summary: the DISK traffic and stalls of the steps, or the summary line's when it has them. */
+  private static void offload(Map<String, String> rows, Run run) {
+    RunSummary s = run.summary();
+    if (run.traffic().isEmpty() && (s == null || !s.offloaded())) return;
+    long read = 0, written = 0;
+    double stall = 0;
+    for (StepTraffic t : run.traffic()) {
+      read += t.diskReadBytes();
+      written += t.diskWriteBytes();
+      stall += t.stallMs();
+    }
+    String where = run.traffic().size() + " offloaded steps in the log";
+    if (s != null && s.offloaded()) {  // the whole loop of the last process, checkpoint saves included
+      read = s.diskReadBytes();
+      written = s.diskWriteBytes();
+      stall = s.stallMs();
+      where = "the " + s.steps() + " steps of the last run, from its summary line";
+    }
+    rows.put("offload traffic", bytes(read) + " read from DISK, " + bytes(written) + " written to DISK (" + where + ")");
+    String overlap = s != null && s.offloaded() && Double.isFinite(s.overlap())
+        ? String.format(Locale.ROOT, "; %.1f%% of the transfer time hidden behind computation", 100 * s.overlap()) : "";
+    rows.put("offload stall", decimal(stall) + " ms waiting for data" + overlap);
   }
 
   private static void charts(StringBuilder h, Run run) {
@@ -196,10 +232,24 @@ public final class RunReport {
       }
       h.append("</tbody>\n</table>\n");
     }
-    h.append("<p class=\"note\">Peaks are the process's highest live bytes per tier. Budgets come from ")
-        .append("<code>-Dathanor.budget.&lt;tier&gt;</code>. There is no memory plan yet: every tensor stays in the tier ")
-        .append("it was created in. The offload planner's plan (the tier of each unit and role, the prefetch schedule) ")
-        .append("and the bytes per tier over the run will be shown here when offload lands.</p>\n</section>\n");
+    h.append("<p class=\"note\">Peaks are the highest live bytes per tier since the allocator's peaks were last reset ("
+        + "<code>train</code> resets them when its step loop begins). Budgets come from ")
+        .append("<code>--mem-host</code>, <code>--mem-device</code> and the other budget flags, or ")
+        .append("<code>-Dathanor.budget.&lt;tier&gt;</code>. <code>train</code> prints its offload plan (the tier of each ")
+        .append("unit and role) before it starts.</p>\n");
+    RunSummary s = run.summary();
+    if (s != null) {
+      h.append("<table id=\"peak-bytes\">\n<caption>Peak bytes per tier over the training steps (the log's summary line)")
+          .append("</caption>\n<thead><tr><th>tier</th><th>peak</th><th>bytes</th></tr></thead>\n<tbody>\n");
+      for (Map.Entry<Tier, Long> e : s.peakBytes().entrySet()) {
+        h.append("<tr><td>").append(esc(e.getKey().name())).append("</td><td class=\"n\">").append(esc(bytes(e.getValue())))
+            .append("</td><td class=\"n\">").append(String.format(Locale.ROOT, "%,d", e.getValue())).append("</td></tr>\n");
+      }
+      h.append("</tbody>\n</table>\n<p class=\"note\">Measured by the allocator from the start of the step loop of the ")
+          .append("last run (").append(s.steps()).append(" steps): what was live then (the model's state) and what the ")
+          .append("steps added.</p>\n");
+    }
+    h.append("</section>\n");
   }
 
   private static void checkpoints(StringBuilder h, Run run) {

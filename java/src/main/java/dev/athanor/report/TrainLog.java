@@ -19,8 +19,11 @@ import java.util.List;
  * results, for charts and reports. A resumed run's log holds the steps before the checkpoint too, so the log, not the
  * last process's memory, is the whole run.
  *
+ * <p>A run that offloads adds its offload figures to each step line ({@link StepTraffic}), and every run ends its log
+ * with a summary line ({@link RunSummary}); {@link #readAll} reads those too, {@link #read} only the steps.
+ *
  * <p>Lenient where a log can be imperfect: lines that are blank, cut short by a crash, not JSON, or not a step
- * (no {@code loss}) are skipped; {@code null} (what {@link StepResult#toJson()} writes for a value that is not
+ * (no {@code loss}; the summary line) are skipped; {@code null} (what {@link StepResult#toJson()} writes for a value that is not
  * finite) reads as NaN, and the {@code NaN} or {@code Infinity} of older logs as such. {@code step_ms} has a
  * resolution of 0.1 ms, so {@link StepResult#seconds()} does too.
  */
@@ -34,30 +37,85 @@ public final class TrainLog {
 
   /** The steps among {@code lines}, in order; see the class comment for what is skipped. */
   public static List<StepResult> parse(List<String> lines) {
-    List<StepResult> steps = new ArrayList<>();
-    for (String line : lines) {
-      StepResult r = parseLine(line);
-      if (r != null) steps.add(r);
+    return parseAll(lines).steps();
+  }
+
+  /**
+   * Everything a log holds.
+   *
+   * @param steps the steps, in file order
+   * @param traffic the offload figures of the steps whose lines have them, in file order (empty without offload)
+   * @param summary the last summary line, or null when there is none (an older log, or a run that did not end)
+   */
+  public record Contents(List<StepResult> steps, List<StepTraffic> traffic, RunSummary summary) {
+    public Contents {
+      steps = List.copyOf(steps);
+      traffic = List.copyOf(traffic);
     }
-    return steps;
+  }
+
+  /** The steps, their offload figures and the summary of the log at {@code log}. */
+  public static Contents readAll(Path log) throws IOException {
+    return parseAll(Files.readAllLines(log, StandardCharsets.UTF_8));
+  }
+
+  /** The steps, their offload figures and the summary among {@code lines}; see the class comment for what is skipped. */
+  public static Contents parseAll(List<String> lines) {
+    List<StepResult> steps = new ArrayList<>();
+    List<StepTraffic> traffic = new ArrayList<>();
+    RunSummary summary = null;
+    for (String line : lines) {
+      JsonObject o = object(line);
+      if (o == null) continue;
+      StepResult r = step(o);
+      if (r != null) {
+        steps.add(r);
+        StepTraffic t = traffic(r.step(), o);
+        if (t != null) traffic.add(t);
+        continue;
+      }
+      try {
+        RunSummary s = RunSummary.parse(o);
+        if (s != null) summary = s;
+      } catch (RuntimeException e) {  // a field of the wrong type
+        // not a usable summary: skipped like any other damaged line
+      }
+    }
+    return new Contents(steps, traffic, summary);
   }
 
   /** One log line as a step result, or null when it is not a complete step line. */
   static StepResult parseLine(String line) {
+    JsonObject o = object(line);
+    return o == null ? null : step(o);
+  }
+
+  /** A line as a JSON object, or null when it is not one (blank, cut short, not JSON). */
+  private static JsonObject object(String line) {
     String t = line.strip();
     if (!t.startsWith("{") || !t.endsWith("}")) return null;
-    JsonObject o;
     try {
       JsonReader reader = new JsonReader(new StringReader(t));
       reader.setStrictness(Strictness.LENIENT);  // NaN, Infinity
       JsonElement e = com.google.gson.JsonParser.parseReader(reader);
-      if (!e.isJsonObject()) return null;
-      o = e.getAsJsonObject();
+      return e.isJsonObject() ? e.getAsJsonObject() : null;
     } catch (JsonParseException | IllegalStateException e) {
       return null;
     }
+  }
+
+  private static StepTraffic traffic(long step, JsonObject o) {
     try {
-      if (!o.has("step") || !o.has("loss")) return null;
+      return StepTraffic.parse(step, o);
+    } catch (RuntimeException e) {  // a field of the wrong type: the step stands, its figures do not
+      return null;
+    }
+  }
+
+  /** A parsed line as a step result, or null when it is not a step line. */
+  private static StepResult step(JsonObject o) {
+    try {
+      if (!o.has("step") || !o.has("loss") || o.has("summary")) return null;
       return new StepResult(o.get("step").getAsLong(), number(o, "loss"), number(o, "lr"), number(o, "grad_norm"),
           o.has("tokens") ? o.get("tokens").getAsLong() : 0, o.has("step_ms") ? number(o, "step_ms") / 1e3 : 0);
     } catch (RuntimeException e) {  // a field of the wrong type

@@ -36,7 +36,9 @@ import org.knowm.xchart.style.markers.SeriesMarkers;
  *
  * <p>For a log {@code DIR/NAME.jsonl} the files are {@code DIR/NAME.png} and {@code DIR/NAME.svg} (the loss; the
  * name the README documents for {@code runs/demo/train-log.png}) and {@code DIR/NAME-lr}, {@code -grad-norm} and
- * {@code -tokens-per-s} with both extensions. Each is {@value #WIDTH}x{@value #HEIGHT} pixels; PNGs come from
+ * {@code -tokens-per-s} with both extensions. A run that offloads (its log lines carry {@link StepTraffic} figures) also
+ * gets {@code -disk-bytes} (MiB moved per step, DISK to host and host to DISK) and {@code -stall-ms} (the time the
+ * computation waited for data, per step). Each is {@value #WIDTH}x{@value #HEIGHT} pixels; PNGs come from
  * {@link XYChart#paint} into an image, SVGs from the same call into JFreeSVG's {@link SVGGraphics2D}.
  *
  * <p><b>Smoothing.</b> The loss chart draws the raw loss faintly and an exponential moving average over it
@@ -68,7 +70,14 @@ public final class TrainingCharts {
     LOSS("", "training loss", "loss", StepResult::loss, BLUE),
     LEARNING_RATE("-lr", "learning rate", "learning rate", StepResult::lr, GREEN),
     GRAD_NORM("-grad-norm", "gradient norm (global L2, before clipping)", "norm", StepResult::gradNorm, ORANGE),
-    TOKENS_PER_S("-tokens-per-s", "throughput", "tokens/s", StepResult::tokensPerSecond, PURPLE);
+    TOKENS_PER_S("-tokens-per-s", "throughput", "tokens/s", StepResult::tokensPerSecond, PURPLE),
+    /** Offload only: MiB moved per step in each direction, from the steps' {@link StepTraffic}. */
+    DISK_BYTES("-disk-bytes", "offload traffic per step", "MiB", null, BLUE),
+    /** Offload only: milliseconds per step the computation waited for transfers. */
+    STALL("-stall-ms", "offload stall per step (computation waiting for data)", "ms", null, ORANGE);
+
+    /** The charts every run gets, drawn from the steps. */
+    public static final List<Metric> STEPS = List.of(LOSS, LEARNING_RATE, GRAD_NORM, TOKENS_PER_S);
 
     private final String suffix, title, yLabel;
     private final ToDoubleFunction<StepResult> value;
@@ -87,8 +96,14 @@ public final class TrainingCharts {
       return title;
     }
 
-    /** The metric of one step. */
+    /** Whether the chart is drawn from the offload figures ({@link StepTraffic}) rather than the steps. */
+    public boolean offload() {
+      return value == null;
+    }
+
+    /** The metric of one step (not for {@link #offload()} metrics). */
     public double of(StepResult r) {
+      if (value == null) throw new IllegalStateException(this + " is drawn from the offload figures, not the steps");
       return value.applyAsDouble(r);
     }
 
@@ -129,16 +144,26 @@ public final class TrainingCharts {
    * @throws IOException if a file cannot be written
    */
   public static List<Chart> write(Path log, List<StepResult> steps) throws IOException {
+    return write(log, steps, List.of());
+  }
+
+  /**
+   * {@link #write(Path, List)}, and when {@code traffic} is not empty (a run that offloads) the offload charts after
+   * the others.
+   */
+  public static List<Chart> write(Path log, List<StepResult> steps, List<StepTraffic> traffic) throws IOException {
     Objects.requireNonNull(log, "log");
     Objects.requireNonNull(steps, "steps");
+    Objects.requireNonNull(traffic, "traffic");
     if (steps.isEmpty()) return List.of();
     if (log.toAbsolutePath().getParent() != null) Files.createDirectories(log.toAbsolutePath().getParent());
     List<Chart> charts = new ArrayList<>();
     for (Metric m : Metric.values()) {
+      if (m.offload() && traffic.isEmpty()) continue;
       byte[] png;
       String svg;
       try {
-        XYChart chart = chart(m, steps);
+        XYChart chart = m.offload() ? offloadChart(m, traffic) : chart(m, steps);
         png = png(chart);
         svg = svg(chart, "athanor-" + m.name().toLowerCase(Locale.ROOT).replace('_', '-') + "-");
       } catch (LinkageError | AWTError | InternalError | HeadlessException e) {
@@ -178,6 +203,60 @@ public final class TrainingCharts {
     }
     if (m == Metric.LEARNING_RATE) chart.getStyler().setYAxisDecimalPattern("0.##E0");  // 6E-4, not .0006
     return chart;
+  }
+
+  /**
+   * An offload chart over the steps of {@code traffic}: {@link Metric#DISK_BYTES} draws two lines (DISK to host, host
+   * to DISK, in MiB), {@link Metric#STALL} one.
+   */
+  static XYChart offloadChart(Metric m, List<StepTraffic> traffic) {
+    if (System.getProperty("java.awt.headless") == null) System.setProperty("java.awt.headless", "true");
+    int n = traffic.size();
+    double[] x = new double[n], a = new double[n], b = new double[n];
+    for (int i = 0; i < n; i++) {
+      StepTraffic t = traffic.get(i);
+      x[i] = t.step();
+      a[i] = m == Metric.DISK_BYTES ? t.diskReadBytes() / MIB : t.stallMs();
+      b[i] = t.diskWriteBytes() / MIB;
+    }
+    XYChart chart = new XYChartBuilder().width(WIDTH).height(HEIGHT).title(m.title).xAxisTitle("step").yAxisTitle(m.yLabel)
+        .build();
+    style(chart.getStyler());
+    if (m == Metric.DISK_BYTES) {
+      double[] both = new double[2 * n];
+      System.arraycopy(a, 0, both, 0, n);
+      System.arraycopy(b, 0, both, n, n);
+      fromZero(chart, x, both);
+      line(chart, "DISK to host" + skipped(a), x, a, BLUE, 3f);
+      // dashed: an optimizer that reads and writes back the same state moves as much each way, and the lines coincide
+      line(chart, "host to DISK" + skipped(b), x, b, ORANGE, 2f)
+          .setLineStyle(new BasicStroke(2f, BasicStroke.CAP_BUTT, BasicStroke.JOIN_ROUND, 10f, new float[] {8f, 6f}, 0f));
+    } else {
+      fromZero(chart, x, a);
+      line(chart, "stall" + skipped(a), x, a, m.colour, 2f);
+    }
+    return chart;
+  }
+
+  private static final double MIB = 1024.0 * 1024.0;
+
+  /**
+   * The axes of amounts over the steps {@code x}: y from 0 to a quarter above the largest of {@code y} (1 when all are
+   * 0), with round ticks ({@link #anchorTicks} over that range) and room for the legend above a steady line.
+   */
+  private static void fromZero(XYChart chart, double[] x, double[] y) {
+    double max = 0;
+    for (double v : y) if (Double.isFinite(v)) max = Math.max(max, v);
+    double top = max > 0 ? 1.25 * max : 1;
+    chart.getStyler().setYAxisMin(0.0);
+    chart.getStyler().setYAxisMax(top);
+    double xlo = x.length > 0 ? x[0] : 0, xhi = x.length > 0 ? x[x.length - 1] : 0;
+    anchorTicks(chart, new double[] {xlo, xhi}, new double[] {0, top});
+  }
+
+  private static String skipped(double[] y) {
+    int k = nonFinite(y);
+    return k > 0 ? " (" + k + " non-finite skipped)" : "";
   }
 
   private static int nonFinite(double[] y) {
@@ -229,13 +308,14 @@ public final class TrainingCharts {
     a.setShowInLegend(false);
   }
 
-  private static void line(XYChart chart, String name, double[] x, double[] y, Color colour, float width) {
+  private static XYSeries line(XYChart chart, String name, double[] x, double[] y, Color colour, float width) {
     List<Double> px = new ArrayList<>(), py = new ArrayList<>();
     decimate(x, y, MAX_POINTS, px, py);
     XYSeries s = chart.addSeries(name, px, py);
     s.setMarker(SeriesMarkers.NONE);
     s.setLineColor(colour);
     s.setLineWidth(width);
+    return s;
   }
 
   /**

@@ -1,12 +1,15 @@
 package dev.athanor.cli;
 
+import dev.athanor.io.data.TokenShardWriter;
 import dev.athanor.io.hf.HfModelDir;
 import dev.athanor.nn.ModelConfig;
 import dev.athanor.nn.Transformer;
 import dev.athanor.params.ParameterStore;
 import dev.athanor.runtime.Device;
 import dev.athanor.tensor.DType;
+import java.io.IOException;
 import java.nio.file.Path;
+import java.util.SplittableRandom;
 import java.util.function.Consumer;
 import java.util.function.UnaryOperator;
 
@@ -27,6 +30,19 @@ final class TestModels {
       HfModelDir.save(dir, c, m.weights(), DType.F32);
     }
     return dir;
+  }
+
+  /**
+   * A token shard at {@code file} of 4000 tokens below {@code vocab}, each a seeded step from the previous one (a
+   * pattern a small model learns), as the command tests train on.
+   */
+  static Path shard(Path file, int vocab) throws IOException {
+    SplittableRandom r = new SplittableRandom(42);
+    try (TokenShardWriter w = TokenShardWriter.create(file, vocab)) {
+      int prev = 1;
+      for (int i = 0; i < 4000; i++) w.write(prev = (prev * 7 + r.nextInt(4)) % vocab);
+    }
+    return file;
   }
 
   /** Replaces the values of parameter {@code name} of {@code m} by {@code f} of them. */

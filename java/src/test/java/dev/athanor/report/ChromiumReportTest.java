@@ -155,4 +155,37 @@ class ChromiumReportTest {
       assertTrue(countNear(px, colour, 24) > 150, String.format("colour %06x on screen: %d pixels", colour, countNear(px, colour, 24)));
     }
   }
+
+  /** An offloaded run's report: the traffic and stall charts are in the DOM as SVG, and the peak-bytes table. */
+  @Test
+  void anOffloadedRunsReportRendersItsTrafficChartsAndPeakBytes() throws Exception {
+    List<StepResult> steps = Logs.run(120);
+    List<StepTraffic> traffic = Logs.traffic(steps);
+    Path log = dir.resolve("offloaded/train-log.jsonl");
+    Files.createDirectories(log.getParent());
+    Files.write(log, Logs.lines(steps, traffic, Logs.summary(traffic)));
+    TrainLog.Contents c = TrainLog.readAll(log);
+    List<Chart> charts = TrainingCharts.write(log, c.steps(), c.traffic());
+    RunReport.Run plain = Logs.report(c.steps(), charts, null, List.of());
+    Path html = RunReport.fileFor(log);
+    RunReport.write(html, new RunReport.Run(plain.title(), plain.version(), plain.finished(), plain.model(), plain.parameters(),
+        plain.train(), plain.details(), plain.steps(), plain.charts(), null, plain.memory(), List.of(), c.traffic(), c.summary()));
+
+    Browser dom = browse(List.of("--dump-dom"), html);
+    assertEquals(0, dom.exitCode(), () -> "chromium --dump-dom failed:\n" + dom.stderr());
+    assertEquals(List.of(), pageErrors(dom.stderr()), dom.stderr());
+    String d = dom.stdout();
+    for (String id : List.of("chart-disk-bytes", "chart-stall")) {
+      int at = d.indexOf("<figure class=\"chart\" id=\"" + id + "\">");
+      assertTrue(at >= 0, id + " in the DOM");
+      int svg = d.indexOf("<svg", at), end = d.indexOf("</svg>", at);
+      assertTrue(svg > at && end > svg, id + " holds an svg element");
+      assertTrue(d.substring(svg, end).split("<line", -1).length > 100, id + ": the series' segments are in the DOM");
+    }
+    assertEquals(6, d.split("<svg", -1).length - 1, "six charts");
+    int table = d.indexOf("<table id=\"peak-bytes\">");
+    assertTrue(table >= 0, "the peak-bytes table in the DOM");
+    assertTrue(d.substring(table, d.indexOf("</table>", table)).contains("<td>HOST</td>"), "a row per tier");
+    assertTrue(d.contains("offload traffic"), "the traffic row of the summary");
+  }
 }

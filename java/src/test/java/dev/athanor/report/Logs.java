@@ -37,6 +37,40 @@ final class Logs {
     return steps;
   }
 
+  /**
+   * Offload figures for {@code steps}: 40 MiB read and 24 MiB written per step (a little more for every third), a
+   * stall of a few milliseconds, most of the transfer time overlapped.
+   */
+  static List<StepTraffic> traffic(List<StepResult> steps) {
+    List<StepTraffic> out = new ArrayList<>();
+    for (StepResult r : steps) {
+      long extra = r.step() % 3 == 0 ? 4L << 20 : 0;
+      out.add(new StepTraffic(r.step(), (40L << 20) + extra, (24L << 20) + extra, 2 + 1.5 * Math.sin(r.step() * 0.5), 0.875));
+    }
+    return out;
+  }
+
+  /** The lines of an offloaded run's train-log.jsonl: each step with its figures, then {@code summary}. */
+  static List<String> lines(List<StepResult> steps, List<StepTraffic> traffic, RunSummary summary) {
+    List<String> out = new ArrayList<>();
+    for (int i = 0; i < steps.size(); i++) out.add(traffic.get(i).appendTo(steps.get(i)));
+    out.add(summary.toJson());
+    return out;
+  }
+
+  /** A summary line's contents for {@code traffic}: peaks on HOST and DISK. */
+  static RunSummary summary(List<StepTraffic> traffic) {
+    long read = 0, written = 0;
+    double stall = 0;
+    for (StepTraffic t : traffic) {
+      read += t.diskReadBytes();
+      written += t.diskWriteBytes();
+      stall += t.stallMs();
+    }
+    return new RunSummary(traffic.size(), Map.of(Tier.HOST, 1536L << 20, Tier.DISK, 6L << 30), read, written,
+        Math.round(stall * 1e3) / 1e3, 0.875);  // as the log line writes it
+  }
+
   /** The lines of a train-log.jsonl holding {@code steps}. */
   static List<String> lines(List<StepResult> steps) {
     return steps.stream().map(StepResult::toJson).toList();

@@ -60,7 +60,8 @@ class RunReportTest {
         + "</td><td class=\"n\">8.0 GiB</td><td class=\"n\">18.8%</td></tr>"), h);
     assertEquals(4, count(h, "<tr><td>DEVICE</td>") + count(h, "<tr><td>HOST_PINNED</td>") + count(h, "<tr><td>HOST</td>")
         + count(h, "<tr><td>DISK</td>"));
-    assertTrue(h.contains("There is no memory plan yet"));
+    assertTrue(h.contains("prints its offload plan"));
+    assertFalse(h.contains("peak-bytes"), "no summary line, no table of its peaks");
 
     // checkpoints: both saves and the failure
     assertTrue(h.contains("<td class=\"n\">100</td><td><code>" + dir.resolve("ckpt/step-00000100") + "</code></td>"

@@ -43,7 +43,7 @@ class TrainingChartsTest {
   private static final byte[] PNG_MAGIC = {(byte) 0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
 
   /** Checks that {@code png} is a readable PNG of the chart size; returns its pixels (RGB) row by row. */
-  private static int[] assertPng(Path png) throws IOException {
+  static int[] assertPng(Path png) throws IOException {
     byte[] bytes = Files.readAllBytes(png);
     assertArrayEquals(PNG_MAGIC, Arrays.copyOf(bytes, 8), png + " starts with the PNG signature");
     var img = ImageIO.read(new ByteArrayInputStream(bytes));
@@ -54,7 +54,7 @@ class TrainingChartsTest {
   }
 
   /** Parses {@code svg} as XML and checks the root: an svg element of the chart size with a view box. */
-  private static Element assertSvg(Path svg) throws Exception {
+  static Element assertSvg(Path svg) throws Exception {
     var f = DocumentBuilderFactory.newInstance();
     f.setNamespaceAware(true);
     f.setFeature("http://apache.org/xml/features/nonvalidating/load-external-dtd", false);
@@ -77,7 +77,7 @@ class TrainingChartsTest {
   void writesEveryChartAsPngAndSvgNextToTheLog() throws Exception {
     Path log = dir.resolve("runs/demo/train-log.jsonl");  // the directory does not exist yet
     List<Chart> charts = TrainingCharts.write(log, Logs.run(300));
-    assertEquals(List.of(Metric.values()), charts.stream().map(Chart::metric).toList());
+    assertEquals(Metric.STEPS, charts.stream().map(Chart::metric).toList(), "no offload charts without offload figures");
     List<String> names = new ArrayList<>();
     for (Chart c : charts) {
       names.add(c.png().getFileName().toString());

@@ -9,6 +9,7 @@ import dev.athanor.cli.Main;
 import dev.athanor.io.data.TokenShardWriter;
 import dev.athanor.io.hf.HfConfig;
 import dev.athanor.nn.ModelConfig;
+import dev.athanor.report.RunSummary;
 import dev.athanor.runtime.NativeLibrary;
 import java.io.ByteArrayOutputStream;
 import java.io.File;
@@ -26,6 +27,7 @@ import java.util.List;
 import java.util.Set;
 import java.util.SplittableRandom;
 import java.util.concurrent.TimeUnit;
+import java.util.stream.Stream;
 
 /**
  * A tiny training setup for the checkpoint tests: a 2-layer GPT-2 config.json (vocab 300, hidden 64, 2 heads,
@@ -169,12 +171,15 @@ final class TrainFixture {
     return String.join(File.pathSeparator, cp);
   }
 
-  /** The complete lines of a JSON-lines log (a partial last line is not counted); empty if it does not exist. */
+  /**
+   * The complete step lines of a JSON-lines log (a partial last line is not counted, nor the summary line a run ends
+   * its log with); empty if it does not exist.
+   */
   static List<String> logLines(Path log) throws IOException {
     if (!Files.exists(log)) return List.of();
     String s = Files.readString(log, StandardCharsets.UTF_8);
     int end = s.lastIndexOf('\n');
-    return end < 0 ? List.of() : List.of(s.substring(0, end).split("\n"));
+    return end < 0 ? List.of() : Stream.of(s.substring(0, end).split("\n")).filter(l -> !RunSummary.isSummaryLine(l)).toList();
   }
 
   /** The "step" and "loss" fields of each log line, as written ("3:5.6912084"). */
