@@ -125,12 +125,12 @@ public final class OffloadBench {
     return (System.nanoTime() - t0) / 1e9;
   }
 
-  private static double median(List<Double> v) {
+  static double median(List<Double> v) {
     double[] a = v.stream().mapToDouble(Double::doubleValue).sorted().toArray();
     return a.length % 2 == 1 ? a[a.length / 2] : (a[a.length / 2 - 1] + a[a.length / 2]) / 2;
   }
 
-  private static String fmt(List<Double> v) {
+  static String fmt(List<Double> v) {
     return Arrays.toString(v.stream().map(x -> String.format(Locale.ROOT, "%.3f", x)).toArray());
   }
 
