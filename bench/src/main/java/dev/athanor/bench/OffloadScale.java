@@ -28,7 +28,7 @@ import java.util.SplittableRandom;
  * <pre>
  *   java --enable-native-access=ALL-UNNAMED -cp CLASSPATH dev.athanor.bench.OffloadScale \
  *       [--layers 24] [--hidden 3200] [--heads 32] [--kv-heads 32] [--intermediate 8640] [--vocab 32000] [--seq 32]
- *       [--steps 4] [--budget-gib 8] [--dir DIR] [--command TEXT] [--note TEXT]
+ *       [--steps 4] [--budget-gib 8] [--lr 3e-4] [--dir DIR] [--command TEXT] [--note TEXT]
  * </pre>
  *
  * <p>A Llama-shaped model (tied embeddings) is built without weights ({@link Transformer#withoutWeights}), attached to
@@ -45,6 +45,7 @@ public final class OffloadScale {
   public static void main(String[] args) throws IOException {
     int layers = 24, hidden = 3200, heads = 32, kvHeads = 32, inter = 8640, vocab = 32000, seq = 32, steps = 4;
     long budgetGib = 8;
+    float lr = 3e-4f;
     Path dir = Path.of("bench/target/offload-scale");
     String command = "", note = "";
     for (int i = 0; i < args.length; i += 2) {
@@ -58,23 +59,25 @@ public final class OffloadScale {
         case "--seq" -> seq = Integer.parseInt(args[i + 1]);
         case "--steps" -> steps = Integer.parseInt(args[i + 1]);
         case "--budget-gib" -> budgetGib = Long.parseLong(args[i + 1]);
+        case "--lr" -> lr = Float.parseFloat(args[i + 1]);
         case "--dir" -> dir = Path.of(args[i + 1]);
         case "--command" -> command = args[i + 1];
         case "--note" -> note = args[i + 1];
         default -> throw new IllegalArgumentException("unknown argument " + args[i] + "; expected --layers, --hidden, "
-            + "--heads, --kv-heads, --intermediate, --vocab, --seq, --steps, --budget-gib, --dir, --command, --note");
+            + "--heads, --kv-heads, --intermediate, --vocab, --seq, --steps, --budget-gib, --lr, --dir, --command, --note");
       }
     }
     ModelConfig cfg = ModelConfig.llama(vocab, seq, layers, hidden, heads, kvHeads, inter, 10000f, true);
     Files.createDirectories(dir);
     try {
-      run(cfg, seq, steps, budgetGib << 30, dir, command, note);
+      run(cfg, seq, steps, budgetGib << 30, lr, dir, command, note);
     } finally {
       OffloadBudgetBench.deleteTree(dir);
     }
   }
 
-  private static void run(ModelConfig cfg, int seq, int steps, long budget, Path dir, String command, String note)
+  private static void run(ModelConfig cfg, int seq, int steps, long budget, float lr, Path dir, String command,
+      String note)
       throws IOException {
     String loadBefore = CheckpointBench.loadAverage();
     long params = OffloadPlan.layoutElements(cfg), state = 16 * params;
@@ -91,15 +94,15 @@ public final class OffloadScale {
             + "vocab %d, tied embeddings: %.2fB parameters, FP32; state (weights + gradients + 2 moments) %s, all on DISK%n",
         cfg.layers(), cfg.hidden(), cfg.heads(), cfg.kvHeads(), cfg.intermediate(), cfg.vocabSize(), params / 1e9,
         MemoryManager.formatBytes(state)));
-    sb.append("- batch 1 x ").append(seq).append(" tokens, the same sequence every step; AdamW lr 1e-3 constant after 1 "
-        + "warm-up step, clip 1; HOST budget ").append(MemoryManager.formatBytes(budget)).append(" above what was live "
+    sb.append("- batch 1 x ").append(seq).append(" tokens, the same sequence every step; AdamW lr ").append(lr)
+        .append(" constant after 1 warm-up step, no weight decay, clip 1; HOST budget ").append(MemoryManager.formatBytes(budget)).append(" above what was live "
         + "before the model was built\n");
     Path shard = dir.resolve("tokens.bin");
     SplittableRandom rnd = new SplittableRandom(11);
     try (TokenShardWriter w = TokenShardWriter.create(shard, cfg.vocabSize())) {
       for (int i = 0; i <= seq; i++) w.write(rnd.nextInt(cfg.vocabSize()));
     }
-    TrainConfig tc = new TrainConfig(steps, 1, seq, 1, 1e-3f, 1e-3f, 1, Schedule.CONSTANT, 0f, 0.9f, 0.95f, 1e-8f, 1f,
+    TrainConfig tc = new TrainConfig(steps, 1, seq, 1, lr, lr, 1, Schedule.CONSTANT, 0f, 0.9f, 0.95f, 1e-8f, 1f,
         true, 5);
     MemoryManager mm = MemoryManager.global();
     long oldBudget = mm.budgetBytes(Tier.HOST);
