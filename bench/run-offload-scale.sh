@@ -14,7 +14,8 @@
 # each moment read and written), about 135 GB per step at 3B.
 # Environment: DIR (default bench/target/offload-scale, removed afterwards, also on failure), LAYERS (24), HIDDEN (3200),
 # HEADS (32), KV_HEADS (HEADS), INTERMEDIATE (8640), VOCAB (32000), SEQ (32), STEPS (4), BUDGET_GIB (8), LR (3e-4, constant;
-# the 0738 run used 1e-3, and its loss rose again at step 4), JDK,
+# the 0738 run used 1e-3, and its loss rose again at step 4), IN_MEMORY_CHECK (false; true first trains the same
+# model in memory and fails unless every loss is equal bit for bit: needs the state in RAM, so only for small models), JDK,
 # SKIP_BUILD=1 to reuse bench/target/benchmarks.jar, NOTE (a line added to the result), RESULTS (default bench/results).
 set -euo pipefail
 
@@ -30,6 +31,7 @@ SEQ=${SEQ:-32}
 STEPS=${STEPS:-4}
 BUDGET_GIB=${BUDGET_GIB:-8}
 LR=${LR:-3e-4}
+IN_MEMORY_CHECK=${IN_MEMORY_CHECK:-false}
 
 [ -x "$JDK/bin/java" ] || { echo "run-offload-scale.sh: no JDK at $JDK (set JDK to a JDK 25)" >&2; exit 2; }
 # parameters of a tied Llama: per block q, o (h x h), k, v (h x kv-width), the MLP's three matrices, two norms; the
@@ -49,8 +51,8 @@ fi
 bench_build run-offload-scale.sh
 
 bench_out offload-scale
-COMMAND="LAYERS=$LAYERS HIDDEN=$HIDDEN HEADS=$HEADS KV_HEADS=$KV_HEADS INTERMEDIATE=$INTERMEDIATE VOCAB=$VOCAB SEQ=$SEQ STEPS=$STEPS BUDGET_GIB=$BUDGET_GIB LR=$LR bash bench/run-offload-scale.sh"
+COMMAND="LAYERS=$LAYERS HIDDEN=$HIDDEN HEADS=$HEADS KV_HEADS=$KV_HEADS INTERMEDIATE=$INTERMEDIATE VOCAB=$VOCAB SEQ=$SEQ STEPS=$STEPS BUDGET_GIB=$BUDGET_GIB LR=$LR IN_MEMORY_CHECK=$IN_MEMORY_CHECK bash bench/run-offload-scale.sh"
 
 bench_java run-offload-scale.sh OffloadScale \
   --layers "$LAYERS" --hidden "$HIDDEN" --heads "$HEADS" --kv-heads "$KV_HEADS" --intermediate "$INTERMEDIATE" \
-  --vocab "$VOCAB" --seq "$SEQ" --steps "$STEPS" --budget-gib "$BUDGET_GIB" --lr "$LR" --dir "$DIR" --command "$COMMAND"
+  --vocab "$VOCAB" --seq "$SEQ" --steps "$STEPS" --budget-gib "$BUDGET_GIB" --lr "$LR" --in-memory-check "$IN_MEMORY_CHECK" --dir "$DIR" --command "$COMMAND"

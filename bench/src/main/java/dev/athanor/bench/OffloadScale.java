@@ -28,7 +28,7 @@ import java.util.SplittableRandom;
  * <pre>
  *   java --enable-native-access=ALL-UNNAMED -cp CLASSPATH dev.athanor.bench.OffloadScale \
  *       [--layers 24] [--hidden 3200] [--heads 32] [--kv-heads 32] [--intermediate 8640] [--vocab 32000] [--seq 32]
- *       [--steps 4] [--budget-gib 8] [--lr 3e-4] [--dir DIR] [--command TEXT] [--note TEXT]
+ *       [--steps 4] [--budget-gib 8] [--lr 3e-4] [--in-memory-check false] [--dir DIR] [--command TEXT] [--note TEXT]
  * </pre>
  *
  * <p>A Llama-shaped model (tied embeddings) is built without weights ({@link Transformer#withoutWeights}), attached to
@@ -46,6 +46,7 @@ public final class OffloadScale {
     int layers = 24, hidden = 3200, heads = 32, kvHeads = 32, inter = 8640, vocab = 32000, seq = 32, steps = 4;
     long budgetGib = 8;
     float lr = 3e-4f;
+    boolean inMemoryCheck = false;
     Path dir = Path.of("bench/target/offload-scale");
     String command = "", note = "";
     for (int i = 0; i < args.length; i += 2) {
@@ -60,23 +61,25 @@ public final class OffloadScale {
         case "--steps" -> steps = Integer.parseInt(args[i + 1]);
         case "--budget-gib" -> budgetGib = Long.parseLong(args[i + 1]);
         case "--lr" -> lr = Float.parseFloat(args[i + 1]);
+        case "--in-memory-check" -> inMemoryCheck = Boolean.parseBoolean(args[i + 1]);
         case "--dir" -> dir = Path.of(args[i + 1]);
         case "--command" -> command = args[i + 1];
         case "--note" -> note = args[i + 1];
         default -> throw new IllegalArgumentException("unknown argument " + args[i] + "; expected --layers, --hidden, "
-            + "--heads, --kv-heads, --intermediate, --vocab, --seq, --steps, --budget-gib, --lr, --dir, --command, --note");
+            + "--heads, --kv-heads, --intermediate, --vocab, --seq, --steps, --budget-gib, --lr, --in-memory-check, --dir, --command, --note");
       }
     }
     ModelConfig cfg = ModelConfig.llama(vocab, seq, layers, hidden, heads, kvHeads, inter, 10000f, true);
     Files.createDirectories(dir);
     try {
-      run(cfg, seq, steps, budgetGib << 30, lr, dir, command, note);
+      run(cfg, seq, steps, budgetGib << 30, lr, inMemoryCheck, dir, command, note);
     } finally {
       OffloadBudgetBench.deleteTree(dir);
     }
   }
 
-  private static void run(ModelConfig cfg, int seq, int steps, long budget, float lr, Path dir, String command,
+  private static void run(ModelConfig cfg, int seq, int steps, long budget, float lr, boolean inMemoryCheck, Path dir,
+      String command,
       String note)
       throws IOException {
     String loadBefore = CheckpointBench.loadAverage();
@@ -104,6 +107,15 @@ public final class OffloadScale {
     }
     TrainConfig tc = new TrainConfig(steps, 1, seq, 1, lr, lr, 1, Schedule.CONSTANT, 0f, 0.9f, 0.95f, 1e-8f, 1f,
         true, 5);
+    float[] reference = null;
+    if (inMemoryCheck) {  // the same training in memory, no budget: its losses must match the offloaded run's bit for bit
+      reference = new float[steps];
+      try (TokenDataset d = TokenDataset.open(shard); Transformer model = Transformer.create(cfg, Device.CPU);
+          Trainer t = new Trainer(model, tc, new DataLoader(d, 1, seq, true, 0))) {
+        model.initialize(1);
+        for (int s = 0; s < steps; s++) reference[s] = t.step().loss();
+      }
+    }
     MemoryManager mm = MemoryManager.global();
     long oldBudget = mm.budgetBytes(Tier.HOST);
     mm.setBudget(Tier.HOST, mm.liveBytes(Tier.HOST) + budget);
@@ -129,6 +141,10 @@ public final class OffloadScale {
             m.stallNanos() / 1e9, m.overlap());
         System.err.print("OffloadScale: " + line);
         table.append(line);
+        if (reference != null && Float.floatToRawIntBits(reference[s - 1]) != Float.floatToRawIntBits(r.loss())) {
+          throw new IllegalStateException("step " + s + ": loss " + reference[s - 1] + " in memory but " + r.loss()
+              + " offloaded");
+        }
       }
     } finally {
       mm.setBudget(Tier.HOST, oldBudget);
@@ -143,6 +159,9 @@ public final class OffloadScale {
         .append(String.format(java.util.Locale.ROOT, "%.2f", state / (double) machineRam())).append("\n\n");
     sb.append("Seconds = StepResult.seconds (forward, backward, clip, AdamW, all paging). DISK bytes and stall "
         + "(time the step waited on I/O) from Trainer.transfers(); overlap = 1 - stall / I/O time.\n\n");
+    if (reference != null) {
+      sb.append("\nThe same training fully in memory (no budget, run first) gave the same loss bit for bit at every step.\n\n");
+    }
     sb.append(table);
     System.out.print(sb);
   }
