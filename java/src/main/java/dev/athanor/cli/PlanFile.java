@@ -43,7 +43,7 @@ final class PlanFile {
 
   static final String FORMAT = "athanor-offload-plan";
   static final int VERSION = 1;
-  private static final Set<String> KEYS = Set.of("format", "version", "chunk_bytes", "placements", "totals",
+  private static final Set<String> KEYS = Set.of("format", "version", "chunk_bytes", "recompute", "placements", "totals",
       "disk_traffic_per_step");
   private static final Set<String> ENTRY_KEYS = Set.of("unit", "role", "tier", "bytes");
 
@@ -67,6 +67,7 @@ final class PlanFile {
       }
       out.printf(Locale.ROOT, "  total %-4s %s (%s)%n", t, Footprint.size(b), String.join(", ", parts));
     }
+    if (p.recompute()) out.println("  activations: one block's kept, the others recomputed in the backward pass (as --recompute)");
     out.println("  DISK traffic per step: " + Footprint.size(p.diskTrafficPerStep())
         + (p.offloads() ? " (optimizer staging " + Footprint.size(p.stagingBytes()) + " of HOST memory"
             + (p.diskRoles().contains(Role.MASTER) || p.diskRoles().contains(Role.GRAD)
@@ -84,6 +85,7 @@ final class PlanFile {
     m.put("format", FORMAT);
     m.put("version", VERSION);
     m.put("chunk_bytes", p.chunkBytes());
+    m.put("recompute", p.recompute());
     List<Object> rows = new ArrayList<>();
     for (OffloadPlan.Placement x : p.placements()) {
       Map<String, Object> r = new LinkedHashMap<>();
@@ -101,8 +103,8 @@ final class PlanFile {
     return new com.google.gson.GsonBuilder().setPrettyPrinting().disableHtmlEscaping().create().toJson(m) + "\n";
   }
 
-  /** What a plan file asks for: the roles on DISK and the chunk. */
-  record Request(Set<Role> diskRoles, long chunkBytes) {}
+  /** What a plan file asks for: the roles on DISK, the chunk, and whether activations are recomputed (absent: false). */
+  record Request(Set<Role> diskRoles, long chunkBytes, boolean recompute) {}
 
   /**
    * Reads {@code file} and checks it against {@code units} (the model's units in layout order): every unit has both
@@ -138,6 +140,12 @@ final class PlanFile {
     long chunk = number(spec, where, o, "chunk_bytes");
     if (chunk < 4 || chunk % 4 != 0) {
       throw Options.usage(spec, where + ": chunk_bytes " + chunk + " must be a positive multiple of 4 (whole F32 elements)");
+    }
+    boolean recompute = false;
+    if (o.has("recompute")) {
+      JsonElement r = o.get("recompute");
+      if (!(r instanceof JsonPrimitive p) || !p.isBoolean()) throw Options.usage(spec, where + ": \"recompute\" must be true or false, got " + r);
+      recompute = r.getAsBoolean();
     }
     JsonElement pe = o.get("placements");
     if (pe == null || !pe.isJsonArray()) throw Options.usage(spec, where + ": \"placements\" must be an array of entries");
@@ -200,7 +208,7 @@ final class PlanFile {
     }
     Set<Role> disk = EnumSet.noneOf(Role.class);
     for (Map.Entry<Role, Tier> x : tierOf.entrySet()) if (x.getValue() == Tier.DISK) disk.add(x.getKey());
-    return new Request(disk, chunk);
+    return new Request(disk, chunk, recompute);
   }
 
   private static Role role(CommandSpec spec, String entry, String name) {

@@ -316,7 +316,7 @@ final class TrainCommand implements Callable<Integer> {
       } else if (modelDir == null && resume == null) {
         model.initialize(tc.seed());
       }
-      model.setRecompute(opt.recompute);
+      model.setRecompute(opt.recompute || plan != null && plan.recompute());  // the planner may choose it
       TextCorpus.Options opts = TextCorpus.Options.defaults();
       if (opt.maxBytes != null) {
         opts = new TextCorpus.Options(opts.cacheDir(), opt.maxBytes, opts.extensions(), opts.threads(), opts.shardTokens());
@@ -385,8 +385,8 @@ final class TrainCommand implements Callable<Integer> {
     }
     Path file = Path.of(o.offload);
     PlanFile.Request req = PlanFile.read(spec, "--offload", file, OffloadPlan.units(job.model()), job.inMemory());
-    OffloadPlanner.Job sized = new OffloadPlanner.Job(job.model(), job.device(), job.train(), job.recompute(), job.loading(),
-        job.checkpoints(), req.chunkBytes());
+    OffloadPlanner.Job sized = new OffloadPlanner.Job(job.model(), job.device(), job.train(), job.recompute() || req.recompute(),
+        job.loading(), job.checkpoints(), req.chunkBytes());
     OffloadPlan plan;
     try {
       plan = OffloadPlanner.place(sized, req.diskRoles());

@@ -29,9 +29,10 @@ import java.util.Set;
  * @param footprint the job's memory with this placement, per component and tier (the roles on DISK counted in the
  *     DISK tier, their windows and staging buffers in HOST)
  * @param accum micro-batches per step (the gradients' and weights' DISK traffic grows with it)
+ * @param recompute whether the job recomputes activations in the backward pass (one block's kept instead of all)
  */
 public record OffloadPlan(ModelConfig model, Device device, Set<Role> diskRoles, long chunkBytes, Footprint footprint,
-    int accum) {
+    int accum, boolean recompute) {
   /** The roles a plan places, in the order its table lists them per unit. */
   public static final List<Role> ROLES = List.of(Role.MASTER, Role.GRAD, Role.ADAM_M, Role.ADAM_V);
 
@@ -60,9 +61,9 @@ public record OffloadPlan(ModelConfig model, Device device, Set<Role> diskRoles,
     if (accum < 1) throw new IllegalArgumentException("accum must be >= 1, got " + accum);
   }
 
-  /** A plan of one micro-batch per step. */
+  /** A plan of one micro-batch per step, without recomputation. */
   public OffloadPlan(ModelConfig model, Device device, Set<Role> diskRoles, long chunkBytes, Footprint footprint) {
-    this(model, device, diskRoles, chunkBytes, footprint, 1);
+    this(model, device, diskRoles, chunkBytes, footprint, 1, false);
   }
 
   /** Elements of {@code model}'s flat layout, padding included (every unit's). */

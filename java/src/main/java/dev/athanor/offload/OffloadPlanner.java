@@ -31,6 +31,8 @@ import java.util.Set;
  *   <li>else no plan: {@link Result#failure()} names the tier that is short, by how much with everything on DISK,
  *       and what still has to be in memory (activations, workspace, the windows of the units being computed).
  * </ol>
+ * Recomputing activations in the backward pass (one more forward per micro-batch) is weighed too: after the moments
+ * and gradients and before the weights ({@link #candidates}).
  * Each step on DISK adds its host windows and staging buffers to HOST ({@link UnitPager#windowBound}), so the
  * planner offloads no more than it must. A job that does not fit in memory on CUDA gets no plan: offload is CPU-only
  * for now.
@@ -65,6 +67,11 @@ public final class OffloadPlanner {
     /** The same job with the default chunk ({@link OffloadConfig#DEFAULT_CHUNK_BYTES}). */
     public Job(ModelConfig model, Device device, TrainConfig train, boolean recompute, boolean loading, boolean checkpoints) {
       this(model, device, train, recompute, loading, checkpoints, OffloadConfig.DEFAULT_CHUNK_BYTES);
+    }
+
+    /** The same job with or without recomputation. */
+    public Job withRecompute(boolean on) {
+      return new Job(model, device, train, on, loading, checkpoints, chunkBytes);
     }
 
     /** The compute dtype the trainer uses on {@link #device}. */
@@ -120,7 +127,26 @@ public final class OffloadPlanner {
         f = f.withCheckpointPartsOnDisk(parts);
       }
     }
-    return new OffloadPlan(job.model(), job.device(), oc.diskRoles(), job.chunkBytes(), f, job.train().accum());
+    return new OffloadPlan(job.model(), job.device(), oc.diskRoles(), job.chunkBytes(), f, job.train().accum(), job.recompute());
+  }
+
+  /** One placement the planner tries: roles on DISK, and whether activations are recomputed. */
+  record Candidate(Set<Role> roles, boolean recompute) {}
+
+  /**
+   * The placements in the order they are tried, cheapest first: the roles of {@link #STEPS} up to the gradients; then,
+   * unless the job already recomputes, the same with recomputation (one more forward per micro-batch, activations of
+   * one block); then the weights on DISK too (read twice per micro-batch), without and with recomputation.
+   */
+  static List<Candidate> candidates(Job job) {
+    List<Candidate> out = new java.util.ArrayList<>();
+    List<Set<Role>> light = STEPS.subList(0, STEPS.size() - 1);
+    Set<Role> all = STEPS.get(STEPS.size() - 1);
+    for (Set<Role> r : light) out.add(new Candidate(r, job.recompute()));
+    if (!job.recompute()) for (Set<Role> r : light) out.add(new Candidate(r, true));
+    out.add(new Candidate(all, job.recompute()));
+    if (!job.recompute()) out.add(new Candidate(all, true));
+    return out;
   }
 
   /**
@@ -131,9 +157,9 @@ public final class OffloadPlanner {
     Objects.requireNonNull(mm, "mm");
     OffloadPlan best = null;
     Shortfall bestShort = null;
-    for (Set<Role> roles : STEPS) {
-      if (!roles.isEmpty() && job.device().isCuda()) break;
-      OffloadPlan p = place(job, roles.isEmpty() ? Set.of() : EnumSet.copyOf(roles));
+    for (Candidate c : candidates(job)) {
+      if (!c.roles().isEmpty() && job.device().isCuda()) continue;
+      OffloadPlan p = place(job.withRecompute(c.recompute()), c.roles().isEmpty() ? Set.of() : EnumSet.copyOf(c.roles()));
       Shortfall s = p.footprint().worstShortfall(mm);
       if (s == null) return new Result(p, null);
       if (bestShort == null || s.needed() - s.available() < bestShort.needed() - bestShort.available()) {
@@ -150,7 +176,8 @@ public final class OffloadPlanner {
           + "; offload on " + job.device() + " is not supported yet (state can be on DISK only when training on the CPU)");
     }
     return new Result(null, "no offload plan fits: the closest, with " + OffloadPlan.describe(best.diskRoles()) + " on DISK"
-        + (best.offloads() ? "" : " (everything in memory)") + ", leaves the " + tier + " " + shortBy + " short: it "
+        + (best.offloads() ? "" : " (everything in memory)") + (best.recompute() ? " and activations recomputed" : "")
+        + ", leaves the " + tier + " " + shortBy + " short: it "
         + f.describe(bestShort) + "; what stays in memory is the activations and workspace (smaller with --batch, --seq or "
         + "--recompute) and the windows of the units being computed");
   }
