@@ -310,7 +310,8 @@ final class TrainCommand implements Callable<Integer> {
     try (Transformer model = weightsOnDisk ? Transformer.withoutWeights(mc, device)
             : modelDir != null && resume == null ? Models.load(modelDir, device) : Transformer.create(mc, device);
         OffloadedWeights weights = weightsOnDisk
-            ? OffloadedWeights.attach(model, offloadConfig.resolvedDirectory(), offloadConfig.prefetch()) : null) {
+            ? OffloadedWeights.attach(model, offloadConfig.resolvedDirectory(), offloadConfig.prefetch(),
+                offloadConfig.residentWeights()) : null) {
       if (weightsOnDisk && modelDir != null && resume == null) {
         HfModelDir.loadInto(modelDir, model);  // one tensor at a time
       } else if (modelDir == null && resume == null) {

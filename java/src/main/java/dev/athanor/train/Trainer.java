@@ -95,7 +95,8 @@ public final class Trainer implements AutoCloseable {
         }
       }
       boolean own = weights == null && offload.onDisk(Role.MASTER);
-      OffloadedWeights w = own ? OffloadedWeights.attach(model, offload.resolvedDirectory(), offload.prefetch()) : weights;
+      OffloadedWeights w = own
+          ? OffloadedWeights.attach(model, offload.resolvedDirectory(), offload.prefetch(), offload.residentWeights()) : weights;
       java.util.EnumSet<Role> mine = java.util.EnumSet.noneOf(Role.class);
       for (Role r : offload.diskRoles()) if (r != Role.MASTER) mine.add(r);
       UnitFiles f = null;
