@@ -390,7 +390,7 @@ final class TrainCommand implements Callable<Integer> {
         job.loading(), job.checkpoints(), req.chunkBytes());
     OffloadPlan plan;
     try {
-      plan = OffloadPlanner.place(sized, req.diskRoles());
+      plan = OffloadPlanner.place(sized, req.diskRoles(), req.residentWeights());
     } catch (IllegalArgumentException e) {
       throw Options.usage(spec, "--offload " + file + ": " + e.getMessage());
     }

@@ -204,7 +204,7 @@ class OffloadCommandsTest {
         {good.replaceFirst("\"role\": \"adam_v\"", "\"role\": \"weight\""), "placement 4 (embedding weight): role weight cannot be placed by a plan"},
         {good.replaceFirst("\"role\": \"adam_v\"", "\"role\": \"momentum\""), "unknown role \"momentum\""},
         {good.replaceFirst("\"tier\": \"DISK\"", "\"tier\": \"DEVICE\""), "placement 1 (embedding master): tier DEVICE is not supported"},
-        {good.replaceFirst("\"tier\": \"DISK\"", "\"tier\": \"HOST\""), "placement 5 (block.0 master): master is on DISK here but on HOST for embedding"},
+        {good.replaceFirst("(\"role\": \"adam_m\",\\s*\"tier\": )\"DISK\"", "$1\"HOST\""), "placement 7 (block.0 adam_m): adam_m is on DISK here but on HOST for embedding"},
         {good.replaceFirst("\"role\": \"adam_v\"", "\"role\": \"adam_m\""), "embedding adam_m is placed twice"},
         {good.replaceFirst("\"bytes\": \\d+", "\"bytes\": 12"), "bytes 12, but this model's embedding master is"},
         {good.replaceFirst("\"chunk_bytes\": \\d+", "\"chunk_bytes\": 6"), "chunk_bytes 6 must be a positive multiple of 4"},
