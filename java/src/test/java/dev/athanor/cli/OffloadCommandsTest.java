@@ -189,6 +189,36 @@ class OffloadCommandsTest {
     }
   }
 
+  /** {@code bench --mode train --offload PLAN.json} times offloaded steps and reports their DISK traffic. */
+  @Test
+  void benchTrainReportsTheOffloadsTraffic() throws IOException {
+    CliTest.Out p = run(plan("--json", "-"));
+    assertEquals(0, p.code(), p.err());
+    Path f = tmp.resolve("bench-all.json");
+    Files.writeString(f, p.out().replace("\"HOST\"", "\"DISK\"").replace("\"totals\": {\n    \"DISK\"", "\"totals\": {\n    \"HOST\""));
+    List<String> bench = List.of("bench", "--mode", "train", "--config", config.toString(), "--device", "cpu", "--batch", "2",
+        "--seq", "16", "--steps", "2", "--warmup-steps", "1");
+    CliTest.Out r = run(concat(bench, "--offload", f.toString(), "--offload-dir", tmp.resolve("bench-off").toString()));
+    assertEquals(0, r.code(), r.err());
+    assertTrue(r.err().contains("offload plan: weights (master), gradients (grad) and AdamW's moments"), r.err());
+    com.google.gson.JsonObject o = com.google.gson.JsonParser.parseString(r.out().trim()).getAsJsonObject().getAsJsonObject("offload");
+    assertEquals(List.of("adam_m", "adam_v", "grad", "master"),
+        o.getAsJsonArray("disk_roles").asList().stream().map(com.google.gson.JsonElement::getAsString).toList());
+    assertTrue(o.get("disk_read_bytes_per_step").getAsLong() > 0 && o.get("disk_write_bytes_per_step").getAsLong() > 0, o.toString());
+    CliTest.Out plain = run(bench);
+    assertEquals(0, plain.code(), plain.err());
+    assertFalse(plain.out().contains("\"offload\""), plain.out());
+    CliTest.Out bad = run(List.of("bench", "--mode", "decode", "--config", config.toString(), "--offload", "auto"));
+    assertEquals(2, bad.code(), bad.err());
+    assertTrue(bad.err().contains("option '--offload' does not apply to --mode decode"), bad.err());
+  }
+
+  static List<String> concat(List<String> a, String... more) {
+    List<String> all = new ArrayList<>(a);
+    all.addAll(Arrays.asList(more));
+    return all;
+  }
+
   @Test
   void badPlanFilesAreUsageErrorsNamingTheProblem() throws IOException {
     CliTest.Out p = run(plan("--json", "-"));
