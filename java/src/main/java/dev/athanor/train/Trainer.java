@@ -114,6 +114,9 @@ public final class Trainer implements AutoCloseable {
     stepFailed = true;
     MicroBatches mb = microBatches();
     reducer.reduce(store, stepGrad);
+    float[] losses = reducer.gatherLosses(mb.losses());
+    double lossSum = 0;
+    for (float l : losses) lossSum += l;  // in the global micro-batch order, as one process adds them
     float norm = Ops.globalNorm(List.of(store.flat(stepGrad)));
     if (!Float.isFinite(norm)) throw new NonFiniteException(step, "the gradient norm", norm);
     float clip = cfg.gradClip() > 0 ? (float) Math.min(1.0, cfg.gradClip() / (norm + 1e-6)) : 1f;
@@ -123,23 +126,29 @@ public final class Trainer implements AutoCloseable {
     optimizer.update(store.all(), stepGrad, lr, cfg.beta1(), cfg.beta2(), cfg.eps(), cfg.weightDecay(), clip);
     updateFailed = false;
     stepFailed = false;
-    StepResult r = new StepResult(step, (float) (mb.lossSum() / cfg.accum()), lr, norm, mb.tokens(), (System.nanoTime() - t0) / 1e9);
+    StepResult r = new StepResult(step, (float) (lossSum / losses.length), lr, norm, mb.tokens() * reducer.replicas(),
+        (System.nanoTime() - t0) / 1e9);
     step++;
     return r;
   }
 
-  private record MicroBatches(double lossSum, long tokens) {}
+  private record MicroBatches(float[] losses, long tokens) {}
 
-  /** Phase 1: forward and backward of each micro-batch, its gradient added to the step's gradient once. */
+  /**
+   * Phase 1: forward and backward of each micro-batch, its gradient added to the step's gradient once. With several
+   * replicas each micro-batch's loss is scaled by {@code 1 / (accum × replicas)}, as one process with {@code accum ×
+   * replicas} micro-batches scales it.
+   */
   private MicroBatches microBatches() {
-    double lossSum = 0;
+    float[] losses = new float[cfg.accum()];
+    float scale = 1f / (cfg.accum() * reducer.replicas());
     long tokens = 0;
     for (int i = 0; i < cfg.accum(); i++) {
       DataLoader.Batch b = data.next();
       store.zero(Role.GRAD);
       float loss = model.forward(b.inputs(), b.targets(), b.batch(), b.seq());
       if (!Float.isFinite(loss)) throw new NonFiniteException(step, "the loss", loss);
-      model.backward(1f / cfg.accum());
+      model.backward(scale);
       if (stepGrad == Role.GRAD_ACC) {
         if (i == 0) {
           store.flat(Role.GRAD_ACC).copyFrom(store.flat(Role.GRAD));
@@ -147,10 +156,10 @@ public final class Trainer implements AutoCloseable {
           Ops.add(store.flat(Role.GRAD_ACC), store.flat(Role.GRAD), store.flat(Role.GRAD_ACC));
         }
       }
-      lossSum += loss;
+      losses[i] = loss;
       tokens += (long) b.batch() * b.seq();
     }
-    return new MicroBatches(lossSum, tokens);
+    return new MicroBatches(losses, tokens);
   }
 
   /**

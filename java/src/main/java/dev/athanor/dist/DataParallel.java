@@ -1,0 +1,83 @@
+package dev.athanor.dist;
+
+import dev.athanor.params.ParameterStore;
+import dev.athanor.params.Role;
+import dev.athanor.runtime.Device;
+import dev.athanor.tensor.DType;
+import dev.athanor.tensor.Tensor;
+import dev.athanor.train.GradientReducer;
+import dev.athanor.train.Trainer;
+import java.util.Objects;
+
+/**
+ * Data parallelism: the trainer's gradient reducer over a {@link Communicator}. Every rank holds the whole model and
+ * runs {@code accum} micro-batches per step; rank {@code r} takes the {@code r}-th micro-batch of each group of {@code
+ * size} consecutive micro-batches of the one data stream (its loader set with {@link
+ * dev.athanor.io.data.DataLoader#setReplica}), each loss scaled by {@code 1 / (accum × size)}; the step's gradient is
+ * then the sum over ranks ({@link Communicator#allReduceSum}), i.e. the mean over all {@code accum × size}
+ * micro-batches, and every rank takes the same optimizer step.
+ *
+ * <p>Exactness (CPU, deterministic mode): with {@code accum = 1}, dp {@code N} adds the {@code N} micro-batch
+ * gradients in rank order, which is the order one process with {@code accum N} adds them in, with the same kernel:
+ * losses, gradients and weights are bit-identical. With {@code accum > 1} each rank first adds its own micro-batches,
+ * so the additions are grouped differently from one process with {@code accum × N} (the result differs in the last
+ * bits); the reported loss is still the one process's (all micro-batch losses are added in the global order).
+ */
+public final class DataParallel implements GradientReducer {
+  private final Communicator comm;
+
+  public DataParallel(Communicator comm) {
+    this.comm = Objects.requireNonNull(comm, "comm");
+  }
+
+  /** Makes {@code trainer} one replica: its gradient reducer, and its data loader reading this rank's micro-batches. */
+  public static DataParallel attach(Trainer trainer, Communicator comm) {
+    DataParallel dp = new DataParallel(comm);
+    trainer.data().setReplica(comm.rank(), comm.size());
+    trainer.setGradientReducer(dp);
+    return dp;
+  }
+
+  /** The communicator. */
+  public Communicator communicator() {
+    return comm;
+  }
+
+  @Override
+  public void reduce(ParameterStore store, Role gradRole) {
+    comm.allReduceSum(store.flat(gradRole));
+  }
+
+  @Override
+  public int replicas() {
+    return comm.size();
+  }
+
+  /** Every rank's losses, in the global order: micro-batch {@code k} of rank {@code r} is number {@code k × size + r}. */
+  @Override
+  public float[] gatherLosses(float[] local) {
+    int n = comm.size(), a = local.length;
+    if (n == 1) return local;
+    float[] all;
+    try (Tensor in = Tensor.of(local, a); Tensor out = Tensor.empty(DType.F32, Device.CPU, (long) a * n)) {
+      comm.allGather(in, out);
+      all = out.toFloatArray();
+    }
+    float[] ordered = new float[all.length];
+    for (int r = 0; r < n; r++) {
+      for (int k = 0; k < a; k++) ordered[k * n + r] = all[r * a + k];
+    }
+    return ordered;
+  }
+
+  /**
+   * Whether any rank asks to stop (e.g. it got SIGTERM): a collective, so that every rank stops after the same step.
+   */
+  public static boolean anyRank(Communicator comm, boolean mine) {
+    if (comm.size() == 1) return mine;
+    try (Tensor t = Tensor.of(new int[] {mine ? 1 : 0}, 1)) {
+      comm.allReduceSum(t);
+      return t.getInt(0) != 0;
+    }
+  }
+}
