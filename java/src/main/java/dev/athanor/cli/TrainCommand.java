@@ -353,6 +353,12 @@ final class TrainCommand implements Callable<Integer> {
       }
       try (dataset) {
         dataset.checkVocab(model.config().vocabSize());
+        if (comm != null) {  // before any step: every rank must run the same job on the same data
+          List<String> flags = spec.commandLine().getParseResult().expandedArgs();
+          DataParallel.requireSame(comm, "their flags (a hash of " + String.join(" ", flags) + " on rank " + comm.rank() + ")",
+              fingerprint(flags));
+          DataParallel.requireSame(comm, "their data (tokens in " + data + ")", dataset.size());
+        }
         out.printf("data: %s tokens from %s; %d steps x %d tokens (batch %d, seq %d, accum %d), lr %s %s, warmup %d%n",
             Counts.format(dataset.size()), data, tc.steps(), tc.tokensPerStep() * (comm == null ? 1 : comm.size()), tc.batch(),
             tc.seq(), tc.accum(),
@@ -629,6 +635,15 @@ final class TrainCommand implements Callable<Integer> {
     }
     if (results.isEmpty()) throw new IllegalStateException("no step was run (the checkpoint is already at step " + tc.steps() + ")");
     return results;
+  }
+
+  /** A 64-bit FNV-1a hash of the command line, to compare the ranks' flags. */
+  static long fingerprint(List<String> args) {
+    long h = 0xcbf29ce484222325L;
+    for (String a : args) {
+      for (byte b : (a + "\0").getBytes(StandardCharsets.UTF_8)) h = (h ^ (b & 0xff)) * 0x100000001b3L;
+    }
+    return h;
   }
 
   /** With --dp: whether any rank was asked to stop, so that all stop after the same step (and sets {@code stop} then). */

@@ -71,6 +71,28 @@ public final class DataParallel implements GradientReducer {
   }
 
   /**
+   * Checks that every rank has the same {@code value} of {@code what} (e.g. a fingerprint of its flags, or its data's
+   * size), a collective: throws {@link IllegalArgumentException} on every rank, naming the ranks and their values, when
+   * they differ.
+   */
+  public static void requireSame(Communicator comm, String what, long value) {
+    if (comm.size() == 1) return;
+    long[] all = new long[comm.size()];
+    try (Tensor in = Tensor.of(new int[] {(int) (value >>> 32), (int) value}, 2);
+        Tensor out = Tensor.empty(DType.I32, Device.CPU, 2L * comm.size())) {
+      comm.allGather(in, out);
+      int[] v = out.toIntArray();
+      for (int r = 0; r < all.length; r++) all[r] = ((long) v[2 * r] << 32) | (v[2 * r + 1] & 0xffffffffL);
+    }
+    for (int r = 1; r < all.length; r++) {
+      if (all[r] != all[0]) {
+        throw new IllegalArgumentException("the ranks differ in " + what + ": rank 0 has " + all[0] + ", rank " + r + " has "
+            + all[r] + "; start every rank with the same command line and data");
+      }
+    }
+  }
+
+  /**
    * Whether any rank asks to stop (e.g. it got SIGTERM): a collective, so that every rank stops after the same step.
    */
   public static boolean anyRank(Communicator comm, boolean mine) {

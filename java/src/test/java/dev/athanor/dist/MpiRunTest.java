@@ -55,11 +55,22 @@ class MpiRunTest {
 
   /** {@code mpirun -np np java ... main args}, killed (and failed) after {@code timeoutSeconds}. */
   static Job mpirun(int np, String main, List<String> args, int timeoutSeconds) throws IOException, InterruptedException {
-    List<String> cmd = new ArrayList<>(List.of("mpirun", "-np", Integer.toString(np), "--oversubscribe", "--bind-to", "none",
+    List<String> cmd = new ArrayList<>(List.of("mpirun", "--oversubscribe", "--bind-to", "none"));
+    cmd.addAll(app(np, main, args));
+    return run(cmd, timeoutSeconds);
+  }
+
+  /** One application context of an mpirun command line: {@code -np np java ... main args}. */
+  static List<String> app(int np, String main, List<String> args) {
+    List<String> cmd = new ArrayList<>(List.of("-np", Integer.toString(np),
         Path.of(System.getProperty("java.home"), "bin", "java").toString(), "--enable-native-access=ALL-UNNAMED", "-Xmx256m",
         "-XX:TieredStopAtLevel=1", "-Djava.awt.headless=true", "-Dathanor.cache.dir=" + tmp.resolve("native-cache"),
         "-cp", TrainFixture.classPath(), main));
     cmd.addAll(args);
+    return cmd;
+  }
+
+  static Job run(List<String> cmd, int timeoutSeconds) throws IOException, InterruptedException {
     Path out = Files.createTempFile(tmp, "mpirun-", ".txt");
     ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(out.toFile());
     ENV.forEach((k, v) -> pb.environment().putIfAbsent(k, v));
@@ -145,6 +156,21 @@ class MpiRunTest {
     Job k = mpirun(2, Main.class.getName(), trainArgs(f, tmp.resolve("mismatch1")), 120);
     assertNotEquals(0, k.exitCode(), k.output());
     assertTrue(k.output().contains("mpirun started 2 processes but --dp is 1"), k.output());
+  }
+
+  @Test
+  void ranksStartedWithDifferentFlagsAreRefusedBeforeAnyStep() throws Exception {
+    TrainFixture f = TrainFixture.create(tmp.resolve("flags-fixture"));
+    Path dir = tmp.resolve("flags");
+    List<String> cmd = new ArrayList<>(List.of("mpirun", "--oversubscribe", "--bind-to", "none"));
+    cmd.addAll(app(1, Main.class.getName(), trainArgs(f, dir, "--dp", "2")));
+    cmd.add(":");
+    cmd.addAll(app(1, Main.class.getName(), trainArgs(f, dir, "--dp", "2", "--seed", "7")));
+    Job j = run(cmd, 120);
+    assertNotEquals(0, j.exitCode(), j.output());
+    assertTrue(j.output().contains("the ranks differ in their flags"), j.output());
+    assertTrue(j.output().matches("(?s).*rank [01] of 2: .*"), "the error names its rank:\n" + j.output());
+    assertFalse(Files.exists(dir.resolve("log.jsonl")) && !Files.readString(dir.resolve("log.jsonl")).isEmpty(), "no step ran");
   }
 
   @Test
