@@ -28,6 +28,7 @@ final class MpiCommunicator implements Communicator {
   private final int size;
   private final String library;
   private boolean closed;  // guarded by this
+  private Tensor scratch;  // guarded by this: receive buffer of deterministic sums, kept between calls (grown as needed)
 
   private MpiCommunicator(ReduceMode mode, int rank, int size, String library) {
     this.mode = mode;
@@ -89,7 +90,7 @@ final class MpiCommunicator implements Communicator {
       for (long b = 0; b < n; b += piece) MpiNative.allreduceSum0(t.address() + b * es, (int) Math.min(piece, n - b), t.dtype().code());
       return;
     }
-    try (Tensor flat = t.view(n); Tensor scratch = Tensor.empty(t.dtype(), Device.CPU, Math.min(n, piece) + size)) {
+    try (Tensor flat = t.view(n); Tensor scratch = scratch(t.dtype(), Math.min(n, piece) + size)) {
       for (long b = 0; b < n; b += piece) {
         long len = Math.min(piece, n - b);
         long mine = Communicator.partStart(len, rank, size);
@@ -101,6 +102,23 @@ final class MpiCommunicator implements Communicator {
         }
       }
     }
+  }
+
+  /**
+   * A receive buffer of at least {@code numel} elements of {@code dtype}: the one kept from an earlier call when it is
+   * large enough (a training step's all-reduce then allocates nothing), else a new one (the old one is freed). The
+   * caller closes the returned view; the buffer itself belongs to no {@link dev.athanor.tensor.Scope} and is freed by
+   * {@link #close()}.
+   */
+  private Tensor scratch(DType dtype, long numel) {
+    long bytes = Math.max(1, numel) * dtype.byteSize();
+    if (scratch == null || scratch.byteSize() < bytes) {
+      if (scratch != null) scratch.close();
+      scratch = null;
+      // raw bytes, viewed per call in the dtype asked for
+      scratch = Tensor.empty(DType.I32, Device.CPU, (bytes + 3) / 4).detach();
+    }
+    return Tensor.wrap(scratch.storage(), dtype, new long[] {numel}, new long[] {1}, 0);
   }
 
   /** Byte counts and displacements of the ranks' parts of {@code n} elements of {@code es} bytes. */
@@ -155,7 +173,7 @@ final class MpiCommunicator implements Communicator {
       return;
     }
     try (Tensor inFlat = in.view(n); Tensor outFlat = out.view(out.numel());
-        Tensor scratch = Tensor.empty(in.dtype(), Device.CPU, out.numel() * size + 1)) {
+        Tensor scratch = scratch(in.dtype(), out.numel() * size)) {
       reduceScatterDeterministic(inFlat, outFlat, scratch);
     }
   }
@@ -225,6 +243,8 @@ final class MpiCommunicator implements Communicator {
   public synchronized void close() {
     if (closed) return;
     closed = true;
+    if (scratch != null) scratch.close();
+    scratch = null;
     MpiNative.finalize0();
   }
 }

@@ -18,7 +18,7 @@ public final class RankOrderSum {
 
   /**
    * {@code out = parts[0] + parts[1] + ...} in that order. Every tensor is 1-D, contiguous, on the CPU, of {@code
-   * out}'s dtype and length; {@code out} may not share memory with a part other than {@code parts[0]}.
+   * out}'s dtype and length; {@code out} may not share memory with a part other than {@code parts[0]} and {@code parts[1]}.
    */
   public static void sum(List<Tensor> parts, Tensor out) {
     if (parts == null || parts.isEmpty()) throw new IllegalArgumentException("rank-order sum: no parts");
@@ -35,8 +35,12 @@ public final class RankOrderSum {
     if (n == 0) return;
     switch (out.dtype()) {
       case F32 -> {
-        if (parts.get(0).address() != out.address()) out.copyFrom(parts.get(0));
-        for (int i = 1; i < parts.size(); i++) Ops.add(out, parts.get(i), out);
+        if (parts.size() == 1) {
+          if (parts.get(0).address() != out.address()) out.copyFrom(parts.get(0));
+          return;
+        }
+        Ops.add(parts.get(0), parts.get(1), out);
+        for (int i = 2; i < parts.size(); i++) Ops.add(out, parts.get(i), out);
       }
       case BF16, F16 -> {
         try (Tensor acc = Ops.convert(parts.get(0), DType.F32); Tensor tmp = Tensor.empty(DType.F32, Device.CPU, n)) {
