@@ -284,7 +284,7 @@ final class TrainCommand implements Callable<Integer> {
   Result run(PrintStream out) {
     checkBeforeWork();
     Device device = runtime.apply();
-    comm = parallel.start(spec, device);
+    comm = parallel.start(spec, device, ckpt.dir != null || ckpt.resume != null, !offload.off());
     Result r = run(out, device);
     if (comm != null) comm.close();  // MPI_Finalize: every rank gets here (a failing rank aborts them all instead)
     return r;
@@ -329,7 +329,8 @@ final class TrainCommand implements Callable<Integer> {
     out.printf("athanor train: %s model, %d layers, hidden %d, %d heads, vocab %d, %.1fM parameters, on %s%n",
         mc.family().hfModelType(), mc.layers(), mc.hidden(), mc.heads(), mc.vocabSize(), mc.parameterCount() / 1e6, device);
     if (comm != null) {
-      out.printf("data parallel: %s; global batch %d x %d x %d = %d sequences per step%n", comm.describe(), tc.batch(),
+      out.printf("data parallel: %s%s; global batch %d x %d x %d = %d sequences per step%n", comm.describe(),
+          parallel.zero == 1 ? ", ZeRO 1 (AdamW's moments sharded)" : "", tc.batch(),
           tc.accum(), comm.size(), (long) tc.batch() * tc.accum() * comm.size());
     }
     if (plan != null) PlanFile.print(plan, out);
@@ -372,7 +373,8 @@ final class TrainCommand implements Callable<Integer> {
           CheckpointManager.delete(o);
           err.println("athanor train: --overwrite-checkpoints: deleted the checkpoints of " + o.describe() + " from " + ckptDir);
         }
-        List<StepResult> results = trainLoop(model, tc, loader, primary ? log : null, ck, offloadConfig, out, comm);
+        List<StepResult> results = trainLoop(model, tc, loader, primary ? log : null, ck, offloadConfig, out, comm,
+            parallel.zero == 1);
         if (!primary) {
           StepResult first = results.get(0), last = results.get(results.size() - 1);
           return new Result(null, null, null, null, first.loss(), last.loss(), meanTokensPerSecond(results), results.size());
@@ -539,7 +541,7 @@ final class TrainCommand implements Callable<Integer> {
    * checkpoints; on a failure or SIGTERM the last consistent state is saved before the error propagates.
    */
   static List<StepResult> trainLoop(Transformer model, TrainConfig tc, DataLoader loader, Path log, Checkpointing ck,
-      OffloadConfig offloadConfig, PrintStream out, Communicator comm) throws IOException {
+      OffloadConfig offloadConfig, PrintStream out, Communicator comm, boolean zero1) throws IOException {
     // with --dp, ranks other than 0 get no log (null): they neither write it, nor the checkpoints, nor show progress
     boolean primary = log != null;
     List<StepResult> results = new ArrayList<>();
@@ -572,7 +574,8 @@ final class TrainCommand implements Callable<Integer> {
       }
     }, "athanor-sigterm");
     try (CheckpointManager mgr = ck == null || !primary ? null : new CheckpointManager(ck.dir(), ck.keep(), ck.async(), ck.runId());
-        Trainer trainer = new Trainer(model, tc, loader, offloadConfig)) {
+        Trainer trainer = zero1 ? new Trainer(model, tc, loader, DataParallel.optimizerShard(model.parameters(), comm))
+            : new Trainer(model, tc, loader, offloadConfig)) {
       if (comm != null) DataParallel.attach(trainer, comm);
       if (ck != null && ck.resume() != null) ck.resume().restore(trainer);
       if (mgr != null) mgr.prepare(trainer);  // host buffers for the first snapshot, allocated in the background

@@ -1,6 +1,7 @@
 package dev.athanor.dist;
 
 import dev.athanor.params.ParameterStore;
+import dev.athanor.params.Range;
 import dev.athanor.params.Role;
 import dev.athanor.runtime.Device;
 import dev.athanor.tensor.DType;
@@ -17,6 +18,10 @@ import java.util.Objects;
  * then the sum over ranks ({@link Communicator#allReduceSum}), i.e. the mean over all {@code accum × size}
  * micro-batches, and every rank takes the same optimizer step.
  *
+ * <p>ZeRO stage 1 ({@link #DataParallel(Communicator, boolean)}, a trainer built with {@link #optimizerShard}): each rank
+ * keeps AdamW's moments for its part of the flat parameters only and updates that part; the updated masters are then
+ * all-gathered.
+ *
  * <p>Exactness (CPU, deterministic mode): with {@code accum = 1}, dp {@code N} adds the {@code N} micro-batch
  * gradients in rank order, which is the order one process with {@code accum N} adds them in, with the same kernel:
  * losses, gradients and weights are bit-identical. With {@code accum > 1} each rank first adds its own micro-batches,
@@ -25,14 +30,37 @@ import java.util.Objects;
  */
 public final class DataParallel implements GradientReducer {
   private final Communicator comm;
+  private final boolean shardedOptimizer;
 
+  /** Plain data parallel: every rank updates every parameter. */
   public DataParallel(Communicator comm) {
+    this(comm, false);
+  }
+
+  /**
+   * With {@code shardedOptimizer} (ZeRO 1), each rank's optimizer updates only its {@link #optimizerShard} and {@link
+   * #afterUpdate} all-gathers the updated masters (bit-identical to plain data parallel: the same kernel on the same
+   * elements, and a gather copies bits).
+   */
+  public DataParallel(Communicator comm, boolean shardedOptimizer) {
     this.comm = Objects.requireNonNull(comm, "comm");
+    this.shardedOptimizer = shardedOptimizer;
+  }
+
+  /** This rank's part of {@code store}'s flat parameters under ZeRO 1 ({@link Communicator#partStart}). */
+  public static Range optimizerShard(ParameterStore store, Communicator comm) {
+    long n = store.numel();
+    return new Range(Communicator.partStart(n, comm.rank(), comm.size()), Communicator.partStart(n, comm.rank() + 1, comm.size()));
   }
 
   /** Makes {@code trainer} one replica: its gradient reducer, and its data loader reading this rank's micro-batches. */
   public static DataParallel attach(Trainer trainer, Communicator comm) {
-    DataParallel dp = new DataParallel(comm);
+    Range shard = trainer.optimizer().shard();
+    if (shard != null && !shard.equals(optimizerShard(trainer.model().parameters(), comm))) {
+      throw new IllegalArgumentException("the trainer's optimizer shard " + shard + " is not rank " + comm.rank() + "'s part "
+          + optimizerShard(trainer.model().parameters(), comm) + " of the parameters");
+    }
+    DataParallel dp = new DataParallel(comm, shard != null);
     trainer.data().setReplica(comm.rank(), comm.size());
     trainer.setGradientReducer(dp);
     return dp;
@@ -46,6 +74,16 @@ public final class DataParallel implements GradientReducer {
   @Override
   public void reduce(ParameterStore store, Role gradRole) {
     comm.allReduceSum(store.flat(gradRole));
+  }
+
+  @Override
+  public void afterUpdate(ParameterStore store) {
+    if (!shardedOptimizer || comm.size() == 1) return;
+    Range mine = optimizerShard(store, comm);
+    Tensor masters = store.flat(Role.MASTER);
+    try (Tensor part = masters.slice(0, mine.start(), mine.end())) {
+      comm.allGather(part, masters);  // in place
+    }
   }
 
   @Override

@@ -29,6 +29,12 @@ public interface GradientReducer {
     return local;
   }
 
+  /**
+   * After the optimizer step (a collective when replicas take part): with a sharded optimizer (ZeRO 1), gathers the
+   * parameters the other replicas updated. One process, or an optimizer over everything: nothing.
+   */
+  default void afterUpdate(ParameterStore store) {}
+
   /** One process: nothing to do. */
   GradientReducer NONE = (store, gradRole) -> {};
 }

@@ -46,6 +46,19 @@ public final class Trainer implements AutoCloseable {
    * the model's store, so the forward, backward and clipping are those of an in-memory run.
    */
   public Trainer(Transformer model, TrainConfig cfg, DataLoader data, OffloadConfig offload) {
+    this(model, cfg, data, offload, null);
+  }
+
+  /**
+   * ZeRO stage 1: a trainer whose optimizer keeps moments for and updates only {@code optimizerShard} of the flat
+   * parameters ({@link AdamW#AdamW(ParameterStore, dev.athanor.params.Range)}); the gradient reducer's {@link
+   * GradientReducer#afterUpdate} then gathers the other replicas' updated parameters.
+   */
+  public Trainer(Transformer model, TrainConfig cfg, DataLoader data, dev.athanor.params.Range optimizerShard) {
+    this(model, cfg, data, OffloadConfig.NONE, Objects.requireNonNull(optimizerShard, "optimizerShard"));
+  }
+
+  private Trainer(Transformer model, TrainConfig cfg, DataLoader data, OffloadConfig offload, dev.athanor.params.Range shard) {
     Objects.requireNonNull(offload, "offload");
     this.model = Objects.requireNonNull(model, "model");
     this.cfg = Objects.requireNonNull(cfg, "cfg");
@@ -54,7 +67,7 @@ public final class Trainer implements AutoCloseable {
       throw new IllegalArgumentException("seq " + cfg.seq() + " exceeds the model's context " + model.config().maxSeqLen());
     }
     this.store = model.parameters();
-    this.optimizer = new AdamW(store, offload);
+    this.optimizer = shard == null ? new AdamW(store, offload) : new AdamW(store, shard);
     try {
       store.allocate(Role.GRAD);
       this.stepGrad = cfg.accum() > 1 ? Role.GRAD_ACC : Role.GRAD;
@@ -124,6 +137,7 @@ public final class Trainer implements AutoCloseable {
     updateFailed = true;
     optimizer.beginStep();
     optimizer.update(store.all(), stepGrad, lr, cfg.beta1(), cfg.beta2(), cfg.eps(), cfg.weightDecay(), clip);
+    reducer.afterUpdate(store);
     updateFailed = false;
     stepFailed = false;
     StepResult r = new StepResult(step, (float) (lossSum / losses.length), lr, norm, mb.tokens() * reducer.replicas(),

@@ -143,6 +143,23 @@ class MpiRunTest {
         JsonParser.parseString(a.get(5)).getAsJsonObject().get("loss").getAsString(), "the model trained");
     Path wa = one.resolve("model/model.safetensors"), wb = dp.resolve("model/model.safetensors");
     assertEquals(-1, Files.mismatch(wa, wb), "final weights differ between one process with --accum 2 and --dp 2");
+
+    // ZeRO 1: each rank keeps and updates half of AdamW's moments; the same bits again
+    Path zero = tmp.resolve("dp2-zero1");
+    Job z = mpirun(2, Main.class.getName(), trainArgs(f, zero, "--dp", "2", "--zero", "1", "--threads", "1"), 300);
+    assertEquals(0, z.exitCode(), z.output());
+    assertTrue(z.output().contains("ZeRO 1"), z.output());
+    List<String> zl = Files.readAllLines(zero.resolve("log.jsonl")).stream().map(MpiRunTest::withoutTimes).toList();
+    assertEquals(a.stream().map(MpiRunTest::withoutTimes).toList(), zl, "--zero 1 vs one process: every logged step");
+    assertEquals(-1, Files.mismatch(wa, zero.resolve("model/model.safetensors")), "final weights differ with --zero 1");
+  }
+
+  /** A log line without its timing fields (tokens_per_s, step_ms), which differ from run to run. */
+  private static String withoutTimes(String line) {
+    JsonObject o = JsonParser.parseString(line).getAsJsonObject();
+    o.remove("tokens_per_s");
+    o.remove("step_ms");
+    return o.toString();
   }
 
   @Test
