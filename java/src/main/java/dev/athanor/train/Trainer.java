@@ -5,6 +5,7 @@ import dev.athanor.nn.Transformer;
 import dev.athanor.offload.OffloadConfig;
 import dev.athanor.ops.Ops;
 import dev.athanor.params.ParameterStore;
+import dev.athanor.params.Range;
 import dev.athanor.params.Role;
 import java.util.List;
 import java.util.Objects;
@@ -51,14 +52,14 @@ public final class Trainer implements AutoCloseable {
 
   /**
    * ZeRO stage 1: a trainer whose optimizer keeps moments for and updates only {@code optimizerShard} of the flat
-   * parameters ({@link AdamW#AdamW(ParameterStore, dev.athanor.params.Range)}); the gradient reducer's {@link
+   * parameters ({@link AdamW#AdamW(ParameterStore, Range)}); the gradient reducer's {@link
    * GradientReducer#afterUpdate} then gathers the other replicas' updated parameters.
    */
-  public Trainer(Transformer model, TrainConfig cfg, DataLoader data, dev.athanor.params.Range optimizerShard) {
+  public Trainer(Transformer model, TrainConfig cfg, DataLoader data, Range optimizerShard) {
     this(model, cfg, data, OffloadConfig.NONE, Objects.requireNonNull(optimizerShard, "optimizerShard"));
   }
 
-  private Trainer(Transformer model, TrainConfig cfg, DataLoader data, OffloadConfig offload, dev.athanor.params.Range shard) {
+  private Trainer(Transformer model, TrainConfig cfg, DataLoader data, OffloadConfig offload, Range shard) {
     Objects.requireNonNull(offload, "offload");
     this.model = Objects.requireNonNull(model, "model");
     this.cfg = Objects.requireNonNull(cfg, "cfg");
