@@ -8,6 +8,12 @@ import dev.athanor.io.data.TokenShardWriter;
 import dev.athanor.nn.Footprint;
 import dev.athanor.nn.ModelConfig;
 import dev.athanor.nn.Transformer;
+import dev.athanor.offload.OffloadConfig;
+import dev.athanor.offload.OffloadPlan;
+import dev.athanor.offload.OffloadPlanner;
+import dev.athanor.offload.OffloadedWeights;
+import dev.athanor.offload.TransferStats;
+import dev.athanor.params.Role;
 import dev.athanor.runtime.Cuda;
 import dev.athanor.runtime.Device;
 import dev.athanor.train.Schedule;
@@ -81,7 +87,10 @@ final class BenchCommand implements Callable<Integer> {
   @ArgGroup(exclusive = false, validate = false, heading = "%nOverlap (--mode overlap):%n", order = 5)
   OverlapBench.Args overlap = new OverlapBench.Args();
 
-  @ArgGroup(exclusive = false, validate = false, heading = "%nRuntime:%n", order = 6)
+  @ArgGroup(exclusive = false, validate = false, heading = "%nOffload (--mode train; CPU only):%n", order = 6)
+  Options.OffloadOptions offload = new Options.OffloadOptions();
+
+  @ArgGroup(exclusive = false, validate = false, heading = "%nRuntime:%n", order = 7)
   Options.RuntimeOptions runtime = new Options.RuntimeOptions();
 
   /** Batch and rounds of train and decode. */
@@ -121,7 +130,7 @@ final class BenchCommand implements Callable<Integer> {
 
   /** The option groups each mode takes (options of any other group are usage errors). */
   private static final Map<Mode, Set<Class<?>>> GROUPS = Map.of(
-      Mode.TRAIN, Set.of(Options.ModelOptions.class, Steps.class, Train.class),
+      Mode.TRAIN, Set.of(Options.ModelOptions.class, Steps.class, Train.class, Options.OffloadOptions.class),
       Mode.DECODE, Set.of(Options.ModelOptions.class, Steps.class, Decode.class),
       Mode.OVERLAP, Set.of(OverlapBench.Args.class));
 
@@ -140,19 +149,30 @@ final class BenchCommand implements Callable<Integer> {
     ModelConfig mc = model.config(spec);
     int b = steps.batch;
     int t = train.seq != null ? train.seq : Math.min(256, mc.maxSeqLen());
+    OffloadConfig oc = OffloadConfig.NONE;
     if (mode == Mode.TRAIN) {
-      MemoryCheck.requireTraining(mc, device, benchConfig(b, t, 1), false, false, false, false);
+      offload.check(spec);
+      OffloadPlan plan = TrainCommand.offloadPlan(spec, offload, new OffloadPlanner.Job(mc, device, benchConfig(b, t, 1), false,
+          false, false));  // checks that the job fits, as it will run
+      if (plan != null) {
+        PlanFile.print(plan, main.err);  // stdout is the JSON
+        oc = plan.config(offload.dir);
+      }
     } else {
       int capacity = (int) Math.min(mc.maxSeqLen(), (long) decode.promptLen + decode.newTokens);
       MemoryCheck.require(Footprint.decoding(mc, device, Transformer.defaultComputeDtype(device), b,
           Math.min(decode.promptLen, capacity), capacity), "decode with this model", "use a smaller --batch, --prompt-len or "
           + "--decode-tokens (the KV cache grows with batch x (prompt + new tokens))", "use a smaller model");
     }
-    try (Transformer m = Transformer.create(mc, device)) {
+    boolean weightsOnDisk = oc.onDisk(Role.MASTER);
+    try (Transformer m = weightsOnDisk ? Transformer.withoutWeights(mc, device) : Transformer.create(mc, device);
+        OffloadedWeights w = weightsOnDisk
+            ? OffloadedWeights.attach(m, oc.resolvedDirectory(), oc.prefetch(), oc.residentWeights()) : null) {
       m.initialize(1);
       if (mode == Mode.TRAIN) {
         int n = steps.steps != null ? steps.steps : 10;
-        double[] ms = trainStepMillis(m, b, t, n, steps.warmup, new SplittableRandom(1));
+        StepTimes st = trainSteps(m, b, t, n, steps.warmup, new SplittableRandom(1), oc, w);
+        double[] ms = st.millis();
         double med = median(ms);
         double tps = b * t / (med / 1e3);
         // FLOPs per token: 6 N (matmul weights incl. the head) + 6 L T C (causal attention: 12 L T C halved)
@@ -167,6 +187,17 @@ final class BenchCommand implements Callable<Integer> {
         j.put("tokens_per_s", Json.round(tps, 1));
         j.put("flops_per_token", Json.significant(flopsPerToken, 4));
         j.put("achieved_tflops", Json.round(tps * flopsPerToken / 1e12, 3));
+        if (oc.enabled()) {
+          Map<String, Object> o = new java.util.LinkedHashMap<>();
+          o.put("disk_roles", oc.diskRoles().stream().map(r -> r.name().toLowerCase(java.util.Locale.ROOT)).sorted().toList());
+          o.put("resident_weight_units", oc.residentWeights().size());
+          o.put("prefetch", oc.prefetch());
+          o.put("disk_read_bytes_per_step", st.traffic().diskToHost() / n);
+          o.put("disk_write_bytes_per_step", st.traffic().hostToDisk() / n);
+          o.put("stall_ms_per_step", Json.round(st.traffic().stallNanos() / 1e6 / n, 3));
+          o.put("overlap", Json.round(st.traffic().overlap(), 4));
+          j.put("offload", o);
+        }
         main.out.println(Json.write(j));
       } else {
         int p = decode.promptLen, rounds = steps.steps != null ? steps.steps : 5;
@@ -193,11 +224,16 @@ final class BenchCommand implements Callable<Integer> {
     }
   }
 
+  /** Milliseconds of each timed step, and the offload's DISK traffic and stalls over them. */
+  record StepTimes(double[] millis, TransferStats.Snapshot traffic) {}
+
   /**
-   * Milliseconds of {@code steps} {@link Trainer} steps (forward, backward, clipping, AdamW) after {@code warm}
-   * untimed ones, on a sequential loader over a temporary shard of uniformly random tokens.
+   * {@code steps} {@link Trainer} steps (forward, backward, clipping, AdamW) after {@code warm} untimed ones, on a
+   * sequential loader over a temporary shard of uniformly random tokens, offloaded as {@code oc} says (the weights in
+   * {@code weights} when on DISK).
    */
-  static double[] trainStepMillis(Transformer m, int b, int t, int steps, int warm, SplittableRandom rng) {
+  static StepTimes trainSteps(Transformer m, int b, int t, int steps, int warm, SplittableRandom rng, OffloadConfig oc,
+      OffloadedWeights weights) {
     ModelConfig mc = m.config();
     int total = steps + warm;
     TrainConfig tc = benchConfig(b, t, total);
@@ -210,15 +246,17 @@ final class BenchCommand implements Callable<Integer> {
       }
       double[] ms = new double[steps];
       try (TokenDataset data = TokenDataset.open(shard);
-          Trainer trainer = new Trainer(m, tc, new DataLoader(data, b, t, false, 1))) {
+          Trainer trainer = new Trainer(m, tc, new DataLoader(data, b, t, false, 1), oc, weights)) {
+        TransferStats.Snapshot before = TransferStats.Snapshot.ZERO;
         for (int s = -warm; s < steps; s++) {
+          if (s == 0) before = trainer.transfers();
           long t0 = System.nanoTime();
           trainer.step();
           if (m.device().isCuda()) Cuda.synchronize(m.device().index());
           if (s >= 0) ms[s] = (System.nanoTime() - t0) / 1e6;
         }
+        return new StepTimes(ms, trainer.transfers().minus(before));
       }
-      return ms;
     } catch (IOException e) {
       throw new UncheckedIOException(e);
     } finally {

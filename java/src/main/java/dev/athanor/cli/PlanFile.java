@@ -43,7 +43,7 @@ final class PlanFile {
 
   static final String FORMAT = "athanor-offload-plan";
   static final int VERSION = 1;
-  private static final Set<String> KEYS = Set.of("format", "version", "chunk_bytes", "placements", "totals",
+  private static final Set<String> KEYS = Set.of("format", "version", "chunk_bytes", "recompute", "placements", "totals",
       "disk_traffic_per_step");
   private static final Set<String> ENTRY_KEYS = Set.of("unit", "role", "tier", "bytes");
 
@@ -51,6 +51,10 @@ final class PlanFile {
   static void print(OffloadPlan p, PrintStream out) {
     out.println(p.offloads() ? "offload plan: " + OffloadPlan.describe(p.diskRoles()) + " on DISK, streamed by the optimizer "
         + "in chunks of " + Footprint.size(p.chunkBytes()) + " per role" : "offload plan: everything in memory (it fits)");
+    if (!p.residentWeights().isEmpty()) {
+      out.println("  the weights of " + p.residentWeights().size() + " of " + OffloadPlan.units(p.model()).size()
+          + " units stay in memory (master on HOST below): never paged, updated in place");
+    }
     List<OffloadPlan.Placement> rows = p.placements();
     int w = "unit".length();
     for (OffloadPlan.Placement x : rows) w = Math.max(w, x.unit().length());
@@ -67,6 +71,7 @@ final class PlanFile {
       }
       out.printf(Locale.ROOT, "  total %-4s %s (%s)%n", t, Footprint.size(b), String.join(", ", parts));
     }
+    if (p.recompute()) out.println("  activations: one block's kept, the others recomputed in the backward pass (as --recompute)");
     out.println("  DISK traffic per step: " + Footprint.size(p.diskTrafficPerStep())
         + (p.offloads() ? " (optimizer staging " + Footprint.size(p.stagingBytes()) + " of HOST memory"
             + (p.diskRoles().contains(Role.MASTER) || p.diskRoles().contains(Role.GRAD)
@@ -84,6 +89,7 @@ final class PlanFile {
     m.put("format", FORMAT);
     m.put("version", VERSION);
     m.put("chunk_bytes", p.chunkBytes());
+    m.put("recompute", p.recompute());
     List<Object> rows = new ArrayList<>();
     for (OffloadPlan.Placement x : p.placements()) {
       Map<String, Object> r = new LinkedHashMap<>();
@@ -101,8 +107,8 @@ final class PlanFile {
     return new com.google.gson.GsonBuilder().setPrettyPrinting().disableHtmlEscaping().create().toJson(m) + "\n";
   }
 
-  /** What a plan file asks for: the roles on DISK and the chunk. */
-  record Request(Set<Role> diskRoles, long chunkBytes) {}
+  /** What a plan file asks for: the roles on DISK, the chunk, and whether activations are recomputed (absent: false). */
+  record Request(Set<Role> diskRoles, long chunkBytes, boolean recompute, Set<String> residentWeights) {}
 
   /**
    * Reads {@code file} and checks it against {@code units} (the model's units in layout order): every unit has both
@@ -139,6 +145,12 @@ final class PlanFile {
     if (chunk < 4 || chunk % 4 != 0) {
       throw Options.usage(spec, where + ": chunk_bytes " + chunk + " must be a positive multiple of 4 (whole F32 elements)");
     }
+    boolean recompute = false;
+    if (o.has("recompute")) {
+      JsonElement r = o.get("recompute");
+      if (!(r instanceof JsonPrimitive p) || !p.isBoolean()) throw Options.usage(spec, where + ": \"recompute\" must be true or false, got " + r);
+      recompute = r.getAsBoolean();
+    }
     JsonElement pe = o.get("placements");
     if (pe == null || !pe.isJsonArray()) throw Options.usage(spec, where + ": \"placements\" must be an array of entries");
     JsonArray placements = pe.getAsJsonArray();
@@ -146,6 +158,7 @@ final class PlanFile {
     for (OffloadPlan.UnitSize u : units) unitElements.put(u.name(), u.elements());
     Map<Role, Tier> tierOf = new HashMap<>();
     Map<Role, String> firstUnit = new HashMap<>();
+    Set<String> masterInMemory = new java.util.LinkedHashSet<>();
     Set<String> seen = new java.util.HashSet<>();
     for (int i = 0; i < placements.size(); i++) {
       String entry = where + ": placement " + (i + 1);
@@ -181,14 +194,21 @@ final class PlanFile {
         }
       }
       if (!seen.add(unit + " " + role)) throw Options.usage(spec, entry + ": " + unit + " " + roleName + " is placed twice");
+      if (role == Role.MASTER) {  // the weights are placed unit by unit: on DISK, or resident in memory
+        if (tier == Tier.DISK) tierOf.put(role, tier);
+        else masterInMemory.add(unit);
+        firstUnit.putIfAbsent(role, unit);
+        continue;
+      }
       Tier before = tierOf.putIfAbsent(role, tier);
       firstUnit.putIfAbsent(role, unit);
       if (before != null && before != tier) {
         throw Options.usage(spec, entry + ": " + roleName + " is on " + tier + " here but on " + before + " for "
-            + firstUnit.get(role) + ": a role is on DISK for every unit or for none (placing units separately is not "
-            + "supported yet)");
+            + firstUnit.get(role) + ": " + roleName + " is on DISK for every unit or for none (only master, the weights, "
+            + "is placed unit by unit)");
       }
     }
+    if (!tierOf.containsKey(Role.MASTER) && !masterInMemory.isEmpty()) tierOf.put(Role.MASTER, memory);
     for (OffloadPlan.UnitSize u : units) {
       for (Role r : OffloadPlan.ROLES) {
         // a role no entry names stays in memory (plans written before weights and gradients could be placed)
@@ -200,7 +220,7 @@ final class PlanFile {
     }
     Set<Role> disk = EnumSet.noneOf(Role.class);
     for (Map.Entry<Role, Tier> x : tierOf.entrySet()) if (x.getValue() == Tier.DISK) disk.add(x.getKey());
-    return new Request(disk, chunk);
+    return new Request(disk, chunk, recompute, disk.contains(Role.MASTER) ? Set.copyOf(masterInMemory) : Set.of());
   }
 
   private static Role role(CommandSpec spec, String entry, String name) {

@@ -1,6 +1,8 @@
 package dev.athanor.cli;
 
 import dev.athanor.cli.Options.Range;
+import dev.athanor.dist.Communicator;
+import dev.athanor.dist.DataParallel;
 import dev.athanor.io.FileProblems;
 import dev.athanor.io.data.DataLoader;
 import dev.athanor.io.data.TextCorpus;
@@ -32,6 +34,7 @@ import java.io.BufferedWriter;
 import java.io.IOException;
 import java.io.PrintStream;
 import java.io.UncheckedIOException;
+import java.io.Writer;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -89,6 +92,12 @@ final class TrainCommand implements Callable<Integer> {
 
   @ArgGroup(exclusive = false, validate = false, heading = "%nOffload (CPU only: weights, gradients and AdamW state on DISK):%n", order = 6)
   Options.OffloadOptions offload = new Options.OffloadOptions();
+
+  @ArgGroup(exclusive = false, validate = false, heading = "%nData parallel (CPU, over MPI):%n", order = 7)
+  ParallelOptions parallel = new ParallelOptions();
+
+  /** The run's communicator with --dp > 1 (rank 0 alone prints and writes), else null. */
+  private Communicator comm;
 
   /** What to train for, and how (defaults: {@link TrainConfig#defaults}). */
   static final class Optimizer {
@@ -236,10 +245,23 @@ final class TrainCommand implements Callable<Integer> {
     try {
       run(main.out);
     } catch (Stopped e) {
-      main.err.println("athanor train: " + e.getMessage());
+      main.err.println("athanor train: " + (comm != null ? rankName(comm) + ": " : "") + e.getMessage());
+      if (comm != null) comm.close();  // every rank stopped after the same step
       return TERMINATED;
+    } catch (RuntimeException | Error e) {
+      if (comm == null) throw e;
+      // a failed rank may leave the others waiting in a collective: say which rank failed, then end them all
+      main.err.println("athanor train: " + rankName(comm) + ": " + Messages.of(e));
+      if (Boolean.getBoolean("athanor.debug")) e.printStackTrace(main.err);
+      main.err.flush();
+      comm.abort(e instanceof IllegalArgumentException ? 2 : 1);
+      throw e;
     }
     return 0;
+  }
+
+  private static String rankName(Communicator c) {
+    return "rank " + c.rank() + " of " + c.size();
   }
 
   /** A train command made from {@code args} then {@code more} as on the command line, checked like one (for {@code demo}). */
@@ -267,6 +289,15 @@ final class TrainCommand implements Callable<Integer> {
   Result run(PrintStream out) {
     checkBeforeWork();
     Device device = runtime.apply();
+    comm = parallel.start(spec, device, ckpt.dir != null || ckpt.resume != null, !offload.off());
+    Result r = run(out, device);
+    if (comm != null) comm.close();  // MPI_Finalize: every rank gets here (a failing rank aborts them all instead)
+    return r;
+  }
+
+  private Result run(PrintStream out, Device device) {
+    boolean primary = comm == null || comm.rank() == 0;  // prints, writes the log, checkpoints and the model
+    if (!primary) out = new PrintStream(java.io.OutputStream.nullOutputStream(), false, StandardCharsets.UTF_8);
     PrintStream err = main != null ? main.err : System.err;
     Path ckptDir = ckpt.dir;
     Checkpoint resume = resumeFrom(ckpt.resume, ckptDir, out, err);
@@ -302,6 +333,11 @@ final class TrainCommand implements Callable<Integer> {
         : resume != null ? "; the checkpoints in " + ckptDir + " are as they were" : ""));
     out.printf("athanor train: %s model, %d layers, hidden %d, %d heads, vocab %d, %.1fM parameters, on %s%n",
         mc.family().hfModelType(), mc.layers(), mc.hidden(), mc.heads(), mc.vocabSize(), mc.parameterCount() / 1e6, device);
+    if (comm != null) {
+      out.printf("data parallel: %s%s; global batch %d x %d x %d = %d sequences per step%n", comm.describe(),
+          parallel.zero == 1 ? ", ZeRO 1 (AdamW's moments sharded)" : "", tc.batch(),
+          tc.accum(), comm.size(), (long) tc.batch() * tc.accum() * comm.size());
+    }
     if (plan != null) PlanFile.print(plan, out);
     OffloadConfig offloadConfig = plan != null ? plan.config(offload.dir) : OffloadConfig.NONE;
     // weights on DISK: the model is built without them and they go to their files tensor by tensor, so a model larger
@@ -310,13 +346,14 @@ final class TrainCommand implements Callable<Integer> {
     try (Transformer model = weightsOnDisk ? Transformer.withoutWeights(mc, device)
             : modelDir != null && resume == null ? Models.load(modelDir, device) : Transformer.create(mc, device);
         OffloadedWeights weights = weightsOnDisk
-            ? OffloadedWeights.attach(model, offloadConfig.resolvedDirectory(), offloadConfig.prefetch()) : null) {
+            ? OffloadedWeights.attach(model, offloadConfig.resolvedDirectory(), offloadConfig.prefetch(),
+                offloadConfig.residentWeights()) : null) {
       if (weightsOnDisk && modelDir != null && resume == null) {
         HfModelDir.loadInto(modelDir, model);  // one tensor at a time
       } else if (modelDir == null && resume == null) {
         model.initialize(tc.seed());
       }
-      model.setRecompute(opt.recompute);
+      model.setRecompute(opt.recompute || plan != null && plan.recompute());  // the planner may choose it
       TextCorpus.Options opts = TextCorpus.Options.defaults();
       if (opt.maxBytes != null) {
         opts = new TextCorpus.Options(opts.cacheDir(), opt.maxBytes, opts.extensions(), opts.threads(), opts.shardTokens());
@@ -325,26 +362,39 @@ final class TrainCommand implements Callable<Integer> {
       if (TextCorpus.isShardInput(data)) {
         dataset = TokenDataset.open(data);
       } else {
-        try (Tokenizer tok = Models.tokenizer(modelDir, model.config()); Progress bar = Progress.bytes("tokenize")) {
+        try (Tokenizer tok = Models.tokenizer(modelDir, model.config());
+            Progress bar = primary ? Progress.bytes("tokenize") : Progress.logLines("tokenize", 0, 0, out)) {
           TextCorpus.ProgressListener pl = (done, total, tokens) -> bar.update(done, total, Counts.format(tokens) + " tokens");
           dataset = TextCorpus.prepare(data, tok, opts, pl);
         }
       }
       try (dataset) {
         dataset.checkVocab(model.config().vocabSize());
+        if (comm != null) {  // before any step: every rank must run the same job on the same data
+          List<String> flags = spec.commandLine().getParseResult().expandedArgs();
+          DataParallel.requireSame(comm, "their flags (a hash of " + String.join(" ", flags) + " on rank " + comm.rank() + ")",
+              fingerprint(flags));
+          DataParallel.requireSame(comm, "their data (tokens in " + data + ")", dataset.size());
+        }
         out.printf("data: %s tokens from %s; %d steps x %d tokens (batch %d, seq %d, accum %d), lr %s %s, warmup %d%n",
-            Counts.format(dataset.size()), data, tc.steps(), tc.tokensPerStep(), tc.batch(), tc.seq(), tc.accum(),
+            Counts.format(dataset.size()), data, tc.steps(), tc.tokensPerStep() * (comm == null ? 1 : comm.size()), tc.batch(),
+            tc.seq(), tc.accum(),
             tc.lr(), tc.schedule().name().toLowerCase(Locale.ROOT), tc.warmup());
         DataLoader loader = new DataLoader(dataset, tc.batch(), tc.seq(), tc.shuffle(), tc.seed());
         int every = ckpt.every != null ? ckpt.every : ckptDir != null ? 100 : 0;
         List<String> args = spec.commandLine().getParseResult().expandedArgs();
         Checkpointing ck = ckptDir == null ? null
             : new Checkpointing(ckptDir, every, ckpt.keep, !ckpt.sync, resume, runId, args);
-        for (CheckpointManager.Run o : others) {  // only with --overwrite-checkpoints; as late as possible
+        for (CheckpointManager.Run o : primary ? others : List.<CheckpointManager.Run>of()) {  // only with --overwrite-checkpoints; as late as possible
           CheckpointManager.delete(o);
           err.println("athanor train: --overwrite-checkpoints: deleted the checkpoints of " + o.describe() + " from " + ckptDir);
         }
-        List<StepResult> results = trainLoop(model, tc, loader, log, ck, offloadConfig, weights, out);
+        List<StepResult> results = trainLoop(model, tc, loader, primary ? log : null, ck, offloadConfig, weights, out, comm,
+            parallel.zero == 1);
+        if (!primary) {
+          StepResult first = results.get(0), last = results.get(results.size() - 1);
+          return new Result(null, null, null, null, first.loss(), last.loss(), meanTokensPerSecond(results), results.size());
+        }
         Termination.phase("saving the trained model to " + outDir + ": it may be incomplete there" + (ck == null ? ""
             : "; the checkpoints in " + ck.dir() + " are complete (the last one holds the final step)"));
         Files.createDirectories(outDir);
@@ -385,11 +435,11 @@ final class TrainCommand implements Callable<Integer> {
     }
     Path file = Path.of(o.offload);
     PlanFile.Request req = PlanFile.read(spec, "--offload", file, OffloadPlan.units(job.model()), job.inMemory());
-    OffloadPlanner.Job sized = new OffloadPlanner.Job(job.model(), job.device(), job.train(), job.recompute(), job.loading(),
-        job.checkpoints(), req.chunkBytes());
+    OffloadPlanner.Job sized = new OffloadPlanner.Job(job.model(), job.device(), job.train(), job.recompute() || req.recompute(),
+        job.loading(), job.checkpoints(), req.chunkBytes());
     OffloadPlan plan;
     try {
-      plan = OffloadPlanner.place(sized, req.diskRoles());
+      plan = OffloadPlanner.place(sized, req.diskRoles(), req.residentWeights());
     } catch (IllegalArgumentException e) {
       throw Options.usage(spec, "--offload " + file + ": " + e.getMessage());
     }
@@ -507,11 +557,14 @@ final class TrainCommand implements Callable<Integer> {
    * checkpoints; on a failure or SIGTERM the last consistent state is saved before the error propagates.
    */
   static List<StepResult> trainLoop(Transformer model, TrainConfig tc, DataLoader loader, Path log, Checkpointing ck,
-      OffloadConfig offloadConfig, OffloadedWeights weights, PrintStream out) throws IOException {
+      OffloadConfig offloadConfig, OffloadedWeights weights, PrintStream out, Communicator comm, boolean zero1)
+      throws IOException {
+    // with --dp, ranks other than 0 get no log (null): they neither write it, nor the checkpoints, nor show progress
+    boolean primary = log != null;
     List<StepResult> results = new ArrayList<>();
-    if (log.getParent() != null) Files.createDirectories(log.getParent());
+    if (primary && log.getParent() != null) Files.createDirectories(log.getParent());
     List<String> kept = new ArrayList<>();
-    if (ck != null && ck.resume() != null && Files.isRegularFile(log)) {
+    if (primary && ck != null && ck.resume() != null && Files.isRegularFile(log)) {
       // keep the log of the steps before the checkpoint; the rest is redone
       // bytes that are not UTF-8 (a damaged log) read as U+FFFD
       for (String line : new String(Files.readAllBytes(log), StandardCharsets.UTF_8).split("\\R")) {
@@ -538,14 +591,17 @@ final class TrainCommand implements Callable<Integer> {
         Thread.currentThread().interrupt();
       }
     }, "athanor-sigterm");
-    try (CheckpointManager mgr = ck == null ? null : new CheckpointManager(ck.dir(), ck.keep(), ck.async(), ck.runId());
-        Trainer trainer = new Trainer(model, tc, loader, offloadConfig, weights)) {
+    try (CheckpointManager mgr = ck == null || !primary ? null : new CheckpointManager(ck.dir(), ck.keep(), ck.async(), ck.runId());
+        Trainer trainer = zero1 ? new Trainer(model, tc, loader, DataParallel.optimizerShard(model.parameters(), comm))
+            : new Trainer(model, tc, loader, offloadConfig, weights)) {
+      if (comm != null) DataParallel.attach(trainer, comm);
       if (ck != null && ck.resume() != null) ck.resume().restore(trainer);
       if (mgr != null) mgr.prepare(trainer);  // host buffers for the first snapshot, allocated in the background
       Runtime.getRuntime().addShutdownHook(hook);  // with or without checkpoints: never end silently
       Termination.handledBy(true);
-      try (BufferedWriter w = Files.newBufferedWriter(log, StandardCharsets.UTF_8);
-          Progress bar = Progress.steps("train", tc.steps(), trainer.nextStep())) {
+      try (BufferedWriter w = primary ? Files.newBufferedWriter(log, StandardCharsets.UTF_8) : new BufferedWriter(Writer.nullWriter());
+          Progress bar = primary ? Progress.steps("train", tc.steps(), trainer.nextStep())
+              : Progress.logLines("train", tc.steps(), trainer.nextStep(), out)) {
         for (String line : kept) {
           w.write(line);
           w.newLine();
@@ -557,7 +613,7 @@ final class TrainCommand implements Callable<Integer> {
         // (activations, workspace, paging windows, snapshot copies); not what loading or restoring held before the loop
         MemoryManager.global().resetPeak();
         TransferStats.Snapshot loopStart = trainer.transfers();
-        while (!trainer.done() && !stop.get()) {
+        while (!trainer.done() && !(comm == null ? stop.get() : agreeToStop(comm, stop))) {
           StepResult r;
           TransferStats.Snapshot before = trainer.transfers();
           try {
@@ -618,6 +674,22 @@ final class TrainCommand implements Callable<Integer> {
     w.write(RunSummary.of(steps, MemoryManager.global(), moved).toJson());
     w.newLine();
     w.flush();
+  }
+
+  /** A 64-bit FNV-1a hash of the command line, to compare the ranks' flags. */
+  static long fingerprint(List<String> args) {
+    long h = 0xcbf29ce484222325L;
+    for (String a : args) {
+      for (byte b : (a + "\0").getBytes(StandardCharsets.UTF_8)) h = (h ^ (b & 0xff)) * 0x100000001b3L;
+    }
+    return h;
+  }
+
+  /** With --dp: whether any rank was asked to stop, so that all stop after the same step (and sets {@code stop} then). */
+  private static boolean agreeToStop(Communicator comm, AtomicBoolean stop) {
+    boolean any = DataParallel.anyRank(comm, stop.get());
+    if (any) stop.set(true);
+    return any;
   }
 
   /** Saves the last consistent state after a failed step (when checkpointing) and returns the exception to throw. */

@@ -29,6 +29,9 @@ import java.util.concurrent.atomic.AtomicInteger;
  * offset and length allow). Chunks compute in order on the calling thread, so the results do not depend on the I/O
  * timing or on the thread counts.
  *
+ * <p>A role of a unit whose window the {@link ParameterStore} has mapped while the streamer runs (a resident unit's
+ * weights) is not streamed: the computation finds it in the store and works on it in place.
+ *
  * <p>The staging slots are HOST tensors, allocated on first use (and so counted in the HOST budget and peak) and kept
  * until {@link #close()}. An I/O failure (a file deleted or truncated under the run, a full disk) stops the pass after
  * the transfers in flight have ended and throws {@link OffloadIOException} naming the file.
@@ -137,8 +140,9 @@ public final class ChunkStreamer implements AutoCloseable {
         reads[slot] = null;
         Range c = chunks.get(i);
         EnumMap<Role, Tensor> staged = new EnumMap<>(Role.class);
+        Unit cu = unitOf(c);
         try {
-          for (Role r : roles) staged.put(r, slots.get(slot).get(r).slice(0, 0, c.length()));
+          for (Role r : roles) if (streams(r, cu)) staged.put(r, slots.get(slot).get(r).slice(0, 0, c.length()));
           action.apply(c, staged);
         } finally {
           for (Tensor t : staged.values()) t.close();
@@ -176,12 +180,20 @@ public final class ChunkStreamer implements AutoCloseable {
     EnumMap<Role, Tensor> s = slots.get(slot);
     return io.submit(() -> {
       for (Role r : roles) {
-        if (write && readOnly.contains(r)) continue;
+        if (write && readOnly.contains(r) || !streams(r, u)) continue;
         long off = (chunk.start() - u.elements().start()) * 4, bytes = chunk.length() * 4;
         files.get(r).transfer(r, u, write, off, s.get(r).address(), bytes);
       }
       return null;
     });
+  }
+
+  /**
+   * Whether {@code role} of {@code unit} goes through the staging slots: not when the store has that unit's window of
+   * the (paged) role mapped, as it has a resident unit's weights: the computation then works on the window in place.
+   */
+  private boolean streams(Role role, Unit unit) {
+    return !(store.isPaged(role) && store.isMapped(role, unit));
   }
 
   private Unit unitOf(Range chunk) {

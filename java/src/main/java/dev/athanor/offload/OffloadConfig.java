@@ -35,14 +35,16 @@ import java.util.Set;
  *     split into several chunks, which need not end at tensor boundaries)
  * @param prefetch whether the next unit's weights are read while the current unit computes (off: each unit is read
  *     when it is needed, which shows what the overlap is worth)
+ * @param residentWeights with the weights on DISK, the units whose weights stay in memory all the time (read once,
+ *     updated in place by the optimizer, never paged): what a budget between "all weights" and "a few units" holds
  */
-public record OffloadConfig(Set<Role> diskRoles, Path directory, long chunkBytes, boolean prefetch) {
+public record OffloadConfig(Set<Role> diskRoles, Path directory, long chunkBytes, boolean prefetch, Set<String> residentWeights) {
   /** Host staging slots per streamed role: read-ahead, compute, write-behind. */
   public static final int STAGING_SLOTS = 3;
   /** The default chunk: 4 MiB per role. */
   public static final long DEFAULT_CHUNK_BYTES = 4L << 20;
   /** Everything in memory (no offload). */
-  public static final OffloadConfig NONE = new OffloadConfig(Set.of(), null, DEFAULT_CHUNK_BYTES, true);
+  public static final OffloadConfig NONE = new OffloadConfig(Set.of(), null, DEFAULT_CHUNK_BYTES, true, Set.of());
   /** The roles that can be placed on DISK. */
   public static final Set<Role> OFFLOADABLE = Set.copyOf(EnumSet.of(Role.MASTER, Role.GRAD, Role.ADAM_M, Role.ADAM_V));
 
@@ -58,11 +60,21 @@ public record OffloadConfig(Set<Role> diskRoles, Path directory, long chunkBytes
     if (chunkBytes < 4 || chunkBytes % 4 != 0) {
       throw new IllegalArgumentException("chunkBytes must be a positive multiple of 4 (whole F32 elements), got " + chunkBytes);
     }
+    residentWeights = Set.copyOf(Objects.requireNonNull(residentWeights, "residentWeights"));
+    if (!residentWeights.isEmpty() && !diskRoles.contains(Role.MASTER)) {
+      throw new IllegalArgumentException("resident weight units " + new java.util.TreeSet<>(residentWeights) + " need the weights "
+          + "(MASTER) on DISK; with them in memory every unit is resident");
+    }
   }
 
   /** {@code diskRoles} on DISK in {@code directory}, with read-ahead. */
   public OffloadConfig(Set<Role> diskRoles, Path directory, long chunkBytes) {
-    this(diskRoles, directory, chunkBytes, true);
+    this(diskRoles, directory, chunkBytes, true, Set.of());
+  }
+
+  /** {@code diskRoles} on DISK in {@code directory}, every unit paged. */
+  public OffloadConfig(Set<Role> diskRoles, Path directory, long chunkBytes, boolean prefetch) {
+    this(diskRoles, directory, chunkBytes, prefetch, Set.of());
   }
 
   /** AdamW's moments on DISK in {@code directory} (null: the DISK tier's directory), in default-sized chunks. */
@@ -77,12 +89,17 @@ public record OffloadConfig(Set<Role> diskRoles, Path directory, long chunkBytes
 
   /** The same with {@code bytes} per role per chunk. */
   public OffloadConfig withChunkBytes(long bytes) {
-    return new OffloadConfig(diskRoles, directory, bytes, prefetch);
+    return new OffloadConfig(diskRoles, directory, bytes, prefetch, residentWeights);
   }
 
   /** The same with read-ahead on or off. */
   public OffloadConfig withPrefetch(boolean on) {
-    return new OffloadConfig(diskRoles, directory, chunkBytes, on);
+    return new OffloadConfig(diskRoles, directory, chunkBytes, on, residentWeights);
+  }
+
+  /** The same with the weights of {@code units} kept in memory (the weights must be on DISK). */
+  public OffloadConfig withResidentWeights(Set<String> units) {
+    return new OffloadConfig(diskRoles, directory, chunkBytes, prefetch, units);
   }
 
   /** Whether {@code role} lives on DISK. */

@@ -29,9 +29,12 @@ import java.util.Set;
  * @param footprint the job's memory with this placement, per component and tier (the roles on DISK counted in the
  *     DISK tier, their windows and staging buffers in HOST)
  * @param accum micro-batches per step (the gradients' and weights' DISK traffic grows with it)
+ * @param recompute whether the job recomputes activations in the backward pass (one block's kept instead of all)
+ * @param residentWeights with the weights on DISK, the units whose weights stay in memory
+ *     ({@link OffloadConfig#residentWeights()})
  */
 public record OffloadPlan(ModelConfig model, Device device, Set<Role> diskRoles, long chunkBytes, Footprint footprint,
-    int accum) {
+    int accum, boolean recompute, Set<String> residentWeights) {
   /** The roles a plan places, in the order its table lists them per unit. */
   public static final List<Role> ROLES = List.of(Role.MASTER, Role.GRAD, Role.ADAM_M, Role.ADAM_V);
 
@@ -58,11 +61,22 @@ public record OffloadPlan(ModelConfig model, Device device, Set<Role> diskRoles,
           + "when training on the CPU");
     }
     if (accum < 1) throw new IllegalArgumentException("accum must be >= 1, got " + accum);
+    residentWeights = Set.copyOf(residentWeights);
+    new OffloadConfig(diskRoles, null, chunkBytes, true, residentWeights);  // resident units need the weights on DISK
+    java.util.Set<String> names = new java.util.HashSet<>();
+    for (UnitSize u : units(model)) names.add(u.name());
+    for (String u : residentWeights) if (!names.contains(u)) throw new IllegalArgumentException("no unit named \"" + u + "\"");
   }
 
-  /** A plan of one micro-batch per step. */
+  /** A plan without resident weight units. */
+  public OffloadPlan(ModelConfig model, Device device, Set<Role> diskRoles, long chunkBytes, Footprint footprint, int accum,
+      boolean recompute) {
+    this(model, device, diskRoles, chunkBytes, footprint, accum, recompute, Set.of());
+  }
+
+  /** A plan of one micro-batch per step, without recomputation. */
   public OffloadPlan(ModelConfig model, Device device, Set<Role> diskRoles, long chunkBytes, Footprint footprint) {
-    this(model, device, diskRoles, chunkBytes, footprint, 1);
+    this(model, device, diskRoles, chunkBytes, footprint, 1, false, Set.of());
   }
 
   /** Elements of {@code model}'s flat layout, padding included (every unit's). */
@@ -98,7 +112,8 @@ public record OffloadPlan(ModelConfig model, Device device, Set<Role> diskRoles,
     for (UnitSize u : units(model)) {
       for (Role r : ROLES) {
         long bytes = Math.multiplyExact(u.elements(), (long) r.dtype(footprint.computeDtype()).byteSize());
-        out.add(new Placement(u.name(), r, diskRoles.contains(r) ? Tier.DISK : memory, bytes));
+        boolean disk = diskRoles.contains(r) && !(r == Role.MASTER && residentWeights.contains(u.name()));
+        out.add(new Placement(u.name(), r, disk ? Tier.DISK : memory, bytes));
       }
     }
     return out;
@@ -139,8 +154,11 @@ public record OffloadPlan(ModelConfig model, Device device, Set<Role> diskRoles,
         case ADAM_M, ADAM_V -> Math.multiplyExact(2L, role);
         case GRAD -> Math.multiplyExact(2L * accum + 1, role);  // accum writes, accum - 1 reads, norm, optimizer
         case MASTER -> {
-          long tiedExtra = model.tiedEmbeddings() ? Math.multiplyExact(4L, units(model).get(0).elements()) : 0;
-          yield Math.addExact(Math.multiplyExact(2L * accum + 2, role), Math.multiplyExact((long) accum, tiedExtra));
+          long paged = 0;  // bytes of the units that are paged (not resident)
+          for (UnitSize u : units(model)) if (!residentWeights.contains(u.name())) paged = Math.addExact(paged, 4 * u.elements());
+          boolean embPaged = !residentWeights.contains(ModelConfig.EMBEDDING_UNIT);
+          long tiedExtra = model.tiedEmbeddings() && embPaged ? Math.multiplyExact(4L, units(model).get(0).elements()) : 0;
+          yield Math.addExact(Math.multiplyExact(2L * accum + 2, paged), Math.multiplyExact((long) accum, tiedExtra));
         }
         default -> 0L;
       });
@@ -150,7 +168,8 @@ public record OffloadPlan(ModelConfig model, Device device, Set<Role> diskRoles,
 
   /** The trainer's offload configuration for this plan, with its files in {@code directory} (null: the DISK tier's). */
   public OffloadConfig config(Path directory) {
-    return diskRoles.isEmpty() ? OffloadConfig.NONE : new OffloadConfig(EnumSet.copyOf(diskRoles), directory, chunkBytes);
+    return diskRoles.isEmpty() ? OffloadConfig.NONE
+        : new OffloadConfig(EnumSet.copyOf(diskRoles), directory, chunkBytes, true, residentWeights);
   }
 
   /** What the roles on DISK are, in words: e.g. "weights, gradients and AdamW's moments". */

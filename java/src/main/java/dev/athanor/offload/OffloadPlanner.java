@@ -31,6 +31,8 @@ import java.util.Set;
  *   <li>else no plan: {@link Result#failure()} names the tier that is short, by how much with everything on DISK,
  *       and what still has to be in memory (activations, workspace, the windows of the units being computed).
  * </ol>
+ * Recomputing activations in the backward pass (one more forward per micro-batch) is weighed too: after the moments
+ * and gradients and before the weights ({@link #candidates}).
  * Each step on DISK adds its host windows and staging buffers to HOST ({@link UnitPager#windowBound}), so the
  * planner offloads no more than it must. A job that does not fit in memory on CUDA gets no plan: offload is CPU-only
  * for now.
@@ -67,6 +69,11 @@ public final class OffloadPlanner {
       this(model, device, train, recompute, loading, checkpoints, OffloadConfig.DEFAULT_CHUNK_BYTES);
     }
 
+    /** The same job with or without recomputation. */
+    public Job withRecompute(boolean on) {
+      return new Job(model, device, train, on, loading, checkpoints, chunkBytes);
+    }
+
     /** The compute dtype the trainer uses on {@link #device}. */
     public DType dtype() {
       return Transformer.defaultComputeDtype(device);
@@ -100,8 +107,13 @@ public final class OffloadPlanner {
 
   /** {@code job} with {@code diskRoles} on DISK, whether or not it fits. */
   public static OffloadPlan place(Job job, Set<Role> diskRoles) {
+    return place(job, diskRoles, Set.of());
+  }
+
+  /** {@code job} with {@code diskRoles} on DISK and the weights of the units {@code resident} in memory, fitting or not. */
+  public static OffloadPlan place(Job job, Set<Role> diskRoles, Set<String> resident) {
     Objects.requireNonNull(job, "job");
-    OffloadConfig oc = new OffloadConfig(diskRoles, null, job.chunkBytes());
+    OffloadConfig oc = new OffloadConfig(diskRoles, null, job.chunkBytes(), true, resident);
     Footprint f = job.inMemory();
     if (oc.enabled()) {
       if (job.device().isCuda()) {
@@ -109,18 +121,70 @@ public final class OffloadPlanner {
             + "when training on the CPU");
       }
       List<Long> units = OffloadPlan.units(job.model()).stream().map(OffloadPlan.UnitSize::elements).toList();
+      List<Long> paged = new java.util.ArrayList<>();
+      long residentBytes = 0;
+      for (OffloadPlan.UnitSize u : OffloadPlan.units(job.model())) {
+        if (resident.contains(u.name())) residentBytes = Math.addExact(residentBytes, Math.multiplyExact(4L, u.elements()));
+        else paged.add(u.elements());
+      }
       boolean w = oc.onDisk(Role.MASTER), g = oc.onDisk(Role.GRAD);
-      long weightWindows = w ? UnitPager.windowBound(units, true, false, false) : 0;
+      // the paged units' windows, and the resident units' weights, all the time
+      long weightWindows = w ? Math.addExact(UnitPager.windowBound(paged, true, false, false), residentBytes) : 0;
       long gradWindows = g ? Math.addExact(UnitPager.windowBound(units, false, true, job.train().accum() > 1),
           UnitPager.normBufferBytes(OffloadPlan.layoutElements(job.model()))) : 0;
       f = f.withStateOnDisk(oc.diskRoles(), oc.stagingBytes(OffloadPlan.largestUnit(job.model())), weightWindows, gradWindows);
       if (w && job.loading()) f = f.withStreamedLoading();  // the weights go to DISK one tensor at a time
       if (job.checkpoints()) {
         int parts = (w ? 1 : 0) + (oc.onDisk(Role.ADAM_M) ? 1 : 0) + (oc.onDisk(Role.ADAM_V) ? 1 : 0);
-        f = f.withCheckpointPartsOnDisk(parts);
+        f = f.withCheckpointPartsOnDisk(parts).plus(Footprint.Component.CHECKPOINT, dev.athanor.memory.Tier.HOST, residentBytes);
       }
     }
-    return new OffloadPlan(job.model(), job.device(), oc.diskRoles(), job.chunkBytes(), f, job.train().accum());
+    return new OffloadPlan(job.model(), job.device(), oc.diskRoles(), job.chunkBytes(), f, job.train().accum(), job.recompute(),
+        resident);
+  }
+
+  /**
+   * {@code p} (weights on DISK, fitting) with as many units' weights kept in memory as still fit: the tied embeddings
+   * first (read once more per micro-batch than the others), then the head and the blocks in order. Each resident unit
+   * saves its reads in the forward and backward of every micro-batch and the optimizer's read and write.
+   */
+  static OffloadPlan keepResident(Job job, OffloadPlan p, MemoryManager mm) {
+    List<String> order = new java.util.ArrayList<>();
+    if (job.model().tiedEmbeddings()) order.add(ModelConfig.EMBEDDING_UNIT);
+    order.add(ModelConfig.HEAD_UNIT);
+    for (int i = 0; i < job.model().layers(); i++) order.add(ModelConfig.blockUnit(i));
+    if (!job.model().tiedEmbeddings()) order.add(ModelConfig.EMBEDDING_UNIT);
+    Set<String> resident = new java.util.LinkedHashSet<>();
+    OffloadPlan best = p;
+    for (String u : order) {
+      resident.add(u);
+      OffloadPlan q = place(job, p.diskRoles(), Set.copyOf(resident));
+      if (q.footprint().worstShortfall(mm) == null) {
+        best = q;
+      } else {
+        resident.remove(u);
+      }
+    }
+    return best;
+  }
+
+  /** One placement the planner tries: roles on DISK, and whether activations are recomputed. */
+  record Candidate(Set<Role> roles, boolean recompute) {}
+
+  /**
+   * The placements in the order they are tried, cheapest first: the roles of {@link #STEPS} up to the gradients; then,
+   * unless the job already recomputes, the same with recomputation (one more forward per micro-batch, activations of
+   * one block); then the weights on DISK too (read twice per micro-batch), without and with recomputation.
+   */
+  static List<Candidate> candidates(Job job) {
+    List<Candidate> out = new java.util.ArrayList<>();
+    List<Set<Role>> light = STEPS.subList(0, STEPS.size() - 1);
+    Set<Role> all = STEPS.get(STEPS.size() - 1);
+    for (Set<Role> r : light) out.add(new Candidate(r, job.recompute()));
+    if (!job.recompute()) for (Set<Role> r : light) out.add(new Candidate(r, true));
+    out.add(new Candidate(all, job.recompute()));
+    if (!job.recompute()) out.add(new Candidate(all, true));
+    return out;
   }
 
   /**
@@ -131,11 +195,11 @@ public final class OffloadPlanner {
     Objects.requireNonNull(mm, "mm");
     OffloadPlan best = null;
     Shortfall bestShort = null;
-    for (Set<Role> roles : STEPS) {
-      if (!roles.isEmpty() && job.device().isCuda()) break;
-      OffloadPlan p = place(job, roles.isEmpty() ? Set.of() : EnumSet.copyOf(roles));
+    for (Candidate c : candidates(job)) {
+      if (!c.roles().isEmpty() && job.device().isCuda()) continue;
+      OffloadPlan p = place(job.withRecompute(c.recompute()), c.roles().isEmpty() ? Set.of() : EnumSet.copyOf(c.roles()));
       Shortfall s = p.footprint().worstShortfall(mm);
-      if (s == null) return new Result(p, null);
+      if (s == null) return new Result(p.offloads() && p.diskRoles().contains(Role.MASTER) ? keepResident(job.withRecompute(c.recompute()), p, mm) : p, null);
       if (bestShort == null || s.needed() - s.available() < bestShort.needed() - bestShort.available()) {
         best = p;
         bestShort = s;
@@ -150,7 +214,8 @@ public final class OffloadPlanner {
           + "; offload on " + job.device() + " is not supported yet (state can be on DISK only when training on the CPU)");
     }
     return new Result(null, "no offload plan fits: the closest, with " + OffloadPlan.describe(best.diskRoles()) + " on DISK"
-        + (best.offloads() ? "" : " (everything in memory)") + ", leaves the " + tier + " " + shortBy + " short: it "
+        + (best.offloads() ? "" : " (everything in memory)") + (best.recompute() ? " and activations recomputed" : "")
+        + ", leaves the " + tier + " " + shortBy + " short: it "
         + f.describe(bestShort) + "; what stays in memory is the activations and workspace (smaller with --batch, --seq or "
         + "--recompute) and the windows of the units being computed");
   }

@@ -44,6 +44,14 @@ public final class OffloadedWeights implements AutoCloseable {
    * directory cannot hold them.
    */
   public static OffloadedWeights attach(Transformer model, Path directory, boolean prefetch) {
+    return attach(model, directory, prefetch, Set.of());
+  }
+
+  /**
+   * As {@link #attach(Transformer, Path, boolean)}, with the weights of the units named in {@code resident} (e.g.
+   * "embedding", "block.0") kept in memory all the time: they are never paged, and the optimizer updates them in place.
+   */
+  public static OffloadedWeights attach(Transformer model, Path directory, boolean prefetch, Set<String> resident) {
     Objects.requireNonNull(model, "model");
     if (model.parameters().isPaged(Role.MASTER)) throw new IllegalStateException("the model's weights are already paged");
     Path dir = directory != null ? directory : dev.athanor.memory.MemoryManager.global().diskDirectory();
@@ -51,7 +59,7 @@ public final class OffloadedWeights implements AutoCloseable {
     UnitFiles f = new UnitFiles(model.parameters(), Set.of(Role.MASTER), dir);
     UnitPager p;
     try {
-      p = new UnitPager(model, f, prefetch);
+      p = new UnitPager(model, f, prefetch, resident);
     } catch (RuntimeException e) {
       f.close();
       throw e;

@@ -73,6 +73,7 @@ public final class UnitPager implements BlockHooks, AutoCloseable {
     final Tensor buf;
     Future<?> transfer;
     boolean mapped;
+    boolean pinned;  // a resident unit: mapped for the pager's whole life
     int refs;
 
     Window(Role role, Unit unit, Tensor buf) {
@@ -89,7 +90,17 @@ public final class UnitPager implements BlockHooks, AutoCloseable {
    * ({@link BlockHooks#both}).
    */
   public UnitPager(Transformer model, UnitFiles files, boolean prefetch) {
+    this(model, files, prefetch, java.util.Set.of());
+  }
+
+  /**
+   * As {@link #UnitPager(Transformer, UnitFiles, boolean)}, with the weights of the units named in {@code resident}
+   * kept in host windows for the pager's whole life (never read again, updated in place by the optimizer, which finds
+   * them mapped).
+   */
+  public UnitPager(Transformer model, UnitFiles files, boolean prefetch, java.util.Set<String> resident) {
     Objects.requireNonNull(model, "model");
+    Objects.requireNonNull(resident, "resident");
     this.files = Objects.requireNonNull(files, "files");
     this.store = model.parameters();
     if (files.store() != store) throw new IllegalArgumentException("the offload files belong to another parameter store");
@@ -118,19 +129,48 @@ public final class UnitPager implements BlockHooks, AutoCloseable {
     });
     pool.allowCoreThreadTimeOut(true);
     this.io = pool;
+    if (!resident.isEmpty() && !pageWeights) throw new IllegalArgumentException("resident units need the weights on DISK");
+    List<Window> pins = new ArrayList<>();
     try {
       if (pageWeights) {
-        if (store.has(Role.MASTER)) saveAll(Role.MASTER);  // a model built without weights: the files start as zeros
+        boolean had = store.has(Role.MASTER);
+        for (String name : new java.util.TreeSet<>(resident)) {
+          Unit u = store.unit(name);  // names the unit, or says which units there are
+          Window w = new Window(Role.MASTER, u, Tensor.zeros(DType.F32, Device.CPU, Tier.HOST, u.elements().length()).detach());
+          w.pinned = true;
+          pins.add(w);
+          if (had) {
+            try (Tensor s = store.slice(Role.MASTER, u.elements())) {
+              w.buf.copyFrom(s);
+            }
+          }
+        }
+        if (had) saveAll(Role.MASTER);  // a model built without weights: the files start as zeros
         store.page(Role.MASTER, files.views(Role.MASTER));
+        for (Window w : pins) {
+          store.map(Role.MASTER, w.unit, w.buf);
+          w.mapped = true;
+          weights[w.unit.index()] = w;
+        }
       }
       if (pageGrads) {
         if (store.has(Role.GRAD)) store.release(Role.GRAD);
         store.page(Role.GRAD, files.views(Role.GRAD));
       }
     } catch (RuntimeException e) {
+      for (Window w : pins) {
+        if (w.mapped) store.unmap(Role.MASTER, w.unit);
+        w.buf.close();
+      }
       io.shutdownNow();
       throw e;
     }
+  }
+
+  /** Whether {@code unit}'s weights stay in memory (a resident unit). */
+  public boolean resident(Unit unit) {
+    Window w = weights[unit.index()];
+    return w != null && w.pinned;
   }
 
   /** The units of {@code model}'s stage in the order one cycle runs them (training: forward then backward). */
@@ -196,7 +236,7 @@ public final class UnitPager implements BlockHooks, AutoCloseable {
         store.map(Role.MASTER, unit, w.buf);
         w.mapped = true;
       }
-      w.refs++;
+      if (!w.pinned) w.refs++;
       if (prefetch) {
         Unit next = cycle.get(cursor % cycle.size());
         if (weights[next.index()] == null) weights[next.index()] = read(Role.MASTER, next);
@@ -218,6 +258,7 @@ public final class UnitPager implements BlockHooks, AutoCloseable {
   public void afterWeights(Unit unit, Pass pass) {
     if (!pageWeights) return;
     Window w = weights[unit.index()];
+    if (w != null && w.pinned) return;
     if (w == null || w.refs == 0) throw new IllegalStateException("afterWeights(" + unit.name() + ") without beforeWeights");
     if (--w.refs > 0) return;
     for (int k = 0; k < KEEP_AHEAD; k++) if (cycle.get((cursor + k) % cycle.size()) == unit) return;  // needed again soon
@@ -315,7 +356,7 @@ public final class UnitPager implements BlockHooks, AutoCloseable {
     for (Window[] ws : new Window[][] {weights, grads, sums}) {
       for (int i = 0; i < ws.length; i++) {
         Window w = ws[i];
-        if (w == null) continue;
+        if (w == null || w.pinned) continue;
         ws[i] = null;
         try {
           quiet(w);
@@ -405,7 +446,7 @@ public final class UnitPager implements BlockHooks, AutoCloseable {
     writes.clear();
     for (Window[] ws : new Window[][] {weights, grads, sums}) {
       for (int i = 0; i < ws.length; i++) {
-        if (ws[i] == null) continue;
+        if (ws[i] == null || ws[i].pinned) continue;
         try {
           quiet(ws[i]);
         } catch (RuntimeException ignored) {
@@ -441,7 +482,7 @@ public final class UnitPager implements BlockHooks, AutoCloseable {
   private void dropUnused(Unit keep) {
     for (int i = 0; i < weights.length; i++) {
       Window w = weights[i];
-      if (w != null && w.refs == 0 && w.unit != keep) {
+      if (w != null && !w.pinned && w.refs == 0 && w.unit != keep) {
         weights[i] = null;
         quiet(w);
       }
@@ -543,6 +584,14 @@ public final class UnitPager implements BlockHooks, AutoCloseable {
     if (closed) return;
     try {
       discard();
+      for (Window w : weights) {  // the resident units: their weights go to their files, which then hold all
+        if (w == null || !w.pinned) continue;
+        if (restoreWeights && !store.isClosed()) files.transfer(Role.MASTER, w.unit, true, 0, w.buf.address(), w.buf.byteSize());
+        if (w.mapped && !store.isClosed()) store.unmap(Role.MASTER, w.unit);
+        w.mapped = false;
+        weights[w.unit.index()] = null;
+        w.buf.close();
+      }
       if (!store.isClosed()) {
         if (pageGrads && store.isPaged(Role.GRAD)) store.release(Role.GRAD);
         if (pageWeights && store.isPaged(Role.MASTER)) {

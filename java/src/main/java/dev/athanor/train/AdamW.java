@@ -33,6 +33,8 @@ public final class AdamW implements AutoCloseable {
   private final Map<Role, UnitFiles> moments;  // where each moment on DISK is (its own files or the caller's)
   private final boolean ownsFiles;        // made (and deleted) by this optimizer
   private final ChunkStreamer streamer;   // streams them, or null
+  private final Range shard;              // ZeRO 1: the only range this optimizer updates and keeps moments for, or null
+  private final Tensor shardM, shardV;    // its moments (1-D, element 0 at shard.start()), or null
   private long step;
 
   /** AdamW over {@code store}, allocating its moments (zeros) when the store has none. */
@@ -46,7 +48,47 @@ public final class AdamW implements AutoCloseable {
    * bytes when the offload directory cannot hold them.
    */
   public AdamW(ParameterStore store, OffloadConfig offload) {
+    this(store, offload, null);
+  }
+
+  /**
+   * ZeRO stage 1: AdamW over {@code store} that keeps moments (zeros, in tensors of its own rather than the store's
+   * ADAM_M and ADAM_V) for {@code shard} only and whose {@link #update}s touch only the parameters there, with the same
+   * kernel on the same elements as an unsharded optimizer (bit-identical results in that range). The other replicas
+   * update the rest; gathering the updated masters is the caller's business. Needs the masters to be the compute
+   * weights (F32 on the CPU) and no offload; the moments cannot be listed ({@link #firstMoments()} throws).
+   */
+  public AdamW(ParameterStore store, Range shard) {
+    this(store, OffloadConfig.NONE, Objects.requireNonNull(shard, "shard"));
+  }
+
+  private AdamW(ParameterStore store, OffloadConfig offload, Range shard) {
     this.store = Objects.requireNonNull(store, "store");
+    this.shard = shard;
+    if (shard != null) {
+      if (!store.all().contains(shard)) throw new IllegalArgumentException("shard " + shard + " is outside the store's " + store.all());
+      if (!store.weightsAreMasters()) {
+        throw new IllegalArgumentException("a sharded optimizer (ZeRO 1) needs the masters to be the compute weights (F32 on the "
+            + "CPU); this store computes in " + store.computeDtype() + " on " + store.placement(Role.MASTER));
+      }
+      Tensor m = Tensor.zeros(DType.F32, store.placement(Role.MASTER).device(), shard.length()).detach();
+      Tensor v;
+      try {
+        v = Tensor.zeros(DType.F32, store.placement(Role.MASTER).device(), shard.length()).detach();
+      } catch (RuntimeException e) {
+        m.close();
+        throw e;
+      }
+      this.shardM = m;
+      this.shardV = v;
+      this.files = null;
+      this.streamer = null;
+      this.moments = Map.of();
+      this.ownsFiles = false;
+      return;
+    }
+    this.shardM = null;
+    this.shardV = null;
     Objects.requireNonNull(offload, "offload");
     if (offload.enabled()) {
       if (!store.placement(Role.MASTER).device().isCpu()) {
@@ -92,6 +134,9 @@ public final class AdamW implements AutoCloseable {
     for (Role r : new Role[] {Role.ADAM_M, Role.ADAM_V}) if (byRole.containsKey(r)) moments.put(r, byRole.get(r));
     this.files = null;
     this.ownsFiles = false;
+    this.shard = null;
+    this.shardM = null;
+    this.shardV = null;
     this.streamer = new ChunkStreamer(byRole, chunkBytes, java.util.Set.of(Role.GRAD));
     for (Role r : new Role[] {Role.ADAM_M, Role.ADAM_V}) if (!onDisk(r)) store.allocate(r);
   }
@@ -111,6 +156,11 @@ public final class AdamW implements AutoCloseable {
     return streamer == null ? 0 : streamer.stagingBytes();
   }
 
+  /** The range this optimizer updates and keeps moments for (ZeRO 1), or null when it covers the whole store. */
+  public Range shard() {
+    return shard;
+  }
+
   /** Steps taken so far (the next update uses step() + 1 for bias correction). */
   public long step() {
     return step;
@@ -127,6 +177,9 @@ public final class AdamW implements AutoCloseable {
   }
 
   private List<Tensor> views(Role role) {
+    if (shard != null) {
+      throw new IllegalStateException("this optimizer is sharded (ZeRO 1): it holds the moments of " + shard + " only");
+    }
     if (onDisk(role)) return moments.get(role).views(role);
     List<Tensor> l = new ArrayList<>(store.size());
     for (int i = 0; i < store.size(); i++) l.add(store.view(role, i));
@@ -152,7 +205,13 @@ public final class AdamW implements AutoCloseable {
       float gradScale) {
     if (step == 0) throw new IllegalStateException("update() before beginStep()");
     boolean lowp = !store.weightsAreMasters() && store.computeDtype() != DType.F32;
-    if (streamer == null) {
+    if (shard != null) {
+      Range r = range.intersect(shard);
+      if (!r.isEmpty()) {
+        updateChunk(r, gradRole, Map.of(Role.ADAM_M, shardM, Role.ADAM_V, shardV), shard.start(), lowp, lr, beta1, beta2, eps,
+            weightDecay, gradScale);
+      }
+    } else if (streamer == null) {
       updateChunk(range, gradRole, Map.of(), 0, lowp, lr, beta1, beta2, eps, weightDecay, gradScale);
     } else {
       streamer.run(range, (chunk, staged) -> updateChunk(chunk, gradRole, staged, chunk.start(), lowp, lr, beta1, beta2,
@@ -194,6 +253,8 @@ public final class AdamW implements AutoCloseable {
   /** Deletes the offload files and frees the staging slots (nothing when no moment is on DISK); idempotent. */
   @Override
   public void close() {
+    if (shardM != null) shardM.close();
+    if (shardV != null) shardV.close();
     if (streamer != null) streamer.close();
     if (files != null && ownsFiles) files.close();
   }

@@ -10,6 +10,7 @@ import dev.athanor.offload.UnitFiles;
 import dev.athanor.offload.UnitPager;
 import dev.athanor.ops.Ops;
 import dev.athanor.params.ParameterStore;
+import dev.athanor.params.Range;
 import dev.athanor.params.Role;
 import java.util.List;
 import java.util.Objects;
@@ -70,6 +71,20 @@ public final class Trainer implements AutoCloseable {
    * its files, filled, then trained.
    */
   public Trainer(Transformer model, TrainConfig cfg, DataLoader data, OffloadConfig offload, OffloadedWeights weights) {
+    this(model, cfg, data, offload, weights, null);
+  }
+
+  /**
+   * ZeRO stage 1: a trainer whose optimizer keeps moments for and updates only {@code optimizerShard} of the flat
+   * parameters ({@link AdamW#AdamW(ParameterStore, Range)}); the gradient reducer's {@link
+   * GradientReducer#afterUpdate} then gathers the other replicas' updated parameters.
+   */
+  public Trainer(Transformer model, TrainConfig cfg, DataLoader data, Range optimizerShard) {
+    this(model, cfg, data, OffloadConfig.NONE, null, Objects.requireNonNull(optimizerShard, "optimizerShard"));
+  }
+
+  private Trainer(Transformer model, TrainConfig cfg, DataLoader data, OffloadConfig offload, OffloadedWeights weights,
+      Range shard) {
     Objects.requireNonNull(offload, "offload");
     this.model = Objects.requireNonNull(model, "model");
     this.cfg = Objects.requireNonNull(cfg, "cfg");
@@ -78,13 +93,16 @@ public final class Trainer implements AutoCloseable {
       throw new IllegalArgumentException("seq " + cfg.seq() + " exceeds the model's context " + model.config().maxSeqLen());
     }
     this.store = model.parameters();
+    if (shard != null && (offload.enabled() || weights != null)) {
+      throw new IllegalArgumentException("a sharded optimizer (ZeRO 1) cannot be combined with offload yet");
+    }
     if (!offload.pagesUnits() && weights == null) {
       this.weights = null;
       this.ownsWeights = false;
       this.files = null;
       this.pager = null;
       this.hooksBefore = null;
-      this.optimizer = new AdamW(store, offload);
+      this.optimizer = shard == null ? new AdamW(store, offload) : new AdamW(store, shard);
     } else {
       if (!model.device().isCpu()) {
         throw new IllegalArgumentException("weights and gradients on DISK need the CPU backend; this model is on " + model.device());
@@ -95,7 +113,8 @@ public final class Trainer implements AutoCloseable {
         }
       }
       boolean own = weights == null && offload.onDisk(Role.MASTER);
-      OffloadedWeights w = own ? OffloadedWeights.attach(model, offload.resolvedDirectory(), offload.prefetch()) : weights;
+      OffloadedWeights w = own
+          ? OffloadedWeights.attach(model, offload.resolvedDirectory(), offload.prefetch(), offload.residentWeights()) : weights;
       java.util.EnumSet<Role> mine = java.util.EnumSet.noneOf(Role.class);
       for (Role r : offload.diskRoles()) if (r != Role.MASTER) mine.add(r);
       UnitFiles f = null;
@@ -209,6 +228,9 @@ public final class Trainer implements AutoCloseable {
       throw e;
     }
     reducer.reduce(store, stepGrad);
+    float[] losses = reducer.gatherLosses(mb.losses());
+    double lossSum = 0;
+    for (float l : losses) lossSum += l;  // in the global micro-batch order, as one process adds them
     float norm = store.isPaged(stepGrad) ? pager.globalNorm() : Ops.globalNorm(List.of(store.flat(stepGrad)));
     if (!Float.isFinite(norm)) throw new NonFiniteException(step, "the gradient norm", norm);
     float clip = cfg.gradClip() > 0 ? (float) Math.min(1.0, cfg.gradClip() / (norm + 1e-6)) : 1f;
@@ -216,18 +238,25 @@ public final class Trainer implements AutoCloseable {
     updateFailed = true;
     optimizer.beginStep();
     optimizer.update(store.all(), stepGrad, lr, cfg.beta1(), cfg.beta2(), cfg.eps(), cfg.weightDecay(), clip);
+    reducer.afterUpdate(store);
     updateFailed = false;
     stepFailed = false;
-    StepResult r = new StepResult(step, (float) (mb.lossSum() / cfg.accum()), lr, norm, mb.tokens(), (System.nanoTime() - t0) / 1e9);
+    StepResult r = new StepResult(step, (float) (lossSum / losses.length), lr, norm, mb.tokens() * reducer.replicas(),
+        (System.nanoTime() - t0) / 1e9);
     step++;
     return r;
   }
 
-  private record MicroBatches(double lossSum, long tokens) {}
+  private record MicroBatches(float[] losses, long tokens) {}
 
-  /** Phase 1: forward and backward of each micro-batch, its gradient added to the step's gradient once. */
+  /**
+   * Phase 1: forward and backward of each micro-batch, its gradient added to the step's gradient once. With several
+   * replicas each micro-batch's loss is scaled by {@code 1 / (accum × replicas)}, as one process with {@code accum ×
+   * replicas} micro-batches scales it.
+   */
   private MicroBatches microBatches() {
-    double lossSum = 0;
+    float[] losses = new float[cfg.accum()];
+    float scale = 1f / (cfg.accum() * reducer.replicas());
     long tokens = 0;
     for (int i = 0; i < cfg.accum(); i++) {
       DataLoader.Batch b = data.next();
@@ -239,7 +268,7 @@ public final class Trainer implements AutoCloseable {
       }
       float loss = model.forward(b.inputs(), b.targets(), b.batch(), b.seq());
       if (!Float.isFinite(loss)) throw new NonFiniteException(step, "the loss", loss);
-      model.backward(1f / cfg.accum());
+      model.backward(scale);
       if (stepGrad == Role.GRAD_ACC) {
         if (i == 0) {
           store.flat(Role.GRAD_ACC).copyFrom(store.flat(Role.GRAD));
@@ -247,10 +276,10 @@ public final class Trainer implements AutoCloseable {
           Ops.add(store.flat(Role.GRAD_ACC), store.flat(Role.GRAD), store.flat(Role.GRAD_ACC));
         }
       }
-      lossSum += loss;
+      losses[i] = loss;
       tokens += (long) b.batch() * b.seq();
     }
-    return new MicroBatches(lossSum, tokens);
+    return new MicroBatches(losses, tokens);
   }
 
   /**

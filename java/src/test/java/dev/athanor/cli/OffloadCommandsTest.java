@@ -189,6 +189,36 @@ class OffloadCommandsTest {
     }
   }
 
+  /** {@code bench --mode train --offload PLAN.json} times offloaded steps and reports their DISK traffic. */
+  @Test
+  void benchTrainReportsTheOffloadsTraffic() throws IOException {
+    CliTest.Out p = run(plan("--json", "-"));
+    assertEquals(0, p.code(), p.err());
+    Path f = tmp.resolve("bench-all.json");
+    Files.writeString(f, p.out().replace("\"HOST\"", "\"DISK\"").replace("\"totals\": {\n    \"DISK\"", "\"totals\": {\n    \"HOST\""));
+    List<String> bench = List.of("bench", "--mode", "train", "--config", config.toString(), "--device", "cpu", "--batch", "2",
+        "--seq", "16", "--steps", "2", "--warmup-steps", "1");
+    CliTest.Out r = run(concat(bench, "--offload", f.toString(), "--offload-dir", tmp.resolve("bench-off").toString()));
+    assertEquals(0, r.code(), r.err());
+    assertTrue(r.err().contains("offload plan: weights (master), gradients (grad) and AdamW's moments"), r.err());
+    com.google.gson.JsonObject o = com.google.gson.JsonParser.parseString(r.out().trim()).getAsJsonObject().getAsJsonObject("offload");
+    assertEquals(List.of("adam_m", "adam_v", "grad", "master"),
+        o.getAsJsonArray("disk_roles").asList().stream().map(com.google.gson.JsonElement::getAsString).toList());
+    assertTrue(o.get("disk_read_bytes_per_step").getAsLong() > 0 && o.get("disk_write_bytes_per_step").getAsLong() > 0, o.toString());
+    CliTest.Out plain = run(bench);
+    assertEquals(0, plain.code(), plain.err());
+    assertFalse(plain.out().contains("\"offload\""), plain.out());
+    CliTest.Out bad = run(List.of("bench", "--mode", "decode", "--config", config.toString(), "--offload", "auto"));
+    assertEquals(2, bad.code(), bad.err());
+    assertTrue(bad.err().contains("option '--offload' does not apply to --mode decode"), bad.err());
+  }
+
+  static List<String> concat(List<String> a, String... more) {
+    List<String> all = new ArrayList<>(a);
+    all.addAll(Arrays.asList(more));
+    return all;
+  }
+
   @Test
   void badPlanFilesAreUsageErrorsNamingTheProblem() throws IOException {
     CliTest.Out p = run(plan("--json", "-"));
@@ -204,7 +234,7 @@ class OffloadCommandsTest {
         {good.replaceFirst("\"role\": \"adam_v\"", "\"role\": \"weight\""), "placement 4 (embedding weight): role weight cannot be placed by a plan"},
         {good.replaceFirst("\"role\": \"adam_v\"", "\"role\": \"momentum\""), "unknown role \"momentum\""},
         {good.replaceFirst("\"tier\": \"DISK\"", "\"tier\": \"DEVICE\""), "placement 1 (embedding master): tier DEVICE is not supported"},
-        {good.replaceFirst("\"tier\": \"DISK\"", "\"tier\": \"HOST\""), "placement 5 (block.0 master): master is on DISK here but on HOST for embedding"},
+        {good.replaceFirst("(\"role\": \"adam_m\",\\s*\"tier\": )\"DISK\"", "$1\"HOST\""), "placement 7 (block.0 adam_m): adam_m is on DISK here but on HOST for embedding"},
         {good.replaceFirst("\"role\": \"adam_v\"", "\"role\": \"adam_m\""), "embedding adam_m is placed twice"},
         {good.replaceFirst("\"bytes\": \\d+", "\"bytes\": 12"), "bytes 12, but this model's embedding master is"},
         {good.replaceFirst("\"chunk_bytes\": \\d+", "\"chunk_bytes\": 6"), "chunk_bytes 6 must be a positive multiple of 4"},
@@ -247,13 +277,16 @@ class OffloadCommandsTest {
     OffloadPlan closest = null;
     for (EnumSet<Role> roles : List.of(EnumSet.noneOf(Role.class), EnumSet.of(Role.ADAM_M), EnumSet.of(Role.ADAM_M, Role.ADAM_V),
         EnumSet.of(Role.ADAM_M, Role.ADAM_V, Role.GRAD), EnumSet.of(Role.ADAM_M, Role.ADAM_V, Role.GRAD, Role.MASTER))) {
-      OffloadPlan p = OffloadPlanner.place(job(CHUNK), roles);
-      if (closest == null || p.bytes(Tier.HOST) < closest.bytes(Tier.HOST)) closest = p;
+      for (boolean recompute : new boolean[] {false, true}) {
+        OffloadPlan p = OffloadPlanner.place(job(CHUNK).withRecompute(recompute), roles);
+        if (closest == null || p.bytes(Tier.HOST) < closest.bytes(Tier.HOST)) closest = p;
+      }
     }
     CliTest.Out r = run(plan("--mem-host", Long.toString(MM.liveBytes(Tier.HOST) + closest.bytes(Tier.HOST) - 1000), "--offload-chunk", "4000"));
     assertEquals(1, r.code(), r.err());
     assertTrue(r.err().startsWith("athanor plan: not enough memory to train this model: no offload plan fits: the closest, with "
-        + OffloadPlan.describe(closest.diskRoles()) + " on DISK, leaves the HOST tier 1000 B short"), r.err());
+        + OffloadPlan.describe(closest.diskRoles()) + " on DISK" + (closest.recompute() ? " and activations recomputed" : "")
+        + ", leaves the HOST tier 1000 B short"), r.err());
     assertTrue(r.err().contains("the windows of the units being computed. What still helps: a smaller "
         + "--batch or --seq, --recompute, a smaller model, or a larger budget (--mem-host)."), r.err());
     MM.setBudget(Tier.HOST, hostBudget);

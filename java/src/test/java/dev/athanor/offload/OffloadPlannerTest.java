@@ -13,11 +13,13 @@ import dev.athanor.memory.Tier;
 import dev.athanor.nn.Footprint;
 import dev.athanor.nn.ModelConfig;
 import dev.athanor.nn.Transformer;
+import dev.athanor.params.ParameterStore;
 import dev.athanor.params.Role;
 import dev.athanor.params.Unit;
 import dev.athanor.runtime.Device;
 import dev.athanor.io.data.DataLoader;
 import dev.athanor.io.data.TokenDataset;
+import dev.athanor.train.Schedule;
 import dev.athanor.train.TrainConfig;
 import dev.athanor.train.Trainer;
 import java.nio.file.Path;
@@ -111,8 +113,8 @@ class OffloadPlannerTest {
   void aJobThatCannotFitNamesTheTierTheShortfallAndTheClosestPlacement() {
     OffloadPlanner.Job j = job(GPT2, OffloadedOptimizerTest.tc(2, 1));
     OffloadPlan closest = null;
-    for (Set<Role> roles : OffloadPlanner.STEPS) {
-      OffloadPlan p = OffloadPlanner.place(j, roles);
+    for (OffloadPlanner.Candidate c : OffloadPlanner.candidates(j)) {
+      OffloadPlan p = OffloadPlanner.place(j.withRecompute(c.recompute()), c.roles());
       if (closest == null || p.bytes(Tier.HOST) < closest.bytes(Tier.HOST)) closest = p;
     }
     long room = closest.bytes(Tier.HOST) - 12345;
@@ -120,11 +122,63 @@ class OffloadPlannerTest {
     assertNull(r.plan());
     String m = r.failure();
     assertTrue(m.startsWith("no offload plan fits: the closest, with " + OffloadPlan.describe(closest.diskRoles())
-        + " on DISK, leaves the HOST tier " + Footprint.size(12345) + " short: it needs "
+        + " on DISK" + (closest.recompute() ? " and activations recomputed" : "") + ", leaves the HOST tier "
+        + Footprint.size(12345) + " short: it needs "
         + Footprint.size(closest.bytes(Tier.HOST)) + " of host memory"), m);
     assertTrue(m.endsWith("and the windows of the units being computed"), m);
     InsufficientMemoryException e = assertThrows(InsufficientMemoryException.class, r::orThrow);
     assertEquals(m, e.getMessage());
+  }
+
+  /** When recomputing the activations is what makes a job fit, the plan says so and keeps the state in memory. */
+  @Test
+  void recomputationIsWeighedBeforeTheWeightsGoToDisk() {
+    OffloadPlanner.Job j = job(GPT2, new TrainConfig(2, 8, 32, 1, 1e-2f, 1e-3f, 1, Schedule.COSINE, 0.1f, 0.9f, 0.95f,
+        1e-8f, 1f, true, 5));
+    OffloadPlan recompute = OffloadPlanner.place(j.withRecompute(true), Set.of());
+    OffloadPlan grads = OffloadPlanner.place(j, EnumSet.of(Role.ADAM_M, Role.ADAM_V, Role.GRAD));
+    assertTrue(recompute.bytes(Tier.HOST) < grads.bytes(Tier.HOST), "activations dominate this job: " + recompute.footprint()
+        + " vs " + grads.footprint());
+    OffloadPlan p = planWithRoom(j, recompute.bytes(Tier.HOST)).orThrow();
+    assertTrue(p.recompute(), "recomputes");
+    assertFalse(p.offloads(), "and keeps the state in memory: " + p.diskRoles());
+    assertFalse(planWithRoom(j.withRecompute(false), j.inMemory().bytes(Tier.HOST)).orThrow().recompute(),
+        "a job that fits as it is is left as it is");
+  }
+
+  /**
+   * With the weights on DISK and room to spare, the planner keeps as many units' weights in memory as fit, tied
+   * embeddings first; the plan's HOST bytes stay within the room, its traffic drops, and it trains with the in-memory
+   * bits.
+   */
+  @Test
+  void spareRoomKeepsUnitsWeightsResident(@TempDir Path tmp) {
+    // blocks large enough that paging beats keeping: 12 blocks of 0.79M parameters
+    ModelConfig mc = ModelConfig.gpt2(97, 16, 12, 256, 4);
+    TrainConfig tc = new TrainConfig(2, 1, 16, 1, 1e-2f, 1e-3f, 1, Schedule.COSINE, 0.1f, 0.9f, 0.95f, 1e-8f, 1f, true, 5);
+    OffloadPlanner.Job j = new OffloadPlanner.Job(mc, Device.CPU, tc, false, false, false);
+    Set<Role> all = EnumSet.of(Role.MASTER, Role.GRAD, Role.ADAM_M, Role.ADAM_V);
+    OffloadPlan paged = OffloadPlanner.place(j, all);
+    long block = 4 * ParameterStore.layoutNumel(mc.blockSpecs(0));
+    long room = paged.bytes(Tier.HOST) + 2 * block + block / 2;
+    for (OffloadPlanner.Candidate c : OffloadPlanner.candidates(j)) {
+      if (!c.roles().contains(Role.MASTER)) {
+        assertTrue(OffloadPlanner.place(j.withRecompute(c.recompute()), c.roles()).bytes(Tier.HOST) > room, "only weights on DISK fit: " + c);
+      }
+    }
+    OffloadPlan p = planWithRoom(j, room).orThrow();
+    assertEquals(all, p.diskRoles());
+    assertTrue(p.residentWeights().contains(ModelConfig.EMBEDDING_UNIT), "tied embeddings first: " + p.residentWeights());
+    assertTrue(p.residentWeights().size() >= 2, p.residentWeights().toString());
+    assertTrue(p.bytes(Tier.HOST) <= room, p.bytes(Tier.HOST) + " <= " + room);
+    assertTrue(p.diskTrafficPerStep() < paged.diskTrafficPerStep(), p.diskTrafficPerStep() + " < " + paged.diskTrafficPerStep());
+    for (OffloadPlan.Placement x : p.placements()) {
+      if (x.role() == Role.MASTER) assertEquals(p.residentWeights().contains(x.unit()) ? Tier.HOST : Tier.DISK, x.tier(), x.toString());
+    }
+    Path data = OffloadedOptimizerTest.shard(tmp);
+    OffloadedOptimizerTest.Run host = OffloadedOptimizerTest.train(data, mc, tc, OffloadConfig.NONE);
+    PagedTrainingTest.Run disk = PagedTrainingTest.train(data, mc, tc, p.config(tmp.resolve("off")));
+    OffloadedOptimizerTest.assertSameBits(host, disk.bits(), "resident " + p.residentWeights());
   }
 
   @Test

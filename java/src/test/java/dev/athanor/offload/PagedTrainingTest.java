@@ -108,6 +108,11 @@ class PagedTrainingTest {
                 what + ", no read-ahead, small chunks");
             assertSameBits(host, train(data, cfg, tc(3, accum), new OffloadConfig(Set.of(Role.MASTER), dir, 4000)),
                 what + ", weights only");
+            // some units' weights resident: never paged, updated in place by the optimizer
+            assertSameBits(host, train(data, cfg, tc(3, accum), all.withResidentWeights(Set.of("embedding", "block.1"))),
+                what + ", embedding and block.1 resident");
+            assertSameBits(host, train(data, cfg, tc(3, accum), new OffloadConfig(Set.of(Role.MASTER), dir, 4000, false,
+                Set.of("head", "block.0"))), what + ", weights only, head and block.0 resident, no read-ahead");
             assertSameBits(host, train(data, cfg, tc(3, accum), new OffloadConfig(EnumSet.of(Role.GRAD, Role.ADAM_V), dir, 4000)),
                 what + ", gradients and ADAM_V");
           }

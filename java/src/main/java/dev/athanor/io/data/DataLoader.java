@@ -60,6 +60,8 @@ public final class DataLoader {
   private long epoch;
   private int cursor;
   private int[] permutation;  // of the current epoch (shuffled mode)
+  private int replica;        // data parallel: this replica's rank and the replica count (setReplica)
+  private int replicas = 1;
 
   /**
    * A loader at the start of the data (position 0, epoch 0).
@@ -119,8 +121,59 @@ public final class DataLoader {
     return data;
   }
 
-  /** The next batch (fresh arrays). */
+  /**
+   * Makes this loader one of {@code replicas} data-parallel replicas: from now on {@link #next()} returns the {@code
+   * rank}-th of each group of {@code replicas} consecutive batches of the stream and steps over the others without
+   * reading them. Replicas 0 .. replicas-1 together read exactly the batches of one loader, in its order, and {@link
+   * #state()} (taken between groups) is that loader's after as many batches, so checkpoints resume with any replica
+   * count.
+   */
+  public void setReplica(int rank, int replicas) {
+    if (replicas < 1 || rank < 0 || rank >= replicas) {
+      throw new IllegalArgumentException("data loader: replica " + rank + " of " + replicas + "; need replicas >= 1 and 0 <= rank < replicas");
+    }
+    this.replica = rank;
+    this.replicas = replicas;
+  }
+
+  /** This loader's replica rank ({@link #setReplica}); 0 by default. */
+  public int replica() {
+    return replica;
+  }
+
+  /** The number of replicas ({@link #setReplica}); 1 by default. */
+  public int replicas() {
+    return replicas;
+  }
+
+  /** The next batch (fresh arrays): with replicas, this replica's batch of the next group. */
   public Batch next() {
+    skip(replica);
+    Batch b = read();
+    skip(replicas - 1 - replica);
+    return b;
+  }
+
+  /** Moves past {@code n} batches without reading them. */
+  private void skip(int n) {
+    for (int i = 0; i < n; i++) {
+      if (!shuffle) {
+        long next = position + (long) batch * seq;
+        epoch += next / size;
+        position = next % size;
+      } else {
+        for (int r = 0; r < batch; r++) {
+          if (++cursor == windows) {
+            cursor = 0;
+            epoch++;
+            permutation = null;
+          }
+        }
+      }
+    }
+  }
+
+  private Batch read() {
     int bt = batch * seq;
     int[] inputs = new int[bt];
     int[] targets = new int[bt];

@@ -224,4 +224,32 @@ class DataLoaderTest {
       assertEquals(tok(0), b.inputs()[1]);
     }
   }
+  /** Replicas 0..n-1 read, in turn, exactly the batches of one loader (both modes, across epochs), and end in its state. */
+  @Test
+  void replicasTakeTheirTurnOfOneStream() {
+    for (boolean shuffle : new boolean[] {false, true}) {
+      try (TokenDataset d = data(97, 40)) {
+        DataLoader one = new DataLoader(d, 3, 5, shuffle, 11);
+        DataLoader[] reps = new DataLoader[3];
+        for (int r = 0; r < reps.length; r++) {
+          reps[r] = new DataLoader(d, 3, 5, shuffle, 11);
+          reps[r].setReplica(r, reps.length);
+        }
+        for (int group = 0; group < 9; group++) {  // 9 x 3 x 15 tokens: several passes over 97
+          for (DataLoader rep : reps) {
+            DataLoader.Batch want = one.next(), got = rep.next();
+            assertArrayEquals(want.inputs(), got.inputs(), "shuffle " + shuffle + " group " + group);
+            assertArrayEquals(want.targets(), got.targets());
+          }
+          for (DataLoader rep : reps) assertEquals(one.state(), rep.state(), "shuffle " + shuffle + " group " + group);
+        }
+        assertTrue(one.state().epoch() > 1, "the test crosses epochs");
+      }
+    }
+    try (TokenDataset d = data(97)) {
+      DataLoader l = new DataLoader(d, 3, 5, false, 1);
+      IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> l.setReplica(2, 2));
+      assertTrue(e.getMessage().contains("replica 2 of 2"), e.getMessage());
+    }
+  }
 }

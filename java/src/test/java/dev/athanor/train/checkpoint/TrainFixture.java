@@ -34,16 +34,16 @@ import java.util.stream.Stream;
  * context 64) and a token shard of 4000 tokens in {@code dir}, the {@code train} command line over them, and
  * ways to run it in this JVM ({@link #runInProcess}) or in a child JVM ({@link #startChild}).
  */
-final class TrainFixture {
+public final class TrainFixture {
   static final int VOCAB = 300;
   static final int BATCH = 4;
   static final int SEQ = 32;
   /** 4000 tokens = 124 windows of 32: a shuffled run of 60 steps x 4 rows crosses two epoch boundaries. */
   static final int TOKENS = 4000;
 
-  final Path dir;
-  final Path config;
-  final Path data;
+  public final Path dir;
+  public final Path config;
+  public final Path data;
 
   private TrainFixture(Path dir) {
     this.dir = dir;
@@ -56,7 +56,7 @@ final class TrainFixture {
   }
 
   /** Writes config.json and data.bin into {@code dir}. */
-  static TrainFixture create(Path dir) throws IOException {
+  public static TrainFixture create(Path dir) throws IOException {
     TrainFixture f = new TrainFixture(dir);
     Files.createDirectories(dir);
     Files.writeString(f.config, HfConfig.toJson(model()));
@@ -148,7 +148,7 @@ final class TrainFixture {
    * The class path for a child JVM: this JVM's {@code java.class.path} plus the locations of the classes and the
    * native library a child needs (a launcher such as the JUnit console puts them on a class loader of its own).
    */
-  static String classPath() {
+  public static String classPath() {
     Set<String> cp = new LinkedHashSet<>();
     try {
       for (Class<?> c : List.of(Main.class, JsonParser.class, picocli.CommandLine.class, me.tongfei.progressbar.ProgressBar.class,

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Data parallel on the CPU (issue 10): 2 processes x 1 thread (mpirun, train --dp 2) against 1 process x 2 threads
+# (train --accum 2) on the same micro-batches, alternating, REPS times each. Prints a Markdown table of tokens/s (mean
+# over each run's steps but the first, as train reports it), the ratio per pair, and whether the final weights are
+# identical. Needs Open MPI (apt-get install openmpi-bin libopenmpi-dev) and a built jar (./athanor build).
+#   bash bench/run-cpu-dp.sh [CORPUS] [REPS] [STEPS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+corpus=${1:-}
+reps=${2:-3}
+steps=${3:-12}
+out=$(mktemp -d /tmp/athanor-dp-bench.XXXXXX)
+if [[ -z "$corpus" ]]; then  # about 5.7 MB of the JDK's own java.util sources
+  corpus=$out/corpus.txt
+  unzip -q -o "$(./athanor java-home)/lib/src.zip" 'java.base/java/util/*' -d "$out/src"
+  find "$out/src" -name '*.java' | sort | head -200 | xargs cat > "$corpus"
+fi
+java="$(./athanor java-home)/bin/java"
+jar=java/target/athanor-0.1.0.jar
+export OMPI_ALLOW_RUN_AS_ROOT=${OMPI_ALLOW_RUN_AS_ROOT:-1} OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=${OMPI_ALLOW_RUN_AS_ROOT_CONFIRM:-1}
+export OMPI_MCA_btl_vader_single_copy_mechanism=${OMPI_MCA_btl_vader_single_copy_mechanism:-none}
+# -cp, not -jar: mpirun rewrites the class path of a "java -jar" command line
+run=("$java" --enable-native-access=ALL-UNNAMED -cp "$jar" dev.athanor.cli.Main train --preset gpt2-tiny --data "$corpus"
+     --steps "$steps" --batch 4 --seq 256 --warmup 2 --device cpu)
+tps() { sed -n 's/.*over [0-9]* steps, \([0-9.k]*\) tokens\/s.*/\1/p' "$1"; }
+echo "| rep | 1 process x 2 threads, --accum 2 (tokens/s) | 2 processes x 1 thread, --dp 2 (tokens/s) | ratio | weights | load before |"
+echo "| --- | --- | --- | --- | --- | --- |"
+for i in $(seq 1 "$reps"); do
+  load=$(cut -d' ' -f1 /proc/loadavg)
+  "${run[@]}" --accum 2 --threads 2 --out "$out/one-$i" > "$out/one-$i.txt" 2>&1
+  mpirun -np 2 --bind-to none "${run[@]}" --dp 2 --threads 1 --out "$out/dp-$i" > "$out/dp-$i.txt" 2>&1
+  a=$(tps "$out/one-$i.txt"); b=$(tps "$out/dp-$i.txt")
+  same=$(cmp -s "$out/one-$i/model.safetensors" "$out/dp-$i/model.safetensors" && echo identical || echo DIFFERENT)
+  echo "| $i | $a | $b | $(python3 -c "print(f'{float(\"$b\".replace(\"k\",\"e3\"))/float(\"$a\".replace(\"k\",\"e3\")):.2f}')") | $same | $load |"
+done
+echo "(outputs in $out)"

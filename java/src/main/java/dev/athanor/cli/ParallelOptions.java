@@ -1,0 +1,92 @@
+package dev.athanor.cli;
+
+import dev.athanor.dist.Communicator;
+import dev.athanor.dist.ReduceMode;
+import dev.athanor.runtime.Device;
+import java.util.Arrays;
+import java.util.Iterator;
+import java.util.Locale;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Option;
+
+/** {@code train}'s data-parallel flags: {@code --dp N} processes started by mpirun, {@code --reduce} how gradients are summed. */
+final class ParallelOptions {
+  @Option(names = "--dp", paramLabel = "N", defaultValue = "1",
+      description = "data-parallel processes, started by mpirun (mpirun -np N ./athanor train ... --dp N); --batch stays per "
+          + "process, the global batch is batch x accum x dp. Default: ${DEFAULT-VALUE}")
+  @Options.Range(min = 1)
+  int dp;
+
+  @Option(names = "--reduce", paramLabel = "MODE", defaultValue = "deterministic", completionCandidates = ModeNames.class,
+      description = "how --dp sums gradients: ${COMPLETION-CANDIDATES} (deterministic: in rank order by Athanor's kernels, "
+          + "identical bits on every rank and equal to --accum in one process; fast: MPI's own sum). Default: ${DEFAULT-VALUE}")
+  ReduceMode reduce;
+
+  @Option(names = "--zero", paramLabel = "STAGE", defaultValue = "0",
+      description = "ZeRO stage with --dp: 0 (every process keeps all of AdamW's moments) or 1 (each keeps and updates only its "
+          + "1/dp of them, then the parameters are all-gathered; not yet with --checkpoint-dir or --offload). Default: ${DEFAULT-VALUE}")
+  @Options.Range(min = 0, max = 1)
+  int zero;
+
+  /** The environment variables through which MPI launchers tell a process how many were started. */
+  static final String[] WORLD_SIZE_VARIABLES = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE"};
+
+  /** The reduce modes in lower case, for help and completion. */
+  static final class ModeNames implements Iterable<String> {
+    @Override
+    public Iterator<String> iterator() {
+      return Arrays.stream(ReduceMode.values()).map(x -> x.name().toLowerCase(Locale.ROOT)).iterator();
+    }
+  }
+
+  /** The number of processes a launcher says it started, or 0 when none says so. */
+  static int launchedProcesses() {
+    for (String v : WORLD_SIZE_VARIABLES) {
+      String s = System.getenv(v);
+      if (s == null || s.isBlank()) continue;
+      try {
+        return Integer.parseInt(s.strip());
+      } catch (NumberFormatException e) {
+        return 0;
+      }
+    }
+    return 0;
+  }
+
+  /**
+   * Starts the run's communicator: null with {@code --dp 1} (one process), else MPI with exactly {@code dp} processes.
+   * A launch that does not match (no mpirun, another process count, a CUDA device) is a usage error naming the flag and
+   * both numbers; a missing MPI is a {@link dev.athanor.dist.CommunicatorException} saying what to install.
+   */
+  Communicator start(CommandSpec spec, Device device, boolean checkpoints, boolean offload) {
+    if (zero == 1) {
+      if (dp == 1) throw Options.usage(spec, "--zero 1 shards AdamW's moments over the --dp processes; with --dp 1 there is nothing to shard");
+      if (checkpoints) throw Options.usage(spec, "--zero 1 with --checkpoint-dir is not supported yet (checkpoints need every moment)");
+      if (offload) throw Options.usage(spec, "--zero 1 with --offload is not supported yet; use --offload off");
+    }
+    int launched = launchedProcesses();
+    if (dp == 1) {
+      if (launched > 1) {
+        throw Options.usage(spec, "mpirun started " + launched + " processes but --dp is 1 (each would train alone and write "
+            + "the same files): give --dp " + launched);
+      }
+      return null;
+    }
+    if (device.isCuda()) {
+      throw Options.usage(spec, "--dp " + dp + " on " + device + ": data parallel on GPUs needs NCCL, which is not built yet; "
+          + "use --device cpu");
+    }
+    if (launched == 0) {
+      throw Options.usage(spec, "--dp " + dp + " needs " + dp + " processes started by MPI: mpirun -np " + dp
+          + " ./athanor train ... --dp " + dp);
+    }
+    Communicator c = Communicator.mpi(reduce);
+    if (c.size() != dp) {
+      int size = c.size(), rank = c.rank();
+      c.close();
+      throw Options.usage(spec, "--dp " + dp + " but MPI started " + size + " process" + (size == 1 ? "" : "es")
+          + " (this is rank " + rank + "): run mpirun -np " + dp + " with --dp " + dp + ", or give --dp " + size);
+    }
+    return c;
+  }
+}

@@ -1,0 +1,53 @@
+package dev.athanor.dist;
+
+import dev.athanor.memory.Tier;
+import dev.athanor.tensor.Tensor;
+
+/** Argument checks of the collectives, in Java before any native call; messages name the operation and the value. */
+final class Checks {
+  private Checks() {}
+
+  /** {@code t} is open, contiguous and in host memory. */
+  static void host(String op, String name, Tensor t) {
+    if (t == null) throw new IllegalArgumentException(op + ": " + name + " is null");
+    t.checkOpen();
+    if (!t.device().isCpu() || (t.tier() != Tier.HOST && t.tier() != Tier.HOST_PINNED)) {
+      throw new IllegalArgumentException(op + ": " + name + " " + t + " must be in host memory (HOST or HOST_PINNED), is on "
+          + t.device() + " / " + t.tier() + " (CUDA tensors need the NCCL communicator, not built yet)");
+    }
+    if (!t.isContiguous()) throw new IllegalArgumentException(op + ": " + name + " " + t + " must be contiguous");
+  }
+
+  static void sameDtype(String op, Tensor a, Tensor b) {
+    if (a.dtype() != b.dtype()) {
+      throw new IllegalArgumentException(op + ": in is " + a.dtype() + " but out is " + b.dtype() + "; need one dtype");
+    }
+  }
+
+  /** {@code peer} is a rank other than {@code self}. */
+  static void peer(String op, String what, int peer, int self, int size) {
+    if (peer < 0 || peer >= size) {
+      throw new IllegalArgumentException(op + ": " + what + " rank " + peer + " is outside [0, " + size + ")");
+    }
+    if (peer == self) throw new IllegalArgumentException(op + ": " + what + " rank " + peer + " is this rank itself");
+  }
+
+  static void root(String op, int root, int size) {
+    if (root < 0 || root >= size) throw new IllegalArgumentException(op + ": root rank " + root + " is outside [0, " + size + ")");
+  }
+
+  /**
+   * {@code in} and {@code out} are host tensors of one dtype, and {@code part} (named {@code partName}) holds rank
+   * {@code rank}'s part of {@code whole}'s elements.
+   */
+  static void parts(String op, Tensor in, Tensor out, String partName, Tensor part, Tensor whole, int rank, int size) {
+    host(op, "in", in);
+    host(op, "out", out);
+    sameDtype(op, in, out);
+    long n = whole.numel(), want = Communicator.partLength(n, rank, size);
+    if (part.numel() != want) {
+      throw new IllegalArgumentException(op + ": " + partName + " has " + part.numel() + " elements but rank " + rank
+          + "'s part of " + n + " elements over " + size + " ranks has " + want);
+    }
+  }
+}

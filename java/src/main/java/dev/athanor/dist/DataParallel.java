@@ -1,0 +1,143 @@
+package dev.athanor.dist;
+
+import dev.athanor.params.ParameterStore;
+import dev.athanor.params.Range;
+import dev.athanor.params.Role;
+import dev.athanor.runtime.Device;
+import dev.athanor.tensor.DType;
+import dev.athanor.tensor.Tensor;
+import dev.athanor.train.GradientReducer;
+import dev.athanor.train.Trainer;
+import java.util.Objects;
+
+/**
+ * Data parallelism: the trainer's gradient reducer over a {@link Communicator}. Every rank holds the whole model and
+ * runs {@code accum} micro-batches per step; rank {@code r} takes the {@code r}-th micro-batch of each group of {@code
+ * size} consecutive micro-batches of the one data stream (its loader set with {@link
+ * dev.athanor.io.data.DataLoader#setReplica}), each loss scaled by {@code 1 / (accum × size)}; the step's gradient is
+ * then the sum over ranks ({@link Communicator#allReduceSum}), i.e. the mean over all {@code accum × size}
+ * micro-batches, and every rank takes the same optimizer step.
+ *
+ * <p>ZeRO stage 1 ({@link #DataParallel(Communicator, boolean)}, a trainer built with {@link #optimizerShard}): each rank
+ * keeps AdamW's moments for its part of the flat parameters only and updates that part; the updated masters are then
+ * all-gathered.
+ *
+ * <p>Exactness (CPU, deterministic mode): with {@code accum = 1}, dp {@code N} adds the {@code N} micro-batch
+ * gradients in rank order, which is the order one process with {@code accum N} adds them in, with the same kernel:
+ * losses, gradients and weights are bit-identical. With {@code accum > 1} each rank first adds its own micro-batches,
+ * so the additions are grouped differently from one process with {@code accum × N} (the result differs in the last
+ * bits); the reported loss is still the one process's (all micro-batch losses are added in the global order).
+ */
+public final class DataParallel implements GradientReducer {
+  private final Communicator comm;
+  private final boolean shardedOptimizer;
+
+  /** Plain data parallel: every rank updates every parameter. */
+  public DataParallel(Communicator comm) {
+    this(comm, false);
+  }
+
+  /**
+   * With {@code shardedOptimizer} (ZeRO 1), each rank's optimizer updates only its {@link #optimizerShard} and {@link
+   * #afterUpdate} all-gathers the updated masters (bit-identical to plain data parallel: the same kernel on the same
+   * elements, and a gather copies bits).
+   */
+  public DataParallel(Communicator comm, boolean shardedOptimizer) {
+    this.comm = Objects.requireNonNull(comm, "comm");
+    this.shardedOptimizer = shardedOptimizer;
+  }
+
+  /** This rank's part of {@code store}'s flat parameters under ZeRO 1 ({@link Communicator#partStart}). */
+  public static Range optimizerShard(ParameterStore store, Communicator comm) {
+    long n = store.numel();
+    return new Range(Communicator.partStart(n, comm.rank(), comm.size()), Communicator.partStart(n, comm.rank() + 1, comm.size()));
+  }
+
+  /** Makes {@code trainer} one replica: its gradient reducer, and its data loader reading this rank's micro-batches. */
+  public static DataParallel attach(Trainer trainer, Communicator comm) {
+    Range shard = trainer.optimizer().shard();
+    if (shard != null && !shard.equals(optimizerShard(trainer.model().parameters(), comm))) {
+      throw new IllegalArgumentException("the trainer's optimizer shard " + shard + " is not rank " + comm.rank() + "'s part "
+          + optimizerShard(trainer.model().parameters(), comm) + " of the parameters");
+    }
+    DataParallel dp = new DataParallel(comm, shard != null);
+    trainer.data().setReplica(comm.rank(), comm.size());
+    trainer.setGradientReducer(dp);
+    return dp;
+  }
+
+  /** The communicator. */
+  public Communicator communicator() {
+    return comm;
+  }
+
+  @Override
+  public void reduce(ParameterStore store, Role gradRole) {
+    comm.allReduceSum(store.flat(gradRole));
+  }
+
+  @Override
+  public void afterUpdate(ParameterStore store) {
+    if (!shardedOptimizer || comm.size() == 1) return;
+    Range mine = optimizerShard(store, comm);
+    Tensor masters = store.flat(Role.MASTER);
+    try (Tensor part = masters.slice(0, mine.start(), mine.end())) {
+      comm.allGather(part, masters);  // in place
+    }
+  }
+
+  @Override
+  public int replicas() {
+    return comm.size();
+  }
+
+  /** Every rank's losses, in the global order: micro-batch {@code k} of rank {@code r} is number {@code k × size + r}. */
+  @Override
+  public float[] gatherLosses(float[] local) {
+    int n = comm.size(), a = local.length;
+    if (n == 1) return local;
+    float[] all;
+    try (Tensor in = Tensor.of(local, a); Tensor out = Tensor.empty(DType.F32, Device.CPU, (long) a * n)) {
+      comm.allGather(in, out);
+      all = out.toFloatArray();
+    }
+    float[] ordered = new float[all.length];
+    for (int r = 0; r < n; r++) {
+      for (int k = 0; k < a; k++) ordered[k * n + r] = all[r * a + k];
+    }
+    return ordered;
+  }
+
+  /**
+   * Checks that every rank has the same {@code value} of {@code what} (e.g. a fingerprint of its flags, or its data's
+   * size), a collective: throws {@link IllegalArgumentException} on every rank, naming the ranks and their values, when
+   * they differ.
+   */
+  public static void requireSame(Communicator comm, String what, long value) {
+    if (comm.size() == 1) return;
+    long[] all = new long[comm.size()];
+    try (Tensor in = Tensor.of(new int[] {(int) (value >>> 32), (int) value}, 2);
+        Tensor out = Tensor.empty(DType.I32, Device.CPU, 2L * comm.size())) {
+      comm.allGather(in, out);
+      int[] v = out.toIntArray();
+      for (int r = 0; r < all.length; r++) all[r] = ((long) v[2 * r] << 32) | (v[2 * r + 1] & 0xffffffffL);
+    }
+    for (int r = 1; r < all.length; r++) {
+      if (all[r] != all[0]) {
+        throw new IllegalArgumentException("the ranks differ in " + what + ": rank 0 has " + all[0] + ", rank " + r + " has "
+            + all[r] + "; start every rank with the same command line and data");
+      }
+    }
+  }
+
+  /**
+   * Whether any rank asks to stop (e.g. it got SIGTERM): a collective, so that every rank stops after the same step.
+   */
+  public static boolean anyRank(Communicator comm, boolean mine) {
+    if (comm.size() == 1) return mine;
+    try (Tensor t = Tensor.of(new int[] {mine ? 1 : 0}, 1)) {
+      comm.allReduceSum(t);
+      return t.getInt(0) != 0;
+    }
+  }
+}

@@ -1,0 +1,162 @@
+package dev.athanor.dist;
+
+import dev.athanor.runtime.Device;
+import dev.athanor.tensor.DType;
+import dev.athanor.tensor.Tensor;
+import java.util.Arrays;
+import java.util.Locale;
+import java.util.SplittableRandom;
+
+/**
+ * Run by {@link MpiRunTest} under mpirun: every collective of {@link Communicator#mpi} on awkward sizes in every dtype,
+ * checked against values this process computes alone (it can draw every rank's inputs, which depend only on the rank).
+ * Deterministic mode must match the rank-order reference bit for bit; fast mode within a tolerance for floats (exact
+ * for I32). Prints one line per rank and exits 0, or throws (the launcher then reports a failure).
+ *
+ * <p>Arguments: {@code deterministic|fast}.
+ */
+public final class CollectivesMain {
+  static final long[] SIZES = {0, 1, 2, 3, 5, 7, 64, 1000, 4097, 100_003};
+
+  public static void main(String[] args) {
+    ReduceMode mode = ReduceMode.valueOf(args[0].toUpperCase(Locale.ROOT));
+    int checks = 0;
+    try (Communicator c = Communicator.mpi(mode)) {
+      for (DType dt : DType.values()) {
+        for (long n : SIZES) {
+          checks += allReduce(c, dt, n);
+          checks += reduceScatter(c, dt, n);
+          checks += allGather(c, dt, n);
+          checks += broadcast(c, dt, n);
+          checks += sendRecv(c, dt, n);
+        }
+      }
+      c.barrier();
+      System.out.println("rank " + c.rank() + " of " + c.size() + " (" + c.describe() + "): " + checks + " checks passed");
+    }
+  }
+
+  /** Rank {@code rank}'s input of {@code n} elements: values of very different magnitudes, so the summation order shows. */
+  static Tensor input(DType dt, long n, int rank, long salt) {
+    SplittableRandom r = new SplittableRandom(1000L * rank + 31 * n + salt + dt.ordinal());
+    if (dt == DType.I32) {
+      int[] v = new int[(int) n];
+      for (int i = 0; i < n; i++) v[i] = r.nextInt();  // sums wrap
+      return Tensor.fromInts(v, Device.CPU, n);
+    }
+    float[] v = new float[(int) n];
+    for (int i = 0; i < n; i++) v[i] = (float) ((r.nextDouble() - 0.5) * Math.scalb(1.0, r.nextInt(-12, 13)));
+    return Tensor.fromFloats(v, dt, Device.CPU, n);  // rounded to dt
+  }
+
+  /** The rank-order sum of every rank's input, computed here: F32 adds in float, BF16/F16 in float then one rounding. */
+  static Tensor reference(DType dt, long n, int size, long salt) {
+    if (dt == DType.I32) {
+      int[] acc = new int[(int) n];
+      for (int q = 0; q < size; q++) {
+        try (Tensor t = input(dt, n, q, salt)) {
+          int[] x = t.toIntArray();
+          for (int i = 0; i < n; i++) acc[i] += x[i];
+        }
+      }
+      return Tensor.fromInts(acc, Device.CPU, n);
+    }
+    float[] acc = new float[(int) n];
+    for (int q = 0; q < size; q++) {
+      try (Tensor t = input(dt, n, q, salt)) {
+        float[] x = t.toFloatArray();
+        for (int i = 0; i < n; i++) acc[i] = q == 0 ? x[i] : acc[i] + x[i];
+      }
+    }
+    return Tensor.fromFloats(acc, dt, Device.CPU, n);
+  }
+
+  private static int allReduce(Communicator c, DType dt, long n) {
+    try (Tensor t = input(dt, n, c.rank(), 1); Tensor want = reference(dt, n, c.size(), 1)) {
+      c.allReduceSum(t);
+      compare(c, "allReduceSum", dt, n, t, want, 0);
+    }
+    return 1;
+  }
+
+  private static int reduceScatter(Communicator c, DType dt, long n) {
+    long a = Communicator.partStart(n, c.rank(), c.size()), len = Communicator.partLength(n, c.rank(), c.size());
+    try (Tensor in = input(dt, n, c.rank(), 2); Tensor out = Tensor.zeros(dt, Device.CPU, len);
+        Tensor full = reference(dt, n, c.size(), 2); Tensor want = full.slice(0, a, a + len)) {
+      c.reduceScatter(in, out);
+      compare(c, "reduceScatter", dt, n, out, want, a);
+    }
+    return 1;
+  }
+
+  private static int allGather(Communicator c, DType dt, long n) {
+    long a = Communicator.partStart(n, c.rank(), c.size()), len = Communicator.partLength(n, c.rank(), c.size());
+    try (Tensor out = Tensor.zeros(dt, Device.CPU, n); Tensor want = Tensor.zeros(dt, Device.CPU, n)) {
+      for (int q = 0; q < c.size(); q++) {  // rank q contributes its part of its own input
+        long qa = Communicator.partStart(n, q, c.size()), ql = Communicator.partLength(n, q, c.size());
+        try (Tensor src = input(dt, n, q, 3); Tensor part = src.slice(0, qa, qa + ql); Tensor dst = want.slice(0, qa, qa + ql)) {
+          dst.copyFrom(part);
+        }
+      }
+      try (Tensor src = input(dt, n, c.rank(), 3); Tensor slice = src.slice(0, a, a + len); Tensor mine = slice.copy()) {
+        c.allGather(mine, out);
+      }
+      compare(c, "allGather", dt, n, out, want, 0);
+      // in place: this rank's part already sits in out
+      try (Tensor inPlace = Tensor.zeros(dt, Device.CPU, n); Tensor src = input(dt, n, c.rank(), 3);
+          Tensor part = inPlace.slice(0, a, a + len); Tensor from = src.slice(0, a, a + len)) {
+        part.copyFrom(from);
+        c.allGather(part, inPlace);
+        compare(c, "allGather in place", dt, n, inPlace, want, 0);
+      }
+    }
+    return 2;
+  }
+
+  private static int broadcast(Communicator c, DType dt, long n) {
+    int root = c.size() - 1;
+    try (Tensor t = input(dt, n, c.rank(), 4); Tensor want = input(dt, n, root, 4)) {
+      c.broadcast(t, root);
+      compare(c, "broadcast from " + root, dt, n, t, want, 0);
+    }
+    return 1;
+  }
+
+  /** Pairs (0, 1), (2, 3), ...: the even rank sends first, the odd one answers with its own tensor. */
+  private static int sendRecv(Communicator c, DType dt, long n) {
+    int r = c.rank(), peer = r % 2 == 0 ? r + 1 : r - 1;
+    if (peer >= c.size()) return 0;
+    try (Tensor mine = input(dt, n, r, 5); Tensor got = Tensor.zeros(dt, Device.CPU, n); Tensor want = input(dt, n, peer, 5)) {
+      if (r % 2 == 0) {
+        c.send(mine, peer);
+        c.recv(got, peer);
+      } else {
+        c.recv(got, peer);
+        c.send(mine, peer);
+      }
+      compare(c, "send/recv with " + peer, dt, n, got, want, 0);
+    }
+    return 1;
+  }
+
+  /** Bit for bit in deterministic mode (and for I32, copies and gathers); within a relative tolerance for fast sums. */
+  private static void compare(Communicator c, String op, DType dt, long n, Tensor got, Tensor want, long offset) {
+    boolean exact = c.mode() == ReduceMode.DETERMINISTIC || dt == DType.I32 || !op.startsWith("allReduce") && !op.startsWith("reduceScatter");
+    if (dt == DType.I32) {
+      int[] g = got.toIntArray(), w = want.toIntArray();
+      for (int i = 0; i < g.length; i++) if (g[i] != w[i]) fail(c, op, dt, n, offset + i, g[i], w[i]);
+      return;
+    }
+    float[] g = got.toFloatArray(), w = want.toFloatArray();
+    for (int i = 0; i < g.length; i++) {
+      boolean ok = exact ? Float.floatToRawIntBits(g[i]) == Float.floatToRawIntBits(w[i])
+          : Math.abs(g[i] - w[i]) <= 1e-2 * Math.max(1e-3, Math.abs(w[i])) * c.size();
+      if (!ok) fail(c, op, dt, n, offset + i, g[i], w[i]);
+    }
+  }
+
+  private static void fail(Communicator c, String op, DType dt, long n, long i, Object got, Object want) {
+    throw new AssertionError("rank " + c.rank() + " of " + c.size() + ", " + c.mode() + ": " + op + " " + dt + " n=" + n
+        + ": element " + i + " is " + got + ", expected " + want + " (" + Arrays.toString(new long[] {n}) + ")");
+  }
+}

@@ -1,0 +1,206 @@
+package dev.athanor.dist;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNotEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assertions.fail;
+
+import com.google.gson.JsonObject;
+import com.google.gson.JsonParser;
+import dev.athanor.cli.Main;
+import dev.athanor.train.checkpoint.TrainFixture;
+import java.io.ByteArrayOutputStream;
+import java.io.File;
+import java.io.IOException;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.Assumptions;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * The MPI communicator and data-parallel training through real {@code mpirun} processes (skipped, with the reason,
+ * when mpirun or the MPI shim is missing): every collective in every dtype on awkward sizes against a local reference
+ * (2 and 3 ranks, both modes); {@code train --dp 2} against one process with {@code --accum 2} over the same
+ * micro-batches, bit for bit; a --dp that does not match the processes; and a rank killed with SIGKILL.
+ */
+class MpiRunTest {
+  /** What running as root in a container needs, unless the environment already says otherwise. */
+  static final Map<String, String> ENV = Map.of("OMPI_ALLOW_RUN_AS_ROOT", "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1",
+      "OMPI_MCA_btl_vader_single_copy_mechanism", "none");
+
+  @TempDir static Path tmp;
+
+  @BeforeAll
+  static void requireMpi() {
+    boolean mpirun = false;
+    for (String d : System.getenv().getOrDefault("PATH", "").split(File.pathSeparator)) {
+      if (!d.isBlank() && Files.isExecutable(Path.of(d, "mpirun"))) mpirun = true;
+    }
+    Assumptions.assumeTrue(mpirun, "mpirun is not on PATH (Debian/Ubuntu: apt-get install openmpi-bin libopenmpi-dev)");
+    Assumptions.assumeTrue(MpiRunTest.class.getClassLoader().getResource(MpiLibrary.RESOURCE) != null,
+        "this build has no MPI shim (" + MpiLibrary.RESOURCE + "): CMake found no MPI when libathanor was built");
+  }
+
+  /** An mpirun job's exit code and its merged output. */
+  record Job(int exitCode, String output) {}
+
+  /** {@code mpirun -np np java ... main args}, killed (and failed) after {@code timeoutSeconds}. */
+  static Job mpirun(int np, String main, List<String> args, int timeoutSeconds) throws IOException, InterruptedException {
+    List<String> cmd = new ArrayList<>(List.of("mpirun", "--oversubscribe", "--bind-to", "none"));
+    cmd.addAll(app(np, main, args));
+    return run(cmd, timeoutSeconds);
+  }
+
+  /** One application context of an mpirun command line: {@code -np np java ... main args}. */
+  static List<String> app(int np, String main, List<String> args) {
+    List<String> cmd = new ArrayList<>(List.of("-np", Integer.toString(np),
+        Path.of(System.getProperty("java.home"), "bin", "java").toString(), "--enable-native-access=ALL-UNNAMED", "-Xmx256m",
+        "-XX:TieredStopAtLevel=1", "-Djava.awt.headless=true", "-Dathanor.cache.dir=" + tmp.resolve("native-cache"),
+        "-cp", TrainFixture.classPath(), main));
+    cmd.addAll(args);
+    return cmd;
+  }
+
+  static Job run(List<String> cmd, int timeoutSeconds) throws IOException, InterruptedException {
+    Path out = Files.createTempFile(tmp, "mpirun-", ".txt");
+    ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(out.toFile());
+    ENV.forEach((k, v) -> pb.environment().putIfAbsent(k, v));
+    Process p = pb.start();
+    if (!p.waitFor(timeoutSeconds, TimeUnit.SECONDS)) {
+      p.descendants().forEach(ProcessHandle::destroyForcibly);
+      p.destroyForcibly().waitFor();
+      fail("mpirun did not finish in " + timeoutSeconds + " s; output:\n" + Files.readString(out));
+    }
+    return new Job(p.exitValue(), Files.readString(out));
+  }
+
+  private static void collectives(int np, String mode) throws Exception {
+    Job j = mpirun(np, CollectivesMain.class.getName(), List.of(mode), 180);
+    assertEquals(0, j.exitCode(), j.output());
+    for (int r = 0; r < np; r++) {
+      assertTrue(j.output().contains("rank " + r + " of " + np + " ("), "no report from rank " + r + ":\n" + j.output());
+    }
+    assertTrue(j.output().contains("checks passed"), j.output());
+  }
+
+  @Test
+  void collectivesTwoRanksDeterministic() throws Exception {
+    collectives(2, "deterministic");
+  }
+
+  @Test
+  void collectivesThreeRanksDeterministic() throws Exception {
+    collectives(3, "deterministic");
+  }
+
+  @Test
+  void collectivesTwoRanksFast() throws Exception {
+    collectives(2, "fast");
+  }
+
+  /** The train command line shared by both runs; {@code dir} receives the log and the model. */
+  private static List<String> trainArgs(TrainFixture f, Path dir, String... extra) {
+    List<String> a = new ArrayList<>(List.of("train", "--config", f.config.toString(), "--data", f.data.toString(), "--device",
+        "cpu", "--steps", "6", "--batch", "2", "--seq", "32", "--shuffle", "true", "--warmup", "2", "--log",
+        dir.resolve("log.jsonl").toString(), "--out", dir.resolve("model").toString()));
+    a.addAll(List.of(extra));
+    return a;
+  }
+
+  @Test
+  void dataParallelTwoEqualsOneProcessWithAccumulationBitForBit() throws Exception {
+    TrainFixture f = TrainFixture.create(tmp.resolve("dp-fixture"));
+    Path one = tmp.resolve("one"), dp = tmp.resolve("dp2");
+    ByteArrayOutputStream buf = new ByteArrayOutputStream();
+    int rc;
+    try (PrintStream ps = new PrintStream(buf, true, StandardCharsets.UTF_8)) {
+      rc = Main.run(trainArgs(f, one, "--accum", "2").toArray(String[]::new), ps, ps);
+    }
+    assertEquals(0, rc, buf.toString(StandardCharsets.UTF_8));
+    Job j = mpirun(2, Main.class.getName(), trainArgs(f, dp, "--dp", "2", "--threads", "1"), 300);
+    assertEquals(0, j.exitCode(), j.output());
+    assertEquals(1, j.output().split("data parallel: ", -1).length - 1, "rank 0 alone prints:\n" + j.output());
+
+    List<String> a = stepLines(one.resolve("log.jsonl")), b = stepLines(dp.resolve("log.jsonl"));
+    assertEquals(6, a.size());
+    assertEquals(a.size(), b.size(), "steps logged:\n" + j.output());
+    for (int i = 0; i < a.size(); i++) {
+      JsonObject x = JsonParser.parseString(a.get(i)).getAsJsonObject(), y = JsonParser.parseString(b.get(i)).getAsJsonObject();
+      for (String k : List.of("step", "loss", "grad_norm", "lr", "tokens")) {
+        assertEquals(x.get(k).getAsString(), y.get(k).getAsString(), "step " + i + " " + k + ": one process vs dp 2");
+      }
+    }
+    assertNotEquals(JsonParser.parseString(a.get(0)).getAsJsonObject().get("loss").getAsString(),
+        JsonParser.parseString(a.get(5)).getAsJsonObject().get("loss").getAsString(), "the model trained");
+    Path wa = one.resolve("model/model.safetensors"), wb = dp.resolve("model/model.safetensors");
+    assertEquals(-1, Files.mismatch(wa, wb), "final weights differ between one process with --accum 2 and --dp 2");
+
+    // ZeRO 1: each rank keeps and updates half of AdamW's moments; the same bits again
+    Path zero = tmp.resolve("dp2-zero1");
+    Job z = mpirun(2, Main.class.getName(), trainArgs(f, zero, "--dp", "2", "--zero", "1", "--threads", "1"), 300);
+    assertEquals(0, z.exitCode(), z.output());
+    assertTrue(z.output().contains("ZeRO 1"), z.output());
+    List<String> zl = stepLines(zero.resolve("log.jsonl")).stream().map(MpiRunTest::withoutTimes).toList();
+    assertEquals(a.stream().map(MpiRunTest::withoutTimes).toList(), zl, "--zero 1 vs one process: every logged step");
+    assertEquals(-1, Files.mismatch(wa, zero.resolve("model/model.safetensors")), "final weights differ with --zero 1");
+  }
+
+  /** The step lines of a log (its summary line, which holds run-dependent peaks and totals, left out). */
+  private static List<String> stepLines(Path log) throws java.io.IOException {
+    return Files.readAllLines(log).stream().filter(l -> !dev.athanor.report.RunSummary.isSummaryLine(l)).toList();
+  }
+
+  /** A log line without its timing fields (tokens_per_s, step_ms), which differ from run to run. */
+  private static String withoutTimes(String line) {
+    JsonObject o = JsonParser.parseString(line).getAsJsonObject();
+    o.remove("tokens_per_s");
+    o.remove("step_ms");
+    return o.toString();
+  }
+
+  @Test
+  void dpThatDoesNotMatchTheProcessesIsAClearError() throws Exception {
+    TrainFixture f = TrainFixture.create(tmp.resolve("mismatch-fixture"));
+    Job j = mpirun(2, Main.class.getName(), trainArgs(f, tmp.resolve("mismatch"), "--dp", "3"), 120);
+    assertNotEquals(0, j.exitCode(), j.output());
+    assertTrue(j.output().contains("--dp 3 but MPI started 2 processes"), j.output());
+    assertFalse(Files.exists(tmp.resolve("mismatch/log.jsonl")), "nothing was trained");
+
+    Job k = mpirun(2, Main.class.getName(), trainArgs(f, tmp.resolve("mismatch1")), 120);
+    assertNotEquals(0, k.exitCode(), k.output());
+    assertTrue(k.output().contains("mpirun started 2 processes but --dp is 1"), k.output());
+  }
+
+  @Test
+  void ranksStartedWithDifferentFlagsAreRefusedBeforeAnyStep() throws Exception {
+    TrainFixture f = TrainFixture.create(tmp.resolve("flags-fixture"));
+    Path dir = tmp.resolve("flags");
+    List<String> cmd = new ArrayList<>(List.of("mpirun", "--oversubscribe", "--bind-to", "none"));
+    cmd.addAll(app(1, Main.class.getName(), trainArgs(f, dir, "--dp", "2")));
+    cmd.add(":");
+    cmd.addAll(app(1, Main.class.getName(), trainArgs(f, dir, "--dp", "2", "--seed", "7")));
+    Job j = run(cmd, 120);
+    assertNotEquals(0, j.exitCode(), j.output());
+    assertTrue(j.output().contains("the ranks differ in their flags"), j.output());
+    assertTrue(j.output().matches("(?s).*rank [01] of 2: .*"), "the error names its rank:\n" + j.output());
+    assertFalse(Files.exists(dir.resolve("log.jsonl")) && !Files.readString(dir.resolve("log.jsonl")).isEmpty(), "no step ran");
+  }
+
+  @Test
+  void aRankThatDiesEndsTheJobNamingTheLostRank() throws Exception {
+    Job j = mpirun(2, DieMain.class.getName(), List.of(), 120);  // fails the test if the survivor hangs
+    assertNotEquals(0, j.exitCode(), j.output());
+    assertTrue(j.output().contains("rank 0 of 2: first all-reduce done"), j.output());
+    // Open MPI's mpirun ends the survivors and names the lost rank: "process rank 1 with PID ... exited on signal 9"
+    assertTrue(j.output().matches("(?s).*rank 1 with PID.*signal 9.*"), j.output());
+  }
+}
