@@ -150,7 +150,9 @@ public final class OffloadBudgetBench {
       }
       double m = OffloadBench.median(r.mem), o = OffloadBench.median(r.off);
       sb.append(String.format(Locale.ROOT, "| %s | %s | %s | %s | %s | %.0f %s | %.0f %s | **%.2f** | %s | %.3f | %.2f |%n",
-          budget, r.prefetch ? "on" : "off", r.plan.diskRoles().isEmpty() ? "none" : OffloadPlan.describe(r.plan.diskRoles()),
+          budget, r.prefetch ? "on" : "off", (r.plan.diskRoles().isEmpty() ? "none" : OffloadPlan.describe(r.plan.diskRoles()))
+              + (r.plan.residentWeights().isEmpty() ? "" : "; " + r.plan.residentWeights().size() + " weight units resident")
+              + (r.plan.recompute() ? "; activations recomputed" : ""),
           MemoryManager.formatBytes(r.plan.bytes(Tier.HOST)), MemoryManager.formatBytes(r.peak),
           batch * seq / m, OffloadBench.fmt(r.mem), batch * seq / o, OffloadBench.fmt(r.off), m / o,
           MemoryManager.formatBytes(r.diskBytes), r.stall, r.overlap));
@@ -186,8 +188,9 @@ public final class OffloadBudgetBench {
       mm.resetPeak();
       TransferStats.Snapshot moved = TransferStats.Snapshot.ZERO;
       try (Transformer b = weightsOnDisk ? Transformer.withoutWeights(cfg, Device.CPU) : Transformer.create(cfg, Device.CPU);
-          OffloadedWeights weights = weightsOnDisk ? OffloadedWeights.attach(b, stateDir, prefetch) : null;
+          OffloadedWeights weights = weightsOnDisk ? OffloadedWeights.attach(b, stateDir, prefetch, oc.residentWeights()) : null;
           Trainer tb = new Trainer(b, tc, new DataLoader(data, tc.batch(), tc.seq(), false, 0), oc, weights)) {
+        b.setRecompute(plan.recompute());  // the planner may choose it
         b.initialize(1);
         check(0, warmA, tb.step());
         for (int s = 1; s <= steps; s++) {
