@@ -30,7 +30,8 @@ import org.junit.jupiter.api.io.TempDir;
  * The MPI communicator and data-parallel training through real {@code mpirun} processes (skipped, with the reason,
  * when mpirun or the MPI shim is missing): every collective in every dtype on awkward sizes against a local reference
  * (2 and 3 ranks, both modes); {@code train --dp 2} against one process with {@code --accum 2} over the same
- * micro-batches, bit for bit; a --dp that does not match the processes; and a rank killed with SIGKILL.
+ * micro-batches, bit for bit; checkpoints of ZeRO 1 runs resumed with another layout and the other way round; a --dp that
+ * does not match the processes; and a rank killed with SIGKILL.
  */
 class MpiRunTest {
   /** What running as root in a container needs, unless the environment already says otherwise. */
@@ -152,6 +153,79 @@ class MpiRunTest {
     List<String> zl = stepLines(zero.resolve("log.jsonl")).stream().map(MpiRunTest::withoutTimes).toList();
     assertEquals(a.stream().map(MpiRunTest::withoutTimes).toList(), zl, "--zero 1 vs one process: every logged step");
     assertEquals(-1, Files.mismatch(wa, zero.resolve("model/model.safetensors")), "final weights differ with --zero 1");
+  }
+
+  /** Runs {@code train} in this JVM (one process); fails with its output unless it succeeds. */
+  private static void trainHere(List<String> args) {
+    ByteArrayOutputStream buf = new ByteArrayOutputStream();
+    int rc;
+    try (PrintStream ps = new PrintStream(buf, true, StandardCharsets.UTF_8)) {
+      rc = Main.run(args.toArray(String[]::new), ps, ps);
+    }
+    assertEquals(0, rc, buf.toString(StandardCharsets.UTF_8));
+  }
+
+  private static void trainMpi(List<String> args) throws Exception {
+    Job j = mpirun(2, Main.class.getName(), args, 300);
+    assertEquals(0, j.exitCode(), j.output());
+  }
+
+  /** A run's step lines without their timing fields. */
+  private static List<String> steps(Path run) throws IOException {
+    return stepLines(run.resolve("log.jsonl")).stream().map(MpiRunTest::withoutTimes).toList();
+  }
+
+  /**
+   * Checkpoints do not depend on the layout that wrote them: dp 2 × ZeRO 1 saving at every step trains exactly as
+   * without checkpoints and as one process with --accum 2, and its step-3 checkpoint holds the same bytes as the one
+   * process's; that checkpoint resumes as one process, and the one process's resumes under dp 2 × ZeRO 1 (the shards
+   * re-cut on load), each finishing with the same losses and byte-identical final weights.
+   */
+  @Test
+  void zeroOneCheckpointsResumeWithAnyLayout() throws Exception {
+    TrainFixture f = TrainFixture.create(tmp.resolve("ck-fixture"));
+    Path one = tmp.resolve("ck-one"), zero = tmp.resolve("ck-zero"), plain = tmp.resolve("ck-zero-plain");
+    List<String> keepAll = List.of("--checkpoint-every", "1", "--keep", "10");
+    List<String> zeroFlags = List.of("--dp", "2", "--zero", "1", "--threads", "1");
+    trainHere(concat(trainArgs(f, one, "--accum", "2", "--checkpoint-dir", one.resolve("ck").toString()), keepAll));
+    trainMpi(concat(trainArgs(f, zero, "--checkpoint-dir", zero.resolve("ck").toString()), keepAll, zeroFlags));
+    trainMpi(concat(trainArgs(f, plain), zeroFlags));
+
+    // (a) saving (every step: moments gathered to rank 0 each time) changes nothing
+    List<String> reference = steps(one);
+    assertEquals(6, reference.size());
+    assertEquals(reference, steps(zero), "dp 2 × ZeRO 1 with checkpoints vs one process with --accum 2");
+    assertEquals(reference, steps(plain), "dp 2 × ZeRO 1 without checkpoints vs one process with --accum 2");
+    Path model = Path.of("model", "model.safetensors");
+    assertEquals(-1, Files.mismatch(one.resolve(model), zero.resolve(model)), "final weights: dp 2 × ZeRO 1 with checkpoints");
+    assertEquals(-1, Files.mismatch(one.resolve(model), plain.resolve(model)), "final weights: dp 2 × ZeRO 1 without");
+    Path oneStep3 = one.resolve("ck/step-00000003"), zeroStep3 = zero.resolve("ck/step-00000003");
+    for (String file : List.of("model.safetensors", "optimizer.safetensors")) {
+      assertEquals(-1, Files.mismatch(oneStep3.resolve(file), zeroStep3.resolve(file)),
+          file + " of the step-3 checkpoint: dp 2 × ZeRO 1 (gathered) vs one process");
+    }
+    assertTrue(Files.isDirectory(zero.resolve("ck/step-00000006")), "the final save");
+
+    // (b) the dp 2 × ZeRO 1 checkpoint resumes as one process with --accum 2
+    Path toOne = tmp.resolve("ck-resume-one");
+    trainHere(trainArgs(f, toOne, "--accum", "2", "--resume", zeroStep3.toString(), "--checkpoint-dir",
+        toOne.resolve("ck").toString()));
+    assertEquals(reference.subList(3, 6), steps(toOne), "steps 3..5 resumed as one process from dp 2 × ZeRO 1's checkpoint");
+    assertEquals(-1, Files.mismatch(zero.resolve(model), toOne.resolve(model)), "final weights after resuming as one process");
+
+    // (c) the one process's checkpoint resumes under dp 2 × ZeRO 1, each rank cutting its shard out of the moments
+    Path toZero = tmp.resolve("ck-resume-zero");
+    trainMpi(concat(trainArgs(f, toZero, "--resume", oneStep3.toString(), "--checkpoint-dir", toZero.resolve("ck").toString()),
+        zeroFlags));
+    assertEquals(reference.subList(3, 6), steps(toZero), "steps 3..5 resumed under dp 2 × ZeRO 1 from one process's checkpoint");
+    assertEquals(-1, Files.mismatch(one.resolve(model), toZero.resolve(model)), "final weights after resuming under ZeRO 1");
+  }
+
+  @SafeVarargs
+  private static List<String> concat(List<String>... parts) {
+    List<String> all = new ArrayList<>();
+    for (List<String> p : parts) all.addAll(p);
+    return all;
   }
 
   /** The step lines of a log (its summary line, which holds run-dependent peaks and totals, left out). */
