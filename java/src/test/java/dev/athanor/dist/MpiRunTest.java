@@ -221,6 +221,61 @@ class MpiRunTest {
     assertEquals(-1, Files.mismatch(one.resolve(model), toZero.resolve(model)), "final weights after resuming under ZeRO 1");
   }
 
+  /**
+   * SIGTERM to rank 1 of a dp 2 × ZeRO 1 run: every rank stops after the same step, and the final save (a collective:
+   * the other rank sends its moments) writes a checkpoint of that step that verifies, without hanging.
+   */
+  @Test
+  void sigtermToOneRankUnderZeroOneSavesTheStoppedStep() throws Exception {
+    TrainFixture f = TrainFixture.create(tmp.resolve("term-fixture"));
+    Path dir = tmp.resolve("term"), ck = dir.resolve("ck"), log = dir.resolve("log.jsonl");
+    List<String> args = new ArrayList<>(trainArgs(f, dir, "--dp", "2", "--zero", "1", "--threads", "1", "--checkpoint-dir",
+        ck.toString(), "--checkpoint-every", "5"));
+    args.set(args.indexOf("--steps") + 1, "100000");  // far more than it gets to do
+    List<String> cmd = new ArrayList<>(List.of("mpirun", "--oversubscribe", "--bind-to", "none"));
+    cmd.addAll(app(2, Main.class.getName(), args));
+    Path out = Files.createTempFile(tmp, "mpirun-term-", ".txt");
+    ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(out.toFile());
+    ENV.forEach((k, v) -> pb.environment().putIfAbsent(k, v));
+    Process p = pb.start();
+    try {
+      long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(120);
+      while ((!Files.exists(log) || Files.readAllLines(log).size() < 6) && p.isAlive() && System.nanoTime() < deadline) {
+        Thread.sleep(50);
+      }
+      assertTrue(p.isAlive() && Files.exists(log), "the run did not get to step 6:\n" + Files.readString(out));
+      List<ProcessHandle> ranks = p.descendants().filter(h -> h.info().command().orElse("").endsWith("java")).toList();
+      assertEquals(2, ranks.size(), "the ranks' java processes: " + ranks);
+      ProcessHandle rank1 = ranks.stream().filter(h -> rankOf(h) == 1).findFirst().orElseThrow(
+          () -> new AssertionError("no rank 1 among " + ranks));
+      assertTrue(rank1.destroy(), "SIGTERM sent");  // to rank 1 only, which writes nothing itself
+      if (!p.waitFor(120, TimeUnit.SECONDS)) fail("the ranks did not stop after SIGTERM:\n" + Files.readString(out));
+    } finally {
+      p.descendants().forEach(ProcessHandle::destroyForcibly);
+      p.destroyForcibly();
+    }
+    String text = Files.readString(out);
+    assertNotEquals(0, p.exitValue(), text);
+    int steps = stepLines(log).size();
+    assertTrue(text.contains("stopped by a termination signal at step " + steps), text);
+    List<Path> dirs = dev.athanor.train.checkpoint.CheckpointManager.stepDirs(ck);
+    Path last = dirs.get(dirs.size() - 1);
+    assertEquals(String.format("step-%08d", steps), last.getFileName().toString(), "the final save holds the stopped step");
+    assertEquals(steps, dev.athanor.train.checkpoint.Checkpoint.open(last).step(), "it verifies");
+  }
+
+  /** The MPI rank of a process started by Open MPI's mpirun (from its environment, Linux), or -1. */
+  private static int rankOf(ProcessHandle h) {
+    try {
+      for (String kv : Files.readString(Path.of("/proc", Long.toString(h.pid()), "environ")).split("\0")) {
+        if (kv.startsWith("OMPI_COMM_WORLD_RANK=")) return Integer.parseInt(kv.substring(kv.indexOf('=') + 1));
+      }
+    } catch (IOException | RuntimeException e) {
+      // not readable: unknown
+    }
+    return -1;
+  }
+
   @SafeVarargs
   private static List<String> concat(List<String>... parts) {
     List<String> all = new ArrayList<>();
