@@ -24,7 +24,8 @@ final class ParallelOptions {
 
   @Option(names = "--zero", paramLabel = "STAGE", defaultValue = "0",
       description = "ZeRO stage with --dp: 0 (every process keeps all of AdamW's moments) or 1 (each keeps and updates only its "
-          + "1/dp of them, then the parameters are all-gathered; not yet with --checkpoint-dir or --offload). Default: ${DEFAULT-VALUE}")
+          + "1/dp of them, then the parameters are all-gathered; checkpoints gather every moment, so they resume with any --dp "
+          + "and --zero; not yet with --offload). Default: ${DEFAULT-VALUE}")
   @Options.Range(min = 0, max = 1)
   int zero;
 
@@ -58,10 +59,9 @@ final class ParallelOptions {
    * A launch that does not match (no mpirun, another process count, a CUDA device) is a usage error naming the flag and
    * both numbers; a missing MPI is a {@link dev.athanor.dist.CommunicatorException} saying what to install.
    */
-  Communicator start(CommandSpec spec, Device device, boolean checkpoints, boolean offload) {
+  Communicator start(CommandSpec spec, Device device, boolean offload) {
     if (zero == 1) {
       if (dp == 1) throw Options.usage(spec, "--zero 1 shards AdamW's moments over the --dp processes; with --dp 1 there is nothing to shard");
-      if (checkpoints) throw Options.usage(spec, "--zero 1 with --checkpoint-dir is not supported yet (checkpoints need every moment)");
       if (offload) throw Options.usage(spec, "--zero 1 with --offload is not supported yet; use --offload off");
     }
     int launched = launchedProcesses();

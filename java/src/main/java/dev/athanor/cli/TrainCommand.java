@@ -289,7 +289,7 @@ final class TrainCommand implements Callable<Integer> {
   Result run(PrintStream out) {
     checkBeforeWork();
     Device device = runtime.apply();
-    comm = parallel.start(spec, device, ckpt.dir != null || ckpt.resume != null, !offload.off());
+    comm = parallel.start(spec, device, !offload.off());
     Result r = run(out, device);
     if (comm != null) comm.close();  // MPI_Finalize: every rank gets here (a failing rank aborts them all instead)
     return r;
@@ -375,6 +375,9 @@ final class TrainCommand implements Callable<Integer> {
           DataParallel.requireSame(comm, "their flags (a hash of " + String.join(" ", flags) + " on rank " + comm.rank() + ")",
               fingerprint(flags));
           DataParallel.requireSame(comm, "their data (tokens in " + data + ")", dataset.size());
+          // every rank resolved --resume itself (each restores the masters from the directory): the same checkpoint
+          DataParallel.requireSame(comm, "the checkpoint they resume from (its step; -1: none; rank " + comm.rank() + ": "
+              + (resume == null ? "none" : resume.directory()) + ")", resume == null ? -1 : resume.step());
         }
         out.printf("data: %s tokens from %s; %d steps x %d tokens (batch %d, seq %d, accum %d), lr %s %s, warmup %d%n",
             Counts.format(dataset.size()), data, tc.steps(), tc.tokensPerStep() * (comm == null ? 1 : comm.size()), tc.batch(),
@@ -554,7 +557,11 @@ final class TrainCommand implements Callable<Integer> {
 
   /**
    * The step loop: progress bar with loss, tokens/s and ETA; one JSON line per step in {@code log}; periodic
-   * checkpoints; on a failure or SIGTERM the last consistent state is saved before the error propagates.
+   * checkpoints; on a failure or SIGTERM the last consistent state is saved before the error propagates. With --dp, rank 0
+   * alone writes checkpoints; under ZeRO 1 the others send it their moments at each save ({@link
+   * CheckpointManager#contribute}), which every rank reaches after the same steps. A failed step saves nothing under
+   * ZeRO 1 (gathering would need the other ranks, which may be waiting in the failed step's collectives): the last
+   * periodic checkpoint stays the one to resume from.
    */
   static List<StepResult> trainLoop(Transformer model, TrainConfig tc, DataLoader loader, Path log, Checkpointing ck,
       OffloadConfig offloadConfig, OffloadedWeights weights, PrintStream out, Communicator comm, boolean zero1)
@@ -619,17 +626,22 @@ final class TrainCommand implements Callable<Integer> {
           try {
             r = trainer.step();
           } catch (RuntimeException e) {
-            throw saveOnFailure(e, trainer, mgr, ck, bar);
+            throw saveOnFailure(e, trainer, zero1 ? null : mgr, ck, bar);
           } catch (OutOfMemoryError e) {  // Java heap: the model's native memory is intact, so the state can be saved
-            throw saveOnFailure(new IllegalStateException("out of Java heap memory: " + e.getMessage(), e), trainer, mgr, ck, bar);
+            throw saveOnFailure(new IllegalStateException("out of Java heap memory: " + e.getMessage(), e), trainer,
+                zero1 ? null : mgr, ck, bar);
           }
           results.add(r);
           // an offloaded run's line also carries the step's DISK traffic and stalls (checkpoint saves are not in it)
           w.write(offloadConfig.enabled() ? StepTraffic.of(r.step(), trainer.transfers().minus(before)).appendTo(r) : r.toJson());
           w.newLine();
           w.flush();
-          if (mgr != null && ck.every() > 0 && trainer.nextStep() % ck.every() == 0 && !trainer.done()) {
-            stall = mgr.save(trainer);
+          if (ck != null && ck.every() > 0 && trainer.nextStep() % ck.every() == 0 && !trainer.done()) {
+            if (mgr != null) {
+              stall = mgr.save(trainer);
+            } else {
+              CheckpointManager.contribute(trainer);  // ZeRO 1: rank 0's save gathers this rank's moments
+            }
           }
           ema = Double.isNaN(ema) ? r.loss() : 0.9 * ema + 0.1 * r.loss();
           bar.update(r.step() + 1, String.format(Locale.ROOT, "loss %.3f (avg %.3f) | %s tok/s%s", r.loss(), ema,
@@ -643,6 +655,8 @@ final class TrainCommand implements Callable<Integer> {
             bar.message("stopped by a termination signal at step " + trainer.nextStep() + "; state saved to " + last
                 + "; resume with: athanor train " + String.join(" ", resumeArgs(ck)));
           }
+        } else if (ck != null) {
+          CheckpointManager.contribute(trainer);  // the final save, on rank 0
         } else if (stop.get()) {
           bar.message("stopped by a termination signal at step " + trainer.nextStep() + " of " + tc.steps()
               + "; nothing was saved: without --checkpoint-dir a run keeps no state to resume from. To be able to stop "
@@ -651,7 +665,7 @@ final class TrainCommand implements Callable<Integer> {
         summary(w, results.size(), trainer.transfers().minus(loopStart));
       }
       if (stop.get()) {
-        throw new Stopped("training stopped by a termination signal" + (mgr != null ? " (state saved)" : " (nothing saved)"));
+        throw new Stopped("training stopped by a termination signal" + (ck != null ? " (state saved)" : " (nothing saved)"));
       }
     } finally {
       Termination.handledBy(false);

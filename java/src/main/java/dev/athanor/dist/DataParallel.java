@@ -6,6 +6,7 @@ import dev.athanor.params.Role;
 import dev.athanor.runtime.Device;
 import dev.athanor.tensor.DType;
 import dev.athanor.tensor.Tensor;
+import dev.athanor.train.AdamW;
 import dev.athanor.train.GradientReducer;
 import dev.athanor.train.Trainer;
 import java.util.Objects;
@@ -83,6 +84,35 @@ public final class DataParallel implements GradientReducer {
     Tensor masters = store.flat(Role.MASTER);
     try (Tensor part = masters.slice(0, mine.start(), mine.end())) {
       comm.allGather(part, masters);  // in place
+    }
+  }
+
+  /**
+   * ZeRO 1: rank 0 receives every other rank's part of the moments of {@code range} (point to point, in rank order;
+   * only the ranks whose shard overlaps it send), so no rank holds more than {@code range}'s moments at once.
+   */
+  @Override
+  public void gatherMoments(ParameterStore store, AdamW optimizer, Range range, Tensor m, Tensor v) {
+    if (comm.rank() != 0) {
+      if (m != null || v != null) throw new IllegalArgumentException("rank " + comm.rank() + " only sends its moments: pass null");
+      Range mine = range.intersect(optimizerShard(store, comm));
+      if (mine.isEmpty()) return;
+      try (Tensor ms = optimizer.shardMoments(Role.ADAM_M, mine); Tensor vs = optimizer.shardMoments(Role.ADAM_V, mine)) {
+        comm.send(ms, 0);
+        comm.send(vs, 0);
+      }
+      return;
+    }
+    optimizer.getShardMoments(range, m, v);
+    long n = store.numel();
+    for (int r = 1; r < comm.size(); r++) {
+      Range part = range.intersect(new Range(Communicator.partStart(n, r, comm.size()), Communicator.partStart(n, r + 1, comm.size())));
+      if (part.isEmpty()) continue;
+      long a = part.start() - range.start(), b = part.end() - range.start();
+      try (Tensor mf = m.view(m.numel()); Tensor vf = v.view(v.numel()); Tensor ms = mf.slice(0, a, b); Tensor vs = vf.slice(0, a, b)) {
+        comm.recv(ms, r);
+        comm.recv(vs, r);
+      }
     }
   }
 

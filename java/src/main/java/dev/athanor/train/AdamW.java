@@ -186,6 +186,56 @@ public final class AdamW implements AutoCloseable {
     return l;
   }
 
+  /**
+   * ZeRO 1: a view of this optimizer's moments ({@code role} ADAM_M or ADAM_V) of the flat elements {@code range},
+   * which must lie in its {@link #shard()} (1-D, F32; close it, the moments stay). Throws when the optimizer is not
+   * sharded or the range is not in its shard.
+   */
+  public Tensor shardMoments(Role role, Range range) {
+    if (shard == null) throw new IllegalStateException("this optimizer is not sharded: list its moments with firstMoments()");
+    if (role != Role.ADAM_M && role != Role.ADAM_V) throw new IllegalArgumentException("not a moment: " + role);
+    if (!shard.contains(range)) throw new IllegalArgumentException("range " + range + " is not in this optimizer's shard " + shard);
+    return (role == Role.ADAM_M ? shardM : shardV).slice(0, range.start() - shard.start(), range.end() - shard.start());
+  }
+
+  /**
+   * ZeRO 1: copies the part of {@code m} and {@code v} that this optimizer's shard holds into its moments (restoring
+   * from full-size moments, e.g. a checkpoint's). {@code m} and {@code v} are the moments of the flat elements {@code
+   * range} (contiguous F32, {@code range.length()} elements in any shape, e.g. one parameter's); the elements outside the
+   * shard are ignored.
+   */
+  public void setShardMoments(Range range, Tensor m, Tensor v) {
+    copyShardPart(range, m, Role.ADAM_M, true);
+    copyShardPart(range, v, Role.ADAM_V, true);
+  }
+
+  /**
+   * ZeRO 1: the reverse of {@link #setShardMoments}: copies this optimizer's moments of the part of {@code range} in its
+   * shard into {@code m} and {@code v} (the moments of {@code range}); their other elements are left as they are.
+   */
+  public void getShardMoments(Range range, Tensor m, Tensor v) {
+    copyShardPart(range, m, Role.ADAM_M, false);
+    copyShardPart(range, v, Role.ADAM_V, false);
+  }
+
+  private void copyShardPart(Range range, Tensor full, Role role, boolean intoShard) {
+    if (full.numel() != range.length() || full.dtype() != DType.F32) {
+      throw new IllegalArgumentException("the " + role + " moments of " + range + " need " + range.length() + " F32 elements, got "
+          + full.numel() + " " + full.dtype());
+    }
+    Range part = range.intersect(shard == null ? range : shard);
+    if (part.isEmpty()) return;
+    try (Tensor flat = full.view(full.numel());
+        Tensor outside = flat.slice(0, part.start() - range.start(), part.end() - range.start());
+        Tensor mine = shardMoments(role, part)) {
+      if (intoShard) {
+        mine.copyFrom(outside);
+      } else {
+        outside.copyFrom(mine);
+      }
+    }
+  }
+
   /** Sets the step count (when restoring a saved optimizer state). */
   public void setStep(long s) {
     if (s < 0) throw new IllegalArgumentException("step must be >= 0, got " + s);

@@ -1,7 +1,9 @@
 package dev.athanor.train;
 
 import dev.athanor.params.ParameterStore;
+import dev.athanor.params.Range;
 import dev.athanor.params.Role;
+import dev.athanor.tensor.Tensor;
 
 /**
  * The gradient-reduction phase of a training step: after every micro-batch's gradient has been accumulated and
@@ -34,6 +36,16 @@ public interface GradientReducer {
    * parameters the other replicas updated. One process, or an optimizer over everything: nothing.
    */
   default void afterUpdate(ParameterStore store) {}
+
+  /**
+   * A sharded optimizer's (ZeRO 1) moments of the flat elements {@code range}, for a checkpoint (a collective when
+   * replicas take part: every replica calls it with the same range): replica 0 gets every replica's part of them in
+   * {@code m} and {@code v} (F32, {@code range.length()} elements each), the others pass null and only send theirs.
+   * One process: this optimizer's part.
+   */
+  default void gatherMoments(ParameterStore store, AdamW optimizer, Range range, Tensor m, Tensor v) {
+    if (m != null) optimizer.getShardMoments(range, m, v);
+  }
 
   /** One process: nothing to do. */
   GradientReducer NONE = (store, gradRole) -> {};

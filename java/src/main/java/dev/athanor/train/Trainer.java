@@ -12,6 +12,7 @@ import dev.athanor.ops.Ops;
 import dev.athanor.params.ParameterStore;
 import dev.athanor.params.Range;
 import dev.athanor.params.Role;
+import dev.athanor.tensor.Tensor;
 import java.util.List;
 import java.util.Objects;
 
@@ -164,6 +165,22 @@ public final class Trainer implements AutoCloseable {
     if (files != null) s = s.plus(files.stats().snapshot());
     if (optimizer.offloadFiles() != null) s = s.plus(optimizer.offloadFiles().stats().snapshot());
     return s;
+  }
+
+  /**
+   * The AdamW moments of parameter {@code i} (as in an unsharded optimizer's {@link AdamW#firstMoments()}), for a
+   * checkpoint. With a sharded optimizer (ZeRO 1) a collective of the replicas (see {@link
+   * GradientReducer#gatherMoments}): every replica calls it for the same parameters in the same order; replica 0 gets
+   * the moments in {@code m} and {@code v} (host F32 tensors of the parameter's shape), the others pass null.
+   */
+  public void gatherMoments(int i, Tensor m, Tensor v) {
+    if (optimizer.shard() == null) {
+      if (m == null) return;
+      m.copyFrom(optimizer.firstMoments().get(i));
+      v.copyFrom(optimizer.secondMoments().get(i));
+      return;
+    }
+    reducer.gatherMoments(store, optimizer, store.range(i), m, v);
   }
 
   /** Sets the gradient-reduction phase (e.g. data parallelism); {@link GradientReducer#NONE} by default. */

@@ -30,7 +30,8 @@ import org.junit.jupiter.api.io.TempDir;
  * The MPI communicator and data-parallel training through real {@code mpirun} processes (skipped, with the reason,
  * when mpirun or the MPI shim is missing): every collective in every dtype on awkward sizes against a local reference
  * (2 and 3 ranks, both modes); {@code train --dp 2} against one process with {@code --accum 2} over the same
- * micro-batches, bit for bit; a --dp that does not match the processes; and a rank killed with SIGKILL.
+ * micro-batches, bit for bit; checkpoints of ZeRO 1 runs resumed with another layout and the other way round; a --dp that
+ * does not match the processes; and a rank killed with SIGKILL.
  */
 class MpiRunTest {
   /** What running as root in a container needs, unless the environment already says otherwise. */
@@ -152,6 +153,134 @@ class MpiRunTest {
     List<String> zl = stepLines(zero.resolve("log.jsonl")).stream().map(MpiRunTest::withoutTimes).toList();
     assertEquals(a.stream().map(MpiRunTest::withoutTimes).toList(), zl, "--zero 1 vs one process: every logged step");
     assertEquals(-1, Files.mismatch(wa, zero.resolve("model/model.safetensors")), "final weights differ with --zero 1");
+  }
+
+  /** Runs {@code train} in this JVM (one process); fails with its output unless it succeeds. */
+  private static void trainHere(List<String> args) {
+    ByteArrayOutputStream buf = new ByteArrayOutputStream();
+    int rc;
+    try (PrintStream ps = new PrintStream(buf, true, StandardCharsets.UTF_8)) {
+      rc = Main.run(args.toArray(String[]::new), ps, ps);
+    }
+    assertEquals(0, rc, buf.toString(StandardCharsets.UTF_8));
+  }
+
+  private static void trainMpi(List<String> args) throws Exception {
+    Job j = mpirun(2, Main.class.getName(), args, 300);
+    assertEquals(0, j.exitCode(), j.output());
+  }
+
+  /** A run's step lines without their timing fields. */
+  private static List<String> steps(Path run) throws IOException {
+    return stepLines(run.resolve("log.jsonl")).stream().map(MpiRunTest::withoutTimes).toList();
+  }
+
+  /**
+   * Checkpoints do not depend on the layout that wrote them: dp 2 × ZeRO 1 saving at every step trains exactly as
+   * without checkpoints and as one process with --accum 2, and its step-3 checkpoint holds the same bytes as the one
+   * process's; that checkpoint resumes as one process, and the one process's resumes under dp 2 × ZeRO 1 (the shards
+   * re-cut on load), each finishing with the same losses and byte-identical final weights.
+   */
+  @Test
+  void zeroOneCheckpointsResumeWithAnyLayout() throws Exception {
+    TrainFixture f = TrainFixture.create(tmp.resolve("ck-fixture"));
+    Path one = tmp.resolve("ck-one"), zero = tmp.resolve("ck-zero"), plain = tmp.resolve("ck-zero-plain");
+    List<String> keepAll = List.of("--checkpoint-every", "1", "--keep", "10");
+    List<String> zeroFlags = List.of("--dp", "2", "--zero", "1", "--threads", "1");
+    trainHere(concat(trainArgs(f, one, "--accum", "2", "--checkpoint-dir", one.resolve("ck").toString()), keepAll));
+    trainMpi(concat(trainArgs(f, zero, "--checkpoint-dir", zero.resolve("ck").toString()), keepAll, zeroFlags));
+    trainMpi(concat(trainArgs(f, plain), zeroFlags));
+
+    // (a) saving (every step: moments gathered to rank 0 each time) changes nothing
+    List<String> reference = steps(one);
+    assertEquals(6, reference.size());
+    assertEquals(reference, steps(zero), "dp 2 × ZeRO 1 with checkpoints vs one process with --accum 2");
+    assertEquals(reference, steps(plain), "dp 2 × ZeRO 1 without checkpoints vs one process with --accum 2");
+    Path model = Path.of("model", "model.safetensors");
+    assertEquals(-1, Files.mismatch(one.resolve(model), zero.resolve(model)), "final weights: dp 2 × ZeRO 1 with checkpoints");
+    assertEquals(-1, Files.mismatch(one.resolve(model), plain.resolve(model)), "final weights: dp 2 × ZeRO 1 without");
+    Path oneStep3 = one.resolve("ck/step-00000003"), zeroStep3 = zero.resolve("ck/step-00000003");
+    for (String file : List.of("model.safetensors", "optimizer.safetensors")) {
+      assertEquals(-1, Files.mismatch(oneStep3.resolve(file), zeroStep3.resolve(file)),
+          file + " of the step-3 checkpoint: dp 2 × ZeRO 1 (gathered) vs one process");
+    }
+    assertTrue(Files.isDirectory(zero.resolve("ck/step-00000006")), "the final save");
+
+    // (b) the dp 2 × ZeRO 1 checkpoint resumes as one process with --accum 2
+    Path toOne = tmp.resolve("ck-resume-one");
+    trainHere(trainArgs(f, toOne, "--accum", "2", "--resume", zeroStep3.toString(), "--checkpoint-dir",
+        toOne.resolve("ck").toString()));
+    assertEquals(reference.subList(3, 6), steps(toOne), "steps 3..5 resumed as one process from dp 2 × ZeRO 1's checkpoint");
+    assertEquals(-1, Files.mismatch(zero.resolve(model), toOne.resolve(model)), "final weights after resuming as one process");
+
+    // (c) the one process's checkpoint resumes under dp 2 × ZeRO 1, each rank cutting its shard out of the moments
+    Path toZero = tmp.resolve("ck-resume-zero");
+    trainMpi(concat(trainArgs(f, toZero, "--resume", oneStep3.toString(), "--checkpoint-dir", toZero.resolve("ck").toString()),
+        zeroFlags));
+    assertEquals(reference.subList(3, 6), steps(toZero), "steps 3..5 resumed under dp 2 × ZeRO 1 from one process's checkpoint");
+    assertEquals(-1, Files.mismatch(one.resolve(model), toZero.resolve(model)), "final weights after resuming under ZeRO 1");
+  }
+
+  /**
+   * SIGTERM to rank 1 of a dp 2 × ZeRO 1 run: every rank stops after the same step, and the final save (a collective:
+   * the other rank sends its moments) writes a checkpoint of that step that verifies, without hanging.
+   */
+  @Test
+  void sigtermToOneRankUnderZeroOneSavesTheStoppedStep() throws Exception {
+    TrainFixture f = TrainFixture.create(tmp.resolve("term-fixture"));
+    Path dir = tmp.resolve("term"), ck = dir.resolve("ck"), log = dir.resolve("log.jsonl");
+    List<String> args = new ArrayList<>(trainArgs(f, dir, "--dp", "2", "--zero", "1", "--threads", "1", "--checkpoint-dir",
+        ck.toString(), "--checkpoint-every", "5"));
+    args.set(args.indexOf("--steps") + 1, "100000");  // far more than it gets to do
+    List<String> cmd = new ArrayList<>(List.of("mpirun", "--oversubscribe", "--bind-to", "none"));
+    cmd.addAll(app(2, Main.class.getName(), args));
+    Path out = Files.createTempFile(tmp, "mpirun-term-", ".txt");
+    ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(out.toFile());
+    ENV.forEach((k, v) -> pb.environment().putIfAbsent(k, v));
+    Process p = pb.start();
+    try {
+      long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(120);
+      while ((!Files.exists(log) || Files.readAllLines(log).size() < 6) && p.isAlive() && System.nanoTime() < deadline) {
+        Thread.sleep(50);
+      }
+      assertTrue(p.isAlive() && Files.exists(log), "the run did not get to step 6:\n" + Files.readString(out));
+      List<ProcessHandle> ranks = p.descendants().filter(h -> h.info().command().orElse("").endsWith("java")).toList();
+      assertEquals(2, ranks.size(), "the ranks' java processes: " + ranks);
+      ProcessHandle rank1 = ranks.stream().filter(h -> rankOf(h) == 1).findFirst().orElseThrow(
+          () -> new AssertionError("no rank 1 among " + ranks));
+      assertTrue(rank1.destroy(), "SIGTERM sent");  // to rank 1 only, which writes nothing itself
+      if (!p.waitFor(120, TimeUnit.SECONDS)) fail("the ranks did not stop after SIGTERM:\n" + Files.readString(out));
+    } finally {
+      p.descendants().forEach(ProcessHandle::destroyForcibly);
+      p.destroyForcibly();
+    }
+    String text = Files.readString(out);
+    assertNotEquals(0, p.exitValue(), text);
+    int steps = stepLines(log).size();
+    assertTrue(text.contains("stopped by a termination signal at step " + steps), text);
+    List<Path> dirs = dev.athanor.train.checkpoint.CheckpointManager.stepDirs(ck);
+    Path last = dirs.get(dirs.size() - 1);
+    assertEquals(String.format("step-%08d", steps), last.getFileName().toString(), "the final save holds the stopped step");
+    assertEquals(steps, dev.athanor.train.checkpoint.Checkpoint.open(last).step(), "it verifies");
+  }
+
+  /** The MPI rank of a process started by Open MPI's mpirun (from its environment, Linux), or -1. */
+  private static int rankOf(ProcessHandle h) {
+    try {
+      for (String kv : Files.readString(Path.of("/proc", Long.toString(h.pid()), "environ")).split("\0")) {
+        if (kv.startsWith("OMPI_COMM_WORLD_RANK=")) return Integer.parseInt(kv.substring(kv.indexOf('=') + 1));
+      }
+    } catch (IOException | RuntimeException e) {
+      // not readable: unknown
+    }
+    return -1;
+  }
+
+  @SafeVarargs
+  private static List<String> concat(List<String>... parts) {
+    List<String> all = new ArrayList<>();
+    for (List<String> p : parts) all.addAll(p);
+    return all;
   }
 
   /** The step lines of a log (its summary line, which holds run-dependent peaks and totals, left out). */

@@ -12,6 +12,7 @@ import dev.athanor.params.Range;
 import dev.athanor.params.Role;
 import dev.athanor.runtime.Device;
 import dev.athanor.tensor.DType;
+import dev.athanor.tensor.Tensor;
 import dev.athanor.train.AdamW;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -21,7 +22,8 @@ import org.junit.jupiter.api.Test;
 /**
  * ZeRO 1 without MPI: optimizers that each keep the moments of one shard (cut inside a tensor) and update only it,
  * applied one after the other to one store, equal one optimizer over everything bit for bit; each leaves the rest
- * untouched, and none allocates the store's moment buffers.
+ * untouched, and none allocates the store's moment buffers; their moments put together (and set from whole ones, as a
+ * checkpoint restores them) are the whole optimizer's.
  */
 class ShardedAdamWTest {
   static Map<String, List<ParamSpec>> units() {
@@ -61,6 +63,27 @@ class ShardedAdamWTest {
           hi.update(b.all(), Role.GRAD, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.7f);
         }
         assertArrayEquals(a.flat(Role.MASTER).toFloatArray(), b.flat(Role.MASTER).toFloatArray());
+
+        // as a checkpoint sees them: the shards' moments put together are the whole optimizer's, and shards set from
+        // the whole moments (re-cut on load) each keep their part
+        try (AdamW lo2 = new AdamW(b, new Range(0, cut)); AdamW hi2 = new AdamW(b, new Range(cut, b.numel()))) {
+          for (int i = 0; i < b.size(); i++) {
+            Range r = b.range(i);
+            Tensor wm = whole.firstMoments().get(i), wv = whole.secondMoments().get(i);
+            lo2.setShardMoments(r, wm, wv);
+            hi2.setShardMoments(r, wm, wv);
+            for (AdamW[] pair : new AdamW[][] {{lo, hi}, {lo2, hi2}}) {
+              try (Tensor m = Tensor.zeros(DType.F32, Device.CPU, wm.shape()); Tensor v = Tensor.zeros(DType.F32, Device.CPU, wm.shape())) {
+                pair[0].getShardMoments(r, m, v);
+                pair[1].getShardMoments(r, m, v);
+                assertArrayEquals(wm.toFloatArray(), m.toFloatArray(), "first moments of parameter " + i);
+                assertArrayEquals(wv.toFloatArray(), v.toFloatArray(), "second moments of parameter " + i);
+              }
+            }
+          }
+          assertThrows(IllegalStateException.class, () -> whole.shardMoments(Role.ADAM_M, new Range(0, 1)));
+          assertThrows(IllegalArgumentException.class, () -> lo.shardMoments(Role.ADAM_M, new Range(0, cut + 1)));
+        }
       }
     }
   }

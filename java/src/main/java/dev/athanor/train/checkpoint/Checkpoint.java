@@ -10,6 +10,8 @@ import dev.athanor.io.hf.HfConfig;
 import dev.athanor.io.safetensors.SafetensorsFile;
 import dev.athanor.nn.ModelConfig;
 import dev.athanor.params.ParameterStore;
+import dev.athanor.runtime.Device;
+import dev.athanor.tensor.DType;
 import dev.athanor.tensor.Tensor;
 import dev.athanor.train.TrainConfig;
 import dev.athanor.train.Trainer;
@@ -27,6 +29,10 @@ import java.util.zip.CRC32C;
  * A checkpoint directory ({@code step-NNNNNNNN/}) whose manifest and files were verified: the manifest matches
  * its own checksum, every file it lists exists with its recorded size and CRC32C, and the format version is one
  * this library reads. {@link #restore(Trainer)} puts the trainer exactly where the checkpoint was taken.
+ *
+ * <p>The format does not depend on the layout that wrote it: a data-parallel run with a sharded optimizer (ZeRO 1)
+ * gathers every moment into the one file, and restoring into a sharded optimizer keeps the part of each parameter's
+ * moments in its shard, so a checkpoint resumes with any process count and ZeRO stage.
  *
  * <p>Format version 2 added the manifest's checksum ({@code manifest_crc32c}) and the run id ({@code run_id}).
  * Version 1 checkpoints are still read ({@link #legacy()}): their data files are verified but their manifest cannot
@@ -214,12 +220,26 @@ public final class Checkpoint {
     List<ParameterStore.Param> params = t.model().parameters().list();
     try (SafetensorsFile model = SafetensorsFile.open(dir.resolve(MODEL_FILE));
         SafetensorsFile opt = SafetensorsFile.open(dir.resolve(OPTIMIZER_FILE))) {
-      List<Tensor> m = t.optimizer().firstMoments(), v = t.optimizer().secondMoments();
-      for (int i = 0; i < params.size(); i++) {
-        ParameterStore.Param p = params.get(i);
-        readInto(model, p.name(), p.master());
-        readInto(opt, "m." + p.name(), m.get(i));
-        readInto(opt, "v." + p.name(), v.get(i));
+      if (t.optimizer().shard() != null) {
+        // ZeRO 1: each parameter's full moments through host memory, of which this optimizer keeps its shard's part
+        for (int i = 0; i < params.size(); i++) {
+          ParameterStore.Param p = params.get(i);
+          readInto(model, p.name(), p.master());
+          long[] shape = p.spec().shape();
+          try (Tensor m = Tensor.empty(DType.F32, Device.CPU, shape); Tensor v = Tensor.empty(DType.F32, Device.CPU, shape)) {
+            readInto(opt, "m." + p.name(), m);
+            readInto(opt, "v." + p.name(), v);
+            t.optimizer().setShardMoments(t.model().parameters().range(i), m, v);
+          }
+        }
+      } else {
+        List<Tensor> m = t.optimizer().firstMoments(), v = t.optimizer().secondMoments();
+        for (int i = 0; i < params.size(); i++) {
+          ParameterStore.Param p = params.get(i);
+          readInto(model, p.name(), p.master());
+          readInto(opt, "m." + p.name(), m.get(i));
+          readInto(opt, "v." + p.name(), v.get(i));
+        }
       }
     }
     t.model().parameters().syncWeights();

@@ -45,7 +45,9 @@ import java.util.regex.Pattern;
  * <p><b>Layout.</b> {@code DIR/step-00000120/} holds {@code model.safetensors} (FP32 master weights by
  * Hugging Face name), {@code optimizer.safetensors} ({@code m.<name>}, {@code v.<name>}) and {@code
  * manifest.json} (format version, library version, run id, the next step, AdamW's step, the model and training
- * configs, the data loader's state, each file's size and CRC32C, and the manifest's own CRC32C).
+ * configs, the data loader's state, each file's size and CRC32C, and the manifest's own CRC32C). The layout does not
+ * depend on how the trainer was distributed: with a sharded optimizer (ZeRO 1) the save gathers every replica's moments,
+ * one parameter at a time, while the other replicas call {@link #contribute} (they write nothing).
  *
  * <p><b>Runs.</b> Every checkpoint records the id of the run that wrote it ({@link #newRunId()} for a new run; a
  * resumed run keeps the id of the checkpoint it resumed from). A manager only ever deletes (rotates away or
@@ -195,6 +197,17 @@ public final class CheckpointManager implements AutoCloseable {
       }
     }
     return (System.nanoTime() - t0) / 1e9;
+  }
+
+  /**
+   * The part of a {@link #save} that a replica other than 0 takes in a data-parallel run whose optimizer is sharded
+   * (ZeRO 1): it sends its moments to replica 0, which writes them (a collective: call it whenever replica 0's manager
+   * saves). Nothing when the optimizer is not sharded (replica 0 then holds every moment itself).
+   */
+  public static void contribute(Trainer t) {
+    if (t.optimizer().shard() == null) return;
+    int n = t.model().parameters().list().size();
+    for (int i = 0; i < n; i++) t.gatherMoments(i, null, null);
   }
 
   /** Waits for the write in flight (if any); returns the directory it wrote; rethrows its failure. */
@@ -548,6 +561,19 @@ public final class CheckpointManager implements AutoCloseable {
       this.trainConfig = t.config();
       List<ParameterStore.Param> ps = t.model().parameters().list();
       if (params.size() != ps.size() || !params.containsKey(ps.get(0).name())) close();  // another model: start over
+      if (t.optimizer().shard() != null) {  // ZeRO 1: gathered from the replicas one parameter at a time
+        for (int i = 0; i < ps.size(); i++) {
+          String name = ps.get(i).name();
+          refill(params, name, ps.get(i).master());
+          long[] shape = ps.get(i).spec().shape();
+          try (Tensor m = Tensor.empty(DType.F32, Device.CPU, shape); Tensor v = Tensor.empty(DType.F32, Device.CPU, shape)) {
+            t.gatherMoments(i, m, v);
+            refill(moments, "m." + name, m);
+            refill(moments, "v." + name, v);
+          }
+        }
+        return;
+      }
       List<Tensor> m = t.optimizer().firstMoments(), v = t.optimizer().secondMoments();
       for (int i = 0; i < ps.size(); i++) {
         String name = ps.get(i).name();
