@@ -204,24 +204,7 @@ public final class ChunkStreamer implements AutoCloseable {
   /** {@link #await}, counting the time the computing thread waits as a stall. */
   private void awaitCounted(Future<?> f, Range chunk, String reason) {
     if (f == null) return;
-    if (f.isDone()) {
-      await(f);
-      return;
-    }
-    OffloadEvents.Stall ev = new OffloadEvents.Stall();
-    ev.begin();
-    long t0 = System.nanoTime();
-    try {
-      await(f);
-    } finally {
-      files.get(roles.get(0)).stats().stalled(System.nanoTime() - t0);
-      if (ev.shouldCommit()) {
-        ev.unit = unitOf(chunk).name();
-        ev.role = "optimizer state";
-        ev.reason = reason;
-        ev.commit();
-      }
-    }
+    OffloadEvents.awaitStalling(f, files.get(roles.get(0)).stats(), unitOf(chunk).name(), "optimizer state", reason);
   }
 
   static void await(Future<?> f) {

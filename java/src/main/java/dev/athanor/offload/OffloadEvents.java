@@ -16,6 +16,33 @@ import jdk.jfr.Name;
 final class OffloadEvents {
   private OffloadEvents() {}
 
+  /**
+   * Waits for {@code f} (errors propagate, see {@link ChunkStreamer#await}); when it was not done yet, the wait counts
+   * as a stall in {@code stats} and is recorded as a {@link Stall} event naming {@code unit}, {@code role} and
+   * {@code reason}.
+   */
+  static void awaitStalling(java.util.concurrent.Future<?> f, TransferStats stats, String unit, String role, String reason) {
+    if (f == null) return;
+    if (f.isDone()) {
+      ChunkStreamer.await(f);
+      return;
+    }
+    Stall ev = new Stall();
+    ev.begin();
+    long t0 = System.nanoTime();
+    try {
+      ChunkStreamer.await(f);
+    } finally {
+      stats.stalled(System.nanoTime() - t0);
+      if (ev.shouldCommit()) {
+        ev.unit = unit;
+        ev.role = role;
+        ev.reason = reason;
+        ev.commit();
+      }
+    }
+  }
+
   @Name("dev.athanor.offload.Transfer")
   @Label("Offload Transfer")
   @Category({"Athanor", "Offload"})

@@ -532,25 +532,8 @@ public final class UnitPager implements BlockHooks, AutoCloseable {
   }
 
   private void stall(Future<?> f, Unit unit, String reason) {
-    if (f == null) return;
-    if (f.isDone()) {
-      ChunkStreamer.await(f);
-      return;
-    }
-    OffloadEvents.Stall ev = new OffloadEvents.Stall();
-    ev.begin();
-    long t0 = System.nanoTime();
-    try {
-      ChunkStreamer.await(f);
-    } finally {
-      files.stats().stalled(System.nanoTime() - t0);
-      if (ev.shouldCommit()) {
-        ev.unit = unit == null ? "" : unit.name();
-        ev.role = reason.startsWith("weights") ? "MASTER" : "GRAD";
-        ev.reason = reason;
-        ev.commit();
-      }
-    }
+    OffloadEvents.awaitStalling(f, files.stats(), unit == null ? "" : unit.name(),
+        reason.startsWith("weights") ? "MASTER" : "GRAD", reason);
   }
 
   /** Writes the store's current flat buffer of {@code role} to the files, unit by unit. */
