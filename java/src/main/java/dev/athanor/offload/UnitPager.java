@@ -342,10 +342,21 @@ public final class UnitPager implements BlockHooks, AutoCloseable {
    */
   public void flush() {
     checkOpen();
+    RuntimeException failure = dropAll(true);
+    if (failure != null) throw failure;
+  }
+
+  /**
+   * Waits for the gradients being written and frees their windows, then unmaps and frees every window but the
+   * resident units'; resets the cursor. Returns the first failure (null: none). {@code countStalls}: the waits for
+   * the writes are stalls of the step (not when a failed step is being abandoned).
+   */
+  private RuntimeException dropAll(boolean countStalls) {
     RuntimeException failure = null;
     for (Window w : writes) {
       try {
-        awaitStall(w, "gradient written");
+        if (countStalls) awaitStall(w, "gradient written");
+        else ChunkStreamer.await(w.transfer);
       } catch (RuntimeException e) {
         if (failure == null) failure = e;
       } finally {
@@ -367,7 +378,7 @@ public final class UnitPager implements BlockHooks, AutoCloseable {
     }
     cursor = 0;
     cycle = training;
-    if (failure != null) throw failure;
+    return failure;
   }
 
   /**
@@ -435,28 +446,7 @@ public final class UnitPager implements BlockHooks, AutoCloseable {
    */
   public void discard() {
     if (closed) return;
-    for (Window w : writes) {
-      try {
-        ChunkStreamer.await(w.transfer);
-      } catch (RuntimeException ignored) {
-        // discarding: the step is being abandoned
-      }
-      w.buf.close();
-    }
-    writes.clear();
-    for (Window[] ws : new Window[][] {weights, grads, sums}) {
-      for (int i = 0; i < ws.length; i++) {
-        if (ws[i] == null || ws[i].pinned) continue;
-        try {
-          quiet(ws[i]);
-        } catch (RuntimeException ignored) {
-          // discarding
-        }
-        ws[i] = null;
-      }
-    }
-    cursor = 0;
-    cycle = training;
+    dropAll(false);  // the step is being abandoned: its transfers' failures do not matter
   }
 
   // ------------------------------------------------------------------ internals
