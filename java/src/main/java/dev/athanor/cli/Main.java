@@ -30,7 +30,7 @@ import picocli.CommandLine.UnmatchedArgumentException;
     description = "Train and run GPT-2 and Llama models on CPUs and CUDA GPUs.",
     synopsisSubcommandLabel = "COMMAND",
     subcommands = {DemoCommand.class, TrainCommand.class, PlanCommand.class, GenerateCommand.class, ScoreCommand.class, BenchCommand.class,
-        InfoCommand.class, Main.Completion.class, HelpCommand.class})
+        LaunchCommand.class, InfoCommand.class, Main.Completion.class, HelpCommand.class})
 public final class Main implements Runnable {
   /** Exit code of a usage error. */
   public static final int USAGE = 2;
@@ -65,6 +65,7 @@ public final class Main implements Runnable {
   /** The command line with its converters, range checks and error handling; writes to {@code out} and {@code err}. */
   static CommandLine commandLine(PrintStream out, PrintStream err) {
     CommandLine cl = configure(new CommandLine(new Main(out, err)));
+    cl.getSubcommands().get("launch").setStopAtPositional(true);  // everything after the command is the command's
     cl.getCommandSpec().usageMessage().footer(FOOTER);
     cl.setOut(new PrintWriter(out, true));
     cl.setErr(new PrintWriter(err, true));
