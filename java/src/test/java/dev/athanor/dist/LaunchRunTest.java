@@ -6,13 +6,11 @@ import static org.junit.jupiter.api.Assertions.fail;
 
 import dev.athanor.cli.Main;
 import dev.athanor.train.checkpoint.TrainFixture;
-import java.io.File;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
-import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -26,13 +24,7 @@ class LaunchRunTest {
 
   @BeforeAll
   static void requireMpi() {
-    boolean mpirun = false;
-    for (String d : System.getenv().getOrDefault("PATH", "").split(File.pathSeparator)) {
-      if (!d.isBlank() && Files.isExecutable(Path.of(d, "mpirun"))) mpirun = true;
-    }
-    Assumptions.assumeTrue(mpirun, "mpirun is not on PATH (Debian/Ubuntu: apt-get install openmpi-bin libopenmpi-dev)");
-    Assumptions.assumeTrue(LaunchRunTest.class.getClassLoader().getResource(MpiLibrary.RESOURCE) != null,
-        "this build has no MPI shim (" + MpiLibrary.RESOURCE + ")");
+    MpiRunTest.requireMpi();
   }
 
   @Test
