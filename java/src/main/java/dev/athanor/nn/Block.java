@@ -16,17 +16,45 @@ abstract sealed class Block permits Gpt2Block, LlamaBlock {
   final int index;       // the block's index in the whole model
   final Unit unit;       // its parameters in the store
   final float scale;     // attention scale 1 / sqrt(D)
+  final TensorParallel tp;              // this rank's part of the block's heads and MLP width
+  final TensorParallel.AllReduce sum;   // the sum over the tensor-parallel ranks
 
-  Block(ModelConfig cfg, int index, ParameterStore store) {
+  Block(ModelConfig cfg, int index, ParameterStore store, TensorParallel tp, TensorParallel.AllReduce sum) {
     this.cfg = cfg;
     this.index = index;
+    this.tp = tp;
+    this.sum = sum;
     this.unit = store.unit(ModelConfig.blockUnit(index));
     this.scale = (float) (1.0 / Math.sqrt(cfg.headDim()));
   }
 
   /** The block of {@code cfg}'s family at {@code index}, bound to the store's current buffers. */
-  static Block bind(ModelConfig cfg, int index, ParameterStore store) {
-    return cfg.family() == Family.GPT2 ? new Gpt2Block(cfg, index, store) : new LlamaBlock(cfg, index, store);
+  static Block bind(ModelConfig cfg, int index, ParameterStore store, TensorParallel tp, TensorParallel.AllReduce sum) {
+    return cfg.family() == Family.GPT2 ? new Gpt2Block(cfg, index, store, tp, sum) : new LlamaBlock(cfg, index, store, tp, sum);
+  }
+
+  /**
+   * A row-parallel product: out (N, C) = in (N, K/tp) @ op(w) summed over the tensor-parallel ranks (Megatron's g in the
+   * forward), then the bias (or none) added once. One process: one GEMM with the bias. Under tensor parallelism the
+   * K-sum is cut into per-rank partial sums added in rank order, a different summation order from one process.
+   */
+  void rowParallel(Tensor in, Weight w, boolean transW, Weight bias, Tensor out, BlockActs a) {
+    Ops.gemm(in, false, w.w(), transW, 1f, 0f, tp.split() ? null : bias.w(), out);
+    if (!tp.split()) return;
+    sum.allReduceSum(out);
+    Tensor b = bias.w();
+    if (b == null) return;
+    try (Tensor row = b.view(1, b.numel())) {
+      Ops.gemm(a.ones, false, row, false, 1f, 1f, null, out);  // out += ones (N, 1) @ bias (1, C): bias + out, exact
+    }
+  }
+
+  /**
+   * Backward of a column-parallel layer's input (Megatron's f): each rank's {@code dIn} (N, C) holds the input
+   * gradient through its own heads or MLP columns; their sum over ranks is the whole input's gradient.
+   */
+  void columnParallelInputGradient(Tensor dIn) {
+    if (tp.split()) sum.allReduceSum(dIn);
   }
 
   /** The name of this block's parameter {@code suffix}, e.g. {@code transformer.h.3.} + suffix. */

@@ -1,5 +1,6 @@
 package dev.athanor.nn;
 
+import dev.athanor.ops.Ops;
 import dev.athanor.runtime.Device;
 import dev.athanor.tensor.DType;
 import dev.athanor.tensor.Tensor;
@@ -8,7 +9,8 @@ import java.util.function.UnaryOperator;
 /**
  * The activations one block saves in its forward for its backward (or, in cached decoding, the step's transient
  * buffers), for N = B*T rows: C hidden, F intermediate, H query heads, KV key/value heads, D head dim. Views in
- * attention's (B, H, T, D) layout alias the row-major buffers.
+ * attention's (B, H, T, D) layout alias the row-major buffers. Under tensor parallelism ({@link TensorParallel}) the
+ * buffers of a rank's own heads and MLP columns are its parts: H/tp query heads, KV/tp key/value heads, F/tp.
  */
 public final class BlockActs extends TensorGroup {
   final int batch, seq;
@@ -19,30 +21,37 @@ public final class BlockActs extends TensorGroup {
   final Tensor n2, mean2, rstd2;   // second norm
   final Tensor fc, gelu;           // GPT-2 (N, F) pre- and post-activation
   final Tensor gate, up, act;      // Llama (N, F)
+  final Tensor ones;               // (N, 1) of 1 under tensor parallelism (adds a bias after the ranks' sum), else null
 
   BlockActs(ModelConfig c, Device dev, DType dt, int b, int t) {
+    this(c, TensorParallel.NONE, dev, dt, b, t);
+  }
+
+  BlockActs(ModelConfig c, TensorParallel tp, Device dev, DType dt, int b, int t) {
     this.batch = b;
     this.seq = t;
     boolean gpt2 = c.family() == Family.GPT2;
-    long n = (long) b * t, C = c.hidden(), F = c.intermediate();
-    int h = c.heads(), d = c.headDim();
+    long n = (long) b * t, C = c.hidden(), F = tp.localIntermediate(c);
+    int h = tp.localHeads(c), d = c.headDim();
     try {
       n1 = own(Tensor.empty(dt, dev, n, C));
       mean1 = gpt2 ? own(Tensor.empty(DType.F32, dev, n)) : null;
       rstd1 = own(Tensor.empty(DType.F32, dev, n));
-      att = own(Tensor.empty(dt, dev, n, C));
+      att = own(Tensor.empty(dt, dev, n, (long) h * d));  // (N, C/tp)
       atth = own(own(att.view(b, t, h, d)).permute(0, 2, 1, 3));
       lse = own(Tensor.empty(DType.F32, dev, b, h, t));
       x2 = own(Tensor.empty(dt, dev, n, C));
       n2 = own(Tensor.empty(dt, dev, n, C));
       mean2 = gpt2 ? own(Tensor.empty(DType.F32, dev, n)) : null;
       rstd2 = own(Tensor.empty(DType.F32, dev, n));
-      heads = Heads.allocate(c, dev, dt, b, t, this::own);
+      heads = Heads.allocate(c, tp, dev, dt, b, t, this::own);
       fc = gpt2 ? own(Tensor.empty(dt, dev, n, F)) : null;
       gelu = gpt2 ? own(Tensor.empty(dt, dev, n, F)) : null;
       gate = gpt2 ? null : own(Tensor.empty(dt, dev, n, F));
       up = gpt2 ? null : own(Tensor.empty(dt, dev, n, F));
       act = gpt2 ? null : own(Tensor.empty(dt, dev, n, F));
+      ones = tp.split() ? own(Tensor.empty(dt, dev, n, 1)) : null;
+      if (ones != null) Ops.fill(ones, 1f);
     } catch (RuntimeException e) {
       close();
       throw e;
@@ -76,9 +85,10 @@ public final class BlockActs extends TensorGroup {
       return new BufferSizes(dev).add(dt, n, C).add(2, dt, n, c.kvDim()).total();
     }
 
-    static Heads allocate(ModelConfig c, Device dev, DType dt, int b, int t, UnaryOperator<Tensor> own) {
-      long n = (long) b * t, C = c.hidden();
-      int h = c.heads(), kv = c.kvHeads(), d = c.headDim();
+    /** This rank's heads under tensor parallelism: H/tp query and KV/tp key/value heads. */
+    static Heads allocate(ModelConfig c, TensorParallel tp, Device dev, DType dt, int b, int t, UnaryOperator<Tensor> own) {
+      int h = tp.localHeads(c), kv = tp.localKvHeads(c), d = c.headDim();
+      long n = (long) b * t, C = (long) h * d, kvd = (long) kv * d;  // C/tp, KVD/tp
       if (c.family() == Family.GPT2) {
         Tensor qkv = own.apply(Tensor.empty(dt, dev, n, 3 * C));
         Tensor q5 = own.apply(qkv.view(b, t, 3, h, d));
@@ -87,8 +97,8 @@ public final class BlockActs extends TensorGroup {
         return new Heads(qkv, null, null, null, hv[0], hv[1], hv[2], null, null);
       }
       Tensor q = own.apply(Tensor.empty(dt, dev, n, C));
-      Tensor k = own.apply(Tensor.empty(dt, dev, n, c.kvDim()));
-      Tensor v = own.apply(Tensor.empty(dt, dev, n, c.kvDim()));
+      Tensor k = own.apply(Tensor.empty(dt, dev, n, kvd));
+      Tensor v = own.apply(Tensor.empty(dt, dev, n, kvd));
       Tensor q4 = own.apply(q.view(b, t, h, d)), k4 = own.apply(k.view(b, t, kv, d));
       return new Heads(null, q, k, v, own.apply(q4.permute(0, 2, 1, 3)), own.apply(k4.permute(0, 2, 1, 3)),
           own.apply(own.apply(v.view(b, t, kv, d)).permute(0, 2, 1, 3)), q4, k4);

@@ -11,11 +11,12 @@ import dev.athanor.tensor.Tensor;
  */
 final class Gpt2Block extends Block {
   private final Norm ln1, ln2;
-  private final Weight attn, attnBias, attnProj, attnProjBias;  // (C, 3C), (3C), (C, C), (C)
-  private final Weight fc, fcBias, proj, projBias;              // (C, F), (F), (F, C), (C)
+  // local shapes under tensor parallelism (tp = 1: the whole tensors); c_attn holds this rank's heads' q, k and v
+  private final Weight attn, attnBias, attnProj, attnProjBias;  // (C, 3C/tp), (3C/tp), (C/tp, C), (C)
+  private final Weight fc, fcBias, proj, projBias;              // (C, F/tp), (F/tp), (F/tp, C), (C)
 
-  Gpt2Block(ModelConfig cfg, int index, ParameterStore s) {
-    super(cfg, index, s);
+  Gpt2Block(ModelConfig cfg, int index, ParameterStore s, TensorParallel tp, TensorParallel.AllReduce sum) {
+    super(cfg, index, s, tp, sum);
     ln1 = Norm.of(cfg, Weight.of(s, name("ln_1.weight")), Weight.of(s, name("ln_1.bias")));
     ln2 = Norm.of(cfg, Weight.of(s, name("ln_2.weight")), Weight.of(s, name("ln_2.bias")));
     attn = Weight.of(s, name("attn.c_attn.weight"));
@@ -31,14 +32,14 @@ final class Gpt2Block extends Block {
   @Override
   void forward(Tensor x, BlockActs a, Tensor out, Tensor tmp, KvCache cache) {
     ln1.forward(x, a.n1, a.mean1, a.rstd1);
-    Ops.gemm(a.n1, false, attn.w(), false, 1f, 0f, attnBias.w(), a.heads.qkv());      // (N, 3C)
+    Ops.gemm(a.n1, false, attn.w(), false, 1f, 0f, attnBias.w(), a.heads.qkv());      // (N, 3C/tp)
     attend(a, cache);
-    Ops.gemm(a.att, false, attnProj.w(), false, 1f, 0f, attnProjBias.w(), tmp);         // (N, C)
+    rowParallel(a.att, attnProj, false, attnProjBias, tmp, a);                          // (N, C)
     Ops.add(x, tmp, a.x2);
     ln2.forward(a.x2, a.n2, a.mean2, a.rstd2);
-    Ops.gemm(a.n2, false, fc.w(), false, 1f, 0f, fcBias.w(), a.fc);                     // (N, F)
+    Ops.gemm(a.n2, false, fc.w(), false, 1f, 0f, fcBias.w(), a.fc);                     // (N, F/tp)
     Ops.gelu(a.fc, a.gelu);
-    Ops.gemm(a.gelu, false, proj.w(), false, 1f, 0f, projBias.w(), tmp);                // (N, C)
+    rowParallel(a.gelu, proj, false, projBias, tmp, a);                                 // (N, C)
     Ops.add(a.x2, tmp, out);
   }
 
@@ -46,23 +47,25 @@ final class Gpt2Block extends Block {
   void backward(Tensor x, BlockActs a, Workspace w) {
     Tensor dout = w.dres;
     // MLP: out = x2 + gelu(fc) @ Wp + bp
-    Ops.gemm(a.gelu, true, dout, false, 1f, 1f, null, proj.g());          // (F, C)
-    Ops.sumRows(dout, projBias.g());
-    Ops.gemm(dout, false, proj.w(), true, 1f, 0f, null, w.dF1);           // (N, F)
+    Ops.gemm(a.gelu, true, dout, false, 1f, 1f, null, proj.g());          // (F/tp, C)
+    Ops.sumRows(dout, projBias.g());                                      // replicated: same dout on every rank
+    Ops.gemm(dout, false, proj.w(), true, 1f, 0f, null, w.dF1);           // (N, F/tp)
     Ops.geluBackward(a.fc, w.dF1, w.dF2);
-    Ops.gemm(a.n2, true, w.dF2, false, 1f, 1f, null, fc.g());             // (C, F)
+    Ops.gemm(a.n2, true, w.dF2, false, 1f, 1f, null, fc.g());             // (C, F/tp)
     Ops.sumRows(w.dF2, fcBias.g());
-    Ops.gemm(w.dF2, false, fc.w(), true, 1f, 0f, null, w.d1);             // (N, C)
+    Ops.gemm(w.dF2, false, fc.w(), true, 1f, 0f, null, w.d1);             // (N, C), this rank's part
+    columnParallelInputGradient(w.d1);
     ln2.backward(w.d1, a.x2, a.mean2, a.rstd2, w.d2);
     Ops.add(w.d2, dout, w.d2);                                            // d(x2)
     // attention: x2 = x + att @ Wo + bo
-    Ops.gemm(a.att, true, w.d2, false, 1f, 1f, null, attnProj.g());       // (C, C)
+    Ops.gemm(a.att, true, w.d2, false, 1f, 1f, null, attnProj.g());       // (C/tp, C)
     Ops.sumRows(w.d2, attnProjBias.g());
-    Ops.gemm(w.d2, false, attnProj.w(), true, 1f, 0f, null, w.dAtt);      // (N, C)
+    Ops.gemm(w.d2, false, attnProj.w(), true, 1f, 0f, null, w.dAtt);      // (N, C/tp)
     attendBackward(a, w);
-    Ops.gemm(a.n1, true, w.dHeads.qkv(), false, 1f, 1f, null, attn.g());  // (C, 3C)
+    Ops.gemm(a.n1, true, w.dHeads.qkv(), false, 1f, 1f, null, attn.g());  // (C, 3C/tp)
     Ops.sumRows(w.dHeads.qkv(), attnBias.g());
-    Ops.gemm(w.dHeads.qkv(), false, attn.w(), true, 1f, 0f, null, w.d1);  // (N, C)
+    Ops.gemm(w.dHeads.qkv(), false, attn.w(), true, 1f, 0f, null, w.d1);  // (N, C), this rank's part
+    columnParallelInputGradient(w.d1);
     ln1.backward(w.d1, x, a.mean1, a.rstd1, dout);
     Ops.add(dout, w.d2, dout);
   }

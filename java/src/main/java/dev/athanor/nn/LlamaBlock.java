@@ -12,11 +12,12 @@ import dev.athanor.tensor.Tensor;
  */
 final class LlamaBlock extends Block {
   private final Norm norm1, norm2;
-  private final Weight q, k, v, o;         // (C, C), (KVD, C), (KVD, C), (C, C)
-  private final Weight gate, up, down;     // (F, C), (F, C), (C, F)
+  // local shapes under tensor parallelism (tp = 1: the whole tensors): this rank's query and key/value heads
+  private final Weight q, k, v, o;         // (C/tp, C), (KVD/tp, C), (KVD/tp, C), (C, C/tp)
+  private final Weight gate, up, down;     // (F/tp, C), (F/tp, C), (C, F/tp)
 
-  LlamaBlock(ModelConfig cfg, int index, ParameterStore s) {
-    super(cfg, index, s);
+  LlamaBlock(ModelConfig cfg, int index, ParameterStore s, TensorParallel tp, TensorParallel.AllReduce sum) {
+    super(cfg, index, s, tp, sum);
     norm1 = Norm.of(cfg, Weight.of(s, name("input_layernorm.weight")), Weight.NONE);
     norm2 = Norm.of(cfg, Weight.of(s, name("post_attention_layernorm.weight")), Weight.NONE);
     q = Weight.of(s, name("self_attn.q_proj.weight"));
@@ -33,19 +34,19 @@ final class LlamaBlock extends Block {
     float theta = cfg.ropeTheta();
     long pos = cache == null ? 0 : cache.length();
     norm1.forward(x, a.n1, null, a.rstd1);
-    Ops.gemm(a.n1, false, q.w(), true, 1f, 0f, null, a.heads.q());           // (N, C)
-    Ops.gemm(a.n1, false, k.w(), true, 1f, 0f, null, a.heads.k());           // (N, KVD)
-    Ops.gemm(a.n1, false, v.w(), true, 1f, 0f, null, a.heads.v());           // (N, KVD)
+    Ops.gemm(a.n1, false, q.w(), true, 1f, 0f, null, a.heads.q());           // (N, C/tp)
+    Ops.gemm(a.n1, false, k.w(), true, 1f, 0f, null, a.heads.k());           // (N, KVD/tp)
+    Ops.gemm(a.n1, false, v.w(), true, 1f, 0f, null, a.heads.v());           // (N, KVD/tp)
     Ops.rope(a.heads.q4(), a.heads.q4(), pos, theta, false);
     Ops.rope(a.heads.k4(), a.heads.k4(), pos, theta, false);
     attend(a, cache);
-    Ops.gemm(a.att, false, o.w(), true, 1f, 0f, null, tmp);                  // (N, C)
+    rowParallel(a.att, o, true, Weight.NONE, tmp, a);                        // (N, C)
     Ops.add(x, tmp, a.x2);
     norm2.forward(a.x2, a.n2, null, a.rstd2);
-    Ops.gemm(a.n2, false, gate.w(), true, 1f, 0f, null, a.gate);             // (N, F)
-    Ops.gemm(a.n2, false, up.w(), true, 1f, 0f, null, a.up);                 // (N, F)
+    Ops.gemm(a.n2, false, gate.w(), true, 1f, 0f, null, a.gate);             // (N, F/tp)
+    Ops.gemm(a.n2, false, up.w(), true, 1f, 0f, null, a.up);                 // (N, F/tp)
     Ops.swiglu(a.gate, a.up, a.act);
-    Ops.gemm(a.act, false, down.w(), true, 1f, 0f, null, tmp);               // (N, C)
+    rowParallel(a.act, down, true, Weight.NONE, tmp, a);                     // (N, C)
     Ops.add(a.x2, tmp, out);
   }
 
@@ -54,18 +55,19 @@ final class LlamaBlock extends Block {
     float theta = cfg.ropeTheta();
     Tensor dout = w.dres;
     // MLP: out = x2 + swiglu(n2 Wg^T, n2 Wu^T) Wd^T
-    Ops.gemm(dout, true, a.act, false, 1f, 1f, null, down.g());              // (C, F)
-    Ops.gemm(dout, false, down.w(), false, 1f, 0f, null, w.dF1);             // (N, F)
+    Ops.gemm(dout, true, a.act, false, 1f, 1f, null, down.g());              // (C, F/tp)
+    Ops.gemm(dout, false, down.w(), false, 1f, 0f, null, w.dF1);             // (N, F/tp)
     Ops.swigluBackward(a.gate, a.up, w.dF1, w.dF2, w.dF3);
-    Ops.gemm(w.dF2, true, a.n2, false, 1f, 1f, null, gate.g());              // (F, C)
+    Ops.gemm(w.dF2, true, a.n2, false, 1f, 1f, null, gate.g());              // (F/tp, C)
     Ops.gemm(w.dF3, true, a.n2, false, 1f, 1f, null, up.g());
-    Ops.gemm(w.dF2, false, gate.w(), false, 1f, 0f, null, w.d1);             // (N, C)
+    Ops.gemm(w.dF2, false, gate.w(), false, 1f, 0f, null, w.d1);             // (N, C), this rank's part
     Ops.gemm(w.dF3, false, up.w(), false, 1f, 1f, null, w.d1);
+    columnParallelInputGradient(w.d1);
     norm2.backward(w.d1, a.x2, null, a.rstd2, w.d2);
     Ops.add(w.d2, dout, w.d2);                                               // d(x2)
     // attention: x2 = x + att Wo^T
-    Ops.gemm(w.d2, true, a.att, false, 1f, 1f, null, o.g());                 // (C, C)
-    Ops.gemm(w.d2, false, o.w(), false, 1f, 0f, null, w.dAtt);
+    Ops.gemm(w.d2, true, a.att, false, 1f, 1f, null, o.g());                 // (C, C/tp)
+    Ops.gemm(w.d2, false, o.w(), false, 1f, 0f, null, w.dAtt);               // (N, C/tp)
     attendBackward(a, w);
     Ops.rope(w.dHeads.q4(), w.dHeads.q4(), 0, theta, true);
     Ops.rope(w.dHeads.k4(), w.dHeads.k4(), 0, theta, true);
@@ -74,7 +76,8 @@ final class LlamaBlock extends Block {
     Ops.gemm(w.dHeads.v(), true, a.n1, false, 1f, 1f, null, v.g());
     Ops.gemm(w.dHeads.q(), false, q.w(), false, 1f, 0f, null, w.d1);
     Ops.gemm(w.dHeads.k(), false, k.w(), false, 1f, 1f, null, w.d1);
-    Ops.gemm(w.dHeads.v(), false, v.w(), false, 1f, 1f, null, w.d1);
+    Ops.gemm(w.dHeads.v(), false, v.w(), false, 1f, 1f, null, w.d1);       // (N, C), this rank's part
+    columnParallelInputGradient(w.d1);
     norm1.backward(w.d1, x, null, a.rstd1, dout);
     Ops.add(dout, w.d2, dout);
   }

@@ -42,6 +42,8 @@ public final class Transformer implements AutoCloseable {
   private final Device device;
   private final DType dt;
   private final ParameterStore store;
+  private final TensorParallel tp;              // this rank's part of every block (TensorParallel.NONE: all of it)
+  private final TensorParallel.AllReduce tpSum; // the sum over the tensor-parallel ranks
   private BlockHooks hooks = BlockHooks.NONE;
   private boolean recompute;
   private Workspace ws;
@@ -66,7 +68,18 @@ public final class Transformer implements AutoCloseable {
 
   /** One stage of a model with all-zero parameters (see {@link #Transformer(ModelConfig, Device, DType)}). */
   public Transformer(ModelConfig config, Device device, DType computeDtype, Stage stage) {
-    this(config, device, computeDtype, stage, true);
+    this(config, device, computeDtype, stage, true, TensorParallel.NONE, TensorParallel.AllReduce.NONE);
+  }
+
+  /**
+   * One rank's part of a tensor-parallel model with all-zero parameters: its store holds its {@link TensorParallel#local}
+   * parts of the split weights and the replicated ones whole; {@code sum} adds a tensor over the tensor-parallel ranks
+   * (every rank calls the same sums in the same order, in its forward and backward). Weights given to {@link #initialize},
+   * {@link #loadWeights} and {@link #loadWeight} are the whole model's, cut here; {@link #weights()} are this rank's
+   * parts. Cached decoding needs one process.
+   */
+  public Transformer(ModelConfig config, Device device, DType computeDtype, TensorParallel tp, TensorParallel.AllReduce sum) {
+    this(config, device, computeDtype, Stage.whole(config), true, tp, sum);
   }
 
   /**
@@ -75,11 +88,16 @@ public final class Transformer implements AutoCloseable {
    * than memory never holds them all. Page them in before any other use.
    */
   public static Transformer withoutWeights(ModelConfig config, Device device) {
-    return new Transformer(config, device, defaultComputeDtype(device), Stage.whole(config), false);
+    return new Transformer(config, device, defaultComputeDtype(device), Stage.whole(config), false, TensorParallel.NONE,
+        TensorParallel.AllReduce.NONE);
   }
 
-  private Transformer(ModelConfig config, Device device, DType computeDtype, Stage stage, boolean allocateWeights) {
+  private Transformer(ModelConfig config, Device device, DType computeDtype, Stage stage, boolean allocateWeights,
+      TensorParallel tp, TensorParallel.AllReduce sum) {
     this.cfg = Objects.requireNonNull(config, "config");
+    this.tp = Objects.requireNonNull(tp, "tp");
+    this.tpSum = Objects.requireNonNull(sum, "sum");
+    tp.check(config);
     this.device = Objects.requireNonNull(device, "device");
     this.dt = Objects.requireNonNull(computeDtype, "computeDtype");
     this.stage = Objects.requireNonNull(stage, "stage");
@@ -88,7 +106,7 @@ public final class Transformer implements AutoCloseable {
       throw new IllegalArgumentException("CUDA attention supports head dims 32, 64, 96 and 128; this model has "
           + config.headDim() + " (hidden " + config.hidden() + " / heads " + config.heads() + ")");
     }
-    this.store = new ParameterStore(config.parameterUnits(stage), device, dt, allocateWeights);
+    this.store = new ParameterStore(tp.localUnits(config, stage), device, dt, allocateWeights);
   }
 
   /** A model on {@code device} in its default compute dtype: F32 on the CPU, BF16 on CUDA. */
@@ -107,6 +125,11 @@ public final class Transformer implements AutoCloseable {
 
   public Stage stage() {
     return stage;
+  }
+
+  /** This model's tensor-parallel part ({@link TensorParallel#NONE} in one process). */
+  public TensorParallel tensorParallel() {
+    return tp;
   }
 
   public Device device() {
@@ -151,7 +174,7 @@ public final class Transformer implements AutoCloseable {
   private void bind() {
     if (bound == store.generation()) return;
     blocks = new Block[stage.blocks()];
-    for (int i = 0; i < blocks.length; i++) blocks[i] = Block.bind(cfg, stage.firstBlock() + i, store);
+    for (int i = 0; i < blocks.length; i++) blocks[i] = Block.bind(cfg, stage.firstBlock() + i, store, tp, tpSum);
     boolean gpt2 = cfg.family() == Family.GPT2;
     if (stage.embedding()) {
       embeddingUnit = store.unit(ModelConfig.EMBEDDING_UNIT);
@@ -180,7 +203,8 @@ public final class Transformer implements AutoCloseable {
    * {@code c_proj}, Llama's {@code o_proj} and {@code down_proj}) from N(0, 0.02 / sqrt(2 layers)), biases
    * 0, norm weights 1. Each tensor draws from its own range of the counter-based stream (its place in the whole
    * model, so a stage initializes its tensors as the whole model would), and the result does not depend on the
-   * device's thread count.
+   * device's thread count. Under tensor parallelism each rank draws the whole tensor and keeps its part, so every
+   * layout starts from the same model.
    */
   public void initialize(long seed) {
     double resStd = 0.02 / Math.sqrt(2.0 * cfg.layers());
@@ -190,11 +214,17 @@ public final class Transformer implements AutoCloseable {
       offsets.put(s.name(), offset);
       offset += 2 * s.numel();
     }
+    Map<String, ParamSpec> full = new HashMap<>();
+    for (ParamSpec s : cfg.parameterSpecs()) full.put(s.name(), s);
     for (ParameterStore.Param p : store.list()) {
       String name = p.name();
       Tensor master = p.master();
-      // masters paged to DISK (offload) are drawn in host memory one tensor at a time, then written
-      try (Tensor host = master.tier() == Tier.DISK ? Tensor.empty(DType.F32, Device.CPU, master.shape()) : null) {
+      TensorParallel.Split split = TensorParallel.split(cfg, name);
+      boolean whole = !tp.split() || split.replicated();
+      // masters paged to DISK (offload) are drawn in host memory one tensor at a time, then written; a split tensor is
+      // drawn whole in host memory, then cut
+      try (Tensor host = master.tier() == Tier.DISK || !whole
+          ? Tensor.empty(DType.F32, Device.CPU, full.get(name).shape()) : null) {
         Tensor dst = host != null ? host : master;
         if (p.spec().shape().length >= 2) {
           boolean residual = name.endsWith("c_proj.weight") || name.endsWith("o_proj.weight")
@@ -203,7 +233,7 @@ public final class Transformer implements AutoCloseable {
         } else {
           Ops.fill(dst, name.endsWith(".bias") ? 0f : 1f);
         }
-        if (host != null) master.copyFrom(host);
+        if (host != null) copyWeight(p, host);
       }
     }
     store.syncWeights();
@@ -211,8 +241,9 @@ public final class Transformer implements AutoCloseable {
   }
 
   /**
-   * Copies weights into the model: every parameter must be present, with its exact shape, in any
-   * floating dtype, on any device (e.g. host tensors from a safetensors file).
+   * Copies weights into the model: every parameter must be present, with its exact shape (the whole model's: a
+   * tensor-parallel rank takes its part), in any floating dtype, on any device (e.g. host tensors from a safetensors
+   * file).
    */
   public void loadWeights(Map<String, Tensor> weights) {
     for (ParameterStore.Param p : store.list()) {
@@ -234,11 +265,30 @@ public final class Transformer implements AutoCloseable {
 
   private void copyWeight(ParameterStore.Param p, Tensor src) {
     Objects.requireNonNull(src, p.name());
-    if (!Arrays.equals(src.shape(), p.spec().shape())) {
+    TensorParallel.Split split = TensorParallel.split(cfg, p.name());
+    long[] want = tp.split() && !split.replicated() ? fullShape(p.name()) : p.spec().shape();
+    if (!Arrays.equals(src.shape(), want)) {
       throw new IllegalArgumentException("weight \"" + p.name() + "\" has shape " + Arrays.toString(src.shape())
-          + ", expected " + Arrays.toString(p.spec().shape()));
+          + ", expected " + Arrays.toString(want));
     }
     if (!src.dtype().isFloating()) throw new IllegalArgumentException("weight \"" + p.name() + "\" is " + src.dtype());
+    if (Arrays.equals(want, p.spec().shape())) {
+      copyLocal(p, src);
+      return;
+    }
+    try (Tensor part = Tensor.empty(src.dtype(), src.device(), p.spec().shape())) {  // this rank's part, then as above
+      tp.shard(split, src, part);
+      copyLocal(p, part);
+    }
+  }
+
+  /** The whole model's shape of parameter {@code name}. */
+  private long[] fullShape(String name) {
+    for (ParamSpec s : cfg.parameterSpecs()) if (s.name().equals(name)) return s.shape();
+    throw new IllegalArgumentException("no parameter \"" + name + "\"");
+  }
+
+  private void copyLocal(ParameterStore.Param p, Tensor src) {
     try (Tensor onDevice = src.device().equals(device) ? null : src.to(device)) {
       Tensor s = onDevice == null ? src : onDevice;
       if (s.dtype() == DType.F32) {
@@ -253,7 +303,10 @@ public final class Transformer implements AutoCloseable {
     }
   }
 
-  /** The FP32 master weights by Hugging Face name, in layout order (owned by the model: do not close them). */
+  /**
+   * The FP32 master weights by Hugging Face name, in layout order (owned by the model: do not close them); a
+   * tensor-parallel rank's parts of the split ones ({@code dev.athanor.dist.TensorParallelism} gathers the whole).
+   */
   public Map<String, Tensor> weights() {
     Map<String, Tensor> m = new LinkedHashMap<>();
     for (ParameterStore.Param p : store.list()) m.put(p.name(), p.master());
@@ -472,6 +525,7 @@ public final class Transformer implements AutoCloseable {
 
   /** A key/value cache for {@code batch} sequences of up to {@code maxLen} tokens. */
   public KvCache newCache(int batch, int maxLen) {
+    if (tp.split()) throw new IllegalStateException("cached decoding needs one process; this is tensor-parallel rank " + tp);
     if (maxLen > cfg.maxSeqLen()) {
       throw new IllegalArgumentException("cache length " + maxLen + " exceeds the model's context " + cfg.maxSeqLen());
     }
@@ -545,7 +599,7 @@ public final class Transformer implements AutoCloseable {
   private Workspace workspace(int batch, int seq) {
     if (ws != null && ws.batch == batch && ws.seq == seq) return ws;
     releaseWorkspace();
-    ws = new Workspace(cfg, stage, device, dt, batch, seq, recompute);
+    ws = new Workspace(cfg, tp, stage, device, dt, batch, seq, recompute);
     return ws;
   }
 

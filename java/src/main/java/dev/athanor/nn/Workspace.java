@@ -33,12 +33,14 @@ final class Workspace extends TensorGroup {
   final Tensor dAtth;                     // (B, H, T, D) view of dAtt
   final Tensor scratch;                   // (N, C)
 
-  Workspace(ModelConfig c, Stage stage, Device dev, DType dt, int batch, int seq, boolean recompute) {
+  /** Buffers of a rank under tensor parallelism hold its parts: dAtt (N, C/tp), dF1..dF3 (N, F/tp), dHeads. */
+  Workspace(ModelConfig c, TensorParallel tp, Stage stage, Device dev, DType dt, int batch, int seq, boolean recompute) {
     this.batch = batch;
     this.seq = seq;
     this.rows = batch * seq;
     boolean gpt2 = c.family() == Family.GPT2;
-    long n = rows, C = c.hidden(), F = c.intermediate(), V = c.vocabSize();
+    long n = rows, C = c.hidden(), F = tp.localIntermediate(c), V = c.vocabSize();
+    int h = tp.localHeads(c), d = c.headDim();
     long vp = paddedVocab(dev, V);
     boolean head = stage.head();
     try {
@@ -54,7 +56,7 @@ final class Workspace extends TensorGroup {
       residual = new Tensor[stage.blocks() + 1];
       for (int l = 0; l < residual.length; l++) residual[l] = own(Tensor.empty(dt, dev, n, C));
       blocks = new BlockActs[recompute ? Math.min(1, stage.blocks()) : stage.blocks()];
-      for (int l = 0; l < blocks.length; l++) blocks[l] = new BlockActs(c, dev, dt, batch, seq);
+      for (int l = 0; l < blocks.length; l++) blocks[l] = new BlockActs(c, tp, dev, dt, batch, seq);
       normOut = head ? own(Tensor.empty(dt, dev, n, C)) : null;
       normMean = head ? own(Tensor.empty(DType.F32, dev, n)) : null;
       normRstd = head ? own(Tensor.empty(DType.F32, dev, n)) : null;
@@ -66,14 +68,13 @@ final class Workspace extends TensorGroup {
       dres = own(Tensor.empty(dt, dev, n, C));
       d1 = own(Tensor.empty(dt, dev, n, C));
       d2 = own(Tensor.empty(dt, dev, n, C));
-      dAtt = own(Tensor.empty(dt, dev, n, C));
+      dAtt = own(Tensor.empty(dt, dev, n, (long) h * d));  // (N, C/tp)
       scratch = own(Tensor.empty(dt, dev, n, C));
       dF1 = own(Tensor.empty(dt, dev, n, F));
       dF2 = own(Tensor.empty(dt, dev, n, F));
-      int h = c.heads(), d = c.headDim();
       dAtth = own(own(dAtt.view(batch, seq, h, d)).permute(0, 2, 1, 3));
       dF3 = gpt2 ? null : own(Tensor.empty(dt, dev, n, F));
-      dHeads = BlockActs.Heads.allocate(c, dev, dt, batch, seq, this::own);
+      dHeads = BlockActs.Heads.allocate(c, tp, dev, dt, batch, seq, this::own);
     } catch (RuntimeException e) {
       close();
       throw e;

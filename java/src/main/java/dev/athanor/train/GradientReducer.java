@@ -1,9 +1,11 @@
 package dev.athanor.train;
 
+import dev.athanor.ops.Ops;
 import dev.athanor.params.ParameterStore;
 import dev.athanor.params.Range;
 import dev.athanor.params.Role;
 import dev.athanor.tensor.Tensor;
+import java.util.List;
 
 /**
  * The gradient-reduction phase of a training step: after every micro-batch's gradient has been accumulated and
@@ -45,6 +47,15 @@ public interface GradientReducer {
    */
   default void gatherMoments(ParameterStore store, AdamW optimizer, Range range, Tensor m, Tensor v) {
     if (m != null) optimizer.getShardMoments(range, m, v);
+  }
+
+  /**
+   * The global norm of the step's gradient in {@code gradRole} (for clipping; every replica gets the same value). One
+   * process, or replicas of the whole model: the norm of the store's flat gradient; tensor parallelism adds its ranks'
+   * parts.
+   */
+  default float gradientNorm(ParameterStore store, Role gradRole) {
+    return Ops.globalNorm(List.of(store.flat(gradRole)));
   }
 
   /** One process: nothing to do. */

@@ -248,7 +248,7 @@ public final class Trainer implements AutoCloseable {
     float[] losses = reducer.gatherLosses(mb.losses());
     double lossSum = 0;
     for (float l : losses) lossSum += l;  // in the global micro-batch order, as one process adds them
-    float norm = store.isPaged(stepGrad) ? pager.globalNorm() : Ops.globalNorm(List.of(store.flat(stepGrad)));
+    float norm = store.isPaged(stepGrad) ? pager.globalNorm() : reducer.gradientNorm(store, stepGrad);
     if (!Float.isFinite(norm)) throw new NonFiniteException(step, "the gradient norm", norm);
     float clip = cfg.gradClip() > 0 ? (float) Math.min(1.0, cfg.gradClip() / (norm + 1e-6)) : 1f;
     float lr = cfg.lrAt(step);

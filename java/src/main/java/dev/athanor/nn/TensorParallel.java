@@ -1,0 +1,201 @@
+package dev.athanor.nn;
+
+import dev.athanor.params.ParamSpec;
+import dev.athanor.tensor.Tensor;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Objects;
+
+/**
+ * Megatron-style tensor parallelism: how one rank of {@code size} holds and runs its part of every block. The split is
+ * described per parameter by a {@link Split} ({@link #split}): the attention's query/key/value projection and the MLP's
+ * up projection are column-parallel (each rank computes its heads and its part of the inner width from the whole input),
+ * the attention output and the MLP's down projection are row-parallel (each rank multiplies its part of the inner
+ * dimension; the partial products are summed over ranks, then the bias is added once). Query heads and GQA key/value
+ * heads are split evenly, so rank {@code r} has query heads {@code [r H/tp, (r+1) H/tp)} and the key/value heads they
+ * use. Norms, the row-parallel biases, the embeddings and the head are replicated.
+ *
+ * <p>The store of a rank holds {@link #local} shapes of the Hugging Face tensors ({@link #shard} cuts them, {@link
+ * #unshard} puts the ranks' parts back together bit for bit). {@code size 1} is one process: every split is the
+ * whole tensor.
+ *
+ * @param size the tensor-parallel ranks, {@code >= 1}
+ * @param rank this process's place among them, {@code 0 <= rank < size}
+ */
+public record TensorParallel(int size, int rank) {
+  /** One process, nothing split. */
+  public static final TensorParallel NONE = new TensorParallel(1, 0);
+
+  public TensorParallel {
+    if (size < 1) throw new IllegalArgumentException("tensor-parallel size must be >= 1, got " + size);
+    if (rank < 0 || rank >= size) throw new IllegalArgumentException("tensor-parallel rank " + rank + " outside [0, " + size + ")");
+  }
+
+  /** Whether anything is split (size > 1). */
+  public boolean split() {
+    return size > 1;
+  }
+
+  /**
+   * How a parameter is cut: dimension {@code dim} of the full tensor is {@code parts} equal segments (3 for GPT-2's fused
+   * {@code c_attn}: q, k, v), and each segment is cut into {@code size} equal chunks; a rank takes its chunk of every
+   * segment, in segment order. {@link #REPLICATED} ({@code dim -1}): every rank holds the whole tensor.
+   */
+  public record Split(int dim, int parts) {
+    public static final Split REPLICATED = new Split(-1, 1);
+
+    public Split {
+      if (dim < -1) throw new IllegalArgumentException("split dim must be >= -1, got " + dim);
+      if (parts < 1) throw new IllegalArgumentException("split parts must be >= 1, got " + parts);
+    }
+
+    public boolean replicated() {
+      return dim < 0;
+    }
+  }
+
+  /**
+   * Refuses a model this split cannot cut: {@code size} must divide the query heads, the key/value heads and the MLP's
+   * inner width. The message names {@code --tp} and the numbers.
+   */
+  public void check(ModelConfig cfg) {
+    Objects.requireNonNull(cfg, "cfg");
+    if (cfg.heads() % size != 0) {
+      throw new IllegalArgumentException("--tp " + size + " does not divide the model's " + cfg.heads() + " attention heads");
+    }
+    if (cfg.kvHeads() % size != 0) {
+      throw new IllegalArgumentException("--tp " + size + " does not divide the model's " + cfg.kvHeads() + " key/value heads");
+    }
+    if (cfg.intermediate() % size != 0) {
+      throw new IllegalArgumentException("--tp " + size + " does not divide the model's MLP width (intermediate) "
+          + cfg.intermediate());
+    }
+  }
+
+  /** The split of the parameter called {@code name} of a {@code cfg} model. */
+  public static Split split(ModelConfig cfg, String name) {
+    boolean gpt2 = cfg.family() == Family.GPT2;
+    String prefix = gpt2 ? "transformer.h." : "model.layers.";
+    if (!name.startsWith(prefix)) return Split.REPLICATED;  // embeddings, final norm, head
+    String s = name.substring(name.indexOf('.', prefix.length()) + 1);
+    if (gpt2) {
+      // Conv1D layout (in, out): column-parallel cuts dim 1 (and the bias), row-parallel dim 0
+      return switch (s) {
+        case "attn.c_attn.weight" -> new Split(1, 3);
+        case "attn.c_attn.bias" -> new Split(0, 3);
+        case "mlp.c_fc.weight" -> new Split(1, 1);
+        case "mlp.c_fc.bias" -> new Split(0, 1);
+        case "attn.c_proj.weight", "mlp.c_proj.weight" -> new Split(0, 1);
+        default -> Split.REPLICATED;  // norms, row-parallel biases
+      };
+    }
+    // nn.Linear layout (out, in): column-parallel cuts dim 0, row-parallel dim 1
+    return switch (s) {
+      case "self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight", "mlp.gate_proj.weight",
+          "mlp.up_proj.weight" -> new Split(0, 1);
+      case "self_attn.o_proj.weight", "mlp.down_proj.weight" -> new Split(1, 1);
+      default -> Split.REPLICATED;
+    };
+  }
+
+  /** A rank's shape of a tensor of full shape {@code full} cut by {@code split} into {@code size} ranks. */
+  public long[] localShape(Split split, long[] full) {
+    long[] s = full.clone();
+    if (split.replicated()) return s;
+    long seg = checkDivisible(split, full);
+    s[split.dim()] = seg / size * split.parts();
+    return s;
+  }
+
+  private long checkDivisible(Split split, long[] full) {
+    if (split.dim() >= full.length) {
+      throw new IllegalArgumentException("split dim " + split.dim() + " outside a tensor of rank " + full.length);
+    }
+    long n = full[split.dim()];
+    if (n % split.parts() != 0 || n / split.parts() % size != 0) {
+      throw new IllegalArgumentException("dimension " + split.dim() + " of size " + n + " does not cut into " + split.parts()
+          + " part(s) of " + size + " equal chunks");
+    }
+    return n / split.parts();
+  }
+
+  /** {@code spec} as this rank holds it: the same name and decay, its {@link #localShape}. */
+  public ParamSpec local(ModelConfig cfg, ParamSpec spec) {
+    return new ParamSpec(spec.name(), localShape(split(cfg, spec.name()), spec.shape()), spec.decay());
+  }
+
+  /** {@link ModelConfig#parameterUnits} with every parameter in this rank's {@link #local} shape. */
+  public Map<String, List<ParamSpec>> localUnits(ModelConfig cfg, Stage stage) {
+    Map<String, List<ParamSpec>> units = new LinkedHashMap<>();
+    cfg.parameterUnits(stage).forEach((u, specs) -> {
+      List<ParamSpec> l = new ArrayList<>(specs.size());
+      for (ParamSpec s : specs) l.add(local(cfg, s));
+      units.put(u, l);
+    });
+    return units;
+  }
+
+  /** Query heads on each rank. */
+  public int localHeads(ModelConfig cfg) {
+    return cfg.heads() / size;
+  }
+
+  /** Key/value heads on each rank. */
+  public int localKvHeads(ModelConfig cfg) {
+    return cfg.kvHeads() / size;
+  }
+
+  /** The MLP's inner width on each rank. */
+  public int localIntermediate(ModelConfig cfg) {
+    return cfg.intermediate() / size;
+  }
+
+  /** Copies this rank's part of {@code full} (any layout, tier) into {@code local} (shape {@link #localShape}). */
+  public void shard(Split split, Tensor full, Tensor local) {
+    if (split.replicated()) {
+      local.copyFrom(full);
+      return;
+    }
+    long seg = checkDivisible(split, full.shape()), chunk = seg / size;
+    int d = split.dim();
+    for (int p = 0; p < split.parts(); p++) {
+      long from = p * seg + rank * chunk;
+      try (Tensor src = full.slice(d, from, from + chunk); Tensor dst = local.slice(d, p * chunk, (p + 1) * chunk)) {
+        dst.copyFrom(src);
+      }
+    }
+  }
+
+  /**
+   * The inverse of {@link #shard}: copies rank {@code r}'s part {@code locals.get(r)} of every rank into its place in
+   * {@code full} (a replicated tensor: rank 0's copy).
+   */
+  public static void unshard(Split split, List<Tensor> locals, Tensor full) {
+    int size = locals.size();
+    if (split.replicated()) {
+      full.copyFrom(locals.get(0));
+      return;
+    }
+    long seg = new TensorParallel(size, 0).checkDivisible(split, full.shape()), chunk = seg / size;
+    int d = split.dim();
+    for (int r = 0; r < size; r++) {
+      for (int p = 0; p < split.parts(); p++) {
+        long to = p * seg + r * chunk;
+        try (Tensor dst = full.slice(d, to, to + chunk); Tensor src = locals.get(r).slice(d, p * chunk, (p + 1) * chunk)) {
+          dst.copyFrom(src);
+        }
+      }
+    }
+  }
+
+  /** The collective the forward and backward need: the element-wise sum over the tensor-parallel ranks, in place. */
+  @FunctionalInterface
+  public interface AllReduce {
+    void allReduceSum(Tensor t);
+
+    /** One process: nothing to sum. */
+    AllReduce NONE = t -> {};
+  }
+}
