@@ -9,13 +9,23 @@ import java.util.Locale;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
 
-/** {@code train}'s data-parallel flags: {@code --dp N} processes started by mpirun, {@code --reduce} how gradients are summed. */
+/**
+ * {@code train}'s parallel flags: {@code --dp N} data-parallel or {@code --tp N} tensor-parallel processes started by
+ * mpirun, {@code --reduce} how sums over processes are formed.
+ */
 final class ParallelOptions {
   @Option(names = "--dp", paramLabel = "N", defaultValue = "1",
       description = "data-parallel processes, started by mpirun (mpirun -np N ./athanor train ... --dp N); --batch stays per "
           + "process, the global batch is batch x accum x dp. Default: ${DEFAULT-VALUE}")
   @Options.Range(min = 1)
   int dp;
+
+  @Option(names = "--tp", paramLabel = "N", defaultValue = "1",
+      description = "tensor-parallel processes, started by mpirun (mpirun -np N ./athanor train ... --tp N): each holds 1/N of "
+          + "every block's attention heads and MLP width (Megatron style) and all see the same batches; N must divide the heads, "
+          + "the key/value heads and the MLP width. Not yet with --dp, --offload or checkpoints. Default: ${DEFAULT-VALUE}")
+  @Options.Range(min = 1)
+  int tp;
 
   @Option(names = "--reduce", paramLabel = "MODE", defaultValue = "deterministic", completionCandidates = ModeNames.class,
       description = "how --dp sums gradients: ${COMPLETION-CANDIDATES} (deterministic: in rank order by Athanor's kernels, "
@@ -60,12 +70,19 @@ final class ParallelOptions {
    * both numbers; a missing MPI is a {@link dev.athanor.dist.CommunicatorException} saying what to install.
    */
   Communicator start(CommandSpec spec, Device device, boolean offload) {
+    if (tp > 1 && dp > 1) {
+      throw Options.usage(spec, "--tp " + tp + " with --dp " + dp + " needs a data x tensor parallel grid of process groups, "
+          + "which is not built yet; use --tp or --dp alone");
+    }
+    if (tp > 1 && offload) throw Options.usage(spec, "--tp " + tp + " with --offload is not supported; use --offload off");
+    int n = dp * tp;
+    String flag = tp > 1 ? "--tp " + tp : "--dp " + dp;
     if (zero == 1) {
       if (dp == 1) throw Options.usage(spec, "--zero 1 shards AdamW's moments over the --dp processes; with --dp 1 there is nothing to shard");
       if (offload) throw Options.usage(spec, "--zero 1 with --offload is not supported yet; use --offload off");
     }
     int launched = launchedProcesses();
-    if (dp == 1) {
+    if (n == 1) {
       if (launched > 1) {
         throw Options.usage(spec, "mpirun started " + launched + " processes but --dp is 1 (each would train alone and write "
             + "the same files): give --dp " + launched);
@@ -73,19 +90,19 @@ final class ParallelOptions {
       return null;
     }
     if (device.isCuda()) {
-      throw Options.usage(spec, "--dp " + dp + " on " + device + ": data parallel on GPUs needs NCCL, which is not built yet; "
-          + "use --device cpu");
+      throw Options.usage(spec, flag + " on " + device + ": " + (tp > 1 ? "tensor" : "data")
+          + " parallel on GPUs needs NCCL, which is not built yet; use --device cpu");
     }
     if (launched == 0) {
-      throw Options.usage(spec, "--dp " + dp + " needs " + dp + " processes started by MPI: mpirun -np " + dp
-          + " ./athanor train ... --dp " + dp);
+      throw Options.usage(spec, flag + " needs " + n + " processes started by MPI: mpirun -np " + n + " ./athanor train ... " + flag);
     }
     Communicator c = Communicator.mpi(reduce);
-    if (c.size() != dp) {
+    if (c.size() != n) {
       int size = c.size(), rank = c.rank();
       c.close();
-      throw Options.usage(spec, "--dp " + dp + " but MPI started " + size + " process" + (size == 1 ? "" : "es")
-          + " (this is rank " + rank + "): run mpirun -np " + dp + " with --dp " + dp + ", or give --dp " + size);
+      String name = tp > 1 ? "--tp " : "--dp ";
+      throw Options.usage(spec, flag + " but MPI started " + size + " process" + (size == 1 ? "" : "es")
+          + " (this is rank " + rank + "): run mpirun -np " + n + " with " + flag + ", or give " + name + size);
     }
     return c;
   }

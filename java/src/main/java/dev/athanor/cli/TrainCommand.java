@@ -3,6 +3,7 @@ package dev.athanor.cli;
 import dev.athanor.cli.Options.Range;
 import dev.athanor.dist.Communicator;
 import dev.athanor.dist.DataParallel;
+import dev.athanor.dist.TensorParallelism;
 import dev.athanor.io.FileProblems;
 import dev.athanor.io.data.DataLoader;
 import dev.athanor.io.data.TextCorpus;
@@ -11,6 +12,7 @@ import dev.athanor.io.hf.HfModelDir;
 import dev.athanor.io.tokenizer.Tokenizer;
 import dev.athanor.nn.ModelConfig;
 import dev.athanor.memory.MemoryManager;
+import dev.athanor.nn.TensorParallel;
 import dev.athanor.nn.Transformer;
 import dev.athanor.offload.OffloadConfig;
 import dev.athanor.offload.OffloadPlan;
@@ -22,6 +24,7 @@ import dev.athanor.report.RunSummary;
 import dev.athanor.report.StepTraffic;
 import dev.athanor.runtime.Device;
 import dev.athanor.tensor.DType;
+import dev.athanor.tensor.Tensor;
 import dev.athanor.train.Schedule;
 import dev.athanor.train.StepResult;
 import dev.athanor.train.TrainConfig;
@@ -43,6 +46,7 @@ import java.util.Arrays;
 import java.util.Iterator;
 import java.util.List;
 import java.util.Locale;
+import java.util.Map;
 import java.util.concurrent.Callable;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
@@ -288,11 +292,25 @@ final class TrainCommand implements Callable<Integer> {
 
   Result run(PrintStream out) {
     checkBeforeWork();
+    if (parallel.tp > 1) checkTensorParallel();
     Device device = runtime.apply();
     comm = parallel.start(spec, device, !offload.off());
     Result r = run(out, device);
     if (comm != null) comm.close();  // MPI_Finalize: every rank gets here (a failing rank aborts them all instead)
     return r;
+  }
+
+  /** --tp, before any work: the split must cut the model; checkpoints are single-layout for now. */
+  private void checkTensorParallel() {
+    if (ckpt.dir != null || ckpt.resume != null) {
+      throw Options.usage(spec, "--tp " + parallel.tp + " with checkpoints (--checkpoint-dir, --resume) is not supported yet; "
+          + "the final model is saved whole to --out");
+    }
+    try {
+      new TensorParallel(parallel.tp, 0).check(model.config(spec));
+    } catch (IllegalArgumentException e) {
+      throw Options.usage(spec, e.getMessage());
+    }
   }
 
   private Result run(PrintStream out, Device device) {
@@ -333,7 +351,9 @@ final class TrainCommand implements Callable<Integer> {
         : resume != null ? "; the checkpoints in " + ckptDir + " are as they were" : ""));
     out.printf("athanor train: %s model, %d layers, hidden %d, %d heads, vocab %d, %.1fM parameters, on %s%n",
         mc.family().hfModelType(), mc.layers(), mc.hidden(), mc.heads(), mc.vocabSize(), mc.parameterCount() / 1e6, device);
-    if (comm != null) {
+    if (comm != null && parallel.tp > 1) {
+      out.printf("tensor parallel: %s; each rank holds 1/%d of every block's heads and MLP width%n", comm.describe(), parallel.tp);
+    } else if (comm != null) {
       out.printf("data parallel: %s%s; global batch %d x %d x %d = %d sequences per step%n", comm.describe(),
           parallel.zero == 1 ? ", ZeRO 1 (AdamW's moments sharded)" : "", tc.batch(),
           tc.accum(), comm.size(), (long) tc.batch() * tc.accum() * comm.size());
@@ -344,12 +364,13 @@ final class TrainCommand implements Callable<Integer> {
     // than memory never holds them all
     boolean weightsOnDisk = offloadConfig.onDisk(Role.MASTER);
     try (Transformer model = weightsOnDisk ? Transformer.withoutWeights(mc, device)
+            : parallel.tp > 1 ? TensorParallelism.create(mc, device, comm)
             : modelDir != null && resume == null ? Models.load(modelDir, device) : Transformer.create(mc, device);
         OffloadedWeights weights = weightsOnDisk
             ? OffloadedWeights.attach(model, offloadConfig.resolvedDirectory(), offloadConfig.prefetch(),
                 offloadConfig.residentWeights()) : null) {
-      if (weightsOnDisk && modelDir != null && resume == null) {
-        HfModelDir.loadInto(modelDir, model);  // one tensor at a time
+      if ((weightsOnDisk || parallel.tp > 1) && modelDir != null && resume == null) {
+        HfModelDir.loadInto(modelDir, model);  // one tensor at a time (--tp: each rank keeps its part)
       } else if (modelDir == null && resume == null) {
         model.initialize(tc.seed());
       }
@@ -380,7 +401,7 @@ final class TrainCommand implements Callable<Integer> {
               + (resume == null ? "none" : resume.directory()) + ")", resume == null ? -1 : resume.step());
         }
         out.printf("data: %s tokens from %s; %d steps x %d tokens (batch %d, seq %d, accum %d), lr %s %s, warmup %d%n",
-            Counts.format(dataset.size()), data, tc.steps(), tc.tokensPerStep() * (comm == null ? 1 : comm.size()), tc.batch(),
+            Counts.format(dataset.size()), data, tc.steps(), tc.tokensPerStep() * parallel.dp, tc.batch(),
             tc.seq(), tc.accum(),
             tc.lr(), tc.schedule().name().toLowerCase(Locale.ROOT), tc.warmup());
         DataLoader loader = new DataLoader(dataset, tc.batch(), tc.seq(), tc.shuffle(), tc.seed());
@@ -394,6 +415,8 @@ final class TrainCommand implements Callable<Integer> {
         }
         List<StepResult> results = trainLoop(model, tc, loader, primary ? log : null, ck, offloadConfig, weights, out, comm,
             parallel.zero == 1);
+        // --tp: every rank sends its parts, rank 0 gets the whole model (a collective)
+        Map<String, Tensor> gathered = parallel.tp > 1 ? TensorParallelism.gatherWeights(model, comm) : null;
         if (!primary) {
           StepResult first = results.get(0), last = results.get(results.size() - 1);
           return new Result(null, null, null, null, first.loss(), last.loss(), meanTokensPerSecond(results), results.size());
@@ -401,7 +424,11 @@ final class TrainCommand implements Callable<Integer> {
         Termination.phase("saving the trained model to " + outDir + ": it may be incomplete there" + (ck == null ? ""
             : "; the checkpoints in " + ck.dir() + " are complete (the last one holds the final step)"));
         Files.createDirectories(outDir);
-        HfModelDir.save(outDir, model.config(), model.weights(), saveDtype);
+        try {
+          HfModelDir.save(outDir, model.config(), gathered != null ? gathered : model.weights(), saveDtype);
+        } finally {
+          if (gathered != null) gathered.values().forEach(Tensor::close);
+        }
         Models.copyTokenizerFiles(modelDir, outDir);
         Termination.phase(null);  // the model is complete: charts and the report are no loss
         RunOutputs written = RunOutputs.write(log, results, model.config(), tc, device, data, dataset.size(), outDir, args,
@@ -601,7 +628,11 @@ final class TrainCommand implements Callable<Integer> {
     try (CheckpointManager mgr = ck == null || !primary ? null : new CheckpointManager(ck.dir(), ck.keep(), ck.async(), ck.runId());
         Trainer trainer = zero1 ? new Trainer(model, tc, loader, DataParallel.optimizerShard(model.parameters(), comm))
             : new Trainer(model, tc, loader, offloadConfig, weights)) {
-      if (comm != null) DataParallel.attach(trainer, comm);
+      if (comm != null && model.tensorParallel().split()) {
+        trainer.setGradientReducer(new TensorParallelism(comm, model.config()));  // every rank reads the same batches
+      } else if (comm != null) {
+        DataParallel.attach(trainer, comm);
+      }
       if (ck != null && ck.resume() != null) ck.resume().restore(trainer);
       if (mgr != null) mgr.prepare(trainer);  // host buffers for the first snapshot, allocated in the background
       Runtime.getRuntime().addShutdownHook(hook);  // with or without checkpoints: never end silently

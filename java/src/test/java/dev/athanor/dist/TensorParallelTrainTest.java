@@ -1,0 +1,150 @@
+package dev.athanor.dist;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import com.google.gson.JsonObject;
+import com.google.gson.JsonParser;
+import dev.athanor.cli.Main;
+import dev.athanor.io.hf.HfConfig;
+import dev.athanor.io.hf.HfModelDir;
+import dev.athanor.nn.ModelConfig;
+import dev.athanor.nn.Transformer;
+import dev.athanor.runtime.Device;
+import dev.athanor.tensor.Tensor;
+import dev.athanor.train.checkpoint.TrainFixture;
+import java.io.ByteArrayOutputStream;
+import java.io.IOException;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * {@code train --tp 2} through real {@code mpirun} against {@code train} in one process (skipped without MPI), GPT-2 (the
+ * checkpoint tests' fixture) and Llama with GQA and an untied head: the losses of 20 steps within 1e-4, the gathered
+ * model.safetensors in the single-process layout (same names, same shapes, same order) with weights within 1e-4; and the
+ * usage errors of {@code --tp}, each naming the flag and the numbers before any work.
+ */
+class TensorParallelTrainTest {
+  static final int STEPS = 20;
+
+  @TempDir static Path tmp;
+
+  @BeforeAll
+  static void requireMpi() {
+    MpiRunTest.requireMpi();
+    MpiRunTest.tmp = tmp;  // its launcher keeps the native library cache there
+  }
+
+  private static List<String> trainArgs(Path config, Path data, Path dir, String... extra) {
+    List<String> a = new ArrayList<>(List.of("train", "--config", config.toString(), "--data", data.toString(), "--device",
+        "cpu", "--lr", "3e-3", "--steps", Integer.toString(STEPS), "--batch", "2", "--seq", "32", "--shuffle", "true", "--warmup", "2", "--log",
+        dir.resolve("log.jsonl").toString(), "--out", dir.resolve("model").toString()));
+    a.addAll(List.of(extra));
+    return a;
+  }
+
+  private static TrainResult runHere(List<String> args) {
+    ByteArrayOutputStream buf = new ByteArrayOutputStream();
+    int rc;
+    try (PrintStream ps = new PrintStream(buf, true, StandardCharsets.UTF_8)) {
+      rc = Main.run(args.toArray(String[]::new), ps, ps);
+    }
+    return new TrainResult(rc, buf.toString(StandardCharsets.UTF_8));
+  }
+
+  record TrainResult(int exitCode, String output) {}
+
+  private static List<JsonObject> steps(Path log) throws IOException {
+    List<JsonObject> s = new ArrayList<>();
+    for (String l : Files.readAllLines(log)) {
+      if (l.contains("\"step\":")) s.add(JsonParser.parseString(l).getAsJsonObject());
+    }
+    return s;
+  }
+
+  /** Trains {@code config} in one process and with --tp 2; returns the measured differences (and checks them). */
+  private static String compare(String name, Path config, Path data) throws Exception {
+    Path one = tmp.resolve(name + "-one"), tp = tmp.resolve(name + "-tp2");
+    TrainResult r = runHere(trainArgs(config, data, one));
+    assertEquals(0, r.exitCode(), r.output());
+    MpiRunTest.Job j = MpiRunTest.mpirun(2, Main.class.getName(), trainArgs(config, data, tp, "--tp", "2", "--threads", "1"), 300);
+    assertEquals(0, j.exitCode(), j.output());
+    assertEquals(1, j.output().split("tensor parallel: ", -1).length - 1, "rank 0 alone prints:\n" + j.output());
+
+    List<JsonObject> a = steps(one.resolve("log.jsonl")), b = steps(tp.resolve("log.jsonl"));
+    assertEquals(STEPS, a.size());
+    assertEquals(STEPS, b.size(), j.output());
+    double loss = 0;
+    for (int i = 0; i < STEPS; i++) {
+      assertEquals(a.get(i).get("tokens").getAsLong(), b.get(i).get("tokens").getAsLong(), "step " + i + " tokens");
+      loss = Math.max(loss, Math.abs(a.get(i).get("loss").getAsDouble() - b.get(i).get("loss").getAsDouble()));
+    }
+    double weights = 0;
+    try (Transformer x = HfModelDir.loadModel(one.resolve("model"), Device.CPU);
+        Transformer y = HfModelDir.loadModel(tp.resolve("model"), Device.CPU)) {
+      Map<String, Tensor> wx = x.weights(), wy = y.weights();
+      assertEquals(List.copyOf(wx.keySet()), List.copyOf(wy.keySet()), "tensor names and order");
+      for (Map.Entry<String, Tensor> e : wx.entrySet()) {
+        Tensor t = wy.get(e.getKey());
+        assertArrayEquals(e.getValue().shape(), t.shape(), e.getKey());
+        float[] p = e.getValue().toFloatArray(), q = t.toFloatArray();
+        for (int i = 0; i < p.length; i++) weights = Math.max(weights, Math.abs(p[i] - q[i]));
+      }
+    }
+    String measured = name + " tp 2 vs one process: loss max abs diff over " + STEPS + " steps " + loss
+        + ", final weights max abs diff " + weights;
+    assertTrue(loss <= 1e-4, measured);
+    assertTrue(weights <= 1e-4, measured);
+    double first = 0, last = 0;
+    for (int i = 0; i < 5; i++) {
+      first += a.get(i).get("loss").getAsDouble();
+      last += a.get(STEPS - 1 - i).get("loss").getAsDouble();
+    }
+    assertTrue(last < first,
+        "the model trained: losses " + a.stream().map(o -> o.get("loss").getAsString()).toList());
+    return measured;
+  }
+
+  @Test
+  void trainTpTwoMatchesOneProcess() throws Exception {
+    TrainFixture f = TrainFixture.create(tmp.resolve("fixture"));
+    String g = compare("gpt2", f.config, f.data);
+    Path llama = tmp.resolve("llama-config.json");
+    Files.writeString(llama, HfConfig.toJson(ModelConfig.llama(300, 64, 2, 64, 4, 2, 96, 10000f, false)));
+    String l = compare("llama", llama, f.data);
+    System.out.println(g + "\n" + l);
+  }
+
+  @Test
+  void badTpIsAUsageErrorNamingTheNumbers() throws Exception {
+    TrainFixture f = TrainFixture.create(tmp.resolve("bad-fixture"));
+    Path dir = tmp.resolve("bad");
+    TrainResult r = runHere(trainArgs(f.config, f.data, dir, "--tp", "3"));  // 2 heads
+    assertEquals(2, r.exitCode(), r.output());
+    assertTrue(r.output().contains("--tp 3 does not divide the model's 2 attention heads"), r.output());
+    Path gqa = tmp.resolve("gqa-config.json");
+    Files.writeString(gqa, HfConfig.toJson(ModelConfig.llama(300, 64, 2, 64, 4, 2, 96, 10000f, false)));
+    r = runHere(trainArgs(gqa, f.data, dir, "--tp", "4"));
+    assertEquals(2, r.exitCode(), r.output());
+    assertTrue(r.output().contains("--tp 4 does not divide the model's 2 key/value heads"), r.output());
+    r = runHere(trainArgs(f.config, f.data, dir, "--tp", "2", "--dp", "2"));
+    assertEquals(2, r.exitCode(), r.output());
+    assertTrue(r.output().contains("--tp 2 with --dp 2"), r.output());
+    r = runHere(trainArgs(f.config, f.data, dir, "--tp", "2", "--offload", "auto"));
+    assertEquals(2, r.exitCode(), r.output());
+    assertTrue(r.output().contains("--tp 2 with --offload"), r.output());
+    r = runHere(trainArgs(f.config, f.data, dir, "--tp", "2"));  // no mpirun
+    assertEquals(2, r.exitCode(), r.output());
+    assertTrue(r.output().contains("--tp 2 needs 2 processes started by MPI"), r.output());
+    assertTrue(!Files.exists(dir.resolve("log.jsonl")), "no work before the usage errors");
+  }
+}
