@@ -17,7 +17,8 @@ import java.util.SplittableRandom;
  * tensor-parallel part from the same seed on the same batches ({@code steps} AdamW steps with clipping), and prints the
  * measured differences in one line per family (rank 0): {@code TP family logits=<max |a-b| / max |b| of step 1>
  * loss=<max |loss difference|> weights=<max |w - w_ref| of the gathered final model> replicated=identical|differ}.
- * Throws when the ranks' initial parts are not cuts of the one-process weights (bit for bit).
+ * Throws when the ranks' initial or loaded parts are not cuts of the one-process weights, or gathering them does not give
+ * those weights back (bit for bit).
  *
  * <p>Arguments: {@code steps}.
  */
@@ -42,6 +43,12 @@ public final class TensorParallelMain {
       ref.initialize(42);
       tp.initialize(42);
       checkInitialParts(ref, tp);
+      checkGatheredBits(c, ref, tp, "initialized");
+      try (Transformer loaded = TensorParallelism.create(cfg, Device.CPU, c)) {  // the whole model's weights, cut on loading
+        loaded.loadWeights(ref.weights());
+        checkInitialParts(ref, loaded);
+        checkGatheredBits(c, ref, loaded, "loaded");
+      }
       TensorParallelism reducer = new TensorParallelism(c, cfg);
       SplittableRandom rnd = new SplittableRandom(7);
       double logitDiff = 0, lossDiff = 0;
@@ -118,6 +125,26 @@ public final class TensorParallelMain {
       return true;
     } catch (IllegalArgumentException e) {
       return false;
+    }
+  }
+
+  /** Gathering the parts to rank 0 gives the one-process model's weights, bit for bit (a collective). */
+  static void checkGatheredBits(Communicator c, Transformer ref, Transformer tp, String what) {
+    Map<String, Tensor> whole = TensorParallelism.gatherWeights(tp, c);
+    if (whole == null) return;
+    try {
+      Map<String, Tensor> mine = ref.weights();
+      if (!whole.keySet().equals(mine.keySet())) throw new IllegalStateException(what + ": gathered " + whole.keySet());
+      for (Map.Entry<String, Tensor> e : whole.entrySet()) {
+        float[] x = e.getValue().toFloatArray(), y = mine.get(e.getKey()).toFloatArray();
+        for (int i = 0; i < x.length; i++) {
+          if (Float.floatToRawIntBits(x[i]) != Float.floatToRawIntBits(y[i])) {
+            throw new IllegalStateException(what + ": gathered " + e.getKey() + "[" + i + "] = " + x[i] + ", one process has " + y[i]);
+          }
+        }
+      }
+    } finally {
+      whole.values().forEach(Tensor::close);
     }
   }
 

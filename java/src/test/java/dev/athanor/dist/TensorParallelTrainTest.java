@@ -83,10 +83,12 @@ class TensorParallelTrainTest {
     List<JsonObject> a = steps(one.resolve("log.jsonl")), b = steps(tp.resolve("log.jsonl"));
     assertEquals(STEPS, a.size());
     assertEquals(STEPS, b.size(), j.output());
-    double loss = 0;
+    double loss = 0, norm = 0;
     for (int i = 0; i < STEPS; i++) {
       assertEquals(a.get(i).get("tokens").getAsLong(), b.get(i).get("tokens").getAsLong(), "step " + i + " tokens");
       loss = Math.max(loss, Math.abs(a.get(i).get("loss").getAsDouble() - b.get(i).get("loss").getAsDouble()));
+      double n = a.get(i).get("grad_norm").getAsDouble();
+      norm = Math.max(norm, Math.abs(n - b.get(i).get("grad_norm").getAsDouble()) / n);
     }
     double weights = 0;
     try (Transformer x = HfModelDir.loadModel(one.resolve("model"), Device.CPU);
@@ -101,8 +103,9 @@ class TensorParallelTrainTest {
       }
     }
     String measured = name + " tp 2 vs one process: loss max abs diff over " + STEPS + " steps " + loss
-        + ", final weights max abs diff " + weights;
+        + ", final weights max abs diff " + weights + ", gradient norm max rel diff " + norm;
     assertTrue(loss <= 1e-4, measured);
+    assertTrue(norm <= 1e-4, measured);
     assertTrue(weights <= 1e-4, measured);
     double first = 0, last = 0;
     for (int i = 0; i < 5; i++) {
