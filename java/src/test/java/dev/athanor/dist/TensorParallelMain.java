@@ -1,5 +1,6 @@
 package dev.athanor.dist;
 
+import dev.athanor.nn.Family;
 import dev.athanor.nn.ModelConfig;
 import dev.athanor.nn.TensorParallel;
 import dev.athanor.nn.Transformer;
@@ -14,7 +15,8 @@ import java.util.SplittableRandom;
 
 /**
  * Run by {@link TensorParallelMpiTest} under mpirun: for each family, every rank trains a whole one-process model and its
- * tensor-parallel part from the same seed on the same batches ({@code steps} AdamW steps with clipping), and prints the
+ * tensor-parallel part from the same seed on the same batches ({@code steps} AdamW steps with clipping; Llama's part with
+ * recomputation), and prints the
  * measured differences in one line per family (rank 0): {@code TP family logits=<max |a-b| / max |b| of step 1>
  * loss=<max |loss difference|> weights=<max |w - w_ref| of the gathered final model> replicated=identical|differ}.
  * Throws when the ranks' initial or loaded parts are not cuts of the one-process weights, or gathering them does not give
@@ -49,6 +51,7 @@ public final class TensorParallelMain {
         checkInitialParts(ref, loaded);
         checkGatheredBits(c, ref, loaded, "loaded");
       }
+      tp.setRecompute(cfg.family() == Family.LLAMA);  // Llama's blocks run their forward again in the backward, with its sums
       TensorParallelism reducer = new TensorParallelism(c, cfg);
       SplittableRandom rnd = new SplittableRandom(7);
       double logitDiff = 0, lossDiff = 0;
