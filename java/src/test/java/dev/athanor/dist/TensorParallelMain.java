@@ -62,12 +62,11 @@ public final class TensorParallelMain {
           in[i] = rnd.nextInt(cfg.vocabSize());
           tg[i] = rnd.nextInt(cfg.vocabSize());
         }
-        float a = step(ref, refOpt, GradientReducer.NONE, in, tg, lr);
-        float b = step(tp, tpOpt, reducer, in, tg, lr);
+        float[][] logits = new float[2][];
+        float a = step(ref, refOpt, GradientReducer.NONE, in, tg, lr, logits, 0);
+        float b = step(tp, tpOpt, reducer, in, tg, lr, logits, 1);
         lossDiff = Math.max(lossDiff, Math.abs(a - b));
-        if (s == 0) {
-          logitDiff = relativeDiff(lastLogits, lastLogitsRef);
-        }
+        if (s == 0) logitDiff = relativeDiff(logits[1], logits[0]);
         replicatedSame &= replicatedGradientsIdentical(c, tp);
       }
       Map<String, Tensor> whole = TensorParallelism.gatherWeights(tp, c);
@@ -85,17 +84,16 @@ public final class TensorParallelMain {
     }
   }
 
-  private static float[] lastLogits, lastLogitsRef;
-
-  /** One training step (clipping at 1.0, as the trainer does) with the reducer's gradient norm; returns the loss. */
-  static float step(Transformer m, AdamW opt, GradientReducer reducer, int[] in, int[] tg, float lr) {
+  /**
+   * One training step (clipping at 1.0, as the trainer does) with the reducer's gradient norm; returns the loss and keeps
+   * the forward's logits in {@code logits[slot]}.
+   */
+  static float step(Transformer m, AdamW opt, GradientReducer reducer, int[] in, int[] tg, float lr, float[][] logits, int slot) {
     ParameterStore store = m.parameters();
     if (!store.has(Role.GRAD)) store.allocate(Role.GRAD);
     store.zero(Role.GRAD);
     float loss = m.forward(in, tg, BATCH, SEQ);
-    float[] logits = m.lastLogits();
-    if (reducer == GradientReducer.NONE) lastLogitsRef = logits;
-    else lastLogits = logits;
+    logits[slot] = m.lastLogits();
     m.backward(1f);
     float norm = reducer.gradientNorm(store, Role.GRAD);
     float clip = (float) Math.min(1.0, 1.0 / (norm + 1e-6));
