@@ -34,6 +34,10 @@ import java.util.Objects;
  * BF16, and gradients of parameters, norms' statistics and the loss are FP32. Inference: {@link #newCache(int, int)}
  * and {@link #forwardCached(KvCache, int[], int, int)}.
  *
+ * <p>Tensor parallelism ({@link TensorParallel}): a model built for one rank of {@code tp} holds that rank's part of
+ * every block and sums over the ranks inside its forward and backward; the rest of this API is unchanged, and the loss
+ * and every replicated parameter come out the same on every rank.
+ *
  * <p>Not thread-safe: one step at a time.
  */
 public final class Transformer implements AutoCloseable {

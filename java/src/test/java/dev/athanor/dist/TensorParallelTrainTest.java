@@ -45,8 +45,13 @@ class TensorParallelTrainTest {
   }
 
   private static List<String> trainArgs(Path config, Path data, Path dir, String... extra) {
-    List<String> a = new ArrayList<>(List.of("train", "--config", config.toString(), "--data", data.toString(), "--device",
-        "cpu", "--lr", "3e-3", "--steps", Integer.toString(STEPS), "--batch", "2", "--seq", "32", "--shuffle", "true", "--warmup", "2", "--log",
+    return trainArgs("--config", config, STEPS, data, dir, extra);
+  }
+
+  /** {@code model} given by {@code modelFlag} (--config FILE or --model DIR), {@code steps} steps. */
+  private static List<String> trainArgs(String modelFlag, Path model, int steps, Path data, Path dir, String... extra) {
+    List<String> a = new ArrayList<>(List.of("train", modelFlag, model.toString(), "--data", data.toString(), "--device",
+        "cpu", "--lr", "3e-3", "--steps", Integer.toString(steps), "--batch", "2", "--seq", "32", "--shuffle", "true", "--warmup", "2", "--log",
         dir.resolve("log.jsonl").toString(), "--out", dir.resolve("model").toString()));
     a.addAll(List.of(extra));
     return a;
@@ -125,6 +130,17 @@ class TensorParallelTrainTest {
     Files.writeString(llama, HfConfig.toJson(ModelConfig.llama(300, 64, 2, 64, 4, 2, 96, 10000f, false)));
     String l = compare("llama", llama, f.data);
     System.out.println(g + "\n" + l);
+
+    // a Hugging Face directory (the Llama run's saved model) loads cut per rank: the same first loss as one process
+    Path saved = tmp.resolve("llama-one").resolve("model"), fromOne = tmp.resolve("from-one"), fromTp = tmp.resolve("from-tp");
+    TrainResult r = runHere(trainArgs("--model", saved, 2, f.data, fromOne));
+    assertEquals(0, r.exitCode(), r.output());
+    MpiRunTest.Job j = MpiRunTest.mpirun(2, Main.class.getName(),
+        trainArgs("--model", saved, 2, f.data, fromTp, "--tp", "2", "--threads", "1"), 300);
+    assertEquals(0, j.exitCode(), j.output());
+    double a = steps(fromOne.resolve("log.jsonl")).get(0).get("loss").getAsDouble();
+    double b = steps(fromTp.resolve("log.jsonl")).get(0).get("loss").getAsDouble();
+    assertTrue(Math.abs(a - b) <= 1e-4, "first loss from the saved model: one process " + a + ", --tp 2 " + b);
   }
 
   @Test
