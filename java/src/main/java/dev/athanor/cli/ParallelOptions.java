@@ -23,7 +23,8 @@ final class ParallelOptions {
   @Option(names = "--tp", paramLabel = "N", defaultValue = "1",
       description = "tensor-parallel processes, started by mpirun (mpirun -np N ./athanor train ... --tp N): each holds 1/N of "
           + "every block's attention heads and MLP width (Megatron style) and all see the same batches; N must divide the heads, "
-          + "the key/value heads and the MLP width. Not yet with --dp, --offload or checkpoints. Default: ${DEFAULT-VALUE}")
+          + "the key/value heads and the MLP width. Checkpoints and the model are gathered to rank 0 in the one-process format. "
+          + "Not yet with --dp or --offload. Default: ${DEFAULT-VALUE}")
   @Options.Range(min = 1)
   int tp;
 

@@ -300,12 +300,8 @@ final class TrainCommand implements Callable<Integer> {
     return r;
   }
 
-  /** --tp, before any work: the split must cut the model; checkpoints are single-layout for now. */
+  /** --tp, before any work: the split must cut the model. */
   private void checkTensorParallel() {
-    if (ckpt.dir != null || ckpt.resume != null) {
-      throw Options.usage(spec, "--tp " + parallel.tp + " with checkpoints (--checkpoint-dir, --resume) is not supported yet; "
-          + "the final model is saved whole to --out");
-    }
     try {
       new TensorParallel(parallel.tp, 0).check(model.config(spec));
     } catch (IllegalArgumentException e) {
@@ -595,6 +591,8 @@ final class TrainCommand implements Callable<Integer> {
       throws IOException {
     // with --dp, ranks other than 0 get no log (null): they neither write it, nor the checkpoints, nor show progress
     boolean primary = log != null;
+    // ZeRO 1 and --tp: a save gathers from every rank, so a failed step (others may wait in its collectives) saves nothing
+    boolean gathered = zero1 || model.tensorParallel().split();
     List<StepResult> results = new ArrayList<>();
     if (primary && log.getParent() != null) Files.createDirectories(log.getParent());
     List<String> kept = new ArrayList<>();
@@ -657,10 +655,10 @@ final class TrainCommand implements Callable<Integer> {
           try {
             r = trainer.step();
           } catch (RuntimeException e) {
-            throw saveOnFailure(e, trainer, zero1 ? null : mgr, ck, bar);
+            throw saveOnFailure(e, trainer, gathered ? null : mgr, ck, bar);
           } catch (OutOfMemoryError e) {  // Java heap: the model's native memory is intact, so the state can be saved
             throw saveOnFailure(new IllegalStateException("out of Java heap memory: " + e.getMessage(), e), trainer,
-                zero1 ? null : mgr, ck, bar);
+                gathered ? null : mgr, ck, bar);
           }
           results.add(r);
           // an offloaded run's line also carries the step's DISK traffic and stalls (checkpoint saves are not in it)
@@ -671,7 +669,7 @@ final class TrainCommand implements Callable<Integer> {
             if (mgr != null) {
               stall = mgr.save(trainer);
             } else {
-              CheckpointManager.contribute(trainer);  // ZeRO 1: rank 0's save gathers this rank's moments
+              CheckpointManager.contribute(trainer);  // ZeRO 1, --tp: rank 0's save gathers this rank's part
             }
           }
           ema = Double.isNaN(ema) ? r.loss() : 0.9 * ema + 0.1 * r.loss();

@@ -10,6 +10,7 @@ import dev.athanor.params.Role;
 import dev.athanor.runtime.Device;
 import dev.athanor.tensor.DType;
 import dev.athanor.tensor.Tensor;
+import dev.athanor.train.AdamW;
 import dev.athanor.train.GradientReducer;
 import java.util.ArrayList;
 import java.util.HashSet;
@@ -33,12 +34,13 @@ import java.util.Set;
  */
 public final class TensorParallelism implements GradientReducer {
   private final Communicator comm;
+  private final ModelConfig cfg;
   private final Set<String> split;  // names of the parameters cut over the ranks
 
   /** The gradient reducer of a {@code cfg} model whose tensor-parallel ranks are {@code comm}'s. */
   public TensorParallelism(Communicator comm, ModelConfig cfg) {
     this.comm = Objects.requireNonNull(comm, "comm");
-    Objects.requireNonNull(cfg, "cfg");
+    this.cfg = Objects.requireNonNull(cfg, "cfg");
     Set<String> s = new HashSet<>();
     for (ParamSpec p : cfg.parameterSpecs()) if (!TensorParallel.split(cfg, p.name()).replicated()) s.add(p.name());
     this.split = Set.copyOf(s);
@@ -95,37 +97,53 @@ public final class TensorParallelism implements GradientReducer {
    */
   public static Map<String, Tensor> gatherWeights(Transformer model, Communicator comm) {
     ModelConfig cfg = model.config();
-    ParameterStore store = model.parameters();
-    Tensor masters = store.flat(Role.MASTER);
-    long n = masters.numel();
+    Map<String, Tensor> out = comm.rank() == 0 ? new LinkedHashMap<>() : null;
+    try {
+      for (ParameterStore.Param p : model.parameters().list()) {
+        Tensor whole = out == null ? null : Tensor.empty(DType.F32, Device.CPU, TensorParallel.wholeShape(cfg, p.name()));
+        if (whole != null) out.put(p.name(), whole);
+        gather(comm, TensorParallel.split(cfg, p.name()), p.master(), whole);
+      }
+      return out;
+    } catch (RuntimeException e) {
+      if (out != null) out.values().forEach(Tensor::close);
+      throw e;
+    }
+  }
+
+  /** Parameter {@code i}'s whole masters and moments to rank 0, for a checkpoint (a collective; see the interface). */
+  @Override
+  public void gatherParameter(ParameterStore store, AdamW optimizer, int i, Tensor master, Tensor m, Tensor v) {
+    TensorParallel.Split split = TensorParallel.split(cfg, store.list().get(i).name());
+    gather(comm, split, store.view(Role.MASTER, i), master);
+    gather(comm, split, optimizer.firstMoments().get(i), m);
+    gather(comm, split, optimizer.secondMoments().get(i), v);
+  }
+
+  /**
+   * Every rank's part {@code local} (contiguous host F32) of one tensor cut by {@code split}, put together in {@code
+   * whole} on rank 0 (null elsewhere), bit for bit. A replicated tensor is rank 0's own.
+   */
+  private static void gather(Communicator comm, TensorParallel.Split split, Tensor local, Tensor whole) {
+    if (split.replicated()) {
+      if (whole != null) whole.copyFrom(local);
+      return;
+    }
     int size = comm.size();
+    long n = local.numel();
     try (Tensor all = Tensor.empty(DType.F32, Device.CPU, n * size)) {
-      comm.allGather(masters, all);  // every rank's store has the same layout and length
-      if (comm.rank() != 0) return null;
-      Map<String, Tensor> out = new LinkedHashMap<>();
-      Map<String, ParamSpec> full = new LinkedHashMap<>();
-      for (ParamSpec s : cfg.parameterSpecs()) full.put(s.name(), s);
+      comm.allGather(local, all);  // every rank's part has the same length
+      if (whole == null) return;
+      List<Tensor> parts = new ArrayList<>(size);
       try {
-        for (ParameterStore.Param p : store.list()) {
-          List<Tensor> locals = new ArrayList<>(size);
-          try {
-            for (int r = 0; r < size; r++) {
-              long at = r * n + p.range().start();
-              try (Tensor flat = all.slice(0, at, at + p.range().length())) {
-                locals.add(flat.view(p.spec().shape()));
-              }
-            }
-            Tensor whole = Tensor.empty(DType.F32, Device.CPU, full.get(p.name()).shape());
-            out.put(p.name(), whole);
-            TensorParallel.unshard(TensorParallel.split(cfg, p.name()), locals, whole);
-          } finally {
-            for (Tensor t : locals) t.close();
+        for (int r = 0; r < size; r++) {
+          try (Tensor flat = all.slice(0, r * n, (r + 1) * n)) {
+            parts.add(flat.view(local.shape()));
           }
         }
-        return out;
-      } catch (RuntimeException e) {
-        for (Tensor t : out.values()) t.close();
-        throw e;
+        TensorParallel.unshard(split, parts, whole);
+      } finally {
+        parts.forEach(Tensor::close);
       }
     }
   }

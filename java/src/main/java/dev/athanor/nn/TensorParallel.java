@@ -100,6 +100,12 @@ public record TensorParallel(int size, int rank) {
     };
   }
 
+  /** The whole model's shape of the parameter called {@code name} of a {@code cfg} model. */
+  public static long[] wholeShape(ModelConfig cfg, String name) {
+    for (ParamSpec s : cfg.parameterSpecs()) if (s.name().equals(name)) return s.shape();
+    throw new IllegalArgumentException("the model has no parameter \"" + name + "\"");
+  }
+
   /** A rank's shape of a tensor of full shape {@code full} cut by {@code split} into {@code size} ranks. */
   public long[] localShape(Split split, long[] full) {
     long[] s = full.clone();

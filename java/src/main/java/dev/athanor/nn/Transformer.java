@@ -270,7 +270,7 @@ public final class Transformer implements AutoCloseable {
   private void copyWeight(ParameterStore.Param p, Tensor src) {
     Objects.requireNonNull(src, p.name());
     TensorParallel.Split split = TensorParallel.split(cfg, p.name());
-    long[] want = tp.split() && !split.replicated() ? fullShape(p.name()) : p.spec().shape();
+    long[] want = tp.split() && !split.replicated() ? TensorParallel.wholeShape(cfg, p.name()) : p.spec().shape();
     if (!Arrays.equals(src.shape(), want)) {
       throw new IllegalArgumentException("weight \"" + p.name() + "\" has shape " + Arrays.toString(src.shape())
           + ", expected " + Arrays.toString(want));
@@ -284,12 +284,6 @@ public final class Transformer implements AutoCloseable {
       tp.shard(split, src, part);
       copyLocal(p, part);
     }
-  }
-
-  /** The whole model's shape of parameter {@code name}. */
-  private long[] fullShape(String name) {
-    for (ParamSpec s : cfg.parameterSpecs()) if (s.name().equals(name)) return s.shape();
-    throw new IllegalArgumentException("no parameter \"" + name + "\"");
   }
 
   private void copyLocal(ParameterStore.Param p, Tensor src) {

@@ -9,6 +9,7 @@ import dev.athanor.io.data.DataLoader;
 import dev.athanor.io.hf.HfConfig;
 import dev.athanor.io.safetensors.SafetensorsFile;
 import dev.athanor.nn.ModelConfig;
+import dev.athanor.nn.TensorParallel;
 import dev.athanor.params.ParameterStore;
 import dev.athanor.runtime.Device;
 import dev.athanor.tensor.DType;
@@ -234,17 +235,31 @@ public final class Checkpoint {
         }
       } else {
         List<Tensor> m = t.optimizer().firstMoments(), v = t.optimizer().secondMoments();
+        TensorParallel tp = t.model().tensorParallel();  // a tensor-parallel rank cuts its part of the whole tensors
         for (int i = 0; i < params.size(); i++) {
           ParameterStore.Param p = params.get(i);
-          readInto(model, p.name(), p.master());
-          readInto(opt, "m." + p.name(), m.get(i));
-          readInto(opt, "v." + p.name(), v.get(i));
+          readPart(model, p.name(), p.name(), p.master(), tp);
+          readPart(opt, "m." + p.name(), p.name(), m.get(i), tp);
+          readPart(opt, "v." + p.name(), p.name(), v.get(i), tp);
         }
       }
     }
     t.model().parameters().syncWeights();
     t.optimizer().setStep(manifest.get("adam_step").getAsLong());
     t.restore(new Trainer.Position(step(), ls));
+  }
+
+  /** Reads tensor {@code name} of parameter {@code param} into {@code dst}, or this rank's part of it when it is split. */
+  private void readPart(SafetensorsFile f, String name, String param, Tensor dst, TensorParallel tp) {
+    TensorParallel.Split split = TensorParallel.split(modelConfig(), param);
+    if (!tp.split() || split.replicated()) {
+      readInto(f, name, dst);
+      return;
+    }
+    try (Tensor whole = Tensor.empty(DType.F32, Device.CPU, TensorParallel.wholeShape(modelConfig(), param))) {
+      readInto(f, name, whole);
+      tp.shard(split, whole, dst);
+    }
   }
 
   private void readInto(SafetensorsFile f, String name, Tensor dst) {

@@ -9,6 +9,7 @@ import dev.athanor.io.AtomicFiles;
 import dev.athanor.io.FileProblems;
 import dev.athanor.io.safetensors.SafetensorsWriter;
 import dev.athanor.memory.Tier;
+import dev.athanor.nn.TensorParallel;
 import dev.athanor.params.ParameterStore;
 import dev.athanor.params.Role;
 import dev.athanor.runtime.Device;
@@ -144,13 +145,17 @@ public final class CheckpointManager implements AutoCloseable {
     Tier mTier = t.optimizer().onDisk(Role.ADAM_M) ? Tier.DISK : Tier.HOST;
     Tier vTier = t.optimizer().onDisk(Role.ADAM_V) ? Tier.DISK : Tier.HOST;
     Tier pTier = t.model().parameters().isPaged(Role.MASTER) ? Tier.DISK : Tier.HOST;  // weights offloaded: the same
+    boolean tp = t.model().tensorParallel().split();
+    dev.athanor.nn.ModelConfig cfg = t.model().config();
     inFlight = writer.submit(() -> {
       Snapshot s = new Snapshot();
       try {
         for (ParameterStore.Param p : ps) {
-          s.params.put(p.name(), Tensor.zeros(p.master().dtype(), Device.CPU, pTier, p.spec().shape()).detach());
-          s.moments.put("m." + p.name(), Tensor.zeros(DType.F32, Device.CPU, mTier, p.spec().shape()).detach());
-          s.moments.put("v." + p.name(), Tensor.zeros(DType.F32, Device.CPU, vTier, p.spec().shape()).detach());
+          // a tensor-parallel rank 0 snapshots the whole tensors its save gathers
+          long[] shape = tp ? TensorParallel.wholeShape(cfg, p.name()) : p.spec().shape();
+          s.params.put(p.name(), Tensor.zeros(p.master().dtype(), Device.CPU, pTier, shape).detach());
+          s.moments.put("m." + p.name(), Tensor.zeros(DType.F32, Device.CPU, mTier, shape).detach());
+          s.moments.put("v." + p.name(), Tensor.zeros(DType.F32, Device.CPU, vTier, shape).detach());
         }
       } catch (RuntimeException e) {
         s.close();
@@ -205,6 +210,11 @@ public final class CheckpointManager implements AutoCloseable {
    * saves). Nothing when the optimizer is not sharded (replica 0 then holds every moment itself).
    */
   public static void contribute(Trainer t) {
+    if (t.model().tensorParallel().split()) {  // tensor parallel: rank 0's save gathers every part
+      int n = t.model().parameters().list().size();
+      for (int i = 0; i < n; i++) t.gatherParameter(i, null, null, null);
+      return;
+    }
     if (t.optimizer().shard() == null) return;
     int n = t.model().parameters().list().size();
     for (int i = 0; i < n; i++) t.gatherMoments(i, null, null);
@@ -561,6 +571,20 @@ public final class CheckpointManager implements AutoCloseable {
       this.trainConfig = t.config();
       List<ParameterStore.Param> ps = t.model().parameters().list();
       if (params.size() != ps.size() || !params.containsKey(ps.get(0).name())) close();  // another model: start over
+      if (t.model().tensorParallel().split()) {  // tensor parallel: each parameter gathered whole, one at a time
+        for (int i = 0; i < ps.size(); i++) {
+          String name = ps.get(i).name();
+          long[] shape = TensorParallel.wholeShape(modelConfig, name);
+          try (Tensor w = Tensor.empty(DType.F32, Device.CPU, shape); Tensor m = Tensor.empty(DType.F32, Device.CPU, shape);
+              Tensor v = Tensor.empty(DType.F32, Device.CPU, shape)) {
+            t.gatherParameter(i, w, m, v);
+            refill(params, name, w);
+            refill(moments, "m." + name, m);
+            refill(moments, "v." + name, v);
+          }
+        }
+        return;
+      }
       if (t.optimizer().shard() != null) {  // ZeRO 1: gathered from the replicas one parameter at a time
         for (int i = 0; i < ps.size(); i++) {
           String name = ps.get(i).name();
