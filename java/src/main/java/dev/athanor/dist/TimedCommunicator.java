@@ -42,7 +42,10 @@ public final class TimedCommunicator implements Communicator {
     return inner;
   }
 
-  private void count(long t0, long payload) {
+  /** Runs {@code call} and counts its time and {@code payload} bytes. */
+  private void timed(Runnable call, long payload) {
+    long t0 = System.nanoTime();
+    call.run();
     nanos.addAndGet(System.nanoTime() - t0);
     bytes.addAndGet(payload);
     calls.incrementAndGet();
@@ -70,51 +73,37 @@ public final class TimedCommunicator implements Communicator {
 
   @Override
   public void allReduceSum(Tensor t) {
-    long t0 = System.nanoTime();
-    inner.allReduceSum(t);
-    count(t0, t.byteSize());
+    timed(() -> inner.allReduceSum(t), t.byteSize());
   }
 
   @Override
   public void reduceScatter(Tensor in, Tensor out) {
-    long t0 = System.nanoTime();
-    inner.reduceScatter(in, out);
-    count(t0, in.byteSize());
+    timed(() -> inner.reduceScatter(in, out), in.byteSize());
   }
 
   @Override
   public void allGather(Tensor in, Tensor out) {
-    long t0 = System.nanoTime();
-    inner.allGather(in, out);
-    count(t0, in.byteSize());
+    timed(() -> inner.allGather(in, out), in.byteSize());
   }
 
   @Override
   public void broadcast(Tensor t, int root) {
-    long t0 = System.nanoTime();
-    inner.broadcast(t, root);
-    count(t0, rank() == root ? t.byteSize() : 0);
+    timed(() -> inner.broadcast(t, root), rank() == root ? t.byteSize() : 0);
   }
 
   @Override
   public void send(Tensor t, int dest) {
-    long t0 = System.nanoTime();
-    inner.send(t, dest);
-    count(t0, t.byteSize());
+    timed(() -> inner.send(t, dest), t.byteSize());
   }
 
   @Override
   public void recv(Tensor t, int src) {
-    long t0 = System.nanoTime();
-    inner.recv(t, src);
-    count(t0, t.byteSize());
+    timed(() -> inner.recv(t, src), t.byteSize());
   }
 
   @Override
   public void barrier() {
-    long t0 = System.nanoTime();
-    inner.barrier();
-    count(t0, 0);
+    timed(() -> inner.barrier(), 0);
   }
 
   @Override
