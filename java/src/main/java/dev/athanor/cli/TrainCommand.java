@@ -2,6 +2,7 @@ package dev.athanor.cli;
 
 import dev.athanor.cli.Options.Range;
 import dev.athanor.dist.Communicator;
+import dev.athanor.dist.TimedCommunicator;
 import dev.athanor.dist.DataParallel;
 import dev.athanor.dist.TensorParallelism;
 import dev.athanor.io.FileProblems;
@@ -295,6 +296,7 @@ final class TrainCommand implements Callable<Integer> {
     if (parallel.tp > 1) checkTensorParallel();
     Device device = runtime.apply();
     comm = parallel.start(spec, device, !offload.off());
+    if (comm != null) comm = new TimedCommunicator(comm);  // each step's line says how long it spent communicating
     Result r = run(out, device);
     if (comm != null) comm.close();  // MPI_Finalize: every rank gets here (a failing rank aborts them all instead)
     return r;
@@ -652,6 +654,7 @@ final class TrainCommand implements Callable<Integer> {
         while (!trainer.done() && !(comm == null ? stop.get() : agreeToStop(comm, stop))) {
           StepResult r;
           TransferStats.Snapshot before = trainer.transfers();
+          TimedCommunicator.Counts talked = comm instanceof TimedCommunicator t ? t.counts() : null;
           try {
             r = trainer.step();
           } catch (RuntimeException e) {
@@ -662,7 +665,10 @@ final class TrainCommand implements Callable<Integer> {
           }
           results.add(r);
           // an offloaded run's line also carries the step's DISK traffic and stalls (checkpoint saves are not in it)
-          w.write(offloadConfig.enabled() ? StepTraffic.of(r.step(), trainer.transfers().minus(before)).appendTo(r) : r.toJson());
+          String line = offloadConfig.enabled() ? StepTraffic.of(r.step(), trainer.transfers().minus(before)).appendTo(r) : r.toJson();
+          // with --dp, the time rank 0 spent in collectives during the step (waiting for the others included), and bytes
+          if (talked != null) line = withCommunication(line, ((TimedCommunicator) comm).counts().minus(talked));
+          w.write(line);
           w.newLine();
           w.flush();
           if (ck != null && ck.every() > 0 && trainer.nextStep() % ck.every() == 0 && !trainer.done()) {
@@ -717,6 +723,12 @@ final class TrainCommand implements Callable<Integer> {
     w.write(RunSummary.of(steps, MemoryManager.global(), moved).toJson());
     w.newLine();
     w.flush();
+  }
+
+  /** A step's log line with {@code comm_ms} and {@code comm_bytes} (this rank's collectives in the step) added. */
+  static String withCommunication(String line, TimedCommunicator.Counts d) {
+    return line.substring(0, line.length() - 1) + ",\"comm_ms\":" + Math.round(d.millis() * 1e3) / 1e3 + ",\"comm_bytes\":"
+        + d.bytes() + "}";
   }
 
   /** A 64-bit FNV-1a hash of the command line, to compare the ranks' flags. */

@@ -139,6 +139,8 @@ class MpiRunTest {
       for (String k : List.of("step", "loss", "grad_norm", "lr", "tokens")) {
         assertEquals(x.get(k).getAsString(), y.get(k).getAsString(), "step " + i + " " + k + ": one process vs dp 2");
       }
+      assertTrue(y.get("comm_ms").getAsDouble() >= 0 && y.get("comm_bytes").getAsLong() > 0, "dp 2 logs its communication: " + y);
+      assertFalse(x.has("comm_ms"), "one process does not communicate: " + x);
     }
     assertNotEquals(JsonParser.parseString(a.get(0)).getAsJsonObject().get("loss").getAsString(),
         JsonParser.parseString(a.get(5)).getAsJsonObject().get("loss").getAsString(), "the model trained");
@@ -293,6 +295,8 @@ class MpiRunTest {
     JsonObject o = JsonParser.parseString(line).getAsJsonObject();
     o.remove("tokens_per_s");
     o.remove("step_ms");
+    o.remove("comm_ms");
+    o.remove("comm_bytes");
     return o.toString();
   }
 

@@ -1,0 +1,118 @@
+package dev.athanor.dist;
+
+import dev.athanor.tensor.Tensor;
+import java.util.Objects;
+import java.util.concurrent.atomic.AtomicLong;
+
+/**
+ * A communicator that counts what passes through another one: the wall time spent inside its collectives and
+ * point-to-point calls (waiting for the other ranks included: that is what a step loses to communication) and the
+ * bytes this rank handed to them (each call's input tensor; for {@link #recv}, the bytes received). A training loop
+ * takes the counts before and after a step and logs the difference. Closing it closes the wrapped communicator.
+ */
+public final class TimedCommunicator implements Communicator {
+  private final Communicator inner;
+  private final AtomicLong nanos = new AtomicLong(), bytes = new AtomicLong(), calls = new AtomicLong();
+
+  /** Counts the calls on {@code inner}. */
+  public TimedCommunicator(Communicator inner) {
+    this.inner = Objects.requireNonNull(inner, "inner");
+  }
+
+  /** Totals since creation; subtract two to get an interval's. */
+  public record Counts(long nanos, long bytes, long calls) {
+    /** This minus {@code earlier}. */
+    public Counts minus(Counts earlier) {
+      return new Counts(nanos - earlier.nanos, bytes - earlier.bytes, calls - earlier.calls);
+    }
+
+    /** The time in milliseconds. */
+    public double millis() {
+      return nanos / 1e6;
+    }
+  }
+
+  /** The totals so far. */
+  public Counts counts() {
+    return new Counts(nanos.get(), bytes.get(), calls.get());
+  }
+
+  /** The wrapped communicator. */
+  public Communicator inner() {
+    return inner;
+  }
+
+  /** Runs {@code call} and counts its time and {@code payload} bytes. */
+  private void timed(Runnable call, long payload) {
+    long t0 = System.nanoTime();
+    call.run();
+    nanos.addAndGet(System.nanoTime() - t0);
+    bytes.addAndGet(payload);
+    calls.incrementAndGet();
+  }
+
+  @Override
+  public int rank() {
+    return inner.rank();
+  }
+
+  @Override
+  public int size() {
+    return inner.size();
+  }
+
+  @Override
+  public ReduceMode mode() {
+    return inner.mode();
+  }
+
+  @Override
+  public String describe() {
+    return inner.describe();
+  }
+
+  @Override
+  public void allReduceSum(Tensor t) {
+    timed(() -> inner.allReduceSum(t), t.byteSize());
+  }
+
+  @Override
+  public void reduceScatter(Tensor in, Tensor out) {
+    timed(() -> inner.reduceScatter(in, out), in.byteSize());
+  }
+
+  @Override
+  public void allGather(Tensor in, Tensor out) {
+    timed(() -> inner.allGather(in, out), in.byteSize());
+  }
+
+  @Override
+  public void broadcast(Tensor t, int root) {
+    timed(() -> inner.broadcast(t, root), rank() == root ? t.byteSize() : 0);
+  }
+
+  @Override
+  public void send(Tensor t, int dest) {
+    timed(() -> inner.send(t, dest), t.byteSize());
+  }
+
+  @Override
+  public void recv(Tensor t, int src) {
+    timed(() -> inner.recv(t, src), t.byteSize());
+  }
+
+  @Override
+  public void barrier() {
+    timed(() -> inner.barrier(), 0);
+  }
+
+  @Override
+  public void abort(int code) {
+    inner.abort(code);
+  }
+
+  @Override
+  public void close() {
+    inner.close();
+  }
+}
