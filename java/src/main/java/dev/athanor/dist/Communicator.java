@@ -58,6 +58,16 @@ public interface Communicator extends AutoCloseable {
   void barrier();
 
   /**
+   * Process groups (MPI_Comm_split), a collective: the ranks that pass the same {@code color} ({@code >= 0}) form a
+   * new communicator, ranked by {@code key} (ties by rank here). The group is closed (freed) by its owner before this
+   * communicator; closing the world frees the groups still open. E.g. {@link ParallelGrid} makes the data-,
+   * tensor- and pipeline-parallel groups of a grid. Implementations that cannot split say so.
+   */
+  default Communicator split(int color, int key) {
+    throw new UnsupportedOperationException(describe() + " cannot be split into process groups");
+  }
+
+  /**
    * Ends every process of the run at once with {@code code} (MPI_Abort), for a rank that fails while others may be
    * waiting for it in a collective. Does nothing in one process (the caller just returns or throws).
    */

@@ -8,7 +8,8 @@ import java.util.List;
 import java.util.Locale;
 
 /**
- * MPI_COMM_WORLD through the shim (see {@link MpiNative}). MPI counts are ints, so transfers are cut into pieces of at
+ * An MPI communicator through the shim (see {@link MpiNative}): MPI_COMM_WORLD ({@link #open}), or a process group
+ * split from it ({@link #split}; closing a group frees it, closing the world frees its open groups and finalizes MPI). MPI counts are ints, so transfers are cut into pieces of at
  * most {@value #MAX_BYTES} bytes; {@link #reduceScatter} and {@link #allGather} take at most 2 GiB per call (their
  * displacements are ints too).
  *
@@ -24,14 +25,19 @@ final class MpiCommunicator implements Communicator {
   private static MpiCommunicator opened;  // guarded by MpiCommunicator.class: MPI starts once per process
 
   private final ReduceMode mode;
+  private final int handle;  // MpiNative's communicator handle; MpiNative.WORLD for the world
+  private final MpiCommunicator world;  // null for the world itself
+  private final List<MpiCommunicator> groups = new ArrayList<>();  // the world's open groups, guarded by the world
   private final int rank;
   private final int size;
   private final String library;
   private boolean closed;  // guarded by this
   private Tensor scratch;  // guarded by this: receive buffer of deterministic sums, kept between calls (grown as needed)
 
-  private MpiCommunicator(ReduceMode mode, int rank, int size, String library) {
+  private MpiCommunicator(ReduceMode mode, int handle, MpiCommunicator world, int rank, int size, String library) {
     this.mode = mode;
+    this.handle = handle;
+    this.world = world;
     this.rank = rank;
     this.size = size;
     this.library = library;
@@ -45,7 +51,8 @@ final class MpiCommunicator implements Communicator {
     }
     MpiLibrary.load();
     MpiNative.init0();
-    MpiCommunicator c = new MpiCommunicator(mode, MpiNative.rank0(), MpiNative.size0(), MpiNative.libraryVersion0());
+    MpiCommunicator c = new MpiCommunicator(mode, MpiNative.WORLD, null, MpiNative.rank0(MpiNative.WORLD),
+        MpiNative.size0(MpiNative.WORLD), MpiNative.libraryVersion0());
     opened = c;
     return c;
   }
@@ -67,11 +74,26 @@ final class MpiCommunicator implements Communicator {
 
   @Override
   public String describe() {
-    return "MPI (" + library.strip() + "), rank " + rank + " of " + size + ", " + mode.name().toLowerCase(Locale.ROOT);
+    return "MPI (" + library.strip() + "), rank " + rank + " of " + size + (world == null ? "" : " in a group of world rank "
+        + world.rank) + ", " + mode.name().toLowerCase(Locale.ROOT);
+  }
+
+  @Override
+  public synchronized Communicator split(int color, int key) {
+    if (color < 0) throw new IllegalArgumentException("split color " + color + " must be >= 0");
+    checkOpen();
+    MpiCommunicator w = world == null ? this : world;
+    int h = MpiNative.split0(handle, color, key);
+    MpiCommunicator g = new MpiCommunicator(mode, h, w, MpiNative.rank0(h), MpiNative.size0(h), library);
+    synchronized (w.groups) {
+      w.groups.add(g);
+    }
+    return g;
   }
 
   private void checkOpen() {
-    if (closed) throw new IllegalStateException("communicator closed (MPI finalized): " + describe());
+    if (closed) throw new IllegalStateException("communicator closed (" + (world == null ? "MPI finalized" : "group freed") + "): "
+        + describe());
   }
 
   private static boolean mpiSums(DType d) {
@@ -87,7 +109,7 @@ final class MpiCommunicator implements Communicator {
     long n = t.numel();
     long piece = MAX_BYTES / es;
     if (mode == ReduceMode.FAST && mpiSums(t.dtype())) {
-      for (long b = 0; b < n; b += piece) MpiNative.allreduceSum0(t.address() + b * es, (int) Math.min(piece, n - b), t.dtype().code());
+      for (long b = 0; b < n; b += piece) MpiNative.allreduceSum0(handle, t.address() + b * es, (int) Math.min(piece, n - b), t.dtype().code());
       return;
     }
     try (Tensor flat = t.view(n); Tensor scratch = scratch(t.dtype(), Math.min(n, piece) + size)) {
@@ -98,7 +120,7 @@ final class MpiCommunicator implements Communicator {
             Tensor part = block.slice(0, mine, mine + Communicator.partLength(len, rank, size))) {
           reduceScatterDeterministic(block, part, scratch);
           int[][] cd = countsAndDispls(len, es);
-          MpiNative.allgatherv0(0, cd[0][rank], block.address(), cd[0], cd[1]);
+          MpiNative.allgatherv0(handle, 0, cd[0][rank], block.address(), cd[0], cd[1]);
         }
       }
     }
@@ -144,7 +166,7 @@ final class MpiCommunicator implements Communicator {
       recvCounts[r] = Math.toIntExact(myLen * es);
       recvDispls[r] = Math.toIntExact(r * myLen * es);
     }
-    MpiNative.alltoallv0(in.address(), send[0], send[1], scratch.address(), recvCounts, recvDispls);
+    MpiNative.alltoallv0(handle, in.address(), send[0], send[1], scratch.address(), recvCounts, recvDispls);
     List<Tensor> parts = new ArrayList<>(size);
     try {
       for (int r = 0; r < size; r++) parts.add(scratch.slice(0, r * myLen, (r + 1) * myLen));
@@ -169,7 +191,7 @@ final class MpiCommunicator implements Communicator {
     long n = in.numel();
     if (n == 0) return;
     if (mode == ReduceMode.FAST && mpiSums(in.dtype()) && n % size == 0) {
-      MpiNative.reduceScatterSum0(in.address(), out.address(), Math.toIntExact(n / size), in.dtype().code());
+      MpiNative.reduceScatterSum0(handle, in.address(), out.address(), Math.toIntExact(n / size), in.dtype().code());
       return;
     }
     try (Tensor inFlat = in.view(n); Tensor outFlat = out.view(out.numel());
@@ -186,7 +208,7 @@ final class MpiCommunicator implements Communicator {
     int es = out.dtype().byteSize();
     int[][] cd = countsAndDispls(out.numel(), es);
     boolean inPlace = in.address() == out.address() + cd[1][rank];
-    MpiNative.allgatherv0(inPlace ? 0 : in.address(), cd[0][rank], out.address(), cd[0], cd[1]);
+    MpiNative.allgatherv0(handle, inPlace ? 0 : in.address(), cd[0][rank], out.address(), cd[0], cd[1]);
   }
 
   /** One MPI call on a piece of a buffer. */
@@ -209,7 +231,7 @@ final class MpiCommunicator implements Communicator {
     Checks.host("broadcast", "t", t);
     Checks.root("broadcast", root, size);
     checkOpen();
-    inPieces(t, (a, n) -> MpiNative.bcast0(a, n, root));
+    inPieces(t, (a, n) -> MpiNative.bcast0(handle, a, n, root));
   }
 
   @Override
@@ -217,7 +239,7 @@ final class MpiCommunicator implements Communicator {
     Checks.host("send", "t", t);
     Checks.peer("send", "destination", dest, rank, size);
     checkOpen();
-    inPieces(t, (a, n) -> MpiNative.send0(a, n, dest, 0));
+    inPieces(t, (a, n) -> MpiNative.send0(handle, a, n, dest, 0));
   }
 
   @Override
@@ -225,13 +247,13 @@ final class MpiCommunicator implements Communicator {
     Checks.host("recv", "t", t);
     Checks.peer("recv", "source", src, rank, size);
     checkOpen();
-    inPieces(t, (a, n) -> MpiNative.recv0(a, n, src, 0));
+    inPieces(t, (a, n) -> MpiNative.recv0(handle, a, n, src, 0));
   }
 
   @Override
   public synchronized void barrier() {
     checkOpen();
-    MpiNative.barrier0();
+    MpiNative.barrier0(handle);
   }
 
   @Override
@@ -239,12 +261,30 @@ final class MpiCommunicator implements Communicator {
     MpiNative.abort0(code);
   }
 
+  /**
+   * A group: MPI_Comm_free (collective over the group). The world: frees the groups still open, in the order they
+   * were made (every rank made them in the same order), then MPI_Finalize.
+   */
   @Override
   public synchronized void close() {
     if (closed) return;
+    if (world == null) {
+      List<MpiCommunicator> open;
+      synchronized (groups) {
+        open = new ArrayList<>(groups);
+      }
+      for (MpiCommunicator g : open) g.close();
+    }
     closed = true;
     if (scratch != null) scratch.close();
     scratch = null;
-    MpiNative.finalize0();
+    if (world == null) {
+      MpiNative.finalize0();
+    } else {
+      synchronized (world.groups) {
+        world.groups.remove(this);
+      }
+      if (!world.closed) MpiNative.free0(handle);
+    }
   }
 }

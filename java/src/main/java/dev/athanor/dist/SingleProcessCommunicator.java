@@ -75,6 +75,12 @@ final class SingleProcessCommunicator implements Communicator {
   public void barrier() {}
 
   @Override
+  public Communicator split(int color, int key) {
+    if (color < 0) throw new IllegalArgumentException("split color " + color + " must be >= 0");
+    return new SingleProcessCommunicator(mode);
+  }
+
+  @Override
   public void abort(int code) {}
 
   @Override

@@ -12,11 +12,24 @@ import java.util.concurrent.atomic.AtomicLong;
  */
 public final class TimedCommunicator implements Communicator {
   private final Communicator inner;
-  private final AtomicLong nanos = new AtomicLong(), bytes = new AtomicLong(), calls = new AtomicLong();
+  private final AtomicLong nanos, bytes, calls;
 
   /** Counts the calls on {@code inner}. */
   public TimedCommunicator(Communicator inner) {
+    this(inner, new AtomicLong(), new AtomicLong(), new AtomicLong());
+  }
+
+  private TimedCommunicator(Communicator inner, AtomicLong nanos, AtomicLong bytes, AtomicLong calls) {
     this.inner = Objects.requireNonNull(inner, "inner");
+    this.nanos = nanos;
+    this.bytes = bytes;
+    this.calls = calls;
+  }
+
+  /** A group of the wrapped communicator whose calls add to these same counts. */
+  @Override
+  public Communicator split(int color, int key) {
+    return new TimedCommunicator(inner.split(color, key), nanos, bytes, calls);
   }
 
   /** Totals since creation; subtract two to get an interval's. */

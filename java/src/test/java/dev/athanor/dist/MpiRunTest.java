@@ -103,6 +103,16 @@ class MpiRunTest {
     collectives(3, "deterministic");
   }
 
+  /** dp 2 x tp 2 and dp 1 x tp 2 x pp 2 over 4 processes: every group of every rank against the grid's arithmetic. */
+  @Test
+  void processGroupsOfAGrid() throws Exception {
+    for (List<String> dims : List.of(List.of("2", "2", "1"), List.of("1", "2", "2"))) {
+      Job j = mpirun(4, GridMain.class.getName(), dims, 180);
+      assertEquals(0, j.exitCode(), j.output());
+      assertEquals(4, j.output().split("grid checks passed", -1).length - 1, j.output());
+    }
+  }
+
   @Test
   void collectivesTwoRanksFast() throws Exception {
     collectives(2, "fast");
