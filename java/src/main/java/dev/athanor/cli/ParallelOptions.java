@@ -71,13 +71,12 @@ final class ParallelOptions {
    * both numbers; a missing MPI is a {@link dev.athanor.dist.CommunicatorException} saying what to install.
    */
   Communicator start(CommandSpec spec, Device device, boolean offload) {
-    if (tp > 1 && dp > 1) {
-      throw Options.usage(spec, "--tp " + tp + " with --dp " + dp + " needs a data x tensor parallel grid of process groups, "
-          + "which is not built yet; use --tp or --dp alone");
+    if (tp > 1 && zero > 0) {
+      throw Options.usage(spec, "--zero " + zero + " with --tp " + tp + " is not supported yet; use --zero 0");
     }
     if (tp > 1 && offload) throw Options.usage(spec, "--tp " + tp + " with --offload is not supported; use --offload off");
     int n = dp * tp;
-    String flag = tp > 1 ? "--tp " + tp : "--dp " + dp;
+    String flag = tp > 1 && dp > 1 ? "--dp " + dp + " --tp " + tp : tp > 1 ? "--tp " + tp : "--dp " + dp;
     if (zero == 1) {
       if (dp == 1) throw Options.usage(spec, "--zero 1 shards AdamW's moments over the --dp processes; with --dp 1 there is nothing to shard");
       if (offload) throw Options.usage(spec, "--zero 1 with --offload is not supported yet; use --offload off");
@@ -102,8 +101,9 @@ final class ParallelOptions {
       int size = c.size(), rank = c.rank();
       c.close();
       String name = tp > 1 ? "--tp " : "--dp ";
-      throw Options.usage(spec, flag + " but MPI started " + size + " process" + (size == 1 ? "" : "es")
-          + " (this is rank " + rank + "): run mpirun -np " + n + " with " + flag + ", or give " + name + size);
+      throw Options.usage(spec, flag + (tp > 1 && dp > 1 ? " = " + n + " processes" : "") + " but MPI started " + size
+          + " process" + (size == 1 ? "" : "es") + " (this is rank " + rank + "): run mpirun -np " + n + " with " + flag
+          + (tp > 1 && dp > 1 ? "" : ", or give " + name + size));
     }
     return c;
   }

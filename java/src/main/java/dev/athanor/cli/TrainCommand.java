@@ -2,6 +2,8 @@ package dev.athanor.cli;
 
 import dev.athanor.cli.Options.Range;
 import dev.athanor.dist.Communicator;
+import dev.athanor.dist.DataTensorParallel;
+import dev.athanor.dist.ParallelGrid;
 import dev.athanor.dist.TimedCommunicator;
 import dev.athanor.dist.DataParallel;
 import dev.athanor.dist.TensorParallelism;
@@ -103,6 +105,13 @@ final class TrainCommand implements Callable<Integer> {
 
   /** The run's communicator with --dp > 1 (rank 0 alone prints and writes), else null. */
   private Communicator comm;
+  /** With --dp and --tp both above 1: this rank's groups of the grid, else null. */
+  private ParallelGrid.Groups groups;
+
+  /** The tensor-parallel ranks: the world, or this rank's group of a dp x tp grid. */
+  private Communicator tpComm() {
+    return groups != null ? groups.tp() : comm;
+  }
 
   /** What to train for, and how (defaults: {@link TrainConfig#defaults}). */
   static final class Optimizer {
@@ -297,7 +306,17 @@ final class TrainCommand implements Callable<Integer> {
     Device device = runtime.apply();
     comm = parallel.start(spec, device, !offload.off());
     if (comm != null) comm = new TimedCommunicator(comm);  // each step's line says how long it spent communicating
-    Result r = run(out, device);
+    Result r;
+    if (parallel.dp > 1 && parallel.tp > 1) {  // a dp x tp grid: tensor-parallel groups, summed over data-parallel groups
+      try (ParallelGrid.Groups g = new ParallelGrid(parallel.dp, parallel.tp, 1).split(comm)) {
+        groups = g;
+        r = run(out, device);
+      } finally {
+        groups = null;
+      }
+    } else {
+      r = run(out, device);
+    }
     if (comm != null) comm.close();  // MPI_Finalize: every rank gets here (a failing rank aborts them all instead)
     return r;
   }
@@ -308,6 +327,10 @@ final class TrainCommand implements Callable<Integer> {
       new TensorParallel(parallel.tp, 0).check(model.config(spec));
     } catch (IllegalArgumentException e) {
       throw Options.usage(spec, e.getMessage());
+    }
+    if (parallel.dp > 1 && (ckpt.dir != null || ckpt.resume != null)) {
+      throw Options.usage(spec, "--dp " + parallel.dp + " with --tp " + parallel.tp + ": checkpoints (--checkpoint-dir, --resume) "
+          + "of data x tensor parallel runs are not supported yet; train with --tp alone or --dp alone to checkpoint");
     }
   }
 
@@ -351,10 +374,11 @@ final class TrainCommand implements Callable<Integer> {
         mc.family().hfModelType(), mc.layers(), mc.hidden(), mc.heads(), mc.vocabSize(), mc.parameterCount() / 1e6, device);
     if (comm != null && parallel.tp > 1) {
       out.printf("tensor parallel: %s; each rank holds 1/%d of every block's heads and MLP width%n", comm.describe(), parallel.tp);
-    } else if (comm != null) {
+    }
+    if (comm != null && parallel.dp > 1) {
       out.printf("data parallel: %s%s; global batch %d x %d x %d = %d sequences per step%n", comm.describe(),
           parallel.zero == 1 ? ", ZeRO 1 (AdamW's moments sharded)" : "", tc.batch(),
-          tc.accum(), comm.size(), (long) tc.batch() * tc.accum() * comm.size());
+          tc.accum(), parallel.dp, (long) tc.batch() * tc.accum() * parallel.dp);
     }
     if (plan != null) PlanFile.print(plan, out);
     OffloadConfig offloadConfig = plan != null ? plan.config(offload.dir) : OffloadConfig.NONE;
@@ -362,7 +386,7 @@ final class TrainCommand implements Callable<Integer> {
     // than memory never holds them all
     boolean weightsOnDisk = offloadConfig.onDisk(Role.MASTER);
     try (Transformer model = weightsOnDisk ? Transformer.withoutWeights(mc, device)
-            : parallel.tp > 1 ? TensorParallelism.create(mc, device, comm)
+            : parallel.tp > 1 ? TensorParallelism.create(mc, device, tpComm())
             : modelDir != null && resume == null ? Models.load(modelDir, device) : Transformer.create(mc, device);
         OffloadedWeights weights = weightsOnDisk
             ? OffloadedWeights.attach(model, offloadConfig.resolvedDirectory(), offloadConfig.prefetch(),
@@ -412,10 +436,11 @@ final class TrainCommand implements Callable<Integer> {
           err.println("athanor train: --overwrite-checkpoints: deleted the checkpoints of " + o.describe() + " from " + ckptDir);
         }
         List<StepResult> results = trainLoop(model, tc, loader, primary ? log : null, ck, offloadConfig, weights, out, comm,
-            parallel.zero == 1);
+            parallel.zero == 1, groups);
         // --tp: every rank sends its parts, rank 0 gets the whole model (a collective)
-        Map<String, Tensor> gathered = parallel.tp > 1 ? TensorParallelism.gatherWeights(model, comm) : null;
+        Map<String, Tensor> gathered = parallel.tp > 1 ? TensorParallelism.gatherWeights(model, tpComm()) : null;
         if (!primary) {
+          if (gathered != null) gathered.values().forEach(Tensor::close);  // tp rank 0 of another data-parallel replica
           StepResult first = results.get(0), last = results.get(results.size() - 1);
           return new Result(null, null, null, null, first.loss(), last.loss(), meanTokensPerSecond(results), results.size());
         }
@@ -589,8 +614,8 @@ final class TrainCommand implements Callable<Integer> {
    * periodic checkpoint stays the one to resume from.
    */
   static List<StepResult> trainLoop(Transformer model, TrainConfig tc, DataLoader loader, Path log, Checkpointing ck,
-      OffloadConfig offloadConfig, OffloadedWeights weights, PrintStream out, Communicator comm, boolean zero1)
-      throws IOException {
+      OffloadConfig offloadConfig, OffloadedWeights weights, PrintStream out, Communicator comm, boolean zero1,
+      ParallelGrid.Groups groups) throws IOException {
     // with --dp, ranks other than 0 get no log (null): they neither write it, nor the checkpoints, nor show progress
     boolean primary = log != null;
     // ZeRO 1 and --tp: a save gathers from every rank, so a failed step (others may wait in its collectives) saves nothing
@@ -628,7 +653,10 @@ final class TrainCommand implements Callable<Integer> {
     try (CheckpointManager mgr = ck == null || !primary ? null : new CheckpointManager(ck.dir(), ck.keep(), ck.async(), ck.runId());
         Trainer trainer = zero1 ? new Trainer(model, tc, loader, DataParallel.optimizerShard(model.parameters(), comm))
             : new Trainer(model, tc, loader, offloadConfig, weights)) {
-      if (comm != null && model.tensorParallel().split()) {
+      if (groups != null) {  // dp x tp: replica groups read their micro-batches, sum over dp, norm over tp
+        DataParallel dpr = DataParallel.attach(trainer, groups.dp());
+        trainer.setGradientReducer(new DataTensorParallel(dpr, new TensorParallelism(groups.tp(), model.config())));
+      } else if (comm != null && model.tensorParallel().split()) {
         trainer.setGradientReducer(new TensorParallelism(comm, model.config()));  // every rank reads the same batches
       } else if (comm != null) {
         DataParallel.attach(trainer, comm);
