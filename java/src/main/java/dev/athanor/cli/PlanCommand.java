@@ -46,6 +46,9 @@ final class PlanCommand implements Callable<Integer> {
   @ArgGroup(exclusive = false, validate = false, heading = "%nRuntime:%n", order = 3)
   Options.RuntimeOptions runtime = new Options.RuntimeOptions();
 
+  @ArgGroup(exclusive = false, validate = false, heading = "%nParallel layout (issue 11; with --world):%n", order = 4)
+  ParallelPlanOutput.Args parallel = new ParallelPlanOutput.Args();
+
   @Option(names = "--json", paramLabel = "FILE", description = "write the plan as JSON to FILE (- for stdout, then without the table)")
   String json;
 
@@ -71,6 +74,7 @@ final class PlanCommand implements Callable<Integer> {
     if (tc.seq() > mc.maxSeqLen()) {
       throw Options.usage(spec, "--seq " + tc.seq() + " exceeds the model's context of " + mc.maxSeqLen() + " tokens");
     }
+    if (parallel.world != null) return parallelPlan(mc, device, tc);
     OffloadPlanner.Job job = new OffloadPlanner.Job(mc, device, tc, opt.recompute, model.model != null, checkpoints, chunkBytes);
     OffloadPlanner.Result r = OffloadPlanner.plan(job, MemoryManager.global());
     if (r.plan() == null) throw MemoryCheck.offloadRefusal(job, r.failure());
@@ -96,5 +100,19 @@ final class PlanCommand implements Callable<Integer> {
     }
     main.out.flush();
     return 0;
+  }
+
+  /** {@code --world N}: the parallel planner's choice for N processes (exit 1 when no layout fits). */
+  private int parallelPlan(ModelConfig mc, Device device, TrainConfig tc) {
+    if (json != null) throw Options.usage(spec, "--json writes offload plans; a parallel plan (--world) is printed only");
+    int world = parallel.world;
+    StringBuilder note = new StringBuilder();
+    dev.athanor.dist.plan.ParallelPlanner.Hardware hw = ParallelPlanOutput.hardware(parallel, world, note);
+    var job = new dev.athanor.dist.plan.ParallelPlanner.Job(mc, device, world, tc.batch(), tc.seq(), tc.accum(),
+        ParallelPlanOutput.memoryPerRank(runtime.memHost, world), hw, parallel.dp, parallel.tp, parallel.pp, parallel.zero);
+    var r = dev.athanor.dist.plan.ParallelPlanner.plan(job);
+    ParallelPlanOutput.print(r, note.toString(), main.out);
+    main.out.flush();
+    return r.chosen() == null ? 1 : 0;
   }
 }

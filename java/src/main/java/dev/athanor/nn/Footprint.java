@@ -138,6 +138,21 @@ public record Footprint(ModelConfig config, Device device, DType computeDtype, L
   }
 
   /**
+   * Bytes of the activations a training micro-batch of {@code batch × seq} tokens keeps for the backward of {@code
+   * stage} (every block's, or one block's when recomputing, plus the residual streams), for planners that size one
+   * pipeline stage.
+   */
+  public static long stageActivationBytes(ModelConfig c, Stage stage, Device device, DType dt, int batch, int seq,
+      boolean recompute) {
+    return saturate(() -> Workspace.activationBytes(c, stage, device, dt, batch, seq, recompute));
+  }
+
+  /** Bytes of the work buffers (gradient streams, logits, scratch) a training step of {@code stage} allocates. */
+  public static long stageBufferBytes(ModelConfig c, Stage stage, Device device, DType dt, int batch, int seq) {
+    return saturate(() -> Workspace.bufferBytes(c, stage, device, dt, batch, seq));
+  }
+
+  /**
    * A forward pass over {@code batch} sequences of {@code seq} tokens without training (e.g. scoring): the weights, and
    * the workspace a forward allocates (every block's activations and the gradient buffers, as for training).
    */

@@ -1,0 +1,133 @@
+package dev.athanor.dist.plan;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNotNull;
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.athanor.cli.Main;
+import dev.athanor.dist.plan.ParallelPlanner.Estimate;
+import dev.athanor.dist.plan.ParallelPlanner.Hardware;
+import dev.athanor.dist.plan.ParallelPlanner.Job;
+import dev.athanor.dist.plan.ParallelPlanner.Layout;
+import dev.athanor.dist.plan.ParallelPlanner.Result;
+import dev.athanor.nn.ModelConfig;
+import dev.athanor.runtime.Device;
+import java.io.ByteArrayOutputStream;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.util.SplittableRandom;
+import org.junit.jupiter.api.Test;
+
+/** The parallel planner on a table of cases: what it picks, that it never picks what does not fit, and why. */
+class ParallelPlannerTest {
+  static final Hardware HW = new Hardware(50e9, 5e9, 2e-5);
+  static final ModelConfig GPT2 = ModelConfig.gpt2(50257, 1024, 12, 768, 12);  // GPT-2 124M
+  static final ModelConfig LLAMA = ModelConfig.llama(32000, 2048, 16, 1024, 16, 4, 2816, 10000f, false);
+
+  private static Job job(ModelConfig c, int world, int micro, long memory) {
+    return new Job(c, Device.CPU, world, 4, 256, micro, memory, HW);
+  }
+
+  @Test
+  void plentyOfMemoryPicksPureDataParallel() {
+    Result r = ParallelPlanner.plan(job(GPT2, 4, 8, 64L << 30));
+    assertNotNull(r.chosen());
+    assertEquals(new Layout(4, 1, 1, 0, false), r.chosen().layout(), "dp splits the compute with the least communication");
+    assertTrue(r.fitting().size() > 3, "runners-up are kept");
+    for (int i = 1; i < r.fitting().size(); i++) {
+      assertTrue(r.fitting().get(i - 1).stepSeconds() <= r.fitting().get(i).stepSeconds(), "fastest first");
+    }
+  }
+
+  @Test
+  void aBudgetThatDpCannotMeetPicksAShardingLayout() {
+    Estimate dp = ParallelPlanner.estimate(job(GPT2, 4, 8, Long.MAX_VALUE), new Layout(4, 1, 1, 0, false));
+    Estimate zero = ParallelPlanner.estimate(job(GPT2, 4, 8, Long.MAX_VALUE), new Layout(4, 1, 1, 1, false));
+    assertTrue(zero.memoryBytes() < dp.memoryBytes(), "ZeRO 1 divides the moments");
+    long budget = (dp.memoryBytes() + zero.memoryBytes()) / 2;
+    Result r = ParallelPlanner.plan(job(GPT2, 4, 8, budget));
+    assertNotNull(r.chosen());
+    assertTrue(r.chosen().memoryBytes() <= budget, r.chosen().toString());
+    assertTrue(r.chosen().layout().zero() > 0 || r.chosen().layout().tp() > 1 || r.chosen().layout().pp() > 1
+        || r.chosen().layout().recompute(), r.chosen().layout().toString());
+    assertTrue(r.excluded().stream().anyMatch(e -> e.layout().equals(new Layout(4, 1, 1, 0, false))
+        && e.excluded().startsWith("needs ")), "plain dp is left out for its memory");
+  }
+
+  @Test
+  void neverPicksALayoutThatDoesNotFitOrCannotRun() {
+    SplittableRandom rnd = new SplittableRandom(7);
+    for (int i = 0; i < 200; i++) {
+      ModelConfig c = rnd.nextBoolean() ? GPT2 : LLAMA;
+      int world = new int[] {1, 2, 3, 4, 6, 8}[rnd.nextInt(6)];
+      int micro = 1 + rnd.nextInt(8);
+      long memory = (long) (Math.pow(2, 27 + rnd.nextDouble() * 8));
+      Result r = ParallelPlanner.plan(job(c, world, micro, memory));
+      for (Estimate e : r.fitting()) {
+        Layout l = e.layout();
+        assertEquals(world, l.dp() * l.tp() * l.pp(), l.toString());
+        assertTrue(e.memoryBytes() <= memory, l + " " + e.memoryBytes() + " > " + memory);
+        assertNull(ParallelPlanner.unsupported(l), l.toString());
+        assertEquals(0, micro % l.dp(), l + " with " + micro + " micro-batches");
+        assertTrue(c.heads() % l.tp() == 0 && c.kvHeads() % l.tp() == 0, l.toString());
+      }
+      if (r.chosen() == null) assertTrue(r.fitting().isEmpty());
+    }
+  }
+
+  @Test
+  void fixedDimensionsAreKeptAndReasonsNameTheNumbers() {
+    Result r = ParallelPlanner.plan(new Job(GPT2, Device.CPU, 4, 4, 256, 8, 64L << 30, HW, 0, 2, 0, 0));
+    assertNotNull(r.chosen());
+    assertEquals(2, r.chosen().layout().tp());
+    assertTrue(r.fitting().stream().allMatch(e -> e.layout().tp() == 2));
+
+    Result three = ParallelPlanner.plan(job(LLAMA, 3, 3, 64L << 30));
+    assertTrue(three.excluded().stream().anyMatch(e -> e.excluded().equals("tp 3 does not divide the model's 16 attention heads")),
+        three.excluded().toString());
+    Result odd = ParallelPlanner.plan(job(GPT2, 4, 3, 64L << 30));
+    assertTrue(odd.excluded().stream().anyMatch(e -> e.excluded().equals("dp 4 does not divide the 3 micro-batches per step")),
+        odd.excluded().toString());
+    assertThrows(IllegalArgumentException.class, () -> new Job(GPT2, Device.CPU, 0, 4, 256, 8, 1, HW));
+  }
+
+  @Test
+  void nothingFitsIsAnEmptyChoiceWithEveryReason() {
+    Result r = ParallelPlanner.plan(job(GPT2, 2, 2, 1L << 20));
+    assertNull(r.chosen());
+    assertTrue(r.fitting().isEmpty());
+    assertTrue(r.excluded().stream().anyMatch(e -> e.excluded().contains("per rank, the budget is 1.0 MiB")), r.excluded().toString());
+  }
+
+  @Test
+  void stagesCoverEveryBlockOnce() {
+    for (int pp = 1; pp <= 12; pp++) {
+      int next = 0;
+      for (int s = 0; s < pp; s++) {
+        var st = ParallelPlanner.stage(GPT2, pp, s);
+        assertEquals(next, st.firstBlock());
+        assertTrue(st.blocks() == 12 / pp || st.blocks() == 12 / pp + 1);
+        next = st.endBlock();
+      }
+      assertEquals(12, next);
+    }
+  }
+
+  @Test
+  void planWorldPrintsTheChoiceAndTheRunnersUp() {
+    ByteArrayOutputStream buf = new ByteArrayOutputStream();
+    int rc;
+    try (PrintStream ps = new PrintStream(buf, true, StandardCharsets.UTF_8)) {
+      rc = Main.run(new String[] {"plan", "--preset", "gpt2", "--batch", "2", "--seq", "128", "--accum", "4", "--world", "4",
+          "--mem-host", "2g", "--flops-per-rank", "2e10", "--link-bandwidth", "4g"}, ps, ps);
+    }
+    String out = buf.toString(StandardCharsets.UTF_8);
+    assertEquals(0, rc, out);
+    assertTrue(out.contains("parallel plan for 4 processes"), out);
+    assertTrue(out.contains("chosen: dp "), out);
+    assertTrue(out.contains("faster than the runner-up"), out);
+    assertTrue(out.contains("left out ("), out);
+  }
+}
