@@ -40,6 +40,23 @@ final class ParallelOptions {
   @Options.Range(min = 0, max = 1)
   int zero;
 
+  @Option(names = "--parallel", paramLabel = "MODE", defaultValue = "manual",
+      description = "manual: --dp, --tp and --zero as given; auto: rank 0 plans them for the processes mpirun started (the "
+          + "cost model of plan --world: the fastest layout that fits --mem-host per process, printed with its runners-up); "
+          + "--dp, --tp or --zero given as well are kept, and --accum is then the micro-batches per step over all replicas. "
+          + "Default: ${DEFAULT-VALUE}")
+  String mode;
+
+  /** With --parallel auto: the accumulation per replica the plan chose (the micro-batches per step / dp), else 0. */
+  int autoAccum;
+
+  /** Whether --parallel auto was asked for (a usage error for anything but auto or manual). */
+  boolean auto(CommandSpec spec) {
+    if (mode.equalsIgnoreCase("auto")) return true;
+    if (mode.equalsIgnoreCase("manual")) return false;
+    throw Options.usage(spec, "--parallel '" + mode + "': expected auto or manual");
+  }
+
   /** The environment variables through which MPI launchers tell a process how many were started. */
   static final String[] WORLD_SIZE_VARIABLES = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE"};
 
@@ -71,6 +88,60 @@ final class ParallelOptions {
    * both numbers; a missing MPI is a {@link dev.athanor.dist.CommunicatorException} saying what to install.
    */
   Communicator start(CommandSpec spec, Device device, boolean offload) {
+    return start(spec, device, offload, null);
+  }
+
+  /**
+   * {@code --parallel auto}: starts MPI on the processes mpirun started, lets rank 0 plan the layout with {@code
+   * planner} (given the process count; it prints the plan) and broadcasts the choice, sets --dp, --tp and --zero (and
+   * {@link #autoAccum}) from it on every rank, then checks them as {@link #start} does. No layout that fits is a usage
+   * error on every rank.
+   */
+  Communicator startAuto(CommandSpec spec, Device device, boolean offload,
+      java.util.function.IntFunction<dev.athanor.dist.plan.ParallelPlanner.Result> planner) {
+    int launched = launchedProcesses();
+    if (launched == 0) {
+      throw Options.usage(spec, "--parallel auto plans for the processes mpirun starts: athanor launch --np N train ... --parallel auto");
+    }
+    if (device.isCuda()) throw Options.usage(spec, "--parallel auto on " + device + " needs NCCL, which is not built yet; use --device cpu");
+    Communicator c = Communicator.mpi(reduce);
+    int[] choice = new int[5];
+    String failure = null;
+    if (c.rank() == 0) {
+      try {
+        var r = planner.apply(c.size());
+        if (r.chosen() == null) {
+          failure = "no layout of " + c.size() + " processes fits (the plan above says why each was left out)";
+        } else {
+          var l = r.chosen().layout();
+          choice = new int[] {l.dp(), l.tp(), l.pp(), l.zero(), r.chosen().microBatchesPerRank()};
+        }
+      } catch (RuntimeException e) {
+        failure = dev.athanor.cli.Messages.of(e);
+      }
+    }
+    try (dev.athanor.tensor.Tensor t = dev.athanor.tensor.Tensor.of(choice, 5)) {
+      c.broadcast(t, 0);
+      choice = t.toIntArray();
+    }
+    if (choice[0] == 0) {
+      int rank = c.rank();
+      c.close();
+      throw Options.usage(spec, "--parallel auto: " + (failure != null ? failure : "rank 0 found no layout (see its output)")
+          + (rank == 0 ? "" : " [rank " + rank + "]"));
+    }
+    if (choice[2] > 1) {
+      c.close();
+      throw Options.usage(spec, "--parallel auto chose pp " + choice[2] + ", which train cannot run yet");
+    }
+    dp = choice[0];
+    tp = choice[1];
+    zero = choice[3];
+    autoAccum = choice[4];
+    return start(spec, device, offload, c);
+  }
+
+  private Communicator start(CommandSpec spec, Device device, boolean offload, Communicator opened) {
     if (tp > 1 && zero > 0) {
       throw Options.usage(spec, "--zero " + zero + " with --tp " + tp + " is not supported yet; use --zero 0");
     }
@@ -81,8 +152,9 @@ final class ParallelOptions {
       if (dp == 1) throw Options.usage(spec, "--zero 1 shards AdamW's moments over the --dp processes; with --dp 1 there is nothing to shard");
       if (offload) throw Options.usage(spec, "--zero 1 with --offload is not supported yet; use --offload off");
     }
-    int launched = launchedProcesses();
+    int launched = opened != null ? opened.size() : launchedProcesses();
     if (n == 1) {
+      if (opened != null) opened.close();
       if (launched > 1) {
         throw Options.usage(spec, "mpirun started " + launched + " processes but --dp is 1 (each would train alone and write "
             + "the same files): give --dp " + launched);
@@ -96,7 +168,7 @@ final class ParallelOptions {
     if (launched == 0) {
       throw Options.usage(spec, flag + " needs " + n + " processes started by MPI: mpirun -np " + n + " ./athanor train ... " + flag);
     }
-    Communicator c = Communicator.mpi(reduce);
+    Communicator c = opened != null ? opened : Communicator.mpi(reduce);
     if (c.size() != n) {
       int size = c.size(), rank = c.rank();
       c.close();

@@ -53,7 +53,7 @@ final class ParallelPlanOutput {
     @Option(names = "--link-latency", paramLabel = "SECONDS", defaultValue = "2e-5",
         description = "seconds per message. Default: ${DEFAULT-VALUE}")
     @Options.Range(min = 0)
-    double latency;
+    double latency = 2e-5;  // the same when the class is built without picocli (train --parallel auto)
   }
 
   private ParallelPlanOutput() {}

@@ -304,7 +304,12 @@ final class TrainCommand implements Callable<Integer> {
     checkBeforeWork();
     if (parallel.tp > 1) checkTensorParallel();
     Device device = runtime.apply();
-    comm = parallel.start(spec, device, !offload.off());
+    if (parallel.auto(spec)) {  // rank 0 plans --dp, --tp and --zero for the processes mpirun started; all ranks follow
+      comm = parallel.startAuto(spec, device, !offload.off(), world -> autoPlan(world, device, out));
+      opt.accum = parallel.autoAccum;
+    } else {
+      comm = parallel.start(spec, device, !offload.off());
+    }
     if (comm != null) comm = new TimedCommunicator(comm);  // each step's line says how long it spent communicating
     Result r;
     if (parallel.dp > 1 && parallel.tp > 1) {  // a dp x tp grid: tensor-parallel groups, summed over data-parallel groups
@@ -318,6 +323,30 @@ final class TrainCommand implements Callable<Integer> {
       r = run(out, device);
     }
     if (comm != null) comm.close();  // MPI_Finalize: every rank gets here (a failing rank aborts them all instead)
+    return r;
+  }
+
+  /**
+   * --parallel auto on rank 0: the planner's choice for {@code world} processes (printed with its runners-up), from the
+   * model, --batch, --seq, --accum (the micro-batches per step over all replicas) and --mem-host per process; --dp, --tp
+   * and --zero given on the command line are kept. With checkpoints, dp x tp layouts are skipped (they cannot checkpoint).
+   */
+  private dev.athanor.dist.plan.ParallelPlanner.Result autoPlan(int world, Device device, PrintStream out) {
+    ModelConfig mc = model.config(spec);
+    TrainConfig tc = trainConfig(mc);
+    StringBuilder note = new StringBuilder();
+    var hw = ParallelPlanOutput.hardware(new ParallelPlanOutput.Args(), world, note);
+    var parse = spec.commandLine().getParseResult();
+    var job = new dev.athanor.dist.plan.ParallelPlanner.Job(mc, device, world, tc.batch(), tc.seq(), tc.accum(),
+        ParallelPlanOutput.memoryPerRank(runtime.memHost, world), hw, parse.hasMatchedOption("--dp") ? parallel.dp : 0,
+        parse.hasMatchedOption("--tp") ? parallel.tp : 0, 0, parse.hasMatchedOption("--zero") ? parallel.zero : 0);
+    var r = dev.athanor.dist.plan.ParallelPlanner.plan(job);
+    if (ckpt.dir != null || ckpt.resume != null) {
+      var fitting = r.fitting().stream().filter(e -> e.layout().dp() == 1 || e.layout().tp() == 1).toList();
+      r = new dev.athanor.dist.plan.ParallelPlanner.Result(job, fitting.isEmpty() ? null : fitting.get(0), fitting, r.excluded());
+    }
+    out.println("--parallel auto:");
+    ParallelPlanOutput.print(r, note.toString(), out);
     return r;
   }
 
