@@ -5,6 +5,9 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.athanor.cli.Main;
 import dev.athanor.train.checkpoint.TrainFixture;
+import com.google.gson.JsonParser;
+import dev.athanor.dist.plan.ParallelPlanner;
+import dev.athanor.runtime.Device;
 import java.io.ByteArrayOutputStream;
 import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
@@ -12,6 +15,8 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -40,15 +45,38 @@ class AutoParallelTest {
   @Test
   void rankZeroPlansAndEveryRankFollows() throws Exception {
     TrainFixture f = TrainFixture.create(tmp.resolve("fixture"));
-    Path dir = tmp.resolve("auto");
-    MpiRunTest.Job j = MpiRunTest.mpirun(2, Main.class.getName(), args(f, dir, "--accum", "2", "--parallel", "auto"), 300);
+    planAndRun(f, tmp.resolve("auto"));
+    planAndRun(f, tmp.resolve("auto-tp"), "--tp", "2");  // a dimension given by hand is kept
+  }
+
+  private static void planAndRun(TrainFixture f, Path dir, String... fixed) throws Exception {
+    List<String> a = args(f, dir, "--accum", "2", "--parallel", "auto");
+    a.addAll(List.of(fixed));
+    MpiRunTest.Job j = MpiRunTest.mpirun(2, Main.class.getName(), a, 300);
     System.out.println(j.output());
     assertEquals(0, j.exitCode(), j.output());
     assertEquals(1, j.output().split("--parallel auto:", -1).length - 1, "rank 0 alone prints the plan:\n" + j.output());
     assertTrue(j.output().contains("chosen: dp "), j.output());
     assertTrue(j.output().contains("data parallel: ") || j.output().contains("tensor parallel: "), j.output());
-    long steps = Files.readAllLines(dir.resolve("log.jsonl")).stream().filter(l -> l.contains("\"step\"")).count();
-    assertEquals(3, steps, j.output());
+    List<String> lines = Files.readAllLines(dir.resolve("log.jsonl"));
+    assertEquals(3, lines.stream().filter(l -> l.contains("\"step\"") && !l.contains("\"summary\"")).count(), j.output());
+
+    // the planner's memory per rank for the layout it chose bounds what rank 0's allocator measured (its peak HOST
+    // bytes from the step loop on), and is not far above it
+    String summary = lines.stream().filter(l -> l.contains("\"summary\"")).findFirst().orElseThrow();
+    long peak = JsonParser.parseString(summary).getAsJsonObject().getAsJsonObject("peak_bytes").get("HOST").getAsLong();
+    if (fixed.length > 0) assertTrue(j.output().contains("chosen: dp 1 x tp 2"), j.output());
+    Matcher m = Pattern.compile("chosen: dp (\\d+) x tp (\\d+) x pp (\\d+), zero (\\d)(, recompute)?").matcher(j.output());
+    assertTrue(m.find(), j.output());
+    ParallelPlanner.Layout chosen = new ParallelPlanner.Layout(Integer.parseInt(m.group(1)), Integer.parseInt(m.group(2)),
+        Integer.parseInt(m.group(3)), Integer.parseInt(m.group(4)), m.group(5) != null);
+    ParallelPlanner.Job job = new ParallelPlanner.Job(TrainFixture.model(), Device.CPU, 2, 2, 32, 2, 1L << 30,
+        new ParallelPlanner.Hardware(1e9, 1e9, 0));
+    long predicted = ParallelPlanner.estimate(job, chosen).memoryBytes();
+    String what = chosen + ": predicted " + predicted + " bytes per rank, rank 0 measured a peak of " + peak;
+    System.out.println(what);
+    assertTrue(peak <= predicted, what);
+    assertTrue(predicted <= 3 * peak, what);
   }
 
   @Test

@@ -23,7 +23,7 @@ import java.util.Objects;
  *       two moments (divided by dp from ZeRO 1 on) of the stage's parameters (split ones divided by tp; a tied head's
  *       copy of the embeddings on the last stage), plus the activations of the micro-batches the stage keeps in flight
  *       (1F1B: {@code min(pp − s, M)} on stage {@code s}; not divided by tp, so the estimate errs on the safe side) and
- *       its work buffers, from the same sizes {@link Footprint} uses;
+ *       its work buffers, from the same sizes {@link Footprint} uses, and the receive buffers of the deterministic sums;
  *   <li><b>bytes sent per step</b> by the busiest rank: data parallel, a ring all-reduce of its gradient part, {@code
  *       2 (dp−1)/dp} of it, one more {@code (dp−1)/dp} with ZeRO 1 (Athanor all-reduces, then all-gathers the updated
  *       masters) and ZeRO 3 (weights gathered again); tensor parallel, per micro-batch and block 4 all-reduces
@@ -171,7 +171,12 @@ public final class ParallelPlanner {
       long inFlight = l.pp() > 1 ? Math.min(l.pp() - s, mb) : 1;
       long acts = Footprint.stageActivationBytes(c, st, job.device(), dt, job.batch(), job.seq(), l.recompute()) * inFlight;
       long buffers = Footprint.stageBufferBytes(c, st, job.device(), dt, job.batch(), job.seq());
-      long total = weights + grads + moments + acts + buffers;
+      // the deterministic sums' receive buffer, kept per communicator: the gradient (at most 1 GiB per piece) over dp,
+      // one activation (B, T, C) over tp
+      // (plus one element per rank), and the step's micro-batch losses gathered over dp
+      long scratch = (l.dp() > 1 ? Math.min(4 * p, 1L << 30) + 4L * l.dp() + 4L * mb * (1 + l.dp()) : 0)
+          + (l.tp() > 1 ? 4 * tokens * c.hidden() + 4L * l.tp() : 0);
+      long total = weights + grads + moments + acts + buffers + scratch;
       if (total > best) {
         best = total;
         Map<String, Long> pm = new LinkedHashMap<>();
@@ -180,6 +185,7 @@ public final class ParallelPlanner {
         pm.put("AdamW state", moments);
         pm.put("activations", acts);
         pm.put("buffers", buffers);
+        pm.put("communication", scratch);
         parts = pm;
       }
     }

@@ -51,7 +51,7 @@ public final class TrainFixture {
     this.data = dir.resolve("data.bin");
   }
 
-  static ModelConfig model() {
+  public static ModelConfig model() {
     return ModelConfig.gpt2(VOCAB, 64, 2, 64, 2);
   }
 
