@@ -392,7 +392,7 @@ public final class CheckpointManager implements AutoCloseable {
     Trainer.Position pos = t.consistentState().orElseThrow(() -> new CheckpointException(
         "the trainer's state is inconsistent (a step failed during its parameter update); no checkpoint written"));
     String name = String.format("step-%08d", pos.nextStep());
-    Path target = dir.resolve(name), tmp = dir.resolve(".tmp-" + name + "-" + runId);  // the same on every rank
+    Path target = dir.resolve(name), tmp = dir.resolve(".tmp-" + name + "-of-" + ranks.size());  // the same on every rank
     boolean lead = ranks.rank() == 0;
     try {
       if (lead) {
