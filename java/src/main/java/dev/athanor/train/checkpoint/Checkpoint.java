@@ -38,7 +38,7 @@ import java.util.zip.CRC32C;
  * moments in its shard, so a checkpoint resumes with any process count and ZeRO stage.
  *
  * <p>Format version 3 is written by runs of more than one process: each rank's file holds the pieces of the state it
- * owns, and the manifest lists the global tensors, the writer's layout and every piece (see {@link Shards}). Restoring
+ * owns, and the manifest lists the global tensors, the writer's layout and every piece (see {@code Shards}). Restoring
  * reads only the pieces overlapping what this process keeps, so it too resumes with any process count and ZeRO stage.
  *
  * <p>Format version 2 added the manifest's checksum ({@code manifest_crc32c}) and the run id ({@code run_id}).
@@ -46,7 +46,7 @@ import java.util.zip.CRC32C;
  * be, and their run id is {@link #LEGACY_RUN_ID}.
  */
 public final class Checkpoint {
-  /** The newest manifest format this library writes and reads: a multi-process run's (see {@link Shards}). */
+  /** The newest manifest format this library writes and reads: a multi-process run's (see {@code Shards}). */
   public static final int FORMAT_VERSION = 3;
   /** The format a single process writes: one model file and one optimizer file. */
   public static final int SINGLE_PROCESS_FORMAT_VERSION = 2;

@@ -47,9 +47,12 @@ import java.util.regex.Pattern;
  * <p><b>Layout.</b> {@code DIR/step-00000120/} holds {@code model.safetensors} (FP32 master weights by
  * Hugging Face name), {@code optimizer.safetensors} ({@code m.<name>}, {@code v.<name>}) and {@code
  * manifest.json} (format version, library version, run id, the next step, AdamW's step, the model and training
- * configs, the data loader's state, each file's size and CRC32C, and the manifest's own CRC32C). The layout does not
- * depend on how the trainer was distributed: with a sharded optimizer (ZeRO 1) the save gathers every replica's moments,
- * one parameter at a time, while the other replicas call {@link #contribute} (they write nothing).
+ * configs, the data loader's state, each file's size and CRC32C, and the manifest's own CRC32C): format version 2. A
+ * manager of a multi-process run ({@link RankGroup}) writes format version 3 instead: every rank writes its part into
+ * {@code rank-<r>-of-<N>.safetensors} and rank 0 the manifest of global tensors and pieces ({@code Shards}), in a
+ * temporary directory shared by the ranks, committed after a barrier (see {@link #save}). Either format resumes with any
+ * process count and ZeRO stage. ({@link #contribute} serves a caller that writes the single-process format from
+ * replica 0 of a ZeRO 1 run: it gathers the moments there.)
  *
  * <p><b>Runs.</b> Every checkpoint records the id of the run that wrote it ({@link #newRunId()} for a new run; a
  * resumed run keeps the id of the checkpoint it resumed from). A manager only ever deletes (rotates away or
@@ -179,7 +182,8 @@ public final class CheckpointManager implements AutoCloseable {
    * Snapshots the trainer's consistent state (see {@link Trainer#consistentState()}) and writes it, in the
    * background when asynchronous. Returns the seconds the caller spent (waiting for a previous write plus
    * the snapshot; plus the write when synchronous). Throws when the trainer's state is inconsistent or a
-   * previous asynchronous write failed.
+   * previous asynchronous write failed. With a {@link RankGroup}, a collective of every rank, synchronous (see
+   * {@code saveSharded}).
    */
   public double save(Trainer t) {
     if (ranks != null) return saveSharded(t);

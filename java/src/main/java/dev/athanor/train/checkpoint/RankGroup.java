@@ -5,7 +5,7 @@ import java.util.Objects;
 /**
  * The processes of a multi-process run as its checkpoints see them: this process's rank, how many there are, the
  * writer's layout (recorded in the manifest, informational) and a barrier over all of them (a collective). Every rank
- * of a run with more than one process writes its own part of each checkpoint (format version 3, see {@link Shards}).
+ * of a run with more than one process writes its own part of each checkpoint (format version 3, see {@code Shards}).
  *
  * @param rank this process, 0 to {@code size - 1}
  * @param size the number of processes (the world size)
