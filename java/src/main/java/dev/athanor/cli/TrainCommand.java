@@ -36,6 +36,7 @@ import dev.athanor.train.checkpoint.Checkpoint;
 import dev.athanor.train.checkpoint.CheckpointEvent;
 import dev.athanor.train.checkpoint.CheckpointException;
 import dev.athanor.train.checkpoint.CheckpointManager;
+import dev.athanor.train.checkpoint.RankGroup;
 import java.io.BufferedWriter;
 import java.io.IOException;
 import java.io.PrintStream;
@@ -636,19 +637,19 @@ final class TrainCommand implements Callable<Integer> {
 
   /**
    * The step loop: progress bar with loss, tokens/s and ETA; one JSON line per step in {@code log}; periodic
-   * checkpoints; on a failure or SIGTERM the last consistent state is saved before the error propagates. With --dp, rank 0
-   * alone writes checkpoints; under ZeRO 1 the others send it their moments at each save ({@link
-   * CheckpointManager#contribute}), which every rank reaches after the same steps. A failed step saves nothing under
-   * ZeRO 1 (gathering would need the other ranks, which may be waiting in the failed step's collectives): the last
-   * periodic checkpoint stays the one to resume from.
+   * checkpoints; on a failure or SIGTERM the last consistent state is saved before the error propagates. With --dp, every
+   * rank writes its part of each checkpoint (format version 3: its ZeRO 1 shard, or its cut of the flat state) and rank 0
+   * the manifest, synchronously at the same steps (a collective). A failed step saves nothing with --dp (the save's
+   * barriers would need the other ranks, which may be waiting in the failed step's collectives): the last periodic
+   * checkpoint stays the one to resume from.
    */
   static List<StepResult> trainLoop(Transformer model, TrainConfig tc, DataLoader loader, Path log, Checkpointing ck,
       OffloadConfig offloadConfig, OffloadedWeights weights, PrintStream out, Communicator comm, boolean zero1,
       ParallelGrid.Groups groups) throws IOException {
     // with --dp, ranks other than 0 get no log (null): they neither write it, nor the checkpoints, nor show progress
     boolean primary = log != null;
-    // ZeRO 1 and --tp: a save gathers from every rank, so a failed step (others may wait in its collectives) saves nothing
-    boolean gathered = zero1 || model.tensorParallel().split();
+    // --tp: a save gathers from every rank, so a failed step (others may wait in its collectives) saves nothing
+    boolean gathered = model.tensorParallel().split();
     List<StepResult> results = new ArrayList<>();
     if (primary && log.getParent() != null) Files.createDirectories(log.getParent());
     List<String> kept = new ArrayList<>();
@@ -679,7 +680,11 @@ final class TrainCommand implements Callable<Integer> {
         Thread.currentThread().interrupt();
       }
     }, "athanor-sigterm");
-    try (CheckpointManager mgr = ck == null || !primary ? null : new CheckpointManager(ck.dir(), ck.keep(), ck.async(), ck.runId());
+    // data parallel: every rank writes its part of each checkpoint (format 3), rank 0 the manifest; the same holds for a
+    // failed step's save (its barriers need every rank). --tp gathers to rank 0 in the single-process format instead.
+    boolean sharded = comm != null && comm.size() > 1 && !gathered;
+    try (CheckpointManager mgr = ck == null || !primary && !sharded ? null : new CheckpointManager(ck.dir(), ck.keep(), ck.async(),
+            ck.runId(), sharded ? new RankGroup(comm.rank(), comm.size(), comm.size(), zero1 ? 1 : 0, comm::barrier) : null);
         Trainer trainer = zero1 ? new Trainer(model, tc, loader, DataParallel.optimizerShard(model.parameters(), comm))
             : new Trainer(model, tc, loader, offloadConfig, weights)) {
       if (groups != null) {  // dp x tp: replica groups read their micro-batches, sum over dp, norm over tp
@@ -715,10 +720,10 @@ final class TrainCommand implements Callable<Integer> {
           try {
             r = trainer.step();
           } catch (RuntimeException e) {
-            throw saveOnFailure(e, trainer, gathered ? null : mgr, ck, bar);
+            throw saveOnFailure(e, trainer, gathered || sharded ? null : mgr, ck, bar);
           } catch (OutOfMemoryError e) {  // Java heap: the model's native memory is intact, so the state can be saved
             throw saveOnFailure(new IllegalStateException("out of Java heap memory: " + e.getMessage(), e), trainer,
-                gathered ? null : mgr, ck, bar);
+                gathered || sharded ? null : mgr, ck, bar);
           }
           results.add(r);
           // an offloaded run's line also carries the step's DISK traffic and stalls (checkpoint saves are not in it)
@@ -730,9 +735,9 @@ final class TrainCommand implements Callable<Integer> {
           w.flush();
           if (ck != null && ck.every() > 0 && trainer.nextStep() % ck.every() == 0 && !trainer.done()) {
             if (mgr != null) {
-              stall = mgr.save(trainer);
+              stall = mgr.save(trainer);  // with --dp: every rank writes its part (a collective)
             } else {
-              CheckpointManager.contribute(trainer);  // ZeRO 1, --tp: rank 0's save gathers this rank's part
+              CheckpointManager.contribute(trainer);  // --tp: rank 0's save gathers this rank's part
             }
           }
           ema = Double.isNaN(ema) ? r.loss() : 0.9 * ema + 0.1 * r.loss();
@@ -743,12 +748,12 @@ final class TrainCommand implements Callable<Integer> {
           mgr.save(trainer);
           Path last = mgr.awaitWrite().orElseThrow();
           ck.events().addAll(mgr.events());
-          if (stop.get()) {
+          if (stop.get() && primary) {
             bar.message("stopped by a termination signal at step " + trainer.nextStep() + "; state saved to " + last
                 + "; resume with: athanor train " + String.join(" ", resumeArgs(ck)));
           }
         } else if (ck != null) {
-          CheckpointManager.contribute(trainer);  // the final save, on rank 0
+          CheckpointManager.contribute(trainer);  // --tp: the final save, on rank 0
         } else if (stop.get()) {
           bar.message("stopped by a termination signal at step " + trainer.nextStep() + " of " + tc.steps()
               + "; nothing was saved: without --checkpoint-dir a run keeps no state to resume from. To be able to stop "

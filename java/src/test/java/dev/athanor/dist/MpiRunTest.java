@@ -30,7 +30,8 @@ import org.junit.jupiter.api.io.TempDir;
  * The MPI communicator and data-parallel training through real {@code mpirun} processes (skipped, with the reason,
  * when mpirun or the MPI shim is missing): every collective in every dtype on awkward sizes against a local reference
  * (2 and 3 ranks, both modes); {@code train --dp 2} against one process with {@code --accum 2} over the same
- * micro-batches, bit for bit; checkpoints of ZeRO 1 runs resumed with another layout and the other way round; a --dp that
+ * micro-batches, bit for bit; multi-process checkpoints (a file per rank) resumed with another layout and the other way
+ * round; a --dp that
  * does not match the processes; and a rank killed with SIGKILL.
  */
 class MpiRunTest {
@@ -188,10 +189,12 @@ class MpiRunTest {
   }
 
   /**
-   * Checkpoints do not depend on the layout that wrote them: dp 2 × ZeRO 1 saving at every step trains exactly as
-   * without checkpoints and as one process with --accum 2, and its step-3 checkpoint holds the same bytes as the one
-   * process's; that checkpoint resumes as one process, and the one process's resumes under dp 2 × ZeRO 1 (the shards
-   * re-cut on load), each finishing with the same losses and byte-identical final weights.
+   * Checkpoints resume with any layout: dp 2 × ZeRO 1 saving at every step (format 3: each rank writes its shard into its
+   * own file, rank 0 the manifest listing both) trains exactly as without checkpoints and as one process with --accum 2;
+   * its step-3 checkpoint resumes as one process and under dp 2 × ZeRO 0, whose format-3 checkpoint (each rank its cut of
+   * the flat state) resumes under dp 2 × ZeRO 1 and as one process; the one process's (format 2) resumes under dp 2 ×
+   * ZeRO 1. Each finishes with the same losses and byte-identical final weights. A missing or corrupted rank file is an
+   * error naming it.
    */
   @Test
   void zeroOneCheckpointsResumeWithAnyLayout() throws Exception {
@@ -203,7 +206,7 @@ class MpiRunTest {
     trainMpi(concat(trainArgs(f, zero, "--checkpoint-dir", zero.resolve("ck").toString()), keepAll, zeroFlags));
     trainMpi(concat(trainArgs(f, plain), zeroFlags));
 
-    // (a) saving (every step: moments gathered to rank 0 each time) changes nothing
+    // (a) saving (every step, every rank its own file) changes nothing
     List<String> reference = steps(one);
     assertEquals(6, reference.size());
     assertEquals(reference, steps(zero), "dp 2 × ZeRO 1 with checkpoints vs one process with --accum 2");
@@ -212,11 +215,34 @@ class MpiRunTest {
     assertEquals(-1, Files.mismatch(one.resolve(model), zero.resolve(model)), "final weights: dp 2 × ZeRO 1 with checkpoints");
     assertEquals(-1, Files.mismatch(one.resolve(model), plain.resolve(model)), "final weights: dp 2 × ZeRO 1 without");
     Path oneStep3 = one.resolve("ck/step-00000003"), zeroStep3 = zero.resolve("ck/step-00000003");
-    for (String file : List.of("model.safetensors", "optimizer.safetensors")) {
-      assertEquals(-1, Files.mismatch(oneStep3.resolve(file), zeroStep3.resolve(file)),
-          file + " of the step-3 checkpoint: dp 2 × ZeRO 1 (gathered) vs one process");
+    assertTrue(Files.isRegularFile(oneStep3.resolve("model.safetensors")), "one process: format 2");
+    try (var files = Files.list(zeroStep3)) {
+      assertEquals(List.of("manifest.json", "rank-0-of-2.safetensors", "rank-1-of-2.safetensors"),
+          files.map(p -> p.getFileName().toString()).sorted().toList(), "dp 2: a file per rank and the manifest");
+    }
+    JsonObject mf = JsonParser.parseString(Files.readString(zeroStep3.resolve("manifest.json"))).getAsJsonObject();
+    assertEquals(3, mf.get("format_version").getAsInt());
+    assertEquals(2, mf.getAsJsonObject("layout").get("world_size").getAsInt());
+    assertEquals(1, mf.getAsJsonObject("layout").get("zero").getAsInt());
+    for (String file : List.of("rank-0-of-2.safetensors", "rank-1-of-2.safetensors")) {
+      assertFalse(mf.getAsJsonObject("files").getAsJsonObject(file).getAsJsonArray("pieces").isEmpty(), file + " lists pieces");
     }
     assertTrue(Files.isDirectory(zero.resolve("ck/step-00000006")), "the final save");
+    try (var left = Files.list(zero.resolve("ck"))) {
+      assertTrue(left.noneMatch(p -> p.getFileName().toString().startsWith(".tmp")), "no temporary left");
+    }
+
+    // a missing or corrupted rank file: Checkpoint.open names it
+    Path broken = tmp.resolve("ck-broken");
+    Files.createDirectories(broken);
+    for (String file : List.of("manifest.json", "rank-0-of-2.safetensors")) Files.copy(zeroStep3.resolve(file), broken.resolve(file));
+    String missing = assertThrowsCheckpoint(broken);
+    assertTrue(missing.contains("rank-1-of-2.safetensors is missing"), missing);
+    byte[] b = Files.readAllBytes(zeroStep3.resolve("rank-1-of-2.safetensors"));
+    b[b.length - 3] ^= 1;
+    Files.write(broken.resolve("rank-1-of-2.safetensors"), b);
+    String corrupt = assertThrowsCheckpoint(broken);
+    assertTrue(corrupt.contains("rank-1-of-2.safetensors fails its checksum"), corrupt);
 
     // (b) the dp 2 × ZeRO 1 checkpoint resumes as one process with --accum 2
     Path toOne = tmp.resolve("ck-resume-one");
@@ -231,6 +257,34 @@ class MpiRunTest {
         zeroFlags));
     assertEquals(reference.subList(3, 6), steps(toZero), "steps 3..5 resumed under dp 2 × ZeRO 1 from one process's checkpoint");
     assertEquals(-1, Files.mismatch(one.resolve(model), toZero.resolve(model)), "final weights after resuming under ZeRO 1");
+
+    // (d) the dp 2 × ZeRO 1 checkpoint resumes under dp 2 × ZeRO 0 (every rank reads every moment), saving every step
+    Path toPlain = tmp.resolve("ck-resume-plain");
+    trainMpi(concat(trainArgs(f, toPlain, "--resume", zeroStep3.toString(), "--checkpoint-dir", toPlain.resolve("ck").toString()),
+        keepAll, List.of("--dp", "2", "--threads", "1")));
+    assertEquals(reference.subList(3, 6), steps(toPlain), "steps 3..5 resumed under dp 2 × ZeRO 0 from dp 2 × ZeRO 1's");
+    assertEquals(-1, Files.mismatch(one.resolve(model), toPlain.resolve(model)), "final weights after resuming under ZeRO 0");
+
+    // (e) dp 2 × ZeRO 0's own checkpoint (each rank its cut of the flat state) resumes under dp 2 × ZeRO 1 and as one process
+    Path plainStep4 = toPlain.resolve("ck/step-00000004");
+    assertEquals(0, JsonParser.parseString(Files.readString(plainStep4.resolve("manifest.json"))).getAsJsonObject()
+        .getAsJsonObject("layout").get("zero").getAsInt());
+    Path backToZero = tmp.resolve("ck-resume-back");
+    trainMpi(concat(trainArgs(f, backToZero, "--resume", plainStep4.toString(), "--checkpoint-dir",
+        backToZero.resolve("ck").toString()), zeroFlags));
+    assertEquals(reference.subList(4, 6), steps(backToZero), "steps 4..5 resumed under dp 2 × ZeRO 1 from dp 2 × ZeRO 0's");
+    assertEquals(-1, Files.mismatch(one.resolve(model), backToZero.resolve(model)), "final weights: ZeRO 0 to ZeRO 1");
+    Path plainToOne = tmp.resolve("ck-resume-plain-one");
+    trainHere(trainArgs(f, plainToOne, "--accum", "2", "--resume", plainStep4.toString(), "--checkpoint-dir",
+        plainToOne.resolve("ck").toString()));
+    assertEquals(reference.subList(4, 6), steps(plainToOne), "steps 4..5 resumed as one process from dp 2 × ZeRO 0's");
+    assertEquals(-1, Files.mismatch(one.resolve(model), plainToOne.resolve(model)), "final weights: ZeRO 0 to one process");
+  }
+
+  /** The message of the {@code CheckpointException} that opening {@code dir} throws. */
+  private static String assertThrowsCheckpoint(Path dir) {
+    return org.junit.jupiter.api.Assertions.assertThrows(dev.athanor.train.checkpoint.CheckpointException.class,
+        () -> dev.athanor.train.checkpoint.Checkpoint.open(dir)).getMessage();
   }
 
   /**

@@ -11,6 +11,9 @@ import dev.athanor.io.safetensors.SafetensorsFile;
 import dev.athanor.nn.ModelConfig;
 import dev.athanor.nn.TensorParallel;
 import dev.athanor.params.ParameterStore;
+import dev.athanor.params.Range;
+import dev.athanor.params.Role;
+import dev.athanor.train.AdamW;
 import dev.athanor.runtime.Device;
 import dev.athanor.tensor.DType;
 import dev.athanor.tensor.Tensor;
@@ -35,13 +38,19 @@ import java.util.zip.CRC32C;
  * gathers every moment into the one file, and restoring into a sharded optimizer keeps the part of each parameter's
  * moments in its shard, so a checkpoint resumes with any process count and ZeRO stage.
  *
+ * <p>Format version 3 is written by runs of more than one process: each rank's file holds the pieces of the state it
+ * owns, and the manifest lists the global tensors, the writer's layout and every piece (see {@code Shards}). Restoring
+ * reads only the pieces overlapping what this process keeps, so it too resumes with any process count and ZeRO stage.
+ *
  * <p>Format version 2 added the manifest's checksum ({@code manifest_crc32c}) and the run id ({@code run_id}).
  * Version 1 checkpoints are still read ({@link #legacy()}): their data files are verified but their manifest cannot
  * be, and their run id is {@link #LEGACY_RUN_ID}.
  */
 public final class Checkpoint {
-  /** The manifest format this library writes and the newest it reads. */
-  public static final int FORMAT_VERSION = 2;
+  /** The newest manifest format this library writes and reads: a multi-process run's (see {@code Shards}). */
+  public static final int FORMAT_VERSION = 3;
+  /** The format a single process writes: one model file and one optimizer file. */
+  public static final int SINGLE_PROCESS_FORMAT_VERSION = 2;
   /** The run id of checkpoints written before runs had ids (format version 1): all of them count as one run. */
   public static final String LEGACY_RUN_ID = "legacy";
   static final String MANIFEST = "manifest.json";
@@ -97,8 +106,13 @@ public final class Checkpoint {
       }
       // everything restore() reads must be present and well-formed, so that a checkpoint that opens also restores
       JsonObject files = m.getAsJsonObject("files");
-      for (String required : List.of(MODEL_FILE, OPTIMIZER_FILE)) {
-        if (!files.has(required)) throw new CheckpointException(mf + ": the manifest lists no " + required);
+      if (version >= 3) {
+        if (!m.has("tensors") || !m.has("layout")) throw new CheckpointException(mf + ": the manifest lists no tensors or layout");
+        Shards.pieces(files, Shards.tensors(m.getAsJsonArray("tensors")), mf.toString());
+      } else {
+        for (String required : List.of(MODEL_FILE, OPTIMIZER_FILE)) {
+          if (!files.has(required)) throw new CheckpointException(mf + ": the manifest lists no " + required);
+        }
       }
       m.get("step").getAsLong();
       m.get("adam_step").getAsLong();
@@ -219,6 +233,18 @@ public final class Checkpoint {
           + " (checkpoint vs this run)");
     }
     List<ParameterStore.Param> params = t.model().parameters().list();
+    if (manifest.get("format_version").getAsInt() >= 3) {
+      restorePieces(t);
+    } else {
+      restoreFiles(t, params);
+    }
+    t.model().parameters().syncWeights();
+    t.optimizer().setStep(manifest.get("adam_step").getAsLong());
+    t.restore(new Trainer.Position(step(), ls));
+  }
+
+  /** Format 1 and 2: every tensor from the model and optimizer files. */
+  private void restoreFiles(Trainer t, List<ParameterStore.Param> params) {
     try (SafetensorsFile model = SafetensorsFile.open(dir.resolve(MODEL_FILE));
         SafetensorsFile opt = SafetensorsFile.open(dir.resolve(OPTIMIZER_FILE))) {
       if (t.optimizer().shard() != null) {
@@ -244,9 +270,47 @@ public final class Checkpoint {
         }
       }
     }
-    t.model().parameters().syncWeights();
-    t.optimizer().setStep(manifest.get("adam_step").getAsLong());
-    t.restore(new Trainer.Position(step(), ls));
+  }
+
+  /**
+   * Format 3: each parameter's masters in full and the moments this optimizer keeps (its shard's part, or all), read
+   * from the pieces that overlap them, one piece at a time.
+   */
+  private void restorePieces(Trainer t) {
+    ParameterStore store = t.model().parameters();
+    List<Shards.GlobalTensor> tensors = Shards.tensors(manifest.getAsJsonArray("tensors"));
+    Map<String, List<Shards.Piece>> files = Shards.pieces(manifest.getAsJsonObject("files"), tensors, dir.resolve(MANIFEST).toString());
+    Map<String, Shards.GlobalTensor> byName = new java.util.HashMap<>();
+    for (Shards.GlobalTensor g : tensors) byName.put(g.name(), g);
+    if (tensors.size() != store.size()) {
+      throw new CheckpointException("checkpoint " + dir + " holds " + tensors.size() + " tensors, this model has " + store.size());
+    }
+    AdamW opt = t.optimizer();
+    Range shard = opt.shard();
+    try (Shards.Reader reader = new Shards.Reader()) {
+      for (int i = 0; i < store.size(); i++) {
+        ParameterStore.Param p = store.list().get(i);
+        Shards.GlobalTensor g = byName.get(p.name());
+        if (g == null || !java.util.Arrays.equals(g.shape(), p.spec().shape())) {
+          throw new CheckpointException("checkpoint " + dir + " has " + (g == null ? "no tensor " + p.name() : g)
+              + " where this model has " + p.name() + " " + java.util.Arrays.toString(p.spec().shape()));
+        }
+        long n = g.numel();
+        try (Tensor master = p.master().view(n)) {
+          Shards.read(dir, files, reader, "master", g, 0, n, master);
+        }
+        Range mine = shard == null ? store.range(i) : store.range(i).intersect(shard);
+        if (mine.isEmpty()) continue;
+        long a = mine.start() - store.range(i).start(), b = mine.end() - store.range(i).start();
+        for (Role role : List.of(Role.ADAM_M, Role.ADAM_V)) {
+          String name = role == Role.ADAM_M ? "adam_m" : "adam_v";
+          try (Tensor dst = shard != null ? opt.shardMoments(role, mine)
+              : (role == Role.ADAM_M ? opt.firstMoments() : opt.secondMoments()).get(i).view(n)) {
+            Shards.read(dir, files, reader, name, g, a, b, dst);
+          }
+        }
+      }
+    }
   }
 
   /** Reads tensor {@code name} of parameter {@code param} into {@code dst}, or this rank's part of it when it is split. */

@@ -11,7 +11,9 @@ import dev.athanor.io.safetensors.SafetensorsWriter;
 import dev.athanor.memory.Tier;
 import dev.athanor.nn.TensorParallel;
 import dev.athanor.params.ParameterStore;
+import dev.athanor.params.Range;
 import dev.athanor.params.Role;
+import dev.athanor.train.AdamW;
 import dev.athanor.runtime.Device;
 import dev.athanor.runtime.NativeRuntime;
 import dev.athanor.tensor.DType;
@@ -46,9 +48,12 @@ import java.util.regex.Pattern;
  * <p><b>Layout.</b> {@code DIR/step-00000120/} holds {@code model.safetensors} (FP32 master weights by
  * Hugging Face name), {@code optimizer.safetensors} ({@code m.<name>}, {@code v.<name>}) and {@code
  * manifest.json} (format version, library version, run id, the next step, AdamW's step, the model and training
- * configs, the data loader's state, each file's size and CRC32C, and the manifest's own CRC32C). The layout does not
- * depend on how the trainer was distributed: with a sharded optimizer (ZeRO 1) the save gathers every replica's moments,
- * one parameter at a time, while the other replicas call {@link #contribute} (they write nothing).
+ * configs, the data loader's state, each file's size and CRC32C, and the manifest's own CRC32C): format version 2. A
+ * manager of a multi-process run ({@link RankGroup}) writes format version 3 instead: every rank writes its part into
+ * {@code rank-<r>-of-<N>.safetensors} and rank 0 the manifest of global tensors and pieces ({@code Shards}), in a
+ * temporary directory shared by the ranks, committed after a barrier (see {@link #save}). Either format resumes with any
+ * process count and ZeRO stage. ({@link #contribute} serves a caller that writes the single-process format from
+ * replica 0 of a ZeRO 1 run: it gathers the moments there.)
  *
  * <p><b>Runs.</b> Every checkpoint records the id of the run that wrote it ({@link #newRunId()} for a new run; a
  * resumed run keeps the id of the checkpoint it resumed from). A manager only ever deletes (rotates away or
@@ -76,6 +81,7 @@ public final class CheckpointManager implements AutoCloseable {
   private final int keep;
   private final String runId;
   private final boolean async;
+  private final RankGroup ranks;  // null: a single process
   private final ExecutorService writer;
   private Future<Path> inFlight;
   private volatile Snapshot spare;  // the host buffers of the last written snapshot, reused by the next save
@@ -92,27 +98,38 @@ public final class CheckpointManager implements AutoCloseable {
    * {@code keep} of that run's checkpoints. To continue a run, pass the {@link Checkpoint#runId()} it resumes from.
    */
   public CheckpointManager(Path dir, int keep, boolean async, String runId) {
+    this(dir, keep, async, runId, null);
+  }
+
+  /**
+   * A manager of one rank of a multi-process run ({@code ranks}; null: a single process), writing format version 3:
+   * every rank constructs one and calls {@link #save} at the same steps (a collective). Multi-process saves are
+   * synchronous (the commit needs a barrier on the step loop's thread), whatever {@code async} says.
+   */
+  public CheckpointManager(Path dir, int keep, boolean async, String runId, RankGroup ranks) {
     if (keep < 1) throw new IllegalArgumentException("keep must be >= 1, got " + keep);
     if (runId == null || runId.isBlank()) throw new IllegalArgumentException("a run id is required");
     this.dir = dir;
     this.runId = runId;
     this.keep = keep;
-    this.async = async;
+    this.ranks = ranks;
+    this.async = async && ranks == null;
+    boolean lead = ranks == null || ranks.rank() == 0;
     try {
       Files.createDirectories(dir);
     } catch (IOException e) {
       throw new CheckpointException("cannot create the checkpoint directory " + dir + ": " + FileProblems.reason(e), e);
     }
     if (!Files.isWritable(dir)) throw new CheckpointException("the checkpoint directory " + dir + " is not writable");
-    Path probe = dir.resolve(".write-probe-" + ProcessHandle.current().pid());
+    Path probe = dir.resolve(".write-probe-" + ProcessHandle.current().pid() + (lead ? "" : "-rank-" + ranks.rank()));
     try {
       Files.writeString(probe, "probe");
       Files.delete(probe);
     } catch (IOException e) {
       throw new CheckpointException("cannot write into the checkpoint directory " + dir + ": " + FileProblems.reason(e), e);
     }
-    removeStaleTemporaries();
-    this.writer = async ? Executors.newSingleThreadExecutor(r -> {
+    if (lead) removeStaleTemporaries();  // rank 0 alone: the others may already be writing into theirs
+    this.writer = this.async ? Executors.newSingleThreadExecutor(r -> {
       Thread t = new Thread(r, "athanor-checkpoint-writer");
       t.setDaemon(false);  // a write in progress keeps the JVM alive until it is done
       return t;
@@ -170,9 +187,11 @@ public final class CheckpointManager implements AutoCloseable {
    * Snapshots the trainer's consistent state (see {@link Trainer#consistentState()}) and writes it, in the
    * background when asynchronous. Returns the seconds the caller spent (waiting for a previous write plus
    * the snapshot; plus the write when synchronous). Throws when the trainer's state is inconsistent or a
-   * previous asynchronous write failed.
+   * previous asynchronous write failed. With a {@link RankGroup}, a collective of every rank, synchronous (see
+   * {@code saveSharded}).
    */
   public double save(Trainer t) {
+    if (ranks != null) return saveSharded(t);
     long t0 = System.nanoTime();
     awaitWrite();
     Trainer.Position pos = t.consistentState().orElseThrow(() -> new CheckpointException(
@@ -277,12 +296,16 @@ public final class CheckpointManager implements AutoCloseable {
 
   private static long bytes(Path checkpoint) {
     long n = 0;
-    for (String f : List.of(Checkpoint.MODEL_FILE, Checkpoint.OPTIMIZER_FILE, Checkpoint.MANIFEST)) {
-      try {
-        n += Files.size(checkpoint.resolve(f));
-      } catch (IOException e) {
-        // unreadable: count what is there
+    try (var files = Files.list(checkpoint)) {
+      for (Path f : files.toList()) {
+        try {
+          n += Files.size(f);
+        } catch (IOException e) {
+          // unreadable: count what is there
+        }
       }
+    } catch (IOException e) {
+      // unlistable: nothing counted
     }
     return n;
   }
@@ -301,50 +324,9 @@ public final class CheckpointManager implements AutoCloseable {
         info.addProperty("crc32c", Checkpoint.crc32c(tmp.resolve(f)));
         files.add(f, info);
       }
-      JsonObject m = new JsonObject();
-      m.addProperty("format", "athanor-checkpoint");
-      m.addProperty("format_version", Checkpoint.FORMAT_VERSION);
-      m.addProperty("library_version", NativeRuntime.version());
-      m.addProperty("run_id", runId);
-      m.addProperty("created", Instant.now().toString());
-      m.addProperty("step", s.pos.nextStep());
-      m.addProperty("adam_step", s.adamStep);
-      m.add("model_config", JsonParser.parseString(HfConfig.toJson(s.modelConfig)));
-      m.add("train_config", Manifests.trainConfig(s.trainConfig));
-      m.add("data_loader", Manifests.loaderState(s.pos.loader()));
-      JsonObject rng = new JsonObject();
-      rng.addProperty("note", "training draws no random numbers after initialization; shuffling is a pure function of "
-          + "(seed, epoch), saved in data_loader");
-      rng.addProperty("seed", s.trainConfig.seed());
-      m.add("rng", rng);
+      JsonObject m = manifest(s.pos, s.adamStep, s.modelConfig, s.trainConfig, Checkpoint.SINGLE_PROCESS_FORMAT_VERSION);
       m.add("files", files);
-      Gson pretty = new GsonBuilder().setPrettyPrinting().serializeNulls().create();  // null = no BOS/EOS id
-      // checksummed as it will be read back (numbers as written)
-      m.addProperty(Manifests.CHECKSUM, Manifests.checksum(JsonParser.parseString(pretty.toJson(m)).getAsJsonObject()));
-      AtomicFiles.writeString(tmp.resolve(Checkpoint.MANIFEST), pretty.toJson(m));
-      AtomicFiles.forceDirectory(tmp);
-      crashPointForTests();
-      if (Files.exists(target)) {
-        // The same step saved again (on exit right after a periodic save, or right after resuming from it). A
-        // valid copy of the same state stays: deleting it first would open a window in which a crash loses it.
-        if (holdsSameState(target, m)) {
-          AtomicFiles.deleteTree(tmp);
-          lastWritten = target;
-          rotate(target);
-          return target;
-        }
-        String owner = runIdOf(target);
-        if (owner != null && !owner.equals(runId)) {
-          throw new CheckpointException(target + " holds a checkpoint of another run (" + owner + "), which this run ("
-              + runId + ") does not replace; move it away");
-        }
-        AtomicFiles.deleteTree(target);  // this run's state at this step, but corrupted or different; or unidentifiable
-      }
-      Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE);
-      AtomicFiles.forceDirectory(dir);
-      lastWritten = target;
-      rotate(target);
-      return target;
+      return commit(tmp, target, m);
     } catch (IOException | RuntimeException e) {
       try {
         AtomicFiles.deleteTree(tmp);
@@ -354,6 +336,164 @@ public final class CheckpointManager implements AutoCloseable {
       String why = e instanceof IOException io ? FileProblems.reason(io) : String.valueOf(e.getMessage());
       throw new CheckpointException("writing checkpoint " + target + " failed: " + why, e);
     }
+  }
+
+  /** The manifest's members that every format version shares (no files, no checksum yet). */
+  private JsonObject manifest(Trainer.Position pos, long adamStep, dev.athanor.nn.ModelConfig modelConfig,
+      dev.athanor.train.TrainConfig trainConfig, int version) {
+    JsonObject m = new JsonObject();
+    m.addProperty("format", "athanor-checkpoint");
+    m.addProperty("format_version", version);
+    m.addProperty("library_version", NativeRuntime.version());
+    m.addProperty("run_id", runId);
+    m.addProperty("created", Instant.now().toString());
+    m.addProperty("step", pos.nextStep());
+    m.addProperty("adam_step", adamStep);
+    m.add("model_config", JsonParser.parseString(HfConfig.toJson(modelConfig)));
+    m.add("train_config", Manifests.trainConfig(trainConfig));
+    m.add("data_loader", Manifests.loaderState(pos.loader()));
+    JsonObject rng = new JsonObject();
+    rng.addProperty("note", "training draws no random numbers after initialization; shuffling is a pure function of "
+        + "(seed, epoch), saved in data_loader");
+    rng.addProperty("seed", trainConfig.seed());
+    m.add("rng", rng);
+    return m;
+  }
+
+  /**
+   * Completes checkpoint {@code tmp} with manifest {@code m} (checksummed here), written last, and renames it to
+   * {@code target}; then rotates.
+   */
+  private Path commit(Path tmp, Path target, JsonObject m) throws IOException {
+    Gson pretty = new GsonBuilder().setPrettyPrinting().serializeNulls().create();  // null = no BOS/EOS id
+    // checksummed as it will be read back (numbers as written)
+    m.addProperty(Manifests.CHECKSUM, Manifests.checksum(JsonParser.parseString(pretty.toJson(m)).getAsJsonObject()));
+    AtomicFiles.writeString(tmp.resolve(Checkpoint.MANIFEST), pretty.toJson(m));
+    AtomicFiles.forceDirectory(tmp);
+    crashPointForTests();
+    if (Files.exists(target)) {
+      // The same step saved again (on exit right after a periodic save, or right after resuming from it). A
+      // valid copy of the same state stays: deleting it first would open a window in which a crash loses it.
+      if (holdsSameState(target, m)) {
+        AtomicFiles.deleteTree(tmp);
+        lastWritten = target;
+        rotate(target);
+        return target;
+      }
+      String owner = runIdOf(target);
+      if (owner != null && !owner.equals(runId)) {
+        throw new CheckpointException(target + " holds a checkpoint of another run (" + owner + "), which this run ("
+            + runId + ") does not replace; move it away");
+      }
+      AtomicFiles.deleteTree(target);  // this run's state at this step, but corrupted or different; or unidentifiable
+    }
+    Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE);
+    AtomicFiles.forceDirectory(dir);
+    lastWritten = target;
+    rotate(target);
+    return target;
+  }
+
+  /**
+   * A multi-process save (format version 3), on every rank at the same step, synchronous: rank 0 makes the shared
+   * temporary directory; barrier; every rank writes its file (atomically, fsynced) and a small record of its pieces;
+   * barrier; rank 0 gathers the records into the manifest, writes it last and renames the directory (a crash before
+   * leaves only a {@code .tmp-*} directory, never loaded). A rank that fails here ends the job (its error aborts the
+   * others), so no rank waits at a barrier for it.
+   */
+  private double saveSharded(Trainer t) {
+    long t0 = System.nanoTime();
+    Trainer.Position pos = t.consistentState().orElseThrow(() -> new CheckpointException(
+        "the trainer's state is inconsistent (a step failed during its parameter update); no checkpoint written"));
+    String name = String.format("step-%08d", pos.nextStep());
+    Path target = dir.resolve(name), tmp = dir.resolve(".tmp-" + name + "-of-" + ranks.size());  // the same on every rank
+    boolean lead = ranks.rank() == 0;
+    try {
+      if (lead) {
+        if (Files.exists(tmp)) AtomicFiles.deleteTree(tmp);  // left by a crashed attempt of this run at this step
+        Files.createDirectory(tmp);
+      }
+      ranks.barrier().run();
+      ParameterStore store = t.model().parameters();
+      List<Shards.GlobalTensor> tensors = globalTensors(store);
+      Range owned = t.optimizer().shard() != null ? t.optimizer().shard() : ranks.part(store.numel());
+      String file = Shards.fileName(ranks.rank(), ranks.size());
+      List<Shards.Piece> pieces = Shards.write(tmp.resolve(file), tensors, owned, views(t));
+      JsonObject info = new JsonObject();
+      info.addProperty("bytes", Files.size(tmp.resolve(file)));
+      info.addProperty("crc32c", Checkpoint.crc32c(tmp.resolve(file)));
+      info.add("pieces", Shards.piecesJson(pieces));
+      AtomicFiles.writeString(tmp.resolve(file + PIECES_SUFFIX), new Gson().toJson(info));
+      ranks.barrier().run();
+      if (!lead) {
+        lastWritten = target;
+        return (System.nanoTime() - t0) / 1e9;
+      }
+      long w0 = System.nanoTime();
+      JsonObject files = new JsonObject();
+      for (int r = 0; r < ranks.size(); r++) {
+        String f = Shards.fileName(r, ranks.size());
+        Path record = tmp.resolve(f + PIECES_SUFFIX);
+        if (!Files.isRegularFile(tmp.resolve(f)) || !Files.isRegularFile(record)) {
+          throw new CheckpointException("rank " + r + " wrote no " + f + " (or its record) into " + tmp
+              + ": is " + dir + " one directory shared by every rank?");
+        }
+        files.add(f, JsonParser.parseString(Files.readString(record)).getAsJsonObject());
+        Files.delete(record);
+      }
+      JsonObject m = manifest(pos, t.optimizer().step(), t.model().config(), t.config(), Checkpoint.FORMAT_VERSION);
+      JsonObject layout = new JsonObject();
+      layout.addProperty("world_size", ranks.size());
+      layout.addProperty("dp", ranks.dp());
+      layout.addProperty("zero", ranks.zero());
+      layout.addProperty("tp", 1);
+      layout.addProperty("pp", 1);
+      m.add("layout", layout);
+      m.add("tensors", Shards.tensorsJson(tensors));
+      m.add("files", files);
+      Path written = commit(tmp, target, m);
+      events.add(new CheckpointEvent(pos.nextStep(), written, (System.nanoTime() - t0) / 1e9, (System.nanoTime() - w0) / 1e9,
+          bytes(written), null));
+      return (System.nanoTime() - t0) / 1e9;
+    } catch (IOException | RuntimeException e) {
+      if (lead) {
+        try {
+          AtomicFiles.deleteTree(tmp);
+        } catch (IOException ignored) {
+          // best effort; a leftover temporary is removed by the next manager
+        }
+      }
+      String why = e instanceof IOException io ? FileProblems.reason(io) : String.valueOf(e.getMessage());
+      throw new CheckpointException("writing rank " + ranks.rank() + "'s part of checkpoint " + target + " failed: " + why, e);
+    }
+  }
+
+  /** What a rank file records about itself until rank 0 moves it into the manifest. */
+  private static final String PIECES_SUFFIX = ".pieces.json";
+
+  /** The parameters as the manifest's global tensors. */
+  static List<Shards.GlobalTensor> globalTensors(ParameterStore store) {
+    List<Shards.GlobalTensor> l = new ArrayList<>();
+    for (int i = 0; i < store.size(); i++) {
+      ParameterStore.Param p = store.list().get(i);
+      l.add(new Shards.GlobalTensor(p.name(), p.master().dtype(), p.spec().shape(), store.range(i).start()));
+    }
+    return l;
+  }
+
+  /** The trainer's masters and moments as {@link Shards.Views} (the moments of a sharded optimizer: its shard's only). */
+  private static Shards.Views views(Trainer t) {
+    ParameterStore store = t.model().parameters();
+    AdamW opt = t.optimizer();
+    return (role, i, a, b) -> {
+      Range flat = new Range(store.range(i).start() + a, store.range(i).start() + b);
+      if (role.equals("master")) return store.slice(Role.MASTER, flat);
+      Role r = role.equals("adam_m") ? Role.ADAM_M : Role.ADAM_V;
+      if (opt.shard() != null) return opt.shardMoments(r, flat);
+      try (Tensor whole = (r == Role.ADAM_M ? opt.firstMoments() : opt.secondMoments()).get(i).view(-1)) {
+        return whole.slice(0, a, b);
+      }
+    };
   }
 
   /** Test hook: -Dathanor.checkpoint.crashBeforeRename=true halts the JVM after the files are written, before the rename. */

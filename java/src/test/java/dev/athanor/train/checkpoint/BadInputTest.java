@@ -81,7 +81,7 @@ class BadInputTest {
   void aNewerFormatVersionIsRefusedWithAnUpgradeHint(@TempDir Path tmp) throws IOException {
     Path c = copy(tmp);
     Path mf = c.resolve("step-00000004").resolve(Checkpoint.MANIFEST);
-    Files.writeString(mf, Files.readString(mf).replace("\"format_version\": " + Checkpoint.FORMAT_VERSION + ",", "\"format_version\": 99,"));
+    Files.writeString(mf, Files.readString(mf).replace("\"format_version\": " + Checkpoint.SINGLE_PROCESS_FORMAT_VERSION + ",", "\"format_version\": 99,"));
     before = snapshot(c);
     altered = "step-00000004";
     String msg = assertThrows(CheckpointException.class, () -> Checkpoint.open(c.resolve("step-00000004"))).getMessage();

@@ -1,0 +1,35 @@
+package dev.athanor.train.checkpoint;
+
+import java.util.Objects;
+
+/**
+ * The processes of a multi-process run as its checkpoints see them: this process's rank, how many there are, the
+ * writer's layout (recorded in the manifest, informational) and a barrier over all of them (a collective). Every rank
+ * of a run with more than one process writes its own part of each checkpoint (format version 3, see {@code Shards}).
+ *
+ * @param rank this process, 0 to {@code size - 1}
+ * @param size the number of processes (the world size)
+ * @param dp the data-parallel degree
+ * @param zero the ZeRO stage (0: every rank keeps every moment; 1: each keeps its shard's)
+ * @param barrier returns once every rank has called it
+ */
+public record RankGroup(int rank, int size, int dp, int zero, Runnable barrier) {
+  public RankGroup {
+    if (size < 1 || rank < 0 || rank >= size) {
+      throw new IllegalArgumentException("rank " + rank + " of " + size + ": need size >= 1 and 0 <= rank < size");
+    }
+    if (dp < 1 || size % dp != 0) throw new IllegalArgumentException("dp " + dp + " does not divide the world size " + size);
+    if (zero < 0) throw new IllegalArgumentException("zero must be >= 0, got " + zero);
+    Objects.requireNonNull(barrier, "barrier");
+  }
+
+  /** The part of {@code n} flat elements this rank writes: the same cut as a ZeRO 1 shard ({@code n × r / size}). */
+  public dev.athanor.params.Range part(long n) {
+    return new dev.athanor.params.Range(cut(n, rank), cut(n, rank + 1));
+  }
+
+  private long cut(long n, int r) {
+    return java.math.BigInteger.valueOf(n).multiply(java.math.BigInteger.valueOf(r))
+        .divide(java.math.BigInteger.valueOf(size)).longValueExact();
+  }
+}
