@@ -335,7 +335,7 @@ final class TrainCommand implements Callable<Integer> {
         mc.family().hfModelType(), mc.layers(), mc.hidden(), mc.heads(), mc.vocabSize(), mc.parameterCount() / 1e6, device);
     if (comm != null) {
       out.printf("data parallel: %s%s; global batch %d x %d x %d = %d sequences per step%n", comm.describe(),
-          parallel.zero == 1 ? ", ZeRO 1 (AdamW's moments sharded)" : "", tc.batch(),
+          ParallelOptions.stageName(parallel.zero), tc.batch(),
           tc.accum(), comm.size(), (long) tc.batch() * tc.accum() * comm.size());
     }
     if (plan != null) PlanFile.print(plan, out);
@@ -393,7 +393,7 @@ final class TrainCommand implements Callable<Integer> {
           err.println("athanor train: --overwrite-checkpoints: deleted the checkpoints of " + o.describe() + " from " + ckptDir);
         }
         List<StepResult> results = trainLoop(model, tc, loader, primary ? log : null, ck, offloadConfig, weights, out, comm,
-            parallel.zero == 1);
+            parallel.zero);
         if (!primary) {
           StepResult first = results.get(0), last = results.get(results.size() - 1);
           return new Result(null, null, null, null, first.loss(), last.loss(), meanTokensPerSecond(results), results.size());
@@ -564,7 +564,7 @@ final class TrainCommand implements Callable<Integer> {
    * periodic checkpoint stays the one to resume from.
    */
   static List<StepResult> trainLoop(Transformer model, TrainConfig tc, DataLoader loader, Path log, Checkpointing ck,
-      OffloadConfig offloadConfig, OffloadedWeights weights, PrintStream out, Communicator comm, boolean zero1)
+      OffloadConfig offloadConfig, OffloadedWeights weights, PrintStream out, Communicator comm, int zero)
       throws IOException {
     // with --dp, ranks other than 0 get no log (null): they neither write it, nor the checkpoints, nor show progress
     boolean primary = log != null;
@@ -599,7 +599,8 @@ final class TrainCommand implements Callable<Integer> {
       }
     }, "athanor-sigterm");
     try (CheckpointManager mgr = ck == null || !primary ? null : new CheckpointManager(ck.dir(), ck.keep(), ck.async(), ck.runId());
-        Trainer trainer = zero1 ? new Trainer(model, tc, loader, DataParallel.optimizerShard(model.parameters(), comm))
+        Trainer trainer = zero >= 1
+            ? new Trainer(model, tc, loader, DataParallel.optimizerShard(model.parameters(), comm), zero >= 2)
             : new Trainer(model, tc, loader, offloadConfig, weights)) {
       if (comm != null) DataParallel.attach(trainer, comm);
       if (ck != null && ck.resume() != null) ck.resume().restore(trainer);
@@ -626,10 +627,10 @@ final class TrainCommand implements Callable<Integer> {
           try {
             r = trainer.step();
           } catch (RuntimeException e) {
-            throw saveOnFailure(e, trainer, zero1 ? null : mgr, ck, bar);
+            throw saveOnFailure(e, trainer, zero >= 1 ? null : mgr, ck, bar);
           } catch (OutOfMemoryError e) {  // Java heap: the model's native memory is intact, so the state can be saved
             throw saveOnFailure(new IllegalStateException("out of Java heap memory: " + e.getMessage(), e), trainer,
-                zero1 ? null : mgr, ck, bar);
+                zero >= 1 ? null : mgr, ck, bar);
           }
           results.add(r);
           // an offloaded run's line also carries the step's DISK traffic and stalls (checkpoint saves are not in it)

@@ -136,15 +136,8 @@ final class MpiCommunicator implements Communicator {
    * scratch} (at least size x part elements), then {@link RankOrderSum}. {@code out} may lie inside {@code in}.
    */
   private void reduceScatterDeterministic(Tensor in, Tensor out, Tensor scratch) {
-    int es = in.dtype().byteSize();
     long myLen = out.numel();
-    int[][] send = countsAndDispls(in.numel(), es);
-    int[] recvCounts = new int[size], recvDispls = new int[size];
-    for (int r = 0; r < size; r++) {
-      recvCounts[r] = Math.toIntExact(myLen * es);
-      recvDispls[r] = Math.toIntExact(r * myLen * es);
-    }
-    MpiNative.alltoallv0(in.address(), send[0], send[1], scratch.address(), recvCounts, recvDispls);
+    exchangeParts(in, myLen, scratch);
     List<Tensor> parts = new ArrayList<>(size);
     try {
       for (int r = 0; r < size; r++) parts.add(scratch.slice(0, r * myLen, (r + 1) * myLen));
@@ -152,6 +145,18 @@ final class MpiCommunicator implements Communicator {
     } finally {
       for (Tensor p : parts) p.close();
     }
+  }
+
+  /** Every rank's part {@code r} of {@code in} to rank {@code r}: {@code scratch} = this rank's part from rank 0, 1, ... */
+  private void exchangeParts(Tensor in, long myLen, Tensor scratch) {
+    int es = in.dtype().byteSize();
+    int[][] send = countsAndDispls(in.numel(), es);
+    int[] recvCounts = new int[size], recvDispls = new int[size];
+    for (int r = 0; r < size; r++) {
+      recvCounts[r] = Math.toIntExact(myLen * es);
+      recvDispls[r] = Math.toIntExact(r * myLen * es);
+    }
+    MpiNative.alltoallv0(in.address(), send[0], send[1], scratch.address(), recvCounts, recvDispls);
   }
 
   private static void fitsOneCall(String op, Tensor t) {
@@ -175,6 +180,40 @@ final class MpiCommunicator implements Communicator {
     try (Tensor inFlat = in.view(n); Tensor outFlat = out.view(out.numel());
         Tensor scratch = scratch(in.dtype(), out.numel() * size)) {
       reduceScatterDeterministic(inFlat, outFlat, scratch);
+    }
+  }
+
+  @Override
+  public synchronized void reduceScatterAccumulate(Tensor in, Tensor acc, boolean first) {
+    Checks.parts("reduceScatterAccumulate", in, acc, "acc", acc, in, rank, size);
+    checkOpen();
+    fitsOneCall("reduceScatterAccumulate", in);
+    if (acc.dtype() != DType.F32) throw new IllegalArgumentException("reduceScatterAccumulate: acc is " + acc + "; need F32");
+    long n = in.numel();
+    if (n == 0) return;
+    try (Tensor inFlat = in.view(n); Tensor accFlat = acc.view(acc.numel())) {
+      if (mode == ReduceMode.FAST) {
+        if (first) {
+          reduceScatter(inFlat, accFlat);
+        } else {
+          try (Tensor sum = Tensor.empty(DType.F32, Device.CPU, accFlat.numel())) {
+            reduceScatter(inFlat, sum);
+            dev.athanor.ops.Ops.add(accFlat, sum, accFlat);
+          }
+        }
+        return;
+      }
+      long myLen = accFlat.numel();
+      try (Tensor scratch = scratch(DType.F32, myLen * size)) {
+        exchangeParts(inFlat, myLen, scratch);
+        List<Tensor> parts = new ArrayList<>(size);
+        try {
+          for (int r = 0; r < size; r++) parts.add(scratch.slice(0, r * myLen, (r + 1) * myLen));
+          RankOrderSum.fold(parts, accFlat, first);
+        } finally {
+          for (Tensor p : parts) p.close();
+        }
+      }
     }
   }
 

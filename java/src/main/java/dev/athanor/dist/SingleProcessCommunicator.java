@@ -41,6 +41,14 @@ final class SingleProcessCommunicator implements Communicator {
   }
 
   @Override
+  public void reduceScatterAccumulate(Tensor in, Tensor acc, boolean first) {
+    Checks.parts("reduceScatterAccumulate", in, acc, "acc", acc, in, 0, 1);
+    try (Tensor a = in.view(in.numel()); Tensor b = acc.view(acc.numel())) {
+      RankOrderSum.fold(java.util.List.of(a), b, first);
+    }
+  }
+
+  @Override
   public void allGather(Tensor in, Tensor out) {
     copy("allGather", in, out);
   }

@@ -1,5 +1,6 @@
 package dev.athanor.dist;
 
+import dev.athanor.ops.Ops;
 import dev.athanor.runtime.Device;
 import dev.athanor.tensor.DType;
 import dev.athanor.tensor.Tensor;
@@ -26,6 +27,7 @@ public final class CollectivesMain {
         for (long n : SIZES) {
           checks += allReduce(c, dt, n);
           checks += reduceScatter(c, dt, n);
+          if (dt == DType.F32) checks += reduceScatterAccumulate(c, n);
           checks += allGather(c, dt, n);
           checks += broadcast(c, dt, n);
           checks += sendRecv(c, dt, n);
@@ -89,6 +91,36 @@ public final class CollectivesMain {
     return 1;
   }
 
+  /**
+   * Two rounds into one F32 accumulator: the first overwrites it ({@code (x_0 + x_1) + ...}), the second adds to it
+   * accumulator first ({@code ((acc + y_0) + y_1) + ...}), as ZeRO 2 folds micro-batch gradients.
+   */
+  private static int reduceScatterAccumulate(Communicator c, long n) {
+    long a = Communicator.partStart(n, c.rank(), c.size()), len = Communicator.partLength(n, c.rank(), c.size());
+    float[] want = new float[(int) len];
+    for (int q = 0; q < c.size(); q++) {
+      try (Tensor t = input(DType.F32, n, q, 6)) {
+        float[] x = t.toFloatArray();
+        for (int i = 0; i < len; i++) want[i] = q == 0 ? x[(int) a + i] : want[i] + x[(int) a + i];
+      }
+    }
+    for (int q = 0; q < c.size(); q++) {
+      try (Tensor t = input(DType.F32, n, q, 7)) {
+        float[] y = t.toFloatArray();
+        for (int i = 0; i < len; i++) want[i] += y[(int) a + i];
+      }
+    }
+    try (Tensor acc = Tensor.fromFloats(new float[(int) len], DType.F32, Device.CPU, len);
+        Tensor x = input(DType.F32, n, c.rank(), 6); Tensor y = input(DType.F32, n, c.rank(), 7);
+        Tensor w = Tensor.fromFloats(want, DType.F32, Device.CPU, len)) {
+      Ops.fill(acc, Float.NaN);  // the first round must not read it
+      c.reduceScatterAccumulate(x, acc, true);
+      c.reduceScatterAccumulate(y, acc, false);
+      compare(c, "reduceScatterAccumulate", DType.F32, n, acc, w, a);
+    }
+    return 1;
+  }
+
   private static int allGather(Communicator c, DType dt, long n) {
     long a = Communicator.partStart(n, c.rank(), c.size()), len = Communicator.partLength(n, c.rank(), c.size());
     try (Tensor out = Tensor.zeros(dt, Device.CPU, n); Tensor want = Tensor.zeros(dt, Device.CPU, n)) {
@@ -141,7 +173,7 @@ public final class CollectivesMain {
 
   /** Bit for bit in deterministic mode (and for I32, copies and gathers); within a relative tolerance for fast sums. */
   private static void compare(Communicator c, String op, DType dt, long n, Tensor got, Tensor want, long offset) {
-    boolean exact = c.mode() == ReduceMode.DETERMINISTIC || dt == DType.I32 || !op.startsWith("allReduce") && !op.startsWith("reduceScatter");
+    boolean exact = c.mode() == ReduceMode.DETERMINISTIC || dt == DType.I32 || !op.startsWith("allReduce") && !op.startsWith("reduceScatter");  // and reduceScatterAccumulate
     if (dt == DType.I32) {
       int[] g = got.toIntArray(), w = want.toIntArray();
       for (int i = 0; i < g.length; i++) if (g[i] != w[i]) fail(c, op, dt, n, offset + i, g[i], w[i]);
