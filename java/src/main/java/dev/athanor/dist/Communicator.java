@@ -55,6 +55,14 @@ public interface Communicator extends AutoCloseable {
   /** {@code out} ({@code n} elements) = the ranks' {@code in} (each its part's length, {@link #partStart}) in rank order. */
   void allGather(Tensor in, Tensor out);
 
+  /**
+   * All-gather with a count per rank (MPI_Allgatherv): {@code out} = rank 0's {@code in}, then rank 1's, ... in rank
+   * order, rank {@code r} contributing {@code counts[r]} elements (0 allowed); {@code in} holds {@code counts[rank()]}
+   * elements and {@code out} their sum. Every rank passes the same counts. {@code in} may be {@code out}'s slice at this
+   * rank's offset (in place). This is how ZeRO 3 gathers a unit's weights from owners whose shards it straddles.
+   */
+  void allGatherV(Tensor in, Tensor out, long[] counts);
+
   /** Copies {@code t} of rank {@code root} into {@code t} of every other rank. */
   void broadcast(Tensor t, int root);
 

@@ -228,6 +228,23 @@ final class MpiCommunicator implements Communicator {
     MpiNative.allgatherv0(inPlace ? 0 : in.address(), cd[0][rank], out.address(), cd[0], cd[1]);
   }
 
+  @Override
+  public synchronized void allGatherV(Tensor in, Tensor out, long[] counts) {
+    Checks.counts("allGatherV", in, out, counts, rank, size);
+    checkOpen();
+    fitsOneCall("allGatherV", out);
+    int es = out.dtype().byteSize();
+    int[] bytes = new int[size], displs = new int[size];
+    long at = 0;
+    for (int r = 0; r < size; r++) {
+      bytes[r] = Math.toIntExact(counts[r] * es);
+      displs[r] = Math.toIntExact(at * es);
+      at += counts[r];
+    }
+    boolean inPlace = in.address() == out.address() + displs[rank];
+    MpiNative.allgatherv0(inPlace ? 0 : in.address(), bytes[rank], out.address(), bytes, displs);
+  }
+
   /** One MPI call on a piece of a buffer. */
   @FunctionalInterface
   private interface Piece {

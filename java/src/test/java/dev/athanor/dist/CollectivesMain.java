@@ -29,6 +29,7 @@ public final class CollectivesMain {
           checks += reduceScatter(c, dt, n);
           if (dt == DType.F32) checks += reduceScatterAccumulate(c, n);
           checks += allGather(c, dt, n);
+          checks += allGatherV(c, dt, n);
           checks += broadcast(c, dt, n);
           checks += sendRecv(c, dt, n);
         }
@@ -140,6 +141,45 @@ public final class CollectivesMain {
         part.copyFrom(from);
         c.allGather(part, inPlace);
         compare(c, "allGather in place", dt, n, inPlace, want, 0);
+      }
+    }
+    return 2;
+  }
+
+  /** Uneven counts that add up to {@code n}, some of them 0 for small {@code n}: the last rank takes the rest. */
+  static long[] unevenCounts(long n, int size) {
+    long[] counts = new long[size];
+    long rest = n;
+    for (int r = 0; r < size - 1; r++) {
+      counts[r] = Math.min(rest, n / (2 + r) + r % 2);
+      rest -= counts[r];
+    }
+    counts[size - 1] = rest;
+    return counts;
+  }
+
+  /** Rank q contributes the first counts[q] elements of its own input; then the same in place. */
+  private static int allGatherV(Communicator c, DType dt, long n) {
+    long[] counts = unevenCounts(n, c.size());
+    long a = 0;
+    for (int q = 0; q < c.rank(); q++) a += counts[q];
+    try (Tensor out = Tensor.zeros(dt, Device.CPU, n); Tensor want = Tensor.zeros(dt, Device.CPU, n)) {
+      long at = 0;
+      for (int q = 0; q < c.size(); q++) {
+        try (Tensor src = input(dt, n, q, 8); Tensor part = src.slice(0, 0, counts[q]); Tensor dst = want.slice(0, at, at + counts[q])) {
+          dst.copyFrom(part);
+        }
+        at += counts[q];
+      }
+      try (Tensor src = input(dt, n, c.rank(), 8); Tensor slice = src.slice(0, 0, counts[c.rank()]); Tensor mine = slice.copy()) {
+        c.allGatherV(mine, out, counts);
+      }
+      compare(c, "allGatherV " + Arrays.toString(counts), dt, n, out, want, 0);
+      try (Tensor inPlace = Tensor.zeros(dt, Device.CPU, n); Tensor src = input(dt, n, c.rank(), 8);
+          Tensor part = inPlace.slice(0, a, a + counts[c.rank()]); Tensor from = src.slice(0, 0, counts[c.rank()])) {
+        part.copyFrom(from);
+        c.allGatherV(part, inPlace, counts);
+        compare(c, "allGatherV in place", dt, n, inPlace, want, 0);
       }
     }
     return 2;
