@@ -203,18 +203,47 @@ final class MpiCommunicator implements Communicator {
         }
         return;
       }
-      long myLen = accFlat.numel();
-      try (Tensor scratch = scratch(DType.F32, myLen * size)) {
-        exchangeParts(inFlat, myLen, scratch);
-        List<Tensor> parts = new ArrayList<>(size);
-        try {
-          for (int r = 0; r < size; r++) parts.add(scratch.slice(0, r * myLen, (r + 1) * myLen));
-          RankOrderSum.fold(parts, accFlat, first);
-        } finally {
-          for (Tensor p : parts) p.close();
+      // in pieces of at most P elements of each part, so the receive buffer is size x P, not the whole of n
+      long piece = foldPiece();
+      long maxLen = 0;
+      for (int r = 0; r < size; r++) maxLen = Math.max(maxLen, Communicator.partLength(n, r, size));
+      try (Tensor scratch = scratch(DType.F32, Math.min(piece, maxLen) * size)) {
+        for (long j = 0; j * piece < maxLen; j++) {
+          long mine = pieceLength(Communicator.partLength(n, rank, size), j, piece);
+          int[] sendCounts = new int[size], sendDispls = new int[size], recvCounts = new int[size], recvDispls = new int[size];
+          for (int r = 0; r < size; r++) {
+            sendCounts[r] = Math.toIntExact(pieceLength(Communicator.partLength(n, r, size), j, piece) * 4);
+            sendDispls[r] = Math.toIntExact(Math.min(n, Communicator.partStart(n, r, size) + j * piece) * 4);
+            recvCounts[r] = Math.toIntExact(mine * 4);
+            recvDispls[r] = Math.toIntExact(r * mine * 4);
+          }
+          MpiNative.alltoallv0(inFlat.address(), sendCounts, sendDispls, scratch.address(), recvCounts, recvDispls);
+          if (mine == 0) continue;
+          List<Tensor> parts = new ArrayList<>(size);
+          try (Tensor accPiece = accFlat.slice(0, j * piece, j * piece + mine)) {
+            for (int r = 0; r < size; r++) parts.add(scratch.slice(0, r * mine, (r + 1) * mine));
+            RankOrderSum.fold(parts, accPiece, first);
+          } finally {
+            for (Tensor p : parts) p.close();
+          }
         }
       }
     }
+  }
+
+  /** Elements per piece of {@link #reduceScatterAccumulate}: 2^20 (4 MiB of F32), or the system property {@value #FOLD_PIECE}. */
+  private static long foldPiece() {
+    long p = Long.getLong(FOLD_PIECE, 1L << 20);
+    if (p < 1) throw new IllegalArgumentException(FOLD_PIECE + " = " + p + " must be >= 1");
+    return p;
+  }
+
+  /** The system property that sets {@link #reduceScatterAccumulate}'s piece length in elements (tests cut small pieces). */
+  static final String FOLD_PIECE = "athanor.dist.foldPieceElements";
+
+  /** The length of piece {@code j} (pieces of {@code piece} elements) of a part of {@code len} elements: 0 past its end. */
+  private static long pieceLength(long len, long j, long piece) {
+    return Math.max(0, Math.min(piece, len - j * piece));
   }
 
   @Override

@@ -111,15 +111,22 @@ public final class CollectivesMain {
         for (int i = 0; i < len; i++) want[i] += y[(int) a + i];
       }
     }
-    try (Tensor acc = Tensor.fromFloats(new float[(int) len], DType.F32, Device.CPU, len);
-        Tensor x = input(DType.F32, n, c.rank(), 6); Tensor y = input(DType.F32, n, c.rank(), 7);
-        Tensor w = Tensor.fromFloats(want, DType.F32, Device.CPU, len)) {
-      Ops.fill(acc, Float.NaN);  // the first round must not read it
-      c.reduceScatterAccumulate(x, acc, true);
-      c.reduceScatterAccumulate(y, acc, false);
-      compare(c, "reduceScatterAccumulate", DType.F32, n, acc, w, a);
+    // in one piece (the default piece is 2^20 elements), then in pieces of 7 elements (the last ones short or empty)
+    for (String piece : new String[] {null, "7"}) {
+      if (piece == null) System.clearProperty(MpiCommunicator.FOLD_PIECE);
+      else System.setProperty(MpiCommunicator.FOLD_PIECE, piece);
+      try (Tensor acc = Tensor.fromFloats(new float[(int) len], DType.F32, Device.CPU, len);
+          Tensor x = input(DType.F32, n, c.rank(), 6); Tensor y = input(DType.F32, n, c.rank(), 7);
+          Tensor w = Tensor.fromFloats(want, DType.F32, Device.CPU, len)) {
+        Ops.fill(acc, Float.NaN);  // the first round must not read it
+        c.reduceScatterAccumulate(x, acc, true);
+        c.reduceScatterAccumulate(y, acc, false);
+        compare(c, "reduceScatterAccumulate, pieces of " + (piece == null ? "2^20" : piece), DType.F32, n, acc, w, a);
+      } finally {
+        System.clearProperty(MpiCommunicator.FOLD_PIECE);
+      }
     }
-    return 1;
+    return 2;
   }
 
   private static int allGather(Communicator c, DType dt, long n) {
