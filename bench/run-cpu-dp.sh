@@ -10,15 +10,7 @@ corpus=${1:-}
 reps=${2:-3}
 steps=${3:-12}
 out=$(mktemp -d /tmp/athanor-dp-bench.XXXXXX)
-if [[ -z "$corpus" ]]; then  # about 5.7 MB of the JDK's own java.util sources
-  corpus=$out/corpus.txt
-  unzip -q -o "$(./athanor java-home)/lib/src.zip" 'java.base/java/util/*' -d "$out/src"
-  find "$out/src" -name '*.java' | sort | head -200 | xargs cat > "$corpus"
-fi
-java="$(./athanor java-home)/bin/java"
-jar=java/target/athanor-0.1.0.jar
-export OMPI_ALLOW_RUN_AS_ROOT=${OMPI_ALLOW_RUN_AS_ROOT:-1} OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=${OMPI_ALLOW_RUN_AS_ROOT_CONFIRM:-1}
-export OMPI_MCA_btl_vader_single_copy_mechanism=${OMPI_MCA_btl_vader_single_copy_mechanism:-none}
+source bench/dp-setup.sh
 # -cp, not -jar: mpirun rewrites the class path of a "java -jar" command line
 run=("$java" --enable-native-access=ALL-UNNAMED -cp "$jar" dev.athanor.cli.Main train --preset gpt2-tiny --data "$corpus"
      --steps "$steps" --batch 4 --seq 256 --warmup 2 --device cpu)

@@ -34,10 +34,12 @@ final class ParallelOptions {
   ReduceMode reduce;
 
   @Option(names = "--zero", paramLabel = "STAGE", defaultValue = "0",
-      description = "ZeRO stage with --dp: 0 (every process keeps all of AdamW's moments) or 1 (each keeps and updates only its "
-          + "1/dp of them, then the parameters are all-gathered; checkpoints gather every moment, so they resume with any --dp "
-          + "and --zero; not yet with --offload). Default: ${DEFAULT-VALUE}")
-  @Options.Range(min = 0, max = 1)
+      description = "ZeRO stage with --dp: 0 (every process keeps all of AdamW's moments and the whole gradient), 1 (each keeps "
+          + "and updates only its 1/dp of the moments, then the parameters are all-gathered), 2 (also the step's gradient: "
+          + "each micro-batch's gradient is reduce-scattered to its owners and accumulated there only; equals one process "
+          + "with --accum accum x dp bit for bit) or 3 (also the parameters: not built yet, refused). Checkpoints: each rank writes its part "
+          + "(format 3), and any checkpoint resumes with any --dp and --zero; not yet with --offload. Default: ${DEFAULT-VALUE}")
+  @Options.Range(min = 0, max = 3)
   int zero;
 
   @Option(names = "--parallel", paramLabel = "MODE", defaultValue = "manual",
@@ -55,6 +57,15 @@ final class ParallelOptions {
     if (mode.equalsIgnoreCase("auto")) return true;
     if (mode.equalsIgnoreCase("manual")) return false;
     throw Options.usage(spec, "--parallel '" + mode + "': expected auto or manual");
+  }
+
+  /** What the data-parallel line says about the ZeRO stage. */
+  static String stageName(int zero) {
+    return switch (zero) {
+      case 1 -> ", ZeRO 1 (AdamW's moments sharded)";
+      case 2 -> ", ZeRO 2 (AdamW's moments and the step's gradient sharded)";
+      default -> "";
+    };
   }
 
   /** The environment variables through which MPI launchers tell a process how many were started. */
@@ -148,9 +159,16 @@ final class ParallelOptions {
     if (tp > 1 && offload) throw Options.usage(spec, "--tp " + tp + " with --offload is not supported; use --offload off");
     int n = dp * tp;
     String flag = tp > 1 && dp > 1 ? "--dp " + dp + " --tp " + tp : tp > 1 ? "--tp " + tp : "--dp " + dp;
-    if (zero == 1) {
-      if (dp == 1) throw Options.usage(spec, "--zero 1 shards AdamW's moments over the --dp processes; with --dp 1 there is nothing to shard");
-      if (offload) throw Options.usage(spec, "--zero 1 with --offload is not supported yet; use --offload off");
+    if (zero == 3) {
+      throw Options.usage(spec, "--zero 3 (parameters sharded and gathered unit by unit) is not built yet; use --zero 2 "
+          + "(moments and gradients sharded) or lower");
+    }
+    if (zero >= 1) {
+      if (dp == 1) {
+        throw Options.usage(spec, "--zero " + zero + " shards " + (zero == 1 ? "AdamW's moments" : "AdamW's moments and the gradient")
+            + " over the --dp processes; with --dp 1 there is nothing to shard: give --dp 2 or more, or --zero 0");
+      }
+      if (offload) throw Options.usage(spec, "--zero " + zero + " with --offload is not supported yet; use --offload off");
     }
     int launched = opened != null ? opened.size() : launchedProcesses();
     if (n == 1) {

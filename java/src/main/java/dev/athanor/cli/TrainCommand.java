@@ -407,7 +407,7 @@ final class TrainCommand implements Callable<Integer> {
     }
     if (comm != null && parallel.dp > 1) {
       out.printf("data parallel: %s%s; global batch %d x %d x %d = %d sequences per step%n", comm.describe(),
-          parallel.zero == 1 ? ", ZeRO 1 (AdamW's moments sharded)" : "", tc.batch(),
+          ParallelOptions.stageName(parallel.zero), tc.batch(),
           tc.accum(), parallel.dp, (long) tc.batch() * tc.accum() * parallel.dp);
     }
     if (plan != null) PlanFile.print(plan, out);
@@ -466,7 +466,7 @@ final class TrainCommand implements Callable<Integer> {
           err.println("athanor train: --overwrite-checkpoints: deleted the checkpoints of " + o.describe() + " from " + ckptDir);
         }
         List<StepResult> results = trainLoop(model, tc, loader, primary ? log : null, ck, offloadConfig, weights, out, comm,
-            parallel.zero == 1, groups);
+            parallel.zero, groups);
         // --tp: every rank sends its parts, rank 0 gets the whole model (a collective)
         Map<String, Tensor> gathered = parallel.tp > 1 ? TensorParallelism.gatherWeights(model, tpComm()) : null;
         if (!primary) {
@@ -644,7 +644,7 @@ final class TrainCommand implements Callable<Integer> {
    * checkpoint stays the one to resume from.
    */
   static List<StepResult> trainLoop(Transformer model, TrainConfig tc, DataLoader loader, Path log, Checkpointing ck,
-      OffloadConfig offloadConfig, OffloadedWeights weights, PrintStream out, Communicator comm, boolean zero1,
+      OffloadConfig offloadConfig, OffloadedWeights weights, PrintStream out, Communicator comm, int zero,
       ParallelGrid.Groups groups) throws IOException {
     // with --dp, ranks other than 0 get no log (null): they neither write it, nor the checkpoints, nor show progress
     boolean primary = log != null;
@@ -684,8 +684,9 @@ final class TrainCommand implements Callable<Integer> {
     // failed step's save (its barriers need every rank). --tp gathers to rank 0 in the single-process format instead.
     boolean sharded = comm != null && comm.size() > 1 && !gathered;
     try (CheckpointManager mgr = ck == null || !primary && !sharded ? null : new CheckpointManager(ck.dir(), ck.keep(), ck.async(),
-            ck.runId(), sharded ? new RankGroup(comm.rank(), comm.size(), comm.size(), zero1 ? 1 : 0, comm::barrier) : null);
-        Trainer trainer = zero1 ? new Trainer(model, tc, loader, DataParallel.optimizerShard(model.parameters(), comm))
+            ck.runId(), sharded ? new RankGroup(comm.rank(), comm.size(), comm.size(), zero, comm::barrier) : null);
+        Trainer trainer = zero >= 1
+            ? new Trainer(model, tc, loader, DataParallel.optimizerShard(model.parameters(), comm), zero >= 2)
             : new Trainer(model, tc, loader, offloadConfig, weights)) {
       if (groups != null) {  // dp x tp: replica groups read their micro-batches, sum over dp, norm over tp
         DataParallel dpr = DataParallel.attach(trainer, groups.dp());

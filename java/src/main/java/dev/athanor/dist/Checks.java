@@ -50,4 +50,27 @@ final class Checks {
           + "'s part of " + n + " elements over " + size + " ranks has " + want);
     }
   }
+
+  /**
+   * An all-gather with counts: host tensors of one dtype, {@code counts} one non-negative count per rank that add up to
+   * {@code out}'s elements, {@code in} this rank's count.
+   */
+  static void counts(String op, Tensor in, Tensor out, long[] counts, int rank, int size) {
+    host(op, "in", in);
+    host(op, "out", out);
+    sameDtype(op, in, out);
+    if (counts == null || counts.length != size) {
+      throw new IllegalArgumentException(op + ": counts has " + (counts == null ? "no" : counts.length) + " entries, need one per rank ("
+          + size + ")");
+    }
+    long sum = 0;
+    for (int r = 0; r < size; r++) {
+      if (counts[r] < 0) throw new IllegalArgumentException(op + ": counts[" + r + "] = " + counts[r] + " is negative");
+      sum += counts[r];
+    }
+    if (sum != out.numel()) throw new IllegalArgumentException(op + ": counts add up to " + sum + " but out has " + out.numel() + " elements");
+    if (in.numel() != counts[rank]) {
+      throw new IllegalArgumentException(op + ": in has " + in.numel() + " elements but counts[" + rank + "] = " + counts[rank]);
+    }
+  }
 }

@@ -42,8 +42,26 @@ public interface Communicator extends AutoCloseable {
    */
   void reduceScatter(Tensor in, Tensor out);
 
+  /**
+   * Gradient accumulation into a shard (ZeRO 2): {@code acc} (F32, this rank's part length of {@code in}'s {@code n}
+   * elements) = {@code ((acc + in_0) + in_1) + ... + in_{size-1}} over this rank's part of every rank's {@code in},
+   * added left to right, accumulator first; with {@code first} the accumulator is not read: {@code acc = (in_0 + in_1) +
+   * ...} (a copy for one rank, never {@code 0 + x}, which would change the sign of a zero). In deterministic mode this
+   * is the fold one process forms over the micro-batches in the global order, so its bits equal one process's; fast
+   * mode adds MPI's sum of the ranks to the accumulator.
+   */
+  void reduceScatterAccumulate(Tensor in, Tensor acc, boolean first);
+
   /** {@code out} ({@code n} elements) = the ranks' {@code in} (each its part's length, {@link #partStart}) in rank order. */
   void allGather(Tensor in, Tensor out);
+
+  /**
+   * All-gather with a count per rank (MPI_Allgatherv): {@code out} = rank 0's {@code in}, then rank 1's, ... in rank
+   * order, rank {@code r} contributing {@code counts[r]} elements (0 allowed); {@code in} holds {@code counts[rank()]}
+   * elements and {@code out} their sum. Every rank passes the same counts. {@code in} may be {@code out}'s slice at this
+   * rank's offset (in place). This is how ZeRO 3 gathers a unit's weights from owners whose shards it straddles.
+   */
+  void allGatherV(Tensor in, Tensor out, long[] counts);
 
   /** Copies {@code t} of rank {@code root} into {@code t} of every other rank. */
   void broadcast(Tensor t, int root);

@@ -1,5 +1,6 @@
 package dev.athanor.dist;
 
+import dev.athanor.ops.Ops;
 import dev.athanor.params.ParameterStore;
 import dev.athanor.params.Range;
 import dev.athanor.params.Role;
@@ -23,11 +24,26 @@ import java.util.Objects;
  * keeps AdamW's moments for its part of the flat parameters only and updates that part; the updated masters are then
  * all-gathered.
  *
+ * <p>ZeRO stage 2 (a trainer built with {@link Trainer#Trainer(dev.athanor.nn.Transformer, dev.athanor.train.TrainConfig,
+ * dev.athanor.io.data.DataLoader, Range, boolean)}): the step's gradient exists only as this rank's shard (the same
+ * partition as ZeRO 1). After each micro-batch's backward, {@link #accumulateShard} sends each rank the part of every
+ * rank's micro-batch gradient that it owns ({@link Communicator#reduceScatterAccumulate}) and the owner folds them into
+ * its shard accumulator, accumulator first, then the ranks in order: {@code ((acc + g_{k,0}) + g_{k,1}) + ...}, the
+ * first micro-batch copied, not added to zero. That is the left fold of one process with {@code accum × size}
+ * micro-batches in the global order (micro-batch {@code k} of rank {@code r} is number {@code k × size + r}), so ZeRO 2
+ * equals one process with {@code accum × size} bit for bit for any {@code accum}. The clipping norm ({@link
+ * #shardedNorm}) has one process's bits: each chunk of {@link Ops#NORM_CHUNK} elements gets its partial sum of
+ * squares from the rank holding its first element (the pieces of a chunk that straddles a shard boundary are sent to
+ * it first), the partials are combined across ranks (each held by one rank, zeros elsewhere: exact) and added in double
+ * in chunk order, as {@link Ops#globalNorm} adds them.
+ *
  * <p>Exactness (CPU, deterministic mode): with {@code accum = 1}, dp {@code N} adds the {@code N} micro-batch
  * gradients in rank order, which is the order one process with {@code accum N} adds them in, with the same kernel:
  * losses, gradients and weights are bit-identical. With {@code accum > 1} each rank first adds its own micro-batches,
  * so the additions are grouped differently from one process with {@code accum × N} (the result differs in the last
- * bits); the reported loss is still the one process's (all micro-batch losses are added in the global order).
+ * bits); the reported loss is still the one process's (all micro-batch losses are added in the global order). ZeRO 2
+ * has no such difference (above): at {@code accum > 1} it equals one process and differs from plain dp and ZeRO 1 in
+ * the last bits; at {@code accum 1} all of them are identical.
  */
 public final class DataParallel implements GradientReducer {
   private final Communicator comm;
@@ -75,6 +91,75 @@ public final class DataParallel implements GradientReducer {
   @Override
   public void reduce(ParameterStore store, Role gradRole) {
     comm.allReduceSum(store.flat(gradRole));
+  }
+
+  @Override
+  public void accumulateShard(ParameterStore store, Role gradRole, Range shard, Tensor acc, boolean first) {
+    if (!shard.equals(optimizerShard(store, comm))) {
+      throw new IllegalArgumentException("gradient shard " + shard + " is not rank " + comm.rank() + "'s part " + optimizerShard(store, comm));
+    }
+    comm.reduceScatterAccumulate(store.flat(gradRole), acc, first);
+  }
+
+  @Override
+  public float shardedNorm(ParameterStore store, Range shard, Tensor grad) {
+    if (comm.size() == 1) return GradientReducer.super.shardedNorm(store, shard, grad);
+    long n = store.numel();
+    if (n == 0) return 0f;
+    int size = comm.size(), me = comm.rank();
+    int chunks = Math.toIntExact((n + Ops.NORM_CHUNK - 1) / Ops.NORM_CHUNK);
+    float[] partials = new float[chunks];
+    try (Tensor g = grad.view(grad.numel())) {
+      for (int c = 0; c < chunks; c++) {
+        Range whole = new Range(c * Ops.NORM_CHUNK, Math.min(n, (c + 1) * Ops.NORM_CHUNK));
+        int owner = ownerOf(whole.start(), n, size);
+        Range mine = whole.intersect(shard);
+        if (mine.equals(whole)) {
+          try (Tensor x = g.slice(0, whole.start() - shard.start(), whole.end() - shard.start())) {
+            partials[c] = Ops.sumSquaresPartials(x)[0];
+          }
+          continue;
+        }
+        if (me != owner) {
+          if (mine.isEmpty()) continue;
+          try (Tensor x = g.slice(0, mine.start() - shard.start(), mine.end() - shard.start())) {
+            comm.send(x, owner);
+          }
+          continue;
+        }
+        // this rank holds the chunk's first element but not all of it: its piece, then the others' in rank order
+        try (Tensor buf = Tensor.empty(DType.F32, Device.CPU, whole.length())) {
+          for (int r = me; r < size; r++) {
+            Range piece = whole.intersect(new Range(Communicator.partStart(n, r, size), Communicator.partStart(n, r + 1, size)));
+            if (piece.isEmpty()) continue;
+            try (Tensor dst = buf.slice(0, piece.start() - whole.start(), piece.end() - whole.start())) {
+              if (r == me) {
+                try (Tensor x = g.slice(0, piece.start() - shard.start(), piece.end() - shard.start())) {
+                  dst.copyFrom(x);
+                }
+              } else {
+                comm.recv(dst, r);
+              }
+            }
+          }
+          partials[c] = Ops.sumSquaresPartials(buf)[0];
+        }
+      }
+    }
+    float[] all;
+    try (Tensor t = Tensor.of(partials, chunks)) {
+      comm.allReduceSum(t);  // each partial is non-zero on one rank only: the sums are exact in either mode
+      all = t.toFloatArray();
+    }
+    double total = 0;
+    for (int c = 0; c < chunks; c++) total += all[c];  // chunk order, in double, as Ops.globalNorm adds them
+    return (float) Math.sqrt(total);
+  }
+
+  /** The rank whose part of {@code n} elements holds element {@code e}. */
+  private static int ownerOf(long e, long n, int size) {
+    for (int r = 0; r < size; r++) if (e < Communicator.partStart(n, r + 1, size)) return r;
+    throw new IllegalArgumentException("element " + e + " is outside " + n);
   }
 
   @Override

@@ -158,15 +158,8 @@ final class MpiCommunicator implements Communicator {
    * scratch} (at least size x part elements), then {@link RankOrderSum}. {@code out} may lie inside {@code in}.
    */
   private void reduceScatterDeterministic(Tensor in, Tensor out, Tensor scratch) {
-    int es = in.dtype().byteSize();
     long myLen = out.numel();
-    int[][] send = countsAndDispls(in.numel(), es);
-    int[] recvCounts = new int[size], recvDispls = new int[size];
-    for (int r = 0; r < size; r++) {
-      recvCounts[r] = Math.toIntExact(myLen * es);
-      recvDispls[r] = Math.toIntExact(r * myLen * es);
-    }
-    MpiNative.alltoallv0(handle, in.address(), send[0], send[1], scratch.address(), recvCounts, recvDispls);
+    exchangeParts(in, myLen, scratch);
     List<Tensor> parts = new ArrayList<>(size);
     try {
       for (int r = 0; r < size; r++) parts.add(scratch.slice(0, r * myLen, (r + 1) * myLen));
@@ -174,6 +167,18 @@ final class MpiCommunicator implements Communicator {
     } finally {
       for (Tensor p : parts) p.close();
     }
+  }
+
+  /** Every rank's part {@code r} of {@code in} to rank {@code r}: {@code scratch} = this rank's part from rank 0, 1, ... */
+  private void exchangeParts(Tensor in, long myLen, Tensor scratch) {
+    int es = in.dtype().byteSize();
+    int[][] send = countsAndDispls(in.numel(), es);
+    int[] recvCounts = new int[size], recvDispls = new int[size];
+    for (int r = 0; r < size; r++) {
+      recvCounts[r] = Math.toIntExact(myLen * es);
+      recvDispls[r] = Math.toIntExact(r * myLen * es);
+    }
+    MpiNative.alltoallv0(handle, in.address(), send[0], send[1], scratch.address(), recvCounts, recvDispls);
   }
 
   private static void fitsOneCall(String op, Tensor t) {
@@ -201,6 +206,69 @@ final class MpiCommunicator implements Communicator {
   }
 
   @Override
+  public synchronized void reduceScatterAccumulate(Tensor in, Tensor acc, boolean first) {
+    Checks.parts("reduceScatterAccumulate", in, acc, "acc", acc, in, rank, size);
+    checkOpen();
+    fitsOneCall("reduceScatterAccumulate", in);
+    if (acc.dtype() != DType.F32) throw new IllegalArgumentException("reduceScatterAccumulate: acc is " + acc + "; need F32");
+    long n = in.numel();
+    if (n == 0) return;
+    try (Tensor inFlat = in.view(n); Tensor accFlat = acc.view(acc.numel())) {
+      if (mode == ReduceMode.FAST) {
+        if (first) {
+          reduceScatter(inFlat, accFlat);
+        } else {
+          try (Tensor sum = Tensor.empty(DType.F32, Device.CPU, accFlat.numel())) {
+            reduceScatter(inFlat, sum);
+            dev.athanor.ops.Ops.add(accFlat, sum, accFlat);
+          }
+        }
+        return;
+      }
+      // in pieces of at most P elements of each part, so the receive buffer is size x P, not the whole of n
+      long piece = foldPiece();
+      long maxLen = 0;
+      for (int r = 0; r < size; r++) maxLen = Math.max(maxLen, Communicator.partLength(n, r, size));
+      try (Tensor scratch = scratch(DType.F32, Math.min(piece, maxLen) * size)) {
+        for (long j = 0; j * piece < maxLen; j++) {
+          long mine = pieceLength(Communicator.partLength(n, rank, size), j, piece);
+          int[] sendCounts = new int[size], sendDispls = new int[size], recvCounts = new int[size], recvDispls = new int[size];
+          for (int r = 0; r < size; r++) {
+            sendCounts[r] = Math.toIntExact(pieceLength(Communicator.partLength(n, r, size), j, piece) * 4);
+            sendDispls[r] = Math.toIntExact(Math.min(n, Communicator.partStart(n, r, size) + j * piece) * 4);
+            recvCounts[r] = Math.toIntExact(mine * 4);
+            recvDispls[r] = Math.toIntExact(r * mine * 4);
+          }
+          MpiNative.alltoallv0(handle, inFlat.address(), sendCounts, sendDispls, scratch.address(), recvCounts, recvDispls);
+          if (mine == 0) continue;
+          List<Tensor> parts = new ArrayList<>(size);
+          try (Tensor accPiece = accFlat.slice(0, j * piece, j * piece + mine)) {
+            for (int r = 0; r < size; r++) parts.add(scratch.slice(0, r * mine, (r + 1) * mine));
+            RankOrderSum.fold(parts, accPiece, first);
+          } finally {
+            for (Tensor p : parts) p.close();
+          }
+        }
+      }
+    }
+  }
+
+  /** Elements per piece of {@link #reduceScatterAccumulate}: 2^20 (4 MiB of F32), or the system property {@value #FOLD_PIECE}. */
+  private static long foldPiece() {
+    long p = Long.getLong(FOLD_PIECE, 1L << 20);
+    if (p < 1) throw new IllegalArgumentException(FOLD_PIECE + " = " + p + " must be >= 1");
+    return p;
+  }
+
+  /** The system property that sets {@link #reduceScatterAccumulate}'s piece length in elements (tests cut small pieces). */
+  static final String FOLD_PIECE = "athanor.dist.foldPieceElements";
+
+  /** The length of piece {@code j} (pieces of {@code piece} elements) of a part of {@code len} elements: 0 past its end. */
+  private static long pieceLength(long len, long j, long piece) {
+    return Math.max(0, Math.min(piece, len - j * piece));
+  }
+
+  @Override
   public synchronized void allGather(Tensor in, Tensor out) {
     Checks.parts("allGather", in, out, "in", in, out, rank, size);
     checkOpen();
@@ -209,6 +277,23 @@ final class MpiCommunicator implements Communicator {
     int[][] cd = countsAndDispls(out.numel(), es);
     boolean inPlace = in.address() == out.address() + cd[1][rank];
     MpiNative.allgatherv0(handle, inPlace ? 0 : in.address(), cd[0][rank], out.address(), cd[0], cd[1]);
+  }
+
+  @Override
+  public synchronized void allGatherV(Tensor in, Tensor out, long[] counts) {
+    Checks.counts("allGatherV", in, out, counts, rank, size);
+    checkOpen();
+    fitsOneCall("allGatherV", out);
+    int es = out.dtype().byteSize();
+    int[] bytes = new int[size], displs = new int[size];
+    long at = 0;
+    for (int r = 0; r < size; r++) {
+      bytes[r] = Math.toIntExact(counts[r] * es);
+      displs[r] = Math.toIntExact(at * es);
+      at += counts[r];
+    }
+    boolean inPlace = in.address() == out.address() + displs[rank];
+    MpiNative.allgatherv0(handle, inPlace ? 0 : in.address(), bytes[rank], out.address(), bytes, displs);
   }
 
   /** One MPI call on a piece of a buffer. */

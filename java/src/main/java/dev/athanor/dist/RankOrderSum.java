@@ -62,4 +62,28 @@ public final class RankOrderSum {
       }
     }
   }
+
+  /**
+   * The accumulating fold of F32 parts: {@code acc = ((acc + parts[0]) + parts[1]) + ...}, or with {@code first}
+   * {@code acc = (parts[0] + parts[1]) + ...} ({@link #sum}): the order in which one process accumulates micro-batch
+   * gradients. {@code acc} may not share memory with a part.
+   */
+  public static void fold(List<Tensor> parts, Tensor acc, boolean first) {
+    if (acc != null && acc.dtype() != DType.F32) {
+      throw new IllegalArgumentException("rank-order fold: acc is " + acc + "; accumulating needs F32");
+    }
+    if (first) {
+      sum(parts, acc);
+      return;
+    }
+    if (parts == null || parts.isEmpty() || acc == null) throw new IllegalArgumentException("rank-order fold: no parts or no acc");
+    for (int i = 0; i < parts.size(); i++) {
+      Tensor p = parts.get(i);
+      if (p == null || p.dtype() != DType.F32 || p.rank() != 1 || acc.rank() != 1 || p.numel() != acc.numel()) {
+        throw new IllegalArgumentException("rank-order fold: part " + i + " is " + p + " but acc is " + acc
+            + "; need 1-D F32 tensors of one length");
+      }
+    }
+    for (Tensor p : parts) Ops.add(acc, p, acc);
+  }
 }

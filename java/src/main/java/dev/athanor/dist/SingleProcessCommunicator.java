@@ -41,8 +41,25 @@ final class SingleProcessCommunicator implements Communicator {
   }
 
   @Override
+  public void reduceScatterAccumulate(Tensor in, Tensor acc, boolean first) {
+    Checks.parts("reduceScatterAccumulate", in, acc, "acc", acc, in, 0, 1);
+    try (Tensor a = in.view(in.numel()); Tensor b = acc.view(acc.numel())) {
+      RankOrderSum.fold(java.util.List.of(a), b, first);
+    }
+  }
+
+  @Override
   public void allGather(Tensor in, Tensor out) {
     copy("allGather", in, out);
+  }
+
+  @Override
+  public void allGatherV(Tensor in, Tensor out, long[] counts) {
+    Checks.counts("allGatherV", in, out, counts, 0, 1);
+    if (in.address() == out.address()) return;
+    try (Tensor a = in.view(in.numel()); Tensor b = out.view(out.numel())) {
+      b.copyFrom(a);
+    }
   }
 
   private static void copy(String op, Tensor in, Tensor out) {

@@ -100,6 +100,16 @@ public final class TimedCommunicator implements Communicator {
   }
 
   @Override
+  public void allGatherV(Tensor in, Tensor out, long[] counts) {
+    timed(() -> inner.allGatherV(in, out, counts), in.byteSize());
+  }
+
+  @Override
+  public void reduceScatterAccumulate(Tensor in, Tensor acc, boolean first) {
+    timed(() -> inner.reduceScatterAccumulate(in, acc, first), in.byteSize());
+  }
+
+  @Override
   public void broadcast(Tensor t, int root) {
     timed(() -> inner.broadcast(t, root), rank() == root ? t.byteSize() : 0);
   }

@@ -271,6 +271,24 @@ public final class AdamW implements AutoCloseable {
   }
 
   /**
+   * ZeRO 2: updates this sharded optimizer's {@link #shard()} from {@code shardGrad} (F32, element 0 at {@code
+   * shard().start()}, {@code shard().length()} elements: the step's gradient of the shard only) times {@code gradScale},
+   * with the same kernel on the same elements as {@link #update}.
+   */
+  public void updateShard(Tensor shardGrad, float lr, float beta1, float beta2, float eps, float weightDecay, float gradScale) {
+    if (shard == null) throw new IllegalStateException("updateShard needs a sharded optimizer");
+    if (step == 0) throw new IllegalStateException("update() before beginStep()");
+    if (shardGrad == null || shardGrad.dtype() != DType.F32 || shardGrad.numel() != shard.length()) {
+      throw new IllegalArgumentException("the shard's gradient must be " + shard.length() + " F32 elements, got " + shardGrad);
+    }
+    if (shard.isEmpty()) return;
+    try (Tensor g = shardGrad.view(shard.length())) {
+      updateChunk(shard, Role.GRAD, Map.of(Role.ADAM_M, shardM, Role.ADAM_V, shardV, Role.GRAD, g), shard.start(), false, lr,
+          beta1, beta2, eps, weightDecay, gradScale);
+    }
+  }
+
+  /**
    * The kernel over each parameter's part of {@code range}: each role from {@code staged} (1-D, element 0 at flat
    * element {@code stagedStart}) where it is there, else from the store.
    */

@@ -71,6 +71,32 @@ public interface GradientReducer {
     return Ops.globalNorm(List.of(store.flat(gradRole)));
   }
 
+  /**
+   * ZeRO 2, after each micro-batch's backward: adds this replica's part ({@code shard}) of every replica's micro-batch
+   * gradient in {@code gradRole} into {@code acc} (F32, {@code shard.length()} elements), accumulator first and then the
+   * replicas in order; with {@code first} (the step's first micro-batch) the accumulator is overwritten, not added to. A
+   * collective when replicas take part. One process: {@code acc = acc + g} (or a copy of {@code g}) over {@code shard}.
+   */
+  default void accumulateShard(ParameterStore store, Role gradRole, Range shard, Tensor acc, boolean first) {
+    try (Tensor g = store.slice(gradRole, shard)) {
+      if (first) {
+        acc.copyFrom(g);
+      } else {
+        dev.athanor.ops.Ops.add(acc, g, acc);
+      }
+    }
+  }
+
+  /**
+   * ZeRO 2: the global L2 norm of the step's gradient of which this replica holds {@code shard} in {@code grad}, with
+   * the bits {@link dev.athanor.ops.Ops#globalNorm} gives over the whole gradient (a collective when replicas take
+   * part). One process: {@code shard} must be the whole store.
+   */
+  default float shardedNorm(ParameterStore store, Range shard, Tensor grad) {
+    if (!shard.equals(store.all())) throw new IllegalStateException("one process holds the whole gradient, not " + shard);
+    return dev.athanor.ops.Ops.globalNorm(java.util.List.of(grad));
+  }
+
   /** One process: nothing to do. */
   GradientReducer NONE = (store, gradRole) -> {};
 }

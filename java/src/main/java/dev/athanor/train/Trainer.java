@@ -42,6 +42,7 @@ public final class Trainer implements AutoCloseable {
   private final UnitPager pager;             // pages the gradients unit by unit, or null
   private final BlockHooks hooksBefore;      // the model's hooks before this trainer added its pager
   private final Role stepGrad;               // where the step's gradient is: GRAD, or GRAD_ACC with accumulation
+  private final Tensor gradShard;            // ZeRO 2: the step's gradient of the optimizer's shard only, or null
   private GradientReducer reducer = GradientReducer.NONE;
   private long step;
   private DataLoader.State stateBeforeStep;  // the loader's state when the current/last step began
@@ -81,11 +82,28 @@ public final class Trainer implements AutoCloseable {
    * GradientReducer#afterUpdate} then gathers the other replicas' updated parameters.
    */
   public Trainer(Transformer model, TrainConfig cfg, DataLoader data, Range optimizerShard) {
-    this(model, cfg, data, OffloadConfig.NONE, null, Objects.requireNonNull(optimizerShard, "optimizerShard"));
+    this(model, cfg, data, OffloadConfig.NONE, null, Objects.requireNonNull(optimizerShard, "optimizerShard"), false);
+  }
+
+  /**
+   * ZeRO stage 1 ({@code shardGradients} false, as {@link #Trainer(Transformer, TrainConfig, DataLoader, Range)}) or 2
+   * (true): the step's gradient is kept for {@code optimizerShard} only ({@link #gradientShard()}, F32, in place of a
+   * whole-model {@link Role#GRAD_ACC}); after each micro-batch's backward the gradient reducer adds its shard of every
+   * replica's micro-batch gradient into it ({@link GradientReducer#accumulateShard}), the clipping norm is formed from
+   * the shards ({@link GradientReducer#shardedNorm}) and the optimizer updates its shard from it ({@link
+   * AdamW#updateShard}). {@link Role#GRAD} stays whole: the backward pass forms one micro-batch's gradient there.
+   */
+  public Trainer(Transformer model, TrainConfig cfg, DataLoader data, Range optimizerShard, boolean shardGradients) {
+    this(model, cfg, data, OffloadConfig.NONE, null, Objects.requireNonNull(optimizerShard, "optimizerShard"), shardGradients);
   }
 
   private Trainer(Transformer model, TrainConfig cfg, DataLoader data, OffloadConfig offload, OffloadedWeights weights,
       Range shard) {
+    this(model, cfg, data, offload, weights, shard, false);
+  }
+
+  private Trainer(Transformer model, TrainConfig cfg, DataLoader data, OffloadConfig offload, OffloadedWeights weights,
+      Range shard, boolean shardGradients) {
     Objects.requireNonNull(offload, "offload");
     this.model = Objects.requireNonNull(model, "model");
     this.cfg = Objects.requireNonNull(cfg, "cfg");
@@ -146,11 +164,14 @@ public final class Trainer implements AutoCloseable {
       this.hooksBefore = before;
       this.optimizer = o;
     }
+    Tensor gs = null;
     try {
       boolean pagedGrads = store.isPaged(Role.GRAD);
       if (!pagedGrads) store.allocate(Role.GRAD);
-      this.stepGrad = cfg.accum() > 1 && !pagedGrads ? Role.GRAD_ACC : Role.GRAD;
+      this.stepGrad = cfg.accum() > 1 && !pagedGrads && !shardGradients ? Role.GRAD_ACC : Role.GRAD;
       if (!pagedGrads) store.allocate(stepGrad);
+      if (shardGradients) gs = Tensor.zeros(dev.athanor.tensor.DType.F32, store.placement(Role.MASTER).device(), shard.length()).detach();
+      this.gradShard = gs;
     } catch (RuntimeException e) {
       optimizer.close();
       closeOffload();
@@ -199,6 +220,11 @@ public final class Trainer implements AutoCloseable {
       throw new IllegalArgumentException("gradient reduction across replicas needs the gradients in memory; they are on DISK here");
     }
     this.reducer = reducer;
+  }
+
+  /** ZeRO 2: the step's gradient of the optimizer's shard (F32, 1-D; do not close), or null when the gradient is whole. */
+  public Tensor gradientShard() {
+    return gradShard;
   }
 
   /** The role holding a step's gradient after the micro-batches: GRAD, or GRAD_ACC with gradient accumulation. */
@@ -253,17 +279,22 @@ public final class Trainer implements AutoCloseable {
       if (weights != null) weights.pager().discard();
       throw e;
     }
-    reducer.reduce(store, stepGrad);
+    if (gradShard == null) reducer.reduce(store, stepGrad);  // ZeRO 2 reduced each micro-batch's gradient already
     float[] losses = reducer.gatherLosses(mb.losses());
     double lossSum = 0;
     for (float l : losses) lossSum += l;  // in the global micro-batch order, as one process adds them
-    float norm = store.isPaged(stepGrad) ? pager.globalNorm() : reducer.gradientNorm(store, stepGrad);
+    float norm = gradShard != null ? reducer.shardedNorm(store, optimizer.shard(), gradShard)
+        : store.isPaged(stepGrad) ? pager.globalNorm() : reducer.gradientNorm(store, stepGrad);
     if (!Float.isFinite(norm)) throw new NonFiniteException(step, "the gradient norm", norm);
     float clip = cfg.gradClip() > 0 ? (float) Math.min(1.0, cfg.gradClip() / (norm + 1e-6)) : 1f;
     float lr = cfg.lrAt(step);
     updateFailed = true;
     optimizer.beginStep();
-    optimizer.update(store.all(), stepGrad, lr, cfg.beta1(), cfg.beta2(), cfg.eps(), cfg.weightDecay(), clip);
+    if (gradShard != null) {
+      optimizer.updateShard(gradShard, lr, cfg.beta1(), cfg.beta2(), cfg.eps(), cfg.weightDecay(), clip);
+    } else {
+      optimizer.update(store.all(), stepGrad, lr, cfg.beta1(), cfg.beta2(), cfg.eps(), cfg.weightDecay(), clip);
+    }
     reducer.afterUpdate(store);
     updateFailed = false;
     stepFailed = false;
@@ -295,7 +326,9 @@ public final class Trainer implements AutoCloseable {
       float loss = model.forward(b.inputs(), b.targets(), b.batch(), b.seq());
       if (!Float.isFinite(loss)) throw new NonFiniteException(step, "the loss", loss);
       model.backward(scale);
-      if (stepGrad == Role.GRAD_ACC) {
+      if (gradShard != null) {
+        reducer.accumulateShard(store, Role.GRAD, optimizer.shard(), gradShard, i == 0);
+      } else if (stepGrad == Role.GRAD_ACC) {
         if (i == 0) {
           store.flat(Role.GRAD_ACC).copyFrom(store.flat(Role.GRAD));
         } else {
@@ -342,6 +375,7 @@ public final class Trainer implements AutoCloseable {
     } finally {
       try {
         optimizer.close();
+        if (gradShard != null) gradShard.close();
       } finally {
         closeOffload();
       }

@@ -1,5 +1,6 @@
 package dev.athanor.dist;
 
+import dev.athanor.ops.Ops;
 import dev.athanor.runtime.Device;
 import dev.athanor.tensor.DType;
 import dev.athanor.tensor.Tensor;
@@ -26,7 +27,9 @@ public final class CollectivesMain {
         for (long n : SIZES) {
           checks += allReduce(c, dt, n);
           checks += reduceScatter(c, dt, n);
+          if (dt == DType.F32) checks += reduceScatterAccumulate(c, n);
           checks += allGather(c, dt, n);
+          checks += allGatherV(c, dt, n);
           checks += broadcast(c, dt, n);
           checks += sendRecv(c, dt, n);
         }
@@ -89,6 +92,43 @@ public final class CollectivesMain {
     return 1;
   }
 
+  /**
+   * Two rounds into one F32 accumulator: the first overwrites it ({@code (x_0 + x_1) + ...}), the second adds to it
+   * accumulator first ({@code ((acc + y_0) + y_1) + ...}), as ZeRO 2 folds micro-batch gradients.
+   */
+  private static int reduceScatterAccumulate(Communicator c, long n) {
+    long a = Communicator.partStart(n, c.rank(), c.size()), len = Communicator.partLength(n, c.rank(), c.size());
+    float[] want = new float[(int) len];
+    for (int q = 0; q < c.size(); q++) {
+      try (Tensor t = input(DType.F32, n, q, 6)) {
+        float[] x = t.toFloatArray();
+        for (int i = 0; i < len; i++) want[i] = q == 0 ? x[(int) a + i] : want[i] + x[(int) a + i];
+      }
+    }
+    for (int q = 0; q < c.size(); q++) {
+      try (Tensor t = input(DType.F32, n, q, 7)) {
+        float[] y = t.toFloatArray();
+        for (int i = 0; i < len; i++) want[i] += y[(int) a + i];
+      }
+    }
+    // in one piece (the default piece is 2^20 elements), then in pieces of 7 elements (the last ones short or empty)
+    for (String piece : new String[] {null, "7"}) {
+      if (piece == null) System.clearProperty(MpiCommunicator.FOLD_PIECE);
+      else System.setProperty(MpiCommunicator.FOLD_PIECE, piece);
+      try (Tensor acc = Tensor.fromFloats(new float[(int) len], DType.F32, Device.CPU, len);
+          Tensor x = input(DType.F32, n, c.rank(), 6); Tensor y = input(DType.F32, n, c.rank(), 7);
+          Tensor w = Tensor.fromFloats(want, DType.F32, Device.CPU, len)) {
+        Ops.fill(acc, Float.NaN);  // the first round must not read it
+        c.reduceScatterAccumulate(x, acc, true);
+        c.reduceScatterAccumulate(y, acc, false);
+        compare(c, "reduceScatterAccumulate, pieces of " + (piece == null ? "2^20" : piece), DType.F32, n, acc, w, a);
+      } finally {
+        System.clearProperty(MpiCommunicator.FOLD_PIECE);
+      }
+    }
+    return 2;
+  }
+
   private static int allGather(Communicator c, DType dt, long n) {
     long a = Communicator.partStart(n, c.rank(), c.size()), len = Communicator.partLength(n, c.rank(), c.size());
     try (Tensor out = Tensor.zeros(dt, Device.CPU, n); Tensor want = Tensor.zeros(dt, Device.CPU, n)) {
@@ -108,6 +148,45 @@ public final class CollectivesMain {
         part.copyFrom(from);
         c.allGather(part, inPlace);
         compare(c, "allGather in place", dt, n, inPlace, want, 0);
+      }
+    }
+    return 2;
+  }
+
+  /** Uneven counts that add up to {@code n}, some of them 0 for small {@code n}: the last rank takes the rest. */
+  static long[] unevenCounts(long n, int size) {
+    long[] counts = new long[size];
+    long rest = n;
+    for (int r = 0; r < size - 1; r++) {
+      counts[r] = Math.min(rest, n / (2 + r) + r % 2);
+      rest -= counts[r];
+    }
+    counts[size - 1] = rest;
+    return counts;
+  }
+
+  /** Rank q contributes the first counts[q] elements of its own input; then the same in place. */
+  private static int allGatherV(Communicator c, DType dt, long n) {
+    long[] counts = unevenCounts(n, c.size());
+    long a = 0;
+    for (int q = 0; q < c.rank(); q++) a += counts[q];
+    try (Tensor out = Tensor.zeros(dt, Device.CPU, n); Tensor want = Tensor.zeros(dt, Device.CPU, n)) {
+      long at = 0;
+      for (int q = 0; q < c.size(); q++) {
+        try (Tensor src = input(dt, n, q, 8); Tensor part = src.slice(0, 0, counts[q]); Tensor dst = want.slice(0, at, at + counts[q])) {
+          dst.copyFrom(part);
+        }
+        at += counts[q];
+      }
+      try (Tensor src = input(dt, n, c.rank(), 8); Tensor slice = src.slice(0, 0, counts[c.rank()]); Tensor mine = slice.copy()) {
+        c.allGatherV(mine, out, counts);
+      }
+      compare(c, "allGatherV " + Arrays.toString(counts), dt, n, out, want, 0);
+      try (Tensor inPlace = Tensor.zeros(dt, Device.CPU, n); Tensor src = input(dt, n, c.rank(), 8);
+          Tensor part = inPlace.slice(0, a, a + counts[c.rank()]); Tensor from = src.slice(0, 0, counts[c.rank()])) {
+        part.copyFrom(from);
+        c.allGatherV(part, inPlace, counts);
+        compare(c, "allGatherV in place", dt, n, inPlace, want, 0);
       }
     }
     return 2;
@@ -141,7 +220,7 @@ public final class CollectivesMain {
 
   /** Bit for bit in deterministic mode (and for I32, copies and gathers); within a relative tolerance for fast sums. */
   private static void compare(Communicator c, String op, DType dt, long n, Tensor got, Tensor want, long offset) {
-    boolean exact = c.mode() == ReduceMode.DETERMINISTIC || dt == DType.I32 || !op.startsWith("allReduce") && !op.startsWith("reduceScatter");
+    boolean exact = c.mode() == ReduceMode.DETERMINISTIC || dt == DType.I32 || !op.startsWith("allReduce") && !op.startsWith("reduceScatter");  // and reduceScatterAccumulate
     if (dt == DType.I32) {
       int[] g = got.toIntArray(), w = want.toIntArray();
       for (int i = 0; i < g.length; i++) if (g[i] != w[i]) fail(c, op, dt, n, offset + i, g[i], w[i]);

@@ -48,6 +48,15 @@ class CommunicatorTest {
       Tensor rs = Tensor.zeros(DType.F32, Device.CPU, 3);
       c.reduceScatter(Tensor.of(new float[] {4, 5, 6}, 3), rs);
       assertArrayEquals(new float[] {4, 5, 6}, rs.toFloatArray());
+      Tensor gv = Tensor.zeros(DType.F32, Device.CPU, 3);
+      c.allGatherV(t, gv, new long[] {3});
+      assertArrayEquals(new float[] {1, 2, 3}, gv.toFloatArray());
+      // accumulating: the first call overwrites (even NaN), later ones add
+      Tensor acc = Tensor.of(new float[] {Float.NaN, -0f, 0f}, 3);
+      c.reduceScatterAccumulate(Tensor.of(new float[] {1, -0f, -0f}, 3), acc, true);
+      assertEquals(Float.floatToRawIntBits(-0f), Float.floatToRawIntBits(acc.toFloatArray()[1]), "a copy keeps -0");
+      c.reduceScatterAccumulate(Tensor.of(new float[] {2, 3, 4}, 3), acc, false);
+      assertArrayEquals(new float[] {3, 3, 4}, acc.toFloatArray());
     }
   }
 
@@ -63,6 +72,12 @@ class CommunicatorTest {
       assertTrue(e.getMessage().contains("has 3 elements but rank 0's part of 4 elements"), e.getMessage());
       e = assertThrows(IllegalArgumentException.class, () -> c.allGather(t, Tensor.zeros(DType.BF16, Device.CPU, 3)));
       assertTrue(e.getMessage().contains("F32") && e.getMessage().contains("BF16"), e.getMessage());
+      e = assertThrows(IllegalArgumentException.class, () -> c.allGatherV(t, Tensor.zeros(DType.F32, Device.CPU, 4), new long[] {3}));
+      assertTrue(e.getMessage().contains("counts add up to 3 but out has 4 elements"), e.getMessage());
+      e = assertThrows(IllegalArgumentException.class, () -> c.allGatherV(t, Tensor.zeros(DType.F32, Device.CPU, 3), new long[] {3, 0}));
+      assertTrue(e.getMessage().contains("counts has 2 entries, need one per rank (1)"), e.getMessage());
+      e = assertThrows(IllegalArgumentException.class, () -> c.reduceScatterAccumulate(t, Tensor.zeros(DType.F32, Device.CPU, 2), false));
+      assertTrue(e.getMessage().contains("acc has 2 elements"), e.getMessage());
       Tensor strided = Tensor.zeros(DType.F32, Device.CPU, 2, 3).transpose(0, 1);
       e = assertThrows(IllegalArgumentException.class, () -> c.allReduceSum(strided));
       assertTrue(e.getMessage().contains("contiguous"), e.getMessage());

@@ -288,6 +288,53 @@ class MpiRunTest {
   }
 
   /**
+   * ZeRO 2 (gradients sharded, each micro-batch's gradient reduce-scattered and folded into its owner's shard): at
+   * accum 1 dp 2 × ZeRO 2 equals one process with --accum 2 (and so plain dp and ZeRO 1, which the tests above hold to
+   * the same reference) in every logged step and the final weights, also while saving a checkpoint at every step; at
+   * accum 2 it equals one process with --accum 4 (the fold order is the one process's); its step-3 checkpoint holds one
+   * process's bytes and resumes as one process, and one process's resumes under dp 2 × ZeRO 2.
+   */
+  @Test
+  void zeroTwoEqualsOneProcessAndItsCheckpointsResumeWithAnyLayout() throws Exception {
+    TrainFixture f = TrainFixture.create(tmp.resolve("z2-fixture"));
+    Path one = tmp.resolve("z2-one"), zero = tmp.resolve("z2-zero");
+    List<String> keepAll = List.of("--checkpoint-every", "1", "--keep", "10");
+    List<String> zeroFlags = List.of("--dp", "2", "--zero", "2", "--threads", "1");
+    trainHere(concat(trainArgs(f, one, "--accum", "2", "--checkpoint-dir", one.resolve("ck").toString()), keepAll));
+    Job j = mpirun(2, Main.class.getName(), concat(trainArgs(f, zero, "--checkpoint-dir", zero.resolve("ck").toString()), keepAll,
+        zeroFlags), 300);
+    assertEquals(0, j.exitCode(), j.output());
+    assertTrue(j.output().contains("ZeRO 2"), j.output());
+
+    List<String> reference = steps(one);
+    assertEquals(6, reference.size());
+    assertEquals(reference, steps(zero), "dp 2 × ZeRO 2 vs one process with --accum 2: every logged step");
+    Path model = Path.of("model", "model.safetensors");
+    assertEquals(-1, Files.mismatch(one.resolve(model), zero.resolve(model)), "final weights: dp 2 × ZeRO 2");
+    Path oneStep3 = one.resolve("ck/step-00000003"), zeroStep3 = zero.resolve("ck/step-00000003");
+    for (String file : List.of("rank-0-of-2.safetensors", "rank-1-of-2.safetensors", "manifest.json")) {
+      assertTrue(Files.isRegularFile(zeroStep3.resolve(file)), file + " of dp 2 × ZeRO 2's step-3 checkpoint (format 3)");
+    }
+
+    Path toOne = tmp.resolve("z2-resume-one");
+    trainHere(trainArgs(f, toOne, "--accum", "2", "--resume", zeroStep3.toString()));
+    assertEquals(reference.subList(3, 6), steps(toOne), "steps 3..5 resumed as one process from dp 2 × ZeRO 2's checkpoint");
+    assertEquals(-1, Files.mismatch(zero.resolve(model), toOne.resolve(model)), "final weights after resuming as one process");
+
+    Path toZero = tmp.resolve("z2-resume-zero");
+    trainMpi(concat(trainArgs(f, toZero, "--resume", oneStep3.toString()), zeroFlags));
+    assertEquals(reference.subList(3, 6), steps(toZero), "steps 3..5 resumed under dp 2 × ZeRO 2 from one process's checkpoint");
+    assertEquals(-1, Files.mismatch(one.resolve(model), toZero.resolve(model)), "final weights after resuming under ZeRO 2");
+
+    // accum 2 per rank: the shard accumulator folds (acc + g_{k,0}) + g_{k,1}, one process's order over 4 micro-batches
+    Path one4 = tmp.resolve("z2-one-accum4"), zero2 = tmp.resolve("z2-zero-accum2");
+    trainHere(trainArgs(f, one4, "--accum", "4"));
+    trainMpi(concat(trainArgs(f, zero2, "--accum", "2"), zeroFlags));
+    assertEquals(steps(one4), steps(zero2), "dp 2 × ZeRO 2 × accum 2 vs one process with --accum 4: every logged step");
+    assertEquals(-1, Files.mismatch(one4.resolve(model), zero2.resolve(model)), "final weights: dp 2 × ZeRO 2 × accum 2");
+  }
+
+  /**
    * SIGTERM to rank 1 of a dp 2 × ZeRO 1 run: every rank stops after the same step, and the final save (a collective:
    * the other rank sends its moments) writes a checkpoint of that step that verifies, without hanging.
    */

@@ -49,4 +49,16 @@ class ParallelFlagsTest {
     assertFalse(out.contains("not supported"), out);
     assertTrue(refused("--zero", "2").contains("--zero"));
   }
+
+  @Test
+  void zeroTwoAndThreeAreRefusedWhereTheyCannotRun() throws Exception {
+    String two = refused("--zero", "2");
+    assertTrue(two.contains("--zero 2 shards") && two.contains("with --dp 1 there is nothing to shard"), two);
+    String off = refused("--dp", "2", "--zero", "2", "--offload", "auto");
+    assertTrue(off.contains("--zero 2 with --offload is not supported yet"), off);
+    String three = refused("--dp", "2", "--zero", "3");
+    assertTrue(three.contains("--zero 3") && three.contains("not built yet"), three);
+    String four = refused("--dp", "2", "--zero", "4");
+    assertTrue(four.contains("--zero"), four);
+  }
 }

@@ -132,4 +132,34 @@ public class TrainerTest {
       NativeRuntime.setCpuThreads(before);
     }
   }
+
+  /**
+   * ZeRO 2's trainer path in one process (the shard is everything, the default reducer folds the micro-batch gradient
+   * into the shard accumulator): the same bits as the plain trainer with a whole GRAD_ACC, at accum 3; no GRAD_ACC is
+   * allocated.
+   */
+  @Test
+  void gradientShardEqualsTheWholeAccumulatorBitForBit(@TempDir Path tmp) {
+    Path data = shard(tmp);
+    TrainConfig tc = new TrainConfig(3, 2, 16, 3, 1e-2f, 1e-3f, 1, Schedule.COSINE, 0.1f, 0.9f, 0.95f, 1e-8f, 0.5f, true, 5);
+    String[] bits = new String[2];
+    for (int zero2 = 0; zero2 < 2; zero2++) {
+      StringBuilder b = new StringBuilder();
+      try (TokenDataset d = TokenDataset.open(data); Transformer m = Transformer.create(CFG, Device.CPU)) {
+        m.initialize(8);
+        try (Trainer t = zero2 == 1 ? new Trainer(m, tc, new DataLoader(d, 2, 16, true, 5), m.parameters().all(), true)
+            : new Trainer(m, tc, new DataLoader(d, 2, 16, true, 5))) {
+          assertEquals(zero2 == 1, t.gradientShard() != null);
+          assertEquals(zero2 == 0, m.parameters().has(Role.GRAD_ACC), "GRAD_ACC only without a gradient shard");
+          while (!t.done()) {
+            StepResult r = t.step();
+            b.append(Float.floatToIntBits(r.loss())).append('/').append(Float.floatToIntBits(r.gradNorm())).append(' ');
+          }
+        }
+        b.append(java.util.Arrays.toString(m.parameters().flat(Role.MASTER).toFloatArray()));
+      }
+      bits[zero2] = b.toString();
+    }
+    assertEquals(bits[0], bits[1]);
+  }
 }
