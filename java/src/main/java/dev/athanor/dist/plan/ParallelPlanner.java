@@ -26,7 +26,8 @@ import java.util.Objects;
  *       its work buffers, from the same sizes {@link Footprint} uses, and the receive buffers of the deterministic sums;
  *   <li><b>bytes sent per step</b> by the busiest rank: data parallel, a ring all-reduce of its gradient part, {@code
  *       2 (dp−1)/dp} of it, one more {@code (dp−1)/dp} with ZeRO 1 (Athanor all-reduces, then all-gathers the updated
- *       masters) and ZeRO 3 (weights gathered again); tensor parallel, per micro-batch and block 4 all-reduces
+ *       masters) and ZeRO 3 (weights gathered again); ZeRO 2 reduce-scatters each micro-batch ({@code (dp−1)/dp} each) and
+ *       all-gathers the masters once; tensor parallel, per micro-batch and block 4 all-reduces
  *       of {@code B × T × C} (6 with recomputation), each {@code 2 (tp−1)/tp} of it; pipeline, per micro-batch one
  *       activation forward and one gradient back;
  *   <li><b>time</b>: {@code 6 × parameters × tokens} FLOPs ({@code 8 ×} with recomputation) spread over the ranks at the
@@ -130,7 +131,7 @@ public final class ParallelPlanner {
 
   /** Why Athanor cannot run {@code l} today (null: it can). */
   public static String unsupported(Layout l) {
-    if (l.zero() > 1) return "ZeRO " + l.zero() + " is not built yet";
+    if (l.zero() > 2) return "ZeRO " + l.zero() + " is not built yet";
     if (l.zero() == 1 && l.dp() == 1) return "ZeRO 1 needs dp > 1";
     if (l.tp() > 1 && l.zero() > 0) return "ZeRO with tensor parallel is not built yet";
     if (l.pp() > 1) return "pipeline parallel is not built yet";
@@ -165,7 +166,8 @@ public final class ParallelPlanner {
       long p = stageParameters(c, st, l.tp());
       stageParamsMax = Math.max(stageParamsMax, p);
       long weights = 4 * p;
-      long grads = 4 * p * (mb > 1 ? 2 : 1) + (l.zero() >= 2 ? 4 * p / l.dp() : 0);  // zero 2: plus the reduced shard
+      // zero 2: each micro-batch's gradient and the step's sum of this rank's shard (no whole-size sum)
+      long grads = l.zero() >= 2 ? 4 * p + 4 * p / l.dp() : 4 * p * (mb > 1 ? 2 : 1);
       long moments = 8 * p / (l.zero() >= 1 ? l.dp() : 1);
       if (l.zero() >= 3) weights = 4 * p / l.dp() + 4 * maxUnit(c, l.tp());
       long inFlight = l.pp() > 1 ? Math.min(l.pp() - s, mb) : 1;
@@ -174,7 +176,9 @@ public final class ParallelPlanner {
       // the deterministic sums' receive buffer, kept per communicator: the gradient (at most 1 GiB per piece) over dp,
       // one activation (B, T, C) over tp
       // (plus one element per rank), and the step's micro-batch losses gathered over dp
-      long scratch = (l.dp() > 1 ? Math.min(4 * p, 1L << 30) + 4L * l.dp() + 4L * mb * (1 + l.dp()) : 0)
+      // (zero 2 folds in pieces of 2^20 elements per rank)
+      long dpScratch = l.zero() >= 2 ? Math.min(4 * p, 4L * l.dp() << 20) : Math.min(4 * p, 1L << 30);
+      long scratch = (l.dp() > 1 ? dpScratch + 4L * l.dp() + 4L * mb * (1 + l.dp()) : 0)
           + (l.tp() > 1 ? 4 * tokens * c.hidden() + 4L * l.tp() : 0);
       long total = weights + grads + moments + acts + buffers + scratch;
       if (total > best) {
@@ -197,7 +201,8 @@ public final class ParallelPlanner {
     if (l.dp() > 1) {
       // as Athanor runs them: zero 0 all-reduces the gradient (2 (dp-1)/dp of it); zero 1 also all-gathers the updated
       // masters (+1); zero 2 reduce-scatters and all-gathers (2); zero 3 gathers each unit's weights again (+1)
-      int passes = l.zero() == 1 || l.zero() == 3 ? 3 : 2;
+      // zero 2 reduce-scatters every micro-batch's gradient into the shard's sum
+      int passes = l.zero() == 2 ? mb + 1 : l.zero() == 1 || l.zero() == 3 ? 3 : 2;
       comm += (long) (passes * (l.dp() - 1.0) / l.dp() * 4 * stageParamsMax);
       messages += (long) passes * (l.dp() - 1);
     }
