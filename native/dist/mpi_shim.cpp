@@ -47,6 +47,9 @@ bool mpi_failed(JNIEnv* env, int rc, const char* call, const char* file, int lin
 
 void* ptr(jlong v) { return reinterpret_cast<void*>(static_cast<intptr_t>(v)); }
 
+// Communicators cross JNI as their Fortran handles (MPI_Comm_c2f), ints that every MPI implementation defines.
+MPI_Comm comm_of(jint handle) { return MPI_Comm_f2c(static_cast<MPI_Fint>(handle)); }
+
 // Copies a Java int[] (counts or displacements, one per rank).
 bool ints(JNIEnv* env, jintArray a, std::vector<int>& out) {
   if (a == nullptr) {
@@ -99,16 +102,34 @@ void finalize0(JNIEnv* env, jclass) {
 
 void abort0(JNIEnv*, jclass, jint code) { MPI_Abort(MPI_COMM_WORLD, code); }
 
-jint rank0(JNIEnv* env, jclass) {
+jint worldHandle0(JNIEnv*, jclass) { return static_cast<jint>(MPI_Comm_c2f(MPI_COMM_WORLD)); }
+
+jint rank0(JNIEnv* env, jclass, jint comm) {
   int r = -1;
-  if (MPI_CHECK(env, MPI_Comm_rank(MPI_COMM_WORLD, &r))) return -1;
+  if (MPI_CHECK(env, MPI_Comm_rank(comm_of(comm), &r))) return -1;
   return r;
 }
 
-jint size0(JNIEnv* env, jclass) {
+jint size0(JNIEnv* env, jclass, jint comm) {
   int s = -1;
-  if (MPI_CHECK(env, MPI_Comm_size(MPI_COMM_WORLD, &s))) return -1;
+  if (MPI_CHECK(env, MPI_Comm_size(comm_of(comm), &s))) return -1;
   return s;
+}
+
+// MPI_Comm_split of `comm` (collective over it); the child gets MPI_ERRORS_RETURN. Returns the child's handle.
+jint split0(JNIEnv* env, jclass, jint comm, jint color, jint key) {
+  MPI_Comm child = MPI_COMM_NULL;
+  if (MPI_CHECK(env, MPI_Comm_split(comm_of(comm), color, key, &child))) return 0;
+  if (MPI_CHECK(env, MPI_Comm_set_errhandler(child, MPI_ERRORS_RETURN))) {
+    MPI_Comm_free(&child);
+    return 0;
+  }
+  return static_cast<jint>(MPI_Comm_c2f(child));
+}
+
+void free0(JNIEnv* env, jclass, jint comm) {
+  MPI_Comm c = comm_of(comm);
+  MPI_CHECK(env, MPI_Comm_free(&c));
 }
 
 jstring libraryVersion0(JNIEnv* env, jclass) {
@@ -124,37 +145,37 @@ jstring libraryVersion0(JNIEnv* env, jclass) {
   return env->NewStringUTF(v);
 }
 
-void barrier0(JNIEnv* env, jclass) { MPI_CHECK(env, MPI_Barrier(MPI_COMM_WORLD)); }
+void barrier0(JNIEnv* env, jclass, jint comm) { MPI_CHECK(env, MPI_Barrier(comm_of(comm))); }
 
-void allgatherv0(JNIEnv* env, jclass, jlong send, jint sendBytes, jlong recv, jintArray counts, jintArray displs) {
+void allgatherv0(JNIEnv* env, jclass, jint comm, jlong send, jint sendBytes, jlong recv, jintArray counts, jintArray displs) {
   std::vector<int> c, d;
   if (!ints(env, counts, c) || !ints(env, displs, d)) return;
   // send == 0: MPI_IN_PLACE, this rank's part is already at its place in recv
   const void* s = send == 0 ? MPI_IN_PLACE : ptr(send);
-  MPI_CHECK(env, MPI_Allgatherv(s, sendBytes, MPI_BYTE, ptr(recv), c.data(), d.data(), MPI_BYTE, MPI_COMM_WORLD));
+  MPI_CHECK(env, MPI_Allgatherv(s, sendBytes, MPI_BYTE, ptr(recv), c.data(), d.data(), MPI_BYTE, comm_of(comm)));
 }
 
-void alltoallv0(JNIEnv* env, jclass, jlong send, jintArray sendCounts, jintArray sendDispls, jlong recv,
+void alltoallv0(JNIEnv* env, jclass, jint comm, jlong send, jintArray sendCounts, jintArray sendDispls, jlong recv,
                 jintArray recvCounts, jintArray recvDispls) {
   std::vector<int> sc, sd, rc, rd;
   if (!ints(env, sendCounts, sc) || !ints(env, sendDispls, sd) || !ints(env, recvCounts, rc) || !ints(env, recvDispls, rd)) {
     return;
   }
   MPI_CHECK(env, MPI_Alltoallv(ptr(send), sc.data(), sd.data(), MPI_BYTE, ptr(recv), rc.data(), rd.data(), MPI_BYTE,
-                               MPI_COMM_WORLD));
+                               comm_of(comm)));
 }
 
-void bcast0(JNIEnv* env, jclass, jlong addr, jint bytes, jint root) {
-  MPI_CHECK(env, MPI_Bcast(ptr(addr), bytes, MPI_BYTE, root, MPI_COMM_WORLD));
+void bcast0(JNIEnv* env, jclass, jint comm, jlong addr, jint bytes, jint root) {
+  MPI_CHECK(env, MPI_Bcast(ptr(addr), bytes, MPI_BYTE, root, comm_of(comm)));
 }
 
-void send0(JNIEnv* env, jclass, jlong addr, jint bytes, jint dest, jint tag) {
-  MPI_CHECK(env, MPI_Send(ptr(addr), bytes, MPI_BYTE, dest, tag, MPI_COMM_WORLD));
+void send0(JNIEnv* env, jclass, jint comm, jlong addr, jint bytes, jint dest, jint tag) {
+  MPI_CHECK(env, MPI_Send(ptr(addr), bytes, MPI_BYTE, dest, tag, comm_of(comm)));
 }
 
-void recv0(JNIEnv* env, jclass, jlong addr, jint bytes, jint src, jint tag) {
+void recv0(JNIEnv* env, jclass, jint comm, jlong addr, jint bytes, jint src, jint tag) {
   MPI_Status st;
-  if (MPI_CHECK(env, MPI_Recv(ptr(addr), bytes, MPI_BYTE, src, tag, MPI_COMM_WORLD, &st))) return;
+  if (MPI_CHECK(env, MPI_Recv(ptr(addr), bytes, MPI_BYTE, src, tag, comm_of(comm), &st))) return;
   int got = 0;
   if (MPI_CHECK(env, MPI_Get_count(&st, MPI_BYTE, &got))) return;
   if (got != bytes) {
@@ -180,16 +201,16 @@ bool mpi_type(JNIEnv* env, jint dtype, MPI_Datatype* t) {
   return true;
 }
 
-void allreduceSum0(JNIEnv* env, jclass, jlong addr, jint count, jint dtype) {
+void allreduceSum0(JNIEnv* env, jclass, jint comm, jlong addr, jint count, jint dtype) {
   MPI_Datatype t;
   if (!mpi_type(env, dtype, &t)) return;
-  MPI_CHECK(env, MPI_Allreduce(MPI_IN_PLACE, ptr(addr), count, t, MPI_SUM, MPI_COMM_WORLD));
+  MPI_CHECK(env, MPI_Allreduce(MPI_IN_PLACE, ptr(addr), count, t, MPI_SUM, comm_of(comm)));
 }
 
-void reduceScatterSum0(JNIEnv* env, jclass, jlong send, jlong recv, jint countPerRank, jint dtype) {
+void reduceScatterSum0(JNIEnv* env, jclass, jint comm, jlong send, jlong recv, jint countPerRank, jint dtype) {
   MPI_Datatype t;
   if (!mpi_type(env, dtype, &t)) return;
-  MPI_CHECK(env, MPI_Reduce_scatter_block(ptr(send), ptr(recv), countPerRank, t, MPI_SUM, MPI_COMM_WORLD));
+  MPI_CHECK(env, MPI_Reduce_scatter_block(ptr(send), ptr(recv), countPerRank, t, MPI_SUM, comm_of(comm)));
 }
 
 const JNINativeMethod kMethods[] = {
@@ -197,17 +218,20 @@ const JNINativeMethod kMethods[] = {
     {const_cast<char*>("init0"), const_cast<char*>("()V"), reinterpret_cast<void*>(init0)},
     {const_cast<char*>("finalize0"), const_cast<char*>("()V"), reinterpret_cast<void*>(finalize0)},
     {const_cast<char*>("abort0"), const_cast<char*>("(I)V"), reinterpret_cast<void*>(abort0)},
-    {const_cast<char*>("rank0"), const_cast<char*>("()I"), reinterpret_cast<void*>(rank0)},
-    {const_cast<char*>("size0"), const_cast<char*>("()I"), reinterpret_cast<void*>(size0)},
+    {const_cast<char*>("worldHandle0"), const_cast<char*>("()I"), reinterpret_cast<void*>(worldHandle0)},
+    {const_cast<char*>("split0"), const_cast<char*>("(III)I"), reinterpret_cast<void*>(split0)},
+    {const_cast<char*>("free0"), const_cast<char*>("(I)V"), reinterpret_cast<void*>(free0)},
+    {const_cast<char*>("rank0"), const_cast<char*>("(I)I"), reinterpret_cast<void*>(rank0)},
+    {const_cast<char*>("size0"), const_cast<char*>("(I)I"), reinterpret_cast<void*>(size0)},
     {const_cast<char*>("libraryVersion0"), const_cast<char*>("()Ljava/lang/String;"), reinterpret_cast<void*>(libraryVersion0)},
-    {const_cast<char*>("barrier0"), const_cast<char*>("()V"), reinterpret_cast<void*>(barrier0)},
-    {const_cast<char*>("allgatherv0"), const_cast<char*>("(JIJ[I[I)V"), reinterpret_cast<void*>(allgatherv0)},
-    {const_cast<char*>("alltoallv0"), const_cast<char*>("(J[I[IJ[I[I)V"), reinterpret_cast<void*>(alltoallv0)},
-    {const_cast<char*>("bcast0"), const_cast<char*>("(JII)V"), reinterpret_cast<void*>(bcast0)},
-    {const_cast<char*>("send0"), const_cast<char*>("(JIII)V"), reinterpret_cast<void*>(send0)},
-    {const_cast<char*>("recv0"), const_cast<char*>("(JIII)V"), reinterpret_cast<void*>(recv0)},
-    {const_cast<char*>("allreduceSum0"), const_cast<char*>("(JII)V"), reinterpret_cast<void*>(allreduceSum0)},
-    {const_cast<char*>("reduceScatterSum0"), const_cast<char*>("(JJII)V"), reinterpret_cast<void*>(reduceScatterSum0)},
+    {const_cast<char*>("barrier0"), const_cast<char*>("(I)V"), reinterpret_cast<void*>(barrier0)},
+    {const_cast<char*>("allgatherv0"), const_cast<char*>("(IJIJ[I[I)V"), reinterpret_cast<void*>(allgatherv0)},
+    {const_cast<char*>("alltoallv0"), const_cast<char*>("(IJ[I[IJ[I[I)V"), reinterpret_cast<void*>(alltoallv0)},
+    {const_cast<char*>("bcast0"), const_cast<char*>("(IJII)V"), reinterpret_cast<void*>(bcast0)},
+    {const_cast<char*>("send0"), const_cast<char*>("(IJIII)V"), reinterpret_cast<void*>(send0)},
+    {const_cast<char*>("recv0"), const_cast<char*>("(IJIII)V"), reinterpret_cast<void*>(recv0)},
+    {const_cast<char*>("allreduceSum0"), const_cast<char*>("(IJII)V"), reinterpret_cast<void*>(allreduceSum0)},
+    {const_cast<char*>("reduceScatterSum0"), const_cast<char*>("(IJJII)V"), reinterpret_cast<void*>(reduceScatterSum0)},
 };
 
 }  // namespace

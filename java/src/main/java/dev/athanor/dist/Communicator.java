@@ -63,7 +63,15 @@ public interface Communicator extends AutoCloseable {
    */
   void abort(int code);
 
-  /** Ends this process's part in the run (MPI_Finalize, collective); idempotent. */
+  /**
+   * A group of the processes of this communicator with the same {@code color} ({@code >= 0}), ranked by {@code key}
+   * (ties by rank here), as MPI_Comm_split: a collective over this communicator, every rank calling it. The group has
+   * this communicator's reduce mode; close it (a collective over the group) when done; closing this communicator closes
+   * the groups split from it that are still open first.
+   */
+  Communicator split(int color, int key);
+
+  /** Ends this process's part in the run (MPI_Finalize, collective), or frees a group ({@link #split}); idempotent. */
   @Override
   void close();
 

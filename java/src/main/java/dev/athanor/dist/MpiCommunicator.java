@@ -8,7 +8,7 @@ import java.util.List;
 import java.util.Locale;
 
 /**
- * MPI_COMM_WORLD through the shim (see {@link MpiNative}). MPI counts are ints, so transfers are cut into pieces of at
+ * MPI_COMM_WORLD, or a group split from it ({@link #split}), through the shim (see {@link MpiNative}). MPI counts are ints, so transfers are cut into pieces of at
  * most {@value #MAX_BYTES} bytes; {@link #reduceScatter} and {@link #allGather} take at most 2 GiB per call (their
  * displacements are ints too).
  *
@@ -24,14 +24,19 @@ final class MpiCommunicator implements Communicator {
   private static MpiCommunicator opened;  // guarded by MpiCommunicator.class: MPI starts once per process
 
   private final ReduceMode mode;
+  private final int handle;  // the MPI communicator's Fortran handle
+  private final MpiCommunicator parent;  // null for MPI_COMM_WORLD
+  private final List<MpiCommunicator> children = new ArrayList<>();  // guarded by this: freed before finalize
   private final int rank;
   private final int size;
   private final String library;
   private boolean closed;  // guarded by this
   private Tensor scratch;  // guarded by this: receive buffer of deterministic sums, kept between calls (grown as needed)
 
-  private MpiCommunicator(ReduceMode mode, int rank, int size, String library) {
+  private MpiCommunicator(ReduceMode mode, int handle, MpiCommunicator parent, int rank, int size, String library) {
     this.mode = mode;
+    this.handle = handle;
+    this.parent = parent;
     this.rank = rank;
     this.size = size;
     this.library = library;
@@ -45,7 +50,9 @@ final class MpiCommunicator implements Communicator {
     }
     MpiLibrary.load();
     MpiNative.init0();
-    MpiCommunicator c = new MpiCommunicator(mode, MpiNative.rank0(), MpiNative.size0(), MpiNative.libraryVersion0());
+    int world = MpiNative.worldHandle0();
+    MpiCommunicator c = new MpiCommunicator(mode, world, null, MpiNative.rank0(world), MpiNative.size0(world),
+        MpiNative.libraryVersion0());
     opened = c;
     return c;
   }
@@ -67,7 +74,7 @@ final class MpiCommunicator implements Communicator {
 
   @Override
   public String describe() {
-    return "MPI (" + library.strip() + "), rank " + rank + " of " + size + ", " + mode.name().toLowerCase(Locale.ROOT);
+    return "MPI (" + library.strip() + ")" + (parent == null ? "" : " group") + ", rank " + rank + " of " + size + ", " + mode.name().toLowerCase(Locale.ROOT);
   }
 
   private void checkOpen() {
@@ -87,7 +94,7 @@ final class MpiCommunicator implements Communicator {
     long n = t.numel();
     long piece = MAX_BYTES / es;
     if (mode == ReduceMode.FAST && mpiSums(t.dtype())) {
-      for (long b = 0; b < n; b += piece) MpiNative.allreduceSum0(t.address() + b * es, (int) Math.min(piece, n - b), t.dtype().code());
+      for (long b = 0; b < n; b += piece) MpiNative.allreduceSum0(handle, t.address() + b * es, (int) Math.min(piece, n - b), t.dtype().code());
       return;
     }
     try (Tensor flat = t.view(n); Tensor scratch = scratch(t.dtype(), Math.min(n, piece) + size)) {
@@ -98,7 +105,7 @@ final class MpiCommunicator implements Communicator {
             Tensor part = block.slice(0, mine, mine + Communicator.partLength(len, rank, size))) {
           reduceScatterDeterministic(block, part, scratch);
           int[][] cd = countsAndDispls(len, es);
-          MpiNative.allgatherv0(0, cd[0][rank], block.address(), cd[0], cd[1]);
+          MpiNative.allgatherv0(handle, 0, cd[0][rank], block.address(), cd[0], cd[1]);
         }
       }
     }
@@ -144,7 +151,7 @@ final class MpiCommunicator implements Communicator {
       recvCounts[r] = Math.toIntExact(myLen * es);
       recvDispls[r] = Math.toIntExact(r * myLen * es);
     }
-    MpiNative.alltoallv0(in.address(), send[0], send[1], scratch.address(), recvCounts, recvDispls);
+    MpiNative.alltoallv0(handle, in.address(), send[0], send[1], scratch.address(), recvCounts, recvDispls);
     List<Tensor> parts = new ArrayList<>(size);
     try {
       for (int r = 0; r < size; r++) parts.add(scratch.slice(0, r * myLen, (r + 1) * myLen));
@@ -169,7 +176,7 @@ final class MpiCommunicator implements Communicator {
     long n = in.numel();
     if (n == 0) return;
     if (mode == ReduceMode.FAST && mpiSums(in.dtype()) && n % size == 0) {
-      MpiNative.reduceScatterSum0(in.address(), out.address(), Math.toIntExact(n / size), in.dtype().code());
+      MpiNative.reduceScatterSum0(handle, in.address(), out.address(), Math.toIntExact(n / size), in.dtype().code());
       return;
     }
     try (Tensor inFlat = in.view(n); Tensor outFlat = out.view(out.numel());
@@ -186,7 +193,7 @@ final class MpiCommunicator implements Communicator {
     int es = out.dtype().byteSize();
     int[][] cd = countsAndDispls(out.numel(), es);
     boolean inPlace = in.address() == out.address() + cd[1][rank];
-    MpiNative.allgatherv0(inPlace ? 0 : in.address(), cd[0][rank], out.address(), cd[0], cd[1]);
+    MpiNative.allgatherv0(handle, inPlace ? 0 : in.address(), cd[0][rank], out.address(), cd[0], cd[1]);
   }
 
   /** One MPI call on a piece of a buffer. */
@@ -209,7 +216,7 @@ final class MpiCommunicator implements Communicator {
     Checks.host("broadcast", "t", t);
     Checks.root("broadcast", root, size);
     checkOpen();
-    inPieces(t, (a, n) -> MpiNative.bcast0(a, n, root));
+    inPieces(t, (a, n) -> MpiNative.bcast0(handle, a, n, root));
   }
 
   @Override
@@ -217,7 +224,7 @@ final class MpiCommunicator implements Communicator {
     Checks.host("send", "t", t);
     Checks.peer("send", "destination", dest, rank, size);
     checkOpen();
-    inPieces(t, (a, n) -> MpiNative.send0(a, n, dest, 0));
+    inPieces(t, (a, n) -> MpiNative.send0(handle, a, n, dest, 0));
   }
 
   @Override
@@ -225,13 +232,13 @@ final class MpiCommunicator implements Communicator {
     Checks.host("recv", "t", t);
     Checks.peer("recv", "source", src, rank, size);
     checkOpen();
-    inPieces(t, (a, n) -> MpiNative.recv0(a, n, src, 0));
+    inPieces(t, (a, n) -> MpiNative.recv0(handle, a, n, src, 0));
   }
 
   @Override
   public synchronized void barrier() {
     checkOpen();
-    MpiNative.barrier0();
+    MpiNative.barrier0(handle);
   }
 
   @Override
@@ -240,11 +247,44 @@ final class MpiCommunicator implements Communicator {
   }
 
   @Override
-  public synchronized void close() {
-    if (closed) return;
-    closed = true;
-    if (scratch != null) scratch.close();
-    scratch = null;
-    MpiNative.finalize0();
+  public Communicator split(int color, int key) {
+    if (color < 0) throw new IllegalArgumentException("split: color " + color + " must be >= 0");
+    MpiCommunicator child;
+    synchronized (this) {
+      checkOpen();
+      int h = MpiNative.split0(handle, color, key);
+      child = new MpiCommunicator(mode, h, this, MpiNative.rank0(h), MpiNative.size0(h), library);
+      children.add(child);
+    }
+    return child;
+  }
+
+  /**
+   * A group ({@link #split}): MPI_Comm_free (collective over the group). The world: frees the groups still open, then
+   * MPI_Finalize. Idempotent.
+   */
+  @Override
+  public void close() {
+    List<MpiCommunicator> open;
+    synchronized (this) {
+      if (closed) return;
+      open = new ArrayList<>(children);
+    }
+    for (MpiCommunicator c : open) c.close();  // outside this lock: a child's close takes the parent's to unregister
+    synchronized (this) {
+      closed = true;
+      if (scratch != null) scratch.close();
+      scratch = null;
+      if (parent == null) {
+        MpiNative.finalize0();
+      } else {
+        MpiNative.free0(handle);
+      }
+    }
+    if (parent != null) {
+      synchronized (parent) {
+        parent.children.remove(this);
+      }
+    }
   }
 }

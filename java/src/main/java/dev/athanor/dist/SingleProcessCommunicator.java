@@ -77,6 +77,13 @@ final class SingleProcessCommunicator implements Communicator {
   @Override
   public void abort(int code) {}
 
+  /** The group of one: this process again (closing it does nothing). */
+  @Override
+  public Communicator split(int color, int key) {
+    if (color < 0) throw new IllegalArgumentException("split: color " + color + " must be >= 0");
+    return new SingleProcessCommunicator(mode);
+  }
+
   @Override
   public void close() {}
 }

@@ -104,6 +104,13 @@ class MpiRunTest {
   }
 
   @Test
+  void gridGroupsOnFourRanks() throws Exception {
+    Job j = mpirun(4, GroupsMain.class.getName(), List.of(), 180);
+    assertEquals(0, j.exitCode(), j.output());
+    for (int r = 0; r < 4; r++) assertTrue(j.output().contains("rank " + r + " of 4: 20 group checks passed"), j.output());
+  }
+
+  @Test
   void collectivesTwoRanksFast() throws Exception {
     collectives(2, "fast");
   }
