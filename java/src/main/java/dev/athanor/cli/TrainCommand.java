@@ -3,6 +3,9 @@ package dev.athanor.cli;
 import dev.athanor.cli.Options.Range;
 import dev.athanor.dist.Communicator;
 import dev.athanor.dist.DataParallel;
+import dev.athanor.dist.ParallelGrid;
+import dev.athanor.dist.pipeline.PipelineLayout;
+import dev.athanor.dist.pipeline.PipelineStage;
 import dev.athanor.io.FileProblems;
 import dev.athanor.io.data.DataLoader;
 import dev.athanor.io.data.TextCorpus;
@@ -10,6 +13,7 @@ import dev.athanor.io.data.TokenDataset;
 import dev.athanor.io.hf.HfModelDir;
 import dev.athanor.io.tokenizer.Tokenizer;
 import dev.athanor.nn.ModelConfig;
+import dev.athanor.nn.Stage;
 import dev.athanor.memory.MemoryManager;
 import dev.athanor.nn.Transformer;
 import dev.athanor.offload.OffloadConfig;
@@ -93,7 +97,7 @@ final class TrainCommand implements Callable<Integer> {
   @ArgGroup(exclusive = false, validate = false, heading = "%nOffload (CPU only: weights, gradients and AdamW state on DISK):%n", order = 6)
   Options.OffloadOptions offload = new Options.OffloadOptions();
 
-  @ArgGroup(exclusive = false, validate = false, heading = "%nData parallel (CPU, over MPI):%n", order = 7)
+  @ArgGroup(exclusive = false, validate = false, heading = "%nData and pipeline parallel (CPU, over MPI):%n", order = 7)
   ParallelOptions parallel = new ParallelOptions();
 
   /** The run's communicator with --dp > 1 (rank 0 alone prints and writes), else null. */
@@ -281,7 +285,8 @@ final class TrainCommand implements Callable<Integer> {
     int seq = opt.seq != null ? opt.seq : Math.min(256, mc.maxSeqLen());
     TrainConfig d = TrainConfig.defaults(opt.steps, opt.batch, seq);
     float minLr = opt.minLr != null ? opt.minLr : opt.lr == d.lr() ? d.minLr() : opt.lr / 10;
-    return new TrainConfig(opt.steps, opt.batch, seq, opt.accum, opt.lr, minLr,
+    int accum = parallel.pp > 1 ? parallel.micro() : opt.accum;  // under --pp the micro-batches are the accumulation
+    return new TrainConfig(opt.steps, opt.batch, seq, accum, opt.lr, minLr,
         opt.warmup != null ? opt.warmup : d.warmup(), opt.schedule, opt.weightDecay, opt.beta1, opt.beta2, opt.eps,
         opt.gradClip, opt.shuffle, opt.seed);
   }
@@ -289,7 +294,8 @@ final class TrainCommand implements Callable<Integer> {
   Result run(PrintStream out) {
     checkBeforeWork();
     Device device = runtime.apply();
-    comm = parallel.start(spec, device, !offload.off());
+    comm = parallel.start(spec, device, !offload.off(), opt.accum,
+        ckpt.dir != null || ckpt.resume != null || ckpt.every != null);
     Result r = run(out, device);
     if (comm != null) comm.close();  // MPI_Finalize: every rank gets here (a failing rank aborts them all instead)
     return r;
@@ -321,6 +327,14 @@ final class TrainCommand implements Callable<Integer> {
       throw Options.usage(spec, "--seq " + tc.seq() + " exceeds the model's context of " + mc.maxSeqLen() + " tokens; give --seq "
           + mc.maxSeqLen() + " or less" + (resume == null && modelDir == null ? " (or a longer --context)" : ""));
     }
+    PipelineLayout pipeline = null;
+    if (parallel.pp > 1) {
+      if (parallel.pp > mc.layers()) {
+        throw Options.usage(spec, "--pp " + parallel.pp + " exceeds the model's " + mc.layers() + " blocks (each stage needs at "
+            + "least one); give --pp " + mc.layers() + " or less");
+      }
+      pipeline = new PipelineLayout(mc, parallel.pp);
+    }
     OffloadPlanner.Job job = new OffloadPlanner.Job(mc, device, tc, opt.recompute, modelDir != null && resume == null,
         ckptDir != null);
     OffloadPlan plan = offloadPlan(spec, offload, job);
@@ -333,7 +347,13 @@ final class TrainCommand implements Callable<Integer> {
         : resume != null ? "; the checkpoints in " + ckptDir + " are as they were" : ""));
     out.printf("athanor train: %s model, %d layers, hidden %d, %d heads, vocab %d, %.1fM parameters, on %s%n",
         mc.family().hfModelType(), mc.layers(), mc.hidden(), mc.heads(), mc.vocabSize(), mc.parameterCount() / 1e6, device);
-    if (comm != null) {
+    ParallelGrid.Groups groups = pipeline != null ? parallel.grid().split(comm) : null;
+    if (pipeline != null) {
+      out.printf("pipeline parallel: %d stages (%s), 1F1B over %d micro-batches, bubble (pp-1)/(M+pp-1) = %.3f; %s; global "
+          + "batch %d x %d x %d = %d sequences per step%n", parallel.pp, stagesText(pipeline), tc.accum(),
+          pipeline.bubble(tc.accum()), comm.describe(), tc.batch(), tc.accum(), parallel.dp,
+          (long) tc.batch() * tc.accum() * parallel.dp);
+    } else if (comm != null) {
       out.printf("data parallel: %s%s; global batch %d x %d x %d = %d sequences per step%n", comm.describe(),
           parallel.zero == 1 ? ", ZeRO 1 (AdamW's moments sharded)" : "", tc.batch(),
           tc.accum(), comm.size(), (long) tc.batch() * tc.accum() * comm.size());
@@ -343,14 +363,15 @@ final class TrainCommand implements Callable<Integer> {
     // weights on DISK: the model is built without them and they go to their files tensor by tensor, so a model larger
     // than memory never holds them all
     boolean weightsOnDisk = offloadConfig.onDisk(Role.MASTER);
-    try (Transformer model = weightsOnDisk ? Transformer.withoutWeights(mc, device)
+    try (Transformer model = pipeline != null ? stageModel(mc, device, pipeline.stage(groups.at().pp()), modelDir)
+            : weightsOnDisk ? Transformer.withoutWeights(mc, device)
             : modelDir != null && resume == null ? Models.load(modelDir, device) : Transformer.create(mc, device);
         OffloadedWeights weights = weightsOnDisk
             ? OffloadedWeights.attach(model, offloadConfig.resolvedDirectory(), offloadConfig.prefetch(),
                 offloadConfig.residentWeights()) : null) {
       if (weightsOnDisk && modelDir != null && resume == null) {
         HfModelDir.loadInto(modelDir, model);  // one tensor at a time
-      } else if (modelDir == null && resume == null) {
+      } else if (modelDir == null && resume == null && pipeline == null) {
         model.initialize(tc.seed());
       }
       model.setRecompute(opt.recompute || plan != null && plan.recompute());  // the planner may choose it
@@ -380,7 +401,7 @@ final class TrainCommand implements Callable<Integer> {
               + (resume == null ? "none" : resume.directory()) + ")", resume == null ? -1 : resume.step());
         }
         out.printf("data: %s tokens from %s; %d steps x %d tokens (batch %d, seq %d, accum %d), lr %s %s, warmup %d%n",
-            Counts.format(dataset.size()), data, tc.steps(), tc.tokensPerStep() * (comm == null ? 1 : comm.size()), tc.batch(),
+            Counts.format(dataset.size()), data, tc.steps(), tc.tokensPerStep() * (comm == null ? 1 : parallel.dp), tc.batch(),
             tc.seq(), tc.accum(),
             tc.lr(), tc.schedule().name().toLowerCase(Locale.ROOT), tc.warmup());
         DataLoader loader = new DataLoader(dataset, tc.batch(), tc.seq(), tc.shuffle(), tc.seed());
@@ -392,30 +413,67 @@ final class TrainCommand implements Callable<Integer> {
           CheckpointManager.delete(o);
           err.println("athanor train: --overwrite-checkpoints: deleted the checkpoints of " + o.describe() + " from " + ckptDir);
         }
+        PipelineStage stage = pipeline != null ? new PipelineStage(groups.pp(), pipeline, model) : null;
         List<StepResult> results = trainLoop(model, tc, loader, primary ? log : null, ck, offloadConfig, weights, out, comm,
-            parallel.zero == 1);
-        if (!primary) {
-          StepResult first = results.get(0), last = results.get(results.size() - 1);
-          return new Result(null, null, null, null, first.loss(), last.loss(), meanTokensPerSecond(results), results.size());
+            parallel.zero == 1, stage);
+        try (Transformer whole = stage != null ? stage.gatherWhole() : null) {
+          if (!primary) {
+            StepResult first = results.get(0), last = results.get(results.size() - 1);
+            return new Result(null, null, null, null, first.loss(), last.loss(), meanTokensPerSecond(results), results.size());
+          }
+          return finish(out, whole != null ? whole : model, tc, device, dataset, log, outDir, ck, results, args, saveDtype);
         }
-        Termination.phase("saving the trained model to " + outDir + ": it may be incomplete there" + (ck == null ? ""
-            : "; the checkpoints in " + ck.dir() + " are complete (the last one holds the final step)"));
-        Files.createDirectories(outDir);
-        HfModelDir.save(outDir, model.config(), model.weights(), saveDtype);
-        Models.copyTokenizerFiles(modelDir, outDir);
-        Termination.phase(null);  // the model is complete: charts and the report are no loss
-        RunOutputs written = RunOutputs.write(log, results, model.config(), tc, device, data, dataset.size(), outDir, args,
-            ck == null ? List.of() : ck.events(), System.err);
-        StepResult first = results.get(0), last = results.get(results.size() - 1);
-        double tps = meanTokensPerSecond(results);
-        out.printf("loss %.4f -> %.4f over %d steps, %s tokens/s; model saved to %s, log %s%s%n", first.loss(), last.loss(),
-            results.size(), Counts.rate(tps), outDir, log,
-            written.report() != null ? ", report " + written.report() : "");
-        return new Result(outDir, log, written.lossPlot(), written.report(), first.loss(), last.loss(), tps, results.size());
       }
     } catch (IOException e) {
       throw new UncheckedIOException(FileProblems.describe(e), e);
     }
+  }
+
+  /** Rank 0's end of a run: the model saved with its tokenizer, the charts and the report. */
+  private Result finish(PrintStream out, Transformer model, TrainConfig tc, Device device, TokenDataset dataset, Path log,
+      Path outDir, Checkpointing ck, List<StepResult> results, List<String> args, DType saveDtype) throws IOException {
+    Termination.phase("saving the trained model to " + outDir + ": it may be incomplete there" + (ck == null ? ""
+        : "; the checkpoints in " + ck.dir() + " are complete (the last one holds the final step)"));
+    Files.createDirectories(outDir);
+    HfModelDir.save(outDir, model.config(), model.weights(), saveDtype);
+    Models.copyTokenizerFiles(this.model.model, outDir);
+    Termination.phase(null);  // the model is complete: charts and the report are no loss
+    RunOutputs written = RunOutputs.write(log, results, model.config(), tc, device, data, dataset.size(), outDir, args,
+        ck == null ? List.of() : ck.events(), System.err);
+    StepResult first = results.get(0), last = results.get(results.size() - 1);
+    double tps = meanTokensPerSecond(results);
+    out.printf("loss %.4f -> %.4f over %d steps, %s tokens/s; model saved to %s, log %s%s%n", first.loss(), last.loss(),
+        results.size(), Counts.rate(tps), outDir, log,
+        written.report() != null ? ", report " + written.report() : "");
+    return new Result(outDir, log, written.lossPlot(), written.report(), first.loss(), last.loss(), tps, results.size());
+  }
+
+  /** Stage {@code stage} of the model: initialized as the whole model would be, or its part of {@code modelDir}'s weights. */
+  private Transformer stageModel(ModelConfig mc, Device device, Stage stage, Path modelDir) {
+    Transformer m = new Transformer(mc, device, Transformer.defaultComputeDtype(device), stage);
+    try {
+      if (modelDir == null) {
+        m.initialize(opt.seed);
+      } else {
+        try (Transformer whole = Models.load(modelDir, device)) {
+          m.loadWeights(whole.weights());
+        }
+      }
+      return m;
+    } catch (RuntimeException e) {
+      m.close();
+      throw e;
+    }
+  }
+
+  /** The stages' blocks, e.g. {@code "[0, 2) [2, 4)"}. */
+  private static String stagesText(PipelineLayout layout) {
+    StringBuilder b = new StringBuilder();
+    for (int s = 0; s < layout.stages(); s++) {
+      Stage st = layout.stage(s);
+      b.append(s == 0 ? "" : " ").append('[').append(st.firstBlock()).append(", ").append(st.endBlock()).append(')');
+    }
+    return "blocks " + b;
   }
 
   /**
@@ -564,8 +622,8 @@ final class TrainCommand implements Callable<Integer> {
    * periodic checkpoint stays the one to resume from.
    */
   static List<StepResult> trainLoop(Transformer model, TrainConfig tc, DataLoader loader, Path log, Checkpointing ck,
-      OffloadConfig offloadConfig, OffloadedWeights weights, PrintStream out, Communicator comm, boolean zero1)
-      throws IOException {
+      OffloadConfig offloadConfig, OffloadedWeights weights, PrintStream out, Communicator comm, boolean zero1,
+      PipelineStage pipeline) throws IOException {
     // with --dp, ranks other than 0 get no log (null): they neither write it, nor the checkpoints, nor show progress
     boolean primary = log != null;
     List<StepResult> results = new ArrayList<>();
@@ -601,7 +659,11 @@ final class TrainCommand implements Callable<Integer> {
     try (CheckpointManager mgr = ck == null || !primary ? null : new CheckpointManager(ck.dir(), ck.keep(), ck.async(), ck.runId());
         Trainer trainer = zero1 ? new Trainer(model, tc, loader, DataParallel.optimizerShard(model.parameters(), comm))
             : new Trainer(model, tc, loader, offloadConfig, weights)) {
-      if (comm != null) DataParallel.attach(trainer, comm);
+      if (pipeline != null) {
+        pipeline.attach(trainer);
+      } else if (comm != null) {
+        DataParallel.attach(trainer, comm);
+      }
       if (ck != null && ck.resume() != null) ck.resume().restore(trainer);
       if (mgr != null) mgr.prepare(trainer);  // host buffers for the first snapshot, allocated in the background
       Runtime.getRuntime().addShutdownHook(hook);  // with or without checkpoints: never end silently

@@ -1,5 +1,6 @@
 package dev.athanor.train;
 
+import dev.athanor.ops.Ops;
 import dev.athanor.params.ParameterStore;
 import dev.athanor.params.Range;
 import dev.athanor.params.Role;
@@ -45,6 +46,15 @@ public interface GradientReducer {
    */
   default void gatherMoments(ParameterStore store, AdamW optimizer, Range range, Tensor m, Tensor v) {
     if (m != null) optimizer.getShardMoments(range, m, v);
+  }
+
+  /**
+   * The global L2 norm of the step's gradient (for clipping), after {@link #reduce}: by default {@link Ops#globalNorm}
+   * of the flat {@code gradRole}. A reducer over a model split into stages combines the stages' partial sums so that
+   * every stage gets the bits one process computes.
+   */
+  default float globalNorm(ParameterStore store, Role gradRole) {
+    return Ops.globalNorm(java.util.List.of(store.flat(gradRole)));
   }
 
   /** One process: nothing to do. */

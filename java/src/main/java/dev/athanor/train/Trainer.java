@@ -43,6 +43,7 @@ public final class Trainer implements AutoCloseable {
   private final BlockHooks hooksBefore;      // the model's hooks before this trainer added its pager
   private final Role stepGrad;               // where the step's gradient is: GRAD, or GRAD_ACC with accumulation
   private GradientReducer reducer = GradientReducer.NONE;
+  private MicroBatchRunner runner;           // replaces phase 1 (e.g. a pipeline schedule), or null
   private long step;
   private DataLoader.State stateBeforeStep;  // the loader's state when the current/last step began
   private boolean stepFailed;                // the last step threw before its update began
@@ -192,6 +193,38 @@ public final class Trainer implements AutoCloseable {
     this.reducer = reducer;
   }
 
+  /**
+   * Phase 1 of a step's replacement: runs the step's {@code accum} micro-batches (reading them from {@link #data()}),
+   * each micro-batch's gradient formed from zero in {@link Role#GRAD} and passed to {@link #accumulate} in micro-batch
+   * order, and returns their losses in order (a process without the loss returns zeros, and its {@link
+   * GradientReducer#gatherLosses} gets the real ones).
+   */
+  @FunctionalInterface
+  public interface MicroBatchRunner {
+    float[] run(Trainer trainer, float lossScale);
+  }
+
+  /** Replaces phase 1 by {@code runner} (e.g. a pipeline schedule); null: the trainer's own loop. */
+  public void setMicroBatchRunner(MicroBatchRunner runner) {
+    if (runner != null && store.isPaged(Role.GRAD)) {
+      throw new IllegalArgumentException("a micro-batch runner needs the gradients in memory; they are on DISK here");
+    }
+    this.runner = runner;
+  }
+
+  /**
+   * Adds micro-batch {@code i}'s gradient ({@link Role#GRAD}) to the step's gradient as the trainer's own loop does:
+   * copied for the first micro-batch, then {@code acc + g_i}.
+   */
+  public void accumulate(int i) {
+    if (stepGrad != Role.GRAD_ACC) return;
+    if (i == 0) {
+      store.flat(Role.GRAD_ACC).copyFrom(store.flat(Role.GRAD));
+    } else {
+      Ops.add(store.flat(Role.GRAD_ACC), store.flat(Role.GRAD), store.flat(Role.GRAD_ACC));
+    }
+  }
+
   /** The role holding a step's gradient after the micro-batches: GRAD, or GRAD_ACC with gradient accumulation. */
   public Role stepGradient() {
     return stepGrad;
@@ -236,7 +269,9 @@ public final class Trainer implements AutoCloseable {
     stepFailed = true;
     MicroBatches mb;
     try {
-      mb = microBatches();
+      mb = runner != null
+          ? new MicroBatches(runner.run(this, 1f / (cfg.accum() * reducer.replicas())), (long) cfg.accum() * cfg.batch() * cfg.seq())
+          : microBatches();
       if (pager != null) pager.flush();
       if (weights != null) weights.flush();  // the optimizer is about to rewrite the weights on DISK
     } catch (RuntimeException | Error e) {
@@ -248,7 +283,7 @@ public final class Trainer implements AutoCloseable {
     float[] losses = reducer.gatherLosses(mb.losses());
     double lossSum = 0;
     for (float l : losses) lossSum += l;  // in the global micro-batch order, as one process adds them
-    float norm = store.isPaged(stepGrad) ? pager.globalNorm() : Ops.globalNorm(List.of(store.flat(stepGrad)));
+    float norm = store.isPaged(stepGrad) ? pager.globalNorm() : reducer.globalNorm(store, stepGrad);
     if (!Float.isFinite(norm)) throw new NonFiniteException(step, "the gradient norm", norm);
     float clip = cfg.gradClip() > 0 ? (float) Math.min(1.0, cfg.gradClip() / (norm + 1e-6)) : 1f;
     float lr = cfg.lrAt(step);
@@ -286,13 +321,7 @@ public final class Trainer implements AutoCloseable {
       float loss = model.forward(b.inputs(), b.targets(), b.batch(), b.seq());
       if (!Float.isFinite(loss)) throw new NonFiniteException(step, "the loss", loss);
       model.backward(scale);
-      if (stepGrad == Role.GRAD_ACC) {
-        if (i == 0) {
-          store.flat(Role.GRAD_ACC).copyFrom(store.flat(Role.GRAD));
-        } else {
-          Ops.add(store.flat(Role.GRAD_ACC), store.flat(Role.GRAD), store.flat(Role.GRAD_ACC));
-        }
-      }
+      accumulate(i);
       losses[i] = loss;
       tokens += (long) b.batch() * b.seq();
     }

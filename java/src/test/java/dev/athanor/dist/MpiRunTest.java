@@ -162,6 +162,42 @@ class MpiRunTest {
     assertEquals(-1, Files.mismatch(wa, zero.resolve("model/model.safetensors")), "final weights differ with --zero 1");
   }
 
+  /**
+   * {@code train --pp 2 --micro-batches 3} (two stages: 1F1B with a steady phase and recomputed forwards) against one
+   * process with {@code --accum 3} over the same micro-batches: every logged step (loss, norm, lr, tokens) and the
+   * final weights bit for bit, for GPT-2 with tied embeddings (the first and last stage each hold the embedding) and
+   * for a 3-block Llama without (stages of 2 and 1 blocks).
+   */
+  @Test
+  void pipelineTwoEqualsOneProcessWithAccumulationBitForBit() throws Exception {
+    TrainFixture f = TrainFixture.create(tmp.resolve("pp-fixture"));
+    Path llama = tmp.resolve("pp-fixture/llama.json");
+    Files.writeString(llama, dev.athanor.io.hf.HfConfig.toJson(dev.athanor.nn.ModelConfig.llama(300, 64, 3, 32, 4, 2, 48,
+        10000f, false)));
+    for (Path config : List.of(f.config, llama)) {
+      String name = config.getFileName().toString().replace(".json", "");
+      Path one = tmp.resolve("pp-one-" + name), pp = tmp.resolve("pp-two-" + name);
+      List<String> a1 = new ArrayList<>(trainArgs(f, one, "--accum", "3"));
+      a1.set(a1.indexOf("--config") + 1, config.toString());
+      a1.set(a1.indexOf("--steps") + 1, "4");
+      trainHere(a1);
+      List<String> a2 = new ArrayList<>(trainArgs(f, pp, "--pp", "2", "--micro-batches", "3", "--threads", "1"));
+      a2.set(a2.indexOf("--config") + 1, config.toString());
+      a2.set(a2.indexOf("--steps") + 1, "4");
+      Job j = mpirun(2, Main.class.getName(), a2, 300);
+      assertEquals(0, j.exitCode(), j.output());
+      assertEquals(1, j.output().split("pipeline parallel: 2 stages", -1).length - 1, "rank 0 alone prints:\n" + j.output());
+      assertTrue(j.output().contains("bubble (pp-1)/(M+pp-1) = 0.250"), j.output());
+      List<String> want = steps(one), got = steps(pp);
+      assertEquals(4, want.size(), name);
+      assertEquals(want, got, name + ": every logged step, one process with --accum 3 vs --pp 2 --micro-batches 3");
+      assertNotEquals(JsonParser.parseString(want.get(0)).getAsJsonObject().get("loss").getAsString(),
+          JsonParser.parseString(want.get(3)).getAsJsonObject().get("loss").getAsString(), name + ": the model trained");
+      Path model = Path.of("model", "model.safetensors");
+      assertEquals(-1, Files.mismatch(one.resolve(model), pp.resolve(model)), name + ": final weights");
+    }
+  }
+
   /** Runs {@code train} in this JVM (one process); fails with its output unless it succeeds. */
   private static void trainHere(List<String> args) {
     ByteArrayOutputStream buf = new ByteArrayOutputStream();
