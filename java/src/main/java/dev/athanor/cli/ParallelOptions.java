@@ -116,10 +116,6 @@ final class ParallelOptions {
             + "per-rank checkpoint files are being built; train without --checkpoint-dir and --resume");
       }
       if (zero == 1) throw Options.usage(spec, "--zero 1 with --pp " + pp + " is not supported yet; use --zero 0");
-      if (dp > 1) {
-        throw Options.usage(spec, "--dp " + dp + " with --pp " + pp + ": data parallel across pipelines is not built yet; "
-            + "use --dp 1 with --pp");
-      }
     } else if (microBatches != null) {
       throw Options.usage(spec, "--micro-batches " + microBatches + " needs --pp 2 or more (without --pp, use --accum)");
     }

@@ -413,7 +413,7 @@ final class TrainCommand implements Callable<Integer> {
           CheckpointManager.delete(o);
           err.println("athanor train: --overwrite-checkpoints: deleted the checkpoints of " + o.describe() + " from " + ckptDir);
         }
-        PipelineStage stage = pipeline != null ? new PipelineStage(groups.pp(), pipeline, model) : null;
+        PipelineStage stage = pipeline != null ? new PipelineStage(groups.pp(), groups.dp(), pipeline, model) : null;
         List<StepResult> results = trainLoop(model, tc, loader, primary ? log : null, ck, offloadConfig, weights, out, comm,
             parallel.zero == 1, stage);
         try (Transformer whole = stage != null ? stage.gatherWhole() : null) {

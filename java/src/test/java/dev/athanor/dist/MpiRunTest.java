@@ -198,6 +198,31 @@ class MpiRunTest {
     }
   }
 
+  /**
+   * dp 2 × pp 2 (4 processes in the grid's order: ranks 0, 1 are stage 0 of pipelines 0, 1) against dp 2 with {@code
+   * --accum 2}, each replica of which runs the same micro-batches through the whole model: every logged step and the
+   * final weights bit for bit (GPT-2, tied embeddings: the pipeline's tied reduction comes before the data-parallel
+   * sum of each stage over its dp group).
+   */
+  @Test
+  void dataTimesPipelineEqualsDataParallelWithAccumulationBitForBit() throws Exception {
+    TrainFixture f = TrainFixture.create(tmp.resolve("dpp-fixture"));
+    Path dp = tmp.resolve("dpp-dp2"), grid = tmp.resolve("dpp-dp2-pp2");
+    List<String> a1 = new ArrayList<>(trainArgs(f, dp, "--dp", "2", "--accum", "2", "--threads", "1"));
+    a1.set(a1.indexOf("--steps") + 1, "3");
+    trainMpi(a1);
+    List<String> a2 = new ArrayList<>(trainArgs(f, grid, "--dp", "2", "--pp", "2", "--micro-batches", "2", "--threads", "1"));
+    a2.set(a2.indexOf("--steps") + 1, "3");
+    Job j = mpirun(4, Main.class.getName(), a2, 300);
+    assertEquals(0, j.exitCode(), j.output());
+    assertTrue(j.output().contains("global batch 2 x 2 x 2 = 8 sequences per step"), j.output());
+    List<String> want = steps(dp);
+    assertEquals(3, want.size());
+    assertEquals(want, steps(grid), "every logged step, --dp 2 --accum 2 vs --dp 2 --pp 2 --micro-batches 2");
+    Path model = Path.of("model", "model.safetensors");
+    assertEquals(-1, Files.mismatch(dp.resolve(model), grid.resolve(model)), "final weights");
+  }
+
   /** Runs {@code train} in this JVM (one process); fails with its output unless it succeeds. */
   private static void trainHere(List<String> args) {
     ByteArrayOutputStream buf = new ByteArrayOutputStream();

@@ -1,6 +1,7 @@
 package dev.athanor.dist.pipeline;
 
 import dev.athanor.dist.Communicator;
+import dev.athanor.dist.DataParallel;
 import dev.athanor.io.data.DataLoader;
 import dev.athanor.nn.Transformer;
 import dev.athanor.ops.Ops;
@@ -43,6 +44,7 @@ import java.util.Objects;
  */
 public final class PipelineStage implements Trainer.MicroBatchRunner, GradientReducer {
   private final Communicator comm;
+  private final DataParallel replicas;  // the same stage of the other pipelines (data parallel), or null
   private final PipelineLayout layout;
   private final Transformer model;
   private final int stage;
@@ -52,8 +54,21 @@ public final class PipelineStage implements Trainer.MicroBatchRunner, GradientRe
   private final List<Tensor> tiedPieces = new ArrayList<>();  // emb_i (first stage) or head_i (last stage), this step
   private float[] losses = new float[0];
 
+  /** A stage of a single pipeline. */
   public PipelineStage(Communicator comm, PipelineLayout layout, Transformer model) {
+    this(comm, null, layout, model);
+  }
+
+  /**
+   * A stage of one of several data-parallel pipelines: {@code dp} joins this stage with the same stage of the other
+   * pipelines (a {@link dev.athanor.dist.ParallelGrid} dp group; null or size 1: one pipeline). Each pipeline reads its
+   * replica's micro-batches ({@link DataLoader#setReplica}) and the stage's gradient is summed over {@code dp} after
+   * the pipeline's own reduction, as {@link DataParallel} sums a whole model's: the result is that of {@code dp}
+   * processes of the whole model with {@code accum M} each, bit for bit.
+   */
+  public PipelineStage(Communicator comm, Communicator dp, PipelineLayout layout, Transformer model) {
     this.comm = Objects.requireNonNull(comm, "comm");
+    this.replicas = dp == null || dp.size() == 1 ? null : new DataParallel(dp);
     this.layout = Objects.requireNonNull(layout, "layout");
     this.model = Objects.requireNonNull(model, "model");
     if (comm.size() != layout.stages()) {
@@ -72,6 +87,7 @@ public final class PipelineStage implements Trainer.MicroBatchRunner, GradientRe
   /** Makes {@code trainer} (of this stage's model, with {@code accum} = the micro-batches) run this pipeline stage. */
   public void attach(Trainer trainer) {
     if (trainer.model() != model) throw new IllegalArgumentException("the trainer trains another model than this stage's");
+    if (replicas != null) trainer.data().setReplica(replicas.communicator().rank(), replicas.communicator().size());
     trainer.setMicroBatchRunner(this);
     trainer.setGradientReducer(this);
   }
@@ -206,6 +222,16 @@ public final class PipelineStage implements Trainer.MicroBatchRunner, GradientRe
    */
   @Override
   public void reduce(ParameterStore store, Role gradRole) {
+    reduceTied(store, gradRole);
+    if (replicas != null) replicas.reduce(store, gradRole);
+  }
+
+  @Override
+  public int replicas() {
+    return replicas == null ? 1 : replicas.replicas();
+  }
+
+  private void reduceTied(ParameterStore store, Role gradRole) {
     if (!tied || !(first || last)) return;
     int peer = first ? layout.stages() - 1 : 0;
     try {
@@ -289,14 +315,20 @@ public final class PipelineStage implements Trainer.MicroBatchRunner, GradientRe
     throw new IllegalArgumentException("element " + wholeIndex + " is outside the model's " + layout.wholeNumel());
   }
 
-  /** The losses live on the last stage: it broadcasts them to the group. */
+  /**
+   * The losses live on the last stage: it broadcasts them to the group; with several pipelines they are then gathered
+   * in the global micro-batch order ({@link DataParallel#gatherLosses}).
+   */
   @Override
   public float[] gatherLosses(float[] local) {
-    if (layout.stages() == 1) return local;
-    try (Tensor t = Tensor.of(local, local.length)) {
-      comm.broadcast(t, layout.stages() - 1);
-      return t.toFloatArray();
+    float[] mine = local;
+    if (layout.stages() > 1) {
+      try (Tensor t = Tensor.of(local, local.length)) {
+        comm.broadcast(t, layout.stages() - 1);
+        mine = t.toFloatArray();
+      }
     }
+    return replicas == null ? mine : replicas.gatherLosses(mine);
   }
 
   // ------------------------------------------------------------------ the whole model
