@@ -117,7 +117,7 @@ final class TrainCommand implements Callable<Integer> {
     @Range(min = 1)
     Integer seq;
 
-    @Option(names = "--accum", paramLabel = "N", defaultValue = "1", description = "micro-batches per step. Default: ${DEFAULT-VALUE}")
+    @Option(names = "--accum", paramLabel = "N", defaultValue = "1", description = "micro-batches per step (under --pp they are --micro-batches, and --accum stays 1). Default: ${DEFAULT-VALUE}")
     @Range(min = 1)
     int accum;
 
@@ -293,6 +293,7 @@ final class TrainCommand implements Callable<Integer> {
 
   Result run(PrintStream out) {
     checkBeforeWork();
+    if (parallel.pp > 1 && ckpt.resume == null) checkStages(model.config(spec).layers());
     Device device = runtime.apply();
     comm = parallel.start(spec, device, !offload.off(), opt.accum,
         ckpt.dir != null || ckpt.resume != null || ckpt.every != null);
@@ -329,10 +330,7 @@ final class TrainCommand implements Callable<Integer> {
     }
     PipelineLayout pipeline = null;
     if (parallel.pp > 1) {
-      if (parallel.pp > mc.layers()) {
-        throw Options.usage(spec, "--pp " + parallel.pp + " exceeds the model's " + mc.layers() + " blocks (each stage needs at "
-            + "least one); give --pp " + mc.layers() + " or less");
-      }
+      checkStages(mc.layers());
       pipeline = new PipelineLayout(mc, parallel.pp);
     }
     OffloadPlanner.Job job = new OffloadPlanner.Job(mc, device, tc, opt.recompute, modelDir != null && resume == null,
@@ -426,6 +424,14 @@ final class TrainCommand implements Callable<Integer> {
       }
     } catch (IOException e) {
       throw new UncheckedIOException(FileProblems.describe(e), e);
+    }
+  }
+
+  /** A usage error unless the model's {@code layers} blocks give every one of --pp stages at least one. */
+  private void checkStages(int layers) {
+    if (parallel.pp > layers) {
+      throw Options.usage(spec, "--pp " + parallel.pp + " exceeds the model's " + layers + " blocks (each stage needs at "
+          + "least one); give --pp " + layers + " or less");
     }
   }
 

@@ -375,6 +375,12 @@ class MpiRunTest {
     Job k = mpirun(2, Main.class.getName(), trainArgs(f, tmp.resolve("mismatch1")), 120);
     assertNotEquals(0, k.exitCode(), k.output());
     assertTrue(k.output().contains("mpirun started 2 processes but --dp is 1"), k.output());
+
+    Job p = mpirun(2, Main.class.getName(), trainArgs(f, tmp.resolve("mismatch-pp"), "--dp", "2", "--pp", "2"), 120);
+    assertNotEquals(0, p.exitCode(), p.output());
+    assertTrue(p.output().contains("--dp 2 --pp 2 but MPI started 2 processes")
+        && p.output().contains("dp x tp x pp = 2 x 1 x 2 = 4 must equal the processes"), p.output());
+    assertFalse(Files.exists(tmp.resolve("mismatch-pp/log.jsonl")), "nothing was trained");
   }
 
   @Test
