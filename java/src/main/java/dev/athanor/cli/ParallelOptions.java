@@ -115,7 +115,6 @@ final class ParallelOptions {
         throw Options.usage(spec, "--pp " + pp + " with checkpoints (--checkpoint-every, --resume) is not supported yet: "
             + "per-rank checkpoint files are being built; train without --checkpoint-dir and --resume");
       }
-      if (zero == 1) throw Options.usage(spec, "--zero 1 with --pp " + pp + " is not supported yet; use --zero 0");
     } else if (microBatches != null) {
       throw Options.usage(spec, "--micro-batches " + microBatches + " needs --pp 2 or more (without --pp, use --accum)");
     }

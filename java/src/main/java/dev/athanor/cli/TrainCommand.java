@@ -347,9 +347,11 @@ final class TrainCommand implements Callable<Integer> {
         mc.family().hfModelType(), mc.layers(), mc.hidden(), mc.heads(), mc.vocabSize(), mc.parameterCount() / 1e6, device);
     ParallelGrid.Groups groups = pipeline != null ? parallel.grid().split(comm) : null;
     if (pipeline != null) {
-      out.printf("pipeline parallel: %d stages (%s), 1F1B over %d micro-batches, bubble (pp-1)/(M+pp-1) = %.3f; %s; global "
-          + "batch %d x %d x %d = %d sequences per step%n", parallel.pp, stagesText(pipeline), tc.accum(),
-          pipeline.bubble(tc.accum()), comm.describe(), tc.batch(), tc.accum(), parallel.dp,
+      out.printf("pipeline parallel: %d stages (%s), 1F1B over %d micro-batches, bubble (pp-1)/(M+pp-1) = %.3f; %s%s; "
+          + "global batch %d x %d x %d = %d sequences per step%n", parallel.pp, stagesText(pipeline), tc.accum(),
+          pipeline.bubble(tc.accum()), comm.describe(), parallel.dp > 1 ? ", data parallel " + parallel.dp
+              + (parallel.zero == 1 ? " with ZeRO 1 (each stage's AdamW moments sharded over its dp group)" : "") : "",
+          tc.batch(), tc.accum(), parallel.dp,
           (long) tc.batch() * tc.accum() * parallel.dp);
     } else if (comm != null) {
       out.printf("data parallel: %s%s; global batch %d x %d x %d = %d sequences per step%n", comm.describe(),
@@ -663,7 +665,8 @@ final class TrainCommand implements Callable<Integer> {
       }
     }, "athanor-sigterm");
     try (CheckpointManager mgr = ck == null || !primary ? null : new CheckpointManager(ck.dir(), ck.keep(), ck.async(), ck.runId());
-        Trainer trainer = zero1 ? new Trainer(model, tc, loader, DataParallel.optimizerShard(model.parameters(), comm))
+        Trainer trainer = zero1 ? new Trainer(model, tc, loader, DataParallel.optimizerShard(model.parameters(),
+            pipeline != null ? pipeline.dataParallelGroup() : comm))
             : new Trainer(model, tc, loader, offloadConfig, weights)) {
       if (pipeline != null) {
         pipeline.attach(trainer);

@@ -221,6 +221,17 @@ class MpiRunTest {
     assertEquals(want, steps(grid), "every logged step, --dp 2 --accum 2 vs --dp 2 --pp 2 --micro-batches 2");
     Path model = Path.of("model", "model.safetensors");
     assertEquals(-1, Files.mismatch(dp.resolve(model), grid.resolve(model)), "final weights");
+
+    // ZeRO 1 over each stage's dp group: each replica updates half of its stage; the same bits again
+    Path zero = tmp.resolve("dpp-dp2-pp2-zero1");
+    List<String> a3 = new ArrayList<>(trainArgs(f, zero, "--dp", "2", "--pp", "2", "--micro-batches", "2", "--zero", "1",
+        "--threads", "1"));
+    a3.set(a3.indexOf("--steps") + 1, "3");
+    Job z = mpirun(4, Main.class.getName(), a3, 300);
+    assertEquals(0, z.exitCode(), z.output());
+    assertTrue(z.output().contains("ZeRO 1"), z.output());
+    assertEquals(want, steps(zero), "every logged step, --dp 2 --accum 2 vs --dp 2 --pp 2 --micro-batches 2 --zero 1");
+    assertEquals(-1, Files.mismatch(dp.resolve(model), zero.resolve(model)), "final weights with --zero 1");
   }
 
   /** Runs {@code train} in this JVM (one process); fails with its output unless it succeeds. */

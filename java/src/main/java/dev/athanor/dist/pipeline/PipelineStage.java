@@ -44,7 +44,8 @@ import java.util.Objects;
  */
 public final class PipelineStage implements Trainer.MicroBatchRunner, GradientReducer {
   private final Communicator comm;
-  private final DataParallel replicas;  // the same stage of the other pipelines (data parallel), or null
+  private final Communicator dp;  // the same stage of the other pipelines, or null
+  private DataParallel replicas;  // data parallel over dp (set by attach), or null
   private final PipelineLayout layout;
   private final Transformer model;
   private final int stage;
@@ -68,7 +69,7 @@ public final class PipelineStage implements Trainer.MicroBatchRunner, GradientRe
    */
   public PipelineStage(Communicator comm, Communicator dp, PipelineLayout layout, Transformer model) {
     this.comm = Objects.requireNonNull(comm, "comm");
-    this.replicas = dp == null || dp.size() == 1 ? null : new DataParallel(dp);
+    this.dp = dp == null || dp.size() == 1 ? null : dp;
     this.layout = Objects.requireNonNull(layout, "layout");
     this.model = Objects.requireNonNull(model, "model");
     if (comm.size() != layout.stages()) {
@@ -87,7 +88,15 @@ public final class PipelineStage implements Trainer.MicroBatchRunner, GradientRe
   /** Makes {@code trainer} (of this stage's model, with {@code accum} = the micro-batches) run this pipeline stage. */
   public void attach(Trainer trainer) {
     if (trainer.model() != model) throw new IllegalArgumentException("the trainer trains another model than this stage's");
-    if (replicas != null) trainer.data().setReplica(replicas.communicator().rank(), replicas.communicator().size());
+    if (dp != null) {
+      Range shard = trainer.optimizer().shard();
+      if (shard != null && !shard.equals(DataParallel.optimizerShard(model.parameters(), dp))) {
+        throw new IllegalArgumentException("the trainer's optimizer shard " + shard + " is not dp rank " + dp.rank()
+            + "'s part " + DataParallel.optimizerShard(model.parameters(), dp) + " of the stage's parameters");
+      }
+      replicas = new DataParallel(dp, shard != null);  // ZeRO 1 over the dp group: each updates its part of the stage
+      trainer.data().setReplica(dp.rank(), dp.size());
+    }
     trainer.setMicroBatchRunner(this);
     trainer.setGradientReducer(this);
   }
@@ -224,6 +233,17 @@ public final class PipelineStage implements Trainer.MicroBatchRunner, GradientRe
   public void reduce(ParameterStore store, Role gradRole) {
     reduceTied(store, gradRole);
     if (replicas != null) replicas.reduce(store, gradRole);
+  }
+
+  /** ZeRO 1 over the dp group: gathers the parts of the stage's parameters the other replicas updated. */
+  @Override
+  public void afterUpdate(ParameterStore store) {
+    if (replicas != null) replicas.afterUpdate(store);
+  }
+
+  /** The group of this stage's data-parallel replicas (null: one pipeline): ZeRO 1 shards the stage's optimizer over it. */
+  public Communicator dataParallelGroup() {
+    return dp;
   }
 
   @Override
