@@ -166,7 +166,7 @@ class MpiRunTest {
    * {@code train --pp 2 --micro-batches 3} (two stages: 1F1B with a steady phase and recomputed forwards) against one
    * process with {@code --accum 3} over the same micro-batches: every logged step (loss, norm, lr, tokens) and the
    * final weights bit for bit, for GPT-2 with tied embeddings (the first and last stage each hold the embedding) and
-   * for a 3-block Llama without (stages of 2 and 1 blocks).
+   * for a 3-block Llama without (stages of 2 and 1 blocks; and --pp 3, one block each).
    */
   @Test
   void pipelineTwoEqualsOneProcessWithAccumulationBitForBit() throws Exception {
@@ -195,6 +195,18 @@ class MpiRunTest {
           JsonParser.parseString(want.get(3)).getAsJsonObject().get("loss").getAsString(), name + ": the model trained");
       Path model = Path.of("model", "model.safetensors");
       assertEquals(-1, Files.mismatch(one.resolve(model), pp.resolve(model)), name + ": final weights");
+      if (config == llama) {  // three stages of one block: a middle stage, and the norm's chunk assembled from three
+        Path pp3 = tmp.resolve("pp-three-" + name);
+        List<String> a3 = new ArrayList<>(a2);
+        a3.set(a3.indexOf("--out") + 1, pp3.resolve("model").toString());
+        a3.set(a3.indexOf("--log") + 1, pp3.resolve("log.jsonl").toString());
+        a3.set(a3.indexOf("--pp") + 1, "3");
+        Job k = mpirun(3, Main.class.getName(), a3, 300);
+        assertEquals(0, k.exitCode(), k.output());
+        assertTrue(k.output().contains("pipeline parallel: 3 stages (blocks [0, 1) [1, 2) [2, 3))"), k.output());
+        assertEquals(want, steps(pp3), name + ": every logged step, --pp 3 --micro-batches 3");
+        assertEquals(-1, Files.mismatch(one.resolve(model), pp3.resolve(model)), name + ": final weights with --pp 3");
+      }
     }
   }
 
