@@ -1,6 +1,7 @@
 package dev.athanor.cli;
 
 import dev.athanor.dist.Communicator;
+import dev.athanor.dist.ParallelGrid;
 import dev.athanor.dist.ReduceMode;
 import dev.athanor.runtime.Device;
 import java.util.Arrays;
@@ -10,8 +11,10 @@ import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
 
 /**
- * {@code train}'s parallel flags: {@code --dp N} data-parallel or {@code --tp N} tensor-parallel processes started by
- * mpirun, {@code --reduce} how sums over processes are formed.
+ * {@code train}'s parallel flags: {@code --dp N} data-parallel replicas, {@code --tp N} tensor-parallel ranks and {@code
+ * --pp N} pipeline stages of processes started by mpirun ({@code dp × tp × pp} of them, in {@link
+ * dev.athanor.dist.ParallelGrid}'s order), {@code --micro-batches} of the pipeline, {@code --reduce} how sums over
+ * processes are formed, {@code --zero} the ZeRO stage, {@code --parallel auto} to let the planner choose.
  */
 final class ParallelOptions {
   @Option(names = "--dp", paramLabel = "N", defaultValue = "1",
@@ -20,11 +23,25 @@ final class ParallelOptions {
   @Options.Range(min = 1)
   int dp;
 
+  @Option(names = "--pp", paramLabel = "N", defaultValue = "1",
+      description = "pipeline-parallel stages: the blocks cut into N contiguous stages (the first with the embeddings, the last "
+          + "with the head), one process each, trained with the 1F1B schedule; N processes per data-parallel replica "
+          + "(mpirun -np dp*pp). Default: ${DEFAULT-VALUE}")
+  @Options.Range(min = 1)
+  int pp;
+
+  @Option(names = "--micro-batches", paramLabel = "M",
+      description = "micro-batches per step with --pp (at least --pp); under --pp they replace --accum (which must stay 1): "
+          + "the global batch is batch x micro-batches x dp, and the result equals one process with --accum M. "
+          + "Default: --pp")
+  @Options.Range(min = 1)
+  Integer microBatches;
+
   @Option(names = "--tp", paramLabel = "N", defaultValue = "1",
       description = "tensor-parallel processes, started by mpirun (mpirun -np N ./athanor train ... --tp N): each holds 1/N of "
           + "every block's attention heads and MLP width (Megatron style) and all see the same batches; N must divide the heads, "
           + "the key/value heads and the MLP width. Checkpoints and the model are gathered to rank 0 in the one-process format. "
-          + "Not yet with --dp or --offload. Default: ${DEFAULT-VALUE}")
+          + "With --dp: a dp x tp grid; not yet with --pp or --offload. Default: ${DEFAULT-VALUE}")
   @Options.Range(min = 1)
   int tp;
 
@@ -79,6 +96,22 @@ final class ParallelOptions {
     }
   }
 
+  /** The micro-batches per step under --pp (default: one per stage). */
+  int micro() {
+    return microBatches != null ? microBatches : pp;
+  }
+
+  /** The grid of processes these flags ask for. */
+  ParallelGrid grid() {
+    return new ParallelGrid(dp, tp, pp);
+  }
+
+  /** The flags of the layout, as a user gives them, e.g. {@code "--dp 2 --pp 2"}. */
+  String layout() {
+    if (pp == 1 && tp == 1) return "--dp " + dp;
+    return (dp > 1 ? "--dp " + dp + " " : "") + (tp > 1 ? "--tp " + tp : "") + (tp > 1 && pp > 1 ? " " : "") + (pp > 1 ? "--pp " + pp : "");
+  }
+
   /** The number of processes a launcher says it started, or 0 when none says so. */
   static int launchedProcesses() {
     for (String v : WORLD_SIZE_VARIABLES) {
@@ -98,14 +131,14 @@ final class ParallelOptions {
    * A launch that does not match (no mpirun, another process count, a CUDA device) is a usage error naming the flag and
    * both numbers; a missing MPI is a {@link dev.athanor.dist.CommunicatorException} saying what to install.
    */
-  Communicator start(CommandSpec spec, Device device, boolean offload) {
-    return start(spec, device, offload, null);
+  Communicator start(CommandSpec spec, Device device, boolean offload, int accum, boolean checkpoints) {
+    return start(spec, device, offload, accum, checkpoints, null);
   }
 
   /**
    * {@code --parallel auto}: starts MPI on the processes mpirun started, lets rank 0 plan the layout with {@code
-   * planner} (given the process count; it prints the plan) and broadcasts the choice, sets --dp, --tp and --zero (and
-   * {@link #autoAccum}) from it on every rank, then checks them as {@link #start} does. No layout that fits is a usage
+   * planner} (given the process count; it prints the plan) and broadcasts the choice, sets --dp, --tp, --pp, --zero,
+   * --micro-batches and {@link #autoAccum} from it on every rank, then checks them as {@link #start} does. No layout that fits is a usage
    * error on every rank.
    */
   Communicator startAuto(CommandSpec spec, Device device, boolean offload,
@@ -141,24 +174,46 @@ final class ParallelOptions {
       throw Options.usage(spec, "--parallel auto: " + (failure != null ? failure : "rank 0 found no layout (see its output)")
           + (rank == 0 ? "" : " [rank " + rank + "]"));
     }
-    if (choice[2] > 1) {
-      c.close();
-      throw Options.usage(spec, "--parallel auto chose pp " + choice[2] + ", which train cannot run yet");
-    }
     dp = choice[0];
     tp = choice[1];
+    pp = choice[2];
     zero = choice[3];
-    autoAccum = choice[4];
-    return start(spec, device, offload, c);
+    if (pp > 1) {  // the pipeline's micro-batches per replica; no accumulation on top
+      microBatches = choice[4];
+      autoAccum = 1;
+    } else {
+      autoAccum = choice[4];
+    }
+    return start(spec, device, offload, 1, false, c);
   }
 
-  private Communicator start(CommandSpec spec, Device device, boolean offload, Communicator opened) {
+  private Communicator start(CommandSpec spec, Device device, boolean offload, int accum, boolean checkpoints,
+      Communicator opened) {
+    if (tp > 1 && pp > 1) throw Options.usage(spec, "--tp " + tp + " with --pp " + pp + " is not supported yet; use one of them");
+    if (pp > 1) {
+      if (accum > 1) {
+        throw Options.usage(spec, "--accum " + accum + " with --pp " + pp + ": under --pp the micro-batches of a step are "
+            + "--micro-batches; give --micro-batches " + (microBatches == null ? accum : microBatches) + " and --accum 1");
+      }
+      if (micro() < pp) {
+        throw Options.usage(spec, "--micro-batches " + micro() + " is fewer than the --pp " + pp + " stages: the pipeline needs "
+            + "at least one micro-batch per stage; give --micro-batches " + pp + " or more");
+      }
+      if (offload) throw Options.usage(spec, "--pp " + pp + " with --offload is not supported yet; use --offload off");
+      if (zero >= 2) throw Options.usage(spec, "--zero " + zero + " with --pp " + pp + " is not supported yet; use --zero 0 or 1");
+      if (checkpoints) {
+        throw Options.usage(spec, "--pp " + pp + " with checkpoints (--checkpoint-every, --resume) is not supported yet; "
+            + "train without --checkpoint-dir and --resume");
+      }
+    } else if (microBatches != null) {
+      throw Options.usage(spec, "--micro-batches " + microBatches + " needs --pp 2 or more (without --pp, use --accum)");
+    }
     if (tp > 1 && zero > 0) {
       throw Options.usage(spec, "--zero " + zero + " with --tp " + tp + " is not supported yet; use --zero 0");
     }
     if (tp > 1 && offload) throw Options.usage(spec, "--tp " + tp + " with --offload is not supported; use --offload off");
-    int n = dp * tp;
-    String flag = tp > 1 && dp > 1 ? "--dp " + dp + " --tp " + tp : tp > 1 ? "--tp " + tp : "--dp " + dp;
+    int n = dp * tp * pp;
+    String flag = layout();
     if (zero == 3) {
       throw Options.usage(spec, "--zero 3 (parameters sharded and gathered unit by unit) is not built yet; use --zero 2 "
           + "(moments and gradients sharded) or lower");
@@ -180,8 +235,8 @@ final class ParallelOptions {
       return null;
     }
     if (device.isCuda()) {
-      throw Options.usage(spec, flag + " on " + device + ": " + (tp > 1 ? "tensor" : "data")
-          + " parallel on GPUs needs NCCL, which is not built yet; use --device cpu");
+      throw Options.usage(spec, flag + " on " + device + ": parallel training on GPUs needs NCCL, which is not built yet; "
+          + "use --device cpu");
     }
     if (launched == 0) {
       throw Options.usage(spec, flag + " needs " + n + " processes started by MPI: mpirun -np " + n + " ./athanor train ... " + flag);
@@ -190,10 +245,10 @@ final class ParallelOptions {
     if (c.size() != n) {
       int size = c.size(), rank = c.rank();
       c.close();
-      String name = tp > 1 ? "--tp " : "--dp ";
-      throw Options.usage(spec, flag + (tp > 1 && dp > 1 ? " = " + n + " processes" : "") + " but MPI started " + size
-          + " process" + (size == 1 ? "" : "es") + " (this is rank " + rank + "): run mpirun -np " + n + " with " + flag
-          + (tp > 1 && dp > 1 ? "" : ", or give " + name + size));
+      boolean one = tp == 1 && pp == 1;
+      throw Options.usage(spec, flag + (one ? "" : " = " + n + " processes") + " but MPI started " + size + " process"
+          + (size == 1 ? "" : "es") + " (this is rank " + rank + "): run mpirun -np " + n + " with " + flag
+          + (one ? ", or give --dp " + size : tp == 1 && dp == 1 || pp == 1 && dp == 1 ? ", or give " + (tp > 1 ? "--tp " : "--pp ") + size : ""));
     }
     return c;
   }

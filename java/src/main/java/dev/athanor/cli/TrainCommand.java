@@ -7,6 +7,8 @@ import dev.athanor.dist.ParallelGrid;
 import dev.athanor.dist.TimedCommunicator;
 import dev.athanor.dist.DataParallel;
 import dev.athanor.dist.TensorParallelism;
+import dev.athanor.dist.pipeline.PipelineLayout;
+import dev.athanor.dist.pipeline.PipelineStage;
 import dev.athanor.io.FileProblems;
 import dev.athanor.io.data.DataLoader;
 import dev.athanor.io.data.TextCorpus;
@@ -14,6 +16,7 @@ import dev.athanor.io.data.TokenDataset;
 import dev.athanor.io.hf.HfModelDir;
 import dev.athanor.io.tokenizer.Tokenizer;
 import dev.athanor.nn.ModelConfig;
+import dev.athanor.nn.Stage;
 import dev.athanor.memory.MemoryManager;
 import dev.athanor.nn.TensorParallel;
 import dev.athanor.nn.Transformer;
@@ -101,7 +104,7 @@ final class TrainCommand implements Callable<Integer> {
   @ArgGroup(exclusive = false, validate = false, heading = "%nOffload (CPU only: weights, gradients and AdamW state on DISK):%n", order = 6)
   Options.OffloadOptions offload = new Options.OffloadOptions();
 
-  @ArgGroup(exclusive = false, validate = false, heading = "%nData parallel (CPU, over MPI):%n", order = 7)
+  @ArgGroup(exclusive = false, validate = false, heading = "%nData and pipeline parallel (CPU, over MPI):%n", order = 7)
   ParallelOptions parallel = new ParallelOptions();
 
   /** The run's communicator with --dp > 1 (rank 0 alone prints and writes), else null. */
@@ -128,7 +131,7 @@ final class TrainCommand implements Callable<Integer> {
     @Range(min = 1)
     Integer seq;
 
-    @Option(names = "--accum", paramLabel = "N", defaultValue = "1", description = "micro-batches per step. Default: ${DEFAULT-VALUE}")
+    @Option(names = "--accum", paramLabel = "N", defaultValue = "1", description = "micro-batches per step (under --pp they are --micro-batches, and --accum stays 1). Default: ${DEFAULT-VALUE}")
     @Range(min = 1)
     int accum;
 
@@ -296,7 +299,8 @@ final class TrainCommand implements Callable<Integer> {
     int seq = opt.seq != null ? opt.seq : Math.min(256, mc.maxSeqLen());
     TrainConfig d = TrainConfig.defaults(opt.steps, opt.batch, seq);
     float minLr = opt.minLr != null ? opt.minLr : opt.lr == d.lr() ? d.minLr() : opt.lr / 10;
-    return new TrainConfig(opt.steps, opt.batch, seq, opt.accum, opt.lr, minLr,
+    int accum = parallel.pp > 1 ? parallel.micro() : opt.accum;  // under --pp the micro-batches are the accumulation
+    return new TrainConfig(opt.steps, opt.batch, seq, accum, opt.lr, minLr,
         opt.warmup != null ? opt.warmup : d.warmup(), opt.schedule, opt.weightDecay, opt.beta1, opt.beta2, opt.eps,
         opt.gradClip, opt.shuffle, opt.seed);
   }
@@ -304,17 +308,18 @@ final class TrainCommand implements Callable<Integer> {
   Result run(PrintStream out) {
     checkBeforeWork();
     if (parallel.tp > 1) checkTensorParallel();
+    if (parallel.pp > 1 && ckpt.resume == null) checkStages(model.config(spec).layers());
     Device device = runtime.apply();
-    if (parallel.auto(spec)) {  // rank 0 plans --dp, --tp and --zero for the processes mpirun started; all ranks follow
+    if (parallel.auto(spec)) {  // rank 0 plans the layout for the processes mpirun started; all ranks follow
       comm = parallel.startAuto(spec, device, !offload.off(), world -> autoPlan(world, device, out));
       opt.accum = parallel.autoAccum;
     } else {
-      comm = parallel.start(spec, device, !offload.off());
+      comm = parallel.start(spec, device, !offload.off(), opt.accum, ckpt.dir != null || ckpt.resume != null || ckpt.every != null);
     }
     if (comm != null) comm = new TimedCommunicator(comm);  // each step's line says how long it spent communicating
     Result r;
-    if (parallel.dp > 1 && parallel.tp > 1) {  // a dp x tp grid: tensor-parallel groups, summed over data-parallel groups
-      try (ParallelGrid.Groups g = new ParallelGrid(parallel.dp, parallel.tp, 1).split(comm)) {
+    if (comm != null && (parallel.dp > 1 && parallel.tp > 1 || parallel.pp > 1)) {  // a grid: this rank's dp, tp and pp groups
+      try (ParallelGrid.Groups g = parallel.grid().split(comm)) {
         groups = g;
         r = run(out, device);
       } finally {
@@ -330,7 +335,8 @@ final class TrainCommand implements Callable<Integer> {
   /**
    * --parallel auto on rank 0: the planner's choice for {@code world} processes (printed with its runners-up), from the
    * model, --batch, --seq, --accum (the micro-batches per step over all replicas) and --mem-host per process; --dp, --tp
-   * and --zero given on the command line are kept. With checkpoints, dp x tp layouts are skipped (they cannot checkpoint).
+   * and --zero given on the command line are kept. With checkpoints, dp x tp and pipeline layouts are skipped (they cannot
+   * checkpoint yet).
    */
   private dev.athanor.dist.plan.ParallelPlanner.Result autoPlan(int world, Device device, PrintStream out) {
     ModelConfig mc = model.config(spec);
@@ -343,7 +349,8 @@ final class TrainCommand implements Callable<Integer> {
         parse.hasMatchedOption("--tp") ? parallel.tp : 0, 0, parse.hasMatchedOption("--zero") ? parallel.zero : 0);
     var r = dev.athanor.dist.plan.ParallelPlanner.plan(job);
     if (ckpt.dir != null || ckpt.resume != null) {
-      var fitting = r.fitting().stream().filter(e -> e.layout().dp() == 1 || e.layout().tp() == 1).toList();
+      var fitting = r.fitting().stream()
+          .filter(e -> (e.layout().dp() == 1 || e.layout().tp() == 1) && e.layout().pp() == 1).toList();
       r = new dev.athanor.dist.plan.ParallelPlanner.Result(job, fitting.isEmpty() ? null : fitting.get(0), fitting, r.excluded());
     }
     out.println("--parallel auto:");
@@ -390,6 +397,11 @@ final class TrainCommand implements Callable<Integer> {
       throw Options.usage(spec, "--seq " + tc.seq() + " exceeds the model's context of " + mc.maxSeqLen() + " tokens; give --seq "
           + mc.maxSeqLen() + " or less" + (resume == null && modelDir == null ? " (or a longer --context)" : ""));
     }
+    PipelineLayout pipeline = null;
+    if (parallel.pp > 1) {
+      checkStages(mc.layers());
+      pipeline = new PipelineLayout(mc, parallel.pp);
+    }
     OffloadPlanner.Job job = new OffloadPlanner.Job(mc, device, tc, opt.recompute, modelDir != null && resume == null,
         ckptDir != null);
     OffloadPlan plan = offloadPlan(spec, offload, job);
@@ -402,10 +414,17 @@ final class TrainCommand implements Callable<Integer> {
         : resume != null ? "; the checkpoints in " + ckptDir + " are as they were" : ""));
     out.printf("athanor train: %s model, %d layers, hidden %d, %d heads, vocab %d, %.1fM parameters, on %s%n",
         mc.family().hfModelType(), mc.layers(), mc.hidden(), mc.heads(), mc.vocabSize(), mc.parameterCount() / 1e6, device);
-    if (comm != null && parallel.tp > 1) {
+    if (pipeline != null) {
+      out.printf("pipeline parallel: %d stages (%s), 1F1B over %d micro-batches, bubble (pp-1)/(M+pp-1) = %.3f; %s%s; "
+          + "global batch %d x %d x %d = %d sequences per step%n", parallel.pp, stagesText(pipeline), tc.accum(),
+          pipeline.bubble(tc.accum()), comm.describe(), parallel.dp > 1 ? ", data parallel " + parallel.dp
+              + (parallel.zero == 1 ? " with ZeRO 1 (each stage's AdamW moments sharded over its dp group)" : "") : "",
+          tc.batch(), tc.accum(), parallel.dp,
+          (long) tc.batch() * tc.accum() * parallel.dp);
+    } else if (comm != null && parallel.tp > 1) {
       out.printf("tensor parallel: %s; each rank holds 1/%d of every block's heads and MLP width%n", comm.describe(), parallel.tp);
     }
-    if (comm != null && parallel.dp > 1) {
+    if (pipeline == null && comm != null && parallel.dp > 1) {
       out.printf("data parallel: %s%s; global batch %d x %d x %d = %d sequences per step%n", comm.describe(),
           ParallelOptions.stageName(parallel.zero), tc.batch(),
           tc.accum(), parallel.dp, (long) tc.batch() * tc.accum() * parallel.dp);
@@ -415,7 +434,8 @@ final class TrainCommand implements Callable<Integer> {
     // weights on DISK: the model is built without them and they go to their files tensor by tensor, so a model larger
     // than memory never holds them all
     boolean weightsOnDisk = offloadConfig.onDisk(Role.MASTER);
-    try (Transformer model = weightsOnDisk ? Transformer.withoutWeights(mc, device)
+    try (Transformer model = pipeline != null ? stageModel(mc, device, pipeline.stage(groups.at().pp()), modelDir)
+            : weightsOnDisk ? Transformer.withoutWeights(mc, device)
             : parallel.tp > 1 ? TensorParallelism.create(mc, device, tpComm())
             : modelDir != null && resume == null ? Models.load(modelDir, device) : Transformer.create(mc, device);
         OffloadedWeights weights = weightsOnDisk
@@ -423,7 +443,7 @@ final class TrainCommand implements Callable<Integer> {
                 offloadConfig.residentWeights()) : null) {
       if ((weightsOnDisk || parallel.tp > 1) && modelDir != null && resume == null) {
         HfModelDir.loadInto(modelDir, model);  // one tensor at a time (--tp: each rank keeps its part)
-      } else if (modelDir == null && resume == null) {
+      } else if (modelDir == null && resume == null && pipeline == null) {
         model.initialize(tc.seed());
       }
       model.setRecompute(opt.recompute || plan != null && plan.recompute());  // the planner may choose it
@@ -465,37 +485,86 @@ final class TrainCommand implements Callable<Integer> {
           CheckpointManager.delete(o);
           err.println("athanor train: --overwrite-checkpoints: deleted the checkpoints of " + o.describe() + " from " + ckptDir);
         }
+        PipelineStage stage = pipeline != null ? new PipelineStage(groups.pp(), groups.dp(), pipeline, model) : null;
         List<StepResult> results = trainLoop(model, tc, loader, primary ? log : null, ck, offloadConfig, weights, out, comm,
-            parallel.zero, groups);
+            parallel.zero, groups, stage);
         // --tp: every rank sends its parts, rank 0 gets the whole model (a collective)
         Map<String, Tensor> gathered = parallel.tp > 1 ? TensorParallelism.gatherWeights(model, tpComm()) : null;
-        if (!primary) {
-          if (gathered != null) gathered.values().forEach(Tensor::close);  // tp rank 0 of another data-parallel replica
-          StepResult first = results.get(0), last = results.get(results.size() - 1);
-          return new Result(null, null, null, null, first.loss(), last.loss(), meanTokensPerSecond(results), results.size());
+        try (Transformer whole = stage != null ? stage.gatherWhole() : null) {
+          if (!primary) {
+            if (gathered != null) gathered.values().forEach(Tensor::close);  // tp rank 0 of another data-parallel replica
+            StepResult first = results.get(0), last = results.get(results.size() - 1);
+            return new Result(null, null, null, null, first.loss(), last.loss(), meanTokensPerSecond(results), results.size());
+          }
+          return finish(out, whole != null ? whole : model, gathered, tc, device, dataset, log, outDir, ck, results, args, saveDtype);
         }
-        Termination.phase("saving the trained model to " + outDir + ": it may be incomplete there" + (ck == null ? ""
-            : "; the checkpoints in " + ck.dir() + " are complete (the last one holds the final step)"));
-        Files.createDirectories(outDir);
-        try {
-          HfModelDir.save(outDir, model.config(), gathered != null ? gathered : model.weights(), saveDtype);
-        } finally {
-          if (gathered != null) gathered.values().forEach(Tensor::close);
-        }
-        Models.copyTokenizerFiles(modelDir, outDir);
-        Termination.phase(null);  // the model is complete: charts and the report are no loss
-        RunOutputs written = RunOutputs.write(log, results, model.config(), tc, device, data, dataset.size(), outDir, args,
-            ck == null ? List.of() : ck.events(), System.err);
-        StepResult first = results.get(0), last = results.get(results.size() - 1);
-        double tps = meanTokensPerSecond(results);
-        out.printf("loss %.4f -> %.4f over %d steps, %s tokens/s; model saved to %s, log %s%s%n", first.loss(), last.loss(),
-            results.size(), Counts.rate(tps), outDir, log,
-            written.report() != null ? ", report " + written.report() : "");
-        return new Result(outDir, log, written.lossPlot(), written.report(), first.loss(), last.loss(), tps, results.size());
       }
     } catch (IOException e) {
       throw new UncheckedIOException(FileProblems.describe(e), e);
     }
+  }
+
+  /** A usage error unless the model's {@code layers} blocks give every one of --pp stages at least one. */
+  private void checkStages(int layers) {
+    if (parallel.pp > layers) {
+      throw Options.usage(spec, "--pp " + parallel.pp + " exceeds the model's " + layers + " blocks (each stage needs at "
+          + "least one); give --pp " + layers + " or less");
+    }
+  }
+
+  /**
+   * Rank 0's end of a run: the model (or, under --tp, the {@code gathered} whole weights, closed here) saved with its
+   * tokenizer, the charts and the report.
+   */
+  private Result finish(PrintStream out, Transformer model, Map<String, Tensor> gathered, TrainConfig tc, Device device,
+      TokenDataset dataset, Path log, Path outDir, Checkpointing ck, List<StepResult> results, List<String> args,
+      DType saveDtype) throws IOException {
+    Termination.phase("saving the trained model to " + outDir + ": it may be incomplete there" + (ck == null ? ""
+        : "; the checkpoints in " + ck.dir() + " are complete (the last one holds the final step)"));
+    Files.createDirectories(outDir);
+    try {
+      HfModelDir.save(outDir, model.config(), gathered != null ? gathered : model.weights(), saveDtype);  // --tp: gathered
+    } finally {
+      if (gathered != null) gathered.values().forEach(Tensor::close);
+    }
+    Models.copyTokenizerFiles(this.model.model, outDir);
+    Termination.phase(null);  // the model is complete: charts and the report are no loss
+    RunOutputs written = RunOutputs.write(log, results, model.config(), tc, device, data, dataset.size(), outDir, args,
+        ck == null ? List.of() : ck.events(), System.err);
+    StepResult first = results.get(0), last = results.get(results.size() - 1);
+    double tps = meanTokensPerSecond(results);
+    out.printf("loss %.4f -> %.4f over %d steps, %s tokens/s; model saved to %s, log %s%s%n", first.loss(), last.loss(),
+        results.size(), Counts.rate(tps), outDir, log,
+        written.report() != null ? ", report " + written.report() : "");
+    return new Result(outDir, log, written.lossPlot(), written.report(), first.loss(), last.loss(), tps, results.size());
+  }
+
+  /** Stage {@code stage} of the model: initialized as the whole model would be, or its part of {@code modelDir}'s weights. */
+  private Transformer stageModel(ModelConfig mc, Device device, Stage stage, Path modelDir) {
+    Transformer m = new Transformer(mc, device, Transformer.defaultComputeDtype(device), stage);
+    try {
+      if (modelDir == null) {
+        m.initialize(opt.seed);
+      } else {
+        try (Transformer whole = Models.load(modelDir, device)) {
+          m.loadWeights(whole.weights());
+        }
+      }
+      return m;
+    } catch (RuntimeException e) {
+      m.close();
+      throw e;
+    }
+  }
+
+  /** The stages' blocks, e.g. {@code "[0, 2) [2, 4)"}. */
+  private static String stagesText(PipelineLayout layout) {
+    StringBuilder b = new StringBuilder();
+    for (int s = 0; s < layout.stages(); s++) {
+      Stage st = layout.stage(s);
+      b.append(s == 0 ? "" : " ").append('[').append(st.firstBlock()).append(", ").append(st.endBlock()).append(')');
+    }
+    return "blocks " + b;
   }
 
   /**
@@ -645,7 +714,7 @@ final class TrainCommand implements Callable<Integer> {
    */
   static List<StepResult> trainLoop(Transformer model, TrainConfig tc, DataLoader loader, Path log, Checkpointing ck,
       OffloadConfig offloadConfig, OffloadedWeights weights, PrintStream out, Communicator comm, int zero,
-      ParallelGrid.Groups groups) throws IOException {
+      ParallelGrid.Groups groups, PipelineStage pipeline) throws IOException {
     // with --dp, ranks other than 0 get no log (null): they neither write it, nor the checkpoints, nor show progress
     boolean primary = log != null;
     // --tp: a save gathers from every rank, so a failed step (others may wait in its collectives) saves nothing
@@ -685,10 +754,12 @@ final class TrainCommand implements Callable<Integer> {
     boolean sharded = comm != null && comm.size() > 1 && !gathered;
     try (CheckpointManager mgr = ck == null || !primary && !sharded ? null : new CheckpointManager(ck.dir(), ck.keep(), ck.async(),
             ck.runId(), sharded ? new RankGroup(comm.rank(), comm.size(), comm.size(), zero, comm::barrier) : null);
-        Trainer trainer = zero >= 1
-            ? new Trainer(model, tc, loader, DataParallel.optimizerShard(model.parameters(), comm), zero >= 2)
+        Trainer trainer = zero >= 1 ? new Trainer(model, tc, loader, DataParallel.optimizerShard(model.parameters(),
+            pipeline != null ? pipeline.dataParallelGroup() : comm), zero >= 2)
             : new Trainer(model, tc, loader, offloadConfig, weights)) {
-      if (groups != null) {  // dp x tp: replica groups read their micro-batches, sum over dp, norm over tp
+      if (pipeline != null) {
+        pipeline.attach(trainer);
+      } else if (groups != null) {  // dp x tp: replica groups read their micro-batches, sum over dp, norm over tp
         DataParallel dpr = DataParallel.attach(trainer, groups.dp());
         trainer.setGradientReducer(new DataTensorParallel(dpr, new TensorParallelism(groups.tp(), model.config())));
       } else if (comm != null && model.tensorParallel().split()) {

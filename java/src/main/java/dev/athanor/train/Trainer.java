@@ -44,6 +44,7 @@ public final class Trainer implements AutoCloseable {
   private final Role stepGrad;               // where the step's gradient is: GRAD, or GRAD_ACC with accumulation
   private final Tensor gradShard;            // ZeRO 2: the step's gradient of the optimizer's shard only, or null
   private GradientReducer reducer = GradientReducer.NONE;
+  private MicroBatchRunner runner;           // replaces phase 1 (e.g. a pipeline schedule), or null
   private long step;
   private DataLoader.State stateBeforeStep;  // the loader's state when the current/last step began
   private boolean stepFailed;                // the last step threw before its update began
@@ -227,6 +228,42 @@ public final class Trainer implements AutoCloseable {
     return gradShard;
   }
 
+  /**
+   * Phase 1 of a step's replacement: runs the step's {@code accum} micro-batches (reading them from {@link #data()}),
+   * each micro-batch's gradient formed from zero in {@link Role#GRAD} and passed to {@link #accumulate} in micro-batch
+   * order, and returns their losses in order (a process without the loss returns zeros, and its {@link
+   * GradientReducer#gatherLosses} gets the real ones).
+   */
+  @FunctionalInterface
+  public interface MicroBatchRunner {
+    float[] run(Trainer trainer, float lossScale);
+  }
+
+  /** Replaces phase 1 by {@code runner} (e.g. a pipeline schedule); null: the trainer's own loop. */
+  public void setMicroBatchRunner(MicroBatchRunner runner) {
+    if (runner != null && store.isPaged(Role.GRAD)) {
+      throw new IllegalArgumentException("a micro-batch runner needs the gradients in memory; they are on DISK here");
+    }
+    this.runner = runner;
+  }
+
+  /**
+   * Adds micro-batch {@code i}'s gradient ({@link Role#GRAD}) to the step's gradient as the trainer's own loop does:
+   * copied for the first micro-batch, then {@code acc + g_i}.
+   */
+  public void accumulate(int i) {
+    if (gradShard != null) {  // ZeRO 2: this replica's shard of every replica's gradient, folded into the shard's sum
+      reducer.accumulateShard(store, Role.GRAD, optimizer.shard(), gradShard, i == 0);
+      return;
+    }
+    if (stepGrad != Role.GRAD_ACC) return;
+    if (i == 0) {
+      store.flat(Role.GRAD_ACC).copyFrom(store.flat(Role.GRAD));
+    } else {
+      Ops.add(store.flat(Role.GRAD_ACC), store.flat(Role.GRAD), store.flat(Role.GRAD_ACC));
+    }
+  }
+
   /** The role holding a step's gradient after the micro-batches: GRAD, or GRAD_ACC with gradient accumulation. */
   public Role stepGradient() {
     return stepGrad;
@@ -271,7 +308,9 @@ public final class Trainer implements AutoCloseable {
     stepFailed = true;
     MicroBatches mb;
     try {
-      mb = microBatches();
+      mb = runner != null
+          ? new MicroBatches(runner.run(this, 1f / (cfg.accum() * reducer.replicas())), (long) cfg.accum() * cfg.batch() * cfg.seq())
+          : microBatches();
       if (pager != null) pager.flush();
       if (weights != null) weights.flush();  // the optimizer is about to rewrite the weights on DISK
     } catch (RuntimeException | Error e) {
@@ -326,15 +365,7 @@ public final class Trainer implements AutoCloseable {
       float loss = model.forward(b.inputs(), b.targets(), b.batch(), b.seq());
       if (!Float.isFinite(loss)) throw new NonFiniteException(step, "the loss", loss);
       model.backward(scale);
-      if (gradShard != null) {
-        reducer.accumulateShard(store, Role.GRAD, optimizer.shard(), gradShard, i == 0);
-      } else if (stepGrad == Role.GRAD_ACC) {
-        if (i == 0) {
-          store.flat(Role.GRAD_ACC).copyFrom(store.flat(Role.GRAD));
-        } else {
-          Ops.add(store.flat(Role.GRAD_ACC), store.flat(Role.GRAD), store.flat(Role.GRAD_ACC));
-        }
-      }
+      accumulate(i);
       losses[i] = loss;
       tokens += (long) b.batch() * b.seq();
     }

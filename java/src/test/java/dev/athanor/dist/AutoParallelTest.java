@@ -47,6 +47,7 @@ class AutoParallelTest {
     TrainFixture f = TrainFixture.create(tmp.resolve("fixture"));
     planAndRun(f, tmp.resolve("auto"));
     planAndRun(f, tmp.resolve("auto-tp"), "--tp", "2");  // a dimension given by hand is kept
+    planAndRun(f, tmp.resolve("auto-zero2"), "--zero", "2");
   }
 
   private static void planAndRun(TrainFixture f, Path dir, String... fixed) throws Exception {
@@ -65,7 +66,9 @@ class AutoParallelTest {
     // bytes from the step loop on), and is not far above it
     String summary = lines.stream().filter(l -> l.contains("\"summary\"")).findFirst().orElseThrow();
     long peak = JsonParser.parseString(summary).getAsJsonObject().getAsJsonObject("peak_bytes").get("HOST").getAsLong();
-    if (fixed.length > 0) assertTrue(j.output().contains("chosen: dp 1 x tp 2"), j.output());
+    if (fixed.length > 0) {
+      assertTrue(j.output().contains(fixed[0].equals("--tp") ? "chosen: dp 1 x tp 2" : "chosen: dp 2 x tp 1 x pp 1, zero 2"), j.output());
+    }
     Matcher m = Pattern.compile("chosen: dp (\\d+) x tp (\\d+) x pp (\\d+), zero (\\d)(, recompute)?").matcher(j.output());
     assertTrue(m.find(), j.output());
     ParallelPlanner.Layout chosen = new ParallelPlanner.Layout(Integer.parseInt(m.group(1)), Integer.parseInt(m.group(2)),

@@ -168,6 +168,90 @@ class MpiRunTest {
     assertEquals(-1, Files.mismatch(wa, zero.resolve("model/model.safetensors")), "final weights differ with --zero 1");
   }
 
+  /**
+   * {@code train --pp 2 --micro-batches 3} (two stages: 1F1B with a steady phase and recomputed forwards) against one
+   * process with {@code --accum 3} over the same micro-batches: every logged step (loss, norm, lr, tokens) and the
+   * final weights bit for bit, for GPT-2 with tied embeddings (the first and last stage each hold the embedding) and
+   * for a 3-block Llama without (stages of 2 and 1 blocks; and --pp 3, one block each).
+   */
+  @Test
+  void pipelineTwoEqualsOneProcessWithAccumulationBitForBit() throws Exception {
+    TrainFixture f = TrainFixture.create(tmp.resolve("pp-fixture"));
+    Path llama = tmp.resolve("pp-fixture/llama.json");
+    Files.writeString(llama, dev.athanor.io.hf.HfConfig.toJson(dev.athanor.nn.ModelConfig.llama(300, 64, 3, 32, 4, 2, 48,
+        10000f, false)));
+    for (Path config : List.of(f.config, llama)) {
+      String name = config.getFileName().toString().replace(".json", "");
+      Path one = tmp.resolve("pp-one-" + name), pp = tmp.resolve("pp-two-" + name);
+      List<String> a1 = new ArrayList<>(trainArgs(f, one, "--accum", "3"));
+      a1.set(a1.indexOf("--config") + 1, config.toString());
+      a1.set(a1.indexOf("--steps") + 1, "4");
+      trainHere(a1);
+      List<String> a2 = new ArrayList<>(trainArgs(f, pp, "--pp", "2", "--micro-batches", "3", "--threads", "1"));
+      a2.set(a2.indexOf("--config") + 1, config.toString());
+      a2.set(a2.indexOf("--steps") + 1, "4");
+      Job j = mpirun(2, Main.class.getName(), a2, 300);
+      assertEquals(0, j.exitCode(), j.output());
+      assertEquals(1, j.output().split("pipeline parallel: 2 stages", -1).length - 1, "rank 0 alone prints:\n" + j.output());
+      assertTrue(j.output().contains("bubble (pp-1)/(M+pp-1) = 0.250"), j.output());
+      List<String> want = steps(one), got = steps(pp);
+      assertEquals(4, want.size(), name);
+      assertEquals(want, got, name + ": every logged step, one process with --accum 3 vs --pp 2 --micro-batches 3");
+      assertNotEquals(JsonParser.parseString(want.get(0)).getAsJsonObject().get("loss").getAsString(),
+          JsonParser.parseString(want.get(3)).getAsJsonObject().get("loss").getAsString(), name + ": the model trained");
+      Path model = Path.of("model", "model.safetensors");
+      assertEquals(-1, Files.mismatch(one.resolve(model), pp.resolve(model)), name + ": final weights");
+      if (config == llama) {  // three stages of one block: a middle stage, and the norm's chunk assembled from three
+        Path pp3 = tmp.resolve("pp-three-" + name);
+        List<String> a3 = new ArrayList<>(a2);
+        a3.set(a3.indexOf("--out") + 1, pp3.resolve("model").toString());
+        a3.set(a3.indexOf("--log") + 1, pp3.resolve("log.jsonl").toString());
+        a3.set(a3.indexOf("--pp") + 1, "3");
+        Job k = mpirun(3, Main.class.getName(), a3, 300);
+        assertEquals(0, k.exitCode(), k.output());
+        assertTrue(k.output().contains("pipeline parallel: 3 stages (blocks [0, 1) [1, 2) [2, 3))"), k.output());
+        assertEquals(want, steps(pp3), name + ": every logged step, --pp 3 --micro-batches 3");
+        assertEquals(-1, Files.mismatch(one.resolve(model), pp3.resolve(model)), name + ": final weights with --pp 3");
+      }
+    }
+  }
+
+  /**
+   * dp 2 × pp 2 (4 processes in the grid's order: ranks 0, 1 are stage 0 of pipelines 0, 1) against dp 2 with {@code
+   * --accum 2}, each replica of which runs the same micro-batches through the whole model: every logged step and the
+   * final weights bit for bit (GPT-2, tied embeddings: the pipeline's tied reduction comes before the data-parallel
+   * sum of each stage over its dp group).
+   */
+  @Test
+  void dataTimesPipelineEqualsDataParallelWithAccumulationBitForBit() throws Exception {
+    TrainFixture f = TrainFixture.create(tmp.resolve("dpp-fixture"));
+    Path dp = tmp.resolve("dpp-dp2"), grid = tmp.resolve("dpp-dp2-pp2");
+    List<String> a1 = new ArrayList<>(trainArgs(f, dp, "--dp", "2", "--accum", "2", "--threads", "1"));
+    a1.set(a1.indexOf("--steps") + 1, "3");
+    trainMpi(a1);
+    List<String> a2 = new ArrayList<>(trainArgs(f, grid, "--dp", "2", "--pp", "2", "--micro-batches", "2", "--threads", "1"));
+    a2.set(a2.indexOf("--steps") + 1, "3");
+    Job j = mpirun(4, Main.class.getName(), a2, 300);
+    assertEquals(0, j.exitCode(), j.output());
+    assertTrue(j.output().contains("global batch 2 x 2 x 2 = 8 sequences per step"), j.output());
+    List<String> want = steps(dp);
+    assertEquals(3, want.size());
+    assertEquals(want, steps(grid), "every logged step, --dp 2 --accum 2 vs --dp 2 --pp 2 --micro-batches 2");
+    Path model = Path.of("model", "model.safetensors");
+    assertEquals(-1, Files.mismatch(dp.resolve(model), grid.resolve(model)), "final weights");
+
+    // ZeRO 1 over each stage's dp group: each replica updates half of its stage; the same bits again
+    Path zero = tmp.resolve("dpp-dp2-pp2-zero1");
+    List<String> a3 = new ArrayList<>(trainArgs(f, zero, "--dp", "2", "--pp", "2", "--micro-batches", "2", "--zero", "1",
+        "--threads", "1"));
+    a3.set(a3.indexOf("--steps") + 1, "3");
+    Job z = mpirun(4, Main.class.getName(), a3, 300);
+    assertEquals(0, z.exitCode(), z.output());
+    assertTrue(z.output().contains("ZeRO 1"), z.output());
+    assertEquals(want, steps(zero), "every logged step, --dp 2 --accum 2 vs --dp 2 --pp 2 --micro-batches 2 --zero 1");
+    assertEquals(-1, Files.mismatch(dp.resolve(model), zero.resolve(model)), "final weights with --zero 1");
+  }
+
   /** Runs {@code train} in this JVM (one process); fails with its output unless it succeeds. */
   private static void trainHere(List<String> args) {
     ByteArrayOutputStream buf = new ByteArrayOutputStream();
@@ -422,6 +506,12 @@ class MpiRunTest {
     Job k = mpirun(2, Main.class.getName(), trainArgs(f, tmp.resolve("mismatch1")), 120);
     assertNotEquals(0, k.exitCode(), k.output());
     assertTrue(k.output().contains("mpirun started 2 processes but --dp is 1"), k.output());
+
+    Job p = mpirun(2, Main.class.getName(), trainArgs(f, tmp.resolve("mismatch-pp"), "--dp", "2", "--pp", "2"), 120);
+    assertNotEquals(0, p.exitCode(), p.output());
+    assertTrue(p.output().contains("--dp 2 --pp 2 = 4 processes but MPI started 2 processes")
+        && p.output().contains("run mpirun -np 4 with --dp 2 --pp 2"), p.output());
+    assertFalse(Files.exists(tmp.resolve("mismatch-pp/log.jsonl")), "nothing was trained");
   }
 
   @Test

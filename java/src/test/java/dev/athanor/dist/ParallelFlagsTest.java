@@ -15,7 +15,7 @@ import java.util.List;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
-/** train's data-parallel flags refused before any work, without MPI: usage errors (exit code 2) naming the flags. */
+/** train's data- and pipeline-parallel flags refused before any work, without MPI: usage errors (exit code 2) naming the flags. */
 class ParallelFlagsTest {
   @TempDir Path tmp;
 
@@ -60,5 +60,25 @@ class ParallelFlagsTest {
     assertTrue(three.contains("--zero 3") && three.contains("not built yet"), three);
     String four = refused("--dp", "2", "--zero", "4");
     assertTrue(four.contains("--zero"), four);
+  }
+
+  @Test
+  void pipelineFlagsAreCheckedBeforeAnyWork() throws Exception {
+    String out = refused("--pp", "3");  // the fixture has 2 blocks
+    assertTrue(out.contains("--pp 3 exceeds the model's 2 blocks"), out);
+    out = refused("--pp", "2", "--micro-batches", "1");
+    assertTrue(out.contains("--micro-batches 1 is fewer than the --pp 2 stages"), out);
+    out = refused("--pp", "2", "--accum", "4");
+    assertTrue(out.contains("--accum 4 with --pp 2") && out.contains("--micro-batches 4"), out);
+    out = refused("--pp", "2", "--checkpoint-dir", tmp.resolve("ck").toString());
+    assertTrue(out.contains("--pp 2 with checkpoints") && out.contains("not supported yet"), out);
+    out = refused("--pp", "2", "--offload", "auto");
+    assertTrue(out.contains("--pp 2 with --offload is not supported yet"), out);
+    out = refused("--micro-batches", "4");
+    assertTrue(out.contains("--micro-batches 4 needs --pp 2 or more"), out);
+    out = refused("--tp", "2", "--pp", "2");
+    assertTrue(out.contains("--tp 2 with --pp 2 is not supported yet"), out);
+    out = refused("--dp", "2", "--pp", "2");  // no mpirun: how many processes to start
+    assertTrue(out.contains("--dp 2 --pp 2 needs 4 processes started by MPI: mpirun -np 4"), out);
   }
 }

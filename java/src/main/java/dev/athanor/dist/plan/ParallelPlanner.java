@@ -134,7 +134,8 @@ public final class ParallelPlanner {
     if (l.zero() > 2) return "ZeRO " + l.zero() + " is not built yet";
     if (l.zero() == 1 && l.dp() == 1) return "ZeRO 1 needs dp > 1";
     if (l.tp() > 1 && l.zero() > 0) return "ZeRO with tensor parallel is not built yet";
-    if (l.pp() > 1) return "pipeline parallel is not built yet";
+    if (l.pp() > 1 && l.tp() > 1) return "pipeline with tensor parallel is not built yet";
+    if (l.pp() > 1 && l.zero() > 1) return "ZeRO " + l.zero() + " with pipeline parallel is not built yet";
     return null;
   }
 
@@ -177,7 +178,9 @@ public final class ParallelPlanner {
       // one activation (B, T, C) over tp
       // (plus one element per rank), and the step's micro-batch losses gathered over dp
       // (zero 2 folds in pieces of 2^20 elements per rank)
-      long dpScratch = l.zero() >= 2 ? Math.min(4 * p, 4L * l.dp() << 20) : Math.min(4 * p, 1L << 30);
+      // zero 2 also assembles the norm chunk that straddles its shard's start (at most 2^20 elements)
+      long dpScratch = l.zero() >= 2 ? Math.min(4 * p, 4L * l.dp() << 20) + Math.min(4 * p, 4L << 20)
+          : Math.min(4 * p, 1L << 30);
       long scratch = (l.dp() > 1 ? dpScratch + 4L * l.dp() + 4L * mb * (1 + l.dp()) : 0)
           + (l.tp() > 1 ? 4 * tokens * c.hidden() + 4L * l.tp() : 0);
       long total = weights + grads + moments + acts + buffers + scratch;

@@ -1,0 +1,387 @@
+package dev.athanor.dist.pipeline;
+
+import dev.athanor.dist.Communicator;
+import dev.athanor.dist.DataParallel;
+import dev.athanor.io.data.DataLoader;
+import dev.athanor.nn.Transformer;
+import dev.athanor.ops.Ops;
+import dev.athanor.params.ParameterStore;
+import dev.athanor.params.Range;
+import dev.athanor.params.Role;
+import dev.athanor.runtime.Device;
+import dev.athanor.tensor.DType;
+import dev.athanor.tensor.Tensor;
+import dev.athanor.train.GradientReducer;
+import dev.athanor.train.Trainer;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Objects;
+
+/**
+ * This process's stage of a pipeline: a {@link Trainer}'s micro-batch phase (the {@link OneFOneB} schedule, hidden
+ * states (B×T, C) and their gradients sent to and received from the neighbouring stages of {@code comm}, the pipeline
+ * group, whose rank is the stage) and its gradient reducer (tied embeddings, the global norm, the losses).
+ *
+ * <p>Exactness against one process with {@code accum = M} over the same micro-batches:
+ * <ul>
+ *   <li>every stage reads every micro-batch from its own loader (same data, same order) and uses what it needs;
+ *   <li>each stage forms micro-batch {@code i}'s gradient from zero and accumulates it with {@link Trainer#accumulate}
+ *       in micro-batch order (backwards run in order in 1F1B), so each parameter sees the one process's operations;
+ *   <li>the model holds one micro-batch's activations, so a stage keeps only the inputs of the micro-batches in flight
+ *       and reruns a micro-batch's forward before its backward when another forward ran in between (deterministic
+ *       kernels: the same bits);
+ *   <li>tied embeddings: one process adds the head's gradient and the embedding's ({@code head_i + emb_i}) per
+ *       micro-batch, then accumulates. The first stage keeps each {@code emb_i}, the last each {@code head_i}; after the
+ *       schedule the last sends its {@code head_i} to the first, which forms the accumulated gradient exactly so and
+ *       sends it back: both copies hold the same bits, and AdamW updates them identically;
+ *   <li>the global norm: one process sums squares per {@link Ops#NORM_CHUNK} chunk of its flat gradient, then adds
+ *       the partials in double in order. A stage's parameters are a contiguous range of that flat layout ({@link
+ *       PipelineLayout#wholeRange}); each chunk is summed by the stage holding its first element, after the stages
+ *       holding the rest of it sent their pieces, and the partials (zeros elsewhere) are summed over the group.
+ * </ul>
+ */
+public final class PipelineStage implements Trainer.MicroBatchRunner, GradientReducer {
+  private final Communicator comm;
+  private final Communicator dp;  // the same stage of the other pipelines, or null
+  private DataParallel replicas;  // data parallel over dp (set by attach), or null
+  private final PipelineLayout layout;
+  private final Transformer model;
+  private final int stage;
+  private final boolean first;
+  private final boolean last;
+  private final boolean tied;  // the first and the last stage both hold the token embedding
+  private final List<Tensor> tiedPieces = new ArrayList<>();  // emb_i (first stage) or head_i (last stage), this step
+  private float[] losses = new float[0];
+
+  /** A stage of a single pipeline. */
+  public PipelineStage(Communicator comm, PipelineLayout layout, Transformer model) {
+    this(comm, null, layout, model);
+  }
+
+  /**
+   * A stage of one of several data-parallel pipelines: {@code dp} joins this stage with the same stage of the other
+   * pipelines (a {@link dev.athanor.dist.ParallelGrid} dp group; null or size 1: one pipeline). Each pipeline reads its
+   * replica's micro-batches ({@link DataLoader#setReplica}) and the stage's gradient is summed over {@code dp} after
+   * the pipeline's own reduction, as {@link DataParallel} sums a whole model's: the result is that of {@code dp}
+   * processes of the whole model with {@code accum M} each, bit for bit.
+   */
+  public PipelineStage(Communicator comm, Communicator dp, PipelineLayout layout, Transformer model) {
+    this.comm = Objects.requireNonNull(comm, "comm");
+    this.dp = dp == null || dp.size() == 1 ? null : dp;
+    this.layout = Objects.requireNonNull(layout, "layout");
+    this.model = Objects.requireNonNull(model, "model");
+    if (comm.size() != layout.stages()) {
+      throw new IllegalArgumentException("the pipeline group has " + comm.size() + " processes but the layout " + layout.stages()
+          + " stages");
+    }
+    this.stage = comm.rank();
+    if (!model.stage().equals(layout.stage(stage))) {
+      throw new IllegalArgumentException("stage " + stage + " is " + layout.stage(stage) + " but the model holds " + model.stage());
+    }
+    this.first = stage == 0;
+    this.last = stage == layout.stages() - 1;
+    this.tied = layout.stages() > 1 && layout.config().tiedEmbeddings();
+  }
+
+  /** Makes {@code trainer} (of this stage's model, with {@code accum} = the micro-batches) run this pipeline stage. */
+  public void attach(Trainer trainer) {
+    if (trainer.model() != model) throw new IllegalArgumentException("the trainer trains another model than this stage's");
+    if (dp != null) {
+      Range shard = trainer.optimizer().shard();
+      if (shard != null && !shard.equals(DataParallel.optimizerShard(model.parameters(), dp))) {
+        throw new IllegalArgumentException("the trainer's optimizer shard " + shard + " is not dp rank " + dp.rank()
+            + "'s part " + DataParallel.optimizerShard(model.parameters(), dp) + " of the stage's parameters");
+      }
+      replicas = new DataParallel(dp, shard != null);  // ZeRO 1 over the dp group: each updates its part of the stage
+      trainer.data().setReplica(dp.rank(), dp.size());
+    }
+    trainer.setMicroBatchRunner(this);
+    trainer.setGradientReducer(this);
+  }
+
+  // ------------------------------------------------------------------ the schedule
+
+  @Override
+  public float[] run(Trainer trainer, float lossScale) {
+    int m = trainer.config().accum();
+    List<DataLoader.Batch> batches = new ArrayList<>(m);
+    for (int i = 0; i < m; i++) batches.add(trainer.data().next());
+    DataLoader.Batch shape = batches.get(0);
+    long[] hidden = {(long) shape.batch() * shape.seq(), layout.config().hidden()};
+    DType dt = model.computeDtype();
+    Map<Integer, Tensor> inputs = new HashMap<>();  // received inputs of the micro-batches in flight
+    Tensor grad = null;  // the received gradient of the next backward's output
+    losses = new float[m];
+    clearTiedPieces();
+    ParameterStore store = model.parameters();
+    int held = -1;  // the micro-batch whose activations the model holds
+    try {
+      for (OneFOneB.Op op : OneFOneB.schedule(stage, layout.stages(), m)) {
+        int i = op.micro();
+        switch (op.kind()) {
+          case RECV_INPUT -> inputs.put(i, received(hidden, dt, stage - 1));
+          case FORWARD -> {
+            forward(batches.get(i), inputs.get(i), i);
+            held = i;
+          }
+          case SEND_OUTPUT -> comm.send(model.output(), stage + 1);
+          case SEND_OUTPUT_RECV_GRAD -> {
+            if (grad == null) grad = Tensor.empty(dt, Device.CPU, hidden);
+            exchange(model.output(), stage + 1, grad);
+          }
+          case RECV_GRAD -> {
+            if (grad == null) grad = Tensor.empty(dt, Device.CPU, hidden);
+            comm.recv(grad, stage + 1);
+          }
+          case BACKWARD -> {
+            if (held != i) forward(batches.get(i), inputs.get(i), i);  // recompute: another forward ran in between
+            held = i;
+            store.zero(Role.GRAD);
+            if (last) {
+              model.backward(lossScale);
+            } else {
+              model.backward(grad);
+            }
+            if (tied && (first || last)) keepTiedPiece(store.view(Role.GRAD, embedding()));
+            trainer.accumulate(i);
+          }
+          case SEND_GRAD -> {
+            comm.send(model.inputGradient(), stage - 1);
+            close(inputs.remove(i));
+          }
+          case SEND_GRAD_RECV_INPUT -> {
+            Tensor in = Tensor.empty(dt, Device.CPU, hidden);
+            try {
+              exchange(model.inputGradient(), stage - 1, in);
+            } catch (RuntimeException e) {
+              in.close();
+              throw e;
+            }
+            close(inputs.remove(i));
+            inputs.put(op.other(), in);
+          }
+        }
+      }
+    } finally {
+      inputs.values().forEach(PipelineStage::close);
+      close(grad);
+    }
+    return last ? losses.clone() : new float[m];
+  }
+
+  private void forward(DataLoader.Batch b, Tensor input, int i) {
+    int[] targets = last ? b.targets() : null;
+    float loss = first ? model.forward(b.inputs(), targets, b.batch(), b.seq()) : model.forward(input, targets, b.batch(), b.seq());
+    if (last) losses[i] = loss;
+  }
+
+  private Tensor received(long[] shape, DType dt, int from) {
+    Tensor t = Tensor.empty(dt, Device.CPU, shape);
+    try {
+      comm.recv(t, from);
+      return t;
+    } catch (RuntimeException e) {
+      t.close();
+      throw e;
+    }
+  }
+
+  /**
+   * Sends {@code out} to the neighbour {@code peer} and receives {@code in} from it, which does the same at the same
+   * point of its schedule: the lower stage sends first, the higher receives first, so blocking calls never wait on
+   * each other.
+   */
+  private void exchange(Tensor out, int peer, Tensor in) {
+    if (stage < peer) {
+      comm.send(out, peer);
+      comm.recv(in, peer);
+    } else {
+      comm.recv(in, peer);
+      comm.send(out, peer);
+    }
+  }
+
+  private static void close(Tensor t) {
+    if (t != null) t.close();
+  }
+
+  private void keepTiedPiece(Tensor grad) {
+    Tensor c = Tensor.empty(grad.dtype(), Device.CPU, grad.shape()).detach();
+    tiedPieces.add(c);
+    c.copyFrom(grad);
+  }
+
+  private void clearTiedPieces() {
+    tiedPieces.forEach(Tensor::close);
+    tiedPieces.clear();
+  }
+
+  private String embedding() {
+    return layout.config().embeddingName();
+  }
+
+  // ------------------------------------------------------------------ the reducer
+
+  /**
+   * Tied embeddings: the first stage receives the last stage's {@code head_i}, forms {@code acc = sum over i of
+   * (head_i + emb_i)} as one process does, puts it in its step gradient and sends it to the last stage, which puts it
+   * in its own.
+   */
+  @Override
+  public void reduce(ParameterStore store, Role gradRole) {
+    reduceTied(store, gradRole);
+    if (replicas != null) replicas.reduce(store, gradRole);
+  }
+
+  /** ZeRO 1 over the dp group: gathers the parts of the stage's parameters the other replicas updated. */
+  @Override
+  public void afterUpdate(ParameterStore store) {
+    if (replicas != null) replicas.afterUpdate(store);
+  }
+
+  /** The group of this stage's data-parallel replicas (null: one pipeline): ZeRO 1 shards the stage's optimizer over it. */
+  public Communicator dataParallelGroup() {
+    return dp;
+  }
+
+  @Override
+  public int replicas() {
+    return replicas == null ? 1 : replicas.replicas();
+  }
+
+  private void reduceTied(ParameterStore store, Role gradRole) {
+    if (!tied || !(first || last)) return;
+    int peer = first ? layout.stages() - 1 : 0;
+    try {
+      Tensor acc = store.view(gradRole, embedding());
+      if (last) {
+        for (Tensor head : tiedPieces) comm.send(head, peer);
+        comm.recv(acc, peer);
+        return;
+      }
+      try (Tensor head = Tensor.empty(acc.dtype(), Device.CPU, acc.shape())) {
+        for (int i = 0; i < tiedPieces.size(); i++) {
+          comm.recv(head, peer);
+          try (Tensor g = Ops.add(head, tiedPieces.get(i))) {
+            if (i == 0) {
+              acc.copyFrom(g);
+            } else {
+              Ops.add(acc, g, acc);
+            }
+          }
+        }
+      }
+      comm.send(acc, peer);
+    } finally {
+      clearTiedPieces();
+    }
+  }
+
+  @Override
+  public float gradientNorm(ParameterStore store, Role gradRole) {
+    long total = layout.wholeNumel(), chunk = Ops.NORM_CHUNK;
+    int chunks = Math.toIntExact((total + chunk - 1) / chunk);
+    Range mine = layout.wholeRange(stage);
+    Tensor flat = store.flat(gradRole);
+    float[] partials = new float[chunks];
+    for (int j = 0; j < chunks; j++) {
+      long cs = j * chunk, ce = Math.min(total, cs + chunk);
+      int owner = stageAt(cs);
+      if (owner == stage && mine.end() >= ce) {  // the whole chunk is here
+        try (Tensor piece = flat.slice(0, cs - mine.start(), ce - mine.start())) {
+          partials[j] = Ops.sumSquaresPartials(piece)[0];
+        }
+        continue;
+      }
+      // the chunk crosses stages: the owner assembles it from every stage's piece, in the layout's order
+      try (Tensor whole = owner == stage ? Tensor.empty(flat.dtype(), Device.CPU, ce - cs) : null) {
+        for (int t = owner; t < layout.stages(); t++) {
+          Range r = layout.wholeRange(t);
+          long a = Math.max(cs, r.start()), b = Math.min(ce, r.end());
+          if (a >= b) continue;
+          if (t == stage) {
+            try (Tensor piece = flat.slice(0, a - mine.start(), b - mine.start())) {
+              if (owner == stage) {
+                try (Tensor dst = whole.slice(0, a - cs, b - cs)) {
+                  dst.copyFrom(piece);
+                }
+              } else {
+                comm.send(piece, owner);
+              }
+            }
+          } else if (owner == stage) {
+            try (Tensor dst = whole.slice(0, a - cs, b - cs)) {
+              comm.recv(dst, t);
+            }
+          }
+        }
+        if (owner == stage) partials[j] = Ops.sumSquaresPartials(whole)[0];
+      }
+    }
+    // each partial is non-zero on one stage only: the group's sum is that partial's bits
+    try (Tensor p = Tensor.of(partials, chunks)) {
+      comm.allReduceSum(p);
+      partials = p.toFloatArray();
+    }
+    double sum = 0;
+    for (float x : partials) sum += x;
+    return (float) Math.sqrt(sum);
+  }
+
+  private int stageAt(long wholeIndex) {
+    for (int t = 0; t < layout.stages(); t++) if (wholeIndex < layout.wholeRange(t).end()) return t;
+    throw new IllegalArgumentException("element " + wholeIndex + " is outside the model's " + layout.wholeNumel());
+  }
+
+  /**
+   * The losses live on the last stage: it broadcasts them to the group; with several pipelines they are then gathered
+   * in the global micro-batch order ({@link DataParallel#gatherLosses}).
+   */
+  @Override
+  public float[] gatherLosses(float[] local) {
+    float[] mine = local;
+    if (layout.stages() > 1) {
+      try (Tensor t = Tensor.of(local, local.length)) {
+        comm.broadcast(t, layout.stages() - 1);
+        mine = t.toFloatArray();
+      }
+    }
+    return replicas == null ? mine : replicas.gatherLosses(mine);
+  }
+
+  // ------------------------------------------------------------------ the whole model
+
+  /**
+   * Gathers every stage's weights into a whole model on stage 0 (a collective over the group; the others return null
+   * after sending theirs), e.g. to save it. The caller closes the returned model.
+   */
+  public Transformer gatherWhole() {
+    ParameterStore store = model.parameters();
+    if (!first) {
+      for (ParameterStore.Param p : store.list()) {
+        if (layout.holdsTiedCopy(stage) && p.name().equals(embedding())) continue;
+        comm.send(p.master(), 0);
+      }
+      return null;
+    }
+    Transformer whole = new Transformer(layout.config(), model.device(), model.computeDtype());
+    try {
+      for (ParameterStore.Param p : store.list()) whole.loadWeight(p.name(), p.master());
+      for (int t = 1; t < layout.stages(); t++) {
+        for (var spec : layout.config().parameterUnits(layout.stage(t)).values().stream().flatMap(List::stream).toList()) {
+          if (layout.holdsTiedCopy(t) && spec.name().equals(embedding())) continue;
+          try (Tensor w = Tensor.empty(DType.F32, Device.CPU, spec.shape())) {
+            comm.recv(w, t);
+            whole.loadWeight(spec.name(), w);
+          }
+        }
+      }
+      return whole;
+    } catch (RuntimeException e) {
+      whole.close();
+      throw e;
+    }
+  }
+}
