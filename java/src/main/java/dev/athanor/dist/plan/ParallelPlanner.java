@@ -1,5 +1,6 @@
 package dev.athanor.dist.plan;
 
+import dev.athanor.dist.pipeline.PipelineLayout;
 import dev.athanor.nn.Footprint;
 import dev.athanor.nn.ModelConfig;
 import dev.athanor.nn.Stage;
@@ -155,6 +156,8 @@ public final class ParallelPlanner {
       }
     }
     if (why == null) why = unsupported(l);
+    if (l.pp() > c.layers()) return new Estimate(l, m, 0, Map.of(), 0, 0, 0, 0, why);  // no such stages to size
+    PipelineLayout pipeline = new PipelineLayout(c, l.pp());
     int mb = Math.max(1, m);
     DType dt = DType.F32;
     long tokens = (long) job.batch() * job.seq();
@@ -163,7 +166,7 @@ public final class ParallelPlanner {
     Map<String, Long> parts = Map.of();
     long stageParamsMax = 0;
     for (int s = 0; s < l.pp(); s++) {
-      Stage st = stage(c, l.pp(), s);
+      Stage st = pipeline.stage(s);
       long p = stageParameters(c, st, l.tp());
       stageParamsMax = Math.max(stageParamsMax, p);
       long weights = 4 * p;
@@ -174,11 +177,9 @@ public final class ParallelPlanner {
       long inFlight = l.pp() > 1 ? Math.min(l.pp() - s, mb) : 1;
       long acts = Footprint.stageActivationBytes(c, st, job.device(), dt, job.batch(), job.seq(), l.recompute()) * inFlight;
       long buffers = Footprint.stageBufferBytes(c, st, job.device(), dt, job.batch(), job.seq());
-      // the deterministic sums' receive buffer, kept per communicator: the gradient (at most 1 GiB per piece) over dp,
-      // one activation (B, T, C) over tp
-      // (plus one element per rank), and the step's micro-batch losses gathered over dp
-      // (zero 2 folds in pieces of 2^20 elements per rank)
-      // zero 2 also assembles the norm chunk that straddles its shard's start (at most 2^20 elements)
+      // the deterministic sums' receive buffers, kept per communicator, plus one element per rank: over dp the gradient
+      // (at most 1 GiB per piece; zero 2 folds in pieces of 2^20 elements per rank and also assembles the norm chunk
+      // that straddles its shard's start), and the step's micro-batch losses gathered; over tp one activation (B, T, C)
       long dpScratch = l.zero() >= 2 ? Math.min(4 * p, 4L * l.dp() << 20) + Math.min(4 * p, 4L << 20)
           : Math.min(4 * p, 1L << 30);
       long scratch = (l.dp() > 1 ? dpScratch + 4L * l.dp() + 4L * mb * (1 + l.dp()) : 0)
@@ -203,13 +204,13 @@ public final class ParallelPlanner {
     long comm = 0, messages = 0;
     if (l.dp() > 1) {
       // as Athanor runs them: zero 0 all-reduces the gradient (2 (dp-1)/dp of it); zero 1 also all-gathers the updated
-      // masters (+1); zero 2 reduce-scatters and all-gathers (2); zero 3 gathers each unit's weights again (+1)
-      // zero 2 reduce-scatters every micro-batch's gradient into the shard's sum
+      // masters (+1); zero 2 reduce-scatters every micro-batch's gradient into the shard's sum (1 each) and all-gathers
+      // the masters (+1); zero 3 gathers each unit's weights again (+1)
       int passes = l.zero() == 2 ? mb + 1 : l.zero() == 1 || l.zero() == 3 ? 3 : 2;
       comm += (long) (passes * (l.dp() - 1.0) / l.dp() * 4 * stageParamsMax);
       messages += (long) passes * (l.dp() - 1);
     }
-    int blocks = stage(c, l.pp(), 0).blocks();
+    int blocks = pipeline.stage(0).blocks();
     if (l.tp() > 1) {
       long per = (long) (2.0 * (l.tp() - 1) / l.tp() * 4 * tokens * c.hidden());
       int reductions = l.recompute() ? 6 : 4;
@@ -223,15 +224,8 @@ public final class ParallelPlanner {
     double flops = (l.recompute() ? 8.0 : 6.0) * c.parameterCount() * tokens * job.microBatches() / (double) job.world();
     double compute = flops / job.hardware().flopsPerRank();
     double commSeconds = comm / job.hardware().linkBytesPerSecond() + messages * job.hardware().linkLatencySeconds();
-    double bubble = l.pp() > 1 ? (l.pp() - 1.0) / (mb + l.pp() - 1.0) : 0;
+    double bubble = pipeline.bubble(mb);
     return new Estimate(l, m, best, parts, comm, bubble, compute, commSeconds, why);
-  }
-
-  /** Stage {@code s} of {@code pp}: contiguous blocks, the first stages one longer when they do not divide evenly. */
-  public static Stage stage(ModelConfig c, int pp, int s) {
-    int base = c.layers() / pp, extra = c.layers() % pp;
-    int first = s * base + Math.min(s, extra), end = first + base + (s < extra ? 1 : 0);
-    return new Stage(first, end, s == 0, s == pp - 1);
   }
 
   /** Parameters one rank of stage {@code st} holds under tensor parallel {@code tp} (a tied head's copy included). */

@@ -106,7 +106,7 @@ class ParallelPlannerTest {
     for (int pp = 1; pp <= 12; pp++) {
       int next = 0;
       for (int s = 0; s < pp; s++) {
-        var st = ParallelPlanner.stage(GPT2, pp, s);
+        var st = new dev.athanor.dist.pipeline.PipelineLayout(GPT2, pp).stage(s);
         assertEquals(next, st.firstBlock());
         assertTrue(st.blocks() == 12 / pp || st.blocks() == 12 / pp + 1);
         next = st.endBlock();
