@@ -1,6 +1,10 @@
 package dev.athanor.cli;
 
 import dev.athanor.cli.Options.Range;
+import dev.athanor.dist.Communicator;
+import dev.athanor.dist.DataParallel;
+import dev.athanor.dist.ReduceMode;
+import dev.athanor.dist.TimedCommunicator;
 import dev.athanor.io.AtomicFiles;
 import dev.athanor.io.data.DataLoader;
 import dev.athanor.io.data.TokenDataset;
@@ -46,6 +50,11 @@ import picocli.CommandLine.Spec;
  * then {@code --steps} timed ones, the prefill and every decode step timed separately ({@link DecodeBench}:
  * median prefill, median step, decode tokens/s = batch / median step seconds). Prints one JSON object (the peer
  * is bench/model/torch_train.py with the same flags, measuring the same way).
+ *
+ * <p>{@code --mode train --dp N} measures data-parallel training over N processes started by mpirun ({@code athanor
+ * launch bench ... --dp N}): every rank runs the same steps on its own micro-batches, with {@code --zero} and {@code
+ * --reduce} as {@code train} takes them; rank 0 times the steps (waiting for the others included) and prints the JSON,
+ * with the global tokens/s and the time and bytes rank 0 spent in collectives per step.
  */
 @Command(name = "bench", sortOptions = false, abbreviateSynopsis = true,
     description = "Throughput of a model on random tokens, or of copies behind compute, as one JSON line on stdout.",
@@ -90,7 +99,11 @@ final class BenchCommand implements Callable<Integer> {
   @ArgGroup(exclusive = false, validate = false, heading = "%nOffload (--mode train; CPU only):%n", order = 6)
   Options.OffloadOptions offload = new Options.OffloadOptions();
 
-  @ArgGroup(exclusive = false, validate = false, heading = "%nRuntime:%n", order = 7)
+  @ArgGroup(exclusive = false, validate = false, heading = "%nData parallel (--mode train; processes started by mpirun or athanor launch):%n",
+      order = 7)
+  Parallel parallel = new Parallel();
+
+  @ArgGroup(exclusive = false, validate = false, heading = "%nRuntime:%n", order = 8)
   Options.RuntimeOptions runtime = new Options.RuntimeOptions();
 
   /** Batch and rounds of train and decode. */
@@ -116,6 +129,37 @@ final class BenchCommand implements Callable<Integer> {
     Integer seq;
   }
 
+  /** Data-parallel processes of --mode train, as {@code train} takes them. */
+  static final class Parallel {
+    @Option(names = "--dp", paramLabel = "N", defaultValue = "1",
+        description = "data-parallel processes (athanor launch bench ... --dp N); --batch stays per process, the tokens/s "
+            + "count all of them. Default: ${DEFAULT-VALUE}")
+    @Range(min = 1)
+    int dp;
+
+    @Option(names = "--zero", paramLabel = "STAGE", defaultValue = "0",
+        description = "ZeRO stage with --dp, as train takes it. Default: ${DEFAULT-VALUE}")
+    @Range(min = 0, max = 3)
+    int zero;
+
+    @Option(names = "--reduce", paramLabel = "MODE", defaultValue = "deterministic",
+        completionCandidates = ParallelOptions.ModeNames.class,
+        description = "how sums over processes are formed: ${COMPLETION-CANDIDATES}. Default: ${DEFAULT-VALUE}")
+    ReduceMode reduce;
+
+    /** The same choice as train's flags, checked and started as train starts them. */
+    ParallelOptions options() {
+      ParallelOptions p = new ParallelOptions();
+      p.dp = dp;
+      p.tp = 1;
+      p.pp = 1;
+      p.zero = zero;
+      p.reduce = reduce;
+      p.mode = "manual";
+      return p;
+    }
+  }
+
   /** Decoding shape. */
   static final class Decode {
     @Option(names = "--prompt-len", paramLabel = "TOKENS", defaultValue = "16", description = "random prompt tokens. Default: ${DEFAULT-VALUE}")
@@ -130,7 +174,7 @@ final class BenchCommand implements Callable<Integer> {
 
   /** The option groups each mode takes (options of any other group are usage errors). */
   private static final Map<Mode, Set<Class<?>>> GROUPS = Map.of(
-      Mode.TRAIN, Set.of(Options.ModelOptions.class, Steps.class, Train.class, Options.OffloadOptions.class),
+      Mode.TRAIN, Set.of(Options.ModelOptions.class, Steps.class, Train.class, Options.OffloadOptions.class, Parallel.class),
       Mode.DECODE, Set.of(Options.ModelOptions.class, Steps.class, Decode.class),
       Mode.OVERLAP, Set.of(OverlapBench.Args.class));
 
@@ -152,6 +196,12 @@ final class BenchCommand implements Callable<Integer> {
     OffloadConfig oc = OffloadConfig.NONE;
     if (mode == Mode.TRAIN) {
       offload.check(spec);
+      Communicator c = parallel.options().start(spec, device, !offload.off(), 1, false);
+      if (c != null) {
+        try (TimedCommunicator comm = new TimedCommunicator(c)) {
+          return dataParallel(mc, device, b, t, comm);
+        }
+      }
       OffloadPlan plan = TrainCommand.offloadPlan(spec, offload, new OffloadPlanner.Job(mc, device, benchConfig(b, t, 1), false,
           false, false));  // checks that the job fits, as it will run
       if (plan != null) {
@@ -172,21 +222,7 @@ final class BenchCommand implements Callable<Integer> {
       if (mode == Mode.TRAIN) {
         int n = steps.steps != null ? steps.steps : 10;
         StepTimes st = trainSteps(m, b, t, n, steps.warmup, new SplittableRandom(1), oc, w);
-        double[] ms = st.millis();
-        double med = median(ms);
-        double tps = b * t / (med / 1e3);
-        // FLOPs per token: 6 N (matmul weights incl. the head) + 6 L T C (causal attention: 12 L T C halved)
-        long params = mc.parameterCount() - (mc.family().hfModelType().equals("gpt2") ? (long) mc.maxSeqLen() * mc.hidden() : 0);
-        double flopsPerToken = 6.0 * params + 6.0 * mc.layers() * t * mc.hidden();
-        Map<String, Object> j = DecodeBench.header(m, device, b);
-        j.put("mode", "train");
-        j.put("seq", t);
-        j.put("steps", n);
-        j.put("step_ms_median", Json.round(med, 3));
-        j.put("step_ms", Arrays.stream(ms).boxed().toList());
-        j.put("tokens_per_s", Json.round(tps, 1));
-        j.put("flops_per_token", Json.significant(flopsPerToken, 4));
-        j.put("achieved_tflops", Json.round(tps * flopsPerToken / 1e12, 3));
+        Map<String, Object> j = trainJson(m, b, t, n, st.millis());
         if (oc.enabled()) {
           Map<String, Object> o = new java.util.LinkedHashMap<>();
           o.put("disk_roles", oc.diskRoles().stream().map(r -> r.name().toLowerCase(java.util.Locale.ROOT)).sorted().toList());
@@ -224,8 +260,11 @@ final class BenchCommand implements Callable<Integer> {
     }
   }
 
-  /** Milliseconds of each timed step, and the offload's DISK traffic and stalls over them. */
-  record StepTimes(double[] millis, TransferStats.Snapshot traffic) {}
+  /**
+   * Milliseconds of each timed step, the offload's DISK traffic and stalls over them, and (with a timed communicator)
+   * what each timed step spent in collectives.
+   */
+  record StepTimes(double[] millis, TransferStats.Snapshot traffic, TimedCommunicator.Counts[] comm) {}
 
   /**
    * {@code steps} {@link Trainer} steps (forward, backward, clipping, AdamW) after {@code warm} untimed ones, on a
@@ -234,28 +273,47 @@ final class BenchCommand implements Callable<Integer> {
    */
   static StepTimes trainSteps(Transformer m, int b, int t, int steps, int warm, SplittableRandom rng, OffloadConfig oc,
       OffloadedWeights weights) {
+    return trainSteps(m, b, t, steps, warm, rng, oc, weights, null, 0);
+  }
+
+  /**
+   * As above; with {@code comm} (not null) this process is one of {@code comm.size()} data-parallel replicas with ZeRO
+   * stage {@code zero}, reading its own micro-batches of the same random tokens (every rank draws them alike).
+   */
+  static StepTimes trainSteps(Transformer m, int b, int t, int steps, int warm, SplittableRandom rng, OffloadConfig oc,
+      OffloadedWeights weights, TimedCommunicator comm, int zero) {
     ModelConfig mc = m.config();
     int total = steps + warm;
+    int replicas = comm == null ? 1 : comm.size();
     TrainConfig tc = benchConfig(b, t, total);
     Path dir = null;
     try {
       dir = Files.createTempDirectory("athanor-bench");
       Path shard = dir.resolve("random.bin");
       try (TokenShardWriter w = TokenShardWriter.create(shard, mc.vocabSize())) {
-        w.write(rng.ints((long) total * b * t + 1, 0, mc.vocabSize()).toArray());
+        w.write(rng.ints((long) total * b * t * replicas + 1, 0, mc.vocabSize()).toArray());
       }
       double[] ms = new double[steps];
+      TimedCommunicator.Counts[] talked = new TimedCommunicator.Counts[comm == null ? 0 : steps];
       try (TokenDataset data = TokenDataset.open(shard);
-          Trainer trainer = new Trainer(m, tc, new DataLoader(data, b, t, false, 1), oc, weights)) {
+          Trainer trainer = comm != null && zero >= 1
+              ? new Trainer(m, tc, new DataLoader(data, b, t, false, 1), DataParallel.optimizerShard(m.parameters(), comm),
+                  zero >= 2)
+              : new Trainer(m, tc, new DataLoader(data, b, t, false, 1), oc, weights)) {
+        if (comm != null) DataParallel.attach(trainer, comm);
         TransferStats.Snapshot before = TransferStats.Snapshot.ZERO;
         for (int s = -warm; s < steps; s++) {
           if (s == 0) before = trainer.transfers();
+          TimedCommunicator.Counts c0 = comm != null ? comm.counts() : null;
           long t0 = System.nanoTime();
           trainer.step();
           if (m.device().isCuda()) Cuda.synchronize(m.device().index());
-          if (s >= 0) ms[s] = (System.nanoTime() - t0) / 1e6;
+          if (s >= 0) {
+            ms[s] = (System.nanoTime() - t0) / 1e6;
+            if (comm != null) talked[s] = comm.counts().minus(c0);
+          }
         }
-        return new StepTimes(ms, trainer.transfers().minus(before));
+        return new StepTimes(ms, trainer.transfers().minus(before), talked);
       }
     } catch (IOException e) {
       throw new UncheckedIOException(e);
@@ -268,6 +326,50 @@ final class BenchCommand implements Callable<Integer> {
         }
       }
     }
+  }
+
+  /**
+   * --mode train --dp N on this rank of {@code comm}: the model initialised alike on every rank, the timed steps, and on
+   * rank 0 the JSON line (global tokens/s; rank 0's median time and bytes in collectives per step).
+   */
+  private int dataParallel(ModelConfig mc, Device device, int b, int t, TimedCommunicator comm) {
+    int n = steps.steps != null ? steps.steps : 10;
+    try (Transformer m = Transformer.create(mc, device)) {
+      m.initialize(1);
+      StepTimes st = trainSteps(m, b, t, n, steps.warmup, new SplittableRandom(1), OffloadConfig.NONE, null, comm,
+          parallel.zero);
+      if (comm.rank() != 0) return 0;
+      Map<String, Object> j = trainJson(m, b * comm.size(), t, n, st.millis());
+      j.put("dp", comm.size());
+      j.put("zero", parallel.zero);
+      j.put("reduce", comm.mode().name().toLowerCase(Locale.ROOT));
+      j.put("batch_per_process", b);
+      double[] commMs = Arrays.stream(st.comm()).mapToDouble(TimedCommunicator.Counts::millis).toArray();
+      j.put("comm_ms_median", Json.round(median(commMs), 3));
+      j.put("comm_bytes_per_step", st.comm()[st.comm().length - 1].bytes());
+      main.out.println(Json.write(j));
+    }
+    return 0;
+  }
+
+  /** The JSON of --mode train: shape, step times and their median, tokens/s and the FLOP rate ({@code b} sequences a step). */
+  private static Map<String, Object> trainJson(Transformer m, int b, int t, int n, double[] ms) {
+    ModelConfig mc = m.config();
+    double med = median(ms);
+    double tps = b * t / (med / 1e3);
+    // FLOPs per token: 6 N (matmul weights incl. the head) + 6 L T C (causal attention: 12 L T C halved)
+    long params = mc.parameterCount() - (mc.family().hfModelType().equals("gpt2") ? (long) mc.maxSeqLen() * mc.hidden() : 0);
+    double flopsPerToken = 6.0 * params + 6.0 * mc.layers() * t * mc.hidden();
+    Map<String, Object> j = DecodeBench.header(m, m.device(), b);
+    j.put("mode", "train");
+    j.put("seq", t);
+    j.put("steps", n);
+    j.put("step_ms_median", Json.round(med, 3));
+    j.put("step_ms", Arrays.stream(ms).boxed().toList());
+    j.put("tokens_per_s", Json.round(tps, 1));
+    j.put("flops_per_token", Json.significant(flopsPerToken, 4));
+    j.put("achieved_tflops", Json.round(tps * flopsPerToken / 1e12, 3));
+    return j;
   }
 
   /** The training settings of {@code --mode train}: constant lr 1e-4, sequential batches. */

@@ -239,7 +239,8 @@ final class ParallelOptions {
           + "use --device cpu");
     }
     if (launched == 0) {
-      throw Options.usage(spec, flag + " needs " + n + " processes started by MPI: mpirun -np " + n + " ./athanor train ... " + flag);
+      throw Options.usage(spec, flag + " needs " + n + " processes started by MPI: mpirun -np " + n + " ./athanor " + spec.name()
+          + " ... " + flag + " (or: ./athanor launch " + spec.name() + " ... " + flag + ")");
     }
     Communicator c = opened != null ? opened : Communicator.mpi(reduce);
     if (c.size() != n) {

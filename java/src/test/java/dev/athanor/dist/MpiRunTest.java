@@ -169,6 +169,32 @@ class MpiRunTest {
   }
 
   /**
+   * {@code bench --mode train --dp 2} under mpirun: rank 0 alone prints one JSON line, counting both processes' tokens,
+   * and the bytes it reports per step are exactly what plain data parallel hands to collectives a step: the flat F32
+   * gradient (one all-reduce) and its micro-batch's loss (one F32, all-gathered for the log).
+   */
+  @Test
+  void benchDataParallelReportsTheStepsAllReduce() throws Exception {
+    TrainFixture f = TrainFixture.create(tmp.resolve("bench-fixture"));
+    Job j = mpirun(2, Main.class.getName(), List.of("bench", "--mode", "train", "--config", f.config.toString(), "--device",
+        "cpu", "--batch", "2", "--seq", "16", "--steps", "2", "--warmup-steps", "1", "--dp", "2", "--threads", "1"), 300);
+    assertEquals(0, j.exitCode(), j.output());
+    List<String> lines = j.output().lines().filter(l -> l.startsWith("{")).toList();
+    assertEquals(1, lines.size(), "rank 0 alone prints:\n" + j.output());
+    JsonObject o = JsonParser.parseString(lines.get(0)).getAsJsonObject();
+    assertEquals(2, o.get("dp").getAsInt());
+    assertEquals(0, o.get("zero").getAsInt());
+    assertEquals(4, o.get("batch").getAsInt(), "the batch counts both processes: " + o);
+    assertEquals(2, o.get("batch_per_process").getAsInt());
+    long gradientBytes;
+    try (dev.athanor.nn.Transformer m = dev.athanor.nn.Transformer.create(TrainFixture.model(), dev.athanor.runtime.Device.CPU)) {
+      gradientBytes = 4 * m.parameters().numel();
+    }
+    assertEquals(gradientBytes + 4, o.get("comm_bytes_per_step").getAsLong(), "the gradient and the loss a step: " + o);
+    assertTrue(o.get("tokens_per_s").getAsDouble() > 0 && o.get("comm_ms_median").getAsDouble() >= 0, o.toString());
+  }
+
+  /**
    * {@code train --pp 2 --micro-batches 3} (two stages: 1F1B with a steady phase and recomputed forwards) against one
    * process with {@code --accum 3} over the same micro-batches: every logged step (loss, norm, lr, tokens) and the
    * final weights bit for bit, for GPT-2 with tied embeddings (the first and last stage each hold the embedding) and

@@ -24,10 +24,15 @@ class ParallelFlagsTest {
     List<String> args = new ArrayList<>(List.of("train", "--config", f.config.toString(), "--data", f.data.toString(),
         "--device", "cpu", "--steps", "2", "--out", tmp.resolve("out").toString()));
     args.addAll(List.of(extra));
+    return run(args.toArray(String[]::new));
+  }
+
+  /** The output of the CLI given {@code args}, which must end in a usage error (exit code 2). */
+  private static String run(String... args) {
     ByteArrayOutputStream buf = new ByteArrayOutputStream();
     int rc;
     try (PrintStream ps = new PrintStream(buf, true, StandardCharsets.UTF_8)) {
-      rc = Main.run(args.toArray(String[]::new), ps, ps);
+      rc = Main.run(args, ps, ps);
     }
     String out = buf.toString(StandardCharsets.UTF_8);
     assertEquals(2, rc, out);
@@ -38,6 +43,17 @@ class ParallelFlagsTest {
   void dpWithoutMpirunSaysHowToStartIt() throws Exception {
     String out = refused("--dp", "2");
     assertTrue(out.contains("--dp 2 needs 2 processes started by MPI: mpirun -np 2"), out);
+  }
+
+  @Test
+  void benchTakesDpUnderMpirunAndOnlyInTrainMode() throws Exception {
+    TrainFixture f = TrainFixture.create(tmp.resolve("fixture"));
+    String out = run("bench", "--mode", "train", "--config", f.config.toString(), "--device", "cpu", "--dp", "2");
+    assertTrue(out.contains("--dp 2 needs 2 processes started by MPI: mpirun -np 2 ./athanor bench"), out);
+    out = run("bench", "--mode", "decode", "--config", f.config.toString(), "--device", "cpu", "--dp", "2");
+    assertTrue(out.contains("option '--dp' does not apply to --mode decode"), out);
+    out = run("bench", "--mode", "train", "--config", f.config.toString(), "--device", "cpu", "--zero", "1");
+    assertTrue(out.contains("with --dp 1 there is nothing to shard"), out);
   }
 
   @Test
