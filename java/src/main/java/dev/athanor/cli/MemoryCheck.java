@@ -1,5 +1,6 @@
 package dev.athanor.cli;
 
+import dev.athanor.dist.plan.ParallelPlanner;
 import dev.athanor.memory.InsufficientMemoryException;
 import dev.athanor.memory.MemoryManager;
 import dev.athanor.memory.Tier;
@@ -13,7 +14,10 @@ import dev.athanor.offload.OffloadPlanner;
 import dev.athanor.runtime.Device;
 import dev.athanor.tensor.DType;
 import dev.athanor.train.TrainConfig;
+import java.util.ArrayList;
 import java.util.EnumSet;
+import java.util.List;
+import java.util.Map;
 import java.util.Set;
 
 /**
@@ -96,6 +100,46 @@ final class MemoryCheck {
           + " instead of " + Footprint.size(need.bytes(Component.ACTIVATIONS, all)) + ")";
     }
     require(need, "train this model", advice + offload, "use a smaller model" + offload);
+  }
+
+  /**
+   * Training as one process of a parallel layout ({@code layout}, {@code world} processes, {@code job}'s micro-batches per
+   * replica): the parallel planner's estimate for the busiest rank (its stage's weights, its shards of the gradients and
+   * AdamW's state, the activations of the micro-batches in flight, buffers, and the receive buffers of the collectives),
+   * plus reading the weights when {@code job} loads them. A multi-process checkpoint is written from the live state piece
+   * by piece (or, under --tp alone, gathered tensor by tensor), so it adds nothing here. Refuses as {@link
+   * #requireTraining} does when that does not fit this process's budget.
+   */
+  static void requireRank(OffloadPlanner.Job job, ParallelPlanner.Layout layout, int world) {
+    Footprint need = rankFootprint(job, layout, world);
+    String advice = "use a smaller --batch or --seq (activations and workspace grow with batch x seq)"
+        + (layout.recompute() || job.model().layers() < 2 ? "" : ", or --recompute");
+    String shard = layout.zero() < 2 && layout.dp() > 1 && layout.tp() == 1
+        ? ", or a higher --zero (" + (layout.zero() == 0 ? "1 shards AdamW's state, " : "") + "2 also the gradients)" : "";
+    require(need, "train this model as one of " + world + " processes (" + layout + ")", advice + shard,
+        "use more processes or a smaller model" + shard);
+  }
+
+  /** What {@link #requireRank} checks: the busiest rank's parts, all in host memory (parallel runs are CPU runs). */
+  static Footprint rankFootprint(OffloadPlanner.Job job, ParallelPlanner.Layout layout, int world) {
+    TrainConfig tc = job.train();
+    var pj = new ParallelPlanner.Job(job.model(), job.device(), world, tc.batch(), tc.seq(), tc.accum() * layout.dp(),
+        Long.MAX_VALUE, new ParallelPlanner.Hardware(1, 1, 0));
+    ParallelPlanner.Estimate e = ParallelPlanner.estimate(pj, layout);
+    List<Footprint.Part> parts = new ArrayList<>();
+    for (Map.Entry<String, Long> p : e.memoryParts().entrySet()) {
+      Component c = switch (p.getKey()) {
+        case "weights" -> Component.WEIGHTS;
+        case "gradients" -> Component.GRADIENTS;
+        case "AdamW state" -> Component.OPTIMIZER;
+        case "activations" -> Component.ACTIVATIONS;
+        default -> Component.BUFFERS;  // the model's buffers, the collectives' receive buffers
+      };
+      parts.add(new Footprint.Part(c, Tier.HOST, p.getValue()));
+    }
+    if (job.loading()) parts.add(new Footprint.Part(Component.LOADING, Tier.HOST, job.inMemory().bytes(Component.LOADING,
+        EnumSet.of(Tier.HOST))));
+    return Footprint.of(job.device(), parts);
   }
 
   /**

@@ -404,7 +404,13 @@ final class TrainCommand implements Callable<Integer> {
     }
     OffloadPlanner.Job job = new OffloadPlanner.Job(mc, device, tc, opt.recompute, modelDir != null && resume == null,
         ckptDir != null);
-    OffloadPlan plan = offloadPlan(spec, offload, job);
+    OffloadPlan plan = null;
+    if (comm != null && offload.off()) {  // one process of a layout: its stage and shards, not the whole model
+      MemoryCheck.requireRank(job, new dev.athanor.dist.plan.ParallelPlanner.Layout(parallel.dp, parallel.tp, parallel.pp,
+          parallel.zero, opt.recompute), comm.size());
+    } else {
+      plan = offloadPlan(spec, offload, job);
+    }
     Path outDir = output.out;
     Path log = output.log != null ? output.log : outDir.resolve("train-log.jsonl");
     DType saveDtype = output.saveDtype.dtype();

@@ -538,6 +538,13 @@ class MpiRunTest {
     assertTrue(p.output().contains("--dp 2 --pp 2 = 4 processes but MPI started 2 processes")
         && p.output().contains("run mpirun -np 4 with --dp 2 --pp 2"), p.output());
     assertFalse(Files.exists(tmp.resolve("mismatch-pp/log.jsonl")), "nothing was trained");
+
+    // the memory check counts one process's share and says what sharding would do
+    Job m = mpirun(2, Main.class.getName(), trainArgs(f, tmp.resolve("small-budget"), "--dp", "2", "--mem-host", "1m"), 120);
+    assertNotEquals(0, m.exitCode(), m.output());
+    assertTrue(m.output().contains("not enough memory to train this model as one of 2 processes (dp 2 x tp 1 x pp 1, zero 0)")
+        && m.output().contains("or a higher --zero"), m.output());
+    assertFalse(Files.exists(tmp.resolve("small-budget/log.jsonl")), "nothing was trained");
   }
 
   @Test
