@@ -865,10 +865,14 @@ final class TrainCommand implements Callable<Integer> {
     w.flush();
   }
 
-  /** A step's log line with {@code comm_ms} and {@code comm_bytes} (this rank's collectives in the step) added. */
+  /**
+   * A step's log line with this rank's collectives in the step added: {@code comm_ms}, {@code comm_bytes} (the bytes
+   * handed to them) and {@code comm_sent_bytes} (the bytes they delivered from this rank to the others, {@link
+   * dev.athanor.dist.Communicator#sentBytes}: what the parallel planner predicts).
+   */
   static String withCommunication(String line, TimedCommunicator.Counts d) {
     return line.substring(0, line.length() - 1) + ",\"comm_ms\":" + Math.round(d.millis() * 1e3) / 1e3 + ",\"comm_bytes\":"
-        + d.bytes() + "}";
+        + d.bytes() + ",\"comm_sent_bytes\":" + d.sent() + "}";
   }
 
   /** A 64-bit FNV-1a hash of the command line, to compare the ranks' flags. */

@@ -76,6 +76,20 @@ public interface Communicator extends AutoCloseable {
   void barrier();
 
   /**
+   * The bytes of this rank's data that its calls so far delivered to other ranks, counted once per receiving rank:
+   * what the collectives move out of this process, as opposed to the size of the tensors handed to them. Per call, on
+   * a group of {@code s} ranks where this rank owns part {@code p} ({@link #partStart}) of {@code n} elements: {@link
+   * #send} its bytes; {@link #broadcast} from the root its bytes × (s − 1); {@link #allGather} and {@link #allGatherV}
+   * the rank's own contribution × (s − 1); {@link #reduceScatter} and {@link #reduceScatterAccumulate} the other ranks'
+   * parts, {@code n − p}; {@link #allReduceSum} a reduce-scatter then an all-gather of the sums, {@code (n − p) + p (s −
+   * 1)} (per piece where an implementation cuts long tensors), i.e. {@code 2 (s − 1)/s} of the tensor, a ring's
+   * volume. {@link #recv} and {@link #barrier} deliver nothing. One process delivers nothing: 0.
+   */
+  default long sentBytes() {
+    return 0;
+  }
+
+  /**
    * Process groups (MPI_Comm_split), a collective: the ranks that pass the same {@code color} ({@code >= 0}) form a
    * new communicator, ranked by {@code key} (ties by rank here). The group is closed (freed) by its owner before this
    * communicator; closing the world frees the groups still open. E.g. {@link ParallelGrid} makes the data-,

@@ -17,6 +17,12 @@ import java.util.Locale;
  * {@code r} (MPI_Alltoallv), rank {@code r} adds the parts it received in rank order ({@link RankOrderSum}) into its
  * part of the tensor, and the summed parts are all-gathered in place (MPI_Allgatherv). Each element is summed by one
  * rank in a fixed order and its bits sent to the others, so all ranks hold identical results.
+ *
+ * <p>{@link #sentBytes}: this communicator's calls (a group counts its own) count what they hand MPI to deliver to the
+ * other ranks: the all-to-all's parts for the other ranks, the all-gather's own part once per other rank, a send's
+ * bytes, the root's broadcast once per other rank. Fast mode's MPI_Allreduce and MPI_Reduce_scatter are counted as the
+ * deterministic algorithm's exchanges of the same sizes (MPI chooses its own algorithm; bandwidth-optimal ones move
+ * the same volume).
  */
 final class MpiCommunicator implements Communicator {
   /** The most bytes one MPI call moves per rank. */
@@ -33,6 +39,7 @@ final class MpiCommunicator implements Communicator {
   private final String library;
   private boolean closed;  // guarded by this
   private Tensor scratch;  // guarded by this: receive buffer of deterministic sums, kept between calls (grown as needed)
+  private long sent;  // guarded by this: see sentBytes
 
   private MpiCommunicator(ReduceMode mode, int handle, MpiCommunicator world, int rank, int size, String library) {
     this.mode = mode;
@@ -108,6 +115,10 @@ final class MpiCommunicator implements Communicator {
     int es = t.dtype().byteSize();
     long n = t.numel();
     long piece = MAX_BYTES / es;
+    for (long b = 0; b < n; b += piece) {  // per piece: the others' parts to them, then this rank's sums to each of them
+      long len = Math.min(piece, n - b), mine = Communicator.partLength(len, rank, size);
+      sent += (len - mine + mine * (size - 1)) * es;
+    }
     if (mode == ReduceMode.FAST && mpiSums(t.dtype())) {
       for (long b = 0; b < n; b += piece) MpiNative.allreduceSum0(handle, t.address() + b * es, (int) Math.min(piece, n - b), t.dtype().code());
       return;
@@ -195,6 +206,7 @@ final class MpiCommunicator implements Communicator {
     fitsOneCall("reduceScatter", in);
     long n = in.numel();
     if (n == 0) return;
+    sent += (n - out.numel()) * in.dtype().byteSize();  // the other ranks' parts
     if (mode == ReduceMode.FAST && mpiSums(in.dtype()) && n % size == 0) {
       MpiNative.reduceScatterSum0(handle, in.address(), out.address(), Math.toIntExact(n / size), in.dtype().code());
       return;
@@ -226,6 +238,7 @@ final class MpiCommunicator implements Communicator {
         return;
       }
       // in pieces of at most P elements of each part, so the receive buffer is size x P, not the whole of n
+      sent += (n - acc.numel()) * 4;  // the other ranks' parts (fast mode's reduceScatter above counts its own)
       long piece = foldPiece();
       long maxLen = 0;
       for (int r = 0; r < size; r++) maxLen = Math.max(maxLen, Communicator.partLength(n, r, size));
@@ -276,6 +289,7 @@ final class MpiCommunicator implements Communicator {
     int es = out.dtype().byteSize();
     int[][] cd = countsAndDispls(out.numel(), es);
     boolean inPlace = in.address() == out.address() + cd[1][rank];
+    sent += (long) cd[0][rank] * (size - 1);
     MpiNative.allgatherv0(handle, inPlace ? 0 : in.address(), cd[0][rank], out.address(), cd[0], cd[1]);
   }
 
@@ -293,6 +307,7 @@ final class MpiCommunicator implements Communicator {
       at += counts[r];
     }
     boolean inPlace = in.address() == out.address() + displs[rank];
+    sent += (long) bytes[rank] * (size - 1);
     MpiNative.allgatherv0(handle, inPlace ? 0 : in.address(), bytes[rank], out.address(), bytes, displs);
   }
 
@@ -316,6 +331,7 @@ final class MpiCommunicator implements Communicator {
     Checks.host("broadcast", "t", t);
     Checks.root("broadcast", root, size);
     checkOpen();
+    if (rank == root) sent += t.byteSize() * (size - 1);
     inPieces(t, (a, n) -> MpiNative.bcast0(handle, a, n, root));
   }
 
@@ -324,7 +340,13 @@ final class MpiCommunicator implements Communicator {
     Checks.host("send", "t", t);
     Checks.peer("send", "destination", dest, rank, size);
     checkOpen();
+    sent += t.byteSize();
     inPieces(t, (a, n) -> MpiNative.send0(handle, a, n, dest, 0));
+  }
+
+  @Override
+  public synchronized long sentBytes() {
+    return sent;
   }
 
   @Override

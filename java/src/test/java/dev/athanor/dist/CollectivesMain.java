@@ -12,7 +12,10 @@ import java.util.SplittableRandom;
  * Run by {@link MpiRunTest} under mpirun: every collective of {@link Communicator#mpi} on awkward sizes in every dtype,
  * checked against values this process computes alone (it can draw every rank's inputs, which depend only on the rank).
  * Deterministic mode must match the rank-order reference bit for bit; fast mode within a tolerance for floats (exact
- * for I32). Prints one line per rank and exits 0, or throws (the launcher then reports a failure).
+ * for I32). Each call's {@link Communicator#sentBytes} must grow by what this rank's data delivers to the others: the
+ * other ranks' parts and its own part's sums to each of them (all-reduce), the other ranks' parts (reduce-scatter),
+ * its own part to each of them (all-gather), the whole tensor to each of them (the broadcast's root), the tensor (send).
+ * Prints one line per rank and exits 0, or throws (the launcher then reports a failure).
  *
  * <p>Arguments: {@code deterministic|fast}.
  */
@@ -76,8 +79,10 @@ public final class CollectivesMain {
 
   private static int allReduce(Communicator c, DType dt, long n) {
     try (Tensor t = input(dt, n, c.rank(), 1); Tensor want = reference(dt, n, c.size(), 1)) {
+      long before = c.sentBytes(), len = Communicator.partLength(n, c.rank(), c.size());
       c.allReduceSum(t);
       compare(c, "allReduceSum", dt, n, t, want, 0);
+      delivered(c, "allReduceSum", dt, n, before, (n - len + len * (c.size() - 1)) * dt.byteSize());
     }
     return 1;
   }
@@ -86,8 +91,10 @@ public final class CollectivesMain {
     long a = Communicator.partStart(n, c.rank(), c.size()), len = Communicator.partLength(n, c.rank(), c.size());
     try (Tensor in = input(dt, n, c.rank(), 2); Tensor out = Tensor.zeros(dt, Device.CPU, len);
         Tensor full = reference(dt, n, c.size(), 2); Tensor want = full.slice(0, a, a + len)) {
+      long before = c.sentBytes();
       c.reduceScatter(in, out);
       compare(c, "reduceScatter", dt, n, out, want, a);
+      delivered(c, "reduceScatter", dt, n, before, (n - len) * dt.byteSize());
     }
     return 1;
   }
@@ -119,8 +126,10 @@ public final class CollectivesMain {
           Tensor x = input(DType.F32, n, c.rank(), 6); Tensor y = input(DType.F32, n, c.rank(), 7);
           Tensor w = Tensor.fromFloats(want, DType.F32, Device.CPU, len)) {
         Ops.fill(acc, Float.NaN);  // the first round must not read it
+        long before = c.sentBytes();
         c.reduceScatterAccumulate(x, acc, true);
         c.reduceScatterAccumulate(y, acc, false);
+        delivered(c, "reduceScatterAccumulate twice", DType.F32, n, before, 2 * (n - len) * 4);
         compare(c, "reduceScatterAccumulate, pieces of " + (piece == null ? "2^20" : piece), DType.F32, n, acc, w, a);
       } finally {
         System.clearProperty(MpiCommunicator.FOLD_PIECE);
@@ -139,7 +148,9 @@ public final class CollectivesMain {
         }
       }
       try (Tensor src = input(dt, n, c.rank(), 3); Tensor slice = src.slice(0, a, a + len); Tensor mine = slice.copy()) {
+        long before = c.sentBytes();
         c.allGather(mine, out);
+        delivered(c, "allGather", dt, n, before, len * (c.size() - 1) * dt.byteSize());
       }
       compare(c, "allGather", dt, n, out, want, 0);
       // in place: this rank's part already sits in out
@@ -179,7 +190,9 @@ public final class CollectivesMain {
         at += counts[q];
       }
       try (Tensor src = input(dt, n, c.rank(), 8); Tensor slice = src.slice(0, 0, counts[c.rank()]); Tensor mine = slice.copy()) {
+        long before = c.sentBytes();
         c.allGatherV(mine, out, counts);
+        delivered(c, "allGatherV", dt, n, before, counts[c.rank()] * (c.size() - 1) * dt.byteSize());
       }
       compare(c, "allGatherV " + Arrays.toString(counts), dt, n, out, want, 0);
       try (Tensor inPlace = Tensor.zeros(dt, Device.CPU, n); Tensor src = input(dt, n, c.rank(), 8);
@@ -195,7 +208,9 @@ public final class CollectivesMain {
   private static int broadcast(Communicator c, DType dt, long n) {
     int root = c.size() - 1;
     try (Tensor t = input(dt, n, c.rank(), 4); Tensor want = input(dt, n, root, 4)) {
+      long before = c.sentBytes();
       c.broadcast(t, root);
+      delivered(c, "broadcast", dt, n, before, c.rank() == root ? n * (c.size() - 1) * dt.byteSize() : 0);
       compare(c, "broadcast from " + root, dt, n, t, want, 0);
     }
     return 1;
@@ -206,6 +221,7 @@ public final class CollectivesMain {
     int r = c.rank(), peer = r % 2 == 0 ? r + 1 : r - 1;
     if (peer >= c.size()) return 0;
     try (Tensor mine = input(dt, n, r, 5); Tensor got = Tensor.zeros(dt, Device.CPU, n); Tensor want = input(dt, n, peer, 5)) {
+      long before = c.sentBytes();
       if (r % 2 == 0) {
         c.send(mine, peer);
         c.recv(got, peer);
@@ -214,6 +230,7 @@ public final class CollectivesMain {
         c.send(mine, peer);
       }
       compare(c, "send/recv with " + peer, dt, n, got, want, 0);
+      delivered(c, "send/recv", dt, n, before, n * dt.byteSize());
     }
     return 1;
   }
@@ -231,6 +248,15 @@ public final class CollectivesMain {
       boolean ok = exact ? Float.floatToRawIntBits(g[i]) == Float.floatToRawIntBits(w[i])
           : Math.abs(g[i] - w[i]) <= 1e-2 * Math.max(1e-3, Math.abs(w[i])) * c.size();
       if (!ok) fail(c, op, dt, n, offset + i, g[i], w[i]);
+    }
+  }
+
+  /** {@link Communicator#sentBytes} grew by {@code want} since {@code before}. */
+  private static void delivered(Communicator c, String op, DType dt, long n, long before, long want) {
+    long got = c.sentBytes() - before;
+    if (got != want) {
+      throw new AssertionError("rank " + c.rank() + " of " + c.size() + ", " + c.mode() + ": " + op + " " + dt + " n=" + n
+          + " delivered " + got + " bytes by sentBytes, expected " + want);
     }
   }
 

@@ -518,6 +518,7 @@ class MpiRunTest {
     o.remove("step_ms");
     o.remove("comm_ms");
     o.remove("comm_bytes");
+    o.remove("comm_sent_bytes");
     return o.toString();
   }
 

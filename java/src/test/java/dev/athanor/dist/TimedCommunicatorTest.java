@@ -25,6 +25,7 @@ class TimedCommunicatorTest {
       assertArrayEquals(new float[] {1, 2, 3}, a.toFloatArray());
       assertEquals(4, d.calls());
       assertEquals(3 * 12, d.bytes(), "allReduce, allGather and broadcast from the root each hand over 12 bytes");
+      assertEquals(0, d.sent(), "one process delivers nothing to other ranks");
       assertTrue(d.nanos() >= 0 && d.millis() >= 0);
       assertEquals("single process", c.describe());
       assertEquals(0, c.rank());

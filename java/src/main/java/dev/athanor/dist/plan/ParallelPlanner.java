@@ -1,10 +1,15 @@
 package dev.athanor.dist.plan;
 
+import dev.athanor.dist.Communicator;
 import dev.athanor.dist.pipeline.PipelineLayout;
 import dev.athanor.nn.Footprint;
 import dev.athanor.nn.ModelConfig;
 import dev.athanor.nn.Stage;
 import dev.athanor.nn.TensorParallel;
+import dev.athanor.nn.Transformer;
+import dev.athanor.ops.Ops;
+import dev.athanor.params.ParameterStore;
+import dev.athanor.params.Range;
 import dev.athanor.params.ParamSpec;
 import dev.athanor.runtime.Device;
 import dev.athanor.tensor.DType;
@@ -25,12 +30,22 @@ import java.util.Objects;
  *       copy of the embeddings on the last stage), plus the activations of the micro-batches the stage keeps in flight
  *       (1F1B: {@code min(pp − s, M)} on stage {@code s}; not divided by tp, so the estimate errs on the safe side) and
  *       its work buffers, from the same sizes {@link Footprint} uses, and the receive buffers of the deterministic sums;
- *   <li><b>bytes sent per step</b> by the busiest rank: data parallel, a ring all-reduce of its gradient part, {@code
- *       2 (dp−1)/dp} of it, one more {@code (dp−1)/dp} with ZeRO 1 (Athanor all-reduces, then all-gathers the updated
- *       masters) and ZeRO 3 (weights gathered again); ZeRO 2 reduce-scatters each micro-batch ({@code (dp−1)/dp} each) and
- *       all-gathers the masters once; tensor parallel, per micro-batch and block 4 all-reduces
- *       of {@code B × T × C} (6 with recomputation), each {@code 2 (tp−1)/tp} of it; pipeline, per micro-batch one
- *       activation forward and one gradient back;
+ *   <li><b>bytes sent per step</b> by the busiest rank: the bytes of its data that its calls deliver to other ranks, once
+ *       per receiving rank ({@link Communicator#sentBytes}, what a run logs per step as {@code comm_sent_bytes}), call by
+ *       call as Athanor makes them ({@link #sentBytes} for one rank). Athanor's deterministic all-reduce is a
+ *       reduce-scatter by all-to-all (the other ranks' parts, {@code n − p}) then an all-gather of the sums ({@code
+ *       p (s − 1)}): {@code 2 (s−1)/s} of the tensor, a ring's volume, though not a ring. Data parallel: the stage's F32
+ *       gradient (its flat store, each parameter padded to {@link ParameterStore#ALIGN} elements) all-reduced (ZeRO 0 and
+ *       1), or each micro-batch's reduce-scattered into the shards ({@code n − p} each, ZeRO 2, whose clipping norm sends
+ *       the piece of the {@link Ops#NORM_CHUNK} chunk straddling its shard's start and all-reduces one partial per
+ *       chunk); from ZeRO 1 on the updated masters all-gathered ({@code p (dp − 1)}); the micro-batch losses
+ *       all-gathered. Tensor parallel: per micro-batch and block 4 all-reduces of {@code B × T × C} in the compute dtype
+ *       (6 with recomputation), and the norm's one partial per split parameter. Pipeline: per micro-batch the hidden
+ *       states to the next stage and their gradient to the previous one (a middle stage sends both, an end stage one),
+ *       tied embeddings' head gradients (the last stage, one per micro-batch) and their sum (the first stage, once), the
+ *       norm's straddling chunk piece and partials, the losses broadcast from the last stage. Exact for the ranks' flat
+ *       layouts; not counted: what MPI forwards inside its own algorithms (a tree broadcast, a ring all-gather: the
+ *       volume is the same, spread over other senders);
  *   <li><b>time</b>: {@code 6 × parameters × tokens} FLOPs ({@code 8 ×} with recomputation) spread over the ranks at the
  *       measured speed, stretched by the pipeline bubble {@code (pp−1)/(M+pp−1)}, plus the bytes at the link's
  *       bandwidth and its latency per message (no overlap is assumed: the CPU collectives block).
@@ -200,26 +215,22 @@ public final class ParallelPlanner {
     if (why == null && best > job.memoryPerRank()) {
       why = "needs " + Footprint.size(best) + " per rank, the budget is " + Footprint.size(job.memoryPerRank());
     }
-    // communication of the busiest rank
-    long comm = 0, messages = 0;
-    if (l.dp() > 1) {
-      // as Athanor runs them: zero 0 all-reduces the gradient (2 (dp-1)/dp of it); zero 1 also all-gathers the updated
-      // masters (+1); zero 2 reduce-scatters every micro-batch's gradient into the shard's sum (1 each) and all-gathers
-      // the masters (+1); zero 3 gathers each unit's weights again (+1)
-      int passes = l.zero() == 2 ? mb + 1 : l.zero() == 1 || l.zero() == 3 ? 3 : 2;
-      comm += (long) (passes * (l.dp() - 1.0) / l.dp() * 4 * stageParamsMax);
-      messages += (long) passes * (l.dp() - 1);
-    }
-    int blocks = pipeline.stage(0).blocks();
-    if (l.tp() > 1) {
-      long per = (long) (2.0 * (l.tp() - 1) / l.tp() * 4 * tokens * c.hidden());
-      int reductions = l.recompute() ? 6 : 4;
-      comm += (long) mb * blocks * reductions * per;
-      messages += (long) mb * blocks * reductions * 2L * (l.tp() - 1);
-    }
-    if (l.pp() > 1) {
-      comm += (long) mb * 2 * 4 * tokens * c.hidden();
-      messages += 2L * mb;
+    // communication of the busiest rank: a stage's own traffic plus its busiest dp rank's plus its busiest tp rank's
+    long comm = -1, messages = 0;
+    for (int st = 0; st < l.pp(); st++) {
+      long[] stage = stageTraffic(job, l, pipeline, st, mb), dp = {0, 0}, tp = {0, 0};
+      for (int d = 0; d < l.dp(); d++) {
+        long[] x = dpTraffic(job, l, pipeline, st, d, mb);
+        if (x[0] > dp[0]) dp = x;
+      }
+      for (int t = 0; t < l.tp(); t++) {
+        long[] x = tpTraffic(job, l, pipeline, st, t, mb);
+        if (x[0] > tp[0]) tp = x;
+      }
+      if (stage[0] + dp[0] + tp[0] > comm) {
+        comm = stage[0] + dp[0] + tp[0];
+        messages = stage[1] + dp[1] + tp[1];
+      }
     }
     double flops = (l.recompute() ? 8.0 : 6.0) * c.parameterCount() * tokens * job.microBatches() / (double) job.world();
     double compute = flops / job.hardware().flopsPerRank();
@@ -228,8 +239,151 @@ public final class ParallelPlanner {
     return new Estimate(l, m, best, parts, comm, bubble, compute, commSeconds, why);
   }
 
-  /** Parameters one rank of stage {@code st} holds under tensor parallel {@code tp} (a tied head's copy included). */
-  static long stageParameters(ModelConfig c, Stage st, int tp) {
+  /**
+   * The bytes that rank ({@code stage}, {@code dpRank}, {@code tpRank}) of layout {@code l} delivers to other ranks in
+   * one step of {@code job}, as {@link dev.athanor.dist.Communicator#sentBytes} counts them (what a run logs as {@code
+   * comm_sent_bytes}); {@link Estimate#commBytes} is the largest over the ranks. See the class comment for the calls.
+   */
+  public static long sentBytes(Job job, Layout l, int stage, int dpRank, int tpRank) {
+    if (stage < 0 || stage >= l.pp() || dpRank < 0 || dpRank >= l.dp() || tpRank < 0 || tpRank >= l.tp()) {
+      throw new IllegalArgumentException("rank (stage " + stage + ", dp " + dpRank + ", tp " + tpRank + ") is outside " + l);
+    }
+    if (job.microBatches() % l.dp() != 0) {
+      throw new IllegalArgumentException("dp " + l.dp() + " does not divide the " + job.microBatches() + " micro-batches per step");
+    }
+    if (l.pp() > job.model().layers()) throw new IllegalArgumentException("pp " + l.pp() + " exceeds the " + job.model().layers() + " blocks");
+    PipelineLayout pipeline = new PipelineLayout(job.model(), l.pp());
+    int mb = job.microBatches() / l.dp();
+    return stageTraffic(job, l, pipeline, stage, mb)[0] + dpTraffic(job, l, pipeline, stage, dpRank, mb)[0]
+        + tpTraffic(job, l, pipeline, stage, tpRank, mb)[0];
+  }
+
+  /** The most bytes one MPI call of {@code MpiCommunicator} moves per rank: long all-reduces go in pieces of this. */
+  private static final long PIECE_BYTES = 1L << 30;
+
+  /**
+   * {bytes, messages} that rank {@code r} of {@code s} delivers in a deterministic all-reduce of {@code n} elements of
+   * {@code es} bytes: per piece, the other ranks' parts to them, then its part's sums to each of them.
+   */
+  private static long[] allReduce(long n, int s, int r, int es) {
+    if (s == 1 || n == 0) return new long[] {0, 0};
+    long piece = PIECE_BYTES / es, bytes = 0, pieces = 0;
+    for (long b = 0; b < n; b += piece, pieces++) {
+      long len = Math.min(piece, n - b), mine = Communicator.partLength(len, r, s);
+      bytes += (len - mine + mine * (s - 1)) * es;
+    }
+    return new long[] {bytes, pieces * 2 * (s - 1)};
+  }
+
+  /**
+   * The elements that the holder of {@code [start, end)} of a flat gradient of {@code n} elements sends for the
+   * clipping norm: its piece of the {@link Ops#NORM_CHUNK} chunk that starts before it (that chunk's owner sums it).
+   */
+  private static long normPiece(long start, long end, long n) {
+    if (start >= end || start % Ops.NORM_CHUNK == 0) return 0;
+    return Math.min(end, Math.min(n, (start / Ops.NORM_CHUNK + 1) * Ops.NORM_CHUNK)) - start;
+  }
+
+  private static long chunks(long n) {
+    return (n + Ops.NORM_CHUNK - 1) / Ops.NORM_CHUNK;
+  }
+
+  /**
+   * {bytes, messages} of pipeline stage {@code st} (pp > 1): per micro-batch the hidden states (B×T, C) in the compute
+   * dtype to the next stage and their gradient to the previous one; tied embeddings, the last stage's per-micro-batch
+   * head gradients to the first and the first's sum back; the norm's chunk pieces and partials; the last stage's
+   * broadcast of the losses.
+   */
+  private static long[] stageTraffic(Job job, Layout l, PipelineLayout pipeline, int st, int mb) {
+    if (l.pp() == 1) return new long[] {0, 0};
+    ModelConfig c = job.model();
+    boolean first = st == 0, last = st == l.pp() - 1;
+    long hidden = (long) job.batch() * job.seq() * c.hidden() * Transformer.defaultComputeDtype(job.device()).byteSize();
+    int hops = (first ? 0 : 1) + (last ? 0 : 1);
+    long bytes = (long) mb * hops * hidden, messages = (long) mb * hops;
+    if (c.tiedEmbeddings() && (first || last)) {
+      long emb = 4 * c.embeddingSpecs().get(0).numel();
+      bytes += first ? emb : mb * emb;
+      messages += first ? 1 : mb;
+    }
+    Range mine = pipeline.wholeRange(st);
+    long piece = normPiece(mine.start(), mine.end(), pipeline.wholeNumel());
+    long[] partials = allReduce(chunks(pipeline.wholeNumel()), l.pp(), st, 4);
+    bytes += 4 * piece + partials[0];
+    messages += (piece > 0 ? 1 : 0) + partials[1];
+    if (last) {
+      bytes += 4L * mb * (l.pp() - 1);
+      messages += l.pp() - 1;
+    }
+    return new long[] {bytes, messages};
+  }
+
+  /**
+   * {bytes, messages} of data-parallel rank {@code d} of stage {@code st} (dp > 1): the gradient all-reduced (ZeRO 0
+   * and 1) or each micro-batch's gradient reduce-scattered into the shards (ZeRO 2, whose norm then sends the piece of
+   * the chunk straddling its shard's start and all-reduces the chunks' partials); the updated masters all-gathered
+   * from ZeRO 1 on (ZeRO 3, not built: once more, for the weights); the micro-batch losses all-gathered.
+   */
+  private static long[] dpTraffic(Job job, Layout l, PipelineLayout pipeline, int st, int d, int mb) {
+    if (l.dp() == 1) return new long[] {0, 0};
+    int n = l.dp();
+    long p = flatParameters(job.model(), pipeline.stage(st), l.tp()), part = Communicator.partLength(p, d, n);
+    long bytes = 0, messages = 0;
+    if (l.zero() == 2) {
+      bytes += (long) mb * 4 * (p - part);
+      messages += (long) mb * (n - 1);
+      long start = Communicator.partStart(p, d, n), piece = normPiece(start, start + part, p);
+      long[] partials = allReduce(chunks(p), n, d, 4);
+      bytes += 4 * piece + partials[0];
+      messages += (piece > 0 ? 1 : 0) + partials[1];
+    } else {
+      long[] sum = allReduce(p, n, d, 4);
+      bytes += sum[0];
+      messages += sum[1];
+    }
+    if (l.zero() >= 1) {
+      int gathers = l.zero() == 3 ? 2 : 1;
+      bytes += gathers * 4 * part * (n - 1);
+      messages += gathers * (n - 1L);
+    }
+    bytes += 4L * mb * (n - 1);
+    messages += n - 1;
+    return new long[] {bytes, messages};
+  }
+
+  /**
+   * {bytes, messages} of tensor-parallel rank {@code t} of stage {@code st} (tp > 1): per micro-batch and block, 4
+   * all-reduces of (B×T, C) in the compute dtype (2 forward, 2 backward; 6 with recomputation, whose forward runs
+   * twice), and the norm's all-reduce of one partial per split parameter.
+   */
+  private static long[] tpTraffic(Job job, Layout l, PipelineLayout pipeline, int st, int t, int mb) {
+    if (l.tp() == 1) return new long[] {0, 0};
+    ModelConfig c = job.model();
+    Stage stage = pipeline.stage(st);
+    long[] one = allReduce((long) job.batch() * job.seq() * c.hidden(), l.tp(), t,
+        Transformer.defaultComputeDtype(job.device()).byteSize());
+    long count = (long) mb * stage.blocks() * (l.recompute() ? 6 : 4);
+    int split = 0;
+    for (ParamSpec p : stageSpecs(c, stage)) if (!TensorParallel.split(c, p.name()).replicated()) split++;
+    long[] norm = allReduce(split, l.tp(), t, 4);
+    return new long[] {count * one[0] + norm[0], count * one[1] + norm[1]};
+  }
+
+  /**
+   * The elements of stage {@code st}'s flat store on one tensor-parallel rank, each parameter padded to {@link
+   * ParameterStore#ALIGN} as the store lays it out: what the gradient's collectives and ZeRO's shards cover.
+   */
+  private static long flatParameters(ModelConfig c, Stage st, int tp) {
+    long n = 0;
+    for (ParamSpec p : stageSpecs(c, st)) {
+      long e = TensorParallel.split(c, p.name()).replicated() || tp == 1 ? p.numel() : p.numel() / tp;
+      n += Math.ceilDiv(e, ParameterStore.ALIGN) * ParameterStore.ALIGN;
+    }
+    return n;
+  }
+
+  /** The parameters stage {@code st} holds (a tied head's copy of the embeddings included). */
+  private static List<ParamSpec> stageSpecs(ModelConfig c, Stage st) {
     List<ParamSpec> specs = new ArrayList<>();
     if (st.embedding()) specs.addAll(c.embeddingSpecs());
     for (int b = st.firstBlock(); b < st.endBlock(); b++) specs.addAll(c.blockSpecs(b));
@@ -237,8 +391,13 @@ public final class ParallelPlanner {
       specs.addAll(c.headSpecs());
       if (c.tiedEmbeddings() && !st.embedding()) specs.add(c.embeddingSpecs().get(0));
     }
+    return specs;
+  }
+
+  /** Parameters one rank of stage {@code st} holds under tensor parallel {@code tp} (a tied head's copy included). */
+  static long stageParameters(ModelConfig c, Stage st, int tp) {
     long n = 0;
-    for (ParamSpec p : specs) n += TensorParallel.split(c, p.name()).replicated() || tp == 1 ? p.numel() : p.numel() / tp;
+    for (ParamSpec p : stageSpecs(c, st)) n += TensorParallel.split(c, p.name()).replicated() || tp == 1 ? p.numel() : p.numel() / tp;
     return n;
   }
 
