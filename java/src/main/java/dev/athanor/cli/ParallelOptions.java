@@ -41,8 +41,8 @@ final class ParallelOptions {
       description = "tensor-parallel processes, started by mpirun (mpirun -np N ./athanor train ... --tp N): each holds 1/N of "
           + "every block's attention heads and MLP width (Megatron style) and all see the same batches; N must divide the heads, "
           + "the key/value heads and the MLP width. Checkpoints and the model are gathered to rank 0 in the one-process format. "
-          + "With --dp and --pp: a dp x tp x pp grid (each stage's blocks split over its tp ranks; checkpoints not yet with "
-          + "--pp); not with --offload. Default: ${DEFAULT-VALUE}")
+          + "With --dp and --pp: a dp x tp x pp grid, each pipeline stage's blocks split over its tp ranks (checkpoints not "
+          + "yet with --pp); not with --offload. Default: ${DEFAULT-VALUE}")
   @Options.Range(min = 1)
   int tp;
 
