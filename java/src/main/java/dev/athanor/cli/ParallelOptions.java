@@ -192,7 +192,8 @@ final class ParallelOptions {
       Communicator opened) {
     if (tp > 1 && pp > 1 && checkpoints) {
       throw Options.usage(spec, "--tp " + tp + " with --pp " + pp + ": checkpoints (--checkpoint-dir, --checkpoint-every, "
-          + "--resume) of tensor x pipeline parallel runs are not supported yet; train without them, or with --tp or --pp alone");
+          + "--resume) of tensor x pipeline parallel runs are not supported yet; train without them, or with --tp or --pp "
+          + "alone");
     }
     if (pp > 1) {
       if (accum > 1) {

@@ -417,9 +417,10 @@ final class TrainCommand implements Callable<Integer> {
     if (pipeline != null) {
       out.printf("pipeline parallel: %d stages (%s), 1F1B over %d micro-batches, bubble (pp-1)/(M+pp-1) = %.3f; %s%s; "
           + "global batch %d x %d x %d = %d sequences per step%n", parallel.pp, stagesText(pipeline), tc.accum(),
-          pipeline.bubble(tc.accum()), comm.describe(), (parallel.tp > 1 ? ", tensor parallel " + parallel.tp + " (each rank "
-              + "holds 1/" + parallel.tp + " of its stage's heads and MLP width)" : "") + (parallel.dp > 1 ? ", data parallel "
-              + parallel.dp + (parallel.zero == 1 ? " with ZeRO 1 (each stage's AdamW moments sharded over its dp group)" : "") : ""),
+          pipeline.bubble(tc.accum()), comm.describe(), (parallel.tp > 1 ? ", tensor parallel " + parallel.tp
+              + " (each rank holds 1/" + parallel.tp + " of its stage's heads and MLP width)" : "")
+              + (parallel.dp > 1 ? ", data parallel " + parallel.dp
+              + (parallel.zero == 1 ? " with ZeRO 1 (each stage's AdamW moments sharded over its dp group)" : "") : ""),
           tc.batch(), tc.accum(), parallel.dp,
           (long) tc.batch() * tc.accum() * parallel.dp);
     } else if (comm != null && parallel.tp > 1) {
@@ -486,11 +487,13 @@ final class TrainCommand implements Callable<Integer> {
           CheckpointManager.delete(o);
           err.println("athanor train: --overwrite-checkpoints: deleted the checkpoints of " + o.describe() + " from " + ckptDir);
         }
-        PipelineStage stage = pipeline != null ? new PipelineStage(groups.pp(), groups.dp(), groups.tp(), pipeline, model) : null;
+        PipelineStage stage = pipeline != null
+            ? new PipelineStage(groups.pp(), groups.dp(), groups.tp(), pipeline, model) : null;
         List<StepResult> results = trainLoop(model, tc, loader, primary ? log : null, ck, offloadConfig, weights, out, comm,
             parallel.zero, groups, stage);
         // --tp: every rank sends its parts, rank 0 gets the whole model (a collective); with --pp the stage gathers them
-        Map<String, Tensor> gathered = parallel.tp > 1 && stage == null ? TensorParallelism.gatherWeights(model, tpComm()) : null;
+        Map<String, Tensor> gathered = parallel.tp > 1 && stage == null
+            ? TensorParallelism.gatherWeights(model, tpComm()) : null;
         try (Transformer whole = stage != null ? stage.gatherWhole() : null) {
           if (!primary) {
             if (gathered != null) gathered.values().forEach(Tensor::close);  // tp rank 0 of another data-parallel replica

@@ -217,8 +217,8 @@ class TensorParallelTrainTest {
     MpiRunTest.Job a = MpiRunTest.mpirun(4, Main.class.getName(), trainArgs("--config", f.config, n, f.data, dt, "--dp", "2",
         "--tp", "2", "--accum", "2", "--threads", "1"), 300);
     assertEquals(0, a.exitCode(), a.output());
-    MpiRunTest.Job b = MpiRunTest.mpirun(8, Main.class.getName(), trainArgs("--config", f.config, n, f.data, grid, "--dp", "2",
-        "--tp", "2", "--pp", "2", "--micro-batches", "2", "--threads", "1"), 300);
+    MpiRunTest.Job b = MpiRunTest.mpirun(8, Main.class.getName(), trainArgs("--config", f.config, n, f.data, grid,
+        "--dp", "2", "--tp", "2", "--pp", "2", "--micro-batches", "2", "--threads", "1"), 300);
     assertEquals(0, b.exitCode(), b.output());
     assertTrue(b.output().contains("tensor parallel 2") && b.output().contains("data parallel 2")
         && b.output().contains("global batch 2 x 2 x 2 = 8 sequences per step"), b.output());

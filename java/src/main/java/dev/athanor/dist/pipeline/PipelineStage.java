@@ -94,14 +94,14 @@ public final class PipelineStage implements Trainer.MicroBatchRunner, GradientRe
     this.comm = Objects.requireNonNull(comm, "comm");
     this.dp = dp == null || dp.size() == 1 ? null : dp;
     this.tp = tp == null || tp.size() == 1 ? null : tp;
+    this.layout = Objects.requireNonNull(layout, "layout");
+    this.model = Objects.requireNonNull(model, "model");
     TensorParallel part = this.tp == null ? TensorParallel.NONE : TensorParallelism.of(this.tp);
-    if (!Objects.requireNonNull(model, "model").tensorParallel().equals(part)) {
+    if (!model.tensorParallel().equals(part)) {
       throw new IllegalArgumentException("the stage's tensor-parallel group makes this rank " + part + " but the model is "
           + model.tensorParallel());
     }
     this.tensor = this.tp == null ? null : new TensorParallelism(this.tp, layout.config());
-    this.layout = Objects.requireNonNull(layout, "layout");
-    this.model = Objects.requireNonNull(model, "model");
     if (comm.size() != layout.stages()) {
       throw new IllegalArgumentException("the pipeline group has " + comm.size() + " processes but the layout " + layout.stages()
           + " stages");
@@ -429,7 +429,9 @@ public final class PipelineStage implements Trainer.MicroBatchRunner, GradientRe
     }
     Transformer whole = new Transformer(layout.config(), model.device(), model.computeDtype());
     try {
-      for (ParameterStore.Param p : store.list()) whole.loadWeight(p.name(), weights == null ? p.master() : weights.get(p.name()));
+      for (ParameterStore.Param p : store.list()) {
+        whole.loadWeight(p.name(), weights == null ? p.master() : weights.get(p.name()));
+      }
       for (int t = 1; t < layout.stages(); t++) {
         for (var spec : layout.config().parameterUnits(layout.stage(t)).values().stream().flatMap(List::stream).toList()) {
           if (layout.holdsTiedCopy(t) && spec.name().equals(embedding())) continue;
