@@ -25,8 +25,8 @@ final class ParallelOptions {
 
   @Option(names = "--pp", paramLabel = "N", defaultValue = "1",
       description = "pipeline-parallel stages: the blocks cut into N contiguous stages (the first with the embeddings, the last "
-          + "with the head), one process each, trained with the 1F1B schedule; N processes per data-parallel replica "
-          + "(mpirun -np dp*pp). Default: ${DEFAULT-VALUE}")
+          + "with the head), --tp processes each, trained with the 1F1B schedule; N x --tp processes per data-parallel "
+          + "replica (mpirun -np dp*tp*pp). Default: ${DEFAULT-VALUE}")
   @Options.Range(min = 1)
   int pp;
 
@@ -41,7 +41,8 @@ final class ParallelOptions {
       description = "tensor-parallel processes, started by mpirun (mpirun -np N ./athanor train ... --tp N): each holds 1/N of "
           + "every block's attention heads and MLP width (Megatron style) and all see the same batches; N must divide the heads, "
           + "the key/value heads and the MLP width. Checkpoints and the model are gathered to rank 0 in the one-process format. "
-          + "With --dp: a dp x tp grid; not yet with --pp or --offload. Default: ${DEFAULT-VALUE}")
+          + "With --dp and --pp: a dp x tp x pp grid, each pipeline stage's blocks split over its tp ranks (checkpoints not "
+          + "yet with --pp); not with --offload. Default: ${DEFAULT-VALUE}")
   @Options.Range(min = 1)
   int tp;
 
@@ -189,7 +190,11 @@ final class ParallelOptions {
 
   private Communicator start(CommandSpec spec, Device device, boolean offload, int accum, boolean checkpoints,
       Communicator opened) {
-    if (tp > 1 && pp > 1) throw Options.usage(spec, "--tp " + tp + " with --pp " + pp + " is not supported yet; use one of them");
+    if (tp > 1 && pp > 1 && checkpoints) {
+      throw Options.usage(spec, "--tp " + tp + " with --pp " + pp + ": checkpoints (--checkpoint-dir, --checkpoint-every, "
+          + "--resume) of tensor x pipeline parallel runs are not supported yet; train without them, or with --tp or --pp "
+          + "alone");
+    }
     if (pp > 1) {
       if (accum > 1) {
         throw Options.usage(spec, "--accum " + accum + " with --pp " + pp + ": under --pp the micro-batches of a step are "

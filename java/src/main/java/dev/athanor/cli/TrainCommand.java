@@ -109,7 +109,7 @@ final class TrainCommand implements Callable<Integer> {
 
   /** The run's communicator with --dp > 1 (rank 0 alone prints and writes), else null. */
   private Communicator comm;
-  /** With --dp and --tp both above 1: this rank's groups of the grid, else null. */
+  /** With a grid (--dp and --tp both above 1, or --pp above 1): this rank's groups of it, else null. */
   private ParallelGrid.Groups groups;
 
   /** The tensor-parallel ranks: the world, or this rank's group of a dp x tp grid. */
@@ -423,8 +423,10 @@ final class TrainCommand implements Callable<Integer> {
     if (pipeline != null) {
       out.printf("pipeline parallel: %d stages (%s), 1F1B over %d micro-batches, bubble (pp-1)/(M+pp-1) = %.3f; %s%s; "
           + "global batch %d x %d x %d = %d sequences per step%n", parallel.pp, stagesText(pipeline), tc.accum(),
-          pipeline.bubble(tc.accum()), comm.describe(), parallel.dp > 1 ? ", data parallel " + parallel.dp
-              + (parallel.zero == 1 ? " with ZeRO 1 (each stage's AdamW moments sharded over its dp group)" : "") : "",
+          pipeline.bubble(tc.accum()), comm.describe(), (parallel.tp > 1 ? ", tensor parallel " + parallel.tp
+              + " (each rank holds 1/" + parallel.tp + " of its stage's heads and MLP width)" : "")
+              + (parallel.dp > 1 ? ", data parallel " + parallel.dp
+              + (parallel.zero == 1 ? " with ZeRO 1 (each stage's AdamW moments sharded over its dp group)" : "") : ""),
           tc.batch(), tc.accum(), parallel.dp,
           (long) tc.batch() * tc.accum() * parallel.dp);
     } else if (comm != null && parallel.tp > 1) {
@@ -447,7 +449,7 @@ final class TrainCommand implements Callable<Integer> {
         OffloadedWeights weights = weightsOnDisk
             ? OffloadedWeights.attach(model, offloadConfig.resolvedDirectory(), offloadConfig.prefetch(),
                 offloadConfig.residentWeights()) : null) {
-      if ((weightsOnDisk || parallel.tp > 1) && modelDir != null && resume == null) {
+      if ((weightsOnDisk || parallel.tp > 1) && pipeline == null && modelDir != null && resume == null) {
         HfModelDir.loadInto(modelDir, model);  // one tensor at a time (--tp: each rank keeps its part)
       } else if (modelDir == null && resume == null && pipeline == null) {
         model.initialize(tc.seed());
@@ -491,11 +493,13 @@ final class TrainCommand implements Callable<Integer> {
           CheckpointManager.delete(o);
           err.println("athanor train: --overwrite-checkpoints: deleted the checkpoints of " + o.describe() + " from " + ckptDir);
         }
-        PipelineStage stage = pipeline != null ? new PipelineStage(groups.pp(), groups.dp(), pipeline, model) : null;
+        PipelineStage stage = pipeline != null
+            ? new PipelineStage(groups.pp(), groups.dp(), groups.tp(), pipeline, model) : null;
         List<StepResult> results = trainLoop(model, tc, loader, primary ? log : null, ck, offloadConfig, weights, out, comm,
             parallel.zero, groups, stage);
-        // --tp: every rank sends its parts, rank 0 gets the whole model (a collective)
-        Map<String, Tensor> gathered = parallel.tp > 1 ? TensorParallelism.gatherWeights(model, tpComm()) : null;
+        // --tp: every rank sends its parts, rank 0 gets the whole model (a collective); with --pp the stage gathers them
+        Map<String, Tensor> gathered = parallel.tp > 1 && stage == null
+            ? TensorParallelism.gatherWeights(model, tpComm()) : null;
         try (Transformer whole = stage != null ? stage.gatherWhole() : null) {
           if (!primary) {
             if (gathered != null) gathered.values().forEach(Tensor::close);  // tp rank 0 of another data-parallel replica
@@ -545,9 +549,13 @@ final class TrainCommand implements Callable<Integer> {
     return new Result(outDir, log, written.lossPlot(), written.report(), first.loss(), last.loss(), tps, results.size());
   }
 
-  /** Stage {@code stage} of the model: initialized as the whole model would be, or its part of {@code modelDir}'s weights. */
+  /**
+   * Stage {@code stage} of the model (with --tp, this rank's part of it): initialized as the whole model would be, or its
+   * part of {@code modelDir}'s weights.
+   */
   private Transformer stageModel(ModelConfig mc, Device device, Stage stage, Path modelDir) {
-    Transformer m = new Transformer(mc, device, Transformer.defaultComputeDtype(device), stage);
+    Transformer m = parallel.tp > 1 ? TensorParallelism.create(mc, device, groups.tp(), stage)
+        : new Transformer(mc, device, Transformer.defaultComputeDtype(device), stage);
     try {
       if (modelDir == null) {
         m.initialize(opt.seed);

@@ -1,6 +1,7 @@
 package dev.athanor.dist;
 
 import dev.athanor.nn.ModelConfig;
+import dev.athanor.nn.Stage;
 import dev.athanor.nn.TensorParallel;
 import dev.athanor.nn.Transformer;
 import dev.athanor.ops.Ops;
@@ -19,6 +20,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.Objects;
 import java.util.Set;
+import java.util.function.Predicate;
 
 /**
  * Tensor parallelism over a {@link Communicator}: every rank of the communicator is one tensor-parallel rank of one
@@ -53,7 +55,15 @@ public final class TensorParallelism implements GradientReducer {
 
   /** This rank's part of a {@code config} model on {@code device} in its default compute dtype, summing over {@code comm}. */
   public static Transformer create(ModelConfig config, Device device, Communicator comm) {
-    return new Transformer(config, device, Transformer.defaultComputeDtype(device), of(comm), comm::allReduceSum);
+    return create(config, device, comm, Stage.whole(config));
+  }
+
+  /**
+   * This rank's part of pipeline stage {@code stage} of a {@code config} model on {@code device} in its default compute
+   * dtype, summing over {@code comm} (the stage's tensor-parallel group).
+   */
+  public static Transformer create(ModelConfig config, Device device, Communicator comm, Stage stage) {
+    return new Transformer(config, device, Transformer.defaultComputeDtype(device), stage, of(comm), comm::allReduceSum);
   }
 
   @Override
@@ -67,26 +77,51 @@ public final class TensorParallelism implements GradientReducer {
    */
   @Override
   public float gradientNorm(ParameterStore store, Role gradRole) {
-    List<Tensor> cut = new ArrayList<>(), replicated = new ArrayList<>();
-    for (ParameterStore.Param p : store.list()) (split.contains(p.name()) ? cut : replicated).add(store.view(gradRole, p.index()));
-    float[] parts = new float[cut.size()];
-    for (int i = 0; i < parts.length; i++) {
-      try (Tensor s = Ops.sumSquares(cut.get(i))) {
-        parts[i] = s.item();
+    List<String> names = store.list().stream().map(ParameterStore.Param::name).toList();
+    return norm(names, squaredSums(store, gradRole, names, name -> true));
+  }
+
+  /**
+   * The terms of the norm that {@code store} holds, one per name of {@code names} (e.g. the whole model's parameters,
+   * in its layout order, when the store holds one pipeline stage of them): the sum of squares of the gradient of each
+   * parameter the store has and {@code counted} accepts, for a split parameter summed over the tensor-parallel ranks in
+   * rank order (a collective over them); 0 for the others. The whole norm is {@link #norm} of the terms, once the
+   * stages' terms were put together (each held by one stage, so adding the zeros of the others keeps its bits).
+   */
+  public float[] squaredSums(ParameterStore store, Role gradRole, List<String> names, Predicate<String> counted) {
+    float[] terms = new float[names.size()];
+    List<Integer> cut = new ArrayList<>();
+    for (int i = 0; i < terms.length; i++) {
+      String name = names.get(i);
+      if (!store.contains(name) || !counted.test(name)) continue;
+      try (Tensor s = Ops.sumSquares(store.view(gradRole, name))) {
+        terms[i] = s.item();
       }
+      if (split.contains(name)) cut.add(i);
     }
-    double total = 0;
-    if (parts.length > 0) {
+    if (!cut.isEmpty()) {
+      float[] parts = new float[cut.size()];
+      for (int k = 0; k < parts.length; k++) parts[k] = terms[cut.get(k)];
       try (Tensor t = Tensor.of(parts, parts.length)) {
         comm.allReduceSum(t);
-        for (float x : t.toFloatArray()) total += x;
+        parts = t.toFloatArray();
       }
+      for (int k = 0; k < parts.length; k++) terms[cut.get(k)] = parts[k];
     }
-    for (Tensor g : replicated) {
-      try (Tensor s = Ops.sumSquares(g)) {
-        total += s.item();
-      }
+    return terms;
+  }
+
+  /**
+   * The global norm from {@link #squaredSums} of the whole model's {@code names}: the split parameters' terms added in
+   * double in order, then the replicated ones; the same bits for any placement of the terms.
+   */
+  public float norm(List<String> names, float[] terms) {
+    if (terms.length != names.size()) {
+      throw new IllegalArgumentException(terms.length + " norm terms for " + names.size() + " parameters");
     }
+    double total = 0;
+    for (int i = 0; i < terms.length; i++) if (split.contains(names.get(i))) total += terms[i];
+    for (int i = 0; i < terms.length; i++) if (!split.contains(names.get(i))) total += terms[i];
     return (float) Math.sqrt(total);
   }
 

@@ -87,6 +87,17 @@ public final class Transformer implements AutoCloseable {
   }
 
   /**
+   * One tensor-parallel rank's part of one pipeline stage with all-zero parameters: {@code stage}'s units, the blocks'
+   * split weights cut as in {@link #Transformer(ModelConfig, Device, DType, TensorParallel, TensorParallel.AllReduce)},
+   * the embedding and the head (when the stage has them) replicated; {@code sum} adds over the stage's tensor-parallel
+   * ranks.
+   */
+  public Transformer(ModelConfig config, Device device, DType computeDtype, Stage stage, TensorParallel tp,
+      TensorParallel.AllReduce sum) {
+    this(config, device, computeDtype, stage, true, tp, sum);
+  }
+
+  /**
    * A model on {@code device} in its default compute dtype whose weights are not allocated: they are to live
    * elsewhere from the start (e.g. on the DISK tier, {@code dev.athanor.offload.OffloadedWeights}), so a model larger
    * than memory never holds them all. Page them in before any other use.

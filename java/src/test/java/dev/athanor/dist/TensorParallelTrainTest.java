@@ -31,7 +31,8 @@ import org.junit.jupiter.api.io.TempDir;
  * {@code train --tp 2} through real {@code mpirun} against {@code train} in one process (skipped without MPI), GPT-2 (the
  * checkpoint tests' fixture) and Llama with GQA and an untied head: the losses of 20 steps within 1e-4, the gathered
  * model.safetensors in the single-process layout (same names, same shapes, same order) with weights within 1e-4; and the
- * usage errors of {@code --tp}, each naming the flag and the numbers before any work.
+ * usage errors of {@code --tp}, each naming the flag and the numbers before any work; dp × tp and tp × pp grids bit for
+ * bit against tp with accumulation.
  */
 class TensorParallelTrainTest {
   static final int STEPS = 20;
@@ -174,6 +175,72 @@ class TensorParallelTrainTest {
         "--checkpoint-dir", tmp.resolve("grid-ck").toString()));
     assertEquals(Main.USAGE, bad.exitCode(), bad.output());
     assertTrue(bad.output().contains("--dp 2 with --tp 2: checkpoints"), bad.output());
+  }
+
+  /**
+   * Tensor parallel combined with pipeline parallel: {@code --tp 2 --pp 2 --micro-batches 3} (4 processes, each of 2
+   * stages split over 2 tensor-parallel ranks; 1F1B with a recomputed forward) against {@code --tp 2 --accum 3} (the same
+   * split of the whole model): every logged step (loss, gradient norm, learning rate, tokens) and the final weights bit
+   * for bit, for GPT-2 with tied embeddings and a 3-block Llama with GQA and an untied head (stages of 2 and 1 blocks).
+   */
+  @Test
+  void tensorTimesPipelineEqualsTensorParallelWithAccumulationBitForBit() throws Exception {
+    TrainFixture f = TrainFixture.create(tmp.resolve("tppp-fixture"));
+    Path llama = tmp.resolve("tppp-fixture/llama.json");
+    Files.writeString(llama, HfConfig.toJson(ModelConfig.llama(300, 64, 3, 32, 4, 2, 48, 10000f, false)));
+    int n = 3;
+    for (Path config : List.of(f.config, llama)) {
+      String name = config.getFileName().toString().replace(".json", "");
+      Path tp = tmp.resolve("tppp-" + name + "-tp2-accum3"), grid = tmp.resolve("tppp-" + name + "-tp2-pp2");
+      MpiRunTest.Job a = MpiRunTest.mpirun(2, Main.class.getName(),
+          trainArgs("--config", config, n, f.data, tp, "--tp", "2", "--accum", "3", "--threads", "1"), 300);
+      assertEquals(0, a.exitCode(), a.output());
+      MpiRunTest.Job b = MpiRunTest.mpirun(4, Main.class.getName(), trainArgs("--config", config, n, f.data, grid,
+          "--tp", "2", "--pp", "2", "--micro-batches", "3", "--threads", "1"), 300);
+      assertEquals(0, b.exitCode(), b.output());
+      assertEquals(1, b.output().split("pipeline parallel: 2 stages", -1).length - 1, "rank 0 alone prints:\n" + b.output());
+      assertTrue(b.output().contains("tensor parallel 2"), b.output());
+      assertSameRun(tp, grid, n, name + ": tp 2 with --accum 3 vs tp 2 x pp 2", b.output());
+    }
+  }
+
+  /**
+   * The full grid: dp 2 × tp 2 × pp 2 (8 processes; each pipeline stage split over 2 tensor-parallel ranks, summed with
+   * the same stage part of the other pipeline) against dp 2 × tp 2 with {@code --accum 2}: every logged step and the
+   * final weights bit for bit (GPT-2, tied embeddings).
+   */
+  @Test
+  void dataTimesTensorTimesPipelineEqualsDataTensorParallelWithAccumulationBitForBit() throws Exception {
+    TrainFixture f = TrainFixture.create(tmp.resolve("dtp-fixture"));
+    Path dt = tmp.resolve("dtp-dp2-tp2-accum2"), grid = tmp.resolve("dtp-dp2-tp2-pp2");
+    int n = 2;
+    MpiRunTest.Job a = MpiRunTest.mpirun(4, Main.class.getName(), trainArgs("--config", f.config, n, f.data, dt, "--dp", "2",
+        "--tp", "2", "--accum", "2", "--threads", "1"), 300);
+    assertEquals(0, a.exitCode(), a.output());
+    MpiRunTest.Job b = MpiRunTest.mpirun(8, Main.class.getName(), trainArgs("--config", f.config, n, f.data, grid,
+        "--dp", "2", "--tp", "2", "--pp", "2", "--micro-batches", "2", "--threads", "1"), 300);
+    assertEquals(0, b.exitCode(), b.output());
+    assertTrue(b.output().contains("tensor parallel 2") && b.output().contains("data parallel 2")
+        && b.output().contains("global batch 2 x 2 x 2 = 8 sequences per step"), b.output());
+    assertSameRun(dt, grid, n, "dp 2 x tp 2 with --accum 2 vs dp 2 x tp 2 x pp 2", b.output());
+  }
+
+  /**
+   * The runs in {@code want} and {@code got} logged the same {@code n} steps (step, loss, gradient norm, learning rate,
+   * tokens: the same bits), the loss moved, and they saved byte-identical models; {@code output} is {@code got}'s.
+   */
+  private static void assertSameRun(Path want, Path got, int n, String what, String output) throws IOException {
+    List<JsonObject> x = steps(want.resolve("log.jsonl")), y = steps(got.resolve("log.jsonl"));
+    assertEquals(n, x.size(), what);
+    assertEquals(n, y.size(), what + "\n" + output);
+    for (int i = 0; i < n; i++) {
+      for (String k : List.of("step", "loss", "grad_norm", "lr", "tokens")) {
+        assertEquals(x.get(i).get(k).getAsString(), y.get(i).get(k).getAsString(), what + ": step " + i + " " + k);
+      }
+    }
+    assertTrue(x.get(0).get("loss").getAsDouble() != x.get(n - 1).get("loss").getAsDouble(), what + ": the model trained");
+    assertEquals(-1, Files.mismatch(want.resolve("model/model.safetensors"), got.resolve("model/model.safetensors")),
+        what + ": final weights differ");
   }
 
   /**

@@ -2,7 +2,10 @@ package dev.athanor.dist.pipeline;
 
 import dev.athanor.dist.Communicator;
 import dev.athanor.dist.DataParallel;
+import dev.athanor.dist.TensorParallelism;
 import dev.athanor.io.data.DataLoader;
+import dev.athanor.nn.Stage;
+import dev.athanor.nn.TensorParallel;
 import dev.athanor.nn.Transformer;
 import dev.athanor.ops.Ops;
 import dev.athanor.params.ParameterStore;
@@ -41,10 +44,21 @@ import java.util.Objects;
  *       PipelineLayout#wholeRange}); each chunk is summed by the stage holding its first element, after the stages
  *       holding the rest of it sent their pieces, and the partials (zeros elsewhere) are summed over the group.
  * </ul>
+ *
+ * <p>Tensor parallel stages (a {@code tp} group of the {@link dev.athanor.dist.ParallelGrid}): each rank of a stage
+ * holds its {@link TensorParallel} part of the stage's blocks (the embedding and the head replicated) and the blocks'
+ * sums run over the stage's tp group. The hidden states and their gradients at the stage boundaries are the same on
+ * every tp rank of a stage, so rank {@code t} of stage {@code s} exchanges them with rank {@code t} of stages {@code s ±
+ * 1} (the pipeline group). The result equals tensor parallel alone ({@link TensorParallelism}) with {@code accum = M},
+ * bit for bit: the same products and sums per block, and the norm formed from the same terms ({@link
+ * TensorParallelism#squaredSums}: per parameter, split ones summed over the tp group) put together over the stages and
+ * added in the same order.
  */
 public final class PipelineStage implements Trainer.MicroBatchRunner, GradientReducer {
   private final Communicator comm;
   private final Communicator dp;  // the same stage of the other pipelines, or null
+  private final Communicator tp;  // the tensor-parallel ranks of this stage, or null
+  private final TensorParallelism tensor;  // the tensor-parallel norm over tp, or null
   private DataParallel replicas;  // data parallel over dp (set by attach), or null
   private final PipelineLayout layout;
   private final Transformer model;
@@ -68,10 +82,26 @@ public final class PipelineStage implements Trainer.MicroBatchRunner, GradientRe
    * processes of the whole model with {@code accum M} each, bit for bit.
    */
   public PipelineStage(Communicator comm, Communicator dp, PipelineLayout layout, Transformer model) {
+    this(comm, dp, null, layout, model);
+  }
+
+  /**
+   * A stage whose blocks are split over the tensor-parallel group {@code tp} (null or size 1: not split), with {@code
+   * model} this rank's part ({@link TensorParallelism#create(dev.athanor.nn.ModelConfig, dev.athanor.runtime.Device,
+   * Communicator, Stage)}); otherwise as {@link #PipelineStage(Communicator, Communicator, PipelineLayout, Transformer)}.
+   */
+  public PipelineStage(Communicator comm, Communicator dp, Communicator tp, PipelineLayout layout, Transformer model) {
     this.comm = Objects.requireNonNull(comm, "comm");
     this.dp = dp == null || dp.size() == 1 ? null : dp;
+    this.tp = tp == null || tp.size() == 1 ? null : tp;
     this.layout = Objects.requireNonNull(layout, "layout");
     this.model = Objects.requireNonNull(model, "model");
+    TensorParallel part = this.tp == null ? TensorParallel.NONE : TensorParallelism.of(this.tp);
+    if (!model.tensorParallel().equals(part)) {
+      throw new IllegalArgumentException("the stage's tensor-parallel group makes this rank " + part + " but the model is "
+          + model.tensorParallel());
+    }
+    this.tensor = this.tp == null ? null : new TensorParallelism(this.tp, layout.config());
     if (comm.size() != layout.stages()) {
       throw new IllegalArgumentException("the pipeline group has " + comm.size() + " processes but the layout " + layout.stages()
           + " stages");
@@ -281,6 +311,7 @@ public final class PipelineStage implements Trainer.MicroBatchRunner, GradientRe
 
   @Override
   public float gradientNorm(ParameterStore store, Role gradRole) {
+    if (tensor != null) return tensorParallelNorm(store, gradRole);
     long total = layout.wholeNumel(), chunk = Ops.NORM_CHUNK;
     int chunks = Math.toIntExact((total + chunk - 1) / chunk);
     Range mine = layout.wholeRange(stage);
@@ -330,6 +361,23 @@ public final class PipelineStage implements Trainer.MicroBatchRunner, GradientRe
     return (float) Math.sqrt(sum);
   }
 
+  /**
+   * Under tensor parallelism: the stage's terms of the norm ({@link TensorParallelism#squaredSums}, over the tp group;
+   * the last stage's copy of a tied embedding not counted), summed over the pipeline group where each term is non-zero
+   * on one stage only, then added in the whole model's order ({@link TensorParallelism#norm}).
+   */
+  private float tensorParallelNorm(ParameterStore store, Role gradRole) {
+    List<String> names = new ArrayList<>();
+    layout.config().parameterUnits(Stage.whole(layout.config())).values().forEach(u -> u.forEach(p -> names.add(p.name())));
+    boolean copy = layout.holdsTiedCopy(stage);
+    float[] terms = tensor.squaredSums(store, gradRole, names, name -> !(copy && name.equals(embedding())));
+    try (Tensor t = Tensor.of(terms, terms.length)) {
+      comm.allReduceSum(t);
+      terms = t.toFloatArray();
+    }
+    return tensor.norm(names, terms);
+  }
+
   private int stageAt(long wholeIndex) {
     for (int t = 0; t < layout.stages(); t++) if (wholeIndex < layout.wholeRange(t).end()) return t;
     throw new IllegalArgumentException("element " + wholeIndex + " is outside the model's " + layout.wholeNumel());
@@ -355,20 +403,35 @@ public final class PipelineStage implements Trainer.MicroBatchRunner, GradientRe
 
   /**
    * Gathers every stage's weights into a whole model on stage 0 (a collective over the group; the others return null
-   * after sending theirs), e.g. to save it. The caller closes the returned model.
+   * after sending theirs), e.g. to save it. The caller closes the returned model. Under tensor parallelism each stage
+   * first gathers its parts on its tp rank 0 (a collective over the tp group), and the tp ranks 0 of the stages put
+   * the whole model together on stage 0; the other tp ranks return null.
    */
   public Transformer gatherWhole() {
+    Map<String, Tensor> parts = tensor == null ? null : TensorParallelism.gatherWeights(model, tp);
+    try {
+      if (tensor != null && tp.rank() != 0) return null;
+      return gatherWhole(parts);
+    } finally {
+      if (parts != null) parts.values().forEach(Tensor::close);
+    }
+  }
+
+  /** {@link #gatherWhole()} of this stage's whole FP32 weights {@code weights} (null: its masters). */
+  private Transformer gatherWhole(Map<String, Tensor> weights) {
     ParameterStore store = model.parameters();
     if (!first) {
       for (ParameterStore.Param p : store.list()) {
         if (layout.holdsTiedCopy(stage) && p.name().equals(embedding())) continue;
-        comm.send(p.master(), 0);
+        comm.send(weights == null ? p.master() : weights.get(p.name()), 0);
       }
       return null;
     }
     Transformer whole = new Transformer(layout.config(), model.device(), model.computeDtype());
     try {
-      for (ParameterStore.Param p : store.list()) whole.loadWeight(p.name(), p.master());
+      for (ParameterStore.Param p : store.list()) {
+        whole.loadWeight(p.name(), weights == null ? p.master() : weights.get(p.name()));
+      }
       for (int t = 1; t < layout.stages(); t++) {
         for (var spec : layout.config().parameterUnits(layout.stage(t)).values().stream().flatMap(List::stream).toList()) {
           if (layout.holdsTiedCopy(t) && spec.name().equals(embedding())) continue;

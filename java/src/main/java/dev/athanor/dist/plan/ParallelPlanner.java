@@ -150,7 +150,6 @@ public final class ParallelPlanner {
     if (l.zero() > 2) return "ZeRO " + l.zero() + " is not built yet";
     if (l.zero() == 1 && l.dp() == 1) return "ZeRO 1 needs dp > 1";
     if (l.tp() > 1 && l.zero() > 0) return "ZeRO with tensor parallel is not built yet";
-    if (l.pp() > 1 && l.tp() > 1) return "pipeline with tensor parallel is not built yet";
     if (l.pp() > 1 && l.zero() > 1) return "ZeRO " + l.zero() + " with pipeline parallel is not built yet";
     return null;
   }

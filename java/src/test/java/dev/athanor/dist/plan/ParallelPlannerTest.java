@@ -94,6 +94,17 @@ class ParallelPlannerTest {
   }
 
   @Test
+  void tensorTimesPipelineIsRunnableButNotWithZero() {
+    assertNull(ParallelPlanner.unsupported(new Layout(1, 2, 2, 0, false)));
+    assertNull(ParallelPlanner.unsupported(new Layout(2, 2, 2, 0, true)));
+    assertEquals("ZeRO with tensor parallel is not built yet", ParallelPlanner.unsupported(new Layout(2, 2, 2, 1, false)));
+    Result r = ParallelPlanner.plan(new Job(GPT2, Device.CPU, 4, 4, 256, 8, 64L << 30, HW, 0, 2, 2, 0));
+    assertNotNull(r.chosen(), r.excluded().toString());
+    assertEquals(new Layout(1, 2, 2, 0, false), new Layout(r.chosen().layout().dp(), r.chosen().layout().tp(),
+        r.chosen().layout().pp(), r.chosen().layout().zero(), false), r.chosen().toString());
+  }
+
+  @Test
   void nothingFitsIsAnEmptyChoiceWithEveryReason() {
     Result r = ParallelPlanner.plan(job(GPT2, 2, 2, 1L << 20));
     assertNull(r.chosen());
