@@ -26,7 +26,8 @@ final class ParallelOptions {
   @Option(names = "--pp", paramLabel = "N", defaultValue = "1",
       description = "pipeline-parallel stages: the blocks cut into N contiguous stages (the first with the embeddings, the last "
           + "with the head), one process each, trained with the 1F1B schedule; N processes per data-parallel replica "
-          + "(mpirun -np dp*pp). Default: ${DEFAULT-VALUE}")
+          + "(mpirun -np dp*pp). Checkpoints: each stage's ranks write its tensors (format 3), which resume with any layout, "
+          + "and any checkpoint resumes under --pp. Default: ${DEFAULT-VALUE}")
   @Options.Range(min = 1)
   int pp;
 
@@ -40,7 +41,8 @@ final class ParallelOptions {
   @Option(names = "--tp", paramLabel = "N", defaultValue = "1",
       description = "tensor-parallel processes, started by mpirun (mpirun -np N ./athanor train ... --tp N): each holds 1/N of "
           + "every block's attention heads and MLP width (Megatron style) and all see the same batches; N must divide the heads, "
-          + "the key/value heads and the MLP width. Checkpoints and the model are gathered to rank 0 in the one-process format. "
+          + "the key/value heads and the MLP width. Checkpoints and the model are gathered to rank 0 in the one-process format "
+          + "(with --dp, by the tensor-parallel group of replica 0). "
           + "With --dp: a dp x tp grid; not yet with --pp or --offload. Default: ${DEFAULT-VALUE}")
   @Options.Range(min = 1)
   int tp;
@@ -131,8 +133,8 @@ final class ParallelOptions {
    * A launch that does not match (no mpirun, another process count, a CUDA device) is a usage error naming the flag and
    * both numbers; a missing MPI is a {@link dev.athanor.dist.CommunicatorException} saying what to install.
    */
-  Communicator start(CommandSpec spec, Device device, boolean offload, int accum, boolean checkpoints) {
-    return start(spec, device, offload, accum, checkpoints, null);
+  Communicator start(CommandSpec spec, Device device, boolean offload, int accum) {
+    return start(spec, device, offload, accum, null);
   }
 
   /**
@@ -184,11 +186,10 @@ final class ParallelOptions {
     } else {
       autoAccum = choice[4];
     }
-    return start(spec, device, offload, 1, false, c);
+    return start(spec, device, offload, 1, c);
   }
 
-  private Communicator start(CommandSpec spec, Device device, boolean offload, int accum, boolean checkpoints,
-      Communicator opened) {
+  private Communicator start(CommandSpec spec, Device device, boolean offload, int accum, Communicator opened) {
     if (tp > 1 && pp > 1) throw Options.usage(spec, "--tp " + tp + " with --pp " + pp + " is not supported yet; use one of them");
     if (pp > 1) {
       if (accum > 1) {
@@ -201,10 +202,6 @@ final class ParallelOptions {
       }
       if (offload) throw Options.usage(spec, "--pp " + pp + " with --offload is not supported yet; use --offload off");
       if (zero >= 2) throw Options.usage(spec, "--zero " + zero + " with --pp " + pp + " is not supported yet; use --zero 0 or 1");
-      if (checkpoints) {
-        throw Options.usage(spec, "--pp " + pp + " with checkpoints (--checkpoint-every, --resume) is not supported yet; "
-            + "train without --checkpoint-dir and --resume");
-      }
     } else if (microBatches != null) {
       throw Options.usage(spec, "--micro-batches " + microBatches + " needs --pp 2 or more (without --pp, use --accum)");
     }
