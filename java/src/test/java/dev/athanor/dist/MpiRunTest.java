@@ -459,10 +459,11 @@ class MpiRunTest {
   /**
    * dp 2 × pp 2 with ZeRO 1 (each stage's moments sharded over its two replicas, which write their shards' pieces)
    * checkpoints, and its step-2 checkpoint resumes as dp 2 with --accum 2 (which trains as dp 2 × pp 2 × 2 micro-batches
-   * bit for bit): the resumed run logs the grid's steps and ends with its weights.
+   * bit for bit): the resumed run logs the grid's steps and ends with its weights; it also resumes under --tp 2 (format 3
+   * read by tensor-parallel ranks), with the grid's losses within 1e-4.
    */
   @Test
-  void dataTimesPipelineZeroOneCheckpointResumesAsDataParallel() throws Exception {
+  void dataTimesPipelineZeroOneCheckpointResumesWithOtherLayouts() throws Exception {
     TrainFixture f = TrainFixture.create(tmp.resolve("dppck-fixture"));
     Path grid = tmp.resolve("dppck-grid"), toDp = tmp.resolve("dppck-to-dp");
     Job j = mpirun(4, Main.class.getName(), args4(f, grid, "--checkpoint-dir", grid.resolve("ck").toString(),
@@ -478,6 +479,21 @@ class MpiRunTest {
     trainMpi(args4(f, toDp, "--resume", step2.toString(), "--checkpoint-dir", toDp.resolve("ck").toString(), "--dp", "2",
         "--accum", "2", "--threads", "1"));
     assertResumed(reference, 2, grid, toDp, "resumed as dp 2 × accum 2 from dp 2 × pp 2 × ZeRO 1's checkpoint");
+
+    // and under --tp 2 with --accum 4 (the same micro-batches): each rank reads the whole tensors' pieces and keeps its
+    // part; the split changes the order of the sums, so the losses agree within 1e-4
+    Path toTp = tmp.resolve("dppck-to-tp");
+    trainMpi(args4(f, toTp, "--resume", step2.toString(), "--checkpoint-dir", toTp.resolve("ck").toString(), "--tp", "2",
+        "--accum", "4", "--threads", "1"));
+    List<String> tp = steps(toTp);
+    assertEquals(2, tp.size(), "steps 2..3 under --tp 2: " + tp);
+    for (int i = 0; i < 2; i++) {
+      JsonObject want = JsonParser.parseString(reference.get(2 + i)).getAsJsonObject(), got = JsonParser.parseString(tp.get(i))
+          .getAsJsonObject();
+      assertEquals(want.get("step").getAsInt(), got.get("step").getAsInt());
+      double d = Math.abs(want.get("loss").getAsDouble() - got.get("loss").getAsDouble());
+      assertTrue(d <= 1e-4, "step " + (2 + i) + " under --tp 2 from dp 2 × pp 2 × ZeRO 1's checkpoint: loss differs by " + d);
+    }
   }
 
   /** {@code run}, resumed at step {@code from} (0: not resumed), logged {@code reference}'s steps from there on and ended with {@code want}'s weights. */
