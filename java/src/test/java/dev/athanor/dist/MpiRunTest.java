@@ -459,8 +459,9 @@ class MpiRunTest {
   /**
    * dp 2 × pp 2 with ZeRO 1 (each stage's moments sharded over its two replicas, which write their shards' pieces)
    * checkpoints, and its step-2 checkpoint resumes as dp 2 with --accum 2 (which trains as dp 2 × pp 2 × 2 micro-batches
-   * bit for bit): the resumed run logs the grid's steps and ends with its weights; it also resumes under --tp 2 (format 3
-   * read by tensor-parallel ranks), with the grid's losses within 1e-4.
+   * bit for bit), whose own step-3 checkpoint resumes under dp 2 × pp 2 × ZeRO 1 again: each resumed run logs the grid's
+   * steps and ends with its weights. The grid's checkpoint also resumes under --tp 2 (format 3 read by tensor-parallel
+   * ranks), with the grid's losses within 1e-4.
    */
   @Test
   void dataTimesPipelineZeroOneCheckpointResumesWithOtherLayouts() throws Exception {
@@ -476,9 +477,18 @@ class MpiRunTest {
         .getAsJsonObject("layout");
     assertEquals(List.of(4, 2, 2, 1), List.of(layout.get("world_size").getAsInt(), layout.get("dp").getAsInt(),
         layout.get("pp").getAsInt(), layout.get("zero").getAsInt()), "the writer's layout: " + layout);
-    trainMpi(args4(f, toDp, "--resume", step2.toString(), "--checkpoint-dir", toDp.resolve("ck").toString(), "--dp", "2",
-        "--accum", "2", "--threads", "1"));
+    trainMpi(args4(f, toDp, "--resume", step2.toString(), "--checkpoint-dir", toDp.resolve("ck").toString(),
+        "--checkpoint-every", "1", "--dp", "2", "--accum", "2", "--threads", "1"));
     assertResumed(reference, 2, grid, toDp, "resumed as dp 2 × accum 2 from dp 2 × pp 2 × ZeRO 1's checkpoint");
+
+    // dp 2's step-3 checkpoint resumes under dp 2 × pp 2 × ZeRO 1: each stage replica reads its shard of its stage's
+    // moments (the last stage's of its tied copy from the embedding's pieces)
+    Path back = tmp.resolve("dppck-back");
+    Job k = mpirun(4, Main.class.getName(), args4(f, back, "--resume", toDp.resolve("ck/step-00000003").toString(),
+        "--checkpoint-dir", back.resolve("ck").toString(), "--dp", "2", "--pp", "2", "--micro-batches", "2", "--zero", "1",
+        "--threads", "1"), 300);
+    assertEquals(0, k.exitCode(), k.output());
+    assertResumed(reference, 3, grid, back, "resumed under dp 2 × pp 2 × ZeRO 1 from dp 2's checkpoint");
 
     // and under --tp 2 with --accum 4 (the same micro-batches): each rank reads the whole tensors' pieces and keeps its
     // part; the split changes the order of the sums, so the losses agree within 1e-4
