@@ -107,7 +107,7 @@ final class MemoryCheck {
    * replica): the parallel planner's estimate for the busiest rank (its stage's weights, its shards of the gradients and
    * AdamW's state, the activations of the micro-batches in flight, buffers, and the receive buffers of the collectives),
    * plus reading the weights when {@code job} loads them. A multi-process checkpoint is written from the live state piece
-   * by piece (or, under --tp alone, gathered tensor by tensor), so it adds nothing here. Refuses as {@link
+   * by piece (or, under --tp, gathered tensor by tensor), so it adds nothing here. Refuses as {@link
    * #requireTraining} does when that does not fit this process's budget.
    */
   static void requireRank(OffloadPlanner.Job job, ParallelPlanner.Layout layout, int world) {

@@ -26,7 +26,8 @@ final class ParallelOptions {
   @Option(names = "--pp", paramLabel = "N", defaultValue = "1",
       description = "pipeline-parallel stages: the blocks cut into N contiguous stages (the first with the embeddings, the last "
           + "with the head), --tp processes each, trained with the 1F1B schedule; N x --tp processes per data-parallel "
-          + "replica (mpirun -np dp*tp*pp). Default: ${DEFAULT-VALUE}")
+          + "replica (mpirun -np dp*tp*pp). Checkpoints: each stage's ranks write its tensors (format 3), which resume with "
+          + "any layout, and any checkpoint resumes under --pp (not yet with --tp as well). Default: ${DEFAULT-VALUE}")
   @Options.Range(min = 1)
   int pp;
 
@@ -40,9 +41,9 @@ final class ParallelOptions {
   @Option(names = "--tp", paramLabel = "N", defaultValue = "1",
       description = "tensor-parallel processes, started by mpirun (mpirun -np N ./athanor train ... --tp N): each holds 1/N of "
           + "every block's attention heads and MLP width (Megatron style) and all see the same batches; N must divide the heads, "
-          + "the key/value heads and the MLP width. Checkpoints and the model are gathered to rank 0 in the one-process format. "
-          + "With --dp and --pp: a dp x tp x pp grid, each pipeline stage's blocks split over its tp ranks (checkpoints not "
-          + "yet with --pp); not with --offload. Default: ${DEFAULT-VALUE}")
+          + "the key/value heads and the MLP width. Checkpoints and the model are gathered to rank 0 in the one-process format "
+          + "(with --dp, by the tensor-parallel group of replica 0). With --dp and --pp: a dp x tp x pp grid, each pipeline "
+          + "stage's blocks split over its tp ranks (checkpoints not yet with --pp); not with --offload. Default: ${DEFAULT-VALUE}")
   @Options.Range(min = 1)
   int tp;
 
@@ -130,7 +131,8 @@ final class ParallelOptions {
   /**
    * Starts the run's communicator: null with {@code --dp 1} (one process), else MPI with exactly {@code dp} processes.
    * A launch that does not match (no mpirun, another process count, a CUDA device) is a usage error naming the flag and
-   * both numbers; a missing MPI is a {@link dev.athanor.dist.CommunicatorException} saying what to install.
+   * both numbers; a missing MPI is a {@link dev.athanor.dist.CommunicatorException} saying what to install. {@code
+   * checkpoints}: whether the run writes or resumes checkpoints (refused for the layouts that cannot yet).
    */
   Communicator start(CommandSpec spec, Device device, boolean offload, int accum, boolean checkpoints) {
     return start(spec, device, offload, accum, checkpoints, null);
@@ -206,10 +208,6 @@ final class ParallelOptions {
       }
       if (offload) throw Options.usage(spec, "--pp " + pp + " with --offload is not supported yet; use --offload off");
       if (zero >= 2) throw Options.usage(spec, "--zero " + zero + " with --pp " + pp + " is not supported yet; use --zero 0 or 1");
-      if (checkpoints) {
-        throw Options.usage(spec, "--pp " + pp + " with checkpoints (--checkpoint-every, --resume) is not supported yet; "
-            + "train without --checkpoint-dir and --resume");
-      }
     } else if (microBatches != null) {
       throw Options.usage(spec, "--micro-batches " + microBatches + " needs --pp 2 or more (without --pp, use --accum)");
     }

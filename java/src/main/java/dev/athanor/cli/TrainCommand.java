@@ -314,7 +314,8 @@ final class TrainCommand implements Callable<Integer> {
       comm = parallel.startAuto(spec, device, !offload.off(), world -> autoPlan(world, device, out));
       opt.accum = parallel.autoAccum;
     } else {
-      comm = parallel.start(spec, device, !offload.off(), opt.accum, ckpt.dir != null || ckpt.resume != null || ckpt.every != null);
+      comm = parallel.start(spec, device, !offload.off(), opt.accum,
+          ckpt.dir != null || ckpt.resume != null || ckpt.every != null);
     }
     if (comm != null) comm = new TimedCommunicator(comm);  // each step's line says how long it spent communicating
     Result r;
@@ -335,7 +336,7 @@ final class TrainCommand implements Callable<Integer> {
   /**
    * --parallel auto on rank 0: the planner's choice for {@code world} processes (printed with its runners-up), from the
    * model, --batch, --seq, --accum (the micro-batches per step over all replicas) and --mem-host per process; --dp, --tp
-   * and --zero given on the command line are kept. With checkpoints, dp x tp and pipeline layouts are skipped (they cannot
+   * and --zero given on the command line are kept. With checkpoints, tensor x pipeline layouts are skipped (they cannot
    * checkpoint yet).
    */
   private dev.athanor.dist.plan.ParallelPlanner.Result autoPlan(int world, Device device, PrintStream out) {
@@ -349,8 +350,7 @@ final class TrainCommand implements Callable<Integer> {
         parse.hasMatchedOption("--tp") ? parallel.tp : 0, 0, parse.hasMatchedOption("--zero") ? parallel.zero : 0);
     var r = dev.athanor.dist.plan.ParallelPlanner.plan(job);
     if (ckpt.dir != null || ckpt.resume != null) {
-      var fitting = r.fitting().stream()
-          .filter(e -> (e.layout().dp() == 1 || e.layout().tp() == 1) && e.layout().pp() == 1).toList();
+      var fitting = r.fitting().stream().filter(e -> e.layout().tp() == 1 || e.layout().pp() == 1).toList();
       r = new dev.athanor.dist.plan.ParallelPlanner.Result(job, fitting.isEmpty() ? null : fitting.get(0), fitting, r.excluded());
     }
     out.println("--parallel auto:");
@@ -364,10 +364,6 @@ final class TrainCommand implements Callable<Integer> {
       new TensorParallel(parallel.tp, 0).check(model.config(spec));
     } catch (IllegalArgumentException e) {
       throw Options.usage(spec, e.getMessage());
-    }
-    if (parallel.dp > 1 && (ckpt.dir != null || ckpt.resume != null)) {
-      throw Options.usage(spec, "--dp " + parallel.dp + " with --tp " + parallel.tp + ": checkpoints (--checkpoint-dir, --resume) "
-          + "of data x tensor parallel runs are not supported yet; train with --tp alone or --dp alone to checkpoint");
     }
   }
 
@@ -442,7 +438,7 @@ final class TrainCommand implements Callable<Integer> {
     // weights on DISK: the model is built without them and they go to their files tensor by tensor, so a model larger
     // than memory never holds them all
     boolean weightsOnDisk = offloadConfig.onDisk(Role.MASTER);
-    try (Transformer model = pipeline != null ? stageModel(mc, device, pipeline.stage(groups.at().pp()), modelDir)
+    try (Transformer model = pipeline != null ? stageModel(mc, device, pipeline.stage(groups.at().pp()), resume == null ? modelDir : null)
             : weightsOnDisk ? Transformer.withoutWeights(mc, device)
             : parallel.tp > 1 ? TensorParallelism.create(mc, device, tpComm())
             : modelDir != null && resume == null ? Models.load(modelDir, device) : Transformer.create(mc, device);
@@ -720,11 +716,12 @@ final class TrainCommand implements Callable<Integer> {
 
   /**
    * The step loop: progress bar with loss, tokens/s and ETA; one JSON line per step in {@code log}; periodic
-   * checkpoints; on a failure or SIGTERM the last consistent state is saved before the error propagates. With --dp, every
-   * rank writes its part of each checkpoint (format version 3: its ZeRO 1 shard, or its cut of the flat state) and rank 0
-   * the manifest, synchronously at the same steps (a collective). A failed step saves nothing with --dp (the save's
-   * barriers would need the other ranks, which may be waiting in the failed step's collectives): the last periodic
-   * checkpoint stays the one to resume from.
+   * checkpoints; on a failure or SIGTERM the last consistent state is saved before the error propagates. With --dp or
+   * --pp, every rank writes its part of each checkpoint (format version 3: its ZeRO 1 shard, or its cut of the flat state;
+   * under --pp of its stage's) and rank 0 the manifest, synchronously at the same steps (a collective); with --tp (and dp
+   * × tp) the tensor-parallel group of replica 0 gathers the state to rank 0, which writes the one-process format. A
+   * failed step saves nothing in a multi-process run (the save's collectives would need the other ranks, which may be
+   * waiting in the failed step's): the last periodic checkpoint stays the one to resume from.
    */
   static List<StepResult> trainLoop(Transformer model, TrainConfig tc, DataLoader loader, Path log, Checkpointing ck,
       OffloadConfig offloadConfig, OffloadedWeights weights, PrintStream out, Communicator comm, int zero,
@@ -763,11 +760,11 @@ final class TrainCommand implements Callable<Integer> {
         Thread.currentThread().interrupt();
       }
     }, "athanor-sigterm");
-    // data parallel: every rank writes its part of each checkpoint (format 3), rank 0 the manifest; the same holds for a
-    // failed step's save (its barriers need every rank). --tp gathers to rank 0 in the single-process format instead.
+    // data or pipeline parallel: every rank writes its part of each checkpoint (format 3), rank 0 the manifest. --tp
+    // (also dp x tp) gathers to rank 0 in the single-process format instead.
     boolean sharded = comm != null && comm.size() > 1 && !gathered;
     try (CheckpointManager mgr = ck == null || !primary && !sharded ? null : new CheckpointManager(ck.dir(), ck.keep(), ck.async(),
-            ck.runId(), sharded ? new RankGroup(comm.rank(), comm.size(), comm.size(), zero, comm::barrier) : null);
+            ck.runId(), sharded ? rankGroup(comm, groups, zero) : null);
         Trainer trainer = zero >= 1 ? new Trainer(model, tc, loader, DataParallel.optimizerShard(model.parameters(),
             pipeline != null ? pipeline.dataParallelGroup() : comm), zero >= 2)
             : new Trainer(model, tc, loader, offloadConfig, weights)) {
@@ -861,6 +858,15 @@ final class TrainCommand implements Callable<Integer> {
     }
     if (results.isEmpty()) throw new IllegalStateException("no step was run (the checkpoint is already at step " + tc.steps() + ")");
     return results;
+  }
+
+  /**
+   * The processes of a run whose every rank writes its part of each checkpoint (format 3): with a grid (a pipeline, dp
+   * × pp), its dp and pp degrees; else every rank a data-parallel replica.
+   */
+  private static RankGroup rankGroup(Communicator comm, ParallelGrid.Groups groups, int zero) {
+    int dp = groups != null ? groups.dp().size() : comm.size(), pp = groups != null ? groups.pp().size() : 1;
+    return new RankGroup(comm.rank(), comm.size(), dp, pp, zero, comm::barrier);
   }
 
   /**

@@ -391,6 +391,135 @@ class MpiRunTest {
     assertEquals(-1, Files.mismatch(one.resolve(model), plainToOne.resolve(model)), "final weights: ZeRO 0 to one process");
   }
 
+  /**
+   * Pipeline checkpoints (format 3: each stage's rank writes its stage's tensors, the first stage the tied embedding
+   * once, and the manifest lists the whole model's tensors as one process names them) resume with any layout, and any
+   * layout's resume under pp 2: pp 2 × 2 micro-batches saving every 2 steps trains as one process with --accum 2 (bit for
+   * bit); its step-2 checkpoint resumes as one process and as dp 2 (whose step-3 checkpoint resumes under pp 2), and one
+   * process's (format 2) resumes under pp 2. Every resumed run logs the uninterrupted run's steps and ends with its
+   * weights, byte for byte.
+   */
+  @Test
+  void pipelineCheckpointsResumeWithAnyLayout() throws Exception {
+    TrainFixture f = TrainFixture.create(tmp.resolve("ppck-fixture"));
+    Path one = tmp.resolve("ppck-one"), pp = tmp.resolve("ppck-pp2");
+    List<String> ppFlags = List.of("--pp", "2", "--micro-batches", "2", "--threads", "1");
+    List<String> every2 = List.of("--checkpoint-every", "2", "--keep", "10");
+    trainHere(concat(args4(f, one, "--accum", "2", "--checkpoint-dir", one.resolve("ck").toString()), every2));
+    trainMpi(concat(args4(f, pp, "--checkpoint-dir", pp.resolve("ck").toString()), every2, ppFlags));
+    List<String> reference = steps(one);
+    assertEquals(4, reference.size());
+    assertResumed(reference, 0, one, pp, "pp 2 with checkpoints vs one process with --accum 2");
+
+    Path oneStep2 = one.resolve("ck/step-00000002"), ppStep2 = pp.resolve("ck/step-00000002");
+    JsonObject mf = JsonParser.parseString(Files.readString(ppStep2.resolve("manifest.json"))).getAsJsonObject();
+    assertEquals(3, mf.get("format_version").getAsInt());
+    assertEquals(2, mf.getAsJsonObject("layout").get("pp").getAsInt());
+    List<String> names = new ArrayList<>();
+    mf.getAsJsonArray("tensors").forEach(t -> names.add(t.getAsJsonObject().get("name").getAsString()));
+    try (var x = dev.athanor.io.safetensors.SafetensorsFile.open(oneStep2.resolve("model.safetensors"))) {
+      assertEquals(x.entries().keySet().stream().sorted().toList(), names.stream().sorted().toList(),
+          "the manifest lists the whole model's tensors, each once, as one process names them");
+    }
+    for (int r = 0; r < 2; r++) {  // each stage writes its own tensors: the embedding (tied with the head) by stage 0 only
+      String file = "rank-" + r + "-of-2.safetensors";
+      List<String> held = new ArrayList<>();
+      mf.getAsJsonObject("files").getAsJsonObject(file).getAsJsonArray("pieces")
+          .forEach(p -> held.add(p.getAsJsonObject().get("tensor").getAsString()));
+      assertEquals(r == 0, held.contains("transformer.wte.weight"), file + " holds " + held);
+      assertEquals(r == 0, held.contains("transformer.h.0.attn.c_attn.weight"), file + " holds " + held);
+      assertEquals(r == 1, held.contains("transformer.h.1.attn.c_attn.weight"), file + " holds " + held);
+      assertEquals(r == 1, held.contains("transformer.ln_f.weight"), file + " holds " + held);
+    }
+
+    // (a) pp 2's checkpoint resumes as one process with --accum 2
+    Path toOne = tmp.resolve("ppck-to-one");
+    trainHere(args4(f, toOne, "--accum", "2", "--resume", ppStep2.toString(), "--checkpoint-dir", toOne.resolve("ck").toString()));
+    assertResumed(reference, 2, one, toOne, "steps 2..3 resumed as one process from pp 2's checkpoint");
+
+    // (b) and as dp 2 (each replica one micro-batch: one process with --accum 2), which saves a format-3 checkpoint of its own
+    Path toDp = tmp.resolve("ppck-to-dp");
+    trainMpi(args4(f, toDp, "--resume", ppStep2.toString(), "--checkpoint-dir", toDp.resolve("ck").toString(),
+        "--checkpoint-every", "1", "--keep", "10", "--dp", "2", "--threads", "1"));
+    assertResumed(reference, 2, one, toDp, "steps 2..3 resumed under dp 2 from pp 2's checkpoint");
+
+    // (c) one process's checkpoint (format 2) resumes under pp 2
+    Path fromOne = tmp.resolve("ppck-from-one");
+    trainMpi(concat(args4(f, fromOne, "--resume", oneStep2.toString(), "--checkpoint-dir", fromOne.resolve("ck").toString()),
+        ppFlags));
+    assertResumed(reference, 2, one, fromOne, "steps 2..3 resumed under pp 2 from one process's checkpoint");
+
+    // (d) dp 2's checkpoint (format 3, each rank its cut of the whole model) resumes under pp 2
+    Path fromDp = tmp.resolve("ppck-from-dp");
+    trainMpi(concat(args4(f, fromDp, "--resume", toDp.resolve("ck/step-00000003").toString(), "--checkpoint-dir",
+        fromDp.resolve("ck").toString()), ppFlags));
+    assertResumed(reference, 3, one, fromDp, "step 3 resumed under pp 2 from dp 2's checkpoint");
+  }
+
+  /**
+   * dp 2 × pp 2 with ZeRO 1 (each stage's moments sharded over its two replicas, which write their shards' pieces)
+   * checkpoints, and its step-2 checkpoint resumes as dp 2 with --accum 2 (which trains as dp 2 × pp 2 × 2 micro-batches
+   * bit for bit), whose own step-3 checkpoint resumes under dp 2 × pp 2 × ZeRO 1 again: each resumed run logs the grid's
+   * steps and ends with its weights. The grid's checkpoint also resumes under --tp 2 (format 3 read by tensor-parallel
+   * ranks), with the grid's losses within 1e-4.
+   */
+  @Test
+  void dataTimesPipelineZeroOneCheckpointResumesWithOtherLayouts() throws Exception {
+    TrainFixture f = TrainFixture.create(tmp.resolve("dppck-fixture"));
+    Path grid = tmp.resolve("dppck-grid"), toDp = tmp.resolve("dppck-to-dp");
+    Job j = mpirun(4, Main.class.getName(), args4(f, grid, "--checkpoint-dir", grid.resolve("ck").toString(),
+        "--checkpoint-every", "2", "--dp", "2", "--pp", "2", "--micro-batches", "2", "--zero", "1", "--threads", "1"), 300);
+    assertEquals(0, j.exitCode(), j.output());
+    List<String> reference = steps(grid);
+    assertEquals(4, reference.size());
+    Path step2 = grid.resolve("ck/step-00000002");
+    JsonObject layout = JsonParser.parseString(Files.readString(step2.resolve("manifest.json"))).getAsJsonObject()
+        .getAsJsonObject("layout");
+    assertEquals(List.of(4, 2, 2, 1), List.of(layout.get("world_size").getAsInt(), layout.get("dp").getAsInt(),
+        layout.get("pp").getAsInt(), layout.get("zero").getAsInt()), "the writer's layout: " + layout);
+    trainMpi(args4(f, toDp, "--resume", step2.toString(), "--checkpoint-dir", toDp.resolve("ck").toString(),
+        "--checkpoint-every", "1", "--dp", "2", "--accum", "2", "--threads", "1"));
+    assertResumed(reference, 2, grid, toDp, "resumed as dp 2 × accum 2 from dp 2 × pp 2 × ZeRO 1's checkpoint");
+
+    // dp 2's step-3 checkpoint resumes under dp 2 × pp 2 × ZeRO 1: each stage replica reads its shard of its stage's
+    // moments (the last stage's of its tied copy from the embedding's pieces)
+    Path back = tmp.resolve("dppck-back");
+    Job k = mpirun(4, Main.class.getName(), args4(f, back, "--resume", toDp.resolve("ck/step-00000003").toString(),
+        "--checkpoint-dir", back.resolve("ck").toString(), "--dp", "2", "--pp", "2", "--micro-batches", "2", "--zero", "1",
+        "--threads", "1"), 300);
+    assertEquals(0, k.exitCode(), k.output());
+    assertResumed(reference, 3, grid, back, "resumed under dp 2 × pp 2 × ZeRO 1 from dp 2's checkpoint");
+
+    // and under --tp 2 with --accum 4 (the same micro-batches): each rank reads the whole tensors' pieces and keeps its
+    // part; the split changes the order of the sums, so the losses agree within 1e-4
+    Path toTp = tmp.resolve("dppck-to-tp");
+    trainMpi(args4(f, toTp, "--resume", step2.toString(), "--checkpoint-dir", toTp.resolve("ck").toString(), "--tp", "2",
+        "--accum", "4", "--threads", "1"));
+    List<String> tp = steps(toTp);
+    assertEquals(2, tp.size(), "steps 2..3 under --tp 2: " + tp);
+    for (int i = 0; i < 2; i++) {
+      JsonObject want = JsonParser.parseString(reference.get(2 + i)).getAsJsonObject(), got = JsonParser.parseString(tp.get(i))
+          .getAsJsonObject();
+      assertEquals(want.get("step").getAsInt(), got.get("step").getAsInt());
+      double d = Math.abs(want.get("loss").getAsDouble() - got.get("loss").getAsDouble());
+      assertTrue(d <= 1e-4, "step " + (2 + i) + " under --tp 2 from dp 2 × pp 2 × ZeRO 1's checkpoint: loss differs by " + d);
+    }
+  }
+
+  /** {@code run}, resumed at step {@code from} (0: not resumed), logged {@code reference}'s steps from there on and ended with {@code want}'s weights. */
+  private static void assertResumed(List<String> reference, int from, Path want, Path run, String what) throws IOException {
+    assertEquals(reference.subList(from, reference.size()), steps(run), what + ": every logged step from " + from);
+    Path model = Path.of("model", "model.safetensors");
+    assertEquals(-1, Files.mismatch(want.resolve(model), run.resolve(model)), what + ": final weights");
+  }
+
+  /** {@link #trainArgs} with 4 steps. */
+  private static List<String> args4(TrainFixture f, Path dir, String... extra) {
+    List<String> a = new ArrayList<>(trainArgs(f, dir, extra));
+    a.set(a.indexOf("--steps") + 1, "4");
+    return a;
+  }
+
   /** The message of the {@code CheckpointException} that opening {@code dir} throws. */
   private static String assertThrowsCheckpoint(Path dir) {
     return org.junit.jupiter.api.Assertions.assertThrows(dev.athanor.train.checkpoint.CheckpointException.class,

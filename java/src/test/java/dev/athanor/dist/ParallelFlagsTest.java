@@ -86,8 +86,13 @@ class ParallelFlagsTest {
     assertTrue(out.contains("--micro-batches 1 is fewer than the --pp 2 stages"), out);
     out = refused("--pp", "2", "--accum", "4");
     assertTrue(out.contains("--accum 4 with --pp 2") && out.contains("--micro-batches 4"), out);
+    // pipelines checkpoint (format 3): what is refused here is only the missing mpirun
     out = refused("--pp", "2", "--checkpoint-dir", tmp.resolve("ck").toString());
-    assertTrue(out.contains("--pp 2 with checkpoints") && out.contains("not supported yet"), out);
+    assertTrue(out.contains("--pp 2 needs 2 processes started by MPI"), out);
+    assertFalse(out.contains("not supported"), out);
+    out = refused("--dp", "2", "--tp", "2", "--checkpoint-dir", tmp.resolve("ck").toString());
+    assertTrue(out.contains("--dp 2 --tp 2 needs 4 processes started by MPI"), out);
+    assertFalse(out.contains("not supported"), out);
     out = refused("--pp", "2", "--offload", "auto");
     assertTrue(out.contains("--pp 2 with --offload is not supported yet"), out);
     out = refused("--micro-batches", "4");

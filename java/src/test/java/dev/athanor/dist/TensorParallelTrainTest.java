@@ -147,7 +147,10 @@ class TensorParallelTrainTest {
   /**
    * dp 2 x tp 2 over 4 processes (the grid's process groups): each data-parallel replica is a tp 2 group, and the
    * replicas' gradients are summed over the data-parallel groups in rank order, so the run equals tp 2 with --accum 2
-   * over the same micro-batches bit for bit (every logged step and the gathered final model).
+   * over the same micro-batches bit for bit (every logged step and the gathered final model), also while checkpointing.
+   * Its checkpoints (replica 0's tp group gathered to rank 0, the one-process format) resume under dp 2 x tp 2 and as tp
+   * 2 with --accum 2 with the uninterrupted run's steps and final weights bit for bit, and as one process with --accum 2
+   * with its losses within 1e-4.
    */
   @Test
   void dataTimesTensorParallelEqualsTensorParallelWithAccumulation() throws Exception {
@@ -157,7 +160,8 @@ class TensorParallelTrainTest {
         trainArgs("--config", f.config, 4, f.data, accum, "--tp", "2", "--accum", "2", "--threads", "1"), 300);
     assertEquals(0, a.exitCode(), a.output());
     MpiRunTest.Job b = MpiRunTest.mpirun(4, Main.class.getName(),
-        trainArgs("--config", f.config, 4, f.data, grid, "--dp", "2", "--tp", "2", "--threads", "1"), 300);
+        trainArgs("--config", f.config, 4, f.data, grid, "--dp", "2", "--tp", "2", "--threads", "1", "--checkpoint-dir",
+            grid.resolve("ck").toString(), "--checkpoint-every", "2"), 300);
     assertEquals(0, b.exitCode(), b.output());
     assertTrue(b.output().contains("tensor parallel: ") && b.output().contains("data parallel: "), b.output());
     List<JsonObject> x = steps(accum.resolve("log.jsonl")), y = steps(grid.resolve("log.jsonl"));
@@ -171,10 +175,49 @@ class TensorParallelTrainTest {
     assertEquals(-1, Files.mismatch(accum.resolve("model/model.safetensors"), grid.resolve("model/model.safetensors")),
         "final weights differ between tp 2 with --accum 2 and dp 2 x tp 2");
 
-    TrainResult bad = runHere(trainArgs("--config", f.config, 4, f.data, tmp.resolve("grid-bad"), "--dp", "2", "--tp", "2",
-        "--checkpoint-dir", tmp.resolve("grid-ck").toString()));
-    assertEquals(Main.USAGE, bad.exitCode(), bad.output());
-    assertTrue(bad.output().contains("--dp 2 with --tp 2: checkpoints"), bad.output());
+
+    Path step2 = grid.resolve("ck/step-00000002");
+    for (String file : List.of("model.safetensors", "optimizer.safetensors", "manifest.json")) {
+      assertTrue(Files.isRegularFile(step2.resolve(file)), file + " of dp 2 x tp 2's step-2 checkpoint (one-process format)");
+    }
+    Path again = tmp.resolve("grid-resumed"), toTp = tmp.resolve("grid-to-tp"), toOne = tmp.resolve("grid-to-one");
+    resume(4, f, step2, again, "--dp", "2", "--tp", "2", "--threads", "1");
+    assertSameSteps(y, steps(again.resolve("log.jsonl")), 2, "dp 2 x tp 2 resumed from its own step-2 checkpoint");
+    assertEquals(-1, Files.mismatch(grid.resolve("model/model.safetensors"), again.resolve("model/model.safetensors")),
+        "final weights after resuming under dp 2 x tp 2");
+    resume(2, f, step2, toTp, "--tp", "2", "--accum", "2", "--threads", "1");
+    assertSameSteps(x, steps(toTp.resolve("log.jsonl")), 2, "tp 2 with --accum 2 resumed from dp 2 x tp 2's checkpoint");
+    assertEquals(-1, Files.mismatch(accum.resolve("model/model.safetensors"), toTp.resolve("model/model.safetensors")),
+        "final weights after resuming as tp 2 with --accum 2");
+    resume(1, f, step2, toOne, "--accum", "2");
+    assertClose(x, steps(toOne.resolve("log.jsonl")), 2, "one process with --accum 2 resumed from dp 2 x tp 2's checkpoint");
+  }
+
+  /**
+   * Trains the fixture's model for 4 steps resumed from {@code checkpoint} into {@code dir} (its checkpoints in {@code
+   * dir/ck}) with {@code flags}: in this process when {@code np} is 1, else through mpirun; fails unless it succeeds.
+   */
+  private static void resume(int np, TrainFixture f, Path checkpoint, Path dir, String... flags) throws Exception {
+    List<String> args = new ArrayList<>(trainArgs("--config", f.config, 4, f.data, dir, flags));
+    args.addAll(List.of("--resume", checkpoint.toString(), "--checkpoint-dir", dir.resolve("ck").toString()));
+    if (np == 1) {
+      TrainResult r = runHere(args);
+      assertEquals(0, r.exitCode(), r.output());
+    } else {
+      MpiRunTest.Job j = MpiRunTest.mpirun(np, Main.class.getName(), args, 300);
+      assertEquals(0, j.exitCode(), j.output());
+    }
+  }
+
+  /** {@code b}'s steps from {@code from} on have {@code a}'s step, loss, norm, lr and tokens, bit for bit. */
+  private static void assertSameSteps(List<JsonObject> a, List<JsonObject> b, int from, String what) {
+    List<JsonObject> tail = b.stream().filter(o -> o.get("step").getAsInt() >= from).toList();
+    assertEquals(a.size() - from, tail.size(), what + ": steps logged");
+    for (int i = 0; i < tail.size(); i++) {
+      for (String k : List.of("step", "loss", "grad_norm", "lr", "tokens")) {
+        assertEquals(a.get(from + i).get(k).getAsString(), tail.get(i).get(k).getAsString(), what + ": step " + (from + i) + " " + k);
+      }
+    }
   }
 
   /**

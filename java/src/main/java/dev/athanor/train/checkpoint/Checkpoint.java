@@ -39,8 +39,10 @@ import java.util.zip.CRC32C;
  * moments in its shard, so a checkpoint resumes with any process count and ZeRO stage.
  *
  * <p>Format version 3 is written by runs of more than one process: each rank's file holds the pieces of the state it
- * owns, and the manifest lists the global tensors, the writer's layout and every piece (see {@code Shards}). Restoring
- * reads only the pieces overlapping what this process keeps, so it too resumes with any process count and ZeRO stage.
+ * owns (a pipeline stage's ranks: of its tensors only), and the manifest lists the whole model's global tensors, the
+ * writer's layout and every piece (see {@code Shards}). Restoring reads only the pieces overlapping what this process
+ * keeps, so it too resumes with any process count, pipeline stages and ZeRO stage (a tensor-parallel rank: whole tensors,
+ * cut here).
  *
  * <p>Format version 2 added the manifest's checksum ({@code manifest_crc32c}) and the run id ({@code run_id}).
  * Version 1 checkpoints are still read ({@link #legacy()}): their data files are verified but their manifest cannot
@@ -274,7 +276,9 @@ public final class Checkpoint {
 
   /**
    * Format 3: each parameter's masters in full and the moments this optimizer keeps (its shard's part, or all), read
-   * from the pieces that overlap them, one piece at a time.
+   * from the pieces that overlap them, one piece at a time. A pipeline stage reads its own parameters only (its copy of
+   * a tied embedding from the tensor the first stage wrote); a tensor-parallel rank reads each whole tensor and keeps
+   * its part.
    */
   private void restorePieces(Trainer t) {
     ParameterStore store = t.model().parameters();
@@ -282,20 +286,34 @@ public final class Checkpoint {
     Map<String, List<Shards.Piece>> files = Shards.pieces(manifest.getAsJsonObject("files"), tensors, dir.resolve(MANIFEST).toString());
     Map<String, Shards.GlobalTensor> byName = new java.util.HashMap<>();
     for (Shards.GlobalTensor g : tensors) byName.put(g.name(), g);
-    if (tensors.size() != store.size()) {
+    boolean whole = t.model().stage().equals(dev.athanor.nn.Stage.whole(t.model().config()));
+    if (whole && tensors.size() != store.size()) {
       throw new CheckpointException("checkpoint " + dir + " holds " + tensors.size() + " tensors, this model has " + store.size());
     }
     AdamW opt = t.optimizer();
     Range shard = opt.shard();
+    TensorParallel tp = t.model().tensorParallel();
     try (Shards.Reader reader = new Shards.Reader()) {
       for (int i = 0; i < store.size(); i++) {
         ParameterStore.Param p = store.list().get(i);
         Shards.GlobalTensor g = byName.get(p.name());
-        if (g == null || !java.util.Arrays.equals(g.shape(), p.spec().shape())) {
+        TensorParallel.Split split = TensorParallel.split(modelConfig(), p.name());
+        long[] shape = tp.split() ? TensorParallel.wholeShape(modelConfig(), p.name()) : p.spec().shape();
+        if (g == null || !java.util.Arrays.equals(g.shape(), shape)) {
           throw new CheckpointException("checkpoint " + dir + " has " + (g == null ? "no tensor " + p.name() : g)
-              + " where this model has " + p.name() + " " + java.util.Arrays.toString(p.spec().shape()));
+              + " where this model has " + p.name() + " " + java.util.Arrays.toString(shape));
         }
         long n = g.numel();
+        if (tp.split() && !split.replicated()) {  // the whole tensor through host memory, of which this rank keeps its part
+          List<Tensor> dsts = List.of(p.master(), opt.firstMoments().get(i), opt.secondMoments().get(i));
+          for (int k = 0; k < Shards.ROLES.size(); k++) {
+            try (Tensor all = Tensor.empty(DType.F32, Device.CPU, shape); Tensor flat = all.view(n)) {
+              Shards.read(dir, files, reader, Shards.ROLES.get(k), g, 0, n, flat);
+              tp.shard(split, all, dsts.get(k));
+            }
+          }
+          continue;
+        }
         try (Tensor master = p.master().view(n)) {
           Shards.read(dir, files, reader, "master", g, 0, n, master);
         }

@@ -9,7 +9,11 @@ import dev.athanor.io.AtomicFiles;
 import dev.athanor.io.FileProblems;
 import dev.athanor.io.safetensors.SafetensorsWriter;
 import dev.athanor.memory.Tier;
+import dev.athanor.nn.ModelConfig;
+import dev.athanor.nn.Stage;
 import dev.athanor.nn.TensorParallel;
+import dev.athanor.nn.Transformer;
+import dev.athanor.params.ParamSpec;
 import dev.athanor.params.ParameterStore;
 import dev.athanor.params.Range;
 import dev.athanor.params.Role;
@@ -51,9 +55,10 @@ import java.util.regex.Pattern;
  * configs, the data loader's state, each file's size and CRC32C, and the manifest's own CRC32C): format version 2. A
  * manager of a multi-process run ({@link RankGroup}) writes format version 3 instead: every rank writes its part into
  * {@code rank-<r>-of-<N>.safetensors} and rank 0 the manifest of global tensors and pieces ({@code Shards}), in a
- * temporary directory shared by the ranks, committed after a barrier (see {@link #save}). Either format resumes with any
- * process count and ZeRO stage. ({@link #contribute} serves a caller that writes the single-process format from
- * replica 0 of a ZeRO 1 run: it gathers the moments there.)
+ * temporary directory shared by the ranks, committed after a barrier (see {@link #save}); a pipeline stage's ranks write
+ * its tensors only, and the manifest lists the whole model's. Either format resumes with any process count, pipeline
+ * stages and ZeRO stage. ({@link #contribute} serves a caller that writes the single-process format from rank 0 of a
+ * run that gathers there: the moments of a ZeRO 1 run, the parts of a tensor-parallel one.)
  *
  * <p><b>Runs.</b> Every checkpoint records the id of the run that wrote it ({@link #newRunId()} for a new run; a
  * resumed run keeps the id of the checkpoint it resumed from). A manager only ever deletes (rotates away or
@@ -414,11 +419,10 @@ public final class CheckpointManager implements AutoCloseable {
         Files.createDirectory(tmp);
       }
       ranks.barrier().run();
-      ParameterStore store = t.model().parameters();
-      List<Shards.GlobalTensor> tensors = globalTensors(store);
-      Range owned = t.optimizer().shard() != null ? t.optimizer().shard() : ranks.part(store.numel());
+      List<Shards.GlobalTensor> tensors = globalTensors(t.model());
+      int[] local = localIndices(t.model(), tensors);
       String file = Shards.fileName(ranks.rank(), ranks.size());
-      List<Shards.Piece> pieces = Shards.write(tmp.resolve(file), tensors, owned, views(t));
+      List<Shards.Piece> pieces = Shards.write(tmp.resolve(file), tensors, parts(t, tensors, local), views(t, local));
       JsonObject info = new JsonObject();
       info.addProperty("bytes", Files.size(tmp.resolve(file)));
       info.addProperty("crc32c", Checkpoint.crc32c(tmp.resolve(file)));
@@ -447,7 +451,7 @@ public final class CheckpointManager implements AutoCloseable {
       layout.addProperty("dp", ranks.dp());
       layout.addProperty("zero", ranks.zero());
       layout.addProperty("tp", 1);
-      layout.addProperty("pp", 1);
+      layout.addProperty("pp", ranks.pp());
       m.add("layout", layout);
       m.add("tensors", Shards.tensorsJson(tensors));
       m.add("files", files);
@@ -481,11 +485,75 @@ public final class CheckpointManager implements AutoCloseable {
     return l;
   }
 
-  /** The trainer's masters and moments as {@link Shards.Views} (the moments of a sharded optimizer: its shard's only). */
-  private static Shards.Views views(Trainer t) {
+  /**
+   * The manifest's global tensors for {@code model}: its own parameters when it is the whole model; for a pipeline
+   * stage, every parameter of the whole model as one process lays it out (names, shapes, flat offsets; the tied
+   * embedding once), so that any layout, one process included, reads the checkpoint.
+   */
+  static List<Shards.GlobalTensor> globalTensors(Transformer model) {
+    if (model.tensorParallel().split()) {
+      throw new CheckpointException("a tensor-parallel rank's parameters are parts of the global tensors; its checkpoint "
+          + "is gathered to rank 0 (format " + Checkpoint.SINGLE_PROCESS_FORMAT_VERSION + ") instead");
+    }
+    ModelConfig cfg = model.config();
+    if (model.stage().equals(Stage.whole(cfg))) return globalTensors(model.parameters());
+    List<Shards.GlobalTensor> l = new ArrayList<>();
+    long at = 0;
+    for (List<ParamSpec> unit : cfg.parameterUnits(Stage.whole(cfg)).values()) {
+      for (ParamSpec s : unit) {
+        l.add(new Shards.GlobalTensor(s.name(), DType.F32, s.shape(), at));
+        at += ParameterStore.layoutNumel(List.of(s));
+      }
+    }
+    return l;
+  }
+
+  /**
+   * For each of {@code tensors}, the index of the parameter of {@code model} that holds it, or -1 when this process
+   * does not write it (another pipeline stage's; or the last stage's copy of a tied embedding, which the first stage
+   * writes).
+   */
+  private static int[] localIndices(Transformer model, List<Shards.GlobalTensor> tensors) {
+    ParameterStore store = model.parameters();
+    int[] local = new int[tensors.size()];
+    for (int i = 0; i < tensors.size(); i++) {
+      String name = tensors.get(i).name();
+      local[i] = store.contains(name) && !tiedCopy(model, name) ? store.indexOf(name) : -1;
+    }
+    return local;
+  }
+
+  /** Whether parameter {@code name} of {@code model} is a pipeline's last stage's copy of the first stage's tied embedding. */
+  private static boolean tiedCopy(Transformer model, String name) {
+    Stage s = model.stage();
+    return s.head() && !s.embedding() && model.config().tiedEmbeddings() && name.equals(model.config().embeddingName());
+  }
+
+  /**
+   * The parts of the global tensors this rank writes: of each parameter it writes ({@code local}), the elements in its
+   * optimizer's ZeRO shard, or else in its replica's cut of its store ({@link RankGroup#part}).
+   */
+  private List<Shards.Part> parts(Trainer t, List<Shards.GlobalTensor> tensors, int[] local) {
+    ParameterStore store = t.model().parameters();
+    Range owned = t.optimizer().shard() != null ? t.optimizer().shard() : ranks.part(store.numel());
+    List<Shards.Part> parts = new ArrayList<>();
+    for (int i = 0; i < tensors.size(); i++) {
+      if (local[i] < 0) continue;
+      Range r = store.range(local[i]), mine = r.intersect(owned);
+      if (!mine.isEmpty()) parts.add(new Shards.Part(i, mine.start() - r.start(), mine.end() - r.start()));
+    }
+    return parts;
+  }
+
+  /**
+   * The trainer's masters and moments as {@link Shards.Views} of the global tensors ({@code local}: the parameter holding
+   * each; the moments of a sharded optimizer: its shard's only).
+   */
+  private static Shards.Views views(Trainer t, int[] local) {
     ParameterStore store = t.model().parameters();
     AdamW opt = t.optimizer();
-    return (role, i, a, b) -> {
+    return (role, g, a, b) -> {
+      int i = local[g];
       Range flat = new Range(store.range(i).start() + a, store.range(i).start() + b);
       if (role.equals("master")) return store.slice(Role.MASTER, flat);
       Role r = role.equals("adam_m") ? Role.ADAM_M : Role.ADAM_V;

@@ -41,11 +41,16 @@ import java.util.zip.CRC32C;
  * the elements it needs, one piece at a time (memory bounded by the largest piece), and copies the overlap; so any
  * number of ranks, with any ZeRO stage, resumes from pieces written by any other.
  *
- * <p><b>Tensor and pipeline parallelism</b> fit without a new record: a pipeline stage's rank writes pieces for the
- * subset of tensors of its stage only (the manifest lists every global tensor, and each file lists which pieces it
- * holds); a tensor-parallel cut will add {@code dim} and {@code slice} ({@code [lo, hi)} along {@code dim}) to a
- * piece, its {@code start}/{@code end} then counting elements in the row-major order of that slice. This version
- * refuses a piece with a {@code dim} (naming it) rather than misreading it.
+ * <p><b>Pipeline parallelism</b> fits without a new record: a pipeline stage's ranks write pieces ({@link Part}s) of
+ * their stage's tensors only, cut between the stage's data-parallel replicas as above (by their ZeRO 1 shard of the
+ * stage's store, or their cut of it); the last stage's copy of a tied embedding is not written (the first stage writes
+ * the tensor once). The manifest lists every global tensor of the whole model with its offset in one process's flat
+ * layout, so one process, or any other layout, reads it; a stage reads the pieces of its own tensors only.
+ *
+ * <p><b>Tensor parallelism</b> is gathered to rank 0 in the single-process format instead. A per-rank tensor-parallel
+ * cut will add {@code dim} and {@code slice} ({@code [lo, hi)} along {@code dim}) to a piece, its {@code start}/{@code
+ * end} then counting elements in the row-major order of that slice. This version refuses a piece with a {@code dim}
+ * (naming it) rather than misreading it.
  */
 final class Shards {
   /** The roles a piece holds, as named in the manifest. */
@@ -162,19 +167,46 @@ final class Shards {
   }
 
   /**
+   * Elements {@code [start, end)} (row-major) of global tensor {@code tensor} (an index into the manifest's tensor list)
+   * that a rank writes: one piece per role.
+   */
+  record Part(int tensor, long start, long end) {
+    Part {
+      if (tensor < 0 || start < 0 || end <= start) {
+        throw new IllegalArgumentException("part of tensor " + tensor + ": elements [" + start + ", " + end + ") is empty or negative");
+      }
+    }
+  }
+
+  /** The parts of {@code tensors} that overlap the flat range {@code owned}, in the tensors' order. */
+  static List<Part> parts(List<GlobalTensor> tensors, Range owned) {
+    List<Part> parts = new ArrayList<>();
+    for (int i = 0; i < tensors.size(); i++) {
+      GlobalTensor g = tensors.get(i);
+      Range part = g.flat().intersect(owned);
+      if (!part.isEmpty()) parts.add(new Part(i, part.start() - g.offset(), part.end() - g.offset()));
+    }
+    return parts;
+  }
+
+  /**
    * Writes the pieces of the flat range {@code owned} (every role, every tensor overlapping it) from {@code state} into
    * {@code file}, atomically and fsynced; returns them with their byte offsets and checksums.
    */
   static List<Piece> write(Path file, List<GlobalTensor> tensors, Range owned, Views state) {
+    return write(file, tensors, parts(tensors, owned), state);
+  }
+
+  /**
+   * Writes {@code parts} of {@code tensors} (every role of each; e.g. a pipeline stage's tensors only) from {@code
+   * state} into {@code file}, atomically and fsynced; returns the pieces with their byte offsets and checksums.
+   */
+  static List<Piece> write(Path file, List<GlobalTensor> tensors, List<Part> parts, Views state) {
     Map<String, Tensor> views = new LinkedHashMap<>();
     try {
       for (String role : ROLES) {
-        for (int i = 0; i < tensors.size(); i++) {
-          GlobalTensor g = tensors.get(i);
-          Range part = g.flat().intersect(owned);
-          if (part.isEmpty()) continue;
-          long a = part.start() - g.offset(), b = part.end() - g.offset();
-          views.put(Piece.key(role, g.name(), a), state.view(role, i, a, b));
+        for (Part p : parts) {
+          views.put(Piece.key(role, tensors.get(p.tensor()).name(), p.start()), state.view(role, p.tensor(), p.start(), p.end()));
         }
       }
       SafetensorsWriter.write(file, views, Map.of("format", "athanor-checkpoint-shard"));
@@ -184,13 +216,11 @@ final class Shards {
     List<Piece> pieces = new ArrayList<>();
     try (SafetensorsFile f = SafetensorsFile.open(file); FileChannel ch = FileChannel.open(file, StandardOpenOption.READ)) {
       for (String role : ROLES) {
-        for (GlobalTensor g : tensors) {
-          Range part = g.flat().intersect(owned);
-          if (part.isEmpty()) continue;
-          long a = part.start() - g.offset(), b = part.end() - g.offset();
-          TensorEntry e = f.entry(Piece.key(role, g.name(), a));
+        for (Part p : parts) {
+          String name = tensors.get(p.tensor()).name();
+          TensorEntry e = f.entry(Piece.key(role, name, p.start()));
           long off = f.dataOffset() + e.begin(), len = e.end() - e.begin();
-          pieces.add(new Piece(role, g.name(), a, b, off, len, crc(readBytes(ch, off, len))));
+          pieces.add(new Piece(role, name, p.start(), p.end(), off, len, crc(readBytes(ch, off, len))));
         }
       }
     } catch (IOException e) {
