@@ -346,7 +346,8 @@ final class BenchCommand implements Callable<Integer> {
       j.put("batch_per_process", b);
       double[] commMs = Arrays.stream(st.comm()).mapToDouble(TimedCommunicator.Counts::millis).toArray();
       j.put("comm_ms_median", Json.round(median(commMs), 3));
-      j.put("comm_bytes_per_step", st.comm()[st.comm().length - 1].bytes());
+      j.put("comm_bytes_per_step", st.comm()[st.comm().length - 1].bytes());  // handed to collectives
+      j.put("comm_sent_bytes_per_step", st.comm()[st.comm().length - 1].sent());  // delivered to the other rank(s)
       main.out.println(Json.write(j));
     }
     return 0;

@@ -192,6 +192,8 @@ class MpiRunTest {
     }
     assertEquals(gradientBytes + 4, o.get("comm_bytes_per_step").getAsLong(), "the gradient and the loss a step: " + o);
     assertTrue(o.get("tokens_per_s").getAsDouble() > 0 && o.get("comm_ms_median").getAsDouble() >= 0, o.toString());
+    // delivered to the other rank: half the gradient in the all-to-all, the summed half in the all-gather, and the loss
+    assertEquals(gradientBytes + 4, o.get("comm_sent_bytes_per_step").getAsLong(), o.toString());
   }
 
   /**
