@@ -27,8 +27,9 @@ import java.util.Objects;
  *       its work buffers, from the same sizes {@link Footprint} uses, and the receive buffers of the deterministic sums;
  *   <li><b>bytes sent per step</b> by the busiest rank: data parallel, a ring all-reduce of its gradient part, {@code
  *       2 (dp−1)/dp} of it, one more {@code (dp−1)/dp} with ZeRO 1 (Athanor all-reduces, then all-gathers the updated
- *       masters) and ZeRO 3 (weights gathered again); ZeRO 2 reduce-scatters each micro-batch ({@code (dp−1)/dp} each) and
- *       all-gathers the masters once; tensor parallel, per micro-batch and block 4 all-reduces
+ *       masters); ZeRO 2 reduce-scatters each micro-batch ({@code (dp−1)/dp} each) and all-gathers the masters once;
+ *       ZeRO 3 gathers the weights unit by unit in each micro-batch's forward and again in its backward and
+ *       reduce-scatters each unit's gradient ({@code 3 (dp−1)/dp} per micro-batch); tensor parallel, per micro-batch and block 4 all-reduces
  *       of {@code B × T × C} (6 with recomputation), each {@code 2 (tp−1)/tp} of it; pipeline, per micro-batch one
  *       activation forward and one gradient back;
  *   <li><b>time</b>: {@code 6 × parameters × tokens} FLOPs ({@code 8 ×} with recomputation) spread over the ranks at the
@@ -132,8 +133,8 @@ public final class ParallelPlanner {
 
   /** Why Athanor cannot run {@code l} today (null: it can). */
   public static String unsupported(Layout l) {
-    if (l.zero() > 2) return "ZeRO " + l.zero() + " is not built yet";
-    if (l.zero() == 1 && l.dp() == 1) return "ZeRO 1 needs dp > 1";
+    if (l.zero() > 3) return "ZeRO " + l.zero() + " does not exist";
+    if ((l.zero() == 1 || l.zero() == 3) && l.dp() == 1) return "ZeRO " + l.zero() + " needs dp > 1";
     if (l.tp() > 1 && l.zero() > 0) return "ZeRO with tensor parallel is not built yet";
     if (l.pp() > 1 && l.tp() > 1) return "pipeline with tensor parallel is not built yet";
     if (l.pp() > 1 && l.zero() > 1) return "ZeRO " + l.zero() + " with pipeline parallel is not built yet";
@@ -173,7 +174,15 @@ public final class ParallelPlanner {
       // zero 2: each micro-batch's gradient and the step's sum of this rank's shard (no whole-size sum)
       long grads = l.zero() >= 2 ? 4 * p + 4 * p / l.dp() : 4 * p * (mb > 1 ? 2 : 1);
       long moments = 8 * p / (l.zero() >= 1 ? l.dp() : 1);
-      if (l.zero() >= 3) weights = 4 * p / l.dp() + 4 * maxUnit(c, l.tp());
+      if (l.zero() >= 3) {
+        // as ShardedWeights runs it: the shards of the masters and of the step's gradient (one element more than 1/dp at
+        // most), plus the gathered windows: at most two units' weights at once (the head and the tied embeddings it
+        // reads) and as many gradient windows, bounded by the two largest units; measured on gpt2-tiny at dp 2 (bench/
+        // results/2026-12-04-cpu-zero3-memory-*.md) the windows held 98.7 MiB of this bound's 104.5 MiB
+        long windows = 4 * twoLargestUnits(c, l.tp());
+        weights = 4 * (p / l.dp() + 1) + windows;
+        grads = 4 * (p / l.dp() + 1) + windows;
+      }
       long inFlight = l.pp() > 1 ? Math.min(l.pp() - s, mb) : 1;
       long acts = Footprint.stageActivationBytes(c, st, job.device(), dt, job.batch(), job.seq(), l.recompute()) * inFlight;
       long buffers = Footprint.stageBufferBytes(c, st, job.device(), dt, job.batch(), job.seq());
@@ -205,10 +214,12 @@ public final class ParallelPlanner {
     if (l.dp() > 1) {
       // as Athanor runs them: zero 0 all-reduces the gradient (2 (dp-1)/dp of it); zero 1 also all-gathers the updated
       // masters (+1); zero 2 reduce-scatters every micro-batch's gradient into the shard's sum (1 each) and all-gathers
-      // the masters (+1); zero 3 gathers each unit's weights again (+1)
-      int passes = l.zero() == 2 ? mb + 1 : l.zero() == 1 || l.zero() == 3 ? 3 : 2;
+      // the masters (+1); zero 3 gathers each unit's weights in every micro-batch's forward and backward and folds each
+      // unit's gradient into its owners' shards (3 per micro-batch, one collective per unit each)
+      int passes = l.zero() == 3 ? 3 * mb : l.zero() == 2 ? mb + 1 : l.zero() == 1 ? 3 : 2;
       comm += (long) (passes * (l.dp() - 1.0) / l.dp() * 4 * stageParamsMax);
-      messages += (long) passes * (l.dp() - 1);
+      long perPass = l.zero() == 3 ? c.layers() + 2L : 1;  // zero 3: the embeddings, each block, the head
+      messages += (long) passes * perPass * (l.dp() - 1);
     }
     int blocks = pipeline.stage(0).blocks();
     if (l.tp() > 1) {
@@ -242,11 +253,17 @@ public final class ParallelPlanner {
     return n;
   }
 
-  /** The largest unit's parameters (a block, or the embeddings) on one tensor-parallel rank: ZeRO 3's gather window. */
-  private static long maxUnit(ModelConfig c, int tp) {
+  /**
+   * The parameters of the two largest units (the embeddings, a block, the head with its own weights) on one
+   * tensor-parallel rank: ZeRO 3's bound of the windows gathered at once.
+   */
+  private static long twoLargestUnits(ModelConfig c, int tp) {
     long block = stageParameters(c, new Stage(0, 1, false, false), tp);
-    long emb = 0;
+    long emb = 0, head = 0;
     for (ParamSpec p : c.embeddingSpecs()) emb += p.numel();
-    return Math.max(block, emb);
+    for (ParamSpec p : c.headSpecs()) head += p.numel();
+    List<Long> units = new ArrayList<>(List.of(emb, head, block, c.layers() > 1 ? block : 0L));
+    units.sort(Comparator.reverseOrder());
+    return units.get(0) + units.get(1);
   }
 }
