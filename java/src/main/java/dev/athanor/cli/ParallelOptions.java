@@ -220,8 +220,10 @@ final class ParallelOptions {
     String flag = layout();
     if (zero >= 1) {
       if (dp == 1) {
-        throw Options.usage(spec, "--zero " + zero + " shards " + (zero == 1 ? "AdamW's moments" : "AdamW's moments and the gradient")
-            + " over the --dp processes; with --dp 1 there is nothing to shard: give --dp 2 or more, or --zero 0");
+        String what = zero == 1 ? "AdamW's moments" : zero == 2 ? "AdamW's moments and the gradient"
+            : "AdamW's moments, the gradient and the parameters";
+        throw Options.usage(spec, "--zero " + zero + " shards " + what + " over the --dp processes; with --dp 1 there is "
+            + "nothing to shard: give --dp 2 or more, or --zero 0");
       }
       if (offload) throw Options.usage(spec, "--zero " + zero + " with --offload is not supported yet; use --offload off");
     }

@@ -757,8 +757,9 @@ final class TrainCommand implements Callable<Integer> {
             ck.runId(), sharded ? new RankGroup(comm.rank(), comm.size(), comm.size(), zero, comm::barrier) : null);
         // ZeRO 3: each rank keeps its shard of the masters; the model's hooks gather a unit's weights before it runs
         ShardedWeights shards = zero == 3 ? ShardedWeights.attach(model, comm) : null;
-        Trainer trainer = shards != null ? new Trainer(model, tc, loader, shards) : zero >= 1 ? new Trainer(model, tc, loader, DataParallel.optimizerShard(model.parameters(),
-            pipeline != null ? pipeline.dataParallelGroup() : comm), zero >= 2)
+        Trainer trainer = shards != null ? new Trainer(model, tc, loader, shards)
+            : zero >= 1 ? new Trainer(model, tc, loader, DataParallel.optimizerShard(model.parameters(),
+                pipeline != null ? pipeline.dataParallelGroup() : comm), zero >= 2)
             : new Trainer(model, tc, loader, offloadConfig, weights)) {
       if (pipeline != null) {
         pipeline.attach(trainer);

@@ -177,8 +177,9 @@ public final class ParallelPlanner {
       if (l.zero() >= 3) {
         // as ShardedWeights runs it: the shards of the masters and of the step's gradient (one element more than 1/dp at
         // most), plus the gathered windows: at most two units' weights at once (the head and the tied embeddings it
-        // reads) and as many gradient windows, bounded by the two largest units; measured on gpt2-tiny at dp 2 (bench/
-        // results/2026-12-04-cpu-zero3-memory-*.md) the windows held 98.7 MiB of this bound's 104.5 MiB
+        // reads) and as many gradient windows, bounded by the two largest units. gpt2-tiny at dp 2 (bench/results/
+        // 2026-12-04-cpu-zero3-memory-*.md): the windows peak at the tied head's backward, the embeddings' weights and
+        // gradient (98.7 MiB of this bound's 104.7); the whole estimate, 248.1 MiB, bounds the measured 238.1
         long windows = 4 * twoLargestUnits(c, l.tp());
         weights = 4 * (p / l.dp() + 1) + windows;
         grads = 4 * (p / l.dp() + 1) + windows;
