@@ -23,8 +23,9 @@ import java.util.Objects;
  * <p><b>Weights.</b> Before a unit runs ({@code beforeWeights}) its window is filled by {@link Communicator#allGatherV}
  * in rank order, each rank contributing the overlap of its shard with the unit's flat range (0 elements allowed), so
  * the window holds exactly the bits of the replicas' masters; it is freed when the pass no longer needs it ({@code
- * afterWeights}). The head's window (and the tied embeddings' it reads) stays from the head's forward to its backward,
- * which comes next. Every rank runs the same units in the same order, so the collectives match; they run on the
+ * afterWeights}). The head's window stays from the head's forward to its backward, which comes next; tied embeddings'
+ * window stays from the embeddings' forward to the head's backward, so they are gathered twice per micro-batch, not
+ * three times (the head's backward, which holds their weights and gradient at once, stays the peak). Every rank runs the same units in the same order, so the collectives match; they run on the
  * computing thread only (no read-ahead).
  *
  * <p><b>Gradients.</b> A unit's micro-batch gradient is formed in a zeroed window mapped at its first backward use and,
@@ -174,8 +175,9 @@ public final class ShardedWeights implements BlockHooks, ShardedParameters, Auto
     int u = unit.index();
     if (weights[u] == null || refs[u] == 0) throw new IllegalStateException("afterWeights(" + unit.name() + ") without beforeWeights");
     if (--refs[u] > 0) return;
-    // the head's backward comes right after its forward: keep its weights (and the tied embeddings it reads)
-    if (pass == Pass.FORWARD && (unit == head || tied && unit == embedding && refs[head.index()] > 0)) return;
+    // the head's backward comes right after its forward: keep its weights; tied embeddings are read again by the head's
+    // forward and backward, and the head's backward already holds their gradient, so keeping them costs no peak
+    if (pass == Pass.FORWARD && (unit == head || tied && unit == embedding)) return;
     free(Role.MASTER, unit, weights);
   }
 

@@ -59,7 +59,9 @@ class AutoParallelTest {
     assertEquals(0, j.exitCode(), j.output());
     assertEquals(1, j.output().split("--parallel auto:", -1).length - 1, "rank 0 alone prints the plan:\n" + j.output());
     assertTrue(j.output().contains("chosen: dp "), j.output());
-    assertTrue(j.output().contains("data parallel: ") || j.output().contains("tensor parallel: "), j.output());
+    // the plan may pick any layout that fits (it measures this machine's speeds): its banner says which it runs
+    assertTrue(j.output().contains("data parallel: ") || j.output().contains("tensor parallel: ")
+        || j.output().contains("pipeline parallel: "), j.output());
     List<String> lines = Files.readAllLines(dir.resolve("log.jsonl"));
     assertEquals(3, lines.stream().filter(l -> l.contains("\"step\"") && !l.contains("\"summary\"")).count(), j.output());
 
