@@ -124,10 +124,10 @@ public final class Trainer implements AutoCloseable {
       Range shard, boolean shardGradients, ShardedParameters sharded) {
     Objects.requireNonNull(offload, "offload");
     this.sharded = sharded;
+    this.model = Objects.requireNonNull(model, "model");
     if (sharded != null && !(model.parameters().isPaged(Role.MASTER) && model.parameters().isPaged(Role.GRAD))) {
       throw new IllegalArgumentException("ZeRO 3 needs the model's masters and gradients paged by its shards' hooks");
     }
-    this.model = Objects.requireNonNull(model, "model");
     this.cfg = Objects.requireNonNull(cfg, "cfg");
     this.data = Objects.requireNonNull(data, "data");
     if (cfg.seq() > model.config().maxSeqLen()) {
