@@ -56,7 +56,9 @@ final class ParallelOptions {
       description = "ZeRO stage with --dp: 0 (every process keeps all of AdamW's moments and the whole gradient), 1 (each keeps "
           + "and updates only its 1/dp of the moments, then the parameters are all-gathered), 2 (also the step's gradient: "
           + "each micro-batch's gradient is reduce-scattered to its owners and accumulated there only; equals one process "
-          + "with --accum accum x dp bit for bit) or 3 (also the parameters: not built yet, refused). Checkpoints: each rank writes its part "
+          + "with --accum accum x dp bit for bit) or 3 (also the parameters: each keeps 1/dp of the weights and gathers a unit's "
+          + "(embeddings, a block, the head) from the others just before it runs, and each unit's gradient goes to its owners "
+          + "as soon as its backward is done; the same bits as 2; --dp alone, CPU). Checkpoints: each rank writes its part "
           + "(format 3), and any checkpoint resumes with any --dp and --zero; not yet with --offload. Default: ${DEFAULT-VALUE}")
   @Options.Range(min = 0, max = 3)
   int zero;
@@ -83,6 +85,8 @@ final class ParallelOptions {
     return switch (zero) {
       case 1 -> ", ZeRO 1 (AdamW's moments sharded)";
       case 2 -> ", ZeRO 2 (AdamW's moments and the step's gradient sharded)";
+      case 3 -> ", ZeRO 3 (AdamW's moments, the step's gradient and the parameters sharded; each unit's weights gathered "
+          + "before it runs)";
       default -> "";
     };
   }
@@ -217,14 +221,12 @@ final class ParallelOptions {
     if (tp > 1 && offload) throw Options.usage(spec, "--tp " + tp + " with --offload is not supported; use --offload off");
     int n = dp * tp * pp;
     String flag = layout();
-    if (zero == 3) {
-      throw Options.usage(spec, "--zero 3 (parameters sharded and gathered unit by unit) is not built yet; use --zero 2 "
-          + "(moments and gradients sharded) or lower");
-    }
     if (zero >= 1) {
       if (dp == 1) {
-        throw Options.usage(spec, "--zero " + zero + " shards " + (zero == 1 ? "AdamW's moments" : "AdamW's moments and the gradient")
-            + " over the --dp processes; with --dp 1 there is nothing to shard: give --dp 2 or more, or --zero 0");
+        String what = zero == 1 ? "AdamW's moments" : zero == 2 ? "AdamW's moments and the gradient"
+            : "AdamW's moments, the gradient and the parameters";
+        throw Options.usage(spec, "--zero " + zero + " shards " + what + " over the --dp processes; with --dp 1 there is "
+            + "nothing to shard: give --dp 2 or more, or --zero 0");
       }
       if (offload) throw Options.usage(spec, "--zero " + zero + " with --offload is not supported yet; use --offload off");
     }

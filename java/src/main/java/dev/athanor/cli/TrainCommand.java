@@ -7,6 +7,7 @@ import dev.athanor.dist.ParallelGrid;
 import dev.athanor.dist.TimedCommunicator;
 import dev.athanor.dist.DataParallel;
 import dev.athanor.dist.TensorParallelism;
+import dev.athanor.dist.ShardedWeights;
 import dev.athanor.dist.pipeline.PipelineLayout;
 import dev.athanor.dist.pipeline.PipelineStage;
 import dev.athanor.io.FileProblems;
@@ -765,8 +766,11 @@ final class TrainCommand implements Callable<Integer> {
     boolean sharded = comm != null && comm.size() > 1 && !gathered;
     try (CheckpointManager mgr = ck == null || !primary && !sharded ? null : new CheckpointManager(ck.dir(), ck.keep(), ck.async(),
             ck.runId(), sharded ? rankGroup(comm, groups, zero) : null);
-        Trainer trainer = zero >= 1 ? new Trainer(model, tc, loader, DataParallel.optimizerShard(model.parameters(),
-            pipeline != null ? pipeline.dataParallelGroup() : comm), zero >= 2)
+        // ZeRO 3: each rank keeps its shard of the masters; the model's hooks gather a unit's weights before it runs
+        ShardedWeights shards = zero == 3 ? ShardedWeights.attach(model, comm) : null;
+        Trainer trainer = shards != null ? new Trainer(model, tc, loader, shards)
+            : zero >= 1 ? new Trainer(model, tc, loader, DataParallel.optimizerShard(model.parameters(),
+                pipeline != null ? pipeline.dataParallelGroup() : comm), zero >= 2)
             : new Trainer(model, tc, loader, offloadConfig, weights)) {
       if (pipeline != null) {
         pipeline.attach(trainer);
@@ -842,6 +846,7 @@ final class TrainCommand implements Callable<Integer> {
               + "; nothing was saved: without --checkpoint-dir a run keeps no state to resume from. To be able to stop "
               + "and resume, train with --checkpoint-dir DIR (a stopped run then continues with --resume auto).");
         }
+        if (shards != null) shards.unshard();  // ZeRO 3: every rank gets the whole trained weights back (a collective)
         summary(w, results.size(), trainer.transfers().minus(loopStart));
       }
       if (stop.get()) {

@@ -1,6 +1,7 @@
 package dev.athanor.dist;
 
 import dev.athanor.memory.Tier;
+import dev.athanor.tensor.DType;
 import dev.athanor.tensor.Tensor;
 
 /** Argument checks of the collectives, in Java before any native call; messages name the operation and the value. */
@@ -59,6 +60,27 @@ final class Checks {
     host(op, "in", in);
     host(op, "out", out);
     sameDtype(op, in, out);
+    perRank(op, counts, size, out.numel(), "out");
+    if (in.numel() != counts[rank]) {
+      throw new IllegalArgumentException(op + ": in has " + in.numel() + " elements but counts[" + rank + "] = " + counts[rank]);
+    }
+  }
+
+  /** {@code in} holds the sum of {@code counts} (one per rank, none negative) elements, F32 {@code acc} this rank's count. */
+  static void foldCounts(String op, Tensor in, Tensor acc, long[] counts, int rank, int size) {
+    host(op, "in", in);
+    host(op, "acc", acc);
+    if (in.dtype() != DType.F32 || acc.dtype() != DType.F32) {
+      throw new IllegalArgumentException(op + ": in is " + in + " and acc " + acc + "; both must be F32");
+    }
+    perRank(op, counts, size, in.numel(), "in");
+    if (acc.numel() != counts[rank]) {
+      throw new IllegalArgumentException(op + ": acc has " + acc.numel() + " elements but counts[" + rank + "] = " + counts[rank]);
+    }
+  }
+
+  /** {@code counts} has one entry per rank, none negative, adding up to {@code total}, the elements of {@code what}. */
+  private static void perRank(String op, long[] counts, int size, long total, String what) {
     if (counts == null || counts.length != size) {
       throw new IllegalArgumentException(op + ": counts has " + (counts == null ? "no" : counts.length) + " entries, need one per rank ("
           + size + ")");
@@ -68,9 +90,6 @@ final class Checks {
       if (counts[r] < 0) throw new IllegalArgumentException(op + ": counts[" + r + "] = " + counts[r] + " is negative");
       sum += counts[r];
     }
-    if (sum != out.numel()) throw new IllegalArgumentException(op + ": counts add up to " + sum + " but out has " + out.numel() + " elements");
-    if (in.numel() != counts[rank]) {
-      throw new IllegalArgumentException(op + ": in has " + in.numel() + " elements but counts[" + rank + "] = " + counts[rank]);
-    }
+    if (sum != total) throw new IllegalArgumentException(op + ": counts add up to " + sum + " but " + what + " has " + total + " elements");
   }
 }

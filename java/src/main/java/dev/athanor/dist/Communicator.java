@@ -52,6 +52,15 @@ public interface Communicator extends AutoCloseable {
    */
   void reduceScatterAccumulate(Tensor in, Tensor acc, boolean first);
 
+  /**
+   * {@link #reduceScatterAccumulate} with a count per rank: rank {@code r}'s part of {@code in} is the {@code
+   * counts[r]} elements after the parts of the ranks before it (0 allowed); {@code acc} (F32) holds {@code
+   * counts[rank()]} elements, and every rank passes the same counts. The fold is the deterministic one in either mode:
+   * {@code ((acc + in_0) + in_1) + ...}, or {@code (in_0 + in_1) + ...} with {@code first}. This is how ZeRO 3 folds
+   * one unit's micro-batch gradient into the shards of the owners it straddles.
+   */
+  void reduceScatterAccumulateV(Tensor in, Tensor acc, long[] counts, boolean first);
+
   /** {@code out} ({@code n} elements) = the ranks' {@code in} (each its part's length, {@link #partStart}) in rank order. */
   void allGather(Tensor in, Tensor out);
 

@@ -37,12 +37,18 @@ import java.util.Objects;
  * it first), the partials are combined across ranks (each held by one rank, zeros elsewhere: exact) and added in double
  * in chunk order, as {@link Ops#globalNorm} adds them.
  *
+ * <p>ZeRO stage 3 (a trainer built with {@link Trainer#Trainer(dev.athanor.nn.Transformer,
+ * dev.athanor.train.TrainConfig, dev.athanor.io.data.DataLoader, dev.athanor.train.ShardedParameters)} over {@link
+ * ShardedWeights}): the masters, too, exist only as this rank's shard; each unit's weights are gathered before it runs
+ * and its micro-batch gradient is folded into the owners' shards as soon as its backward is done, with the fold of ZeRO
+ * 2 (so the bits are ZeRO 2's); the norm is {@link #shardedNorm}, and nothing is gathered after the update.
+ *
  * <p>Exactness (CPU, deterministic mode): with {@code accum = 1}, dp {@code N} adds the {@code N} micro-batch
  * gradients in rank order, which is the order one process with {@code accum N} adds them in, with the same kernel:
  * losses, gradients and weights are bit-identical. With {@code accum > 1} each rank first adds its own micro-batches,
  * so the additions are grouped differently from one process with {@code accum × N} (the result differs in the last
  * bits); the reported loss is still the one process's (all micro-batch losses are added in the global order). ZeRO 2
- * has no such difference (above): at {@code accum > 1} it equals one process and differs from plain dp and ZeRO 1 in
+ * and 3 have no such difference (above): at {@code accum > 1} they equal one process and differ from plain dp and ZeRO 1 in
  * the last bits; at {@code accum 1} all of them are identical.
  */
 public final class DataParallel implements GradientReducer {
@@ -165,6 +171,7 @@ public final class DataParallel implements GradientReducer {
   @Override
   public void afterUpdate(ParameterStore store) {
     if (!shardedOptimizer || comm.size() == 1) return;
+    if (store.isPaged(Role.MASTER)) return;  // ZeRO 3: the optimizer updated the shard's masters; the next forward gathers them
     Range mine = optimizerShard(store, comm);
     Tensor masters = store.flat(Role.MASTER);
     try (Tensor part = masters.slice(0, mine.start(), mine.end())) {

@@ -237,30 +237,55 @@ final class MpiCommunicator implements Communicator {
         }
         return;
       }
-      // in pieces of at most P elements of each part, so the receive buffer is size x P, not the whole of n
       sent += (n - acc.numel()) * 4;  // the other ranks' parts (fast mode's reduceScatter above counts its own)
-      long piece = foldPiece();
-      long maxLen = 0;
-      for (int r = 0; r < size; r++) maxLen = Math.max(maxLen, Communicator.partLength(n, r, size));
-      try (Tensor scratch = scratch(DType.F32, Math.min(piece, maxLen) * size)) {
-        for (long j = 0; j * piece < maxLen; j++) {
-          long mine = pieceLength(Communicator.partLength(n, rank, size), j, piece);
-          int[] sendCounts = new int[size], sendDispls = new int[size], recvCounts = new int[size], recvDispls = new int[size];
-          for (int r = 0; r < size; r++) {
-            sendCounts[r] = Math.toIntExact(pieceLength(Communicator.partLength(n, r, size), j, piece) * 4);
-            sendDispls[r] = Math.toIntExact(Math.min(n, Communicator.partStart(n, r, size) + j * piece) * 4);
-            recvCounts[r] = Math.toIntExact(mine * 4);
-            recvDispls[r] = Math.toIntExact(r * mine * 4);
-          }
-          MpiNative.alltoallv0(handle, inFlat.address(), sendCounts, sendDispls, scratch.address(), recvCounts, recvDispls);
-          if (mine == 0) continue;
-          List<Tensor> parts = new ArrayList<>(size);
-          try (Tensor accPiece = accFlat.slice(0, j * piece, j * piece + mine)) {
-            for (int r = 0; r < size; r++) parts.add(scratch.slice(0, r * mine, (r + 1) * mine));
-            RankOrderSum.fold(parts, accPiece, first);
-          } finally {
-            for (Tensor p : parts) p.close();
-          }
+      long[] counts = new long[size];
+      for (int r = 0; r < size; r++) counts[r] = Communicator.partLength(n, r, size);
+      fold(inFlat, accFlat, counts, first);
+    }
+  }
+
+  @Override
+  public synchronized void reduceScatterAccumulateV(Tensor in, Tensor acc, long[] counts, boolean first) {
+    Checks.foldCounts("reduceScatterAccumulateV", in, acc, counts, rank, size);
+    checkOpen();
+    fitsOneCall("reduceScatterAccumulateV", in);
+    if (in.numel() == 0) return;
+    sent += (in.numel() - counts[rank]) * 4;  // the other ranks' parts
+    try (Tensor inFlat = in.view(in.numel()); Tensor accFlat = acc.view(acc.numel())) {
+      fold(inFlat, accFlat, counts, first);
+    }
+  }
+
+  /**
+   * The deterministic fold of {@link #reduceScatterAccumulate}: rank {@code r}'s part is the {@code counts[r]}
+   * elements of {@code in} after the parts of the ranks before it; each rank receives its part of every rank's {@code
+   * in} and folds them into {@code acc} in rank order. In pieces of at most P elements of each part, so the receive
+   * buffer is size x P, not the whole of n.
+   */
+  private void fold(Tensor inFlat, Tensor accFlat, long[] counts, boolean first) {
+    long[] starts = new long[size];
+    for (int r = 1; r < size; r++) starts[r] = starts[r - 1] + counts[r - 1];
+    long piece = foldPiece();
+    long maxLen = 0;
+    for (int r = 0; r < size; r++) maxLen = Math.max(maxLen, counts[r]);
+    try (Tensor scratch = scratch(DType.F32, Math.min(piece, maxLen) * size)) {
+      for (long j = 0; j * piece < maxLen; j++) {
+        long mine = pieceLength(counts[rank], j, piece);
+        int[] sendCounts = new int[size], sendDispls = new int[size], recvCounts = new int[size], recvDispls = new int[size];
+        for (int r = 0; r < size; r++) {
+          sendCounts[r] = Math.toIntExact(pieceLength(counts[r], j, piece) * 4);
+          sendDispls[r] = Math.toIntExact(Math.min(starts[r] + counts[r], starts[r] + j * piece) * 4);
+          recvCounts[r] = Math.toIntExact(mine * 4);
+          recvDispls[r] = Math.toIntExact(r * mine * 4);
+        }
+        MpiNative.alltoallv0(handle, inFlat.address(), sendCounts, sendDispls, scratch.address(), recvCounts, recvDispls);
+        if (mine == 0) continue;
+        List<Tensor> parts = new ArrayList<>(size);
+        try (Tensor accPiece = accFlat.slice(0, j * piece, j * piece + mine)) {
+          for (int r = 0; r < size; r++) parts.add(scratch.slice(0, r * mine, (r + 1) * mine));
+          RankOrderSum.fold(parts, accPiece, first);
+        } finally {
+          for (Tensor p : parts) p.close();
         }
       }
     }

@@ -49,6 +49,14 @@ final class SingleProcessCommunicator implements Communicator {
   }
 
   @Override
+  public void reduceScatterAccumulateV(Tensor in, Tensor acc, long[] counts, boolean first) {
+    Checks.foldCounts("reduceScatterAccumulateV", in, acc, counts, 0, 1);
+    try (Tensor a = in.view(in.numel()); Tensor b = acc.view(acc.numel())) {
+      RankOrderSum.fold(java.util.List.of(a), b, first);
+    }
+  }
+
+  @Override
   public void allGather(Tensor in, Tensor out) {
     copy("allGather", in, out);
   }

@@ -118,6 +118,11 @@ public final class TimedCommunicator implements Communicator {
   }
 
   @Override
+  public void reduceScatterAccumulateV(Tensor in, Tensor acc, long[] counts, boolean first) {
+    timed(() -> inner.reduceScatterAccumulateV(in, acc, counts, first), in.byteSize());
+  }
+
+  @Override
   public void broadcast(Tensor t, int root) {
     timed(() -> inner.broadcast(t, root), rank() == root ? t.byteSize() : 0);
   }

@@ -250,6 +250,21 @@ public final class ParameterStore implements AutoCloseable {
   public void page(Role role, List<Tensor> diskViews) {
     checkOpen();
     Objects.requireNonNull(diskViews, "diskViews");
+    pageOver(role, diskViews.toArray(new Tensor[0]));
+  }
+
+  /**
+   * Pages {@code role} as {@link #page(Role, List)} does but with nothing behind it: a unit's views exist only while
+   * a window is {@link #map mapped} (ZeRO 3: the windows are gathered from the replicas' shards); reading an unmapped
+   * one throws, naming the parameter.
+   */
+  public void pageWithoutBacking(Role role) {
+    checkOpen();
+    pageOver(role, new Tensor[specs.size()]);
+  }
+
+  /** Pages {@code role} over {@code b}, one view per parameter (null: nothing behind it). */
+  private void pageOver(Role role, Tensor[] b) {
     if (role != Role.MASTER && role != Role.GRAD) {
       throw new IllegalArgumentException("only MASTER (with WEIGHT) and GRAD can be paged, not " + role);
     }
@@ -258,12 +273,11 @@ public final class ParameterStore implements AutoCloseable {
           + "together); this store computes in " + computeDtype + " with WEIGHT@" + placements.get(Role.WEIGHT));
     }
     if (isPaged(role)) throw new IllegalStateException(role + " is already paged");
-    if (diskViews.size() != specs.size()) {
-      throw new IllegalArgumentException("diskViews has " + diskViews.size() + " tensors, the store " + specs.size() + " parameters");
+    if (b.length != specs.size()) {
+      throw new IllegalArgumentException("diskViews has " + b.length + " tensors, the store " + specs.size() + " parameters");
     }
-    Tensor[] b = diskViews.toArray(new Tensor[0]);
     for (int i = 0; i < b.length; i++) {
-      if (!java.util.Arrays.equals(b[i].shape(), specs.get(i).shape()) || b[i].dtype() != role.dtype(computeDtype)) {
+      if (b[i] != null && (!java.util.Arrays.equals(b[i].shape(), specs.get(i).shape()) || b[i].dtype() != role.dtype(computeDtype))) {
         throw new IllegalArgumentException("diskViews[" + i + "] is " + b[i] + ", parameter " + specs.get(i) + " needs "
             + role.dtype(computeDtype));
       }
@@ -433,6 +447,10 @@ public final class ParameterStore implements AutoCloseable {
   public Tensor view(Role role, int i) {
     Tensor[] v = views.get(role);
     if (v == null) throw notAllocated(role);
+    if (v[i] == null) {
+      throw new IllegalStateException(role + " of " + specs.get(i).name() + " is paged without a backing copy (e.g. ZeRO 3 "
+          + "shards) and its unit is not mapped");
+    }
     return v[i];
   }
 

@@ -35,6 +35,7 @@ public final class AdamW implements AutoCloseable {
   private final ChunkStreamer streamer;   // streams them, or null
   private final Range shard;              // ZeRO 1: the only range this optimizer updates and keeps moments for, or null
   private final Tensor shardM, shardV;    // its moments (1-D, element 0 at shard.start()), or null
+  private final Tensor shardMasters;      // ZeRO 3: the shard's masters, the only ones this replica keeps (not owned), or null
   private long step;
 
   /** AdamW over {@code store}, allocating its moments (zeros) when the store has none. */
@@ -48,7 +49,7 @@ public final class AdamW implements AutoCloseable {
    * bytes when the offload directory cannot hold them.
    */
   public AdamW(ParameterStore store, OffloadConfig offload) {
-    this(store, offload, null);
+    this(store, offload, null, null);
   }
 
   /**
@@ -59,12 +60,27 @@ public final class AdamW implements AutoCloseable {
    * weights (F32 on the CPU) and no offload; the moments cannot be listed ({@link #firstMoments()} throws).
    */
   public AdamW(ParameterStore store, Range shard) {
-    this(store, OffloadConfig.NONE, Objects.requireNonNull(shard, "shard"));
+    this(store, OffloadConfig.NONE, Objects.requireNonNull(shard, "shard"), null);
   }
 
-  private AdamW(ParameterStore store, OffloadConfig offload, Range shard) {
+  /**
+   * ZeRO stage 3: a sharded optimizer as {@link #AdamW(ParameterStore, Range)} whose shard's masters are {@code
+   * masters} (F32, 1-D, {@code shard.length()} elements, element 0 at {@code shard.start()}; owned by the caller, who
+   * keeps it open while this optimizer lives) rather than the store's, which holds the replica's masters only while a
+   * unit is gathered. {@link #updateShard} updates them in place.
+   */
+  public AdamW(ParameterStore store, Range shard, Tensor masters) {
+    this(store, OffloadConfig.NONE, Objects.requireNonNull(shard, "shard"), Objects.requireNonNull(masters, "masters"));
+  }
+
+  private AdamW(ParameterStore store, OffloadConfig offload, Range shard, Tensor masters) {
     this.store = Objects.requireNonNull(store, "store");
     this.shard = shard;
+    if (masters != null && (masters.dtype() != DType.F32 || masters.numel() != shard.length() || !masters.isContiguous())) {
+      throw new IllegalArgumentException("the masters of shard " + shard + " must be " + shard.length() + " contiguous F32 "
+          + "elements, got " + masters);
+    }
+    this.shardMasters = masters;
     if (shard != null) {
       if (!store.all().contains(shard)) throw new IllegalArgumentException("shard " + shard + " is outside the store's " + store.all());
       if (!store.weightsAreMasters()) {
@@ -137,6 +153,7 @@ public final class AdamW implements AutoCloseable {
     this.shard = null;
     this.shardM = null;
     this.shardV = null;
+    this.shardMasters = null;
     this.streamer = new ChunkStreamer(byRole, chunkBytes, java.util.Set.of(Role.GRAD));
     for (Role r : new Role[] {Role.ADAM_M, Role.ADAM_V}) if (!onDisk(r)) store.allocate(r);
   }
@@ -194,8 +211,26 @@ public final class AdamW implements AutoCloseable {
   public Tensor shardMoments(Role role, Range range) {
     if (shard == null) throw new IllegalStateException("this optimizer is not sharded: list its moments with firstMoments()");
     if (role != Role.ADAM_M && role != Role.ADAM_V) throw new IllegalArgumentException("not a moment: " + role);
+    return shardPart(role == Role.ADAM_M ? shardM : shardV, range);
+  }
+
+  /**
+   * ZeRO 3: a view of this optimizer's masters of the flat elements {@code range}, which must lie in its {@link
+   * #shard()} (1-D, F32; close it, the masters stay). Throws when the optimizer does not keep the shard's masters.
+   */
+  public Tensor shardMasters(Range range) {
+    if (shardMasters == null) throw new IllegalStateException("this optimizer keeps no masters of its own (not ZeRO 3)");
+    return shardPart(shardMasters, range);
+  }
+
+  /** Whether this optimizer keeps its shard's masters itself (ZeRO 3). */
+  public boolean holdsMasters() {
+    return shardMasters != null;
+  }
+
+  private Tensor shardPart(Tensor t, Range range) {
     if (!shard.contains(range)) throw new IllegalArgumentException("range " + range + " is not in this optimizer's shard " + shard);
-    return (role == Role.ADAM_M ? shardM : shardV).slice(0, range.start() - shard.start(), range.end() - shard.start());
+    return t.slice(0, range.start() - shard.start(), range.end() - shard.start());
   }
 
   /**
@@ -218,16 +253,24 @@ public final class AdamW implements AutoCloseable {
     copyShardPart(range, v, Role.ADAM_V, false);
   }
 
+  /**
+   * ZeRO 3: copies the part of {@code masters} (the masters of the flat elements {@code range}, e.g. one parameter's
+   * from a checkpoint) that this optimizer's shard holds into its masters; the elements outside the shard are ignored.
+   */
+  public void setShardMasters(Range range, Tensor masters) {
+    copyShardPart(range, masters, Role.MASTER, true);
+  }
+
   private void copyShardPart(Range range, Tensor full, Role role, boolean intoShard) {
     if (full.numel() != range.length() || full.dtype() != DType.F32) {
-      throw new IllegalArgumentException("the " + role + " moments of " + range + " need " + range.length() + " F32 elements, got "
+      throw new IllegalArgumentException("the " + role + " of " + range + " needs " + range.length() + " F32 elements, got "
           + full.numel() + " " + full.dtype());
     }
     Range part = range.intersect(shard == null ? range : shard);
     if (part.isEmpty()) return;
     try (Tensor flat = full.view(full.numel());
         Tensor outside = flat.slice(0, part.start() - range.start(), part.end() - range.start());
-        Tensor mine = shardMoments(role, part)) {
+        Tensor mine = role == Role.MASTER ? shardMasters(part) : shardMoments(role, part)) {
       if (intoShard) {
         mine.copyFrom(outside);
       } else {
@@ -283,8 +326,9 @@ public final class AdamW implements AutoCloseable {
     }
     if (shard.isEmpty()) return;
     try (Tensor g = shardGrad.view(shard.length())) {
-      updateChunk(shard, Role.GRAD, Map.of(Role.ADAM_M, shardM, Role.ADAM_V, shardV, Role.GRAD, g), shard.start(), false, lr,
-          beta1, beta2, eps, weightDecay, gradScale);
+      Map<Role, Tensor> staged = new java.util.EnumMap<>(Map.of(Role.ADAM_M, shardM, Role.ADAM_V, shardV, Role.GRAD, g));
+      if (shardMasters != null) staged.put(Role.MASTER, shardMasters);  // ZeRO 3: the store holds no masters now
+      updateChunk(shard, Role.GRAD, staged, shard.start(), false, lr, beta1, beta2, eps, weightDecay, gradScale);
     }
   }
 

@@ -42,7 +42,8 @@ public final class Trainer implements AutoCloseable {
   private final UnitPager pager;             // pages the gradients unit by unit, or null
   private final BlockHooks hooksBefore;      // the model's hooks before this trainer added its pager
   private final Role stepGrad;               // where the step's gradient is: GRAD, or GRAD_ACC with accumulation
-  private final Tensor gradShard;            // ZeRO 2: the step's gradient of the optimizer's shard only, or null
+  private final Tensor gradShard;            // ZeRO 2 and 3: the step's gradient of the optimizer's shard only, or null
+  private final ShardedParameters sharded;   // ZeRO 3: the shards of the masters and the gradient, or null
   private GradientReducer reducer = GradientReducer.NONE;
   private MicroBatchRunner runner;           // replaces phase 1 (e.g. a pipeline schedule), or null
   private long step;
@@ -98,6 +99,17 @@ public final class Trainer implements AutoCloseable {
     this(model, cfg, data, OffloadConfig.NONE, null, Objects.requireNonNull(optimizerShard, "optimizerShard"), shardGradients);
   }
 
+  /**
+   * ZeRO stage 3: the model's masters and micro-batch gradients are paged by {@code sharded} (among the model's hooks,
+   * owned by the caller, who closes it after the trainer), which keeps this replica's shard of the masters and folds
+   * each unit's micro-batch gradient into the shard's step gradient during the backward; the optimizer keeps moments
+   * for the shard and updates its masters in place, with the same kernel on the same elements as ZeRO 1 and 2. The
+   * clipping norm is formed from the shards ({@link GradientReducer#shardedNorm}).
+   */
+  public Trainer(Transformer model, TrainConfig cfg, DataLoader data, ShardedParameters sharded) {
+    this(model, cfg, data, OffloadConfig.NONE, null, Objects.requireNonNull(sharded, "sharded").shard(), true, sharded);
+  }
+
   private Trainer(Transformer model, TrainConfig cfg, DataLoader data, OffloadConfig offload, OffloadedWeights weights,
       Range shard) {
     this(model, cfg, data, offload, weights, shard, false);
@@ -105,8 +117,17 @@ public final class Trainer implements AutoCloseable {
 
   private Trainer(Transformer model, TrainConfig cfg, DataLoader data, OffloadConfig offload, OffloadedWeights weights,
       Range shard, boolean shardGradients) {
+    this(model, cfg, data, offload, weights, shard, shardGradients, null);
+  }
+
+  private Trainer(Transformer model, TrainConfig cfg, DataLoader data, OffloadConfig offload, OffloadedWeights weights,
+      Range shard, boolean shardGradients, ShardedParameters sharded) {
     Objects.requireNonNull(offload, "offload");
+    this.sharded = sharded;
     this.model = Objects.requireNonNull(model, "model");
+    if (sharded != null && !(model.parameters().isPaged(Role.MASTER) && model.parameters().isPaged(Role.GRAD))) {
+      throw new IllegalArgumentException("ZeRO 3 needs the model's masters and gradients paged by its shards' hooks");
+    }
     this.cfg = Objects.requireNonNull(cfg, "cfg");
     this.data = Objects.requireNonNull(data, "data");
     if (cfg.seq() > model.config().maxSeqLen()) {
@@ -116,13 +137,14 @@ public final class Trainer implements AutoCloseable {
     if (shard != null && (offload.enabled() || weights != null)) {
       throw new IllegalArgumentException("a sharded optimizer (ZeRO 1) cannot be combined with offload yet");
     }
-    if (!offload.pagesUnits() && weights == null) {
+    if (!offload.pagesUnits() && weights == null || sharded != null) {
       this.weights = null;
       this.ownsWeights = false;
       this.files = null;
       this.pager = null;
       this.hooksBefore = null;
-      this.optimizer = shard == null ? new AdamW(store, offload) : new AdamW(store, shard);
+      this.optimizer = shard == null ? new AdamW(store, offload)
+          : sharded != null ? new AdamW(store, shard, sharded.masters()) : new AdamW(store, shard);
     } else {
       if (!model.device().isCpu()) {
         throw new IllegalArgumentException("weights and gradients on DISK need the CPU backend; this model is on " + model.device());
@@ -171,7 +193,11 @@ public final class Trainer implements AutoCloseable {
       if (!pagedGrads) store.allocate(Role.GRAD);
       this.stepGrad = cfg.accum() > 1 && !pagedGrads && !shardGradients ? Role.GRAD_ACC : Role.GRAD;
       if (!pagedGrads) store.allocate(stepGrad);
-      if (shardGradients) gs = Tensor.zeros(dev.athanor.tensor.DType.F32, store.placement(Role.MASTER).device(), shard.length()).detach();
+      if (sharded != null) {
+        gs = sharded.gradient();
+      } else if (shardGradients) {
+        gs = Tensor.zeros(dev.athanor.tensor.DType.F32, store.placement(Role.MASTER).device(), shard.length()).detach();
+      }
       this.gradShard = gs;
     } catch (RuntimeException e) {
       optimizer.close();
@@ -217,7 +243,7 @@ public final class Trainer implements AutoCloseable {
   /** Sets the gradient-reduction phase (e.g. data parallelism); {@link GradientReducer#NONE} by default. */
   public void setGradientReducer(GradientReducer reducer) {
     Objects.requireNonNull(reducer, "reducer");
-    if (reducer != GradientReducer.NONE && store.isPaged(Role.GRAD)) {
+    if (reducer != GradientReducer.NONE && store.isPaged(Role.GRAD) && sharded == null) {
       throw new IllegalArgumentException("gradient reduction across replicas needs the gradients in memory; they are on DISK here");
     }
     this.reducer = reducer;
@@ -252,6 +278,7 @@ public final class Trainer implements AutoCloseable {
    * copied for the first micro-batch, then {@code acc + g_i}.
    */
   public void accumulate(int i) {
+    if (sharded != null) return;  // ZeRO 3: each unit's gradient was folded into the shard's sum during the backward
     if (gradShard != null) {  // ZeRO 2: this replica's shard of every replica's gradient, folded into the shard's sum
       reducer.accumulateShard(store, Role.GRAD, optimizer.shard(), gradShard, i == 0);
       return;
@@ -314,6 +341,7 @@ public final class Trainer implements AutoCloseable {
       if (pager != null) pager.flush();
       if (weights != null) weights.flush();  // the optimizer is about to rewrite the weights on DISK
     } catch (RuntimeException | Error e) {
+      if (sharded != null) sharded.discard();
       if (pager != null) pager.discard();
       if (weights != null) weights.pager().discard();
       throw e;
@@ -357,7 +385,9 @@ public final class Trainer implements AutoCloseable {
     for (int i = 0; i < cfg.accum(); i++) {
       DataLoader.Batch b = data.next();
       boolean paged = store.isPaged(Role.GRAD);
-      if (paged) {
+      if (sharded != null) {
+        sharded.beginMicroBatch(i);  // each unit's gradient window starts at zero and is folded into the shard's sum
+      } else if (paged) {
         pager.beginMicroBatch(i);  // each unit's gradient window starts at zero; the pager accumulates on DISK
       } else {
         store.zero(Role.GRAD);
@@ -406,7 +436,7 @@ public final class Trainer implements AutoCloseable {
     } finally {
       try {
         optimizer.close();
-        if (gradShard != null) gradShard.close();
+        if (gradShard != null && sharded == null) gradShard.close();
       } finally {
         closeOffload();
       }

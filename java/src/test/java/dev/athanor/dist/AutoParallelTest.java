@@ -48,6 +48,7 @@ class AutoParallelTest {
     planAndRun(f, tmp.resolve("auto"));
     planAndRun(f, tmp.resolve("auto-tp"), "--tp", "2");  // a dimension given by hand is kept
     planAndRun(f, tmp.resolve("auto-zero2"), "--zero", "2");
+    planAndRun(f, tmp.resolve("auto-zero3"), "--zero", "3");  // the planner's ZeRO 3 memory bounds the measured peak
   }
 
   private static void planAndRun(TrainFixture f, Path dir, String... fixed) throws Exception {
@@ -58,7 +59,9 @@ class AutoParallelTest {
     assertEquals(0, j.exitCode(), j.output());
     assertEquals(1, j.output().split("--parallel auto:", -1).length - 1, "rank 0 alone prints the plan:\n" + j.output());
     assertTrue(j.output().contains("chosen: dp "), j.output());
-    assertTrue(j.output().contains("data parallel: ") || j.output().contains("tensor parallel: "), j.output());
+    // the plan may pick any layout that fits (it measures this machine's speeds): its banner says which it runs
+    assertTrue(j.output().contains("data parallel: ") || j.output().contains("tensor parallel: ")
+        || j.output().contains("pipeline parallel: "), j.output());
     List<String> lines = Files.readAllLines(dir.resolve("log.jsonl"));
     assertEquals(3, lines.stream().filter(l -> l.contains("\"step\"") && !l.contains("\"summary\"")).count(), j.output());
 
@@ -67,7 +70,8 @@ class AutoParallelTest {
     String summary = lines.stream().filter(l -> l.contains("\"summary\"")).findFirst().orElseThrow();
     long peak = JsonParser.parseString(summary).getAsJsonObject().getAsJsonObject("peak_bytes").get("HOST").getAsLong();
     if (fixed.length > 0) {
-      assertTrue(j.output().contains(fixed[0].equals("--tp") ? "chosen: dp 1 x tp 2" : "chosen: dp 2 x tp 1 x pp 1, zero 2"), j.output());
+      assertTrue(j.output().contains(fixed[0].equals("--tp") ? "chosen: dp 1 x tp 2" : "chosen: dp 2 x tp 1 x pp 1, zero " + fixed[1]),
+          j.output());
     }
     Matcher m = Pattern.compile("chosen: dp (\\d+) x tp (\\d+) x pp (\\d+), zero (\\d)(, recompute)?").matcher(j.output());
     assertTrue(m.find(), j.output());

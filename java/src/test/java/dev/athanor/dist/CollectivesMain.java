@@ -30,7 +30,10 @@ public final class CollectivesMain {
         for (long n : SIZES) {
           checks += allReduce(c, dt, n);
           checks += reduceScatter(c, dt, n);
-          if (dt == DType.F32) checks += reduceScatterAccumulate(c, n);
+          if (dt == DType.F32) {
+            checks += reduceScatterAccumulate(c, n, null);
+            checks += reduceScatterAccumulate(c, n, unevenCounts(n, c.size()));  // the V variant (ZeRO 3's per-unit fold)
+          }
           checks += allGather(c, dt, n);
           checks += allGatherV(c, dt, n);
           checks += broadcast(c, dt, n);
@@ -101,10 +104,17 @@ public final class CollectivesMain {
 
   /**
    * Two rounds into one F32 accumulator: the first overwrites it ({@code (x_0 + x_1) + ...}), the second adds to it
-   * accumulator first ({@code ((acc + y_0) + y_1) + ...}), as ZeRO 2 folds micro-batch gradients.
+   * accumulator first ({@code ((acc + y_0) + y_1) + ...}), as ZeRO 2 folds micro-batch gradients;
+   * with {@code counts}, the parts of {@link Communicator#reduceScatterAccumulateV} (as ZeRO 3 folds a unit's).
    */
-  private static int reduceScatterAccumulate(Communicator c, long n) {
+  private static int reduceScatterAccumulate(Communicator c, long n, long[] counts) {
     long a = Communicator.partStart(n, c.rank(), c.size()), len = Communicator.partLength(n, c.rank(), c.size());
+    if (counts != null) {  // rank r's part: counts[r] elements after the parts of the ranks before it
+      a = 0;
+      for (int q = 0; q < c.rank(); q++) a += counts[q];
+      len = counts[c.rank()];
+    }
+    String op = counts == null ? "reduceScatterAccumulate" : "reduceScatterAccumulateV";
     float[] want = new float[(int) len];
     for (int q = 0; q < c.size(); q++) {
       try (Tensor t = input(DType.F32, n, q, 6)) {
@@ -127,10 +137,16 @@ public final class CollectivesMain {
           Tensor w = Tensor.fromFloats(want, DType.F32, Device.CPU, len)) {
         Ops.fill(acc, Float.NaN);  // the first round must not read it
         long before = c.sentBytes();
-        c.reduceScatterAccumulate(x, acc, true);
-        c.reduceScatterAccumulate(y, acc, false);
-        delivered(c, "reduceScatterAccumulate twice", DType.F32, n, before, 2 * (n - len) * 4);
-        compare(c, "reduceScatterAccumulate, pieces of " + (piece == null ? "2^20" : piece), DType.F32, n, acc, w, a);
+        if (counts == null) {
+          c.reduceScatterAccumulate(x, acc, true);
+          c.reduceScatterAccumulate(y, acc, false);
+          delivered(c, op + " twice", DType.F32, n, before, 2 * (n - len) * 4);
+        } else {
+          c.reduceScatterAccumulateV(x, acc, counts, true);
+          c.reduceScatterAccumulateV(y, acc, counts, false);
+          delivered(c, op + " twice", DType.F32, n, before, 2 * (n - counts[c.rank()]) * 4);
+        }
+        compare(c, op + ", pieces of " + (piece == null ? "2^20" : piece), DType.F32, n, acc, w, a);
       } finally {
         System.clearProperty(MpiCommunicator.FOLD_PIECE);
       }

@@ -537,42 +537,77 @@ class MpiRunTest {
    */
   @Test
   void zeroTwoEqualsOneProcessAndItsCheckpointsResumeWithAnyLayout() throws Exception {
-    TrainFixture f = TrainFixture.create(tmp.resolve("z2-fixture"));
-    Path one = tmp.resolve("z2-one"), zero = tmp.resolve("z2-zero");
+    zeroStageEqualsOneProcessAndResumes(2, "z2");
+  }
+
+  /**
+   * ZeRO 3 (the parameters sharded too: each unit's weights all-gathered before it runs and freed after, each unit's
+   * micro-batch gradient folded into its owners' shards as its backward ends): dp 2 × ZeRO 3 equals one process with
+   * --accum 2 (and so plain dp, ZeRO 1 and 2) in every logged step and the final weights, also while saving a
+   * checkpoint at every step; its step-3 checkpoint (format 3, each rank its shard of the masters and moments) resumes
+   * as one process and one process's resumes under dp 2 × ZeRO 3; at accum 2 it equals one process with --accum 4; and
+   * with 3 ranks (shards that cut the embeddings and a block mid-way) it equals one process with --accum 3.
+   */
+  @Test
+  void zeroThreeEqualsOneProcessAndItsCheckpointsResumeWithAnyLayout() throws Exception {
+    TrainFixture f = zeroStageEqualsOneProcessAndResumes(3, "z3");
+    // 3 ranks: the shard boundaries fall inside units, so gathers and folds take pieces from two owners
+    Path one3 = tmp.resolve("z3-one-accum3"), three = tmp.resolve("z3-dp3");
+    trainHere(trainArgs(f, one3, "--accum", "3"));
+    Job j3 = mpirun(3, Main.class.getName(), trainArgs(f, three, "--dp", "3", "--zero", "3", "--threads", "1"), 300);
+    assertEquals(0, j3.exitCode(), j3.output());
+    assertEquals(steps(one3), steps(three), "dp 3 × ZeRO 3 vs one process with --accum 3: every logged step");
+    assertEquals(-1, Files.mismatch(one3.resolve(Path.of("model", "model.safetensors")),
+        three.resolve(Path.of("model", "model.safetensors"))), "final weights: dp 3 × ZeRO 3");
+  }
+
+  /**
+   * dp 2 × ZeRO {@code zero} (2 or 3) against one process: at accum 1 with a checkpoint at every step, equal to --accum 2
+   * in every logged step and the final weights; its step-3 checkpoint (format 3: a file per rank, the manifest recording
+   * the stage) resumes as one process and one process's resumes under it; at accum 2 equal to one process with --accum 4.
+   * Returns the fixture, whose runs are in {@code prefix}-named directories.
+   */
+  private static TrainFixture zeroStageEqualsOneProcessAndResumes(int zero, String prefix) throws Exception {
+    TrainFixture f = TrainFixture.create(tmp.resolve(prefix + "-fixture"));
+    String name = "dp 2 × ZeRO " + zero;
+    Path one = tmp.resolve(prefix + "-one"), sharded = tmp.resolve(prefix + "-zero");
     List<String> keepAll = List.of("--checkpoint-every", "1", "--keep", "10");
-    List<String> zeroFlags = List.of("--dp", "2", "--zero", "2", "--threads", "1");
+    List<String> zeroFlags = List.of("--dp", "2", "--zero", Integer.toString(zero), "--threads", "1");
     trainHere(concat(trainArgs(f, one, "--accum", "2", "--checkpoint-dir", one.resolve("ck").toString()), keepAll));
-    Job j = mpirun(2, Main.class.getName(), concat(trainArgs(f, zero, "--checkpoint-dir", zero.resolve("ck").toString()), keepAll,
-        zeroFlags), 300);
+    Job j = mpirun(2, Main.class.getName(), concat(trainArgs(f, sharded, "--checkpoint-dir", sharded.resolve("ck").toString()),
+        keepAll, zeroFlags), 300);
     assertEquals(0, j.exitCode(), j.output());
-    assertTrue(j.output().contains("ZeRO 2"), j.output());
+    assertTrue(j.output().contains("ZeRO " + zero), j.output());
 
     List<String> reference = steps(one);
     assertEquals(6, reference.size());
-    assertEquals(reference, steps(zero), "dp 2 × ZeRO 2 vs one process with --accum 2: every logged step");
+    assertEquals(reference, steps(sharded), name + " vs one process with --accum 2: every logged step");
     Path model = Path.of("model", "model.safetensors");
-    assertEquals(-1, Files.mismatch(one.resolve(model), zero.resolve(model)), "final weights: dp 2 × ZeRO 2");
-    Path oneStep3 = one.resolve("ck/step-00000003"), zeroStep3 = zero.resolve("ck/step-00000003");
+    assertEquals(-1, Files.mismatch(one.resolve(model), sharded.resolve(model)), "final weights: " + name);
+    Path oneStep3 = one.resolve("ck/step-00000003"), zeroStep3 = sharded.resolve("ck/step-00000003");
     for (String file : List.of("rank-0-of-2.safetensors", "rank-1-of-2.safetensors", "manifest.json")) {
-      assertTrue(Files.isRegularFile(zeroStep3.resolve(file)), file + " of dp 2 × ZeRO 2's step-3 checkpoint (format 3)");
+      assertTrue(Files.isRegularFile(zeroStep3.resolve(file)), file + " of " + name + "'s step-3 checkpoint (format 3)");
     }
+    JsonObject mf = JsonParser.parseString(Files.readString(zeroStep3.resolve("manifest.json"))).getAsJsonObject();
+    assertEquals(zero, mf.getAsJsonObject("layout").get("zero").getAsInt(), "the manifest records the ZeRO stage");
 
-    Path toOne = tmp.resolve("z2-resume-one");
+    Path toOne = tmp.resolve(prefix + "-resume-one");
     trainHere(trainArgs(f, toOne, "--accum", "2", "--resume", zeroStep3.toString()));
-    assertEquals(reference.subList(3, 6), steps(toOne), "steps 3..5 resumed as one process from dp 2 × ZeRO 2's checkpoint");
-    assertEquals(-1, Files.mismatch(zero.resolve(model), toOne.resolve(model)), "final weights after resuming as one process");
+    assertEquals(reference.subList(3, 6), steps(toOne), "steps 3..5 resumed as one process from " + name + "'s checkpoint");
+    assertEquals(-1, Files.mismatch(sharded.resolve(model), toOne.resolve(model)), "final weights after resuming as one process");
 
-    Path toZero = tmp.resolve("z2-resume-zero");
+    Path toZero = tmp.resolve(prefix + "-resume-zero");
     trainMpi(concat(trainArgs(f, toZero, "--resume", oneStep3.toString()), zeroFlags));
-    assertEquals(reference.subList(3, 6), steps(toZero), "steps 3..5 resumed under dp 2 × ZeRO 2 from one process's checkpoint");
-    assertEquals(-1, Files.mismatch(one.resolve(model), toZero.resolve(model)), "final weights after resuming under ZeRO 2");
+    assertEquals(reference.subList(3, 6), steps(toZero), "steps 3..5 resumed under " + name + " from one process's checkpoint");
+    assertEquals(-1, Files.mismatch(one.resolve(model), toZero.resolve(model)), "final weights after resuming under " + name);
 
     // accum 2 per rank: the shard accumulator folds (acc + g_{k,0}) + g_{k,1}, one process's order over 4 micro-batches
-    Path one4 = tmp.resolve("z2-one-accum4"), zero2 = tmp.resolve("z2-zero-accum2");
+    Path one4 = tmp.resolve(prefix + "-one-accum4"), zero2 = tmp.resolve(prefix + "-zero-accum2");
     trainHere(trainArgs(f, one4, "--accum", "4"));
     trainMpi(concat(trainArgs(f, zero2, "--accum", "2"), zeroFlags));
-    assertEquals(steps(one4), steps(zero2), "dp 2 × ZeRO 2 × accum 2 vs one process with --accum 4: every logged step");
-    assertEquals(-1, Files.mismatch(one4.resolve(model), zero2.resolve(model)), "final weights: dp 2 × ZeRO 2 × accum 2");
+    assertEquals(steps(one4), steps(zero2), name + " × accum 2 vs one process with --accum 4: every logged step");
+    assertEquals(-1, Files.mismatch(one4.resolve(model), zero2.resolve(model)), "final weights: " + name + " × accum 2");
+    return f;
   }
 
   /**

@@ -72,8 +72,16 @@ class ParallelFlagsTest {
     assertTrue(two.contains("--zero 2 shards") && two.contains("with --dp 1 there is nothing to shard"), two);
     String off = refused("--dp", "2", "--zero", "2", "--offload", "auto");
     assertTrue(off.contains("--zero 2 with --offload is not supported yet"), off);
+    // ZeRO 3 runs with --dp alone: what is refused without flags beside it is only the missing mpirun
     String three = refused("--dp", "2", "--zero", "3");
-    assertTrue(three.contains("--zero 3") && three.contains("not built yet"), three);
+    assertTrue(three.contains("--dp 2 needs 2 processes started by MPI"), three);
+    assertTrue(refused("--zero", "3").contains("with --dp 1 there is nothing to shard"));
+    String threeOff = refused("--dp", "2", "--zero", "3", "--offload", "auto");
+    assertTrue(threeOff.contains("--zero 3 with --offload is not supported yet"), threeOff);
+    String threeTp = refused("--dp", "2", "--tp", "2", "--zero", "3");
+    assertTrue(threeTp.contains("--zero 3 with --tp 2 is not supported yet"), threeTp);
+    String threePp = refused("--dp", "2", "--pp", "2", "--micro-batches", "2", "--zero", "3");
+    assertTrue(threePp.contains("--zero 3 with --pp 2 is not supported yet"), threePp);
     String four = refused("--dp", "2", "--zero", "4");
     assertTrue(four.contains("--zero"), four);
   }

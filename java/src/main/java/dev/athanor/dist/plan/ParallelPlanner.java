@@ -45,7 +45,9 @@ import java.util.Objects;
  *       tied embeddings' head gradients (the last stage, one per micro-batch) and their sum (the first stage, once), the
  *       norm's straddling chunk piece and partials, the losses broadcast from the last stage. Exact for the ranks' flat
  *       layouts; not counted: what MPI forwards inside its own algorithms (a tree broadcast, a ring all-gather: the
- *       volume is the same, spread over other senders);
+ *       volume is the same, spread over other senders). ZeRO 3 (an estimate, not yet checked against a run): per
+ *       micro-batch every unit's weights gathered in the forward and again in the backward (this rank's part to each
+ *       other rank) and each unit's gradient folded into its owners' shards ({@code n − p}), no gather after the step;
  *   <li><b>time</b>: {@code 6 × parameters × tokens} FLOPs ({@code 8 ×} with recomputation) spread over the ranks at the
  *       measured speed, stretched by the pipeline bubble {@code (pp−1)/(M+pp−1)}, plus the bytes at the link's
  *       bandwidth and its latency per message (no overlap is assumed: the CPU collectives block).
@@ -147,8 +149,8 @@ public final class ParallelPlanner {
 
   /** Why Athanor cannot run {@code l} today (null: it can). */
   public static String unsupported(Layout l) {
-    if (l.zero() > 2) return "ZeRO " + l.zero() + " is not built yet";
-    if (l.zero() == 1 && l.dp() == 1) return "ZeRO 1 needs dp > 1";
+    if (l.zero() > 3) return "ZeRO " + l.zero() + " does not exist";
+    if ((l.zero() == 1 || l.zero() == 3) && l.dp() == 1) return "ZeRO " + l.zero() + " needs dp > 1";
     if (l.tp() > 1 && l.zero() > 0) return "ZeRO with tensor parallel is not built yet";
     if (l.pp() > 1 && l.zero() > 1) return "ZeRO " + l.zero() + " with pipeline parallel is not built yet";
     return null;
@@ -187,7 +189,16 @@ public final class ParallelPlanner {
       // zero 2: each micro-batch's gradient and the step's sum of this rank's shard (no whole-size sum)
       long grads = l.zero() >= 2 ? 4 * p + 4 * p / l.dp() : 4 * p * (mb > 1 ? 2 : 1);
       long moments = 8 * p / (l.zero() >= 1 ? l.dp() : 1);
-      if (l.zero() >= 3) weights = 4 * p / l.dp() + 4 * maxUnit(c, l.tp());
+      if (l.zero() >= 3) {
+        // as ShardedWeights runs it: the shards of the masters and of the step's gradient (one element more than 1/dp at
+        // most), plus the gathered windows: at most two units' weights at once (the head and the tied embeddings it
+        // reads) and as many gradient windows, bounded by the two largest units. gpt2-tiny at dp 2 (bench/results/
+        // 2026-12-04-cpu-zero3-memory-*.md): the windows peak at the tied head's backward, the embeddings' weights and
+        // gradient (98.7 MiB of this bound's 104.7); the whole estimate, 248.1 MiB, bounds the measured 238.1
+        long windows = 4 * twoLargestUnits(c, l.tp());
+        weights = 4 * (p / l.dp() + 1) + windows;
+        grads = 4 * (p / l.dp() + 1) + windows;
+      }
       long inFlight = l.pp() > 1 ? Math.min(l.pp() - s, mb) : 1;
       long acts = Footprint.stageActivationBytes(c, st, job.device(), dt, job.batch(), job.seq(), l.recompute()) * inFlight;
       long buffers = Footprint.stageBufferBytes(c, st, job.device(), dt, job.batch(), job.seq());
@@ -328,9 +339,14 @@ public final class ParallelPlanner {
     int n = l.dp();
     long p = flatParameters(job.model(), pipeline.stage(st), l.tp()), part = Communicator.partLength(p, d, n);
     long bytes = 0, messages = 0;
-    if (l.zero() == 2) {
+    if (l.zero() >= 2) {
       bytes += (long) mb * 4 * (p - part);
       messages += (long) mb * (n - 1);
+      if (l.zero() == 3) {  // each unit gathered twice a micro-batch; one collective per unit and pass
+        long units = job.model().layers() + 2L;
+        bytes += (long) mb * 2 * 4 * part * (n - 1);
+        messages = (long) mb * 3 * units * (n - 1);
+      }
       long start = Communicator.partStart(p, d, n), piece = normPiece(start, start + part, p);
       long[] partials = allReduce(chunks(p), n, d, 4);
       bytes += 4 * piece + partials[0];
@@ -340,10 +356,9 @@ public final class ParallelPlanner {
       bytes += sum[0];
       messages += sum[1];
     }
-    if (l.zero() >= 1) {
-      int gathers = l.zero() == 3 ? 2 : 1;
-      bytes += gathers * 4 * part * (n - 1);
-      messages += gathers * (n - 1L);
+    if (l.zero() == 1 || l.zero() == 2) {  // the updated masters all-gathered (ZeRO 3 gathers per unit instead)
+      bytes += 4 * part * (n - 1);
+      messages += n - 1L;
     }
     bytes += 4L * mb * (n - 1);
     messages += n - 1;
@@ -400,11 +415,17 @@ public final class ParallelPlanner {
     return n;
   }
 
-  /** The largest unit's parameters (a block, or the embeddings) on one tensor-parallel rank: ZeRO 3's gather window. */
-  private static long maxUnit(ModelConfig c, int tp) {
+  /**
+   * The parameters of the two largest units (the embeddings, a block, the head with its own weights) on one
+   * tensor-parallel rank: ZeRO 3's bound of the windows gathered at once.
+   */
+  private static long twoLargestUnits(ModelConfig c, int tp) {
     long block = stageParameters(c, new Stage(0, 1, false, false), tp);
-    long emb = 0;
+    long emb = 0, head = 0;
     for (ParamSpec p : c.embeddingSpecs()) emb += p.numel();
-    return Math.max(block, emb);
+    for (ParamSpec p : c.headSpecs()) head += p.numel();
+    List<Long> units = new ArrayList<>(List.of(emb, head, block, c.layers() > 1 ? block : 0L));
+    units.sort(Comparator.reverseOrder());
+    return units.get(0) + units.get(1);
   }
 }

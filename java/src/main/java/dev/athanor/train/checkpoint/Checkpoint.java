@@ -253,8 +253,15 @@ public final class Checkpoint {
         // ZeRO 1: each parameter's full moments through host memory, of which this optimizer keeps its shard's part
         for (int i = 0; i < params.size(); i++) {
           ParameterStore.Param p = params.get(i);
-          readInto(model, p.name(), p.master());
           long[] shape = p.spec().shape();
+          if (t.optimizer().holdsMasters()) {  // ZeRO 3: the masters of the optimizer's shard only
+            try (Tensor w = Tensor.empty(DType.F32, Device.CPU, shape)) {
+              readInto(model, p.name(), w);
+              t.optimizer().setShardMasters(t.model().parameters().range(i), w);
+            }
+          } else {
+            readInto(model, p.name(), p.master());
+          }
           try (Tensor m = Tensor.empty(DType.F32, Device.CPU, shape); Tensor v = Tensor.empty(DType.F32, Device.CPU, shape)) {
             readInto(opt, "m." + p.name(), m);
             readInto(opt, "v." + p.name(), v);
@@ -314,12 +321,20 @@ public final class Checkpoint {
           }
           continue;
         }
-        try (Tensor master = p.master().view(n)) {
-          Shards.read(dir, files, reader, "master", g, 0, n, master);
-        }
         Range mine = shard == null ? store.range(i) : store.range(i).intersect(shard);
+        long a = mine.isEmpty() ? 0 : mine.start() - store.range(i).start(), b = mine.isEmpty() ? 0 : mine.end() - store.range(i).start();
+        if (opt.holdsMasters()) {  // ZeRO 3: the masters of the optimizer's shard only
+          if (!mine.isEmpty()) {
+            try (Tensor master = opt.shardMasters(mine)) {
+              Shards.read(dir, files, reader, "master", g, a, b, master);
+            }
+          }
+        } else {
+          try (Tensor master = p.master().view(n)) {
+            Shards.read(dir, files, reader, "master", g, 0, n, master);
+          }
+        }
         if (mine.isEmpty()) continue;
-        long a = mine.start() - store.range(i).start(), b = mine.end() - store.range(i).start();
         for (Role role : List.of(Role.ADAM_M, Role.ADAM_V)) {
           String name = role == Role.ADAM_M ? "adam_m" : "adam_v";
           try (Tensor dst = shard != null ? opt.shardMoments(role, mine)

@@ -480,7 +480,7 @@ public final class CheckpointManager implements AutoCloseable {
     List<Shards.GlobalTensor> l = new ArrayList<>();
     for (int i = 0; i < store.size(); i++) {
       ParameterStore.Param p = store.list().get(i);
-      l.add(new Shards.GlobalTensor(p.name(), p.master().dtype(), p.spec().shape(), store.range(i).start()));
+      l.add(new Shards.GlobalTensor(p.name(), Role.MASTER.dtype(store.computeDtype()), p.spec().shape(), store.range(i).start()));
     }
     return l;
   }
@@ -547,7 +547,8 @@ public final class CheckpointManager implements AutoCloseable {
 
   /**
    * The trainer's masters and moments as {@link Shards.Views} of the global tensors ({@code local}: the parameter holding
-   * each; the moments of a sharded optimizer: its shard's only).
+   * each; the moments of a sharded optimizer: its shard's only; the masters under ZeRO 3 too, which then are the
+   * optimizer's).
    */
   private static Shards.Views views(Trainer t, int[] local) {
     ParameterStore store = t.model().parameters();
@@ -555,7 +556,7 @@ public final class CheckpointManager implements AutoCloseable {
     return (role, g, a, b) -> {
       int i = local[g];
       Range flat = new Range(store.range(i).start() + a, store.range(i).start() + b);
-      if (role.equals("master")) return store.slice(Role.MASTER, flat);
+      if (role.equals("master")) return opt.holdsMasters() ? opt.shardMasters(flat) : store.slice(Role.MASTER, flat);
       Role r = role.equals("adam_m") ? Role.ADAM_M : Role.ADAM_V;
       if (opt.shard() != null) return opt.shardMoments(r, flat);
       try (Tensor whole = (r == Role.ADAM_M ? opt.firstMoments() : opt.secondMoments()).get(i).view(-1)) {

@@ -57,6 +57,23 @@ class ParallelPlannerTest {
   }
 
   @Test
+  void zeroThreeRunsWithDpAloneAndShardsTheWeights() {
+    Estimate two = ParallelPlanner.estimate(job(GPT2, 4, 8, Long.MAX_VALUE), new Layout(4, 1, 1, 2, false));
+    Estimate three = ParallelPlanner.estimate(job(GPT2, 4, 8, Long.MAX_VALUE), new Layout(4, 1, 1, 3, false));
+    assertNull(three.excluded(), three.toString());
+    assertTrue(three.memoryBytes() < two.memoryBytes(), "ZeRO 3 divides the weights and the micro-batch gradient too");
+    assertTrue(three.commBytes() > two.commBytes(), "and gathers them in every micro-batch");
+    assertEquals("ZeRO 3 needs dp > 1", ParallelPlanner.unsupported(new Layout(1, 1, 1, 3, false)));
+    assertNotNull(ParallelPlanner.unsupported(new Layout(2, 2, 1, 3, false)), "not with tensor parallel");
+    assertNotNull(ParallelPlanner.unsupported(new Layout(2, 1, 2, 3, false)), "not with pipeline parallel");
+    // a budget between ZeRO 3's and ZeRO 2's needs of dp 4 leaves ZeRO 3 among the layouts that fit
+    long budget = (two.memoryBytes() + three.memoryBytes()) / 2;
+    Result r = ParallelPlanner.plan(new Job(GPT2, Device.CPU, 4, 4, 256, 8, budget, HW, 4, 1, 1, 0));
+    assertTrue(r.fitting().stream().anyMatch(e -> e.layout().zero() == 3), r.fitting().toString());
+    assertTrue(r.fitting().stream().noneMatch(e -> e.layout().zero() == 2 && !e.layout().recompute()), r.fitting().toString());
+  }
+
+  @Test
   void neverPicksALayoutThatDoesNotFitOrCannotRun() {
     SplittableRandom rnd = new SplittableRandom(7);
     for (int i = 0; i < 200; i++) {

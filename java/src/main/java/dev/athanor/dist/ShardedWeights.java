@@ -1,0 +1,276 @@
+package dev.athanor.dist;
+
+import dev.athanor.memory.Tier;
+import dev.athanor.nn.BlockHooks;
+import dev.athanor.nn.ModelConfig;
+import dev.athanor.nn.Transformer;
+import dev.athanor.params.ParameterStore;
+import dev.athanor.params.Range;
+import dev.athanor.params.Role;
+import dev.athanor.params.Unit;
+import dev.athanor.runtime.Device;
+import dev.athanor.tensor.DType;
+import dev.athanor.tensor.Tensor;
+import dev.athanor.train.ShardedParameters;
+import java.util.Objects;
+
+/**
+ * ZeRO stage 3 on the CPU: each data-parallel replica keeps only its shard of the flat masters (the ZeRO 1/2 cut,
+ * {@link DataParallel#optimizerShard}) and of the step's gradient, and the model's weights and micro-batch gradients
+ * exist unit by unit (embeddings, each block, the head), in host windows mapped into the paged {@link ParameterStore}
+ * through the model's {@link BlockHooks}, as the offload pager maps DISK-backed windows.
+ *
+ * <p><b>Weights.</b> Before a unit runs ({@code beforeWeights}) its window is filled by {@link Communicator#allGatherV}
+ * in rank order, each rank contributing the overlap of its shard with the unit's flat range (0 elements allowed), so
+ * the window holds exactly the bits of the replicas' masters; it is freed when the pass no longer needs it ({@code
+ * afterWeights}). The head's window stays from the head's forward to its backward, which comes next; tied embeddings'
+ * window stays from the embeddings' forward to the head's backward, so they are gathered twice per micro-batch, not
+ * three times (the head's backward, which holds their weights and gradient at once, stays the peak). Every rank runs the same units in the same order, so the collectives match; they run on the
+ * computing thread only (no read-ahead).
+ *
+ * <p><b>Gradients.</b> A unit's micro-batch gradient is formed in a zeroed window mapped at its first backward use and,
+ * once complete ({@code afterGradients}), folded into the owners' step-gradient shards by {@link
+ * Communicator#reduceScatterAccumulateV} (accumulator first, then the ranks in order; the step's first micro-batch
+ * overwrites): element by element the fold of ZeRO 2, so ZeRO 3 equals ZeRO 2 and one process with {@code accum ×
+ * replicas} micro-batches bit for bit. The optimizer then updates the shard's masters in place ({@link
+ * dev.athanor.train.AdamW#AdamW(ParameterStore, Range, Tensor)}); the next forward gathers the new weights.
+ *
+ * <p>Memory per replica: masters and step gradient {@code 4 psi / N} each, plus at most two units' weight and gradient
+ * windows at once (the tied embeddings under the head). {@link #unshard} gathers the whole masters again (e.g. to save
+ * the trained model). Close this after the trainer and before the model; not thread-safe.
+ */
+public final class ShardedWeights implements BlockHooks, ShardedParameters, AutoCloseable {
+  private final Transformer model;
+  private final ParameterStore store;
+  private final Communicator comm;
+  private final Range shard;
+  private final Tensor masters, gradient;
+  private final BlockHooks before;        // the model's hooks before this was attached
+  private final Tensor[] weights, grads;  // per unit index: the mapped windows, or null
+  private final int[] refs;
+  private final Unit head, embedding;     // null when the model has none
+  private final boolean tied;
+  private int micro;
+  private boolean closed;
+
+  private ShardedWeights(Transformer model, Communicator comm, Range shard, Tensor masters, Tensor gradient) {
+    this.model = model;
+    this.store = model.parameters();
+    this.comm = comm;
+    this.shard = shard;
+    this.masters = masters;
+    this.gradient = gradient;
+    this.before = model.hooks();
+    int n = store.units().size();
+    this.weights = new Tensor[n];
+    this.grads = new Tensor[n];
+    this.refs = new int[n];
+    this.head = model.stage().head() ? store.unit(ModelConfig.HEAD_UNIT) : null;
+    this.embedding = model.stage().embedding() ? store.unit(ModelConfig.EMBEDDING_UNIT) : null;
+    this.tied = model.config().tiedEmbeddings() && head != null && embedding != null;
+  }
+
+  /**
+   * Shards {@code model}'s masters over {@code comm}'s ranks (a data-parallel group; every rank calls this with the
+   * same model, whose masters are identical on every rank, e.g. initialized from the same seed): this rank copies its
+   * shard, the store's masters and gradients become paged without a backing copy, and these hooks join the model's.
+   * Needs the CPU backend with F32 compute (the masters are the compute weights) and the whole model in one stage.
+   */
+  public static ShardedWeights attach(Transformer model, Communicator comm) {
+    Objects.requireNonNull(model, "model");
+    Objects.requireNonNull(comm, "comm");
+    ParameterStore store = model.parameters();
+    if (!model.device().isCpu() || !store.weightsAreMasters()) {
+      throw new IllegalArgumentException("ZeRO 3 needs the CPU backend with F32 compute (the masters are the compute "
+          + "weights); this model computes in " + store.computeDtype() + " on " + model.device());
+    }
+    if (store.isPaged(Role.MASTER) || store.isPaged(Role.GRAD)) {
+      throw new IllegalStateException("the model's weights or gradients are already paged (offload?); ZeRO 3 pages them itself");
+    }
+    if (model.tensorParallel().split()) throw new IllegalArgumentException("ZeRO 3 with tensor parallelism is not supported");
+    Range shard = DataParallel.optimizerShard(store, comm);
+    Tensor m = Tensor.empty(DType.F32, Device.CPU, Tier.HOST, shard.length()).detach();
+    Tensor g = null;
+    try {
+      g = Tensor.zeros(DType.F32, Device.CPU, Tier.HOST, shard.length()).detach();
+      try (Tensor mine = store.slice(Role.MASTER, shard)) {
+        m.copyFrom(mine);
+      }
+      ShardedWeights s = new ShardedWeights(model, comm, shard, m, g);
+      if (store.has(Role.GRAD)) store.release(Role.GRAD);
+      store.pageWithoutBacking(Role.MASTER);  // frees the whole masters
+      store.pageWithoutBacking(Role.GRAD);
+      model.setHooks(BlockHooks.both(s.before, s));
+      return s;
+    } catch (RuntimeException e) {
+      m.close();
+      if (g != null) g.close();
+      throw e;
+    }
+  }
+
+  @Override
+  public Range shard() {
+    return shard;
+  }
+
+  @Override
+  public Tensor masters() {
+    return masters;
+  }
+
+  @Override
+  public Tensor gradient() {
+    return gradient;
+  }
+
+  /** The communicator the shards are cut over. */
+  public Communicator communicator() {
+    return comm;
+  }
+
+  @Override
+  public void beginMicroBatch(int index) {
+    checkOpen();
+    if (index < 0) throw new IllegalArgumentException("micro-batch index must be >= 0, got " + index);
+    micro = index;
+  }
+
+  // ------------------------------------------------------------------ hooks
+
+  @Override
+  public void beforeWeights(Unit unit, Pass pass) {
+    checkOpen();
+    int u = unit.index();
+    if (weights[u] == null) {
+      Tensor w = Tensor.empty(DType.F32, Device.CPU, Tier.HOST, unit.elements().length()).detach();
+      try {
+        Range mine = unit.elements().intersect(shard);
+        try (Tensor in = masters.slice(0, mine.isEmpty() ? 0 : mine.start() - shard.start(),
+            mine.isEmpty() ? 0 : mine.end() - shard.start())) {
+          comm.allGatherV(in, w, counts(unit));
+        }
+        store.map(Role.MASTER, unit, w);
+      } catch (RuntimeException e) {
+        w.close();
+        throw e;
+      }
+      weights[u] = w;
+    }
+    refs[u]++;
+    if (pass == Pass.BACKWARD && grads[u] == null) {
+      Tensor g = Tensor.zeros(DType.F32, Device.CPU, Tier.HOST, unit.elements().length()).detach();
+      try {
+        store.map(Role.GRAD, unit, g);
+      } catch (RuntimeException e) {
+        g.close();
+        throw e;
+      }
+      grads[u] = g;
+    }
+  }
+
+  @Override
+  public void afterWeights(Unit unit, Pass pass) {
+    int u = unit.index();
+    if (weights[u] == null || refs[u] == 0) throw new IllegalStateException("afterWeights(" + unit.name() + ") without beforeWeights");
+    if (--refs[u] > 0) return;
+    // the head's backward comes right after its forward: keep its weights; tied embeddings are read again by the head's
+    // forward and backward, and the head's backward already holds their gradient, so keeping them costs no peak
+    if (pass == Pass.FORWARD && (unit == head || tied && unit == embedding)) return;
+    free(Role.MASTER, unit, weights);
+  }
+
+  @Override
+  public void afterGradients(Unit unit) {
+    int u = unit.index();
+    Tensor g = grads[u];
+    if (g == null) throw new IllegalStateException("afterGradients(" + unit.name() + ") without a backward");
+    Range mine = unit.elements().intersect(shard);
+    try (Tensor acc = gradient.slice(0, mine.isEmpty() ? 0 : mine.start() - shard.start(),
+        mine.isEmpty() ? 0 : mine.end() - shard.start())) {
+      comm.reduceScatterAccumulateV(g, acc, counts(unit), micro == 0);
+    } finally {
+      free(Role.GRAD, unit, grads);
+    }
+  }
+
+  /** Each rank's number of elements of {@code unit}'s flat range: the overlap with its shard, in rank order. */
+  private long[] counts(Unit unit) {
+    long n = store.numel();
+    long[] c = new long[comm.size()];
+    for (int r = 0; r < c.length; r++) {
+      Range part = new Range(Communicator.partStart(n, r, c.length), Communicator.partStart(n, r + 1, c.length));
+      c[r] = unit.elements().intersect(part).length();
+    }
+    return c;
+  }
+
+  private void free(Role role, Unit unit, Tensor[] windows) {
+    Tensor w = windows[unit.index()];
+    windows[unit.index()] = null;
+    if (role == Role.MASTER) refs[unit.index()] = 0;
+    try {
+      if (!store.isClosed() && store.isMapped(role, unit)) store.unmap(role, unit);
+    } finally {
+      w.close();
+    }
+  }
+
+  /** The bytes of the windows mapped now (weights and gradients). */
+  public long windowBytes() {
+    long b = 0;
+    for (Tensor[] ws : new Tensor[][] {weights, grads}) for (Tensor w : ws) if (w != null) b += w.byteSize();
+    return b;
+  }
+
+  @Override
+  public void discard() {
+    for (Unit u : store.units()) {
+      if (weights[u.index()] != null) free(Role.MASTER, u, weights);
+      if (grads[u.index()] != null) free(Role.GRAD, u, grads);
+    }
+  }
+
+  // ------------------------------------------------------------------ the end
+
+  /**
+   * Gathers the whole masters into the store again (a collective of the ranks, e.g. after the last step, to save the
+   * model): the paged gradients are released, every rank gets every master in a flat buffer, and these hooks leave the
+   * model, which then runs as without ZeRO 3. The shards stay (closed with this object).
+   */
+  public void unshard() {
+    checkOpen();
+    if (!store.isPaged(Role.MASTER)) return;
+    discard();
+    store.release(Role.GRAD);
+    store.unpage(Role.MASTER);
+    comm.allGather(masters, store.flat(Role.MASTER));
+    model.setHooks(before);
+  }
+
+  private void checkOpen() {
+    if (closed) throw new IllegalStateException("the ZeRO 3 shards are closed");
+  }
+
+  /**
+   * Frees the windows and the shards and puts the model's hooks back. Unless {@link #unshard} ran, the model is left
+   * without weights (it cannot run again).
+   */
+  @Override
+  public void close() {
+    if (closed) return;
+    closed = true;
+    try {
+      discard();
+      if (!store.isClosed()) {
+        if (store.isPaged(Role.GRAD)) store.release(Role.GRAD);
+        if (store.isPaged(Role.MASTER)) store.unpage(Role.MASTER, false);
+      }
+      model.setHooks(before);
+    } finally {
+      masters.close();
+      gradient.close();
+    }
+  }
+}

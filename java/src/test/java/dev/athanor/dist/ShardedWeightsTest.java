@@ -1,0 +1,83 @@
+package dev.athanor.dist;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.athanor.io.data.DataLoader;
+import dev.athanor.io.data.TokenDataset;
+import dev.athanor.memory.MemoryManager;
+import dev.athanor.memory.Tier;
+import dev.athanor.nn.BlockHooks;
+import dev.athanor.nn.ModelConfig;
+import dev.athanor.nn.Transformer;
+import dev.athanor.params.ParameterStore;
+import dev.athanor.params.Role;
+import dev.athanor.params.Unit;
+import dev.athanor.runtime.Device;
+import dev.athanor.train.Schedule;
+import dev.athanor.train.StepResult;
+import dev.athanor.train.TrainConfig;
+import dev.athanor.train.Trainer;
+import dev.athanor.train.TrainerTest;
+import java.nio.file.Path;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * ZeRO 3's hooks in one process (the shard is everything; the collectives are copies): the trainer with the weights and
+ * gradients paged unit by unit gives the plain trainer's bits at accum 3 (the first micro-batch overwrites each unit's
+ * shard of the step gradient, the others add to it); between steps no window is held and the store has no masters of
+ * its own; unshard gives the whole weights back and the model runs as before; a model whose weights are already paged
+ * is refused.
+ */
+class ShardedWeightsTest {
+  @Test
+  void pagedUnitByUnitEqualsThePlainTrainerBitForBit(@TempDir Path tmp) {
+    Path data = TrainerTest.shard(tmp);
+    TrainConfig tc = new TrainConfig(3, 2, 16, 3, 1e-2f, 1e-3f, 1, Schedule.COSINE, 0.1f, 0.9f, 0.95f, 1e-8f, 0.5f, true, 5);
+    String[] steps = new String[2];
+    float[][] weights = new float[2][];
+    for (int zero3 = 0; zero3 < 2; zero3++) {
+      StringBuilder b = new StringBuilder();
+      try (TokenDataset d = TokenDataset.open(data); Transformer m = Transformer.create(ModelConfig.gpt2(97, 32, 2, 32, 2), Device.CPU)) {
+        m.initialize(8);
+        ParameterStore store = m.parameters();
+        if (zero3 == 1) {  // weights already paged elsewhere (offload) cannot be sharded as well
+          try (Transformer other = Transformer.withoutWeights(m.config(), Device.CPU)) {
+            other.parameters().pageWithoutBacking(Role.MASTER);
+            assertThrows(IllegalStateException.class, () -> ShardedWeights.attach(other, Communicator.single()));
+          }
+        }
+        try (ShardedWeights z = zero3 == 1 ? ShardedWeights.attach(m, Communicator.single()) : null;
+            Trainer t = z != null ? new Trainer(m, tc, new DataLoader(d, 2, 16, true, 5), z)
+                : new Trainer(m, tc, new DataLoader(d, 2, 16, true, 5))) {
+          while (!t.done()) {
+            StepResult r = t.step();
+            b.append(Float.floatToIntBits(r.loss())).append('/').append(Float.floatToIntBits(r.gradNorm())).append(' ');
+            if (z == null) continue;
+            assertEquals(0, z.windowBytes(), "no unit is held between steps");
+            assertTrue(store.isPaged(Role.MASTER) && store.isPaged(Role.GRAD), "the store keeps no whole masters or gradient");
+            for (Unit u : store.units()) assertFalse(store.isMapped(Role.MASTER, u), u.name());
+            IllegalStateException e = assertThrows(IllegalStateException.class, () -> store.view(Role.MASTER, 0));
+            assertTrue(e.getMessage().contains("not mapped"), e.getMessage());
+          }
+          if (z != null) {
+            long before = MemoryManager.global().liveBytes(Tier.HOST);
+            z.unshard();
+            assertFalse(store.isPaged(Role.MASTER), "unshard gives the whole masters back");
+            assertEquals(before + store.bytes(Role.MASTER), MemoryManager.global().liveBytes(Tier.HOST),
+                "the whole masters come back, the paged gradient is gone");
+            assertEquals(BlockHooks.NONE, m.hooks(), "the model runs without ZeRO 3's hooks again");
+          }
+        }
+        weights[zero3] = store.flat(Role.MASTER).toFloatArray();
+      }
+      steps[zero3] = b.toString();
+    }
+    assertEquals(steps[0], steps[1], "each step's loss and gradient norm (bits)");
+    assertArrayEquals(weights[0], weights[1], "the final weights");
+  }
+}
