@@ -52,7 +52,7 @@ class TensorParallelEmulationTest {
       }
     }
 
-    /** Rank {@code r}'s communicator (allReduceSum, allGather, rank, size; anything else throws). */
+    /** Rank {@code r}'s communicator (allReduceSum, allGather, allGatherV, rank, size; anything else throws). */
     Communicator member(int r) {
       return (Communicator) Proxy.newProxyInstance(Communicator.class.getClassLoader(), new Class<?>[] {Communicator.class},
           (proxy, method, args) -> switch (method.getName()) {
@@ -69,6 +69,10 @@ class TensorParallelEmulationTest {
               yield null;
             }
             case "allGather" -> {
+              allGather(r, (Tensor) args[0], (Tensor) args[1]);
+              yield null;
+            }
+            case "allGatherV" -> {  // every rank's part in rank order, whatever its length
               allGather(r, (Tensor) args[0], (Tensor) args[1]);
               yield null;
             }
@@ -98,14 +102,17 @@ class TensorParallelEmulationTest {
       boolean ints = in.dtype() == DType.I32;
       slots[r] = ints ? in.toIntArray() : in.toFloatArray();
       await();
-      int n = ints ? ((int[]) slots[0]).length : ((float[]) slots[0]).length;
       if (ints) {
-        int[] all = new int[n * size];
-        for (int q = 0; q < size; q++) System.arraycopy(slots[q], 0, all, q * n, n);
+        int[] all = new int[(int) out.numel()];
+        for (int q = 0, at = 0; q < size; at += ((int[]) slots[q]).length, q++) {
+          System.arraycopy(slots[q], 0, all, at, ((int[]) slots[q]).length);
+        }
         out.copyFrom(all);
       } else {
-        float[] all = new float[n * size];
-        for (int q = 0; q < size; q++) System.arraycopy(slots[q], 0, all, q * n, n);
+        float[] all = new float[(int) out.numel()];
+        for (int q = 0, at = 0; q < size; at += ((float[]) slots[q]).length, q++) {
+          System.arraycopy(slots[q], 0, all, at, ((float[]) slots[q]).length);
+        }
         out.copyFrom(all);
       }
       await();
