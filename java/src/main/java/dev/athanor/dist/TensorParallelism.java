@@ -31,8 +31,9 @@ import java.util.function.Predicate;
  * gathering of the whole model to rank 0 for saving.
  *
  * <p>Exactness: the row-parallel products and the column-parallel input gradients add per-rank partial sums in rank
- * order, a summation order that differs from one process's GEMM; results agree with one process within rounding (see
- * the tests' measured differences), not bit for bit.
+ * order, a summation order that differs from one process's GEMM, and the vocabulary-parallel cross-entropy puts each
+ * row's log-sum-exp together from the ranks' partial ones; results agree with one process within rounding (see the
+ * tests' measured differences), not bit for bit. The embedding's lookup and its gradient are exact.
  */
 public final class TensorParallelism implements GradientReducer {
   private final Communicator comm;

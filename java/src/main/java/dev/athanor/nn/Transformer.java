@@ -35,8 +35,10 @@ import java.util.Objects;
  * and {@link #forwardCached(KvCache, int[], int, int)}.
  *
  * <p>Tensor parallelism ({@link TensorParallel}): a model built for one rank of {@code tp} holds that rank's part of
- * every block and sums over the ranks inside its forward and backward; the rest of this API is unchanged, and the loss
- * and every replicated parameter come out the same on every rank.
+ * every block and of the vocabulary (token embedding, head: its columns of the logits, whose cross-entropy is put
+ * together over the ranks without the whole logits) and sums over the ranks inside its forward and backward; the rest
+ * of this API is unchanged ({@link #lastLogits()} becomes a collective), and the loss and every replicated parameter
+ * come out the same on every rank.
  *
  * <p>Not thread-safe: one step at a time.
  */
@@ -89,8 +91,8 @@ public final class Transformer implements AutoCloseable {
   /**
    * One tensor-parallel rank's part of one pipeline stage with all-zero parameters: {@code stage}'s units, the blocks'
    * split weights cut as in {@link #Transformer(ModelConfig, Device, DType, TensorParallel, TensorParallel.AllReduce)},
-   * the embedding and the head (when the stage has them) replicated; {@code sum} adds over the stage's tensor-parallel
-   * ranks.
+   * the token embedding and the head (when the stage has them) cut along the vocabulary; {@code sum} adds over the
+   * stage's tensor-parallel ranks.
    */
   public Transformer(ModelConfig config, Device device, DType computeDtype, Stage stage, TensorParallel tp,
       TensorParallel.AllReduce sum) {

@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.athanor.nn.Footprint;
 import dev.athanor.nn.ModelConfig;
 import dev.athanor.nn.Stage;
 import dev.athanor.nn.TensorParallel;
@@ -179,6 +180,20 @@ class TensorParallelSplitTest {
     IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
         () -> new TensorParallel(4, 0).check(ModelConfig.llama(3, 32, 2, 32, 4, 4, 48, 10000f, true)));
     assertTrue(e.getMessage().contains("--tp 4") && e.getMessage().contains("vocabulary 3"), e.getMessage());
+  }
+
+  @Test
+  void aRankSizesOnlyItsVocabularyPartOfTheLogits() {
+    int b = 4, t = 16;
+    long n = (long) b * t, v = GPT2.vocabSize(), c = GPT2.hidden();
+    long one = Footprint.stageBufferBytes(GPT2, Stage.whole(GPT2), Device.CPU, DType.F32, b, t);
+    long two = Footprint.stageBufferBytes(GPT2, Stage.whole(GPT2), Device.CPU, DType.F32, b, t, 2);
+    // the busiest rank's logits: (N, 49 + the cross-entropy's dummy column) instead of (N, 97); the embedding's mask
+    // (N, C) and local ids (N) added
+    long want = one - 4 * n * v + 4 * n * (v - v / 2 + 1) + 4 * n * c + 4 * n;
+    assertTrue(Math.abs(two - want) <= 3 * 4096, "tp 2: " + two + " bytes of buffers, want about " + want + " (one process: "
+        + one + ")");
+    assertTrue(two < one, "tp 2: " + two + " >= one process's " + one);
   }
 
   @Test
