@@ -131,15 +131,21 @@ class TensorParallelEmulationTest {
   }
 
   private static RankRun train(ModelConfig cfg, Communicator c) {
-    int[][][] data = batches(cfg);
-    float[] losses = new float[STEPS];
+    return train(cfg, c, batches(cfg), false);
+  }
+
+  /** Rank {@code c.rank()}'s run of {@code data.length} steps on {@code data}, with or without recomputation. */
+  static RankRun train(ModelConfig cfg, Communicator c, int[][][] data, boolean recompute) {
+    int steps = data.length;
+    float[] losses = new float[steps];
     float[][] logits = new float[1][];
     float[] first = null;
     boolean same = true;
     try (Transformer m = TensorParallelism.create(cfg, Device.CPU, c); AdamW opt = new AdamW(m.parameters())) {
       m.initialize(42);
+      m.setRecompute(recompute);
       TensorParallelism reducer = new TensorParallelism(c, cfg);
-      for (int s = 0; s < STEPS; s++) {
+      for (int s = 0; s < steps; s++) {
         losses[s] = TensorParallelMain.step(m, opt, reducer, data[s][0], data[s][1], 1e-3f, logits, 0);
         if (s == 0) first = logits[0];
         same &= TensorParallelMain.replicatedGradientsIdentical(c, m);
@@ -157,44 +163,50 @@ class TensorParallelEmulationTest {
     }
   }
 
-  private static void compare(ModelConfig cfg) throws Exception {
+  /** Rank 0's and rank 1's runs of tp 2 as threads, {@code train(cfg, c, data, recompute)} each. */
+  static RankRun[] emulate(ModelConfig cfg, int[][][] data, boolean recompute) throws Exception {
     ThreadRanks ranks = new ThreadRanks(2);
     ExecutorService pool = Executors.newFixedThreadPool(2);
     List<Future<RankRun>> runs = new ArrayList<>();
     try {
       for (int r = 0; r < 2; r++) {
         Communicator c = ranks.member(r);
-        runs.add(pool.submit(() -> train(cfg, c)));
+        runs.add(pool.submit(() -> train(cfg, c, data, recompute)));
       }
-      RankRun r0 = runs.get(0).get(120, TimeUnit.SECONDS), r1 = runs.get(1).get(120, TimeUnit.SECONDS);
-      assertEquals(Arrays.toString(r0.losses()), Arrays.toString(r1.losses()), "both ranks compute the same loss");
-
-      int[][][] data = batches(cfg);
-      float[][] logits = new float[1][];
-      double loss = 0, logit = 0, weights = 0;
-      try (Transformer ref = Transformer.create(cfg, Device.CPU); AdamW opt = new AdamW(ref.parameters())) {
-        ref.initialize(42);
-        for (int s = 0; s < STEPS; s++) {
-          float l = TensorParallelMain.step(ref, opt, GradientReducer.NONE, data[s][0], data[s][1], 1e-3f, logits, 0);
-          loss = Math.max(loss, Math.abs(l - r0.losses()[s]));
-          if (s == 0) logit = TensorParallelMain.relativeDiff(r0.logits(), logits[0]);
-        }
-        for (Map.Entry<String, Tensor> e : ref.weights().entrySet()) {
-          float[] x = e.getValue().toFloatArray(), y = r0.gathered().get(e.getKey());
-          for (int i = 0; i < x.length; i++) weights = Math.max(weights, Math.abs(x[i] - y[i]));
-        }
-      }
-      String measured = cfg.family().hfModelType() + " emulated tp 2 vs one process: step-1 logits max rel diff " + logit
-          + ", loss max abs diff over " + STEPS + " steps " + loss + ", final weights max abs diff " + weights;
-      assertTrue(r0.replicatedSame() && r1.replicatedSame(), "replicated gradients differ between the ranks; " + measured);
-      assertTrue(logit <= 1e-5, measured);
-      assertTrue(loss <= 1e-4, measured);
-      assertTrue(weights <= 1e-4, measured);
-      assertTrue(logit > 0, "the split changes the summation order, so the logits differ in the last bits: " + measured);
-      System.out.println(measured);
+      return new RankRun[] {runs.get(0).get(120, TimeUnit.SECONDS), runs.get(1).get(120, TimeUnit.SECONDS)};
     } finally {
       pool.shutdownNow();
     }
+  }
+
+  private static void compare(ModelConfig cfg) throws Exception {
+    RankRun[] both = emulate(cfg, batches(cfg), false);
+    RankRun r0 = both[0], r1 = both[1];
+    assertEquals(Arrays.toString(r0.losses()), Arrays.toString(r1.losses()), "both ranks compute the same loss");
+
+    int[][][] data = batches(cfg);
+    float[][] logits = new float[1][];
+    double loss = 0, logit = 0, weights = 0;
+    try (Transformer ref = Transformer.create(cfg, Device.CPU); AdamW opt = new AdamW(ref.parameters())) {
+      ref.initialize(42);
+      for (int s = 0; s < STEPS; s++) {
+        float l = TensorParallelMain.step(ref, opt, GradientReducer.NONE, data[s][0], data[s][1], 1e-3f, logits, 0);
+        loss = Math.max(loss, Math.abs(l - r0.losses()[s]));
+        if (s == 0) logit = TensorParallelMain.relativeDiff(r0.logits(), logits[0]);
+      }
+      for (Map.Entry<String, Tensor> e : ref.weights().entrySet()) {
+        float[] x = e.getValue().toFloatArray(), y = r0.gathered().get(e.getKey());
+        for (int i = 0; i < x.length; i++) weights = Math.max(weights, Math.abs(x[i] - y[i]));
+      }
+    }
+    String measured = cfg.family().hfModelType() + " emulated tp 2 vs one process: step-1 logits max rel diff " + logit
+        + ", loss max abs diff over " + STEPS + " steps " + loss + ", final weights max abs diff " + weights;
+    assertTrue(r0.replicatedSame() && r1.replicatedSame(), "replicated gradients differ between the ranks; " + measured);
+    assertTrue(logit <= 1e-5, measured);
+    assertTrue(loss <= 1e-4, measured);
+    assertTrue(weights <= 1e-4, measured);
+    assertTrue(logit > 0, "the split changes the summation order, so the logits differ in the last bits: " + measured);
+    System.out.println(measured);
   }
 
   @Test
