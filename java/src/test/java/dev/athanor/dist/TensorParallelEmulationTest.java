@@ -26,7 +26,8 @@ import org.junit.jupiter.api.Test;
 /**
  * Tensor parallelism without MPI: the ranks of tp 2 as two threads of this JVM whose communicator sums in rank order
  * (as the deterministic MPI communicator does) through shared arrays, against one process from the same seed on the same
- * batches, for both families: step-1 logits within 1e-5 relative, the losses of 10 steps within 1e-4, the replicated
+ * batches (with ignored targets and targets at the edges of the ranks' vocabulary parts), for both families: step-1
+ * logits within 1e-5 relative, the losses of 10 steps within 1e-4, the replicated
  * parameters' gradients identical on both ranks, the final weights gathered within 1e-4. Runs where MPI is missing.
  */
 class TensorParallelEmulationTest {
@@ -122,11 +123,20 @@ class TensorParallelEmulationTest {
   /** What rank r measured: its losses, step-1 logits, whether the replicated gradients agreed, the gathered model (rank 0). */
   record RankRun(float[] losses, float[] logits, boolean replicatedSame, Map<String, float[]> gathered) {}
 
+  /**
+   * Random batches whose targets include ignored ones (-1, every 5th) and both ends of each rank's vocabulary part (the
+   * vocabulary-parallel cross-entropy's owner lookup at its edges).
+   */
   private static int[][][] batches(ModelConfig cfg) {
     SplittableRandom rnd = new SplittableRandom(11);
-    int n = TensorParallelMain.BATCH * TensorParallelMain.SEQ;
+    int n = TensorParallelMain.BATCH * TensorParallelMain.SEQ, v = cfg.vocabSize();
+    int[] edges = {0, v / 2 - 1, v / 2, v - 1};
     int[][][] b = new int[STEPS][2][n];
-    for (int[][] s : b) for (int[] row : s) for (int i = 0; i < n; i++) row[i] = rnd.nextInt(cfg.vocabSize());
+    for (int[][] s : b) for (int[] row : s) for (int i = 0; i < n; i++) row[i] = rnd.nextInt(v);
+    for (int[][] s : b) {
+      for (int i = 0; i < n; i += 5) s[1][i] = -1;
+      for (int k = 0; k < edges.length; k++) s[1][1 + 5 * k] = edges[k];
+    }
     return b;
   }
 
@@ -163,26 +173,32 @@ class TensorParallelEmulationTest {
     }
   }
 
-  /** Rank 0's and rank 1's runs of tp 2 as threads, {@code train(cfg, c, data, recompute)} each. */
-  static RankRun[] emulate(ModelConfig cfg, int[][][] data, boolean recompute) throws Exception {
-    ThreadRanks ranks = new ThreadRanks(2);
-    ExecutorService pool = Executors.newFixedThreadPool(2);
+  /** Every rank's run of tp {@code size} as threads, {@code train(cfg, c, data, recompute)} each. */
+  static RankRun[] emulate(ModelConfig cfg, int size, int[][][] data, boolean recompute) throws Exception {
+    ThreadRanks ranks = new ThreadRanks(size);
+    ExecutorService pool = Executors.newFixedThreadPool(size);
     List<Future<RankRun>> runs = new ArrayList<>();
     try {
-      for (int r = 0; r < 2; r++) {
+      for (int r = 0; r < size; r++) {
         Communicator c = ranks.member(r);
         runs.add(pool.submit(() -> train(cfg, c, data, recompute)));
       }
-      return new RankRun[] {runs.get(0).get(120, TimeUnit.SECONDS), runs.get(1).get(120, TimeUnit.SECONDS)};
+      RankRun[] out = new RankRun[size];
+      for (int r = 0; r < size; r++) out[r] = runs.get(r).get(120, TimeUnit.SECONDS);
+      return out;
     } finally {
       pool.shutdownNow();
     }
   }
 
-  private static void compare(ModelConfig cfg) throws Exception {
-    RankRun[] both = emulate(cfg, batches(cfg), false);
-    RankRun r0 = both[0], r1 = both[1];
-    assertEquals(Arrays.toString(r0.losses()), Arrays.toString(r1.losses()), "both ranks compute the same loss");
+  private static void compare(ModelConfig cfg, int size) throws Exception {
+    RankRun[] all = emulate(cfg, size, batches(cfg), false);
+    RankRun r0 = all[0];
+    boolean replicatedSame = true;
+    for (RankRun r : all) {
+      assertEquals(Arrays.toString(r0.losses()), Arrays.toString(r.losses()), "every rank computes the same loss");
+      replicatedSame &= r.replicatedSame();
+    }
 
     int[][][] data = batches(cfg);
     float[][] logits = new float[1][];
@@ -199,9 +215,9 @@ class TensorParallelEmulationTest {
         for (int i = 0; i < x.length; i++) weights = Math.max(weights, Math.abs(x[i] - y[i]));
       }
     }
-    String measured = cfg.family().hfModelType() + " emulated tp 2 vs one process: step-1 logits max rel diff " + logit
+    String measured = cfg.family().hfModelType() + " emulated tp " + size + " vs one process: step-1 logits max rel diff " + logit
         + ", loss max abs diff over " + STEPS + " steps " + loss + ", final weights max abs diff " + weights;
-    assertTrue(r0.replicatedSame() && r1.replicatedSame(), "replicated gradients differ between the ranks; " + measured);
+    assertTrue(replicatedSame, "replicated gradients differ between the ranks; " + measured);
     assertTrue(logit <= 1e-5, measured);
     assertTrue(loss <= 1e-4, measured);
     assertTrue(weights <= 1e-4, measured);
@@ -211,11 +227,16 @@ class TensorParallelEmulationTest {
 
   @Test
   void gpt2() throws Exception {
-    compare(TensorParallelSplitTest.GPT2);
+    compare(TensorParallelSplitTest.GPT2, 2);
+  }
+
+  @Test
+  void gpt2OverFourRanksCutsItsVocabularyOf97Unevenly() throws Exception {
+    compare(TensorParallelSplitTest.GPT2, 4);  // rows 24, 24, 24 and 25
   }
 
   @Test
   void llamaWithGqaAndAnUntiedHead() throws Exception {
-    compare(TensorParallelSplitTest.LLAMA);
+    compare(TensorParallelSplitTest.LLAMA, 2);
   }
 }

@@ -60,7 +60,7 @@ class TensorParallelMpiTest {
    * there), in {@link TensorParallelMain}'s {@code bits=} form: each step's loss, then a hash of the final model.
    */
   private static String emulatedBits(ModelConfig cfg) throws Exception {
-    TensorParallelEmulationTest.RankRun r0 = TensorParallelEmulationTest.emulate(cfg, TensorParallelMain.batches(cfg, 20),
+    TensorParallelEmulationTest.RankRun r0 = TensorParallelEmulationTest.emulate(cfg, 2, TensorParallelMain.batches(cfg, 20),
         cfg.family() == Family.LLAMA)[0];
     StringBuilder b = new StringBuilder();
     for (float l : r0.losses()) b.append(Integer.toHexString(Float.floatToRawIntBits(l))).append(',');
