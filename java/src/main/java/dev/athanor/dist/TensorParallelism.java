@@ -31,8 +31,9 @@ import java.util.function.Predicate;
  * gathering of the whole model to rank 0 for saving.
  *
  * <p>Exactness: the row-parallel products and the column-parallel input gradients add per-rank partial sums in rank
- * order, a summation order that differs from one process's GEMM; results agree with one process within rounding (see
- * the tests' measured differences), not bit for bit.
+ * order, a summation order that differs from one process's GEMM, and the vocabulary-parallel cross-entropy puts each
+ * row's log-sum-exp together from the ranks' partial ones; results agree with one process within rounding (see the
+ * tests' measured differences), not bit for bit. The embedding's lookup and its gradient are exact.
  */
 public final class TensorParallelism implements GradientReducer {
   private final Communicator comm;
@@ -137,7 +138,7 @@ public final class TensorParallelism implements GradientReducer {
       for (ParameterStore.Param p : model.parameters().list()) {
         Tensor whole = out == null ? null : Tensor.empty(DType.F32, Device.CPU, TensorParallel.wholeShape(cfg, p.name()));
         if (whole != null) out.put(p.name(), whole);
-        gather(comm, TensorParallel.split(cfg, p.name()), p.master(), whole);
+        gather(comm, TensorParallel.split(cfg, p.name()), TensorParallel.wholeShape(cfg, p.name()), p.master(), whole);
       }
       return out;
     } catch (RuntimeException e) {
@@ -149,37 +150,52 @@ public final class TensorParallelism implements GradientReducer {
   /** Parameter {@code i}'s whole masters and moments to rank 0, for a checkpoint (a collective; see the interface). */
   @Override
   public void gatherParameter(ParameterStore store, AdamW optimizer, int i, Tensor master, Tensor m, Tensor v) {
-    TensorParallel.Split split = TensorParallel.split(cfg, store.list().get(i).name());
-    gather(comm, split, store.view(Role.MASTER, i), master);
-    gather(comm, split, optimizer.firstMoments().get(i), m);
-    gather(comm, split, optimizer.secondMoments().get(i), v);
+    String name = store.list().get(i).name();
+    TensorParallel.Split split = TensorParallel.split(cfg, name);
+    long[] shape = TensorParallel.wholeShape(cfg, name);
+    gather(comm, split, shape, store.view(Role.MASTER, i), master);
+    gather(comm, split, shape, optimizer.firstMoments().get(i), m);
+    gather(comm, split, shape, optimizer.secondMoments().get(i), v);
   }
 
   /**
-   * Every rank's part {@code local} (contiguous host F32) of one tensor cut by {@code split}, put together in {@code
-   * whole} on rank 0 (null elsewhere), bit for bit. A replicated tensor is rank 0's own.
+   * Every rank's part {@code local} (contiguous host F32) of one tensor of shape {@code wholeShape} cut by {@code split},
+   * put together in {@code whole} on rank 0 (null elsewhere), bit for bit. A replicated tensor is rank 0's own.
    */
-  private static void gather(Communicator comm, TensorParallel.Split split, Tensor local, Tensor whole) {
+  private static void gather(Communicator comm, TensorParallel.Split split, long[] wholeShape, Tensor local, Tensor whole) {
     if (split.replicated()) {
       if (whole != null) whole.copyFrom(local);
       return;
     }
     int size = comm.size();
-    long n = local.numel();
-    try (Tensor all = Tensor.empty(DType.F32, Device.CPU, n * size)) {
-      comm.allGather(local, all);  // every rank's part has the same length
+    long[] counts = new long[size];
+    long total = 0;
+    for (int r = 0; r < size; r++) {
+      counts[r] = numel(new TensorParallel(size, r).localShape(split, wholeShape));
+      total += counts[r];
+    }
+    try (Tensor all = Tensor.empty(DType.F32, Device.CPU, total)) {
+      comm.allGatherV(local, all, counts);  // a vocabulary cut may be uneven: each rank its own length
       if (whole == null) return;
       List<Tensor> parts = new ArrayList<>(size);
       try {
+        long at = 0;
         for (int r = 0; r < size; r++) {
-          try (Tensor flat = all.slice(0, r * n, (r + 1) * n)) {
-            parts.add(flat.view(local.shape()));
+          try (Tensor flat = all.slice(0, at, at + counts[r])) {
+            parts.add(flat.view(new TensorParallel(size, r).localShape(split, wholeShape)));
           }
+          at += counts[r];
         }
         TensorParallel.unshard(split, parts, whole);
       } finally {
         parts.forEach(Tensor::close);
       }
     }
+  }
+
+  private static long numel(long[] shape) {
+    long n = 1;
+    for (long d : shape) n *= d;
+    return n;
   }
 }

@@ -153,6 +153,14 @@ public record Footprint(ModelConfig config, Device device, DType computeDtype, L
   }
 
   /**
+   * {@link #stageBufferBytes(ModelConfig, Stage, Device, DType, int, int)} on the busiest of {@code tp} tensor-parallel
+   * ranks (the last, whose vocabulary part is the largest): its logits are its part of the vocabulary.
+   */
+  public static long stageBufferBytes(ModelConfig c, Stage stage, Device device, DType dt, int batch, int seq, int tp) {
+    return saturate(() -> Workspace.bufferBytes(c, stage, device, dt, batch, seq, new TensorParallel(tp, tp - 1)));
+  }
+
+  /**
    * A forward pass over {@code batch} sequences of {@code seq} tokens without training (e.g. scoring): the weights, and
    * the workspace a forward allocates (every block's activations and the gradient buffers, as for training).
    */

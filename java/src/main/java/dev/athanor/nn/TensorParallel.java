@@ -15,7 +15,11 @@ import java.util.Objects;
  * the attention output and the MLP's down projection are row-parallel (each rank multiplies its part of the inner
  * dimension; the partial products are summed over ranks, then the bias is added once). Query heads and GQA key/value
  * heads are split evenly, so rank {@code r} has query heads {@code [r H/tp, (r+1) H/tp)} and the key/value heads they
- * use. Norms, the row-parallel biases, the embeddings and the head are replicated.
+ * use. The token embedding and the untied head are vocabulary-parallel (Megatron style): rank {@code r} holds rows
+ * {@code [V r/tp, V (r+1)/tp)} of the (V, C) table ({@link #vocabStart}; a {@code tp} that does not divide V gives an
+ * uneven cut, no padding), looks up only its tokens (the ranks' lookups are summed) and computes only its columns of
+ * the logits, whose cross-entropy is put together over the ranks from per-row log-sum-exps without forming the whole
+ * (B, T, V) logits. Norms, the row-parallel biases and GPT-2's position embedding are replicated.
  *
  * <p>The store of a rank holds {@link #local} shapes of the Hugging Face tensors ({@link #shard} cuts them, {@link
  * #unshard} puts the ranks' parts back together bit for bit). {@code size 1} is one process: every split is the
@@ -40,8 +44,10 @@ public record TensorParallel(int size, int rank) {
 
   /**
    * How a parameter is cut: dimension {@code dim} of the full tensor is {@code parts} equal segments (3 for GPT-2's fused
-   * {@code c_attn}: q, k, v), and each segment is cut into {@code size} equal chunks; a rank takes its chunk of every
-   * segment, in segment order. {@link #REPLICATED} ({@code dim -1}): every rank holds the whole tensor.
+   * {@code c_attn}: q, k, v), and each segment of length {@code n} is cut into {@code size} chunks, rank {@code r}'s
+   * being {@code [n r/size, n (r+1)/size)} (equal chunks when {@code size} divides {@code n}, as it does for every split
+   * of a block ({@link #check}); the vocabulary may be cut unevenly); a rank takes its chunk of every segment, in segment
+   * order. {@link #REPLICATED} ({@code dim -1}): every rank holds the whole tensor.
    */
   public record Split(int dim, int parts) {
     public static final Split REPLICATED = new Split(-1, 1);
@@ -72,13 +78,22 @@ public record TensorParallel(int size, int rank) {
       throw new IllegalArgumentException("--tp " + size + " does not divide the model's MLP width (intermediate) "
           + cfg.intermediate());
     }
+    if (cfg.vocabSize() < size) {
+      throw new IllegalArgumentException("--tp " + size + " exceeds the model's vocabulary " + cfg.vocabSize()
+          + ": every rank needs rows of the vocabulary-parallel embedding");
+    }
   }
 
-  /** The split of the parameter called {@code name} of a {@code cfg} model. */
+  /**
+   * The split of the parameter called {@code name} of a {@code cfg} model: the single description of what is cut along
+   * which dimension (the model, gathering, checkpoints and the planner all use it).
+   */
   public static Split split(ModelConfig cfg, String name) {
     boolean gpt2 = cfg.family() == Family.GPT2;
     String prefix = gpt2 ? "transformer.h." : "model.layers.";
-    if (!name.startsWith(prefix)) return Split.REPLICATED;  // embeddings, final norm, head
+    // vocabulary-parallel: the token embedding (tied or not) and the untied head, (V, C) cut along V
+    if (name.equals(cfg.embeddingName()) || name.equals("lm_head.weight")) return new Split(0, 1);
+    if (!name.startsWith(prefix)) return Split.REPLICATED;  // position embedding, final norm
     String s = name.substring(name.indexOf('.', prefix.length()) + 1);
     if (gpt2) {
       // Conv1D layout (in, out): column-parallel cuts dim 1 (and the bias), row-parallel dim 0
@@ -110,19 +125,35 @@ public record TensorParallel(int size, int rank) {
   public long[] localShape(Split split, long[] full) {
     long[] s = full.clone();
     if (split.replicated()) return s;
-    long seg = checkDivisible(split, full);
-    s[split.dim()] = seg / size * split.parts();
+    long seg = segment(split, full);
+    s[split.dim()] = (chunkStart(seg, rank + 1) - chunkStart(seg, rank)) * split.parts();
     return s;
   }
 
-  private long checkDivisible(Split split, long[] full) {
+  /** Where rank {@code r}'s chunk of a segment of length {@code seg} starts: {@code seg r / size} (r = size: seg). */
+  public long chunkStart(long seg, int r) {
+    return Math.multiplyExact(seg, (long) r) / size;
+  }
+
+  /** The first vocabulary id of this rank's rows of a vocabulary-parallel table of a {@code cfg} model. */
+  public int vocabStart(ModelConfig cfg) {
+    return (int) chunkStart(cfg.vocabSize(), rank);
+  }
+
+  /** One past the last vocabulary id of this rank's rows of a vocabulary-parallel table of a {@code cfg} model. */
+  public int vocabEnd(ModelConfig cfg) {
+    return (int) chunkStart(cfg.vocabSize(), rank + 1);
+  }
+
+  /** The length of one segment of dimension {@code split.dim()} of {@code full}, which must cut into the split's parts. */
+  private static long segment(Split split, long[] full) {
     if (split.dim() >= full.length) {
       throw new IllegalArgumentException("split dim " + split.dim() + " outside a tensor of rank " + full.length);
     }
     long n = full[split.dim()];
-    if (n % split.parts() != 0 || n / split.parts() % size != 0) {
+    if (n % split.parts() != 0) {
       throw new IllegalArgumentException("dimension " + split.dim() + " of size " + n + " does not cut into " + split.parts()
-          + " part(s) of " + size + " equal chunks");
+          + " equal parts");
     }
     return n / split.parts();
   }
@@ -164,10 +195,10 @@ public record TensorParallel(int size, int rank) {
       local.copyFrom(full);
       return;
     }
-    long seg = checkDivisible(split, full.shape()), chunk = seg / size;
+    long seg = segment(split, full.shape()), lo = chunkStart(seg, rank), chunk = chunkStart(seg, rank + 1) - lo;
     int d = split.dim();
     for (int p = 0; p < split.parts(); p++) {
-      long from = p * seg + rank * chunk;
+      long from = p * seg + lo;
       try (Tensor src = full.slice(d, from, from + chunk); Tensor dst = local.slice(d, p * chunk, (p + 1) * chunk)) {
         dst.copyFrom(src);
       }
@@ -184,11 +215,13 @@ public record TensorParallel(int size, int rank) {
       full.copyFrom(locals.get(0));
       return;
     }
-    long seg = new TensorParallel(size, 0).checkDivisible(split, full.shape()), chunk = seg / size;
+    long seg = segment(split, full.shape());
+    TensorParallel all = new TensorParallel(size, 0);
     int d = split.dim();
     for (int r = 0; r < size; r++) {
+      long lo = all.chunkStart(seg, r), chunk = all.chunkStart(seg, r + 1) - lo;
       for (int p = 0; p < split.parts(); p++) {
-        long to = p * seg + r * chunk;
+        long to = p * seg + lo;
         try (Tensor dst = full.slice(d, to, to + chunk); Tensor src = locals.get(r).slice(d, p * chunk, (p + 1) * chunk)) {
           dst.copyFrom(src);
         }

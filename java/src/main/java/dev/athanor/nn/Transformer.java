@@ -35,8 +35,10 @@ import java.util.Objects;
  * and {@link #forwardCached(KvCache, int[], int, int)}.
  *
  * <p>Tensor parallelism ({@link TensorParallel}): a model built for one rank of {@code tp} holds that rank's part of
- * every block and sums over the ranks inside its forward and backward; the rest of this API is unchanged, and the loss
- * and every replicated parameter come out the same on every rank.
+ * every block and of the vocabulary (token embedding, head: its columns of the logits, whose cross-entropy is put
+ * together over the ranks without the whole logits) and sums over the ranks inside its forward and backward; the rest
+ * of this API is unchanged ({@link #lastLogits()} becomes a collective), and the loss and every replicated parameter
+ * come out the same on every rank.
  *
  * <p>Not thread-safe: one step at a time.
  */
@@ -89,8 +91,8 @@ public final class Transformer implements AutoCloseable {
   /**
    * One tensor-parallel rank's part of one pipeline stage with all-zero parameters: {@code stage}'s units, the blocks'
    * split weights cut as in {@link #Transformer(ModelConfig, Device, DType, TensorParallel, TensorParallel.AllReduce)},
-   * the embedding and the head (when the stage has them) replicated; {@code sum} adds over the stage's tensor-parallel
-   * ranks.
+   * the token embedding and the head (when the stage has them) cut along the vocabulary; {@code sum} adds over the
+   * stage's tensor-parallel ranks.
    */
   public Transformer(ModelConfig config, Device device, DType computeDtype, Stage stage, TensorParallel tp,
       TensorParallel.AllReduce sum) {
@@ -391,9 +393,13 @@ public final class Transformer implements AutoCloseable {
     }
     beforeHead(Pass.FORWARD);
     finalNorm.forward(w.residual[blocks.length], w.normOut, w.normMean, w.normRstd);
-    Ops.gemm(w.normOut, false, headWeight.w(), true, 1f, 0f, null, w.logits);  // (N, V) = x @ W^T
+    Ops.gemm(w.normOut, false, headWeight.w(), true, 1f, 0f, null, w.logits);  // (N, V) = x @ W^T (tp: this rank's V)
     afterHead(Pass.FORWARD);
-    Ops.crossEntropy(w.logits, w.targets, w.losses, w.lse);
+    if (tp.split()) {
+      vocabParallelCrossEntropy(w, targets);
+    } else {
+      Ops.crossEntropy(w.logits, w.targets, w.losses, w.lse);
+    }
     int valid = 0;
     for (int t : targets) if (t >= 0) valid++;
     validTargets = valid;
@@ -404,15 +410,84 @@ public final class Transformer implements AutoCloseable {
     return (float) (sum / valid);
   }
 
+  /**
+   * The cross-entropy of a tensor-parallel rank's logits, its vocabulary columns {@code [lo, hi)}, without the whole
+   * (N, V): each rank's per-row log-sum-exp {@code lse_r} and (on the rank holding the target) {@code lse_r - z_t} are
+   * put together on every rank (a sum over ranks of vectors that are zero but at the rank's place, so exact), and each
+   * row's {@code LSE = m + log(sum_r exp(lse_r - m))} ({@code m} the largest, the sum in rank order in double) and
+   * {@code loss = (lse_owner - z_t) + (LSE - lse_owner)} are computed on the host identically on every rank. Leaves the
+   * global {@code LSE} in {@code w.lse} for the backward and the losses in {@code w.losses}.
+   */
+  private void vocabParallelCrossEntropy(Workspace w, int[] targets) {
+    int n = targets.length, lo = tp.vocabStart(cfg), hi = tp.vocabEnd(cfg), size = tp.size(), me = tp.rank();
+    int[] local = new int[n];
+    for (int i = 0; i < n; i++) local[i] = targets[i] >= lo && targets[i] < hi ? targets[i] - lo : -1;
+    w.targets.copyFrom(local);
+    Ops.crossEntropy(w.logits, w.targets, w.losses, w.lse);
+    float[] lse = w.lse.toFloatArray(), loss = w.losses.toFloatArray();
+    float[] all = new float[2 * n * size];  // (size, 2, n): rank r's lse, then its losses, at its place
+    System.arraycopy(lse, 0, all, 2 * n * me, n);
+    System.arraycopy(loss, 0, all, 2 * n * me + n, n);
+    try (Tensor t = Tensor.of(all, all.length)) {
+      tpSum.allReduceSum(t);
+      all = t.toFloatArray();
+    }
+    TensorParallel whole = new TensorParallel(size, 0);
+    for (int i = 0; i < n; i++) {
+      float m = Float.NEGATIVE_INFINITY;
+      for (int r = 0; r < size; r++) m = Math.max(m, all[2 * n * r + i]);
+      double sum = 0;
+      for (int r = 0; r < size; r++) sum += Math.exp((double) all[2 * n * r + i] - m);
+      lse[i] = (float) (m + Math.log(sum));
+      if (targets[i] < 0) {
+        loss[i] = 0f;
+        continue;
+      }
+      int owner = 0;
+      while (targets[i] >= whole.chunkStart(cfg.vocabSize(), owner + 1)) owner++;
+      loss[i] = all[2 * n * owner + n + i] + (lse[i] - all[2 * n * owner + i]);
+    }
+    w.lse.copyFrom(lse);
+    w.losses.copyFrom(loss);
+    // the backward's targets: this rank's column, the dummy column V_local where another rank holds it, -1 ignored
+    for (int i = 0; i < n; i++) if (local[i] < 0 && targets[i] >= 0) local[i] = hi - lo;
+    w.targets.copyFrom(local);
+  }
+
   /** x0 (N, C) = token embeddings of ids (+ position embeddings for GPT-2; tmp (N, C) is scratch). */
   private void embeddingForward(Tensor ids, Tensor positions, Tensor x0, Tensor tmp) {
     hooks.beforeWeights(embeddingUnit, Pass.FORWARD);
-    Ops.embedding(ids, tokenEmbedding.w(), x0);
+    if (tp.split()) {
+      // vocabulary-parallel: each rank looks up its tokens (zeros for the others'), the lookups summed over the ranks
+      localIds(ids);
+      Ops.embedding(ws.localIds, tokenEmbedding.w(), x0);
+      Ops.mul(x0, ws.vocabMask, x0);
+      tpSum.allReduceSum(x0);
+    } else {
+      Ops.embedding(ids, tokenEmbedding.w(), x0);
+    }
     if (positionEmbedding.w() != null) {
       Ops.embedding(positions, positionEmbedding.w(), tmp);
       Ops.add(x0, tmp, x0);
     }
     hooks.afterWeights(embeddingUnit, Pass.FORWARD);
+  }
+
+  /**
+   * Fills {@code ws.localIds} with {@code ids} as rows of this rank's vocabulary part (0 for another rank's token) and
+   * {@code ws.vocabMask} with 1 on the rows of this rank's tokens, 0 elsewhere.
+   */
+  private void localIds(Tensor ids) {
+    int[] v = ids.toIntArray();
+    int lo = tp.vocabStart(cfg), hi = tp.vocabEnd(cfg), c = cfg.hidden();
+    float[] mask = new float[v.length * c];
+    for (int i = 0; i < v.length; i++) {
+      boolean mine = v[i] >= lo && v[i] < hi;
+      v[i] = mine ? v[i] - lo : 0;
+      if (mine) Arrays.fill(mask, i * c, (i + 1) * c, 1f);
+    }
+    ws.localIds.copyFrom(v);
+    ws.vocabMask.copyFrom(mask);  // 0 and 1 are exact in every compute dtype
   }
 
   private void beforeHead(Pass pass) {
@@ -461,10 +536,13 @@ public final class Transformer implements AutoCloseable {
 
   private void headBackward(Workspace w) {
     beforeHead(Pass.BACKWARD);
-    // logits -> dlogits in place
-    Ops.crossEntropyBackward(w.logits, w.targets, w.lse, w.dlosses, w.logits);
+    // logits -> dlogits in place (tp: softmax with the global LSE; a row whose target another rank holds puts its -1
+    // into the dummy column, so this rank's columns get the softmax alone)
+    Tensor lg = tp.split() ? w.logitsWide : w.logits;
+    Ops.crossEntropyBackward(lg, w.targets, w.lse, w.dlosses, lg);
     Ops.gemm(w.logits, true, w.normOut, false, 1f, 1f, null, headWeight.g());     // (V, C) += dlogits^T @ x
     Ops.gemm(w.logits, false, headWeight.w(), false, 1f, 0f, null, w.d1);         // (N, C) = dlogits @ W
+    tpSum.allReduceSum(w.d1);  // tp: the ranks' vocabulary parts of the input gradient, summed (a column-parallel layer)
     finalNorm.backward(w.d1, w.residual[blocks.length], w.normMean, w.normRstd, w.dres);
     afterHead(Pass.BACKWARD);
     hooks.afterGradients(headUnit);
@@ -487,7 +565,12 @@ public final class Transformer implements AutoCloseable {
     if (stage.embedding()) {
       hooks.beforeWeights(embeddingUnit, Pass.BACKWARD);
       // each row of the table gets the sum of its tokens' gradients added once, after the tied head's contribution
-      Ops.embeddingBackward(w.ids, w.dres, tokenEmbedding.g());
+      if (tp.split()) {  // this rank's rows only: the other ranks' tokens add zeros to its first row
+        Ops.mul(w.dres, w.vocabMask, w.scratch);
+        Ops.embeddingBackward(w.localIds, w.scratch, tokenEmbedding.g());
+      } else {
+        Ops.embeddingBackward(w.ids, w.dres, tokenEmbedding.g());
+      }
       if (positionEmbedding.g() != null) Ops.embeddingBackward(w.positions, w.dres, positionEmbedding.g());
       hooks.afterWeights(embeddingUnit, Pass.BACKWARD);
       hooks.afterGradients(embeddingUnit);
@@ -518,15 +601,28 @@ public final class Transformer implements AutoCloseable {
     return ws.losses.toFloatArray();
   }
 
-  /** Logits of the last forward as a host array (B x T x V, row-major). */
+  /**
+   * Logits of the last forward as a host array (B x T x V, row-major). Under tensor parallelism each rank holds only its
+   * vocabulary columns: this is then a collective (every rank calls it) that puts the whole logits together on every
+   * rank, exactly (a diagnostic: training never forms them).
+   */
   public float[] lastLogits() {
     if (ws == null || ws.logits == null) throw new IllegalStateException("no forward has run");
     if (validTargets < 0) {
       // after backward the buffer holds gradients
       throw new IllegalStateException("the logits buffer was overwritten by backward(); call forward() again");
     }
+    float[] mine;
     try (Tensor c = ws.logits.contiguous(); Tensor f = c.dtype() == DType.F32 ? null : Ops.convert(c, DType.F32)) {
-      return (f == null ? c : f).toFloatArray();
+      mine = (f == null ? c : f).toFloatArray();
+    }
+    if (!tp.split()) return mine;
+    int n = ws.rows, v = cfg.vocabSize(), lo = tp.vocabStart(cfg), w = tp.vocabEnd(cfg) - lo;
+    float[] all = new float[n * v];  // this rank's columns at their place, zeros elsewhere, summed over the ranks
+    for (int i = 0; i < n; i++) System.arraycopy(mine, i * w, all, i * v + lo, w);
+    try (Tensor t = Tensor.of(all, n, v)) {
+      tpSum.allReduceSum(t);
+      return t.toFloatArray();
     }
   }
 

@@ -25,6 +25,9 @@ final class Workspace extends TensorGroup {
   final BlockActs[] blocks;               // one per block, or 1 shared when recomputing
   final Tensor normOut, normMean, normRstd; // final norm: (N, C), (N) F32, (N) F32; head only
   final Tensor logitsBuf, logits;         // (N, Vp) and its (N, V) view; holds dlogits in the backward; head only
+  final Tensor logitsWide;                // tensor-parallel: (N, V+1) view, column V a dummy target; else null
+  final Tensor vocabMask;                 // tensor-parallel embedding: (N, C), 1 where this rank owns the token; else null
+  final Tensor localIds;                  // tensor-parallel embedding: (N) I32, ids as rows of this rank's part; else null
   final Tensor losses, lse, dlosses;      // (N) F32; head only
   // gradient scratch (compute dtype)
   final Tensor dres, d1, d2, dAtt;        // (N, C)
@@ -33,15 +36,19 @@ final class Workspace extends TensorGroup {
   final Tensor dAtth;                     // (B, H, T, D) view of dAtt
   final Tensor scratch;                   // (N, C)
 
-  /** Buffers of a rank under tensor parallelism hold its parts: dAtt (N, C/tp), dF1..dF3 (N, F/tp), dHeads. */
+  /**
+   * Buffers of a rank under tensor parallelism hold its parts: dAtt (N, C/tp), dF1..dF3 (N, F/tp), dHeads, and the
+   * logits of its vocabulary rows (V is then the rank's part of the vocabulary), with one more column the
+   * cross-entropy's backward uses as the target of rows whose target another rank holds.
+   */
   Workspace(ModelConfig c, TensorParallel tp, Stage stage, Device dev, DType dt, int batch, int seq, boolean recompute) {
     this.batch = batch;
     this.seq = seq;
     this.rows = batch * seq;
     boolean gpt2 = c.family() == Family.GPT2;
-    long n = rows, C = c.hidden(), F = tp.localIntermediate(c), V = c.vocabSize();
+    long n = rows, C = c.hidden(), F = tp.localIntermediate(c), V = tp.vocabEnd(c) - tp.vocabStart(c);
     int h = tp.localHeads(c), d = c.headDim();
-    long vp = paddedVocab(dev, V);
+    long vp = paddedVocab(dev, tp.split() ? V + 1 : V);
     boolean head = stage.head();
     try {
       ids = stage.embedding() ? own(Tensor.zeros(DType.I32, dev, n)) : null;
@@ -62,6 +69,9 @@ final class Workspace extends TensorGroup {
       normRstd = head ? own(Tensor.empty(DType.F32, dev, n)) : null;
       logitsBuf = head ? own(Tensor.empty(dt, dev, n, vp)) : null;
       logits = head ? own(logitsBuf.slice(1, 0, V)) : null;
+      logitsWide = head && tp.split() ? own(logitsBuf.slice(1, 0, V + 1)) : null;
+      vocabMask = stage.embedding() && tp.split() ? own(Tensor.empty(dt, dev, n, C)) : null;
+      localIds = stage.embedding() && tp.split() ? own(Tensor.zeros(DType.I32, dev, n)) : null;
       losses = head ? own(Tensor.empty(DType.F32, dev, n)) : null;
       lse = head ? own(Tensor.empty(DType.F32, dev, n)) : null;
       dlosses = head ? own(Tensor.empty(DType.F32, dev, n)) : null;
@@ -96,14 +106,25 @@ final class Workspace extends TensorGroup {
 
   /** The bytes of every other buffer the constructor allocates: ids, the head's, the gradient scratch. */
   static long bufferBytes(ModelConfig c, Stage stage, Device dev, DType dt, int batch, int seq) {
+    return bufferBytes(c, stage, dev, dt, batch, seq, TensorParallel.NONE);
+  }
+
+  /**
+   * {@link #bufferBytes(ModelConfig, Stage, Device, DType, int, int)} of one rank of {@code tp}: its vocabulary part
+   * of the logits (the largest buffer of a small model), the embedding's mask. The blocks' gradient scratch is
+   * counted whole (an upper bound).
+   */
+  static long bufferBytes(ModelConfig c, Stage stage, Device dev, DType dt, int batch, int seq, TensorParallel tp) {
     boolean gpt2 = c.family() == Family.GPT2, head = stage.head(), emb = stage.embedding();
-    long n = (long) batch * seq, C = c.hidden(), F = c.intermediate(), V = c.vocabSize();
-    long vp = paddedVocab(dev, V);
+    long n = (long) batch * seq, C = c.hidden(), F = c.intermediate(), V = tp.vocabEnd(c) - tp.vocabStart(c);
+    long vp = paddedVocab(dev, tp.split() ? V + 1 : V);
     BufferSizes s = new BufferSizes(dev)
         .add((emb ? 1 : 0) + (gpt2 && emb ? 1 : 0) + (head ? 1 : 0), DType.I32, n)  // ids, positions, targets
         .add(5, dt, n, C)                                                            // dres, d1, d2, dAtt, scratch
         .add(gpt2 ? 2 : 3, dt, n, F)                                                 // dF1, dF2, dF3
-        .add(1, BlockActs.Heads.bytes(c, dev, dt, batch, seq));                      // dHeads
+        .add(1, BlockActs.Heads.bytes(c, dev, dt, batch, seq))                       // dHeads
+        .add(emb && tp.split() ? 1 : 0, dt, n, C)                                    // vocabMask
+        .add(emb && tp.split() ? 1 : 0, DType.I32, n);                               // localIds
     if (head) {
       s.add(dt, n, C).add(5, DType.F32, n).add(dt, n, vp);  // normOut; normMean, normRstd, losses, lse, dlosses; logits
     }

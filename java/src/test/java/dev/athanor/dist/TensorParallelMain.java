@@ -18,7 +18,9 @@ import java.util.SplittableRandom;
  * tensor-parallel part from the same seed on the same batches ({@code steps} AdamW steps with clipping; Llama's part with
  * recomputation), and prints the
  * measured differences in one line per family (rank 0): {@code TP family logits=<max |a-b| / max |b| of step 1>
- * loss=<max |loss difference|> weights=<max |w - w_ref| of the gathered final model> replicated=identical|differ}.
+ * loss=<max |loss difference|> weights=<max |w - w_ref| of the gathered final model> replicated=identical|differ
+ * bits=<each step's tensor-parallel loss as hex float bits, then a hash of the gathered final model>} (the last for
+ * comparing with {@link TensorParallelEmulationTest}'s threads, bit for bit).
  * Throws when the ranks' initial or loaded parts are not cuts of the one-process weights, or gathering them does not give
  * those weights back (bit for bit).
  *
@@ -53,34 +55,34 @@ public final class TensorParallelMain {
       }
       tp.setRecompute(cfg.family() == Family.LLAMA);  // Llama's blocks run their forward again in the backward, with its sums
       TensorParallelism reducer = new TensorParallelism(c, cfg);
-      SplittableRandom rnd = new SplittableRandom(7);
+      int[][][] data = batches(cfg, steps);
       double logitDiff = 0, lossDiff = 0;
       boolean replicatedSame = true;
+      StringBuilder bits = new StringBuilder();
       for (int s = 0; s < steps; s++) {
-        int[] in = new int[BATCH * SEQ], tg = new int[BATCH * SEQ];
-        for (int i = 0; i < in.length; i++) {
-          in[i] = rnd.nextInt(cfg.vocabSize());
-          tg[i] = rnd.nextInt(cfg.vocabSize());
-        }
+        int[] in = data[s][0], tg = data[s][1];
         float[][] logits = new float[2][];
         float a = step(ref, refOpt, GradientReducer.NONE, in, tg, lr, logits, 0);
         float b = step(tp, tpOpt, reducer, in, tg, lr, logits, 1);
+        bits.append(Integer.toHexString(Float.floatToRawIntBits(b))).append(',');
         lossDiff = Math.max(lossDiff, Math.abs(a - b));
         if (s == 0) logitDiff = relativeDiff(logits[1], logits[0]);
         replicatedSame &= replicatedGradientsIdentical(c, tp);
       }
       Map<String, Tensor> whole = TensorParallelism.gatherWeights(tp, c);
       double weightDiff = 0;
+      long hash = 0;
       if (whole != null) {
         Map<String, Tensor> mine = ref.weights();
         for (Map.Entry<String, Tensor> e : whole.entrySet()) {
           float[] x = e.getValue().toFloatArray(), y = mine.get(e.getKey()).toFloatArray();
           for (int i = 0; i < x.length; i++) weightDiff = Math.max(weightDiff, Math.abs(x[i] - y[i]));
+          hash = hash(hash, x);
           e.getValue().close();
         }
       }
-      return String.format("TP %s logits=%.3e loss=%.3e weights=%.3e replicated=%s", cfg.family().hfModelType(), logitDiff,
-          lossDiff, weightDiff, replicatedSame ? "identical" : "differ");
+      return String.format("TP %s logits=%.3e loss=%.3e weights=%.3e replicated=%s bits=%s%x", cfg.family().hfModelType(),
+          logitDiff, lossDiff, weightDiff, replicatedSame ? "identical" : "differ", bits, hash);
     }
   }
 
@@ -100,6 +102,25 @@ public final class TensorParallelMain {
     opt.beginStep();
     opt.update(store.all(), Role.GRAD, lr, 0.9f, 0.95f, 1e-8f, 0.1f, clip);
     return loss;
+  }
+
+  /** {@code h} extended by the bits of {@code x}, for comparing models bit for bit. */
+  static long hash(long h, float[] x) {
+    for (float f : x) h = 31 * h + Float.floatToRawIntBits(f);
+    return h;
+  }
+
+  /** {@code steps} batches of (inputs, targets) of {@code BATCH x SEQ} random ids, the same for every caller. */
+  static int[][][] batches(ModelConfig cfg, int steps) {
+    SplittableRandom rnd = new SplittableRandom(7);
+    int[][][] data = new int[steps][2][BATCH * SEQ];
+    for (int[][] s : data) {
+      for (int i = 0; i < BATCH * SEQ; i++) {
+        s[0][i] = rnd.nextInt(cfg.vocabSize());
+        s[1][i] = rnd.nextInt(cfg.vocabSize());
+      }
+    }
+    return data;
   }
 
   /** max |a - b| / max |b|. */

@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.athanor.nn.Footprint;
 import dev.athanor.nn.ModelConfig;
 import dev.athanor.nn.Stage;
 import dev.athanor.nn.TensorParallel;
@@ -44,14 +45,18 @@ class TensorParallelSplitTest {
     return b;
   }
 
-  /** Shards {@code full} for every rank of {@code tp}, checks the parts' shapes, and that unshard gives the same bits. */
+  /**
+   * Shards {@code full} for every rank of {@code tp}, checks the parts' shapes ({@code localShape}, or null for each
+   * rank's own), and that unshard gives the same bits.
+   */
   private static List<Tensor> roundTrip(ModelConfig cfg, String name, Tensor full, int tp, long[] localShape) {
     Split split = TensorParallel.split(cfg, name);
     List<Tensor> parts = new ArrayList<>();
     for (int r = 0; r < tp; r++) {
       TensorParallel t = new TensorParallel(tp, r);
-      assertArrayEquals(localShape, t.localShape(split, full.shape()), name);
-      Tensor part = Tensor.empty(DType.F32, Device.CPU, localShape);
+      long[] want = localShape != null ? localShape : t.localShape(split, full.shape());  // null: the uneven cut's own
+      assertArrayEquals(want, t.localShape(split, full.shape()), name);
+      Tensor part = Tensor.empty(DType.F32, Device.CPU, want);
       t.shard(split, full, part);
       parts.add(part);
     }
@@ -136,13 +141,59 @@ class TensorParallelSplitTest {
     }
     for (ParamSpec s : LLAMA.parameterSpecs()) {
       whole += s.numel();
-      if (s.name().contains("norm") || s.name().contains("embed") || s.name().startsWith("lm_head")) {
-        assertTrue(TensorParallel.split(LLAMA, s.name()).replicated(), s.name());
+      if (s.name().contains("norm")) assertTrue(TensorParallel.split(LLAMA, s.name()).replicated(), s.name());
+      if (s.name().contains("embed") || s.name().startsWith("lm_head")) {
+        assertEquals(new Split(0, 1), TensorParallel.split(LLAMA, s.name()), s.name() + " is vocabulary-parallel");
       }
     }
     long blocks = LLAMA.layers() * LLAMA.blockSpecs(0).stream().mapToLong(ParamSpec::numel).sum();
     long norms = 2L * LLAMA.layers() * LLAMA.hidden();
-    assertEquals(whole - (blocks - norms) / 2, local, "the split block weights are halved, everything else whole");
+    long vocab = 2L * LLAMA.vocabSize() * LLAMA.hidden(), rank1Vocab = 2L * (97 - 48) * LLAMA.hidden();  // embedding, head
+    assertEquals(whole - (blocks - norms) / 2 - vocab + rank1Vocab, local,
+        "the split block weights are halved, rank 1 holds vocabulary rows [48, 97), the norms whole");
+  }
+
+  @Test
+  void vocabularyIsCutIntoUnevenRowRangesAndPutBackBitForBit() {
+    String wte = GPT2.embeddingName();
+    assertEquals(new Split(0, 1), TensorParallel.split(GPT2, wte));
+    assertTrue(TensorParallel.split(GPT2, "transformer.wpe.weight").replicated(), "position embeddings stay whole");
+    long v = GPT2.vocabSize(), c = GPT2.hidden();  // 97 ids: not a multiple of 2 or 4
+    try (Tensor full = distinct(v, c)) {
+      List<Tensor> parts = roundTrip(GPT2, wte, full, 4, null);
+      float[] f = full.toFloatArray();
+      long start = 0;
+      for (int r = 0; r < 4; r++) {
+        TensorParallel t = new TensorParallel(4, r);
+        assertEquals(start, t.vocabStart(GPT2), "rank " + r + " starts where rank " + (r - 1) + " ended");
+        assertEquals(v * (r + 1) / 4, t.vocabEnd(GPT2));
+        float[] p = parts.get(r).toFloatArray();
+        assertEquals((t.vocabEnd(GPT2) - start) * c, p.length, "rank " + r + "'s rows");
+        for (int i = 0; i < p.length; i++) {
+          assertEquals(Float.floatToRawIntBits(f[(int) (start * c) + i]), Float.floatToRawIntBits(p[i]), "rank " + r + " element " + i);
+        }
+        start = t.vocabEnd(GPT2);
+        parts.get(r).close();
+      }
+      assertEquals(v, start, "the ranks' rows cover the vocabulary");
+    }
+    IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+        () -> new TensorParallel(4, 0).check(ModelConfig.llama(3, 32, 2, 32, 4, 4, 48, 10000f, true)));
+    assertTrue(e.getMessage().contains("--tp 4") && e.getMessage().contains("vocabulary 3"), e.getMessage());
+  }
+
+  @Test
+  void aRankSizesOnlyItsVocabularyPartOfTheLogits() {
+    int b = 4, t = 16;
+    long n = (long) b * t, v = GPT2.vocabSize(), c = GPT2.hidden();
+    long one = Footprint.stageBufferBytes(GPT2, Stage.whole(GPT2), Device.CPU, DType.F32, b, t);
+    long two = Footprint.stageBufferBytes(GPT2, Stage.whole(GPT2), Device.CPU, DType.F32, b, t, 2);
+    // the busiest rank's logits: (N, 49 + the cross-entropy's dummy column) instead of (N, 97); the embedding's mask
+    // (N, C) and local ids (N) added
+    long want = one - 4 * n * v + 4 * n * (v - v / 2 + 1) + 4 * n * c + 4 * n;
+    assertTrue(Math.abs(two - want) <= 3 * 4096, "tp 2: " + two + " bytes of buffers, want about " + want + " (one process: "
+        + one + ")");
+    assertTrue(two < one, "tp 2: " + two + " >= one process's " + one);
   }
 
   @Test

@@ -26,8 +26,8 @@ import java.util.Objects;
  *
  * <ul>
  *   <li><b>memory per rank</b> (the busiest pipeline stage): FP32 weights, gradients (twice with accumulation), AdamW's
- *       two moments (divided by dp from ZeRO 1 on) of the stage's parameters (split ones divided by tp; a tied head's
- *       copy of the embeddings on the last stage), plus the activations of the micro-batches the stage keeps in flight
+ *       two moments (divided by dp from ZeRO 1 on) of the stage's parameters (split ones, the vocabulary-parallel
+ *       embedding and head included, divided by tp; a tied head's copy of the embeddings on the last stage), plus the activations of the micro-batches the stage keeps in flight
  *       (1F1B: {@code min(pp − s, M)} on stage {@code s}; not divided by tp, so the estimate errs on the safe side) and
  *       its work buffers, from the same sizes {@link Footprint} uses, and the receive buffers of the deterministic sums;
  *   <li><b>bytes sent per step</b> by the busiest rank: the bytes of its data that its calls deliver to other ranks, once
@@ -201,14 +201,15 @@ public final class ParallelPlanner {
       }
       long inFlight = l.pp() > 1 ? Math.min(l.pp() - s, mb) : 1;
       long acts = Footprint.stageActivationBytes(c, st, job.device(), dt, job.batch(), job.seq(), l.recompute()) * inFlight;
-      long buffers = Footprint.stageBufferBytes(c, st, job.device(), dt, job.batch(), job.seq());
+      long buffers = Footprint.stageBufferBytes(c, st, job.device(), dt, job.batch(), job.seq(), l.tp());
       // the deterministic sums' receive buffers, kept per communicator, plus one element per rank: over dp the gradient
       // (at most 1 GiB per piece; zero 2 folds in pieces of 2^20 elements per rank and also assembles the norm chunk
       // that straddles its shard's start), and the step's micro-batch losses gathered; over tp one activation (B, T, C)
+      // and the vocabulary-parallel cross-entropy's per-row log-sum-exps and losses of every rank (2 B T tp)
       long dpScratch = l.zero() >= 2 ? Math.min(4 * p, 4L * l.dp() << 20) + Math.min(4 * p, 4L << 20)
           : Math.min(4 * p, 1L << 30);
       long scratch = (l.dp() > 1 ? dpScratch + 4L * l.dp() + 4L * mb * (1 + l.dp()) : 0)
-          + (l.tp() > 1 ? 4 * tokens * c.hidden() + 4L * l.tp() : 0);
+          + (l.tp() > 1 ? 4 * tokens * c.hidden() + 4L * l.tp() + 8 * tokens * l.tp() : 0);
       long total = weights + grads + moments + acts + buffers + scratch;
       if (total > best) {
         best = total;
@@ -368,7 +369,9 @@ public final class ParallelPlanner {
   /**
    * {bytes, messages} of tensor-parallel rank {@code t} of stage {@code st} (tp > 1): per micro-batch and block, 4
    * all-reduces of (B×T, C) in the compute dtype (2 forward, 2 backward; 6 with recomputation, whose forward runs
-   * twice), and the norm's all-reduce of one partial per split parameter.
+   * twice), one more for the vocabulary-parallel embedding's lookup (first stage) and one for the head's input gradient
+   * (last stage), the head's cross-entropy's all-reduce of 2 B×T tp F32 (every rank's per-row log-sum-exps and losses),
+   * and the norm's all-reduce of one partial per split parameter.
    */
   private static long[] tpTraffic(Job job, Layout l, PipelineLayout pipeline, int st, int t, int mb) {
     if (l.tp() == 1) return new long[] {0, 0};
@@ -376,11 +379,13 @@ public final class ParallelPlanner {
     Stage stage = pipeline.stage(st);
     long[] one = allReduce((long) job.batch() * job.seq() * c.hidden(), l.tp(), t,
         Transformer.defaultComputeDtype(job.device()).byteSize());
-    long count = (long) mb * stage.blocks() * (l.recompute() ? 6 : 4);
+    long count = (long) mb * (stage.blocks() * (l.recompute() ? 6 : 4) + (stage.embedding() ? 1 : 0) + (stage.head() ? 1 : 0));
     int split = 0;
     for (ParamSpec p : stageSpecs(c, stage)) if (!TensorParallel.split(c, p.name()).replicated()) split++;
     long[] norm = allReduce(split, l.tp(), t, 4);
-    return new long[] {count * one[0] + norm[0], count * one[1] + norm[1]};
+    // the head's vocabulary-parallel cross-entropy: every rank's per-row log-sum-exps and losses, F32, per micro-batch
+    long[] xent = stage.head() ? allReduce(2L * job.batch() * job.seq() * l.tp(), l.tp(), t, 4) : new long[] {0, 0};
+    return new long[] {count * one[0] + norm[0] + mb * xent[0], count * one[1] + norm[1] + mb * xent[1]};
   }
 
   /**
@@ -390,7 +395,7 @@ public final class ParallelPlanner {
   private static long flatParameters(ModelConfig c, Stage st, int tp) {
     long n = 0;
     for (ParamSpec p : stageSpecs(c, st)) {
-      long e = TensorParallel.split(c, p.name()).replicated() || tp == 1 ? p.numel() : p.numel() / tp;
+      long e = rankNumel(c, p, tp);
       n += Math.ceilDiv(e, ParameterStore.ALIGN) * ParameterStore.ALIGN;
     }
     return n;
@@ -411,7 +416,17 @@ public final class ParallelPlanner {
   /** Parameters one rank of stage {@code st} holds under tensor parallel {@code tp} (a tied head's copy included). */
   static long stageParameters(ModelConfig c, Stage st, int tp) {
     long n = 0;
-    for (ParamSpec p : stageSpecs(c, st)) n += TensorParallel.split(c, p.name()).replicated() || tp == 1 ? p.numel() : p.numel() / tp;
+    for (ParamSpec p : stageSpecs(c, st)) n += rankNumel(c, p, tp);
+    return n;
+  }
+
+  /**
+   * The elements of parameter {@code p} on the busiest of {@code tp} ranks, from {@link TensorParallel#split} (the last
+   * rank, whose chunk of an uneven cut, the vocabulary's, is the largest).
+   */
+  private static long rankNumel(ModelConfig c, ParamSpec p, int tp) {
+    long n = 1;
+    for (long d : new TensorParallel(tp, tp - 1).localShape(TensorParallel.split(c, p.name()), p.shape())) n *= d;
     return n;
   }
 
