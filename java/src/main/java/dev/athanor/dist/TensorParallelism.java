@@ -11,7 +11,6 @@ import dev.athanor.params.Role;
 import dev.athanor.runtime.Device;
 import dev.athanor.tensor.DType;
 import dev.athanor.tensor.Tensor;
-import dev.athanor.train.AdamW;
 import dev.athanor.train.GradientReducer;
 import java.util.ArrayList;
 import java.util.HashSet;
@@ -144,15 +143,6 @@ public final class TensorParallelism implements GradientReducer {
       if (out != null) out.values().forEach(Tensor::close);
       throw e;
     }
-  }
-
-  /** Parameter {@code i}'s whole masters and moments to rank 0, for a checkpoint (a collective; see the interface). */
-  @Override
-  public void gatherParameter(ParameterStore store, AdamW optimizer, int i, Tensor master, Tensor m, Tensor v) {
-    TensorParallel.Split split = TensorParallel.split(cfg, store.list().get(i).name());
-    gather(comm, split, store.view(Role.MASTER, i), master);
-    gather(comm, split, optimizer.firstMoments().get(i), m);
-    gather(comm, split, optimizer.secondMoments().get(i), v);
   }
 
   /**
