@@ -482,8 +482,8 @@ public final class CheckpointManager implements AutoCloseable {
 
   /**
    * The manifest's global tensors for {@code model}: its own parameters when it is the whole model; for a pipeline
-   * stage or a tensor-parallel rank, every parameter of the whole model as one process lays it out (names, shapes, flat offsets; the tied
-   * embedding once), so that any layout, one process included, reads the checkpoint.
+   * stage or a tensor-parallel rank, every parameter of the whole model as one process lays it out (names, shapes, flat
+   * offsets; the tied embedding once), so that any layout, one process included, reads the checkpoint.
    */
   static List<Shards.GlobalTensor> globalTensors(Transformer model) {
     ModelConfig cfg = model.config();
@@ -544,6 +544,10 @@ public final class CheckpointManager implements AutoCloseable {
    */
   private List<Shards.Part> tensorParallelParts(Trainer t, List<Shards.GlobalTensor> tensors, int[] local) {
     TensorParallel tp = t.model().tensorParallel();
+    if (tp.size() != ranks.tp() || tp.rank() != ranks.tpRank()) {
+      throw new CheckpointException("the model is tensor-parallel rank " + tp.rank() + " of " + tp.size() + ", the rank group "
+          + "says rank " + ranks.tpRank() + " of " + ranks.tp());
+    }
     int writers = ranks.dp() * tp.size(), me = ranks.replica() * tp.size() + tp.rank();
     List<Shards.Part> parts = new ArrayList<>();
     for (int i = 0; i < tensors.size(); i++) {

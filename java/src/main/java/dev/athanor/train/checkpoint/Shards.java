@@ -424,39 +424,54 @@ final class Shards {
     read(dir, files, reader, role, g, Slice.WHOLE, start, end, dst);
   }
 
+  /** The most elements {@link #read} assembles in host memory at a time (1 GiB of F32). */
+  static final long READ_CHUNK = 1L << 28;
+
   /**
    * Reads elements {@code [start, end)} (row-major) of region {@code target} of role {@code role} of {@code g} into
    * {@code dst} (1-D, {@code end - start} elements, any device) from the pieces of checkpoint {@code dir} that overlap
-   * them, whatever their cut: one piece at a time, each verified against its checksum, through a host buffer of the
-   * target's elements.
+   * them, whatever their cut: one piece at a time, each verified against its checksum, through a host buffer of at most
+   * {@link #READ_CHUNK} elements of the target.
    */
   static void read(Path dir, Map<String, List<Piece>> files, Reader reader, String role, GlobalTensor g, Slice target,
       long start, long end, Tensor dst) {
+    read(dir, files, reader, role, g, target, start, end, dst, READ_CHUNK);
+  }
+
+  /** {@link #read} through host buffers of at most {@code chunk} elements. */
+  static void read(Path dir, Map<String, List<Piece>> files, Reader reader, String role, GlobalTensor g, Slice target,
+      long start, long end, Tensor dst, long chunk) {
+    if (chunk < 1 || chunk > Integer.MAX_VALUE - 8) throw new IllegalArgumentException("read chunk " + chunk + " outside [1, 2^31 - 8)");
     if (g.dtype() != DType.F32) throw new CheckpointException("checkpoint " + dir + ": " + g + " is not F32, which this version reads");
     String problem = target.problem(g.shape());
-    if (problem != null || start < 0 || end <= start || end > target.numel(g.shape()) || end - start > Integer.MAX_VALUE - 8) {
+    if (problem != null || start < 0 || end <= start || end > target.numel(g.shape())) {
       throw new IllegalArgumentException("cannot read elements [" + start + ", " + end + ") of" + target + " of " + g
           + (problem != null ? ": " + problem : ""));
     }
-    float[] out = new float[(int) (end - start)];
-    long covered = 0;
-    for (Map.Entry<String, List<Piece>> f : files.entrySet()) {
-      for (Piece p : f.getValue()) {
-        if (!p.role().equals(role) || !p.tensor().equals(g.name())) continue;
-        List<long[]> runs = overlap(g.shape(), p.slice(), p.start(), p.end(), target, start, end);
-        if (runs.isEmpty()) continue;
-        float[] data = reader.piece(dir, f.getKey(), p);
-        for (long[] r : runs) {
-          System.arraycopy(data, (int) r[0], out, (int) r[1], (int) r[2]);
-          covered += r[2];
+    for (long a = start; a < end; a += chunk) {
+      long b = Math.min(end, a + chunk);
+      float[] out = new float[(int) (b - a)];
+      long covered = 0;
+      for (Map.Entry<String, List<Piece>> f : files.entrySet()) {
+        for (Piece p : f.getValue()) {
+          if (!p.role().equals(role) || !p.tensor().equals(g.name())) continue;
+          List<long[]> runs = overlap(g.shape(), p.slice(), p.start(), p.end(), target, a, b);
+          if (runs.isEmpty()) continue;
+          float[] data = reader.piece(dir, f.getKey(), p);
+          for (long[] r : runs) {
+            System.arraycopy(data, (int) r[0], out, (int) r[1], (int) r[2]);
+            covered += r[2];
+          }
         }
       }
+      if (covered != b - a) {
+        throw new CheckpointException("checkpoint " + dir + ": the pieces of " + role + " " + g.name() + " hold " + covered
+            + " of its elements [" + a + ", " + b + ")" + target);
+      }
+      try (Tensor to = dst.slice(0, a - start, b - start)) {
+        to.copyFrom(out);
+      }
     }
-    if (covered != end - start) {
-      throw new CheckpointException("checkpoint " + dir + ": the pieces of " + role + " " + g.name() + " hold " + covered
-          + " of its elements [" + start + ", " + end + ")" + target);
-    }
-    dst.copyFrom(out);
   }
 
   /**

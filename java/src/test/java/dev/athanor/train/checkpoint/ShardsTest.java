@@ -243,10 +243,11 @@ class ShardsTest {
     return files;
   }
 
+  /** Region {@code s}'s elements {@code [a, b)}, read in host chunks of 5 elements (so also across chunk boundaries). */
   private static float[] readRegion(Path dir, Map<String, List<Shards.Piece>> files, String role, Shards.GlobalTensor g,
       Shards.Slice s, long a, long b) {
     try (Shards.Reader reader = new Shards.Reader(); Tensor dst = Tensor.empty(DType.F32, dev.athanor.runtime.Device.CPU, b - a)) {
-      Shards.read(dir, files, reader, role, g, s, a, b, dst);
+      Shards.read(dir, files, reader, role, g, s, a, b, dst, 5);
       return dst.toFloatArray();
     }
   }
