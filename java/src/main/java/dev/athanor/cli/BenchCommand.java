@@ -196,7 +196,7 @@ final class BenchCommand implements Callable<Integer> {
     OffloadConfig oc = OffloadConfig.NONE;
     if (mode == Mode.TRAIN) {
       offload.check(spec);
-      Communicator c = parallel.options().start(spec, device, !offload.off(), 1, false);
+      Communicator c = parallel.options().start(spec, device, !offload.off(), 1);
       if (c != null) {
         try (TimedCommunicator comm = new TimedCommunicator(c)) {
           return dataParallel(mc, device, b, t, comm);

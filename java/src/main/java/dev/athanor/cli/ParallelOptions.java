@@ -27,7 +27,7 @@ final class ParallelOptions {
       description = "pipeline-parallel stages: the blocks cut into N contiguous stages (the first with the embeddings, the last "
           + "with the head), --tp processes each, trained with the 1F1B schedule; N x --tp processes per data-parallel "
           + "replica (mpirun -np dp*tp*pp). Checkpoints: each stage's ranks write its tensors (format 3), which resume with "
-          + "any layout, and any checkpoint resumes under --pp (not yet with --tp as well). Default: ${DEFAULT-VALUE}")
+          + "any layout, and any checkpoint resumes under --pp (with --tp as well). Default: ${DEFAULT-VALUE}")
   @Options.Range(min = 1)
   int pp;
 
@@ -41,9 +41,10 @@ final class ParallelOptions {
   @Option(names = "--tp", paramLabel = "N", defaultValue = "1",
       description = "tensor-parallel processes, started by mpirun (mpirun -np N ./athanor train ... --tp N): each holds 1/N of "
           + "every block's attention heads and MLP width (Megatron style) and all see the same batches; N must divide the heads, "
-          + "the key/value heads and the MLP width. Checkpoints and the model are gathered to rank 0 in the one-process format "
-          + "(with --dp, by the tensor-parallel group of replica 0). With --dp and --pp: a dp x tp x pp grid, each pipeline "
-          + "stage's blocks split over its tp ranks (checkpoints not yet with --pp); not with --offload. Default: ${DEFAULT-VALUE}")
+          + "the key/value heads and the MLP width. Checkpoints: every rank writes its part (format 3: its slices of the split "
+          + "tensors, its cut of the replicated ones), which resume with any layout; the model is gathered to rank 0 (with "
+          + "--dp, by the tensor-parallel group of replica 0). With --dp and --pp: a dp x tp x pp grid, each pipeline "
+          + "stage's blocks split over its tp ranks; not with --offload. Default: ${DEFAULT-VALUE}")
   @Options.Range(min = 1)
   int tp;
 
@@ -135,11 +136,10 @@ final class ParallelOptions {
   /**
    * Starts the run's communicator: null with {@code --dp 1} (one process), else MPI with exactly {@code dp} processes.
    * A launch that does not match (no mpirun, another process count, a CUDA device) is a usage error naming the flag and
-   * both numbers; a missing MPI is a {@link dev.athanor.dist.CommunicatorException} saying what to install. {@code
-   * checkpoints}: whether the run writes or resumes checkpoints (refused for the layouts that cannot yet).
+   * both numbers; a missing MPI is a {@link dev.athanor.dist.CommunicatorException} saying what to install.
    */
-  Communicator start(CommandSpec spec, Device device, boolean offload, int accum, boolean checkpoints) {
-    return start(spec, device, offload, accum, checkpoints, null);
+  Communicator start(CommandSpec spec, Device device, boolean offload, int accum) {
+    return start(spec, device, offload, accum, null);
   }
 
   /**
@@ -191,16 +191,10 @@ final class ParallelOptions {
     } else {
       autoAccum = choice[4];
     }
-    return start(spec, device, offload, 1, false, c);
+    return start(spec, device, offload, 1, c);
   }
 
-  private Communicator start(CommandSpec spec, Device device, boolean offload, int accum, boolean checkpoints,
-      Communicator opened) {
-    if (tp > 1 && pp > 1 && checkpoints) {
-      throw Options.usage(spec, "--tp " + tp + " with --pp " + pp + ": checkpoints (--checkpoint-dir, --checkpoint-every, "
-          + "--resume) of tensor x pipeline parallel runs are not supported yet; train without them, or with --tp or --pp "
-          + "alone");
-    }
+  private Communicator start(CommandSpec spec, Device device, boolean offload, int accum, Communicator opened) {
     if (pp > 1) {
       if (accum > 1) {
         throw Options.usage(spec, "--accum " + accum + " with --pp " + pp + ": under --pp the micro-batches of a step are "

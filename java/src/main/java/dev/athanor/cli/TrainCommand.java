@@ -315,8 +315,7 @@ final class TrainCommand implements Callable<Integer> {
       comm = parallel.startAuto(spec, device, !offload.off(), world -> autoPlan(world, device, out));
       opt.accum = parallel.autoAccum;
     } else {
-      comm = parallel.start(spec, device, !offload.off(), opt.accum,
-          ckpt.dir != null || ckpt.resume != null || ckpt.every != null);
+      comm = parallel.start(spec, device, !offload.off(), opt.accum);
     }
     if (comm != null) comm = new TimedCommunicator(comm);  // each step's line says how long it spent communicating
     Result r;
@@ -337,8 +336,7 @@ final class TrainCommand implements Callable<Integer> {
   /**
    * --parallel auto on rank 0: the planner's choice for {@code world} processes (printed with its runners-up), from the
    * model, --batch, --seq, --accum (the micro-batches per step over all replicas) and --mem-host per process; --dp, --tp
-   * and --zero given on the command line are kept. With checkpoints, tensor x pipeline layouts are skipped (they cannot
-   * checkpoint yet).
+   * and --zero given on the command line are kept.
    */
   private dev.athanor.dist.plan.ParallelPlanner.Result autoPlan(int world, Device device, PrintStream out) {
     ModelConfig mc = model.config(spec);
@@ -350,10 +348,6 @@ final class TrainCommand implements Callable<Integer> {
         ParallelPlanOutput.memoryPerRank(runtime.memHost, world), hw, parse.hasMatchedOption("--dp") ? parallel.dp : 0,
         parse.hasMatchedOption("--tp") ? parallel.tp : 0, 0, parse.hasMatchedOption("--zero") ? parallel.zero : 0);
     var r = dev.athanor.dist.plan.ParallelPlanner.plan(job);
-    if (ckpt.dir != null || ckpt.resume != null) {
-      var fitting = r.fitting().stream().filter(e -> e.layout().tp() == 1 || e.layout().pp() == 1).toList();
-      r = new dev.athanor.dist.plan.ParallelPlanner.Result(job, fitting.isEmpty() ? null : fitting.get(0), fitting, r.excluded());
-    }
     out.println("--parallel auto:");
     ParallelPlanOutput.print(r, note.toString(), out);
     return r;
@@ -729,8 +723,6 @@ final class TrainCommand implements Callable<Integer> {
       ParallelGrid.Groups groups, PipelineStage pipeline) throws IOException {
     // with --dp, ranks other than 0 get no log (null): they neither write it, nor the checkpoints, nor show progress
     boolean primary = log != null;
-    // --tp: a save gathers from every rank, so a failed step (others may wait in its collectives) saves nothing
-    boolean gathered = model.tensorParallel().split();
     List<StepResult> results = new ArrayList<>();
     if (primary && log.getParent() != null) Files.createDirectories(log.getParent());
     List<String> kept = new ArrayList<>();
@@ -761,11 +753,11 @@ final class TrainCommand implements Callable<Integer> {
         Thread.currentThread().interrupt();
       }
     }, "athanor-sigterm");
-    // data or pipeline parallel: every rank writes its part of each checkpoint (format 3), rank 0 the manifest. --tp
-    // (also dp x tp) gathers to rank 0 in the single-process format instead.
-    boolean sharded = comm != null && comm.size() > 1 && !gathered;
+    // more than one process (dp, tp, pp, any grid of them): every rank writes its part of each checkpoint (format 3),
+    // rank 0 the manifest
+    boolean sharded = comm != null && comm.size() > 1;
     try (CheckpointManager mgr = ck == null || !primary && !sharded ? null : new CheckpointManager(ck.dir(), ck.keep(), ck.async(),
-            ck.runId(), sharded ? rankGroup(comm, groups, zero) : null);
+            ck.runId(), sharded ? rankGroup(comm, groups, zero, model.tensorParallel().size()) : null);
         // ZeRO 3: each rank keeps its shard of the masters; the model's hooks gather a unit's weights before it runs
         ShardedWeights shards = zero == 3 ? ShardedWeights.attach(model, comm) : null;
         Trainer trainer = shards != null ? new Trainer(model, tc, loader, shards)
@@ -807,10 +799,10 @@ final class TrainCommand implements Callable<Integer> {
           try {
             r = trainer.step();
           } catch (RuntimeException e) {
-            throw saveOnFailure(e, trainer, gathered || sharded ? null : mgr, ck, bar);
+            throw saveOnFailure(e, trainer, sharded ? null : mgr, ck, bar);
           } catch (OutOfMemoryError e) {  // Java heap: the model's native memory is intact, so the state can be saved
             throw saveOnFailure(new IllegalStateException("out of Java heap memory: " + e.getMessage(), e), trainer,
-                gathered || sharded ? null : mgr, ck, bar);
+                sharded ? null : mgr, ck, bar);
           }
           results.add(r);
           // an offloaded run's line also carries the step's DISK traffic and stalls (checkpoint saves are not in it)
@@ -821,11 +813,7 @@ final class TrainCommand implements Callable<Integer> {
           w.newLine();
           w.flush();
           if (ck != null && ck.every() > 0 && trainer.nextStep() % ck.every() == 0 && !trainer.done()) {
-            if (mgr != null) {
-              stall = mgr.save(trainer);  // with --dp: every rank writes its part (a collective)
-            } else {
-              CheckpointManager.contribute(trainer);  // --tp: rank 0's save gathers this rank's part
-            }
+            stall = mgr.save(trainer);  // with more than one process: every rank writes its part (a collective)
           }
           ema = Double.isNaN(ema) ? r.loss() : 0.9 * ema + 0.1 * r.loss();
           bar.update(r.step() + 1, String.format(Locale.ROOT, "loss %.3f (avg %.3f) | %s tok/s%s", r.loss(), ema,
@@ -839,8 +827,6 @@ final class TrainCommand implements Callable<Integer> {
             bar.message("stopped by a termination signal at step " + trainer.nextStep() + "; state saved to " + last
                 + "; resume with: athanor train " + String.join(" ", resumeArgs(ck)));
           }
-        } else if (ck != null) {
-          CheckpointManager.contribute(trainer);  // --tp: the final save, on rank 0
         } else if (stop.get()) {
           bar.message("stopped by a termination signal at step " + trainer.nextStep() + " of " + tc.steps()
               + "; nothing was saved: without --checkpoint-dir a run keeps no state to resume from. To be able to stop "
@@ -866,12 +852,12 @@ final class TrainCommand implements Callable<Integer> {
   }
 
   /**
-   * The processes of a run whose every rank writes its part of each checkpoint (format 3): with a grid (a pipeline, dp
-   * × pp), its dp and pp degrees; else every rank a data-parallel replica.
+   * The processes of a run whose every rank writes its part of each checkpoint (format 3): with a grid, its dp, tp and
+   * pp degrees; else every rank a data-parallel replica, or (--tp alone) a tensor-parallel rank.
    */
-  private static RankGroup rankGroup(Communicator comm, ParallelGrid.Groups groups, int zero) {
-    int dp = groups != null ? groups.dp().size() : comm.size(), pp = groups != null ? groups.pp().size() : 1;
-    return new RankGroup(comm.rank(), comm.size(), dp, pp, zero, comm::barrier);
+  private static RankGroup rankGroup(Communicator comm, ParallelGrid.Groups groups, int zero, int tp) {
+    int dp = groups != null ? groups.dp().size() : comm.size() / tp, pp = groups != null ? groups.pp().size() : 1;
+    return new RankGroup(comm.rank(), comm.size(), dp, tp, pp, zero, comm::barrier);
   }
 
   /**

@@ -2,8 +2,6 @@ package dev.athanor.dist;
 
 import dev.athanor.params.ParameterStore;
 import dev.athanor.params.Role;
-import dev.athanor.tensor.Tensor;
-import dev.athanor.train.AdamW;
 import dev.athanor.train.GradientReducer;
 import java.util.Objects;
 
@@ -15,9 +13,7 @@ import java.util.Objects;
  *
  * <p>Exactness: the data-parallel sum adds the replicas in rank order, as one replica with {@code --accum dp} adds its
  * micro-batches, so dp 2 × tp 2 equals tp 2 with accum 2 bit for bit (CPU, deterministic mode); tensor parallelism
- * itself differs from one process within rounding. Checkpoints:
- * replica 0's tensor-parallel group gathers each parameter to global rank 0 ({@link #gatherParameter}), which writes
- * the one-process format.
+ * itself differs from one process within rounding. Checkpoints: every rank writes its own part (format 3).
  */
 public final class DataTensorParallel implements GradientReducer {
   private final DataParallel dp;
@@ -52,22 +48,5 @@ public final class DataTensorParallel implements GradientReducer {
   @Override
   public float gradientNorm(ParameterStore store, Role gradRole) {
     return tp.gradientNorm(store, gradRole);
-  }
-
-  /**
-   * Parameter {@code i} whole on global rank 0 for a checkpoint in the one-process format: the tensor-parallel group of
-   * replica 0 gathers it ({@link TensorParallelism#gatherParameter}, a collective of that group); the other replicas
-   * hold the same bits and take no part (they pass null).
-   */
-  @Override
-  public void gatherParameter(ParameterStore store, AdamW optimizer, int i, Tensor master, Tensor m, Tensor v) {
-    if (dp.communicator().rank() != 0) {
-      if (master != null || m != null || v != null) {
-        throw new IllegalArgumentException("replica " + dp.communicator().rank() + " got tensors to gather into; only "
-            + "replica 0's tensor-parallel rank 0 writes the checkpoint");
-      }
-      return;
-    }
-    tp.gatherParameter(store, optimizer, i, master, m, v);
   }
 }

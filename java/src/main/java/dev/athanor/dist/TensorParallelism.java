@@ -11,7 +11,6 @@ import dev.athanor.params.Role;
 import dev.athanor.runtime.Device;
 import dev.athanor.tensor.DType;
 import dev.athanor.tensor.Tensor;
-import dev.athanor.train.AdamW;
 import dev.athanor.train.GradientReducer;
 import java.util.ArrayList;
 import java.util.HashSet;
@@ -145,17 +144,6 @@ public final class TensorParallelism implements GradientReducer {
       if (out != null) out.values().forEach(Tensor::close);
       throw e;
     }
-  }
-
-  /** Parameter {@code i}'s whole masters and moments to rank 0, for a checkpoint (a collective; see the interface). */
-  @Override
-  public void gatherParameter(ParameterStore store, AdamW optimizer, int i, Tensor master, Tensor m, Tensor v) {
-    String name = store.list().get(i).name();
-    TensorParallel.Split split = TensorParallel.split(cfg, name);
-    long[] shape = TensorParallel.wholeShape(cfg, name);
-    gather(comm, split, shape, store.view(Role.MASTER, i), master);
-    gather(comm, split, shape, optimizer.firstMoments().get(i), m);
-    gather(comm, split, shape, optimizer.secondMoments().get(i), v);
   }
 
   /**

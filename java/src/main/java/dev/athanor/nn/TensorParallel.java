@@ -189,6 +189,19 @@ public record TensorParallel(int size, int rank) {
     return cfg.intermediate() / size;
   }
 
+  /**
+   * The ranges {@code {lo, hi}} along {@code split.dim()} of a tensor of full shape {@code full} that this rank holds, in
+   * the order its local tensor concatenates them along that dim (one per segment: three for GPT-2's {@code c_attn});
+   * none for a replicated split.
+   */
+  public List<long[]> slices(Split split, long[] full) {
+    if (split.replicated()) return List.of();
+    long seg = segment(split, full), lo = chunkStart(seg, rank), hi = chunkStart(seg, rank + 1);  // uneven cuts too
+    List<long[]> l = new ArrayList<>(split.parts());
+    for (int p = 0; p < split.parts(); p++) l.add(new long[] {p * seg + lo, p * seg + hi});
+    return l;
+  }
+
   /** Copies this rank's part of {@code full} (any layout, tier) into {@code local} (shape {@link #localShape}). */
   public void shard(Split split, Tensor full, Tensor local) {
     if (split.replicated()) {

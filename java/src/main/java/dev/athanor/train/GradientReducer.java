@@ -50,19 +50,6 @@ public interface GradientReducer {
   }
 
   /**
-   * Parameter {@code i}'s whole master weights and AdamW moments for a checkpoint, when the replicas hold parts of it
-   * (tensor parallelism; a collective then: every replica calls it for the same parameters in the same order): replica 0
-   * gets them in {@code master}, {@code m} and {@code v} (host F32 tensors of the whole model's shape), the others pass
-   * null. One process: its own, which are whole.
-   */
-  default void gatherParameter(ParameterStore store, AdamW optimizer, int i, Tensor master, Tensor m, Tensor v) {
-    if (master == null) return;
-    master.copyFrom(store.view(Role.MASTER, i));
-    m.copyFrom(optimizer.firstMoments().get(i));
-    v.copyFrom(optimizer.secondMoments().get(i));
-  }
-
-  /**
    * The global norm of the step's gradient in {@code gradRole} (for clipping; every replica gets the same value). One
    * process, or replicas of the whole model: the norm of the store's flat gradient; tensor parallelism adds its ranks'
    * parts.

@@ -231,15 +231,6 @@ public final class Trainer implements AutoCloseable {
     reducer.gatherMoments(store, optimizer, store.range(i), m, v);
   }
 
-  /**
-   * Parameter {@code i}'s whole master weights and moments for a checkpoint of a tensor-parallel model (see {@link
-   * GradientReducer#gatherParameter}; a collective of the ranks): rank 0 passes host F32 tensors of the whole model's
-   * shape, the others null.
-   */
-  public void gatherParameter(int i, Tensor master, Tensor m, Tensor v) {
-    reducer.gatherParameter(store, optimizer, i, master, m, v);
-  }
-
   /** Sets the gradient-reduction phase (e.g. data parallelism); {@link GradientReducer#NONE} by default. */
   public void setGradientReducer(GradientReducer reducer) {
     Objects.requireNonNull(reducer, "reducer");

@@ -2,6 +2,7 @@ package dev.athanor.dist;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.google.gson.JsonObject;
@@ -148,7 +149,7 @@ class TensorParallelTrainTest {
    * dp 2 x tp 2 over 4 processes (the grid's process groups): each data-parallel replica is a tp 2 group, and the
    * replicas' gradients are summed over the data-parallel groups in rank order, so the run equals tp 2 with --accum 2
    * over the same micro-batches bit for bit (every logged step and the gathered final model), also while checkpointing.
-   * Its checkpoints (replica 0's tp group gathered to rank 0, the one-process format) resume under dp 2 x tp 2 and as tp
+   * Its checkpoints (format 3: every rank writes its part, no gathering) resume under dp 2 x tp 2 and as tp
    * 2 with --accum 2 with the uninterrupted run's steps and final weights bit for bit, and as one process with --accum 2
    * with its losses within 1e-4.
    */
@@ -177,9 +178,7 @@ class TensorParallelTrainTest {
 
 
     Path step2 = grid.resolve("ck/step-00000002");
-    for (String file : List.of("model.safetensors", "optimizer.safetensors", "manifest.json")) {
-      assertTrue(Files.isRegularFile(step2.resolve(file)), file + " of dp 2 x tp 2's step-2 checkpoint (one-process format)");
-    }
+    assertPerRank(step2, 2, 2, 1);
     Path again = tmp.resolve("grid-resumed"), toTp = tmp.resolve("grid-to-tp"), toOne = tmp.resolve("grid-to-one");
     resume(4, f, step2, again, "--dp", "2", "--tp", "2", "--threads", "1");
     assertSameSteps(y, steps(again.resolve("log.jsonl")), 2, "dp 2 x tp 2 resumed from its own step-2 checkpoint");
@@ -238,13 +237,81 @@ class TensorParallelTrainTest {
       MpiRunTest.Job a = MpiRunTest.mpirun(2, Main.class.getName(),
           trainArgs("--config", config, n, f.data, tp, "--tp", "2", "--accum", "3", "--threads", "1"), 300);
       assertEquals(0, a.exitCode(), a.output());
-      MpiRunTest.Job b = MpiRunTest.mpirun(4, Main.class.getName(), trainArgs("--config", config, n, f.data, grid,
-          "--tp", "2", "--pp", "2", "--micro-batches", "3", "--threads", "1"), 300);
+      List<String> checkpoints = config.equals(f.config) ? List.of("--checkpoint-dir", grid.resolve("ck").toString(),
+          "--checkpoint-every", "2") : List.of();
+      List<String> gridArgs = new ArrayList<>(trainArgs("--config", config, n, f.data, grid, "--tp", "2", "--pp", "2",
+          "--micro-batches", "3", "--threads", "1"));
+      gridArgs.addAll(checkpoints);
+      MpiRunTest.Job b = MpiRunTest.mpirun(4, Main.class.getName(), gridArgs, 300);
       assertEquals(0, b.exitCode(), b.output());
       assertEquals(1, b.output().split("pipeline parallel: 2 stages", -1).length - 1, "rank 0 alone prints:\n" + b.output());
       assertTrue(b.output().contains("tensor parallel 2"), b.output());
       assertSameRun(tp, grid, n, name + ": tp 2 with --accum 3 vs tp 2 x pp 2", b.output());
     }
+    tensorTimesPipelineCheckpointsResume(f, n);
+  }
+
+  /**
+   * The GPT-2 tp 2 x pp 2 run's checkpoints ({@code n} steps, one at step 2; format 3, every rank its part) resume under
+   * tp 2 x pp 2 and under tp 2 with --accum 3 (the same split) bit for bit: the uninterrupted runs' steps and final
+   * weights. One process's checkpoint (format 2) resumes under tp 2 x pp 2 with its losses within 1e-4.
+   */
+  private void tensorTimesPipelineCheckpointsResume(TrainFixture f, int n) throws Exception {
+    String name = f.config.getFileName().toString().replace(".json", "");  // as the test names the runs
+    Path tp = tmp.resolve("tppp-" + name + "-tp2-accum3"), grid = tmp.resolve("tppp-" + name + "-tp2-pp2");
+    Path step2 = grid.resolve("ck/step-00000002");
+    assertPerRank(step2, 1, 2, 2);
+    Path again = tmp.resolve("tppp-resumed"), toTp = tmp.resolve("tppp-to-tp");
+    List<String> args = new ArrayList<>(trainArgs("--config", f.config, n, f.data, again, "--tp", "2", "--pp", "2",
+        "--micro-batches", "3", "--threads", "1", "--resume", step2.toString(), "--checkpoint-dir", again.resolve("ck").toString()));
+    MpiRunTest.Job j = MpiRunTest.mpirun(4, Main.class.getName(), args, 300);
+    assertEquals(0, j.exitCode(), j.output());
+    assertSameSteps(steps(grid.resolve("log.jsonl")), steps(again.resolve("log.jsonl")), 2, "tp 2 x pp 2 resumed from its step 2");
+    assertEquals(-1, Files.mismatch(grid.resolve("model/model.safetensors"), again.resolve("model/model.safetensors")),
+        "final weights after resuming under tp 2 x pp 2");
+    args = new ArrayList<>(trainArgs("--config", f.config, n, f.data, toTp, "--tp", "2", "--accum", "3", "--threads", "1",
+        "--resume", step2.toString(), "--checkpoint-dir", toTp.resolve("ck").toString()));
+    j = MpiRunTest.mpirun(2, Main.class.getName(), args, 300);
+    assertEquals(0, j.exitCode(), j.output());
+    assertSameSteps(steps(tp.resolve("log.jsonl")), steps(toTp.resolve("log.jsonl")), 2,
+        "tp 2 with --accum 3 resumed from tp 2 x pp 2's step 2");
+    assertEquals(-1, Files.mismatch(tp.resolve("model/model.safetensors"), toTp.resolve("model/model.safetensors")),
+        "final weights after resuming under tp 2 with --accum 3");
+
+    Path one = tmp.resolve("tppp-one"), oneToGrid = tmp.resolve("tppp-one-to-grid");
+    TrainResult r = runHere(trainArgs("--config", f.config, n, f.data, one, "--accum", "3", "--checkpoint-dir",
+        one.resolve("ck").toString(), "--checkpoint-every", "2"));
+    assertEquals(0, r.exitCode(), r.output());
+    assertTrue(Files.isRegularFile(one.resolve("ck/step-00000002/model.safetensors")), "one process: format 2");
+    j = MpiRunTest.mpirun(4, Main.class.getName(), trainArgs("--config", f.config, n, f.data, oneToGrid, "--tp", "2", "--pp",
+        "2", "--micro-batches", "3", "--threads", "1", "--resume", one.resolve("ck/step-00000002").toString(),
+        "--checkpoint-dir", oneToGrid.resolve("ck").toString()), 300);
+    assertEquals(0, j.exitCode(), j.output());
+    assertClose(steps(one.resolve("log.jsonl")), steps(oneToGrid.resolve("log.jsonl")), 2,
+        "tp 2 x pp 2 resumed from one process's step-2 checkpoint");
+  }
+
+  /**
+   * {@code checkpoint} is format 3 written by every rank of a dp × tp × pp run: one file per rank, the layout in the
+   * manifest, and pieces of split tensors cut along a dim (no rank gathers the whole model).
+   */
+  private static void assertPerRank(Path checkpoint, int dp, int tp, int pp) throws IOException {
+    int size = dp * tp * pp;
+    assertFalse(Files.exists(checkpoint.resolve("model.safetensors")), checkpoint + ": no one-process model file");
+    JsonObject m = JsonParser.parseString(Files.readString(checkpoint.resolve("manifest.json"))).getAsJsonObject();
+    assertEquals(3, m.get("format_version").getAsInt(), checkpoint.toString());
+    JsonObject layout = m.getAsJsonObject("layout");
+    assertEquals(List.of(size, dp, tp, pp), List.of(layout.get("world_size").getAsInt(), layout.get("dp").getAsInt(),
+        layout.get("tp").getAsInt(), layout.get("pp").getAsInt()), "layout of " + checkpoint);
+    long sliced = 0;
+    for (int r = 0; r < size; r++) {
+      String file = "rank-" + r + "-of-" + size + ".safetensors";
+      assertTrue(Files.isRegularFile(checkpoint.resolve(file)), file + " of " + checkpoint);
+      for (var p : m.getAsJsonObject("files").getAsJsonObject(file).getAsJsonArray("pieces")) {
+        if (p.getAsJsonObject().has("dim")) sliced++;
+      }
+    }
+    assertTrue(sliced > 0, checkpoint + ": no piece of a split tensor is cut along a dim");
   }
 
   /**
@@ -287,8 +354,10 @@ class TensorParallelTrainTest {
   }
 
   /**
-   * Checkpoints written under --tp 2 hold the whole model in the one-process format and resume as one process; one
-   * process's checkpoint resumes under --tp 2 (each rank cutting its part). Losses within 1e-4 of the uninterrupted run.
+   * Checkpoints written under --tp 2 are format 3, every rank writing its part, and resume as one process with losses
+   * within 1e-4 of the uninterrupted one-process run, and under --tp 2 with the --tp 2 run's steps and final weights bit
+   * for bit. (One process's checkpoint resuming under tensor parallelism: {@link
+   * #tensorTimesPipelineEqualsTensorParallelWithAccumulationBitForBit}.)
    */
   @Test
   void checkpointsResumeAcrossTheLayouts() throws Exception {
@@ -304,16 +373,8 @@ class TensorParallelTrainTest {
     assertEquals(0, j.exitCode(), j.output());
     List<JsonObject> reference = steps(one.resolve("log.jsonl"));
     assertClose(reference, steps(tp.resolve("log.jsonl")), 0, "--tp 2 with checkpoints");
-    Path oneStep3 = one.resolve("ck/step-00000003"), tpStep3 = tp.resolve("ck/step-00000003");
-    for (String file : List.of("model.safetensors", "optimizer.safetensors")) {
-      try (var x = dev.athanor.io.safetensors.SafetensorsFile.open(oneStep3.resolve(file));
-          var y = dev.athanor.io.safetensors.SafetensorsFile.open(tpStep3.resolve(file))) {
-        assertEquals(List.copyOf(x.entries().keySet()), List.copyOf(y.entries().keySet()), file + ": the one-process layout");
-        for (String k : x.entries().keySet()) {
-          assertArrayEquals(x.entries().get(k).shape(), y.entries().get(k).shape(), file + ": " + k);
-        }
-      }
-    }
+    Path tpStep3 = tp.resolve("ck/step-00000003");
+    assertPerRank(tpStep3, 1, 2, 1);
 
     Path toOne = tmp.resolve("ck-to-one"), toTp = tmp.resolve("ck-to-tp");
     r = runHere(trainArgs("--config", f.config, 6, f.data, toOne, "--resume", tpStep3.toString(), "--checkpoint-dir",
@@ -321,9 +382,11 @@ class TensorParallelTrainTest {
     assertEquals(0, r.exitCode(), r.output());
     assertClose(reference, steps(toOne.resolve("log.jsonl")), 3, "one process resumed from --tp 2's step-3 checkpoint");
     j = MpiRunTest.mpirun(2, Main.class.getName(), trainArgs("--config", f.config, 6, f.data, toTp, "--resume",
-        oneStep3.toString(), "--checkpoint-dir", toTp.resolve("ck").toString(), "--tp", "2", "--threads", "1"), 300);
+        tpStep3.toString(), "--checkpoint-dir", toTp.resolve("ck").toString(), "--tp", "2", "--threads", "1"), 300);
     assertEquals(0, j.exitCode(), j.output());
-    assertClose(reference, steps(toTp.resolve("log.jsonl")), 3, "--tp 2 resumed from one process's step-3 checkpoint");
+    assertSameSteps(steps(tp.resolve("log.jsonl")), steps(toTp.resolve("log.jsonl")), 3, "--tp 2 resumed from its step-3 checkpoint");
+    assertEquals(-1, Files.mismatch(tp.resolve("model/model.safetensors"), toTp.resolve("model/model.safetensors")),
+        "final weights after resuming under --tp 2");
   }
 
   /** {@code b}'s steps from {@code from} on have {@code a}'s losses within 1e-4 (the measured difference in the message). */

@@ -41,8 +41,8 @@ import java.util.zip.CRC32C;
  * <p>Format version 3 is written by runs of more than one process: each rank's file holds the pieces of the state it
  * owns (a pipeline stage's ranks: of its tensors only), and the manifest lists the whole model's global tensors, the
  * writer's layout and every piece (see {@code Shards}). Restoring reads only the pieces overlapping what this process
- * keeps, so it too resumes with any process count, pipeline stages and ZeRO stage (a tensor-parallel rank: whole tensors,
- * cut here).
+ * keeps, so it too resumes with any process count, pipeline stages, tensor-parallel ranks and ZeRO stage (a
+ * tensor-parallel rank reads its slices of the split tensors).
  *
  * <p>Format version 2 added the manifest's checksum ({@code manifest_crc32c}) and the run id ({@code run_id}).
  * Version 1 checkpoints are still read ({@link #legacy()}): their data files are verified but their manifest cannot
@@ -284,8 +284,8 @@ public final class Checkpoint {
   /**
    * Format 3: each parameter's masters in full and the moments this optimizer keeps (its shard's part, or all), read
    * from the pieces that overlap them, one piece at a time. A pipeline stage reads its own parameters only (its copy of
-   * a tied embedding from the tensor the first stage wrote); a tensor-parallel rank reads each whole tensor and keeps
-   * its part.
+   * a tied embedding from the tensor the first stage wrote); a tensor-parallel rank reads the slices of the global
+   * tensors it holds ({@link TensorParallel#slices}), whatever cut wrote them.
    */
   private void restorePieces(Trainer t) {
     ParameterStore store = t.model().parameters();
@@ -311,12 +311,18 @@ public final class Checkpoint {
               + " where this model has " + p.name() + " " + java.util.Arrays.toString(shape));
         }
         long n = g.numel();
-        if (tp.split() && !split.replicated()) {  // the whole tensor through host memory, of which this rank keeps its part
+        if (tp.split() && !split.replicated()) {  // each slice this rank holds, through host memory, into its place
           List<Tensor> dsts = List.of(p.master(), opt.firstMoments().get(i), opt.secondMoments().get(i));
           for (int k = 0; k < Shards.ROLES.size(); k++) {
-            try (Tensor all = Tensor.empty(DType.F32, Device.CPU, shape); Tensor flat = all.view(n)) {
-              Shards.read(dir, files, reader, Shards.ROLES.get(k), g, 0, n, flat);
-              tp.shard(split, all, dsts.get(k));
+            long at = 0;
+            for (long[] held : tp.slices(split, shape)) {
+              Shards.Slice s = new Shards.Slice(split.dim(), held[0], held[1]);
+              try (Tensor part = Tensor.empty(DType.F32, Device.CPU, s.shape(shape)); Tensor flat = part.view(s.numel(shape));
+                  Tensor to = dsts.get(k).slice(split.dim(), at, at + held[1] - held[0])) {
+                Shards.read(dir, files, reader, Shards.ROLES.get(k), g, s, 0, s.numel(shape), flat);
+                to.copyFrom(part);
+              }
+              at += held[1] - held[0];
             }
           }
           continue;

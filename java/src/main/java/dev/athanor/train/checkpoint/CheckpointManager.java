@@ -56,9 +56,10 @@ import java.util.regex.Pattern;
  * manager of a multi-process run ({@link RankGroup}) writes format version 3 instead: every rank writes its part into
  * {@code rank-<r>-of-<N>.safetensors} and rank 0 the manifest of global tensors and pieces ({@code Shards}), in a
  * temporary directory shared by the ranks, committed after a barrier (see {@link #save}); a pipeline stage's ranks write
- * its tensors only, and the manifest lists the whole model's. Either format resumes with any process count, pipeline
- * stages and ZeRO stage. ({@link #contribute} serves a caller that writes the single-process format from rank 0 of a
- * run that gathers there: the moments of a ZeRO 1 run, the parts of a tensor-parallel one.)
+ * its tensors only, a tensor-parallel rank its slices of the split tensors (and its cut of the replicated ones), and the
+ * manifest lists the whole model's global tensors. Either format resumes with any process count, pipeline stages,
+ * tensor-parallel ranks and ZeRO stage. ({@link #contribute} serves a caller that writes the single-process format from
+ * rank 0 of a run that gathers there: the moments of a ZeRO 1 run.)
  *
  * <p><b>Runs.</b> Every checkpoint records the id of the run that wrote it ({@link #newRunId()} for a new run; a
  * resumed run keeps the id of the checkpoint it resumed from). A manager only ever deletes (rotates away or
@@ -167,14 +168,11 @@ public final class CheckpointManager implements AutoCloseable {
     Tier mTier = t.optimizer().onDisk(Role.ADAM_M) ? Tier.DISK : Tier.HOST;
     Tier vTier = t.optimizer().onDisk(Role.ADAM_V) ? Tier.DISK : Tier.HOST;
     Tier pTier = t.model().parameters().isPaged(Role.MASTER) ? Tier.DISK : Tier.HOST;  // weights offloaded: the same
-    boolean tp = t.model().tensorParallel().split();
-    dev.athanor.nn.ModelConfig cfg = t.model().config();
     inFlight = writer.submit(() -> {
       Snapshot s = new Snapshot();
       try {
         for (ParameterStore.Param p : ps) {
-          // a tensor-parallel rank 0 snapshots the whole tensors its save gathers
-          long[] shape = tp ? TensorParallel.wholeShape(cfg, p.name()) : p.spec().shape();
+          long[] shape = p.spec().shape();
           s.params.put(p.name(), Tensor.zeros(p.master().dtype(), Device.CPU, pTier, shape).detach());
           s.moments.put("m." + p.name(), Tensor.zeros(DType.F32, Device.CPU, mTier, shape).detach());
           s.moments.put("v." + p.name(), Tensor.zeros(DType.F32, Device.CPU, vTier, shape).detach());
@@ -234,11 +232,6 @@ public final class CheckpointManager implements AutoCloseable {
    * saves). Nothing when the optimizer is not sharded (replica 0 then holds every moment itself).
    */
   public static void contribute(Trainer t) {
-    if (t.model().tensorParallel().split()) {  // tensor parallel: rank 0's save gathers every part
-      int n = t.model().parameters().list().size();
-      for (int i = 0; i < n; i++) t.gatherParameter(i, null, null, null);
-      return;
-    }
     if (t.optimizer().shard() == null) return;
     int n = t.model().parameters().list().size();
     for (int i = 0; i < n; i++) t.gatherMoments(i, null, null);
@@ -422,7 +415,9 @@ public final class CheckpointManager implements AutoCloseable {
       List<Shards.GlobalTensor> tensors = globalTensors(t.model());
       int[] local = localIndices(t.model(), tensors);
       String file = Shards.fileName(ranks.rank(), ranks.size());
-      List<Shards.Piece> pieces = Shards.write(tmp.resolve(file), tensors, parts(t, tensors, local), views(t, local));
+      boolean tp = t.model().tensorParallel().split();
+      List<Shards.Piece> pieces = Shards.write(tmp.resolve(file), tensors, tp ? tensorParallelParts(t, tensors, local)
+          : parts(t, tensors, local), tp ? tensorParallelViews(t, local) : views(t, local));
       JsonObject info = new JsonObject();
       info.addProperty("bytes", Files.size(tmp.resolve(file)));
       info.addProperty("crc32c", Checkpoint.crc32c(tmp.resolve(file)));
@@ -450,7 +445,7 @@ public final class CheckpointManager implements AutoCloseable {
       layout.addProperty("world_size", ranks.size());
       layout.addProperty("dp", ranks.dp());
       layout.addProperty("zero", ranks.zero());
-      layout.addProperty("tp", 1);
+      layout.addProperty("tp", ranks.tp());
       layout.addProperty("pp", ranks.pp());
       m.add("layout", layout);
       m.add("tensors", Shards.tensorsJson(tensors));
@@ -487,16 +482,12 @@ public final class CheckpointManager implements AutoCloseable {
 
   /**
    * The manifest's global tensors for {@code model}: its own parameters when it is the whole model; for a pipeline
-   * stage, every parameter of the whole model as one process lays it out (names, shapes, flat offsets; the tied
-   * embedding once), so that any layout, one process included, reads the checkpoint.
+   * stage or a tensor-parallel rank, every parameter of the whole model as one process lays it out (names, shapes, flat
+   * offsets; the tied embedding once), so that any layout, one process included, reads the checkpoint.
    */
   static List<Shards.GlobalTensor> globalTensors(Transformer model) {
-    if (model.tensorParallel().split()) {
-      throw new CheckpointException("a tensor-parallel rank's parameters are parts of the global tensors; its checkpoint "
-          + "is gathered to rank 0 (format " + Checkpoint.SINGLE_PROCESS_FORMAT_VERSION + ") instead");
-    }
     ModelConfig cfg = model.config();
-    if (model.stage().equals(Stage.whole(cfg))) return globalTensors(model.parameters());
+    if (model.stage().equals(Stage.whole(cfg)) && !model.tensorParallel().split()) return globalTensors(model.parameters());
     List<Shards.GlobalTensor> l = new ArrayList<>();
     long at = 0;
     for (List<ParamSpec> unit : cfg.parameterUnits(Stage.whole(cfg)).values()) {
@@ -546,6 +537,67 @@ public final class CheckpointManager implements AutoCloseable {
   }
 
   /**
+   * The parts of the global tensors a tensor-parallel rank writes, as {@link TensorParallel#split} cuts each parameter it
+   * writes ({@code local}): of a split tensor, its slices ({@link TensorParallel#slices}), each cut along the same dim
+   * between the data-parallel replicas (so every piece is a whole slice, a strided view of its tensor); of a replicated
+   * tensor, its cut of the flat elements between the stage's dp × tp ranks. Every element is written once.
+   */
+  private List<Shards.Part> tensorParallelParts(Trainer t, List<Shards.GlobalTensor> tensors, int[] local) {
+    TensorParallel tp = t.model().tensorParallel();
+    if (tp.size() != ranks.tp() || tp.rank() != ranks.tpRank()) {
+      throw new CheckpointException("the model is tensor-parallel rank " + tp.rank() + " of " + tp.size() + ", the rank group "
+          + "says rank " + ranks.tpRank() + " of " + ranks.tp());
+    }
+    int writers = ranks.dp() * tp.size(), me = ranks.replica() * tp.size() + tp.rank();
+    List<Shards.Part> parts = new ArrayList<>();
+    for (int i = 0; i < tensors.size(); i++) {
+      if (local[i] < 0) continue;
+      Shards.GlobalTensor g = tensors.get(i);
+      TensorParallel.Split split = TensorParallel.split(t.model().config(), g.name());
+      if (split.replicated()) {
+        Range r = RankGroup.cut(g.numel(), me, writers);
+        if (!r.isEmpty()) parts.add(new Shards.Part(i, r.start(), r.end()));
+        continue;
+      }
+      for (long[] s : tp.slices(split, g.shape())) {
+        Range r = RankGroup.cut(s[1] - s[0], ranks.replica(), ranks.dp());
+        if (r.isEmpty()) continue;
+        Shards.Slice slice = new Shards.Slice(split.dim(), s[0] + r.start(), s[0] + r.end());
+        parts.add(new Shards.Part(i, slice, 0, slice.numel(g.shape())));
+      }
+    }
+    return parts;
+  }
+
+  /**
+   * A tensor-parallel rank's masters and moments as {@link Shards.Views} of the global tensors ({@code local}: the
+   * parameter holding each): a slice of a split tensor is the strided view of the rank's tensor that holds it.
+   */
+  private static Shards.Views tensorParallelViews(Trainer t, int[] local) {
+    TensorParallel tp = t.model().tensorParallel();
+    ParameterStore store = t.model().parameters();
+    AdamW opt = t.optimizer();
+    return (role, part) -> {
+      int i = local[part.tensor()];
+      Tensor mine = role.equals("master") ? store.list().get(i).master()
+          : (role.equals("adam_m") ? opt.firstMoments() : opt.secondMoments()).get(i);
+      Shards.Slice s = part.slice();
+      if (s.whole()) {
+        try (Tensor flat = mine.view(-1)) {
+          return flat.slice(0, part.start(), part.end());
+        }
+      }
+      String name = store.list().get(i).name();
+      long at = 0;  // where the slice holding s starts in this rank's tensor
+      for (long[] held : tp.slices(TensorParallel.split(t.model().config(), name), TensorParallel.wholeShape(t.model().config(), name))) {
+        if (held[0] <= s.lo() && s.hi() <= held[1]) return mine.slice(s.dim(), at + s.lo() - held[0], at + s.hi() - held[0]);
+        at += held[1] - held[0];
+      }
+      throw new IllegalStateException(name + s + " is not held by tensor-parallel rank " + tp.rank());
+    };
+  }
+
+  /**
    * The trainer's masters and moments as {@link Shards.Views} of the global tensors ({@code local}: the parameter holding
    * each; the moments of a sharded optimizer: its shard's only; the masters under ZeRO 3 too, which then are the
    * optimizer's).
@@ -553,8 +605,9 @@ public final class CheckpointManager implements AutoCloseable {
   private static Shards.Views views(Trainer t, int[] local) {
     ParameterStore store = t.model().parameters();
     AdamW opt = t.optimizer();
-    return (role, g, a, b) -> {
-      int i = local[g];
+    return (role, part) -> {
+      int i = local[part.tensor()];
+      long a = part.start(), b = part.end();
       Range flat = new Range(store.range(i).start() + a, store.range(i).start() + b);
       if (role.equals("master")) return opt.holdsMasters() ? opt.shardMasters(flat) : store.slice(Role.MASTER, flat);
       Role r = role.equals("adam_m") ? Role.ADAM_M : Role.ADAM_V;
@@ -780,19 +833,9 @@ public final class CheckpointManager implements AutoCloseable {
       this.trainConfig = t.config();
       List<ParameterStore.Param> ps = t.model().parameters().list();
       if (params.size() != ps.size() || !params.containsKey(ps.get(0).name())) close();  // another model: start over
-      if (t.model().tensorParallel().split()) {  // tensor parallel: each parameter gathered whole, one at a time
-        for (int i = 0; i < ps.size(); i++) {
-          String name = ps.get(i).name();
-          long[] shape = TensorParallel.wholeShape(modelConfig, name);
-          try (Tensor w = Tensor.empty(DType.F32, Device.CPU, shape); Tensor m = Tensor.empty(DType.F32, Device.CPU, shape);
-              Tensor v = Tensor.empty(DType.F32, Device.CPU, shape)) {
-            t.gatherParameter(i, w, m, v);
-            refill(params, name, w);
-            refill(moments, "m." + name, m);
-            refill(moments, "v." + name, v);
-          }
-        }
-        return;
+      if (t.model().tensorParallel().split()) {
+        throw new CheckpointException("a tensor-parallel rank's checkpoint is written by every rank (format "
+            + Checkpoint.FORMAT_VERSION + "): construct the manager with a RankGroup");
       }
       if (t.optimizer().shard() != null) {  // ZeRO 1: gathered from the replicas one parameter at a time
         for (int i = 0; i < ps.size(); i++) {

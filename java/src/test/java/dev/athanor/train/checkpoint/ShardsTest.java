@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.google.gson.JsonObject;
+import dev.athanor.nn.TensorParallel;
 import dev.athanor.params.Range;
 import dev.athanor.tensor.DType;
 import dev.athanor.tensor.Tensor;
@@ -58,18 +59,23 @@ class ShardsTest {
     JsonObject files = new JsonObject();
     for (int r = 0; r < n; r++) {
       String name = Shards.fileName(r, n);
-      List<Shards.Piece> pieces = Shards.write(dir.resolve(name), TENSORS, part(FLAT, r, n), (role, i, a, b) -> {
-        long off = TENSORS.get(i).offset();
-        float[] f = java.util.Arrays.copyOfRange(state.get(role), (int) (off + a), (int) (off + b));
+      List<Shards.Piece> pieces = Shards.write(dir.resolve(name), TENSORS, part(FLAT, r, n), (role, p) -> {
+        long off = TENSORS.get(p.tensor()).offset();
+        float[] f = java.util.Arrays.copyOfRange(state.get(role), (int) (off + p.start()), (int) (off + p.end()));
         return Tensor.of(f, f.length);
       });
-      JsonObject info = new JsonObject();
-      info.addProperty("bytes", Files.size(dir.resolve(name)));
-      info.addProperty("crc32c", Checkpoint.crc32c(dir.resolve(name)));
-      info.add("pieces", Shards.piecesJson(pieces));
-      files.add(name, info);
+      files.add(name, record(dir.resolve(name), pieces));
     }
     return files;
+  }
+
+  /** A rank file's record in the manifest: its size, checksum and pieces. */
+  private static JsonObject record(Path file, List<Shards.Piece> pieces) throws Exception {
+    JsonObject info = new JsonObject();
+    info.addProperty("bytes", Files.size(file));
+    info.addProperty("crc32c", Checkpoint.crc32c(file));
+    info.add("pieces", Shards.piecesJson(pieces));
+    return info;
   }
 
   private static float[] read(Path dir, Map<String, List<Shards.Piece>> files, String role, Shards.GlobalTensor g, long a,
@@ -152,11 +158,216 @@ class ShardsTest {
   }
 
   @Test
-  void aTensorParallelPieceIsRefusedByName() throws Exception {
-    Path dir = tmp.resolve("tp");
+  void aPieceWithADimButNoSliceIsRefused() throws Exception {
+    Path dir = tmp.resolve("dim");
     JsonObject filesJson = writeAll(dir, state(), 1);
     filesJson.getAsJsonObject("rank-0-of-1.safetensors").getAsJsonArray("pieces").get(0).getAsJsonObject().addProperty("dim", 0);
     CheckpointException e = assertThrows(CheckpointException.class, () -> Shards.pieces(filesJson, TENSORS, "m.json"));
-    assertTrue(e.getMessage().contains("tensor-parallel piece"), e.getMessage());
+    assertTrue(e.getMessage().contains("a dim but no slice"), e.getMessage());
+  }
+
+  // ---------------------------------------------------------------- tensor-parallel pieces (dim and slice)
+
+  /** A fused q|k|v weight split along dim 1 in 3 segments, a row-parallel weight split along dim 0, a replicated norm. */
+  private static final List<Shards.GlobalTensor> TP_TENSORS = List.of(
+      new Shards.GlobalTensor("qkv", DType.F32, new long[] {4, 12}, 0),
+      new Shards.GlobalTensor("down", DType.F32, new long[] {8, 3}, 48),
+      new Shards.GlobalTensor("norm", DType.F32, new long[] {5}, 72));
+  private static final List<TensorParallel.Split> TP_SPLITS = List.of(new TensorParallel.Split(1, 3),
+      new TensorParallel.Split(0, 1), TensorParallel.Split.REPLICATED);
+
+  /** Each role's values of each of {@link #TP_TENSORS}, by role then tensor. */
+  private static Map<String, List<float[]>> tpState() {
+    Random rnd = new Random(7);
+    Map<String, List<float[]>> s = new java.util.LinkedHashMap<>();
+    for (String role : Shards.ROLES) {
+      List<float[]> l = new java.util.ArrayList<>();
+      for (Shards.GlobalTensor g : TP_TENSORS) {
+        float[] f = new float[(int) g.numel()];
+        for (int e = 0; e < f.length; e++) f[e] = Float.intBitsToFloat(rnd.nextInt() & 0x3fffffff);
+        l.add(f);
+      }
+      s.put(role, l);
+    }
+    return s;
+  }
+
+  /** Elements {@code [a, b)} (row-major) of region {@code s} of {@code whole} (shape {@code shape}). */
+  private static float[] region(float[] whole, long[] shape, Shards.Slice s, long a, long b) {
+    try (Tensor all = Tensor.of(whole, shape); Tensor part = s.whole() ? all.view(-1) : all.slice(s.dim(), s.lo(), s.hi());
+        Tensor c = part.contiguous(); Tensor flat = c.view(-1); Tensor range = flat.slice(0, a, b)) {
+      return range.toFloatArray();
+    }
+  }
+
+  /**
+   * Writes the state as a dp × tp run would: tensor-parallel rank t of replica d writes its slices of each split tensor
+   * (cut between the replicas along the dim, or with {@code flatCut} into flat ranges of each slice) and its cut of each
+   * replicated tensor. Returns the manifest's files member.
+   */
+  private static JsonObject writeTensorParallel(Path dir, Map<String, List<float[]>> state, int dp, int tp, boolean flatCut)
+      throws Exception {
+    Files.createDirectories(dir);
+    JsonObject files = new JsonObject();
+    for (int r = 0; r < dp * tp; r++) {
+      int t = r % tp, d = r / tp;
+      List<Shards.Part> parts = new java.util.ArrayList<>();
+      for (int i = 0; i < TP_TENSORS.size(); i++) {
+        Shards.GlobalTensor g = TP_TENSORS.get(i);
+        TensorParallel.Split split = TP_SPLITS.get(i);
+        if (split.replicated()) {
+          Range c = RankGroup.cut(g.numel(), r, dp * tp);
+          if (!c.isEmpty()) parts.add(new Shards.Part(i, c.start(), c.end()));
+          continue;
+        }
+        for (long[] held : new TensorParallel(tp, t).slices(split, g.shape())) {
+          if (flatCut) {
+            Shards.Slice s = new Shards.Slice(split.dim(), held[0], held[1]);
+            Range c = RankGroup.cut(s.numel(g.shape()), d, dp);
+            if (!c.isEmpty()) parts.add(new Shards.Part(i, s, c.start(), c.end()));
+          } else {
+            Range c = RankGroup.cut(held[1] - held[0], d, dp);
+            if (c.isEmpty()) continue;
+            Shards.Slice s = new Shards.Slice(split.dim(), held[0] + c.start(), held[0] + c.end());
+            parts.add(new Shards.Part(i, s, 0, s.numel(g.shape())));
+          }
+        }
+      }
+      String name = Shards.fileName(r, dp * tp);
+      List<Shards.Piece> pieces = Shards.write(dir.resolve(name), TP_TENSORS, parts, (role, p) -> {
+        float[] f = region(state.get(role).get(p.tensor()), TP_TENSORS.get(p.tensor()).shape(), p.slice(), p.start(), p.end());
+        return Tensor.of(f, f.length);
+      });
+      files.add(name, record(dir.resolve(name), pieces));
+    }
+    return files;
+  }
+
+  /** Region {@code s}'s elements {@code [a, b)}, read in host chunks of 5 elements (so also across chunk boundaries). */
+  private static float[] readRegion(Path dir, Map<String, List<Shards.Piece>> files, String role, Shards.GlobalTensor g,
+      Shards.Slice s, long a, long b) {
+    try (Shards.Reader reader = new Shards.Reader(); Tensor dst = Tensor.empty(DType.F32, dev.athanor.runtime.Device.CPU, b - a)) {
+      Shards.read(dir, files, reader, role, g, s, a, b, dst, 5);
+      return dst.toFloatArray();
+    }
+  }
+
+  @Test
+  void slicedPiecesOfEveryLayoutReadBackAsEveryOtherLayoutsRegionsBitForBit() throws Exception {
+    Map<String, List<float[]>> state = tpState();
+    int written = 0;
+    for (int[] layout : new int[][] {{1, 2}, {2, 2}, {3, 2}, {1, 4}}) {
+      for (boolean flatCut : new boolean[] {false, true}) {
+        int dp = layout[0], tp = layout[1];
+        Path dir = tmp.resolve("tp-" + dp + "x" + tp + "-" + flatCut);
+        JsonObject filesJson = writeTensorParallel(dir, state, dp, tp, flatCut);
+        Map<String, List<Shards.Piece>> files = Shards.pieces(filesJson, TP_TENSORS, "test");
+        for (Shards.Piece p : files.values().stream().flatMap(List::stream).toList()) {
+          if (p.tensor().equals("qkv")) assertEquals(1, p.slice().dim(), "qkv is cut along dim 1: " + p);
+        }
+        String what = "dp " + dp + " x tp " + tp + (flatCut ? " (flat ranges of slices)" : "");
+        for (String role : Shards.ROLES) {
+          for (int i = 0; i < TP_TENSORS.size(); i++) {
+            Shards.GlobalTensor g = TP_TENSORS.get(i);
+            float[] whole = state.get(role).get(i);
+            // one process: the whole tensor, and any flat range of it
+            assertArrayEquals(bits(whole), bits(readRegion(dir, files, role, g, Shards.Slice.WHOLE, 0, g.numel())), what + " " + g);
+            assertArrayEquals(bits(region(whole, g.shape(), Shards.Slice.WHOLE, 1, g.numel() - 1)),
+                bits(readRegion(dir, files, role, g, Shards.Slice.WHOLE, 1, g.numel() - 1)), what + " range of " + g);
+            // every rank of other tensor-parallel layouts: its slices, and a part of each
+            for (int readers : new int[] {1, 2, 4}) {
+              for (int r = 0; r < readers; r++) {
+                for (long[] held : new TensorParallel(readers, r).slices(TP_SPLITS.get(i), g.shape())) {
+                  Shards.Slice s = new Shards.Slice(TP_SPLITS.get(i).dim(), held[0], held[1]);
+                  long n = s.numel(g.shape());
+                  assertArrayEquals(bits(region(whole, g.shape(), s, 0, n)), bits(readRegion(dir, files, role, g, s, 0, n)),
+                      what + " read by tp " + readers + " rank " + r + ": " + g + s);
+                  assertArrayEquals(bits(region(whole, g.shape(), s, 1, n - 1)), bits(readRegion(dir, files, role, g, s, 1, n - 1)),
+                      what + " part of " + g + s);
+                }
+              }
+            }
+          }
+        }
+        written++;
+      }
+    }
+    assertEquals(8, written);
+  }
+
+  @Test
+  void wholeTensorPiecesReadBackAsTensorParallelSlices() throws Exception {
+    Map<String, List<float[]>> state = tpState();
+    Path dir = tmp.resolve("whole");
+    JsonObject filesJson = writeTensorParallel(dir, state, 3, 1, false);  // tp 1: every split tensor in whole slices
+    Map<String, List<Shards.Piece>> files = Shards.pieces(filesJson, TP_TENSORS, "test");
+    Shards.GlobalTensor g = TP_TENSORS.get(0);
+    for (int r = 0; r < 4; r++) {
+      for (long[] held : new TensorParallel(4, r).slices(TP_SPLITS.get(0), g.shape())) {
+        Shards.Slice s = new Shards.Slice(1, held[0], held[1]);
+        assertArrayEquals(bits(region(state.get("adam_v").get(0), g.shape(), s, 0, 4)), bits(readRegion(dir, files, "adam_v",
+            g, s, 0, 4)), "rank " + r + s);
+      }
+    }
+  }
+
+  /** The first piece of {@code tensor} in {@code files}, as JSON to edit. */
+  private static JsonObject firstPiece(JsonObject files, String tensor) {
+    for (String f : files.keySet()) {
+      for (var e : files.getAsJsonObject(f).getAsJsonArray("pieces")) {
+        if (e.getAsJsonObject().get("tensor").getAsString().equals(tensor)) return e.getAsJsonObject();
+      }
+    }
+    throw new AssertionError("no piece of " + tensor);
+  }
+
+  @Test
+  void aSliceOutsideItsTensorIsRefusedNamingIt() throws Exception {
+    JsonObject filesJson = writeTensorParallel(tmp.resolve("bad"), tpState(), 1, 2, false);
+    com.google.gson.JsonArray bad = new com.google.gson.JsonArray();
+    bad.add(8);
+    bad.add(14);
+    firstPiece(filesJson, "qkv").add("slice", bad);
+    CheckpointException e = assertThrows(CheckpointException.class, () -> Shards.pieces(filesJson, TP_TENSORS, "m.json"));
+    assertTrue(e.getMessage().contains("slice [8, 14) outside [0, 12) along dim 1"), e.getMessage());
+    assertTrue(e.getMessage().startsWith("m.json: file rank-"), e.getMessage());
+  }
+
+  @Test
+  void aRangeOutsideItsSliceIsRefused() throws Exception {
+    JsonObject filesJson = writeTensorParallel(tmp.resolve("range"), tpState(), 1, 2, false);
+    JsonObject p = firstPiece(filesJson, "qkv");
+    p.addProperty("end", p.get("end").getAsLong() + 1);
+    p.addProperty("bytes", p.get("bytes").getAsLong() + 4);
+    CheckpointException e = assertThrows(CheckpointException.class, () -> Shards.pieces(filesJson, TP_TENSORS, "m.json"));
+    assertTrue(e.getMessage().contains("invalid piece") && e.getMessage().contains("qkv [0, 2) along dim 1"), e.getMessage());
+  }
+
+  @Test
+  void slicesThatLeaveAGapOrMixDimsAreRefused() throws Exception {
+    JsonObject gapJson = writeTensorParallel(tmp.resolve("gap"), tpState(), 1, 2, false);
+    for (String f : gapJson.keySet()) {  // drop rank 1's first q slice of "qkv"'s master: [2, 4) along dim 1
+      var ps = gapJson.getAsJsonObject(f).getAsJsonArray("pieces");
+      for (int k = 0; k < ps.size(); k++) {
+        JsonObject p = ps.get(k).getAsJsonObject();
+        if (p.get("tensor").getAsString().equals("qkv") && p.get("role").getAsString().equals("master")
+            && p.getAsJsonArray("slice").get(0).getAsLong() == 2) {
+          ps.remove(k);
+          break;
+        }
+      }
+    }
+    CheckpointException gap = assertThrows(CheckpointException.class, () -> Shards.pieces(gapJson, TP_TENSORS, "m.json"));
+    assertTrue(gap.getMessage().contains("master of qkv has no piece holding [2, 4) along dim 1"), gap.getMessage());
+
+    JsonObject mixJson = writeTensorParallel(tmp.resolve("mix"), tpState(), 1, 2, false);
+    JsonObject down = firstPiece(mixJson, "down");  // [0, 4) along dim 0, 12 elements: now [0, 3) along dim 1 (24)
+    down.addProperty("dim", 1);
+    com.google.gson.JsonArray cols = new com.google.gson.JsonArray();
+    cols.add(0);
+    cols.add(3);
+    down.add("slice", cols);
+    CheckpointException mix = assertThrows(CheckpointException.class, () -> Shards.pieces(mixJson, TP_TENSORS, "m.json"));
+    assertTrue(mix.getMessage().contains("of down mixes pieces cut along dim"), mix.getMessage());
   }
 }
