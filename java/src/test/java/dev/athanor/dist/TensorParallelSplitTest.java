@@ -182,6 +182,22 @@ class TensorParallelSplitTest {
     assertTrue(e.getMessage().contains("--tp 4") && e.getMessage().contains("vocabulary 3"), e.getMessage());
   }
 
+  /** The slices a checkpoint writes for each rank are its rows of an uneven vocabulary cut and tile the vocabulary. */
+  @Test
+  void checkpointSlicesFollowTheUnevenVocabularyCut() {
+    long[] full = {97, 8};
+    long at = 0;
+    for (int r = 0; r < 4; r++) {
+      TensorParallel tp = new TensorParallel(4, r);
+      List<long[]> s = tp.slices(new Split(0, 1), full);
+      assertEquals(1, s.size());
+      assertEquals(at, s.get(0)[0], "rank " + r + " starts where rank " + (r - 1) + " ended");
+      assertEquals(tp.localShape(new Split(0, 1), full)[0], s.get(0)[1] - s.get(0)[0], "rank " + r + "'s rows");
+      at = s.get(0)[1];
+    }
+    assertEquals(97, at, "the four slices cover the vocabulary");
+  }
+
   @Test
   void aRankSizesOnlyItsVocabularyPartOfTheLogits() {
     int b = 4, t = 16;
