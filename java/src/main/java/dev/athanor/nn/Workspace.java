@@ -15,17 +15,27 @@ import dev.athanor.tensor.Tensor;
  * stage's output); a {@link BlockActs} lives from its block's forward to its backward (with recomputation there
  * is one shared {@code BlockActs}, refilled from {@code residual[i]} just before block i's backward); the
  * gradient buffers live within one backward, and {@code dres} holds the gradient of the stage's input after it.
+ *
+ * <p>Activation sets: a pipeline stage keeps the activations of several micro-batches in flight. With {@code sets > 1}
+ * every buffer a forward fills and its backward reads (ids, targets, the residual streams, the blocks' saved
+ * activations, the head's) exists once per set, and {@link #select} points these members at one set; the gradient
+ * scratch is shared. Under recomputation a set is only its residual streams (the block inputs), the one
+ * {@code BlockActs} is shared.
  */
 final class Workspace extends TensorGroup {
   final int batch, seq, rows;
 
-  final Tensor ids, positions;            // (N) I32 (positions: GPT-2 only, t of each row); embedding only
-  final Tensor targets;                   // (N) I32; head only
-  final Tensor[] residual;                // blocks+1 of (N, C)
-  final BlockActs[] blocks;               // one per block, or 1 shared when recomputing
-  final Tensor normOut, normMean, normRstd; // final norm: (N, C), (N) F32, (N) F32; head only
-  final Tensor logitsBuf, logits;         // (N, Vp) and its (N, V) view; holds dlogits in the backward; head only
-  final Tensor losses, lse, dlosses;      // (N) F32; head only
+  // the selected activation set's buffers (see select)
+  Tensor ids;                             // (N) I32; embedding only
+  final Tensor positions;                 // (N) I32, t of each row; GPT-2 embedding only (shared)
+  Tensor targets;                         // (N) I32; head only
+  Tensor[] residual;                      // blocks+1 of (N, C)
+  BlockActs[] blocks;                     // one per block, or 1 shared when recomputing
+  Tensor normOut, normMean, normRstd;     // final norm: (N, C), (N) F32, (N) F32; head only
+  Tensor logitsBuf, logits;               // (N, Vp) and its (N, V) view; holds dlogits in the backward; head only
+  Tensor losses, lse;                     // (N) F32; head only
+  final Tensor dlosses;                   // (N) F32; head only
+  private final Set[] sets;               // the activation sets
   // gradient scratch (compute dtype)
   final Tensor dres, d1, d2, dAtt;        // (N, C)
   final Tensor dF1, dF2, dF3;             // (N, F) (dF3: Llama only)
@@ -35,6 +45,13 @@ final class Workspace extends TensorGroup {
 
   /** Buffers of a rank under tensor parallelism hold its parts: dAtt (N, C/tp), dF1..dF3 (N, F/tp), dHeads. */
   Workspace(ModelConfig c, TensorParallel tp, Stage stage, Device dev, DType dt, int batch, int seq, boolean recompute) {
+    this(c, tp, stage, dev, dt, batch, seq, recompute, 1);
+  }
+
+  /** With {@code sets} activation sets (at least 1), the first selected. */
+  Workspace(ModelConfig c, TensorParallel tp, Stage stage, Device dev, DType dt, int batch, int seq, boolean recompute,
+      int sets) {
+    if (sets < 1) throw new IllegalArgumentException("activation sets " + sets + " must be >= 1");
     this.batch = batch;
     this.seq = seq;
     this.rows = batch * seq;
@@ -44,7 +61,6 @@ final class Workspace extends TensorGroup {
     long vp = paddedVocab(dev, V);
     boolean head = stage.head();
     try {
-      ids = stage.embedding() ? own(Tensor.zeros(DType.I32, dev, n)) : null;
       if (gpt2 && stage.embedding()) {
         int[] pos = new int[rows];
         for (int i = 0; i < rows; i++) pos[i] = i % seq;
@@ -52,18 +68,31 @@ final class Workspace extends TensorGroup {
       } else {
         positions = null;
       }
-      targets = head ? own(Tensor.zeros(DType.I32, dev, n)) : null;
-      residual = new Tensor[stage.blocks() + 1];
-      for (int l = 0; l < residual.length; l++) residual[l] = own(Tensor.empty(dt, dev, n, C));
-      blocks = new BlockActs[recompute ? Math.min(1, stage.blocks()) : stage.blocks()];
-      for (int l = 0; l < blocks.length; l++) blocks[l] = new BlockActs(c, tp, dev, dt, batch, seq);
-      normOut = head ? own(Tensor.empty(dt, dev, n, C)) : null;
-      normMean = head ? own(Tensor.empty(DType.F32, dev, n)) : null;
-      normRstd = head ? own(Tensor.empty(DType.F32, dev, n)) : null;
-      logitsBuf = head ? own(Tensor.empty(dt, dev, n, vp)) : null;
-      logits = head ? own(logitsBuf.slice(1, 0, V)) : null;
-      losses = head ? own(Tensor.empty(DType.F32, dev, n)) : null;
-      lse = head ? own(Tensor.empty(DType.F32, dev, n)) : null;
+      this.sets = new Set[sets];
+      BlockActs[] shared = null;
+      for (int k = 0; k < sets; k++) {
+        Set a = new Set();
+        this.sets[k] = a;
+        a.ids = stage.embedding() ? own(Tensor.zeros(DType.I32, dev, n)) : null;
+        a.targets = head ? own(Tensor.zeros(DType.I32, dev, n)) : null;
+        a.residual = new Tensor[stage.blocks() + 1];
+        for (int l = 0; l < a.residual.length; l++) a.residual[l] = own(Tensor.empty(dt, dev, n, C));
+        if (shared == null || !recompute) {
+          a.blocks = new BlockActs[recompute ? Math.min(1, stage.blocks()) : stage.blocks()];
+          for (int l = 0; l < a.blocks.length; l++) a.blocks[l] = new BlockActs(c, tp, dev, dt, batch, seq);
+          shared = a.blocks;
+        } else {
+          a.blocks = shared;
+        }
+        a.normOut = head ? own(Tensor.empty(dt, dev, n, C)) : null;
+        a.normMean = head ? own(Tensor.empty(DType.F32, dev, n)) : null;
+        a.normRstd = head ? own(Tensor.empty(DType.F32, dev, n)) : null;
+        a.logitsBuf = head ? own(Tensor.empty(dt, dev, n, vp)) : null;
+        a.logits = head ? own(a.logitsBuf.slice(1, 0, V)) : null;
+        a.losses = head ? own(Tensor.empty(DType.F32, dev, n)) : null;
+        a.lse = head ? own(Tensor.empty(DType.F32, dev, n)) : null;
+      }
+      select(0);
       dlosses = head ? own(Tensor.empty(DType.F32, dev, n)) : null;
       dres = own(Tensor.empty(dt, dev, n, C));
       d1 = own(Tensor.empty(dt, dev, n, C));
@@ -115,6 +144,34 @@ final class Workspace extends TensorGroup {
     return dev.isCuda() ? (vocab + 127) / 128 * 128 : vocab;
   }
 
+  /** The number of activation sets. */
+  int sets() {
+    return sets.length;
+  }
+
+  /** Points the per-set members at activation set {@code k}. */
+  void select(int k) {
+    Set a = sets[k];
+    ids = a.ids;
+    targets = a.targets;
+    residual = a.residual;
+    blocks = a.blocks;
+    normOut = a.normOut;
+    normMean = a.normMean;
+    normRstd = a.normRstd;
+    logitsBuf = a.logitsBuf;
+    logits = a.logits;
+    losses = a.losses;
+    lse = a.lse;
+  }
+
+  /** One activation set's buffers (owned by the workspace). */
+  private static final class Set {
+    Tensor ids, targets, normOut, normMean, normRstd, logitsBuf, logits, losses, lse;
+    Tensor[] residual;
+    BlockActs[] blocks;
+  }
+
   /** The saved activations of the stage's i-th block. */
   BlockActs acts(int i) {
     return blocks[blocks.length == 1 ? 0 : i];
@@ -122,9 +179,14 @@ final class Workspace extends TensorGroup {
 
   @Override
   public void close() {
-    if (blocks != null) {
-      for (BlockActs b : blocks) {
-        if (b != null) b.close();
+    if (sets != null) {
+      BlockActs[] closed = null;
+      for (Set a : sets) {
+        if (a == null || a.blocks == null || a.blocks == closed) continue;  // recomputation: one shared BlockActs
+        for (BlockActs b : a.blocks) {
+          if (b != null) b.close();
+        }
+        closed = a.blocks;
       }
     }
     super.close();

@@ -32,9 +32,9 @@ import java.util.Objects;
  *   <li>every stage reads every micro-batch from its own loader (same data, same order) and uses what it needs;
  *   <li>each stage forms micro-batch {@code i}'s gradient from zero and accumulates it with {@link Trainer#accumulate}
  *       in micro-batch order (backwards run in order in 1F1B), so each parameter sees the one process's operations;
- *   <li>the model holds one micro-batch's activations, so a stage keeps only the inputs of the micro-batches in flight
- *       and reruns a micro-batch's forward before its backward when another forward ran in between (deterministic
- *       kernels: the same bits);
+ *   <li>the model keeps one set of activations per micro-batch in flight ({@link #activationSets}: {@code min(pp - s,
+ *       M)} on stage {@code s}, {@link Transformer#setActivationSets}), so each backward reads what its own forward
+ *       saved and no forward is rerun (with {@code --recompute} a set is the blocks' inputs);
  *   <li>tied embeddings: one process adds the head's gradient and the embedding's ({@code head_i + emb_i}) per
  *       micro-batch, then accumulates. The first stage keeps each {@code emb_i}, the last each {@code head_i}; after the
  *       schedule the last sends its {@code head_i} to the first, which forms the accumulated gradient exactly so and
@@ -68,6 +68,7 @@ public final class PipelineStage implements Trainer.MicroBatchRunner, GradientRe
   private final boolean tied;  // the first and the last stage both hold the token embedding
   private final List<Tensor> tiedPieces = new ArrayList<>();  // emb_i (first stage) or head_i (last stage), this step
   private float[] losses = new float[0];
+  private int forwards;  // forwards run by the last step's schedule
 
   /** A stage of a single pipeline. */
   public PipelineStage(Communicator comm, PipelineLayout layout, Transformer model) {
@@ -146,15 +147,17 @@ public final class PipelineStage implements Trainer.MicroBatchRunner, GradientRe
     losses = new float[m];
     clearTiedPieces();
     ParameterStore store = model.parameters();
-    int held = -1;  // the micro-batch whose activations the model holds
+    int sets = activationSets(stage, layout.stages(), m);
+    model.setActivationSets(sets);  // micro-batch i in set i % sets: the ones in flight are consecutive, at most sets
+    forwards = 0;
     try {
       for (OneFOneB.Op op : OneFOneB.schedule(stage, layout.stages(), m)) {
         int i = op.micro();
         switch (op.kind()) {
           case RECV_INPUT -> inputs.put(i, received(hidden, dt, stage - 1));
           case FORWARD -> {
+            model.activationSet(i % sets);
             forward(batches.get(i), inputs.get(i), i);
-            held = i;
           }
           case SEND_OUTPUT -> comm.send(model.output(), stage + 1);
           case SEND_OUTPUT_RECV_GRAD -> {
@@ -166,8 +169,7 @@ public final class PipelineStage implements Trainer.MicroBatchRunner, GradientRe
             comm.recv(grad, stage + 1);
           }
           case BACKWARD -> {
-            if (held != i) forward(batches.get(i), inputs.get(i), i);  // recompute: another forward ran in between
-            held = i;
+            model.activationSet(i % sets);  // the activations micro-batch i's forward kept
             store.zero(Role.GRAD);
             if (last) {
               model.backward(lossScale);
@@ -201,7 +203,23 @@ public final class PipelineStage implements Trainer.MicroBatchRunner, GradientRe
     return last ? losses.clone() : new float[m];
   }
 
+  /**
+   * The activation sets stage {@code stage} of {@code stages} keeps over {@code micro} micro-batches: the micro-batches
+   * in flight under 1F1B, {@code min(stages - stage, micro)} (its warm-up forwards and the one of the steady phase).
+   */
+  public static int activationSets(int stage, int stages, int micro) {
+    if (stages < 1 || stage < 0 || stage >= stages) throw new IllegalArgumentException("stage " + stage + " of " + stages);
+    if (micro < 1) throw new IllegalArgumentException("micro-batches " + micro + " must be >= 1");
+    return Math.min(stages - stage, micro);
+  }
+
+  /** The forwards the last step's schedule ran on this stage: one per micro-batch (none is rerun). */
+  public int forwardsLastStep() {
+    return forwards;
+  }
+
   private void forward(DataLoader.Batch b, Tensor input, int i) {
+    forwards++;
     int[] targets = last ? b.targets() : null;
     float loss = first ? model.forward(b.inputs(), targets, b.batch(), b.seq()) : model.forward(input, targets, b.batch(), b.seq());
     if (last) losses[i] = loss;
