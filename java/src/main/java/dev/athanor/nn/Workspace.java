@@ -115,12 +115,30 @@ final class Workspace extends TensorGroup {
    * (one block's when recomputing). See {@link BufferSizes}.
    */
   static long activationBytes(ModelConfig c, Stage stage, Device dev, DType dt, int batch, int seq, boolean recompute) {
+    return activationBytes(c, stage, dev, dt, batch, seq, recompute, 1);
+  }
+
+  /**
+   * The same with {@code sets} activation sets: each set's residual streams and blocks' activations (recomputing: one
+   * shared block's), and from the second set on its own ids, targets and head buffers (the first's are counted by
+   * {@link #bufferBytes}).
+   */
+  static long activationBytes(ModelConfig c, Stage stage, Device dev, DType dt, int batch, int seq, boolean recompute,
+      int sets) {
     long n = (long) batch * seq;
-    int acts = recompute ? Math.min(1, stage.blocks()) : stage.blocks();
-    return new BufferSizes(dev)
-        .add(stage.blocks() + 1L, dt, n, c.hidden())                      // residual
-        .add(acts, BlockActs.bytes(c, dev, dt, batch, seq))               // blocks
-        .total();
+    long acts = recompute ? Math.min(1, stage.blocks()) : (long) stage.blocks() * sets;
+    BufferSizes s = new BufferSizes(dev)
+        .add((stage.blocks() + 1L) * sets, dt, n, c.hidden())             // residual
+        .add(acts, BlockActs.bytes(c, dev, dt, batch, seq));              // blocks
+    int extra = sets - 1;
+    if (extra > 0) {
+      s.add((long) extra * ((stage.embedding() ? 1 : 0) + (stage.head() ? 1 : 0)), DType.I32, n);  // ids, targets
+      if (stage.head()) {
+        long vp = paddedVocab(dev, c.vocabSize());
+        s.add(extra, dt, n, c.hidden()).add(4L * extra, DType.F32, n).add(extra, dt, n, vp);  // norm; stats, losses, lse; logits
+      }
+    }
+    return s.total();
   }
 
   /** The bytes of every other buffer the constructor allocates: ids, the head's, the gradient scratch. */

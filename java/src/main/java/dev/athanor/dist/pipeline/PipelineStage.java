@@ -60,6 +60,7 @@ public final class PipelineStage implements Trainer.MicroBatchRunner, GradientRe
   private final Communicator tp;  // the tensor-parallel ranks of this stage, or null
   private final TensorParallelism tensor;  // the tensor-parallel norm over tp, or null
   private DataParallel replicas;  // data parallel over dp (set by attach), or null
+  private Range gradShard;  // ZeRO 2: this rank's shard of the stage's flat gradient (set by attach), or null
   private final PipelineLayout layout;
   private final Transformer model;
   private final int stage;
@@ -127,6 +128,9 @@ public final class PipelineStage implements Trainer.MicroBatchRunner, GradientRe
       }
       replicas = new DataParallel(dp, shard != null);  // ZeRO 1 over the dp group: each updates its part of the stage
       trainer.data().setReplica(dp.rank(), dp.size());
+      gradShard = trainer.gradientShard() != null ? shard : null;  // ZeRO 2: and keeps its part of the gradient
+    } else if (trainer.gradientShard() != null) {
+      throw new IllegalArgumentException("the trainer shards its gradient (ZeRO 2) but the stage has no data-parallel group");
     }
     trainer.setMicroBatchRunner(this);
     trainer.setGradientReducer(this);
@@ -176,12 +180,17 @@ public final class PipelineStage implements Trainer.MicroBatchRunner, GradientRe
             } else {
               model.backward(grad);
             }
-            if (tied && (first || last)) keepTiedPiece(store.view(Role.GRAD, embedding()));
+            if (tied && gradShard != null && first) {
+              addHeadGradient(store.view(Role.GRAD, embedding()));  // head_i + emb_i, as one process's micro-batch
+            } else if (tied && (first || last)) {
+              keepTiedPiece(store.view(Role.GRAD, embedding()));
+            }
             trainer.accumulate(i);
           }
           case SEND_GRAD -> {
             comm.send(model.inputGradient(), stage - 1);
             close(inputs.remove(i));
+            sendHeadGradient();
           }
           case SEND_GRAD_RECV_INPUT -> {
             Tensor in = Tensor.empty(dt, Device.CPU, hidden);
@@ -193,9 +202,11 @@ public final class PipelineStage implements Trainer.MicroBatchRunner, GradientRe
             }
             close(inputs.remove(i));
             inputs.put(op.other(), in);
+            sendHeadGradient();
           }
         }
       }
+      if (tied && gradShard != null) copyTiedShard(store, trainer.gradientShard());
     } finally {
       inputs.values().forEach(PipelineStage::close);
       close(grad);
@@ -255,6 +266,68 @@ public final class PipelineStage implements Trainer.MicroBatchRunner, GradientRe
     if (t != null) t.close();
   }
 
+  /**
+   * ZeRO 2, the last stage of a tied model: sends the head's gradient {@code head_i} of the micro-batch whose input
+   * gradient just left to the first stage, which adds it before it folds micro-batch {@code i} into its shard (its
+   * backward of {@code i} comes after this one's, and every message it waits for until then was sent before this).
+   */
+  private void sendHeadGradient() {
+    if (!tied || gradShard == null || !last) return;
+    try {
+      for (Tensor head : tiedPieces) comm.send(head, 0);
+    } finally {
+      clearTiedPieces();
+    }
+  }
+
+  /** ZeRO 2, the first stage of a tied model: {@code emb} += the last stage's {@code head_i} (as {@code head + emb}). */
+  private void addHeadGradient(Tensor emb) {
+    try (Tensor head = Tensor.empty(emb.dtype(), Device.CPU, emb.shape())) {
+      comm.recv(head, layout.stages() - 1);
+      Ops.add(head, emb, emb);
+    }
+  }
+
+  /**
+   * ZeRO 2 with tied embeddings, after the schedule: the first stage's shards hold the embedding's folded gradient (each
+   * micro-batch's {@code head_i + emb_i}); its dp group gathers it whole and sends it to the last stage, whose ranks
+   * copy their shards' parts of it over the head-only sums they folded, so both copies get the same bits.
+   */
+  private void copyTiedShard(ParameterStore store, Tensor shardGrad) {
+    if (!(first || last)) return;
+    Range emb = store.get(embedding()).range();
+    try (Tensor whole = Tensor.empty(DType.F32, Device.CPU, emb.length())) {
+      if (first) {
+        long n = store.numel();
+        long[] counts = new long[dp.size()];
+        for (int r = 0; r < counts.length; r++) {
+          counts[r] = emb.intersect(new Range(Communicator.partStart(n, r, dp.size()), Communicator.partStart(n, r + 1,
+              dp.size()))).length();
+        }
+        Range mine = emb.intersect(gradShard);
+        long at = 0;
+        for (int r = 0; r < dp.rank(); r++) at += counts[r];
+        try (Tensor part = whole.slice(0, at, at + mine.length())) {
+          if (!mine.isEmpty()) {
+            try (Tensor src = shardGrad.slice(0, mine.start() - gradShard.start(), mine.end() - gradShard.start())) {
+              part.copyFrom(src);
+            }
+          }
+          dp.allGatherV(part, whole, counts);
+        }
+        comm.send(whole, layout.stages() - 1);
+      } else {
+        comm.recv(whole, 0);
+        Range mine = emb.intersect(gradShard);
+        if (mine.isEmpty()) return;
+        try (Tensor src = whole.slice(0, mine.start() - emb.start(), mine.end() - emb.start());
+            Tensor dst = shardGrad.slice(0, mine.start() - gradShard.start(), mine.end() - gradShard.start())) {
+          dst.copyFrom(src);
+        }
+      }
+    }
+  }
+
   private void keepTiedPiece(Tensor grad) {
     Tensor c = Tensor.empty(grad.dtype(), Device.CPU, grad.shape()).detach();
     tiedPieces.add(c);
@@ -281,6 +354,13 @@ public final class PipelineStage implements Trainer.MicroBatchRunner, GradientRe
   public void reduce(ParameterStore store, Role gradRole) {
     reduceTied(store, gradRole);
     if (replicas != null) replicas.reduce(store, gradRole);
+  }
+
+  /** ZeRO 2: folds this rank's shard of the stage's micro-batch gradient over the dp group into {@code acc}. */
+  @Override
+  public void accumulateShard(ParameterStore store, Role gradRole, Range shard, Tensor acc, boolean first) {
+    if (replicas == null) throw new IllegalStateException("a sharded gradient (ZeRO 2) needs the stage's dp group");
+    replicas.accumulateShard(store, gradRole, shard, acc, first);
   }
 
   /** ZeRO 1 over the dp group: gathers the parts of the stage's parameters the other replicas updated. */
@@ -377,6 +457,110 @@ public final class PipelineStage implements Trainer.MicroBatchRunner, GradientRe
     double sum = 0;
     for (float x : partials) sum += x;
     return (float) Math.sqrt(sum);
+  }
+
+  /**
+   * ZeRO 2: the norm of the step's gradient held as shards, one process's bits. Each element of the whole model's flat
+   * layout lies on one stage {@code t} ({@link PipelineLayout#wholeRange}) and there in one dp rank's shard of the
+   * stage's store; each {@link Ops#NORM_CHUNK} chunk of the whole layout is summed by the rank (stage {@code t0}, dp
+   * rank {@code q0}) holding its first element: on each stage the chunk touches, the dp ranks send their pieces to dp
+   * rank {@code q0}, which (on another stage than {@code t0}) sends the stage's piece along its pipeline to stage
+   * {@code t0}. The partials (each non-zero on one rank) are summed over the dp group and the pipeline and added in
+   * double in chunk order, as one process does.
+   */
+  @Override
+  public float shardedNorm(ParameterStore store, Range shard, Tensor grad) {
+    if (replicas == null || !shard.equals(gradShard)) {
+      throw new IllegalArgumentException("gradient shard " + shard + " is not this stage's dp shard " + gradShard);
+    }
+    long total = layout.wholeNumel(), chunk = Ops.NORM_CHUNK;
+    int chunks = Math.toIntExact((total + chunk - 1) / chunk), size = dp.size(), me = dp.rank();
+    long[] numel = new long[layout.stages()];
+    for (int t = 0; t < numel.length; t++) numel[t] = stageNumel(t);
+    if (numel[stage] != store.numel()) {
+      throw new IllegalStateException("stage " + stage + "'s store holds " + store.numel() + " elements, the layout " + numel[stage]);
+    }
+    float[] partials = new float[chunks];
+    try (Tensor g = grad.view(grad.numel())) {
+      for (int j = 0; j < chunks; j++) {
+        long cs = j * chunk, ce = Math.min(total, cs + chunk);
+        int t0 = stageAt(cs);
+        long o0 = cs - layout.wholeRange(t0).start();
+        int q0 = partOwner(o0, numel[t0], size);
+        boolean owner = stage == t0 && me == q0;
+        if (ce <= layout.wholeRange(t0).end() && ce - layout.wholeRange(t0).start() <= Communicator.partStart(numel[t0], q0 + 1, size)) {
+          if (owner) {  // the whole chunk is in this rank's shard
+            try (Tensor x = g.slice(0, o0 - shard.start(), o0 + (ce - cs) - shard.start())) {
+              partials[j] = Ops.sumSquaresPartials(x)[0];
+            }
+          }
+          continue;
+        }
+        try (Tensor whole = owner ? Tensor.empty(DType.F32, Device.CPU, ce - cs) : null) {
+          for (int t = t0; t < layout.stages(); t++) {
+            Range r = layout.wholeRange(t);
+            long a = Math.max(cs, r.start()), b = Math.min(ce, r.end());
+            if (a >= b) continue;
+            if (t == stage) {
+              Range local = new Range(a - r.start(), b - r.start());
+              if (me == q0) {
+                try (Tensor part = owner ? whole.slice(0, a - cs, b - cs) : Tensor.empty(DType.F32, Device.CPU, b - a)) {
+                  for (int q = 0; q < size; q++) {  // this stage's piece of the chunk from its dp ranks, in order
+                    Range piece = local.intersect(new Range(Communicator.partStart(numel[t], q, size),
+                        Communicator.partStart(numel[t], q + 1, size)));
+                    if (piece.isEmpty()) continue;
+                    try (Tensor dst = part.slice(0, piece.start() - local.start(), piece.end() - local.start())) {
+                      if (q == me) {
+                        try (Tensor x = g.slice(0, piece.start() - shard.start(), piece.end() - shard.start())) {
+                          dst.copyFrom(x);
+                        }
+                      } else {
+                        dp.recv(dst, q);
+                      }
+                    }
+                  }
+                  if (!owner) comm.send(part, t0);
+                }
+              } else {
+                Range piece = local.intersect(shard);
+                if (!piece.isEmpty()) {
+                  try (Tensor x = g.slice(0, piece.start() - shard.start(), piece.end() - shard.start())) {
+                    dp.send(x, q0);
+                  }
+                }
+              }
+            } else if (owner) {
+              try (Tensor dst = whole.slice(0, a - cs, b - cs)) {
+                comm.recv(dst, t);
+              }
+            }
+          }
+          if (owner) partials[j] = Ops.sumSquaresPartials(whole)[0];
+        }
+      }
+    }
+    // each partial is non-zero on one rank only: the sums over the dp group and the pipeline are that partial's bits
+    try (Tensor p = Tensor.of(partials, chunks)) {
+      dp.allReduceSum(p);
+      comm.allReduceSum(p);
+      partials = p.toFloatArray();
+    }
+    double sum = 0;
+    for (float x : partials) sum += x;
+    return (float) Math.sqrt(sum);
+  }
+
+  /** The length of stage {@code t}'s flat store (a tied head's copy of the embedding included). */
+  private long stageNumel(int t) {
+    List<dev.athanor.params.ParamSpec> specs = new ArrayList<>();
+    layout.config().parameterUnits(layout.stage(t)).values().forEach(specs::addAll);
+    return ParameterStore.layoutNumel(specs);
+  }
+
+  /** The part (of {@code parts} over {@code n} elements, {@link Communicator#partStart}) holding element {@code e}. */
+  private static int partOwner(long e, long n, int parts) {
+    for (int r = 0; r < parts; r++) if (e < Communicator.partStart(n, r + 1, parts)) return r;
+    throw new IllegalArgumentException("element " + e + " is outside " + n);
   }
 
   /**
