@@ -282,7 +282,8 @@ class MpiRunTest {
    * dp 2 × pp 2 × ZeRO 2 (each stage's micro-batch gradient reduce-scattered over its dp group into the stage's shard;
    * tied embeddings: the first stage adds the last stage's head gradient per micro-batch before folding it, and the
    * last stage's copy is given the first's folded sum; the clipping norm from the shards of both stages) against one
-   * process with {@code --accum 4}: every logged step and the final weights bit for bit. (dp × pp × ZeRO 1 adds each
+   * process with {@code --accum 4}: every logged step and the final weights bit for bit, also while saving a checkpoint
+   * at every step, whose step-2 one resumes as that one process with its bits. (dp × pp × ZeRO 1 adds each
    * replica's micro-batches first, as plain dp does, so it differs from both in the last bits at 2 micro-batches.)
    */
   @Test
@@ -290,10 +291,18 @@ class MpiRunTest {
     TrainFixture f = TrainFixture.create(tmp.resolve("dppz2-fixture"));
     Path one = tmp.resolve("dppz2-one"), grid = tmp.resolve("dppz2-dp2-pp2-zero2");
     trainHere(threeSteps(trainArgs(f, one, "--accum", "4")));
-    Job j = mpirun(4, Main.class.getName(), threeSteps(trainArgs(f, grid, "--dp", "2", "--pp", "2", "--micro-batches", "2",
-        "--zero", "2", "--threads", "1")), 300);
+    Job j = mpirun(4, Main.class.getName(), threeSteps(concat(trainArgs(f, grid, "--dp", "2", "--pp", "2", "--micro-batches",
+        "2", "--zero", "2", "--threads", "1", "--checkpoint-dir", grid.resolve("ck").toString()),
+        List.of("--checkpoint-every", "1", "--keep", "10"))), 300);
     assertTrue(j.exitCode() == 0 && j.output().contains("with ZeRO 2"), j.output());
     assertSameTraining(one, grid, 3, "one process with --accum 4 vs --dp 2 --pp 2 --micro-batches 2 --zero 2");
+
+    // its step-2 checkpoint (format 3, each stage's dp ranks their shards) resumes as one process
+    Path resumed = tmp.resolve("dppz2-resume-one");
+    trainHere(threeSteps(trainArgs(f, resumed, "--accum", "4", "--resume", grid.resolve("ck/step-00000002").toString())));
+    assertEquals(steps(one).subList(2, 3), steps(resumed), "step 2 resumed as one process from dp 2 x pp 2 x ZeRO 2's checkpoint");
+    Path model = Path.of("model", "model.safetensors");
+    assertEquals(-1, Files.mismatch(one.resolve(model), resumed.resolve(model)), "final weights after resuming as one process");
   }
 
   /** {@code got} logged the same {@code n} steps as {@code want} and saved byte-identical final weights. */
