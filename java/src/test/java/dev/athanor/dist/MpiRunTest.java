@@ -195,7 +195,7 @@ class MpiRunTest {
   }
 
   /**
-   * {@code train --pp 2 --micro-batches 3} (two stages: 1F1B with a steady phase and recomputed forwards) against one
+   * {@code train --pp 2 --micro-batches 3} (two stages: 1F1B with a steady phase, stage 0 keeping two micro-batches' activations) against one
    * process with {@code --accum 3} over the same micro-batches: every logged step (loss, norm, lr, tokens) and the
    * final weights bit for bit, for GPT-2 with tied embeddings (the first and last stage each hold the embedding) and
    * for a 3-block Llama without (stages of 2 and 1 blocks; and --pp 3, one block each).

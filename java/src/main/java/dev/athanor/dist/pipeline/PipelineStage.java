@@ -45,6 +45,13 @@ import java.util.Objects;
  *       holding the rest of it sent their pieces, and the partials (zeros elsewhere) are summed over the group.
  * </ul>
  *
+ * <p>ZeRO 2 over the dp group (a trainer with a sharded gradient): after each backward the stage's micro-batch gradient
+ * is reduce-scattered over the dp group into the stage's shard ({@link DataParallel#accumulateShard}), the one
+ * process's fold over {@code M × dp} micro-batches. Tied embeddings: the last stage sends each {@code head_i} to the
+ * first as soon as it sent micro-batch {@code i}'s input gradient, the first folds {@code head_i + emb_i}, and after the
+ * schedule the last stage's shards take the first's folded embedding gradient. The norm ({@link #shardedNorm}) puts
+ * each chunk of the whole layout together from the shards of every stage.
+ *
  * <p>Tensor parallel stages (a {@code tp} group of the {@link dev.athanor.dist.ParallelGrid}): each rank of a stage
  * holds its {@link TensorParallel} part of the stage's blocks (the embedding and the head replicated) and the blocks'
  * sums run over the stage's tp group. The hidden states and their gradients at the stage boundaries are the same on
