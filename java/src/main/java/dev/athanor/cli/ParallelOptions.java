@@ -205,7 +205,7 @@ final class ParallelOptions {
             + "at least one micro-batch per stage; give --micro-batches " + pp + " or more");
       }
       if (offload) throw Options.usage(spec, "--pp " + pp + " with --offload is not supported yet; use --offload off");
-      if (zero >= 2) throw Options.usage(spec, "--zero " + zero + " with --pp " + pp + " is not supported yet; use --zero 0 or 1");
+      if (zero >= 3) throw Options.usage(spec, "--zero " + zero + " with --pp " + pp + " is not supported yet; use --zero 0, 1 or 2");
     } else if (microBatches != null) {
       throw Options.usage(spec, "--micro-batches " + microBatches + " needs --pp 2 or more (without --pp, use --accum)");
     }

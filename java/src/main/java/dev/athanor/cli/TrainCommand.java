@@ -344,9 +344,11 @@ final class TrainCommand implements Callable<Integer> {
     StringBuilder note = new StringBuilder();
     var hw = ParallelPlanOutput.hardware(new ParallelPlanOutput.Args(), world, note);
     var parse = spec.commandLine().getParseResult();
-    var job = new dev.athanor.dist.plan.ParallelPlanner.Job(mc, device, world, tc.batch(), tc.seq(), tc.accum(),
+    // --accum is the micro-batches per step over all replicas (also with a --pp given, whose trainConfig counts --micro-batches)
+    var job = new dev.athanor.dist.plan.ParallelPlanner.Job(mc, device, world, tc.batch(), tc.seq(), opt.accum,
         ParallelPlanOutput.memoryPerRank(runtime.memHost, world), hw, parse.hasMatchedOption("--dp") ? parallel.dp : 0,
-        parse.hasMatchedOption("--tp") ? parallel.tp : 0, 0, parse.hasMatchedOption("--zero") ? parallel.zero : 0);
+        parse.hasMatchedOption("--tp") ? parallel.tp : 0, parse.hasMatchedOption("--pp") ? parallel.pp : 0,
+        parse.hasMatchedOption("--zero") ? parallel.zero : 0);
     var r = dev.athanor.dist.plan.ParallelPlanner.plan(job);
     out.println("--parallel auto:");
     ParallelPlanOutput.print(r, note.toString(), out);
@@ -417,7 +419,9 @@ final class TrainCommand implements Callable<Integer> {
           pipeline.bubble(tc.accum()), comm.describe(), (parallel.tp > 1 ? ", tensor parallel " + parallel.tp
               + " (each rank holds 1/" + parallel.tp + " of its stage's heads and MLP width)" : "")
               + (parallel.dp > 1 ? ", data parallel " + parallel.dp
-              + (parallel.zero == 1 ? " with ZeRO 1 (each stage's AdamW moments sharded over its dp group)" : "") : ""),
+              + (parallel.zero == 1 ? " with ZeRO 1 (each stage's AdamW moments sharded over its dp group)"
+              : parallel.zero == 2 ? " with ZeRO 2 (each stage's AdamW moments and gradient sharded over its dp group)" : "")
+              : ""),
           tc.batch(), tc.accum(), parallel.dp,
           (long) tc.batch() * tc.accum() * parallel.dp);
     } else if (comm != null && parallel.tp > 1) {

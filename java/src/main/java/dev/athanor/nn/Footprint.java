@@ -147,6 +147,17 @@ public record Footprint(ModelConfig config, Device device, DType computeDtype, L
     return saturate(() -> Workspace.activationBytes(c, stage, device, dt, batch, seq, recompute));
   }
 
+  /**
+   * Bytes of the activations {@code sets} micro-batches in flight keep on {@code stage} ({@link
+   * Transformer#setActivationSets}: a pipeline stage's; with {@code recompute} each set is its residual streams and one
+   * block's activations are shared).
+   */
+  public static long stageActivationBytes(ModelConfig c, Stage stage, Device device, DType dt, int batch, int seq,
+      boolean recompute, int sets) {
+    if (sets < 1) throw new IllegalArgumentException("activation sets " + sets + " must be >= 1");
+    return saturate(() -> Workspace.activationBytes(c, stage, device, dt, batch, seq, recompute, sets));
+  }
+
   /** Bytes of the work buffers (gradient streams, logits, scratch) a training step of {@code stage} allocates. */
   public static long stageBufferBytes(ModelConfig c, Stage stage, Device device, DType dt, int batch, int seq) {
     return saturate(() -> Workspace.bufferBytes(c, stage, device, dt, batch, seq));

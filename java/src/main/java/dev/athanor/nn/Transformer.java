@@ -53,7 +53,10 @@ public final class Transformer implements AutoCloseable {
   private BlockHooks hooks = BlockHooks.NONE;
   private boolean recompute;
   private Workspace ws;
-  private int validTargets = -1;  // of the last forward; -1 when there is none to backpropagate
+  private int activationSets = 1; // micro-batches whose activations are kept at once (see setActivationSets)
+  private int activationSet;      // the selected one
+  private int[] valid = {-1};     // per activation set: the valid targets of its forward; -1: none to backpropagate
+  private int validTargets = -1;  // of the selected set's last forward; -1 when there is none to backpropagate
   private boolean backwardDone;   // the last backward ran (inputGradient() is valid)
 
   // bound to the store's buffers of generation `bound`
@@ -185,6 +188,43 @@ public final class Transformer implements AutoCloseable {
 
   public boolean recompute() {
     return recompute;
+  }
+
+  /**
+   * Keeps {@code n} sets of activations (at least 1; a pipeline stage's micro-batches in flight): each forward fills
+   * the {@linkplain #activationSet(int) selected} set and a backward reads it, so up to {@code n} forwards can run
+   * before their backwards without recomputing any. Every buffer a forward fills and its backward reads exists once
+   * per set (with {@link #setRecompute recomputation}: the block inputs only); the gradient scratch is shared, so
+   * {@link #inputGradient()} is the last backward's whatever set it ran on. Changing {@code n} frees the activations.
+   */
+  public void setActivationSets(int n) {
+    if (n < 1) throw new IllegalArgumentException("activation sets " + n + " must be >= 1");
+    if (n == activationSets) return;
+    releaseWorkspace();
+    activationSets = n;
+    activationSet = 0;
+    valid = new int[n];
+    Arrays.fill(valid, -1);
+  }
+
+  /** The number of activation sets ({@link #setActivationSets}). */
+  public int activationSets() {
+    return activationSets;
+  }
+
+  /**
+   * Selects activation set {@code i} (in [0, {@link #activationSets()})): the next {@code forward} fills it, and
+   * {@code backward}, {@link #output()}, {@link #tokenLosses()} and {@link #lastLogits()} read that set's last forward.
+   */
+  public void activationSet(int i) {
+    if (i < 0 || i >= activationSets) {
+      throw new IllegalArgumentException("activation set " + i + " is outside [0, " + activationSets + ")");
+    }
+    if (i == activationSet) return;
+    valid[activationSet] = validTargets;
+    activationSet = i;
+    validTargets = valid[i];
+    if (ws != null) ws.select(i);
   }
 
   /** Resolves the typed weights of every unit from the store's current buffers (after they changed). */
@@ -704,7 +744,8 @@ public final class Transformer implements AutoCloseable {
   private Workspace workspace(int batch, int seq) {
     if (ws != null && ws.batch == batch && ws.seq == seq) return ws;
     releaseWorkspace();
-    ws = new Workspace(cfg, tp, stage, device, dt, batch, seq, recompute);
+    ws = new Workspace(cfg, tp, stage, device, dt, batch, seq, recompute, activationSets);
+    ws.select(activationSet);
     return ws;
   }
 
@@ -714,6 +755,7 @@ public final class Transformer implements AutoCloseable {
       ws.close();
       ws = null;
     }
+    Arrays.fill(valid, -1);
     validTargets = -1;
     backwardDone = false;
   }

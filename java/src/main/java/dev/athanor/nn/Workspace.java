@@ -15,20 +15,30 @@ import dev.athanor.tensor.Tensor;
  * stage's output); a {@link BlockActs} lives from its block's forward to its backward (with recomputation there
  * is one shared {@code BlockActs}, refilled from {@code residual[i]} just before block i's backward); the
  * gradient buffers live within one backward, and {@code dres} holds the gradient of the stage's input after it.
+ *
+ * <p>Activation sets: a pipeline stage keeps the activations of several micro-batches in flight. With {@code sets > 1}
+ * every buffer a forward fills and its backward reads (ids, targets, the residual streams, the blocks' saved
+ * activations, the head's) exists once per set, and {@link #select} points these members at one set; the gradient
+ * scratch is shared. Under recomputation a set is only its residual streams (the block inputs), the one
+ * {@code BlockActs} is shared.
  */
 final class Workspace extends TensorGroup {
   final int batch, seq, rows;
 
-  final Tensor ids, positions;            // (N) I32 (positions: GPT-2 only, t of each row); embedding only
-  final Tensor targets;                   // (N) I32; head only
-  final Tensor[] residual;                // blocks+1 of (N, C)
-  final BlockActs[] blocks;               // one per block, or 1 shared when recomputing
-  final Tensor normOut, normMean, normRstd; // final norm: (N, C), (N) F32, (N) F32; head only
-  final Tensor logitsBuf, logits;         // (N, Vp) and its (N, V) view; holds dlogits in the backward; head only
-  final Tensor logitsWide;                // tensor-parallel: (N, V+1) view, column V a dummy target; else null
-  final Tensor vocabMask;                 // tensor-parallel embedding: (N, C), 1 where this rank owns the token; else null
-  final Tensor localIds;                  // tensor-parallel embedding: (N) I32, ids as rows of this rank's part; else null
-  final Tensor losses, lse, dlosses;      // (N) F32; head only
+  // the selected activation set's buffers (see select)
+  Tensor ids;                             // (N) I32; embedding only
+  final Tensor positions;                 // (N) I32, t of each row; GPT-2 embedding only (shared)
+  Tensor targets;                         // (N) I32; head only
+  Tensor[] residual;                      // blocks+1 of (N, C)
+  BlockActs[] blocks;                     // one per block, or 1 shared when recomputing
+  Tensor normOut, normMean, normRstd;     // final norm: (N, C), (N) F32, (N) F32; head only
+  Tensor logitsBuf, logits;               // (N, Vp) and its (N, V) view; holds dlogits in the backward; head only
+  Tensor logitsWide;                      // tensor-parallel: (N, V+1) view, column V a dummy target; else null
+  Tensor vocabMask;                       // tensor-parallel embedding: (N, C), 1 where this rank owns the token; else null
+  Tensor localIds;                        // tensor-parallel embedding: (N) I32, ids as rows of this rank's part; else null
+  Tensor losses, lse;                     // (N) F32; head only
+  final Tensor dlosses;                   // (N) F32; head only
+  private final Set[] sets;               // the activation sets
   // gradient scratch (compute dtype)
   final Tensor dres, d1, d2, dAtt;        // (N, C)
   final Tensor dF1, dF2, dF3;             // (N, F) (dF3: Llama only)
@@ -42,6 +52,13 @@ final class Workspace extends TensorGroup {
    * cross-entropy's backward uses as the target of rows whose target another rank holds.
    */
   Workspace(ModelConfig c, TensorParallel tp, Stage stage, Device dev, DType dt, int batch, int seq, boolean recompute) {
+    this(c, tp, stage, dev, dt, batch, seq, recompute, 1);
+  }
+
+  /** With {@code sets} activation sets (at least 1), the first selected. */
+  Workspace(ModelConfig c, TensorParallel tp, Stage stage, Device dev, DType dt, int batch, int seq, boolean recompute,
+      int sets) {
+    if (sets < 1) throw new IllegalArgumentException("activation sets " + sets + " must be >= 1");
     this.batch = batch;
     this.seq = seq;
     this.rows = batch * seq;
@@ -51,7 +68,6 @@ final class Workspace extends TensorGroup {
     long vp = paddedVocab(dev, tp.split() ? V + 1 : V);
     boolean head = stage.head();
     try {
-      ids = stage.embedding() ? own(Tensor.zeros(DType.I32, dev, n)) : null;
       if (gpt2 && stage.embedding()) {
         int[] pos = new int[rows];
         for (int i = 0; i < rows; i++) pos[i] = i % seq;
@@ -59,21 +75,34 @@ final class Workspace extends TensorGroup {
       } else {
         positions = null;
       }
-      targets = head ? own(Tensor.zeros(DType.I32, dev, n)) : null;
-      residual = new Tensor[stage.blocks() + 1];
-      for (int l = 0; l < residual.length; l++) residual[l] = own(Tensor.empty(dt, dev, n, C));
-      blocks = new BlockActs[recompute ? Math.min(1, stage.blocks()) : stage.blocks()];
-      for (int l = 0; l < blocks.length; l++) blocks[l] = new BlockActs(c, tp, dev, dt, batch, seq);
-      normOut = head ? own(Tensor.empty(dt, dev, n, C)) : null;
-      normMean = head ? own(Tensor.empty(DType.F32, dev, n)) : null;
-      normRstd = head ? own(Tensor.empty(DType.F32, dev, n)) : null;
-      logitsBuf = head ? own(Tensor.empty(dt, dev, n, vp)) : null;
-      logits = head ? own(logitsBuf.slice(1, 0, V)) : null;
-      logitsWide = head && tp.split() ? own(logitsBuf.slice(1, 0, V + 1)) : null;
-      vocabMask = stage.embedding() && tp.split() ? own(Tensor.empty(dt, dev, n, C)) : null;
-      localIds = stage.embedding() && tp.split() ? own(Tensor.zeros(DType.I32, dev, n)) : null;
-      losses = head ? own(Tensor.empty(DType.F32, dev, n)) : null;
-      lse = head ? own(Tensor.empty(DType.F32, dev, n)) : null;
+      this.sets = new Set[sets];
+      BlockActs[] shared = null;
+      for (int k = 0; k < sets; k++) {
+        Set a = new Set();
+        this.sets[k] = a;
+        a.ids = stage.embedding() ? own(Tensor.zeros(DType.I32, dev, n)) : null;
+        a.targets = head ? own(Tensor.zeros(DType.I32, dev, n)) : null;
+        a.residual = new Tensor[stage.blocks() + 1];
+        for (int l = 0; l < a.residual.length; l++) a.residual[l] = own(Tensor.empty(dt, dev, n, C));
+        if (shared == null || !recompute) {
+          a.blocks = new BlockActs[recompute ? Math.min(1, stage.blocks()) : stage.blocks()];
+          for (int l = 0; l < a.blocks.length; l++) a.blocks[l] = new BlockActs(c, tp, dev, dt, batch, seq);
+          shared = a.blocks;
+        } else {
+          a.blocks = shared;
+        }
+        a.normOut = head ? own(Tensor.empty(dt, dev, n, C)) : null;
+        a.normMean = head ? own(Tensor.empty(DType.F32, dev, n)) : null;
+        a.normRstd = head ? own(Tensor.empty(DType.F32, dev, n)) : null;
+        a.logitsBuf = head ? own(Tensor.empty(dt, dev, n, vp)) : null;
+        a.logits = head ? own(a.logitsBuf.slice(1, 0, V)) : null;
+        a.logitsWide = head && tp.split() ? own(a.logitsBuf.slice(1, 0, V + 1)) : null;
+        a.vocabMask = stage.embedding() && tp.split() ? own(Tensor.empty(dt, dev, n, C)) : null;
+        a.localIds = stage.embedding() && tp.split() ? own(Tensor.zeros(DType.I32, dev, n)) : null;
+        a.losses = head ? own(Tensor.empty(DType.F32, dev, n)) : null;
+        a.lse = head ? own(Tensor.empty(DType.F32, dev, n)) : null;
+      }
+      select(0);
       dlosses = head ? own(Tensor.empty(DType.F32, dev, n)) : null;
       dres = own(Tensor.empty(dt, dev, n, C));
       d1 = own(Tensor.empty(dt, dev, n, C));
@@ -96,12 +125,30 @@ final class Workspace extends TensorGroup {
    * (one block's when recomputing). See {@link BufferSizes}.
    */
   static long activationBytes(ModelConfig c, Stage stage, Device dev, DType dt, int batch, int seq, boolean recompute) {
+    return activationBytes(c, stage, dev, dt, batch, seq, recompute, 1);
+  }
+
+  /**
+   * The same with {@code sets} activation sets: each set's residual streams and blocks' activations (recomputing: one
+   * shared block's), and from the second set on its own ids, targets and head buffers (the first's are counted by
+   * {@link #bufferBytes}).
+   */
+  static long activationBytes(ModelConfig c, Stage stage, Device dev, DType dt, int batch, int seq, boolean recompute,
+      int sets) {
     long n = (long) batch * seq;
-    int acts = recompute ? Math.min(1, stage.blocks()) : stage.blocks();
-    return new BufferSizes(dev)
-        .add(stage.blocks() + 1L, dt, n, c.hidden())                      // residual
-        .add(acts, BlockActs.bytes(c, dev, dt, batch, seq))               // blocks
-        .total();
+    long acts = recompute ? Math.min(1, stage.blocks()) : (long) stage.blocks() * sets;
+    BufferSizes s = new BufferSizes(dev)
+        .add((stage.blocks() + 1L) * sets, dt, n, c.hidden())             // residual
+        .add(acts, BlockActs.bytes(c, dev, dt, batch, seq));              // blocks
+    int extra = sets - 1;
+    if (extra > 0) {
+      s.add((long) extra * ((stage.embedding() ? 1 : 0) + (stage.head() ? 1 : 0)), DType.I32, n);  // ids, targets
+      if (stage.head()) {
+        long vp = paddedVocab(dev, c.vocabSize());
+        s.add(extra, dt, n, c.hidden()).add(4L * extra, DType.F32, n).add(extra, dt, n, vp);  // norm; stats, losses, lse; logits
+      }
+    }
+    return s.total();
   }
 
   /** The bytes of every other buffer the constructor allocates: ids, the head's, the gradient scratch. */
@@ -136,6 +183,37 @@ final class Workspace extends TensorGroup {
     return dev.isCuda() ? (vocab + 127) / 128 * 128 : vocab;
   }
 
+  /** The number of activation sets. */
+  int sets() {
+    return sets.length;
+  }
+
+  /** Points the per-set members at activation set {@code k}. */
+  void select(int k) {
+    Set a = sets[k];
+    ids = a.ids;
+    targets = a.targets;
+    residual = a.residual;
+    blocks = a.blocks;
+    normOut = a.normOut;
+    normMean = a.normMean;
+    normRstd = a.normRstd;
+    logitsBuf = a.logitsBuf;
+    logits = a.logits;
+    logitsWide = a.logitsWide;
+    vocabMask = a.vocabMask;
+    localIds = a.localIds;
+    losses = a.losses;
+    lse = a.lse;
+  }
+
+  /** One activation set's buffers (owned by the workspace). */
+  private static final class Set {
+    Tensor ids, targets, normOut, normMean, normRstd, logitsBuf, logits, logitsWide, vocabMask, localIds, losses, lse;
+    Tensor[] residual;
+    BlockActs[] blocks;
+  }
+
   /** The saved activations of the stage's i-th block. */
   BlockActs acts(int i) {
     return blocks[blocks.length == 1 ? 0 : i];
@@ -143,9 +221,14 @@ final class Workspace extends TensorGroup {
 
   @Override
   public void close() {
-    if (blocks != null) {
-      for (BlockActs b : blocks) {
-        if (b != null) b.close();
+    if (sets != null) {
+      BlockActs[] closed = null;
+      for (Set a : sets) {
+        if (a == null || a.blocks == null || a.blocks == closed) continue;  // recomputation: one shared BlockActs
+        for (BlockActs b : a.blocks) {
+          if (b != null) b.close();
+        }
+        closed = a.blocks;
       }
     }
     super.close();

@@ -197,7 +197,7 @@ class MpiRunTest {
   }
 
   /**
-   * {@code train --pp 2 --micro-batches 3} (two stages: 1F1B with a steady phase and recomputed forwards) against one
+   * {@code train --pp 2 --micro-batches 3} (two stages: 1F1B with a steady phase, stage 0 keeping two micro-batches' activations) against one
    * process with {@code --accum 3} over the same micro-batches: every logged step (loss, norm, lr, tokens) and the
    * final weights bit for bit, for GPT-2 with tied embeddings (the first and last stage each hold the embedding) and
    * for a 3-block Llama without (stages of 2 and 1 blocks; and --pp 3, one block each).
@@ -278,6 +278,49 @@ class MpiRunTest {
     assertTrue(z.output().contains("ZeRO 1"), z.output());
     assertEquals(want, steps(zero), "every logged step, --dp 2 --accum 2 vs --dp 2 --pp 2 --micro-batches 2 --zero 1");
     assertEquals(-1, Files.mismatch(dp.resolve(model), zero.resolve(model)), "final weights with --zero 1");
+  }
+
+  /**
+   * dp 2 × pp 2 × ZeRO 2 (each stage's micro-batch gradient reduce-scattered over its dp group into the stage's shard;
+   * tied embeddings: the first stage adds the last stage's head gradient per micro-batch before folding it, and the
+   * last stage's copy is given the first's folded sum; the clipping norm from the shards of both stages) against one
+   * process with {@code --accum 4}: every logged step and the final weights bit for bit, also while saving a checkpoint
+   * at every step, whose step-2 one resumes as that one process with its bits. (dp × pp × ZeRO 1 adds each
+   * replica's micro-batches first, as plain dp does, so it differs from both in the last bits at 2 micro-batches.)
+   */
+  @Test
+  void dataTimesPipelineZeroTwoEqualsOneProcessWithAccumulationBitForBit() throws Exception {
+    TrainFixture f = TrainFixture.create(tmp.resolve("dppz2-fixture"));
+    Path one = tmp.resolve("dppz2-one"), grid = tmp.resolve("dppz2-dp2-pp2-zero2");
+    trainHere(threeSteps(trainArgs(f, one, "--accum", "4")));
+    Job j = mpirun(4, Main.class.getName(), threeSteps(concat(trainArgs(f, grid, "--dp", "2", "--pp", "2", "--micro-batches",
+        "2", "--zero", "2", "--threads", "1", "--checkpoint-dir", grid.resolve("ck").toString()),
+        List.of("--checkpoint-every", "1", "--keep", "10"))), 300);
+    assertTrue(j.exitCode() == 0 && j.output().contains("with ZeRO 2"), j.output());
+    assertSameTraining(one, grid, 3, "one process with --accum 4 vs --dp 2 --pp 2 --micro-batches 2 --zero 2");
+
+    // its step-2 checkpoint (format 3, each stage's dp ranks their shards) resumes as one process
+    Path resumed = tmp.resolve("dppz2-resume-one");
+    trainHere(threeSteps(trainArgs(f, resumed, "--accum", "4", "--resume", grid.resolve("ck/step-00000002").toString())));
+    assertEquals(steps(one).subList(2, 3), steps(resumed), "step 2 resumed as one process from dp 2 x pp 2 x ZeRO 2's checkpoint");
+    Path model = Path.of("model", "model.safetensors");
+    assertEquals(-1, Files.mismatch(one.resolve(model), resumed.resolve(model)), "final weights after resuming as one process");
+  }
+
+  /** {@code got} logged the same {@code n} steps as {@code want} and saved byte-identical final weights. */
+  private static void assertSameTraining(Path want, Path got, int n, String what) throws IOException {
+    List<String> w = steps(want);
+    assertEquals(n, w.size(), what);
+    assertEquals(w, steps(got), "every logged step, " + what);
+    Path model = Path.of("model", "model.safetensors");
+    assertEquals(-1, Files.mismatch(want.resolve(model), got.resolve(model)), "final weights, " + what);
+  }
+
+  /** {@code args} with {@code --steps 3}. */
+  private static List<String> threeSteps(List<String> args) {
+    List<String> a = new ArrayList<>(args);
+    a.set(a.indexOf("--steps") + 1, "3");
+    return a;
   }
 
   /** Runs {@code train} in this JVM (one process); fails with its output unless it succeeds. */

@@ -32,9 +32,9 @@ import java.util.Objects;
  *   <li>every stage reads every micro-batch from its own loader (same data, same order) and uses what it needs;
  *   <li>each stage forms micro-batch {@code i}'s gradient from zero and accumulates it with {@link Trainer#accumulate}
  *       in micro-batch order (backwards run in order in 1F1B), so each parameter sees the one process's operations;
- *   <li>the model holds one micro-batch's activations, so a stage keeps only the inputs of the micro-batches in flight
- *       and reruns a micro-batch's forward before its backward when another forward ran in between (deterministic
- *       kernels: the same bits);
+ *   <li>the model keeps one set of activations per micro-batch in flight ({@link #activationSets}: {@code min(pp - s,
+ *       M)} on stage {@code s}, {@link Transformer#setActivationSets}), so each backward reads what its own forward
+ *       saved and no forward is rerun (with {@code --recompute} a set is the blocks' inputs);
  *   <li>tied embeddings: one process adds the head's gradient and the embedding's ({@code head_i + emb_i}) per
  *       micro-batch, then accumulates. The first stage keeps each {@code emb_i}, the last each {@code head_i}; after the
  *       schedule the last sends its {@code head_i} to the first, which forms the accumulated gradient exactly so and
@@ -44,6 +44,13 @@ import java.util.Objects;
  *       PipelineLayout#wholeRange}); each chunk is summed by the stage holding its first element, after the stages
  *       holding the rest of it sent their pieces, and the partials (zeros elsewhere) are summed over the group.
  * </ul>
+ *
+ * <p>ZeRO 2 over the dp group (a trainer with a sharded gradient): after each backward the stage's micro-batch gradient
+ * is reduce-scattered over the dp group into the stage's shard ({@link DataParallel#accumulateShard}), the one
+ * process's fold over {@code M × dp} micro-batches. Tied embeddings: the last stage sends each {@code head_i} to the
+ * first as soon as it sent micro-batch {@code i}'s input gradient, the first folds {@code head_i + emb_i}, and after the
+ * schedule the last stage's shards take the first's folded embedding gradient. The norm ({@link #shardedNorm}) puts
+ * each chunk of the whole layout together from the shards of every stage.
  *
  * <p>Tensor parallel stages (a {@code tp} group of the {@link dev.athanor.dist.ParallelGrid}): each rank of a stage
  * holds its {@link TensorParallel} part of the stage's blocks (the embedding and the head replicated) and the blocks'
@@ -60,6 +67,7 @@ public final class PipelineStage implements Trainer.MicroBatchRunner, GradientRe
   private final Communicator tp;  // the tensor-parallel ranks of this stage, or null
   private final TensorParallelism tensor;  // the tensor-parallel norm over tp, or null
   private DataParallel replicas;  // data parallel over dp (set by attach), or null
+  private Range gradShard;  // ZeRO 2: this rank's shard of the stage's flat gradient (set by attach), or null
   private final PipelineLayout layout;
   private final Transformer model;
   private final int stage;
@@ -68,6 +76,7 @@ public final class PipelineStage implements Trainer.MicroBatchRunner, GradientRe
   private final boolean tied;  // the first and the last stage both hold the token embedding
   private final List<Tensor> tiedPieces = new ArrayList<>();  // emb_i (first stage) or head_i (last stage), this step
   private float[] losses = new float[0];
+  private int forwards;  // forwards run by the last step's schedule
 
   /** A stage of a single pipeline. */
   public PipelineStage(Communicator comm, PipelineLayout layout, Transformer model) {
@@ -126,6 +135,9 @@ public final class PipelineStage implements Trainer.MicroBatchRunner, GradientRe
       }
       replicas = new DataParallel(dp, shard != null);  // ZeRO 1 over the dp group: each updates its part of the stage
       trainer.data().setReplica(dp.rank(), dp.size());
+      gradShard = trainer.gradientShard() != null ? shard : null;  // ZeRO 2: and keeps its part of the gradient
+    } else if (trainer.gradientShard() != null) {
+      throw new IllegalArgumentException("the trainer shards its gradient (ZeRO 2) but the stage has no data-parallel group");
     }
     trainer.setMicroBatchRunner(this);
     trainer.setGradientReducer(this);
@@ -146,15 +158,17 @@ public final class PipelineStage implements Trainer.MicroBatchRunner, GradientRe
     losses = new float[m];
     clearTiedPieces();
     ParameterStore store = model.parameters();
-    int held = -1;  // the micro-batch whose activations the model holds
+    int sets = activationSets(stage, layout.stages(), m);
+    model.setActivationSets(sets);  // micro-batch i in set i % sets: the ones in flight are consecutive, at most sets
+    forwards = 0;
     try {
       for (OneFOneB.Op op : OneFOneB.schedule(stage, layout.stages(), m)) {
         int i = op.micro();
         switch (op.kind()) {
           case RECV_INPUT -> inputs.put(i, received(hidden, dt, stage - 1));
           case FORWARD -> {
+            model.activationSet(i % sets);
             forward(batches.get(i), inputs.get(i), i);
-            held = i;
           }
           case SEND_OUTPUT -> comm.send(model.output(), stage + 1);
           case SEND_OUTPUT_RECV_GRAD -> {
@@ -166,20 +180,24 @@ public final class PipelineStage implements Trainer.MicroBatchRunner, GradientRe
             comm.recv(grad, stage + 1);
           }
           case BACKWARD -> {
-            if (held != i) forward(batches.get(i), inputs.get(i), i);  // recompute: another forward ran in between
-            held = i;
+            model.activationSet(i % sets);  // the activations micro-batch i's forward kept
             store.zero(Role.GRAD);
             if (last) {
               model.backward(lossScale);
             } else {
               model.backward(grad);
             }
-            if (tied && (first || last)) keepTiedPiece(store.view(Role.GRAD, embedding()));
+            if (tied && gradShard != null && first) {
+              addHeadGradient(store.view(Role.GRAD, embedding()));  // head_i + emb_i, as one process's micro-batch
+            } else if (tied && (first || last)) {
+              keepTiedPiece(store.view(Role.GRAD, embedding()));
+            }
             trainer.accumulate(i);
           }
           case SEND_GRAD -> {
             comm.send(model.inputGradient(), stage - 1);
             close(inputs.remove(i));
+            sendHeadGradient();
           }
           case SEND_GRAD_RECV_INPUT -> {
             Tensor in = Tensor.empty(dt, Device.CPU, hidden);
@@ -191,9 +209,11 @@ public final class PipelineStage implements Trainer.MicroBatchRunner, GradientRe
             }
             close(inputs.remove(i));
             inputs.put(op.other(), in);
+            sendHeadGradient();
           }
         }
       }
+      if (tied && gradShard != null) copyTiedShard(store, trainer.gradientShard());
     } finally {
       inputs.values().forEach(PipelineStage::close);
       close(grad);
@@ -201,7 +221,23 @@ public final class PipelineStage implements Trainer.MicroBatchRunner, GradientRe
     return last ? losses.clone() : new float[m];
   }
 
+  /**
+   * The activation sets stage {@code stage} of {@code stages} keeps over {@code micro} micro-batches: the micro-batches
+   * in flight under 1F1B, {@code min(stages - stage, micro)} (its warm-up forwards and the one of the steady phase).
+   */
+  public static int activationSets(int stage, int stages, int micro) {
+    if (stages < 1 || stage < 0 || stage >= stages) throw new IllegalArgumentException("stage " + stage + " of " + stages);
+    if (micro < 1) throw new IllegalArgumentException("micro-batches " + micro + " must be >= 1");
+    return Math.min(stages - stage, micro);
+  }
+
+  /** The forwards the last step's schedule ran on this stage: one per micro-batch (none is rerun). */
+  public int forwardsLastStep() {
+    return forwards;
+  }
+
   private void forward(DataLoader.Batch b, Tensor input, int i) {
+    forwards++;
     int[] targets = last ? b.targets() : null;
     float loss = first ? model.forward(b.inputs(), targets, b.batch(), b.seq()) : model.forward(input, targets, b.batch(), b.seq());
     if (last) losses[i] = loss;
@@ -237,6 +273,68 @@ public final class PipelineStage implements Trainer.MicroBatchRunner, GradientRe
     if (t != null) t.close();
   }
 
+  /**
+   * ZeRO 2, the last stage of a tied model: sends the head's gradient {@code head_i} of the micro-batch whose input
+   * gradient just left to the first stage, which adds it before it folds micro-batch {@code i} into its shard (its
+   * backward of {@code i} comes after this one's, and every message it waits for until then was sent before this).
+   */
+  private void sendHeadGradient() {
+    if (!tied || gradShard == null || !last) return;
+    try {
+      for (Tensor head : tiedPieces) comm.send(head, 0);
+    } finally {
+      clearTiedPieces();
+    }
+  }
+
+  /** ZeRO 2, the first stage of a tied model: {@code emb} += the last stage's {@code head_i} (as {@code head + emb}). */
+  private void addHeadGradient(Tensor emb) {
+    try (Tensor head = Tensor.empty(emb.dtype(), Device.CPU, emb.shape())) {
+      comm.recv(head, layout.stages() - 1);
+      Ops.add(head, emb, emb);
+    }
+  }
+
+  /**
+   * ZeRO 2 with tied embeddings, after the schedule: the first stage's shards hold the embedding's folded gradient (each
+   * micro-batch's {@code head_i + emb_i}); its dp group gathers it whole and sends it to the last stage, whose ranks
+   * copy their shards' parts of it over the head-only sums they folded, so both copies get the same bits.
+   */
+  private void copyTiedShard(ParameterStore store, Tensor shardGrad) {
+    if (!(first || last)) return;
+    Range emb = store.get(embedding()).range();
+    try (Tensor whole = Tensor.empty(DType.F32, Device.CPU, emb.length())) {
+      if (first) {
+        long n = store.numel();
+        long[] counts = new long[dp.size()];
+        for (int r = 0; r < counts.length; r++) {
+          counts[r] = emb.intersect(new Range(Communicator.partStart(n, r, dp.size()), Communicator.partStart(n, r + 1,
+              dp.size()))).length();
+        }
+        Range mine = emb.intersect(gradShard);
+        long at = 0;
+        for (int r = 0; r < dp.rank(); r++) at += counts[r];
+        try (Tensor part = whole.slice(0, at, at + mine.length())) {
+          if (!mine.isEmpty()) {
+            try (Tensor src = shardGrad.slice(0, mine.start() - gradShard.start(), mine.end() - gradShard.start())) {
+              part.copyFrom(src);
+            }
+          }
+          dp.allGatherV(part, whole, counts);
+        }
+        comm.send(whole, layout.stages() - 1);
+      } else {
+        comm.recv(whole, 0);
+        Range mine = emb.intersect(gradShard);
+        if (mine.isEmpty()) return;
+        try (Tensor src = whole.slice(0, mine.start() - emb.start(), mine.end() - emb.start());
+            Tensor dst = shardGrad.slice(0, mine.start() - gradShard.start(), mine.end() - gradShard.start())) {
+          dst.copyFrom(src);
+        }
+      }
+    }
+  }
+
   private void keepTiedPiece(Tensor grad) {
     Tensor c = Tensor.empty(grad.dtype(), Device.CPU, grad.shape()).detach();
     tiedPieces.add(c);
@@ -263,6 +361,13 @@ public final class PipelineStage implements Trainer.MicroBatchRunner, GradientRe
   public void reduce(ParameterStore store, Role gradRole) {
     reduceTied(store, gradRole);
     if (replicas != null) replicas.reduce(store, gradRole);
+  }
+
+  /** ZeRO 2: folds this rank's shard of the stage's micro-batch gradient over the dp group into {@code acc}. */
+  @Override
+  public void accumulateShard(ParameterStore store, Role gradRole, Range shard, Tensor acc, boolean first) {
+    if (replicas == null) throw new IllegalStateException("a sharded gradient (ZeRO 2) needs the stage's dp group");
+    replicas.accumulateShard(store, gradRole, shard, acc, first);
   }
 
   /** ZeRO 1 over the dp group: gathers the parts of the stage's parameters the other replicas updated. */
@@ -359,6 +464,110 @@ public final class PipelineStage implements Trainer.MicroBatchRunner, GradientRe
     double sum = 0;
     for (float x : partials) sum += x;
     return (float) Math.sqrt(sum);
+  }
+
+  /**
+   * ZeRO 2: the norm of the step's gradient held as shards, one process's bits. Each element of the whole model's flat
+   * layout lies on one stage {@code t} ({@link PipelineLayout#wholeRange}) and there in one dp rank's shard of the
+   * stage's store; each {@link Ops#NORM_CHUNK} chunk of the whole layout is summed by the rank (stage {@code t0}, dp
+   * rank {@code q0}) holding its first element: on each stage the chunk touches, the dp ranks send their pieces to dp
+   * rank {@code q0}, which (on another stage than {@code t0}) sends the stage's piece along its pipeline to stage
+   * {@code t0}. The partials (each non-zero on one rank) are summed over the dp group and the pipeline and added in
+   * double in chunk order, as one process does.
+   */
+  @Override
+  public float shardedNorm(ParameterStore store, Range shard, Tensor grad) {
+    if (replicas == null || !shard.equals(gradShard)) {
+      throw new IllegalArgumentException("gradient shard " + shard + " is not this stage's dp shard " + gradShard);
+    }
+    long total = layout.wholeNumel(), chunk = Ops.NORM_CHUNK;
+    int chunks = Math.toIntExact((total + chunk - 1) / chunk), size = dp.size(), me = dp.rank();
+    long[] numel = new long[layout.stages()];
+    for (int t = 0; t < numel.length; t++) numel[t] = stageNumel(t);
+    if (numel[stage] != store.numel()) {
+      throw new IllegalStateException("stage " + stage + "'s store holds " + store.numel() + " elements, the layout " + numel[stage]);
+    }
+    float[] partials = new float[chunks];
+    try (Tensor g = grad.view(grad.numel())) {
+      for (int j = 0; j < chunks; j++) {
+        long cs = j * chunk, ce = Math.min(total, cs + chunk);
+        int t0 = stageAt(cs);
+        long o0 = cs - layout.wholeRange(t0).start();
+        int q0 = partOwner(o0, numel[t0], size);
+        boolean owner = stage == t0 && me == q0;
+        if (ce <= layout.wholeRange(t0).end() && ce - layout.wholeRange(t0).start() <= Communicator.partStart(numel[t0], q0 + 1, size)) {
+          if (owner) {  // the whole chunk is in this rank's shard
+            try (Tensor x = g.slice(0, o0 - shard.start(), o0 + (ce - cs) - shard.start())) {
+              partials[j] = Ops.sumSquaresPartials(x)[0];
+            }
+          }
+          continue;
+        }
+        try (Tensor whole = owner ? Tensor.empty(DType.F32, Device.CPU, ce - cs) : null) {
+          for (int t = t0; t < layout.stages(); t++) {
+            Range r = layout.wholeRange(t);
+            long a = Math.max(cs, r.start()), b = Math.min(ce, r.end());
+            if (a >= b) continue;
+            if (t == stage) {
+              Range local = new Range(a - r.start(), b - r.start());
+              if (me == q0) {
+                try (Tensor part = owner ? whole.slice(0, a - cs, b - cs) : Tensor.empty(DType.F32, Device.CPU, b - a)) {
+                  for (int q = 0; q < size; q++) {  // this stage's piece of the chunk from its dp ranks, in order
+                    Range piece = local.intersect(new Range(Communicator.partStart(numel[t], q, size),
+                        Communicator.partStart(numel[t], q + 1, size)));
+                    if (piece.isEmpty()) continue;
+                    try (Tensor dst = part.slice(0, piece.start() - local.start(), piece.end() - local.start())) {
+                      if (q == me) {
+                        try (Tensor x = g.slice(0, piece.start() - shard.start(), piece.end() - shard.start())) {
+                          dst.copyFrom(x);
+                        }
+                      } else {
+                        dp.recv(dst, q);
+                      }
+                    }
+                  }
+                  if (!owner) comm.send(part, t0);
+                }
+              } else {
+                Range piece = local.intersect(shard);
+                if (!piece.isEmpty()) {
+                  try (Tensor x = g.slice(0, piece.start() - shard.start(), piece.end() - shard.start())) {
+                    dp.send(x, q0);
+                  }
+                }
+              }
+            } else if (owner) {
+              try (Tensor dst = whole.slice(0, a - cs, b - cs)) {
+                comm.recv(dst, t);
+              }
+            }
+          }
+          if (owner) partials[j] = Ops.sumSquaresPartials(whole)[0];
+        }
+      }
+    }
+    // each partial is non-zero on one rank only: the sums over the dp group and the pipeline are that partial's bits
+    try (Tensor p = Tensor.of(partials, chunks)) {
+      dp.allReduceSum(p);
+      comm.allReduceSum(p);
+      partials = p.toFloatArray();
+    }
+    double sum = 0;
+    for (float x : partials) sum += x;
+    return (float) Math.sqrt(sum);
+  }
+
+  /** The length of stage {@code t}'s flat store (a tied head's copy of the embedding included). */
+  private long stageNumel(int t) {
+    List<dev.athanor.params.ParamSpec> specs = new ArrayList<>();
+    layout.config().parameterUnits(layout.stage(t)).values().forEach(specs::addAll);
+    return ParameterStore.layoutNumel(specs);
+  }
+
+  /** The part (of {@code parts} over {@code n} elements, {@link Communicator#partStart}) holding element {@code e}. */
+  private static int partOwner(long e, long n, int parts) {
+    for (int r = 0; r < parts; r++) if (e < Communicator.partStart(n, r + 1, parts)) return r;
+    throw new IllegalArgumentException("element " + e + " is outside " + n);
   }
 
   /**

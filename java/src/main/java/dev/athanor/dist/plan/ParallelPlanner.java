@@ -29,7 +29,9 @@ import java.util.Objects;
  *       two moments (divided by dp from ZeRO 1 on) of the stage's parameters (split ones, the vocabulary-parallel
  *       embedding and head included, divided by tp; a tied head's copy of the embeddings on the last stage), plus the activations of the micro-batches the stage keeps in flight
  *       (1F1B: {@code min(pp − s, M)} on stage {@code s}; not divided by tp, so the estimate errs on the safe side) and
- *       its work buffers, from the same sizes {@link Footprint} uses, and the receive buffers of the deterministic sums;
+ *       its work buffers, from the same sizes {@link Footprint} uses, the receive buffers of the deterministic sums, and a
+ *       pipeline stage's own buffers (the hidden states and gradients it receives, a tied embedding's gradient pieces,
+ *       the norm's assembled chunk);
  *   <li><b>bytes sent per step</b> by the busiest rank: the bytes of its data that its calls deliver to other ranks, once
  *       per receiving rank ({@link Communicator#sentBytes}, what a run logs per step as {@code comm_sent_bytes}), call by
  *       call as Athanor makes them ({@link #sentBytes} for one rank). Athanor's deterministic all-reduce is a
@@ -152,7 +154,7 @@ public final class ParallelPlanner {
     if (l.zero() > 3) return "ZeRO " + l.zero() + " does not exist";
     if ((l.zero() == 1 || l.zero() == 3) && l.dp() == 1) return "ZeRO " + l.zero() + " needs dp > 1";
     if (l.tp() > 1 && l.zero() > 0) return "ZeRO with tensor parallel is not built yet";
-    if (l.pp() > 1 && l.zero() > 1) return "ZeRO " + l.zero() + " with pipeline parallel is not built yet";
+    if (l.pp() > 1 && l.zero() > 2) return "ZeRO " + l.zero() + " with pipeline parallel is not built yet";
     return null;
   }
 
@@ -199,9 +201,10 @@ public final class ParallelPlanner {
         weights = 4 * (p / l.dp() + 1) + windows;
         grads = 4 * (p / l.dp() + 1) + windows;
       }
-      long inFlight = l.pp() > 1 ? Math.min(l.pp() - s, mb) : 1;
-      long acts = Footprint.stageActivationBytes(c, st, job.device(), dt, job.batch(), job.seq(), l.recompute()) * inFlight;
-      long buffers = Footprint.stageBufferBytes(c, st, job.device(), dt, job.batch(), job.seq(), l.tp());
+      int inFlight = l.pp() > 1 ? Math.min(l.pp() - s, mb) : 1;
+      long acts = Footprint.stageActivationBytes(c, st, job.device(), dt, job.batch(), job.seq(), l.recompute(), inFlight);
+      long buffers = Footprint.stageBufferBytes(c, st, job.device(), dt, job.batch(), job.seq(), l.tp())
+          + pipelineBuffers(c, pipeline, l, s, inFlight, mb, (long) dt.byteSize() * tokens * c.hidden());
       // the deterministic sums' receive buffers, kept per communicator, plus one element per rank: over dp the gradient
       // (at most 1 GiB per piece; zero 2 folds in pieces of 2^20 elements per rank and also assembles the norm chunk
       // that straddles its shard's start), and the step's micro-batch losses gathered; over tp one activation (B, T, C)
@@ -209,7 +212,9 @@ public final class ParallelPlanner {
       long dpScratch = l.zero() >= 2 ? Math.min(4 * p, 4L * l.dp() << 20) + Math.min(4 * p, 4L << 20)
           : Math.min(4 * p, 1L << 30);
       long scratch = (l.dp() > 1 ? dpScratch + 4L * l.dp() + 4L * mb * (1 + l.dp()) : 0)
-          + (l.tp() > 1 ? 4 * tokens * c.hidden() + 4L * l.tp() + 8 * tokens * l.tp() : 0);
+          + (l.tp() > 1 ? 4 * tokens * c.hidden() + 4L * l.tp() + 8 * tokens * l.tp() : 0)
+          // pp: the pipeline group's all-reduce of the norm's partials, and the stop flag's over all the processes
+          + (l.pp() > 1 ? 4 * chunks(pipeline.wholeNumel()) + 4L * l.pp() + 4L + 4L * job.world() : 0);
       long total = weights + grads + moments + acts + buffers + scratch;
       if (total > best) {
         best = total;
@@ -248,6 +253,26 @@ public final class ParallelPlanner {
     double commSeconds = comm / job.hardware().linkBytesPerSecond() + messages * job.hardware().linkLatencySeconds();
     double bubble = pipeline.bubble(mb);
     return new Estimate(l, m, best, parts, comm, bubble, compute, commSeconds, why);
+  }
+
+  /**
+   * The bytes a pipeline stage allocates besides its model's (pp > 1), the largest of its phases: during the schedule
+   * the received hidden states of the micro-batches in flight and the one being received, the received gradient, and
+   * (tied embeddings) the embedding gradient kept per micro-batch; in the tied reduction those pieces and the first
+   * stage's two temporaries; for the norm the assembled chunk (whole model chunks of {@link Ops#NORM_CHUNK} elements
+   * straddle stages) and the partials.
+   */
+  private static long pipelineBuffers(ModelConfig c, PipelineLayout pipeline, Layout l, int s, int inFlight, int mb,
+      long hiddenBytes) {
+    if (l.pp() == 1) return 0;
+    boolean first = s == 0, last = s == l.pp() - 1, tied = c.tiedEmbeddings();
+    long received = (first ? 0 : (inFlight + 1L) * hiddenBytes) + (last ? 0 : hiddenBytes);
+    long piece = tied && (first || last) ? 4L * c.vocabSize() * c.hidden() : 0;  // an F32 embedding gradient
+    long kept = l.zero() >= 2 ? piece : piece * mb;  // ZeRO 2: each head gradient is sent (or added) at once
+    long reduction = l.zero() >= 2 ? 2 * piece : kept + (first ? 2 * piece : 0);
+    long total = pipeline.wholeNumel();
+    long norm = 4 * Math.min(total, Ops.NORM_CHUNK) + 4 * chunks(total);
+    return Math.max(received + kept, Math.max(reduction, norm));
   }
 
   /**
