@@ -3,7 +3,10 @@ package dev.athanor.cli;
 import dev.athanor.cli.Options.Range;
 import dev.athanor.dist.Communicator;
 import dev.athanor.dist.DataParallel;
+import dev.athanor.dist.DataTensorParallel;
+import dev.athanor.dist.ParallelGrid;
 import dev.athanor.dist.ReduceMode;
+import dev.athanor.dist.TensorParallelism;
 import dev.athanor.dist.TimedCommunicator;
 import dev.athanor.io.AtomicFiles;
 import dev.athanor.io.data.DataLoader;
@@ -99,7 +102,7 @@ final class BenchCommand implements Callable<Integer> {
   @ArgGroup(exclusive = false, validate = false, heading = "%nOffload (--mode train; CPU only):%n", order = 6)
   Options.OffloadOptions offload = new Options.OffloadOptions();
 
-  @ArgGroup(exclusive = false, validate = false, heading = "%nData parallel (--mode train; processes started by mpirun or athanor launch):%n",
+  @ArgGroup(exclusive = false, validate = false, heading = "%nParallel (--mode train; processes started by mpirun or athanor launch):%n",
       order = 7)
   Parallel parallel = new Parallel();
 
@@ -137,6 +140,12 @@ final class BenchCommand implements Callable<Integer> {
     @Range(min = 1)
     int dp;
 
+    @Option(names = "--tp", paramLabel = "N", defaultValue = "1",
+        description = "tensor-parallel processes (athanor launch bench ... --tp N), as train takes them; with --dp a dp x tp "
+            + "grid of dp x tp processes. Default: ${DEFAULT-VALUE}")
+    @Range(min = 1)
+    int tp;
+
     @Option(names = "--zero", paramLabel = "STAGE", defaultValue = "0",
         description = "ZeRO stage with --dp, as train takes it. Default: ${DEFAULT-VALUE}")
     @Range(min = 0, max = 3)
@@ -151,7 +160,7 @@ final class BenchCommand implements Callable<Integer> {
     ParallelOptions options() {
       ParallelOptions p = new ParallelOptions();
       p.dp = dp;
-      p.tp = 1;
+      p.tp = tp;
       p.pp = 1;
       p.zero = zero;
       p.reduce = reduce;
@@ -196,10 +205,17 @@ final class BenchCommand implements Callable<Integer> {
     OffloadConfig oc = OffloadConfig.NONE;
     if (mode == Mode.TRAIN) {
       offload.check(spec);
+      if (parallel.tp > 1) {
+        try {
+          new dev.athanor.nn.TensorParallel(parallel.tp, 0).check(mc);
+        } catch (IllegalArgumentException e) {
+          throw Options.usage(spec, e.getMessage());
+        }
+      }
       Communicator c = parallel.options().start(spec, device, !offload.off(), 1);
       if (c != null) {
         try (TimedCommunicator comm = new TimedCommunicator(c)) {
-          return dataParallel(mc, device, b, t, comm);
+          return parallel(mc, device, b, t, comm);
         }
       }
       OffloadPlan plan = TrainCommand.offloadPlan(spec, offload, new OffloadPlanner.Job(mc, device, benchConfig(b, t, 1), false,
@@ -273,18 +289,18 @@ final class BenchCommand implements Callable<Integer> {
    */
   static StepTimes trainSteps(Transformer m, int b, int t, int steps, int warm, SplittableRandom rng, OffloadConfig oc,
       OffloadedWeights weights) {
-    return trainSteps(m, b, t, steps, warm, rng, oc, weights, null, 0);
+    return trainSteps(m, b, t, steps, warm, rng, 1, null, (loader, tc) -> new Trainer(m, tc, loader, oc, weights));
   }
 
   /**
-   * As above; with {@code comm} (not null) this process is one of {@code comm.size()} data-parallel replicas with ZeRO
-   * stage {@code zero}, reading its own micro-batches of the same random tokens (every rank draws them alike).
+   * As above, with the trainer {@code trainer} makes (given the loader and the settings; a parallel one reads its
+   * replica's micro-batches) over tokens for {@code replicas} data-parallel replicas (every rank draws them alike),
+   * and what each timed step spent in {@code comm}'s collectives (null: none).
    */
-  static StepTimes trainSteps(Transformer m, int b, int t, int steps, int warm, SplittableRandom rng, OffloadConfig oc,
-      OffloadedWeights weights, TimedCommunicator comm, int zero) {
+  static StepTimes trainSteps(Transformer m, int b, int t, int steps, int warm, SplittableRandom rng, int replicas,
+      TimedCommunicator comm, java.util.function.BiFunction<DataLoader, TrainConfig, Trainer> trainer) {
     ModelConfig mc = m.config();
     int total = steps + warm;
-    int replicas = comm == null ? 1 : comm.size();
     TrainConfig tc = benchConfig(b, t, total);
     Path dir = null;
     try {
@@ -296,24 +312,20 @@ final class BenchCommand implements Callable<Integer> {
       double[] ms = new double[steps];
       TimedCommunicator.Counts[] talked = new TimedCommunicator.Counts[comm == null ? 0 : steps];
       try (TokenDataset data = TokenDataset.open(shard);
-          Trainer trainer = comm != null && zero >= 1
-              ? new Trainer(m, tc, new DataLoader(data, b, t, false, 1), DataParallel.optimizerShard(m.parameters(), comm),
-                  zero >= 2)
-              : new Trainer(m, tc, new DataLoader(data, b, t, false, 1), oc, weights)) {
-        if (comm != null) DataParallel.attach(trainer, comm);
+          Trainer tr = trainer.apply(new DataLoader(data, b, t, false, 1), tc)) {
         TransferStats.Snapshot before = TransferStats.Snapshot.ZERO;
         for (int s = -warm; s < steps; s++) {
-          if (s == 0) before = trainer.transfers();
+          if (s == 0) before = tr.transfers();
           TimedCommunicator.Counts c0 = comm != null ? comm.counts() : null;
           long t0 = System.nanoTime();
-          trainer.step();
+          tr.step();
           if (m.device().isCuda()) Cuda.synchronize(m.device().index());
           if (s >= 0) {
             ms[s] = (System.nanoTime() - t0) / 1e6;
             if (comm != null) talked[s] = comm.counts().minus(c0);
           }
         }
-        return new StepTimes(ms, trainer.transfers().minus(before), talked);
+        return new StepTimes(ms, tr.transfers().minus(before), talked);
       }
     } catch (IOException e) {
       throw new UncheckedIOException(e);
@@ -329,26 +341,41 @@ final class BenchCommand implements Callable<Integer> {
   }
 
   /**
-   * --mode train --dp N on this rank of {@code comm}: the model initialised alike on every rank, the timed steps, and on
-   * rank 0 the JSON line (global tokens/s; rank 0's median time and bytes in collectives per step).
+   * --mode train with --dp and --tp on this rank of {@code comm}: the model (this rank's tensor-parallel part)
+   * initialised alike on every rank, the timed steps, and on rank 0 the JSON line (global tokens/s; rank 0's median
+   * time and bytes in collectives per step).
    */
-  private int dataParallel(ModelConfig mc, Device device, int b, int t, TimedCommunicator comm) {
-    int n = steps.steps != null ? steps.steps : 10;
-    try (Transformer m = Transformer.create(mc, device)) {
-      m.initialize(1);
-      StepTimes st = trainSteps(m, b, t, n, steps.warmup, new SplittableRandom(1), OffloadConfig.NONE, null, comm,
-          parallel.zero);
-      if (comm.rank() != 0) return 0;
-      Map<String, Object> j = trainJson(m, b * comm.size(), t, n, st.millis());
-      j.put("dp", comm.size());
-      j.put("zero", parallel.zero);
-      j.put("reduce", comm.mode().name().toLowerCase(Locale.ROOT));
-      j.put("batch_per_process", b);
-      double[] commMs = Arrays.stream(st.comm()).mapToDouble(TimedCommunicator.Counts::millis).toArray();
-      j.put("comm_ms_median", Json.round(median(commMs), 3));
-      j.put("comm_bytes_per_step", st.comm()[st.comm().length - 1].bytes());  // handed to collectives
-      j.put("comm_sent_bytes_per_step", st.comm()[st.comm().length - 1].sent());  // delivered to the other rank(s)
-      main.out.println(Json.write(j));
+  private int parallel(ModelConfig mc, Device device, int b, int t, TimedCommunicator comm) {
+    int n = steps.steps != null ? steps.steps : 10, dp = parallel.dp, tp = parallel.tp;
+    try (ParallelGrid.Groups g = dp > 1 && tp > 1 ? new ParallelGrid(dp, tp, 1).split(comm) : null) {
+      Communicator tpComm = g != null ? g.tp() : comm, dpComm = g != null ? g.dp() : comm;
+      try (Transformer m = tp > 1 ? TensorParallelism.create(mc, device, tpComm) : Transformer.create(mc, device)) {
+        m.initialize(1);
+        StepTimes st = trainSteps(m, b, t, n, steps.warmup, new SplittableRandom(1), dp, comm, (loader, tc) -> {
+          Trainer tr = parallel.zero >= 1 ? new Trainer(m, tc, loader, DataParallel.optimizerShard(m.parameters(), dpComm),
+              parallel.zero >= 2) : new Trainer(m, tc, loader);
+          if (tp == 1) {
+            DataParallel.attach(tr, comm);
+          } else if (dp == 1) {
+            tr.setGradientReducer(new TensorParallelism(comm, mc));  // every rank reads the same batches
+          } else {
+            tr.setGradientReducer(new DataTensorParallel(DataParallel.attach(tr, dpComm), new TensorParallelism(tpComm, mc)));
+          }
+          return tr;
+        });
+        if (comm.rank() != 0) return 0;
+        Map<String, Object> j = trainJson(m, b * dp, t, n, st.millis());
+        j.put("dp", dp);
+        j.put("tp", tp);
+        j.put("zero", parallel.zero);
+        j.put("reduce", comm.mode().name().toLowerCase(Locale.ROOT));
+        j.put("batch_per_process", b);
+        double[] commMs = Arrays.stream(st.comm()).mapToDouble(TimedCommunicator.Counts::millis).toArray();
+        j.put("comm_ms_median", Json.round(median(commMs), 3));
+        j.put("comm_bytes_per_step", st.comm()[st.comm().length - 1].bytes());  // handed to collectives
+        j.put("comm_sent_bytes_per_step", st.comm()[st.comm().length - 1].sent());  // delivered to the other rank(s)
+        main.out.println(Json.write(j));
+      }
     }
     return 0;
   }

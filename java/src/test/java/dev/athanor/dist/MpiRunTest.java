@@ -169,19 +169,15 @@ class MpiRunTest {
   }
 
   /**
-   * {@code bench --mode train --dp 2} under mpirun: rank 0 alone prints one JSON line, counting both processes' tokens,
+   * {@code bench --mode train --dp 2} (and {@code --tp 2}) under mpirun: rank 0 alone prints one JSON line, counting both
+   * processes' tokens under --dp,
    * and the bytes it reports per step are exactly what plain data parallel hands to collectives a step: the flat F32
    * gradient (one all-reduce) and its micro-batch's loss (one F32, all-gathered for the log).
    */
   @Test
   void benchDataParallelReportsTheStepsAllReduce() throws Exception {
     TrainFixture f = TrainFixture.create(tmp.resolve("bench-fixture"));
-    Job j = mpirun(2, Main.class.getName(), List.of("bench", "--mode", "train", "--config", f.config.toString(), "--device",
-        "cpu", "--batch", "2", "--seq", "16", "--steps", "2", "--warmup-steps", "1", "--dp", "2", "--threads", "1"), 300);
-    assertEquals(0, j.exitCode(), j.output());
-    List<String> lines = j.output().lines().filter(l -> l.startsWith("{")).toList();
-    assertEquals(1, lines.size(), "rank 0 alone prints:\n" + j.output());
-    JsonObject o = JsonParser.parseString(lines.get(0)).getAsJsonObject();
+    JsonObject o = bench(f, "--dp", "2");
     assertEquals(2, o.get("dp").getAsInt());
     assertEquals(0, o.get("zero").getAsInt());
     assertEquals(4, o.get("batch").getAsInt(), "the batch counts both processes: " + o);
@@ -194,6 +190,25 @@ class MpiRunTest {
     assertTrue(o.get("tokens_per_s").getAsDouble() > 0 && o.get("comm_ms_median").getAsDouble() >= 0, o.toString());
     // delivered to the other rank: half the gradient in the all-to-all, the summed half in the all-gather, and the loss
     assertEquals(gradientBytes + 4, o.get("comm_sent_bytes_per_step").getAsLong(), o.toString());
+
+    // tensor parallel: both ranks read the same batch and hold half of each block
+    JsonObject t = bench(f, "--tp", "2");
+    assertEquals(1, t.get("dp").getAsInt());
+    assertEquals(2, t.get("tp").getAsInt());
+    assertEquals(2, t.get("batch").getAsInt(), "the tensor-parallel ranks share one batch: " + t);
+    assertTrue(t.get("comm_sent_bytes_per_step").getAsLong() > 0 && t.get("tokens_per_s").getAsDouble() > 0, t.toString());
+  }
+
+  /** {@code bench --mode train} of {@code f}'s model on 2 processes with {@code flags}: the one JSON line rank 0 prints. */
+  private static JsonObject bench(TrainFixture f, String... flags) throws Exception {
+    List<String> a = new ArrayList<>(List.of("bench", "--mode", "train", "--config", f.config.toString(), "--device", "cpu",
+        "--batch", "2", "--seq", "16", "--steps", "2", "--warmup-steps", "1", "--threads", "1"));
+    a.addAll(List.of(flags));
+    Job j = mpirun(2, Main.class.getName(), a, 300);
+    assertEquals(0, j.exitCode(), j.output());
+    List<String> lines = j.output().lines().filter(l -> l.startsWith("{")).toList();
+    assertEquals(1, lines.size(), "rank 0 alone prints:\n" + j.output());
+    return JsonParser.parseString(lines.get(0)).getAsJsonObject();
   }
 
   /**
