@@ -717,7 +717,8 @@ final class TrainCommand implements Callable<Integer> {
    * The step loop: progress bar with loss, tokens/s and ETA; one JSON line per step in {@code log}; periodic
    * checkpoints; on a failure or SIGTERM the last consistent state is saved before the error propagates. With --dp or
    * --pp, every rank writes its part of each checkpoint (format version 3: its ZeRO 1 shard, or its cut of the flat state;
-   * under --pp of its stage's) and rank 0 the manifest, synchronously at the same steps (a collective); with --tp (and dp
+   * under --pp of its stage's) and rank 0 the manifest, at the same steps (a collective; in the background unless
+   * --checkpoint-sync, committed by the next save or the final wait); with --tp (and dp
    * × tp) the tensor-parallel group of replica 0 gathers the state to rank 0, which writes the one-process format. A
    * failed step saves nothing in a multi-process run (the save's collectives would need the other ranks, which may be
    * waiting in the failed step's): the last periodic checkpoint stays the one to resume from.

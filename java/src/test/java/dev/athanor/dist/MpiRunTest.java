@@ -364,17 +364,39 @@ class MpiRunTest {
    * its step-3 checkpoint resumes as one process and under dp 2 × ZeRO 0, whose format-3 checkpoint (each rank its cut of
    * the flat state) resumes under dp 2 × ZeRO 1 and as one process; the one process's (format 2) resumes under dp 2 ×
    * ZeRO 1. Each finishes with the same losses and byte-identical final weights. A missing or corrupted rank file is an
-   * error naming it.
+   * error naming it. The checkpoints written in the background (the default) hold the same rank files, byte for byte, and
+   * the same manifest pieces as those of a --checkpoint-sync run.
    */
   @Test
   void zeroOneCheckpointsResumeWithAnyLayout() throws Exception {
     TrainFixture f = TrainFixture.create(tmp.resolve("ck-fixture"));
     Path one = tmp.resolve("ck-one"), zero = tmp.resolve("ck-zero"), plain = tmp.resolve("ck-zero-plain");
+    Path zeroSync = tmp.resolve("ck-zero-sync");
     List<String> keepAll = List.of("--checkpoint-every", "1", "--keep", "10");
     List<String> zeroFlags = List.of("--dp", "2", "--zero", "1", "--threads", "1");
     trainHere(concat(trainArgs(f, one, "--accum", "2", "--checkpoint-dir", one.resolve("ck").toString()), keepAll));
     trainMpi(concat(trainArgs(f, zero, "--checkpoint-dir", zero.resolve("ck").toString()), keepAll, zeroFlags));
+    trainMpi(concat(trainArgs(f, zeroSync, "--checkpoint-dir", zeroSync.resolve("ck").toString(), "--checkpoint-sync"), keepAll,
+        zeroFlags));
     trainMpi(concat(trainArgs(f, plain), zeroFlags));
+
+    // background writes (the default) and --checkpoint-sync write the same checkpoints, every step
+    List<Path> background = dev.athanor.train.checkpoint.CheckpointManager.stepDirs(zero.resolve("ck"));
+    List<Path> sync = dev.athanor.train.checkpoint.CheckpointManager.stepDirs(zeroSync.resolve("ck"));
+    assertEquals(sync.stream().map(p -> p.getFileName().toString()).toList(),
+        background.stream().map(p -> p.getFileName().toString()).toList(), "the same steps saved");
+    assertEquals(6, background.size(), "a checkpoint per step (--keep 10)");
+    for (int i = 0; i < sync.size(); i++) {
+      for (String file : List.of("rank-0-of-2.safetensors", "rank-1-of-2.safetensors")) {
+        assertEquals(-1, Files.mismatch(sync.get(i).resolve(file), background.get(i).resolve(file)),
+            background.get(i) + "/" + file + ": background vs --checkpoint-sync");
+      }
+      JsonObject a = JsonParser.parseString(Files.readString(sync.get(i).resolve("manifest.json"))).getAsJsonObject();
+      JsonObject b = JsonParser.parseString(Files.readString(background.get(i).resolve("manifest.json"))).getAsJsonObject();
+      for (String k : List.of("files", "tensors", "layout", "step", "adam_step", "data_loader")) {
+        assertEquals(a.get(k), b.get(k), background.get(i) + " manifest " + k + ": background vs --checkpoint-sync");
+      }
+    }
 
     // (a) saving (every step, every rank its own file) changes nothing
     List<String> reference = steps(one);
@@ -679,12 +701,8 @@ class MpiRunTest {
     List<String> args = new ArrayList<>(trainArgs(f, dir, "--dp", "2", "--zero", "1", "--threads", "1", "--checkpoint-dir",
         ck.toString(), "--checkpoint-every", "5"));
     args.set(args.indexOf("--steps") + 1, "100000");  // far more than it gets to do
-    List<String> cmd = new ArrayList<>(List.of("mpirun", "--oversubscribe", "--bind-to", "none"));
-    cmd.addAll(app(2, Main.class.getName(), args));
     Path out = Files.createTempFile(tmp, "mpirun-term-", ".txt");
-    ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(out.toFile());
-    ENV.forEach((k, v) -> pb.environment().putIfAbsent(k, v));
-    Process p = pb.start();
+    Process p = startMpirun(app(2, Main.class.getName(), args), out);
     try {
       long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(120);
       while ((!Files.exists(log) || Files.readAllLines(log).size() < 6) && p.isAlive() && System.nanoTime() < deadline) {
@@ -709,6 +727,58 @@ class MpiRunTest {
     Path last = dirs.get(dirs.size() - 1);
     assertEquals(String.format("step-%08d", steps), last.getFileName().toString(), "the final save holds the stopped step");
     assertEquals(steps, dev.athanor.train.checkpoint.Checkpoint.open(last).step(), "it verifies");
+  }
+
+  /**
+   * SIGKILL of a dp 2 × ZeRO 1 job while its ranks write the step-3 checkpoint in the background (each rank's writer held
+   * after its rank file by a test hook) leaves that step invisible: the checkpoints of steps 1 and 2, committed before,
+   * verify, step 3 is only a {@code .tmp-*} directory without a manifest, and the next run removes it and resumes from step
+   * 2 exactly as an uninterrupted run continues.
+   */
+  @Test
+  void killDuringABackgroundWriteLeavesNoPartialCheckpoint() throws Exception {
+    TrainFixture f = TrainFixture.create(tmp.resolve("kill-fixture"));
+    Path dir = tmp.resolve("kill"), ck = dir.resolve("ck"), pending = ck.resolve(".tmp-step-00000003-of-2");
+    List<String> app = new ArrayList<>(app(2, Main.class.getName(), trainArgs(f, dir, "--dp", "2", "--zero", "1",
+        "--threads", "1", "--checkpoint-dir", ck.toString(), "--checkpoint-every", "1", "--keep", "10")));
+    app.add(app.indexOf("-cp"), "-Dathanor.checkpoint.pauseAfterRankFile=3");
+    Path out = Files.createTempFile(tmp, "mpirun-kill-", ".txt");
+    Process p = startMpirun(app, out);
+    try {
+      long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(180);
+      while (!(Files.isRegularFile(pending.resolve("rank-0-of-2.safetensors"))
+          && Files.isRegularFile(pending.resolve("rank-1-of-2.safetensors"))) && p.isAlive() && System.nanoTime() < deadline) {
+        Thread.sleep(20);
+      }
+      assertTrue(p.isAlive(), "the job ended before its step-3 write:\n" + Files.readString(out));
+      assertTrue(Files.isRegularFile(pending.resolve("rank-1-of-2.safetensors")), "no step-3 rank files:\n" + Files.readString(out));
+    } finally {
+      p.descendants().forEach(ProcessHandle::destroyForcibly);  // SIGKILL: no hook, no cleanup
+      p.destroyForcibly();
+      p.waitFor(60, TimeUnit.SECONDS);
+    }
+    List<String> visible = dev.athanor.train.checkpoint.CheckpointManager.stepDirs(ck).stream()
+        .map(d -> d.getFileName().toString()).toList();
+    assertEquals(List.of("step-00000001", "step-00000002"), visible, "only the checkpoints committed before the kill");
+    assertEquals(2, dev.athanor.train.checkpoint.Checkpoint.open(ck.resolve("step-00000002")).step(), "step 2 verifies");
+    assertTrue(Files.isDirectory(pending) && !Files.exists(pending.resolve("manifest.json")), "step 3 stays a temporary");
+
+    Path one = tmp.resolve("kill-one"), resumed = tmp.resolve("kill-resumed");
+    trainHere(trainArgs(f, one, "--accum", "2"));
+    trainHere(trainArgs(f, resumed, "--accum", "2", "--resume", "auto", "--checkpoint-dir", ck.toString()));
+    assertEquals(steps(one).subList(2, 6), steps(resumed), "steps 2..5 resumed from step 2 as the uninterrupted run's");
+    try (var left = Files.list(ck)) {
+      assertTrue(left.noneMatch(q -> q.getFileName().toString().startsWith(".tmp")), "the next run removed the temporary");
+    }
+  }
+
+  /** Starts {@code mpirun} with one application context ({@link #app}), its output merged into {@code out}. */
+  private static Process startMpirun(List<String> app, Path out) throws IOException {
+    List<String> cmd = new ArrayList<>(List.of("mpirun", "--oversubscribe", "--bind-to", "none"));
+    cmd.addAll(app);
+    ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(out.toFile());
+    ENV.forEach((k, v) -> pb.environment().putIfAbsent(k, v));
+    return pb.start();
   }
 
   /** The MPI rank of a process started by Open MPI's mpirun (from its environment, Linux), or -1. */

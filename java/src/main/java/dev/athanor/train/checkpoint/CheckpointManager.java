@@ -76,7 +76,14 @@ import java.util.regex.Pattern;
  * next save first waits for the previous write (back-pressure instead of unbounded memory), and a failed
  * write is reported by the next call. The host buffers of a snapshot are kept after its write and refilled
  * by the next save (first-touching fresh memory costs more than the copy), so a manager holds one
- * checkpoint's worth of host memory from its first save until {@link #close()}.
+ * checkpoint's worth of host memory from its first save until {@link #close()}. A rank of a multi-process run copies
+ * only the pieces it writes (its part of the state) and its writer thread writes its rank file; since MPI calls are
+ * serialized (the barrier cannot run on the writer thread beside the step's collectives), the set is committed on the
+ * step loop's thread by the next collective of the manager (the next save, or {@link #awaitWrite()} after the last): each
+ * rank waits for its own write, a barrier, then rank 0 writes the manifest and renames the directory. So a step's
+ * checkpoint becomes visible only once every rank's file is durable, and a crash before leaves a {@code .tmp-*}
+ * directory. {@link #close()} runs no collective: with a write in flight (the loop ended by an error) rank 0 commits it
+ * if every rank's record of a durable file appears, else leaves it a temporary.
  *
  * <p><b>History.</b> Every write, successful or not, is recorded as a {@link CheckpointEvent} (step, directory,
  * the loop's stall, the write's duration, bytes, failure): {@link #events()}.
@@ -90,6 +97,9 @@ public final class CheckpointManager implements AutoCloseable {
   private final RankGroup ranks;  // null: a single process
   private final ExecutorService writer;
   private Future<Path> inFlight;
+  private Pending pending;  // a multi-process save whose rank files are being written, committed by the next collective
+  private volatile ShardSnapshot shardSpare;  // the host buffers of this rank's last written pieces
+  private volatile double writeSeconds;  // how long this rank's last background write of its file took
   private volatile Snapshot spare;  // the host buffers of the last written snapshot, reused by the next save
   private volatile Path lastWritten;
   private final List<CheckpointEvent> events = new java.util.concurrent.CopyOnWriteArrayList<>();
@@ -109,8 +119,9 @@ public final class CheckpointManager implements AutoCloseable {
 
   /**
    * A manager of one rank of a multi-process run ({@code ranks}; null: a single process), writing format version 3:
-   * every rank constructs one and calls {@link #save} at the same steps (a collective). Multi-process saves are
-   * synchronous (the commit needs a barrier on the step loop's thread), whatever {@code async} says.
+   * every rank constructs one and calls {@link #save} at the same steps (a collective), and {@link #awaitWrite()} at the
+   * same point after the last. Asynchronous: each rank writes its file in the background, and the checkpoint is committed
+   * (made visible) by the next of these collectives, once every rank's file is durable.
    */
   public CheckpointManager(Path dir, int keep, boolean async, String runId, RankGroup ranks) {
     if (keep < 1) throw new IllegalArgumentException("keep must be >= 1, got " + keep);
@@ -119,7 +130,7 @@ public final class CheckpointManager implements AutoCloseable {
     this.runId = runId;
     this.keep = keep;
     this.ranks = ranks;
-    this.async = async && ranks == null;
+    this.async = async;
     boolean lead = ranks == null || ranks.rank() == 0;
     try {
       Files.createDirectories(dir);
@@ -162,7 +173,7 @@ public final class CheckpointManager implements AutoCloseable {
    * runs, so that the first {@link #save} only pays for the copy. A no-op when synchronous or already done.
    */
   public void prepare(Trainer t) {
-    if (!async || spare != null || inFlight != null) return;
+    if (!async || ranks != null || spare != null || inFlight != null) return;
     List<ParameterStore.Param> ps = t.model().parameters().list();
     // moments that live on DISK are snapshot on DISK: host memory stays bounded by one tensor
     Tier mTier = t.optimizer().onDisk(Role.ADAM_M) ? Tier.DISK : Tier.HOST;
@@ -237,13 +248,25 @@ public final class CheckpointManager implements AutoCloseable {
     for (int i = 0; i < n; i++) t.gatherMoments(i, null, null);
   }
 
-  /** Waits for the write in flight (if any); returns the directory it wrote; rethrows its failure. */
+  /**
+   * Waits for the write in flight (if any); returns the directory it wrote; rethrows its failure. With a {@link
+   * RankGroup} a collective that also commits the checkpoint in flight (every rank calls it at the same point).
+   */
   public Optional<Path> awaitWrite() {
+    if (ranks != null) {
+      completeSharded(null);
+      return Optional.ofNullable(lastWritten);
+    }
     Future<Path> f = inFlight;
     inFlight = null;
     if (f == null) return Optional.ofNullable(lastWritten);
+    return Optional.ofNullable(awaitFuture(f));
+  }
+
+  /** The result of a write; rethrows its failure as a {@link CheckpointException}. */
+  private static Path awaitFuture(Future<Path> f) {
     try {
-      return Optional.ofNullable(f.get());
+      return f.get();
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
       throw new CheckpointException("interrupted while waiting for a checkpoint write", e);
@@ -393,77 +416,264 @@ public final class CheckpointManager implements AutoCloseable {
   }
 
   /**
-   * A multi-process save (format version 3), on every rank at the same step, synchronous: rank 0 makes the shared
-   * temporary directory; barrier; every rank writes its file (atomically, fsynced) and a small record of its pieces;
-   * barrier; rank 0 gathers the records into the manifest, writes it last and renames the directory (a crash before
-   * leaves only a {@code .tmp-*} directory, never loaded). A rank that fails here ends the job (its error aborts the
-   * others), so no rank waits at a barrier for it.
+   * A multi-process save (format version 3), on every rank at the same step: each rank writes its file into a temporary
+   * directory shared by the ranks, and rank 0, once every rank's file is durable (a barrier), writes the manifest last and
+   * renames the directory (a crash before leaves only a {@code .tmp-*} directory, never loaded). Synchronous: all of it in
+   * this call ({@code saveShardedNow}). Asynchronous ({@code saveShardedInBackground}): each rank copies its pieces into
+   * host buffers and its writer thread writes its file; the barrier and the commit happen on this (the step loop's)
+   * thread at the next save or {@link #awaitWrite()}, because MPI serializes its calls (a barrier on the writer thread
+   * would hold the step's collectives). A rank that fails here ends the job (its error aborts the others), so no rank
+   * waits at a barrier for it.
    */
   private double saveSharded(Trainer t) {
+    return async ? saveShardedInBackground(t) : saveShardedNow(t);
+  }
+
+  private double saveShardedNow(Trainer t) {
     long t0 = System.nanoTime();
     Trainer.Position pos = t.consistentState().orElseThrow(() -> new CheckpointException(
         "the trainer's state is inconsistent (a step failed during its parameter update); no checkpoint written"));
-    String name = String.format("step-%08d", pos.nextStep());
-    Path target = dir.resolve(name), tmp = dir.resolve(".tmp-" + name + "-of-" + ranks.size());  // the same on every rank
+    Path target = dir.resolve(stepName(pos)), tmp = shardedTemporary(pos);
     boolean lead = ranks.rank() == 0;
     try {
-      if (lead) {
-        if (Files.exists(tmp)) AtomicFiles.deleteTree(tmp);  // left by a crashed attempt of this run at this step
-        Files.createDirectory(tmp);
-      }
+      if (lead) createTemporary(tmp);
       ranks.barrier().run();
       List<Shards.GlobalTensor> tensors = globalTensors(t.model());
       int[] local = localIndices(t.model(), tensors);
-      String file = Shards.fileName(ranks.rank(), ranks.size());
       boolean tp = t.model().tensorParallel().split();
-      List<Shards.Piece> pieces = Shards.write(tmp.resolve(file), tensors, tp ? tensorParallelParts(t, tensors, local)
-          : parts(t, tensors, local), tp ? tensorParallelViews(t, local) : views(t, local));
-      JsonObject info = new JsonObject();
-      info.addProperty("bytes", Files.size(tmp.resolve(file)));
-      info.addProperty("crc32c", Checkpoint.crc32c(tmp.resolve(file)));
-      info.add("pieces", Shards.piecesJson(pieces));
-      AtomicFiles.writeString(tmp.resolve(file + PIECES_SUFFIX), new Gson().toJson(info));
+      writeRankFile(tmp, tensors, tp ? tensorParallelParts(t, tensors, local) : parts(t, tensors, local),
+          tp ? tensorParallelViews(t, local) : views(t, local));
       ranks.barrier().run();
       if (!lead) {
         lastWritten = target;
         return (System.nanoTime() - t0) / 1e9;
       }
       long w0 = System.nanoTime();
-      JsonObject files = new JsonObject();
-      for (int r = 0; r < ranks.size(); r++) {
-        String f = Shards.fileName(r, ranks.size());
-        Path record = tmp.resolve(f + PIECES_SUFFIX);
-        if (!Files.isRegularFile(tmp.resolve(f)) || !Files.isRegularFile(record)) {
-          throw new CheckpointException("rank " + r + " wrote no " + f + " (or its record) into " + tmp
-              + ": is " + dir + " one directory shared by every rank?");
-        }
-        files.add(f, JsonParser.parseString(Files.readString(record)).getAsJsonObject());
-        Files.delete(record);
-      }
-      JsonObject m = manifest(pos, t.optimizer().step(), t.model().config(), t.config(), Checkpoint.FORMAT_VERSION);
-      JsonObject layout = new JsonObject();
-      layout.addProperty("world_size", ranks.size());
-      layout.addProperty("dp", ranks.dp());
-      layout.addProperty("zero", ranks.zero());
-      layout.addProperty("tp", ranks.tp());
-      layout.addProperty("pp", ranks.pp());
-      m.add("layout", layout);
-      m.add("tensors", Shards.tensorsJson(tensors));
-      m.add("files", files);
-      Path written = commit(tmp, target, m);
+      Path written = commitSharded(new Pending(tmp, target, pos, t.optimizer().step(), t.model().config(), t.config(), tensors,
+          Double.NaN, null));
       events.add(new CheckpointEvent(pos.nextStep(), written, (System.nanoTime() - t0) / 1e9, (System.nanoTime() - w0) / 1e9,
           bytes(written), null));
       return (System.nanoTime() - t0) / 1e9;
     } catch (IOException | RuntimeException e) {
-      if (lead) {
-        try {
-          AtomicFiles.deleteTree(tmp);
-        } catch (IOException ignored) {
-          // best effort; a leftover temporary is removed by the next manager
-        }
+      throw shardFailure(e, lead, tmp, target);
+    }
+  }
+
+  /**
+   * The asynchronous multi-process save: first completes the previous one ({@link #completeSharded}: this rank's write
+   * done, a barrier, rank 0 commits it; the barrier also orders rank 0's creation of this save's temporary directory
+   * before any rank writes into it), then copies this rank's pieces into host buffers (reused from the previous save)
+   * and hands them to the writer thread, which writes the rank file and its record. Returns the seconds the loop spent.
+   */
+  private double saveShardedInBackground(Trainer t) {
+    long t0 = System.nanoTime();
+    Trainer.Position pos = t.consistentState().orElseThrow(() -> new CheckpointException(
+        "the trainer's state is inconsistent (a step failed during its parameter update); no checkpoint written"));
+    if (pending != null && pending.pos().nextStep() == pos.nextStep()) {
+      // the same step again (the final save right after a periodic one): its write in flight holds this state
+      completeSharded(null);
+      return (System.nanoTime() - t0) / 1e9;
+    }
+    Path target = dir.resolve(stepName(pos)), tmp = shardedTemporary(pos);
+    boolean lead = ranks.rank() == 0;
+    completeSharded(tmp);
+    ShardSnapshot s = shardSpare != null ? shardSpare : new ShardSnapshot();
+    shardSpare = null;
+    List<Shards.GlobalTensor> tensors;
+    List<Shards.Part> parts;
+    try {
+      tensors = globalTensors(t.model());
+      int[] local = localIndices(t.model(), tensors);
+      boolean tp = t.model().tensorParallel().split();
+      parts = tp ? tensorParallelParts(t, tensors, local) : parts(t, tensors, local);
+      s.fill(tensors, parts, tp ? tensorParallelViews(t, local) : views(t, local));
+    } catch (RuntimeException e) {
+      s.close();
+      throw shardFailure(e, lead, tmp, target);
+    }
+    double stall = (System.nanoTime() - t0) / 1e9;  // the loop waits for nothing more than this
+    Future<Path> write = writer.submit(() -> {
+      long w0 = System.nanoTime();
+      try {
+        writeRankFile(tmp, tensors, parts, s.views());
+        return target;
+      } catch (IOException | RuntimeException e) {
+        throw shardFailure(e, false, tmp, target);
+      } finally {
+        writeSeconds = (System.nanoTime() - w0) / 1e9;
+        shardSpare = s;  // the next save reuses its host buffers
       }
-      String why = e instanceof IOException io ? FileProblems.reason(io) : String.valueOf(e.getMessage());
-      throw new CheckpointException("writing rank " + ranks.rank() + "'s part of checkpoint " + target + " failed: " + why, e);
+    });
+    pending = new Pending(tmp, target, pos, t.optimizer().step(), t.model().config(), t.config(), tensors, stall, write);
+    return stall;
+  }
+
+  /**
+   * Completes the multi-process save in flight, if any (a collective: every rank calls it at the same point): waits for
+   * this rank's write, then (after rank 0 created {@code next}, the next save's temporary directory, when not null: the
+   * same on every rank) a barrier, after which every rank's file is durable and rank 0 writes the manifest and renames the directory. Rethrows
+   * this rank's write failure (which ends the job).
+   */
+  private void completeSharded(Path next) {
+    Pending p = pending;
+    pending = null;
+    boolean lead = ranks.rank() == 0;
+    Path target = p != null ? p.target() : next;
+    try {
+      if (p != null) awaitFuture(p.write());
+      if (next != null && lead) createTemporary(next);
+      if (p == null && next == null) return;
+      ranks.barrier().run();
+      if (p == null) return;
+      if (!lead) {
+        lastWritten = p.target();
+        return;
+      }
+      long c0 = System.nanoTime();
+      Path written = commitSharded(p);
+      double seconds = writeSeconds + (System.nanoTime() - c0) / 1e9;  // this rank's write and the commit
+      events.add(new CheckpointEvent(p.pos().nextStep(), written, p.stall(), seconds, bytes(written), null));
+    } catch (IOException | RuntimeException e) {
+      if (p != null && lead) events.add(new CheckpointEvent(p.pos().nextStep(), p.target(), p.stall(), writeSeconds, 0,
+          e.getMessage()));
+      throw shardFailure(e, lead, p != null ? p.tmp() : next, target);
+    }
+  }
+
+  /**
+   * At {@link #close()} with a multi-process write still in flight (the loop ended by an error, where no collective can
+   * run): waits for this rank's write; rank 0 then commits the checkpoint if every rank's record appears in the
+   * temporary directory within {@link #CLOSE_WAIT_SECONDS} (a record is written only after its rank file is durable, so
+   * the set is complete), else leaves it there (never loaded; the next manager removes it).
+   */
+  private void abandonSharded() {
+    Pending p = pending;
+    pending = null;
+    if (p == null) return;
+    try {
+      awaitFuture(p.write());
+    } catch (RuntimeException e) {
+      return;  // this rank's part is missing: the checkpoint stays a temporary
+    }
+    if (ranks.rank() != 0) return;
+    long deadline = System.nanoTime() + (long) (CLOSE_WAIT_SECONDS * 1e9);
+    try {
+      while (!allRecords(p.tmp())) {
+        if (System.nanoTime() > deadline) return;
+        Thread.sleep(20);
+      }
+      long c0 = System.nanoTime();
+      Path written = commitSharded(p);
+      events.add(new CheckpointEvent(p.pos().nextStep(), written, p.stall(), writeSeconds + (System.nanoTime() - c0) / 1e9,
+          bytes(written), null));
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+    } catch (IOException | RuntimeException e) {
+      events.add(new CheckpointEvent(p.pos().nextStep(), p.target(), p.stall(), writeSeconds, 0, e.getMessage()));
+    }
+  }
+
+  /** How long {@link #close()} waits for the other ranks' records of a checkpoint in flight before leaving it uncommitted. */
+  static final double CLOSE_WAIT_SECONDS = 60;
+
+  private boolean allRecords(Path tmp) {
+    for (int r = 0; r < ranks.size(); r++) {
+      if (!Files.isRegularFile(tmp.resolve(Shards.fileName(r, ranks.size()) + PIECES_SUFFIX))) return false;
+    }
+    return true;
+  }
+
+  /**
+   * A multi-process save whose rank files are being written: where, the state it holds (captured at the save) and this
+   * rank's write ({@code stall}: the loop's wait in the save; {@code write}: null when synchronous).
+   */
+  private record Pending(Path tmp, Path target, Trainer.Position pos, long adamStep, ModelConfig modelConfig,
+      dev.athanor.train.TrainConfig trainConfig, List<Shards.GlobalTensor> tensors, double stall, Future<Path> write) {}
+
+  private static String stepName(Trainer.Position pos) {
+    return String.format("step-%08d", pos.nextStep());
+  }
+
+  /** The temporary directory of a multi-process save: the same name on every rank. */
+  private Path shardedTemporary(Trainer.Position pos) {
+    return dir.resolve(".tmp-" + stepName(pos) + "-of-" + ranks.size());
+  }
+
+  /** Rank 0: a fresh temporary directory (one left by a crashed attempt of this run at this step is removed). */
+  private static void createTemporary(Path tmp) throws IOException {
+    if (Files.exists(tmp)) AtomicFiles.deleteTree(tmp);
+    Files.createDirectory(tmp);
+  }
+
+  /** This rank's file (atomically, fsynced), then the record of its pieces, which rank 0 moves into the manifest. */
+  private void writeRankFile(Path tmp, List<Shards.GlobalTensor> tensors, List<Shards.Part> parts, Shards.Views state)
+      throws IOException {
+    String file = Shards.fileName(ranks.rank(), ranks.size());
+    List<Shards.Piece> pieces = Shards.write(tmp.resolve(file), tensors, parts, state);
+    pauseForTests(tmp);
+    JsonObject info = new JsonObject();
+    info.addProperty("bytes", Files.size(tmp.resolve(file)));
+    info.addProperty("crc32c", Checkpoint.crc32c(tmp.resolve(file)));
+    info.add("pieces", Shards.piecesJson(pieces));
+    AtomicFiles.writeString(tmp.resolve(file + PIECES_SUFFIX), new Gson().toJson(info));
+  }
+
+  /**
+   * Rank 0, once every rank's file and record are in {@code p}'s temporary directory: gathers the records into the
+   * manifest, writes it last and renames the directory ({@link #commit}).
+   */
+  private Path commitSharded(Pending p) throws IOException {
+    JsonObject files = new JsonObject();
+    for (int r = 0; r < ranks.size(); r++) {
+      String f = Shards.fileName(r, ranks.size());
+      Path record = p.tmp().resolve(f + PIECES_SUFFIX);
+      if (!Files.isRegularFile(p.tmp().resolve(f)) || !Files.isRegularFile(record)) {
+        throw new CheckpointException("rank " + r + " wrote no " + f + " (or its record) into " + p.tmp()
+            + ": is " + dir + " one directory shared by every rank?");
+      }
+      files.add(f, JsonParser.parseString(Files.readString(record)).getAsJsonObject());
+      Files.delete(record);
+    }
+    JsonObject m = manifest(p.pos(), p.adamStep(), p.modelConfig(), p.trainConfig(), Checkpoint.FORMAT_VERSION);
+    JsonObject layout = new JsonObject();
+    layout.addProperty("world_size", ranks.size());
+    layout.addProperty("dp", ranks.dp());
+    layout.addProperty("zero", ranks.zero());
+    layout.addProperty("tp", ranks.tp());
+    layout.addProperty("pp", ranks.pp());
+    m.add("layout", layout);
+    m.add("tensors", Shards.tensorsJson(p.tensors()));
+    m.add("files", files);
+    return commit(p.tmp(), p.target(), m);
+  }
+
+  /** A multi-process save's failure as the exception to throw; rank 0 ({@code lead}) removes the temporary directory. */
+  private CheckpointException shardFailure(Exception e, boolean lead, Path tmp, Path target) {
+    if (lead && tmp != null) {
+      try {
+        AtomicFiles.deleteTree(tmp);
+      } catch (IOException ignored) {
+        // best effort; a leftover temporary is removed by the next manager
+      }
+    }
+    if (e instanceof CheckpointException ce && ce.getMessage().startsWith("writing rank ")) return ce;
+    String why = e instanceof IOException io ? FileProblems.reason(io) : String.valueOf(e.getMessage());
+    return new CheckpointException("writing rank " + ranks.rank() + "'s part of checkpoint " + target + " failed: " + why, e);
+  }
+
+  /**
+   * Test hook: -Dathanor.checkpoint.pauseAfterRankFile=STEP makes a rank's write of the checkpoint of step STEP sleep
+   * (up to 10 minutes) after its rank file is written and before its record, so a test can kill the job in the middle.
+   */
+  private static void pauseForTests(Path tmp) {
+    String step = System.getProperty("athanor.checkpoint.pauseAfterRankFile");
+    if (step == null || !tmp.getFileName().toString().startsWith(".tmp-step-" + String.format("%08d", Long.parseLong(step)))) {
+      return;
+    }
+    try {
+      Thread.sleep(600_000);
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
     }
   }
 
@@ -805,12 +1015,69 @@ public final class CheckpointManager implements AutoCloseable {
   @Override
   public void close() {
     try {
-      awaitWrite();
+      if (ranks != null) {
+        abandonSharded();  // no collective here: the loop may have ended with an error that the other ranks do not share
+      } else {
+        awaitWrite();
+      }
     } finally {
       if (writer != null) writer.shutdown();
       Snapshot s = spare;
       spare = null;
       if (s != null) s.close();
+      ShardSnapshot h = shardSpare;
+      shardSpare = null;
+      if (h != null) h.close();
+    }
+  }
+
+  /**
+   * Host copies of the pieces one rank writes, taken at a step boundary, by piece key ({@code Shards.Piece#key}), each
+   * with the shape of the view it copies. Kept and refilled by the next save, as {@link Snapshot}'s are.
+   */
+  private static final class ShardSnapshot implements AutoCloseable {
+    final Map<String, Tensor> pieces = new LinkedHashMap<>();
+    List<Shards.GlobalTensor> tensors = List.of();
+
+    /** Copies {@code parts} of every role from {@code state}, reusing the host tensors whose key, shape and dtype match. */
+    void fill(List<Shards.GlobalTensor> tensors, List<Shards.Part> parts, Shards.Views state) {
+      Map<String, Tensor> old = new LinkedHashMap<>(pieces);
+      pieces.clear();
+      this.tensors = tensors;
+      try {
+        for (String role : Shards.ROLES) {
+          for (Shards.Part p : parts) {
+            String key = Shards.Piece.key(role, tensors.get(p.tensor()).name(), p.slice(), p.start());
+            try (Tensor v = state.view(role, p)) {
+              Tensor dst = old.remove(key);
+              if (dst != null && (dst.dtype() != v.dtype() || !java.util.Arrays.equals(dst.shape(), v.shape()))) {
+                dst.close();
+                dst = null;
+              }
+              if (dst == null) dst = Tensor.empty(v.dtype(), Device.CPU, Tier.HOST, v.shape()).detach();
+              pieces.put(key, dst);
+              dst.copyFrom(v);
+            }
+          }
+        }
+      } finally {
+        for (Tensor t : old.values()) t.close();  // pieces of another layout: not written again
+      }
+    }
+
+    /** The copies as {@link Shards.Views} (new references, which the writer closes). */
+    Shards.Views views() {
+      return (role, part) -> {
+        Tensor t = pieces.get(Shards.Piece.key(role, tensors.get(part.tensor()).name(), part.slice(), part.start()));
+        if (t == null) throw new IllegalStateException("no host copy of " + role + " of part " + part);
+        return t.view(t.shape());
+      };
+    }
+
+    @Override
+    public void close() {
+      for (Tensor t : pieces.values()) t.close();
+      pieces.clear();
     }
   }
 
