@@ -193,6 +193,29 @@ class TensorParallelTrainTest {
   }
 
   /**
+   * dp 2 × tp 2 with ZeRO 1 and with ZeRO 2 (each rank's optimizer, and under ZeRO 2 its gradient, a shard of its
+   * tensor-parallel part over its dp group) equal dp 2 × tp 2 without ZeRO bit for bit: every step's loss and gradient
+   * norm (under ZeRO 2 put together per parameter from the dp shards), and the final weights.
+   */
+  @Test
+  void dataTimesTensorParallelWithZeroEqualsWithoutBitForBit() throws Exception {
+    TrainFixture f = TrainFixture.create(tmp.resolve("zero-tp-fixture"));
+    int n = 3;
+    Path plain = tmp.resolve("zero-tp-dp2-tp2");
+    MpiRunTest.Job a = MpiRunTest.mpirun(4, Main.class.getName(), trainArgs("--config", f.config, n, f.data, plain, "--dp", "2",
+        "--tp", "2", "--threads", "1"), 300);
+    assertEquals(0, a.exitCode(), a.output());
+    for (String z : List.of("1", "2")) {
+      Path sharded = tmp.resolve("zero-tp-dp2-tp2-zero" + z);
+      MpiRunTest.Job b = MpiRunTest.mpirun(4, Main.class.getName(), trainArgs("--config", f.config, n, f.data, sharded, "--dp",
+          "2", "--tp", "2", "--zero", z, "--threads", "1"), 300);
+      assertEquals(0, b.exitCode(), b.output());
+      assertTrue(b.output().contains("ZeRO " + z + " (AdamW's moments") && b.output().contains("tensor parallel: "), b.output());
+      assertSameRun(plain, sharded, n, "dp 2 x tp 2 vs dp 2 x tp 2 with --zero " + z, b.output());
+    }
+  }
+
+  /**
    * Trains the fixture's model for 4 steps resumed from {@code checkpoint} into {@code dir} (its checkpoints in {@code
    * dir/ck}) with {@code flags}: in this process when {@code np} is 1, else through mpirun; fails unless it succeeds.
    */
