@@ -340,7 +340,7 @@ class TensorParallelTrainTest {
   /**
    * The full grid: dp 2 × tp 2 × pp 2 (8 processes; each pipeline stage split over 2 tensor-parallel ranks, summed with
    * the same stage part of the other pipeline) against dp 2 × tp 2 with {@code --accum 2}: every logged step and the
-   * final weights bit for bit (GPT-2, tied embeddings).
+   * final weights bit for bit (GPT-2, tied embeddings), with ZeRO 1 as well.
    */
   @Test
   void dataTimesTensorTimesPipelineEqualsDataTensorParallelWithAccumulationBitForBit() throws Exception {
@@ -356,6 +356,13 @@ class TensorParallelTrainTest {
     assertTrue(b.output().contains("tensor parallel 2") && b.output().contains("data parallel 2")
         && b.output().contains("global batch 2 x 2 x 2 = 8 sequences per step"), b.output());
     assertSameRun(dt, grid, n, "dp 2 x tp 2 with --accum 2 vs dp 2 x tp 2 x pp 2", b.output());
+    // ZeRO 1 over each stage's dp group (its tensor-parallel part of the stage sharded): the same bits
+    Path zero = tmp.resolve("dtp-dp2-tp2-pp2-zero1");
+    MpiRunTest.Job c = MpiRunTest.mpirun(8, Main.class.getName(), trainArgs("--config", f.config, n, f.data, zero,
+        "--dp", "2", "--tp", "2", "--pp", "2", "--micro-batches", "2", "--zero", "1", "--threads", "1"), 300);
+    assertEquals(0, c.exitCode(), c.output());
+    assertTrue(c.output().contains("with ZeRO 1"), c.output());
+    assertSameRun(dt, zero, n, "dp 2 x tp 2 with --accum 2 vs dp 2 x tp 2 x pp 2 with --zero 1", c.output());
   }
 
   /**

@@ -154,7 +154,7 @@ public final class ParallelPlanner {
     if (l.zero() > 3) return "ZeRO " + l.zero() + " does not exist";
     if ((l.zero() == 1 || l.zero() == 3) && l.dp() == 1) return "ZeRO " + l.zero() + " needs dp > 1";
     if (l.tp() > 1 && l.zero() > 2) return "ZeRO " + l.zero() + " with tensor parallel is not built yet";
-    if (l.tp() > 1 && l.pp() > 1 && l.zero() > 0) return "ZeRO with tensor and pipeline parallel together is not built yet";
+    if (l.tp() > 1 && l.pp() > 1 && l.zero() == 2) return "ZeRO 2 with tensor and pipeline parallel together is not built yet";
     if (l.pp() > 1 && l.zero() > 2) return "ZeRO " + l.zero() + " with pipeline parallel is not built yet";
     return null;
   }
