@@ -212,7 +212,17 @@ class TensorParallelTrainTest {
       assertEquals(0, b.exitCode(), b.output());
       assertTrue(b.output().contains("ZeRO " + z + " (AdamW's moments") && b.output().contains("tensor parallel: "), b.output());
       assertSameRun(plain, sharded, n, "dp 2 x tp 2 vs dp 2 x tp 2 with --zero " + z, b.output());
+      System.out.println("rank 0 peak HOST bytes: dp 2 x tp 2 " + hostPeak(plain) + ", with --zero " + z + " " + hostPeak(sharded));
+      // ZeRO 1 keeps half of each rank's moments (the other replica holds the rest): rank 0's peak is lower
+      if (z.equals("1")) assertTrue(hostPeak(sharded) < hostPeak(plain), "ZeRO 1 did not lower rank 0's peak memory");
     }
+  }
+
+  /** Rank 0's peak HOST bytes over the step loop, from the summary line of the run's log in {@code dir}. */
+  private static long hostPeak(Path dir) throws IOException {
+    String summary = Files.readAllLines(dir.resolve("log.jsonl")).stream().filter(l -> l.contains("\"summary\"")).findFirst()
+        .orElseThrow();
+    return JsonParser.parseString(summary).getAsJsonObject().getAsJsonObject("peak_bytes").get("HOST").getAsLong();
   }
 
   /**
