@@ -196,7 +196,8 @@ class TensorParallelTrainTest {
   /**
    * dp 2 × tp 2 with ZeRO 1 and with ZeRO 2 (each rank's optimizer, and under ZeRO 2 its gradient, a shard of its
    * tensor-parallel part over its dp group) equal dp 2 × tp 2 without ZeRO bit for bit: every step's loss and gradient
-   * norm (under ZeRO 2 put together per parameter from the dp shards), and the final weights.
+   * norm (under ZeRO 2 put together per parameter from the dp shards), and the final weights. ZeRO 1 lowers rank 0's
+   * measured peak memory (half its moments), and the planner's estimate for each layout bounds that peak.
    */
   @Test
   void dataTimesTensorParallelWithZeroEqualsWithoutBitForBit() throws Exception {
