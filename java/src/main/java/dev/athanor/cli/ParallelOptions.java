@@ -60,7 +60,9 @@ final class ParallelOptions {
           + "with --accum accum x dp bit for bit) or 3 (also the parameters: each keeps 1/dp of the weights and gathers a unit's "
           + "(embeddings, a block, the head) from the others just before it runs, and each unit's gradient goes to its owners "
           + "as soon as its backward is done; the same bits as 2; --dp alone, CPU). Checkpoints: each rank writes its part "
-          + "(format 3), and any checkpoint resumes with any --dp and --zero; not yet with --offload. Default: ${DEFAULT-VALUE}")
+          + "(format 3), and any checkpoint resumes with any --dp and --zero; not yet with --offload. With --dp x --tp: 1 and 2 "
+          + "shard each rank's tensor-parallel part over its dp group (with --pp as well: 1 only; not with checkpoints). "
+          + "Default: ${DEFAULT-VALUE}")
   @Options.Range(min = 0, max = 3)
   int zero;
 
@@ -209,8 +211,12 @@ final class ParallelOptions {
     } else if (microBatches != null) {
       throw Options.usage(spec, "--micro-batches " + microBatches + " needs --pp 2 or more (without --pp, use --accum)");
     }
-    if (tp > 1 && zero > 0) {
-      throw Options.usage(spec, "--zero " + zero + " with --tp " + tp + " is not supported yet; use --zero 0");
+    if (tp > 1 && zero >= 3) {
+      throw Options.usage(spec, "--zero " + zero + " with --tp " + tp + " is not supported yet; use --zero 0, 1 or 2");
+    }
+    if (tp > 1 && pp > 1 && zero == 2) {
+      throw Options.usage(spec, "--zero 2 with --tp " + tp + " and --pp " + pp + " is not supported yet; use --zero 0 or 1, "
+          + "or --zero 2 with --dp x --tp or --dp x --pp");
     }
     if (tp > 1 && offload) throw Options.usage(spec, "--tp " + tp + " with --offload is not supported; use --offload off");
     int n = dp * tp * pp;

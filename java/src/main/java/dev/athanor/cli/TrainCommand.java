@@ -309,6 +309,7 @@ final class TrainCommand implements Callable<Integer> {
   Result run(PrintStream out) {
     checkBeforeWork();
     if (parallel.tp > 1) checkTensorParallel();
+    refuseZeroTensorCheckpoints(ckpt.dir != null || ckpt.resume != null);
     if (parallel.pp > 1 && ckpt.resume == null) checkStages(model.config(spec).layers());
     Device device = runtime.apply();
     if (parallel.auto(spec)) {  // rank 0 plans the layout for the processes mpirun started; all ranks follow
@@ -364,6 +365,17 @@ final class TrainCommand implements Callable<Integer> {
     }
   }
 
+  /**
+   * Refuses checkpoints ({@code checkpoints}: a checkpoint directory or --resume given) under ZeRO with tensor
+   * parallelism: a tensor-parallel rank writes whole slices of its tensors, but under ZeRO its moments are a flat cut of
+   * its part, held by its dp shard's owner; that writer is not built yet.
+   */
+  private void refuseZeroTensorCheckpoints(boolean checkpoints) {
+    if (!checkpoints || parallel.tp <= 1 || parallel.zero == 0) return;
+    throw Options.usage(spec, "checkpoints (--checkpoint-dir, --resume) with --zero " + parallel.zero + " and --tp "
+        + parallel.tp + " are not supported yet; train without them, or use --zero 0 with --tp");
+  }
+
   private Result run(PrintStream out, Device device) {
     boolean primary = comm == null || comm.rank() == 0;  // prints, writes the log, checkpoints and the model
     if (!primary) out = new PrintStream(java.io.OutputStream.nullOutputStream(), false, StandardCharsets.UTF_8);
@@ -373,6 +385,7 @@ final class TrainCommand implements Callable<Integer> {
     // resuming always restores through the checkpoint manager; without --checkpoint-dir, continue in the resumed set
     if (resume != null && ckptDir == null) ckptDir = resume.directory().toAbsolutePath().getParent();
     if (ckpt.overwrite && ckptDir == null) throw Options.usage(spec, "--overwrite-checkpoints needs --checkpoint-dir");
+    refuseZeroTensorCheckpoints(ckptDir != null);  // --parallel auto may have chosen them
     String runId = resume != null ? resume.runId() : CheckpointManager.newRunId();
     List<CheckpointManager.Run> others = ckptDir == null ? List.of() : otherRuns(ckptDir, runId, resume == null);
     if (!others.isEmpty() && !ckpt.overwrite) throw new IllegalArgumentException(mixedRunsMessage(ckptDir, others, resume));
@@ -767,7 +780,7 @@ final class TrainCommand implements Callable<Integer> {
         ShardedWeights shards = zero == 3 ? ShardedWeights.attach(model, comm) : null;
         Trainer trainer = shards != null ? new Trainer(model, tc, loader, shards)
             : zero >= 1 ? new Trainer(model, tc, loader, DataParallel.optimizerShard(model.parameters(),
-                pipeline != null ? pipeline.dataParallelGroup() : comm), zero >= 2)
+                pipeline != null ? pipeline.dataParallelGroup() : groups != null ? groups.dp() : comm), zero >= 2)
             : new Trainer(model, tc, loader, offloadConfig, weights)) {
       if (pipeline != null) {
         pipeline.attach(trainer);

@@ -112,43 +112,19 @@ public final class DataParallel implements GradientReducer {
     if (comm.size() == 1) return GradientReducer.super.shardedNorm(store, shard, grad);
     long n = store.numel();
     if (n == 0) return 0f;
-    int size = comm.size(), me = comm.rank();
     int chunks = Math.toIntExact((n + Ops.NORM_CHUNK - 1) / Ops.NORM_CHUNK);
     float[] partials = new float[chunks];
     try (Tensor g = grad.view(grad.numel())) {
       for (int c = 0; c < chunks; c++) {
         Range whole = new Range(c * Ops.NORM_CHUNK, Math.min(n, (c + 1) * Ops.NORM_CHUNK));
-        int owner = ownerOf(whole.start(), n, size);
-        Range mine = whole.intersect(shard);
-        if (mine.equals(whole)) {
+        if (whole.intersect(shard).equals(whole)) {
           try (Tensor x = g.slice(0, whole.start() - shard.start(), whole.end() - shard.start())) {
             partials[c] = Ops.sumSquaresPartials(x)[0];
           }
           continue;
         }
-        if (me != owner) {
-          if (mine.isEmpty()) continue;
-          try (Tensor x = g.slice(0, mine.start() - shard.start(), mine.end() - shard.start())) {
-            comm.send(x, owner);
-          }
-          continue;
-        }
-        // this rank holds the chunk's first element but not all of it: its piece, then the others' in rank order
-        try (Tensor buf = Tensor.empty(DType.F32, Device.CPU, whole.length())) {
-          for (int r = me; r < size; r++) {
-            Range piece = whole.intersect(new Range(Communicator.partStart(n, r, size), Communicator.partStart(n, r + 1, size)));
-            if (piece.isEmpty()) continue;
-            try (Tensor dst = buf.slice(0, piece.start() - whole.start(), piece.end() - whole.start())) {
-              if (r == me) {
-                try (Tensor x = g.slice(0, piece.start() - shard.start(), piece.end() - shard.start())) {
-                  dst.copyFrom(x);
-                }
-              } else {
-                comm.recv(dst, r);
-              }
-            }
-          }
-          partials[c] = Ops.sumSquaresPartials(buf)[0];
+        try (Tensor buf = assemble(comm, n, shard, g, whole)) {
+          if (buf != null) partials[c] = Ops.sumSquaresPartials(buf)[0];
         }
       }
     }
@@ -160,6 +136,45 @@ public final class DataParallel implements GradientReducer {
     double total = 0;
     for (int c = 0; c < chunks; c++) total += all[c];  // chunk order, in double, as Ops.globalNorm adds them
     return (float) Math.sqrt(total);
+  }
+
+  /**
+   * The elements {@code whole} of a flat gradient of {@code n} elements cut over {@code comm} ({@link #optimizerShard};
+   * this rank holds {@code shard} of it in the flat {@code g}), put together on the rank holding {@code whole}'s first
+   * element: that rank returns a new F32 host tensor of them (its piece, then the others' in rank order; the caller
+   * closes it), the others send it their pieces and return null. Every rank holding a piece must call it.
+   */
+  static Tensor assemble(Communicator comm, long n, Range shard, Tensor g, Range whole) {
+    int size = comm.size(), me = comm.rank(), owner = ownerOf(whole.start(), n, size);
+    if (me != owner) {
+      Range mine = whole.intersect(shard);
+      if (!mine.isEmpty()) {
+        try (Tensor x = g.slice(0, mine.start() - shard.start(), mine.end() - shard.start())) {
+          comm.send(x, owner);
+        }
+      }
+      return null;
+    }
+    Tensor buf = Tensor.empty(DType.F32, Device.CPU, whole.length());
+    try {
+      for (int r = me; r < size; r++) {
+        Range piece = whole.intersect(new Range(Communicator.partStart(n, r, size), Communicator.partStart(n, r + 1, size)));
+        if (piece.isEmpty()) continue;
+        try (Tensor dst = buf.slice(0, piece.start() - whole.start(), piece.end() - whole.start())) {
+          if (r == me) {
+            try (Tensor x = g.slice(0, piece.start() - shard.start(), piece.end() - shard.start())) {
+              dst.copyFrom(x);
+            }
+          } else {
+            comm.recv(dst, r);
+          }
+        }
+      }
+      return buf;
+    } catch (RuntimeException e) {
+      buf.close();
+      throw e;
+    }
   }
 
   /** The rank whose part of {@code n} elements holds element {@code e}. */

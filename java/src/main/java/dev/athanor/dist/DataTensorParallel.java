@@ -1,8 +1,13 @@
 package dev.athanor.dist;
 
+import dev.athanor.ops.Ops;
 import dev.athanor.params.ParameterStore;
+import dev.athanor.params.Range;
 import dev.athanor.params.Role;
+import dev.athanor.tensor.Tensor;
+import dev.athanor.train.AdamW;
 import dev.athanor.train.GradientReducer;
+import java.util.List;
 import java.util.Objects;
 
 /**
@@ -14,6 +19,19 @@ import java.util.Objects;
  * <p>Exactness: the data-parallel sum adds the replicas in rank order, as one replica with {@code --accum dp} adds its
  * micro-batches, so dp 2 × tp 2 equals tp 2 with accum 2 bit for bit (CPU, deterministic mode); tensor parallelism
  * itself differs from one process within rounding. Checkpoints: every rank writes its own part (format 3).
+ *
+ * <p>ZeRO over the dp group: each rank's flat store is its tensor-parallel part of the model, and ZeRO shards that
+ * store between the {@code dp} replicas holding the same part ({@link DataParallel#optimizerShard} over the dp group).
+ * ZeRO 1: the gradient is summed over dp as above, each rank updates its shard and the updated masters are
+ * all-gathered over dp ({@link DataParallel#afterUpdate}); the norm is the one above, so the bits are dp × tp's. ZeRO 2:
+ * each micro-batch's gradient is reduce-scattered over dp into the shards ({@link DataParallel#accumulateShard}); the
+ * norm ({@link #shardedNorm}) needs each parameter's sum of squares as {@link Ops#sumSquares} forms it over the whole
+ * local gradient of the parameter (one reduction, not chunked), so the dp rank holding a parameter's first element
+ * receives the other shards' pieces of it, forms that sum over the assembled parameter, and the terms (each non-zero
+ * on one dp rank: exact) are summed over dp, then over tp as {@link TensorParallelism#sumSplit} does: the same terms
+ * as without ZeRO, hence the same norm bit for bit. At {@code accum 1} ZeRO 1 and 2 equal dp × tp bit for bit; at
+ * {@code accum > 1} ZeRO 2 folds the micro-batches in the global order (see {@link DataParallel}) and differs from it
+ * in the last bits.
  */
 public final class DataTensorParallel implements GradientReducer {
   private final DataParallel dp;
@@ -48,5 +66,60 @@ public final class DataTensorParallel implements GradientReducer {
   @Override
   public float gradientNorm(ParameterStore store, Role gradRole) {
     return tp.gradientNorm(store, gradRole);
+  }
+
+  @Override
+  public void accumulateShard(ParameterStore store, Role gradRole, Range shard, Tensor acc, boolean first) {
+    dp.accumulateShard(store, gradRole, shard, acc, first);
+  }
+
+  @Override
+  public void gatherMoments(ParameterStore store, AdamW optimizer, Range range, Tensor m, Tensor v) {
+    dp.gatherMoments(store, optimizer, range, m, v);
+  }
+
+  /**
+   * ZeRO 2: the tensor-parallel norm ({@link TensorParallelism#gradientNorm}'s bits) of the step's gradient of which this
+   * rank holds {@code shard} (its dp group's cut of its tensor-parallel part) in {@code grad}. A collective over dp and tp.
+   */
+  @Override
+  public float shardedNorm(ParameterStore store, Range shard, Tensor grad) {
+    Communicator comm = dp.communicator();
+    if (!shard.equals(DataParallel.optimizerShard(store, comm))) {
+      throw new IllegalArgumentException("gradient shard " + shard + " is not dp rank " + comm.rank() + "'s part "
+          + DataParallel.optimizerShard(store, comm));
+    }
+    List<ParameterStore.Param> params = store.list();
+    List<String> names = params.stream().map(ParameterStore.Param::name).toList();
+    float[] terms = new float[names.size()];
+    long n = store.numel();
+    try (Tensor g = grad.view(grad.numel())) {
+      for (int i = 0; i < terms.length; i++) {
+        Range whole = store.range(i);
+        if (whole.isEmpty()) continue;
+        if (whole.intersect(shard).equals(whole)) {
+          terms[i] = sumSquares(g, whole.start() - shard.start(), whole.end() - shard.start());
+          continue;
+        }
+        // held in pieces: the dp rank holding its first element forms the one reduction over the whole parameter
+        try (Tensor buf = DataParallel.assemble(comm, n, shard, g, whole)) {
+          if (buf != null) terms[i] = sumSquares(buf, 0, whole.length());
+        }
+      }
+    }
+    if (comm.size() > 1) {
+      try (Tensor t = Tensor.of(terms, terms.length)) {
+        comm.allReduceSum(t);  // each term is non-zero on one dp rank only: the sums are exact in either mode
+        terms = t.toFloatArray();
+      }
+    }
+    return tp.norm(names, tp.sumSplit(store, names, name -> true, terms));
+  }
+
+  /** {@link Ops#sumSquares} of elements {@code [a, b)} of the flat {@code x}, as one reduction over them. */
+  private static float sumSquares(Tensor x, long a, long b) {
+    try (Tensor piece = x.slice(0, a, b); Tensor s = Ops.sumSquares(piece)) {
+      return s.item();
+    }
   }
 }

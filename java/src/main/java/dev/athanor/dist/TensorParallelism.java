@@ -90,14 +90,30 @@ public final class TensorParallelism implements GradientReducer {
    */
   public float[] squaredSums(ParameterStore store, Role gradRole, List<String> names, Predicate<String> counted) {
     float[] terms = new float[names.size()];
-    List<Integer> cut = new ArrayList<>();
     for (int i = 0; i < terms.length; i++) {
       String name = names.get(i);
       if (!store.contains(name) || !counted.test(name)) continue;
       try (Tensor s = Ops.sumSquares(store.view(gradRole, name))) {
         terms[i] = s.item();
       }
-      if (split.contains(name)) cut.add(i);
+    }
+    return sumSplit(store, names, counted, terms);
+  }
+
+  /**
+   * Completes this rank's terms of the norm ({@code terms}, one per name of {@code names}: the sum of squares of each
+   * parameter's local gradient, formed as {@link Ops#sumSquares} forms it; e.g. put together from ZeRO shards): the
+   * split parameters the store has and {@code counted} accepts are summed over the tensor-parallel ranks in rank order
+   * (a collective over them), as {@link #squaredSums} does. Returns {@code terms}, changed in place.
+   */
+  public float[] sumSplit(ParameterStore store, List<String> names, Predicate<String> counted, float[] terms) {
+    if (terms.length != names.size()) {
+      throw new IllegalArgumentException(terms.length + " norm terms for " + names.size() + " parameters");
+    }
+    List<Integer> cut = new ArrayList<>();
+    for (int i = 0; i < terms.length; i++) {
+      String name = names.get(i);
+      if (store.contains(name) && counted.test(name) && split.contains(name)) cut.add(i);
     }
     if (!cut.isEmpty()) {
       float[] parts = new float[cut.size()];

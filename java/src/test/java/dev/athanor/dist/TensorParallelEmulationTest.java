@@ -16,10 +16,13 @@ import java.util.Arrays;
 import java.util.List;
 import java.util.Map;
 import java.util.SplittableRandom;
+import java.util.concurrent.BlockingQueue;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.CyclicBarrier;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
+import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.Test;
 
@@ -53,7 +56,14 @@ class TensorParallelEmulationTest {
       }
     }
 
-    /** Rank {@code r}'s communicator (allReduceSum, allGather, allGatherV, rank, size; anything else throws). */
+    private final Map<Integer, BlockingQueue<float[]>> mail = new ConcurrentHashMap<>();
+
+    /** The F32 messages from rank {@code from} to rank {@code to}, in the order sent. */
+    private BlockingQueue<float[]> mailbox(int from, int to) {
+      return mail.computeIfAbsent(from * size + to, k -> new LinkedBlockingQueue<>());
+    }
+
+    /** Rank {@code r}'s communicator (allReduceSum, allGather, allGatherV, send, recv, rank, size; anything else throws). */
     Communicator member(int r) {
       return (Communicator) Proxy.newProxyInstance(Communicator.class.getClassLoader(), new Class<?>[] {Communicator.class},
           (proxy, method, args) -> switch (method.getName()) {
@@ -75,6 +85,16 @@ class TensorParallelEmulationTest {
             }
             case "allGatherV" -> {  // every rank's part in rank order, whatever its length
               allGather(r, (Tensor) args[0], (Tensor) args[1]);
+              yield null;
+            }
+            case "send" -> {
+              mailbox(r, (Integer) args[1]).put(((Tensor) args[0]).toFloatArray());
+              yield null;
+            }
+            case "recv" -> {
+              float[] got = mailbox((Integer) args[1], r).poll(60, TimeUnit.SECONDS);
+              if (got == null) throw new IllegalStateException("rank " + args[1] + " sent rank " + r + " nothing");
+              ((Tensor) args[0]).copyFrom(got);
               yield null;
             }
             default -> throw new UnsupportedOperationException(method.getName());

@@ -8,6 +8,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import com.google.gson.JsonObject;
 import com.google.gson.JsonParser;
 import dev.athanor.cli.Main;
+import dev.athanor.dist.plan.ParallelPlanner;
 import dev.athanor.io.hf.HfConfig;
 import dev.athanor.io.hf.HfModelDir;
 import dev.athanor.nn.ModelConfig;
@@ -193,6 +194,45 @@ class TensorParallelTrainTest {
   }
 
   /**
+   * dp 2 × tp 2 with ZeRO 1 and with ZeRO 2 (each rank's optimizer, and under ZeRO 2 its gradient, a shard of its
+   * tensor-parallel part over its dp group) equal dp 2 × tp 2 without ZeRO bit for bit: every step's loss and gradient
+   * norm (under ZeRO 2 put together per parameter from the dp shards), and the final weights. ZeRO 1 lowers rank 0's
+   * measured peak memory (half its moments), and the planner's estimate for each layout bounds that peak.
+   */
+  @Test
+  void dataTimesTensorParallelWithZeroEqualsWithoutBitForBit() throws Exception {
+    TrainFixture f = TrainFixture.create(tmp.resolve("zero-tp-fixture"));
+    int n = 3;
+    Path plain = tmp.resolve("zero-tp-dp2-tp2");
+    MpiRunTest.Job a = MpiRunTest.mpirun(4, Main.class.getName(), trainArgs("--config", f.config, n, f.data, plain, "--dp", "2",
+        "--tp", "2", "--threads", "1"), 300);
+    assertEquals(0, a.exitCode(), a.output());
+    for (String z : List.of("1", "2")) {
+      Path sharded = tmp.resolve("zero-tp-dp2-tp2-zero" + z);
+      MpiRunTest.Job b = MpiRunTest.mpirun(4, Main.class.getName(), trainArgs("--config", f.config, n, f.data, sharded, "--dp",
+          "2", "--tp", "2", "--zero", z, "--threads", "1"), 300);
+      assertEquals(0, b.exitCode(), b.output());
+      assertTrue(b.output().contains("ZeRO " + z + " (AdamW's moments") && b.output().contains("tensor parallel: "), b.output());
+      assertSameRun(plain, sharded, n, "dp 2 x tp 2 vs dp 2 x tp 2 with --zero " + z, b.output());
+      // the planner's memory per rank (2 micro-batches per step over the replicas) bounds rank 0's measured peak
+      long predicted = ParallelPlanner.estimate(new ParallelPlanner.Job(TrainFixture.model(), Device.CPU, 4, 2, 32, 2, 1L << 30,
+          new ParallelPlanner.Hardware(1e9, 1e9, 0)), new ParallelPlanner.Layout(2, 2, 1, Integer.parseInt(z), false)).memoryBytes();
+      System.out.println("rank 0 peak HOST bytes: dp 2 x tp 2 " + hostPeak(plain) + ", with --zero " + z + " " + hostPeak(sharded)
+          + " (the planner's estimate " + predicted + ")");
+      assertTrue(predicted >= hostPeak(sharded), "the planner's " + predicted + " bytes do not bound the measured " + hostPeak(sharded));
+      // ZeRO 1 keeps half of each rank's moments (the other replica holds the rest): rank 0's peak is lower
+      if (z.equals("1")) assertTrue(hostPeak(sharded) < hostPeak(plain), "ZeRO 1 did not lower rank 0's peak memory");
+    }
+  }
+
+  /** Rank 0's peak HOST bytes over the step loop, from the summary line of the run's log in {@code dir}. */
+  private static long hostPeak(Path dir) throws IOException {
+    String summary = Files.readAllLines(dir.resolve("log.jsonl")).stream().filter(l -> l.contains("\"summary\"")).findFirst()
+        .orElseThrow();
+    return JsonParser.parseString(summary).getAsJsonObject().getAsJsonObject("peak_bytes").get("HOST").getAsLong();
+  }
+
+  /**
    * Trains the fixture's model for 4 steps resumed from {@code checkpoint} into {@code dir} (its checkpoints in {@code
    * dir/ck}) with {@code flags}: in this process when {@code np} is 1, else through mpirun; fails unless it succeeds.
    */
@@ -317,7 +357,7 @@ class TensorParallelTrainTest {
   /**
    * The full grid: dp 2 × tp 2 × pp 2 (8 processes; each pipeline stage split over 2 tensor-parallel ranks, summed with
    * the same stage part of the other pipeline) against dp 2 × tp 2 with {@code --accum 2}: every logged step and the
-   * final weights bit for bit (GPT-2, tied embeddings).
+   * final weights bit for bit (GPT-2, tied embeddings), with ZeRO 1 as well.
    */
   @Test
   void dataTimesTensorTimesPipelineEqualsDataTensorParallelWithAccumulationBitForBit() throws Exception {
@@ -333,6 +373,13 @@ class TensorParallelTrainTest {
     assertTrue(b.output().contains("tensor parallel 2") && b.output().contains("data parallel 2")
         && b.output().contains("global batch 2 x 2 x 2 = 8 sequences per step"), b.output());
     assertSameRun(dt, grid, n, "dp 2 x tp 2 with --accum 2 vs dp 2 x tp 2 x pp 2", b.output());
+    // ZeRO 1 over each stage's dp group (its tensor-parallel part of the stage sharded): the same bits
+    Path zero = tmp.resolve("dtp-dp2-tp2-pp2-zero1");
+    MpiRunTest.Job c = MpiRunTest.mpirun(8, Main.class.getName(), trainArgs("--config", f.config, n, f.data, zero,
+        "--dp", "2", "--tp", "2", "--pp", "2", "--micro-batches", "2", "--zero", "1", "--threads", "1"), 300);
+    assertEquals(0, c.exitCode(), c.output());
+    assertTrue(c.output().contains("with ZeRO 1"), c.output());
+    assertSameRun(dt, zero, n, "dp 2 x tp 2 with --accum 2 vs dp 2 x tp 2 x pp 2 with --zero 1", c.output());
   }
 
   /**

@@ -153,7 +153,8 @@ public final class ParallelPlanner {
   public static String unsupported(Layout l) {
     if (l.zero() > 3) return "ZeRO " + l.zero() + " does not exist";
     if ((l.zero() == 1 || l.zero() == 3) && l.dp() == 1) return "ZeRO " + l.zero() + " needs dp > 1";
-    if (l.tp() > 1 && l.zero() > 0) return "ZeRO with tensor parallel is not built yet";
+    if (l.tp() > 1 && l.zero() > 2) return "ZeRO " + l.zero() + " with tensor parallel is not built yet";
+    if (l.tp() > 1 && l.pp() > 1 && l.zero() == 2) return "ZeRO 2 with tensor and pipeline parallel together is not built yet";
     if (l.pp() > 1 && l.zero() > 2) return "ZeRO " + l.zero() + " with pipeline parallel is not built yet";
     return null;
   }
@@ -207,9 +208,11 @@ public final class ParallelPlanner {
           + pipelineBuffers(c, pipeline, l, s, inFlight, mb, (long) dt.byteSize() * tokens * c.hidden());
       // the deterministic sums' receive buffers, kept per communicator, plus one element per rank: over dp the gradient
       // (at most 1 GiB per piece; zero 2 folds in pieces of 2^20 elements per rank and also assembles the norm chunk
-      // that straddles its shard's start), and the step's micro-batch losses gathered; over tp one activation (B, T, C)
-      // and the vocabulary-parallel cross-entropy's per-row log-sum-exps and losses of every rank (2 B T tp)
-      long dpScratch = l.zero() >= 2 ? Math.min(4 * p, 4L * l.dp() << 20) + Math.min(4 * p, 4L << 20)
+      // that straddles its shard's start; with tp, the whole local parameter that straddles it, as its norm term is one
+      // reduction), and the step's micro-batch losses gathered; over tp one activation (B, T, C) and the
+      // vocabulary-parallel cross-entropy's per-row log-sum-exps and losses of every rank (2 B T tp)
+      long dpScratch = l.zero() >= 2 ? Math.min(4 * p, 4L * l.dp() << 20)
+          + (l.tp() > 1 ? 4 * largestParameter(c, l.tp()) : Math.min(4 * p, 4L << 20))
           : Math.min(4 * p, 1L << 30);
       long scratch = (l.dp() > 1 ? dpScratch + 4L * l.dp() + 4L * mb * (1 + l.dp()) : 0)
           + (l.tp() > 1 ? 4 * tokens * c.hidden() + 4L * l.tp() + 8 * tokens * l.tp() : 0)
@@ -459,6 +462,18 @@ public final class ParallelPlanner {
    * The parameters of the two largest units (the embeddings, a block, the head with its own weights) on one
    * tensor-parallel rank: ZeRO 3's bound of the windows gathered at once.
    */
+  /**
+   * The elements of the largest parameter a tensor-parallel rank of {@code tp} holds: a split one's {@code 1/tp}, rounded
+   * up (an upper bound for any cut, even one {@code tp} does not divide), a replicated one whole.
+   */
+  private static long largestParameter(ModelConfig c, int tp) {
+    long most = 0;
+    for (ParamSpec p : c.parameterSpecs()) {
+      most = Math.max(most, TensorParallel.split(c, p.name()).replicated() ? p.numel() : (p.numel() + tp - 1) / tp);
+    }
+    return most;
+  }
+
   private static long twoLargestUnits(ModelConfig c, int tp) {
     long block = stageParameters(c, new Stage(0, 1, false, false), tp);
     long emb = 0, head = 0;

@@ -111,10 +111,15 @@ class ParallelPlannerTest {
   }
 
   @Test
-  void tensorTimesPipelineIsRunnableButNotWithZero() {
+  void tensorTimesPipelineIsRunnableButNotWithZeroTwo() {
     assertNull(ParallelPlanner.unsupported(new Layout(1, 2, 2, 0, false)));
     assertNull(ParallelPlanner.unsupported(new Layout(2, 2, 2, 0, true)));
-    assertEquals("ZeRO with tensor parallel is not built yet", ParallelPlanner.unsupported(new Layout(2, 2, 2, 1, false)));
+    assertNull(ParallelPlanner.unsupported(new Layout(2, 2, 2, 1, false)));
+    assertEquals("ZeRO 2 with tensor and pipeline parallel together is not built yet",
+        ParallelPlanner.unsupported(new Layout(2, 2, 2, 2, false)));
+    assertNull(ParallelPlanner.unsupported(new Layout(2, 2, 1, 1, false)));  // dp x tp x ZeRO 1 and 2 run
+    assertNull(ParallelPlanner.unsupported(new Layout(2, 2, 1, 2, true)));
+    assertEquals("ZeRO 3 with tensor parallel is not built yet", ParallelPlanner.unsupported(new Layout(2, 2, 1, 3, false)));
     Result r = ParallelPlanner.plan(new Job(GPT2, Device.CPU, 4, 4, 256, 8, 64L << 30, HW, 0, 2, 2, 0));
     assertNotNull(r.chosen(), r.excluded().toString());
     assertEquals(new Layout(1, 2, 2, 0, false), new Layout(r.chosen().layout().dp(), r.chosen().layout().tp(),
