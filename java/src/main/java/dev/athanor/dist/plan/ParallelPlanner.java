@@ -190,8 +190,9 @@ public final class ParallelPlanner {
       long weights = 4 * p;
       // zero 2: the step's sum of this rank's shard (no whole-size sum) and each micro-batch's gradient: as
       // UnitGradientFold runs it on the CPU with the whole model in one process, unit windows only (at most two at once:
-      // the tied embeddings' under the head's backward, bounded by the two largest units); else (pipeline stages, CUDA)
-      // the whole micro-batch gradient
+      // the tied embeddings' under the head's backward, bounded by the two largest units; gpt2-tiny at dp 2: 226.5 MiB
+      // in all bounds the measured 222.5, bench/results/2026-12-04-cpu-zero2-unit-memory-*.md); else (pipeline stages,
+      // CUDA) the whole micro-batch gradient
       long grads = l.zero() >= 2 ? 4 * (p / l.dp() + 1) + (perUnitFold(job, l) ? 4 * twoLargestUnits(c, l.tp()) : 4 * p)
           : 4 * p * (mb > 1 ? 2 : 1);
       long moments = 8 * p / (l.zero() >= 1 ? l.dp() : 1);
