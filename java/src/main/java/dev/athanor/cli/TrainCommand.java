@@ -8,6 +8,7 @@ import dev.athanor.dist.TimedCommunicator;
 import dev.athanor.dist.DataParallel;
 import dev.athanor.dist.TensorParallelism;
 import dev.athanor.dist.ShardedWeights;
+import dev.athanor.dist.UnitGradientFold;
 import dev.athanor.dist.pipeline.PipelineLayout;
 import dev.athanor.dist.pipeline.PipelineStage;
 import dev.athanor.io.FileProblems;
@@ -783,7 +784,12 @@ final class TrainCommand implements Callable<Integer> {
             ck.runId(), sharded ? rankGroup(comm, groups, zero, model.tensorParallel().size()) : null);
         // ZeRO 3: each rank keeps its shard of the masters; the model's hooks gather a unit's weights before it runs
         ShardedWeights shards = zero == 3 ? ShardedWeights.attach(model, comm) : null;
+        // ZeRO 2 with the whole model in one process on the CPU: each unit's gradient is folded into the shards as its
+        // backward ends (no whole-model gradient); pipeline stages, tensor parallel and CUDA keep the whole-gradient fold
+        UnitGradientFold folds = zero == 2 && pipeline == null && groups == null && UnitGradientFold.supports(model)
+            ? UnitGradientFold.attach(model, comm) : null;
         Trainer trainer = shards != null ? new Trainer(model, tc, loader, shards)
+            : folds != null ? new Trainer(model, tc, loader, folds)
             : zero >= 1 ? new Trainer(model, tc, loader, DataParallel.optimizerShard(model.parameters(),
                 pipeline != null ? pipeline.dataParallelGroup() : groups != null ? groups.dp() : comm), zero >= 2)
             : new Trainer(model, tc, loader, offloadConfig, weights)) {

@@ -31,7 +31,10 @@ import java.util.Objects;
  * its shard accumulator, accumulator first, then the ranks in order: {@code ((acc + g_{k,0}) + g_{k,1}) + ...}, the
  * first micro-batch copied, not added to zero. That is the left fold of one process with {@code accum × size}
  * micro-batches in the global order (micro-batch {@code k} of rank {@code r} is number {@code k × size + r}), so ZeRO 2
- * equals one process with {@code accum × size} bit for bit for any {@code accum}. The clipping norm ({@link
+ * equals one process with {@code accum × size} bit for bit for any {@code accum}. On the CPU with the whole model in each
+ * process ({@link UnitGradientFold}, a trainer built with {@link Trainer#Trainer(dev.athanor.nn.Transformer,
+ * dev.athanor.train.TrainConfig, dev.athanor.io.data.DataLoader, dev.athanor.train.ShardedGradients)}) the same fold runs
+ * unit by unit as each unit's backward ends, so no whole micro-batch gradient exists; the bits are the same. The clipping norm ({@link
  * #shardedNorm}) has one process's bits: each chunk of {@link Ops#NORM_CHUNK} elements gets its partial sum of
  * squares from the rank holding its first element (the pieces of a chunk that straddles a shard boundary are sent to
  * it first), the partials are combined across ranks (each held by one rank, zeros elsewhere: exact) and added in double

@@ -28,11 +28,11 @@ import java.util.Objects;
  * three times (the head's backward, which holds their weights and gradient at once, stays the peak). Every rank runs the same units in the same order, so the collectives match; they run on the
  * computing thread only (no read-ahead).
  *
- * <p><b>Gradients.</b> A unit's micro-batch gradient is formed in a zeroed window mapped at its first backward use and,
- * once complete ({@code afterGradients}), folded into the owners' step-gradient shards by {@link
- * Communicator#reduceScatterAccumulateV} (accumulator first, then the ranks in order; the step's first micro-batch
- * overwrites): element by element the fold of ZeRO 2, so ZeRO 3 equals ZeRO 2 and one process with {@code accum ×
- * replicas} micro-batches bit for bit. The optimizer then updates the shard's masters in place ({@link
+ * <p><b>Gradients.</b> As ZeRO 2's, by the same {@link UnitGradientFold}: a unit's micro-batch gradient is formed in a
+ * zeroed window mapped at its first backward use and, once complete ({@code afterGradients}), folded into the owners'
+ * step-gradient shards by {@link Communicator#reduceScatterAccumulateV} (accumulator first, then the ranks in order;
+ * the step's first micro-batch overwrites), so ZeRO 3 equals ZeRO 2 and one process with {@code accum × replicas}
+ * micro-batches bit for bit. The optimizer then updates the shard's masters in place ({@link
  * dev.athanor.train.AdamW#AdamW(ParameterStore, Range, Tensor)}); the next forward gathers the new weights.
  *
  * <p>Memory per replica: masters and step gradient {@code 4 psi / N} each, plus at most two units' weight and gradient
@@ -44,26 +44,25 @@ public final class ShardedWeights implements BlockHooks, ShardedParameters, Auto
   private final ParameterStore store;
   private final Communicator comm;
   private final Range shard;
-  private final Tensor masters, gradient;
+  private final Tensor masters;
+  private final UnitGradientFold fold;    // the step's gradient shard and the gradient windows
   private final BlockHooks before;        // the model's hooks before this was attached
-  private final Tensor[] weights, grads;  // per unit index: the mapped windows, or null
+  private final Tensor[] weights;         // per unit index: the mapped weight window, or null
   private final int[] refs;
   private final Unit head, embedding;     // null when the model has none
   private final boolean tied;
-  private int micro;
   private boolean closed;
 
-  private ShardedWeights(Transformer model, Communicator comm, Range shard, Tensor masters, Tensor gradient) {
+  private ShardedWeights(Transformer model, Communicator comm, Range shard, Tensor masters, UnitGradientFold fold) {
     this.model = model;
     this.store = model.parameters();
     this.comm = comm;
     this.shard = shard;
     this.masters = masters;
-    this.gradient = gradient;
+    this.fold = fold;
     this.before = model.hooks();
     int n = store.units().size();
     this.weights = new Tensor[n];
-    this.grads = new Tensor[n];
     this.refs = new int[n];
     this.head = model.stage().head() ? store.unit(ModelConfig.HEAD_UNIT) : null;
     this.embedding = model.stage().embedding() ? store.unit(ModelConfig.EMBEDDING_UNIT) : null;
@@ -90,9 +89,9 @@ public final class ShardedWeights implements BlockHooks, ShardedParameters, Auto
     if (model.tensorParallel().split()) throw new IllegalArgumentException("ZeRO 3 with tensor parallelism is not supported");
     Range shard = DataParallel.optimizerShard(store, comm);
     Tensor m = Tensor.empty(DType.F32, Device.CPU, Tier.HOST, shard.length()).detach();
-    Tensor g = null;
+    UnitGradientFold g = null;
     try {
-      g = Tensor.zeros(DType.F32, Device.CPU, Tier.HOST, shard.length()).detach();
+      g = UnitGradientFold.forShard(store, comm, shard);
       try (Tensor mine = store.slice(Role.MASTER, shard)) {
         m.copyFrom(mine);
       }
@@ -121,7 +120,7 @@ public final class ShardedWeights implements BlockHooks, ShardedParameters, Auto
 
   @Override
   public Tensor gradient() {
-    return gradient;
+    return fold.gradient();
   }
 
   /** The communicator the shards are cut over. */
@@ -132,8 +131,7 @@ public final class ShardedWeights implements BlockHooks, ShardedParameters, Auto
   @Override
   public void beginMicroBatch(int index) {
     checkOpen();
-    if (index < 0) throw new IllegalArgumentException("micro-batch index must be >= 0, got " + index);
-    micro = index;
+    fold.beginMicroBatch(index);
   }
 
   // ------------------------------------------------------------------ hooks
@@ -158,16 +156,7 @@ public final class ShardedWeights implements BlockHooks, ShardedParameters, Auto
       weights[u] = w;
     }
     refs[u]++;
-    if (pass == Pass.BACKWARD && grads[u] == null) {
-      Tensor g = Tensor.zeros(DType.F32, Device.CPU, Tier.HOST, unit.elements().length()).detach();
-      try {
-        store.map(Role.GRAD, unit, g);
-      } catch (RuntimeException e) {
-        g.close();
-        throw e;
-      }
-      grads[u] = g;
-    }
+    fold.beforeWeights(unit, pass);  // a backward's gradient window
   }
 
   @Override
@@ -178,40 +167,24 @@ public final class ShardedWeights implements BlockHooks, ShardedParameters, Auto
     // the head's backward comes right after its forward: keep its weights; tied embeddings are read again by the head's
     // forward and backward, and the head's backward already holds their gradient, so keeping them costs no peak
     if (pass == Pass.FORWARD && (unit == head || tied && unit == embedding)) return;
-    free(Role.MASTER, unit, weights);
+    free(unit);
   }
 
   @Override
   public void afterGradients(Unit unit) {
-    int u = unit.index();
-    Tensor g = grads[u];
-    if (g == null) throw new IllegalStateException("afterGradients(" + unit.name() + ") without a backward");
-    Range mine = unit.elements().intersect(shard);
-    try (Tensor acc = gradient.slice(0, mine.isEmpty() ? 0 : mine.start() - shard.start(),
-        mine.isEmpty() ? 0 : mine.end() - shard.start())) {
-      comm.reduceScatterAccumulateV(g, acc, counts(unit), micro == 0);
-    } finally {
-      free(Role.GRAD, unit, grads);
-    }
+    fold.afterGradients(unit);
   }
 
-  /** Each rank's number of elements of {@code unit}'s flat range: the overlap with its shard, in rank order. */
   private long[] counts(Unit unit) {
-    long n = store.numel();
-    long[] c = new long[comm.size()];
-    for (int r = 0; r < c.length; r++) {
-      Range part = new Range(Communicator.partStart(n, r, c.length), Communicator.partStart(n, r + 1, c.length));
-      c[r] = unit.elements().intersect(part).length();
-    }
-    return c;
+    return fold.counts(unit);
   }
 
-  private void free(Role role, Unit unit, Tensor[] windows) {
-    Tensor w = windows[unit.index()];
-    windows[unit.index()] = null;
-    if (role == Role.MASTER) refs[unit.index()] = 0;
+  private void free(Unit unit) {
+    Tensor w = weights[unit.index()];
+    weights[unit.index()] = null;
+    refs[unit.index()] = 0;
     try {
-      if (!store.isClosed() && store.isMapped(role, unit)) store.unmap(role, unit);
+      if (!store.isClosed() && store.isMapped(Role.MASTER, unit)) store.unmap(Role.MASTER, unit);
     } finally {
       w.close();
     }
@@ -219,17 +192,15 @@ public final class ShardedWeights implements BlockHooks, ShardedParameters, Auto
 
   /** The bytes of the windows mapped now (weights and gradients). */
   public long windowBytes() {
-    long b = 0;
-    for (Tensor[] ws : new Tensor[][] {weights, grads}) for (Tensor w : ws) if (w != null) b += w.byteSize();
+    long b = fold.windowBytes();
+    for (Tensor w : weights) if (w != null) b += w.byteSize();
     return b;
   }
 
   @Override
   public void discard() {
-    for (Unit u : store.units()) {
-      if (weights[u.index()] != null) free(Role.MASTER, u, weights);
-      if (grads[u.index()] != null) free(Role.GRAD, u, grads);
-    }
+    for (Unit u : store.units()) if (weights[u.index()] != null) free(u);
+    fold.discard();
   }
 
   // ------------------------------------------------------------------ the end
@@ -262,15 +233,12 @@ public final class ShardedWeights implements BlockHooks, ShardedParameters, Auto
     if (closed) return;
     closed = true;
     try {
-      discard();
-      if (!store.isClosed()) {
-        if (store.isPaged(Role.GRAD)) store.release(Role.GRAD);
-        if (store.isPaged(Role.MASTER)) store.unpage(Role.MASTER, false);
-      }
+      for (Unit u : store.units()) if (weights[u.index()] != null) free(u);
+      if (!store.isClosed() && store.isPaged(Role.MASTER)) store.unpage(Role.MASTER, false);
       model.setHooks(before);
     } finally {
       masters.close();
-      gradient.close();
+      fold.close();  // its windows and shard, and the paged gradients
     }
   }
 }

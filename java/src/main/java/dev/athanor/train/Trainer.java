@@ -43,7 +43,7 @@ public final class Trainer implements AutoCloseable {
   private final BlockHooks hooksBefore;      // the model's hooks before this trainer added its pager
   private final Role stepGrad;               // where the step's gradient is: GRAD, or GRAD_ACC with accumulation
   private final Tensor gradShard;            // ZeRO 2 and 3: the step's gradient of the optimizer's shard only, or null
-  private final ShardedParameters sharded;   // ZeRO 3: the shards of the masters and the gradient, or null
+  private final ShardedGradients sharded;    // ZeRO 2 per unit and 3: the gradient's shard folded during the backward, or null
   private GradientReducer reducer = GradientReducer.NONE;
   private MicroBatchRunner runner;           // replaces phase 1 (e.g. a pipeline schedule), or null
   private long step;
@@ -100,13 +100,16 @@ public final class Trainer implements AutoCloseable {
   }
 
   /**
-   * ZeRO stage 3: the model's masters and micro-batch gradients are paged by {@code sharded} (among the model's hooks,
-   * owned by the caller, who closes it after the trainer), which keeps this replica's shard of the masters and folds
-   * each unit's micro-batch gradient into the shard's step gradient during the backward; the optimizer keeps moments
-   * for the shard and updates its masters in place, with the same kernel on the same elements as ZeRO 1 and 2. The
-   * clipping norm is formed from the shards ({@link GradientReducer#shardedNorm}).
+   * ZeRO stage 2 formed unit by unit ({@code sharded} a {@link ShardedGradients}) or 3 ({@code sharded} a {@link
+   * ShardedParameters}): the model's micro-batch gradients (and under ZeRO 3 its masters) are paged by {@code sharded}
+   * (among the model's hooks, owned by the caller, who closes it after the trainer), which folds each unit's
+   * micro-batch gradient into this replica's shard of the step gradient during the backward (and under ZeRO 3 keeps
+   * the shard of the masters); the optimizer keeps moments for the shard and updates it (ZeRO 3: its masters in place;
+   * ZeRO 2: the store's masters, which the gradient reducer then all-gathers), with the same kernel on the same elements
+   * as ZeRO 1 and the whole-gradient ZeRO 2. The clipping norm is formed from the shards ({@link
+   * GradientReducer#shardedNorm}).
    */
-  public Trainer(Transformer model, TrainConfig cfg, DataLoader data, ShardedParameters sharded) {
+  public Trainer(Transformer model, TrainConfig cfg, DataLoader data, ShardedGradients sharded) {
     this(model, cfg, data, OffloadConfig.NONE, null, Objects.requireNonNull(sharded, "sharded").shard(), true, sharded);
   }
 
@@ -121,12 +124,16 @@ public final class Trainer implements AutoCloseable {
   }
 
   private Trainer(Transformer model, TrainConfig cfg, DataLoader data, OffloadConfig offload, OffloadedWeights weights,
-      Range shard, boolean shardGradients, ShardedParameters sharded) {
+      Range shard, boolean shardGradients, ShardedGradients sharded) {
     Objects.requireNonNull(offload, "offload");
     this.sharded = sharded;
     this.model = Objects.requireNonNull(model, "model");
-    if (sharded != null && !(model.parameters().isPaged(Role.MASTER) && model.parameters().isPaged(Role.GRAD))) {
-      throw new IllegalArgumentException("ZeRO 3 needs the model's masters and gradients paged by its shards' hooks");
+    if (sharded instanceof ShardedParameters && !model.parameters().isPaged(Role.MASTER)) {
+      throw new IllegalArgumentException("ZeRO 3 needs the model's masters paged by its shards' hooks");
+    }
+    if (sharded != null && !model.parameters().isPaged(Role.GRAD)) {
+      throw new IllegalArgumentException("a gradient folded unit by unit (ZeRO 2 and 3) needs the model's gradients paged "
+          + "by its hooks");
     }
     this.cfg = Objects.requireNonNull(cfg, "cfg");
     this.data = Objects.requireNonNull(data, "data");
@@ -144,7 +151,7 @@ public final class Trainer implements AutoCloseable {
       this.pager = null;
       this.hooksBefore = null;
       this.optimizer = shard == null ? new AdamW(store, offload)
-          : sharded != null ? new AdamW(store, shard, sharded.masters()) : new AdamW(store, shard);
+          : sharded instanceof ShardedParameters p ? new AdamW(store, shard, p.masters()) : new AdamW(store, shard);
     } else {
       if (!model.device().isCpu()) {
         throw new IllegalArgumentException("weights and gradients on DISK need the CPU backend; this model is on " + model.device());
@@ -269,7 +276,7 @@ public final class Trainer implements AutoCloseable {
    * copied for the first micro-batch, then {@code acc + g_i}.
    */
   public void accumulate(int i) {
-    if (sharded != null) return;  // ZeRO 3: each unit's gradient was folded into the shard's sum during the backward
+    if (sharded != null) return;  // ZeRO 2 and 3: each unit's gradient was folded into the shard's sum during the backward
     if (gradShard != null) {  // ZeRO 2: this replica's shard of every replica's gradient, folded into the shard's sum
       reducer.accumulateShard(store, Role.GRAD, optimizer.shard(), gradShard, i == 0);
       return;

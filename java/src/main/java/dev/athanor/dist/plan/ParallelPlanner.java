@@ -38,7 +38,7 @@ import java.util.Objects;
  *       reduce-scatter by all-to-all (the other ranks' parts, {@code n − p}) then an all-gather of the sums ({@code
  *       p (s − 1)}): {@code 2 (s−1)/s} of the tensor, a ring's volume, though not a ring. Data parallel: the stage's F32
  *       gradient (its flat store, each parameter padded to {@link ParameterStore#ALIGN} elements) all-reduced (ZeRO 0 and
- *       1), or each micro-batch's reduce-scattered into the shards ({@code n − p} each, ZeRO 2, whose clipping norm sends
+ *       1), or each micro-batch's reduce-scattered into the shards ({@code n − p} each, ZeRO 2, unit by unit on the CPU: the same bytes, whose clipping norm sends
  *       the piece of the {@link Ops#NORM_CHUNK} chunk straddling its shard's start and all-reduces one partial per
  *       chunk); from ZeRO 1 on the updated masters all-gathered ({@code p (dp − 1)}); the micro-batch losses
  *       all-gathered. Tensor parallel: per micro-batch and block 4 all-reduces of {@code B × T × C} in the compute dtype
@@ -189,8 +189,13 @@ public final class ParallelPlanner {
       long p = stageParameters(c, st, l.tp());
       stageParamsMax = Math.max(stageParamsMax, p);
       long weights = 4 * p;
-      // zero 2: each micro-batch's gradient and the step's sum of this rank's shard (no whole-size sum)
-      long grads = l.zero() >= 2 ? 4 * p + 4 * p / l.dp() : 4 * p * (mb > 1 ? 2 : 1);
+      // zero 2: the step's sum of this rank's shard (no whole-size sum) and each micro-batch's gradient: as
+      // UnitGradientFold runs it on the CPU with the whole model in one process, unit windows only (at most two at once:
+      // the tied embeddings' under the head's backward, bounded by the two largest units; gpt2-tiny at dp 2: 226.5 MiB
+      // in all bounds the measured 222.5, bench/results/2026-12-04-cpu-zero2-unit-memory-*.md); else (pipeline stages,
+      // CUDA) the whole micro-batch gradient
+      long grads = l.zero() >= 2 ? 4 * (p / l.dp() + 1) + (perUnitFold(job, l) ? 4 * twoLargestUnits(c, l.tp()) : 4 * p)
+          : 4 * p * (mb > 1 ? 2 : 1);
       long moments = 8 * p / (l.zero() >= 1 ? l.dp() : 1);
       if (l.zero() >= 3) {
         // as ShardedWeights runs it: the shards of the masters and of the step's gradient (one element more than 1/dp at
@@ -369,12 +374,13 @@ public final class ParallelPlanner {
     long p = flatParameters(job.model(), pipeline.stage(st), l.tp()), part = Communicator.partLength(p, d, n);
     long bytes = 0, messages = 0;
     if (l.zero() >= 2) {
+      // the same bytes whether the whole gradient is folded at once or unit by unit (one collective per unit)
+      long units = job.model().layers() + 2L;
       bytes += (long) mb * 4 * (p - part);
-      messages += (long) mb * (n - 1);
+      messages += (long) mb * (perUnitFold(job, l) ? units : 1) * (n - 1);
       if (l.zero() == 3) {  // each unit gathered twice a micro-batch; one collective per unit and pass
-        long units = job.model().layers() + 2L;
         bytes += (long) mb * 2 * 4 * part * (n - 1);
-        messages = (long) mb * 3 * units * (n - 1);
+        messages += (long) mb * 2 * units * (n - 1);
       }
       long start = Communicator.partStart(p, d, n), piece = normPiece(start, start + part, p);
       long[] partials = allReduce(chunks(p), n, d, 4);
@@ -456,6 +462,15 @@ public final class ParallelPlanner {
     long n = 1;
     for (long d : new TensorParallel(tp, tp - 1).localShape(TensorParallel.split(c, p.name()), p.shape())) n *= d;
     return n;
+  }
+
+  /**
+   * Whether {@code l}'s gradient is folded unit by unit ({@link dev.athanor.dist.UnitGradientFold}): ZeRO 3, and ZeRO 2
+   * on the CPU with the whole model in each process (no pipeline, no tensor parallel); else ZeRO 2 folds each
+   * micro-batch's whole gradient.
+   */
+  static boolean perUnitFold(Job job, Layout l) {
+    return l.zero() == 3 || l.zero() == 2 && l.pp() == 1 && l.tp() == 1 && job.device().isCpu();
   }
 
   /**
