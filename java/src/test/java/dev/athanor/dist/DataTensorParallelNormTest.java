@@ -57,7 +57,7 @@ class DataTensorParallelNormTest {
 
   /** Every dp rank's {@link DataTensorParallel#shardedNorm} of its shard of {@code store}'s gradient (tp 1). */
   private static float[] sharded(ParameterStore store, ModelConfig cfg, int dp) throws Exception {
-    TensorParallelEmulationTest.ThreadRanks ranks = new TensorParallelEmulationTest.ThreadRanks(dp);
+    ThreadRanks ranks = new ThreadRanks(dp);
     ExecutorService pool = Executors.newFixedThreadPool(dp);
     try {
       List<Future<Float>> norms = new ArrayList<>();

@@ -6,23 +6,17 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import dev.athanor.nn.ModelConfig;
 import dev.athanor.nn.Transformer;
 import dev.athanor.runtime.Device;
-import dev.athanor.tensor.DType;
 import dev.athanor.tensor.Tensor;
 import dev.athanor.train.AdamW;
 import dev.athanor.train.GradientReducer;
-import java.lang.reflect.Proxy;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Map;
 import java.util.SplittableRandom;
-import java.util.concurrent.BlockingQueue;
-import java.util.concurrent.ConcurrentHashMap;
-import java.util.concurrent.CyclicBarrier;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
-import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.Test;
 
@@ -35,110 +29,6 @@ import org.junit.jupiter.api.Test;
  */
 class TensorParallelEmulationTest {
   static final int STEPS = 10;
-
-  /** {@code size} ranks as threads: a communicator per rank with the collectives tensor parallelism uses. */
-  static final class ThreadRanks {
-    final int size;
-    final CyclicBarrier barrier;
-    final Object[] slots;
-
-    ThreadRanks(int size) {
-      this.size = size;
-      this.barrier = new CyclicBarrier(size);
-      this.slots = new Object[size];
-    }
-
-    private void await() {
-      try {
-        barrier.await(60, TimeUnit.SECONDS);
-      } catch (Exception e) {
-        throw new IllegalStateException("a rank thread did not reach the collective", e);
-      }
-    }
-
-    private final Map<Integer, BlockingQueue<float[]>> mail = new ConcurrentHashMap<>();
-
-    /** The F32 messages from rank {@code from} to rank {@code to}, in the order sent. */
-    private BlockingQueue<float[]> mailbox(int from, int to) {
-      return mail.computeIfAbsent(from * size + to, k -> new LinkedBlockingQueue<>());
-    }
-
-    /** Rank {@code r}'s communicator (allReduceSum, allGather, allGatherV, send, recv, rank, size; anything else throws). */
-    Communicator member(int r) {
-      return (Communicator) Proxy.newProxyInstance(Communicator.class.getClassLoader(), new Class<?>[] {Communicator.class},
-          (proxy, method, args) -> switch (method.getName()) {
-            case "rank" -> r;
-            case "size" -> size;
-            case "mode" -> ReduceMode.DETERMINISTIC;
-            case "describe" -> "thread rank " + r + " of " + size;
-            case "close", "barrier" -> {
-              await();
-              yield null;
-            }
-            case "allReduceSum" -> {
-              allReduceSum(r, (Tensor) args[0]);
-              yield null;
-            }
-            case "allGather" -> {
-              allGather(r, (Tensor) args[0], (Tensor) args[1]);
-              yield null;
-            }
-            case "allGatherV" -> {  // every rank's part in rank order, whatever its length
-              allGather(r, (Tensor) args[0], (Tensor) args[1]);
-              yield null;
-            }
-            case "send" -> {
-              mailbox(r, (Integer) args[1]).put(((Tensor) args[0]).toFloatArray());
-              yield null;
-            }
-            case "recv" -> {
-              float[] got = mailbox((Integer) args[1], r).poll(60, TimeUnit.SECONDS);
-              if (got == null) throw new IllegalStateException("rank " + args[1] + " sent rank " + r + " nothing");
-              ((Tensor) args[0]).copyFrom(got);
-              yield null;
-            }
-            default -> throw new UnsupportedOperationException(method.getName());
-          });
-    }
-
-    private void allReduceSum(int r, Tensor t) {
-      boolean ints = t.dtype() == DType.I32;
-      slots[r] = ints ? t.toIntArray() : t.toFloatArray();
-      await();
-      if (ints) {
-        int[] acc = ((int[]) slots[0]).clone();
-        for (int q = 1; q < size; q++) for (int i = 0; i < acc.length; i++) acc[i] += ((int[]) slots[q])[i];
-        await();
-        t.copyFrom(acc);
-      } else {
-        float[] acc = ((float[]) slots[0]).clone();  // rank order, left to right, in F32
-        for (int q = 1; q < size; q++) for (int i = 0; i < acc.length; i++) acc[i] += ((float[]) slots[q])[i];
-        await();
-        t.copyFrom(acc);
-      }
-      await();
-    }
-
-    private void allGather(int r, Tensor in, Tensor out) {
-      boolean ints = in.dtype() == DType.I32;
-      slots[r] = ints ? in.toIntArray() : in.toFloatArray();
-      await();
-      if (ints) {
-        int[] all = new int[(int) out.numel()];
-        for (int q = 0, at = 0; q < size; at += ((int[]) slots[q]).length, q++) {
-          System.arraycopy(slots[q], 0, all, at, ((int[]) slots[q]).length);
-        }
-        out.copyFrom(all);
-      } else {
-        float[] all = new float[(int) out.numel()];
-        for (int q = 0, at = 0; q < size; at += ((float[]) slots[q]).length, q++) {
-          System.arraycopy(slots[q], 0, all, at, ((float[]) slots[q]).length);
-        }
-        out.copyFrom(all);
-      }
-      await();
-    }
-  }
 
   /** What rank r measured: its losses, step-1 logits, whether the replicated gradients agreed, the gathered model (rank 0). */
   record RankRun(float[] losses, float[] logits, boolean replicatedSame, Map<String, float[]> gathered) {}

@@ -4,30 +4,24 @@ import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 
-import dev.athanor.dist.Communicator;
-import dev.athanor.dist.ReduceMode;
+import dev.athanor.dist.ThreadRanks;
 import dev.athanor.io.data.DataLoader;
 import dev.athanor.io.data.TokenDataset;
 import dev.athanor.nn.ModelConfig;
 import dev.athanor.nn.Transformer;
 import dev.athanor.runtime.Device;
 import dev.athanor.tensor.DType;
-import dev.athanor.tensor.Tensor;
 import dev.athanor.train.Schedule;
 import dev.athanor.train.TrainConfig;
 import dev.athanor.train.Trainer;
 import dev.athanor.train.TrainerTest;
-import java.lang.reflect.Proxy;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
-import java.util.concurrent.BlockingQueue;
-import java.util.concurrent.CyclicBarrier;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
-import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -103,7 +97,7 @@ class PipelineActivationsTest {
 
   private static List<StageRun> pipeline(ModelConfig cfg, Path data, int pp, boolean recompute) throws Exception {
     PipelineLayout layout = new PipelineLayout(cfg, pp);
-    Ranks ranks = new Ranks(pp);
+    ThreadRanks ranks = new ThreadRanks(pp);
     ExecutorService pool = Executors.newFixedThreadPool(pp);
     try {
       List<Future<StageRun>> runs = new ArrayList<>();
@@ -141,73 +135,5 @@ class PipelineActivationsTest {
     Map<String, float[]> w = new java.util.LinkedHashMap<>();
     m.weights().forEach((k, v) -> w.put(k, v.toFloatArray()));
     return w;
-  }
-
-  /** {@code size} ranks as threads: point-to-point queues, and the sums and broadcasts the pipeline uses. */
-  static final class Ranks {
-    final int size;
-    final CyclicBarrier barrier;
-    final float[][] slots;
-    final BlockingQueue<float[]>[][] queues;  // [from][to]
-
-    @SuppressWarnings("unchecked")
-    Ranks(int size) {
-      this.size = size;
-      this.barrier = new CyclicBarrier(size);
-      this.slots = new float[size][];
-      this.queues = new BlockingQueue[size][size];
-      for (BlockingQueue<float[]>[] row : queues) for (int j = 0; j < size; j++) row[j] = new LinkedBlockingQueue<>();
-    }
-
-    private void await() {
-      try {
-        barrier.await(60, TimeUnit.SECONDS);
-      } catch (Exception e) {
-        throw new IllegalStateException("a rank thread did not reach the collective", e);
-      }
-    }
-
-    Communicator member(int r) {
-      return (Communicator) Proxy.newProxyInstance(Communicator.class.getClassLoader(), new Class<?>[] {Communicator.class},
-          (proxy, method, args) -> switch (method.getName()) {
-            case "rank" -> r;
-            case "size" -> size;
-            case "mode" -> ReduceMode.DETERMINISTIC;
-            case "describe" -> "thread rank " + r + " of " + size;
-            case "close", "barrier" -> {
-              await();
-              yield null;
-            }
-            case "send" -> {
-              queues[r][(Integer) args[1]].put(((Tensor) args[0]).toFloatArray());
-              yield null;
-            }
-            case "recv" -> {
-              float[] got = queues[(Integer) args[1]][r].poll(60, TimeUnit.SECONDS);
-              if (got == null) throw new IllegalStateException("rank " + r + " waited for rank " + args[1]);
-              ((Tensor) args[0]).copyFrom(got);
-              yield null;
-            }
-            case "allReduceSum" -> {
-              collective(r, (Tensor) args[0], -1);
-              yield null;
-            }
-            case "broadcast" -> {
-              collective(r, (Tensor) args[0], (Integer) args[1]);
-              yield null;
-            }
-            default -> throw new UnsupportedOperationException(method.getName());
-          });
-    }
-
-    /** root < 0: the sum in rank order; else root's tensor. */
-    private void collective(int r, Tensor t, int root) {
-      slots[r] = t.toFloatArray();
-      await();
-      float[] acc = slots[Math.max(root, 0)].clone();
-      if (root < 0) for (int q = 1; q < size; q++) for (int i = 0; i < acc.length; i++) acc[i] += slots[q][i];
-      await();
-      t.copyFrom(acc);
-    }
   }
 }
