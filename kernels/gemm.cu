@@ -17,10 +17,15 @@
 //     (gemm_generic.cu), which takes any valid argument set.
 // The batch runs in grid z, in launches of at most 65535 batches each.
 //
+//   - on Hopper (compute capability 9.0), only while the switch ATHANOR_CUDA_HOPPER=1 is set in the
+//     environment: BF16/F16 with the same alignment as the mma path (and nonzero batch strides) go
+//     to the sm_90a kernel (gemm_wgmma.cu: wgmma fed by TMA), tile 128x256 or 128x128. It becomes
+//     the default only after a GPU check on an H200 has passed its tests and timed it.
 // For tests and benchmarks the environment variable ATHANOR_CUDA_GEMM_KERNEL forces a kernel:
-// mma_128x256, mma_128x128, mma_64x64, f32_128x128, f32_64x64 or generic ("auto" or unset: the
-// heuristic). It is read at every call; a forced kernel that cannot take the arguments (wrong
-// dtype, alignment, or too little shared memory on the device) is ignored and the heuristic used.
+// wgmma_128x256, wgmma_128x128, mma_128x256, mma_128x128, mma_64x64, f32_128x128, f32_64x64 or
+// generic ("auto" or unset: the heuristic). It is read at every call; a forced kernel that cannot
+// take the arguments (wrong dtype, alignment, device, or too little shared memory on the device)
+// is ignored and the heuristic used.
 #include <climits>
 #include <cstdlib>
 #include <cstring>
@@ -108,10 +113,11 @@ ath_status validate(const ath_gemm_args& g) {
   return ATH_OK;
 }
 
-enum class Path { kMma, kF32, kGeneric };
+enum class Path { kWgmma, kMma, kF32, kGeneric };
 struct Choice {
   Path path = Path::kGeneric;
   MmaTile mma = MmaTile::k64x64;
+  WgmmaTile wgmma = WgmmaTile::k128x256;
   F32Tile f32 = F32Tile::k64x64;
   int bm = 64, bn = 64;  // block tile, for the grid-size check
 };
@@ -123,6 +129,21 @@ Choice mma_choice(MmaTile t) {
   c.bm = t == MmaTile::k64x64 ? 64 : 128;
   c.bn = t == MmaTile::k128x256 ? 256 : t == MmaTile::k128x128 ? 128 : 64;
   return c;
+}
+
+Choice wgmma_choice(WgmmaTile t) {
+  Choice c;
+  c.path = Path::kWgmma;
+  c.wgmma = t;
+  c.bm = 128;
+  c.bn = t == WgmmaTile::k128x256 ? 256 : 128;
+  return c;
+}
+
+// The Hopper switch: ATHANOR_CUDA_HOPPER=1 lets the heuristic choose the wgmma kernel.
+bool hopper_switch() {
+  const char* v = std::getenv("ATHANOR_CUDA_HOPPER");
+  return v != nullptr && std::strcmp(v, "1") == 0;
 }
 
 Choice f32_choice(F32Tile t) {
@@ -143,11 +164,18 @@ Choice choose_kernel(const ath_gemm_args& g, const DeviceProps& dev) {
   const bool f32_ok = g.dtype_ab == ATH_F32 && g.k > 0 && aligned(g.a, 16) && aligned(g.b, 16) &&
                       g.lda % 4 == 0 && g.ldb % 4 == 0 && (!batched || (g.stride_a % 4 == 0 && g.stride_b % 4 == 0));
   auto mma_fits = [&](MmaTile t) { return mma_smem_bytes(t) <= dev.max_smem_optin; };
+  // The sm_90a kernel runs only on compute capability 9.0 exactly (sm_90a code does not run on
+  // later chips); its tensor maps need nonzero batch strides.
+  const bool wgmma_ok = mma_ok && dev.cc_major == 9 && dev.cc_minor == 0 &&
+                        (!batched || (g.stride_a > 0 && g.stride_b > 0));
+  auto wgmma_fits = [&](WgmmaTile t) { return wgmma_ok && wgmma_smem_bytes(t) <= dev.max_smem_optin; };
 
   // Forced kernel (tests, benchmarks), when it can take these arguments.
   const char* force = std::getenv("ATHANOR_CUDA_GEMM_KERNEL");
   if (force != nullptr && *force != '\0' && std::strcmp(force, "auto") != 0) {
     if (std::strcmp(force, "generic") == 0) return Choice{};
+    for (WgmmaTile t : {WgmmaTile::k128x256, WgmmaTile::k128x128})
+      if (wgmma_fits(t) && std::strcmp(force, wgmma_tile_name(t)) == 0) return wgmma_choice(t);
     for (MmaTile t : {MmaTile::k128x256, MmaTile::k128x128, MmaTile::k64x64})
       if (mma_ok && mma_fits(t) && std::strcmp(force, mma_tile_name(t)) == 0) return mma_choice(t);
     for (F32Tile t : {F32Tile::k128x128, F32Tile::k64x64})
@@ -158,6 +186,10 @@ Choice choose_kernel(const ath_gemm_args& g, const DeviceProps& dev) {
   // each loaded element more; below one wave, smaller tiles spread the work over more SMs).
   // Not yet tuned on hardware.
   const int64_t sms = dev.sm_count > 0 ? dev.sm_count : 1;
+  if (hopper_switch() && wgmma_fits(WgmmaTile::k128x128)) {
+    if (wgmma_fits(WgmmaTile::k128x256) && tiles(g.m, g.n, 128, 256) * g.batch >= sms) return wgmma_choice(WgmmaTile::k128x256);
+    return wgmma_choice(WgmmaTile::k128x128);
+  }
   if (mma_ok) {
     if (mma_fits(MmaTile::k128x256) && tiles(g.m, g.n, 128, 256) * g.batch >= sms) return mma_choice(MmaTile::k128x256);
     if (mma_fits(MmaTile::k128x128) && tiles(g.m, g.n, 128, 128) * g.batch >= sms) return mma_choice(MmaTile::k128x128);
@@ -229,6 +261,7 @@ ath_status run(const ath_gemm_args* args, const ath_cuda_ctx* ctx) {
     const int nb = static_cast<int>(g.batch - b0 < kMaxGridZ ? g.batch - b0 : kMaxGridZ);
     p.batch_base = b0;
     switch (choice.path) {
+      case Path::kWgmma: ATH_TRY(launch_gemm_wgmma(p, choice.wgmma, g.dtype_ab, g.dtype_c, nb, stream)); break;
       case Path::kMma: ATH_TRY(launch_gemm_mma(p, choice.mma, g.dtype_ab, g.dtype_c, nb, stream)); break;
       case Path::kF32: ATH_TRY(launch_gemm_f32(p, choice.f32, nb, stream)); break;
       case Path::kGeneric: ATH_TRY(launch_gemm_generic(p, g.dtype_ab, g.dtype_c, nb, stream)); break;

@@ -11,6 +11,8 @@
 // Accumulation is F32; beta == 0 means C is never read; bias (dtype_c) is added after alpha/beta.
 // The result is rounded once, to dtype_c, when it is stored.
 #pragma once
+#include <atomic>
+
 #include "common.cuh"
 
 namespace ath::cuda::gemm {
@@ -60,6 +62,20 @@ __device__ __forceinline__ void store_c1(TC* c, int64_t idx, int col, float acc,
   c[idx] = from_f32<TC>(v);
 }
 
+// Raises a kernel's dynamic shared-memory limit above the default 48 KiB, once per device
+// (devices 0..63; later ones ask every time).
+template <auto Kernel>
+ath_status allow_smem(int smem_bytes) {
+  static std::atomic<uint64_t> done_mask{0};  // bit d set: done on device d (d < 64)
+  int dev = 0;
+  ATH_CUDA_CHECK(cudaGetDevice(&dev));
+  const uint64_t bit = dev < 64 ? (uint64_t{1} << dev) : 0;
+  if (bit != 0 && (done_mask.load(std::memory_order_acquire) & bit)) return ATH_OK;
+  ATH_CUDA_CHECK(cudaFuncSetAttribute(Kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes));
+  if (bit != 0) done_mask.fetch_or(bit, std::memory_order_acq_rel);
+  return ATH_OK;
+}
+
 // ---------------------------------------------------------------- launchers
 // Each launches grid.z = nbatch batches starting at p.batch_base (nbatch <= 65535) on `stream`,
 // fills p.tiles_m / p.tiles_n itself and returns a status naming the failing CUDA call, if any.
@@ -74,6 +90,15 @@ const char* mma_tile_name(MmaTile tile);
 // stride_a, stride_b when batch > 1) multiples of 8; k > 0.
 ath_status launch_gemm_mma(GemmParams p, MmaTile tile, int dtype_ab, int dtype_c, int nbatch,
                            cudaStream_t stream);
+
+// Hopper tensor-core tiles (gemm_wgmma.cu, sm_90a: wgmma fed by TMA, warp-specialized).
+enum class WgmmaTile { k128x256, k128x128 };
+int wgmma_smem_bytes(WgmmaTile tile);
+const char* wgmma_tile_name(WgmmaTile tile);
+// Requirements (checked by the caller): compute capability 9.0; dtype_ab BF16/F16; a, b 16-byte
+// aligned; lda, ldb multiples of 8; k > 0; with batch > 1, stride_a and stride_b nonzero multiples of 8.
+ath_status launch_gemm_wgmma(GemmParams p, WgmmaTile tile, int dtype_ab, int dtype_c, int nbatch,
+                             cudaStream_t stream);
 
 // FP32 SIMT (gemm_f32.cu). Requirements: dtype F32 for A, B, C; a, b 16-byte aligned; lda, ldb
 // (and strides when batch > 1) multiples of 4; k > 0.

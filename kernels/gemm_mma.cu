@@ -8,7 +8,6 @@
 //    64x64x32,  4 warps of 32x32, 4 stages,  40 KiB smem, 4 blocks/SM -- small M or N
 #include "gemm_mma.cuh"
 
-#include <atomic>
 
 namespace ath::cuda::gemm {
 namespace {
@@ -25,19 +24,6 @@ constexpr int max_smem() {
   constexpr int s2 = MmaLayout<Cfg, true, false>::SMEM_BYTES, s3 = MmaLayout<Cfg, true, true>::SMEM_BYTES;
   constexpr int a = s0 > s1 ? s0 : s1, b = s2 > s3 ? s2 : s3;
   return a > b ? a : b;
-}
-
-// Raises the kernel's dynamic shared-memory limit above the default 48 KiB, once per device.
-template <auto Kernel>
-ath_status allow_smem(int smem_bytes) {
-  static std::atomic<uint64_t> done_mask{0};  // bit d set: done on device d (d < 64)
-  int dev = 0;
-  ATH_CUDA_CHECK(cudaGetDevice(&dev));
-  const uint64_t bit = dev < 64 ? (uint64_t{1} << dev) : 0;
-  if (bit != 0 && (done_mask.load(std::memory_order_acquire) & bit)) return ATH_OK;
-  ATH_CUDA_CHECK(cudaFuncSetAttribute(Kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes));
-  if (bit != 0) done_mask.fetch_or(bit, std::memory_order_acq_rel);
-  return ATH_OK;
 }
 
 template <class Cfg, typename T, typename TC, bool TA, bool TB>

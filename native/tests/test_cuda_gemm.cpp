@@ -66,10 +66,18 @@ struct ForceKernel {
 
 const char* dtype_str(int dt) { return dt == ATH_F32 ? "f32" : dt == ATH_BF16 ? "bf16" : dt == ATH_F16 ? "f16" : "?"; }
 
-// Kernels worth forcing for an input dtype ("auto" first).
+// Kernels worth forcing for an input dtype ("auto" first). The Hopper kernels join while their
+// switch is on (ATHANOR_CUDA_HOPPER=1, kernels/gemm.cu); elsewhere than on compute capability 9.0
+// forcing them falls back to the heuristic.
 std::vector<const char*> kernels_for(int dtype_ab) {
   if (dtype_ab == ATH_F32) return {"auto", "f32_128x128", "f32_64x64", "generic"};
-  return {"auto", "mma_128x256", "mma_128x128", "mma_64x64", "generic"};
+  std::vector<const char*> k = {"auto", "mma_128x256", "mma_128x128", "mma_64x64", "generic"};
+  const char* hopper = std::getenv("ATHANOR_CUDA_HOPPER");
+  if (hopper != nullptr && std::strcmp(hopper, "1") == 0) {
+    k.push_back("wgmma_128x256");
+    k.push_back("wgmma_128x128");
+  }
+  return k;
 }
 
 struct Setup {

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# The Hopper GEMM check (issue 12). Runs ON the GPU machine after bench/gpu/run.sh, reusing its build
+# ($ATH_GPU_WORK/build, compiled with the sm_90a target) and its driver ($ATH_GPU_WORK/bench_cuda):
+#   1. the native GEMM tests with the Hopper switch on (ATHANOR_CUDA_HOPPER=1): every awkward shape,
+#      layout and dtype case also runs with the wgmma kernels forced, against the float64 reference
+#      and the CPU GEMM, with out-of-bounds-write and NaN-poison checks;
+#   2. bench_cuda on hopper/cases.txt once per kernel (ATHANOR_CUDA_GEMM_KERNEL forces it: the two
+#      wgmma tiles, the sm_80 mma.sync kernel that is the default today, and the heuristic), each
+#      result spot-checked against float64 host dot products;
+#   3. PyTorch (cuBLAS) on the same cases with bench/gpu/peer.py, in the same job;
+#   4. a table: TFLOP/s per kernel and the ratio to cuBLAS.
+# Output: under $ATH_GPU_WORK/logs/hopper/ (packed into $OUT/logs/logs.tar.gz again, since the device
+# tool brings back at most 8 files and run.sh makes 8), and the table on stdout.
+set -u -o pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)
+W=${ATH_GPU_WORK:-/tmp/athanor-gpu}
+R=${OUT:-$ROOT/bench/results/hopper-check-$(date -u +%Y%m%d-%H%M%S)}
+H=$W/logs/hopper
+CASES=$ROOT/bench/gpu/hopper/cases.txt
+SECONDS_PER=${ATH_HOPPER_SECONDS:-0.3}
+KERNELS=${ATH_HOPPER_KERNELS:-wgmma_128x256 wgmma_128x128 mma_128x256 auto}
+mkdir -p "$H" "$R/logs"
+t0=$(date +%s)
+say() { echo "hopper: $*" >&2; }
+
+if [ -x "$W/build/athanor_native_tests" ]; then
+  say "native GEMM tests with ATHANOR_CUDA_HOPPER=1"
+  ATHANOR_CUDA_HOPPER=1 timeout 100 "$W/build/athanor_native_tests" cuda_gemm > "$H/native-gemm.log" 2>&1
+  rc=$?
+  echo "native-gemm exit $rc" | tee -a "$H/summary.txt"
+  grep -iE "fail|error" "$H/native-gemm.log" | head -12 | cut -c1-400
+  tail -4 "$H/native-gemm.log"
+  if [ $rc -ne 0 ]; then
+    # diagnostic: the MN-major descriptor offsets exchanged (see kernels/gemm_wgmma.cu)
+    ATHANOR_CUDA_HOPPER=1 ATHANOR_WGMMA_MN_OFFSETS=swap timeout 100 "$W/build/athanor_native_tests" cuda_gemm \
+      > "$H/native-gemm-swap.log" 2>&1
+    echo "native-gemm (MN offsets swapped) exit $?" | tee -a "$H/summary.txt"
+    grep -iE "fail|error" "$H/native-gemm-swap.log" | head -6 | cut -c1-400
+    tail -3 "$H/native-gemm-swap.log"
+  fi
+else
+  echo "native-gemm not run: no $W/build/athanor_native_tests" | tee -a "$H/summary.txt"
+fi
+
+if [ -x "$W/bench_cuda" ]; then
+  for k in $KERNELS; do
+    say "bench_cuda with ATHANOR_CUDA_GEMM_KERNEL=$k"
+    ATHANOR_CUDA_GEMM_KERNEL=$k timeout 90 "$W/bench_cuda" --cases "$CASES" --out "$H/ours-$k.jsonl" \
+      --seconds "$SECONDS_PER" > "$H/bench-$k.log" 2>&1
+    echo "bench $k exit $?" | tee -a "$H/summary.txt"
+  done
+else
+  echo "bench not run: no $W/bench_cuda" | tee -a "$H/summary.txt"
+fi
+say "PyTorch peer"
+PYTHONUNBUFFERED=1 timeout 120 python3 "$ROOT/bench/gpu/peer.py" --cases "$CASES" --out "$H/peer.jsonl" \
+  --seconds "$SECONDS_PER" > "$H/peer.log" 2>&1
+echo "peer exit $?" | tee -a "$H/summary.txt"
+
+python3 - "$H" $KERNELS <<'PY' | tee "$H/table.md"
+import json, os, sys
+h, kernels = sys.argv[1], sys.argv[2:]
+def load(p):
+    out = {}
+    if os.path.exists(p):
+        for line in open(p):
+            try: r = json.loads(line)
+            except ValueError: continue
+            if r.get("op") == "gemm": out[r["key"]] = r
+    return out
+peer = load(os.path.join(h, "peer.jsonl"))
+ours = {k: load(os.path.join(h, f"ours-{k}.jsonl")) for k in kernels}
+allkeys = []
+for d in [peer] + list(ours.values()):
+    for k in d:
+        if k not in allkeys: allkeys.append(k)
+def tf(r):
+    if not r or r.get("error") or not r.get("ms_median"): return None
+    return r["flops"] / (r["ms_median"] * 1e-3) / 1e12
+print("| case | cuBLAS TFLOP/s | " + " | ".join(f"{k} TFLOP/s (ratio, check)" for k in kernels) + " |")
+print("| --- | --- | " + " | ".join("---" for _ in kernels) + " |")
+for key in allkeys:
+    p = tf(peer.get(key))
+    cells = []
+    for k in kernels:
+        r = ours[k].get(key)
+        t = tf(r)
+        if t is None:
+            cells.append("error: " + str((r or {}).get("error", "missing"))[:60])
+        else:
+            c = r.get("check") or {}
+            chk = ("ok" if c.get("ok") else "BAD") + (f" {c['rel_err']:.1e}" if c.get("rel_err") is not None else "")
+            cells.append(f"{t:.1f} ({t / p:.2f}, {chk})" if p else f"{t:.1f} ({chk})")
+    print(f"| {key} | {p:.1f} | " if p else f"| {key} | - | ", " | ".join(cells), "|")
+PY
+tar czf "$R/logs/logs.tar.gz" -C "$W" logs 2>/dev/null
+say "done in $(($(date +%s) - t0)) s"

@@ -1,0 +1,343 @@
+// BF16/F16 GEMM for Hopper (sm_90a): wgmma tensor-core products fed by the bulk tensor copy engine.
+//   C_b (M, N) = alpha * op(A_b) (M, K) @ op(B_b) (K, N) + beta * C_b + bias   (see gemm_internal.cuh)
+// F32 accumulation; C in F32 or in the input dtype. All four layouts of A and B: each operand tile
+// lands in shared memory in its global layout (K-major or MN-major) and wgmma reads it with the
+// matching transpose flag, so no transposition pass is made.
+//
+// Block tile BM x BN = 128 x 256 or 128 x 128, K stepped by BK = 64 (128 bytes of 16-bit elements:
+// one 128-byte swizzle row). 384 threads = 3 warpgroups:
+//   warpgroup 0, the producer: gives up registers (setmaxnreg.dec) and one thread issues the TMA
+//     copies of k-tile after k-tile into a STAGES-deep ring, each stage completing on its "full"
+//     mbarrier (expected transaction bytes = the whole stage, out-of-bounds boxes are zero-filled
+//     and still counted);
+//   warpgroups 1 and 2, the consumers: take registers (setmaxnreg.inc); consumer c owns rows
+//     [64c, 64c + 64) of the block tile, waits for "full", issues 4 wgmma m64nBNk16 per k-tile,
+//     keeps one group in flight (wait_group 1) and then releases the previous stage on its "empty"
+//     mbarrier (one arrival per consumer warp).
+// The epilogue writes the F32 accumulators straight from registers (alpha, beta * C, bias), rows
+// and columns outside M and N skipped; any ldc.
+//
+// Shared-memory layout of one stage (every tile 1024-byte aligned, 128-byte swizzle as TMA writes
+// it; "atom" = 8 rows of 128 bytes):
+//   A K-major (trans_a = 0): 128 rows (m) of 64 k; consumer c starts at row 64c; descriptor stride
+//     byte offset (between 8-row atoms) 1024; the k16 step advances the start by 32 bytes.
+//   A M-major (trans_a = 1): two boxes of 64 m x 64 k rows (8 KiB each); consumer c reads box c;
+//     stride byte offset (between 8-k atoms) 1024; the k16 step advances by 16 rows = 2048 bytes.
+//   B K-major (trans_b = 1): BN rows (n) of 64 k, as A K-major.
+//   B N-major (trans_b = 0): BN / 64 boxes of 64 n x 64 k rows; leading byte offset (between the
+//     64-column boxes) 8192, stride byte offset 1024, k16 step 2048 bytes.
+//
+// Requirements (checked by gemm.cu): compute capability 9.0; dtype_ab BF16/F16; a, b 16-byte
+// aligned; lda, ldb multiples of 8; with batch > 1, stride_a and stride_b nonzero multiples of 8.
+// Tails in M, N and K need nothing: the copy engine zero-fills what lies outside the matrices.
+#include <cuda.h>  // CUtensorMap and its enums (the driver function is looked up at run time)
+
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+
+#include "gemm_internal.cuh"
+#include "ptx.cuh"
+#include "ptx_sm90.cuh"
+
+namespace ath::cuda::gemm {
+namespace {
+
+constexpr int kBM = 128, kBK = 64;
+constexpr int kConsumers = 2;                      // consumer warpgroups, 64 rows of the tile each
+constexpr int kThreads = 128 * (kConsumers + 1);  // + the producer warpgroup
+constexpr int kBox = 64;                           // elements in a 128-byte swizzle row
+constexpr int kBoxBytes = kBox * kBK * 2;          // one 64 x 64 box: 8 KiB
+
+template <int BN>
+struct WgCfg {
+  static constexpr int STAGES = BN == 256 ? 4 : 6;
+  static constexpr int A_BYTES = kBM * kBK * 2;  // 16 KiB
+  static constexpr int B_BYTES = BN * kBK * 2;   // 32 or 16 KiB
+  static constexpr int STAGE_BYTES = A_BYTES + B_BYTES;
+  static constexpr int BAR_BYTES = 2 * STAGES * 8;
+  // + 1024: the dynamic shared memory base is only 16-byte aligned; the kernel rounds it up.
+  static constexpr int SMEM_BYTES = STAGES * STAGE_BYTES + BAR_BYTES + 1024;
+  static constexpr int ACC = BN / 2;  // F32 accumulators per consumer thread (64 x BN / 128)
+  static_assert(BN == 128 || BN == 256, "wgmma tile width");
+  static_assert(SMEM_BYTES <= 227 * 1024, "shared memory of one Hopper block");
+};
+
+template <int BN, typename T, bool TA, bool TB>
+__device__ __forceinline__ void mma_k16(float (&acc)[BN / 2], uint64_t da, uint64_t db, bool accumulate) {
+  if constexpr (BN == 256) {
+    sm90::wgmma_m64n256k16<TA ? 1 : 0, TB ? 0 : 1>(acc, da, db, accumulate, static_cast<T*>(nullptr));
+  } else {
+    sm90::wgmma_m64n128k16<TA ? 1 : 0, TB ? 0 : 1>(acc, da, db, accumulate, static_cast<T*>(nullptr));
+  }
+}
+
+// Stores D[row][col], D[row][col + 1] (col even) through alpha, beta and bias.
+template <typename TC>
+__device__ __forceinline__ void store_pair(TC* c, int row, int col, float v0, float v1, const GemmParams& p) {
+  if (row >= p.m || col >= p.n) return;
+  const int64_t idx = static_cast<int64_t>(row) * p.ldc + col;
+  if (col + 1 < p.n && p.c_vec >= 2) {
+    v0 *= p.alpha;
+    v1 *= p.alpha;
+    if (p.beta != 0.f) {
+      v0 += p.beta * to_f32<TC>(c[idx]);
+      v1 += p.beta * to_f32<TC>(c[idx + 1]);
+    }
+    if (p.bias != nullptr) {
+      const TC* bias = static_cast<const TC*>(p.bias);
+      v0 += to_f32<TC>(bias[col]);
+      v1 += to_f32<TC>(bias[col + 1]);
+    }
+    if constexpr (std::is_same_v<TC, float>) {
+      *reinterpret_cast<float2*>(c + idx) = make_float2(v0, v1);
+    } else if constexpr (std::is_same_v<TC, __nv_bfloat16>) {
+      *reinterpret_cast<__nv_bfloat162*>(c + idx) = __floats2bfloat162_rn(v0, v1);
+    } else {
+      *reinterpret_cast<__half2*>(c + idx) = __floats2half2_rn(v0, v1);
+    }
+  } else {
+    store_c1<TC>(c, idx, col, v0, p);
+    if (col + 1 < p.n) store_c1<TC>(c, idx + 1, col + 1, v1, p);
+  }
+}
+
+template <int BN, typename T, typename TC, bool TA, bool TB>
+__global__ void __launch_bounds__(kThreads, 1)
+    gemm_wgmma_kernel(const __grid_constant__ CUtensorMap tma_a, const __grid_constant__ CUtensorMap tma_b,
+                      const GemmParams p, uint32_t mn_lbo, uint32_t mn_sbo) {
+#if ATH_SM90A
+  using Cfg = WgCfg<BN>;
+  extern __shared__ __align__(1024) uint8_t smem_raw[];
+  const uint32_t base = (smem_addr(smem_raw) + 1023u) & ~1023u;
+  const uint32_t bars = base + Cfg::STAGES * Cfg::STAGE_BYTES;
+  auto full = [&](int s) { return bars + 8u * s; };
+  auto empty = [&](int s) { return bars + 8u * (Cfg::STAGES + s); };
+
+  const int wg = threadIdx.x / 128, t = threadIdx.x % 128;
+  int tm, tn;
+  tile_coords(blockIdx.x, p.tiles_m, p.tiles_n, &tm, &tn);
+  const int m0 = tm * kBM, n0 = tn * BN;
+  const int batch = static_cast<int>(p.batch_base + blockIdx.z);
+  const int KT = ceil_div(p.k, kBK);
+
+  if (threadIdx.x == 0) {
+#pragma unroll
+    for (int s = 0; s < Cfg::STAGES; ++s) {
+      sm90::mbar_init(full(s), 1);
+      sm90::mbar_init(empty(s), kConsumers * 4);
+    }
+    sm90::mbar_fence_init();
+  }
+  __syncthreads();
+
+  if (wg == 0) {
+    // ---------------- producer
+    sm90::setmaxnreg_dec<40>();
+    if (t == 0) {
+      sm90::tma_prefetch_desc(&tma_a);
+      sm90::tma_prefetch_desc(&tma_b);
+      for (int kt = 0; kt < KT; ++kt) {
+        const int s = kt % Cfg::STAGES;
+        const uint32_t phase = (kt / Cfg::STAGES) & 1;
+        sm90::mbar_wait(empty(s), phase ^ 1u);  // a fresh barrier passes parity 1 at once
+        sm90::mbar_arrive_expect_tx(full(s), Cfg::STAGE_BYTES);
+        const uint32_t sa = base + s * Cfg::STAGE_BYTES, sb = sa + Cfg::A_BYTES;
+        const int k0 = kt * kBK;
+        if constexpr (!TA) {
+          sm90::tma_load_3d(sa, &tma_a, full(s), k0, m0, batch);  // box: 64 k x 128 m
+        } else {
+#pragma unroll
+          for (int i = 0; i < kBM / kBox; ++i)  // boxes: 64 m x 64 k
+            sm90::tma_load_3d(sa + i * kBoxBytes, &tma_a, full(s), m0 + i * kBox, k0, batch);
+        }
+        if constexpr (TB) {
+          sm90::tma_load_3d(sb, &tma_b, full(s), k0, n0, batch);  // box: 64 k x BN n
+        } else {
+#pragma unroll
+          for (int j = 0; j < BN / kBox; ++j)  // boxes: 64 n x 64 k
+            sm90::tma_load_3d(sb + j * kBoxBytes, &tma_b, full(s), n0 + j * kBox, k0, batch);
+        }
+      }
+    }
+  } else {
+    // ---------------- consumers
+    sm90::setmaxnreg_inc<232>();
+    const int c = wg - 1;
+    // No zeroing pass: the first product of the first k-tile ignores the accumulators (scale-d 0),
+    // and no other instruction writes them inside the pipeline (which would serialize the wgmma).
+    float acc[Cfg::ACC];
+
+    for (int kt = 0; kt < KT; ++kt) {
+      const int s = kt % Cfg::STAGES;
+      sm90::mbar_wait(full(s), (kt / Cfg::STAGES) & 1);
+      const uint32_t sa = base + s * Cfg::STAGE_BYTES, sb = sa + Cfg::A_BYTES;
+      sm90::wgmma_fence();
+#pragma unroll
+      for (int kk = 0; kk < kBK / 16; ++kk) {
+        const uint64_t da = TA ? sm90::smem_desc_sw128(sa + c * kBoxBytes + kk * 2048, mn_lbo, mn_sbo)
+                               : sm90::smem_desc_sw128(sa + c * 64 * 128 + kk * 32, 16, 1024);
+        const uint64_t db = TB ? sm90::smem_desc_sw128(sb + kk * 32, 16, 1024)
+                               : sm90::smem_desc_sw128(sb + kk * 2048, mn_lbo, mn_sbo);
+        mma_k16<BN, T, TA, TB>(acc, da, db, kt > 0 || kk > 0);
+      }
+      sm90::wgmma_commit();
+      sm90::wgmma_wait<1>();  // the products of k-tile kt - 1 are done: its stage can be refilled
+      if (kt > 0 && (t % 32) == 0) sm90::mbar_arrive(empty((kt - 1) % Cfg::STAGES));
+    }
+    sm90::wgmma_wait<0>();
+    sm90::fence_regs(acc);  // the epilogue's reads stay after the wait
+
+    // ---------------- epilogue: registers -> C
+    TC* C = static_cast<TC*>(p.c) + static_cast<int64_t>(batch) * p.stride_c;
+    const int w = t / 32, lane = t % 32, g = lane / 4, q = lane % 4;
+    const int r0 = m0 + 64 * c + 16 * w + g;
+#pragma unroll
+    for (int j = 0; j < BN / 8; ++j) {
+      const int col = n0 + 8 * j + 2 * q;
+      store_pair<TC>(C, r0, col, acc[4 * j + 0], acc[4 * j + 1], p);
+      store_pair<TC>(C, r0 + 8, col, acc[4 * j + 2], acc[4 * j + 3], p);
+    }
+  }
+#else
+  // Built for another target (sm_80, or PTX for newer chips): gemm.cu never launches this there.
+  (void)kBoxBytes;
+  (void)WgCfg<BN>::ACC;
+  (void)mn_lbo;
+  (void)mn_sbo;
+  __trap();
+#endif
+}
+
+// ---------------------------------------------------------------- host side
+using EncodeTiled = CUresult (*)(CUtensorMap*, CUtensorMapDataType, cuuint32_t, void*, const cuuint64_t*,
+                                 const cuuint64_t*, const cuuint32_t*, const cuuint32_t*, CUtensorMapInterleave,
+                                 CUtensorMapSwizzle, CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
+
+// cuTensorMapEncodeTiled from the driver, looked up once through the runtime (the library does
+// not link libcuda).
+ath_status encode_tiled(EncodeTiled* out) {
+  static std::once_flag once;
+  static EncodeTiled fn = nullptr;
+  static cudaError_t err = cudaSuccess;
+  static cudaDriverEntryPointQueryResult found = cudaDriverEntryPointSymbolNotFound;
+  std::call_once(once, [] {
+    void* f = nullptr;
+    err = cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &found);
+    if (err == cudaSuccess && found == cudaDriverEntryPointSuccess) fn = reinterpret_cast<EncodeTiled>(f);
+  });
+  if (err != cudaSuccess) {
+    return ath::fail(ATH_ERR_CUDA, "%s:%d: cudaGetDriverEntryPointByVersion(cuTensorMapEncodeTiled) failed: %s (%s)",
+                     __FILE__, __LINE__, cudaGetErrorString(err), cudaGetErrorName(err));
+  }
+  if (fn == nullptr) {
+    return ath::fail(ATH_ERR_UNSUPPORTED, "ath_cuda_gemm (wgmma): the CUDA driver has no cuTensorMapEncodeTiled (result %d)",
+                     static_cast<int>(found));
+  }
+  *out = fn;
+  return ATH_OK;
+}
+
+// A 3-d tensor map over one operand: (inner, outer, batch) elements, row stride ld and batch
+// stride in elements, box (box_inner, box_outer, 1), 128-byte swizzle, zero fill outside.
+ath_status make_map(CUtensorMap* map, const void* base, int dtype, int64_t inner, int64_t outer, int64_t ld,
+                    int64_t batches, int64_t batch_stride, int box_inner, int box_outer) {
+  EncodeTiled fn = nullptr;
+  ATH_TRY(encode_tiled(&fn));
+  const cuuint64_t dims[3] = {static_cast<cuuint64_t>(inner), static_cast<cuuint64_t>(outer),
+                              static_cast<cuuint64_t>(batches)};
+  const cuuint64_t strides[2] = {static_cast<cuuint64_t>(ld) * 2, static_cast<cuuint64_t>(batch_stride) * 2};
+  const cuuint32_t box[3] = {static_cast<cuuint32_t>(box_inner), static_cast<cuuint32_t>(box_outer), 1};
+  const cuuint32_t elem_strides[3] = {1, 1, 1};
+  const CUresult r = fn(map, dtype == ATH_BF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 3,
+                        const_cast<void*>(base), dims, strides, box, elem_strides, CU_TENSOR_MAP_INTERLEAVE_NONE,
+                        CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                        CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  if (r != CUDA_SUCCESS) {
+    return ath::fail(ATH_ERR_CUDA, "%s:%d: cuTensorMapEncodeTiled failed with CUresult %d (dims %lld x %lld x %lld, "
+                     "ld %lld, batch stride %lld, box %d x %d)", __FILE__, __LINE__, static_cast<int>(r),
+                     (long long)inner, (long long)outer, (long long)batches, (long long)ld, (long long)batch_stride,
+                     box_inner, box_outer);
+  }
+  return ATH_OK;
+}
+
+template <int BN, typename T, typename TC, bool TA, bool TB>
+ath_status launch(GemmParams p, int dtype_ab, int nbatch, cudaStream_t stream) {
+  using Cfg = WgCfg<BN>;
+  constexpr auto kernel = gemm_wgmma_kernel<BN, T, TC, TA, TB>;
+  ATH_TRY(allow_smem<kernel>(Cfg::SMEM_BYTES));
+  // The maps span every batch of the call (coordinates are absolute batch indices); a single
+  // batch gets the stride of a packed matrix (never used).
+  const int64_t batches = p.batch_base + nbatch;
+  CUtensorMap ma, mb;
+  if (!TA) {
+    ATH_TRY(make_map(&ma, p.a, dtype_ab, p.k, p.m, p.lda, batches, batches > 1 ? p.stride_a : static_cast<int64_t>(p.m) * p.lda, kBK, kBM));
+  } else {
+    ATH_TRY(make_map(&ma, p.a, dtype_ab, p.m, p.k, p.lda, batches, batches > 1 ? p.stride_a : static_cast<int64_t>(p.k) * p.lda, kBox, kBK));
+  }
+  if (TB) {
+    ATH_TRY(make_map(&mb, p.b, dtype_ab, p.k, p.n, p.ldb, batches, batches > 1 ? p.stride_b : static_cast<int64_t>(p.n) * p.ldb, kBK, BN));
+  } else {
+    ATH_TRY(make_map(&mb, p.b, dtype_ab, p.n, p.k, p.ldb, batches, batches > 1 ? p.stride_b : static_cast<int64_t>(p.k) * p.ldb, kBox, kBK));
+  }
+  p.tiles_m = ceil_div(p.m, kBM);
+  p.tiles_n = ceil_div(p.n, BN);
+  const dim3 grid(static_cast<unsigned>(p.tiles_m) * static_cast<unsigned>(p.tiles_n), 1, static_cast<unsigned>(nbatch));
+  // MN-major descriptors: leading byte offset = between 64-element column boxes, stride byte
+  // offset = between 8-row atoms along K. ATHANOR_WGMMA_MN_OFFSETS=swap exchanges the two (a
+  // diagnostic for the first runs on hardware; to be removed once the layout is confirmed).
+  uint32_t mn_lbo = kBoxBytes, mn_sbo = 1024;
+  const char* swap = std::getenv("ATHANOR_WGMMA_MN_OFFSETS");
+  if (swap != nullptr && std::strcmp(swap, "swap") == 0) {
+    mn_lbo = 1024;
+    mn_sbo = kBoxBytes;
+  }
+  kernel<<<grid, kThreads, Cfg::SMEM_BYTES, stream>>>(ma, mb, p, mn_lbo, mn_sbo);
+  ATH_CUDA_CHECK_LAUNCH("ath_cuda_gemm (wgmma)");
+  return ATH_OK;
+}
+
+template <int BN, typename T, typename TC>
+ath_status launch_layout(const GemmParams& p, int dtype_ab, int nbatch, cudaStream_t stream) {
+  const bool ta = p.trans_a != 0, tb = p.trans_b != 0;
+  if (!ta && !tb) return launch<BN, T, TC, false, false>(p, dtype_ab, nbatch, stream);
+  if (!ta && tb) return launch<BN, T, TC, false, true>(p, dtype_ab, nbatch, stream);
+  if (ta && !tb) return launch<BN, T, TC, true, false>(p, dtype_ab, nbatch, stream);
+  return launch<BN, T, TC, true, true>(p, dtype_ab, nbatch, stream);
+}
+
+template <int BN>
+ath_status launch_dtype(const GemmParams& p, int dtype_ab, int dtype_c, int nbatch, cudaStream_t stream) {
+  const bool c_f32 = dtype_c == ATH_F32;
+  switch (dtype_ab) {
+    case ATH_BF16:
+      return c_f32 ? launch_layout<BN, __nv_bfloat16, float>(p, dtype_ab, nbatch, stream)
+                   : launch_layout<BN, __nv_bfloat16, __nv_bfloat16>(p, dtype_ab, nbatch, stream);
+    case ATH_F16:
+      return c_f32 ? launch_layout<BN, __half, float>(p, dtype_ab, nbatch, stream)
+                   : launch_layout<BN, __half, __half>(p, dtype_ab, nbatch, stream);
+    default:
+      return ath::fail(ATH_ERR_INTERNAL, "ath_cuda_gemm: wgmma path called with dtype_ab=%d", dtype_ab);
+  }
+}
+
+}  // namespace
+
+int wgmma_smem_bytes(WgmmaTile tile) {
+  return tile == WgmmaTile::k128x256 ? WgCfg<256>::SMEM_BYTES : WgCfg<128>::SMEM_BYTES;
+}
+
+const char* wgmma_tile_name(WgmmaTile tile) {
+  return tile == WgmmaTile::k128x256 ? "wgmma_128x256" : "wgmma_128x128";
+}
+
+ath_status launch_gemm_wgmma(GemmParams p, WgmmaTile tile, int dtype_ab, int dtype_c, int nbatch, cudaStream_t stream) {
+  switch (tile) {
+    case WgmmaTile::k128x256: return launch_dtype<256>(p, dtype_ab, dtype_c, nbatch, stream);
+    case WgmmaTile::k128x128: return launch_dtype<128>(p, dtype_ab, dtype_c, nbatch, stream);
+  }
+  return ath::fail(ATH_ERR_INTERNAL, "ath_cuda_gemm: unknown wgmma tile %d", static_cast<int>(tile));
+}
+
+}  // namespace ath::cuda::gemm
