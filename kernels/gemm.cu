@@ -261,7 +261,7 @@ ath_status run(const ath_gemm_args* args, const ath_cuda_ctx* ctx) {
     const int nb = static_cast<int>(g.batch - b0 < kMaxGridZ ? g.batch - b0 : kMaxGridZ);
     p.batch_base = b0;
     switch (choice.path) {
-      case Path::kWgmma: ATH_TRY(launch_gemm_wgmma(p, choice.wgmma, g.dtype_ab, g.dtype_c, nb, stream)); break;
+      case Path::kWgmma: ATH_TRY(launch_gemm_wgmma(p, choice.wgmma, g.dtype_ab, g.dtype_c, nb, dev.sm_count, stream)); break;
       case Path::kMma: ATH_TRY(launch_gemm_mma(p, choice.mma, g.dtype_ab, g.dtype_c, nb, stream)); break;
       case Path::kF32: ATH_TRY(launch_gemm_f32(p, choice.f32, nb, stream)); break;
       case Path::kGeneric: ATH_TRY(launch_gemm_generic(p, g.dtype_ab, g.dtype_c, nb, stream)); break;

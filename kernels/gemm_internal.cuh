@@ -97,7 +97,8 @@ int wgmma_smem_bytes(WgmmaTile tile);
 const char* wgmma_tile_name(WgmmaTile tile);
 // Requirements (checked by the caller): compute capability 9.0; dtype_ab BF16/F16; a, b 16-byte
 // aligned; lda, ldb multiples of 8; k > 0; with batch > 1, stride_a and stride_b nonzero multiples of 8.
-ath_status launch_gemm_wgmma(GemmParams p, WgmmaTile tile, int dtype_ab, int dtype_c, int nbatch,
+// Persistent: at most sm_count blocks, each walking the (tile, batch) units of the launch.
+ath_status launch_gemm_wgmma(GemmParams p, WgmmaTile tile, int dtype_ab, int dtype_c, int nbatch, int sm_count,
                              cudaStream_t stream);
 
 // FP32 SIMT (gemm_f32.cu). Requirements: dtype F32 for A, B, C; a, b 16-byte aligned; lda, ldb

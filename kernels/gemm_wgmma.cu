@@ -5,17 +5,21 @@
 // matching transpose flag, so no transposition pass is made.
 //
 // Block tile BM x BN = 128 x 256 or 128 x 128, K stepped by BK = 64 (128 bytes of 16-bit elements:
-// one 128-byte swizzle row). 384 threads = 3 warpgroups:
+// one 128-byte swizzle row). Persistent grid: at most one block per SM, each walking the units
+// (tile, batch) blockIdx.x, + gridDim.x, ... in grouped order (tile_coords). 384 threads = 3 warpgroups:
 //   warpgroup 0, the producer: gives up registers (setmaxnreg.dec) and one thread issues the TMA
-//     copies of k-tile after k-tile into a STAGES-deep ring, each stage completing on its "full"
-//     mbarrier (expected transaction bytes = the whole stage, out-of-bounds boxes are zero-filled
-//     and still counted);
+//     copies of k-tile after k-tile, unit after unit, into a STAGES-deep ring, each stage completing
+//     on its "full" mbarrier (expected transaction bytes = the whole stage; out-of-bounds parts of a
+//     box are zero-filled and still counted). It runs ahead into the next unit while the consumers
+//     store the last one;
 //   warpgroups 1 and 2, the consumers: take registers (setmaxnreg.inc); consumer c owns rows
 //     [64c, 64c + 64) of the block tile, waits for "full", issues 4 wgmma m64nBNk16 per k-tile,
 //     keeps one group in flight (wait_group 1) and then releases the previous stage on its "empty"
 //     mbarrier (one arrival per consumer warp).
-// The epilogue writes the F32 accumulators straight from registers (alpha, beta * C, bias), rows
-// and columns outside M and N skipped; any ldc.
+// Epilogues: with 16-bit C, beta == 0, C 16-byte aligned and ldc a multiple of 8, the accumulators
+// (alpha and bias applied) go through a 128-byte-swizzled staging area in shared memory and one
+// TMA store per 64 x 64 box, which clips at M and N and runs on while the consumer starts the next
+// unit; otherwise they are written straight from registers (alpha, beta * C, bias, any ldc).
 //
 // Shared-memory layout of one stage (every tile 1024-byte aligned, 128-byte swizzle as TMA writes
 // it; "atom" = 8 rows of 128 bytes):
@@ -32,6 +36,7 @@
 // Tails in M, N and K need nothing: the copy engine zero-fills what lies outside the matrices.
 #include <cuda.h>  // CUtensorMap and its enums (the driver function is looked up at run time)
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -49,15 +54,19 @@ constexpr int kThreads = 128 * (kConsumers + 1);  // + the producer warpgroup
 constexpr int kBox = 64;                           // elements in a 128-byte swizzle row
 constexpr int kBoxBytes = kBox * kBK * 2;          // one 64 x 64 box: 8 KiB
 
-template <int BN>
+template <int BN, bool TMA_STORE>
 struct WgCfg {
-  static constexpr int STAGES = BN == 256 ? 4 : 6;
+  // With the TMA-store epilogue, 64 KiB (BN 256) or 32 KiB (BN 128) of staging for C replace
+  // one or two stages of the ring.
+  static constexpr int STAGES = TMA_STORE ? (BN == 256 ? 3 : 5) : (BN == 256 ? 4 : 6);
   static constexpr int A_BYTES = kBM * kBK * 2;  // 16 KiB
   static constexpr int B_BYTES = BN * kBK * 2;   // 32 or 16 KiB
   static constexpr int STAGE_BYTES = A_BYTES + B_BYTES;
+  static constexpr int C_CONSUMER_BYTES = TMA_STORE ? 64 * BN * 2 : 0;  // one consumer's 64 rows, 16-bit
+  static constexpr int C_BYTES = kConsumers * C_CONSUMER_BYTES;
   static constexpr int BAR_BYTES = 2 * STAGES * 8;
   // + 1024: the dynamic shared memory base is only 16-byte aligned; the kernel rounds it up.
-  static constexpr int SMEM_BYTES = STAGES * STAGE_BYTES + BAR_BYTES + 1024;
+  static constexpr int SMEM_BYTES = STAGES * STAGE_BYTES + C_BYTES + BAR_BYTES + 1024;
   static constexpr int ACC = BN / 2;  // F32 accumulators per consumer thread (64 x BN / 128)
   static_assert(BN == 128 || BN == 256, "wgmma tile width");
   static_assert(SMEM_BYTES <= 227 * 1024, "shared memory of one Hopper block");
@@ -102,23 +111,34 @@ __device__ __forceinline__ void store_pair(TC* c, int row, int col, float v0, fl
   }
 }
 
-template <int BN, typename T, typename TC, bool TA, bool TB>
+// Two values rounded to a 16-bit type, packed low-first into one 32-bit word.
+template <typename TC>
+__device__ __forceinline__ uint32_t pack2(float v0, float v1) {
+  if constexpr (std::is_same_v<TC, __nv_bfloat16>) {
+    const __nv_bfloat162 h = __floats2bfloat162_rn(v0, v1);
+    return *reinterpret_cast<const uint32_t*>(&h);
+  } else {
+    const __half2 h = __floats2half2_rn(v0, v1);
+    return *reinterpret_cast<const uint32_t*>(&h);
+  }
+}
+
+template <int BN, typename T, typename TC, bool TA, bool TB, bool TMA_STORE>
 __global__ void __launch_bounds__(kThreads, 1)
     gemm_wgmma_kernel(const __grid_constant__ CUtensorMap tma_a, const __grid_constant__ CUtensorMap tma_b,
-                      const GemmParams p, uint32_t mn_lbo, uint32_t mn_sbo) {
+                      const __grid_constant__ CUtensorMap tma_c, const GemmParams p, uint32_t mn_lbo,
+                      uint32_t mn_sbo, int64_t units) {
 #if ATH_SM90A
-  using Cfg = WgCfg<BN>;
+  using Cfg = WgCfg<BN, TMA_STORE>;
   extern __shared__ __align__(1024) uint8_t smem_raw[];
   const uint32_t base = (smem_addr(smem_raw) + 1023u) & ~1023u;
-  const uint32_t bars = base + Cfg::STAGES * Cfg::STAGE_BYTES;
+  const uint32_t cstage = base + Cfg::STAGES * Cfg::STAGE_BYTES;  // C staging (TMA_STORE), 1024-aligned
+  const uint32_t bars = cstage + Cfg::C_BYTES;
   auto full = [&](int s) { return bars + 8u * s; };
   auto empty = [&](int s) { return bars + 8u * (Cfg::STAGES + s); };
 
   const int wg = threadIdx.x / 128, t = threadIdx.x % 128;
-  int tm, tn;
-  tile_coords(blockIdx.x, p.tiles_m, p.tiles_n, &tm, &tn);
-  const int m0 = tm * kBM, n0 = tn * BN;
-  const int batch = static_cast<int>(p.batch_base + blockIdx.z);
+  const int tiles = p.tiles_m * p.tiles_n;
   const int KT = ceil_div(p.k, kBK);
 
   if (threadIdx.x == 0) {
@@ -131,32 +151,42 @@ __global__ void __launch_bounds__(kThreads, 1)
   }
   __syncthreads();
 
+  // Every role walks the same units (tile, batch) in the same order, and the ring position `it`
+  // (k-tiles issued or consumed so far) runs on across units: stage it % STAGES, phase
+  // (it / STAGES) & 1. So the producer fills the next unit's first stages while the consumers are
+  // still storing the previous one.
   if (wg == 0) {
     // ---------------- producer
     sm90::setmaxnreg_dec<40>();
     if (t == 0) {
       sm90::tma_prefetch_desc(&tma_a);
       sm90::tma_prefetch_desc(&tma_b);
-      for (int kt = 0; kt < KT; ++kt) {
-        const int s = kt % Cfg::STAGES;
-        const uint32_t phase = (kt / Cfg::STAGES) & 1;
-        sm90::mbar_wait(empty(s), phase ^ 1u);  // a fresh barrier passes parity 1 at once
-        sm90::mbar_arrive_expect_tx(full(s), Cfg::STAGE_BYTES);
-        const uint32_t sa = base + s * Cfg::STAGE_BYTES, sb = sa + Cfg::A_BYTES;
-        const int k0 = kt * kBK;
-        if constexpr (!TA) {
-          sm90::tma_load_3d(sa, &tma_a, full(s), k0, m0, batch);  // box: 64 k x 128 m
-        } else {
+      uint32_t it = 0;
+      for (int64_t u = blockIdx.x; u < units; u += gridDim.x) {
+        int tm, tn;
+        tile_coords(static_cast<int>(u % tiles), p.tiles_m, p.tiles_n, &tm, &tn);
+        const int m0 = tm * kBM, n0 = tn * BN;
+        const int batch = static_cast<int>(p.batch_base + u / tiles);
+        for (int kt = 0; kt < KT; ++kt, ++it) {
+          const int s = it % Cfg::STAGES;
+          sm90::mbar_wait(empty(s), ((it / Cfg::STAGES) & 1) ^ 1u);  // a fresh barrier passes parity 1 at once
+          sm90::mbar_arrive_expect_tx(full(s), Cfg::STAGE_BYTES);
+          const uint32_t sa = base + s * Cfg::STAGE_BYTES, sb = sa + Cfg::A_BYTES;
+          const int k0 = kt * kBK;
+          if constexpr (!TA) {
+            sm90::tma_load_3d(sa, &tma_a, full(s), k0, m0, batch);  // box: 64 k x 128 m
+          } else {
 #pragma unroll
-          for (int i = 0; i < kBM / kBox; ++i)  // boxes: 64 m x 64 k
-            sm90::tma_load_3d(sa + i * kBoxBytes, &tma_a, full(s), m0 + i * kBox, k0, batch);
-        }
-        if constexpr (TB) {
-          sm90::tma_load_3d(sb, &tma_b, full(s), k0, n0, batch);  // box: 64 k x BN n
-        } else {
+            for (int i = 0; i < kBM / kBox; ++i)  // boxes: 64 m x 64 k
+              sm90::tma_load_3d(sa + i * kBoxBytes, &tma_a, full(s), m0 + i * kBox, k0, batch);
+          }
+          if constexpr (TB) {
+            sm90::tma_load_3d(sb, &tma_b, full(s), k0, n0, batch);  // box: 64 k x BN n
+          } else {
 #pragma unroll
-          for (int j = 0; j < BN / kBox; ++j)  // boxes: 64 n x 64 k
-            sm90::tma_load_3d(sb + j * kBoxBytes, &tma_b, full(s), n0 + j * kBox, k0, batch);
+            for (int j = 0; j < BN / kBox; ++j)  // boxes: 64 n x 64 k
+              sm90::tma_load_3d(sb + j * kBoxBytes, &tma_b, full(s), n0 + j * kBox, k0, batch);
+          }
         }
       }
     }
@@ -164,47 +194,92 @@ __global__ void __launch_bounds__(kThreads, 1)
     // ---------------- consumers
     sm90::setmaxnreg_inc<232>();
     const int c = wg - 1;
-    // No zeroing pass: the first product of the first k-tile ignores the accumulators (scale-d 0),
-    // and no other instruction writes them inside the pipeline (which would serialize the wgmma).
-    float acc[Cfg::ACC];
-
-    for (int kt = 0; kt < KT; ++kt) {
-      const int s = kt % Cfg::STAGES;
-      sm90::mbar_wait(full(s), (kt / Cfg::STAGES) & 1);
-      const uint32_t sa = base + s * Cfg::STAGE_BYTES, sb = sa + Cfg::A_BYTES;
-      sm90::wgmma_fence();
-#pragma unroll
-      for (int kk = 0; kk < kBK / 16; ++kk) {
-        const uint64_t da = TA ? sm90::smem_desc_sw128(sa + c * kBoxBytes + kk * 2048, mn_lbo, mn_sbo)
-                               : sm90::smem_desc_sw128(sa + c * 64 * 128 + kk * 32, 16, 1024);
-        const uint64_t db = TB ? sm90::smem_desc_sw128(sb + kk * 32, 16, 1024)
-                               : sm90::smem_desc_sw128(sb + kk * 2048, mn_lbo, mn_sbo);
-        mma_k16<BN, T, TA, TB>(acc, da, db, kt > 0 || kk > 0);
-      }
-      sm90::wgmma_commit();
-      sm90::wgmma_wait<1>();  // the products of k-tile kt - 1 are done: its stage can be refilled
-      if (kt > 0 && (t % 32) == 0) sm90::mbar_arrive(empty((kt - 1) % Cfg::STAGES));
-    }
-    sm90::wgmma_wait<0>();
-    sm90::fence_regs(acc);  // the epilogue's reads stay after the wait
-
-    // ---------------- epilogue: registers -> C
-    TC* C = static_cast<TC*>(p.c) + static_cast<int64_t>(batch) * p.stride_c;
     const int w = t / 32, lane = t % 32, g = lane / 4, q = lane % 4;
-    const int r0 = m0 + 64 * c + 16 * w + g;
+    // No zeroing pass: the first product of each unit ignores the accumulators (scale-d 0), and no
+    // other instruction writes them inside the pipeline (which would serialize the wgmma).
+    float acc[Cfg::ACC];
+    uint32_t it = 0;
+    for (int64_t u = blockIdx.x; u < units; u += gridDim.x) {
+      int tm, tn;
+      tile_coords(static_cast<int>(u % tiles), p.tiles_m, p.tiles_n, &tm, &tn);
+      const int m0 = tm * kBM, n0 = tn * BN;
+      const int batch = static_cast<int>(p.batch_base + u / tiles);
+      for (int kt = 0; kt < KT; ++kt, ++it) {
+        const int s = it % Cfg::STAGES;
+        sm90::mbar_wait(full(s), (it / Cfg::STAGES) & 1);
+        const uint32_t sa = base + s * Cfg::STAGE_BYTES, sb = sa + Cfg::A_BYTES;
+        sm90::wgmma_fence();
 #pragma unroll
-    for (int j = 0; j < BN / 8; ++j) {
-      const int col = n0 + 8 * j + 2 * q;
-      store_pair<TC>(C, r0, col, acc[4 * j + 0], acc[4 * j + 1], p);
-      store_pair<TC>(C, r0 + 8, col, acc[4 * j + 2], acc[4 * j + 3], p);
+        for (int kk = 0; kk < kBK / 16; ++kk) {
+          const uint64_t da = TA ? sm90::smem_desc_sw128(sa + c * kBoxBytes + kk * 2048, mn_lbo, mn_sbo)
+                                 : sm90::smem_desc_sw128(sa + c * 64 * 128 + kk * 32, 16, 1024);
+          const uint64_t db = TB ? sm90::smem_desc_sw128(sb + kk * 32, 16, 1024)
+                                 : sm90::smem_desc_sw128(sb + kk * 2048, mn_lbo, mn_sbo);
+          mma_k16<BN, T, TA, TB>(acc, da, db, kt > 0 || kk > 0);
+        }
+        sm90::wgmma_commit();
+        sm90::wgmma_wait<1>();  // the products of the previous k-tile are done: its stage can be refilled
+        if (kt > 0 && lane == 0) sm90::mbar_arrive(empty((it - 1) % Cfg::STAGES));
+      }
+      sm90::wgmma_wait<0>();
+      sm90::fence_regs(acc);  // the epilogue's reads stay after the wait
+      if (lane == 0) sm90::mbar_arrive(empty((it - 1) % Cfg::STAGES));
+
+      if constexpr (TMA_STORE) {
+        // ---------------- epilogue: registers -> swizzled staging -> TMA store (beta == 0, 16-bit C).
+        // Staging of consumer c: BN / 64 boxes of 64 rows x 128 bytes, 128-byte swizzle (16-byte chunk
+        // index XOR row % 8): the eight rows a warp writes at once land in eight different chunks.
+        const uint32_t cs = cstage + c * Cfg::C_CONSUMER_BYTES;
+        if (t == 0) sm90::bulk_wait_read<0>();  // the previous unit's store has read the staging
+        sm90::named_barrier_sync(1 + c, 128);
+        const TC* bias = static_cast<const TC*>(p.bias);
+#pragma unroll
+        for (int j = 0; j < BN / 8; ++j) {
+          const int col = 8 * j + 2 * q;  // in the tile
+          float b0 = 0.f, b1 = 0.f;
+          if (bias != nullptr) {
+            if (n0 + col < p.n) b0 = to_f32<TC>(bias[n0 + col]);
+            if (n0 + col + 1 < p.n) b1 = to_f32<TC>(bias[n0 + col + 1]);
+          }
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            const int row = 16 * w + g + 8 * h;  // row % 8 == g
+            const uint32_t addr = cs + (col / 64) * kBoxBytes + row * 128 + (((j % 8) ^ g) << 4) + 4 * q;
+            const float v0 = p.alpha * acc[4 * j + 2 * h] + b0, v1 = p.alpha * acc[4 * j + 2 * h + 1] + b1;
+            sm90::st_shared_b32(addr, pack2<TC>(v0, v1));
+          }
+        }
+        sm90::fence_proxy_async_shared();  // the copy engine reads what these stores wrote
+        sm90::named_barrier_sync(1 + c, 128);
+        if (t == 0) {
+#pragma unroll
+          for (int b = 0; b < BN / kBox; ++b)
+            sm90::tma_store_3d(&tma_c, cs + b * kBoxBytes, n0 + b * kBox, m0 + 64 * c, batch);
+          sm90::bulk_commit();
+        }
+      } else {
+        // ---------------- epilogue: registers -> C
+        TC* C = static_cast<TC*>(p.c) + static_cast<int64_t>(batch) * p.stride_c;
+        const int r0 = m0 + 64 * c + 16 * w + g;
+#pragma unroll
+        for (int j = 0; j < BN / 8; ++j) {
+          const int col = n0 + 8 * j + 2 * q;
+          store_pair<TC>(C, r0, col, acc[4 * j + 0], acc[4 * j + 1], p);
+          store_pair<TC>(C, r0 + 8, col, acc[4 * j + 2], acc[4 * j + 3], p);
+        }
+      }
+    }
+    if constexpr (TMA_STORE) {
+      if (t == 0) sm90::bulk_wait<0>();  // the staging must outlive the last store's reads
     }
   }
 #else
   // Built for another target (sm_80, or PTX for newer chips): gemm.cu never launches this there.
   (void)kBoxBytes;
-  (void)WgCfg<BN>::ACC;
+  (void)WgCfg<BN, TMA_STORE>::ACC;
   (void)mn_lbo;
   (void)mn_sbo;
+  (void)units;
   __trap();
 #endif
 }
@@ -262,28 +337,31 @@ ath_status make_map(CUtensorMap* map, const void* base, int dtype, int64_t inner
   return ATH_OK;
 }
 
-template <int BN, typename T, typename TC, bool TA, bool TB>
-ath_status launch(GemmParams p, int dtype_ab, int nbatch, cudaStream_t stream) {
-  using Cfg = WgCfg<BN>;
-  constexpr auto kernel = gemm_wgmma_kernel<BN, T, TC, TA, TB>;
+template <int BN, typename T, typename TC, bool TA, bool TB, bool TMA_STORE>
+ath_status launch(GemmParams p, int dtype_ab, int nbatch, int sm_count, cudaStream_t stream) {
+  using Cfg = WgCfg<BN, TMA_STORE>;
+  constexpr auto kernel = gemm_wgmma_kernel<BN, T, TC, TA, TB, TMA_STORE>;
   ATH_TRY(allow_smem<kernel>(Cfg::SMEM_BYTES));
   // The maps span every batch of the call (coordinates are absolute batch indices); a single
   // batch gets the stride of a packed matrix (never used).
   const int64_t batches = p.batch_base + nbatch;
-  CUtensorMap ma, mb;
+  const bool one = batches == 1;
+  CUtensorMap ma, mb, mc;
   if (!TA) {
-    ATH_TRY(make_map(&ma, p.a, dtype_ab, p.k, p.m, p.lda, batches, batches > 1 ? p.stride_a : static_cast<int64_t>(p.m) * p.lda, kBK, kBM));
+    ATH_TRY(make_map(&ma, p.a, dtype_ab, p.k, p.m, p.lda, batches, one ? int64_t{p.m} * p.lda : p.stride_a, kBK, kBM));
   } else {
-    ATH_TRY(make_map(&ma, p.a, dtype_ab, p.m, p.k, p.lda, batches, batches > 1 ? p.stride_a : static_cast<int64_t>(p.k) * p.lda, kBox, kBK));
+    ATH_TRY(make_map(&ma, p.a, dtype_ab, p.m, p.k, p.lda, batches, one ? int64_t{p.k} * p.lda : p.stride_a, kBox, kBK));
   }
   if (TB) {
-    ATH_TRY(make_map(&mb, p.b, dtype_ab, p.k, p.n, p.ldb, batches, batches > 1 ? p.stride_b : static_cast<int64_t>(p.n) * p.ldb, kBK, BN));
+    ATH_TRY(make_map(&mb, p.b, dtype_ab, p.k, p.n, p.ldb, batches, one ? int64_t{p.n} * p.ldb : p.stride_b, kBK, BN));
   } else {
-    ATH_TRY(make_map(&mb, p.b, dtype_ab, p.n, p.k, p.ldb, batches, batches > 1 ? p.stride_b : static_cast<int64_t>(p.k) * p.ldb, kBox, kBK));
+    ATH_TRY(make_map(&mb, p.b, dtype_ab, p.n, p.k, p.ldb, batches, one ? int64_t{p.k} * p.ldb : p.stride_b, kBox, kBK));
   }
-  p.tiles_m = ceil_div(p.m, kBM);
-  p.tiles_n = ceil_div(p.n, BN);
-  const dim3 grid(static_cast<unsigned>(p.tiles_m) * static_cast<unsigned>(p.tiles_n), 1, static_cast<unsigned>(nbatch));
+  if (TMA_STORE) {
+    ATH_TRY(make_map(&mc, p.c, dtype_ab, p.n, p.m, p.ldc, batches, one ? int64_t{p.m} * p.ldc : p.stride_c, kBox, 64));
+  } else {
+    mc = mb;  // not read
+  }
   // MN-major descriptors: leading byte offset = between 64-element column boxes, stride byte
   // offset = between 8-row atoms along K. ATHANOR_WGMMA_MN_OFFSETS=swap exchanges the two (a
   // diagnostic for the first runs on hardware; to be removed once the layout is confirmed).
@@ -293,30 +371,53 @@ ath_status launch(GemmParams p, int dtype_ab, int nbatch, cudaStream_t stream) {
     mn_lbo = 1024;
     mn_sbo = kBoxBytes;
   }
-  kernel<<<grid, kThreads, Cfg::SMEM_BYTES, stream>>>(ma, mb, p, mn_lbo, mn_sbo);
+  // Persistent grid: one block per SM at most, each walking units blockIdx.x, + gridDim.x, ...
+  p.tiles_m = ceil_div(p.m, kBM);
+  p.tiles_n = ceil_div(p.n, BN);
+  const int64_t units = int64_t{p.tiles_m} * p.tiles_n * nbatch;
+  const int64_t blocks = units < sm_count ? units : sm_count;
+  kernel<<<dim3(static_cast<unsigned>(blocks)), kThreads, Cfg::SMEM_BYTES, stream>>>(ma, mb, mc, p, mn_lbo, mn_sbo,
+                                                                                    units);
   ATH_CUDA_CHECK_LAUNCH("ath_cuda_gemm (wgmma)");
   return ATH_OK;
 }
 
+// The TMA-store epilogue takes 16-bit C with beta == 0, C 16-byte aligned and ldc (and stride_c
+// with several batches) multiples of 8; ATHANOR_WGMMA_EPILOGUE=registers turns it off (tests and
+// benchmarks compare the two).
+template <int BN, typename T, typename TC, bool TA, bool TB>
+ath_status launch_epilogue(const GemmParams& p, int dtype_ab, int nbatch, int sm_count, cudaStream_t stream) {
+  if constexpr (std::is_same_v<T, TC>) {
+    const char* e = std::getenv("ATHANOR_WGMMA_EPILOGUE");
+    const bool registers = e != nullptr && std::strcmp(e, "registers") == 0;
+    const bool batched = p.batch_base + nbatch > 1;
+    if (!registers && p.beta == 0.f && reinterpret_cast<uintptr_t>(p.c) % 16 == 0 && p.ldc % 8 == 0 &&
+        (!batched || (p.stride_c > 0 && p.stride_c % 8 == 0))) {
+      return launch<BN, T, TC, TA, TB, true>(p, dtype_ab, nbatch, sm_count, stream);
+    }
+  }
+  return launch<BN, T, TC, TA, TB, false>(p, dtype_ab, nbatch, sm_count, stream);
+}
+
 template <int BN, typename T, typename TC>
-ath_status launch_layout(const GemmParams& p, int dtype_ab, int nbatch, cudaStream_t stream) {
+ath_status launch_layout(const GemmParams& p, int dtype_ab, int nbatch, int sms, cudaStream_t stream) {
   const bool ta = p.trans_a != 0, tb = p.trans_b != 0;
-  if (!ta && !tb) return launch<BN, T, TC, false, false>(p, dtype_ab, nbatch, stream);
-  if (!ta && tb) return launch<BN, T, TC, false, true>(p, dtype_ab, nbatch, stream);
-  if (ta && !tb) return launch<BN, T, TC, true, false>(p, dtype_ab, nbatch, stream);
-  return launch<BN, T, TC, true, true>(p, dtype_ab, nbatch, stream);
+  if (!ta && !tb) return launch_epilogue<BN, T, TC, false, false>(p, dtype_ab, nbatch, sms, stream);
+  if (!ta && tb) return launch_epilogue<BN, T, TC, false, true>(p, dtype_ab, nbatch, sms, stream);
+  if (ta && !tb) return launch_epilogue<BN, T, TC, true, false>(p, dtype_ab, nbatch, sms, stream);
+  return launch_epilogue<BN, T, TC, true, true>(p, dtype_ab, nbatch, sms, stream);
 }
 
 template <int BN>
-ath_status launch_dtype(const GemmParams& p, int dtype_ab, int dtype_c, int nbatch, cudaStream_t stream) {
+ath_status launch_dtype(const GemmParams& p, int dtype_ab, int dtype_c, int nbatch, int sms, cudaStream_t stream) {
   const bool c_f32 = dtype_c == ATH_F32;
   switch (dtype_ab) {
     case ATH_BF16:
-      return c_f32 ? launch_layout<BN, __nv_bfloat16, float>(p, dtype_ab, nbatch, stream)
-                   : launch_layout<BN, __nv_bfloat16, __nv_bfloat16>(p, dtype_ab, nbatch, stream);
+      return c_f32 ? launch_layout<BN, __nv_bfloat16, float>(p, dtype_ab, nbatch, sms, stream)
+                   : launch_layout<BN, __nv_bfloat16, __nv_bfloat16>(p, dtype_ab, nbatch, sms, stream);
     case ATH_F16:
-      return c_f32 ? launch_layout<BN, __half, float>(p, dtype_ab, nbatch, stream)
-                   : launch_layout<BN, __half, __half>(p, dtype_ab, nbatch, stream);
+      return c_f32 ? launch_layout<BN, __half, float>(p, dtype_ab, nbatch, sms, stream)
+                   : launch_layout<BN, __half, __half>(p, dtype_ab, nbatch, sms, stream);
     default:
       return ath::fail(ATH_ERR_INTERNAL, "ath_cuda_gemm: wgmma path called with dtype_ab=%d", dtype_ab);
   }
@@ -325,17 +426,20 @@ ath_status launch_dtype(const GemmParams& p, int dtype_ab, int dtype_c, int nbat
 }  // namespace
 
 int wgmma_smem_bytes(WgmmaTile tile) {
-  return tile == WgmmaTile::k128x256 ? WgCfg<256>::SMEM_BYTES : WgCfg<128>::SMEM_BYTES;
+  if (tile == WgmmaTile::k128x256) return std::max(WgCfg<256, false>::SMEM_BYTES, WgCfg<256, true>::SMEM_BYTES);
+  return std::max(WgCfg<128, false>::SMEM_BYTES, WgCfg<128, true>::SMEM_BYTES);
 }
 
 const char* wgmma_tile_name(WgmmaTile tile) {
   return tile == WgmmaTile::k128x256 ? "wgmma_128x256" : "wgmma_128x128";
 }
 
-ath_status launch_gemm_wgmma(GemmParams p, WgmmaTile tile, int dtype_ab, int dtype_c, int nbatch, cudaStream_t stream) {
+ath_status launch_gemm_wgmma(GemmParams p, WgmmaTile tile, int dtype_ab, int dtype_c, int nbatch, int sm_count,
+                             cudaStream_t stream) {
+  const int sms = sm_count > 0 ? sm_count : 1;
   switch (tile) {
-    case WgmmaTile::k128x256: return launch_dtype<256>(p, dtype_ab, dtype_c, nbatch, stream);
-    case WgmmaTile::k128x128: return launch_dtype<128>(p, dtype_ab, dtype_c, nbatch, stream);
+    case WgmmaTile::k128x256: return launch_dtype<256>(p, dtype_ab, dtype_c, nbatch, sms, stream);
+    case WgmmaTile::k128x128: return launch_dtype<128>(p, dtype_ab, dtype_c, nbatch, sms, stream);
   }
   return ath::fail(ATH_ERR_INTERNAL, "ath_cuda_gemm: unknown wgmma tile %d", static_cast<int>(tile));
 }

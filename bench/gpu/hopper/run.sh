@@ -3,10 +3,11 @@
 # ($ATH_GPU_WORK/build, compiled with the sm_90a target) and its driver ($ATH_GPU_WORK/bench_cuda):
 #   1. the native GEMM tests with the Hopper switch on (ATHANOR_CUDA_HOPPER=1): every awkward shape,
 #      layout and dtype case also runs with the wgmma kernels forced, against the float64 reference
-#      and the CPU GEMM, with out-of-bounds-write and NaN-poison checks;
+#      and the CPU GEMM, with out-of-bounds-write and NaN-poison checks; once with each epilogue;
 #   2. bench_cuda on hopper/cases.txt once per kernel (ATHANOR_CUDA_GEMM_KERNEL forces it: the two
-#      wgmma tiles, the sm_80 mma.sync kernel that is the default today, and the heuristic), each
-#      result spot-checked against float64 host dot products;
+#      wgmma tiles, the 128x256 one with its register epilogue instead of the TMA store
+#      (ATHANOR_WGMMA_EPILOGUE=registers), and the sm_80 mma.sync kernel that is the default today),
+#      each result spot-checked against float64 host dot products;
 #   3. PyTorch (cuBLAS) on the same cases with bench/gpu/peer.py, in the same job;
 #   4. a table: TFLOP/s per kernel and the ratio to cuBLAS.
 # Output: under $ATH_GPU_WORK/logs/hopper/ (packed into $OUT/logs/logs.tar.gz again, since the device
@@ -18,7 +19,7 @@ R=${OUT:-$ROOT/bench/results/hopper-check-$(date -u +%Y%m%d-%H%M%S)}
 H=$W/logs/hopper
 CASES=$ROOT/bench/gpu/hopper/cases.txt
 SECONDS_PER=${ATH_HOPPER_SECONDS:-0.3}
-KERNELS=${ATH_HOPPER_KERNELS:-wgmma_128x256 wgmma_128x128 mma_128x256 auto}
+KERNELS=${ATH_HOPPER_KERNELS:-wgmma_128x256 wgmma_128x128 wgmma_128x256:registers mma_128x256}
 mkdir -p "$H" "$R/logs"
 t0=$(date +%s)
 say() { echo "hopper: $*" >&2; }
@@ -30,6 +31,12 @@ if [ -x "$W/build/athanor_native_tests" ]; then
   echo "native-gemm exit $rc" | tee -a "$H/summary.txt"
   grep -iE "fail|error" "$H/native-gemm.log" | head -12 | cut -c1-400
   tail -4 "$H/native-gemm.log"
+  # the same with the register epilogue (the TMA-store epilogue is the default where it applies)
+  ATHANOR_CUDA_HOPPER=1 ATHANOR_WGMMA_EPILOGUE=registers timeout 100 "$W/build/athanor_native_tests" cuda_gemm \
+    > "$H/native-gemm-registers.log" 2>&1
+  echo "native-gemm (register epilogue) exit $?" | tee -a "$H/summary.txt"
+  grep -iE "fail|error" "$H/native-gemm-registers.log" | head -6 | cut -c1-400
+  tail -1 "$H/native-gemm-registers.log"
   if [ $rc -ne 0 ]; then
     # diagnostic: the MN-major descriptor offsets exchanged (see kernels/gemm_wgmma.cu)
     ATHANOR_CUDA_HOPPER=1 ATHANOR_WGMMA_MN_OFFSETS=swap timeout 100 "$W/build/athanor_native_tests" cuda_gemm \
@@ -44,9 +51,11 @@ fi
 
 if [ -x "$W/bench_cuda" ]; then
   for k in $KERNELS; do
-    say "bench_cuda with ATHANOR_CUDA_GEMM_KERNEL=$k"
-    ATHANOR_CUDA_GEMM_KERNEL=$k timeout 90 "$W/bench_cuda" --cases "$CASES" --out "$H/ours-$k.jsonl" \
-      --seconds "$SECONDS_PER" > "$H/bench-$k.log" 2>&1
+    # KERNEL or KERNEL:registers (the wgmma kernel with its register epilogue instead of the TMA store)
+    epi=; [ "${k#*:}" != "$k" ] && epi=${k#*:}
+    say "bench_cuda with ATHANOR_CUDA_GEMM_KERNEL=${k%%:*} ${epi:+ATHANOR_WGMMA_EPILOGUE=$epi}"
+    ATHANOR_WGMMA_EPILOGUE=$epi ATHANOR_CUDA_GEMM_KERNEL=${k%%:*} timeout 90 "$W/bench_cuda" --cases "$CASES" \
+      --out "$H/ours-$k.jsonl" --seconds "$SECONDS_PER" > "$H/bench-$k.log" 2>&1
     echo "bench $k exit $?" | tee -a "$H/summary.txt"
   done
 else
