@@ -16,7 +16,7 @@
 //     [64c, 64c + 64) of the block tile, waits for "full", issues 4 wgmma m64nBNk16 per k-tile,
 //     keeps one group in flight (wait_group 1) and then releases the previous stage on its "empty"
 //     mbarrier (one arrival per consumer warp).
-// Epilogues: with 16-bit C, beta == 0, C 16-byte aligned and ldc a multiple of 8, the accumulators
+// Epilogues: with 16-bit C, beta == 0, C 16-byte aligned and N, ldc multiples of 8, the accumulators
 // (alpha and bias applied) go through a 128-byte-swizzled staging area in shared memory and one
 // TMA store per 64 x 64 box, which clips at M and N and runs on while the consumer starts the next
 // unit; otherwise they are written straight from registers (alpha, beta * C, bias, any ldc).
@@ -363,14 +363,9 @@ ath_status launch(GemmParams p, int dtype_ab, int nbatch, int sm_count, cudaStre
     mc = mb;  // not read
   }
   // MN-major descriptors: leading byte offset = between 64-element column boxes, stride byte
-  // offset = between 8-row atoms along K. ATHANOR_WGMMA_MN_OFFSETS=swap exchanges the two (a
-  // diagnostic for the first runs on hardware; to be removed once the layout is confirmed).
-  uint32_t mn_lbo = kBoxBytes, mn_sbo = 1024;
-  const char* swap = std::getenv("ATHANOR_WGMMA_MN_OFFSETS");
-  if (swap != nullptr && std::strcmp(swap, "swap") == 0) {
-    mn_lbo = 1024;
-    mn_sbo = kBoxBytes;
-  }
+  // offset = between 8-row atoms along K (on an H200, 2026-12-04, the tests failed with the two
+  // exchanged and passed with them so).
+  const uint32_t mn_lbo = kBoxBytes, mn_sbo = 1024;
   // Persistent grid: one block per SM at most, each walking units blockIdx.x, + gridDim.x, ...
   p.tiles_m = ceil_div(p.m, kBM);
   p.tiles_n = ceil_div(p.n, BN);
@@ -382,16 +377,18 @@ ath_status launch(GemmParams p, int dtype_ab, int nbatch, int sm_count, cudaStre
   return ATH_OK;
 }
 
-// The TMA-store epilogue takes 16-bit C with beta == 0, C 16-byte aligned and ldc (and stride_c
-// with several batches) multiples of 8; ATHANOR_WGMMA_EPILOGUE=registers turns it off (tests and
-// benchmarks compare the two).
+// The TMA-store epilogue takes 16-bit C with beta == 0, C 16-byte aligned, and N, ldc (and
+// stride_c with several batches) multiples of 8. N: the copy engine clips a store at the tensor's
+// inner extent only in 16-byte units (on an H200, N = 1, 65 and 130 wrote the columns up to the
+// next multiple of 8 into C's row padding), so a ragged N goes to the register epilogue.
+// ATHANOR_WGMMA_EPILOGUE=registers turns it off (tests and benchmarks compare the two).
 template <int BN, typename T, typename TC, bool TA, bool TB>
 ath_status launch_epilogue(const GemmParams& p, int dtype_ab, int nbatch, int sm_count, cudaStream_t stream) {
   if constexpr (std::is_same_v<T, TC>) {
     const char* e = std::getenv("ATHANOR_WGMMA_EPILOGUE");
     const bool registers = e != nullptr && std::strcmp(e, "registers") == 0;
     const bool batched = p.batch_base + nbatch > 1;
-    if (!registers && p.beta == 0.f && reinterpret_cast<uintptr_t>(p.c) % 16 == 0 && p.ldc % 8 == 0 &&
+    if (!registers && p.beta == 0.f && p.n % 8 == 0 && reinterpret_cast<uintptr_t>(p.c) % 16 == 0 && p.ldc % 8 == 0 &&
         (!batched || (p.stride_c > 0 && p.stride_c % 8 == 0))) {
       return launch<BN, T, TC, TA, TB, true>(p, dtype_ab, nbatch, sm_count, stream);
     }

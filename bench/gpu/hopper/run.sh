@@ -37,14 +37,6 @@ if [ -x "$W/build/athanor_native_tests" ]; then
   echo "native-gemm (register epilogue) exit $?" | tee -a "$H/summary.txt"
   grep -iE "fail|error" "$H/native-gemm-registers.log" | head -6 | cut -c1-400
   tail -1 "$H/native-gemm-registers.log"
-  if [ $rc -ne 0 ]; then
-    # diagnostic: the MN-major descriptor offsets exchanged (see kernels/gemm_wgmma.cu)
-    ATHANOR_CUDA_HOPPER=1 ATHANOR_WGMMA_MN_OFFSETS=swap timeout 100 "$W/build/athanor_native_tests" cuda_gemm \
-      > "$H/native-gemm-swap.log" 2>&1
-    echo "native-gemm (MN offsets swapped) exit $?" | tee -a "$H/summary.txt"
-    grep -iE "fail|error" "$H/native-gemm-swap.log" | head -6 | cut -c1-400
-    tail -3 "$H/native-gemm-swap.log"
-  fi
 else
   echo "native-gemm not run: no $W/build/athanor_native_tests" | tee -a "$H/summary.txt"
 fi
