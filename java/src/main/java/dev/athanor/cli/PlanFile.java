@@ -61,6 +61,29 @@ final class PlanFile {
     String f = "  %-" + w + "s  %-6s  %-4s  %10s%n";
     out.printf(Locale.ROOT, f, "unit", "role", "tier", "bytes");
     for (OffloadPlan.Placement x : rows) out.printf(Locale.ROOT, f, x.unit(), name(x.role()), x.tier(), Footprint.size(x.bytes()));
+    printTotals(p, out);
+    if (p.recompute()) out.println("  activations: one block's kept, the others recomputed in the backward pass (as --recompute)");
+    out.println("  DISK traffic per step: " + Footprint.size(p.diskTrafficPerStep())
+        + (p.offloads() ? " (optimizer staging " + Footprint.size(p.stagingBytes()) + " of HOST memory"
+            + (p.diskRoles().contains(Role.MASTER) || p.diskRoles().contains(Role.GRAD)
+                ? "; weights and gradients paged through host windows of a few units, the next unit read ahead" : "")
+            + ")" : ""));
+  }
+
+  /**
+   * A ZeRO rank's plan ({@link dev.athanor.offload.OffloadPlanner#placeShard}): which of AdamW's moments of its 1/dp
+   * shard go to DISK, and its bytes per tier by component.
+   */
+  static void printShard(OffloadPlan p, int zero, int dp, PrintStream out) {
+    out.println(p.offloads() ? "offload plan (ZeRO " + zero + ", per rank): its 1/" + dp + " shard of "
+        + OffloadPlan.describe(p.diskRoles()) + " on DISK, in files of that rank's own (rank-N in the offload directory), "
+        + "streamed by the optimizer in chunks of " + Footprint.size(p.chunkBytes()) + " per role; the weights and gradients "
+        + "stay in memory" : "offload plan (ZeRO " + zero + ", per rank): everything in memory (it fits)");
+    printTotals(p, out);
+  }
+
+  /** A plan's bytes per tier, by component. */
+  private static void printTotals(OffloadPlan p, PrintStream out) {
     for (Tier t : Tier.values()) {
       long b = p.bytes(t);
       if (b == 0) continue;
@@ -71,12 +94,6 @@ final class PlanFile {
       }
       out.printf(Locale.ROOT, "  total %-4s %s (%s)%n", t, Footprint.size(b), String.join(", ", parts));
     }
-    if (p.recompute()) out.println("  activations: one block's kept, the others recomputed in the backward pass (as --recompute)");
-    out.println("  DISK traffic per step: " + Footprint.size(p.diskTrafficPerStep())
-        + (p.offloads() ? " (optimizer staging " + Footprint.size(p.stagingBytes()) + " of HOST memory"
-            + (p.diskRoles().contains(Role.MASTER) || p.diskRoles().contains(Role.GRAD)
-                ? "; weights and gradients paged through host windows of a few units, the next unit read ahead" : "")
-            + ")" : ""));
   }
 
   static String name(Role r) {

@@ -417,9 +417,13 @@ final class TrainCommand implements Callable<Integer> {
     OffloadPlanner.Job job = new OffloadPlanner.Job(mc, device, tc, opt.recompute, modelDir != null && resume == null,
         ckptDir != null);
     OffloadPlan plan = null;
+    var layout = new dev.athanor.dist.plan.ParallelPlanner.Layout(parallel.dp, parallel.tp, parallel.pp, parallel.zero,
+        opt.recompute);
+    boolean shardPlan = comm != null && parallel.zero >= 1;  // ZeRO 1 or 2 (with --dp only): a rank's shard of the moments
     if (comm != null && offload.off()) {  // one process of a layout: its stage and shards, not the whole model
-      MemoryCheck.requireRank(job, new dev.athanor.dist.plan.ParallelPlanner.Layout(parallel.dp, parallel.tp, parallel.pp,
-          parallel.zero, opt.recompute), comm.size());
+      MemoryCheck.requireRank(job, layout, comm.size());
+    } else if (shardPlan) {
+      plan = shardOffloadPlan(spec, offload, job, layout, comm.size());
     } else {
       plan = offloadPlan(spec, offload, job);
     }
@@ -451,8 +455,15 @@ final class TrainCommand implements Callable<Integer> {
           ParallelOptions.stageName(parallel.zero), tc.batch(),
           tc.accum(), parallel.dp, (long) tc.batch() * tc.accum() * parallel.dp);
     }
-    if (plan != null) PlanFile.print(plan, out);
-    OffloadConfig offloadConfig = plan != null ? plan.config(offload.dir) : OffloadConfig.NONE;
+    if (plan != null && shardPlan) {
+      PlanFile.printShard(plan, parallel.zero, parallel.dp, out);
+    } else if (plan != null) {
+      PlanFile.print(plan, out);
+    }
+    // more than one process: each rank's files in its own folder of the offload directory (rank-N), never shared
+    Path offloadDir = comm == null || comm.size() == 1 ? offload.dir
+        : (offload.dir != null ? offload.dir : MemoryManager.global().diskDirectory()).resolve("rank-" + comm.rank());
+    OffloadConfig offloadConfig = plan != null ? plan.config(offloadDir) : OffloadConfig.NONE;
     // weights on DISK: the model is built without them and they go to their files tensor by tensor, so a model larger
     // than memory never holds them all
     boolean weightsOnDisk = offloadConfig.onDisk(Role.MASTER);
@@ -630,6 +641,40 @@ final class TrainCommand implements Callable<Integer> {
   }
 
   /**
+   * The offload plan of one rank of a ZeRO 1 or 2 run ({@code layout}, {@code world} processes) that {@code o} asks for
+   * (not off), after checking that it fits: the rank's footprint ({@link MemoryCheck#rankFootprint}) with its shard of
+   * AdamW's moments on DISK as far as needed (auto, {@link OffloadPlanner#planShard}) or as a plan file names them; a
+   * plan file that puts the gradients or the weights on DISK is a usage error (under ZeRO they stay in memory).
+   */
+  static OffloadPlan shardOffloadPlan(CommandSpec spec, Options.OffloadOptions o, OffloadPlanner.Job job,
+      dev.athanor.dist.plan.ParallelPlanner.Layout layout, int world) {
+    if (o.auto()) {
+      OffloadPlanner.Job sized = new OffloadPlanner.Job(job.model(), job.device(), job.train(), job.recompute(), job.loading(),
+          job.checkpoints(), o.chunkBytes());
+      OffloadPlanner.Result r = OffloadPlanner.planShard(sized, MemoryCheck.rankFootprint(sized, layout, world),
+          MemoryManager.global());
+      if (r.plan() == null) throw MemoryCheck.offloadRefusal(sized, r.failure());
+      return r.plan();
+    }
+    Path file = Path.of(o.offload);
+    PlanFile.Request req = PlanFile.read(spec, "--offload", file, OffloadPlan.units(job.model()), job.inMemory());
+    boolean recompute = job.recompute() || req.recompute();
+    OffloadPlanner.Job sized = new OffloadPlanner.Job(job.model(), job.device(), job.train(), recompute, job.loading(),
+        job.checkpoints(), req.chunkBytes());
+    var l = new dev.athanor.dist.plan.ParallelPlanner.Layout(layout.dp(), layout.tp(), layout.pp(), layout.zero(), recompute);
+    OffloadPlan plan;
+    try {
+      plan = OffloadPlanner.placeShard(sized, MemoryCheck.rankFootprint(sized, l, world), req.diskRoles());
+    } catch (IllegalArgumentException e) {
+      throw Options.usage(spec, "--offload " + file + " with --zero " + layout.zero() + ": " + e.getMessage());
+    }
+    MemoryCheck.require(plan.footprint(), "train this model as one of " + world + " processes (" + layout + ") with the plan "
+        + file, "use a smaller --batch or --seq (activations and workspace grow with batch x seq), or --offload auto",
+        "use more processes, a smaller model, or --offload auto");
+    return plan;
+  }
+
+  /**
    * What can be checked before any work (building the model, tokenizing): that --data is a file or a directory, that
    * every output can be written, and the flags that need others. Usage errors name the flag and the value.
    */
@@ -788,10 +833,11 @@ final class TrainCommand implements Callable<Integer> {
         // backward ends (no whole-model gradient); pipeline stages, tensor parallel and CUDA keep the whole-gradient fold
         UnitGradientFold folds = zero == 2 && pipeline == null && groups == null && UnitGradientFold.supports(model)
             ? UnitGradientFold.attach(model, comm) : null;
+        // ZeRO 1 and 2 with offload: the optimizer keeps its shard of the moments the plan puts on DISK there
         Trainer trainer = shards != null ? new Trainer(model, tc, loader, shards)
-            : folds != null ? new Trainer(model, tc, loader, folds)
+            : folds != null ? new Trainer(model, tc, loader, folds, offloadConfig)
             : zero >= 1 ? new Trainer(model, tc, loader, DataParallel.optimizerShard(model.parameters(),
-                pipeline != null ? pipeline.dataParallelGroup() : groups != null ? groups.dp() : comm), zero >= 2)
+                pipeline != null ? pipeline.dataParallelGroup() : groups != null ? groups.dp() : comm), zero >= 2, offloadConfig)
             : new Trainer(model, tc, loader, offloadConfig, weights)) {
       if (pipeline != null) {
         pipeline.attach(trainer);

@@ -207,9 +207,10 @@ public final class DataParallel implements GradientReducer {
       if (m != null || v != null) throw new IllegalArgumentException("rank " + comm.rank() + " only sends its moments: pass null");
       Range mine = range.intersect(optimizerShard(store, comm));
       if (mine.isEmpty()) return;
-      try (Tensor ms = optimizer.shardMoments(Role.ADAM_M, mine); Tensor vs = optimizer.shardMoments(Role.ADAM_V, mine)) {
-        comm.send(ms, 0);
-        comm.send(vs, 0);
+      try (Tensor ms = optimizer.shardMoments(Role.ADAM_M, mine); Tensor vs = optimizer.shardMoments(Role.ADAM_V, mine);
+          Tensor hm = ms.to(dev.athanor.memory.Tier.HOST); Tensor hv = vs.to(dev.athanor.memory.Tier.HOST)) {  // off DISK
+        comm.send(hm, 0);
+        comm.send(hv, 0);
       }
       return;
     }

@@ -321,6 +321,27 @@ public record Footprint(ModelConfig config, Device device, DType computeDtype, L
         .plus(Component.GRADIENTS, Tier.HOST, gradWindowBytes);
   }
 
+  /**
+   * This footprint of one ZeRO rank (on the CPU; its {@link Component#OPTIMIZER} in HOST memory is its shard of AdamW's
+   * two moments, half each) with the shard of {@code roles} ({@link Role#ADAM_M}, {@link Role#ADAM_V}) kept on the DISK
+   * tier instead, plus {@code stagingBytes} of HOST memory for the buffers they are streamed through (counted as AdamW
+   * state).
+   */
+  public Footprint withShardMomentsOnDisk(Set<Role> roles, long stagingBytes) {
+    if (device.isCuda()) throw new IllegalArgumentException("offload on " + device + " is not supported yet: only on the CPU");
+    if (stagingBytes < 0) throw new IllegalArgumentException("host bytes must be >= 0, got staging " + stagingBytes);
+    if (roles.isEmpty()) return this;
+    long each = bytes(Component.OPTIMIZER, Set.of(Tier.HOST)) / 2;
+    Footprint f = this;
+    for (Role r : new java.util.TreeSet<>(roles)) {
+      if (r != Role.ADAM_M && r != Role.ADAM_V) {
+        throw new IllegalArgumentException("only AdamW's moments of a shard can be on DISK here, not " + r);
+      }
+      f = f.move(Component.OPTIMIZER, each, each, r);
+    }
+    return f.plus(Component.OPTIMIZER, Tier.HOST, stagingBytes);
+  }
+
   /** {@code hostBytes} of {@code component} taken out of HOST and {@code diskBytes} of it put on DISK. */
   private Footprint move(Component component, long hostBytes, long diskBytes, Role role) {
     List<Part> p = new ArrayList<>();

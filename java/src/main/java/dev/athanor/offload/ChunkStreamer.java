@@ -121,10 +121,16 @@ public final class ChunkStreamer implements AutoCloseable {
 
   /**
    * Reads, updates with {@code action} and writes back every chunk of {@code range}, in order. The staged tensors
-   * passed to {@code action} are valid only during the call.
+   * passed to {@code action} are valid only during the call. The files must hold {@code range} (for files of a part of
+   * the store, {@link UnitFiles#range()}, a range inside it).
    */
   public void run(Range range, ChunkAction action) {
     if (closed) throw new IllegalStateException("the chunk streamer is closed");
+    for (UnitFiles f : files.values()) {
+      if (!range.isEmpty() && !f.range().contains(range)) {
+        throw new IllegalArgumentException("range " + range + " is outside the " + f.range() + " the files hold");
+      }
+    }
     List<Range> chunks = chunks(range);
     if (chunks.isEmpty()) return;
     allocateSlots();
@@ -181,7 +187,7 @@ public final class ChunkStreamer implements AutoCloseable {
     return io.submit(() -> {
       for (Role r : roles) {
         if (write && readOnly.contains(r) || !streams(r, u)) continue;
-        long off = (chunk.start() - u.elements().start()) * 4, bytes = chunk.length() * 4;
+        long off = (chunk.start() - files.get(r).extent(u).start()) * 4, bytes = chunk.length() * 4;  // from the file's start
         files.get(r).transfer(r, u, write, off, s.get(r).address(), bytes);
       }
       return null;

@@ -143,6 +143,62 @@ public final class OffloadPlanner {
         resident);
   }
 
+  /** The placements a ZeRO rank's plan tries, in order: AdamW's moments only (its weights and gradients stay in memory). */
+  static final List<Set<Role>> SHARD_STEPS = STEPS.subList(0, 3);
+
+  /**
+   * One rank of a ZeRO 1 or 2 run ({@code rank}: its footprint with everything in memory, its shard of AdamW's moments
+   * in {@link Footprint.Component#OPTIMIZER}) with its shard of {@code diskRoles} (AdamW's moments only) on DISK,
+   * fitting or not: the optimizer then keeps files of the shard's elements only and streams them through its staging
+   * slots. With {@link Job#checkpoints()}, the copy a background save takes of the rank's part (its shard of the
+   * masters and of both moments; the moments on DISK copied on DISK) is counted too. Throws {@link
+   * IllegalArgumentException} for any other role.
+   */
+  public static OffloadPlan placeShard(Job job, Footprint rank, Set<Role> diskRoles) {
+    Objects.requireNonNull(job, "job");
+    Objects.requireNonNull(rank, "rank");
+    for (Role r : diskRoles) {
+      if (r != Role.ADAM_M && r != Role.ADAM_V) {
+        throw new IllegalArgumentException("under ZeRO only AdamW's moments (a rank's shard of them) can be on DISK, not "
+            + r.name().toLowerCase(java.util.Locale.ROOT) + ": the weights and gradients stay in memory");
+      }
+    }
+    OffloadConfig oc = new OffloadConfig(diskRoles, null, job.chunkBytes());
+    if (oc.enabled() && job.device().isCuda()) {
+      throw new IllegalArgumentException("offload on " + job.device() + " is not supported yet: state can be on DISK only "
+          + "when training on the CPU");
+    }
+    Footprint f = oc.enabled() ? rank.withShardMomentsOnDisk(oc.diskRoles(), oc.stagingBytes(OffloadPlan.largestUnit(job.model())))
+        : rank;
+    if (job.checkpoints()) {  // a background save's copy of the rank's part: the masters and the moments, each where it lives
+      long each = rank.bytes(Footprint.Component.OPTIMIZER, Set.of(dev.athanor.memory.Tier.HOST)) / 2;
+      f = f.plus(Footprint.Component.CHECKPOINT, dev.athanor.memory.Tier.HOST, each * (3 - oc.diskRoles().size()))
+          .plus(Footprint.Component.CHECKPOINT, dev.athanor.memory.Tier.DISK, each * oc.diskRoles().size());
+    }
+    return new OffloadPlan(job.model(), job.device(), oc.diskRoles(), job.chunkBytes(), f, job.train().accum(), job.recompute());
+  }
+
+  /**
+   * The plan of one rank of a ZeRO 1 or 2 run ({@code rank} as in {@link #placeShard}) under {@code mm}'s budgets: the
+   * first of everything in memory, the shard's first moment on DISK, both moments on DISK that fits; or why none does
+   * (the gradients and weights cannot go to DISK under ZeRO).
+   */
+  public static Result planShard(Job job, Footprint rank, MemoryManager mm) {
+    Objects.requireNonNull(mm, "mm");
+    OffloadPlan last = null;
+    for (Set<Role> roles : SHARD_STEPS) {
+      last = placeShard(job, rank, roles.isEmpty() ? Set.of() : EnumSet.copyOf(roles));
+      if (last.footprint().worstShortfall(mm) == null) return new Result(last, null);
+    }
+    Shortfall s = last.footprint().worstShortfall(mm);
+    String tier = s.tiers().size() == 1 ? s.tiers().iterator().next() + " tier"
+        : "host memory (" + String.join(" and ", s.tiers().stream().map(Enum::name).sorted().toList()) + ")";
+    return new Result(null, "no offload plan fits this rank: with its shard of " + OffloadPlan.describe(last.diskRoles())
+        + " on DISK, the " + tier + " is " + Footprint.size(s.needed() - s.available()) + " short: it "
+        + last.footprint().describe(s) + "; under ZeRO only AdamW's moments go to DISK (the weights and gradients stay in "
+        + "memory)");
+  }
+
   /**
    * {@code p} (weights on DISK, fitting) with as many units' weights kept in memory as still fit: the tied embeddings
    * first (read once more per micro-batch than the others), then the head and the blocks in order. Each resident unit

@@ -5,6 +5,7 @@ import dev.athanor.memory.MemoryManager;
 import dev.athanor.memory.Storage;
 import dev.athanor.memory.Tier;
 import dev.athanor.params.ParameterStore;
+import dev.athanor.params.Range;
 import dev.athanor.params.Role;
 import dev.athanor.params.Unit;
 import dev.athanor.runtime.Device;
@@ -30,6 +31,10 @@ import java.util.concurrent.atomic.AtomicLong;
  * <p>The directory is checked when this is built, before anything trains: it must be creatable and writable and its
  * file system must have room for every file (they are created sparse, so that is checked up front); otherwise an
  * {@link AllocationFailedException} names the tier, the directory and the bytes.
+ *
+ * <p>Files of a {@link #range()} of the flat layout only ({@link #UnitFiles(ParameterStore, Set, Path, Range)}, e.g. a
+ * ZeRO rank's shard of AdamW's moments): each unit's file then holds the unit's elements in that range ({@link
+ * #extent}; its first element at byte 0), and a unit outside it has none.
  */
 public final class UnitFiles implements AutoCloseable {
   private static final AtomicLong SEQ = new AtomicLong();
@@ -80,6 +85,7 @@ public final class UnitFiles implements AutoCloseable {
 
   private final ParameterStore store;
   private final Set<Role> roles;
+  private final Range range;
   private final Path dir;
   private final EnumMap<Role, Storage[]> files = new EnumMap<>(Role.class);
   private final EnumMap<Role, Tensor[]> views = new EnumMap<>(Role.class);
@@ -88,10 +94,27 @@ public final class UnitFiles implements AutoCloseable {
 
   /** Creates the files (reading as zeros) of {@code roles} for every unit of {@code store} under {@code directory}. */
   public UnitFiles(ParameterStore store, Set<Role> roles, Path directory) {
+    this(store, roles, directory, store.all());
+  }
+
+  /**
+   * Creates the files (reading as zeros) of {@code roles} for the elements of {@code range} of {@code store}'s flat
+   * layout under {@code directory}: per unit, its part of the range ({@link #extent}). Only F32 roles can be kept for a
+   * range that is not the whole store.
+   */
+  public UnitFiles(ParameterStore store, Set<Role> roles, Path directory, Range range) {
     this.store = store;
     this.roles = Set.copyOf(roles);
+    if (!store.all().contains(range)) throw new IllegalArgumentException("range " + range + " is outside the store's " + store.all());
+    this.range = range;
+    boolean whole = range.equals(store.all());
     long bytes = 0;
-    for (Role r : roles) bytes = Math.addExact(bytes, store.bytes(r));
+    for (Role r : roles) {
+      if (!whole && r.dtype(store.computeDtype()) != dev.athanor.tensor.DType.F32) {
+        throw new IllegalArgumentException(r + " is not F32: only F32 roles can be kept for a part " + range + " of the store");
+      }
+      bytes = Math.addExact(bytes, whole ? store.bytes(r) : Math.multiplyExact(range.length(), 4L));
+    }
     Path parent = directory.toAbsolutePath();
     this.dir = parent.resolve(PREFIX + HOST + "-" + ProcessHandle.current().pid() + "-" + SEQ.incrementAndGet());
     String what = "DISK tier: cannot keep " + MemoryManager.formatBytes(bytes) + " of " + new java.util.TreeSet<>(roles)
@@ -116,9 +139,12 @@ public final class UnitFiles implements AutoCloseable {
         Storage[] s = new Storage[store.units().size()];
         files.put(r, s);
         for (Unit u : store.units()) {
-          long unitBytes = u.elements().length() * r.dtype(store.computeDtype()).byteSize();
+          Range e = extent(u);
+          if (e.isEmpty()) continue;
+          long unitBytes = e.length() * r.dtype(store.computeDtype()).byteSize();
           s[u.index()] = Storage.allocateFile(dir.resolve(fileName(u, r)), unitBytes);
         }
+        if (!whole) continue;  // a part of the store: no views of whole parameters (see slice)
         Tensor[] v = new Tensor[store.size()];
         views.put(r, v);
         for (Unit u : store.units()) {
@@ -146,6 +172,30 @@ public final class UnitFiles implements AutoCloseable {
     return u.name().replaceAll("[^A-Za-z0-9.-]", "_") + "." + r.name().toLowerCase(Locale.ROOT) + ".bin";
   }
 
+  /** The elements of the flat layout these files hold (the whole store, or a part of it). */
+  public Range range() {
+    return range;
+  }
+
+  /** The elements of {@code unit} these files hold (its part of {@link #range()}; empty: none): byte 0 is its start. */
+  public Range extent(Unit unit) {
+    return unit.elements().intersect(range);
+  }
+
+  /**
+   * A DISK view (1-D, F32; the caller closes it, the file stays) of {@code role}'s flat elements {@code elements},
+   * which must lie in one unit's {@link #extent}.
+   */
+  public Tensor slice(Role role, Range elements) {
+    for (Unit u : store.units()) {
+      Range e = extent(u);
+      if (e.isEmpty() || !e.contains(elements)) continue;
+      dev.athanor.tensor.DType dt = role.dtype(store.computeDtype());
+      return Tensor.wrap(storage(role, u), dt, new long[] {elements.length()}, new long[] {1}, elements.start() - e.start());
+    }
+    throw new IllegalArgumentException("elements " + elements + " do not lie in one unit's part of " + range + " held here");
+  }
+
   /** The subdirectory holding the files. */
   public Path directory() {
     return dir;
@@ -164,6 +214,9 @@ public final class UnitFiles implements AutoCloseable {
     checkOpen();
     Storage[] s = files.get(role);
     if (s == null) throw new IllegalArgumentException(role + " is not on DISK here; roles on DISK: " + roles);
+    if (s[unit.index()] == null) {
+      throw new IllegalArgumentException("unit " + unit.name() + " has no elements in " + range + " held here");
+    }
     return s[unit.index()];
   }
 
@@ -172,9 +225,15 @@ public final class UnitFiles implements AutoCloseable {
     return storage(role, unit).path();
   }
 
-  /** DISK views of every parameter of {@code role}, in parameter order (owned by this object: do not close). */
+  /**
+   * DISK views of every parameter of {@code role}, in parameter order (owned by this object: do not close). Only for
+   * files of the whole store (a part has {@link #slice}s).
+   */
   public List<Tensor> views(Role role) {
     checkOpen();
+    if (!range.equals(store.all())) {
+      throw new IllegalStateException("these files hold the part " + range + " of the store only; take slices of it");
+    }
     Tensor[] v = views.get(role);
     if (v == null) throw new IllegalArgumentException(role + " is not on DISK here; roles on DISK: " + roles);
     return List.of(v);
@@ -187,7 +246,8 @@ public final class UnitFiles implements AutoCloseable {
 
   /**
    * Moves {@code bytes} between host memory at {@code host} and {@code unit}'s file of {@code role} at byte
-   * {@code offset}: writes to the file when {@code write}, else reads from it. Counted in {@link #stats()} and
+   * {@code offset} (counted from the file's first element, {@link #extent}'s start): writes to the file when {@code
+   * write}, else reads from it. Counted in {@link #stats()} and
    * recorded as a JDK Flight Recorder event. A failure (the file deleted or truncated under the run, a full disk)
    * throws {@link OffloadIOException} naming the tier, the file, the unit, the role and the bytes. Thread-safe.
    */

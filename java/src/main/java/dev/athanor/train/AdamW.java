@@ -26,6 +26,11 @@ import java.util.Objects;
  * {@link #update} streams them chunk by chunk through host staging slots ({@link ChunkStreamer}): each chunk runs
  * the same kernel on the same elements as the in-memory update, so the results are bit-identical. The masters
  * (the compute weights on the CPU) and the gradients stay in the store. Close the optimizer to delete the files.
+ *
+ * <p><b>A shard's moments on DISK</b> ({@link #AdamW(ParameterStore, Range, OffloadConfig)}, ZeRO 1 and 2): only the
+ * shard's elements of each moment on DISK are kept, in files of that range ({@link UnitFiles#UnitFiles(ParameterStore,
+ * java.util.Set, java.nio.file.Path, Range)}), and the shard's updates stream them in the same chunks, so the bits are
+ * those of the sharded optimizer in memory.
  */
 public final class AdamW implements AutoCloseable {
   private final ParameterStore store;
@@ -34,7 +39,7 @@ public final class AdamW implements AutoCloseable {
   private final boolean ownsFiles;        // made (and deleted) by this optimizer
   private final ChunkStreamer streamer;   // streams them, or null
   private final Range shard;              // ZeRO 1: the only range this optimizer updates and keeps moments for, or null
-  private final Tensor shardM, shardV;    // its moments (1-D, element 0 at shard.start()), or null
+  private final Tensor shardM, shardV;    // its moments in memory (1-D, element 0 at shard.start()), or null (DISK, unsharded)
   private final Tensor shardMasters;      // ZeRO 3: the shard's masters, the only ones this replica keeps (not owned), or null
   private long step;
 
@@ -73,6 +78,16 @@ public final class AdamW implements AutoCloseable {
     this(store, OffloadConfig.NONE, Objects.requireNonNull(shard, "shard"), Objects.requireNonNull(masters, "masters"));
   }
 
+  /**
+   * ZeRO stages 1 and 2 with offload: a sharded optimizer as {@link #AdamW(ParameterStore, Range)} whose moments that
+   * {@code offload} puts on DISK ({@link Role#ADAM_M}, {@link Role#ADAM_V}; no other role) are kept for the shard only,
+   * in new files under its directory (zeros), and streamed by {@link #update} and {@link #updateShard} in chunks of at
+   * most {@code offload.chunkBytes()} per role; the others are in memory. Bit-identical to the same optimizer in memory.
+   */
+  public AdamW(ParameterStore store, Range shard, OffloadConfig offload) {
+    this(store, Objects.requireNonNull(offload, "offload"), Objects.requireNonNull(shard, "shard"), null);
+  }
+
   private AdamW(ParameterStore store, OffloadConfig offload, Range shard, Tensor masters) {
     this.store = Objects.requireNonNull(store, "store");
     this.shard = shard;
@@ -87,20 +102,40 @@ public final class AdamW implements AutoCloseable {
         throw new IllegalArgumentException("a sharded optimizer (ZeRO 1) needs the masters to be the compute weights (F32 on the "
             + "CPU); this store computes in " + store.computeDtype() + " on " + store.placement(Role.MASTER));
       }
-      Tensor m = Tensor.zeros(DType.F32, store.placement(Role.MASTER).device(), shard.length()).detach();
-      Tensor v;
+      Objects.requireNonNull(offload, "offload");
+      for (Role r : offload.diskRoles()) {
+        if (r != Role.ADAM_M && r != Role.ADAM_V) {
+          throw new IllegalArgumentException("a sharded optimizer (ZeRO 1 and 2) keeps only AdamW's moments on DISK, not " + r);
+        }
+      }
+      if (offload.enabled() && masters != null) {
+        throw new IllegalArgumentException("a sharded optimizer that keeps its shard's masters (ZeRO 3) cannot keep its "
+            + "moments on DISK yet");
+      }
+      UnitFiles f = null;
+      ChunkStreamer st = null;
+      Tensor m = null, v = null;
       try {
-        v = Tensor.zeros(DType.F32, store.placement(Role.MASTER).device(), shard.length()).detach();
+        if (offload.enabled()) {
+          f = new UnitFiles(store, offload.diskRoles(), offload.resolvedDirectory(), shard);
+          st = new ChunkStreamer(f, offload.chunkBytes());
+        }
+        dev.athanor.runtime.Device d = store.placement(Role.MASTER).device();
+        if (!offload.onDisk(Role.ADAM_M)) m = Tensor.zeros(DType.F32, d, shard.length()).detach();
+        if (!offload.onDisk(Role.ADAM_V)) v = Tensor.zeros(DType.F32, d, shard.length()).detach();
       } catch (RuntimeException e) {
-        m.close();
+        if (m != null) m.close();
+        if (st != null) st.close();
+        if (f != null) f.close();
         throw e;
       }
       this.shardM = m;
       this.shardV = v;
-      this.files = null;
-      this.streamer = null;
-      this.moments = Map.of();
-      this.ownsFiles = false;
+      this.files = f;
+      this.streamer = st;
+      this.moments = new java.util.EnumMap<>(Role.class);
+      if (f != null) for (Role r : f.roles()) moments.put(r, f);
+      this.ownsFiles = true;
       return;
     }
     this.shardM = null;
@@ -205,12 +240,19 @@ public final class AdamW implements AutoCloseable {
 
   /**
    * ZeRO 1: a view of this optimizer's moments ({@code role} ADAM_M or ADAM_V) of the flat elements {@code range},
-   * which must lie in its {@link #shard()} (1-D, F32; close it, the moments stay). Throws when the optimizer is not
+   * which must lie in its {@link #shard()} (1-D, F32; close it, the moments stay; a DISK view when the moment is on
+   * DISK, and then the range must lie in one unit, as one parameter's part does). Throws when the optimizer is not
    * sharded or the range is not in its shard.
    */
   public Tensor shardMoments(Role role, Range range) {
     if (shard == null) throw new IllegalStateException("this optimizer is not sharded: list its moments with firstMoments()");
     if (role != Role.ADAM_M && role != Role.ADAM_V) throw new IllegalArgumentException("not a moment: " + role);
+    if (onDisk(role)) {  // a DISK view of the shard's file (the range lies in one parameter, so in one unit)
+      if (!shard.contains(range)) {
+        throw new IllegalArgumentException("range " + range + " is not in this optimizer's shard " + shard);
+      }
+      return files.slice(role, range);
+    }
     return shardPart(role == Role.ADAM_M ? shardM : shardV, range);
   }
 
@@ -300,10 +342,7 @@ public final class AdamW implements AutoCloseable {
     boolean lowp = !store.weightsAreMasters() && store.computeDtype() != DType.F32;
     if (shard != null) {
       Range r = range.intersect(shard);
-      if (!r.isEmpty()) {
-        updateChunk(r, gradRole, Map.of(Role.ADAM_M, shardM, Role.ADAM_V, shardV), shard.start(), lowp, lr, beta1, beta2, eps,
-            weightDecay, gradScale);
-      }
+      if (!r.isEmpty()) updateShardRange(r, gradRole, null, lowp, lr, beta1, beta2, eps, weightDecay, gradScale);
     } else if (streamer == null) {
       updateChunk(range, gradRole, Map.of(), 0, lowp, lr, beta1, beta2, eps, weightDecay, gradScale);
     } else {
@@ -326,10 +365,40 @@ public final class AdamW implements AutoCloseable {
     }
     if (shard.isEmpty()) return;
     try (Tensor g = shardGrad.view(shard.length())) {
-      Map<Role, Tensor> staged = new java.util.EnumMap<>(Map.of(Role.ADAM_M, shardM, Role.ADAM_V, shardV, Role.GRAD, g));
-      if (shardMasters != null) staged.put(Role.MASTER, shardMasters);  // ZeRO 3: the store holds no masters now
-      updateChunk(shard, Role.GRAD, staged, shard.start(), false, lr, beta1, beta2, eps, weightDecay, gradScale);
+      updateShardRange(shard, Role.GRAD, g, false, lr, beta1, beta2, eps, weightDecay, gradScale);
     }
+  }
+
+  /**
+   * The kernel over {@code range} (inside the shard) with this shard's tensors: its moments (in memory, or streamed
+   * from DISK chunk by chunk), {@code shardGrad} (the shard's gradient, element 0 at the shard's start) when not null
+   * (else {@code gradRole} from the store), and under ZeRO 3 its masters.
+   */
+  private void updateShardRange(Range range, Role gradRole, Tensor shardGrad, boolean lowp, float lr, float beta1, float beta2,
+      float eps, float weightDecay, float gradScale) {
+    Map<Role, Tensor> held = new java.util.EnumMap<>(Role.class);  // each 1-D, element 0 at shard.start()
+    if (shardM != null) held.put(Role.ADAM_M, shardM);
+    if (shardV != null) held.put(Role.ADAM_V, shardV);
+    if (shardGrad != null) held.put(Role.GRAD, shardGrad);
+    if (shardMasters != null) held.put(Role.MASTER, shardMasters);  // ZeRO 3: the store holds no masters now
+    if (streamer == null) {
+      updateChunk(range, gradRole, held, shard.start(), lowp, lr, beta1, beta2, eps, weightDecay, gradScale);
+      return;
+    }
+    streamer.run(range, (chunk, staged) -> {  // the DISK moments staged; the rest cut to the chunk
+      Map<Role, Tensor> all = new java.util.EnumMap<>(staged);
+      try {
+        for (Map.Entry<Role, Tensor> e : held.entrySet()) {
+          all.put(e.getKey(), e.getValue().slice(0, chunk.start() - shard.start(), chunk.end() - shard.start()));
+        }
+        updateChunk(chunk, gradRole, all, chunk.start(), lowp, lr, beta1, beta2, eps, weightDecay, gradScale);
+      } finally {
+        for (Role r : held.keySet()) {
+          Tensor t = all.get(r);
+          if (t != null) t.close();
+        }
+      }
+    });
   }
 
   /**

@@ -96,7 +96,18 @@ public final class Trainer implements AutoCloseable {
    * AdamW#updateShard}). {@link Role#GRAD} stays whole: the backward pass forms one micro-batch's gradient there.
    */
   public Trainer(Transformer model, TrainConfig cfg, DataLoader data, Range optimizerShard, boolean shardGradients) {
-    this(model, cfg, data, OffloadConfig.NONE, null, Objects.requireNonNull(optimizerShard, "optimizerShard"), shardGradients);
+    this(model, cfg, data, optimizerShard, shardGradients, OffloadConfig.NONE);
+  }
+
+  /**
+   * ZeRO stage 1 or 2 as {@link #Trainer(Transformer, TrainConfig, DataLoader, Range, boolean)} with the shard's AdamW
+   * moments that {@code offload} puts on DISK kept there ({@link AdamW#AdamW(ParameterStore, Range, OffloadConfig)}:
+   * files of the shard's elements only, streamed chunk by chunk by the update). {@code offload} may name only {@link
+   * Role#ADAM_M} and {@link Role#ADAM_V}: the weights and gradients stay in memory. The results are bit-identical.
+   */
+  public Trainer(Transformer model, TrainConfig cfg, DataLoader data, Range optimizerShard, boolean shardGradients,
+      OffloadConfig offload) {
+    this(model, cfg, data, offload, null, Objects.requireNonNull(optimizerShard, "optimizerShard"), shardGradients);
   }
 
   /**
@@ -110,7 +121,17 @@ public final class Trainer implements AutoCloseable {
    * GradientReducer#shardedNorm}).
    */
   public Trainer(Transformer model, TrainConfig cfg, DataLoader data, ShardedGradients sharded) {
-    this(model, cfg, data, OffloadConfig.NONE, null, Objects.requireNonNull(sharded, "sharded").shard(), true, sharded);
+    this(model, cfg, data, sharded, OffloadConfig.NONE);
+  }
+
+  /**
+   * ZeRO stage 2 formed unit by unit as {@link #Trainer(Transformer, TrainConfig, DataLoader, ShardedGradients)}, with
+   * the shard's AdamW moments that {@code offload} puts on DISK kept there (as {@link #Trainer(Transformer, TrainConfig,
+   * DataLoader, Range, boolean, OffloadConfig)}); the gradient's shard stays in memory. Not with ZeRO 3 ({@link
+   * ShardedParameters}).
+   */
+  public Trainer(Transformer model, TrainConfig cfg, DataLoader data, ShardedGradients sharded, OffloadConfig offload) {
+    this(model, cfg, data, offload, null, Objects.requireNonNull(sharded, "sharded").shard(), true, sharded);
   }
 
   private Trainer(Transformer model, TrainConfig cfg, DataLoader data, OffloadConfig offload, OffloadedWeights weights,
@@ -141,8 +162,12 @@ public final class Trainer implements AutoCloseable {
       throw new IllegalArgumentException("seq " + cfg.seq() + " exceeds the model's context " + model.config().maxSeqLen());
     }
     this.store = model.parameters();
-    if (shard != null && (offload.enabled() || weights != null)) {
-      throw new IllegalArgumentException("a sharded optimizer (ZeRO 1) cannot be combined with offload yet");
+    if (shard != null && (offload.pagesUnits() || weights != null)) {
+      throw new IllegalArgumentException("a sharded optimizer (ZeRO 1 and 2) keeps only AdamW's moments on DISK; the weights "
+          + "and gradients stay in memory, but the offload puts " + new java.util.TreeSet<>(offload.diskRoles()) + " there");
+    }
+    if (sharded instanceof ShardedParameters && offload.enabled()) {
+      throw new IllegalArgumentException("ZeRO 3 (the parameters sharded) cannot be combined with offload yet");
     }
     if (!offload.pagesUnits() && weights == null || sharded != null) {
       this.weights = null;
@@ -151,7 +176,7 @@ public final class Trainer implements AutoCloseable {
       this.pager = null;
       this.hooksBefore = null;
       this.optimizer = shard == null ? new AdamW(store, offload)
-          : sharded instanceof ShardedParameters p ? new AdamW(store, shard, p.masters()) : new AdamW(store, shard);
+          : sharded instanceof ShardedParameters p ? new AdamW(store, shard, p.masters()) : new AdamW(store, shard, offload);
     } else {
       if (!model.device().isCpu()) {
         throw new IllegalArgumentException("weights and gradients on DISK need the CPU backend; this model is on " + model.device());

@@ -50,4 +50,42 @@ class RankMemoryCheckTest {
         "a stage of 2 of the 4 blocks (and the embeddings) holds less than the whole model: " + bytes(pp, Component.WEIGHTS)
             + " of " + bytes(whole, Component.WEIGHTS));
   }
+
+  /**
+   * ZeRO with offload: a rank's plan moves its shard of the moments (half of its AdamW state each) to DISK, adding only
+   * the staging slots to HOST; the planner takes the first placement that fits (nothing, the first moment, both), says
+   * why none does when even both do not, and refuses the gradients or weights on DISK.
+   */
+  @Test
+  void aZeroRanksOffloadPlanMovesItsShardOfTheMoments() {
+    OffloadPlanner.Job j = new OffloadPlanner.Job(MODEL, Device.CPU, job(1).train(), false, false, false, 4000);
+    Footprint z1 = MemoryCheck.rankFootprint(j, new Layout(2, 1, 1, 1, false), 2);
+    long moments = bytes(z1, Component.OPTIMIZER);
+    var both = OffloadPlanner.placeShard(j, z1, EnumSet.of(dev.athanor.params.Role.ADAM_M, dev.athanor.params.Role.ADAM_V));
+    long staging = new dev.athanor.offload.OffloadConfig(both.diskRoles(), null, 4000)
+        .stagingBytes(dev.athanor.offload.OffloadPlan.largestUnit(MODEL));
+    assertEquals(moments, both.bytes(Tier.DISK), "the rank's shard of both moments on DISK");
+    assertEquals(z1.bytes(Tier.HOST) - moments + staging, both.bytes(Tier.HOST), "HOST: the rest, plus the staging slots");
+    var first = OffloadPlanner.placeShard(j, z1, java.util.Set.of(dev.athanor.params.Role.ADAM_M));
+    assertEquals(moments / 2, first.bytes(Tier.DISK));
+
+    dev.athanor.memory.MemoryManager mm = dev.athanor.memory.MemoryManager.global();
+    long budget = mm.budgetBytes(Tier.HOST), live = mm.liveBytes(Tier.HOST);  // the budget less what is in use must fit
+    try {
+      mm.setBudget(Tier.HOST, live + (both.bytes(Tier.HOST) + first.bytes(Tier.HOST)) / 2);
+      var r = OffloadPlanner.planShard(j, z1, mm);
+      assertEquals(both.diskRoles(), r.plan().diskRoles(), "a budget between the two: both moments");
+      mm.setBudget(Tier.HOST, live + z1.bytes(Tier.HOST) + 1);
+      assertTrue(OffloadPlanner.planShard(j, z1, mm).plan().diskRoles().isEmpty(), "everything fits: nothing on DISK");
+      mm.setBudget(Tier.HOST, live + both.bytes(Tier.HOST) - 1);
+      String why = OffloadPlanner.planShard(j, z1, mm).failure();
+      assertTrue(why.contains("with its shard of AdamW's moments (adam_m, adam_v) on DISK, the HOST tier is")
+          && why.contains("under ZeRO only AdamW's moments go to DISK"), why);
+    } finally {
+      mm.setBudget(Tier.HOST, budget);
+    }
+    IllegalArgumentException e = org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class,
+        () -> OffloadPlanner.placeShard(j, z1, java.util.Set.of(dev.athanor.params.Role.GRAD)));
+    assertTrue(e.getMessage().contains("not grad"), e.getMessage());
+  }
 }

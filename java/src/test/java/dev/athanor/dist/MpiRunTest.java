@@ -339,7 +339,7 @@ class MpiRunTest {
   }
 
   /** Runs {@code train} in this JVM (one process); fails with its output unless it succeeds. */
-  private static void trainHere(List<String> args) {
+  static void trainHere(List<String> args) {
     ByteArrayOutputStream buf = new ByteArrayOutputStream();
     int rc;
     try (PrintStream ps = new PrintStream(buf, true, StandardCharsets.UTF_8)) {
@@ -794,7 +794,7 @@ class MpiRunTest {
   }
 
   @SafeVarargs
-  private static List<String> concat(List<String>... parts) {
+  static List<String> concat(List<String>... parts) {
     List<String> all = new ArrayList<>();
     for (List<String> p : parts) all.addAll(p);
     return all;

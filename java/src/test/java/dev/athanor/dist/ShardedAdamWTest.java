@@ -88,6 +88,82 @@ class ShardedAdamWTest {
     }
   }
 
+  /**
+   * ZeRO 1 and 2 with offload: shards whose moments (one or both) are on DISK in files of the shard's elements only,
+   * streamed in chunks of 3 elements (cutting tensors, a unit and the shard's ends), update exactly as the same shards in
+   * memory, from the store's gradient ({@link AdamW#update}) and from a shard's own ({@link AdamW#updateShard}); their
+   * moments read and set through DISK views as a checkpoint does; closing deletes the files.
+   */
+  @Test
+  void shardsWithTheirMomentsOnDiskUpdateExactlyAsInMemory(@org.junit.jupiter.api.io.TempDir java.nio.file.Path dir) throws Exception {
+    long cut = 50;
+    for (boolean ownGradient : new boolean[] {false, true}) {
+      try (ParameterStore a = new ParameterStore(units(), Device.CPU, DType.F32);
+          ParameterStore b = new ParameterStore(units(), Device.CPU, DType.F32)) {
+        init(a);
+        init(b);
+        Range[] shards = {new Range(0, cut), new Range(cut, b.numel())};
+        dev.athanor.offload.OffloadConfig both = new dev.athanor.offload.OffloadConfig(java.util.EnumSet.of(Role.ADAM_M, Role.ADAM_V),
+            dir, 12), first = new dev.athanor.offload.OffloadConfig(java.util.Set.of(Role.ADAM_M), dir, 12);
+        try (AdamW m0 = new AdamW(a, shards[0]); AdamW m1 = new AdamW(a, shards[1]);
+            AdamW d0 = new AdamW(b, shards[0], both); AdamW d1 = new AdamW(b, shards[1], first)) {
+          assertFalse(b.has(Role.ADAM_M) || b.has(Role.ADAM_V), "the shards' moments are not in the store");
+          assertEquals(true, d0.onDisk(Role.ADAM_V) && d1.onDisk(Role.ADAM_M) && !d1.onDisk(Role.ADAM_V));
+          long bytes;
+          try (var files = java.nio.file.Files.walk(d0.offloadFiles().directory())) {
+            bytes = files.filter(java.nio.file.Files::isRegularFile).mapToLong(f -> f.toFile().length()).sum();
+          }
+          assertEquals(2 * 4 * cut, bytes, "d0's files hold its shard's two moments only");
+          for (int step = 0; step < 3; step++) {
+            for (ParameterStore s : List.of(a, b)) {
+              for (ParameterStore.Param p : s.list()) Ops.randNormal(p.grad(), 10 + step, p.range().start(), 0f, 0.1f);
+            }
+            AdamW[][] pairs = {{m0, d0}, {m1, d1}};
+            for (AdamW[] pair : pairs) {
+              for (int k = 0; k < 2; k++) {
+                AdamW o = pair[k];
+                ParameterStore s = k == 0 ? a : b;
+                o.beginStep();
+                if (!ownGradient) {
+                  o.update(s.all(), Role.GRAD, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.7f);
+                  continue;
+                }
+                try (Tensor g = s.flat(Role.GRAD).slice(0, o.shard().start(), o.shard().end()).contiguous()) {
+                  o.updateShard(g, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.7f);
+                }
+              }
+            }
+          }
+          assertArrayEquals(a.flat(Role.MASTER).toFloatArray(), b.flat(Role.MASTER).toFloatArray(), "masters");
+          for (int i = 0; i < b.size(); i++) {  // as a checkpoint reads them, and sets them back
+            Range r = b.range(i);
+            long[] shape = b.list().get(i).spec().shape();
+            try (Tensor mm = Tensor.zeros(DType.F32, Device.CPU, shape); Tensor mv = Tensor.zeros(DType.F32, Device.CPU, shape);
+                Tensor dm = Tensor.zeros(DType.F32, Device.CPU, shape); Tensor dv = Tensor.zeros(DType.F32, Device.CPU, shape)) {
+              for (AdamW o : List.of(m0, m1)) o.getShardMoments(r, mm, mv);
+              for (AdamW o : List.of(d0, d1)) o.getShardMoments(r, dm, dv);
+              assertArrayEquals(mm.toFloatArray(), dm.toFloatArray(), "first moments of parameter " + i);
+              assertArrayEquals(mv.toFloatArray(), dv.toFloatArray(), "second moments of parameter " + i);
+              Ops.scale(mm, 2f, mm);
+              for (AdamW o : List.of(d0, d1)) o.setShardMoments(r, mm, mv);
+              for (AdamW o : List.of(d0, d1)) o.getShardMoments(r, dm, dv);
+              assertArrayEquals(mm.toFloatArray(), dm.toFloatArray(), "first moments set on DISK, parameter " + i);
+            }
+          }
+          java.nio.file.Path files = d0.offloadFiles().directory();
+          d0.close();
+          assertFalse(java.nio.file.Files.exists(files), "closing deletes the shard's files");
+        }
+      }
+    }
+    IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> {
+      try (ParameterStore s = new ParameterStore(units(), Device.CPU, DType.F32)) {
+        new AdamW(s, new Range(0, cut), dev.athanor.offload.OffloadConfig.allOnDisk(dir)).close();
+      }
+    });
+    assertEquals(true, e.getMessage().contains("keeps only AdamW's moments on DISK"), e.getMessage());
+  }
+
   @Test
   void aShardOutsideTheStoreIsRefused() {
     try (ParameterStore s = new ParameterStore(units(), Device.CPU, DType.F32)) {

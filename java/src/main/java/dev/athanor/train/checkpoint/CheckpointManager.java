@@ -1039,7 +1039,10 @@ public final class CheckpointManager implements AutoCloseable {
     final Map<String, Tensor> pieces = new LinkedHashMap<>();
     List<Shards.GlobalTensor> tensors = List.of();
 
-    /** Copies {@code parts} of every role from {@code state}, reusing the host tensors whose key, shape and dtype match. */
+    /**
+   * Copies {@code parts} of every role from {@code state}, reusing the tensors whose key, shape and dtype match: host
+   * tensors, or DISK ones for the pieces that live on DISK.
+   */
     void fill(List<Shards.GlobalTensor> tensors, List<Shards.Part> parts, Shards.Views state) {
       Map<String, Tensor> old = new LinkedHashMap<>(pieces);
       pieces.clear();
@@ -1054,7 +1057,9 @@ public final class CheckpointManager implements AutoCloseable {
                 dst.close();
                 dst = null;
               }
-              if (dst == null) dst = Tensor.empty(v.dtype(), Device.CPU, Tier.HOST, v.shape()).detach();
+              // a piece that lives on DISK (a ZeRO shard's moments offloaded) is copied on DISK: host memory stays bounded
+              Tier tier = v.tier() == Tier.DISK ? Tier.DISK : Tier.HOST;
+              if (dst == null) dst = Tensor.empty(v.dtype(), Device.CPU, tier, v.shape()).detach();
               pieces.put(key, dst);
               dst.copyFrom(v);
             }

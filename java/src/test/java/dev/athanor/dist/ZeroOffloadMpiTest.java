@@ -1,0 +1,203 @@
+package dev.athanor.dist;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNotEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import com.google.gson.JsonObject;
+import com.google.gson.JsonParser;
+import dev.athanor.cli.Main;
+import dev.athanor.cli.ShardOffloadBudget;
+import dev.athanor.report.RunSummary;
+import dev.athanor.train.checkpoint.TrainFixture;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * ZeRO 1 and 2 with {@code --offload} through real {@code mpirun} (skipped without MPI): under a {@code --mem-host} that
+ * leaves no room for a rank's shard of AdamW's moments, {@code --offload auto} puts that shard (and only it) on DISK, in
+ * each rank's own folder of {@code --offload-dir}, and dp 2 × ZeRO 1 and 2 train exactly as without offload (every
+ * logged step, the final weights) with a lower HOST peak; a checkpoint of dp 2 × ZeRO 2 with its moments on DISK
+ * resumes without offload and as one process, and one written without offload resumes with it, exactly.
+ */
+class ZeroOffloadMpiTest {
+  @TempDir static Path tmp;
+
+  /** The bytes of a role per chunk: a few thousand elements, so a shard streams in many chunks that cut its tensors. */
+  private static final long CHUNK = 4000;
+  private static final Path MODEL = Path.of("model", "model.safetensors");
+
+  @BeforeAll
+  static void requireMpi() {
+    MpiRunTest.requireMpi();
+    MpiRunTest.tmp = tmp;  // its launcher keeps the native library cache there
+  }
+
+  private static List<String> trainArgs(TrainFixture f, Path dir, String... extra) {
+    List<String> a = new ArrayList<>(List.of("train", "--config", f.config.toString(), "--data", f.data.toString(), "--device",
+        "cpu", "--steps", "6", "--batch", "2", "--seq", "32", "--shuffle", "true", "--warmup", "2", "--threads", "1", "--log",
+        dir.resolve("log.jsonl").toString(), "--out", dir.resolve("model").toString()));
+    a.addAll(List.of(extra));
+    return a;
+  }
+
+  /**
+   * {@code --offload auto} under a HOST budget that sends both moments of a rank's ZeRO {@code zero} shard to DISK (with
+   * {@code checkpoints}: counting a background save's copy of the rank's part).
+   */
+  private static List<String> offloadFlags(int zero, Path offloadDir, boolean checkpoints) {
+    long budget = ShardOffloadBudget.bothMomentsOnDisk(TrainFixture.model(), 2, 32, 1, 2, zero, CHUNK, checkpoints);
+    return List.of("--offload", "auto", "--offload-chunk", Long.toString(CHUNK), "--mem-host", Long.toString(budget),
+        "--offload-dir", offloadDir.toString());
+  }
+
+  private static MpiRunTest.Job trainMpi(List<String> args) throws Exception {
+    MpiRunTest.Job j = MpiRunTest.mpirun(2, Main.class.getName(), args, 300);
+    assertEquals(0, j.exitCode(), j.output());
+    return j;
+  }
+
+  /** A run's step lines without the fields that differ from run to run or with offload (timings, traffic). */
+  private static List<String> steps(Path run) throws IOException {
+    List<String> out = new ArrayList<>();
+    for (String line : Files.readAllLines(run.resolve("log.jsonl"))) {
+      if (RunSummary.isSummaryLine(line)) continue;
+      JsonObject o = JsonParser.parseString(line).getAsJsonObject();
+      for (String k : List.of("tokens_per_s", "step_ms", "comm_ms", "comm_bytes", "comm_sent_bytes", "disk_read_bytes",
+          "disk_write_bytes", "stall_ms", "overlap")) {
+        o.remove(k);
+      }
+      out.add(o.toString());
+    }
+    return out;
+  }
+
+  /** The log's summary line: the peaks of rank 0 (which writes the log) per tier. */
+  private static JsonObject peaks(Path run) throws IOException {
+    for (String line : Files.readAllLines(run.resolve("log.jsonl"))) {
+      if (RunSummary.isSummaryLine(line)) return JsonParser.parseString(line).getAsJsonObject().getAsJsonObject("peak_bytes");
+    }
+    throw new AssertionError("no summary line in " + run.resolve("log.jsonl"));
+  }
+
+  private static void assertShardOffloaded(MpiRunTest.Job j, int zero, Path offloadDir, Path run) throws IOException {
+    assertTrue(j.output().contains("offload plan (ZeRO " + zero + ", per rank): its 1/2 shard of AdamW's moments (adam_m, "
+        + "adam_v) on DISK"), j.output());
+    for (int r = 0; r < 2; r++) {
+      assertTrue(Files.isDirectory(offloadDir.resolve("rank-" + r)), "rank " + r + "'s own offload folder in " + offloadDir);
+    }
+    try (var left = Files.walk(offloadDir)) {
+      assertEquals(List.of(), left.filter(Files::isRegularFile).toList(), "the offload files are deleted at the end");
+    }
+    // the step lines carry the DISK traffic of the moments' shard: read and written once per step
+    JsonObject first = JsonParser.parseString(Files.readAllLines(run.resolve("log.jsonl")).get(0)).getAsJsonObject();
+    assertTrue(first.get("disk_read_bytes").getAsLong() > 0 && first.get("disk_write_bytes").getAsLong() > 0, first.toString());
+  }
+
+  /**
+   * dp 2 × ZeRO 1 and × ZeRO 2 with the shard's moments on DISK equal the same without offload: every logged step and
+   * the final weights, bit for bit; rank 0's HOST peak drops and its DISK peak is the shard's two moments.
+   */
+  @Test
+  void zeroOneAndTwoWithTheirMomentsOnDiskTrainExactlyAsInMemory() throws Exception {
+    TrainFixture f = TrainFixture.create(tmp.resolve("fixture"));
+    for (int zero : new int[] {1, 2}) {
+      Path mem = tmp.resolve("z" + zero + "-memory"), off = tmp.resolve("z" + zero + "-offload");
+      Path dir = tmp.resolve("z" + zero + "-dir");
+      List<String> zeroFlags = List.of("--dp", "2", "--zero", Integer.toString(zero));
+      trainMpi(MpiRunTest.concat(trainArgs(f, mem), zeroFlags));
+      MpiRunTest.Job j = trainMpi(MpiRunTest.concat(trainArgs(f, off), zeroFlags, offloadFlags(zero, dir, false)));
+      assertShardOffloaded(j, zero, dir, off);
+      List<String> want = steps(mem);
+      assertEquals(6, want.size());
+      assertEquals(want, steps(off), "dp 2 × ZeRO " + zero + " with the moments' shard on DISK vs in memory: every logged step");
+      assertEquals(-1, Files.mismatch(mem.resolve(MODEL), off.resolve(MODEL)), "final weights, ZeRO " + zero + " with offload");
+      JsonObject pm = peaks(mem), po = peaks(off);
+      long hostMem = pm.get("HOST").getAsLong(), hostOff = po.get("HOST").getAsLong(), disk = po.get("DISK").getAsLong();
+      System.out.printf("dp 2 x ZeRO %d, rank 0 peak HOST: %d bytes in memory, %d with offload (DISK %d)%n", zero, hostMem,
+          hostOff, disk);
+      assertEquals(0, pm.get("DISK").getAsLong(), "nothing on DISK without offload");
+      long shardMoments = 2L * 4 * (TrainFixture.model().parameterCount() / 2);  // about: the padding adds a little
+      assertTrue(disk >= shardMoments && disk < 2 * shardMoments, "DISK peak " + disk + ": the shard's two moments, ~"
+          + shardMoments);
+      assertTrue(hostOff < hostMem, "HOST peak with the moments' shard on DISK " + hostOff + " vs in memory " + hostMem);
+    }
+  }
+
+  /**
+   * Checkpoints of dp 2 × ZeRO 2 with the moments' shard on DISK (a file per rank, written from the DISK shard) resume
+   * under dp 2 × ZeRO 2 without offload and as one process with --accum 2, and a checkpoint written without offload
+   * resumes with it: each continues with the same steps and final weights as the uninterrupted runs.
+   */
+  @Test
+  void checkpointsOfZeroTwoWithOffloadResumeWithAndWithoutIt() throws Exception {
+    TrainFixture f = TrainFixture.create(tmp.resolve("ck-fixture"));
+    List<String> keepAll = List.of("--checkpoint-every", "1", "--keep", "10");
+    List<String> zeroFlags = List.of("--dp", "2", "--zero", "2");
+    Path mem = tmp.resolve("ck-memory"), off = tmp.resolve("ck-offload");
+    trainMpi(MpiRunTest.concat(trainArgs(f, mem, "--checkpoint-dir", mem.resolve("ck").toString()), keepAll, zeroFlags));
+    MpiRunTest.Job j = trainMpi(MpiRunTest.concat(trainArgs(f, off, "--checkpoint-dir", off.resolve("ck").toString()),
+        keepAll, zeroFlags, offloadFlags(2, tmp.resolve("ck-offload-dir"), true)));
+    assertShardOffloaded(j, 2, tmp.resolve("ck-offload-dir"), off);
+    List<String> reference = steps(mem);
+    assertEquals(reference, steps(off), "dp 2 × ZeRO 2 with checkpoints, with and without offload");
+    assertEquals(-1, Files.mismatch(mem.resolve(MODEL), off.resolve(MODEL)), "final weights with checkpoints");
+    Path offStep3 = off.resolve("ck/step-00000003"), memStep3 = mem.resolve("ck/step-00000003");
+    for (String file : List.of("rank-0-of-2.safetensors", "rank-1-of-2.safetensors")) {
+      assertEquals(-1, Files.mismatch(memStep3.resolve(file), offStep3.resolve(file)), file + " of step 3: the same bytes "
+          + "written from the moments on DISK as from memory");
+    }
+
+    Path toMem = tmp.resolve("ck-resume-memory");
+    trainMpi(MpiRunTest.concat(trainArgs(f, toMem, "--resume", offStep3.toString(), "--checkpoint-dir",
+        toMem.resolve("ck").toString()), zeroFlags));
+    assertEquals(reference.subList(3, 6), steps(toMem), "steps 3..5 resumed without offload from the offloaded checkpoint");
+    assertEquals(-1, Files.mismatch(mem.resolve(MODEL), toMem.resolve(MODEL)), "final weights after resuming without offload");
+
+    Path toOne = tmp.resolve("ck-resume-one");
+    MpiRunTest.trainHere(trainArgs(f, toOne, "--accum", "2", "--resume", offStep3.toString(), "--checkpoint-dir",
+        toOne.resolve("ck").toString()));
+    assertEquals(reference.subList(3, 6), steps(toOne), "steps 3..5 resumed as one process from the offloaded checkpoint");
+    assertEquals(-1, Files.mismatch(mem.resolve(MODEL), toOne.resolve(MODEL)), "final weights after resuming as one process");
+
+    Path toOff = tmp.resolve("ck-resume-offload");
+    trainMpi(MpiRunTest.concat(trainArgs(f, toOff, "--resume", memStep3.toString(), "--checkpoint-dir",
+        toOff.resolve("ck").toString()), zeroFlags, offloadFlags(2, tmp.resolve("ck-resume-offload-dir"), true)));
+    assertEquals(reference.subList(3, 6), steps(toOff), "steps 3..5 resumed with offload from a checkpoint without it");
+    assertEquals(-1, Files.mismatch(mem.resolve(MODEL), toOff.resolve(MODEL)), "final weights after resuming with offload");
+  }
+
+  /**
+   * A plan file that puts the gradients on DISK is refused under ZeRO before any work, naming the file, the stage and
+   * the role; one that puts the moments there is followed (the shard's moments on DISK).
+   */
+  @Test
+  void underZeroAPlanFileMayPutOnlyTheMomentsOnDisk() throws Exception {
+    TrainFixture f = TrainFixture.create(tmp.resolve("plan-fixture"));
+    Path inMemory = tmp.resolve("in-memory.json");
+    MpiRunTest.trainHere(List.of("plan", "--config", f.config.toString(), "--device", "cpu", "--batch", "2", "--seq", "32",
+        "--json", inMemory.toString()));
+    String text = Files.readString(inMemory);
+    Path grads = tmp.resolve("grads.json"), moments = tmp.resolve("moments.json");
+    Files.writeString(grads, text.replaceAll("(\"role\": \"grad\",\\s*\"tier\": \")HOST", "$1DISK"));
+    Files.writeString(moments, text.replaceAll("(\"role\": \"adam_(m|v)\",\\s*\"tier\": \")HOST", "$1DISK"));
+    assertNotEquals(text, Files.readString(grads), "the plan names the gradients' tier");
+    MpiRunTest.Job j = MpiRunTest.mpirun(2, Main.class.getName(), MpiRunTest.concat(trainArgs(f, tmp.resolve("refused")),
+        List.of("--dp", "2", "--zero", "1", "--offload", grads.toString())), 120);
+    assertNotEquals(0, j.exitCode(), j.output());
+    assertTrue(j.output().contains("--offload " + grads + " with --zero 1: under ZeRO only AdamW's moments (a rank's shard of "
+        + "them) can be on DISK, not grad"), j.output());
+    assertTrue(Files.notExists(tmp.resolve("refused/log.jsonl")), "nothing was trained");
+
+    Path run = tmp.resolve("from-plan"), dir = tmp.resolve("from-plan-dir");
+    MpiRunTest.Job ok = trainMpi(MpiRunTest.concat(trainArgs(f, run), List.of("--dp", "2", "--zero", "1", "--offload",
+        moments.toString(), "--offload-dir", dir.toString())));
+    assertShardOffloaded(ok, 1, dir, run);
+  }
+}
