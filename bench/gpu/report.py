@@ -389,7 +389,8 @@ def model_key(r):
 def join_model(ours, peer):
     """Pairs Athanor's and PyTorch's whole-model results by (mode, batch, seq/prompt, decode tokens)."""
     rows = []
-    peers = {model_key(r): r for r in peer if "mode" in r}
+    peers = {model_key(r): r for r in peer if "mode" in r and not r.get("compiled")}
+    compiled = {model_key(r): r for r in peer if "mode" in r and r.get("compiled")}  # torch.compile, training only
     for o in ours:
         if "mode" not in o:
             continue
@@ -398,7 +399,10 @@ def join_model(ours, peer):
         # the same way (DecodeBench.java / torch_train.py: warm-up rounds, prefill and every step timed apart)
         pt = p.get("tokens_per_s") if o["mode"] == "train" else p.get("decode_tokens_per_s")
         ratio = o["tokens_per_s"] / pt if pt else None
+        pc = compiled.get(model_key(o), {}).get("tokens_per_s") if o["mode"] == "train" else None
         rows.append(dict(device=o.get("device"), threads=o.get("threads"), mode=o["mode"], batch=o.get("batch"), seq=o.get("seq"), prompt_len=o.get("prompt_len"),
+                         hopper_switch=bool(o.get("hopper_switch")), torch_compile_tokens_per_s=pc,
+                         ratio_compile=o["tokens_per_s"] / pc if pc else None,
                          decode_tokens=o.get("decode_tokens"), athanor_tokens_per_s=o["tokens_per_s"],
                          torch_tokens_per_s=pt, ratio=ratio,
                          athanor_tflops=o.get("achieved_tflops"), athanor_prefill_ms=o.get("prefill_ms_median"),
@@ -413,22 +417,28 @@ def model_md(rows):
            "10 steps; MFU from 6N + 6LTC FLOPs per token over the H200's %.1f dense BF16 TFLOP/s. Decode: greedy, KV cache, "
            "tokens/s = batch / median decode step (every step of 5 rounds after 2 warm-up rounds, prefill timed apart "
            "and given as median ms)." % peak,
-           "", "| case | Athanor tok/s | PyTorch tok/s | ratio | Athanor MFU |", "| --- | --- | --- | --- | --- |"]
+           "Training also against torch.compile (the stronger peer; its compile time stays out of the timed steps), "
+           "and with ATHANOR_CUDA_HOPPER=1 (the sm_90a wgmma GEMM instead of the default mma.sync one).",
+           "", "| case | Athanor tok/s | PyTorch tok/s | ratio | torch.compile tok/s | ratio vs compile | Athanor MFU |",
+           "| --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         if str(r.get("device", "")).startswith("cpu"):
             case = "CPU (host, %s threads, FP32, gpt2-tiny 16M) train B=%s T=%s" % (r.get("threads"), r["batch"], r["seq"])
             tt = r["torch_tokens_per_s"]
-            out.append("| %s | %.0f | %s | %s | |" % (case, r["athanor_tokens_per_s"], "%.0f" % tt if tt else "n/a",
-                                                      "%.2f" % r["ratio"] if r["ratio"] else "n/a"))
+            out.append("| %s | %.0f | %s | %s | | | |" % (case, r["athanor_tokens_per_s"], "%.0f" % tt if tt else "n/a",
+                                                          "%.2f" % r["ratio"] if r["ratio"] else "n/a"))
             continue
-        case = ("train B=%s T=%s" % (r["batch"], r["seq"])) if r["mode"] == "train" else \
+        case = ("train B=%s T=%s%s" % (r["batch"], r["seq"], " (ATHANOR_CUDA_HOPPER=1)" if r.get("hopper_switch") else "")) \
+            if r["mode"] == "train" else \
             ("decode B=%s prompt %s, %s new (prefill %s vs %s ms)" % (
                 r["batch"], r["prompt_len"], r["decode_tokens"], fmt(r.get("athanor_prefill_ms"), ".2f"),
                 fmt(r.get("torch_prefill_ms"), ".2f")))
         mfu = ("%.1f%%" % (100 * r["athanor_tflops"] / peak)) if r.get("athanor_tflops") else ""
         tt = r["torch_tokens_per_s"]
-        out.append("| %s | %.0f | %s | %s | %s |" % (case, r["athanor_tokens_per_s"], "%.0f" % tt if tt else "n/a",
-                                                   "%.2f" % r["ratio"] if r["ratio"] else "n/a", mfu))
+        tc = r.get("torch_compile_tokens_per_s")
+        out.append("| %s | %.0f | %s | %s | %s | %s | %s |" % (
+            case, r["athanor_tokens_per_s"], "%.0f" % tt if tt else "n/a", "%.2f" % r["ratio"] if r["ratio"] else "n/a",
+            "%.0f" % tc if tc else "", "%.2f" % r["ratio_compile"] if r.get("ratio_compile") else "", mfu))
     return "\n".join(out) + "\n"
 
 

@@ -13,17 +13,19 @@
 #                 errors are warnings-as-errors from this machine's host compiler, one retry with -Wno-error)
 #   driver        nvcc builds bench/gpu/bench_cuda.cu against libathanor_core.a
 #   native-tests  athanor_native_tests: every CUDA op against the CPU op
+#   native-hopper the GEMM tests again with the Hopper switch on (ATHANOR_CUDA_HOPPER=1: the wgmma kernels join)
 #   java-tests    the JUnit suite on the unpacked runtime with the fresh libathanor.so
 #                 (-Dathanor.library.path, --enable-native-access): Java -> JNI -> CUDA; one JVM per
 #                 test class as surefire does, 4 at a time
 #                 (while the two test suites run, 150 s of the budget are held back for the benchmarks)
 #   bench-ours    bench_cuda: Athanor GEMM and attention fwd/bwd on bench/gpu/cases.txt (restarted past a crash)
 #   bench-peer    bench/gpu/peer.py: PyTorch on the same cases
-#   model-ours    GPT-2 124M training/decode on the GPU and the CPU bar on the host (athanor bench)
+#   model-ours    GPT-2 124M training/decode on the GPU (training also with ATHANOR_CUDA_HOPPER=1) and the CPU bar
+#                 on the host (athanor bench)
 #   overlap       host->device copies on a copy stream hidden behind GEMMs on the compute stream, against the same
 #                 work on one stream (athanor bench --mode overlap) -> logs/overlap.json; report.py draws the
 #                 timeline as logs/overlap.svg (both inside logs.tar.gz) and summarizes it in gpu-report.md
-#   model-peer    the same with bench/model/torch_train.py (PyTorch)
+#   model-peer    the same with bench/model/torch_train.py (PyTorch), training also with torch.compile
 #   cli-gpu       `train` (tokenize, 40 steps, checkpoints, save), `train --resume auto`, `generate`, all on CUDA
 #   report        bench/gpu/report.py -> gpu-report.json, gpu-report.md
 #
@@ -32,7 +34,7 @@
 #   cut in the middle), logs/logs.tar.gz (every log in full, JUnit XML included, and overlap.json/.svg). At
 #   most 8 files, as the device tool brings back no more (with model-ours/-peer.jsonl that is 8 already:
 #   anything new goes inside logs.tar.gz).
-# Knobs (environment): ATH_GPU_BUDGET_S (total seconds, default 465, under 8 min), ATH_GPU_WORK (work folder,
+# Knobs (environment): ATH_GPU_BUDGET_S (total seconds, default 540, 9 min), ATH_GPU_WORK (work folder,
 #   default /tmp/athanor-gpu), ATH_GPU_CUDA (ON/OFF, default ON when nvcc is found), ATH_GPU_JOBS,
 #   ATH_GPU_BENCH_SECONDS (timed seconds per measurement, default 0.4), ATH_GPU_CASES (cases file),
 #   ATH_GPU_JAVA_PAR (test JVMs at a time, default 4), ATH_GPU_JAVA_CLASS_S (limit per test class, default 120),
@@ -43,7 +45,7 @@ set -u -o pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$ROOT" || exit 1
 T_START=$(date +%s)
-BUDGET=${ATH_GPU_BUDGET_S:-465}
+BUDGET=${ATH_GPU_BUDGET_S:-540}
 RESERVE=15   # seconds kept for the report at the end
 W=${ATH_GPU_WORK:-/tmp/athanor-gpu}
 R=${OUT:-$ROOT/bench/results/gpu-check-$(date -u +%Y%m%d-%H%M%S)}
@@ -270,6 +272,12 @@ do_model_ours() {
     timeout 120 "$RT/bin/java" --enable-native-access=ALL-UNNAMED -Dathanor.library.path="$LIB" -cp "$cp" \
       dev.athanor.cli.Main bench --preset gpt2 --device cuda $c | tee -a "$W/model-ours.jsonl"
   done
+  # training once more with the Hopper GEMM (the switch; tagged so the report shows it on its own row)
+  echo "== ATHANOR_CUDA_HOPPER=1 athanor bench --preset gpt2 ${MODEL_CASES[0]}"
+  # shellcheck disable=SC2086
+  ATHANOR_CUDA_HOPPER=1 timeout 120 "$RT/bin/java" --enable-native-access=ALL-UNNAMED -Dathanor.library.path="$LIB" \
+    -cp "$cp" dev.athanor.cli.Main bench --preset gpt2 --device cuda ${MODEL_CASES[0]} \
+    | sed 's/^{/{"hopper_switch":1,/' | tee -a "$W/model-ours.jsonl"
   # the CPU bar (issue 3): the demo model, B=8, T=256, 2 threads, both pinned to the same two cores
   echo "== athanor bench --preset gpt2-tiny --device cpu --threads 2 (cores 0,1)"
   timeout 150 taskset -c 0,1 "$RT/bin/java" --enable-native-access=ALL-UNNAMED -Dathanor.library.path="$LIB" -cp "$cp" \
@@ -291,6 +299,15 @@ do_model_peer() {
       "$W/model-peer-last.json" >> "$W/model-peer.jsonl"
     rm -f "$W/model-peer-last.json"
   done
+  # the stronger peer: the training case with torch.compile (its compile time stays out of the timed steps)
+  echo "== torch_train.py ${MODEL_CASES[0]} --compile"
+  # shellcheck disable=SC2086
+  timeout 200 python3 "$ROOT/bench/model/torch_train.py" --family gpt2 $GPT2_124M --device cuda --dtype bf16 \
+    ${MODEL_CASES[0]} --compile --json "$W/model-peer-last.json" > "$W/model-peer-one.out" 2>&1
+  cat "$W/model-peer-one.out"
+  [ -f "$W/model-peer-last.json" ] && python3 -c 'import json,sys; print(json.dumps(json.load(open(sys.argv[1]))))' \
+    "$W/model-peer-last.json" >> "$W/model-peer.jsonl"
+  rm -f "$W/model-peer-last.json"
   echo "== torch_train.py CPU, 2 threads (cores 0,1)"
   timeout 150 taskset -c 0,1 python3 "$ROOT/bench/model/torch_train.py" --family gpt2 --layers 4 --hidden 256 --heads 4 \
     --vocab 50257 --seq-len-max 256 --device cpu --dtype f32 --threads 2 --mode train --batch 8 --seq 256 --steps 6 \
@@ -382,6 +399,7 @@ export HOLD
 
 if [ -x "$B/athanor_native_tests" ]; then
   run_step native-tests 150 -- "$B/athanor_native_tests"
+  run_step native-hopper 60 -- env ATHANOR_CUDA_HOPPER=1 "$B/athanor_native_tests" cuda_gemm
 else
   record native-tests - 0 "not run: athanor_native_tests was not built"
 fi
@@ -403,7 +421,7 @@ if [ $GPU_PRESENT -eq 1 ]; then
     HOLD=0 run_step model-ours 170 -- bash -c do_model_ours  # was 200; it took 18 s on the H200: 30 s to overlap
     HOLD=0 run_step overlap 30 -- bash -c do_overlap
   fi
-  HOLD=0 run_step model-peer 200 -- bash -c do_model_peer
+  HOLD=0 run_step model-peer 260 -- bash -c do_model_peer  # 93 s on the H200 before the compiled case
   if [ -n "$LIB" ] && [ -x "$RT/bin/java" ]; then
     HOLD=0 run_step cli-gpu 120 -- bash -c do_cli_gpu
   fi
