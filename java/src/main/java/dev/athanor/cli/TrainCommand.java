@@ -339,7 +339,7 @@ final class TrainCommand implements Callable<Integer> {
    * --parallel auto on rank 0: the planner's choice for {@code world} processes (printed with its runners-up), from the
    * model, --batch, --seq, --accum (the micro-batches per step over all replicas) and --mem-host per process; --dp, --tp
    * and --zero given on the command line are kept. With checkpoints, layouts with ZeRO and tensor parallel are skipped
-   * (they cannot checkpoint yet).
+   * (they cannot checkpoint yet); with --offload, every layout but --dp with ZeRO 0 to 2 (the others cannot offload).
    */
   private dev.athanor.dist.plan.ParallelPlanner.Result autoPlan(int world, Device device, PrintStream out) {
     ModelConfig mc = model.config(spec);
@@ -353,8 +353,13 @@ final class TrainCommand implements Callable<Integer> {
         parse.hasMatchedOption("--tp") ? parallel.tp : 0, parse.hasMatchedOption("--pp") ? parallel.pp : 0,
         parse.hasMatchedOption("--zero") ? parallel.zero : 0);
     var r = dev.athanor.dist.plan.ParallelPlanner.plan(job);
-    if (ckpt.dir != null || ckpt.resume != null) {  // ZeRO with tensor parallel cannot checkpoint yet
-      var fitting = r.fitting().stream().filter(e -> e.layout().tp() == 1 || e.layout().zero() == 0).toList();
+    boolean checkpoints = ckpt.dir != null || ckpt.resume != null, offloaded = !offload.off();
+    if (checkpoints || offloaded) {
+      // ZeRO with tensor parallel cannot checkpoint yet; --offload runs only with --dp and ZeRO 0 to 2
+      var fitting = r.fitting().stream()
+          .filter(e -> !checkpoints || e.layout().tp() == 1 || e.layout().zero() == 0)
+          .filter(e -> !offloaded || e.layout().tp() == 1 && e.layout().pp() == 1 && e.layout().zero() <= 2)
+          .toList();
       r = new dev.athanor.dist.plan.ParallelPlanner.Result(job, fitting.isEmpty() ? null : fitting.get(0), fitting, r.excluded());
     }
     out.println("--parallel auto:");

@@ -66,6 +66,26 @@ class AutoParallelTest {
     System.out.println("rank 0 peaks: pp 2 " + pp + ", dp 2 x pp 2 zero 1 " + zero1 + ", zero 2 " + zero2);
   }
 
+  /**
+   * With --offload, the planner's choice is limited to what offloads (--dp with ZeRO 0 to 2): never tensor or pipeline
+   * parallel, never ZeRO 3, even where those fit the budget; the run trains with the chosen layout.
+   */
+  @Test
+  void withOffloadOnlyLayoutsThatOffloadAreChosen() throws Exception {
+    TrainFixture f = TrainFixture.create(tmp.resolve("fixture-offload"));
+    Path dir = tmp.resolve("auto-offload");
+    List<String> a = args(f, dir, "--accum", "2", "--parallel", "auto", "--offload", "auto", "--offload-dir",
+        dir.resolve("offload").toString());
+    MpiRunTest.Job j = MpiRunTest.mpirun(2, Main.class.getName(), a, 300);
+    assertEquals(0, j.exitCode(), j.output());
+    Matcher m = Pattern.compile("chosen: dp (\\d+) x tp (\\d+) x pp (\\d+), zero (\\d)").matcher(j.output());
+    assertTrue(m.find(), j.output());
+    assertEquals("2/1/1", m.group(1) + "/" + m.group(2) + "/" + m.group(3), j.output());
+    assertTrue(Integer.parseInt(m.group(4)) <= 2, "ZeRO 3 cannot offload:\n" + j.output());
+    assertEquals(3, Files.readAllLines(dir.resolve("log.jsonl")).stream()
+        .filter(l -> l.contains("\"step\"") && !l.contains("\"summary\"")).count(), j.output());
+  }
+
   private static void planAndRun(TrainFixture f, Path dir, String... fixed) throws Exception {
     planAndRun(f, dir, 2, 2, 3, fixed);
   }
