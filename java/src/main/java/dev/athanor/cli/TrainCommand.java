@@ -310,6 +310,7 @@ final class TrainCommand implements Callable<Integer> {
   Result run(PrintStream out) {
     checkBeforeWork();
     if (parallel.tp > 1) checkTensorParallel();
+    parallel.checkSequenceParallel(spec);
     refuseZeroTensorCheckpoints(ckpt.dir != null || ckpt.resume != null);
     if (parallel.pp > 1 && ckpt.resume == null) checkStages(model.config(spec).layers());
     Device device = runtime.apply();
@@ -444,7 +445,9 @@ final class TrainCommand implements Callable<Integer> {
           tc.batch(), tc.accum(), parallel.dp,
           (long) tc.batch() * tc.accum() * parallel.dp);
     } else if (comm != null && parallel.tp > 1) {
-      out.printf("tensor parallel: %s; each rank holds 1/%d of every block's heads and MLP width%n", comm.describe(), parallel.tp);
+      out.printf("tensor parallel: %s; each rank holds 1/%d of every block's heads and MLP width%s%n", comm.describe(), parallel.tp,
+          parallel.sequenceParallel ? "; sequence parallel: each holds 1/" + parallel.tp + " of the " + tc.batch() + " x "
+              + tc.seq() + " token rows of the residual stream and the norms" : "");
     }
     if (pipeline == null && comm != null && parallel.dp > 1) {
       out.printf("data parallel: %s%s; global batch %d x %d x %d = %d sequences per step%n", comm.describe(),
@@ -469,6 +472,7 @@ final class TrainCommand implements Callable<Integer> {
         model.initialize(tc.seed());
       }
       model.setRecompute(opt.recompute || plan != null && plan.recompute());  // the planner may choose it
+      if (parallel.sequenceParallel) model.setSequenceParallel(TensorParallelism.tokens(tpComm()));
       TextCorpus.Options opts = TextCorpus.Options.defaults();
       if (opt.maxBytes != null) {
         opts = new TextCorpus.Options(opts.cacheDir(), opt.maxBytes, opts.extensions(), opts.threads(), opts.shardTokens());

@@ -28,6 +28,8 @@ final class Workspace extends TensorGroup {
   // the selected activation set's buffers (see select)
   Tensor ids;                             // (N) I32; embedding only
   final Tensor positions;                 // (N) I32, t of each row; GPT-2 embedding only (shared)
+  final Tensor localPositions;            // positions of this rank's rows (sequence parallel), else positions
+  final SequenceParallel split;           // sequence parallelism: the token cut and the full-rows buffer; else null
   Tensor targets;                         // (N) I32; head only
   Tensor[] residual;                      // blocks+1 of (N, C)
   BlockActs[] blocks;                     // one per block, or 1 shared when recomputing
@@ -52,12 +54,17 @@ final class Workspace extends TensorGroup {
    * cross-entropy's backward uses as the target of rows whose target another rank holds.
    */
   Workspace(ModelConfig c, TensorParallel tp, Stage stage, Device dev, DType dt, int batch, int seq, boolean recompute) {
-    this(c, tp, stage, dev, dt, batch, seq, recompute, 1);
+    this(c, tp, stage, dev, dt, batch, seq, recompute, 1, null);
   }
 
-  /** With {@code sets} activation sets (at least 1), the first selected. */
+  /**
+   * With {@code sets} activation sets (at least 1), the first selected; with {@code tokens} (non-null: sequence
+   * parallelism over the tensor-parallel ranks, {@link SequenceParallel}) the residual streams, the token-split
+   * activations, the final norm's output and statistics and the (N, C) gradient scratch hold this rank's rows only,
+   * and {@link #split} holds the one shared full-rows buffer.
+   */
   Workspace(ModelConfig c, TensorParallel tp, Stage stage, Device dev, DType dt, int batch, int seq, boolean recompute,
-      int sets) {
+      int sets, TensorParallel.TokenCollectives tokens) {
     if (sets < 1) throw new IllegalArgumentException("activation sets " + sets + " must be >= 1");
     this.batch = batch;
     this.seq = seq;
@@ -68,12 +75,16 @@ final class Workspace extends TensorGroup {
     long vp = paddedVocab(dev, tp.split() ? V + 1 : V);
     boolean head = stage.head();
     try {
+      split = tokens == null ? null : new SequenceParallel(tp, tokens, n, C, dev, dt);
+      long m = split != null ? split.local : n;  // the rows of the token-split region
       if (gpt2 && stage.embedding()) {
         int[] pos = new int[rows];
         for (int i = 0; i < rows; i++) pos[i] = i % seq;
         positions = own(Tensor.fromInts(pos, dev, n));
+        localPositions = split != null ? own(positions.slice(0, split.start, split.start + m)) : positions;
       } else {
         positions = null;
+        localPositions = null;
       }
       this.sets = new Set[sets];
       BlockActs[] shared = null;
@@ -83,17 +94,17 @@ final class Workspace extends TensorGroup {
         a.ids = stage.embedding() ? own(Tensor.zeros(DType.I32, dev, n)) : null;
         a.targets = head ? own(Tensor.zeros(DType.I32, dev, n)) : null;
         a.residual = new Tensor[stage.blocks() + 1];
-        for (int l = 0; l < a.residual.length; l++) a.residual[l] = own(Tensor.empty(dt, dev, n, C));
+        for (int l = 0; l < a.residual.length; l++) a.residual[l] = own(Tensor.empty(dt, dev, m, C));
         if (shared == null || !recompute) {
           a.blocks = new BlockActs[recompute ? Math.min(1, stage.blocks()) : stage.blocks()];
-          for (int l = 0; l < a.blocks.length; l++) a.blocks[l] = new BlockActs(c, tp, dev, dt, batch, seq);
+          for (int l = 0; l < a.blocks.length; l++) a.blocks[l] = new BlockActs(c, tp, split, dev, dt, batch, seq);
           shared = a.blocks;
         } else {
           a.blocks = shared;
         }
-        a.normOut = head ? own(Tensor.empty(dt, dev, n, C)) : null;
-        a.normMean = head ? own(Tensor.empty(DType.F32, dev, n)) : null;
-        a.normRstd = head ? own(Tensor.empty(DType.F32, dev, n)) : null;
+        a.normOut = head ? own(Tensor.empty(dt, dev, m, C)) : null;
+        a.normMean = head ? own(Tensor.empty(DType.F32, dev, m)) : null;
+        a.normRstd = head ? own(Tensor.empty(DType.F32, dev, m)) : null;
         a.logitsBuf = head ? own(Tensor.empty(dt, dev, n, vp)) : null;
         a.logits = head ? own(a.logitsBuf.slice(1, 0, V)) : null;
         a.logitsWide = head && tp.split() ? own(a.logitsBuf.slice(1, 0, V + 1)) : null;
@@ -104,11 +115,11 @@ final class Workspace extends TensorGroup {
       }
       select(0);
       dlosses = head ? own(Tensor.empty(DType.F32, dev, n)) : null;
-      dres = own(Tensor.empty(dt, dev, n, C));
-      d1 = own(Tensor.empty(dt, dev, n, C));
-      d2 = own(Tensor.empty(dt, dev, n, C));
+      dres = own(Tensor.empty(dt, dev, m, C));
+      d1 = own(Tensor.empty(dt, dev, m, C));
+      d2 = own(Tensor.empty(dt, dev, m, C));
       dAtt = own(Tensor.empty(dt, dev, n, (long) h * d));  // (N, C/tp)
-      scratch = own(Tensor.empty(dt, dev, n, C));
+      scratch = own(Tensor.empty(dt, dev, m, C));
       dF1 = own(Tensor.empty(dt, dev, n, F));
       dF2 = own(Tensor.empty(dt, dev, n, F));
       dAtth = own(own(dAtt.view(batch, seq, h, d)).permute(0, 2, 1, 3));
@@ -221,6 +232,7 @@ final class Workspace extends TensorGroup {
 
   @Override
   public void close() {
+    if (split != null) split.close();
     if (sets != null) {
       BlockActs[] closed = null;
       for (Set a : sets) {
