@@ -79,16 +79,50 @@ class SequenceParallelTrainTest {
     System.out.print(peaks);
   }
 
-  /** dp 2 x tp 2 (4 processes, the tp groups of the grid) with and without sequence parallelism: the same bits. */
+  /**
+   * dp 2 x tp 2 (4 processes, the tp groups of the grid) with and without sequence parallelism: the same bits; with
+   * ZeRO 1 over the dp groups as well.
+   */
   @Test
   void dataTimesTensorParallelWithSequenceParallelBitForBit() throws Exception {
     TrainFixture f = TrainFixture.create(tmp.resolve("grid-fixture"));
     int n = 3;
-    Path plain = tmp.resolve("grid-dp2-tp2"), sp = tmp.resolve("grid-dp2-tp2-sp");
+    Path plain = tmp.resolve("grid-dp2-tp2"), sp = tmp.resolve("grid-dp2-tp2-sp"), zero = tmp.resolve("grid-dp2-tp2-sp-zero1");
     train(4, args(f.config, n, f.data, plain, "--dp", "2", "--tp", "2", "--threads", "1"));
     String out = train(4, args(f.config, n, f.data, sp, "--dp", "2", "--tp", "2", "--threads", "1", "--sequence-parallel"));
     assertTrue(out.contains("data parallel: ") && out.contains("sequence parallel: "), out);
     TensorParallelTrainTest.assertSameRun(plain, sp, n, "dp 2 x tp 2 vs dp 2 x tp 2 --sequence-parallel", out);
+    out = train(4, args(f.config, n, f.data, zero, "--dp", "2", "--tp", "2", "--zero", "1", "--threads", "1",
+        "--sequence-parallel"));
+    TensorParallelTrainTest.assertSameRun(plain, zero, n, "dp 2 x tp 2 vs dp 2 x tp 2 --zero 1 --sequence-parallel", out);
+  }
+
+  /**
+   * Checkpoints of a --tp 2 --sequence-parallel run (format 3: sequence parallelism changes no parameter's layout, the
+   * norms are whole and identical on every rank) resume with and without --sequence-parallel to the uninterrupted run's
+   * steps and final weights bit for bit.
+   */
+  @Test
+  void checkpointsResumeWithAndWithoutSequenceParallel() throws Exception {
+    TrainFixture f = TrainFixture.create(tmp.resolve("ck-fixture"));
+    Path run = tmp.resolve("ck-tp2-sp");
+    List<String> a = new ArrayList<>(args(f.config, 4, f.data, run, "--tp", "2", "--threads", "1", "--sequence-parallel"));
+    a.addAll(List.of("--checkpoint-dir", run.resolve("ck").toString(), "--checkpoint-every", "2"));
+    train(2, a);
+    Path step2 = run.resolve("ck/step-00000002");
+    List<JsonObject> want = TensorParallelTrainTest.steps(run.resolve("log.jsonl"));
+    for (boolean sp : List.of(true, false)) {
+      Path again = tmp.resolve("ck-resumed-" + sp);
+      if (sp) {
+        TensorParallelTrainTest.resume(2, f, step2, again, "--tp", "2", "--threads", "1", "--sequence-parallel");
+      } else {
+        TensorParallelTrainTest.resume(2, f, step2, again, "--tp", "2", "--threads", "1");
+      }
+      String what = "--tp 2 --sequence-parallel resumed from its step 2 " + (sp ? "with" : "without") + " it";
+      TensorParallelTrainTest.assertSameSteps(want, TensorParallelTrainTest.steps(again.resolve("log.jsonl")), 2, what);
+      assertEquals(-1, Files.mismatch(run.resolve("model/model.safetensors"), again.resolve("model/model.safetensors")),
+          what + ": final weights");
+    }
   }
 
   /**

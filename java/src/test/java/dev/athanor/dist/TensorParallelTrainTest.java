@@ -236,7 +236,7 @@ class TensorParallelTrainTest {
    * Trains the fixture's model for 4 steps resumed from {@code checkpoint} into {@code dir} (its checkpoints in {@code
    * dir/ck}) with {@code flags}: in this process when {@code np} is 1, else through mpirun; fails unless it succeeds.
    */
-  private static void resume(int np, TrainFixture f, Path checkpoint, Path dir, String... flags) throws Exception {
+  static void resume(int np, TrainFixture f, Path checkpoint, Path dir, String... flags) throws Exception {
     List<String> args = new ArrayList<>(trainArgs("--config", f.config, 4, f.data, dir, flags));
     args.addAll(List.of("--resume", checkpoint.toString(), "--checkpoint-dir", dir.resolve("ck").toString()));
     if (np == 1) {
