@@ -420,7 +420,7 @@ final class TrainCommand implements Callable<Integer> {
     OffloadPlan plan = null;
     if (comm != null && offload.off()) {  // one process of a layout: its stage and shards, not the whole model
       MemoryCheck.requireRank(job, new dev.athanor.dist.plan.ParallelPlanner.Layout(parallel.dp, parallel.tp, parallel.pp,
-          parallel.zero, opt.recompute), comm.size());
+          parallel.zero, opt.recompute, parallel.sequenceParallel), comm.size());
     } else {
       plan = offloadPlan(spec, offload, job);
     }

@@ -66,17 +66,19 @@ public final class BlockActs extends TensorGroup {
 
   /** The bytes the constructor allocates (see {@link BufferSizes}). */
   static long bytes(ModelConfig c, Device dev, DType dt, int b, int t) {
-    return bytes(c, dev, dt, b, t, (long) b * t);
+    return bytes(c, dev, dt, b, t, (long) b * t, false);
   }
 
   /**
-   * The same when the token-split buffers (n1, x2, n2, the norms' statistics) hold {@code rows} of the N rows (sequence
-   * parallelism: a rank's part); the others are counted whole (an upper bound under tensor parallelism).
+   * The same for a tensor-parallel rank ({@code tensorParallel}: with the ones column) whose token-split buffers (n1,
+   * x2, n2, the norms' statistics, ones) hold {@code rows} of the N rows (sequence parallelism: its part; else N); the
+   * others are counted whole (an upper bound under tensor parallelism).
    */
-  static long bytes(ModelConfig c, Device dev, DType dt, int b, int t, long rows) {
+  static long bytes(ModelConfig c, Device dev, DType dt, int b, int t, long rows, boolean tensorParallel) {
     boolean gpt2 = c.family() == Family.GPT2;
     long n = (long) b * t, C = c.hidden(), F = c.intermediate();
     return new BufferSizes(dev)
+        .add(tensorParallel ? 1 : 0, dt, rows, 1)  // ones
         .add(3, dt, rows, C)                      // n1, x2, n2
         .add(1, dt, n, C)                         // att
         .add(gpt2 ? 4 : 2, DType.F32, rows)       // rstd1, rstd2 (GPT-2: mean1, mean2)

@@ -146,17 +146,28 @@ final class Workspace extends TensorGroup {
    */
   static long activationBytes(ModelConfig c, Stage stage, Device dev, DType dt, int batch, int seq, boolean recompute,
       int sets) {
-    long n = (long) batch * seq;
+    return activationBytes(c, stage, dev, dt, batch, seq, recompute, sets, TensorParallel.NONE, false);
+  }
+
+  /**
+   * The same on the busiest rank of {@code tp} (with the blocks' ones columns; the split buffers counted whole, an upper
+   * bound), with or without sequence parallelism: with it the residual streams and the blocks' token-split buffers hold
+   * rank 0's rows ({@link TensorParallel#tokenRows}, the most).
+   */
+  static long activationBytes(ModelConfig c, Stage stage, Device dev, DType dt, int batch, int seq, boolean recompute,
+      int sets, TensorParallel tp, boolean sequenceParallel) {
+    long n = (long) batch * seq, m = sequenceParallel ? tp.tokenRows(n, 0) : n;
     long acts = recompute ? Math.min(1, stage.blocks()) : (long) stage.blocks() * sets;
     BufferSizes s = new BufferSizes(dev)
-        .add((stage.blocks() + 1L) * sets, dt, n, c.hidden())             // residual
-        .add(acts, BlockActs.bytes(c, dev, dt, batch, seq));              // blocks
+        .add((stage.blocks() + 1L) * sets, dt, m, c.hidden())                     // residual
+        .add(acts, BlockActs.bytes(c, dev, dt, batch, seq, m, tp.split()));       // blocks
     int extra = sets - 1;
     if (extra > 0) {
       s.add((long) extra * ((stage.embedding() ? 1 : 0) + (stage.head() ? 1 : 0)), DType.I32, n);  // ids, targets
       if (stage.head()) {
         long vp = paddedVocab(dev, c.vocabSize());
-        s.add(extra, dt, n, c.hidden()).add(4L * extra, DType.F32, n).add(extra, dt, n, vp);  // norm; stats, losses, lse; logits
+        // norm (and its stats); losses, lse; logits
+        s.add(extra, dt, m, c.hidden()).add(2L * extra, DType.F32, m).add(2L * extra, DType.F32, n).add(extra, dt, n, vp);
       }
     }
     return s.total();
@@ -173,18 +184,30 @@ final class Workspace extends TensorGroup {
    * counted whole (an upper bound).
    */
   static long bufferBytes(ModelConfig c, Stage stage, Device dev, DType dt, int batch, int seq, TensorParallel tp) {
+    return bufferBytes(c, stage, dev, dt, batch, seq, tp, false);
+  }
+
+  /**
+   * The same with or without sequence parallelism: with it the gradient scratch of the token-split region and the final
+   * norm's output and statistics hold rank 0's rows (the most), and the one shared full-rows buffer is added.
+   */
+  static long bufferBytes(ModelConfig c, Stage stage, Device dev, DType dt, int batch, int seq, TensorParallel tp,
+      boolean sequenceParallel) {
     boolean gpt2 = c.family() == Family.GPT2, head = stage.head(), emb = stage.embedding();
     long n = (long) batch * seq, C = c.hidden(), F = c.intermediate(), V = tp.vocabEnd(c) - tp.vocabStart(c);
+    long m = sequenceParallel ? tp.tokenRows(n, 0) : n;
     long vp = paddedVocab(dev, tp.split() ? V + 1 : V);
     BufferSizes s = new BufferSizes(dev)
         .add((emb ? 1 : 0) + (gpt2 && emb ? 1 : 0) + (head ? 1 : 0), DType.I32, n)  // ids, positions, targets
-        .add(5, dt, n, C)                                                            // dres, d1, d2, dAtt, scratch
+        .add(4, dt, m, C)                                                            // dres, d1, d2, scratch
+        .add(1, dt, n, C)                                                            // dAtt
+        .add(sequenceParallel ? 1 : 0, SequenceParallel.bytes(c, dev, dt, n))        // the full-rows buffer
         .add(gpt2 ? 2 : 3, dt, n, F)                                                 // dF1, dF2, dF3
         .add(1, BlockActs.Heads.bytes(c, dev, dt, batch, seq))                       // dHeads
         .add(emb && tp.split() ? 1 : 0, dt, n, C)                                    // vocabMask
         .add(emb && tp.split() ? 1 : 0, DType.I32, n);                               // localIds
-    if (head) {
-      s.add(dt, n, C).add(5, DType.F32, n).add(dt, n, vp);  // normOut; normMean, normRstd, losses, lse, dlosses; logits
+    if (head) {  // normOut; normMean, normRstd; losses, lse, dlosses; logits
+      s.add(dt, m, C).add(2, DType.F32, m).add(3, DType.F32, n).add(dt, n, vp);
     }
     return s.total();
   }

@@ -6,8 +6,10 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.google.gson.JsonObject;
 import dev.athanor.cli.Main;
+import dev.athanor.dist.plan.ParallelPlanner;
 import dev.athanor.io.hf.HfConfig;
 import dev.athanor.nn.ModelConfig;
+import dev.athanor.runtime.Device;
 import dev.athanor.train.checkpoint.TrainFixture;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -72,9 +74,18 @@ class SequenceParallelTrainTest {
       assertTrue(out.contains("sequence parallel: each holds 1/2 of the 2 x 32 token rows"), out);
       TensorParallelTrainTest.assertSameRun(tp, sp, n, name + ": --tp 2 vs --tp 2 --sequence-parallel", out);
       long without = TensorParallelTrainTest.hostPeak(tp), with = TensorParallelTrainTest.hostPeak(sp);
+      // the planner's estimate per rank (tp 2, one micro-batch of 2 x 32) with and without it bounds each measured peak
+      ModelConfig mc = name.equals("llama") ? ModelConfig.llama(300, 64, 2, 64, 4, 2, 96, 10000f, false) : TrainFixture.model();
+      ParallelPlanner.Job job = new ParallelPlanner.Job(mc, Device.CPU, 2, 2, 32, 1, 1L << 30, new ParallelPlanner.Hardware(1e9, 1e9, 0));
+      long[] planned = new long[2];
+      for (int k = 0; k < 2; k++) {
+        planned[k] = ParallelPlanner.estimate(job, new ParallelPlanner.Layout(1, 2, 1, 0, extra.length > 0, k == 1)).memoryBytes();
+      }
       peaks.append(name).append(extra.length > 0 ? " (--recompute)" : "").append(": rank 0 peak HOST bytes --tp 2 ")
-          .append(without).append(", with --sequence-parallel ").append(with).append('\n');
+          .append(without).append(", with --sequence-parallel ").append(with).append(" (planner estimates ").append(planned[0])
+          .append(", ").append(planned[1]).append(")\n");
       if (extra.length == 0) assertTrue(with < without, "sequence parallelism did not lower the peak: " + peaks);
+      assertTrue(planned[1] < planned[0] && planned[0] >= without && planned[1] >= with, "planner estimates: " + peaks);
     }
     System.out.print(peaks);
   }
