@@ -311,6 +311,14 @@ final class TrainCommand implements Callable<Integer> {
     checkBeforeWork();
     if (parallel.tp > 1) checkTensorParallel();
     parallel.checkSequenceParallel(spec);
+    if (parallel.sequenceParallel) {  // every rank needs token rows of its own
+      TrainConfig tc = trainConfig(model.config(spec));
+      if ((long) tc.batch() * tc.seq() < parallel.tp) {
+        throw Options.usage(spec, "--sequence-parallel cuts the --batch " + tc.batch() + " x --seq " + tc.seq() + " = "
+            + (long) tc.batch() * tc.seq() + " token rows over the --tp " + parallel.tp + " ranks: give at least one row per "
+            + "rank (batch x seq >= " + parallel.tp + ")");
+      }
+    }
     refuseZeroTensorCheckpoints(ckpt.dir != null || ckpt.resume != null);
     if (parallel.pp > 1 && ckpt.resume == null) checkStages(model.config(spec).layers());
     Device device = runtime.apply();

@@ -795,6 +795,10 @@ public final class Transformer implements AutoCloseable {
 
   private Workspace workspace(int batch, int seq) {
     if (ws != null && ws.batch == batch && ws.seq == seq) return ws;
+    if (tokens != null && (long) batch * seq < tp.size()) {
+      throw new IllegalArgumentException("sequence parallelism cuts batch " + batch + " x seq " + seq + " = " + (long) batch * seq
+          + " token rows over " + tp.size() + " tensor-parallel ranks: each needs at least one");
+    }
     releaseWorkspace();
     ws = new Workspace(cfg, tp, stage, device, dt, batch, seq, recompute, activationSets, tokens);
     ws.select(activationSet);

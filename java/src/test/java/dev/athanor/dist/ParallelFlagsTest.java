@@ -96,6 +96,8 @@ class ParallelFlagsTest {
     assertTrue(out.contains("--sequence-parallel with --pp 2 is not supported yet"), out);
     out = refused("--sequence-parallel", "--parallel", "auto");
     assertTrue(out.contains("--sequence-parallel with --parallel auto is not supported"), out);
+    out = refused("--sequence-parallel", "--tp", "2", "--batch", "1", "--seq", "1");
+    assertTrue(out.contains("--sequence-parallel cuts the --batch 1 x --seq 1 = 1 token rows over the --tp 2 ranks"), out);
     // with --tp 2 it runs: what is refused here is only the missing mpirun
     out = refused("--sequence-parallel", "--tp", "2");
     assertTrue(out.contains("--tp 2 needs 2 processes started by MPI"), out);
