@@ -48,6 +48,15 @@ final class ParallelOptions {
   @Options.Range(min = 1)
   int tp;
 
+  @Option(names = "--sequence-parallel", paramLabel = "BOOL", arity = "0..1", fallbackValue = "true",
+      description = "with --tp 2 or more: Megatron-style sequence parallelism, the residual stream and the norms cut along the "
+          + "tokens (the batch x seq rows; the first ranks one more when --tp does not divide them) over the tensor-parallel "
+          + "ranks, all-gathered before each column-parallel layer and reduce-scattered after each row-parallel one instead "
+          + "of all-reduced: the residual streams and the blocks' norm activations take 1/tp of the memory. The same "
+          + "results as --tp alone (bit for bit in deterministic mode when batch x seq / tp is a multiple of 32). Not with "
+          + "--pp or --parallel auto. Default: false")
+  boolean sequenceParallel;
+
   @Option(names = "--reduce", paramLabel = "MODE", defaultValue = "deterministic", completionCandidates = ModeNames.class,
       description = "how --dp sums gradients: ${COMPLETION-CANDIDATES} (deterministic: in rank order by Athanor's kernels, "
           + "identical bits on every rank and equal to --accum in one process; fast: MPI's own sum). Default: ${DEFAULT-VALUE}")
@@ -83,6 +92,26 @@ final class ParallelOptions {
     if (mode.equalsIgnoreCase("auto")) return true;
     if (mode.equalsIgnoreCase("manual")) return false;
     throw Options.usage(spec, "--parallel '" + mode + "': expected auto or manual");
+  }
+
+  /**
+   * Refuses {@code --sequence-parallel} where it cannot run, before any work: without {@code --tp 2} or more (nothing
+   * to cut over), with {@code --pp} (a stage's hidden states cross the pipeline whole) and with {@code --parallel auto}
+   * (the planner does not choose it).
+   */
+  void checkSequenceParallel(CommandSpec spec) {
+    if (!sequenceParallel) return;
+    if (mode.equalsIgnoreCase("auto")) {
+      throw Options.usage(spec, "--sequence-parallel with --parallel auto is not supported: give --tp N (2 or more) yourself");
+    }
+    if (tp < 2) {
+      throw Options.usage(spec, "--sequence-parallel needs --tp 2 or more (it cuts the tensor-parallel ranks' residual "
+          + "stream along the tokens); this run has --tp " + tp);
+    }
+    if (pp > 1) {
+      throw Options.usage(spec, "--sequence-parallel with --pp " + pp + " is not supported yet (the pipeline passes whole "
+          + "hidden states between stages); use --tp " + tp + " without --pp, or drop --sequence-parallel");
+    }
   }
 
   /** What the data-parallel line says about the ZeRO stage. */

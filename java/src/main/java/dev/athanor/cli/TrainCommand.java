@@ -310,6 +310,15 @@ final class TrainCommand implements Callable<Integer> {
   Result run(PrintStream out) {
     checkBeforeWork();
     if (parallel.tp > 1) checkTensorParallel();
+    parallel.checkSequenceParallel(spec);
+    if (parallel.sequenceParallel) {  // every rank needs token rows of its own
+      TrainConfig tc = trainConfig(model.config(spec));
+      if ((long) tc.batch() * tc.seq() < parallel.tp) {
+        throw Options.usage(spec, "--sequence-parallel cuts the --batch " + tc.batch() + " x --seq " + tc.seq() + " = "
+            + (long) tc.batch() * tc.seq() + " token rows over the --tp " + parallel.tp + " ranks: give at least one row per "
+            + "rank (batch x seq >= " + parallel.tp + ")");
+      }
+    }
     refuseZeroTensorCheckpoints(ckpt.dir != null || ckpt.resume != null);
     if (parallel.pp > 1 && ckpt.resume == null) checkStages(model.config(spec).layers());
     Device device = runtime.apply();
@@ -423,7 +432,7 @@ final class TrainCommand implements Callable<Integer> {
         ckptDir != null);
     OffloadPlan plan = null;
     var layout = new dev.athanor.dist.plan.ParallelPlanner.Layout(parallel.dp, parallel.tp, parallel.pp, parallel.zero,
-        opt.recompute);
+        opt.recompute, parallel.sequenceParallel);
     boolean shardPlan = comm != null && parallel.zero >= 1;  // ZeRO 1 or 2 (with --dp only): a rank's shard of the moments
     if (comm != null && offload.off()) {  // one process of a layout: its stage and shards, not the whole model
       MemoryCheck.requireRank(job, layout, comm.size());
@@ -453,7 +462,9 @@ final class TrainCommand implements Callable<Integer> {
           tc.batch(), tc.accum(), parallel.dp,
           (long) tc.batch() * tc.accum() * parallel.dp);
     } else if (comm != null && parallel.tp > 1) {
-      out.printf("tensor parallel: %s; each rank holds 1/%d of every block's heads and MLP width%n", comm.describe(), parallel.tp);
+      out.printf("tensor parallel: %s; each rank holds 1/%d of every block's heads and MLP width%s%n", comm.describe(), parallel.tp,
+          parallel.sequenceParallel ? "; sequence parallel: each holds 1/" + parallel.tp + " of the " + tc.batch() + " x "
+              + tc.seq() + " token rows of the residual stream and the norms" : "");
     }
     if (pipeline == null && comm != null && parallel.dp > 1) {
       out.printf("data parallel: %s%s; global batch %d x %d x %d = %d sequences per step%n", comm.describe(),
@@ -485,6 +496,7 @@ final class TrainCommand implements Callable<Integer> {
         model.initialize(tc.seed());
       }
       model.setRecompute(opt.recompute || plan != null && plan.recompute());  // the planner may choose it
+      if (parallel.sequenceParallel) model.setSequenceParallel(TensorParallelism.tokens(tpComm()));
       TextCorpus.Options opts = TextCorpus.Options.defaults();
       if (opt.maxBytes != null) {
         opts = new TextCorpus.Options(opts.cacheDir(), opt.maxBytes, opts.extensions(), opts.threads(), opts.shardTokens());

@@ -66,6 +66,37 @@ public final class TensorParallelism implements GradientReducer {
     return new Transformer(config, device, Transformer.defaultComputeDtype(device), stage, of(comm), comm::allReduceSum);
   }
 
+  /**
+   * The collectives of sequence parallelism ({@link Transformer#setSequenceParallel}) over {@code comm}'s ranks: the
+   * all-gather is {@link Communicator#allGatherV}; the reduce-scatter is {@link Communicator#reduceScatterAccumulateV}
+   * without an accumulator, {@code in_0 + in_1 + ...} in rank order in F32 whatever the mode, the sum {@link
+   * Communicator#allReduceSum} forms in deterministic mode (a BF16 or F16 tensor is summed in F32 and rounded once, as
+   * there), so each row gets the all-reduce's bits.
+   */
+  public static TensorParallel.TokenCollectives tokens(Communicator comm) {
+    Objects.requireNonNull(comm, "comm");
+    return new TensorParallel.TokenCollectives() {
+      @Override
+      public void allGather(Tensor in, Tensor out, long[] counts) {
+        comm.allGatherV(in, out, counts);
+      }
+
+      @Override
+      public void reduceScatter(Tensor in, Tensor out, long[] counts) {
+        if (in.dtype() == DType.F32 && out.dtype() == DType.F32) {
+          comm.reduceScatterAccumulateV(in, out, counts, true);
+          return;
+        }
+        try (Tensor in32 = Ops.convert(in, DType.F32); Tensor out32 = Tensor.empty(DType.F32, Device.CPU, out.shape())) {
+          comm.reduceScatterAccumulateV(in32, out32, counts, true);
+          try (Tensor back = Ops.convert(out32, out.dtype())) {
+            out.copyFrom(back);
+          }
+        }
+      }
+    };
+  }
+
   @Override
   public void reduce(ParameterStore store, Role gradRole) {
     // each rank owns its split parameters' gradients; the replicated ones are already equal on every rank

@@ -36,12 +36,18 @@ abstract sealed class Block permits Gpt2Block, LlamaBlock {
   /**
    * A row-parallel product: out (N, C) = in (N, K/tp) @ op(w) summed over the tensor-parallel ranks (Megatron's g in the
    * forward), then the bias (or none) added once. One process: one GEMM with the bias. Under tensor parallelism the
-   * K-sum is cut into per-rank partial sums added in rank order, a different summation order from one process.
+   * K-sum is cut into per-rank partial sums added in rank order, a different summation order from one process. With
+   * sequence parallelism the partial products of all N rows are reduce-scattered: out holds this rank's rows of the sum.
    */
   void rowParallel(Tensor in, Weight w, boolean transW, Weight bias, Tensor out, BlockActs a) {
-    Ops.gemm(in, false, w.w(), transW, 1f, 0f, tp.split() ? null : bias.w(), out);
+    Tensor partial = a.split != null ? a.split.full : out;
+    Ops.gemm(in, false, w.w(), transW, 1f, 0f, tp.split() ? null : bias.w(), partial);
     if (!tp.split()) return;
-    sum.allReduceSum(out);
+    if (a.split != null) {
+      a.split.scatterSum(partial, out);
+    } else {
+      sum.allReduceSum(out);
+    }
     Tensor b = bias.w();
     if (b == null) return;
     try (Tensor row = b.view(1, b.numel())) {
@@ -50,11 +56,42 @@ abstract sealed class Block permits Gpt2Block, LlamaBlock {
   }
 
   /**
-   * Backward of a column-parallel layer's input (Megatron's f): each rank's {@code dIn} (N, C) holds the input
-   * gradient through its own heads or MLP columns; their sum over ranks is the whole input's gradient.
+   * The input of a column-parallel layer, all N rows of the normalized {@code n}: {@code n} itself, or with sequence
+   * parallelism this rank's rows gathered from every rank into the shared full-rows buffer (valid until the next use).
    */
-  void columnParallelInputGradient(Tensor dIn) {
-    if (tp.split()) sum.allReduceSum(dIn);
+  static Tensor allRows(BlockActs a, Tensor n) {
+    return a.split != null ? a.split.gather(n) : n;
+  }
+
+  /**
+   * Where a column-parallel layer's backward writes its input gradient, all N rows of this rank's part: {@code dIn}, or
+   * with sequence parallelism the shared full-rows buffer; {@link #columnParallelInputGradient} then sums it.
+   */
+  static Tensor inputGradientRows(BlockActs a, Tensor dIn) {
+    return a.split != null ? a.split.full : dIn;
+  }
+
+  /**
+   * Backward of a column-parallel layer's input (Megatron's f): each rank's {@code partial} (N, C, from {@link
+   * #inputGradientRows}) holds the input gradient through its own heads or MLP columns; their sum over ranks is the
+   * whole input's gradient, in {@code dIn} (N, C; with sequence parallelism reduce-scattered: this rank's rows).
+   */
+  void columnParallelInputGradient(BlockActs a, Tensor partial, Tensor dIn) {
+    if (!tp.split()) return;
+    if (a.split != null) {
+      a.split.scatterSum(partial, dIn);
+    } else {
+      sum.allReduceSum(dIn);
+    }
+  }
+
+  /** A norm's backward over the rows this rank holds (all of them, or with sequence parallelism its own). */
+  static void normBackward(Norm norm, BlockActs a, Tensor dout, Tensor x, Tensor mean, Tensor rstd, Tensor dx) {
+    if (a.split != null) {
+      a.split.normBackward(norm, dout, x, mean, rstd, dx);
+    } else {
+      norm.backward(dout, x, mean, rstd, dx);
+    }
   }
 
   /** The name of this block's parameter {@code suffix}, e.g. {@code transformer.h.3.} + suffix. */

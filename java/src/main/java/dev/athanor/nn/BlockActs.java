@@ -22,35 +22,41 @@ public final class BlockActs extends TensorGroup {
   final Tensor fc, gelu;           // GPT-2 (N, F) pre- and post-activation
   final Tensor gate, up, act;      // Llama (N, F)
   final Tensor ones;               // (N, 1) of 1 under tensor parallelism (adds a bias after the ranks' sum), else null
+  final SequenceParallel split;    // sequence parallelism: its token cut and shared full-rows buffer; else null
 
   BlockActs(ModelConfig c, Device dev, DType dt, int b, int t) {
-    this(c, TensorParallel.NONE, dev, dt, b, t);
+    this(c, TensorParallel.NONE, null, dev, dt, b, t);
   }
 
-  BlockActs(ModelConfig c, TensorParallel tp, Device dev, DType dt, int b, int t) {
+  /**
+   * With sequence parallelism ({@code split} non-null) the buffers of the token-split region, n1, n2, x2, the norms'
+   * statistics and ones, hold this rank's rows only; the rest all N rows.
+   */
+  BlockActs(ModelConfig c, TensorParallel tp, SequenceParallel split, Device dev, DType dt, int b, int t) {
     this.batch = b;
     this.seq = t;
+    this.split = split;
     boolean gpt2 = c.family() == Family.GPT2;
-    long n = (long) b * t, C = c.hidden(), F = tp.localIntermediate(c);
+    long n = (long) b * t, C = c.hidden(), F = tp.localIntermediate(c), m = split != null ? split.local : n;
     int h = tp.localHeads(c), d = c.headDim();
     try {
-      n1 = own(Tensor.empty(dt, dev, n, C));
-      mean1 = gpt2 ? own(Tensor.empty(DType.F32, dev, n)) : null;
-      rstd1 = own(Tensor.empty(DType.F32, dev, n));
+      n1 = own(Tensor.empty(dt, dev, m, C));
+      mean1 = gpt2 ? own(Tensor.empty(DType.F32, dev, m)) : null;
+      rstd1 = own(Tensor.empty(DType.F32, dev, m));
       att = own(Tensor.empty(dt, dev, n, (long) h * d));  // (N, C/tp)
       atth = own(own(att.view(b, t, h, d)).permute(0, 2, 1, 3));
       lse = own(Tensor.empty(DType.F32, dev, b, h, t));
-      x2 = own(Tensor.empty(dt, dev, n, C));
-      n2 = own(Tensor.empty(dt, dev, n, C));
-      mean2 = gpt2 ? own(Tensor.empty(DType.F32, dev, n)) : null;
-      rstd2 = own(Tensor.empty(DType.F32, dev, n));
+      x2 = own(Tensor.empty(dt, dev, m, C));
+      n2 = own(Tensor.empty(dt, dev, m, C));
+      mean2 = gpt2 ? own(Tensor.empty(DType.F32, dev, m)) : null;
+      rstd2 = own(Tensor.empty(DType.F32, dev, m));
       heads = Heads.allocate(c, tp, dev, dt, b, t, this::own);
       fc = gpt2 ? own(Tensor.empty(dt, dev, n, F)) : null;
       gelu = gpt2 ? own(Tensor.empty(dt, dev, n, F)) : null;
       gate = gpt2 ? null : own(Tensor.empty(dt, dev, n, F));
       up = gpt2 ? null : own(Tensor.empty(dt, dev, n, F));
       act = gpt2 ? null : own(Tensor.empty(dt, dev, n, F));
-      ones = tp.split() ? own(Tensor.empty(dt, dev, n, 1)) : null;
+      ones = tp.split() ? own(Tensor.empty(dt, dev, m, 1)) : null;
       if (ones != null) Ops.fill(ones, 1f);
     } catch (RuntimeException e) {
       close();
@@ -60,11 +66,22 @@ public final class BlockActs extends TensorGroup {
 
   /** The bytes the constructor allocates (see {@link BufferSizes}). */
   static long bytes(ModelConfig c, Device dev, DType dt, int b, int t) {
+    return bytes(c, dev, dt, b, t, (long) b * t, false);
+  }
+
+  /**
+   * The same for a tensor-parallel rank ({@code tensorParallel}: with the ones column) whose token-split buffers (n1,
+   * x2, n2, the norms' statistics, ones) hold {@code rows} of the N rows (sequence parallelism: its part; else N); the
+   * others are counted whole (an upper bound under tensor parallelism).
+   */
+  static long bytes(ModelConfig c, Device dev, DType dt, int b, int t, long rows, boolean tensorParallel) {
     boolean gpt2 = c.family() == Family.GPT2;
     long n = (long) b * t, C = c.hidden(), F = c.intermediate();
     return new BufferSizes(dev)
-        .add(4, dt, n, C)                         // n1, att, x2, n2
-        .add(gpt2 ? 4 : 2, DType.F32, n)          // rstd1, rstd2 (GPT-2: mean1, mean2)
+        .add(tensorParallel ? 1 : 0, dt, rows, 1)  // ones
+        .add(3, dt, rows, C)                      // n1, x2, n2
+        .add(1, dt, n, C)                         // att
+        .add(gpt2 ? 4 : 2, DType.F32, rows)       // rstd1, rstd2 (GPT-2: mean1, mean2)
         .add(DType.F32, b, c.heads(), t)          // lse
         .add(1, Heads.bytes(c, dev, dt, b, t))
         .add(gpt2 ? 2 : 3, dt, n, F)              // fc, gelu or gate, up, act

@@ -158,6 +158,19 @@ public record Footprint(ModelConfig config, Device device, DType computeDtype, L
     return saturate(() -> Workspace.activationBytes(c, stage, device, dt, batch, seq, recompute, sets));
   }
 
+  /**
+   * {@link #stageActivationBytes(ModelConfig, Stage, Device, DType, int, int, boolean, int)} on the busiest of {@code tp}
+   * tensor-parallel ranks (the blocks' split buffers counted whole, an upper bound), with or without sequence
+   * parallelism ({@code Transformer#setSequenceParallel}: the residual streams and the blocks' norm outputs, statistics
+   * and attention residual hold 1/tp of the token rows, the first ranks' one more).
+   */
+  public static long stageActivationBytes(ModelConfig c, Stage stage, Device device, DType dt, int batch, int seq,
+      boolean recompute, int sets, int tp, boolean sequenceParallel) {
+    if (sets < 1) throw new IllegalArgumentException("activation sets " + sets + " must be >= 1");
+    return saturate(() -> Workspace.activationBytes(c, stage, device, dt, batch, seq, recompute, sets,
+        new TensorParallel(tp, 0), sequenceParallel));
+  }
+
   /** Bytes of the work buffers (gradient streams, logits, scratch) a training step of {@code stage} allocates. */
   public static long stageBufferBytes(ModelConfig c, Stage stage, Device device, DType dt, int batch, int seq) {
     return saturate(() -> Workspace.bufferBytes(c, stage, device, dt, batch, seq));
@@ -168,7 +181,17 @@ public record Footprint(ModelConfig config, Device device, DType computeDtype, L
    * ranks (the last, whose vocabulary part is the largest): its logits are its part of the vocabulary.
    */
   public static long stageBufferBytes(ModelConfig c, Stage stage, Device device, DType dt, int batch, int seq, int tp) {
-    return saturate(() -> Workspace.bufferBytes(c, stage, device, dt, batch, seq, new TensorParallel(tp, tp - 1)));
+    return stageBufferBytes(c, stage, device, dt, batch, seq, tp, false);
+  }
+
+  /**
+   * The same with or without sequence parallelism (the token-split gradient scratch and final norm of rank 0's rows,
+   * the most, and the shared full-rows buffer).
+   */
+  public static long stageBufferBytes(ModelConfig c, Stage stage, Device device, DType dt, int batch, int seq, int tp,
+      boolean sequenceParallel) {
+    return saturate(() -> Workspace.bufferBytes(c, stage, device, dt, batch, seq, new TensorParallel(tp, tp - 1),
+        sequenceParallel && tp > 1));
   }
 
   /**

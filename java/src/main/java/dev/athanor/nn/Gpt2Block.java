@@ -32,14 +32,14 @@ final class Gpt2Block extends Block {
   @Override
   void forward(Tensor x, BlockActs a, Tensor out, Tensor tmp, KvCache cache) {
     ln1.forward(x, a.n1, a.mean1, a.rstd1);
-    Ops.gemm(a.n1, false, attn.w(), false, 1f, 0f, attnBias.w(), a.heads.qkv());      // (N, 3C/tp)
+    Ops.gemm(allRows(a, a.n1), false, attn.w(), false, 1f, 0f, attnBias.w(), a.heads.qkv());   // (N, 3C/tp)
     attend(a, cache);
-    rowParallel(a.att, attnProj, false, attnProjBias, tmp, a);                          // (N, C)
+    rowParallel(a.att, attnProj, false, attnProjBias, tmp, a);                                // (N, C)
     Ops.add(x, tmp, a.x2);
     ln2.forward(a.x2, a.n2, a.mean2, a.rstd2);
-    Ops.gemm(a.n2, false, fc.w(), false, 1f, 0f, fcBias.w(), a.fc);                     // (N, F/tp)
+    Ops.gemm(allRows(a, a.n2), false, fc.w(), false, 1f, 0f, fcBias.w(), a.fc);               // (N, F/tp)
     Ops.gelu(a.fc, a.gelu);
-    rowParallel(a.gelu, proj, false, projBias, tmp, a);                                 // (N, C)
+    rowParallel(a.gelu, proj, false, projBias, tmp, a);                                       // (N, C)
     Ops.add(a.x2, tmp, out);
   }
 
@@ -47,26 +47,30 @@ final class Gpt2Block extends Block {
   void backward(Tensor x, BlockActs a, Workspace w) {
     Tensor dout = w.dres;
     // MLP: out = x2 + gelu(fc) @ Wp + bp
-    Ops.gemm(a.gelu, true, dout, false, 1f, 1f, null, proj.g());          // (F/tp, C)
-    Ops.sumRows(dout, projBias.g());                                      // replicated: same dout on every rank
-    Ops.gemm(dout, false, proj.w(), true, 1f, 0f, null, w.dF1);           // (N, F/tp)
+    Tensor dAll = allRows(a, dout);                                       // sequence parallel: gathered
+    Ops.gemm(a.gelu, true, dAll, false, 1f, 1f, null, proj.g());          // (F/tp, C)
+    Ops.sumRows(dAll, projBias.g());                                      // replicated: same dout on every rank
+    Ops.gemm(dAll, false, proj.w(), true, 1f, 0f, null, w.dF1);           // (N, F/tp)
     Ops.geluBackward(a.fc, w.dF1, w.dF2);
-    Ops.gemm(a.n2, true, w.dF2, false, 1f, 1f, null, fc.g());             // (C, F/tp)
+    Ops.gemm(allRows(a, a.n2), true, w.dF2, false, 1f, 1f, null, fc.g()); // (C, F/tp)
     Ops.sumRows(w.dF2, fcBias.g());
-    Ops.gemm(w.dF2, false, fc.w(), true, 1f, 0f, null, w.d1);             // (N, C), this rank's part
-    columnParallelInputGradient(w.d1);
-    ln2.backward(w.d1, a.x2, a.mean2, a.rstd2, w.d2);
+    Tensor d1 = inputGradientRows(a, w.d1);
+    Ops.gemm(w.dF2, false, fc.w(), true, 1f, 0f, null, d1);               // (N, C), this rank's part
+    columnParallelInputGradient(a, d1, w.d1);
+    normBackward(ln2, a, w.d1, a.x2, a.mean2, a.rstd2, w.d2);
     Ops.add(w.d2, dout, w.d2);                                            // d(x2)
     // attention: x2 = x + att @ Wo + bo
-    Ops.gemm(a.att, true, w.d2, false, 1f, 1f, null, attnProj.g());       // (C/tp, C)
-    Ops.sumRows(w.d2, attnProjBias.g());
-    Ops.gemm(w.d2, false, attnProj.w(), true, 1f, 0f, null, w.dAtt);      // (N, C/tp)
+    dAll = allRows(a, w.d2);
+    Ops.gemm(a.att, true, dAll, false, 1f, 1f, null, attnProj.g());       // (C/tp, C)
+    Ops.sumRows(dAll, attnProjBias.g());
+    Ops.gemm(dAll, false, attnProj.w(), true, 1f, 0f, null, w.dAtt);      // (N, C/tp)
     attendBackward(a, w);
-    Ops.gemm(a.n1, true, w.dHeads.qkv(), false, 1f, 1f, null, attn.g());  // (C, 3C/tp)
+    Ops.gemm(allRows(a, a.n1), true, w.dHeads.qkv(), false, 1f, 1f, null, attn.g());  // (C, 3C/tp)
     Ops.sumRows(w.dHeads.qkv(), attnBias.g());
-    Ops.gemm(w.dHeads.qkv(), false, attn.w(), true, 1f, 0f, null, w.d1);  // (N, C), this rank's part
-    columnParallelInputGradient(w.d1);
-    ln1.backward(w.d1, x, a.mean1, a.rstd1, dout);
+    d1 = inputGradientRows(a, w.d1);
+    Ops.gemm(w.dHeads.qkv(), false, attn.w(), true, 1f, 0f, null, d1);   // (N, C), this rank's part
+    columnParallelInputGradient(a, d1, w.d1);
+    normBackward(ln1, a, w.d1, x, a.mean1, a.rstd1, dout);
     Ops.add(dout, w.d2, dout);
   }
 }

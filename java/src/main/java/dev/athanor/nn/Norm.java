@@ -24,10 +24,20 @@ record Norm(boolean layerNorm, Weight weight, Weight bias, float eps) {
 
   /** dx from dout; accumulates the weight's (and bias's) gradient. */
   void backward(Tensor dout, Tensor x, Tensor mean, Tensor rstd, Tensor dx) {
+    backward(dout, x, mean, rstd, dx, weight.g(), bias.g());
+  }
+
+  /** dx from dout; accumulates the weight's gradient into dweight and the bias's (LayerNorm) into dbias (or none). */
+  void backward(Tensor dout, Tensor x, Tensor mean, Tensor rstd, Tensor dx, Tensor dweight, Tensor dbias) {
     if (layerNorm) {
-      Ops.layerNormBackward(dout, x, weight.w(), mean, rstd, dx, weight.g(), bias.g());
+      Ops.layerNormBackward(dout, x, weight.w(), mean, rstd, dx, dweight, dbias);
     } else {
-      Ops.rmsNormBackward(dout, x, weight.w(), rstd, dx, weight.g());
+      Ops.rmsNormBackward(dout, x, weight.w(), rstd, dx, dweight);
     }
+  }
+
+  /** Whether the norm has a bias (LayerNorm with one). */
+  boolean hasBias() {
+    return bias != Weight.NONE;
   }
 }

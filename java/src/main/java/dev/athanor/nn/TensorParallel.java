@@ -242,6 +242,21 @@ public record TensorParallel(int size, int rank) {
     }
   }
 
+  /**
+   * The first of rank {@code r}'s rows of {@code n} token rows (the flattened B*T) cut along the tokens for sequence
+   * parallelism: {@code n / size} rows each, the first {@code n % size} ranks one more ({@code r = size}: n).
+   */
+  public long tokenStart(long n, int r) {
+    if (n < 0) throw new IllegalArgumentException("token rows " + n + " must be >= 0");
+    if (r < 0 || r > size) throw new IllegalArgumentException("rank " + r + " outside [0, " + size + "]");
+    return r * (n / size) + Math.min(r, n % size);
+  }
+
+  /** The number of rank {@code r}'s rows of {@code n} token rows ({@link #tokenStart}). */
+  public long tokenRows(long n, int r) {
+    return tokenStart(n, r + 1) - tokenStart(n, r);
+  }
+
   /** The collective the forward and backward need: the element-wise sum over the tensor-parallel ranks, in place. */
   @FunctionalInterface
   public interface AllReduce {
@@ -249,5 +264,21 @@ public record TensorParallel(int size, int rank) {
 
     /** One process: nothing to sum. */
     AllReduce NONE = t -> {};
+  }
+
+  /**
+   * The collectives sequence parallelism adds, on tensors cut along their rows (tokens) into the ranks' parts: every rank
+   * passes the same {@code counts} (elements per rank, in rank order) and calls them in the same order.
+   */
+  public interface TokenCollectives {
+    /** {@code out} (all parts) = rank 0's {@code in}, then rank 1's, ... ({@code in}: {@code counts[rank]} elements). */
+    void allGather(Tensor in, Tensor out, long[] counts);
+
+    /**
+     * {@code out} ({@code counts[rank]} elements, {@code in}'s dtype) = this rank's part of the element-wise sum over the
+     * ranks of {@code in} (every part), added in rank order {@code in_0 + in_1 + ...} as {@link AllReduce#allReduceSum}
+     * adds them in deterministic mode, so each element has the all-reduce's bits.
+     */
+    void reduceScatter(Tensor in, Tensor out, long[] counts);
   }
 }

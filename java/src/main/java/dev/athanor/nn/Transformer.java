@@ -51,6 +51,7 @@ public final class Transformer implements AutoCloseable {
   private final TensorParallel tp;              // this rank's part of every block (TensorParallel.NONE: all of it)
   private final TensorParallel.AllReduce tpSum; // the sum over the tensor-parallel ranks
   private BlockHooks hooks = BlockHooks.NONE;
+  private TensorParallel.TokenCollectives tokens;  // sequence parallelism over the tensor-parallel ranks; null: off
   private boolean recompute;
   private Workspace ws;
   private int activationSets = 1; // micro-batches whose activations are kept at once (see setActivationSets)
@@ -188,6 +189,33 @@ public final class Transformer implements AutoCloseable {
 
   public boolean recompute() {
     return recompute;
+  }
+
+  /**
+   * Megatron-style sequence parallelism over the tensor-parallel ranks ({@code tokens} their collectives; null turns it
+   * off): the residual stream, the norms and the residual adds work on this rank's token rows only ({@link
+   * TensorParallel#tokenStart}), gathered before each column-parallel layer and reduce-scattered after each row-parallel
+   * one instead of all-reduced, so the residual streams and the blocks' norm activations take 1/tp of the rows (see
+   * {@code SequenceParallel}). The loss, the gradients and {@link #lastLogits()} are unchanged (with B*T/tp a multiple
+   * of {@link dev.athanor.ops.Ops#NORM_ROW_CHUNK} bit for bit). Needs a tensor-parallel model of the whole stage
+   * (no pipeline stage: its input and output hidden states are all rows). Frees the activations.
+   */
+  public void setSequenceParallel(TensorParallel.TokenCollectives tokens) {
+    if (tokens != null && !tp.split()) {
+      throw new IllegalStateException("sequence parallelism needs tensor-parallel ranks (--tp 2 or more); this model is " + tp);
+    }
+    if (tokens != null && !stage.isWhole(cfg)) {
+      throw new IllegalStateException("sequence parallelism needs the whole model, not pipeline stage " + stage);
+    }
+    if (tokens != this.tokens) {
+      this.tokens = tokens;
+      releaseWorkspace();
+    }
+  }
+
+  /** Whether sequence parallelism is on ({@link #setSequenceParallel}). */
+  public boolean sequenceParallel() {
+    return tokens != null;
   }
 
   /**
@@ -418,7 +446,7 @@ public final class Transformer implements AutoCloseable {
   }
 
   private float runForward(Workspace w, int[] targets) {
-    if (stage.embedding()) embeddingForward(w.ids, w.positions, w.residual[0], w.scratch);
+    if (stage.embedding()) embeddingForward(w.ids, w.localPositions, w.residual[0], w.scratch);
     for (int i = 0; i < blocks.length; i++) {
       Block b = blocks[i];
       BlockActs a = w.acts(i);
@@ -433,7 +461,8 @@ public final class Transformer implements AutoCloseable {
     }
     beforeHead(Pass.FORWARD);
     finalNorm.forward(w.residual[blocks.length], w.normOut, w.normMean, w.normRstd);
-    Ops.gemm(w.normOut, false, headWeight.w(), true, 1f, 0f, null, w.logits);  // (N, V) = x @ W^T (tp: this rank's V)
+    Tensor normed = w.split != null ? w.split.gather(w.normOut) : w.normOut;  // sequence parallel: all rows
+    Ops.gemm(normed, false, headWeight.w(), true, 1f, 0f, null, w.logits);  // (N, V) = x @ W^T (tp: this rank's V)
     afterHead(Pass.FORWARD);
     if (tp.split()) {
       vocabParallelCrossEntropy(w, targets);
@@ -494,15 +523,24 @@ public final class Transformer implements AutoCloseable {
     w.targets.copyFrom(local);
   }
 
-  /** x0 (N, C) = token embeddings of ids (+ position embeddings for GPT-2; tmp (N, C) is scratch). */
+  /**
+   * x0 (N, C) = token embeddings of ids (+ position embeddings for GPT-2; tmp (N, C) is scratch). Sequence parallel:
+   * x0 and tmp hold this rank's rows, {@code positions} theirs.
+   */
   private void embeddingForward(Tensor ids, Tensor positions, Tensor x0, Tensor tmp) {
     hooks.beforeWeights(embeddingUnit, Pass.FORWARD);
     if (tp.split()) {
       // vocabulary-parallel: each rank looks up its tokens (zeros for the others'), the lookups summed over the ranks
+      // (sequence parallel: reduce-scattered, each rank its rows of the sum)
       localIds(ids);
-      Ops.embedding(ws.localIds, tokenEmbedding.w(), x0);
-      Ops.mul(x0, ws.vocabMask, x0);
-      tpSum.allReduceSum(x0);
+      Tensor all = ws.split != null ? ws.split.full : x0;
+      Ops.embedding(ws.localIds, tokenEmbedding.w(), all);
+      Ops.mul(all, ws.vocabMask, all);
+      if (ws.split != null) {
+        ws.split.scatterSum(all, x0);
+      } else {
+        tpSum.allReduceSum(x0);
+      }
     } else {
       Ops.embedding(ids, tokenEmbedding.w(), x0);
     }
@@ -580,10 +618,19 @@ public final class Transformer implements AutoCloseable {
     // into the dummy column, so this rank's columns get the softmax alone)
     Tensor lg = tp.split() ? w.logitsWide : w.logits;
     Ops.crossEntropyBackward(lg, w.targets, w.lse, w.dlosses, lg);
-    Ops.gemm(w.logits, true, w.normOut, false, 1f, 1f, null, headWeight.g());     // (V, C) += dlogits^T @ x
-    Ops.gemm(w.logits, false, headWeight.w(), false, 1f, 0f, null, w.d1);         // (N, C) = dlogits @ W
-    tpSum.allReduceSum(w.d1);  // tp: the ranks' vocabulary parts of the input gradient, summed (a column-parallel layer)
-    finalNorm.backward(w.d1, w.residual[blocks.length], w.normMean, w.normRstd, w.dres);
+    SequenceParallel sp = w.split;  // sequence parallel: the final norm's rows gathered again, d1 reduce-scattered
+    Tensor normed = sp != null ? sp.gather(w.normOut) : w.normOut;
+    Ops.gemm(w.logits, true, normed, false, 1f, 1f, null, headWeight.g());        // (V, C) += dlogits^T @ x
+    Tensor d1 = sp != null ? sp.full : w.d1;
+    Ops.gemm(w.logits, false, headWeight.w(), false, 1f, 0f, null, d1);           // (N, C) = dlogits @ W
+    // tp: the ranks' vocabulary parts of the input gradient, summed (a column-parallel layer)
+    if (sp != null) {
+      sp.scatterSum(d1, w.d1);
+      sp.normBackward(finalNorm, w.d1, w.residual[blocks.length], w.normMean, w.normRstd, w.dres);
+    } else {
+      tpSum.allReduceSum(w.d1);
+      finalNorm.backward(w.d1, w.residual[blocks.length], w.normMean, w.normRstd, w.dres);
+    }
     afterHead(Pass.BACKWARD);
     hooks.afterGradients(headUnit);
   }
@@ -605,13 +652,18 @@ public final class Transformer implements AutoCloseable {
     if (stage.embedding()) {
       hooks.beforeWeights(embeddingUnit, Pass.BACKWARD);
       // each row of the table gets the sum of its tokens' gradients added once, after the tied head's contribution
-      if (tp.split()) {  // this rank's rows only: the other ranks' tokens add zeros to its first row
+      if (w.split != null) {  // sequence parallel: every rank's rows of d(x0) gathered, then as below
+        Tensor all = w.split.gather(w.dres);
+        if (positionEmbedding.g() != null) Ops.embeddingBackward(w.positions, all, positionEmbedding.g());
+        Ops.mul(all, w.vocabMask, all);
+        Ops.embeddingBackward(w.localIds, all, tokenEmbedding.g());
+      } else if (tp.split()) {  // this rank's rows only: the other ranks' tokens add zeros to its first row
         Ops.mul(w.dres, w.vocabMask, w.scratch);
         Ops.embeddingBackward(w.localIds, w.scratch, tokenEmbedding.g());
       } else {
         Ops.embeddingBackward(w.ids, w.dres, tokenEmbedding.g());
       }
-      if (positionEmbedding.g() != null) Ops.embeddingBackward(w.positions, w.dres, positionEmbedding.g());
+      if (w.split == null && positionEmbedding.g() != null) Ops.embeddingBackward(w.positions, w.dres, positionEmbedding.g());
       hooks.afterWeights(embeddingUnit, Pass.BACKWARD);
       hooks.afterGradients(embeddingUnit);
     }
@@ -743,8 +795,12 @@ public final class Transformer implements AutoCloseable {
 
   private Workspace workspace(int batch, int seq) {
     if (ws != null && ws.batch == batch && ws.seq == seq) return ws;
+    if (tokens != null && (long) batch * seq < tp.size()) {
+      throw new IllegalArgumentException("sequence parallelism cuts batch " + batch + " x seq " + seq + " = " + (long) batch * seq
+          + " token rows over " + tp.size() + " tensor-parallel ranks: each needs at least one");
+    }
     releaseWorkspace();
-    ws = new Workspace(cfg, tp, stage, device, dt, batch, seq, recompute, activationSets);
+    ws = new Workspace(cfg, tp, stage, device, dt, batch, seq, recompute, activationSets, tokens);
     ws.select(activationSet);
     return ws;
   }

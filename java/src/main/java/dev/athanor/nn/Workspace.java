@@ -28,6 +28,8 @@ final class Workspace extends TensorGroup {
   // the selected activation set's buffers (see select)
   Tensor ids;                             // (N) I32; embedding only
   final Tensor positions;                 // (N) I32, t of each row; GPT-2 embedding only (shared)
+  final Tensor localPositions;            // positions of this rank's rows (sequence parallel), else positions
+  final SequenceParallel split;           // sequence parallelism: the token cut and the full-rows buffer; else null
   Tensor targets;                         // (N) I32; head only
   Tensor[] residual;                      // blocks+1 of (N, C)
   BlockActs[] blocks;                     // one per block, or 1 shared when recomputing
@@ -52,12 +54,17 @@ final class Workspace extends TensorGroup {
    * cross-entropy's backward uses as the target of rows whose target another rank holds.
    */
   Workspace(ModelConfig c, TensorParallel tp, Stage stage, Device dev, DType dt, int batch, int seq, boolean recompute) {
-    this(c, tp, stage, dev, dt, batch, seq, recompute, 1);
+    this(c, tp, stage, dev, dt, batch, seq, recompute, 1, null);
   }
 
-  /** With {@code sets} activation sets (at least 1), the first selected. */
+  /**
+   * With {@code sets} activation sets (at least 1), the first selected; with {@code tokens} (non-null: sequence
+   * parallelism over the tensor-parallel ranks, {@link SequenceParallel}) the residual streams, the token-split
+   * activations, the final norm's output and statistics and the (N, C) gradient scratch hold this rank's rows only,
+   * and {@link #split} holds the one shared full-rows buffer.
+   */
   Workspace(ModelConfig c, TensorParallel tp, Stage stage, Device dev, DType dt, int batch, int seq, boolean recompute,
-      int sets) {
+      int sets, TensorParallel.TokenCollectives tokens) {
     if (sets < 1) throw new IllegalArgumentException("activation sets " + sets + " must be >= 1");
     this.batch = batch;
     this.seq = seq;
@@ -68,12 +75,16 @@ final class Workspace extends TensorGroup {
     long vp = paddedVocab(dev, tp.split() ? V + 1 : V);
     boolean head = stage.head();
     try {
+      split = tokens == null ? null : new SequenceParallel(tp, tokens, n, C, dev, dt);
+      long m = split != null ? split.local : n;  // the rows of the token-split region
       if (gpt2 && stage.embedding()) {
         int[] pos = new int[rows];
         for (int i = 0; i < rows; i++) pos[i] = i % seq;
         positions = own(Tensor.fromInts(pos, dev, n));
+        localPositions = split != null ? own(positions.slice(0, split.start, split.start + m)) : positions;
       } else {
         positions = null;
+        localPositions = null;
       }
       this.sets = new Set[sets];
       BlockActs[] shared = null;
@@ -83,17 +94,17 @@ final class Workspace extends TensorGroup {
         a.ids = stage.embedding() ? own(Tensor.zeros(DType.I32, dev, n)) : null;
         a.targets = head ? own(Tensor.zeros(DType.I32, dev, n)) : null;
         a.residual = new Tensor[stage.blocks() + 1];
-        for (int l = 0; l < a.residual.length; l++) a.residual[l] = own(Tensor.empty(dt, dev, n, C));
+        for (int l = 0; l < a.residual.length; l++) a.residual[l] = own(Tensor.empty(dt, dev, m, C));
         if (shared == null || !recompute) {
           a.blocks = new BlockActs[recompute ? Math.min(1, stage.blocks()) : stage.blocks()];
-          for (int l = 0; l < a.blocks.length; l++) a.blocks[l] = new BlockActs(c, tp, dev, dt, batch, seq);
+          for (int l = 0; l < a.blocks.length; l++) a.blocks[l] = new BlockActs(c, tp, split, dev, dt, batch, seq);
           shared = a.blocks;
         } else {
           a.blocks = shared;
         }
-        a.normOut = head ? own(Tensor.empty(dt, dev, n, C)) : null;
-        a.normMean = head ? own(Tensor.empty(DType.F32, dev, n)) : null;
-        a.normRstd = head ? own(Tensor.empty(DType.F32, dev, n)) : null;
+        a.normOut = head ? own(Tensor.empty(dt, dev, m, C)) : null;
+        a.normMean = head ? own(Tensor.empty(DType.F32, dev, m)) : null;
+        a.normRstd = head ? own(Tensor.empty(DType.F32, dev, m)) : null;
         a.logitsBuf = head ? own(Tensor.empty(dt, dev, n, vp)) : null;
         a.logits = head ? own(a.logitsBuf.slice(1, 0, V)) : null;
         a.logitsWide = head && tp.split() ? own(a.logitsBuf.slice(1, 0, V + 1)) : null;
@@ -104,11 +115,11 @@ final class Workspace extends TensorGroup {
       }
       select(0);
       dlosses = head ? own(Tensor.empty(DType.F32, dev, n)) : null;
-      dres = own(Tensor.empty(dt, dev, n, C));
-      d1 = own(Tensor.empty(dt, dev, n, C));
-      d2 = own(Tensor.empty(dt, dev, n, C));
+      dres = own(Tensor.empty(dt, dev, m, C));
+      d1 = own(Tensor.empty(dt, dev, m, C));
+      d2 = own(Tensor.empty(dt, dev, m, C));
       dAtt = own(Tensor.empty(dt, dev, n, (long) h * d));  // (N, C/tp)
-      scratch = own(Tensor.empty(dt, dev, n, C));
+      scratch = own(Tensor.empty(dt, dev, m, C));
       dF1 = own(Tensor.empty(dt, dev, n, F));
       dF2 = own(Tensor.empty(dt, dev, n, F));
       dAtth = own(own(dAtt.view(batch, seq, h, d)).permute(0, 2, 1, 3));
@@ -135,17 +146,28 @@ final class Workspace extends TensorGroup {
    */
   static long activationBytes(ModelConfig c, Stage stage, Device dev, DType dt, int batch, int seq, boolean recompute,
       int sets) {
-    long n = (long) batch * seq;
+    return activationBytes(c, stage, dev, dt, batch, seq, recompute, sets, TensorParallel.NONE, false);
+  }
+
+  /**
+   * The same on the busiest rank of {@code tp} (with the blocks' ones columns; the split buffers counted whole, an upper
+   * bound), with or without sequence parallelism: with it the residual streams and the blocks' token-split buffers hold
+   * rank 0's rows ({@link TensorParallel#tokenRows}, the most).
+   */
+  static long activationBytes(ModelConfig c, Stage stage, Device dev, DType dt, int batch, int seq, boolean recompute,
+      int sets, TensorParallel tp, boolean sequenceParallel) {
+    long n = (long) batch * seq, m = sequenceParallel ? tp.tokenRows(n, 0) : n;
     long acts = recompute ? Math.min(1, stage.blocks()) : (long) stage.blocks() * sets;
     BufferSizes s = new BufferSizes(dev)
-        .add((stage.blocks() + 1L) * sets, dt, n, c.hidden())             // residual
-        .add(acts, BlockActs.bytes(c, dev, dt, batch, seq));              // blocks
+        .add((stage.blocks() + 1L) * sets, dt, m, c.hidden())                     // residual
+        .add(acts, BlockActs.bytes(c, dev, dt, batch, seq, m, tp.split()));       // blocks
     int extra = sets - 1;
     if (extra > 0) {
       s.add((long) extra * ((stage.embedding() ? 1 : 0) + (stage.head() ? 1 : 0)), DType.I32, n);  // ids, targets
       if (stage.head()) {
         long vp = paddedVocab(dev, c.vocabSize());
-        s.add(extra, dt, n, c.hidden()).add(4L * extra, DType.F32, n).add(extra, dt, n, vp);  // norm; stats, losses, lse; logits
+        // norm (and its stats); losses, lse; logits
+        s.add(extra, dt, m, c.hidden()).add(2L * extra, DType.F32, m).add(2L * extra, DType.F32, n).add(extra, dt, n, vp);
       }
     }
     return s.total();
@@ -162,18 +184,30 @@ final class Workspace extends TensorGroup {
    * counted whole (an upper bound).
    */
   static long bufferBytes(ModelConfig c, Stage stage, Device dev, DType dt, int batch, int seq, TensorParallel tp) {
+    return bufferBytes(c, stage, dev, dt, batch, seq, tp, false);
+  }
+
+  /**
+   * The same with or without sequence parallelism: with it the gradient scratch of the token-split region and the final
+   * norm's output and statistics hold rank 0's rows (the most), and the one shared full-rows buffer is added.
+   */
+  static long bufferBytes(ModelConfig c, Stage stage, Device dev, DType dt, int batch, int seq, TensorParallel tp,
+      boolean sequenceParallel) {
     boolean gpt2 = c.family() == Family.GPT2, head = stage.head(), emb = stage.embedding();
     long n = (long) batch * seq, C = c.hidden(), F = c.intermediate(), V = tp.vocabEnd(c) - tp.vocabStart(c);
+    long m = sequenceParallel ? tp.tokenRows(n, 0) : n;
     long vp = paddedVocab(dev, tp.split() ? V + 1 : V);
     BufferSizes s = new BufferSizes(dev)
         .add((emb ? 1 : 0) + (gpt2 && emb ? 1 : 0) + (head ? 1 : 0), DType.I32, n)  // ids, positions, targets
-        .add(5, dt, n, C)                                                            // dres, d1, d2, dAtt, scratch
+        .add(4, dt, m, C)                                                            // dres, d1, d2, scratch
+        .add(1, dt, n, C)                                                            // dAtt
+        .add(sequenceParallel ? 1 : 0, SequenceParallel.bytes(c, dev, dt, n))        // the full-rows buffer
         .add(gpt2 ? 2 : 3, dt, n, F)                                                 // dF1, dF2, dF3
         .add(1, BlockActs.Heads.bytes(c, dev, dt, batch, seq))                       // dHeads
         .add(emb && tp.split() ? 1 : 0, dt, n, C)                                    // vocabMask
         .add(emb && tp.split() ? 1 : 0, DType.I32, n);                               // localIds
-    if (head) {
-      s.add(dt, n, C).add(5, DType.F32, n).add(dt, n, vp);  // normOut; normMean, normRstd, losses, lse, dlosses; logits
+    if (head) {  // normOut; normMean, normRstd; losses, lse, dlosses; logits
+      s.add(dt, m, C).add(2, DType.F32, m).add(3, DType.F32, n).add(dt, n, vp);
     }
     return s.total();
   }
@@ -221,6 +255,7 @@ final class Workspace extends TensorGroup {
 
   @Override
   public void close() {
+    if (split != null) split.close();
     if (sets != null) {
       BlockActs[] closed = null;
       for (Set a : sets) {

@@ -382,6 +382,14 @@ public final class Ops {
     }
   }
 
+  /**
+   * The rows per chunk of the CPU norms' parameter-gradient reduction ({@code kNormRowChunk} of {@code
+   * native/cpu/norm_impl.h}): a backward over rows sums each chunk of this many rows in order into a partial, then adds
+   * the partials in chunk order, and adds that total into dweight (and dbias) once. Code that cuts the rows of one
+   * backward into several calls (sequence parallelism) and wants the same bits cuts at multiples of it.
+   */
+  public static final int NORM_ROW_CHUNK = 32;
+
   /** LayerNorm backward into dx (written); accumulates dweight and (when non-null) dbias. */
   public static void layerNormBackward(Tensor dout, Tensor x, Tensor weight, Tensor mean, Tensor rstd, Tensor dx,
       Tensor dweight, Tensor dbias) {

@@ -92,6 +92,24 @@ class ParallelFlagsTest {
   }
 
   @Test
+  void sequenceParallelNeedsTensorParallelAndIsRefusedWhereItCannotRun() throws Exception {
+    String out = refused("--sequence-parallel");
+    assertTrue(out.contains("--sequence-parallel needs --tp 2 or more") && out.contains("this run has --tp 1"), out);
+    out = refused("--sequence-parallel", "--dp", "2");
+    assertTrue(out.contains("--sequence-parallel needs --tp 2 or more"), out);
+    out = refused("--sequence-parallel", "--tp", "2", "--pp", "2");
+    assertTrue(out.contains("--sequence-parallel with --pp 2 is not supported yet"), out);
+    out = refused("--sequence-parallel", "--parallel", "auto");
+    assertTrue(out.contains("--sequence-parallel with --parallel auto is not supported"), out);
+    out = refused("--sequence-parallel", "--tp", "2", "--batch", "1", "--seq", "1");
+    assertTrue(out.contains("--sequence-parallel cuts the --batch 1 x --seq 1 = 1 token rows over the --tp 2 ranks"), out);
+    // with --tp 2 it runs: what is refused here is only the missing mpirun
+    out = refused("--sequence-parallel", "--tp", "2");
+    assertTrue(out.contains("--tp 2 needs 2 processes started by MPI"), out);
+    assertFalse(out.contains("--sequence-parallel"), out);
+  }
+
+  @Test
   void zeroWithTensorParallelRunsButNotWithCheckpoints() throws Exception {
     for (String z : List.of("1", "2")) {  // dp x tp x ZeRO 1 and 2 run: what is refused here is only the missing mpirun
       String out = refused("--dp", "2", "--tp", "2", "--zero", z);

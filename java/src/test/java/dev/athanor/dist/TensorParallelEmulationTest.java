@@ -56,6 +56,11 @@ class TensorParallelEmulationTest {
 
   /** Rank {@code c.rank()}'s run of {@code data.length} steps on {@code data}, with or without recomputation. */
   static RankRun train(ModelConfig cfg, Communicator c, int[][][] data, boolean recompute) {
+    return train(cfg, c, data, recompute, false);
+  }
+
+  /** The same with or without sequence parallelism over {@code c}. */
+  static RankRun train(ModelConfig cfg, Communicator c, int[][][] data, boolean recompute, boolean sequenceParallel) {
     int steps = data.length;
     float[] losses = new float[steps];
     float[][] logits = new float[1][];
@@ -64,6 +69,7 @@ class TensorParallelEmulationTest {
     try (Transformer m = TensorParallelism.create(cfg, Device.CPU, c); AdamW opt = new AdamW(m.parameters())) {
       m.initialize(42);
       m.setRecompute(recompute);
+      if (sequenceParallel) m.setSequenceParallel(TensorParallelism.tokens(c));
       TensorParallelism reducer = new TensorParallelism(c, cfg);
       for (int s = 0; s < steps; s++) {
         losses[s] = TensorParallelMain.step(m, opt, reducer, data[s][0], data[s][1], 1e-3f, logits, 0);
@@ -85,13 +91,19 @@ class TensorParallelEmulationTest {
 
   /** Every rank's run of tp {@code size} as threads, {@code train(cfg, c, data, recompute)} each. */
   static RankRun[] emulate(ModelConfig cfg, int size, int[][][] data, boolean recompute) throws Exception {
+    return emulate(cfg, size, data, recompute, false);
+  }
+
+  /** The same with or without sequence parallelism. */
+  static RankRun[] emulate(ModelConfig cfg, int size, int[][][] data, boolean recompute, boolean sequenceParallel)
+      throws Exception {
     ThreadRanks ranks = new ThreadRanks(size);
     ExecutorService pool = Executors.newFixedThreadPool(size);
     List<Future<RankRun>> runs = new ArrayList<>();
     try {
       for (int r = 0; r < size; r++) {
         Communicator c = ranks.member(r);
-        runs.add(pool.submit(() -> train(cfg, c, data, recompute)));
+        runs.add(pool.submit(() -> train(cfg, c, data, recompute, sequenceParallel)));
       }
       RankRun[] out = new RankRun[size];
       for (int r = 0; r < size; r++) out[r] = runs.get(r).get(120, TimeUnit.SECONDS);

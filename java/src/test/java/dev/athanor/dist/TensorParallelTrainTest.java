@@ -52,7 +52,7 @@ class TensorParallelTrainTest {
   }
 
   /** {@code model} given by {@code modelFlag} (--config FILE or --model DIR), {@code steps} steps. */
-  private static List<String> trainArgs(String modelFlag, Path model, int steps, Path data, Path dir, String... extra) {
+  static List<String> trainArgs(String modelFlag, Path model, int steps, Path data, Path dir, String... extra) {
     List<String> a = new ArrayList<>(List.of("train", modelFlag, model.toString(), "--data", data.toString(), "--device",
         "cpu", "--lr", "3e-3", "--steps", Integer.toString(steps), "--batch", "2", "--seq", "32", "--shuffle", "true", "--warmup", "2", "--log",
         dir.resolve("log.jsonl").toString(), "--out", dir.resolve("model").toString()));
@@ -60,7 +60,7 @@ class TensorParallelTrainTest {
     return a;
   }
 
-  private static TrainResult runHere(List<String> args) {
+  static TrainResult runHere(List<String> args) {
     ByteArrayOutputStream buf = new ByteArrayOutputStream();
     int rc;
     try (PrintStream ps = new PrintStream(buf, true, StandardCharsets.UTF_8)) {
@@ -71,7 +71,7 @@ class TensorParallelTrainTest {
 
   record TrainResult(int exitCode, String output) {}
 
-  private static List<JsonObject> steps(Path log) throws IOException {
+  static List<JsonObject> steps(Path log) throws IOException {
     List<JsonObject> s = new ArrayList<>();
     for (String l : Files.readAllLines(log)) {
       if (l.contains("\"step\":")) s.add(JsonParser.parseString(l).getAsJsonObject());
@@ -226,7 +226,7 @@ class TensorParallelTrainTest {
   }
 
   /** Rank 0's peak HOST bytes over the step loop, from the summary line of the run's log in {@code dir}. */
-  private static long hostPeak(Path dir) throws IOException {
+  static long hostPeak(Path dir) throws IOException {
     String summary = Files.readAllLines(dir.resolve("log.jsonl")).stream().filter(l -> l.contains("\"summary\"")).findFirst()
         .orElseThrow();
     return JsonParser.parseString(summary).getAsJsonObject().getAsJsonObject("peak_bytes").get("HOST").getAsLong();
@@ -236,7 +236,7 @@ class TensorParallelTrainTest {
    * Trains the fixture's model for 4 steps resumed from {@code checkpoint} into {@code dir} (its checkpoints in {@code
    * dir/ck}) with {@code flags}: in this process when {@code np} is 1, else through mpirun; fails unless it succeeds.
    */
-  private static void resume(int np, TrainFixture f, Path checkpoint, Path dir, String... flags) throws Exception {
+  static void resume(int np, TrainFixture f, Path checkpoint, Path dir, String... flags) throws Exception {
     List<String> args = new ArrayList<>(trainArgs("--config", f.config, 4, f.data, dir, flags));
     args.addAll(List.of("--resume", checkpoint.toString(), "--checkpoint-dir", dir.resolve("ck").toString()));
     if (np == 1) {
@@ -249,7 +249,7 @@ class TensorParallelTrainTest {
   }
 
   /** {@code b}'s steps from {@code from} on have {@code a}'s step, loss, norm, lr and tokens, bit for bit. */
-  private static void assertSameSteps(List<JsonObject> a, List<JsonObject> b, int from, String what) {
+  static void assertSameSteps(List<JsonObject> a, List<JsonObject> b, int from, String what) {
     List<JsonObject> tail = b.stream().filter(o -> o.get("step").getAsInt() >= from).toList();
     assertEquals(a.size() - from, tail.size(), what + ": steps logged");
     for (int i = 0; i < tail.size(); i++) {
@@ -386,7 +386,7 @@ class TensorParallelTrainTest {
    * The runs in {@code want} and {@code got} logged the same {@code n} steps (step, loss, gradient norm, learning rate,
    * tokens: the same bits), the loss moved, and they saved byte-identical models; {@code output} is {@code got}'s.
    */
-  private static void assertSameRun(Path want, Path got, int n, String what, String output) throws IOException {
+  static void assertSameRun(Path want, Path got, int n, String what, String output) throws IOException {
     List<JsonObject> x = steps(want.resolve("log.jsonl")), y = steps(got.resolve("log.jsonl"));
     assertEquals(n, x.size(), what);
     assertEquals(n, y.size(), what + "\n" + output);

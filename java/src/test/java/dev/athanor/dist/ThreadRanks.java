@@ -42,8 +42,8 @@ public final class ThreadRanks {
   }
 
   /**
-   * Rank {@code r}'s communicator (allReduceSum, allGather, allGatherV, broadcast, send, recv, barrier, rank, size;
-   * anything else throws).
+   * Rank {@code r}'s communicator (allReduceSum, allGather, allGatherV, reduceScatterAccumulateV, broadcast, send, recv,
+   * barrier, rank, size; anything else throws).
    */
   public Communicator member(int r) {
     return (Communicator) Proxy.newProxyInstance(Communicator.class.getClassLoader(), new Class<?>[] {Communicator.class},
@@ -66,6 +66,10 @@ public final class ThreadRanks {
           }
           case "allGatherV" -> {  // every rank's part in rank order, whatever its length
             allGather(r, (Tensor) args[0], (Tensor) args[1]);
+            yield null;
+          }
+          case "reduceScatterAccumulateV" -> {
+            reduceScatterAccumulateV(r, (Tensor) args[0], (Tensor) args[1], (long[]) args[2], (Boolean) args[3]);
             yield null;
           }
           case "broadcast" -> {
@@ -121,6 +125,22 @@ public final class ThreadRanks {
       }
       out.copyFrom(all);
     }
+    await();
+  }
+
+  /**
+   * This rank's part ({@code counts[r]} F32 elements after the earlier ranks' parts) of every rank's {@code in}, folded in
+   * rank order into {@code acc}: {@code ((acc + in_0) + in_1) + ...}, or without the accumulator when {@code first}.
+   */
+  private void reduceScatterAccumulateV(int r, Tensor in, Tensor acc, long[] counts, boolean first) {
+    slots[r] = in.toFloatArray();
+    await();
+    int at = 0;
+    for (int q = 0; q < r; q++) at += (int) counts[q];
+    float[] sum = first ? java.util.Arrays.copyOfRange((float[]) slots[0], at, at + (int) counts[r]) : acc.toFloatArray();
+    for (int q = first ? 1 : 0; q < size; q++) for (int i = 0; i < sum.length; i++) sum[i] += ((float[]) slots[q])[at + i];
+    await();
+    acc.copyFrom(sum);
     await();
   }
 

@@ -16,6 +16,7 @@ import dev.athanor.runtime.Cuda;
 import dev.athanor.runtime.Device;
 import dev.athanor.runtime.ExecutionContext;
 import dev.athanor.tensor.DType;
+import dev.athanor.tensor.Tensor;
 import dev.athanor.train.Schedule;
 import dev.athanor.train.TrainConfig;
 import dev.athanor.train.Trainer;
@@ -136,6 +137,53 @@ class FootprintTest {
       }
       assertEquals(0, dec.bytes(Tier.HOST_PINNED), "no pinned logits on the CPU");
     }
+  }
+
+  /**
+   * Sequence parallelism on rank 0 of tp 2 (collectives that copy this rank's part: the allocations are the point, not
+   * the values), B*T = 21 rows cut 11 + 10: the activations and buffers it saves against tensor parallelism alone, as
+   * {@link Footprint#stageActivationBytes(ModelConfig, Stage, Device, DType, int, int, boolean, int, int, boolean)} and
+   * {@link Footprint#stageBufferBytes(ModelConfig, Stage, Device, DType, int, int, int, boolean)} estimate them, are
+   * what the workspace allocates less, to the byte.
+   */
+  @ParameterizedTest
+  @MethodSource("tensorParallelConfigs")
+  void sequenceParallelSavingsAreWhatTheWorkspaceAllocatesLess(ModelConfig c) {
+    int b = 3, t = 7;
+    TensorParallel.TokenCollectives copies = new TensorParallel.TokenCollectives() {
+      @Override
+      public void allGather(Tensor in, Tensor out, long[] counts) {
+        try (Tensor flat = out.view(out.numel()); Tensor mine = flat.slice(0, 0, in.numel()); Tensor src = in.view(in.numel())) {
+          mine.copyFrom(src);
+        }
+      }
+
+      @Override
+      public void reduceScatter(Tensor in, Tensor out, long[] counts) {
+        try (Tensor flat = in.view(in.numel()); Tensor mine = flat.slice(0, 0, out.numel()); Tensor dst = out.view(out.numel())) {
+          dst.copyFrom(mine);
+        }
+      }
+    };
+    long[] measured = new long[2], estimated = new long[2];
+    for (int k = 0; k < 2; k++) {
+      boolean sp = k == 1;
+      try (Transformer m = new Transformer(c, Device.CPU, DType.F32, new TensorParallel(2, 0), TensorParallel.AllReduce.NONE)) {
+        if (sp) m.setSequenceParallel(copies);
+        long live0 = live();
+        m.forward(new int[b * t], new int[b * t], b, t);
+        measured[k] = live() - live0;
+      }
+      estimated[k] = Footprint.stageActivationBytes(c, Stage.whole(c), Device.CPU, DType.F32, b, t, false, 1, 2, sp)
+          + Footprint.stageBufferBytes(c, Stage.whole(c), Device.CPU, DType.F32, b, t, 2, sp);
+    }
+    assertTrue(measured[1] < measured[0], "sequence parallelism allocates less: " + measured[1] + " vs " + measured[0]);
+    assertEquals(estimated[0] - estimated[1], measured[0] - measured[1], "the bytes sequence parallelism saves");
+    assertTrue(estimated[1] >= measured[1], "the estimate bounds the allocation");
+  }
+
+  static Stream<ModelConfig> tensorParallelConfigs() {
+    return Stream.of(gpt2(), ModelConfig.llama(41, 16, 2, 16, 2, 2, 24, 10000f, false));
   }
 
   static Stream<ModelConfig> configs() {

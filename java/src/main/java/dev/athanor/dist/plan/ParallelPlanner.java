@@ -28,7 +28,8 @@ import java.util.Objects;
  *   <li><b>memory per rank</b> (the busiest pipeline stage): FP32 weights, gradients (twice with accumulation), AdamW's
  *       two moments (divided by dp from ZeRO 1 on) of the stage's parameters (split ones, the vocabulary-parallel
  *       embedding and head included, divided by tp; a tied head's copy of the embeddings on the last stage), plus the activations of the micro-batches the stage keeps in flight
- *       (1F1B: {@code min(pp − s, M)} on stage {@code s}; not divided by tp, so the estimate errs on the safe side) and
+ *       (1F1B: {@code min(pp − s, M)} on stage {@code s}; not divided by tp, so the estimate errs on the safe side, but
+ *       with sequence parallelism the residual streams and the blocks' token-split buffers take 1/tp of the rows) and
  *       its work buffers, from the same sizes {@link Footprint} uses, the receive buffers of the deterministic sums, and a
  *       pipeline stage's own buffers (the hidden states and gradients it receives, a tied embedding's gradient pieces,
  *       the norm's assembled chunk);
@@ -99,11 +100,20 @@ public final class ParallelPlanner {
     }
   }
 
-  /** A layout: {@code dp × tp × pp} processes, a ZeRO stage, recomputation on or off. */
-  public record Layout(int dp, int tp, int pp, int zero, boolean recompute) {
+  /**
+   * A layout: {@code dp × tp × pp} processes, a ZeRO stage, recomputation on or off, sequence parallelism over the tp
+   * ranks on or off (the planner does not choose it: it is sized when asked for, {@code train --sequence-parallel}).
+   */
+  public record Layout(int dp, int tp, int pp, int zero, boolean recompute, boolean sequenceParallel) {
+    /** Without sequence parallelism. */
+    public Layout(int dp, int tp, int pp, int zero, boolean recompute) {
+      this(dp, tp, pp, zero, recompute, false);
+    }
+
     @Override
     public String toString() {
-      return "dp " + dp + " x tp " + tp + " x pp " + pp + ", zero " + zero + (recompute ? ", recompute" : "");
+      return "dp " + dp + " x tp " + tp + " x pp " + pp + ", zero " + zero + (recompute ? ", recompute" : "")
+          + (sequenceParallel ? ", sequence parallel" : "");
     }
   }
 
@@ -156,6 +166,8 @@ public final class ParallelPlanner {
     if (l.tp() > 1 && l.zero() > 2) return "ZeRO " + l.zero() + " with tensor parallel is not built yet";
     if (l.tp() > 1 && l.pp() > 1 && l.zero() == 2) return "ZeRO 2 with tensor and pipeline parallel together is not built yet";
     if (l.pp() > 1 && l.zero() > 2) return "ZeRO " + l.zero() + " with pipeline parallel is not built yet";
+    if (l.sequenceParallel() && l.tp() < 2) return "sequence parallel needs tp > 1";
+    if (l.sequenceParallel() && l.pp() > 1) return "sequence parallel with pipeline parallel is not built yet";
     return null;
   }
 
@@ -208,8 +220,9 @@ public final class ParallelPlanner {
         grads = 4 * (p / l.dp() + 1) + windows;
       }
       int inFlight = l.pp() > 1 ? Math.min(l.pp() - s, mb) : 1;
-      long acts = Footprint.stageActivationBytes(c, st, job.device(), dt, job.batch(), job.seq(), l.recompute(), inFlight);
-      long buffers = Footprint.stageBufferBytes(c, st, job.device(), dt, job.batch(), job.seq(), l.tp())
+      long acts = Footprint.stageActivationBytes(c, st, job.device(), dt, job.batch(), job.seq(), l.recompute(), inFlight,
+          l.tp(), l.sequenceParallel());
+      long buffers = Footprint.stageBufferBytes(c, st, job.device(), dt, job.batch(), job.seq(), l.tp(), l.sequenceParallel())
           + pipelineBuffers(c, pipeline, l, s, inFlight, mb, (long) dt.byteSize() * tokens * c.hidden());
       // the deterministic sums' receive buffers, kept per communicator, plus one element per rank: over dp the gradient
       // (at most 1 GiB per piece; zero 2 folds in pieces of 2^20 elements per rank and also assembles the norm chunk
