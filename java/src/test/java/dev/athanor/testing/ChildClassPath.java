@@ -30,13 +30,14 @@ public final class ChildClassPath {
   private ChildClassPath() {}
 
   /**
-   * The class path for a child JVM running {@code Main}: the entries of the library, its dependencies (those this
-   * JVM can see), the native library, then {@code java.class.path}.
+   * The class path for a child JVM running {@code Main} or a test's own main class: the entries of the library, its
+   * dependencies (those this JVM can see), the native library and the test classes, then {@code java.class.path}.
    */
   public static String forMain() {
     Set<String> cp = new LinkedHashSet<>();
     for (String c : MAIN_CLASSES) entryOfClass(c).ifPresent(p -> cp.add(p.toString()));
     entryOf(NativeLibrary.RESOURCE).ifPresent(p -> cp.add(p.toString()));
+    entryOfClass(ChildClassPath.class.getName()).ifPresent(p -> cp.add(p.toString()));  // the tests' own main classes
     for (String s : System.getProperty("java.class.path").split(File.pathSeparator)) if (!s.isBlank()) cp.add(s);
     return String.join(File.pathSeparator, cp);
   }
