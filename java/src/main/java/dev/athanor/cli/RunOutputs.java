@@ -42,13 +42,15 @@ record RunOutputs(Path lossPlot, Path report) {
     }
     steps = contents.steps().isEmpty() ? results : contents.steps();
     List<TrainingCharts.Chart> charts = List.of();
-    String chartsMissing = null;
-    try {
-      charts = TrainingCharts.write(log, steps, contents.traffic());
-    } catch (IOException | RuntimeException | LinkageError e) {
-      chartsMissing = e instanceof TrainingCharts.ChartsUnavailableException ? e.getMessage() : e.toString();
-      err.println("athanor train: no charts written (" + chartsMissing + ")");
+    String chartsMissing = chartsUnavailable();
+    if (chartsMissing == null) {
+      try {
+        charts = TrainingCharts.write(log, steps, contents.traffic());
+      } catch (IOException | RuntimeException | LinkageError e) {
+        chartsMissing = e instanceof TrainingCharts.ChartsUnavailableException ? e.getMessage() : e.toString();
+      }
     }
+    if (chartsMissing != null) err.println("athanor train: no charts written (" + chartsMissing + ")");
     Map<String, String> details = new LinkedHashMap<>();
     details.put("device", device.toString());
     details.put("data", data + " (" + Counts.format(dataTokens) + " tokens)");
@@ -67,5 +69,14 @@ record RunOutputs(Path lossPlot, Path report) {
       report = null;
     }
     return new RunOutputs(charts.isEmpty() ? null : charts.getFirst().png(), report);
+  }
+
+  /**
+   * Why this JVM cannot draw charts, known before touching {@link TrainingCharts} (whose AWT types fail to load without
+   * java.desktop): a runtime without the java.desktop module, such as a trimmed jlink image; null when it has it.
+   */
+  static String chartsUnavailable() {
+    return ModuleLayer.boot().findModule("java.desktop").isPresent() ? null
+        : "this Java runtime has no java.desktop module (AWT), which drawing them needs; a full JDK or JRE draws them";
   }
 }

@@ -582,7 +582,7 @@ final class TrainCommand implements Callable<Integer> {
     Models.copyTokenizerFiles(this.model.model, outDir);
     Termination.phase(null);  // the model is complete: charts and the report are no loss
     RunOutputs written = RunOutputs.write(log, results, model.config(), tc, device, data, dataset.size(), outDir, args,
-        ck == null ? List.of() : ck.events(), System.err);
+        ck == null ? List.of() : ck.events(), main != null ? main.err : System.err);
     StepResult first = results.get(0), last = results.get(results.size() - 1);
     double tps = meanTokensPerSecond(results);
     out.printf("loss %.4f -> %.4f over %d steps, %s tokens/s; model saved to %s, log %s%s%n", first.loss(), last.loss(),

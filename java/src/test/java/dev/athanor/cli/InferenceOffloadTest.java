@@ -29,7 +29,8 @@ class InferenceOffloadTest {
   static void saveAModelAndAPlan() throws Exception {
     modelDir = tmp.resolve("model");
     CommandsTest.savePeakedModel(modelDir, CFG, 5);
-    CommandsTest.Out p = CommandsTest.run("plan", "--model", modelDir.toString(), "--batch", "1", "--seq", "16", "--json", "-");
+    CommandsTest.Out p = CommandsTest.run("plan", "--model", modelDir.toString(), "--batch", "1", "--seq", "16", "--device", "cpu",
+        "--json", "-");
     assertEquals(0, p.code(), p.err());
     // every role on DISK; generate and score use the weights' placement
     plan = tmp.resolve("plan.json");

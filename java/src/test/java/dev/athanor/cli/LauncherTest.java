@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assertions.fail;
 
+import dev.athanor.testing.RuntimeAssumptions;
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
 import java.io.OutputStream;
@@ -36,6 +37,7 @@ class LauncherTest {
 
   @Test
   void launcherBuildOutputGoesToStderr(@TempDir Path tmp) throws Exception {
+    RuntimeAssumptions.assumeJavaCompiler();  // the stand-in CLI jar is compiled here
     Path script = repoRoot().resolve("athanor");
     String text = Files.readString(script);
     Matcher v = Pattern.compile("(?m)^VERSION=\"([^\"]+)\"").matcher(text);
@@ -113,7 +115,7 @@ class LauncherTest {
     Files.writeString(src, "public class Payload { public static void main(String[] a) { "
         + "System.out.println(\"payload: \" + String.join(\" \", a)); } }");
     JavaCompiler javac = ToolProvider.getSystemJavaCompiler();
-    assertTrue(javac != null, "tests run on a JDK");
+    assertTrue(javac != null, "a JDK (checked by launcherBuildOutputGoesToStderr)");
     assertEquals(0, javac.run(null, null, null, "-d", classes.toString(), src.toString()), "compiles");
     Manifest mf = new Manifest();
     mf.getMainAttributes().put(Attributes.Name.MANIFEST_VERSION, "1.0");

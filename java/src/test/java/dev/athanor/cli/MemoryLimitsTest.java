@@ -16,9 +16,8 @@ import dev.athanor.nn.ModelConfig;
 import dev.athanor.nn.Transformer;
 import dev.athanor.runtime.Device;
 import dev.athanor.tensor.DType;
-import java.io.File;
+import dev.athanor.testing.ChildClassPath;
 import java.io.IOException;
-import java.net.URISyntaxException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -26,6 +25,7 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
+import java.util.regex.Pattern;
 import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -71,26 +71,67 @@ class MemoryLimitsTest {
     Path data = file("data.txt", "public static void main(String[] args) {}\n");
     Path tenB = gpt2Config("gpt2-10b.json", 8192, 12, 64);
     Path million = gpt2Config("million-layers.json", 768, 1_000_000, 12);
-    // the 10B model needs about 160 GiB to train; on a machine with that much it would start
+    // The default HOST budget (a share of this machine's memory). The 10B model needs about 160 GiB to train; on a
+    // machine with that much it would start. With its gradients and AdamW state on DISK it needs about 60 GiB of host
+    // memory: where the budget holds that (a large machine), the refusal also suggests --offload auto, and what it
+    // says the offloaded run needs must then fit.
     Assumptions.assumeTrue(SystemMemory.hostAvailableBytes() < (150L << 30), "this machine could train a 10B model");
     for (Path config : List.of(tenB, million)) {
-      long allocations = MM.allocationCount(), live = MM.liveBytes(Tier.HOST);
-      Path out = tmp.resolve("out-" + config.getFileName());
-      CliTest.Out r = run("train", "--config", config.toString(), "--data", data.toString(), "--device", "cpu",
-          "--out", out.toString());
-      assertEquals(1, r.code(), r.err());
-      String m = oneLine(r);
-      assertTrue(m.startsWith("athanor train: not enough memory to train this model: it needs "), m);
-      for (String part : List.of("of host memory (weights ", ", gradients ", ", AdamW state ", ", activations ", ", workspace ")) {
-        assertTrue(m.contains(part), part + " in: " + m);
+      String m = refusedBeforeAllocating(config, data);
+      if (!m.contains(", or --offload auto (")) {
+        assertTrue(m.endsWith("use a smaller model."), m);
+      } else {
+        offloadAdviceFitsTheBudget(m);
       }
-      assertTrue(m.contains("but the HOST budget is ") || m.contains("but the machine has "), m);
-      assertTrue(m.contains("The weights, gradients and AdamW state alone need ") && m.endsWith("use a smaller model."), m);
-      assertEquals(allocations, MM.allocationCount(), "nothing was allocated");
-      assertEquals(live, MM.liveBytes(Tier.HOST));
-      assertFalse(Files.exists(out), "no output directory");
-      assertEquals("", r.out(), "nothing printed before the refusal");
     }
+    // An explicit budget the offloaded plan cannot fit either (8 GiB < 60 GiB): the same refusal on any machine.
+    assertTrue(refusedBeforeAllocating(tenB, data, "--mem-host", "8g").endsWith("use a smaller model."));
+  }
+
+  /** Runs {@code train} on {@code config}: it must be refused in one line before allocating; returns the line. */
+  private String refusedBeforeAllocating(Path config, Path data, String... extra) {
+    long allocations = MM.allocationCount(), live = MM.liveBytes(Tier.HOST);
+    Path out = tmp.resolve("out-" + config.getFileName());
+    List<String> args = new ArrayList<>(List.of("train", "--config", config.toString(), "--data", data.toString(),
+        "--device", "cpu", "--out", out.toString()));
+    args.addAll(List.of(extra));
+    CliTest.Out r = run(args.toArray(String[]::new));
+    assertEquals(1, r.code(), r.err());
+    String m = oneLine(r);
+    assertTrue(m.startsWith("athanor train: not enough memory to train this model: it needs "), m);
+    for (String part : List.of("of host memory (weights ", ", gradients ", ", AdamW state ", ", activations ", ", workspace ")) {
+      assertTrue(m.contains(part), part + " in: " + m);
+    }
+    assertTrue(m.contains("but the HOST budget is ") || m.contains("but the machine has "), m);
+    assertTrue(m.contains("The weights, gradients and AdamW state alone need "), m);
+    assertEquals(allocations, MM.allocationCount(), "nothing was allocated");
+    assertEquals(live, MM.liveBytes(Tier.HOST));
+    assertFalse(Files.exists(out), "no output directory");
+    assertEquals("", r.out(), "nothing printed before the refusal");
+    return m;
+  }
+
+  private static final Pattern SIZE = Pattern.compile("([0-9.]+) (B|KiB|MiB|GiB|TiB|PiB)");
+
+  /**
+   * {@code m} ends with "use a smaller model, or --offload auto (... then go to DISK: X of host memory and Y on DISK)."
+   * and X, what the offloaded run needs, fits the HOST budget or machine size the refusal names.
+   */
+  private static void offloadAdviceFitsTheBudget(String m) {
+    var advice = Pattern.compile("use a smaller model, or --offload auto \\(.+ then go to DISK: ([0-9.]+ [A-Za-z]+) of "
+        + "host memory and \\S+ \\S+ on DISK\\)\\.$").matcher(m);
+    assertTrue(advice.find(), m);
+    var limit = Pattern.compile("but the (?:HOST budget is|machine has) ([0-9.]+ [A-Za-z]+)").matcher(m);
+    assertTrue(limit.find(), m);
+    assertTrue(bytes(advice.group(1)) <= bytes(limit.group(1)), "the offloaded run fits: " + m);
+  }
+
+  /** "60.1 GiB" as bytes (as printed: rounded to 0.1 of the unit). */
+  private static double bytes(String size) {
+    var s = SIZE.matcher(size);
+    assertTrue(s.matches(), size);
+    int unit = List.of("B", "KiB", "MiB", "GiB", "TiB", "PiB").indexOf(s.group(2));
+    return Double.parseDouble(s.group(1)) * Math.pow(1024, unit);
   }
 
   @Test
@@ -176,11 +217,10 @@ class MemoryLimitsTest {
   // ------------------------------------------------------------------ budget properties, in a child JVM
 
   /** Runs {@code athanor info} in a child JVM with {@code property}; returns the exit code and the output. */
-  private static CliTest.Out child(String property) throws IOException, InterruptedException, URISyntaxException {
-    String classes = Path.of(Main.class.getProtectionDomain().getCodeSource().getLocation().toURI()).toString();
+  private static CliTest.Out child(String property) throws IOException, InterruptedException {
     List<String> cmd = List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
         "--enable-native-access=ALL-UNNAMED", "-Xmx128m", "-XX:TieredStopAtLevel=1", property, "-cp",
-        classes + File.pathSeparator + System.getProperty("java.class.path"), Main.class.getName(), "train", "--data",
+        ChildClassPath.forMain(), Main.class.getName(), "train", "--data",
         "nowhere.txt");
     Process p = new ProcessBuilder(cmd).start();
     p.getOutputStream().close();

@@ -11,6 +11,7 @@ import dev.athanor.io.hf.HfConfig;
 import dev.athanor.memory.Tier;
 import dev.athanor.nn.ModelConfig;
 import dev.athanor.report.TrainLog;
+import dev.athanor.testing.RuntimeAssumptions;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -123,7 +124,7 @@ class TrainLogFiguresTest {
     assertEquals(read, c.summary().diskReadBytes());
     String report = Files.readString(tmp.resolve("off/log-report.html"));
     assertTrue(report.contains("<table id=\"peak-bytes\">") && report.contains("offload traffic"), report);
-    if (ModuleLayer.boot().findModule("java.desktop").isPresent()) {
+    if (RuntimeAssumptions.hasDesktop()) {
       assertTrue(report.contains("id=\"chart-disk-bytes\"") && report.contains("id=\"chart-stall\""), "offload charts");
       assertTrue(Files.size(tmp.resolve("off/log-disk-bytes.png")) > 1000);
     }

@@ -7,6 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import dev.athanor.io.data.TokenShardWriter;
 import dev.athanor.io.hf.HfConfig;
 import dev.athanor.nn.ModelConfig;
+import dev.athanor.testing.RuntimeAssumptions;
 import java.io.ByteArrayOutputStream;
 import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
@@ -55,14 +56,15 @@ class TrainOutputsTest {
     assertTrue(o.out().contains(", report " + report), o.out());
     String h = Files.readString(report);
     assertTrue(h.contains("<th>steps</th><td>steps 0 to 11 (12 in the log)</td>"), h);
-    if (ModuleLayer.boot().findModule("java.desktop").isPresent()) {
+    if (RuntimeAssumptions.hasDesktop()) {
       for (String f : List.of("train-log.png", "train-log.svg", "train-log-lr.png", "train-log-lr.svg", "train-log-grad-norm.png",
           "train-log-grad-norm.svg", "train-log-tokens-per-s.png", "train-log-tokens-per-s.svg")) {
         assertTrue(Files.size(run.resolve(f)) > 1000, f);
       }
       assertEquals(4, h.split("<figure class=\"chart\"", -1).length - 1, "four charts inline");
     } else {  // a runtime without AWT (the GPU check's): the report says why there are no charts
-      assertTrue(h.contains("No charts: "), h);
+      assertTrue(h.contains("No charts: this Java runtime has no java.desktop module (AWT)"), h);
+      assertTrue(o.out().contains("athanor train: no charts written (this Java runtime has no java.desktop module"), o.out());
       assertFalse(Files.exists(run.resolve("train-log.png")));
     }
     assertTrue(h.contains("<th>command</th><td>athanor train --config " + config), h);

@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assertions.fail;
 
 import dev.athanor.cli.Main;
+import dev.athanor.testing.ChildClassPath;
 import dev.athanor.train.checkpoint.TrainFixture;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -33,7 +34,7 @@ class LaunchRunTest {
     Path run = tmp.resolve("run"), out = tmp.resolve("launch.txt");
     List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
         "--enable-native-access=ALL-UNNAMED", "-Xmx256m", "-Dathanor.cache.dir=" + tmp.resolve("native-cache"),
-        "-cp", TrainFixture.classPath(), Main.class.getName(),
+        "-cp", ChildClassPath.forMain(), Main.class.getName(),
         "launch", "train", "--config", f.config.toString(), "--data", f.data.toString(), "--device", "cpu", "--steps", "3",
         "--batch", "2", "--seq", "32", "--log", run.resolve("log.jsonl").toString(), "--out", run.resolve("model").toString(),
         "--dp", "2"));

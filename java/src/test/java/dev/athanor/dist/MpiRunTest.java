@@ -9,6 +9,7 @@ import static org.junit.jupiter.api.Assertions.fail;
 import com.google.gson.JsonObject;
 import com.google.gson.JsonParser;
 import dev.athanor.cli.Main;
+import dev.athanor.testing.ChildClassPath;
 import dev.athanor.train.checkpoint.TrainFixture;
 import java.io.ByteArrayOutputStream;
 import java.io.File;
@@ -67,7 +68,7 @@ class MpiRunTest {
     List<String> cmd = new ArrayList<>(List.of("-np", Integer.toString(np),
         Path.of(System.getProperty("java.home"), "bin", "java").toString(), "--enable-native-access=ALL-UNNAMED", "-Xmx256m",
         "-XX:TieredStopAtLevel=1", "-Djava.awt.headless=true", "-Dathanor.cache.dir=" + tmp.resolve("native-cache"),
-        "-cp", TrainFixture.classPath(), main));
+        "-cp", ChildClassPath.forMain(), main));
     cmd.addAll(args);
     return cmd;
   }

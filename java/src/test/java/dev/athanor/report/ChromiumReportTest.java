@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.athanor.report.TrainingCharts.Chart;
+import dev.athanor.testing.RuntimeAssumptions;
 import dev.athanor.train.StepResult;
 import java.io.File;
 import java.io.IOException;
@@ -39,8 +40,7 @@ class ChromiumReportTest {
 
   @BeforeAll
   static void findChromium() throws IOException {
-    Assumptions.assumeTrue(ModuleLayer.boot().findModule("java.desktop").isPresent(),
-        "this Java runtime has no java.desktop module (AWT) to draw the charts with");
+    RuntimeAssumptions.assumeDesktop("the charts");
     chromium = find();
     Assumptions.assumeTrue(chromium != null, "no Chromium found (chromium, chromium-browser, google-chrome on PATH, or "
         + "-Dathanor.chromium=PATH); on Debian: apt-get install chromium");

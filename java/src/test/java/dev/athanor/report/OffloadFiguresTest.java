@@ -11,6 +11,7 @@ import dev.athanor.memory.Tier;
 import dev.athanor.offload.TransferStats;
 import dev.athanor.report.TrainingCharts.Chart;
 import dev.athanor.report.TrainingCharts.Metric;
+import dev.athanor.testing.RuntimeAssumptions;
 import dev.athanor.train.StepResult;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -82,6 +83,7 @@ class OffloadFiguresTest {
 
   @Test
   void anOffloadedLogGetsTrafficAndStallChartsAndTheReportShowsThemWithThePeaks() throws Exception {
+    RuntimeAssumptions.assumeDesktop("the offload charts");
     List<StepResult> steps = Logs.run(60);
     List<StepTraffic> traffic = Logs.traffic(steps);
     RunSummary summary = Logs.summary(traffic);

@@ -9,9 +9,10 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.athanor.report.TrainingCharts.Chart;
 import dev.athanor.report.TrainingCharts.Metric;
+import dev.athanor.testing.ChildClassPath;
+import dev.athanor.testing.RuntimeAssumptions;
 import dev.athanor.train.StepResult;
 import java.io.ByteArrayInputStream;
-import java.io.File;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -34,8 +35,7 @@ import org.w3c.dom.Element;
 class TrainingChartsTest {
   @BeforeAll
   static void needsAwt() {
-    Assumptions.assumeTrue(ModuleLayer.boot().findModule("java.desktop").isPresent(),
-        "this Java runtime has no java.desktop module (AWT), e.g. the GPU check's trimmed runtime");
+    RuntimeAssumptions.assumeDesktop("the charts");
   }
 
   @TempDir Path dir;
@@ -226,14 +226,11 @@ class TrainingChartsTest {
   }
 
   private String child(List<String> jvmArgs, String display) throws Exception {
-    List<String> cp = new ArrayList<>();
-    for (Class<?> c : List.of(TrainingCharts.class, NoAwtChild.class, org.knowm.xchart.XYChart.class,
-        org.jfree.svg.SVGGraphics2D.class, com.google.gson.Gson.class)) {
-      cp.add(Path.of(c.getProtectionDomain().getCodeSource().getLocation().toURI()).toString());
-    }
+    String cp = ChildClassPath.of(TrainingCharts.class.getName(), NoAwtChild.class.getName(), "org.knowm.xchart.XYChart",
+        "org.jfree.svg.SVGGraphics2D", "com.google.gson.Gson");
     List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString()));
     cmd.addAll(jvmArgs);
-    cmd.addAll(List.of("-cp", String.join(File.pathSeparator, cp), NoAwtChild.class.getName(),
+    cmd.addAll(List.of("-cp", cp, NoAwtChild.class.getName(),
         dir.resolve("x.jsonl").toString()));
     ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true);
     if (display != null) pb.environment().put("DISPLAY", display);

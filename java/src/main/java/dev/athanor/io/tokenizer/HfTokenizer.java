@@ -8,6 +8,8 @@ import com.google.gson.JsonParser;
 import java.io.IOException;
 import java.lang.ref.Cleaner;
 import java.lang.ref.Reference;
+import java.nio.ByteBuffer;
+import java.nio.charset.CharacterCodingException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -114,7 +116,8 @@ public final class HfTokenizer implements Tokenizer {
    * {@code <|endoftext|>} for BOS; the first present wins, added tokens first).
    *
    * @throws IOException if the file cannot be read
-   * @throws IllegalArgumentException naming the file if the tokenizers library (or a JSON parser) rejects it
+   * @throws IllegalArgumentException naming the file if it is not UTF-8 text or the tokenizers library (or a JSON parser)
+   *     rejects it
    * @throws IllegalStateException if the tokenizers library is not available here ({@link #unavailableReason()})
    */
   public static HfTokenizer load(Path tokenizerJson) throws IOException {
@@ -143,10 +146,15 @@ public final class HfTokenizer implements Tokenizer {
       throw new IllegalArgumentException(file + " is " + size + " bytes; a tokenizer.json of more than " + MAX_FILE_BYTES
           + " bytes is not plausible");
     }
+    byte[] bytes = Files.readAllBytes(file);
+    String json;
+    try {  // checked here, not left to the library: bytes that are not UTF-8 would reach it as U+FFFD
+      json = StandardCharsets.UTF_8.newDecoder().decode(ByteBuffer.wrap(bytes)).toString();
+    } catch (CharacterCodingException e) {
+      throw new IllegalArgumentException(file + ": not valid UTF-8 text (a tokenizer.json is JSON in UTF-8)", e);
+    }
     String reason = HfLibrary.unavailableReason();
     if (reason != null) throw new IllegalStateException("cannot read " + file + ": " + reason);
-    byte[] bytes = Files.readAllBytes(file);
-    String json = new String(bytes, StandardCharsets.UTF_8);
     TokenizersLibrary lib = HfLibrary.lib();
     long pointer;
     try {

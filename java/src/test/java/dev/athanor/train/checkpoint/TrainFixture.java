@@ -10,21 +10,17 @@ import dev.athanor.io.data.TokenShardWriter;
 import dev.athanor.io.hf.HfConfig;
 import dev.athanor.nn.ModelConfig;
 import dev.athanor.report.RunSummary;
-import dev.athanor.runtime.NativeLibrary;
+import dev.athanor.testing.ChildClassPath;
 import java.io.ByteArrayOutputStream;
-import java.io.File;
 import java.io.IOException;
 import java.io.PrintStream;
 import java.io.RandomAccessFile;
-import java.net.URISyntaxException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
-import java.util.LinkedHashSet;
 import java.util.List;
-import java.util.Set;
 import java.util.SplittableRandom;
 import java.util.concurrent.TimeUnit;
 import java.util.stream.Stream;
@@ -129,7 +125,7 @@ public final class TrainFixture {
     cmd.add("-Djava.awt.headless=true");
     cmd.addAll(props);
     cmd.add("-cp");
-    cmd.add(classPath());
+    cmd.add(ChildClassPath.forMain());
     cmd.add(Main.class.getName());
     cmd.addAll(args);
     return new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(output.toFile()).start();
@@ -142,33 +138,6 @@ public final class TrainFixture {
       fail("child did not finish in 120 s; output:\n" + Files.readString(output));
     }
     return p.exitValue();
-  }
-
-  /**
-   * The class path for a child JVM: this JVM's {@code java.class.path} plus the locations of the classes and the
-   * native library a child needs (a launcher such as the JUnit console puts them on a class loader of its own).
-   */
-  public static String classPath() {
-    Set<String> cp = new LinkedHashSet<>();
-    try {
-      for (Class<?> c : List.of(Main.class, JsonParser.class, picocli.CommandLine.class, me.tongfei.progressbar.ProgressBar.class,
-          org.jline.terminal.Terminal.class, org.knowm.xchart.XYChart.class, org.jfree.svg.SVGGraphics2D.class)) {
-        cp.add(Path.of(c.getProtectionDomain().getCodeSource().getLocation().toURI()).toString());
-      }
-      java.net.URL lib = Main.class.getClassLoader().getResource(NativeLibrary.RESOURCE);
-      if (lib != null && lib.getProtocol().equals("file")) {
-        Path p = Path.of(lib.toURI());
-        for (int i = 0; i < NativeLibrary.RESOURCE.split("/").length; i++) p = p.getParent();
-        cp.add(p.toString());
-      } else if (lib != null && lib.getProtocol().equals("jar")) {
-        String s = lib.getPath();
-        cp.add(Path.of(java.net.URI.create(s.substring(0, s.indexOf("!/")))).toString());
-      }
-    } catch (URISyntaxException e) {
-      throw new IllegalStateException("cannot build the child class path: " + e, e);
-    }
-    for (String s : System.getProperty("java.class.path").split(File.pathSeparator)) if (!s.isBlank()) cp.add(s);
-    return String.join(File.pathSeparator, cp);
   }
 
   /**
