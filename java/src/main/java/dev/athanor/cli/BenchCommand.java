@@ -8,12 +8,15 @@ import dev.athanor.dist.ParallelGrid;
 import dev.athanor.dist.ReduceMode;
 import dev.athanor.dist.TensorParallelism;
 import dev.athanor.dist.TimedCommunicator;
+import dev.athanor.dist.pipeline.PipelineLayout;
+import dev.athanor.dist.pipeline.PipelineStage;
 import dev.athanor.io.AtomicFiles;
 import dev.athanor.io.data.DataLoader;
 import dev.athanor.io.data.TokenDataset;
 import dev.athanor.io.data.TokenShardWriter;
 import dev.athanor.nn.Footprint;
 import dev.athanor.nn.ModelConfig;
+import dev.athanor.nn.Stage;
 import dev.athanor.nn.Transformer;
 import dev.athanor.offload.OffloadConfig;
 import dev.athanor.offload.OffloadPlan;
@@ -58,6 +61,12 @@ import picocli.CommandLine.Spec;
  * launch bench ... --dp N}): every rank runs the same steps on its own micro-batches, with {@code --zero} and {@code
  * --reduce} as {@code train} takes them; rank 0 times the steps (waiting for the others included) and prints the JSON,
  * with the global tokens/s and the time and bytes rank 0 spent in collectives per step.
+ *
+ * <p>{@code --pp P --micro-batches M} (alone or with {@code --dp} and {@code --tp}, as {@code train} takes them)
+ * measures pipeline-parallel training: each rank builds its stage of the model ({@link PipelineLayout}) and runs the
+ * 1F1B schedule ({@link PipelineStage}) over M micro-batches of {@code --batch} sequences a step. Rank 0 (stage 0) prints
+ * the JSON, with the pipeline bubble of the 1F1B schedule in theory, {@code (P-1)/(M+P-1)}, and the measured share of
+ * its step time it spent blocked in sends, receives and collectives (waiting for the other stages included).
  */
 @Command(name = "bench", sortOptions = false, abbreviateSynopsis = true,
     description = "Throughput of a model on random tokens, or of copies behind compute, as one JSON line on stdout.",
@@ -146,6 +155,17 @@ final class BenchCommand implements Callable<Integer> {
     @Range(min = 1)
     int tp;
 
+    @Option(names = "--pp", paramLabel = "N", defaultValue = "1",
+        description = "pipeline stages (athanor launch bench ... --pp N), as train takes them: the blocks cut into N stages "
+            + "trained with the 1F1B schedule; dp x tp x pp processes. Default: ${DEFAULT-VALUE}")
+    @Range(min = 1)
+    int pp;
+
+    @Option(names = "--micro-batches", paramLabel = "M",
+        description = "micro-batches of --batch sequences per step with --pp (at least --pp), as train takes them. Default: --pp")
+    @Range(min = 1)
+    Integer microBatches;
+
     @Option(names = "--zero", paramLabel = "STAGE", defaultValue = "0",
         description = "ZeRO stage with --dp, as train takes it. Default: ${DEFAULT-VALUE}")
     @Range(min = 0, max = 3)
@@ -161,7 +181,8 @@ final class BenchCommand implements Callable<Integer> {
       ParallelOptions p = new ParallelOptions();
       p.dp = dp;
       p.tp = tp;
-      p.pp = 1;
+      p.pp = pp;
+      p.microBatches = microBatches;
       p.zero = zero;
       p.reduce = reduce;
       p.mode = "manual";
@@ -212,13 +233,15 @@ final class BenchCommand implements Callable<Integer> {
           throw Options.usage(spec, e.getMessage());
         }
       }
-      Communicator c = parallel.options().start(spec, device, !offload.off(), 1);
+      ParallelOptions po = parallel.options();
+      po.checkStages(spec, mc.layers());
+      Communicator c = po.start(spec, device, !offload.off(), 1);
       if (c != null) {
         try (TimedCommunicator comm = new TimedCommunicator(c)) {
           return parallel(mc, device, b, t, comm);
         }
       }
-      OffloadPlan plan = TrainCommand.offloadPlan(spec, offload, new OffloadPlanner.Job(mc, device, benchConfig(b, t, 1), false,
+      OffloadPlan plan = TrainCommand.offloadPlan(spec, offload, new OffloadPlanner.Job(mc, device, benchConfig(b, t, 1, 1), false,
           false, false));  // checks that the job fits, as it will run
       if (plan != null) {
         PlanFile.print(plan, main.err);  // stdout is the JSON
@@ -289,25 +312,26 @@ final class BenchCommand implements Callable<Integer> {
    */
   static StepTimes trainSteps(Transformer m, int b, int t, int steps, int warm, SplittableRandom rng, OffloadConfig oc,
       OffloadedWeights weights) {
-    return trainSteps(m, b, t, steps, warm, rng, 1, null, (loader, tc) -> new Trainer(m, tc, loader, oc, weights));
+    return trainSteps(m, b, t, 1, steps, warm, rng, 1, null, (loader, tc) -> new Trainer(m, tc, loader, oc, weights));
   }
 
   /**
-   * As above, with the trainer {@code trainer} makes (given the loader and the settings; a parallel one reads its
-   * replica's micro-batches) over tokens for {@code replicas} data-parallel replicas (every rank draws them alike),
-   * and what each timed step spent in {@code comm}'s collectives (null: none).
+   * As above, with {@code accum} micro-batches of {@code b} sequences a step (a pipeline's), the trainer {@code
+   * trainer} makes (given the loader and the settings; a parallel one reads its replica's micro-batches) over tokens for
+   * {@code replicas} data-parallel replicas (every rank draws them alike), and what each timed step spent in {@code
+   * comm}'s collectives (null: none).
    */
-  static StepTimes trainSteps(Transformer m, int b, int t, int steps, int warm, SplittableRandom rng, int replicas,
+  static StepTimes trainSteps(Transformer m, int b, int t, int accum, int steps, int warm, SplittableRandom rng, int replicas,
       TimedCommunicator comm, java.util.function.BiFunction<DataLoader, TrainConfig, Trainer> trainer) {
     ModelConfig mc = m.config();
     int total = steps + warm;
-    TrainConfig tc = benchConfig(b, t, total);
+    TrainConfig tc = benchConfig(b, t, accum, total);
     Path dir = null;
     try {
       dir = Files.createTempDirectory("athanor-bench");
       Path shard = dir.resolve("random.bin");
       try (TokenShardWriter w = TokenShardWriter.create(shard, mc.vocabSize())) {
-        w.write(rng.ints((long) total * b * t * replicas + 1, 0, mc.vocabSize()).toArray());
+        w.write(rng.ints((long) total * b * t * accum * replicas + 1, 0, mc.vocabSize()).toArray());
       }
       double[] ms = new double[steps];
       TimedCommunicator.Counts[] talked = new TimedCommunicator.Counts[comm == null ? 0 : steps];
@@ -341,20 +365,26 @@ final class BenchCommand implements Callable<Integer> {
   }
 
   /**
-   * --mode train with --dp and --tp on this rank of {@code comm}: the model (this rank's tensor-parallel part)
-   * initialised alike on every rank, the timed steps, and on rank 0 the JSON line (global tokens/s; rank 0's median
-   * time and bytes in collectives per step).
+   * --mode train with --dp, --tp and --pp on this rank of {@code comm}: the model (this rank's stage, and its
+   * tensor-parallel part of it) initialised alike on every rank, the timed steps, and on rank 0 the JSON line (global
+   * tokens/s; rank 0's median time and bytes in collectives per step; with --pp the bubble).
    */
   private int parallel(ModelConfig mc, Device device, int b, int t, TimedCommunicator comm) {
-    int n = steps.steps != null ? steps.steps : 10, dp = parallel.dp, tp = parallel.tp;
-    try (ParallelGrid.Groups g = dp > 1 && tp > 1 ? new ParallelGrid(dp, tp, 1).split(comm) : null) {
+    int n = steps.steps != null ? steps.steps : 10, dp = parallel.dp, tp = parallel.tp, pp = parallel.pp;
+    int micro = pp > 1 ? parallel.options().micro() : 1;
+    try (ParallelGrid.Groups g = dp > 1 && tp > 1 || pp > 1 ? new ParallelGrid(dp, tp, pp).split(comm) : null) {
       Communicator tpComm = g != null ? g.tp() : comm, dpComm = g != null ? g.dp() : comm;
-      try (Transformer m = tp > 1 ? TensorParallelism.create(mc, device, tpComm) : Transformer.create(mc, device)) {
+      PipelineLayout pipeline = pp > 1 ? new PipelineLayout(mc, pp) : null;
+      Stage stage = pipeline != null ? pipeline.stage(g.at().pp()) : Stage.whole(mc);
+      try (Transformer m = tp > 1 ? TensorParallelism.create(mc, device, tpComm, stage)
+          : new Transformer(mc, device, Transformer.defaultComputeDtype(device), stage)) {
         m.initialize(1);
-        StepTimes st = trainSteps(m, b, t, n, steps.warmup, new SplittableRandom(1), dp, comm, (loader, tc) -> {
+        StepTimes st = trainSteps(m, b, t, micro, n, steps.warmup, new SplittableRandom(1), dp, comm, (loader, tc) -> {
           Trainer tr = parallel.zero >= 1 ? new Trainer(m, tc, loader, DataParallel.optimizerShard(m.parameters(), dpComm),
               parallel.zero >= 2) : new Trainer(m, tc, loader);
-          if (tp == 1) {
+          if (pipeline != null) {  // 1F1B over the pp group; the stage's gradient summed over dp, its norm over tp
+            new PipelineStage(g.pp(), g.dp(), g.tp(), pipeline, m).attach(tr);
+          } else if (tp == 1) {
             DataParallel.attach(tr, comm);
           } else if (dp == 1) {
             tr.setGradientReducer(new TensorParallelism(comm, mc));  // every rank reads the same batches
@@ -364,9 +394,10 @@ final class BenchCommand implements Callable<Integer> {
           return tr;
         });
         if (comm.rank() != 0) return 0;
-        Map<String, Object> j = trainJson(m, b * dp, t, n, st.millis());
+        Map<String, Object> j = trainJson(m, b * micro * dp, t, n, st.millis());
         j.put("dp", dp);
         j.put("tp", tp);
+        j.put("pp", pp);
         j.put("zero", parallel.zero);
         j.put("reduce", comm.mode().name().toLowerCase(Locale.ROOT));
         j.put("batch_per_process", b);
@@ -374,6 +405,16 @@ final class BenchCommand implements Callable<Integer> {
         j.put("comm_ms_median", Json.round(median(commMs), 3));
         j.put("comm_bytes_per_step", st.comm()[st.comm().length - 1].bytes());  // handed to collectives
         j.put("comm_sent_bytes_per_step", st.comm()[st.comm().length - 1].sent());  // delivered to the other rank(s)
+        if (pipeline != null) {
+          j.put("micro_batches", micro);
+          j.put("stage_blocks", stage.blocks());
+          j.put("bubble_1f1b_theory", Json.round(pipeline.bubble(micro), 4));  // (pp-1)/(M+pp-1)
+          // measured: the share of stage 0's step it spent blocked in sends, receives and collectives (its idle
+          // waits for the other stages and the transfers), per step, then the median
+          double[] blocked = new double[n];
+          for (int i = 0; i < n; i++) blocked[i] = commMs[i] / st.millis()[i];
+          j.put("stage0_comm_fraction_median", Json.round(median(blocked), 4));
+        }
         main.out.println(Json.write(j));
       }
     }
@@ -400,9 +441,9 @@ final class BenchCommand implements Callable<Integer> {
     return j;
   }
 
-  /** The training settings of {@code --mode train}: constant lr 1e-4, sequential batches. */
-  static TrainConfig benchConfig(int batch, int seq, int steps) {
-    return new TrainConfig(steps, batch, seq, 1, 1e-4f, 1e-4f, 0, Schedule.CONSTANT, 0.1f, 0.9f, 0.95f, 1e-8f, 1f, false, 1);
+  /** The training settings of {@code --mode train}: constant lr 1e-4, sequential batches, {@code accum} micro-batches a step. */
+  static TrainConfig benchConfig(int batch, int seq, int accum, int steps) {
+    return new TrainConfig(steps, batch, seq, accum, 1e-4f, 1e-4f, 0, Schedule.CONSTANT, 0.1f, 0.9f, 0.95f, 1e-8f, 1f, false, 1);
   }
 
   static double median(double[] x) {

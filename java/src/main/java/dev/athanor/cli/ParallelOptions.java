@@ -114,6 +114,14 @@ final class ParallelOptions {
     }
   }
 
+  /** A usage error unless the model's {@code layers} blocks give every one of --pp stages at least one. */
+  void checkStages(CommandSpec spec, int layers) {
+    if (pp > layers) {
+      throw Options.usage(spec, "--pp " + pp + " exceeds the model's " + layers + " blocks (each stage needs at "
+          + "least one); give --pp " + layers + " or less");
+    }
+  }
+
   /** What the data-parallel line says about the ZeRO stage. */
   static String stageName(int zero) {
     return switch (zero) {

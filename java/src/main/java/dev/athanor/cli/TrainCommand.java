@@ -320,7 +320,7 @@ final class TrainCommand implements Callable<Integer> {
       }
     }
     refuseZeroTensorCheckpoints(ckpt.dir != null || ckpt.resume != null);
-    if (parallel.pp > 1 && ckpt.resume == null) checkStages(model.config(spec).layers());
+    if (parallel.pp > 1 && ckpt.resume == null) parallel.checkStages(spec, model.config(spec).layers());
     Device device = runtime.apply();
     if (parallel.auto(spec)) {  // rank 0 plans the layout for the processes mpirun started; all ranks follow
       comm = parallel.startAuto(spec, device, !offload.off(), world -> autoPlan(world, device, out));
@@ -425,7 +425,7 @@ final class TrainCommand implements Callable<Integer> {
     }
     PipelineLayout pipeline = null;
     if (parallel.pp > 1) {
-      checkStages(mc.layers());
+      parallel.checkStages(spec, mc.layers());
       pipeline = new PipelineLayout(mc, parallel.pp);
     }
     OffloadPlanner.Job job = new OffloadPlanner.Job(mc, device, tc, opt.recompute, modelDir != null && resume == null,
@@ -553,14 +553,6 @@ final class TrainCommand implements Callable<Integer> {
       }
     } catch (IOException e) {
       throw new UncheckedIOException(FileProblems.describe(e), e);
-    }
-  }
-
-  /** A usage error unless the model's {@code layers} blocks give every one of --pp stages at least one. */
-  private void checkStages(int layers) {
-    if (parallel.pp > layers) {
-      throw Options.usage(spec, "--pp " + parallel.pp + " exceeds the model's " + layers + " blocks (each stage needs at "
-          + "least one); give --pp " + layers + " or less");
     }
   }
 

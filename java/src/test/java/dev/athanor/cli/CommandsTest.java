@@ -223,6 +223,34 @@ class CommandsTest {
     return java.util.Arrays.stream(a).boxed().toList();
   }
 
+  /** bench's --pp and --micro-batches are refused as train refuses them, before any process is needed, naming the flags. */
+  @Test
+  void benchPipelineFlagsAreCheckedAsTrainChecksThem() {
+    String[] base = {"bench", "--mode", "train", "--preset", "gpt2-tiny", "--device", "cpu"};  // 4 blocks
+    Out r = run(concat(base, "--pp", "2", "--micro-batches", "1"));
+    assertEquals(2, r.code());
+    assertTrue(r.err().contains("--micro-batches 1 is fewer than the --pp 2 stages"), r.err());
+    r = run(concat(base, "--pp", "5"));
+    assertEquals(2, r.code());
+    assertTrue(r.err().contains("--pp 5 exceeds the model's 4 blocks"), r.err());
+    r = run(concat(base, "--micro-batches", "2"));
+    assertEquals(2, r.code());
+    assertTrue(r.err().contains("--micro-batches 2 needs --pp 2 or more"), r.err());
+    r = run(concat(base, "--pp", "2", "--dp", "2", "--zero", "3"));
+    assertEquals(2, r.code());
+    assertTrue(r.err().contains("--zero 3 with --pp 2 is not supported"), r.err());
+    r = run(concat(base, "--pp", "2"));  // a valid layout, but no mpirun
+    assertEquals(2, r.code());
+    assertTrue(r.err().contains("--pp 2 needs 2 processes started by MPI"), r.err());
+    r = run("bench", "--mode", "decode", "--preset", "gpt2-tiny", "--device", "cpu", "--pp", "2");
+    assertEquals(2, r.code());
+    assertTrue(r.err().contains("option '--pp' does not apply to --mode decode"), r.err());
+  }
+
+  private static String[] concat(String[] a, String... b) {
+    return java.util.stream.Stream.concat(java.util.Arrays.stream(a), java.util.Arrays.stream(b)).toArray(String[]::new);
+  }
+
   @Test
   void badInputGivesAClearMessageAndAUsageExitCode() {
     Out r = run("train", "--steps", "5");

@@ -200,6 +200,35 @@ class MpiRunTest {
     assertTrue(t.get("comm_sent_bytes_per_step").getAsLong() > 0 && t.get("tokens_per_s").getAsDouble() > 0, t.toString());
   }
 
+  /**
+   * {@code bench --mode train --pp 2 --micro-batches 2}: two stages over mpirun, rank 0 (stage 0) reports the global
+   * batch (2 micro-batches of 2), positive tokens/s, every step's delivered bytes equal to the planner's prediction for
+   * stage 0 of {@code --pp 2} (the hidden states' gradients it sends, the tied embedding's sum, the norm's partials),
+   * the 1F1B bubble (pp-1)/(M+pp-1) = 1/3 and a blocked share of its step between 0 and 1.
+   */
+  @Test
+  void benchPipelineReportsThePlannersTraffic() throws Exception {
+    TrainFixture f = TrainFixture.create(tmp.resolve("bench-pp-fixture"));
+    JsonObject o = bench(f, "--pp", "2", "--micro-batches", "2");
+    assertEquals(2, o.get("pp").getAsInt(), o.toString());
+    assertEquals(1, o.get("dp").getAsInt(), o.toString());
+    assertEquals(2, o.get("micro_batches").getAsInt(), o.toString());
+    assertEquals(4, o.get("batch").getAsInt(), "the batch counts both micro-batches: " + o);
+    dev.athanor.nn.ModelConfig mc = TrainFixture.model();
+    assertEquals(new dev.athanor.dist.pipeline.PipelineLayout(mc, 2).stage(0).blocks(), o.get("stage_blocks").getAsInt());
+    var job = new dev.athanor.dist.plan.ParallelPlanner.Job(mc, dev.athanor.runtime.Device.CPU, 2, 2, 16, 2, 1L << 30,
+        new dev.athanor.dist.plan.ParallelPlanner.Hardware(1e9, 1e9, 0));
+    long predicted = dev.athanor.dist.plan.ParallelPlanner.sentBytes(job,
+        new dev.athanor.dist.plan.ParallelPlanner.Layout(1, 1, 2, 0, false), 0, 0, 0);
+    assertTrue(predicted > 0);
+    assertEquals(predicted, o.get("comm_sent_bytes_per_step").getAsLong(), "the planner's bytes for stage 0: " + o);
+    assertTrue(o.get("comm_bytes_per_step").getAsLong() >= predicted, o.toString());
+    assertTrue(o.get("tokens_per_s").getAsDouble() > 0 && o.get("comm_ms_median").getAsDouble() >= 0, o.toString());
+    assertEquals(0.3333, o.get("bubble_1f1b_theory").getAsDouble(), 1e-9, o.toString());
+    double blocked = o.get("stage0_comm_fraction_median").getAsDouble();
+    assertTrue(blocked >= 0 && blocked <= 1, o.toString());
+  }
+
   /** {@code bench --mode train} of {@code f}'s model on 2 processes with {@code flags}: the one JSON line rank 0 prints. */
   private static JsonObject bench(TrainFixture f, String... flags) throws Exception {
     List<String> a = new ArrayList<>(List.of("bench", "--mode", "train", "--config", f.config.toString(), "--device", "cpu",

@@ -46,7 +46,10 @@ import java.util.Objects;
  *       (6 with recomputation), and the norm's one partial per split parameter. Pipeline: per micro-batch the hidden
  *       states to the next stage and their gradient to the previous one (a middle stage sends both, an end stage one),
  *       tied embeddings' head gradients (the last stage, one per micro-batch) and their sum (the first stage, once), the
- *       norm's straddling chunk piece and partials, the losses broadcast from the last stage. Exact for the ranks' flat
+ *       norm's straddling chunk piece and partials, the losses broadcast from the last stage; with ZeRO 2 over dp the
+ *       norm put together from every stage's shards (a chunk's pieces to its first element's dp rank, then along the
+ *       pipeline to its stage; the partials all-reduced over dp and over the pipeline) and, tied, the first stage's dp
+ *       group all-gathering the folded embedding gradient before it goes to the last stage. Exact for the ranks' flat
  *       layouts; not counted: what MPI forwards inside its own algorithms (a tree broadcast, a ring all-gather: the
  *       volume is the same, spread over other senders). ZeRO 3 (an estimate, not yet checked against a run): per
  *       micro-batch every unit's weights gathered in the forward and again in the backward (this rank's part to each
@@ -363,11 +366,13 @@ public final class ParallelPlanner {
       bytes += first ? emb : mb * emb;
       messages += first ? 1 : mb;
     }
-    Range mine = pipeline.wholeRange(st);
-    long piece = normPiece(mine.start(), mine.end(), pipeline.wholeNumel());
-    long[] partials = allReduce(chunks(pipeline.wholeNumel()), l.pp(), st, 4);
-    bytes += 4 * piece + partials[0];
-    messages += (piece > 0 ? 1 : 0) + partials[1];
+    if (!shardedPipeline(l)) {  // ZeRO 2 over dp: the norm of the shards, counted with the dp traffic
+      Range mine = pipeline.wholeRange(st);
+      long piece = normPiece(mine.start(), mine.end(), pipeline.wholeNumel());
+      long[] partials = allReduce(chunks(pipeline.wholeNumel()), l.pp(), st, 4);
+      bytes += 4 * piece + partials[0];
+      messages += (piece > 0 ? 1 : 0) + partials[1];
+    }
     if (last) {
       bytes += 4L * mb * (l.pp() - 1);
       messages += l.pp() - 1;
@@ -395,10 +400,16 @@ public final class ParallelPlanner {
         bytes += (long) mb * 2 * 4 * part * (n - 1);
         messages += (long) mb * 2 * units * (n - 1);
       }
-      long start = Communicator.partStart(p, d, n), piece = normPiece(start, start + part, p);
-      long[] partials = allReduce(chunks(p), n, d, 4);
-      bytes += 4 * piece + partials[0];
-      messages += (piece > 0 ? 1 : 0) + partials[1];
+      if (shardedPipeline(l)) {
+        long[] x = pipelineShardTraffic(job, l, pipeline, st, d);
+        bytes += x[0];
+        messages += x[1];
+      } else {
+        long start = Communicator.partStart(p, d, n), piece = normPiece(start, start + part, p);
+        long[] partials = allReduce(chunks(p), n, d, 4);
+        bytes += 4 * piece + partials[0];
+        messages += (piece > 0 ? 1 : 0) + partials[1];
+      }
     } else {
       long[] sum = allReduce(p, n, d, 4);
       bytes += sum[0];
@@ -411,6 +422,64 @@ public final class ParallelPlanner {
     bytes += 4L * mb * (n - 1);
     messages += n - 1;
     return new long[] {bytes, messages};
+  }
+
+  /**
+   * Whether {@code l} shards a pipeline stage's gradient over its dp group (ZeRO 2 with --pp and --dp, as Athanor runs
+   * it: without --tp; the layouts it cannot run keep the estimate of ZeRO 2 without a pipeline).
+   */
+  private static boolean shardedPipeline(Layout l) {
+    return l.pp() > 1 && l.dp() > 1 && l.zero() == 2 && l.tp() == 1;
+  }
+
+  /**
+   * {bytes, messages} of dp rank {@code d} of stage {@code st} for what a pipeline with its gradient sharded over dp
+   * (ZeRO 2) does after the schedule, as {@link dev.athanor.dist.pipeline.PipelineStage} does it. Tied embeddings: the
+   * first stage's dp group all-gathers the folded embedding gradient (each rank its shard's part of it, to every other
+   * rank). The norm: each {@link Ops#NORM_CHUNK} chunk of the whole model's layout is summed by the rank holding its
+   * first element (stage {@code t0}, dp rank {@code q0}); on each stage the chunk touches, the other dp ranks send their
+   * pieces to dp rank {@code q0}, which (on another stage than {@code t0}) sends the stage's piece to stage {@code
+   * t0}; then the partials (one per chunk of the whole layout) are all-reduced over the dp group and over the pipeline.
+   */
+  private static long[] pipelineShardTraffic(Job job, Layout l, PipelineLayout pipeline, int st, int d) {
+    ModelConfig c = job.model();
+    int n = l.dp();
+    long[] numel = new long[l.pp()];
+    for (int t = 0; t < numel.length; t++) numel[t] = flatParameters(c, pipeline.stage(t), l.tp());
+    Range shard = new Range(Communicator.partStart(numel[st], d, n), Communicator.partStart(numel[st], d + 1, n));
+    long bytes = 0, messages = 0;
+    if (st == 0 && c.tiedEmbeddings()) {  // the embedding leads the first stage's store
+      long mine = new Range(0, c.embeddingSpecs().get(0).numel()).intersect(shard).length();
+      bytes += 4 * mine * (n - 1);
+      messages += n - 1;
+    }
+    long total = pipeline.wholeNumel();
+    for (long cs = 0; cs < total; cs += Ops.NORM_CHUNK) {
+      long ce = Math.min(total, cs + Ops.NORM_CHUNK);
+      int t0 = 0;
+      while (cs >= pipeline.wholeRange(t0).end()) t0++;
+      long base0 = pipeline.wholeRange(t0).start();
+      int q0 = 0;
+      while (cs - base0 >= Communicator.partStart(numel[t0], q0 + 1, n)) q0++;
+      if (ce <= pipeline.wholeRange(t0).end() && ce - base0 <= Communicator.partStart(numel[t0], q0 + 1, n)) continue;
+      Range r = pipeline.wholeRange(st);
+      long a = Math.max(cs, r.start()), b = Math.min(ce, r.end());
+      if (st < t0 || a >= b) continue;
+      if (d == q0) {
+        if (st != t0) {  // the stage's piece along the pipeline to the chunk's owner
+          bytes += 4 * (b - a);
+          messages++;
+        }
+      } else {
+        long piece = new Range(a - r.start(), b - r.start()).intersect(shard).length();
+        if (piece > 0) {
+          bytes += 4 * piece;
+          messages++;
+        }
+      }
+    }
+    long[] overDp = allReduce(chunks(total), n, d, 4), overPp = allReduce(chunks(total), l.pp(), st, 4);
+    return new long[] {bytes + overDp[0] + overPp[0], messages + overDp[1] + overPp[1]};
   }
 
   /**
