@@ -141,8 +141,9 @@ public record OffloadPlan(ModelConfig model, Device device, Set<Role> diskRoles,
 
   /**
    * Bytes read from and written to DISK per optimizer step: each moment read and written once by the optimizer; the
-   * gradients written once per micro-batch, read back before each later micro-batch adds to them, read for the
-   * clipping norm and by the optimizer; the weights read in the forward and the backward of each micro-batch (the
+   * gradients written once per micro-batch, read back before each later micro-batch adds to them and read by the
+   * optimizer (the clipping norm is formed from the gradient windows during the backward, {@link UnitPager#globalNorm});
+   * the weights read in the forward and the backward of each micro-batch (the
    * embeddings of a tied head once more in each), then read and written by the optimizer. The staging buffers and
    * windows are reused in memory, so they add no DISK traffic.
    */
@@ -152,7 +153,7 @@ public record OffloadPlan(ModelConfig model, Device device, Set<Role> diskRoles,
     for (Role r : diskRoles) {
       t = Math.addExact(t, switch (r) {
         case ADAM_M, ADAM_V -> Math.multiplyExact(2L, role);
-        case GRAD -> Math.multiplyExact(2L * accum + 1, role);  // accum writes, accum - 1 reads, norm, optimizer
+        case GRAD -> Math.multiplyExact(2L * accum, role);  // accum writes, accum - 1 reads, optimizer
         case MASTER -> {
           long paged = 0;  // bytes of the units that are paged (not resident)
           for (UnitSize u : units(model)) if (!residentWeights.contains(u.name())) paged = Math.addExact(paged, 4 * u.elements());

@@ -24,8 +24,8 @@ import java.util.Set;
  *   <li>everything in memory, if that fits;
  *   <li>else the first moment ({@link Role#ADAM_M}) on DISK (read and written once per step), if that fits;
  *   <li>else both moments;
- *   <li>else the gradients too (written per micro-batch, read back to accumulate, read for the clipping norm and by
- *       the optimizer);
+ *   <li>else the gradients too (written per micro-batch, read back to accumulate, read by the optimizer; the
+ *       clipping norm is formed during the backward);
  *   <li>else the weights too (read per unit in the forward and the backward of every micro-batch, read and written
  *       by the optimizer);
  *   <li>else no plan: {@link Result#failure()} names the tier that is short, by how much with everything on DISK,

@@ -40,8 +40,11 @@ import java.util.concurrent.atomic.AtomicInteger;
  * first backward use and unmapped when it is complete ({@link #afterGradients}). The first micro-batch of a step
  * writes it to the unit's file behind the computation; a later one adds it to the step's gradient read back from
  * the file (read ahead when the unit's backward starts) with the same kernel and order as the in-memory trainer
- * ({@code acc + g}), and writes the sum. {@link #globalNorm()} then streams the step's gradient in the fixed chunks
- * of {@link Ops#sumSquaresPartials}, so the clipping norm has the in-memory bits.
+ * ({@code acc + g}), and writes the sum. The clipping norm ({@link #globalNorm()}) is formed from the fixed chunks of
+ * {@link Ops#sumSquaresPartials}, so it has the in-memory bits: when a unit's gradient is complete its window is still
+ * in memory, so the partials of the chunks inside it are formed there, and the pieces of a chunk that straddles units
+ * are copied into a staging buffer of one chunk until the chunk is whole (at most two at once); {@link #globalNorm()}
+ * reads back from DISK only the chunks no window completed (none in a plain backward), instead of the whole gradient.
  *
  * <p>Windows are HOST tensors allocated and freed per use, so the HOST peak holds at most a few units of each paged
  * role (see {@link #windowBound}). Every wait of the computing thread for a transfer is a stall in
@@ -53,6 +56,8 @@ public final class UnitPager implements BlockHooks, AutoCloseable {
   private static final int KEEP_AHEAD = 2;
   /** Gradient windows being written behind at most (a new one waits for the oldest). */
   private static final int MAX_WRITES = 2;
+  /** Chunks straddling units staged at once for the clipping norm's partials (each {@link Ops#NORM_CHUNK} F32). */
+  private static final int MAX_STAGED = 2;
 
   private final ParameterStore store;
   private final UnitFiles files;
@@ -65,6 +70,20 @@ public final class UnitPager implements BlockHooks, AutoCloseable {
   private int cursor;
   private int micro;
   private boolean closed;
+  private final float[] normParts;     // per norm chunk: its partial, formed from a completed gradient window
+  private final boolean[] normKnown;   // per norm chunk: normParts holds the partial of the current gradient
+  private final boolean[] normSkipped; // per norm chunk: no staging buffer was free, globalNorm() reads it back
+  private final java.util.Map<Integer, Staged> staged = new java.util.HashMap<>();  // straddling chunks being filled
+
+  /** A norm chunk straddling units, filled piece by piece as the units' gradients complete. */
+  private static final class Staged {
+    final Tensor buf;
+    long filled;
+
+    Staged(Tensor buf) {
+      this.buf = buf;
+    }
+  }
 
   /** A host window of one unit and the transfer filling or emptying it. */
   private static final class Window {
@@ -119,6 +138,10 @@ public final class UnitPager implements BlockHooks, AutoCloseable {
     this.weights = new Window[n];
     this.grads = new Window[n];
     this.sums = new Window[n];
+    int normChunks = (int) ((store.numel() + Ops.NORM_CHUNK - 1) / Ops.NORM_CHUNK);
+    this.normParts = new float[normChunks];
+    this.normKnown = new boolean[normChunks];
+    this.normSkipped = new boolean[normChunks];
     this.training = order(model, false);
     this.decoding = order(model, true);
     this.cycle = training;
@@ -215,7 +238,8 @@ public final class UnitPager implements BlockHooks, AutoCloseable {
   /**
    * Host bytes of {@link #globalNorm()}'s buffers for a flat layout of {@code numel} elements: one chunk of
    * {@link Ops#NORM_CHUNK} F32 elements (or the whole layout when smaller), two when there are several chunks (the
-   * next is read while the current one is summed).
+   * next is read while the current one is summed). The same bound covers the staging buffers of the chunks that
+   * straddle units during the backward (at most two chunks), which are freed before {@link #flush()} returns.
    */
   public static long normBufferBytes(long numel) {
     long len = Math.min(Ops.NORM_CHUNK, Math.max(1, numel));
@@ -300,6 +324,60 @@ public final class UnitPager implements BlockHooks, AutoCloseable {
       throw e;
     }
     writes.add(w);
+    notePartials(unit, w.buf);  // reads the window while the I/O thread writes it
+  }
+
+  /**
+   * Forms the norm partials of the chunks that {@code unit}'s complete gradient {@code g} (its window) covers: a chunk
+   * inside the unit directly, a chunk straddling units once its staging buffer holds every piece. A later micro-batch
+   * of the step forms them again from the sum, so the partials are those of the step's gradient.
+   */
+  private void notePartials(Unit unit, Tensor g) {
+    Range e = unit.elements();
+    if (e.isEmpty()) return;
+    long n = store.numel(), chunk = Ops.NORM_CHUNK;
+    for (int j = (int) (e.start() / chunk); j <= (int) ((e.end() - 1) / chunk); j++) {
+      long cs = j * chunk, ce = Math.min(n, cs + chunk);
+      long s = Math.max(cs, e.start()), t = Math.min(ce, e.end());
+      if (s == cs && t == ce) {
+        try (Tensor part = g.slice(0, s - e.start(), t - e.start())) {
+          normParts[j] = Ops.sumSquaresPartials(part)[0];
+        }
+        normKnown[j] = true;
+        continue;
+      }
+      if (normSkipped[j]) continue;
+      Staged st = staged.get(j);
+      if (st == null) {
+        if (staged.size() >= MAX_STAGED) {
+          normSkipped[j] = true;  // globalNorm() reads this chunk back
+          continue;
+        }
+        st = new Staged(Tensor.empty(DType.F32, Device.CPU, Tier.HOST, ce - cs).detach());
+        staged.put(j, st);
+      }
+      try (Tensor dst = st.buf.slice(0, s - cs, t - cs); Tensor src = g.slice(0, s - e.start(), t - e.start())) {
+        dst.copyFrom(src);
+      }
+      st.filled += t - s;
+      if (st.filled == ce - cs) {
+        staged.remove(j);
+        try {
+          normParts[j] = Ops.sumSquaresPartials(st.buf)[0];
+          normKnown[j] = true;
+        } finally {
+          st.buf.close();
+        }
+      }
+    }
+  }
+
+  /** Forgets the staged chunks (freeing their buffers) and, with {@code partials}, the partials formed so far. */
+  private void resetNorm(boolean partials) {
+    for (Staged st : staged.values()) st.buf.close();
+    staged.clear();
+    java.util.Arrays.fill(normSkipped, false);
+    if (partials) java.util.Arrays.fill(normKnown, false);
   }
 
   /**
@@ -334,6 +412,7 @@ public final class UnitPager implements BlockHooks, AutoCloseable {
     checkOpen();
     if (index < 0) throw new IllegalArgumentException("micro-batch index must be >= 0, got " + index);
     micro = index;
+    resetNorm(true);  // this micro-batch's backward forms every unit's partials again
   }
 
   /**
@@ -364,6 +443,7 @@ public final class UnitPager implements BlockHooks, AutoCloseable {
       }
     }
     writes.clear();
+    resetNorm(false);  // a chunk still staged now is read back by globalNorm()
     for (Window[] ws : new Window[][] {weights, grads, sums}) {
       for (int i = 0; i < ws.length; i++) {
         Window w = ws[i];
@@ -382,10 +462,11 @@ public final class UnitPager implements BlockHooks, AutoCloseable {
   }
 
   /**
-   * The L2 norm of the step's gradient on DISK, as {@link Ops#globalNorm} forms it over the flat layout: the file
-   * pieces of each chunk of {@link Ops#NORM_CHUNK} elements are read into one host buffer (the next chunk while the
-   * current one is summed), each chunk's partial formed by the same kernel and the partials added in order. Call
-   * after {@link #flush()}.
+   * The L2 norm of the step's gradient on DISK, as {@link Ops#globalNorm} forms it over the flat layout: each chunk of
+   * {@link Ops#NORM_CHUNK} elements has its partial formed by the same kernel and the partials are added in order. The
+   * partials the backward formed from its gradient windows are used as they are; the file pieces of every other chunk
+   * are read into one host buffer (the next such chunk while the current one is summed). Call after {@link #flush()};
+   * the backward's partials are used once (a second call reads every chunk back).
    */
   public float globalNorm() {
     checkOpen();
@@ -394,37 +475,51 @@ public final class UnitPager implements BlockHooks, AutoCloseable {
     long n = store.numel(), chunk = Ops.NORM_CHUNK;
     int chunks = (int) ((n + chunk - 1) / chunk);
     if (chunks == 0) return 0f;
-    long len = Math.min(chunk, n);
-    double total = 0;
-    try (Tensor a = Tensor.empty(DType.F32, Device.CPU, Tier.HOST, len);
-        Tensor b = chunks > 1 ? Tensor.empty(DType.F32, Device.CPU, Tier.HOST, len) : null) {
-      Tensor[] buf = {a, b};
-      Future<?>[] pending = new Future<?>[2];
-      pending[0] = readFlat(new Range(0, len), a);
-      try {
-        for (int j = 0; j < chunks; j++) {
-          Range r = new Range(j * chunk, Math.min(n, (j + 1) * chunk));
-          if (j + 1 < chunks) {
-            Range next = new Range((j + 1) * chunk, Math.min(n, (j + 2) * chunk));
-            pending[(j + 1) % 2] = readFlat(next, buf[(j + 1) % 2]);
+    float[] parts = new float[chunks];
+    List<Integer> missing = new ArrayList<>();  // the chunks no gradient window completed, read back in order
+    for (int j = 0; j < chunks; j++) {
+      if (normKnown[j]) parts[j] = normParts[j];
+      else missing.add(j);
+    }
+    java.util.Arrays.fill(normKnown, false);  // used once: the gradient on DISK may change after this step
+    if (!missing.isEmpty()) {
+      long len = Math.min(chunk, n);
+      try (Tensor a = Tensor.empty(DType.F32, Device.CPU, Tier.HOST, len);
+          Tensor b = missing.size() > 1 ? Tensor.empty(DType.F32, Device.CPU, Tier.HOST, len) : null) {
+        Tensor[] buf = {a, b};
+        Future<?>[] pending = new Future<?>[2];
+        pending[0] = readFlat(chunkRange(missing.get(0)), a);
+        try {
+          for (int k = 0; k < missing.size(); k++) {
+            int j = missing.get(k);
+            Range r = chunkRange(j);
+            if (k + 1 < missing.size()) pending[(k + 1) % 2] = readFlat(chunkRange(missing.get(k + 1)), buf[(k + 1) % 2]);
+            stall(pending[k % 2], null, "gradient norm");
+            pending[k % 2] = null;
+            try (Tensor part = buf[k % 2].slice(0, 0, r.length())) {
+              parts[j] = Ops.sumSquaresPartials(part)[0];
+            }
           }
-          stall(pending[j % 2], null, "gradient norm");
-          pending[j % 2] = null;
-          try (Tensor part = buf[j % 2].slice(0, 0, r.length())) {
-            total += Ops.sumSquaresPartials(part)[0];
-          }
-        }
-      } finally {
-        for (Future<?> f : pending) {
-          try {
-            ChunkStreamer.await(f);
-          } catch (RuntimeException ignored) {
-            // the first failure is already on its way out
+        } finally {
+          for (Future<?> f : pending) {
+            try {
+              ChunkStreamer.await(f);
+            } catch (RuntimeException ignored) {
+              // the first failure is already on its way out
+            }
           }
         }
       }
     }
+    double total = 0;
+    for (float p : parts) total += p;  // in chunk order, as Ops.globalNorm adds them
     return (float) Math.sqrt(total);
+  }
+
+  /** The flat elements of norm chunk {@code j}. */
+  private Range chunkRange(int j) {
+    long n = store.numel(), chunk = Ops.NORM_CHUNK;
+    return new Range(j * chunk, Math.min(n, (j + 1) * chunk));
   }
 
   /** Reads the flat range {@code r} of the step's gradient (pieces of one or more unit files) into {@code dst}. */
@@ -447,6 +542,7 @@ public final class UnitPager implements BlockHooks, AutoCloseable {
   public void discard() {
     if (closed) return;
     dropAll(false);  // the step is being abandoned: its transfers' failures do not matter
+    resetNorm(true);
   }
 
   // ------------------------------------------------------------------ internals

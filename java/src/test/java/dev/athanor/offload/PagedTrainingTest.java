@@ -35,8 +35,9 @@ import org.junit.jupiter.api.io.TempDir;
  * Weights and gradients on the DISK tier, paged unit by unit through host windows by a {@link UnitPager} during the
  * forward and backward, with the moments streamed by the optimizer: the same bits as the run with everything in
  * memory (losses, gradient norms, final weights, moments), for GPT-2 (tied head) and Llama (untied), 1 and 2
- * threads, with and without accumulation and read-ahead; and a model whose training state is more than 8 times the
- * HOST budget trains within that budget.
+ * threads, with and without accumulation and read-ahead; the clipping norm formed during the backward without
+ * reading the gradient back; and a model whose training state is more than 8 times the HOST budget trains within
+ * that budget.
  */
 class PagedTrainingTest {
   static final ModelConfig GPT2 = OffloadedOptimizerTest.GPT2;
@@ -174,6 +175,54 @@ class PagedTrainingTest {
       mm.setBudget(Tier.HOST, oldBudget);
     }
     assertSameBits(host, disk, "19M parameters, state 8x the HOST budget");
+  }
+
+  /**
+   * The clipping norm from the partials the backward formed while each unit's gradient was still in memory: with
+   * units larger than a norm chunk (chunks inside a unit and chunks straddling two), {@link UnitPager#globalNorm()}
+   * reads nothing back from DISK and has the bits of the norm streamed from the gradient's files (a second call,
+   * which reads every chunk back); and training with it has the in-memory bits, with and without accumulation.
+   */
+  @Test
+  void clippingNormFormedDuringTheBackwardReadsNothingBack(@TempDir Path tmp) {
+    Path data = OffloadedOptimizerTest.shard(tmp);
+    ModelConfig cfg = ModelConfig.gpt2(97, 16, 3, 320, 4);  // blocks of 1.23M parameters: more than a chunk each
+    try (Transformer probe = Transformer.create(cfg, Device.CPU)) {
+      long biggest = probe.parameters().units().stream().mapToLong(u -> u.elements().length()).max().orElseThrow();
+      assertTrue(biggest > dev.athanor.ops.Ops.NORM_CHUNK, "a unit of " + biggest + " elements spans chunks");
+    }
+    try (TokenDataset d = TokenDataset.open(data); Transformer model = Transformer.create(cfg, Device.CPU);
+        UnitFiles f = new UnitFiles(model.parameters(), Set.of(Role.MASTER, Role.GRAD), tmp.resolve("pager"))) {
+      model.initialize(8);
+      ParameterStore s = model.parameters();
+      UnitPager p = new UnitPager(model, f, true);
+      var before = model.hooks();
+      model.setHooks(dev.athanor.nn.BlockHooks.both(before, p));
+      try {
+        DataLoader.Batch b = new DataLoader(d, 2, 16, false, 5).next();
+        p.beginMicroBatch(0);
+        model.forward(b.inputs(), b.targets(), b.batch(), b.seq());
+        model.backward(1f);
+        p.flush();
+        TransferStats.Snapshot t0 = f.stats().snapshot();
+        float fused = p.globalNorm();
+        TransferStats.Snapshot t1 = f.stats().snapshot();
+        assertEquals(0, t1.minus(t0).diskToHost(), "bytes read back for the norm formed during the backward");
+        float streamed = p.globalNorm();
+        assertEquals(4 * s.numel(), f.stats().snapshot().minus(t1).diskToHost(), "the second call reads the gradient back");
+        assertTrue(fused > 0, "norm " + fused);
+        assertEquals(Float.floatToRawIntBits(streamed), Float.floatToRawIntBits(fused), "fused " + fused + " vs streamed " + streamed);
+      } finally {
+        model.setHooks(before);
+        p.close(false);
+      }
+    }
+    for (int accum : new int[] {1, 2}) {
+      TrainConfig tc = new TrainConfig(2, 2, 16, accum, 1e-2f, 1e-3f, 1, Schedule.COSINE, 0.1f, 0.9f, 0.95f, 1e-8f, 1f, true, 5);
+      Run host = train(data, cfg, tc, OffloadConfig.NONE);
+      Run disk = train(data, cfg, tc, OffloadConfig.allOnDisk(tmp.resolve("offload")));
+      assertSameBits(host, disk, "units larger than a norm chunk, accum " + accum);
+    }
   }
 
   @Test
