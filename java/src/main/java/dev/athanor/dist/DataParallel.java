@@ -148,35 +148,50 @@ public final class DataParallel implements GradientReducer {
    * closes it), the others send it their pieces and return null. Every rank holding a piece must call it.
    */
   static Tensor assemble(Communicator comm, long n, Range shard, Tensor g, Range whole) {
-    int size = comm.size(), me = comm.rank(), owner = ownerOf(whole.start(), n, size);
-    if (me != owner) {
-      Range mine = whole.intersect(shard);
-      if (!mine.isEmpty()) {
-        try (Tensor x = g.slice(0, mine.start() - shard.start(), mine.end() - shard.start())) {
-          comm.send(x, owner);
-        }
-      }
+    int owner = ownerOf(whole.start(), n, comm.size());
+    if (comm.rank() != owner) {
+      collect(comm, n, shard, g, whole, owner, null);
       return null;
     }
     Tensor buf = Tensor.empty(DType.F32, Device.CPU, whole.length());
     try {
-      for (int r = me; r < size; r++) {
-        Range piece = whole.intersect(new Range(Communicator.partStart(n, r, size), Communicator.partStart(n, r + 1, size)));
-        if (piece.isEmpty()) continue;
-        try (Tensor dst = buf.slice(0, piece.start() - whole.start(), piece.end() - whole.start())) {
-          if (r == me) {
-            try (Tensor x = g.slice(0, piece.start() - shard.start(), piece.end() - shard.start())) {
-              dst.copyFrom(x);
-            }
-          } else {
-            comm.recv(dst, r);
-          }
-        }
-      }
+      collect(comm, n, shard, g, whole, owner, buf);
       return buf;
     } catch (RuntimeException e) {
       buf.close();
       throw e;
+    }
+  }
+
+  /**
+   * The elements {@code whole} of a flat vector of {@code n} elements cut over {@code comm}'s ranks in order (this rank
+   * holds {@code shard} of it in the flat {@code g}), collected on rank {@code collector}: every other rank sends it its
+   * piece of {@code whole}, and the collector writes every piece, its own copied, the others received in rank order, into
+   * {@code out} ({@code whole.length()} elements; not read on the other ranks). Every rank holding a piece must call it.
+   */
+  public static void collect(Communicator comm, long n, Range shard, Tensor g, Range whole, int collector, Tensor out) {
+    int size = comm.size(), me = comm.rank();
+    if (me != collector) {
+      Range mine = whole.intersect(shard);
+      if (!mine.isEmpty()) {
+        try (Tensor x = g.slice(0, mine.start() - shard.start(), mine.end() - shard.start())) {
+          comm.send(x, collector);
+        }
+      }
+      return;
+    }
+    for (int r = 0; r < size; r++) {
+      Range piece = whole.intersect(new Range(Communicator.partStart(n, r, size), Communicator.partStart(n, r + 1, size)));
+      if (piece.isEmpty()) continue;
+      try (Tensor dst = out.slice(0, piece.start() - whole.start(), piece.end() - whole.start())) {
+        if (r == me) {
+          try (Tensor x = g.slice(0, piece.start() - shard.start(), piece.end() - shard.start())) {
+            dst.copyFrom(x);
+          }
+        } else {
+          comm.recv(dst, r);
+        }
+      }
     }
   }
 

@@ -510,31 +510,11 @@ public final class PipelineStage implements Trainer.MicroBatchRunner, GradientRe
             if (a >= b) continue;
             if (t == stage) {
               Range local = new Range(a - r.start(), b - r.start());
-              if (me == q0) {
-                try (Tensor part = owner ? whole.slice(0, a - cs, b - cs) : Tensor.empty(DType.F32, Device.CPU, b - a)) {
-                  for (int q = 0; q < size; q++) {  // this stage's piece of the chunk from its dp ranks, in order
-                    Range piece = local.intersect(new Range(Communicator.partStart(numel[t], q, size),
-                        Communicator.partStart(numel[t], q + 1, size)));
-                    if (piece.isEmpty()) continue;
-                    try (Tensor dst = part.slice(0, piece.start() - local.start(), piece.end() - local.start())) {
-                      if (q == me) {
-                        try (Tensor x = g.slice(0, piece.start() - shard.start(), piece.end() - shard.start())) {
-                          dst.copyFrom(x);
-                        }
-                      } else {
-                        dp.recv(dst, q);
-                      }
-                    }
-                  }
-                  if (!owner) comm.send(part, t0);
-                }
-              } else {
-                Range piece = local.intersect(shard);
-                if (!piece.isEmpty()) {
-                  try (Tensor x = g.slice(0, piece.start() - shard.start(), piece.end() - shard.start())) {
-                    dp.send(x, q0);
-                  }
-                }
+              // this stage's piece of the chunk, from its dp ranks in order, on dp rank q0
+              try (Tensor part = me != q0 ? null : owner ? whole.slice(0, a - cs, b - cs)
+                  : Tensor.empty(DType.F32, Device.CPU, b - a)) {
+                DataParallel.collect(dp, numel[t], shard, g, local, q0, part);
+                if (me == q0 && !owner) comm.send(part, t0);
               }
             } else if (owner) {
               try (Tensor dst = whole.slice(0, a - cs, b - cs)) {
