@@ -53,6 +53,9 @@ constexpr int kConsumers = 2;                      // consumer warpgroups, 64 ro
 constexpr int kThreads = 128 * (kConsumers + 1);  // + the producer warpgroup
 constexpr int kBox = 64;                           // elements in a 128-byte swizzle row
 constexpr int kBoxBytes = kBox * kBK * 2;          // one 64 x 64 box: 8 KiB
+// MN-major descriptors: leading byte offset = between 64-element column boxes, stride byte offset =
+// between 8-row atoms along K (on an H200, 2026-12-04, the tests failed with the two exchanged).
+constexpr uint32_t kMnLbo = kBoxBytes, kMnSbo = 1024;
 
 template <int BN, bool TMA_STORE>
 struct WgCfg {
@@ -123,11 +126,20 @@ __device__ __forceinline__ uint32_t pack2(float v0, float v1) {
   }
 }
 
+// Unit u of a launch: its tile's first row m0 and column n0 (grouped order, tile_coords) and its batch.
+template <int BN>
+__device__ __forceinline__ void unit_origin(int64_t u, int tiles, const GemmParams& p, int* m0, int* n0, int* batch) {
+  int tm, tn;
+  tile_coords(static_cast<int>(u % tiles), p.tiles_m, p.tiles_n, &tm, &tn);
+  *m0 = tm * kBM;
+  *n0 = tn * BN;
+  *batch = static_cast<int>(p.batch_base + u / tiles);
+}
+
 template <int BN, typename T, typename TC, bool TA, bool TB, bool TMA_STORE>
 __global__ void __launch_bounds__(kThreads, 1)
     gemm_wgmma_kernel(const __grid_constant__ CUtensorMap tma_a, const __grid_constant__ CUtensorMap tma_b,
-                      const __grid_constant__ CUtensorMap tma_c, const GemmParams p, uint32_t mn_lbo,
-                      uint32_t mn_sbo, int64_t units) {
+                      const __grid_constant__ CUtensorMap tma_c, const GemmParams p, int64_t units) {
 #if ATH_SM90A
   using Cfg = WgCfg<BN, TMA_STORE>;
   extern __shared__ __align__(1024) uint8_t smem_raw[];
@@ -163,10 +175,8 @@ __global__ void __launch_bounds__(kThreads, 1)
       sm90::tma_prefetch_desc(&tma_b);
       uint32_t it = 0;
       for (int64_t u = blockIdx.x; u < units; u += gridDim.x) {
-        int tm, tn;
-        tile_coords(static_cast<int>(u % tiles), p.tiles_m, p.tiles_n, &tm, &tn);
-        const int m0 = tm * kBM, n0 = tn * BN;
-        const int batch = static_cast<int>(p.batch_base + u / tiles);
+        int m0, n0, batch;
+        unit_origin<BN>(u, tiles, p, &m0, &n0, &batch);
         for (int kt = 0; kt < KT; ++kt, ++it) {
           const int s = it % Cfg::STAGES;
           sm90::mbar_wait(empty(s), ((it / Cfg::STAGES) & 1) ^ 1u);  // a fresh barrier passes parity 1 at once
@@ -200,10 +210,8 @@ __global__ void __launch_bounds__(kThreads, 1)
     float acc[Cfg::ACC];
     uint32_t it = 0;
     for (int64_t u = blockIdx.x; u < units; u += gridDim.x) {
-      int tm, tn;
-      tile_coords(static_cast<int>(u % tiles), p.tiles_m, p.tiles_n, &tm, &tn);
-      const int m0 = tm * kBM, n0 = tn * BN;
-      const int batch = static_cast<int>(p.batch_base + u / tiles);
+      int m0, n0, batch;
+      unit_origin<BN>(u, tiles, p, &m0, &n0, &batch);
       for (int kt = 0; kt < KT; ++kt, ++it) {
         const int s = it % Cfg::STAGES;
         sm90::mbar_wait(full(s), (it / Cfg::STAGES) & 1);
@@ -211,10 +219,10 @@ __global__ void __launch_bounds__(kThreads, 1)
         sm90::wgmma_fence();
 #pragma unroll
         for (int kk = 0; kk < kBK / 16; ++kk) {
-          const uint64_t da = TA ? sm90::smem_desc_sw128(sa + c * kBoxBytes + kk * 2048, mn_lbo, mn_sbo)
+          const uint64_t da = TA ? sm90::smem_desc_sw128(sa + c * kBoxBytes + kk * 2048, kMnLbo, kMnSbo)
                                  : sm90::smem_desc_sw128(sa + c * 64 * 128 + kk * 32, 16, 1024);
           const uint64_t db = TB ? sm90::smem_desc_sw128(sb + kk * 32, 16, 1024)
-                                 : sm90::smem_desc_sw128(sb + kk * 2048, mn_lbo, mn_sbo);
+                                 : sm90::smem_desc_sw128(sb + kk * 2048, kMnLbo, kMnSbo);
           mma_k16<BN, T, TA, TB>(acc, da, db, kt > 0 || kk > 0);
         }
         sm90::wgmma_commit();
@@ -276,9 +284,9 @@ __global__ void __launch_bounds__(kThreads, 1)
 #else
   // Built for another target (sm_80, or PTX for newer chips): gemm.cu never launches this there.
   (void)kBoxBytes;
+  (void)kMnLbo;
+  (void)kMnSbo;
   (void)WgCfg<BN, TMA_STORE>::ACC;
-  (void)mn_lbo;
-  (void)mn_sbo;
   (void)units;
   __trap();
 #endif
@@ -362,17 +370,12 @@ ath_status launch(GemmParams p, int dtype_ab, int nbatch, int sm_count, cudaStre
   } else {
     mc = mb;  // not read
   }
-  // MN-major descriptors: leading byte offset = between 64-element column boxes, stride byte
-  // offset = between 8-row atoms along K (on an H200, 2026-12-04, the tests failed with the two
-  // exchanged and passed with them so).
-  const uint32_t mn_lbo = kBoxBytes, mn_sbo = 1024;
   // Persistent grid: one block per SM at most, each walking units blockIdx.x, + gridDim.x, ...
   p.tiles_m = ceil_div(p.m, kBM);
   p.tiles_n = ceil_div(p.n, BN);
   const int64_t units = int64_t{p.tiles_m} * p.tiles_n * nbatch;
   const int64_t blocks = units < sm_count ? units : sm_count;
-  kernel<<<dim3(static_cast<unsigned>(blocks)), kThreads, Cfg::SMEM_BYTES, stream>>>(ma, mb, mc, p, mn_lbo, mn_sbo,
-                                                                                    units);
+  kernel<<<dim3(static_cast<unsigned>(blocks)), kThreads, Cfg::SMEM_BYTES, stream>>>(ma, mb, mc, p, units);
   ATH_CUDA_CHECK_LAUNCH("ath_cuda_gemm (wgmma)");
   return ATH_OK;
 }
