@@ -397,7 +397,7 @@ class TensorParallelTrainTest {
    * rows) describe the global tensors and resume: under dp 2 × tp 2 with either ZeRO stage, and as tp 2 with {@code
    * --accum 2}, with the uninterrupted run's steps and final weights bit for bit (these layouts equal dp 2 × tp 2 bit for
    * bit); as one process with {@code --accum 2} and as dp 2 × ZeRO 1 (across the tensor-parallel split) with its losses
-   * within 1e-4.
+   * within 1e-4. The one process's own checkpoint (format 2) resumes under dp 2 × tp 2 × ZeRO 2 within 1e-4.
    */
   @Test
   void zeroTimesTensorParallelCheckpointsResumeOnEveryLayout() throws Exception {
@@ -420,8 +420,12 @@ class TensorParallelTrainTest {
     assertSameFromStep(zero2, again, 2, "dp 2 x tp 2 x ZeRO 2 resumed from its own step-2 checkpoint");
     resume(2, f, z2, toTp, "--tp", "2", "--accum", "2", "--threads", "1");
     assertSameFromStep(zero2, toTp, 2, "tp 2 with --accum 2 resumed from dp 2 x tp 2 x ZeRO 2's checkpoint");
-    resume(1, f, z2, toOne, "--accum", "2");
+    resume(1, f, z2, toOne, "--accum", "2", "--checkpoint-every", "3");
     assertClose(want, steps(toOne.resolve("log.jsonl")), 2, "one process with --accum 2 resumed from dp 2 x tp 2 x ZeRO 2's checkpoint");
+    // and that one process's own checkpoint (format 2, whole tensors) back under dp 2 x tp 2 x ZeRO 2
+    Path back = tmp.resolve("zck-one-to-zero2");
+    resume(4, f, toOne.resolve("ck/step-00000003"), back, "--dp", "2", "--tp", "2", "--zero", "2", "--threads", "1");
+    assertClose(want, steps(back.resolve("log.jsonl")), 3, "dp 2 x tp 2 x ZeRO 2 resumed from one process's step-3 checkpoint");
     // ZeRO 1's checkpoint: under dp 2 x tp 2 x ZeRO 2 (another stage, the same bits), and under dp 2 x ZeRO 1 (no tp)
     Path z1to2 = tmp.resolve("zck-zero1-to-zero2"), toDp = tmp.resolve("zck-zero1-to-dp");
     resume(4, f, z1, z1to2, "--dp", "2", "--tp", "2", "--zero", "2", "--threads", "1");
