@@ -72,8 +72,8 @@ final class ParallelOptions {
           + "(format 3), and any checkpoint resumes with any --dp and --zero. With --offload (1 and 2, --dp alone): each "
           + "rank's shard of AdamW's moments goes to DISK as far as its budget (--mem-host, per process) needs, in files of "
           + "its own (rank-N in --offload-dir); the weights and gradients stay in memory; the same bits; not with 3. "
-          + "With --dp x --tp: 1 and 2 shard each rank's tensor-parallel part over its dp group (with --pp as well: 1 only; "
-          + "not with checkpoints). Default: ${DEFAULT-VALUE}")
+          + "With --dp x --tp: 1 and 2 shard each rank's tensor-parallel part over its dp group (with --pp as well: 1 only); "
+          + "checkpoints: each rank writes its shard of its part. Default: ${DEFAULT-VALUE}")
   @Options.Range(min = 0, max = 3)
   int zero;
 

@@ -319,7 +319,6 @@ final class TrainCommand implements Callable<Integer> {
             + "rank (batch x seq >= " + parallel.tp + ")");
       }
     }
-    refuseZeroTensorCheckpoints(ckpt.dir != null || ckpt.resume != null);
     if (parallel.pp > 1 && ckpt.resume == null) parallel.checkStages(spec, model.config(spec).layers());
     Device device = runtime.apply();
     if (parallel.auto(spec)) {  // rank 0 plans the layout for the processes mpirun started; all ranks follow
@@ -347,8 +346,8 @@ final class TrainCommand implements Callable<Integer> {
   /**
    * --parallel auto on rank 0: the planner's choice for {@code world} processes (printed with its runners-up), from the
    * model, --batch, --seq, --accum (the micro-batches per step over all replicas) and --mem-host per process; --dp, --tp
-   * and --zero given on the command line are kept. With checkpoints, layouts with ZeRO and tensor parallel are skipped
-   * (they cannot checkpoint yet); with --offload, every layout but --dp with ZeRO 0 to 2 (the others cannot offload).
+   * and --zero given on the command line are kept. With --offload, every layout but --dp with ZeRO 0 to 2 is skipped (the
+   * others cannot offload).
    */
   private dev.athanor.dist.plan.ParallelPlanner.Result autoPlan(int world, Device device, PrintStream out) {
     ModelConfig mc = model.config(spec);
@@ -362,12 +361,9 @@ final class TrainCommand implements Callable<Integer> {
         parse.hasMatchedOption("--tp") ? parallel.tp : 0, parse.hasMatchedOption("--pp") ? parallel.pp : 0,
         parse.hasMatchedOption("--zero") ? parallel.zero : 0);
     var r = dev.athanor.dist.plan.ParallelPlanner.plan(job);
-    boolean checkpoints = ckpt.dir != null || ckpt.resume != null, offloaded = !offload.off();
-    if (checkpoints || offloaded) {
-      // ZeRO with tensor parallel cannot checkpoint yet; --offload runs only with --dp and ZeRO 0 to 2
+    if (!offload.off()) {  // --offload runs only with --dp and ZeRO 0 to 2
       var fitting = r.fitting().stream()
-          .filter(e -> !checkpoints || e.layout().tp() == 1 || e.layout().zero() == 0)
-          .filter(e -> !offloaded || e.layout().tp() == 1 && e.layout().pp() == 1 && e.layout().zero() <= 2)
+          .filter(e -> e.layout().tp() == 1 && e.layout().pp() == 1 && e.layout().zero() <= 2)
           .toList();
       r = new dev.athanor.dist.plan.ParallelPlanner.Result(job, fitting.isEmpty() ? null : fitting.get(0), fitting, r.excluded());
     }
@@ -385,17 +381,6 @@ final class TrainCommand implements Callable<Integer> {
     }
   }
 
-  /**
-   * Refuses checkpoints ({@code checkpoints}: a checkpoint directory or --resume given) under ZeRO with tensor
-   * parallelism: a tensor-parallel rank writes whole slices of its tensors, but under ZeRO its moments are a flat cut of
-   * its part, held by its dp shard's owner; that writer is not built yet.
-   */
-  private void refuseZeroTensorCheckpoints(boolean checkpoints) {
-    if (!checkpoints || parallel.tp <= 1 || parallel.zero == 0) return;
-    throw Options.usage(spec, "checkpoints (--checkpoint-dir, --resume) with --zero " + parallel.zero + " and --tp "
-        + parallel.tp + " are not supported yet; train without them, or use --zero 0 with --tp");
-  }
-
   private Result run(PrintStream out, Device device) {
     boolean primary = comm == null || comm.rank() == 0;  // prints, writes the log, checkpoints and the model
     if (!primary) out = new PrintStream(java.io.OutputStream.nullOutputStream(), false, StandardCharsets.UTF_8);
@@ -405,7 +390,6 @@ final class TrainCommand implements Callable<Integer> {
     // resuming always restores through the checkpoint manager; without --checkpoint-dir, continue in the resumed set
     if (resume != null && ckptDir == null) ckptDir = resume.directory().toAbsolutePath().getParent();
     if (ckpt.overwrite && ckptDir == null) throw Options.usage(spec, "--overwrite-checkpoints needs --checkpoint-dir");
-    refuseZeroTensorCheckpoints(ckptDir != null);  // --parallel auto may have chosen them
     String runId = resume != null ? resume.runId() : CheckpointManager.newRunId();
     List<CheckpointManager.Run> others = ckptDir == null ? List.of() : otherRuns(ckptDir, runId, resume == null);
     if (!others.isEmpty() && !ckpt.overwrite) throw new IllegalArgumentException(mixedRunsMessage(ckptDir, others, resume));
@@ -788,12 +772,11 @@ final class TrainCommand implements Callable<Integer> {
 
   /**
    * The step loop: progress bar with loss, tokens/s and ETA; one JSON line per step in {@code log}; periodic
-   * checkpoints; on a failure or SIGTERM the last consistent state is saved before the error propagates. With --dp or
-   * --pp, every rank writes its part of each checkpoint (format version 3: its ZeRO 1 shard, or its cut of the flat state;
-   * under --pp of its stage's) and rank 0 the manifest, at the same steps (a collective; in the background unless
-   * --checkpoint-sync, committed by the next save or the final wait); with --tp (and dp
-   * × tp) the tensor-parallel group of replica 0 gathers the state to rank 0, which writes the one-process format. A
-   * failed step saves nothing in a multi-process run (the save's collectives would need the other ranks, which may be
+   * checkpoints; on a failure or SIGTERM the last consistent state is saved before the error propagates. With more than
+   * one process (--dp, --tp, --pp, any grid of them), every rank writes its part of each checkpoint (format version 3: its
+   * ZeRO shard, or its cut of the flat state; under --pp of its stage's; under --tp of its slices, or with ZeRO 1 or 2 of
+   * its shard of its tensor-parallel part) and rank 0 the manifest, at the same steps (a collective; in the background
+   * unless --checkpoint-sync, committed by the next save or the final wait). A failed step saves nothing in a multi-process run (the save's collectives would need the other ranks, which may be
    * waiting in the failed step's): the last periodic checkpoint stays the one to resume from.
    */
   static List<StepResult> trainLoop(Transformer model, TrainConfig tc, DataLoader loader, Path log, Checkpointing ck,

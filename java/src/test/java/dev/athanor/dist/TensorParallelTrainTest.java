@@ -376,10 +376,69 @@ class TensorParallelTrainTest {
     // ZeRO 1 over each stage's dp group (its tensor-parallel part of the stage sharded): the same bits
     Path zero = tmp.resolve("dtp-dp2-tp2-pp2-zero1");
     MpiRunTest.Job c = MpiRunTest.mpirun(8, Main.class.getName(), trainArgs("--config", f.config, n, f.data, zero,
-        "--dp", "2", "--tp", "2", "--pp", "2", "--micro-batches", "2", "--zero", "1", "--threads", "1"), 300);
+        "--dp", "2", "--tp", "2", "--pp", "2", "--micro-batches", "2", "--zero", "1", "--threads", "1", "--checkpoint-dir",
+        zero.resolve("ck").toString(), "--checkpoint-every", "1"), 300);
     assertEquals(0, c.exitCode(), c.output());
     assertTrue(c.output().contains("with ZeRO 1"), c.output());
     assertSameRun(dt, zero, n, "dp 2 x tp 2 with --accum 2 vs dp 2 x tp 2 x pp 2 with --zero 1", c.output());
+    // its checkpoints (every rank its shard of its stage's tensor-parallel part) resume as one process with --accum 4
+    Path step1 = zero.resolve("ck/step-00000001"), toOne = tmp.resolve("dtp-zero1-to-one");
+    assertPerRank(step1, 2, 2, 2);
+    TrainResult r = runHere(trainArgs("--config", f.config, n, f.data, toOne, "--accum", "4", "--resume", step1.toString(),
+        "--checkpoint-dir", toOne.resolve("ck").toString()));
+    assertEquals(0, r.exitCode(), r.output());
+    assertClose(steps(dt.resolve("log.jsonl")), steps(toOne.resolve("log.jsonl")), 1,
+        "one process with --accum 4 resumed from dp 2 x tp 2 x pp 2 x ZeRO 1's step-1 checkpoint");
+  }
+
+  /**
+   * Checkpoints of dp 2 × tp 2 with ZeRO 2 and with ZeRO 1 (format 3: every rank writes its optimizer shard of its
+   * tensor-parallel part, masters and moments; the pieces of a fused weight's slices are partial rows and strided whole
+   * rows) describe the global tensors and resume: under dp 2 × tp 2 with either ZeRO stage, and as tp 2 with {@code
+   * --accum 2}, with the uninterrupted run's steps and final weights bit for bit (these layouts equal dp 2 × tp 2 bit for
+   * bit); as one process with {@code --accum 2} and as dp 2 × ZeRO 1 (across the tensor-parallel split) with its losses
+   * within 1e-4. The one process's own checkpoint (format 2) resumes under dp 2 × tp 2 × ZeRO 2 within 1e-4.
+   */
+  @Test
+  void zeroTimesTensorParallelCheckpointsResumeOnEveryLayout() throws Exception {
+    TrainFixture f = TrainFixture.create(tmp.resolve("zck-fixture"));
+    Path zero2 = tmp.resolve("zck-zero2"), zero1 = tmp.resolve("zck-zero1");
+    for (Path dir : List.of(zero2, zero1)) {
+      String z = dir == zero2 ? "2" : "1";
+      MpiRunTest.Job j = MpiRunTest.mpirun(4, Main.class.getName(), trainArgs("--config", f.config, 4, f.data, dir, "--dp", "2",
+          "--tp", "2", "--zero", z, "--threads", "1", "--checkpoint-dir", dir.resolve("ck").toString(), "--checkpoint-every", "2"),
+          300);
+      assertEquals(0, j.exitCode(), j.output());
+      assertTrue(j.output().contains("ZeRO " + z + " (AdamW's moments"), j.output());
+      assertPerRank(dir.resolve("ck/step-00000002"), 2, 2, 1);
+    }
+    assertSameRun(zero2, zero1, 4, "dp 2 x tp 2 with --zero 2 vs with --zero 1, checkpointing", "");
+    List<JsonObject> want = steps(zero2.resolve("log.jsonl"));
+    Path z2 = zero2.resolve("ck/step-00000002"), z1 = zero1.resolve("ck/step-00000002");
+    Path again = tmp.resolve("zck-zero2-again"), toTp = tmp.resolve("zck-zero2-to-tp"), toOne = tmp.resolve("zck-zero2-to-one");
+    resume(4, f, z2, again, "--dp", "2", "--tp", "2", "--zero", "2", "--threads", "1");
+    assertSameFromStep(zero2, again, 2, "dp 2 x tp 2 x ZeRO 2 resumed from its own step-2 checkpoint");
+    resume(2, f, z2, toTp, "--tp", "2", "--accum", "2", "--threads", "1");
+    assertSameFromStep(zero2, toTp, 2, "tp 2 with --accum 2 resumed from dp 2 x tp 2 x ZeRO 2's checkpoint");
+    resume(1, f, z2, toOne, "--accum", "2", "--checkpoint-every", "3");
+    assertClose(want, steps(toOne.resolve("log.jsonl")), 2, "one process with --accum 2 resumed from dp 2 x tp 2 x ZeRO 2's checkpoint");
+    // and that one process's own checkpoint (format 2, whole tensors) back under dp 2 x tp 2 x ZeRO 2
+    Path back = tmp.resolve("zck-one-to-zero2");
+    resume(4, f, toOne.resolve("ck/step-00000003"), back, "--dp", "2", "--tp", "2", "--zero", "2", "--threads", "1");
+    assertClose(want, steps(back.resolve("log.jsonl")), 3, "dp 2 x tp 2 x ZeRO 2 resumed from one process's step-3 checkpoint");
+    // ZeRO 1's checkpoint: under dp 2 x tp 2 x ZeRO 2 (another stage, the same bits), and under dp 2 x ZeRO 1 (no tp)
+    Path z1to2 = tmp.resolve("zck-zero1-to-zero2"), toDp = tmp.resolve("zck-zero1-to-dp");
+    resume(4, f, z1, z1to2, "--dp", "2", "--tp", "2", "--zero", "2", "--threads", "1");
+    assertSameFromStep(zero2, z1to2, 2, "dp 2 x tp 2 x ZeRO 2 resumed from dp 2 x tp 2 x ZeRO 1's step-2 checkpoint");
+    resume(2, f, z1, toDp, "--dp", "2", "--zero", "1", "--threads", "1");
+    assertClose(want, steps(toDp.resolve("log.jsonl")), 2, "dp 2 x ZeRO 1 resumed from dp 2 x tp 2 x ZeRO 1's checkpoint");
+  }
+
+  /** The run in {@code got}, resumed at step {@code from}, logged {@code want}'s steps from there and saved its model, bit for bit. */
+  private static void assertSameFromStep(Path want, Path got, int from, String what) throws IOException {
+    assertSameSteps(steps(want.resolve("log.jsonl")), steps(got.resolve("log.jsonl")), from, what);
+    assertEquals(-1, Files.mismatch(want.resolve("model/model.safetensors"), got.resolve("model/model.safetensors")),
+        what + ": final weights differ");
   }
 
   /**

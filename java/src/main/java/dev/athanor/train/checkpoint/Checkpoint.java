@@ -247,6 +247,7 @@ public final class Checkpoint {
 
   /** Format 1 and 2: every tensor from the model and optimizer files. */
   private void restoreFiles(Trainer t, List<ParameterStore.Param> params) {
+    TensorParallel tp = t.model().tensorParallel();  // a tensor-parallel rank cuts its part of the whole tensors
     try (SafetensorsFile model = SafetensorsFile.open(dir.resolve(MODEL_FILE));
         SafetensorsFile opt = SafetensorsFile.open(dir.resolve(OPTIMIZER_FILE))) {
       if (t.optimizer().shard() != null) {
@@ -260,17 +261,17 @@ public final class Checkpoint {
               t.optimizer().setShardMasters(t.model().parameters().range(i), w);
             }
           } else {
-            readInto(model, p.name(), p.master());
+            readPart(model, p.name(), p.name(), p.master(), tp);
           }
+          // a tensor-parallel rank's shard: its part of the moments (shape: its local tensor's), cut from the whole ones
           try (Tensor m = Tensor.empty(DType.F32, Device.CPU, shape); Tensor v = Tensor.empty(DType.F32, Device.CPU, shape)) {
-            readInto(opt, "m." + p.name(), m);
-            readInto(opt, "v." + p.name(), v);
+            readPart(opt, "m." + p.name(), p.name(), m, tp);
+            readPart(opt, "v." + p.name(), p.name(), v, tp);
             t.optimizer().setShardMoments(t.model().parameters().range(i), m, v);
           }
         }
       } else {
         List<Tensor> m = t.optimizer().firstMoments(), v = t.optimizer().secondMoments();
-        TensorParallel tp = t.model().tensorParallel();  // a tensor-parallel rank cuts its part of the whole tensors
         for (int i = 0; i < params.size(); i++) {
           ParameterStore.Param p = params.get(i);
           readPart(model, p.name(), p.name(), p.master(), tp);
@@ -285,7 +286,8 @@ public final class Checkpoint {
    * Format 3: each parameter's masters in full and the moments this optimizer keeps (its shard's part, or all), read
    * from the pieces that overlap them, one piece at a time. A pipeline stage reads its own parameters only (its copy of
    * a tied embedding from the tensor the first stage wrote); a tensor-parallel rank reads the slices of the global
-   * tensors it holds ({@link TensorParallel#slices}), whatever cut wrote them.
+   * tensors it holds ({@link TensorParallel#slices}), whatever cut wrote them (under ZeRO 1 or 2 the moments of its local
+   * tensor through host memory, of which its optimizer keeps its shard's part).
    */
   private void restorePieces(Trainer t) {
     ParameterStore store = t.model().parameters();
@@ -312,18 +314,14 @@ public final class Checkpoint {
         }
         long n = g.numel();
         if (tp.split() && !split.replicated()) {  // each slice this rank holds, through host memory, into its place
-          List<Tensor> dsts = List.of(p.master(), opt.firstMoments().get(i), opt.secondMoments().get(i));
-          for (int k = 0; k < Shards.ROLES.size(); k++) {
-            long at = 0;
-            for (long[] held : tp.slices(split, shape)) {
-              Shards.Slice s = new Shards.Slice(split.dim(), held[0], held[1]);
-              try (Tensor part = Tensor.empty(DType.F32, Device.CPU, s.shape(shape)); Tensor flat = part.view(s.numel(shape));
-                  Tensor to = dsts.get(k).slice(split.dim(), at, at + held[1] - held[0])) {
-                Shards.read(dir, files, reader, Shards.ROLES.get(k), g, s, 0, s.numel(shape), flat);
-                to.copyFrom(part);
-              }
-              at += held[1] - held[0];
-            }
+          Range mine = shard == null ? store.range(i) : store.range(i).intersect(shard);
+          // ZeRO 1 or 2: the moments of this rank's local tensor in host memory, of which its shard keeps its part
+          try (Tensor m = shard == null || mine.isEmpty() ? null : Tensor.empty(DType.F32, Device.CPU, p.spec().shape());
+              Tensor v = m == null ? null : Tensor.empty(DType.F32, Device.CPU, p.spec().shape())) {
+            List<Tensor> dsts = shard == null ? List.of(p.master(), opt.firstMoments().get(i), opt.secondMoments().get(i))
+                : m == null ? List.of(p.master()) : List.of(p.master(), m, v);
+            for (int k = 0; k < dsts.size(); k++) readSlices(files, reader, Shards.ROLES.get(k), g, split, tp, dsts.get(k));
+            if (m != null) opt.setShardMoments(store.range(i), m, v);
           }
           continue;
         }
@@ -349,6 +347,25 @@ public final class Checkpoint {
           }
         }
       }
+    }
+  }
+
+  /**
+   * Reads role {@code role} of the slices of split tensor {@code g} that tensor-parallel rank {@code tp} holds into its
+   * local tensor {@code dst}, one slice at a time through host memory.
+   */
+  private void readSlices(Map<String, List<Shards.Piece>> files, Shards.Reader reader, String role, Shards.GlobalTensor g,
+      TensorParallel.Split split, TensorParallel tp, Tensor dst) {
+    long[] shape = g.shape();
+    long at = 0;
+    for (long[] held : tp.slices(split, shape)) {
+      Shards.Slice s = new Shards.Slice(split.dim(), held[0], held[1]);
+      try (Tensor part = Tensor.empty(DType.F32, Device.CPU, s.shape(shape)); Tensor flat = part.view(s.numel(shape));
+          Tensor to = dst.slice(split.dim(), at, at + held[1] - held[0])) {
+        Shards.read(dir, files, reader, role, g, s, 0, s.numel(shape), flat);
+        to.copyFrom(part);
+      }
+      at += held[1] - held[0];
     }
   }
 

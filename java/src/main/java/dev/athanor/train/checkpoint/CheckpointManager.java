@@ -56,7 +56,8 @@ import java.util.regex.Pattern;
  * manager of a multi-process run ({@link RankGroup}) writes format version 3 instead: every rank writes its part into
  * {@code rank-<r>-of-<N>.safetensors} and rank 0 the manifest of global tensors and pieces ({@code Shards}), in a
  * temporary directory shared by the ranks, committed after a barrier (see {@link #save}); a pipeline stage's ranks write
- * its tensors only, a tensor-parallel rank its slices of the split tensors (and its cut of the replicated ones), and the
+ * its tensors only, a tensor-parallel rank its slices of the split tensors (and its cut of the replicated ones; under ZeRO
+ * 1 or 2 the part of them in its optimizer's shard, {@code ShardSlices}), and the
  * manifest lists the whole model's global tensors. Either format resumes with any process count, pipeline stages,
  * tensor-parallel ranks and ZeRO stage. ({@link #contribute} serves a caller that writes the single-process format from
  * rank 0 of a run that gathers there: the moments of a ZeRO 1 run.)
@@ -439,10 +440,8 @@ public final class CheckpointManager implements AutoCloseable {
       if (lead) createTemporary(tmp);
       ranks.barrier().run();
       List<Shards.GlobalTensor> tensors = globalTensors(t.model());
-      int[] local = localIndices(t.model(), tensors);
-      boolean tp = t.model().tensorParallel().split();
-      writeRankFile(tmp, tensors, tp ? tensorParallelParts(t, tensors, local) : parts(t, tensors, local),
-          tp ? tensorParallelViews(t, local) : views(t, local));
+      RankState mine = rankState(t, tensors);
+      writeRankFile(tmp, tensors, mine.parts(), mine.views());
       ranks.barrier().run();
       if (!lead) {
         lastWritten = target;
@@ -483,10 +482,9 @@ public final class CheckpointManager implements AutoCloseable {
     List<Shards.Part> parts;
     try {
       tensors = globalTensors(t.model());
-      int[] local = localIndices(t.model(), tensors);
-      boolean tp = t.model().tensorParallel().split();
-      parts = tp ? tensorParallelParts(t, tensors, local) : parts(t, tensors, local);
-      s.fill(tensors, parts, tp ? tensorParallelViews(t, local) : views(t, local));
+      RankState mine = rankState(t, tensors);
+      parts = mine.parts();
+      s.fill(tensors, parts, mine.views());
     } catch (RuntimeException e) {
       s.close();
       throw shardFailure(e, lead, tmp, target);
@@ -730,6 +728,28 @@ public final class CheckpointManager implements AutoCloseable {
     return s.head() && !s.embedding() && model.config().tiedEmbeddings() && name.equals(model.config().embeddingName());
   }
 
+  /** The parts of the global tensors this rank writes, and the views of its state they are copied from. */
+  private record RankState(List<Shards.Part> parts, Shards.Views views) {}
+
+  /**
+   * What this rank writes of {@code tensors}, as its layout cuts the state: without tensor parallelism, its ZeRO shard
+   * or its replica's cut of its store ({@link #parts}); a tensor-parallel rank under ZeRO 1 or 2, its shard of its part
+   * ({@link #zeroTensorParallelParts}); else its slices ({@link #tensorParallelParts}).
+   */
+  private RankState rankState(Trainer t, List<Shards.GlobalTensor> tensors) {
+    int[] local = localIndices(t.model(), tensors);
+    TensorParallel tp = t.model().tensorParallel();
+    if (!tp.split()) return new RankState(parts(t, tensors, local), views(t, local));
+    if (tp.size() != ranks.tp() || tp.rank() != ranks.tpRank()) {
+      throw new CheckpointException("the model is tensor-parallel rank " + tp.rank() + " of " + tp.size() + ", the rank group "
+          + "says rank " + ranks.tpRank() + " of " + ranks.tp());
+    }
+    if (t.optimizer().shard() != null) {
+      return new RankState(zeroTensorParallelParts(t, tensors, local), zeroTensorParallelViews(t, tensors, local));
+    }
+    return new RankState(tensorParallelParts(t, tensors, local), tensorParallelViews(t, local));
+  }
+
   /**
    * The parts of the global tensors this rank writes: of each parameter it writes ({@code local}), the elements in its
    * optimizer's ZeRO shard, or else in its replica's cut of its store ({@link RankGroup#part}).
@@ -754,10 +774,6 @@ public final class CheckpointManager implements AutoCloseable {
    */
   private List<Shards.Part> tensorParallelParts(Trainer t, List<Shards.GlobalTensor> tensors, int[] local) {
     TensorParallel tp = t.model().tensorParallel();
-    if (tp.size() != ranks.tp() || tp.rank() != ranks.tpRank()) {
-      throw new CheckpointException("the model is tensor-parallel rank " + tp.rank() + " of " + tp.size() + ", the rank group "
-          + "says rank " + ranks.tpRank() + " of " + ranks.tp());
-    }
     int writers = ranks.dp() * tp.size(), me = ranks.replica() * tp.size() + tp.rank();
     List<Shards.Part> parts = new ArrayList<>();
     for (int i = 0; i < tensors.size(); i++) {
@@ -777,6 +793,48 @@ public final class CheckpointManager implements AutoCloseable {
       }
     }
     return parts;
+  }
+
+  /**
+   * The parts of the global tensors a tensor-parallel rank writes under ZeRO 1 or 2: of each parameter it writes ({@code
+   * local}), the elements of its local tensor in its optimizer's shard, as {@link ShardSlices#parts} places them in the
+   * global tensor (masters and moments alike: every rank of a dp group holds the whole masters of its part). The ranks of
+   * one dp group cut their common part between them; the tp groups' replicated tensors are cut between the tp ranks.
+   */
+  private static List<Shards.Part> zeroTensorParallelParts(Trainer t, List<Shards.GlobalTensor> tensors, int[] local) {
+    ParameterStore store = t.model().parameters();
+    TensorParallel tp = t.model().tensorParallel();
+    Range shard = t.optimizer().shard();
+    List<Shards.Part> parts = new ArrayList<>();
+    for (int i = 0; i < tensors.size(); i++) {
+      if (local[i] < 0) continue;
+      Range r = store.range(local[i]), mine = r.intersect(shard);
+      if (mine.isEmpty()) continue;
+      Shards.GlobalTensor g = tensors.get(i);
+      parts.addAll(ShardSlices.parts(i, g.shape(), tp, TensorParallel.split(t.model().config(), g.name()),
+          mine.start() - r.start(), mine.end() - r.start()));
+    }
+    return parts;
+  }
+
+  /**
+   * A tensor-parallel rank's masters and its optimizer shard's moments as {@link Shards.Views} of the parts {@link
+   * #zeroTensorParallelParts} lists: each the run of its local tensor that {@link ShardSlices#locate} finds (one row, or a
+   * strided view of whole rows).
+   */
+  private static Shards.Views zeroTensorParallelViews(Trainer t, List<Shards.GlobalTensor> tensors, int[] local) {
+    ParameterStore store = t.model().parameters();
+    TensorParallel tp = t.model().tensorParallel();
+    AdamW opt = t.optimizer();
+    return (role, part) -> {
+      Shards.GlobalTensor g = tensors.get(part.tensor());
+      ShardSlices.Run run = ShardSlices.locate(g.shape(), tp, TensorParallel.split(t.model().config(), g.name()), part);
+      long at = store.range(local[part.tensor()]).start();
+      Range flat = new Range(at + run.span().start(), at + run.span().end());
+      Tensor span = role.equals("master") ? store.slice(Role.MASTER, flat)
+          : opt.shardMoments(role.equals("adam_m") ? Role.ADAM_M : Role.ADAM_V, flat);
+      return ShardSlices.view(span, run);
+    };
   }
 
   /**

@@ -265,34 +265,112 @@ class ShardsTest {
         for (Shards.Piece p : files.values().stream().flatMap(List::stream).toList()) {
           if (p.tensor().equals("qkv")) assertEquals(1, p.slice().dim(), "qkv is cut along dim 1: " + p);
         }
-        String what = "dp " + dp + " x tp " + tp + (flatCut ? " (flat ranges of slices)" : "");
-        for (String role : Shards.ROLES) {
-          for (int i = 0; i < TP_TENSORS.size(); i++) {
-            Shards.GlobalTensor g = TP_TENSORS.get(i);
-            float[] whole = state.get(role).get(i);
-            // one process: the whole tensor, and any flat range of it
-            assertArrayEquals(bits(whole), bits(readRegion(dir, files, role, g, Shards.Slice.WHOLE, 0, g.numel())), what + " " + g);
-            assertArrayEquals(bits(region(whole, g.shape(), Shards.Slice.WHOLE, 1, g.numel() - 1)),
-                bits(readRegion(dir, files, role, g, Shards.Slice.WHOLE, 1, g.numel() - 1)), what + " range of " + g);
-            // every rank of other tensor-parallel layouts: its slices, and a part of each
-            for (int readers : new int[] {1, 2, 4}) {
-              for (int r = 0; r < readers; r++) {
-                for (long[] held : new TensorParallel(readers, r).slices(TP_SPLITS.get(i), g.shape())) {
-                  Shards.Slice s = new Shards.Slice(TP_SPLITS.get(i).dim(), held[0], held[1]);
-                  long n = s.numel(g.shape());
-                  assertArrayEquals(bits(region(whole, g.shape(), s, 0, n)), bits(readRegion(dir, files, role, g, s, 0, n)),
-                      what + " read by tp " + readers + " rank " + r + ": " + g + s);
-                  assertArrayEquals(bits(region(whole, g.shape(), s, 1, n - 1)), bits(readRegion(dir, files, role, g, s, 1, n - 1)),
-                      what + " part of " + g + s);
-                }
-              }
-            }
-          }
-        }
+        assertEveryLayoutReadsBack(dir, files, state, "dp " + dp + " x tp " + tp + (flatCut ? " (flat ranges of slices)" : ""));
         written++;
       }
     }
     assertEquals(8, written);
+  }
+
+  /**
+   * Every role of every one of {@link #TP_TENSORS} reads back from {@code files} as {@code state} holds it, bit for bit:
+   * whole and a flat range of it (one process), and each slice a rank of tp 1, 2 and 4 holds, whole and in part.
+   */
+  private static void assertEveryLayoutReadsBack(Path dir, Map<String, List<Shards.Piece>> files, Map<String, List<float[]>> state,
+      String what) {
+    for (String role : Shards.ROLES) {
+      for (int i = 0; i < TP_TENSORS.size(); i++) {
+        Shards.GlobalTensor g = TP_TENSORS.get(i);
+        float[] whole = state.get(role).get(i);
+        // one process: the whole tensor, and any flat range of it
+        assertArrayEquals(bits(whole), bits(readRegion(dir, files, role, g, Shards.Slice.WHOLE, 0, g.numel())), what + " " + g);
+        assertArrayEquals(bits(region(whole, g.shape(), Shards.Slice.WHOLE, 1, g.numel() - 1)),
+            bits(readRegion(dir, files, role, g, Shards.Slice.WHOLE, 1, g.numel() - 1)), what + " range of " + g);
+        // every rank of other tensor-parallel layouts: its slices, and a part of each
+        for (int readers : new int[] {1, 2, 4}) {
+          for (int r = 0; r < readers; r++) {
+            for (long[] held : new TensorParallel(readers, r).slices(TP_SPLITS.get(i), g.shape())) {
+              Shards.Slice s = new Shards.Slice(TP_SPLITS.get(i).dim(), held[0], held[1]);
+              long n = s.numel(g.shape());
+              assertArrayEquals(bits(region(whole, g.shape(), s, 0, n)), bits(readRegion(dir, files, role, g, s, 0, n)),
+                  what + " read by tp " + readers + " rank " + r + ": " + g + s);
+              assertArrayEquals(bits(region(whole, g.shape(), s, 1, n - 1)), bits(readRegion(dir, files, role, g, s, 1, n - 1)),
+                  what + " part of " + g + s);
+            }
+          }
+        }
+      }
+    }
+  }
+
+  /**
+   * ZeRO 1 or 2 under tensor parallelism, as dp × tp ranks write it: each tp rank's local tensors (its slices of each
+   * split tensor, concatenated; the replicated ones whole) lie in a flat store with gaps, cut between its dp group into
+   * ZeRO shards; each rank writes the parts {@link ShardSlices#parts} lists of its shard, from the views of its store
+   * that {@link ShardSlices#locate} and {@link ShardSlices#view} give (the fused qkv's whole rows a strided view). The
+   * manifest's checks pass (every element once), and every tensor reads back whole and as every tp layout's slices bit
+   * for bit.
+   */
+  @Test
+  void zeroShardsOfTensorParallelPartsReadBackAsEveryLayoutBitForBit() throws Exception {
+    Map<String, List<float[]>> state = tpState();
+    int partialRows = 0;
+    for (int[] layout : new int[][] {{2, 2}, {3, 2}, {2, 4}, {5, 1}}) {
+      int dp = layout[0], tp = layout[1];
+      Path dir = tmp.resolve("zero-tp-" + dp + "x" + tp);
+      Files.createDirectories(dir);
+      JsonObject filesJson = new JsonObject();
+      int strided = 0;
+      for (int r = 0; r < dp * tp; r++) {
+        TensorParallel rank = new TensorParallel(tp, r % tp);
+        long[] at = new long[TP_TENSORS.size()], numel = new long[TP_TENSORS.size()];
+        long n = 0;
+        for (int i = 0; i < TP_TENSORS.size(); i++) {
+          at[i] = n + 3;  // a gap before each tensor, as the store's alignment leaves
+          numel[i] = java.util.Arrays.stream(rank.localShape(TP_SPLITS.get(i), TP_TENSORS.get(i).shape())).reduce(1, (x, y) -> x * y);
+          n = at[i] + numel[i];
+        }
+        Map<String, float[]> store = new java.util.LinkedHashMap<>();
+        for (String role : Shards.ROLES) {
+          float[] f = new float[(int) n];
+          java.util.Arrays.fill(f, Float.NaN);
+          for (int i = 0; i < TP_TENSORS.size(); i++) {
+            Shards.GlobalTensor g = TP_TENSORS.get(i);
+            try (Tensor whole = Tensor.of(state.get(role).get(i), g.shape());
+                Tensor local = Tensor.empty(DType.F32, dev.athanor.runtime.Device.CPU, rank.localShape(TP_SPLITS.get(i), g.shape()))) {
+              rank.shard(TP_SPLITS.get(i), whole, local);
+              System.arraycopy(local.toFloatArray(), 0, f, (int) at[i], (int) numel[i]);
+            }
+          }
+          store.put(role, f);
+        }
+        Range shard = RankGroup.cut(n, r / tp, dp);
+        List<Shards.Part> parts = new java.util.ArrayList<>();
+        for (int i = 0; i < TP_TENSORS.size(); i++) {
+          Range mine = new Range(at[i], at[i] + numel[i]).intersect(shard);
+          if (mine.isEmpty()) continue;
+          parts.addAll(ShardSlices.parts(i, TP_TENSORS.get(i).shape(), rank, TP_SPLITS.get(i), mine.start() - at[i], mine.end() - at[i]));
+        }
+        for (Shards.Part p : parts) {
+          ShardSlices.Run run = ShardSlices.locate(TP_TENSORS.get(p.tensor()).shape(), rank, TP_SPLITS.get(p.tensor()), p);
+          assertTrue(shard.contains(new Range(at[p.tensor()] + run.span().start(), at[p.tensor()] + run.span().end())),
+              "part " + p + " lies in rank " + r + "'s shard " + shard);
+          if (run.rows() > 1) strided++;
+          if (p.tensor() == 0 && run.rows() == 1 && run.rowLength() < run.stride() / 3) partialRows++;  // part of a qkv row
+        }
+        String name = Shards.fileName(r, dp * tp);
+        List<Shards.Piece> pieces = Shards.write(dir.resolve(name), TP_TENSORS, parts, (role, p) -> {
+          ShardSlices.Run run = ShardSlices.locate(TP_TENSORS.get(p.tensor()).shape(), rank, TP_SPLITS.get(p.tensor()), p);
+          try (Tensor all = Tensor.of(store.get(role), store.get(role).length)) {
+            return ShardSlices.view(all.slice(0, at[p.tensor()] + run.span().start(), at[p.tensor()] + run.span().end()), run);
+          }
+        });
+        filesJson.add(name, record(dir.resolve(name), pieces));
+      }
+      assertTrue(strided > 0, "dp " + dp + " x tp " + tp + ": no strided part");
+      assertEveryLayoutReadsBack(dir, Shards.pieces(filesJson, TP_TENSORS, "test"), state, "ZeRO over dp " + dp + " x tp " + tp);
+    }
+    assertTrue(partialRows > 0, "no shard cut a row of qkv's slices");
   }
 
   @Test
