@@ -8,6 +8,7 @@ import dev.athanor.params.ParameterStore;
 import dev.athanor.runtime.Device;
 import dev.athanor.tensor.DType;
 import dev.athanor.tensor.Tensor;
+import dev.athanor.train.StepResult;
 import java.lang.reflect.Field;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -19,7 +20,7 @@ import org.junit.jupiter.api.Test;
 
 /**
  * Not a check: writes the cpu-bf16 (or, with {@code -Dathanor.bf16dump.dtype=F32}, the FP32) logits, loss, every
- * gradient and block 0's activations of both model fixtures to the folder named by {@code -Dathanor.bf16dump}, for
+ * gradient, the 10 training steps' losses and gradient norms, and block 0's activations of both model fixtures to the folder named by {@code -Dathanor.bf16dump}, for
  * {@code tools/fixtures/bf16_precision.py --ours} to compare with PyTorch's BF16. Skipped unless that property is set.
  */
 class Bf16PrecisionDumpTest {
@@ -68,6 +69,17 @@ class Bf16PrecisionDumpTest {
         m.parameters().zeroGradients();
         m.backward(1f);
         for (ParameterStore.Param p : m.parameters().list()) res.put("grad." + p.name(), p.grad());
+        StepResult[] steps = ModelFixtureTest.train(fx, Device.CPU, dt, Files.createTempDirectory(out, "train"));
+        float[] losses = new float[steps.length], norms = new float[steps.length];
+        for (int s = 0; s < steps.length; s++) {
+          losses[s] = steps[s].loss();
+          norms[s] = steps[s].gradNorm();
+        }
+        Tensor tl = Tensor.of(losses, losses.length), tn = Tensor.of(norms, norms.length);
+        owned.add(tl);
+        owned.add(tn);
+        res.put("train_losses", tl);
+        res.put("grad_norms", tn);
         SafetensorsWriter.write(out.resolve(name + "-ours.safetensors"), res, null, DType.F32);
       } finally {
         for (Tensor t : owned) t.close();
