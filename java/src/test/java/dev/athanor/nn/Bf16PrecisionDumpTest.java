@@ -20,8 +20,9 @@ import org.junit.jupiter.api.Test;
 
 /**
  * Not a check: writes the cpu-bf16 (or, with {@code -Dathanor.bf16dump.dtype=F32}, the FP32) logits, loss, every
- * gradient, the 10 training steps' losses and gradient norms, and block 0's activations of both model fixtures to the folder named by {@code -Dathanor.bf16dump}, for
- * {@code tools/fixtures/bf16_precision.py --ours} to compare with PyTorch's BF16. Skipped unless that property is set.
+ * gradient, the 10 training steps' losses and gradient norms, and block 0's activations of both model fixtures to
+ * the folder named by {@code -Dathanor.bf16dump}, for {@code tools/fixtures/bf16_precision.py --ours} to compare
+ * with PyTorch's BF16. Skipped unless that property is set.
  */
 class Bf16PrecisionDumpTest {
   @Test

@@ -55,6 +55,11 @@ class Bf16SingleRoundingTest {
         + " exact result (a second rounding, or BF16 intermediates)");
   }
 
+  /** v rounded to F32, then to BF16. */
+  static float bf16(double v) {
+    return Reference.roundBf16((float) v);
+  }
+
   static double[] abs(double[] x) {
     double[] a = new double[x.length];
     for (int i = 0; i < x.length; i++) a[i] = Math.abs(x[i]);
@@ -73,7 +78,8 @@ class Bf16SingleRoundingTest {
         Tensor xt = upload(Fixtures.normal(r, ROWS * COLS, 1.5), DType.BF16, device, ROWS, COLS);
         Tensor wt = upload(Fixtures.uniform(r, COLS, 0.9, 1.1), DType.BF16, device, COLS);
         double[] exact = Reference.rmsNorm(ROWS, COLS, 1e-6, read(xt), read(wt)).out();
-        assertRoundedOnce("rmsNorm " + device + "/" + isa, exact, abs(exact), read(Ops.rmsNorm(xt, wt, 1e-6f).out()));
+        double[] got = read(Ops.rmsNorm(xt, wt, 1e-6f).out());
+        assertRoundedOnce("rmsNorm " + device + "/" + isa, exact, abs(exact), got);
       }
     });
   }
@@ -94,11 +100,10 @@ class Bf16SingleRoundingTest {
           double angle = pos * (float) Math.pow(theta, -2.0f * i / d);
           double c = Math.cos(angle), s = Math.sin(angle), x1 = x[o + i], x2 = x[o + i + half];
           if (hfBf16) {
-            c = Reference.roundBf16((float) c);
-            s = Reference.roundBf16((float) s);
-            out[o + i] = Reference.roundBf16(Reference.roundBf16((float) (x1 * c)) - Reference.roundBf16((float) (x2 * s)));
-            out[o + i + half] =
-                Reference.roundBf16(Reference.roundBf16((float) (x2 * c)) + Reference.roundBf16((float) (x1 * s)));
+            c = bf16(c);
+            s = bf16(s);
+            out[o + i] = Reference.roundBf16(bf16(x1 * c) - bf16(x2 * s));
+            out[o + i + half] = Reference.roundBf16(bf16(x2 * c) + bf16(x1 * s));
           } else {
             out[o + i] = x1 * c - x2 * s;
             out[o + i + half] = x2 * c + x1 * s;
@@ -155,7 +160,7 @@ class Bf16SingleRoundingTest {
     var ref = Reference.rmsNorm(ROWS, COLS, 1e-6, x, w);
     double[] twice = new double[x.length];
     for (int i = 0; i < x.length; i++) {  // weight * (x * rstd).to(bf16), in BF16
-      twice[i] = Reference.roundBf16((float) (w[i % COLS] * Reference.roundBf16((float) (x[i] * ref.rstd()[i / COLS]))));
+      twice[i] = bf16(w[i % COLS] * bf16(x[i] * ref.rstd()[i / COLS]));
     }
     assertTrue(violations(ref.out(), abs(ref.out()), twice) > x.length / 20, "rmsNorm rounded twice");
 
@@ -169,8 +174,8 @@ class Bf16SingleRoundingTest {
     for (int i = 0; i < x.length; i++) {  // gate x, up w: silu(gate) * up
       double s = Reference.silu(x[i]);
       exact[i] = s * w[i % COLS];
-      once[i] = Reference.roundBf16((float) exact[i]);
-      swTwice[i] = Reference.roundBf16((float) (Reference.roundBf16((float) s) * w[i % COLS]));
+      once[i] = bf16(exact[i]);
+      swTwice[i] = bf16(bf16(s) * w[i % COLS]);
     }
     assertEquals(0, violations(exact, abs(exact), once), "swiglu rounded once passes");
     assertTrue(violations(exact, abs(exact), swTwice) > x.length / 20, "swiglu rounded twice");
