@@ -419,60 +419,11 @@ final class NcclCommunicator implements Communicator {
 
   // ------------------------------------------------------------------ the deterministic fold
 
-  /**
-   * {@code out[i] = first ? x_0[start + i] + x_1[start + i] + ... : out[i] + x_0[start + i] + ...} for {@code i <
-   * len}, added left to right in F32 ({@code out} F32, or {@code dtype} rounded once at the end when {@code first} and
-   * {@code dtype} is not F32), where {@code x_r} is rank {@code r}'s {@code in} ({@code n} elements, every rank the same
-   * n). {@code in} may be {@code out} (allReduceSum): each piece is gathered before it is overwritten.
-   */
+  /** {@link GatheredFold#fold} with NCCL's all-gather, in pieces of at most {@link #PIECE_BYTES} gathered bytes. */
   private void foldGathered(Tensor in, long start, long len, Tensor out, boolean first, DType dtype) {
-    long n = in.numel();
-    int s = size();
-    int es = dtype.byteSize();
-    if (!first && out.dtype() != DType.F32) throw new IllegalStateException("an accumulator must be F32, is " + out.dtype());
-    if (s == 1) {  // one rank: a copy (first) or one addition
-      try (Tensor x = in.slice(0, start, start + len)) {
-        if (first) {
-          if (x.address() != out.address()) out.copyFrom(x);
-        } else {
-          Ops.add(out, x, out);
-        }
-      }
-      return;
-    }
-    // gather whole pieces of in (every rank's [b, b + p)), then fold the overlap with [start, start + len)
-    long piece = Math.max(1, PIECE_BYTES / ((long) es * s));
-    try (Tensor gathered = Tensor.empty(dtype, device, Tier.DEVICE, Math.min(piece, n) * s);
-        Tensor acc = dtype == DType.F32 ? null : Tensor.empty(DType.F32, device, Tier.DEVICE, Math.min(piece, len));
-        Tensor wide = dtype == DType.F32 ? null : Tensor.empty(DType.F32, device, Tier.DEVICE, Math.min(piece, len))) {
-      for (long b = 0; b < n; b += piece) {
-        long p = Math.min(piece, n - b);
-        // the gather is a collective: every rank takes part, also where it folds nothing of this piece
-        try (Tensor src = in.slice(0, b, b + p); Tensor dst = gathered.slice(0, 0, p * s)) {
-          NcclNative.allGather0(comm, src.address(), dst.address(), p, dtype.code(), stream());
-        }
-        long lo = Math.max(b, start), hi = Math.min(b + p, start + len);
-        if (lo >= hi) continue;
-        long m = hi - lo;
-        try (Tensor o = out.slice(0, lo - start, hi - start);
-            Tensor sum = dtype == DType.F32 ? null : acc.slice(0, 0, m);
-            Tensor w = dtype == DType.F32 ? null : wide.slice(0, 0, m)) {
-          Tensor target = sum == null ? o : sum;
-          for (int r = 0; r < s; r++) {
-            try (Tensor x = gathered.slice(0, r * p + (lo - b), r * p + (hi - b))) {
-              Tensor xf = x;
-              if (w != null) {
-                Ops.convert(x, w);
-                xf = w;
-              }
-              if (r == 0 && first) target.copyFrom(xf);
-              else Ops.add(target, xf, target);
-            }
-          }
-          if (sum != null) Ops.convert(sum, o);  // BF16/F16: rounded once
-        }
-      }
-    }
+    long piece = Math.max(1, PIECE_BYTES / ((long) dtype.byteSize() * size()));
+    GatheredFold.fold(in, start, len, out, first, size(), piece,
+        (src, dst) -> NcclNative.allGather0(comm, src.address(), dst.address(), src.numel(), dtype.code(), stream()));
   }
 
   // ------------------------------------------------------------------ helpers
