@@ -22,6 +22,7 @@ bool register_natives(JNIEnv* env, const char* class_name, const JNINativeMethod
 // One per Java class with natives; each lives in jni_<JavaClass>.cpp.
 bool register_NativeRuntime(JNIEnv* env);
 bool register_NativeKernels(JNIEnv* env);
+bool register_NcclNative(JNIEnv* env);
 
 }  // namespace ath_jni
 

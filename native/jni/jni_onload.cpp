@@ -44,5 +44,6 @@ extern "C" JNIEXPORT jint JNICALL JNI_OnLoad(JavaVM* vm, void*) {
   if (vm->GetEnv(reinterpret_cast<void**>(&env), JNI_VERSION_10) != JNI_OK) return JNI_ERR;
   if (!ath_jni::register_NativeRuntime(env)) return JNI_ERR;
   if (!ath_jni::register_NativeKernels(env)) return JNI_ERR;
+  if (!ath_jni::register_NcclNative(env)) return JNI_ERR;
   return JNI_VERSION_10;
 }

@@ -413,6 +413,30 @@ ATH_API ath_status ath_cuda_stream_wait_event(ath_stream s, void* e);
 ATH_API ath_status ath_cuda_event_synchronize(void* e);
 ATH_API ath_status ath_cuda_device_synchronize(int device);
 
+/* ------------------------------------------------------------------ NCCL (native/dist/nccl.cpp)
+ * libnccl.so.2 opened at run time (dlopen; nothing links it). path: a file, or NULL for the library path's
+ * libnccl.so.2. Until ath_nccl_load succeeds the others return ATH_ERR_UNSUPPORTED. Buffers are device memory of
+ * the communicator's device, counts are elements of dtype (ath_dtype), work is enqueued on the stream and nothing
+ * synchronizes. Sums are NCCL's (its order, not a fixed one). unique_id: 128 bytes, made by one rank and handed to
+ * the others (e.g. an MPI broadcast). A failed call returns ATH_ERR_CUDA naming the NCCL call and NCCL's error. */
+ATH_API ath_status ath_nccl_load(const char* path);
+ATH_API ath_status ath_nccl_version(int* version);
+ATH_API ath_status ath_nccl_unique_id(void* out /* 128 bytes */);
+ATH_API ath_status ath_nccl_comm_init(int nranks, const void* unique_id, int rank, int device, void** comm);
+/* abort != 0: ncclCommAbort (does not wait for the other ranks), else ncclCommDestroy. */
+ATH_API ath_status ath_nccl_comm_destroy(void* comm, int abort);
+ATH_API ath_status ath_nccl_all_reduce(void* comm, const void* send, void* recv, size_t count, int dtype, ath_stream s);
+ATH_API ath_status ath_nccl_reduce(void* comm, const void* send, void* recv, size_t count, int dtype, int root, ath_stream s);
+ATH_API ath_status ath_nccl_reduce_scatter(void* comm, const void* send, void* recv, size_t recv_count, int dtype,
+                                           ath_stream s);
+ATH_API ath_status ath_nccl_all_gather(void* comm, const void* send, void* recv, size_t send_count, int dtype, ath_stream s);
+ATH_API ath_status ath_nccl_broadcast(void* comm, const void* send, void* recv, size_t count, int dtype, int root,
+                                      ath_stream s);
+ATH_API ath_status ath_nccl_send(void* comm, const void* buf, size_t count, int dtype, int peer, ath_stream s);
+ATH_API ath_status ath_nccl_recv(void* comm, void* buf, size_t count, int dtype, int peer, ath_stream s);
+/* start != 0: ncclGroupStart, else ncclGroupEnd (the calls between run as one). */
+ATH_API ath_status ath_nccl_group(int start);
+
 /* ------------------------------------------------------------------ disk I/O (native/io)
  * Files for the DISK tier. Opened with O_DIRECT when the file system allows it and the
  * transfer is aligned (4096 bytes), else buffered; fsync on request. */

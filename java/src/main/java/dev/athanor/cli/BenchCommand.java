@@ -235,6 +235,10 @@ final class BenchCommand implements Callable<Integer> {
       }
       ParallelOptions po = parallel.options();
       po.checkStages(spec, mc.layers());
+      if (device.isCuda() && (long) po.dp * po.tp * po.pp > 1) {
+        throw Options.usage(spec, "bench --dp/--tp/--pp measures CPU processes; on " + device + " use --device cpu (GPU data "
+            + "parallel trains with: mpirun -np N ./athanor train --device cuda --dp N)");
+      }
       Communicator c = po.start(spec, device, !offload.off(), 1);
       if (c != null) {
         try (TimedCommunicator comm = new TimedCommunicator(c)) {

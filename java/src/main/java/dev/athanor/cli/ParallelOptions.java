@@ -62,6 +62,13 @@ final class ParallelOptions {
           + "identical bits on every rank and equal to --accum in one process; fast: MPI's own sum). Default: ${DEFAULT-VALUE}")
   ReduceMode reduce;
 
+  @Option(names = "--collectives", paramLabel = "LIB", defaultValue = "auto",
+      description = "what moves tensors between processes: auto (MPI on the CPU; NCCL for CUDA tensors, bootstrapped over "
+          + "MPI), nccl (CUDA only: one GPU per process) or mpi (on CUDA: every collective staged through host memory, for "
+          + "processes that share a GPU or machines without NCCL). On CUDA, --dp alone runs today (--zero 0, no --tp, --pp "
+          + "or --offload). Default: ${DEFAULT-VALUE}")
+  String collectives;
+
   @Option(names = "--zero", paramLabel = "STAGE", defaultValue = "0",
       description = "ZeRO stage with --dp: 0 (every process keeps all of AdamW's moments and the whole gradient), 1 (each keeps "
           + "and updates only its 1/dp of the moments, then the parameters are all-gathered), 2 (also the step's gradient: "
@@ -195,7 +202,10 @@ final class ParallelOptions {
     if (launched == 0) {
       throw Options.usage(spec, "--parallel auto plans for the processes mpirun starts: athanor launch --np N train ... --parallel auto");
     }
-    if (device.isCuda()) throw Options.usage(spec, "--parallel auto on " + device + " needs NCCL, which is not built yet; use --device cpu");
+    if (device.isCuda()) {
+      throw Options.usage(spec, "--parallel auto plans CPU processes; on " + device + " give the layout yourself (--dp N: "
+          + "data parallel is what runs on GPUs today) or use --device cpu");
+    }
     Communicator c = Communicator.mpi(reduce);
     int[] choice = new int[5];
     String failure = null;
@@ -281,9 +291,11 @@ final class ParallelOptions {
       }
       return null;
     }
-    if (device.isCuda()) {
-      throw Options.usage(spec, flag + " on " + device + ": parallel training on GPUs needs NCCL, which is not built yet; "
-          + "use --device cpu");
+    String lib = collectives(spec, device);
+    if (device.isCuda() && (tp > 1 || pp > 1 || zero > 0 || offload)) {
+      throw Options.usage(spec, flag + (zero > 0 ? " --zero " + zero : "") + (offload ? " --offload" : "") + " on " + device
+          + ": on GPUs only data parallel runs today (--dp N with --zero 0, no --tp, --pp or --offload); train this layout "
+          + "with --device cpu");
     }
     if (launched == 0) {
       throw Options.usage(spec, flag + " needs " + n + " processes started by MPI: mpirun -np " + n + " ./athanor " + spec.name()
@@ -298,6 +310,32 @@ final class ParallelOptions {
           + (size == 1 ? "" : "es") + " (this is rank " + rank + "): run mpirun -np " + n + " with " + flag
           + (one ? ", or give --dp " + size : tp == 1 && dp == 1 || pp == 1 && dp == 1 ? ", or give " + (tp > 1 ? "--tp " : "--pp ") + size : ""));
     }
-    return c;
+    if (!device.isCuda()) return c;
+    try {
+      // CUDA tensors: NCCL between the ranks' GPUs (host tensors stay on MPI), or MPI with host staging
+      return lib.equals("nccl") ? Communicator.nccl(c, device, reduce, true) : Communicator.staged(c, true);
+    } catch (RuntimeException e) {
+      c.close();
+      throw e;
+    }
+  }
+
+  /** --collectives checked against the device: "mpi" or "nccl" (auto: nccl on CUDA, mpi on the CPU). */
+  String collectives(CommandSpec spec, Device device) {
+    String lib = collectives == null ? "auto" : collectives.strip().toLowerCase(Locale.ROOT);
+    switch (lib) {
+      case "auto":
+        return device.isCuda() ? "nccl" : "mpi";
+      case "mpi":
+        return lib;
+      case "nccl":
+        if (!device.isCuda()) {
+          throw Options.usage(spec, "--collectives nccl moves CUDA tensors; this run is on " + device + ": use --collectives "
+              + "mpi (or auto), or --device cuda");
+        }
+        return lib;
+      default:
+        throw Options.usage(spec, "--collectives '" + collectives + "': expected auto, nccl or mpi");
+    }
   }
 }

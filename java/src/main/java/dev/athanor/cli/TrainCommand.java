@@ -418,7 +418,9 @@ final class TrainCommand implements Callable<Integer> {
     var layout = new dev.athanor.dist.plan.ParallelPlanner.Layout(parallel.dp, parallel.tp, parallel.pp, parallel.zero,
         opt.recompute, parallel.sequenceParallel);
     boolean shardPlan = comm != null && parallel.zero >= 1;  // ZeRO 1 or 2 (with --dp only): a rank's shard of the moments
-    if (comm != null && offload.off()) {  // one process of a layout: its stage and shards, not the whole model
+    if (comm != null && offload.off() && device.isCuda()) {  // data parallel on GPUs: each rank holds the whole model
+      MemoryCheck.requireTraining(job, true, false);
+    } else if (comm != null && offload.off()) {  // one process of a layout: its stage and shards, not the whole model
       MemoryCheck.requireRank(job, layout, comm.size());
     } else if (shardPlan) {
       plan = shardOffloadPlan(spec, offload, job, layout, comm.size());

@@ -14,7 +14,7 @@ final class Checks {
     t.checkOpen();
     if (!t.device().isCpu() || (t.tier() != Tier.HOST && t.tier() != Tier.HOST_PINNED)) {
       throw new IllegalArgumentException(op + ": " + name + " " + t + " must be in host memory (HOST or HOST_PINNED), is on "
-          + t.device() + " / " + t.tier() + " (CUDA tensors need the NCCL communicator, not built yet)");
+          + t.device() + " / " + t.tier() + " (CUDA tensors need Communicator.nccl or Communicator.staged)");
     }
     if (!t.isContiguous()) throw new IllegalArgumentException(op + ": " + name + " " + t + " must be contiguous");
   }
@@ -77,6 +77,17 @@ final class Checks {
     if (acc.numel() != counts[rank]) {
       throw new IllegalArgumentException(op + ": acc has " + acc.numel() + " elements but counts[" + rank + "] = " + counts[rank]);
     }
+  }
+
+  /**
+   * {@code counts} has one entry per rank, none negative, adding up to {@code total} (the elements of {@code what});
+   * returns where rank {@code rank}'s part starts.
+   */
+  static long perRankStart(String op, long[] counts, int size, int rank, long total, String what) {
+    perRank(op, counts, size, total, what);
+    long start = 0;
+    for (int r = 0; r < rank; r++) start += counts[r];
+    return start;
   }
 
   /** {@code counts} has one entry per rank, none negative, adding up to {@code total}, the elements of {@code what}. */

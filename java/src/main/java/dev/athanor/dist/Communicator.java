@@ -1,10 +1,11 @@
 package dev.athanor.dist;
 
+import dev.athanor.runtime.Device;
 import dev.athanor.tensor.Tensor;
 
 /**
  * The processes of a distributed run and the collectives between them, on host tensors (contiguous, CPU, HOST or
- * HOST_PINNED tier; F32, BF16, F16, I32). Every rank must call the same collectives in the same order with matching
+ * HOST_PINNED tier; F32, BF16, F16, I32), and on CUDA tensors for {@link #nccl} and {@link #staged}. Every rank must call the same collectives in the same order with matching
  * sizes, as in MPI.
  *
  * <p>Partitions: {@link #reduceScatter} and {@link #allGather} cut {@code n} elements into {@link #size()} contiguous
@@ -15,8 +16,10 @@ import dev.athanor.tensor.Tensor;
  * added left to right, in F32 for F32 tensors, in F32 and rounded once for BF16 and F16 (see {@link RankOrderSum}), so
  * every rank holds identical bits. I32 sums are exact (two's complement, wrapping) in either mode.
  *
- * <p>Implementations: {@link #single()} (one process, no library) and {@link #mpi(ReduceMode)} (MPI through the shim
- * library; one per process, for the process's lifetime). An NCCL implementation for CUDA tensors is the next one.
+ * <p>Implementations: {@link #single()} (one process, no library), {@link #mpi(ReduceMode)} (MPI through the shim
+ * library; one per process, for the process's lifetime), and for CUDA tensors {@link #nccl} (NCCL, bootstrapped over a
+ * host communicator, which keeps serving host tensors) and {@link #staged} (a host communicator that copies CUDA
+ * tensors through host memory).
  * Instances are thread-safe in that calls are serialized; they are not meant to be shared between concurrent
  * collectives.
  */
@@ -149,5 +152,35 @@ public interface Communicator extends AutoCloseable {
    */
   static Communicator mpi(ReduceMode mode) {
     return MpiCommunicator.open(mode);
+  }
+
+  /**
+   * NCCL between the CUDA devices of {@code bootstrap}'s ranks (a collective: every rank calls it, each with its own
+   * {@code device}; NCCL needs one GPU per rank): rank 0 makes NCCL's unique id and {@code bootstrap} broadcasts it.
+   * CUDA tensors of {@code device} go to NCCL, host tensors to {@code bootstrap}. libnccl.so.2 is loaded now (see
+   * {@link NcclNative}); a missing library is a {@link CommunicatorException} naming where it looked and what to
+   * install. Closing the result leaves {@code bootstrap} open (its owner closes it after).
+   */
+  static Communicator nccl(Communicator bootstrap, Device device, ReduceMode mode) {
+    return NcclCommunicator.open(bootstrap, false, device, mode);
+  }
+
+  /** {@link #nccl(Communicator, Device, ReduceMode)}; with {@code closeBootstrap} closing the result closes it too. */
+  static Communicator nccl(Communicator bootstrap, Device device, ReduceMode mode, boolean closeBootstrap) {
+    return NcclCommunicator.open(bootstrap, closeBootstrap, device, mode);
+  }
+
+  /**
+   * {@code host} (e.g. {@link #mpi}) taking CUDA tensors too, staged through host memory: the same bits as {@code host}
+   * at the cost of copies across the bus. For ranks that share a GPU or have no NCCL. Closing the result leaves {@code
+   * host} open.
+   */
+  static Communicator staged(Communicator host) {
+    return new StagedCommunicator(host, false);
+  }
+
+  /** {@link #staged(Communicator)}; with {@code closeHost} closing the result closes {@code host} too. */
+  static Communicator staged(Communicator host, boolean closeHost) {
+    return new StagedCommunicator(host, closeHost);
   }
 }

@@ -223,6 +223,22 @@ class CommandsTest {
     return java.util.Arrays.stream(a).boxed().toList();
   }
 
+  /** --collectives: nccl needs CUDA tensors, an unknown library is named; both before any process is needed. */
+  @Test
+  void collectivesAreChecked() throws Exception {
+    Path text = Files.writeString(tmp.resolve("collectives.txt"), "some text to train on, enough for a batch or two\n".repeat(50));
+    String[] base = {"train", "--preset", "gpt2-tiny", "--device", "cpu", "--steps", "1", "--dp", "2", "--data", text.toString()};
+    Out r = run(concat(base, "--collectives", "nccl"));
+    assertEquals(2, r.code());
+    assertTrue(r.err().contains("--collectives nccl moves CUDA tensors; this run is on cpu"), r.err());
+    r = run(concat(base, "--collectives", "gloo"));
+    assertEquals(2, r.code());
+    assertTrue(r.err().contains("--collectives 'gloo': expected auto, nccl or mpi"), r.err());
+    r = run(concat(base, "--collectives", "mpi"));  // valid: then the missing mpirun is what stops it
+    assertEquals(2, r.code());
+    assertTrue(r.err().contains("needs 2 processes started by MPI"), r.err());
+  }
+
   /** bench's --pp and --micro-batches are refused as train refuses them, before any process is needed, naming the flags. */
   @Test
   void benchPipelineFlagsAreCheckedAsTrainChecksThem() {

@@ -38,10 +38,63 @@ public final class CollectivesMain {
           checks += allGatherV(c, dt, n);
           checks += broadcast(c, dt, n);
           checks += sendRecv(c, dt, n);
+          if (mode == ReduceMode.DETERMINISTIC && dt != DType.I32) checks += gatheredFold(c, dt, n);
         }
       }
       c.barrier();
       System.out.println("rank " + c.rank() + " of " + c.size() + " (" + c.describe() + "): " + checks + " checks passed");
+    }
+  }
+
+  /**
+   * {@link GatheredFold} (the NCCL communicator's deterministic sums) over MPI's all-gather, in pieces of 3, 1000 and all
+   * elements per rank, equals this communicator's deterministic all-reduce, reduce-scatter and folds bit for bit.
+   */
+  static int gatheredFold(Communicator c, DType dt, long n) {
+    int checks = 0;
+    int s = c.size(), r = c.rank();
+    long start = Communicator.partStart(n, r, s), len = Communicator.partLength(n, r, s);
+    GatheredFold.Gather mpi = (piece, into) -> c.allGather(piece, into);
+    for (long piece : new long[] {3, 1000, Math.max(1, n)}) {
+      String what = "gathered fold " + dt + " n=" + n + " piece " + piece;
+      try (Tensor x = input(dt, n, r, 77); Tensor want = input(dt, n, r, 77); Tensor part = Tensor.empty(dt, Device.CPU, len);
+          Tensor wantPart = Tensor.empty(dt, Device.CPU, len)) {
+        c.allReduceSum(want);
+        GatheredFold.fold(x, 0, n, x, true, s, piece, mpi);  // in place, as allReduceSum
+        same(what + " all-reduce", want, x);
+        try (Tensor in = input(dt, n, r, 78)) {
+          c.reduceScatter(in, wantPart);
+          GatheredFold.fold(in, start, len, part, true, s, piece, mpi);
+          same(what + " reduce-scatter", wantPart, part);
+        }
+        checks += 2;
+      }
+      if (dt != DType.F32) continue;
+      long[] counts = unevenCounts(n, s);
+      long vStart = 0;
+      for (int q = 0; q < r; q++) vStart += counts[q];
+      for (boolean first : new boolean[] {true, false}) {
+        try (Tensor in = input(dt, n, r, 79); Tensor acc = input(dt, len, r, 80); Tensor wantAcc = input(dt, len, r, 80);
+            Tensor accV = input(dt, counts[r], r, 81); Tensor wantV = input(dt, counts[r], r, 81)) {
+          c.reduceScatterAccumulate(in, wantAcc, first);
+          GatheredFold.fold(in, start, len, acc, first, s, piece, mpi);
+          same(what + " fold, first " + first, wantAcc, acc);
+          c.reduceScatterAccumulateV(in, wantV, counts, first);
+          GatheredFold.fold(in, vStart, counts[r], accV, first, s, piece, mpi);
+          same(what + " fold with counts, first " + first, wantV, accV);
+          checks += 2;
+        }
+      }
+    }
+    return checks;
+  }
+
+  private static void same(String what, Tensor want, Tensor got) {
+    float[] a = want.toFloatArray(), b = got.toFloatArray();
+    for (int i = 0; i < a.length; i++) {
+      if (Float.floatToRawIntBits(a[i]) != Float.floatToRawIntBits(b[i])) {
+        throw new AssertionError(what + ": element " + i + " is " + b[i] + ", the communicator's sum " + a[i]);
+      }
     }
   }
 
