@@ -348,7 +348,7 @@ final class TrainCommand implements Callable<Integer> {
    * --parallel auto on rank 0: the planner's choice for {@code world} processes (printed with its runners-up), from the
    * model, --batch, --seq, --accum (the micro-batches per step over all replicas) and --mem-host per process; --dp, --tp
    * and --zero given on the command line are kept. With checkpoints, layouts with ZeRO and tensor parallel are skipped
-   * (they cannot checkpoint yet); with --offload, every layout but --dp with ZeRO 0 to 2 (the others cannot offload).
+   * (they cannot checkpoint yet); with --offload, every layout but --dp with any ZeRO stage (the others cannot offload).
    */
   private dev.athanor.dist.plan.ParallelPlanner.Result autoPlan(int world, Device device, PrintStream out) {
     ModelConfig mc = model.config(spec);
@@ -367,7 +367,7 @@ final class TrainCommand implements Callable<Integer> {
       // ZeRO with tensor parallel cannot checkpoint yet; --offload runs only with --dp and ZeRO 0 to 2
       var fitting = r.fitting().stream()
           .filter(e -> !checkpoints || e.layout().tp() == 1 || e.layout().zero() == 0)
-          .filter(e -> !offloaded || e.layout().tp() == 1 && e.layout().pp() == 1 && e.layout().zero() <= 2)
+          .filter(e -> !offloaded || e.layout().tp() == 1 && e.layout().pp() == 1)
           .toList();
       r = new dev.athanor.dist.plan.ParallelPlanner.Result(job, fitting.isEmpty() ? null : fitting.get(0), fitting, r.excluded());
     }
@@ -433,7 +433,7 @@ final class TrainCommand implements Callable<Integer> {
     OffloadPlan plan = null;
     var layout = new dev.athanor.dist.plan.ParallelPlanner.Layout(parallel.dp, parallel.tp, parallel.pp, parallel.zero,
         opt.recompute, parallel.sequenceParallel);
-    boolean shardPlan = comm != null && parallel.zero >= 1;  // ZeRO 1 or 2 (with --dp only): a rank's shard of the moments
+    boolean shardPlan = comm != null && parallel.zero >= 1;  // ZeRO (with --dp only): a rank's shard of the moments
     if (comm != null && offload.off()) {  // one process of a layout: its stage and shards, not the whole model
       MemoryCheck.requireRank(job, layout, comm.size());
     } else if (shardPlan) {
@@ -650,7 +650,7 @@ final class TrainCommand implements Callable<Integer> {
   }
 
   /**
-   * The offload plan of one rank of a ZeRO 1 or 2 run ({@code layout}, {@code world} processes) that {@code o} asks for
+   * The offload plan of one rank of a ZeRO run ({@code layout}, {@code world} processes) that {@code o} asks for
    * (not off), after checking that it fits: the rank's footprint ({@link MemoryCheck#rankFootprint}) with its shard of
    * AdamW's moments on DISK as far as needed (auto, {@link OffloadPlanner#planShard}) or as a plan file names them; a
    * plan file that puts the gradients or the weights on DISK is a usage error (under ZeRO they stay in memory).
@@ -842,8 +842,8 @@ final class TrainCommand implements Callable<Integer> {
         // backward ends (no whole-model gradient); pipeline stages, tensor parallel and CUDA keep the whole-gradient fold
         UnitGradientFold folds = zero == 2 && pipeline == null && groups == null && UnitGradientFold.supports(model)
             ? UnitGradientFold.attach(model, comm) : null;
-        // ZeRO 1 and 2 with offload: the optimizer keeps its shard of the moments the plan puts on DISK there
-        Trainer trainer = shards != null ? new Trainer(model, tc, loader, shards)
+        // ZeRO with offload: the optimizer keeps its shard of the moments the plan puts on DISK there
+        Trainer trainer = shards != null ? new Trainer(model, tc, loader, shards, offloadConfig)
             : folds != null ? new Trainer(model, tc, loader, folds, offloadConfig)
             : zero >= 1 ? new Trainer(model, tc, loader, DataParallel.optimizerShard(model.parameters(),
                 pipeline != null ? pipeline.dataParallelGroup() : groups != null ? groups.dp() : comm), zero >= 2, offloadConfig)
