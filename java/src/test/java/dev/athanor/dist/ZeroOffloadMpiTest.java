@@ -132,6 +132,24 @@ class ZeroOffloadMpiTest {
   }
 
   /**
+   * dp 2 × ZeRO {@code zero} with a checkpoint every step, in {@code mem} without offload and in {@code off} with the
+   * moments' shard on DISK (in {@code offloadDir}): the same logged steps and final weights; returns the steps.
+   */
+  private static List<String> checkpointedWithAndWithoutOffload(TrainFixture f, int zero, Path mem, Path off, Path offloadDir)
+      throws Exception {
+    List<String> keepAll = List.of("--checkpoint-every", "1", "--keep", "10");
+    List<String> zeroFlags = List.of("--dp", "2", "--zero", Integer.toString(zero));
+    trainMpi(MpiRunTest.concat(trainArgs(f, mem, "--checkpoint-dir", mem.resolve("ck").toString()), keepAll, zeroFlags));
+    MpiRunTest.Job j = trainMpi(MpiRunTest.concat(trainArgs(f, off, "--checkpoint-dir", off.resolve("ck").toString()),
+        keepAll, zeroFlags, offloadFlags(zero, offloadDir, true)));
+    assertShardOffloaded(j, zero, offloadDir, off);
+    List<String> reference = steps(mem);
+    assertEquals(reference, steps(off), "dp 2 × ZeRO " + zero + " with checkpoints, with and without offload");
+    assertEquals(-1, Files.mismatch(mem.resolve(MODEL), off.resolve(MODEL)), "final weights with checkpoints, ZeRO " + zero);
+    return reference;
+  }
+
+  /**
    * Checkpoints of dp 2 × ZeRO 2 with the moments' shard on DISK (a file per rank, written from the DISK shard) resume
    * under dp 2 × ZeRO 2 without offload and as one process with --accum 2, and a checkpoint written without offload
    * resumes with it: each continues with the same steps and final weights as the uninterrupted runs.
@@ -139,16 +157,9 @@ class ZeroOffloadMpiTest {
   @Test
   void checkpointsOfZeroTwoWithOffloadResumeWithAndWithoutIt() throws Exception {
     TrainFixture f = TrainFixture.create(tmp.resolve("ck-fixture"));
-    List<String> keepAll = List.of("--checkpoint-every", "1", "--keep", "10");
     List<String> zeroFlags = List.of("--dp", "2", "--zero", "2");
     Path mem = tmp.resolve("ck-memory"), off = tmp.resolve("ck-offload");
-    trainMpi(MpiRunTest.concat(trainArgs(f, mem, "--checkpoint-dir", mem.resolve("ck").toString()), keepAll, zeroFlags));
-    MpiRunTest.Job j = trainMpi(MpiRunTest.concat(trainArgs(f, off, "--checkpoint-dir", off.resolve("ck").toString()),
-        keepAll, zeroFlags, offloadFlags(2, tmp.resolve("ck-offload-dir"), true)));
-    assertShardOffloaded(j, 2, tmp.resolve("ck-offload-dir"), off);
-    List<String> reference = steps(mem);
-    assertEquals(reference, steps(off), "dp 2 × ZeRO 2 with checkpoints, with and without offload");
-    assertEquals(-1, Files.mismatch(mem.resolve(MODEL), off.resolve(MODEL)), "final weights with checkpoints");
+    List<String> reference = checkpointedWithAndWithoutOffload(f, 2, mem, off, tmp.resolve("ck-offload-dir"));
     Path offStep3 = off.resolve("ck/step-00000003"), memStep3 = mem.resolve("ck/step-00000003");
     for (String file : List.of("rank-0-of-2.safetensors", "rank-1-of-2.safetensors")) {
       assertEquals(-1, Files.mismatch(memStep3.resolve(file), offStep3.resolve(file)), file + " of step 3: the same bytes "
@@ -182,16 +193,9 @@ class ZeroOffloadMpiTest {
   @Test
   void checkpointsOfZeroThreeWithOffloadResume() throws Exception {
     TrainFixture f = TrainFixture.create(tmp.resolve("z3ck-fixture"));
-    List<String> keepAll = List.of("--checkpoint-every", "1", "--keep", "10");
     List<String> zeroFlags = List.of("--dp", "2", "--zero", "3");
     Path mem = tmp.resolve("z3ck-memory"), off = tmp.resolve("z3ck-offload");
-    trainMpi(MpiRunTest.concat(trainArgs(f, mem, "--checkpoint-dir", mem.resolve("ck").toString()), keepAll, zeroFlags));
-    MpiRunTest.Job j = trainMpi(MpiRunTest.concat(trainArgs(f, off, "--checkpoint-dir", off.resolve("ck").toString()),
-        keepAll, zeroFlags, offloadFlags(3, tmp.resolve("z3ck-offload-dir"), true)));
-    assertShardOffloaded(j, 3, tmp.resolve("z3ck-offload-dir"), off);
-    List<String> reference = steps(mem);
-    assertEquals(reference, steps(off), "dp 2 × ZeRO 3 with checkpoints, with and without offload");
-    assertEquals(-1, Files.mismatch(mem.resolve(MODEL), off.resolve(MODEL)), "final weights with checkpoints");
+    List<String> reference = checkpointedWithAndWithoutOffload(f, 3, mem, off, tmp.resolve("z3ck-offload-dir"));
     Path offStep3 = off.resolve("ck/step-00000003");
 
     Path toOff = tmp.resolve("z3ck-resume-offload");
