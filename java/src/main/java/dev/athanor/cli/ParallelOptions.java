@@ -76,9 +76,9 @@ final class ParallelOptions {
           + "with --accum accum x dp bit for bit) or 3 (also the parameters: each keeps 1/dp of the weights and gathers a unit's "
           + "(embeddings, a block, the head) from the others just before it runs, and each unit's gradient goes to its owners "
           + "as soon as its backward is done; the same bits as 2; --dp alone, CPU). Checkpoints: each rank writes its part "
-          + "(format 3), and any checkpoint resumes with any --dp and --zero. With --offload (1 and 2, --dp alone): each "
+          + "(format 3), and any checkpoint resumes with any --dp and --zero. With --offload (--dp alone): each "
           + "rank's shard of AdamW's moments goes to DISK as far as its budget (--mem-host, per process) needs, in files of "
-          + "its own (rank-N in --offload-dir); the weights and gradients stay in memory; the same bits; not with 3. "
+          + "its own (rank-N in --offload-dir); the weights and gradients (under 3, their shards) stay in memory; the same bits. "
           + "With --dp x --tp: 1 and 2 shard each rank's tensor-parallel part over its dp group (with --pp as well: 1 only); "
           + "checkpoints: each rank writes its shard of its part. Default: ${DEFAULT-VALUE}")
   @Options.Range(min = 0, max = 3)
@@ -276,10 +276,6 @@ final class ParallelOptions {
             : "AdamW's moments, the gradient and the parameters";
         throw Options.usage(spec, "--zero " + zero + " shards " + what + " over the --dp processes; with --dp 1 there is "
             + "nothing to shard: give --dp 2 or more, or --zero 0");
-      }
-      if (offload && zero >= 3) {
-        throw Options.usage(spec, "--zero 3 with --offload is not supported yet (ZeRO 3 pages the weights through its own "
-            + "shards); use --zero 1 or 2 with --offload (each rank's shard of AdamW's moments on DISK), or --offload off");
       }
     }
     int launched = opened != null ? opened.size() : launchedProcesses();

@@ -346,8 +346,8 @@ final class TrainCommand implements Callable<Integer> {
   /**
    * --parallel auto on rank 0: the planner's choice for {@code world} processes (printed with its runners-up), from the
    * model, --batch, --seq, --accum (the micro-batches per step over all replicas) and --mem-host per process; --dp, --tp
-   * and --zero given on the command line are kept. With --offload, every layout but --dp with ZeRO 0 to 2 is skipped (the
-   * others cannot offload).
+   * and --zero given on the command line are kept. With --offload, every layout but --dp with any ZeRO stage is skipped
+   * (the others cannot offload).
    */
   private dev.athanor.dist.plan.ParallelPlanner.Result autoPlan(int world, Device device, PrintStream out) {
     ModelConfig mc = model.config(spec);
@@ -361,9 +361,9 @@ final class TrainCommand implements Callable<Integer> {
         parse.hasMatchedOption("--tp") ? parallel.tp : 0, parse.hasMatchedOption("--pp") ? parallel.pp : 0,
         parse.hasMatchedOption("--zero") ? parallel.zero : 0);
     var r = dev.athanor.dist.plan.ParallelPlanner.plan(job);
-    if (!offload.off()) {  // --offload runs only with --dp and ZeRO 0 to 2
+    if (!offload.off()) {  // --offload runs only with --dp (any ZeRO stage)
       var fitting = r.fitting().stream()
-          .filter(e -> e.layout().tp() == 1 && e.layout().pp() == 1 && e.layout().zero() <= 2)
+          .filter(e -> e.layout().tp() == 1 && e.layout().pp() == 1)
           .toList();
       r = new dev.athanor.dist.plan.ParallelPlanner.Result(job, fitting.isEmpty() ? null : fitting.get(0), fitting, r.excluded());
     }
@@ -417,7 +417,7 @@ final class TrainCommand implements Callable<Integer> {
     OffloadPlan plan = null;
     var layout = new dev.athanor.dist.plan.ParallelPlanner.Layout(parallel.dp, parallel.tp, parallel.pp, parallel.zero,
         opt.recompute, parallel.sequenceParallel);
-    boolean shardPlan = comm != null && parallel.zero >= 1;  // ZeRO 1 or 2 (with --dp only): a rank's shard of the moments
+    boolean shardPlan = comm != null && parallel.zero >= 1;  // ZeRO (with --dp only): a rank's shard of the moments
     if (comm != null && offload.off() && device.isCuda()) {  // data parallel on GPUs: each rank holds the whole model
       MemoryCheck.requireTraining(job, true, false);
     } else if (comm != null && offload.off()) {  // one process of a layout: its stage and shards, not the whole model
@@ -636,7 +636,7 @@ final class TrainCommand implements Callable<Integer> {
   }
 
   /**
-   * The offload plan of one rank of a ZeRO 1 or 2 run ({@code layout}, {@code world} processes) that {@code o} asks for
+   * The offload plan of one rank of a ZeRO run ({@code layout}, {@code world} processes) that {@code o} asks for
    * (not off), after checking that it fits: the rank's footprint ({@link MemoryCheck#rankFootprint}) with its shard of
    * AdamW's moments on DISK as far as needed (auto, {@link OffloadPlanner#planShard}) or as a plan file names them; a
    * plan file that puts the gradients or the weights on DISK is a usage error (under ZeRO they stay in memory).
@@ -827,8 +827,8 @@ final class TrainCommand implements Callable<Integer> {
         // backward ends (no whole-model gradient); pipeline stages, tensor parallel and CUDA keep the whole-gradient fold
         UnitGradientFold folds = zero == 2 && pipeline == null && groups == null && UnitGradientFold.supports(model)
             ? UnitGradientFold.attach(model, comm) : null;
-        // ZeRO 1 and 2 with offload: the optimizer keeps its shard of the moments the plan puts on DISK there
-        Trainer trainer = shards != null ? new Trainer(model, tc, loader, shards)
+        // ZeRO with offload: the optimizer keeps its shard of the moments the plan puts on DISK there
+        Trainer trainer = shards != null ? new Trainer(model, tc, loader, shards, offloadConfig)
             : folds != null ? new Trainer(model, tc, loader, folds, offloadConfig)
             : zero >= 1 ? new Trainer(model, tc, loader, DataParallel.optimizerShard(model.parameters(),
                 pipeline != null ? pipeline.dataParallelGroup() : groups != null ? groups.dp() : comm), zero >= 2, offloadConfig)

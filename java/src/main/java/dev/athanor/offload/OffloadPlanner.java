@@ -147,7 +147,7 @@ public final class OffloadPlanner {
   static final List<Set<Role>> SHARD_STEPS = STEPS.subList(0, 3);
 
   /**
-   * One rank of a ZeRO 1 or 2 run ({@code rank}: its footprint with everything in memory, its shard of AdamW's moments
+   * One rank of a ZeRO run ({@code rank}: its footprint with everything in memory, its shard of AdamW's moments
    * in {@link Footprint.Component#OPTIMIZER}) with its shard of {@code diskRoles} (AdamW's moments only) on DISK,
    * fitting or not: the optimizer then keeps files of the shard's elements only and streams them through its staging
    * slots. With {@link Job#checkpoints()}, the copy a background save takes of the rank's part (its shard of the
@@ -179,7 +179,7 @@ public final class OffloadPlanner {
   }
 
   /**
-   * The plan of one rank of a ZeRO 1 or 2 run ({@code rank} as in {@link #placeShard}) under {@code mm}'s budgets: the
+   * The plan of one rank of a ZeRO run ({@code rank} as in {@link #placeShard}) under {@code mm}'s budgets: the
    * first of everything in memory, the shard's first moment on DISK, both moments on DISK that fits; or why none does
    * (the gradients and weights cannot go to DISK under ZeRO).
    */

@@ -79,6 +79,16 @@ public final class AdamW implements AutoCloseable {
   }
 
   /**
+   * ZeRO stage 3 with offload: {@link #AdamW(ParameterStore, Range, Tensor)} whose moments that {@code offload} puts on
+   * DISK are kept for the shard only and streamed chunk by chunk, as {@link #AdamW(ParameterStore, Range,
+   * OffloadConfig)} keeps them; the shard's masters stay in {@code masters}. Bit-identical to the same optimizer in memory.
+   */
+  public AdamW(ParameterStore store, Range shard, Tensor masters, OffloadConfig offload) {
+    this(store, Objects.requireNonNull(offload, "offload"), Objects.requireNonNull(shard, "shard"),
+        Objects.requireNonNull(masters, "masters"));
+  }
+
+  /**
    * ZeRO stages 1 and 2 with offload: a sharded optimizer as {@link #AdamW(ParameterStore, Range)} whose moments that
    * {@code offload} puts on DISK ({@link Role#ADAM_M}, {@link Role#ADAM_V}; no other role) are kept for the shard only,
    * in new files under its directory (zeros), and streamed by {@link #update} and {@link #updateShard} in chunks of at
@@ -107,10 +117,6 @@ public final class AdamW implements AutoCloseable {
         if (r != Role.ADAM_M && r != Role.ADAM_V) {
           throw new IllegalArgumentException("a sharded optimizer (ZeRO 1 and 2) keeps only AdamW's moments on DISK, not " + r);
         }
-      }
-      if (offload.enabled() && masters != null) {
-        throw new IllegalArgumentException("a sharded optimizer that keeps its shard's masters (ZeRO 3) cannot keep its "
-            + "moments on DISK yet");
       }
       UnitFiles f = null;
       ChunkStreamer st = null;

@@ -127,8 +127,8 @@ public final class Trainer implements AutoCloseable {
   /**
    * ZeRO stage 2 formed unit by unit as {@link #Trainer(Transformer, TrainConfig, DataLoader, ShardedGradients)}, with
    * the shard's AdamW moments that {@code offload} puts on DISK kept there (as {@link #Trainer(Transformer, TrainConfig,
-   * DataLoader, Range, boolean, OffloadConfig)}); the gradient's shard stays in memory. Not with ZeRO 3 ({@link
-   * ShardedParameters}).
+   * DataLoader, Range, boolean, OffloadConfig)}); the gradient's shard stays in memory. With ZeRO 3 ({@link
+   * ShardedParameters}) likewise: the shard's masters stay in memory, its moments go where {@code offload} says.
    */
   public Trainer(Transformer model, TrainConfig cfg, DataLoader data, ShardedGradients sharded, OffloadConfig offload) {
     this(model, cfg, data, offload, null, Objects.requireNonNull(sharded, "sharded").shard(), true, sharded);
@@ -166,9 +166,6 @@ public final class Trainer implements AutoCloseable {
       throw new IllegalArgumentException("a sharded optimizer (ZeRO 1 and 2) keeps only AdamW's moments on DISK; the weights "
           + "and gradients stay in memory, but the offload puts " + new java.util.TreeSet<>(offload.diskRoles()) + " there");
     }
-    if (sharded instanceof ShardedParameters && offload.enabled()) {
-      throw new IllegalArgumentException("ZeRO 3 (the parameters sharded) cannot be combined with offload yet");
-    }
     if (!offload.pagesUnits() && weights == null || sharded != null) {
       this.weights = null;
       this.ownsWeights = false;
@@ -176,7 +173,7 @@ public final class Trainer implements AutoCloseable {
       this.pager = null;
       this.hooksBefore = null;
       this.optimizer = shard == null ? new AdamW(store, offload)
-          : sharded instanceof ShardedParameters p ? new AdamW(store, shard, p.masters()) : new AdamW(store, shard, offload);
+          : sharded instanceof ShardedParameters p ? new AdamW(store, shard, p.masters(), offload) : new AdamW(store, shard, offload);
     } else {
       if (!model.device().isCpu()) {
         throw new IllegalArgumentException("weights and gradients on DISK need the CPU backend; this model is on " + model.device());

@@ -20,11 +20,12 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 /**
- * ZeRO 1 and 2 with {@code --offload} through real {@code mpirun} (skipped without MPI): under a {@code --mem-host} that
+ * ZeRO 1, 2 and 3 with {@code --offload} through real {@code mpirun} (skipped without MPI): under a {@code --mem-host} that
  * leaves no room for a rank's shard of AdamW's moments, {@code --offload auto} puts that shard (and only it) on DISK, in
- * each rank's own folder of {@code --offload-dir}, and dp 2 × ZeRO 1 and 2 train exactly as without offload (every
+ * each rank's own folder of {@code --offload-dir}, and dp 2 × ZeRO 1, 2 and 3 train exactly as without offload (every
  * logged step, the final weights) with a lower HOST peak; a checkpoint of dp 2 × ZeRO 2 with its moments on DISK
- * resumes without offload and as one process, and one written without offload resumes with it, exactly.
+ * resumes without offload and as one process, and one written without offload resumes with it, exactly; one of ZeRO 3
+ * with its moments on DISK resumes with them there and as one process.
  */
 class ZeroOffloadMpiTest {
   @TempDir static Path tmp;
@@ -101,13 +102,13 @@ class ZeroOffloadMpiTest {
   }
 
   /**
-   * dp 2 × ZeRO 1 and × ZeRO 2 with the shard's moments on DISK equal the same without offload: every logged step and
+   * dp 2 × ZeRO 1, 2 and 3 with the shard's moments on DISK equal the same without offload: every logged step and
    * the final weights, bit for bit; rank 0's HOST peak drops and its DISK peak is the shard's two moments.
    */
   @Test
-  void zeroOneAndTwoWithTheirMomentsOnDiskTrainExactlyAsInMemory() throws Exception {
+  void zeroOneTwoAndThreeWithTheirMomentsOnDiskTrainExactlyAsInMemory() throws Exception {
     TrainFixture f = TrainFixture.create(tmp.resolve("fixture"));
-    for (int zero : new int[] {1, 2}) {
+    for (int zero : new int[] {1, 2, 3}) {
       Path mem = tmp.resolve("z" + zero + "-memory"), off = tmp.resolve("z" + zero + "-offload");
       Path dir = tmp.resolve("z" + zero + "-dir");
       List<String> zeroFlags = List.of("--dp", "2", "--zero", Integer.toString(zero));
@@ -131,6 +132,24 @@ class ZeroOffloadMpiTest {
   }
 
   /**
+   * dp 2 × ZeRO {@code zero} with a checkpoint every step, in {@code mem} without offload and in {@code off} with the
+   * moments' shard on DISK (in {@code offloadDir}): the same logged steps and final weights; returns the steps.
+   */
+  private static List<String> checkpointedWithAndWithoutOffload(TrainFixture f, int zero, Path mem, Path off, Path offloadDir)
+      throws Exception {
+    List<String> keepAll = List.of("--checkpoint-every", "1", "--keep", "10");
+    List<String> zeroFlags = List.of("--dp", "2", "--zero", Integer.toString(zero));
+    trainMpi(MpiRunTest.concat(trainArgs(f, mem, "--checkpoint-dir", mem.resolve("ck").toString()), keepAll, zeroFlags));
+    MpiRunTest.Job j = trainMpi(MpiRunTest.concat(trainArgs(f, off, "--checkpoint-dir", off.resolve("ck").toString()),
+        keepAll, zeroFlags, offloadFlags(zero, offloadDir, true)));
+    assertShardOffloaded(j, zero, offloadDir, off);
+    List<String> reference = steps(mem);
+    assertEquals(reference, steps(off), "dp 2 × ZeRO " + zero + " with checkpoints, with and without offload");
+    assertEquals(-1, Files.mismatch(mem.resolve(MODEL), off.resolve(MODEL)), "final weights with checkpoints, ZeRO " + zero);
+    return reference;
+  }
+
+  /**
    * Checkpoints of dp 2 × ZeRO 2 with the moments' shard on DISK (a file per rank, written from the DISK shard) resume
    * under dp 2 × ZeRO 2 without offload and as one process with --accum 2, and a checkpoint written without offload
    * resumes with it: each continues with the same steps and final weights as the uninterrupted runs.
@@ -138,16 +157,9 @@ class ZeroOffloadMpiTest {
   @Test
   void checkpointsOfZeroTwoWithOffloadResumeWithAndWithoutIt() throws Exception {
     TrainFixture f = TrainFixture.create(tmp.resolve("ck-fixture"));
-    List<String> keepAll = List.of("--checkpoint-every", "1", "--keep", "10");
     List<String> zeroFlags = List.of("--dp", "2", "--zero", "2");
     Path mem = tmp.resolve("ck-memory"), off = tmp.resolve("ck-offload");
-    trainMpi(MpiRunTest.concat(trainArgs(f, mem, "--checkpoint-dir", mem.resolve("ck").toString()), keepAll, zeroFlags));
-    MpiRunTest.Job j = trainMpi(MpiRunTest.concat(trainArgs(f, off, "--checkpoint-dir", off.resolve("ck").toString()),
-        keepAll, zeroFlags, offloadFlags(2, tmp.resolve("ck-offload-dir"), true)));
-    assertShardOffloaded(j, 2, tmp.resolve("ck-offload-dir"), off);
-    List<String> reference = steps(mem);
-    assertEquals(reference, steps(off), "dp 2 × ZeRO 2 with checkpoints, with and without offload");
-    assertEquals(-1, Files.mismatch(mem.resolve(MODEL), off.resolve(MODEL)), "final weights with checkpoints");
+    List<String> reference = checkpointedWithAndWithoutOffload(f, 2, mem, off, tmp.resolve("ck-offload-dir"));
     Path offStep3 = off.resolve("ck/step-00000003"), memStep3 = mem.resolve("ck/step-00000003");
     for (String file : List.of("rank-0-of-2.safetensors", "rank-1-of-2.safetensors")) {
       assertEquals(-1, Files.mismatch(memStep3.resolve(file), offStep3.resolve(file)), file + " of step 3: the same bytes "
@@ -171,6 +183,32 @@ class ZeroOffloadMpiTest {
         toOff.resolve("ck").toString()), zeroFlags, offloadFlags(2, tmp.resolve("ck-resume-offload-dir"), true)));
     assertEquals(reference.subList(3, 6), steps(toOff), "steps 3..5 resumed with offload from a checkpoint without it");
     assertEquals(-1, Files.mismatch(mem.resolve(MODEL), toOff.resolve(MODEL)), "final weights after resuming with offload");
+  }
+
+  /**
+   * dp 2 × ZeRO 3 with the moments' shard on DISK and a checkpoint every step: the same steps and weights as without
+   * offload; its step-3 checkpoint resumes with the moments on DISK again and as one process with --accum 2, each
+   * continuing with the uninterrupted run's steps 3..5 and final weights.
+   */
+  @Test
+  void checkpointsOfZeroThreeWithOffloadResume() throws Exception {
+    TrainFixture f = TrainFixture.create(tmp.resolve("z3ck-fixture"));
+    List<String> zeroFlags = List.of("--dp", "2", "--zero", "3");
+    Path mem = tmp.resolve("z3ck-memory"), off = tmp.resolve("z3ck-offload");
+    List<String> reference = checkpointedWithAndWithoutOffload(f, 3, mem, off, tmp.resolve("z3ck-offload-dir"));
+    Path offStep3 = off.resolve("ck/step-00000003");
+
+    Path toOff = tmp.resolve("z3ck-resume-offload");
+    trainMpi(MpiRunTest.concat(trainArgs(f, toOff, "--resume", offStep3.toString(), "--checkpoint-dir",
+        toOff.resolve("ck").toString()), zeroFlags, offloadFlags(3, tmp.resolve("z3ck-resume-offload-dir"), true)));
+    assertEquals(reference.subList(3, 6), steps(toOff), "steps 3..5 resumed with the moments on DISK");
+    assertEquals(-1, Files.mismatch(mem.resolve(MODEL), toOff.resolve(MODEL)), "final weights after resuming with offload");
+
+    Path toOne = tmp.resolve("z3ck-resume-one");
+    MpiRunTest.trainHere(trainArgs(f, toOne, "--accum", "2", "--resume", offStep3.toString(), "--checkpoint-dir",
+        toOne.resolve("ck").toString()));
+    assertEquals(reference.subList(3, 6), steps(toOne), "steps 3..5 resumed as one process from the ZeRO 3 checkpoint");
+    assertEquals(-1, Files.mismatch(mem.resolve(MODEL), toOne.resolve(MODEL)), "final weights after resuming as one process");
   }
 
   /**
