@@ -25,12 +25,13 @@ import java.util.Objects;
  * from a cost model, without running anything:
  *
  * <ul>
- *   <li><b>memory per rank</b> (the busiest pipeline stage): FP32 weights, gradients (twice with accumulation), AdamW's
+ *   <li><b>memory per rank</b> (the busiest pipeline stage): FP32 weights (the masters; on CUDA, which computes in BF16,
+ *       also the BF16 compute weights, 2 bytes per parameter), FP32 gradients (twice with accumulation), AdamW's
  *       two moments (divided by dp from ZeRO 1 on) of the stage's parameters (split ones, the vocabulary-parallel
  *       embedding and head included, divided by tp; a tied head's copy of the embeddings on the last stage), plus the activations of the micro-batches the stage keeps in flight
  *       (1F1B: {@code min(pp − s, M)} on stage {@code s}; not divided by tp, so the estimate errs on the safe side, but
  *       with sequence parallelism the residual streams and the blocks' token-split buffers take 1/tp of the rows) and
- *       its work buffers, from the same sizes {@link Footprint} uses, the receive buffers of the deterministic sums, and a
+ *       its work buffers in the compute dtype, from the same sizes {@link Footprint} uses, the receive buffers of the deterministic sums, and a
  *       pipeline stage's own buffers (the hidden states and gradients it receives, a tied embedding's gradient pieces,
  *       the norm's assembled chunk);
  *   <li><b>bytes sent per step</b> by the busiest rank: the bytes of its data that its calls deliver to other ranks, once
@@ -193,7 +194,10 @@ public final class ParallelPlanner {
     if (l.pp() > c.layers()) return new Estimate(l, m, 0, Map.of(), 0, 0, 0, 0, why);  // no such stages to size
     PipelineLayout pipeline = new PipelineLayout(c, l.pp());
     int mb = Math.max(1, m);
-    DType dt = DType.F32;
+    // the compute dtype: F32 on the CPU (the weights are the masters), BF16 on CUDA, where each rank also keeps the
+    // compute weights beside the F32 masters and the activations and work buffers are BF16
+    DType dt = Transformer.defaultComputeDtype(job.device());
+    long lowp = dt == DType.F32 ? 0 : dt.byteSize();
     long tokens = (long) job.batch() * job.seq();
     // memory: the busiest stage
     long best = -1;
@@ -203,7 +207,7 @@ public final class ParallelPlanner {
       Stage st = pipeline.stage(s);
       long p = stageParameters(c, st, l.tp());
       stageParamsMax = Math.max(stageParamsMax, p);
-      long weights = 4 * p;
+      long weights = (4 + lowp) * p;
       // zero 2: the step's sum of this rank's shard (no whole-size sum) and each micro-batch's gradient: as
       // UnitGradientFold runs it on the CPU with the whole model in one process, unit windows only (at most two at once:
       // the tied embeddings' under the head's backward, bounded by the two largest units; gpt2-tiny at dp 2: 226.5 MiB

@@ -56,6 +56,22 @@ class ParallelPlannerTest {
         && e.excluded().startsWith("needs ")), "plain dp is left out for its memory");
   }
 
+  /**
+   * On CUDA (BF16 compute) a rank keeps the BF16 compute weights beside the F32 masters (6 bytes per parameter instead of
+   * 4), the same F32 gradients and moments, and BF16 activations (fewer bytes than the CPU's F32 ones).
+   */
+  @Test
+  void onCudaTheWeightsAreMastersPlusBf16AndTheActivationsBf16() {
+    Layout l = new Layout(4, 1, 1, 0, false);
+    Estimate cpu = ParallelPlanner.estimate(new Job(GPT2, Device.CPU, 4, 4, 256, 8, Long.MAX_VALUE, HW), l);
+    Estimate gpu = ParallelPlanner.estimate(new Job(GPT2, Device.cuda(0), 4, 4, 256, 8, Long.MAX_VALUE, HW), l);
+    long w = cpu.memoryParts().get("weights");
+    assertEquals(w / 4 * 6, gpu.memoryParts().get("weights"), "F32 masters + BF16 compute weights");
+    assertEquals(cpu.memoryParts().get("gradients"), gpu.memoryParts().get("gradients"), "F32 gradients on both");
+    assertEquals(cpu.memoryParts().get("AdamW state"), gpu.memoryParts().get("AdamW state"), "F32 moments on both");
+    assertTrue(gpu.memoryParts().get("activations") < cpu.memoryParts().get("activations"), "BF16 activations");
+  }
+
   @Test
   void zeroThreeRunsWithDpAloneAndShardsTheWeights() {
     Estimate two = ParallelPlanner.estimate(job(GPT2, 4, 8, Long.MAX_VALUE), new Layout(4, 1, 1, 2, false));
