@@ -72,8 +72,8 @@ final class ParallelOptions {
           + "(format 3), and any checkpoint resumes with any --dp and --zero. With --offload (1 and 2, --dp alone): each "
           + "rank's shard of AdamW's moments goes to DISK as far as its budget (--mem-host, per process) needs, in files of "
           + "its own (rank-N in --offload-dir); the weights and gradients stay in memory; the same bits; not with 3. "
-          + "With --dp x --tp: 1 and 2 shard each rank's tensor-parallel part over its dp group (with --pp as well: 1 only; "
-          + "not with checkpoints). Default: ${DEFAULT-VALUE}")
+          + "With --dp x --tp: 1 and 2 shard each rank's tensor-parallel part over its dp group (with --pp as well); "
+          + "not with checkpoints. Default: ${DEFAULT-VALUE}")
   @Options.Range(min = 0, max = 3)
   int zero;
 
@@ -252,10 +252,6 @@ final class ParallelOptions {
     }
     if (tp > 1 && zero >= 3) {
       throw Options.usage(spec, "--zero " + zero + " with --tp " + tp + " is not supported yet; use --zero 0, 1 or 2");
-    }
-    if (tp > 1 && pp > 1 && zero == 2) {
-      throw Options.usage(spec, "--zero 2 with --tp " + tp + " and --pp " + pp + " is not supported yet; use --zero 0 or 1, "
-          + "or --zero 2 with --dp x --tp or --dp x --pp");
     }
     if (tp > 1 && offload) throw Options.usage(spec, "--tp " + tp + " with --offload is not supported; use --offload off");
     int n = dp * tp * pp;
