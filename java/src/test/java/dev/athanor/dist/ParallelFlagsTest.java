@@ -97,8 +97,8 @@ class ParallelFlagsTest {
     assertTrue(out.contains("--sequence-parallel needs --tp 2 or more") && out.contains("this run has --tp 1"), out);
     out = refused("--sequence-parallel", "--dp", "2");
     assertTrue(out.contains("--sequence-parallel needs --tp 2 or more"), out);
-    out = refused("--sequence-parallel", "--tp", "2", "--pp", "2");
-    assertTrue(out.contains("--sequence-parallel with --pp 2 is not supported yet"), out);
+    out = refused("--sequence-parallel", "--tp", "2", "--pp", "2");  // runs: what is refused is only the missing mpirun
+    assertTrue(out.contains("--tp 2 --pp 2 needs 4 processes started by MPI"), out);
     out = refused("--sequence-parallel", "--parallel", "auto");
     assertTrue(out.contains("--sequence-parallel with --parallel auto is not supported"), out);
     out = refused("--sequence-parallel", "--tp", "2", "--batch", "1", "--seq", "1");

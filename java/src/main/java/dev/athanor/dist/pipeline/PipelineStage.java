@@ -57,7 +57,9 @@ import java.util.Objects;
  * holds its {@link TensorParallel} part of the stage's blocks (the embedding and the head replicated) and the blocks'
  * sums run over the stage's tp group. The hidden states and their gradients at the stage boundaries are the same on
  * every tp rank of a stage, so rank {@code t} of stage {@code s} exchanges them with rank {@code t} of stages {@code s ±
- * 1} (the pipeline group). The result equals tensor parallel alone ({@link TensorParallelism}) with {@code accum = M},
+ * 1} (the pipeline group). With sequence parallelism ({@link Transformer#setSequenceParallel}) each tp rank of a stage
+ * holds only its token rows of the residual stream at the boundaries, and sends (and receives) just those: the same
+ * rows, the same bits, 1/tp of the bytes. The result equals tensor parallel alone ({@link TensorParallelism}) with {@code accum = M},
  * bit for bit: the same products and sums per block, and the norm formed from the same terms ({@link
  * TensorParallelism#squaredSums}: per parameter, split ones summed over the tp group) put together over the stages and
  * added in the same order.
@@ -152,7 +154,8 @@ public final class PipelineStage implements Trainer.MicroBatchRunner, GradientRe
     List<DataLoader.Batch> batches = new ArrayList<>(m);
     for (int i = 0; i < m; i++) batches.add(trainer.data().next());
     DataLoader.Batch shape = batches.get(0);
-    long[] hidden = {(long) shape.batch() * shape.seq(), layout.config().hidden()};
+    // the hidden states at the stage boundaries: all B*T rows, or (sequence parallel) this tp rank's token rows
+    long[] hidden = {model.boundaryRows(shape.batch(), shape.seq()), layout.config().hidden()};
     DType dt = model.computeDtype();
     Map<Integer, Tensor> inputs = new HashMap<>();  // received inputs of the micro-batches in flight
     Tensor grad = null;  // the received gradient of the next backward's output

@@ -2,6 +2,7 @@ package dev.athanor.dist.plan;
 
 import dev.athanor.dist.Communicator;
 import dev.athanor.dist.pipeline.PipelineLayout;
+import dev.athanor.nn.Family;
 import dev.athanor.nn.Footprint;
 import dev.athanor.nn.ModelConfig;
 import dev.athanor.nn.Stage;
@@ -43,8 +44,10 @@ import java.util.Objects;
  *       the piece of the {@link Ops#NORM_CHUNK} chunk straddling its shard's start and all-reduces one partial per
  *       chunk); from ZeRO 1 on the updated masters all-gathered ({@code p (dp − 1)}); the micro-batch losses
  *       all-gathered. Tensor parallel: per micro-batch and block 4 all-reduces of {@code B × T × C} in the compute dtype
- *       (6 with recomputation), and the norm's one partial per split parameter. Pipeline: per micro-batch the hidden
- *       states to the next stage and their gradient to the previous one (a middle stage sends both, an end stage one),
+ *       (6 with recomputation), and the norm's one partial per split parameter; with sequence parallelism the token
+ *       rows' all-gathers, reduce-scatters and norm-gradient gathers instead. Pipeline: per micro-batch the hidden
+ *       states (with sequence parallelism the tp rank's token rows of them) to the next stage and their gradient to the
+ *       previous one (a middle stage sends both, an end stage one),
  *       tied embeddings' head gradients (the last stage, one per micro-batch) and their sum (the first stage, once), the
  *       norm's straddling chunk piece and partials, the losses broadcast from the last stage; with ZeRO 2 over dp the
  *       norm put together from every stage's shards (a chunk's pieces to its first element's dp rank, then along the
@@ -171,7 +174,6 @@ public final class ParallelPlanner {
     if (l.tp() > 1 && l.zero() > 2) return "ZeRO " + l.zero() + " with tensor parallel is not built yet";
     if (l.pp() > 1 && l.zero() > 2) return "ZeRO " + l.zero() + " with pipeline parallel is not built yet";
     if (l.sequenceParallel() && l.tp() < 2) return "sequence parallel needs tp > 1";
-    if (l.sequenceParallel() && l.pp() > 1) return "sequence parallel with pipeline parallel is not built yet";
     return null;
   }
 
@@ -226,8 +228,10 @@ public final class ParallelPlanner {
       int inFlight = l.pp() > 1 ? Math.min(l.pp() - s, mb) : 1;
       long acts = Footprint.stageActivationBytes(c, st, job.device(), dt, job.batch(), job.seq(), l.recompute(), inFlight,
           l.tp(), l.sequenceParallel());
+      // sequence parallel: a stage boundary's hidden states are a tp rank's token rows (rank 0's, the most)
+      long boundaryRows = l.sequenceParallel() ? new TensorParallel(l.tp(), 0).tokenRows(tokens, 0) : tokens;
       long buffers = Footprint.stageBufferBytes(c, st, job.device(), dt, job.batch(), job.seq(), l.tp(), l.sequenceParallel())
-          + pipelineBuffers(c, pipeline, l, s, inFlight, mb, (long) dt.byteSize() * tokens * c.hidden());
+          + pipelineBuffers(c, pipeline, l, s, inFlight, mb, (long) dt.byteSize() * boundaryRows * c.hidden());
       // the deterministic sums' receive buffers, kept per communicator, plus one element per rank: over dp the gradient
       // (at most 1 GiB per piece; zero 2 folds in pieces of 2^20 elements per rank and also assembles the norm chunk
       // that straddles its shard's start; with tp, the whole local parameter that straddles it, as its norm term is one
@@ -348,7 +352,8 @@ public final class ParallelPlanner {
 
   /**
    * {bytes, messages} of tensor-parallel rank {@code t} of pipeline stage {@code st} (pp > 1): per micro-batch the
-   * hidden states (B×T, C) in the compute dtype to the next stage and their gradient to the previous one; tied
+   * hidden states (B×T, C) in the compute dtype (sequence parallel: rank {@code t}'s token rows of them) to the next
+   * stage and their gradient to the previous one; tied
    * embeddings (rank {@code t}'s vocabulary rows under tp), the last stage's per-micro-batch head gradients to the first
    * and the first's sum back; the norm's chunk pieces and partials (under tp: one term per parameter of the whole model
    * all-reduced over the pipeline); the last stage's broadcast of the losses.
@@ -357,7 +362,9 @@ public final class ParallelPlanner {
     if (l.pp() == 1) return new long[] {0, 0};
     ModelConfig c = job.model();
     boolean first = st == 0, last = st == l.pp() - 1;
-    long hidden = (long) job.batch() * job.seq() * c.hidden() * Transformer.defaultComputeDtype(job.device()).byteSize();
+    long rows = (long) job.batch() * job.seq();  // sequence parallel: tp rank t's token rows of them
+    if (l.sequenceParallel()) rows = new TensorParallel(l.tp(), t).tokenRows(rows, t);
+    long hidden = rows * c.hidden() * Transformer.defaultComputeDtype(job.device()).byteSize();
     int hops = (first ? 0 : 1) + (last ? 0 : 1);
     long bytes = (long) mb * hops * hidden, messages = (long) mb * hops;
     if (c.tiedEmbeddings() && (first || last)) {
@@ -522,7 +529,7 @@ public final class ParallelPlanner {
    * {bytes, messages} of tensor-parallel rank {@code t} of stage {@code st} (tp > 1): per micro-batch and block, 4
    * all-reduces of (B×T, C) in the compute dtype (2 forward, 2 backward; 6 with recomputation, whose forward runs
    * twice), one more for the vocabulary-parallel embedding's lookup (first stage) and one for the head's input gradient
-   * (last stage), the head's cross-entropy's all-reduce of 2 B×T tp F32 (every rank's per-row log-sum-exps and losses),
+   * (last stage) (with sequence parallelism: {@link #sequenceParallelTraffic} instead), the head's cross-entropy's all-reduce of 2 B×T tp F32 (every rank's per-row log-sum-exps and losses),
    * and the norm's all-reduce of one partial per split parameter.
    */
   private static long[] tpTraffic(Job job, Layout l, PipelineLayout pipeline, int st, int t, int mb) {
@@ -532,6 +539,10 @@ public final class ParallelPlanner {
     long[] one = allReduce((long) job.batch() * job.seq() * c.hidden(), l.tp(), t,
         Transformer.defaultComputeDtype(job.device()).byteSize());
     long count = (long) mb * (stage.blocks() * (l.recompute() ? 6 : 4) + (stage.embedding() ? 1 : 0) + (stage.head() ? 1 : 0));
+    if (l.sequenceParallel()) {  // all-gathers and reduce-scatters of token rows instead of the all-reduces
+      one = sequenceParallelTraffic(job, l, stage, t);
+      count = mb;
+    }
     int split = 0;  // the norm's terms of the split parameters (the last stage's copy of a tied embedding not counted)
     for (ParamSpec p : stageSpecs(c, stage)) {
       if (pipeline.holdsTiedCopy(st) && p.name().equals(c.embeddingName())) continue;
@@ -541,6 +552,34 @@ public final class ParallelPlanner {
     // the head's vocabulary-parallel cross-entropy: every rank's per-row log-sum-exps and losses, F32, per micro-batch
     long[] xent = stage.head() ? allReduce(2L * job.batch() * job.seq() * l.tp(), l.tp(), t, 4) : new long[] {0, 0};
     return new long[] {count * one[0] + norm[0] + mb * xent[0], count * one[1] + norm[1] + mb * xent[1]};
+  }
+
+  /**
+   * {bytes, messages} of tensor-parallel rank {@code t} of stage {@code stage} in one micro-batch under sequence
+   * parallelism ({@code dev.athanor.nn.SequenceParallel}), in place of the (B×T, C) all-reduces: an all-gather sends
+   * the rank's token rows to each other rank, a reduce-scatter (F32) the other ranks' rows of its partial sum, and a
+   * norm's backward all-gathers the rank's partial weight (and bias) gradients, one per {@link Ops#NORM_ROW_CHUNK}-row
+   * piece of the global rows its rows meet (one piece on CUDA). Per block: forward 2 gathers (the column-parallel
+   * inputs) and 2 reduce-scatters (the row-parallel outputs), backward 4 gathers (2 output gradients, 2 inputs again
+   * for the weight gradients), 2 reduce-scatters (the input gradients) and 2 norm gathers; recomputation runs the forward
+   * once more. The embedding's lookup is reduce-scattered and its rows' gradient gathered; the head gathers the final
+   * norm's rows in the forward and the backward, reduce-scatters its input gradient and gathers the final norm's pieces.
+   */
+  private static long[] sequenceParallelTraffic(Job job, Layout l, Stage stage, int t) {
+    ModelConfig c = job.model();
+    int s = l.tp();
+    TensorParallel part = new TensorParallel(s, t);
+    long n = (long) job.batch() * job.seq(), mine = part.tokenRows(n, t);
+    long gather = mine * c.hidden() * Transformer.defaultComputeDtype(job.device()).byteSize() * (s - 1);
+    long scatter = (n - mine) * c.hidden() * 4;
+    long first = part.tokenStart(n, t), end = part.tokenStart(n, t + 1), grain = job.device().isCuda() ? n : Ops.NORM_ROW_CHUNK;
+    long pieces = first == end ? 0 : grain >= n ? 1 : (end - 1) / grain - first / grain + 1;
+    long normGather = pieces * (c.family() == Family.GPT2 ? 2L : 1L) * c.hidden() * 4 * (s - 1);
+    long blocks = stage.blocks(), again = l.recompute() ? 2 : 0;
+    long gathers = blocks * (6 + again) + (stage.embedding() ? 1 : 0) + (stage.head() ? 2 : 0);
+    long scatters = blocks * (4 + again) + (stage.embedding() ? 1 : 0) + (stage.head() ? 1 : 0);
+    long norms = 2 * blocks + (stage.head() ? 1 : 0);
+    return new long[] {gathers * gather + scatters * scatter + norms * normGather, (gathers + scatters + norms) * (s - 1)};
   }
 
   /**
