@@ -52,9 +52,10 @@ final class ParallelOptions {
       description = "with --tp 2 or more: Megatron-style sequence parallelism, the residual stream and the norms cut along the "
           + "tokens (the batch x seq rows; the first ranks one more when --tp does not divide them) over the tensor-parallel "
           + "ranks, all-gathered before each column-parallel layer and reduce-scattered after each row-parallel one instead "
-          + "of all-reduced: the residual streams and the blocks' norm activations take 1/tp of the memory. The same "
+          + "of all-reduced: the residual streams and the blocks' norm activations take 1/tp of the memory; with --pp each "
+          + "rank sends the next stage only its token rows of the hidden states (1/tp of the bytes). The same "
           + "results as --tp alone (bit for bit in deterministic mode when batch x seq / tp is a multiple of 32). Not with "
-          + "--pp or --parallel auto. Default: false")
+          + "--parallel auto. Default: false")
   boolean sequenceParallel;
 
   @Option(names = "--reduce", paramLabel = "MODE", defaultValue = "deterministic", completionCandidates = ModeNames.class,
@@ -79,7 +80,7 @@ final class ParallelOptions {
           + "(format 3), and any checkpoint resumes with any --dp and --zero. With --offload (--dp alone): each "
           + "rank's shard of AdamW's moments goes to DISK as far as its budget (--mem-host, per process) needs, in files of "
           + "its own (rank-N in --offload-dir); the weights and gradients (under 3, their shards) stay in memory; the same bits. "
-          + "With --dp x --tp: 1 and 2 shard each rank's tensor-parallel part over its dp group (with --pp as well: 1 only); "
+          + "With --dp x --tp: 1 and 2 shard each rank's tensor-parallel part over its dp group (with --pp as well); "
           + "checkpoints: each rank writes its shard of its part. Default: ${DEFAULT-VALUE}")
   @Options.Range(min = 0, max = 3)
   int zero;
@@ -103,8 +104,7 @@ final class ParallelOptions {
 
   /**
    * Refuses {@code --sequence-parallel} where it cannot run, before any work: without {@code --tp 2} or more (nothing
-   * to cut over), with {@code --pp} (a stage's hidden states cross the pipeline whole) and with {@code --parallel auto}
-   * (the planner does not choose it).
+   * to cut over) and with {@code --parallel auto} (the planner does not choose it).
    */
   void checkSequenceParallel(CommandSpec spec) {
     if (!sequenceParallel) return;
@@ -114,10 +114,6 @@ final class ParallelOptions {
     if (tp < 2) {
       throw Options.usage(spec, "--sequence-parallel needs --tp 2 or more (it cuts the tensor-parallel ranks' residual "
           + "stream along the tokens); this run has --tp " + tp);
-    }
-    if (pp > 1) {
-      throw Options.usage(spec, "--sequence-parallel with --pp " + pp + " is not supported yet (the pipeline passes whole "
-          + "hidden states between stages); use --tp " + tp + " without --pp, or drop --sequence-parallel");
     }
   }
 
@@ -262,10 +258,6 @@ final class ParallelOptions {
     }
     if (tp > 1 && zero >= 3) {
       throw Options.usage(spec, "--zero " + zero + " with --tp " + tp + " is not supported yet; use --zero 0, 1 or 2");
-    }
-    if (tp > 1 && pp > 1 && zero == 2) {
-      throw Options.usage(spec, "--zero 2 with --tp " + tp + " and --pp " + pp + " is not supported yet; use --zero 0 or 1, "
-          + "or --zero 2 with --dp x --tp or --dp x --pp");
     }
     if (tp > 1 && offload) throw Options.usage(spec, "--tp " + tp + " with --offload is not supported; use --offload off");
     int n = dp * tp * pp;

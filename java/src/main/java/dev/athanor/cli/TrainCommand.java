@@ -440,7 +440,9 @@ final class TrainCommand implements Callable<Integer> {
       out.printf("pipeline parallel: %d stages (%s), 1F1B over %d micro-batches, bubble (pp-1)/(M+pp-1) = %.3f; %s%s; "
           + "global batch %d x %d x %d = %d sequences per step%n", parallel.pp, stagesText(pipeline), tc.accum(),
           pipeline.bubble(tc.accum()), comm.describe(), (parallel.tp > 1 ? ", tensor parallel " + parallel.tp
-              + " (each rank holds 1/" + parallel.tp + " of its stage's heads and MLP width)" : "")
+              + " (each rank holds 1/" + parallel.tp + " of its stage's heads and MLP width)"
+              + (parallel.sequenceParallel ? ", sequence parallel (each holds and passes on 1/" + parallel.tp + " of the "
+              + tc.batch() + " x " + tc.seq() + " token rows of the hidden states)" : "") : "")
               + (parallel.dp > 1 ? ", data parallel " + parallel.dp
               + (parallel.zero == 1 ? " with ZeRO 1 (each stage's AdamW moments sharded over its dp group)"
               : parallel.zero == 2 ? " with ZeRO 2 (each stage's AdamW moments and gradient sharded over its dp group)" : "")

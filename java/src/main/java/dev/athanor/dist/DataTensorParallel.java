@@ -9,6 +9,7 @@ import dev.athanor.train.AdamW;
 import dev.athanor.train.GradientReducer;
 import java.util.List;
 import java.util.Objects;
+import java.util.function.Predicate;
 
 /**
  * Data parallel over tensor-parallel replicas (a {@link ParallelGrid} with dp and tp above 1): each replica is a
@@ -84,36 +85,49 @@ public final class DataTensorParallel implements GradientReducer {
    */
   @Override
   public float shardedNorm(ParameterStore store, Range shard, Tensor grad) {
-    Communicator comm = dp.communicator();
-    if (!shard.equals(DataParallel.optimizerShard(store, comm))) {
-      throw new IllegalArgumentException("gradient shard " + shard + " is not dp rank " + comm.rank() + "'s part "
-          + DataParallel.optimizerShard(store, comm));
+    List<String> names = store.list().stream().map(ParameterStore.Param::name).toList();
+    float[] terms = shardTerms(dp.communicator(), store, shard, grad, name -> true);
+    return tp.norm(names, tp.sumSplit(store, names, name -> true, terms));
+  }
+
+  /**
+   * ZeRO 2's terms of a tensor-parallel norm: per parameter of {@code store} (in its order) that {@code counted} accepts,
+   * the sum of squares of its local gradient as {@link Ops#sumSquares} forms it over the whole parameter (one reduction),
+   * though {@code dp}'s ranks each hold only their shard of it ({@code shard} of the flat gradient, in {@code grad}): a
+   * parameter cut by a shard boundary is put together on the dp rank holding its first element ({@link
+   * DataParallel#assemble}), and the terms (each non-zero on one dp rank only: exact in either mode) are summed over
+   * {@code dp}. 0 for the parameters not counted. Every rank of {@code dp} gets the same terms; a collective over it.
+   */
+  public static float[] shardTerms(Communicator dp, ParameterStore store, Range shard, Tensor grad,
+      Predicate<String> counted) {
+    if (!shard.equals(DataParallel.optimizerShard(store, dp))) {
+      throw new IllegalArgumentException("gradient shard " + shard + " is not dp rank " + dp.rank() + "'s part "
+          + DataParallel.optimizerShard(store, dp));
     }
     List<ParameterStore.Param> params = store.list();
-    List<String> names = params.stream().map(ParameterStore.Param::name).toList();
-    float[] terms = new float[names.size()];
+    float[] terms = new float[params.size()];
     long n = store.numel();
     try (Tensor g = grad.view(grad.numel())) {
       for (int i = 0; i < terms.length; i++) {
         Range whole = store.range(i);
-        if (whole.isEmpty()) continue;
+        if (whole.isEmpty() || !counted.test(params.get(i).name())) continue;
         if (whole.intersect(shard).equals(whole)) {
           terms[i] = sumSquares(g, whole.start() - shard.start(), whole.end() - shard.start());
           continue;
         }
         // held in pieces: the dp rank holding its first element forms the one reduction over the whole parameter
-        try (Tensor buf = DataParallel.assemble(comm, n, shard, g, whole)) {
+        try (Tensor buf = DataParallel.assemble(dp, n, shard, g, whole)) {
           if (buf != null) terms[i] = sumSquares(buf, 0, whole.length());
         }
       }
     }
-    if (comm.size() > 1) {
+    if (dp.size() > 1) {
       try (Tensor t = Tensor.of(terms, terms.length)) {
-        comm.allReduceSum(t);  // each term is non-zero on one dp rank only: the sums are exact in either mode
+        dp.allReduceSum(t);  // each term is non-zero on one dp rank only: the sums are exact in either mode
         terms = t.toFloatArray();
       }
     }
-    return tp.norm(names, tp.sumSplit(store, names, name -> true, terms));
+    return terms;
   }
 
   /** {@link Ops#sumSquares} of elements {@code [a, b)} of the flat {@code x}, as one reduction over them. */

@@ -197,15 +197,13 @@ public final class Transformer implements AutoCloseable {
    * TensorParallel#tokenStart}), gathered before each column-parallel layer and reduce-scattered after each row-parallel
    * one instead of all-reduced, so the residual streams and the blocks' norm activations take 1/tp of the rows (see
    * {@code SequenceParallel}). The loss, the gradients and {@link #lastLogits()} are unchanged (with B*T/tp a multiple
-   * of {@link dev.athanor.ops.Ops#NORM_ROW_CHUNK} bit for bit). Needs a tensor-parallel model of the whole stage
-   * (no pipeline stage: its input and output hidden states are all rows). Frees the activations.
+   * of {@link dev.athanor.ops.Ops#NORM_ROW_CHUNK} bit for bit). Needs a tensor-parallel model. A pipeline stage's input
+   * and output hidden states ({@link #forward(Tensor, int[], int, int)}, {@link #output()}) and their gradients are then
+   * this rank's rows only ({@link TensorParallel#tokenRows}). Frees the activations.
    */
   public void setSequenceParallel(TensorParallel.TokenCollectives tokens) {
     if (tokens != null && !tp.split()) {
       throw new IllegalStateException("sequence parallelism needs tensor-parallel ranks (--tp 2 or more); this model is " + tp);
-    }
-    if (tokens != null && !stage.isWhole(cfg)) {
-      throw new IllegalStateException("sequence parallelism needs the whole model, not pipeline stage " + stage);
     }
     if (tokens != this.tokens) {
       this.tokens = tokens;
@@ -412,13 +410,14 @@ public final class Transformer implements AutoCloseable {
 
   /**
    * Forward pass of a stage without the embeddings: {@code hidden} (B*T, C) in the compute dtype is the output of
-   * the stage before. Otherwise as {@link #forward(int[], int[], int, int)}.
+   * the stage before (with sequence parallelism this rank's rows of it, ({@link TensorParallel#tokenRows}, C)).
+   * Otherwise as {@link #forward(int[], int[], int, int)}.
    */
   public float forward(Tensor hidden, int[] targets, int batch, int seq) {
     if (stage.embedding()) throw new IllegalStateException("stage " + stage + " starts with the embeddings: pass token ids");
     Objects.requireNonNull(hidden, "hidden");
     if (batch <= 0 || seq <= 0) throw new IllegalArgumentException("batch " + batch + " and seq " + seq + " must be > 0");
-    long[] want = {(long) batch * seq, cfg.hidden()};
+    long[] want = {boundaryRows(batch, seq), cfg.hidden()};
     if (!Arrays.equals(hidden.shape(), want) || hidden.dtype() != dt) {
       throw new IllegalArgumentException("hidden must be " + Arrays.toString(want) + " " + dt + ", got "
           + Arrays.toString(hidden.shape()) + " " + hidden.dtype());
@@ -426,6 +425,15 @@ public final class Transformer implements AutoCloseable {
     Workspace w = prepare(targets, batch, seq);
     w.residual[0].copyFrom(hidden);
     return runForward(w, targets);
+  }
+
+  /**
+   * The rows of a pipeline stage's input and output hidden states (and their gradients) for a {@code batch × seq}
+   * micro-batch: all {@code B*T}, or with sequence parallelism this rank's ({@link TensorParallel#tokenRows}).
+   */
+  public long boundaryRows(int batch, int seq) {
+    long n = (long) batch * seq;
+    return tokens != null ? tp.tokenRows(n, tp.rank()) : n;
   }
 
   private Workspace prepare(int[] targets, int batch, int seq) {
@@ -670,7 +678,10 @@ public final class Transformer implements AutoCloseable {
     backwardDone = true;
   }
 
-  /** The last forward's output, (B*T, C) hidden states, of a stage without the head (owned by the model). */
+  /**
+   * The last forward's output, (B*T, C) hidden states (sequence parallel: this rank's rows, {@link #boundaryRows}), of
+   * a stage without the head (owned by the model).
+   */
   public Tensor output() {
     if (stage.head()) throw new IllegalStateException("stage " + stage + " ends with the head: its output is the loss");
     if (ws == null || validTargets < 0) throw new IllegalStateException("no forward has run");
@@ -678,8 +689,9 @@ public final class Transformer implements AutoCloseable {
   }
 
   /**
-   * The gradient of the last backward with respect to the stage's input hidden states, (B*T, C), for a stage
-   * without the embeddings (owned by the model; valid until the next forward).
+   * The gradient of the last backward with respect to the stage's input hidden states, (B*T, C) (sequence parallel:
+   * this rank's rows, {@link #boundaryRows}), for a stage without the embeddings (owned by the model; valid until the
+   * next forward).
    */
   public Tensor inputGradient() {
     if (stage.embedding()) throw new IllegalStateException("stage " + stage + " starts with the embeddings: its input is token ids");

@@ -94,8 +94,8 @@ class ParallelFlagsTest {
     assertTrue(out.contains("--sequence-parallel needs --tp 2 or more") && out.contains("this run has --tp 1"), out);
     out = refused("--sequence-parallel", "--dp", "2");
     assertTrue(out.contains("--sequence-parallel needs --tp 2 or more"), out);
-    out = refused("--sequence-parallel", "--tp", "2", "--pp", "2");
-    assertTrue(out.contains("--sequence-parallel with --pp 2 is not supported yet"), out);
+    out = refused("--sequence-parallel", "--tp", "2", "--pp", "2");  // runs: what is refused is only the missing mpirun
+    assertTrue(out.contains("--tp 2 --pp 2 needs 4 processes started by MPI"), out);
     out = refused("--sequence-parallel", "--parallel", "auto");
     assertTrue(out.contains("--sequence-parallel with --parallel auto is not supported"), out);
     out = refused("--sequence-parallel", "--tp", "2", "--batch", "1", "--seq", "1");
@@ -145,8 +145,9 @@ class ParallelFlagsTest {
     assertFalse(out.contains("not supported"), out);
     out = refused("--tp", "2", "--pp", "2", "--dp", "2", "--zero", "1");  // runs: what is refused is the missing mpirun
     assertTrue(out.contains("needs 8 processes started by MPI"), out);
-    out = refused("--tp", "2", "--pp", "2", "--dp", "2", "--zero", "2");
-    assertTrue(out.contains("--zero 2 with --tp 2 and --pp 2 is not supported yet"), out);
+    out = refused("--tp", "2", "--pp", "2", "--dp", "2", "--zero", "2");  // runs too (ZeRO 2 over each stage's dp group)
+    assertTrue(out.contains("needs 8 processes started by MPI"), out);
+    assertFalse(out.contains("not supported"), out);
     out = refused("--dp", "2", "--pp", "2");  // no mpirun: how many processes to start
     assertTrue(out.contains("--dp 2 --pp 2 needs 4 processes started by MPI: mpirun -np 4"), out);
   }

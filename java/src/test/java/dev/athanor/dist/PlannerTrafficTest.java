@@ -54,7 +54,12 @@ class PlannerTrafficTest {
         new Case("dp 2 x pp 2, zero 1", 4, new Layout(2, 1, 2, 1, false), 4,
             List.of("--dp", "2", "--pp", "2", "--micro-batches", "2", "--zero", "1")),
         new Case("dp 2 x pp 2, zero 2", 4, new Layout(2, 1, 2, 2, false), 4,
-            List.of("--dp", "2", "--pp", "2", "--micro-batches", "2", "--zero", "2")));
+            List.of("--dp", "2", "--pp", "2", "--micro-batches", "2", "--zero", "2")),
+        new Case("dp 2 x tp 2, zero 2", 4, new Layout(2, 2, 1, 2, false), 4,
+            List.of("--dp", "2", "--tp", "2", "--accum", "2", "--zero", "2")),
+        new Case("tp 2 x pp 2", 4, new Layout(1, 2, 2, 0, false), 2, List.of("--tp", "2", "--pp", "2", "--micro-batches", "2")),
+        new Case("dp 2 x tp 2 x pp 2, zero 2", 8, new Layout(2, 2, 2, 2, false), 4,
+            List.of("--dp", "2", "--tp", "2", "--pp", "2", "--micro-batches", "2", "--zero", "2")));
     StringBuilder table = new StringBuilder("| layout | ranks | predicted rank 0 (B) | measured rank 0 (B) | ratio | "
         + "predicted busiest rank (B) | busiest / measured | predicted memory per rank (B) | rank 0 peak HOST (B) |\n"
         + "|---|---|---|---|---|---|---|---|---|\n");

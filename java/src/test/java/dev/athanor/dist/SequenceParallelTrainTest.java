@@ -24,7 +24,8 @@ import org.junit.jupiter.api.io.TempDir;
  * alone: every logged step (loss, gradient norm, learning rate, tokens) and the final weights bit for bit for GPT-2
  * (tied embeddings, LayerNorm with biases) and Llama (GQA, untied head, RMSNorm, with recomputation), and dp 2 x tp 2
  * with and without it; an uneven token cut (B*T not divisible by tp) trains to the same first loss and close later
- * ones; rank 0's measured peak HOST memory is lower with it. The refusals are in {@link ParallelFlagsTest}.
+ * ones; rank 0's measured peak HOST memory is lower with it; tp × pp with and without it, bit for bit. The refusals
+ * are in {@link ParallelFlagsTest}.
  */
 class SequenceParallelTrainTest {
   @TempDir static Path tmp;
@@ -106,6 +107,65 @@ class SequenceParallelTrainTest {
     out = train(4, args(f.config, n, f.data, zero, "--dp", "2", "--tp", "2", "--zero", "1", "--threads", "1",
         "--sequence-parallel"));
     TensorParallelTrainTest.assertSameRun(plain, zero, n, "dp 2 x tp 2 vs dp 2 x tp 2 --zero 1 --sequence-parallel", out);
+  }
+
+  /**
+   * tp 2 × pp 2 (4 processes) with and without sequence parallelism, 2 micro-batches of 2 × 32 rows (32 per tp rank):
+   * each tp rank sends the next stage only its token rows of the hidden states (and the previous one only its rows of
+   * their gradient), and the run equals tp 2 × pp 2 without it bit for bit, every logged step and the final weights, for
+   * GPT-2 (tied) and a 3-block Llama (GQA, untied head, stages of 2 and 1 blocks, with recomputation). The planner's
+   * prediction of rank 0's (stage 0, tp rank 0) bytes per step is its measured bytes, with and without it: the
+   * pipeline's sends halve, while the blocks' all-gathers and reduce-scatters move more than their all-reduces did (the
+   * backward gathers the column-parallel inputs again, and the norms' partial gradients).
+   */
+  @Test
+  void tensorTimesPipelineWithSequenceParallelBitForBit() throws Exception {
+    TrainFixture f = TrainFixture.create(tmp.resolve("pp-fixture"));
+    ModelConfig llamaConfig = ModelConfig.llama(300, 64, 3, 32, 4, 2, 48, 10000f, false);
+    Path llama = Files.writeString(tmp.resolve("pp-llama.json"), HfConfig.toJson(llamaConfig));
+    int n = 3;
+    StringBuilder bytes = new StringBuilder();
+    for (String name : List.of("gpt2", "llama")) {
+      Path config = name.equals("llama") ? llama : f.config;
+      List<String> extra = name.equals("llama") ? List.of("--recompute") : List.of();
+      Path plain = tmp.resolve("pp-" + name + "-tp2-pp2"), sp = tmp.resolve("pp-" + name + "-tp2-pp2-sp");
+      List<String> a = new ArrayList<>(args(config, n, f.data, plain, "--tp", "2", "--pp", "2", "--micro-batches", "2",
+          "--threads", "1"));
+      a.addAll(extra);
+      train(4, a);
+      List<String> b = new ArrayList<>(a);
+      b.set(b.indexOf(plain.resolve("log.jsonl").toString()), sp.resolve("log.jsonl").toString());
+      b.set(b.indexOf(plain.resolve("model").toString()), sp.resolve("model").toString());
+      b.add("--sequence-parallel");
+      String out = train(4, b);
+      assertTrue(out.contains("sequence parallel (each holds and passes on 1/2 of the 2 x 32 token rows"), out);
+      TensorParallelTrainTest.assertSameRun(plain, sp, n, name + ": --tp 2 --pp 2 vs the same with --sequence-parallel", out);
+      long without = sentBytes(plain), with = sentBytes(sp);
+      ParallelPlanner.Job job = new ParallelPlanner.Job(name.equals("llama") ? llamaConfig : TrainFixture.model(), Device.CPU,
+          4, 2, 32, 2, 1L << 30, new ParallelPlanner.Hardware(1e9, 1e9, 0));
+      long[] predicted = new long[2];
+      for (int k = 0; k < 2; k++) {
+        ParallelPlanner.Layout layout = new ParallelPlanner.Layout(1, 2, 2, 0, !extra.isEmpty(), k == 1);
+        predicted[k] = ParallelPlanner.sentBytes(job, layout, 0, 0, 0);
+        long memory = ParallelPlanner.estimate(job, layout).memoryBytes(), peak = TensorParallelTrainTest.hostPeak(k == 1 ? sp : plain);
+        assertTrue(memory >= peak, name + ": the planner's " + memory + " bytes per rank for " + layout + " < rank 0's peak " + peak);
+      }
+      bytes.append(name).append(": rank 0 sends ").append(without).append(" bytes a step under --tp 2 --pp 2, ").append(with)
+          .append(" with --sequence-parallel (the planner: ").append(predicted[0]).append(", ").append(predicted[1]).append(")\n");
+      // exact: the pipeline's hidden states and gradients at 1/2 of the rows (whole ones would be 2 x 8 KiB more), the
+      // token-row collectives of the stage's blocks, embedding and head in place of its all-reduces
+      assertEquals(predicted[0], without, "the planner's bytes for rank 0 without --sequence-parallel: " + bytes);
+      assertEquals(predicted[1], with, "the planner's bytes for rank 0 with --sequence-parallel: " + bytes);
+    }
+    System.out.print(bytes);
+  }
+
+  /** The bytes rank 0 delivered to the other ranks in each step of the run in {@code dir}: the same every step. */
+  private static long sentBytes(Path dir) throws Exception {
+    List<Long> sent = TensorParallelTrainTest.steps(dir.resolve("log.jsonl")).stream()
+        .map(o -> o.get("comm_sent_bytes").getAsLong()).distinct().toList();
+    assertEquals(1, sent.size(), dir + ": bytes per step " + sent);
+    return sent.get(0);
   }
 
   /**

@@ -364,21 +364,15 @@ class TensorParallelTrainTest {
     TrainFixture f = TrainFixture.create(tmp.resolve("dtp-fixture"));
     Path dt = tmp.resolve("dtp-dp2-tp2-accum2"), grid = tmp.resolve("dtp-dp2-tp2-pp2");
     int n = 2;
-    MpiRunTest.Job a = MpiRunTest.mpirun(4, Main.class.getName(), trainArgs("--config", f.config, n, f.data, dt, "--dp", "2",
-        "--tp", "2", "--accum", "2", "--threads", "1"), 300);
-    assertEquals(0, a.exitCode(), a.output());
-    MpiRunTest.Job b = MpiRunTest.mpirun(8, Main.class.getName(), trainArgs("--config", f.config, n, f.data, grid,
-        "--dp", "2", "--tp", "2", "--pp", "2", "--micro-batches", "2", "--threads", "1"), 300);
-    assertEquals(0, b.exitCode(), b.output());
+    trainMpi(4, f, n, dt, "--dp", "2", "--tp", "2", "--accum", "2");
+    MpiRunTest.Job b = trainGrid(f, n, grid);
     assertTrue(b.output().contains("tensor parallel 2") && b.output().contains("data parallel 2")
         && b.output().contains("global batch 2 x 2 x 2 = 8 sequences per step"), b.output());
     assertSameRun(dt, grid, n, "dp 2 x tp 2 with --accum 2 vs dp 2 x tp 2 x pp 2", b.output());
     // ZeRO 1 over each stage's dp group (its tensor-parallel part of the stage sharded): the same bits
     Path zero = tmp.resolve("dtp-dp2-tp2-pp2-zero1");
-    MpiRunTest.Job c = MpiRunTest.mpirun(8, Main.class.getName(), trainArgs("--config", f.config, n, f.data, zero,
-        "--dp", "2", "--tp", "2", "--pp", "2", "--micro-batches", "2", "--zero", "1", "--threads", "1", "--checkpoint-dir",
-        zero.resolve("ck").toString(), "--checkpoint-every", "1"), 300);
-    assertEquals(0, c.exitCode(), c.output());
+    MpiRunTest.Job c = trainGrid(f, n, zero, "--zero", "1", "--checkpoint-dir", zero.resolve("ck").toString(),
+        "--checkpoint-every", "1");
     assertTrue(c.output().contains("with ZeRO 1"), c.output());
     assertSameRun(dt, zero, n, "dp 2 x tp 2 with --accum 2 vs dp 2 x tp 2 x pp 2 with --zero 1", c.output());
     // its checkpoints (every rank its shard of its stage's tensor-parallel part) resume as one process with --accum 4
@@ -439,6 +433,58 @@ class TensorParallelTrainTest {
     assertSameSteps(steps(want.resolve("log.jsonl")), steps(got.resolve("log.jsonl")), from, what);
     assertEquals(-1, Files.mismatch(want.resolve("model/model.safetensors"), got.resolve("model/model.safetensors")),
         what + ": final weights differ");
+  }
+
+  /**
+   * The full grid with ZeRO 2: dp 2 × tp 2 × pp 2 {@code --zero 2} (each stage's tensor-parallel part of its gradient
+   * reduce-scattered over its dp group after every micro-batch, the norm put together per parameter from the shards)
+   * against {@code --tp 2 --accum 4} (the same split, the same 4 micro-batches per step folded in the same order): every
+   * logged step (loss, gradient norm, learning rate, tokens) and the final weights bit for bit (GPT-2, tied embeddings:
+   * the head's gradient folded into the first stage's shards). ZeRO 0 and 1 of the grid add each replica's two
+   * micro-batches first and then the replicas, so they differ from it in the last bits (as dp × pp does): against ZeRO
+   * 1 of the grid the first step's loss is the same bits and the later ones agree within 1e-5.
+   */
+  @Test
+  void dataTimesTensorTimesPipelineZeroTwoEqualsTensorParallelWithAccumulationBitForBit() throws Exception {
+    TrainFixture f = TrainFixture.create(tmp.resolve("dtpz2-fixture"));
+    Path tp = tmp.resolve("dtpz2-tp2-accum4"), grid = tmp.resolve("dtpz2-dp2-tp2-pp2-zero2");
+    int n = 3;
+    trainMpi(2, f, n, tp, "--tp", "2", "--accum", "4");
+    long t0 = System.nanoTime();
+    MpiRunTest.Job b = trainGrid(f, n, grid, "--zero", "2");
+    System.out.printf("dp 2 x tp 2 x pp 2 --zero 2, %d steps through mpirun -np 8: %.1f s%n", n, (System.nanoTime() - t0) / 1e9);
+    assertTrue(b.output().contains("with ZeRO 2") && b.output().contains("tensor parallel 2"), b.output());
+    assertSameRun(tp, grid, n, "tp 2 with --accum 4 vs dp 2 x tp 2 x pp 2 with --zero 2", b.output());
+    Path zero1 = tmp.resolve("dtpz2-dp2-tp2-pp2-zero1");
+    trainGrid(f, n, zero1, "--zero", "1");
+    List<JsonObject> x = steps(zero1.resolve("log.jsonl")), y = steps(grid.resolve("log.jsonl"));
+    assertEquals(x.get(0).get("loss").getAsString(), y.get(0).get("loss").getAsString(), "step 0's loss, ZeRO 1 vs ZeRO 2");
+    for (int i = 0; i < n; i++) {
+      double d = Math.abs(x.get(i).get("loss").getAsDouble() - y.get(i).get("loss").getAsDouble());
+      assertTrue(d <= 1e-5, "step " + i + ": ZeRO 1 and ZeRO 2 of the grid differ by " + d + " in the loss");
+    }
+  }
+
+  /**
+   * Trains the fixture's model for {@code n} steps as dp 2 × tp 2 × pp 2 with 2 micro-batches (8 processes through
+   * mpirun) and {@code more} flags into {@code dir}; fails unless it succeeds.
+   */
+  private static MpiRunTest.Job trainGrid(TrainFixture f, int n, Path dir, String... more) throws Exception {
+    List<String> flags = new ArrayList<>(List.of("--dp", "2", "--tp", "2", "--pp", "2", "--micro-batches", "2"));
+    flags.addAll(List.of(more));
+    return trainMpi(8, f, n, dir, flags.toArray(String[]::new));
+  }
+
+  /**
+   * Trains the fixture's model for {@code n} steps on {@code np} processes through mpirun with {@code flags} (and
+   * {@code --threads 1}) into {@code dir}; fails unless it succeeds.
+   */
+  private static MpiRunTest.Job trainMpi(int np, TrainFixture f, int n, Path dir, String... flags) throws Exception {
+    List<String> args = new ArrayList<>(trainArgs("--config", f.config, n, f.data, dir, flags));
+    args.addAll(List.of("--threads", "1"));
+    MpiRunTest.Job j = MpiRunTest.mpirun(np, Main.class.getName(), args, 300);
+    assertEquals(0, j.exitCode(), j.output());
+    return j;
   }
 
   /**

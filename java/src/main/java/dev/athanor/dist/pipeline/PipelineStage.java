@@ -2,6 +2,7 @@ package dev.athanor.dist.pipeline;
 
 import dev.athanor.dist.Communicator;
 import dev.athanor.dist.DataParallel;
+import dev.athanor.dist.DataTensorParallel;
 import dev.athanor.dist.TensorParallelism;
 import dev.athanor.io.data.DataLoader;
 import dev.athanor.nn.Stage;
@@ -56,7 +57,9 @@ import java.util.Objects;
  * holds its {@link TensorParallel} part of the stage's blocks (the embedding and the head replicated) and the blocks'
  * sums run over the stage's tp group. The hidden states and their gradients at the stage boundaries are the same on
  * every tp rank of a stage, so rank {@code t} of stage {@code s} exchanges them with rank {@code t} of stages {@code s ±
- * 1} (the pipeline group). The result equals tensor parallel alone ({@link TensorParallelism}) with {@code accum = M},
+ * 1} (the pipeline group). With sequence parallelism ({@link Transformer#setSequenceParallel}) each tp rank of a stage
+ * holds only its token rows of the residual stream at the boundaries, and sends (and receives) just those: the same
+ * rows, the same bits, 1/tp of the bytes. The result equals tensor parallel alone ({@link TensorParallelism}) with {@code accum = M},
  * bit for bit: the same products and sums per block, and the norm formed from the same terms ({@link
  * TensorParallelism#squaredSums}: per parameter, split ones summed over the tp group) put together over the stages and
  * added in the same order.
@@ -151,7 +154,8 @@ public final class PipelineStage implements Trainer.MicroBatchRunner, GradientRe
     List<DataLoader.Batch> batches = new ArrayList<>(m);
     for (int i = 0; i < m; i++) batches.add(trainer.data().next());
     DataLoader.Batch shape = batches.get(0);
-    long[] hidden = {(long) shape.batch() * shape.seq(), layout.config().hidden()};
+    // the hidden states at the stage boundaries: all B*T rows, or (sequence parallel) this tp rank's token rows
+    long[] hidden = {model.boundaryRows(shape.batch(), shape.seq()), layout.config().hidden()};
     DType dt = model.computeDtype();
     Map<Integer, Tensor> inputs = new HashMap<>();  // received inputs of the micro-batches in flight
     Tensor grad = null;  // the received gradient of the next backward's output
@@ -480,6 +484,7 @@ public final class PipelineStage implements Trainer.MicroBatchRunner, GradientRe
     if (replicas == null || !shard.equals(gradShard)) {
       throw new IllegalArgumentException("gradient shard " + shard + " is not this stage's dp shard " + gradShard);
     }
+    if (tensor != null) return tensorParallelShardedNorm(store, shard, grad);
     long total = layout.wholeNumel(), chunk = Ops.NORM_CHUNK;
     int chunks = Math.toIntExact((total + chunk - 1) / chunk), size = dp.size(), me = dp.rank();
     long[] numel = new long[layout.stages()];
@@ -556,8 +561,7 @@ public final class PipelineStage implements Trainer.MicroBatchRunner, GradientRe
    * on one stage only, then added in the whole model's order ({@link TensorParallelism#norm}).
    */
   private float tensorParallelNorm(ParameterStore store, Role gradRole) {
-    List<String> names = new ArrayList<>();
-    layout.config().parameterUnits(Stage.whole(layout.config())).values().forEach(u -> u.forEach(p -> names.add(p.name())));
+    List<String> names = wholeNames();
     boolean copy = layout.holdsTiedCopy(stage);
     float[] terms = tensor.squaredSums(store, gradRole, names, name -> !(copy && name.equals(embedding())));
     try (Tensor t = Tensor.of(terms, terms.length)) {
@@ -565,6 +569,36 @@ public final class PipelineStage implements Trainer.MicroBatchRunner, GradientRe
       terms = t.toFloatArray();
     }
     return tensor.norm(names, terms);
+  }
+
+  /**
+   * ZeRO 2 under tensor parallelism: {@link #tensorParallelNorm}'s bits from the dp shards. The stage's terms (the last
+   * stage's copy of a tied embedding not counted) are formed per parameter over the dp group ({@link
+   * DataTensorParallel#shardTerms}: a parameter cut by a shard boundary assembled on the dp rank holding its first
+   * element, the terms summed over dp), the split ones summed over the tp group ({@link TensorParallelism#sumSplit}),
+   * then over the pipeline, where each term is non-zero on one stage only, and added in the whole model's order.
+   */
+  private float tensorParallelShardedNorm(ParameterStore store, Range shard, Tensor grad) {
+    boolean copy = layout.holdsTiedCopy(stage);
+    java.util.function.Predicate<String> counted = name -> !(copy && name.equals(embedding()));
+    float[] local = DataTensorParallel.shardTerms(dp, store, shard, grad, counted);
+    List<String> names = wholeNames();
+    float[] terms = new float[names.size()];
+    List<ParameterStore.Param> params = store.list();
+    for (int i = 0; i < params.size(); i++) terms[names.indexOf(params.get(i).name())] = local[i];
+    tensor.sumSplit(store, names, counted, terms);
+    try (Tensor t = Tensor.of(terms, terms.length)) {
+      comm.allReduceSum(t);
+      terms = t.toFloatArray();
+    }
+    return tensor.norm(names, terms);
+  }
+
+  /** The whole model's parameter names, in its flat layout's order. */
+  private List<String> wholeNames() {
+    List<String> names = new ArrayList<>();
+    layout.config().parameterUnits(Stage.whole(layout.config())).values().forEach(u -> u.forEach(p -> names.add(p.name())));
+    return names;
   }
 
   private int stageAt(long wholeIndex) {

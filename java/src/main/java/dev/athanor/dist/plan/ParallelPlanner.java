@@ -2,6 +2,7 @@ package dev.athanor.dist.plan;
 
 import dev.athanor.dist.Communicator;
 import dev.athanor.dist.pipeline.PipelineLayout;
+import dev.athanor.nn.Family;
 import dev.athanor.nn.Footprint;
 import dev.athanor.nn.ModelConfig;
 import dev.athanor.nn.Stage;
@@ -44,15 +45,19 @@ import java.util.Objects;
  *       the piece of the {@link Ops#NORM_CHUNK} chunk straddling its shard's start and all-reduces one partial per
  *       chunk); from ZeRO 1 on the updated masters all-gathered ({@code p (dp − 1)}); the micro-batch losses
  *       all-gathered. Tensor parallel: per micro-batch and block 4 all-reduces of {@code B × T × C} in the compute dtype
- *       (6 with recomputation), and the norm's one partial per split parameter. Pipeline: per micro-batch the hidden
- *       states to the next stage and their gradient to the previous one (a middle stage sends both, an end stage one),
+ *       (6 with recomputation), and the norm's one partial per split parameter; with sequence parallelism the token
+ *       rows' all-gathers, reduce-scatters and norm-gradient gathers instead. Pipeline: per micro-batch the hidden
+ *       states (with sequence parallelism the tp rank's token rows of them) to the next stage and their gradient to the
+ *       previous one (a middle stage sends both, an end stage one),
  *       tied embeddings' head gradients (the last stage, one per micro-batch) and their sum (the first stage, once), the
  *       norm's straddling chunk piece and partials, the losses broadcast from the last stage; with ZeRO 2 over dp the
  *       norm put together from every stage's shards (a chunk's pieces to its first element's dp rank, then along the
- *       pipeline to its stage; the partials all-reduced over dp and over the pipeline) and, tied, the first stage's dp
- *       group all-gathering the folded embedding gradient before it goes to the last stage. Exact for the ranks' flat
- *       layouts; not counted: what MPI forwards inside its own algorithms (a tree broadcast, a ring all-gather: the
- *       volume is the same, spread over other senders). ZeRO 3 (an estimate, not yet checked against a run): per
+ *       pipeline to its stage; the partials all-reduced over dp and over the pipeline; under tp per parameter instead:
+ *       a parameter cut by a shard boundary assembled on the dp rank holding its first element, one term per parameter
+ *       all-reduced over dp, the split ones over tp, and the whole model's terms over the pipeline) and, tied, the first
+ *       stage's dp group all-gathering the folded embedding gradient before it goes to the last stage. Exact for the
+ *       ranks' flat layouts; not counted: what MPI forwards inside its own algorithms (a tree broadcast, a ring
+ *       all-gather: the volume is the same, spread over other senders). ZeRO 3 (an estimate, not yet checked against a run): per
  *       micro-batch every unit's weights gathered in the forward and again in the backward (this rank's part to each
  *       other rank) and each unit's gradient folded into its owners' shards ({@code n − p}), no gather after the step;
  *   <li><b>time</b>: {@code 6 × parameters × tokens} FLOPs ({@code 8 ×} with recomputation) spread over the ranks at the
@@ -168,10 +173,8 @@ public final class ParallelPlanner {
     if (l.zero() > 3) return "ZeRO " + l.zero() + " does not exist";
     if ((l.zero() == 1 || l.zero() == 3) && l.dp() == 1) return "ZeRO " + l.zero() + " needs dp > 1";
     if (l.tp() > 1 && l.zero() > 2) return "ZeRO " + l.zero() + " with tensor parallel is not built yet";
-    if (l.tp() > 1 && l.pp() > 1 && l.zero() == 2) return "ZeRO 2 with tensor and pipeline parallel together is not built yet";
     if (l.pp() > 1 && l.zero() > 2) return "ZeRO " + l.zero() + " with pipeline parallel is not built yet";
     if (l.sequenceParallel() && l.tp() < 2) return "sequence parallel needs tp > 1";
-    if (l.sequenceParallel() && l.pp() > 1) return "sequence parallel with pipeline parallel is not built yet";
     return null;
   }
 
@@ -229,8 +232,10 @@ public final class ParallelPlanner {
       int inFlight = l.pp() > 1 ? Math.min(l.pp() - s, mb) : 1;
       long acts = Footprint.stageActivationBytes(c, st, job.device(), dt, job.batch(), job.seq(), l.recompute(), inFlight,
           l.tp(), l.sequenceParallel());
+      // sequence parallel: a stage boundary's hidden states are a tp rank's token rows (rank 0's, the most)
+      long boundaryRows = l.sequenceParallel() ? new TensorParallel(l.tp(), 0).tokenRows(tokens, 0) : tokens;
       long buffers = Footprint.stageBufferBytes(c, st, job.device(), dt, job.batch(), job.seq(), l.tp(), l.sequenceParallel())
-          + pipelineBuffers(c, pipeline, l, s, inFlight, mb, (long) dt.byteSize() * tokens * c.hidden());
+          + pipelineBuffers(c, pipeline, l, s, inFlight, mb, (long) dt.byteSize() * boundaryRows * c.hidden());
       // the deterministic sums' receive buffers, kept per communicator, plus one element per rank: over dp the gradient
       // (at most 1 GiB per piece; zero 2 folds in pieces of 2^20 elements per rank and also assembles the norm chunk
       // that straddles its shard's start; with tp, the whole local parameter that straddles it, as its norm term is one
@@ -259,21 +264,18 @@ public final class ParallelPlanner {
     if (why == null && best > job.memoryPerRank()) {
       why = "needs " + Footprint.size(best) + " per rank, the budget is " + Footprint.size(job.memoryPerRank());
     }
-    // communication of the busiest rank: a stage's own traffic plus its busiest dp rank's plus its busiest tp rank's
+    // communication of the busiest rank (stage, tp rank, dp rank): its stage's traffic, its dp group's and its tp group's
     long comm = -1, messages = 0;
     for (int st = 0; st < l.pp(); st++) {
-      long[] stage = stageTraffic(job, l, pipeline, st, mb), dp = {0, 0}, tp = {0, 0};
-      for (int d = 0; d < l.dp(); d++) {
-        long[] x = dpTraffic(job, l, pipeline, st, d, mb);
-        if (x[0] > dp[0]) dp = x;
-      }
       for (int t = 0; t < l.tp(); t++) {
-        long[] x = tpTraffic(job, l, pipeline, st, t, mb);
-        if (x[0] > tp[0]) tp = x;
-      }
-      if (stage[0] + dp[0] + tp[0] > comm) {
-        comm = stage[0] + dp[0] + tp[0];
-        messages = stage[1] + dp[1] + tp[1];
+        long[] stage = stageTraffic(job, l, pipeline, st, t, mb), tp = tpTraffic(job, l, pipeline, st, t, mb);
+        for (int d = 0; d < l.dp(); d++) {
+          long[] dp = dpTraffic(job, l, pipeline, st, d, t, mb);
+          if (stage[0] + dp[0] + tp[0] > comm) {
+            comm = stage[0] + dp[0] + tp[0];
+            messages = stage[1] + dp[1] + tp[1];
+          }
+        }
       }
     }
     double flops = (l.recompute() ? 8.0 : 6.0) * c.parameterCount() * tokens * job.microBatches() / (double) job.world();
@@ -318,7 +320,7 @@ public final class ParallelPlanner {
     if (l.pp() > job.model().layers()) throw new IllegalArgumentException("pp " + l.pp() + " exceeds the " + job.model().layers() + " blocks");
     PipelineLayout pipeline = new PipelineLayout(job.model(), l.pp());
     int mb = job.microBatches() / l.dp();
-    return stageTraffic(job, l, pipeline, stage, mb)[0] + dpTraffic(job, l, pipeline, stage, dpRank, mb)[0]
+    return stageTraffic(job, l, pipeline, stage, tpRank, mb)[0] + dpTraffic(job, l, pipeline, stage, dpRank, tpRank, mb)[0]
         + tpTraffic(job, l, pipeline, stage, tpRank, mb)[0];
   }
 
@@ -353,24 +355,32 @@ public final class ParallelPlanner {
   }
 
   /**
-   * {bytes, messages} of pipeline stage {@code st} (pp > 1): per micro-batch the hidden states (B×T, C) in the compute
-   * dtype to the next stage and their gradient to the previous one; tied embeddings, the last stage's per-micro-batch
-   * head gradients to the first and the first's sum back; the norm's chunk pieces and partials; the last stage's
-   * broadcast of the losses.
+   * {bytes, messages} of tensor-parallel rank {@code t} of pipeline stage {@code st} (pp > 1): per micro-batch the
+   * hidden states (B×T, C) in the compute dtype (sequence parallel: rank {@code t}'s token rows of them) to the next
+   * stage and their gradient to the previous one; tied
+   * embeddings (rank {@code t}'s vocabulary rows under tp), the last stage's per-micro-batch head gradients to the first
+   * and the first's sum back; the norm's chunk pieces and partials (under tp: one term per parameter of the whole model
+   * all-reduced over the pipeline); the last stage's broadcast of the losses.
    */
-  private static long[] stageTraffic(Job job, Layout l, PipelineLayout pipeline, int st, int mb) {
+  private static long[] stageTraffic(Job job, Layout l, PipelineLayout pipeline, int st, int t, int mb) {
     if (l.pp() == 1) return new long[] {0, 0};
     ModelConfig c = job.model();
     boolean first = st == 0, last = st == l.pp() - 1;
-    long hidden = (long) job.batch() * job.seq() * c.hidden() * Transformer.defaultComputeDtype(job.device()).byteSize();
+    long rows = (long) job.batch() * job.seq();  // sequence parallel: tp rank t's token rows of them
+    if (l.sequenceParallel()) rows = new TensorParallel(l.tp(), t).tokenRows(rows, t);
+    long hidden = rows * c.hidden() * Transformer.defaultComputeDtype(job.device()).byteSize();
     int hops = (first ? 0 : 1) + (last ? 0 : 1);
     long bytes = (long) mb * hops * hidden, messages = (long) mb * hops;
     if (c.tiedEmbeddings() && (first || last)) {
-      long emb = 4 * c.embeddingSpecs().get(0).numel();
+      long emb = 4 * rankNumel(c, c.embeddingSpecs().get(0), l.tp(), t);
       bytes += first ? emb : mb * emb;
       messages += first ? 1 : mb;
     }
-    if (!shardedPipeline(l)) {  // ZeRO 2 over dp: the norm of the shards, counted with the dp traffic
+    if (l.tp() > 1) {  // the tensor-parallel norm (with or without ZeRO 2): its terms summed over the pipeline
+      long[] terms = allReduce(c.parameterSpecs().size(), l.pp(), st, 4);
+      bytes += terms[0];
+      messages += terms[1];
+    } else if (!shardedPipeline(l)) {  // ZeRO 2 over dp: the norm of the shards, counted with the dp traffic
       Range mine = pipeline.wholeRange(st);
       long piece = normPiece(mine.start(), mine.end(), pipeline.wholeNumel());
       long[] partials = allReduce(chunks(pipeline.wholeNumel()), l.pp(), st, 4);
@@ -388,12 +398,14 @@ public final class ParallelPlanner {
    * {bytes, messages} of data-parallel rank {@code d} of stage {@code st} (dp > 1): the gradient all-reduced (ZeRO 0
    * and 1) or each micro-batch's gradient reduce-scattered into the shards (ZeRO 2, whose norm then sends the piece of
    * the chunk straddling its shard's start and all-reduces the chunks' partials); the updated masters all-gathered
-   * from ZeRO 1 on (ZeRO 3, not built: once more, for the weights); the micro-batch losses all-gathered.
+   * from ZeRO 1 on (ZeRO 3, not built: once more, for the weights); the micro-batch losses all-gathered. Under tp the
+   * stage's store is tensor-parallel rank {@code t}'s, and ZeRO 2's norm is formed per parameter ({@link
+   * #shardTermsTraffic}).
    */
-  private static long[] dpTraffic(Job job, Layout l, PipelineLayout pipeline, int st, int d, int mb) {
+  private static long[] dpTraffic(Job job, Layout l, PipelineLayout pipeline, int st, int d, int t, int mb) {
     if (l.dp() == 1) return new long[] {0, 0};
     int n = l.dp();
-    long p = flatParameters(job.model(), pipeline.stage(st), l.tp()), part = Communicator.partLength(p, d, n);
+    long p = flatParameters(job.model(), pipeline.stage(st), l.tp(), t), part = Communicator.partLength(p, d, n);
     long bytes = 0, messages = 0;
     if (l.zero() >= 2) {
       // the same bytes whether the whole gradient is folded at once or unit by unit (one collective per unit)
@@ -404,7 +416,18 @@ public final class ParallelPlanner {
         bytes += (long) mb * 2 * 4 * part * (n - 1);
         messages += (long) mb * 2 * units * (n - 1);
       }
-      if (shardedPipeline(l)) {
+      if (shardedPipeline(l) && st == 0 && job.model().tiedEmbeddings()) {
+        // the first stage's dp group all-gathers the folded embedding gradient (each rank its shard's part of it)
+        long mine = new Range(0, rankNumel(job.model(), job.model().embeddingSpecs().get(0), l.tp(), t))
+            .intersect(new Range(Communicator.partStart(p, d, n), Communicator.partStart(p, d + 1, n))).length();
+        bytes += 4 * mine * (n - 1);
+        messages += n - 1;
+      }
+      if (l.tp() > 1) {
+        long[] x = shardTermsTraffic(job.model(), pipeline, st, l.tp(), t, n, d);
+        bytes += x[0];
+        messages += x[1];
+      } else if (shardedPipeline(l)) {
         long[] x = pipelineShardTraffic(job, l, pipeline, st, d);
         bytes += x[0];
         messages += x[1];
@@ -428,35 +451,55 @@ public final class ParallelPlanner {
     return new long[] {bytes, messages};
   }
 
-  /**
-   * Whether {@code l} shards a pipeline stage's gradient over its dp group (ZeRO 2 with --pp and --dp, as Athanor runs
-   * it: without --tp; the layouts it cannot run keep the estimate of ZeRO 2 without a pipeline).
-   */
+  /** Whether {@code l} shards a pipeline stage's gradient over its dp group (ZeRO 2 with --pp and --dp). */
   private static boolean shardedPipeline(Layout l) {
-    return l.pp() > 1 && l.dp() > 1 && l.zero() == 2 && l.tp() == 1;
+    return l.pp() > 1 && l.dp() > 1 && l.zero() == 2;
   }
 
   /**
-   * {bytes, messages} of dp rank {@code d} of stage {@code st} for what a pipeline with its gradient sharded over dp
-   * (ZeRO 2) does after the schedule, as {@link dev.athanor.dist.pipeline.PipelineStage} does it. Tied embeddings: the
-   * first stage's dp group all-gathers the folded embedding gradient (each rank its shard's part of it, to every other
-   * rank). The norm: each {@link Ops#NORM_CHUNK} chunk of the whole model's layout is summed by the rank holding its
-   * first element (stage {@code t0}, dp rank {@code q0}); on each stage the chunk touches, the other dp ranks send their
-   * pieces to dp rank {@code q0}, which (on another stage than {@code t0}) sends the stage's piece to stage {@code
-   * t0}; then the partials (one per chunk of the whole layout) are all-reduced over the dp group and over the pipeline.
+   * {bytes, messages} of dp rank {@code d} (of {@code n}) of tensor-parallel rank {@code t} of stage {@code st} for
+   * ZeRO 2's tensor-parallel norm terms, as {@link dev.athanor.dist.DataTensorParallel#shardTerms} forms them: each
+   * counted parameter of the stage's store that a shard boundary cuts is assembled on the dp rank holding its first
+   * element (the others send it their non-empty pieces), then one term per parameter of the store is all-reduced over
+   * dp. The last stage's copy of a tied embedding is not counted.
+   */
+  private static long[] shardTermsTraffic(ModelConfig c, PipelineLayout pipeline, int st, int tp, int t, int n, int d) {
+    Stage stage = pipeline.stage(st);
+    boolean copy = pipeline.holdsTiedCopy(st);
+    List<ParamSpec> specs = stageSpecs(c, stage);
+    long total = flatParameters(c, stage, tp, t), at = 0, bytes = 0, messages = 0;
+    Range shard = new Range(Communicator.partStart(total, d, n), Communicator.partStart(total, d + 1, n));
+    for (ParamSpec p : specs) {
+      long e = rankNumel(c, p, tp, t);
+      Range whole = new Range(at, at + e);
+      at += Math.ceilDiv(e, ParameterStore.ALIGN) * ParameterStore.ALIGN;
+      if (whole.isEmpty() || copy && p.name().equals(c.embeddingName()) || whole.intersect(shard).equals(whole)) continue;
+      int owner = 0;
+      while (whole.start() >= Communicator.partStart(total, owner + 1, n)) owner++;
+      long mine = whole.intersect(shard).length();
+      if (owner != d && mine > 0) {
+        bytes += 4 * mine;
+        messages++;
+      }
+    }
+    long[] terms = allReduce(specs.size(), n, d, 4);
+    return new long[] {bytes + terms[0], messages + terms[1]};
+  }
+
+  /**
+   * {bytes, messages} of dp rank {@code d} of stage {@code st} for the norm of a pipeline with its gradient sharded over
+   * dp (ZeRO 2, without tp), as {@link dev.athanor.dist.pipeline.PipelineStage} forms it: each {@link Ops#NORM_CHUNK}
+   * chunk of the whole model's layout is summed by the rank holding its first element (stage {@code t0}, dp rank
+   * {@code q0}); on each stage the chunk touches, the other dp ranks send their pieces to dp rank {@code q0}, which (on
+   * another stage than {@code t0}) sends the stage's piece to stage {@code t0}; then the partials (one per chunk of the whole layout) are all-reduced over the dp group and over the pipeline.
    */
   private static long[] pipelineShardTraffic(Job job, Layout l, PipelineLayout pipeline, int st, int d) {
     ModelConfig c = job.model();
     int n = l.dp();
     long[] numel = new long[l.pp()];
-    for (int t = 0; t < numel.length; t++) numel[t] = flatParameters(c, pipeline.stage(t), l.tp());
+    for (int t = 0; t < numel.length; t++) numel[t] = flatParameters(c, pipeline.stage(t), l.tp(), l.tp() - 1);
     Range shard = new Range(Communicator.partStart(numel[st], d, n), Communicator.partStart(numel[st], d + 1, n));
     long bytes = 0, messages = 0;
-    if (st == 0 && c.tiedEmbeddings()) {  // the embedding leads the first stage's store
-      long mine = new Range(0, c.embeddingSpecs().get(0).numel()).intersect(shard).length();
-      bytes += 4 * mine * (n - 1);
-      messages += n - 1;
-    }
     long total = pipeline.wholeNumel();
     for (long cs = 0; cs < total; cs += Ops.NORM_CHUNK) {
       long ce = Math.min(total, cs + Ops.NORM_CHUNK);
@@ -490,7 +533,7 @@ public final class ParallelPlanner {
    * {bytes, messages} of tensor-parallel rank {@code t} of stage {@code st} (tp > 1): per micro-batch and block, 4
    * all-reduces of (B×T, C) in the compute dtype (2 forward, 2 backward; 6 with recomputation, whose forward runs
    * twice), one more for the vocabulary-parallel embedding's lookup (first stage) and one for the head's input gradient
-   * (last stage), the head's cross-entropy's all-reduce of 2 B×T tp F32 (every rank's per-row log-sum-exps and losses),
+   * (last stage) (with sequence parallelism: {@link #sequenceParallelTraffic} instead), the head's cross-entropy's all-reduce of 2 B×T tp F32 (every rank's per-row log-sum-exps and losses),
    * and the norm's all-reduce of one partial per split parameter.
    */
   private static long[] tpTraffic(Job job, Layout l, PipelineLayout pipeline, int st, int t, int mb) {
@@ -500,8 +543,15 @@ public final class ParallelPlanner {
     long[] one = allReduce((long) job.batch() * job.seq() * c.hidden(), l.tp(), t,
         Transformer.defaultComputeDtype(job.device()).byteSize());
     long count = (long) mb * (stage.blocks() * (l.recompute() ? 6 : 4) + (stage.embedding() ? 1 : 0) + (stage.head() ? 1 : 0));
-    int split = 0;
-    for (ParamSpec p : stageSpecs(c, stage)) if (!TensorParallel.split(c, p.name()).replicated()) split++;
+    if (l.sequenceParallel()) {  // all-gathers and reduce-scatters of token rows instead of the all-reduces
+      one = sequenceParallelTraffic(job, l, stage, t);
+      count = mb;
+    }
+    int split = 0;  // the norm's terms of the split parameters (the last stage's copy of a tied embedding not counted)
+    for (ParamSpec p : stageSpecs(c, stage)) {
+      if (pipeline.holdsTiedCopy(st) && p.name().equals(c.embeddingName())) continue;
+      if (!TensorParallel.split(c, p.name()).replicated()) split++;
+    }
     long[] norm = allReduce(split, l.tp(), t, 4);
     // the head's vocabulary-parallel cross-entropy: every rank's per-row log-sum-exps and losses, F32, per micro-batch
     long[] xent = stage.head() ? allReduce(2L * job.batch() * job.seq() * l.tp(), l.tp(), t, 4) : new long[] {0, 0};
@@ -509,13 +559,42 @@ public final class ParallelPlanner {
   }
 
   /**
-   * The elements of stage {@code st}'s flat store on one tensor-parallel rank, each parameter padded to {@link
-   * ParameterStore#ALIGN} as the store lays it out: what the gradient's collectives and ZeRO's shards cover.
+   * {bytes, messages} of tensor-parallel rank {@code t} of stage {@code stage} in one micro-batch under sequence
+   * parallelism ({@code dev.athanor.nn.SequenceParallel}), in place of the (B×T, C) all-reduces: an all-gather sends
+   * the rank's token rows to each other rank, a reduce-scatter (F32) the other ranks' rows of its partial sum, and a
+   * norm's backward all-gathers the rank's partial weight (and bias) gradients, one per {@link Ops#NORM_ROW_CHUNK}-row
+   * piece of the global rows its rows meet (one piece on CUDA). Per block: forward 2 gathers (the column-parallel
+   * inputs) and 2 reduce-scatters (the row-parallel outputs), backward 4 gathers (2 output gradients, 2 inputs again
+   * for the weight gradients), 2 reduce-scatters (the input gradients) and 2 norm gathers; recomputation runs the forward
+   * once more. The embedding's lookup is reduce-scattered and its rows' gradient gathered; the head gathers the final
+   * norm's rows in the forward and the backward, reduce-scatters its input gradient and gathers the final norm's pieces.
    */
-  private static long flatParameters(ModelConfig c, Stage st, int tp) {
+  private static long[] sequenceParallelTraffic(Job job, Layout l, Stage stage, int t) {
+    ModelConfig c = job.model();
+    int s = l.tp();
+    TensorParallel part = new TensorParallel(s, t);
+    long n = (long) job.batch() * job.seq(), mine = part.tokenRows(n, t);
+    long gather = mine * c.hidden() * Transformer.defaultComputeDtype(job.device()).byteSize() * (s - 1);
+    long scatter = (n - mine) * c.hidden() * 4;
+    long first = part.tokenStart(n, t), end = part.tokenStart(n, t + 1), grain = job.device().isCuda() ? n : Ops.NORM_ROW_CHUNK;
+    long pieces = first == end ? 0 : grain >= n ? 1 : (end - 1) / grain - first / grain + 1;
+    long normGather = pieces * (c.family() == Family.GPT2 ? 2L : 1L) * c.hidden() * 4 * (s - 1);
+    long blocks = stage.blocks(), again = l.recompute() ? 2 : 0;
+    long gathers = blocks * (6 + again) + (stage.embedding() ? 1 : 0) + (stage.head() ? 2 : 0);
+    long scatters = blocks * (4 + again) + (stage.embedding() ? 1 : 0) + (stage.head() ? 1 : 0);
+    long norms = 2 * blocks + (stage.head() ? 1 : 0);
+    return new long[] {gathers * gather + scatters * scatter + norms * normGather, (gathers + scatters + norms) * (s - 1)};
+  }
+
+  /**
+   * The elements of stage {@code st}'s flat store on one tensor-parallel rank, each parameter padded to {@link
+   * ParameterStore#ALIGN} as the store lays it out (tensor-parallel rank {@code t}'s cut): what the gradient's
+   * collectives and ZeRO's shards cover.
+   */
+  private static long flatParameters(ModelConfig c, Stage st, int tp, int t) {
     long n = 0;
     for (ParamSpec p : stageSpecs(c, st)) {
-      long e = rankNumel(c, p, tp);
+      long e = rankNumel(c, p, tp, t);
       n += Math.ceilDiv(e, ParameterStore.ALIGN) * ParameterStore.ALIGN;
     }
     return n;
@@ -536,17 +615,17 @@ public final class ParallelPlanner {
   /** Parameters one rank of stage {@code st} holds under tensor parallel {@code tp} (a tied head's copy included). */
   static long stageParameters(ModelConfig c, Stage st, int tp) {
     long n = 0;
-    for (ParamSpec p : stageSpecs(c, st)) n += rankNumel(c, p, tp);
+    for (ParamSpec p : stageSpecs(c, st)) n += rankNumel(c, p, tp, tp - 1);
     return n;
   }
 
   /**
-   * The elements of parameter {@code p} on the busiest of {@code tp} ranks, from {@link TensorParallel#split} (the last
-   * rank, whose chunk of an uneven cut, the vocabulary's, is the largest).
+   * The elements of parameter {@code p} on tensor-parallel rank {@code t} of {@code tp}, from {@link TensorParallel#split}
+   * (the last rank's chunk of an uneven cut, the vocabulary's, is the largest: the busiest rank).
    */
-  private static long rankNumel(ModelConfig c, ParamSpec p, int tp) {
+  private static long rankNumel(ModelConfig c, ParamSpec p, int tp, int t) {
     long n = 1;
-    for (long d : new TensorParallel(tp, tp - 1).localShape(TensorParallel.split(c, p.name()), p.shape())) n *= d;
+    for (long d : new TensorParallel(tp, t).localShape(TensorParallel.split(c, p.name()), p.shape())) n *= d;
     return n;
   }
 

@@ -127,12 +127,18 @@ class ParallelPlannerTest {
   }
 
   @Test
-  void tensorTimesPipelineIsRunnableButNotWithZeroTwo() {
+  void tensorTimesPipelineIsRunnableWithZeroUpToTwoAndSequenceParallel() {
     assertNull(ParallelPlanner.unsupported(new Layout(1, 2, 2, 0, false)));
     assertNull(ParallelPlanner.unsupported(new Layout(2, 2, 2, 0, true)));
     assertNull(ParallelPlanner.unsupported(new Layout(2, 2, 2, 1, false)));
-    assertEquals("ZeRO 2 with tensor and pipeline parallel together is not built yet",
-        ParallelPlanner.unsupported(new Layout(2, 2, 2, 2, false)));
+    assertNull(ParallelPlanner.unsupported(new Layout(2, 2, 2, 2, false)));
+    assertNull(ParallelPlanner.unsupported(new Layout(1, 2, 2, 0, false, true)));  // sequence parallel under pp too
+    assertEquals("sequence parallel needs tp > 1", ParallelPlanner.unsupported(new Layout(1, 1, 2, 0, false, true)));
+    assertEquals("ZeRO 3 with tensor parallel is not built yet", ParallelPlanner.unsupported(new Layout(2, 2, 2, 3, false)));
+    // the planner considers dp x tp x pp with ZeRO 2: with ZeRO 2 fixed on 8 processes, tp 2 x pp 2 is among the fitting
+    Result z2 = ParallelPlanner.plan(new Job(GPT2, Device.CPU, 8, 4, 256, 8, 64L << 30, HW, 2, 2, 2, 2));
+    assertNotNull(z2.chosen(), z2.excluded().toString());
+    assertEquals(2, z2.chosen().layout().zero(), z2.chosen().toString());
     assertNull(ParallelPlanner.unsupported(new Layout(2, 2, 1, 1, false)));  // dp x tp x ZeRO 1 and 2 run
     assertNull(ParallelPlanner.unsupported(new Layout(2, 2, 1, 2, true)));
     assertEquals("ZeRO 3 with tensor parallel is not built yet", ParallelPlanner.unsupported(new Layout(2, 2, 1, 3, false)));
