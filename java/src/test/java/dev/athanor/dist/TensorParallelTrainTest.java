@@ -451,10 +451,24 @@ class TensorParallelTrainTest {
     int n = 3;
     trainMpi(2, f, n, tp, "--tp", "2", "--accum", "4");
     long t0 = System.nanoTime();
-    MpiRunTest.Job b = trainGrid(f, n, grid, "--zero", "2");
+    MpiRunTest.Job b = trainGrid(f, n, grid, "--zero", "2", "--checkpoint-dir", grid.resolve("ck").toString(),
+        "--checkpoint-every", "1");
     System.out.printf("dp 2 x tp 2 x pp 2 --zero 2, %d steps through mpirun -np 8: %.1f s%n", n, (System.nanoTime() - t0) / 1e9);
     assertTrue(b.output().contains("with ZeRO 2") && b.output().contains("tensor parallel 2"), b.output());
     assertSameRun(tp, grid, n, "tp 2 with --accum 4 vs dp 2 x tp 2 x pp 2 with --zero 2", b.output());
+    // its step-1 checkpoint (every rank its ZeRO 2 shard of its stage's tp part) resumes as tp 2 with --accum 4: the
+    // same split, so the uninterrupted run's later steps bit for bit
+    Path step1 = grid.resolve("ck/step-00000001"), resumed = tmp.resolve("dtpz2-resumed-tp2");
+    assertPerRank(step1, 2, 2, 2);
+    trainMpi(2, f, n, resumed, "--tp", "2", "--accum", "4", "--resume", step1.toString(), "--checkpoint-dir",
+        resumed.resolve("ck").toString());
+    List<JsonObject> want = steps(tp.resolve("log.jsonl")), got = steps(resumed.resolve("log.jsonl"));
+    assertEquals(n - 1, got.size(), "steps 1.." + (n - 1) + " after resuming");
+    for (int i = 1; i < n; i++) {
+      assertEquals(want.get(i).get("loss").getAsString(), got.get(i - 1).get("loss").getAsString(), "step " + i + "'s loss");
+      assertEquals(want.get(i).get("grad_norm").getAsString(), got.get(i - 1).get("grad_norm").getAsString(),
+          "step " + i + "'s gradient norm");
+    }
     Path zero1 = tmp.resolve("dtpz2-dp2-tp2-pp2-zero1");
     trainGrid(f, n, zero1, "--zero", "1");
     List<JsonObject> x = steps(zero1.resolve("log.jsonl")), y = steps(grid.resolve("log.jsonl"));
