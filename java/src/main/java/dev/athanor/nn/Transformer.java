@@ -489,6 +489,10 @@ public final class Transformer implements AutoCloseable {
   }
 
   private float runForward(Workspace w, int[] targets) {
+    if (offloadActivations && hooks == BlockHooks.NONE && blocks.length > activationRing()) {
+      throw new IllegalStateException("offloaded activations need hooks that save and restore them (an ActivationPager): "
+          + "without them the ring's slots are refilled before the backward reads them");
+    }
     if (stage.embedding()) embeddingForward(w.ids, w.localPositions, w.residual[0], w.scratch);
     for (int i = 0; i < blocks.length; i++) {
       Block b = blocks[i];

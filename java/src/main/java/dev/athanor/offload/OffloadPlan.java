@@ -76,9 +76,11 @@ public record OffloadPlan(ModelConfig model, Device device, Set<Role> diskRoles,
     if (accum < 1) throw new IllegalArgumentException("accum must be >= 1, got " + accum);
     residentWeights = Set.copyOf(residentWeights);
     new OffloadConfig(diskRoles, null, chunkBytes, true, residentWeights);  // resident units need the weights on DISK
-    java.util.Set<String> names = new java.util.HashSet<>();
-    for (UnitSize u : units(model)) names.add(u.name());
-    for (String u : residentWeights) if (!names.contains(u)) throw new IllegalArgumentException("no unit named \"" + u + "\"");
+    if (!residentWeights.isEmpty()) {  // (a model of a million layers has a million units: only when needed)
+      java.util.Set<String> names = new java.util.HashSet<>();
+      for (UnitSize u : units(model)) names.add(u.name());
+      for (String u : residentWeights) if (!names.contains(u)) throw new IllegalArgumentException("no unit named \"" + u + "\"");
+    }
     if (activations != null && recompute) {
       throw new IllegalArgumentException("the activations are recomputed or on DISK, not both");
     }
@@ -107,9 +109,33 @@ public record OffloadPlan(ModelConfig model, Device device, Set<Role> diskRoles,
 
   /** Elements of {@code model}'s flat layout, padding included (every unit's). */
   public static long layoutElements(ModelConfig model) {
-    long n = 0;
-    for (UnitSize u : units(model)) n = Math.addExact(n, u.elements());
-    return n;
+    long block = ParameterStore.layoutNumel(model.blockSpecs(0));  // every block has the same shapes
+    return Math.addExact(Math.addExact(ParameterStore.layoutNumel(model.embeddingSpecs()),
+        Math.multiplyExact((long) model.layers(), block)), ParameterStore.layoutNumel(model.headSpecs()));
+  }
+
+  /**
+   * The elements of the {@code n} largest units of {@code model} not named in {@code except}, largest first, without
+   * listing every unit (the blocks all have the same size: a model of a million layers is planned as fast as one of
+   * twelve).
+   */
+  static List<Long> largestUnits(ModelConfig model, Set<String> except, int n) {
+    List<Long> out = new ArrayList<>();
+    if (!except.contains(ModelConfig.EMBEDDING_UNIT)) out.add(ParameterStore.layoutNumel(model.embeddingSpecs()));
+    if (!except.contains(ModelConfig.HEAD_UNIT)) out.add(ParameterStore.layoutNumel(model.headSpecs()));
+    long block = ParameterStore.layoutNumel(model.blockSpecs(0));
+    int blocks = 0;
+    for (int i = 0; i < model.layers() && blocks < n; i++) if (!except.contains(ModelConfig.blockUnit(i))) blocks++;
+    for (int i = 0; i < blocks; i++) out.add(block);
+    out.sort(java.util.Comparator.reverseOrder());
+    return List.copyOf(out.subList(0, Math.min(n, out.size())));
+  }
+
+  /** The elements of {@code model}'s unit {@code name} (embedding, block.N or head). */
+  static long unitElements(ModelConfig model, String name) {
+    if (name.equals(ModelConfig.EMBEDDING_UNIT)) return ParameterStore.layoutNumel(model.embeddingSpecs());
+    if (name.equals(ModelConfig.HEAD_UNIT)) return ParameterStore.layoutNumel(model.headSpecs());
+    return ParameterStore.layoutNumel(model.blockSpecs(0));
   }
 
   /**
@@ -216,6 +242,12 @@ public record OffloadPlan(ModelConfig model, Device device, Set<Role> diskRoles,
     return !offloads() ? OffloadConfig.NONE
         : new OffloadConfig(diskRoles.isEmpty() ? Set.of() : EnumSet.copyOf(diskRoles), directory, chunkBytes, true,
             residentWeights, activations != null);
+  }
+
+  /** What this plan puts on DISK, in words: its roles ({@link #describe}) and the blocks' activations when they go there. */
+  public String describeOnDisk() {
+    if (activations == null) return describe(diskRoles);
+    return diskRoles.isEmpty() ? "the blocks' activations" : describe(diskRoles) + " and the blocks' activations";
   }
 
   /** What the roles on DISK are, in words: e.g. "weights, gradients and AdamW's moments". */

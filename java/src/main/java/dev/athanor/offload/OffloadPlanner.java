@@ -139,12 +139,12 @@ public final class OffloadPlanner {
         throw new IllegalArgumentException("offload on " + job.device() + " is not supported yet: state can be on DISK only "
             + "when training on the CPU");
       }
-      List<Long> units = OffloadPlan.units(job.model()).stream().map(OffloadPlan.UnitSize::elements).toList();
-      List<Long> paged = new java.util.ArrayList<>();
+      // the windows are bounded by the three largest units (UnitPager.windowBound): those are all it needs
+      List<Long> units = OffloadPlan.largestUnits(job.model(), Set.of(), 3);
+      List<Long> paged = OffloadPlan.largestUnits(job.model(), resident, 3);
       long residentBytes = 0;
-      for (OffloadPlan.UnitSize u : OffloadPlan.units(job.model())) {
-        if (resident.contains(u.name())) residentBytes = Math.addExact(residentBytes, Math.multiplyExact(4L, u.elements()));
-        else paged.add(u.elements());
+      for (String u : resident) {
+        residentBytes = Math.addExact(residentBytes, Math.multiplyExact(4L, OffloadPlan.unitElements(job.model(), u)));
       }
       boolean w = oc.onDisk(Role.MASTER), g = oc.onDisk(Role.GRAD);
       // the paged units' windows, and the resident units' weights, all the time
@@ -291,13 +291,16 @@ public final class OffloadPlanner {
   public static double recomputeSeconds(Job job, Speeds speeds) {
     ModelConfig c = job.model();
     double tokens = (double) job.train().batch() * job.train().seq();
-    double perToken = 2.0 * OffloadPlan.units(c).get(1).elements() + 4.0 * job.train().seq() * c.hidden();
+    double perToken = 2.0 * dev.athanor.params.ParameterStore.layoutNumel(c.blockSpecs(0)) + 4.0 * job.train().seq() * c.hidden();
     return job.train().accum() * tokens * perToken * c.layers() / speeds.flopsPerSecond();
   }
 
   /** Seconds per step that the activations on DISK add: their traffic ({@link OffloadPlan#activationTrafficPerStep}). */
   public static double activationDiskSeconds(Job job, Speeds speeds) {
-    return place(job.withActivationsOnDisk(true), Set.of()).activationTrafficPerStep() / speeds.diskBytesPerSecond();
+    TrainConfig t = job.train();
+    long block = Footprint.blockActivationBytes(job.model(), job.device(), job.dtype(), t.batch(), t.seq());
+    double perMicroBatch = ActivationPager.bytesPerMicroBatch(block, Footprint.offloadedBlocks(dev.athanor.nn.Stage.whole(job.model())));
+    return t.accum() * perMicroBatch / speeds.diskBytesPerSecond();
   }
 
   /**

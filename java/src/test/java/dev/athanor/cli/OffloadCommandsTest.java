@@ -249,6 +249,32 @@ class OffloadCommandsTest {
     assertTrue(both.err().contains("puts the activations on DISK") && both.err().contains("give one"), both.err());
   }
 
+  /**
+   * Under a budget that the activations kept in memory exceed, {@code plan} on a model of wide blocks puts them on DISK
+   * (its cost model's cheaper way there) rather than recomputing them, in the table and in the JSON.
+   */
+  @Test
+  void planPutsTheActivationsOfWideBlocksOnDisk() throws IOException {
+    ModelConfig wide = ModelConfig.gpt2(300, 64, 6, 320, 4);
+    Path wideConfig = tmp.resolve("wide.json");
+    Files.writeString(wideConfig, HfConfig.toJson(wide));
+    List<String> args = List.of("plan", "--config", wideConfig.toString(), "--device", "cpu", "--batch", "4", "--seq", "64");
+    TrainConfig tc = CliTest.parseTrain("train", "--data", data.toString(), "--out", tmp.resolve("w").toString(), "--config",
+        wideConfig.toString(), "--batch", "4", "--seq", "64").trainConfig(wide);
+    OffloadPlanner.Job j = new OffloadPlanner.Job(wide, Device.CPU, tc, false, false, false);
+    Set<Role> light = EnumSet.of(Role.ADAM_M, Role.ADAM_V, Role.GRAD);
+    long room = OffloadPlanner.place(j.withActivationsOnDisk(true), light).bytes(Tier.HOST);
+    assertTrue(OffloadPlanner.place(j, light).bytes(Tier.HOST) > room, "kept, the activations do not fit");
+    String budget = Long.toString(MM.liveBytes(Tier.HOST) + room);
+    CliTest.Out json = run(concat(args, "--mem-host", budget, "--json", "-"));
+    assertEquals(0, json.code(), json.err());
+    assertTrue(json.out().contains("\"activations\": \"disk\"") && json.out().contains("\"recompute\": false"), json.out());
+    MM.setBudget(Tier.HOST, hostBudget);
+    CliTest.Out table = run(concat(args, "--mem-host", budget));
+    assertEquals(0, table.code(), table.err());
+    assertTrue(table.out().contains("activations: on DISK (tier DISK), 4 of 6 blocks'"), table.out());
+  }
+
   /** {@code bench --mode train --offload PLAN.json} times offloaded steps and reports their DISK traffic. */
   @Test
   void benchTrainReportsTheOffloadsTraffic() throws IOException {
