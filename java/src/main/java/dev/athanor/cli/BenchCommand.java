@@ -266,9 +266,10 @@ final class BenchCommand implements Callable<Integer> {
         int n = steps.steps != null ? steps.steps : 10;
         StepTimes st = trainSteps(m, b, t, n, steps.warmup, new SplittableRandom(1), oc, w);
         Map<String, Object> j = trainJson(m, b, t, n, st.millis());
-        if (oc.enabled()) {
+        if (oc.offloadsAnything()) {
           Map<String, Object> o = new java.util.LinkedHashMap<>();
           o.put("disk_roles", oc.diskRoles().stream().map(r -> r.name().toLowerCase(java.util.Locale.ROOT)).sorted().toList());
+          o.put("activations_on_disk", oc.activationsOnDisk());
           o.put("resident_weight_units", oc.residentWeights().size());
           o.put("prefetch", oc.prefetch());
           o.put("disk_read_bytes_per_step", st.traffic().diskToHost() / n);

@@ -87,7 +87,7 @@ final class MemoryCheck {
     if (canOffload && need.worstShortfall(MemoryManager.global()) != null) {
       OffloadPlan p = OffloadPlanner.plan(job, MemoryManager.global()).plan();
       if (p != null && p.offloads()) {
-        offload = ", or --offload auto (" + OffloadPlan.describe(p.diskRoles())
+        offload = ", or --offload auto (" + p.describeOnDisk()
             + " then go to DISK: " + Footprint.size(p.bytes(Tier.HOST)) + " of host memory and "
             + Footprint.size(p.bytes(Tier.DISK)) + " on DISK)";
       }

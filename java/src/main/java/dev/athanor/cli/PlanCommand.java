@@ -26,7 +26,8 @@ import picocli.CommandLine.Spec;
  * {@code train --offload PLAN.json}.
  */
 @Command(name = "plan", sortOptions = false, abbreviateSynopsis = true,
-    description = "Plan where a training job's memory goes (weights, gradients and AdamW's moments in memory or on DISK) from the model, the "
+    description = "Plan where a training job's memory goes (weights, gradients and AdamW's moments in memory or on DISK; the blocks' "
+        + "activations kept, recomputed or on DISK) from the model, the "
         + "batch and the budgets, without data or allocating the model: print the table, and with --json write the plan "
         + "that train --offload PLAN.json reads. Fails (exit 1) when no placement fits, naming the tier and the shortfall.",
     footer = {"%nExamples:",

@@ -33,24 +33,31 @@ import picocli.CommandLine.Model.CommandSpec;
  * Offload plans on the command line: the table {@code train --offload auto} and {@code plan} print, and the JSON file
  * {@code plan --json} writes and {@code train --offload PLAN.json} reads back (checked strictly against the model).
  *
- * <p>The file: {@code {"format": "athanor-offload-plan", "version": 1, "chunk_bytes": N, "placements": [{"unit":
- * "embedding", "role": "adam_m", "tier": "DISK", "bytes": N}, ...], "totals": {...}, "disk_traffic_per_step": N}}.
- * Reading uses the placements and the chunk; the totals and the traffic are recomputed for the run (the file's are
- * for people).
+ * <p>The file: {@code {"format": "athanor-offload-plan", "version": 1, "chunk_bytes": N, "recompute": false,
+ * "activations": "memory", "placements": [{"unit": "embedding", "role": "adam_m", "tier": "DISK", "bytes": N}, ...],
+ * "totals": {...}, "disk_traffic_per_step": N, "activation_traffic_per_step": N}}. {@code "activations"} is where the
+ * blocks' saved activations are between a micro-batch's forward and backward: {@code "memory"} (kept), {@code
+ * "recompute"} (recomputed in the backward) or {@code "disk"} (on DISK); files without it (written before it existed)
+ * read as {@code "recompute"} when {@code "recompute"} is true, else {@code "memory"}. Reading uses the placements, the
+ * chunk and the activations; the totals and the traffic are recomputed for the run (the file's are for people).
  */
 final class PlanFile {
   private PlanFile() {}
 
   static final String FORMAT = "athanor-offload-plan";
   static final int VERSION = 1;
-  private static final Set<String> KEYS = Set.of("format", "version", "chunk_bytes", "recompute", "placements", "totals",
-      "disk_traffic_per_step");
+  private static final Set<String> KEYS = Set.of("format", "version", "chunk_bytes", "recompute", "activations", "placements",
+      "totals", "disk_traffic_per_step", "activation_traffic_per_step");
+  /** The values of {@code "activations"}. */
+  static final List<String> ACTIVATIONS = List.of("memory", "recompute", "disk");
   private static final Set<String> ENTRY_KEYS = Set.of("unit", "role", "tier", "bytes");
 
   /** The plan as a table: unit, role, tier, bytes; totals per tier; DISK traffic per step. */
   static void print(OffloadPlan p, PrintStream out) {
-    out.println(p.offloads() ? "offload plan: " + OffloadPlan.describe(p.diskRoles()) + " on DISK, streamed by the optimizer "
-        + "in chunks of " + Footprint.size(p.chunkBytes()) + " per role" : "offload plan: everything in memory (it fits)");
+    out.println(!p.diskRoles().isEmpty() ? "offload plan: " + OffloadPlan.describe(p.diskRoles()) + " on DISK, streamed by the "
+        + "optimizer in chunks of " + Footprint.size(p.chunkBytes()) + " per role"
+        : p.activationsOnDisk() ? "offload plan: the weights, gradients and AdamW's moments in memory"
+        : "offload plan: everything in memory (it fits)");
     if (!p.residentWeights().isEmpty()) {
       out.println("  the weights of " + p.residentWeights().size() + " of " + OffloadPlan.units(p.model()).size()
           + " units stay in memory (master on HOST below): never paged, updated in place");
@@ -63,6 +70,16 @@ final class PlanFile {
     for (OffloadPlan.Placement x : rows) out.printf(Locale.ROOT, f, x.unit(), name(x.role()), x.tier(), Footprint.size(x.bytes()));
     printTotals(p, out);
     if (p.recompute()) out.println("  activations: one block's kept, the others recomputed in the backward pass (as --recompute)");
+    if (p.activationsOnDisk()) {
+      dev.athanor.nn.Stage whole = dev.athanor.nn.Stage.whole(p.model());
+      int n = Footprint.offloadedBlocks(whole);
+      long block = Footprint.blockActivationBytes(p.model(), p.device(), p.footprint().computeDtype(), p.activations().batch(),
+          p.activations().seq());
+      out.println("  activations: on DISK (tier DISK), " + n + " of " + whole.blocks() + " blocks' (" + Footprint.size(block)
+          + " each), written behind the forward and read back ahead of the backward, the next block's while one computes; a "
+          + "ring of " + (whole.blocks() - n) + " blocks' in HOST memory: " + Footprint.size(p.activationTrafficPerStep())
+          + " of DISK traffic per step");
+    }
     out.println("  DISK traffic per step: " + Footprint.size(p.diskTrafficPerStep())
         + (p.offloads() ? " (optimizer staging " + Footprint.size(p.stagingBytes()) + " of HOST memory"
             + (p.diskRoles().contains(Role.MASTER) || p.diskRoles().contains(Role.GRAD)
@@ -107,6 +124,7 @@ final class PlanFile {
     m.put("version", VERSION);
     m.put("chunk_bytes", p.chunkBytes());
     m.put("recompute", p.recompute());
+    m.put("activations", p.activationsOnDisk() ? "disk" : p.recompute() ? "recompute" : "memory");
     List<Object> rows = new ArrayList<>();
     for (OffloadPlan.Placement x : p.placements()) {
       Map<String, Object> r = new LinkedHashMap<>();
@@ -121,11 +139,16 @@ final class PlanFile {
     for (Tier t : Tier.values()) if (p.bytes(t) > 0) totals.put(t.name(), p.bytes(t));
     m.put("totals", totals);
     m.put("disk_traffic_per_step", p.diskTrafficPerStep());
+    m.put("activation_traffic_per_step", p.activationTrafficPerStep());
     return new com.google.gson.GsonBuilder().setPrettyPrinting().disableHtmlEscaping().create().toJson(m) + "\n";
   }
 
-  /** What a plan file asks for: the roles on DISK, the chunk, and whether activations are recomputed (absent: false). */
-  record Request(Set<Role> diskRoles, long chunkBytes, boolean recompute, Set<String> residentWeights) {}
+  /**
+   * What a plan file asks for: the roles on DISK, the chunk, whether activations are recomputed (absent: false) or on
+   * DISK (absent: false).
+   */
+  record Request(Set<Role> diskRoles, long chunkBytes, boolean recompute, Set<String> residentWeights,
+      boolean activationsOnDisk) {}
 
   /**
    * Reads {@code file} and checks it against {@code units} (the model's units in layout order): every unit has both
@@ -167,6 +190,24 @@ final class PlanFile {
       JsonElement r = o.get("recompute");
       if (!(r instanceof JsonPrimitive p) || !p.isBoolean()) throw Options.usage(spec, where + ": \"recompute\" must be true or false, got " + r);
       recompute = r.getAsBoolean();
+    }
+    boolean activationsOnDisk = false;
+    if (o.has("activations")) {
+      JsonElement a = o.get("activations");
+      if (!(a instanceof JsonPrimitive p) || !p.isString() || !ACTIVATIONS.contains(p.getAsString())) {
+        throw Options.usage(spec, where + ": \"activations\" must be one of \"" + String.join("\", \"", ACTIVATIONS) + "\", got " + a);
+      }
+      String v = a.getAsString();
+      if (o.has("recompute") && recompute != v.equals("recompute")) {
+        throw Options.usage(spec, where + ": \"activations\" is \"" + v + "\" but \"recompute\" is " + recompute
+            + ": they must agree (recompute is true exactly when activations is \"recompute\")");
+      }
+      recompute = v.equals("recompute");
+      activationsOnDisk = v.equals("disk");
+      if (activationsOnDisk && inMemory.device().isCuda()) {
+        throw Options.usage(spec, where + ": \"activations\": \"disk\" needs --device cpu (offload on " + inMemory.device()
+            + " is not supported yet)");
+      }
     }
     JsonElement pe = o.get("placements");
     if (pe == null || !pe.isJsonArray()) throw Options.usage(spec, where + ": \"placements\" must be an array of entries");
@@ -237,7 +278,8 @@ final class PlanFile {
     }
     Set<Role> disk = EnumSet.noneOf(Role.class);
     for (Map.Entry<Role, Tier> x : tierOf.entrySet()) if (x.getValue() == Tier.DISK) disk.add(x.getKey());
-    return new Request(disk, chunk, recompute, disk.contains(Role.MASTER) ? Set.copyOf(masterInMemory) : Set.of());
+    return new Request(disk, chunk, recompute, disk.contains(Role.MASTER) ? Set.copyOf(masterInMemory) : Set.of(),
+        activationsOnDisk);
   }
 
   private static Role role(CommandSpec spec, String entry, String name) {
@@ -249,7 +291,7 @@ final class PlanFile {
     }
     if (!OffloadPlan.ROLES.contains(r)) {
       throw Options.usage(spec, entry + ": role " + name + " cannot be placed by a plan: master, grad, adam_m and adam_v can ("
-          + "weight follows master, grad_acc follows grad; activations stay in memory)");
+          + "weight follows master, grad_acc follows grad; the activations are placed by \"activations\")");
     }
     return r;
   }

@@ -623,8 +623,9 @@ final class TrainCommand implements Callable<Integer> {
     }
     Path file = Path.of(o.offload);
     PlanFile.Request req = PlanFile.read(spec, "--offload", file, OffloadPlan.units(job.model()), job.inMemory());
+    requireActivationsOnce(spec, file, job, req);
     OffloadPlanner.Job sized = new OffloadPlanner.Job(job.model(), job.device(), job.train(), job.recompute() || req.recompute(),
-        job.loading(), job.checkpoints(), req.chunkBytes());
+        job.loading(), job.checkpoints(), req.chunkBytes(), req.activationsOnDisk());
     OffloadPlan plan;
     try {
       plan = OffloadPlanner.place(sized, req.diskRoles(), req.residentWeights());
@@ -635,6 +636,14 @@ final class TrainCommand implements Callable<Integer> {
         "use a smaller --batch or --seq (activations and workspace grow with batch x seq), or --offload auto",
         "use a smaller model, or --offload auto");
     return plan;
+  }
+
+  /** A plan file that puts the activations on DISK, with --recompute (which recomputes them) is a usage error. */
+  private static void requireActivationsOnce(CommandSpec spec, Path file, OffloadPlanner.Job job, PlanFile.Request req) {
+    if (req.activationsOnDisk() && job.recompute()) {
+      throw Options.usage(spec, "--offload " + file + " puts the activations on DISK (\"activations\": \"disk\") and "
+          + "--recompute recomputes them: give one (drop --recompute, or edit the plan to \"recompute\")");
+    }
   }
 
   /**
@@ -655,9 +664,10 @@ final class TrainCommand implements Callable<Integer> {
     }
     Path file = Path.of(o.offload);
     PlanFile.Request req = PlanFile.read(spec, "--offload", file, OffloadPlan.units(job.model()), job.inMemory());
+    requireActivationsOnce(spec, file, job, req);
     boolean recompute = job.recompute() || req.recompute();
     OffloadPlanner.Job sized = new OffloadPlanner.Job(job.model(), job.device(), job.train(), recompute, job.loading(),
-        job.checkpoints(), req.chunkBytes());
+        job.checkpoints(), req.chunkBytes(), req.activationsOnDisk());
     var l = new dev.athanor.dist.plan.ParallelPlanner.Layout(layout.dp(), layout.tp(), layout.pp(), layout.zero(), recompute);
     OffloadPlan plan;
     try {
@@ -877,7 +887,7 @@ final class TrainCommand implements Callable<Integer> {
           }
           results.add(r);
           // an offloaded run's line also carries the step's DISK traffic and stalls (checkpoint saves are not in it)
-          String line = offloadConfig.enabled() ? StepTraffic.of(r.step(), trainer.transfers().minus(before)).appendTo(r) : r.toJson();
+          String line = offloadConfig.offloadsAnything() ? StepTraffic.of(r.step(), trainer.transfers().minus(before)).appendTo(r) : r.toJson();
           // with --dp, the time rank 0 spent in collectives during the step (waiting for the others included), and bytes
           if (talked != null) line = withCommunication(line, ((TimedCommunicator) comm).counts().minus(talked));
           w.write(line);

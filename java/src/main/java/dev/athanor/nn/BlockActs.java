@@ -1,5 +1,6 @@
 package dev.athanor.nn;
 
+import dev.athanor.memory.Tier;
 import dev.athanor.ops.Ops;
 import dev.athanor.runtime.Device;
 import dev.athanor.tensor.DType;
@@ -75,15 +76,28 @@ public final class BlockActs extends TensorGroup {
    * others are counted whole (an upper bound under tensor parallelism).
    */
   static long bytes(ModelConfig c, Device dev, DType dt, int b, int t, long rows, boolean tensorParallel) {
+    return sizes(new BufferSizes(dev), c, dev, dt, b, t, rows, tensorParallel);
+  }
+
+  /**
+   * The bytes of one block's activations in a file where each buffer starts at a multiple of {@code align} bytes (so
+   * that its transfers can bypass the page cache): each buffer rounded up to {@code align}. One process, all rows.
+   */
+  static long fileBytes(ModelConfig c, Device dev, DType dt, int b, int t, long align) {
+    return sizes(new BufferSizes(dev.isCuda() ? Tier.DEVICE : Tier.HOST, align), c, dev,
+        dt, b, t, (long) b * t, false);
+  }
+
+  private static long sizes(BufferSizes s, ModelConfig c, Device dev, DType dt, int b, int t, long rows, boolean tensorParallel) {
     boolean gpt2 = c.family() == Family.GPT2;
     long n = (long) b * t, C = c.hidden(), F = c.intermediate();
-    return new BufferSizes(dev)
+    return s
         .add(tensorParallel ? 1 : 0, dt, rows, 1)  // ones
         .add(3, dt, rows, C)                      // n1, x2, n2
         .add(1, dt, n, C)                         // att
         .add(gpt2 ? 4 : 2, DType.F32, rows)       // rstd1, rstd2 (GPT-2: mean1, mean2)
         .add(DType.F32, b, c.heads(), t)          // lse
-        .add(1, Heads.bytes(c, dev, dt, b, t))
+        .add(1, Heads.bytes(c, dev, dt, b, t, s.align()))
         .add(gpt2 ? 2 : 3, dt, n, F)              // fc, gelu or gate, up, act
         .total();
   }
@@ -97,9 +111,15 @@ public final class BlockActs extends TensorGroup {
   record Heads(Tensor qkv, Tensor q, Tensor k, Tensor v, Tensor qh, Tensor kh, Tensor vh, Tensor q4, Tensor k4) {
     /** The bytes {@link #allocate} allocates. */
     static long bytes(ModelConfig c, Device dev, DType dt, int b, int t) {
+      return bytes(c, dev, dt, b, t, 1);
+    }
+
+    /** The same, each buffer rounded up to a multiple of {@code align} bytes. */
+    static long bytes(ModelConfig c, Device dev, DType dt, int b, int t, long align) {
       long n = (long) b * t, C = c.hidden();
-      if (c.family() == Family.GPT2) return new BufferSizes(dev).add(dt, n, 3 * C).total();
-      return new BufferSizes(dev).add(dt, n, C).add(2, dt, n, c.kvDim()).total();
+      Tier tier = dev.isCuda() ? Tier.DEVICE : Tier.HOST;
+      if (c.family() == Family.GPT2) return new BufferSizes(tier, align).add(dt, n, 3 * C).total();
+      return new BufferSizes(tier, align).add(dt, n, C).add(2, dt, n, c.kvDim()).total();
     }
 
     /** This rank's heads under tensor parallelism: H/tp query and KV/tp key/value heads. */

@@ -10,7 +10,8 @@ import dev.athanor.params.Unit;
  * unit's weights before it runs).
  *
  * <p>Order in training: forward: for each unit in order, {@code beforeWeights(u, FORWARD)}, its computation, for
- * a block {@code saveActivations} (when activations are kept rather than recomputed), {@code afterWeights(u,
+ * a block {@code saveActivations} (when activations are kept or offloaded rather than recomputed; offloaded, the
+ * buffers are a ring shared by blocks, see {@link Transformer#setOffloadedActivations}), {@code afterWeights(u,
  * FORWARD)}; backward: for each unit in reverse, {@code beforeWeights(u, BACKWARD)}, for a block
  * {@code restoreActivations}, its computation, {@code afterWeights(u, BACKWARD)}, {@code afterGradients(u)}. The
  * head of a model with tied embeddings also reads the embedding unit's weights (and accumulates into its gradient,

@@ -13,6 +13,7 @@ import dev.athanor.tensor.DType;
  */
 final class BufferSizes {
   private final Tier tier;
+  private final long align;
   private long total;
 
   /** Buffers in the default tier of {@code device}: DEVICE for CUDA, HOST for the CPU. */
@@ -21,7 +22,14 @@ final class BufferSizes {
   }
 
   BufferSizes(Tier tier) {
+    this(tier, 1);
+  }
+
+  /** Buffers in {@code tier}, each rounded up to a multiple of {@code align} bytes (e.g. laid out in a file for O_DIRECT). */
+  BufferSizes(Tier tier, long align) {
+    if (align < 1) throw new IllegalArgumentException("align must be >= 1, got " + align);
     this.tier = tier;
+    this.align = align;
   }
 
   /** Adds one buffer of {@code shape}. */
@@ -34,6 +42,7 @@ final class BufferSizes {
     long numel = 1;
     for (long s : shape) numel = Math.multiplyExact(numel, s);
     long one = MemoryManager.reservedSize(tier, Math.multiplyExact(numel, (long) dt.byteSize()));
+    one = Math.multiplyExact(Math.ceilDiv(one, align), align);
     total = Math.addExact(total, Math.multiplyExact(count, one));
     return this;
   }
@@ -42,6 +51,11 @@ final class BufferSizes {
   BufferSizes add(long count, long bytes) {
     total = Math.addExact(total, Math.multiplyExact(count, bytes));
     return this;
+  }
+
+  /** The rounding of each buffer (1: none). */
+  long align() {
+    return align;
   }
 
   long total() {

@@ -171,6 +171,49 @@ public record Footprint(ModelConfig config, Device device, DType computeDtype, L
         new TensorParallel(tp, 0), sequenceParallel));
   }
 
+  /**
+   * Bytes of one block's saved activations for a micro-batch of {@code batch × seq} tokens in one process: what
+   * offloading them ({@link Transformer#setOffloadedActivations}) writes to DISK after the block's forward and reads
+   * back before its backward.
+   */
+  public static long blockActivationBytes(ModelConfig c, Device device, DType dt, int batch, int seq) {
+    return saturate(() -> BlockActs.bytes(c, device, dt, batch, seq));
+  }
+
+  /**
+   * Bytes of the file one block's offloaded activations take on DISK: each buffer at a multiple of {@link
+   * dev.athanor.memory.Storage#PAGE} bytes, so that the transfers of page-aligned host buffers can bypass the page cache.
+   */
+  public static long blockActivationFileBytes(ModelConfig c, Device device, DType dt, int batch, int seq) {
+    return saturate(() -> BlockActs.fileBytes(c, device, dt, batch, seq, dev.athanor.memory.Storage.PAGE));
+  }
+
+  /**
+   * The blocks of {@code stage} whose activations go to DISK when offloaded: all but the last {@link
+   * Transformer#activationRing()}, whose ring slots are not refilled before their backward.
+   */
+  public static int offloadedBlocks(Stage stage) {
+    return stage.blocks() - Workspace.ringSize(stage);
+  }
+
+  /**
+   * This training footprint (on the CPU, of the whole model, activations kept) with the blocks' saved activations
+   * offloaded ({@link Transformer#setOffloadedActivations}): HOST keeps the residual streams and a ring of {@link
+   * Transformer#activationRing()} blocks' activations, which are also the transfers' buffers (no other staging); DISK
+   * holds one file per offloaded block ({@link #blockActivationFileBytes}).
+   */
+  public Footprint withActivationsOnDisk(int batch, int seq) {
+    Objects.requireNonNull(config, "offload needs a model");
+    if (device.isCuda()) throw new IllegalArgumentException("activations on DISK need the CPU backend, not " + device);
+    Stage whole = Stage.whole(config);
+    long kept = saturate(() -> Workspace.activationBytes(config, whole, device, computeDtype, batch, seq, false));
+    long ring = saturate(() -> Workspace.activationBytes(config, whole, device, computeDtype, batch, seq, false, true, 1,
+        TensorParallel.NONE, false));
+    long files = saturate(() -> Math.multiplyExact((long) offloadedBlocks(whole),
+        BlockActs.fileBytes(config, device, computeDtype, batch, seq, dev.athanor.memory.Storage.PAGE)));
+    return move(Component.ACTIVATIONS, kept - ring, files, "the activations of " + offloadedBlocks(whole) + " blocks");
+  }
+
   /** Bytes of the work buffers (gradient streams, logits, scratch) a training step of {@code stage} allocates. */
   public static long stageBufferBytes(ModelConfig c, Stage stage, Device device, DType dt, int batch, int seq) {
     return saturate(() -> Workspace.bufferBytes(c, stage, device, dt, batch, seq));
@@ -366,7 +409,7 @@ public record Footprint(ModelConfig config, Device device, DType computeDtype, L
   }
 
   /** {@code hostBytes} of {@code component} taken out of HOST and {@code diskBytes} of it put on DISK. */
-  private Footprint move(Component component, long hostBytes, long diskBytes, Role role) {
+  private Footprint move(Component component, long hostBytes, long diskBytes, Object what) {
     List<Part> p = new ArrayList<>();
     long left = hostBytes;
     for (Part part : parts) {
@@ -379,7 +422,7 @@ public record Footprint(ModelConfig config, Device device, DType computeDtype, L
       }
     }
     if (left > 0) {
-      throw new IllegalArgumentException("this footprint holds less " + component.label() + " in HOST memory than " + role + " takes");
+      throw new IllegalArgumentException("this footprint holds less " + component.label() + " in HOST memory than " + what + " takes");
     }
     return new Footprint(config, device, computeDtype, p).plus(component, Tier.DISK, diskBytes);
   }

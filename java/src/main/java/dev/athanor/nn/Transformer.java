@@ -53,6 +53,7 @@ public final class Transformer implements AutoCloseable {
   private BlockHooks hooks = BlockHooks.NONE;
   private TensorParallel.TokenCollectives tokens;  // sequence parallelism over the tensor-parallel ranks; null: off
   private boolean recompute;
+  private boolean offloadActivations; // the blocks' saved activations in a ring, emptied and refilled by the hooks
   private Workspace ws;
   private int activationSets = 1; // micro-batches whose activations are kept at once (see setActivationSets)
   private int activationSet;      // the selected one
@@ -181,6 +182,9 @@ public final class Transformer implements AutoCloseable {
    * activation memory drops from L blocks to one (plus the L+1 residual streams) for one more forward.
    */
   public void setRecompute(boolean on) {
+    if (on && offloadActivations) {
+      throw new IllegalStateException("the activations are offloaded (setOffloadedActivations): they cannot also be recomputed");
+    }
     if (on != recompute) {
       recompute = on;
       releaseWorkspace();
@@ -189,6 +193,42 @@ public final class Transformer implements AutoCloseable {
 
   public boolean recompute() {
     return recompute;
+  }
+
+  /**
+   * Offloaded activations: the blocks' saved activations live in a ring of {@link #activationRing()} buffers instead of
+   * one per block, block i's in slot {@code i % ring}, so that activation memory drops from L blocks to the ring (plus
+   * the L+1 residual streams) with no extra computation; the hooks move them out and back. Contract for the hooks:
+   * after {@code saveActivations(i, a)} the buffers of {@code a} are refilled by block {@code i + ring}'s forward, which
+   * starts with {@code beforeWeights} of its unit, so whatever reads them (a write to DISK) must be done by then; the
+   * last {@code ring} blocks' activations are never refilled before their backward. {@code restoreActivations(i, a)}
+   * must leave block i's activations in {@code a}; the slot of block {@code i - 1} is free from then on (its last user,
+   * block {@code i - 1 + ring}, has run its backward), so it can be filled ahead. Needs one activation set and no
+   * recomputation. Frees the activations.
+   */
+  public void setOffloadedActivations(boolean on) {
+    if (on && recompute) throw new IllegalStateException("the activations are recomputed: they cannot also be offloaded");
+    if (on && activationSets > 1) {
+      throw new IllegalStateException("offloaded activations need one activation set, not " + activationSets
+          + " (a pipeline stage's micro-batches in flight)");
+    }
+    if (on != offloadActivations) {
+      offloadActivations = on;
+      releaseWorkspace();
+    }
+  }
+
+  /** Whether the blocks' activations are offloaded ({@link #setOffloadedActivations}). */
+  public boolean offloadedActivations() {
+    return offloadActivations;
+  }
+
+  /**
+   * The blocks whose saved activations share memory when they are offloaded: block i's and block {@code i + ring}'s
+   * are the same buffers ({@link #setOffloadedActivations}); 2, or the stage's blocks when fewer.
+   */
+  public int activationRing() {
+    return Workspace.ringSize(stage);
   }
 
   /**
@@ -226,6 +266,9 @@ public final class Transformer implements AutoCloseable {
   public void setActivationSets(int n) {
     if (n < 1) throw new IllegalArgumentException("activation sets " + n + " must be >= 1");
     if (n == activationSets) return;
+    if (n > 1 && offloadActivations) {
+      throw new IllegalStateException("offloaded activations need one activation set, not " + n);
+    }
     releaseWorkspace();
     activationSets = n;
     activationSet = 0;
@@ -454,6 +497,10 @@ public final class Transformer implements AutoCloseable {
   }
 
   private float runForward(Workspace w, int[] targets) {
+    if (offloadActivations && hooks == BlockHooks.NONE && blocks.length > activationRing()) {
+      throw new IllegalStateException("offloaded activations need hooks that save and restore them (an ActivationPager): "
+          + "without them the ring's slots are refilled before the backward reads them");
+    }
     if (stage.embedding()) embeddingForward(w.ids, w.localPositions, w.residual[0], w.scratch);
     for (int i = 0; i < blocks.length; i++) {
       Block b = blocks[i];
@@ -812,7 +859,7 @@ public final class Transformer implements AutoCloseable {
           + " token rows over " + tp.size() + " tensor-parallel ranks: each needs at least one");
     }
     releaseWorkspace();
-    ws = new Workspace(cfg, tp, stage, device, dt, batch, seq, recompute, activationSets, tokens);
+    ws = new Workspace(cfg, tp, stage, device, dt, batch, seq, recompute, offloadActivations, activationSets, tokens);
     ws.select(activationSet);
     return ws;
   }

@@ -23,6 +23,9 @@ import dev.athanor.tensor.Tensor;
  * {@code BlockActs} is shared.
  */
 final class Workspace extends TensorGroup {
+  /** The blocks' saved activations kept at once with offloaded activations: the one being filled and the one written. */
+  static final int OFFLOAD_RING = 2;
+
   final int batch, seq, rows;
 
   // the selected activation set's buffers (see select)
@@ -32,7 +35,7 @@ final class Workspace extends TensorGroup {
   final SequenceParallel split;           // sequence parallelism: the token cut and the full-rows buffer; else null
   Tensor targets;                         // (N) I32; head only
   Tensor[] residual;                      // blocks+1 of (N, C)
-  BlockActs[] blocks;                     // one per block, or 1 shared when recomputing
+  BlockActs[] blocks;                     // one per block, 1 shared when recomputing, a ring when offloaded
   Tensor normOut, normMean, normRstd;     // final norm: (N, C), (N) F32, (N) F32; head only
   Tensor logitsBuf, logits;               // (N, Vp) and its (N, V) view; holds dlogits in the backward; head only
   Tensor logitsWide;                      // tensor-parallel: (N, V+1) view, column V a dummy target; else null
@@ -65,6 +68,16 @@ final class Workspace extends TensorGroup {
    */
   Workspace(ModelConfig c, TensorParallel tp, Stage stage, Device dev, DType dt, int batch, int seq, boolean recompute,
       int sets, TensorParallel.TokenCollectives tokens) {
+    this(c, tp, stage, dev, dt, batch, seq, recompute, false, sets, tokens);
+  }
+
+  /**
+   * As above, with {@code offloaded} (not with {@code recompute}) the blocks' saved activations in a ring of {@link
+   * #ringSize} buffers shared by the sets instead of one per block and set.
+   */
+  Workspace(ModelConfig c, TensorParallel tp, Stage stage, Device dev, DType dt, int batch, int seq, boolean recompute,
+      boolean offloaded, int sets, TensorParallel.TokenCollectives tokens) {
+    if (recompute && offloaded) throw new IllegalArgumentException("activations are recomputed or offloaded, not both");
     if (sets < 1) throw new IllegalArgumentException("activation sets " + sets + " must be >= 1");
     this.batch = batch;
     this.seq = seq;
@@ -95,8 +108,8 @@ final class Workspace extends TensorGroup {
         a.targets = head ? own(Tensor.zeros(DType.I32, dev, n)) : null;
         a.residual = new Tensor[stage.blocks() + 1];
         for (int l = 0; l < a.residual.length; l++) a.residual[l] = own(Tensor.empty(dt, dev, m, C));
-        if (shared == null || !recompute) {
-          a.blocks = new BlockActs[recompute ? Math.min(1, stage.blocks()) : stage.blocks()];
+        if (shared == null || !recompute && !offloaded) {
+          a.blocks = new BlockActs[keptBlocks(stage, recompute, offloaded)];
           for (int l = 0; l < a.blocks.length; l++) a.blocks[l] = new BlockActs(c, tp, split, dev, dt, batch, seq);
           shared = a.blocks;
         } else {
@@ -156,8 +169,14 @@ final class Workspace extends TensorGroup {
    */
   static long activationBytes(ModelConfig c, Stage stage, Device dev, DType dt, int batch, int seq, boolean recompute,
       int sets, TensorParallel tp, boolean sequenceParallel) {
+    return activationBytes(c, stage, dev, dt, batch, seq, recompute, false, sets, tp, sequenceParallel);
+  }
+
+  /** The same with the blocks' saved activations offloaded ({@code offloaded}: a ring of {@link #ringSize} in memory). */
+  static long activationBytes(ModelConfig c, Stage stage, Device dev, DType dt, int batch, int seq, boolean recompute,
+      boolean offloaded, int sets, TensorParallel tp, boolean sequenceParallel) {
     long n = (long) batch * seq, m = sequenceParallel ? tp.tokenRows(n, 0) : n;
-    long acts = recompute ? Math.min(1, stage.blocks()) : (long) stage.blocks() * sets;
+    long acts = recompute || offloaded ? keptBlocks(stage, recompute, offloaded) : (long) stage.blocks() * sets;
     BufferSizes s = new BufferSizes(dev)
         .add((stage.blocks() + 1L) * sets, dt, m, c.hidden())                     // residual
         .add(acts, BlockActs.bytes(c, dev, dt, batch, seq, m, tp.split()));       // blocks
@@ -248,9 +267,19 @@ final class Workspace extends TensorGroup {
     BlockActs[] blocks;
   }
 
-  /** The saved activations of the stage's i-th block. */
+  /** The saved activations of the stage's i-th block (a ring: slot {@code i % } the buffers kept). */
   BlockActs acts(int i) {
-    return blocks[blocks.length == 1 ? 0 : i];
+    return blocks[i % blocks.length];
+  }
+
+  /** The blocks' activation buffers a set keeps: one when recomputing, a ring when offloaded, else one per block. */
+  static int keptBlocks(Stage stage, boolean recompute, boolean offloaded) {
+    return recompute ? Math.min(1, stage.blocks()) : offloaded ? ringSize(stage) : stage.blocks();
+  }
+
+  /** The ring of offloaded activations of {@code stage}: {@link #OFFLOAD_RING} buffers, or one per block when fewer. */
+  static int ringSize(Stage stage) {
+    return Math.min(OFFLOAD_RING, stage.blocks());
   }
 
   @Override

@@ -89,14 +89,21 @@ public final class ChunkStreamer implements AutoCloseable {
     long maxUnit = 1;
     for (Unit u : store.units()) maxUnit = Math.max(maxUnit, u.elements().length());
     this.chunkElements = OffloadConfig.chunkElements(chunkBytes, maxUnit);
-    ThreadPoolExecutor pool = new ThreadPoolExecutor(IO_THREADS, IO_THREADS, 30, TimeUnit.SECONDS,
-        new LinkedBlockingQueue<>(), r -> {
-          Thread t = new Thread(r, "athanor-offload-io-" + THREADS.incrementAndGet());
-          t.setDaemon(true);
-          return t;
-        });
-    pool.allowCoreThreadTimeOut(true);  // idle between optimizer steps that are far apart: no threads held
-    this.io = pool;
+    this.io = ioThreads(IO_THREADS, "athanor-offload-io-", THREADS);
+  }
+
+  /**
+   * A pool of {@code n} daemon I/O threads named {@code prefix} and a number from {@code counter}, which end when idle
+   * (between steps that are far apart no threads are held).
+   */
+  static ExecutorService ioThreads(int n, String prefix, AtomicInteger counter) {
+    ThreadPoolExecutor pool = new ThreadPoolExecutor(n, n, 30, TimeUnit.SECONDS, new LinkedBlockingQueue<>(), r -> {
+      Thread t = new Thread(r, prefix + counter.incrementAndGet());
+      t.setDaemon(true);
+      return t;
+    });
+    pool.allowCoreThreadTimeOut(true);
+    return pool;
   }
 
   /** Elements of one role per chunk (at most the largest unit). */

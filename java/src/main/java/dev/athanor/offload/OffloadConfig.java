@@ -37,14 +37,18 @@ import java.util.Set;
  *     when it is needed, which shows what the overlap is worth)
  * @param residentWeights with the weights on DISK, the units whose weights stay in memory all the time (read once,
  *     updated in place by the optimizer, never paged): what a budget between "all weights" and "a few units" holds
+ * @param activationsOnDisk whether the blocks' saved activations go to DISK between each micro-batch's forward and
+ *     backward ({@link ActivationPager}; with {@code prefetch}, the next block's read while the current backward runs),
+ *     instead of staying in memory or being recomputed
  */
-public record OffloadConfig(Set<Role> diskRoles, Path directory, long chunkBytes, boolean prefetch, Set<String> residentWeights) {
+public record OffloadConfig(Set<Role> diskRoles, Path directory, long chunkBytes, boolean prefetch, Set<String> residentWeights,
+    boolean activationsOnDisk) {
   /** Host staging slots per streamed role: read-ahead, compute, write-behind. */
   public static final int STAGING_SLOTS = 3;
   /** The default chunk: 4 MiB per role. */
   public static final long DEFAULT_CHUNK_BYTES = 4L << 20;
   /** Everything in memory (no offload). */
-  public static final OffloadConfig NONE = new OffloadConfig(Set.of(), null, DEFAULT_CHUNK_BYTES, true, Set.of());
+  public static final OffloadConfig NONE = new OffloadConfig(Set.of(), null, DEFAULT_CHUNK_BYTES, true, Set.of(), false);
   /** The roles that can be placed on DISK. */
   public static final Set<Role> OFFLOADABLE = Set.copyOf(EnumSet.of(Role.MASTER, Role.GRAD, Role.ADAM_M, Role.ADAM_V));
 
@@ -65,6 +69,11 @@ public record OffloadConfig(Set<Role> diskRoles, Path directory, long chunkBytes
       throw new IllegalArgumentException("resident weight units " + new java.util.TreeSet<>(residentWeights) + " need the weights "
           + "(MASTER) on DISK; with them in memory every unit is resident");
     }
+  }
+
+  /** {@code diskRoles} on DISK in {@code directory}, the activations in memory. */
+  public OffloadConfig(Set<Role> diskRoles, Path directory, long chunkBytes, boolean prefetch, Set<String> residentWeights) {
+    this(diskRoles, directory, chunkBytes, prefetch, residentWeights, false);
   }
 
   /** {@code diskRoles} on DISK in {@code directory}, with read-ahead. */
@@ -89,17 +98,22 @@ public record OffloadConfig(Set<Role> diskRoles, Path directory, long chunkBytes
 
   /** The same with {@code bytes} per role per chunk. */
   public OffloadConfig withChunkBytes(long bytes) {
-    return new OffloadConfig(diskRoles, directory, bytes, prefetch, residentWeights);
+    return new OffloadConfig(diskRoles, directory, bytes, prefetch, residentWeights, activationsOnDisk);
   }
 
   /** The same with read-ahead on or off. */
   public OffloadConfig withPrefetch(boolean on) {
-    return new OffloadConfig(diskRoles, directory, chunkBytes, on, residentWeights);
+    return new OffloadConfig(diskRoles, directory, chunkBytes, on, residentWeights, activationsOnDisk);
   }
 
   /** The same with the weights of {@code units} kept in memory (the weights must be on DISK). */
   public OffloadConfig withResidentWeights(Set<String> units) {
-    return new OffloadConfig(diskRoles, directory, chunkBytes, prefetch, units);
+    return new OffloadConfig(diskRoles, directory, chunkBytes, prefetch, units, activationsOnDisk);
+  }
+
+  /** The same with the blocks' saved activations on DISK or not ({@link ActivationPager}). */
+  public OffloadConfig withActivationsOnDisk(boolean on) {
+    return new OffloadConfig(diskRoles, directory, chunkBytes, prefetch, residentWeights, on);
   }
 
   /** Whether {@code role} lives on DISK. */
@@ -107,9 +121,14 @@ public record OffloadConfig(Set<Role> diskRoles, Path directory, long chunkBytes
     return diskRoles.contains(role);
   }
 
-  /** Whether anything is offloaded. */
+  /** Whether any parameter-store role is offloaded (the activations aside: {@link #offloadsAnything()}). */
   public boolean enabled() {
     return !diskRoles.isEmpty();
+  }
+
+  /** Whether anything is on DISK: a role, or the activations. */
+  public boolean offloadsAnything() {
+    return enabled() || activationsOnDisk;
   }
 
   /** Whether weights or gradients are paged unit by unit during the forward and backward ({@link UnitPager}). */

@@ -19,8 +19,9 @@ import java.util.Set;
  * placement, and the DISK traffic of one optimizer step.
  *
  * <p>The placement is per role: a role is on DISK for every unit or for none ({@link OffloadConfig} selects roles,
- * not units), so {@link #placements()} lists each unit with its role's tier. Activations and workspace are always in
- * memory (HOST on the CPU).
+ * not units), so {@link #placements()} lists each unit with its role's tier. The workspace is always in memory (HOST
+ * on the CPU); the blocks' saved activations are kept in memory, recomputed in the backward, or on DISK between each
+ * micro-batch's forward and backward ({@link #activations()}, a ring of two blocks' in memory).
  *
  * @param model the model the plan is for (its units and their sizes)
  * @param device where the job runs
@@ -32,9 +33,21 @@ import java.util.Set;
  * @param recompute whether the job recomputes activations in the backward pass (one block's kept instead of all)
  * @param residentWeights with the weights on DISK, the units whose weights stay in memory
  *     ({@link OffloadConfig#residentWeights()})
+ * @param activations the micro-batch whose blocks' saved activations go to DISK ({@link ActivationPager}), or null when
+ *     they stay in memory (kept, or recomputed with {@code recompute})
  */
 public record OffloadPlan(ModelConfig model, Device device, Set<Role> diskRoles, long chunkBytes, Footprint footprint,
-    int accum, boolean recompute, Set<String> residentWeights) {
+    int accum, boolean recompute, Set<String> residentWeights, Activations activations) {
+  /**
+   * The blocks' saved activations on DISK, for micro-batches of {@code batch} sequences of {@code seq} tokens (what
+   * sizes their files and traffic).
+   */
+  public record Activations(int batch, int seq) {
+    public Activations {
+      if (batch < 1 || seq < 1) throw new IllegalArgumentException("batch " + batch + " and seq " + seq + " must be >= 1");
+    }
+  }
+
   /** The roles a plan places, in the order its table lists them per unit. */
   public static final List<Role> ROLES = List.of(Role.MASTER, Role.GRAD, Role.ADAM_M, Role.ADAM_V);
 
@@ -63,9 +76,24 @@ public record OffloadPlan(ModelConfig model, Device device, Set<Role> diskRoles,
     if (accum < 1) throw new IllegalArgumentException("accum must be >= 1, got " + accum);
     residentWeights = Set.copyOf(residentWeights);
     new OffloadConfig(diskRoles, null, chunkBytes, true, residentWeights);  // resident units need the weights on DISK
-    java.util.Set<String> names = new java.util.HashSet<>();
-    for (UnitSize u : units(model)) names.add(u.name());
-    for (String u : residentWeights) if (!names.contains(u)) throw new IllegalArgumentException("no unit named \"" + u + "\"");
+    if (!residentWeights.isEmpty()) {  // (a model of a million layers has a million units: only when needed)
+      java.util.Set<String> names = new java.util.HashSet<>();
+      for (UnitSize u : units(model)) names.add(u.name());
+      for (String u : residentWeights) if (!names.contains(u)) throw new IllegalArgumentException("no unit named \"" + u + "\"");
+    }
+    if (activations != null && recompute) {
+      throw new IllegalArgumentException("the activations are recomputed or on DISK, not both");
+    }
+    if (activations != null && device.isCuda()) {
+      throw new IllegalArgumentException("activations on DISK need the CPU backend; offload on " + device + " is not "
+          + "supported yet");
+    }
+  }
+
+  /** A plan whose activations stay in memory (kept, or recomputed). */
+  public OffloadPlan(ModelConfig model, Device device, Set<Role> diskRoles, long chunkBytes, Footprint footprint, int accum,
+      boolean recompute, Set<String> residentWeights) {
+    this(model, device, diskRoles, chunkBytes, footprint, accum, recompute, residentWeights, null);
   }
 
   /** A plan without resident weight units. */
@@ -81,9 +109,33 @@ public record OffloadPlan(ModelConfig model, Device device, Set<Role> diskRoles,
 
   /** Elements of {@code model}'s flat layout, padding included (every unit's). */
   public static long layoutElements(ModelConfig model) {
-    long n = 0;
-    for (UnitSize u : units(model)) n = Math.addExact(n, u.elements());
-    return n;
+    long block = ParameterStore.layoutNumel(model.blockSpecs(0));  // every block has the same shapes
+    return Math.addExact(Math.addExact(ParameterStore.layoutNumel(model.embeddingSpecs()),
+        Math.multiplyExact((long) model.layers(), block)), ParameterStore.layoutNumel(model.headSpecs()));
+  }
+
+  /**
+   * The elements of the {@code n} largest units of {@code model} not named in {@code except}, largest first, without
+   * listing every unit (the blocks all have the same size: a model of a million layers is planned as fast as one of
+   * twelve).
+   */
+  static List<Long> largestUnits(ModelConfig model, Set<String> except, int n) {
+    List<Long> out = new ArrayList<>();
+    if (!except.contains(ModelConfig.EMBEDDING_UNIT)) out.add(ParameterStore.layoutNumel(model.embeddingSpecs()));
+    if (!except.contains(ModelConfig.HEAD_UNIT)) out.add(ParameterStore.layoutNumel(model.headSpecs()));
+    long block = ParameterStore.layoutNumel(model.blockSpecs(0));
+    int blocks = 0;
+    for (int i = 0; i < model.layers() && blocks < n; i++) if (!except.contains(ModelConfig.blockUnit(i))) blocks++;
+    for (int i = 0; i < blocks; i++) out.add(block);
+    out.sort(java.util.Comparator.reverseOrder());
+    return List.copyOf(out.subList(0, Math.min(n, out.size())));
+  }
+
+  /** The elements of {@code model}'s unit {@code name} (embedding, block.N or head). */
+  static long unitElements(ModelConfig model, String name) {
+    if (name.equals(ModelConfig.EMBEDDING_UNIT)) return ParameterStore.layoutNumel(model.embeddingSpecs());
+    if (name.equals(ModelConfig.HEAD_UNIT)) return ParameterStore.layoutNumel(model.headSpecs());
+    return ParameterStore.layoutNumel(model.blockSpecs(0));
   }
 
   /**
@@ -119,9 +171,26 @@ public record OffloadPlan(ModelConfig model, Device device, Set<Role> diskRoles,
     return out;
   }
 
-  /** Whether anything is on DISK. */
+  /** Whether anything is on DISK: a role, or the activations. */
   public boolean offloads() {
-    return !diskRoles.isEmpty();
+    return !diskRoles.isEmpty() || activations != null;
+  }
+
+  /** Whether the blocks' saved activations go to DISK. */
+  public boolean activationsOnDisk() {
+    return activations != null;
+  }
+
+  /**
+   * Bytes the activations move per step: each offloaded block's ({@link Footprint#offloadedBlocks}, all but the ring's
+   * last two) written once and read once per micro-batch ({@link ActivationPager#bytesPerMicroBatch}); 0 when they stay
+   * in memory.
+   */
+  public long activationTrafficPerStep() {
+    if (activations == null) return 0;
+    long block = Footprint.blockActivationBytes(model, device, footprint.computeDtype(), activations.batch(), activations.seq());
+    return Math.multiplyExact((long) accum,
+        ActivationPager.bytesPerMicroBatch(block, Footprint.offloadedBlocks(dev.athanor.nn.Stage.whole(model))));
   }
 
   /** The job's bytes in {@code tier} with this placement. */
@@ -144,12 +213,13 @@ public record OffloadPlan(ModelConfig model, Device device, Set<Role> diskRoles,
    * gradients written once per micro-batch, read back before each later micro-batch adds to them and read by the
    * optimizer (the clipping norm is formed from the gradient windows during the backward, {@link UnitPager#globalNorm});
    * the weights read in the forward and the backward of each micro-batch (the
-   * embeddings of a tied head once more in each), then read and written by the optimizer. The staging buffers and
-   * windows are reused in memory, so they add no DISK traffic.
+   * embeddings of a tied head once more in each), then read and written by the optimizer; the activations on DISK
+   * ({@link #activationTrafficPerStep}). The staging buffers and windows are reused in memory, so they add no DISK
+   * traffic.
    */
   public long diskTrafficPerStep() {
     long role = Math.multiplyExact(layoutElements(model), 4L);
-    long t = 0;
+    long t = activationTrafficPerStep();
     for (Role r : diskRoles) {
       t = Math.addExact(t, switch (r) {
         case ADAM_M, ADAM_V -> Math.multiplyExact(2L, role);
@@ -169,8 +239,15 @@ public record OffloadPlan(ModelConfig model, Device device, Set<Role> diskRoles,
 
   /** The trainer's offload configuration for this plan, with its files in {@code directory} (null: the DISK tier's). */
   public OffloadConfig config(Path directory) {
-    return diskRoles.isEmpty() ? OffloadConfig.NONE
-        : new OffloadConfig(EnumSet.copyOf(diskRoles), directory, chunkBytes, true, residentWeights);
+    return !offloads() ? OffloadConfig.NONE
+        : new OffloadConfig(diskRoles.isEmpty() ? Set.of() : EnumSet.copyOf(diskRoles), directory, chunkBytes, true,
+            residentWeights, activations != null);
+  }
+
+  /** What this plan puts on DISK, in words: its roles ({@link #describe}) and the blocks' activations when they go there. */
+  public String describeOnDisk() {
+    if (activations == null) return describe(diskRoles);
+    return diskRoles.isEmpty() ? "the blocks' activations" : describe(diskRoles) + " and the blocks' activations";
   }
 
   /** What the roles on DISK are, in words: e.g. "weights, gradients and AdamW's moments". */

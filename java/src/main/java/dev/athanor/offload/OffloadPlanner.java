@@ -31,8 +31,11 @@ import java.util.Set;
  *   <li>else no plan: {@link Result#failure()} names the tier that is short, by how much with everything on DISK,
  *       and what still has to be in memory (activations, workspace, the windows of the units being computed).
  * </ol>
- * Recomputing activations in the backward pass (one more forward per micro-batch) is weighed too: after the moments
- * and gradients and before the weights ({@link #candidates}).
+ * When the activations do not fit, they leave memory in one of two ways, weighed by a cost model ({@link Speeds},
+ * {@link #activationChoices}): recomputed in the backward pass (one more forward of the blocks per micro-batch), or on
+ * DISK between each micro-batch's forward and backward ({@link ActivationPager}: each block but the last two written
+ * and read once), the cheaper in seconds first; both come after the moments and gradients and before the weights
+ * ({@link #candidates}).
  * Each step on DISK adds its host windows and staging buffers to HOST ({@link UnitPager#windowBound}), so the
  * planner offloads no more than it must. A job that does not fit in memory on CUDA gets no plan: offload is CPU-only
  * for now.
@@ -54,14 +57,25 @@ public final class OffloadPlanner {
    * @param checkpoints whether it writes checkpoints ({@link Footprint#withCheckpoints}: counted with every moment in
    *     host memory, an upper estimate when moments are on DISK, whose snapshot goes one tensor at a time)
    * @param chunkBytes bytes of one role the optimizer streams per chunk
+   * @param activationsOnDisk whether the blocks' saved activations go to DISK between forward and backward (not with
+   *     {@code recompute})
    */
   public record Job(ModelConfig model, Device device, TrainConfig train, boolean recompute, boolean loading,
-      boolean checkpoints, long chunkBytes) {
+      boolean checkpoints, long chunkBytes, boolean activationsOnDisk) {
     public Job {
       Objects.requireNonNull(model, "model");
       Objects.requireNonNull(device, "device");
       Objects.requireNonNull(train, "train");
       new OffloadConfig(Set.of(), null, chunkBytes);  // checks the chunk
+      if (recompute && activationsOnDisk) {
+        throw new IllegalArgumentException("the activations are recomputed or on DISK, not both");
+      }
+    }
+
+    /** The same job with its activations in memory (kept, or recomputed with {@code recompute}). */
+    public Job(ModelConfig model, Device device, TrainConfig train, boolean recompute, boolean loading, boolean checkpoints,
+        long chunkBytes) {
+      this(model, device, train, recompute, loading, checkpoints, chunkBytes, false);
     }
 
     /** The same job with the default chunk ({@link OffloadConfig#DEFAULT_CHUNK_BYTES}). */
@@ -69,9 +83,14 @@ public final class OffloadPlanner {
       this(model, device, train, recompute, loading, checkpoints, OffloadConfig.DEFAULT_CHUNK_BYTES);
     }
 
-    /** The same job with or without recomputation. */
+    /** The same job with or without recomputation (with it, the activations are not on DISK). */
     public Job withRecompute(boolean on) {
-      return new Job(model, device, train, on, loading, checkpoints, chunkBytes);
+      return new Job(model, device, train, on, loading, checkpoints, chunkBytes, activationsOnDisk && !on);
+    }
+
+    /** The same job with the activations on DISK or not (on DISK, they are not recomputed). */
+    public Job withActivationsOnDisk(boolean on) {
+      return new Job(model, device, train, recompute && !on, loading, checkpoints, chunkBytes, on);
     }
 
     /** The compute dtype the trainer uses on {@link #device}. */
@@ -120,12 +139,12 @@ public final class OffloadPlanner {
         throw new IllegalArgumentException("offload on " + job.device() + " is not supported yet: state can be on DISK only "
             + "when training on the CPU");
       }
-      List<Long> units = OffloadPlan.units(job.model()).stream().map(OffloadPlan.UnitSize::elements).toList();
-      List<Long> paged = new java.util.ArrayList<>();
+      // the windows are bounded by the three largest units (UnitPager.windowBound): those are all it needs
+      List<Long> units = OffloadPlan.largestUnits(job.model(), Set.of(), 3);
+      List<Long> paged = OffloadPlan.largestUnits(job.model(), resident, 3);
       long residentBytes = 0;
-      for (OffloadPlan.UnitSize u : OffloadPlan.units(job.model())) {
-        if (resident.contains(u.name())) residentBytes = Math.addExact(residentBytes, Math.multiplyExact(4L, u.elements()));
-        else paged.add(u.elements());
+      for (String u : resident) {
+        residentBytes = Math.addExact(residentBytes, Math.multiplyExact(4L, OffloadPlan.unitElements(job.model(), u)));
       }
       boolean w = oc.onDisk(Role.MASTER), g = oc.onDisk(Role.GRAD);
       // the paged units' windows, and the resident units' weights, all the time
@@ -139,8 +158,17 @@ public final class OffloadPlanner {
         f = f.withCheckpointPartsOnDisk(parts).plus(Footprint.Component.CHECKPOINT, dev.athanor.memory.Tier.HOST, residentBytes);
       }
     }
+    OffloadPlan.Activations acts = null;
+    if (job.activationsOnDisk()) {
+      if (job.device().isCuda()) {
+        throw new IllegalArgumentException("activations on DISK need the CPU backend; offload on " + job.device() + " is not "
+            + "supported yet");
+      }
+      f = f.withActivationsOnDisk(job.train().batch(), job.train().seq());
+      acts = new OffloadPlan.Activations(job.train().batch(), job.train().seq());
+    }
     return new OffloadPlan(job.model(), job.device(), oc.diskRoles(), job.chunkBytes(), f, job.train().accum(), job.recompute(),
-        resident);
+        resident, acts);
   }
 
   /** The placements a ZeRO rank's plan tries, in order: AdamW's moments only (its weights and gradients stay in memory). */
@@ -157,6 +185,10 @@ public final class OffloadPlanner {
   public static OffloadPlan placeShard(Job job, Footprint rank, Set<Role> diskRoles) {
     Objects.requireNonNull(job, "job");
     Objects.requireNonNull(rank, "rank");
+    if (job.activationsOnDisk()) {
+      throw new IllegalArgumentException("under ZeRO the activations stay in memory (kept, or recomputed with --recompute); "
+          + "they cannot be on DISK yet");
+    }
     for (Role r : diskRoles) {
       if (r != Role.ADAM_M && r != Role.ADAM_V) {
         throw new IllegalArgumentException("under ZeRO only AdamW's moments (a rank's shard of them) can be on DISK, not "
@@ -224,22 +256,86 @@ public final class OffloadPlanner {
     return best;
   }
 
-  /** One placement the planner tries: roles on DISK, and whether activations are recomputed. */
-  record Candidate(Set<Role> roles, boolean recompute) {}
+  /** One placement the planner tries: roles on DISK, and whether activations are recomputed or on DISK. */
+  record Candidate(Set<Role> roles, boolean recompute, boolean activationsOnDisk) {
+    Candidate(Set<Role> roles, boolean recompute) {
+      this(roles, recompute, false);
+    }
+
+    /** {@code job} with this candidate's activations. */
+    Job apply(Job job) {
+      return job.withRecompute(recompute).withActivationsOnDisk(activationsOnDisk);
+    }
+  }
+
+  /**
+   * What the cost model assumes of the machine to weigh recomputing the activations against moving them to DISK: the
+   * compute's speed and the DISK tier's bandwidth (each direction; no overlap with the computation is assumed).
+   */
+  public record Speeds(double flopsPerSecond, double diskBytesPerSecond) {
+    /** A few CPU cores' GEMMs (50 GFLOP/s) and an NVMe drive (1 GB/s). */
+    public static final Speeds DEFAULT = new Speeds(50e9, 1e9);
+
+    public Speeds {
+      if (!(flopsPerSecond > 0) || !(diskBytesPerSecond > 0)) {
+        throw new IllegalArgumentException("speeds must be positive: " + flopsPerSecond + " FLOP/s, " + diskBytesPerSecond
+            + " B/s of DISK");
+      }
+    }
+  }
+
+  /**
+   * Seconds per step that recomputing the activations adds: one more forward of the blocks per micro-batch, 2 FLOPs
+   * per block parameter and token plus attention's 4 x T x C per token and block.
+   */
+  public static double recomputeSeconds(Job job, Speeds speeds) {
+    ModelConfig c = job.model();
+    double tokens = (double) job.train().batch() * job.train().seq();
+    double perToken = 2.0 * dev.athanor.params.ParameterStore.layoutNumel(c.blockSpecs(0)) + 4.0 * job.train().seq() * c.hidden();
+    return job.train().accum() * tokens * perToken * c.layers() / speeds.flopsPerSecond();
+  }
+
+  /** Seconds per step that the activations on DISK add: their traffic ({@link OffloadPlan#activationTrafficPerStep}). */
+  public static double activationDiskSeconds(Job job, Speeds speeds) {
+    TrainConfig t = job.train();
+    long block = Footprint.blockActivationBytes(job.model(), job.device(), job.dtype(), t.batch(), t.seq());
+    double perMicroBatch = ActivationPager.bytesPerMicroBatch(block, Footprint.offloadedBlocks(dev.athanor.nn.Stage.whole(job.model())));
+    return t.accum() * perMicroBatch / speeds.diskBytesPerSecond();
+  }
+
+  /**
+   * The ways the activations leave memory, cheapest first by {@link #recomputeSeconds} against {@link
+   * #activationDiskSeconds}: {recompute, DISK} as (recompute, onDisk) pairs; DISK only when it frees anything (more
+   * blocks than its ring of two) and on the CPU.
+   */
+  static List<boolean[]> activationChoices(Job job, Speeds speeds) {
+    boolean[] recompute = {true, false}, disk = {false, true};
+    boolean diskHelps = !job.device().isCuda() && Footprint.offloadedBlocks(dev.athanor.nn.Stage.whole(job.model())) > 0;
+    if (!diskHelps) return List.of(recompute);
+    return activationDiskSeconds(job, speeds) <= recomputeSeconds(job, speeds) ? List.of(disk, recompute)
+        : List.of(recompute, disk);
+  }
 
   /**
    * The placements in the order they are tried, cheapest first: the roles of {@link #STEPS} up to the gradients; then,
-   * unless the job already recomputes, the same with recomputation (one more forward per micro-batch, activations of
-   * one block); then the weights on DISK too (read twice per micro-batch), without and with recomputation.
+   * unless the job already says where its activations are (recomputed, or on DISK), the same with the activations out
+   * of memory, the cheaper way first ({@link #activationChoices}); then the weights on DISK too (read twice per
+   * micro-batch), without and with the activations out of memory.
    */
   static List<Candidate> candidates(Job job) {
+    return candidates(job, Speeds.DEFAULT);
+  }
+
+  static List<Candidate> candidates(Job job, Speeds speeds) {
     List<Candidate> out = new java.util.ArrayList<>();
     List<Set<Role>> light = STEPS.subList(0, STEPS.size() - 1);
     Set<Role> all = STEPS.get(STEPS.size() - 1);
-    for (Set<Role> r : light) out.add(new Candidate(r, job.recompute()));
-    if (!job.recompute()) for (Set<Role> r : light) out.add(new Candidate(r, true));
-    out.add(new Candidate(all, job.recompute()));
-    if (!job.recompute()) out.add(new Candidate(all, true));
+    boolean fixed = job.recompute() || job.activationsOnDisk();
+    List<boolean[]> ways = fixed ? List.of() : activationChoices(job, speeds);
+    for (Set<Role> r : light) out.add(new Candidate(r, job.recompute(), job.activationsOnDisk()));
+    for (boolean[] w : ways) for (Set<Role> r : light) out.add(new Candidate(r, w[0], w[1]));
+    out.add(new Candidate(all, job.recompute(), job.activationsOnDisk()));
+    for (boolean[] w : ways) out.add(new Candidate(all, w[0], w[1]));
     return out;
   }
 
@@ -252,10 +348,10 @@ public final class OffloadPlanner {
     OffloadPlan best = null;
     Shortfall bestShort = null;
     for (Candidate c : candidates(job)) {
-      if (!c.roles().isEmpty() && job.device().isCuda()) continue;
-      OffloadPlan p = place(job.withRecompute(c.recompute()), c.roles().isEmpty() ? Set.of() : EnumSet.copyOf(c.roles()));
+      if ((!c.roles().isEmpty() || c.activationsOnDisk()) && job.device().isCuda()) continue;
+      OffloadPlan p = place(c.apply(job), c.roles().isEmpty() ? Set.of() : EnumSet.copyOf(c.roles()));
       Shortfall s = p.footprint().worstShortfall(mm);
-      if (s == null) return new Result(p.offloads() && p.diskRoles().contains(Role.MASTER) ? keepResident(job.withRecompute(c.recompute()), p, mm) : p, null);
+      if (s == null) return new Result(p.diskRoles().contains(Role.MASTER) ? keepResident(c.apply(job), p, mm) : p, null);
       if (bestShort == null || s.needed() - s.available() < bestShort.needed() - bestShort.available()) {
         best = p;
         bestShort = s;
@@ -271,6 +367,7 @@ public final class OffloadPlanner {
     }
     return new Result(null, "no offload plan fits: the closest, with " + OffloadPlan.describe(best.diskRoles()) + " on DISK"
         + (best.offloads() ? "" : " (everything in memory)") + (best.recompute() ? " and activations recomputed" : "")
+        + (best.activationsOnDisk() ? " and the activations on DISK" : "")
         + ", leaves the " + tier + " " + shortBy + " short: it "
         + f.describe(bestShort) + "; what stays in memory is the activations and workspace (smaller with --batch, --seq or "
         + "--recompute) and the windows of the units being computed");

@@ -115,26 +115,11 @@ public final class UnitFiles implements AutoCloseable {
       }
       bytes = Math.addExact(bytes, whole ? store.bytes(r) : Math.multiplyExact(range.length(), 4L));
     }
-    Path parent = directory.toAbsolutePath();
-    this.dir = parent.resolve(PREFIX + HOST + "-" + ProcessHandle.current().pid() + "-" + SEQ.incrementAndGet());
     String what = "DISK tier: cannot keep " + MemoryManager.formatBytes(bytes) + " of " + new java.util.TreeSet<>(roles)
-        + " in the offload directory " + parent;
+        + " in the offload directory " + directory.toAbsolutePath();
+    this.dir = createDirectory(directory, bytes, what);
     try {
-      Files.createDirectories(parent);
-      removeStale(parent);
-      Files.createDirectory(dir);
-    } catch (IOException | RuntimeException e) {
-      throw new AllocationFailedException(Tier.DISK, Device.CPU, bytes, what + ": cannot create a directory there ("
-          + e + ")", e);
-    }
-    try {
-      if (!Files.isWritable(dir)) throw new IOException(dir + " is not writable");
-      FileStore fs = Files.getFileStore(dir);
-      long free = fs.getUsableSpace();
-      if (free < bytes) {
-        throw new IOException("its file system has " + MemoryManager.formatBytes(free) + " free, "
-            + MemoryManager.formatBytes(bytes - free) + " short");
-      }
+      checkRoom(dir, bytes);
       for (Role r : roles) {
         Storage[] s = new Storage[store.units().size()];
         files.put(r, s);
@@ -164,6 +149,36 @@ public final class UnitFiles implements AutoCloseable {
         throw new AllocationFailedException(Tier.DISK, Device.CPU, bytes, what + ": " + e.getMessage(), e);
       }
       throw e;
+    }
+  }
+
+  /**
+   * Creates a subdirectory of {@code directory} that belongs to this process ({@code athanor-offload-<host>-<pid>-<n>},
+   * removed by its owner on close, or by a later run once this process is gone), after removing what killed runs left
+   * there. Fails with an {@link AllocationFailedException} of {@code bytes}, starting with {@code what}.
+   */
+  static Path createDirectory(Path directory, long bytes, String what) {
+    Path parent = directory.toAbsolutePath();
+    Path dir = parent.resolve(PREFIX + HOST + "-" + ProcessHandle.current().pid() + "-" + SEQ.incrementAndGet());
+    try {
+      Files.createDirectories(parent);
+      removeStale(parent);
+      Files.createDirectory(dir);
+    } catch (IOException | RuntimeException e) {
+      throw new AllocationFailedException(Tier.DISK, Device.CPU, bytes, what + ": cannot create a directory there ("
+          + e + ")", e);
+    }
+    return dir;
+  }
+
+  /** Throws when {@code dir} is not writable or its file system has less than {@code bytes} free (the files are sparse). */
+  static void checkRoom(Path dir, long bytes) throws IOException {
+    if (!Files.isWritable(dir)) throw new IOException(dir + " is not writable");
+    FileStore fs = Files.getFileStore(dir);
+    long free = fs.getUsableSpace();
+    if (free < bytes) {
+      throw new IOException("its file system has " + MemoryManager.formatBytes(free) + " free, "
+          + MemoryManager.formatBytes(bytes - free) + " short");
     }
   }
 
@@ -252,7 +267,16 @@ public final class UnitFiles implements AutoCloseable {
    * throws {@link OffloadIOException} naming the tier, the file, the unit, the role and the bytes. Thread-safe.
    */
   public void transfer(Role role, Unit unit, boolean write, long offset, long host, long bytes) {
-    Storage file = storage(role, unit);
+    transfer(storage(role, unit), stats, unit.name(), role.name(), write, offset, host, bytes);
+  }
+
+  /**
+   * Moves {@code bytes} between host memory at {@code host} and {@code file} at byte {@code offset}, counted in {@code
+   * stats} and recorded as a JDK Flight Recorder event naming {@code unit} and {@code role}; a failure throws {@link
+   * OffloadIOException} naming them, the file and the bytes (a full disk: the file system's message says so).
+   */
+  static void transfer(Storage file, TransferStats stats, String unit, String role, boolean write, long offset, long host,
+      long bytes) {
     OffloadEvents.Transfer ev = new OffloadEvents.Transfer();
     ev.begin();
     long t0 = System.nanoTime();
@@ -263,14 +287,14 @@ public final class UnitFiles implements AutoCloseable {
         file.read(offset, host, bytes);
       }
     } catch (RuntimeException e) {
-      throw new OffloadIOException(file.path(), (write ? "writing " : "reading ") + role + " of unit " + unit.name() + " ("
+      throw new OffloadIOException(file.path(), (write ? "writing " : "reading ") + role + " of unit " + unit + " ("
           + bytes + " bytes at offset " + offset + ") " + (write ? "to " : "from ") + file.path()
           + " on the DISK tier failed: " + e.getMessage(), e);
     }
     stats.transferred(write, bytes, System.nanoTime() - t0);
     if (ev.shouldCommit()) {
-      ev.unit = unit.name();
-      ev.role = role.name();
+      ev.unit = unit;
+      ev.role = role;
       ev.direction = write ? "host to disk" : "disk to host";
       ev.bytes = bytes;
       ev.commit();

@@ -18,9 +18,6 @@ import java.util.List;
 import java.util.Objects;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Future;
-import java.util.concurrent.LinkedBlockingQueue;
-import java.util.concurrent.ThreadPoolExecutor;
-import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 
 /**
@@ -145,13 +142,7 @@ public final class UnitPager implements BlockHooks, AutoCloseable {
     this.training = order(model, false);
     this.decoding = order(model, true);
     this.cycle = training;
-    ThreadPoolExecutor pool = new ThreadPoolExecutor(2, 2, 30, TimeUnit.SECONDS, new LinkedBlockingQueue<>(), r -> {
-      Thread t = new Thread(r, "athanor-pager-io-" + THREADS.incrementAndGet());
-      t.setDaemon(true);
-      return t;
-    });
-    pool.allowCoreThreadTimeOut(true);
-    this.io = pool;
+    this.io = ChunkStreamer.ioThreads(2, "athanor-pager-io-", THREADS);
     if (!resident.isEmpty() && !pageWeights) throw new IllegalArgumentException("resident units need the weights on DISK");
     List<Window> pins = new ArrayList<>();
     try {

@@ -3,6 +3,7 @@ package dev.athanor.train;
 import dev.athanor.io.data.DataLoader;
 import dev.athanor.nn.Transformer;
 import dev.athanor.nn.BlockHooks;
+import dev.athanor.offload.ActivationPager;
 import dev.athanor.offload.OffloadConfig;
 import dev.athanor.offload.OffloadedWeights;
 import dev.athanor.offload.TransferStats;
@@ -41,6 +42,8 @@ public final class Trainer implements AutoCloseable {
   private final UnitFiles files;             // the other roles on DISK when weights or gradients are, or null
   private final UnitPager pager;             // pages the gradients unit by unit, or null
   private final BlockHooks hooksBefore;      // the model's hooks before this trainer added its pager
+  private final ActivationPager activations; // moves the blocks' saved activations to DISK and back, or null
+  private final BlockHooks hooksBeforeActivations;  // the model's hooks before this trainer added the activation pager
   private final Role stepGrad;               // where the step's gradient is: GRAD, or GRAD_ACC with accumulation
   private final Tensor gradShard;            // ZeRO 2 and 3: the step's gradient of the optimizer's shard only, or null
   private final ShardedGradients sharded;    // ZeRO 2 per unit and 3: the gradient's shard folded during the backward, or null
@@ -62,7 +65,9 @@ public final class Trainer implements AutoCloseable {
    * there, the trainer moves them to DISK ({@link OffloadedWeights}) and reads them back into memory when it is
    * closed; with the gradients ({@link Role#GRAD}) there, a {@link UnitPager} joins the model's hooks and forms each
    * unit's gradient in a host window that is written behind, the clipping norm streams the step's gradient, and the
-   * optimizer streams every role on DISK. The results are those of the in-memory run, bit for bit.
+   * optimizer streams every role on DISK. With {@link OffloadConfig#activationsOnDisk()} an {@link ActivationPager}
+   * joins the model's hooks too (CPU only, not with recomputation): each micro-batch's saved activations go to DISK
+   * behind the forward and come back ahead of the backward. The results are those of the in-memory run, bit for bit.
    */
   public Trainer(Transformer model, TrainConfig cfg, DataLoader data, OffloadConfig offload) {
     this(model, cfg, data, offload, null);
@@ -216,6 +221,22 @@ public final class Trainer implements AutoCloseable {
       this.hooksBefore = before;
       this.optimizer = o;
     }
+    BlockHooks beforeActivations = model.hooks();
+    ActivationPager ap = null;
+    try {
+      if (offload.activationsOnDisk()) {
+        ap = new ActivationPager(model, offload.resolvedDirectory(), offload.prefetch());
+        model.setHooks(BlockHooks.both(beforeActivations, ap));
+      }
+    } catch (RuntimeException e) {
+      if (ap != null) ap.close();
+      model.setHooks(beforeActivations);
+      optimizer.close();
+      closePager();
+      throw e;
+    }
+    this.activations = ap;
+    this.hooksBeforeActivations = beforeActivations;
     Tensor gs = null;
     try {
       boolean pagedGrads = store.isPaged(Role.GRAD);
@@ -241,6 +262,7 @@ public final class Trainer implements AutoCloseable {
     if (weights != null) s = s.plus(weights.transfers());
     if (files != null) s = s.plus(files.stats().snapshot());
     if (optimizer.offloadFiles() != null) s = s.plus(optimizer.offloadFiles().stats().snapshot());
+    if (activations != null) s = s.plus(activations.stats().snapshot());
     return s;
   }
 
@@ -289,6 +311,10 @@ public final class Trainer implements AutoCloseable {
   public void setMicroBatchRunner(MicroBatchRunner runner) {
     if (runner != null && store.isPaged(Role.GRAD)) {
       throw new IllegalArgumentException("a micro-batch runner needs the gradients in memory; they are on DISK here");
+    }
+    if (runner != null && activations != null) {
+      throw new IllegalArgumentException("a micro-batch runner (a pipeline schedule) needs the activations in memory; they "
+          + "are on DISK here");
     }
     this.runner = runner;
   }
@@ -362,6 +388,7 @@ public final class Trainer implements AutoCloseable {
       if (weights != null) weights.flush();  // the optimizer is about to rewrite the weights on DISK
     } catch (RuntimeException | Error e) {
       if (sharded != null) sharded.discard();
+      if (activations != null) activations.discard();
       if (pager != null) pager.discard();
       if (weights != null) weights.pager().discard();
       throw e;
@@ -464,6 +491,17 @@ public final class Trainer implements AutoCloseable {
   }
 
   private void closeOffload() {
+    try {
+      if (activations != null) {
+        activations.close();
+        model.setHooks(hooksBeforeActivations);
+      }
+    } finally {
+      closePager();
+    }
+  }
+
+  private void closePager() {
     try {
       if (pager != null) {
         pager.close(false);

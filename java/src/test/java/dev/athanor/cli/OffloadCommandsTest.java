@@ -189,6 +189,92 @@ class OffloadCommandsTest {
     }
   }
 
+  /**
+   * A plan file with {@code "activations": "disk"} trains through the CLI with the in-memory run's losses, says where the
+   * activations are, and logs per step the DISK bytes the plan estimates; a file without the key (older) still reads;
+   * a bad value, a contradicting {@code "recompute"}, or {@code --recompute} with it are usage errors.
+   */
+  @Test
+  void aPlanWithActivationsOnDiskTrainsLikeMemory() throws IOException {
+    CliTest.Out p = run(plan("--json", "-"));
+    assertEquals(0, p.code(), p.err());
+    assertTrue(p.out().contains("\"activations\": \"memory\"") && p.out().contains("\"activation_traffic_per_step\": 0"), p.out());
+    String acts = p.out().replace("\"activations\": \"memory\"", "\"activations\": \"disk\"");
+    Path f = tmp.resolve("acts.json");
+    Files.writeString(f, acts);
+    Path offDir = tmp.resolve("offload-acts");
+    CliTest.Out t = run(train("acts", "--offload", f.toString(), "--offload-dir", offDir.toString()));
+    assertEquals(0, t.code(), t.err());
+    assertTrue(t.out().contains("offload plan: the weights, gradients and AdamW's moments in memory")
+        && t.out().contains("activations: on DISK (tier DISK), 6 of 8 blocks'"), t.out());
+    CliTest.Out mem = run(train("mem"));
+    assertEquals(0, mem.code(), mem.err());
+    List<String> want = losses(tmp.resolve("mem/train-log.jsonl"));
+    assertEquals(4, want.size());
+    assertEquals(want, losses(tmp.resolve("acts/train-log.jsonl")), "per-step losses bit for bit");
+    long estimate = OffloadPlanner.place(job(dev.athanor.offload.OffloadConfig.DEFAULT_CHUNK_BYTES).withActivationsOnDisk(true),
+        Set.of()).diskTrafficPerStep();
+    assertTrue(estimate > 0);
+    Pattern traffic = Pattern.compile("\"disk_read_bytes\":(\\d+),\"disk_write_bytes\":(\\d+)");
+    List<Long> perLine = new ArrayList<>();
+    for (String line : Files.readAllLines(tmp.resolve("acts/train-log.jsonl"), StandardCharsets.UTF_8)) {
+      Matcher m = traffic.matcher(line);
+      if (m.find()) perLine.add(Long.parseLong(m.group(1)) + Long.parseLong(m.group(2)));
+    }
+    // the 4 step lines, each the plan's estimate, then the summary line with the loop's total
+    assertEquals(List.of(estimate, estimate, estimate, estimate, 4 * estimate), perLine, "DISK bytes against the plan");
+    try (var s = Files.list(offDir)) {
+      assertEquals(0, s.count(), "the run's offload files are removed when it ends");
+    }
+    // a plan written before "activations" existed reads as before
+    Path old = tmp.resolve("old.json");
+    Files.writeString(old, p.out().replace("  \"activations\": \"memory\",\n", ""));
+    CliTest.Out o = run(train("old", "--offload", old.toString()));
+    assertEquals(0, o.code(), o.err());
+    assertTrue(o.out().contains("offload plan: everything in memory"), o.out());
+    String[][] bad = {
+        {acts.replace("\"activations\": \"disk\"", "\"activations\": \"ssd\""), "\"activations\" must be one of \"memory\", "
+            + "\"recompute\", \"disk\", got \"ssd\""},
+        {acts.replace("\"recompute\": false", "\"recompute\": true"), "\"activations\" is \"disk\" but \"recompute\" is true"},
+    };
+    for (int i = 0; i < bad.length; i++) {
+      Path b = tmp.resolve("bad-acts-" + i + ".json");
+      Files.writeString(b, bad[i][0]);
+      CliTest.Out r = run(train("badacts" + i, "--offload", b.toString()));
+      assertEquals(2, r.code(), r.err());
+      assertTrue(r.err().contains(bad[i][1]), bad[i][1] + " in: " + r.err());
+    }
+    CliTest.Out both = run(train("both", "--offload", f.toString(), "--recompute"));
+    assertEquals(2, both.code(), both.err());
+    assertTrue(both.err().contains("puts the activations on DISK") && both.err().contains("give one"), both.err());
+  }
+
+  /**
+   * Under a budget that the activations kept in memory exceed, {@code plan} on a model of wide blocks puts them on DISK
+   * (its cost model's cheaper way there) rather than recomputing them, in the table and in the JSON.
+   */
+  @Test
+  void planPutsTheActivationsOfWideBlocksOnDisk() throws IOException {
+    ModelConfig wide = ModelConfig.gpt2(300, 64, 6, 320, 4);
+    Path wideConfig = tmp.resolve("wide.json");
+    Files.writeString(wideConfig, HfConfig.toJson(wide));
+    List<String> args = List.of("plan", "--config", wideConfig.toString(), "--device", "cpu", "--batch", "4", "--seq", "64");
+    TrainConfig tc = CliTest.parseTrain("train", "--data", data.toString(), "--out", tmp.resolve("w").toString(), "--config",
+        wideConfig.toString(), "--batch", "4", "--seq", "64").trainConfig(wide);
+    OffloadPlanner.Job j = new OffloadPlanner.Job(wide, Device.CPU, tc, false, false, false);
+    Set<Role> light = EnumSet.of(Role.ADAM_M, Role.ADAM_V, Role.GRAD);
+    long room = OffloadPlanner.place(j.withActivationsOnDisk(true), light).bytes(Tier.HOST);
+    assertTrue(OffloadPlanner.place(j, light).bytes(Tier.HOST) > room, "kept, the activations do not fit");
+    String budget = Long.toString(MM.liveBytes(Tier.HOST) + room);
+    CliTest.Out json = run(concat(args, "--mem-host", budget, "--json", "-"));
+    assertEquals(0, json.code(), json.err());
+    assertTrue(json.out().contains("\"activations\": \"disk\"") && json.out().contains("\"recompute\": false"), json.out());
+    MM.setBudget(Tier.HOST, hostBudget);
+    CliTest.Out table = run(concat(args, "--mem-host", budget));
+    assertEquals(0, table.code(), table.err());
+    assertTrue(table.out().contains("activations: on DISK (tier DISK), 4 of 6 blocks'"), table.out());
+  }
+
   /** {@code bench --mode train --offload PLAN.json} times offloaded steps and reports their DISK traffic. */
   @Test
   void benchTrainReportsTheOffloadsTraffic() throws IOException {

@@ -17,6 +17,7 @@ import dev.athanor.params.ParameterStore;
 import dev.athanor.params.Role;
 import dev.athanor.params.Unit;
 import dev.athanor.runtime.Device;
+import dev.athanor.tensor.DType;
 import dev.athanor.io.data.DataLoader;
 import dev.athanor.io.data.TokenDataset;
 import dev.athanor.train.Schedule;
@@ -114,7 +115,7 @@ class OffloadPlannerTest {
     OffloadPlanner.Job j = job(GPT2, OffloadedOptimizerTest.tc(2, 1));
     OffloadPlan closest = null;
     for (OffloadPlanner.Candidate c : OffloadPlanner.candidates(j)) {
-      OffloadPlan p = OffloadPlanner.place(j.withRecompute(c.recompute()), c.roles());
+      OffloadPlan p = OffloadPlanner.place(c.apply(j), c.roles());
       if (closest == null || p.bytes(Tier.HOST) < closest.bytes(Tier.HOST)) closest = p;
     }
     long room = closest.bytes(Tier.HOST) - 12345;
@@ -128,6 +129,60 @@ class OffloadPlannerTest {
     assertTrue(m.endsWith("and the windows of the units being computed"), m);
     InsufficientMemoryException e = assertThrows(InsufficientMemoryException.class, r::orThrow);
     assertEquals(m, e.getMessage());
+  }
+
+  /**
+   * The third activation choice: on DISK. The cost model puts it before recomputation when its traffic takes less time
+   * than one more forward (wide blocks: a token's FLOPs grow as C^2, its activations as C), after it otherwise; with
+   * room for the ring of two blocks but not for every block's activations, the plan offloads them and keeps the state in
+   * memory; the footprint moves the offloaded blocks' activations from HOST to DISK.
+   */
+  @Test
+  void activationsOnDiskAreWeighedAgainstRecomputation() {
+    ModelConfig wide = ModelConfig.gpt2(97, 64, 6, 320, 4);
+    TrainConfig tc = new TrainConfig(2, 4, 64, 2, 1e-2f, 1e-3f, 1, Schedule.COSINE, 0.1f, 0.9f, 0.95f, 1e-8f, 1f, true, 5);
+    OffloadPlanner.Job j = new OffloadPlanner.Job(wide, Device.CPU, tc, false, false, false);
+    double disk = OffloadPlanner.activationDiskSeconds(j, OffloadPlanner.Speeds.DEFAULT);
+    double recompute = OffloadPlanner.recomputeSeconds(j, OffloadPlanner.Speeds.DEFAULT);
+    assertTrue(disk < recompute, "wide blocks: DISK " + disk + " s < recompute " + recompute + " s");
+    List<OffloadPlanner.Candidate> order = OffloadPlanner.candidates(j);
+    OffloadPlanner.Candidate firstOut = order.stream().filter(c -> c.recompute() || c.activationsOnDisk()).findFirst().orElseThrow();
+    assertTrue(firstOut.activationsOnDisk() && firstOut.roles().isEmpty(), "DISK tried first: " + order);
+    // compute far faster than the disk: recomputation first
+    List<OffloadPlanner.Candidate> fast = OffloadPlanner.candidates(j, new OffloadPlanner.Speeds(1e15, 1e6));
+    assertTrue(fast.stream().filter(c -> c.recompute() || c.activationsOnDisk()).findFirst().orElseThrow().recompute(), fast.toString());
+    assertTrue(fast.stream().anyMatch(OffloadPlanner.Candidate::activationsOnDisk), "DISK is still tried: " + fast);
+    // two blocks: nothing to offload past the ring of two, so no DISK candidate
+    assertTrue(OffloadPlanner.candidates(job(GPT2, OffloadedOptimizerTest.tc(2, 1))).stream()
+        .noneMatch(OffloadPlanner.Candidate::activationsOnDisk));
+
+    OffloadPlan keep = OffloadPlanner.place(j, Set.of());
+    OffloadPlan off = OffloadPlanner.place(j.withActivationsOnDisk(true), Set.of());
+    long block = Footprint.blockActivationBytes(wide, Device.CPU, DType.F32, 4, 64);
+    assertEquals(keep.bytes(Tier.HOST) - 4 * block, off.bytes(Tier.HOST), "4 of 6 blocks' activations leave HOST");
+    assertEquals(4 * Footprint.blockActivationFileBytes(wide, Device.CPU, DType.F32, 4, 64),
+        off.footprint().bytes(Footprint.Component.ACTIVATIONS, Set.of(Tier.DISK)), "their files on DISK");
+    assertEquals(2L * 2 * 4 * block, off.activationTrafficPerStep(), "accum 2 x (written + read) x 4 blocks");
+    assertEquals(off.activationTrafficPerStep(), off.diskTrafficPerStep(), "no role on DISK: the activations' traffic only");
+    assertTrue(off.config(null).activationsOnDisk() && off.config(null).diskRoles().isEmpty(), off.config(null).toString());
+
+    // room for the state's moments and gradients on DISK with the activations on DISK too, not with them kept
+    Set<Role> light = EnumSet.of(Role.ADAM_M, Role.ADAM_V, Role.GRAD);
+    long room = OffloadPlanner.place(j.withActivationsOnDisk(true), light).bytes(Tier.HOST);
+    assertTrue(OffloadPlanner.place(j, light).bytes(Tier.HOST) > room, "kept, the activations do not fit");
+    OffloadPlan p = planWithRoom(j, room).orThrow();
+    assertTrue(p.activationsOnDisk(), "the activations go to DISK: " + p.footprint());
+    assertFalse(p.recompute(), "rather than being recomputed (dearer here)");
+    assertFalse(p.diskRoles().contains(Role.MASTER), "the weights stay in memory: " + p.diskRoles());
+    assertTrue(p.bytes(Tier.HOST) <= room, p.bytes(Tier.HOST) + " <= " + room);
+    assertFalse(planWithRoom(j, keep.bytes(Tier.HOST)).orThrow().activationsOnDisk(), "a job that fits stays as it is");
+    var e = assertThrows(IllegalArgumentException.class,
+        () -> new OffloadPlanner.Job(wide, Device.CPU, tc, true, false, false, OffloadConfig.DEFAULT_CHUNK_BYTES, true));
+    assertTrue(e.getMessage().contains("not both"), e.getMessage());
+    assertFalse(j.withActivationsOnDisk(true).withRecompute(true).activationsOnDisk(), "recomputing takes them off DISK");
+    var cuda = new OffloadPlanner.Job(wide, Device.cuda(0), tc, false, false, false).withActivationsOnDisk(true);
+    e = assertThrows(IllegalArgumentException.class, () -> OffloadPlanner.place(cuda, Set.of()));
+    assertTrue(e.getMessage().contains("CPU"), e.getMessage());
   }
 
   /** When recomputing the activations is what makes a job fit, the plan says so and keeps the state in memory. */
@@ -163,7 +218,7 @@ class OffloadPlannerTest {
     long room = paged.bytes(Tier.HOST) + 2 * block + block / 2;
     for (OffloadPlanner.Candidate c : OffloadPlanner.candidates(j)) {
       if (!c.roles().contains(Role.MASTER)) {
-        assertTrue(OffloadPlanner.place(j.withRecompute(c.recompute()), c.roles()).bytes(Tier.HOST) > room, "only weights on DISK fit: " + c);
+        assertTrue(OffloadPlanner.place(c.apply(j), c.roles()).bytes(Tier.HOST) > room, "only weights on DISK fit: " + c);
       }
     }
     OffloadPlan p = planWithRoom(j, room).orThrow();
