@@ -500,16 +500,18 @@ public final class ParallelPlanner {
     for (int t = 0; t < numel.length; t++) numel[t] = flatParameters(c, pipeline.stage(t), l.tp(), l.tp() - 1);
     Range shard = new Range(Communicator.partStart(numel[st], d, n), Communicator.partStart(numel[st], d + 1, n));
     long bytes = 0, messages = 0;
-    long total = pipeline.wholeNumel();
+    Range[] whole = new Range[l.pp()];  // each stage's range of the whole layout, computed once (not per chunk)
+    for (int t = 0; t < whole.length; t++) whole[t] = pipeline.wholeRange(t);
+    long total = whole[whole.length - 1].end();
+    Range r = whole[st];
     for (long cs = 0; cs < total; cs += Ops.NORM_CHUNK) {
       long ce = Math.min(total, cs + Ops.NORM_CHUNK);
       int t0 = 0;
-      while (cs >= pipeline.wholeRange(t0).end()) t0++;
-      long base0 = pipeline.wholeRange(t0).start();
+      while (cs >= whole[t0].end()) t0++;
+      long base0 = whole[t0].start();
       int q0 = 0;
       while (cs - base0 >= Communicator.partStart(numel[t0], q0 + 1, n)) q0++;
-      if (ce <= pipeline.wholeRange(t0).end() && ce - base0 <= Communicator.partStart(numel[t0], q0 + 1, n)) continue;
-      Range r = pipeline.wholeRange(st);
+      if (ce <= whole[t0].end() && ce - base0 <= Communicator.partStart(numel[t0], q0 + 1, n)) continue;
       long a = Math.max(cs, r.start()), b = Math.min(ce, r.end());
       if (st < t0 || a >= b) continue;
       if (d == q0) {
