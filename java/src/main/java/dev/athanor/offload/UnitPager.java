@@ -463,16 +463,20 @@ public final class UnitPager implements BlockHooks, AutoCloseable {
    * updated in place by {@code u} ({@link UnitUpdate#apply}), written back behind the computation and used by the pass
    * that asked for it, so the forward does not read the weights again after the optimizer wrote them. A unit asked for
    * out of that order, a backward, {@link #flush()} and {@link #applyPending()} first apply all that remains. Call
-   * after {@link #flush()}, with the weights paged here.
+   * after {@link #flush()}, with the weights paged here; a refused update is finished unapplied.
    */
   public void defer(UnitUpdate u) {
-    checkOpen();
     Objects.requireNonNull(u, "update");
-    if (!pageWeights) throw new IllegalStateException("the weights are not paged here: no update to defer");
-    if (update != null || updateBroken) throw new IllegalStateException("an update is already pending");
+    String refused = closed ? "the unit pager is closed" : !pageWeights ? "the weights are not paged here: no update to defer"
+        : update != null || updateBroken ? "an update is already pending" : null;
     for (Window w : weights) {
-      if (w != null && !w.pinned) throw new IllegalStateException("defer() after flush(): the window of " + w.unit.name()
-          + " holds weights from before the update");
+      if (refused == null && w != null && !w.pinned) {
+        refused = "defer() after flush(): the window of " + w.unit.name() + " holds weights from before the update";
+      }
+    }
+    if (refused != null) {
+      u.finish();  // refused: nothing of it is applied, and nothing of it stays in flight
+      throw new IllegalStateException(refused);
     }
     update = u;
     for (Unit x : updateOrder) stale[x.index()] = true;

@@ -337,7 +337,9 @@ class DeferredUpdateTest {
         Recording r = new Recording(null);
         p.defer(r);
         assertTrue(p.updatePending());
-        assertThrows(IllegalStateException.class, () -> p.defer(new Recording(null)), "one update at a time");
+        Recording second = new Recording(null);
+        assertThrows(IllegalStateException.class, () -> p.defer(second), "one update at a time");
+        assertEquals(1, second.finished, "a refused update is finished, not applied");
         model.forward(b.inputs(), b.targets(), b.batch(), b.seq());
         assertEquals(order.stream().map(Unit::name).toList(), r.applied, "applied in the forward, in its order");
         assertEquals(0, r.finished, "finished by flush()");
