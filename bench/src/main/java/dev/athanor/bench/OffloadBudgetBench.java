@@ -47,7 +47,9 @@ import java.util.stream.Stream;
  * chooses the cheapest placement that fits it, and a fresh offloaded trainer B is built under that budget (when the
  * plan puts the weights on DISK: {@link Transformer#withoutWeights} and {@link OffloadedWeights}, so the weights are
  * never all in memory). B takes its warm-up step, then A and B alternate {@code --steps} timed steps (the budget
- * lifted for A's steps, set again for B's). Every pair of losses must be equal bit for bit, or the bench fails.
+ * lifted for A's steps, set again for B's). Every pair of losses must be equal bit for bit, or the bench fails. The
+ * runs are configured for one step more than they take, so every timed step is a steady-state one (with the weights
+ * and gradients on DISK, B applies the previous step's update in its forward and defers its own).
  * Reported per row: median tokens/s of A and B, B / A, B's DISK bytes, stall and overlap per timed step, and B's HOST
  * peak above the base (the allocator refuses to go over the budget). Prints Markdown on stdout.
  */
@@ -89,7 +91,9 @@ public final class OffloadBudgetBench {
   private static void run(ModelConfig cfg, int batch, int seq, int steps, Path dir, String fractions, String command,
       String note) throws IOException {
     String loadBefore = CheckpointBench.loadAverage();
-    TrainConfig tc = new TrainConfig(steps + 1, batch, seq, 1, 1e-3f, 1e-4f, 1, Schedule.COSINE, 0.1f, 0.9f, 0.95f,
+    // one step more than A and B take: no timed step is a run's last, which makes its update at once where B defers
+    // the others into the next forward (Trainer.defersUpdates); B's last update is applied when it closes, untimed
+    TrainConfig tc = new TrainConfig(steps + 2, batch, seq, 1, 1e-3f, 1e-4f, 1, Schedule.COSINE, 0.1f, 0.9f, 0.95f,
         1e-8f, 1f, false, 5);
     Path shard = dir.resolve("tokens.bin");
     SplittableRandom rnd = new SplittableRandom(11);
@@ -193,13 +197,17 @@ public final class OffloadBudgetBench {
         b.setRecompute(plan.recompute());  // the planner may choose it
         b.initialize(1);
         check(0, warmA, tb.step());
+        // B's traffic from the end of its warm-up step to the end of its last: with the update deferred into the next
+        // forward (Trainer.defersUpdates), its first reads start when a step ends and may run during A's step
+        TransferStats.Snapshot before = tb.transfers();
         for (int s = 1; s <= steps; s++) {
           mm.setBudget(Tier.HOST, oldBudget);
           StepResult ra = ta.step();
           mm.setBudget(Tier.HOST, base + budget);
-          TransferStats.Snapshot before = tb.transfers();
           StepResult rb = tb.step();
-          moved = moved.plus(tb.transfers().minus(before));
+          TransferStats.Snapshot now = tb.transfers();
+          moved = moved.plus(now.minus(before));
+          before = now;
           check(s, ra, rb);
           mem.add(ra.seconds());
           off.add(rb.seconds());

@@ -900,6 +900,7 @@ final class TrainCommand implements Callable<Integer> {
           bar.update(r.step() + 1, String.format(Locale.ROOT, "loss %.3f (avg %.3f) | %s tok/s%s", r.loss(), ema,
               Counts.rate(r.tokensPerSecond()), stall > 0 ? String.format(Locale.ROOT, " | ckpt %.0f ms", stall * 1e3) : ""));
         }
+        trainer.settle();  // a run stopped early: the last step's deferred update (offload) applied before anything saves
         if (mgr != null) {
           mgr.save(trainer);
           Path last = mgr.awaitWrite().orElseThrow();

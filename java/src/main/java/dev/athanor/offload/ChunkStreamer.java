@@ -53,6 +53,7 @@ public final class ChunkStreamer implements AutoCloseable {
   private final long chunkElements;
   private final ExecutorService io;
   private final List<EnumMap<Role, Tensor>> slots = new ArrayList<>();
+  private Pipeline open;  // the pipeline using the slots, or null
   private boolean closed;
 
   /** A streamer over every role of {@code files} with chunks of at most {@code chunkBytes} per role, all written back. */
@@ -133,6 +134,7 @@ public final class ChunkStreamer implements AutoCloseable {
    */
   public void run(Range range, ChunkAction action) {
     if (closed) throw new IllegalStateException("the chunk streamer is closed");
+    if (open != null) throw new IllegalStateException("a pipeline of this streamer is still open");
     for (UnitFiles f : files.values()) {
       if (!range.isEmpty() && !f.range().contains(range)) {
         throw new IllegalArgumentException("range " + range + " is outside the " + f.range() + " the files hold");
@@ -172,33 +174,148 @@ public final class ChunkStreamer implements AutoCloseable {
     } catch (Throwable t) {
       failure = t;
     }
-    for (int s = 0; s < nslots; s++) {  // nothing may be in flight on the slots when this returns
-      for (Future<?> f : new Future<?>[] {reads[s], writes[s]}) {
-        if (f == null) continue;
-        try {
-          await(f);
-        } catch (Throwable t) {
-          if (failure == null) failure = t;
-          else if (failure != t) failure.addSuppressed(t);
-        }
-      }
-    }
+    // nothing may be in flight on the slots when this returns
+    failure = awaitAll(failure, reads);
+    failure = awaitAll(failure, writes);
     if (failure instanceof RuntimeException e) throw e;
     if (failure instanceof Error e) throw e;
     if (failure != null) throw new IllegalStateException(failure);
   }
 
+  /** Waits for every one of {@code fs} (nulls skipped); returns {@code failure}, or the first failure, the others suppressed. */
+  private static Throwable awaitAll(Throwable failure, Future<?>[] fs) {
+    for (Future<?> f : fs) {
+      try {
+        await(f);
+      } catch (Throwable t) {
+        if (failure == null) failure = t;
+        else if (failure != t) failure.addSuppressed(t);
+      }
+    }
+    return failure;
+  }
+
   private Future<?> submit(Range chunk, int slot, boolean write) {
     Unit u = unitOf(chunk);
-    EnumMap<Role, Tensor> s = slots.get(slot);
+    java.util.Set<Role> skip = java.util.EnumSet.noneOf(Role.class);
+    for (Role r : roles) if (!streams(r, u)) skip.add(r);
     return io.submit(() -> {
-      for (Role r : roles) {
-        if (write && readOnly.contains(r) || !streams(r, u)) continue;
-        long off = (chunk.start() - files.get(r).extent(u).start()) * 4, bytes = chunk.length() * 4;  // from the file's start
-        files.get(r).transfer(r, u, write, off, s.get(r).address(), bytes);
-      }
+      transfer(chunk, u, slot, write, skip);
       return null;
     });
+  }
+
+  /** Moves {@code chunk} (of unit {@code u}) between the files and slot {@code slot}, every role but {@code skip}. */
+  private void transfer(Range chunk, Unit u, int slot, boolean write, java.util.Set<Role> skip) {
+    EnumMap<Role, Tensor> s = slots.get(slot);
+    for (Role r : roles) {
+      if (write && readOnly.contains(r) || skip.contains(r)) continue;
+      long off = (chunk.start() - files.get(r).extent(u).start()) * 4, bytes = chunk.length() * 4;  // from the file's start
+      files.get(r).transfer(r, u, write, off, s.get(r).address(), bytes);
+    }
+  }
+
+  /**
+   * Opens a {@link Pipeline} over the chunks of {@code ranges} (in that order, each inside the files' range) that
+   * streams every role but {@code skip}: the first chunks are read at once. One pipeline at a time, and no {@link #run}
+   * while it is open.
+   */
+  public Pipeline pipeline(List<Range> ranges, java.util.Set<Role> skip) {
+    if (closed) throw new IllegalStateException("the chunk streamer is closed");
+    if (open != null) throw new IllegalStateException("a pipeline of this streamer is still open");
+    List<Range> all = new ArrayList<>();
+    for (Range r : ranges) {
+      for (UnitFiles f : files.values()) {
+        if (!r.isEmpty() && !f.range().contains(r)) {
+          throw new IllegalArgumentException("range " + r + " is outside the " + f.range() + " the files hold");
+        }
+      }
+      all.addAll(chunks(r));
+    }
+    allocateSlots();
+    open = new Pipeline(all, java.util.Set.copyOf(skip));
+    return open;
+  }
+
+  /**
+   * Chunks streamed in a fixed order whose computations the caller runs when it is ready, range by range ({@link
+   * #process}), while the I/O threads keep going on their own: each slot's task writes its chunk back and then reads
+   * the chunk {@value OffloadConfig#STAGING_SLOTS} places further, so the next chunks are read while the caller does
+   * other work (an optimizer update deferred into the next forward: the next units' state is read while the current
+   * unit computes). The computations run in order on the calling thread, on the same chunks as {@link #run}.
+   */
+  public final class Pipeline implements AutoCloseable {
+    private final List<Range> chunks;
+    private final java.util.Set<Role> skip;
+    private final Future<?>[] tasks;  // per slot: the last task submitted on it
+    private int next;                 // the next chunk to compute
+    private boolean done;
+
+    private Pipeline(List<Range> chunks, java.util.Set<Role> skip) {
+      this.chunks = chunks;
+      this.skip = skip;
+      this.tasks = new Future<?>[slots.size()];
+      for (int i = 0; i < Math.min(tasks.length, chunks.size()); i++) tasks[i] = task(-1, i);
+    }
+
+    /** The task of slot {@code write % slots} (or of {@code read % slots}): write chunk {@code write} (when >= 0) then read {@code read}. */
+    private Future<?> task(int write, int read) {
+      Range w = write < 0 ? null : chunks.get(write), r = read < chunks.size() ? chunks.get(read) : null;
+      Unit wu = w == null ? null : unitOf(w), ru = r == null ? null : unitOf(r);
+      int slot = (write < 0 ? read : write) % tasks.length;
+      return io.submit(() -> {
+        if (w != null) transfer(w, wu, slot, true, skip);
+        if (r != null) transfer(r, ru, slot, false, skip);
+        return null;
+      });
+    }
+
+    /**
+     * Runs {@code action} on each chunk of {@code range}, which must be the next ranges' chunks in order (each streamed
+     * role staged; the roles skipped are not in the map), then hands each chunk's slot to the I/O threads, which write
+     * it back and read the chunk {@value OffloadConfig#STAGING_SLOTS} further.
+     */
+    public void process(Range range, ChunkAction action) {
+      if (done) throw new IllegalStateException("the pipeline is closed");
+      List<Range> want = chunks(range);
+      if (next + want.size() > chunks.size() || !chunks.subList(next, next + want.size()).equals(want)) {
+        throw new IllegalStateException("range " + range + " is not next in the pipeline's order (next chunk: "
+            + (next < chunks.size() ? chunks.get(next) : "none") + ")");
+      }
+      for (Range c : want) {
+        int slot = next % tasks.length;
+        awaitCounted(tasks[slot], c, "read");
+        tasks[slot] = null;
+        EnumMap<Role, Tensor> staged = new EnumMap<>(Role.class);
+        try {
+          for (Role r : roles) if (!skip.contains(r)) staged.put(r, slots.get(slot).get(r).slice(0, 0, c.length()));
+          action.apply(c, staged);
+        } finally {
+          for (Tensor t : staged.values()) t.close();
+        }
+        tasks[slot] = task(next, next + tasks.length);
+        next++;
+      }
+    }
+
+    /** Whether every chunk was computed. */
+    public boolean finished() {
+      return next == chunks.size();
+    }
+
+    /**
+     * Waits for every transfer in flight (the last chunks written back) and releases the slots to the streamer; throws
+     * the first transfer's failure. Idempotent.
+     */
+    @Override
+    public void close() {
+      if (done) return;
+      done = true;
+      open = null;
+      Throwable failure = awaitAll(null, tasks);
+      if (failure instanceof RuntimeException e) throw e;
+      if (failure instanceof Error e) throw e;
+    }
   }
 
   /**
@@ -266,7 +383,13 @@ public final class ChunkStreamer implements AutoCloseable {
   public void close() {
     if (closed) return;
     closed = true;
-    io.shutdownNow();
-    freeSlots();
+    try {
+      if (open != null) open.close();  // nothing may be in flight on the slots when they are freed
+    } catch (RuntimeException ignored) {
+      // closing: the pipeline's owner saw or abandons its failure
+    } finally {
+      io.shutdownNow();
+      freeSlots();
+    }
   }
 }

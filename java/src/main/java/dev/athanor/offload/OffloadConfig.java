@@ -24,8 +24,10 @@ import java.util.Set;
  * </ul>
  * The optimizer step streams every DISK role unit by unit in chunks of at most {@code chunkBytes} per role through
  * {@value #STAGING_SLOTS} host staging slots (one being read ahead, one being updated, one being written behind),
- * which count in the HOST budget. Every path runs the same kernels on the same elements as the in-memory run, so
- * the results are bit-identical.
+ * which count in the HOST budget. With the weights and the gradients on DISK, the trainer defers a step's update into
+ * the next step's forward: each unit is updated when the forward first reads its weights, and the I/O of the next
+ * units' gradients and moments runs behind the computation ({@link dev.athanor.train.Trainer#defersUpdates()}). Every
+ * path runs the same kernels on the same elements as the in-memory run, so the results are bit-identical.
  *
  * @param diskRoles the roles kept on DISK (a subset of MASTER, GRAD, ADAM_M and ADAM_V; empty: no offload)
  * @param directory where the offload files go (null: {@link MemoryManager#diskDirectory()}, under

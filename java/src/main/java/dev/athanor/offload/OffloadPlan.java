@@ -214,8 +214,10 @@ public record OffloadPlan(ModelConfig model, Device device, Set<Role> diskRoles,
    * optimizer (the clipping norm is formed from the gradient windows during the backward, {@link UnitPager#globalNorm});
    * the weights read in the forward and the backward of each micro-batch (the
    * embeddings of a tied head once more in each), then read and written by the optimizer; the activations on DISK
-   * ({@link #activationTrafficPerStep}). The staging buffers and windows are reused in memory, so they add no DISK
-   * traffic.
+   * ({@link #activationTrafficPerStep}). With the gradients on DISK too, the trainer defers each step's update into the
+   * next step's forward ({@link dev.athanor.train.Trainer#defersUpdates()}): the weights the optimizer read and updated
+   * are those the first forward uses, which then reads none of its own; a step of the steady state (neither the first
+   * nor the last of a run) moves this. The staging buffers and windows are reused in memory, so they add no DISK traffic.
    */
   public long diskTrafficPerStep() {
     long role = Math.multiplyExact(layoutElements(model), 4L);
@@ -229,7 +231,8 @@ public record OffloadPlan(ModelConfig model, Device device, Set<Role> diskRoles,
           for (UnitSize u : units(model)) if (!residentWeights.contains(u.name())) paged = Math.addExact(paged, 4 * u.elements());
           boolean embPaged = !residentWeights.contains(ModelConfig.EMBEDDING_UNIT);
           long tiedExtra = model.tiedEmbeddings() && embPaged ? Math.multiplyExact(4L, units(model).get(0).elements()) : 0;
-          yield Math.addExact(Math.multiplyExact(2L * accum + 2, paged), Math.multiplyExact((long) accum, tiedExtra));
+          long reads = diskRoles.contains(Role.GRAD) ? 2L * accum + 1 : 2L * accum + 2;  // the first forward's read: the optimizer's
+          yield Math.addExact(Math.multiplyExact(reads, paged), Math.multiplyExact((long) accum, tiedExtra));
         }
         default -> 0L;
       });

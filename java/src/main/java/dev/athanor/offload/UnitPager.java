@@ -30,8 +30,13 @@ import java.util.concurrent.atomic.AtomicInteger;
  * will run. The order is known without tracing: forward (embeddings, blocks, head, the embeddings again when the
  * head is tied to them), then backward (head, tied embeddings, blocks in reverse, embeddings), then the next
  * micro-batch; decoding runs the forward order per token. With read-ahead on, the next unit in that order is read
- * on an I/O thread while the current one computes. Weights are only read: the optimizer writes them, after
- * {@link #flush()} has dropped every window.
+ * on an I/O thread while the current one computes. The optimizer writes the weights after {@link #flush()} has
+ * dropped every window, or hands its update to the pager ({@link #defer}): then each unit's window, when the next pass
+ * first reads it, is updated in place before the pass uses it and written back behind the computation (the last step's
+ * update deferred into the next forward, which so reads no weights of its own). While the forward applies such an
+ * update, at most {@link #MAX_WRITES} updated windows wait for their writes besides the windows above; the backward
+ * starts with none (and no gradient window exists in the forward of a step's first micro-batch), so the bound below
+ * holds.
  *
  * <p><b>Gradients</b> ({@link Role#GRAD}): a unit's micro-batch gradient is formed in a zeroed window mapped at its
  * first backward use and unmapped when it is complete ({@link #afterGradients}). The first micro-batch of a step
@@ -71,6 +76,12 @@ public final class UnitPager implements BlockHooks, AutoCloseable {
   private final boolean[] normKnown;   // per norm chunk: normParts holds the partial of the current gradient
   private final boolean[] normSkipped; // per norm chunk: no staging buffer was free, globalNorm() reads it back
   private final java.util.Map<Integer, Staged> staged = new java.util.HashMap<>();  // straddling chunks being filled
+  private final List<Unit> updateOrder;  // the units in the order the forward first runs them (each once)
+  private final boolean[] stale;         // per unit: its weights wait for the pending update
+  private UnitUpdate update;             // the last step's optimizer update, applied unit by unit, or null
+  private int staleCount;                // units still waiting for it
+  private volatile boolean updateBroken; // applying it (or writing an updated unit back) failed: the state on DISK is inconsistent
+  private final List<Window> weightWrites = new ArrayList<>();  // updated weight windows being written behind
 
   /** A norm chunk straddling units, filled piece by piece as the units' gradients complete. */
   private static final class Staged {
@@ -88,6 +99,7 @@ public final class UnitPager implements BlockHooks, AutoCloseable {
     final Unit unit;
     final Tensor buf;
     Future<?> transfer;
+    boolean writing;  // transfer writes the (updated) window to its file
     boolean mapped;
     boolean pinned;  // a resident unit: mapped for the pager's whole life
     int refs;
@@ -142,6 +154,10 @@ public final class UnitPager implements BlockHooks, AutoCloseable {
     this.training = order(model, false);
     this.decoding = order(model, true);
     this.cycle = training;
+    java.util.LinkedHashSet<Unit> first = new java.util.LinkedHashSet<>(decoding);
+    first.addAll(store.units());  // a unit the forward does not run (none in a whole model) last
+    this.updateOrder = List.copyOf(first);
+    this.stale = new boolean[n];
     this.io = ChunkStreamer.ioThreads(2, "athanor-pager-io-", THREADS);
     if (!resident.isEmpty() && !pageWeights) throw new IllegalArgumentException("resident units need the weights on DISK");
     List<Window> pins = new ArrayList<>();
@@ -243,6 +259,10 @@ public final class UnitPager implements BlockHooks, AutoCloseable {
   public void beforeWeights(Unit unit, Pass pass) {
     checkOpen();
     if (pageWeights) {
+      if (update != null && (pass == Pass.BACKWARD ? staleCount > 0 : stale[unit.index()] && !nextStale(unit))) {
+        applyPending();  // a backward (its gradients overwrite the files the update reads), or a unit out of order
+      }
+      if (pass == Pass.BACKWARD && !weightWrites.isEmpty()) awaitWeightWrites();  // the backward's windows need the room
       advance(unit, pass == Pass.DECODE ? decoding : training);
       Window w = weights[unit.index()];
       if (w == null) w = weights[unit.index()] = read(Role.MASTER, unit);
@@ -251,6 +271,7 @@ public final class UnitPager implements BlockHooks, AutoCloseable {
         store.map(Role.MASTER, unit, w.buf);
         w.mapped = true;
       }
+      if (stale[unit.index()]) applyUpdate(w);  // the last step's update of this unit, in the window the pass uses
       if (!w.pinned) w.refs++;
       if (prefetch) {
         Unit next = cycle.get(cursor % cycle.size());
@@ -376,17 +397,25 @@ public final class UnitPager implements BlockHooks, AutoCloseable {
    * flight, so that written-behind windows do not pile up in host memory when the disk is slower than the backward.
    */
   private void reapWrites() {
-    while (writes.size() >= MAX_WRITES) {
-      Window oldest = writes.remove(0);
+    reap(writes, MAX_WRITES - 1, "gradient written");
+  }
+
+  /**
+   * Waits for the oldest of the windows {@code ws} being written (and frees it) while more than {@code max} are, then
+   * frees those whose write is done.
+   */
+  private void reap(List<Window> ws, int max, String reason) {
+    while (ws.size() > max) {
+      Window oldest = ws.remove(0);
       try {
-        awaitStall(oldest, "gradient written");
+        awaitStall(oldest, reason);
       } finally {
         oldest.buf.close();
       }
     }
-    for (java.util.Iterator<Window> it = writes.iterator(); it.hasNext(); ) {
+    for (java.util.Iterator<Window> it = ws.iterator(); it.hasNext(); ) {
       Window w = it.next();
-      if (w.transfer == null || !w.transfer.isDone()) continue;
+      if (w.transfer != null && !w.transfer.isDone()) continue;
       it.remove();
       try {
         ChunkStreamer.await(w.transfer);
@@ -412,8 +441,167 @@ public final class UnitPager implements BlockHooks, AutoCloseable {
    */
   public void flush() {
     checkOpen();
+    if (update != null) applyPending();
     RuntimeException failure = dropAll(true);
     if (failure != null) throw failure;
+  }
+
+  // ------------------------------------------------------------------ the deferred optimizer update
+
+  /**
+   * Hands this pager the last step's optimizer update of the weights on DISK, to be applied unit by unit when each
+   * unit's weights are next read ({@link #updateOrder()}, the order of the forward): the window read from the file is
+   * updated in place by {@code u} ({@link UnitUpdate#apply}), written back behind the computation and used by the pass
+   * that asked for it, so the forward does not read the weights again after the optimizer wrote them. A unit asked for
+   * out of that order, a backward, {@link #flush()} and {@link #applyPending()} first apply all that remains. Call
+   * after {@link #flush()}, with the weights paged here; a refused update is finished unapplied.
+   */
+  public void defer(UnitUpdate u) {
+    Objects.requireNonNull(u, "update");
+    String refused = closed ? "the unit pager is closed" : !pageWeights ? "the weights are not paged here: no update to defer"
+        : update != null || updateBroken ? "an update is already pending" : null;
+    for (Window w : weights) {
+      if (refused == null && w != null && !w.pinned) {
+        refused = "defer() after flush(): the window of " + w.unit.name() + " holds weights from before the update";
+      }
+    }
+    if (refused != null) {
+      u.finish();  // refused: nothing of it is applied, and nothing of it stays in flight
+      throw new IllegalStateException(refused);
+    }
+    update = u;
+    for (Unit x : updateOrder) stale[x.index()] = true;
+    staleCount = updateOrder.size();
+  }
+
+  /** The order in which a deferred update's units are applied: the forward's (each unit once). */
+  public List<Unit> updateOrder() {
+    return updateOrder;
+  }
+
+  /** Whether a deferred update is not yet completely applied and finished (see {@link #applyPending()}). */
+  public boolean updatePending() {
+    return update != null || updateBroken;
+  }
+
+  /**
+   * Applies what remains of the deferred update, in order: each remaining unit's weights are read (the next one read
+   * ahead), updated and written back behind; then waits until the update's own writes are done. Nothing when none is
+   * pending. Throws when applying it failed part-way before (the weights and the optimizer's state on DISK then
+   * disagree); a failure here leaves the same state.
+   */
+  public void applyPending() {
+    checkOpen();
+    if (updateBroken) {
+      throw new IllegalStateException("the deferred optimizer update failed part-way: the weights and the optimizer state on "
+          + "DISK are inconsistent");
+    }
+    if (update == null) return;
+    for (int k = 0; k < updateOrder.size(); k++) {
+      Unit u = updateOrder.get(k);
+      if (!stale[u.index()]) continue;
+      Window w = weights[u.index()];
+      if (w == null) w = weights[u.index()] = read(Role.MASTER, u);
+      if (prefetch) {
+        for (int j = k + 1; j < updateOrder.size(); j++) {
+          Unit next = updateOrder.get(j);
+          if (!stale[next.index()]) continue;
+          if (weights[next.index()] == null) weights[next.index()] = read(Role.MASTER, next);
+          break;
+        }
+      }
+      if (w.transfer != null && !w.writing) awaitStall(w, "weights");
+      applyUpdate(w);
+      if (!w.pinned && !w.mapped && w.refs == 0) drop(w);  // no pass uses it now: freed once written
+    }
+    UnitUpdate u = update;
+    update = null;
+    try {
+      u.finish();
+    } catch (RuntimeException | Error e) {
+      updateBroken = true;
+      throw e;
+    }
+  }
+
+  /** Waits for the updated weights being written back and frees their windows. */
+  private void awaitWeightWrites() {
+    RuntimeException failure = drain(weightWrites, true, "weights written", null);
+    if (failure != null) throw failure;
+  }
+
+  /**
+   * Waits for the windows {@code ws} being written (a stall of the step when {@code countStalls}), frees them and
+   * empties the list; returns {@code failure}, or the first failure.
+   */
+  private RuntimeException drain(List<Window> ws, boolean countStalls, String reason, RuntimeException failure) {
+    for (Window w : ws) {
+      try {
+        if (countStalls) awaitStall(w, reason);
+        else ChunkStreamer.await(w.transfer);
+      } catch (RuntimeException e) {
+        if (failure == null) failure = e;
+      } finally {
+        w.buf.close();
+      }
+    }
+    ws.clear();
+    return failure;
+  }
+
+  /** Whether {@code unit} is the first unit in {@link #updateOrder()} that still waits for the update. */
+  private boolean nextStale(Unit unit) {
+    for (Unit u : updateOrder) if (stale[u.index()]) return u == unit;
+    return false;
+  }
+
+  /**
+   * Applies the deferred update to the weights in window {@code w} (read and waited for) and, unless the unit is
+   * resident, writes them back behind (the window is freed once written, see {@link #drop}).
+   */
+  private void applyUpdate(Window w) {
+    stale[w.unit.index()] = false;
+    staleCount--;
+    try {
+      update.apply(w.unit, w.buf);
+    } catch (RuntimeException | Error e) {
+      updateBroken = true;
+      throw e;
+    }
+    if (w.pinned) return;  // a resident unit: updated in place, written to its file when the pager closes
+    Unit unit = w.unit;
+    try {
+      w.transfer = io.submit(() -> {
+        try {
+          files.transfer(Role.MASTER, unit, true, 0, w.buf.address(), w.buf.byteSize());
+        } catch (RuntimeException | Error e) {
+          updateBroken = true;  // the moments are updated, the weights on DISK are not
+          throw e;
+        }
+        return null;
+      });
+    } catch (RuntimeException e) {
+      updateBroken = true;
+      throw e;
+    }
+    w.writing = true;
+  }
+
+  /**
+   * Drops the deferred update without applying the rest (the pager is closing): waits for its transfers in flight.
+   * The weights on DISK then mix updated and not yet updated units.
+   */
+  private void abandonUpdate() {
+    if (update == null) return;
+    UnitUpdate u = update;
+    update = null;
+    java.util.Arrays.fill(stale, false);
+    staleCount = 0;
+    try {
+      u.finish();
+    } catch (RuntimeException ignored) {
+      // abandoned: the caller knows the state is not consistent
+    }
   }
 
   /**
@@ -422,18 +610,8 @@ public final class UnitPager implements BlockHooks, AutoCloseable {
    * the writes are stalls of the step (not when a failed step is being abandoned).
    */
   private RuntimeException dropAll(boolean countStalls) {
-    RuntimeException failure = null;
-    for (Window w : writes) {
-      try {
-        if (countStalls) awaitStall(w, "gradient written");
-        else ChunkStreamer.await(w.transfer);
-      } catch (RuntimeException e) {
-        if (failure == null) failure = e;
-      } finally {
-        w.buf.close();
-      }
-    }
-    writes.clear();
+    RuntimeException failure = drain(writes, countStalls, "gradient written", null);
+    failure = drain(weightWrites, countStalls, "weights written", failure);
     resetNorm(false);  // a chunk still staged now is read back by globalNorm()
     for (Window[] ws : new Window[][] {weights, grads, sums}) {
       for (int i = 0; i < ws.length; i++) {
@@ -559,14 +737,14 @@ public final class UnitPager implements BlockHooks, AutoCloseable {
   private void dropUnused(Unit keep) {
     for (int i = 0; i < weights.length; i++) {
       Window w = weights[i];
-      if (w != null && !w.pinned && w.refs == 0 && w.unit != keep) {
-        weights[i] = null;
-        quiet(w);
-      }
+      if (w != null && !w.pinned && w.refs == 0 && w.unit != keep) drop(w);
     }
   }
 
   private Window read(Role role, Unit unit) {
+    if (role == Role.MASTER) {
+      for (Window x : weightWrites) if (x.unit == unit && x.transfer != null) awaitStall(x, "weights written");
+    }
     Window w = new Window(role, unit, Tensor.empty(DType.F32, Device.CPU, Tier.HOST, unit.elements().length()).detach());
     try {
       w.transfer = io.submit(() -> {
@@ -580,10 +758,22 @@ public final class UnitPager implements BlockHooks, AutoCloseable {
     return w;
   }
 
-  /** Unmaps (when mapped) and frees a weight window that nothing uses. */
+  /**
+   * Unmaps (when mapped) and frees a weight window that nothing uses; one being written back is unmapped and freed
+   * once written (at most {@link #MAX_WRITES} such, the oldest waited for).
+   */
   private void drop(Window w) {
     weights[w.unit.index()] = null;
-    quiet(w);
+    if (!w.writing || w.transfer == null || w.transfer.isDone()) {
+      quiet(w);
+      return;
+    }
+    if (w.mapped) {
+      store.unmap(w.role, w.unit);
+      w.mapped = false;
+    }
+    weightWrites.add(w);
+    reap(weightWrites, MAX_WRITES, "weights written");
   }
 
   /** Waits for the window's transfer (errors propagate), unmaps it and frees it. */
@@ -644,6 +834,7 @@ public final class UnitPager implements BlockHooks, AutoCloseable {
     if (closed) return;
     try {
       discard();
+      abandonUpdate();  // the owner applies it before closing when it wants the weights consistent
       for (Window w : weights) {  // the resident units: their weights go to their files, which then hold all
         if (w == null || !w.pinned) continue;
         if (restoreWeights && !store.isClosed()) files.transfer(Role.MASTER, w.unit, true, 0, w.buf.address(), w.buf.byteSize());

@@ -3,10 +3,12 @@ package dev.athanor.train;
 import dev.athanor.offload.ChunkStreamer;
 import dev.athanor.offload.OffloadConfig;
 import dev.athanor.offload.UnitFiles;
+import dev.athanor.offload.UnitUpdate;
 import dev.athanor.ops.Ops;
 import dev.athanor.params.ParameterStore;
 import dev.athanor.params.Range;
 import dev.athanor.params.Role;
+import dev.athanor.params.Unit;
 import dev.athanor.tensor.DType;
 import dev.athanor.tensor.Tensor;
 import java.util.ArrayList;
@@ -413,6 +415,12 @@ public final class AdamW implements AutoCloseable {
    */
   private void updateChunk(Range range, Role gradRole, Map<Role, Tensor> staged, long stagedStart, boolean lowp,
       float lr, float beta1, float beta2, float eps, float weightDecay, float gradScale) {
+    updateChunk(range, gradRole, staged, stagedStart, lowp, step, lr, beta1, beta2, eps, weightDecay, gradScale);
+  }
+
+  /** {@link #updateChunk} with the bias correction of step {@code t}. */
+  private void updateChunk(Range range, Role gradRole, Map<Role, Tensor> staged, long stagedStart, boolean lowp, long t,
+      float lr, float beta1, float beta2, float eps, float weightDecay, float gradScale) {
     for (ParameterStore.Param p : store.list()) {
       Range r = p.range().intersect(range);
       if (r.isEmpty()) continue;
@@ -420,7 +428,7 @@ public final class AdamW implements AutoCloseable {
       try (Tensor master = part(Role.MASTER, r, staged, stagedStart); Tensor grad = part(gradRole, r, staged, stagedStart);
           Tensor m = part(Role.ADAM_M, r, staged, stagedStart); Tensor v = part(Role.ADAM_V, r, staged, stagedStart);
           Tensor weight = lowp ? store.slice(Role.WEIGHT, r) : null) {
-        Ops.adamw(master, grad, m, v, weight, lr, beta1, beta2, eps, wd, gradScale, step);
+        Ops.adamw(master, grad, m, v, weight, lr, beta1, beta2, eps, wd, gradScale, t);
       }
     }
   }
@@ -429,6 +437,61 @@ public final class AdamW implements AutoCloseable {
     Tensor s = staged.get(role);
     if (s == null) return store.slice(role, r);
     return s.slice(0, r.start() - stagedStart, r.end() - stagedStart);
+  }
+
+  /**
+   * The update {@link #update}{@code (store.all(), gradRole, ...)} would make now, deferred: nothing changes until the
+   * returned {@link UnitUpdate} applies it unit by unit, in the order {@code order} (each unit of the store once), to
+   * each unit's masters handed to it in a host window (the masters on DISK are the caller's to write back); the
+   * gradients and moments stream through the staging slots in a {@link ChunkStreamer.Pipeline} that reads the next
+   * units' chunks while the caller computes. Same kernel, same elements, the step count and arguments of now: the
+   * same bits as {@link #update}. Needs the roles streamed from DISK and the masters to be the compute weights; the
+   * gradients of {@code gradRole} must not change until every unit is applied, and no other update may run meanwhile.
+   */
+  public UnitUpdate defer(List<Unit> order, Role gradRole, float lr, float beta1, float beta2, float eps, float weightDecay,
+      float gradScale) {
+    if (step == 0) throw new IllegalStateException("defer() before beginStep()");
+    if (streamer == null || shard != null) {
+      throw new IllegalStateException("only an unsharded optimizer that streams its state from DISK defers its update");
+    }
+    if (!store.weightsAreMasters()) {
+      throw new IllegalStateException("a deferred update needs the masters to be the compute weights; this store computes in "
+          + store.computeDtype());
+    }
+    java.util.Set<Unit> seen = new java.util.HashSet<>(order);
+    if (seen.size() != order.size() || !seen.equals(new java.util.HashSet<>(store.units()))) {
+      throw new IllegalArgumentException("the order of a deferred update must name each of the store's " + store.units().size()
+          + " units once, got " + order.size() + " entries");
+    }
+    List<Range> ranges = new ArrayList<>();
+    for (Unit u : order) ranges.add(u.elements());
+    return new Deferred(this, streamer.pipeline(ranges, java.util.Set.of(Role.MASTER)), gradRole, step, lr, beta1, beta2, eps,
+        weightDecay, gradScale);
+  }
+
+  /** An update of every unit made by {@code opt}'s {@link #defer}, applied unit by unit through its pipeline. */
+  private record Deferred(AdamW opt, ChunkStreamer.Pipeline pipe, Role gradRole, long t, float lr, float beta1, float beta2,
+      float eps, float weightDecay, float gradScale) implements UnitUpdate {
+    @Override
+    public void apply(Unit unit, Tensor masters) {
+      Range e = unit.elements();
+      if (masters.numel() != e.length()) {
+        throw new IllegalArgumentException("the masters of " + unit.name() + " need " + e.length() + " elements, got "
+            + masters.numel());
+      }
+      pipe.process(e, (chunk, staged) -> {
+        Map<Role, Tensor> all = new java.util.EnumMap<>(staged);
+        try (Tensor w = masters.slice(0, chunk.start() - e.start(), chunk.end() - e.start())) {
+          all.put(Role.MASTER, w);
+          opt.updateChunk(chunk, gradRole, all, chunk.start(), false, t, lr, beta1, beta2, eps, weightDecay, gradScale);
+        }
+      });
+    }
+
+    @Override
+    public void finish() {
+      pipe.close();
+    }
   }
 
   /** One whole update ({@link #beginStep()} then {@link #update} over everything) from {@link Role#GRAD}. */

@@ -28,6 +28,12 @@ import java.util.Objects;
  *   <li><b>clipping</b>: the global norm from per-chunk partial sums combined in a fixed order;
  *   <li><b>update</b>: AdamW over the parameters' range with the scheduled learning rate.
  * </ol>
+ * With the weights, gradients and moments on DISK (CPU offload), the update of every step but the last is deferred
+ * into the next step's forward ({@link #defersUpdates()}): each unit is updated when the forward first reads its
+ * weights, in the window the forward then uses, while the I/O of the next units' gradients and moments runs behind
+ * the computation. The bits are those of the update made at once; {@link #settle()} applies what remains, and
+ * everything that needs the state as a step leaves it (checkpoints, {@link #consistentState()}, {@link #close()}, a
+ * failed step) calls it first.
  * A NaN/inf loss or norm stops the step before the update. The caller drives the loop (progress, logging,
  * checkpoints) and owns the model and the data loader.
  */
@@ -53,6 +59,7 @@ public final class Trainer implements AutoCloseable {
   private DataLoader.State stateBeforeStep;  // the loader's state when the current/last step began
   private boolean stepFailed;                // the last step threw before its update began
   private boolean updateFailed;              // the last step threw during its update (state inconsistent)
+  private final boolean defers;              // the update of a step is deferred into the next step's forward
 
   public Trainer(Transformer model, TrainConfig cfg, DataLoader data) {
     this(model, cfg, data, OffloadConfig.NONE);
@@ -172,6 +179,7 @@ public final class Trainer implements AutoCloseable {
           + "and gradients stay in memory, but the offload puts " + new java.util.TreeSet<>(offload.diskRoles()) + " there");
     }
     if (!offload.pagesUnits() && weights == null || sharded != null) {
+      this.defers = false;
       this.weights = null;
       this.ownsWeights = false;
       this.files = null;
@@ -215,6 +223,7 @@ public final class Trainer implements AutoCloseable {
         throw e;
       }
       this.weights = w;
+      this.defers = w != null && p != null && store.weightsAreMasters();  // weights and gradients paged, CPU F32
       this.ownsWeights = own;
       this.files = f;
       this.pager = p;
@@ -385,12 +394,21 @@ public final class Trainer implements AutoCloseable {
           ? new MicroBatches(runner.run(this, 1f / (cfg.accum() * reducer.replicas())), (long) cfg.accum() * cfg.batch() * cfg.seq())
           : microBatches();
       if (pager != null) pager.flush();
-      if (weights != null) weights.flush();  // the optimizer is about to rewrite the weights on DISK
+      // the optimizer is about to rewrite the weights on DISK (what the forward did not apply of the last step's
+      // deferred update is applied first)
+      if (weights != null) weights.flush();
     } catch (RuntimeException | Error e) {
       if (sharded != null) sharded.discard();
       if (activations != null) activations.discard();
       if (pager != null) pager.discard();
-      if (weights != null) weights.pager().discard();
+      if (weights != null) {
+        weights.pager().discard();
+        try {
+          settle();  // the last step's update, which the forward had begun to apply, completed: a consistent state
+        } catch (RuntimeException | Error s) {
+          e.addSuppressed(s);  // settle() marked the state inconsistent
+        }
+      }
       throw e;
     }
     if (gradShard == null) reducer.reduce(store, stepGrad);  // ZeRO 2 reduced each micro-batch's gradient already
@@ -406,6 +424,9 @@ public final class Trainer implements AutoCloseable {
     optimizer.beginStep();
     if (gradShard != null) {
       optimizer.updateShard(gradShard, lr, cfg.beta1(), cfg.beta2(), cfg.eps(), cfg.weightDecay(), clip);
+    } else if (defers && step + 1 < cfg.steps()) {  // the last step of the run updates at once
+      UnitPager wp = weights.pager();
+      wp.defer(optimizer.defer(wp.updateOrder(), stepGrad, lr, cfg.beta1(), cfg.beta2(), cfg.eps(), cfg.weightDecay(), clip));
     } else {
       optimizer.update(store.all(), stepGrad, lr, cfg.beta1(), cfg.beta2(), cfg.eps(), cfg.weightDecay(), clip);
     }
@@ -455,6 +476,13 @@ public final class Trainer implements AutoCloseable {
    * step again and the loader as it was when the step began. Empty when a step failed mid-update.
    */
   public java.util.Optional<Position> consistentState() {
+    if (!updateFailed) {
+      try {
+        settle();
+      } catch (RuntimeException e) {
+        return java.util.Optional.empty();  // settle() marked the state inconsistent
+      }
+    }
     if (updateFailed) return java.util.Optional.empty();
     return java.util.Optional.of(stepFailed ? new Position(step, stateBeforeStep) : new Position(step, data.state()));
   }
@@ -462,8 +490,36 @@ public final class Trainer implements AutoCloseable {
   /** Where training stands: the next step to run and the data loader's state before it. */
   public record Position(long nextStep, DataLoader.State loader) {}
 
+  /**
+   * Whether this trainer defers each step's optimizer update (all but the last step's) into the next step's forward:
+   * with the weights and gradients on DISK, paged unit by unit (CPU, F32).
+   */
+  public boolean defersUpdates() {
+    return defers;
+  }
+
+  /**
+   * Applies what remains of the last step's deferred update (nothing when none is pending), so that the weights and
+   * the optimizer's state on DISK are those the step left, and every window is dropped. Call before reading or
+   * replacing the parameters or the optimizer state from outside (a checkpoint does; {@link #consistentState()} and
+   * {@link #close()} call it). A failure marks the state inconsistent ({@link #consistentState()} is then empty).
+   */
+  public void settle() {
+    if (!defers || !weights.pager().updatePending()) return;
+    try {
+      weights.pager().applyPending();
+      weights.flush();  // the updated weights written back
+    } catch (RuntimeException | Error e) {
+      updateFailed = true;
+      throw e;
+    }
+  }
+
   /** Continues from {@code p} (after the parameters and the optimizer were restored). */
   public void restore(Position p) {
+    if (defers && weights.pager().updatePending()) {
+      throw new IllegalStateException("a deferred optimizer update is pending: settle() before restoring the parameters");
+    }
     data.restore(p.loader());
     step = p.nextStep();
     stepFailed = false;
@@ -476,6 +532,17 @@ public final class Trainer implements AutoCloseable {
    */
   @Override
   public void close() {
+    RuntimeException unsettled = null;
+    try {
+      if (!updateFailed && !store.isClosed()) settle();  // the weights read back are those the last step left
+    } catch (RuntimeException e) {
+      unsettled = e;  // thrown once everything is released
+    }
+    closeResources();
+    if (unsettled != null) throw unsettled;
+  }
+
+  private void closeResources() {
     try {
       if (!store.isClosed()) {
         for (Role r : new Role[] {Role.ADAM_M, Role.ADAM_V, Role.GRAD_ACC}) store.release(r);

@@ -216,6 +216,7 @@ public final class Checkpoint {
    * shuffle, seed and data size; otherwise nothing is changed and the error lists the differences.
    */
   public void restore(Trainer t) {
+    t.settle();  // a deferred update must not land on the restored state
     ModelConfig saved = modelConfig();
     ModelConfig mine = t.model().config();
     if (!saved.equals(mine)) {
