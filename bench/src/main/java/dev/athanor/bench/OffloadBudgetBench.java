@@ -156,7 +156,7 @@ public final class OffloadBudgetBench {
       sb.append(String.format(Locale.ROOT, "| %s | %s | %s | %s | %s | %.0f %s | %.0f %s | **%.2f** | %s | %.3f | %.2f |%n",
           budget, r.prefetch ? "on" : "off", (r.plan.diskRoles().isEmpty() ? "none" : OffloadPlan.describe(r.plan.diskRoles()))
               + (r.plan.residentWeights().isEmpty() ? "" : "; " + r.plan.residentWeights().size() + " weight units resident")
-              + (r.plan.recompute() ? "; activations recomputed" : ""),
+              + (r.plan.recompute() ? "; activations recomputed" : "") + (r.plan.activationsOnDisk() ? "; activations on DISK" : ""),
           MemoryManager.formatBytes(r.plan.bytes(Tier.HOST)), MemoryManager.formatBytes(r.peak),
           batch * seq / m, OffloadBench.fmt(r.mem), batch * seq / o, OffloadBench.fmt(r.off), m / o,
           MemoryManager.formatBytes(r.diskBytes), r.stall, r.overlap));
