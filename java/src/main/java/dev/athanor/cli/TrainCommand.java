@@ -873,9 +873,12 @@ final class TrainCommand implements Callable<Integer> {
         // (activations, workspace, paging windows, snapshot copies); not what loading or restoring held before the loop
         MemoryManager.global().resetPeak();
         TransferStats.Snapshot loopStart = trainer.transfers();
+        // each step's line counts the traffic since the previous line (checkpoint saves left out): with the update
+        // deferred into the next forward (offload), the reads of a step's update start as it ends, between the lines
+        TransferStats.Snapshot mark = loopStart;
         while (!trainer.done() && !(comm == null ? stop.get() : agreeToStop(comm, stop))) {
           StepResult r;
-          TransferStats.Snapshot before = trainer.transfers();
+          TransferStats.Snapshot before = mark;
           TimedCommunicator.Counts talked = comm instanceof TimedCommunicator t ? t.counts() : null;
           try {
             r = trainer.step();
@@ -887,7 +890,8 @@ final class TrainCommand implements Callable<Integer> {
           }
           results.add(r);
           // an offloaded run's line also carries the step's DISK traffic and stalls (checkpoint saves are not in it)
-          String line = offloadConfig.offloadsAnything() ? StepTraffic.of(r.step(), trainer.transfers().minus(before)).appendTo(r) : r.toJson();
+          mark = trainer.transfers();
+          String line = offloadConfig.offloadsAnything() ? StepTraffic.of(r.step(), mark.minus(before)).appendTo(r) : r.toJson();
           // with --dp, the time rank 0 spent in collectives during the step (waiting for the others included), and bytes
           if (talked != null) line = withCommunication(line, ((TimedCommunicator) comm).counts().minus(talked));
           w.write(line);
@@ -895,6 +899,7 @@ final class TrainCommand implements Callable<Integer> {
           w.flush();
           if (ck != null && ck.every() > 0 && trainer.nextStep() % ck.every() == 0 && !trainer.done()) {
             stall = mgr.save(trainer);  // with more than one process: every rank writes its part (a collective)
+            mark = trainer.transfers();  // the save's own traffic is in the summary, not in the next step's line
           }
           ema = Double.isNaN(ema) ? r.loss() : 0.9 * ema + 0.1 * r.loss();
           bar.update(r.step() + 1, String.format(Locale.ROOT, "loss %.3f (avg %.3f) | %s tok/s%s", r.loss(), ema,
