@@ -182,7 +182,7 @@ final class NcclCommunicator implements Communicator {
     }
     check("reduceScatter", "in", in);
     check("reduceScatter", "out", out);
-    sameDtype("reduceScatter", in, out);
+    Checks.sameDtype("reduceScatter", in, out);
     long n = in.numel();
     int s = size(), r = rank();
     long start = Communicator.partStart(n, r, s), len = Communicator.partLength(n, r, s);
@@ -286,7 +286,7 @@ final class NcclCommunicator implements Communicator {
     if (n % s == 0) {
       check("allGather", "in", in);
       check("allGather", "out", out);
-      sameDtype("allGather", in, out);
+      Checks.sameDtype("allGather", in, out);
       if (in.numel() != n / s) {
         throw new IllegalArgumentException("allGather: in has " + in.numel() + " elements but rank " + rank() + "'s part of "
             + n + " elements over " + s + " ranks has " + n / s);
@@ -307,7 +307,7 @@ final class NcclCommunicator implements Communicator {
     }
     check("allGatherV", "in", in);
     check("allGatherV", "out", out);
-    sameDtype("allGatherV", in, out);
+    Checks.sameDtype("allGatherV", in, out);
     Checks.perRankStart("allGatherV", counts, size(), rank(), out.numel(), "out");
     if (in.numel() != counts[rank()]) {
       throw new IllegalArgumentException("allGatherV: in has " + in.numel() + " elements but counts[" + rank() + "] = "
@@ -450,11 +450,5 @@ final class NcclCommunicator implements Communicator {
           + "NCCL communicator, or in host memory (both tensors of a call), is on " + t.device() + " / " + t.tier());
     }
     if (!t.isContiguous()) throw new IllegalArgumentException(op + ": " + name + " " + t + " must be contiguous");
-  }
-
-  private static void sameDtype(String op, Tensor a, Tensor b) {
-    if (a.dtype() != b.dtype()) {
-      throw new IllegalArgumentException(op + ": in is " + a.dtype() + " but out is " + b.dtype() + "; need one dtype");
-    }
   }
 }
