@@ -45,7 +45,12 @@ final class Checks {
     host(op, "in", in);
     host(op, "out", out);
     sameDtype(op, in, out);
-    long n = whole.numel(), want = Communicator.partLength(n, rank, size);
+    partOf(op, partName, part, whole.numel(), rank, size);
+  }
+
+  /** {@code part} (named {@code partName}) has rank {@code rank}'s part of {@code n} elements over {@code size} ranks. */
+  static void partOf(String op, String partName, Tensor part, long n, int rank, int size) {
+    long want = Communicator.partLength(n, rank, size);
     if (part.numel() != want) {
       throw new IllegalArgumentException(op + ": " + partName + " has " + part.numel() + " elements but rank " + rank
           + "'s part of " + n + " elements over " + size + " ranks has " + want);
@@ -60,22 +65,45 @@ final class Checks {
     host(op, "in", in);
     host(op, "out", out);
     sameDtype(op, in, out);
-    perRank(op, counts, size, out.numel(), "out");
+    countsOf(op, in, out, counts, rank, size);
+  }
+
+  /**
+   * {@code counts} has one non-negative count per rank adding up to {@code out}'s elements, and {@code in} holds this
+   * rank's count; returns where this rank's part of {@code out} starts. (No check of where the tensors live.)
+   */
+  static long countsOf(String op, Tensor in, Tensor out, long[] counts, int rank, int size) {
+    long start = perRankStart(op, counts, size, rank, out.numel(), "out");
     if (in.numel() != counts[rank]) {
       throw new IllegalArgumentException(op + ": in has " + in.numel() + " elements but counts[" + rank + "] = " + counts[rank]);
     }
+    return start;
   }
 
   /** {@code in} holds the sum of {@code counts} (one per rank, none negative) elements, F32 {@code acc} this rank's count. */
   static void foldCounts(String op, Tensor in, Tensor acc, long[] counts, int rank, int size) {
     host(op, "in", in);
     host(op, "acc", acc);
-    if (in.dtype() != DType.F32 || acc.dtype() != DType.F32) {
-      throw new IllegalArgumentException(op + ": in is " + in + " and acc " + acc + "; both must be F32");
-    }
-    perRank(op, counts, size, in.numel(), "in");
+    foldCountsOf(op, in, acc, counts, rank, size);
+  }
+
+  /**
+   * {@link #foldCounts}'s checks without where the tensors live: both F32, {@code counts} adding up to {@code in}'s
+   * elements, {@code acc} this rank's count; returns where this rank's part of {@code in} starts.
+   */
+  static long foldCountsOf(String op, Tensor in, Tensor acc, long[] counts, int rank, int size) {
+    bothF32(op, in, acc);
+    long start = perRankStart(op, counts, size, rank, in.numel(), "in");
     if (acc.numel() != counts[rank]) {
       throw new IllegalArgumentException(op + ": acc has " + acc.numel() + " elements but counts[" + rank + "] = " + counts[rank]);
+    }
+    return start;
+  }
+
+  /** {@code in} and {@code acc} are F32 (what the accumulating reductions add in). */
+  static void bothF32(String op, Tensor in, Tensor acc) {
+    if (in.dtype() != DType.F32 || acc.dtype() != DType.F32) {
+      throw new IllegalArgumentException(op + ": in is " + in + " and acc " + acc + "; both must be F32");
     }
   }
 

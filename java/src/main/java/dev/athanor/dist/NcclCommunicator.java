@@ -185,11 +185,8 @@ final class NcclCommunicator implements Communicator {
     Checks.sameDtype("reduceScatter", in, out);
     long n = in.numel();
     int s = size(), r = rank();
+    Checks.partOf("reduceScatter", "out", out, n, r, s);
     long start = Communicator.partStart(n, r, s), len = Communicator.partLength(n, r, s);
-    if (out.numel() != len) {
-      throw new IllegalArgumentException("reduceScatter: out has " + out.numel() + " elements but rank " + r + "'s part of "
-          + n + " elements over " + s + " ranks has " + len);
-    }
     if (n == 0) return;
     sent += (n - len) * in.dtype().byteSize();
     if (mode == ReduceMode.FAST || in.dtype() == DType.I32) {
@@ -222,16 +219,11 @@ final class NcclCommunicator implements Communicator {
     }
     check("reduceScatterAccumulate", "in", in);
     check("reduceScatterAccumulate", "acc", acc);
-    if (in.dtype() != DType.F32 || acc.dtype() != DType.F32) {
-      throw new IllegalArgumentException("reduceScatterAccumulate: in is " + in + " and acc " + acc + "; both must be F32");
-    }
+    Checks.bothF32("reduceScatterAccumulate", in, acc);
     long n = in.numel();
     int s = size(), r = rank();
+    Checks.partOf("reduceScatterAccumulate", "acc", acc, n, r, s);
     long start = Communicator.partStart(n, r, s), len = Communicator.partLength(n, r, s);
-    if (acc.numel() != len) {
-      throw new IllegalArgumentException("reduceScatterAccumulate: acc has " + acc.numel() + " elements but rank " + r
-          + "'s part of " + n + " elements over " + s + " ranks has " + len);
-    }
     if (n == 0) return;
     try (Tensor inFlat = in.view(n); Tensor accFlat = acc.view(len)) {
       if (mode == ReduceMode.FAST) {
@@ -258,14 +250,7 @@ final class NcclCommunicator implements Communicator {
     }
     check("reduceScatterAccumulateV", "in", in);
     check("reduceScatterAccumulateV", "acc", acc);
-    if (in.dtype() != DType.F32 || acc.dtype() != DType.F32) {
-      throw new IllegalArgumentException("reduceScatterAccumulateV: in is " + in + " and acc " + acc + "; both must be F32");
-    }
-    long start = Checks.perRankStart("reduceScatterAccumulateV", counts, size(), rank(), in.numel(), "in");
-    if (acc.numel() != counts[rank()]) {
-      throw new IllegalArgumentException("reduceScatterAccumulateV: acc has " + acc.numel() + " elements but counts["
-          + rank() + "] = " + counts[rank()]);
-    }
+    long start = Checks.foldCountsOf("reduceScatterAccumulateV", in, acc, counts, rank(), size());
     if (in.numel() == 0) return;
     sent += (in.numel() - counts[rank()]) * 4;
     try (Tensor inFlat = in.view(in.numel()); Tensor accFlat = acc.view(acc.numel())) {
@@ -287,10 +272,7 @@ final class NcclCommunicator implements Communicator {
       check("allGather", "in", in);
       check("allGather", "out", out);
       Checks.sameDtype("allGather", in, out);
-      if (in.numel() != n / s) {
-        throw new IllegalArgumentException("allGather: in has " + in.numel() + " elements but rank " + rank() + "'s part of "
-            + n + " elements over " + s + " ranks has " + n / s);
-      }
+      Checks.partOf("allGather", "in", in, n, rank(), s);
       if (n == 0) return;
       sent += in.numel() * (s - 1) * in.dtype().byteSize();
       NcclNative.allGather0(comm, in.address(), out.address(), n / s, in.dtype().code(), stream());
@@ -308,11 +290,7 @@ final class NcclCommunicator implements Communicator {
     check("allGatherV", "in", in);
     check("allGatherV", "out", out);
     Checks.sameDtype("allGatherV", in, out);
-    Checks.perRankStart("allGatherV", counts, size(), rank(), out.numel(), "out");
-    if (in.numel() != counts[rank()]) {
-      throw new IllegalArgumentException("allGatherV: in has " + in.numel() + " elements but counts[" + rank() + "] = "
-          + counts[rank()]);
-    }
+    Checks.countsOf("allGatherV", in, out, counts, rank(), size());
     if (out.numel() == 0) return;
     int es = in.dtype().byteSize();
     sent += in.numel() * (size() - 1) * es;

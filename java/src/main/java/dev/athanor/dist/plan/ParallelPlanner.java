@@ -500,7 +500,7 @@ public final class ParallelPlanner {
     for (int t = 0; t < numel.length; t++) numel[t] = flatParameters(c, pipeline.stage(t), l.tp(), l.tp() - 1);
     Range shard = new Range(Communicator.partStart(numel[st], d, n), Communicator.partStart(numel[st], d + 1, n));
     long bytes = 0, messages = 0;
-    Range[] whole = new Range[l.pp()];  // each stage's range of the whole layout, computed once (not per chunk)
+    Range[] whole = new Range[l.pp()];  // each stage's range of the whole layout
     for (int t = 0; t < whole.length; t++) whole[t] = pipeline.wholeRange(t);
     long total = whole[whole.length - 1].end();
     Range r = whole[st];
