@@ -8,7 +8,7 @@
 //   element size, and M, N, K < 2^31 - 1024 (ATH_ERR_UNSUPPORTED beyond).
 //
 // This file validates the arguments and the execution context, picks a kernel and launches it on
-// the context's stream (without synchronizing; no scratch is used):
+// the context's stream (without synchronizing; only the Hopper kernel's split-K mode uses scratch):
 //   - BF16/F16 with 16-byte aligned A/B and lda, ldb (and batch strides) multiples of 8:
 //     tensor cores, mma.sync (gemm_mma.cu), tile 128x256, 128x128 or 64x64 by problem size;
 //   - F32 with 16-byte aligned A/B and lda, ldb (and strides) multiples of 4: SIMT FP32 with float4
@@ -21,6 +21,12 @@
 //     environment: BF16/F16 with the same alignment as the mma path (and nonzero batch strides) go
 //     to the sm_90a kernel (gemm_wgmma.cu: wgmma fed by TMA), tile 128x256 or 128x128. It becomes
 //     the default only after a GPU check on an H200 has passed its tests and timed it.
+//     Split-K (gemm_wgmma.cu, gemm_splitk_reduce.cu): when fewer (tile, batch) units than SMs meet
+//     a long K (weight gradients), the heuristic may split K into slices; ATHANOR_WGMMA_SPLITK=N
+//     forces N slices (1: off) on the wgmma path, forced or chosen. The F32 partial sums take
+//     splits * min(batch, 65535) * M * ldw * 4 bytes of the context's scratch arena (ldw = N rounded
+//     up to a multiple of 4); too small an arena returns ATH_ERR_SCRATCH with nothing enqueued.
+//     Below one wave of 128x256 tiles the heuristic keeps the wide tile when it splits it.
 // For tests and benchmarks the environment variable ATHANOR_CUDA_GEMM_KERNEL forces a kernel:
 // wgmma_128x256, wgmma_128x128, mma_128x256, mma_128x128, mma_64x64, f32_128x128, f32_64x64 or
 // generic ("auto" or unset: the heuristic). It is read at every call; a forced kernel that cannot
@@ -187,7 +193,13 @@ Choice choose_kernel(const ath_gemm_args& g, const DeviceProps& dev) {
   // Not yet tuned on hardware.
   const int64_t sms = dev.sm_count > 0 ? dev.sm_count : 1;
   if (hopper_switch() && wgmma_fits(WgmmaTile::k128x128)) {
-    if (wgmma_fits(WgmmaTile::k128x256) && tiles(g.m, g.n, 128, 256) * g.batch >= sms) return wgmma_choice(WgmmaTile::k128x256);
+    if (wgmma_fits(WgmmaTile::k128x256)) {
+      if (tiles(g.m, g.n, 128, 256) * g.batch >= sms) return wgmma_choice(WgmmaTile::k128x256);
+      // Under one wave, split-K over the wide tile (when its heuristic splits) fills the SMs with
+      // long k-slices instead of narrower tiles.
+      if (wgmma_split_heuristic(WgmmaTile::k128x256, g.m, g.n, g.k, g.batch, dev.sm_count) > 1)
+        return wgmma_choice(WgmmaTile::k128x256);
+    }
     return wgmma_choice(WgmmaTile::k128x128);
   }
   if (mma_ok) {
@@ -256,12 +268,28 @@ ath_status run(const ath_gemm_args* args, const ath_cuda_ctx* ctx) {
     }
   }
 
+  // Split-K workspace (wgmma path only), taken before anything is enqueued; every launch of the
+  // batch loop below reuses it (stream order).
+  SplitK split;
+  if (choice.path == Path::kWgmma) {
+    split.splits = wgmma_splits(choice.wgmma, g.m, g.n, eff.k, g.batch, dev.sm_count);
+    if (split.splits > 1) {
+      split.ldw = splitk_ldw(g.n);
+      Scratch scratch = oc.arena();
+      split.ws = scratch.take<float>(  // (min(batch, 65535), splits, M, ldw) F32
+          splitk_workspace_elems(g.m, g.n, g.batch < kMaxGridZ ? g.batch : kMaxGridZ, split.splits));
+      ATH_TRY(scratch.fits(ATH_GEMM_OP));
+    }
+  }
+
   const cudaStream_t stream = oc.stream;
   for (int64_t b0 = 0; b0 < g.batch; b0 += kMaxGridZ) {
     const int nb = static_cast<int>(g.batch - b0 < kMaxGridZ ? g.batch - b0 : kMaxGridZ);
     p.batch_base = b0;
     switch (choice.path) {
-      case Path::kWgmma: ATH_TRY(launch_gemm_wgmma(p, choice.wgmma, g.dtype_ab, g.dtype_c, nb, dev.sm_count, stream)); break;
+      case Path::kWgmma:
+        ATH_TRY(launch_gemm_wgmma(p, choice.wgmma, g.dtype_ab, g.dtype_c, nb, dev.sm_count, split, stream));
+        break;
       case Path::kMma: ATH_TRY(launch_gemm_mma(p, choice.mma, g.dtype_ab, g.dtype_c, nb, stream)); break;
       case Path::kF32: ATH_TRY(launch_gemm_f32(p, choice.f32, nb, stream)); break;
       case Path::kGeneric: ATH_TRY(launch_gemm_generic(p, g.dtype_ab, g.dtype_c, nb, stream)); break;

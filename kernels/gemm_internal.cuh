@@ -1,5 +1,5 @@
 // Internal interface between the GEMM entry point (gemm.cu) and its kernels (gemm_mma.cu,
-// gemm_f32.cu, gemm_generic.cu). Not part of the C ABI.
+// gemm_wgmma.cu, gemm_f32.cu, gemm_generic.cu, gemm_splitk_reduce.cu). Not part of the C ABI.
 //
 // Every kernel computes, for each batch index b handled by its launch:
 //   C_b (M, N) = alpha * op(A_b) (M, K) @ op(B_b) (K, N) + beta * C_b + bias (N, broadcast over rows)
@@ -12,6 +12,7 @@
 // The result is rounded once, to dtype_c, when it is stored.
 #pragma once
 #include <atomic>
+#include <cstddef>
 
 #include "common.cuh"
 
@@ -52,14 +53,20 @@ __device__ __forceinline__ void tile_coords(int pid, int tiles_m, int tiles_n, i
   *tn = in_group / group_rows;
 }
 
-// Final value of one element of C: alpha * acc + beta * C_old + bias[col], rounded to TC.
-// c_old is only read when beta != 0 (C may hold NaN otherwise).
+// Final value of one element of C before rounding: alpha * acc + beta * C_old + bias[col], in
+// this order. c_old is only read when beta != 0 (C may hold NaN otherwise).
 template <typename TC>
-__device__ __forceinline__ void store_c1(TC* c, int64_t idx, int col, float acc, const GemmParams& p) {
+__device__ __forceinline__ float epilogue_value(const TC* c, int64_t idx, int col, float acc, const GemmParams& p) {
   float v = p.alpha * acc;
   if (p.beta != 0.f) v += p.beta * to_f32<TC>(c[idx]);
   if (p.bias != nullptr) v += to_f32<TC>(static_cast<const TC*>(p.bias)[col]);
-  c[idx] = from_f32<TC>(v);
+  return v;
+}
+
+// epilogue_value rounded to TC and stored.
+template <typename TC>
+__device__ __forceinline__ void store_c1(TC* c, int64_t idx, int col, float acc, const GemmParams& p) {
+  c[idx] = from_f32<TC>(epilogue_value<TC>(c, idx, col, acc, p));
 }
 
 // Raises a kernel's dynamic shared-memory limit above the default 48 KiB, once per device
@@ -97,9 +104,45 @@ int wgmma_smem_bytes(WgmmaTile tile);
 const char* wgmma_tile_name(WgmmaTile tile);
 // Requirements (checked by the caller): compute capability 9.0; dtype_ab BF16/F16; a, b 16-byte
 // aligned; lda, ldb multiples of 8; k > 0; with batch > 1, stride_a and stride_b nonzero multiples of 8.
-// Persistent: at most sm_count blocks, each walking the (tile, batch) units of the launch.
+// Split-K (deterministic): with splits > 1 every unit is a (tile, k-slice, batch); slice z of a
+// tile sums its k-tiles [z * KT / splits, (z + 1) * KT / splits) (KT = ceil(K / 64), so slices
+// differ by at most one k-tile) and writes the raw F32 sum (no alpha, beta, bias) to the workspace;
+// gemm_splitk_reduce.cu then adds the slices in the order 0, 1, ..., splits - 1 and applies the
+// epilogue. Workspace layout (F32, from the context's scratch arena, reused by every launch of a call):
+//   ws (nbatch, splits, M, ldw), ldw = N rounded up to a multiple of 4 (16-byte rows);
+//   launch batch b (absolute batch batch_base + b), slice z, element (i, j) at
+//   ws[((b * splits + z) * M + i) * ldw + j]. Columns [N, ldw) hold nothing meaningful.
+struct SplitK {
+  float* ws = nullptr;  // (nbatch, splits, M, ldw) F32; unused when splits == 1
+  int splits = 1;
+  int64_t ldw = 0;
+};
+inline int64_t splitk_ldw(int64_t n) { return (n + 3) / 4 * 4; }
+// Elements of the workspace for nbatch batches (SIZE_MAX when that overflows size_t).
+inline size_t splitk_workspace_elems(int64_t m, int64_t n, int64_t nbatch, int splits) {
+  size_t e = 0;
+  if (__builtin_mul_overflow(static_cast<size_t>(m), static_cast<size_t>(splitk_ldw(n)), &e) ||
+      __builtin_mul_overflow(e, static_cast<size_t>(nbatch), &e) ||
+      __builtin_mul_overflow(e, static_cast<size_t>(splits), &e)) {
+    return SIZE_MAX;
+  }
+  return e;
+}
+// The split count the heuristic picks for a tile (1: no split). Splits only when the launch has
+// fewer (tile, batch) units than SMs and K >= 4096; see gemm_wgmma.cu.
+int wgmma_split_heuristic(WgmmaTile tile, int64_t m, int64_t n, int64_t k, int64_t batch, int sm_count);
+// The split count a call uses: ATHANOR_WGMMA_SPLITK=N when set to a positive integer, else the
+// heuristic; clamped to [1, min(KT, 64)] so that every slice has at least one k-tile.
+int wgmma_splits(WgmmaTile tile, int64_t m, int64_t n, int64_t k, int64_t batch, int sm_count);
+// Persistent: at most sm_count blocks, each walking the (tile, k-slice, batch) units of the launch.
+// With split.splits > 1 it also launches the reduction (launch_gemm_splitk_reduce) after the GEMM.
 ath_status launch_gemm_wgmma(GemmParams p, WgmmaTile tile, int dtype_ab, int dtype_c, int nbatch, int sm_count,
-                             cudaStream_t stream);
+                             const SplitK& split, cudaStream_t stream);
+
+// Split-K reduction (gemm_splitk_reduce.cu): C_b = epilogue(sum over z in order of ws slice z) for
+// the nbatch batches of the launch, with store_c1's operation order. dtype_c F32, BF16 or F16.
+ath_status launch_gemm_splitk_reduce(const GemmParams& p, const SplitK& split, int dtype_c, int nbatch,
+                                     cudaStream_t stream);
 
 // FP32 SIMT (gemm_f32.cu). Requirements: dtype F32 for A, B, C; a, b 16-byte aligned; lda, ldb
 // (and strides when batch > 1) multiples of 4; k > 0.

@@ -6,7 +6,8 @@
 //
 // Block tile BM x BN = 128 x 256 or 128 x 128, K stepped by BK = 64 (128 bytes of 16-bit elements:
 // one 128-byte swizzle row). Persistent grid: at most one block per SM, each walking the units
-// (tile, batch) blockIdx.x, + gridDim.x, ... in grouped order (tile_coords). 384 threads = 3 warpgroups:
+// (tile, k-slice, batch) blockIdx.x, + gridDim.x, ... in grouped order (tile_coords); without
+// split-K there is one k-slice holding all of K. 384 threads = 3 warpgroups:
 //   warpgroup 0, the producer: gives up registers (setmaxnreg.dec) and one thread issues the TMA
 //     copies of k-tile after k-tile, unit after unit, into a STAGES-deep ring, each stage completing
 //     on its "full" mbarrier (expected transaction bytes = the whole stage; out-of-bounds parts of a
@@ -20,6 +21,19 @@
 // (alpha and bias applied) go through a 128-byte-swizzled staging area in shared memory and one
 // TMA store per 64 x 64 box, which clips at M and N and runs on while the consumer starts the next
 // unit; otherwise they are written straight from registers (alpha, beta * C, bias, any ldc).
+//
+// Split-K (deterministic; for skinny products such as weight gradients, M and N small and K long,
+// whose few output tiles leave SMs idle): with splits > 1 slice z of a tile covers k-tiles
+// [z * KT / splits, (z + 1) * KT / splits) (KT = ceil(K / 64)), its consumers write the raw F32
+// sums from registers to a workspace (nbatch, splits, M, ldw) in the context's scratch arena
+// (layout: gemm_internal.cuh, SplitK), and gemm_splitk_reduce.cu adds the slices in the order
+// 0, 1, ..., splits - 1 and applies the register epilogue (alpha, beta * C, bias, dtype_c). So a
+// result does not depend on scheduling; it differs from the unsplit kernel's in the last bits.
+// The split count: ATHANOR_WGMMA_SPLITK=N (a positive integer; 1 turns split-K off) forces N for
+// every call that takes this kernel, clamped to [1, min(KT, 64)]; unset or "auto", the heuristic
+// wgmma_split_heuristic below (only when the launch has fewer (tile, batch) units than SMs and
+// K >= 4096; a cost model of waves, slice length and workspace traffic picks 2..8 slices of at
+// least 16 k-tiles each). Not yet run on a GPU: its tests and the heuristic's constants wait for one.
 //
 // Shared-memory layout of one stage (every tile 1024-byte aligned, 128-byte swizzle as TMA writes
 // it; "atom" = 8 rows of 128 bytes):
@@ -126,21 +140,38 @@ __device__ __forceinline__ uint32_t pack2(float v0, float v1) {
   }
 }
 
-// Unit u of a launch: its tile's first row m0 and column n0 (grouped order, tile_coords) and its batch.
+// Unit u of a launch, u = (batch_in_launch * splits + slice) * tiles + tile: its tile's first row m0
+// and column n0 (grouped order, tile_coords), its absolute batch, its slice and its k-tiles
+// [kt0, kt1) (all KT of them without split-K; slices differ by at most one k-tile).
+struct Unit {
+  int m0, n0, batch, slice, kt0, kt1;
+};
 template <int BN>
-__device__ __forceinline__ void unit_origin(int64_t u, int tiles, const GemmParams& p, int* m0, int* n0, int* batch) {
+__device__ __forceinline__ Unit unit_at(int64_t u, int tiles, int splits, int KT, const GemmParams& p) {
+  Unit r;
   int tm, tn;
   tile_coords(static_cast<int>(u % tiles), p.tiles_m, p.tiles_n, &tm, &tn);
-  *m0 = tm * kBM;
-  *n0 = tn * BN;
-  *batch = static_cast<int>(p.batch_base + u / tiles);
+  r.m0 = tm * kBM;
+  r.n0 = tn * BN;
+  const int64_t rest = u / tiles;
+  r.slice = static_cast<int>(rest % splits);
+  r.batch = static_cast<int>(p.batch_base + rest / splits);
+  r.kt0 = static_cast<int>(static_cast<int64_t>(r.slice) * KT / splits);
+  r.kt1 = static_cast<int>(static_cast<int64_t>(r.slice + 1) * KT / splits);
+  return r;
 }
 
-template <int BN, typename T, typename TC, bool TA, bool TB, bool TMA_STORE>
+// Epilogues: straight from registers (alpha, beta, bias, any ldc), staged + TMA store (16-bit C,
+// beta == 0), or the raw F32 partial sums of a k-slice into the split-K workspace.
+enum Epi : int { kEpiRegisters = 0, kEpiTma = 1, kEpiSplit = 2 };
+
+template <int BN, typename T, typename TC, bool TA, bool TB, int EPI>
 __global__ void __launch_bounds__(kThreads, 1)
     gemm_wgmma_kernel(const __grid_constant__ CUtensorMap tma_a, const __grid_constant__ CUtensorMap tma_b,
-                      const __grid_constant__ CUtensorMap tma_c, const GemmParams p, int64_t units) {
+                      const __grid_constant__ CUtensorMap tma_c, const GemmParams p, const SplitK split,
+                      int64_t units) {
 #if ATH_SM90A
+  constexpr bool TMA_STORE = EPI == kEpiTma;
   using Cfg = WgCfg<BN, TMA_STORE>;
   extern __shared__ __align__(1024) uint8_t smem_raw[];
   const uint32_t base = (smem_addr(smem_raw) + 1023u) & ~1023u;
@@ -152,6 +183,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int wg = threadIdx.x / 128, t = threadIdx.x % 128;
   const int tiles = p.tiles_m * p.tiles_n;
   const int KT = ceil_div(p.k, kBK);
+  const int splits = EPI == kEpiSplit ? split.splits : 1;
 
   if (threadIdx.x == 0) {
 #pragma unroll
@@ -163,7 +195,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   }
   __syncthreads();
 
-  // Every role walks the same units (tile, batch) in the same order, and the ring position `it`
+  // Every role walks the same units (tile, k-slice, batch) in the same order, and the ring position `it`
   // (k-tiles issued or consumed so far) runs on across units: stage it % STAGES, phase
   // (it / STAGES) & 1. So the producer fills the next unit's first stages while the consumers are
   // still storing the previous one.
@@ -175,9 +207,9 @@ __global__ void __launch_bounds__(kThreads, 1)
       sm90::tma_prefetch_desc(&tma_b);
       uint32_t it = 0;
       for (int64_t u = blockIdx.x; u < units; u += gridDim.x) {
-        int m0, n0, batch;
-        unit_origin<BN>(u, tiles, p, &m0, &n0, &batch);
-        for (int kt = 0; kt < KT; ++kt, ++it) {
+        const Unit un = unit_at<BN>(u, tiles, splits, KT, p);
+        const int m0 = un.m0, n0 = un.n0, batch = un.batch;
+        for (int kt = un.kt0; kt < un.kt1; ++kt, ++it) {
           const int s = it % Cfg::STAGES;
           sm90::mbar_wait(empty(s), ((it / Cfg::STAGES) & 1) ^ 1u);  // a fresh barrier passes parity 1 at once
           sm90::mbar_arrive_expect_tx(full(s), Cfg::STAGE_BYTES);
@@ -210,9 +242,9 @@ __global__ void __launch_bounds__(kThreads, 1)
     float acc[Cfg::ACC];
     uint32_t it = 0;
     for (int64_t u = blockIdx.x; u < units; u += gridDim.x) {
-      int m0, n0, batch;
-      unit_origin<BN>(u, tiles, p, &m0, &n0, &batch);
-      for (int kt = 0; kt < KT; ++kt, ++it) {
+      const Unit un = unit_at<BN>(u, tiles, splits, KT, p);
+      const int m0 = un.m0, n0 = un.n0, batch = un.batch;
+      for (int kt = un.kt0; kt < un.kt1; ++kt, ++it) {
         const int s = it % Cfg::STAGES;
         sm90::mbar_wait(full(s), (it / Cfg::STAGES) & 1);
         const uint32_t sa = base + s * Cfg::STAGE_BYTES, sb = sa + Cfg::A_BYTES;
@@ -223,11 +255,11 @@ __global__ void __launch_bounds__(kThreads, 1)
                                  : sm90::smem_desc_sw128(sa + c * 64 * 128 + kk * 32, 16, 1024);
           const uint64_t db = TB ? sm90::smem_desc_sw128(sb + kk * 32, 16, 1024)
                                  : sm90::smem_desc_sw128(sb + kk * 2048, kMnLbo, kMnSbo);
-          mma_k16<BN, T, TA, TB>(acc, da, db, kt > 0 || kk > 0);
+          mma_k16<BN, T, TA, TB>(acc, da, db, kt > un.kt0 || kk > 0);
         }
         sm90::wgmma_commit();
         sm90::wgmma_wait<1>();  // the products of the previous k-tile are done: its stage can be refilled
-        if (kt > 0 && lane == 0) sm90::mbar_arrive(empty((it - 1) % Cfg::STAGES));
+        if (kt > un.kt0 && lane == 0) sm90::mbar_arrive(empty((it - 1) % Cfg::STAGES));
       }
       sm90::wgmma_wait<0>();
       sm90::fence_regs(acc);  // the epilogue's reads stay after the wait
@@ -265,6 +297,22 @@ __global__ void __launch_bounds__(kThreads, 1)
             sm90::tma_store_3d(&tma_c, cs + b * kBoxBytes, n0 + b * kBox, m0 + 64 * c, batch);
           sm90::bulk_commit();
         }
+      } else if constexpr (EPI == kEpiSplit) {
+        // ---------------- epilogue: registers -> this slice's F32 partial tile in the workspace
+        // (M, ldw) slice (batch - batch_base, slice); ldw is a multiple of 4 and col is even, so a
+        // pair starting inside N stays inside the row (col + 1 < ldw) and is 8-byte aligned.
+        const int64_t slice_elems = static_cast<int64_t>(p.m) * split.ldw;
+        float* W = split.ws + ((batch - p.batch_base) * splits + un.slice) * slice_elems;
+        const int r0 = m0 + 64 * c + 16 * w + g;
+#pragma unroll
+        for (int j = 0; j < BN / 8; ++j) {
+          const int col = n0 + 8 * j + 2 * q;
+          if (col < p.n) {
+            if (r0 < p.m) *reinterpret_cast<float2*>(W + r0 * split.ldw + col) = make_float2(acc[4 * j], acc[4 * j + 1]);
+            if (r0 + 8 < p.m)
+              *reinterpret_cast<float2*>(W + (r0 + 8) * split.ldw + col) = make_float2(acc[4 * j + 2], acc[4 * j + 3]);
+          }
+        }
       } else {
         // ---------------- epilogue: registers -> C
         TC* C = static_cast<TC*>(p.c) + static_cast<int64_t>(batch) * p.stride_c;
@@ -286,7 +334,8 @@ __global__ void __launch_bounds__(kThreads, 1)
   (void)kBoxBytes;
   (void)kMnLbo;
   (void)kMnSbo;
-  (void)WgCfg<BN, TMA_STORE>::ACC;
+  (void)WgCfg<BN, EPI == kEpiTma>::ACC;
+  (void)split;
   (void)units;
   __trap();
 #endif
@@ -345,10 +394,11 @@ ath_status make_map(CUtensorMap* map, const void* base, int dtype, int64_t inner
   return ATH_OK;
 }
 
-template <int BN, typename T, typename TC, bool TA, bool TB, bool TMA_STORE>
-ath_status launch(GemmParams p, int dtype_ab, int nbatch, int sm_count, cudaStream_t stream) {
+template <int BN, typename T, typename TC, bool TA, bool TB, int EPI>
+ath_status launch(GemmParams p, int dtype_ab, int nbatch, int sm_count, const SplitK& split, cudaStream_t stream) {
+  constexpr bool TMA_STORE = EPI == kEpiTma;
   using Cfg = WgCfg<BN, TMA_STORE>;
-  constexpr auto kernel = gemm_wgmma_kernel<BN, T, TC, TA, TB, TMA_STORE>;
+  constexpr auto kernel = gemm_wgmma_kernel<BN, T, TC, TA, TB, EPI>;
   ATH_TRY(allow_smem<kernel>(Cfg::SMEM_BYTES));
   // The maps span every batch of the call (coordinates are absolute batch indices); a single
   // batch gets the stride of a packed matrix (never used).
@@ -373,9 +423,10 @@ ath_status launch(GemmParams p, int dtype_ab, int nbatch, int sm_count, cudaStre
   // Persistent grid: one block per SM at most, each walking units blockIdx.x, + gridDim.x, ...
   p.tiles_m = ceil_div(p.m, kBM);
   p.tiles_n = ceil_div(p.n, BN);
-  const int64_t units = int64_t{p.tiles_m} * p.tiles_n * nbatch;
+  const int splits = EPI == kEpiSplit ? split.splits : 1;
+  const int64_t units = int64_t{p.tiles_m} * p.tiles_n * splits * nbatch;
   const int64_t blocks = units < sm_count ? units : sm_count;
-  kernel<<<dim3(static_cast<unsigned>(blocks)), kThreads, Cfg::SMEM_BYTES, stream>>>(ma, mb, mc, p, units);
+  kernel<<<dim3(static_cast<unsigned>(blocks)), kThreads, Cfg::SMEM_BYTES, stream>>>(ma, mb, mc, p, split, units);
   ATH_CUDA_CHECK_LAUNCH("ath_cuda_gemm (wgmma)");
   return ATH_OK;
 }
@@ -385,45 +436,99 @@ ath_status launch(GemmParams p, int dtype_ab, int nbatch, int sm_count, cudaStre
 // inner extent only in 16-byte units (on an H200, N = 1, 65 and 130 wrote the columns up to the
 // next multiple of 8 into C's row padding), so a ragged N goes to the register epilogue.
 // ATHANOR_WGMMA_EPILOGUE=registers turns it off (tests and benchmarks compare the two).
+// With split-K the kernel writes F32 partial sums whatever dtype_c is (the reduction applies the
+// epilogue), so its instantiation does not depend on TC.
 template <int BN, typename T, typename TC, bool TA, bool TB>
-ath_status launch_epilogue(const GemmParams& p, int dtype_ab, int nbatch, int sm_count, cudaStream_t stream) {
+ath_status launch_epilogue(const GemmParams& p, int dtype_ab, int nbatch, int sm_count, const SplitK& split,
+                           cudaStream_t stream) {
+  if (split.splits > 1) return launch<BN, T, float, TA, TB, kEpiSplit>(p, dtype_ab, nbatch, sm_count, split, stream);
   if constexpr (std::is_same_v<T, TC>) {
     const char* e = std::getenv("ATHANOR_WGMMA_EPILOGUE");
     const bool registers = e != nullptr && std::strcmp(e, "registers") == 0;
     const bool batched = p.batch_base + nbatch > 1;
     if (!registers && p.beta == 0.f && p.n % 8 == 0 && reinterpret_cast<uintptr_t>(p.c) % 16 == 0 && p.ldc % 8 == 0 &&
         (!batched || (p.stride_c > 0 && p.stride_c % 8 == 0))) {
-      return launch<BN, T, TC, TA, TB, true>(p, dtype_ab, nbatch, sm_count, stream);
+      return launch<BN, T, TC, TA, TB, kEpiTma>(p, dtype_ab, nbatch, sm_count, split, stream);
     }
   }
-  return launch<BN, T, TC, TA, TB, false>(p, dtype_ab, nbatch, sm_count, stream);
+  return launch<BN, T, TC, TA, TB, kEpiRegisters>(p, dtype_ab, nbatch, sm_count, split, stream);
 }
 
 template <int BN, typename T, typename TC>
-ath_status launch_layout(const GemmParams& p, int dtype_ab, int nbatch, int sms, cudaStream_t stream) {
+ath_status launch_layout(const GemmParams& p, int dtype_ab, int nbatch, int sms, const SplitK& split,
+                         cudaStream_t stream) {
   const bool ta = p.trans_a != 0, tb = p.trans_b != 0;
-  if (!ta && !tb) return launch_epilogue<BN, T, TC, false, false>(p, dtype_ab, nbatch, sms, stream);
-  if (!ta && tb) return launch_epilogue<BN, T, TC, false, true>(p, dtype_ab, nbatch, sms, stream);
-  if (ta && !tb) return launch_epilogue<BN, T, TC, true, false>(p, dtype_ab, nbatch, sms, stream);
-  return launch_epilogue<BN, T, TC, true, true>(p, dtype_ab, nbatch, sms, stream);
+  if (!ta && !tb) return launch_epilogue<BN, T, TC, false, false>(p, dtype_ab, nbatch, sms, split, stream);
+  if (!ta && tb) return launch_epilogue<BN, T, TC, false, true>(p, dtype_ab, nbatch, sms, split, stream);
+  if (ta && !tb) return launch_epilogue<BN, T, TC, true, false>(p, dtype_ab, nbatch, sms, split, stream);
+  return launch_epilogue<BN, T, TC, true, true>(p, dtype_ab, nbatch, sms, split, stream);
 }
 
 template <int BN>
-ath_status launch_dtype(const GemmParams& p, int dtype_ab, int dtype_c, int nbatch, int sms, cudaStream_t stream) {
+ath_status launch_dtype(const GemmParams& p, int dtype_ab, int dtype_c, int nbatch, int sms, const SplitK& split,
+                        cudaStream_t stream) {
   const bool c_f32 = dtype_c == ATH_F32;
   switch (dtype_ab) {
     case ATH_BF16:
-      return c_f32 ? launch_layout<BN, __nv_bfloat16, float>(p, dtype_ab, nbatch, sms, stream)
-                   : launch_layout<BN, __nv_bfloat16, __nv_bfloat16>(p, dtype_ab, nbatch, sms, stream);
+      return c_f32 ? launch_layout<BN, __nv_bfloat16, float>(p, dtype_ab, nbatch, sms, split, stream)
+                   : launch_layout<BN, __nv_bfloat16, __nv_bfloat16>(p, dtype_ab, nbatch, sms, split, stream);
     case ATH_F16:
-      return c_f32 ? launch_layout<BN, __half, float>(p, dtype_ab, nbatch, sms, stream)
-                   : launch_layout<BN, __half, __half>(p, dtype_ab, nbatch, sms, stream);
+      return c_f32 ? launch_layout<BN, __half, float>(p, dtype_ab, nbatch, sms, split, stream)
+                   : launch_layout<BN, __half, __half>(p, dtype_ab, nbatch, sms, split, stream);
     default:
       return ath::fail(ATH_ERR_INTERNAL, "ath_cuda_gemm: wgmma path called with dtype_ab=%d", dtype_ab);
   }
 }
 
+// ---------------------------------------------------------------- split-K heuristic
+// A cost model in units of one k-tile's time on one SM (not fitted to measurements yet; the
+// override ATHANOR_WGMMA_SPLITK exists to measure it):
+//   cost(s) = waves(s) * (ceil(KT / s) + kUnitOverhead) + (s > 1 ? kSliceTraffic * units * s : 0)
+// waves(s) = ceil(units * s / SMs) rounds of the persistent grid, each as long as one slice plus its
+// epilogue; the last term is the workspace traffic (each tile slice written once and read once,
+// F32, through the whole chip's memory bandwidth: 2 x 128 KiB per 128 x 256 slice against the
+// ~0.7 us of one k-tile on an H200 gives about 0.08). The fewest splits within 5% of the cheapest
+// cost win, and only when that is at least 15% below cost(1).
+constexpr int kMaxSplits = 64;           // the override's bound
+constexpr int kMaxHeuristicSplits = 8;
+constexpr int kMinSliceKTiles = 16;      // the heuristic never makes slices shorter than this
+constexpr int64_t kSplitMinK = 4096;
+constexpr double kUnitOverhead = 2.0, kSliceTraffic = 0.08, kSplitGain = 0.85;
+
+int tile_bn(WgmmaTile tile) { return tile == WgmmaTile::k128x256 ? 256 : 128; }
+
 }  // namespace
+
+int wgmma_split_heuristic(WgmmaTile tile, int64_t m, int64_t n, int64_t k, int64_t batch, int sm_count) {
+  const int64_t sms = sm_count > 0 ? sm_count : 1;
+  const int64_t units = ceil_div<int64_t>(m, kBM) * ceil_div<int64_t>(n, tile_bn(tile)) * batch;
+  if (k < kSplitMinK || units <= 0 || units >= sms) return 1;
+  const int64_t kt = ceil_div<int64_t>(k, kBK);
+  auto cost = [&](int s) {
+    const double waves = static_cast<double>(ceil_div<int64_t>(units * s, sms));
+    const double slice = static_cast<double>(ceil_div<int64_t>(kt, s));
+    return waves * (slice + kUnitOverhead) + (s > 1 ? kSliceTraffic * static_cast<double>(units * s) : 0.0);
+  };
+  double best = cost(1);
+  for (int s = 2; s <= kMaxHeuristicSplits && kt / s >= kMinSliceKTiles; ++s) best = std::min(best, cost(s));
+  if (best > kSplitGain * cost(1)) return 1;
+  for (int s = 2; s <= kMaxHeuristicSplits && kt / s >= kMinSliceKTiles; ++s)
+    if (cost(s) <= best * 1.05) return s;
+  return 1;
+}
+
+int wgmma_splits(WgmmaTile tile, int64_t m, int64_t n, int64_t k, int64_t batch, int sm_count) {
+  int s = 0;
+  const char* e = std::getenv("ATHANOR_WGMMA_SPLITK");
+  if (e != nullptr && *e != '\0' && std::strcmp(e, "auto") != 0) {
+    char* end = nullptr;
+    const long v = std::strtol(e, &end, 10);
+    if (end != e && *end == '\0' && v >= 1) s = static_cast<int>(std::min<long>(v, kMaxSplits));
+  }
+  if (s == 0) s = wgmma_split_heuristic(tile, m, n, k, batch, sm_count);
+  const int64_t kt = ceil_div<int64_t>(k, kBK);
+  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(s, kt)));
+}
 
 int wgmma_smem_bytes(WgmmaTile tile) {
   if (tile == WgmmaTile::k128x256) return std::max(WgCfg<256, false>::SMEM_BYTES, WgCfg<256, true>::SMEM_BYTES);
@@ -435,13 +540,20 @@ const char* wgmma_tile_name(WgmmaTile tile) {
 }
 
 ath_status launch_gemm_wgmma(GemmParams p, WgmmaTile tile, int dtype_ab, int dtype_c, int nbatch, int sm_count,
-                             cudaStream_t stream) {
+                             const SplitK& split, cudaStream_t stream) {
   const int sms = sm_count > 0 ? sm_count : 1;
-  switch (tile) {
-    case WgmmaTile::k128x256: return launch_dtype<256>(p, dtype_ab, dtype_c, nbatch, sms, stream);
-    case WgmmaTile::k128x128: return launch_dtype<128>(p, dtype_ab, dtype_c, nbatch, sms, stream);
+  if (split.splits > 1 && (split.ws == nullptr || split.ldw != splitk_ldw(p.n) || split.splits > ceil_div(p.k, kBK))) {
+    return ath::fail(ATH_ERR_INTERNAL, "ath_cuda_gemm: split-K with ws=%p, splits=%d, ldw=%lld for n=%d, k=%d",
+                     static_cast<const void*>(split.ws), split.splits, (long long)split.ldw, p.n, p.k);
   }
-  return ath::fail(ATH_ERR_INTERNAL, "ath_cuda_gemm: unknown wgmma tile %d", static_cast<int>(tile));
+  switch (tile) {
+    case WgmmaTile::k128x256: ATH_TRY(launch_dtype<256>(p, dtype_ab, dtype_c, nbatch, sms, split, stream)); break;
+    case WgmmaTile::k128x128: ATH_TRY(launch_dtype<128>(p, dtype_ab, dtype_c, nbatch, sms, split, stream)); break;
+    default: return ath::fail(ATH_ERR_INTERNAL, "ath_cuda_gemm: unknown wgmma tile %d", static_cast<int>(tile));
+  }
+  // The partial sums are complete when the reduction starts (same stream).
+  if (split.splits > 1) ATH_TRY(launch_gemm_splitk_reduce(p, split, dtype_c, nbatch, stream));
+  return ATH_OK;
 }
 
 }  // namespace ath::cuda::gemm

@@ -10,6 +10,9 @@
 //   - with beta == 0, that C was not read (its valid region starts as NaN).
 // Without a CUDA device every GPU test skips with the reason; argument validation is tested
 // whenever the library was built with CUDA (it runs before any CUDA call).
+// The split-K tests (cuda_gemm_splitk_*) force the Hopper kernel with a split count
+// (ATHANOR_WGMMA_SPLITK); they run with the Hopper switch on (ATHANOR_CUDA_HOPPER=1) on a device
+// of compute capability 9.0 and skip otherwise.
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -162,8 +165,8 @@ Tolerance tolerance(const Setup& s) {
   return {acc, round};
 }
 
-// Runs one setup with every kernel of kernels_for(dtype_ab) and checks the results.
-void run_setup(const Setup& s) {
+// Runs one setup with every kernel of `kernels` (empty: kernels_for(dtype_ab)) and checks the results.
+void run_setup(const Setup& s, const std::vector<const char*>& kernels = {}) {
   const Geometry ga = operand(s.ta ? s.k : s.m, s.ta ? s.m : s.k, s.pad_a, s.gap_a, s.batch, s.off_a, s.ld_align);
   const Geometry gb = operand(s.tb ? s.n : s.k, s.tb ? s.k : s.n, s.pad_b, s.gap_b, s.batch, s.off_b, s.ld_align);
   const Geometry gc = operand(s.m, s.n, s.pad_c, s.gap_c < 0 ? 0 : s.gap_c, s.batch, s.off_c, s.ld_align);
@@ -258,8 +261,10 @@ void run_setup(const Setup& s) {
   ATH_EXPECT(cuda_upload(db.ptr, hb.bytes.data(), hb.size()) == ATH_OK, "memcpy B: %s", ath_last_error());
   ATH_EXPECT(cuda_upload(dbias.ptr, hbias.bytes.data(), hbias.size()) == ATH_OK, "memcpy bias: %s", ath_last_error());
 
-  for (const char* kernel : kernels_for(s.dtype_ab)) {
-    const std::string what = format("[%s] %s", kernel, s.describe().c_str());
+  for (const char* kernel : kernels.empty() ? kernels_for(s.dtype_ab) : kernels) {
+    const char* split = std::getenv("ATHANOR_WGMMA_SPLITK");
+    const std::string what = format("[%s%s%s] %s", kernel, split != nullptr ? " split " : "", split != nullptr ? split : "",
+                                    s.describe().c_str());
     // Fresh C (NaN in the valid region when beta == 0, sentinel bytes elsewhere).
     ATH_EXPECT(cuda_upload(dc.ptr, hc.bytes.data(), hc.size()) == ATH_OK, "memcpy C: %s", ath_last_error());
     ath_gemm_args g = make_args(da.ptr, db.ptr, dc.ptr, dbias.ptr);
@@ -480,6 +485,232 @@ ATH_TEST(cuda_gemm_deterministic) {
   ATH_EXPECT(cuda_run(ath_cuda_gemm, &g) == ATH_OK, "%s", ath_last_error());
   ATH_EXPECT(cuda_download(second.data(), dc.ptr, second.size() * 4) == ATH_OK, "%s", ath_last_error());
   ATH_EXPECT(std::memcmp(first.data(), second.data(), first.size() * 4) == 0, "two identical calls differ");
+}
+
+// ------------------------------------------------------------------ split-K (Hopper kernel)
+
+// Skips unless the Hopper switch is on (ATHANOR_CUDA_HOPPER=1: the GPU check's native-hopper step
+// runs these) and device 0 has compute capability 9.0, the only target of the sm_90a kernel
+// (elsewhere a forced wgmma kernel falls back to the heuristic and split-K would not run).
+void require_hopper_device() {
+  require_cuda_device();
+  const char* sw = std::getenv("ATHANOR_CUDA_HOPPER");
+  if (sw == nullptr || std::strcmp(sw, "1") != 0) ath::testing::skip("split-K tests run with ATHANOR_CUDA_HOPPER=1");
+  char info[512];
+  ATH_EXPECT(ath_cuda_device_info(0, info, sizeof info) == ATH_OK, "ath_cuda_device_info: %s", ath_last_error());
+  if (std::strstr(info, "compute capability 9.0,") == nullptr) {
+    ath::testing::skip(std::string("split-K runs on the sm_90a wgmma kernel, compute capability 9.0 only: ") + info);
+  }
+}
+
+// Sets an environment variable for its lifetime (nullptr: unsets it) and restores the old value.
+struct ScopedEnv {
+  std::string name, old;
+  bool had;
+  ScopedEnv(const char* n, const char* value) : name(n) {
+    const char* o = std::getenv(n);
+    had = o != nullptr;
+    if (had) old = o;
+    if (value != nullptr) setenv(n, value, 1);
+    else unsetenv(n);
+  }
+  ~ScopedEnv() {
+    if (had) setenv(name.c_str(), old.c_str(), 1);
+    else unsetenv(name.c_str());
+  }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+};
+
+const std::vector<const char*> kWgmmaKernels = {"wgmma_128x256", "wgmma_128x128"};
+
+// Forced split counts on awkward shapes x all four layouts x the 16-bit input dtypes with F32 and
+// 16-bit C: K not a multiple of 64 nor of splits x 64 (slices of unequal k-tile counts), M and N
+// tails, N odd (the workspace's row padding), more splits than k-tiles (clamped: one k-tile per
+// slice), against the float64 reference and ath_cpu_gemm, with the out-of-bounds and NaN checks.
+ATH_TEST(cuda_gemm_splitk_shapes_layouts) {
+  require_hopper_device();
+  struct Case {
+    int64_t m, n, k;
+    const char* splits;
+  };
+  const Case cases[] = {{200, 150, 1000, "3"}, {130, 72, 2100, "5"}, {1, 7, 300, "8"},
+                        {129, 257, 95, "2"},   {33, 131, 700, "7"},  {256, 264, 192, "64"}};
+  const DtypePair dts[] = {{ATH_BF16, ATH_F32}, {ATH_BF16, ATH_BF16}, {ATH_F16, ATH_F16}};
+  uint64_t seed = 9000;
+  for (const Case& c : cases) {
+    ScopedEnv split("ATHANOR_WGMMA_SPLITK", c.splits);
+    for (int layout = 0; layout < 4; ++layout)
+      for (const DtypePair& dt : dts) {
+        Setup s;
+        s.m = c.m; s.n = c.n; s.k = c.k;
+        s.ta = layout & 1; s.tb = layout >> 1;
+        s.dtype_ab = dt.ab; s.dtype_c = dt.c;
+        s.seed = ++seed;
+        run_setup(s, kWgmmaKernels);
+      }
+  }
+}
+
+// The reduction's epilogue: alpha, beta = 1 (accumulating into an existing gradient) and -0.5,
+// bias, padded rows of C, F32 and 16-bit C.
+ATH_TEST(cuda_gemm_splitk_epilogue) {
+  require_hopper_device();
+  ScopedEnv split("ATHANOR_WGMMA_SPLITK", "4");
+  const float betas[] = {1.f, -0.5f};
+  const DtypePair dts[] = {{ATH_BF16, ATH_F32}, {ATH_BF16, ATH_BF16}, {ATH_F16, ATH_F16}};
+  uint64_t seed = 9100;
+  for (float beta : betas)
+    for (int bias = 0; bias < 2; ++bias)
+      for (const DtypePair& dt : dts) {
+        Setup s;
+        s.m = 150; s.n = 138; s.k = 900;  // 15 k-tiles: slices of 3, 4, 4, 4
+        s.ta = bias; s.tb = 1 - bias;
+        s.dtype_ab = dt.ab; s.dtype_c = dt.c;
+        s.alpha = 0.5f; s.beta = beta; s.bias = bias != 0;
+        s.pad_c = 5;
+        s.seed = ++seed;
+        run_setup(s, kWgmmaKernels);
+      }
+}
+
+// Batches (strided, gaps in C): the workspace holds one (splits, M, ldw) block per batch.
+ATH_TEST(cuda_gemm_splitk_batched) {
+  require_hopper_device();
+  ScopedEnv split("ATHANOR_WGMMA_SPLITK", "3");
+  uint64_t seed = 9200;
+  for (int layout = 0; layout < 4; ++layout)
+    for (int variant = 0; variant < 2; ++variant) {
+      Setup s;
+      s.m = 70; s.n = 90; s.k = 777; s.batch = 3;
+      s.ta = layout & 1; s.tb = layout >> 1;
+      s.dtype_ab = ATH_BF16; s.dtype_c = variant == 0 ? ATH_F32 : ATH_BF16;
+      s.gap_a = 8; s.gap_b = 16; s.gap_c = variant == 0 ? 5 : 0;
+      s.beta = variant == 0 ? 0.f : 1.f;
+      s.bias = variant == 1;
+      s.seed = ++seed;
+      run_setup(s, kWgmmaKernels);
+    }
+}
+
+// Small integers: every partial sum is exact, so the split result equals the reference bit for bit.
+ATH_TEST(cuda_gemm_splitk_exact_integers) {
+  require_hopper_device();
+  uint64_t seed = 9300;
+  for (const char* splits : {"2", "5"})
+    for (int layout = 0; layout < 4; ++layout) {
+      ScopedEnv split("ATHANOR_WGMMA_SPLITK", splits);
+      Setup s;
+      s.m = 64; s.n = 80; s.k = 700;
+      s.ta = layout & 1; s.tb = layout >> 1;
+      s.dtype_ab = layout < 2 ? ATH_BF16 : ATH_F16; s.dtype_c = layout % 2 == 0 ? ATH_F32 : ATH_F16;
+      s.integers = true; s.int_range = 1;
+      s.alpha = 2.f; s.beta = 1.f; s.bias = true;  // |C| <= 2*700 + 2 < 2048: exact in F16
+      s.seed = ++seed;
+      run_setup(s, kWgmmaKernels);
+    }
+}
+
+// The heuristic's own choice (no override) on a weight-gradient-like shape: few tiles, K = 4096.
+ATH_TEST(cuda_gemm_splitk_heuristic_shape) {
+  require_hopper_device();
+  ScopedEnv split("ATHANOR_WGMMA_SPLITK", nullptr);
+  Setup s;
+  s.m = 130; s.n = 140; s.k = 4096;  // 128x256 tiles: 2 units; the heuristic splits 4 ways
+  s.ta = 1; s.tb = 0;  // dW = x^T @ dy
+  s.dtype_ab = ATH_BF16; s.dtype_c = ATH_F32;
+  s.beta = 1.f;
+  s.seed = 9400;
+  run_setup(s, {"auto", "wgmma_128x256", "wgmma_128x128"});
+}
+
+// One split GEMM in `ctx`: (M, N) F32 C from fixed BF16 inputs; returns C's bytes.
+struct SplitProblem {
+  int64_t m = 200, n = 301, k = 2000;
+  std::vector<uint16_t> a, b;
+  SplitProblem() {
+    std::mt19937_64 rng(9500);
+    std::uniform_real_distribution<float> uni(-1.f, 1.f);
+    a.resize(static_cast<size_t>(m * k));
+    b.resize(static_cast<size_t>(k * n));
+    for (auto& v : a) v = ath::f32_to_bf16(uni(rng));
+    for (auto& v : b) v = ath::f32_to_bf16(uni(rng));
+  }
+  ath_gemm_args args(const void* da, const void* db, void* dc) const {
+    ath_gemm_args g{};
+    g.m = m; g.n = n; g.k = k; g.batch = 1;
+    g.dtype_ab = ATH_BF16; g.dtype_c = ATH_F32;
+    g.a = da; g.lda = k; g.b = db; g.ldb = n + 3; g.c = dc; g.ldc = n;  // ldb: a multiple of 8
+    g.alpha = 1.f;
+    return g;
+  }
+};
+
+// Deterministic: the same split call twice gives identical bytes, and the scratch contract holds:
+// an empty arena returns ATH_ERR_SCRATCH asking for exactly the documented workspace
+// (splits * M * ldw * 4 bytes, ldw = N rounded up to 4, rounded up to 256) with nothing written,
+// one byte less still fails, and exactly that arena gives the large arena's bytes.
+ATH_TEST(cuda_gemm_splitk_deterministic_scratch) {
+  require_hopper_device();
+  ScopedEnv kernel("ATHANOR_CUDA_GEMM_KERNEL", "wgmma_128x256");
+  ScopedEnv split("ATHANOR_WGMMA_SPLITK", "6");
+  SplitProblem pr;
+  const int64_t ldb = pr.n + 3;
+  std::vector<uint16_t> bpad(static_cast<size_t>(pr.k * ldb), 0);
+  for (int64_t r = 0; r < pr.k; ++r)
+    for (int64_t c = 0; c < pr.n; ++c) bpad[static_cast<size_t>(r * ldb + c)] = pr.b[static_cast<size_t>(r * pr.n + c)];
+  const size_t cbytes = static_cast<size_t>(pr.m * pr.n) * 4;
+  DeviceBuffer da(pr.a.size() * 2), db(bpad.size() * 2), dc(cbytes);
+  if (!da.ptr || !db.ptr || !dc.ptr) return;
+  ATH_EXPECT(cuda_upload(da.ptr, pr.a.data(), pr.a.size() * 2) == ATH_OK, "%s", ath_last_error());
+  ATH_EXPECT(cuda_upload(db.ptr, bpad.data(), bpad.size() * 2) == ATH_OK, "%s", ath_last_error());
+  const ath_gemm_args g = pr.args(da.ptr, db.ptr, dc.ptr);
+  auto result = [&]() {
+    std::vector<unsigned char> out(cbytes);
+    ATH_EXPECT(cuda_download(out.data(), dc.ptr, cbytes) == ATH_OK, "%s", ath_last_error());
+    return out;
+  };
+  const std::vector<unsigned char> sentinel(cbytes, 0x7F);
+  auto reset = [&]() { ATH_EXPECT(cuda_upload(dc.ptr, sentinel.data(), cbytes) == ATH_OK, "%s", ath_last_error()); };
+
+  reset();
+  ATH_EXPECT(cuda_run(ath_cuda_gemm, &g) == ATH_OK, "%s", ath_last_error());
+  const std::vector<unsigned char> first = result();
+  reset();
+  ATH_EXPECT(cuda_run(ath_cuda_gemm, &g) == ATH_OK, "%s", ath_last_error());
+  ATH_EXPECT(result() == first, "two identical split-K calls differ");
+
+  // The unsplit kernel agrees within rounding (different summation order).
+  {
+    ScopedEnv off("ATHANOR_WGMMA_SPLITK", "1");
+    reset();
+    ATH_EXPECT(cuda_run(ath_cuda_gemm, &g) == ATH_OK, "%s", ath_last_error());
+    const std::vector<unsigned char> unsplit = result();
+    std::vector<float> x(static_cast<size_t>(pr.m * pr.n)), y(x.size());
+    std::memcpy(x.data(), first.data(), cbytes);
+    std::memcpy(y.data(), unsplit.data(), cbytes);
+    ATH_EXPECT_CLOSE(x.data(), y.data(), pr.m * pr.n, 1e-3, 1e-5, "split-K (6) vs unsplit");
+  }
+
+  const size_t want = (static_cast<size_t>(6 * pr.m * ((pr.n + 3) / 4 * 4)) * 4 + 255) / 256 * 256;
+  ath::testing::CudaTestContext empty(0);
+  reset();
+  const ath_status st = ath_cuda_gemm(&g, empty.get());
+  const size_t need = ath_scratch_needed();
+  ATH_EXPECT(st == ATH_ERR_SCRATCH, "split-K with no arena: status %d (%s)", (int)st, ath_last_error());
+  ATH_EXPECT(need == want, "split-K needs %zu bytes of scratch, expected %zu", need, want);
+  ATH_EXPECT(empty.sync() == ATH_OK, "%s", ath_last_error());
+  ATH_EXPECT(result() == sentinel, "a call that returned ATH_ERR_SCRATCH wrote C");
+  if (st != ATH_ERR_SCRATCH || need != want) return;
+  {
+    ath::testing::CudaTestContext short_by_one(need - 1);
+    ATH_EXPECT(ath_cuda_gemm(&g, short_by_one.get()) == ATH_ERR_SCRATCH, "%zu bytes were enough", need - 1);
+    ATH_EXPECT(short_by_one.sync() == ATH_OK, "%s", ath_last_error());
+  }
+  ATH_EXPECT(empty.grow(need) == ATH_OK, "%s", ath_last_error());
+  ATH_EXPECT(ath_cuda_gemm(&g, empty.get()) == ATH_OK, "%s", ath_last_error());
+  ATH_EXPECT(empty.sync() == ATH_OK, "%s", ath_last_error());
+  ATH_EXPECT(result() == first, "split-K with an arena of exactly the bytes needed differs from the large arena's");
 }
 
 // Argument validation: runs before any CUDA call, so it is tested in every CUDA build, with or

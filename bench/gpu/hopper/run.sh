@@ -7,7 +7,10 @@
 #   2. bench_cuda on hopper/cases.txt once per kernel (ATHANOR_CUDA_GEMM_KERNEL forces it: the two
 #      wgmma tiles, the 128x256 one with its register epilogue instead of the TMA store
 #      (ATHANOR_WGMMA_EPILOGUE=registers), and the sm_80 mma.sync kernel that is the default today),
-#      each result spot-checked against float64 host dot products;
+#      each result spot-checked against float64 host dot products. A kernel without a suffix uses
+#      the split-K heuristic (it splits only the weight-gradient shapes: few tiles, K = 16384);
+#      KERNEL:splitN forces N k-slices (ATHANOR_WGMMA_SPLITK=N; split1 = no split-K), so split-K,
+#      no split and cuBLAS are compared in one job;
 #   3. PyTorch (cuBLAS) on the same cases with bench/gpu/peer.py, in the same job;
 #   4. a table: TFLOP/s per kernel and the ratio to cuBLAS.
 # Output: under $ATH_GPU_WORK/logs/hopper/ (packed into $OUT/logs/logs.tar.gz again, since the device
@@ -19,7 +22,7 @@ R=${OUT:-$ROOT/bench/results/hopper-check-$(date -u +%Y%m%d-%H%M%S)}
 H=$W/logs/hopper
 CASES=$ROOT/bench/gpu/hopper/cases.txt
 SECONDS_PER=${ATH_HOPPER_SECONDS:-0.3}
-KERNELS=${ATH_HOPPER_KERNELS:-wgmma_128x256 wgmma_128x128 wgmma_128x256:registers mma_128x256}
+KERNELS=${ATH_HOPPER_KERNELS:-wgmma_128x256 wgmma_128x256:split1 wgmma_128x256:split2 wgmma_128x256:split4 wgmma_128x128 wgmma_128x256:registers mma_128x256}
 mkdir -p "$H" "$R/logs"
 t0=$(date +%s)
 say() { echo "hopper: $*" >&2; }
@@ -43,11 +46,17 @@ fi
 
 if [ -x "$W/bench_cuda" ]; then
   for k in $KERNELS; do
-    # KERNEL or KERNEL:registers (the wgmma kernel with its register epilogue instead of the TMA store)
-    epi=; [ "${k#*:}" != "$k" ] && epi=${k#*:}
-    say "bench_cuda with ATHANOR_CUDA_GEMM_KERNEL=${k%%:*} ${epi:+ATHANOR_WGMMA_EPILOGUE=$epi}"
-    ATHANOR_WGMMA_EPILOGUE=$epi ATHANOR_CUDA_GEMM_KERNEL=${k%%:*} timeout 90 "$W/bench_cuda" --cases "$CASES" \
-      --out "$H/ours-$k.jsonl" --seconds "$SECONDS_PER" > "$H/bench-$k.log" 2>&1
+    # KERNEL, KERNEL:registers (the wgmma kernel with its register epilogue instead of the TMA store)
+    # or KERNEL:splitN (N k-slices forced; empty ATHANOR_WGMMA_SPLITK = the heuristic)
+    suffix=; [ "${k#*:}" != "$k" ] && suffix=${k#*:}
+    epi=; split=
+    case "$suffix" in
+      registers) epi=registers ;;
+      split[0-9]*) split=${suffix#split} ;;
+    esac
+    say "bench_cuda with ATHANOR_CUDA_GEMM_KERNEL=${k%%:*} ${epi:+ATHANOR_WGMMA_EPILOGUE=$epi} ${split:+ATHANOR_WGMMA_SPLITK=$split}"
+    ATHANOR_WGMMA_EPILOGUE=$epi ATHANOR_WGMMA_SPLITK=$split ATHANOR_CUDA_GEMM_KERNEL=${k%%:*} timeout 90 \
+      "$W/bench_cuda" --cases "$CASES" --out "$H/ours-$k.jsonl" --seconds "$SECONDS_PER" > "$H/bench-$k.log" 2>&1
     echo "bench $k exit $?" | tee -a "$H/summary.txt"
   done
 else
