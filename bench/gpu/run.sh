@@ -406,7 +406,7 @@ export HOLD
 
 if [ -x "$B/athanor_native_tests" ]; then
   run_step native-tests 150 -- "$B/athanor_native_tests"
-  run_step native-hopper 60 -- env ATHANOR_CUDA_HOPPER=1 "$B/athanor_native_tests" cuda_gemm
+  run_step native-hopper 90 -- env ATHANOR_CUDA_HOPPER=1 "$B/athanor_native_tests" cuda_gemm
 else
   record native-tests - 0 "not run: athanor_native_tests was not built"
 fi
