@@ -38,7 +38,8 @@ import java.util.Set;
  * and read once), the cheaper in seconds first; both come after the moments and gradients and before the weights
  * ({@link #candidates}).
  * Each step on DISK adds its host windows and staging buffers to HOST ({@link UnitPager#windowBound}), so the
- * planner offloads no more than it must. A job that does not fit in memory on CUDA gets no plan: offload is CPU-only
+ * planner offloads no more than it must; of the roles it did put on DISK, it then keeps as many (unit, role) pairs in
+ * memory as the HOST room left holds, the most DISK traffic saved per byte first ({@link #keepResident}). A job that does not fit in memory on CUDA gets no plan: offload is CPU-only
  * for now.
  *
  * <p>"Fits" is {@link Footprint#worstShortfall}: every tier against its budget less what is in use, and host memory
