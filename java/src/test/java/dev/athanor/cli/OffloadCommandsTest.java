@@ -165,6 +165,13 @@ class OffloadCommandsTest {
     assertTrue(t2.out().contains("offload plan: everything in memory"), t2.out());
   }
 
+  /** The JSON text of this model's plan (as {@code plan --json} writes it) with every role of every unit on DISK. */
+  String allOnDiskPlan() {
+    CliTest.Out p = run(plan("--json", "-"));
+    assertEquals(0, p.code(), p.err());
+    return p.out().replace("\"HOST\"", "\"DISK\"").replace("\"totals\": {\n    \"DISK\"", "\"totals\": {\n    \"HOST\"");
+  }
+
   /** {@code plan} (JSON text) with {@code unit}'s {@code role} placed on {@code tier}. */
   static String placed(String plan, String unit, String role, String tier) {
     String edited = plan.replaceFirst("(\"unit\": \"" + Pattern.quote(unit) + "\",\\s*\"role\": \"" + role + "\",\\s*\"tier\": )\"\\w+\"",
@@ -181,9 +188,7 @@ class OffloadCommandsTest {
    */
   @Test
   void aHandEditedPlanWithSomeUnitsInMemoryTrainsLikeMemory() throws IOException {
-    CliTest.Out p = run(plan("--json", "-"));
-    assertEquals(0, p.code(), p.err());
-    String all = p.out().replace("\"HOST\"", "\"DISK\"").replace("\"totals\": {\n    \"DISK\"", "\"totals\": {\n    \"HOST\"");
+    String all = allOnDiskPlan();
     String edited = placed(placed(placed(placed(all, "block.0", "adam_m", "HOST"), "block.0", "adam_v", "HOST"),
         "block.3", "grad", "HOST"), "head", "adam_v", "HOST");
     Path f = tmp.resolve("edited.json");
@@ -218,9 +223,7 @@ class OffloadCommandsTest {
   /** A plan file that puts every role on DISK trains through the CLI with the in-memory run's losses. */
   @Test
   void aPlanWithEverythingOnDiskTrainsLikeMemory() throws IOException {
-    CliTest.Out p = run(plan("--json", "-"));
-    assertEquals(0, p.code(), p.err());
-    String all = p.out().replace("\"HOST\"", "\"DISK\"").replace("\"totals\": {\n    \"DISK\"", "\"totals\": {\n    \"HOST\"");
+    String all = allOnDiskPlan();
     Path f = tmp.resolve("all.json");
     Files.writeString(f, all);
     Path offDir = tmp.resolve("offload-all");
@@ -357,9 +360,7 @@ class OffloadCommandsTest {
 
   @Test
   void badPlanFilesAreUsageErrorsNamingTheProblem() throws IOException {
-    CliTest.Out p = run(plan("--json", "-"));
-    assertEquals(0, p.code(), p.err());
-    String good = p.out().replace("\"HOST\"", "\"DISK\"").replace("\"totals\": {\n    \"DISK\"", "\"totals\": {\n    \"HOST\"");
+    String good = allOnDiskPlan();
     String[][] cases = {
         {"{ not json", "is not valid JSON"},
         {"[]", "expected a JSON object"},

@@ -375,5 +375,16 @@ class OffloadPlannerTest {
     TrainConfig tc = OffloadedOptimizerTest.tc(2, 1);
     assertThrows(IllegalArgumentException.class, () -> new OffloadPlanner.Job(GPT2, Device.CPU, tc, false, false, false, 6));
     assertThrows(IllegalArgumentException.class, () -> OffloadPlanner.place(job(GPT2, tc), Set.of(Role.GRAD_ACC)));
+    // resident units: of a role on DISK, and units the model has
+    IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> OffloadPlanner.place(job(GPT2, tc),
+        Set.of(Role.ADAM_M), java.util.Map.of(Role.GRAD, Set.of("block.0"))));
+    assertTrue(e.getMessage().contains("resident units [block.0] of GRAD need GRAD on DISK"), e.getMessage());
+    e = assertThrows(IllegalArgumentException.class, () -> OffloadPlanner.place(job(GPT2, tc), Set.of(Role.ADAM_M),
+        java.util.Map.of(Role.ADAM_M, Set.of("block.0", "block.9"))));
+    assertTrue(e.getMessage().contains("no unit named \"block.9\" (resident adam_m): this model's units are embedding, block.0 to "
+        + "block.1 and head"), e.getMessage());
+    e = assertThrows(IllegalArgumentException.class, () -> OffloadConfig.optimizerStateOnDisk(null).withResident(Role.MASTER,
+        Set.of("head")));
+    assertTrue(e.getMessage().contains("of MASTER need MASTER on DISK"), e.getMessage());
   }
 }
