@@ -47,6 +47,8 @@ import java.util.concurrent.atomic.AtomicInteger;
  * in memory, so the partials of the chunks inside it are formed there, and the pieces of a chunk that straddles units
  * are copied into a staging buffer of one chunk until the chunk is whole (at most two at once); {@link #globalNorm()}
  * reads back from DISK only the chunks no window completed (none in a plain backward), instead of the whole gradient.
+ * A resident unit's gradient ({@link #UnitPager(Transformer, UnitFiles, boolean, java.util.Set, java.util.Set)}) never
+ * goes to its file: the step's gradient stays in a window of its own, mapped between backward passes.
  *
  * <p>Windows are HOST tensors allocated and freed per use, so the HOST peak holds at most a few units of each paged
  * role (see {@link #windowBound}). Every wait of the computing thread for a transfer is a stall in
