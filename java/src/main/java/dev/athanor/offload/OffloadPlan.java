@@ -220,7 +220,11 @@ public record OffloadPlan(ModelConfig model, Device device, Set<Role> diskRoles,
     return footprint.bytes(tier);
   }
 
-  /** Bytes of the roles on DISK (every unit's). */
+  /**
+   * Bytes of the roles on DISK: every unit's, the resident units' included (a role on DISK keeps a file for every unit,
+   * {@link UnitFiles}; a resident unit's is not used while training), so this is more than the DISK rows of {@link
+   * #placements()} add up to by the resident units' bytes.
+   */
   public long diskStateBytes() {
     return footprint.bytes(Tier.DISK);
   }
