@@ -77,12 +77,10 @@ public record OffloadPlan(ModelConfig model, Device device, Set<Role> diskRoles,
     }
     if (accum < 1) throw new IllegalArgumentException("accum must be >= 1, got " + accum);
     residentUnits = OffloadConfig.residentUnits(diskRoles, residentUnits);  // a role with resident units is on DISK
-    if (!residentUnits.isEmpty()) {  // (a model of a million layers has a million units: only when needed)
-      java.util.Set<String> names = new java.util.HashSet<>();
-      for (UnitSize u : units(model)) names.add(u.name());
+    if (!residentUnits.isEmpty()) {
       for (Map.Entry<Role, Set<String>> e : residentUnits.entrySet()) {
         for (String u : new java.util.TreeSet<>(e.getValue())) {
-          if (!names.contains(u)) {
+          if (!isUnit(model, u)) {
             throw new IllegalArgumentException("no unit named \"" + u + "\" (resident " + e.getKey().name().toLowerCase(
                 java.util.Locale.ROOT) + "): this model's units are embedding, block.0 to block." + (model.layers() - 1) + " and head");
           }
@@ -128,6 +126,22 @@ public record OffloadPlan(ModelConfig model, Device device, Set<Role> diskRoles,
   /** A plan of one micro-batch per step, without recomputation. */
   public OffloadPlan(ModelConfig model, Device device, Set<Role> diskRoles, long chunkBytes, Footprint footprint) {
     this(model, device, diskRoles, chunkBytes, footprint, 1, false, Set.of());
+  }
+
+  /**
+   * Whether {@code name} is one of {@code model}'s units (embedding, block.0 to block.N-1, head), without listing them
+   * (a model of a million layers has a million units).
+   */
+  static boolean isUnit(ModelConfig model, String name) {
+    if (name.equals(ModelConfig.EMBEDDING_UNIT) || name.equals(ModelConfig.HEAD_UNIT)) return true;
+    String prefix = ModelConfig.blockUnit(0).substring(0, ModelConfig.blockUnit(0).length() - 1);
+    if (!name.startsWith(prefix)) return false;
+    try {
+      int i = Integer.parseInt(name.substring(prefix.length()));
+      return i >= 0 && i < model.layers() && ModelConfig.blockUnit(i).equals(name);
+    } catch (NumberFormatException e) {
+      return false;
+    }
   }
 
   /** Elements of {@code model}'s flat layout, padding included (every unit's). */
