@@ -271,6 +271,9 @@ final class BenchCommand implements Callable<Integer> {
           o.put("disk_roles", oc.diskRoles().stream().map(r -> r.name().toLowerCase(java.util.Locale.ROOT)).sorted().toList());
           o.put("activations_on_disk", oc.activationsOnDisk());
           o.put("resident_weight_units", oc.residentWeights().size());
+          Map<String, Object> kept = new java.util.TreeMap<>();  // per role on DISK (by name), its units kept in memory
+          for (Role r : oc.diskRoles()) kept.put(r.name().toLowerCase(java.util.Locale.ROOT), oc.resident(r).size());
+          o.put("resident_units", kept);
           o.put("prefetch", oc.prefetch());
           o.put("disk_read_bytes_per_step", st.traffic().diskToHost() / n);
           o.put("disk_write_bytes_per_step", st.traffic().hostToDisk() / n);

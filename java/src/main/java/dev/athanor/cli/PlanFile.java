@@ -21,7 +21,6 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.EnumSet;
-import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
@@ -58,9 +57,13 @@ final class PlanFile {
         + "optimizer in chunks of " + Footprint.size(p.chunkBytes()) + " per role"
         : p.activationsOnDisk() ? "offload plan: the weights, gradients and AdamW's moments in memory"
         : "offload plan: everything in memory (it fits)");
-    if (!p.residentWeights().isEmpty()) {
-      out.println("  the weights of " + p.residentWeights().size() + " of " + OffloadPlan.units(p.model()).size()
-          + " units stay in memory (master on HOST below): never paged, updated in place");
+    int unitCount = OffloadPlan.units(p.model()).size();
+    for (Role r : OffloadPlan.ROLES) {
+      Set<String> kept = p.resident(r);
+      if (kept.isEmpty()) continue;
+      out.println("  " + name(r) + " of " + kept.size() + " of " + unitCount + " units stays in memory (HOST below): "
+          + (r == Role.MASTER ? "never paged, updated in place" : r == Role.GRAD ? "formed and accumulated in memory"
+              : "updated in place") + ", no DISK traffic");
     }
     List<OffloadPlan.Placement> rows = p.placements();
     int w = "unit".length();
@@ -144,16 +147,18 @@ final class PlanFile {
   }
 
   /**
-   * What a plan file asks for: the roles on DISK, the chunk, whether activations are recomputed (absent: false) or on
-   * DISK (absent: false).
+   * What a plan file asks for: the roles on DISK (those with a unit on DISK), per such role the units kept in memory,
+   * the chunk, whether activations are recomputed (absent: false) or on DISK (absent: false).
    */
-  record Request(Set<Role> diskRoles, long chunkBytes, boolean recompute, Set<String> residentWeights,
+  record Request(Set<Role> diskRoles, long chunkBytes, boolean recompute, Map<Role, Set<String>> residentUnits,
       boolean activationsOnDisk) {}
 
   /**
-   * Reads {@code file} and checks it against {@code units} (the model's units in layout order): every unit has both
-   * moments, once, in memory (HOST, or DEVICE on CUDA) or on DISK, with the model's bytes, a moment on the same tier for every unit. Any problem is a
-   * usage error naming the file and the entry.
+   * Reads {@code file} and checks it against {@code units} (the model's units in layout order): each role an entry names
+   * is placed once for every unit, in memory (HOST, or DEVICE on CUDA) or on DISK, with the model's bytes; the tiers may
+   * differ from unit to unit (a role with a unit on DISK keeps its units in memory resident). Files of the first
+   * format, with a tier per role for every unit but the weights', read the same. Any problem is a usage error naming the
+   * file and the entry.
    */
   static Request read(CommandSpec spec, String flag, Path file, List<OffloadPlan.UnitSize> units, Footprint inMemory) {
     Tier memory = inMemory.device().isCuda() ? Tier.DEVICE : Tier.HOST;  // where this job keeps what is not on DISK
@@ -214,9 +219,9 @@ final class PlanFile {
     JsonArray placements = pe.getAsJsonArray();
     Map<String, Long> unitElements = new LinkedHashMap<>();
     for (OffloadPlan.UnitSize u : units) unitElements.put(u.name(), u.elements());
-    Map<Role, Tier> tierOf = new HashMap<>();
-    Map<Role, String> firstUnit = new HashMap<>();
-    Set<String> masterInMemory = new java.util.LinkedHashSet<>();
+    Set<Role> named = EnumSet.noneOf(Role.class);  // the roles some entry places
+    Set<Role> disk = EnumSet.noneOf(Role.class);   // the roles some unit has on DISK
+    Map<Role, Set<String>> kept = new java.util.EnumMap<>(Role.class);  // per role, the units it has in memory
     Set<String> seen = new java.util.HashSet<>();
     for (int i = 0; i < placements.size(); i++) {
       String entry = where + ": placement " + (i + 1);
@@ -252,34 +257,22 @@ final class PlanFile {
         }
       }
       if (!seen.add(unit + " " + role)) throw Options.usage(spec, entry + ": " + unit + " " + roleName + " is placed twice");
-      if (role == Role.MASTER) {  // the weights are placed unit by unit: on DISK, or resident in memory
-        if (tier == Tier.DISK) tierOf.put(role, tier);
-        else masterInMemory.add(unit);
-        firstUnit.putIfAbsent(role, unit);
-        continue;
-      }
-      Tier before = tierOf.putIfAbsent(role, tier);
-      firstUnit.putIfAbsent(role, unit);
-      if (before != null && before != tier) {
-        throw Options.usage(spec, entry + ": " + roleName + " is on " + tier + " here but on " + before + " for "
-            + firstUnit.get(role) + ": " + roleName + " is on DISK for every unit or for none (only master, the weights, "
-            + "is placed unit by unit)");
-      }
+      named.add(role);  // each role is placed unit by unit: on DISK, or resident in memory
+      if (tier == Tier.DISK) disk.add(role);
+      else kept.computeIfAbsent(role, k -> new java.util.LinkedHashSet<>()).add(unit);
     }
-    if (!tierOf.containsKey(Role.MASTER) && !masterInMemory.isEmpty()) tierOf.put(Role.MASTER, memory);
     for (OffloadPlan.UnitSize u : units) {
       for (Role r : OffloadPlan.ROLES) {
         // a role no entry names stays in memory (plans written before weights and gradients could be placed)
-        if (tierOf.containsKey(r) && !seen.contains(u.name() + " " + r)) {
+        if (named.contains(r) && !seen.contains(u.name() + " " + r)) {
           throw Options.usage(spec, where + ": no placement for " + u.name() + " " + name(r) + " (a role placed for one unit "
               + "needs a placement for every unit)");
         }
       }
     }
-    Set<Role> disk = EnumSet.noneOf(Role.class);
-    for (Map.Entry<Role, Tier> x : tierOf.entrySet()) if (x.getValue() == Tier.DISK) disk.add(x.getKey());
-    return new Request(disk, chunk, recompute, disk.contains(Role.MASTER) ? Set.copyOf(masterInMemory) : Set.of(),
-        activationsOnDisk);
+    Map<Role, Set<String>> resident = new java.util.EnumMap<>(Role.class);  // a role on DISK: its units in memory
+    for (Role r : disk) if (kept.containsKey(r)) resident.put(r, Set.copyOf(kept.get(r)));
+    return new Request(disk, chunk, recompute, resident, activationsOnDisk);
   }
 
   private static Role role(CommandSpec spec, String entry, String name) {

@@ -628,7 +628,7 @@ final class TrainCommand implements Callable<Integer> {
         job.loading(), job.checkpoints(), req.chunkBytes(), req.activationsOnDisk());
     OffloadPlan plan;
     try {
-      plan = OffloadPlanner.place(sized, req.diskRoles(), req.residentWeights());
+      plan = OffloadPlanner.place(sized, req.diskRoles(), req.residentUnits());
     } catch (IllegalArgumentException e) {
       throw Options.usage(spec, "--offload " + file + ": " + e.getMessage());
     }

@@ -30,7 +30,8 @@ import java.util.concurrent.atomic.AtomicInteger;
  * timing or on the thread counts.
  *
  * <p>A role of a unit whose window the {@link ParameterStore} has mapped while the streamer runs (a resident unit's
- * weights) is not streamed: the computation finds it in the store and works on it in place.
+ * weights, gradient or moments, {@link OffloadConfig#residentUnits()}) is not streamed, neither by {@link #run} nor by a
+ * {@link Pipeline}: the computation finds it in the store and works on it in place.
  *
  * <p>The staging slots are HOST tensors, allocated on first use (and so counted in the HOST budget and peak) and kept
  * until {@link #close()}. An I/O failure (a file deleted or truncated under the run, a full disk) stops the pass after
@@ -197,8 +198,7 @@ public final class ChunkStreamer implements AutoCloseable {
 
   private Future<?> submit(Range chunk, int slot, boolean write) {
     Unit u = unitOf(chunk);
-    java.util.Set<Role> skip = java.util.EnumSet.noneOf(Role.class);
-    for (Role r : roles) if (!streams(r, u)) skip.add(r);
+    java.util.Set<Role> skip = skipped(u, java.util.Set.of());
     return io.submit(() -> {
       transfer(chunk, u, slot, write, skip);
       return null;
@@ -262,10 +262,11 @@ public final class ChunkStreamer implements AutoCloseable {
     private Future<?> task(int write, int read) {
       Range w = write < 0 ? null : chunks.get(write), r = read < chunks.size() ? chunks.get(read) : null;
       Unit wu = w == null ? null : unitOf(w), ru = r == null ? null : unitOf(r);
+      java.util.Set<Role> wskip = wu == null ? null : skipped(wu, skip), rskip = ru == null ? null : skipped(ru, skip);
       int slot = (write < 0 ? read : write) % tasks.length;
       return io.submit(() -> {
-        if (w != null) transfer(w, wu, slot, true, skip);
-        if (r != null) transfer(r, ru, slot, false, skip);
+        if (w != null) transfer(w, wu, slot, true, wskip);
+        if (r != null) transfer(r, ru, slot, false, rskip);
         return null;
       });
     }
@@ -287,8 +288,9 @@ public final class ChunkStreamer implements AutoCloseable {
         awaitCounted(tasks[slot], c, "read");
         tasks[slot] = null;
         EnumMap<Role, Tensor> staged = new EnumMap<>(Role.class);
+        java.util.Set<Role> cskip = skipped(unitOf(c), skip);
         try {
-          for (Role r : roles) if (!skip.contains(r)) staged.put(r, slots.get(slot).get(r).slice(0, 0, c.length()));
+          for (Role r : roles) if (!cskip.contains(r)) staged.put(r, slots.get(slot).get(r).slice(0, 0, c.length()));
           action.apply(c, staged);
         } finally {
           for (Tensor t : staged.values()) t.close();
@@ -324,6 +326,14 @@ public final class ChunkStreamer implements AutoCloseable {
    */
   private boolean streams(Role role, Unit unit) {
     return !(store.isPaged(role) && store.isMapped(role, unit));
+  }
+
+  /** {@code base} and the roles of {@code unit} that are not streamed ({@link #streams}: resident in the store). */
+  private java.util.Set<Role> skipped(Unit unit, java.util.Set<Role> base) {
+    java.util.Set<Role> s = java.util.EnumSet.noneOf(Role.class);
+    s.addAll(base);
+    for (Role r : roles) if (!streams(r, unit)) s.add(r);
+    return s;
   }
 
   private Unit unitOf(Range chunk) {

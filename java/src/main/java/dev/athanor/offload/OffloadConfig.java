@@ -3,16 +3,20 @@ package dev.athanor.offload;
 import dev.athanor.memory.MemoryManager;
 import dev.athanor.params.Role;
 import java.nio.file.Path;
+import java.util.Collections;
+import java.util.EnumMap;
 import java.util.EnumSet;
+import java.util.Map;
 import java.util.Objects;
 import java.util.Set;
+import java.util.TreeSet;
 
 /**
  * Which parameter-store roles live on the DISK tier, where their files go, how much of a unit the optimizer streams
  * through host memory at a time, and whether the next unit's data is read ahead.
  *
- * <p>On the CPU backend four roles can be placed on DISK, each for every unit (one file per unit and role,
- * {@link UnitFiles}):
+ * <p>On the CPU backend four roles can be placed on DISK, each for every unit but those {@link #residentUnits()} keeps
+ * in memory for it (one file per unit and role, {@link UnitFiles}; a resident unit's file is not used while training):
  * <ul>
  *   <li>{@link Role#MASTER}: the FP32 weights (on the CPU also the compute weights). A {@link UnitPager} reads a
  *       unit's weights into a host window before the unit runs and frees the window after; the next unit in the
@@ -37,20 +41,23 @@ import java.util.Set;
  *     split into several chunks, which need not end at tensor boundaries)
  * @param prefetch whether the next unit's weights are read while the current unit computes (off: each unit is read
  *     when it is needed, which shows what the overlap is worth)
- * @param residentWeights with the weights on DISK, the units whose weights stay in memory all the time (read once,
- *     updated in place by the optimizer, never paged): what a budget between "all weights" and "a few units" holds
+ * @param residentUnits per role on DISK, the units whose part of that role stays in memory (HOST on the CPU) all the
+ *     time instead (what a budget between "the whole role" and "a few units" holds): a resident unit's weights are read
+ *     once and updated in place by the optimizer, never paged; its gradient is formed and accumulated in a window of its
+ *     own; its moments are updated in place; none of them is read from or written to DISK while training. A role
+ *     absent (or with no units) is on DISK for every unit
  * @param activationsOnDisk whether the blocks' saved activations go to DISK between each micro-batch's forward and
  *     backward ({@link ActivationPager}; with {@code prefetch}, the next block's read while the current backward runs),
  *     instead of staying in memory or being recomputed
  */
-public record OffloadConfig(Set<Role> diskRoles, Path directory, long chunkBytes, boolean prefetch, Set<String> residentWeights,
-    boolean activationsOnDisk) {
+public record OffloadConfig(Set<Role> diskRoles, Path directory, long chunkBytes, boolean prefetch,
+    Map<Role, Set<String>> residentUnits, boolean activationsOnDisk) {
   /** Host staging slots per streamed role: read-ahead, compute, write-behind. */
   public static final int STAGING_SLOTS = 3;
   /** The default chunk: 4 MiB per role. */
   public static final long DEFAULT_CHUNK_BYTES = 4L << 20;
   /** Everything in memory (no offload). */
-  public static final OffloadConfig NONE = new OffloadConfig(Set.of(), null, DEFAULT_CHUNK_BYTES, true, Set.of(), false);
+  public static final OffloadConfig NONE = new OffloadConfig(Set.of(), null, DEFAULT_CHUNK_BYTES, true, Map.of(), false);
   /** The roles that can be placed on DISK. */
   public static final Set<Role> OFFLOADABLE = Set.copyOf(EnumSet.of(Role.MASTER, Role.GRAD, Role.ADAM_M, Role.ADAM_V));
 
@@ -66,16 +73,53 @@ public record OffloadConfig(Set<Role> diskRoles, Path directory, long chunkBytes
     if (chunkBytes < 4 || chunkBytes % 4 != 0) {
       throw new IllegalArgumentException("chunkBytes must be a positive multiple of 4 (whole F32 elements), got " + chunkBytes);
     }
-    residentWeights = Set.copyOf(Objects.requireNonNull(residentWeights, "residentWeights"));
-    if (!residentWeights.isEmpty() && !diskRoles.contains(Role.MASTER)) {
-      throw new IllegalArgumentException("resident weight units " + new java.util.TreeSet<>(residentWeights) + " need the weights "
-          + "(MASTER) on DISK; with them in memory every unit is resident");
+    residentUnits = residentUnits(diskRoles, residentUnits);
+  }
+
+  /**
+   * {@code resident} checked against {@code diskRoles} (every role named is on DISK; names are not checked against a
+   * model here) and copied without empty sets, in role order.
+   */
+  static Map<Role, Set<String>> residentUnits(Set<Role> diskRoles, Map<Role, Set<String>> resident) {
+    Objects.requireNonNull(resident, "residentUnits");
+    Map<Role, Set<String>> out = new EnumMap<>(Role.class);
+    for (Map.Entry<Role, Set<String>> e : resident.entrySet()) {
+      Role r = Objects.requireNonNull(e.getKey(), "role");
+      Set<String> units = Set.copyOf(Objects.requireNonNull(e.getValue(), "units"));
+      if (units.isEmpty()) continue;
+      if (!diskRoles.contains(r)) {
+        throw new IllegalArgumentException("resident units " + new TreeSet<>(units) + " of " + r + " need " + r + " on DISK; "
+            + "with it in memory every unit is resident");
+      }
+      out.put(r, units);
     }
+    return out.isEmpty() ? Map.of() : Collections.unmodifiableMap(out);
+  }
+
+  /** {@code diskRoles} on DISK in {@code directory}, with the weights of the units {@code residentWeights} in memory. */
+  public OffloadConfig(Set<Role> diskRoles, Path directory, long chunkBytes, boolean prefetch, Set<String> residentWeights,
+      boolean activationsOnDisk) {
+    this(diskRoles, directory, chunkBytes, prefetch, weightsOnly(residentWeights), activationsOnDisk);
+  }
+
+  /** {@code units} as the resident units of MASTER (none: an empty map). */
+  static Map<Role, Set<String>> weightsOnly(Set<String> units) {
+    return Objects.requireNonNull(units, "residentWeights").isEmpty() ? Map.of() : Map.of(Role.MASTER, units);
+  }
+
+  /** The units whose part of {@code role} stays in memory while the role is on DISK (empty: none, or not on DISK). */
+  public Set<String> resident(Role role) {
+    return residentUnits.getOrDefault(role, Set.of());
+  }
+
+  /** The units whose weights (MASTER) stay in memory while the weights are on DISK. */
+  public Set<String> residentWeights() {
+    return resident(Role.MASTER);
   }
 
   /** {@code diskRoles} on DISK in {@code directory}, the activations in memory. */
   public OffloadConfig(Set<Role> diskRoles, Path directory, long chunkBytes, boolean prefetch, Set<String> residentWeights) {
-    this(diskRoles, directory, chunkBytes, prefetch, residentWeights, false);
+    this(diskRoles, directory, chunkBytes, prefetch, weightsOnly(residentWeights), false);
   }
 
   /** {@code diskRoles} on DISK in {@code directory}, with read-ahead. */
@@ -100,22 +144,30 @@ public record OffloadConfig(Set<Role> diskRoles, Path directory, long chunkBytes
 
   /** The same with {@code bytes} per role per chunk. */
   public OffloadConfig withChunkBytes(long bytes) {
-    return new OffloadConfig(diskRoles, directory, bytes, prefetch, residentWeights, activationsOnDisk);
+    return new OffloadConfig(diskRoles, directory, bytes, prefetch, residentUnits, activationsOnDisk);
   }
 
   /** The same with read-ahead on or off. */
   public OffloadConfig withPrefetch(boolean on) {
-    return new OffloadConfig(diskRoles, directory, chunkBytes, on, residentWeights, activationsOnDisk);
+    return new OffloadConfig(diskRoles, directory, chunkBytes, on, residentUnits, activationsOnDisk);
   }
 
   /** The same with the weights of {@code units} kept in memory (the weights must be on DISK). */
   public OffloadConfig withResidentWeights(Set<String> units) {
-    return new OffloadConfig(diskRoles, directory, chunkBytes, prefetch, units, activationsOnDisk);
+    return withResident(Role.MASTER, units);
+  }
+
+  /** The same with {@code role}'s part of {@code units} kept in memory (the role must be on DISK; empty: every unit paged). */
+  public OffloadConfig withResident(Role role, Set<String> units) {
+    Map<Role, Set<String>> m = new EnumMap<>(Role.class);
+    m.putAll(residentUnits);
+    m.put(role, units);
+    return new OffloadConfig(diskRoles, directory, chunkBytes, prefetch, m, activationsOnDisk);
   }
 
   /** The same with the blocks' saved activations on DISK or not ({@link ActivationPager}). */
   public OffloadConfig withActivationsOnDisk(boolean on) {
-    return new OffloadConfig(diskRoles, directory, chunkBytes, prefetch, residentWeights, on);
+    return new OffloadConfig(diskRoles, directory, chunkBytes, prefetch, residentUnits, on);
   }
 
   /** Whether {@code role} lives on DISK. */

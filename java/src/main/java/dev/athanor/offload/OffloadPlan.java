@@ -10,6 +10,7 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.EnumSet;
 import java.util.List;
+import java.util.Map;
 import java.util.Objects;
 import java.util.Set;
 
@@ -18,8 +19,9 @@ import java.util.Set;
  * on the CPU are the compute weights), the gradients and AdamW's two moments, the job's bytes per tier with that
  * placement, and the DISK traffic of one optimizer step.
  *
- * <p>The placement is per role: a role is on DISK for every unit or for none ({@link OffloadConfig} selects roles,
- * not units), so {@link #placements()} lists each unit with its role's tier. The workspace is always in memory (HOST
+ * <p>The placement is per role and unit: a role is on DISK or in memory, and a role on DISK keeps the units of {@link
+ * #residentUnits()} in memory (HOST on the CPU) all the same, so {@link #placements()} lists each unit with its own tier
+ * for each role. The workspace is always in memory (HOST
  * on the CPU); the blocks' saved activations are kept in memory, recomputed in the backward, or on DISK between each
  * micro-batch's forward and backward ({@link #activations()}, a ring of two blocks' in memory).
  *
@@ -31,13 +33,13 @@ import java.util.Set;
  *     DISK tier, their windows and staging buffers in HOST)
  * @param accum micro-batches per step (the gradients' and weights' DISK traffic grows with it)
  * @param recompute whether the job recomputes activations in the backward pass (one block's kept instead of all)
- * @param residentWeights with the weights on DISK, the units whose weights stay in memory
- *     ({@link OffloadConfig#residentWeights()})
+ * @param residentUnits per role on DISK, the units whose part of it stays in memory ({@link
+ *     OffloadConfig#residentUnits()}; each named unit must be one of the model's)
  * @param activations the micro-batch whose blocks' saved activations go to DISK ({@link ActivationPager}), or null when
  *     they stay in memory (kept, or recomputed with {@code recompute})
  */
 public record OffloadPlan(ModelConfig model, Device device, Set<Role> diskRoles, long chunkBytes, Footprint footprint,
-    int accum, boolean recompute, Set<String> residentWeights, Activations activations) {
+    int accum, boolean recompute, Map<Role, Set<String>> residentUnits, Activations activations) {
   /**
    * The blocks' saved activations on DISK, for micro-batches of {@code batch} sequences of {@code seq} tokens (what
    * sizes their files and traffic).
@@ -74,12 +76,16 @@ public record OffloadPlan(ModelConfig model, Device device, Set<Role> diskRoles,
           + "when training on the CPU");
     }
     if (accum < 1) throw new IllegalArgumentException("accum must be >= 1, got " + accum);
-    residentWeights = Set.copyOf(residentWeights);
-    new OffloadConfig(diskRoles, null, chunkBytes, true, residentWeights);  // resident units need the weights on DISK
-    if (!residentWeights.isEmpty()) {  // (a model of a million layers has a million units: only when needed)
-      java.util.Set<String> names = new java.util.HashSet<>();
-      for (UnitSize u : units(model)) names.add(u.name());
-      for (String u : residentWeights) if (!names.contains(u)) throw new IllegalArgumentException("no unit named \"" + u + "\"");
+    residentUnits = OffloadConfig.residentUnits(diskRoles, residentUnits);  // a role with resident units is on DISK
+    if (!residentUnits.isEmpty()) {
+      for (Map.Entry<Role, Set<String>> e : residentUnits.entrySet()) {
+        for (String u : new java.util.TreeSet<>(e.getValue())) {
+          if (!isUnit(model, u)) {
+            throw new IllegalArgumentException("no unit named \"" + u + "\" (resident " + e.getKey().name().toLowerCase(
+                java.util.Locale.ROOT) + "): this model's units are embedding, block.0 to block." + (model.layers() - 1) + " and head");
+          }
+        }
+      }
     }
     if (activations != null && recompute) {
       throw new IllegalArgumentException("the activations are recomputed or on DISK, not both");
@@ -90,10 +96,25 @@ public record OffloadPlan(ModelConfig model, Device device, Set<Role> diskRoles,
     }
   }
 
-  /** A plan whose activations stay in memory (kept, or recomputed). */
+  /** A plan whose activations stay in memory (kept, or recomputed), with the weights of {@code residentWeights} in memory. */
   public OffloadPlan(ModelConfig model, Device device, Set<Role> diskRoles, long chunkBytes, Footprint footprint, int accum,
       boolean recompute, Set<String> residentWeights) {
-    this(model, device, diskRoles, chunkBytes, footprint, accum, recompute, residentWeights, null);
+    this(model, device, diskRoles, chunkBytes, footprint, accum, recompute, OffloadConfig.weightsOnly(residentWeights), null);
+  }
+
+  /** The units whose part of {@code role} stays in memory while the role is on DISK (empty: none). */
+  public Set<String> resident(Role role) {
+    return residentUnits.getOrDefault(role, Set.of());
+  }
+
+  /** The units whose weights (MASTER) stay in memory while the weights are on DISK. */
+  public Set<String> residentWeights() {
+    return resident(Role.MASTER);
+  }
+
+  /** Whether {@code role} of unit {@code unit} is on DISK with this placement. */
+  public boolean onDisk(Role role, String unit) {
+    return diskRoles.contains(role) && !resident(role).contains(unit);
   }
 
   /** A plan without resident weight units. */
@@ -105,6 +126,22 @@ public record OffloadPlan(ModelConfig model, Device device, Set<Role> diskRoles,
   /** A plan of one micro-batch per step, without recomputation. */
   public OffloadPlan(ModelConfig model, Device device, Set<Role> diskRoles, long chunkBytes, Footprint footprint) {
     this(model, device, diskRoles, chunkBytes, footprint, 1, false, Set.of());
+  }
+
+  /**
+   * Whether {@code name} is one of {@code model}'s units (embedding, block.0 to block.N-1, head), without listing them
+   * (a model of a million layers has a million units).
+   */
+  static boolean isUnit(ModelConfig model, String name) {
+    if (name.equals(ModelConfig.EMBEDDING_UNIT) || name.equals(ModelConfig.HEAD_UNIT)) return true;
+    String prefix = ModelConfig.blockUnit(0).substring(0, ModelConfig.blockUnit(0).length() - 1);
+    if (!name.startsWith(prefix)) return false;
+    try {
+      int i = Integer.parseInt(name.substring(prefix.length()));
+      return i >= 0 && i < model.layers() && ModelConfig.blockUnit(i).equals(name);
+    } catch (NumberFormatException e) {
+      return false;
+    }
   }
 
   /** Elements of {@code model}'s flat layout, padding included (every unit's). */
@@ -164,8 +201,7 @@ public record OffloadPlan(ModelConfig model, Device device, Set<Role> diskRoles,
     for (UnitSize u : units(model)) {
       for (Role r : ROLES) {
         long bytes = Math.multiplyExact(u.elements(), (long) r.dtype(footprint.computeDtype()).byteSize());
-        boolean disk = diskRoles.contains(r) && !(r == Role.MASTER && residentWeights.contains(u.name()));
-        out.add(new Placement(u.name(), r, disk ? Tier.DISK : memory, bytes));
+        out.add(new Placement(u.name(), r, onDisk(r, u.name()) ? Tier.DISK : memory, bytes));
       }
     }
     return out;
@@ -198,7 +234,11 @@ public record OffloadPlan(ModelConfig model, Device device, Set<Role> diskRoles,
     return footprint.bytes(tier);
   }
 
-  /** Bytes of the roles on DISK (every unit's). */
+  /**
+   * Bytes of the roles on DISK: every unit's, the resident units' included (a role on DISK keeps a file for every unit,
+   * {@link UnitFiles}; a resident unit's is not used while training), so this is more than the DISK rows of {@link
+   * #placements()} add up to by the resident units' bytes.
+   */
   public long diskStateBytes() {
     return footprint.bytes(Tier.DISK);
   }
@@ -209,42 +249,65 @@ public record OffloadPlan(ModelConfig model, Device device, Set<Role> diskRoles,
   }
 
   /**
-   * Bytes read from and written to DISK per optimizer step: each moment read and written once by the optimizer; the
-   * gradients written once per micro-batch, read back before each later micro-batch adds to them and read by the
-   * optimizer (the clipping norm is formed from the gradient windows during the backward, {@link UnitPager#globalNorm});
-   * the weights read in the forward and the backward of each micro-batch (the
-   * embeddings of a tied head once more in each), then read and written by the optimizer; the activations on DISK
-   * ({@link #activationTrafficPerStep}). With the gradients on DISK too, the trainer defers each step's update into the
-   * next step's forward ({@link dev.athanor.train.Trainer#defersUpdates()}): the weights the optimizer read and updated
-   * are those the first forward uses, which then reads none of its own; a step of the steady state (neither the first
-   * nor the last of a run) moves this. The staging buffers and windows are reused in memory, so they add no DISK traffic.
+   * Bytes read from and written to DISK per optimizer step: for each role on DISK, the sum of {@link #unitTraffic} over
+   * the units that are not resident; and the activations on DISK ({@link #activationTrafficPerStep}). A step of the
+   * steady state (neither the first nor the last of a run) moves this. The staging buffers and windows are reused in
+   * memory, and a resident unit's part of a role never leaves memory, so they add no DISK traffic.
    */
   public long diskTrafficPerStep() {
-    long role = Math.multiplyExact(layoutElements(model), 4L);
     long t = activationTrafficPerStep();
+    if (diskRoles.isEmpty()) return t;
+    List<UnitSize> us = units(model);
     for (Role r : diskRoles) {
-      t = Math.addExact(t, switch (r) {
-        case ADAM_M, ADAM_V -> Math.multiplyExact(2L, role);
-        case GRAD -> Math.multiplyExact(2L * accum, role);  // accum writes, accum - 1 reads, optimizer
-        case MASTER -> {
-          long paged = 0;  // bytes of the units that are paged (not resident)
-          for (UnitSize u : units(model)) if (!residentWeights.contains(u.name())) paged = Math.addExact(paged, 4 * u.elements());
-          boolean embPaged = !residentWeights.contains(ModelConfig.EMBEDDING_UNIT);
-          long tiedExtra = model.tiedEmbeddings() && embPaged ? Math.multiplyExact(4L, units(model).get(0).elements()) : 0;
-          long reads = diskRoles.contains(Role.GRAD) ? 2L * accum + 1 : 2L * accum + 2;  // the first forward's read: the optimizer's
-          yield Math.addExact(Math.multiplyExact(reads, paged), Math.multiplyExact((long) accum, tiedExtra));
-        }
-        default -> 0L;
-      });
+      Set<String> resident = resident(r);
+      if (resident.isEmpty()) {  // every unit (the blocks all have the same size: no walk over a million of them)
+        long body = Math.multiplyExact(4L, layoutElements(model) - us.get(0).elements() - us.get(us.size() - 1).elements());
+        t = Math.addExact(t, Math.addExact(Math.multiplyExact(unitTraffic(r, ModelConfig.blockUnit(0), 1), body),
+            Math.addExact(unitTraffic(r, us.get(0).name(), 4 * us.get(0).elements()),
+                unitTraffic(r, us.get(us.size() - 1).name(), 4 * us.get(us.size() - 1).elements()))));
+        continue;
+      }
+      for (UnitSize u : us) if (!resident.contains(u.name())) t = Math.addExact(t, unitTraffic(r, u.name(), 4 * u.elements()));
     }
     return t;
+  }
+
+  /**
+   * Bytes of DISK traffic per step of {@code role} of unit {@code unit} ({@code bytes} of it, F32) when it is on DISK,
+   * which is what keeping it in memory saves:
+   * <ul>
+   *   <li>a moment: read and written once by the optimizer (2 x bytes);
+   *   <li>the gradient: written once per micro-batch, read back before each later micro-batch adds to it and read by the
+   *       optimizer (2 x accum x bytes; the clipping norm is formed from the gradient windows during the backward,
+   *       {@link UnitPager#globalNorm});
+   *   <li>the weights: read in the forward and the backward of each micro-batch as the pager reads them ({@link
+   *       UnitPager#weightReadsPerStep}: a block twice, the head once, the embeddings once or twice more per step), then
+   *       read and written by the optimizer. With the gradients on DISK too, the trainer defers each step's update into
+   *       the next step's forward ({@link dev.athanor.train.Trainer#defersUpdates()}): the weights the optimizer read and
+   *       updated are those the first forward uses, which then reads none of its own.
+   * </ul>
+   * Per byte, a block's weights save the most (2 x accum + 1 or more), then the gradients (2 x accum), then the moments (2):
+   * the planner keeps units resident in that order ({@link OffloadPlanner#keepResident}).
+   */
+  public long unitTraffic(Role role, String unit, long bytes) {
+    return switch (role) {
+      case ADAM_M, ADAM_V -> Math.multiplyExact(2L, bytes);
+      case GRAD -> Math.multiplyExact(2L * accum, bytes);  // accum writes, accum - 1 reads, optimizer
+      case MASTER -> {
+        long[] passes = UnitPager.weightReadsPerStep(Math.max(1, model.layers()), model.tiedEmbeddings(), accum);
+        long reads = unit.equals(ModelConfig.EMBEDDING_UNIT) ? passes[0] : unit.equals(ModelConfig.HEAD_UNIT) ? passes[2] : passes[1];
+        // the optimizer writes; it reads too unless the update is deferred (its read is the next forward's first one)
+        yield Math.multiplyExact(reads + (diskRoles.contains(Role.GRAD) ? 1 : 2), bytes);
+      }
+      default -> 0L;
+    };
   }
 
   /** The trainer's offload configuration for this plan, with its files in {@code directory} (null: the DISK tier's). */
   public OffloadConfig config(Path directory) {
     return !offloads() ? OffloadConfig.NONE
         : new OffloadConfig(diskRoles.isEmpty() ? Set.of() : EnumSet.copyOf(diskRoles), directory, chunkBytes, true,
-            residentWeights, activations != null);
+            residentUnits, activations != null);
   }
 
   /** What this plan puts on DISK, in words: its roles ({@link #describe}) and the blocks' activations when they go there. */

@@ -12,6 +12,7 @@ import dev.athanor.tensor.DType;
 import dev.athanor.train.TrainConfig;
 import java.util.EnumSet;
 import java.util.List;
+import java.util.Map;
 import java.util.Objects;
 import java.util.Set;
 
@@ -37,7 +38,8 @@ import java.util.Set;
  * and read once), the cheaper in seconds first; both come after the moments and gradients and before the weights
  * ({@link #candidates}).
  * Each step on DISK adds its host windows and staging buffers to HOST ({@link UnitPager#windowBound}), so the
- * planner offloads no more than it must. A job that does not fit in memory on CUDA gets no plan: offload is CPU-only
+ * planner offloads no more than it must; of the roles it did put on DISK, it then keeps as many (unit, role) pairs in
+ * memory as the HOST room left holds, the most DISK traffic saved per byte first ({@link #keepResident}). A job that does not fit in memory on CUDA gets no plan: offload is CPU-only
  * for now.
  *
  * <p>"Fits" is {@link Footprint#worstShortfall}: every tier against its budget less what is in use, and host memory
@@ -131,8 +133,17 @@ public final class OffloadPlanner {
 
   /** {@code job} with {@code diskRoles} on DISK and the weights of the units {@code resident} in memory, fitting or not. */
   public static OffloadPlan place(Job job, Set<Role> diskRoles, Set<String> resident) {
+    return place(job, diskRoles, OffloadConfig.weightsOnly(resident));
+  }
+
+  /**
+   * {@code job} with {@code diskRoles} on DISK but, per role, the units {@code resident} names in memory, fitting or
+   * not. A resident unit's part of a role is HOST memory all the time (as the role's component); the paged units' windows
+   * and the optimizer's staging slots are counted as without resident units.
+   */
+  public static OffloadPlan place(Job job, Set<Role> diskRoles, Map<Role, Set<String>> resident) {
     Objects.requireNonNull(job, "job");
-    OffloadConfig oc = new OffloadConfig(diskRoles, null, job.chunkBytes(), true, resident);
+    OffloadConfig oc = new OffloadConfig(diskRoles, null, job.chunkBytes(), true, resident, false);
     Footprint f = job.inMemory();
     if (oc.enabled()) {
       if (job.device().isCuda()) {
@@ -141,21 +152,24 @@ public final class OffloadPlanner {
       }
       // the windows are bounded by the three largest units (UnitPager.windowBound): those are all it needs
       List<Long> units = OffloadPlan.largestUnits(job.model(), Set.of(), 3);
-      List<Long> paged = OffloadPlan.largestUnits(job.model(), resident, 3);
-      long residentBytes = 0;
-      for (String u : resident) {
-        residentBytes = Math.addExact(residentBytes, Math.multiplyExact(4L, OffloadPlan.unitElements(job.model(), u)));
-      }
+      List<Long> paged = OffloadPlan.largestUnits(job.model(), oc.residentWeights(), 3);
+      Map<Role, Long> held = new java.util.EnumMap<>(Role.class);  // bytes of each role's resident units
+      for (Role r : OffloadPlan.ROLES) held.put(r, residentBytes(job.model(), oc.resident(r)));
       boolean w = oc.onDisk(Role.MASTER), g = oc.onDisk(Role.GRAD);
       // the paged units' windows, and the resident units' weights, all the time
-      long weightWindows = w ? Math.addExact(UnitPager.windowBound(paged, true, false, false), residentBytes) : 0;
-      long gradWindows = g ? Math.addExact(UnitPager.windowBound(units, false, true, job.train().accum() > 1),
-          UnitPager.normBufferBytes(OffloadPlan.layoutElements(job.model()))) : 0;
-      f = f.withStateOnDisk(oc.diskRoles(), oc.stagingBytes(OffloadPlan.largestUnit(job.model())), weightWindows, gradWindows);
+      long weightWindows = w ? Math.addExact(UnitPager.windowBound(paged, true, false, false), held.get(Role.MASTER)) : 0;
+      // a resident unit's gradient: its step gradient all the time, a micro-batch's window of it in the backward (counted
+      // among the paged units' windows, which assume every unit may be one)
+      long gradWindows = g ? Math.addExact(Math.addExact(UnitPager.windowBound(units, false, true, job.train().accum() > 1),
+          UnitPager.normBufferBytes(OffloadPlan.layoutElements(job.model()))), held.get(Role.GRAD)) : 0;
+      long moments = Math.addExact(held.get(Role.ADAM_M), held.get(Role.ADAM_V));
+      f = f.withStateOnDisk(oc.diskRoles(), oc.stagingBytes(OffloadPlan.largestUnit(job.model())), weightWindows, gradWindows)
+          .plus(Footprint.Component.OPTIMIZER, dev.athanor.memory.Tier.HOST, moments);
       if (w && job.loading()) f = f.withStreamedLoading();  // the weights go to DISK one tensor at a time
-      if (job.checkpoints()) {
+      if (job.checkpoints()) {  // a snapshot's copy of the resident parts counted in HOST (an upper estimate)
         int parts = (w ? 1 : 0) + (oc.onDisk(Role.ADAM_M) ? 1 : 0) + (oc.onDisk(Role.ADAM_V) ? 1 : 0);
-        f = f.withCheckpointPartsOnDisk(parts).plus(Footprint.Component.CHECKPOINT, dev.athanor.memory.Tier.HOST, residentBytes);
+        f = f.withCheckpointPartsOnDisk(parts).plus(Footprint.Component.CHECKPOINT, dev.athanor.memory.Tier.HOST,
+            Math.addExact(held.get(Role.MASTER), moments));
       }
     }
     OffloadPlan.Activations acts = null;
@@ -168,7 +182,14 @@ public final class OffloadPlanner {
       acts = new OffloadPlan.Activations(job.train().batch(), job.train().seq());
     }
     return new OffloadPlan(job.model(), job.device(), oc.diskRoles(), job.chunkBytes(), f, job.train().accum(), job.recompute(),
-        resident, acts);
+        oc.residentUnits(), acts);
+  }
+
+  /** Bytes of the F32 role of {@code units} of {@code model}. */
+  private static long residentBytes(ModelConfig model, Set<String> units) {
+    long b = 0;
+    for (String u : units) b = Math.addExact(b, Math.multiplyExact(4L, OffloadPlan.unitElements(model, u)));
+    return b;
   }
 
   /** The placements a ZeRO rank's plan tries, in order: AdamW's moments only (its weights and gradients stay in memory). */
@@ -232,9 +253,13 @@ public final class OffloadPlanner {
   }
 
   /**
-   * {@code p} (weights on DISK, fitting) with as many units' weights kept in memory as still fit: the tied embeddings
-   * first (read once more per micro-batch than the others), then the head and the blocks in order. Each resident unit
-   * saves its reads in the forward and backward of every micro-batch and the optimizer's read and write.
+   * {@code p} (something on DISK, fitting) with as many units' roles kept in memory as still fit, the ones that save
+   * the most DISK traffic per byte first ({@link OffloadPlan#unitTraffic}): the weights (the tied embeddings first, read
+   * once more per micro-batch than the others; then the head and the blocks in order), then the gradients, then AdamW's
+   * moments (read and written once per step), each role's units in that same order. A (unit, role) that does not fit
+   * is skipped and the next smaller ones tried (not one as large: blocks all have the same size, so a model of many
+   * blocks is not tried block by block once one did not fit), so smaller units fill what is left. Each try is a whole {@link #place} checked with
+   * {@link Footprint#worstShortfall}: the staging slots, the windows and the resident bytes are all counted.
    */
   static OffloadPlan keepResident(Job job, OffloadPlan p, MemoryManager mm) {
     List<String> order = new java.util.ArrayList<>();
@@ -242,15 +267,29 @@ public final class OffloadPlanner {
     order.add(ModelConfig.HEAD_UNIT);
     for (int i = 0; i < job.model().layers(); i++) order.add(ModelConfig.blockUnit(i));
     if (!job.model().tiedEmbeddings()) order.add(ModelConfig.EMBEDDING_UNIT);
-    Set<String> resident = new java.util.LinkedHashSet<>();
+    record Pick(Role role, String unit, long bytes, double perByte, int rank) {}
+    List<Pick> picks = new java.util.ArrayList<>();
+    for (Role r : OffloadPlan.ROLES) {
+      if (!p.diskRoles().contains(r)) continue;
+      for (String u : order) {
+        long bytes = Math.multiplyExact(4L, OffloadPlan.unitElements(job.model(), u));
+        if (bytes > 0) picks.add(new Pick(r, u, bytes, (double) p.unitTraffic(r, u, bytes) / bytes, picks.size()));
+      }
+    }
+    picks.sort(java.util.Comparator.comparingDouble((Pick x) -> -x.perByte()).thenComparingInt(Pick::rank));
+    Map<Role, Set<String>> resident = new java.util.EnumMap<>(Role.class);
+    Map<Role, Long> failed = new java.util.EnumMap<>(Role.class);  // the smallest unit of each role that did not fit
     OffloadPlan best = p;
-    for (String u : order) {
-      resident.add(u);
-      OffloadPlan q = place(job, p.diskRoles(), Set.copyOf(resident));
+    for (Pick x : picks) {
+      if (x.bytes() >= failed.getOrDefault(x.role(), Long.MAX_VALUE)) continue;  // no smaller than one that did not fit
+      Set<String> units = resident.computeIfAbsent(x.role(), k -> new java.util.LinkedHashSet<>());
+      units.add(x.unit());
+      OffloadPlan q = place(job, p.diskRoles(), resident);
       if (q.footprint().worstShortfall(mm) == null) {
         best = q;
       } else {
-        resident.remove(u);
+        units.remove(x.unit());
+        failed.put(x.role(), x.bytes());
       }
     }
     return best;
@@ -351,7 +390,7 @@ public final class OffloadPlanner {
       if ((!c.roles().isEmpty() || c.activationsOnDisk()) && job.device().isCuda()) continue;
       OffloadPlan p = place(c.apply(job), c.roles().isEmpty() ? Set.of() : EnumSet.copyOf(c.roles()));
       Shortfall s = p.footprint().worstShortfall(mm);
-      if (s == null) return new Result(p.diskRoles().contains(Role.MASTER) ? keepResident(c.apply(job), p, mm) : p, null);
+      if (s == null) return new Result(p.diskRoles().isEmpty() ? p : keepResident(c.apply(job), p, mm), null);
       if (bestShort == null || s.needed() - s.available() < bestShort.needed() - bestShort.available()) {
         best = p;
         bestShort = s;

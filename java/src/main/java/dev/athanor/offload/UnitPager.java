@@ -47,6 +47,8 @@ import java.util.concurrent.atomic.AtomicInteger;
  * in memory, so the partials of the chunks inside it are formed there, and the pieces of a chunk that straddles units
  * are copied into a staging buffer of one chunk until the chunk is whole (at most two at once); {@link #globalNorm()}
  * reads back from DISK only the chunks no window completed (none in a plain backward), instead of the whole gradient.
+ * A resident unit's gradient ({@link #UnitPager(Transformer, UnitFiles, boolean, java.util.Set, java.util.Set)}) never
+ * goes to its file: the step's gradient stays in a window of its own, mapped between backward passes.
  *
  * <p>Windows are HOST tensors allocated and freed per use, so the HOST peak holds at most a few units of each paged
  * role (see {@link #windowBound}). Every wait of the computing thread for a transfer is a stall in
@@ -66,6 +68,7 @@ public final class UnitPager implements BlockHooks, AutoCloseable {
   private final boolean pageWeights, pageGrads, prefetch;
   private final List<Unit> training, decoding;  // execution order per cycle
   private final Window[] weights, grads, sums;  // per unit index
+  private final Window[] residentGrads;        // per unit index: a resident unit's step gradient (pinned, mapped), or null
   private final List<Window> writes = new ArrayList<>();  // gradient windows being written behind
   private final ExecutorService io;
   private List<Unit> cycle;
@@ -127,8 +130,21 @@ public final class UnitPager implements BlockHooks, AutoCloseable {
    * them mapped).
    */
   public UnitPager(Transformer model, UnitFiles files, boolean prefetch, java.util.Set<String> resident) {
+    this(model, files, prefetch, resident, java.util.Set.of());
+  }
+
+  /**
+   * As {@link #UnitPager(Transformer, UnitFiles, boolean, java.util.Set)}, with the gradients of the units named in
+   * {@code gradUnits} (GRAD must be in {@code files}) kept in memory too: each such unit's step gradient lives in a
+   * host window of its own, mapped in the store between backward passes (the optimizer and the clipping norm find it
+   * there); the first micro-batch of a step forms the unit's gradient in it directly, a later one in a zeroed window of
+   * its own that is then added to it ({@code acc + g}, as the in-memory trainer adds). Its file is never used.
+   */
+  public UnitPager(Transformer model, UnitFiles files, boolean prefetch, java.util.Set<String> resident,
+      java.util.Set<String> gradUnits) {
     Objects.requireNonNull(model, "model");
     Objects.requireNonNull(resident, "resident");
+    Objects.requireNonNull(gradUnits, "gradUnits");
     this.files = Objects.requireNonNull(files, "files");
     this.store = model.parameters();
     if (files.store() != store) throw new IllegalArgumentException("the offload files belong to another parameter store");
@@ -147,6 +163,7 @@ public final class UnitPager implements BlockHooks, AutoCloseable {
     this.weights = new Window[n];
     this.grads = new Window[n];
     this.sums = new Window[n];
+    this.residentGrads = new Window[n];
     int normChunks = (int) ((store.numel() + Ops.NORM_CHUNK - 1) / Ops.NORM_CHUNK);
     this.normParts = new float[normChunks];
     this.normKnown = new boolean[normChunks];
@@ -160,6 +177,10 @@ public final class UnitPager implements BlockHooks, AutoCloseable {
     this.stale = new boolean[n];
     this.io = ChunkStreamer.ioThreads(2, "athanor-pager-io-", THREADS);
     if (!resident.isEmpty() && !pageWeights) throw new IllegalArgumentException("resident units need the weights on DISK");
+    if (!gradUnits.isEmpty() && !pageGrads) {
+      throw new IllegalArgumentException("resident gradient units " + new java.util.TreeSet<>(gradUnits) + " need the "
+          + "gradients on DISK");
+    }
     List<Window> pins = new ArrayList<>();
     try {
       if (pageWeights) {
@@ -184,14 +205,25 @@ public final class UnitPager implements BlockHooks, AutoCloseable {
         }
       }
       if (pageGrads) {
+        List<Unit> us = new ArrayList<>();
+        for (String name : new java.util.TreeSet<>(gradUnits)) us.add(store.unit(name));  // names the unit, or the units
         if (store.has(Role.GRAD)) store.release(Role.GRAD);
         store.page(Role.GRAD, files.views(Role.GRAD));
+        for (Unit u : us) {
+          Window w = new Window(Role.GRAD, u, Tensor.zeros(DType.F32, Device.CPU, Tier.HOST, u.elements().length()).detach());
+          w.pinned = true;
+          pins.add(w);
+          store.map(Role.GRAD, u, w.buf);
+          w.mapped = true;
+          residentGrads[u.index()] = w;
+        }
       }
     } catch (RuntimeException e) {
       for (Window w : pins) {
-        if (w.mapped) store.unmap(Role.MASTER, w.unit);
+        if (w.mapped) store.unmap(w.role, w.unit);
         w.buf.close();
       }
+      if (pageGrads && store.isPaged(Role.GRAD)) store.release(Role.GRAD);
       io.shutdownNow();
       throw e;
     }
@@ -223,6 +255,43 @@ public final class UnitPager implements BlockHooks, AutoCloseable {
     for (int b = st.firstBlock() + st.blocks() - 1; b >= st.firstBlock(); b--) all.add(s.unit(ModelConfig.blockUnit(b)));
     if (emb != null) all.add(emb);
     return List.copyOf(all);
+  }
+
+  /**
+   * The reads of each unit's weights from DISK in the forward and backward passes of one step of {@code accum}
+   * micro-batches of a whole model with {@code layers} blocks (tied: the head reuses the embeddings), with every unit
+   * paged: {embedding, any block, head}. Counted by running this pager's policy over its training order: a unit is read
+   * when it has no window, and its window is kept after use while the unit is among the next {@value #KEEP_AHEAD} in
+   * that order (so the head, run last in the forward and first in the backward, is read once per micro-batch; a block
+   * twice; the embeddings once more with a tied head, and once less per micro-batch after the first when the backward's
+   * last use is kept for the next micro-batch's forward); each step starts with no window ({@link #flush()}). Read-ahead
+   * changes when a unit is read, not how often; a resident unit is never read and does not change the others' counts.
+   */
+  public static long[] weightReadsPerStep(int layers, boolean tied, int accum) {
+    if (layers < 1 || accum < 1) throw new IllegalArgumentException("layers " + layers + " and accum " + accum + " must be >= 1");
+    int blocks = Math.min(layers, KEEP_AHEAD + 1);  // no block is ever kept: a few stand for any number
+    int emb = 0, head = blocks + 1;
+    List<Integer> cycle = new ArrayList<>();  // as order(): forward, then backward
+    cycle.add(emb);
+    for (int b = 1; b <= blocks; b++) cycle.add(b);
+    cycle.add(head);
+    if (tied) cycle.add(emb);
+    cycle.add(head);
+    if (tied) cycle.add(emb);
+    for (int b = blocks; b >= 1; b--) cycle.add(b);
+    cycle.add(emb);
+    int n = cycle.size();
+    long[] reads = new long[blocks + 2];
+    boolean[] held = new boolean[blocks + 2];
+    for (int m = 0; m < accum; m++) {
+      for (int p = 0; p < n; p++) {
+        int u = cycle.get(p);
+        if (!held[u]) reads[u]++;
+        held[u] = false;
+        for (int k = 1; k <= KEEP_AHEAD; k++) if (cycle.get((p + k) % n) == u) held[u] = true;
+      }
+    }
+    return new long[] {reads[emb], reads[1], reads[head]};
   }
 
   /**
@@ -279,11 +348,21 @@ public final class UnitPager implements BlockHooks, AutoCloseable {
       }
     }
     if (pageGrads && pass == Pass.BACKWARD && grads[unit.index()] == null) {
+      Window p = residentGrads[unit.index()];
+      if (p != null && micro == 0) {  // a resident unit's first micro-batch: formed in its step gradient directly
+        Ops.fill(p.buf, 0f);
+        grads[unit.index()] = p;
+        return;
+      }
+      if (p != null) {  // a later one: formed apart, added to the step gradient when complete
+        store.unmap(Role.GRAD, unit);
+        p.mapped = false;
+      }
       Window g = new Window(Role.GRAD, unit, Tensor.zeros(DType.F32, Device.CPU, Tier.HOST, unit.elements().length()).detach());
       grads[unit.index()] = g;
       store.map(Role.GRAD, unit, g.buf);
       g.mapped = true;
-      if (micro > 0) {
+      if (micro > 0 && p == null) {
         awaitWriteOf(unit);  // the last micro-batch's sum of this unit is on disk before it is read back
         sums[unit.index()] = read(Role.GRAD, unit);
       }
@@ -307,6 +386,22 @@ public final class UnitPager implements BlockHooks, AutoCloseable {
     Window g = grads[unit.index()];
     if (g == null) throw new IllegalStateException("afterGradients(" + unit.name() + ") without a backward");
     grads[unit.index()] = null;
+    Window p = residentGrads[unit.index()];
+    if (p != null) {
+      if (g != p) {  // acc + g_i in the step gradient, which is mapped again
+        store.unmap(Role.GRAD, unit);
+        g.mapped = false;
+        try {
+          Ops.add(p.buf, g.buf, p.buf);
+        } finally {
+          g.buf.close();
+          store.map(Role.GRAD, unit, p.buf);
+          p.mapped = true;
+        }
+      }
+      notePartials(unit, p.buf);
+      return;
+    }
     store.unmap(Role.GRAD, unit);
     g.mapped = false;
     Window out = g;
@@ -616,13 +711,23 @@ public final class UnitPager implements BlockHooks, AutoCloseable {
     for (Window[] ws : new Window[][] {weights, grads, sums}) {
       for (int i = 0; i < ws.length; i++) {
         Window w = ws[i];
-        if (w == null || w.pinned) continue;
+        if (w == null) continue;
+        if (w.pinned) {
+          if (ws == grads) ws[i] = null;  // a resident unit's step gradient, whose backward was abandoned: it stays
+          continue;
+        }
         ws[i] = null;
         try {
           quiet(w);
         } catch (RuntimeException e) {
           if (failure == null) failure = e;
         }
+      }
+    }
+    for (Window p : residentGrads) {  // mapped again where an abandoned backward had a micro-batch's window instead
+      if (p != null && !p.mapped && !store.isClosed()) {
+        store.map(Role.GRAD, p.unit, p.buf);
+        p.mapped = true;
       }
     }
     cursor = 0;
@@ -693,10 +798,19 @@ public final class UnitPager implements BlockHooks, AutoCloseable {
 
   /** Reads the flat range {@code r} of the step's gradient (pieces of one or more unit files) into {@code dst}. */
   private Future<?> readFlat(Range r, Tensor dst) {
+    for (Unit u : store.units()) {  // a resident unit's part is in memory: copied here
+      Window w = residentGrads[u.index()];
+      Range p = u.elements().intersect(r);
+      if (w == null || p.isEmpty()) continue;
+      try (Tensor to = dst.slice(0, p.start() - r.start(), p.end() - r.start());
+          Tensor from = w.buf.slice(0, p.start() - u.elements().start(), p.end() - u.elements().start())) {
+        to.copyFrom(from);
+      }
+    }
     return io.submit(() -> {
       for (Unit u : store.units()) {
         Range p = u.elements().intersect(r);
-        if (p.isEmpty()) continue;
+        if (p.isEmpty() || residentGrads[u.index()] != null) continue;
         files.transfer(Role.GRAD, u, false, (p.start() - u.elements().start()) * 4, dst.address() + (p.start() - r.start()) * 4,
             p.length() * 4);
       }
@@ -842,6 +956,14 @@ public final class UnitPager implements BlockHooks, AutoCloseable {
         w.mapped = false;
         weights[w.unit.index()] = null;
         w.buf.close();
+      }
+      for (int i = 0; i < residentGrads.length; i++) {  // the resident units' gradients: dropped with the others'
+        Window p = residentGrads[i];
+        if (p == null) continue;
+        residentGrads[i] = null;
+        if (p.mapped && !store.isClosed()) store.unmap(Role.GRAD, p.unit);
+        p.mapped = false;
+        p.buf.close();
       }
       if (!store.isClosed()) {
         if (pageGrads && store.isPaged(Role.GRAD)) store.release(Role.GRAD);

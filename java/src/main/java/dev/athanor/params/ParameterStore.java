@@ -242,7 +242,8 @@ public final class ParameterStore implements AutoCloseable {
   // ------------------------------------------------------------------ paging
 
   /**
-   * Pages {@code role} (MASTER, which takes WEIGHT with it and needs {@link #weightsAreMasters()}, or GRAD): its flat
+   * Pages {@code role} (MASTER, which takes WEIGHT with it and needs {@link #weightsAreMasters()}, GRAD, or one of
+   * AdamW's moments ADAM_M and ADAM_V, whose offloaded units an optimizer maps when it keeps them in memory): its flat
    * buffer is freed without being copied anywhere (the caller has saved what it needs) and its views become
    * {@code diskViews}, one per parameter in layout order, owned by the caller, who keeps them open until
    * {@link #unpage} or {@link #release}. Kernels cannot address them: {@link #map} a unit's window first.
@@ -265,8 +266,8 @@ public final class ParameterStore implements AutoCloseable {
 
   /** Pages {@code role} over {@code b}, one view per parameter (null: nothing behind it). */
   private void pageOver(Role role, Tensor[] b) {
-    if (role != Role.MASTER && role != Role.GRAD) {
-      throw new IllegalArgumentException("only MASTER (with WEIGHT) and GRAD can be paged, not " + role);
+    if (role != Role.MASTER && role != Role.GRAD && role != Role.ADAM_M && role != Role.ADAM_V) {
+      throw new IllegalArgumentException("only MASTER (with WEIGHT), GRAD, ADAM_M and ADAM_V can be paged, not " + role);
     }
     if (role == Role.MASTER && !weightsAreMasters()) {
       throw new IllegalArgumentException("MASTER can be paged only when WEIGHT is the same buffer (F32 compute, placed "

@@ -2,6 +2,7 @@ package dev.athanor.train;
 
 import dev.athanor.offload.ChunkStreamer;
 import dev.athanor.offload.OffloadConfig;
+import dev.athanor.offload.ResidentWindows;
 import dev.athanor.offload.UnitFiles;
 import dev.athanor.offload.UnitUpdate;
 import dev.athanor.ops.Ops;
@@ -43,6 +44,7 @@ public final class AdamW implements AutoCloseable {
   private final Range shard;              // ZeRO 1: the only range this optimizer updates and keeps moments for, or null
   private final Tensor shardM, shardV;    // its moments in memory (1-D, element 0 at shard.start()), or null (DISK, unsharded)
   private final Tensor shardMasters;      // ZeRO 3: the shard's masters, the only ones this replica keeps (not owned), or null
+  private final List<ResidentWindows> resident = new ArrayList<>();  // the moments' units kept in memory though on DISK
   private long step;
 
   /** AdamW over {@code store}, allocating its moments (zeros) when the store has none. */
@@ -120,6 +122,10 @@ public final class AdamW implements AutoCloseable {
           throw new IllegalArgumentException("a sharded optimizer (ZeRO 1 and 2) keeps only AdamW's moments on DISK, not " + r);
         }
       }
+      if (!offload.residentUnits().isEmpty()) {
+        throw new IllegalArgumentException("a sharded optimizer (ZeRO 1 and 2) keeps its shard of a moment on DISK for every "
+            + "unit or for none; resident units " + offload.residentUnits() + " are not supported there");
+      }
       UnitFiles f = null;
       ChunkStreamer st = null;
       Tensor m = null, v = null;
@@ -158,12 +164,17 @@ public final class AdamW implements AutoCloseable {
         if (store.has(r)) throw new IllegalArgumentException(r + " is already allocated in the store; cannot also keep it on DISK");
       }
       UnitFiles f = new UnitFiles(store, offload.diskRoles(), offload.resolvedDirectory());
+      ChunkStreamer st = null;
       try {
-        this.streamer = new ChunkStreamer(f, offload.chunkBytes());
+        st = new ChunkStreamer(f, offload.chunkBytes());
+        pinResident(f, offload.residentUnits());
       } catch (RuntimeException e) {
+        closeResident();
+        if (st != null) st.close();
         f.close();
         throw e;
       }
+      this.streamer = st;
       this.files = f;
     } else {
       this.files = null;
@@ -181,7 +192,17 @@ public final class AdamW implements AutoCloseable {
    * written back, the gradients ({@link Role#GRAD}) only read. The moments in none of them are allocated in the store.
    */
   public AdamW(ParameterStore store, List<UnitFiles> files, long chunkBytes) {
+    this(store, files, chunkBytes, java.util.Map.of());
+  }
+
+  /**
+   * As {@link #AdamW(ParameterStore, List, long)}, with the units {@code residentUnits} names for ADAM_M and ADAM_V (other
+   * roles' entries are the pagers' business and ignored here) kept in memory: their moments live in HOST windows mapped
+   * in the store ({@link ResidentWindows}), updated in place and never read from or written to DISK.
+   */
+  public AdamW(ParameterStore store, List<UnitFiles> files, long chunkBytes, Map<Role, java.util.Set<String>> residentUnits) {
     this.store = Objects.requireNonNull(store, "store");
+    Objects.requireNonNull(residentUnits, "residentUnits");
     Map<Role, UnitFiles> byRole = ChunkStreamer.byRole(files);
     for (Map.Entry<Role, UnitFiles> e : byRole.entrySet()) {
       if (e.getValue().store() != store) throw new IllegalArgumentException("the offload files belong to another parameter store");
@@ -197,8 +218,53 @@ public final class AdamW implements AutoCloseable {
     this.shardM = null;
     this.shardV = null;
     this.shardMasters = null;
-    this.streamer = new ChunkStreamer(byRole, chunkBytes, java.util.Set.of(Role.GRAD));
+    ChunkStreamer st = new ChunkStreamer(byRole, chunkBytes, java.util.Set.of(Role.GRAD));
+    try {
+      Map<Role, java.util.Set<String>> mine = new java.util.EnumMap<>(Role.class);
+      for (Role r : moments.keySet()) if (residentUnits.containsKey(r)) mine.put(r, residentUnits.get(r));
+      for (Map.Entry<Role, java.util.Set<String>> e : residentUnits.entrySet()) {
+        if ((e.getKey() == Role.ADAM_M || e.getKey() == Role.ADAM_V) && !e.getValue().isEmpty() && !onDisk(e.getKey())) {
+          throw new IllegalArgumentException("resident units of " + e.getKey() + " need it on DISK (in one of the offload files)");
+        }
+      }
+      for (Map.Entry<Role, java.util.Set<String>> e : mine.entrySet()) {
+        resident.add(ResidentWindows.pin(moments.get(e.getKey()), e.getKey(), e.getValue()));
+      }
+    } catch (RuntimeException e) {
+      closeResident();
+      st.close();
+      throw e;
+    }
+    this.streamer = st;
     for (Role r : new Role[] {Role.ADAM_M, Role.ADAM_V}) if (!onDisk(r)) store.allocate(r);
+  }
+
+  /** Keeps the units {@code units} names of each moment in {@code f} in memory ({@link ResidentWindows}). */
+  private void pinResident(UnitFiles f, Map<Role, java.util.Set<String>> units) {
+    for (Role r : new Role[] {Role.ADAM_M, Role.ADAM_V}) {
+      java.util.Set<String> u = units.getOrDefault(r, java.util.Set.of());
+      if (!u.isEmpty()) resident.add(ResidentWindows.pin(f, r, u));
+    }
+  }
+
+  private void closeResident() {
+    RuntimeException failure = null;
+    for (ResidentWindows w : resident) {
+      try {
+        w.close();
+      } catch (RuntimeException e) {
+        if (failure == null) failure = e;
+      }
+    }
+    resident.clear();
+    if (failure != null) throw failure;
+  }
+
+  /** Host bytes of the moments' resident units (0: none). */
+  public long residentBytes() {
+    long b = 0;
+    for (ResidentWindows w : resident) b += w.bytes();
+    return b;
   }
 
   /** Whether {@code role} (ADAM_M or ADAM_V) lives in offload files on DISK rather than in the store. */
@@ -240,7 +306,7 @@ public final class AdamW implements AutoCloseable {
     if (shard != null) {
       throw new IllegalStateException("this optimizer is sharded (ZeRO 1): it holds the moments of " + shard + " only");
     }
-    if (onDisk(role)) return moments.get(role).views(role);
+    if (onDisk(role) && !store.isPaged(role)) return moments.get(role).views(role);
     List<Tensor> l = new ArrayList<>(store.size());
     for (int i = 0; i < store.size(); i++) l.add(store.view(role, i));
     return l;
@@ -505,7 +571,11 @@ public final class AdamW implements AutoCloseable {
   public void close() {
     if (shardM != null) shardM.close();
     if (shardV != null) shardV.close();
-    if (streamer != null) streamer.close();
-    if (files != null && ownsFiles) files.close();
+    try {
+      closeResident();
+    } finally {
+      if (streamer != null) streamer.close();
+      if (files != null && ownsFiles) files.close();
+    }
   }
 }

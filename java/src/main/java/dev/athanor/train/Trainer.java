@@ -208,13 +208,13 @@ public final class Trainer implements AutoCloseable {
       try {
         if (!mine.isEmpty()) f = new UnitFiles(store, mine, offload.resolvedDirectory());
         if (mine.contains(Role.GRAD)) {
-          p = new UnitPager(model, f, offload.prefetch());
+          p = new UnitPager(model, f, offload.prefetch(), java.util.Set.of(), offload.resident(Role.GRAD));
           model.setHooks(BlockHooks.both(before, p));
         }
         List<UnitFiles> streamed = new java.util.ArrayList<>();
         if (w != null) streamed.add(w.files());
         if (f != null) streamed.add(f);
-        o = new AdamW(store, streamed, offload.chunkBytes());
+        o = new AdamW(store, streamed, offload.chunkBytes(), offload.residentUnits());
       } catch (RuntimeException e) {
         model.setHooks(before);
         if (p != null) p.close(false);
@@ -544,13 +544,13 @@ public final class Trainer implements AutoCloseable {
 
   private void closeResources() {
     try {
-      if (!store.isClosed()) {
-        for (Role r : new Role[] {Role.ADAM_M, Role.ADAM_V, Role.GRAD_ACC}) store.release(r);
-      }
+      optimizer.close();  // first: it unmaps the moments' resident units it mapped in the store
+      if (gradShard != null && sharded == null) gradShard.close();
     } finally {
       try {
-        optimizer.close();
-        if (gradShard != null && sharded == null) gradShard.close();
+        if (!store.isClosed()) {
+          for (Role r : new Role[] {Role.ADAM_M, Role.ADAM_V, Role.GRAD_ACC}) store.release(r);
+        }
       } finally {
         closeOffload();
       }

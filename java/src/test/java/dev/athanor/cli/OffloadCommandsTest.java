@@ -165,12 +165,65 @@ class OffloadCommandsTest {
     assertTrue(t2.out().contains("offload plan: everything in memory"), t2.out());
   }
 
+  /** The JSON text of this model's plan (as {@code plan --json} writes it) with every role of every unit on DISK. */
+  String allOnDiskPlan() {
+    CliTest.Out p = run(plan("--json", "-"));
+    assertEquals(0, p.code(), p.err());
+    return p.out().replace("\"HOST\"", "\"DISK\"").replace("\"totals\": {\n    \"DISK\"", "\"totals\": {\n    \"HOST\"");
+  }
+
+  /** {@code plan} (JSON text) with {@code unit}'s {@code role} placed on {@code tier}. */
+  static String placed(String plan, String unit, String role, String tier) {
+    String edited = plan.replaceFirst("(\"unit\": \"" + Pattern.quote(unit) + "\",\\s*\"role\": \"" + role + "\",\\s*\"tier\": )\"\\w+\"",
+        "$1\"" + tier + "\"");
+    assertFalse(edited.equals(plan), unit + " " + role + " placed on " + tier);
+    return edited;
+  }
+
+  /**
+   * A hand-edited plan that keeps some units' gradients and moments in memory (HOST) while the rest of each role is on
+   * DISK trains with the in-memory run's losses and says so in its table; a plan of the first format, where only the
+   * weights are placed unit by unit, still reads and trains; the same plan under a budget it no longer fits is refused
+   * before anything is written.
+   */
+  @Test
+  void aHandEditedPlanWithSomeUnitsInMemoryTrainsLikeMemory() throws IOException {
+    String all = allOnDiskPlan();
+    String edited = placed(placed(placed(placed(all, "block.0", "adam_m", "HOST"), "block.0", "adam_v", "HOST"),
+        "block.3", "grad", "HOST"), "head", "adam_v", "HOST");
+    Path f = tmp.resolve("edited.json");
+    Files.writeString(f, edited);
+    CliTest.Out mem = run(train("mem"));
+    assertEquals(0, mem.code(), mem.err());
+    List<String> want = losses(tmp.resolve("mem/train-log.jsonl"));
+    assertEquals(4, want.size());
+    CliTest.Out t = run(train("edited", "--offload", f.toString()));
+    assertEquals(0, t.code(), t.err());
+    assertTrue(t.out().contains("grad of 1 of 10 units stays in memory") && t.out().contains("adam_v of 2 of 10 units stays"),
+        t.out());
+    assertTrue(Pattern.compile("block\\.0\\s+adam_m\\s+HOST").matcher(t.out()).find()
+        && Pattern.compile("block\\.1\\s+adam_m\\s+DISK").matcher(t.out()).find(), t.out());
+    assertEquals(want, losses(tmp.resolve("edited/train-log.jsonl")), "per-step losses bit for bit");
+
+    // the first format: every role on one tier for every unit, but the weights of some units in memory
+    Path old = tmp.resolve("old.json");
+    Files.writeString(old, placed(placed(all, "embedding", "master", "HOST"), "block.1", "master", "HOST"));
+    CliTest.Out o = run(train("old", "--offload", old.toString()));
+    assertEquals(0, o.code(), o.err());
+    assertTrue(o.out().contains("master of 2 of 10 units stays in memory"), o.out());
+    assertEquals(want, losses(tmp.resolve("old/train-log.jsonl")), "per-step losses bit for bit");
+
+    // a budget the plan no longer fits: refused, naming the plan, before anything is written
+    CliTest.Out r = run(train("tight", "--offload", f.toString(), "--mem-host", "64k"));
+    assertEquals(1, r.code(), r.err());
+    assertTrue(r.err().contains("not enough memory to train this model with the plan " + f), r.err());
+    assertFalse(Files.exists(tmp.resolve("tight")), "nothing written");
+  }
+
   /** A plan file that puts every role on DISK trains through the CLI with the in-memory run's losses. */
   @Test
   void aPlanWithEverythingOnDiskTrainsLikeMemory() throws IOException {
-    CliTest.Out p = run(plan("--json", "-"));
-    assertEquals(0, p.code(), p.err());
-    String all = p.out().replace("\"HOST\"", "\"DISK\"").replace("\"totals\": {\n    \"DISK\"", "\"totals\": {\n    \"HOST\"");
+    String all = allOnDiskPlan();
     Path f = tmp.resolve("all.json");
     Files.writeString(f, all);
     Path offDir = tmp.resolve("offload-all");
@@ -275,13 +328,14 @@ class OffloadCommandsTest {
     assertTrue(table.out().contains("activations: on DISK (tier DISK), 4 of 6 blocks'"), table.out());
   }
 
-  /** {@code bench --mode train --offload PLAN.json} times offloaded steps and reports their DISK traffic. */
+  /**
+   * {@code bench --mode train --offload PLAN.json} times offloaded steps and reports their DISK traffic and the units
+   * each role keeps in memory.
+   */
   @Test
   void benchTrainReportsTheOffloadsTraffic() throws IOException {
-    CliTest.Out p = run(plan("--json", "-"));
-    assertEquals(0, p.code(), p.err());
     Path f = tmp.resolve("bench-all.json");
-    Files.writeString(f, p.out().replace("\"HOST\"", "\"DISK\"").replace("\"totals\": {\n    \"DISK\"", "\"totals\": {\n    \"HOST\""));
+    Files.writeString(f, placed(allOnDiskPlan(), "block.0", "grad", "HOST"));
     List<String> bench = List.of("bench", "--mode", "train", "--config", config.toString(), "--device", "cpu", "--batch", "2",
         "--seq", "16", "--steps", "2", "--warmup-steps", "1");
     CliTest.Out r = run(concat(bench, "--offload", f.toString(), "--offload-dir", tmp.resolve("bench-off").toString()));
@@ -290,6 +344,7 @@ class OffloadCommandsTest {
     com.google.gson.JsonObject o = com.google.gson.JsonParser.parseString(r.out().trim()).getAsJsonObject().getAsJsonObject("offload");
     assertEquals(List.of("adam_m", "adam_v", "grad", "master"),
         o.getAsJsonArray("disk_roles").asList().stream().map(com.google.gson.JsonElement::getAsString).toList());
+    assertEquals("{\"adam_m\":0,\"adam_v\":0,\"grad\":1,\"master\":0}", o.get("resident_units").toString(), o.toString());
     assertTrue(o.get("disk_read_bytes_per_step").getAsLong() > 0 && o.get("disk_write_bytes_per_step").getAsLong() > 0, o.toString());
     CliTest.Out plain = run(bench);
     assertEquals(0, plain.code(), plain.err());
@@ -307,9 +362,7 @@ class OffloadCommandsTest {
 
   @Test
   void badPlanFilesAreUsageErrorsNamingTheProblem() throws IOException {
-    CliTest.Out p = run(plan("--json", "-"));
-    assertEquals(0, p.code(), p.err());
-    String good = p.out().replace("\"HOST\"", "\"DISK\"").replace("\"totals\": {\n    \"DISK\"", "\"totals\": {\n    \"HOST\"");
+    String good = allOnDiskPlan();
     String[][] cases = {
         {"{ not json", "is not valid JSON"},
         {"[]", "expected a JSON object"},
@@ -320,7 +373,7 @@ class OffloadCommandsTest {
         {good.replaceFirst("\"role\": \"adam_v\"", "\"role\": \"weight\""), "placement 4 (embedding weight): role weight cannot be placed by a plan"},
         {good.replaceFirst("\"role\": \"adam_v\"", "\"role\": \"momentum\""), "unknown role \"momentum\""},
         {good.replaceFirst("\"tier\": \"DISK\"", "\"tier\": \"DEVICE\""), "placement 1 (embedding master): tier DEVICE is not supported"},
-        {good.replaceFirst("(\"role\": \"adam_m\",\\s*\"tier\": )\"DISK\"", "$1\"HOST\""), "placement 7 (block.0 adam_m): adam_m is on DISK here but on HOST for embedding"},
+        {good.replaceFirst("\"tier\": \"DISK\"", "\"tier\": \"SSD\""), "placement 1 (embedding master): unknown tier \"SSD\""},
         {good.replaceFirst("\"role\": \"adam_v\"", "\"role\": \"adam_m\""), "embedding adam_m is placed twice"},
         {good.replaceFirst("\"bytes\": \\d+", "\"bytes\": 12"), "bytes 12, but this model's embedding master is"},
         {good.replaceFirst("\"chunk_bytes\": \\d+", "\"chunk_bytes\": 6"), "chunk_bytes 6 must be a positive multiple of 4"},

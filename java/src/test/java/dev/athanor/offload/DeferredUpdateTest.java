@@ -150,48 +150,50 @@ class DeferredUpdateTest {
   /**
    * A checkpoint taken between steps, while the last step's update is pending, holds the state that step left (the
    * in-memory run's after as many steps); the run continues exactly, and a fresh trainer restored from it finishes with
-   * the bits of the uninterrupted run.
+   * the bits of the uninterrupted run; also with some units' weights, gradients and moments resident.
    */
   @Test
   void aCheckpointAtAStepBoundaryResumesExactly(@TempDir Path tmp) throws IOException {
     Path data = OffloadedOptimizerTest.shard(tmp);
-    OffloadConfig all = OffloadConfig.allOnDisk(tmp.resolve("offload")).withChunkBytes(4000);
-    for (int accum : new int[] {1, 2}) {
-      TrainConfig tc = tc(6, accum);
-      Run host = train(data, GPT2, tc, OffloadConfig.NONE, 6, false);
-      Run host3 = train(data, GPT2, tc, OffloadConfig.NONE, 3, false);
-      Path ck = tmp.resolve("ck" + accum);
-      Path saved;
-      List<Integer> tail = new ArrayList<>();
-      try (TokenDataset d = TokenDataset.open(data); Transformer model = Transformer.create(GPT2, Device.CPU);
-          Trainer t = new Trainer(model, tc, new DataLoader(d, tc.batch(), tc.seq(), tc.shuffle(), tc.seed()), all);
-          CheckpointManager mgr = new CheckpointManager(ck, 2, false, "deferred")) {
-        model.initialize(8);
-        for (int s = 0; s < 3; s++) t.step();
-        mgr.save(t);  // the update of step 2 is pending: the save applies it first
-        saved = mgr.awaitWrite().orElseThrow();
-        Run mid = snapshot(t, List.of(), List.of(), List.of());
-        assertArrayEquals(host3.masters(), mid.masters(), "accum " + accum + ": weights after 3 steps");
-        assertArrayEquals(host3.m(), mid.m(), "accum " + accum + ": first moments after 3 steps");
-        assertArrayEquals(host3.v(), mid.v(), "accum " + accum + ": second moments after 3 steps");
-        while (!t.done()) tail.add(Float.floatToRawIntBits(t.step().loss()));
-        Run end = snapshot(t, tail, List.of(), List.of());
-        assertArrayEquals(Arrays.copyOfRange(host.losses(), 3, 6), end.losses(), "accum " + accum + ": losses after the save");
-        assertArrayEquals(host.masters(), end.masters(), "accum " + accum + ": weights at the end, saved on the way");
-        assertArrayEquals(host.v(), end.v(), "accum " + accum + ": second moments at the end, saved on the way");
-      }
-      try (TokenDataset d = TokenDataset.open(data); Transformer model = Transformer.create(GPT2, Device.CPU);
-          Trainer t = new Trainer(model, tc, new DataLoader(d, tc.batch(), tc.seq(), tc.shuffle(), tc.seed()), all)) {
-        model.initialize(1);  // other weights: the checkpoint replaces them
-        Checkpoint.open(saved).restore(t);
-        assertEquals(3, t.nextStep());
-        List<Integer> losses = new ArrayList<>();
-        while (!t.done()) losses.add(Float.floatToRawIntBits(t.step().loss()));
-        Run resumed = snapshot(t, losses, List.of(), List.of());
-        assertArrayEquals(Arrays.copyOfRange(host.losses(), 3, 6), resumed.losses(), "accum " + accum + ": resumed losses");
-        assertArrayEquals(host.masters(), resumed.masters(), "accum " + accum + ": resumed weights");
-        assertArrayEquals(host.m(), resumed.m(), "accum " + accum + ": resumed first moments");
-        assertArrayEquals(host.v(), resumed.v(), "accum " + accum + ": resumed second moments");
+    OffloadConfig paged = OffloadConfig.allOnDisk(tmp.resolve("offload")).withChunkBytes(4000);
+    for (OffloadConfig all : List.of(paged, PagedTrainingTest.someResident(paged))) {
+      for (int accum : new int[] {1, 2}) {
+        TrainConfig tc = tc(6, accum);
+        Run host = train(data, GPT2, tc, OffloadConfig.NONE, 6, false);
+        Run host3 = train(data, GPT2, tc, OffloadConfig.NONE, 3, false);
+        Path ck = tmp.resolve("ck" + accum + "-" + all.residentUnits().size());
+        Path saved;
+        List<Integer> tail = new ArrayList<>();
+        try (TokenDataset d = TokenDataset.open(data); Transformer model = Transformer.create(GPT2, Device.CPU);
+            Trainer t = new Trainer(model, tc, new DataLoader(d, tc.batch(), tc.seq(), tc.shuffle(), tc.seed()), all);
+            CheckpointManager mgr = new CheckpointManager(ck, 2, false, "deferred")) {
+          model.initialize(8);
+          for (int s = 0; s < 3; s++) t.step();
+          mgr.save(t);  // the update of step 2 is pending: the save applies it first
+          saved = mgr.awaitWrite().orElseThrow();
+          Run mid = snapshot(t, List.of(), List.of(), List.of());
+          assertArrayEquals(host3.masters(), mid.masters(), "accum " + accum + ": weights after 3 steps");
+          assertArrayEquals(host3.m(), mid.m(), "accum " + accum + ": first moments after 3 steps");
+          assertArrayEquals(host3.v(), mid.v(), "accum " + accum + ": second moments after 3 steps");
+          while (!t.done()) tail.add(Float.floatToRawIntBits(t.step().loss()));
+          Run end = snapshot(t, tail, List.of(), List.of());
+          assertArrayEquals(Arrays.copyOfRange(host.losses(), 3, 6), end.losses(), "accum " + accum + ": losses after the save");
+          assertArrayEquals(host.masters(), end.masters(), "accum " + accum + ": weights at the end, saved on the way");
+          assertArrayEquals(host.v(), end.v(), "accum " + accum + ": second moments at the end, saved on the way");
+        }
+        try (TokenDataset d = TokenDataset.open(data); Transformer model = Transformer.create(GPT2, Device.CPU);
+            Trainer t = new Trainer(model, tc, new DataLoader(d, tc.batch(), tc.seq(), tc.shuffle(), tc.seed()), all)) {
+          model.initialize(1);  // other weights: the checkpoint replaces them
+          Checkpoint.open(saved).restore(t);
+          assertEquals(3, t.nextStep());
+          List<Integer> losses = new ArrayList<>();
+          while (!t.done()) losses.add(Float.floatToRawIntBits(t.step().loss()));
+          Run resumed = snapshot(t, losses, List.of(), List.of());
+          assertArrayEquals(Arrays.copyOfRange(host.losses(), 3, 6), resumed.losses(), "accum " + accum + ": resumed losses");
+          assertArrayEquals(host.masters(), resumed.masters(), "accum " + accum + ": resumed weights");
+          assertArrayEquals(host.m(), resumed.m(), "accum " + accum + ": resumed first moments");
+          assertArrayEquals(host.v(), resumed.v(), "accum " + accum + ": resumed second moments");
+        }
       }
     }
   }

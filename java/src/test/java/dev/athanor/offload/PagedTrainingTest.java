@@ -84,6 +84,17 @@ class PagedTrainingTest {
     }
   }
 
+  /**
+   * {@code off} with a few units of each of its roles on DISK kept in memory, different units per role (the tied
+   * embeddings' gradient, formed twice per backward, among them).
+   */
+  static OffloadConfig someResident(OffloadConfig off) {
+    java.util.Map<Role, Set<String>> units = java.util.Map.of(Role.MASTER, Set.of("embedding", "block.1"),
+        Role.GRAD, Set.of("embedding", "block.0", "head"), Role.ADAM_M, Set.of("block.1", "head"), Role.ADAM_V, Set.of("block.0"));
+    for (Role r : off.diskRoles()) off = off.withResident(r, units.get(r));
+    return off;
+  }
+
   static void assertSameBits(Run want, Run got, String what) {
     OffloadedOptimizerTest.assertSameBits(want.bits(), got.bits(), what);
   }
@@ -116,6 +127,13 @@ class PagedTrainingTest {
                 Set.of("head", "block.0"))), what + ", weights only, head and block.0 resident, no read-ahead");
             assertSameBits(host, train(data, cfg, tc(3, accum), new OffloadConfig(EnumSet.of(Role.GRAD, Role.ADAM_V), dir, 4000)),
                 what + ", gradients and ADAM_V");
+            // some units' gradients and moments resident too: formed, accumulated and updated in memory, never on DISK
+            assertSameBits(host, train(data, cfg, tc(3, accum), someResident(all.withChunkBytes(4000))),
+                what + ", some units' weights, gradients and moments resident");
+            assertSameBits(host, train(data, cfg, tc(3, accum), someResident(all).withResidentWeights(Set.of())),
+                what + ", some units' gradients and moments resident, every unit's weights paged");
+            assertSameBits(host, train(data, cfg, tc(3, accum), someResident(OffloadConfig.optimizerStateOnDisk(dir)
+                .withChunkBytes(4000))), what + ", moments only, some units' resident");
           }
         }
       }
@@ -126,6 +144,44 @@ class PagedTrainingTest {
       assertEquals(0, left.count(), "offload files deleted");
     } catch (java.io.IOException e) {
       throw new java.io.UncheckedIOException(e);
+    }
+  }
+
+  /**
+   * Units of each role kept in memory move no DISK bytes: over a run of N steps the measured DISK traffic is N times the
+   * plan's estimate ({@link OffloadPlan#diskTrafficPerStep()}, which leaves the resident units out), plus, when the
+   * update is deferred (weights and gradients on DISK), one read of the paged weights (the first forward reads its
+   * own; every later step's first forward uses the weights its deferred update read); less than with every unit paged.
+   */
+  @Test
+  void residentUnitsMoveNoDiskBytesAndTheTrafficIsThePlans(@TempDir Path tmp) {
+    Path data = OffloadedOptimizerTest.shard(tmp);
+    Path dir = tmp.resolve("offload");
+    int steps = 3;
+    for (ModelConfig cfg : List.of(GPT2, LLAMA)) {
+      for (int accum : new int[] {1, 2}) {
+        TrainConfig tc = DeferredUpdateTest.tc(steps, accum);
+        OffloadPlanner.Job job = new OffloadPlanner.Job(cfg, Device.CPU, tc, false, false, false, 4000);
+        for (Set<Role> roles : List.of(OffloadConfig.OFFLOADABLE, EnumSet.of(Role.GRAD, Role.ADAM_M, Role.ADAM_V),
+            EnumSet.of(Role.ADAM_M, Role.ADAM_V))) {
+          OffloadPlan plan = OffloadPlanner.place(job, roles, someResident(new OffloadConfig(roles, dir, 4000)).residentUnits());
+          OffloadPlan paged = OffloadPlanner.place(job, roles);
+          String what = cfg.family() + ", accum " + accum + ", " + roles + ", resident " + plan.residentUnits();
+          for (OffloadPlan.Placement x : plan.placements()) {
+            boolean disk = roles.contains(x.role()) && !plan.resident(x.role()).contains(x.unit());
+            assertEquals(disk ? Tier.DISK : Tier.HOST, x.tier(), what + ": " + x);
+          }
+          assertTrue(plan.diskTrafficPerStep() < paged.diskTrafficPerStep(), what + ": less traffic than every unit paged");
+          boolean defers = roles.contains(Role.MASTER) && roles.contains(Role.GRAD);
+          DeferredUpdateTest.Run run = DeferredUpdateTest.train(data, cfg, tc, plan.config(dir), steps, defers);
+          TransferStats.Snapshot total = TransferStats.Snapshot.ZERO;
+          for (TransferStats.Snapshot x : run.traffic()) total = total.plus(x);
+          long pagedWeights = 0;
+          for (OffloadPlan.Placement x : plan.placements()) if (x.role() == Role.MASTER && x.tier() == Tier.DISK) pagedWeights += x.bytes();
+          assertEquals(steps * plan.diskTrafficPerStep() + (defers ? pagedWeights : 0), total.hostToDisk() + total.diskToHost(),
+              what + ": DISK bytes of " + steps + " steps (" + total + ")");
+        }
+      }
     }
   }
 
