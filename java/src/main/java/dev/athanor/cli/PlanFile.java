@@ -97,7 +97,7 @@ final class PlanFile {
     out.println(p.offloads() ? "offload plan (ZeRO " + zero + ", per rank): its 1/" + dp + " shard of "
         + OffloadPlan.describe(p.diskRoles()) + " on DISK, in files of that rank's own (rank-N in the offload directory), "
         + "streamed by the optimizer in chunks of " + Footprint.size(p.chunkBytes()) + " per role; "
-        + (stateOnDisk ? "a unit's part of it read for each gather and written behind each gradient fold"
+        + (stateOnDisk ? "each unit's part of it read for its gathers and written behind its gradient folds, a chunk at a time"
             + (p.diskRoles().contains(Role.MASTER) ? "" : "; the weights' shard stays in memory")
             : zero == 3 ? "the weights' and gradients' shards stay in memory" : "the weights and gradients stay in memory")
         : "offload plan (ZeRO " + zero + ", per rank): everything in memory (it fits)");
