@@ -126,7 +126,7 @@ public final class AdamW implements AutoCloseable {
           ? "this store" : "another store") + ", not the shard " + shard);
     }
     boolean mastersOnDisk = shardState != null && shardState.holds(Role.MASTER);
-    if (masters == null && mastersOnDisk == false && shardState != null) {
+    if (masters == null && !mastersOnDisk && shardState != null) {
       throw new IllegalArgumentException("ZeRO 3 needs the shard's masters in memory or in its files; its files hold only "
           + shardState.roles());
     }
