@@ -30,8 +30,9 @@ import org.junit.jupiter.api.io.TempDir;
  * resumes without offload and as one process, and one written without offload resumes with it, exactly; one of ZeRO 3
  * with its moments on DISK resumes with them there and as one process. Under ZeRO 3 a plan that puts the rank's whole
  * shard on DISK (its masters, gradient and moments) trains exactly as in memory at dp 2 and 3 (where the shards cut
- * units mid-way), with the DISK traffic the planner predicts and a lower HOST peak than the moments alone on DISK, and
- * its checkpoints resume with it and as one process.
+ * units mid-way), with the DISK traffic the planner predicts and a lower HOST peak than the moments alone on DISK
+ * ({@code --offload auto} chooses it under a budget the moments alone do not fit), and its checkpoints resume with it
+ * and as one process.
  */
 class ZeroOffloadMpiTest {
   @TempDir static Path tmp;
@@ -343,6 +344,16 @@ class ZeroOffloadMpiTest {
           + hostMoments);
       for (int r = 0; r < np; r++) assertTrue(Files.isDirectory(dir.resolve("rank-" + r)), "rank " + r + "'s offload folder");
       assertNoFilesLeft(dir);
+      if (np != 2) continue;
+      // --offload auto under a budget that the moments alone on DISK do not fit: the planner puts the whole shard there
+      long budget = ShardOffloadBudget.wholeZeroThreeShardOnDisk(TrainFixture.model(), 2, 32, 2, np, CHUNK);
+      Path auto = tmp.resolve(tag + "-auto");
+      MpiRunTest.Job a = trainMpi(np, MpiRunTest.concat(trainArgs(f, auto), zeroFlags, List.of("--offload", "auto",
+          "--offload-chunk", Long.toString(CHUNK), "--mem-host", Long.toString(budget), "--offload-dir",
+          tmp.resolve(tag + "-auto-dir").toString())));
+      assertTrue(a.output().contains("shard roles: master DISK, grad DISK, adam_m DISK, adam_v DISK"), a.output());
+      assertEquals(want, steps(auto), "dp 2 × ZeRO 3 with --offload auto's whole shard on DISK");
+      assertEquals(-1, Files.mismatch(mem.resolve(MODEL), auto.resolve(MODEL)), "final weights with --offload auto");
     }
   }
 
