@@ -79,7 +79,8 @@ final class ParallelOptions {
           + "as soon as its backward is done; the same bits as 2; --dp alone, CPU). Checkpoints: each rank writes its part "
           + "(format 3), and any checkpoint resumes with any --dp and --zero. With --offload (--dp alone): each "
           + "rank's shard of AdamW's moments goes to DISK as far as its budget (--mem-host, per process) needs, in files of "
-          + "its own (rank-N in --offload-dir); the weights and gradients (under 3, their shards) stay in memory; the same bits. "
+          + "its own (rank-N in --offload-dir); under 1 and 2 the weights and gradients stay in memory; under 3 its shard of the "
+          + "gradient, then of the weights, follows (read a chunk at a time for each gather and fold); the same bits. "
           + "With --dp x --tp: 1 and 2 shard each rank's tensor-parallel part over its dp group (with --pp as well); "
           + "checkpoints: each rank writes its shard of its part. Default: ${DEFAULT-VALUE}")
   @Options.Range(min = 0, max = 3)

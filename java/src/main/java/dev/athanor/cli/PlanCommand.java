@@ -50,6 +50,22 @@ final class PlanCommand implements Callable<Integer> {
   @ArgGroup(exclusive = false, validate = false, heading = "%nParallel layout (issue 11; with --world):%n", order = 4)
   ParallelPlanOutput.Args parallel = new ParallelPlanOutput.Args();
 
+  @Option(names = "--dp", paramLabel = "N", defaultValue = "1",
+      description = "plan one process of a data-parallel run of N replicas with --zero 1 to 3 (its shards; --mem-host is "
+          + "per process), as train --dp N --zero STAGE --offload auto plans it. Default: ${DEFAULT-VALUE}")
+  @Options.Range(min = 1)
+  int dp = 1;
+
+  @Option(names = "--zero", paramLabel = "STAGE", defaultValue = "0",
+      description = "with --dp: the ZeRO stage (1 and 2: a rank's shard of AdamW's moments can go to DISK; 3: also its shard "
+          + "of the gradient, then of the weights). Default: ${DEFAULT-VALUE}")
+  @Options.Range(min = 0, max = 3)
+  int zero;
+
+  @Option(names = "--offload", paramLabel = "auto", defaultValue = "auto",
+      description = "auto: the plan follows the budgets (the only value; as train --offload auto). Default: ${DEFAULT-VALUE}")
+  String offload = "auto";
+
   @Option(names = "--json", paramLabel = "FILE", description = "write the plan as JSON to FILE (- for stdout, then without the table)")
   String json;
 
@@ -75,9 +91,17 @@ final class PlanCommand implements Callable<Integer> {
     if (tc.seq() > mc.maxSeqLen()) {
       throw Options.usage(spec, "--seq " + tc.seq() + " exceeds the model's context of " + mc.maxSeqLen() + " tokens");
     }
+    if (!"auto".equalsIgnoreCase(offload)) {
+      throw Options.usage(spec, "--offload " + offload + ": plan always plans from the budgets (auto); train takes off and "
+          + "PLAN.json");
+    }
+    if (zero > 0 && dp < 2) throw Options.usage(spec, "--zero " + zero + " needs --dp 2 or more (it shards over the replicas)");
     if (parallel.world != null) return parallelPlan(mc, device, tc);
     OffloadPlanner.Job job = new OffloadPlanner.Job(mc, device, tc, opt.recompute, model.model != null, checkpoints, chunkBytes);
-    OffloadPlanner.Result r = OffloadPlanner.plan(job, MemoryManager.global());
+    boolean shard = zero > 0;  // one rank of a dp x ZeRO run: its footprint, and its shard's roles on DISK as needed
+    OffloadPlanner.Result r = shard ? OffloadPlanner.planShard(job, MemoryCheck.rankFootprint(job,
+        new dev.athanor.dist.plan.ParallelPlanner.Layout(dp, 1, 1, zero, opt.recompute), dp), MemoryManager.global(), zero, dp)
+        : OffloadPlanner.plan(job, MemoryManager.global());
     if (r.plan() == null) throw MemoryCheck.offloadRefusal(job, r.failure());
     OffloadPlan p = r.plan();
     boolean jsonOnly = "-".equals(json);
@@ -85,7 +109,12 @@ final class PlanCommand implements Callable<Integer> {
       main.out.printf("athanor plan: %s model, %d layers, hidden %d, %.1fM parameters, batch %d x seq %d, accum %d%s, on %s%n",
           mc.family().hfModelType(), mc.layers(), mc.hidden(), mc.parameterCount() / 1e6, tc.batch(), tc.seq(), tc.accum(),
           opt.recompute ? ", recompute" : "", device);
-      PlanFile.print(p, main.out);
+      if (shard) {
+        main.out.printf("one of %d data-parallel processes with ZeRO %d (--mem-host per process)%n", dp, zero);
+        PlanFile.printShard(p, zero, dp, main.out);
+      } else {
+        PlanFile.print(p, main.out);
+      }
     }
     String text = PlanFile.json(p);
     if (jsonOnly) {

@@ -12,6 +12,7 @@ import dev.athanor.memory.Tier;
 import dev.athanor.nn.Footprint;
 import dev.athanor.nn.Footprint.Component;
 import dev.athanor.offload.OffloadPlan;
+import dev.athanor.offload.OffloadPlanner;
 import dev.athanor.params.Role;
 import java.io.IOException;
 import java.io.PrintStream;
@@ -95,11 +96,24 @@ final class PlanFile {
    * shard go to DISK, and its bytes per tier by component.
    */
   static void printShard(OffloadPlan p, int zero, int dp, PrintStream out) {
+    boolean stateOnDisk = p.diskRoles().contains(Role.MASTER) || p.diskRoles().contains(Role.GRAD);
     out.println(p.offloads() ? "offload plan (ZeRO " + zero + ", per rank): its 1/" + dp + " shard of "
         + OffloadPlan.describe(p.diskRoles()) + " on DISK, in files of that rank's own (rank-N in the offload directory), "
-        + "streamed by the optimizer in chunks of " + Footprint.size(p.chunkBytes()) + " per role; the weights and gradients "
-        + "stay in memory" : "offload plan (ZeRO " + zero + ", per rank): everything in memory (it fits)");
+        + "streamed by the optimizer in chunks of " + Footprint.size(p.chunkBytes()) + " per role; "
+        + (stateOnDisk ? "each unit's part of it read for its gathers and written behind its gradient folds, a chunk at a time"
+            + (p.diskRoles().contains(Role.MASTER) ? "" : "; the weights' shard stays in memory")
+            : zero == 3 ? "the weights' and gradients' shards stay in memory" : "the weights and gradients stay in memory")
+        : "offload plan (ZeRO " + zero + ", per rank): everything in memory (it fits)");
+    if (zero == 3 && p.offloads()) {  // the shard's roles, each on its tier
+      List<String> where = new ArrayList<>();
+      for (Role r : OffloadPlan.ROLES) where.add(name(r) + " " + (p.diskRoles().contains(r) ? "DISK" : "HOST"));
+      out.println("  shard roles: " + String.join(", ", where));
+    }
     printTotals(p, out);
+    if (p.offloads()) {
+      out.println("  DISK traffic per step (busiest rank): " + Footprint.size(OffloadPlanner.shardTrafficPerStep(p.model(), dp,
+          p.accum(), p.diskRoles())));
+    }
   }
 
   /** A plan's bytes per tier, by component. */

@@ -470,7 +470,7 @@ final class TrainCommand implements Callable<Integer> {
     OffloadConfig offloadConfig = plan != null ? plan.config(offloadDir) : OffloadConfig.NONE;
     // weights on DISK: the model is built without them and they go to their files tensor by tensor, so a model larger
     // than memory never holds them all
-    boolean weightsOnDisk = offloadConfig.onDisk(Role.MASTER);
+    boolean weightsOnDisk = offloadConfig.onDisk(Role.MASTER) && !shardPlan;  // ZeRO 3 keeps its shard of them there itself
     try (Transformer model = pipeline != null ? stageModel(mc, device, pipeline.stage(groups.at().pp()), resume == null ? modelDir : null)
             : weightsOnDisk ? Transformer.withoutWeights(mc, device)
             : parallel.tp > 1 ? TensorParallelism.create(mc, device, tpComm())
@@ -649,8 +649,9 @@ final class TrainCommand implements Callable<Integer> {
   /**
    * The offload plan of one rank of a ZeRO run ({@code layout}, {@code world} processes) that {@code o} asks for
    * (not off), after checking that it fits: the rank's footprint ({@link MemoryCheck#rankFootprint}) with its shard of
-   * AdamW's moments on DISK as far as needed (auto, {@link OffloadPlanner#planShard}) or as a plan file names them; a
-   * plan file that puts the gradients or the weights on DISK is a usage error (under ZeRO they stay in memory).
+   * AdamW's moments on DISK as far as needed (auto, {@link OffloadPlanner#planShard}) or as a plan file names them
+   * (ZeRO 3: then its shard of the gradient, then of the masters); under ZeRO 1 and 2 a plan file that puts the gradients
+   * or the weights on DISK is a usage error (they stay in memory).
    */
   static OffloadPlan shardOffloadPlan(CommandSpec spec, Options.OffloadOptions o, OffloadPlanner.Job job,
       dev.athanor.dist.plan.ParallelPlanner.Layout layout, int world) {
@@ -658,7 +659,7 @@ final class TrainCommand implements Callable<Integer> {
       OffloadPlanner.Job sized = new OffloadPlanner.Job(job.model(), job.device(), job.train(), job.recompute(), job.loading(),
           job.checkpoints(), o.chunkBytes());
       OffloadPlanner.Result r = OffloadPlanner.planShard(sized, MemoryCheck.rankFootprint(sized, layout, world),
-          MemoryManager.global());
+          MemoryManager.global(), layout.zero(), layout.dp());
       if (r.plan() == null) throw MemoryCheck.offloadRefusal(sized, r.failure());
       return r.plan();
     }
@@ -671,7 +672,8 @@ final class TrainCommand implements Callable<Integer> {
     var l = new dev.athanor.dist.plan.ParallelPlanner.Layout(layout.dp(), layout.tp(), layout.pp(), layout.zero(), recompute);
     OffloadPlan plan;
     try {
-      plan = OffloadPlanner.placeShard(sized, MemoryCheck.rankFootprint(sized, l, world), req.diskRoles());
+      plan = OffloadPlanner.placeShard(sized, MemoryCheck.rankFootprint(sized, l, world), req.diskRoles(), layout.zero(),
+          layout.dp());
     } catch (IllegalArgumentException e) {
       throw Options.usage(spec, "--offload " + file + " with --zero " + layout.zero() + ": " + e.getMessage());
     }
@@ -834,7 +836,8 @@ final class TrainCommand implements Callable<Integer> {
     try (CheckpointManager mgr = ck == null || !primary && !sharded ? null : new CheckpointManager(ck.dir(), ck.keep(), ck.async(),
             ck.runId(), sharded ? rankGroup(comm, groups, zero, model.tensorParallel().size()) : null);
         // ZeRO 3: each rank keeps its shard of the masters; the model's hooks gather a unit's weights before it runs
-        ShardedWeights shards = zero == 3 ? ShardedWeights.attach(model, comm) : null;
+        // (with offload, its shard of the masters and of the step's gradient on DISK where the plan puts them)
+        ShardedWeights shards = zero == 3 ? ShardedWeights.attach(model, comm, offloadConfig) : null;
         // ZeRO 2 with the whole model in one process on the CPU: each unit's gradient is folded into the shards as its
         // backward ends (no whole-model gradient); pipeline stages, tensor parallel and CUDA keep the whole-gradient fold
         UnitGradientFold folds = zero == 2 && pipeline == null && groups == null && UnitGradientFold.supports(model)

@@ -113,20 +113,32 @@ public final class DataParallel implements GradientReducer {
   @Override
   public float shardedNorm(ParameterStore store, Range shard, Tensor grad) {
     if (comm.size() == 1) return GradientReducer.super.shardedNorm(store, shard, grad);
+    try (Tensor g = grad.view(grad.numel())) {
+      return shardedNorm(store, shard, r -> g.slice(0, r.start() - shard.start(), r.end() - shard.start()));
+    }
+  }
+
+  /**
+   * ZeRO 2 and 3: {@link #shardedNorm(ParameterStore, Range, Tensor)} with this rank's part of each norm chunk read
+   * through {@code grad} (a slice of the shard in memory, or read from DISK), one chunk at a time: the same bits.
+   */
+  @Override
+  public float shardedNorm(ParameterStore store, Range shard, ShardReader grad) {
+    if (comm.size() == 1) return GradientReducer.super.shardedNorm(store, shard, grad);
     long n = store.numel();
     if (n == 0) return 0f;
     int chunks = Math.toIntExact((n + Ops.NORM_CHUNK - 1) / Ops.NORM_CHUNK);
     float[] partials = new float[chunks];
-    try (Tensor g = grad.view(grad.numel())) {
-      for (int c = 0; c < chunks; c++) {
-        Range whole = new Range(c * Ops.NORM_CHUNK, Math.min(n, (c + 1) * Ops.NORM_CHUNK));
-        if (whole.intersect(shard).equals(whole)) {
-          try (Tensor x = g.slice(0, whole.start() - shard.start(), whole.end() - shard.start())) {
-            partials[c] = Ops.sumSquaresPartials(x)[0];
-          }
+    for (int c = 0; c < chunks; c++) {
+      Range whole = new Range(c * Ops.NORM_CHUNK, Math.min(n, (c + 1) * Ops.NORM_CHUNK));
+      Range mine = whole.intersect(shard);
+      try (Tensor x = mine.isEmpty() ? null : grad.read(mine)) {
+        if (mine.equals(whole)) {
+          partials[c] = Ops.sumSquaresPartials(x)[0];
           continue;
         }
-        try (Tensor buf = assemble(comm, n, shard, g, whole)) {
+        // this rank's piece is x, the shard's elements `mine` (or none: it takes part without sending)
+        try (Tensor buf = assemble(comm, n, mine.isEmpty() ? shard : mine, x, whole)) {
           if (buf != null) partials[c] = Ops.sumSquaresPartials(buf)[0];
         }
       }

@@ -4,6 +4,8 @@ import dev.athanor.memory.Tier;
 import dev.athanor.nn.BlockHooks;
 import dev.athanor.nn.ModelConfig;
 import dev.athanor.nn.Transformer;
+import dev.athanor.offload.OffloadConfig;
+import dev.athanor.offload.UnitFiles;
 import dev.athanor.params.ParameterStore;
 import dev.athanor.params.Range;
 import dev.athanor.params.Role;
@@ -38,13 +40,25 @@ import java.util.Objects;
  * <p>Memory per replica: masters and step gradient {@code 4 psi / N} each, plus at most two units' weight and gradient
  * windows at once (the tied embeddings under the head). {@link #unshard} gathers the whole masters again (e.g. to save
  * the trained model). Close this after the trainer and before the model; not thread-safe.
+ *
+ * <p><b>The shard on DISK</b> ({@link #attach(Transformer, Communicator, OffloadConfig)}, ZeRO 3 with offload, after
+ * ZeRO-Infinity): the shard's masters ({@link Role#MASTER}) and/or step gradient ({@link Role#GRAD}) live in {@link
+ * UnitFiles} of the shard's range in the offload directory instead of memory. A unit's gather goes piece by piece (the
+ * offload's chunk of elements each, one {@link Communicator#allGatherV} per piece): this rank reads its part of the
+ * piece from DISK into a host buffer and contributes that; the gradient fold reads, folds and writes behind one piece's
+ * part at a time ({@link UnitGradientFold}); the optimizer streams both chunk by chunk with the shard's moments ({@link
+ * dev.athanor.train.AdamW}). HOST then holds the windows, a chunk's part of each role and the optimizer's staging
+ * instead of {@code 8 psi / N}; a gather copies bits and the fold's additions are per element, so the bits are those of
+ * the shard in memory.
  */
 public final class ShardedWeights implements BlockHooks, ShardedParameters, AutoCloseable {
   private final Transformer model;
   private final ParameterStore store;
   private final Communicator comm;
   private final Range shard;
-  private final Tensor masters;
+  private final Tensor masters;           // the shard's masters in memory, or null (on DISK in files)
+  private final UnitFiles files;          // the shard's roles on DISK (MASTER, GRAD), or null
+  private final long piece;               // with the masters on DISK: the most elements of a unit gathered at once
   private final UnitGradientFold fold;    // the step's gradient shard and the gradient windows
   private final BlockHooks before;        // the model's hooks before this was attached
   private final Tensor[] weights;         // per unit index: the mapped weight window, or null
@@ -53,8 +67,11 @@ public final class ShardedWeights implements BlockHooks, ShardedParameters, Auto
   private final boolean tied;
   private boolean closed;
 
-  private ShardedWeights(Transformer model, Communicator comm, Range shard, Tensor masters, UnitGradientFold fold) {
+  private ShardedWeights(Transformer model, Communicator comm, Range shard, Tensor masters, UnitGradientFold fold,
+      UnitFiles files, long piece) {
     this.model = model;
+    this.files = files;
+    this.piece = piece;
     this.store = model.parameters();
     this.comm = comm;
     this.shard = shard;
@@ -76,8 +93,22 @@ public final class ShardedWeights implements BlockHooks, ShardedParameters, Auto
    * Needs the CPU backend with F32 compute (the masters are the compute weights) and the whole model in one stage.
    */
   public static ShardedWeights attach(Transformer model, Communicator comm) {
+    return attach(model, comm, OffloadConfig.NONE);
+  }
+
+  /**
+   * As {@link #attach(Transformer, Communicator)}, with the shard's masters and step gradient on DISK where {@code
+   * offload} puts {@link Role#MASTER} and {@link Role#GRAD} (its other roles are the optimizer's): files of the shard's
+   * range in a subdirectory of {@code offload}'s directory, the masters written there at once.
+   */
+  public static ShardedWeights attach(Transformer model, Communicator comm, OffloadConfig offload) {
     Objects.requireNonNull(model, "model");
     Objects.requireNonNull(comm, "comm");
+    Objects.requireNonNull(offload, "offload");
+    if (!offload.residentWeights().isEmpty() || offload.activationsOnDisk()) {
+      throw new IllegalArgumentException("ZeRO 3 keeps its shard's roles on DISK for every unit and the activations in "
+          + "memory; the offload also asks for resident weight units or activations on DISK");
+    }
     ParameterStore store = model.parameters();
     if (!model.device().isCpu() || !store.weightsAreMasters()) {
       throw new IllegalArgumentException("ZeRO 3 needs the CPU backend with F32 compute (the masters are the compute "
@@ -88,22 +119,35 @@ public final class ShardedWeights implements BlockHooks, ShardedParameters, Auto
     }
     if (model.tensorParallel().split()) throw new IllegalArgumentException("ZeRO 3 with tensor parallelism is not supported");
     Range shard = DataParallel.optimizerShard(store, comm);
-    Tensor m = Tensor.empty(DType.F32, Device.CPU, Tier.HOST, shard.length()).detach();
+    java.util.Set<Role> onDisk = java.util.EnumSet.noneOf(Role.class);
+    for (Role r : offload.diskRoles()) if (r == Role.MASTER || r == Role.GRAD) onDisk.add(r);
+    Tensor m = null;
+    UnitFiles f = null;
     UnitGradientFold g = null;
     try {
-      g = UnitGradientFold.forShard(store, comm, shard);
+      if (!onDisk.isEmpty()) f = new UnitFiles(store, onDisk, offload.resolvedDirectory(), shard);
+      long maxUnit = 1;
+      for (Unit u : store.units()) maxUnit = Math.max(maxUnit, u.elements().length());
+      long piece = OffloadConfig.chunkElements(offload.chunkBytes(), maxUnit);  // what the optimizer streams at once, too
+      g = UnitGradientFold.forShard(store, comm, shard, onDisk.contains(Role.GRAD) ? f : null, piece);
       try (Tensor mine = store.slice(Role.MASTER, shard)) {
-        m.copyFrom(mine);
+        if (onDisk.contains(Role.MASTER)) {
+          f.transfer(Role.MASTER, shard, mine, true);
+        } else {
+          m = Tensor.empty(DType.F32, Device.CPU, Tier.HOST, shard.length()).detach();
+          m.copyFrom(mine);
+        }
       }
-      ShardedWeights s = new ShardedWeights(model, comm, shard, m, g);
+      ShardedWeights s = new ShardedWeights(model, comm, shard, m, g, f, piece);
       if (store.has(Role.GRAD)) store.release(Role.GRAD);
       store.pageWithoutBacking(Role.MASTER);  // frees the whole masters
       store.pageWithoutBacking(Role.GRAD);
       model.setHooks(BlockHooks.both(s.before, s));
       return s;
     } catch (RuntimeException e) {
-      m.close();
+      if (m != null) m.close();
       if (g != null) g.close();
+      if (f != null) f.close();
       throw e;
     }
   }
@@ -116,6 +160,16 @@ public final class ShardedWeights implements BlockHooks, ShardedParameters, Auto
   @Override
   public Tensor masters() {
     return masters;
+  }
+
+  @Override
+  public UnitFiles shardFiles() {
+    return files;
+  }
+
+  @Override
+  public void flush() {
+    fold.flush();
   }
 
   @Override
@@ -143,11 +197,7 @@ public final class ShardedWeights implements BlockHooks, ShardedParameters, Auto
     if (weights[u] == null) {
       Tensor w = Tensor.empty(DType.F32, Device.CPU, Tier.HOST, unit.elements().length()).detach();
       try {
-        Range mine = unit.elements().intersect(shard);
-        try (Tensor in = masters.slice(0, mine.isEmpty() ? 0 : mine.start() - shard.start(),
-            mine.isEmpty() ? 0 : mine.end() - shard.start())) {
-          comm.allGatherV(in, w, counts(unit));
-        }
+        gather(unit, w);
         store.map(Role.MASTER, unit, w);
       } catch (RuntimeException e) {
         w.close();
@@ -173,6 +223,30 @@ public final class ShardedWeights implements BlockHooks, ShardedParameters, Auto
   @Override
   public void afterGradients(Unit unit) {
     fold.afterGradients(unit);
+  }
+
+  /**
+   * Fills {@code w} (the unit's elements) by the all-gather of every rank's part of {@code unit}: this rank's from its
+   * shard in memory at once, or from DISK piece by piece (its part of each piece read into a host buffer first).
+   */
+  private void gather(Unit unit, Tensor w) {
+    Range e = unit.elements();
+    if (masters != null) {
+      Range mine = e.intersect(shard);
+      long a = mine.isEmpty() ? 0 : mine.start() - shard.start(), b = mine.isEmpty() ? 0 : mine.end() - shard.start();
+      try (Tensor in = masters.slice(0, a, b)) {
+        comm.allGatherV(in, w, counts(unit));
+      }
+      return;
+    }
+    for (long s = e.start(); s < e.end(); s += piece) {
+      Range p = new Range(s, Math.min(e.end(), s + piece)), mine = p.intersect(shard);
+      try (Tensor in = Tensor.empty(DType.F32, Device.CPU, Tier.HOST, mine.length());
+          Tensor out = w.slice(0, p.start() - e.start(), p.end() - e.start())) {
+        if (!mine.isEmpty()) files.transfer(Role.MASTER, mine, in, false);
+        comm.allGatherV(in, out, fold.counts(p));
+      }
+    }
   }
 
   private long[] counts(Unit unit) {
@@ -216,7 +290,15 @@ public final class ShardedWeights implements BlockHooks, ShardedParameters, Auto
     discard();
     store.release(Role.GRAD);
     store.unpage(Role.MASTER);
-    comm.allGather(masters, store.flat(Role.MASTER));
+    if (masters != null) {
+      comm.allGather(masters, store.flat(Role.MASTER));
+    } else {  // unit by unit from DISK: one unit's part in HOST at a time
+      for (Unit u : store.units()) {
+        try (Tensor w = store.slice(Role.MASTER, u.elements())) {
+          gather(u, w);
+        }
+      }
+    }
     model.setHooks(before);
   }
 
@@ -237,8 +319,12 @@ public final class ShardedWeights implements BlockHooks, ShardedParameters, Auto
       if (!store.isClosed() && store.isPaged(Role.MASTER)) store.unpage(Role.MASTER, false);
       model.setHooks(before);
     } finally {
-      masters.close();
-      fold.close();  // its windows and shard, and the paged gradients
+      try {
+        if (masters != null) masters.close();
+        fold.close();  // its windows and shard, and the paged gradients
+      } finally {
+        if (files != null) files.close();
+      }
     }
   }
 }

@@ -3,6 +3,8 @@ package dev.athanor.dist;
 import dev.athanor.memory.Tier;
 import dev.athanor.nn.BlockHooks;
 import dev.athanor.nn.Transformer;
+import dev.athanor.offload.ChunkStreamer;
+import dev.athanor.offload.UnitFiles;
 import dev.athanor.params.ParameterStore;
 import dev.athanor.params.Range;
 import dev.athanor.params.Role;
@@ -12,6 +14,10 @@ import dev.athanor.tensor.DType;
 import dev.athanor.tensor.Tensor;
 import dev.athanor.train.ShardedGradients;
 import java.util.Objects;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Future;
+import java.util.concurrent.atomic.AtomicInteger;
 
 /**
  * The step's gradient of ZeRO 2 and 3 on the CPU, formed unit by unit (embeddings, each block, the head): this replica
@@ -30,6 +36,15 @@ import java.util.Objects;
  * per replica is the shard ({@code 4 psi / N}) plus the windows mapped at once (at most two units: the tied embeddings'
  * gradient under the head's backward). ZeRO 3 ({@link ShardedWeights}) holds one of these for its gradients and
  * drives it from its own hooks. Close this after the trainer; not thread-safe.
+ *
+ * <p><b>The shard on DISK</b> (ZeRO 3 with offload, {@link #forShard(ParameterStore, Communicator, Range, UnitFiles)}):
+ * the step's gradient shard lives in {@link UnitFiles} of the shard's range ({@link Role#GRAD}) instead of memory. A
+ * unit's fold goes piece by piece (at most {@code piece} elements of the unit each, the offload's chunk): its part of
+ * the shard is read (not on the step's first micro-batch, which overwrites it) into a host buffer, folded into as above
+ * ({@link Communicator#reduceScatterAccumulateV} over the piece, element by element the same additions) and written back
+ * behind on an I/O thread, the unit's last piece behind the next unit's backward; each piece waits for the last one's
+ * write first, so one piece's part is in HOST at a time. {@link #flush} waits for the last.
+ * The additions are the same, so the bits are those of the shard in memory.
  */
 public final class UnitGradientFold implements BlockHooks, ShardedGradients, AutoCloseable {
   private final ParameterStore store;
@@ -39,11 +54,26 @@ public final class UnitGradientFold implements BlockHooks, ShardedGradients, Aut
   private final Tensor[] grads;      // per unit index: the mapped gradient window, or null
   private final Transformer model;   // ZeRO 2: the model whose hooks this joined, or null (ZeRO 3 drives it)
   private final BlockHooks before;   // ZeRO 2: the model's hooks before
+  private final UnitFiles files;     // the shard on DISK (GRAD), or null: in gradient
+  private final long piece;          // with the shard on DISK: the most elements of a unit folded at once
+  private final ExecutorService io;  // writes a unit's part behind, or null
+  private Future<?> pending;         // the write in flight, or null
+  private Tensor pendingBuffer;      // its host buffer (freed once it is written)
+  private static final AtomicInteger THREADS = new AtomicInteger();
   private int micro;
   private boolean closed;
 
-  private UnitGradientFold(ParameterStore store, Communicator comm, Range shard, Transformer model) {
-    this.gradient = Tensor.zeros(DType.F32, Device.CPU, Tier.HOST, shard.length()).detach();
+  private UnitGradientFold(ParameterStore store, Communicator comm, Range shard, Transformer model, UnitFiles files,
+      long piece) {
+    if (piece < 1) throw new IllegalArgumentException("piece = " + piece + " must be >= 1");
+    this.piece = piece;
+    if (files != null && (!files.holds(Role.GRAD) || !files.range().equals(shard))) {
+      throw new IllegalArgumentException("the gradient shard's files must hold GRAD of " + shard + ", they hold "
+          + files.roles() + " of " + files.range());
+    }
+    this.files = files;
+    this.io = files == null ? null : ChunkStreamer.ioThreads(1, "athanor-zero3-grad-io-", THREADS);
+    this.gradient = files != null ? null : Tensor.zeros(DType.F32, Device.CPU, Tier.HOST, shard.length()).detach();
     this.grads = new Tensor[store.units().size()];
     this.store = store;
     this.comm = comm;
@@ -57,7 +87,15 @@ public final class UnitGradientFold implements BlockHooks, ShardedGradients, Aut
    * pages {@link Role#GRAD} itself and calls these hooks from its own (ZeRO 3).
    */
   static UnitGradientFold forShard(ParameterStore store, Communicator comm, Range shard) {
-    return new UnitGradientFold(store, comm, shard, null);
+    return forShard(store, comm, shard, null, Long.MAX_VALUE);
+  }
+
+  /**
+   * As {@link #forShard(ParameterStore, Communicator, Range)} with the shard in {@code files} (GRAD; null: in memory),
+   * folded in pieces of at most {@code piece} elements.
+   */
+  static UnitGradientFold forShard(ParameterStore store, Communicator comm, Range shard, UnitFiles files, long piece) {
+    return new UnitGradientFold(store, comm, shard, null, files, piece);
   }
 
   /**
@@ -86,7 +124,7 @@ public final class UnitGradientFold implements BlockHooks, ShardedGradients, Aut
     }
     ParameterStore store = model.parameters();
     Range shard = DataParallel.optimizerShard(store, comm);
-    UnitGradientFold f = new UnitGradientFold(store, comm, shard, model);
+    UnitGradientFold f = new UnitGradientFold(store, comm, shard, model, null, Long.MAX_VALUE);
     try {
       if (store.has(Role.GRAD)) store.release(Role.GRAD);
       store.pageWithoutBacking(Role.GRAD);
@@ -103,9 +141,15 @@ public final class UnitGradientFold implements BlockHooks, ShardedGradients, Aut
     return shard;
   }
 
+  /** The step's gradient of the shard in memory, or null when it is on DISK ({@link #shardFiles()}). */
   @Override
   public Tensor gradient() {
     return gradient;
+  }
+
+  @Override
+  public UnitFiles shardFiles() {
+    return files;
   }
 
   @Override
@@ -135,6 +179,20 @@ public final class UnitGradientFold implements BlockHooks, ShardedGradients, Aut
     Tensor g = grads[unit.index()];
     if (g == null) throw new IllegalStateException("afterGradients(" + unit.name() + ") without a backward");
     Range mine = unit.elements().intersect(shard);
+    if (files != null) {
+      try {
+        Range e = unit.elements();
+        for (long s = e.start(); s < e.end(); s += piece) {
+          Range p = new Range(s, Math.min(e.end(), s + piece));
+          try (Tensor gp = g.slice(0, p.start() - e.start(), p.end() - e.start())) {
+            foldOnDisk(p, gp);
+          }
+        }
+      } finally {
+        free(unit);
+      }
+      return;
+    }
     try (Tensor acc = gradient.slice(0, mine.isEmpty() ? 0 : mine.start() - shard.start(),
         mine.isEmpty() ? 0 : mine.end() - shard.start())) {
       comm.reduceScatterAccumulateV(g, acc, counts(unit), micro == 0);
@@ -143,13 +201,67 @@ public final class UnitGradientFold implements BlockHooks, ShardedGradients, Aut
     }
   }
 
+  /**
+   * The fold of a unit's window's elements {@code p} ({@code g}) into this rank's part of them in the shard on DISK:
+   * read (unless the step's first micro-batch overwrites it), folded, written behind.
+   */
+  private void foldOnDisk(Range p, Tensor g) {
+    // the last piece's write is over first: one piece's part in HOST at a time
+    flush();
+    Range mine = p.intersect(shard);
+    Tensor acc = Tensor.empty(DType.F32, Device.CPU, Tier.HOST, mine.length()).detach();
+    try {
+      if (micro > 0 && !mine.isEmpty()) files.transfer(Role.GRAD, mine, acc, false);
+      comm.reduceScatterAccumulateV(g, acc, counts(p), micro == 0);
+    } catch (RuntimeException | Error e) {
+      acc.close();
+      throw e;
+    }
+    if (mine.isEmpty()) {
+      acc.close();
+      return;
+    }
+    pendingBuffer = acc;
+    pending = io.submit(() -> {
+      files.transfer(Role.GRAD, mine, acc, true);
+      return null;
+    });
+  }
+
+  /** Waits until the last unit's part of the shard on DISK is written (nothing with the shard in memory). */
+  @Override
+  public void flush() {
+    if (pending == null) return;
+    Future<?> f = pending;
+    Tensor b = pendingBuffer;
+    pending = null;
+    pendingBuffer = null;
+    try {
+      f.get();
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      throw new IllegalStateException("interrupted while writing the gradient shard to DISK", e);
+    } catch (ExecutionException e) {
+      if (e.getCause() instanceof RuntimeException r) throw r;
+      if (e.getCause() instanceof Error r) throw r;
+      throw new IllegalStateException(e.getCause());
+    } finally {
+      b.close();
+    }
+  }
+
   /** Each rank's number of elements of {@code unit}'s flat range: the overlap with its shard, in rank order. */
   long[] counts(Unit unit) {
+    return counts(unit.elements());
+  }
+
+  /** Each rank's number of elements of the flat {@code elements}: the overlap with its shard, in rank order. */
+  long[] counts(Range elements) {
     long n = store.numel();
     long[] c = new long[comm.size()];
     for (int r = 0; r < c.length; r++) {
       Range part = new Range(Communicator.partStart(n, r, c.length), Communicator.partStart(n, r + 1, c.length));
-      c[r] = unit.elements().intersect(part).length();
+      c[r] = elements.intersect(part).length();
     }
     return c;
   }
@@ -164,16 +276,20 @@ public final class UnitGradientFold implements BlockHooks, ShardedGradients, Aut
     }
   }
 
-  /** The bytes of the gradient windows mapped now. */
+  /** The bytes of the gradient windows mapped now (and of a part of the shard on DISK being written). */
   public long windowBytes() {
-    long b = 0;
+    long b = pendingBuffer == null ? 0 : pendingBuffer.byteSize();
     for (Tensor w : grads) if (w != null) b += w.byteSize();
     return b;
   }
 
   @Override
   public void discard() {
-    for (Unit u : store.units()) if (grads[u.index()] != null) free(u);
+    try {
+      flush();
+    } finally {
+      for (Unit u : store.units()) if (grads[u.index()] != null) free(u);
+    }
   }
 
   /**
@@ -189,7 +305,8 @@ public final class UnitGradientFold implements BlockHooks, ShardedGradients, Aut
       if (!store.isClosed() && store.isPaged(Role.GRAD)) store.release(Role.GRAD);
       if (model != null) model.setHooks(before);
     } finally {
-      gradient.close();
+      if (gradient != null) gradient.close();
+      if (io != null) io.shutdownNow();
     }
   }
 }

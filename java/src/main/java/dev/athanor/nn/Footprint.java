@@ -408,6 +408,25 @@ public record Footprint(ModelConfig config, Device device, DType computeDtype, L
     return f.plus(Component.OPTIMIZER, Tier.HOST, stagingBytes);
   }
 
+  /**
+   * This footprint of one ZeRO 3 rank (on the CPU; its shard of the masters in {@link Component#WEIGHTS} and of the
+   * step's gradient in {@link Component#GRADIENTS}, HOST) with its shard of {@code role} ({@link Role#MASTER} or {@link
+   * Role#GRAD}, {@code shardBytes}) kept on the DISK tier instead, plus {@code bufferBytes} of HOST memory (as the same
+   * component) for the buffers its parts go through (a unit's part, a norm chunk).
+   */
+  public Footprint withShardRoleOnDisk(Role role, long shardBytes, long bufferBytes) {
+    if (device.isCuda()) throw new IllegalArgumentException("offload on " + device + " is not supported yet: only on the CPU");
+    if (shardBytes < 0 || bufferBytes < 0) {
+      throw new IllegalArgumentException("bytes must be >= 0, got shard " + shardBytes + ", buffers " + bufferBytes);
+    }
+    Component c = switch (role) {
+      case MASTER -> Component.WEIGHTS;
+      case GRAD -> Component.GRADIENTS;
+      default -> throw new IllegalArgumentException("only the masters' or the gradient's shard moves here, not " + role);
+    };
+    return move(c, shardBytes, shardBytes, role).plus(c, Tier.HOST, bufferBytes);
+  }
+
   /** {@code hostBytes} of {@code component} taken out of HOST and {@code diskBytes} of it put on DISK. */
   private Footprint move(Component component, long hostBytes, long diskBytes, Object what) {
     List<Part> p = new ArrayList<>();

@@ -98,7 +98,7 @@ public final class ChunkStreamer implements AutoCloseable {
    * A pool of {@code n} daemon I/O threads named {@code prefix} and a number from {@code counter}, which end when idle
    * (between steps that are far apart no threads are held).
    */
-  static ExecutorService ioThreads(int n, String prefix, AtomicInteger counter) {
+  public static ExecutorService ioThreads(int n, String prefix, AtomicInteger counter) {
     ThreadPoolExecutor pool = new ThreadPoolExecutor(n, n, 30, TimeUnit.SECONDS, new LinkedBlockingQueue<>(), r -> {
       Thread t = new Thread(r, prefix + counter.incrementAndGet());
       t.setDaemon(true);

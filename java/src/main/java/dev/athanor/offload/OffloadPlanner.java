@@ -6,6 +6,7 @@ import dev.athanor.nn.Footprint;
 import dev.athanor.nn.Footprint.Shortfall;
 import dev.athanor.nn.ModelConfig;
 import dev.athanor.nn.Transformer;
+import dev.athanor.params.ParameterStore;
 import dev.athanor.params.Role;
 import dev.athanor.runtime.Device;
 import dev.athanor.tensor.DType;
@@ -196,6 +197,14 @@ public final class OffloadPlanner {
   static final List<Set<Role>> SHARD_STEPS = STEPS.subList(0, 3);
 
   /**
+   * The placements a ZeRO 3 rank's plan tries, in order: its shard of the first moment, of both, then of the step's
+   * gradient too, then of the masters too (ZeRO-Infinity: every role of the shard on DISK).
+   */
+  static final List<Set<Role>> SHARD3_STEPS = STEPS;
+
+  /** {@link #placeShard(Job, Footprint, Set, int, int)} of a ZeRO 1 or 2 rank: AdamW's moments only. */
+
+  /**
    * One rank of a ZeRO run ({@code rank}: its footprint with everything in memory, its shard of AdamW's moments
    * in {@link Footprint.Component#OPTIMIZER}) with its shard of {@code diskRoles} (AdamW's moments only) on DISK,
    * fitting or not: the optimizer then keeps files of the shard's elements only and streams them through its staging
@@ -204,16 +213,32 @@ public final class OffloadPlanner {
    * IllegalArgumentException} for any other role.
    */
   public static OffloadPlan placeShard(Job job, Footprint rank, Set<Role> diskRoles) {
+    return placeShard(job, rank, diskRoles, 1, 1);
+  }
+
+  /**
+   * One rank of a ZeRO {@code zero} run of {@code dp} replicas as {@link #placeShard(Job, Footprint, Set)}; under ZeRO 3
+   * its shard of the masters ({@link Role#MASTER}) and of the step's gradient ({@link Role#GRAD}) can be on DISK too
+   * (files of the shard's elements, {@code 4 n / dp} bytes each, taken out of the weights and gradients in HOST), which
+   * add HOST buffers of a chunk's part of the shard each (a gather's contribution; the gradient's fold, written behind;
+   * both go piece by piece through a unit) or, for the gradient, one norm chunk ({@link dev.athanor.ops.Ops#NORM_CHUNK} of the shard, the clipping norm's read,
+   * made after the backward has freed its windows), whichever is larger.
+   */
+  public static OffloadPlan placeShard(Job job, Footprint rank, Set<Role> diskRoles, int zero, int dp) {
     Objects.requireNonNull(job, "job");
     Objects.requireNonNull(rank, "rank");
+    if (dp < 1) throw new IllegalArgumentException("dp must be >= 1, got " + dp);
     if (job.activationsOnDisk()) {
       throw new IllegalArgumentException("under ZeRO the activations stay in memory (kept, or recomputed with --recompute); "
           + "they cannot be on DISK yet");
     }
     for (Role r : diskRoles) {
-      if (r != Role.ADAM_M && r != Role.ADAM_V) {
-        throw new IllegalArgumentException("under ZeRO only AdamW's moments (a rank's shard of them) can be on DISK, not "
-            + r.name().toLowerCase(java.util.Locale.ROOT) + ": the weights and gradients stay in memory");
+      if (r != Role.ADAM_M && r != Role.ADAM_V && !(zero == 3 && (r == Role.MASTER || r == Role.GRAD))) {
+        throw new IllegalArgumentException("under ZeRO " + (zero == 3 ? "3 only a rank's shard of the weights (master), the "
+            + "gradients (grad) and AdamW's moments can be on DISK, not " + r.name().toLowerCase(java.util.Locale.ROOT)
+            : "1 and 2 only AdamW's moments (a rank's shard of them) can be on DISK, not "
+            + r.name().toLowerCase(java.util.Locale.ROOT) + ": the weights and gradients stay in memory (--zero 3 can put "
+            + "its shard of them there)"));
       }
     }
     OffloadConfig oc = new OffloadConfig(diskRoles, null, job.chunkBytes());
@@ -221,12 +246,25 @@ public final class OffloadPlanner {
       throw new IllegalArgumentException("offload on " + job.device() + " is not supported yet: state can be on DISK only "
           + "when training on the CPU");
     }
-    Footprint f = oc.enabled() ? rank.withShardMomentsOnDisk(oc.diskRoles(), oc.stagingBytes(OffloadPlan.largestUnit(job.model())))
-        : rank;
+    Set<Role> moments = EnumSet.noneOf(Role.class);
+    for (Role r : oc.diskRoles()) if (r == Role.ADAM_M || r == Role.ADAM_V) moments.add(r);
+    // the optimizer's staging: a slot set per role it streams (the shard's masters and gradient on DISK too)
+    Footprint f = !oc.enabled() ? rank : rank.withShardMomentsOnDisk(moments, 0)
+        .plus(Footprint.Component.OPTIMIZER, dev.athanor.memory.Tier.HOST, oc.stagingBytes(OffloadPlan.largestUnit(job.model())));
+    long shardElements = maxShardElements(OffloadPlan.layoutElements(job.model()), dp);
+    // a gather's or a fold's part of a piece of a unit: at most a chunk of elements
+    long piecePart = 4 * Math.min(OffloadConfig.chunkElements(job.chunkBytes(), OffloadPlan.largestUnit(job.model())),
+        shardElements);
+    if (oc.onDisk(Role.GRAD)) {  // a piece being folded or written behind; later (the windows freed) the norm's chunk
+      f = f.withShardRoleOnDisk(Role.GRAD, 4 * shardElements, Math.max(piecePart, 4 * Math.min(dev.athanor.ops.Ops.NORM_CHUNK,
+          shardElements)));
+    }
+    if (oc.onDisk(Role.MASTER)) f = f.withShardRoleOnDisk(Role.MASTER, 4 * shardElements, piecePart);
     if (job.checkpoints()) {  // a background save's copy of the rank's part: the masters and the moments, each where it lives
       long each = rank.bytes(Footprint.Component.OPTIMIZER, Set.of(dev.athanor.memory.Tier.HOST)) / 2;
-      f = f.plus(Footprint.Component.CHECKPOINT, dev.athanor.memory.Tier.HOST, each * (3 - oc.diskRoles().size()))
-          .plus(Footprint.Component.CHECKPOINT, dev.athanor.memory.Tier.DISK, each * oc.diskRoles().size());
+      int onDisk = moments.size() + (oc.onDisk(Role.MASTER) ? 1 : 0);
+      f = f.plus(Footprint.Component.CHECKPOINT, dev.athanor.memory.Tier.HOST, each * (3 - onDisk))
+          .plus(Footprint.Component.CHECKPOINT, dev.athanor.memory.Tier.DISK, each * onDisk);
     }
     return new OffloadPlan(job.model(), job.device(), oc.diskRoles(), job.chunkBytes(), f, job.train().accum(), job.recompute());
   }
@@ -237,10 +275,19 @@ public final class OffloadPlanner {
    * (the gradients and weights cannot go to DISK under ZeRO).
    */
   public static Result planShard(Job job, Footprint rank, MemoryManager mm) {
+    return planShard(job, rank, mm, 1, 1);
+  }
+
+  /**
+   * {@link #planShard(Job, Footprint, MemoryManager)} of a rank of a ZeRO {@code zero} run of {@code dp} replicas: under
+   * ZeRO 3 its shard's gradient, then its masters, go to DISK after the moments when the budget needs it ({@link
+   * #SHARD3_STEPS}).
+   */
+  public static Result planShard(Job job, Footprint rank, MemoryManager mm, int zero, int dp) {
     Objects.requireNonNull(mm, "mm");
     OffloadPlan last = null;
-    for (Set<Role> roles : SHARD_STEPS) {
-      last = placeShard(job, rank, roles.isEmpty() ? Set.of() : EnumSet.copyOf(roles));
+    for (Set<Role> roles : zero == 3 ? SHARD3_STEPS : SHARD_STEPS) {
+      last = placeShard(job, rank, roles.isEmpty() ? Set.of() : EnumSet.copyOf(roles), zero, dp);
       if (last.footprint().worstShortfall(mm) == null) return new Result(last, null);
     }
     Shortfall s = last.footprint().worstShortfall(mm);
@@ -248,8 +295,57 @@ public final class OffloadPlanner {
         : "host memory (" + String.join(" and ", s.tiers().stream().map(Enum::name).sorted().toList()) + ")";
     return new Result(null, "no offload plan fits this rank: with its shard of " + OffloadPlan.describe(last.diskRoles())
         + " on DISK, the " + tier + " is " + Footprint.size(s.needed() - s.available()) + " short: it "
-        + last.footprint().describe(s) + "; under ZeRO only AdamW's moments go to DISK (the weights and gradients stay in "
-        + "memory)");
+        + last.footprint().describe(s) + (zero == 3 ? "; what stays in memory is the activations, workspace, the gathered "
+        + "units' windows and the buffers the shard goes through" : "; under ZeRO 1 and 2 only AdamW's moments go to DISK "
+        + "(the weights and gradients stay in memory; --zero 3 can put its shard of them there)"));
+  }
+
+  /** The most elements of a part of {@code n} cut over {@code dp} ranks as ZeRO cuts them (rank r from {@code n r / dp}). */
+  static long maxShardElements(long n, int dp) {
+    long most = 0;
+    for (int r = 0; r < dp; r++) most = Math.max(most, shardRange(n, r, dp)[1] - shardRange(n, r, dp)[0]);
+    return most;
+  }
+
+  /** Rank {@code r}'s part {start, end} of {@code n} elements cut over {@code dp} ranks (as {@code Communicator.partStart}). */
+  private static long[] shardRange(long n, int r, int dp) {
+    return new long[] {Math.multiplyExact(n, (long) r) / dp, Math.multiplyExact(n, (long) r + 1) / dp};
+  }
+
+  /**
+   * DISK bytes read and written per step by the busiest rank of a dp × ZeRO run with its shard of {@code roles} on DISK
+   * ({@code accum} micro-batches per rank; {@link #shardTrafficPerStep(ModelConfig, int, int, int, Set)}).
+   */
+  public static long shardTrafficPerStep(ModelConfig model, int dp, int accum, Set<Role> roles) {
+    long most = 0;
+    for (int r = 0; r < dp; r++) most = Math.max(most, shardTrafficPerStep(model, dp, r, accum, roles));
+    return most;
+  }
+
+  /**
+   * DISK bytes read and written per step by rank {@code rank} of a dp × ZeRO run with its shard ({@code S} bytes) of
+   * {@code roles} on DISK: each moment read and written once by the optimizer ({@code 2 S}); the step's gradient (ZeRO
+   * 3) written by each micro-batch's folds, read back by every micro-batch's but the first, read by the clipping norm and
+   * by the optimizer ({@code (2 accum + 1) S}); the masters (ZeRO 3) read by every gather of a unit this rank holds part
+   * of, twice per micro-batch (forward and backward; the head once, its window kept from its forward to its backward),
+   * then read and written by the optimizer. Checkpoint saves are not counted.
+   */
+  public static long shardTrafficPerStep(ModelConfig model, int dp, int rank, int accum, Set<Role> roles) {
+    long n = OffloadPlan.layoutElements(model);
+    long[] me = shardRange(n, rank, dp);
+    long shard = 4 * (me[1] - me[0]);
+    long head = ParameterStore.layoutNumel(model.headSpecs());  // the last unit of the layout
+    long headPart = 4 * Math.max(0, Math.min(me[1], n) - Math.max(me[0], n - head));
+    long t = 0;
+    for (Role r : roles) {
+      t = Math.addExact(t, switch (r) {
+        case ADAM_M, ADAM_V -> 2 * shard;
+        case GRAD -> Math.multiplyExact(2L * accum + 1, shard);
+        case MASTER -> Math.addExact(Math.multiplyExact((long) accum, 2 * shard - headPart), 2 * shard);
+        default -> 0L;
+      });
+    }
+    return t;
   }
 
   /**

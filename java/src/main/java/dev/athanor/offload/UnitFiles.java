@@ -271,6 +271,32 @@ public final class UnitFiles implements AutoCloseable {
   }
 
   /**
+   * Moves the flat elements {@code elements} (inside {@link #range()}, across units as needed) of the F32 {@code role}
+   * between these files and {@code host} (a contiguous HOST tensor of {@code elements.length()} F32 elements): into
+   * {@code host} from the files, or from it to them when {@code write}; unit by unit through {@link #transfer(Role, Unit,
+   * boolean, long, long, long)}, on the calling thread. A read's time also counts as a stall in {@link #stats()}: the
+   * caller (the computation) waits for it.
+   */
+  public void transfer(Role role, Range elements, Tensor host, boolean write) {
+    if (!range.contains(elements) && !elements.isEmpty()) {
+      throw new IllegalArgumentException("elements " + elements + " are outside the " + range + " these files hold");
+    }
+    if (host.dtype() != dev.athanor.tensor.DType.F32 || host.numel() != elements.length() || !host.isContiguous()
+        || host.tier() != Tier.HOST) {
+      throw new IllegalArgumentException("the host side of " + elements + " must be " + elements.length() + " contiguous F32 "
+          + "HOST elements, got " + host);
+    }
+    long t0 = System.nanoTime();
+    for (Unit u : store.units()) {
+      Range part = extent(u).intersect(elements);
+      if (part.isEmpty()) continue;
+      transfer(role, u, write, (part.start() - extent(u).start()) * 4, host.address() + (part.start() - elements.start()) * 4,
+          part.length() * 4);
+    }
+    if (!write) stats.stalled(System.nanoTime() - t0);
+  }
+
+  /**
    * Moves {@code bytes} between host memory at {@code host} and {@code file} at byte {@code offset}, counted in {@code
    * stats} and recorded as a JDK Flight Recorder event naming {@code unit} and {@code role}; a failure throws {@link
    * OffloadIOException} naming them, the file and the bytes (a full disk: the file system's message says so).

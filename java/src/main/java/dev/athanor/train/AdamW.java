@@ -34,6 +34,11 @@ import java.util.Objects;
  * shard's elements of each moment on DISK are kept, in files of that range ({@link UnitFiles#UnitFiles(ParameterStore,
  * java.util.Set, java.nio.file.Path, Range)}), and the shard's updates stream them in the same chunks, so the bits are
  * those of the sharded optimizer in memory.
+ *
+ * <p><b>A ZeRO 3 shard's masters and gradient on DISK too</b> ({@link #AdamW(ParameterStore, Range, Tensor, UnitFiles,
+ * OffloadConfig)}): the caller's files of the shard ({@link Role#MASTER} and/or {@link Role#GRAD}) are streamed through
+ * the same staging slots as the moments, the masters read and written back, the gradient only read, with the same
+ * kernel on the same elements.
  */
 public final class AdamW implements AutoCloseable {
   private final ParameterStore store;
@@ -45,6 +50,7 @@ public final class AdamW implements AutoCloseable {
   private final Tensor shardM, shardV;    // its moments in memory (1-D, element 0 at shard.start()), or null (DISK, unsharded)
   private final Tensor shardMasters;      // ZeRO 3: the shard's masters, the only ones this replica keeps (not owned), or null
   private final List<ResidentWindows> resident = new ArrayList<>();  // the moments' units kept in memory though on DISK
+  private final UnitFiles shardState;     // ZeRO 3: the caller's files of the shard's masters and/or gradient on DISK, or null
   private long step;
 
   /** AdamW over {@code store}, allocating its moments (zeros) when the store has none. */
@@ -58,7 +64,7 @@ public final class AdamW implements AutoCloseable {
    * bytes when the offload directory cannot hold them.
    */
   public AdamW(ParameterStore store, OffloadConfig offload) {
-    this(store, offload, null, null);
+    this(store, offload, null, null, null);
   }
 
   /**
@@ -69,7 +75,7 @@ public final class AdamW implements AutoCloseable {
    * weights (F32 on the CPU) and no offload; the moments cannot be listed ({@link #firstMoments()} throws).
    */
   public AdamW(ParameterStore store, Range shard) {
-    this(store, OffloadConfig.NONE, Objects.requireNonNull(shard, "shard"), null);
+    this(store, OffloadConfig.NONE, Objects.requireNonNull(shard, "shard"), null, null);
   }
 
   /**
@@ -79,7 +85,7 @@ public final class AdamW implements AutoCloseable {
    * unit is gathered. {@link #updateShard} updates them in place.
    */
   public AdamW(ParameterStore store, Range shard, Tensor masters) {
-    this(store, OffloadConfig.NONE, Objects.requireNonNull(shard, "shard"), Objects.requireNonNull(masters, "masters"));
+    this(store, OffloadConfig.NONE, Objects.requireNonNull(shard, "shard"), Objects.requireNonNull(masters, "masters"), null);
   }
 
   /**
@@ -89,7 +95,19 @@ public final class AdamW implements AutoCloseable {
    */
   public AdamW(ParameterStore store, Range shard, Tensor masters, OffloadConfig offload) {
     this(store, Objects.requireNonNull(offload, "offload"), Objects.requireNonNull(shard, "shard"),
-        Objects.requireNonNull(masters, "masters"));
+        Objects.requireNonNull(masters, "masters"), null);
+  }
+
+  /**
+   * ZeRO 3 with the shard's masters and/or gradient on DISK: as {@link #AdamW(ParameterStore, Range, Tensor,
+   * OffloadConfig)}, where {@code shardFiles} (files of {@code shard}'s range holding {@link Role#MASTER} and/or {@link
+   * Role#GRAD}, owned by the caller, who closes them after this optimizer; null: none) are streamed chunk by chunk with
+   * the moments {@code offload} puts on DISK: the masters there read and written back, the gradient only read ({@link
+   * #updateShard} then takes null for it). {@code masters} is null exactly when the files hold the masters. {@code
+   * offload}'s MASTER and GRAD (the files') are not the optimizer's to place. Bit-identical to the shard in memory.
+   */
+  public AdamW(ParameterStore store, Range shard, Tensor masters, UnitFiles shardFiles, OffloadConfig offload) {
+    this(store, Objects.requireNonNull(offload, "offload"), Objects.requireNonNull(shard, "shard"), masters, shardFiles);
   }
 
   /**
@@ -99,12 +117,25 @@ public final class AdamW implements AutoCloseable {
    * most {@code offload.chunkBytes()} per role; the others are in memory. Bit-identical to the same optimizer in memory.
    */
   public AdamW(ParameterStore store, Range shard, OffloadConfig offload) {
-    this(store, Objects.requireNonNull(offload, "offload"), Objects.requireNonNull(shard, "shard"), null);
+    this(store, Objects.requireNonNull(offload, "offload"), Objects.requireNonNull(shard, "shard"), null, null);
   }
 
-  private AdamW(ParameterStore store, OffloadConfig offload, Range shard, Tensor masters) {
+  private AdamW(ParameterStore store, OffloadConfig offload, Range shard, Tensor masters, UnitFiles shardState) {
     this.store = Objects.requireNonNull(store, "store");
     this.shard = shard;
+    if (shardState != null && (!shardState.range().equals(shard) || shardState.store() != store)) {
+      throw new IllegalArgumentException("the shard's files hold " + shardState.range() + " of " + (shardState.store() == store
+          ? "this store" : "another store") + ", not the shard " + shard);
+    }
+    boolean mastersOnDisk = shardState != null && shardState.holds(Role.MASTER);
+    if (masters == null && !mastersOnDisk && shardState != null) {
+      throw new IllegalArgumentException("ZeRO 3 needs the shard's masters in memory or in its files; its files hold only "
+          + shardState.roles());
+    }
+    if (masters != null && mastersOnDisk) {
+      throw new IllegalArgumentException("the shard's masters are both in memory and on DISK");
+    }
+    this.shardState = shardState;
     if (masters != null && (masters.dtype() != DType.F32 || masters.numel() != shard.length() || !masters.isContiguous())) {
       throw new IllegalArgumentException("the masters of shard " + shard + " must be " + shard.length() + " contiguous F32 "
           + "elements, got " + masters);
@@ -117,7 +148,10 @@ public final class AdamW implements AutoCloseable {
             + "CPU); this store computes in " + store.computeDtype() + " on " + store.placement(Role.MASTER));
       }
       Objects.requireNonNull(offload, "offload");
+      java.util.Set<Role> momentsOnDisk = java.util.EnumSet.noneOf(Role.class);
       for (Role r : offload.diskRoles()) {
+        if (shardState != null && shardState.holds(r)) continue;  // the caller's files (ZeRO 3)
+        momentsOnDisk.add(r);
         if (r != Role.ADAM_M && r != Role.ADAM_V) {
           throw new IllegalArgumentException("a sharded optimizer (ZeRO 1 and 2) keeps only AdamW's moments on DISK, not " + r);
         }
@@ -130,9 +164,12 @@ public final class AdamW implements AutoCloseable {
       ChunkStreamer st = null;
       Tensor m = null, v = null;
       try {
-        if (offload.enabled()) {
-          f = new UnitFiles(store, offload.diskRoles(), offload.resolvedDirectory(), shard);
-          st = new ChunkStreamer(f, offload.chunkBytes());
+        if (!momentsOnDisk.isEmpty()) f = new UnitFiles(store, momentsOnDisk, offload.resolvedDirectory(), shard);
+        List<UnitFiles> streamed = new ArrayList<>();
+        if (f != null) streamed.add(f);
+        if (shardState != null) streamed.add(shardState);
+        if (!streamed.isEmpty()) {
+          st = new ChunkStreamer(ChunkStreamer.byRole(streamed), offload.chunkBytes(), java.util.Set.of(Role.GRAD));
         }
         dev.athanor.runtime.Device d = store.placement(Role.MASTER).device();
         if (!offload.onDisk(Role.ADAM_M)) m = Tensor.zeros(DType.F32, d, shard.length()).detach();
@@ -154,6 +191,7 @@ public final class AdamW implements AutoCloseable {
     }
     this.shardM = null;
     this.shardV = null;
+    if (shardState != null) throw new IllegalArgumentException("files of a shard's masters or gradient need a shard");
     Objects.requireNonNull(offload, "offload");
     if (offload.enabled()) {
       if (!store.placement(Role.MASTER).device().isCpu()) {
@@ -218,6 +256,7 @@ public final class AdamW implements AutoCloseable {
     this.shardM = null;
     this.shardV = null;
     this.shardMasters = null;
+    this.shardState = null;
     ChunkStreamer st = new ChunkStreamer(byRole, chunkBytes, java.util.Set.of(Role.GRAD));
     try {
       Map<Role, java.util.Set<String>> mine = new java.util.EnumMap<>(Role.class);
@@ -335,13 +374,17 @@ public final class AdamW implements AutoCloseable {
    * #shard()} (1-D, F32; close it, the masters stay). Throws when the optimizer does not keep the shard's masters.
    */
   public Tensor shardMasters(Range range) {
-    if (shardMasters == null) throw new IllegalStateException("this optimizer keeps no masters of its own (not ZeRO 3)");
+    if (!holdsMasters()) throw new IllegalStateException("this optimizer keeps no masters of its own (not ZeRO 3)");
+    if (shardMasters == null) {  // on DISK: a DISK view of the shard's file (the range lies in one parameter, so one unit)
+      if (!shard.contains(range)) throw new IllegalArgumentException("range " + range + " is not in this optimizer's shard " + shard);
+      return shardState.slice(Role.MASTER, range);
+    }
     return shardPart(shardMasters, range);
   }
 
-  /** Whether this optimizer keeps its shard's masters itself (ZeRO 3). */
+  /** Whether this optimizer keeps its shard's masters itself (ZeRO 3), in memory or on DISK. */
   public boolean holdsMasters() {
-    return shardMasters != null;
+    return shardMasters != null || shardState != null && shardState.holds(Role.MASTER);
   }
 
   private Tensor shardPart(Tensor t, Range range) {
@@ -428,16 +471,25 @@ public final class AdamW implements AutoCloseable {
 
   /**
    * ZeRO 2: updates this sharded optimizer's {@link #shard()} from {@code shardGrad} (F32, element 0 at {@code
-   * shard().start()}, {@code shard().length()} elements: the step's gradient of the shard only) times {@code gradScale},
-   * with the same kernel on the same elements as {@link #update}.
+   * shard().start()}, {@code shard().length()} elements: the step's gradient of the shard only; null when it is in the
+   * shard's files on DISK, ZeRO 3) times {@code gradScale}, with the same kernel on the same elements as {@link #update}.
    */
   public void updateShard(Tensor shardGrad, float lr, float beta1, float beta2, float eps, float weightDecay, float gradScale) {
     if (shard == null) throw new IllegalStateException("updateShard needs a sharded optimizer");
     if (step == 0) throw new IllegalStateException("update() before beginStep()");
-    if (shardGrad == null || shardGrad.dtype() != DType.F32 || shardGrad.numel() != shard.length()) {
+    boolean gradOnDisk = shardState != null && shardState.holds(Role.GRAD);
+    if (gradOnDisk != (shardGrad == null)) {
+      throw new IllegalArgumentException(gradOnDisk ? "the shard's gradient is on DISK: pass null, not " + shardGrad
+          : "the shard's gradient is null, but it is not on DISK");
+    }
+    if (shardGrad != null && (shardGrad.dtype() != DType.F32 || shardGrad.numel() != shard.length())) {
       throw new IllegalArgumentException("the shard's gradient must be " + shard.length() + " F32 elements, got " + shardGrad);
     }
     if (shard.isEmpty()) return;
+    if (shardGrad == null) {  // streamed from the shard's files with the other roles on DISK
+      updateShardRange(shard, Role.GRAD, null, false, lr, beta1, beta2, eps, weightDecay, gradScale);
+      return;
+    }
     try (Tensor g = shardGrad.view(shard.length())) {
       updateShardRange(shard, Role.GRAD, g, false, lr, beta1, beta2, eps, weightDecay, gradScale);
     }

@@ -84,6 +84,29 @@ public interface GradientReducer {
     return dev.athanor.ops.Ops.globalNorm(java.util.List.of(grad));
   }
 
+  /** Reads elements of a shard's gradient kept outside memory (ZeRO 3 on DISK) into a new host tensor the caller closes. */
+  @FunctionalInterface
+  interface ShardReader {
+    /** The gradient's elements {@code range} (inside the shard; F32, 1-D, {@code range.length()} elements). */
+    Tensor read(Range range);
+  }
+
+  /**
+   * {@link #shardedNorm(ParameterStore, Range, Tensor)} of a shard's gradient read through {@code grad} one {@link
+   * dev.athanor.ops.Ops#NORM_CHUNK} at a time (at most one chunk's elements in memory), with the same bits. One process:
+   * {@code shard} must be the whole store.
+   */
+  default float shardedNorm(ParameterStore store, Range shard, ShardReader grad) {
+    if (!shard.equals(store.all())) throw new IllegalStateException("one process holds the whole gradient, not " + shard);
+    double total = 0;
+    for (long c = 0; c < shard.length(); c += dev.athanor.ops.Ops.NORM_CHUNK) {
+      try (Tensor x = grad.read(new Range(c, Math.min(shard.length(), c + dev.athanor.ops.Ops.NORM_CHUNK)))) {
+        total += dev.athanor.ops.Ops.sumSquaresPartials(x)[0];  // chunk order, in double, as Ops.globalNorm adds them
+      }
+    }
+    return (float) Math.sqrt(total);
+  }
+
   /** One process: nothing to do. */
   GradientReducer NONE = (store, gradRole) -> {};
 }

@@ -1,5 +1,6 @@
 package dev.athanor.train;
 
+import dev.athanor.offload.UnitFiles;
 import dev.athanor.params.Range;
 import dev.athanor.tensor.Tensor;
 
@@ -13,8 +14,23 @@ public interface ShardedGradients {
   /** This replica's part of the flat parameters. */
   Range shard();
 
-  /** The step's gradient of the shard (F32, 1-D, element 0 at {@code shard().start()}; owned by this object). */
+  /**
+   * The step's gradient of the shard (F32, 1-D, element 0 at {@code shard().start()}; owned by this object), or null
+   * when it is on DISK ({@link #shardFiles()} holds {@link dev.athanor.params.Role#GRAD}).
+   */
   Tensor gradient();
+
+  /**
+   * The shard's roles kept on DISK (ZeRO 3 with offload: {@link dev.athanor.params.Role#GRAD} and/or {@link
+   * dev.athanor.params.Role#MASTER}) in files of {@link #shard()}'s range (owned by this object), or null when they are
+   * all in memory. The optimizer streams them chunk by chunk.
+   */
+  default UnitFiles shardFiles() {
+    return null;
+  }
+
+  /** Waits until what the micro-batches wrote of the shard (on DISK) is there; nothing when it is in memory. */
+  default void flush() {}
 
   /**
    * The trainer starts micro-batch {@code index} (0-based) of a step: the first one's unit gradients overwrite the

@@ -12,6 +12,9 @@ import dev.athanor.tensor.Tensor;
  * next forward gathers them again.
  */
 public interface ShardedParameters extends ShardedGradients {
-  /** The shard's masters (F32, 1-D, element 0 at {@code shard().start()}; owned by this object). */
+  /**
+   * The shard's masters (F32, 1-D, element 0 at {@code shard().start()}; owned by this object), or null when they are
+   * on DISK ({@link #shardFiles()} holds {@link dev.athanor.params.Role#MASTER}).
+   */
   Tensor masters();
 }

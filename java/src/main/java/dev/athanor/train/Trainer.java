@@ -140,7 +140,9 @@ public final class Trainer implements AutoCloseable {
    * ZeRO stage 2 formed unit by unit as {@link #Trainer(Transformer, TrainConfig, DataLoader, ShardedGradients)}, with
    * the shard's AdamW moments that {@code offload} puts on DISK kept there (as {@link #Trainer(Transformer, TrainConfig,
    * DataLoader, Range, boolean, OffloadConfig)}); the gradient's shard stays in memory. With ZeRO 3 ({@link
-   * ShardedParameters}) likewise: the shard's masters stay in memory, its moments go where {@code offload} says.
+   * ShardedParameters}) likewise, and the shard's masters and gradient are on DISK where {@code sharded} keeps them
+   * ({@link ShardedGradients#shardFiles()}, placed by {@code offload}'s MASTER and GRAD when it was attached): the clipping
+   * norm then reads the gradient from there a norm chunk at a time and the optimizer streams them with the moments.
    */
   public Trainer(Transformer model, TrainConfig cfg, DataLoader data, ShardedGradients sharded, OffloadConfig offload) {
     this(model, cfg, data, offload, null, Objects.requireNonNull(sharded, "sharded").shard(), true, sharded);
@@ -174,7 +176,14 @@ public final class Trainer implements AutoCloseable {
       throw new IllegalArgumentException("seq " + cfg.seq() + " exceeds the model's context " + model.config().maxSeqLen());
     }
     this.store = model.parameters();
-    if (shard != null && (offload.pagesUnits() || weights != null)) {
+    UnitFiles shardFiles = sharded == null ? null : sharded.shardFiles();
+    for (Role r : offload.diskRoles()) {
+      if ((r == Role.MASTER || r == Role.GRAD) && sharded != null && (shardFiles == null || !shardFiles.holds(r))) {
+        throw new IllegalArgumentException("the offload puts the shard's " + r + " on DISK, but the ZeRO shards keep it in "
+            + "memory (attach them with the same offload)");
+      }
+    }
+    if (shard != null && (offload.pagesUnits() && shardFiles == null || weights != null)) {
       throw new IllegalArgumentException("a sharded optimizer (ZeRO 1 and 2) keeps only AdamW's moments on DISK; the weights "
           + "and gradients stay in memory, but the offload puts " + new java.util.TreeSet<>(offload.diskRoles()) + " there");
     }
@@ -186,7 +195,8 @@ public final class Trainer implements AutoCloseable {
       this.pager = null;
       this.hooksBefore = null;
       this.optimizer = shard == null ? new AdamW(store, offload)
-          : sharded instanceof ShardedParameters p ? new AdamW(store, shard, p.masters(), offload) : new AdamW(store, shard, offload);
+          : sharded instanceof ShardedParameters p ? new AdamW(store, shard, p.masters(), shardFiles, offload)
+          : new AdamW(store, shard, offload);
     } else {
       if (!model.device().isCpu()) {
         throw new IllegalArgumentException("weights and gradients on DISK need the CPU backend; this model is on " + model.device());
@@ -268,6 +278,7 @@ public final class Trainer implements AutoCloseable {
   /** The DISK traffic and stalls of this trainer's offload so far ({@link TransferStats.Snapshot#ZERO} without offload). */
   public TransferStats.Snapshot transfers() {
     TransferStats.Snapshot s = TransferStats.Snapshot.ZERO;
+    if (sharded != null && sharded.shardFiles() != null) s = s.plus(sharded.shardFiles().stats().snapshot());
     if (weights != null) s = s.plus(weights.transfers());
     if (files != null) s = s.plus(files.stats().snapshot());
     if (optimizer.offloadFiles() != null) s = s.plus(optimizer.offloadFiles().stats().snapshot());
@@ -394,6 +405,7 @@ public final class Trainer implements AutoCloseable {
           ? new MicroBatches(runner.run(this, 1f / (cfg.accum() * reducer.replicas())), (long) cfg.accum() * cfg.batch() * cfg.seq())
           : microBatches();
       if (pager != null) pager.flush();
+      if (sharded != null) sharded.flush();  // ZeRO 3 with the gradient shard on DISK: the last unit's part written
       // the optimizer is about to rewrite the weights on DISK (what the forward did not apply of the last step's
       // deferred update is applied first)
       if (weights != null) weights.flush();
@@ -411,18 +423,19 @@ public final class Trainer implements AutoCloseable {
       }
       throw e;
     }
-    if (gradShard == null) reducer.reduce(store, stepGrad);  // ZeRO 2 reduced each micro-batch's gradient already
+    if (gradShard == null && sharded == null) reducer.reduce(store, stepGrad);  // ZeRO 2 reduced each micro-batch's already
     float[] losses = reducer.gatherLosses(mb.losses());
     double lossSum = 0;
     for (float l : losses) lossSum += l;  // in the global micro-batch order, as one process adds them
     float norm = gradShard != null ? reducer.shardedNorm(store, optimizer.shard(), gradShard)
+        : sharded != null ? reducer.shardedNorm(store, sharded.shard(), gradientReader(sharded.shardFiles()))
         : store.isPaged(stepGrad) ? pager.globalNorm() : reducer.gradientNorm(store, stepGrad);
     if (!Float.isFinite(norm)) throw new NonFiniteException(step, "the gradient norm", norm);
     float clip = cfg.gradClip() > 0 ? (float) Math.min(1.0, cfg.gradClip() / (norm + 1e-6)) : 1f;
     float lr = cfg.lrAt(step);
     updateFailed = true;
     optimizer.beginStep();
-    if (gradShard != null) {
+    if (sharded != null || gradShard != null) {  // ZeRO 2 and 3 (the gradient shard in memory, or null: on DISK)
       optimizer.updateShard(gradShard, lr, cfg.beta1(), cfg.beta2(), cfg.eps(), cfg.weightDecay(), clip);
     } else if (defers && step + 1 < cfg.steps()) {  // the last step of the run updates at once
       UnitPager wp = weights.pager();
@@ -440,6 +453,21 @@ public final class Trainer implements AutoCloseable {
   }
 
   private record MicroBatches(float[] losses, long tokens) {}
+
+  /** Reads a range of the step's gradient shard from {@code files} (GRAD, the shard's range) into a new host tensor. */
+  private static GradientReducer.ShardReader gradientReader(UnitFiles files) {
+    return range -> {
+      Tensor t = Tensor.empty(dev.athanor.tensor.DType.F32, dev.athanor.runtime.Device.CPU, dev.athanor.memory.Tier.HOST,
+          range.length());
+      try {
+        files.transfer(Role.GRAD, range, t, false);
+        return t;
+      } catch (RuntimeException e) {
+        t.close();
+        throw e;
+      }
+    };
+  }
 
   /**
    * Phase 1: forward and backward of each micro-batch, its gradient added to the step's gradient once. With several

@@ -80,12 +80,99 @@ class RankMemoryCheckTest {
       mm.setBudget(Tier.HOST, live + both.bytes(Tier.HOST) - 1);
       String why = OffloadPlanner.planShard(j, z1, mm).failure();
       assertTrue(why.contains("with its shard of AdamW's moments (adam_m, adam_v) on DISK, the HOST tier is")
-          && why.contains("under ZeRO only AdamW's moments go to DISK"), why);
+          && why.contains("under ZeRO 1 and 2 only AdamW's moments go to DISK"), why);
     } finally {
       mm.setBudget(Tier.HOST, budget);
     }
     IllegalArgumentException e = org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class,
         () -> OffloadPlanner.placeShard(j, z1, java.util.Set.of(dev.athanor.params.Role.GRAD)));
     assertTrue(e.getMessage().contains("not grad"), e.getMessage());
+  }
+
+  /**
+   * ZeRO 3 with offload (a GPT-2 small rank of dp 4): after the shard's moments, its gradient and then its masters go to
+   * DISK, each taking its shard (4 n / dp bytes) out of HOST for a buffer of one unit's part (the gradient: or of a norm
+   * chunk); the planner takes the first that fits the budget, says which tier is short and by how much when none does,
+   * and the DISK traffic per step is each role's reads and writes of the shard.
+   */
+  @Test
+  void aZeroThreeRanksOffloadPlanPutsItsShardOfTheGradientAndTheMastersOnDisk() {
+    ModelConfig gpt2 = ModelConfig.presets().get("gpt2");
+    OffloadPlanner.Job j = gpt2Job(2);
+    Footprint z3 = MemoryCheck.rankFootprint(j, new Layout(4, 1, 1, 3, false), 4);
+    var M = dev.athanor.params.Role.ADAM_M;
+    var V = dev.athanor.params.Role.ADAM_V;
+    var G = dev.athanor.params.Role.GRAD;
+    var W = dev.athanor.params.Role.MASTER;
+    var moments = OffloadPlanner.placeShard(j, z3, EnumSet.of(M, V), 3, 4);
+    var grads = OffloadPlanner.placeShard(j, z3, EnumSet.of(M, V, G), 3, 4);
+    var all = OffloadPlanner.placeShard(j, z3, EnumSet.of(M, V, G, W), 3, 4);
+    long n = dev.athanor.offload.OffloadPlan.layoutElements(gpt2), shard = 4 * ((n + 3) / 4);
+    assertEquals(moments.bytes(Tier.DISK) + shard, grads.bytes(Tier.DISK), "the gradient's shard on DISK");
+    assertEquals(grads.bytes(Tier.DISK) + shard, all.bytes(Tier.DISK), "the masters' shard on DISK");
+    assertTrue(grads.bytes(Tier.HOST) < moments.bytes(Tier.HOST) && all.bytes(Tier.HOST) < grads.bytes(Tier.HOST),
+        "each role on DISK leaves HOST lower: " + moments.bytes(Tier.HOST) + ", " + grads.bytes(Tier.HOST) + ", "
+            + all.bytes(Tier.HOST));
+    IllegalArgumentException e = org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class,
+        () -> OffloadPlanner.placeShard(j, z3, java.util.Set.of(G), 2, 4));
+    assertTrue(e.getMessage().contains("--zero 3 can put its shard of them there"), e.getMessage());
+
+    dev.athanor.memory.MemoryManager mm = dev.athanor.memory.MemoryManager.global();
+    long budget = mm.budgetBytes(Tier.HOST), live = mm.liveBytes(Tier.HOST);
+    try {
+      mm.setBudget(Tier.HOST, live + (grads.bytes(Tier.HOST) + all.bytes(Tier.HOST)) / 2);
+      assertEquals(all.diskRoles(), OffloadPlanner.planShard(j, z3, mm, 3, 4).plan().diskRoles(), "the whole shard");
+      mm.setBudget(Tier.HOST, live + (moments.bytes(Tier.HOST) + grads.bytes(Tier.HOST)) / 2);
+      assertEquals(grads.diskRoles(), OffloadPlanner.planShard(j, z3, mm, 3, 4).plan().diskRoles(), "the masters stay");
+      assertEquals(moments.diskRoles(), OffloadPlanner.placeShard(j, z3, EnumSet.of(M, V)).diskRoles());
+      mm.setBudget(Tier.HOST, live + all.bytes(Tier.HOST) - 12345);
+      String why = OffloadPlanner.planShard(j, z3, mm, 3, 4).failure();
+      assertTrue(why.contains("with its shard of weights (master), gradients (grad) and AdamW's moments (adam_m, adam_v) on "
+          + "DISK, the HOST tier is " + Footprint.size(12345) + " short"), why);
+    } finally {
+      mm.setBudget(Tier.HOST, budget);
+    }
+
+    // traffic of rank 0 (its shard: the embeddings and the first blocks, none of the head): moments 2 S each, the
+    // gradient (2 accum + 1) S, the masters 2 S per micro-batch and 2 S by the optimizer
+    long s0 = 4 * (n / 4);
+    assertEquals(4 * s0 + 5 * s0 + 6 * s0, OffloadPlanner.shardTrafficPerStep(gpt2, 4, 0, 2, all.diskRoles()));
+    long head = 4 * dev.athanor.params.ParameterStore.layoutNumel(gpt2.headSpecs()), s3 = 4 * (n - 3 * n / 4);
+    assertEquals(4 * s3 + 5 * s3 + 2 * (2 * s3 - head) + 2 * s3, OffloadPlanner.shardTrafficPerStep(gpt2, 4, 3, 2,
+        all.diskRoles()), "the last rank gathers the head once per micro-batch");
+  }
+
+  /** {@code plan --dp 4 --zero 3 --offload auto} prints the rank's shard roles on DISK and their traffic, or the shortfall. */
+  @Test
+  void planPrintsAZeroThreeRanksShardRoles() {
+    ModelConfig gpt2 = ModelConfig.presets().get("gpt2");
+    OffloadPlanner.Job j = gpt2Job(1);
+    Footprint z3 = MemoryCheck.rankFootprint(j, new Layout(4, 1, 1, 3, false), 4);
+    var all = OffloadPlanner.placeShard(j, z3, EnumSet.allOf(dev.athanor.params.Role.class).stream()
+        .filter(r -> dev.athanor.offload.OffloadPlan.ROLES.contains(r)).collect(java.util.stream.Collectors.toSet()), 3, 4);
+    long live = dev.athanor.memory.MemoryManager.global().liveBytes(Tier.HOST);
+    String fits = runPlan("--mem-host", Long.toString(live + all.bytes(Tier.HOST) + (1 << 20)));
+    assertTrue(fits.contains("shard roles: master DISK, grad DISK, adam_m DISK, adam_v DISK"), fits);
+    assertTrue(fits.contains("DISK traffic per step (busiest rank): " + Footprint.size(OffloadPlanner.shardTrafficPerStep(gpt2, 4,
+        1, all.diskRoles()))), fits);
+    String refused = runPlan("--mem-host", Long.toString(live + all.bytes(Tier.HOST) / 2));
+    assertTrue(refused.contains("no offload plan fits this rank") && refused.contains("the HOST tier is"), refused);
+  }
+
+  /** GPT-2 small on the CPU, micro-batches of 1 x 128 tokens, {@code accum} per step. */
+  private static OffloadPlanner.Job gpt2Job(int accum) {
+    TrainConfig tc = new TrainConfig(3, 1, 128, accum, 1e-3f, 1e-3f, 0, Schedule.CONSTANT, 0.1f, 0.9f, 0.95f, 1e-8f, 1f, false, 1);
+    return new OffloadPlanner.Job(ModelConfig.presets().get("gpt2"), Device.CPU, tc, false, false, false);
+  }
+
+  private static String runPlan(String... extra) {
+    java.io.ByteArrayOutputStream buf = new java.io.ByteArrayOutputStream();
+    java.util.List<String> args = new java.util.ArrayList<>(java.util.List.of("plan", "--preset", "gpt2", "--device", "cpu",
+        "--batch", "1", "--seq", "128", "--dp", "4", "--zero", "3", "--offload", "auto"));
+    args.addAll(java.util.List.of(extra));
+    try (java.io.PrintStream ps = new java.io.PrintStream(buf, true, java.nio.charset.StandardCharsets.UTF_8)) {
+      Main.run(args.toArray(String[]::new), ps, ps);
+    }
+    return buf.toString(java.nio.charset.StandardCharsets.UTF_8);
   }
 }

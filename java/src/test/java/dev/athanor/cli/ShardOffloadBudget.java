@@ -38,4 +38,20 @@ public final class ShardOffloadBudget {
     }
     return (both + first) / 2;
   }
+
+  /**
+   * Half way between the HOST needs of one rank of dp × ZeRO 3 (as {@link #bothMomentsOnDisk}) with its whole shard on
+   * DISK (masters, gradient, moments) and with its moments only: a budget under which {@code --offload auto} puts the
+   * whole shard there.
+   */
+  public static long wholeZeroThreeShardOnDisk(ModelConfig mc, int batch, int seq, int accum, int dp, long chunkBytes) {
+    TrainConfig tc = new TrainConfig(1, batch, seq, accum, 1e-3f, 1e-3f, 0, Schedule.CONSTANT, 0.1f, 0.9f, 0.95f, 1e-8f, 1f, false, 1);
+    OffloadPlanner.Job job = new OffloadPlanner.Job(mc, Device.CPU, tc, false, false, false, chunkBytes);
+    Footprint rank = MemoryCheck.rankFootprint(job, new Layout(dp, 1, 1, 3, false), dp);
+    long all = OffloadPlanner.placeShard(job, rank, EnumSet.of(Role.MASTER, Role.GRAD, Role.ADAM_M, Role.ADAM_V), 3, dp)
+        .bytes(Tier.HOST);
+    long moments = OffloadPlanner.placeShard(job, rank, EnumSet.of(Role.ADAM_M, Role.ADAM_V), 3, dp).bytes(Tier.HOST);
+    if (moments <= all) throw new IllegalStateException("the shard's masters and gradient do not outweigh their buffers");
+    return (all + moments) / 2;
+  }
 }

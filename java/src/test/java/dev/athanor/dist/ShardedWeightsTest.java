@@ -31,16 +31,19 @@ import org.junit.jupiter.api.io.TempDir;
  * gradients paged unit by unit gives the plain trainer's bits at accum 3 (the first micro-batch overwrites each unit's
  * shard of the step gradient, the others add to it); between steps no window is held and the store has no masters of
  * its own; unshard gives the whole weights back and the model runs as before; a model whose weights are already paged
- * is refused.
+ * is refused. With the shard's masters, gradient and moments on DISK (offload, chunks of a hundred elements, so the
+ * gathers and folds go piece by piece and cut tensors) the bits are the same, and the files are gone at the end.
  */
 class ShardedWeightsTest {
   @Test
-  void pagedUnitByUnitEqualsThePlainTrainerBitForBit(@TempDir Path tmp) {
+  void pagedUnitByUnitEqualsThePlainTrainerBitForBit(@TempDir Path tmp) throws java.io.IOException {
     Path data = TrainerTest.shard(tmp);
     TrainConfig tc = new TrainConfig(3, 2, 16, 3, 1e-2f, 1e-3f, 1, Schedule.COSINE, 0.1f, 0.9f, 0.95f, 1e-8f, 0.5f, true, 5);
-    String[] steps = new String[2];
-    float[][] weights = new float[2][];
-    for (int zero3 = 0; zero3 < 2; zero3++) {
+    String[] steps = new String[3];
+    float[][] weights = new float[3][];
+    dev.athanor.offload.OffloadConfig onDisk = new dev.athanor.offload.OffloadConfig(java.util.EnumSet.of(Role.MASTER, Role.GRAD,
+        Role.ADAM_M, Role.ADAM_V), tmp.resolve("offload"), 400, true, java.util.Set.of());
+    for (int zero3 = 0; zero3 < 3; zero3++) {  // plain, ZeRO 3 in memory, ZeRO 3 with its shard on DISK
       StringBuilder b = new StringBuilder();
       try (TokenDataset d = TokenDataset.open(data); Transformer m = Transformer.create(ModelConfig.gpt2(97, 32, 2, 32, 2), Device.CPU)) {
         m.initialize(8);
@@ -51,14 +54,18 @@ class ShardedWeightsTest {
             assertThrows(IllegalStateException.class, () -> ShardedWeights.attach(other, Communicator.single()));
           }
         }
-        try (ShardedWeights z = zero3 == 1 ? ShardedWeights.attach(m, Communicator.single()) : null;
-            Trainer t = z != null ? new Trainer(m, tc, new DataLoader(d, 2, 16, true, 5), z)
+        try (ShardedWeights z = zero3 == 1 ? ShardedWeights.attach(m, Communicator.single())
+                : zero3 == 2 ? ShardedWeights.attach(m, Communicator.single(), onDisk) : null;
+            Trainer t = zero3 == 2 ? new Trainer(m, tc, new DataLoader(d, 2, 16, true, 5), z, onDisk)
+                : z != null ? new Trainer(m, tc, new DataLoader(d, 2, 16, true, 5), z)
                 : new Trainer(m, tc, new DataLoader(d, 2, 16, true, 5))) {
           while (!t.done()) {
             StepResult r = t.step();
             b.append(Float.floatToIntBits(r.loss())).append('/').append(Float.floatToIntBits(r.gradNorm())).append(' ');
             if (z == null) continue;
             assertEquals(0, z.windowBytes(), "no unit is held between steps");
+            assertEquals(zero3 == 2, z.masters() == null && z.gradient() == null, "the shard's masters and gradient on DISK");
+            if (zero3 == 2) assertTrue(t.transfers().diskToHost() > 0 && t.transfers().hostToDisk() > 0, "DISK traffic");
             assertTrue(store.isPaged(Role.MASTER) && store.isPaged(Role.GRAD), "the store keeps no whole masters or gradient");
             for (Unit u : store.units()) assertFalse(store.isMapped(Role.MASTER, u), u.name());
             IllegalStateException e = assertThrows(IllegalStateException.class, () -> store.view(Role.MASTER, 0));
@@ -79,5 +86,10 @@ class ShardedWeightsTest {
     }
     assertEquals(steps[0], steps[1], "each step's loss and gradient norm (bits)");
     assertArrayEquals(weights[0], weights[1], "the final weights");
+    assertEquals(steps[0], steps[2], "each step's loss and gradient norm (bits), the shard on DISK");
+    assertArrayEquals(weights[0], weights[2], "the final weights, the shard on DISK");
+    try (var left = java.nio.file.Files.walk(tmp.resolve("offload"))) {
+      assertEquals(java.util.List.of(), left.filter(java.nio.file.Files::isRegularFile).toList(), "the files are deleted");
+    }
   }
 }

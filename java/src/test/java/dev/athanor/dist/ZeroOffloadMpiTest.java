@@ -8,6 +8,9 @@ import com.google.gson.JsonObject;
 import com.google.gson.JsonParser;
 import dev.athanor.cli.Main;
 import dev.athanor.cli.ShardOffloadBudget;
+import dev.athanor.offload.OffloadPlan;
+import dev.athanor.offload.OffloadPlanner;
+import dev.athanor.params.Role;
 import dev.athanor.report.RunSummary;
 import dev.athanor.train.checkpoint.TrainFixture;
 import java.io.IOException;
@@ -25,7 +28,11 @@ import org.junit.jupiter.api.io.TempDir;
  * each rank's own folder of {@code --offload-dir}, and dp 2 × ZeRO 1, 2 and 3 train exactly as without offload (every
  * logged step, the final weights) with a lower HOST peak; a checkpoint of dp 2 × ZeRO 2 with its moments on DISK
  * resumes without offload and as one process, and one written without offload resumes with it, exactly; one of ZeRO 3
- * with its moments on DISK resumes with them there and as one process.
+ * with its moments on DISK resumes with them there and as one process. Under ZeRO 3 a plan that puts the rank's whole
+ * shard on DISK (its masters, gradient and moments) trains exactly as in memory at dp 2 and 3 (where the shards cut
+ * units mid-way), with the DISK traffic the planner predicts and a lower HOST peak than the moments alone on DISK
+ * ({@code --offload auto} chooses it under a budget the moments alone do not fit), and its checkpoints resume with it
+ * and as one process.
  */
 class ZeroOffloadMpiTest {
   @TempDir static Path tmp;
@@ -59,7 +66,11 @@ class ZeroOffloadMpiTest {
   }
 
   private static MpiRunTest.Job trainMpi(List<String> args) throws Exception {
-    MpiRunTest.Job j = MpiRunTest.mpirun(2, Main.class.getName(), args, 300);
+    return trainMpi(2, args);
+  }
+
+  private static MpiRunTest.Job trainMpi(int np, List<String> args) throws Exception {
+    MpiRunTest.Job j = MpiRunTest.mpirun(np, Main.class.getName(), args, 300);
     assertEquals(0, j.exitCode(), j.output());
     return j;
   }
@@ -67,9 +78,7 @@ class ZeroOffloadMpiTest {
   /** A run's step lines without the fields that differ from run to run or with offload (timings, traffic). */
   private static List<String> steps(Path run) throws IOException {
     List<String> out = new ArrayList<>();
-    for (String line : Files.readAllLines(run.resolve("log.jsonl"))) {
-      if (RunSummary.isSummaryLine(line)) continue;
-      JsonObject o = JsonParser.parseString(line).getAsJsonObject();
+    for (JsonObject o : stepLines(run)) {
       for (String k : List.of("tokens_per_s", "step_ms", "comm_ms", "comm_bytes", "comm_sent_bytes", "disk_read_bytes",
           "disk_write_bytes", "stall_ms", "overlap")) {
         o.remove(k);
@@ -166,23 +175,15 @@ class ZeroOffloadMpiTest {
           + "written from the moments on DISK as from memory");
     }
 
-    Path toMem = tmp.resolve("ck-resume-memory");
-    trainMpi(MpiRunTest.concat(trainArgs(f, toMem, "--resume", offStep3.toString(), "--checkpoint-dir",
-        toMem.resolve("ck").toString()), zeroFlags));
-    assertEquals(reference.subList(3, 6), steps(toMem), "steps 3..5 resumed without offload from the offloaded checkpoint");
-    assertEquals(-1, Files.mismatch(mem.resolve(MODEL), toMem.resolve(MODEL)), "final weights after resuming without offload");
+    assertResumes(f, "ck-resume-memory", 2, MpiRunTest.concat(List.of("--resume", offStep3.toString()), zeroFlags), reference,
+        mem, "resumed without offload from the offloaded checkpoint");
 
-    Path toOne = tmp.resolve("ck-resume-one");
-    MpiRunTest.trainHere(trainArgs(f, toOne, "--accum", "2", "--resume", offStep3.toString(), "--checkpoint-dir",
-        toOne.resolve("ck").toString()));
-    assertEquals(reference.subList(3, 6), steps(toOne), "steps 3..5 resumed as one process from the offloaded checkpoint");
-    assertEquals(-1, Files.mismatch(mem.resolve(MODEL), toOne.resolve(MODEL)), "final weights after resuming as one process");
+    assertResumes(f, "ck-resume-one", 1, List.of("--accum", "2", "--resume", offStep3.toString()), reference, mem,
+        "resumed as one process from the offloaded checkpoint");
 
-    Path toOff = tmp.resolve("ck-resume-offload");
-    trainMpi(MpiRunTest.concat(trainArgs(f, toOff, "--resume", memStep3.toString(), "--checkpoint-dir",
-        toOff.resolve("ck").toString()), zeroFlags, offloadFlags(2, tmp.resolve("ck-resume-offload-dir"), true)));
-    assertEquals(reference.subList(3, 6), steps(toOff), "steps 3..5 resumed with offload from a checkpoint without it");
-    assertEquals(-1, Files.mismatch(mem.resolve(MODEL), toOff.resolve(MODEL)), "final weights after resuming with offload");
+    assertResumes(f, "ck-resume-offload", 2, MpiRunTest.concat(List.of("--resume", memStep3.toString()), zeroFlags,
+        offloadFlags(2, tmp.resolve("ck-resume-offload-dir"), true)), reference, mem,
+        "resumed with offload from a checkpoint without it");
   }
 
   /**
@@ -198,17 +199,11 @@ class ZeroOffloadMpiTest {
     List<String> reference = checkpointedWithAndWithoutOffload(f, 3, mem, off, tmp.resolve("z3ck-offload-dir"));
     Path offStep3 = off.resolve("ck/step-00000003");
 
-    Path toOff = tmp.resolve("z3ck-resume-offload");
-    trainMpi(MpiRunTest.concat(trainArgs(f, toOff, "--resume", offStep3.toString(), "--checkpoint-dir",
-        toOff.resolve("ck").toString()), zeroFlags, offloadFlags(3, tmp.resolve("z3ck-resume-offload-dir"), true)));
-    assertEquals(reference.subList(3, 6), steps(toOff), "steps 3..5 resumed with the moments on DISK");
-    assertEquals(-1, Files.mismatch(mem.resolve(MODEL), toOff.resolve(MODEL)), "final weights after resuming with offload");
+    assertResumes(f, "z3ck-resume-offload", 2, MpiRunTest.concat(List.of("--resume", offStep3.toString()), zeroFlags,
+        offloadFlags(3, tmp.resolve("z3ck-resume-offload-dir"), true)), reference, mem, "resumed with the moments on DISK");
 
-    Path toOne = tmp.resolve("z3ck-resume-one");
-    MpiRunTest.trainHere(trainArgs(f, toOne, "--accum", "2", "--resume", offStep3.toString(), "--checkpoint-dir",
-        toOne.resolve("ck").toString()));
-    assertEquals(reference.subList(3, 6), steps(toOne), "steps 3..5 resumed as one process from the ZeRO 3 checkpoint");
-    assertEquals(-1, Files.mismatch(mem.resolve(MODEL), toOne.resolve(MODEL)), "final weights after resuming as one process");
+    assertResumes(f, "z3ck-resume-one", 1, List.of("--accum", "2", "--resume", offStep3.toString()), reference, mem,
+        "resumed as one process from the ZeRO 3 checkpoint");
   }
 
   /**
@@ -229,7 +224,7 @@ class ZeroOffloadMpiTest {
     MpiRunTest.Job j = MpiRunTest.mpirun(2, Main.class.getName(), MpiRunTest.concat(trainArgs(f, tmp.resolve("refused")),
         List.of("--dp", "2", "--zero", "1", "--offload", grads.toString())), 120);
     assertNotEquals(0, j.exitCode(), j.output());
-    assertTrue(j.output().contains("--offload " + grads + " with --zero 1: under ZeRO only AdamW's moments (a rank's shard of "
+    assertTrue(j.output().contains("--offload " + grads + " with --zero 1: under ZeRO 1 and 2 only AdamW's moments (a rank's shard of "
         + "them) can be on DISK, not grad"), j.output());
     assertTrue(Files.notExists(tmp.resolve("refused/log.jsonl")), "nothing was trained");
 
@@ -237,5 +232,162 @@ class ZeroOffloadMpiTest {
     MpiRunTest.Job ok = trainMpi(MpiRunTest.concat(trainArgs(f, run), List.of("--dp", "2", "--zero", "1", "--offload",
         moments.toString(), "--offload-dir", dir.toString())));
     assertShardOffloaded(ok, 1, dir, run);
+  }
+
+  /**
+   * Trains {@code f}'s model into {@code tmp/name} with {@code np} processes (1: in this JVM) and {@code flags} (a
+   * --resume among them, checkpoints into its own directory), and checks that it continues with {@code reference}'s
+   * steps 3..5 and ends with {@code mem}'s final weights ({@code what}: how it resumed).
+   */
+  private static void assertResumes(TrainFixture f, String name, int np, List<String> flags, List<String> reference, Path mem,
+      String what) throws Exception {
+    Path run = tmp.resolve(name);
+    List<String> args = MpiRunTest.concat(trainArgs(f, run, "--checkpoint-dir", run.resolve("ck").toString()), flags);
+    if (np == 1) {
+      MpiRunTest.trainHere(args);
+    } else {
+      trainMpi(np, args);
+    }
+    assertEquals(reference.subList(3, 6), steps(run), "steps 3..5 " + what);
+    assertEquals(-1, Files.mismatch(mem.resolve(MODEL), run.resolve(MODEL)), "final weights " + what);
+  }
+
+  /**
+   * A plan file for {@code f}'s model with chunks of {@link #CHUNK} whose {@code roles} (plan names, e.g. "master") are on
+   * DISK for every unit, the rest in memory.
+   */
+  private static Path planWith(TrainFixture f, Path file, String... roles) throws IOException {
+    Path base = file.resolveSibling(file.getFileName() + ".base.json");
+    MpiRunTest.trainHere(List.of("plan", "--config", f.config.toString(), "--device", "cpu", "--batch", "2", "--seq", "32",
+        "--offload-chunk", Long.toString(CHUNK), "--json", base.toString()));
+    String text = Files.readString(base);
+    String edited = text.replaceAll("(\"role\": \"(" + String.join("|", roles) + ")\",\\s*\"tier\": \")HOST", "$1DISK");
+    assertNotEquals(text, edited, "the plan names the roles' tiers");
+    Files.writeString(file, edited);
+    return file;
+  }
+
+  /** Whether a boundary of the {@code np} shards of the flat layout lies strictly inside a unit. */
+  private static boolean shardsCutAUnit(int np) {
+    long n = OffloadPlan.layoutElements(TrainFixture.model());
+    for (int r = 1; r < np; r++) {
+      long cut = n * r / np, at = 0;
+      for (OffloadPlan.UnitSize u : OffloadPlan.units(TrainFixture.model())) {
+        if (cut > at && cut < at + u.elements()) return true;
+        at += u.elements();
+      }
+    }
+    return false;
+  }
+
+  /** The step lines of {@code run}'s log (not its summary), parsed. */
+  private static List<JsonObject> stepLines(Path run) throws IOException {
+    List<JsonObject> out = new ArrayList<>();
+    for (String line : Files.readAllLines(run.resolve("log.jsonl"))) {
+      if (!RunSummary.isSummaryLine(line)) out.add(JsonParser.parseString(line).getAsJsonObject());
+    }
+    return out;
+  }
+
+  /** Every step line's DISK bytes (read + written) of {@code run}'s log. */
+  private static List<Long> diskBytesPerStep(Path run) throws IOException {
+    List<Long> out = new ArrayList<>();
+    for (JsonObject o : stepLines(run)) out.add(o.get("disk_read_bytes").getAsLong() + o.get("disk_write_bytes").getAsLong());
+    return out;
+  }
+
+  private static void assertNoFilesLeft(Path offloadDir) throws IOException {
+    try (var left = Files.walk(offloadDir)) {
+      assertEquals(List.of(), left.filter(Files::isRegularFile).toList(), "the offload files are deleted at the end");
+    }
+  }
+
+  private static final java.util.Set<Role> WHOLE_SHARD = java.util.EnumSet.of(Role.MASTER, Role.GRAD, Role.ADAM_M, Role.ADAM_V);
+
+  /**
+   * dp 2 and 3 × ZeRO 3 (--accum 2: the gradient's shard read back and added to) with the rank's whole shard on DISK
+   * equal the same run in memory (every logged step, the final weights); each step moves the DISK bytes the planner
+   * predicts for rank 0; rank 0's HOST peak is below that of the moments alone on DISK, and its DISK peak holds the
+   * shard's four roles.
+   */
+  @Test
+  void zeroThreeWithItsWholeShardOnDiskTrainsExactlyAsInMemory() throws Exception {
+    TrainFixture f = TrainFixture.create(tmp.resolve("z3all-fixture"));
+    Path moments = planWith(f, tmp.resolve("z3-moments.json"), "adam_m", "adam_v");
+    Path all = planWith(f, tmp.resolve("z3-all.json"), "master", "grad", "adam_m", "adam_v");
+    assertTrue(shardsCutAUnit(3), "the test needs dp 3's shards to cut a unit mid-way");
+    for (int np : new int[] {2, 3}) {
+      String tag = "z3all-np" + np;
+      Path mem = tmp.resolve(tag + "-memory"), mom = tmp.resolve(tag + "-moments"), off = tmp.resolve(tag + "-offload");
+      Path momDir = tmp.resolve(tag + "-moments-dir"), dir = tmp.resolve(tag + "-dir");
+      List<String> zeroFlags = List.of("--dp", Integer.toString(np), "--zero", "3", "--accum", "2");
+      trainMpi(np, MpiRunTest.concat(trainArgs(f, mem), zeroFlags));
+      trainMpi(np, MpiRunTest.concat(trainArgs(f, mom), zeroFlags, List.of("--offload", moments.toString(), "--offload-dir",
+          momDir.toString())));
+      MpiRunTest.Job j = trainMpi(np, MpiRunTest.concat(trainArgs(f, off), zeroFlags, List.of("--offload", all.toString(),
+          "--offload-dir", dir.toString())));
+      assertTrue(j.output().contains("shard roles: master DISK, grad DISK, adam_m DISK, adam_v DISK"), j.output());
+      List<String> want = steps(mem);
+      assertEquals(6, want.size());
+      assertEquals(want, steps(off), "dp " + np + " × ZeRO 3 with the whole shard on DISK vs in memory: every logged step");
+      assertEquals(want, steps(mom), "dp " + np + " × ZeRO 3 with the moments' shard on DISK vs in memory");
+      assertEquals(-1, Files.mismatch(mem.resolve(MODEL), off.resolve(MODEL)), "final weights, dp " + np + ", whole shard on DISK");
+      long predicted = OffloadPlanner.shardTrafficPerStep(TrainFixture.model(), np, 0, 2, WHOLE_SHARD);
+      for (long b : diskBytesPerStep(off)) assertEquals(predicted, b, "rank 0's DISK bytes per step, dp " + np);
+      JsonObject pm = peaks(mom), po = peaks(off);
+      long hostMoments = pm.get("HOST").getAsLong(), hostAll = po.get("HOST").getAsLong(), disk = po.get("DISK").getAsLong();
+      System.out.printf("dp %d x ZeRO 3 (accum 2), rank 0 peak HOST: %d bytes with the moments' shard on DISK, %d with the "
+          + "whole shard (DISK %d vs %d)%n", np, hostMoments, hostAll, disk, pm.get("DISK").getAsLong());
+      long shard = 4 * (OffloadPlan.layoutElements(TrainFixture.model()) / np);  // rank 0's
+      assertTrue(disk >= 4 * shard && disk < 8 * shard, "DISK peak " + disk + ": the shard's four roles, ~" + 4 * shard);
+      assertTrue(hostAll < hostMoments, "HOST peak with the whole shard on DISK " + hostAll + " vs the moments only "
+          + hostMoments);
+      for (int r = 0; r < np; r++) assertTrue(Files.isDirectory(dir.resolve("rank-" + r)), "rank " + r + "'s offload folder");
+      assertNoFilesLeft(dir);
+      if (np != 2) continue;
+      // --offload auto under a budget that the moments alone on DISK do not fit: the planner puts the whole shard there
+      long budget = ShardOffloadBudget.wholeZeroThreeShardOnDisk(TrainFixture.model(), 2, 32, 2, np, CHUNK);
+      Path auto = tmp.resolve(tag + "-auto");
+      MpiRunTest.Job a = trainMpi(np, MpiRunTest.concat(trainArgs(f, auto), zeroFlags, List.of("--offload", "auto",
+          "--offload-chunk", Long.toString(CHUNK), "--mem-host", Long.toString(budget), "--offload-dir",
+          tmp.resolve(tag + "-auto-dir").toString())));
+      assertTrue(a.output().contains("shard roles: master DISK, grad DISK, adam_m DISK, adam_v DISK"), a.output());
+      assertEquals(want, steps(auto), "dp 2 × ZeRO 3 with --offload auto's whole shard on DISK");
+      assertEquals(-1, Files.mismatch(mem.resolve(MODEL), auto.resolve(MODEL)), "final weights with --offload auto");
+    }
+  }
+
+  /**
+   * dp 3 × ZeRO 3 with the whole shard on DISK and a checkpoint every step writes the rank files of the same run in
+   * memory, byte for byte, and its step-3 checkpoint resumes with the whole shard on DISK again and as one process with
+   * --accum 3, each continuing with the in-memory run's steps 3..5 and final weights.
+   */
+  @Test
+  void checkpointsOfZeroThreeWithItsWholeShardOnDiskResume() throws Exception {
+    TrainFixture f = TrainFixture.create(tmp.resolve("z3allck-fixture"));
+    Path all = planWith(f, tmp.resolve("z3ck-all.json"), "master", "grad", "adam_m", "adam_v");
+    List<String> keepAll = List.of("--checkpoint-every", "1", "--keep", "10");
+    List<String> zeroFlags = List.of("--dp", "3", "--zero", "3");
+    Path mem = tmp.resolve("z3allck-memory"), off = tmp.resolve("z3allck-offload");
+    trainMpi(3, MpiRunTest.concat(trainArgs(f, mem, "--checkpoint-dir", mem.resolve("ck").toString()), keepAll, zeroFlags));
+    trainMpi(3, MpiRunTest.concat(trainArgs(f, off, "--checkpoint-dir", off.resolve("ck").toString()), keepAll, zeroFlags,
+        List.of("--offload", all.toString(), "--offload-dir", tmp.resolve("z3allck-dir").toString())));
+    List<String> reference = steps(mem);
+    assertEquals(reference, steps(off), "dp 3 × ZeRO 3 with checkpoints, whole shard on DISK vs in memory");
+    assertEquals(-1, Files.mismatch(mem.resolve(MODEL), off.resolve(MODEL)), "final weights with checkpoints");
+    assertNoFilesLeft(tmp.resolve("z3allck-dir"));
+    Path offStep3 = off.resolve("ck/step-00000003");
+    for (int r = 0; r < 3; r++) {
+      String file = "rank-" + r + "-of-3.safetensors";
+      assertEquals(-1, Files.mismatch(mem.resolve("ck/step-00000003").resolve(file), offStep3.resolve(file)), file
+          + " of step 3: the same bytes written from the shard on DISK as from memory");
+    }
+
+    assertResumes(f, "z3allck-resume-offload", 3, MpiRunTest.concat(List.of("--resume", offStep3.toString()), zeroFlags,
+        List.of("--offload", all.toString(), "--offload-dir", tmp.resolve("z3allck-resume-dir").toString())), reference, mem,
+        "resumed with the whole shard on DISK");
+
+    assertResumes(f, "z3allck-resume-one", 1, List.of("--accum", "3", "--resume", offStep3.toString()), reference, mem,
+        "resumed as one process from the offloaded checkpoint");
   }
 }
