@@ -57,6 +57,7 @@ import java.util.Objects;
 public final class DataParallel implements GradientReducer {
   private final Communicator comm;
   private final boolean shardedOptimizer;
+  private OverlappedReduction overlap;  // the all-reduce overlapped with the backward, or null: after it
 
   /** Plain data parallel: every rank updates every parameter. */
   public DataParallel(Communicator comm) {
@@ -92,14 +93,56 @@ public final class DataParallel implements GradientReducer {
     return dp;
   }
 
+  /**
+   * As {@link #attach(Trainer, Communicator)}, with the all-reduce of plain data parallel and ZeRO 1 overlapped with
+   * the backward ({@link OverlappedReduction}) in buckets of at most {@code bucketBytes} of gradient when {@code
+   * bucketBytes > 0}, there is more than one rank, the trainer's step gradient is whole (not ZeRO 2 or 3) and the model
+   * allows it ({@link OverlappedReduction#supports}); else the reduction runs after the backward. The bits are the same
+   * either way (deterministic mode). The trainer closes the reducer, and with it the communication thread.
+   */
+  public static DataParallel attach(Trainer trainer, Communicator comm, long bucketBytes) {
+    DataParallel dp = attach(trainer, comm);
+    if (bucketBytes > 0 && comm.size() > 1 && trainer.gradientShard() == null && OverlappedReduction.supports(trainer.model())) {
+      dp.overlap = OverlappedReduction.attach(trainer.model(), comm, bucketBytes);
+    }
+    return dp;
+  }
+
   /** The communicator. */
   public Communicator communicator() {
     return comm;
   }
 
+  /** The overlapped reduction ({@link #attach(Trainer, Communicator, long)}), or null when it runs after the backward. */
+  public OverlappedReduction overlap() {
+    return overlap;
+  }
+
+  @Override
+  public boolean startDuringBackward(ParameterStore store, Role microGrad, Role stepGrad) {
+    if (overlap == null) return false;
+    overlap.arm(microGrad, stepGrad);
+    return true;
+  }
+
   @Override
   public void reduce(ParameterStore store, Role gradRole) {
+    if (overlap != null && overlap.armed()) {
+      overlap.await();  // the buckets started during the backward
+      return;
+    }
     comm.allReduceSum(store.flat(gradRole));
+  }
+
+  @Override
+  public void abandonStep() {
+    if (overlap != null) overlap.discard();
+  }
+
+  /** Stops the overlapped reduction's thread (nothing to do without one). */
+  @Override
+  public void close() {
+    if (overlap != null) overlap.close();
   }
 
   @Override

@@ -70,7 +70,7 @@ class ZeroOffloadMpiTest {
     for (String line : Files.readAllLines(run.resolve("log.jsonl"))) {
       if (RunSummary.isSummaryLine(line)) continue;
       JsonObject o = JsonParser.parseString(line).getAsJsonObject();
-      for (String k : List.of("tokens_per_s", "step_ms", "comm_ms", "comm_bytes", "comm_sent_bytes", "disk_read_bytes",
+      for (String k : List.of("tokens_per_s", "step_ms", "comm_ms", "comm_bytes", "comm_sent_bytes", "comm_wait_ms", "comm_buckets", "disk_read_bytes",
           "disk_write_bytes", "stall_ms", "overlap")) {
         o.remove(k);
       }
