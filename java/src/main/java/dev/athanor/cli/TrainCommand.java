@@ -312,6 +312,7 @@ final class TrainCommand implements Callable<Integer> {
     checkBeforeWork();
     if (parallel.tp > 1) checkTensorParallel();
     parallel.checkSequenceParallel(spec);
+    parallel.bucketBytes(spec);  // --bucket-mb checked before any work
     if (parallel.sequenceParallel) {  // every rank needs token rows of its own
       TrainConfig tc = trainConfig(model.config(spec));
       if ((long) tc.batch() * tc.seq() < parallel.tp) {

@@ -20,6 +20,10 @@ import java.util.Objects;
  * then the sum over ranks ({@link Communicator#allReduceSum}), i.e. the mean over all {@code accum × size}
  * micro-batches, and every rank takes the same optimizer step.
  *
+ * <p>Plain data parallel and ZeRO 1 attached with a bucket size ({@link #attach(Trainer, Communicator, long)}) start
+ * the all-reduce during the backward of the step's last micro-batch, bucket by bucket as the units complete, on a
+ * communication thread ({@link OverlappedReduction}); {@link #reduce} then waits for it. The bits are the same.
+ *
  * <p>ZeRO stage 1 ({@link #DataParallel(Communicator, boolean)}, a trainer built with {@link #optimizerShard}): each rank
  * keeps AdamW's moments for its part of the flat parameters only and updates that part; the updated masters are then
  * all-gathered.

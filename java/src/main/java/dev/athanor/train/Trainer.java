@@ -24,7 +24,9 @@ import java.util.Objects;
  *       own (in {@link Role#GRAD}, from zero) and then added to the step's gradient once, micro-batch by micro-batch
  *       ({@code acc + g_i}, in {@link Role#GRAD_ACC}; with one micro-batch the step's gradient is {@link Role#GRAD}).
  *       Each micro-batch's loss is scaled by {@code 1 / accum}, so the step's gradient is the mean;
- *   <li><b>gradient reduction</b> across replicas ({@link GradientReducer}; nothing in one process);
+ *   <li><b>gradient reduction</b> across replicas ({@link GradientReducer}; nothing in one process); data parallel may
+ *       start it during the last micro-batch's backward, unit by unit ({@link GradientReducer#startDuringBackward}),
+ *       and then only waits for it here;
  *   <li><b>clipping</b>: the global norm from per-chunk partial sums combined in a fixed order;
  *   <li><b>update</b>: AdamW over the parameters' range with the scheduled learning rate.
  * </ol>
