@@ -6,6 +6,7 @@ import dev.athanor.dist.DataTensorParallel;
 import dev.athanor.dist.ParallelGrid;
 import dev.athanor.dist.TimedCommunicator;
 import dev.athanor.dist.DataParallel;
+import dev.athanor.dist.OverlappedReduction;
 import dev.athanor.dist.TensorParallelism;
 import dev.athanor.dist.ShardedWeights;
 import dev.athanor.dist.UnitGradientFold;
@@ -311,6 +312,7 @@ final class TrainCommand implements Callable<Integer> {
     checkBeforeWork();
     if (parallel.tp > 1) checkTensorParallel();
     parallel.checkSequenceParallel(spec);
+    parallel.bucketBytes(spec);  // --bucket-mb checked before any work
     if (parallel.sequenceParallel) {  // every rank needs token rows of its own
       TrainConfig tc = trainConfig(model.config(spec));
       if ((long) tc.batch() * tc.seq() < parallel.tp) {
@@ -526,7 +528,7 @@ final class TrainCommand implements Callable<Integer> {
         PipelineStage stage = pipeline != null
             ? new PipelineStage(groups.pp(), groups.dp(), groups.tp(), pipeline, model) : null;
         List<StepResult> results = trainLoop(model, tc, loader, primary ? log : null, ck, offloadConfig, weights, out, comm,
-            parallel.zero, groups, stage);
+            parallel.zero, groups, stage, parallel.bucketBytes(spec));
         // --tp: every rank sends its parts, rank 0 gets the whole model (a collective); with --pp the stage gathers them
         Map<String, Tensor> gathered = parallel.tp > 1 && stage == null
             ? TensorParallelism.gatherWeights(model, tpComm()) : null;
@@ -797,7 +799,7 @@ final class TrainCommand implements Callable<Integer> {
    */
   static List<StepResult> trainLoop(Transformer model, TrainConfig tc, DataLoader loader, Path log, Checkpointing ck,
       OffloadConfig offloadConfig, OffloadedWeights weights, PrintStream out, Communicator comm, int zero,
-      ParallelGrid.Groups groups, PipelineStage pipeline) throws IOException {
+      ParallelGrid.Groups groups, PipelineStage pipeline, long bucketBytes) throws IOException {
     // with --dp, ranks other than 0 get no log (null): they neither write it, nor the checkpoints, nor show progress
     boolean primary = log != null;
     List<StepResult> results = new ArrayList<>();
@@ -833,6 +835,7 @@ final class TrainCommand implements Callable<Integer> {
     // more than one process (dp, tp, pp, any grid of them): every rank writes its part of each checkpoint (format 3),
     // rank 0 the manifest
     boolean sharded = comm != null && comm.size() > 1;
+    OverlappedReduction overlap = null;  // --dp with --overlap on where it applies; closed with the trainer
     try (CheckpointManager mgr = ck == null || !primary && !sharded ? null : new CheckpointManager(ck.dir(), ck.keep(), ck.async(),
             ck.runId(), sharded ? rankGroup(comm, groups, zero, model.tensorParallel().size()) : null);
         // ZeRO 3: each rank keeps its shard of the masters; the model's hooks gather a unit's weights before it runs
@@ -856,7 +859,12 @@ final class TrainCommand implements Callable<Integer> {
       } else if (comm != null && model.tensorParallel().split()) {
         trainer.setGradientReducer(new TensorParallelism(comm, model.config()));  // every rank reads the same batches
       } else if (comm != null) {
-        DataParallel.attach(trainer, comm);
+        // ZeRO 0 and 1 on the CPU: the all-reduce overlaps the last micro-batch's backward, bucket by bucket
+        overlap = DataParallel.attach(trainer, comm, bucketBytes).overlap();
+        if (overlap != null && primary) {
+          out.printf("gradient all-reduce overlapped with the backward: %d buckets of at most %s (--bucket-mb)%n",
+              overlap.buckets().buckets().size(), Bytes.format(bucketBytes));
+        }
       }
       if (ck != null && ck.resume() != null) ck.resume().restore(trainer);
       if (mgr != null) mgr.prepare(trainer);  // host buffers for the first snapshot, allocated in the background
@@ -883,6 +891,7 @@ final class TrainCommand implements Callable<Integer> {
           StepResult r;
           TransferStats.Snapshot before = mark;
           TimedCommunicator.Counts talked = comm instanceof TimedCommunicator t ? t.counts() : null;
+          OverlappedReduction.Stats waited = overlap != null ? overlap.stats() : null;
           try {
             r = trainer.step();
           } catch (RuntimeException e) {
@@ -897,6 +906,7 @@ final class TrainCommand implements Callable<Integer> {
           String line = offloadConfig.offloadsAnything() ? StepTraffic.of(r.step(), mark.minus(before)).appendTo(r) : r.toJson();
           // with --dp, the time rank 0 spent in collectives during the step (waiting for the others included), and bytes
           if (talked != null) line = withCommunication(line, ((TimedCommunicator) comm).counts().minus(talked));
+          if (waited != null) line = withOverlap(line, overlap.stats().minus(waited));
           w.write(line);
           w.newLine();
           w.flush();
@@ -968,6 +978,16 @@ final class TrainCommand implements Callable<Integer> {
   static String withCommunication(String line, TimedCommunicator.Counts d) {
     return line.substring(0, line.length() - 1) + ",\"comm_ms\":" + Math.round(d.millis() * 1e3) / 1e3 + ",\"comm_bytes\":"
         + d.bytes() + ",\"comm_sent_bytes\":" + d.sent() + "}";
+  }
+
+  /**
+   * A step's log line with the overlapped reduction's figures added: {@code comm_wait_ms}, the time the training thread
+   * waited for the gradient buckets after the backward (the communication it did not hide; {@code comm_ms} counts the
+   * collectives' whole time, the communication thread's included), and {@code comm_buckets}.
+   */
+  static String withOverlap(String line, OverlappedReduction.Stats d) {
+    return line.substring(0, line.length() - 1) + ",\"comm_wait_ms\":" + Math.round(d.waitNanos() / 1e3) / 1e3
+        + ",\"comm_buckets\":" + d.buckets() + "}";
   }
 
   /** A 64-bit FNV-1a hash of the command line, to compare the ranks' flags. */

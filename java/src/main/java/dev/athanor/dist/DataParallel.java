@@ -20,6 +20,10 @@ import java.util.Objects;
  * then the sum over ranks ({@link Communicator#allReduceSum}), i.e. the mean over all {@code accum × size}
  * micro-batches, and every rank takes the same optimizer step.
  *
+ * <p>Plain data parallel and ZeRO 1 attached with a bucket size ({@link #attach(Trainer, Communicator, long)}) start
+ * the all-reduce during the backward of the step's last micro-batch, bucket by bucket as the units complete, on a
+ * communication thread ({@link OverlappedReduction}); {@link #reduce} then waits for it. The bits are the same.
+ *
  * <p>ZeRO stage 1 ({@link #DataParallel(Communicator, boolean)}, a trainer built with {@link #optimizerShard}): each rank
  * keeps AdamW's moments for its part of the flat parameters only and updates that part; the updated masters are then
  * all-gathered.
@@ -57,6 +61,7 @@ import java.util.Objects;
 public final class DataParallel implements GradientReducer {
   private final Communicator comm;
   private final boolean shardedOptimizer;
+  private OverlappedReduction overlap;  // the all-reduce overlapped with the backward, or null: after it
 
   /** Plain data parallel: every rank updates every parameter. */
   public DataParallel(Communicator comm) {
@@ -92,14 +97,56 @@ public final class DataParallel implements GradientReducer {
     return dp;
   }
 
+  /**
+   * As {@link #attach(Trainer, Communicator)}, with the all-reduce of plain data parallel and ZeRO 1 overlapped with
+   * the backward ({@link OverlappedReduction}) in buckets of at most {@code bucketBytes} of gradient when {@code
+   * bucketBytes > 0}, there is more than one rank, the trainer's step gradient is whole (not ZeRO 2 or 3) and the model
+   * allows it ({@link OverlappedReduction#supports}); else the reduction runs after the backward. The bits are the same
+   * either way (deterministic mode). The trainer closes the reducer, and with it the communication thread.
+   */
+  public static DataParallel attach(Trainer trainer, Communicator comm, long bucketBytes) {
+    DataParallel dp = attach(trainer, comm);
+    if (bucketBytes > 0 && comm.size() > 1 && trainer.gradientShard() == null && OverlappedReduction.supports(trainer.model())) {
+      dp.overlap = OverlappedReduction.attach(trainer.model(), comm, bucketBytes);
+    }
+    return dp;
+  }
+
   /** The communicator. */
   public Communicator communicator() {
     return comm;
   }
 
+  /** The overlapped reduction ({@link #attach(Trainer, Communicator, long)}), or null when it runs after the backward. */
+  public OverlappedReduction overlap() {
+    return overlap;
+  }
+
+  @Override
+  public boolean startDuringBackward(ParameterStore store, Role microGrad, Role stepGrad) {
+    if (overlap == null) return false;
+    overlap.arm(microGrad, stepGrad);
+    return true;
+  }
+
   @Override
   public void reduce(ParameterStore store, Role gradRole) {
+    if (overlap != null && overlap.armed()) {
+      overlap.await();  // the buckets started during the backward
+      return;
+    }
     comm.allReduceSum(store.flat(gradRole));
+  }
+
+  @Override
+  public void abandonStep() {
+    if (overlap != null) overlap.discard();
+  }
+
+  /** Stops the overlapped reduction's thread (nothing to do without one). */
+  @Override
+  public void close() {
+    if (overlap != null) overlap.close();
   }
 
   @Override

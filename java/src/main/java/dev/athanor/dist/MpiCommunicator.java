@@ -29,6 +29,12 @@ final class MpiCommunicator implements Communicator {
   static final int MAX_BYTES = 1 << 30;
 
   private static MpiCommunicator opened;  // guarded by MpiCommunicator.class: MPI starts once per process
+  /**
+   * Held by every call into MPI on any communicator of this process (the world and its groups): MPI was initialized
+   * with MPI_THREAD_SERIALIZED, so threads may take turns calling it (e.g. data parallel's communication thread and the
+   * training thread) but never call at once. Also guards each communicator's mutable fields.
+   */
+  private static final Object CALLS = new Object();
 
   private final ReduceMode mode;
   private final int handle;  // MpiNative's communicator handle; MpiNative.WORLD for the world
@@ -37,9 +43,9 @@ final class MpiCommunicator implements Communicator {
   private final int rank;
   private final int size;
   private final String library;
-  private boolean closed;  // guarded by this
-  private Tensor scratch;  // guarded by this: receive buffer of deterministic sums, kept between calls (grown as needed)
-  private long sent;  // guarded by this: see sentBytes
+  private boolean closed;  // guarded by CALLS
+  private Tensor scratch;  // guarded by CALLS: receive buffer of deterministic sums, kept between calls (grown as needed)
+  private long sent;  // guarded by CALLS: see sentBytes
 
   private MpiCommunicator(ReduceMode mode, int handle, MpiCommunicator world, int rank, int size, String library) {
     this.mode = mode;
@@ -86,16 +92,18 @@ final class MpiCommunicator implements Communicator {
   }
 
   @Override
-  public synchronized Communicator split(int color, int key) {
-    if (color < 0) throw new IllegalArgumentException("split color " + color + " must be >= 0");
-    checkOpen();
-    MpiCommunicator w = world == null ? this : world;
-    int h = MpiNative.split0(handle, color, key);
-    MpiCommunicator g = new MpiCommunicator(mode, h, w, MpiNative.rank0(h), MpiNative.size0(h), library);
-    synchronized (w.groups) {
-      w.groups.add(g);
+  public Communicator split(int color, int key) {
+    synchronized (CALLS) {
+      if (color < 0) throw new IllegalArgumentException("split color " + color + " must be >= 0");
+      checkOpen();
+      MpiCommunicator w = world == null ? this : world;
+      int h = MpiNative.split0(handle, color, key);
+      MpiCommunicator g = new MpiCommunicator(mode, h, w, MpiNative.rank0(h), MpiNative.size0(h), library);
+      synchronized (w.groups) {
+        w.groups.add(g);
+      }
+      return g;
     }
-    return g;
   }
 
   private void checkOpen() {
@@ -108,30 +116,32 @@ final class MpiCommunicator implements Communicator {
   }
 
   @Override
-  public synchronized void allReduceSum(Tensor t) {
-    Checks.host("allReduceSum", "t", t);
-    checkOpen();
-    if (size == 1 || t.numel() == 0) return;
-    int es = t.dtype().byteSize();
-    long n = t.numel();
-    long piece = MAX_BYTES / es;
-    for (long b = 0; b < n; b += piece) {  // per piece: the others' parts to them, then this rank's sums to each of them
-      long len = Math.min(piece, n - b), mine = Communicator.partLength(len, rank, size);
-      sent += (len - mine + mine * (size - 1)) * es;
-    }
-    if (mode == ReduceMode.FAST && mpiSums(t.dtype())) {
-      for (long b = 0; b < n; b += piece) MpiNative.allreduceSum0(handle, t.address() + b * es, (int) Math.min(piece, n - b), t.dtype().code());
-      return;
-    }
-    try (Tensor flat = t.view(n); Tensor scratch = scratch(t.dtype(), Math.min(n, piece) + size)) {
-      for (long b = 0; b < n; b += piece) {
-        long len = Math.min(piece, n - b);
-        long mine = Communicator.partStart(len, rank, size);
-        try (Tensor block = flat.slice(0, b, b + len);
-            Tensor part = block.slice(0, mine, mine + Communicator.partLength(len, rank, size))) {
-          reduceScatterDeterministic(block, part, scratch);
-          int[][] cd = countsAndDispls(len, es);
-          MpiNative.allgatherv0(handle, 0, cd[0][rank], block.address(), cd[0], cd[1]);
+  public void allReduceSum(Tensor t) {
+    synchronized (CALLS) {
+      Checks.host("allReduceSum", "t", t);
+      checkOpen();
+      if (size == 1 || t.numel() == 0) return;
+      int es = t.dtype().byteSize();
+      long n = t.numel();
+      long piece = MAX_BYTES / es;
+      for (long b = 0; b < n; b += piece) {  // per piece: the others' parts to them, then this rank's sums to each of them
+        long len = Math.min(piece, n - b), mine = Communicator.partLength(len, rank, size);
+        sent += (len - mine + mine * (size - 1)) * es;
+      }
+      if (mode == ReduceMode.FAST && mpiSums(t.dtype())) {
+        for (long b = 0; b < n; b += piece) MpiNative.allreduceSum0(handle, t.address() + b * es, (int) Math.min(piece, n - b), t.dtype().code());
+        return;
+      }
+      try (Tensor flat = t.view(n); Tensor scratch = scratch(t.dtype(), Math.min(n, piece) + size)) {
+        for (long b = 0; b < n; b += piece) {
+          long len = Math.min(piece, n - b);
+          long mine = Communicator.partStart(len, rank, size);
+          try (Tensor block = flat.slice(0, b, b + len);
+              Tensor part = block.slice(0, mine, mine + Communicator.partLength(len, rank, size))) {
+            reduceScatterDeterministic(block, part, scratch);
+            int[][] cd = countsAndDispls(len, es);
+            MpiNative.allgatherv0(handle, 0, cd[0][rank], block.address(), cd[0], cd[1]);
+          }
         }
       }
     }
@@ -200,59 +210,65 @@ final class MpiCommunicator implements Communicator {
   }
 
   @Override
-  public synchronized void reduceScatter(Tensor in, Tensor out) {
-    Checks.parts("reduceScatter", in, out, "out", out, in, rank, size);
-    checkOpen();
-    fitsOneCall("reduceScatter", in);
-    long n = in.numel();
-    if (n == 0) return;
-    sent += (n - out.numel()) * in.dtype().byteSize();  // the other ranks' parts
-    if (mode == ReduceMode.FAST && mpiSums(in.dtype()) && n % size == 0) {
-      MpiNative.reduceScatterSum0(handle, in.address(), out.address(), Math.toIntExact(n / size), in.dtype().code());
-      return;
-    }
-    try (Tensor inFlat = in.view(n); Tensor outFlat = out.view(out.numel());
-        Tensor scratch = scratch(in.dtype(), out.numel() * size)) {
-      reduceScatterDeterministic(inFlat, outFlat, scratch);
-    }
-  }
-
-  @Override
-  public synchronized void reduceScatterAccumulate(Tensor in, Tensor acc, boolean first) {
-    Checks.parts("reduceScatterAccumulate", in, acc, "acc", acc, in, rank, size);
-    checkOpen();
-    fitsOneCall("reduceScatterAccumulate", in);
-    if (acc.dtype() != DType.F32) throw new IllegalArgumentException("reduceScatterAccumulate: acc is " + acc + "; need F32");
-    long n = in.numel();
-    if (n == 0) return;
-    try (Tensor inFlat = in.view(n); Tensor accFlat = acc.view(acc.numel())) {
-      if (mode == ReduceMode.FAST) {
-        if (first) {
-          reduceScatter(inFlat, accFlat);
-        } else {
-          try (Tensor sum = Tensor.empty(DType.F32, Device.CPU, accFlat.numel())) {
-            reduceScatter(inFlat, sum);
-            dev.athanor.ops.Ops.add(accFlat, sum, accFlat);
-          }
-        }
+  public void reduceScatter(Tensor in, Tensor out) {
+    synchronized (CALLS) {
+      Checks.parts("reduceScatter", in, out, "out", out, in, rank, size);
+      checkOpen();
+      fitsOneCall("reduceScatter", in);
+      long n = in.numel();
+      if (n == 0) return;
+      sent += (n - out.numel()) * in.dtype().byteSize();  // the other ranks' parts
+      if (mode == ReduceMode.FAST && mpiSums(in.dtype()) && n % size == 0) {
+        MpiNative.reduceScatterSum0(handle, in.address(), out.address(), Math.toIntExact(n / size), in.dtype().code());
         return;
       }
-      sent += (n - acc.numel()) * 4;  // the other ranks' parts (fast mode's reduceScatter above counts its own)
-      long[] counts = new long[size];
-      for (int r = 0; r < size; r++) counts[r] = Communicator.partLength(n, r, size);
-      fold(inFlat, accFlat, counts, first);
+      try (Tensor inFlat = in.view(n); Tensor outFlat = out.view(out.numel());
+          Tensor scratch = scratch(in.dtype(), out.numel() * size)) {
+        reduceScatterDeterministic(inFlat, outFlat, scratch);
+      }
     }
   }
 
   @Override
-  public synchronized void reduceScatterAccumulateV(Tensor in, Tensor acc, long[] counts, boolean first) {
-    Checks.foldCounts("reduceScatterAccumulateV", in, acc, counts, rank, size);
-    checkOpen();
-    fitsOneCall("reduceScatterAccumulateV", in);
-    if (in.numel() == 0) return;
-    sent += (in.numel() - counts[rank]) * 4;  // the other ranks' parts
-    try (Tensor inFlat = in.view(in.numel()); Tensor accFlat = acc.view(acc.numel())) {
-      fold(inFlat, accFlat, counts, first);
+  public void reduceScatterAccumulate(Tensor in, Tensor acc, boolean first) {
+    synchronized (CALLS) {
+      Checks.parts("reduceScatterAccumulate", in, acc, "acc", acc, in, rank, size);
+      checkOpen();
+      fitsOneCall("reduceScatterAccumulate", in);
+      if (acc.dtype() != DType.F32) throw new IllegalArgumentException("reduceScatterAccumulate: acc is " + acc + "; need F32");
+      long n = in.numel();
+      if (n == 0) return;
+      try (Tensor inFlat = in.view(n); Tensor accFlat = acc.view(acc.numel())) {
+        if (mode == ReduceMode.FAST) {
+          if (first) {
+            reduceScatter(inFlat, accFlat);
+          } else {
+            try (Tensor sum = Tensor.empty(DType.F32, Device.CPU, accFlat.numel())) {
+              reduceScatter(inFlat, sum);
+              dev.athanor.ops.Ops.add(accFlat, sum, accFlat);
+            }
+          }
+          return;
+        }
+        sent += (n - acc.numel()) * 4;  // the other ranks' parts (fast mode's reduceScatter above counts its own)
+        long[] counts = new long[size];
+        for (int r = 0; r < size; r++) counts[r] = Communicator.partLength(n, r, size);
+        fold(inFlat, accFlat, counts, first);
+      }
+    }
+  }
+
+  @Override
+  public void reduceScatterAccumulateV(Tensor in, Tensor acc, long[] counts, boolean first) {
+    synchronized (CALLS) {
+      Checks.foldCounts("reduceScatterAccumulateV", in, acc, counts, rank, size);
+      checkOpen();
+      fitsOneCall("reduceScatterAccumulateV", in);
+      if (in.numel() == 0) return;
+      sent += (in.numel() - counts[rank]) * 4;  // the other ranks' parts
+      try (Tensor inFlat = in.view(in.numel()); Tensor accFlat = acc.view(acc.numel())) {
+        fold(inFlat, accFlat, counts, first);
+      }
     }
   }
 
@@ -307,33 +323,37 @@ final class MpiCommunicator implements Communicator {
   }
 
   @Override
-  public synchronized void allGather(Tensor in, Tensor out) {
-    Checks.parts("allGather", in, out, "in", in, out, rank, size);
-    checkOpen();
-    fitsOneCall("allGather", out);
-    int es = out.dtype().byteSize();
-    int[][] cd = countsAndDispls(out.numel(), es);
-    boolean inPlace = in.address() == out.address() + cd[1][rank];
-    sent += (long) cd[0][rank] * (size - 1);
-    MpiNative.allgatherv0(handle, inPlace ? 0 : in.address(), cd[0][rank], out.address(), cd[0], cd[1]);
+  public void allGather(Tensor in, Tensor out) {
+    synchronized (CALLS) {
+      Checks.parts("allGather", in, out, "in", in, out, rank, size);
+      checkOpen();
+      fitsOneCall("allGather", out);
+      int es = out.dtype().byteSize();
+      int[][] cd = countsAndDispls(out.numel(), es);
+      boolean inPlace = in.address() == out.address() + cd[1][rank];
+      sent += (long) cd[0][rank] * (size - 1);
+      MpiNative.allgatherv0(handle, inPlace ? 0 : in.address(), cd[0][rank], out.address(), cd[0], cd[1]);
+    }
   }
 
   @Override
-  public synchronized void allGatherV(Tensor in, Tensor out, long[] counts) {
-    Checks.counts("allGatherV", in, out, counts, rank, size);
-    checkOpen();
-    fitsOneCall("allGatherV", out);
-    int es = out.dtype().byteSize();
-    int[] bytes = new int[size], displs = new int[size];
-    long at = 0;
-    for (int r = 0; r < size; r++) {
-      bytes[r] = Math.toIntExact(counts[r] * es);
-      displs[r] = Math.toIntExact(at * es);
-      at += counts[r];
+  public void allGatherV(Tensor in, Tensor out, long[] counts) {
+    synchronized (CALLS) {
+      Checks.counts("allGatherV", in, out, counts, rank, size);
+      checkOpen();
+      fitsOneCall("allGatherV", out);
+      int es = out.dtype().byteSize();
+      int[] bytes = new int[size], displs = new int[size];
+      long at = 0;
+      for (int r = 0; r < size; r++) {
+        bytes[r] = Math.toIntExact(counts[r] * es);
+        displs[r] = Math.toIntExact(at * es);
+        at += counts[r];
+      }
+      boolean inPlace = in.address() == out.address() + displs[rank];
+      sent += (long) bytes[rank] * (size - 1);
+      MpiNative.allgatherv0(handle, inPlace ? 0 : in.address(), bytes[rank], out.address(), bytes, displs);
     }
-    boolean inPlace = in.address() == out.address() + displs[rank];
-    sent += (long) bytes[rank] * (size - 1);
-    MpiNative.allgatherv0(handle, inPlace ? 0 : in.address(), bytes[rank], out.address(), bytes, displs);
   }
 
   /** One MPI call on a piece of a buffer. */
@@ -352,40 +372,50 @@ final class MpiCommunicator implements Communicator {
   }
 
   @Override
-  public synchronized void broadcast(Tensor t, int root) {
-    Checks.host("broadcast", "t", t);
-    Checks.root("broadcast", root, size);
-    checkOpen();
-    if (rank == root) sent += t.byteSize() * (size - 1);
-    inPieces(t, (a, n) -> MpiNative.bcast0(handle, a, n, root));
+  public void broadcast(Tensor t, int root) {
+    synchronized (CALLS) {
+      Checks.host("broadcast", "t", t);
+      Checks.root("broadcast", root, size);
+      checkOpen();
+      if (rank == root) sent += t.byteSize() * (size - 1);
+      inPieces(t, (a, n) -> MpiNative.bcast0(handle, a, n, root));
+    }
   }
 
   @Override
-  public synchronized void send(Tensor t, int dest) {
-    Checks.host("send", "t", t);
-    Checks.peer("send", "destination", dest, rank, size);
-    checkOpen();
-    sent += t.byteSize();
-    inPieces(t, (a, n) -> MpiNative.send0(handle, a, n, dest, 0));
+  public void send(Tensor t, int dest) {
+    synchronized (CALLS) {
+      Checks.host("send", "t", t);
+      Checks.peer("send", "destination", dest, rank, size);
+      checkOpen();
+      sent += t.byteSize();
+      inPieces(t, (a, n) -> MpiNative.send0(handle, a, n, dest, 0));
+    }
   }
 
   @Override
-  public synchronized long sentBytes() {
-    return sent;
+  public long sentBytes() {
+    synchronized (CALLS) {
+      return sent;
+    }
   }
 
   @Override
-  public synchronized void recv(Tensor t, int src) {
-    Checks.host("recv", "t", t);
-    Checks.peer("recv", "source", src, rank, size);
-    checkOpen();
-    inPieces(t, (a, n) -> MpiNative.recv0(handle, a, n, src, 0));
+  public void recv(Tensor t, int src) {
+    synchronized (CALLS) {
+      Checks.host("recv", "t", t);
+      Checks.peer("recv", "source", src, rank, size);
+      checkOpen();
+      inPieces(t, (a, n) -> MpiNative.recv0(handle, a, n, src, 0));
+    }
   }
 
   @Override
-  public synchronized void barrier() {
-    checkOpen();
-    MpiNative.barrier0(handle);
+  public void barrier() {
+    synchronized (CALLS) {
+      checkOpen();
+      MpiNative.barrier0(handle);
+    }
   }
 
   @Override
@@ -398,25 +428,27 @@ final class MpiCommunicator implements Communicator {
    * were made (every rank made them in the same order), then MPI_Finalize.
    */
   @Override
-  public synchronized void close() {
-    if (closed) return;
-    if (world == null) {
-      List<MpiCommunicator> open;
-      synchronized (groups) {
-        open = new ArrayList<>(groups);
+  public void close() {
+    synchronized (CALLS) {
+      if (closed) return;
+      if (world == null) {
+        List<MpiCommunicator> open;
+        synchronized (groups) {
+          open = new ArrayList<>(groups);
+        }
+        for (MpiCommunicator g : open) g.close();
       }
-      for (MpiCommunicator g : open) g.close();
-    }
-    closed = true;
-    if (scratch != null) scratch.close();
-    scratch = null;
-    if (world == null) {
-      MpiNative.finalize0();
-    } else {
-      synchronized (world.groups) {
-        world.groups.remove(this);
+      closed = true;
+      if (scratch != null) scratch.close();
+      scratch = null;
+      if (world == null) {
+        MpiNative.finalize0();
+      } else {
+        synchronized (world.groups) {
+          world.groups.remove(this);
+        }
+        if (!world.closed) MpiNative.free0(handle);
       }
-      if (!world.closed) MpiNative.free0(handle);
     }
   }
 }

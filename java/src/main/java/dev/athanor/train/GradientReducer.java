@@ -13,9 +13,31 @@ import java.util.List;
  * nothing to combine.
  */
 @FunctionalInterface
-public interface GradientReducer {
-  /** Reduces the step's gradient, held in {@code gradRole} of {@code store}, in place. */
+public interface GradientReducer extends AutoCloseable {
+  /**
+   * Reduces the step's gradient, held in {@code gradRole} of {@code store}, in place (after {@link #startDuringBackward}
+   * returned true: waits for the reduction it started).
+   */
   void reduce(ParameterStore store, Role gradRole);
+
+  /**
+   * Called before the backward of a step's last micro-batch, whose gradient the backward forms in {@code microGrad};
+   * the step's gradient is {@code stepGrad} (the same role without accumulation). A reducer that returns true reduces
+   * the step's gradient during that backward, unit by unit as each unit's gradient completes, and adds each unit's
+   * {@code microGrad} into {@code stepGrad} first when they differ (the trainer then does not {@link
+   * Trainer#accumulate} that micro-batch); {@link #reduce} then waits for it. Default: false (the reduction runs after
+   * the backward).
+   */
+  default boolean startDuringBackward(ParameterStore store, Role microGrad, Role stepGrad) {
+    return false;
+  }
+
+  /** The step failed after {@link #startDuringBackward}: forget what it started. Default: nothing. */
+  default void abandonStep() {}
+
+  /** Releases what the reducer holds (e.g. a communication thread); the trainer closes it with itself. Default: nothing. */
+  @Override
+  default void close() {}
 
   /**
    * How many replicas take part: each scales its micro-batches' losses by {@code 1 / (accum × replicas)}, so that

@@ -24,7 +24,9 @@ import java.util.Objects;
  *       own (in {@link Role#GRAD}, from zero) and then added to the step's gradient once, micro-batch by micro-batch
  *       ({@code acc + g_i}, in {@link Role#GRAD_ACC}; with one micro-batch the step's gradient is {@link Role#GRAD}).
  *       Each micro-batch's loss is scaled by {@code 1 / accum}, so the step's gradient is the mean;
- *   <li><b>gradient reduction</b> across replicas ({@link GradientReducer}; nothing in one process);
+ *   <li><b>gradient reduction</b> across replicas ({@link GradientReducer}; nothing in one process); data parallel may
+ *       start it during the last micro-batch's backward, unit by unit ({@link GradientReducer#startDuringBackward}),
+ *       and then only waits for it here;
  *   <li><b>clipping</b>: the global norm from per-chunk partial sums combined in a fixed order;
  *   <li><b>update</b>: AdamW over the parameters' range with the scheduled learning rate.
  * </ol>
@@ -302,7 +304,10 @@ public final class Trainer implements AutoCloseable {
     reducer.gatherMoments(store, optimizer, store.range(i), m, v);
   }
 
-  /** Sets the gradient-reduction phase (e.g. data parallelism); {@link GradientReducer#NONE} by default. */
+  /**
+   * Sets the gradient-reduction phase (e.g. data parallelism); {@link GradientReducer#NONE} by default. The trainer
+   * closes the reducer set last when it is closed.
+   */
   public void setGradientReducer(GradientReducer reducer) {
     Objects.requireNonNull(reducer, "reducer");
     if (reducer != GradientReducer.NONE && store.isPaged(Role.GRAD) && sharded == null) {
@@ -410,6 +415,7 @@ public final class Trainer implements AutoCloseable {
       // deferred update is applied first)
       if (weights != null) weights.flush();
     } catch (RuntimeException | Error e) {
+      reducer.abandonStep();
       if (sharded != null) sharded.discard();
       if (activations != null) activations.discard();
       if (pager != null) pager.discard();
@@ -490,8 +496,12 @@ public final class Trainer implements AutoCloseable {
       }
       float loss = model.forward(b.inputs(), b.targets(), b.batch(), b.seq());
       if (!Float.isFinite(loss)) throw new NonFiniteException(step, "the loss", loss);
+      // the last micro-batch's backward may start reducing the step's gradient as its units complete (data parallel),
+      // adding each unit's micro-batch gradient into the step's first
+      boolean overlapped = i == cfg.accum() - 1 && sharded == null && gradShard == null && !paged
+          && reducer.startDuringBackward(store, Role.GRAD, stepGrad);
       model.backward(scale);
-      accumulate(i);
+      if (!overlapped) accumulate(i);
       losses[i] = loss;
       tokens += (long) b.batch() * b.seq();
     }
@@ -565,6 +575,12 @@ public final class Trainer implements AutoCloseable {
       if (!updateFailed && !store.isClosed()) settle();  // the weights read back are those the last step left
     } catch (RuntimeException e) {
       unsettled = e;  // thrown once everything is released
+    }
+    try {
+      reducer.close();  // e.g. data parallel's communication thread, and its hooks
+    } catch (RuntimeException e) {
+      if (unsettled == null) unsettled = e;
+      else unsettled.addSuppressed(e);
     }
     closeResources();
     if (unsettled != null) throw unsettled;

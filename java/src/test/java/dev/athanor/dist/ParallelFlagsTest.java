@@ -40,6 +40,19 @@ class ParallelFlagsTest {
   }
 
   @Test
+  void bucketSizeMustBePositiveAndOverlapTakesOnOrOff() throws Exception {
+    for (String mb : new String[] {"0", "-1", "NaN"}) {
+      String out = refused("--dp", "2", "--bucket-mb", mb);
+      assertTrue(out.contains("--bucket-mb " + (mb.equals("NaN") ? "NaN" : Double.parseDouble(mb))
+          + ": expected a positive size in MiB"), out);
+      assertFalse(out.contains("needs 2 processes"), "refused before MPI is asked: " + out);
+    }
+    String out = refused("--dp", "2", "--overlap", "sometimes");
+    assertTrue(out.contains("'sometimes' is not a boolean"), out);
+    assertTrue(refused("--dp", "2", "--overlap", "off", "--bucket-mb", "0.5").contains("--dp 2 needs 2 processes"));
+  }
+
+  @Test
   void dpWithoutMpirunSaysHowToStartIt() throws Exception {
     String out = refused("--dp", "2");
     assertTrue(out.contains("--dp 2 needs 2 processes started by MPI: mpirun -np 2"), out);

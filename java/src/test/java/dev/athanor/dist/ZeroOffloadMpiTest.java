@@ -79,7 +79,8 @@ class ZeroOffloadMpiTest {
   private static List<String> steps(Path run) throws IOException {
     List<String> out = new ArrayList<>();
     for (JsonObject o : stepLines(run)) {
-      for (String k : List.of("tokens_per_s", "step_ms", "comm_ms", "comm_bytes", "comm_sent_bytes", "disk_read_bytes",
+      for (String k : List.of("tokens_per_s", "step_ms", "comm_ms", "comm_bytes", "comm_sent_bytes", "comm_wait_ms",
+          "comm_buckets", "disk_read_bytes",
           "disk_write_bytes", "stall_ms", "overlap")) {
         o.remove(k);
       }
