@@ -31,46 +31,59 @@ namespace {
 
 namespace s = ::ath::sampling;
 
-int32_t sample_row(const ath_sample_args* a, const float* x, float u, std::vector<uint64_t>& key,
-                   std::vector<uint64_t>& q, std::vector<uint64_t>& order) {
+constexpr size_t kHead = 1024;
+
+// Buffers of one row's work, reused by the calls a pool thread makes.
+struct RowWork {
+  std::vector<uint64_t> q, order;
+};
+
+int32_t sample_row(const ath_sample_args* a, const float* x, float u, RowWork& w) {
   const int64_t cols = a->cols, vocab = a->vocab;
+  uint64_t best = 0;
   for (int64_t i = 0; i < cols; ++i) {
     if (s::is_bad(x[i])) return static_cast<int32_t>(-1 - i);
+    if (i < vocab) best = std::max(best, s::rank_key(x[i], i));
   }
-  uint64_t best = 0;
-  for (int64_t i = 0; i < vocab; ++i) best = std::max(best, s::rank_key(x[i], i));
   const float m = s::key_logit(best);
   if (std::isinf(m)) return -1;  // every sampled logit is -inf
   if (a->temperature == 0.0f) return static_cast<int32_t>(s::key_index(best));
 
-  const float inv_t = 1.0f / a->temperature;
-  for (int64_t i = 0; i < vocab; ++i) {
-    key[i] = s::rank_key(x[i], i);
-    q[i] = s::weight(x[i], m, inv_t);
-  }
   // C = {key >= kappa}; kappa = the K-th largest key (0: every key)
   const int64_t k = a->top_k > 0 ? std::min<int64_t>(a->top_k, vocab) : vocab;
   uint64_t kappa = 0;
+  std::vector<uint64_t>& order = w.order;
   if (k < vocab) {
-    order.assign(key.begin(), key.begin() + vocab);
+    order.resize(static_cast<size_t>(vocab));
+    for (int64_t i = 0; i < vocab; ++i) order[i] = s::rank_key(x[i], i);
     std::nth_element(order.begin(), order.begin() + (k - 1), order.end(), std::greater<uint64_t>());
     kappa = order[k - 1];
   }
+  // q of C's members (0 elsewhere) and M_C
+  const float inv_t = 1.0f / a->temperature;
+  std::vector<uint64_t>& q = w.q;
+  q.resize(static_cast<size_t>(vocab));
   uint64_t mass = 0;
-  for (int64_t i = 0; i < vocab; ++i) mass += key[i] >= kappa ? q[i] : 0;
+  for (int64_t i = 0; i < vocab; ++i) {
+    q[i] = s::rank_key(x[i], i) >= kappa ? s::weight(x[i], m, inv_t) : 0;
+    mass += q[i];
+  }
   const uint64_t frac = s::top_p_fraction(a->top_p);
   if (frac < (1ull << 24)) {  // N = the shortest rank prefix of C reaching the target mass
     const uint64_t target = s::mul_shr24(mass, frac, true);
-    order.clear();
+    order.clear();  // C's members of weight > 0: the prefix ends at one of them
     for (int64_t i = 0; i < vocab; ++i) {
-      if (key[i] >= kappa) order.push_back(key[i]);
+      if (q[i] > 0) order.push_back(s::rank_key(x[i], i));
     }
-    std::sort(order.begin(), order.end(), std::greater<uint64_t>());
+    // rank order: the best kHead first (a nucleus is usually short), the rest only when the walk gets there
+    const size_t head = std::min(order.size(), kHead);
+    std::partial_sort(order.begin(), order.begin() + head, order.end(), std::greater<uint64_t>());
     uint64_t acc = 0;
-    for (uint64_t kk : order) {
-      acc += q[s::key_index(kk)];
+    for (size_t j = 0; j < order.size(); ++j) {
+      if (j == head) std::sort(order.begin() + head, order.end(), std::greater<uint64_t>());
+      acc += q[s::key_index(order[j])];
       if (acc >= target) {
-        kappa = kk;
+        kappa = order[j];
         break;
       }
     }
@@ -79,7 +92,7 @@ int32_t sample_row(const ath_sample_args* a, const float* x, float u, std::vecto
   const uint64_t t = s::mul_shr24(mass, s::uniform_fraction(u), false);
   uint64_t acc = 0;
   for (int64_t i = 0; i < vocab; ++i) {
-    if (key[i] < kappa) continue;
+    if (q[i] == 0 || s::rank_key(x[i], i) < kappa) continue;
     acc += q[i];
     if (acc > t) return static_cast<int32_t>(i);
   }
@@ -97,8 +110,8 @@ extern "C" ath_status ath_cpu_sample(const ath_sample_args* a) {
   const float* logits = static_cast<const float*>(a->logits);
   std::vector<int32_t> ids(static_cast<size_t>(a->rows));
   parallel_for(a->rows, 1, [&](int64_t r0, int64_t r1, int) {
-    std::vector<uint64_t> key(static_cast<size_t>(a->vocab)), q(static_cast<size_t>(a->vocab)), order;
-    for (int64_t r = r0; r < r1; ++r) ids[r] = sample_row(a, logits + r * a->ld, a->uniforms[r], key, q, order);
+    thread_local RowWork work;
+    for (int64_t r = r0; r < r1; ++r) ids[r] = sample_row(a, logits + r * a->ld, a->uniforms[r], work);
   });
   for (int64_t r = 0; r < a->rows; ++r) {
     if (ids[r] == INT32_MIN) return ath::fail(ATH_ERR_INTERNAL, "%s: row %lld: the draw found no token", kOp, (long long)r);

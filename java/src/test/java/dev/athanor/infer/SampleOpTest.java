@@ -195,6 +195,10 @@ class SampleOpTest {
     assertArrayEquals(new int[] {1}, op(Device.CPU, x, 1, 6, 6, 6, new float[] {near1}, 1f, 1, 1f));
     assertArrayEquals(new int[] {3}, op(Device.CPU, x, 1, 6, 6, 6, new float[] {near1}, 1f, 2, 1f));
     assertArrayEquals(new int[] {4}, op(Device.CPU, x, 1, 6, 6, 6, new float[] {near1}, 1f, 3, 1f));
+    // the draw picks the first id whose running mass EXCEEDS u * mass: u = 1/2 between two equal candidates is
+    // exactly the first one's mass, so the second is chosen; just below 1/2 the first
+    assertArrayEquals(new int[] {3}, op(Device.CPU, x, 1, 6, 6, 6, new float[] {0.5f}, 1f, 2, 1f));
+    assertArrayEquals(new int[] {1}, op(Device.CPU, x, 1, 6, 6, 6, new float[] {0.5f - 0x1p-24f}, 1f, 2, 1f));
     // the top two hold about 0.64 of the mass: top-p 0.5 keeps them, 0.7 adds id 4
     assertArrayEquals(new int[] {3}, op(Device.CPU, x, 1, 6, 6, 6, new float[] {near1}, 1f, 0, 0.5f));
     assertArrayEquals(new int[] {4}, op(Device.CPU, x, 1, 6, 6, 6, new float[] {near1}, 1f, 0, 0.7f));
