@@ -165,20 +165,18 @@ __device__ uint64_t radix_select(const float* x, const Params& p, float m, float
     }
     __syncthreads();
     if (threadIdx.x == 0) {
-      int d = kBuckets - 1;
+      int d;
       if (kMass) {
         if (shift == 56) {
           unsigned long long total = 0;
           for (int b = 0; b < kBuckets; ++b) total += sh.mass[b];
           target = s::mul_shr24(total, p.top_p_frac, true);
         }
-        for (; d > 0 && above + sh.mass[d] < target; --d) above += sh.mass[d];
+        d = s::pick_by_mass(sh.mass, &above, target);
         sh.mass_n = above + sh.mass[d];
         sh.done = sh.count[d] == 1 || shift == 0;
       } else {
-        unsigned long long cum = 0;
-        for (; d > 0 && cum + sh.count[d] < need; --d) cum += sh.count[d];
-        need -= cum;
+        d = s::pick_by_count(sh.count, &need);
         sh.done = sh.count[d] == need || shift == 0;
       }
       sh.prefix = prefix | (static_cast<uint64_t>(d) << shift);

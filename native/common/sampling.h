@@ -145,6 +145,24 @@ ATH_SAMPLE_HD uint64_t uniform_fraction(float u) {
   return s >= 16777215.0f ? 16777215u : static_cast<uint64_t>(s);
 }
 
+// One level of kernels/sample.cu's radix descent over rank keys, shared with the host emulation that tests it
+// (native/tests/test_sample.cpp). count/mass: the 256 buckets of the keys under the prefix found so far, by
+// their next 8 bits; the walk goes from bucket 255 (the largest keys) down.
+// By count: the bucket holding the need-th largest key; *need becomes that key's rank inside the bucket.
+ATH_SAMPLE_HD int pick_by_count(const unsigned* count, uint64_t* need) {
+  uint64_t cum = 0;
+  int d = 255;
+  for (; d > 0 && cum + count[d] < *need; --d) cum += count[d];
+  *need -= cum;
+  return d;
+}
+// By mass: the bucket where the running mass from the top reaches target; *above adds the buckets before it.
+ATH_SAMPLE_HD int pick_by_mass(const unsigned long long* mass, unsigned long long* above, unsigned long long target) {
+  int d = 255;
+  for (; d > 0 && *above + mass[d] < target; --d) *above += mass[d];
+  return d;
+}
+
 // Argument checks shared by both entry points (host code).
 inline ath_status validate(const ath_sample_args* a, const char* op) {
   if (a == nullptr) return ::ath::fail(ATH_ERR_INVALID, "%s: args is null", op);

@@ -4,6 +4,7 @@
 // 40, all; top-p 0.1, 0.9, 1; temperatures 0, 0.7, 1.3; ties, -inf, NaN). The CPU op's agreement with a plain
 // reference of the algorithm is tested from Java (SampleOpTest). Without a usable GPU the CUDA test skips with
 // the reason.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -130,6 +131,101 @@ ATH_TEST(sample_exp_is_within_two_ulp) {
   ATH_EXPECT(worst <= 2.0, "det_exp is %.2f ulp from exp at worst", worst);
   ATH_EXPECT(ath::sampling::det_exp(0.0f) == 1.0f, "E(0) = %.9g", (double)ath::sampling::det_exp(0.0f));
   ATH_EXPECT(ath::sampling::det_exp(-std::numeric_limits<float>::infinity()) == 0.0f, "E(-inf) != 0");
+}
+
+// kernels/sample.cu's selection for one row, run sequentially on the host: the same passes over the row and the
+// same per-level choices (pick_by_count, pick_by_mass of common/sampling.h); the buckets are filled by a loop
+// instead of warp-combined atomics, which add the same integers. Lets the CPU-only build test the radix descents
+// (early exits, the index bits of tied logits, top-p inside top-k) against ath_cpu_sample.
+uint64_t emulate_select(const float* x, int64_t vocab, float m, float inv_t, uint64_t floor_key, uint64_t need,
+                        uint64_t frac, uint64_t* mass_n) {
+  namespace s = ath::sampling;
+  const bool by_mass = mass_n != nullptr;
+  uint64_t prefix = 0;
+  unsigned long long above = 0, target = 0;
+  for (int shift = 56; shift >= 0; shift -= 8) {
+    unsigned count[256] = {};
+    unsigned long long mass[256] = {};
+    const uint64_t hi_mask = shift == 56 ? 0 : (~0ull << (shift + 8));
+    for (int64_t i = 0; i < vocab; ++i) {
+      const uint64_t key = s::rank_key(x[i], i);
+      if (key < floor_key || (key & hi_mask) != prefix) continue;
+      const unsigned d = static_cast<unsigned>(key >> shift) & 0xffu;
+      ++count[d];
+      if (by_mass) mass[d] += s::weight(x[i], m, inv_t);
+    }
+    int d;
+    bool done;
+    if (by_mass) {
+      if (shift == 56) {
+        unsigned long long total = 0;
+        for (unsigned long long b : mass) total += b;
+        target = s::mul_shr24(total, frac, true);
+      }
+      d = s::pick_by_mass(mass, &above, target);
+      *mass_n = above + mass[d];
+      done = count[d] == 1 || shift == 0;
+    } else {
+      d = s::pick_by_count(count, &need);
+      done = count[d] == need || shift == 0;
+    }
+    prefix |= static_cast<uint64_t>(d) << shift;
+    if (done) break;
+  }
+  return prefix;
+}
+
+int32_t emulate_kernel_row(const ath_sample_args& a, const float* x, float u) {
+  namespace s = ath::sampling;
+  uint64_t best = 0;
+  for (int64_t i = 0; i < a.cols; ++i) {
+    if (s::is_bad(x[i])) return static_cast<int32_t>(-1 - i);
+    if (i < a.vocab) best = std::max(best, s::rank_key(x[i], i));
+  }
+  const float m = s::key_logit(best);
+  if (std::isinf(m)) return -1;
+  if (a.temperature == 0.0f) return static_cast<int32_t>(s::key_index(best));
+  const float inv_t = 1.0f / a.temperature;
+  const int64_t k = a.top_k > 0 && a.top_k < a.vocab ? a.top_k : a.vocab;
+  uint64_t kappa = k < a.vocab ? emulate_select(x, a.vocab, m, inv_t, 0, static_cast<uint64_t>(k), 0, nullptr) : 0;
+  uint64_t mass = 0;
+  const uint64_t frac = s::top_p_fraction(a.top_p);
+  if (frac < (1ull << 24)) {
+    kappa = std::max(kappa, emulate_select(x, a.vocab, m, inv_t, kappa, 0, frac, &mass));
+  } else {
+    for (int64_t i = 0; i < a.vocab; ++i) mass += s::rank_key(x[i], i) >= kappa ? s::weight(x[i], m, inv_t) : 0;
+  }
+  const uint64_t t = s::mul_shr24(mass, s::uniform_fraction(u), false);
+  uint64_t run = 0;
+  for (int64_t i = 0; i < a.vocab; ++i) {
+    if (s::rank_key(x[i], i) >= kappa) run += s::weight(x[i], m, inv_t);
+    if (run > t) return static_cast<int32_t>(i);
+  }
+  return INT32_MIN;
+}
+
+ATH_TEST(sample_kernel_algorithm_emulated_matches_cpu) {
+  Rng g(13);
+  int64_t rows_checked = 0;
+  for (int64_t vocab : {int64_t{1}, int64_t{7}, int64_t{300}, int64_t{5000}})
+    for (int kind = 0; kind < 4; ++kind) {
+      const int64_t rows = 4;
+      const auto x = make_logits(g, rows, vocab, vocab, kind);
+      for (float t : {0.0f, 0.7f, 1.3f, 40.0f})
+        for (int64_t k : {int64_t{1}, int64_t{2}, int64_t{40}, int64_t{0}})
+          for (float p : {0.1f, 0.5f, 0.9f, 1.0f}) {
+            const auto u = make_uniforms(g, rows);
+            const auto a = args(rows, vocab, vocab, vocab, t, k, p, x.data(), u.data(), nullptr);
+            const auto want = cpu_ids(a);
+            for (int64_t r = 0; r < rows; ++r) {
+              const int32_t got = emulate_kernel_row(a, x.data() + r * vocab, u[r]);
+              ATH_EXPECT(got == want[r], "vocab %lld kind %d T %g k %lld p %g row %lld: emulated kernel %d, cpu %d",
+                         (long long)vocab, kind, (double)t, (long long)k, (double)p, (long long)r, got, want[r]);
+              ++rows_checked;
+            }
+          }
+    }
+  ATH_EXPECT(rows_checked > 3000, "only %lld rows", (long long)rows_checked);
 }
 
 // Device memory of one vector, freed on scope exit.
