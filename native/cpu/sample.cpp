@@ -19,6 +19,7 @@
 // The distribution sampled is softmax(l / T) restricted to N, with each probability relative to the top one
 // rounded down to a multiple of 2^-32 (a total error below vocab * 2^-32 of the top probability).
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <functional>
 #include <vector>
@@ -33,7 +34,7 @@ namespace s = ::ath::sampling;
 
 constexpr size_t kHead = 1024;
 
-// Buffers of one row's work, reused by the calls a pool thread makes.
+// The buffers of a row's work (sized by sample_row when a row needs them; greedy needs none).
 struct RowWork {
   std::vector<uint64_t> q, order;
 };
@@ -109,10 +110,19 @@ extern "C" ath_status ath_cpu_sample(const ath_sample_args* a) {
   ATH_TRY(ath::sampling::validate(a, kOp));
   const float* logits = static_cast<const float*>(a->logits);
   std::vector<int32_t> ids(static_cast<size_t>(a->rows));
+  std::atomic<bool> out_of_memory{false};
   parallel_for(a->rows, 1, [&](int64_t r0, int64_t r1, int) {
-    thread_local RowWork work;
-    for (int64_t r = r0; r < r1; ++r) ids[r] = sample_row(a, logits + r * a->ld, a->uniforms[r], work);
+    thread_local RowWork work;  // kept by each pool thread: no allocation per call once sized
+    try {
+      for (int64_t r = r0; r < r1; ++r) ids[r] = sample_row(a, logits + r * a->ld, a->uniforms[r], work);
+    } catch (const std::bad_alloc&) {  // never thrown across the pool
+      out_of_memory = true;
+    }
   });
+  if (out_of_memory) {
+    return ath::fail(ATH_ERR_OOM, "%s: no host memory for the work buffers (2 x %lld x 8 bytes per thread)", kOp,
+                     (long long)a->vocab);
+  }
   for (int64_t r = 0; r < a->rows; ++r) {
     if (ids[r] == INT32_MIN) return ath::fail(ATH_ERR_INTERNAL, "%s: row %lld: the draw found no token", kOp, (long long)r);
     a->ids[r] = ids[r];
