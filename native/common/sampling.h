@@ -28,8 +28,8 @@
 
 namespace ath::sampling {
 
-// F32 operations rounded once each, never contracted into an FMA (device: the _rn intrinsics; host: the
-// baseline x86-64 build has no FMA instructions, so the compiler cannot contract).
+// F32 operations rounded once each, never contracted into an FMA (device: the _rn intrinsics; host: the files
+// that include this are compiled with -ffp-contract=off, see CMakeLists.txt; Java never contracts).
 ATH_SAMPLE_HD float fmul(float a, float b) {
 #if defined(__CUDA_ARCH__)
   return __fmul_rn(a, b);
