@@ -116,7 +116,7 @@ const char* ath_kernels(const char* backend) {
   static const char* kOps =
       "gemm attention_fwd attention_bwd layernorm_fwd layernorm_bwd rmsnorm_fwd rmsnorm_bwd "
       "gelu_tanh silu swiglu cross_entropy_fwd cross_entropy_bwd embedding_fwd embedding_bwd rope elementwise reduce "
-      "adamw rand copy memset";
+      "adamw rand sample copy memset";
   if (backend && !std::strcmp(backend, "cpu")) return kOps;
   if (backend && !std::strcmp(backend, "cuda")) return ath_built_with_cuda() ? kOps : "";
   return "";

@@ -29,6 +29,7 @@ ATH_STUB_OP(ath_cuda_elementwise, ath_elementwise_args)
 ATH_STUB_OP(ath_cuda_reduce, ath_reduce_args)
 ATH_STUB_OP(ath_cuda_adamw, ath_adamw_args)
 ATH_STUB_OP(ath_cuda_rand, ath_rand_args)
+ATH_STUB_OP(ath_cuda_sample, ath_sample_args)
 ATH_STUB_OP(ath_cuda_copy, ath_copy_args)
 ATH_STUB_OP(ath_cuda_memset, ath_memset_args)
 

@@ -48,6 +48,7 @@ const Op kOps[] = {
     ATH_OP(reduce, ath_reduce_args),
     ATH_OP(adamw, ath_adamw_args),
     ATH_OP(rand, ath_rand_args),
+    ATH_OP(sample, ath_sample_args),
     ATH_OP(copy, ath_copy_args),
     ATH_OP(memset, ath_memset_args),
 };
@@ -112,6 +113,8 @@ jstring structs(JNIEnv* env, jclass) {
   STRUCT(ath_adamw_args, F(n) F(params) F(grads) F(m) F(v) F(params_lowp) F(dtype_lowp) F(lr) F(beta1) F(beta2) F(eps)
                          F(weight_decay) F(grad_scale) F(step))
   STRUCT(ath_rand_args, F(n) F(dtype) F(dist) F(seed) F(offset) F(a) F(b) F(out))
+  STRUCT(ath_sample_args, F(rows) F(cols) F(vocab) F(ld) F(dtype) F(temperature) F(top_p) F(top_k) F(logits)
+                          F(uniforms) F(ids))
   STRUCT(ath_copy_args, F(rank) F(elem_size) F(shape) F(dst) F(dst_strides) F(src) F(src_strides))
   STRUCT(ath_memset_args, F(dst) F(bytes) F(value))
   return env->NewStringUTF(s.c_str());

@@ -308,6 +308,23 @@ typedef struct ath_rand_args {
   void* out;
 } ath_rand_args;
 
+/* ------------------------------------------------------------------ sampling (decode)
+ * logits: (rows, cols) with row stride ld >= cols, F32 (the decode head's logits are F32 on both backends; other
+ * dtypes are ATH_ERR_UNSUPPORTED). uniforms: (rows) F32 in [0, 1), one draw per row from the caller's RNG.
+ * ids: (rows) I32, written: the token chosen for each row among the columns [0, vocab), vocab <= cols.
+ * temperature: finite, >= 0 (0 = greedy: the largest logit, the lowest id on ties); top_k >= 0 (0 = off);
+ * top_p in (0, 1]. A row holding NaN or +inf in [0, cols), or whose sampled logits are all -inf, gets
+ * ids = -1 - i, i the first such column (0 for all -inf); -inf otherwise has probability 0.
+ * The algorithm (native/cpu/sample.cpp's opening comment) uses exact integer masses, so CUDA and the CPU choose
+ * the same id from the same logits and uniforms, for any thread count and launch shape. */
+typedef struct ath_sample_args {
+  int64_t rows, cols, vocab, ld;
+  int dtype;
+  float temperature, top_p;
+  int64_t top_k;
+  const void* logits; const float* uniforms; int32_t* ids;
+} ath_sample_args;
+
 /* ------------------------------------------------------------------ strided copy and memset
  * copy: dst[i] = src[i] for every index i of `shape` (rank in [0, 8]; rank 0 is one element),
  * elements of elem_size bytes (1, 2, 4 or 8) addressed by element strides (>= 0) from dst / src.
@@ -348,6 +365,7 @@ ATH_API ath_status ath_cpu_elementwise(const ath_elementwise_args* a);
 ATH_API ath_status ath_cpu_reduce(const ath_reduce_args* a);
 ATH_API ath_status ath_cpu_adamw(const ath_adamw_args* a);
 ATH_API ath_status ath_cpu_rand(const ath_rand_args* a);
+ATH_API ath_status ath_cpu_sample(const ath_sample_args* a);
 ATH_API ath_status ath_cpu_copy(const ath_copy_args* a);
 ATH_API ath_status ath_cpu_memset(const ath_memset_args* a);
 
@@ -371,6 +389,7 @@ ATH_API ath_status ath_cuda_elementwise(const ath_elementwise_args* a, const ath
 ATH_API ath_status ath_cuda_reduce(const ath_reduce_args* a, const ath_cuda_ctx* ctx);
 ATH_API ath_status ath_cuda_adamw(const ath_adamw_args* a, const ath_cuda_ctx* ctx);
 ATH_API ath_status ath_cuda_rand(const ath_rand_args* a, const ath_cuda_ctx* ctx);
+ATH_API ath_status ath_cuda_sample(const ath_sample_args* a, const ath_cuda_ctx* ctx);
 ATH_API ath_status ath_cuda_copy(const ath_copy_args* a, const ath_cuda_ctx* ctx);
 ATH_API ath_status ath_cuda_memset(const ath_memset_args* a, const ath_cuda_ctx* ctx);
 

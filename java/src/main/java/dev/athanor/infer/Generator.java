@@ -2,6 +2,7 @@ package dev.athanor.infer;
 
 import dev.athanor.nn.KvCache;
 import dev.athanor.nn.Transformer;
+import dev.athanor.tensor.Tensor;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -47,7 +48,10 @@ public final class Generator {
    * {@code listener} (may be null) sees each token as it is produced. A prompt that is empty, holds an id
    * outside the vocabulary, or leaves no room in the context for one new token is rejected.
    *
-   * @throws NonFiniteLogitsException at the first NaN or infinite logit, naming the prompt and the position
+   * <p>Tokens are sampled where the logits are ({@link Sampler}): on CUDA only their ids reach the host.
+   *
+   * @throws NonFiniteLogitsException at the first NaN or +infinite logit (or a row of only -infinite ones), naming
+   *     the prompt and the position
    */
   public List<int[]> generate(List<int[]> prompts, SamplingConfig cfg, TokenListener listener) {
     int ctx = model.config().maxSeqLen(), vocab = model.config().vocabSize();
@@ -69,46 +73,54 @@ public final class Generator {
     for (int i = 0; i < prompts.size(); i++) groups.computeIfAbsent(prompts.get(i).length, k -> new ArrayList<>()).add(i);
     List<int[]> out = new ArrayList<>(prompts.size());
     for (int i = 0; i < prompts.size(); i++) out.add(null);
-    Sampler sampler = new Sampler(cfg);
-    for (Map.Entry<Integer, List<Integer>> g : groups.entrySet()) {
-      int len = g.getKey();
-      List<Integer> members = g.getValue();
-      int b = members.size();
-      int budget = Math.min(cfg.maxTokens(), ctx - len);
-      int[][] made = new int[b][budget];
-      int[] count = new int[b];
-      boolean[] stopped = new boolean[b];
-      if (budget == 0) {
-        for (int s = 0; s < b; s++) out.set(members.get(s), new int[0]);
-        continue;
-      }
-      int eos = model.config().eosTokenId();
-      try (KvCache cache = model.newCache(b, len + budget)) {
-        int[] tokens = new int[b * len];
-        for (int s = 0; s < b; s++) System.arraycopy(prompts.get(members.get(s)), 0, tokens, s * len, len);
-        float[] logits = model.forwardCached(cache, tokens, b, len);
-        for (int t = 0; t < budget; t++) {
-          int[] next = new int[b];
-          boolean any = false;
-          for (int s = 0; s < b; s++) {
-            if (stopped[s]) {
-              next[s] = Math.max(eos, 0);  // keeps the batch shape; never reported
-              continue;
-            }
-            NonFiniteLogitsException.check(logits, s * vocab, vocab, members.get(s), len - 1 + t);
-            int tok = sampler.sample(logits, s * vocab, sampled);
-            next[s] = tok;
-            made[s][count[s]++] = tok;
-            if (listener != null) listener.onToken(members.get(s), tok);
-            if (cfg.stopAtEos() && tok == eos) stopped[s] = true;
-            else any = true;
-          }
-          if (!any || t == budget - 1) break;
-          logits = model.forwardCached(cache, next, b, 1);
-        }
-      }
-      for (int s = 0; s < b; s++) out.set(members.get(s), java.util.Arrays.copyOf(made[s], count[s]));
+    try (Sampler sampler = new Sampler(cfg)) {
+      for (Map.Entry<Integer, List<Integer>> g : groups.entrySet()) generateGroup(g.getKey(), g.getValue(), prompts, cfg,
+          listener, sampler, out);
     }
     return out;
+  }
+
+  /** Prefill and decode of the prompts {@code members} (all of length {@code len}) as one batch, into {@code out}. */
+  private void generateGroup(int len, List<Integer> members, List<int[]> prompts, SamplingConfig cfg,
+      TokenListener listener, Sampler sampler, List<int[]> out) {
+    int ctx = model.config().maxSeqLen();
+    int b = members.size();
+    int budget = Math.min(cfg.maxTokens(), ctx - len);
+    int[][] made = new int[b][budget];
+    int[] count = new int[b];
+    boolean[] stopped = new boolean[b];
+    if (budget == 0) {
+      for (int s = 0; s < b; s++) out.set(members.get(s), new int[0]);
+      return;
+    }
+    int eos = model.config().eosTokenId();
+    try (KvCache cache = model.newCache(b, len + budget)) {
+      int[] tokens = new int[b * len];
+      for (int s = 0; s < b; s++) System.arraycopy(prompts.get(members.get(s)), 0, tokens, s * len, len);
+      Tensor logits = model.forwardCachedLogits(cache, tokens, b, len);  // (b, V) on the model's device
+      for (int t = 0; t < budget; t++) {
+        int[] next = sampler.sampleRows(logits, sampled);  // only the ids leave the device
+        boolean any = false;
+        for (int s = 0; s < b; s++) {
+          if (stopped[s]) {
+            next[s] = Math.max(eos, 0);  // keeps the batch shape; never reported
+            continue;
+          }
+          int tok = next[s];
+          if (tok < 0) {
+            int col = -1 - tok;
+            throw new NonFiniteLogitsException("the logit of token id " + col, members.get(s), len - 1 + t,
+                logits.getFloat(s, col));
+          }
+          made[s][count[s]++] = tok;
+          if (listener != null) listener.onToken(members.get(s), tok);
+          if (cfg.stopAtEos() && tok == eos) stopped[s] = true;
+          else any = true;
+        }
+        if (!any || t == budget - 1) break;
+        logits = model.forwardCachedLogits(cache, next, b, 1);
+      }
+    }
+    for (int s = 0; s < b; s++) out.set(members.get(s), java.util.Arrays.copyOf(made[s], count[s]));
   }
 }

@@ -34,15 +34,4 @@ public final class NonFiniteLogitsException extends AthanorException {
   public int position() {
     return position;
   }
-
-  /**
-   * Throws for the first non-finite value of {@code logits[offset, offset + n)}, the logits of {@code sequence} at
-   * {@code position}.
-   */
-  public static void check(float[] logits, int offset, int n, int sequence, int position) {
-    for (int i = 0; i < n; i++) {
-      float v = logits[offset + i];
-      if (!Float.isFinite(v)) throw new NonFiniteLogitsException("the logit of token id " + i, sequence, position, v);
-    }
-  }
 }

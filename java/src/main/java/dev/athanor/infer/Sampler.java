@@ -1,143 +1,69 @@
 package dev.athanor.infer;
 
+import dev.athanor.ops.Ops;
+import dev.athanor.runtime.Device;
+import dev.athanor.tensor.DType;
+import dev.athanor.tensor.Tensor;
 import java.util.Arrays;
 import java.util.SplittableRandom;
 
 /**
- * Picks the next token from a row of logits per {@link SamplingConfig}. Not thread-safe (holds the RNG).
+ * Picks the next token of each row of logits per {@link SamplingConfig} with the sample op ({@link Ops#sample}) on
+ * the logits' device: on CUDA only the token ids come back to the host. The random numbers stay here (one
+ * uniform draw per row and call, from a {@link SplittableRandom} seeded with the config's seed), so the same
+ * logits and seed give the same tokens on every backend. Not thread-safe (holds the RNG and two small buffers).
  *
- * <p>Candidates are ranked by logit, ties by lower id. Top-k keeps the k best (selected with a bounded heap,
- * O(V log k)); top-p then keeps the shortest prefix of them whose probability mass reaches p (without top-k
- * this needs the whole order: one primitive sort); plain temperature sampling ranks nothing.
+ * <p>The op ranks candidates by logit (ties by lower id), keeps the top k, then the shortest prefix of them whose
+ * probability mass reaches top-p, and draws from the tempered softmax over what is kept; probabilities are exact
+ * integer multiples of 2^-32 of the top token's, so the draw does not depend on a summation order.
  */
-public final class Sampler {
+public final class Sampler implements AutoCloseable {
   private final SamplingConfig cfg;
   private final SplittableRandom rng;
-  private long[] keys = new long[0];
+  private Tensor uniforms, ids;  // (B) F32 and (B) I32 on the device of the last logits
 
   public Sampler(SamplingConfig cfg) {
-    this.cfg = cfg;
+    this.cfg = java.util.Objects.requireNonNull(cfg, "cfg");
     this.rng = new SplittableRandom(cfg.seed());
   }
 
-  /** The token chosen from {@code logits[offset, offset + vocab)}. */
-  public int sample(float[] logits, int offset, int vocab) {
-    if (cfg.temperature() == 0f) return argmax(logits, offset, vocab);
-    int k = cfg.topK() > 0 ? Math.min(cfg.topK(), vocab) : vocab;
-    if (k == vocab && cfg.topP() >= 1f) return sampleAll(logits, offset, vocab);
-    int[] ids = k < vocab ? topK(logits, offset, vocab, k) : rankAll(logits, offset, vocab);
-    double max = logits[offset + ids[0]];
-    if (!Double.isFinite(max)) return ids[0];
-    double[] p = new double[ids.length];
-    double sum = 0;
-    for (int i = 0; i < ids.length; i++) {
-      p[i] = Math.exp((logits[offset + ids[i]] - max) / cfg.temperature());
-      sum += p[i];
-    }
-    int keep = ids.length;
-    if (cfg.topP() < 1f) {  // the shortest prefix whose mass reaches topP
-      double acc = 0;
-      for (int i = 0; i < ids.length; i++) {
-        acc += p[i] / sum;
-        if (acc >= cfg.topP()) {
-          keep = i + 1;
-          break;
-        }
-      }
-    }
-    double total = 0;
-    for (int i = 0; i < keep; i++) total += p[i];
-    double r = rng.nextDouble() * total;
-    for (int i = 0; i < keep; i++) {
-      r -= p[i];
-      if (r < 0) return ids[i];
-    }
-    return ids[keep - 1];
-  }
-
-  /** Sampling from the whole tempered softmax (no ranking needed). */
-  private int sampleAll(float[] logits, int offset, int vocab) {
-    float max = logits[offset];
-    for (int i = 1; i < vocab; i++) max = Math.max(max, logits[offset + i]);
-    if (!Float.isFinite(max)) return argmax(logits, offset, vocab);
-    double inv = 1.0 / cfg.temperature(), sum = 0;
-    for (int i = 0; i < vocab; i++) sum += Math.exp((logits[offset + i] - max) * inv);
-    double r = rng.nextDouble() * sum;
-    for (int i = 0; i < vocab; i++) {
-      r -= Math.exp((logits[offset + i] - max) * inv);
-      if (r < 0) return i;
-    }
-    return argmax(logits, offset, vocab);
+  /** The next uniform draw in [0, 1): 24 random bits, exact in F32 (the op uses exactly 24). */
+  float nextUniform() {
+    return (rng.nextInt() >>> 8) * 0x1p-24f;
   }
 
   /**
-   * A sort key: ascending key order = descending logit, ties by ascending id (the float's bits made
-   * monotonic as a signed int, inverted, in the high half; the id in the low half).
+   * The token of each row of {@code logits} (B, cols) F32 on any device, among the ids [0, vocab); draws B
+   * uniforms, one per row in row order. A negative entry {@code -1 - c} reports that row's first NaN or +inf
+   * logit at column c (or, as -1, that every logit in [0, vocab) is -inf); -inf is otherwise probability 0.
    */
-  static long key(float logit, int id) {
-    int s = Float.floatToIntBits(logit);
-    s = s >= 0 ? s : s ^ 0x7fffffff;
-    return ((long) ~s << 32) | id;
-  }
-
-  /** All ids ranked (one primitive sort of the keys). */
-  private int[] rankAll(float[] logits, int offset, int vocab) {
-    if (keys.length < vocab) keys = new long[vocab];
-    for (int i = 0; i < vocab; i++) keys[i] = key(logits[offset + i], i);
-    Arrays.sort(keys, 0, vocab);
-    int[] ids = new int[vocab];
-    for (int i = 0; i < vocab; i++) ids[i] = (int) keys[i];
-    return ids;
-  }
-
-  /** The k best ids, ranked: a max-heap (by key) of the k smallest keys seen, then sorted. */
-  static int[] topK(float[] logits, int offset, int vocab, int k) {
-    long[] heap = new long[k];
-    for (int i = 0; i < k; i++) {
-      heap[i] = key(logits[offset + i], i);
-      siftUp(heap, i);
+  public int[] sampleRows(Tensor logits, int vocab) {
+    int b = Math.toIntExact(logits.size(0));
+    float[] u = new float[b];
+    for (int i = 0; i < b; i++) u[i] = nextUniform();
+    Device dev = logits.device();
+    if (uniforms == null || uniforms.numel() != b || !uniforms.device().equals(dev)) {
+      close();
+      uniforms = Tensor.empty(DType.F32, dev, b);
+      ids = Tensor.empty(DType.I32, dev, b);
     }
-    for (int i = k; i < vocab; i++) {
-      long kk = key(logits[offset + i], i);
-      if (kk < heap[0]) {
-        heap[0] = kk;
-        siftDown(heap, k);
-      }
-    }
-    Arrays.sort(heap);
-    int[] ids = new int[k];
-    for (int i = 0; i < k; i++) ids[i] = (int) heap[i];
-    return ids;
+    uniforms.copyFrom(u);
+    Ops.sample(logits, vocab, uniforms, cfg.temperature(), cfg.topK(), cfg.topP(), ids);
+    return ids.toIntArray();
   }
 
-  private static void siftUp(long[] h, int i) {
-    while (i > 0) {
-      int parent = (i - 1) / 2;
-      if (h[parent] >= h[i]) return;
-      long t = h[parent];
-      h[parent] = h[i];
-      h[i] = t;
-      i = parent;
+  /** The token chosen from the host row {@code logits[offset, offset + vocab)}; negative as in {@link #sampleRows}. */
+  public int sample(float[] logits, int offset, int vocab) {
+    try (Tensor row = Tensor.of(Arrays.copyOfRange(logits, offset, offset + vocab), 1, vocab)) {
+      return sampleRows(row, vocab)[0];
     }
   }
 
-  private static void siftDown(long[] h, int n) {
-    int i = 0;
-    while (true) {
-      int l = 2 * i + 1, r = l + 1, big = i;
-      if (l < n && h[l] > h[big]) big = l;
-      if (r < n && h[r] > h[big]) big = r;
-      if (big == i) return;
-      long t = h[big];
-      h[big] = h[i];
-      h[i] = t;
-      i = big;
-    }
-  }
-
-  static int argmax(float[] x, int offset, int n) {
-    int best = 0;
-    for (int i = 1; i < n; i++) if (x[offset + i] > x[offset + best]) best = i;
-    return best;
+  @Override
+  public void close() {
+    if (uniforms != null) uniforms.close();
+    if (ids != null) ids.close();
+    uniforms = null;
+    ids = null;
   }
 }

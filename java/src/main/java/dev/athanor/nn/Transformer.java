@@ -794,6 +794,21 @@ public final class Transformer implements AutoCloseable {
    * cache, and returns the logits of the last position of each sequence as a host array (B x V, FP32).
    */
   public float[] forwardCached(KvCache cache, int[] tokens, int batch, int n) {
+    Tensor logits = forwardCachedLogits(cache, tokens, batch, n);
+    KvCache.Step s = cache.step(n, () -> {
+      throw new IllegalStateException("the step of " + n + " tokens was just made");
+    });
+    if (s.logitsHost == null) return logits.toFloatArray();
+    s.logitsHost.copyFrom(logits);  // device -> pinned host, no allocation per step
+    return s.logitsHost.toFloatArray();
+  }
+
+  /**
+   * As {@link #forwardCached}, but returns the logits where they were computed: a (B, V) FP32 tensor on the
+   * model's device, owned by the cache and overwritten by its next step of the same shape (do not close it). A
+   * caller that samples on the device ({@link dev.athanor.infer.Sampler}) copies only the chosen ids back.
+   */
+  public Tensor forwardCachedLogits(KvCache cache, int[] tokens, int batch, int n) {
     if (!stage.isWhole(cfg)) throw new IllegalStateException("cached decoding needs the whole model, this is stage " + stage);
     if (batch != cache.batch()) throw new IllegalArgumentException("batch " + batch + " != cache batch " + cache.batch());
     checkTokens("tokens", tokens, batch, n, false);
@@ -827,9 +842,7 @@ public final class Transformer implements AutoCloseable {
     Ops.gemm(s.lastRows, false, headWeight.w(), true, 1f, 0f, null, s.logits);  // (B, V) = x_last @ W^T
     afterHead(Pass.DECODE);
     cache.advance(n);
-    if (s.logitsHost == null) return s.logits.toFloatArray();
-    s.logitsHost.copyFrom(s.logits);  // device -> pinned host, no allocation per step
-    return s.logitsHost.toFloatArray();
+    return s.logits;
   }
 
   // ------------------------------------------------------------------ helpers

@@ -1269,6 +1269,41 @@ public final class Ops {
         out.address()));
   }
 
+  // ================================================================== sampling
+
+  /**
+   * The next token of each row of {@code logits} (rows, cols) F32, chosen among the columns [0, vocab) with the
+   * uniform draw {@code uniforms[r]} in [0, 1) (F32, one per row), written to {@code ids} (rows) I32; the same id
+   * on every backend and thread count (the algorithm: {@code native/cpu/sample.cpp}). temperature 0 is greedy
+   * (the lowest id among equal largest logits); topK 0 and topP 1 keep every token. A row with a NaN or +inf
+   * logit in [0, cols), or whose sampled logits are all -inf, gets {@code -1 - c} for the first such column c
+   * (-1 for all -inf) instead of an id. On CUDA nothing is synchronized: read ids when needed.
+   */
+  public static void sample(Tensor logits, long vocab, Tensor uniforms, float temperature, int topK, float topP,
+      Tensor ids) {
+    final String op = "sample";
+    Args.need(op, "logits", logits);
+    Args.need(op, "uniforms", uniforms);
+    Args.need(op, "ids", ids);
+    var ctx = Args.context(op, "logits", logits, "uniforms", uniforms, "ids", ids);
+    Args.dtype(op, "logits", logits, DType.F32);
+    Args.rank(op, "logits", logits, 2, "(rows, cols)");
+    Args.innerContiguous(op, "logits", logits);
+    long rows = logits.size(0), cols = logits.size(1), ld = rows <= 1 ? cols : logits.strides()[0];
+    if (ld < cols) throw bad(op, describe("logits", logits) + " has row stride " + ld + " < cols " + cols);
+    if (vocab < 1 || vocab > cols) throw bad(op, "vocab = " + vocab + " must be in [1, " + cols + "] (the columns of logits)");
+    if (!Float.isFinite(temperature) || !(temperature >= 0)) throw bad(op, "temperature = " + temperature + " must be finite and >= 0");
+    if (topK < 0) throw bad(op, "topK = " + topK + " must be >= 0 (0 = off)");
+    if (!(topP > 0 && topP <= 1)) throw bad(op, "topP = " + topP + " must be in (0, 1]");
+    checkRowVector(op, "uniforms", uniforms, rows, "logits", logits);
+    Args.dtype(op, "ids", ids, DType.I32);
+    Args.contiguous(op, "ids", ids);
+    if (ids.numel() != rows) throw bad(op, describe("ids", ids) + " must hold one id per row of " + describe("logits", logits));
+    if (rows == 0) return;
+    ctx.run(Kernel.SAMPLE, new KernelArgs.Sample(rows, cols, vocab, ld, DType.F32.code(), temperature, topP, topK,
+        logits.address(), uniforms.address(), ids.address()));
+  }
+
   // ================================================================== helpers
 
   private static long addr(Tensor t) {

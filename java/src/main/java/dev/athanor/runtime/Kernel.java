@@ -32,6 +32,7 @@ public enum Kernel {
   REDUCE(KernelArgs.Reduce.class),
   ADAMW(KernelArgs.Adamw.class),
   RAND(KernelArgs.Rand.class),
+  SAMPLE(KernelArgs.Sample.class),
   COPY(KernelArgs.Copy.class),
   MEMSET(KernelArgs.Memset.class);
 

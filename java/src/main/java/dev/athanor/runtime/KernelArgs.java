@@ -103,6 +103,14 @@ public sealed interface KernelArgs {
   record Rand(long n, int dtype, int dist, long seed, long offset, float a, float b, long out) implements KernelArgs {}
 
   /**
+   * {@code ath_sample_args}: one token id per row of logits (rows, cols), row stride ld, sampled among the columns
+   * [0, vocab); ids[r] = -1 - c names the first NaN or +inf column c (or -1 when every sampled logit is -inf).
+   */
+  @C("ath_sample_args")
+  record Sample(long rows, long cols, long vocab, long ld, int dtype, float temperature, float topP, long topK,
+      long logits, long uniforms, long ids) implements KernelArgs {}
+
+  /**
    * {@code ath_copy_args}: {@code dst[i] = src[i]} for every index of {@code shape} (rank <= {@link #MAX_RANK});
    * element strides; arrays shorter than MAX_RANK are padded with zeros.
    */

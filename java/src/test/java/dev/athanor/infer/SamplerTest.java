@@ -57,29 +57,22 @@ class SamplerTest {
   }
 
   @Test
-  void topKRankingMatchesAStableSortByLogit() {
+  void eachCallDrawsOneUniformPerRowInRowOrder() {
     java.util.Random r = new java.util.Random(9);
-    for (int trial = 0; trial < 50; trial++) {
-      int v = 1 + r.nextInt(300), k = 1 + r.nextInt(v);
-      float[] x = new float[v + 3];
-      for (int i = 0; i < x.length; i++) {
-        // few distinct values so ties are common; negatives, zeros of both signs, large magnitudes
-        x[i] = switch (r.nextInt(6)) {
-          case 0 -> 0f;
-          case 1 -> -0f;
-          case 2 -> (float) r.nextInt(5) - 2;
-          case 3 -> (float) (r.nextGaussian() * 1e30);
-          default -> (float) r.nextGaussian();
-        };
+    int rows = 3, vocab = 300;
+    float[] x = new float[rows * vocab];
+    for (int i = 0; i < x.length; i++) x[i] = (float) r.nextGaussian();
+    SamplingConfig cfg = new SamplingConfig(0.9f, 50, 0.9f, 77, 1, true);
+    Sampler draws = new Sampler(cfg);
+    try (Sampler s = new Sampler(cfg);
+        dev.athanor.tensor.Tensor lg = dev.athanor.tensor.Tensor.of(x, rows, vocab)) {
+      for (int call = 0; call < 20; call++) {
+        int[] got = s.sampleRows(lg, vocab - 1);
+        for (int row = 0; row < rows; row++) {
+          int want = SampleOpTest.reference(x, row * vocab, vocab, vocab - 1, 0.9f, 50, 0.9f, draws.nextUniform());
+          assertEquals(want, got[row], "call " + call + " row " + row);
+        }
       }
-      Integer[] naive = new Integer[v];
-      for (int i = 0; i < v; i++) naive[i] = i;
-      java.util.Arrays.sort(naive, (a, b) -> {
-        int c = Float.compare(x[3 + b], x[3 + a]);
-        return c != 0 ? c : Integer.compare(a, b);
-      });
-      int[] got = Sampler.topK(x, 3, v, k);
-      for (int i = 0; i < k; i++) assertEquals(naive[i], got[i], "trial " + trial + " rank " + i);
     }
   }
 
