@@ -56,6 +56,10 @@ public final class HostOptimizer implements AutoCloseable {
   public static void placeState(ParameterStore store, OffloadConfig offload) {
     Objects.requireNonNull(store, "store");
     Objects.requireNonNull(offload, "offload");
+    if (store.computeDtype() == DType.F32) {
+      throw new IllegalArgumentException("the optimizer on the host needs a model computing in a low-precision dtype (BF16 "
+          + "on CUDA), whose compute weights are apart from the masters; this one computes in F32");
+    }
     for (Role r : offload.diskRoles()) {
       if (r != Role.ADAM_M && r != Role.ADAM_V) {
         throw new IllegalArgumentException("with the optimizer on the host only AdamW's moments can be on DISK, not " + r
@@ -82,8 +86,8 @@ public final class HostOptimizer implements AutoCloseable {
             + store.placement(Role.MASTER));
       }
       if (store.weightsAreMasters() || store.computeDtype() == DType.F32) {
-        throw new IllegalArgumentException("the host optimizer needs compute weights of a low-precision dtype apart from the "
-            + "masters; this store computes in " + store.computeDtype());
+        throw new IllegalArgumentException("the optimizer on the host needs compute weights of a low-precision dtype apart "
+            + "from the masters; this store computes in " + store.computeDtype());
       }
       if (optimizer.shard() != null) throw new IllegalArgumentException("the host optimizer needs an unsharded AdamW");
       long largest = 0;
