@@ -102,6 +102,42 @@ class HostOffloadTrainingTest {
     }
   }
 
+  /** A checkpoint of a run with the optimizer on the host resumes exactly, with it on the host and in memory. */
+  @Test
+  void aCheckpointWithTheOptimizerOnTheHostResumesExactly(@TempDir Path tmp) {
+    Path data = OffloadedOptimizerTest.shard(tmp);
+    TrainConfig tc = OffloadedOptimizerTest.tc(6, 2);
+    HostOffload disk = new HostOffload(OffloadConfig.optimizerStateOnDisk(tmp.resolve("off")));
+    Run whole = train(data, GPT2, Device.CPU, tc, null);
+    Path ck = tmp.resolve("ck");
+    try (TokenDataset d = TokenDataset.open(data); Transformer model = new Transformer(GPT2, Device.CPU, DType.BF16);
+        Trainer t = new Trainer(model, tc, new DataLoader(d, tc.batch(), tc.seq(), tc.shuffle(), tc.seed()), disk);
+        dev.athanor.train.checkpoint.CheckpointManager cm = new dev.athanor.train.checkpoint.CheckpointManager(ck, 2, true)) {
+      model.initialize(8);
+      for (int s = 0; s < 3; s++) t.step();
+      cm.prepare(t);
+      cm.save(t);
+      cm.awaitWrite();
+    }
+    for (HostOffload resumeWith : java.util.Arrays.asList(HostOffload.PINNED, null)) {
+      try (TokenDataset d = TokenDataset.open(data); Transformer model = new Transformer(GPT2, Device.CPU, DType.BF16)) {
+        DataLoader loader = new DataLoader(d, tc.batch(), tc.seq(), tc.shuffle(), tc.seed());
+        try (Trainer t = resumeWith == null ? new Trainer(model, tc, loader) : new Trainer(model, tc, loader, resumeWith)) {
+          dev.athanor.train.checkpoint.CheckpointManager.latestValid(ck, w -> { }).orElseThrow().restore(t);
+          List<Integer> losses = new ArrayList<>();
+          while (!t.done()) losses.add(Float.floatToRawIntBits(t.step().loss()));
+          String what = "resumed " + (resumeWith == null ? "in memory" : "with the optimizer on the host");
+          assertArrayEquals(java.util.Arrays.copyOfRange(whole.losses(), 3, 6),
+              losses.stream().mapToInt(Integer::intValue).toArray(), what + ": losses");
+          try (var m = model.parameters().flat(Role.MASTER).to(Tier.HOST)) {
+            assertArrayEquals(whole.masters(), OffloadedOptimizerTest.raw(m.toFloatArray()), what + ": masters");
+          }
+          assertArrayEquals(whole.m(), OffloadedOptimizerTest.bytes(t.optimizer().firstMoments()), what + ": first moments");
+        }
+      }
+    }
+  }
+
   @Test
   void refusesWhatItCannotPlace(@TempDir Path tmp) {
     IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
