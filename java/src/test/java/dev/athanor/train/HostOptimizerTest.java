@@ -141,6 +141,25 @@ class HostOptimizerTest {
   }
 
   @Test
+  void streamCopiesOnTheCpuCopyAtOnceCountAndClose() {
+    StreamCopies c = new StreamCopies(Device.CPU);
+    try (Tensor src = Tensor.of(new float[] {1, 2, 3}, 3); Tensor dst = Tensor.zeros(DType.F32, Device.CPU, Tier.HOST_PINNED, 3)) {
+      long t = c.toHost(dst, src);
+      assertArrayEquals(new float[] {1, 2, 3}, dst.toFloatArray(), "a CPU stream copies before returning");
+      c.await(t);
+      c.await(t);  // awaiting twice, or a ticket never issued, returns at once
+      c.await(12345);
+      long u = c.toDevice(src, dst);
+      assertTrue(u > t);
+      assertEquals(12, c.bytesToHost());
+      assertEquals(12, c.bytesToDevice());
+      c.close();
+      c.close();
+      assertThrows(IllegalStateException.class, () -> c.toHost(dst, src));
+    }
+  }
+
+  @Test
   void refusesWhatItCannotUpdate(@TempDir Path dir) {
     try (ParameterStore f32 = new ParameterStore(units(), Device.CPU, DType.F32);
         ParameterStore b = new ParameterStore(units(), Device.CPU, DType.BF16)) {
