@@ -109,8 +109,8 @@ public final class HostOffloadPlanner {
   /**
    * The memory of {@code job} (on CUDA) with the optimizer on the host and {@code diskMoments} on DISK: the masters and
    * the pinned moments moved from DEVICE to HOST_PINNED, the moments on DISK to DISK; the host optimizer's staging
-   * slots (two F32 gradients and two compute-dtype weights of the largest unit) pinned, and the DISK moments' staging
-   * buffers in HOST.
+   * (with one micro-batch a step a pinned copy of the whole F32 gradient, else two F32 gradient slots of the largest
+   * unit; two compute-dtype weight slots) pinned, and the DISK moments' staging buffers in HOST.
    */
   public static Footprint footprint(OffloadPlanner.Job job, Set<Role> diskMoments) {
     Objects.requireNonNull(job, "job");
@@ -133,8 +133,11 @@ public final class HostOffloadPlanner {
     }
     long largest = OffloadPlan.largestUnit(job.model());
     DType dt = job.dtype();
-    f = f.plus(Component.OPTIMIZER, Tier.HOST_PINNED, 2 * (MemoryManager.reservedSize(Tier.HOST_PINNED, largest * 4)
-        + MemoryManager.reservedSize(Tier.HOST_PINNED, largest * dt.byteSize())));
+    // the gradients: with one micro-batch a step streamed during the backward into a pinned copy of the whole
+    // gradient, else through two slots of the largest unit; the weights through two slots
+    long grads = job.train().accum() == 1 ? pinned : 2 * MemoryManager.reservedSize(Tier.HOST_PINNED, largest * 4);
+    f = f.plus(Component.GRADIENTS, Tier.HOST_PINNED, grads)
+        .plus(Component.OPTIMIZER, Tier.HOST_PINNED, 2 * MemoryManager.reservedSize(Tier.HOST_PINNED, largest * dt.byteSize()));
     if (!diskMoments.isEmpty()) {
       f = f.plus(Component.OPTIMIZER, Tier.HOST, new OffloadConfig(diskMoments, null, job.chunkBytes()).stagingBytes(largest));
     }

@@ -28,7 +28,9 @@ import java.util.Objects;
  *       next computation on the device waits.
  * </ol>
  * Two gradient slots and two weight slots of the largest unit's elements, pinned, are what this adds to host memory
- * ({@link #stagingBytes}). A slot is written by the host only after the copy that last read it has been awaited, and
+ * ({@link #stagingBytes}). With one micro-batch per step the gradients can instead stream to a pinned copy of the whole
+ * model's gradient during the backward ({@link #hooks()}: each unit's copy enqueued as its backward completes it, so
+ * it overlaps the backward of the units before it), and the update then waits only for the copies still running. A slot is written by the host only after the copy that last read it has been awaited, and
  * read only after the copy that filled it: with copies that run late (as on a device) the bits are those of copies
  * that run at once.
  *
@@ -44,8 +46,11 @@ public final class HostOptimizer implements AutoCloseable {
   private final ParameterStore store;
   private final AdamW optimizer;
   private final UnitCopies copies;
-  private final Tensor[] gradSlots = new Tensor[2];    // (largest unit) F32, pinned
+  private final Tensor[] gradSlots = new Tensor[2];    // (largest unit) F32, pinned; not with streamed gradients
+  private Tensor hostGrad;                             // (numel) F32, pinned: the streamed gradients, or null
+  private final long[] gradTickets;                    // per unit: the copy of its streamed gradient, or -1
   private final Tensor[] weightSlots = new Tensor[2];  // (largest unit) compute dtype, pinned
+  private long streamedByHooks;                        // gradient copies the backward's hooks enqueued
   private boolean closed;
 
   /**
@@ -77,6 +82,16 @@ public final class HostOptimizer implements AutoCloseable {
    * and {@code copies} (owned by this, closed with it).
    */
   public HostOptimizer(ParameterStore store, AdamW optimizer, UnitCopies copies) {
+    this(store, optimizer, copies, false);
+  }
+
+  /**
+   * As {@link #HostOptimizer(ParameterStore, AdamW, UnitCopies)}; with {@code streamGradients}, {@link #hooks()} copies
+   * each unit's micro-batch gradient ({@link Role#GRAD}) to the host as soon as the backward has completed it, while the
+   * backward of the units before it runs, into a pinned buffer of the whole model's F32 gradient (instead of the two
+   * gradient slots): what a step of one micro-batch uses ({@link #update} with {@link Role#GRAD}).
+   */
+  public HostOptimizer(ParameterStore store, AdamW optimizer, UnitCopies copies, boolean streamGradients) {
     this.store = Objects.requireNonNull(store, "store");
     this.optimizer = Objects.requireNonNull(optimizer, "optimizer");
     Objects.requireNonNull(copies, "copies");
@@ -93,22 +108,72 @@ public final class HostOptimizer implements AutoCloseable {
       long largest = 0;
       for (Unit u : store.units()) largest = Math.max(largest, u.elements().length());
       for (int i = 0; i < 2; i++) {
-        gradSlots[i] = Tensor.empty(DType.F32, Device.CPU, HOST_TIER, largest).detach();
+        if (!streamGradients) gradSlots[i] = Tensor.empty(DType.F32, Device.CPU, HOST_TIER, largest).detach();
         weightSlots[i] = Tensor.empty(store.computeDtype(), Device.CPU, HOST_TIER, largest).detach();
       }
+      hostGrad = streamGradients ? Tensor.empty(DType.F32, Device.CPU, HOST_TIER, store.numel()).detach() : null;
     } catch (RuntimeException e) {
       freeSlots();
       copies.close();
       throw e;
     }
     this.copies = copies;
+    this.gradTickets = new long[store.units().size()];
+    java.util.Arrays.fill(gradTickets, -1);
   }
 
-  /** Host bytes of the staging slots: two of the largest unit's F32 gradient and two of its compute-dtype weights. */
+  /**
+   * The hooks that stream the gradients ({@code streamGradients}): after each unit's backward, its gradient's copy to
+   * the host is enqueued behind it. {@link dev.athanor.nn.BlockHooks#NONE} without streaming.
+   */
+  public dev.athanor.nn.BlockHooks hooks() {
+    if (hostGrad == null) return dev.athanor.nn.BlockHooks.NONE;
+    return new dev.athanor.nn.BlockHooks() {
+      @Override
+      public void afterGradients(Unit unit) {
+        streamGradient(unit);
+        streamedByHooks++;
+      }
+    };
+  }
+
+  /**
+   * A micro-batch's backward is about to form new gradients: waits for the streamed copies of the last one (they read
+   * the gradients the caller is about to zero) and forgets them, so that {@link #update} uses only what this
+   * micro-batch streams (copying the rest itself). Nothing without streamed gradients.
+   */
+  public void beginMicroBatch() {
+    if (hostGrad == null) return;
+    for (int i = 0; i < gradTickets.length; i++) {
+      if (gradTickets[i] >= 0) copies.await(gradTickets[i]);
+      gradTickets[i] = -1;
+    }
+  }
+
+  /** Enqueues the copy of {@code u}'s gradient into the pinned buffer (after the last one of it has run). */
+  private void streamGradient(Unit u) {
+    if (closed) throw new IllegalStateException("the host optimizer is closed");
+    if (gradTickets[u.index()] >= 0) copies.await(gradTickets[u.index()]);  // an earlier micro-batch's, not used
+    gradTickets[u.index()] = -1;
+    try (Tensor dst = hostGrad.slice(0, u.elements().start(), u.elements().end());
+        Tensor src = store.slice(Role.GRAD, u.elements())) {
+      gradTickets[u.index()] = copies.toHost(dst, src);
+    }
+  }
+
+  /**
+   * Host bytes of the staging slots: two of the largest unit's F32 gradient (with streamed gradients, the whole
+   * model's instead) and two of its compute-dtype weights.
+   */
   public long stagingBytes() {
-    long b = 0;
+    long b = hostGrad == null ? 0 : hostGrad.byteSize();
     for (Tensor[] slots : List.of(gradSlots, weightSlots)) for (Tensor t : slots) if (t != null) b += t.byteSize();
     return b;
+  }
+
+  /** Units' gradient copies enqueued by {@link #hooks()} during backward passes so far (not by {@link #update}). */
+  public long gradientsStreamed() {
+    return streamedByHooks;
   }
 
   /** Bytes copied to the host and back so far (gradients and weights). */
@@ -127,20 +192,33 @@ public final class HostOptimizer implements AutoCloseable {
     List<Unit> order = new ArrayList<>(store.units());
     java.util.Collections.reverse(order);
     int n = order.size();
+    boolean streamed = hostGrad != null;
+    if (streamed && gradRole != Role.GRAD) {
+      throw new IllegalArgumentException("streamed gradients are one micro-batch's (GRAD); the step's gradient is in "
+          + gradRole);
+    }
     long[] grads = new long[n], weights = new long[n];
     java.util.Arrays.fill(grads, -1);
     java.util.Arrays.fill(weights, -1);
     try {
-      if (n > 0) grads[0] = gradToHost(order.get(0), 0, gradRole);
+      if (streamed) {
+        for (int i = 0; i < n; i++) {  // units whose backward streamed nothing (no hooks ran): copied now
+          if (gradTickets[order.get(i).index()] < 0) streamGradient(order.get(i));
+          grads[i] = gradTickets[order.get(i).index()];
+        }
+      } else if (n > 0) {
+        grads[0] = gradToHost(order.get(0), 0, gradRole);
+      }
       for (int i = 0; i < n; i++) {
         Unit u = order.get(i);
         int len = Math.toIntExact(u.elements().length());
         // slot (i + 1) % 2 was last filled for unit i - 1, whose update has finished on the host
-        if (i + 1 < n) grads[i + 1] = gradToHost(order.get(i + 1), (i + 1) % 2, gradRole);
+        if (!streamed && i + 1 < n) grads[i + 1] = gradToHost(order.get(i + 1), (i + 1) % 2, gradRole);
         copies.await(grads[i]);
         if (i >= 2) copies.await(weights[i - 2]);  // weight slot i % 2 was read by the copy of unit i - 2
-        try (Tensor g = gradSlots[i % 2].slice(0, 0, len); Tensor w = weightSlots[i % 2].slice(0, 0, len);
-            Tensor dst = store.slice(Role.WEIGHT, u.elements())) {
+        try (Tensor g = streamed ? hostGrad.slice(0, u.elements().start(), u.elements().end())
+                : gradSlots[i % 2].slice(0, 0, len);
+            Tensor w = weightSlots[i % 2].slice(0, 0, len); Tensor dst = store.slice(Role.WEIGHT, u.elements())) {
           zeroPadding(u, w);
           optimizer.updateInto(u.elements(), g, w, lr, beta1, beta2, eps, weightDecay, gradScale);
           weights[i] = copies.toDevice(dst, w);
@@ -151,6 +229,7 @@ public final class HostOptimizer implements AutoCloseable {
         if (grads[i] >= 0) copies.await(grads[i]);
         if (weights[i] >= 0) copies.await(weights[i]);
       }
+      java.util.Arrays.fill(gradTickets, -1);
     }
   }
 
@@ -178,6 +257,8 @@ public final class HostOptimizer implements AutoCloseable {
   }
 
   private void freeSlots() {
+    if (hostGrad != null) hostGrad.close();
+    hostGrad = null;
     for (Tensor[] slots : List.of(gradSlots, weightSlots)) {
       for (int i = 0; i < slots.length; i++) {
         if (slots[i] != null) slots[i].close();

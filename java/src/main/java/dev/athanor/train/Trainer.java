@@ -204,15 +204,16 @@ public final class Trainer implements AutoCloseable {
       this.ownsWeights = false;
       this.files = null;
       this.pager = null;
-      this.hooksBefore = null;
+      this.hooksBefore = model.hooks();
       HostOptimizer.placeState(store, offload);
       AdamW o = new AdamW(store, offload);
-      try {
-        this.host = new HostOptimizer(store, o, new dev.athanor.offload.StreamCopies(model.device()));
+      try {  // one micro-batch a step: each unit's gradient goes to the host as its backward completes it
+        this.host = new HostOptimizer(store, o, new dev.athanor.offload.StreamCopies(model.device()), cfg.accum() == 1);
       } catch (RuntimeException e) {
         o.close();
         throw e;
       }
+      model.setHooks(BlockHooks.both(hooksBefore, host.hooks()));
       this.optimizer = o;
     } else if (!offload.pagesUnits() && weights == null || sharded != null) {
       this.host = null;
@@ -306,7 +307,10 @@ public final class Trainer implements AutoCloseable {
   /** Closes the host optimizer (its copies and staging slots), then the optimizer. */
   private void closeOptimizer() {
     try {
-      if (host != null) host.close();
+      if (host != null) {
+        model.setHooks(hooksBefore);
+        host.close();
+      }
     } finally {
       optimizer.close();
     }
@@ -515,6 +519,7 @@ public final class Trainer implements AutoCloseable {
       } else if (paged) {
         pager.beginMicroBatch(i);  // each unit's gradient window starts at zero; the pager accumulates on DISK
       } else {
+        if (host != null) host.beginMicroBatch();  // the last streamed gradient copies have read GRAD
         store.zero(Role.GRAD);
       }
       float loss = model.forward(b.inputs(), b.targets(), b.batch(), b.seq());

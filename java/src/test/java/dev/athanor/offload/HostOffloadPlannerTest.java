@@ -64,12 +64,18 @@ class HostOffloadPlannerTest {
     long n = OffloadPlan.layoutElements(GPT2_124M);
     Footprint memory = j.inMemory();
     Footprint host = HostOffloadPlanner.footprint(j, Set.of());
-    // masters and both moments (12 bytes a parameter) leave the device; the staging slots are pinned
+    // masters and both moments (12 bytes a parameter) leave the device; with one micro-batch a step the gradient
+    // streams into a pinned copy of it, and the weights go through two pinned slots
     long state = 3 * MemoryManager.reservedSize(Tier.DEVICE, 4 * n);
     assertEquals(memory.bytes(Tier.DEVICE) - state, host.bytes(Tier.DEVICE));
     long largest = OffloadPlan.largestUnit(GPT2_124M);
-    long slots = 2 * (MemoryManager.reservedSize(Tier.HOST_PINNED, 4 * largest) + MemoryManager.reservedSize(Tier.HOST_PINNED, 2 * largest));
-    assertEquals(3 * MemoryManager.reservedSize(Tier.HOST_PINNED, 4 * n) + slots, host.bytes(Tier.HOST_PINNED));
+    long slots = 2 * MemoryManager.reservedSize(Tier.HOST_PINNED, 2 * largest);
+    assertEquals(4 * MemoryManager.reservedSize(Tier.HOST_PINNED, 4 * n) + slots, host.bytes(Tier.HOST_PINNED));
+    // with accumulation the gradients go through two slots of the largest unit instead
+    TrainConfig t2 = new TrainConfig(10, 4, 1024, 2, 6e-4f, 6e-5f, 1, Schedule.COSINE, 0.1f, 0.9f, 0.95f, 1e-8f, 1f, false, 0);
+    Footprint accum = HostOffloadPlanner.footprint(new OffloadPlanner.Job(GPT2_124M, CUDA, t2, false, false, false), Set.of());
+    assertEquals(3 * MemoryManager.reservedSize(Tier.HOST_PINNED, 4 * n) + slots
+        + 2 * MemoryManager.reservedSize(Tier.HOST_PINNED, 4 * largest), accum.bytes(Tier.HOST_PINNED));
     assertEquals(memory.bytes(Tier.HOST), host.bytes(Tier.HOST));
     assertEquals(0, host.bytes(Tier.DISK));
     assertEquals(memory.bytes(Component.WEIGHTS, Set.of(Tier.DEVICE)) - MemoryManager.reservedSize(Tier.DEVICE, 4 * n),

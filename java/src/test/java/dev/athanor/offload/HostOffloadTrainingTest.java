@@ -68,6 +68,8 @@ class HostOffloadTrainingTest {
         if (host != null) {
           long perStep = s.numel() * (4 + 2) * (long) tc.steps();  // F32 gradient down, BF16 weights up
           assertEquals(perStep, t.hostOptimizer().bytesMoved(), "bytes between the host and where the model computes");
+          // one micro-batch a step: every unit's gradient went to the host from the backward's hooks
+          assertEquals(tc.accum() == 1 ? (long) s.units().size() * tc.steps() : 0, t.hostOptimizer().gradientsStreamed());
         }
         try (var m = s.flat(Role.MASTER).to(Tier.HOST)) {
           return new Run(losses.stream().mapToInt(Integer::intValue).toArray(), norms.stream().mapToInt(Integer::intValue).toArray(),

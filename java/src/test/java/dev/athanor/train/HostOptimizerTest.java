@@ -79,6 +79,14 @@ class HostOptimizerTest {
 
   /** {@code steps} steps of the in-place update and of the host optimizer, with {@code diskMoments} on DISK there. */
   static void compare(int steps, Set<Role> diskMoments, Path dir, boolean late) {
+    compare(steps, diskMoments, dir, late, false);
+  }
+
+  /**
+   * The same; with {@code stream} the gradients stream through the host optimizer's hooks as a backward would call
+   * them, unit by unit in reverse (for the last step only some units, the others copied by the update).
+   */
+  static void compare(int steps, Set<Role> diskMoments, Path dir, boolean late, boolean stream) {
     OffloadConfig off = diskMoments.isEmpty() ? OffloadConfig.NONE : new OffloadConfig(EnumSet.copyOf(diskMoments), dir, 4000);
     try (ParameterStore a = new ParameterStore(units(), Device.CPU, DType.BF16);
         ParameterStore b = new ParameterStore(units(), Device.CPU, DType.BF16)) {
@@ -88,14 +96,23 @@ class HostOptimizerTest {
       assertEquals(Tier.HOST_PINNED, b.placement(Role.MASTER).tier());
       assertEquals(Tier.HOST, b.placement(Role.WEIGHT).tier());
       try (AdamW oa = new AdamW(a); AdamW ob = new AdamW(b, off);
-          HostOptimizer host = new HostOptimizer(b, ob, late ? new LateCopies() : new StreamCopies(Device.CPU))) {
+          HostOptimizer host = new HostOptimizer(b, ob, late ? new LateCopies() : new StreamCopies(Device.CPU), stream)) {
         for (Role r : List.of(Role.ADAM_M, Role.ADAM_V)) {
           assertEquals(off.onDisk(r), ob.onDisk(r), r + " on DISK");
           if (!off.onDisk(r)) assertEquals(Tier.HOST_PINNED, b.flat(r).tier(), r + " pinned");
         }
         for (int step = 0; step < steps; step++) {
           gradients(a, step);
+          if (stream) {  // an earlier micro-batch's gradient streamed first: the step's must replace it
+            for (dev.athanor.params.Unit u : b.units()) host.hooks().afterGradients(u);
+            host.beginMicroBatch();
+          }
           gradients(b, step);
+          if (stream) {
+            List<dev.athanor.params.Unit> units = new ArrayList<>(b.units());
+            java.util.Collections.reverse(units);
+            for (dev.athanor.params.Unit u : step == steps - 1 ? units.subList(0, 2) : units) host.hooks().afterGradients(u);
+          }
           float clip = step == 1 ? 0.5f : 1f;
           oa.beginStep();
           oa.update(a.all(), Role.GRAD, LR, B1, B2, EPS, WD, clip);
@@ -105,10 +122,12 @@ class HostOptimizerTest {
           for (int i = 0; i < sa.size(); i++) assertArrayEquals(sa.get(i), sb.get(i), "step " + step + ", state part " + i);
         }
         long n = b.numel();
-        assertEquals(steps * n * (4 + 2), host.bytesMoved(), "each step: the F32 gradient down and the BF16 weights up");
+        long extra = stream ? steps * n * 4 : 0;  // the earlier micro-batch's gradients, streamed and not used
+        assertEquals(steps * n * (4 + 2) + extra, host.bytesMoved(), "each step: the F32 gradient down and the BF16 weights up");
         long largest = b.unit("embedding").elements().length();  // 130 x 70, padded to the alignment
         assertEquals(ParameterStore.layoutNumel(units().get("embedding")), largest);
-        assertEquals(2 * largest * 4 + 2 * largest * 2, host.stagingBytes(), "two F32 and two BF16 slots of the largest unit");
+        assertEquals((stream ? n * 4 : 2 * largest * 4) + 2 * largest * 2, host.stagingBytes(),
+            "two F32 slots of the largest unit or the whole gradient, two BF16 slots");
       }
     }
   }
@@ -121,6 +140,13 @@ class HostOptimizerTest {
   @Test
   void copiesThatRunLateGiveTheSameBits() {
     compare(3, Set.of(), null, true);
+  }
+
+  @Test
+  void gradientsStreamedDuringTheBackwardGiveTheSameBits(@TempDir Path dir) {
+    compare(3, Set.of(), null, true, true);
+    compare(3, Set.of(), null, false, true);
+    compare(2, Set.of(Role.ADAM_M, Role.ADAM_V), dir, true, true);
   }
 
   @Test
