@@ -288,7 +288,7 @@ do_model_ours() {
     | sed 's/^{/{"hopper_switch":1,/' | tee -a "$W/model-ours.jsonl"
   # offload on CUDA (issue 9): the same training with a device budget below its in-memory need (8.6 GiB; 4.8 with
   # recomputation), so the planner puts the optimizer on the host (masters and moments pinned, CPU AdamW), then with
-  # less host memory both moments on DISK. Compare tokens_per_s with the first line above (in memory); the
+  # less host memory (1500m) the first moment on DISK and the gradients through two pinned slots. Compare tokens_per_s with the first line above (in memory); the
   # lines go to logs/offload-cuda.jsonl (inside logs.tar.gz), not into the report's table
   for hb in 8g 1500m; do
     echo "== athanor bench --preset gpt2 ${MODEL_CASES[0]} --offload auto --mem-device 4g --mem-host $hb"

@@ -11,10 +11,18 @@ import java.util.Objects;
  * its new compute weights back.
  *
  * @param moments the moments on DISK (a subset of ADAM_M and ADAM_V; empty: both pinned), their directory and chunk
+ * @param streamGradients with one micro-batch a step, whether each unit's gradient goes to the host as the backward
+ *     completes it, into a pinned copy of the whole F32 gradient (the copies overlap the backward), rather than after
+ *     the backward through two pinned slots of the largest unit (less pinned memory)
  */
-public record HostOffload(OffloadConfig moments) {
-  /** Masters and both moments in pinned host memory, nothing on DISK. */
+public record HostOffload(OffloadConfig moments, boolean streamGradients) {
+  /** Masters and both moments in pinned host memory, nothing on DISK, the gradients streamed. */
   public static final HostOffload PINNED = new HostOffload(OffloadConfig.NONE);
+
+  /** {@code moments} on DISK, the gradients streamed during the backward (with one micro-batch a step). */
+  public HostOffload(OffloadConfig moments) {
+    this(moments, true);
+  }
 
   public HostOffload {
     Objects.requireNonNull(moments, "moments");

@@ -24,7 +24,8 @@ import java.util.Set;
  * machine has.
  *
  * <p>The placements tried, in order (each with the job's activations, then recomputed): the moments pinned, the first
- * moment on DISK, both on DISK. What the device keeps cannot shrink below its weights, gradients, activations and
+ * moment on DISK, both on DISK; each with the gradients streamed to the host during the backward (one micro-batch a
+ * step: a pinned copy of the whole gradient), then through two slots of the largest unit. What the device keeps cannot shrink below its weights, gradients, activations and
  * workspace: a job whose device memory is short even then gets no plan, and the failure names the DEVICE tier.
  * The CPU's placements (weights and gradients on DISK, activations on DISK) are {@link OffloadPlanner}'s.
  */
@@ -39,9 +40,11 @@ public final class HostOffloadPlanner {
    *
    * @param job the job (its {@link OffloadPlanner.Job#recompute()} says whether the activations are recomputed)
    * @param diskMoments AdamW's moments on DISK (the others pinned)
+   * @param streamGradients whether the gradients stream to the host during the backward ({@link
+   *     HostOffload#streamGradients()}; only with one micro-batch a step)
    * @param footprint the job's memory with this placement, per component and tier
    */
-  public record Plan(OffloadPlanner.Job job, Set<Role> diskMoments, Footprint footprint) {
+  public record Plan(OffloadPlanner.Job job, Set<Role> diskMoments, boolean streamGradients, Footprint footprint) {
     public Plan {
       Objects.requireNonNull(job, "job");
       Objects.requireNonNull(footprint, "footprint");
@@ -51,8 +54,8 @@ public final class HostOffloadPlanner {
 
     /** The trainer's configuration for this plan, the moments' files in {@code directory} (null: the DISK tier's). */
     public HostOffload offload(Path directory) {
-      return diskMoments.isEmpty() ? HostOffload.PINNED
-          : new HostOffload(new OffloadConfig(EnumSet.copyOf(diskMoments), directory, job.chunkBytes()));
+      return new HostOffload(diskMoments.isEmpty() ? OffloadConfig.NONE
+          : new OffloadConfig(EnumSet.copyOf(diskMoments), directory, job.chunkBytes()), streamGradients);
     }
 
     /** Bytes between the device and the host per step: every unit's F32 gradient down, its compute weights up. */
@@ -74,7 +77,8 @@ public final class HostOffloadPlanner {
           + (diskMoments.size() == 2 ? "" : " and " + (diskMoments.isEmpty() ? moments : "the other moment"))
           + " in pinned host memory" + (diskMoments.isEmpty() ? "" : ", " + moments)
           + "; the " + job.dtype() + " weights, the gradients and the activations"
-          + (job.recompute() ? " (recomputed in the backward)" : "") + " on " + job.device());
+          + (job.recompute() ? " (recomputed in the backward)" : "") + " on " + job.device() + "; the gradients to the host "
+          + (streamGradients ? "as the backward completes each unit" : "after the backward, through two slots"));
       for (Tier t : List.of(Tier.DEVICE, Tier.HOST_PINNED, Tier.HOST, Tier.DISK)) {
         if (f.bytes(t) == 0) continue;
         StringBuilder b = new StringBuilder("  " + t + ": " + Footprint.size(f.bytes(t)) + " (");
@@ -113,7 +117,16 @@ public final class HostOffloadPlanner {
    * unit; two compute-dtype weight slots) pinned, and the DISK moments' staging buffers in HOST.
    */
   public static Footprint footprint(OffloadPlanner.Job job, Set<Role> diskMoments) {
+    return footprint(job, diskMoments, job.train().accum() == 1);
+  }
+
+  /** As {@link #footprint(OffloadPlanner.Job, Set)}, the gradients streamed or not ({@link Plan#streamGradients()}). */
+  public static Footprint footprint(OffloadPlanner.Job job, Set<Role> diskMoments, boolean streamGradients) {
     Objects.requireNonNull(job, "job");
+    if (streamGradients && job.train().accum() > 1) {
+      throw new IllegalArgumentException("the gradients stream during the backward only with one micro-batch a step, not "
+          + job.train().accum());
+    }
     if (!job.device().isCuda()) {
       throw new IllegalArgumentException("the optimizer on the host is planned for a CUDA job; on " + job.device()
           + " the state goes to DISK (OffloadPlanner)");
@@ -135,7 +148,7 @@ public final class HostOffloadPlanner {
     DType dt = job.dtype();
     // the gradients: with one micro-batch a step streamed during the backward into a pinned copy of the whole
     // gradient, else through two slots of the largest unit; the weights through two slots
-    long grads = job.train().accum() == 1 ? pinned : 2 * MemoryManager.reservedSize(Tier.HOST_PINNED, largest * 4);
+    long grads = streamGradients ? pinned : 2 * MemoryManager.reservedSize(Tier.HOST_PINNED, largest * 4);
     f = f.plus(Component.GRADIENTS, Tier.HOST_PINNED, grads)
         .plus(Component.OPTIMIZER, Tier.HOST_PINNED, 2 * MemoryManager.reservedSize(Tier.HOST_PINNED, largest * dt.byteSize()));
     if (!diskMoments.isEmpty()) {
@@ -144,9 +157,17 @@ public final class HostOffloadPlanner {
     return f;
   }
 
-  /** {@code job} with the optimizer on the host and {@code diskMoments} on DISK, fitting or not. */
+  /**
+   * {@code job} with the optimizer on the host and {@code diskMoments} on DISK, fitting or not, the gradients streamed
+   * when the job has one micro-batch a step.
+   */
   public static Plan place(OffloadPlanner.Job job, Set<Role> diskMoments) {
-    return new Plan(job, diskMoments, footprint(job, diskMoments));
+    return place(job, diskMoments, job.train().accum() == 1);
+  }
+
+  /** The same, the gradients streamed or not. */
+  public static Plan place(OffloadPlanner.Job job, Set<Role> diskMoments, boolean streamGradients) {
+    return new Plan(job, diskMoments, streamGradients, footprint(job, diskMoments, streamGradients));
   }
 
   /**
@@ -182,8 +203,11 @@ public final class HostOffloadPlanner {
     Plan last = null;
     for (OffloadPlanner.Job j : jobs) {
       for (Set<Role> roles : STEPS) {
-        last = place(j, roles);
-        if (shortfall(last.footprint(), mm) == null) return new Result(last, null);
+        // the gradients streamed (faster, a pinned copy of them), else through slots (less pinned memory)
+        for (boolean stream : j.train().accum() == 1 ? new boolean[] {true, false} : new boolean[] {false}) {
+          last = place(j, roles, stream);
+          if (shortfall(last.footprint(), mm) == null) return new Result(last, null);
+        }
       }
     }
     return new Result(null, "no offload plan fits: with the optimizer on the host, " + OffloadPlan.describe(last.diskMoments())

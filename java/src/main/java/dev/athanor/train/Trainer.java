@@ -208,7 +208,8 @@ public final class Trainer implements AutoCloseable {
       HostOptimizer.placeState(store, offload);
       AdamW o = new AdamW(store, offload);
       try {  // one micro-batch a step: each unit's gradient goes to the host as its backward completes it
-        this.host = new HostOptimizer(store, o, new dev.athanor.offload.StreamCopies(model.device()), cfg.accum() == 1);
+        this.host = new HostOptimizer(store, o, new dev.athanor.offload.StreamCopies(model.device()),
+            hostOffload.streamGradients() && cfg.accum() == 1);
       } catch (RuntimeException e) {
         o.close();
         throw e;

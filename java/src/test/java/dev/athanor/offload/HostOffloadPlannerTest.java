@@ -117,9 +117,19 @@ class HostOffloadPlannerTest {
     assertEquals(2L * 4 * OffloadPlan.layoutElements(GPT2_124M), p.diskTrafficPerStep());
     HostOffload off = p.offload(Path.of("/tmp/x"));
     assertTrue(off.moments().onDisk(Role.ADAM_M) && !off.moments().onDisk(Role.ADAM_V), off.toString());
+    assertTrue(p.streamGradients());
     budgets(device, host[2]);
     assertEquals(both, HostOffloadPlanner.plan(j, MM).orThrow().diskMoments());
+    // less: the gradients go through two slots instead of a pinned copy of them (slower, 4 bytes a parameter less)
+    long slots = HostOffloadPlanner.footprint(j, both, false).bytes(Set.of(Tier.HOST, Tier.HOST_PINNED));
+    assertTrue(slots < host[2], slots + " < " + host[2]);
     budgets(device, host[2] - 1);
+    p = HostOffloadPlanner.plan(j, MM).orThrow();
+    assertEquals(both, p.diskMoments());
+    assertFalse(p.streamGradients());
+    assertFalse(p.offload(null).streamGradients());
+    assertTrue(String.join("\n", p.describe()).contains("through two slots"), p.describe().toString());
+    budgets(device, slots - 1);
     HostOffloadPlanner.Result r = HostOffloadPlanner.plan(j, MM);
     assertNull(r.plan());
     assertTrue(r.failure().contains("host memory (HOST and HOST_PINNED, held to the HOST budget) is"), r.failure());
