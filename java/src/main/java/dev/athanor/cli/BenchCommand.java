@@ -18,6 +18,8 @@ import dev.athanor.nn.Footprint;
 import dev.athanor.nn.ModelConfig;
 import dev.athanor.nn.Stage;
 import dev.athanor.nn.Transformer;
+import dev.athanor.offload.HostOffload;
+import dev.athanor.offload.HostOffloadPlanner;
 import dev.athanor.offload.OffloadConfig;
 import dev.athanor.offload.OffloadPlan;
 import dev.athanor.offload.OffloadPlanner;
@@ -224,6 +226,7 @@ final class BenchCommand implements Callable<Integer> {
     int b = steps.batch;
     int t = train.seq != null ? train.seq : Math.min(256, mc.maxSeqLen());
     OffloadConfig oc = OffloadConfig.NONE;
+    HostOffloadPlanner.Plan hostPlan = null;  // CUDA: the optimizer on the host, or null
     if (mode == Mode.TRAIN) {
       offload.check(spec);
       if (parallel.tp > 1) {
@@ -245,8 +248,11 @@ final class BenchCommand implements Callable<Integer> {
           return parallel(mc, device, b, t, comm);
         }
       }
-      OffloadPlan plan = TrainCommand.offloadPlan(spec, offload, new OffloadPlanner.Job(mc, device, benchConfig(b, t, 1, 1), false,
-          false, false));  // checks that the job fits, as it will run
+      OffloadPlanner.Job job = new OffloadPlanner.Job(mc, device, benchConfig(b, t, 1, 1), false, false, false);
+      // on CUDA the optimizer goes to the host when the job does not fit on the device
+      hostPlan = device.isCuda() && !offload.off() ? TrainCommand.hostOffloadPlan(spec, offload, job) : null;
+      OffloadPlan plan = hostPlan != null ? null : TrainCommand.offloadPlan(spec, offload, job);  // checks that it fits
+      if (hostPlan != null) for (String line : hostPlan.describe()) main.err.println(line);
       if (plan != null) {
         PlanFile.print(plan, main.err);  // stdout is the JSON
         oc = plan.config(offload.dir);
@@ -264,8 +270,21 @@ final class BenchCommand implements Callable<Integer> {
       m.initialize(1);
       if (mode == Mode.TRAIN) {
         int n = steps.steps != null ? steps.steps : 10;
-        StepTimes st = trainSteps(m, b, t, n, steps.warmup, new SplittableRandom(1), oc, w);
+        HostOffload host = hostPlan != null ? hostPlan.offload(offload.dir) : null;
+        if (host != null) m.setRecompute(hostPlan.job().recompute());
+        StepTimes st = host == null ? trainSteps(m, b, t, n, steps.warmup, new SplittableRandom(1), oc, w)
+            : trainSteps(m, b, t, 1, n, steps.warmup, new SplittableRandom(1), 1, null,
+                (loader, tc) -> new Trainer(m, tc, loader, host));
         Map<String, Object> j = trainJson(m, b, t, n, st.millis());
+        if (host != null) {  // the optimizer on the host (CUDA)
+          Map<String, Object> o = new java.util.LinkedHashMap<>();
+          o.put("optimizer_on_host", true);
+          o.put("disk_roles", hostPlan.diskMoments().stream().map(r -> r.name().toLowerCase(java.util.Locale.ROOT)).sorted().toList());
+          o.put("recompute", hostPlan.job().recompute());
+          o.put("host_device_bytes_per_step", hostPlan.hostTrafficPerStep());
+          o.put("disk_bytes_per_step", hostPlan.diskTrafficPerStep());
+          j.put("offload", o);
+        }
         if (oc.offloadsAnything()) {
           Map<String, Object> o = new java.util.LinkedHashMap<>();
           o.put("disk_roles", oc.diskRoles().stream().map(r -> r.name().toLowerCase(java.util.Locale.ROOT)).sorted().toList());

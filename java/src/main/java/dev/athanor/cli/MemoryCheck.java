@@ -152,6 +152,12 @@ final class MemoryCheck {
         + ", a smaller model, or a larger budget (--mem-host).");
   }
 
+  /** The refusal of a CUDA job for which even the optimizer on the host does not fit ({@code failure} says why). */
+  static InsufficientMemoryException hostOffloadRefusal(String failure) {
+    return new InsufficientMemoryException("not enough memory to train this model: " + failure + ". What still helps: a "
+        + "smaller --batch or --seq, a smaller model, or larger budgets (--mem-device, --mem-host).");
+  }
+
   /** "weights, gradients and AdamW state": the fixed components present in the shortfall's tiers. */
   private static String fixedParts(Footprint need, Shortfall s) {
     StringBuilder b = new StringBuilder();

@@ -234,12 +234,26 @@ final class Options {
 
     /** Applies --threads and the budgets, and returns the device (CUDA checked to exist). */
     Device apply() {
+      applyBudgets();
+      return Models.device(device);
+    }
+
+    /**
+     * Applies --threads and the budgets, and returns the device named without checking that it is present: what
+     * planning on paper needs (a plan for cuda made on a machine without a GPU; the device's free memory is then not
+     * known, and only the budgets bound it).
+     */
+    Device applyForPlanning() {
+      applyBudgets();
+      return device == null || device.equalsIgnoreCase("auto") ? Models.device(device) : Device.parse(device);
+    }
+
+    private void applyBudgets() {
       if (threads != null) NativeRuntime.setCpuThreads(threads);
       budget(Tier.DEVICE, memDevice);
       budget(Tier.HOST_PINNED, memPinned);
       budget(Tier.HOST, memHost);
       budget(Tier.DISK, memDisk);
-      return Models.device(device);
     }
 
     private static void budget(Tier tier, Long bytes) {
@@ -288,8 +302,10 @@ final class Options {
   static final class OffloadOptions {
     @Option(names = "--offload", paramLabel = "off|auto|PLAN.json", defaultValue = "off",
         description = "off: everything in memory; auto: plan from the budgets (AdamW's moments, then the gradients, "
-            + "then the weights to DISK, as far as the job needs to fit in HOST memory; the plan is printed); PLAN.json: a plan written by athanor plan --json. "
-            + "CPU only. Default: ${DEFAULT-VALUE}")
+            + "then the weights to DISK, as far as the job needs to fit in HOST memory; on cuda the F32 masters and AdamW's "
+            + "moments to pinned host memory, then the moments to DISK, as far as --mem-device and --mem-host need, with "
+            + "AdamW on the CPU; the plan is printed); PLAN.json: a plan written by athanor plan --json (CPU only). "
+            + "Default: ${DEFAULT-VALUE}")
     String offload;
 
     @Option(names = "--offload-dir", paramLabel = "DIR",

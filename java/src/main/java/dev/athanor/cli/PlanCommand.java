@@ -2,6 +2,7 @@ package dev.athanor.cli;
 
 import dev.athanor.memory.MemoryManager;
 import dev.athanor.nn.ModelConfig;
+import dev.athanor.offload.HostOffloadPlanner;
 import dev.athanor.offload.OffloadConfig;
 import dev.athanor.offload.OffloadPlan;
 import dev.athanor.offload.OffloadPlanner;
@@ -83,7 +84,7 @@ final class PlanCommand implements Callable<Integer> {
     if (file != null) OutputPaths.file(spec, "--json", file);
     Options.OffloadOptions.checkChunk(spec, chunk);
     long chunkBytes = chunk != null ? chunk : OffloadConfig.DEFAULT_CHUNK_BYTES;
-    Device device = runtime.apply();
+    Device device = runtime.applyForPlanning();  // a plan for cuda can be made without a GPU
     ModelConfig mc = model.config(spec);
     TrainCommand t = new TrainCommand();
     t.opt = opt;
@@ -102,13 +103,12 @@ final class PlanCommand implements Callable<Integer> {
     OffloadPlanner.Result r = shard ? OffloadPlanner.planShard(job, MemoryCheck.rankFootprint(job,
         new dev.athanor.dist.plan.ParallelPlanner.Layout(dp, 1, 1, zero, opt.recompute), dp), MemoryManager.global(), zero, dp)
         : OffloadPlanner.plan(job, MemoryManager.global());
+    if (!shard && r.plan() == null && device.isCuda()) return hostPlan(mc, device, tc, job);
     if (r.plan() == null) throw MemoryCheck.offloadRefusal(job, r.failure());
     OffloadPlan p = r.plan();
     boolean jsonOnly = "-".equals(json);
     if (!jsonOnly) {
-      main.out.printf("athanor plan: %s model, %d layers, hidden %d, %.1fM parameters, batch %d x seq %d, accum %d%s, on %s%n",
-          mc.family().hfModelType(), mc.layers(), mc.hidden(), mc.parameterCount() / 1e6, tc.batch(), tc.seq(), tc.accum(),
-          opt.recompute ? ", recompute" : "", device);
+      header(mc, device, tc);
       if (shard) {
         main.out.printf("one of %d data-parallel processes with ZeRO %d (--mem-host per process)%n", dp, zero);
         PlanFile.printShard(p, zero, dp, main.out);
@@ -130,6 +130,30 @@ final class PlanCommand implements Callable<Integer> {
     }
     main.out.flush();
     return 0;
+  }
+
+  /**
+   * A CUDA job that does not fit its device: the optimizer on the host ({@link HostOffloadPlanner}), printed (exit 1
+   * when even that does not fit). Its plan is not written as a file: train --offload auto makes it again.
+   */
+  private int hostPlan(ModelConfig mc, Device device, TrainConfig tc, OffloadPlanner.Job job) {
+    if (json != null) {
+      throw Options.usage(spec, "--json writes plans of the CPU's tiers; on " + device + " train with --offload auto, which "
+          + "plans the optimizer on the host as this prints it");
+    }
+    HostOffloadPlanner.Result r = HostOffloadPlanner.plan(job, MemoryManager.global());
+    if (r.plan() == null) throw MemoryCheck.hostOffloadRefusal(r.failure());
+    header(mc, device, tc);
+    for (String line : r.plan().describe()) main.out.println(line);
+    main.out.flush();
+    return 0;
+  }
+
+  /** The first line: the model, the batch and the device. */
+  private void header(ModelConfig mc, Device device, TrainConfig tc) {
+    main.out.printf("athanor plan: %s model, %d layers, hidden %d, %.1fM parameters, batch %d x seq %d, accum %d%s, on %s%n",
+        mc.family().hfModelType(), mc.layers(), mc.hidden(), mc.parameterCount() / 1e6, tc.batch(), tc.seq(), tc.accum(),
+        opt.recompute ? ", recompute" : "", device);
   }
 
   /** {@code --world N}: the parallel planner's choice for N processes (exit 1 when no layout fits). */

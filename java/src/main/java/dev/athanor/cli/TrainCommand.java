@@ -25,6 +25,7 @@ import dev.athanor.nn.TensorParallel;
 import dev.athanor.nn.Transformer;
 import dev.athanor.offload.OffloadConfig;
 import dev.athanor.offload.OffloadPlan;
+import dev.athanor.offload.HostOffloadPlanner;
 import dev.athanor.offload.OffloadPlanner;
 import dev.athanor.offload.OffloadedWeights;
 import dev.athanor.offload.TransferStats;
@@ -417,6 +418,7 @@ final class TrainCommand implements Callable<Integer> {
     OffloadPlanner.Job job = new OffloadPlanner.Job(mc, device, tc, opt.recompute, modelDir != null && resume == null,
         ckptDir != null);
     OffloadPlan plan = null;
+    HostOffloadPlanner.Plan hostPlan = null;  // CUDA: the optimizer on the host, or null
     var layout = new dev.athanor.dist.plan.ParallelPlanner.Layout(parallel.dp, parallel.tp, parallel.pp, parallel.zero,
         opt.recompute, parallel.sequenceParallel);
     boolean shardPlan = comm != null && parallel.zero >= 1;  // ZeRO (with --dp only): a rank's shard of the moments
@@ -426,6 +428,9 @@ final class TrainCommand implements Callable<Integer> {
       MemoryCheck.requireRank(job, layout, comm.size());
     } else if (shardPlan) {
       plan = shardOffloadPlan(spec, offload, job, layout, comm.size());
+    } else if (comm == null && device.isCuda() && !offload.off()) {
+      hostPlan = hostOffloadPlan(spec, offload, job);
+      if (hostPlan == null) plan = offloadPlan(spec, offload, job);  // it fits on the device (perhaps recomputing)
     } else {
       plan = offloadPlan(spec, offload, job);
     }
@@ -465,6 +470,8 @@ final class TrainCommand implements Callable<Integer> {
       PlanFile.printShard(plan, parallel.zero, parallel.dp, out);
     } else if (plan != null) {
       PlanFile.print(plan, out);
+    } else if (hostPlan != null) {
+      for (String line : hostPlan.describe()) out.println(line);
     }
     // more than one process: each rank's files in its own folder of the offload directory (rank-N), never shared
     Path offloadDir = comm == null || comm.size() == 1 ? offload.dir
@@ -485,7 +492,8 @@ final class TrainCommand implements Callable<Integer> {
       } else if (modelDir == null && resume == null && pipeline == null) {
         model.initialize(tc.seed());
       }
-      model.setRecompute(opt.recompute || plan != null && plan.recompute());  // the planner may choose it
+      model.setRecompute(opt.recompute || plan != null && plan.recompute()
+          || hostPlan != null && hostPlan.job().recompute());  // the planner may choose it
       if (parallel.sequenceParallel) model.setSequenceParallel(TensorParallelism.tokens(tpComm()));
       TextCorpus.Options opts = TextCorpus.Options.defaults();
       if (opt.maxBytes != null) {
@@ -527,8 +535,9 @@ final class TrainCommand implements Callable<Integer> {
         }
         PipelineStage stage = pipeline != null
             ? new PipelineStage(groups.pp(), groups.dp(), groups.tp(), pipeline, model) : null;
-        List<StepResult> results = trainLoop(model, tc, loader, primary ? log : null, ck, offloadConfig, weights, out, comm,
-            parallel.zero, groups, stage, parallel.bucketBytes(spec));
+        List<StepResult> results = trainLoop(model, tc, loader, primary ? log : null, ck, offloadConfig,
+            hostPlan != null ? hostPlan.offload(offloadDir) : null, weights, out, comm, parallel.zero, groups, stage,
+            parallel.bucketBytes(spec));
         // --tp: every rank sends its parts, rank 0 gets the whole model (a collective); with --pp the stage gathers them
         Map<String, Tensor> gathered = parallel.tp > 1 && stage == null
             ? TensorParallelism.gatherWeights(model, tpComm()) : null;
@@ -638,6 +647,25 @@ final class TrainCommand implements Callable<Integer> {
         "use a smaller --batch or --seq (activations and workspace grow with batch x seq), or --offload auto",
         "use a smaller model, or --offload auto");
     return plan;
+  }
+
+  /**
+   * On CUDA with --offload auto: null when the job fits in the device's memory as it is or recomputing its activations
+   * ({@link OffloadPlanner#plan}; {@link #offloadPlan} then gives that plan), else the optimizer on the host as far as
+   * the budgets need ({@link HostOffloadPlanner#plan}), or the refusal naming the short tier. A plan file is a usage
+   * error on CUDA (plan files describe the CPU's placements).
+   */
+  static HostOffloadPlanner.Plan hostOffloadPlan(CommandSpec spec, Options.OffloadOptions o, OffloadPlanner.Job job) {
+    if (!o.auto()) {
+      throw Options.usage(spec, "--offload " + o.offload + ": plan files place state on the CPU's tiers; on " + job.device()
+          + " use --offload auto (the optimizer goes to the host as far as --mem-device and --mem-host need)");
+    }
+    OffloadPlanner.Job sized = new OffloadPlanner.Job(job.model(), job.device(), job.train(), job.recompute(), job.loading(),
+        job.checkpoints(), o.chunkBytes());
+    if (OffloadPlanner.plan(sized, MemoryManager.global()).plan() != null) return null;
+    HostOffloadPlanner.Result r = HostOffloadPlanner.plan(sized, MemoryManager.global());
+    if (r.plan() == null) throw MemoryCheck.hostOffloadRefusal(r.failure());
+    return r.plan();
   }
 
   /** A plan file that puts the activations on DISK, with --recompute (which recomputes them) is a usage error. */
@@ -795,11 +823,13 @@ final class TrainCommand implements Callable<Integer> {
    * ZeRO shard, or its cut of the flat state; under --pp of its stage's; under --tp of its slices, or with ZeRO 1 or 2 of
    * its shard of its tensor-parallel part) and rank 0 the manifest, at the same steps (a collective; in the background
    * unless --checkpoint-sync, committed by the next save or the final wait). A failed step saves nothing in a multi-process run (the save's collectives would need the other ranks, which may be
-   * waiting in the failed step's): the last periodic checkpoint stays the one to resume from.
+   * waiting in the failed step's): the last periodic checkpoint stays the one to resume from. With {@code hostOffload}
+   * (CUDA) the optimizer runs on the host ({@link Trainer#Trainer(Transformer, TrainConfig, DataLoader,
+   * dev.athanor.offload.HostOffload)}).
    */
   static List<StepResult> trainLoop(Transformer model, TrainConfig tc, DataLoader loader, Path log, Checkpointing ck,
-      OffloadConfig offloadConfig, OffloadedWeights weights, PrintStream out, Communicator comm, int zero,
-      ParallelGrid.Groups groups, PipelineStage pipeline, long bucketBytes) throws IOException {
+      OffloadConfig offloadConfig, dev.athanor.offload.HostOffload hostOffload, OffloadedWeights weights, PrintStream out,
+      Communicator comm, int zero, ParallelGrid.Groups groups, PipelineStage pipeline, long bucketBytes) throws IOException {
     // with --dp, ranks other than 0 get no log (null): they neither write it, nor the checkpoints, nor show progress
     boolean primary = log != null;
     List<StepResult> results = new ArrayList<>();
@@ -850,6 +880,7 @@ final class TrainCommand implements Callable<Integer> {
             : folds != null ? new Trainer(model, tc, loader, folds, offloadConfig)
             : zero >= 1 ? new Trainer(model, tc, loader, DataParallel.optimizerShard(model.parameters(),
                 pipeline != null ? pipeline.dataParallelGroup() : groups != null ? groups.dp() : comm), zero >= 2, offloadConfig)
+            : hostOffload != null ? new Trainer(model, tc, loader, hostOffload)
             : new Trainer(model, tc, loader, offloadConfig, weights)) {
       if (pipeline != null) {
         pipeline.attach(trainer);

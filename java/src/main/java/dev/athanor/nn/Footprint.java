@@ -429,21 +429,35 @@ public record Footprint(ModelConfig config, Device device, DType computeDtype, L
 
   /** {@code hostBytes} of {@code component} taken out of HOST and {@code diskBytes} of it put on DISK. */
   private Footprint move(Component component, long hostBytes, long diskBytes, Object what) {
+    return move(component, Tier.HOST, hostBytes, Tier.DISK, diskBytes, what);
+  }
+
+  /**
+   * This footprint with {@code fromBytes} of {@code component} taken out of tier {@code from} and {@code toBytes} of it
+   * put in tier {@code to} (e.g. the optimizer's state moved from a device's memory to pinned host memory). Throws when
+   * the footprint holds less of the component in {@code from}.
+   */
+  public Footprint move(Component component, Tier from, long fromBytes, Tier to, long toBytes) {
+    return move(component, from, fromBytes, to, toBytes, component.label());
+  }
+
+  private Footprint move(Component component, Tier from, long fromBytes, Tier to, long toBytes, Object what) {
     List<Part> p = new ArrayList<>();
-    long left = hostBytes;
+    long left = fromBytes;
     for (Part part : parts) {
-      if (left > 0 && part.component() == component && part.tier() == Tier.HOST) {
+      if (left > 0 && part.component() == component && part.tier() == from) {
         long take = Math.min(left, part.bytes());
         left -= take;
-        if (part.bytes() > take) p.add(new Part(component, Tier.HOST, part.bytes() - take));
+        if (part.bytes() > take) p.add(new Part(component, from, part.bytes() - take));
       } else {
         p.add(part);
       }
     }
     if (left > 0) {
-      throw new IllegalArgumentException("this footprint holds less " + component.label() + " in HOST memory than " + what + " takes");
+      throw new IllegalArgumentException("this footprint holds less " + component.label() + " in " + from + " memory than "
+          + what + " takes");
     }
-    return new Footprint(config, device, computeDtype, p).plus(component, Tier.DISK, diskBytes);
+    return new Footprint(config, device, computeDtype, p).plus(component, to, toBytes);
   }
 
   /** This footprint with {@code bytes} more of {@code component} in {@code tier} (nothing when 0). */

@@ -40,8 +40,9 @@ import java.util.Set;
  * ({@link #candidates}).
  * Each step on DISK adds its host windows and staging buffers to HOST ({@link UnitPager#windowBound}), so the
  * planner offloads no more than it must; of the roles it did put on DISK, it then keeps as many (unit, role) pairs in
- * memory as the HOST room left holds, the most DISK traffic saved per byte first ({@link #keepResident}). A job that does not fit in memory on CUDA gets no plan: offload is CPU-only
- * for now.
+ * memory as the HOST room left holds, the most DISK traffic saved per byte first ({@link #keepResident}). On CUDA this
+ * planner only keeps everything on the device (the activations kept or recomputed); a job that does not fit there is
+ * {@link HostOffloadPlanner}'s (the optimizer on the host).
  *
  * <p>"Fits" is {@link Footprint#worstShortfall}: every tier against its budget less what is in use, and host memory
  * against what the machine has available.
@@ -498,7 +499,7 @@ public final class OffloadPlanner {
     String shortBy = Footprint.size(bestShort.needed() - bestShort.available());
     if (job.device().isCuda()) {
       return new Result(null, "no offload plan fits: the " + tier + " is " + shortBy + " short: it " + f.describe(bestShort)
-          + "; offload on " + job.device() + " is not supported yet (state can be on DISK only when training on the CPU)");
+          + "; on " + job.device() + " the optimizer's state goes to the host instead (HostOffloadPlanner)");
     }
     return new Result(null, "no offload plan fits: the closest, with " + OffloadPlan.describe(best.diskRoles()) + " on DISK"
         + (best.offloads() ? "" : " (everything in memory)") + (best.recompute() ? " and activations recomputed" : "")

@@ -507,15 +507,24 @@ public final class AdamW implements AutoCloseable {
     if (shardV != null) held.put(Role.ADAM_V, shardV);
     if (shardGrad != null) held.put(Role.GRAD, shardGrad);
     if (shardMasters != null) held.put(Role.MASTER, shardMasters);  // ZeRO 3: the store holds no masters now
+    updateHeld(range, held, shard.start(), gradRole, lowp, lr, beta1, beta2, eps, weightDecay, gradScale);
+  }
+
+  /**
+   * The kernel over {@code range} with the roles in {@code held} (each 1-D, element 0 at flat element {@code heldStart})
+   * taken from there, the roles on DISK streamed chunk by chunk, and the rest from the store.
+   */
+  private void updateHeld(Range range, Map<Role, Tensor> held, long heldStart, Role gradRole, boolean lowp, float lr,
+      float beta1, float beta2, float eps, float weightDecay, float gradScale) {
     if (streamer == null) {
-      updateChunk(range, gradRole, held, shard.start(), lowp, lr, beta1, beta2, eps, weightDecay, gradScale);
+      updateChunk(range, gradRole, held, heldStart, lowp, lr, beta1, beta2, eps, weightDecay, gradScale);
       return;
     }
-    streamer.run(range, (chunk, staged) -> {  // the DISK moments staged; the rest cut to the chunk
+    streamer.run(range, (chunk, staged) -> {  // the DISK roles staged; the rest cut to the chunk
       Map<Role, Tensor> all = new java.util.EnumMap<>(staged);
       try {
         for (Map.Entry<Role, Tensor> e : held.entrySet()) {
-          all.put(e.getKey(), e.getValue().slice(0, chunk.start() - shard.start(), chunk.end() - shard.start()));
+          all.put(e.getKey(), e.getValue().slice(0, chunk.start() - heldStart, chunk.end() - heldStart));
         }
         updateChunk(chunk, gradRole, all, chunk.start(), lowp, lr, beta1, beta2, eps, weightDecay, gradScale);
       } finally {
@@ -525,6 +534,43 @@ public final class AdamW implements AutoCloseable {
         }
       }
     });
+  }
+
+  /**
+   * Updates the parameters in {@code range} (inside one unit or several; usually one unit) from {@code grad} (F32,
+   * 1-D, {@code range.length()} elements, element 0 at {@code range.start()}: the step's gradient of the range, e.g.
+   * copied to host memory from the device) times {@code gradScale}, writing the new weights rounded to the store's
+   * compute dtype into {@code weights} (the compute dtype, 1-D, laid out as {@code grad}) rather than the store's
+   * {@link Role#WEIGHT}. The masters and the moments are the store's (in host memory) or streamed from DISK. Same
+   * kernel, same elements as {@link #update}: the masters, moments and weights get the bits {@link #update} would give
+   * them. For the optimizer on the host of a model computing on a device ({@link HostOptimizer}); needs an unsharded
+   * optimizer over a store whose masters are not the compute weights.
+   */
+  public void updateInto(Range range, Tensor grad, Tensor weights, float lr, float beta1, float beta2, float eps,
+      float weightDecay, float gradScale) {
+    if (step == 0) throw new IllegalStateException("update() before beginStep()");
+    if (shard != null) throw new IllegalStateException("updateInto needs an unsharded optimizer; this one updates " + shard);
+    if (store.weightsAreMasters() || store.computeDtype() == DType.F32) {
+      throw new IllegalStateException("updateInto writes weights of a low-precision compute dtype; this store computes in "
+          + store.computeDtype() + (store.weightsAreMasters() ? " with the masters as its weights" : ""));
+    }
+    Objects.requireNonNull(grad, "grad");
+    Objects.requireNonNull(weights, "weights");
+    if (grad.dtype() != DType.F32 || grad.numel() != range.length() || !grad.isContiguous()) {
+      throw new IllegalArgumentException("the gradient of " + range + " must be " + range.length() + " contiguous F32 "
+          + "elements, got " + grad);
+    }
+    if (weights.dtype() != store.computeDtype() || weights.numel() != range.length() || !weights.isContiguous()) {
+      throw new IllegalArgumentException("the weights of " + range + " must be " + range.length() + " contiguous "
+          + store.computeDtype() + " elements, got " + weights);
+    }
+    if (range.isEmpty()) return;
+    try (Tensor g = grad.view(range.length()); Tensor w = weights.view(range.length())) {
+      Map<Role, Tensor> held = new java.util.EnumMap<>(Role.class);
+      held.put(Role.GRAD, g);
+      held.put(Role.WEIGHT, w);
+      updateHeld(range, held, range.start(), Role.GRAD, true, lr, beta1, beta2, eps, weightDecay, gradScale);
+    }
   }
 
   /**
@@ -545,7 +591,7 @@ public final class AdamW implements AutoCloseable {
       float wd = p.spec().decay() ? weightDecay : 0f;
       try (Tensor master = part(Role.MASTER, r, staged, stagedStart); Tensor grad = part(gradRole, r, staged, stagedStart);
           Tensor m = part(Role.ADAM_M, r, staged, stagedStart); Tensor v = part(Role.ADAM_V, r, staged, stagedStart);
-          Tensor weight = lowp ? store.slice(Role.WEIGHT, r) : null) {
+          Tensor weight = lowp ? part(Role.WEIGHT, r, staged, stagedStart) : null) {
         Ops.adamw(master, grad, m, v, weight, lr, beta1, beta2, eps, wd, gradScale, t);
       }
     }

@@ -4,6 +4,7 @@ import dev.athanor.io.data.DataLoader;
 import dev.athanor.nn.Transformer;
 import dev.athanor.nn.BlockHooks;
 import dev.athanor.offload.ActivationPager;
+import dev.athanor.offload.HostOffload;
 import dev.athanor.offload.OffloadConfig;
 import dev.athanor.offload.OffloadedWeights;
 import dev.athanor.offload.TransferStats;
@@ -62,6 +63,7 @@ public final class Trainer implements AutoCloseable {
   private boolean stepFailed;                // the last step threw before its update began
   private boolean updateFailed;              // the last step threw during its update (state inconsistent)
   private final boolean defers;              // the update of a step is deferred into the next step's forward
+  private final HostOptimizer host;          // AdamW on the host for a model on a device, or null
 
   public Trainer(Transformer model, TrainConfig cfg, DataLoader data) {
     this(model, cfg, data, OffloadConfig.NONE);
@@ -150,6 +152,19 @@ public final class Trainer implements AutoCloseable {
     this(model, cfg, data, offload, null, Objects.requireNonNull(sharded, "sharded").shard(), true, sharded);
   }
 
+  /**
+   * A trainer whose optimizer runs on the host ({@link HostOptimizer}) for a model that computes in a low-precision
+   * dtype (BF16 on CUDA): the masters and AdamW's moments move to pinned host memory (the moments {@code host} puts on
+   * DISK there, streamed), the compute weights and the gradients stay where the model computes. Each step's clipping
+   * norm is formed there; then every unit's gradient goes to the host, the CPU AdamW kernel updates it, and its new
+   * compute weights go back. The masters stay in host memory when the trainer is closed. Same kernel on the same
+   * elements as the in-memory run's update on the host: on the CPU (a BF16 model) the results are bit-identical; on
+   * CUDA they differ from the device's own AdamW kernel in the last bits.
+   */
+  public Trainer(Transformer model, TrainConfig cfg, DataLoader data, HostOffload host) {
+    this(model, cfg, data, Objects.requireNonNull(host, "host").moments(), null, null, false, null, host);
+  }
+
   private Trainer(Transformer model, TrainConfig cfg, DataLoader data, OffloadConfig offload, OffloadedWeights weights,
       Range shard) {
     this(model, cfg, data, offload, weights, shard, false);
@@ -162,6 +177,11 @@ public final class Trainer implements AutoCloseable {
 
   private Trainer(Transformer model, TrainConfig cfg, DataLoader data, OffloadConfig offload, OffloadedWeights weights,
       Range shard, boolean shardGradients, ShardedGradients sharded) {
+    this(model, cfg, data, offload, weights, shard, shardGradients, sharded, null);
+  }
+
+  private Trainer(Transformer model, TrainConfig cfg, DataLoader data, OffloadConfig offload, OffloadedWeights weights,
+      Range shard, boolean shardGradients, ShardedGradients sharded, HostOffload hostOffload) {
     Objects.requireNonNull(offload, "offload");
     this.sharded = sharded;
     this.model = Objects.requireNonNull(model, "model");
@@ -189,7 +209,26 @@ public final class Trainer implements AutoCloseable {
       throw new IllegalArgumentException("a sharded optimizer (ZeRO 1 and 2) keeps only AdamW's moments on DISK; the weights "
           + "and gradients stay in memory, but the offload puts " + new java.util.TreeSet<>(offload.diskRoles()) + " there");
     }
-    if (!offload.pagesUnits() && weights == null || sharded != null) {
+    if (hostOffload != null) {
+      this.defers = false;
+      this.weights = null;
+      this.ownsWeights = false;
+      this.files = null;
+      this.pager = null;
+      this.hooksBefore = model.hooks();
+      HostOptimizer.placeState(store, offload);
+      AdamW o = new AdamW(store, offload);
+      try {  // one micro-batch a step: each unit's gradient goes to the host as its backward completes it
+        this.host = new HostOptimizer(store, o, new dev.athanor.offload.StreamCopies(model.device()),
+            hostOffload.streamGradients() && cfg.accum() == 1);
+      } catch (RuntimeException e) {
+        o.close();
+        throw e;
+      }
+      model.setHooks(BlockHooks.both(hooksBefore, host.hooks()));
+      this.optimizer = o;
+    } else if (!offload.pagesUnits() && weights == null || sharded != null) {
+      this.host = null;
       this.defers = false;
       this.weights = null;
       this.ownsWeights = false;
@@ -200,6 +239,7 @@ public final class Trainer implements AutoCloseable {
           : sharded instanceof ShardedParameters p ? new AdamW(store, shard, p.masters(), shardFiles, offload)
           : new AdamW(store, shard, offload);
     } else {
+      this.host = null;
       if (!model.device().isCpu()) {
         throw new IllegalArgumentException("weights and gradients on DISK need the CPU backend; this model is on " + model.device());
       }
@@ -252,7 +292,7 @@ public final class Trainer implements AutoCloseable {
     } catch (RuntimeException e) {
       if (ap != null) ap.close();
       model.setHooks(beforeActivations);
-      optimizer.close();
+      closeOptimizer();
       closePager();
       throw e;
     }
@@ -271,9 +311,21 @@ public final class Trainer implements AutoCloseable {
       }
       this.gradShard = gs;
     } catch (RuntimeException e) {
-      optimizer.close();
+      closeOptimizer();
       closeOffload();
       throw e;
+    }
+  }
+
+  /** Closes the host optimizer (its copies and staging slots), then the optimizer. */
+  private void closeOptimizer() {
+    try {
+      if (host != null) {
+        model.setHooks(hooksBefore);
+        host.close();
+      }
+    } finally {
+      optimizer.close();
     }
   }
 
@@ -304,12 +356,20 @@ public final class Trainer implements AutoCloseable {
     reducer.gatherMoments(store, optimizer, store.range(i), m, v);
   }
 
+  /** The optimizer on the host ({@link #Trainer(Transformer, TrainConfig, DataLoader, HostOffload)}), or null. */
+  public HostOptimizer hostOptimizer() {
+    return host;
+  }
+
   /**
    * Sets the gradient-reduction phase (e.g. data parallelism); {@link GradientReducer#NONE} by default. The trainer
    * closes the reducer set last when it is closed.
    */
   public void setGradientReducer(GradientReducer reducer) {
     Objects.requireNonNull(reducer, "reducer");
+    if (reducer != GradientReducer.NONE && host != null) {
+      throw new IllegalArgumentException("gradient reduction across replicas is not built with the optimizer on the host yet");
+    }
     if (reducer != GradientReducer.NONE && store.isPaged(Role.GRAD) && sharded == null) {
       throw new IllegalArgumentException("gradient reduction across replicas needs the gradients in memory; they are on DISK here");
     }
@@ -443,6 +503,8 @@ public final class Trainer implements AutoCloseable {
     optimizer.beginStep();
     if (sharded != null || gradShard != null) {  // ZeRO 2 and 3 (the gradient shard in memory, or null: on DISK)
       optimizer.updateShard(gradShard, lr, cfg.beta1(), cfg.beta2(), cfg.eps(), cfg.weightDecay(), clip);
+    } else if (host != null) {
+      host.update(stepGrad, lr, cfg.beta1(), cfg.beta2(), cfg.eps(), cfg.weightDecay(), clip);
     } else if (defers && step + 1 < cfg.steps()) {  // the last step of the run updates at once
       UnitPager wp = weights.pager();
       wp.defer(optimizer.defer(wp.updateOrder(), stepGrad, lr, cfg.beta1(), cfg.beta2(), cfg.eps(), cfg.weightDecay(), clip));
@@ -492,6 +554,7 @@ public final class Trainer implements AutoCloseable {
       } else if (paged) {
         pager.beginMicroBatch(i);  // each unit's gradient window starts at zero; the pager accumulates on DISK
       } else {
+        if (host != null) host.beginMicroBatch();  // the last streamed gradient copies have read GRAD
         store.zero(Role.GRAD);
       }
       float loss = model.forward(b.inputs(), b.targets(), b.batch(), b.seq());
@@ -588,7 +651,7 @@ public final class Trainer implements AutoCloseable {
 
   private void closeResources() {
     try {
-      optimizer.close();  // first: it unmaps the moments' resident units it mapped in the store
+      closeOptimizer();  // first: it unmaps the moments' resident units it mapped in the store
       if (gradShard != null && sharded == null) gradShard.close();
     } finally {
       try {

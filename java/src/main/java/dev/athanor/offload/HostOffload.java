@@ -1,0 +1,41 @@
+package dev.athanor.offload;
+
+import dev.athanor.params.Role;
+import java.util.Objects;
+
+/**
+ * The optimizer on the host for a model that computes on a device (ZeRO-Offload's split; {@code
+ * dev.athanor.train.HostOptimizer}): the compute weights and the gradients stay in the device's memory, the F32 masters
+ * and AdamW's moments go to page-locked host memory (HOST_PINNED), and the moments {@code moments} puts on DISK go
+ * further, streamed through host staging slots as on the CPU. Each step copies every unit's gradient to the host and
+ * its new compute weights back.
+ *
+ * @param moments the moments on DISK (a subset of ADAM_M and ADAM_V; empty: both pinned), their directory and chunk
+ * @param streamGradients with one micro-batch a step, whether each unit's gradient goes to the host as the backward
+ *     completes it, into a pinned copy of the whole F32 gradient (the copies overlap the backward), rather than after
+ *     the backward through two pinned slots of the largest unit (less pinned memory)
+ */
+public record HostOffload(OffloadConfig moments, boolean streamGradients) {
+  /** Masters and both moments in pinned host memory, nothing on DISK, the gradients streamed. */
+  public static final HostOffload PINNED = new HostOffload(OffloadConfig.NONE);
+
+  /** {@code moments} on DISK, the gradients streamed during the backward (with one micro-batch a step). */
+  public HostOffload(OffloadConfig moments) {
+    this(moments, true);
+  }
+
+  public HostOffload {
+    Objects.requireNonNull(moments, "moments");
+    for (Role r : moments.diskRoles()) {
+      if (r != Role.ADAM_M && r != Role.ADAM_V) {
+        throw new IllegalArgumentException("with the optimizer on the host only AdamW's moments can be on DISK, not "
+            + r.name().toLowerCase(java.util.Locale.ROOT) + ": the masters are in pinned host memory, the compute weights "
+            + "and the gradients on the device");
+      }
+    }
+    if (moments.activationsOnDisk()) {
+      throw new IllegalArgumentException("with the optimizer on the host the activations stay on the device (kept, or "
+          + "recomputed with --recompute); they cannot be on DISK");
+    }
+  }
+}

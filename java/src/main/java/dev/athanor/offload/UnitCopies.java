@@ -1,0 +1,42 @@
+package dev.athanor.offload;
+
+import dev.athanor.tensor.Tensor;
+
+/**
+ * The copies an optimizer on the host makes between a device's memory and host staging slots, ordered with the
+ * device's compute stream: a unit's gradient to the host after the computation that formed it, and the unit's updated
+ * weights back to the device before the computation that reads them. Each copy returns a ticket at once; {@link
+ * #await} blocks the host until that copy has run, after which the host may read the slot a copy to the host filled,
+ * or overwrite the slot a copy to the device read.
+ *
+ * <p>{@link StreamCopies} is the implementation: a copy stream and events (on CUDA truly asynchronous; on the CPU every
+ * copy has run when it returns). Tests drive the same callers with copies that run only when awaited, which proves the
+ * callers never touch a slot before its copy has run.
+ */
+public interface UnitCopies extends AutoCloseable {
+  /**
+   * Enqueues a copy of {@code src} (the device's memory) into {@code dst} (host memory; contiguous, same shape and dtype)
+   * after the work queued on the compute stream so far. The host must not read {@code dst} before {@link #await}.
+   */
+  long toHost(Tensor dst, Tensor src);
+
+  /**
+   * Enqueues a copy of {@code src} (host memory) into {@code dst} (the device's memory) after the work queued on the
+   * compute stream so far; work queued on the compute stream afterwards sees it. The host must not modify {@code src}
+   * before {@link #await}.
+   */
+  long toDevice(Tensor dst, Tensor src);
+
+  /** Blocks until the copy of {@code ticket} has run (at once when it has, or was awaited before). */
+  void await(long ticket);
+
+  /** Bytes copied to the host so far. */
+  long bytesToHost();
+
+  /** Bytes copied to the device so far. */
+  long bytesToDevice();
+
+  /** Waits for every copy enqueued and frees what the copies hold (streams, events); idempotent. */
+  @Override
+  void close();
+}
