@@ -234,7 +234,7 @@ do_dp() {
   echo "accum2 exit $?"
   if [ "$GPU" = 1 ]; then
     echo "== mpirun -np 2 train --device cuda --dp 2 --collectives nccl (both ranks on the one GPU)"
-    timeout 60 mpirun -np 2 --oversubscribe --bind-to none "${ATH[@]}" train "${args[@]}" --steps 2 --dp 2 \
+    timeout 40 mpirun -np 2 --oversubscribe --bind-to none "${ATH[@]}" train "${args[@]}" --steps 2 --dp 2 \
       --collectives nccl --out "$W/dp-nccl" --log "$W/dp-nccl.jsonl"
     echo "dp-nccl exit $?"
   fi

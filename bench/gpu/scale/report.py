@@ -84,13 +84,14 @@ dp = [d for d in lines("dp-mpi.jsonl") if "step" in d and "loss" in d]
 acc = [d for d in lines("accum2.jsonl") if "step" in d and "loss" in d]
 ncc = [d for d in lines("dp-nccl.jsonl") if "step" in d and "loss" in d]
 exits = dict(re.findall(r"^(dp-mpi|accum2|dp-nccl) exit (\d+)", dplog, re.M))
+launcher = (re.findall(r"^== which mpirun: (.*)$", dplog, re.M) or ["-"])[0]
 nccl_err = ""
 if "--collectives nccl" in dplog:
     tail = dplog.split("--collectives nccl (both ranks", 1)[1]
     errs = [l.strip() for l in tail.splitlines() if re.search(r"NCCL|rror|xception|refus", l) and "exit" not in l]
     nccl_err = errs[0][:300] if errs else ""
 same = bool(dp) and len(dp) == len(acc) and all(a["loss"] == b["loss"] for a, b in zip(dp, acc))
-out["dp"] = dict(device="cuda" if env.get("gpu_present") else "cpu", exits=exits, dp2_losses=[d["loss"] for d in dp],
+out["dp"] = dict(launcher=launcher, device="cuda" if env.get("gpu_present") else "cpu", exits=exits, dp2_losses=[d["loss"] for d in dp],
                  dp2_step_ms=[d.get("step_ms") for d in dp], accum2_losses=[d["loss"] for d in acc],
                  dp2_equals_accum2=same, nccl_shared_gpu_losses=[d["loss"] for d in ncc], nccl_shared_gpu_error=nccl_err)
 
@@ -160,7 +161,7 @@ md += [f"  - on PATH: {l}" for l in onpath if l.strip()]
 md += [f"  - {l}" for l in mpi4py]
 md += [f"  - found: {l}" for l in found]
 d = out["dp"]
-md.append(f"- `mpirun -np 2 train --device {d['device']} --dp 2 --collectives mpi` (exit {exits.get('dp-mpi', '-')}): "
+md.append(f"- `mpirun -np 2 train --device {d['device']} --dp 2 --collectives mpi` (mpirun: {launcher}; exit {exits.get('dp-mpi', '-')}): "
           f"losses {d['dp2_losses']}, seconds per step {[round((x or 0) / 1e3, 3) for x in d['dp2_step_ms']]}")
 md.append(f"- one process with `--accum 2` (exit {exits.get('accum2', '-')}): losses {d['accum2_losses']}; "
           f"equal to dp 2's as logged: {same}")
