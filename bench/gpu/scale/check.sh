@@ -89,7 +89,7 @@ java_cmd() {  # the CLI (or, with -cp extras, any main class) on the payload's r
 # ------------------------------------------------------------------ step bodies
 do_env() {
   nvidia-smi || true
-  free -g; nproc; df -h "$W"
+  free -g; nproc; df -hT "$W"   # the file system of the DISK tier's files (tmpfs would be RAM)
   # the disk's direct-I/O speed where the DISK tier's files go (1 GiB; the offload uses direct I/O)
   dd if=/dev/zero of="$W/dd.bin" bs=4M count=256 oflag=direct conv=fsync 2>&1 | tail -1 | sed 's/^/dd write: /'
   dd if="$W/dd.bin" of=/dev/null bs=4M iflag=direct 2>&1 | tail -1 | sed 's/^/dd read: /'
@@ -243,7 +243,7 @@ do_dp() {
 
 # GPT-2 124M with a device budget below its in-memory need (8.6 GiB; 4.8 with recomputation): the planner puts the
 # optimizer on the host (masters and moments pinned, CPU AdamW); with less host memory (1500m) the first moment goes to
-# DISK and the gradients through two pinned slots. Each tokens/s is compared with the in-memory run just before.
+# DISK and the gradients through two pinned slots. Each tokens/s is compared with the in-memory run of this job.
 do_gpt2() {
   java_cmd
   local a=(bench --preset gpt2 --device cuda --mode train --batch 16 --seq 1024 --steps 10 --warmup-steps 2) hb
@@ -257,7 +257,7 @@ do_gpt2() {
   done
 }
 
-# the plan of one scale case (also without a GPU: plan --device cuda needs none); NAME MODEL-ARGS... -- BUDGET-ARGS...
+# plan_case ARGS...: the plan of one scale case (the model's and the budgets' flags; plan --device cuda needs no GPU)
 plan_case() {
   java_cmd
   "${ATH[@]}" plan "$@" --device cuda --steps 2 2>&1 | grep -v -E '^  (embedding|block|head|final|lm_head|unit) '

@@ -7,7 +7,8 @@
 # DEST/bin                 mpirun (orterun), orted, ompi_info
 # DEST/lib                 libmpi, libopen-rte, libopen-pal, libpmix and every library they and the kept components
 #                          need that is not part of glibc (ldd closure), so the jar's libathanor_mpi.so (linked against
-#                          libmpi.so.40 here) loads there from LD_LIBRARY_PATH
+#                          libmpi.so.40 here) loads there from LD_LIBRARY_PATH; zlib and libudev in lib/fallback, used
+#                          only where the machine has none
 # DEST/lib/x86_64-linux-gnu/openmpi/lib/openmpi3   the MCA components, where OPAL_PREFIX=DEST makes Open MPI look;
 #                          those for InfiniBand, UCX, OFI, PSM, OpenSHMEM and monitoring are left out (one host,
 #                          shared memory and TCP are all a two-process job on one machine uses)
@@ -44,11 +45,15 @@ glibc='^(libc|libm|libdl|libpthread|librt|libresolv|libutil|ld-linux-x86-64|linu
 list=$(for f in "$DEST"/bin/orterun "$DEST"/bin/orted "$DEST"/bin/ompi_info "$SYS"/libmpi.so.40 "$C"/*.so "$DEST"/pmix/lib/pmix/*.so; do
          ldd "$f" | awk '$2 == "=>" && $3 ~ /^\// { print $1, $3 }'
        done | sort -u)
+# zlib and libudev, which any distribution has in a newer version, go to lib/fallback: env.sh adds it only where the
+# machine lacks them (an older copy first on LD_LIBRARY_PATH would shadow the newer system one for every program)
+mkdir -p "$DEST/lib/fallback"
 while read -r name path; do
   [[ "$name" =~ $glibc ]] && continue
-  cp -L "$path" "$DEST/lib/$name"
+  case "$name" in libz.so.*|libudev.so.*) cp -L "$path" "$DEST/lib/fallback/$name";; *) cp -L "$path" "$DEST/lib/$name";; esac
 done <<< "$list"
-missing=$(for f in "$DEST"/bin/orterun "$C"/*.so; do LD_LIBRARY_PATH=$DEST/lib ldd "$f" | grep "not found" || true; done)
+missing=$(for f in "$DEST"/bin/orterun "$C"/*.so; do
+            LD_LIBRARY_PATH=$DEST/lib:$DEST/lib/fallback ldd "$f" | grep "not found" || true; done)
 [ -z "$missing" ] || { echo "mpi-bundle.sh: unresolved libraries: $missing" >&2; exit 1; }
 
 cat > "$DEST/env.sh" <<'EOF'
@@ -57,6 +62,9 @@ ATH_MPI_HOME=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 export OPAL_PREFIX=$ATH_MPI_HOME PMIX_MCA_mca_base_component_path=$ATH_MPI_HOME/pmix/lib/pmix
 export PATH=$ATH_MPI_HOME/bin:$PATH
 export LD_LIBRARY_PATH=$ATH_MPI_HOME/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+for f in "$ATH_MPI_HOME"/lib/fallback/*; do
+  [ -e "$f" ] && ! ldconfig -p 2>/dev/null | grep -q "${f##*/} " && export LD_LIBRARY_PATH=$LD_LIBRARY_PATH:$ATH_MPI_HOME/lib/fallback
+done
 # root in a container, no fabric: the settings the MPI tests use; no system-wide parameter file
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl_vader_single_copy_mechanism=none
 export OMPI_MCA_btl=self,vader,tcp OMPI_MCA_pml=ob1 OMPI_MCA_mca_base_param_files=/dev/null
