@@ -5,7 +5,8 @@
 #   device tool: run(command="bash bench/gpu/scale/check.sh", carry=["bench/gpu/payload"], timeout_s=330)
 # Steps, each time-boxed (the limit is the smaller of its cap and what is left of the budget), none stopping the others:
 #   env        GPU, host memory, cores, free disk and its direct-I/O write/read speed (dd, 1 GiB), -> env.json
-#   build      unpack the payload; libathanor.so with CUDA: reused from the main check's build when it is there
+#   unpack     the payload (Java runtime, jar, test classes, JUnit launcher, mpi/)
+#   build      libathanor.so with CUDA: reused from the main check's build when it is there
 #              ($ATH_GPU_WORK/build, default /tmp/athanor-gpu; ATH_SCALE_REUSE=0 rebuilds), else CMake + build of the
 #              library alone (about a minute on the H200). No GPU: the jar's own CPU library, and the GPU steps skip.
 #   mpi        which MPI exists: mpirun/mpiexec on PATH, mpi4py's configuration and the libmpi it loads, MPI launchers
@@ -116,10 +117,13 @@ print(json.dumps(env))
 EOF
 }
 
-do_build() {
+do_unpack() {
   tar xzf "$TARBALL" -C "$W" || { echo "no payload at $TARBALL: run bench/gpu/prepare.sh here and carry bench/gpu/payload"; return 1; }
-  head -12 "$P/MANIFEST.txt"
-  [ "$GPU" = 1 ] || { echo "no GPU: the jar's own CPU library is used (no build)"; return 0; }
+  cat "$P/MANIFEST.txt"
+}
+
+do_build() {
+  set -o pipefail
   if [ "${ATH_SCALE_REUSE:-1}" = 1 ] && [ -f "$MAIN/build/lib/libathanor.so" ]; then
     echo "reusing the main check's build: $MAIN/build/lib/libathanor.so"
     echo "$MAIN/build/lib/libathanor.so" > "$W/lib.txt"
@@ -221,16 +225,15 @@ do_dp() {
   source "$W/mpi-env.sh"
   java_cmd
   [ -n "$MPI_SHIM" ] && ATH=("${ATH[@]:0:${#JAVA[@]}}" "$MPI_SHIM" "${ATH[@]:${#JAVA[@]}}")
-  local args=(--preset gpt2-tiny --data "$DATA" --device cuda --batch 8 --seq 256 --steps 6 --lr 3e-4)
-  [ "$GPU" = 1 ] || args=(--preset gpt2-tiny --data "$DATA" --device cpu --batch 2 --seq 64 --steps 3 --lr 3e-4)
-  local dev=${args[4]}
+  local dev=cuda steps=6 args=(--preset gpt2-tiny --data "$DATA" --device cuda --batch 8 --seq 256 --lr 3e-4)
+  [ "$GPU" = 1 ] || { dev=cpu; steps=3; args=(--preset gpt2-tiny --data "$DATA" --device cpu --batch 2 --seq 64 --lr 3e-4); }
   echo "== which mpirun: $(command -v mpirun)"
   echo "== mpirun -np 2 train --device $dev --dp 2 --collectives mpi"
-  timeout 75 mpirun -np 2 --oversubscribe --bind-to none "${ATH[@]}" train "${args[@]}" --dp 2 --collectives mpi \
+  timeout 75 mpirun -np 2 --oversubscribe --bind-to none "${ATH[@]}" train "${args[@]}" --steps $steps --dp 2 --collectives mpi \
     --out "$W/dp-mpi" --log "$W/dp-mpi.jsonl"
   echo "dp-mpi exit $?"
   echo "== one process, --accum 2 (the micro-batches dp 2 reads)"
-  timeout 60 "${ATH[@]}" train "${args[@]}" --accum 2 --out "$W/accum2" --log "$W/accum2.jsonl"
+  timeout 60 "${ATH[@]}" train "${args[@]}" --steps $steps --accum 2 --out "$W/accum2" --log "$W/accum2.jsonl"
   echo "accum2 exit $?"
   if [ "$GPU" = 1 ]; then
     echo "== mpirun -np 2 train --device cuda --dp 2 --collectives nccl (both ranks on the one GPU)"
@@ -245,20 +248,23 @@ do_dp() {
 # optimizer on the host (masters and moments pinned, CPU AdamW); with less host memory (1500m) the first moment goes to
 # DISK and the gradients through two pinned slots. Each tokens/s is compared with the in-memory run of this job.
 do_gpt2() {
+  set -o pipefail
   java_cmd
-  local a=(bench --preset gpt2 --device cuda --mode train --batch 16 --seq 1024 --steps 10 --warmup-steps 2) hb
+  local a=(bench --preset gpt2 --device cuda --mode train --batch 16 --seq 1024 --steps 10 --warmup-steps 2) hb rc=0
   echo "== in memory"
-  timeout 60 "${ATH[@]}" "${a[@]}" | sed 's/^{/{"case":"in-memory",/' | tee -a "$W/gpt2.jsonl"
+  timeout 60 "${ATH[@]}" "${a[@]}" | sed 's/^{/{"case":"in-memory",/' | tee -a "$W/gpt2.jsonl" || rc=1
   for hb in 8g 1500m; do
     echo "== --offload auto --mem-device 4g --mem-host $hb"
     timeout 75 "${ATH[@]}" "${a[@]}" --offload auto --mem-device 4g --mem-host "$hb" --offload-dir "$W/offload-gpt2" \
-      | sed 's/^{/{"case":"offload host '"$hb"'",/' | tee -a "$W/gpt2.jsonl"
+      | sed 's/^{/{"case":"offload host '"$hb"'",/' | tee -a "$W/gpt2.jsonl" || rc=1
     rm -rf "$W/offload-gpt2"
   done
+  return $rc
 }
 
 # plan_case ARGS...: the plan of one scale case (the model's and the budgets' flags; plan --device cuda needs no GPU)
 plan_case() {
+  set -o pipefail
   java_cmd
   "${ATH[@]}" plan "$@" --device cuda --steps 2 2>&1 | grep -v -E '^  (embedding|block|head|final|lm_head|unit) '
 }
@@ -269,7 +275,7 @@ do_scale_sure() {
   plan_case "${m[@]}" "${b[@]}" | tee "$W/scale-sure.plan"
   [ "$GPU" = 1 ] || { echo "no GPU: planned only"; return 0; }
   java_cmd
-  run_watched scale-sure 2 "${ATH[@]}" train "${m[@]}" "${b[@]}" --offload auto --offload-dir "$W/offload-sure" \
+  run_watched scale-sure 2 "${ATH[@]}" train "${m[@]}" "${b[@]}" --device cuda --offload auto --offload-dir "$W/offload-sure" \
     --data "$DATA" --steps 2 --lr 1e-4 --out "$W/scale-sure-model" --log "$W/scale-sure.jsonl"
   local rc=$?
   rm -rf "$W/offload-sure" "$W/scale-sure-model"
@@ -311,14 +317,14 @@ EOF
   cp "$W/plan-$chosen.txt" "$W/scale-max.plan"
   [ "$GPU" = 1 ] || { echo "no GPU: planned only"; return 0; }
   java_cmd
-  run_watched scale-max 2 "${ATH[@]}" train --config "$W/cfg/$chosen.json" --batch 1 --seq 1024 "${b[@]}" --offload auto \
+  run_watched scale-max 2 "${ATH[@]}" train --device cuda --config "$W/cfg/$chosen.json" --batch 1 --seq 1024 "${b[@]}" --offload auto \
     --offload-dir "$W/offload-max" --data "$DATA" --steps 2 --lr 1e-4 --save-dtype bf16 --out "$W/scale-max-model" \
     --log "$W/scale-max.jsonl"
   local rc=$?
   rm -rf "$W/offload-max" "$W/scale-max-model"
   return $rc
 }
-export -f say java_cmd do_env do_build do_mpi do_nccl run_watched do_dp do_gpt2 plan_case do_scale_sure do_scale_max
+export -f say java_cmd do_env do_unpack do_build do_mpi do_nccl run_watched do_dp do_gpt2 plan_case do_scale_sure do_scale_max
 
 # ------------------------------------------------------------------ the steps
 say "scale check: root $ROOT, work $W, output $R, budget ${BUDGET} s"
@@ -327,7 +333,12 @@ nvidia-smi -L 2>/dev/null | grep -q '^GPU ' && GPU=1
 export GPU
 [ $GPU = 1 ] || note "NO GPU (nvidia-smi lists none): the GPU runs are skipped; the plans, the MPI discovery, the NCCL test's skips and dp 2 on the CPU still run"
 step env 30 bash -c do_env
-step build 150 bash -c do_build || note "the build step failed: later steps use what there is"
+step unpack 30 bash -c do_unpack || note "no payload: no Java runtime, so nothing but env and mpi can run"
+if [ $GPU = 1 ]; then
+  step build 150 bash -c do_build || note "the build step failed: later steps use what there is"
+else
+  record build - 0 "no GPU: the jar's own CPU library is used"
+fi
 LIB=$(cat "$W/lib.txt" 2>/dev/null)
 export LIB
 [ $GPU = 1 ] && [ -z "$LIB" ] && note "no libathanor.so with CUDA: the GPU runs will fail"

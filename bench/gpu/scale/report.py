@@ -85,15 +85,20 @@ acc = [d for d in lines("accum2.jsonl") if "step" in d and "loss" in d]
 ncc = [d for d in lines("dp-nccl.jsonl") if "step" in d and "loss" in d]
 exits = dict(re.findall(r"^(dp-mpi|accum2|dp-nccl) exit (\d+)", dplog, re.M))
 launcher = (re.findall(r"^== which mpirun: (.*)$", dplog, re.M) or ["-"])[0]
-nccl_err = ""
-if "--collectives nccl" in dplog:
-    tail = dplog.split("--collectives nccl (both ranks", 1)[1]
-    errs = [l.strip() for l in tail.splitlines() if re.search(r"NCCL|rror|xception|refus", l) and "exit" not in l]
-    nccl_err = errs[0][:300] if errs else ""
+ERR = r"NCCL|rror|xception|refus|unavailable|fail|athanor train: "
+
+
+def first_error(section):
+    errs = [l.strip() for l in section.splitlines() if re.search(ERR, l) and " exit " not in l and not l.startswith("==")]
+    return errs[0][:300] if errs else ""
+
+
+nccl_err = first_error(dplog.split("--collectives nccl (both ranks", 1)[1]) if "--collectives nccl (both ranks" in dplog else ""
+dp_err = first_error(dplog.split("== one process", 1)[0]) if not lines("dp-mpi.jsonl") else ""
 same = bool(dp) and len(dp) == len(acc) and all(a["loss"] == b["loss"] for a, b in zip(dp, acc))
 out["dp"] = dict(launcher=launcher, device="cuda" if env.get("gpu_present") else "cpu", exits=exits, dp2_losses=[d["loss"] for d in dp],
                  dp2_step_ms=[d.get("step_ms") for d in dp], accum2_losses=[d["loss"] for d in acc],
-                 dp2_equals_accum2=same, nccl_shared_gpu_losses=[d["loss"] for d in ncc], nccl_shared_gpu_error=nccl_err)
+                 dp2_equals_accum2=same, dp2_error=dp_err, nccl_shared_gpu_losses=[d["loss"] for d in ncc], nccl_shared_gpu_error=nccl_err)
 
 # ---- issue 9: GPT-2 124M in memory and with the optimizer on the host
 g = lines("gpt2.jsonl")
@@ -162,7 +167,8 @@ md += [f"  - {l}" for l in mpi4py]
 md += [f"  - found: {l}" for l in found]
 d = out["dp"]
 md.append(f"- `mpirun -np 2 train --device {d['device']} --dp 2 --collectives mpi` (mpirun: {launcher}; exit {exits.get('dp-mpi', '-')}): "
-          f"losses {d['dp2_losses']}, seconds per step {[round((x or 0) / 1e3, 3) for x in d['dp2_step_ms']]}")
+          f"losses {d['dp2_losses']}, seconds per step {[round((x or 0) / 1e3, 3) for x in d['dp2_step_ms']]}"
+          f"{'; first error line: `' + dp_err + '`' if dp_err else ''}")
 md.append(f"- one process with `--accum 2` (exit {exits.get('accum2', '-')}): losses {d['accum2_losses']}; "
           f"equal to dp 2's as logged: {same}")
 if "dp-nccl" in exits:
@@ -229,7 +235,8 @@ t = ["| part | result |", "| --- | --- |"]
 t.append(f"| GPU | {env.get('gpu', '?')}; dd direct write/read {dd_w / 1e9 if dd_w else 0:.2f}/{dd_r / 1e9 if dd_r else 0:.2f} GB/s |")
 t.append(f"| NCCL test | {counts or 'no result'} |")
 t.append(f"| MPI | {choice[:90]} |")
-t.append(f"| dp 2 ({d['device']}, staged) | exit {exits.get('dp-mpi', '-')}; losses {d['dp2_losses'][:3]}...; = accum 2: {same} |")
+t.append(f"| dp 2 ({d['device']}, staged) | exit {exits.get('dp-mpi', '-')}; "
+         + (f"losses {d['dp2_losses'][:3]}...; = accum 2: {same} |" if d['dp2_losses'] else f"{dp_err[:90] or 'no losses'} |"))
 if "dp-nccl" in exits:
     t.append(f"| dp 2 NCCL, shared GPU | exit {exits['dp-nccl']}; {(nccl_err or str(d['nccl_shared_gpu_losses']))[:90]} |")
 for r in gpt2:
