@@ -14,6 +14,10 @@
 #   junit-platform-console-standalone.jar   the JUnit launcher, same version as junit-jupiter
 #   jvm-args.txt             the JVM flags surefire uses (property athanor.jvm.args)
 #   MANIFEST.txt             what was packed, from which commit, when
+#   mpi/                     only with ATH_GPU_MPI=1: this machine's Open MPI (mpirun, libmpi and what they need, about
+#                            3.6 MB packed; bench/gpu/scale/mpi-bundle.sh) for a GPU machine without mpirun, so that
+#                            bench/gpu/scale/check.sh can run `mpirun -np 2 ... train --dp 2` there (the jar's
+#                            libathanor_mpi.so is linked against this Open MPI's libmpi.so.40)
 # It must stay under 48 MB (the device tool carries at most 64 MiB in all, the working tree of about
 # 8 MB included): the script fails loudly
 # otherwise.
@@ -21,7 +25,7 @@
 # The Maven build runs in a copy of the source under $STAGE (default /tmp/athanor-gpu-prepare), so
 # this script never writes into the working tree's target/ or build/ folders (other builds may be
 # using them); only bench/gpu/payload/ is written. Environment: JDK (default
-# /usr/lib/jvm/temurin-25-jdk-amd64), STAGE, MVN_OPTS_EXTRA (extra Maven flags, e.g. -o).
+# /usr/lib/jvm/temurin-25-jdk-amd64), STAGE, MVN_OPTS_EXTRA (extra Maven flags, e.g. -o), ATH_GPU_MPI (1: add mpi/).
 set -euo pipefail
 shopt -s nullglob
 
@@ -118,6 +122,11 @@ if [ ! -f "$P/runtime/include/jni.h" ] || [ ! -f "$P/runtime/include/linux/jni_m
 fi
 "$P/runtime/bin/java" -version > /dev/null 2>&1 || die "the linked runtime does not start"
 
+# ---- 4b. optionally Open MPI (ATH_GPU_MPI=1), relocatable: bench/gpu/scale/check.sh sources mpi/env.sh
+if [ "${ATH_GPU_MPI:-0}" = 1 ]; then
+  bash "$ROOT/bench/gpu/scale/mpi-bundle.sh" "$P/mpi" >&2 || die "could not bundle Open MPI (ATH_GPU_MPI=1)"
+fi
+
 # ---- 5. manifest, tarball, size check
 {
   echo "athanor GPU-check payload"
@@ -129,6 +138,7 @@ fi
   echo "jvm-args: $(cat "$P/jvm-args.txt")"
   echo "test classes: $(find "$P/test-classes" -name '*Test*.class' ! -name '*$*' | wc -l) top-level test classes"
   echo "lib: $(ls "$P/lib" | tr '\n' ' ')"
+  echo "mpi: $([ -d "$P/mpi" ] && "$P/mpi/bin/orterun" --version 2>/dev/null | head -1 || echo "not bundled (ATH_GPU_MPI=1 adds it)")"
 } > "$P/MANIFEST.txt"
 mkdir -p "$PAYLOAD_DIR"
 rm -f "$PAYLOAD_DIR"/*.tar.gz

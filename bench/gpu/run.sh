@@ -20,9 +20,8 @@
 #                 (while the two test suites run, 150 s of the budget are held back for the benchmarks)
 #   bench-ours    bench_cuda: Athanor GEMM and attention fwd/bwd on bench/gpu/cases.txt (restarted past a crash)
 #   bench-peer    bench/gpu/peer.py: PyTorch on the same cases
-#   model-ours    GPT-2 124M training/decode on the GPU (training also with ATHANOR_CUDA_HOPPER=1, and with
-#                 --offload auto under a 4g device budget: the optimizer on the host -> logs/offload-cuda.jsonl)
-#                 and the CPU bar on the host (athanor bench)
+#   model-ours    GPT-2 124M training/decode on the GPU (training also with ATHANOR_CUDA_HOPPER=1) and the CPU bar
+#                 on the host (athanor bench); training with the optimizer on the host: bench/gpu/scale/check.sh
 #   overlap       host->device copies on a copy stream hidden behind GEMMs on the compute stream, against the same
 #                 work on one stream (athanor bench --mode overlap) -> logs/overlap.json; report.py draws the
 #                 timeline as logs/overlap.svg (both inside logs.tar.gz) and summarizes it in gpu-report.md
@@ -286,17 +285,7 @@ do_model_ours() {
   ATHANOR_CUDA_HOPPER=1 timeout 120 "$RT/bin/java" --enable-native-access=ALL-UNNAMED -Dathanor.library.path="$LIB" \
     -cp "$cp" dev.athanor.cli.Main bench --preset gpt2 --device cuda ${MODEL_CASES[0]} \
     | sed 's/^{/{"hopper_switch":1,/' | tee -a "$W/model-ours.jsonl"
-  # offload on CUDA (issue 9): the same training with a device budget below its in-memory need (8.6 GiB; 4.8 with
-  # recomputation), so the planner puts the optimizer on the host (masters and moments pinned, CPU AdamW), then with
-  # less host memory (1500m) the first moment on DISK and the gradients through two pinned slots. Compare tokens_per_s with the first line above (in memory); the
-  # lines go to logs/offload-cuda.jsonl (inside logs.tar.gz), not into the report's table
-  for hb in 8g 1500m; do
-    echo "== athanor bench --preset gpt2 ${MODEL_CASES[0]} --offload auto --mem-device 4g --mem-host $hb"
-    # shellcheck disable=SC2086
-    timeout 90 "$RT/bin/java" --enable-native-access=ALL-UNNAMED -Dathanor.library.path="$LIB" -cp "$cp" \
-      dev.athanor.cli.Main bench --preset gpt2 --device cuda ${MODEL_CASES[0]} --offload auto --mem-device 4g \
-      --mem-host "$hb" --offload-dir "$W/offload" | sed 's/^{/{"mem_host":"'"$hb"'",/' | tee -a "$LOGS/offload-cuda.jsonl"
-  done
+  # offload on CUDA (issue 9: the optimizer on the host) is measured by bench/gpu/scale/check.sh, in a call of its own
   # the CPU bar (issue 3): the demo model, B=8, T=256, 2 threads, both pinned to the same two cores
   echo "== athanor bench --preset gpt2-tiny --device cpu --threads 2 (cores 0,1)"
   timeout 150 taskset -c 0,1 "$RT/bin/java" --enable-native-access=ALL-UNNAMED -Dathanor.library.path="$LIB" -cp "$cp" \
@@ -437,7 +426,7 @@ if [ $GPU_PRESENT -eq 1 ]; then
   fi
   HOLD=0 run_step bench-peer 150 -- bash -c do_bench_peer
   if [ -n "$LIB" ] && [ -x "$RT/bin/java" ]; then
-    HOLD=0 run_step model-ours 250 -- bash -c do_model_ours  # 170 + 80 for the two offload runs (never measured)
+    HOLD=0 run_step model-ours 170 -- bash -c do_model_ours
     HOLD=0 run_step overlap 30 -- bash -c do_overlap
   fi
   HOLD=0 run_step model-peer 260 -- bash -c do_model_peer  # 93 s on the H200 before the compiled case
