@@ -313,6 +313,7 @@ final class TrainCommand implements Callable<Integer> {
 
   Result run(PrintStream out) {
     checkBeforeWork();
+    checkOffloadedDataParallel(runtime.device != null && runtime.device.startsWith("cuda"), runtime.device);
     if (parallel.tp > 1) checkTensorParallel();
     parallel.checkSequenceParallel(spec);
     parallel.bucketBytes(spec);  // --bucket-mb checked before any work
@@ -326,6 +327,7 @@ final class TrainCommand implements Callable<Integer> {
     }
     if (parallel.pp > 1 && ckpt.resume == null) parallel.checkStages(spec, model.config(spec).layers());
     Device device = runtime.apply();
+    checkOffloadedDataParallel(device.isCuda(), device.toString());  // --device auto that found a GPU
     if (parallel.auto(spec)) {  // rank 0 plans the layout for the processes mpirun started; all ranks follow
       comm = parallel.startAuto(spec, device, !offload.off(), world -> autoPlan(world, device, out));
       opt.accum = parallel.autoAccum;
@@ -719,6 +721,19 @@ final class TrainCommand implements Callable<Integer> {
    * What can be checked before any work (building the model, tokenizing): that --data is a file or a directory, that
    * every output can be written, and the flags that need others. Usage errors name the flag and the value.
    */
+  /**
+   * {@code --dp N} with {@code --offload} on a GPU ({@code cuda} true; {@code device} names it), before any work: data
+   * parallel with the optimizer on the host is not built yet (the single-process path puts the optimizer on the host,
+   * the CPU's data parallel a rank's shard of the moments on DISK; neither applies).
+   */
+  private void checkOffloadedDataParallel(boolean cuda, String device) {
+    if (!cuda || offload.off() || parallel.dp <= 1) return;
+    throw Options.usage(spec, "--dp " + parallel.dp + " with --offload " + offload.offload + " on " + device + ": data "
+        + "parallel with the optimizer on the host is not built yet. On one GPU, --offload puts the optimizer on the host "
+        + "(without --dp); --dp " + parallel.dp + " on GPUs trains with --offload off; with --device cpu, --dp "
+        + parallel.dp + " --offload puts each rank's AdamW moments (its ZeRO shard of them) on DISK");
+  }
+
   void checkBeforeWork() {
     String problem = Files.isDirectory(data) ? null : FileProblems.notRegularFile(data);
     if (problem != null) {
