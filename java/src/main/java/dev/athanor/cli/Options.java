@@ -304,7 +304,7 @@ final class Options {
         description = "off: everything in memory; auto: plan from the budgets (AdamW's moments, then the gradients, "
             + "then the weights to DISK, as far as the job needs to fit in HOST memory; on cuda the F32 masters and AdamW's "
             + "moments to pinned host memory, then the moments to DISK, as far as --mem-device and --mem-host need, with "
-            + "AdamW on the CPU; the plan is printed); PLAN.json: a plan written by athanor plan --json (CPU only). "
+            + "AdamW on the CPU, one GPU only (not with --dp yet); the plan is printed); PLAN.json: a plan written by athanor plan --json (CPU only). "
             + "Default: ${DEFAULT-VALUE}")
     String offload;
 

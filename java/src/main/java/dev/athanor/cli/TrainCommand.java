@@ -26,10 +26,12 @@ import dev.athanor.nn.Transformer;
 import dev.athanor.offload.OffloadConfig;
 import dev.athanor.offload.OffloadPlan;
 import dev.athanor.offload.HostOffloadPlanner;
+import dev.athanor.offload.HostTransfers;
 import dev.athanor.offload.OffloadPlanner;
 import dev.athanor.offload.OffloadedWeights;
 import dev.athanor.offload.TransferStats;
 import dev.athanor.params.Role;
+import dev.athanor.report.HostTraffic;
 import dev.athanor.report.RunSummary;
 import dev.athanor.report.StepTraffic;
 import dev.athanor.runtime.Device;
@@ -311,6 +313,7 @@ final class TrainCommand implements Callable<Integer> {
 
   Result run(PrintStream out) {
     checkBeforeWork();
+    checkOffloadedDataParallel(runtime.device != null && runtime.device.startsWith("cuda"), runtime.device);
     if (parallel.tp > 1) checkTensorParallel();
     parallel.checkSequenceParallel(spec);
     parallel.bucketBytes(spec);  // --bucket-mb checked before any work
@@ -324,6 +327,7 @@ final class TrainCommand implements Callable<Integer> {
     }
     if (parallel.pp > 1 && ckpt.resume == null) parallel.checkStages(spec, model.config(spec).layers());
     Device device = runtime.apply();
+    checkOffloadedDataParallel(device.isCuda(), device.toString());  // --device auto that found a GPU
     if (parallel.auto(spec)) {  // rank 0 plans the layout for the processes mpirun started; all ranks follow
       comm = parallel.startAuto(spec, device, !offload.off(), world -> autoPlan(world, device, out));
       opt.accum = parallel.autoAccum;
@@ -717,6 +721,19 @@ final class TrainCommand implements Callable<Integer> {
    * What can be checked before any work (building the model, tokenizing): that --data is a file or a directory, that
    * every output can be written, and the flags that need others. Usage errors name the flag and the value.
    */
+  /**
+   * {@code --dp N} with {@code --offload} on a GPU ({@code cuda} true; {@code device} names it), before any work: data
+   * parallel with the optimizer on the host is not built yet (the single-process path puts the optimizer on the host,
+   * the CPU's data parallel a rank's shard of the moments on DISK; neither applies).
+   */
+  private void checkOffloadedDataParallel(boolean cuda, String device) {
+    if (!cuda || offload.off() || parallel.dp <= 1) return;
+    throw Options.usage(spec, "--dp " + parallel.dp + " with --offload " + offload.offload + " on " + device + ": data "
+        + "parallel with the optimizer on the host is not built yet. On one GPU, --offload puts the optimizer on the host "
+        + "(without --dp); --dp " + parallel.dp + " on GPUs trains with --offload off; with --device cpu, --dp "
+        + parallel.dp + " --offload puts each rank's AdamW moments (its ZeRO shard of them) on DISK");
+  }
+
   void checkBeforeWork() {
     String problem = Files.isDirectory(data) ? null : FileProblems.notRegularFile(data);
     if (problem != null) {
@@ -915,6 +932,9 @@ final class TrainCommand implements Callable<Integer> {
         // (activations, workspace, paging windows, snapshot copies); not what loading or restoring held before the loop
         MemoryManager.global().resetPeak();
         TransferStats.Snapshot loopStart = trainer.transfers();
+        // the optimizer on the host: each line also carries the step's host-device copies and the waits for them
+        HostTransfers hostStart = trainer.hostTransfers(), hostMark = hostStart;
+        boolean diskFigures = offloadConfig.offloadsAnything() || hostOffload != null && hostOffload.moments().offloadsAnything();
         // each step's line counts the traffic since the previous line (checkpoint saves left out): with the update
         // deferred into the next forward (offload), the reads of a step's update start as it ends, between the lines
         TransferStats.Snapshot mark = loopStart;
@@ -934,7 +954,12 @@ final class TrainCommand implements Callable<Integer> {
           results.add(r);
           // an offloaded run's line also carries the step's DISK traffic and stalls (checkpoint saves are not in it)
           mark = trainer.transfers();
-          String line = offloadConfig.offloadsAnything() ? StepTraffic.of(r.step(), mark.minus(before)).appendTo(r) : r.toJson();
+          String line = diskFigures ? StepTraffic.of(r.step(), mark.minus(before)).appendTo(r) : r.toJson();
+          if (hostOffload != null) {
+            HostTransfers now = trainer.hostTransfers();
+            line = HostTraffic.of(now.minus(hostMark)).appendTo(line);
+            hostMark = now;
+          }
           // with --dp, the time rank 0 spent in collectives during the step (waiting for the others included), and bytes
           if (talked != null) line = withCommunication(line, ((TimedCommunicator) comm).counts().minus(talked));
           if (waited != null) line = withOverlap(line, overlap.stats().minus(waited));
@@ -944,6 +969,7 @@ final class TrainCommand implements Callable<Integer> {
           if (ck != null && ck.every() > 0 && trainer.nextStep() % ck.every() == 0 && !trainer.done()) {
             stall = mgr.save(trainer);  // with more than one process: every rank writes its part (a collective)
             mark = trainer.transfers();  // the save's own traffic is in the summary, not in the next step's line
+            hostMark = trainer.hostTransfers();
           }
           ema = Double.isNaN(ema) ? r.loss() : 0.9 * ema + 0.1 * r.loss();
           bar.update(r.step() + 1, String.format(Locale.ROOT, "loss %.3f (avg %.3f) | %s tok/s%s", r.loss(), ema,
@@ -964,7 +990,8 @@ final class TrainCommand implements Callable<Integer> {
               + "and resume, train with --checkpoint-dir DIR (a stopped run then continues with --resume auto).");
         }
         if (shards != null) shards.unshard();  // ZeRO 3: every rank gets the whole trained weights back (a collective)
-        summary(w, results.size(), trainer.transfers().minus(loopStart));
+        summary(w, results.size(), trainer.transfers().minus(loopStart),
+            hostOffload != null ? trainer.hostTransfers().minus(hostStart) : null);
       }
       if (stop.get()) {
         throw new Stopped("training stopped by a termination signal" + (ck != null ? " (state saved)" : " (nothing saved)"));
@@ -993,10 +1020,13 @@ final class TrainCommand implements Callable<Integer> {
 
   /**
    * Ends the log with the run's summary line ({@link RunSummary}): the steps this process ran, the allocator's peak
-   * bytes per tier since the loop began, and {@code moved}, the DISK traffic of the loop (the final save included).
+   * bytes per tier since the loop began, and {@code moved}, the DISK traffic of the loop (the final save included);
+   * with the optimizer on the host, {@code host}, its copies and waits over the loop ({@link HostTraffic}; else null).
    */
-  private static void summary(BufferedWriter w, int steps, TransferStats.Snapshot moved) throws IOException {
-    w.write(RunSummary.of(steps, MemoryManager.global(), moved).toJson());
+  private static void summary(BufferedWriter w, int steps, TransferStats.Snapshot moved, HostTransfers host)
+      throws IOException {
+    String line = RunSummary.of(steps, MemoryManager.global(), moved).toJson();
+    w.write(host != null ? HostTraffic.of(host).appendTo(line) : line);
     w.newLine();
     w.flush();
   }

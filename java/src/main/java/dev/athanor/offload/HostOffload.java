@@ -14,14 +14,27 @@ import java.util.Objects;
  * @param streamGradients with one micro-batch a step, whether each unit's gradient goes to the host as the backward
  *     completes it, into a pinned copy of the whole F32 gradient (the copies overlap the backward), rather than after
  *     the backward through two pinned slots of the largest unit (less pinned memory)
+ * @param deferUpdates whether each step's host update (all but the last step's) runs on a worker thread behind the
+ *     step, unit by unit in the forward's order, each unit's new weights awaited only by the next forward's first read
+ *     of them (the update overlaps the next forward), rather than every unit updated before the step returns
  */
-public record HostOffload(OffloadConfig moments, boolean streamGradients) {
-  /** Masters and both moments in pinned host memory, nothing on DISK, the gradients streamed. */
+public record HostOffload(OffloadConfig moments, boolean streamGradients, boolean deferUpdates) {
+  /** Masters and both moments in pinned host memory, nothing on DISK, the gradients streamed, the updates deferred. */
   public static final HostOffload PINNED = new HostOffload(OffloadConfig.NONE);
 
-  /** {@code moments} on DISK, the gradients streamed during the backward (with one micro-batch a step). */
+  /** {@code moments} on DISK, the gradients streamed during the backward (with one micro-batch a step), the updates deferred. */
   public HostOffload(OffloadConfig moments) {
     this(moments, true);
+  }
+
+  /** {@code moments} on DISK, the gradients streamed or not, the updates deferred. */
+  public HostOffload(OffloadConfig moments, boolean streamGradients) {
+    this(moments, streamGradients, true);
+  }
+
+  /** The same placement with every step's host update made before the step returns (not deferred). */
+  public HostOffload updatedAtOnce() {
+    return new HostOffload(moments, streamGradients, false);
   }
 
   public HostOffload {

@@ -78,7 +78,8 @@ public final class HostOffloadPlanner {
           + " in pinned host memory" + (diskMoments.isEmpty() ? "" : ", " + moments)
           + "; the " + job.dtype() + " weights, the gradients and the activations"
           + (job.recompute() ? " (recomputed in the backward)" : "") + " on " + job.device() + "; the gradients to the host "
-          + (streamGradients ? "as the backward completes each unit" : "after the backward, through two slots"));
+          + (streamGradients ? "as the backward completes each unit" : "after the backward, through two slots")
+          + "; each step's update made behind it, overlapping the next forward");
       for (Tier t : List.of(Tier.DEVICE, Tier.HOST_PINNED, Tier.HOST, Tier.DISK)) {
         if (f.bytes(t) == 0) continue;
         StringBuilder b = new StringBuilder("  " + t + ": " + Footprint.size(f.bytes(t)) + " (");

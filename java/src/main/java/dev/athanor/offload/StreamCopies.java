@@ -22,8 +22,9 @@ import java.util.Objects;
  * the callers is the same, which is what the CPU tests run.
  *
  * <p>Events are reused (a pool); {@link #close()} synchronizes the copy stream and destroys the stream and every event.
- * CUDA failures surface as {@link dev.athanor.runtime.NativeException}s from the calls that hit them. One thread at a
- * time.
+ * CUDA failures surface as {@link dev.athanor.runtime.NativeException}s from the calls that hit them. Safe for two
+ * threads (the computing one and a worker enqueueing with {@link #queueToHost} and {@link #queueToDevice}): the calls
+ * are serialized, and {@link #await} blocks outside the lock; {@link #close()} only when no other thread uses them.
  */
 public final class StreamCopies implements UnitCopies {
   private final Device device;
@@ -53,27 +54,53 @@ public final class StreamCopies implements UnitCopies {
   }
 
   @Override
-  public long toHost(Tensor dst, Tensor src) {
-    return copy(dst, src, false);
+  public synchronized long toHost(Tensor dst, Tensor src) {
+    return copy(dst, src, false, true);
   }
 
   @Override
-  public long toDevice(Tensor dst, Tensor src) {
-    return copy(dst, src, true);
+  public synchronized long toDevice(Tensor dst, Tensor src) {
+    return copy(dst, src, true, true);
   }
 
-  /** Enqueues {@code src -> dst} on the copy stream after the compute stream's work so far; returns its ticket. */
-  private long copy(Tensor dst, Tensor src, boolean toDevice) {
+  @Override
+  public synchronized void afterCompute() {
     checkOpen();
-    afterCompute();
+    waitForCompute();
+  }
+
+  @Override
+  public synchronized long queueToHost(Tensor dst, Tensor src) {
+    return copy(dst, src, false, false);
+  }
+
+  @Override
+  public synchronized long queueToDevice(Tensor dst, Tensor src) {
+    return copy(dst, src, true, false);
+  }
+
+  @Override
+  public synchronized void computeWaits(long ticket) {
+    checkOpen();
+    Event e = pending.get(ticket);
+    if (e != null) e.wait(Stream.current(device));  // takes the event as recorded behind the copy: reuse does not move it
+  }
+
+  /**
+   * Enqueues {@code src -> dst} on the copy stream (with {@code ordered}, after the compute stream's work so far, and
+   * for a copy to the device the compute stream then waits for it); returns its ticket.
+   */
+  private long copy(Tensor dst, Tensor src, boolean toDevice, boolean ordered) {
+    checkOpen();
+    if (ordered) waitForCompute();
     dst.copyFromAsync(src, copy);
     if (toDevice) this.toDevice += src.byteSize();
     else this.toHost += src.byteSize();
-    return ticket(toDevice);
+    return ticket(toDevice && ordered);
   }
 
   /** The copy stream waits for the work queued on the compute stream so far. */
-  private void afterCompute() {
+  private void waitForCompute() {
     computeDone.record(Stream.current(device));
     computeDone.wait(copy);  // the wait takes the event as recorded now: re-recording it later does not move it
   }
@@ -94,21 +121,28 @@ public final class StreamCopies implements UnitCopies {
 
   @Override
   public void await(long ticket) {
-    checkOpen();
-    Event e = pending.get(ticket);
-    if (e == null) return;
-    e.synchronize();
-    pending.remove(ticket);
-    free.push(e);
+    Event e;
+    synchronized (this) {
+      checkOpen();
+      e = pending.get(ticket);
+      if (e == null) return;
+    }
+    e.synchronize();  // outside the lock: the other thread may enqueue meanwhile
+    synchronized (this) {
+      if (pending.get(ticket) == e) {  // not already given back by another thread awaiting the same ticket
+        pending.remove(ticket);
+        free.push(e);
+      }
+    }
   }
 
   @Override
-  public long bytesToHost() {
+  public synchronized long bytesToHost() {
     return toHost;
   }
 
   @Override
-  public long bytesToDevice() {
+  public synchronized long bytesToDevice() {
     return toDevice;
   }
 
@@ -117,7 +151,7 @@ public final class StreamCopies implements UnitCopies {
   }
 
   @Override
-  public void close() {
+  public synchronized void close() {
     if (closed) return;
     closed = true;
     RuntimeException failure = null;

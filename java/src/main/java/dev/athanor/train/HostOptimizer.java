@@ -10,34 +10,52 @@ import dev.athanor.params.Unit;
 import dev.athanor.runtime.Device;
 import dev.athanor.tensor.DType;
 import dev.athanor.tensor.Tensor;
-import java.util.ArrayList;
+import dev.athanor.nn.BlockHooks;
+import dev.athanor.offload.HostTransfers;
+import java.util.Arrays;
 import java.util.List;
 import java.util.Objects;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.RejectedExecutionException;
+import java.util.concurrent.atomic.AtomicLong;
 
 /**
  * AdamW on the host for a model that computes on a device (ZeRO-Offload's split): the compute weights ({@link
  * Role#WEIGHT}, e.g. BF16) and the gradients stay in the device's memory; the F32 masters and AdamW's moments live in
- * page-locked host memory ({@link Tier#HOST_PINNED}), the moments there or on DISK ({@link AdamW}'s streaming). One
- * {@link #update} runs unit by unit, in reverse layout order (the order the backward pass finishes them):
+ * page-locked host memory ({@link Tier#HOST_PINNED}), the moments there or on DISK ({@link AdamW}'s streaming). An
+ * update runs unit by unit, in the forward's order (the layout's: the embedding first, which the next forward needs
+ * first):
  * <ol>
- *   <li>the unit's step gradient goes to a host staging slot (F32, {@link UnitCopies#toHost}), the next unit's
- *       copy enqueued before this unit is updated, so it runs while the host computes;
+ *   <li>the unit's step gradient goes to a host staging slot (F32), the next unit's copy enqueued before this unit is
+ *       updated, so it runs while the host computes;
  *   <li>the CPU AdamW kernel updates the unit's masters and moments ({@link AdamW#updateInto}) and writes the new
  *       weights, rounded to the compute dtype, into a host staging slot;
- *   <li>that slot goes to the unit's compute weights on the device ({@link UnitCopies#toDevice}), behind which the
- *       next computation on the device waits.
+ *   <li>that slot goes to the unit's compute weights on the device ({@link UnitCopies#queueToDevice}).
  * </ol>
- * Two gradient slots and two weight slots of the largest unit's elements, pinned, are what this adds to host memory
+ * {@link #update} makes every unit's update before it returns (the device's compute stream then waits for all the new
+ * weights). {@link #defer} hands the same loop to a worker thread and returns at once: the next forward's first read of
+ * each unit ({@link #hooks()}: before its weights) waits until the worker has enqueued the unit's new weights, and the
+ * compute stream waits for that copy ({@link UnitCopies#computeWaits}); so the host's update of later units overlaps the
+ * device's forward of earlier ones. The copies of a deferred update are all ordered behind the backward that formed
+ * its gradients ({@link UnitCopies#afterCompute} when it is deferred). Anything else that needs the state as the step
+ * left it (the next backward, a checkpoint, {@link #close}) calls {@link #finishPending()} first; the next micro-batch's
+ * {@link #beginMicroBatch()} does, so the gradients the update reads are not overwritten before it has read them.
+ *
+ * <p>Two gradient slots and two weight slots of the largest unit's elements, pinned, are what this adds to host memory
  * ({@link #stagingBytes}). With one micro-batch per step the gradients can instead stream to a pinned copy of the whole
  * model's gradient during the backward ({@link #hooks()}: each unit's copy enqueued as its backward completes it, so
- * it overlaps the backward of the units before it), and the update then waits only for the copies still running. A slot is written by the host only after the copy that last read it has been awaited, and
- * read only after the copy that filled it: with copies that run late (as on a device) the bits are those of copies
- * that run at once.
+ * it overlaps the backward of the units before it), and the update then waits only for the copies still running. A
+ * slot is written by the host only after the copy that last read it has been awaited, and read only after the copy
+ * that filled it: with copies that run late (as on a device) the bits are those of copies that run at once.
  *
  * <p>The clipping factor comes from the caller (the norm of the step's gradient, formed on the device before the
  * update). Same kernel on the same elements as {@link AdamW#update} over host buffers, so the masters, moments and
- * weights are bit-identical to the host's in-memory update of the same values; against the device's own AdamW kernel
- * they can differ in the last bits (the device compiler may contract multiply-adds).
+ * weights are bit-identical to the host's in-memory update of the same values, deferred or not; against the device's
+ * own AdamW kernel they can differ in the last bits (the device compiler may contract multiply-adds).
+ *
+ * <p>One training thread calls the public methods; the worker touches only the optimizer, the slots and the copies
+ * while a deferred update runs.
  */
 public final class HostOptimizer implements AutoCloseable {
   /** The host tier the masters and the moments in memory live in. */
@@ -51,6 +69,9 @@ public final class HostOptimizer implements AutoCloseable {
   private final long[] gradTickets;                    // per unit: the copy of its streamed gradient, or -1
   private final Tensor[] weightSlots = new Tensor[2];  // (largest unit) compute dtype, pinned
   private long streamedByHooks;                        // gradient copies the backward's hooks enqueued
+  private final AtomicLong waitNanos = new AtomicLong();  // the training thread's waits
+  private ExecutorService worker;                      // runs deferred updates; made by the first defer()
+  private Pending pending;                             // the update deferred (running or done), or null
   private boolean closed;
 
   /**
@@ -123,14 +144,22 @@ public final class HostOptimizer implements AutoCloseable {
   }
 
   /**
-   * The hooks that stream the gradients ({@code streamGradients}): after each unit's backward, its gradient's copy to
-   * the host is enqueued behind it. {@link dev.athanor.nn.BlockHooks#NONE} without streaming.
+   * The hooks the model runs with: before a unit's weights are read, a deferred update's new weights of the unit are
+   * waited for (before the backward's first read, the whole update); with {@code streamGradients}, after each unit's
+   * backward, its gradient's copy to the host is enqueued behind it.
    */
-  public dev.athanor.nn.BlockHooks hooks() {
-    if (hostGrad == null) return dev.athanor.nn.BlockHooks.NONE;
-    return new dev.athanor.nn.BlockHooks() {
+  public BlockHooks hooks() {
+    return new BlockHooks() {
+      @Override
+      public void beforeWeights(Unit unit, Pass pass) {
+        if (pending == null) return;
+        if (pass == Pass.BACKWARD) finishPending();  // the backward overwrites the gradients the update reads
+        else awaitUnit(unit);
+      }
+
       @Override
       public void afterGradients(Unit unit) {
+        if (hostGrad == null) return;
         streamGradient(unit);
         streamedByHooks++;
       }
@@ -138,22 +167,24 @@ public final class HostOptimizer implements AutoCloseable {
   }
 
   /**
-   * A micro-batch's backward is about to form new gradients: waits for the streamed copies of the last one (they read
-   * the gradients the caller is about to zero) and forgets them, so that {@link #update} uses only what this
-   * micro-batch streams (copying the rest itself). Nothing without streamed gradients.
+   * A micro-batch's backward is about to form new gradients: finishes a pending update (which reads the last step's),
+   * then waits for the streamed copies of the last micro-batch (they read the gradients the caller is about to zero)
+   * and forgets them, so that {@link #update} uses only what this micro-batch streams (copying the rest itself).
    */
   public void beginMicroBatch() {
+    finishPending();
     if (hostGrad == null) return;
     for (int i = 0; i < gradTickets.length; i++) {
-      if (gradTickets[i] >= 0) copies.await(gradTickets[i]);
+      if (gradTickets[i] >= 0) awaitCopy(gradTickets[i], true);
       gradTickets[i] = -1;
     }
   }
 
   /** Enqueues the copy of {@code u}'s gradient into the pinned buffer (after the last one of it has run). */
   private void streamGradient(Unit u) {
-    if (closed) throw new IllegalStateException("the host optimizer is closed");
-    if (gradTickets[u.index()] >= 0) copies.await(gradTickets[u.index()]);  // an earlier micro-batch's, not used
+    checkOpen();
+    finishPending();  // the pending update reads the pinned buffer
+    if (gradTickets[u.index()] >= 0) awaitCopy(gradTickets[u.index()], true);  // an earlier micro-batch's, not used
     gradTickets[u.index()] = -1;
     try (Tensor dst = hostGrad.slice(0, u.elements().start(), u.elements().end());
         Tensor src = store.slice(Role.GRAD, u.elements())) {
@@ -182,55 +213,246 @@ public final class HostOptimizer implements AutoCloseable {
   }
 
   /**
+   * The bytes copied each way so far and the time the training thread waited for this optimizer's work (a deferred
+   * update's units and copies, copies to complete); safe to call while a deferred update runs.
+   */
+  public HostTransfers transfers() {
+    return new HostTransfers(copies.bytesToDevice(), copies.bytesToHost(), waitNanos.get());
+  }
+
+  /**
    * One optimizer update of every unit from the step's gradient in {@code gradRole} (on the device) times {@code
-   * gradScale}, with the step count of the optimizer's last {@link AdamW#beginStep()}. When it returns, every copy
-   * has run as far as the host is concerned (the slots are free) and the device's compute stream waits for the new
-   * weights. A failure leaves the units updated so far updated (the state is then inconsistent).
+   * gradScale}, with the step count of the optimizer's last {@link AdamW#beginStep()}, made before it returns (a pending
+   * update finished first). When it returns, every copy has run as far as the host is concerned (the slots are free)
+   * and the device's compute stream waits for the new weights. A failure leaves the units updated so far updated (the
+   * state is then inconsistent).
    */
   public void update(Role gradRole, float lr, float beta1, float beta2, float eps, float weightDecay, float gradScale) {
-    if (closed) throw new IllegalStateException("the host optimizer is closed");
-    List<Unit> order = new ArrayList<>(store.units());
-    java.util.Collections.reverse(order);
-    int n = order.size();
+    finishPending();
+    Pending p = begin(gradRole, lr, beta1, beta2, eps, weightDecay, gradScale, true);
+    pending = p;
+    p.run();  // on this thread
+    finishPending();
+  }
+
+  /**
+   * The same update as {@link #update}, deferred: a worker thread makes it unit by unit in the forward's order and this
+   * returns at once. Each unit's new weights are awaited by the first read of them ({@link #hooks()}; the compute
+   * stream waits for their copy), the whole update by {@link #finishPending()}. Until then the gradients in {@code
+   * gradRole} must not change (the next micro-batch's {@link #beginMicroBatch()} finishes the update first), and
+   * nothing else may use the optimizer. A failure of the update surfaces where a unit or the whole update is awaited.
+   */
+  public void defer(Role gradRole, float lr, float beta1, float beta2, float eps, float weightDecay, float gradScale) {
+    checkOpen();
+    if (pending != null) throw new IllegalStateException("an optimizer update on the host is already pending");
+    Pending p = begin(gradRole, lr, beta1, beta2, eps, weightDecay, gradScale, false);
+    if (worker == null) {
+      worker = Executors.newSingleThreadExecutor(r -> {
+        Thread t = new Thread(r, "athanor-host-adamw");
+        t.setDaemon(true);
+        return t;
+      });
+    }
+    pending = p;
+    try {
+      worker.execute(p);
+    } catch (RejectedExecutionException e) {
+      pending = null;
+      p.run();  // cannot happen while open; never leave the gradients' copies unawaited
+      throw new IllegalStateException("the host optimizer's worker refused the update", e);
+    }
+  }
+
+  /** Whether a deferred update is pending: not yet finished by {@link #finishPending()} (or failed). */
+  public boolean updatePending() {
+    return pending != null;
+  }
+
+  /**
+   * Waits for the pending update (nothing when none is): every unit updated, its copies run as far as the host is
+   * concerned, and the compute stream waiting for every unit's new weights. Throws the update's failure (then, and on
+   * every later call, the state is inconsistent: the units before the failing one are updated).
+   */
+  public void finishPending() {
+    Pending p = pending;
+    if (p == null) return;
+    if (p.reported) {
+      throw new IllegalStateException("the optimizer update on the host failed part-way: the masters, moments and weights "
+          + "are inconsistent", p.failure);
+    }
+    long t0 = System.nanoTime();
+    p.awaitEnd();
+    waitNanos.addAndGet(System.nanoTime() - t0);
+    if (p.failure != null) {
+      p.reported = true;
+      if (p.failure instanceof Error e) throw e;
+      throw (RuntimeException) p.failure;  // the loop catches only these two
+    }
+    for (int i = 0; i < p.weights.length; i++) if (!p.computeWaited[i]) copies.computeWaits(p.weights[i]);
+    pending = null;
+  }
+
+  /**
+   * Before a pass reads {@code u}'s weights: waits until the pending update has enqueued the unit's new weights (the
+   * worker goes in the forward's order), then makes the compute stream wait for their copy. Throws the update's
+   * failure when it failed at or before the unit.
+   */
+  private void awaitUnit(Unit u) {
+    Pending p = pending;
+    int i = u.index();
+    if (p.computeWaited[i]) return;
+    long t0 = System.nanoTime();
+    long ticket = p.awaitUnit(i);
+    copies.computeWaits(ticket);
+    p.computeWaited[i] = true;
+    waitNanos.addAndGet(System.nanoTime() - t0);
+  }
+
+  /**
+   * A new update: its copies ordered behind the compute stream's work so far (the backward that formed the gradients),
+   * with the streamed gradients' copies taken over from the hooks (those no backward streamed enqueued now).
+   */
+  private Pending begin(Role gradRole, float lr, float beta1, float beta2, float eps, float weightDecay, float gradScale,
+      boolean inline) {
+    checkOpen();
     boolean streamed = hostGrad != null;
     if (streamed && gradRole != Role.GRAD) {
       throw new IllegalArgumentException("streamed gradients are one micro-batch's (GRAD); the step's gradient is in "
           + gradRole);
     }
-    long[] grads = new long[n], weights = new long[n];
-    java.util.Arrays.fill(grads, -1);
-    java.util.Arrays.fill(weights, -1);
-    try {
-      if (streamed) {
-        for (int i = 0; i < n; i++) {  // units whose backward streamed nothing (no hooks ran): copied now
-          if (gradTickets[order.get(i).index()] < 0) streamGradient(order.get(i));
-          grads[i] = gradTickets[order.get(i).index()];
-        }
-      } else if (n > 0) {
-        grads[0] = gradToHost(order.get(0), 0, gradRole);
-      }
-      for (int i = 0; i < n; i++) {
-        Unit u = order.get(i);
-        int len = Math.toIntExact(u.elements().length());
-        // slot (i + 1) % 2 was last filled for unit i - 1, whose update has finished on the host
-        if (!streamed && i + 1 < n) grads[i + 1] = gradToHost(order.get(i + 1), (i + 1) % 2, gradRole);
-        copies.await(grads[i]);
-        if (i >= 2) copies.await(weights[i - 2]);  // weight slot i % 2 was read by the copy of unit i - 2
-        try (Tensor g = streamed ? hostGrad.slice(0, u.elements().start(), u.elements().end())
-                : gradSlots[i % 2].slice(0, 0, len);
-            Tensor w = weightSlots[i % 2].slice(0, 0, len); Tensor dst = store.slice(Role.WEIGHT, u.elements())) {
-          zeroPadding(u, w);
-          optimizer.updateInto(u.elements(), g, w, lr, beta1, beta2, eps, weightDecay, gradScale);
-          weights[i] = copies.toDevice(dst, w);
-        }
-      }
-    } finally {
-      for (int i = 0; i < n; i++) {  // no copy may still read or fill a slot (also after a failure)
-        if (grads[i] >= 0) copies.await(grads[i]);
-        if (weights[i] >= 0) copies.await(weights[i]);
-      }
-      java.util.Arrays.fill(gradTickets, -1);
+    long[] grads = null;
+    if (streamed) {
+      for (Unit u : store.units()) if (gradTickets[u.index()] < 0) streamGradient(u);  // no hooks ran for it
+      grads = gradTickets.clone();
+      Arrays.fill(gradTickets, -1);
     }
+    copies.afterCompute();
+    return new Pending(gradRole, grads, inline, new float[] {lr, beta1, beta2, eps, weightDecay, gradScale});
+  }
+
+  /**
+   * One update of every unit, in the forward's order: run by the worker for a deferred update, or by the training
+   * thread for one made at once ({@code inline}: its waits for copies count as the training thread's).
+   */
+  private final class Pending implements Runnable {
+    final Role gradRole;
+    final long[] grads;                  // per unit: the streamed gradient's copy, or null without streaming
+    final boolean inline;
+    final float[] args;                  // lr, beta1, beta2, eps, weight decay, gradient scale
+    final long[] weights;                // per unit: the copy of its new weights, -1 until enqueued
+    final boolean[] computeWaited;       // per unit: the compute stream waits for that copy (training thread only)
+    int ready;                           // units (in order) whose new weights are enqueued; guarded by this
+    boolean ended;                       // the loop has returned, its copies awaited; guarded by this
+    Throwable failure;                   // written before ended is set
+    boolean reported;                    // the failure was thrown by finishPending (training thread only)
+    volatile boolean cancelled;          // close(): stop before the next unit
+
+    Pending(Role gradRole, long[] grads, boolean inline, float[] args) {
+      this.gradRole = gradRole;
+      this.grads = grads;
+      this.inline = inline;
+      this.args = args;
+      int n = store.units().size();
+      this.weights = new long[n];
+      this.computeWaited = new boolean[n];
+      Arrays.fill(weights, -1);
+    }
+
+    @Override
+    public void run() {
+      List<Unit> order = store.units();  // the layout's order: the forward's
+      int n = order.size();
+      long[] gradCopies = new long[n];  // without streaming: the copies into the two gradient slots
+      Arrays.fill(gradCopies, -1);
+      Throwable failed = null;
+      try {
+        if (grads == null && n > 0) gradCopies[0] = gradToHost(order.get(0), 0, gradRole);
+        for (int i = 0; i < n && !cancelled; i++) {
+          Unit u = order.get(i);
+          int len = Math.toIntExact(u.elements().length());
+          // slot (i + 1) % 2 was last filled for unit i - 1, whose update has finished on the host
+          if (grads == null && i + 1 < n) gradCopies[i + 1] = gradToHost(order.get(i + 1), (i + 1) % 2, gradRole);
+          awaitCopy(grads != null ? grads[i] : gradCopies[i], inline);
+          if (i >= 2) awaitCopy(weights[i - 2], inline);  // weight slot i % 2 was read by the copy of unit i - 2
+          try (Tensor g = grads != null ? hostGrad.slice(0, u.elements().start(), u.elements().end())
+                  : gradSlots[i % 2].slice(0, 0, len);
+              Tensor w = weightSlots[i % 2].slice(0, 0, len); Tensor dst = store.slice(Role.WEIGHT, u.elements())) {
+            zeroPadding(u, w);
+            optimizer.updateInto(u.elements(), g, w, args[0], args[1], args[2], args[3], args[4], args[5]);
+            long t = copies.queueToDevice(dst, w);
+            synchronized (this) {
+              weights[i] = t;
+              ready = i + 1;
+              notifyAll();
+            }
+          }
+        }
+      } catch (RuntimeException | Error e) {
+        failed = e;
+      } finally {
+        for (int i = 0; i < n; i++) {  // no copy may still read or fill a slot (also after a failure)
+          for (long t : new long[] {grads != null ? grads[i] : gradCopies[i], weights[i]}) {
+            try {
+              if (t >= 0) awaitCopy(t, inline);
+            } catch (RuntimeException | Error e) {
+              if (failed == null) failed = e;
+              else if (failed != e) failed.addSuppressed(e);
+            }
+          }
+        }
+        synchronized (this) {
+          failure = failed;
+          ended = true;
+          notifyAll();
+        }
+      }
+    }
+
+    /** Waits until unit {@code i}'s new weights are enqueued; returns their copy's ticket, or throws the failure. */
+    synchronized long awaitUnit(int i) {
+      boolean interrupted = false;
+      try {
+        while (ready <= i && !ended) {
+          try {
+            wait();
+          } catch (InterruptedException e) {
+            interrupted = true;
+          }
+        }
+      } finally {
+        if (interrupted) Thread.currentThread().interrupt();
+      }
+      if (ready > i) return weights[i];
+      if (failure instanceof Error e) throw e;
+      if (failure != null) throw (RuntimeException) failure;  // the loop catches only these two
+      throw new IllegalStateException("the optimizer update on the host stopped before " + store.units().get(i).name()
+          + ": the host optimizer was closed");
+    }
+
+    /** Waits until the loop has returned (uninterruptibly: its copies must not outlive it). */
+    synchronized void awaitEnd() {
+      boolean interrupted = false;
+      while (!ended) {
+        try {
+          wait();
+        } catch (InterruptedException e) {
+          interrupted = true;
+        }
+      }
+      if (interrupted) Thread.currentThread().interrupt();
+    }
+  }
+
+  /** Awaits a copy; with {@code timed} (on the training thread) the wait counts in {@link #transfers()}. */
+  private void awaitCopy(long ticket, boolean timed) {
+    if (ticket < 0) return;
+    long t0 = timed ? System.nanoTime() : 0;
+    copies.await(ticket);
+    if (timed) waitNanos.addAndGet(System.nanoTime() - t0);
+  }
+
+  private void checkOpen() {
+    if (closed) throw new IllegalStateException("the host optimizer is closed");
   }
 
   /**
@@ -252,7 +474,7 @@ public final class HostOptimizer implements AutoCloseable {
 
   private long gradToHost(Unit u, int slot, Role gradRole) {
     try (Tensor dst = gradSlots[slot].slice(0, 0, u.elements().length()); Tensor src = store.slice(gradRole, u.elements())) {
-      return copies.toHost(dst, src);
+      return copies.queueToHost(dst, src);
     }
   }
 
@@ -267,15 +489,27 @@ public final class HostOptimizer implements AutoCloseable {
     }
   }
 
-  /** Waits for the copies, closes them and frees the staging slots; idempotent. */
+  /**
+   * Stops a pending update before its next unit (what it updated stays updated: {@link #finishPending()} first to keep
+   * the state consistent), waits for the copies, closes them and frees the staging slots; idempotent.
+   */
   @Override
   public void close() {
     if (closed) return;
     closed = true;
     try {
-      copies.close();
+      if (pending != null) {
+        pending.cancelled = true;
+        pending.awaitEnd();
+        pending = null;
+      }
+      if (worker != null) worker.shutdown();
     } finally {
-      freeSlots();
+      try {
+        copies.close();
+      } finally {
+        freeSlots();
+      }
     }
   }
 }

@@ -5,6 +5,7 @@ import dev.athanor.nn.Transformer;
 import dev.athanor.nn.BlockHooks;
 import dev.athanor.offload.ActivationPager;
 import dev.athanor.offload.HostOffload;
+import dev.athanor.offload.HostTransfers;
 import dev.athanor.offload.OffloadConfig;
 import dev.athanor.offload.OffloadedWeights;
 import dev.athanor.offload.TransferStats;
@@ -34,9 +35,11 @@ import java.util.Objects;
  * With the weights, gradients and moments on DISK (CPU offload), the update of every step but the last is deferred
  * into the next step's forward ({@link #defersUpdates()}): each unit is updated when the forward first reads its
  * weights, in the window the forward then uses, while the I/O of the next units' gradients and moments runs behind
- * the computation. The bits are those of the update made at once; {@link #settle()} applies what remains, and
- * everything that needs the state as a step leaves it (checkpoints, {@link #consistentState()}, {@link #close()}, a
- * failed step) calls it first.
+ * the computation. With the optimizer on the host ({@link HostOptimizer}) the update of every step but the last is
+ * likewise deferred by default: a worker thread updates the units in the forward's order while the next forward runs,
+ * each unit's first read waiting for its new weights. The bits are those of the update made at once; {@link #settle()}
+ * applies what remains, and everything that needs the state as a step leaves it (checkpoints, {@link
+ * #consistentState()}, {@link #close()}, a failed step) calls it first.
  * A NaN/inf loss or norm stops the step before the update. The caller drives the loop (progress, logging,
  * checkpoints) and owns the model and the data loader.
  */
@@ -62,7 +65,7 @@ public final class Trainer implements AutoCloseable {
   private DataLoader.State stateBeforeStep;  // the loader's state when the current/last step began
   private boolean stepFailed;                // the last step threw before its update began
   private boolean updateFailed;              // the last step threw during its update (state inconsistent)
-  private final boolean defers;              // the update of a step is deferred into the next step's forward
+  private final boolean defers;              // the update of a step is deferred into the next step's forward (DISK or host)
   private final HostOptimizer host;          // AdamW on the host for a model on a device, or null
 
   public Trainer(Transformer model, TrainConfig cfg, DataLoader data) {
@@ -157,7 +160,9 @@ public final class Trainer implements AutoCloseable {
    * dtype (BF16 on CUDA): the masters and AdamW's moments move to pinned host memory (the moments {@code host} puts on
    * DISK there, streamed), the compute weights and the gradients stay where the model computes. Each step's clipping
    * norm is formed there; then every unit's gradient goes to the host, the CPU AdamW kernel updates it, and its new
-   * compute weights go back. The masters stay in host memory when the trainer is closed. Same kernel on the same
+   * compute weights go back: with {@link HostOffload#deferUpdates()} (all steps but the last) on a worker thread while
+   * the next step's forward runs, each unit's first read waiting for its weights ({@link #defersUpdates()}), else
+   * before the step returns. The masters stay in host memory when the trainer is closed. Same kernel on the same
    * elements as the in-memory run's update on the host: on the CPU (a BF16 model) the results are bit-identical; on
    * CUDA they differ from the device's own AdamW kernel in the last bits.
    */
@@ -210,7 +215,7 @@ public final class Trainer implements AutoCloseable {
           + "and gradients stay in memory, but the offload puts " + new java.util.TreeSet<>(offload.diskRoles()) + " there");
     }
     if (hostOffload != null) {
-      this.defers = false;
+      this.defers = hostOffload.deferUpdates();
       this.weights = null;
       this.ownsWeights = false;
       this.files = null;
@@ -356,6 +361,14 @@ public final class Trainer implements AutoCloseable {
     reducer.gatherMoments(store, optimizer, store.range(i), m, v);
   }
 
+  /**
+   * The host-device traffic of the optimizer on the host so far and the time the training thread waited for it ({@link
+   * HostTransfers#ZERO} without it).
+   */
+  public HostTransfers hostTransfers() {
+    return host == null ? HostTransfers.ZERO : host.transfers();
+  }
+
   /** The optimizer on the host ({@link #Trainer(Transformer, TrainConfig, DataLoader, HostOffload)}), or null. */
   public HostOptimizer hostOptimizer() {
     return host;
@@ -479,12 +492,12 @@ public final class Trainer implements AutoCloseable {
       if (sharded != null) sharded.discard();
       if (activations != null) activations.discard();
       if (pager != null) pager.discard();
-      if (weights != null) {
-        weights.pager().discard();
+      if (weights != null) weights.pager().discard();
+      if (weights != null || host != null) {
         try {
           settle();  // the last step's update, which the forward had begun to apply, completed: a consistent state
         } catch (RuntimeException | Error s) {
-          e.addSuppressed(s);  // settle() marked the state inconsistent
+          if (s != e) e.addSuppressed(s);  // settle() marked the state inconsistent (s is e: the update's own failure)
         }
       }
       throw e;
@@ -503,6 +516,8 @@ public final class Trainer implements AutoCloseable {
     optimizer.beginStep();
     if (sharded != null || gradShard != null) {  // ZeRO 2 and 3 (the gradient shard in memory, or null: on DISK)
       optimizer.updateShard(gradShard, lr, cfg.beta1(), cfg.beta2(), cfg.eps(), cfg.weightDecay(), clip);
+    } else if (host != null && defers && step + 1 < cfg.steps()) {  // on a worker, behind the next forward
+      host.defer(stepGrad, lr, cfg.beta1(), cfg.beta2(), cfg.eps(), cfg.weightDecay(), clip);
     } else if (host != null) {
       host.update(stepGrad, lr, cfg.beta1(), cfg.beta2(), cfg.eps(), cfg.weightDecay(), clip);
     } else if (defers && step + 1 < cfg.steps()) {  // the last step of the run updates at once
@@ -553,11 +568,14 @@ public final class Trainer implements AutoCloseable {
         sharded.beginMicroBatch(i);  // each unit's gradient window starts at zero and is folded into the shard's sum
       } else if (paged) {
         pager.beginMicroBatch(i);  // each unit's gradient window starts at zero; the pager accumulates on DISK
-      } else {
-        if (host != null) host.beginMicroBatch();  // the last streamed gradient copies have read GRAD
+      } else if (host == null) {
         store.zero(Role.GRAD);
       }
       float loss = model.forward(b.inputs(), b.targets(), b.batch(), b.seq());
+      if (host != null) {  // the last step's deferred update may read the step gradient until the forward has run
+        host.beginMicroBatch();  // that update finished, and the last streamed gradient copies have read GRAD
+        store.zero(Role.GRAD);
+      }
       if (!Float.isFinite(loss)) throw new NonFiniteException(step, "the loss", loss);
       // the last micro-batch's backward may start reducing the step's gradient as its units complete (data parallel),
       // adding each unit's micro-batch gradient into the step's first
@@ -593,7 +611,8 @@ public final class Trainer implements AutoCloseable {
 
   /**
    * Whether this trainer defers each step's optimizer update (all but the last step's) into the next step's forward:
-   * with the weights and gradients on DISK, paged unit by unit (CPU, F32).
+   * with the weights and gradients on DISK, paged unit by unit (CPU, F32), or with the optimizer on the host ({@link
+   * HostOffload#deferUpdates()}).
    */
   public boolean defersUpdates() {
     return defers;
@@ -606,19 +625,28 @@ public final class Trainer implements AutoCloseable {
    * {@link #close()} call it). A failure marks the state inconsistent ({@link #consistentState()} is then empty).
    */
   public void settle() {
-    if (!defers || !weights.pager().updatePending()) return;
+    if (!updatePending()) return;
     try {
-      weights.pager().applyPending();
-      weights.flush();  // the updated weights written back
+      if (host != null) {
+        host.finishPending();  // every unit updated, the compute stream waiting for its new weights
+      } else {
+        weights.pager().applyPending();
+        weights.flush();  // the updated weights written back
+      }
     } catch (RuntimeException | Error e) {
       updateFailed = true;
       throw e;
     }
   }
 
+  /** Whether a deferred update is not yet completely applied. */
+  private boolean updatePending() {
+    return host != null ? host.updatePending() : defers && weights.pager().updatePending();
+  }
+
   /** Continues from {@code p} (after the parameters and the optimizer were restored). */
   public void restore(Position p) {
-    if (defers && weights.pager().updatePending()) {
+    if (updatePending()) {
       throw new IllegalStateException("a deferred optimizer update is pending: settle() before restoring the parameters");
     }
     data.restore(p.loader());

@@ -19,7 +19,8 @@ import org.junit.jupiter.api.io.TempDir;
 /**
  * Issue 9 on CUDA: {@code plan --device cuda} with --mem-device and --mem-host prints the optimizer on the host (made
  * on paper, without a GPU), names the short tier when nothing fits, and refuses --json; {@code train --device cuda
- * --offload auto} parses and, without a GPU, fails as any CUDA command does.
+ * --offload auto} parses and, without a GPU, fails as any CUDA command does; {@code --dp N} with {@code --offload} on
+ * CUDA is a usage error naming what is not built, before any work (with or without a GPU).
  */
 class CudaOffloadCommandsTest {
   private static final MemoryManager MM = MemoryManager.global();
@@ -82,5 +83,27 @@ class CudaOffloadCommandsTest {
     assertEquals(plain.code(), off.code(), off.err());
     assertEquals(plain.err(), off.err());
     assertTrue(off.err().contains("CUDA is unavailable"), off.err());
+  }
+
+  @Test
+  void dataParallelWithOffloadOnCudaIsRefusedBeforeAnyWork(@TempDir Path tmp) throws Exception {
+    Path text = tmp.resolve("t.txt");
+    Files.writeString(text, "hello world ".repeat(500));
+    Path out = tmp.resolve("out");
+    for (String[] extra : new String[][] {{"--device", "cuda", "--dp", "2", "--offload", "auto"},
+        {"--device", "cuda", "--dp", "4", "--zero", "1", "--offload", "auto"},
+        {"--device", "cuda:0", "--dp", "2", "--offload", "auto", "--mem-host", "8G"}}) {
+      String[] common = {"train", "--preset", "gpt2-tiny", "--steps", "2", "--data", text.toString(), "--out", out.toString()};
+      String[] args = java.util.Arrays.copyOf(common, common.length + extra.length);
+      System.arraycopy(extra, 0, args, common.length, extra.length);
+      CliTest.Out r = CliTest.run(args);
+      String what = String.join(" ", extra) + ": " + r.err();
+      assertEquals(2, r.code(), what);
+      assertTrue(r.err().contains("with --offload auto on " + extra[1]) && r.err().contains("data parallel with the optimizer on "
+          + "the host is not built yet"), what);
+      assertTrue(!r.err().contains("CUDA is unavailable") && !r.err().contains("HostOffloadPlanner")
+          && !r.err().contains("mpirun"), "refused before the device, MPI or a planner is asked: " + what);
+      assertTrue(!Files.exists(out), "nothing written: " + what);
+    }
   }
 }

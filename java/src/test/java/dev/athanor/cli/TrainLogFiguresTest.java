@@ -26,7 +26,9 @@ import org.junit.jupiter.api.io.TempDir;
 /**
  * Issue 9's figures in {@code train}'s {@code --log}: an offloaded run's step lines carry the step's DISK traffic,
  * stall and overlap; every run ends its log with one summary line (peak bytes per tier, totals); a run in memory has
- * no offload fields in its step lines; a resumed run keeps only its own summary line.
+ * no offload fields in its step lines; a resumed run keeps only its own summary line; a run with the optimizer on the
+ * host (CUDA --offload; here its step loop on the CPU with a BF16 model) logs each step's host-device copies and the
+ * time it waited for them, which add up to the summary's.
  */
 class TrainLogFiguresTest {
   static final ModelConfig MODEL = ModelConfig.gpt2(300, 64, 2, 64, 2);
@@ -130,6 +132,60 @@ class TrainLogFiguresTest {
     }
   }
 
+  /**
+   * The step loop of {@code train} with the optimizer on the host (what {@code --device cuda --offload} runs; on the CPU
+   * with a BF16 model): every step line carries {@code h2d_bytes}, {@code d2h_bytes} and {@code host_wait_ms}, and the
+   * DISK figures only when the moments are on DISK; over the run every unit's F32 gradient went down and its BF16
+   * weights up once a step, and the lines add up to the summary's totals.
+   */
+  @Test
+  void theOptimizerOnTheHostLogsEachStepsCopiesAndTheSummaryTheirSum() throws IOException {
+    int steps = 4;
+    for (boolean disk : new boolean[] {false, true}) {
+      dev.athanor.offload.HostOffload host = disk
+          ? new dev.athanor.offload.HostOffload(dev.athanor.offload.OffloadConfig.optimizerStateOnDisk(tmp.resolve("off")))
+          : dev.athanor.offload.HostOffload.PINNED;
+      Path log = tmp.resolve("host-" + disk + "/log.jsonl");
+      dev.athanor.train.TrainConfig tc = new dev.athanor.train.TrainConfig(steps, 4, 32, 1, 1e-3f, 1e-4f, 1,
+          dev.athanor.train.Schedule.COSINE, 0.1f, 0.9f, 0.95f, 1e-8f, 1f, true, 1);
+      long numel;
+      try (dev.athanor.io.data.TokenDataset d = dev.athanor.io.data.TokenDataset.open(data);
+          dev.athanor.nn.Transformer model = new dev.athanor.nn.Transformer(MODEL, dev.athanor.runtime.Device.CPU,
+              dev.athanor.tensor.DType.BF16)) {
+        model.initialize(1);
+        numel = model.parameters().numel();
+        var loader = new dev.athanor.io.data.DataLoader(d, tc.batch(), tc.seq(), tc.shuffle(), tc.seed());
+        TrainCommand.trainLoop(model, tc, loader, log, null, dev.athanor.offload.OffloadConfig.NONE, host, null,
+            new java.io.PrintStream(java.io.OutputStream.nullOutputStream()), null, 0, null, null, 1 << 20);
+      }
+      List<JsonObject> ls = lines(log);
+      assertEquals(steps + 1, ls.size(), ls.toString());
+      long up = 0, down = 0;
+      double waited = 0;
+      for (int i = 0; i < steps; i++) {
+        JsonObject o = ls.get(i);
+        for (String k : List.of("h2d_bytes", "d2h_bytes", "host_wait_ms")) {
+          assertTrue(o.has(k) && o.get(k).getAsDouble() >= 0, k + " in " + o);
+        }
+        assertEquals(disk, o.has("disk_read_bytes"), "DISK figures with the moments there: " + o);
+        if (disk) assertTrue(o.get("disk_read_bytes").getAsLong() > 0 || i == 0, o.toString());
+        // one micro-batch: the gradients go down during the step's own backward
+        assertEquals(4 * numel, o.get("d2h_bytes").getAsLong(), o.toString());
+        up += o.get("h2d_bytes").getAsLong();
+        down += o.get("d2h_bytes").getAsLong();
+        waited += o.get("host_wait_ms").getAsDouble();
+      }
+      assertEquals(steps * 2 * numel, up, "BF16 weights up once a step");
+      assertEquals(steps * 4 * numel, down, "F32 gradients down once a step");
+      JsonObject s = ls.get(steps);
+      assertSummary(s, steps);
+      assertEquals(up, s.get("h2d_bytes").getAsLong(), s.toString());
+      assertEquals(down, s.get("d2h_bytes").getAsLong(), s.toString());
+      assertEquals(waited, s.get("host_wait_ms").getAsDouble(), 0.01, "the steps' waits, each rounded to the microsecond");
+      assertEquals(steps, TrainLog.read(log).size(), "the host figures do not hide the steps");
+    }
+  }
+
   @Test
   void aRunInMemoryHasNoOffloadFieldsButASummaryAndAResumeKeepsOnlyItsOwn() throws IOException {
     Path log = tmp.resolve("mem/train-log.jsonl"), ckpt = tmp.resolve("ckpt");
@@ -139,7 +195,9 @@ class TrainLogFiguresTest {
     assertEquals(4, ls.size(), ls.toString());
     for (JsonObject o : ls.subList(0, 3)) {
       assertFalse(o.has("disk_read_bytes") || o.has("disk_write_bytes") || o.has("stall_ms") || o.has("overlap"), o.toString());
+      assertFalse(o.has("h2d_bytes") || o.has("d2h_bytes") || o.has("host_wait_ms"), o.toString());
     }
+    assertFalse(ls.get(3).has("h2d_bytes"), "no host figures without the optimizer on the host");
     assertSummary(ls.get(3), 3);
     assertEquals(0, ls.get(3).get("disk_read_bytes").getAsLong());
     assertEquals(0, ls.get(3).get("disk_write_bytes").getAsLong());

@@ -129,6 +129,7 @@ class HostOffloadPlannerTest {
     assertFalse(p.streamGradients());
     assertFalse(p.offload(null).streamGradients());
     assertTrue(String.join("\n", p.describe()).contains("through two slots"), p.describe().toString());
+    assertTrue(String.join("\n", p.describe()).contains("overlapping the next forward"), p.describe().toString());
     budgets(device, slots - 1);
     HostOffloadPlanner.Result r = HostOffloadPlanner.plan(j, MM);
     assertNull(r.plan());

@@ -2,6 +2,7 @@ package dev.athanor.offload;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
@@ -30,7 +31,10 @@ import org.junit.jupiter.api.io.TempDir;
 /**
  * Training with the optimizer on the host ({@link HostOffload}, {@code dev.athanor.train.HostOptimizer}): on the CPU a
  * BF16 model (its masters and moments moved to HOST_PINNED, or the moments on DISK) against the same model trained
- * in memory, bit for bit (the same CPU AdamW kernel on the same elements); on CUDA (skipped without a GPU) a small GPT-2
+ * in memory, bit for bit (the same CPU AdamW kernel on the same elements), each step's host update deferred into the
+ * next forward or made at once; a checkpoint taken with an update pending resumes exactly; a step failing in its
+ * forward leaves the state the last step left, and an update failing on the worker leaves none a checkpoint captures;
+ * on CUDA (skipped without a GPU) a small GPT-2
  * in BF16 against the in-memory CUDA run, within a tolerance: the host's AdamW kernel and the device's give the
  * same formula but can round differently (the device compiler contracts multiply-adds), so the weights drift apart by
  * ULPs and the losses by little.
@@ -57,6 +61,7 @@ class HostOffloadTrainingTest {
             if (!host.moments().onDisk(r)) assertEquals(Tier.HOST_PINNED, s.flat(r).tier(), r + " pinned");
           }
         }
+        assertEquals(host != null && host.deferUpdates(), t.defersUpdates());
         List<Integer> losses = new ArrayList<>(), norms = new ArrayList<>();
         float[] values = new float[tc.steps()];
         while (!t.done()) {
@@ -64,12 +69,16 @@ class HostOffloadTrainingTest {
           values[(int) r.step()] = r.loss();
           losses.add(Float.floatToRawIntBits(r.loss()));
           norms.add(Float.floatToRawIntBits(r.gradNorm()));
+          if (host != null) {  // every step's update but the last is left to the worker and the next forward
+            assertEquals(t.defersUpdates() && !t.done(), t.hostOptimizer().updatePending(), "step " + r.step() + " pending");
+          }
         }
         if (host != null) {
           long perStep = s.numel() * (4 + 2) * (long) tc.steps();  // F32 gradient down, BF16 weights up
           assertEquals(perStep, t.hostOptimizer().bytesMoved(), "bytes between the host and where the model computes");
           // one micro-batch a step: every unit's gradient went to the host from the backward's hooks
-          assertEquals(tc.accum() == 1 ? (long) s.units().size() * tc.steps() : 0, t.hostOptimizer().gradientsStreamed());
+          assertEquals(tc.accum() == 1 && host.streamGradients() ? (long) s.units().size() * tc.steps() : 0,
+              t.hostOptimizer().gradientsStreamed());
         }
         try (var m = s.flat(Role.MASTER).to(Tier.HOST)) {
           return new Run(losses.stream().mapToInt(Integer::intValue).toArray(), norms.stream().mapToInt(Integer::intValue).toArray(),
@@ -88,29 +97,54 @@ class HostOffloadTrainingTest {
     assertArrayEquals(want.v(), got.v(), what + ": second moments");
   }
 
+  /**
+   * Bit for bit against the in-memory run: the host update deferred (moments pinned, and on DISK; with one micro-batch
+   * the gradients streamed, and through the two slots, whose copies read the step's gradient in GRAD while the next
+   * forward runs) and made at once, with 1 and 2 CPU threads.
+   */
   @Test
   void bf16OnTheCpuTrainsBitIdenticallyWithTheOptimizerOnTheHost(@TempDir Path tmp) {
     Path data = OffloadedOptimizerTest.shard(tmp);
     HostOffload disk = new HostOffload(new OffloadConfig(Set.of(Role.ADAM_M, Role.ADAM_V), tmp.resolve("off"),
         OffloadedOptimizerTest.SMALL_CHUNK));
-    for (ModelConfig cfg : List.of(GPT2, LLAMA)) {
-      for (int accum : new int[] {1, 2}) {
-        String what = cfg.family() + ", accum " + accum;
-        TrainConfig tc = OffloadedOptimizerTest.tc(4, accum);
-        Run memory = train(data, cfg, Device.CPU, tc, null);
-        assertSameBits(memory, train(data, cfg, Device.CPU, tc, HostOffload.PINNED), what + ", pinned");
-        assertSameBits(memory, train(data, cfg, Device.CPU, tc, disk), what + ", moments on DISK");
+    int saved = dev.athanor.runtime.NativeRuntime.cpuThreads();
+    try {
+      for (int threads : new int[] {1, 2}) {
+        dev.athanor.runtime.NativeRuntime.setCpuThreads(threads);
+        for (ModelConfig cfg : List.of(GPT2, LLAMA)) {
+          for (int accum : new int[] {1, 2}) {
+            String what = cfg.family() + ", accum " + accum + ", " + threads + " threads";
+            TrainConfig tc = OffloadedOptimizerTest.tc(4, accum);
+            Run memory = train(data, cfg, Device.CPU, tc, null);
+            assertSameBits(memory, train(data, cfg, Device.CPU, tc, HostOffload.PINNED), what + ", pinned, deferred");
+            assertSameBits(memory, train(data, cfg, Device.CPU, tc, disk), what + ", moments on DISK, deferred");
+            assertSameBits(memory, train(data, cfg, Device.CPU, tc, HostOffload.PINNED.updatedAtOnce()), what + ", pinned, at once");
+            assertSameBits(memory, train(data, cfg, Device.CPU, tc, disk.updatedAtOnce()), what + ", moments on DISK, at once");
+            if (accum == 1) {
+              assertSameBits(memory, train(data, cfg, Device.CPU, tc, new HostOffload(OffloadConfig.NONE, false)),
+                  what + ", pinned, gradients through the slots, deferred");
+            }
+          }
+        }
       }
+    } finally {
+      dev.athanor.runtime.NativeRuntime.setCpuThreads(saved);
     }
   }
 
-  /** A checkpoint of a run with the optimizer on the host resumes exactly, with it on the host and in memory. */
+  /**
+   * A checkpoint taken between steps while the last step's host update is pending (moments on DISK): the save finishes
+   * the update first, so it holds the state that step left (the in-memory run's after as many steps), the run goes on to
+   * the uninterrupted run's end, and a fresh trainer resumed from it (the optimizer on the host, and in memory) finishes
+   * with the uninterrupted run's bits.
+   */
   @Test
   void aCheckpointWithTheOptimizerOnTheHostResumesExactly(@TempDir Path tmp) {
     Path data = OffloadedOptimizerTest.shard(tmp);
     TrainConfig tc = OffloadedOptimizerTest.tc(6, 2);
     HostOffload disk = new HostOffload(OffloadConfig.optimizerStateOnDisk(tmp.resolve("off")));
     Run whole = train(data, GPT2, Device.CPU, tc, null);
+    Run three = trainSteps(data, GPT2, tc, null, 3);
     Path ck = tmp.resolve("ck");
     try (TokenDataset d = TokenDataset.open(data); Transformer model = new Transformer(GPT2, Device.CPU, DType.BF16);
         Trainer t = new Trainer(model, tc, new DataLoader(d, tc.batch(), tc.seq(), tc.shuffle(), tc.seed()), disk);
@@ -118,8 +152,16 @@ class HostOffloadTrainingTest {
       model.initialize(8);
       for (int s = 0; s < 3; s++) t.step();
       cm.prepare(t);
+      assertTrue(t.hostOptimizer().updatePending(), "step 2's update pending at the save");
       cm.save(t);
       cm.awaitWrite();
+      assertFalse(t.hostOptimizer().updatePending(), "the save finished it");
+      assertSameState(three, t, "saved after 3 steps");
+      List<Integer> tail = new ArrayList<>();
+      while (!t.done()) tail.add(Float.floatToRawIntBits(t.step().loss()));
+      assertArrayEquals(java.util.Arrays.copyOfRange(whole.losses(), 3, 6), tail.stream().mapToInt(Integer::intValue).toArray(),
+          "losses after the save");
+      assertSameState(whole, t, "the run that saved, at its end");
     }
     for (HostOffload resumeWith : java.util.Arrays.asList(HostOffload.PINNED, null)) {
       try (TokenDataset d = TokenDataset.open(data); Transformer model = new Transformer(GPT2, Device.CPU, DType.BF16)) {
@@ -131,12 +173,117 @@ class HostOffloadTrainingTest {
           String what = "resumed " + (resumeWith == null ? "in memory" : "with the optimizer on the host");
           assertArrayEquals(java.util.Arrays.copyOfRange(whole.losses(), 3, 6),
               losses.stream().mapToInt(Integer::intValue).toArray(), what + ": losses");
-          try (var m = model.parameters().flat(Role.MASTER).to(Tier.HOST)) {
-            assertArrayEquals(whole.masters(), OffloadedOptimizerTest.raw(m.toFloatArray()), what + ": masters");
-          }
-          assertArrayEquals(whole.m(), OffloadedOptimizerTest.bytes(t.optimizer().firstMoments()), what + ": first moments");
+          assertSameState(whole, t, what);
         }
       }
+    }
+  }
+
+  /** {@code stop} steps of {@code tc.steps()} ({@code host} null: in memory), then the state as a checkpoint sees it. */
+  static Run trainSteps(Path data, ModelConfig cfg, TrainConfig tc, HostOffload host, int stop) {
+    try (TokenDataset d = TokenDataset.open(data); Transformer model = new Transformer(cfg, Device.CPU, DType.BF16)) {
+      model.initialize(8);
+      DataLoader loader = new DataLoader(d, tc.batch(), tc.seq(), tc.shuffle(), tc.seed());
+      try (Trainer t = host == null ? new Trainer(model, tc, loader) : new Trainer(model, tc, loader, host)) {
+        for (int s = 0; s < stop; s++) t.step();
+        assertTrue(t.consistentState().isPresent());
+        try (var m = model.parameters().flat(Role.MASTER).to(Tier.HOST)) {
+          return new Run(new int[0], new int[0], OffloadedOptimizerTest.raw(m.toFloatArray()),
+              OffloadedOptimizerTest.bytes(t.optimizer().firstMoments()), OffloadedOptimizerTest.bytes(t.optimizer().secondMoments()),
+              new float[0]);
+        }
+      }
+    }
+  }
+
+  /** {@code t}'s masters, moments (and, settled, no update pending) against {@code want}'s. */
+  static void assertSameState(Run want, Trainer t, String what) {
+    assertTrue(t.consistentState().isPresent(), what + ": a consistent state");
+    try (var m = t.model().parameters().flat(Role.MASTER).to(Tier.HOST)) {
+      assertArrayEquals(want.masters(), OffloadedOptimizerTest.raw(m.toFloatArray()), what + ": masters");
+    }
+    assertArrayEquals(want.m(), OffloadedOptimizerTest.bytes(t.optimizer().firstMoments()), what + ": first moments");
+    assertArrayEquals(want.v(), OffloadedOptimizerTest.bytes(t.optimizer().secondMoments()), what + ": second moments");
+  }
+
+  /**
+   * A step that fails in its forward (in block 1, after the hooks waited for the units before it and for block 1's
+   * new weights) with the last step's host update pending: the trainer finishes that update, so the state is the one
+   * the last step left (the in-memory run's after 3 steps); a checkpoint of it is taken, and retrying the step finishes
+   * with the uninterrupted run's bits. With accumulation (the step's gradient in GRAD_ACC, read through the slots) and
+   * with one micro-batch (the gradients streamed).
+   */
+  @Test
+  void aStepFailingMidForwardLeavesTheLastStepsStateWhole(@TempDir Path tmp) {
+    Path data = OffloadedOptimizerTest.shard(tmp);
+    for (int accum : new int[] {1, 2}) {
+      TrainConfig tc = OffloadedOptimizerTest.tc(5, accum);
+      Run whole = train(data, LLAMA, Device.CPU, tc, null);
+      Run three = trainSteps(data, LLAMA, tc, null, 3);
+      try (TokenDataset d = TokenDataset.open(data); Transformer model = new Transformer(LLAMA, Device.CPU, DType.BF16);
+          Trainer t = new Trainer(model, tc, new DataLoader(d, tc.batch(), tc.seq(), tc.shuffle(), tc.seed()),
+              HostOffload.PINNED);
+          dev.athanor.train.checkpoint.CheckpointManager mgr =
+              new dev.athanor.train.checkpoint.CheckpointManager(tmp.resolve("ck" + accum), 2, false, "failing")) {
+        model.initialize(8);
+        DeferredUpdateTest.Failing f = new DeferredUpdateTest.Failing(model.parameters().unit(ModelConfig.blockUnit(1)));
+        model.setHooks(dev.athanor.nn.BlockHooks.both(model.hooks(), f));
+        List<Integer> losses = new ArrayList<>();
+        for (int s = 0; s < 3; s++) losses.add(Float.floatToRawIntBits(t.step().loss()));
+        assertTrue(t.hostOptimizer().updatePending());
+        f.armed = true;
+        var e = assertThrows(IllegalStateException.class, t::step);
+        assertTrue(e.getMessage().contains("injected failure in block.1"), e.getMessage());
+        assertFalse(t.hostOptimizer().updatePending(), "accum " + accum + ": the failed step finished the update");
+        Trainer.Position p = t.consistentState().orElseThrow();
+        assertEquals(3, p.nextStep(), "the failed step is to be run again");
+        assertSameState(three, t, "accum " + accum + ": after the failed step");
+        mgr.save(t);
+        assertTrue(mgr.awaitWrite().isPresent(), "a checkpoint of the consistent state");
+        f.armed = false;
+        while (!t.done()) losses.add(Float.floatToRawIntBits(t.step().loss()));
+        assertArrayEquals(whole.losses(), losses.stream().mapToInt(Integer::intValue).toArray(), "accum " + accum
+            + ": losses with the retried step");
+        assertSameState(whole, t, "accum " + accum + ": with the retried step");
+      }
+    }
+  }
+
+  /**
+   * The deferred host update fails on its worker part-way (the head's second-moment file on DISK truncated under the
+   * run, so its read fails after the other units were updated): the next step's forward throws that failure where it
+   * reads the head,
+   * there is no consistent state, a checkpoint refuses, and so does the next step; the trainer still closes.
+   */
+  @Test
+  void anUpdateFailingOnTheWorkerLeavesNoStateACheckpointCaptures(@TempDir Path tmp) throws java.io.IOException {
+    Path data = OffloadedOptimizerTest.shard(tmp);
+    Path dir = tmp.resolve("off");
+    TrainConfig tc = OffloadedOptimizerTest.tc(4, 1);
+    try (TokenDataset d = TokenDataset.open(data); Transformer model = new Transformer(GPT2, Device.CPU, DType.BF16);
+        Trainer t = new Trainer(model, tc, new DataLoader(d, tc.batch(), tc.seq(), tc.shuffle(), tc.seed()),
+            new HostOffload(OffloadConfig.optimizerStateOnDisk(dir)));
+        dev.athanor.train.checkpoint.CheckpointManager mgr =
+            new dev.athanor.train.checkpoint.CheckpointManager(tmp.resolve("ck"), 2, false, "broken")) {
+      model.initialize(8);
+      t.step();
+      t.settle();  // the first update done; the next one, deferred, reads a truncated file
+      String name = UnitFiles.fileName(model.parameters().unit(ModelConfig.HEAD_UNIT), Role.ADAM_V);
+      Path victim;
+      try (java.util.stream.Stream<Path> s = java.nio.file.Files.walk(dir)) {
+        victim = s.filter(p -> p.getFileName().toString().equals(name)).findFirst().orElseThrow();
+      }
+      try (java.nio.channels.FileChannel ch = java.nio.channels.FileChannel.open(victim, java.nio.file.StandardOpenOption.WRITE)) {
+        ch.truncate(ch.size() / 3);
+      }
+      t.step();
+      assertTrue(t.hostOptimizer().updatePending());
+      OffloadIOException e = assertThrows(OffloadIOException.class, t::step, "the update's own failure");
+      assertEquals(victim, e.file());
+      assertTrue(t.consistentState().isEmpty(), "no consistent state after a half-applied update");
+      var refused = assertThrows(dev.athanor.train.checkpoint.CheckpointException.class, () -> mgr.save(t));
+      assertTrue(refused.getMessage().contains("inconsistent"), refused.getMessage());
+      assertThrows(IllegalStateException.class, t::step, "the state is inconsistent");
     }
   }
 

@@ -2,6 +2,7 @@ package dev.athanor.train;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -79,14 +80,16 @@ class HostOptimizerTest {
 
   /** {@code steps} steps of the in-place update and of the host optimizer, with {@code diskMoments} on DISK there. */
   static void compare(int steps, Set<Role> diskMoments, Path dir, boolean late) {
-    compare(steps, diskMoments, dir, late, false);
+    compare(steps, diskMoments, dir, late, false, false);
   }
 
   /**
    * The same; with {@code stream} the gradients stream through the host optimizer's hooks as a backward would call
-   * them, unit by unit in reverse (for the last step only some units, the others copied by the update).
+   * them, unit by unit in reverse (for the last step only some units, the others copied by the update); with {@code
+   * defer} each update is deferred ({@link HostOptimizer#defer}) and the next forward's hooks read every unit's weights,
+   * which must then be the updated ones, before the update is finished.
    */
-  static void compare(int steps, Set<Role> diskMoments, Path dir, boolean late, boolean stream) {
+  static void compare(int steps, Set<Role> diskMoments, Path dir, boolean late, boolean stream, boolean defer) {
     OffloadConfig off = diskMoments.isEmpty() ? OffloadConfig.NONE : new OffloadConfig(EnumSet.copyOf(diskMoments), dir, 4000);
     try (ParameterStore a = new ParameterStore(units(), Device.CPU, DType.BF16);
         ParameterStore b = new ParameterStore(units(), Device.CPU, DType.BF16)) {
@@ -117,7 +120,20 @@ class HostOptimizerTest {
           oa.beginStep();
           oa.update(a.all(), Role.GRAD, LR, B1, B2, EPS, WD, clip);
           ob.beginStep();
-          host.update(Role.GRAD, LR, B1, B2, EPS, WD, clip);
+          if (defer) {
+            host.defer(Role.GRAD, LR, B1, B2, EPS, WD, clip);
+            assertTrue(host.updatePending());
+            for (dev.athanor.params.Unit u : b.units()) {  // the next forward: each unit's weights as it reads them
+              host.hooks().beforeWeights(u, dev.athanor.nn.BlockHooks.Pass.FORWARD);
+              try (Tensor wa = a.slice(Role.WEIGHT, u.elements()); Tensor wb = b.slice(Role.WEIGHT, u.elements())) {
+                assertArrayEquals(bits(wa), bits(wb), "step " + step + ": " + u.name() + "'s weights as the forward reads them");
+              }
+            }
+            host.beginMicroBatch();  // the next backward: the update finished
+            assertFalse(host.updatePending());
+          } else {
+            host.update(Role.GRAD, LR, B1, B2, EPS, WD, clip);
+          }
           List<int[]> sa = state(a, oa), sb = state(b, ob);
           for (int i = 0; i < sa.size(); i++) assertArrayEquals(sa.get(i), sb.get(i), "step " + step + ", state part " + i);
         }
@@ -144,9 +160,107 @@ class HostOptimizerTest {
 
   @Test
   void gradientsStreamedDuringTheBackwardGiveTheSameBits(@TempDir Path dir) {
-    compare(3, Set.of(), null, true, true);
-    compare(3, Set.of(), null, false, true);
-    compare(2, Set.of(Role.ADAM_M, Role.ADAM_V), dir, true, true);
+    compare(3, Set.of(), null, true, true, false);
+    compare(3, Set.of(), null, false, true, false);
+    compare(2, Set.of(Role.ADAM_M, Role.ADAM_V), dir, true, true, false);
+  }
+
+  @Test
+  void deferredUpdatesGiveTheSameBits(@TempDir Path dir) {
+    for (boolean late : new boolean[] {false, true}) {
+      for (boolean stream : new boolean[] {false, true}) compare(3, Set.of(), null, late, stream, true);
+    }
+    compare(3, Set.of(Role.ADAM_M, Role.ADAM_V), dir, true, false, true);
+    compare(2, Set.of(Role.ADAM_V), dir, true, true, true);
+  }
+
+  /**
+   * A deferred update's worker held until the forward asks for each unit ({@link GatedCopies}, whose copies run only
+   * when awaited): every unit's weights the forward reads are the updated ones, so the forward's hook waited for the
+   * unit's update and made the computation wait for its copy; the worker goes in the forward's order, the embedding
+   * first; the update is pending when {@code defer} returns.
+   */
+  @Test
+  void theForwardReadsEachUnitOnlyAfterItsUpdateAndCopy() {
+    try (ParameterStore a = new ParameterStore(units(), Device.CPU, DType.BF16);
+        ParameterStore b = new ParameterStore(units(), Device.CPU, DType.BF16)) {
+      init(a);
+      init(b);
+      HostOptimizer.placeState(b, OffloadConfig.NONE);
+      GatedCopies gated = new GatedCopies(b);
+      List<String> names = b.units().stream().map(dev.athanor.params.Unit::name).toList();
+      assertEquals("embedding", names.get(0));
+      try (AdamW oa = new AdamW(a); AdamW ob = new AdamW(b); HostOptimizer host = new HostOptimizer(b, ob, gated, false)) {
+        for (int step = 0; step < 3; step++) {
+          gradients(a, step);
+          gradients(b, step);
+          oa.beginStep();
+          oa.update(a.all(), Role.GRAD, LR, B1, B2, EPS, WD, 1f);
+          ob.beginStep();
+          gated.nextPass();
+          host.defer(Role.GRAD, LR, B1, B2, EPS, WD, 1f);
+          assertTrue(host.updatePending(), "step " + step + ": pending when defer returns");
+          for (dev.athanor.params.Unit u : b.units()) {
+            gated.announce(u.name());
+            host.hooks().beforeWeights(u, dev.athanor.nn.BlockHooks.Pass.FORWARD);
+            try (Tensor wa = a.slice(Role.WEIGHT, u.elements()); Tensor wb = b.slice(Role.WEIGHT, u.elements())) {
+              assertArrayEquals(bits(wa), bits(wb), "step " + step + ": " + u.name() + " read before its update and copy");
+            }
+          }
+          host.finishPending();
+          List<int[]> sa = state(a, oa), sb = state(b, ob);
+          for (int i = 0; i < sa.size(); i++) assertArrayEquals(sa.get(i), sb.get(i), "step " + step + ", state part " + i);
+        }
+        assertEquals(List.of(), gated.overdue, "the worker waited for no unit the forward had not reached");
+        List<String> order = new ArrayList<>();
+        for (int step = 0; step < 3; step++) order.addAll(names);
+        assertEquals(order, gated.enqueued, "each step's units in the forward's order");
+        assertTrue(host.transfers().waitNanos() > 0, "the training thread waited for the units");
+        assertEquals(host.bytesMoved(), host.transfers().hostToDevice() + host.transfers().deviceToHost());
+      }
+    }
+  }
+
+  /**
+   * A deferred update failing at a unit (its weights' copy refused): the units before it reach the forward, the failing
+   * unit's read throws the failure, finishing the update throws it once and then that the update failed part-way; the
+   * optimizer still closes.
+   */
+  @Test
+  void aDeferredUpdateFailingAtAUnitSurfacesWhereTheForwardReadsIt() {
+    try (ParameterStore b = new ParameterStore(units(), Device.CPU, DType.BF16)) {
+      init(b);
+      HostOptimizer.placeState(b, OffloadConfig.NONE);
+      dev.athanor.params.Unit broken = b.unit("block.1");
+      long brokenAt;
+      try (Tensor w = b.slice(Role.WEIGHT, broken.elements())) {
+        brokenAt = w.address();
+      }
+      LateCopies failing = new LateCopies() {
+        @Override
+        public synchronized long queueToDevice(Tensor dst, Tensor src) {
+          if (dst.address() == brokenAt) throw new IllegalStateException("copy of block.1 refused");
+          return super.queueToDevice(dst, src);
+        }
+      };
+      try (AdamW ob = new AdamW(b); HostOptimizer host = new HostOptimizer(b, ob, failing, false)) {
+        gradients(b, 0);
+        ob.beginStep();
+        host.defer(Role.GRAD, LR, B1, B2, EPS, WD, 1f);
+        for (String ok : List.of("embedding", "block.0")) {
+          host.hooks().beforeWeights(b.unit(ok), dev.athanor.nn.BlockHooks.Pass.FORWARD);
+        }
+        IllegalStateException e = assertThrows(IllegalStateException.class,
+            () -> host.hooks().beforeWeights(broken, dev.athanor.nn.BlockHooks.Pass.FORWARD));
+        assertEquals("copy of block.1 refused", e.getMessage());
+        assertTrue(host.updatePending());
+        IllegalStateException again = assertThrows(IllegalStateException.class, host::finishPending);
+        assertEquals("copy of block.1 refused", again.getMessage());
+        IllegalStateException later = assertThrows(IllegalStateException.class, host::finishPending);
+        assertTrue(later.getMessage().contains("failed part-way"), later.getMessage());
+        assertThrows(IllegalStateException.class, () -> host.defer(Role.GRAD, LR, B1, B2, EPS, WD, 1f), "one at a time");
+      }
+    }
   }
 
   @Test
@@ -179,6 +293,19 @@ class HostOptimizerTest {
       assertTrue(u > t);
       assertEquals(12, c.bytesToHost());
       assertEquals(12, c.bytesToDevice());
+      c.afterCompute();
+      try (Tensor x = Tensor.of(new float[] {4, 5, 6}, 3)) {
+        src.copyFrom(x);
+      }
+      long v = c.queueToHost(dst, src);
+      assertArrayEquals(new float[] {4, 5, 6}, dst.toFloatArray(), "enqueued behind the others: on the CPU at once");
+      c.computeWaits(v);  // before it is awaited, after, and a ticket never issued: nothing to wait for on the CPU
+      c.await(v);
+      c.computeWaits(v);
+      c.computeWaits(12345);
+      c.queueToDevice(src, dst);
+      assertEquals(24, c.bytesToHost());
+      assertEquals(24, c.bytesToDevice());
       c.close();
       c.close();
       assertThrows(IllegalStateException.class, () -> c.toHost(dst, src));
@@ -204,19 +331,36 @@ class HostOptimizerTest {
     }
   }
 
-  /** Copies that run only when awaited (or closed): as late as a device's copy stream may run them. */
-  static final class LateCopies implements UnitCopies {
+  /**
+   * Copies that run only when awaited by the host, when the compute stream is made to wait for them ({@link
+   * UnitCopies#computeWaits}), or when closed: as late as a device's copy stream may run them. Safe for a worker thread
+   * and the training thread.
+   */
+  static class LateCopies implements UnitCopies {
     private final Map<Long, Runnable> pending = new LinkedHashMap<>();
     private long next, down, up;
 
     @Override
     public long toHost(Tensor dst, Tensor src) {
+      return queueToHost(dst, src);
+    }
+
+    @Override
+    public long toDevice(Tensor dst, Tensor src) {
+      return queueToDevice(dst, src);  // the compute stream waits for it: see computeWaits
+    }
+
+    @Override
+    public void afterCompute() {}
+
+    @Override
+    public synchronized long queueToHost(Tensor dst, Tensor src) {
       down += src.byteSize();
       return defer(dst, src);
     }
 
     @Override
-    public long toDevice(Tensor dst, Tensor src) {
+    public synchronized long queueToDevice(Tensor dst, Tensor src) {
       up += src.byteSize();
       return defer(dst, src);
     }
@@ -232,24 +376,86 @@ class HostOptimizerTest {
     }
 
     @Override
-    public void await(long ticket) {
+    public void computeWaits(long ticket) {
+      await(ticket);  // the computation that follows reads what the copy writes: it must have run
+    }
+
+    @Override
+    public synchronized void await(long ticket) {
       Runnable r = pending.remove(ticket);
       if (r != null) r.run();
     }
 
+    /** Whether the copy of {@code ticket} was enqueued and has not run. */
+    synchronized boolean waiting(long ticket) {
+      return pending.containsKey(ticket);
+    }
+
     @Override
-    public long bytesToHost() {
+    public synchronized long bytesToHost() {
       return down;
     }
 
     @Override
-    public long bytesToDevice() {
+    public synchronized long bytesToDevice() {
       return up;
     }
 
     @Override
-    public void close() {
+    public synchronized void close() {
       for (Long t : List.copyOf(pending.keySet())) await(t);
+    }
+  }
+
+  /**
+   * {@link LateCopies} whose copies of new weights to the device hold the thread enqueueing them (a deferred update's
+   * worker) until the test has announced that the forward needs that unit ({@link #announce}): the worker runs as far
+   * behind the forward as it can, so a unit's weights read without waiting for its update and copy are stale, every
+   * time. Records the units in the order their weights were enqueued; a worker held longer than {@link #PATIENCE_S}
+   * goes on and the unit is recorded in {@link #overdue}.
+   */
+  static final class GatedCopies extends LateCopies {
+    static final long PATIENCE_S = 10;
+    private final Map<Long, String> unitAt = new java.util.HashMap<>();  // WEIGHT address of each unit's start
+    private final Set<String> announced = new java.util.HashSet<>();
+    final List<String> enqueued = java.util.Collections.synchronizedList(new ArrayList<>());
+    final List<String> overdue = java.util.Collections.synchronizedList(new ArrayList<>());
+
+    GatedCopies(ParameterStore s) {
+      for (dev.athanor.params.Unit u : s.units()) {
+        try (Tensor w = s.slice(Role.WEIGHT, u.elements())) {
+          unitAt.put(w.address(), u.name());
+        }
+      }
+    }
+
+    /** The forward is about to read {@code unit}'s weights: its copy may be enqueued now. */
+    synchronized void announce(String unit) {
+      announced.add(unit);
+      notifyAll();
+    }
+
+    /** Forgets the announcements (a new step's forward). */
+    synchronized void nextPass() {
+      announced.clear();
+    }
+
+    @Override
+    public long queueToDevice(Tensor dst, Tensor src) {
+      String unit = unitAt.get(dst.address());
+      if (unit != null) {
+        enqueued.add(unit);
+        synchronized (this) {
+          long until = System.nanoTime() + PATIENCE_S * 1_000_000_000L;
+          try {
+            while (!announced.contains(unit) && System.nanoTime() < until) wait(100);
+          } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+          }
+          if (!announced.contains(unit)) overdue.add(unit);
+        }
+      }
+      return super.queueToDevice(dst, src);
     }
   }
 }
