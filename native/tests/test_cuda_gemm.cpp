@@ -890,6 +890,11 @@ ATH_TEST(cuda_gemm_invalid_arguments) {
       {"stride_b < 0", [](ath_gemm_args* g) { g->batch = 2; g->stride_a = 16; g->stride_b = -1; g->stride_c = 16; }, true},
       {"overlapping C batches", [](ath_gemm_args* g) { g->batch = 2; g->stride_a = 16; g->stride_b = 16; g->stride_c = 8; }, true},
       {"misaligned c for F32", [](ath_gemm_args* g) { g->c = reinterpret_cast<char*>(dummy) + 2; }, false},
+      {"epilogue 3", [](ath_gemm_args* g) { g->epilogue = 3; }, true},
+      {"GELU_BACKWARD without aux", [](ath_gemm_args* g) { g->epilogue = ATH_GEMM_EPI_GELU_BACKWARD; }, true},
+      {"aux == c", [](ath_gemm_args* g) { g->epilogue = ATH_GEMM_EPI_GELU; g->aux = g->c; }, true},
+      {"misaligned aux for F32",
+       [](ath_gemm_args* g) { g->epilogue = ATH_GEMM_EPI_GELU; g->aux = reinterpret_cast<char*>(dummy) + 130; }, false},
   };
   for (const Bad& bad : cases) {
     ath_gemm_args g = base;
