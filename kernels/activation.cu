@@ -12,24 +12,13 @@
 #include <cmath>
 
 #include "common.cuh"
+#include "gelu.cuh"
 #include "op_helpers.cuh"
 
 namespace ath::cuda {
 namespace {
 
 constexpr int kThreads = 256;
-constexpr float kSqrt2OverPi = 0.7978845608028654f;
-constexpr float kGeluC = 0.044715f;
-
-__device__ __forceinline__ float gelu_fwd(float x) {
-  const float u = kSqrt2OverPi * (x + kGeluC * x * x * x);
-  return 0.5f * x * (1.0f + tanhf(u));
-}
-__device__ __forceinline__ float gelu_grad(float x) {
-  const float u = kSqrt2OverPi * (x + kGeluC * x * x * x);
-  const float t = tanhf(u);
-  return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * kSqrt2OverPi * (1.0f + 3.0f * kGeluC * x * x);
-}
 __device__ __forceinline__ float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
 __device__ __forceinline__ float silu_fwd(float x) { return x * sigmoid(x); }
 __device__ __forceinline__ float silu_grad(float x) {

@@ -16,6 +16,8 @@
 //   - everything else (odd alignments or leading dimensions, K == 0): the generic kernel
 //     (gemm_generic.cu), which takes any valid argument set.
 // The batch runs in grid z, in launches of at most 65535 batches each.
+// The GELU epilogues (athanor.h) are fused into every kernel's store (epilogue_finish in
+// gemm_internal.cuh), so every path takes them and the choice of kernel does not depend on them.
 //
 //   - on Hopper (compute capability 9.0), only while the switch ATHANOR_CUDA_HOPPER=1 is set in the
 //     environment: BF16/F16 with the same alignment as the mma path (and nonzero batch strides) go
@@ -71,6 +73,9 @@ ath_status validate(const ath_gemm_args& g) {
                 dtype_name(g.dtype_c), g.dtype_ab, dtype_name(g.dtype_ab));
   ATH_CHECK_ARG(g.trans_a == 0 || g.trans_a == 1, ATH_GEMM_OP, "trans_a=%d must be 0 or 1", g.trans_a);
   ATH_CHECK_ARG(g.trans_b == 0 || g.trans_b == 1, ATH_GEMM_OP, "trans_b=%d must be 0 or 1", g.trans_b);
+  ATH_CHECK_ARG(g.epilogue == ATH_GEMM_EPI_NONE || g.epilogue == ATH_GEMM_EPI_GELU ||
+                    g.epilogue == ATH_GEMM_EPI_GELU_BACKWARD,
+                ATH_GEMM_OP, "epilogue=%d must be 0 (NONE), 1 (GELU) or 2 (GELU_BACKWARD)", g.epilogue);
   ATH_CHECK_ARG(g.m >= 0, ATH_GEMM_OP, "m=%lld must be >= 0", (long long)g.m);
   ATH_CHECK_ARG(g.n >= 0, ATH_GEMM_OP, "n=%lld must be >= 0", (long long)g.n);
   ATH_CHECK_ARG(g.k >= 0, ATH_GEMM_OP, "k=%lld must be >= 0", (long long)g.k);
@@ -112,6 +117,12 @@ ath_status validate(const ath_gemm_args& g) {
                 g.c, sc, dtype_name(g.dtype_c));
   ATH_CHECK_ARG(g.bias == nullptr || aligned(g.bias, sc), ATH_GEMM_OP,
                 "bias=%p must be aligned to the %zu-byte element size of %s", g.bias, sc, dtype_name(g.dtype_c));
+  ATH_CHECK_ARG(g.epilogue != ATH_GEMM_EPI_GELU_BACKWARD || g.aux != nullptr, ATH_GEMM_OP,
+                "aux is NULL (epilogue GELU_BACKWARD reads the pre-activation from it)");
+  ATH_CHECK_ARG(g.epilogue == ATH_GEMM_EPI_NONE || g.aux != g.c, ATH_GEMM_OP, "aux=%p must not be c (epilogue=%d)",
+                g.aux, g.epilogue);
+  ATH_CHECK_ARG(g.epilogue == ATH_GEMM_EPI_NONE || aligned(g.aux, sc), ATH_GEMM_OP,
+                "aux=%p must be aligned to the %zu-byte element size of %s", g.aux, sc, dtype_name(g.dtype_c));
   if (g.m > kMaxDim || g.n > kMaxDim || g.k > kMaxDim) {
     return ath::fail(ATH_ERR_UNSUPPORTED, ATH_GEMM_OP ": m=%lld, n=%lld, k=%lld: each must be <= %lld for the CUDA kernels",
                      (long long)g.m, (long long)g.n, (long long)g.k, (long long)kMaxDim);
@@ -259,6 +270,8 @@ ath_status run(const ath_gemm_args* args, const ath_cuda_ctx* ctx) {
   p.trans_b = g.trans_b != 0;
   p.alpha = g.alpha;
   p.beta = g.beta;
+  p.epilogue = g.epilogue;
+  p.aux = g.epilogue == ATH_GEMM_EPI_NONE ? nullptr : g.aux;
   const size_t sc = ath_dtype_size(g.dtype_c);
   p.c_vec = 1;
   for (int v : {4, 2}) {

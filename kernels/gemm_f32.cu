@@ -176,7 +176,7 @@ __global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS) gemm_f32_kernel
     for (int s = 0; s < Cfg::SUB_N; ++s) {
       const int col = col0 + s * Cfg::STEP_N + tx * 4;
       if (col >= p.n) continue;
-      if (p.c_vec >= 4 && col + 3 < p.n) {
+      if (p.c_vec >= 4 && col + 3 < p.n && p.epilogue == ATH_GEMM_EPI_NONE) {  // GELU epilogues: store_c1
         float4 v = make_float4(p.alpha * acc[i][4 * s + 0], p.alpha * acc[i][4 * s + 1],
                                p.alpha * acc[i][4 * s + 2], p.alpha * acc[i][4 * s + 3]);
         float4* ptr = reinterpret_cast<float4*>(crow + col);

@@ -9,12 +9,16 @@
 //   op(B) = B        stored (K, N), row stride ldb     (trans_b == 0, "N-major": N contiguous)
 //   op(B) = B^T      B stored (N, K), row stride ldb   (trans_b == 1, "K-major": K contiguous)
 // Accumulation is F32; beta == 0 means C is never read; bias (dtype_c) is added after alpha/beta.
-// The result is rounded once, to dtype_c, when it is stored.
+// The result is rounded once, to dtype_c, when it is stored; with the GELU epilogues (athanor.h,
+// ath_gemm_epilogue) it is rounded to dtype_c, then activated (GELU: aux = the rounded value, C =
+// round(gelu(it))) or multiplied by gelu'(aux) (GELU_BACKWARD) in F32, and rounded again: every
+// kernel does this through epilogue_finish, element by element, with the activation op's formula.
 #pragma once
 #include <atomic>
 #include <cstddef>
 
 #include "common.cuh"
+#include "gelu.cuh"
 
 namespace ath::cuda::gemm {
 
@@ -31,6 +35,8 @@ struct GemmParams {
   int m, n, k;
   int trans_a, trans_b;  // only the generic kernel reads these; the fast kernels are templated
   float alpha, beta;
+  int epilogue;  // ath_gemm_epilogue
+  void* aux;     // dtype_c, C's ldc and stride_c: GELU writes it (nullptr: not written), GELU_BACKWARD reads it
   // Widest element vector (1, 2 or 4) at which every (row, col) of C with col % c_vec == 0 is
   // aligned for a vector load/store of c_vec elements (depends on c, ldc and stride_c).
   int c_vec;
@@ -63,10 +69,30 @@ __device__ __forceinline__ float epilogue_value(const TC* c, int64_t idx, int co
   return v;
 }
 
-// epilogue_value rounded to TC and stored.
+// The GELU epilogues on v = epilogue_value(...) of element idx (of this batch's C; aux at the same
+// offset from `aux`, the batch's aux base): returns the value to round and store in C, and for
+// GELU writes the rounded pre-activation to aux. NONE: v itself.
+template <typename TC>
+__device__ __forceinline__ float epilogue_finish(float v, TC* aux, int64_t idx, const GemmParams& p) {
+  if (p.epilogue == ATH_GEMM_EPI_NONE) return v;
+  const float r = to_f32<TC>(from_f32<TC>(v));  // rounded to dtype_c, as a separate GEMM would store it
+  if (p.epilogue == ATH_GEMM_EPI_GELU) {
+    if (aux != nullptr) aux[idx] = from_f32<TC>(r);
+    return gelu_fwd(r);
+  }
+  return r * gelu_grad(to_f32<TC>(aux[idx]));  // GELU_BACKWARD
+}
+
+// The batch's aux base (nullptr when there is none), from the batch's C base.
+template <typename TC>
+__device__ __forceinline__ TC* aux_of(const TC* c, const GemmParams& p) {
+  return p.aux == nullptr ? nullptr : static_cast<TC*>(p.aux) + (c - static_cast<const TC*>(p.c));
+}
+
+// epilogue_value, through epilogue_finish, rounded to TC and stored.
 template <typename TC>
 __device__ __forceinline__ void store_c1(TC* c, int64_t idx, int col, float acc, const GemmParams& p) {
-  c[idx] = from_f32<TC>(epilogue_value<TC>(c, idx, col, acc, p));
+  c[idx] = from_f32<TC>(epilogue_finish<TC>(epilogue_value<TC>(c, idx, col, acc, p), aux_of<TC>(c, p), idx, p));
 }
 
 // Raises a kernel's dynamic shared-memory limit above the default 48 KiB, once per device

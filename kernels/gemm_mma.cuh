@@ -177,7 +177,8 @@ __device__ __forceinline__ void load_frag_b(uint32_t (&fb)[Cfg::NI][2], uint32_t
 template <typename TC>
 __device__ __forceinline__ void store_c2(TC* __restrict__ crow, int col, float v0, float v1, const GemmParams& p) {
   const bool two = col + 1 < p.n;
-  if (two && p.c_vec >= 2) {
+  // The GELU epilogues go element by element through store_c1 (epilogue_finish).
+  if (two && p.c_vec >= 2 && p.epilogue == ATH_GEMM_EPI_NONE) {
     float o0 = p.alpha * v0, o1 = p.alpha * v1;
     if constexpr (sizeof(TC) == 4) {
       float2* ptr = reinterpret_cast<float2*>(crow + col);

@@ -2,6 +2,8 @@
 // launch and each element (i, j) of C (M, N),
 //   acc = ((ws[b][0][i][j] + ws[b][1][i][j]) + ws[b][2][i][j]) + ... + ws[b][splits - 1][i][j]
 //   C_b[i][j] = round_TC(alpha * acc + beta * C_b[i][j] + bias[j])          (epilogue_value)
+// followed by the GELU epilogues when p.epilogue asks (epilogue_finish: aux written or read per
+// element, at C's offsets).
 // The slices are added in this fixed order by the one thread that owns the element, so the result
 // does not depend on scheduling (it differs from the unsplit kernel's only in the rounding of the
 // partial sums). The epilogue is the register epilogue's, operation for operation.
@@ -66,7 +68,8 @@ __global__ void __launch_bounds__(kThreads)
     if (p.c_vec >= 4 && col + 3 < p.n) {
       float v[4];
 #pragma unroll
-      for (int t = 0; t < 4; ++t) v[t] = epilogue_value<TC>(C, idx + t, col + t, a[t], p);
+      for (int t = 0; t < 4; ++t)
+        v[t] = epilogue_finish<TC>(epilogue_value<TC>(C, idx + t, col + t, a[t], p), aux_of<TC>(C, p), idx + t, p);
       store4<TC>(C, idx, v);
     } else {
 #pragma unroll

@@ -21,6 +21,11 @@
 // (alpha and bias applied) go through a 128-byte-swizzled staging area in shared memory and one
 // TMA store per 64 x 64 box, which clips at M and N and runs on while the consumer starts the next
 // unit; otherwise they are written straight from registers (alpha, beta * C, bias, any ldc).
+// GELU epilogue (athanor.h): both apply it per element (epilogue_finish's operations); with the
+// TMA store the staging holds gelu(pre-activation) and the pre-activation itself (aux) is written
+// from registers in 32-bit pairs: storing aux by TMA too would need a second staging area (one
+// pipeline stage less) or a wait for the first store's reads before restaging. GELU_BACKWARD reads
+// aux per element and always takes the register epilogue. Split-K applies both in the reduction.
 //
 // Split-K (deterministic; for skinny products such as weight gradients, M and N small and K long,
 // whose few output tiles leave SMs idle): with splits > 1 slice z of a tile covers k-tiles
@@ -98,7 +103,7 @@ __device__ __forceinline__ void mma_k16(float (&acc)[BN / 2], uint64_t da, uint6
   }
 }
 
-// Stores D[row][col], D[row][col + 1] (col even) through alpha, beta and bias.
+// Stores D[row][col], D[row][col + 1] (col even) through alpha, beta, bias and the GELU epilogues.
 template <typename TC>
 __device__ __forceinline__ void store_pair(TC* c, int row, int col, float v0, float v1, const GemmParams& p) {
   if (row >= p.m || col >= p.n) return;
@@ -114,6 +119,11 @@ __device__ __forceinline__ void store_pair(TC* c, int row, int col, float v0, fl
       const TC* bias = static_cast<const TC*>(p.bias);
       v0 += to_f32<TC>(bias[col]);
       v1 += to_f32<TC>(bias[col + 1]);
+    }
+    if (p.epilogue != ATH_GEMM_EPI_NONE) {
+      TC* aux = aux_of<TC>(c, p);
+      v0 = epilogue_finish<TC>(v0, aux, idx, p);
+      v1 = epilogue_finish<TC>(v1, aux, idx + 1, p);
     }
     if constexpr (std::is_same_v<TC, float>) {
       *reinterpret_cast<float2*>(c + idx) = make_float2(v0, v1);
@@ -273,6 +283,14 @@ __global__ void __launch_bounds__(kThreads, 1)
         if (t == 0) sm90::bulk_wait_read<0>();  // the previous unit's store has read the staging
         sm90::named_barrier_sync(1 + c, 128);
         const TC* bias = static_cast<const TC*>(p.bias);
+        // GELU: the staging holds the activated values; the rounded pre-activation goes to aux
+        // straight from registers (one 32-bit pair per row and column pair, rows inside M; N is a
+        // multiple of 8 here, so a pair starting inside N ends inside it).
+        const bool gelu = p.epilogue == ATH_GEMM_EPI_GELU;
+        TC* aux = gelu && p.aux != nullptr
+                      ? static_cast<TC*>(p.aux) + static_cast<int64_t>(batch) * p.stride_c +
+                            static_cast<int64_t>(m0 + 64 * c) * p.ldc + n0
+                      : nullptr;
 #pragma unroll
         for (int j = 0; j < BN / 8; ++j) {
           const int col = 8 * j + 2 * q;  // in the tile
@@ -285,7 +303,15 @@ __global__ void __launch_bounds__(kThreads, 1)
           for (int h = 0; h < 2; ++h) {
             const int row = 16 * w + g + 8 * h;  // row % 8 == g
             const uint32_t addr = cs + (col / 64) * kBoxBytes + row * 128 + (((j % 8) ^ g) << 4) + 4 * q;
-            const float v0 = p.alpha * acc[4 * j + 2 * h] + b0, v1 = p.alpha * acc[4 * j + 2 * h + 1] + b1;
+            float v0 = p.alpha * acc[4 * j + 2 * h] + b0, v1 = p.alpha * acc[4 * j + 2 * h + 1] + b1;
+            if (gelu) {
+              v0 = to_f32<TC>(from_f32<TC>(v0));  // the pre-activation rounded to dtype_c
+              v1 = to_f32<TC>(from_f32<TC>(v1));
+              if (aux != nullptr && m0 + 64 * c + row < p.m && n0 + col < p.n)
+                *reinterpret_cast<uint32_t*>(aux + static_cast<int64_t>(row) * p.ldc + col) = pack2<TC>(v0, v1);
+              v0 = gelu_fwd(v0);
+              v1 = gelu_fwd(v1);
+            }
             sm90::st_shared_b32(addr, pack2<TC>(v0, v1));
           }
         }
@@ -446,8 +472,12 @@ ath_status launch_epilogue(const GemmParams& p, int dtype_ab, int nbatch, int sm
     const char* e = std::getenv("ATHANOR_WGMMA_EPILOGUE");
     const bool registers = e != nullptr && std::strcmp(e, "registers") == 0;
     const bool batched = p.batch_base + nbatch > 1;
-    if (!registers && p.beta == 0.f && p.n % 8 == 0 && reinterpret_cast<uintptr_t>(p.c) % 16 == 0 && p.ldc % 8 == 0 &&
-        (!batched || (p.stride_c > 0 && p.stride_c % 8 == 0))) {
+    // GELU: aux from registers as 32-bit pairs (aux 4-byte aligned); GELU_BACKWARD reads aux per
+    // element and takes the register epilogue.
+    const bool epi_ok = p.epilogue == ATH_GEMM_EPI_NONE ||
+                        (p.epilogue == ATH_GEMM_EPI_GELU && reinterpret_cast<uintptr_t>(p.aux) % 4 == 0);
+    if (!registers && epi_ok && p.beta == 0.f && p.n % 8 == 0 && reinterpret_cast<uintptr_t>(p.c) % 16 == 0 &&
+        p.ldc % 8 == 0 && (!batched || (p.stride_c > 0 && p.stride_c % 8 == 0))) {
       return launch<BN, T, TC, TA, TB, kEpiTma>(p, dtype_ab, nbatch, sm_count, split, stream);
     }
   }

@@ -10,6 +10,7 @@
 // per the active ISA) or by the 4-lane baseline code below.
 // The backward pass writes dx (and dy) from dout and the forward inputs. Outputs may alias inputs:
 // each block of elements is loaded completely before it is stored.
+// gemm_gelu_epilogue: the same GELU blocks applied to a GEMM's output (ath_cpu_gemm's epilogue).
 #include <cmath>
 
 #include "cpu_common.h"
@@ -98,7 +99,59 @@ ath_status validate(const ath_activation_args* a, bool backward, const char* op)
   return ATH_OK;
 }
 
+// x[0, len) = act(x) (y: SwiGLU's up projection) by the kernels of the active ISA.
+void fwd_block(Isa isa, int act, float* x, float* y, int64_t len) {
+  if (isa == Isa::kAvx512) {
+    act_fwd_block_avx512(act, x, y, len);
+  } else if (isa == Isa::kAvx2) {
+    act_fwd_block_avx2(act, x, y, len);
+  } else {
+    fwd_base(act, x, y, len);
+  }
+}
+
+// Backward from g = dout: x[0, len) = dx (and y = dy for SwiGLU).
+void bwd_block(Isa isa, int act, float* x, float* y, float* g, int64_t len) {
+  if (isa == Isa::kAvx512) {
+    act_bwd_block_avx512(act, x, y, g, len);
+  } else if (isa == Isa::kAvx2) {
+    act_bwd_block_avx2(act, x, y, g, len);
+  } else {
+    bwd_base(act, x, y, g, len);
+  }
+}
+
 }  // namespace
+
+// The GEMM's GELU epilogues (ath_cpu_gemm, gemm.cpp), applied to C after the GEMM has stored it.
+// Rows r in [0, rows) of `len` elements start at (r / rows_per_batch) * batch_stride +
+// (r % rows_per_batch) * ld in c and aux. Each row is cut into blocks of kBlock elements from its
+// start and every block computed as ath_cpu_activation_fwd/bwd computes its block, so a
+// contiguous C passed as one row gives the bits of the activation op over the same elements.
+void gemm_gelu_epilogue(bool backward, int dtype, void* c, void* aux, int64_t rows, int64_t len,
+                        int64_t rows_per_batch, int64_t ld, int64_t batch_stride) {
+  const int64_t per_row = (len + kBlock - 1) / kBlock;
+  const Isa isa = active_isa();
+  parallel_for(rows * per_row, grain_for(kBlock * 8), [&](int64_t b0, int64_t b1, int) {
+    float x[kBlock], y[kBlock], g[kBlock];
+    for (int64_t item = b0; item < b1; ++item) {
+      const int64_t r = item / per_row, blk = item % per_row;
+      const int64_t off = (r / rows_per_batch) * batch_stride + (r % rows_per_batch) * ld + blk * kBlock;
+      const int64_t n = std::min(kBlock, len - blk * kBlock);
+      if (!backward) {
+        load_row(c, dtype, off, n, x);  // the rounded pre-activation
+        if (aux != nullptr) store_row(aux, dtype, off, n, x);  // exact: x holds dtype values
+        fwd_block(isa, ATH_ACT_GELU_TANH, x, y, n);
+      } else {
+        load_row(aux, dtype, off, n, x);
+        load_row(c, dtype, off, n, g);
+        bwd_block(isa, ATH_ACT_GELU_TANH, x, y, g, n);
+      }
+      store_row(c, dtype, off, n, x);
+    }
+  });
+}
+
 }  // namespace ath::cpu
 
 extern "C" ath_status ath_cpu_activation_fwd(const ath_activation_args* a) {
@@ -114,13 +167,7 @@ extern "C" ath_status ath_cpu_activation_fwd(const ath_activation_args* a) {
       const int64_t off = blk * kBlock, len = std::min(kBlock, n - off);
       load_row(a->x, a->dtype, off, len, x);
       if (a->act == ATH_ACT_SWIGLU) load_row(a->y, a->dtype, off, len, y);
-      if (isa == Isa::kAvx512) {
-        act_fwd_block_avx512(a->act, x, y, len);
-      } else if (isa == Isa::kAvx2) {
-        act_fwd_block_avx2(a->act, x, y, len);
-      } else {
-        fwd_base(a->act, x, y, len);
-      }
+      fwd_block(isa, a->act, x, y, len);
       store_row(a->out, a->dtype, off, len, x);
     }
   });
@@ -142,13 +189,7 @@ extern "C" ath_status ath_cpu_activation_bwd(const ath_activation_args* a) {
       load_row(a->x, a->dtype, off, len, x);
       load_row(a->dout, a->dtype, off, len, g);
       if (a->act == ATH_ACT_SWIGLU) load_row(a->y, a->dtype, off, len, y);
-      if (isa == Isa::kAvx512) {
-        act_bwd_block_avx512(a->act, x, y, g, len);
-      } else if (isa == Isa::kAvx2) {
-        act_bwd_block_avx2(a->act, x, y, g, len);
-      } else {
-        bwd_base(a->act, x, y, g, len);
-      }
+      bwd_block(isa, a->act, x, y, g, len);
       store_row(a->dx, a->dtype, off, len, x);
       if (a->act == ATH_ACT_SWIGLU) store_row(a->dy, a->dtype, off, len, y);
     }

@@ -260,4 +260,11 @@ void sum_partials(const T* partials, int64_t first, int64_t nchunks, int64_t wid
   });
 }
 
+// ath_cpu_gemm's GELU epilogues (athanor.h, ath_gemm_epilogue; activation.cpp) on a C already
+// holding the GEMM's rounded output. Forward (backward == false): aux (when not NULL) = C, then
+// C = gelu(C). Backward: C = C * gelu'(aux). `rows` rows of `len` elements of dtype; row r starts
+// at element (r / rows_per_batch) * batch_stride + (r % rows_per_batch) * ld of c and of aux.
+void gemm_gelu_epilogue(bool backward, int dtype, void* c, void* aux, int64_t rows, int64_t len,
+                        int64_t rows_per_batch, int64_t ld, int64_t batch_stride);
+
 }  // namespace ath::cpu

@@ -4,7 +4,9 @@
 // (M, K) or, with trans_a, (K, M); B_b is stored (K, N) or, with trans_b, (N, K); X_b = X + b * stride_x.
 // dtype_ab in {F32, BF16, F16}, dtype_c in {F32, dtype_ab}, bias has dtype_c. Accumulation is F32.
 // beta == 0 means C is not read. K == 0 or alpha == 0 reduces to C = beta * C + bias, and then A
-// and B are not read.
+// and B are not read. Epilogues GELU / GELU_BACKWARD (athanor.h) run after C is stored, as a pass
+// over C by the activation op's own block kernels (activation.cpp, gemm_gelu_epilogue), so the
+// result is the bits of the GEMM followed by the activation op.
 //
 // This file holds the C ABI entry (validation, dispatch), the BLIS-style blocking driver and the
 // portable scalar kernel set; the vector kernels (gemm_impl.h, one template over the ISA traits,
@@ -409,7 +411,26 @@ ath_status validate(const ath_gemm_args* g) {
                 (long long)g->m, (long long)g->k);
   ATH_CHECK_ARG(!writes_c || g->k == 0 || g->b != nullptr, "ath_cpu_gemm", "b is null (k=%lld, n=%lld)",
                 (long long)g->k, (long long)g->n);
+  ATH_CHECK_ARG(g->epilogue == ATH_GEMM_EPI_NONE || g->epilogue == ATH_GEMM_EPI_GELU ||
+                    g->epilogue == ATH_GEMM_EPI_GELU_BACKWARD,
+                "ath_cpu_gemm", "epilogue=%d must be 0 (NONE), 1 (GELU) or 2 (GELU_BACKWARD)", g->epilogue);
+  ATH_CHECK_ARG(!writes_c || g->epilogue != ATH_GEMM_EPI_GELU_BACKWARD || g->aux != nullptr, "ath_cpu_gemm",
+                "aux is null (epilogue GELU_BACKWARD reads the pre-activation from it)");
+  ATH_CHECK_ARG(!writes_c || g->epilogue == ATH_GEMM_EPI_NONE || g->aux != g->c, "ath_cpu_gemm",
+                "aux=%p must not be c (epilogue=%d)", g->aux, g->epilogue);
   return ATH_OK;
+}
+
+// The GELU epilogues after the GEMM has stored C: one row over the whole of a contiguous C (the
+// blocks of the activation op over the same elements), else row by row.
+void gelu_epilogue(const ath_gemm_args& g) {
+  const bool backward = g.epilogue == ATH_GEMM_EPI_GELU_BACKWARD;
+  const bool contiguous = g.ldc == g.n && (g.batch == 1 || g.stride_c == g.m * g.n);
+  if (contiguous) {
+    ath::cpu::gemm_gelu_epilogue(backward, g.dtype_c, g.c, g.aux, 1, g.batch * g.m * g.n, 1, 0, 0);
+  } else {
+    ath::cpu::gemm_gelu_epilogue(backward, g.dtype_c, g.c, g.aux, g.batch * g.m, g.n, g.m, g.ldc, g.stride_c);
+  }
 }
 
 }  // namespace
@@ -450,9 +471,11 @@ extern "C" ath_status ath_cpu_gemm(const ath_gemm_args* args) {
   P.beta = g.beta;
   if (g.k == 0 || g.alpha == 0.0f) {
     scale_c(P);
-    return ATH_OK;
+  } else {
+    P.kc = balanced_block(g.k, P.ks->kc, 8);
+    ATH_TRY(run(P));
   }
-  P.kc = balanced_block(g.k, P.ks->kc, 8);
-  return run(P);
+  if (g.epilogue != ATH_GEMM_EPI_NONE) gelu_epilogue(g);
+  return ATH_OK;
   ATH_GUARD_END("ath_cpu_gemm")
 }

@@ -96,7 +96,7 @@ jstring structs(JNIEnv* env, jclass) {
   std::string s;
   STRUCT(ath_cuda_ctx, F(device) F(stream) F(scratch) F(scratch_bytes))
   STRUCT(ath_gemm_args, F(m) F(n) F(k) F(batch) F(dtype_ab) F(dtype_c) F(trans_a) F(trans_b) F(a) F(lda) F(stride_a)
-                        F(b) F(ldb) F(stride_b) F(c) F(ldc) F(stride_c) F(bias) F(alpha) F(beta))
+                        F(b) F(ldb) F(stride_b) F(c) F(ldc) F(stride_c) F(bias) F(alpha) F(beta) F(epilogue) F(aux))
   STRUCT(ath_attention_args, F(batch) F(heads_q) F(heads_kv) F(tq) F(tk) F(head_dim) F(dtype) F(causal) F(scale)
                              F(q) F(q_sb) F(q_sh) F(q_st) F(k) F(k_sb) F(k_sh) F(k_st) F(v) F(v_sb) F(v_sh) F(v_st)
                              F(o) F(o_sb) F(o_sh) F(o_st) F(lse) F(dout) F(dq) F(dk) F(dv))

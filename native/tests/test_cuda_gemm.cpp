@@ -13,6 +13,7 @@
 // The split-K tests (cuda_gemm_splitk_*) force the Hopper kernel with a split count
 // (ATHANOR_WGMMA_SPLITK); they run with the Hopper switch on (ATHANOR_CUDA_HOPPER=1) on a device
 // of compute capability 9.0 and skip otherwise.
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -99,13 +100,16 @@ struct Setup {
   bool integers = false;  // small integers: every result is exact
   int int_range = 3;      // integers are drawn from [-int_range, int_range]
   uint64_t seed = 1;
+  int epilogue = ATH_GEMM_EPI_NONE;  // GELU: aux written (unless aux_null); GELU_BACKWARD: aux read
+  bool aux_null = false;
 
   std::string describe() const {
     return format("m=%lld n=%lld k=%lld batch=%lld %s->%s ta=%d tb=%d pad=(%lld,%lld,%lld) off=(%lld,%lld,%lld) "
-                  "ld_align=%lld alpha=%g beta=%g bias=%d int=%d",
+                  "ld_align=%lld alpha=%g beta=%g bias=%d int=%d epi=%d%s",
                   (long long)m, (long long)n, (long long)k, (long long)batch, dtype_str(dtype_ab), dtype_str(dtype_c),
                   ta, tb, (long long)pad_a, (long long)pad_b, (long long)pad_c, (long long)off_a, (long long)off_b,
-                  (long long)off_c, (long long)ld_align, alpha, beta, bias ? 1 : 0, integers ? 1 : 0);
+                  (long long)off_c, (long long)ld_align, alpha, beta, bias ? 1 : 0, integers ? 1 : 0, epilogue,
+                  aux_null ? " aux=NULL" : "");
   }
 };
 
@@ -130,6 +134,16 @@ Geometry operand(int64_t rows, int64_t cols, int64_t pad, int64_t gap, int64_t b
   g.batch = batch;
   g.offset = offset;
   return g;
+}
+
+// GELU (tanh approximation) and its derivative in float64, the formulas of the activation op.
+double gelu_ref(double x) {
+  const double u = 0.7978845608028654 * (x + 0.044715 * x * x * x);
+  return 0.5 * x * (1.0 + std::tanh(u));
+}
+double gelu_grad_ref(double x) {
+  const double u = 0.7978845608028654 * (x + 0.044715 * x * x * x), t = std::tanh(u);
+  return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * 0.7978845608028654 * (1.0 + 3.0 * 0.044715 * x * x);
 }
 
 float round_to(int dtype, float v) {
@@ -188,10 +202,20 @@ void run_setup(const Setup& s, const std::vector<const char*>& kernels = {}) {
       for (int64_t c = 0; c < s.n; ++c) hc.set(gc.index(b, r, c), s.beta != 0.f ? draw() : NAN);
   HostBuffer hbias(s.dtype_c, s.n);
   for (int64_t j = 0; j < s.n; ++j) hbias.set(j, draw());
+  // aux (C's geometry): sentinel bytes; GELU_BACKWARD's pre-activation in [-4, 4] in the valid region.
+  const bool epi = s.epilogue != ATH_GEMM_EPI_NONE;
+  const bool aux_used = epi && !s.aux_null;
+  HostBuffer haux(s.dtype_c, epi ? gc.total() + kTailGuard : 0);
+  fill_sentinel(haux);
+  if (s.epilogue == ATH_GEMM_EPI_GELU_BACKWARD)
+    for (int64_t b = 0; b < s.batch; ++b)
+      for (int64_t r = 0; r < s.m; ++r)
+        for (int64_t c = 0; c < s.n; ++c) haux.set(gc.index(b, r, c), 4.f * uni(rng));
 
   // float64 reference from the stored (rounded) values.
   const int64_t count = s.batch * s.m * s.n;
-  std::vector<float> ref(static_cast<size_t>(count));
+  std::vector<float> ref(static_cast<size_t>(count)), aux_ref(epi ? static_cast<size_t>(count) : 0);
+  double max_pre = 0;  // largest |pre-activation|, for the epilogue's tolerance
   for (int64_t b = 0; b < s.batch; ++b)
     for (int64_t i = 0; i < s.m; ++i)
       for (int64_t j = 0; j < s.n; ++j) {
@@ -204,10 +228,20 @@ void run_setup(const Setup& s, const std::vector<const char*>& kernels = {}) {
         double v = s.alpha != 0.f ? static_cast<double>(s.alpha) * acc : 0.0;  // alpha == 0: no A @ B
         if (s.beta != 0.f) v += static_cast<double>(s.beta) * hc.get(gc.index(b, i, j));
         if (s.bias) v += hbias.get(j);
-        ref[static_cast<size_t>((b * s.m + i) * s.n + j)] = round_to(s.dtype_c, static_cast<float>(v));
+        const size_t e = static_cast<size_t>((b * s.m + i) * s.n + j);
+        ref[e] = round_to(s.dtype_c, static_cast<float>(v));
+        if (s.epilogue == ATH_GEMM_EPI_GELU) {  // aux = the rounded pre-activation, C = gelu of it
+          aux_ref[e] = ref[e];
+          ref[e] = round_to(s.dtype_c, static_cast<float>(gelu_ref(aux_ref[e])));
+        } else if (s.epilogue == ATH_GEMM_EPI_GELU_BACKWARD) {
+          aux_ref[e] = haux.get(gc.index(b, i, j));
+          max_pre = std::max(max_pre, std::fabs(static_cast<double>(ref[e])));
+          ref[e] = round_to(s.dtype_c, static_cast<float>(ref[e] * gelu_grad_ref(aux_ref[e])));
+        }
+        if (s.epilogue == ATH_GEMM_EPI_GELU) max_pre = std::max(max_pre, std::fabs(static_cast<double>(aux_ref[e])));
       }
 
-  auto make_args = [&](const void* a, const void* bm, void* c, const void* bias) {
+  auto make_args = [&](const void* a, const void* bm, void* c, const void* bias, void* aux = nullptr) {
     ath_gemm_args g{};
     g.m = s.m; g.n = s.n; g.k = s.k; g.batch = s.batch;
     g.dtype_ab = s.dtype_ab; g.dtype_c = s.dtype_c;
@@ -218,10 +252,13 @@ void run_setup(const Setup& s, const std::vector<const char*>& kernels = {}) {
     g.c = static_cast<unsigned char*>(c) + gc.offset * ec; g.ldc = gc.ld; g.stride_c = gc.stride;
     g.bias = s.bias ? bias : nullptr;
     g.alpha = s.alpha; g.beta = s.beta;
+    g.epilogue = s.epilogue;
+    g.aux = aux_used ? static_cast<unsigned char*>(aux) + gc.offset * ec : nullptr;
     return g;
   };
-  // Valid region of C as floats, and a count of changed bytes outside it.
-  auto extract = [&](const HostBuffer& out, std::vector<float>* vals) {
+  // Valid region of C (or aux: before = haux) as floats, and a count of changed bytes outside it.
+  auto extract = [&](const HostBuffer& out, std::vector<float>* vals, const HostBuffer* before = nullptr) {
+    if (before == nullptr) before = &hc;
     std::vector<unsigned char> inside(out.size(), 0);
     const size_t ec = ath_dtype_size(s.dtype_c);
     vals->assign(static_cast<size_t>(count), 0.f);
@@ -234,19 +271,37 @@ void run_setup(const Setup& s, const std::vector<const char*>& kernels = {}) {
         }
     int64_t changed = 0;
     for (size_t i = 0; i < out.size(); ++i)
-      if (!inside[i] && out.bytes[i] != hc.bytes[i]) ++changed;
+      if (!inside[i] && out.bytes[i] != before->bytes[i]) ++changed;
     return changed;
   };
-  const Tolerance tol = tolerance(s);
+  Tolerance tol = tolerance(s);
+  // The epilogues: an error e in the pre-activation (accumulation, one rounding) moves the result by
+  // at most |gelu'| e <= 1.13 e (GELU) or |gelu'(aux)| e <= 1.13 e (GELU_BACKWARD, |aux| <= 4).
+  if (epi) tol.atol = tol.atol + 1.2 * (tol.atol + tol.rtol * max_pre);
+  // aux (GELU): the pre-activation itself; GELU_BACKWARD leaves it as it was.
+  auto check_aux = [&](const HostBuffer& out, const std::string& what) {
+    if (!epi) return;
+    if (!aux_used || s.epilogue == ATH_GEMM_EPI_GELU_BACKWARD) {
+      ATH_EXPECT(out.bytes == haux.bytes, "aux was modified (%s)", what.c_str());
+      return;
+    }
+    std::vector<float> vals;
+    const int64_t changed = extract(out, &vals, &haux);
+    ATH_EXPECT(changed == 0, "%lld bytes outside aux's valid region were modified: %s", (long long)changed, what.c_str());
+    const Tolerance t0 = tolerance(s);
+    ATH_EXPECT_CLOSE(vals.data(), aux_ref.data(), count, t0.atol, t0.rtol, format("aux %s", what.c_str()).c_str());
+  };
 
   // CPU reference run.
   std::vector<float> cpu_vals;
   {
-    HostBuffer cpu_c = hc;
-    ath_gemm_args g = make_args(ha.bytes.data(), hb.bytes.data(), cpu_c.bytes.data(), hbias.bytes.data());
+    HostBuffer cpu_c = hc, cpu_aux = haux;
+    ath_gemm_args g =
+        make_args(ha.bytes.data(), hb.bytes.data(), cpu_c.bytes.data(), hbias.bytes.data(), cpu_aux.bytes.data());
     const ath_status st = ath_cpu_gemm(&g);
     ATH_EXPECT(st == ATH_OK, "ath_cpu_gemm failed (%s): %s", s.describe().c_str(), ath_last_error());
     if (st == ATH_OK) {
+      check_aux(cpu_aux, "cpu " + s.describe());
       extract(cpu_c, &cpu_vals);
       ATH_EXPECT_CLOSE(cpu_vals.data(), ref.data(), count, tol.atol, tol.rtol,
                        format("cpu vs float64 reference, %s", s.describe().c_str()).c_str());
@@ -255,8 +310,8 @@ void run_setup(const Setup& s, const std::vector<const char*>& kernels = {}) {
     }
   }
 
-  DeviceBuffer da(ha.size()), db(hb.size()), dc(hc.size()), dbias(hbias.size());
-  if (!da.ptr || !db.ptr || !dc.ptr || !dbias.ptr) return;
+  DeviceBuffer da(ha.size()), db(hb.size()), dc(hc.size()), dbias(hbias.size()), daux(haux.size());
+  if (!da.ptr || !db.ptr || !dc.ptr || !dbias.ptr || !daux.ptr) return;
   ATH_EXPECT(cuda_upload(da.ptr, ha.bytes.data(), ha.size()) == ATH_OK, "memcpy A: %s", ath_last_error());
   ATH_EXPECT(cuda_upload(db.ptr, hb.bytes.data(), hb.size()) == ATH_OK, "memcpy B: %s", ath_last_error());
   ATH_EXPECT(cuda_upload(dbias.ptr, hbias.bytes.data(), hbias.size()) == ATH_OK, "memcpy bias: %s", ath_last_error());
@@ -267,7 +322,8 @@ void run_setup(const Setup& s, const std::vector<const char*>& kernels = {}) {
                                     s.describe().c_str());
     // Fresh C (NaN in the valid region when beta == 0, sentinel bytes elsewhere).
     ATH_EXPECT(cuda_upload(dc.ptr, hc.bytes.data(), hc.size()) == ATH_OK, "memcpy C: %s", ath_last_error());
-    ath_gemm_args g = make_args(da.ptr, db.ptr, dc.ptr, dbias.ptr);
+    if (epi) ATH_EXPECT(cuda_upload(daux.ptr, haux.bytes.data(), haux.size()) == ATH_OK, "memcpy aux: %s", ath_last_error());
+    ath_gemm_args g = make_args(da.ptr, db.ptr, dc.ptr, dbias.ptr, daux.ptr);
     ath_status st;
     {
       ForceKernel force(kernel);
@@ -280,6 +336,12 @@ void run_setup(const Setup& s, const std::vector<const char*>& kernels = {}) {
     if (st != ATH_OK) return;  // a sticky CUDA error: later cases cannot run meaningfully
     HostBuffer out(s.dtype_c, gc.total() + kTailGuard);
     ATH_EXPECT(cuda_download(out.bytes.data(), dc.ptr, out.size()) == ATH_OK, "memcpy back: %s", ath_last_error());
+    if (epi) {
+      HostBuffer aux_out(s.dtype_c, gc.total() + kTailGuard);
+      ATH_EXPECT(cuda_download(aux_out.bytes.data(), daux.ptr, aux_out.size()) == ATH_OK, "memcpy aux back: %s",
+                 ath_last_error());
+      check_aux(aux_out, "cuda " + what);
+    }
     std::vector<float> gpu_vals;
     const int64_t changed = extract(out, &gpu_vals);
     ATH_EXPECT(changed == 0, "%lld bytes outside C's valid region were modified: %s", (long long)changed, what.c_str());
@@ -593,6 +655,81 @@ ATH_TEST(cuda_gemm_splitk_batched) {
     }
 }
 
+// The GELU epilogues (ath_gemm_epilogue) on every kernel (the wgmma ones too with the Hopper switch
+// on): C against the float64 reference of gelu(round(pre)) / round(pre) * gelu'(aux) and against
+// ath_cpu_gemm's epilogue; aux against the rounded pre-activation (GELU) or untouched
+// (GELU_BACKWARD); nothing outside C's and aux's valid regions written. Tails in M and N, N a
+// multiple of 8 with 16-bit C and beta == 0 (the wgmma TMA-store epilogue), beta and bias, padded
+// and batched C, aux == NULL.
+ATH_TEST(cuda_gemm_gelu_epilogues) {
+  require_cuda_device();
+  struct Shape {
+    int64_t m, n, k, batch, pad_c, gap_c;
+  };
+  const Shape shapes[] = {{33, 127, 65, 1, 0, 0}, {129, 264, 95, 1, 0, 0}, {5, 130, 17, 1, 3, 0}, {37, 72, 45, 3, 0, 8}};
+  uint64_t seed = 9500;
+  for (int e : {ATH_GEMM_EPI_GELU, ATH_GEMM_EPI_GELU_BACKWARD})
+    for (const Shape& sh : shapes)
+      for (const DtypePair& dt : kDtypes)
+        for (float beta : {0.f, 0.5f}) {
+          Setup s;
+          s.m = sh.m; s.n = sh.n; s.k = sh.k; s.batch = sh.batch;
+          s.pad_c = sh.pad_c; s.gap_c = sh.gap_c;
+          s.gap_a = sh.batch > 1 ? 8 : 0;
+          s.ta = (seed & 1) != 0; s.tb = (seed & 2) != 0;
+          s.dtype_ab = dt.ab; s.dtype_c = dt.c;
+          s.beta = beta; s.bias = true;
+          s.epilogue = e;
+          s.seed = ++seed;
+          run_setup(s);
+        }
+  Setup s;  // GELU without aux
+  s.m = 65; s.n = 136; s.k = 70;
+  s.dtype_ab = ATH_BF16; s.dtype_c = ATH_BF16;
+  s.bias = true;
+  s.epilogue = ATH_GEMM_EPI_GELU;
+  s.aux_null = true;
+  run_setup(s);
+}
+
+// The wgmma kernel's two epilogues with GELU: the TMA store (staging holds gelu(pre), aux written
+// from registers) and the register epilogue (ATHANOR_WGMMA_EPILOGUE=registers), 16-bit C, N a
+// multiple of 8, M and N tails inside the tile; and split-K, where the reduction applies both
+// epilogues (padded C, beta, bias).
+ATH_TEST(cuda_gemm_splitk_gelu_epilogues) {
+  require_hopper_device();
+  uint64_t seed = 9600;
+  for (const char* regs : {static_cast<const char*>(nullptr), "registers"}) {
+    ScopedEnv epilogue_env("ATHANOR_WGMMA_EPILOGUE", regs);
+    for (int e : {ATH_GEMM_EPI_GELU, ATH_GEMM_EPI_GELU_BACKWARD})
+      for (int layout = 0; layout < 4; ++layout) {
+        Setup s;
+        s.m = 200; s.n = 392; s.k = 136;
+        s.ta = layout & 1; s.tb = layout >> 1;
+        s.dtype_ab = layout < 2 ? ATH_BF16 : ATH_F16; s.dtype_c = s.dtype_ab;
+        s.bias = true;
+        s.epilogue = e;
+        s.seed = ++seed;
+        run_setup(s, kWgmmaKernels);
+      }
+  }
+  ScopedEnv split("ATHANOR_WGMMA_SPLITK", "3");
+  const DtypePair dts[] = {{ATH_BF16, ATH_F32}, {ATH_BF16, ATH_BF16}, {ATH_F16, ATH_F16}};
+  for (int e : {ATH_GEMM_EPI_GELU, ATH_GEMM_EPI_GELU_BACKWARD})
+    for (const DtypePair& dt : dts)
+      for (float beta : {0.f, 1.f}) {
+        Setup s;
+        s.m = 150; s.n = 138; s.k = 900;
+        s.ta = (seed & 1) != 0; s.tb = (seed & 2) != 0;
+        s.dtype_ab = dt.ab; s.dtype_c = dt.c;
+        s.alpha = 0.5f; s.beta = beta; s.bias = true;
+        s.pad_c = 5;
+        s.epilogue = e;
+        s.seed = ++seed;
+        run_setup(s, kWgmmaKernels);
+      }
+}
+
 // Small integers: every partial sum is exact, so the split result equals the reference bit for bit.
 ATH_TEST(cuda_gemm_splitk_exact_integers) {
   require_hopper_device();
@@ -753,6 +890,11 @@ ATH_TEST(cuda_gemm_invalid_arguments) {
       {"stride_b < 0", [](ath_gemm_args* g) { g->batch = 2; g->stride_a = 16; g->stride_b = -1; g->stride_c = 16; }, true},
       {"overlapping C batches", [](ath_gemm_args* g) { g->batch = 2; g->stride_a = 16; g->stride_b = 16; g->stride_c = 8; }, true},
       {"misaligned c for F32", [](ath_gemm_args* g) { g->c = reinterpret_cast<char*>(dummy) + 2; }, false},
+      {"epilogue 3", [](ath_gemm_args* g) { g->epilogue = 3; }, true},
+      {"GELU_BACKWARD without aux", [](ath_gemm_args* g) { g->epilogue = ATH_GEMM_EPI_GELU_BACKWARD; }, true},
+      {"aux == c", [](ath_gemm_args* g) { g->epilogue = ATH_GEMM_EPI_GELU; g->aux = g->c; }, true},
+      {"misaligned aux for F32",
+       [](ath_gemm_args* g) { g->epilogue = ATH_GEMM_EPI_GELU; g->aux = reinterpret_cast<char*>(dummy) + 130; }, false},
   };
   for (const Bad& bad : cases) {
     ath_gemm_args g = base;

@@ -122,7 +122,24 @@ ATH_API const char* ath_kernels(const char* backend);
  * X_b = X + b * stride_x (elements). beta == 0 means C is not read (may hold NaN).
  * dtype_ab: F32, BF16 or F16 (A and B share it); dtype_c: F32 or dtype_ab. Accumulation is F32.
  * bias: NULL or N elements of dtype_c, added after alpha/beta.
+ * epilogue (ath_gemm_epilogue; 0 = NONE, what a zero-initialized struct gets) and aux: a second
+ * matrix of dtype_c with C's shape, ldc and stride_c. With v = alpha * AB + beta * C_old + bias
+ * computed in F32 as above and round() the rounding to dtype_c (to nearest even, once):
+ *   NONE:          C = round(v); aux is ignored.
+ *   GELU:          p = round(v); aux = p (written when aux != NULL); C = round(gelu(p)), gelu the
+ *                  tanh approximation of the activation op, evaluated in F32 on the rounded p.
+ *   GELU_BACKWARD: d = round(v); C = round(d * gelu'(aux)), aux (required, read) the forward's
+ *                  pre-activation, gelu' the activation op's GELU backward factor in F32.
+ * So GELU equals the GEMM followed by the GELU activation op on its output (the pre-activation is
+ * rounded before the activation, as a separate GELU op would see it), and GELU_BACKWARD equals
+ * the GEMM followed by the GELU backward op with x = aux, dout = the GEMM's output; on the CPU
+ * both are bit-identical to those two-op sequences (contiguous C). aux must not be C.
  */
+typedef enum ath_gemm_epilogue {
+  ATH_GEMM_EPI_NONE = 0,
+  ATH_GEMM_EPI_GELU = 1,
+  ATH_GEMM_EPI_GELU_BACKWARD = 2
+} ath_gemm_epilogue;
 typedef struct ath_gemm_args {
   int64_t m, n, k, batch;
   int dtype_ab, dtype_c;
@@ -132,6 +149,8 @@ typedef struct ath_gemm_args {
   void* c;       int64_t ldc, stride_c;
   const void* bias;
   float alpha, beta;
+  int epilogue;  /* ath_gemm_epilogue */
+  void* aux;     /* dtype_c, C's shape, ldc and stride_c; GELU: written (may be NULL); GELU_BACKWARD: read */
 } ath_gemm_args;
 
 /* ------------------------------------------------------------------ attention

@@ -1,5 +1,6 @@
 package dev.athanor.nn;
 
+import dev.athanor.ops.GemmEpilogue;
 import dev.athanor.ops.Ops;
 import dev.athanor.params.ParameterStore;
 import dev.athanor.tensor.Tensor;
@@ -37,8 +38,8 @@ final class Gpt2Block extends Block {
     rowParallel(a.att, attnProj, false, attnProjBias, tmp, a);                                // (N, C)
     Ops.add(x, tmp, a.x2);
     ln2.forward(a.x2, a.n2, a.mean2, a.rstd2);
-    Ops.gemm(allRows(a, a.n2), false, fc.w(), false, 1f, 0f, fcBias.w(), a.fc);               // (N, F/tp)
-    Ops.gelu(a.fc, a.gelu);
+    // gelu = GELU(fc), fc = n2 @ Wf + bf kept for the backward: one GEMM with the GELU epilogue
+    Ops.gemm(allRows(a, a.n2), false, fc.w(), false, 1f, 0f, fcBias.w(), a.gelu, GemmEpilogue.GELU, a.fc);  // (N, F/tp)
     rowParallel(a.gelu, proj, false, projBias, tmp, a);                                       // (N, C)
     Ops.add(a.x2, tmp, out);
   }
@@ -50,8 +51,8 @@ final class Gpt2Block extends Block {
     Tensor dAll = allRows(a, dout);                                       // sequence parallel: gathered
     Ops.gemm(a.gelu, true, dAll, false, 1f, 1f, null, proj.g());          // (F/tp, C)
     Ops.sumRows(dAll, projBias.g());                                      // replicated: same dout on every rank
-    Ops.gemm(dAll, false, proj.w(), true, 1f, 0f, null, w.dF1);           // (N, F/tp)
-    Ops.geluBackward(a.fc, w.dF1, w.dF2);
+    // dF2 = (dout @ Wp^T) * gelu'(fc): one GEMM with the GELU backward epilogue
+    Ops.gemm(dAll, false, proj.w(), true, 1f, 0f, null, w.dF2, GemmEpilogue.GELU_BACKWARD, a.fc);  // (N, F/tp)
     Ops.gemm(allRows(a, a.n2), true, w.dF2, false, 1f, 1f, null, fc.g()); // (C, F/tp)
     Ops.sumRows(w.dF2, fcBias.g());
     Tensor d1 = inputGradientRows(a, w.d1);

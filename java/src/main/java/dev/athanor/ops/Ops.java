@@ -10,6 +10,7 @@ import dev.athanor.runtime.KernelArgs;
 import dev.athanor.tensor.DType;
 import dev.athanor.tensor.Tensor;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -96,12 +97,38 @@ public final class Ops {
    */
   public static void gemm(Tensor a, boolean transA, Tensor b, boolean transB, float alpha, float beta,
       Tensor bias, Tensor out) {
+    gemm(a, transA, b, transB, alpha, beta, bias, out, GemmEpilogue.NONE, null);
+  }
+
+  /**
+   * The full GEMM followed by an elementwise epilogue in the same pass (see {@link GemmEpilogue}): the MLP's
+   * {@code gelu(x W + b)} keeping the pre-activation in aux, and its backward {@code (dout W^T) * gelu'(aux)}.
+   *
+   * @param epilogue NONE (aux ignored), GELU (aux written when not null) or GELU_BACKWARD (aux read)
+   * @param aux out's dtype, shape and strides, not out itself; null allowed only for NONE and GELU
+   */
+  public static void gemm(Tensor a, boolean transA, Tensor b, boolean transB, float alpha, float beta,
+      Tensor bias, Tensor out, GemmEpilogue epilogue, Tensor aux) {
     final String op = "gemm";
+    if (epilogue == null) throw bad(op, "epilogue is null (use GemmEpilogue.NONE)");
+    if (epilogue == GemmEpilogue.NONE) aux = null;
+    if (epilogue == GemmEpilogue.GELU_BACKWARD) Args.need(op, "aux", aux);
+    Args.optional(op, "aux", aux);
     Args.need(op, "a", a);
     Args.need(op, "b", b);
     Args.need(op, "out", out);
     Args.optional(op, "bias", bias);
     var ctx = Args.context(op, "a", a, "b", b, "out", out, "bias", bias);
+    if (aux != null) {
+      Args.context(op, "aux", aux, "out", out);
+      Args.sameDtype(op, "aux", aux, "out", out);
+      if (!Arrays.equals(aux.shape(), out.shape()) || !Arrays.equals(aux.strides(), out.strides())) {
+        throw bad(op, describe("aux", aux) + " with strides " + Args.shapeString(aux.strides())
+            + " must have the shape and strides of " + describe("out", out) + " with strides "
+            + Args.shapeString(out.strides()));
+      }
+      if (aux.address() == out.address()) throw bad(op, "aux must not be out (" + describe("out", out) + ")");
+    }
     Args.floating(op, "a", a);
     Args.sameDtype(op, "b", b, "a", a);
     if (out.dtype() != DType.F32 && out.dtype() != a.dtype()) {
@@ -146,7 +173,7 @@ public final class Ops {
     }
     ctx.run(Kernel.GEMM, new KernelArgs.Gemm(m, n, k, batch, a.dtype().code(), out.dtype().code(), ma.trans, mb.trans,
         a.address(), ma.ld, strideA, b.address(), mb.ld, strideB, out.address(), mc.ld, strideC,
-        bias == null ? 0 : bias.address(), alpha, beta));
+        bias == null ? 0 : bias.address(), alpha, beta, epilogue.code(), aux == null ? 0 : aux.address()));
   }
 
   /**

@@ -36,11 +36,25 @@ public sealed interface KernelArgs {
   /** {@code ath_rand_dist} codes. */
   int RAND_UNIFORM = 0, RAND_NORMAL = 1;
 
-  /** {@code ath_gemm_args}: {@code C_b = alpha op(A_b) op(B_b) + beta C_b (+ bias)} for each batch index. */
+  /** {@code ath_gemm_epilogue} codes. */
+  int GEMM_EPI_NONE = 0, GEMM_EPI_GELU = 1, GEMM_EPI_GELU_BACKWARD = 2;
+
+  /**
+   * {@code ath_gemm_args}: {@code C_b = alpha op(A_b) op(B_b) + beta C_b (+ bias)} for each batch index, then the
+   * {@code epilogue} (a GEMM_EPI_ code) with {@code aux} (C's dtype, shape and strides; 0 = NULL).
+   */
   @C("ath_gemm_args")
   record Gemm(long m, long n, long k, long batch, int dtypeAb, int dtypeC, boolean transA, boolean transB,
       long a, long lda, long strideA, long b, long ldb, long strideB, long c, long ldc, long strideC, long bias,
-      float alpha, float beta) implements KernelArgs {}
+      float alpha, float beta, int epilogue, long aux) implements KernelArgs {
+    /** Without an epilogue. */
+    public Gemm(long m, long n, long k, long batch, int dtypeAb, int dtypeC, boolean transA, boolean transB,
+        long a, long lda, long strideA, long b, long ldb, long strideB, long c, long ldc, long strideC, long bias,
+        float alpha, float beta) {
+      this(m, n, k, batch, dtypeAb, dtypeC, transA, transB, a, lda, strideA, b, ldb, strideB, c, ldc, strideC, bias,
+          alpha, beta, GEMM_EPI_NONE, 0);
+    }
+  }
 
   /** {@code ath_attention_args}: forward writes o and (when lse != 0) lse; backward writes dq, dk, dv. */
   @C("ath_attention_args")

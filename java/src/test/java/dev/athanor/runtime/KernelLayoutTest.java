@@ -76,13 +76,16 @@ class KernelLayoutTest {
     CStruct g = CStruct.of(KernelArgs.Gemm.class);
     try (Arena arena = Arena.ofConfined()) {
       MemorySegment m = arena.allocate(g.size, 8);
-      g.write(m, new KernelArgs.Gemm(1, 2, 3, 4, 5, 6, true, false, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 1.5f, -2f));
+      g.write(m, new KernelArgs.Gemm(1, 2, 3, 4, 5, 6, true, false, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 1.5f, -2f,
+          KernelArgs.GEMM_EPI_GELU_BACKWARD, 17));
       Map<String, Long> off = new HashMap<>();
       for (CStruct.Field f : g.fields) off.put(f.name(), f.offset());
       assertEquals(1, m.get(ValueLayout.JAVA_INT, off.get("trans_a")));
       assertEquals(0, m.get(ValueLayout.JAVA_INT, off.get("trans_b")));
       assertEquals(16, m.get(ValueLayout.JAVA_LONG, off.get("bias")));
       assertEquals(-2f, m.get(ValueLayout.JAVA_FLOAT, off.get("beta")));
+      assertEquals(2, m.get(ValueLayout.JAVA_INT, off.get("epilogue")));
+      assertEquals(17, m.get(ValueLayout.JAVA_LONG, off.get("aux")));
     }
     assertEquals("dtype_ab", CStruct.snake("dtypeAb"));
     assertEquals("q_sb", CStruct.snake("qSb"));
