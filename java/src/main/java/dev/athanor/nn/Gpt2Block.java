@@ -38,8 +38,13 @@ final class Gpt2Block extends Block {
     rowParallel(a.att, attnProj, false, attnProjBias, tmp, a);                                // (N, C)
     Ops.add(x, tmp, a.x2);
     ln2.forward(a.x2, a.n2, a.mean2, a.rstd2);
-    // gelu = GELU(fc), fc = n2 @ Wf + bf kept for the backward: one GEMM with the GELU epilogue
-    Ops.gemm(allRows(a, a.n2), false, fc.w(), false, 1f, 0f, fcBias.w(), a.gelu, GemmEpilogue.GELU, a.fc);  // (N, F/tp)
+    // gelu = GELU(fc), fc = n2 @ Wf + bf kept for the backward: one GEMM with the GELU epilogue where it is fused
+    if (fusedEpilogues(a.fc)) {
+      Ops.gemm(allRows(a, a.n2), false, fc.w(), false, 1f, 0f, fcBias.w(), a.gelu, GemmEpilogue.GELU, a.fc);  // (N, F/tp)
+    } else {
+      Ops.gemm(allRows(a, a.n2), false, fc.w(), false, 1f, 0f, fcBias.w(), a.fc);               // (N, F/tp)
+      Ops.gelu(a.fc, a.gelu);
+    }
     rowParallel(a.gelu, proj, false, projBias, tmp, a);                                       // (N, C)
     Ops.add(a.x2, tmp, out);
   }
@@ -51,8 +56,13 @@ final class Gpt2Block extends Block {
     Tensor dAll = allRows(a, dout);                                       // sequence parallel: gathered
     Ops.gemm(a.gelu, true, dAll, false, 1f, 1f, null, proj.g());          // (F/tp, C)
     Ops.sumRows(dAll, projBias.g());                                      // replicated: same dout on every rank
-    // dF2 = (dout @ Wp^T) * gelu'(fc): one GEMM with the GELU backward epilogue
-    Ops.gemm(dAll, false, proj.w(), true, 1f, 0f, null, w.dF2, GemmEpilogue.GELU_BACKWARD, a.fc);  // (N, F/tp)
+    // dF2 = (dout @ Wp^T) * gelu'(fc): one GEMM with the GELU backward epilogue where it is fused
+    if (fusedEpilogues(a.fc)) {
+      Ops.gemm(dAll, false, proj.w(), true, 1f, 0f, null, w.dF2, GemmEpilogue.GELU_BACKWARD, a.fc);  // (N, F/tp)
+    } else {
+      Ops.gemm(dAll, false, proj.w(), true, 1f, 0f, null, w.dF1);           // (N, F/tp)
+      Ops.geluBackward(a.fc, w.dF1, w.dF2);
+    }
     Ops.gemm(allRows(a, a.n2), true, w.dF2, false, 1f, 1f, null, fc.g()); // (C, F/tp)
     Ops.sumRows(w.dF2, fcBias.g());
     Tensor d1 = inputGradientRows(a, w.d1);
@@ -73,5 +83,17 @@ final class Gpt2Block extends Block {
     columnParallelInputGradient(a, d1, w.d1);
     normBackward(ln1, a, w.d1, x, a.mean1, a.rstd1, dout);
     Ops.add(dout, w.d2, dout);
+  }
+
+  /** Whether {@code ATHANOR_CUDA_HOPPER=1} is set (the experimental CUDA kernels, read once). */
+  private static final boolean HOPPER_SWITCH = "1".equals(System.getenv("ATHANOR_CUDA_HOPPER"));
+
+  /**
+   * Whether the MLP uses the GEMM's fused GELU epilogues for tensors on {@code t}'s device: always on the CPU (bit for
+   * bit the separate GEMM and GELU), on CUDA only under {@code ATHANOR_CUDA_HOPPER=1} until a GPU check has run the
+   * fused CUDA epilogues; otherwise the separate GEMM and GELU kernels the GPU checks verified.
+   */
+  private static boolean fusedEpilogues(Tensor t) {
+    return t.device().isCpu() || HOPPER_SWITCH;
   }
 }
