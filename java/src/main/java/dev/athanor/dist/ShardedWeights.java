@@ -59,8 +59,8 @@ import java.util.concurrent.TimeoutException;
  * dev.athanor.train.AdamW#AdamW(ParameterStore, Range, Tensor)}); the next forward gathers the new weights.
  *
  * <p>Memory per replica: masters and step gradient {@code 4 psi / N} each, plus at most two units' weight and gradient
- * windows at once (the tied embeddings under the head). {@link #unshard} gathers the whole masters again (e.g. to save
- * the trained model). Close this after the trainer and before the model; not thread-safe.
+ * windows at once (the tied embeddings under the head), and with read-ahead one unit's weights more. {@link #unshard}
+ * gathers the whole masters again (e.g. to save the trained model). Close this after the trainer and before the model; not thread-safe.
  *
  * <p><b>The shard on DISK</b> ({@link #attach(Transformer, Communicator, OffloadConfig)}, ZeRO 3 with offload, after
  * ZeRO-Infinity): the shard's masters ({@link Role#MASTER}) and/or step gradient ({@link Role#GRAD}) live in {@link
