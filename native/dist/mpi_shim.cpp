@@ -14,6 +14,8 @@
 #include <jni.h>
 #include <mpi.h>
 
+#include <cstdlib>
+
 #include <cstdint>
 #include <cstdio>
 #include <mutex>
@@ -100,11 +102,17 @@ jboolean initialized0(JNIEnv*, jclass) {
 }
 
 // MPI_Init_thread with MPI_THREAD_SERIALIZED (Java serializes its calls); MPI_ERRORS_RETURN on the world.
+// Open MPI busy-polls inside a blocking call unless told to yield; with a communication thread (the
+// bucketed gradient all-reduce, ZeRO 3's read-ahead) that thread then takes the core from the compute
+// threads it shares it with (mpirun binds each rank to a core by default). So, unless the user set it,
+// waiting calls yield the processor (OMPI_MCA_mpi_yield_when_idle=1, read by MPI_Init; other MPIs
+// ignore it).
 void init0(JNIEnv* env, jclass) {
   promote_libmpi();
   int flag = 0;
   if (MPI_CHECK(env, MPI_Initialized(&flag))) return;
   if (!flag) {
+    setenv("OMPI_MCA_mpi_yield_when_idle", "1", /*overwrite=*/0);
     int provided = 0;
     if (MPI_CHECK(env, MPI_Init_thread(nullptr, nullptr, MPI_THREAD_SERIALIZED, &provided))) return;
   }

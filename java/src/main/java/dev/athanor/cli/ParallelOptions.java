@@ -89,8 +89,9 @@ final class ParallelOptions {
   @Option(names = "--overlap", paramLabel = "BOOL", arity = "1", defaultValue = "on", converter = Options.Bool.class,
       description = "with --dp (ZeRO 0 and 1, no --tp or --pp, CPU): all-reduce the step's gradient in buckets during the "
           + "backward of its last micro-batch, each bucket as soon as the backward has finished its units (the head first), on "
-          + "a communication thread, instead of all at once after it; the same bits either way (deterministic mode). "
-          + "on or off. Default: ${DEFAULT-VALUE}")
+          + "a communication thread, instead of all at once after it; with --zero 3, gather the next unit's weights on that "
+          + "thread while the current unit computes, instead of when it is about to run. The same bits either way "
+          + "(deterministic mode). on or off. Default: ${DEFAULT-VALUE}")
   boolean overlap = true;
 
   @Option(names = "--bucket-mb", paramLabel = "MIB", defaultValue = "25",

@@ -886,8 +886,9 @@ final class TrainCommand implements Callable<Integer> {
     try (CheckpointManager mgr = ck == null || !primary && !sharded ? null : new CheckpointManager(ck.dir(), ck.keep(), ck.async(),
             ck.runId(), sharded ? rankGroup(comm, groups, zero, model.tensorParallel().size()) : null);
         // ZeRO 3: each rank keeps its shard of the masters; the model's hooks gather a unit's weights before it runs
-        // (with offload, its shard of the masters and of the step's gradient on DISK where the plan puts them)
-        ShardedWeights shards = zero == 3 ? ShardedWeights.attach(model, comm, offloadConfig) : null;
+        // (with offload, its shard of the masters and of the step's gradient on DISK where the plan puts them); with
+        // --overlap on (bucketBytes > 0) the next unit's gather runs ahead on the communication thread
+        ShardedWeights shards = zero == 3 ? ShardedWeights.attach(model, comm, offloadConfig, bucketBytes > 0) : null;
         // ZeRO 2 with the whole model in one process on the CPU: each unit's gradient is folded into the shards as its
         // backward ends (no whole-model gradient); pipeline stages, tensor parallel and CUDA keep the whole-gradient fold
         UnitGradientFold folds = zero == 2 && pipeline == null && groups == null && UnitGradientFold.supports(model)
@@ -943,6 +944,7 @@ final class TrainCommand implements Callable<Integer> {
           TransferStats.Snapshot before = mark;
           TimedCommunicator.Counts talked = comm instanceof TimedCommunicator t ? t.counts() : null;
           OverlappedReduction.Stats waited = overlap != null ? overlap.stats() : null;
+          long gatherWait = shards != null ? shards.gatherWaitNanos() : 0, gathersAhead = shards != null ? shards.readAheads() : 0;
           try {
             r = trainer.step();
           } catch (RuntimeException e) {
@@ -963,6 +965,7 @@ final class TrainCommand implements Callable<Integer> {
           // with --dp, the time rank 0 spent in collectives during the step (waiting for the others included), and bytes
           if (talked != null) line = withCommunication(line, ((TimedCommunicator) comm).counts().minus(talked));
           if (waited != null) line = withOverlap(line, overlap.stats().minus(waited));
+          if (shards != null) line = withGathers(line, shards.gatherWaitNanos() - gatherWait, shards.readAheads() - gathersAhead);
           w.write(line);
           w.newLine();
           w.flush();
@@ -1049,6 +1052,15 @@ final class TrainCommand implements Callable<Integer> {
   static String withOverlap(String line, OverlappedReduction.Stats d) {
     return line.substring(0, line.length() - 1) + ",\"comm_wait_ms\":" + Math.round(d.waitNanos() / 1e3) / 1e3
         + ",\"comm_buckets\":" + d.buckets() + "}";
+  }
+
+  /**
+   * A ZeRO 3 step's log line with {@code gather_wait_ms}, the training thread's time in the weight gathers (synchronous,
+   * or waiting for those read ahead on the communication thread), and {@code gathers_ahead}, the gathers read ahead.
+   */
+  static String withGathers(String line, long waitNanos, long ahead) {
+    return line.substring(0, line.length() - 1) + ",\"gather_wait_ms\":" + Math.round(waitNanos / 1e3) / 1e3
+        + ",\"gathers_ahead\":" + ahead + "}";
   }
 
   /** A 64-bit FNV-1a hash of the command line, to compare the ranks' flags. */

@@ -12,7 +12,6 @@ import java.util.List;
 import java.util.Objects;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
-import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
@@ -66,12 +65,7 @@ public final class OverlappedReduction implements BlockHooks, AutoCloseable {
     this.before = model.hooks();
     this.plan = GradientBuckets.of(store.units(), store.flat(Role.GRAD).dtype().byteSize(), bucketBytes);
     this.pending = new int[plan.buckets().size()];
-    String name = "athanor-comm-rank-" + comm.rank();
-    this.thread = Executors.newSingleThreadExecutor(r -> {
-      Thread t = new Thread(r, name);
-      t.setDaemon(true);  // a thread blocked in MPI by a dead peer must not keep the JVM alive
-      return t;
-    });
+    this.thread = CommThread.start(comm.rank());
   }
 
   /**

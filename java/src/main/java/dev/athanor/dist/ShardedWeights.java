@@ -14,7 +14,14 @@ import dev.athanor.runtime.Device;
 import dev.athanor.tensor.DType;
 import dev.athanor.tensor.Tensor;
 import dev.athanor.train.ShardedParameters;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.Objects;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Future;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
 
 /**
  * ZeRO stage 3 on the CPU: each data-parallel replica keeps only its shard of the flat masters (the ZeRO 1/2 cut,
@@ -27,8 +34,22 @@ import java.util.Objects;
  * the window holds exactly the bits of the replicas' masters; it is freed when the pass no longer needs it ({@code
  * afterWeights}). The head's window stays from the head's forward to its backward, which comes next; tied embeddings'
  * window stays from the embeddings' forward to the head's backward, so they are gathered twice per micro-batch, not
- * three times (the head's backward, which holds their weights and gradient at once, stays the peak). Every rank runs the same units in the same order, so the collectives match; they run on the
- * computing thread only (no read-ahead).
+ * three times (the head's backward, which holds their weights and gradient at once, stays the peak). Every rank runs the
+ * same units in the same order, so the collectives match.
+ *
+ * <p><b>Read-ahead</b> (on unless {@code readAhead} is false; the CLI's {@code --overlap off} turns it off): the order
+ * of the gathers is known: forward the embeddings, blocks 0 .. L-1, the head; backward (the head and the tied
+ * embeddings still held) blocks L-1 .. 0, the embeddings. When a unit's weights are gathered for its pass (and at the
+ * head's backward, which gathers nothing), the next unit's gather starts on the data-parallel {@link CommThread} into a
+ * second window while this unit computes; its {@code beforeWeights} then only waits for what is left. With the shard on
+ * DISK, that task also reads this rank's part of each piece, so the read is ahead too (on the communication thread,
+ * before each piece's all-gather). The training thread's own collectives (the gradient fold at {@code afterGradients})
+ * first wait for the gather in flight, so every rank makes its collectives in one order: gathers and folds alternate as
+ * without read-ahead, and {@link MpiCommunicator}'s lock serializes the two threads' MPI calls. Nothing is read ahead
+ * across micro-batches or steps (the forward's first gather waits). Memory: one unit's weights more than without
+ * read-ahead at most (the window read ahead; three units' weights under the tied head's backward, whose next unit is
+ * the last block). The bits are the gathered bits either way. The training thread's time in gathers (synchronous ones
+ * and waits for those read ahead) is {@link #gatherWaitNanos()}.
  *
  * <p><b>Gradients.</b> As ZeRO 2's, by the same {@link UnitGradientFold}: a unit's micro-batch gradient is formed in a
  * zeroed window mapped at its first backward use and, once complete ({@code afterGradients}), folded into the owners'
@@ -38,8 +59,8 @@ import java.util.Objects;
  * dev.athanor.train.AdamW#AdamW(ParameterStore, Range, Tensor)}); the next forward gathers the new weights.
  *
  * <p>Memory per replica: masters and step gradient {@code 4 psi / N} each, plus at most two units' weight and gradient
- * windows at once (the tied embeddings under the head). {@link #unshard} gathers the whole masters again (e.g. to save
- * the trained model). Close this after the trainer and before the model; not thread-safe.
+ * windows at once (the tied embeddings under the head), and with read-ahead one unit's weights more. {@link #unshard}
+ * gathers the whole masters again (e.g. to save the trained model). Close this after the trainer and before the model; not thread-safe.
  *
  * <p><b>The shard on DISK</b> ({@link #attach(Transformer, Communicator, OffloadConfig)}, ZeRO 3 with offload, after
  * ZeRO-Infinity): the shard's masters ({@link Role#MASTER}) and/or step gradient ({@link Role#GRAD}) live in {@link
@@ -65,10 +86,17 @@ public final class ShardedWeights implements BlockHooks, ShardedParameters, Auto
   private final int[] refs;
   private final Unit head, embedding;     // null when the model has none
   private final boolean tied;
+  private final int[] position;           // per unit index: its place in the forward order
+  private final List<Unit> order;         // forward order: embeddings, blocks, head
+  private final ExecutorService thread;   // the communication thread of the read-ahead, or null (off)
+  private Unit aheadUnit;                 // the unit read ahead, or null
+  private Tensor aheadWindow;
+  private Future<?> ahead;
+  private long gatherWaitNanos, readAheads, missed;
   private boolean closed;
 
   private ShardedWeights(Transformer model, Communicator comm, Range shard, Tensor masters, UnitGradientFold fold,
-      UnitFiles files, long piece) {
+      UnitFiles files, long piece, boolean readAhead) {
     this.model = model;
     this.files = files;
     this.piece = piece;
@@ -84,6 +112,14 @@ public final class ShardedWeights implements BlockHooks, ShardedParameters, Auto
     this.head = model.stage().head() ? store.unit(ModelConfig.HEAD_UNIT) : null;
     this.embedding = model.stage().embedding() ? store.unit(ModelConfig.EMBEDDING_UNIT) : null;
     this.tied = model.config().tiedEmbeddings() && head != null && embedding != null;
+    List<Unit> o = new ArrayList<>();
+    if (embedding != null) o.add(embedding);
+    for (Unit u : store.units()) if (u != embedding && u != head) o.add(u);
+    if (head != null) o.add(head);
+    this.order = List.copyOf(o);
+    this.position = new int[n];
+    for (int i = 0; i < order.size(); i++) position[order.get(i).index()] = i;
+    this.thread = readAhead ? CommThread.start(comm.rank()) : null;
   }
 
   /**
@@ -102,6 +138,14 @@ public final class ShardedWeights implements BlockHooks, ShardedParameters, Auto
    * range in a subdirectory of {@code offload}'s directory, the masters written there at once.
    */
   public static ShardedWeights attach(Transformer model, Communicator comm, OffloadConfig offload) {
+    return attach(model, comm, offload, true);
+  }
+
+  /**
+   * As {@link #attach(Transformer, Communicator, OffloadConfig)}, reading each next unit's weights ahead on a
+   * communication thread when {@code readAhead} (the same bits either way).
+   */
+  public static ShardedWeights attach(Transformer model, Communicator comm, OffloadConfig offload, boolean readAhead) {
     Objects.requireNonNull(model, "model");
     Objects.requireNonNull(comm, "comm");
     Objects.requireNonNull(offload, "offload");
@@ -138,7 +182,7 @@ public final class ShardedWeights implements BlockHooks, ShardedParameters, Auto
           m.copyFrom(mine);
         }
       }
-      ShardedWeights s = new ShardedWeights(model, comm, shard, m, g, f, piece);
+      ShardedWeights s = new ShardedWeights(model, comm, shard, m, g, f, piece, readAhead);
       if (store.has(Role.GRAD)) store.release(Role.GRAD);
       store.pageWithoutBacking(Role.MASTER);  // frees the whole masters
       store.pageWithoutBacking(Role.GRAD);
@@ -169,6 +213,7 @@ public final class ShardedWeights implements BlockHooks, ShardedParameters, Auto
 
   @Override
   public void flush() {
+    settleAhead();  // nothing is read ahead across steps; a step that ended early may leave one
     fold.flush();
   }
 
@@ -185,6 +230,7 @@ public final class ShardedWeights implements BlockHooks, ShardedParameters, Auto
   @Override
   public void beginMicroBatch(int index) {
     checkOpen();
+    settleAhead();
     fold.beginMicroBatch(index);
   }
 
@@ -194,19 +240,121 @@ public final class ShardedWeights implements BlockHooks, ShardedParameters, Auto
   public void beforeWeights(Unit unit, Pass pass) {
     checkOpen();
     int u = unit.index();
-    if (weights[u] == null) {
-      Tensor w = Tensor.empty(DType.F32, Device.CPU, Tier.HOST, unit.elements().length()).detach();
+    boolean gathered = weights[u] == null;
+    if (gathered) {
+      long t0 = System.nanoTime();
+      Tensor w = null;
       try {
-        gather(unit, w);
+        if (aheadUnit == unit) {
+          w = takeAhead();
+        } else {
+          if (ahead != null) missed++;  // read ahead for another unit: the order was not the predicted one
+          awaitAhead(true);
+          w = Tensor.empty(DType.F32, Device.CPU, Tier.HOST, unit.elements().length()).detach();
+          gather(unit, w);
+        }
         store.map(Role.MASTER, unit, w);
       } catch (RuntimeException e) {
-        w.close();
+        if (w != null) w.close();
         throw e;
+      } finally {
+        gatherWaitNanos += System.nanoTime() - t0;
       }
       weights[u] = w;
     }
     refs[u]++;
     fold.beforeWeights(unit, pass);  // a backward's gradient window
+    if (gathered || unit == head && pass == Pass.BACKWARD) readAhead(next(unit, pass));
+  }
+
+  /** The unit whose weights are gathered after {@code unit}'s in {@code pass}, or null (none within the pass). */
+  private Unit next(Unit unit, Pass pass) {
+    int i = position[unit.index()];
+    return switch (pass) {
+      case FORWARD -> i + 1 < order.size() ? order.get(i + 1) : null;
+      case BACKWARD -> i > 0 ? order.get(i - 1) : null;
+      default -> null;  // decoding: no read-ahead
+    };
+  }
+
+  /** Starts gathering {@code unit}'s weights into a window of its own on the communication thread. */
+  private void readAhead(Unit unit) {
+    if (thread == null || unit == null || ahead != null || weights[unit.index()] != null) return;
+    Tensor w = Tensor.empty(DType.F32, Device.CPU, Tier.HOST, unit.elements().length()).detach();
+    try {
+      ahead = thread.submit(() -> gather(unit, w));
+    } catch (RuntimeException e) {
+      w.close();
+      throw e;
+    }
+    aheadUnit = unit;
+    aheadWindow = w;
+    readAheads++;
+  }
+
+  /** Waits for the gather read ahead and hands over its window (the caller owns it). */
+  private Tensor takeAhead() {
+    awaitAhead(false);
+    Tensor w = aheadWindow;
+    aheadWindow = null;
+    aheadUnit = null;
+    return w;
+  }
+
+  /**
+   * Waits for the gather in flight, if any (so that this thread's next collective follows it on every rank); frees its
+   * window when {@code drop}. A failed gather frees the window and throws {@link CommunicatorException} naming this rank
+   * and the unit.
+   */
+  private void awaitAhead(boolean drop) {
+    if (ahead == null) return;
+    Future<?> f = ahead;
+    ahead = null;
+    try {
+      f.get();
+    } catch (ExecutionException e) {
+      String name = aheadUnit.name();
+      dropAhead();
+      Throwable c = e.getCause();
+      if (c instanceof Error err) throw err;
+      throw new CommunicatorException("rank " + comm.rank() + " of " + comm.size() + ": the gather of " + name
+          + " read ahead on the communication thread failed: " + c.getMessage(), c);
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      ahead = f;  // still running: discard() decides about its window
+      throw new IllegalStateException("rank " + comm.rank() + ": interrupted while waiting for a gather read ahead", e);
+    }
+    if (drop) dropAhead();
+  }
+
+  private void dropAhead() {
+    if (aheadWindow != null) aheadWindow.close();
+    aheadWindow = null;
+    aheadUnit = null;
+  }
+
+  /**
+   * The training thread's time in gathers since creation: the synchronous ones and the waits for those read ahead (the
+   * communication the read-ahead did not hide), including waits for a gather in flight before this thread's own
+   * collectives.
+   */
+  public long gatherWaitNanos() {
+    return gatherWaitNanos;
+  }
+
+  /** The gathers started ahead on the communication thread since creation. */
+  public long readAheads() {
+    return readAheads;
+  }
+
+  /** The gathers read ahead for a unit that did not run next (their windows dropped unused) since creation. */
+  public long readAheadsMissed() {
+    return missed;
+  }
+
+  /** Whether the next unit's weights are gathered ahead on a communication thread. */
+  public boolean readsAhead() {
+    return thread != null;
   }
 
   @Override
@@ -222,6 +370,12 @@ public final class ShardedWeights implements BlockHooks, ShardedParameters, Auto
 
   @Override
   public void afterGradients(Unit unit) {
+    long t0 = System.nanoTime();
+    try {
+      awaitAhead(false);  // the fold's collective comes after the gather in flight, on every rank
+    } finally {
+      gatherWaitNanos += System.nanoTime() - t0;
+    }
     fold.afterGradients(unit);
   }
 
@@ -268,13 +422,47 @@ public final class ShardedWeights implements BlockHooks, ShardedParameters, Auto
   public long windowBytes() {
     long b = fold.windowBytes();
     for (Tensor w : weights) if (w != null) b += w.byteSize();
+    if (aheadWindow != null) b += aheadWindow.byteSize();
     return b;
   }
 
   @Override
   public void discard() {
+    settleAhead();
     for (Unit u : store.units()) if (weights[u.index()] != null) free(u);
     fold.discard();
+  }
+
+  /**
+   * Forgets the gather read ahead: cancelled if not started, else waited for (up to a minute; its window is written by
+   * the communication thread until it ends, so one still running then is left allocated rather than freed under it).
+   */
+  private void settleAhead() {
+    if (ahead == null) {
+      dropAhead();
+      return;
+    }
+    Future<?> f = ahead;
+    ahead = null;
+    if (f.cancel(false)) {
+      dropAhead();
+      return;
+    }
+    try {
+      f.get(60, TimeUnit.SECONDS);
+    } catch (ExecutionException | java.util.concurrent.CancellationException e) {
+      // the gather failed: the step is being abandoned anyway
+    } catch (TimeoutException e) {
+      aheadWindow = null;  // still being written (a peer gone?): leaked, not freed under the writer
+      aheadUnit = null;
+      return;
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      aheadWindow = null;
+      aheadUnit = null;
+      return;
+    }
+    dropAhead();
   }
 
   // ------------------------------------------------------------------ the end
@@ -315,6 +503,8 @@ public final class ShardedWeights implements BlockHooks, ShardedParameters, Auto
     if (closed) return;
     closed = true;
     try {
+      settleAhead();
+      if (thread != null) thread.shutdownNow();
       for (Unit u : store.units()) if (weights[u.index()] != null) free(u);
       if (!store.isClosed() && store.isPaged(Role.MASTER)) store.unpage(Role.MASTER, false);
       model.setHooks(before);

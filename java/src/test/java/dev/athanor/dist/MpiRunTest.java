@@ -848,6 +848,8 @@ class MpiRunTest {
     o.remove("comm_sent_bytes");
     o.remove("comm_wait_ms");  // --overlap on (the default with --dp)
     o.remove("comm_buckets");
+    o.remove("gather_wait_ms");  // ZeRO 3
+    o.remove("gathers_ahead");
     return o.toString();
   }
 
@@ -939,6 +941,55 @@ class MpiRunTest {
   void aRankThatDiesMidBackwardWithOverlapEndsTheJobNamingTheLostRank() throws Exception {
     TrainFixture f = TrainFixture.create(tmp.resolve("overlap-die-fixture"));
     Job j = mpirun(2, OverlapDieMain.class.getName(), List.of(f.data.toString()), 120);  // fails the test if it hangs
+    assertNotEquals(0, j.exitCode(), j.output());
+    assertTrue(j.output().contains("rank 0 of 2: step 0 done"), j.output());
+    assertFalse(j.output().contains("without the lost rank"), j.output());
+    assertTrue(j.output().matches("(?s).*rank 1 with PID.*signal 9.*"), j.output());
+  }
+
+  /**
+   * ZeRO 3 with each next unit's gather read ahead on the communication thread ({@link ShardedWeights}) against the
+   * gathers when each unit is about to run: under dp 2 and dp 3 (shards that cut units mid-way), GPT-2 and Llama, accum
+   * 1 and 2, the shard in memory and on DISK, every step's loss and norm and the final weights are the same bits ({@link
+   * ZeroReadAheadMain}); and through {@code train}: {@code --zero 3} with {@code --overlap on} (the default: read-ahead)
+   * against {@code --overlap off}, at accum 2, every logged step and the saved weights, each step line saying how many
+   * gathers were read ahead (none with it off).
+   */
+  @Test
+  void zeroThreeReadAheadEqualsGatheringWhenEachUnitRunsBitForBit() throws Exception {
+    TrainFixture f = TrainFixture.create(tmp.resolve("ahead-fixture"));
+    for (int np : new int[] {2, 3}) {
+      Job j = mpirun(np, ZeroReadAheadMain.class.getName(), List.of(f.data.toString(), tmp.resolve("ahead-" + np).toString()),
+          600);
+      assertEquals(0, j.exitCode(), j.output());
+      assertTrue(j.output().contains("zero 3 read-ahead: dp " + np + ", 8 runs equal to read-ahead off bit for bit"), j.output());
+    }
+    Path off = tmp.resolve("ahead-off"), on = tmp.resolve("ahead-on");
+    List<String> flags = List.of("--dp", "2", "--zero", "3", "--accum", "2", "--threads", "1");
+    Job a = mpirun(2, Main.class.getName(), concat(trainArgs(f, off), flags, List.of("--overlap", "off")), 300);
+    assertEquals(0, a.exitCode(), a.output());
+    Job b = mpirun(2, Main.class.getName(), concat(trainArgs(f, on), flags), 300);
+    assertEquals(0, b.exitCode(), b.output());
+    assertEquals(steps(off), steps(on), "every logged step, ZeRO 3 --overlap off vs on");
+    for (Path run : List.of(off, on)) {
+      for (String line : stepLines(run.resolve("log.jsonl"))) {
+        JsonObject o = JsonParser.parseString(line).getAsJsonObject();
+        assertEquals(run == on, o.get("gathers_ahead").getAsLong() > 0, line);
+        assertTrue(o.get("gather_wait_ms").getAsDouble() >= 0, line);
+      }
+    }
+    Path model = Path.of("model", "model.safetensors");
+    assertEquals(-1, Files.mismatch(off.resolve(model), on.resolve(model)), "final weights, ZeRO 3 --overlap off vs on");
+  }
+
+  /**
+   * Under ZeRO 3 with read-ahead, a rank killed by SIGKILL in a forward while every rank's communication thread gathers
+   * the next unit ({@link OverlapDieMain} {@code zero3}): the job ends with an error naming the lost rank, not a hang.
+   */
+  @Test
+  void aRankThatDiesWhileAGatherIsReadAheadEndsTheJobNamingTheLostRank() throws Exception {
+    TrainFixture f = TrainFixture.create(tmp.resolve("ahead-die-fixture"));
+    Job j = mpirun(2, OverlapDieMain.class.getName(), List.of(f.data.toString(), "zero3"), 120);  // fails the test if it hangs
     assertNotEquals(0, j.exitCode(), j.output());
     assertTrue(j.output().contains("rank 0 of 2: step 0 done"), j.output());
     assertFalse(j.output().contains("without the lost rank"), j.output());

@@ -17,6 +17,10 @@ import java.nio.file.Path;
  * with the backward, one unit per bucket; after step 0, the last rank kills itself with SIGKILL in the middle of step
  * 1's backward (when its last block's gradient is complete, after the head's bucket started), while the others keep
  * training (their communication thread waits for it). The job must end with an error naming the lost rank, not hang.
+ *
+ * <p>With a second argument {@code zero3}: ZeRO 3 with read-ahead ({@link ShardedWeights}) instead; the last rank kills
+ * itself in step 1's forward right after the first block's gather, when the second block's gather has been started on
+ * the communication thread of every rank, so the others' communication threads wait in that gather.
  */
 public final class OverlapDieMain {
   public static void main(String[] args) throws Exception {
@@ -24,14 +28,26 @@ public final class OverlapDieMain {
     try (Communicator comm = Communicator.mpi(ReduceMode.DETERMINISTIC); TokenDataset d = TokenDataset.open(Path.of(args[0]));
         Transformer m = Transformer.create(ModelConfig.gpt2(300, 64, 2, 64, 2), Device.CPU)) {
       m.initialize(8);
-      try (Trainer t = new Trainer(m, tc, new DataLoader(d, 2, 16, true, 5))) {
-        DataParallel.attach(t, comm, 1);
+      boolean zero3 = args.length > 1 && args[1].equals("zero3");
+      try (ShardedWeights z = zero3 ? ShardedWeights.attach(m, comm) : null;
+          Trainer t = zero3 ? new Trainer(m, tc, new DataLoader(d, 2, 16, true, 5), z)
+              : new Trainer(m, tc, new DataLoader(d, 2, 16, true, 5))) {
+        if (zero3) {
+          DataParallel.attach(t, comm);
+        } else {
+          DataParallel.attach(t, comm, 1);
+        }
         int dying = comm.size() - 1;
-        int lastBlock = m.parameters().units().size() - 2;
+        int lastBlock = m.parameters().units().size() - 2, firstBlock = 1;
         m.setHooks(BlockHooks.both(m.hooks(), new BlockHooks() {
           @Override
+          public void beforeWeights(Unit unit, Pass pass) {
+            if (zero3 && comm.rank() == dying && t.nextStep() == 1 && unit.index() == firstBlock) die();
+          }
+
+          @Override
           public void afterGradients(Unit unit) {
-            if (comm.rank() == dying && t.nextStep() == 1 && unit.index() == lastBlock) die();
+            if (!zero3 && comm.rank() == dying && t.nextStep() == 1 && unit.index() == lastBlock) die();
           }
         }));
         t.step();

@@ -92,4 +92,53 @@ class ShardedWeightsTest {
       assertEquals(java.util.List.of(), left.filter(java.nio.file.Files::isRegularFile).toList(), "the files are deleted");
     }
   }
+
+  /**
+   * Read-ahead in one process: with the next unit gathered on the communication thread, a Llama (untied head) and a
+   * GPT-2 (tied) train to the bits of read-ahead off, each micro-batch reading 2 (L + 1) gathers ahead and none for a unit
+   * that did not run next; the windows held never exceed those without read-ahead by more than the largest unit.
+   */
+  @Test
+  void readAheadGivesTheSameBitsAndHoldsOneWindowMore(@TempDir Path tmp) throws java.io.IOException {
+    Path data = TrainerTest.shard(tmp);
+    TrainConfig tc = new TrainConfig(2, 2, 16, 2, 1e-2f, 1e-3f, 1, Schedule.COSINE, 0.1f, 0.9f, 0.95f, 1e-8f, 0.5f, true, 5);
+    for (ModelConfig mc : java.util.List.of(ModelConfig.gpt2(97, 32, 3, 32, 2),
+        ModelConfig.llama(97, 32, 3, 32, 4, 2, 48, 10000f, false))) {
+      String[] steps = new String[2];
+      float[][] weights = new float[2][];
+      long[] peak = new long[2];
+      long largest = 0;
+      for (int on = 0; on < 2; on++) {
+        StringBuilder b = new StringBuilder();
+        try (TokenDataset d = TokenDataset.open(data); Transformer m = Transformer.create(mc, Device.CPU)) {
+          m.initialize(8);
+          for (Unit u : m.parameters().units()) largest = Math.max(largest, 4 * u.elements().length());
+          try (ShardedWeights z = ShardedWeights.attach(m, Communicator.single(), dev.athanor.offload.OffloadConfig.NONE, on == 1);
+              Trainer t = new Trainer(m, tc, new DataLoader(d, 2, 16, true, 5), z)) {
+            long[] most = {0};
+            m.setHooks(BlockHooks.both(m.hooks(), new BlockHooks() {
+              @Override
+              public void beforeWeights(Unit unit, Pass pass) {
+                most[0] = Math.max(most[0], z.windowBytes());
+              }
+            }));
+            while (!t.done()) {
+              StepResult r = t.step();
+              b.append(Float.floatToIntBits(r.loss())).append('/').append(Float.floatToIntBits(r.gradNorm())).append(' ');
+            }
+            assertEquals(on == 1 ? 2L * 2 * 2 * (mc.layers() + 1) : 0, z.readAheads(), mc.family() + ": gathers read ahead");
+            assertEquals(0, z.readAheadsMissed(), "read ahead for a unit that did not run next");
+            peak[on] = most[0];
+            z.unshard();
+          }
+          weights[on] = m.parameters().flat(Role.MASTER).toFloatArray();
+        }
+        steps[on] = b.toString();
+      }
+      assertEquals(steps[0], steps[1], mc.family() + ": each step's loss and gradient norm (bits), read-ahead on vs off");
+      assertArrayEquals(weights[0], weights[1], mc.family() + ": the final weights, read-ahead on vs off");
+      assertTrue(peak[1] > peak[0] && peak[1] <= peak[0] + largest, mc.family() + ": windows held " + peak[1]
+          + " with read-ahead, " + peak[0] + " without, largest unit " + largest);
+    }
+  }
 }

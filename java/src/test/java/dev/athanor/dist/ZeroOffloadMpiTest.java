@@ -80,7 +80,7 @@ class ZeroOffloadMpiTest {
     List<String> out = new ArrayList<>();
     for (JsonObject o : stepLines(run)) {
       for (String k : List.of("tokens_per_s", "step_ms", "comm_ms", "comm_bytes", "comm_sent_bytes", "comm_wait_ms",
-          "comm_buckets", "disk_read_bytes",
+          "comm_buckets", "gather_wait_ms", "gathers_ahead", "disk_read_bytes",
           "disk_write_bytes", "stall_ms", "overlap")) {
         o.remove(k);
       }

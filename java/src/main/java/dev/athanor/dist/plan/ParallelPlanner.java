@@ -224,9 +224,11 @@ public final class ParallelPlanner {
         // most), plus the gathered windows: at most two units' weights at once (the head and the tied embeddings it
         // reads) and as many gradient windows, bounded by the two largest units. gpt2-tiny at dp 2 (bench/results/
         // 2026-12-04-cpu-zero3-memory-*.md): the windows peak at the tied head's backward, the embeddings' weights and
-        // gradient (98.7 MiB of this bound's 104.7); the whole estimate, 248.1 MiB, bounds the measured 238.1
+        // gradient (98.7 MiB of this bound's 104.7); without read-ahead the whole estimate, 248.1 MiB, bounded the measured
+        // 238.1. Read-ahead (the default) gathers the next unit into a window of its own while
+        // one computes: one unit's weights more at most, bounded by the largest unit
         long windows = 4 * twoLargestUnits(c, l.tp());
-        weights = 4 * (p / l.dp() + 1) + windows;
+        weights = 4 * (p / l.dp() + 1) + windows + 4 * largestUnit(c, l.tp());
         grads = 4 * (p / l.dp() + 1) + windows;
       }
       int inFlight = l.pp() > 1 ? Math.min(l.pp() - s, mb) : 1;
@@ -654,6 +656,14 @@ public final class ParallelPlanner {
       most = Math.max(most, TensorParallel.split(c, p.name()).replicated() ? p.numel() : (p.numel() + tp - 1) / tp);
     }
     return most;
+  }
+
+  /** The most parameters in one unit (the embeddings, a block or the head). */
+  private static long largestUnit(ModelConfig c, int tp) {
+    long emb = 0, head = 0;
+    for (ParamSpec p : c.embeddingSpecs()) emb += p.numel();
+    for (ParamSpec p : c.headSpecs()) head += p.numel();
+    return Math.max(stageParameters(c, new Stage(0, 1, false, false), tp), Math.max(emb, head));
   }
 
   private static long twoLargestUnits(ModelConfig c, int tp) {
