@@ -97,6 +97,12 @@ public record Footprint(ModelConfig config, Device device, DType computeDtype, L
     public Shortfall {
       tiers = Set.copyOf(tiers);
     }
+
+    /** The short tier in words: "HOST tier", or "host memory (HOST and HOST_PINNED)" when tiers share a limit. */
+    public String tierName() {
+      return tiers.size() == 1 ? tiers.iterator().next() + " tier"
+          : "host memory (" + String.join(" and ", tiers.stream().map(Enum::name).sorted().toList()) + ")";
+    }
   }
 
   public Footprint {

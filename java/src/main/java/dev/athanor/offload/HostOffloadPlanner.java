@@ -178,9 +178,7 @@ public final class HostOffloadPlanner {
   static String shortfall(Footprint f, MemoryManager mm) {
     Shortfall s = f.worstShortfall(mm);
     if (s != null) {
-      String tier = s.tiers().size() == 1 ? s.tiers().iterator().next() + " tier"
-          : "host memory (" + String.join(" and ", s.tiers().stream().map(Enum::name).sorted().toList()) + ")";
-      return "the " + tier + " is " + Footprint.size(s.needed() - s.available()) + " short: it " + f.describe(s);
+      return "the " + s.tierName() + " is " + Footprint.size(s.needed() - s.available()) + " short: it " + f.describe(s);
     }
     long budget = mm.budgetBytes(Tier.HOST);
     if (budget == MemoryManager.UNLIMITED) return null;

@@ -292,8 +292,7 @@ public final class OffloadPlanner {
       if (last.footprint().worstShortfall(mm) == null) return new Result(last, null);
     }
     Shortfall s = last.footprint().worstShortfall(mm);
-    String tier = s.tiers().size() == 1 ? s.tiers().iterator().next() + " tier"
-        : "host memory (" + String.join(" and ", s.tiers().stream().map(Enum::name).sorted().toList()) + ")";
+    String tier = s.tierName();
     return new Result(null, "no offload plan fits this rank: with its shard of " + OffloadPlan.describe(last.diskRoles())
         + " on DISK, the " + tier + " is " + Footprint.size(s.needed() - s.available()) + " short: it "
         + last.footprint().describe(s) + (zero == 3 ? "; what stays in memory is the activations, workspace, the gathered "
@@ -494,8 +493,7 @@ public final class OffloadPlanner {
       }
     }
     Footprint f = best.footprint();
-    String tier = bestShort.tiers().size() == 1 ? bestShort.tiers().iterator().next() + " tier"
-        : "host memory (" + String.join(" and ", bestShort.tiers().stream().map(Enum::name).sorted().toList()) + ")";
+    String tier = bestShort.tierName();
     String shortBy = Footprint.size(bestShort.needed() - bestShort.available());
     if (job.device().isCuda()) {
       return new Result(null, "no offload plan fits: the " + tier + " is " + shortBy + " short: it " + f.describe(bestShort)
