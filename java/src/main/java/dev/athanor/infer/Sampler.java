@@ -9,7 +9,8 @@ import java.util.SplittableRandom;
 
 /**
  * Picks the next token of each row of logits per {@link SamplingConfig} with the sample op ({@link Ops#sample}) on
- * the logits' device: on CUDA only the token ids come back to the host. The random numbers stay here (one
+ * the logits' device: on CUDA only the token ids come back to the host (under {@code ATHANOR_CUDA_DEVICE_SAMPLING=1},
+ * until a GPU check has run the kernel; without it CUDA logits are sampled on the host). The random numbers stay here (one
  * uniform draw per row and call, from a {@link SplittableRandom} seeded with the config's seed), so the same
  * logits and seed give the same tokens on every backend. Not thread-safe (holds the RNG and two small buffers).
  *
@@ -21,6 +22,13 @@ public final class Sampler implements AutoCloseable {
   private final SamplingConfig cfg;
   private final SplittableRandom rng;
   private Tensor uniforms, ids;  // (B) F32 and (B) I32 on the device of the last logits
+
+  /**
+   * {@code ATHANOR_CUDA_DEVICE_SAMPLING=1}: CUDA logits are sampled by the CUDA kernel. Off by default until a GPU
+   * check has run that kernel's tests: CUDA logits are then copied to the host and sampled by the CPU op, which picks
+   * the same ids by construction.
+   */
+  static final boolean DEVICE_SAMPLING = "1".equals(System.getenv("ATHANOR_CUDA_DEVICE_SAMPLING"));
 
   public Sampler(SamplingConfig cfg) {
     this.cfg = java.util.Objects.requireNonNull(cfg, "cfg");
@@ -38,6 +46,12 @@ public final class Sampler implements AutoCloseable {
    * logit at column c (or, as -1, that every logit in [0, vocab) is -inf); -inf is otherwise probability 0.
    */
   public int[] sampleRows(Tensor logits, int vocab) {
+    if (logits.device().isCuda() && !DEVICE_SAMPLING) {  // the CUDA kernel waits for a GPU check: sample on the host
+      try (Tensor host = Tensor.empty(DType.F32, Device.CPU, logits.size(0), logits.size(1))) {
+        host.copyFrom(logits);
+        return sampleRows(host, vocab);
+      }
+    }
     int b = Math.toIntExact(logits.size(0));
     float[] u = new float[b];
     for (int i = 0; i < b; i++) u[i] = nextUniform();
