@@ -11,11 +11,15 @@
 #              library alone (about a minute on the H200). No GPU: the jar's own CPU library, and the GPU steps skip.
 #   mpi        which MPI exists: mpirun/mpiexec on PATH, mpi4py's configuration and the libmpi it loads, MPI launchers
 #              and mpi.h in the Python installation and the usual prefixes, the payload's Open MPI (mpi/); picks one
-#   nccl       issue 10: dev.athanor.dist.NcclCommunicatorTest through JNI (one rank; NCCL from PyTorch's wheel)
+#   nccl       issue 10: dev.athanor.dist.NcclCommunicatorTest and StreamOverlappedReductionTest through JNI (one
+#              rank; NCCL from PyTorch's wheel; the latter: training with the bucketed all-reduce on a communication
+#              stream against the reduction after the backward, bit for bit)
 #   dp         issue 10: `mpirun -np 2 ... train --device cuda --dp 2 --collectives mpi` (two processes sharing the one
-#              GPU: staged through host memory), one process with --accum 2 on the same data (its losses beside them),
-#              and --collectives nccl on the shared GPU (NCCL is expected to refuse two ranks on one GPU: the outcome
-#              is recorded). No GPU: the same dp 2 on the CPU, to show the MPI that was picked works.
+#              GPU: staged through host memory) with --overlap on (1 MiB buckets on a communication stream) and again
+#              with --overlap off (the losses and norms must be the same bits), one process with --accum 2 on the same
+#              data (its losses beside them), and --collectives nccl on the shared GPU (NCCL is expected to refuse two
+#              ranks on one GPU: the outcome is recorded). No GPU: the same dp 2 runs on the CPU (a communication
+#              thread), to show the MPI that was picked works.
 #   gpt2       issue 9: GPT-2 124M training (B=16, T=1024) in memory, then with the optimizer on the host
 #              (--offload auto --mem-device 4g --mem-host 8g, then 1500m: the moments on DISK), ratios to the first
 #   scale      issue 9: two training steps with all three tiers (GPU, host, DISK): first GPT-2 XL (1.56B) under
@@ -188,7 +192,8 @@ do_nccl() {
   for j in "$P"/lib/*.jar; do [ -f "$j" ] && cp="$cp:$j"; done
   java_cmd
   "${JAVA[@]}" -jar "$P/junit-platform-console-standalone.jar" execute --class-path "$cp" \
-    --select-class dev.athanor.dist.NcclCommunicatorTest --details tree --disable-banner --disable-ansi-colors
+    --select-class dev.athanor.dist.NcclCommunicatorTest --select-class dev.athanor.dist.StreamOverlappedReductionTest \
+    --details tree --disable-banner --disable-ansi-colors
 }
 
 # run_watched NAME STEPS COMMAND...: runs COMMAND in the background with a sampler (every second: the process's disk
@@ -218,7 +223,8 @@ run_watched() {
   wait "$bg"
 }
 
-# dp 2 over MPI: on CUDA two processes sharing the GPU (staged), one process with --accum 2, NCCL on the shared GPU
+# dp 2 over MPI: on CUDA two processes sharing the GPU (staged), overlap on and off, one process with --accum 2, NCCL on
+# the shared GPU
 do_dp() {
   [ -f "$W/mpi-env.sh" ] || { echo "no usable MPI launcher (see the mpi step): skipped"; return 3; }
   MPI_SHIM=""
@@ -228,10 +234,14 @@ do_dp() {
   local dev=cuda steps=6 args=(--preset gpt2-tiny --data "$DATA" --device cuda --batch 8 --seq 256 --lr 3e-4)
   [ "$GPU" = 1 ] || { dev=cpu; steps=3; args=(--preset gpt2-tiny --data "$DATA" --device cpu --batch 2 --seq 64 --lr 3e-4); }
   echo "== which mpirun: $(command -v mpirun)"
-  echo "== mpirun -np 2 train --device $dev --dp 2 --collectives mpi"
+  echo "== mpirun -np 2 train --device $dev --dp 2 --collectives mpi --overlap on --bucket-mb 1"
   timeout 75 mpirun -np 2 --oversubscribe --bind-to none "${ATH[@]}" train "${args[@]}" --steps $steps --dp 2 --collectives mpi \
-    --out "$W/dp-mpi" --log "$W/dp-mpi.jsonl"
+    --overlap on --bucket-mb 1 --out "$W/dp-mpi" --log "$W/dp-mpi.jsonl"
   echo "dp-mpi exit $?"
+  echo "== mpirun -np 2 train --device $dev --dp 2 --collectives mpi --overlap off"
+  timeout 60 mpirun -np 2 --oversubscribe --bind-to none "${ATH[@]}" train "${args[@]}" --steps $steps --dp 2 --collectives mpi \
+    --overlap off --out "$W/dp-off" --log "$W/dp-off.jsonl"
+  echo "dp-off exit $?"
   echo "== one process, --accum 2 (the micro-batches dp 2 reads)"
   timeout 60 "${ATH[@]}" train "${args[@]}" --steps $steps --accum 2 --out "$W/accum2" --log "$W/accum2.jsonl"
   echo "accum2 exit $?"
@@ -343,8 +353,8 @@ LIB=$(cat "$W/lib.txt" 2>/dev/null)
 export LIB
 [ $GPU = 1 ] && [ -z "$LIB" ] && note "no libathanor.so with CUDA: the GPU runs will fail"
 step mpi 40 bash -c do_mpi
-step nccl 60 bash -c do_nccl
-step dp 100 bash -c do_dp
+step nccl 75 bash -c do_nccl
+step dp 130 bash -c do_dp
 if [ $GPU = 1 ]; then
   step gpt2 150 bash -c do_gpt2
 else

@@ -83,7 +83,9 @@ dplog = text("dp.log")
 dp = [d for d in lines("dp-mpi.jsonl") if "step" in d and "loss" in d]
 acc = [d for d in lines("accum2.jsonl") if "step" in d and "loss" in d]
 ncc = [d for d in lines("dp-nccl.jsonl") if "step" in d and "loss" in d]
-exits = dict(re.findall(r"^(dp-mpi|accum2|dp-nccl) exit (\d+)", dplog, re.M))
+off = [d for d in lines("dp-off.jsonl") if "step" in d and "loss" in d]
+exits = dict(re.findall(r"^(dp-mpi|dp-off|accum2|dp-nccl) exit (\d+)", dplog, re.M))
+overlap_line = (re.findall(r"^gradient all-reduce overlapped with the backward: .*$", dplog, re.M) or [""])[0]
 launcher = (re.findall(r"^== which mpirun: (.*)$", dplog, re.M) or ["-"])[0]
 ERR = r"NCCL|rror|xception|refus|unavailable|fail|athanor train: "
 
@@ -96,9 +98,15 @@ def first_error(section):
 nccl_err = first_error(dplog.split("--collectives nccl (both ranks", 1)[1]) if "--collectives nccl (both ranks" in dplog else ""
 dp_err = first_error(dplog.split("== one process", 1)[0]) if not lines("dp-mpi.jsonl") else ""
 same = bool(dp) and len(dp) == len(acc) and all(a["loss"] == b["loss"] for a, b in zip(dp, acc))
+# --overlap on (dp-mpi) against off: every step's loss and gradient norm as logged (Java's shortest round-trip decimal:
+# the same float32 prints the same)
+on_off = bool(dp) and len(dp) == len(off) and all(a["loss"] == b["loss"] and a.get("grad_norm") == b.get("grad_norm")
+                                                  for a, b in zip(dp, off))
 out["dp"] = dict(launcher=launcher, device="cuda" if env.get("gpu_present") else "cpu", exits=exits, dp2_losses=[d["loss"] for d in dp],
                  dp2_step_ms=[d.get("step_ms") for d in dp], accum2_losses=[d["loss"] for d in acc],
-                 dp2_equals_accum2=same, dp2_error=dp_err, nccl_shared_gpu_losses=[d["loss"] for d in ncc], nccl_shared_gpu_error=nccl_err)
+                 dp2_equals_accum2=same, dp2_error=dp_err, nccl_shared_gpu_losses=[d["loss"] for d in ncc], nccl_shared_gpu_error=nccl_err,
+                 overlap=overlap_line, overlap_off_losses=[d["loss"] for d in off], overlap_on_equals_off=on_off,
+                 comm_wait_ms=[d.get("comm_wait_ms") for d in dp], comm_buckets=[d.get("comm_buckets") for d in dp])
 
 # ---- issue 9: GPT-2 124M in memory and with the optimizer on the host
 g = lines("gpt2.jsonl")
@@ -169,6 +177,10 @@ d = out["dp"]
 md.append(f"- `mpirun -np 2 train --device {d['device']} --dp 2 --collectives mpi` (mpirun: {launcher}; exit {exits.get('dp-mpi', '-')}): "
           f"losses {d['dp2_losses']}, seconds per step {[round((x or 0) / 1e3, 3) for x in d['dp2_step_ms']]}"
           f"{'; first error line: `' + dp_err + '`' if dp_err else ''}")
+md.append(f"  - overlap on: `{overlap_line or 'no overlap line in the log'}`; comm_wait_ms per step {d['comm_wait_ms']}, "
+          f"buckets per step {d['comm_buckets']}")
+md.append(f"- the same with `--overlap off` (exit {exits.get('dp-off', '-')}): losses {d['overlap_off_losses']}; every step's "
+          f"loss and gradient norm equal to overlap on's as logged: {on_off}")
 md.append(f"- one process with `--accum 2` (exit {exits.get('accum2', '-')}): losses {d['accum2_losses']}; "
           f"equal to dp 2's as logged: {same}")
 if "dp-nccl" in exits:
@@ -236,7 +248,8 @@ t.append(f"| GPU | {env.get('gpu', '?')}; dd direct write/read {dd_w / 1e9 if dd
 t.append(f"| NCCL test | {counts or 'no result'} |")
 t.append(f"| MPI | {choice[:90]} |")
 t.append(f"| dp 2 ({d['device']}, staged) | exit {exits.get('dp-mpi', '-')}; "
-         + (f"losses {d['dp2_losses'][:3]}...; = accum 2: {same} |" if d['dp2_losses'] else f"{dp_err[:90] or 'no losses'} |"))
+         + (f"losses {d['dp2_losses'][:3]}...; = accum 2: {same}; overlap on = off: {on_off} |" if d['dp2_losses']
+            else f"{dp_err[:90] or 'no losses'} |"))
 if "dp-nccl" in exits:
     t.append(f"| dp 2 NCCL, shared GPU | exit {exits['dp-nccl']}; {(nccl_err or str(d['nccl_shared_gpu_losses']))[:90]} |")
 for r in gpt2:

@@ -87,10 +87,11 @@ final class ParallelOptions {
   int zero;
 
   @Option(names = "--overlap", paramLabel = "BOOL", arity = "1", defaultValue = "on", converter = Options.Bool.class,
-      description = "with --dp (ZeRO 0 and 1, no --tp or --pp, CPU): all-reduce the step's gradient in buckets during the "
+      description = "with --dp (ZeRO 0 and 1, no --tp or --pp): all-reduce the step's gradient in buckets during the "
           + "backward of its last micro-batch, each bucket as soon as the backward has finished its units (the head first), on "
-          + "a communication thread, instead of all at once after it; with --zero 3, gather the next unit's weights on that "
-          + "thread while the current unit computes, instead of when it is about to run. The same bits either way "
+          + "a communication thread (CUDA: a communication stream), instead of all at once after it; with --zero 3, gather "
+          + "the next unit's weights on that thread while the current unit computes, instead of when it is about to run. "
+          + "The same bits either way "
           + "(deterministic mode). on or off. Default: ${DEFAULT-VALUE}")
   boolean overlap = true;
 

@@ -6,6 +6,7 @@ import dev.athanor.dist.DataTensorParallel;
 import dev.athanor.dist.ParallelGrid;
 import dev.athanor.dist.TimedCommunicator;
 import dev.athanor.dist.DataParallel;
+import dev.athanor.dist.BucketedReduction;
 import dev.athanor.dist.OverlappedReduction;
 import dev.athanor.dist.TensorParallelism;
 import dev.athanor.dist.ShardedWeights;
@@ -882,7 +883,7 @@ final class TrainCommand implements Callable<Integer> {
     // more than one process (dp, tp, pp, any grid of them): every rank writes its part of each checkpoint (format 3),
     // rank 0 the manifest
     boolean sharded = comm != null && comm.size() > 1;
-    OverlappedReduction overlap = null;  // --dp with --overlap on where it applies; closed with the trainer
+    BucketedReduction overlap = null;  // --dp with --overlap on where it applies; closed with the trainer
     try (CheckpointManager mgr = ck == null || !primary && !sharded ? null : new CheckpointManager(ck.dir(), ck.keep(), ck.async(),
             ck.runId(), sharded ? rankGroup(comm, groups, zero, model.tensorParallel().size()) : null);
         // ZeRO 3: each rank keeps its shard of the masters; the model's hooks gather a unit's weights before it runs
@@ -908,11 +909,13 @@ final class TrainCommand implements Callable<Integer> {
       } else if (comm != null && model.tensorParallel().split()) {
         trainer.setGradientReducer(new TensorParallelism(comm, model.config()));  // every rank reads the same batches
       } else if (comm != null) {
-        // ZeRO 0 and 1 on the CPU: the all-reduce overlaps the last micro-batch's backward, bucket by bucket
+        // ZeRO 0 and 1 on the CPU (a communication thread), ZeRO 0 on CUDA (a communication stream): the all-reduce
+        // overlaps the last micro-batch's backward, bucket by bucket
         overlap = DataParallel.attach(trainer, comm, bucketBytes).overlap();
         if (overlap != null && primary) {
-          out.printf("gradient all-reduce overlapped with the backward: %d buckets of at most %s (--bucket-mb)%n",
-              overlap.buckets().buckets().size(), Bytes.format(bucketBytes));
+          out.printf("gradient all-reduce overlapped with the backward: %d buckets of at most %s (--bucket-mb), on a "
+              + "communication %s%n", overlap.buckets().buckets().size(), Bytes.format(bucketBytes),
+              model.device().isCuda() ? "stream" : "thread");
         }
       }
       if (ck != null && ck.resume() != null) ck.resume().restore(trainer);
@@ -1045,9 +1048,11 @@ final class TrainCommand implements Callable<Integer> {
   }
 
   /**
-   * A step's log line with the overlapped reduction's figures added: {@code comm_wait_ms}, the time the training thread
-   * waited for the gradient buckets after the backward (the communication it did not hide; {@code comm_ms} counts the
-   * collectives' whole time, the communication thread's included), and {@code comm_buckets}.
+   * A step's log line with the overlapped reduction's figures added: {@code comm_wait_ms}, the communication the
+   * backward did not hide (CPU: the time the training thread waited for the gradient buckets after the backward; CUDA:
+   * the time the compute stream stood waiting for the communication stream, from timing events), and {@code
+   * comm_buckets}. {@code comm_ms} counts the collectives' whole time on the CPU, the communication thread's included;
+   * on CUDA through NCCL only the host time enqueueing them.
    */
   static String withOverlap(String line, OverlappedReduction.Stats d) {
     return line.substring(0, line.length() - 1) + ",\"comm_wait_ms\":" + Math.round(d.waitNanos() / 1e3) / 1e3

@@ -22,7 +22,8 @@ import java.util.Objects;
  *
  * <p>Plain data parallel and ZeRO 1 attached with a bucket size ({@link #attach(Trainer, Communicator, long)}) start
  * the all-reduce during the backward of the step's last micro-batch, bucket by bucket as the units complete, on a
- * communication thread ({@link OverlappedReduction}); {@link #reduce} then waits for it. The bits are the same.
+ * communication thread ({@link OverlappedReduction}; on CUDA, plain data parallel, on a communication stream: {@link
+ * StreamOverlappedReduction}); {@link #reduce} then waits for it. The bits are the same.
  *
  * <p>ZeRO stage 1 ({@link #DataParallel(Communicator, boolean)}, a trainer built with {@link #optimizerShard}): each rank
  * keeps AdamW's moments for its part of the flat parameters only and updates that part; the updated masters are then
@@ -61,7 +62,7 @@ import java.util.Objects;
 public final class DataParallel implements GradientReducer {
   private final Communicator comm;
   private final boolean shardedOptimizer;
-  private OverlappedReduction overlap;  // the all-reduce overlapped with the backward, or null: after it
+  private BucketedReduction overlap;  // the all-reduce overlapped with the backward, or null: after it
 
   /** Plain data parallel: every rank updates every parameter. */
   public DataParallel(Communicator comm) {
@@ -99,17 +100,28 @@ public final class DataParallel implements GradientReducer {
 
   /**
    * As {@link #attach(Trainer, Communicator)}, with the all-reduce of plain data parallel and ZeRO 1 overlapped with
-   * the backward ({@link OverlappedReduction}) in buckets of at most {@code bucketBytes} of gradient when {@code
-   * bucketBytes > 0}, there is more than one rank, the trainer's step gradient is whole (not ZeRO 2 or 3) and the model
-   * allows it ({@link OverlappedReduction#supports}); else the reduction runs after the backward. The bits are the same
-   * either way (deterministic mode). The trainer closes the reducer, and with it the communication thread.
+   * the backward in buckets of at most {@code bucketBytes} of gradient when {@code bucketBytes > 0}, there is more than
+   * one rank, the trainer's step gradient is whole (not ZeRO 2 or 3) and the model allows it: on the CPU a communication
+   * thread ({@link OverlappedReduction#supports}), on CUDA a communication stream ({@link
+   * StreamOverlappedReduction#supports}); else the reduction runs after the backward. The bits are the same either way
+   * (deterministic mode). The trainer closes the reducer, and with it the thread or stream.
    */
   public static DataParallel attach(Trainer trainer, Communicator comm, long bucketBytes) {
     DataParallel dp = attach(trainer, comm);
-    if (bucketBytes > 0 && comm.size() > 1 && trainer.gradientShard() == null && OverlappedReduction.supports(trainer.model())) {
-      dp.overlap = OverlappedReduction.attach(trainer.model(), comm, bucketBytes);
+    if (bucketBytes > 0 && comm.size() > 1 && trainer.gradientShard() == null) {
+      if (OverlappedReduction.supports(trainer.model())) {
+        dp.overlap = OverlappedReduction.attach(trainer.model(), comm, bucketBytes);
+      } else if (StreamOverlappedReduction.supports(trainer.model())) {
+        dp.overlap = StreamOverlappedReduction.attach(trainer.model(), comm, bucketBytes);
+      }
     }
     return dp;
+  }
+
+  /** Tests: reduce through {@code o} (attached to the trainer's model) instead of after the backward. */
+  void overlapWith(BucketedReduction o) {
+    if (overlap != null) throw new IllegalStateException("an overlapped reduction is already attached: " + overlap);
+    overlap = Objects.requireNonNull(o, "o");
   }
 
   /** The communicator. */
@@ -118,7 +130,7 @@ public final class DataParallel implements GradientReducer {
   }
 
   /** The overlapped reduction ({@link #attach(Trainer, Communicator, long)}), or null when it runs after the backward. */
-  public OverlappedReduction overlap() {
+  public BucketedReduction overlap() {
     return overlap;
   }
 
@@ -143,7 +155,7 @@ public final class DataParallel implements GradientReducer {
     if (overlap != null) overlap.discard();
   }
 
-  /** Stops the overlapped reduction's thread (nothing to do without one). */
+  /** Stops the overlapped reduction's thread or stream (nothing to do without one). */
   @Override
   public void close() {
     if (overlap != null) overlap.close();

@@ -37,11 +37,10 @@ import java.util.concurrent.atomic.AtomicLong;
  * it would leave the training thread without overlap: mpirun ends the job and names the lost rank.
  *
  * <p>Applies to the CPU backend with the whole model in each process and the gradients in memory ({@link #supports}).
- * On GPUs the same plan would enqueue each bucket's all-reduce on a communication stream after an event recorded on
- * the compute stream at {@code afterGradients}; that is not built. Not thread-safe: the training thread calls
- * everything but the reductions.
+ * On GPUs, {@link StreamOverlappedReduction} enqueues each bucket's all-reduce on a communication stream instead. Not
+ * thread-safe: the training thread calls everything but the reductions.
  */
-public final class OverlappedReduction implements BlockHooks, AutoCloseable {
+public final class OverlappedReduction implements BucketedReduction {
   /** The default bucket size: 25 MiB of gradient. */
   public static final long DEFAULT_BUCKET_BYTES = 25L << 20;
 
