@@ -10,6 +10,7 @@ import dev.athanor.nn.Footprint;
 import dev.athanor.nn.ModelConfig;
 import dev.athanor.nn.Transformer;
 import dev.athanor.runtime.Device;
+import dev.athanor.tensor.DType;
 import java.io.PrintStream;
 import java.nio.file.Path;
 import java.util.concurrent.Callable;
@@ -59,7 +60,7 @@ final class GenerateCommand implements Callable<Integer> {
   @ArgGroup(exclusive = false, validate = false, heading = "%nRuntime:%n")
   Options.RuntimeOptions runtime = new Options.RuntimeOptions();
 
-  @ArgGroup(exclusive = false, validate = false, heading = "%nOffload (CPU only: the weights on DISK, read unit by unit):%n")
+  @ArgGroup(exclusive = false, validate = false, heading = "%nOffload (CPU only: the weights and the KV cache on DISK, read layer by layer):%n")
   Options.OffloadOptions offload = new Options.OffloadOptions();
 
   @Spec CommandSpec spec;
@@ -74,17 +75,20 @@ final class GenerateCommand implements Callable<Integer> {
       int[] ids = promptIds(mc, tok, prompt);
       int promptLen = ids.length;
       int capacity = (int) Math.min(mc.maxSeqLen(), (long) promptLen + maxTokens);
-      boolean disk = InferenceOffload.weightsOnDisk(spec, offload, Footprint.decoding(mc, device,
-          Transformer.defaultComputeDtype(device), 1, Math.min(promptLen, capacity), capacity).withLoading(),
+      DType dt = Transformer.defaultComputeDtype(device);
+      InferenceOffload.Placement placed = InferenceOffload.place(spec, offload, Footprint.decoding(mc, device, dt, 1,
+          Math.min(promptLen, capacity), capacity).withLoading(), Footprint.kvCacheLayout(mc, dt, 1, capacity),
           "generate with this model", "use a smaller --max-tokens or a shorter --prompt (the KV cache grows with both)",
           "use a smaller model");
+      if (!offload.off()) main.err.println("athanor generate: placed " + placed.describe());
       if (sampled < vocab) {
         main.err.println("athanor generate: note: the tokenizer has " + sampled + " token ids and the model's vocabulary "
             + vocab + " rows; ids " + sampled + " to " + (vocab - 1) + " have no text and are never generated");
       }
-      try (InferenceOffload.Opened m = InferenceOffload.open(model, device, disk, offload.dir)) {
+      try (InferenceOffload.Opened m = InferenceOffload.open(model, device, placed.weightsOnDisk(), placed.kvOnDisk(),
+          offload.dir)) {
         generate(m.model(), tok, prompt, ids, sc, main.out);
-        if (disk) main.err.println("athanor generate: " + m.traffic());
+        if (placed.weightsOnDisk() || placed.kvOnDisk()) main.err.println("athanor generate: " + m.traffic());
       }
     }
     return 0;

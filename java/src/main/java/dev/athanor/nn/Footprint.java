@@ -257,7 +257,8 @@ public record Footprint(ModelConfig config, Device device, DType computeDtype, L
 
   /**
    * Cached decoding of {@code batch} sequences: a KV cache of {@code capacity} tokens, the step buffers of the
-   * {@code promptLen}-token prefill and of one-token steps (on CUDA with a pinned copy of the logits each).
+   * {@code promptLen}-token prefill and of one-token steps (on CUDA with a pinned copy of the logits each), and the
+   * sampler's per-row uniforms and ids ({@code dev.athanor.infer.Sampler}).
    */
   public static Footprint decoding(ModelConfig c, Device device, DType dt, int batch, int promptLen, int capacity) {
     Tier tier = tier(device);
@@ -267,7 +268,25 @@ public record Footprint(ModelConfig config, Device device, DType computeDtype, L
         .plus(Component.WORKSPACE, tier, saturate(() -> Math.addExact(KvCache.Step.bytes(c, device, dt, batch, promptLen),
             promptLen == 1 ? 0 : KvCache.Step.bytes(c, device, dt, batch, 1))))
         .plus(Component.WORKSPACE, Tier.HOST_PINNED, saturate(() -> Math.multiplyExact(shapes,
-            KvCache.Step.pinnedBytes(c, device, batch))));
+            KvCache.Step.pinnedBytes(c, device, batch))))
+        .plus(Component.BUFFERS, tier, new BufferSizes(tier).add(DType.F32, batch).add(DType.I32, batch).total());
+  }
+
+  /** The layout of the KV cache {@link #decoding} counts: every layer of the model, {@code batch} x {@code capacity} tokens. */
+  public static KvCache.Layout kvCacheLayout(ModelConfig c, DType dt, int batch, int capacity) {
+    return new KvCache.Layout(0, c.layers(), batch, capacity, c.kvHeads(), c.headDim(), dt);
+  }
+
+  /**
+   * This decoding footprint (CPU) with its KV cache on DISK ({@code dev.athanor.offload.KvCacheOnDisk}): {@code
+   * windowBytes} of host windows instead of the whole cache in HOST, and {@code fileBytes} of files on DISK.
+   */
+  public Footprint withKvCacheOnDisk(long windowBytes, long fileBytes) {
+    if (device.isCuda()) throw new IllegalArgumentException("a KV cache on DISK needs the CPU backend, not " + device);
+    long kv = bytes(Component.KV_CACHE, Set.of(Tier.HOST));
+    if (kv == 0) throw new IllegalArgumentException("this footprint has no KV cache in HOST memory");
+    return move(Component.KV_CACHE, Tier.HOST, kv, Tier.DISK, fileBytes, "the KV cache")
+        .plus(Component.KV_CACHE, Tier.HOST, windowBytes);
   }
 
   /**

@@ -6,21 +6,74 @@ import dev.athanor.tensor.DType;
 import dev.athanor.tensor.Tensor;
 import java.util.HashMap;
 import java.util.Map;
+import java.util.function.Function;
 
 /**
  * Keys and values of every layer for {@code batch} sequences of up to {@code capacity} tokens: per layer
  * two (B, capacity, KV, D) tensors in the model's compute dtype (Llama keys after RoPE). All sequences
  * of a cache have the same length; {@link #length()} grows with each
  * {@link Transformer#forwardCached(KvCache, int[], int, int)}.
+ *
+ * <p>A paged cache ({@link Transformer#setKvCachePaging}) holds no layer in memory: before a layer attends, its
+ * {@link Paging} hands out a window (B, capacity, KV, D) holding the layer's cached tokens (e.g. read from a file on
+ * DISK), the new keys and values are copied into it and reported with {@link Paging#appended}, and attention reads the
+ * window. The windows' rows are the ones an in-memory cache holds, so decoding gives the same bits.
  */
 public final class KvCache implements AutoCloseable {
+  /**
+   * Where a paged cache's layers live between their uses. Called by the computing thread only, in the order the
+   * layers run: for each layer of a step {@link #acquire} then {@link #appended}.
+   */
+  public interface Paging extends AutoCloseable {
+    /** Elements between two sequences in a window (at least capacity x kvHeads x headDim). */
+    long batchStride();
+
+    /**
+     * Layer {@code layer}'s (0 = the cache's first) key and value windows: HOST tensors of at least batch x
+     * {@link #batchStride()} elements (owned by the paging), laid out (B, capacity, KV, D) with that batch stride and
+     * holding the first {@code length} cached tokens of each sequence. Valid until the next call of {@code acquire}.
+     */
+    Tensor[] acquire(int layer, int length);
+
+    /** Tokens [from, from + n) of each sequence were written into the windows of {@code layer}: keep them. */
+    void appended(int layer, int from, int n);
+
+    /** Waits for every transfer and frees what the paging holds; throws the first transfer failure not yet thrown. */
+    @Override
+    void close();
+  }
+
+  /**
+   * The shape of a cache, for a {@link Paging}: layers {@code firstLayer ..< firstLayer + layers} of the model, each
+   * two (B, capacity, KV, D) tensors of {@code dtype}.
+   */
+  public record Layout(int firstLayer, int layers, int batch, int capacity, int kvHeads, int headDim, DType dtype) {
+    /** Elements of one sequence's keys (or values) of one layer. */
+    public long sequenceElements() {
+      return (long) capacity * kvHeads * headDim;
+    }
+
+    /** Bytes of one token's keys (or values) of one layer: kvHeads x headDim elements. */
+    public long rowBytes() {
+      return (long) kvHeads * headDim * dtype.byteSize();
+    }
+  }
+
   private final Tensor[] keys, values;
   private final int batch, capacity, kvHeads, headDim, firstLayer;
   private final DType dtype;
+  private final Paging paging;  // null: every layer in memory
+  private final long batchStride;
   private int length;
   private final Map<Integer, Step> steps = new HashMap<>();
 
   KvCache(ModelConfig c, Stage stage, Device device, DType dtype, int batch, int capacity) {
+    this(c, stage, device, dtype, batch, capacity, null);
+  }
+
+  /** A cache whose layers are held by the paging {@code paging} makes for its layout, or in memory when it is null. */
+  KvCache(ModelConfig c, Stage stage, Device device, DType dtype, int batch, int capacity,
+      Function<Layout, Paging> paging) {
     if (batch <= 0 || capacity <= 0) {
       throw new IllegalArgumentException("cache batch " + batch + " and capacity " + capacity + " must be > 0");
     }
@@ -32,6 +85,18 @@ public final class KvCache implements AutoCloseable {
     this.dtype = dtype;
     keys = new Tensor[stage.blocks()];
     values = new Tensor[stage.blocks()];
+    if (paging != null) {
+      this.paging = paging.apply(new Layout(firstLayer, stage.blocks(), batch, capacity, kvHeads, headDim, dtype));
+      this.batchStride = this.paging.batchStride();
+      if (batchStride < (long) capacity * kvHeads * headDim) {
+        this.paging.close();
+        throw new IllegalArgumentException("paging batch stride " + batchStride + " is below a sequence's "
+            + (long) capacity * kvHeads * headDim + " elements");
+      }
+      return;
+    }
+    this.paging = null;
+    this.batchStride = (long) capacity * kvHeads * headDim;
     try {
       for (int l = 0; l < keys.length; l++) {
         keys[l] = Tensor.empty(dtype, device, batch, capacity, kvHeads, headDim).detach();
@@ -61,6 +126,11 @@ public final class KvCache implements AutoCloseable {
     return length;
   }
 
+  /** Whether the layers live outside memory between their uses ({@link Paging}). */
+  public boolean paged() {
+    return paging != null;
+  }
+
   /** Forgets the cached tokens (the buffers are kept). */
   public void reset() {
     length = 0;
@@ -74,16 +144,17 @@ public final class KvCache implements AutoCloseable {
   Tensor[] append(int layer, Tensor k, Tensor v) {
     int l = layer - firstLayer;
     long n = k.size(2), kvd = (long) kvHeads * headDim, tk = length + n;
-    long[] strides = {capacity * kvd, headDim, kvd, 1};
+    long[] strides = {batchStride, headDim, kvd, 1};
     Tensor[] all = new Tensor[2];
     Tensor[] src = {k, v};
-    Tensor[] dst = {keys[l], values[l]};
+    Tensor[] dst = paging == null ? new Tensor[] {keys[l], values[l]} : paging.acquire(l, length);
     try {
       for (int i = 0; i < 2; i++) {
         try (Tensor rows = Tensor.wrap(dst[i].storage(), dtype, new long[] {batch, kvHeads, n, headDim}, strides,
             length * kvd)) {
           rows.copyFrom(src[i]);
         }
+        if (paging != null && i == 1) paging.appended(l, length, (int) n);
         all[i] = Tensor.wrap(dst[i].storage(), dtype, new long[] {batch, kvHeads, tk, headDim}, strides, 0);
       }
       return all;
@@ -118,6 +189,7 @@ public final class KvCache implements AutoCloseable {
   public void close() {
     for (Step b : steps.values()) b.close();
     steps.clear();
+    if (paging != null) paging.close();
     for (Tensor[] ts : new Tensor[][] {keys, values}) {
       for (Tensor t : ts) {
         if (t != null) t.close();

@@ -51,6 +51,7 @@ public final class Transformer implements AutoCloseable {
   private final TensorParallel tp;              // this rank's part of every block (TensorParallel.NONE: all of it)
   private final TensorParallel.AllReduce tpSum; // the sum over the tensor-parallel ranks
   private BlockHooks hooks = BlockHooks.NONE;
+  private java.util.function.Function<KvCache.Layout, KvCache.Paging> kvPaging;  // null: caches in memory
   private TensorParallel.TokenCollectives tokens;  // sequence parallelism over the tensor-parallel ranks; null: off
   private boolean recompute;
   private boolean offloadActivations; // the blocks' saved activations in a ring, emptied and refilled by the hooks
@@ -175,6 +176,23 @@ public final class Transformer implements AutoCloseable {
   /** The hooks called at unit boundaries ({@link BlockHooks#NONE} when none are set). */
   public BlockHooks hooks() {
     return hooks;
+  }
+
+  /**
+   * Makes the caches {@link #newCache} returns from now on paged by what {@code paging} makes for each (e.g. their layers
+   * in files on DISK, {@code dev.athanor.offload.KvCacheOnDisk}); null: in memory. CPU backend only: the paging's
+   * windows are HOST tensors the CPU kernels read.
+   */
+  public void setKvCachePaging(java.util.function.Function<KvCache.Layout, KvCache.Paging> paging) {
+    if (paging != null && device.isCuda()) {
+      throw new IllegalStateException("a paged KV cache needs the CPU backend, not " + device + ": on CUDA it stays in memory");
+    }
+    this.kvPaging = paging;
+  }
+
+  /** What makes the caches' paging ({@link #setKvCachePaging}), or null when they are in memory. */
+  public java.util.function.Function<KvCache.Layout, KvCache.Paging> kvCachePaging() {
+    return kvPaging;
   }
 
   /**
@@ -779,13 +797,16 @@ public final class Transformer implements AutoCloseable {
 
   // ------------------------------------------------------------------ inference
 
-  /** A key/value cache for {@code batch} sequences of up to {@code maxLen} tokens. */
+  /**
+   * A key/value cache for {@code batch} sequences of up to {@code maxLen} tokens: in memory, or paged as {@link
+   * #setKvCachePaging} says.
+   */
   public KvCache newCache(int batch, int maxLen) {
     if (tp.split()) throw new IllegalStateException("cached decoding needs one process; this is tensor-parallel rank " + tp);
     if (maxLen > cfg.maxSeqLen()) {
       throw new IllegalArgumentException("cache length " + maxLen + " exceeds the model's context " + cfg.maxSeqLen());
     }
-    return new KvCache(cfg, stage, device, dt, batch, maxLen);
+    return new KvCache(cfg, stage, device, dt, batch, maxLen, kvPaging);
   }
 
   /**

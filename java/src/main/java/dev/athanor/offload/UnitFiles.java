@@ -345,6 +345,11 @@ public final class UnitFiles implements AutoCloseable {
     for (Storage[] s : files.values()) for (Storage st : s) if (st != null) st.close();
     views.clear();
     files.clear();
+    removeDirectory(dir);
+  }
+
+  /** Deletes {@code dir} once its files are gone; one that someone else put a file in stays (nothing of ours is left). */
+  static void removeDirectory(Path dir) {
     try {
       Files.deleteIfExists(dir);
     } catch (IOException ignored) {

@@ -6,7 +6,12 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.athanor.memory.MemoryManager;
 import dev.athanor.memory.Tier;
+import dev.athanor.nn.Footprint;
+import dev.athanor.nn.KvCache;
 import dev.athanor.nn.ModelConfig;
+import dev.athanor.offload.KvCacheOnDisk;
+import dev.athanor.runtime.Device;
+import dev.athanor.tensor.DType;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
@@ -80,6 +85,58 @@ class InferenceOffloadTest {
       assertEquals(1, r.code(), r.err());
       assertTrue(r.err().contains("not enough memory to score with this model") && r.err().contains("or --offload auto (the "
           + "weights then stay on DISK and are read unit by unit: "), r.err());
+    } finally {
+      mm.setBudget(Tier.HOST, before);
+    }
+  }
+
+  /**
+   * {@code generate --offload auto} under a HOST budget that the KV cache in memory exceeds but its host windows do
+   * not: the cache goes to DISK (its files are smaller than the weights'), the command says so, the text is the
+   * in-memory run's, the HOST peak stays within the budget and the files are removed; a budget below even everything on
+   * DISK is refused naming the HOST budget and the bytes.
+   */
+  @Test
+  void generateAutoPutsTheKvCacheOnDiskWhenItDoesNotFit() throws Exception {
+    ModelConfig cfg = ModelConfig.gpt2(50257, 256, 6, 32, 1);
+    Path dir = tmp.resolve("long-model"), off = tmp.resolve("kv-offload");
+    CommandsTest.savePeakedModel(dir, cfg, 9);
+    String prompt = "The furnace";
+    int maxTokens = 200;
+    List<String> args = List.of("generate", "--model", dir.toString(), "--prompt", prompt, "--temperature", "0.9",
+        "--seed", "4", "--max-tokens", Integer.toString(maxTokens), "--no-stop", "--device", "cpu");
+    CommandsTest.Out mem = CommandsTest.run(args.toArray(String[]::new));
+    assertEquals(0, mem.code(), mem.err());
+    int promptLen;
+    try (dev.athanor.io.tokenizer.Tokenizer tok = Models.tokenizer(dir, cfg)) {
+      promptLen = GenerateCommand.promptIds(cfg, tok, prompt).length;
+    }
+    int capacity = promptLen + maxTokens;
+    Footprint inMemory = Footprint.decoding(cfg, Device.CPU, DType.F32, 1, promptLen, capacity).withLoading();
+    KvCache.Layout layout = Footprint.kvCacheLayout(cfg, DType.F32, 1, capacity);
+    Footprint kvOnDisk = inMemory.withKvCacheOnDisk(KvCacheOnDisk.hostBytes(layout), KvCacheOnDisk.diskBytes(layout));
+    MemoryManager mm = MemoryManager.global();
+    long before = mm.budgetBytes(Tier.HOST);
+    try {
+      long budget = mm.liveBytes(Tier.HOST) + kvOnDisk.bytes(Tier.HOST) + (16 << 10);
+      assertTrue(mm.liveBytes(Tier.HOST) + inMemory.bytes(Tier.HOST) > budget, "the KV cache in memory does not fit");
+      mm.resetPeak();
+      CommandsTest.Out disk = CommandsTest.run(concat(args, "--offload", "auto", "--mem-host", Long.toString(budget),
+          "--offload-dir", off.toString()));
+      assertEquals(0, disk.code(), disk.err());
+      assertTrue(mm.peakBytes(Tier.HOST) <= budget, "HOST peak " + mm.peakBytes(Tier.HOST) + " within " + budget);
+      assertEquals(mem.out(), disk.out(), "the same text, token for token");
+      assertTrue(disk.err().contains("athanor generate: placed weights in memory (") && disk.err().contains(
+          "KV cache on DISK (" + Footprint.size(KvCacheOnDisk.diskBytes(layout)) + " in files, "), disk.err());
+      assertTrue(disk.err().contains("athanor generate: KV cache on DISK in " + off + ": read "), disk.err());
+      try (var left = Files.list(off)) {
+        assertEquals(0, left.count(), "the cache's files are removed");
+      }
+      CommandsTest.Out none = CommandsTest.run(concat(args, "--offload", "auto", "--mem-host",
+          Long.toString(mm.liveBytes(Tier.HOST) + (64 << 10)), "--offload-dir", off.toString()));
+      assertEquals(1, none.code(), none.err());
+      assertTrue(none.err().contains("not enough memory to generate with this model: it needs ")
+          && none.err().contains("KV cache ") && none.err().contains("the HOST budget"), none.err());
     } finally {
       mm.setBudget(Tier.HOST, before);
     }
