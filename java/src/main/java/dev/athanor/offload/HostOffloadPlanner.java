@@ -148,7 +148,20 @@ public final class HostOffloadPlanner {
    */
   public static Footprint footprint(OffloadPlanner.Job job, Set<Role> diskMoments, boolean streamGradients,
       boolean sumOnHost) {
+    return footprint(job, diskMoments, streamGradients, sumOnHost, 1);
+  }
+
+  /**
+   * As {@link #footprint(OffloadPlanner.Job, Set, boolean, boolean)} for one of {@code replicas} data-parallel ranks
+   * (ZeRO 0, each with the whole model): with more than one, a step's gradient whole in pinned host memory (streamed
+   * there, or summed there) is all-reduced there, and the MPI communicator keeps its scratch in HOST ({@link
+   * dev.athanor.dist.Communicator#hostReduceScratchBytes}); through the slots the gradient is reduced on the device (in
+   * place with NCCL).
+   */
+  public static Footprint footprint(OffloadPlanner.Job job, Set<Role> diskMoments, boolean streamGradients,
+      boolean sumOnHost, int replicas) {
     Objects.requireNonNull(job, "job");
+    if (replicas < 1) throw new IllegalArgumentException("replicas " + replicas + " < 1");
     if (sumOnHost && job.train().accum() == 1) {
       throw new IllegalArgumentException("the step's gradient sum is formed on the host only with accumulation");
     }
@@ -186,6 +199,8 @@ public final class HostOffloadPlanner {
     if (!diskMoments.isEmpty()) {
       f = f.plus(Component.OPTIMIZER, Tier.HOST, new OffloadConfig(diskMoments, null, job.chunkBytes()).stagingBytes(largest));
     }
+    long scratch = streamGradients || sumOnHost ? dev.athanor.dist.Communicator.hostReduceScratchBytes(DType.F32, n, replicas) : 0;
+    if (scratch > 0) f = f.plus(Component.BUFFERS, Tier.HOST, MemoryManager.reservedSize(Tier.HOST, scratch));
     return f;
   }
 
@@ -204,7 +219,14 @@ public final class HostOffloadPlanner {
 
   /** The same, the gradients streamed or not, the step's sum on the host or not. */
   public static Plan place(OffloadPlanner.Job job, Set<Role> diskMoments, boolean streamGradients, boolean sumOnHost) {
-    return new Plan(job, diskMoments, streamGradients, sumOnHost, footprint(job, diskMoments, streamGradients, sumOnHost));
+    return place(job, diskMoments, streamGradients, sumOnHost, 1);
+  }
+
+  /** The same for one of {@code replicas} data-parallel ranks ({@link #footprint(OffloadPlanner.Job, Set, boolean, boolean, int)}). */
+  public static Plan place(OffloadPlanner.Job job, Set<Role> diskMoments, boolean streamGradients, boolean sumOnHost,
+      int replicas) {
+    return new Plan(job, diskMoments, streamGradients, sumOnHost,
+        footprint(job, diskMoments, streamGradients, sumOnHost, replicas));
   }
 
   /**
@@ -232,6 +254,15 @@ public final class HostOffloadPlanner {
    * the tier that is short with the placement that came closest.
    */
   public static Result plan(OffloadPlanner.Job job, MemoryManager mm) {
+    return plan(job, mm, 1);
+  }
+
+  /**
+   * The plan of one of {@code replicas} data-parallel ranks (ZeRO 0, each with the whole model on its device and the
+   * optimizer on its host), each held to {@code mm}'s budgets on its own; as {@link #plan(OffloadPlanner.Job,
+   * MemoryManager)} with the host reduction's scratch counted.
+   */
+  public static Result plan(OffloadPlanner.Job job, MemoryManager mm, int replicas) {
     Objects.requireNonNull(mm, "mm");
     List<OffloadPlanner.Job> jobs = job.recompute() || job.model().layers() < 2 ? List.of(job)
         : List.of(job, job.withRecompute(true));
@@ -242,7 +273,7 @@ public final class HostOffloadPlanner {
         // memory); accumulation: the step's sum on the device, else on the host (the device keeps one micro-batch's)
         boolean one = j.train().accum() == 1;
         for (boolean variant : new boolean[] {true, false}) {
-          last = one ? place(j, roles, variant) : place(j, roles, false, !variant);
+          last = one ? place(j, roles, variant, false, replicas) : place(j, roles, false, !variant, replicas);
           if (shortfall(last.footprint(), mm) == null) return new Result(last, null);
         }
       }

@@ -183,6 +183,28 @@ class HostOffloadPlannerTest {
     assertTrue(e.getMessage().contains("only with accumulation"), e.getMessage());
   }
 
+  /**
+   * One of 2 data-parallel ranks: a gradient whole in pinned host memory (streamed, or summed) is all-reduced there, the
+   * MPI communicator's scratch (the gradient's F32 elements and one a rank) counted in HOST; through the slots it is
+   * reduced on the device, nothing more on the host.
+   */
+  @Test
+  void aDataParallelRankCountsTheHostReductionsScratch() {
+    long n = OffloadPlan.layoutElements(GPT2_124M);
+    long scratch = MemoryManager.reservedSize(Tier.HOST, (n + 2) * 4);
+    TrainConfig t2 = new TrainConfig(10, 4, 1024, 2, 6e-4f, 6e-5f, 1, Schedule.COSINE, 0.1f, 0.9f, 0.95f, 1e-8f, 1f, false, 0);
+    OffloadPlanner.Job accum = new OffloadPlanner.Job(GPT2_124M, CUDA, t2, false, false, false);
+    for (Object[] c : new Object[][] {{job(4, false), true, false, scratch}, {job(4, false), false, false, 0L},
+        {accum, false, true, scratch}, {accum, false, false, 0L}}) {
+      OffloadPlanner.Job j = (OffloadPlanner.Job) c[0];
+      boolean stream = (Boolean) c[1], sum = (Boolean) c[2];
+      Footprint one = HostOffloadPlanner.footprint(j, Set.of(), stream, sum, 1), two = HostOffloadPlanner.footprint(j, Set.of(), stream, sum, 2);
+      assertEquals((long) c[3], two.bytes(Tier.HOST) - one.bytes(Tier.HOST), "stream " + stream + ", sum " + sum);
+      assertEquals(one.bytes(Tier.DEVICE), two.bytes(Tier.DEVICE));
+      assertEquals(one.bytes(Tier.HOST_PINNED), two.bytes(Tier.HOST_PINNED));
+    }
+  }
+
   @Test
   void activationsThatDoNotFitTheDeviceAreRecomputed() {
     OffloadPlanner.Job j = job(8, false);
