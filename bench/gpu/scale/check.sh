@@ -18,8 +18,10 @@
 #              GPU: staged through host memory) with --overlap on (1 MiB buckets on a communication stream) and again
 #              with --overlap off (the losses and norms must be the same bits), one process with --accum 2 on the same
 #              data (its losses beside them), and --collectives nccl on the shared GPU (NCCL is expected to refuse two
-#              ranks on one GPU: the outcome is recorded). No GPU: the same dp 2 runs on the CPU (a communication
-#              thread), to show the MPI that was picked works.
+#              ranks on one GPU: the outcome is recorded); then dp 2 with the optimizer on each rank's host (--offload
+#              auto --mem-device 450m, 2 steps: never run on a GPU before this check; its losses beside dp 2's, not
+#              bit-identical: CPU AdamW). No GPU: the same dp 2 runs on the CPU (a communication thread), to show the
+#              MPI that was picked works.
 #   gpt2       issue 9: GPT-2 124M training (B=16, T=1024) in memory, then with the optimizer on the host
 #              (--offload auto --mem-device 4g --mem-host 8g, then 1500m: the moments on DISK), ratios to the first
 #   scale      issue 9: two training steps with all three tiers (GPU, host, DISK): first GPT-2 XL (1.56B) under
@@ -242,6 +244,13 @@ do_dp() {
   timeout 60 mpirun -np 2 --oversubscribe --bind-to none "${ATH[@]}" train "${args[@]}" --steps $steps --dp 2 --collectives mpi \
     --overlap off --out "$W/dp-off" --log "$W/dp-off.jsonl"
   echo "dp-off exit $?"
+  if [ "$GPU" = 1 ]; then  # the plan of gpt2-tiny at B=8, T=256 under 450m: the optimizer on the host, nothing recomputed
+    echo "== mpirun -np 2 train --device cuda --dp 2 --collectives mpi --offload auto --mem-device 450m (optimizer on the host)"
+    timeout 45 mpirun -np 2 --oversubscribe --bind-to none "${ATH[@]}" train "${args[@]}" --steps 2 --dp 2 --collectives mpi \
+      --offload auto --mem-device 450m --offload-dir "$W/offload-dp" --out "$W/dp-host" --log "$W/dp-host.jsonl"
+    echo "dp-host exit $?"
+    rm -rf "$W/offload-dp"
+  fi
   echo "== one process, --accum 2 (the micro-batches dp 2 reads)"
   timeout 60 "${ATH[@]}" train "${args[@]}" --steps $steps --accum 2 --out "$W/accum2" --log "$W/accum2.jsonl"
   echo "accum2 exit $?"

@@ -84,7 +84,8 @@ dp = [d for d in lines("dp-mpi.jsonl") if "step" in d and "loss" in d]
 acc = [d for d in lines("accum2.jsonl") if "step" in d and "loss" in d]
 ncc = [d for d in lines("dp-nccl.jsonl") if "step" in d and "loss" in d]
 off = [d for d in lines("dp-off.jsonl") if "step" in d and "loss" in d]
-exits = dict(re.findall(r"^(dp-mpi|dp-off|accum2|dp-nccl) exit (\d+)", dplog, re.M))
+dph = [d for d in lines("dp-host.jsonl") if "step" in d and "loss" in d]
+exits = dict(re.findall(r"^(dp-mpi|dp-off|accum2|dp-nccl|dp-host) exit (\d+)", dplog, re.M))
 overlap_line = (re.findall(r"^gradient all-reduce overlapped with the backward: .*$", dplog, re.M) or [""])[0]
 launcher = (re.findall(r"^== which mpirun: (.*)$", dplog, re.M) or ["-"])[0]
 ERR = r"NCCL|rror|xception|refus|unavailable|fail|athanor train: "
@@ -96,7 +97,9 @@ def first_error(section):
 
 
 nccl_err = first_error(dplog.split("--collectives nccl (both ranks", 1)[1]) if "--collectives nccl (both ranks" in dplog else ""
-dp_err = first_error(dplog.split("== one process", 1)[0]) if not lines("dp-mpi.jsonl") else ""
+dp_err = first_error(dplog.split("== one process", 1)[0].split("(optimizer on the host)", 1)[0]) if not lines("dp-mpi.jsonl") else ""
+host_err = first_error(dplog.split("(optimizer on the host)", 1)[1].split("== one process", 1)[0]) \
+    if "(optimizer on the host)" in dplog and not dph else ""
 same = bool(dp) and len(dp) == len(acc) and all(a["loss"] == b["loss"] for a, b in zip(dp, acc))
 # --overlap on (dp-mpi) against off: every step's loss and gradient norm as logged (Java's shortest round-trip decimal:
 # the same float32 prints the same)
@@ -106,7 +109,9 @@ out["dp"] = dict(launcher=launcher, device="cuda" if env.get("gpu_present") else
                  dp2_step_ms=[d.get("step_ms") for d in dp], accum2_losses=[d["loss"] for d in acc],
                  dp2_equals_accum2=same, dp2_error=dp_err, nccl_shared_gpu_losses=[d["loss"] for d in ncc], nccl_shared_gpu_error=nccl_err,
                  overlap=overlap_line, overlap_off_losses=[d["loss"] for d in off], overlap_on_equals_off=on_off,
-                 comm_wait_ms=[d.get("comm_wait_ms") for d in dp], comm_buckets=[d.get("comm_buckets") for d in dp])
+                 comm_wait_ms=[d.get("comm_wait_ms") for d in dp], comm_buckets=[d.get("comm_buckets") for d in dp],
+                 dp2_host_offload_losses=[d["loss"] for d in dph], dp2_host_offload_step_ms=[d.get("step_ms") for d in dph],
+                 dp2_host_offload_error=host_err)
 
 # ---- issue 9: GPT-2 124M in memory and with the optimizer on the host
 g = lines("gpt2.jsonl")
@@ -183,6 +188,11 @@ md.append(f"- the same with `--overlap off` (exit {exits.get('dp-off', '-')}): l
           f"loss and gradient norm equal to overlap on's as logged: {on_off}")
 md.append(f"- one process with `--accum 2` (exit {exits.get('accum2', '-')}): losses {d['accum2_losses']}; "
           f"equal to dp 2's as logged: {same}")
+if "dp-host" in exits:
+    md.append(f"- dp 2 with the optimizer on each rank's host (`--offload auto --mem-device 450m`, exit {exits['dp-host']}): "
+              f"losses {d['dp2_host_offload_losses']} (dp 2 in memory: {d['dp2_losses'][:2]}; CPU AdamW, so close, not equal), "
+              f"seconds per step {[round((x or 0) / 1e3, 3) for x in d['dp2_host_offload_step_ms']]}"
+              f"{'; first error line: `' + host_err + '`' if host_err else ''}")
 if "dp-nccl" in exits:
     md.append(f"- `--collectives nccl` with both ranks on the one GPU (exit {exits['dp-nccl']}): losses {d['nccl_shared_gpu_losses']}"
               f"{'; first error line: `' + nccl_err + '`' if nccl_err else ''}")
@@ -250,6 +260,9 @@ t.append(f"| MPI | {choice[:90]} |")
 t.append(f"| dp 2 ({d['device']}, staged) | exit {exits.get('dp-mpi', '-')}; "
          + (f"losses {d['dp2_losses'][:3]}...; = accum 2: {same}; overlap on = off: {on_off} |" if d['dp2_losses']
             else f"{dp_err[:90] or 'no losses'} |"))
+if "dp-host" in exits:
+    t.append(f"| dp 2, optimizer on the host | exit {exits['dp-host']}; "
+             + (f"losses {d['dp2_host_offload_losses']} |" if dph else f"{host_err[:90] or 'no losses'} |"))
 if "dp-nccl" in exits:
     t.append(f"| dp 2 NCCL, shared GPU | exit {exits['dp-nccl']}; {(nccl_err or str(d['nccl_shared_gpu_losses']))[:90]} |")
 for r in gpt2:

@@ -81,6 +81,7 @@ final class ParallelOptions {
           + "rank's shard of AdamW's moments goes to DISK as far as its budget (--mem-host, per process) needs, in files of "
           + "its own (rank-N in --offload-dir); under 1 and 2 the weights and gradients stay in memory; under 3 its shard of the "
           + "gradient, then of the weights, follows (read a chunk at a time for each gather and fold); the same bits. "
+          + "On CUDA, --dp N --offload (ZeRO 0 only) puts each rank's optimizer on its host as one GPU does. "
           + "With --dp x --tp: 1 and 2 shard each rank's tensor-parallel part over its dp group (with --pp as well); "
           + "checkpoints: each rank writes its shard of its part. Default: ${DEFAULT-VALUE}")
   @Options.Range(min = 0, max = 3)
@@ -304,10 +305,10 @@ final class ParallelOptions {
       return null;
     }
     String lib = collectives(spec, device);
-    if (device.isCuda() && (tp > 1 || pp > 1 || zero > 0 || offload)) {
+    if (device.isCuda() && (tp > 1 || pp > 1 || zero > 0)) {
       throw Options.usage(spec, flag + (zero > 0 ? " --zero " + zero : "") + (offload ? " --offload" : "") + " on " + device
-          + ": on GPUs only data parallel runs today (--dp N with --zero 0, no --tp, --pp or --offload); train this layout "
-          + "with --device cpu");
+          + ": on GPUs only data parallel runs today (--dp N with --zero 0, no --tp or --pp; --offload puts each rank's "
+          + "optimizer on its host); train this layout with --device cpu");
     }
     if (launched == 0) {
       throw Options.usage(spec, flag + " needs " + n + " processes started by MPI: mpirun -np " + n + " ./athanor " + spec.name()

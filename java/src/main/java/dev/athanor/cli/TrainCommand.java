@@ -433,8 +433,8 @@ final class TrainCommand implements Callable<Integer> {
       MemoryCheck.requireRank(job, layout, comm.size());
     } else if (shardPlan) {
       plan = shardOffloadPlan(spec, offload, job, layout, comm.size());
-    } else if (comm == null && device.isCuda() && !offload.off()) {
-      hostPlan = hostOffloadPlan(spec, offload, job);
+    } else if (device.isCuda() && !offload.off()) {  // one GPU, or each rank of --dp N (ZeRO 0) on its own
+      hostPlan = hostOffloadPlan(spec, offload, job, comm == null ? 1 : comm.size());
       if (hostPlan == null) plan = offloadPlan(spec, offload, job);  // it fits on the device (perhaps recomputing)
     } else {
       plan = offloadPlan(spec, offload, job);
@@ -661,6 +661,12 @@ final class TrainCommand implements Callable<Integer> {
    * error on CUDA (plan files describe the CPU's placements).
    */
   static HostOffloadPlanner.Plan hostOffloadPlan(CommandSpec spec, Options.OffloadOptions o, OffloadPlanner.Job job) {
+    return hostOffloadPlan(spec, o, job, 1);
+  }
+
+  /** As {@link #hostOffloadPlan(CommandSpec, Options.OffloadOptions, OffloadPlanner.Job)} for one of {@code replicas} ranks. */
+  static HostOffloadPlanner.Plan hostOffloadPlan(CommandSpec spec, Options.OffloadOptions o, OffloadPlanner.Job job,
+      int replicas) {
     if (!o.auto()) {
       throw Options.usage(spec, "--offload " + o.offload + ": plan files place state on the CPU's tiers; on " + job.device()
           + " use --offload auto (the optimizer goes to the host as far as --mem-device and --mem-host need)");
@@ -668,7 +674,7 @@ final class TrainCommand implements Callable<Integer> {
     OffloadPlanner.Job sized = new OffloadPlanner.Job(job.model(), job.device(), job.train(), job.recompute(), job.loading(),
         job.checkpoints(), o.chunkBytes());
     if (OffloadPlanner.plan(sized, MemoryManager.global()).plan() != null) return null;
-    HostOffloadPlanner.Result r = HostOffloadPlanner.plan(sized, MemoryManager.global());
+    HostOffloadPlanner.Result r = HostOffloadPlanner.plan(sized, MemoryManager.global(), replicas);
     if (r.plan() == null) throw MemoryCheck.hostOffloadRefusal(r.failure());
     return r.plan();
   }
@@ -723,16 +729,17 @@ final class TrainCommand implements Callable<Integer> {
    * every output can be written, and the flags that need others. Usage errors name the flag and the value.
    */
   /**
-   * {@code --dp N} with {@code --offload} on a GPU ({@code cuda} true; {@code device} names it), before any work: data
-   * parallel with the optimizer on the host is not built yet (the single-process path puts the optimizer on the host,
-   * the CPU's data parallel a rank's shard of the moments on DISK; neither applies).
+   * {@code --dp N --zero 1} or more with {@code --offload} on a GPU ({@code cuda} true; {@code device} names it), before
+   * any work: data parallel with the optimizer on the host runs with ZeRO 0 only (each rank the whole optimizer on its
+   * host); a rank keeping only its shard of the masters and moments there is not built.
    */
   private void checkOffloadedDataParallel(boolean cuda, String device) {
-    if (!cuda || offload.off() || parallel.dp <= 1) return;
-    throw Options.usage(spec, "--dp " + parallel.dp + " with --offload " + offload.offload + " on " + device + ": data "
-        + "parallel with the optimizer on the host is not built yet. On one GPU, --offload puts the optimizer on the host "
-        + "(without --dp); --dp " + parallel.dp + " on GPUs trains with --offload off; with --device cpu, --dp "
-        + parallel.dp + " --offload puts each rank's AdamW moments (its ZeRO shard of them) on DISK");
+    if (!cuda || offload.off() || parallel.dp <= 1 || parallel.zero == 0) return;
+    throw Options.usage(spec, "--dp " + parallel.dp + " --zero " + parallel.zero + " with --offload " + offload.offload + " on "
+        + device + ": data parallel with the optimizer on the host runs with --zero 0 (every rank updates the whole model "
+        + "on its host); a ZeRO shard of the optimizer on the host is not built yet. Give --zero 0, or --offload off; with "
+        + "--device cpu, --dp " + parallel.dp + " --zero " + parallel.zero + " --offload puts each rank's shard of AdamW's "
+        + "moments on DISK");
   }
 
   void checkBeforeWork() {

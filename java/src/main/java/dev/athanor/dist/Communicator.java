@@ -135,6 +135,17 @@ public interface Communicator extends AutoCloseable {
     }
   }
 
+  /**
+   * The host bytes the MPI communicator keeps as scratch after a deterministic {@link #allReduceSum} of a host tensor
+   * of {@code numel} elements of {@code dtype} over {@code size} ranks (a piece of at most 1 GiB at a time, plus one
+   * element a rank); 0 for one rank.
+   */
+  static long hostReduceScratchBytes(dev.athanor.tensor.DType dtype, long numel, int size) {
+    if (size <= 1 || numel == 0) return 0;
+    long piece = MpiCommunicator.MAX_BYTES / dtype.byteSize();
+    return (Math.min(numel, piece) + size) * dtype.byteSize();
+  }
+
   /** The length of rank {@code rank}'s part of {@code n} elements cut into {@code size} parts. */
   static long partLength(long n, int rank, int size) {
     return partStart(n, rank + 1, size) - partStart(n, rank, size);

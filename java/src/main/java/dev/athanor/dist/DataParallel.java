@@ -150,6 +150,12 @@ public final class DataParallel implements GradientReducer {
     comm.allReduceSum(store.flat(gradRole));
   }
 
+  /** The optimizer on the host's gradient in host memory: summed over the ranks in place, as {@link #reduce(ParameterStore, Role)}. */
+  @Override
+  public void reduce(Tensor grad) {
+    comm.allReduceSum(grad);
+  }
+
   @Override
   public void abandonStep() {
     if (overlap != null) overlap.discard();

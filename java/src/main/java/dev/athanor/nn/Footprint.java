@@ -257,8 +257,9 @@ public record Footprint(ModelConfig config, Device device, DType computeDtype, L
 
   /**
    * Cached decoding of {@code batch} sequences: a KV cache of {@code capacity} tokens, the step buffers of the
-   * {@code promptLen}-token prefill and of one-token steps (on CUDA with a pinned copy of the logits each), and the
-   * sampler's per-row uniforms and ids ({@code dev.athanor.infer.Sampler}).
+   * {@code promptLen}-token prefill and of one-token steps (on CUDA with a pinned copy of the logits each, as {@code
+   * Transformer.forwardCached} makes it on first use; the generator never makes it, so for it this counts {@code 2 × B ×
+   * V × 4} pinned bytes more than it uses), and the sampler's per-row uniforms and ids ({@code dev.athanor.infer.Sampler}).
    */
   public static Footprint decoding(ModelConfig c, Device device, DType dt, int batch, int promptLen, int capacity) {
     Tier tier = tier(device);

@@ -205,7 +205,8 @@ public final class KvCache implements AutoCloseable {
     final int b, n;
     final BlockActs acts;                          // (B*n rows)
     final Tensor ids, posIds, x, tmp, stats, stats2, lastRows, logits;
-    final Tensor logitsHost;  // CUDA: a pinned (B, V) staging buffer, so a step's logits reach the host in one DMA
+    private final int vocab;
+    private Tensor logitsHost;  // a pinned (B, V) staging buffer made by the first logitsHost(), or null
 
     /** The bytes the constructor allocates in the device's tier (see {@link BufferSizes}). */
     static long bytes(ModelConfig c, Device dev, DType dt, int b, int n) {
@@ -219,7 +220,10 @@ public final class KvCache implements AutoCloseable {
           .total();
     }
 
-    /** The bytes of the constructor's pinned host buffer (CUDA only). */
+    /**
+     * The bytes of the pinned host buffer {@link #logitsHost()} makes (CUDA only: what {@link
+     * Transformer#forwardCached} copies a step's logits through; sampling on the device never makes it).
+     */
     static long pinnedBytes(ModelConfig c, Device dev, int b) {
       return dev.isCuda() ? new BufferSizes(Tier.HOST_PINNED).add(DType.F32, b, c.vocabSize()).total() : 0;
     }
@@ -227,6 +231,7 @@ public final class KvCache implements AutoCloseable {
     Step(ModelConfig c, Device dev, DType dt, int b, int n) {
       this.b = b;
       this.n = n;
+      this.vocab = c.vocabSize();
       long rows = (long) b * n, C = c.hidden();
       BlockActs a = null;
       try {
@@ -239,8 +244,6 @@ public final class KvCache implements AutoCloseable {
         stats2 = own(Tensor.empty(DType.F32, dev, rows));
         lastRows = own(own(a.n1.view(b, n, C)).select(1, n - 1));     // (B, C), row stride n*C
         logits = own(Tensor.empty(DType.F32, dev, b, c.vocabSize())); // (B, V) FP32
-        logitsHost = dev.isCuda()
-            ? own(Tensor.empty(DType.F32, Device.CPU, Tier.HOST_PINNED, b, c.vocabSize())) : null;
       } catch (RuntimeException e) {
         if (a != null) a.close();
         close();
@@ -249,9 +252,24 @@ public final class KvCache implements AutoCloseable {
       this.acts = a;
     }
 
+    /**
+     * A pinned (B, V) F32 host buffer, so a step's logits reach the host in one DMA: made by the first call (a caller
+     * that wants the logits on the host) and kept, owned by this step and closed with it.
+     */
+    Tensor logitsHost() {
+      if (logitsHost == null) logitsHost = own(Tensor.empty(DType.F32, Device.CPU, Tier.HOST_PINNED, b, vocab));
+      return logitsHost;
+    }
+
+    /** Whether {@link #logitsHost()} has made its buffer. */
+    boolean hasLogitsHost() {
+      return logitsHost != null;
+    }
+
     @Override
     public void close() {
       super.close();
+      logitsHost = null;
       if (acts != null) acts.close();
     }
   }

@@ -819,9 +819,10 @@ public final class Transformer implements AutoCloseable {
     KvCache.Step s = cache.step(n, () -> {
       throw new IllegalStateException("the step of " + n + " tokens was just made");
     });
-    if (s.logitsHost == null) return logits.toFloatArray();
-    s.logitsHost.copyFrom(logits);  // device -> pinned host, no allocation per step
-    return s.logitsHost.toFloatArray();
+    if (!device.isCuda()) return logits.toFloatArray();
+    Tensor host = s.logitsHost();  // made by the first step of this shape that wants host logits
+    host.copyFrom(logits);  // device -> pinned host, no allocation per step
+    return host.toFloatArray();
   }
 
   /**

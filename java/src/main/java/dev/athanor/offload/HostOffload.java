@@ -17,8 +17,12 @@ import java.util.Objects;
  * @param deferUpdates whether each step's host update (all but the last step's) runs on a worker thread behind the
  *     step, unit by unit in the forward's order, each unit's new weights awaited only by the next forward's first read
  *     of them (the update overlaps the next forward), rather than every unit updated before the step returns
+ * @param sumOnHost with gradient accumulation, whether the step's gradient sum (GRAD_ACC) is formed on the host: each
+ *     micro-batch's unit gradient copied to pinned host memory as the backward completes the unit and added there into
+ *     a pinned F32 accumulator, so the device holds one micro-batch's gradient only (rather than the sum on the device,
+ *     copied after the backward through two slots); nothing with one micro-batch a step
  */
-public record HostOffload(OffloadConfig moments, boolean streamGradients, boolean deferUpdates) {
+public record HostOffload(OffloadConfig moments, boolean streamGradients, boolean deferUpdates, boolean sumOnHost) {
   /** Masters and both moments in pinned host memory, nothing on DISK, the gradients streamed, the updates deferred. */
   public static final HostOffload PINNED = new HostOffload(OffloadConfig.NONE);
 
@@ -32,9 +36,19 @@ public record HostOffload(OffloadConfig moments, boolean streamGradients, boolea
     this(moments, streamGradients, true);
   }
 
+  /** {@code moments} on DISK, the gradients streamed or not, the updates deferred or not, the step's sum on the device. */
+  public HostOffload(OffloadConfig moments, boolean streamGradients, boolean deferUpdates) {
+    this(moments, streamGradients, deferUpdates, false);
+  }
+
   /** The same placement with every step's host update made before the step returns (not deferred). */
   public HostOffload updatedAtOnce() {
-    return new HostOffload(moments, streamGradients, false);
+    return new HostOffload(moments, streamGradients, false, sumOnHost);
+  }
+
+  /** The same placement with the step's gradient sum formed on the host under accumulation ({@link #sumOnHost()}). */
+  public HostOffload withSumOnHost() {
+    return new HostOffload(moments, streamGradients, deferUpdates, true);
   }
 
   public HostOffload {

@@ -25,7 +25,10 @@ import java.util.Set;
  *
  * <p>The placements tried, in order (each with the job's activations, then recomputed): the moments pinned, the first
  * moment on DISK, both on DISK; each with the gradients streamed to the host during the backward (one micro-batch a
- * step: a pinned copy of the whole gradient), then through two slots of the largest unit. What the device keeps cannot shrink below its weights, gradients, activations and
+ * step: a pinned copy of the whole gradient), then through two slots of the largest unit; with accumulation, the step's
+ * gradient sum on the device (read through two slots), then, when the device is short of it, on the host (each
+ * micro-batch's unit gradients added into a pinned F32 accumulator as the backward completes them: the device keeps one
+ * micro-batch's gradient). What the device keeps cannot shrink below its weights, gradients, activations and
  * workspace: a job whose device memory is short even then gets no plan, and the failure names the DEVICE tier.
  * The CPU's placements (weights and gradients on DISK, activations on DISK) are {@link OffloadPlanner}'s.
  */
@@ -42,11 +45,17 @@ public final class HostOffloadPlanner {
    * @param diskMoments AdamW's moments on DISK (the others pinned)
    * @param streamGradients whether the gradients stream to the host during the backward ({@link
    *     HostOffload#streamGradients()}; only with one micro-batch a step)
+   * @param sumOnHost whether the step's gradient sum is formed on the host ({@link HostOffload#sumOnHost()}; only with
+   *     accumulation)
    * @param footprint the job's memory with this placement, per component and tier
    */
-  public record Plan(OffloadPlanner.Job job, Set<Role> diskMoments, boolean streamGradients, Footprint footprint) {
+  public record Plan(OffloadPlanner.Job job, Set<Role> diskMoments, boolean streamGradients, boolean sumOnHost,
+      Footprint footprint) {
     public Plan {
       Objects.requireNonNull(job, "job");
+      if (sumOnHost && job.train().accum() == 1) {
+        throw new IllegalArgumentException("the step's gradient sum is formed on the host only with accumulation");
+      }
       Objects.requireNonNull(footprint, "footprint");
       diskMoments = Set.copyOf(diskMoments);
       new HostOffload(new OffloadConfig(diskMoments, null, job.chunkBytes()));  // checks the roles
@@ -55,12 +64,16 @@ public final class HostOffloadPlanner {
     /** The trainer's configuration for this plan, the moments' files in {@code directory} (null: the DISK tier's). */
     public HostOffload offload(Path directory) {
       return new HostOffload(diskMoments.isEmpty() ? OffloadConfig.NONE
-          : new OffloadConfig(EnumSet.copyOf(diskMoments), directory, job.chunkBytes()), streamGradients);
+          : new OffloadConfig(EnumSet.copyOf(diskMoments), directory, job.chunkBytes()), streamGradients, true, sumOnHost);
     }
 
-    /** Bytes between the device and the host per step: every unit's F32 gradient down, its compute weights up. */
+    /**
+     * Bytes between the device and the host per step: every unit's F32 gradient down (each micro-batch's when the sum
+     * is formed on the host), its compute weights up.
+     */
     public long hostTrafficPerStep() {
-      return Math.multiplyExact(OffloadPlan.layoutElements(job.model()), 4L + job.dtype().byteSize());
+      long down = 4L * (sumOnHost ? job.train().accum() : 1);
+      return Math.multiplyExact(OffloadPlan.layoutElements(job.model()), down + job.dtype().byteSize());
     }
 
     /** Bytes read from and written to DISK per step: each moment there read and written once. */
@@ -78,7 +91,8 @@ public final class HostOffloadPlanner {
           + " in pinned host memory" + (diskMoments.isEmpty() ? "" : ", " + moments)
           + "; the " + job.dtype() + " weights, the gradients and the activations"
           + (job.recompute() ? " (recomputed in the backward)" : "") + " on " + job.device() + "; the gradients to the host "
-          + (streamGradients ? "as the backward completes each unit" : "after the backward, through two slots")
+          + (sumOnHost ? "as the backward completes each unit, each micro-batch's added into the step's sum in pinned host "
+              + "memory" : streamGradients ? "as the backward completes each unit" : "after the backward, through two slots")
           + "; each step's update made behind it, overlapping the next forward");
       for (Tier t : List.of(Tier.DEVICE, Tier.HOST_PINNED, Tier.HOST, Tier.DISK)) {
         if (f.bytes(t) == 0) continue;
@@ -123,7 +137,34 @@ public final class HostOffloadPlanner {
 
   /** As {@link #footprint(OffloadPlanner.Job, Set)}, the gradients streamed or not ({@link Plan#streamGradients()}). */
   public static Footprint footprint(OffloadPlanner.Job job, Set<Role> diskMoments, boolean streamGradients) {
+    return footprint(job, diskMoments, streamGradients, false);
+  }
+
+  /**
+   * As {@link #footprint(OffloadPlanner.Job, Set, boolean)}, with accumulation the step's gradient sum on the host or
+   * not ({@link Plan#sumOnHost()}): on the host, the device keeps one micro-batch's F32 gradient and no sum; the host
+   * a pinned F32 accumulator of the whole gradient and two pinned F32 slots of the largest unit (what a later
+   * micro-batch's unit gradient is copied into before it is added).
+   */
+  public static Footprint footprint(OffloadPlanner.Job job, Set<Role> diskMoments, boolean streamGradients,
+      boolean sumOnHost) {
+    return footprint(job, diskMoments, streamGradients, sumOnHost, 1);
+  }
+
+  /**
+   * As {@link #footprint(OffloadPlanner.Job, Set, boolean, boolean)} for one of {@code replicas} data-parallel ranks
+   * (ZeRO 0, each with the whole model): with more than one, a step's gradient whole in pinned host memory (streamed
+   * there, or summed there) is all-reduced there, and the MPI communicator keeps its scratch in HOST ({@link
+   * dev.athanor.dist.Communicator#hostReduceScratchBytes}); through the slots the gradient is reduced on the device (in
+   * place with NCCL).
+   */
+  public static Footprint footprint(OffloadPlanner.Job job, Set<Role> diskMoments, boolean streamGradients,
+      boolean sumOnHost, int replicas) {
     Objects.requireNonNull(job, "job");
+    if (replicas < 1) throw new IllegalArgumentException("replicas " + replicas + " < 1");
+    if (sumOnHost && job.train().accum() == 1) {
+      throw new IllegalArgumentException("the step's gradient sum is formed on the host only with accumulation");
+    }
     if (streamGradients && job.train().accum() > 1) {
       throw new IllegalArgumentException("the gradients stream during the backward only with one micro-batch a step, not "
           + job.train().accum());
@@ -150,11 +191,16 @@ public final class HostOffloadPlanner {
     // the gradients: with one micro-batch a step streamed during the backward into a pinned copy of the whole
     // gradient, else through two slots of the largest unit; the weights through two slots
     long grads = streamGradients ? pinned : 2 * MemoryManager.reservedSize(Tier.HOST_PINNED, largest * 4);
+    if (sumOnHost) {  // the step's sum (GRAD_ACC) from the device to a pinned accumulator, beside the two slots
+      f = f.move(Component.GRADIENTS, Tier.DEVICE, state, Tier.HOST_PINNED, pinned);
+    }
     f = f.plus(Component.GRADIENTS, Tier.HOST_PINNED, grads)
         .plus(Component.OPTIMIZER, Tier.HOST_PINNED, 2 * MemoryManager.reservedSize(Tier.HOST_PINNED, largest * dt.byteSize()));
     if (!diskMoments.isEmpty()) {
       f = f.plus(Component.OPTIMIZER, Tier.HOST, new OffloadConfig(diskMoments, null, job.chunkBytes()).stagingBytes(largest));
     }
+    long scratch = streamGradients || sumOnHost ? dev.athanor.dist.Communicator.hostReduceScratchBytes(DType.F32, n, replicas) : 0;
+    if (scratch > 0) f = f.plus(Component.BUFFERS, Tier.HOST, MemoryManager.reservedSize(Tier.HOST, scratch));
     return f;
   }
 
@@ -168,7 +214,19 @@ public final class HostOffloadPlanner {
 
   /** The same, the gradients streamed or not. */
   public static Plan place(OffloadPlanner.Job job, Set<Role> diskMoments, boolean streamGradients) {
-    return new Plan(job, diskMoments, streamGradients, footprint(job, diskMoments, streamGradients));
+    return place(job, diskMoments, streamGradients, false);
+  }
+
+  /** The same, the gradients streamed or not, the step's sum on the host or not. */
+  public static Plan place(OffloadPlanner.Job job, Set<Role> diskMoments, boolean streamGradients, boolean sumOnHost) {
+    return place(job, diskMoments, streamGradients, sumOnHost, 1);
+  }
+
+  /** The same for one of {@code replicas} data-parallel ranks ({@link #footprint(OffloadPlanner.Job, Set, boolean, boolean, int)}). */
+  public static Plan place(OffloadPlanner.Job job, Set<Role> diskMoments, boolean streamGradients, boolean sumOnHost,
+      int replicas) {
+    return new Plan(job, diskMoments, streamGradients, sumOnHost,
+        footprint(job, diskMoments, streamGradients, sumOnHost, replicas));
   }
 
   /**
@@ -196,15 +254,26 @@ public final class HostOffloadPlanner {
    * the tier that is short with the placement that came closest.
    */
   public static Result plan(OffloadPlanner.Job job, MemoryManager mm) {
+    return plan(job, mm, 1);
+  }
+
+  /**
+   * The plan of one of {@code replicas} data-parallel ranks (ZeRO 0, each with the whole model on its device and the
+   * optimizer on its host), each held to {@code mm}'s budgets on its own; as {@link #plan(OffloadPlanner.Job,
+   * MemoryManager)} with the host reduction's scratch counted.
+   */
+  public static Result plan(OffloadPlanner.Job job, MemoryManager mm, int replicas) {
     Objects.requireNonNull(mm, "mm");
     List<OffloadPlanner.Job> jobs = job.recompute() || job.model().layers() < 2 ? List.of(job)
         : List.of(job, job.withRecompute(true));
     Plan last = null;
     for (OffloadPlanner.Job j : jobs) {
       for (Set<Role> roles : STEPS) {
-        // the gradients streamed (faster, a pinned copy of them), else through slots (less pinned memory)
-        for (boolean stream : j.train().accum() == 1 ? new boolean[] {true, false} : new boolean[] {false}) {
-          last = place(j, roles, stream);
+        // one micro-batch: the gradients streamed (faster, a pinned copy of them), else through slots (less pinned
+        // memory); accumulation: the step's sum on the device, else on the host (the device keeps one micro-batch's)
+        boolean one = j.train().accum() == 1;
+        for (boolean variant : new boolean[] {true, false}) {
+          last = one ? place(j, roles, variant, false, replicas) : place(j, roles, false, !variant, replicas);
           if (shortfall(last.footprint(), mm) == null) return new Result(last, null);
         }
       }
@@ -212,6 +281,6 @@ public final class HostOffloadPlanner {
     return new Result(null, "no offload plan fits: with the optimizer on the host, " + OffloadPlan.describe(last.diskMoments())
         + " on DISK" + (last.job().recompute() ? " and the activations recomputed" : "") + ", "
         + shortfall(last.footprint(), mm) + "; what stays on " + job.device() + " is the " + job.dtype() + " weights, the "
-        + "gradients, the activations and the workspace");
+        + (last.sumOnHost() ? "micro-batch's gradient" : "gradients") + ", the activations and the workspace");
   }
 }

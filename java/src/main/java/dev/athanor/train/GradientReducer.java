@@ -21,6 +21,13 @@ public interface GradientReducer extends AutoCloseable {
   void reduce(ParameterStore store, Role gradRole);
 
   /**
+   * Reduces a step's gradient held outside the store in place: {@code grad} (F32, the store's whole flat layout; the
+   * optimizer on the host's copy or sum of it in host memory), summed across replicas as {@link #reduce(ParameterStore,
+   * Role)} sums the store's. One process: nothing.
+   */
+  default void reduce(Tensor grad) {}
+
+  /**
    * Called before the backward of a step's last micro-batch, whose gradient the backward forms in {@code microGrad};
    * the step's gradient is {@code stepGrad} (the same role without accumulation). A reducer that returns true reduces
    * the step's gradient during that backward, unit by unit as each unit's gradient completes, and adds each unit's

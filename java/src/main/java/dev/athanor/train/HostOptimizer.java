@@ -45,7 +45,12 @@ import java.util.concurrent.atomic.AtomicLong;
  * <p>Two gradient slots and two weight slots of the largest unit's elements, pinned, are what this adds to host memory
  * ({@link #stagingBytes}). With one micro-batch per step the gradients can instead stream to a pinned copy of the whole
  * model's gradient during the backward ({@link #hooks()}: each unit's copy enqueued as its backward completes it, so
- * it overlaps the backward of the units before it), and the update then waits only for the copies still running. A
+ * it overlaps the backward of the units before it), and the update then waits only for the copies still running
+ * ({@link Gradients#STREAMED}). With accumulation the step's sum can be formed on the host ({@link Gradients#SUMMED}):
+ * the first micro-batch's units stream into that pinned buffer, a later one's each into one of the two gradient slots,
+ * added into the buffer ({@code acc + g_i}) before the slot takes another unit; the device keeps one micro-batch's
+ * gradient. {@link #collectGradient} completes the step's gradient on the host for the clipping norm (and a reduction
+ * across replicas). A
  * slot is written by the host only after the copy that last read it has been awaited, and read only after the copy
  * that filled it: with copies that run late (as on a device) the bits are those of copies that run at once.
  *
@@ -64,15 +69,45 @@ public final class HostOptimizer implements AutoCloseable {
   private final ParameterStore store;
   private final AdamW optimizer;
   private final UnitCopies copies;
-  private final Tensor[] gradSlots = new Tensor[2];    // (largest unit) F32, pinned; not with streamed gradients
-  private Tensor hostGrad;                             // (numel) F32, pinned: the streamed gradients, or null
-  private final long[] gradTickets;                    // per unit: the copy of its streamed gradient, or -1
+  private final Gradients path;
+  private final Tensor[] gradSlots = new Tensor[2];    // (largest unit) F32, pinned; SLOTS and SUMMED only
+  private Tensor hostGrad;                             // (numel) F32, pinned: the streamed gradients or their sum, or null
+  private final long[] gradTickets;                    // per unit: the copy of its streamed gradient into hostGrad, or -1
+  private final boolean[] formed;                      // per unit: its gradient went to the host in this micro-batch
+  private final int[] slotUnit = {-1, -1};             // SUMMED: the unit whose gradient each slot receives, or -1
+  private final long[] slotTicket = {-1, -1};          // SUMMED: the copy into each slot
+  private int nextSlot;                                // SUMMED: the slot the next unit's copy goes to
+  private int micro;                                   // the micro-batch of the step whose gradients the hooks stream
+  private boolean streamInBackward = true;             // the hooks copy each unit's gradient as the backward completes it
   private final Tensor[] weightSlots = new Tensor[2];  // (largest unit) compute dtype, pinned
   private long streamedByHooks;                        // gradient copies the backward's hooks enqueued
   private final AtomicLong waitNanos = new AtomicLong();  // the training thread's waits
   private ExecutorService worker;                      // runs deferred updates; made by the first defer()
   private Pending pending;                             // the update deferred (running or done), or null
   private boolean closed;
+
+  /** How the gradients reach the host. */
+  public enum Gradients {
+    /**
+     * After the backward, the step's gradient (on the device: {@link Role#GRAD}, or {@link Role#GRAD_ACC} with
+     * accumulation) through two pinned slots of the largest unit's elements, the next unit's copy enqueued before this
+     * unit is updated.
+     */
+    SLOTS,
+    /**
+     * One micro-batch a step: each unit's {@link Role#GRAD} copied as the backward completes it into a pinned F32 copy of
+     * the whole gradient, which the update reads.
+     */
+    STREAMED,
+    /**
+     * With accumulation: each micro-batch's unit gradient ({@link Role#GRAD}) copied as the backward completes it, the
+     * first micro-batch's into a pinned F32 accumulator of the whole gradient (the step's sum, GRAD_ACC on the host), a
+     * later one's into one of two pinned slots of the largest unit and added there ({@code acc + g_i}, the device's own
+     * order), the slot's add made before the slot takes the next unit's copy; the device holds one micro-batch's gradient
+     * only, the update reads the accumulator.
+     */
+    SUMMED
+  }
 
   /**
    * Moves {@code store}'s masters, and the moments {@code offload} does not put on DISK, into {@link #HOST_TIER} of the
@@ -113,6 +148,16 @@ public final class HostOptimizer implements AutoCloseable {
    * gradient slots): what a step of one micro-batch uses ({@link #update} with {@link Role#GRAD}).
    */
   public HostOptimizer(ParameterStore store, AdamW optimizer, UnitCopies copies, boolean streamGradients) {
+    this(store, optimizer, copies, streamGradients ? Gradients.STREAMED : Gradients.SLOTS);
+  }
+
+  /**
+   * As {@link #HostOptimizer(ParameterStore, AdamW, UnitCopies)}, the gradients reaching the host by {@code path}: with
+   * {@link Gradients#SUMMED} each micro-batch's ({@link #beginMicroBatch(int)} numbers them) is summed in a pinned
+   * accumulator ({@link #collectGradient}); {@link #update} then reads that sum.
+   */
+  public HostOptimizer(ParameterStore store, AdamW optimizer, UnitCopies copies, Gradients path) {
+    this.path = Objects.requireNonNull(path, "path");
     this.store = Objects.requireNonNull(store, "store");
     this.optimizer = Objects.requireNonNull(optimizer, "optimizer");
     Objects.requireNonNull(copies, "copies");
@@ -129,10 +174,10 @@ public final class HostOptimizer implements AutoCloseable {
       long largest = 0;
       for (Unit u : store.units()) largest = Math.max(largest, u.elements().length());
       for (int i = 0; i < 2; i++) {
-        if (!streamGradients) gradSlots[i] = Tensor.empty(DType.F32, Device.CPU, HOST_TIER, largest).detach();
+        if (path != Gradients.STREAMED) gradSlots[i] = Tensor.empty(DType.F32, Device.CPU, HOST_TIER, largest).detach();
         weightSlots[i] = Tensor.empty(store.computeDtype(), Device.CPU, HOST_TIER, largest).detach();
       }
-      hostGrad = streamGradients ? Tensor.empty(DType.F32, Device.CPU, HOST_TIER, store.numel()).detach() : null;
+      hostGrad = path != Gradients.SLOTS ? Tensor.empty(DType.F32, Device.CPU, HOST_TIER, store.numel()).detach() : null;
     } catch (RuntimeException e) {
       freeSlots();
       copies.close();
@@ -140,7 +185,22 @@ public final class HostOptimizer implements AutoCloseable {
     }
     this.copies = copies;
     this.gradTickets = new long[store.units().size()];
+    this.formed = new boolean[store.units().size()];
     java.util.Arrays.fill(gradTickets, -1);
+  }
+
+  /** How the gradients reach the host. */
+  public Gradients gradients() {
+    return path;
+  }
+
+  /**
+   * Whether {@link #hooks()} copy each unit's gradient to the host as the backward completes it (default: yes, with
+   * {@link Gradients#STREAMED} and {@link Gradients#SUMMED}). Off, those units go when {@link #beginMicroBatch(int)}
+   * begins the next micro-batch or the gradient is collected; the bits are the same.
+   */
+  public void streamDuringBackward(boolean on) {
+    streamInBackward = on;
   }
 
   /**
@@ -159,25 +219,117 @@ public final class HostOptimizer implements AutoCloseable {
 
       @Override
       public void afterGradients(Unit unit) {
-        if (hostGrad == null) return;
-        streamGradient(unit);
+        if (hostGrad == null || !streamInBackward) return;
+        formGradient(unit);
         streamedByHooks++;
       }
     };
   }
 
   /**
-   * A micro-batch's backward is about to form new gradients: finishes a pending update (which reads the last step's),
-   * then waits for the streamed copies of the last micro-batch (they read the gradients the caller is about to zero)
-   * and forgets them, so that {@link #update} uses only what this micro-batch streams (copying the rest itself).
+   * A step's first micro-batch's backward is about to form new gradients: {@link #beginMicroBatch(int)} of 0.
    */
   public void beginMicroBatch() {
+    beginMicroBatch(0);
+  }
+
+  /**
+   * Micro-batch {@code i} of a step (0 the first) is about to form new gradients in {@link Role#GRAD}: finishes a
+   * pending update (which reads the last step's), then makes sure nothing still reads the gradients the caller is about
+   * to zero. With {@link Gradients#SUMMED} and {@code i > 0}, micro-batch {@code i - 1}'s gradient is completed into the
+   * sum first (the units the hooks did not copy copied now, every copy awaited and added); otherwise the copies of the
+   * last micro-batch are awaited and forgotten, so that {@link #update} uses only what this one streams.
+   */
+  public void beginMicroBatch(int i) {
     finishPending();
     if (hostGrad == null) return;
+    if (path == Gradients.SUMMED && i > 0) {
+      if (i != micro + 1) throw new IllegalStateException("micro-batch " + i + " begins after micro-batch " + micro);
+      completeSum();
+    } else {
+      if (i != 0) throw new IllegalStateException("micro-batch " + i + ": with " + path + " gradients each step has one");
+      drain(false);
+    }
+    micro = i;
+    Arrays.fill(formed, false);
+  }
+
+  /**
+   * After a step's last backward, with {@link Gradients#SUMMED} (or {@link Gradients#STREAMED} when {@code streamed}):
+   * completes the step's gradient on the host (the units the hooks did not copy copied now, every copy awaited and
+   * added) and returns it (F32, the whole layout; owned by this optimizer, do not close), which the caller may reduce
+   * across replicas in place and take the norm of before {@link #update}; null when the gradient is not whole on the host
+   * ({@link Gradients#SLOTS}, or STREAMED without {@code streamed}).
+   */
+  public Tensor collectGradient(boolean streamed) {
+    checkOpen();
+    if (path == Gradients.SLOTS || path == Gradients.STREAMED && !streamed) return null;
+    completeSum();
+    return hostGrad;
+  }
+
+  /** Every unit's gradient of the current micro-batch on the host, in the sum: copied, awaited and added. */
+  private void completeSum() {
+    for (Unit u : store.units()) if (!formed[u.index()]) formGradient(u);  // no hooks ran for it
+    drain(true);
+  }
+
+  /**
+   * Awaits every copy into the pinned buffer and into the slots, adding each slot into the sum ({@code add}) or
+   * dropping it, and forgets them.
+   */
+  private void drain(boolean add) {
+    for (int s = 0; s < 2; s++) {
+      if (slotUnit[s] < 0) continue;
+      if (add) addSlot(s);
+      awaitCopy(slotTicket[s], true);  // after a failed step: still read the gradients
+      slotUnit[s] = -1;
+      slotTicket[s] = -1;
+    }
     for (int i = 0; i < gradTickets.length; i++) {
       if (gradTickets[i] >= 0) awaitCopy(gradTickets[i], true);
       gradTickets[i] = -1;
     }
+  }
+
+  /** {@code u}'s micro-batch gradient to the host: into the pinned buffer (streamed, or the sum's first), else added. */
+  private void formGradient(Unit u) {
+    if (path == Gradients.SUMMED && micro > 0) {
+      addGradient(u);
+    } else {
+      streamGradient(u);
+    }
+    formed[u.index()] = true;
+  }
+
+  /**
+   * A later micro-batch's gradient of {@code u} into the next slot, whose last unit is added into the sum first (after
+   * its copy has run: no slot is read before its copy filled it, nor overwritten before it was added).
+   */
+  private void addGradient(Unit u) {
+    checkOpen();
+    if (formed[u.index()]) throw new IllegalStateException(u.name() + "'s gradient is already in the sum of micro-batch " + micro);
+    int s = nextSlot;
+    nextSlot ^= 1;
+    if (slotUnit[s] >= 0) addSlot(s);
+    try (Tensor dst = gradSlots[s].slice(0, 0, u.elements().length()); Tensor src = store.slice(Role.GRAD, u.elements())) {
+      slotTicket[s] = copies.toHost(dst, src);
+      slotUnit[s] = u.index();
+    }
+  }
+
+  /** Waits for slot {@code s}'s copy and adds it into its unit's part of the sum ({@code acc + g}); frees the slot. */
+  private void addSlot(int s) {
+    Unit u = store.units().get(slotUnit[s]);
+    awaitCopy(slotTicket[s], true);
+    awaitCopy(gradTickets[u.index()], true);  // the first micro-batch's copy into the sum (awaited already, normally)
+    gradTickets[u.index()] = -1;
+    try (Tensor acc = hostGrad.slice(0, u.elements().start(), u.elements().end());
+        Tensor g = gradSlots[s].slice(0, 0, u.elements().length())) {
+      dev.athanor.ops.Ops.add(acc, g, acc);
+    }
+    slotUnit[s] = -1;
+    slotTicket[s] = -1;
   }
 
   /** Enqueues the copy of {@code u}'s gradient into the pinned buffer (after the last one of it has run). */
@@ -194,7 +346,7 @@ public final class HostOptimizer implements AutoCloseable {
 
   /**
    * Host bytes of the staging slots: two of the largest unit's F32 gradient (with streamed gradients, the whole
-   * model's instead) and two of its compute-dtype weights.
+   * model's instead; summed, both) and two of its compute-dtype weights.
    */
   public long stagingBytes() {
     long b = hostGrad == null ? 0 : hostGrad.byteSize();
@@ -316,15 +468,19 @@ public final class HostOptimizer implements AutoCloseable {
       boolean inline) {
     checkOpen();
     boolean streamed = hostGrad != null;
-    if (streamed && gradRole != Role.GRAD) {
+    if (path == Gradients.STREAMED && gradRole != Role.GRAD) {
       throw new IllegalArgumentException("streamed gradients are one micro-batch's (GRAD); the step's gradient is in "
           + gradRole);
     }
     long[] grads = null;
-    if (streamed) {
-      for (Unit u : store.units()) if (gradTickets[u.index()] < 0) streamGradient(u);  // no hooks ran for it
+    if (path == Gradients.SUMMED) {
+      completeSum();  // (nothing left when the caller collected it)
+      grads = gradTickets.clone();  // all awaited: -1
+    } else if (streamed) {
+      for (Unit u : store.units()) if (!formed[u.index()]) formGradient(u);  // no hooks ran for it
       grads = gradTickets.clone();
       Arrays.fill(gradTickets, -1);
+      Arrays.fill(formed, false);  // the next update streams its own
     }
     copies.afterCompute();
     return new Pending(gradRole, grads, inline, new float[] {lr, beta1, beta2, eps, weightDecay, gradScale});

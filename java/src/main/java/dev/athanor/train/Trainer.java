@@ -223,9 +223,13 @@ public final class Trainer implements AutoCloseable {
       this.hooksBefore = model.hooks();
       HostOptimizer.placeState(store, offload);
       AdamW o = new AdamW(store, offload);
-      try {  // one micro-batch a step: each unit's gradient goes to the host as its backward completes it
-        this.host = new HostOptimizer(store, o, new dev.athanor.offload.StreamCopies(model.device()),
-            hostOffload.streamGradients() && cfg.accum() == 1);
+      // each unit's micro-batch gradient goes to the host as its backward completes it: with one micro-batch a step into
+      // a copy of the whole gradient, with accumulation (when asked) summed there; else the step's gradient through slots
+      HostOptimizer.Gradients path = cfg.accum() == 1
+          ? hostOffload.streamGradients() ? HostOptimizer.Gradients.STREAMED : HostOptimizer.Gradients.SLOTS
+          : hostOffload.sumOnHost() ? HostOptimizer.Gradients.SUMMED : HostOptimizer.Gradients.SLOTS;
+      try {
+        this.host = new HostOptimizer(store, o, new dev.athanor.offload.StreamCopies(model.device()), path);
       } catch (RuntimeException e) {
         o.close();
         throw e;
@@ -308,7 +312,8 @@ public final class Trainer implements AutoCloseable {
       boolean pagedGrads = store.isPaged(Role.GRAD);
       if (!pagedGrads) store.allocate(Role.GRAD);
       this.stepGrad = cfg.accum() > 1 && !pagedGrads && !shardGradients ? Role.GRAD_ACC : Role.GRAD;
-      if (!pagedGrads) store.allocate(stepGrad);
+      // with the step's sum on the host, the device holds one micro-batch's gradient only
+      if (!pagedGrads && !sumsOnHost()) store.allocate(stepGrad);
       if (sharded != null) {
         gs = sharded.gradient();
       } else if (shardGradients) {
@@ -320,6 +325,11 @@ public final class Trainer implements AutoCloseable {
       closeOffload();
       throw e;
     }
+  }
+
+  /** Whether the step's gradient sum is in the host optimizer's pinned memory (not GRAD_ACC on the device). */
+  private boolean sumsOnHost() {
+    return host != null && host.gradients() == HostOptimizer.Gradients.SUMMED;
   }
 
   /** Closes the host optimizer (its copies and staging slots), then the optimizer. */
@@ -380,9 +390,6 @@ public final class Trainer implements AutoCloseable {
    */
   public void setGradientReducer(GradientReducer reducer) {
     Objects.requireNonNull(reducer, "reducer");
-    if (reducer != GradientReducer.NONE && host != null) {
-      throw new IllegalArgumentException("gradient reduction across replicas is not built with the optimizer on the host yet");
-    }
     if (reducer != GradientReducer.NONE && store.isPaged(Role.GRAD) && sharded == null) {
       throw new IllegalArgumentException("gradient reduction across replicas needs the gradients in memory; they are on DISK here");
     }
@@ -427,7 +434,7 @@ public final class Trainer implements AutoCloseable {
       reducer.accumulateShard(store, Role.GRAD, optimizer.shard(), gradShard, i == 0);
       return;
     }
-    if (stepGrad != Role.GRAD_ACC) return;
+    if (stepGrad != Role.GRAD_ACC || sumsOnHost()) return;  // the host optimizer sums on the host
     if (i == 0) {
       store.flat(Role.GRAD_ACC).copyFrom(store.flat(Role.GRAD));
     } else {
@@ -502,11 +509,19 @@ public final class Trainer implements AutoCloseable {
       }
       throw e;
     }
-    if (gradShard == null && sharded == null) reducer.reduce(store, stepGrad);  // ZeRO 2 reduced each micro-batch's already
+    // the optimizer on the host with the step's gradient whole in host memory (summed there, or streamed there with
+    // replicas): reduced there and its norm taken there; else on the device
+    Tensor onHost = host == null ? null : host.collectGradient(reducer.replicas() > 1);
+    if (onHost != null) {
+      reducer.reduce(onHost);
+    } else if (gradShard == null && sharded == null) {
+      reducer.reduce(store, stepGrad);  // ZeRO 2 reduced each micro-batch's already
+    }
     float[] losses = reducer.gatherLosses(mb.losses());
     double lossSum = 0;
     for (float l : losses) lossSum += l;  // in the global micro-batch order, as one process adds them
-    float norm = gradShard != null ? reducer.shardedNorm(store, optimizer.shard(), gradShard)
+    float norm = onHost != null ? Ops.globalNorm(List.of(onHost))
+        : gradShard != null ? reducer.shardedNorm(store, optimizer.shard(), gradShard)
         : sharded != null ? reducer.shardedNorm(store, sharded.shard(), gradientReader(sharded.shardFiles()))
         : store.isPaged(stepGrad) ? pager.globalNorm() : reducer.gradientNorm(store, stepGrad);
     if (!Float.isFinite(norm)) throw new NonFiniteException(step, "the gradient norm", norm);
@@ -573,13 +588,13 @@ public final class Trainer implements AutoCloseable {
       }
       float loss = model.forward(b.inputs(), b.targets(), b.batch(), b.seq());
       if (host != null) {  // the last step's deferred update may read the step gradient until the forward has run
-        host.beginMicroBatch();  // that update finished, and the last streamed gradient copies have read GRAD
+        host.beginMicroBatch(i);  // that update finished, and the last micro-batch's gradient copies have read GRAD
         store.zero(Role.GRAD);
       }
       if (!Float.isFinite(loss)) throw new NonFiniteException(step, "the loss", loss);
       // the last micro-batch's backward may start reducing the step's gradient as its units complete (data parallel),
       // adding each unit's micro-batch gradient into the step's first
-      boolean overlapped = i == cfg.accum() - 1 && sharded == null && gradShard == null && !paged
+      boolean overlapped = i == cfg.accum() - 1 && sharded == null && gradShard == null && !paged && host == null
           && reducer.startDuringBackward(store, Role.GRAD, stepGrad);
       model.backward(scale);
       if (!overlapped) accumulate(i);

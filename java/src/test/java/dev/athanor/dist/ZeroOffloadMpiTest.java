@@ -391,4 +391,18 @@ class ZeroOffloadMpiTest {
     assertResumes(f, "z3allck-resume-one", 1, List.of("--accum", "3", "--resume", offStep3.toString()), reference, mem,
         "resumed as one process from the offloaded checkpoint");
   }
+
+  /**
+   * Data parallel with the optimizer on the host ({@link HostOffloadMain} under dp 2 on a BF16 CPU model): every variant
+   * equal bit for bit to data parallel without the host optimizer and (one micro-batch per rank) to one process with
+   * accum 2 and the host optimizer.
+   */
+  @Test
+  void dataParallelWithTheOptimizerOnTheHostEqualsOneProcessAndDataParallelInMemory() throws Exception {
+    TrainFixture f = TrainFixture.create(tmp.resolve("host-fixture"));
+    MpiRunTest.Job j = MpiRunTest.mpirun(2, HostOffloadMain.class.getName(),
+        List.of(f.data.toString(), tmp.resolve("host-off").toString()), 600);
+    assertEquals(0, j.exitCode(), j.output());
+    assertTrue(j.output().contains("host offload: dp 2, 18 runs equal bit for bit"), j.output());
+  }
 }

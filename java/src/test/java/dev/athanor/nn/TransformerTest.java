@@ -32,6 +32,42 @@ class TransformerTest {
     return x;
   }
 
+  /**
+   * A cached step's pinned host copy of the logits (what {@code forwardCached} stages a CUDA step's logits through) is
+   * made on first use only: steps that return the logits where they were computed (the generator samples there), and
+   * CPU steps, make none; once made it is kept for the step and closed with the cache.
+   */
+  @org.junit.jupiter.api.Test
+  void aCachedStepMakesItsPinnedLogitsOnFirstUseAndClosesThemWithTheCache() {
+    ModelConfig cfg = configs().findFirst().orElseThrow();
+    dev.athanor.memory.MemoryManager mm = dev.athanor.memory.MemoryManager.global();
+    dev.athanor.memory.Tier pinned = dev.athanor.memory.Tier.HOST_PINNED;
+    try (Transformer m = Transformer.create(cfg, Device.CPU)) {
+      m.initialize(3);
+      long live0 = mm.liveBytes(pinned);
+      KvCache.Step s;
+      Tensor h;
+      try (KvCache cache = m.newCache(2, 8)) {
+        m.forwardCachedLogits(cache, new int[] {1, 2, 3, 4}, 2, 2);
+        m.forwardCached(cache, new int[] {5, 6}, 2, 1);
+        m.forwardCachedLogits(cache, new int[] {7, 8}, 2, 1);
+        s = cache.step(1, () -> {
+          throw new AssertionError("made above");
+        });
+        org.junit.jupiter.api.Assertions.assertFalse(s.hasLogitsHost(), "no step made a pinned copy");
+        assertEquals(live0, mm.liveBytes(pinned), "no pinned bytes");
+        h = s.logitsHost();
+        org.junit.jupiter.api.Assertions.assertSame(h, s.logitsHost(), "made once, then kept");
+        assertArrayEquals(new long[] {2, cfg.vocabSize()}, h.shape());
+        assertEquals(pinned, h.tier());
+        assertTrue(mm.liveBytes(pinned) >= live0 + 2L * cfg.vocabSize() * 4, "the pinned copy is live");
+      }
+      assertEquals(live0, mm.liveBytes(pinned), "closed with the cache");
+      assertTrue(h.isClosed());
+      org.junit.jupiter.api.Assertions.assertFalse(s.hasLogitsHost());
+    }
+  }
+
   @ParameterizedTest
   @MethodSource("configs")
   void gradientsMatchFiniteDifferences(ModelConfig cfg) {

@@ -136,6 +136,75 @@ class HostOffloadPlannerTest {
     assertTrue(r.failure().contains("host memory (HOST and HOST_PINNED, held to the HOST budget) is"), r.failure());
   }
 
+  /**
+   * With accumulation, the step's gradient sum on the device first (two slots on the host), then, under a DEVICE budget
+   * that leaves no room for it, on the host: the device then holds exactly one micro-batch's F32 gradient (the sum's
+   * bytes gone from DEVICE), the host a pinned F32 accumulator and two F32 slots of the largest unit beside the weight
+   * slots; each micro-batch's gradient goes down; a budget below that refuses, naming the DEVICE tier.
+   */
+  @Test
+  void withAccumulationTheSumGoesToTheHostWhenTheDeviceIsShort() {
+    TrainConfig t3 = new TrainConfig(10, 4, 1024, 3, 6e-4f, 6e-5f, 1, Schedule.COSINE, 0.1f, 0.9f, 0.95f, 1e-8f, 1f, false, 0);
+    OffloadPlanner.Job j = new OffloadPlanner.Job(GPT2_124M, CUDA, t3, true, false, false);  // recomputing already
+    long n = OffloadPlan.layoutElements(GPT2_124M);
+    long largest = OffloadPlan.largestUnit(GPT2_124M);
+    long grad = MemoryManager.reservedSize(Tier.DEVICE, 4 * n);
+    Footprint onDevice = HostOffloadPlanner.footprint(j, Set.of());
+    Footprint onHost = HostOffloadPlanner.footprint(j, Set.of(), false, true);
+    assertEquals(j.inMemory().bytes(Component.GRADIENTS, Set.of(Tier.DEVICE)), 2 * grad, "the micro-batch's and the sum");
+    assertEquals(2 * grad, onDevice.bytes(Component.GRADIENTS, Set.of(Tier.DEVICE)));
+    assertEquals(grad, onHost.bytes(Component.GRADIENTS, Set.of(Tier.DEVICE)), "one micro-batch's gradient on the device");
+    assertEquals(onDevice.bytes(Tier.DEVICE) - grad, onHost.bytes(Tier.DEVICE));
+    long slots = 2 * MemoryManager.reservedSize(Tier.HOST_PINNED, 4 * largest);
+    assertEquals(slots, onDevice.bytes(Component.GRADIENTS, Set.of(Tier.HOST_PINNED)));
+    assertEquals(MemoryManager.reservedSize(Tier.HOST_PINNED, 4 * n) + slots,
+        onHost.bytes(Component.GRADIENTS, Set.of(Tier.HOST_PINNED)), "the accumulator and two slots");
+    assertEquals(onDevice.bytes(Tier.HOST_PINNED) + MemoryManager.reservedSize(Tier.HOST_PINNED, 4 * n), onHost.bytes(Tier.HOST_PINNED));
+
+    budgets(onDevice.bytes(Tier.DEVICE), 8 * GIB);
+    HostOffloadPlanner.Plan p = HostOffloadPlanner.plan(j, MM).orThrow();
+    assertFalse(p.sumOnHost(), "the sum stays on the device when it fits");
+    assertFalse(p.offload(null).sumOnHost());
+    assertEquals(n * (4 + 2), p.hostTrafficPerStep());
+    budgets(onDevice.bytes(Tier.DEVICE) - 1, 8 * GIB);
+    p = HostOffloadPlanner.plan(j, MM).orThrow();
+    assertTrue(p.sumOnHost());
+    assertEquals(Set.of(), p.diskMoments());
+    assertTrue(p.offload(null).sumOnHost());
+    assertEquals(onHost, p.footprint());
+    assertEquals(n * (3 * 4 + 2), p.hostTrafficPerStep(), "each micro-batch's F32 gradient down, BF16 weights up");
+    assertTrue(String.join("\n", p.describe()).contains("added into the step's sum in pinned host memory"), p.describe().toString());
+    budgets(onHost.bytes(Tier.DEVICE) - 1, 8 * GIB);
+    HostOffloadPlanner.Result r = HostOffloadPlanner.plan(j, MM);
+    assertNull(r.plan());
+    assertTrue(r.failure().contains("the DEVICE tier is") && r.failure().contains("micro-batch's gradient"), r.failure());
+    IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+        () -> HostOffloadPlanner.footprint(job(4, false), Set.of(), false, true));
+    assertTrue(e.getMessage().contains("only with accumulation"), e.getMessage());
+  }
+
+  /**
+   * One of 2 data-parallel ranks: a gradient whole in pinned host memory (streamed, or summed) is all-reduced there, the
+   * MPI communicator's scratch (the gradient's F32 elements and one a rank) counted in HOST; through the slots it is
+   * reduced on the device, nothing more on the host.
+   */
+  @Test
+  void aDataParallelRankCountsTheHostReductionsScratch() {
+    long n = OffloadPlan.layoutElements(GPT2_124M);
+    long scratch = MemoryManager.reservedSize(Tier.HOST, (n + 2) * 4);
+    TrainConfig t2 = new TrainConfig(10, 4, 1024, 2, 6e-4f, 6e-5f, 1, Schedule.COSINE, 0.1f, 0.9f, 0.95f, 1e-8f, 1f, false, 0);
+    OffloadPlanner.Job accum = new OffloadPlanner.Job(GPT2_124M, CUDA, t2, false, false, false);
+    for (Object[] c : new Object[][] {{job(4, false), true, false, scratch}, {job(4, false), false, false, 0L},
+        {accum, false, true, scratch}, {accum, false, false, 0L}}) {
+      OffloadPlanner.Job j = (OffloadPlanner.Job) c[0];
+      boolean stream = (Boolean) c[1], sum = (Boolean) c[2];
+      Footprint one = HostOffloadPlanner.footprint(j, Set.of(), stream, sum, 1), two = HostOffloadPlanner.footprint(j, Set.of(), stream, sum, 2);
+      assertEquals((long) c[3], two.bytes(Tier.HOST) - one.bytes(Tier.HOST), "stream " + stream + ", sum " + sum);
+      assertEquals(one.bytes(Tier.DEVICE), two.bytes(Tier.DEVICE));
+      assertEquals(one.bytes(Tier.HOST_PINNED), two.bytes(Tier.HOST_PINNED));
+    }
+  }
+
   @Test
   void activationsThatDoNotFitTheDeviceAreRecomputed() {
     OffloadPlanner.Job j = job(8, false);

@@ -74,11 +74,15 @@ class HostOffloadTrainingTest {
           }
         }
         if (host != null) {
-          long perStep = s.numel() * (4 + 2) * (long) tc.steps();  // F32 gradient down, BF16 weights up
+          boolean summed = tc.accum() > 1 && host.sumOnHost();
+          assertEquals(summed, t.hostOptimizer().gradients() == dev.athanor.train.HostOptimizer.Gradients.SUMMED);
+          assertEquals(tc.accum() > 1 && !summed, s.has(Role.GRAD_ACC), "the step's sum where the model computes");
+          // F32 gradient down (each micro-batch's when summed on the host), BF16 weights up
+          long perStep = s.numel() * (4L * (summed ? tc.accum() : 1) + 2) * tc.steps();
           assertEquals(perStep, t.hostOptimizer().bytesMoved(), "bytes between the host and where the model computes");
-          // one micro-batch a step: every unit's gradient went to the host from the backward's hooks
-          assertEquals(tc.accum() == 1 && host.streamGradients() ? (long) s.units().size() * tc.steps() : 0,
-              t.hostOptimizer().gradientsStreamed());
+          // one micro-batch a step, or summed on the host: every unit's gradient went to the host from the backward's hooks
+          long streamed = tc.accum() == 1 && host.streamGradients() ? 1 : summed ? tc.accum() : 0;
+          assertEquals(streamed * s.units().size() * tc.steps(), t.hostOptimizer().gradientsStreamed());
         }
         try (var m = s.flat(Role.MASTER).to(Tier.HOST)) {
           return new Run(losses.stream().mapToInt(Integer::intValue).toArray(), norms.stream().mapToInt(Integer::intValue).toArray(),
@@ -133,6 +137,38 @@ class HostOffloadTrainingTest {
   }
 
   /**
+   * The step's gradient sum formed on the host ({@link HostOffload#sumOnHost()}): at accum 2 and 3, 1 and 2 threads,
+   * the moments pinned and on DISK, the updates deferred and made at once, bit for bit against the in-memory run with
+   * the same accumulation (its sum in GRAD_ACC on the device, the norm from it); the device holds no GRAD_ACC.
+   */
+  @Test
+  void theStepsGradientSumOnTheHostTrainsBitIdentically(@TempDir Path tmp) {
+    Path data = OffloadedOptimizerTest.shard(tmp);
+    HostOffload disk = new HostOffload(new OffloadConfig(Set.of(Role.ADAM_M, Role.ADAM_V), tmp.resolve("off"),
+        OffloadedOptimizerTest.SMALL_CHUNK)).withSumOnHost();
+    HostOffload pinned = HostOffload.PINNED.withSumOnHost();
+    int saved = dev.athanor.runtime.NativeRuntime.cpuThreads();
+    try {
+      for (int threads : new int[] {1, 2}) {
+        dev.athanor.runtime.NativeRuntime.setCpuThreads(threads);
+        for (int accum : new int[] {2, 3}) {
+          for (ModelConfig cfg : accum == 2 ? List.of(GPT2, LLAMA) : List.of(LLAMA)) {
+            String what = cfg.family() + ", accum " + accum + ", " + threads + " threads, the sum on the host";
+            TrainConfig tc = OffloadedOptimizerTest.tc(4, accum);
+            Run memory = train(data, cfg, Device.CPU, tc, null);
+            assertSameBits(memory, train(data, cfg, Device.CPU, tc, pinned), what + ", pinned, deferred");
+            assertSameBits(memory, train(data, cfg, Device.CPU, tc, disk), what + ", moments on DISK, deferred");
+            assertSameBits(memory, train(data, cfg, Device.CPU, tc, pinned.updatedAtOnce()), what + ", pinned, at once");
+            assertSameBits(memory, train(data, cfg, Device.CPU, tc, disk.updatedAtOnce()), what + ", moments on DISK, at once");
+          }
+        }
+      }
+    } finally {
+      dev.athanor.runtime.NativeRuntime.setCpuThreads(saved);
+    }
+  }
+
+  /**
    * A checkpoint taken between steps while the last step's host update is pending (moments on DISK): the save finishes
    * the update first, so it holds the state that step left (the in-memory run's after as many steps), the run goes on to
    * the uninterrupted run's end, and a fresh trainer resumed from it (the optimizer on the host, and in memory) finishes
@@ -142,10 +178,16 @@ class HostOffloadTrainingTest {
   void aCheckpointWithTheOptimizerOnTheHostResumesExactly(@TempDir Path tmp) {
     Path data = OffloadedOptimizerTest.shard(tmp);
     TrainConfig tc = OffloadedOptimizerTest.tc(6, 2);
-    HostOffload disk = new HostOffload(OffloadConfig.optimizerStateOnDisk(tmp.resolve("off")));
     Run whole = train(data, GPT2, Device.CPU, tc, null);
     Run three = trainSteps(data, GPT2, tc, null, 3);
-    Path ck = tmp.resolve("ck");
+    for (boolean sum : new boolean[] {false, true}) {  // the step's gradient sum on the device, and on the host
+      HostOffload disk = new HostOffload(OffloadConfig.optimizerStateOnDisk(tmp.resolve("off-" + sum)));
+      checkpointResumes(data, tc, sum ? disk.withSumOnHost() : disk, whole, three, tmp.resolve("ck-" + sum));
+    }
+  }
+
+  /** Saves {@code host}'s run after 3 steps into {@code ck}, finishes it, and resumes fresh trainers from it. */
+  private static void checkpointResumes(Path data, TrainConfig tc, HostOffload disk, Run whole, Run three, Path ck) {
     try (TokenDataset d = TokenDataset.open(data); Transformer model = new Transformer(GPT2, Device.CPU, DType.BF16);
         Trainer t = new Trainer(model, tc, new DataLoader(d, tc.batch(), tc.seq(), tc.shuffle(), tc.seed()), disk);
         dev.athanor.train.checkpoint.CheckpointManager cm = new dev.athanor.train.checkpoint.CheckpointManager(ck, 2, true)) {
@@ -163,14 +205,14 @@ class HostOffloadTrainingTest {
           "losses after the save");
       assertSameState(whole, t, "the run that saved, at its end");
     }
-    for (HostOffload resumeWith : java.util.Arrays.asList(HostOffload.PINNED, null)) {
+    for (HostOffload resumeWith : java.util.Arrays.asList(HostOffload.PINNED, HostOffload.PINNED.withSumOnHost(), null)) {
       try (TokenDataset d = TokenDataset.open(data); Transformer model = new Transformer(GPT2, Device.CPU, DType.BF16)) {
         DataLoader loader = new DataLoader(d, tc.batch(), tc.seq(), tc.shuffle(), tc.seed());
         try (Trainer t = resumeWith == null ? new Trainer(model, tc, loader) : new Trainer(model, tc, loader, resumeWith)) {
           dev.athanor.train.checkpoint.CheckpointManager.latestValid(ck, w -> { }).orElseThrow().restore(t);
           List<Integer> losses = new ArrayList<>();
           while (!t.done()) losses.add(Float.floatToRawIntBits(t.step().loss()));
-          String what = "resumed " + (resumeWith == null ? "in memory" : "with the optimizer on the host");
+          String what = disk + " resumed " + (resumeWith == null ? "in memory" : "with " + resumeWith);
           assertArrayEquals(java.util.Arrays.copyOfRange(whole.losses(), 3, 6),
               losses.stream().mapToInt(Integer::intValue).toArray(), what + ": losses");
           assertSameState(whole, t, what);
@@ -216,15 +258,16 @@ class HostOffloadTrainingTest {
   @Test
   void aStepFailingMidForwardLeavesTheLastStepsStateWhole(@TempDir Path tmp) {
     Path data = OffloadedOptimizerTest.shard(tmp);
-    for (int accum : new int[] {1, 2}) {
+    for (int run = 0; run < 3; run++) {  // accum 1, then 2 with the step's sum on the device, then on the host
+      int accum = run == 0 ? 1 : 2;
+      HostOffload host = run == 2 ? HostOffload.PINNED.withSumOnHost() : HostOffload.PINNED;
       TrainConfig tc = OffloadedOptimizerTest.tc(5, accum);
       Run whole = train(data, LLAMA, Device.CPU, tc, null);
       Run three = trainSteps(data, LLAMA, tc, null, 3);
       try (TokenDataset d = TokenDataset.open(data); Transformer model = new Transformer(LLAMA, Device.CPU, DType.BF16);
-          Trainer t = new Trainer(model, tc, new DataLoader(d, tc.batch(), tc.seq(), tc.shuffle(), tc.seed()),
-              HostOffload.PINNED);
+          Trainer t = new Trainer(model, tc, new DataLoader(d, tc.batch(), tc.seq(), tc.shuffle(), tc.seed()), host);
           dev.athanor.train.checkpoint.CheckpointManager mgr =
-              new dev.athanor.train.checkpoint.CheckpointManager(tmp.resolve("ck" + accum), 2, false, "failing")) {
+              new dev.athanor.train.checkpoint.CheckpointManager(tmp.resolve("ck" + run), 2, false, "failing")) {
         model.initialize(8);
         DeferredUpdateTest.Failing f = new DeferredUpdateTest.Failing(model.parameters().unit(ModelConfig.blockUnit(1)));
         model.setHooks(dev.athanor.nn.BlockHooks.both(model.hooks(), f));
@@ -304,9 +347,10 @@ class HostOffloadTrainingTest {
 
   /**
    * GPU check: a small GPT-2 in BF16 on CUDA with the optimizer on the host (moments pinned, then on DISK; one
-   * micro-batch a step, the gradients streamed during the backward, and two) against the in-memory CUDA run.
-   * Expected: not bit-identical (the CPU and CUDA AdamW kernels may round differently), the losses within 2% of each
-   * other over 8 steps, and the DEVICE peak lower by at least both moments.
+   * micro-batch a step, the gradients streamed during the backward, and two, the step's sum on the device and on the
+   * host) against the in-memory CUDA run. Expected: not bit-identical (the CPU and CUDA AdamW kernels may round
+   * differently), the losses within 2% of each other over 8 steps, and the DEVICE peak lower by at least both moments
+   * (with the sum on the host, lower again by the sum).
    */
   @Test
   void gpt2OnCudaWithTheOptimizerOnTheHostTracksTheInMemoryRun(@TempDir Path tmp) {
@@ -323,7 +367,16 @@ class HostOffloadTrainingTest {
       Run pinned = train(data, GPT2, gpu, tc, HostOffload.PINNED);
       long peakPinned = mm.peakBytes(Tier.DEVICE);
       Run disk = train(data, GPT2, gpu, tc, new HostOffload(OffloadConfig.optimizerStateOnDisk(tmp.resolve("off"))));
-      for (Run r : List.of(pinned, disk)) {
+      List<Run> runs = new ArrayList<>(List.of(pinned, disk));
+      if (accum > 1) {  // the step's sum on the host: the device holds one micro-batch's gradient
+        mm.resetPeak();
+        runs.add(train(data, GPT2, gpu, tc, HostOffload.PINNED.withSumOnHost()));
+        long peakSum = mm.peakBytes(Tier.DEVICE);
+        long grad = 4 * OffloadPlan.layoutElements(GPT2);
+        assertTrue(peakSum <= peakPinned - grad, "DEVICE peak " + peakSum + " with the sum on the host, " + peakPinned
+            + " with it on the device; the sum is " + grad + " bytes");
+      }
+      for (Run r : runs) {
         for (int i = 0; i < tc.steps(); i++) {
           float want = memory.lossValues()[i], got = r.lossValues()[i];
           assertTrue(Float.isFinite(got) && Math.abs(got - want) <= 0.02f * Math.abs(want),

@@ -116,26 +116,7 @@ class HostOptimizerTest {
             java.util.Collections.reverse(units);
             for (dev.athanor.params.Unit u : step == steps - 1 ? units.subList(0, 2) : units) host.hooks().afterGradients(u);
           }
-          float clip = step == 1 ? 0.5f : 1f;
-          oa.beginStep();
-          oa.update(a.all(), Role.GRAD, LR, B1, B2, EPS, WD, clip);
-          ob.beginStep();
-          if (defer) {
-            host.defer(Role.GRAD, LR, B1, B2, EPS, WD, clip);
-            assertTrue(host.updatePending());
-            for (dev.athanor.params.Unit u : b.units()) {  // the next forward: each unit's weights as it reads them
-              host.hooks().beforeWeights(u, dev.athanor.nn.BlockHooks.Pass.FORWARD);
-              try (Tensor wa = a.slice(Role.WEIGHT, u.elements()); Tensor wb = b.slice(Role.WEIGHT, u.elements())) {
-                assertArrayEquals(bits(wa), bits(wb), "step " + step + ": " + u.name() + "'s weights as the forward reads them");
-              }
-            }
-            host.beginMicroBatch();  // the next backward: the update finished
-            assertFalse(host.updatePending());
-          } else {
-            host.update(Role.GRAD, LR, B1, B2, EPS, WD, clip);
-          }
-          List<int[]> sa = state(a, oa), sb = state(b, ob);
-          for (int i = 0; i < sa.size(); i++) assertArrayEquals(sa.get(i), sb.get(i), "step " + step + ", state part " + i);
+          updateBoth(a, oa, b, ob, host, Role.GRAD, step, defer);
         }
         long n = b.numel();
         long extra = stream ? steps * n * 4 : 0;  // the earlier micro-batch's gradients, streamed and not used
@@ -144,6 +125,123 @@ class HostOptimizerTest {
         assertEquals(ParameterStore.layoutNumel(units().get("embedding")), largest);
         assertEquals((stream ? n * 4 : 2 * largest * 4) + 2 * largest * 2, host.stagingBytes(),
             "two F32 slots of the largest unit or the whole gradient, two BF16 slots");
+      }
+    }
+  }
+
+  /**
+   * Step {@code step}'s update of the twin store {@code a} in place and of {@code b} by the host optimizer, both from
+   * {@code grad} (step 1 clipped by half); with {@code defer} the host's deferred and the next forward's hooks reading
+   * every unit's weights, which must be the updated ones, before the next micro-batch finishes it. Then the masters,
+   * moments and weights bit for bit.
+   */
+  static void updateBoth(ParameterStore a, AdamW oa, ParameterStore b, AdamW ob, HostOptimizer host, Role grad, int step,
+      boolean defer) {
+    float clip = step == 1 ? 0.5f : 1f;
+    oa.beginStep();
+    oa.update(a.all(), grad, LR, B1, B2, EPS, WD, clip);
+    ob.beginStep();
+    if (defer) {
+      host.defer(grad, LR, B1, B2, EPS, WD, clip);
+      assertTrue(host.updatePending());
+      for (dev.athanor.params.Unit u : b.units()) {  // the next forward: each unit's weights as it reads them
+        host.hooks().beforeWeights(u, dev.athanor.nn.BlockHooks.Pass.FORWARD);
+        try (Tensor wa = a.slice(Role.WEIGHT, u.elements()); Tensor wb = b.slice(Role.WEIGHT, u.elements())) {
+          assertArrayEquals(bits(wa), bits(wb), "step " + step + ": " + u.name() + "'s weights as the forward reads them");
+        }
+      }
+      host.beginMicroBatch();  // the next backward: the update finished
+      assertFalse(host.updatePending());
+    } else {
+      host.update(grad, LR, B1, B2, EPS, WD, clip);
+    }
+    List<int[]> sa = state(a, oa), sb = state(b, ob);
+    for (int i = 0; i < sa.size(); i++) assertArrayEquals(sa.get(i), sb.get(i), "step " + step + ", state part " + i);
+  }
+
+  /**
+   * {@code steps} steps of {@code accum} micro-batches: the in-place update from the step's sum formed in GRAD_ACC
+   * ({@code acc + g_i}, as the trainer forms it) against the host optimizer summing on the host ({@link
+   * HostOptimizer.Gradients#SUMMED}), each micro-batch's gradient written into GRAD and its units handed to the hooks in
+   * the backward's order (in the last step's last micro-batch only two, the others left to the collection): the host sum
+   * and its norm, then the masters, moments and weights, bit for bit. With {@link LateCopies} (copies run only when
+   * awaited) a slot added before its copy ran, or a micro-batch's gradient overwritten before its copies read it, would
+   * give other bits. With {@code defer} each update is deferred and the next forward's hooks read every unit's weights.
+   */
+  static void compareSummed(int steps, int accum, Set<Role> diskMoments, Path dir, boolean late, boolean defer) {
+    OffloadConfig off = diskMoments.isEmpty() ? OffloadConfig.NONE : new OffloadConfig(EnumSet.copyOf(diskMoments), dir, 4000);
+    try (ParameterStore a = new ParameterStore(units(), Device.CPU, DType.BF16);
+        ParameterStore b = new ParameterStore(units(), Device.CPU, DType.BF16)) {
+      init(a);
+      init(b);
+      a.allocate(Role.GRAD_ACC);
+      HostOptimizer.placeState(b, off);
+      LateCopies lateCopies = late ? new LateCopies() : null;
+      try (AdamW oa = new AdamW(a); AdamW ob = new AdamW(b, off); HostOptimizer host = new HostOptimizer(b, ob,
+          late ? lateCopies : new StreamCopies(Device.CPU), HostOptimizer.Gradients.SUMMED)) {
+        assertEquals(HostOptimizer.Gradients.SUMMED, host.gradients());
+        for (int step = 0; step < steps; step++) {
+          for (int i = 0; i < accum; i++) {
+            gradients(a, 10 * step + i);
+            if (i == 0) {
+              a.flat(Role.GRAD_ACC).copyFrom(a.flat(Role.GRAD));
+            } else {
+              Ops.add(a.flat(Role.GRAD_ACC), a.flat(Role.GRAD), a.flat(Role.GRAD_ACC));
+            }
+            host.beginMicroBatch(i);
+            gradients(b, 10 * step + i);
+            List<dev.athanor.params.Unit> units = new ArrayList<>(b.units());
+            java.util.Collections.reverse(units);
+            boolean some = step == steps - 1 && i == accum - 1;
+            for (dev.athanor.params.Unit u : some ? units.subList(0, 2) : units) host.hooks().afterGradients(u);
+          }
+          Tensor sum = host.collectGradient(false);
+          assertArrayEquals(bits(a.flat(Role.GRAD_ACC)), bits(sum), "step " + step + ": the sum on the host");
+          assertEquals(Float.floatToRawIntBits(Ops.globalNorm(List.of(a.flat(Role.GRAD_ACC)))),
+              Float.floatToRawIntBits(Ops.globalNorm(List.of(sum))), "step " + step + ": its norm");
+          updateBoth(a, oa, b, ob, host, Role.GRAD_ACC, step, defer);
+        }
+        assertFalse(b.has(Role.GRAD_ACC), "no step sum where the model computes");
+        long n = b.numel();
+        assertEquals(steps * n * (4L * accum + 2), host.bytesMoved(), "each micro-batch's F32 gradient down, BF16 weights up");
+        long largest = b.unit("embedding").elements().length();
+        assertEquals(n * 4 + 2 * largest * 4 + 2 * largest * 2, host.stagingBytes(), "the sum, two F32 and two BF16 slots");
+        if (late) {
+          assertTrue(lateCopies.idle(), "every copy awaited when the last step returned");
+        }
+      }
+    }
+  }
+
+  @Test
+  void theStepsSumFormedOnTheHostGivesTheSameBits(@TempDir Path dir) {
+    for (int accum : new int[] {2, 3}) {
+      for (boolean late : new boolean[] {true, false}) {
+        for (boolean defer : new boolean[] {false, true}) compareSummed(3, accum, Set.of(), null, late, defer);
+      }
+      compareSummed(2, accum, Set.of(Role.ADAM_M, Role.ADAM_V), dir.resolve("a" + accum), true, true);
+    }
+  }
+
+  /**
+   * The sum's micro-batches numbered in order: a micro-batch skipped is refused; a unit handed to the hooks twice in a
+   * micro-batch is refused (it would be added twice).
+   */
+  @Test
+  void theSumRefusesMicroBatchesOutOfOrderAndUnitsTwice() {
+    try (ParameterStore b = new ParameterStore(units(), Device.CPU, DType.BF16)) {
+      init(b);
+      HostOptimizer.placeState(b, OffloadConfig.NONE);
+      try (AdamW ob = new AdamW(b);
+          HostOptimizer host = new HostOptimizer(b, ob, new LateCopies(), HostOptimizer.Gradients.SUMMED)) {
+        host.beginMicroBatch(0);
+        IllegalStateException e = assertThrows(IllegalStateException.class, () -> host.beginMicroBatch(2));
+        assertTrue(e.getMessage().contains("micro-batch 2 begins after micro-batch 0"), e.getMessage());
+        host.beginMicroBatch(1);
+        dev.athanor.params.Unit u = b.unit("block.1");
+        host.hooks().afterGradients(u);
+        e = assertThrows(IllegalStateException.class, () -> host.hooks().afterGradients(u));
+        assertTrue(e.getMessage().contains("block.1's gradient is already in the sum of micro-batch 1"), e.getMessage());
       }
     }
   }
@@ -384,6 +482,11 @@ class HostOptimizerTest {
     public synchronized void await(long ticket) {
       Runnable r = pending.remove(ticket);
       if (r != null) r.run();
+    }
+
+    /** Whether every copy enqueued has run. */
+    synchronized boolean idle() {
+      return pending.isEmpty();
     }
 
     /** Whether the copy of {@code ticket} was enqueued and has not run. */

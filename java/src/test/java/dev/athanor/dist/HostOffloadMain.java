@@ -1,0 +1,111 @@
+package dev.athanor.dist;
+
+import dev.athanor.io.data.DataLoader;
+import dev.athanor.io.data.TokenDataset;
+import dev.athanor.nn.ModelConfig;
+import dev.athanor.nn.Transformer;
+import dev.athanor.offload.HostOffload;
+import dev.athanor.offload.OffloadConfig;
+import dev.athanor.params.Role;
+import dev.athanor.runtime.Device;
+import dev.athanor.tensor.DType;
+import dev.athanor.train.HostOptimizer;
+import dev.athanor.train.Schedule;
+import dev.athanor.train.StepResult;
+import dev.athanor.train.TrainConfig;
+import dev.athanor.train.Trainer;
+import java.nio.file.Path;
+import java.util.Arrays;
+import java.util.List;
+
+/**
+ * Run by {@link ZeroOffloadMpiTest} under mpirun with a token shard of a 300-token vocabulary and a scratch directory
+ * (arguments): data parallel over every process (ZeRO 0) with the optimizer on the host ({@link HostOffload}) of a BF16
+ * model on the CPU, for a GPT-2 and a Llama tiny model. At one micro-batch per rank: the gradients streamed to the host
+ * during the backward and all-reduced there (pinned and with the moments on DISK, the updates deferred and made at
+ * once), and through the slots after the all-reduce on the device; each equal bit for bit to data parallel without
+ * the host optimizer and to one process with {@code accum} = the number of ranks and the host optimizer (the step's sum
+ * on the host, and on the device). At two micro-batches per rank: the step's sum on the host (all-reduced there) and on
+ * the device, equal to data parallel without the host optimizer. Every step's loss and norm and the final masters are
+ * compared. Prints one line on rank 0 and exits 0, or throws.
+ */
+public final class HostOffloadMain {
+  static final List<ModelConfig> MODELS = List.of(ModelConfig.gpt2(300, 64, 2, 64, 2),
+      ModelConfig.llama(300, 64, 3, 32, 4, 2, 48, 10000f, false));
+
+  /** One run: each step's loss and norm bits, the final masters' bits. */
+  record Run(String steps, int[] masters) {
+    boolean same(Run o) {
+      return steps.equals(o.steps) && Arrays.equals(masters, o.masters);
+    }
+  }
+
+  public static void main(String[] args) throws Exception {
+    Path data = Path.of(args[0]);
+    int checks = 0;
+    try (Communicator comm = Communicator.mpi(ReduceMode.DETERMINISTIC); TokenDataset d = TokenDataset.open(data)) {
+      Path dir = Path.of(args[1]).resolve("rank-" + comm.rank());
+      HostOffload disk = new HostOffload(new OffloadConfig(java.util.Set.of(Role.ADAM_M, Role.ADAM_V), dir, 4000));
+      HostOffload slots = new HostOffload(OffloadConfig.NONE, false);
+      int n = comm.size();
+      for (ModelConfig mc : MODELS) {
+        String what = mc.family().hfModelType() + " dp " + n;
+        Run memory = train(comm, d, mc, 1, null, null);
+        Run oneSum = train(null, d, mc, n, HostOffload.PINNED.withSumOnHost(), HostOptimizer.Gradients.SUMMED);
+        check(memory.same(oneSum), what + ": dp in memory against one process with accum " + n + " and the sum on the host");
+        Run oneSlots = train(null, d, mc, n, HostOffload.PINNED, HostOptimizer.Gradients.SLOTS);
+        check(memory.same(oneSlots), what + ": dp in memory against one process with accum " + n + " and the sum on the device");
+        checks += 2;
+        for (HostOffload h : List.of(HostOffload.PINNED, HostOffload.PINNED.updatedAtOnce(), disk, slots)) {
+          HostOptimizer.Gradients path = h.streamGradients() ? HostOptimizer.Gradients.STREAMED : HostOptimizer.Gradients.SLOTS;
+          Run r = train(comm, d, mc, 1, h, path);
+          check(r.same(memory), what + " with " + h + ": differs from dp in memory\n" + memory.steps() + "\n" + r.steps());
+          check(r.same(oneSum), what + " with " + h + ": differs from one process with accum " + n);
+          checks++;
+        }
+        Run memory2 = train(comm, d, mc, 2, null, null);
+        for (HostOffload h : List.of(HostOffload.PINNED.withSumOnHost(), disk.withSumOnHost().updatedAtOnce(), HostOffload.PINNED)) {
+          HostOptimizer.Gradients path = h.sumOnHost() ? HostOptimizer.Gradients.SUMMED : HostOptimizer.Gradients.SLOTS;
+          Run r = train(comm, d, mc, 2, h, path);
+          check(r.same(memory2), what + " accum 2 with " + h + ": differs from dp in memory\n" + memory2.steps() + "\n"
+              + r.steps());
+          checks++;
+        }
+      }
+      comm.barrier();
+      if (comm.rank() == 0) {
+        System.out.println("host offload: dp " + comm.size() + ", " + checks + " runs equal bit for bit");
+      }
+    }
+  }
+
+  /**
+   * 4 steps of {@code mc} in BF16 on the CPU with {@code accum} micro-batches, data parallel over {@code comm} (null: one
+   * process), the optimizer on the host by {@code host} (null: in memory), whose gradients must reach it by {@code path}.
+   */
+  static Run train(Communicator comm, TokenDataset d, ModelConfig mc, int accum, HostOffload host,
+      HostOptimizer.Gradients path) {
+    TrainConfig tc = new TrainConfig(4, 2, 16, accum, 1e-2f, 1e-3f, 1, Schedule.COSINE, 0.1f, 0.9f, 0.95f, 1e-8f, 0.5f, true, 5);
+    StringBuilder b = new StringBuilder();
+    try (Transformer m = new Transformer(mc, Device.CPU, DType.BF16)) {
+      m.initialize(8);
+      DataLoader loader = new DataLoader(d, tc.batch(), tc.seq(), tc.shuffle(), tc.seed());
+      try (Trainer t = host == null ? new Trainer(m, tc, loader) : new Trainer(m, tc, loader, host)) {
+        if (host != null) check(t.hostOptimizer().gradients() == path, "gradients " + t.hostOptimizer().gradients());
+        if (comm != null) DataParallel.attach(t, comm);
+        while (!t.done()) {
+          StepResult r = t.step();
+          b.append(Float.floatToRawIntBits(r.loss())).append('/').append(Float.floatToRawIntBits(r.gradNorm())).append(' ');
+        }
+        float[] w = m.parameters().flat(Role.MASTER).toFloatArray();
+        int[] bits = new int[w.length];
+        for (int i = 0; i < w.length; i++) bits[i] = Float.floatToRawIntBits(w[i]);
+        return new Run(b.toString(), bits);
+      }
+    }
+  }
+
+  private static void check(boolean ok, String what) {
+    if (!ok) throw new AssertionError(what);
+  }
+}
