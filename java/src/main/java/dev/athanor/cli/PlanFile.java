@@ -104,8 +104,18 @@ final class PlanFile {
     printTotals(p, out);
     if (p.offloads()) {
       out.println("  DISK traffic per step (busiest rank): " + Footprint.size(OffloadPlanner.shardTrafficPerStep(p.model(), dp,
-          p.accum(), p.diskRoles(), p.residentUnits())) + "; rank 0: " + Footprint.size(shardTraffic(p, dp)));
+          p.accum(), p.diskRoles(), p.residentUnits())) + "; " + perRank(p, dp));
     }
+  }
+
+  /** Each rank's DISK bytes per step ("rank 0: X, rank 1: Y"), or rank 0's alone beyond 8 ranks. */
+  private static String perRank(OffloadPlan p, int dp) {
+    List<String> out = new ArrayList<>();
+    for (int r = 0; r < Math.min(dp, 8); r++) {
+      out.add("rank " + r + ": " + Footprint.size(OffloadPlanner.shardTrafficPerStep(p.model(), dp, r, p.accum(), p.diskRoles(),
+          p.residentUnits())));
+    }
+    return String.join(", ", dp > 8 ? out.subList(0, 1) : out);
   }
 
   /** DISK bytes per step of rank 0 of a ZeRO run over {@code dp} ranks with the shard plan {@code p}. */

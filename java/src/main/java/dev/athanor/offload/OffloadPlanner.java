@@ -324,7 +324,10 @@ public final class OffloadPlanner {
   /**
    * {@link #planShard(Job, Footprint, MemoryManager)} of a rank of a ZeRO {@code zero} run of {@code dp} replicas: under
    * ZeRO 3 its shard's gradient, then its masters, go to DISK after the moments when the budget needs it ({@link
-   * #SHARD3_STEPS}).
+   * #SHARD3_STEPS}). Of the roles it puts on DISK, it then keeps as many (unit, role) pairs in memory as the HOST room
+   * left holds, as one process's plan does ({@link #keepResident(ModelConfig, OffloadPlan, MemoryManager, UnitBytes,
+   * UnitTraffic, java.util.function.Function)}: the most DISK traffic saved per byte first, {@link #shardUnitTraffic},
+   * each unit weighed at the largest part of it any rank holds).
    */
   public static Result planShard(Job job, Footprint rank, MemoryManager mm, int zero, int dp) {
     Objects.requireNonNull(mm, "mm");
