@@ -6,7 +6,6 @@ import dev.athanor.nn.Footprint;
 import dev.athanor.nn.Footprint.Shortfall;
 import dev.athanor.nn.ModelConfig;
 import dev.athanor.nn.Transformer;
-import dev.athanor.params.ParameterStore;
 import dev.athanor.params.Role;
 import dev.athanor.runtime.Device;
 import dev.athanor.tensor.DType;
@@ -232,7 +231,7 @@ public final class OffloadPlanner {
   /**
    * {@link #placeShard(Job, Footprint, Set, int, int)} with, per role on DISK, the units {@code resident} names kept in
    * memory ({@link OffloadConfig#residentUnits()}): every rank keeps its part of those units of the role in HOST (the
-   * busiest rank's part counted, {@link #maxShardPart}) and its files hold the other units' parts only.
+   * busiest rank's parts counted, {@link #residentShardElements}) and its files hold the other units' parts only.
    */
   public static OffloadPlan placeShard(Job job, Footprint rank, Set<Role> diskRoles, int zero, int dp,
       Map<Role, Set<String>> resident) {

@@ -136,9 +136,8 @@ public final class UnitFiles implements AutoCloseable {
       if (!whole && r.dtype(store.computeDtype()) != dev.athanor.tensor.DType.F32) {
         throw new IllegalArgumentException(r + " is not F32: only F32 roles can be kept for a part " + range + " of the store");
       }
-      for (Unit u : store.units()) {
-        if (!kept.get(r).contains(u)) bytes = Math.addExact(bytes, extent(u).length() * r.dtype(store.computeDtype()).byteSize());
-      }
+      bytes = Math.addExact(bytes, whole ? store.bytes(r) : Math.multiplyExact(range.length(), 4L));
+      for (Unit u : kept.get(r)) bytes -= extent(u).length() * r.dtype(store.computeDtype()).byteSize();  // no file
     }
     String what = "DISK tier: cannot keep " + MemoryManager.formatBytes(bytes) + " of " + new java.util.TreeSet<>(roles)
         + " in the offload directory " + directory.toAbsolutePath();
@@ -312,9 +311,9 @@ public final class UnitFiles implements AutoCloseable {
   /**
    * Moves {@code bytes} between host memory at {@code host} and {@code unit}'s file of {@code role} at byte
    * {@code offset} (counted from the file's first element, {@link #extent}'s start): writes to the file when {@code
-   * write}, else reads from it. Counted in {@link #stats()} and
-   * recorded as a JDK Flight Recorder event (a resident unit's window: a memory copy, neither counted nor recorded). A failure (the file deleted or truncated under the run, a full disk)
-   * throws {@link OffloadIOException} naming the tier, the file, the unit, the role and the bytes. Thread-safe.
+   * write}, else reads from it. Counted in {@link #stats()} and recorded as a JDK Flight Recorder event (a resident
+   * unit's window: a memory copy, neither counted nor recorded). A failure (the file deleted or truncated under the run,
+   * a full disk) throws {@link OffloadIOException} naming the tier, the file, the unit, the role and the bytes. Thread-safe.
    */
   public void transfer(Role role, Unit unit, boolean write, long offset, long host, long bytes) {
     Storage s = storage(role, unit);

@@ -118,7 +118,8 @@ class ZeroOffloadMpiTest {
 
   /**
    * dp 2 × ZeRO 1, 2 and 3 with the shard's moments on DISK equal the same without offload: every logged step and
-   * the final weights, bit for bit; rank 0's HOST peak drops and its DISK peak is the shard's two moments.
+   * the final weights, bit for bit; rank 0's HOST peak drops and its DISK peak is at most the shard's two moments (less
+   * the units the planner keeps resident in the room left).
    */
   @Test
   void zeroOneTwoAndThreeWithTheirMomentsOnDiskTrainExactlyAsInMemory() throws Exception {
@@ -140,7 +141,8 @@ class ZeroOffloadMpiTest {
           hostOff, disk);
       assertEquals(0, pm.get("DISK").getAsLong(), "nothing on DISK without offload");
       long shardMoments = 2L * 4 * (TrainFixture.model().parameterCount() / 2);  // about: the padding adds a little
-      assertTrue(disk >= shardMoments && disk < 2 * shardMoments, "DISK peak " + disk + ": the shard's two moments, ~"
+      // the shard's two moments but the units --offload auto keeps resident in the room the budget leaves
+      assertTrue(disk > 0 && disk < 2 * shardMoments, "DISK peak " + disk + ": at most the shard's two moments, ~"
           + shardMoments);
       assertTrue(hostOff < hostMem, "HOST peak with the moments' shard on DISK " + hostOff + " vs in memory " + hostMem);
     }
