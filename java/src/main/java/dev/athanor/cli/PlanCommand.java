@@ -116,7 +116,7 @@ final class PlanCommand implements Callable<Integer> {
         PlanFile.print(p, main.out);
       }
     }
-    String text = PlanFile.json(p);
+    String text = shard ? PlanFile.json(p, PlanFile.shardTraffic(p, dp)) : PlanFile.json(p);
     if (jsonOnly) {
       main.out.print(text);
     } else if (file != null) {

@@ -58,20 +58,7 @@ final class PlanFile {
         + "optimizer in chunks of " + Footprint.size(p.chunkBytes()) + " per role"
         : p.activationsOnDisk() ? "offload plan: the weights, gradients and AdamW's moments in memory"
         : "offload plan: everything in memory (it fits)");
-    int unitCount = OffloadPlan.units(p.model()).size();
-    for (Role r : OffloadPlan.ROLES) {
-      Set<String> kept = p.resident(r);
-      if (kept.isEmpty()) continue;
-      out.println("  " + name(r) + " of " + kept.size() + " of " + unitCount + " units stays in memory (HOST below): "
-          + (r == Role.MASTER ? "never paged, updated in place" : r == Role.GRAD ? "formed and accumulated in memory"
-              : "updated in place") + ", no DISK traffic");
-    }
-    List<OffloadPlan.Placement> rows = p.placements();
-    int w = "unit".length();
-    for (OffloadPlan.Placement x : rows) w = Math.max(w, x.unit().length());
-    String f = "  %-" + w + "s  %-6s  %-4s  %10s%n";
-    out.printf(Locale.ROOT, f, "unit", "role", "tier", "bytes");
-    for (OffloadPlan.Placement x : rows) out.printf(Locale.ROOT, f, x.unit(), name(x.role()), x.tier(), Footprint.size(x.bytes()));
+    printUnits(p, p.placements(), "bytes", out);
     printTotals(p, out);
     if (p.recompute()) out.println("  activations: one block's kept, the others recomputed in the backward pass (as --recompute)");
     if (p.activationsOnDisk()) {
@@ -109,11 +96,51 @@ final class PlanFile {
       for (Role r : OffloadPlan.ROLES) where.add(name(r) + " " + (p.diskRoles().contains(r) ? "DISK" : "HOST"));
       out.println("  shard roles: " + String.join(", ", where));
     }
+    if (p.offloads()) {  // per unit: every rank keeps the same units resident; the bytes are rank 0's part of each
+      out.println("  per unit, rank 0's part of its shard (every rank places the same units the same way; its parts' "
+          + "bytes differ):");
+      printUnits(p, p.placements(dp, 0), "rank 0", out);
+    }
     printTotals(p, out);
     if (p.offloads()) {
       out.println("  DISK traffic per step (busiest rank): " + Footprint.size(OffloadPlanner.shardTrafficPerStep(p.model(), dp,
-          p.accum(), p.diskRoles())));
+          p.accum(), p.diskRoles(), p.residentUnits())) + "; " + perRank(p, dp));
     }
+  }
+
+  /** Each rank's DISK bytes per step ("rank 0: X, rank 1: Y"), or rank 0's alone beyond 8 ranks. */
+  private static String perRank(OffloadPlan p, int dp) {
+    List<String> out = new ArrayList<>();
+    for (int r = 0; r < Math.min(dp, 8); r++) {
+      out.add("rank " + r + ": " + Footprint.size(OffloadPlanner.shardTrafficPerStep(p.model(), dp, r, p.accum(), p.diskRoles(),
+          p.residentUnits())));
+    }
+    return String.join(", ", dp > 8 ? out.subList(0, 1) : out);
+  }
+
+  /** DISK bytes per step of rank 0 of a ZeRO run over {@code dp} ranks with the shard plan {@code p}. */
+  static long shardTraffic(OffloadPlan p, int dp) {
+    return OffloadPlanner.shardTrafficPerStep(p.model(), dp, 0, p.accum(), p.diskRoles(), p.residentUnits());
+  }
+
+  /**
+   * The resident units of each role on DISK (a line per role that has some), then the table of {@code rows} (unit, role,
+   * tier, bytes under the heading {@code bytes}).
+   */
+  private static void printUnits(OffloadPlan p, List<OffloadPlan.Placement> rows, String bytes, PrintStream out) {
+    int unitCount = OffloadPlan.units(p.model()).size();
+    for (Role r : OffloadPlan.ROLES) {
+      Set<String> kept = p.resident(r);
+      if (kept.isEmpty()) continue;
+      out.println("  " + name(r) + " of " + kept.size() + " of " + unitCount + " units stays in memory (HOST below): "
+          + (r == Role.MASTER ? "never paged, updated in place" : r == Role.GRAD ? "formed and accumulated in memory"
+              : "updated in place") + ", no DISK traffic");
+    }
+    int w = "unit".length();
+    for (OffloadPlan.Placement x : rows) w = Math.max(w, x.unit().length());
+    String f = "  %-" + w + "s  %-6s  %-4s  %10s%n";
+    out.printf(Locale.ROOT, f, "unit", "role", "tier", bytes);
+    for (OffloadPlan.Placement x : rows) out.printf(Locale.ROOT, f, x.unit(), name(x.role()), x.tier(), Footprint.size(x.bytes()));
   }
 
   /** A plan's bytes per tier, by component. */
@@ -136,6 +163,14 @@ final class PlanFile {
 
   /** The plan as JSON text. */
   static String json(OffloadPlan p) {
+    return json(p, p.diskTrafficPerStep());
+  }
+
+  /**
+   * The plan as JSON text with {@code diskTraffic} as its DISK traffic per step (a ZeRO rank's plan: rank 0's, {@link
+   * #shardTraffic}; its placements give each unit's tier and the whole unit's bytes, as train --offload reads them).
+   */
+  static String json(OffloadPlan p, long diskTraffic) {
     Map<String, Object> m = new LinkedHashMap<>();
     m.put("format", FORMAT);
     m.put("version", VERSION);
@@ -155,7 +190,7 @@ final class PlanFile {
     Map<String, Object> totals = new LinkedHashMap<>();
     for (Tier t : Tier.values()) if (p.bytes(t) > 0) totals.put(t.name(), p.bytes(t));
     m.put("totals", totals);
-    m.put("disk_traffic_per_step", p.diskTrafficPerStep());
+    m.put("disk_traffic_per_step", diskTraffic);
     m.put("activation_traffic_per_step", p.activationTrafficPerStep());
     return new com.google.gson.GsonBuilder().setPrettyPrinting().disableHtmlEscaping().create().toJson(m) + "\n";
   }

@@ -714,7 +714,7 @@ final class TrainCommand implements Callable<Integer> {
     OffloadPlan plan;
     try {
       plan = OffloadPlanner.placeShard(sized, MemoryCheck.rankFootprint(sized, l, world), req.diskRoles(), layout.zero(),
-          layout.dp());
+          layout.dp(), req.residentUnits());
     } catch (IllegalArgumentException e) {
       throw Options.usage(spec, "--offload " + file + " with --zero " + layout.zero() + ": " + e.getMessage());
     }

@@ -135,7 +135,9 @@ public final class ShardedWeights implements BlockHooks, ShardedParameters, Auto
   /**
    * As {@link #attach(Transformer, Communicator)}, with the shard's masters and step gradient on DISK where {@code
    * offload} puts {@link Role#MASTER} and {@link Role#GRAD} (its other roles are the optimizer's): files of the shard's
-   * range in a subdirectory of {@code offload}'s directory, the masters written there at once.
+   * range in a subdirectory of {@code offload}'s directory, the masters written there at once. The units {@link
+   * OffloadConfig#residentUnits()} names for MASTER or GRAD keep their part of that role of the shard in HOST memory
+   * instead ({@link UnitFiles#isResident}): gathered, folded and updated there, never read from or written to DISK.
    */
   public static ShardedWeights attach(Transformer model, Communicator comm, OffloadConfig offload) {
     return attach(model, comm, offload, true);
@@ -149,9 +151,8 @@ public final class ShardedWeights implements BlockHooks, ShardedParameters, Auto
     Objects.requireNonNull(model, "model");
     Objects.requireNonNull(comm, "comm");
     Objects.requireNonNull(offload, "offload");
-    if (!offload.residentWeights().isEmpty() || offload.activationsOnDisk()) {
-      throw new IllegalArgumentException("ZeRO 3 keeps its shard's roles on DISK for every unit and the activations in "
-          + "memory; the offload also asks for resident weight units or activations on DISK");
+    if (offload.activationsOnDisk()) {
+      throw new IllegalArgumentException("ZeRO 3 keeps the activations in memory; the offload also asks for them on DISK");
     }
     ParameterStore store = model.parameters();
     if (!model.device().isCpu() || !store.weightsAreMasters()) {
@@ -169,7 +170,8 @@ public final class ShardedWeights implements BlockHooks, ShardedParameters, Auto
     UnitFiles f = null;
     UnitGradientFold g = null;
     try {
-      if (!onDisk.isEmpty()) f = new UnitFiles(store, onDisk, offload.resolvedDirectory(), shard);
+      // the resident units of MASTER and GRAD: their parts of the shard in HOST windows of the files
+      if (!onDisk.isEmpty()) f = new UnitFiles(store, onDisk, offload.resolvedDirectory(), shard, offload.residentUnits());
       long maxUnit = 1;
       for (Unit u : store.units()) maxUnit = Math.max(maxUnit, u.elements().length());
       long piece = OffloadConfig.chunkElements(offload.chunkBytes(), maxUnit);  // what the optimizer streams at once, too

@@ -31,7 +31,9 @@ import java.util.concurrent.atomic.AtomicInteger;
  *
  * <p>A role of a unit whose window the {@link ParameterStore} has mapped while the streamer runs (a resident unit's
  * weights, gradient or moments, {@link OffloadConfig#residentUnits()}) is not streamed, neither by {@link #run} nor by a
- * {@link Pipeline}: the computation finds it in the store and works on it in place.
+ * {@link Pipeline}: the computation finds it in the store and works on it in place. Nor is a unit the files keep
+ * resident ({@link UnitFiles#isResident}, a ZeRO shard's resident units): the computation gets that unit's HOST window
+ * in place of a staging slot.
  *
  * <p>The staging slots are HOST tensors, allocated on first use (and so counted in the HOST budget and peak) and kept
  * until {@link #close()}. An I/O failure (a file deleted or truncated under the run, a full disk) stops the pass after
@@ -158,7 +160,7 @@ public final class ChunkStreamer implements AutoCloseable {
         EnumMap<Role, Tensor> staged = new EnumMap<>(Role.class);
         Unit cu = unitOf(c);
         try {
-          for (Role r : roles) if (streams(r, cu)) staged.put(r, slots.get(slot).get(r).slice(0, 0, c.length()));
+          for (Role r : roles) stage(staged, r, cu, c, slot, java.util.Set.of());
           action.apply(c, staged);
         } finally {
           for (Tensor t : staged.values()) t.close();
@@ -288,9 +290,9 @@ public final class ChunkStreamer implements AutoCloseable {
         awaitCounted(tasks[slot], c, "read");
         tasks[slot] = null;
         EnumMap<Role, Tensor> staged = new EnumMap<>(Role.class);
-        java.util.Set<Role> cskip = skipped(unitOf(c), skip);
+        Unit cu = unitOf(c);
         try {
-          for (Role r : roles) if (!cskip.contains(r)) staged.put(r, slots.get(slot).get(r).slice(0, 0, c.length()));
+          for (Role r : roles) stage(staged, r, cu, c, slot, skip);
           action.apply(c, staged);
         } finally {
           for (Tensor t : staged.values()) t.close();
@@ -322,10 +324,25 @@ public final class ChunkStreamer implements AutoCloseable {
 
   /**
    * Whether {@code role} of {@code unit} goes through the staging slots: not when the store has that unit's window of
-   * the (paged) role mapped, as it has a resident unit's weights: the computation then works on the window in place.
+   * the (paged) role mapped, as it has a resident unit's weights, nor when the files keep it resident: the computation
+   * then works on the window in place.
    */
   private boolean streams(Role role, Unit unit) {
-    return !(store.isPaged(role) && store.isMapped(role, unit));
+    return !(store.isPaged(role) && store.isMapped(role, unit)) && !files.get(role).isResident(role, unit);
+  }
+
+  /**
+   * Puts what the computation gets of {@code role} for chunk {@code c} (of unit {@code u}) into {@code staged}: slot
+   * {@code slot}'s buffer when it streams, the files' resident window when they keep it, nothing when it is in {@code
+   * skip} or mapped in the store.
+   */
+  private void stage(Map<Role, Tensor> staged, Role role, Unit u, Range c, int slot, java.util.Set<Role> skip) {
+    if (skip.contains(role)) return;
+    if (streams(role, u)) {
+      staged.put(role, slots.get(slot).get(role).slice(0, 0, c.length()));
+    } else if (files.get(role).isResident(role, u)) {
+      staged.put(role, files.get(role).slice(role, c));
+    }
   }
 
   /** {@code base} and the roles of {@code unit} that are not streamed ({@link #streams}: resident in the store). */

@@ -196,15 +196,60 @@ public record OffloadPlan(ModelConfig model, Device device, Set<Role> diskRoles,
 
   /** A tier per (unit, role), unit by unit in layout order, roles in {@link #ROLES} order. */
   public List<Placement> placements() {
+    List<UnitSize> us = units(model);
+    long[] elements = new long[us.size()];
+    for (int i = 0; i < elements.length; i++) elements[i] = us.get(i).elements();
+    return placements(elements);
+  }
+
+  /**
+   * The placements of rank {@code rank}'s part of a ZeRO shard over {@code dp} ranks (a plan of {@link
+   * OffloadPlanner#placeShard}): the same tiers as {@link #placements()} (every rank keeps the same units resident), the
+   * bytes of that rank's part of each unit ({@link #shardUnitElements}; 0 for a unit outside it).
+   */
+  public List<Placement> placements(int dp, int rank) {
+    return placements(shardUnitElements(model, dp, rank));
+  }
+
+  private List<Placement> placements(long[] elements) {
     List<Placement> out = new ArrayList<>();
     Tier memory = device.isCuda() ? Tier.DEVICE : Tier.HOST;
-    for (UnitSize u : units(model)) {
+    List<UnitSize> us = units(model);
+    for (int i = 0; i < elements.length; i++) {
       for (Role r : ROLES) {
-        long bytes = Math.multiplyExact(u.elements(), (long) r.dtype(footprint.computeDtype()).byteSize());
-        out.add(new Placement(u.name(), r, onDisk(r, u.name()) ? Tier.DISK : memory, bytes));
+        long bytes = Math.multiplyExact(elements[i], (long) r.dtype(footprint.computeDtype()).byteSize());
+        out.add(new Placement(us.get(i).name(), r, onDisk(r, us.get(i).name()) ? Tier.DISK : memory, bytes));
       }
     }
     return out;
+  }
+
+  /**
+   * The elements of each of {@code model}'s units ({@link #units} order) that rank {@code rank}'s part of a ZeRO shard
+   * over {@code dp} ranks holds: the flat layout's elements {@code [n rank / dp, n (rank + 1) / dp)}, as {@code
+   * Communicator.partStart} cuts them.
+   */
+  public static long[] shardUnitElements(ModelConfig model, int dp, int rank) {
+    if (dp < 1 || rank < 0 || rank >= dp) throw new IllegalArgumentException("rank " + rank + " of " + dp + " ranks");
+    long n = layoutElements(model);
+    long lo = Math.multiplyExact(n, (long) rank) / dp, hi = Math.multiplyExact(n, (long) rank + 1) / dp;
+    List<UnitSize> us = units(model);
+    long[] out = new long[us.size()];
+    long at = 0;
+    for (int i = 0; i < out.length; i++) {
+      long end = at + us.get(i).elements();
+      out[i] = Math.max(0, Math.min(end, hi) - Math.max(at, lo));
+      at = end;
+    }
+    return out;
+  }
+
+  /** The index of {@code model}'s unit {@code name} in {@link #units} order (throws for a name that is not a unit). */
+  static int unitIndex(ModelConfig model, String name) {
+    if (!isUnit(model, name)) throw new IllegalArgumentException("no unit named \"" + name + "\"");
+    if (name.equals(ModelConfig.EMBEDDING_UNIT)) return 0;
+    if (name.equals(ModelConfig.HEAD_UNIT)) return model.layers() + 1;
+    return 1 + Integer.parseInt(name.substring(name.lastIndexOf('.') + 1));
   }
 
   /** Whether anything is on DISK: a role, or the activations. */

@@ -6,7 +6,6 @@ import dev.athanor.nn.Footprint;
 import dev.athanor.nn.Footprint.Shortfall;
 import dev.athanor.nn.ModelConfig;
 import dev.athanor.nn.Transformer;
-import dev.athanor.params.ParameterStore;
 import dev.athanor.params.Role;
 import dev.athanor.runtime.Device;
 import dev.athanor.tensor.DType;
@@ -226,6 +225,16 @@ public final class OffloadPlanner {
    * made after the backward has freed its windows), whichever is larger.
    */
   public static OffloadPlan placeShard(Job job, Footprint rank, Set<Role> diskRoles, int zero, int dp) {
+    return placeShard(job, rank, diskRoles, zero, dp, Map.of());
+  }
+
+  /**
+   * {@link #placeShard(Job, Footprint, Set, int, int)} with, per role on DISK, the units {@code resident} names kept in
+   * memory ({@link OffloadConfig#residentUnits()}): every rank keeps its part of those units of the role in HOST (the
+   * busiest rank's parts counted, {@link #residentShardElements}) and its files hold the other units' parts only.
+   */
+  public static OffloadPlan placeShard(Job job, Footprint rank, Set<Role> diskRoles, int zero, int dp,
+      Map<Role, Set<String>> resident) {
     Objects.requireNonNull(job, "job");
     Objects.requireNonNull(rank, "rank");
     if (dp < 1) throw new IllegalArgumentException("dp must be >= 1, got " + dp);
@@ -242,7 +251,7 @@ public final class OffloadPlanner {
             + "its shard of them there)"));
       }
     }
-    OffloadConfig oc = new OffloadConfig(diskRoles, null, job.chunkBytes());
+    OffloadConfig oc = new OffloadConfig(diskRoles, null, job.chunkBytes(), true, resident, false);
     if (oc.enabled() && job.device().isCuda()) {
       throw new IllegalArgumentException("offload on " + job.device() + " is not supported yet: state can be on DISK only "
           + "when training on the CPU");
@@ -261,13 +270,45 @@ public final class OffloadPlanner {
           shardElements)));
     }
     if (oc.onDisk(Role.MASTER)) f = f.withShardRoleOnDisk(Role.MASTER, 4 * shardElements, piecePart);
+    long kept = 0;  // the resident units' parts: in HOST, not in the files
+    for (Role r : oc.residentUnits().keySet()) {
+      long b = residentShardElements(job.model(), dp, oc.resident(r));
+      Footprint.Component c = r == Role.MASTER ? Footprint.Component.WEIGHTS : r == Role.GRAD ? Footprint.Component.GRADIENTS
+          : Footprint.Component.OPTIMIZER;
+      f = f.move(c, dev.athanor.memory.Tier.DISK, 4 * b, dev.athanor.memory.Tier.HOST, 4 * b);
+      if (r != Role.GRAD) kept = Math.addExact(kept, 4 * b);
+    }
     if (job.checkpoints()) {  // a background save's copy of the rank's part: the masters and the moments, each where it lives
       long each = rank.bytes(Footprint.Component.OPTIMIZER, Set.of(dev.athanor.memory.Tier.HOST)) / 2;
       int onDisk = moments.size() + (oc.onDisk(Role.MASTER) ? 1 : 0);
-      f = f.plus(Footprint.Component.CHECKPOINT, dev.athanor.memory.Tier.HOST, each * (3 - onDisk))
+      f = f.plus(Footprint.Component.CHECKPOINT, dev.athanor.memory.Tier.HOST, Math.addExact(each * (3 - onDisk), kept))
           .plus(Footprint.Component.CHECKPOINT, dev.athanor.memory.Tier.DISK, each * onDisk);
     }
-    return new OffloadPlan(job.model(), job.device(), oc.diskRoles(), job.chunkBytes(), f, job.train().accum(), job.recompute());
+    return new OffloadPlan(job.model(), job.device(), oc.diskRoles(), job.chunkBytes(), f, job.train().accum(), job.recompute(),
+        oc.residentUnits(), null);
+  }
+
+  /** The most elements of the units {@code units} that one rank's part of a ZeRO shard over {@code dp} ranks holds. */
+  static long residentShardElements(ModelConfig model, int dp, Set<String> units) {
+    long most = 0;
+    for (int r = 0; r < dp; r++) {
+      long[] parts = OffloadPlan.shardUnitElements(model, dp, r);
+      long b = 0;
+      for (String u : units) b = Math.addExact(b, parts[OffloadPlan.unitIndex(model, u)]);
+      most = Math.max(most, b);
+    }
+    return most;
+  }
+
+  /**
+   * The most elements of {@code model}'s unit {@code unit} that one rank's part of a ZeRO shard over {@code dp} ranks
+   * holds ({@link OffloadPlan#shardUnitElements}).
+   */
+  static long maxShardPart(ModelConfig model, int dp, String unit) {
+    int i = OffloadPlan.unitIndex(model, unit);
+    long most = 0;
+    for (int r = 0; r < dp; r++) most = Math.max(most, OffloadPlan.shardUnitElements(model, dp, r)[i]);
+    return most;
   }
 
   /**
@@ -282,14 +323,23 @@ public final class OffloadPlanner {
   /**
    * {@link #planShard(Job, Footprint, MemoryManager)} of a rank of a ZeRO {@code zero} run of {@code dp} replicas: under
    * ZeRO 3 its shard's gradient, then its masters, go to DISK after the moments when the budget needs it ({@link
-   * #SHARD3_STEPS}).
+   * #SHARD3_STEPS}). Of the roles it puts on DISK, it then keeps as many (unit, role) pairs in memory as the HOST room
+   * left holds, as one process's plan does ({@link #keepResident(ModelConfig, OffloadPlan, MemoryManager, UnitBytes,
+   * UnitTraffic, java.util.function.Function)}: the most DISK traffic saved per byte first, {@link #shardUnitTraffic},
+   * each unit weighed at the largest part of it any rank holds).
    */
   public static Result planShard(Job job, Footprint rank, MemoryManager mm, int zero, int dp) {
     Objects.requireNonNull(mm, "mm");
     OffloadPlan last = null;
     for (Set<Role> roles : zero == 3 ? SHARD3_STEPS : SHARD_STEPS) {
       last = placeShard(job, rank, roles.isEmpty() ? Set.of() : EnumSet.copyOf(roles), zero, dp);
-      if (last.footprint().worstShortfall(mm) == null) return new Result(last, null);
+      if (last.footprint().worstShortfall(mm) == null) {
+        if (last.diskRoles().isEmpty()) return new Result(last, null);
+        Set<Role> onDisk = last.diskRoles();
+        return new Result(keepResident(job.model(), last, mm, (r, u) -> 4 * maxShardPart(job.model(), dp, u),
+            (r, u, bytes) -> shardUnitTraffic(job.model(), job.train().accum(), r, u, bytes),
+            res -> placeShard(job, rank, onDisk, zero, dp, res)), null);
+      }
     }
     Shortfall s = last.footprint().worstShortfall(mm);
     String tier = s.tierName();
@@ -317,8 +367,13 @@ public final class OffloadPlanner {
    * ({@code accum} micro-batches per rank; {@link #shardTrafficPerStep(ModelConfig, int, int, int, Set)}).
    */
   public static long shardTrafficPerStep(ModelConfig model, int dp, int accum, Set<Role> roles) {
+    return shardTrafficPerStep(model, dp, accum, roles, Map.of());
+  }
+
+  /** {@link #shardTrafficPerStep(ModelConfig, int, int, Set)} with the units {@code resident} names kept in memory. */
+  public static long shardTrafficPerStep(ModelConfig model, int dp, int accum, Set<Role> roles, Map<Role, Set<String>> resident) {
     long most = 0;
-    for (int r = 0; r < dp; r++) most = Math.max(most, shardTrafficPerStep(model, dp, r, accum, roles));
+    for (int r = 0; r < dp; r++) most = Math.max(most, shardTrafficPerStep(model, dp, r, accum, roles, resident));
     return most;
   }
 
@@ -331,21 +386,43 @@ public final class OffloadPlanner {
    * then read and written by the optimizer. Checkpoint saves are not counted.
    */
   public static long shardTrafficPerStep(ModelConfig model, int dp, int rank, int accum, Set<Role> roles) {
-    long n = OffloadPlan.layoutElements(model);
-    long[] me = shardRange(n, rank, dp);
-    long shard = 4 * (me[1] - me[0]);
-    long head = ParameterStore.layoutNumel(model.headSpecs());  // the last unit of the layout
-    long headPart = 4 * Math.max(0, Math.min(me[1], n) - Math.max(me[0], n - head));
+    return shardTrafficPerStep(model, dp, rank, accum, roles, Map.of());
+  }
+
+  /**
+   * {@link #shardTrafficPerStep(ModelConfig, int, int, int, Set)} with, per role, the units {@code resident} names kept
+   * in memory (their parts of the shard move nothing): the sum over the other units' parts of {@link #shardUnitTraffic}.
+   */
+  public static long shardTrafficPerStep(ModelConfig model, int dp, int rank, int accum, Set<Role> roles,
+      Map<Role, Set<String>> resident) {
+    long[] parts = OffloadPlan.shardUnitElements(model, dp, rank);
+    List<OffloadPlan.UnitSize> units = OffloadPlan.units(model);
     long t = 0;
     for (Role r : roles) {
-      t = Math.addExact(t, switch (r) {
-        case ADAM_M, ADAM_V -> 2 * shard;
-        case GRAD -> Math.multiplyExact(2L * accum + 1, shard);
-        case MASTER -> Math.addExact(Math.multiplyExact((long) accum, 2 * shard - headPart), 2 * shard);
-        default -> 0L;
-      });
+      Set<String> kept = resident.getOrDefault(r, Set.of());
+      for (int i = 0; i < parts.length; i++) {
+        String u = units.get(i).name();
+        if (!kept.contains(u)) t = Math.addExact(t, shardUnitTraffic(model, accum, r, u, 4 * parts[i]));
+      }
     }
     return t;
+  }
+
+  /**
+   * DISK bytes read and written per step of {@code role} of a unit's part of a rank's ZeRO shard ({@code bytes}) when
+   * it is on DISK, which is what keeping it in memory saves: a moment read and written once by the optimizer ({@code 2
+   * bytes}); the step's gradient (ZeRO 3) written by each micro-batch's fold, read back by every micro-batch's but the
+   * first, read by the clipping norm and by the optimizer ({@code (2 accum + 1) bytes}); the masters (ZeRO 3) read by
+   * every gather of the unit, twice per micro-batch (forward and backward; the head once, its window kept from its
+   * forward to its backward), then read and written by the optimizer. Checkpoint saves are not counted.
+   */
+  static long shardUnitTraffic(ModelConfig model, int accum, Role role, String unit, long bytes) {
+    return switch (role) {
+      case ADAM_M, ADAM_V -> Math.multiplyExact(2L, bytes);
+      case GRAD -> Math.multiplyExact(2L * accum + 1, bytes);
+      case MASTER -> Math.multiplyExact((unit.equals(ModelConfig.HEAD_UNIT) ? accum : 2L * accum) + 2, bytes);
+      default -> 0L;
+    };
   }
 
   /**
@@ -358,18 +435,42 @@ public final class OffloadPlanner {
    * {@link Footprint#worstShortfall}: the staging slots, the windows and the resident bytes are all counted.
    */
   static OffloadPlan keepResident(Job job, OffloadPlan p, MemoryManager mm) {
+    return keepResident(job.model(), p, mm, (r, u) -> Math.multiplyExact(4L, OffloadPlan.unitElements(job.model(), u)),
+        p::unitTraffic, resident -> place(job, p.diskRoles(), resident));
+  }
+
+  /** The bytes of a (role, unit) in memory that {@link #keepResident} weighs. */
+  @FunctionalInterface
+  interface UnitBytes {
+    long of(Role role, String unit);
+  }
+
+  /** The DISK traffic per step of {@code bytes} of a (role, unit) on DISK, which keeping it in memory saves. */
+  @FunctionalInterface
+  interface UnitTraffic {
+    long of(Role role, String unit, long bytes);
+  }
+
+  /**
+   * {@link #keepResident(Job, OffloadPlan, MemoryManager)} for any job, the single process's or a ZeRO rank's: {@code p}
+   * with the (unit, role) pairs of its roles on DISK that fit kept in memory, each of {@code bytes} and saving {@code
+   * traffic}, each try placed by {@code place} (the resident units per role to a whole plan) and checked against {@code
+   * mm}.
+   */
+  static OffloadPlan keepResident(ModelConfig model, OffloadPlan p, MemoryManager mm, UnitBytes bytesOf, UnitTraffic traffic,
+      java.util.function.Function<Map<Role, Set<String>>, OffloadPlan> place) {
     List<String> order = new java.util.ArrayList<>();
-    if (job.model().tiedEmbeddings()) order.add(ModelConfig.EMBEDDING_UNIT);
+    if (model.tiedEmbeddings()) order.add(ModelConfig.EMBEDDING_UNIT);
     order.add(ModelConfig.HEAD_UNIT);
-    for (int i = 0; i < job.model().layers(); i++) order.add(ModelConfig.blockUnit(i));
-    if (!job.model().tiedEmbeddings()) order.add(ModelConfig.EMBEDDING_UNIT);
+    for (int i = 0; i < model.layers(); i++) order.add(ModelConfig.blockUnit(i));
+    if (!model.tiedEmbeddings()) order.add(ModelConfig.EMBEDDING_UNIT);
     record Pick(Role role, String unit, long bytes, double perByte, int rank) {}
     List<Pick> picks = new java.util.ArrayList<>();
     for (Role r : OffloadPlan.ROLES) {
       if (!p.diskRoles().contains(r)) continue;
       for (String u : order) {
-        long bytes = Math.multiplyExact(4L, OffloadPlan.unitElements(job.model(), u));
-        if (bytes > 0) picks.add(new Pick(r, u, bytes, (double) p.unitTraffic(r, u, bytes) / bytes, picks.size()));
+        long bytes = bytesOf.of(r, u);
+        if (bytes > 0) picks.add(new Pick(r, u, bytes, (double) traffic.of(r, u, bytes) / bytes, picks.size()));
       }
     }
     picks.sort(java.util.Comparator.comparingDouble((Pick x) -> -x.perByte()).thenComparingInt(Pick::rank));
@@ -380,7 +481,7 @@ public final class OffloadPlanner {
       if (x.bytes() >= failed.getOrDefault(x.role(), Long.MAX_VALUE)) continue;  // no smaller than one that did not fit
       Set<String> units = resident.computeIfAbsent(x.role(), k -> new java.util.LinkedHashSet<>());
       units.add(x.unit());
-      OffloadPlan q = place(job, p.diskRoles(), resident);
+      OffloadPlan q = place.apply(resident);
       if (q.footprint().worstShortfall(mm) == null) {
         best = q;
       } else {

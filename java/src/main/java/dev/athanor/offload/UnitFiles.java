@@ -35,6 +35,12 @@ import java.util.concurrent.atomic.AtomicLong;
  * <p>Files of a {@link #range()} of the flat layout only ({@link #UnitFiles(ParameterStore, Set, Path, Range)}, e.g. a
  * ZeRO rank's shard of AdamW's moments): each unit's file then holds the unit's elements in that range ({@link
  * #extent}; its first element at byte 0), and a unit outside it has none.
+ *
+ * <p>Resident units ({@link #UnitFiles(ParameterStore, Set, Path, Range, java.util.Map)}, e.g. a ZeRO rank's shard with
+ * {@link OffloadConfig#residentUnits()}): per role, the named units' parts are kept in HOST memory (a zeroed window of
+ * the unit's extent each, the same layout as its file would have) and have no file. {@link #transfer} and {@link #slice}
+ * reach a resident part in that window (a memory copy, not counted as DISK traffic in {@link #stats()}), and {@link
+ * ChunkStreamer} hands the window to the computation in place, so the callers treat every unit alike.
  */
 public final class UnitFiles implements AutoCloseable {
   private static final AtomicLong SEQ = new AtomicLong();
@@ -89,6 +95,7 @@ public final class UnitFiles implements AutoCloseable {
   private final Path dir;
   private final EnumMap<Role, Storage[]> files = new EnumMap<>(Role.class);
   private final EnumMap<Role, Tensor[]> views = new EnumMap<>(Role.class);
+  private final EnumMap<Role, Tensor[]> windows = new EnumMap<>(Role.class);  // per role, the resident units' HOST parts
   private final TransferStats stats = new TransferStats();
   private volatile boolean closed;
 
@@ -103,17 +110,34 @@ public final class UnitFiles implements AutoCloseable {
    * range that is not the whole store.
    */
   public UnitFiles(ParameterStore store, Set<Role> roles, Path directory, Range range) {
+    this(store, roles, directory, range, java.util.Map.of());
+  }
+
+  /**
+   * As {@link #UnitFiles(ParameterStore, Set, Path, Range)}, with the parts of the units {@code resident} names for a role
+   * (of {@code roles}; other roles' entries are ignored) kept in HOST memory instead of files (zeros, as new files read).
+   * Throws {@link IllegalArgumentException} naming a unit the store does not have.
+   */
+  public UnitFiles(ParameterStore store, Set<Role> roles, Path directory, Range range,
+      java.util.Map<Role, Set<String>> resident) {
     this.store = store;
     this.roles = Set.copyOf(roles);
     if (!store.all().contains(range)) throw new IllegalArgumentException("range " + range + " is outside the store's " + store.all());
     this.range = range;
     boolean whole = range.equals(store.all());
+    EnumMap<Role, Set<Unit>> kept = new EnumMap<>(Role.class);  // the resident units of each role here
+    for (Role r : roles) {
+      Set<Unit> us = new java.util.HashSet<>();
+      for (String name : resident.getOrDefault(r, Set.of())) us.add(store.unit(name));  // names it, or lists the units
+      kept.put(r, us);
+    }
     long bytes = 0;
     for (Role r : roles) {
       if (!whole && r.dtype(store.computeDtype()) != dev.athanor.tensor.DType.F32) {
         throw new IllegalArgumentException(r + " is not F32: only F32 roles can be kept for a part " + range + " of the store");
       }
       bytes = Math.addExact(bytes, whole ? store.bytes(r) : Math.multiplyExact(range.length(), 4L));
+      for (Unit u : kept.get(r)) bytes -= extent(u).length() * r.dtype(store.computeDtype()).byteSize();  // no file
     }
     String what = "DISK tier: cannot keep " + MemoryManager.formatBytes(bytes) + " of " + new java.util.TreeSet<>(roles)
         + " in the offload directory " + directory.toAbsolutePath();
@@ -122,10 +146,16 @@ public final class UnitFiles implements AutoCloseable {
       checkRoom(dir, bytes);
       for (Role r : roles) {
         Storage[] s = new Storage[store.units().size()];
+        Tensor[] w = new Tensor[store.units().size()];
         files.put(r, s);
+        windows.put(r, w);
         for (Unit u : store.units()) {
           Range e = extent(u);
           if (e.isEmpty()) continue;
+          if (kept.get(r).contains(u)) {
+            w[u.index()] = Tensor.zeros(r.dtype(store.computeDtype()), Device.CPU, Tier.HOST, e.length()).detach();
+            continue;
+          }
           long unitBytes = e.length() * r.dtype(store.computeDtype()).byteSize();
           s[u.index()] = Storage.allocateFile(dir.resolve(fileName(u, r)), unitBytes);
         }
@@ -135,7 +165,7 @@ public final class UnitFiles implements AutoCloseable {
         for (Unit u : store.units()) {
           for (int i = u.firstParam(); i < u.endParam(); i++) {
             long[] shape = store.list().get(i).spec().shape();
-            v[i] = Tensor.wrap(s[u.index()], r.dtype(store.computeDtype()), shape, Tensor.contiguousStrides(shape),
+            v[i] = Tensor.wrap(storage(r, u), r.dtype(store.computeDtype()), shape, Tensor.contiguousStrides(shape),
                 store.range(i).start() - u.elements().start()).detach();
           }
         }
@@ -224,20 +254,39 @@ public final class UnitFiles implements AutoCloseable {
     return roles.contains(role);
   }
 
-  /** The DISK storage of {@code unit}'s {@code role} (owned by this object). */
+  /**
+   * The storage of {@code unit}'s {@code role} (owned by this object): its DISK file, or for a resident unit its HOST
+   * window.
+   */
   public Storage storage(Role role, Unit unit) {
     checkOpen();
     Storage[] s = files.get(role);
     if (s == null) throw new IllegalArgumentException(role + " is not on DISK here; roles on DISK: " + roles);
+    Tensor w = windows.get(role)[unit.index()];
+    if (w != null) return w.storage();
     if (s[unit.index()] == null) {
       throw new IllegalArgumentException("unit " + unit.name() + " has no elements in " + range + " held here");
     }
     return s[unit.index()];
   }
 
-  /** The file of {@code unit}'s {@code role}. */
+  /** The file of {@code unit}'s {@code role} (not for a {@link #isResident resident} unit, which has none). */
   public Path file(Role role, Unit unit) {
+    if (isResident(role, unit)) throw new IllegalArgumentException(unit.name() + "'s " + role + " is resident: it has no file");
     return storage(role, unit).path();
+  }
+
+  /** Whether {@code unit}'s part of {@code role} is kept in HOST memory here rather than in a file. */
+  public boolean isResident(Role role, Unit unit) {
+    Tensor[] w = windows.get(role);
+    return w != null && w[unit.index()] != null;
+  }
+
+  /** HOST bytes of the resident units' parts (0: none). */
+  public long residentBytes() {
+    long b = 0;
+    for (Tensor[] w : windows.values()) for (Tensor t : w) if (t != null) b += t.byteSize();
+    return b;
   }
 
   /**
@@ -262,12 +311,21 @@ public final class UnitFiles implements AutoCloseable {
   /**
    * Moves {@code bytes} between host memory at {@code host} and {@code unit}'s file of {@code role} at byte
    * {@code offset} (counted from the file's first element, {@link #extent}'s start): writes to the file when {@code
-   * write}, else reads from it. Counted in {@link #stats()} and
-   * recorded as a JDK Flight Recorder event. A failure (the file deleted or truncated under the run, a full disk)
-   * throws {@link OffloadIOException} naming the tier, the file, the unit, the role and the bytes. Thread-safe.
+   * write}, else reads from it. Counted in {@link #stats()} and recorded as a JDK Flight Recorder event (a resident
+   * unit's window: a memory copy, neither counted nor recorded). A failure (the file deleted or truncated under the run,
+   * a full disk) throws {@link OffloadIOException} naming the tier, the file, the unit, the role and the bytes. Thread-safe.
    */
   public void transfer(Role role, Unit unit, boolean write, long offset, long host, long bytes) {
-    transfer(storage(role, unit), stats, unit.name(), role.name(), write, offset, host, bytes);
+    Storage s = storage(role, unit);
+    if (isResident(role, unit)) {  // a memory copy: no DISK traffic
+      if (write) {
+        s.write(offset, host, bytes);
+      } else {
+        s.read(offset, host, bytes);
+      }
+      return;
+    }
+    transfer(s, stats, unit.name(), role.name(), write, offset, host, bytes);
   }
 
   /**
@@ -343,8 +401,10 @@ public final class UnitFiles implements AutoCloseable {
     closed = true;
     for (Tensor[] v : views.values()) for (Tensor t : v) if (t != null) t.close();
     for (Storage[] s : files.values()) for (Storage st : s) if (st != null) st.close();
+    for (Tensor[] w : windows.values()) for (Tensor t : w) if (t != null) t.close();
     views.clear();
     files.clear();
+    windows.clear();
     removeDirectory(dir);
   }
 

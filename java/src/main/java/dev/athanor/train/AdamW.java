@@ -33,7 +33,9 @@ import java.util.Objects;
  * <p><b>A shard's moments on DISK</b> ({@link #AdamW(ParameterStore, Range, OffloadConfig)}, ZeRO 1 and 2): only the
  * shard's elements of each moment on DISK are kept, in files of that range ({@link UnitFiles#UnitFiles(ParameterStore,
  * java.util.Set, java.nio.file.Path, Range)}), and the shard's updates stream them in the same chunks, so the bits are
- * those of the sharded optimizer in memory.
+ * those of the sharded optimizer in memory. The units {@link OffloadConfig#residentUnits()} names for a moment keep
+ * their part of the shard in HOST memory instead ({@link UnitFiles#isResident}): updated in place, never read from or
+ * written to DISK.
  *
  * <p><b>A ZeRO 3 shard's masters and gradient on DISK too</b> ({@link #AdamW(ParameterStore, Range, Tensor, UnitFiles,
  * OffloadConfig)}): the caller's files of the shard ({@link Role#MASTER} and/or {@link Role#GRAD}) are streamed through
@@ -156,15 +158,13 @@ public final class AdamW implements AutoCloseable {
           throw new IllegalArgumentException("a sharded optimizer (ZeRO 1 and 2) keeps only AdamW's moments on DISK, not " + r);
         }
       }
-      if (!offload.residentUnits().isEmpty()) {
-        throw new IllegalArgumentException("a sharded optimizer (ZeRO 1 and 2) keeps its shard of a moment on DISK for every "
-            + "unit or for none; resident units " + offload.residentUnits() + " are not supported there");
-      }
       UnitFiles f = null;
       ChunkStreamer st = null;
       Tensor m = null, v = null;
-      try {
-        if (!momentsOnDisk.isEmpty()) f = new UnitFiles(store, momentsOnDisk, offload.resolvedDirectory(), shard);
+      try {  // the moments' resident units: their parts of the shard in HOST windows of the files
+        if (!momentsOnDisk.isEmpty()) {
+          f = new UnitFiles(store, momentsOnDisk, offload.resolvedDirectory(), shard, offload.residentUnits());
+        }
         List<UnitFiles> streamed = new ArrayList<>();
         if (f != null) streamed.add(f);
         if (shardState != null) streamed.add(shardState);
@@ -301,7 +301,7 @@ public final class AdamW implements AutoCloseable {
 
   /** Host bytes of the moments' resident units (0: none). */
   public long residentBytes() {
-    long b = 0;
+    long b = files != null && shard != null ? files.residentBytes() : 0;
     for (ResidentWindows w : resident) b += w.bytes();
     return b;
   }

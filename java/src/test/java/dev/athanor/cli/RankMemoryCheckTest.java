@@ -142,6 +142,60 @@ class RankMemoryCheckTest {
         all.diskRoles()), "the last rank gathers the head once per micro-batch");
   }
 
+  /**
+   * A ZeRO rank's plan keeps units resident in the HOST room left, as one process's does: under a budget between the
+   * whole shard on DISK and its masters in memory, {@code planShard} keeps some (unit, role) pairs in memory, fits, and
+   * moves them out of DISK and into HOST (the busiest rank's part); each rank's DISK traffic drops by exactly the resident
+   * parts' traffic; {@code plan} prints the per-unit tiers with rank 0's bytes.
+   */
+  @Test
+  void aZeroRanksPlanKeepsUnitsResidentInTheRoomLeft() {
+    ModelConfig gpt2 = ModelConfig.presets().get("gpt2");
+    OffloadPlanner.Job j = gpt2Job(2);
+    Footprint z3 = MemoryCheck.rankFootprint(j, new Layout(4, 1, 1, 3, false), 4);
+    var roles = EnumSet.of(dev.athanor.params.Role.MASTER, dev.athanor.params.Role.GRAD, dev.athanor.params.Role.ADAM_M,
+        dev.athanor.params.Role.ADAM_V);
+    var all = OffloadPlanner.placeShard(j, z3, roles, 3, 4);
+    var grads = OffloadPlanner.placeShard(j, z3, EnumSet.complementOf(EnumSet.of(dev.athanor.params.Role.MASTER,
+        dev.athanor.params.Role.WEIGHT, dev.athanor.params.Role.GRAD_ACC)), 3, 4);
+    dev.athanor.memory.MemoryManager mm = dev.athanor.memory.MemoryManager.global();
+    long budget = mm.budgetBytes(Tier.HOST), live = mm.liveBytes(Tier.HOST);
+    long room = (grads.bytes(Tier.HOST) + all.bytes(Tier.HOST)) / 2;
+    dev.athanor.offload.OffloadPlan p;
+    try {
+      mm.setBudget(Tier.HOST, live + room);
+      p = OffloadPlanner.planShard(j, z3, mm, 3, 4).plan();
+    } finally {
+      mm.setBudget(Tier.HOST, budget);
+    }
+    assertEquals(roles, p.diskRoles());
+    assertTrue(!p.residentUnits().isEmpty(), "some units resident: " + p.residentUnits());
+    long kept = p.bytes(Tier.HOST) - all.bytes(Tier.HOST);
+    assertTrue(kept > 0 && p.bytes(Tier.HOST) <= room, "HOST " + p.bytes(Tier.HOST) + " within " + room);
+    assertEquals(all.bytes(Tier.DISK) - p.bytes(Tier.DISK), kept, "what leaves DISK is what HOST holds more");
+    for (int r = 0; r < 4; r++) {  // each rank saves exactly its parts of the resident units' traffic
+      long[] parts = dev.athanor.offload.OffloadPlan.shardUnitElements(gpt2, 4, r);
+      var units = dev.athanor.offload.OffloadPlan.units(gpt2);
+      long saved = 0;
+      for (var e : p.residentUnits().entrySet()) {
+        for (int i = 0; i < units.size(); i++) {
+          if (!e.getValue().contains(units.get(i).name())) continue;
+          long b = 4 * parts[i];
+          saved += switch (e.getKey()) {
+            case ADAM_M, ADAM_V -> 2 * b;
+            case GRAD -> 5 * b;
+            default -> (units.get(i).name().equals("head") ? 4 : 6) * b;
+          };
+        }
+      }
+      assertEquals(OffloadPlanner.shardTrafficPerStep(gpt2, 4, r, 2, roles) - saved,
+          OffloadPlanner.shardTrafficPerStep(gpt2, 4, r, 2, roles, p.residentUnits()), "rank " + r + "'s DISK traffic");
+    }
+    String printed = runPlan("--mem-host", Long.toString(live + room), "--accum", "2");
+    assertTrue(printed.contains("per unit, rank 0's part of its shard") && printed.contains("units stays in memory (HOST "
+        + "below)"), printed);
+  }
+
   /** {@code plan --dp 4 --zero 3 --offload auto} prints the rank's shard roles on DISK and their traffic, or the shortfall. */
   @Test
   void planPrintsAZeroThreeRanksShardRoles() {

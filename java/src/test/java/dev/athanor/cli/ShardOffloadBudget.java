@@ -54,4 +54,16 @@ public final class ShardOffloadBudget {
     if (moments <= all) throw new IllegalStateException("the shard's masters and gradient do not outweigh their buffers");
     return (all + moments) / 2;
   }
+
+  /**
+   * The HOST bytes a rank of dp × ZeRO {@code zero} (as {@link #bothMomentsOnDisk}, without checkpoints) plans with its
+   * shard of {@code roles} on DISK but the units {@code resident} names per role in memory.
+   */
+  public static long hostBytes(ModelConfig mc, int batch, int seq, int accum, int dp, int zero, long chunkBytes,
+      Set<Role> roles, java.util.Map<Role, Set<String>> resident) {
+    TrainConfig tc = new TrainConfig(1, batch, seq, accum, 1e-3f, 1e-3f, 0, Schedule.CONSTANT, 0.1f, 0.9f, 0.95f, 1e-8f, 1f, false, 1);
+    OffloadPlanner.Job job = new OffloadPlanner.Job(mc, Device.CPU, tc, false, false, false, chunkBytes);
+    Footprint rank = MemoryCheck.rankFootprint(job, new Layout(dp, 1, 1, zero, false), dp);
+    return OffloadPlanner.placeShard(job, rank, roles, zero, dp, resident).bytes(Tier.HOST);
+  }
 }

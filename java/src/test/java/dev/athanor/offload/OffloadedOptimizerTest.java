@@ -218,6 +218,52 @@ class OffloadedOptimizerTest {
     }
   }
 
+  /**
+   * Files of a part of the store (a ZeRO shard) with a resident unit keep that unit's part in HOST memory and make no file
+   * for it; moving the whole part out and back gives the same values, and only the other units' bytes count as DISK
+   * traffic. An unknown unit is refused naming it.
+   */
+  @Test
+  void aShardsResidentUnitHasNoFileAndMovesNoDiskBytes(@TempDir Path tmp) throws IOException {
+    try (Transformer model = Transformer.create(LLAMA, Device.CPU)) {
+      ParameterStore store = model.parameters();
+      List<Unit> units = store.units();
+      Unit first = units.get(0), kept = units.get(1), last = units.get(units.size() - 1);
+      Range shard = new Range(first.elements().start() + first.elements().length() / 2,
+          last.elements().start() + last.elements().length() / 2);  // cuts the first and the last unit
+      try (UnitFiles files = new UnitFiles(store, Set.of(Role.ADAM_M), tmp, shard, java.util.Map.of(Role.ADAM_M,
+          Set.of(kept.name())))) {
+        assertTrue(files.isResident(Role.ADAM_M, kept) && !files.isResident(Role.ADAM_M, first));
+        assertEquals(kept.elements().length() * 4, files.residentBytes());
+        List<String> names;
+        try (Stream<Path> l = Files.list(files.directory())) {
+          names = l.map(p -> p.getFileName().toString()).sorted().toList();
+        }
+        assertFalse(names.contains(kept.name() + ".adam_m.bin"), names.toString());
+        assertEquals(units.size() - 1, names.size(), names.toString());
+        assertThrows(IllegalArgumentException.class, () -> files.file(Role.ADAM_M, kept));
+        float[] values = new float[(int) shard.length()];
+        for (int i = 0; i < values.length; i++) values[i] = i * 0.5f - 7f;
+        try (Tensor out = Tensor.of(values); Tensor back = Tensor.zeros(dev.athanor.tensor.DType.F32, Device.CPU,
+            shard.length())) {
+          files.transfer(Role.ADAM_M, shard, out, true);
+          files.transfer(Role.ADAM_M, shard, back, false);
+          assertArrayEquals(values, back.toFloatArray());
+          try (Tensor part = files.slice(Role.ADAM_M, kept.elements())) {
+            assertEquals(Tier.HOST, part.tier());
+            assertEquals(values[(int) (kept.elements().start() - shard.start())], part.getFloat(0));
+          }
+        }
+        long onDisk = (shard.length() - kept.elements().length()) * 4;
+        assertEquals(onDisk, files.stats().snapshot().hostToDisk());
+        assertEquals(onDisk, files.stats().snapshot().diskToHost());
+      }
+      IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> new UnitFiles(store, Set.of(Role.ADAM_M),
+          tmp, shard, java.util.Map.of(Role.ADAM_M, Set.of("block.99"))));
+      assertTrue(e.getMessage().contains("block.99"), e.getMessage());
+    }
+  }
+
   @Test
   void configurationIsValidatedNamingTheValue() {
     var e = assertThrows(IllegalArgumentException.class, () -> new OffloadConfig(Set.of(Role.GRAD_ACC), null, 4096));
