@@ -5,9 +5,10 @@
 # identical. Needs Open MPI (apt-get install openmpi-bin libopenmpi-dev) and a built jar (./athanor build).
 # With OVERLAP=compare, each rep runs the --dp 2 case twice more, --overlap off and --overlap on (BUCKET_MB, default
 # 25), and the table adds rank 0's median comm_ms per step (time in collectives, the communication thread's included)
-# and, with overlap, comm_wait_ms (what the training thread waited for the buckets after the backward).
+# and, with overlap, comm_wait_ms (what the training thread waited for the buckets after the backward; under ZERO=2
+# for the unit folds on the communication thread). ZERO (default 0) is the --dp runs' --zero stage in that mode.
 #   bash bench/run-cpu-dp.sh [CORPUS] [REPS] [STEPS]
-#   OVERLAP=compare [BUCKET_MB=25] bash bench/run-cpu-dp.sh [CORPUS] [REPS] [STEPS]
+#   OVERLAP=compare [BUCKET_MB=25] [ZERO=0|1|2|3] bash bench/run-cpu-dp.sh [CORPUS] [REPS] [STEPS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 corpus=${1:-}
@@ -23,14 +24,15 @@ if [[ "${OVERLAP:-}" == compare ]]; then
   # the median of a step field over rank 0's log, the first step left out
   med() { python3 -c "import json,sys,statistics as s; l=[json.loads(x) for x in open(sys.argv[1]) if '\"step\"' in x]; print(f'{s.median(o[sys.argv[2]] for o in l[1:]):.1f}')" "$1" "$2"; }
   bucket=${BUCKET_MB:-25}
-  echo "| rep | 1 x 2 threads, --accum 2 (tokens/s) | dp 2, --overlap off (tokens/s) | comm ms/step | dp 2, --overlap on (tokens/s) | comm ms/step | wait ms/step | on/off | weights | load before |"
+  zero=${ZERO:-0}
+  echo "| rep | 1 x 2 threads, --accum 2 (tokens/s) | dp 2 zero $zero, --overlap off (tokens/s) | comm ms/step | dp 2 zero $zero, --overlap on (tokens/s) | comm ms/step | wait ms/step | on/off | weights | load before |"
   echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
   for i in $(seq 1 "$reps"); do
     load=$(cut -d' ' -f1 /proc/loadavg)
     "${run[@]}" --accum 2 --threads 2 --out "$out/one-$i" > "$out/one-$i.txt" 2>&1
     for o in off on; do  # alternating: off first in odd reps, on first in even ones
       [[ $((i % 2)) == 0 ]] && o=$([[ $o == off ]] && echo on || echo off)
-      mpirun -np 2 --bind-to none "${run[@]}" --dp 2 --threads 1 --overlap "$o" --bucket-mb "$bucket" --out "$out/dp-$o-$i" \
+      mpirun -np 2 --bind-to none "${run[@]}" --dp 2 --zero "$zero" --threads 1 --overlap "$o" --bucket-mb "$bucket" --out "$out/dp-$o-$i" \
         > "$out/dp-$o-$i.txt" 2>&1
     done
     a=$(tps "$out/one-$i.txt"); f=$(tps "$out/dp-off-$i.txt"); n=$(tps "$out/dp-on-$i.txt")

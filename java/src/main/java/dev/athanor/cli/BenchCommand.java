@@ -8,6 +8,7 @@ import dev.athanor.dist.ParallelGrid;
 import dev.athanor.dist.ReduceMode;
 import dev.athanor.dist.TensorParallelism;
 import dev.athanor.dist.TimedCommunicator;
+import dev.athanor.dist.UnitGradientFold;
 import dev.athanor.dist.pipeline.PipelineLayout;
 import dev.athanor.dist.pipeline.PipelineStage;
 import dev.athanor.io.AtomicFiles;
@@ -60,9 +61,11 @@ import picocli.CommandLine.Spec;
  * is bench/model/torch_train.py with the same flags, measuring the same way).
  *
  * <p>{@code --mode train --dp N} measures data-parallel training over N processes started by mpirun ({@code athanor
- * launch bench ... --dp N}): every rank runs the same steps on its own micro-batches, with {@code --zero} and {@code
- * --reduce} as {@code train} takes them; rank 0 times the steps (waiting for the others included) and prints the JSON,
- * with the global tokens/s and the time and bytes rank 0 spent in collectives per step.
+ * launch bench ... --dp N}): every rank runs the same steps on its own micro-batches, with {@code --zero}, {@code
+ * --reduce}, {@code --overlap} and {@code --bucket-mb} as {@code train} takes them ({@link OverlapOptions}); rank 0
+ * times the steps (waiting for the others included) and prints the JSON, with the global tokens/s, the time and bytes
+ * rank 0 spent in collectives per step, and what ran on the communication thread ({@code overlap}, {@code bucket_mb},
+ * {@code overlapped}).
  *
  * <p>{@code --pp P --micro-batches M} (alone or with {@code --dp} and {@code --tp}, as {@code train} takes them)
  * measures pipeline-parallel training: each rank builds its stage of the model ({@link PipelineLayout}) and runs the
@@ -143,8 +146,8 @@ final class BenchCommand implements Callable<Integer> {
     Integer seq;
   }
 
-  /** Data-parallel processes of --mode train, as {@code train} takes them. */
-  static final class Parallel {
+  /** Data-parallel processes of --mode train, as {@code train} takes them (--overlap and --bucket-mb included). */
+  static final class Parallel extends OverlapOptions {
     @Option(names = "--dp", paramLabel = "N", defaultValue = "1",
         description = "data-parallel processes (athanor launch bench ... --dp N); --batch stays per process, the tokens/s "
             + "count all of them. Default: ${DEFAULT-VALUE}")
@@ -188,6 +191,8 @@ final class BenchCommand implements Callable<Integer> {
       p.zero = zero;
       p.reduce = reduce;
       p.mode = "manual";
+      p.overlap = overlap;
+      p.bucketMb = bucketMb;
       return p;
     }
   }
@@ -238,6 +243,7 @@ final class BenchCommand implements Callable<Integer> {
       }
       ParallelOptions po = parallel.options();
       po.checkStages(spec, mc.layers());
+      po.bucketBytes(spec);  // --bucket-mb checked before any work
       if (device.isCuda() && (long) po.dp * po.tp * po.pp > 1) {
         throw Options.usage(spec, "bench --dp/--tp/--pp measures CPU processes; on " + device + " use --device cpu (GPU data "
             + "parallel trains with: mpirun -np N ./athanor train --device cuda --dp N)");
@@ -399,20 +405,27 @@ final class BenchCommand implements Callable<Integer> {
   private int parallel(ModelConfig mc, Device device, int b, int t, TimedCommunicator comm) {
     int n = steps.steps != null ? steps.steps : 10, dp = parallel.dp, tp = parallel.tp, pp = parallel.pp;
     int micro = pp > 1 ? parallel.options().micro() : 1;
+    long bucketBytes = parallel.bucketBytes(spec);
     try (ParallelGrid.Groups g = dp > 1 && tp > 1 || pp > 1 ? new ParallelGrid(dp, tp, pp).split(comm) : null) {
       Communicator tpComm = g != null ? g.tp() : comm, dpComm = g != null ? g.dp() : comm;
       PipelineLayout pipeline = pp > 1 ? new PipelineLayout(mc, pp) : null;
       Stage stage = pipeline != null ? pipeline.stage(g.at().pp()) : Stage.whole(mc);
       try (Transformer m = tp > 1 ? TensorParallelism.create(mc, device, tpComm, stage)
-          : new Transformer(mc, device, Transformer.defaultComputeDtype(device), stage)) {
+          : new Transformer(mc, device, Transformer.defaultComputeDtype(device), stage);
+          // ZeRO 2 with the whole model in each process, as train runs it: each unit's gradient folded into the shards as
+          // its backward ends, with --overlap on on the communication thread (closed after the trainer)
+          UnitGradientFold folds = parallel.zero == 2 && pipeline == null && tp == 1 && UnitGradientFold.supports(m)
+              ? UnitGradientFold.attach(m, comm, bucketBytes > 0 && dp > 1) : null) {
         m.initialize(1);
+        DataParallel[] replica = new DataParallel[1];
         StepTimes st = trainSteps(m, b, t, micro, n, steps.warmup, new SplittableRandom(1), dp, comm, (loader, tc) -> {
-          Trainer tr = parallel.zero >= 1 ? new Trainer(m, tc, loader, DataParallel.optimizerShard(m.parameters(), dpComm),
+          Trainer tr = folds != null ? new Trainer(m, tc, loader, folds)
+              : parallel.zero >= 1 ? new Trainer(m, tc, loader, DataParallel.optimizerShard(m.parameters(), dpComm),
               parallel.zero >= 2) : new Trainer(m, tc, loader);
           if (pipeline != null) {  // 1F1B over the pp group; the stage's gradient summed over dp, its norm over tp
             new PipelineStage(g.pp(), g.dp(), g.tp(), pipeline, m).attach(tr);
-          } else if (tp == 1) {
-            DataParallel.attach(tr, comm);
+          } else if (tp == 1) {  // ZeRO 0 and 1: with --overlap on, the all-reduce in buckets during the backward
+            replica[0] = DataParallel.attach(tr, comm, bucketBytes);
           } else if (dp == 1) {
             tr.setGradientReducer(new TensorParallelism(comm, mc));  // every rank reads the same batches
           } else {
@@ -427,6 +440,13 @@ final class BenchCommand implements Callable<Integer> {
         j.put("pp", pp);
         j.put("zero", parallel.zero);
         j.put("reduce", comm.mode().name().toLowerCase(Locale.ROOT));
+        j.put("overlap", parallel.overlap ? "on" : "off");
+        j.put("bucket_mb", parallel.bucketMb);
+        // what ran on the communication thread: where --overlap applies (dp > 1 alone, CPU), and what it does there
+        var o = replica[0] != null ? replica[0].overlap() : null;
+        j.put("overlapped", o != null ? "gradient all-reduce in " + o.buckets().buckets().size() + " buckets"
+            : folds != null && folds.overlaps() ? "ZeRO 2 unit folds (" + m.parameters().units().size() + " units a micro-batch)"
+            : "nothing");
         j.put("batch_per_process", b);
         double[] commMs = Arrays.stream(st.comm()).mapToDouble(TimedCommunicator.Counts::millis).toArray();
         j.put("comm_ms_median", Json.round(median(commMs), 3));

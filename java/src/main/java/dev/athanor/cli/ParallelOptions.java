@@ -14,9 +14,10 @@ import picocli.CommandLine.Option;
  * {@code train}'s parallel flags: {@code --dp N} data-parallel replicas, {@code --tp N} tensor-parallel ranks and {@code
  * --pp N} pipeline stages of processes started by mpirun ({@code dp × tp × pp} of them, in {@link
  * dev.athanor.dist.ParallelGrid}'s order), {@code --micro-batches} of the pipeline, {@code --reduce} how sums over
- * processes are formed, {@code --zero} the ZeRO stage, {@code --parallel auto} to let the planner choose.
+ * processes are formed, {@code --zero} the ZeRO stage, {@code --parallel auto} to let the planner choose; and {@link
+ * OverlapOptions}'s {@code --overlap} and {@code --bucket-mb}.
  */
-final class ParallelOptions {
+final class ParallelOptions extends OverlapOptions {
   @Option(names = "--dp", paramLabel = "N", defaultValue = "1",
       description = "data-parallel processes, started by mpirun (mpirun -np N ./athanor train ... --dp N); --batch stays per "
           + "process, the global batch is batch x accum x dp. Default: ${DEFAULT-VALUE}")
@@ -87,21 +88,6 @@ final class ParallelOptions {
   @Options.Range(min = 0, max = 3)
   int zero;
 
-  @Option(names = "--overlap", paramLabel = "BOOL", arity = "1", defaultValue = "on", converter = Options.Bool.class,
-      description = "with --dp (ZeRO 0 and 1, no --tp or --pp): all-reduce the step's gradient in buckets during the "
-          + "backward of its last micro-batch, each bucket as soon as the backward has finished its units (the head first), on "
-          + "a communication thread (CUDA: a communication stream), instead of all at once after it; with --zero 3, gather "
-          + "the next unit's weights on that thread while the current unit computes, instead of when it is about to run. "
-          + "The same bits either way "
-          + "(deterministic mode). on or off. Default: ${DEFAULT-VALUE}")
-  boolean overlap = true;
-
-  @Option(names = "--bucket-mb", paramLabel = "MIB", defaultValue = "25",
-      description = "with --overlap on: the most gradient (MiB) one bucket of consecutive units holds (a larger unit is a "
-          + "bucket of its own); smaller buckets start sooner, larger ones pay the collectives' latency fewer times. "
-          + "Default: ${DEFAULT-VALUE}")
-  double bucketMb = 25;
-
   @Option(names = "--parallel", paramLabel = "MODE", defaultValue = "manual",
       description = "manual: --dp, --tp and --zero as given; auto: rank 0 plans them for the processes mpirun started (the "
           + "cost model of plan --world: the fastest layout that fits --mem-host per process, printed with its runners-up); "
@@ -140,14 +126,6 @@ final class ParallelOptions {
       throw Options.usage(spec, "--pp " + pp + " exceeds the model's " + layers + " blocks (each stage needs at "
           + "least one); give --pp " + layers + " or less");
     }
-  }
-
-  /** The overlapped reduction's bucket size in bytes (--bucket-mb), 0 with --overlap off; a usage error unless positive. */
-  long bucketBytes(CommandSpec spec) {
-    if (!(bucketMb > 0) || bucketMb * (1 << 20) > Long.MAX_VALUE / 2) {
-      throw Options.usage(spec, "--bucket-mb " + bucketMb + ": expected a positive size in MiB, such as 25 or 0.5");
-    }
-    return overlap ? Math.max(1, Math.round(bucketMb * (1 << 20))) : 0;
   }
 
   /** What the data-parallel line says about the ZeRO stage. */

@@ -7,6 +7,7 @@ import dev.athanor.dist.ParallelGrid;
 import dev.athanor.dist.TimedCommunicator;
 import dev.athanor.dist.DataParallel;
 import dev.athanor.dist.BucketedReduction;
+import dev.athanor.dist.OverlapStats;
 import dev.athanor.dist.OverlappedReduction;
 import dev.athanor.dist.TensorParallelism;
 import dev.athanor.dist.ShardedWeights;
@@ -898,9 +899,10 @@ final class TrainCommand implements Callable<Integer> {
         // --overlap on (bucketBytes > 0) the next unit's gather runs ahead on the communication thread
         ShardedWeights shards = zero == 3 ? ShardedWeights.attach(model, comm, offloadConfig, bucketBytes > 0) : null;
         // ZeRO 2 with the whole model in one process on the CPU: each unit's gradient is folded into the shards as its
-        // backward ends (no whole-model gradient); pipeline stages, tensor parallel and CUDA keep the whole-gradient fold
+        // backward ends (no whole-model gradient), with --overlap on on the communication thread while the backward goes
+        // on; pipeline stages, tensor parallel and CUDA keep the whole-gradient fold
         UnitGradientFold folds = zero == 2 && pipeline == null && groups == null && UnitGradientFold.supports(model)
-            ? UnitGradientFold.attach(model, comm) : null;
+            ? UnitGradientFold.attach(model, comm, bucketBytes > 0 && comm != null && comm.size() > 1) : null;
         // ZeRO with offload: the optimizer keeps its shard of the moments the plan puts on DISK there
         Trainer trainer = shards != null ? new Trainer(model, tc, loader, shards, offloadConfig)
             : folds != null ? new Trainer(model, tc, loader, folds, offloadConfig)
@@ -926,7 +928,14 @@ final class TrainCommand implements Callable<Integer> {
               + "communication %s%n", overlap.buckets().buckets().size(), Bytes.format(bucketBytes),
               model.device().isCuda() ? "stream" : "thread");
         }
+        if (folds != null && folds.overlaps() && primary) {
+          out.printf("ZeRO 2 gradient reduce-scatter overlapped with the backward: each of the %d units' folds on the "
+              + "communication thread, at most %d in flight%n", model.parameters().units().size(), UnitGradientFold.IN_FLIGHT);
+        }
       }
+      // the step lines' comm_wait_ms and comm_buckets: the overlapped all-reduce's buckets, or ZeRO 2's unit folds
+      java.util.function.Supplier<OverlapStats> overlapStats = overlap != null ? overlap::stats
+          : folds != null && folds.overlaps() ? folds::stats : null;
       if (ck != null && ck.resume() != null) ck.resume().restore(trainer);
       if (mgr != null) mgr.prepare(trainer);  // host buffers for the first snapshot, allocated in the background
       Runtime.getRuntime().addShutdownHook(hook);  // with or without checkpoints: never end silently
@@ -955,7 +964,7 @@ final class TrainCommand implements Callable<Integer> {
           StepResult r;
           TransferStats.Snapshot before = mark;
           TimedCommunicator.Counts talked = comm instanceof TimedCommunicator t ? t.counts() : null;
-          OverlappedReduction.Stats waited = overlap != null ? overlap.stats() : null;
+          OverlapStats waited = overlapStats != null ? overlapStats.get() : null;
           long gatherWait = shards != null ? shards.gatherWaitNanos() : 0, gathersAhead = shards != null ? shards.readAheads() : 0;
           try {
             r = trainer.step();
@@ -976,7 +985,7 @@ final class TrainCommand implements Callable<Integer> {
           }
           // with --dp, the time rank 0 spent in collectives during the step (waiting for the others included), and bytes
           if (talked != null) line = withCommunication(line, ((TimedCommunicator) comm).counts().minus(talked));
-          if (waited != null) line = withOverlap(line, overlap.stats().minus(waited));
+          if (waited != null) line = withOverlap(line, overlapStats.get().minus(waited));
           if (shards != null) line = withGathers(line, shards.gatherWaitNanos() - gatherWait, shards.readAheads() - gathersAhead);
           w.write(line);
           w.newLine();
@@ -1058,12 +1067,14 @@ final class TrainCommand implements Callable<Integer> {
 
   /**
    * A step's log line with the overlapped reduction's figures added: {@code comm_wait_ms}, the communication the
-   * backward did not hide (CPU: the time the training thread waited for the gradient buckets after the backward; CUDA:
-   * the time the compute stream stood waiting for the communication stream, from timing events), and {@code
-   * comm_buckets}. {@code comm_ms} counts the collectives' whole time on the CPU, the communication thread's included;
-   * on CUDA through NCCL only the host time enqueueing them.
+   * backward did not hide (CPU: the time the training thread waited for the communication thread, under ZeRO 0 and 1
+   * for the gradient buckets after the backward, under ZeRO 2 for the unit folds handed over, during and after the
+   * backward; CUDA: the time the compute stream stood waiting for the communication stream, from timing events), and
+   * {@code comm_buckets} (the buckets all-reduced; under ZeRO 2 the unit folds, one per unit and micro-batch). {@code
+   * comm_ms} counts the collectives' whole time on the CPU, the communication thread's included; on CUDA through NCCL
+   * only the host time enqueueing them.
    */
-  static String withOverlap(String line, OverlappedReduction.Stats d) {
+  static String withOverlap(String line, OverlapStats d) {
     return line.substring(0, line.length() - 1) + ",\"comm_wait_ms\":" + Math.round(d.waitNanos() / 1e3) / 1e3
         + ",\"comm_buckets\":" + d.buckets() + "}";
   }

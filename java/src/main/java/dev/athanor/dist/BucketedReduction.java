@@ -33,7 +33,7 @@ public interface BucketedReduction extends BlockHooks, AutoCloseable {
   void discard();
 
   /** Totals since creation. */
-  OverlappedReduction.Stats stats();
+  OverlapStats stats();
 
   /** Releases the thread or stream and puts the model's hooks back. */
   @Override

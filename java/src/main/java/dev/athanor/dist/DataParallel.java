@@ -39,7 +39,9 @@ import java.util.Objects;
  * equals one process with {@code accum × size} bit for bit for any {@code accum}. On the CPU with the whole model in each
  * process ({@link UnitGradientFold}, a trainer built with {@link Trainer#Trainer(dev.athanor.nn.Transformer,
  * dev.athanor.train.TrainConfig, dev.athanor.io.data.DataLoader, dev.athanor.train.ShardedGradients)}) the same fold runs
- * unit by unit as each unit's backward ends, so no whole micro-batch gradient exists; the bits are the same. The clipping norm ({@link
+ * unit by unit as each unit's backward ends, so no whole micro-batch gradient exists; the bits are the same (also with
+ * each unit's fold on a communication thread while the backward goes on, {@link UnitGradientFold#attach(
+ * dev.athanor.nn.Transformer, Communicator, boolean)}). The clipping norm ({@link
  * #shardedNorm}) has one process's bits: each chunk of {@link Ops#NORM_CHUNK} elements gets its partial sum of
  * squares from the rank holding its first element (the pieces of a chunk that straddles a shard boundary are sent to
  * it first), the partials are combined across ranks (each held by one rank, zeros elsewhere: exact) and added in double

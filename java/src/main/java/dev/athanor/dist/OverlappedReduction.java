@@ -210,20 +210,12 @@ public final class OverlappedReduction implements BucketedReduction {
     stepGrad = null;
   }
 
-  /** What the overlap cost and hid so far. */
-  public record Stats(long waitNanos, long busyNanos, long buckets) {
-    /** This minus {@code earlier}. */
-    public Stats minus(Stats earlier) {
-      return new Stats(waitNanos - earlier.waitNanos, busyNanos - earlier.busyNanos, buckets - earlier.buckets);
-    }
-  }
-
   /**
    * Totals since creation: the training thread's time blocked in {@link #await} (the communication the backward did not
    * hide), the communication thread's time in all-reduces, and the buckets reduced.
    */
-  public Stats stats() {
-    return new Stats(waitNanos, busyNanos.get(), reduced);
+  public OverlapStats stats() {
+    return new OverlapStats(waitNanos, busyNanos.get(), reduced);
   }
 
   /** Stops the communication thread (a reduction still running is left to a daemon thread) and restores the hooks. */

@@ -213,8 +213,8 @@ public final class StreamOverlappedReduction implements BucketedReduction {
    * reduced.
    */
   @Override
-  public OverlappedReduction.Stats stats() {
-    return new OverlappedReduction.Stats(streams.waitedNanos(), busyNanos, reduced);
+  public OverlapStats stats() {
+    return new OverlapStats(streams.waitedNanos(), busyNanos, reduced);
   }
 
   /** Orders the compute stream after any bucket still enqueued, releases the stream and restores the hooks. */

@@ -13,11 +13,16 @@ import dev.athanor.runtime.Device;
 import dev.athanor.tensor.DType;
 import dev.athanor.tensor.Tensor;
 import dev.athanor.train.ShardedGradients;
+import java.util.ArrayDeque;
 import java.util.Objects;
+import java.util.concurrent.CancellationException;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Future;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicLong;
 
 /**
  * The step's gradient of ZeRO 2 and 3 on the CPU, formed unit by unit (embeddings, each block, the head): this replica
@@ -36,6 +41,23 @@ import java.util.concurrent.atomic.AtomicInteger;
  * per replica is the shard ({@code 4 psi / N}) plus the windows mapped at once (at most two units: the tied embeddings'
  * gradient under the head's backward). ZeRO 3 ({@link ShardedWeights}) holds one of these for its gradients and
  * drives it from its own hooks. Close this after the trainer; not thread-safe.
+ *
+ * <p><b>Overlapped with the backward</b> (ZeRO 2, {@link #attach(Transformer, Communicator, boolean)} with {@code
+ * overlap}; the CLI's {@code --overlap on}): at {@code afterGradients} the training thread unmaps the unit's complete
+ * window and hands its fold to the data-parallel {@link CommThread}, which runs the folds one after the other in the
+ * order they were handed over (the backward's unit order, micro-batch after micro-batch, on every rank, so the
+ * collectives match and every element of the shard gets {@code ((acc + g_{k,0}) + g_{k,1}) + ...} in the same order as
+ * without overlap: the same bits); the backward goes on with the next units meanwhile. At most {@link #IN_FLIGHT} folds
+ * are handed over and not yet finished: the next {@code afterGradients} first waits for the oldest; and a backward's
+ * first window is mapped only once the last micro-batch's folds are done (its embeddings', handed over last, overlap
+ * the next forward). So the windows held at once are the backward's (at most two) plus one unit whose backward ended
+ * earlier in the same backward: the head or a block, never the embeddings. {@link #flush} (the trainer calls it after the
+ * micro-batches, before any collective of its own) waits for every fold. A fold that fails is thrown on the training
+ * thread (by the next {@code afterGradients} or {@link #flush}) as a {@link CommunicatorException} naming this rank, the
+ * unit and the micro-batch. A peer that dies leaves the communication thread blocked in MPI as it would leave the
+ * training thread without overlap: mpirun ends the job and names the lost rank. The training thread's time waiting for
+ * folds and the folds done are {@link #stats}. Windows are allocated, mapped, unmapped and freed on the training thread
+ * only.
  *
  * <p><b>The shard on DISK</b> (ZeRO 3 with offload, {@link #forShard(ParameterStore, Communicator, Range, UnitFiles)}):
  * the step's gradient shard lives in {@link UnitFiles} of the shard's range ({@link Role#GRAD}) instead of memory. A
@@ -60,12 +82,31 @@ public final class UnitGradientFold implements BlockHooks, ShardedGradients, Aut
   private Future<?> pending;         // the write in flight, or null
   private Tensor pendingBuffer;      // its host buffer (freed once it is written)
   private static final AtomicInteger THREADS = new AtomicInteger();
+  /** With overlap: the most folds handed to the communication thread and not yet finished. */
+  public static final int IN_FLIGHT = 1;
+  private final ExecutorService thread;  // ZeRO 2 with overlap: the communication thread the folds run on, or null
+  private final ArrayDeque<Fold> inFlight = new ArrayDeque<>();  // handed over, not yet retired, oldest first
+  private final AtomicLong busyNanos = new AtomicLong();
+  private long waitNanos, folded;
+  private boolean leaked;  // a fold was still running when dropped: the shard is left allocated at close
   private int micro;
   private boolean closed;
 
+  /** A unit's fold handed to the communication thread: its window and its part of the shard (both freed when retired). */
+  private record Fold(Unit unit, int micro, Tensor window, Tensor acc, Future<?> done) {
+    void free() {
+      try {
+        acc.close();
+      } finally {
+        window.close();
+      }
+    }
+  }
+
   private UnitGradientFold(ParameterStore store, Communicator comm, Range shard, Transformer model, UnitFiles files,
-      long piece) {
+      long piece, boolean overlap) {
     if (piece < 1) throw new IllegalArgumentException("piece = " + piece + " must be >= 1");
+    if (overlap && files != null) throw new IllegalArgumentException("the fold of a shard on DISK is not overlapped");
     this.piece = piece;
     if (files != null && (!files.holds(Role.GRAD) || !files.range().equals(shard))) {
       throw new IllegalArgumentException("the gradient shard's files must hold GRAD of " + shard + ", they hold "
@@ -80,6 +121,7 @@ public final class UnitGradientFold implements BlockHooks, ShardedGradients, Aut
     this.shard = shard;
     this.model = model;
     this.before = model == null ? null : model.hooks();
+    this.thread = overlap ? CommThread.start(comm.rank()) : null;
   }
 
   /**
@@ -95,7 +137,7 @@ public final class UnitGradientFold implements BlockHooks, ShardedGradients, Aut
    * folded in pieces of at most {@code piece} elements.
    */
   static UnitGradientFold forShard(ParameterStore store, Communicator comm, Range shard, UnitFiles files, long piece) {
-    return new UnitGradientFold(store, comm, shard, null, files, piece);
+    return new UnitGradientFold(store, comm, shard, null, files, piece, false);
   }
 
   /**
@@ -111,9 +153,17 @@ public final class UnitGradientFold implements BlockHooks, ShardedGradients, Aut
   /**
    * ZeRO 2: shards the step's gradient of {@code model} over {@code comm}'s ranks (a data-parallel group; every rank
    * calls this with the same model); the store's gradients become paged without a backing copy and these hooks join the
-   * model's. The weights stay as they are. Needs {@link #supports}.
+   * model's. The weights stay as they are. Needs {@link #supports}. Each unit's fold runs on the training thread.
    */
   public static UnitGradientFold attach(Transformer model, Communicator comm) {
+    return attach(model, comm, false);
+  }
+
+  /**
+   * As {@link #attach(Transformer, Communicator)}; with {@code overlap} each unit's fold runs on a communication thread
+   * while the backward goes on (the same bits; closing this stops the thread).
+   */
+  public static UnitGradientFold attach(Transformer model, Communicator comm, boolean overlap) {
     Objects.requireNonNull(model, "model");
     Objects.requireNonNull(comm, "comm");
     if (!supports(model)) {
@@ -124,7 +174,7 @@ public final class UnitGradientFold implements BlockHooks, ShardedGradients, Aut
     }
     ParameterStore store = model.parameters();
     Range shard = DataParallel.optimizerShard(store, comm);
-    UnitGradientFold f = new UnitGradientFold(store, comm, shard, model, null, Long.MAX_VALUE);
+    UnitGradientFold f = new UnitGradientFold(store, comm, shard, model, null, Long.MAX_VALUE, overlap);
     try {
       if (store.has(Role.GRAD)) store.release(Role.GRAD);
       store.pageWithoutBacking(Role.GRAD);
@@ -132,6 +182,7 @@ public final class UnitGradientFold implements BlockHooks, ShardedGradients, Aut
       return f;
     } catch (RuntimeException e) {
       f.gradient.close();
+      if (f.thread != null) f.thread.shutdownNow();
       throw e;
     }
   }
@@ -164,6 +215,9 @@ public final class UnitGradientFold implements BlockHooks, ShardedGradients, Aut
     if (closed) throw new IllegalStateException("the gradient shard is closed");
     int u = unit.index();
     if (pass != Pass.BACKWARD || grads[u] != null) return;
+    // overlap: the last micro-batch's folds (its embeddings', handed over last, may still run behind this forward) are
+    // done before this backward maps its first window, so a backward holds none of them
+    while (!inFlight.isEmpty() && inFlight.peekFirst().micro() != micro) awaitOldest();
     Tensor g = Tensor.zeros(DType.F32, Device.CPU, Tier.HOST, unit.elements().length()).detach();
     try {
       store.map(Role.GRAD, unit, g);
@@ -179,6 +233,10 @@ public final class UnitGradientFold implements BlockHooks, ShardedGradients, Aut
     Tensor g = grads[unit.index()];
     if (g == null) throw new IllegalStateException("afterGradients(" + unit.name() + ") without a backward");
     Range mine = unit.elements().intersect(shard);
+    if (thread != null) {
+      handOver(unit, g, mine);
+      return;
+    }
     if (files != null) {
       try {
         Range e = unit.elements();
@@ -199,6 +257,114 @@ public final class UnitGradientFold implements BlockHooks, ShardedGradients, Aut
     } finally {
       free(unit);
     }
+  }
+
+  /**
+   * Overlap: unmaps {@code unit}'s complete window {@code g} and hands its fold into this rank's part {@code mine} of the
+   * shard to the communication thread, after retiring the folds that are done and waiting for the oldest while {@link
+   * #IN_FLIGHT} are.
+   */
+  private void handOver(Unit unit, Tensor g, Range mine) {
+    grads[unit.index()] = null;
+    Tensor acc = null;
+    try {
+      if (!store.isClosed() && store.isMapped(Role.GRAD, unit)) store.unmap(Role.GRAD, unit);
+      while (!inFlight.isEmpty() && inFlight.peekFirst().done().isDone()) retireOldest();
+      while (inFlight.size() >= IN_FLIGHT) awaitOldest();
+      acc = gradient.slice(0, mine.isEmpty() ? 0 : mine.start() - shard.start(), mine.isEmpty() ? 0 : mine.end() - shard.start());
+      Tensor part = acc;
+      long[] counts = counts(unit);
+      boolean first = micro == 0;
+      Future<?> done = thread.submit(() -> {
+        long t0 = System.nanoTime();
+        try {
+          comm.reduceScatterAccumulateV(g, part, counts, first);
+        } finally {
+          busyNanos.addAndGet(System.nanoTime() - t0);
+        }
+      });
+      inFlight.addLast(new Fold(unit, micro, g, acc, done));
+    } catch (RuntimeException | Error e) {
+      if (acc != null) acc.close();
+      g.close();
+      throw e;
+    }
+  }
+
+  /** Waits for the oldest fold handed over (the time counted in {@link #stats}) and retires it. */
+  private void awaitOldest() {
+    long t0 = System.nanoTime();
+    try {
+      retireOldest();
+    } finally {
+      waitNanos += System.nanoTime() - t0;
+    }
+  }
+
+  /**
+   * Waits for the oldest fold handed over and frees its window; throws {@link CommunicatorException} naming this rank,
+   * the unit and the micro-batch when it failed.
+   */
+  private void retireOldest() {
+    Fold f = inFlight.peekFirst();
+    try {
+      f.done().get();
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();  // still running: discard() decides about its window
+      throw new IllegalStateException("rank " + comm.rank() + " of " + comm.size() + ": interrupted while waiting for the "
+          + "gradient fold of " + f.unit().name(), e);
+    } catch (ExecutionException e) {
+      inFlight.removeFirst();
+      f.free();
+      Throwable c = e.getCause();
+      if (c instanceof Error err) throw err;
+      throw new CommunicatorException("rank " + comm.rank() + " of " + comm.size() + ": the gradient fold of "
+          + f.unit().name() + " (micro-batch " + f.micro() + ", " + f.unit().elements().length() + " elements) on the "
+          + "communication thread failed: " + c.getMessage(), c);
+    }
+    inFlight.removeFirst();
+    f.free();
+    folded++;
+  }
+
+  /**
+   * Forgets the folds handed over (a step that failed part-way): those not started are cancelled, one running is waited
+   * for up to a minute (its failure ignored: the step is abandoned anyway); one still running then (a peer gone?) keeps
+   * its window, rather than having it freed under the communication thread.
+   */
+  private void dropInFlight() {
+    while (!inFlight.isEmpty()) {
+      Fold f = inFlight.removeFirst();
+      if (!f.done().cancel(false)) {
+        try {
+          f.done().get(60, TimeUnit.SECONDS);
+        } catch (ExecutionException | CancellationException e) {
+          // the fold failed: the step is being abandoned anyway
+        } catch (TimeoutException e) {
+          leaked = true;  // still running: not freed under it
+          continue;
+        } catch (InterruptedException e) {
+          Thread.currentThread().interrupt();
+          leaked = true;
+          continue;
+        }
+      }
+      f.free();
+    }
+  }
+
+  /**
+   * With overlap, what the communication thread hid and cost since creation: the training thread's time waiting for
+   * folds, the communication thread's time in them, and the unit folds done (one per unit per micro-batch); zeros
+   * without overlap.
+   */
+  public OverlapStats stats() {
+    return new OverlapStats(waitNanos, busyNanos.get(), folded);
+  }
+
+  /** Whether each unit's fold runs on a communication thread ({@link #attach(Transformer, Communicator, boolean)}). */
+  public boolean overlaps() {
+    return thread != null;
   }
 
   /**
@@ -228,9 +394,13 @@ public final class UnitGradientFold implements BlockHooks, ShardedGradients, Aut
     });
   }
 
-  /** Waits until the last unit's part of the shard on DISK is written (nothing with the shard in memory). */
+  /**
+   * Waits until the last unit's part of the shard on DISK is written, and with overlap until every fold handed to the
+   * communication thread is done (nothing else with the shard in memory).
+   */
   @Override
   public void flush() {
+    while (!inFlight.isEmpty()) awaitOldest();
     if (pending == null) return;
     Future<?> f = pending;
     Tensor b = pendingBuffer;
@@ -276,16 +446,21 @@ public final class UnitGradientFold implements BlockHooks, ShardedGradients, Aut
     }
   }
 
-  /** The bytes of the gradient windows mapped now (and of a part of the shard on DISK being written). */
+  /**
+   * The bytes of the gradient windows held now: mapped, and with overlap handed to the communication thread (and of a
+   * part of the shard on DISK being written).
+   */
   public long windowBytes() {
     long b = pendingBuffer == null ? 0 : pendingBuffer.byteSize();
     for (Tensor w : grads) if (w != null) b += w.byteSize();
+    for (Fold f : inFlight) b += f.window().byteSize();
     return b;
   }
 
   @Override
   public void discard() {
     try {
+      dropInFlight();
       flush();
     } finally {
       for (Unit u : store.units()) if (grads[u.index()] != null) free(u);
@@ -305,7 +480,8 @@ public final class UnitGradientFold implements BlockHooks, ShardedGradients, Aut
       if (!store.isClosed() && store.isPaged(Role.GRAD)) store.release(Role.GRAD);
       if (model != null) model.setHooks(before);
     } finally {
-      if (gradient != null) gradient.close();
+      if (thread != null) thread.shutdownNow();
+      if (gradient != null && !leaked) gradient.close();  // else a fold may still write it: left allocated
       if (io != null) io.shutdownNow();
     }
   }

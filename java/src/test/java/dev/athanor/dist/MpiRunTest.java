@@ -173,7 +173,9 @@ class MpiRunTest {
    * {@code bench --mode train --dp 2} (and {@code --tp 2}) under mpirun: rank 0 alone prints one JSON line, counting both
    * processes' tokens under --dp,
    * and the bytes it reports per step are exactly what plain data parallel hands to collectives a step: the flat F32
-   * gradient (one all-reduce) and its micro-batch's loss (one F32, all-gathered for the log).
+   * gradient (one all-reduce) and its micro-batch's loss (one F32, all-gathered for the log); it says whether --overlap
+   * was on, the bucket size and what ran on the communication thread (the all-reduce's buckets; under --zero 2 the unit
+   * folds, nothing with --overlap off).
    */
   @Test
   void benchDataParallelReportsTheStepsAllReduce() throws Exception {
@@ -191,6 +193,16 @@ class MpiRunTest {
     assertTrue(o.get("tokens_per_s").getAsDouble() > 0 && o.get("comm_ms_median").getAsDouble() >= 0, o.toString());
     // delivered to the other rank: half the gradient in the all-to-all, the summed half in the all-gather, and the loss
     assertEquals(gradientBytes + 4, o.get("comm_sent_bytes_per_step").getAsLong(), o.toString());
+    assertEquals("on", o.get("overlap").getAsString(), "--overlap on by default, as train: " + o);
+    assertEquals(25, o.get("bucket_mb").getAsDouble(), o.toString());
+    assertTrue(o.get("overlapped").getAsString().startsWith("gradient all-reduce in "), o.toString());
+    // ZeRO 2 as train runs it: each unit's fold on the communication thread with --overlap on, on the training thread off
+    JsonObject z = bench(f, "--dp", "2", "--zero", "2", "--bucket-mb", "0.5");
+    assertEquals(0.5, z.get("bucket_mb").getAsDouble(), z.toString());
+    assertTrue(z.get("overlapped").getAsString().startsWith("ZeRO 2 unit folds"), z.toString());
+    JsonObject zo = bench(f, "--dp", "2", "--zero", "2", "--overlap", "off");
+    assertEquals("off", zo.get("overlap").getAsString(), zo.toString());
+    assertEquals("nothing", zo.get("overlapped").getAsString(), zo.toString());
 
     // tensor parallel: both ranks read the same batch and hold half of each block
     JsonObject t = bench(f, "--tp", "2");
@@ -897,9 +909,11 @@ class MpiRunTest {
   /**
    * Data parallel with the all-reduce overlapped with the backward, in buckets on a communication thread ({@link
    * OverlappedReduction}), against the reduction after the backward: under dp 2 and dp 3, GPT-2 and Llama, accum 1 and
-   * 2, ZeRO 0 (one unit per bucket, and several) and ZeRO 1, every step's loss and norm and the final weights are the
-   * same bits ({@link OverlapMain}); and through {@code train}: {@code --overlap on} (the default) with small buckets
-   * against {@code --overlap off}, every logged step and the saved weights.
+   * 2, ZeRO 0 (one unit per bucket, and several) and ZeRO 1, and ZeRO 2 with each unit's fold on the communication
+   * thread ({@link UnitGradientFold}) against on the training thread, every step's loss and norm and the final weights
+   * are the same bits ({@link OverlapMain}); and through {@code train}: {@code --overlap on} (the default) with small
+   * buckets against {@code --overlap off}, every logged step and the saved weights; and the same for {@code --zero 2},
+   * whose step lines count its unit folds on the communication thread in {@code comm_buckets}.
    */
   @Test
   void overlappedReductionEqualsTheReductionAfterTheBackwardBitForBit() throws Exception {
@@ -907,7 +921,7 @@ class MpiRunTest {
     for (int np : new int[] {2, 3}) {
       Job j = mpirun(np, OverlapMain.class.getName(), List.of(f.data.toString()), 600);
       assertEquals(0, j.exitCode(), j.output());
-      assertTrue(j.output().contains("overlap: dp " + np + ", 12 runs equal to overlap off bit for bit"), j.output());
+      assertTrue(j.output().contains("overlap: dp " + np + ", 16 runs equal to overlap off bit for bit"), j.output());
     }
     Path off = tmp.resolve("overlap-off"), on = tmp.resolve("overlap-on");
     Job a = mpirun(2, Main.class.getName(), trainArgs(f, off, "--dp", "2", "--accum", "2", "--threads", "1", "--overlap",
@@ -931,20 +945,48 @@ class MpiRunTest {
     }
     Path model = Path.of("model", "model.safetensors");
     assertEquals(-1, Files.mismatch(off.resolve(model), on.resolve(model)), "final weights, --overlap off vs on");
+
+    // ZeRO 2: each unit's fold of each micro-batch on the communication thread (on) or the training thread (off)
+    Path off2 = tmp.resolve("overlap-zero2-off"), on2 = tmp.resolve("overlap-zero2-on");
+    List<String> zero2 = List.of("--dp", "2", "--zero", "2", "--accum", "2", "--threads", "1");
+    Job c = mpirun(2, Main.class.getName(), concat(trainArgs(f, off2), zero2, List.of("--overlap", "off")), 300);
+    assertEquals(0, c.exitCode(), c.output());
+    assertFalse(c.output().contains("overlapped with the backward"), c.output());
+    Job e = mpirun(2, Main.class.getName(), concat(trainArgs(f, on2), zero2), 300);
+    assertEquals(0, e.exitCode(), e.output());
+    int units;
+    try (dev.athanor.nn.Transformer m = dev.athanor.nn.Transformer.create(TrainFixture.model(), dev.athanor.runtime.Device.CPU)) {
+      units = m.parameters().units().size();
+    }
+    // (rank 1's progress lines may cut into rank 0's line)
+    assertTrue(e.output().contains("ZeRO 2 gradient reduce-scatter overlapped with the backward: each of the ")
+        && e.output().contains(units + " units' folds on the communication thread"), e.output());
+    assertEquals(steps(off2), steps(on2), "every logged step, ZeRO 2 --overlap off vs on");
+    for (String line : stepLines(off2.resolve("log.jsonl"))) assertFalse(line.contains("comm_buckets"), line);
+    for (String line : stepLines(on2.resolve("log.jsonl"))) {
+      JsonObject o = JsonParser.parseString(line).getAsJsonObject();
+      assertEquals(2 * units, o.get("comm_buckets").getAsInt(), "a fold per unit and micro-batch: " + line);
+      assertTrue(o.get("comm_wait_ms").getAsDouble() >= 0, line);
+    }
+    assertEquals(-1, Files.mismatch(off2.resolve(model), on2.resolve(model)), "final weights, ZeRO 2 --overlap off vs on");
   }
 
   /**
    * A rank killed by SIGKILL in the middle of a step's backward while its peers' communication threads all-reduce the
-   * buckets already started ({@link OverlapDieMain}): the job ends with an error naming the lost rank, not a hang.
+   * buckets already started, or (ZeRO 2) fold the units already handed over ({@link OverlapDieMain}): the job ends with
+   * an error naming the lost rank, not a hang.
    */
   @Test
   void aRankThatDiesMidBackwardWithOverlapEndsTheJobNamingTheLostRank() throws Exception {
     TrainFixture f = TrainFixture.create(tmp.resolve("overlap-die-fixture"));
-    Job j = mpirun(2, OverlapDieMain.class.getName(), List.of(f.data.toString()), 120);  // fails the test if it hangs
-    assertNotEquals(0, j.exitCode(), j.output());
-    assertTrue(j.output().contains("rank 0 of 2: step 0 done"), j.output());
-    assertFalse(j.output().contains("without the lost rank"), j.output());
-    assertTrue(j.output().matches("(?s).*rank 1 with PID.*signal 9.*"), j.output());
+    // ZeRO 0's buckets, then ZeRO 2's unit folds on the communication thread
+    for (List<String> a : List.of(List.of(f.data.toString()), List.of(f.data.toString(), "zero2"))) {
+      Job j = mpirun(2, OverlapDieMain.class.getName(), a, 120);  // fails the test if it hangs
+      assertNotEquals(0, j.exitCode(), a + ": " + j.output());
+      assertTrue(j.output().contains("rank 0 of 2: step 0 done"), a + ": " + j.output());
+      assertFalse(j.output().contains("without the lost rank"), a + ": " + j.output());
+      assertTrue(j.output().matches("(?s).*rank 1 with PID.*signal 9.*"), a + ": " + j.output());
+    }
   }
 
   /**

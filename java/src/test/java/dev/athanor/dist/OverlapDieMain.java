@@ -21,6 +21,10 @@ import java.nio.file.Path;
  * <p>With a second argument {@code zero3}: ZeRO 3 with read-ahead ({@link ShardedWeights}) instead; the last rank kills
  * itself in step 1's forward right after the first block's gather, when the second block's gather has been started on
  * the communication thread of every rank, so the others' communication threads wait in that gather.
+ *
+ * <p>With {@code zero2}: ZeRO 2 with each unit's fold on the communication thread ({@link UnitGradientFold} with
+ * overlap); the last rank kills itself as in the first case (step 1, its last block's gradient complete, after the
+ * head's fold was handed over), so the others' communication threads wait in a fold.
  */
 public final class OverlapDieMain {
   public static void main(String[] args) throws Exception {
@@ -28,11 +32,13 @@ public final class OverlapDieMain {
     try (Communicator comm = Communicator.mpi(ReduceMode.DETERMINISTIC); TokenDataset d = TokenDataset.open(Path.of(args[0]));
         Transformer m = Transformer.create(ModelConfig.gpt2(300, 64, 2, 64, 2), Device.CPU)) {
       m.initialize(8);
-      boolean zero3 = args.length > 1 && args[1].equals("zero3");
+      boolean zero3 = args.length > 1 && args[1].equals("zero3"), zero2 = args.length > 1 && args[1].equals("zero2");
       try (ShardedWeights z = zero3 ? ShardedWeights.attach(m, comm) : null;
+          UnitGradientFold f = zero2 ? UnitGradientFold.attach(m, comm, true) : null;
           Trainer t = zero3 ? new Trainer(m, tc, new DataLoader(d, 2, 16, true, 5), z)
+              : zero2 ? new Trainer(m, tc, new DataLoader(d, 2, 16, true, 5), f)
               : new Trainer(m, tc, new DataLoader(d, 2, 16, true, 5))) {
-        if (zero3) {
+        if (zero3 || zero2) {
           DataParallel.attach(t, comm);
         } else {
           DataParallel.attach(t, comm, 1);

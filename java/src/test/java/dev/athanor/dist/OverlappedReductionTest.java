@@ -34,7 +34,8 @@ import org.junit.jupiter.api.io.TempDir;
 /**
  * The overlapped gradient all-reduce without MPI: the bucket plan (consecutive units in backward order up to the cap);
  * dp 2 as two threads of this JVM ({@link ThreadRanks}) with overlap on equals overlap off bit for bit (GPT-2 and
- * Llama, accum 1 and 2, ZeRO 0 and 1; the mpirun runs are in {@link MpiRunTest}); a failing all-reduce on the
+ * Llama, accum 1 and 2, ZeRO 0 and 1, and ZeRO 2's unit folds on the communication thread; the mpirun runs are in
+ * {@link MpiRunTest}); a failing all-reduce on the
  * communication thread is thrown by the step on the training thread, naming the rank and the bucket; closing the
  * trainer stops the thread and puts the model's hooks back.
  */
@@ -71,9 +72,9 @@ class OverlappedReductionTest {
     Path data = dev.athanor.train.checkpoint.TrainFixture.create(tmp).data;
     for (ModelConfig mc : OverlapMain.MODELS) {
       for (int accum : new int[] {1, 2}) {
-        List<OverlapMain.Run> off = ranks(data, mc, accum, false, 0);
+        List<OverlapMain.Run> off = ranks(data, mc, accum, 0, 0);
         for (long[] v : new long[][] {{0, 1}, {1, -1}}) {
-          List<OverlapMain.Run> on = ranks(data, mc, accum, v[0] == 1, v[1]);
+          List<OverlapMain.Run> on = ranks(data, mc, accum, (int) v[0], v[1]);
           String what = mc.family().hfModelType() + " accum " + accum + " ZeRO " + v[0] + (v[1] < 0 ? ", grouped buckets" : "");
           for (int r = 0; r < 2; r++) {
             assertTrue(on.get(r).plan() > 1 && on.get(r).buckets() == 4L * on.get(r).plan(), what + ": " + on.get(r));
@@ -81,12 +82,22 @@ class OverlappedReductionTest {
             assertArrayEquals(off.get(r).weights(), on.get(r).weights(), what + ", rank " + r + ": final weights");
           }
         }
+        // ZeRO 2: each unit's fold on the communication thread against on the training thread (and plain dp at accum 1)
+        List<OverlapMain.Run> foldOff = ranks(data, mc, accum, 2, 0), foldOn = ranks(data, mc, accum, 2, 1);
+        String what = mc.family().hfModelType() + " accum " + accum + " ZeRO 2";
+        for (int r = 0; r < 2; r++) {
+          assertEquals(0, foldOff.get(r).buckets(), what + ", overlap off: no fold on the communication thread");
+          assertEquals(4L * accum * foldOn.get(r).plan(), foldOn.get(r).buckets(), what + ": every unit of every micro-batch");
+          assertEquals(foldOff.get(r).steps(), foldOn.get(r).steps(), what + ", rank " + r + ": losses and norms");
+          assertArrayEquals(foldOff.get(r).weights(), foldOn.get(r).weights(), what + ", rank " + r + ": final weights");
+          if (accum == 1) assertEquals(off.get(r).steps(), foldOn.get(r).steps(), what + ", rank " + r + " vs plain dp");
+        }
       }
     }
   }
 
   /** Both ranks' runs of {@link OverlapMain#train}, as threads. */
-  private static List<OverlapMain.Run> ranks(Path data, ModelConfig mc, int accum, boolean zero1, long bucketBytes)
+  private static List<OverlapMain.Run> ranks(Path data, ModelConfig mc, int accum, int zero, long bucketBytes)
       throws Exception {
     ThreadRanks group = new ThreadRanks(2);
     ExecutorService pool = Executors.newFixedThreadPool(2);
@@ -94,7 +105,7 @@ class OverlappedReductionTest {
       List<Future<OverlapMain.Run>> fs = new ArrayList<>();
       for (int r = 0; r < 2; r++) {
         Communicator c = group.member(r);
-        fs.add(pool.submit(() -> OverlapMain.train(c, d, mc, accum, zero1, bucketBytes)));
+        fs.add(pool.submit(() -> OverlapMain.train(c, d, mc, accum, zero, bucketBytes)));
       }
       List<OverlapMain.Run> runs = new ArrayList<>();
       for (Future<OverlapMain.Run> f : fs) runs.add(f.get(300, TimeUnit.SECONDS));
@@ -104,25 +115,37 @@ class OverlappedReductionTest {
     }
   }
 
-  @Test
-  void aFailedBucketIsThrownOnTheTrainingThreadNamingTheRank(@TempDir Path tmp) {
-    AtomicInteger calls = new AtomicInteger();
-    List<String> threads = new ArrayList<>();
-    Communicator failing = (Communicator) Proxy.newProxyInstance(Communicator.class.getClassLoader(),
-        new Class<?>[] {Communicator.class}, (proxy, method, args) -> switch (method.getName()) {
-          case "rank" -> 1;
-          case "size" -> 2;
-          case "mode" -> ReduceMode.DETERMINISTIC;
-          case "describe" -> "a peer that fails its second all-reduce";
-          case "allReduceSum" -> {
+  /**
+   * Rank 1 of 2 whose collective {@code collective} does nothing but record its thread's name in {@code threads} and
+   * count itself in {@code calls}, and fails its second call ("MPI_Alltoallv: the peer is gone"); any other collective
+   * is unsupported.
+   */
+  static Communicator failingSecond(String collective, AtomicInteger calls, List<String> threads) {
+    return (Communicator) Proxy.newProxyInstance(Communicator.class.getClassLoader(),
+        new Class<?>[] {Communicator.class}, (proxy, method, args) -> {
+          String name = method.getName();
+          if (name.equals(collective)) {
             synchronized (threads) {
               threads.add(Thread.currentThread().getName());
             }
             if (calls.incrementAndGet() == 2) throw new CommunicatorException("MPI_Alltoallv: the peer is gone");
-            yield null;
+            return null;
           }
-          default -> throw new UnsupportedOperationException(method.getName());
+          return switch (name) {
+            case "rank" -> 1;
+            case "size" -> 2;
+            case "mode" -> ReduceMode.DETERMINISTIC;
+            case "describe" -> "a peer that fails its second " + collective;
+            default -> throw new UnsupportedOperationException(name);
+          };
         });
+  }
+
+  @Test
+  void aFailedBucketIsThrownOnTheTrainingThreadNamingTheRank(@TempDir Path tmp) {
+    AtomicInteger calls = new AtomicInteger();
+    List<String> threads = new ArrayList<>();
+    Communicator failing = failingSecond("allReduceSum", calls, threads);
     TrainConfig tc = new TrainConfig(2, 2, 16, 1, 1e-2f, 1e-3f, 1, Schedule.COSINE, 0.1f, 0.9f, 0.95f, 1e-8f, 0.5f, true, 5);
     try (TokenDataset d = TokenDataset.open(TrainerTest.shard(tmp));
         Transformer m = Transformer.create(ModelConfig.gpt2(97, 32, 2, 32, 2), Device.CPU)) {

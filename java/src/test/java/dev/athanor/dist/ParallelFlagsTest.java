@@ -67,6 +67,13 @@ class ParallelFlagsTest {
     assertTrue(out.contains("option '--dp' does not apply to --mode decode"), out);
     out = run("bench", "--mode", "train", "--config", f.config.toString(), "--device", "cpu", "--zero", "1");
     assertTrue(out.contains("with --dp 1 there is nothing to shard"), out);
+    // --overlap and --bucket-mb as train takes them, checked before MPI is asked
+    out = run("bench", "--mode", "train", "--config", f.config.toString(), "--device", "cpu", "--dp", "2", "--bucket-mb", "0");
+    assertTrue(out.contains("--bucket-mb 0.0: expected a positive size in MiB") && !out.contains("needs 2 processes"), out);
+    out = run("bench", "--mode", "train", "--config", f.config.toString(), "--device", "cpu", "--dp", "2", "--overlap", "maybe");
+    assertTrue(out.contains("'maybe' is not a boolean"), out);
+    out = run("bench", "--mode", "decode", "--config", f.config.toString(), "--device", "cpu", "--overlap", "off");
+    assertTrue(out.contains("option '--overlap' does not apply to --mode decode"), out);
   }
 
   @Test

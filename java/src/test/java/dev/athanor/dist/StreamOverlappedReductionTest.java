@@ -206,7 +206,7 @@ class StreamOverlappedReductionTest {
           }
         }
       }
-      assertEquals(new OverlappedReduction.Stats(0, o.stats().busyNanos(), 3), o.stats());
+      assertEquals(new OverlapStats(0, o.stats().busyNanos(), 3), o.stats());
 
       rec.log.clear();
       o.close();
@@ -339,7 +339,7 @@ class StreamOverlappedReductionTest {
           b.append(Float.floatToIntBits(r.loss())).append('/').append(Float.floatToIntBits(r.gradNorm())).append(' ');
         }
         if (dp.overlap() != null) {
-          OverlappedReduction.Stats st = dp.overlap().stats();
+          OverlapStats st = dp.overlap().stats();
           assertTrue(st.waitNanos() >= 0 && st.busyNanos() > 0, st.toString());
           buckets = st.buckets();
         }

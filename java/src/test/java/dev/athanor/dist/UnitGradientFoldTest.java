@@ -21,15 +21,21 @@ import dev.athanor.train.TrainConfig;
 import dev.athanor.train.Trainer;
 import dev.athanor.train.TrainerTest;
 import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.atomic.AtomicInteger;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 /**
  * ZeRO 2's per-unit gradient fold in one process (the shard is everything; the fold's collective is a copy or an add):
- * at accum 3 the trainer gives the plain trainer's losses, norms and weights bit for bit; during a step at most two
- * units' gradient windows are mapped at once (the tied embeddings' under the head's backward, then a block's), none
- * between steps, and the store holds no whole gradient; closing it puts the model's hooks back; a model whose
- * gradients are already paged is refused.
+ * at accum 3 the trainer gives the plain trainer's losses, norms and weights bit for bit, with each unit's fold on the
+ * training thread or on the communication thread (overlap); during a step at most two units' gradient windows are
+ * mapped at once (the tied embeddings' under the head's backward, then a block's), with overlap plus the one unit's
+ * whose fold is in flight (a block or the head, never the embeddings), none between steps, and the store holds no whole
+ * gradient; closing it puts the model's hooks back; a model whose gradients are already paged is refused. A fold that
+ * fails on the communication thread is thrown by the step on the training thread, naming the rank, the unit and the
+ * micro-batch.
  */
 class UnitGradientFoldTest {
   private static final TrainConfig ACCUM_3 =
@@ -41,20 +47,51 @@ class UnitGradientFoldTest {
   @Test
   void foldedUnitByUnitEqualsThePlainTrainerBitForBit(@TempDir Path tmp) {
     Path data = TrainerTest.shard(tmp);
-    Run plain = train(data, false), folded = train(data, true);
+    Run plain = train(data, false, false), folded = train(data, true, false), overlapped = train(data, true, true);
     assertEquals(plain.steps(), folded.steps(), "each step's loss and gradient norm (bits)");
     assertArrayEquals(plain.weights(), folded.weights(), "the final weights");
+    assertEquals(plain.steps(), overlapped.steps(), "folds on the communication thread: each step's loss and norm (bits)");
+    assertArrayEquals(plain.weights(), overlapped.weights(), "folds on the communication thread: the final weights");
   }
 
-  private static Run train(Path data, boolean fold) {
+  @Test
+  void aFoldThatFailsOnTheCommunicationThreadIsThrownByTheStepNamingRankAndUnit(@TempDir Path tmp) {
+    AtomicInteger calls = new AtomicInteger();
+    List<String> threads = new ArrayList<>();
+    Communicator failing = OverlappedReductionTest.failingSecond("reduceScatterAccumulateV", calls, threads);
+    TrainConfig tc = new TrainConfig(2, 2, 16, 1, 1e-2f, 1e-3f, 1, Schedule.COSINE, 0.1f, 0.9f, 0.95f, 1e-8f, 0.5f, true, 5);
+    try (TokenDataset d = TokenDataset.open(TrainerTest.shard(tmp));
+        Transformer m = Transformer.create(ModelConfig.gpt2(97, 32, 2, 32, 2), Device.CPU)) {
+      m.initialize(8);
+      UnitGradientFold z = UnitGradientFold.attach(m, failing, true);
+      assertTrue(z.overlaps());
+      Trainer t = new Trainer(m, tc, new DataLoader(d, 2, 16, true, 5), z);
+      DataParallel.attach(t, failing);
+      CommunicatorException e = assertThrows(CommunicatorException.class, t::step);
+      // the backward hands over the head, then block 1 (whose fold fails), ...
+      assertTrue(e.getMessage().startsWith("rank 1 of 2: the gradient fold of " + m.parameters().units().get(2).name()
+          + " (micro-batch 0, "), e.getMessage());
+      assertTrue(e.getMessage().endsWith("on the communication thread failed: MPI_Alltoallv: the peer is gone"), e.getMessage());
+      assertEquals(List.of("athanor-comm-rank-1", "athanor-comm-rank-1"), threads.subList(0, 2),
+          "the folds run on the communication thread");
+      assertEquals(0, z.windowBytes(), "the failed step's windows are freed");
+      t.close();
+      z.close();
+      assertEquals(BlockHooks.NONE, m.hooks(), "closed, the fold's hooks leave the model");
+    }
+  }
+
+  private static Run train(Path data, boolean fold, boolean overlap) {
     StringBuilder b = new StringBuilder();
     try (TokenDataset d = TokenDataset.open(data); Transformer m = Transformer.create(ModelConfig.gpt2(97, 32, 2, 32, 2), Device.CPU)) {
       m.initialize(8);
       ParameterStore store = m.parameters();
       long[] sizes = store.units().stream().mapToLong(u -> 4 * u.elements().length()).sorted().toArray();
       long largestTwo = sizes[sizes.length - 1] + sizes[sizes.length - 2];
+      long inFlight = store.units().stream().filter(u -> u.index() != 0).mapToLong(u -> 4 * u.elements().length()).max()
+          .orElseThrow();  // a block or the head (unit 0 is the embeddings)
       long[] peak = {0};
-      try (UnitGradientFold z = fold ? UnitGradientFold.attach(m, Communicator.single()) : null;
+      try (UnitGradientFold z = fold ? UnitGradientFold.attach(m, Communicator.single(), overlap) : null;
           Trainer t = z != null ? new Trainer(m, ACCUM_3, new DataLoader(d, 2, 16, true, 5), z)
               : new Trainer(m, ACCUM_3, new DataLoader(d, 2, 16, true, 5))) {
         if (z != null) {
@@ -76,7 +113,11 @@ class UnitGradientFoldTest {
           for (Unit u : store.units()) assertFalse(store.isMapped(Role.GRAD, u), u.name());
         }
         if (z != null) {
-          assertTrue(peak[0] > 0 && peak[0] <= largestTwo, "gradient windows at once: " + peak[0] + " of at most " + largestTwo);
+          long most = largestTwo + (overlap ? inFlight : 0);
+          assertTrue(peak[0] > 0 && peak[0] <= most, "gradient windows at once: " + peak[0] + " of at most " + most);
+          assertEquals(overlap, z.overlaps());
+          assertEquals(overlap ? ACCUM_3.steps() * ACCUM_3.accum() * store.units().size() : 0, z.stats().buckets(),
+              "the unit folds of every micro-batch on the communication thread");
         }
       }
       assertEquals(BlockHooks.NONE, m.hooks(), "closed, the fold's hooks leave the model");

@@ -214,9 +214,12 @@ public final class ParallelPlanner {
       // zero 2: the step's sum of this rank's shard (no whole-size sum) and each micro-batch's gradient: as
       // UnitGradientFold runs it on the CPU with the whole model in one process, unit windows only (at most two at once:
       // the tied embeddings' under the head's backward, bounded by the two largest units; gpt2-tiny at dp 2: 226.5 MiB
-      // in all bounds the measured 222.5, bench/results/2026-12-04-cpu-zero2-unit-memory-*.md); else (pipeline stages,
-      // CUDA) the whole micro-batch gradient
-      long grads = l.zero() >= 2 ? 4 * (p / l.dp() + 1) + (perUnitFold(job, l) ? 4 * twoLargestUnits(c, l.tp()) : 4 * p)
+      // in all bounds the measured 222.5 with the fold on the training thread, bench/results/
+      // 2026-12-04-cpu-zero2-unit-memory-*.md), plus, with the fold overlapped on the communication thread (--overlap
+      // on, the default), the window of the one unit whose fold is in flight: the head or a block, never the
+      // embeddings; else (pipeline stages, CUDA) the whole micro-batch gradient
+      long grads = l.zero() >= 2 ? 4 * (p / l.dp() + 1)
+          + (perUnitFold(job, l) ? 4 * (twoLargestUnits(c, l.tp()) + largestBlockOrHead(c, l.tp())) : 4 * p)
           : 4 * p * (mb > 1 ? 2 : 1);
       long moments = 8 * p / (l.zero() >= 1 ? l.dp() : 1);
       if (l.zero() >= 3) {
@@ -656,6 +659,13 @@ public final class ParallelPlanner {
       most = Math.max(most, TensorParallel.split(c, p.name()).replicated() ? p.numel() : (p.numel() + tp - 1) / tp);
     }
     return most;
+  }
+
+  /** The most parameters in a block or the head (with its own weights only): ZeRO 2's fold in flight. */
+  private static long largestBlockOrHead(ModelConfig c, int tp) {
+    long head = 0;
+    for (ParamSpec p : c.headSpecs()) head += p.numel();
+    return Math.max(stageParameters(c, new Stage(0, 1, false, false), tp), head);
   }
 
   /** The most parameters in one unit (the embeddings, a block or the head). */
