@@ -10,10 +10,13 @@
 #             tests with the switch on (cuda_attention_hopper_* included), bench_cuda --fwd-only with the switch
 #             off and on, PyTorch SDPA on the same cases, the table (attention forward not yet run on a GPU)
 #   java      GemmTest and ModelFixtureTest (GPT-2 and Llama against PyTorch fixtures) through JNI with
-#             ATHANOR_CUDA_HOPPER=1, so every model GEMM goes to the wgmma kernel
-#   model     GPT-2 124M training (B=16, T=1024) with the switch off and on, then PyTorch eager and torch.compile
-# ATH_HOPPER_STEPS picks the steps after the build (default "gemm attention java model"), e.g.
-#   run(command="ATH_HOPPER_STEPS=attention bash bench/gpu/hopper/check.sh", carry=["bench/gpu/payload"])
+#             ATHANOR_CUDA_HOPPER=1, so every model GEMM goes to the wgmma kernel (and, D 64/128, every attention
+#             forward to the wgmma attention kernel)
+#   model     GPT-2 124M training (B=16, T=1024) with the switch off and on (on: both wgmma kernels), then PyTorch
+#             eager and torch.compile
+# ATH_HOPPER_STEPS picks the steps after the build (default "gemm attention java model"); gemm and
+# attention need no payload (the Java steps do), e.g. the attention forward alone:
+#   run(command="ATH_HOPPER_STEPS=attention bash bench/gpu/hopper/check.sh")
 # Output in $OUT: hopper-table.md, hopper-attn-table.md, model.jsonl, hopper-logs.tar.gz (everything else).
 set -u -o pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)
@@ -30,8 +33,9 @@ say() { echo "check: [$(($(date +%s) - t0)) s] $*" >&2; }
 say "unpack, configure, build"
 tar xzf "$ROOT/bench/gpu/payload/athanor-gpu-payload.tar.gz" -C "$W" || say "no payload: the Java steps will fail"
 gen=(); command -v ninja > /dev/null && gen=(-G Ninja)
+jni=AUTO; [ -f "$RT/include/jni.h" ] && jni=ON  # without the payload (ATH_HOPPER_STEPS=attention) no JNI library
 timeout 30 cmake -S "$ROOT" -B "$B" "${gen[@]}" -DCMAKE_CUDA_FLAGS=--threads=0 -DCMAKE_BUILD_TYPE=Release -DATHANOR_CUDA=ON \
-  -DATHANOR_JNI=ON -DATHANOR_JNI_INCLUDE="$RT/include" -DATHANOR_OUTPUT_DIR="$B/lib" > "$W/logs/configure.log" 2>&1
+  -DATHANOR_JNI=$jni -DATHANOR_JNI_INCLUDE="$RT/include" -DATHANOR_OUTPUT_DIR="$B/lib" > "$W/logs/configure.log" 2>&1
 timeout 200 cmake --build "$B" --parallel "$(nproc)" > "$W/logs/build.log" 2>&1
 echo "build exit $?"; grep -E "error" "$W/logs/build.log" | head -5
 timeout 60 nvcc -std=c++17 -O2 -gencode=arch=compute_90a,code=sm_90a -I"$ROOT/native/include" \
