@@ -143,6 +143,12 @@ inline bool tensor_core_layout_ok(const ath_attention_args& a, bool backward) {
   return ok;
 }
 
+// The Hopper forward (attention_fwd_wgmma.cu, sm_90a): whether it takes these arguments on `dev`
+// (compute capability 9.0, BF16/F16, D 64 or 128, Tk > 0, tensor-core layout, positive strides),
+// and its launcher. ath_cuda_attention_fwd calls it only with the Hopper switch on.
+bool attention_fwd_wgmma_ok(const ath_attention_args& a, const DeviceProps& dev);
+ath_status launch_attention_fwd_wgmma(const ath_attention_args& a, const Params& p, cudaStream_t stream);
+
 // ------------------------------------------------------------------ register helpers
 // Two floats -> one b32 register of two 16-bit values (lo in the low half), round to nearest.
 template <typename T>

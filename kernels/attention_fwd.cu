@@ -19,6 +19,9 @@
 //  - attention_fwd_simt_kernel (F32, or 16-bit layouts that are not 16-byte aligned): the same
 //    online softmax with plain FMAs; a warp per query row, 32-key tiles in shared memory.
 // Deterministic: no atomics, fixed reduction order.
+// With the Hopper switch on (ATHANOR_CUDA_HOPPER=1) on a device of compute capability 9.0, the
+// arguments attention_fwd_wgmma.cu takes (BF16/F16, D 64 or 128, aligned layouts) go to its sm_90a
+// kernel instead (wgmma + TMA, FlashAttention-3 style; not yet run on a GPU).
 #include "attention_common.cuh"
 
 namespace ath::cuda::attn {
@@ -363,6 +366,8 @@ extern "C" ath_status ath_cuda_attention_fwd(const ath_attention_args* a, const 
   ATH_TRY(ath::cuda::enter(kOpFwd, ctx, &oc));
   const cudaStream_t stream = oc.stream;
   const Params p = make_params(*a);
+  // Hopper, behind the switch (ATHANOR_CUDA_HOPPER=1) until a GPU check has passed its tests.
+  if (ath::cuda::hopper_switch() && attention_fwd_wgmma_ok(*a, oc.props)) return launch_attention_fwd_wgmma(*a, p, stream);
   const bool tc = a->dtype != ATH_F32 && tensor_core_layout_ok(*a, false);
   ATH_DISPATCH_FLOAT(a->dtype, T, kOpFwd, { return launch_for_dim<T>(p, a->head_dim, tc, stream); })
   ATH_GUARD_END(kOpFwd)

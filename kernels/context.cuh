@@ -1,7 +1,8 @@
 // The execution context of one CUDA op call as the launchers see it (athanor.h, ath_cuda_ctx):
 //   OpContext  the checked context: its stream (never the legacy default stream), the properties
 //              of its device (made current by enter), and its scratch arena;
-//   Scratch    a bump sub-allocator over the arena for the op's temporaries.
+//   Scratch    a bump sub-allocator over the arena for the op's temporaries;
+//   hopper_switch()  whether ATHANOR_CUDA_HOPPER=1 lets dispatchers pick the sm_90a kernels.
 // Every op entry point follows the same order: validate its arguments, check_context, return early
 // when there is nothing to do, enter (CUDA calls start here), take() every scratch buffer, fits(),
 // and only then enqueue work. An arena too small for the op therefore returns ATH_ERR_SCRATCH
@@ -12,6 +13,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 
 #include "common.cuh"
 #include "cuda/runtime.h"
@@ -81,6 +84,15 @@ inline ath_status enter(const char* op, const ath_cuda_ctx* ctx, OpContext* out)
   out->scratch = ctx->scratch;
   out->scratch_bytes = ctx->scratch_bytes;
   return ATH_OK;
+}
+
+// The Hopper switch: ATHANOR_CUDA_HOPPER=1 in the environment (read at every call) lets the
+// dispatchers choose the sm_90a kernels (gemm.cu: the wgmma GEMM; attention_fwd.cu: the wgmma
+// attention forward) on a device of compute capability 9.0. Off by default until a GPU check has
+// passed their tests on an H200.
+inline bool hopper_switch() {
+  const char* v = std::getenv("ATHANOR_CUDA_HOPPER");
+  return v != nullptr && std::strcmp(v, "1") == 0;
 }
 
 }  // namespace ath::cuda

@@ -157,12 +157,6 @@ Choice wgmma_choice(WgmmaTile t) {
   return c;
 }
 
-// The Hopper switch: ATHANOR_CUDA_HOPPER=1 lets the heuristic choose the wgmma kernel.
-bool hopper_switch() {
-  const char* v = std::getenv("ATHANOR_CUDA_HOPPER");
-  return v != nullptr && std::strcmp(v, "1") == 0;
-}
-
 Choice f32_choice(F32Tile t) {
   Choice c;
   c.path = Path::kF32;

@@ -58,11 +58,11 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
-#include <mutex>
 
 #include "gemm_internal.cuh"
 #include "ptx.cuh"
 #include "ptx_sm90.cuh"
+#include "tensor_map.cuh"
 
 namespace ath::cuda::gemm {
 namespace {
@@ -368,56 +368,14 @@ __global__ void __launch_bounds__(kThreads, 1)
 }
 
 // ---------------------------------------------------------------- host side
-using EncodeTiled = CUresult (*)(CUtensorMap*, CUtensorMapDataType, cuuint32_t, void*, const cuuint64_t*,
-                                 const cuuint64_t*, const cuuint32_t*, const cuuint32_t*, CUtensorMapInterleave,
-                                 CUtensorMapSwizzle, CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
-
-// cuTensorMapEncodeTiled from the driver, looked up once through the runtime (the library does
-// not link libcuda).
-ath_status encode_tiled(EncodeTiled* out) {
-  static std::once_flag once;
-  static EncodeTiled fn = nullptr;
-  static cudaError_t err = cudaSuccess;
-  static cudaDriverEntryPointQueryResult found = cudaDriverEntryPointSymbolNotFound;
-  std::call_once(once, [] {
-    void* f = nullptr;
-    err = cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &found);
-    if (err == cudaSuccess && found == cudaDriverEntryPointSuccess) fn = reinterpret_cast<EncodeTiled>(f);
-  });
-  if (err != cudaSuccess) {
-    return ath::fail(ATH_ERR_CUDA, "%s:%d: cudaGetDriverEntryPointByVersion(cuTensorMapEncodeTiled) failed: %s (%s)",
-                     __FILE__, __LINE__, cudaGetErrorString(err), cudaGetErrorName(err));
-  }
-  if (fn == nullptr) {
-    return ath::fail(ATH_ERR_UNSUPPORTED, "ath_cuda_gemm (wgmma): the CUDA driver has no cuTensorMapEncodeTiled (result %d)",
-                     static_cast<int>(found));
-  }
-  *out = fn;
-  return ATH_OK;
-}
-
 // A 3-d tensor map over one operand: (inner, outer, batch) elements, row stride ld and batch
 // stride in elements, box (box_inner, box_outer, 1), 128-byte swizzle, zero fill outside.
 ath_status make_map(CUtensorMap* map, const void* base, int dtype, int64_t inner, int64_t outer, int64_t ld,
                     int64_t batches, int64_t batch_stride, int box_inner, int box_outer) {
-  EncodeTiled fn = nullptr;
-  ATH_TRY(encode_tiled(&fn));
-  const cuuint64_t dims[3] = {static_cast<cuuint64_t>(inner), static_cast<cuuint64_t>(outer),
-                              static_cast<cuuint64_t>(batches)};
-  const cuuint64_t strides[2] = {static_cast<cuuint64_t>(ld) * 2, static_cast<cuuint64_t>(batch_stride) * 2};
-  const cuuint32_t box[3] = {static_cast<cuuint32_t>(box_inner), static_cast<cuuint32_t>(box_outer), 1};
-  const cuuint32_t elem_strides[3] = {1, 1, 1};
-  const CUresult r = fn(map, dtype == ATH_BF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 3,
-                        const_cast<void*>(base), dims, strides, box, elem_strides, CU_TENSOR_MAP_INTERLEAVE_NONE,
-                        CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-                        CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
-  if (r != CUDA_SUCCESS) {
-    return ath::fail(ATH_ERR_CUDA, "%s:%d: cuTensorMapEncodeTiled failed with CUresult %d (dims %lld x %lld x %lld, "
-                     "ld %lld, batch stride %lld, box %d x %d)", __FILE__, __LINE__, static_cast<int>(r),
-                     (long long)inner, (long long)outer, (long long)batches, (long long)ld, (long long)batch_stride,
-                     box_inner, box_outer);
-  }
-  return ATH_OK;
+  const int64_t dims[3] = {inner, outer, batches};
+  const int64_t strides[3] = {1, ld, batch_stride};
+  const int box[3] = {box_inner, box_outer, 1};
+  return make_tensor_map(map, "ath_cuda_gemm (wgmma)", base, dtype, 3, dims, strides, box);
 }
 
 template <int BN, typename T, typename TC, bool TA, bool TB, int EPI>

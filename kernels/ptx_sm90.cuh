@@ -1,7 +1,8 @@
-// Thin wrappers over the Hopper (sm_90a) PTX instructions of the wgmma GEMM (gemm_wgmma.cu):
+// Thin wrappers over the Hopper (sm_90a) PTX instructions of the wgmma kernels (gemm_wgmma.cu, attention_fwd_wgmma.cu):
 // mbarriers (arrive, expected transaction bytes, parity wait), the bulk tensor copy engine (TMA:
 // cp.async.bulk.tensor, completing on an mbarrier), warpgroup register reallocation (setmaxnreg),
-// and the warpgroup matrix product wgmma.mma_async with its fence / commit / wait.
+// and the warpgroup matrix product wgmma.mma_async (A from shared memory or, for attention's
+// O += P V (attention_fwd_wgmma.cu), from registers) with its fence / commit / wait.
 //
 // Everything here compiles for any target, but the instructions exist only on sm_90a: callers
 // guard their kernel bodies with ATH_SM90A (below) and never launch them elsewhere.
@@ -77,6 +78,15 @@ __device__ __forceinline__ void tma_load_3d(uint32_t dst, const void* tmap, uint
       : "memory");
 }
 
+// The same for a 4-d tensor map (c0 innermost .. c3 outermost).
+__device__ __forceinline__ void tma_load_4d(uint32_t dst, const void* tmap, uint32_t bar, int c0, int c1, int c2,
+                                            int c3) {
+  asm volatile(
+      "cp.async.bulk.tensor.4d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%3, %4, %5, %6}], [%2];\n"
+      ::"r"(dst), "l"(reinterpret_cast<uint64_t>(tmap)), "r"(bar), "r"(c0), "r"(c1), "r"(c2), "r"(c3)
+      : "memory");
+}
+
 // Copies a box from shared memory at `src` to the tensor at (c0, c1, c2); elements outside the
 // tensor are not written. Completion is tracked by bulk groups (bulk_commit / bulk_wait*).
 __device__ __forceinline__ void tma_store_3d(const void* tmap, uint32_t src, int c0, int c1, int c2) {
@@ -108,6 +118,11 @@ __device__ __forceinline__ void fence_proxy_async_shared() {
 // Barrier `id` (1..15; 0 is __syncthreads) over `threads` threads (a multiple of 32).
 __device__ __forceinline__ void named_barrier_sync(int id, int threads) {
   asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+}
+
+// Arrives at barrier `id` without waiting (the producer side of a bar.sync by other threads).
+__device__ __forceinline__ void named_barrier_arrive(int id, int threads) {
+  asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
 }
 
 // ---------------------------------------------------------------- registers
@@ -145,6 +160,14 @@ template <int R>
 __device__ __forceinline__ void fence_regs(float (&d)[R]) {
 #pragma unroll
   for (int i = 0; i < R; ++i) asm volatile("" : "+f"(d[i])::"memory");
+}
+
+// Keeps registers that an asynchronous wgmma reads (the A fragments of the register form) alive
+// and unmoved until after its wgmma_wait.
+template <int R>
+__device__ __forceinline__ void fence_regs(uint32_t (&a)[R]) {
+#pragma unroll
+  for (int i = 0; i < R; ++i) asm volatile("" : "+r"(a[i])::"memory");
 }
 
 // D (64, N) (+)= A (64, 16) @ B (16, N); accumulate == 0 ignores D's old value. The last
@@ -191,6 +214,47 @@ ATH_WGMMA_M64N128K16(__half, "f16")
 ATH_WGMMA_M64N256K16(__nv_bfloat16, "bf16")
 ATH_WGMMA_M64N256K16(__half, "f16")
 #undef ATH_WGMMA_M64N256K16
+
+// Register-A form: D (64, N) (+)= A (64, 16) @ B (16, N) with A in registers, B from shared
+// memory. A's fragment per thread (warp w of the warpgroup, lane 4 g + q), as 16-bit pairs low
+// column first: a[0] = A[16w + g][2q, 2q + 1], a[1] = A[16w + g + 8][2q, 2q + 1],
+// a[2] = A[16w + g][8 + 2q, 9 + 2q], a[3] = A[16w + g + 8][8 + 2q, 9 + 2q]: exactly the F32
+// accumulator pairs d[4j .. 4j + 3] (j = 2k16, 2k16 + 1) of an earlier wgmma over the same rows, once
+// packed, which is how attention's P goes from S = Q K^T into O += P V without shared memory.
+// TRANS_B as above.
+#define ATH_WGMMA_M64N64K16_RS(CTYPE, PTXTYPE) \
+  template <int TRANS_B> \
+  __device__ __forceinline__ void wgmma_m64n64k16_rs(float (&d)[32], const uint32_t (&a)[4], uint64_t desc_b, int accumulate, CTYPE*) { \
+    asm volatile( \
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n" \
+        "wgmma.mma_async.sync.aligned.m64n64k16.f32." PTXTYPE "." PTXTYPE " {" \
+        "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15," \
+        "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31" \
+        "}, {%32, %33, %34, %35}, %36, p, 1, 1, %38;\n}\n" \
+        : ATH_WGMMA_ACC8(0), ATH_WGMMA_ACC8(8), ATH_WGMMA_ACC8(16), ATH_WGMMA_ACC8(24) \
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(accumulate), "n"(TRANS_B)); \
+  }
+ATH_WGMMA_M64N64K16_RS(__nv_bfloat16, "bf16")
+ATH_WGMMA_M64N64K16_RS(__half, "f16")
+#undef ATH_WGMMA_M64N64K16_RS
+
+#define ATH_WGMMA_M64N128K16_RS(CTYPE, PTXTYPE) \
+  template <int TRANS_B> \
+  __device__ __forceinline__ void wgmma_m64n128k16_rs(float (&d)[64], const uint32_t (&a)[4], uint64_t desc_b, int accumulate, CTYPE*) { \
+    asm volatile( \
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n" \
+        "wgmma.mma_async.sync.aligned.m64n128k16.f32." PTXTYPE "." PTXTYPE " {" \
+        "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15," \
+        "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31," \
+        "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47," \
+        "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63" \
+        "}, {%64, %65, %66, %67}, %68, p, 1, 1, %70;\n}\n" \
+        : ATH_WGMMA_ACC8(0), ATH_WGMMA_ACC8(8), ATH_WGMMA_ACC8(16), ATH_WGMMA_ACC8(24), ATH_WGMMA_ACC8(32), ATH_WGMMA_ACC8(40), ATH_WGMMA_ACC8(48), ATH_WGMMA_ACC8(56) \
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(accumulate), "n"(TRANS_B)); \
+  }
+ATH_WGMMA_M64N128K16_RS(__nv_bfloat16, "bf16")
+ATH_WGMMA_M64N128K16_RS(__half, "f16")
+#undef ATH_WGMMA_M64N128K16_RS
 
 #undef ATH_WGMMA_ACC8
 }  // namespace ath::cuda::sm90

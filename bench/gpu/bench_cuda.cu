@@ -14,7 +14,9 @@
 // poisons the context (illegal address and the like) ends the process with exit code 3 after its
 // record is written; run.sh then restarts the driver with --from <next case>.
 //
-// Usage: bench_cuda --cases FILE --out FILE [--from N] [--seconds S] [--list]
+// Usage: bench_cuda --cases FILE --out FILE [--from N] [--seconds S] [--fwd-only] [--list]
+// --fwd-only times and checks only the attention forward (the Hopper attention step,
+// bench/gpu/hopper/attention.sh, compares forward kernels; the backward is the same in both runs).
 #include <cuda_runtime.h>
 #include <cuda_bf16.h>
 
@@ -378,7 +380,7 @@ void ref_dkdv_row(const Slice& s, int64_t j, bool causal, double scale, std::vec
   }
 }
 
-void run_attention(const Case& c, const char* out, double seconds, cudaStream_t s) {
+void run_attention(const Case& c, const char* out, double seconds, bool fwd_only, cudaStream_t s) {
   const bool bf = c.dtype == "bf16";
   const size_t es = bf ? 2 : 4;
   const bool causal = c.causal != 0;
@@ -452,6 +454,7 @@ void run_attention(const Case& c, const char* out, double seconds, cudaStream_t 
     f.error = terr; f.ms_median = t.median_ms; f.ms_min = t.min_ms; f.reps = t.reps;
     write_record(out, f);
     fwd_written = true;
+    if (fwd_only) return;  // --fwd-only: no backward record
 
     // ---- backward (uses o and lse of the forward just run; they are unchanged by re-runs).
     CK(cudaMemsetAsync(dq.p, 0xff, dq.bytes, s));
@@ -496,7 +499,7 @@ int main(int argc, char** argv) {
   const char* out = "ours.jsonl";
   int from = 0;
   double seconds = 0.4;
-  bool list = false;
+  bool list = false, fwd_only = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--cases" && i + 1 < argc) cases_path = argv[++i];
@@ -504,7 +507,11 @@ int main(int argc, char** argv) {
     else if (a == "--from" && i + 1 < argc) from = std::atoi(argv[++i]);
     else if (a == "--seconds" && i + 1 < argc) seconds = std::atof(argv[++i]);
     else if (a == "--list") list = true;
-    else { std::fprintf(stderr, "usage: %s --cases FILE --out FILE [--from N] [--seconds S] [--list]\n", argv[0]); return 2; }
+    else if (a == "--fwd-only") fwd_only = true;
+    else {
+      std::fprintf(stderr, "usage: %s --cases FILE --out FILE [--from N] [--seconds S] [--fwd-only] [--list]\n", argv[0]);
+      return 2;
+    }
   }
   std::vector<Case> cases;
   std::string err;
@@ -532,7 +539,7 @@ int main(int argc, char** argv) {
     auto t0 = std::chrono::steady_clock::now();
     std::fprintf(stderr, "bench_cuda: case %zu %s\n", i, cases[i].name().c_str());
     if (cases[i].op == "gemm") run_gemm(cases[i], out, seconds, s);
-    else run_attention(cases[i], out, seconds, s);
+    else run_attention(cases[i], out, seconds, fwd_only, s);
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::fprintf(stderr, "bench_cuda: case %zu done in %.1f s\n", i, secs);
   }

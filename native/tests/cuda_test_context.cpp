@@ -2,6 +2,7 @@
 #include "cuda_test_context.h"
 
 #include <cstdlib>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 
@@ -91,6 +92,17 @@ ath_status cuda_sync() { return cuda_test_context().sync(); }
 
 void require_gpu() {
   if (ath_cuda_device_count() <= 0) skip(std::string("no usable CUDA device: ") + ath_cuda_unavailable_reason());
+}
+
+void require_hopper(const char* what) {
+  require_gpu();
+  const char* sw = std::getenv("ATHANOR_CUDA_HOPPER");
+  if (sw == nullptr || std::strcmp(sw, "1") != 0) skip(format("%s run with ATHANOR_CUDA_HOPPER=1", what));
+  char info[512];
+  if (ath_cuda_device_info(0, info, sizeof info) != ATH_OK)
+    throw std::runtime_error(format("ath_cuda_device_info: %s", ath_last_error()));
+  if (std::strstr(info, "compute capability 9.0,") == nullptr)
+    skip(format("%s run on the sm_90a kernels, compute capability 9.0 only: %s", what, info));
 }
 
 void ok(ath_status st, const std::string& what) {

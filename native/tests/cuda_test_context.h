@@ -10,12 +10,15 @@
 //   cuda_sync()                    waits for the shared stream
 //   CudaTestContext(bytes)         a private context, e.g. starting with an empty arena
 //   require_gpu()                  skips the test, with the reason, when no usable GPU exists
+//   require_hopper(what)           also skips unless ATHANOR_CUDA_HOPPER=1 and device 0 is cc 9.0
+//   ScopedEnv(name, value)         sets (or unsets) an environment variable, restored on scope exit
 //   ok(status, what)               throws (a recorded failure) on a non-OK status
 // Without a usable GPU the shared context is a placeholder whose stream handle is never passed to
 // CUDA (every CUDA call fails first with ATH_ERR_UNSUPPORTED), so tests of argument validation
 // still run; GPU tests skip before using it.
 #pragma once
 #include <cstddef>
+#include <cstdlib>
 #include <string>
 
 #include "athanor/athanor.h"
@@ -79,6 +82,29 @@ ath_status cuda_download(void* dst, const void* src, size_t bytes);
 ath_status cuda_sync();
 
 void require_gpu();
+// Skips unless a usable GPU exists, the Hopper switch is on (ATHANOR_CUDA_HOPPER=1: the GPU check's
+// Hopper steps set it) and device 0 has compute capability 9.0, the only target of the sm_90a
+// kernels; `what` names the tests in the skip reason.
+void require_hopper(const char* what);
+
+// Sets an environment variable for its lifetime (nullptr: unsets it) and restores the old value.
+struct ScopedEnv {
+  std::string name, old;
+  bool had;
+  ScopedEnv(const char* n, const char* value) : name(n) {
+    const char* o = std::getenv(n);
+    had = o != nullptr;
+    if (had) old = o;
+    if (value != nullptr) setenv(n, value, 1);
+    else unsetenv(n);
+  }
+  ~ScopedEnv() {
+    if (had) setenv(name.c_str(), old.c_str(), 1);
+    else unsetenv(name.c_str());
+  }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+};
 // Fatal check inside a test: the runner records the exception as a failure and moves on.
 void ok(ath_status st, const std::string& what);
 

@@ -9,7 +9,9 @@
 // Reference: the CPU op in F32 on contiguous copies of the very same (dtype-rounded) inputs.
 // Tolerances are relative to the largest reference magnitude: F32 1e-4; F16 5e-3; BF16 3e-2
 // (P and dS are rounded to 16 bits before the tensor-core products, and outputs to the dtype).
-// Without a GPU every test skips with ath_cuda_unavailable_reason().
+// Without a GPU every test skips with ath_cuda_unavailable_reason(). The cuda_attention_hopper_*
+// tests run the sm_90a forward (kernels/attention_fwd_wgmma.cu) and skip unless the Hopper switch
+// is on (ATHANOR_CUDA_HOPPER=1) on a device of compute capability 9.0.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -29,6 +31,7 @@ namespace {
 using ath::testing::cuda_ctx;
 using ath::testing::cuda_run;
 using ath::testing::format;
+using ath::testing::ScopedEnv;
 
 constexpr int kDevice = 0;
 
@@ -353,6 +356,84 @@ ATH_TEST(cuda_attention_empty_sequences) {
       for (float x : dc.dv.vals) ATH_EXPECT(x == 0.f, "Tq=0: dv must be 0, got %g", x);
     }
   }
+}
+
+// ------------------------------------------------------------------ Hopper forward (sm_90a)
+// With the Hopper switch on (ATHANOR_CUDA_HOPPER=1) on compute capability 9.0, the forward of
+// BF16/F16 with D = 64 or 128 and aligned layouts runs kernels/attention_fwd_wgmma.cu (every test
+// above then exercises it too for those cases, in its default schedule); the backward stays the
+// mma.sync kernel and reads the new forward's o and lse, so its gradients check them once more.
+// Each case below runs in both schedules of the kernel (ATHANOR_ATTN_WGMMA_SCHEDULE: pipelined with
+// ping-pong, and simple). Skipped without the switch or on another device.
+void require_hopper_attention() {
+  require_gpu();
+  ath::testing::require_hopper("the Hopper attention tests");
+}
+
+const char* const kSchedules[] = {"pipelined", "simple"};
+
+// Tails in Tq and Tk (not multiples of the 128-row block nor of the 128-key tile), Tq != Tk with
+// causal masking (Tq < Tk: decode-like; Tq > Tk: rows that see no key), GQA 6:2, B = 2, D 64/128,
+// one key tile and several.
+ATH_TEST(cuda_attention_hopper_fwd_shapes) {
+  require_hopper_attention();
+  // The default (pipelined) schedule on every length pair, the simple one on the first five.
+  const int64_t lens[][2] = {{7, 7}, {129, 129}, {300, 33}, {200, 517}, {1, 300}, {1, 1}, {127, 127},
+                             {300, 300}, {33, 300}, {517, 200}, {256, 256}};
+  for (const char* sched : kSchedules) {
+    ScopedEnv env("ATHANOR_ATTN_WGMMA_SCHEDULE", sched);
+    const size_t n_lens = std::strcmp(sched, "simple") == 0 ? 5 : sizeof lens / sizeof lens[0];
+    uint32_t seed = 900;
+    for (int64_t D : {64, 128})
+      for (size_t l = 0; l < n_lens; ++l)
+        for (int causal = 0; causal < 2; ++causal) {
+          const int64_t tq = lens[l][0], tk = lens[l][1];
+          run_case({2, 6, 2, tq, tk, D, ATH_BF16, causal, Layout::kContiguous}, seed++);
+          if (tq % 2 == 1) run_case({2, 6, 2, tq, tk, D, ATH_F16, causal, Layout::kContiguous}, seed++);
+        }
+  }
+}
+
+// Strided layouts the tensor maps must address: (B, T, H, D) viewed as (B, H, T, D) (the head
+// stride below the row stride) and padded rows and heads; long sequences with causal masking.
+ATH_TEST(cuda_attention_hopper_fwd_layouts_long) {
+  require_hopper_attention();
+  for (const char* sched : kSchedules) {
+    ScopedEnv env("ATHANOR_ATTN_WGMMA_SCHEDULE", sched);
+    uint32_t seed = 950;
+    for (Layout l : {Layout::kBTHD, Layout::kPadded})
+      for (int64_t D : {64, 128}) run_case({2, 6, 2, 300, 517, D, ATH_BF16, 1, l}, seed++);
+    run_case({1, 4, 2, 1024, 1024, 128, ATH_BF16, 1, Layout::kContiguous}, seed++);
+    run_case({2, 2, 1, 1000, 1030, 64, ATH_F16, 1, Layout::kBTHD}, seed++);
+    run_case({1, 2, 2, 777, 1500, 64, ATH_BF16, 0, Layout::kContiguous}, seed++);
+  }
+}
+
+// Deterministic (two runs of a schedule, the same bits), and the switch really selects another
+// kernel: its 128-key tiles sum the softmax denominators in another order than the mma.sync
+// kernel's 64-key tiles, so over 2 x 6 x 300 rows some F32 lse differs in the last bits (were every
+// lse bit equal, the dispatch would have fallen back).
+ATH_TEST(cuda_attention_hopper_fwd_reproducible_and_dispatched) {
+  require_hopper_attention();
+  const Case c{2, 6, 2, 300, 300, 64, ATH_BF16, 1, Layout::kContiguous};
+  std::mt19937 rng(990);
+  DeviceCase dc(c, rng);
+  const float scale = 0.125f;
+  std::vector<float> lse_hopper;
+  for (const char* sched : kSchedules) {
+    ScopedEnv env("ATHANOR_ATTN_WGMMA_SCHEDULE", sched);
+    if (!dc.run(c, scale)) return;
+    const auto o1 = dc.o.image;
+    const auto lse1 = dc.lse;
+    if (!dc.run(c, scale)) return;
+    ATH_EXPECT(o1 == dc.o.image, "%s [%s]: o differs between runs", describe(c).c_str(), sched);
+    ATH_EXPECT(lse1 == dc.lse, "%s [%s]: lse differs between runs", describe(c).c_str(), sched);
+    lse_hopper = lse1;
+  }
+  ScopedEnv off("ATHANOR_CUDA_HOPPER", "0");
+  if (!dc.run(c, scale)) return;
+  ATH_EXPECT(lse_hopper != dc.lse, "%s: the lse of the Hopper switch equals the mma.sync kernel's bit for bit: the "
+             "sm_90a forward did not run", describe(c).c_str());
 }
 
 // Validation happens before any CUDA call, so this runs in every CUDA build, GPU or not.

@@ -33,6 +33,7 @@ using ath::testing::cuda_download;
 using ath::testing::cuda_run;
 using ath::testing::cuda_upload;
 using ath::testing::format;
+using ath::testing::ScopedEnv;
 
 void require_cuda_device() {
   if (!ath_built_with_cuda()) ath::testing::skip(std::string("no CUDA device: ") + ath_cuda_unavailable_reason());
@@ -556,33 +557,9 @@ ATH_TEST(cuda_gemm_deterministic) {
 // (elsewhere a forced wgmma kernel falls back to the heuristic and split-K would not run).
 void require_hopper_device() {
   require_cuda_device();
-  const char* sw = std::getenv("ATHANOR_CUDA_HOPPER");
-  if (sw == nullptr || std::strcmp(sw, "1") != 0) ath::testing::skip("split-K tests run with ATHANOR_CUDA_HOPPER=1");
-  char info[512];
-  ATH_EXPECT(ath_cuda_device_info(0, info, sizeof info) == ATH_OK, "ath_cuda_device_info: %s", ath_last_error());
-  if (std::strstr(info, "compute capability 9.0,") == nullptr) {
-    ath::testing::skip(std::string("split-K runs on the sm_90a wgmma kernel, compute capability 9.0 only: ") + info);
-  }
+  ath::testing::require_hopper("split-K tests");
 }
 
-// Sets an environment variable for its lifetime (nullptr: unsets it) and restores the old value.
-struct ScopedEnv {
-  std::string name, old;
-  bool had;
-  ScopedEnv(const char* n, const char* value) : name(n) {
-    const char* o = std::getenv(n);
-    had = o != nullptr;
-    if (had) old = o;
-    if (value != nullptr) setenv(n, value, 1);
-    else unsetenv(n);
-  }
-  ~ScopedEnv() {
-    if (had) setenv(name.c_str(), old.c_str(), 1);
-    else unsetenv(name.c_str());
-  }
-  ScopedEnv(const ScopedEnv&) = delete;
-  ScopedEnv& operator=(const ScopedEnv&) = delete;
-};
 
 const std::vector<const char*> kWgmmaKernels = {"wgmma_128x256", "wgmma_128x128"};
 

@@ -67,41 +67,7 @@ PYTHONUNBUFFERED=1 timeout 120 python3 "$ROOT/bench/gpu/peer.py" --cases "$CASES
   --seconds "$SECONDS_PER" > "$H/peer.log" 2>&1
 echo "peer exit $?" | tee -a "$H/summary.txt"
 
-python3 - "$H" $KERNELS <<'PY' | tee "$H/table.md"
-import json, os, sys
-h, kernels = sys.argv[1], sys.argv[2:]
-def load(p):
-    out = {}
-    if os.path.exists(p):
-        for line in open(p):
-            try: r = json.loads(line)
-            except ValueError: continue
-            if r.get("op") == "gemm": out[r["key"]] = r
-    return out
-peer = load(os.path.join(h, "peer.jsonl"))
-ours = {k: load(os.path.join(h, f"ours-{k}.jsonl")) for k in kernels}
-allkeys = []
-for d in [peer] + list(ours.values()):
-    for k in d:
-        if k not in allkeys: allkeys.append(k)
-def tf(r):
-    if not r or r.get("error") or not r.get("ms_median"): return None
-    return r["flops"] / (r["ms_median"] * 1e-3) / 1e12
-print("| case | cuBLAS TFLOP/s | " + " | ".join(f"{k} TFLOP/s (ratio, check)" for k in kernels) + " |")
-print("| --- | --- | " + " | ".join("---" for _ in kernels) + " |")
-for key in allkeys:
-    p = tf(peer.get(key))
-    cells = []
-    for k in kernels:
-        r = ours[k].get(key)
-        t = tf(r)
-        if t is None:
-            cells.append("error: " + str((r or {}).get("error", "missing"))[:60])
-        else:
-            c = r.get("check") or {}
-            chk = ("ok" if c.get("ok") else "BAD") + (f" {c['rel_err']:.1e}" if c.get("rel_err") is not None else "")
-            cells.append(f"{t:.1f} ({t / p:.2f}, {chk})" if p else f"{t:.1f} ({chk})")
-    print(f"| {key} | {p:.1f} | " if p else f"| {key} | - | ", " | ".join(cells), "|")
-PY
+cols=(); for k in $KERNELS; do cols+=("$k=$H/ours-$k.jsonl"); done
+python3 "$ROOT/bench/gpu/hopper/table.py" gemm any "cuBLAS=$H/peer.jsonl" "${cols[@]}" | tee "$H/table.md"
 tar czf "$R/logs/logs.tar.gz" -C "$W" logs 2>/dev/null
 say "done in $(($(date +%s) - t0)) s"
