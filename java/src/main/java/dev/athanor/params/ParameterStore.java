@@ -269,9 +269,10 @@ public final class ParameterStore implements AutoCloseable {
     if (role != Role.MASTER && role != Role.GRAD && role != Role.ADAM_M && role != Role.ADAM_V) {
       throw new IllegalArgumentException("only MASTER (with WEIGHT), GRAD, ADAM_M and ADAM_V can be paged, not " + role);
     }
-    if (role == Role.MASTER && !weightsAreMasters()) {
+    if (role == Role.MASTER && !weightsAreMasters() && computeDtype == DType.F32) {
       throw new IllegalArgumentException("MASTER can be paged only when WEIGHT is the same buffer (F32 compute, placed "
-          + "together); this store computes in " + computeDtype + " with WEIGHT@" + placements.get(Role.WEIGHT));
+          + "together) or of a low-precision dtype apart from it; this store computes in F32 with WEIGHT@"
+          + placements.get(Role.WEIGHT));
     }
     if (isPaged(role)) throw new IllegalStateException(role + " is already paged");
     if (b.length != specs.size()) {
@@ -283,7 +284,8 @@ public final class ParameterStore implements AutoCloseable {
             + role.dtype(computeDtype));
       }
     }
-    List<Role> roles = role == Role.MASTER ? List.of(Role.MASTER, Role.WEIGHT) : List.of(role);
+    // MASTER takes WEIGHT with it when they are one buffer; low-precision weights apart stay (ZeRO 1 on the host)
+    List<Role> roles = role == Role.MASTER && weightsAreMasters() ? List.of(Role.MASTER, Role.WEIGHT) : List.of(role);
     for (Role r : roles) {
       uninstall(r);
       backing.put(r, b);
@@ -316,7 +318,8 @@ public final class ParameterStore implements AutoCloseable {
   }
 
   private void unpageViews(Role role) {
-    List<Role> roles = role == Role.MASTER || role == Role.WEIGHT ? List.of(Role.MASTER, Role.WEIGHT) : List.of(role);
+    List<Role> roles = (role == Role.MASTER || role == Role.WEIGHT) && isPaged(Role.WEIGHT)
+        ? List.of(Role.MASTER, Role.WEIGHT) : List.of(role);
     for (Role r : roles) {
       Tensor[] w = windows.get(r);
       if (w != null) for (Tensor t : w) if (t != null) throw new IllegalStateException(r + " still has a mapped window");
@@ -350,7 +353,8 @@ public final class ParameterStore implements AutoCloseable {
           + role.dtype(computeDtype) + " tensor of " + unit.elements().length() + " elements, got " + window);
     }
     if (isMapped(role, unit)) throw new IllegalStateException(role + " of unit " + unit.name() + " is already mapped");
-    List<Role> roles = role == Role.MASTER || role == Role.WEIGHT ? List.of(Role.MASTER, Role.WEIGHT) : List.of(role);
+    List<Role> roles = (role == Role.MASTER || role == Role.WEIGHT) && isPaged(Role.WEIGHT)
+        ? List.of(Role.MASTER, Role.WEIGHT) : List.of(role);
     Tensor[] v = views.get(role);
     long base = window.offset() - unit.elements().start();
     for (int i = unit.firstParam(); i < unit.endParam(); i++) {
@@ -367,7 +371,8 @@ public final class ParameterStore implements AutoCloseable {
   public void unmap(Role role, Unit unit) {
     checkOpen();
     if (!isMapped(role, unit)) throw new IllegalStateException(role + " of unit " + unit.name() + " is not mapped");
-    List<Role> roles = role == Role.MASTER || role == Role.WEIGHT ? List.of(Role.MASTER, Role.WEIGHT) : List.of(role);
+    List<Role> roles = (role == Role.MASTER || role == Role.WEIGHT) && isPaged(Role.WEIGHT)
+        ? List.of(Role.MASTER, Role.WEIGHT) : List.of(role);
     Tensor[] v = views.get(role), b = backing.get(role);
     for (int i = unit.firstParam(); i < unit.endParam(); i++) {
       v[i].close();
