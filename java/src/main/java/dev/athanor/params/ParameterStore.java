@@ -242,7 +242,8 @@ public final class ParameterStore implements AutoCloseable {
   // ------------------------------------------------------------------ paging
 
   /**
-   * Pages {@code role} (MASTER, which takes WEIGHT with it and needs {@link #weightsAreMasters()}, GRAD, or one of
+   * Pages {@code role} (MASTER, which takes WEIGHT with it when {@link #weightsAreMasters()} and leaves low-precision
+   * weights apart from it in place (ZeRO 1 with the optimizer on the host keeps its shard's masters itself), GRAD, or one of
    * AdamW's moments ADAM_M and ADAM_V, whose offloaded units an optimizer maps when it keeps them in memory): its flat
    * buffer is freed without being copied anywhere (the caller has saved what it needs) and its views become
    * {@code diskViews}, one per parameter in layout order, owned by the caller, who keeps them open until

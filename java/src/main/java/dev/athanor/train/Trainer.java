@@ -439,6 +439,23 @@ public final class Trainer implements AutoCloseable {
     return host == null ? HostTransfers.ZERO : host.transfers();
   }
 
+  /**
+   * Refreshes the compute weights from the masters after they were replaced from outside (a checkpoint's restore): the
+   * store's {@link ParameterStore#syncWeights()}; with ZeRO 1 on the host, the shard's masters rounded into its part of
+   * the weights and every unit's weights then gathered from the replicas (a collective of every replica, after the
+   * gradient reducer is set).
+   */
+  public void syncWeights() {
+    if (hostMasters == null) {
+      store.syncWeights();
+      return;
+    }
+    try (Tensor low = Ops.convert(hostMasters, store.computeDtype()); Tensor w = store.slice(Role.WEIGHT, optimizer.shard())) {
+      w.copyFrom(low);
+    }
+    for (dev.athanor.params.Unit u : store.units()) reducer.gatherWeights(store, u.elements());
+  }
+
   /** The optimizer on the host ({@link #Trainer(Transformer, TrainConfig, DataLoader, HostOffload)}), or null. */
   public HostOptimizer hostOptimizer() {
     return host;

@@ -32,7 +32,8 @@ import java.util.List;
  * the host optimizer and to one process with {@code accum} = the number of ranks and the host optimizer (the step's sum
  * on the host, and on the device). At two micro-batches per rank: the step's sum on the host (all-reduced there) and on
  * the device, equal to data parallel without the host optimizer. Every step's loss and norm and the final masters are
- * compared. Prints one line on rank 0 and exits 0, or throws.
+ * compared. With a third argument {@code zero1}: ZeRO 1 with the optimizer on the host instead ({@link #zeroOne}).
+ * Prints one line on rank 0 and exits 0, or throws.
  */
 public final class HostOffloadMain {
   static final List<ModelConfig> MODELS = List.of(ModelConfig.gpt2(300, 64, 2, 64, 2),
@@ -108,7 +109,8 @@ public final class HostOffloadMain {
    * bit to ZeRO 0 with the optimizer on the host and to data parallel in memory (plain ZeRO 1 in memory needs F32
    * masters as the compute weights, so a BF16 model has none). Then a checkpoint written at step 2 by ZeRO 1 with the
    * host optimizer (format 3: each rank its shard of the masters and moments) resumes as one process with accum = the
-   * number of ranks and the host optimizer (ZeRO 0), whose steps 2 and 3 and final state equal the dp run's.
+   * number of ranks and the host optimizer (ZeRO 0), and again under ZeRO 1 with the host optimizer; both runs' steps
+   * 2 and 3 and final state equal the dp run's.
    */
   static int zeroOne(Communicator comm, TokenDataset d, HostOffload disk, HostOffload slots, Path scratch) {
     int checks = 0, n = comm.size();
@@ -151,7 +153,14 @@ public final class HostOffloadMain {
             what + ": resumed as one process, the final state differs");
       }
       comm.barrier();
-      checks++;
+      // and under dp 2 × ZeRO 1 on the host again (each rank cutting its shard of the masters and moments)
+      Run again = train(comm, d, mc, 1, HostOffload.PINNED, HostOptimizer.Gradients.STREAMED, Zero.ZERO_1,
+          ck.resolve("step-00000002"), -1);
+      String tail = saved.steps().split(" ")[2] + " " + saved.steps().split(" ")[3] + " ";
+      check(again.steps().equals(tail) && Arrays.equals(again.masters(), saved.masters())
+          && Arrays.equals(again.weights(), saved.weights()), what + ": resumed under ZeRO 1 on the host, differs: "
+          + again.steps() + " against " + tail);
+      checks += 2;
     }
     return checks;
   }
