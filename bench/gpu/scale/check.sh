@@ -20,7 +20,8 @@
 #              data (its losses beside them), and --collectives nccl on the shared GPU (NCCL is expected to refuse two
 #              ranks on one GPU: the outcome is recorded); then dp 2 with the optimizer on each rank's host (--offload
 #              auto --mem-device 450m, 2 steps: never run on a GPU before this check; its losses beside dp 2's, not
-#              bit-identical: CPU AdamW). No GPU: the same dp 2 runs on the CPU (a communication thread), to show the
+#              bit-identical: CPU AdamW), and the same with --zero 1 (each rank its shard of the optimizer on its host,
+#              the new BF16 weights all-gathered; its losses should equal the ZeRO 0 run's). No GPU: the same dp 2 runs on the CPU (a communication thread), to show the
 #              MPI that was picked works.
 #   gpt2       issue 9: GPT-2 124M training (B=16, T=1024) in memory, then with the optimizer on the host
 #              (--offload auto --mem-device 4g --mem-host 8g, then 1500m: the moments on DISK), ratios to the first
@@ -250,6 +251,12 @@ do_dp() {
       --offload auto --mem-device 450m --offload-dir "$W/offload-dp" --out "$W/dp-host" --log "$W/dp-host.jsonl"
     echo "dp-host exit $?"
     rm -rf "$W/offload-dp"
+    echo "== mpirun -np 2 train --device cuda --dp 2 --zero 1 --collectives mpi --offload auto --mem-device 450m (ZeRO 1 on the host)"
+    timeout 40 mpirun -np 2 --oversubscribe --bind-to none "${ATH[@]}" train "${args[@]}" --steps 2 --dp 2 --zero 1 \
+      --collectives mpi --offload auto --mem-device 450m --offload-dir "$W/offload-dp1" --out "$W/dp-host1" \
+      --log "$W/dp-host1.jsonl"
+    echo "dp-host1 exit $?"
+    rm -rf "$W/offload-dp1"
   fi
   echo "== one process, --accum 2 (the micro-batches dp 2 reads)"
   timeout 60 "${ATH[@]}" train "${args[@]}" --steps $steps --accum 2 --out "$W/accum2" --log "$W/accum2.jsonl"

@@ -85,7 +85,8 @@ acc = [d for d in lines("accum2.jsonl") if "step" in d and "loss" in d]
 ncc = [d for d in lines("dp-nccl.jsonl") if "step" in d and "loss" in d]
 off = [d for d in lines("dp-off.jsonl") if "step" in d and "loss" in d]
 dph = [d for d in lines("dp-host.jsonl") if "step" in d and "loss" in d]
-exits = dict(re.findall(r"^(dp-mpi|dp-off|accum2|dp-nccl|dp-host) exit (\d+)", dplog, re.M))
+dph1 = [d for d in lines("dp-host1.jsonl") if "step" in d and "loss" in d]  # --zero 1 with the optimizer on the host
+exits = dict(re.findall(r"^(dp-mpi|dp-off|accum2|dp-nccl|dp-host1|dp-host) exit (\d+)", dplog, re.M))
 overlap_line = (re.findall(r"^gradient all-reduce overlapped with the backward: .*$", dplog, re.M) or [""])[0]
 launcher = (re.findall(r"^== which mpirun: (.*)$", dplog, re.M) or ["-"])[0]
 ERR = r"NCCL|rror|xception|refus|unavailable|fail|athanor train: "
@@ -98,8 +99,13 @@ def first_error(section):
 
 nccl_err = first_error(dplog.split("--collectives nccl (both ranks", 1)[1]) if "--collectives nccl (both ranks" in dplog else ""
 dp_err = first_error(dplog.split("== one process", 1)[0].split("(optimizer on the host)", 1)[0]) if not lines("dp-mpi.jsonl") else ""
-host_err = first_error(dplog.split("(optimizer on the host)", 1)[1].split("== one process", 1)[0]) \
+host_err = first_error(dplog.split("(optimizer on the host)", 1)[1].split("(ZeRO 1 on the host)", 1)[0].split("== one process", 1)[0]) \
     if "(optimizer on the host)" in dplog and not dph else ""
+host1_err = first_error(dplog.split("(ZeRO 1 on the host)", 1)[1].split("== one process", 1)[0]) \
+    if "(ZeRO 1 on the host)" in dplog and not dph1 else ""
+# ZeRO 1 on the host against ZeRO 0 on the host: the same update on the same elements, so the same losses as logged
+host1_same = bool(dph1) and len(dph1) == len(dph) and all(a["loss"] == b["loss"] and a.get("grad_norm") == b.get("grad_norm")
+                                                         for a, b in zip(dph, dph1))
 same = bool(dp) and len(dp) == len(acc) and all(a["loss"] == b["loss"] for a, b in zip(dp, acc))
 # --overlap on (dp-mpi) against off: every step's loss and gradient norm as logged (Java's shortest round-trip decimal:
 # the same float32 prints the same)
@@ -111,7 +117,9 @@ out["dp"] = dict(launcher=launcher, device="cuda" if env.get("gpu_present") else
                  overlap=overlap_line, overlap_off_losses=[d["loss"] for d in off], overlap_on_equals_off=on_off,
                  comm_wait_ms=[d.get("comm_wait_ms") for d in dp], comm_buckets=[d.get("comm_buckets") for d in dp],
                  dp2_host_offload_losses=[d["loss"] for d in dph], dp2_host_offload_step_ms=[d.get("step_ms") for d in dph],
-                 dp2_host_offload_error=host_err)
+                 dp2_host_offload_error=host_err, dp2_zero1_host_offload_losses=[d["loss"] for d in dph1],
+                 dp2_zero1_host_offload_step_ms=[d.get("step_ms") for d in dph1], dp2_zero1_host_offload_error=host1_err,
+                 dp2_zero1_host_equals_zero0_host=host1_same)
 
 # ---- issue 9: GPT-2 124M in memory and with the optimizer on the host
 g = lines("gpt2.jsonl")
@@ -193,6 +201,11 @@ if "dp-host" in exits:
               f"losses {d['dp2_host_offload_losses']} (dp 2 in memory: {d['dp2_losses'][:2]}; CPU AdamW, so close, not equal), "
               f"seconds per step {[round((x or 0) / 1e3, 3) for x in d['dp2_host_offload_step_ms']]}"
               f"{'; first error line: `' + host_err + '`' if host_err else ''}")
+if "dp-host1" in exits:
+    md.append(f"- the same with `--zero 1` (each rank its shard of the optimizer on its host, exit {exits['dp-host1']}): "
+              f"losses {d['dp2_zero1_host_offload_losses']}; every step's loss and norm equal to ZeRO 0's as logged: "
+              f"{host1_same}; seconds per step {[round((x or 0) / 1e3, 3) for x in d['dp2_zero1_host_offload_step_ms']]}"
+              f"{'; first error line: `' + host1_err + '`' if host1_err else ''}")
 if "dp-nccl" in exits:
     md.append(f"- `--collectives nccl` with both ranks on the one GPU (exit {exits['dp-nccl']}): losses {d['nccl_shared_gpu_losses']}"
               f"{'; first error line: `' + nccl_err + '`' if nccl_err else ''}")
@@ -263,6 +276,10 @@ t.append(f"| dp 2 ({d['device']}, staged) | exit {exits.get('dp-mpi', '-')}; "
 if "dp-host" in exits:
     t.append(f"| dp 2, optimizer on the host | exit {exits['dp-host']}; "
              + (f"losses {d['dp2_host_offload_losses']} |" if dph else f"{host_err[:90] or 'no losses'} |"))
+if "dp-host1" in exits:
+    t.append(f"| dp 2 ZeRO 1, optimizer on the host | exit {exits['dp-host1']}; "
+             + (f"losses {d['dp2_zero1_host_offload_losses']}; = ZeRO 0 on the host: {host1_same} |" if dph1
+                else f"{host1_err[:90] or 'no losses'} |"))
 if "dp-nccl" in exits:
     t.append(f"| dp 2 NCCL, shared GPU | exit {exits['dp-nccl']}; {(nccl_err or str(d['nccl_shared_gpu_losses']))[:90]} |")
 for r in gpt2:

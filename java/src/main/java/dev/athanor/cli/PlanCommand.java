@@ -100,6 +100,10 @@ final class PlanCommand implements Callable<Integer> {
     if (parallel.world != null) return parallelPlan(mc, device, tc);
     OffloadPlanner.Job job = new OffloadPlanner.Job(mc, device, tc, opt.recompute, model.model != null, checkpoints, chunkBytes);
     boolean shard = zero > 0;  // one rank of a dp x ZeRO run: its footprint, and its shard's roles on DISK as needed
+    // CUDA, ZeRO 1, not fitting the device: the optimizer on the host, each rank its shard of it (as train plans it)
+    if (zero == 1 && device.isCuda() && OffloadPlanner.plan(job, MemoryManager.global()).plan() == null) {
+      return hostPlan(mc, device, tc, job);
+    }
     OffloadPlanner.Result r = shard ? OffloadPlanner.planShard(job, MemoryCheck.rankFootprint(job,
         new dev.athanor.dist.plan.ParallelPlanner.Layout(dp, 1, 1, zero, opt.recompute), dp), MemoryManager.global(), zero, dp)
         : OffloadPlanner.plan(job, MemoryManager.global());
@@ -141,7 +145,8 @@ final class PlanCommand implements Callable<Integer> {
       throw Options.usage(spec, "--json writes plans of the CPU's tiers; on " + device + " train with --offload auto, which "
           + "plans the optimizer on the host as this prints it");
     }
-    HostOffloadPlanner.Result r = HostOffloadPlanner.plan(job, MemoryManager.global());
+    HostOffloadPlanner.Result r = zero == 1 ? HostOffloadPlanner.plan(job, MemoryManager.global(), dp, true)
+        : HostOffloadPlanner.plan(job, MemoryManager.global());
     if (r.plan() == null) throw MemoryCheck.hostOffloadRefusal(r.failure());
     header(mc, device, tc);
     for (String line : r.plan().describe()) main.out.println(line);

@@ -427,15 +427,17 @@ final class TrainCommand implements Callable<Integer> {
     HostOffloadPlanner.Plan hostPlan = null;  // CUDA: the optimizer on the host, or null
     var layout = new dev.athanor.dist.plan.ParallelPlanner.Layout(parallel.dp, parallel.tp, parallel.pp, parallel.zero,
         opt.recompute, parallel.sequenceParallel);
-    boolean shardPlan = comm != null && parallel.zero >= 1;  // ZeRO (with --dp only): a rank's shard of the moments
+    // ZeRO 1 on CUDA with --offload: the optimizer on the host, each rank its shard of the masters and moments
+    boolean hostZeroOne = comm != null && device.isCuda() && !offload.off() && parallel.zero == 1;
+    boolean shardPlan = comm != null && parallel.zero >= 1 && !hostZeroOne;  // ZeRO (with --dp only): a rank's shard of the moments
     if (comm != null && offload.off() && device.isCuda()) {  // data parallel on GPUs: each rank holds the whole model
       MemoryCheck.requireTraining(job, true, false);
     } else if (comm != null && offload.off()) {  // one process of a layout: its stage and shards, not the whole model
       MemoryCheck.requireRank(job, layout, comm.size());
     } else if (shardPlan) {
       plan = shardOffloadPlan(spec, offload, job, layout, comm.size());
-    } else if (device.isCuda() && !offload.off()) {  // one GPU, or each rank of --dp N (ZeRO 0) on its own
-      hostPlan = hostOffloadPlan(spec, offload, job, comm == null ? 1 : comm.size());
+    } else if (device.isCuda() && !offload.off()) {  // one GPU, or each rank of --dp N (ZeRO 0 or 1) on its own
+      hostPlan = hostOffloadPlan(spec, offload, job, comm == null ? 1 : comm.size(), hostZeroOne);
       if (hostPlan == null) plan = offloadPlan(spec, offload, job);  // it fits on the device (perhaps recomputing)
     } else {
       plan = offloadPlan(spec, offload, job);
@@ -668,6 +670,12 @@ final class TrainCommand implements Callable<Integer> {
   /** As {@link #hostOffloadPlan(CommandSpec, Options.OffloadOptions, OffloadPlanner.Job)} for one of {@code replicas} ranks. */
   static HostOffloadPlanner.Plan hostOffloadPlan(CommandSpec spec, Options.OffloadOptions o, OffloadPlanner.Job job,
       int replicas) {
+    return hostOffloadPlan(spec, o, job, replicas, false);
+  }
+
+  /** The same; with {@code zeroOne} each rank keeps only its ZeRO 1 shard of the optimizer on its host. */
+  static HostOffloadPlanner.Plan hostOffloadPlan(CommandSpec spec, Options.OffloadOptions o, OffloadPlanner.Job job,
+      int replicas, boolean zeroOne) {
     if (!o.auto()) {
       throw Options.usage(spec, "--offload " + o.offload + ": plan files place state on the CPU's tiers; on " + job.device()
           + " use --offload auto (the optimizer goes to the host as far as --mem-device and --mem-host need)");
@@ -675,7 +683,7 @@ final class TrainCommand implements Callable<Integer> {
     OffloadPlanner.Job sized = new OffloadPlanner.Job(job.model(), job.device(), job.train(), job.recompute(), job.loading(),
         job.checkpoints(), o.chunkBytes());
     if (OffloadPlanner.plan(sized, MemoryManager.global()).plan() != null) return null;
-    HostOffloadPlanner.Result r = HostOffloadPlanner.plan(sized, MemoryManager.global(), replicas);
+    HostOffloadPlanner.Result r = HostOffloadPlanner.plan(sized, MemoryManager.global(), replicas, zeroOne);
     if (r.plan() == null) throw MemoryCheck.hostOffloadRefusal(r.failure());
     return r.plan();
   }
@@ -730,17 +738,19 @@ final class TrainCommand implements Callable<Integer> {
    * every output can be written, and the flags that need others. Usage errors name the flag and the value.
    */
   /**
-   * {@code --dp N --zero 1} or more with {@code --offload} on a GPU ({@code cuda} true; {@code device} names it), before
-   * any work: data parallel with the optimizer on the host runs with ZeRO 0 only (each rank the whole optimizer on its
-   * host); a rank keeping only its shard of the masters and moments there is not built.
+   * {@code --dp N --zero 2} or more with {@code --offload} on a GPU ({@code cuda} true; {@code device} names it), before
+   * any work: data parallel with the optimizer on the host runs with ZeRO 0 (each rank the whole optimizer on its host)
+   * and ZeRO 1 (each rank its shard of the masters and moments there); a sharded gradient or sharded weights with it
+   * are not built.
    */
   private void checkOffloadedDataParallel(boolean cuda, String device) {
-    if (!cuda || offload.off() || parallel.dp <= 1 || parallel.zero == 0) return;
+    if (!cuda || offload.off() || parallel.dp <= 1 || parallel.zero <= 1) return;
     throw Options.usage(spec, "--dp " + parallel.dp + " --zero " + parallel.zero + " with --offload " + offload.offload + " on "
         + device + ": data parallel with the optimizer on the host runs with --zero 0 (every rank updates the whole model "
-        + "on its host); a ZeRO shard of the optimizer on the host is not built yet. Give --zero 0, or --offload off; with "
-        + "--device cpu, --dp " + parallel.dp + " --zero " + parallel.zero + " --offload puts each rank's shard of AdamW's "
-        + "moments on DISK");
+        + "on its host) and --zero 1 (each rank keeps and updates its shard of the masters and moments on its host); ZeRO "
+        + parallel.zero + "'s sharded " + (parallel.zero == 2 ? "gradient" : "gradient and weights") + " with the optimizer on "
+        + "the host is not built. Give --zero 0 or 1, or --offload off; with --device cpu, --dp " + parallel.dp + " --zero "
+        + parallel.zero + " --offload puts each rank's shard of AdamW's moments on DISK");
   }
 
   void checkBeforeWork() {
@@ -906,6 +916,9 @@ final class TrainCommand implements Callable<Integer> {
         // ZeRO with offload: the optimizer keeps its shard of the moments the plan puts on DISK there
         Trainer trainer = shards != null ? new Trainer(model, tc, loader, shards, offloadConfig)
             : folds != null ? new Trainer(model, tc, loader, folds, offloadConfig)
+            // ZeRO 1 with the optimizer on the host (CUDA): each rank its shard of the masters and moments there
+            : zero == 1 && hostOffload != null ? new Trainer(model, tc, loader, hostOffload,
+                DataParallel.optimizerShard(model.parameters(), comm))
             : zero >= 1 ? new Trainer(model, tc, loader, DataParallel.optimizerShard(model.parameters(),
                 pipeline != null ? pipeline.dataParallelGroup() : groups != null ? groups.dp() : comm), zero >= 2, offloadConfig)
             : hostOffload != null ? new Trainer(model, tc, loader, hostOffload)

@@ -292,6 +292,27 @@ public final class DataParallel implements GradientReducer {
   }
 
   /**
+   * ZeRO 1 with the optimizer on the host: every rank's part of {@code range} in its {@link #optimizerShard}
+   * all-gathered in place into the compute weights of {@code range} (on the device: NCCL there, or staged through the
+   * host by the communicator), so the bits are the owners'.
+   */
+  @Override
+  public void gatherWeights(ParameterStore store, Range range) {
+    if (comm.size() == 1) return;
+    long n = store.numel();
+    long[] counts = new long[comm.size()];
+    for (int r = 0; r < counts.length; r++) {
+      counts[r] = range.intersect(new Range(Communicator.partStart(n, r, comm.size()), Communicator.partStart(n, r + 1,
+          comm.size()))).length();
+    }
+    Range mine = range.intersect(optimizerShard(store, comm));
+    long at = mine.isEmpty() ? 0 : mine.start() - range.start();
+    try (Tensor w = store.slice(Role.WEIGHT, range); Tensor part = w.slice(0, at, at + mine.length())) {
+      comm.allGatherV(part, w, counts);  // in place
+    }
+  }
+
+  /**
    * ZeRO 1: rank 0 receives every other rank's part of the moments of {@code range} (point to point, in rank order;
    * only the ranks whose shard overlaps it send), so no rank holds more than {@code range}'s moments at once.
    */

@@ -48,10 +48,18 @@ public final class HostOffloadPlanner {
    * @param sumOnHost whether the step's gradient sum is formed on the host ({@link HostOffload#sumOnHost()}; only with
    *     accumulation)
    * @param footprint the job's memory with this placement, per component and tier
+   * @param shards 1: every rank keeps the whole optimizer; N: ZeRO 1 over N data-parallel ranks, each keeping only its
+   *     shard of the masters and moments (the figures are this rank's: the largest shard)
    */
   public record Plan(OffloadPlanner.Job job, Set<Role> diskMoments, boolean streamGradients, boolean sumOnHost,
-      Footprint footprint) {
+      Footprint footprint, int shards) {
+    /** A plan whose ranks each keep the whole optimizer. */
+    public Plan(OffloadPlanner.Job job, Set<Role> diskMoments, boolean streamGradients, boolean sumOnHost, Footprint footprint) {
+      this(job, diskMoments, streamGradients, sumOnHost, footprint, 1);
+    }
+
     public Plan {
+      if (shards < 1) throw new IllegalArgumentException("shards " + shards + " < 1");
       Objects.requireNonNull(job, "job");
       if (sumOnHost && job.train().accum() == 1) {
         throw new IllegalArgumentException("the step's gradient sum is formed on the host only with accumulation");
@@ -72,13 +80,16 @@ public final class HostOffloadPlanner {
      * is formed on the host), its compute weights up.
      */
     public long hostTrafficPerStep() {
-      long down = 4L * (sumOnHost ? job.train().accum() : 1);
-      return Math.multiplyExact(OffloadPlan.layoutElements(job.model()), down + job.dtype().byteSize());
+      long n = OffloadPlan.layoutElements(job.model()), mine = shardElements(n, shards);
+      // ZeRO 1: the gradient whole when streamed or summed (it is reduced on the host), the shard's through the slots;
+      // the shard's new weights up (the other ranks' come by the all-gather on the device)
+      long down = 4L * (sumOnHost ? job.train().accum() : 1) * (sumOnHost || streamGradients ? n : mine);
+      return Math.addExact(down, Math.multiplyExact(mine, job.dtype().byteSize()));
     }
 
-    /** Bytes read from and written to DISK per step: each moment there read and written once. */
+    /** Bytes read from and written to DISK per step: each moment there (this rank's shard of it) read and written once. */
     public long diskTrafficPerStep() {
-      return Math.multiplyExact(2L * 4 * diskMoments.size(), OffloadPlan.layoutElements(job.model()));
+      return Math.multiplyExact(2L * 4 * diskMoments.size(), shardElements(OffloadPlan.layoutElements(job.model()), shards));
     }
 
     /** The plan in a few lines, as {@code plan} and {@code train --offload auto} print it. */
@@ -86,6 +97,10 @@ public final class HostOffloadPlanner {
       List<String> out = new ArrayList<>();
       Footprint f = footprint;
       String moments = diskMoments.isEmpty() ? "AdamW's moments" : OffloadPlan.describe(diskMoments) + " on DISK";
+      if (shards > 1) {
+        out.add("ZeRO 1 over " + shards + " data-parallel ranks: each keeps its shard of the masters and moments on its host "
+            + "(figures per rank), updates it and all-gathers the units' new " + job.dtype() + " weights on " + job.device());
+      }
       out.add("offload plan: the optimizer on the host (CPU AdamW, unit by unit): the F32 masters"
           + (diskMoments.size() == 2 ? "" : " and " + (diskMoments.isEmpty() ? moments : "the other moment"))
           + " in pinned host memory" + (diskMoments.isEmpty() ? "" : ", " + moments)
@@ -160,6 +175,17 @@ public final class HostOffloadPlanner {
    */
   public static Footprint footprint(OffloadPlanner.Job job, Set<Role> diskMoments, boolean streamGradients,
       boolean sumOnHost, int replicas) {
+    return footprint(job, diskMoments, streamGradients, sumOnHost, replicas, false);
+  }
+
+  /**
+   * As {@link #footprint(OffloadPlanner.Job, Set, boolean, boolean, int)}; with {@code zeroOne} each rank keeps only
+   * its shard of the F32 masters and AdamW's moments ({@link dev.athanor.dist.Communicator#partStart}; the largest
+   * shard counted) in pinned host memory or on DISK, the rest as without it (the whole gradient reduced, the compute
+   * weights whole on the device).
+   */
+  public static Footprint footprint(OffloadPlanner.Job job, Set<Role> diskMoments, boolean streamGradients,
+      boolean sumOnHost, int replicas, boolean zeroOne) {
     Objects.requireNonNull(job, "job");
     if (replicas < 1) throw new IllegalArgumentException("replicas " + replicas + " < 1");
     if (sumOnHost && job.train().accum() == 1) {
@@ -180,11 +206,13 @@ public final class HostOffloadPlanner {
     long n = OffloadPlan.layoutElements(job.model());
     long state = MemoryManager.reservedSize(Tier.DEVICE, Math.multiplyExact(n, 4L));  // one F32 role on the device
     long pinned = MemoryManager.reservedSize(Tier.HOST_PINNED, Math.multiplyExact(n, 4L));
-    Footprint f = job.inMemory().move(Component.WEIGHTS, Tier.DEVICE, state, Tier.HOST_PINNED, pinned);
+    long mine = zeroOne ? shardElements(n, replicas) : n;  // the masters and moments this rank keeps
+    long shardPinned = MemoryManager.reservedSize(Tier.HOST_PINNED, Math.multiplyExact(mine, 4L));
+    Footprint f = job.inMemory().move(Component.WEIGHTS, Tier.DEVICE, state, Tier.HOST_PINNED, shardPinned);
     for (Role r : List.of(Role.ADAM_M, Role.ADAM_V)) {
       boolean disk = diskMoments.contains(r);
       f = f.move(Component.OPTIMIZER, Tier.DEVICE, state, disk ? Tier.DISK : Tier.HOST_PINNED,
-          disk ? Math.multiplyExact(n, 4L) : pinned);
+          disk ? Math.multiplyExact(mine, 4L) : shardPinned);
     }
     long largest = OffloadPlan.largestUnit(job.model());
     DType dt = job.dtype();
@@ -225,8 +253,24 @@ public final class HostOffloadPlanner {
   /** The same for one of {@code replicas} data-parallel ranks ({@link #footprint(OffloadPlanner.Job, Set, boolean, boolean, int)}). */
   public static Plan place(OffloadPlanner.Job job, Set<Role> diskMoments, boolean streamGradients, boolean sumOnHost,
       int replicas) {
+    return place(job, diskMoments, streamGradients, sumOnHost, replicas, false);
+  }
+
+  /** The same, with {@code zeroOne} each rank keeping only its shard of the optimizer ({@link Plan#shards()}). */
+  public static Plan place(OffloadPlanner.Job job, Set<Role> diskMoments, boolean streamGradients, boolean sumOnHost,
+      int replicas, boolean zeroOne) {
     return new Plan(job, diskMoments, streamGradients, sumOnHost,
-        footprint(job, diskMoments, streamGradients, sumOnHost, replicas));
+        footprint(job, diskMoments, streamGradients, sumOnHost, replicas, zeroOne), zeroOne ? replicas : 1);
+  }
+
+  /** The elements of the largest of {@code shards} parts of {@code n} ({@link dev.athanor.dist.Communicator#partStart}). */
+  static long shardElements(long n, int shards) {
+    long most = 0;
+    for (int r = 0; r < shards; r++) {
+      most = Math.max(most, dev.athanor.dist.Communicator.partStart(n, r + 1, shards)
+          - dev.athanor.dist.Communicator.partStart(n, r, shards));
+    }
+    return most;
   }
 
   /**
@@ -263,6 +307,14 @@ public final class HostOffloadPlanner {
    * MemoryManager)} with the host reduction's scratch counted.
    */
   public static Result plan(OffloadPlanner.Job job, MemoryManager mm, int replicas) {
+    return plan(job, mm, replicas, false);
+  }
+
+  /**
+   * As {@link #plan(OffloadPlanner.Job, MemoryManager, int)}; with {@code zeroOne} (ZeRO 1) each rank keeps only its
+   * shard of the masters and moments ({@link #footprint(OffloadPlanner.Job, Set, boolean, boolean, int, boolean)}).
+   */
+  public static Result plan(OffloadPlanner.Job job, MemoryManager mm, int replicas, boolean zeroOne) {
     Objects.requireNonNull(mm, "mm");
     List<OffloadPlanner.Job> jobs = job.recompute() || job.model().layers() < 2 ? List.of(job)
         : List.of(job, job.withRecompute(true));
@@ -273,7 +325,7 @@ public final class HostOffloadPlanner {
         // memory); accumulation: the step's sum on the device, else on the host (the device keeps one micro-batch's)
         boolean one = j.train().accum() == 1;
         for (boolean variant : new boolean[] {true, false}) {
-          last = one ? place(j, roles, variant, false, replicas) : place(j, roles, false, !variant, replicas);
+          last = one ? place(j, roles, variant, false, replicas, zeroOne) : place(j, roles, false, !variant, replicas, zeroOne);
           if (shortfall(last.footprint(), mm) == null) return new Result(last, null);
         }
       }

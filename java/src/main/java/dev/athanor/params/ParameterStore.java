@@ -242,7 +242,8 @@ public final class ParameterStore implements AutoCloseable {
   // ------------------------------------------------------------------ paging
 
   /**
-   * Pages {@code role} (MASTER, which takes WEIGHT with it and needs {@link #weightsAreMasters()}, GRAD, or one of
+   * Pages {@code role} (MASTER, which takes WEIGHT with it when {@link #weightsAreMasters()} and leaves low-precision
+   * weights apart from it in place (ZeRO 1 with the optimizer on the host keeps its shard's masters itself), GRAD, or one of
    * AdamW's moments ADAM_M and ADAM_V, whose offloaded units an optimizer maps when it keeps them in memory): its flat
    * buffer is freed without being copied anywhere (the caller has saved what it needs) and its views become
    * {@code diskViews}, one per parameter in layout order, owned by the caller, who keeps them open until
@@ -269,9 +270,10 @@ public final class ParameterStore implements AutoCloseable {
     if (role != Role.MASTER && role != Role.GRAD && role != Role.ADAM_M && role != Role.ADAM_V) {
       throw new IllegalArgumentException("only MASTER (with WEIGHT), GRAD, ADAM_M and ADAM_V can be paged, not " + role);
     }
-    if (role == Role.MASTER && !weightsAreMasters()) {
+    if (role == Role.MASTER && !weightsAreMasters() && computeDtype == DType.F32) {
       throw new IllegalArgumentException("MASTER can be paged only when WEIGHT is the same buffer (F32 compute, placed "
-          + "together); this store computes in " + computeDtype + " with WEIGHT@" + placements.get(Role.WEIGHT));
+          + "together) or of a low-precision dtype apart from it; this store computes in F32 with WEIGHT@"
+          + placements.get(Role.WEIGHT));
     }
     if (isPaged(role)) throw new IllegalStateException(role + " is already paged");
     if (b.length != specs.size()) {
@@ -283,7 +285,8 @@ public final class ParameterStore implements AutoCloseable {
             + role.dtype(computeDtype));
       }
     }
-    List<Role> roles = role == Role.MASTER ? List.of(Role.MASTER, Role.WEIGHT) : List.of(role);
+    // MASTER takes WEIGHT with it when they are one buffer; low-precision weights apart stay (ZeRO 1 on the host)
+    List<Role> roles = role == Role.MASTER && weightsAreMasters() ? List.of(Role.MASTER, Role.WEIGHT) : List.of(role);
     for (Role r : roles) {
       uninstall(r);
       backing.put(r, b);
@@ -316,7 +319,8 @@ public final class ParameterStore implements AutoCloseable {
   }
 
   private void unpageViews(Role role) {
-    List<Role> roles = role == Role.MASTER || role == Role.WEIGHT ? List.of(Role.MASTER, Role.WEIGHT) : List.of(role);
+    List<Role> roles = (role == Role.MASTER || role == Role.WEIGHT) && isPaged(Role.WEIGHT)
+        ? List.of(Role.MASTER, Role.WEIGHT) : List.of(role);
     for (Role r : roles) {
       Tensor[] w = windows.get(r);
       if (w != null) for (Tensor t : w) if (t != null) throw new IllegalStateException(r + " still has a mapped window");
@@ -350,7 +354,8 @@ public final class ParameterStore implements AutoCloseable {
           + role.dtype(computeDtype) + " tensor of " + unit.elements().length() + " elements, got " + window);
     }
     if (isMapped(role, unit)) throw new IllegalStateException(role + " of unit " + unit.name() + " is already mapped");
-    List<Role> roles = role == Role.MASTER || role == Role.WEIGHT ? List.of(Role.MASTER, Role.WEIGHT) : List.of(role);
+    List<Role> roles = (role == Role.MASTER || role == Role.WEIGHT) && isPaged(Role.WEIGHT)
+        ? List.of(Role.MASTER, Role.WEIGHT) : List.of(role);
     Tensor[] v = views.get(role);
     long base = window.offset() - unit.elements().start();
     for (int i = unit.firstParam(); i < unit.endParam(); i++) {
@@ -367,7 +372,8 @@ public final class ParameterStore implements AutoCloseable {
   public void unmap(Role role, Unit unit) {
     checkOpen();
     if (!isMapped(role, unit)) throw new IllegalStateException(role + " of unit " + unit.name() + " is not mapped");
-    List<Role> roles = role == Role.MASTER || role == Role.WEIGHT ? List.of(Role.MASTER, Role.WEIGHT) : List.of(role);
+    List<Role> roles = (role == Role.MASTER || role == Role.WEIGHT) && isPaged(Role.WEIGHT)
+        ? List.of(Role.MASTER, Role.WEIGHT) : List.of(role);
     Tensor[] v = views.get(role), b = backing.get(role);
     for (int i = unit.firstParam(); i < unit.endParam(); i++) {
       v[i].close();

@@ -145,9 +145,12 @@ public final class AdamW implements AutoCloseable {
     this.shardMasters = masters;
     if (shard != null) {
       if (!store.all().contains(shard)) throw new IllegalArgumentException("shard " + shard + " is outside the store's " + store.all());
-      if (!store.weightsAreMasters()) {
+      // the optimizer on the host (ZeRO 1): the shard's masters held here, low-precision compute weights apart
+      boolean hostShard = masters != null && store.computeDtype() != DType.F32;
+      if (!store.weightsAreMasters() && !hostShard) {
         throw new IllegalArgumentException("a sharded optimizer (ZeRO 1) needs the masters to be the compute weights (F32 on the "
-            + "CPU); this store computes in " + store.computeDtype() + " on " + store.placement(Role.MASTER));
+            + "CPU), or its shard's masters apart from low-precision weights; this store computes in "
+            + store.computeDtype() + " on " + store.placement(Role.MASTER));
       }
       Objects.requireNonNull(offload, "offload");
       java.util.Set<Role> momentsOnDisk = java.util.EnumSet.noneOf(Role.class);
@@ -172,8 +175,9 @@ public final class AdamW implements AutoCloseable {
           st = new ChunkStreamer(ChunkStreamer.byRole(streamed), offload.chunkBytes(), java.util.Set.of(Role.GRAD));
         }
         dev.athanor.runtime.Device d = store.placement(Role.MASTER).device();
-        if (!offload.onDisk(Role.ADAM_M)) m = Tensor.zeros(DType.F32, d, shard.length()).detach();
-        if (!offload.onDisk(Role.ADAM_V)) v = Tensor.zeros(DType.F32, d, shard.length()).detach();
+        // on the host for a model on a device: where the store places the moments (pinned host memory)
+        if (!offload.onDisk(Role.ADAM_M)) m = hostShard ? zerosAt(Role.ADAM_M, shard.length()) : Tensor.zeros(DType.F32, d, shard.length()).detach();
+        if (!offload.onDisk(Role.ADAM_V)) v = hostShard ? zerosAt(Role.ADAM_V, shard.length()) : Tensor.zeros(DType.F32, d, shard.length()).detach();
       } catch (RuntimeException e) {
         if (m != null) m.close();
         if (st != null) st.close();
@@ -438,6 +442,12 @@ public final class AdamW implements AutoCloseable {
     }
   }
 
+  /** {@code n} F32 zeros where the store places {@code role}. */
+  private Tensor zerosAt(Role role, long n) {
+    dev.athanor.params.Placement p = store.placement(role);
+    return Tensor.zeros(DType.F32, p.device(), p.tier(), n).detach();
+  }
+
   /** Sets the step count (when restoring a saved optimizer state). */
   public void setStep(long s) {
     if (s < 0) throw new IllegalArgumentException("step must be >= 0, got " + s);
@@ -549,7 +559,11 @@ public final class AdamW implements AutoCloseable {
   public void updateInto(Range range, Tensor grad, Tensor weights, float lr, float beta1, float beta2, float eps,
       float weightDecay, float gradScale) {
     if (step == 0) throw new IllegalStateException("update() before beginStep()");
-    if (shard != null) throw new IllegalStateException("updateInto needs an unsharded optimizer; this one updates " + shard);
+    if (shard != null && (shardMasters == null || !shard.contains(range))) {
+      throw new IllegalStateException("updateInto needs an unsharded optimizer, or one holding its shard's masters with "
+          + "the range inside the shard; this one updates " + shard + (shardMasters == null ? " with the store's masters"
+          : ", not " + range));
+    }
     if (store.weightsAreMasters() || store.computeDtype() == DType.F32) {
       throw new IllegalStateException("updateInto writes weights of a low-precision compute dtype; this store computes in "
           + store.computeDtype() + (store.weightsAreMasters() ? " with the masters as its weights" : ""));
@@ -569,7 +583,27 @@ public final class AdamW implements AutoCloseable {
       Map<Role, Tensor> held = new java.util.EnumMap<>(Role.class);
       held.put(Role.GRAD, g);
       held.put(Role.WEIGHT, w);
-      updateHeld(range, held, range.start(), Role.GRAD, true, lr, beta1, beta2, eps, weightDecay, gradScale);
+      if (shard == null) {
+        updateHeld(range, held, range.start(), Role.GRAD, true, lr, beta1, beta2, eps, weightDecay, gradScale);
+        return;
+      }
+      // the shard's masters and its moments in memory, cut to the range (the moments on DISK are streamed)
+      long a = range.start() - shard.start(), b = range.end() - shard.start();
+      List<Tensor> cut = new ArrayList<>();
+      try {
+        Map<Role, Tensor> mine = new java.util.EnumMap<>(Role.class);
+        mine.put(Role.MASTER, shardMasters);
+        if (shardM != null) mine.put(Role.ADAM_M, shardM);
+        if (shardV != null) mine.put(Role.ADAM_V, shardV);
+        for (Map.Entry<Role, Tensor> e : mine.entrySet()) {
+          Tensor t = e.getValue().slice(0, a, b);
+          cut.add(t);
+          held.put(e.getKey(), t);
+        }
+        updateHeld(range, held, range.start(), Role.GRAD, true, lr, beta1, beta2, eps, weightDecay, gradScale);
+      } finally {
+        for (Tensor t : cut) t.close();
+      }
     }
   }
 

@@ -69,6 +69,15 @@ public interface GradientReducer extends AutoCloseable {
   default void afterUpdate(ParameterStore store) {}
 
   /**
+   * ZeRO 1 with the optimizer on the host: {@code range} (a unit's elements) of the compute weights ({@link
+   * Role#WEIGHT}, where the model computes) made whole from each replica's part in its optimizer shard, a collective
+   * called by every replica for the same ranges in the same order; nothing with one replica.
+   */
+  default void gatherWeights(ParameterStore store, Range range) {
+    if (replicas() > 1) throw new UnsupportedOperationException("this reducer cannot gather the replicas' weights");
+  }
+
+  /**
    * A sharded optimizer's (ZeRO 1) moments of the flat elements {@code range}, for a checkpoint (a collective when
    * replicas take part: every replica calls it with the same range): replica 0 gets every replica's part of them in
    * {@code m} and {@code v} (F32, {@code range.length()} elements each), the others pass null and only send theirs.

@@ -5,6 +5,7 @@ import dev.athanor.offload.OffloadConfig;
 import dev.athanor.offload.UnitCopies;
 import dev.athanor.params.ParameterStore;
 import dev.athanor.params.Placement;
+import dev.athanor.params.Range;
 import dev.athanor.params.Role;
 import dev.athanor.params.Unit;
 import dev.athanor.runtime.Device;
@@ -70,6 +71,8 @@ public final class HostOptimizer implements AutoCloseable {
   private final AdamW optimizer;
   private final UnitCopies copies;
   private final Gradients path;
+  private final Range shard;                           // the elements this optimizer updates (ZeRO 1: the rank's part)
+  private final UnitGather gather;                     // ZeRO 1: completes a unit's new weights from the other ranks
   private final Tensor[] gradSlots = new Tensor[2];    // (largest unit) F32, pinned; SLOTS and SUMMED only
   private Tensor hostGrad;                             // (numel) F32, pinned: the streamed gradients or their sum, or null
   private final long[] gradTickets;                    // per unit: the copy of its streamed gradient into hostGrad, or -1
@@ -85,6 +88,16 @@ public final class HostOptimizer implements AutoCloseable {
   private ExecutorService worker;                      // runs deferred updates; made by the first defer()
   private Pending pending;                             // the update deferred (running or done), or null
   private boolean closed;
+
+  /**
+   * ZeRO 1: after this rank's part of a unit's new compute weights is in the device's weights (the compute stream
+   * waiting for their copy), makes the unit's weights whole from every rank's part, a collective: every rank calls it
+   * for the same units in the same order (the forward's reads, then the rest in the layout's order).
+   */
+  @FunctionalInterface
+  public interface UnitGather {
+    void gather(Unit unit);
+  }
 
   /** How the gradients reach the host. */
   public enum Gradients {
@@ -115,6 +128,14 @@ public final class HostOptimizer implements AutoCloseable {
    * gradients where they are. Call before making the {@link AdamW} (which allocates the moments where they are placed).
    */
   public static void placeState(ParameterStore store, OffloadConfig offload) {
+    placeState(store, offload, true);
+  }
+
+  /**
+   * As {@link #placeState(ParameterStore, OffloadConfig)}; without {@code masters} the store's masters stay where they
+   * are (ZeRO 1: the caller copies its shard's to the host and pages the rest away).
+   */
+  public static void placeState(ParameterStore store, OffloadConfig offload, boolean masters) {
     Objects.requireNonNull(store, "store");
     Objects.requireNonNull(offload, "offload");
     if (store.computeDtype() == DType.F32) {
@@ -128,7 +149,7 @@ public final class HostOptimizer implements AutoCloseable {
       }
     }
     Placement host = new Placement(Device.CPU, HOST_TIER);
-    store.place(Role.MASTER, host);
+    if (masters) store.place(Role.MASTER, host);
     for (Role r : new Role[] {Role.ADAM_M, Role.ADAM_V}) if (!offload.onDisk(r)) store.place(r, host);
   }
 
@@ -157,12 +178,23 @@ public final class HostOptimizer implements AutoCloseable {
    * accumulator ({@link #collectGradient}); {@link #update} then reads that sum.
    */
   public HostOptimizer(ParameterStore store, AdamW optimizer, UnitCopies copies, Gradients path) {
+    this(store, optimizer, copies, path, null);
+  }
+
+  /**
+   * ZeRO 1 with the optimizer on the host: as {@link #HostOptimizer(ParameterStore, AdamW, UnitCopies, Gradients)} over
+   * {@code optimizer}, a sharded AdamW holding its shard's masters and moments only: each unit's update covers its part
+   * in the shard (the gradient of that part read, the new weights of that part copied back), and {@code gather} then
+   * makes the unit's device weights whole from the other ranks' parts before the unit is read ({@link #hooks()}) or
+   * the update is finished ({@link #finishPending()}). {@code gather} is null exactly when the optimizer is unsharded.
+   */
+  public HostOptimizer(ParameterStore store, AdamW optimizer, UnitCopies copies, Gradients path, UnitGather gather) {
     this.path = Objects.requireNonNull(path, "path");
     this.store = Objects.requireNonNull(store, "store");
     this.optimizer = Objects.requireNonNull(optimizer, "optimizer");
     Objects.requireNonNull(copies, "copies");
     try {
-      if (!store.placement(Role.MASTER).device().isCpu()) {
+      if (!optimizer.holdsMasters() && !store.placement(Role.MASTER).device().isCpu()) {
         throw new IllegalArgumentException("the host optimizer needs the masters in host memory; they are on "
             + store.placement(Role.MASTER));
       }
@@ -170,7 +202,11 @@ public final class HostOptimizer implements AutoCloseable {
         throw new IllegalArgumentException("the optimizer on the host needs compute weights of a low-precision dtype apart "
             + "from the masters; this store computes in " + store.computeDtype());
       }
-      if (optimizer.shard() != null) throw new IllegalArgumentException("the host optimizer needs an unsharded AdamW");
+      if ((optimizer.shard() != null) != (gather != null) || optimizer.shard() != null && !optimizer.holdsMasters()) {
+        throw new IllegalArgumentException("the host optimizer needs an unsharded AdamW, or (ZeRO 1) one holding its shard's "
+            + "masters with a gather of the units' weights; got shard " + optimizer.shard() + (gather == null ? " without" : " with")
+            + " a gather");
+      }
       long largest = 0;
       for (Unit u : store.units()) largest = Math.max(largest, u.elements().length());
       for (int i = 0; i < 2; i++) {
@@ -184,6 +220,8 @@ public final class HostOptimizer implements AutoCloseable {
       throw e;
     }
     this.copies = copies;
+    this.shard = optimizer.shard() == null ? store.all() : optimizer.shard();
+    this.gather = gather;
     this.gradTickets = new long[store.units().size()];
     this.formed = new boolean[store.units().size()];
     java.util.Arrays.fill(gradTickets, -1);
@@ -440,8 +478,13 @@ public final class HostOptimizer implements AutoCloseable {
       if (p.failure instanceof Error e) throw e;
       throw (RuntimeException) p.failure;  // the loop catches only these two
     }
-    for (int i = 0; i < p.weights.length; i++) if (!p.computeWaited[i]) copies.computeWaits(p.weights[i]);
     pending = null;
+    for (int i = 0; i < p.weights.length; i++) {
+      if (p.computeWaited[i]) continue;
+      copies.computeWaits(p.weights[i]);
+      p.computeWaited[i] = true;
+      if (gather != null) gather.gather(store.units().get(i));  // in the layout's order on every rank
+    }
   }
 
   /**
@@ -458,6 +501,7 @@ public final class HostOptimizer implements AutoCloseable {
     copies.computeWaits(ticket);
     p.computeWaited[i] = true;
     waitNanos.addAndGet(System.nanoTime() - t0);
+    if (gather != null) gather.gather(u);  // the forward reads the units in the same order on every rank
   }
 
   /**
@@ -525,16 +569,24 @@ public final class HostOptimizer implements AutoCloseable {
         if (grads == null && n > 0) gradCopies[0] = gradToHost(order.get(0), 0, gradRole);
         for (int i = 0; i < n && !cancelled; i++) {
           Unit u = order.get(i);
-          int len = Math.toIntExact(u.elements().length());
+          Range mine = u.elements().intersect(shard);  // the unit's part this optimizer updates
+          int len = Math.toIntExact(mine.length());
           // slot (i + 1) % 2 was last filled for unit i - 1, whose update has finished on the host
           if (grads == null && i + 1 < n) gradCopies[i + 1] = gradToHost(order.get(i + 1), (i + 1) % 2, gradRole);
           awaitCopy(grads != null ? grads[i] : gradCopies[i], inline);
           if (i >= 2) awaitCopy(weights[i - 2], inline);  // weight slot i % 2 was read by the copy of unit i - 2
-          try (Tensor g = grads != null ? hostGrad.slice(0, u.elements().start(), u.elements().end())
+          if (mine.isEmpty()) {  // ZeRO 1: another rank's unit
+            synchronized (this) {
+              ready = i + 1;
+              notifyAll();
+            }
+            continue;
+          }
+          try (Tensor g = grads != null ? hostGrad.slice(0, mine.start(), mine.end())
                   : gradSlots[i % 2].slice(0, 0, len);
-              Tensor w = weightSlots[i % 2].slice(0, 0, len); Tensor dst = store.slice(Role.WEIGHT, u.elements())) {
-            zeroPadding(u, w);
-            optimizer.updateInto(u.elements(), g, w, args[0], args[1], args[2], args[3], args[4], args[5]);
+              Tensor w = weightSlots[i % 2].slice(0, 0, len); Tensor dst = store.slice(Role.WEIGHT, mine)) {
+            zeroPadding(u, mine, w);
+            optimizer.updateInto(mine, g, w, args[0], args[1], args[2], args[3], args[4], args[5]);
             long t = copies.queueToDevice(dst, w);
             synchronized (this) {
               weights[i] = t;
@@ -612,24 +664,28 @@ public final class HostOptimizer implements AutoCloseable {
   }
 
   /**
-   * Zeros the elements of {@code w} (unit {@code u}'s weights, element 0 at the unit's start) between and after its
-   * parameters: the kernel writes the parameters only, and the slot held another unit's weights before.
+   * Zeros the elements of {@code w} ({@code mine} of unit {@code u}'s weights, element 0 at {@code mine}'s start) between
+   * and after its parameters: the kernel writes the parameters only, and the slot held another unit's weights before.
    */
-  private void zeroPadding(Unit u, Tensor w) {
+  private void zeroPadding(Unit u, Range mine, Tensor w) {
     long at = u.elements().start();
     for (int i = u.firstParam(); i <= u.endParam(); i++) {
       long end = i < u.endParam() ? store.range(i).start() : u.elements().end();
-      if (end > at) {
-        try (Tensor gap = w.slice(0, at - u.elements().start(), end - u.elements().start())) {
-          dev.athanor.ops.Ops.fill(gap, 0f);
+      Range gap = new Range(at, Math.max(at, end)).intersect(mine);
+      if (!gap.isEmpty()) {
+        try (Tensor z = w.slice(0, gap.start() - mine.start(), gap.end() - mine.start())) {
+          dev.athanor.ops.Ops.fill(z, 0f);
         }
       }
       if (i < u.endParam()) at = store.range(i).end();
     }
   }
 
+  /** Enqueues the copy of the step gradient of {@code u}'s part in the shard into gradient slot {@code slot} (-1: none). */
   private long gradToHost(Unit u, int slot, Role gradRole) {
-    try (Tensor dst = gradSlots[slot].slice(0, 0, u.elements().length()); Tensor src = store.slice(gradRole, u.elements())) {
+    Range mine = u.elements().intersect(shard);
+    if (mine.isEmpty()) return -1;
+    try (Tensor dst = gradSlots[slot].slice(0, 0, mine.length()); Tensor src = store.slice(gradRole, mine)) {
       return copies.queueToHost(dst, src);
     }
   }

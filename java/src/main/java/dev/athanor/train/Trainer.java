@@ -67,6 +67,7 @@ public final class Trainer implements AutoCloseable {
   private boolean updateFailed;              // the last step threw during its update (state inconsistent)
   private final boolean defers;              // the update of a step is deferred into the next step's forward (DISK or host)
   private final HostOptimizer host;          // AdamW on the host for a model on a device, or null
+  private final Tensor hostMasters;          // ZeRO 1 with the optimizer on the host: the shard's masters (pinned), or null
 
   public Trainer(Transformer model, TrainConfig cfg, DataLoader data) {
     this(model, cfg, data, OffloadConfig.NONE);
@@ -170,6 +171,20 @@ public final class Trainer implements AutoCloseable {
     this(model, cfg, data, Objects.requireNonNull(host, "host").moments(), null, null, false, null, host);
   }
 
+  /**
+   * ZeRO 1 with the optimizer on the host (ZeRO-Offload's layout): as {@link #Trainer(Transformer, TrainConfig,
+   * DataLoader, HostOffload)}, but this replica keeps only {@code optimizerShard}'s F32 masters and AdamW moments in
+   * pinned host memory (the moments {@code host} puts on DISK there, for the shard only); the store's masters are paged
+   * away. Each step the whole gradient is reduced (as without the shard) and its norm taken; the host update covers
+   * each unit's part in the shard, and the {@link GradientReducer#gatherWeights} of the reducer set (data parallel)
+   * makes each unit's compute weights whole before the next forward reads it (deferred) or before the update finishes.
+   * Closing puts the shard's masters back into the store's (the rest of them zeros).
+   */
+  public Trainer(Transformer model, TrainConfig cfg, DataLoader data, HostOffload host, Range optimizerShard) {
+    this(model, cfg, data, Objects.requireNonNull(host, "host").moments(), null,
+        Objects.requireNonNull(optimizerShard, "optimizerShard"), false, null, host);
+  }
+
   private Trainer(Transformer model, TrainConfig cfg, DataLoader data, OffloadConfig offload, OffloadedWeights weights,
       Range shard) {
     this(model, cfg, data, offload, weights, shard, false);
@@ -221,23 +236,44 @@ public final class Trainer implements AutoCloseable {
       this.files = null;
       this.pager = null;
       this.hooksBefore = model.hooks();
-      HostOptimizer.placeState(store, offload);
-      AdamW o = new AdamW(store, offload);
+      HostOptimizer.placeState(store, offload, shard == null);
+      Tensor mastersShard = null;
+      AdamW o;
+      if (shard == null) {
+        o = new AdamW(store, offload);
+      } else {  // ZeRO 1: the shard's masters on the host, the store's paged away
+        mastersShard = Tensor.empty(dev.athanor.tensor.DType.F32, dev.athanor.runtime.Device.CPU, HostOptimizer.HOST_TIER,
+            shard.length()).detach();
+        try {
+          try (Tensor mine = store.slice(Role.MASTER, shard)) {
+            mastersShard.copyFrom(mine);
+          }
+          o = new AdamW(store, shard, mastersShard, offload);
+        } catch (RuntimeException e) {
+          mastersShard.close();
+          throw e;
+        }
+        store.pageWithoutBacking(Role.MASTER);
+      }
+      this.hostMasters = mastersShard;
       // each unit's micro-batch gradient goes to the host as its backward completes it: with one micro-batch a step into
       // a copy of the whole gradient, with accumulation (when asked) summed there; else the step's gradient through slots
       HostOptimizer.Gradients path = cfg.accum() == 1
           ? hostOffload.streamGradients() ? HostOptimizer.Gradients.STREAMED : HostOptimizer.Gradients.SLOTS
           : hostOffload.sumOnHost() ? HostOptimizer.Gradients.SUMMED : HostOptimizer.Gradients.SLOTS;
       try {
-        this.host = new HostOptimizer(store, o, new dev.athanor.offload.StreamCopies(model.device()), path);
+        this.host = new HostOptimizer(store, o, new dev.athanor.offload.StreamCopies(model.device()), path,
+            shard == null ? null : u -> reducer.gatherWeights(store, u.elements()));
       } catch (RuntimeException e) {
         o.close();
+        restoreMasters(shard);
         throw e;
       }
       model.setHooks(BlockHooks.both(hooksBefore, host.hooks()));
       this.optimizer = o;
     } else if (!offload.pagesUnits() && weights == null || sharded != null) {
       this.host = null;
+      this.hostMasters = null;
       this.defers = false;
       this.weights = null;
       this.ownsWeights = false;
@@ -249,6 +285,7 @@ public final class Trainer implements AutoCloseable {
           : new AdamW(store, shard, offload);
     } else {
       this.host = null;
+      this.hostMasters = null;
       if (!model.device().isCpu()) {
         throw new IllegalArgumentException("weights and gradients on DISK need the CPU backend; this model is on " + model.device());
       }
@@ -332,7 +369,7 @@ public final class Trainer implements AutoCloseable {
     return host != null && host.gradients() == HostOptimizer.Gradients.SUMMED;
   }
 
-  /** Closes the host optimizer (its copies and staging slots), then the optimizer. */
+  /** Closes the host optimizer (its copies and staging slots), then the optimizer (and ZeRO 1's masters on the host). */
   private void closeOptimizer() {
     try {
       if (host != null) {
@@ -340,7 +377,30 @@ public final class Trainer implements AutoCloseable {
         host.close();
       }
     } finally {
-      optimizer.close();
+      try {
+        optimizer.close();
+      } finally {
+        restoreMasters(optimizer.shard());
+      }
+    }
+  }
+
+  /**
+   * ZeRO 1 with the optimizer on the host: the store's masters unpaged, the shard's copied back into them (the rest
+   * zeros), and the shard's tensor freed; nothing otherwise.
+   */
+  private void restoreMasters(Range shard) {
+    Tensor m = hostMasters;
+    if (m == null || m.isClosed()) return;
+    try {
+      if (!store.isClosed() && store.isPaged(Role.MASTER)) {
+        store.unpage(Role.MASTER);
+        try (Tensor dst = store.slice(Role.MASTER, shard)) {
+          dst.copyFrom(m);
+        }
+      }
+    } finally {
+      m.close();
     }
   }
 
@@ -377,6 +437,23 @@ public final class Trainer implements AutoCloseable {
    */
   public HostTransfers hostTransfers() {
     return host == null ? HostTransfers.ZERO : host.transfers();
+  }
+
+  /**
+   * Refreshes the compute weights from the masters after they were replaced from outside (a checkpoint's restore): the
+   * store's {@link ParameterStore#syncWeights()}; with ZeRO 1 on the host, the shard's masters rounded into its part of
+   * the weights and every unit's weights then gathered from the replicas (a collective of every replica, after the
+   * gradient reducer is set).
+   */
+  public void syncWeights() {
+    if (hostMasters == null) {
+      store.syncWeights();
+      return;
+    }
+    try (Tensor low = Ops.convert(hostMasters, store.computeDtype()); Tensor w = store.slice(Role.WEIGHT, optimizer.shard())) {
+      w.copyFrom(low);
+    }
+    for (dev.athanor.params.Unit u : store.units()) reducer.gatherWeights(store, u.elements());
   }
 
   /** The optimizer on the host ({@link #Trainer(Transformer, TrainConfig, DataLoader, HostOffload)}), or null. */

@@ -59,6 +59,39 @@ class CudaOffloadCommandsTest {
     assertTrue(p.out().contains("AdamW's moments (adam_m, adam_v) on DISK"), p.out());
   }
 
+  /**
+   * {@code plan --device cuda --dp 2 --zero 1} without a GPU: the optimizer on the host with each rank's shard of the
+   * masters and moments: their pinned figures half of ZeRO 0's, the streamed gradient's copy whole (it is reduced on the
+   * host), so about 10/16 of ZeRO 0's pinned bytes; under a host budget where ZeRO 0 needs a moment on DISK, ZeRO 1
+   * keeps both pinned.
+   */
+  @Test
+  void planOnCudaWithZeroOneCountsARanksShard() {
+    CliTest.Out z0 = plan("2g", "8g", "--dp", "2");
+    CliTest.Out z1 = plan("2g", "8g", "--dp", "2", "--zero", "1");
+    assertEquals(0, z1.code(), z1.err());
+    assertTrue(z1.out().contains("ZeRO 1 over 2 data-parallel ranks") && z1.out().contains("(figures per rank)")
+        && z1.out().contains("AdamW's moments in pinned host memory"), z1.out());
+    assertTrue(!z0.out().contains("ZeRO 1 over"), z0.out());
+    assertTrue(z0.out().contains("HOST_PINNED: 2.0 GiB (weights 474.7 MiB") && z1.out().contains("(weights 237.4 MiB, "
+        + "gradients 474.7 MiB"), z0.out() + "\n" + z1.out());
+    assertTrue(pinned(z1.out()) < 0.7 * pinned(z0.out()) && pinned(z1.out()) > 0.55 * pinned(z0.out()),
+        z0.out() + "\n" + z1.out());
+    CliTest.Out tight0 = plan("2g", "1700m", "--dp", "2");
+    CliTest.Out tight1 = plan("2g", "1700m", "--dp", "2", "--zero", "1");
+    assertEquals(0, tight1.code(), tight1.err());
+    assertTrue(tight0.out().contains("DISK: "), tight0.out());
+    assertTrue(tight1.out().contains("AdamW's moments in pinned host memory") && !tight1.out().contains("DISK: "), tight1.out());
+  }
+
+  /** The HOST_PINNED figure of a printed host plan, in MiB. */
+  private static double pinned(String out) {
+    java.util.regex.Matcher m = java.util.regex.Pattern.compile("HOST_PINNED: ([0-9.]+) (KiB|MiB|GiB)").matcher(out);
+    assertTrue(m.find(), out);
+    double v = Double.parseDouble(m.group(1));
+    return m.group(2).equals("GiB") ? v * 1024 : m.group(2).equals("KiB") ? v / 1024 : v;
+  }
+
   @Test
   void planOnCudaNamesTheShortTier() {
     CliTest.Out p = plan("1g", "8g");
@@ -86,16 +119,16 @@ class CudaOffloadCommandsTest {
   }
 
   /**
-   * On CUDA, {@code --dp N --zero 1} or more with {@code --offload} is refused before any work (a ZeRO shard of the
-   * optimizer on the host is not built); {@code --dp N} with {@code --offload} (ZeRO 0) is not: without a GPU it gets as
-   * far as a plain run does (CUDA is unavailable), nothing written.
+   * On CUDA, {@code --dp N --zero 2} or 3 with {@code --offload} is refused before any work (a sharded gradient or
+   * sharded weights with the optimizer on the host are not built); {@code --dp N} with {@code --offload} under ZeRO 0
+   * and 1 is not: without a GPU it gets as far as a plain run does (CUDA is unavailable), nothing written.
    */
   @Test
-  void dataParallelWithOffloadOnCudaIsRefusedBeforeAnyWorkOnlyWithZero(@TempDir Path tmp) throws Exception {
+  void dataParallelWithOffloadOnCudaIsRefusedBeforeAnyWorkOnlyWithZeroTwoAndThree(@TempDir Path tmp) throws Exception {
     Path text = tmp.resolve("t.txt");
     Files.writeString(text, "hello world ".repeat(500));
     Path out = tmp.resolve("out");
-    for (String[] extra : new String[][] {{"--device", "cuda", "--dp", "4", "--zero", "1", "--offload", "auto"},
+    for (String[] extra : new String[][] {{"--device", "cuda", "--dp", "4", "--zero", "3", "--offload", "auto"},
         {"--device", "cuda:0", "--dp", "2", "--zero", "2", "--offload", "auto", "--mem-host", "8G"}}) {
       String[] common = {"train", "--preset", "gpt2-tiny", "--steps", "2", "--data", text.toString(), "--out", out.toString()};
       String[] args = java.util.Arrays.copyOf(common, common.length + extra.length);
@@ -103,18 +136,20 @@ class CudaOffloadCommandsTest {
       CliTest.Out r = CliTest.run(args);
       String what = String.join(" ", extra) + ": " + r.err();
       assertEquals(2, r.code(), what);
-      assertTrue(r.err().contains("with --offload auto on " + extra[1]) && r.err().contains("a ZeRO shard of the optimizer on "
-          + "the host is not built yet"), what);
+      assertTrue(r.err().contains("with --offload auto on " + extra[1]) && r.err().contains("with the optimizer on the host is "
+          + "not built") && r.err().contains("Give --zero 0 or 1"), what);
       assertTrue(!r.err().contains("CUDA is unavailable") && !r.err().contains("HostOffloadPlanner")
           && !r.err().contains("mpirun"), "refused before the device, MPI or a planner is asked: " + what);
       assertTrue(!Files.exists(out), "nothing written: " + what);
     }
-    assumeFalse(dev.athanor.runtime.Cuda.isAvailable(), "a GPU is here: the ZeRO 0 run would start");
-    String[] zero0 = {"train", "--preset", "gpt2-tiny", "--steps", "2", "--data", text.toString(), "--out", out.toString(),
-        "--device", "cuda", "--dp", "2", "--offload", "auto"};
-    CliTest.Out r = CliTest.run(zero0);
-    assertTrue(!r.err().contains("not built"), r.err());
-    assertTrue(r.err().contains("CUDA is unavailable"), r.err());
-    assertTrue(!Files.exists(out), "nothing written");
+    assumeFalse(dev.athanor.runtime.Cuda.isAvailable(), "a GPU is here: the ZeRO 0 and 1 runs would start");
+    for (String zero : new String[] {"0", "1"}) {
+      String[] run = {"train", "--preset", "gpt2-tiny", "--steps", "2", "--data", text.toString(), "--out", out.toString(),
+          "--device", "cuda", "--dp", "2", "--zero", zero, "--offload", "auto"};
+      CliTest.Out r = CliTest.run(run);
+      assertTrue(!r.err().contains("not built"), r.err());
+      assertTrue(r.err().contains("CUDA is unavailable"), r.err());
+      assertTrue(!Files.exists(out), "nothing written");
+    }
   }
 }

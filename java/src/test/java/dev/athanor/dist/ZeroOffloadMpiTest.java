@@ -414,6 +414,22 @@ class ZeroOffloadMpiTest {
   }
 
   /**
+   * ZeRO 1 with the optimizer on the host ({@link HostOffloadMain} {@code zero1} under dp 2 on a BF16 CPU model): each
+   * rank only its shard's masters and moments, the units' new weights all-gathered; every variant (streamed, at once,
+   * moments on DISK, through the slots; accum 2 with the sum on the host and on the device) equal bit for bit to ZeRO 0
+   * with the optimizer on the host and to dp in memory, for GPT-2 and Llama; its step-2 checkpoint resumes as one process
+   * and under dp 2 × ZeRO 1 on the host.
+   */
+  @Test
+  void zeroOneWithTheOptimizerOnTheHostEqualsZeroZeroAndResumesAsOneProcess() throws Exception {
+    TrainFixture f = TrainFixture.create(tmp.resolve("host1-fixture"));
+    MpiRunTest.Job j = MpiRunTest.mpirun(2, HostOffloadMain.class.getName(),
+        List.of(f.data.toString(), tmp.resolve("host1-off").toString(), "zero1"), 600);
+    assertEquals(0, j.exitCode(), j.output());
+    assertTrue(j.output().contains("host offload zero 1: dp 2, 18 runs equal bit for bit"), j.output());
+  }
+
+  /**
    * A plan file for {@code f}'s model with chunks of {@link #CHUNK} whose {@code roles} (plan names) are on DISK for every
    * unit but those {@code resident} names for the role (kept in memory), the other roles in memory.
    */

@@ -241,7 +241,7 @@ public final class Checkpoint {
     } else {
       restoreFiles(t, params);
     }
-    t.model().parameters().syncWeights();
+    t.syncWeights();
     t.optimizer().setStep(manifest.get("adam_step").getAsLong());
     t.restore(new Trainer.Position(step(), ls));
   }
