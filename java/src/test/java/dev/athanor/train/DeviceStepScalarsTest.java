@@ -4,12 +4,14 @@ import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import dev.athanor.io.data.DataLoader;
 import dev.athanor.io.data.TokenDataset;
 import dev.athanor.nn.ModelConfig;
 import dev.athanor.nn.Transformer;
 import dev.athanor.params.Role;
+import dev.athanor.runtime.Cuda;
 import dev.athanor.runtime.Device;
 import dev.athanor.tensor.Tensor;
 import java.nio.file.Path;
@@ -38,15 +40,22 @@ class DeviceStepScalarsTest {
   record Run(List<int[]> steps, float[] master, float[] m, float[] v) {}
 
   static Run run(Path data, ModelConfig cfg, int accum, boolean onDevice) {
+    return run(data, cfg, accum, onDevice, Device.CPU);
+  }
+
+  /** A 3-step run on {@code device}; with the scalars on the device each step reads tensor values once. */
+  static Run run(Path data, ModelConfig cfg, int accum, boolean onDevice, Device device) {
     TrainConfig tc = config(accum);
-    try (TokenDataset d = TokenDataset.open(data); Transformer model = Transformer.create(cfg, Device.CPU);
+    try (TokenDataset d = TokenDataset.open(data); Transformer model = Transformer.create(cfg, device);
         Trainer t = new Trainer(model, tc, new DataLoader(d, tc.batch(), tc.seq(), true, 5))) {
       model.initialize(8);
       t.setStepScalarsOnDevice(onDevice);
       assertEquals(onDevice, t.stepScalarsOnDevice(), "the path taken");
       List<int[]> steps = new ArrayList<>();
       for (int s = 0; s < tc.steps(); s++) {
+        long before = Tensor.hostReads();
         StepResult r = t.step();
+        if (onDevice) assertEquals(1, Tensor.hostReads() - before, "step " + s + ": one read of its scalars");
         assertTrue(r.gradNorm() > MAX_NORM, "step " + s + " clips: norm " + r.gradNorm());
         steps.add(new int[] {Float.floatToRawIntBits(r.loss()), Float.floatToRawIntBits(r.gradNorm()),
             Float.floatToRawIntBits(r.lr()), (int) r.tokens()});
@@ -64,6 +73,29 @@ class DeviceStepScalarsTest {
       for (int accum : new int[] {1, 2}) {
         String what = cfg.family() + " accum " + accum;
         Run host = run(data, cfg, accum, false), device = run(data, cfg, accum, true);
+        for (int s = 0; s < host.steps().size(); s++) {
+          assertArrayEquals(host.steps().get(s), device.steps().get(s), what + " step " + s + " (loss, norm, lr, tokens)");
+        }
+        assertArrayEquals(host.master(), device.master(), what + " masters");
+        assertArrayEquals(host.m(), device.m(), what + " first moments");
+        assertArrayEquals(host.v(), device.v(), what + " second moments");
+      }
+    }
+  }
+
+  /**
+   * On CUDA (skipped without a GPU; run by bench/gpu/hopper/check.sh): the step that never waits for the device until
+   * its end gives the host-side step's bits (the same deterministic kernels, the same sums), and reads once.
+   */
+  @Test
+  void sameBitsAsTheHostSideStepOnCuda(@TempDir Path tmp) {
+    assumeTrue(Cuda.isAvailable(), "CUDA unavailable: " + Cuda.unavailableReason());
+    Device cuda = Device.cuda(0);
+    Path data = TrainerTest.shard(tmp);
+    for (ModelConfig cfg : MODELS) {
+      for (int accum : new int[] {1, 2}) {
+        String what = "cuda " + cfg.family() + " accum " + accum;
+        Run host = run(data, cfg, accum, false, cuda), device = run(data, cfg, accum, true, cuda);
         for (int s = 0; s < host.steps().size(); s++) {
           assertArrayEquals(host.steps().get(s), device.steps().get(s), what + " step " + s + " (loss, norm, lr, tokens)");
         }
