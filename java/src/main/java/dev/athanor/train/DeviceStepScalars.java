@@ -19,7 +19,7 @@ final class DeviceStepScalars implements AutoCloseable {
   private final Tensor scalars;   // (accum + 2) F32: losses, norm, factor
   private final Tensor partials;  // (chunks) F32: the step gradient's sums of squares, one per Ops.NORM_CHUNK
 
-  /** Room for {@code accum} losses and the clipping of a gradient of {@code gradNumel} elements on {@code device}. */
+  /** Room for {@code accum} losses and the clipping of a gradient the size of {@code grad}, on {@code device}. */
   DeviceStepScalars(Device device, int accum, Tensor grad) {
     if (accum < 1) throw new IllegalArgumentException("accum must be >= 1, got " + accum);
     this.accum = accum;
