@@ -8,6 +8,8 @@
 //   params -= lr * ((m / bc1) / (sqrt(v / bc2) + eps) + weight_decay * params)
 //   params_lowp = round_to_nearest_even(params)   (when given)
 // params, m, v are updated in place; grads is only read.
+// grad_scale_ptr (device memory), when given, is read by every thread in place of grad_scale; when
+// it is not finite every thread returns at once and nothing is written (a step refused on the device).
 // Kernel: grid-stride loop with 64-bit indices over float4 vectors when every pointer is 16-byte
 // aligned (params_lowp 8-byte), scalar tail.
 #include <cmath>
@@ -50,7 +52,12 @@ __device__ __forceinline__ void adam_apply(int64_t i, float* params, const float
 // TL: the low-precision copy's type (float when there is none; lowp is then null).
 template <int V, typename TL>
 __global__ void adamw_kernel(int64_t n, float* __restrict__ params, const float* __restrict__ grads,
-                             float* __restrict__ m, float* __restrict__ v, TL* __restrict__ lowp, AdamHyper h) {
+                             float* __restrict__ m, float* __restrict__ v, TL* __restrict__ lowp, AdamHyper h,
+                             const float* __restrict__ scale_ptr) {
+  if (scale_ptr != nullptr) {
+    h.grad_scale = *scale_ptr;
+    if (!isfinite(h.grad_scale)) return;
+  }
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   const int64_t tid = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   const int64_t nv = n / V;
@@ -68,10 +75,12 @@ ath_status launch(const ath_adamw_args* a, const AdamHyper& h, cudaStream_t stre
                    is_aligned(a->v, 16) && is_aligned(lowp, V * sizeof(TL));
   if (vec) {
     const unsigned grid = grid_for(a->n / V + 1, kThreads, props.sm_count, 8);
-    adamw_kernel<V, TL><<<grid, kThreads, 0, stream>>>(a->n, a->params, a->grads, a->m, a->v, lowp, h);
+    adamw_kernel<V, TL><<<grid, kThreads, 0, stream>>>(a->n, a->params, a->grads, a->m, a->v, lowp, h,
+                                                        a->grad_scale_ptr);
   } else {
     const unsigned grid = grid_for(a->n, kThreads, props.sm_count, 8);
-    adamw_kernel<1, TL><<<grid, kThreads, 0, stream>>>(a->n, a->params, a->grads, a->m, a->v, lowp, h);
+    adamw_kernel<1, TL><<<grid, kThreads, 0, stream>>>(a->n, a->params, a->grads, a->m, a->v, lowp, h,
+                                                        a->grad_scale_ptr);
   }
   ATH_CUDA_CHECK_LAUNCH("ath_cuda_adamw");
   return ATH_OK;

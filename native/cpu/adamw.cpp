@@ -7,6 +7,8 @@
 //   params -= lr * ((m / bc1) / (sqrt(v / bc2) + eps) + weight_decay * params)
 //   params_lowp = round_to_nearest_even(params)   (when given)
 // params, m, v are updated in place; grads is only read. Elements are independent (static split).
+// grad_scale_ptr (host memory here), when given, is read once in place of grad_scale; a non-finite
+// *grad_scale_ptr leaves everything untouched (the CUDA twin reads it in device memory).
 #include <cmath>
 
 #include "cpu_common.h"
@@ -51,7 +53,9 @@ extern "C" ath_status ath_cpu_adamw(const ath_adamw_args* a) {
   const int64_t n = a->n, nblocks = (n + kBlock - 1) / kBlock;
   if (n == 0) return ATH_OK;
   const float lr = a->lr, b1 = a->beta1, b2 = a->beta2, omb1 = 1.0f - a->beta1, omb2 = 1.0f - a->beta2;
-  const float eps = a->eps, wd = a->weight_decay, gs = a->grad_scale;
+  const float gs = a->grad_scale_ptr != nullptr ? *a->grad_scale_ptr : a->grad_scale;
+  if (!std::isfinite(gs)) return ATH_OK;  // only a pointed-to factor can be non-finite: the step is refused
+  const float eps = a->eps, wd = a->weight_decay;
   const float bc1 = static_cast<float>(1.0 - std::pow(static_cast<double>(a->beta1), static_cast<double>(a->step)));
   const float bc2 = static_cast<float>(1.0 - std::pow(static_cast<double>(a->beta2), static_cast<double>(a->step)));
   parallel_for(nblocks, grain_for(kBlock * 4), [&](int64_t b0, int64_t b1_, int) {

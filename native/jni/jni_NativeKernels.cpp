@@ -51,6 +51,7 @@ const Op kOps[] = {
     ATH_OP(sample, ath_sample_args),
     ATH_OP(copy, ath_copy_args),
     ATH_OP(memset, ath_memset_args),
+    ATH_OP(train_scalars, ath_train_scalars_args),
 };
 #undef ATH_OP
 constexpr int kOpCount = static_cast<int>(sizeof kOps / sizeof kOps[0]);
@@ -111,12 +112,13 @@ jstring structs(JNIEnv* env, jclass) {
   STRUCT(ath_elementwise_args, F(n) F(op) F(dtype) F(dtype_out) F(a) F(b) F(out) F(alpha))
   STRUCT(ath_reduce_args, F(n) F(rows) F(cols) F(op) F(dtype) F(x) F(out))
   STRUCT(ath_adamw_args, F(n) F(params) F(grads) F(m) F(v) F(params_lowp) F(dtype_lowp) F(lr) F(beta1) F(beta2) F(eps)
-                         F(weight_decay) F(grad_scale) F(step))
+                         F(weight_decay) F(grad_scale) F(step) F(grad_scale_ptr))
   STRUCT(ath_rand_args, F(n) F(dtype) F(dist) F(seed) F(offset) F(a) F(b) F(out))
   STRUCT(ath_sample_args, F(rows) F(cols) F(vocab) F(ld) F(dtype) F(temperature) F(top_p) F(top_k) F(logits)
                           F(uniforms) F(ids))
   STRUCT(ath_copy_args, F(rank) F(elem_size) F(shape) F(dst) F(dst_strides) F(src) F(src_strides))
   STRUCT(ath_memset_args, F(dst) F(bytes) F(value))
+  STRUCT(ath_train_scalars_args, F(op) F(n) F(x) F(targets) F(n_losses) F(losses) F(max_norm) F(out))
   return env->NewStringUTF(s.c_str());
 }
 #undef STRUCT

@@ -1101,6 +1101,84 @@ ATH_TEST(cuda_adamw_matches_cpu) {
       }
 }
 
+// The factor read from device memory (grad_scale_ptr) gives the bits of the same factor passed by
+// value; a non-finite factor there leaves params, m, v and the low-precision copy untouched.
+ATH_TEST(cuda_adamw_scale_pointer_matches_scalar) {
+  require_gpu();
+  Rng g(23);
+  for (int64_t n : {int64_t{1}, int64_t{7}, int64_t{4099}, int64_t{100003}})
+    for (int lowp : {-1, static_cast<int>(ATH_BF16)})
+      for (int off : {0, 1}) {
+        const std::string what = format("adamw scale pointer n=%lld lowp=%d off=%d", (long long)n, lowp, off);
+        std::vector<float> p = rand_f32(g, n, -1.f, 1.f), m = rand_f32(g, n, -0.1f, 0.1f),
+                           v = rand_f32(g, n, 0.f, 0.01f), grad = rand_f32(g, n, -2.f, 2.f);
+        const float scale = 0.3712f, nan = std::nanf("");
+        DBuf gd(n * 4, off * 4), sd(4), nd(4);
+        ul_f32(gd, grad);
+        sd.upload(&scale, 4);
+        nd.upload(&nan, 4);
+        DBuf pa(n * 4, off * 4), ma(n * 4, off * 4), va(n * 4, off * 4), pb(n * 4, off * 4), mb(n * 4, off * 4),
+            vb(n * 4, off * 4);
+        DTensor la(lowp < 0 ? ATH_F32 : lowp, n, off), lb(lowp < 0 ? ATH_F32 : lowp, n, off);
+        for (DBuf* d : {&pa, &pb}) ul_f32(*d, p);
+        for (DBuf* d : {&ma, &mb}) ul_f32(*d, m);
+        for (DBuf* d : {&va, &vb}) ul_f32(*d, v);
+        for (int64_t step = 1; step <= 3; ++step) {
+          ath_adamw_args a{};
+          a.n = n; a.grads = gd.ptr<float>(); a.dtype_lowp = lowp < 0 ? ATH_BF16 : lowp;
+          a.lr = 1e-2f; a.beta1 = 0.9f; a.beta2 = 0.95f; a.eps = 1e-8f; a.weight_decay = 0.1f; a.step = step;
+          ath_adamw_args b = a;
+          a.params = pa.ptr<float>(); a.m = ma.ptr<float>(); a.v = va.ptr<float>();
+          a.params_lowp = lowp < 0 ? nullptr : la.ptr();
+          a.grad_scale = scale;
+          ok(cuda_run(ath_cuda_adamw, &a), what + " by value");
+          b.params = pb.ptr<float>(); b.m = mb.ptr<float>(); b.v = vb.ptr<float>();
+          b.params_lowp = lowp < 0 ? nullptr : lb.ptr();
+          b.grad_scale = 123.f;  // ignored: the pointed-to factor is read in its place
+          b.grad_scale_ptr = sd.ptr<float>();
+          ok(cuda_run(ath_cuda_adamw, &b), what + " by pointer");
+          b.grad_scale_ptr = nd.ptr<float>();
+          ok(cuda_run(ath_cuda_adamw, &b), what + " NaN factor");  // refused: nothing changes
+        }
+        sync(what.c_str());
+        expect_close(dl_f32(pb, n), dl_f32(pa, n), {0, 0}, what + " params");
+        expect_close(dl_f32(mb, n), dl_f32(ma, n), {0, 0}, what + " m");
+        expect_close(dl_f32(vb, n), dl_f32(va, n), {0, 0}, what + " v");
+        if (lowp >= 0) expect_close(lb.get(), la.get(), {0, 0}, what + " params_lowp");
+      }
+}
+
+// The device's loss mean and clipping factor are the CPU twin's bits (one thread, the same double sums).
+ATH_TEST(cuda_train_scalars_match_cpu) {
+  require_gpu();
+  Rng g(29);
+  for (int64_t n : {int64_t{1}, int64_t{5}, int64_t{16385}}) {
+    const std::string what = format("train_scalars n=%lld", (long long)n);
+    std::vector<float> x = rand_f32(g, n, 0.f, 12.f);
+    std::vector<int32_t> t(static_cast<size_t>(n));
+    for (auto& ti : t) ti = g.below(4) == 0 ? -1 : static_cast<int32_t>(g.below(100));
+    DBuf xd(n * 4), td(n * 4), od(8);
+    ul_f32(xd, x);
+    td.upload(t.data(), static_cast<size_t>(n) * 4);
+    for (float max_norm : {0.f, 0.5f, 1e6f}) {
+      for (int op : {static_cast<int>(ATH_TS_LOSS_MEAN), static_cast<int>(ATH_TS_CLIP_SCALE)}) {
+        float want[2] = {0, 0};
+        ath_train_scalars_args a{};
+        a.op = op; a.n = n; a.x = x.data(); a.targets = t.data(); a.n_losses = 1; a.losses = x.data();
+        a.max_norm = max_norm; a.out = want;
+        ok(ath_cpu_train_scalars(&a), what + " cpu");
+        a.x = xd.ptr<float>(); a.targets = td.ptr<int32_t>(); a.losses = xd.ptr<float>(); a.out = od.ptr<float>();
+        ok(cuda_run(ath_cuda_train_scalars, &a), what + " cuda");
+        sync(what.c_str());
+        std::vector<float> got = dl_f32(od, 2);
+        const int outs = op == ATH_TS_LOSS_MEAN ? 1 : 2;
+        ATH_EXPECT(std::memcmp(got.data(), want, outs * 4) == 0, "%s op %d max_norm %g: (%.9g, %.9g) vs CPU (%.9g, %.9g)",
+                   what.c_str(), op, (double)max_norm, (double)got[0], (double)got[1], (double)want[0], (double)want[1]);
+      }
+    }
+  }
+}
+
 // ------------------------------------------------------------------ rand
 
 ATH_TEST(cuda_rand_matches_cpu) {

@@ -11,7 +11,9 @@
 #             off and on, PyTorch SDPA on the same cases, the table (attention forward not yet run on a GPU)
 #   java      GemmTest and ModelFixtureTest (GPT-2 and Llama against PyTorch fixtures) through JNI with
 #             ATHANOR_CUDA_HOPPER=1, so every model GEMM goes to the wgmma kernel (and, D 64/128, every attention
-#             forward to the wgmma attention kernel)
+#             forward to the wgmma attention kernel); the training step without host synchronisation: the native
+#             tests of AdamW's device factor and the step's scalars, and DeviceStepScalarsTest (CUDA bits equal to
+#             the host-side step, one read per step)
 #   model     GPT-2 124M training (B=16, T=1024) with the switch off and on (on: both wgmma kernels), then PyTorch
 #             eager and torch.compile
 # ATH_HOPPER_STEPS picks the steps after the build (default "gemm attention java model"); gemm and
@@ -61,7 +63,10 @@ fi
 CP="$P/athanor.jar:$P/test-classes"; for j in "$P"/lib/*.jar; do CP="$CP:$j"; done
 if step java; then
 say "Java tests through JNI with the switch on"
-for c in dev.athanor.ops.GemmTest dev.athanor.nn.ModelFixtureTest; do
+for t in cuda_adamw_scale_pointer cuda_train_scalars; do  # the sync-free step's kernels (not yet run on a GPU)
+  ATHANOR_CUDA_HOPPER=1 timeout 60 "$B/athanor_native_tests" "$t" 2>&1 | tail -4
+done
+for c in dev.athanor.ops.GemmTest dev.athanor.nn.ModelFixtureTest dev.athanor.train.DeviceStepScalarsTest; do
   ATHANOR_CUDA_HOPPER=1 timeout 120 "$RT/bin/java" --enable-native-access=ALL-UNNAMED -Dathanor.library.path="$LIB" \
     -jar "$P/junit-platform-console-standalone.jar" execute --class-path "$CP" --select-class "$c" \
     --details summary --disable-banner --disable-ansi-colors > "$W/logs/java-$c.log" 2>&1

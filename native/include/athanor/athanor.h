@@ -303,6 +303,10 @@ typedef struct ath_reduce_args {
  *   m = beta1 m + (1 - beta1) g;  v = beta2 v + (1 - beta2) g^2
  *   params -= lr * ( (m / (1 - beta1^step)) / (sqrt(v / (1 - beta2^step)) + eps) + weight_decay * params )
  * params_lowp: NULL or (n) of dtype_lowp (BF16/F16) receiving a rounded copy of the new params.
+ * grad_scale_ptr: NULL (grad_scale is the factor), or one F32 in the op's memory (device memory on CUDA,
+ *   host memory on the CPU) read by the op in place of grad_scale, so a factor formed on the device
+ *   (ath_train_scalars CLIP_SCALE) needs no host round trip; when *grad_scale_ptr is not finite the
+ *   op leaves params, m, v and params_lowp untouched (a step refused on the device).
  */
 typedef struct ath_adamw_args {
   int64_t n;
@@ -310,7 +314,30 @@ typedef struct ath_adamw_args {
   void* params_lowp; int dtype_lowp;
   float lr, beta1, beta2, eps, weight_decay, grad_scale;
   int64_t step;
+  const float* grad_scale_ptr;
 } ath_adamw_args;
+
+/* ------------------------------------------------------------------ training-step scalars
+ * The scalars of a training step kept in the op's memory (no host synchronisation inside a step):
+ * LOSS_MEAN: out[0] = (float)(sum over i with targets[i] >= 0 of (double) x[i], in index order,
+ *            / count of such i); 0 when there is none. x (n) F32 per-row losses, targets (n) I32.
+ * CLIP_SCALE: norm = (float) sqrt(sum over j of (double) x[j], in index order) (x (n): the
+ *            sums-of-squares partials of the gradient's chunks); out[0] = norm;
+ *            out[1] = max_norm > 0 ? (float) min(1, max_norm / ((double) norm + 1e-6)) : 1, or NaN when
+ *            the norm or one of losses (n_losses, F32) is not finite (ath_adamw's grad_scale_ptr
+ *            then skips the update). One thread adds in order on both backends: the same bits as the
+ *            host loop it replaces. */
+typedef enum ath_train_scalars_op { ATH_TS_LOSS_MEAN = 0, ATH_TS_CLIP_SCALE = 1 } ath_train_scalars_op;
+typedef struct ath_train_scalars_args {
+  int op;
+  int64_t n;
+  const float* x;
+  const int32_t* targets;
+  int64_t n_losses;
+  const float* losses;
+  float max_norm;
+  float* out;
+} ath_train_scalars_args;
 
 /* ------------------------------------------------------------------ random fill
  * Counter-based (Philox-4x32-10) so the stream is identical on every backend and thread count:
@@ -383,6 +410,7 @@ ATH_API ath_status ath_cpu_rope(const ath_rope_args* a);
 ATH_API ath_status ath_cpu_elementwise(const ath_elementwise_args* a);
 ATH_API ath_status ath_cpu_reduce(const ath_reduce_args* a);
 ATH_API ath_status ath_cpu_adamw(const ath_adamw_args* a);
+ATH_API ath_status ath_cpu_train_scalars(const ath_train_scalars_args* a);
 ATH_API ath_status ath_cpu_rand(const ath_rand_args* a);
 ATH_API ath_status ath_cpu_sample(const ath_sample_args* a);
 ATH_API ath_status ath_cpu_copy(const ath_copy_args* a);
@@ -407,6 +435,7 @@ ATH_API ath_status ath_cuda_rope(const ath_rope_args* a, const ath_cuda_ctx* ctx
 ATH_API ath_status ath_cuda_elementwise(const ath_elementwise_args* a, const ath_cuda_ctx* ctx);
 ATH_API ath_status ath_cuda_reduce(const ath_reduce_args* a, const ath_cuda_ctx* ctx);
 ATH_API ath_status ath_cuda_adamw(const ath_adamw_args* a, const ath_cuda_ctx* ctx);
+ATH_API ath_status ath_cuda_train_scalars(const ath_train_scalars_args* a, const ath_cuda_ctx* ctx);
 ATH_API ath_status ath_cuda_rand(const ath_rand_args* a, const ath_cuda_ctx* ctx);
 ATH_API ath_status ath_cuda_sample(const ath_sample_args* a, const ath_cuda_ctx* ctx);
 ATH_API ath_status ath_cuda_copy(const ath_copy_args* a, const ath_cuda_ctx* ctx);

@@ -85,15 +85,12 @@ final class Gpt2Block extends Block {
     Ops.add(dout, w.d2, dout);
   }
 
-  /** Whether {@code ATHANOR_CUDA_HOPPER=1} is set (the experimental CUDA kernels, read once). */
-  private static final boolean HOPPER_SWITCH = "1".equals(System.getenv("ATHANOR_CUDA_HOPPER"));
-
   /**
    * Whether the MLP uses the GEMM's fused GELU epilogues for tensors on {@code t}'s device: always on the CPU (bit for
    * bit the separate GEMM and GELU), on CUDA only under {@code ATHANOR_CUDA_HOPPER=1} until a GPU check has run the
    * fused CUDA epilogues; otherwise the separate GEMM and GELU kernels the GPU checks verified.
    */
   private static boolean fusedEpilogues(Tensor t) {
-    return t.device().isCpu() || HOPPER_SWITCH;
+    return t.device().isCpu() || dev.athanor.runtime.HopperSwitch.on();
   }
 }

@@ -466,7 +466,29 @@ public final class Transformer implements AutoCloseable {
     checkTokens("inputs", inputs, batch, seq, false);
     Workspace w = prepare(targets, batch, seq);
     w.ids.copyFrom(inputs);
-    return runForward(w, targets);
+    return runForward(w, targets, null);
+  }
+
+  /**
+   * {@link #forward(int[], int[], int, int)} leaving the mean cross-entropy in {@code loss} (F32, one element on the
+   * model's device; e.g. a slot of a training step's losses) instead of returning it, so the host does not wait for
+   * the device ({@link Ops#lossMean}: the bits the float overload returns). Not for a stage without the head. With a
+   * split vocabulary (tensor parallelism) the loss is formed on the host, as there, and copied into {@code loss}.
+   */
+  public void forward(int[] inputs, int[] targets, int batch, int seq, Tensor loss) {
+    Objects.requireNonNull(loss, "loss");
+    if (!stage.head()) throw new IllegalStateException("stage " + stage + " has no head: it has no loss");
+    if (loss.dtype() != DType.F32 || loss.numel() != 1 || !loss.device().equals(device)) {
+      throw new IllegalArgumentException("loss must be one F32 element on " + device + ", got "
+          + Arrays.toString(loss.shape()) + " " + loss.dtype() + " on " + loss.device());
+    }
+    if (!stage.embedding()) {
+      throw new IllegalStateException("stage " + stage + " has no embeddings: pass its input hidden states to forward(Tensor, ...)");
+    }
+    checkTokens("inputs", inputs, batch, seq, false);
+    Workspace w = prepare(targets, batch, seq);
+    w.ids.copyFrom(inputs);
+    runForward(w, targets, loss);
   }
 
   /**
@@ -485,7 +507,7 @@ public final class Transformer implements AutoCloseable {
     }
     Workspace w = prepare(targets, batch, seq);
     w.residual[0].copyFrom(hidden);
-    return runForward(w, targets);
+    return runForward(w, targets, null);
   }
 
   /**
@@ -514,7 +536,8 @@ public final class Transformer implements AutoCloseable {
     return w;
   }
 
-  private float runForward(Workspace w, int[] targets) {
+  /** The forward pass; the mean loss returned, or with {@code lossOut} left there (NaN returned). */
+  private float runForward(Workspace w, int[] targets, Tensor lossOut) {
     if (offloadActivations && hooks == BlockHooks.NONE && blocks.length > activationRing()) {
       throw new IllegalStateException("offloaded activations need hooks that save and restore them (an ActivationPager): "
           + "without them the ring's slots are refilled before the backward reads them");
@@ -545,6 +568,19 @@ public final class Transformer implements AutoCloseable {
     int valid = 0;
     for (int t : targets) if (t >= 0) valid++;
     validTargets = valid;
+    if (lossOut != null && !tp.split()) {
+      Ops.lossMean(w.losses, w.targets, lossOut);  // formed on the device: no synchronisation
+      return Float.NaN;
+    }
+    if (lossOut != null) {
+      lossOut.copyFrom(new float[] {meanLoss(w, targets, valid)});
+      return Float.NaN;
+    }
+    return meanLoss(w, targets, valid);
+  }
+
+  /** The mean of the kept rows' losses, read to the host (synchronises). */
+  private static float meanLoss(Workspace w, int[] targets, int valid) {
     if (valid == 0) return 0f;
     float[] l = w.losses.toFloatArray();
     double sum = 0;

@@ -820,7 +820,7 @@ public final class Ops {
   /** Host targets: each in [-inf, vocab); negative means ignored. CUDA targets are not read back. */
   private static void checkTargets(String op, Tensor targets, long vocab) {
     if (targets.device().isCuda()) return;
-    int[] t = targets.toIntArray();
+    int[] t = Tensor.uncounted(targets::toIntArray);  // a host check: not a read a device step makes
     for (int i = 0; i < t.length; i++) {
       if (t[i] >= vocab) {
         throw bad(op, "target " + t[i] + " at position " + i + " of " + describe("targets", targets)
@@ -909,7 +909,7 @@ public final class Ops {
   /** Host ids must lie in [0, vocab); CUDA ids are not read back. */
   private static void checkIdRange(String op, Tensor ids, long vocab) {
     if (ids.device().isCuda()) return;
-    int[] v = ids.toIntArray();
+    int[] v = Tensor.uncounted(ids::toIntArray);  // a host check: not a read a device step makes
     for (int i = 0; i < v.length; i++) {
       if (v[i] < 0 || v[i] >= vocab) {
         throw bad(op, "token id " + v[i] + " at position " + i + " of " + describe("ids", ids)
@@ -1148,17 +1148,96 @@ public final class Ops {
     Args.floating(op, "x", x);
     Args.contiguous(op, "x", x);
     var ctx = Args.context(op, "x", x);
-    long n = x.numel(), es = x.dtype().byteSize();
-    int chunks = (int) ((n + NORM_CHUNK - 1) / NORM_CHUNK);
+    int chunks = normChunks(x);
     if (chunks == 0) return new float[0];
     try (Tensor sums = Tensor.empty(DType.F32, x.device(), chunks)) {
-      for (int j = 0; j < chunks; j++) {
-        long start = j * NORM_CHUNK, len = Math.min(NORM_CHUNK, n - start);
-        ctx.run(Kernel.REDUCE, new KernelArgs.Reduce(len, 1, len, KernelArgs.RED_SUM_SQUARES, x.dtype().code(),
-            x.address() + start * es, sums.address() + 4L * j));
-      }
+      runSumSquares(ctx, x, sums);
       return sums.toFloatArray();
     }
+  }
+
+  /** The number of {@link #NORM_CHUNK}-element chunks of {@code x}: the length of its {@link #sumSquaresPartials}. */
+  public static int normChunks(Tensor x) {
+    return Math.toIntExact((x.numel() + NORM_CHUNK - 1) / NORM_CHUNK);
+  }
+
+  /**
+   * {@link #sumSquaresPartials} written into {@code sums} (F32, contiguous, {@link #normChunks} elements on x's
+   * device) and left there: no synchronisation.
+   */
+  public static void sumSquaresPartials(Tensor x, Tensor sums) {
+    final String op = "sumSquaresPartials";
+    Args.need(op, "x", x);
+    Args.need(op, "sums", sums);
+    Args.floating(op, "x", x);
+    Args.contiguous(op, "x", x);
+    var ctx = Args.context(op, "x", x, "sums", sums);
+    Args.dtype(op, "sums", sums, DType.F32);
+    Args.contiguous(op, "sums", sums);
+    if (sums.numel() != normChunks(x)) {
+      throw bad(op, describe("sums", sums) + " must hold one partial per chunk of x: " + normChunks(x));
+    }
+    runSumSquares(ctx, x, sums);
+  }
+
+  private static void runSumSquares(ExecutionContext ctx, Tensor x, Tensor sums) {
+    long n = x.numel(), es = x.dtype().byteSize();
+    int chunks = normChunks(x);
+    for (int j = 0; j < chunks; j++) {
+      long start = j * NORM_CHUNK, len = Math.min(NORM_CHUNK, n - start);
+      ctx.run(Kernel.REDUCE, new KernelArgs.Reduce(len, 1, len, KernelArgs.RED_SUM_SQUARES, x.dtype().code(),
+          x.address() + start * es, sums.address() + 4L * j));
+    }
+  }
+
+  /**
+   * {@code out[0] = (float) (sum of losses[i] with targets[i] >= 0, in double in index order, / their count)} (0 when
+   * there is none), formed where the tensors are: the mean cross-entropy a forward pass returns, without
+   * synchronising. losses (n) F32 and targets (n) I32 contiguous, out F32 with one element.
+   */
+  public static void lossMean(Tensor losses, Tensor targets, Tensor out) {
+    final String op = "lossMean";
+    Args.need(op, "losses", losses);
+    Args.need(op, "targets", targets);
+    Args.need(op, "out", out);
+    var ctx = Args.context(op, "losses", losses, "targets", targets, "out", out);
+    Args.dtype(op, "losses", losses, DType.F32);
+    Args.dtype(op, "targets", targets, DType.I32);
+    Args.dtype(op, "out", out, DType.F32);
+    for (Tensor t : new Tensor[] {losses, targets, out}) Args.contiguous(op, "tensor", t);
+    if (targets.numel() != losses.numel()) {
+      throw bad(op, describe("targets", targets) + " must have one target per loss of " + describe("losses", losses));
+    }
+    if (out.numel() != 1) throw bad(op, describe("out", out) + " must hold exactly one element");
+    ctx.run(Kernel.TRAIN_SCALARS, new KernelArgs.TrainScalars(KernelArgs.TS_LOSS_MEAN, losses.numel(),
+        losses.address(), targets.address(), 0, 0, 0f, out.address()));
+  }
+
+  /**
+   * The clipping of a training step formed where the tensors are, without synchronising: from {@code partials} (F32,
+   * a gradient's {@link #sumSquaresPartials} in order) {@code out[0] = norm} as {@link #globalNorm} forms it and
+   * {@code out[1] = (float) min(1, maxNorm / (norm + 1e-6))} (1 when maxNorm is 0), or NaN when the norm or one of
+   * {@code losses} (F32; may be null) is not finite: {@link #adamw(Tensor, Tensor, Tensor, Tensor, Tensor, float, float,
+   * float, float, float, Tensor, long)} then leaves everything untouched.
+   */
+  public static void clipScale(Tensor partials, Tensor losses, float maxNorm, Tensor out) {
+    final String op = "clipScale";
+    Args.need(op, "partials", partials);
+    Args.optional(op, "losses", losses);
+    Args.need(op, "out", out);
+    var ctx = Args.context(op, "partials", partials, "losses", losses, "out", out);
+    Args.dtype(op, "partials", partials, DType.F32);
+    Args.dtype(op, "out", out, DType.F32);
+    Args.contiguous(op, "partials", partials);
+    Args.contiguous(op, "out", out);
+    if (losses != null) {
+      Args.dtype(op, "losses", losses, DType.F32);
+      Args.contiguous(op, "losses", losses);
+    }
+    if (out.numel() != 2) throw bad(op, describe("out", out) + " must hold two elements (norm, factor)");
+    if (!Float.isFinite(maxNorm) || maxNorm < 0) throw bad(op, "maxNorm = " + maxNorm + " must be finite and >= 0");
+    ctx.run(Kernel.TRAIN_SCALARS, new KernelArgs.TrainScalars(KernelArgs.TS_CLIP_SCALE, partials.numel(),
+        partials.address(), 0, losses == null ? 0 : losses.numel(), addr(losses), maxNorm, out.address()));
   }
 
   /**
@@ -1227,6 +1306,27 @@ public final class Ops {
    */
   public static void adamw(Tensor params, Tensor grads, Tensor m, Tensor v, Tensor paramsLowp, float lr, float beta1,
       float beta2, float eps, float weightDecay, float gradScale, long step) {
+    adamw(params, grads, m, v, paramsLowp, lr, beta1, beta2, eps, weightDecay, gradScale, null, step);
+  }
+
+  /**
+   * {@link #adamw(Tensor, Tensor, Tensor, Tensor, Tensor, float, float, float, float, float, float, long)} with the
+   * gradient factor read by the kernel from {@code gradScale} (F32, one element, on params' device; e.g. {@link
+   * #clipScale}'s out[1]) instead of passed by the host, so no synchronisation is needed; when the factor is not finite
+   * nothing is updated. On the CPU the same kernel as the float overload with the same factor: the same bits.
+   */
+  public static void adamw(Tensor params, Tensor grads, Tensor m, Tensor v, Tensor paramsLowp, float lr, float beta1,
+      float beta2, float eps, float weightDecay, Tensor gradScale, long step) {
+    final String op = "adamw";
+    Args.need(op, "gradScale", gradScale);
+    Args.context(op, "params", params, "gradScale", gradScale);
+    Args.dtype(op, "gradScale", gradScale, DType.F32);
+    if (gradScale.numel() != 1) throw bad(op, describe("gradScale", gradScale) + " must hold exactly one element");
+    adamw(params, grads, m, v, paramsLowp, lr, beta1, beta2, eps, weightDecay, 1f, gradScale, step);
+  }
+
+  private static void adamw(Tensor params, Tensor grads, Tensor m, Tensor v, Tensor paramsLowp, float lr, float beta1,
+      float beta2, float eps, float weightDecay, float gradScale, Tensor scalePtr, long step) {
     final String op = "adamw";
     Args.need(op, "params", params);
     Args.need(op, "grads", grads);
@@ -1259,7 +1359,7 @@ public final class Ops {
     if (params.numel() == 0) return;
     ctx.run(Kernel.ADAMW, new KernelArgs.Adamw(params.numel(), params.address(), grads.address(), m.address(),
         v.address(), addr(paramsLowp), paramsLowp == null ? DType.BF16.code() : paramsLowp.dtype().code(), lr, beta1,
-        beta2, eps, weightDecay, gradScale, step));
+        beta2, eps, weightDecay, gradScale, step, addr(scalePtr)));
   }
 
   // ================================================================== random fill

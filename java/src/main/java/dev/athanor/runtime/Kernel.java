@@ -34,7 +34,8 @@ public enum Kernel {
   RAND(KernelArgs.Rand.class),
   SAMPLE(KernelArgs.Sample.class),
   COPY(KernelArgs.Copy.class),
-  MEMSET(KernelArgs.Memset.class);
+  MEMSET(KernelArgs.Memset.class),
+  TRAIN_SCALARS(KernelArgs.TrainScalars.class);
 
   /** Bytes of the per-thread argument buffer (the largest struct is ~250 bytes). */
   static final int BUFFER_BYTES = 1024;

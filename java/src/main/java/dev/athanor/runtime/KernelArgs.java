@@ -107,10 +107,25 @@ public sealed interface KernelArgs {
   @C("ath_reduce_args")
   record Reduce(long n, long rows, long cols, int op, int dtype, long x, long out) implements KernelArgs {}
 
-  /** {@code ath_adamw_args}: updates params, m, v in place; paramsLowp may be 0. */
+  /**
+   * {@code ath_adamw_args}: updates params, m, v in place; paramsLowp may be 0; gradScalePtr 0, or the address of one
+   * F32 in the op's memory read in place of gradScale (not finite: nothing is updated).
+   */
   @C("ath_adamw_args")
   record Adamw(long n, long params, long grads, long m, long v, long paramsLowp, int dtypeLowp, float lr,
-      float beta1, float beta2, float eps, float weightDecay, float gradScale, long step) implements KernelArgs {}
+      float beta1, float beta2, float eps, float weightDecay, float gradScale, long step, long gradScalePtr)
+      implements KernelArgs {}
+
+  int TS_LOSS_MEAN = 0, TS_CLIP_SCALE = 1;
+
+  /**
+   * {@code ath_train_scalars_args}: TS_LOSS_MEAN writes out[0], the mean of x's entries whose target is >= 0;
+   * TS_CLIP_SCALE writes out[0] the norm from x's sums-of-squares partials and out[1] the clipping factor (NaN when
+   * the norm or one of the losses is not finite).
+   */
+  @C("ath_train_scalars_args")
+  record TrainScalars(int op, long n, long x, long targets, long nLosses, long losses, float maxNorm, long out)
+      implements KernelArgs {}
 
   /** {@code ath_rand_args}: {@code dist} is RAND_UNIFORM ([a, b)) or RAND_NORMAL (mean a, std b). */
   @C("ath_rand_args")

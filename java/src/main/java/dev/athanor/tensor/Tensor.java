@@ -772,8 +772,40 @@ public final class Tensor implements AutoCloseable {
   }
 
   /** Runs {@code action} on this tensor's elements as one contiguous host segment (staged if needed). */
+  /** The calling thread's reads of tensor values into Java ({@link #hostReads()}) and its {@link #uncounted} depth. */
+  private static final ThreadLocal<long[]> HOST_READS = ThreadLocal.withInitial(() -> new long[2]);
+
+  /**
+   * How many times the calling thread has read tensor values into Java (a whole tensor, e.g. {@link #toFloatArray()},
+   * or one element, e.g. {@link #getFloat}), on any device, but for those made {@link #uncounted}: on CUDA each is a
+   * device-to-host copy the host waits for. A diagnostic: a training step's reads are the difference around it.
+   */
+  public static long hostReads() {
+    return HOST_READS.get()[0];
+  }
+
+  /**
+   * Runs {@code read} without counting its reads in {@link #hostReads()}: for checks of a host tensor's values that
+   * are skipped on a device (e.g. token ids in range), which would otherwise count on the CPU only.
+   */
+  public static <T> T uncounted(java.util.function.Supplier<T> read) {
+    long[] c = HOST_READS.get();
+    c[1]++;
+    try {
+      return read.get();
+    } finally {
+      c[1]--;
+    }
+  }
+
+  private static void countRead() {
+    long[] c = HOST_READS.get();
+    if (c[1] == 0) c[0]++;
+  }
+
   private void readAll(SegmentAction action) {
     requireNotDisk("read");
+    countRead();
     long bytes = byteSize();
     if (bytes == 0) {
       action.apply(MemorySegment.NULL);
@@ -825,6 +857,7 @@ public final class Tensor implements AutoCloseable {
 
   private long readBits(long element) {
     requireNotDisk("read an element of");
+    countRead();
     int es = dtype.byteSize();
     long byteOff = element * es;
     if (tier().isHostAddressable()) {

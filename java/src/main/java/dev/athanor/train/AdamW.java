@@ -465,16 +465,35 @@ public final class AdamW implements AutoCloseable {
    */
   public void update(Range range, Role gradRole, float lr, float beta1, float beta2, float eps, float weightDecay,
       float gradScale) {
+    update(range, gradRole, lr, beta1, beta2, eps, weightDecay, gradScale, null);
+  }
+
+  /**
+   * {@link #update(Range, Role, float, float, float, float, float, float)} with the gradient factor read by the kernel
+   * from {@code gradScale} (F32, one element where the parameters are, e.g. {@link Ops#clipScale}'s factor), so the
+   * host need not wait for it; a factor that is not finite leaves the parameters and the moments as they were. Not for
+   * a sharded optimizer (ZeRO). The same kernel with the same factor: the same bits as the float overload.
+   */
+  public void update(Range range, Role gradRole, float lr, float beta1, float beta2, float eps, float weightDecay,
+      Tensor gradScale) {
+    Objects.requireNonNull(gradScale, "gradScale");
+    if (shard != null) throw new IllegalStateException("a sharded optimizer takes its gradient factor from the host");
+    update(range, gradRole, lr, beta1, beta2, eps, weightDecay, 1f, gradScale);
+  }
+
+  private void update(Range range, Role gradRole, float lr, float beta1, float beta2, float eps, float weightDecay,
+      float gradScale, Tensor scaleAt) {
     if (step == 0) throw new IllegalStateException("update() before beginStep()");
     boolean lowp = !store.weightsAreMasters() && store.computeDtype() != DType.F32;
+    long t = step;
     if (shard != null) {
       Range r = range.intersect(shard);
       if (!r.isEmpty()) updateShardRange(r, gradRole, null, lowp, lr, beta1, beta2, eps, weightDecay, gradScale);
     } else if (streamer == null) {
-      updateChunk(range, gradRole, Map.of(), 0, lowp, lr, beta1, beta2, eps, weightDecay, gradScale);
+      updateChunk(range, gradRole, Map.of(), 0, lowp, t, lr, beta1, beta2, eps, weightDecay, gradScale, scaleAt);
     } else {
-      streamer.run(range, (chunk, staged) -> updateChunk(chunk, gradRole, staged, chunk.start(), lowp, lr, beta1, beta2,
-          eps, weightDecay, gradScale));
+      streamer.run(range, (chunk, staged) -> updateChunk(chunk, gradRole, staged, chunk.start(), lowp, t, lr, beta1,
+          beta2, eps, weightDecay, gradScale, scaleAt));
     }
     if (!lowp) store.syncWeights(range);  // F32 weights kept apart from the masters (nothing when they are one buffer)
   }
@@ -613,12 +632,15 @@ public final class AdamW implements AutoCloseable {
    */
   private void updateChunk(Range range, Role gradRole, Map<Role, Tensor> staged, long stagedStart, boolean lowp,
       float lr, float beta1, float beta2, float eps, float weightDecay, float gradScale) {
-    updateChunk(range, gradRole, staged, stagedStart, lowp, step, lr, beta1, beta2, eps, weightDecay, gradScale);
+    updateChunk(range, gradRole, staged, stagedStart, lowp, step, lr, beta1, beta2, eps, weightDecay, gradScale, null);
   }
 
-  /** {@link #updateChunk} with the bias correction of step {@code t}. */
+  /**
+   * {@link #updateChunk} with the bias correction of step {@code t}, and the factor from {@code scaleAt} (F32, one
+   * element where the parameters are) in place of {@code gradScale} when it is not null.
+   */
   private void updateChunk(Range range, Role gradRole, Map<Role, Tensor> staged, long stagedStart, boolean lowp, long t,
-      float lr, float beta1, float beta2, float eps, float weightDecay, float gradScale) {
+      float lr, float beta1, float beta2, float eps, float weightDecay, float gradScale, Tensor scaleAt) {
     for (ParameterStore.Param p : store.list()) {
       Range r = p.range().intersect(range);
       if (r.isEmpty()) continue;
@@ -626,7 +648,11 @@ public final class AdamW implements AutoCloseable {
       try (Tensor master = part(Role.MASTER, r, staged, stagedStart); Tensor grad = part(gradRole, r, staged, stagedStart);
           Tensor m = part(Role.ADAM_M, r, staged, stagedStart); Tensor v = part(Role.ADAM_V, r, staged, stagedStart);
           Tensor weight = lowp ? part(Role.WEIGHT, r, staged, stagedStart) : null) {
-        Ops.adamw(master, grad, m, v, weight, lr, beta1, beta2, eps, wd, gradScale, t);
+        if (scaleAt != null) {
+          Ops.adamw(master, grad, m, v, weight, lr, beta1, beta2, eps, wd, scaleAt, t);
+        } else {
+          Ops.adamw(master, grad, m, v, weight, lr, beta1, beta2, eps, wd, gradScale, t);
+        }
       }
     }
   }
@@ -681,7 +707,7 @@ public final class AdamW implements AutoCloseable {
         Map<Role, Tensor> all = new java.util.EnumMap<>(staged);
         try (Tensor w = masters.slice(0, chunk.start() - e.start(), chunk.end() - e.start())) {
           all.put(Role.MASTER, w);
-          opt.updateChunk(chunk, gradRole, all, chunk.start(), false, t, lr, beta1, beta2, eps, weightDecay, gradScale);
+          opt.updateChunk(chunk, gradRole, all, chunk.start(), false, t, lr, beta1, beta2, eps, weightDecay, gradScale, null);
         }
       });
     }

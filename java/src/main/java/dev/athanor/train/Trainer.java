@@ -68,6 +68,8 @@ public final class Trainer implements AutoCloseable {
   private final boolean defers;              // the update of a step is deferred into the next step's forward (DISK or host)
   private final HostOptimizer host;          // AdamW on the host for a model on a device, or null
   private final Tensor hostMasters;          // ZeRO 1 with the optimizer on the host: the shard's masters (pinned), or null
+  private boolean scalarsOnDevice = dev.athanor.runtime.HopperSwitch.on();  // the step's scalars stay on the device
+  private DeviceStepScalars scalars;         // their buffers (made at the first step that keeps them there), or null
 
   public Trainer(Transformer model, TrainConfig cfg, DataLoader data) {
     this(model, cfg, data, OffloadConfig.NONE);
@@ -551,6 +553,28 @@ public final class Trainer implements AutoCloseable {
   }
 
   /**
+   * Whether a step keeps its scalars where the model computes ({@link #stepScalarsOnDevice()}); by default under
+   * {@code ATHANOR_CUDA_HOPPER=1} ({@link dev.athanor.runtime.HopperSwitch}). The results are the same bits either way.
+   */
+  public void setStepScalarsOnDevice(boolean on) {
+    this.scalarsOnDevice = on;
+  }
+
+  /**
+   * Whether the next step keeps its scalars on the model's device and reads them once when it ends: each micro-batch's
+   * loss ({@link Transformer#forward(int[], int[], int, int, Tensor)}), the gradient norm and the clipping factor
+   * ({@link Ops#clipScale}), which the AdamW kernel reads from there; a NaN/inf loss or norm makes the factor NaN, the
+   * kernel then updates nothing, and the step throws {@link NonFiniteException} after that one read. So a CUDA step
+   * does not wait for the device until it ends. For the plain in-memory step only: one process ({@link
+   * GradientReducer#NONE}), the trainer's own micro-batch loop, no offload, no ZeRO, the optimizer where the model is.
+   */
+  public boolean stepScalarsOnDevice() {
+    return scalarsOnDevice && runner == null && reducer == GradientReducer.NONE && host == null && weights == null
+        && pager == null && activations == null && sharded == null && gradShard == null && optimizer.shard() == null
+        && !store.isPaged(Role.GRAD) && !store.isPaged(Role.MASTER);
+  }
+
+  /**
    * Runs one optimizer step. Throws {@link NonFiniteException} (without updating) on a NaN/inf loss or
    * gradient; after any failure before the update, {@link #consistentState()} still describes a state
    * from which training continues exactly.
@@ -562,10 +586,11 @@ public final class Trainer implements AutoCloseable {
     else data.restore(stateBeforeStep);  // retrying a failed step reads the same batches
     stepFailed = true;
     MicroBatches mb;
+    DeviceStepScalars onDevice = stepScalarsOnDevice() ? deviceScalars() : null;
     try {
       mb = runner != null
           ? new MicroBatches(runner.run(this, 1f / (cfg.accum() * reducer.replicas())), (long) cfg.accum() * cfg.batch() * cfg.seq())
-          : microBatches();
+          : microBatches(onDevice);
       if (pager != null) pager.flush();
       if (sharded != null) sharded.flush();  // ZeRO 3 with the gradient shard on DISK: the last unit's part written
       // the optimizer is about to rewrite the weights on DISK (what the forward did not apply of the last step's
@@ -586,6 +611,7 @@ public final class Trainer implements AutoCloseable {
       }
       throw e;
     }
+    if (onDevice != null) return finishOnDevice(onDevice, mb.tokens(), t0);
     // the optimizer on the host with the step's gradient whole in host memory (summed there, or streamed there with
     // replicas): reduced there and its norm taken there; else on the device
     Tensor onHost = host == null ? null : host.collectGradient(reducer.replicas() > 1);
@@ -629,6 +655,46 @@ public final class Trainer implements AutoCloseable {
 
   private record MicroBatches(float[] losses, long tokens) {}
 
+  /** The buffers of the step's scalars on the model's device, made once. */
+  private DeviceStepScalars deviceScalars() {
+    if (scalars == null) scalars = new DeviceStepScalars(model.device(), cfg.accum(), store.flat(stepGrad));
+    return scalars;
+  }
+
+  /**
+   * The clipping and the update of a step whose scalars stay on the device ({@link #stepScalarsOnDevice()}), then the
+   * step's one read: the losses, the norm and the factor. A NaN/inf loss (the first in micro-batch order) or norm made
+   * the factor NaN, so the kernel updated nothing: the step is refused as the host-side checks refuse it, after its
+   * work rather than before the backward of the micro-batch whose loss it was (the weights, the moments and the
+   * optimizer's step count are as they were; the gradients hold this step's).
+   */
+  private StepResult finishOnDevice(DeviceStepScalars sc, long tokens, long t0) {
+    float lr = cfg.lrAt(step);
+    updateFailed = true;
+    optimizer.beginStep();
+    try (Tensor factor = sc.clip(store.flat(stepGrad), cfg.gradClip())) {
+      optimizer.update(store.all(), stepGrad, lr, cfg.beta1(), cfg.beta2(), cfg.eps(), cfg.weightDecay(), factor);
+    }
+    DeviceStepScalars.Values v = sc.read();  // the step's one read: it waits for the step's work
+    updateFailed = false;
+    NonFiniteException refused = null;  // the kernel saw a NaN factor and updated nothing
+    for (float l : v.losses()) {
+      if (refused == null && !Float.isFinite(l)) refused = new NonFiniteException(step, "the loss", l);
+    }
+    if (refused == null && !Float.isFinite(v.norm())) refused = new NonFiniteException(step, "the gradient norm", v.norm());
+    if (refused != null) {
+      optimizer.setStep(optimizer.step() - 1);
+      throw refused;
+    }
+    double lossSum = 0;
+    for (float l : v.losses()) lossSum += l;  // in micro-batch order, as the host-side step adds them
+    stepFailed = false;
+    StepResult r = new StepResult(step, (float) (lossSum / v.losses().length), lr, v.norm(), tokens,
+        (System.nanoTime() - t0) / 1e9);
+    step++;
+    return r;
+  }
+
   /** Reads a range of the step's gradient shard from {@code files} (GRAD, the shard's range) into a new host tensor. */
   private static GradientReducer.ShardReader gradientReader(UnitFiles files) {
     return range -> {
@@ -649,7 +715,7 @@ public final class Trainer implements AutoCloseable {
    * replicas each micro-batch's loss is scaled by {@code 1 / (accum × replicas)}, as one process with {@code accum ×
    * replicas} micro-batches scales it.
    */
-  private MicroBatches microBatches() {
+  private MicroBatches microBatches(DeviceStepScalars onDevice) {
     float[] losses = new float[cfg.accum()];
     float scale = 1f / (cfg.accum() * reducer.replicas());
     long tokens = 0;
@@ -663,7 +729,14 @@ public final class Trainer implements AutoCloseable {
       } else if (host == null) {
         store.zero(Role.GRAD);
       }
-      float loss = model.forward(b.inputs(), b.targets(), b.batch(), b.seq());
+      float loss = 0f;
+      if (onDevice != null) {
+        try (Tensor slot = onDevice.loss(i)) {
+          model.forward(b.inputs(), b.targets(), b.batch(), b.seq(), slot);  // checked when the step ends
+        }
+      } else {
+        loss = model.forward(b.inputs(), b.targets(), b.batch(), b.seq());
+      }
       if (host != null) {  // the last step's deferred update may read the step gradient until the forward has run
         host.beginMicroBatch(i);  // that update finished, and the last micro-batch's gradient copies have read GRAD
         store.zero(Role.GRAD);
@@ -771,6 +844,7 @@ public final class Trainer implements AutoCloseable {
 
   private void closeResources() {
     try {
+      if (scalars != null) scalars.close();
       closeOptimizer();  // first: it unmaps the moments' resident units it mapped in the store
       if (gradShard != null && sharded == null) gradShard.close();
     } finally {
