@@ -37,19 +37,25 @@ import java.util.concurrent.TimeoutException;
  * three times (the head's backward, which holds their weights and gradient at once, stays the peak). Every rank runs the
  * same units in the same order, so the collectives match.
  *
- * <p><b>Read-ahead</b> (on unless {@code readAhead} is false; the CLI's {@code --overlap off} turns it off): the order
- * of the gathers is known: forward the embeddings, blocks 0 .. L-1, the head; backward (the head and the tied
- * embeddings still held) blocks L-1 .. 0, the embeddings. When a unit's weights are gathered for its pass (and at the
- * head's backward, which gathers nothing), the next unit's gather starts on the data-parallel {@link CommThread} into a
- * second window while this unit computes; its {@code beforeWeights} then only waits for what is left. With the shard on
- * DISK, that task also reads this rank's part of each piece, so the read is ahead too (on the communication thread,
- * before each piece's all-gather). The training thread's own collectives (the gradient fold at {@code afterGradients})
- * first wait for the gather in flight, so every rank makes its collectives in one order: gathers and folds alternate as
- * without read-ahead, and {@link MpiCommunicator}'s lock serializes the two threads' MPI calls. Nothing is read ahead
- * across micro-batches or steps (the forward's first gather waits). Memory: one unit's weights more than without
- * read-ahead at most (the window read ahead; three units' weights under the tied head's backward, whose next unit is
- * the last block). The bits are the gathered bits either way. The training thread's time in gathers (synchronous ones
- * and waits for those read ahead) is {@link #gatherWaitNanos()}.
+ * <p><b>Read-ahead and the fold overlapped</b> (on unless {@code overlap} is false; the CLI's {@code --overlap off}
+ * turns both off): the order of the gathers is known: forward the embeddings, blocks 0 .. L-1, the head; backward (the
+ * head and the tied embeddings still held) blocks L-1 .. 0, the embeddings. When a unit's weights are gathered for its
+ * pass (and at the head's backward, which gathers nothing), the next unit's gather starts on the data-parallel {@link
+ * CommThread} into a second window while this unit computes; its {@code beforeWeights} then only waits for what is
+ * left. With the shard on DISK, that task also reads this rank's part of each piece, so the read is ahead too (on the
+ * communication thread, before each piece's all-gather). The gradient folds run on the same thread ({@link
+ * UnitGradientFold} with overlap: handed over at {@code afterGradients}, at most {@link UnitGradientFold#IN_FLIGHT}
+ * unfinished), and a gather not read ahead (each micro-batch's first, or one for a unit not predicted) is submitted to
+ * it too and waited for: the thread runs every collective of the step in the order the training thread submitted them,
+ * which is the same program order on every rank, so the collectives match (gathers and folds alternate as without
+ * overlap); {@link MpiCommunicator}'s lock serializes its MPI calls with the training thread's own (after {@link
+ * #flush}). A fold that failed is thrown on the training thread (naming the rank, the unit and the micro-batch) before
+ * its next gather. Without overlap gathers and folds run on the training thread. Nothing is read ahead across
+ * micro-batches or steps (the forward's first gather waits, also for the last micro-batch's embeddings' fold). Memory:
+ * one unit's weights more than without overlap at most (the window read ahead; three units' weights under the tied
+ * head's backward, whose next unit is the last block), and the gradient window of the fold in flight (a block's or the
+ * head's). The bits are the same either way. The training thread's time in gathers (synchronous ones and waits for
+ * those read ahead) is {@link #gatherWaitNanos()}; its waits for folds are in {@link #stats()}.
  *
  * <p><b>Gradients.</b> As ZeRO 2's, by the same {@link UnitGradientFold}: a unit's micro-batch gradient is formed in a
  * zeroed window mapped at its first backward use and, once complete ({@code afterGradients}), folded into the owners'

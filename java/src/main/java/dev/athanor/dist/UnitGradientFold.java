@@ -43,7 +43,8 @@ import java.util.concurrent.atomic.AtomicLong;
  * drives it from its own hooks. Close this after the trainer; not thread-safe.
  *
  * <p><b>Overlapped with the backward</b> (ZeRO 2, {@link #attach(Transformer, Communicator, boolean)} with {@code
- * overlap}; the CLI's {@code --overlap on}): at {@code afterGradients} the training thread unmaps the unit's complete
+ * overlap}; ZeRO 3, {@link #forShard(ParameterStore, Communicator, Range, UnitFiles, long, ExecutorService)} with
+ * ShardedWeights' thread, which also runs its gathers; the CLI's {@code --overlap on}): at {@code afterGradients} the training thread unmaps the unit's complete
  * window and hands its fold to the data-parallel {@link CommThread}, which runs the folds one after the other in the
  * order they were handed over (the backward's unit order, micro-batch after micro-batch, on every rank, so the
  * collectives match and every element of the shard gets {@code ((acc + g_{k,0}) + g_{k,1}) + ...} in the same order as
@@ -65,7 +66,8 @@ import java.util.concurrent.atomic.AtomicLong;
  * the shard is read (not on the step's first micro-batch, which overwrites it) into a host buffer, folded into as above
  * ({@link Communicator#reduceScatterAccumulateV} over the piece, element by element the same additions) and written back
  * behind on an I/O thread, the unit's last piece behind the next unit's backward; each piece waits for the last one's
- * write first, so one piece's part is in HOST at a time. {@link #flush} waits for the last.
+ * write first, so one piece's part is in HOST at a time. {@link #flush} waits for the last. With overlap the same
+ * pieces are folded, read and written behind by the fold's task on the communication thread.
  * The additions are the same, so the bits are those of the shard in memory.
  */
 public final class UnitGradientFold implements BlockHooks, ShardedGradients, AutoCloseable {
