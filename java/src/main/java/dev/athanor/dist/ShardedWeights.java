@@ -321,8 +321,14 @@ public final class ShardedWeights implements BlockHooks, ShardedParameters, Auto
       throw new CommunicatorException("rank " + comm.rank() + " of " + comm.size() + ": the gather of " + unit.name()
           + " on the communication thread failed: " + c.getMessage(), c);
     } catch (InterruptedException e) {
+      if (!f.cancel(false)) {  // running: the caller frees its window, so it ends first (a minute at most, as settleAhead)
+        try {
+          f.get(60, TimeUnit.SECONDS);
+        } catch (ExecutionException | InterruptedException | TimeoutException | java.util.concurrent.CancellationException x) {
+          // abandoned with the step
+        }
+      }
       Thread.currentThread().interrupt();
-      f.cancel(false);
       throw new IllegalStateException("rank " + comm.rank() + ": interrupted while waiting for the gather of " + unit.name(), e);
     }
   }
