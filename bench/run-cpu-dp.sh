@@ -6,7 +6,7 @@
 # With OVERLAP=compare, each rep runs the --dp 2 case twice more, --overlap off and --overlap on (BUCKET_MB, default
 # 25), and the table adds rank 0's median comm_ms per step (time in collectives, the communication thread's included)
 # and, with overlap, comm_wait_ms (what the training thread waited for the buckets after the backward; under ZERO=2
-# for the unit folds on the communication thread). ZERO (default 0) is the --dp runs' --zero stage in that mode.
+# and ZERO=3 for the unit folds on the communication thread). ZERO (default 0) is the --dp runs' --zero stage in that mode.
 #   bash bench/run-cpu-dp.sh [CORPUS] [REPS] [STEPS]
 #   OVERLAP=compare [BUCKET_MB=25] [ZERO=0|1|2|3] bash bench/run-cpu-dp.sh [CORPUS] [REPS] [STEPS]
 set -euo pipefail

@@ -6,6 +6,7 @@ import dev.athanor.dist.DataParallel;
 import dev.athanor.dist.DataTensorParallel;
 import dev.athanor.dist.ParallelGrid;
 import dev.athanor.dist.ReduceMode;
+import dev.athanor.dist.ShardedWeights;
 import dev.athanor.dist.TensorParallelism;
 import dev.athanor.dist.TimedCommunicator;
 import dev.athanor.dist.UnitGradientFold;
@@ -407,7 +408,7 @@ final class BenchCommand implements Callable<Integer> {
     int micro = pp > 1 ? parallel.options().micro() : 1;
     long bucketBytes = parallel.bucketBytes(spec);
     try (ParallelGrid.Groups g = dp > 1 && tp > 1 || pp > 1 ? new ParallelGrid(dp, tp, pp).split(comm) : null) {
-      Communicator tpComm = g != null ? g.tp() : comm, dpComm = g != null ? g.dp() : comm;
+      Communicator tpComm = g != null ? g.tp() : comm;
       PipelineLayout pipeline = pp > 1 ? new PipelineLayout(mc, pp) : null;
       Stage stage = pipeline != null ? pipeline.stage(g.at().pp()) : Stage.whole(mc);
       try (Transformer m = tp > 1 ? TensorParallelism.create(mc, device, tpComm, stage)
@@ -417,55 +418,72 @@ final class BenchCommand implements Callable<Integer> {
           UnitGradientFold folds = parallel.zero == 2 && pipeline == null && tp == 1 && UnitGradientFold.supports(m)
               ? UnitGradientFold.attach(m, comm, bucketBytes > 0 && dp > 1) : null) {
         m.initialize(1);
-        DataParallel[] replica = new DataParallel[1];
-        StepTimes st = trainSteps(m, b, t, micro, n, steps.warmup, new SplittableRandom(1), dp, comm, (loader, tc) -> {
-          Trainer tr = folds != null ? new Trainer(m, tc, loader, folds)
-              : parallel.zero >= 1 ? new Trainer(m, tc, loader, DataParallel.optimizerShard(m.parameters(), dpComm),
-              parallel.zero >= 2) : new Trainer(m, tc, loader);
-          if (pipeline != null) {  // 1F1B over the pp group; the stage's gradient summed over dp, its norm over tp
-            new PipelineStage(g.pp(), g.dp(), g.tp(), pipeline, m).attach(tr);
-          } else if (tp == 1) {  // ZeRO 0 and 1: with --overlap on, the all-reduce in buckets during the backward
-            replica[0] = DataParallel.attach(tr, comm, bucketBytes);
-          } else if (dp == 1) {
-            tr.setGradientReducer(new TensorParallelism(comm, mc));  // every rank reads the same batches
-          } else {
-            tr.setGradientReducer(new DataTensorParallel(DataParallel.attach(tr, dpComm), new TensorParallelism(tpComm, mc)));
-          }
-          return tr;
-        });
-        if (comm.rank() != 0) return 0;
-        Map<String, Object> j = trainJson(m, b * micro * dp, t, n, st.millis());
-        j.put("dp", dp);
-        j.put("tp", tp);
-        j.put("pp", pp);
-        j.put("zero", parallel.zero);
-        j.put("reduce", comm.mode().name().toLowerCase(Locale.ROOT));
-        j.put("overlap", parallel.overlap ? "on" : "off");
-        j.put("bucket_mb", parallel.bucketMb);
-        // what ran on the communication thread: where --overlap applies (dp > 1 alone, CPU), and what it does there
-        var o = replica[0] != null ? replica[0].overlap() : null;
-        j.put("overlapped", o != null ? "gradient all-reduce in " + o.buckets().buckets().size() + " buckets"
-            : folds != null && folds.overlaps() ? "ZeRO 2 unit folds (" + m.parameters().units().size() + " units a micro-batch)"
-            : "nothing");
-        j.put("batch_per_process", b);
-        double[] commMs = Arrays.stream(st.comm()).mapToDouble(TimedCommunicator.Counts::millis).toArray();
-        j.put("comm_ms_median", Json.round(median(commMs), 3));
-        j.put("comm_bytes_per_step", st.comm()[st.comm().length - 1].bytes());  // handed to collectives
-        j.put("comm_sent_bytes_per_step", st.comm()[st.comm().length - 1].sent());  // delivered to the other rank(s)
-        if (pipeline != null) {
-          j.put("micro_batches", micro);
-          j.put("stage_blocks", stage.blocks());
-          j.put("bubble_1f1b_theory", Json.round(pipeline.bubble(micro), 4));  // (pp-1)/(M+pp-1)
-          // measured: the share of stage 0's step it spent blocked in sends, receives and collectives (its idle
-          // waits for the other stages and the transfers), per step, then the median
-          double[] blocked = new double[n];
-          for (int i = 0; i < n; i++) blocked[i] = commMs[i] / st.millis()[i];
-          j.put("stage0_comm_fraction_median", Json.round(median(blocked), 4));
+        // ZeRO 3 as train runs it (ParallelOptions refuses it with --tp and --pp): each rank keeps its shard of the
+        // masters, copied from the weights just initialised alike on every rank; with --overlap on the next unit's
+        // gather and each unit's fold on the communication thread (closed after the trainer, before the model)
+        try (ShardedWeights shards = parallel.zero == 3 ? ShardedWeights.attach(m, comm, OffloadConfig.NONE, bucketBytes > 0)
+            : null) {
+          benchParallel(m, mc, b, t, n, micro, comm, g, pipeline, stage, folds, shards, bucketBytes);
         }
-        main.out.println(Json.write(j));
       }
     }
     return 0;
+  }
+
+  /** {@link #parallel}'s steps and JSON line on the model {@code m} as attached (ZeRO 2's folds or ZeRO 3's shards). */
+  private void benchParallel(Transformer m, ModelConfig mc, int b, int t, int n, int micro, TimedCommunicator comm,
+      ParallelGrid.Groups g, PipelineLayout pipeline, Stage stage, UnitGradientFold folds, ShardedWeights shards,
+      long bucketBytes) {
+    int dp = parallel.dp, tp = parallel.tp, pp = parallel.pp;
+    Communicator tpComm = g != null ? g.tp() : comm, dpComm = g != null ? g.dp() : comm;
+    DataParallel[] replica = new DataParallel[1];
+    StepTimes st = trainSteps(m, b, t, micro, n, steps.warmup, new SplittableRandom(1), dp, comm, (loader, tc) -> {
+      Trainer tr = shards != null ? new Trainer(m, tc, loader, shards)
+          : folds != null ? new Trainer(m, tc, loader, folds)
+          : parallel.zero >= 1 ? new Trainer(m, tc, loader, DataParallel.optimizerShard(m.parameters(), dpComm),
+          parallel.zero >= 2) : new Trainer(m, tc, loader);
+      if (pipeline != null) {  // 1F1B over the pp group; the stage's gradient summed over dp, its norm over tp
+        new PipelineStage(g.pp(), g.dp(), g.tp(), pipeline, m).attach(tr);
+      } else if (tp == 1) {  // ZeRO 0 and 1: with --overlap on, the all-reduce in buckets during the backward
+        replica[0] = DataParallel.attach(tr, comm, bucketBytes);
+      } else if (dp == 1) {
+        tr.setGradientReducer(new TensorParallelism(comm, mc));  // every rank reads the same batches
+      } else {
+        tr.setGradientReducer(new DataTensorParallel(DataParallel.attach(tr, dpComm), new TensorParallelism(tpComm, mc)));
+      }
+      return tr;
+    });
+    if (comm.rank() != 0) return;
+    Map<String, Object> j = trainJson(m, b * micro * dp, t, n, st.millis());
+    j.put("dp", dp);
+    j.put("tp", tp);
+    j.put("pp", pp);
+    j.put("zero", parallel.zero);
+    j.put("reduce", comm.mode().name().toLowerCase(Locale.ROOT));
+    j.put("overlap", parallel.overlap ? "on" : "off");
+    j.put("bucket_mb", parallel.bucketMb);
+    // what ran on the communication thread: where --overlap applies (dp > 1 alone, CPU), and what it does there
+    var o = replica[0] != null ? replica[0].overlap() : null;
+    j.put("overlapped", o != null ? "gradient all-reduce in " + o.buckets().buckets().size() + " buckets"
+        : folds != null && folds.overlaps() ? "ZeRO 2 unit folds (" + m.parameters().units().size() + " units a micro-batch)"
+        : shards != null && shards.readsAhead() ? "ZeRO 3 gathers read ahead and unit folds (" + m.parameters().units().size()
+        + " units a micro-batch)" : "nothing");
+    j.put("batch_per_process", b);
+    double[] commMs = Arrays.stream(st.comm()).mapToDouble(TimedCommunicator.Counts::millis).toArray();
+    j.put("comm_ms_median", Json.round(median(commMs), 3));
+    j.put("comm_bytes_per_step", st.comm()[st.comm().length - 1].bytes());  // handed to collectives
+    j.put("comm_sent_bytes_per_step", st.comm()[st.comm().length - 1].sent());  // delivered to the other rank(s)
+    if (pipeline != null) {
+      j.put("micro_batches", micro);
+      j.put("stage_blocks", stage.blocks());
+      j.put("bubble_1f1b_theory", Json.round(pipeline.bubble(micro), 4));  // (pp-1)/(M+pp-1)
+      // measured: the share of stage 0's step it spent blocked in sends, receives and collectives (its idle
+      // waits for the other stages and the transfers), per step, then the median
+      double[] blocked = new double[n];
+      for (int i = 0; i < n; i++) blocked[i] = commMs[i] / st.millis()[i];
+      j.put("stage0_comm_fraction_median", Json.round(median(blocked), 4));
+    }
+    main.out.println(Json.write(j));
   }
 
   /** The JSON of --mode train: shape, step times and their median, tokens/s and the FLOP rate ({@code b} sequences a step). */

@@ -906,7 +906,8 @@ final class TrainCommand implements Callable<Integer> {
             ck.runId(), sharded ? rankGroup(comm, groups, zero, model.tensorParallel().size()) : null);
         // ZeRO 3: each rank keeps its shard of the masters; the model's hooks gather a unit's weights before it runs
         // (with offload, its shard of the masters and of the step's gradient on DISK where the plan puts them); with
-        // --overlap on (bucketBytes > 0) the next unit's gather runs ahead on the communication thread
+        // --overlap on (bucketBytes > 0) the next unit's gather runs ahead, and each unit's gradient fold runs as its
+        // backward ends, on the communication thread
         ShardedWeights shards = zero == 3 ? ShardedWeights.attach(model, comm, offloadConfig, bucketBytes > 0) : null;
         // ZeRO 2 with the whole model in one process on the CPU: each unit's gradient is folded into the shards as its
         // backward ends (no whole-model gradient), with --overlap on on the communication thread while the backward goes
@@ -946,9 +947,14 @@ final class TrainCommand implements Callable<Integer> {
               + "communication thread, at most %d in flight%n", model.parameters().units().size(), UnitGradientFold.IN_FLIGHT);
         }
       }
-      // the step lines' comm_wait_ms and comm_buckets: the overlapped all-reduce's buckets, or ZeRO 2's unit folds
+      if (shards != null && shards.readsAhead() && comm != null && comm.size() > 1 && primary) {
+        out.printf("ZeRO 3 gathers read ahead and gradient reduce-scatter overlapped with the backward: each of the %d "
+            + "units' folds on the communication thread, at most %d in flight%n", model.parameters().units().size(),
+            UnitGradientFold.IN_FLIGHT);
+      }
+      // the step lines' comm_wait_ms and comm_buckets: the overlapped all-reduce's buckets, or ZeRO 2's or 3's unit folds
       java.util.function.Supplier<OverlapStats> overlapStats = overlap != null ? overlap::stats
-          : folds != null && folds.overlaps() ? folds::stats : null;
+          : folds != null && folds.overlaps() ? folds::stats : shards != null && shards.readsAhead() ? shards::stats : null;
       if (ck != null && ck.resume() != null) ck.resume().restore(trainer);
       if (mgr != null) mgr.prepare(trainer);  // host buffers for the first snapshot, allocated in the background
       Runtime.getRuntime().addShutdownHook(hook);  // with or without checkpoints: never end silently

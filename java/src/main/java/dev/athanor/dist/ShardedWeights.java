@@ -37,19 +37,25 @@ import java.util.concurrent.TimeoutException;
  * three times (the head's backward, which holds their weights and gradient at once, stays the peak). Every rank runs the
  * same units in the same order, so the collectives match.
  *
- * <p><b>Read-ahead</b> (on unless {@code readAhead} is false; the CLI's {@code --overlap off} turns it off): the order
- * of the gathers is known: forward the embeddings, blocks 0 .. L-1, the head; backward (the head and the tied
- * embeddings still held) blocks L-1 .. 0, the embeddings. When a unit's weights are gathered for its pass (and at the
- * head's backward, which gathers nothing), the next unit's gather starts on the data-parallel {@link CommThread} into a
- * second window while this unit computes; its {@code beforeWeights} then only waits for what is left. With the shard on
- * DISK, that task also reads this rank's part of each piece, so the read is ahead too (on the communication thread,
- * before each piece's all-gather). The training thread's own collectives (the gradient fold at {@code afterGradients})
- * first wait for the gather in flight, so every rank makes its collectives in one order: gathers and folds alternate as
- * without read-ahead, and {@link MpiCommunicator}'s lock serializes the two threads' MPI calls. Nothing is read ahead
- * across micro-batches or steps (the forward's first gather waits). Memory: one unit's weights more than without
- * read-ahead at most (the window read ahead; three units' weights under the tied head's backward, whose next unit is
- * the last block). The bits are the gathered bits either way. The training thread's time in gathers (synchronous ones
- * and waits for those read ahead) is {@link #gatherWaitNanos()}.
+ * <p><b>Read-ahead and the fold overlapped</b> (on unless {@code overlap} is false; the CLI's {@code --overlap off}
+ * turns both off): the order of the gathers is known: forward the embeddings, blocks 0 .. L-1, the head; backward (the
+ * head and the tied embeddings still held) blocks L-1 .. 0, the embeddings. When a unit's weights are gathered for its
+ * pass (and at the head's backward, which gathers nothing), the next unit's gather starts on the data-parallel {@link
+ * CommThread} into a second window while this unit computes; its {@code beforeWeights} then only waits for what is
+ * left. With the shard on DISK, that task also reads this rank's part of each piece, so the read is ahead too (on the
+ * communication thread, before each piece's all-gather). The gradient folds run on the same thread ({@link
+ * UnitGradientFold} with overlap: handed over at {@code afterGradients}, at most {@link UnitGradientFold#IN_FLIGHT}
+ * unfinished), and a gather not read ahead (each micro-batch's first, or one for a unit not predicted) is submitted to
+ * it too and waited for: the thread runs every collective of the step in the order the training thread submitted them,
+ * which is the same program order on every rank, so the collectives match (gathers and folds alternate as without
+ * overlap); {@link MpiCommunicator}'s lock serializes its MPI calls with the training thread's own (after {@link
+ * #flush}). A fold that failed is thrown on the training thread (naming the rank, the unit and the micro-batch) before
+ * its next gather. Without overlap gathers and folds run on the training thread. Nothing is read ahead across
+ * micro-batches or steps (the forward's first gather waits, also for the last micro-batch's embeddings' fold). Memory:
+ * one unit's weights more than without overlap at most (the window read ahead; three units' weights under the tied
+ * head's backward, whose next unit is the last block), and the gradient window of the fold in flight (a block's or the
+ * head's). The bits are the same either way. The training thread's time in gathers (synchronous ones and waits for
+ * those read ahead) is {@link #gatherWaitNanos()}; its waits for folds are in {@link #stats()}.
  *
  * <p><b>Gradients.</b> As ZeRO 2's, by the same {@link UnitGradientFold}: a unit's micro-batch gradient is formed in a
  * zeroed window mapped at its first backward use and, once complete ({@code afterGradients}), folded into the owners'
@@ -88,7 +94,7 @@ public final class ShardedWeights implements BlockHooks, ShardedParameters, Auto
   private final boolean tied;
   private final int[] position;           // per unit index: its place in the forward order
   private final List<Unit> order;         // forward order: embeddings, blocks, head
-  private final ExecutorService thread;   // the communication thread of the read-ahead, or null (off)
+  private final ExecutorService thread;   // the communication thread of the read-ahead and the folds, or null (off)
   private Unit aheadUnit;                 // the unit read ahead, or null
   private Tensor aheadWindow;
   private Future<?> ahead;
@@ -96,7 +102,7 @@ public final class ShardedWeights implements BlockHooks, ShardedParameters, Auto
   private boolean closed;
 
   private ShardedWeights(Transformer model, Communicator comm, Range shard, Tensor masters, UnitGradientFold fold,
-      UnitFiles files, long piece, boolean readAhead) {
+      UnitFiles files, long piece, ExecutorService thread) {
     this.model = model;
     this.files = files;
     this.piece = piece;
@@ -119,7 +125,7 @@ public final class ShardedWeights implements BlockHooks, ShardedParameters, Auto
     this.order = List.copyOf(o);
     this.position = new int[n];
     for (int i = 0; i < order.size(); i++) position[order.get(i).index()] = i;
-    this.thread = readAhead ? CommThread.start(comm.rank()) : null;
+    this.thread = thread;
   }
 
   /**
@@ -144,10 +150,10 @@ public final class ShardedWeights implements BlockHooks, ShardedParameters, Auto
   }
 
   /**
-   * As {@link #attach(Transformer, Communicator, OffloadConfig)}, reading each next unit's weights ahead on a
-   * communication thread when {@code readAhead} (the same bits either way).
+   * As {@link #attach(Transformer, Communicator, OffloadConfig)}; with {@code overlap} each next unit's weights are
+   * gathered ahead and each unit's gradient folded on a communication thread (the same bits either way).
    */
-  public static ShardedWeights attach(Transformer model, Communicator comm, OffloadConfig offload, boolean readAhead) {
+  public static ShardedWeights attach(Transformer model, Communicator comm, OffloadConfig offload, boolean overlap) {
     Objects.requireNonNull(model, "model");
     Objects.requireNonNull(comm, "comm");
     Objects.requireNonNull(offload, "offload");
@@ -169,13 +175,14 @@ public final class ShardedWeights implements BlockHooks, ShardedParameters, Auto
     Tensor m = null;
     UnitFiles f = null;
     UnitGradientFold g = null;
+    ExecutorService thread = overlap ? CommThread.start(comm.rank()) : null;
     try {
       // the resident units of MASTER and GRAD: their parts of the shard in HOST windows of the files
       if (!onDisk.isEmpty()) f = new UnitFiles(store, onDisk, offload.resolvedDirectory(), shard, offload.residentUnits());
       long maxUnit = 1;
       for (Unit u : store.units()) maxUnit = Math.max(maxUnit, u.elements().length());
       long piece = OffloadConfig.chunkElements(offload.chunkBytes(), maxUnit);  // what the optimizer streams at once, too
-      g = UnitGradientFold.forShard(store, comm, shard, onDisk.contains(Role.GRAD) ? f : null, piece);
+      g = UnitGradientFold.forShard(store, comm, shard, onDisk.contains(Role.GRAD) ? f : null, piece, thread);
       try (Tensor mine = store.slice(Role.MASTER, shard)) {
         if (onDisk.contains(Role.MASTER)) {
           f.transfer(Role.MASTER, shard, mine, true);
@@ -184,7 +191,7 @@ public final class ShardedWeights implements BlockHooks, ShardedParameters, Auto
           m.copyFrom(mine);
         }
       }
-      ShardedWeights s = new ShardedWeights(model, comm, shard, m, g, f, piece, readAhead);
+      ShardedWeights s = new ShardedWeights(model, comm, shard, m, g, f, piece, thread);
       if (store.has(Role.GRAD)) store.release(Role.GRAD);
       store.pageWithoutBacking(Role.MASTER);  // frees the whole masters
       store.pageWithoutBacking(Role.GRAD);
@@ -194,6 +201,7 @@ public final class ShardedWeights implements BlockHooks, ShardedParameters, Auto
       if (m != null) m.close();
       if (g != null) g.close();
       if (f != null) f.close();
+      if (thread != null) thread.shutdownNow();
       throw e;
     }
   }
@@ -247,13 +255,18 @@ public final class ShardedWeights implements BlockHooks, ShardedParameters, Auto
       long t0 = System.nanoTime();
       Tensor w = null;
       try {
+        fold.retireDone();  // a fold that failed is thrown before this rank's next collective
         if (aheadUnit == unit) {
           w = takeAhead();
         } else {
           if (ahead != null) missed++;  // read ahead for another unit: the order was not the predicted one
           awaitAhead(true);
           w = Tensor.empty(DType.F32, Device.CPU, Tier.HOST, unit.elements().length()).detach();
-          gather(unit, w);
+          if (thread != null) {
+            gatherOnThread(unit, w);  // behind the folds handed over: one order of collectives on every rank
+          } else {
+            gather(unit, w);
+          }
         }
         store.map(Role.MASTER, unit, w);
       } catch (RuntimeException e) {
@@ -292,6 +305,32 @@ public final class ShardedWeights implements BlockHooks, ShardedParameters, Auto
     aheadUnit = unit;
     aheadWindow = w;
     readAheads++;
+  }
+
+  /**
+   * Gathers {@code unit}'s weights into {@code w} on the communication thread and waits: the folds handed over before
+   * run first, so every rank makes its collectives in the order the training thread submitted them.
+   */
+  private void gatherOnThread(Unit unit, Tensor w) {
+    Future<?> f = thread.submit(() -> gather(unit, w));
+    try {
+      f.get();
+    } catch (ExecutionException e) {
+      Throwable c = e.getCause();
+      if (c instanceof Error err) throw err;
+      throw new CommunicatorException("rank " + comm.rank() + " of " + comm.size() + ": the gather of " + unit.name()
+          + " on the communication thread failed: " + c.getMessage(), c);
+    } catch (InterruptedException e) {
+      if (!f.cancel(false)) {  // running: the caller frees its window, so it ends first (a minute at most, as settleAhead)
+        try {
+          f.get(60, TimeUnit.SECONDS);
+        } catch (ExecutionException | InterruptedException | TimeoutException | java.util.concurrent.CancellationException x) {
+          // abandoned with the step
+        }
+      }
+      Thread.currentThread().interrupt();
+      throw new IllegalStateException("rank " + comm.rank() + ": interrupted while waiting for the gather of " + unit.name(), e);
+    }
   }
 
   /** Waits for the gather read ahead and hands over its window (the caller owns it). */
@@ -354,7 +393,15 @@ public final class ShardedWeights implements BlockHooks, ShardedParameters, Auto
     return missed;
   }
 
-  /** Whether the next unit's weights are gathered ahead on a communication thread. */
+  /**
+   * With overlap, what the communication thread's folds hid and cost since creation ({@link UnitGradientFold#stats}):
+   * the training thread's waits for folds, and the unit folds done; zeros without overlap.
+   */
+  public OverlapStats stats() {
+    return fold.stats();
+  }
+
+  /** Whether the next unit's weights are gathered ahead on a communication thread (and the folds run there too). */
   public boolean readsAhead() {
     return thread != null;
   }
@@ -372,6 +419,10 @@ public final class ShardedWeights implements BlockHooks, ShardedParameters, Auto
 
   @Override
   public void afterGradients(Unit unit) {
+    if (fold.overlaps()) {  // handed to the communication thread, behind the gather in flight, on every rank
+      fold.afterGradients(unit);
+      return;
+    }
     long t0 = System.nanoTime();
     try {
       awaitAhead(false);  // the fold's collective comes after the gather in flight, on every rank
@@ -506,6 +557,7 @@ public final class ShardedWeights implements BlockHooks, ShardedParameters, Auto
     closed = true;
     try {
       settleAhead();
+      fold.discard();  // the folds handed over end (or are cancelled) before the thread stops
       if (thread != null) thread.shutdownNow();
       for (Unit u : store.units()) if (weights[u.index()] != null) free(u);
       if (!store.isClosed() && store.isPaged(Role.MASTER)) store.unpage(Role.MASTER, false);

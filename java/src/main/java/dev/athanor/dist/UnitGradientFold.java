@@ -43,7 +43,8 @@ import java.util.concurrent.atomic.AtomicLong;
  * drives it from its own hooks. Close this after the trainer; not thread-safe.
  *
  * <p><b>Overlapped with the backward</b> (ZeRO 2, {@link #attach(Transformer, Communicator, boolean)} with {@code
- * overlap}; the CLI's {@code --overlap on}): at {@code afterGradients} the training thread unmaps the unit's complete
+ * overlap}; ZeRO 3, {@link #forShard(ParameterStore, Communicator, Range, UnitFiles, long, ExecutorService)} with
+ * ShardedWeights' thread, which also runs its gathers; the CLI's {@code --overlap on}): at {@code afterGradients} the training thread unmaps the unit's complete
  * window and hands its fold to the data-parallel {@link CommThread}, which runs the folds one after the other in the
  * order they were handed over (the backward's unit order, micro-batch after micro-batch, on every rank, so the
  * collectives match and every element of the shard gets {@code ((acc + g_{k,0}) + g_{k,1}) + ...} in the same order as
@@ -65,7 +66,8 @@ import java.util.concurrent.atomic.AtomicLong;
  * the shard is read (not on the step's first micro-batch, which overwrites it) into a host buffer, folded into as above
  * ({@link Communicator#reduceScatterAccumulateV} over the piece, element by element the same additions) and written back
  * behind on an I/O thread, the unit's last piece behind the next unit's backward; each piece waits for the last one's
- * write first, so one piece's part is in HOST at a time. {@link #flush} waits for the last.
+ * write first, so one piece's part is in HOST at a time. {@link #flush} waits for the last. With overlap the same
+ * pieces are folded, read and written behind by the fold's task on the communication thread.
  * The additions are the same, so the bits are those of the shard in memory.
  */
 public final class UnitGradientFold implements BlockHooks, ShardedGradients, AutoCloseable {
@@ -79,12 +81,15 @@ public final class UnitGradientFold implements BlockHooks, ShardedGradients, Aut
   private final UnitFiles files;     // the shard on DISK (GRAD), or null: in gradient
   private final long piece;          // with the shard on DISK: the most elements of a unit folded at once
   private final ExecutorService io;  // writes a unit's part behind, or null
-  private Future<?> pending;         // the write in flight, or null
-  private Tensor pendingBuffer;      // its host buffer (freed once it is written)
+  // the write in flight and its host buffer (freed once written), or null: set by the thread that folds (with overlap
+  // the communication thread), read by the training thread once every fold handed over is done
+  private volatile Future<?> pending;
+  private volatile Tensor pendingBuffer;
   private static final AtomicInteger THREADS = new AtomicInteger();
   /** With overlap: the most folds handed to the communication thread and not yet finished. */
   public static final int IN_FLIGHT = 1;
-  private final ExecutorService thread;  // ZeRO 2 with overlap: the communication thread the folds run on, or null
+  private final ExecutorService thread;  // with overlap: the communication thread the folds run on, or null
+  private final boolean ownsThread;      // ZeRO 2: this started the thread (ZeRO 3 shares ShardedWeights')
   private final ArrayDeque<Fold> inFlight = new ArrayDeque<>();  // handed over, not yet retired, oldest first
   private final AtomicLong busyNanos = new AtomicLong();
   private long waitNanos, folded;
@@ -92,11 +97,14 @@ public final class UnitGradientFold implements BlockHooks, ShardedGradients, Aut
   private int micro;
   private boolean closed;
 
-  /** A unit's fold handed to the communication thread: its window and its part of the shard (both freed when retired). */
+  /**
+   * A unit's fold handed to the communication thread: its window and its part of the shard in memory (null on DISK),
+   * both freed when retired.
+   */
   private record Fold(Unit unit, int micro, Tensor window, Tensor acc, Future<?> done) {
     void free() {
       try {
-        acc.close();
+        if (acc != null) acc.close();
       } finally {
         window.close();
       }
@@ -104,9 +112,8 @@ public final class UnitGradientFold implements BlockHooks, ShardedGradients, Aut
   }
 
   private UnitGradientFold(ParameterStore store, Communicator comm, Range shard, Transformer model, UnitFiles files,
-      long piece, boolean overlap) {
+      long piece, ExecutorService thread, boolean ownsThread) {
     if (piece < 1) throw new IllegalArgumentException("piece = " + piece + " must be >= 1");
-    if (overlap && files != null) throw new IllegalArgumentException("the fold of a shard on DISK is not overlapped");
     this.piece = piece;
     if (files != null && (!files.holds(Role.GRAD) || !files.range().equals(shard))) {
       throw new IllegalArgumentException("the gradient shard's files must hold GRAD of " + shard + ", they hold "
@@ -121,7 +128,8 @@ public final class UnitGradientFold implements BlockHooks, ShardedGradients, Aut
     this.shard = shard;
     this.model = model;
     this.before = model == null ? null : model.hooks();
-    this.thread = overlap ? CommThread.start(comm.rank()) : null;
+    this.thread = thread;
+    this.ownsThread = ownsThread;
   }
 
   /**
@@ -129,15 +137,18 @@ public final class UnitGradientFold implements BlockHooks, ShardedGradients, Aut
    * pages {@link Role#GRAD} itself and calls these hooks from its own (ZeRO 3).
    */
   static UnitGradientFold forShard(ParameterStore store, Communicator comm, Range shard) {
-    return forShard(store, comm, shard, null, Long.MAX_VALUE);
+    return forShard(store, comm, shard, null, Long.MAX_VALUE, null);
   }
 
   /**
    * As {@link #forShard(ParameterStore, Communicator, Range)} with the shard in {@code files} (GRAD; null: in memory),
-   * folded in pieces of at most {@code piece} elements.
+   * folded in pieces of at most {@code piece} elements; with {@code thread} (not null) each unit's fold runs there, in
+   * the order handed over, behind whatever the caller submitted to it before (ZeRO 3's gathers read ahead). The caller
+   * owns the thread; it makes every collective of its own on that thread too, or after {@link #flush}.
    */
-  static UnitGradientFold forShard(ParameterStore store, Communicator comm, Range shard, UnitFiles files, long piece) {
-    return new UnitGradientFold(store, comm, shard, null, files, piece, false);
+  static UnitGradientFold forShard(ParameterStore store, Communicator comm, Range shard, UnitFiles files, long piece,
+      ExecutorService thread) {
+    return new UnitGradientFold(store, comm, shard, null, files, piece, thread, false);
   }
 
   /**
@@ -174,7 +185,8 @@ public final class UnitGradientFold implements BlockHooks, ShardedGradients, Aut
     }
     ParameterStore store = model.parameters();
     Range shard = DataParallel.optimizerShard(store, comm);
-    UnitGradientFold f = new UnitGradientFold(store, comm, shard, model, null, Long.MAX_VALUE, overlap);
+    UnitGradientFold f = new UnitGradientFold(store, comm, shard, model, null, Long.MAX_VALUE,
+        overlap ? CommThread.start(comm.rank()) : null, true);
     try {
       if (store.has(Role.GRAD)) store.release(Role.GRAD);
       store.pageWithoutBacking(Role.GRAD);
@@ -182,7 +194,7 @@ public final class UnitGradientFold implements BlockHooks, ShardedGradients, Aut
       return f;
     } catch (RuntimeException e) {
       f.gradient.close();
-      if (f.thread != null) f.thread.shutdownNow();
+      if (f.thread != null) f.thread.shutdownNow();  // this one's own (ZeRO 2)
       throw e;
     }
   }
@@ -243,7 +255,7 @@ public final class UnitGradientFold implements BlockHooks, ShardedGradients, Aut
         for (long s = e.start(); s < e.end(); s += piece) {
           Range p = new Range(s, Math.min(e.end(), s + piece));
           try (Tensor gp = g.slice(0, p.start() - e.start(), p.end() - e.start())) {
-            foldOnDisk(p, gp);
+            foldOnDisk(p, gp, micro == 0);
           }
         }
       } finally {
@@ -269,16 +281,23 @@ public final class UnitGradientFold implements BlockHooks, ShardedGradients, Aut
     Tensor acc = null;
     try {
       if (!store.isClosed() && store.isMapped(Role.GRAD, unit)) store.unmap(Role.GRAD, unit);
-      while (!inFlight.isEmpty() && inFlight.peekFirst().done().isDone()) retireOldest();
+      retireDone();
       while (inFlight.size() >= IN_FLIGHT) awaitOldest();
-      acc = gradient.slice(0, mine.isEmpty() ? 0 : mine.start() - shard.start(), mine.isEmpty() ? 0 : mine.end() - shard.start());
-      Tensor part = acc;
-      long[] counts = counts(unit);
       boolean first = micro == 0;
+      Runnable work;
+      if (files != null) {  // piece by piece through the shard on DISK, as on the training thread
+        Range e = unit.elements();
+        work = () -> foldPieces(e, g, first);
+      } else {
+        acc = gradient.slice(0, mine.isEmpty() ? 0 : mine.start() - shard.start(), mine.isEmpty() ? 0 : mine.end() - shard.start());
+        Tensor part = acc;
+        long[] counts = counts(unit);
+        work = () -> comm.reduceScatterAccumulateV(g, part, counts, first);
+      }
       Future<?> done = thread.submit(() -> {
         long t0 = System.nanoTime();
         try {
-          comm.reduceScatterAccumulateV(g, part, counts, first);
+          work.run();
         } finally {
           busyNanos.addAndGet(System.nanoTime() - t0);
         }
@@ -289,6 +308,14 @@ public final class UnitGradientFold implements BlockHooks, ShardedGradients, Aut
       g.close();
       throw e;
     }
+  }
+
+  /**
+   * Retires the folds handed over that are done, throwing the first failure ({@link #retireOldest}): a caller about to
+   * submit work of its own behind them (ZeRO 3's gathers) learns of a failed fold first.
+   */
+  void retireDone() {
+    while (!inFlight.isEmpty() && inFlight.peekFirst().done().isDone()) retireOldest();
   }
 
   /** Waits for the oldest fold handed over (the time counted in {@link #stats}) and retires it. */
@@ -367,18 +394,29 @@ public final class UnitGradientFold implements BlockHooks, ShardedGradients, Aut
     return thread != null;
   }
 
+  /** Overlap, on the communication thread: the fold of a unit's window {@code g} (its elements {@code e}) on DISK. */
+  private void foldPieces(Range e, Tensor g, boolean first) {
+    for (long s = e.start(); s < e.end(); s += piece) {
+      Range p = new Range(s, Math.min(e.end(), s + piece));
+      try (Tensor gp = g.slice(0, p.start() - e.start(), p.end() - e.start())) {
+        foldOnDisk(p, gp, first);
+      }
+    }
+  }
+
   /**
    * The fold of a unit's window's elements {@code p} ({@code g}) into this rank's part of them in the shard on DISK:
-   * read (unless the step's first micro-batch overwrites it), folded, written behind.
+   * read (unless the step's first micro-batch overwrites it, {@code first}), folded, written behind. Runs on the thread
+   * that folds (the training thread, or with overlap the communication thread).
    */
-  private void foldOnDisk(Range p, Tensor g) {
+  private void foldOnDisk(Range p, Tensor g, boolean first) {
     // the last piece's write is over first: one piece's part in HOST at a time
-    flush();
+    awaitWrite();
     Range mine = p.intersect(shard);
     Tensor acc = Tensor.empty(DType.F32, Device.CPU, Tier.HOST, mine.length()).detach();
     try {
-      if (micro > 0 && !mine.isEmpty()) files.transfer(Role.GRAD, mine, acc, false);
-      comm.reduceScatterAccumulateV(g, acc, counts(p), micro == 0);
+      if (!first && !mine.isEmpty()) files.transfer(Role.GRAD, mine, acc, false);
+      comm.reduceScatterAccumulateV(g, acc, counts(p), first);
     } catch (RuntimeException | Error e) {
       acc.close();
       throw e;
@@ -401,6 +439,11 @@ public final class UnitGradientFold implements BlockHooks, ShardedGradients, Aut
   @Override
   public void flush() {
     while (!inFlight.isEmpty()) awaitOldest();
+    if (!leaked) awaitWrite();  // else a fold may still run (and write) on the communication thread
+  }
+
+  /** Waits until the last piece's part of the shard on DISK is written, and frees its buffer. */
+  private void awaitWrite() {
     if (pending == null) return;
     Future<?> f = pending;
     Tensor b = pendingBuffer;
@@ -451,7 +494,8 @@ public final class UnitGradientFold implements BlockHooks, ShardedGradients, Aut
    * part of the shard on DISK being written).
    */
   public long windowBytes() {
-    long b = pendingBuffer == null ? 0 : pendingBuffer.byteSize();
+    Tensor pb = pendingBuffer;
+    long b = pb == null ? 0 : pb.byteSize();
     for (Tensor w : grads) if (w != null) b += w.byteSize();
     for (Fold f : inFlight) b += f.window().byteSize();
     return b;
@@ -480,7 +524,7 @@ public final class UnitGradientFold implements BlockHooks, ShardedGradients, Aut
       if (!store.isClosed() && store.isPaged(Role.GRAD)) store.release(Role.GRAD);
       if (model != null) model.setHooks(before);
     } finally {
-      if (thread != null) thread.shutdownNow();
+      if (thread != null && ownsThread) thread.shutdownNow();
       if (gradient != null && !leaked) gradient.close();  // else a fold may still write it: left allocated
       if (io != null) io.shutdownNow();
     }

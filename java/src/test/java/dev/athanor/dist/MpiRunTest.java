@@ -175,7 +175,8 @@ class MpiRunTest {
    * and the bytes it reports per step are exactly what plain data parallel hands to collectives a step: the flat F32
    * gradient (one all-reduce) and its micro-batch's loss (one F32, all-gathered for the log); it says whether --overlap
    * was on, the bucket size and what ran on the communication thread (the all-reduce's buckets; under --zero 2 the unit
-   * folds, nothing with --overlap off).
+   * folds, under --zero 3 the gathers read ahead and the folds, nothing with --overlap off); --zero 3 runs ZeRO 3 (its
+   * gathers add to the bytes of ZeRO 2's folds).
    */
   @Test
   void benchDataParallelReportsTheStepsAllReduce() throws Exception {
@@ -203,6 +204,19 @@ class MpiRunTest {
     JsonObject zo = bench(f, "--dp", "2", "--zero", "2", "--overlap", "off");
     assertEquals("off", zo.get("overlap").getAsString(), zo.toString());
     assertEquals("nothing", zo.get("overlapped").getAsString(), zo.toString());
+    // ZeRO 3 as train runs it (ShardedWeights), not ZeRO 2's trainer: besides the folds of the gradient (ZeRO 2's bytes),
+    // every step gathers each unit's weights at least once, rank 0 handing its shard of the masters (numel / 2
+    // elements) to the all-gathers at least once; with --overlap on the gathers read ahead and the folds on the
+    // communication thread
+    JsonObject z3 = bench(f, "--dp", "2", "--zero", "3");
+    assertEquals(3, z3.get("zero").getAsInt(), z3.toString());
+    assertTrue(z3.get("overlapped").getAsString().startsWith("ZeRO 3 gathers read ahead and unit folds"), z3.toString());
+    long zero2Bytes = z.get("comm_bytes_per_step").getAsLong(), zero3Bytes = z3.get("comm_bytes_per_step").getAsLong();
+    assertTrue(zero3Bytes - zero2Bytes >= 4 * Communicator.partStart(gradientBytes / 4, 1, 2), "ZeRO 3 gathers the "
+        + "weights: " + zero3Bytes + " bytes a step vs ZeRO 2's " + zero2Bytes);
+    JsonObject z3o = bench(f, "--dp", "2", "--zero", "3", "--overlap", "off");
+    assertEquals("nothing", z3o.get("overlapped").getAsString(), z3o.toString());
+    assertEquals(zero3Bytes, z3o.get("comm_bytes_per_step").getAsLong(), "the same collectives with --overlap off: " + z3o);
 
     // tensor parallel: both ranks read the same batch and hold half of each block
     JsonObject t = bench(f, "--tp", "2");
@@ -973,14 +987,15 @@ class MpiRunTest {
 
   /**
    * A rank killed by SIGKILL in the middle of a step's backward while its peers' communication threads all-reduce the
-   * buckets already started, or (ZeRO 2) fold the units already handed over ({@link OverlapDieMain}): the job ends with
+   * buckets already started, or (ZeRO 2, ZeRO 3) fold the units already handed over ({@link OverlapDieMain}): the job ends with
    * an error naming the lost rank, not a hang.
    */
   @Test
   void aRankThatDiesMidBackwardWithOverlapEndsTheJobNamingTheLostRank() throws Exception {
     TrainFixture f = TrainFixture.create(tmp.resolve("overlap-die-fixture"));
-    // ZeRO 0's buckets, then ZeRO 2's unit folds on the communication thread
-    for (List<String> a : List.of(List.of(f.data.toString()), List.of(f.data.toString(), "zero2"))) {
+    // ZeRO 0's buckets, then ZeRO 2's and ZeRO 3's unit folds on the communication thread
+    for (List<String> a : List.of(List.of(f.data.toString()), List.of(f.data.toString(), "zero2"),
+        List.of(f.data.toString(), "zero3fold"))) {
       Job j = mpirun(2, OverlapDieMain.class.getName(), a, 120);  // fails the test if it hangs
       assertNotEquals(0, j.exitCode(), a + ": " + j.output());
       assertTrue(j.output().contains("rank 0 of 2: step 0 done"), a + ": " + j.output());
@@ -990,12 +1005,13 @@ class MpiRunTest {
   }
 
   /**
-   * ZeRO 3 with each next unit's gather read ahead on the communication thread ({@link ShardedWeights}) against the
-   * gathers when each unit is about to run: under dp 2 and dp 3 (shards that cut units mid-way), GPT-2 and Llama, accum
+   * ZeRO 3 with each next unit's gather read ahead and each unit's gradient fold on the communication thread ({@link
+   * ShardedWeights} with overlap) against the gathers when each unit is about to run and the folds on the training
+   * thread: under dp 2 and dp 3 (shards that cut units mid-way), GPT-2 and Llama, accum
    * 1 and 2, the shard in memory and on DISK, every step's loss and norm and the final weights are the same bits ({@link
    * ZeroReadAheadMain}); and through {@code train}: {@code --zero 3} with {@code --overlap on} (the default: read-ahead)
    * against {@code --overlap off}, at accum 2, every logged step and the saved weights, each step line saying how many
-   * gathers were read ahead (none with it off).
+   * gathers were read ahead (none with it off) and, with it on, the unit folds on the communication thread.
    */
   @Test
   void zeroThreeReadAheadEqualsGatheringWhenEachUnitRunsBitForBit() throws Exception {
@@ -1004,7 +1020,7 @@ class MpiRunTest {
       Job j = mpirun(np, ZeroReadAheadMain.class.getName(), List.of(f.data.toString(), tmp.resolve("ahead-" + np).toString()),
           600);
       assertEquals(0, j.exitCode(), j.output());
-      assertTrue(j.output().contains("zero 3 read-ahead: dp " + np + ", 8 runs equal to read-ahead off bit for bit"), j.output());
+      assertTrue(j.output().contains("zero 3 overlap: dp " + np + ", 8 runs equal to overlap off bit for bit"), j.output());
     }
     Path off = tmp.resolve("ahead-off"), on = tmp.resolve("ahead-on");
     List<String> flags = List.of("--dp", "2", "--zero", "3", "--accum", "2", "--threads", "1");
@@ -1012,12 +1028,26 @@ class MpiRunTest {
     assertEquals(0, a.exitCode(), a.output());
     Job b = mpirun(2, Main.class.getName(), concat(trainArgs(f, on), flags), 300);
     assertEquals(0, b.exitCode(), b.output());
+    assertFalse(a.output().contains("overlapped with the backward"), a.output());
+    int units;
+    try (dev.athanor.nn.Transformer m = dev.athanor.nn.Transformer.create(TrainFixture.model(), dev.athanor.runtime.Device.CPU)) {
+      units = m.parameters().units().size();
+    }
+    assertTrue(b.output().contains("ZeRO 3 gathers read ahead and gradient reduce-scatter overlapped with the backward: "
+        + "each of the ") && b.output().contains(units + " units' folds on the communication thread"), b.output());
     assertEquals(steps(off), steps(on), "every logged step, ZeRO 3 --overlap off vs on");
     for (Path run : List.of(off, on)) {
       for (String line : stepLines(run.resolve("log.jsonl"))) {
         JsonObject o = JsonParser.parseString(line).getAsJsonObject();
         assertEquals(run == on, o.get("gathers_ahead").getAsLong() > 0, line);
         assertTrue(o.get("gather_wait_ms").getAsDouble() >= 0, line);
+        // with overlap, each unit's fold of each micro-batch on the communication thread, as ZeRO 2's
+        if (run == off) {
+          assertFalse(line.contains("comm_buckets"), line);
+        } else {
+          assertEquals(2 * units, o.get("comm_buckets").getAsInt(), "a fold per unit and micro-batch: " + line);
+          assertTrue(o.get("comm_wait_ms").getAsDouble() >= 0, line);
+        }
       }
     }
     Path model = Path.of("model", "model.safetensors");

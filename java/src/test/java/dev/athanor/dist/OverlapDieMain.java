@@ -25,6 +25,10 @@ import java.nio.file.Path;
  * <p>With {@code zero2}: ZeRO 2 with each unit's fold on the communication thread ({@link UnitGradientFold} with
  * overlap); the last rank kills itself as in the first case (step 1, its last block's gradient complete, after the
  * head's fold was handed over), so the others' communication threads wait in a fold.
+ *
+ * <p>With {@code zero3fold}: ZeRO 3 with overlap, the last rank killing itself as in the first case, when on every rank
+ * the head's fold and the next block's gather read ahead were handed to the communication thread, so the others' wait
+ * in one of them.
  */
 public final class OverlapDieMain {
   public static void main(String[] args) throws Exception {
@@ -32,7 +36,8 @@ public final class OverlapDieMain {
     try (Communicator comm = Communicator.mpi(ReduceMode.DETERMINISTIC); TokenDataset d = TokenDataset.open(Path.of(args[0]));
         Transformer m = Transformer.create(ModelConfig.gpt2(300, 64, 2, 64, 2), Device.CPU)) {
       m.initialize(8);
-      boolean zero3 = args.length > 1 && args[1].equals("zero3"), zero2 = args.length > 1 && args[1].equals("zero2");
+      boolean zero3 = args.length > 1 && args[1].startsWith("zero3"), zero2 = args.length > 1 && args[1].equals("zero2");
+      boolean zero3Fold = args.length > 1 && args[1].equals("zero3fold");
       try (ShardedWeights z = zero3 ? ShardedWeights.attach(m, comm) : null;
           UnitGradientFold f = zero2 ? UnitGradientFold.attach(m, comm, true) : null;
           Trainer t = zero3 ? new Trainer(m, tc, new DataLoader(d, 2, 16, true, 5), z)
@@ -48,12 +53,12 @@ public final class OverlapDieMain {
         m.setHooks(BlockHooks.both(m.hooks(), new BlockHooks() {
           @Override
           public void beforeWeights(Unit unit, Pass pass) {
-            if (zero3 && comm.rank() == dying && t.nextStep() == 1 && unit.index() == firstBlock) die();
+            if (zero3 && !zero3Fold && comm.rank() == dying && t.nextStep() == 1 && unit.index() == firstBlock) die();
           }
 
           @Override
           public void afterGradients(Unit unit) {
-            if (!zero3 && comm.rank() == dying && t.nextStep() == 1 && unit.index() == lastBlock) die();
+            if ((!zero3 || zero3Fold) && comm.rank() == dying && t.nextStep() == 1 && unit.index() == lastBlock) die();
           }
         }));
         t.step();

@@ -120,10 +120,11 @@ class OverlappedReductionTest {
    * count itself in {@code calls}, and fails its second call ("MPI_Alltoallv: the peer is gone"); any other collective
    * is unsupported.
    */
-  static Communicator failingSecond(String collective, AtomicInteger calls, List<String> threads) {
+  static Communicator failingSecond(String collective, AtomicInteger calls, List<String> threads, String... passing) {
     return (Communicator) Proxy.newProxyInstance(Communicator.class.getClassLoader(),
         new Class<?>[] {Communicator.class}, (proxy, method, args) -> {
           String name = method.getName();
+          if (List.of(passing).contains(name)) return null;  // does nothing (the output left as it was)
           if (name.equals(collective)) {
             synchronized (threads) {
               threads.add(Thread.currentThread().getName());

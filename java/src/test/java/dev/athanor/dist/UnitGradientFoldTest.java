@@ -34,8 +34,8 @@ import org.junit.jupiter.api.io.TempDir;
  * mapped at once (the tied embeddings' under the head's backward, then a block's), with overlap plus the one unit's
  * whose fold is in flight (a block or the head, never the embeddings), none between steps, and the store holds no whole
  * gradient; closing it puts the model's hooks back; a model whose gradients are already paged is refused. A fold that
- * fails on the communication thread is thrown by the step on the training thread, naming the rank, the unit and the
- * micro-batch.
+ * fails on the communication thread (ZeRO 2's, and ZeRO 3's behind its gathers) is thrown by the step on the training
+ * thread, naming the rank, the unit and the micro-batch.
  */
 class UnitGradientFoldTest {
   private static final TrainConfig ACCUM_3 =
@@ -56,28 +56,34 @@ class UnitGradientFoldTest {
 
   @Test
   void aFoldThatFailsOnTheCommunicationThreadIsThrownByTheStepNamingRankAndUnit(@TempDir Path tmp) {
-    AtomicInteger calls = new AtomicInteger();
-    List<String> threads = new ArrayList<>();
-    Communicator failing = OverlappedReductionTest.failingSecond("reduceScatterAccumulateV", calls, threads);
     TrainConfig tc = new TrainConfig(2, 2, 16, 1, 1e-2f, 1e-3f, 1, Schedule.COSINE, 0.1f, 0.9f, 0.95f, 1e-8f, 0.5f, true, 5);
-    try (TokenDataset d = TokenDataset.open(TrainerTest.shard(tmp));
-        Transformer m = Transformer.create(ModelConfig.gpt2(97, 32, 2, 32, 2), Device.CPU)) {
-      m.initialize(8);
-      UnitGradientFold z = UnitGradientFold.attach(m, failing, true);
-      assertTrue(z.overlaps());
-      Trainer t = new Trainer(m, tc, new DataLoader(d, 2, 16, true, 5), z);
-      DataParallel.attach(t, failing);
-      CommunicatorException e = assertThrows(CommunicatorException.class, t::step);
-      // the backward hands over the head, then block 1 (whose fold fails), ...
-      assertTrue(e.getMessage().startsWith("rank 1 of 2: the gradient fold of " + m.parameters().units().get(2).name()
-          + " (micro-batch 0, "), e.getMessage());
-      assertTrue(e.getMessage().endsWith("on the communication thread failed: MPI_Alltoallv: the peer is gone"), e.getMessage());
-      assertEquals(List.of("athanor-comm-rank-1", "athanor-comm-rank-1"), threads.subList(0, 2),
-          "the folds run on the communication thread");
-      assertEquals(0, z.windowBytes(), "the failed step's windows are freed");
-      t.close();
-      z.close();
-      assertEquals(BlockHooks.NONE, m.hooks(), "closed, the fold's hooks leave the model");
+    Path data = TrainerTest.shard(tmp);
+    for (int zero : new int[] {2, 3}) {  // ZeRO 3: its gathers (a peer that contributes nothing) pass
+      AtomicInteger calls = new AtomicInteger();
+      List<String> threads = new ArrayList<>();
+      Communicator failing = OverlappedReductionTest.failingSecond("reduceScatterAccumulateV", calls, threads, "allGatherV");
+      try (TokenDataset d = TokenDataset.open(data);
+          Transformer m = Transformer.create(ModelConfig.gpt2(97, 32, 2, 32, 2), Device.CPU)) {
+        m.initialize(8);
+        ShardedWeights z3 = zero == 3 ? ShardedWeights.attach(m, failing, dev.athanor.offload.OffloadConfig.NONE, true) : null;
+        UnitGradientFold z = zero == 2 ? UnitGradientFold.attach(m, failing, true) : null;
+        assertTrue(z3 != null ? z3.readsAhead() : z.overlaps());
+        Trainer t = z3 != null ? new Trainer(m, tc, new DataLoader(d, 2, 16, true, 5), z3)
+            : new Trainer(m, tc, new DataLoader(d, 2, 16, true, 5), z);
+        DataParallel.attach(t, failing);
+        CommunicatorException e = assertThrows(CommunicatorException.class, t::step);
+        // the backward hands over the head, then block 1 (whose fold fails), ...
+        assertTrue(e.getMessage().startsWith("rank 1 of 2: the gradient fold of " + m.parameters().units().get(2).name()
+            + " (micro-batch 0, "), "ZeRO " + zero + ": " + e.getMessage());
+        assertTrue(e.getMessage().endsWith("on the communication thread failed: MPI_Alltoallv: the peer is gone"), e.getMessage());
+        assertEquals(List.of("athanor-comm-rank-1", "athanor-comm-rank-1"), threads.subList(0, 2),
+            "ZeRO " + zero + ": the folds run on the communication thread");
+        assertEquals(0, z3 != null ? z3.windowBytes() : z.windowBytes(), "ZeRO " + zero + ": the failed step's windows are freed");
+        t.close();
+        if (z3 != null) z3.close();
+        if (z != null) z.close();
+        assertEquals(BlockHooks.NONE, m.hooks(), "closed, the fold's hooks leave the model");
+      }
     }
   }
 

@@ -314,7 +314,8 @@ class ZeroOffloadMpiTest {
 
   /**
    * dp 2 and 3 × ZeRO 3 (--accum 2: the gradient's shard read back and added to) with the rank's whole shard on DISK
-   * equal the same run in memory (every logged step, the final weights); each step moves the DISK bytes the planner
+   * equal the same run in memory (every logged step, the final weights), with each unit's fold on the communication
+   * thread (--overlap on, the default) and on the training thread (--overlap off); each step moves the DISK bytes the planner
    * predicts for rank 0; rank 0's HOST peak is below that of the moments alone on DISK, and its DISK peak holds the
    * shard's four roles.
    */
@@ -340,6 +341,17 @@ class ZeroOffloadMpiTest {
       assertEquals(want, steps(off), "dp " + np + " × ZeRO 3 with the whole shard on DISK vs in memory: every logged step");
       assertEquals(want, steps(mom), "dp " + np + " × ZeRO 3 with the moments' shard on DISK vs in memory");
       assertEquals(-1, Files.mismatch(mem.resolve(MODEL), off.resolve(MODEL)), "final weights, dp " + np + ", whole shard on DISK");
+      // --overlap on (the default): each unit's fold of each micro-batch ran on the communication thread, through the
+      // gradient's shard on DISK; --overlap off folds (and gathers) on the training thread: the same bits
+      for (JsonObject o : stepLines(off)) {
+        assertEquals(2 * (TrainFixture.model().layers() + 2), o.get("comm_buckets").getAsInt(), "unit folds: " + o);
+      }
+      Path sync = tmp.resolve(tag + "-offload-overlap-off");
+      trainMpi(np, MpiRunTest.concat(trainArgs(f, sync), zeroFlags, List.of("--offload", all.toString(), "--offload-dir",
+          tmp.resolve(tag + "-overlap-off-dir").toString(), "--overlap", "off")));
+      assertEquals(want, steps(sync), "dp " + np + " × ZeRO 3 with the whole shard on DISK, --overlap off");
+      assertEquals(-1, Files.mismatch(off.resolve(MODEL), sync.resolve(MODEL)), "final weights, dp " + np
+          + ", whole shard on DISK, --overlap on vs off");
       long predicted = OffloadPlanner.shardTrafficPerStep(TrainFixture.model(), np, 0, 2, WHOLE_SHARD);
       for (long b : diskBytesPerStep(off)) assertEquals(predicted, b, "rank 0's DISK bytes per step, dp " + np);
       JsonObject pm = peaks(mom), po = peaks(off);

@@ -18,17 +18,23 @@ import java.util.Set;
 
 /**
  * Run by {@link MpiRunTest} under mpirun with a token shard of a 300-token vocabulary and a scratch directory
- * (arguments): ZeRO 3 over every process with each next unit's gather read ahead on the communication thread ({@link
- * ShardedWeights}) against the same run gathering each unit when it is about to run, for a GPT-2 (tied embeddings) and a
+ * (arguments): ZeRO 3 over every process with each next unit's gather read ahead and each unit's gradient fold on the
+ * communication thread ({@link ShardedWeights} with overlap) against the same run gathering each unit when it is about
+ * to run and folding on the training thread, for a GPT-2 (tied embeddings) and a
  * Llama (untied head) tiny model ({@link OverlapMain#MODELS}), at accum 1 and 2, with the shard in memory and with its
  * masters, gradient and moments on DISK (chunks of a hundred elements: the gathers go piece by piece). Every step's loss
  * and gradient norm and the final weights must be equal bit for bit, and every gather but each micro-batch's first must
- * have been read ahead (2 (L + 1) per micro-batch for L blocks), none of them for a unit that did not run next. Prints
+ * have been read ahead (2 (L + 1) per micro-batch for L blocks), none of them for a unit that did not run next, and
+ * every unit's fold of every micro-batch must have run on the communication thread (the shard's gradient in memory, or
+ * on DISK piece by piece). Prints
  * one line on rank 0 and exits 0, or throws.
  */
 public final class ZeroReadAheadMain {
-  /** One run: each step's loss and norm bits, the final masters (gathered), the gathers read ahead and those missed. */
-  record Run(String steps, float[] weights, long ahead, long missed) {}
+  /**
+   * One run: each step's loss and norm bits, the final masters (gathered), the gathers read ahead and those missed, and
+   * the unit folds on the communication thread.
+   */
+  record Run(String steps, float[] weights, long ahead, long missed, long folds) {}
 
   public static void main(String[] args) throws Exception {
     Path data = Path.of(args[0]), scratch = Path.of(args[1]);
@@ -42,19 +48,23 @@ public final class ZeroReadAheadMain {
             Run off = train(comm, d, mc, accum, disk ? dir.resolve("off") : null, false);
             Run on = train(comm, d, mc, accum, disk ? dir.resolve("on") : null, true);
             long want = 4L * accum * 2 * (mc.layers() + 1);
-            check(off.ahead() == 0, what + ": read-ahead off read " + off.ahead() + " ahead");
+            check(off.ahead() == 0 && off.folds() == 0, what + ": overlap off read " + off.ahead() + " ahead, folded "
+                + off.folds() + " on the communication thread");
+            long units = mc.layers() + 2;  // the embeddings, each block, the head (tied or not: its final norm)
+            check(on.folds() == 4L * accum * units, what + ": " + on.folds() + " unit folds on the communication thread, "
+                + "expected " + 4L * accum * units + " in 4 steps");
             check(on.ahead() == want && on.missed() == 0, what + ": " + on.ahead() + " gathers read ahead (" + on.missed()
                 + " missed), expected " + want + " in 4 steps");
-            check(off.steps().equals(on.steps()), what + ": losses and norms differ from read-ahead off:\n" + off.steps()
+            check(off.steps().equals(on.steps()), what + ": losses and norms differ from overlap off:\n" + off.steps()
                 + "\n" + on.steps());
-            check(Arrays.equals(off.weights(), on.weights()), what + ": final weights differ from read-ahead off");
+            check(Arrays.equals(off.weights(), on.weights()), what + ": final weights differ from overlap off");
             checks++;
           }
         }
       }
       comm.barrier();
       if (comm.rank() == 0) {
-        System.out.println("zero 3 read-ahead: dp " + comm.size() + ", " + checks + " runs equal to read-ahead off bit for bit");
+        System.out.println("zero 3 overlap: dp " + comm.size() + ", " + checks + " runs equal to overlap off bit for bit");
       }
     }
   }
@@ -67,7 +77,7 @@ public final class ZeroReadAheadMain {
     try (Transformer m = Transformer.create(mc, Device.CPU)) {
       m.initialize(8);
       DataLoader loader = new DataLoader(d, 2, 16, true, 5);
-      long ahead, missed;
+      long ahead, missed, folds;
       try (ShardedWeights z = ShardedWeights.attach(m, comm, oc, readAhead);
           Trainer t = new Trainer(m, tc, loader, z, oc)) {
         DataParallel.attach(t, comm);
@@ -79,9 +89,10 @@ public final class ZeroReadAheadMain {
         }
         ahead = z.readAheads();
         missed = z.readAheadsMissed();
+        folds = z.stats().buckets();
         z.unshard();
       }
-      return new Run(b.toString(), m.parameters().flat(Role.MASTER).toFloatArray(), ahead, missed);
+      return new Run(b.toString(), m.parameters().flat(Role.MASTER).toFloatArray(), ahead, missed, folds);
     }
   }
 

@@ -229,10 +229,13 @@ public final class ParallelPlanner {
         // 2026-12-04-cpu-zero3-memory-*.md): the windows peak at the tied head's backward, the embeddings' weights and
         // gradient (98.7 MiB of this bound's 104.7); without read-ahead the whole estimate, 248.1 MiB, bounded the measured
         // 238.1. Read-ahead (the default) gathers the next unit into a window of its own while
-        // one computes: one unit's weights more at most, bounded by the largest unit
+        // one computes: one unit's weights more at most, bounded by the largest unit; and the fold overlapped on the same
+        // thread (UnitGradientFold.IN_FLIGHT = 1) holds the gradient window of one unit whose backward ended: a block or
+        // the head, never the embeddings (theirs is the backward's last, waited for before the next forward's first
+        // gather runs). Like ZeRO 2's, both are counted whether --overlap is on or not (the job does not say)
         long windows = 4 * twoLargestUnits(c, l.tp());
         weights = 4 * (p / l.dp() + 1) + windows + 4 * largestUnit(c, l.tp());
-        grads = 4 * (p / l.dp() + 1) + windows;
+        grads = 4 * (p / l.dp() + 1) + windows + 4 * largestBlockOrHead(c, l.tp());
       }
       int inFlight = l.pp() > 1 ? Math.min(l.pp() - s, mb) : 1;
       long acts = Footprint.stageActivationBytes(c, st, job.device(), dt, job.batch(), job.seq(), l.recompute(), inFlight,
