@@ -237,9 +237,10 @@ do_dp() {
   local dev=cuda steps=6 args=(--preset gpt2-tiny --data "$DATA" --device cuda --batch 8 --seq 256 --lr 3e-4)
   [ "$GPU" = 1 ] || { dev=cpu; steps=3; args=(--preset gpt2-tiny --data "$DATA" --device cpu --batch 2 --seq 64 --lr 3e-4); }
   echo "== which mpirun: $(command -v mpirun)"
-  echo "== mpirun -np 2 train --device $dev --dp 2 --collectives mpi --overlap on --bucket-mb 1"
-  timeout 75 mpirun -np 2 --oversubscribe --bind-to none "${ATH[@]}" train "${args[@]}" --steps $steps --dp 2 --collectives mpi \
-    --overlap on --bucket-mb 1 --out "$W/dp-mpi" --log "$W/dp-mpi.jsonl"
+  echo "== mpirun -np 2 train --device $dev --dp 2 --collectives mpi --overlap on --bucket-mb 1 (ATHANOR_CUDA_STREAM_OVERLAP=1)"
+  # the stream variant of the overlap is behind ATHANOR_CUDA_STREAM_OVERLAP=1 until this check has run it
+  ATHANOR_CUDA_STREAM_OVERLAP=1 timeout 75 mpirun -np 2 --oversubscribe --bind-to none "${ATH[@]}" train "${args[@]}" \
+    --steps $steps --dp 2 --collectives mpi --overlap on --bucket-mb 1 --out "$W/dp-mpi" --log "$W/dp-mpi.jsonl"
   echo "dp-mpi exit $?"
   echo "== mpirun -np 2 train --device $dev --dp 2 --collectives mpi --overlap off"
   timeout 60 mpirun -np 2 --oversubscribe --bind-to none "${ATH[@]}" train "${args[@]}" --steps $steps --dp 2 --collectives mpi \

@@ -12,7 +12,7 @@ class OverlapOptions {
   @Option(names = "--overlap", paramLabel = "BOOL", arity = "1", defaultValue = "on", converter = Options.Bool.class,
       description = "with --dp (no --tp or --pp): ZeRO 0 and 1 all-reduce the step's gradient in buckets during the "
           + "backward of its last micro-batch, each bucket as soon as the backward has finished its units (the head first), on "
-          + "a communication thread (CUDA, ZeRO 0: a communication stream), instead of all at once after it; ZeRO 2 folds each unit's gradient into the owners' "
+          + "a communication thread (CUDA, ZeRO 0, with ATHANOR_CUDA_STREAM_OVERLAP=1: a communication stream), instead of all at once after it; ZeRO 2 folds each unit's gradient into the owners' "
           + "shards on that thread while the backward goes on with the next units, instead of on the training thread; with "
           + "--zero 3, gather the next unit's weights on that thread while the current unit computes, instead of when it is "
           + "about to run. The same bits either way (deterministic mode). on or off. Default: ${DEFAULT-VALUE}")

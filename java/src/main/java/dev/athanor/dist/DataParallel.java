@@ -101,11 +101,19 @@ public final class DataParallel implements GradientReducer {
   }
 
   /**
+   * {@code ATHANOR_CUDA_STREAM_OVERLAP=1} (read once): CUDA models overlap the all-reduce on a communication stream.
+   * Off by default until a GPU check has run {@link StreamOverlappedReduction}; without it CUDA reduces after the
+   * backward, as before.
+   */
+  static final boolean STREAM_OVERLAP = "1".equals(System.getenv("ATHANOR_CUDA_STREAM_OVERLAP"));
+
+  /**
    * As {@link #attach(Trainer, Communicator)}, with the all-reduce of plain data parallel and ZeRO 1 overlapped with
    * the backward in buckets of at most {@code bucketBytes} of gradient when {@code bucketBytes > 0}, there is more than
    * one rank, the trainer's step gradient is whole (not ZeRO 2 or 3) and the model allows it: on the CPU a communication
    * thread ({@link OverlappedReduction#supports}), on CUDA a communication stream ({@link
-   * StreamOverlappedReduction#supports}); else the reduction runs after the backward. The bits are the same either way
+   * StreamOverlappedReduction#supports}; only under {@code ATHANOR_CUDA_STREAM_OVERLAP=1} until a GPU check
+   * has run it); else the reduction runs after the backward. The bits are the same either way
    * (deterministic mode). The trainer closes the reducer, and with it the thread or stream.
    */
   public static DataParallel attach(Trainer trainer, Communicator comm, long bucketBytes) {
@@ -113,7 +121,7 @@ public final class DataParallel implements GradientReducer {
     if (bucketBytes > 0 && comm.size() > 1 && trainer.gradientShard() == null) {
       if (OverlappedReduction.supports(trainer.model())) {
         dp.overlap = OverlappedReduction.attach(trainer.model(), comm, bucketBytes);
-      } else if (StreamOverlappedReduction.supports(trainer.model())) {
+      } else if (StreamOverlappedReduction.supports(trainer.model()) && STREAM_OVERLAP) {
         dp.overlap = StreamOverlappedReduction.attach(trainer.model(), comm, bucketBytes);
       }
     }
