@@ -935,8 +935,8 @@ final class TrainCommand implements Callable<Integer> {
         // ZeRO 0 and 1 on the CPU (a communication thread), ZeRO 0 on CUDA (a communication stream): the all-reduce
         // overlaps the last micro-batch's backward, bucket by bucket; with the optimizer on the host it runs after the
         // backward (the trainer never starts it during one)
-        overlap = hostOffload != null ? null : DataParallel.attach(trainer, comm, bucketBytes).overlap();
-        if (hostOffload != null) DataParallel.attach(trainer, comm);
+        overlap = (hostOffload != null ? DataParallel.attach(trainer, comm)
+            : DataParallel.attach(trainer, comm, bucketBytes)).overlap();
         if (overlap != null && primary) {
           out.printf("gradient all-reduce overlapped with the backward: %d buckets of at most %s (--bucket-mb), on a "
               + "communication %s%n", overlap.buckets().buckets().size(), Bytes.format(bucketBytes),

@@ -68,17 +68,21 @@ class DeviceStepScalarsTest {
 
   @Test
   void sameBitsAsTheHostSideStep(@TempDir Path tmp) {
-    Path data = TrainerTest.shard(tmp);
+    assertSameBits(TrainerTest.shard(tmp), Device.CPU, "");
+  }
+
+  /** For GPT-2 and Llama at accum 1 and 2 on {@code device}: the two steps' every step line, masters and moments. */
+  private static void assertSameBits(Path data, Device device, String prefix) {
     for (ModelConfig cfg : MODELS) {
       for (int accum : new int[] {1, 2}) {
-        String what = cfg.family() + " accum " + accum;
-        Run host = run(data, cfg, accum, false), device = run(data, cfg, accum, true);
+        String what = prefix + cfg.family() + " accum " + accum;
+        Run host = run(data, cfg, accum, false, device), onDevice = run(data, cfg, accum, true, device);
         for (int s = 0; s < host.steps().size(); s++) {
-          assertArrayEquals(host.steps().get(s), device.steps().get(s), what + " step " + s + " (loss, norm, lr, tokens)");
+          assertArrayEquals(host.steps().get(s), onDevice.steps().get(s), what + " step " + s + " (loss, norm, lr, tokens)");
         }
-        assertArrayEquals(host.master(), device.master(), what + " masters");
-        assertArrayEquals(host.m(), device.m(), what + " first moments");
-        assertArrayEquals(host.v(), device.v(), what + " second moments");
+        assertArrayEquals(host.master(), onDevice.master(), what + " masters");
+        assertArrayEquals(host.m(), onDevice.m(), what + " first moments");
+        assertArrayEquals(host.v(), onDevice.v(), what + " second moments");
       }
     }
   }
@@ -90,20 +94,7 @@ class DeviceStepScalarsTest {
   @Test
   void sameBitsAsTheHostSideStepOnCuda(@TempDir Path tmp) {
     assumeTrue(Cuda.isAvailable(), "CUDA unavailable: " + Cuda.unavailableReason());
-    Device cuda = Device.cuda(0);
-    Path data = TrainerTest.shard(tmp);
-    for (ModelConfig cfg : MODELS) {
-      for (int accum : new int[] {1, 2}) {
-        String what = "cuda " + cfg.family() + " accum " + accum;
-        Run host = run(data, cfg, accum, false, cuda), device = run(data, cfg, accum, true, cuda);
-        for (int s = 0; s < host.steps().size(); s++) {
-          assertArrayEquals(host.steps().get(s), device.steps().get(s), what + " step " + s + " (loss, norm, lr, tokens)");
-        }
-        assertArrayEquals(host.master(), device.master(), what + " masters");
-        assertArrayEquals(host.m(), device.m(), what + " first moments");
-        assertArrayEquals(host.v(), device.v(), what + " second moments");
-      }
-    }
+    assertSameBits(TrainerTest.shard(tmp), Device.cuda(0), "cuda ");
   }
 
   @Test
